@@ -1,0 +1,27 @@
+"""`edge-agent`: the device-side command line.
+
+Commands live in the modules that do the work; this file only registers them, so each
+command's imports stay lazy (a Pi never imports what a command it does not run needs).
+"""
+
+from __future__ import annotations
+
+import typer
+
+from .cli_support import run_app
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Listen to a machine, score 10-second windows, publish alarms.",
+)
+
+# --- commands (each registered from its own module) ---
+
+
+def main(argv: list[str] | None = None) -> None:
+    run_app(app, argv)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,122 @@
+"""The one frontend spec: features computed identically for training and on the device.
+
+The paper (Wilkinghoff, ICASSP 2023, section 2.1) feeds two representations of a 10 s,
+16 kHz clip to two sub-networks:
+
+* branch A: magnitude STFT (Hann window 1024, hop 512, no padding -> 311 frames x 513 bins)
+  with temporal mean normalisation (per frequency bin, subtract the mean over the clip's
+  frames, like cepstral mean normalisation);
+* branch B: magnitude of the FFT of the whole clip, first 80 000 bins (DC up to just below
+  Nyquist).
+
+This module is pure numpy/scipy (no TensorFlow); `model_build.tf_frontend` implements the same
+spec in TensorFlow for training and a test proves the two agree numerically.
+The window is the *periodic* Hann window, which is what `tf.signal.stft` uses by default.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import scipy.fft
+from numpy.typing import NDArray
+
+FloatArray = NDArray[np.float32]
+
+
+@dataclass(frozen=True)
+class FrontendSpec:
+    """Parameters of both input representations; stored in every bundle manifest."""
+
+    sample_rate: int = 16_000
+    clip_seconds: float = 10.0
+    n_fft: int = 1024
+    hop: int = 512
+    spectrum_bins: int = 80_000
+    temporal_norm: bool = True
+
+    @property
+    def clip_samples(self) -> int:
+        return round(self.sample_rate * self.clip_seconds)
+
+    @property
+    def n_frames(self) -> int:
+        return 1 + (self.clip_samples - self.n_fft) // self.hop
+
+    @property
+    def n_bins(self) -> int:
+        return self.n_fft // 2 + 1
+
+    @property
+    def spectrogram_shape(self) -> tuple[int, int]:
+        return (self.n_frames, self.n_bins)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "sample_rate": self.sample_rate,
+            "clip_seconds": self.clip_seconds,
+            "n_fft": self.n_fft,
+            "hop": self.hop,
+            "spectrum_bins": self.spectrum_bins,
+            "temporal_norm": self.temporal_norm,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FrontendSpec:
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown frontend parameter(s): {sorted(unknown)}")
+        return cls(**data)
+
+
+DEFAULT_SPEC = FrontendSpec()
+
+
+def periodic_hann(n: int) -> FloatArray:
+    """Periodic Hann window (as `tf.signal.hann_window(n, periodic=True)`)."""
+    k = np.arange(n, dtype=np.float64)
+    return (0.5 - 0.5 * np.cos(2.0 * np.pi * k / n)).astype(np.float32)
+
+
+def _check_clip(wave: NDArray[Any], spec: FrontendSpec) -> NDArray[np.float32]:
+    x = np.asarray(wave, dtype=np.float32)
+    if x.shape[-1] != spec.clip_samples:
+        raise ValueError(
+            f"expected clips of {spec.clip_samples} samples ({spec.clip_seconds} s at "
+            f"{spec.sample_rate} Hz), got {x.shape[-1]}"
+        )
+    return x
+
+
+def spectrogram(wave: NDArray[Any], spec: FrontendSpec = DEFAULT_SPEC) -> FloatArray:
+    """Branch A input: magnitude STFT, optionally temporal-mean normalised.
+
+    `wave` has shape (..., clip_samples); the result has shape (..., n_frames, n_bins).
+    Frames are strided views (no copy) and the FFT is scipy's real FFT over the last axis,
+    which is ~4x faster than numpy's on this workload.
+    """
+    x = _check_clip(wave, spec)
+    frames = np.lib.stride_tricks.sliding_window_view(x, spec.n_fft, axis=-1)[
+        ..., :: spec.hop, :
+    ]
+    frames = frames[..., : spec.n_frames, :] * periodic_hann(spec.n_fft)
+    mag = np.abs(scipy.fft.rfft(frames, axis=-1)).astype(np.float32)
+    if spec.temporal_norm:
+        mag = mag - mag.mean(axis=-2, keepdims=True)
+    return mag
+
+
+def spectrum(wave: NDArray[Any], spec: FrontendSpec = DEFAULT_SPEC) -> FloatArray:
+    """Branch B input: magnitude of the whole clip's FFT, first `spectrum_bins` bins."""
+    x = _check_clip(wave, spec)
+    return np.abs(scipy.fft.rfft(x, axis=-1)[..., : spec.spectrum_bins]).astype(np.float32)
+
+
+def features(
+    wave: NDArray[Any], spec: FrontendSpec = DEFAULT_SPEC
+) -> tuple[FloatArray, FloatArray]:
+    """Both model inputs for one clip or a batch: (spectrogram, spectrum)."""
+    return spectrogram(wave, spec), spectrum(wave, spec)

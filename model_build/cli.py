@@ -1,0 +1,27 @@
+"""`model-build`: synthetic data, training, evaluation and export.
+
+TensorFlow is imported inside the commands that need it, so `model-build --help` and
+`model-build synth` start fast.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from edge_agent.cli_support import run_app
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Build the anomalous-sound model: synth, train, evaluate, export.",
+)
+
+# --- commands (each registered from its own module) ---
+
+
+def main(argv: list[str] | None = None) -> None:
+    run_app(app, argv)
+
+
+if __name__ == "__main__":
+    main()
