@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Install everything the test suite needs (apt + pip into .venv) and run it.
+# This is the README's test command and exactly what CI runs (.ci/run).
+#   bash deploy/test.sh [pytest args...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(libportaudio2 libasound2-plugins alsa-utils pulseaudio mosquitto mosquitto-clients openssl systemd)
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  echo "installing apt packages: ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+PY=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
+.venv/bin/python -m pip install -q -e '.[test]' 2>&1 | grep -v '^WARNING: Location' || true
+.venv/bin/python -c "import edge_agent, model_build, tensorflow, ai_edge_litert" >/dev/null 2>&1 \
+  || { echo "error: the test environment did not install (see pip output above)"; exit 1; }
+
+export TF_CPP_MIN_LOG_LEVEL=2
+.venv/bin/ruff check .
+.venv/bin/mypy
+exec .venv/bin/python -m pytest -q "$@"
