@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Install the edge agent on a Raspberry Pi OS / Debian / Ubuntu machine (aarch64 or x86-64).
+#
+#   sudo deploy/install.sh                    # system install: /opt/edge-agent, systemd unit, user
+#   deploy/install.sh --prefix /tmp/ea --no-apt --no-systemd   # private install (tests, trying out)
+#
+# What it does: apt packages (PortAudio, venv), a virtual environment with the agent and the
+# TFLite runtime that works on this Python (ai-edge-litert, else tflite-runtime with numpy<2),
+# an example config (never overwrites yours), and a sandboxed systemd unit with its own user.
+set -euo pipefail
+
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+PREFIX=/opt/edge-agent
+CONFIG_DIR=/etc/edge-agent
+UNIT_DIR=/etc/systemd/system
+DO_APT=1
+DO_SYSTEMD=1
+PYTHON=${PYTHON:-python3}
+
+usage() { sed -n '2,10p' "$0"; echo "options: --prefix DIR --config-dir DIR --unit-dir DIR --no-apt --no-systemd --python EXE"; }
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --prefix) PREFIX=$2; shift 2 ;;
+    --config-dir) CONFIG_DIR=$2; shift 2 ;;
+    --unit-dir) UNIT_DIR=$2; shift 2 ;;
+    --no-apt) DO_APT=0; shift ;;
+    --no-systemd) DO_SYSTEMD=0; shift ;;
+    --python) PYTHON=$2; shift 2 ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "error: unknown option $1" >&2; usage >&2; exit 2 ;;
+  esac
+done
+
+log() { printf '[install] %s\n' "$*"; }
+arch=$(uname -m)
+log "machine: $arch, python: $("$PYTHON" --version 2>&1), prefix: $PREFIX"
+
+if [ "$DO_APT" = 1 ]; then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  log "apt packages: libportaudio2 python3-venv alsa-utils"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+    libportaudio2 python3-venv alsa-utils >/dev/null
+fi
+
+mkdir -p "$PREFIX"
+"$PYTHON" -m venv "$PREFIX/venv"
+PIP=("$PREFIX/venv/bin/python" -m pip -q --disable-pip-version-check)
+"${PIP[@]}" install --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
+log "installing the agent (no TensorFlow) into $PREFIX/venv"
+"${PIP[@]}" install "$REPO" 2>&1 | grep -v '^WARNING: Location' || true
+
+# The TFLite runtime: prove it by creating an interpreter, not by importing it.
+probe() { "$PREFIX/venv/bin/python" -c "from edge_agent.embedder import select_runtime; print(select_runtime().name)" 2>/dev/null; }
+if ! runtime=$(probe); then
+  log "ai-edge-litert unusable here; trying tflite-runtime (needs numpy<2)"
+  "${PIP[@]}" install 'tflite-runtime' 'numpy<2' 'ml_dtypes<0.6' 2>&1 | grep -v '^WARNING: Location' || true
+  runtime=$(probe) || { echo "error: no TFLite runtime works on $arch with $("$PYTHON" --version); install ai-edge-litert or tflite-runtime for this Python" >&2; exit 1; }
+fi
+log "TFLite runtime: $runtime"
+
+cp "$REPO/README.md" "$PREFIX/README.md"
+mkdir -p "$CONFIG_DIR"
+if [ ! -f "$CONFIG_DIR/agent.yaml" ]; then
+  sed "s#/opt/edge-agent#$PREFIX#g" "$REPO/deploy/agent.example.yaml" > "$CONFIG_DIR/agent.yaml"
+  log "wrote example config $CONFIG_DIR/agent.yaml (edit device, section, mqtt)"
+else
+  log "kept existing config $CONFIG_DIR/agent.yaml"
+fi
+mkdir -p "$UNIT_DIR"
+sed -e "s#/opt/edge-agent#$PREFIX#g" -e "s#/etc/edge-agent#$CONFIG_DIR#g" \
+  "$REPO/deploy/systemd/edge-agent.service" > "$UNIT_DIR/edge-agent.service"
+log "wrote $UNIT_DIR/edge-agent.service"
+
+if [ "$DO_SYSTEMD" = 1 ]; then
+  id edge-agent >/dev/null 2>&1 || useradd --system --home /var/lib/edge-agent --shell /usr/sbin/nologin --groups audio edge-agent
+  if [ -d /run/systemd/system ]; then
+    systemctl daemon-reload
+    systemctl enable --now edge-agent.service
+    log "service started: journalctl -u edge-agent -f"
+  else
+    log "systemd is not running here; start the agent with: $PREFIX/venv/bin/edge-agent run --config $CONFIG_DIR/agent.yaml"
+  fi
+fi
+"$PREFIX/venv/bin/edge-agent" --help >/dev/null
+log "done: $PREFIX/venv/bin/edge-agent"
