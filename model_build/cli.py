@@ -16,7 +16,16 @@ app = typer.Typer(
     help="Build the anomalous-sound model: synth, train, evaluate, export.",
 )
 
+
+@app.callback()
+def _group() -> None:
+    """Keep `model-build <command>` a command group even while only one command exists."""
+
+
 # --- commands (each registered from its own module) ---
+from .evaluate import evaluate_cmd  # noqa: E402
+
+app.command("evaluate")(evaluate_cmd)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,214 @@
+"""model_build.evaluate: backend scoring, DCASE tables, submission CSVs, JSON, plots, CLI."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from edge_agent.errors import EdgeAgentError
+from model_build.data import Clip
+from model_build.evaluate import (
+    BackendConfig,
+    backend_scores,
+    ensemble,
+    evaluate_embeddings,
+    evaluate_scores,
+    format_table,
+    write_submission,
+)
+
+DIM = 16
+
+
+def _clip(machine: str, sec: str, split: str, dom: str, label: str | None, i: int) -> Clip:
+    name = (
+        f"section_{sec}_{i:04d}.wav"
+        if label is None
+        else f"section_{sec}_{dom}_{split}_{label}_{i:04d}_a_1.wav"
+    )
+    return Clip(Path(f"/d/{machine}/{split}/{name}"), machine, sec, split,
+                dom if label else None, label, "a_1")
+
+
+def _synthetic(seed: int = 0, n_models: int = 1, overlap: float = 0.0) -> dict[str, Any]:
+    """Two sections; normal embeddings near a section direction, anomalies orthogonal to it."""
+    rng = np.random.default_rng(seed)
+    train, test, tr_e, te_e = [], [], [], []
+    for s, (machine, sec) in enumerate((("fan", "00"), ("valve", "01"))):
+        base = np.eye(DIM)[2 * s]
+        tdir = np.eye(DIM)[2 * s + 1]
+        for i in range(40):
+            train.append(_clip(machine, sec, "train", "source", "normal", i))
+            tr_e.append(base)
+        for i in range(5):
+            train.append(_clip(machine, sec, "train", "target", "normal", 100 + i))
+            tr_e.append(0.7 * base + 0.7 * tdir)
+        for i, (dom, lab) in enumerate(
+            [(d, lab) for d in ("source", "target") for lab in ("normal", "anomaly")] * 10
+        ):
+            test.append(_clip(machine, sec, "test", dom, lab, i))
+            centre = base if dom == "source" else 0.7 * base + 0.7 * tdir
+            far = (1 - overlap) * np.eye(DIM)[8 + s] + overlap * centre
+            te_e.append(centre if lab == "normal" else far)
+    noise = lambda n: 0.02 * rng.normal(size=(n_models, n, DIM))  # noqa: E731
+    return {
+        "train": train, "test": test,
+        "train_emb": np.array(tr_e)[None] + noise(len(tr_e)),
+        "test_emb": np.array(te_e)[None] + noise(len(te_e)),
+    }
+
+
+def test_backend_scores_separate_anomalies_and_give_thresholds() -> None:
+    d = _synthetic()
+    bs = backend_scores(d["train_emb"][0], d["train"], d["test_emb"][0], d["test"])
+    y = np.array([c.is_anomaly for c in d["test"]])
+    assert bs.scores[y].min() > bs.scores[~y].max()
+    assert set(bs.thresholds) == {"fan_section_00", "valve_section_01"}
+    for sec, thr in bs.thresholds.items():
+        assert thr == pytest.approx(np.percentile(bs.normal_scores[sec], 90))
+        assert bs.backends[sec].threshold == thr
+        sel = np.array([c.section_id == sec for c in d["test"]])
+        assert np.all(bs.scores[sel & y] > thr) and np.mean(bs.scores[sel & ~y] > thr) < 0.5
+
+
+def test_evaluate_scores_perfect_and_reversed() -> None:
+    d = _synthetic()
+    y = np.array([c.is_anomaly for c in d["test"]], dtype=float)
+    ev = evaluate_scores(d["test"], y + 0.01 * np.arange(len(y)) / len(y))
+    assert ev.summary.auc == {"source": 1.0, "target": 1.0, "mixed": 1.0}
+    assert ev.summary.official_score == 1.0
+    assert evaluate_scores(d["test"], -y).summary.auc["mixed"] == 0.0
+    text = format_table(ev, "perfect")
+    assert "fan_section_00" in text and "100.00" in text and "official" in text
+
+
+def test_evaluate_scores_reports_unlabelled_sections_and_checks_length() -> None:
+    d = _synthetic()
+    extra = [_clip("gearbox", "03", "test", "source", None, i) for i in range(4)]
+    ev = evaluate_scores(d["test"] + extra, np.zeros(len(d["test"]) + 4) + np.r_[
+        [c.is_anomaly for c in d["test"]], np.zeros(4)])
+    assert ev.unlabelled == ["gearbox_section_03"] and ev.summary.n_sections == 2
+    with pytest.raises(EdgeAgentError, match="scores"):
+        evaluate_scores(d["test"], np.zeros(3))
+
+
+def test_submission_csvs_are_named_and_formatted_like_dcase(tmp_path: Path) -> None:
+    d = _synthetic()
+    scores = np.linspace(0, 1, len(d["test"]))
+    write_submission(tmp_path, d["test"], scores, {"fan_section_00": 0.25, "valve_section_01": 2})
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == [
+        "anomaly_score_fan_section_00_test.csv", "anomaly_score_valve_section_01_test.csv",
+        "decision_result_fan_section_00_test.csv", "decision_result_valve_section_01_test.csv",
+    ]
+    with (tmp_path / "anomaly_score_fan_section_00_test.csv").open() as fh:
+        rows = list(csv.reader(fh))
+    assert len(rows) == 40 and all(len(r) == 2 for r in rows)
+    assert rows[0][0].startswith("section_00_") and rows[0][0].endswith(".wav")
+    by_name = {c.path.name: s for c, s in zip(d["test"], scores, strict=True)}
+    assert all(float(v) == by_name[n] for n, v in rows)  # scores round-trip exactly
+    with (tmp_path / "decision_result_fan_section_00_test.csv").open() as fh:
+        dec = {n: int(v) for n, v in csv.reader(fh)}
+    assert dec == {n: int(by_name[n] > 0.25) for n in dec}
+    with (tmp_path / "decision_result_valve_section_01_test.csv").open() as fh:
+        assert {v for _, v in csv.reader(fh)} == {"0"}
+
+
+def test_evaluate_embeddings_models_ensemble_json_and_plots(tmp_path: Path) -> None:
+    d = _synthetic(n_models=2, overlap=0.3)
+    text, payload = evaluate_embeddings(
+        d["train_emb"], d["train"], d["test_emb"], d["test"], BackendConfig(), tmp_path
+    )
+    assert set(payload["results"]) == {"model_0", "model_1", "ensemble"}
+    assert "== ensemble" in text
+    ens = payload["results"]["ensemble"]
+    assert ens["summary"]["auc"]["mixed"] == 1.0
+    assert len(ens["sections"]) == 2 and ens["sections"][0]["section"] == "fan_section_00"
+    for name in ("model_0", "model_1", "ensemble"):
+        assert (tmp_path / name / "anomaly_score_valve_section_01_test.csv").is_file()
+    pngs = sorted(p.name for p in (tmp_path / "ensemble" / "plots").glob("*.png"))
+    assert pngs == ["hist_fan_section_00.png", "hist_valve_section_01.png",
+                    "roc_fan_section_00.png", "roc_valve_section_01.png"]
+    assert (tmp_path / "ensemble/plots/roc_fan_section_00.png").read_bytes()[:8] == (
+        b"\x89PNG\r\n\x1a\n"
+    )
+    json.dumps(payload)  # JSON-able as is
+
+
+def test_ensemble_sums_scores_and_thresholds_come_from_summed_normal_scores() -> None:
+    d = _synthetic(n_models=2, overlap=0.5)
+    parts = [backend_scores(d["train_emb"][k], d["train"], d["test_emb"][k], d["test"])
+             for k in range(2)]
+    ens = ensemble(parts, 90.0)
+    np.testing.assert_allclose(ens.scores, parts[0].scores + parts[1].scores)
+    for sec in ens.thresholds:
+        summed = parts[0].normal_scores[sec] + parts[1].normal_scores[sec]
+        assert ens.thresholds[sec] == pytest.approx(np.percentile(summed, 90))
+
+
+def test_gmm_and_variant_configs_run() -> None:
+    d = _synthetic(overlap=0.2)
+    for cfg in (BackendConfig(method="gmm", n_clusters=2, folds=2),
+                BackendConfig(variant="source"), BackendConfig(variant="sum")):
+        bs = backend_scores(d["train_emb"][0], d["train"], d["test_emb"][0], d["test"], cfg)
+        assert np.all(np.isfinite(bs.scores))
+        assert evaluate_scores(d["test"], bs.scores).summary.auc["mixed"] > 0.9, cfg
+    with pytest.raises(EdgeAgentError, match="method"):
+        BackendConfig(method="svm")
+
+
+def test_backend_scores_needs_training_clips_for_every_test_section() -> None:
+    d = _synthetic()
+    train = [c for c in d["train"] if c.machine == "fan"]
+    emb = d["train_emb"][0][: len(train)]
+    with pytest.raises(EdgeAgentError, match="valve_section_01"):
+        backend_scores(emb, train, d["test_emb"][0], d["test"])
+
+
+def test_cli_reports_a_missing_data_root_as_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from model_build.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["evaluate", str(tmp_path), "--data", str(tmp_path / "nope")])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "nope" in err
+
+
+def test_cli_end_to_end_on_trained_run(
+    request: pytest.FixtureRequest, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`model-build evaluate` on the shared trained run + synthetic set (fixtures by colleagues)."""
+    try:
+        run = request.getfixturevalue("trained_run")
+        root = request.getfixturevalue("synth_root")
+    except pytest.FixtureLookupError:
+        pytest.skip("trained_run / synth_root fixtures not available yet")
+    from model_build.cli import main
+    from model_build.data import scan
+
+    out, js = tmp_path / "out", tmp_path / "eval.json"
+    try:
+        main(["evaluate", str(run), "--data", str(root), "--json", str(js), "--out", str(out)])
+    except SystemExit as e:
+        assert e.code in (0, None), capsys.readouterr().err
+    printed = capsys.readouterr().out
+    assert "official DCASE 2022 score" in printed
+    payload = json.loads(js.read_text())
+    results = payload["results"]
+    final = "ensemble" if "ensemble" in results else "model_0"
+    sections = sorted({c.section_id for c in scan([root]) if c.split == "test"})
+    assert [s["section"] for s in results[final]["sections"]] == sections
+    auc = results[final]["summary"]["auc"]["mixed"]
+    assert 0.0 <= auc <= 1.0
+    for sec in sections:
+        assert (out / final / f"anomaly_score_{sec}_test.csv").is_file()
+        assert (out / final / f"decision_result_{sec}_test.csv").is_file()
+        assert (out / final / "plots" / f"roc_{sec}.png").is_file()
