@@ -162,39 +162,47 @@ class Evaluation:
 
     sections: list[SectionMetrics]
     summary: Summary
-    unlabelled: list[str]  # sections left out: test clips without ground truth
+    skipped: dict[str, str]  # section id -> why it has no metrics (no ground truth, one class)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "sections": [m.to_dict() for m in self.sections],
             "summary": self.summary.to_dict(),
-            "unlabelled": self.unlabelled,
+            "skipped": dict(self.skipped),
         }
 
 
 def evaluate_scores(
     records: Sequence[Clip], scores: NDArray[Any], max_fpr: float = 0.1
 ) -> Evaluation:
-    """Pure: per-section metrics and harmonic means from test clips and their scores."""
+    """Pure: per-section metrics and harmonic means from test clips and their scores.
+
+    Sections whose clips lack ground truth (eval set without its CSVs) or hold only one class
+    are reported in `skipped` instead of failing the whole evaluation.
+    """
     s = np.asarray(scores, dtype=np.float64).reshape(-1)
     if s.shape[0] != len(records):
         raise EdgeAgentError(f"scores: {s.shape[0]} scores for {len(records)} test clips")
-    sections, unlabelled = [], []
+    sections: list[SectionMetrics] = []
+    skipped: dict[str, str] = {}
     for sec, idx in sorted(_groups(records).items()):
         clips = [records[i] for i in idx]
+        n_anom = sum(c.is_anomaly for c in clips)
         if any(c.label is None for c in clips):
-            unlabelled.append(sec)
-            continue
-        sections.append(
-            section_metrics(
-                sec,
-                [c.is_anomaly for c in clips],
-                [c.domain for c in clips],
-                s[idx],
-                max_fpr=max_fpr,
+            skipped[sec] = "no ground truth"
+        elif n_anom in (0, len(clips)):
+            skipped[sec] = f"only {'anomalous' if n_anom else 'normal'} test clips"
+        else:
+            sections.append(
+                section_metrics(
+                    sec,
+                    [c.is_anomaly for c in clips],
+                    [c.domain for c in clips],
+                    s[idx],
+                    max_fpr=max_fpr,
+                )
             )
-        )
-    return Evaluation(sections, summarise(sections), unlabelled)
+    return Evaluation(sections, summarise(sections), skipped)
 
 
 def _pct(v: float | None) -> str:
@@ -223,8 +231,8 @@ def format_table(ev: Evaluation, title: str) -> str:
         f"official DCASE 2022 score (hmean of AUC_s, AUC_t, pAUC): "
         f"{_pct(ev.summary.official_score).strip()}"
     )
-    if ev.unlabelled:
-        lines.append(f"no ground truth (not scored): {', '.join(ev.unlabelled)}")
+    for sec, why in ev.skipped.items():
+        lines.append(f"not scored: {sec} ({why})")
     return "\n".join(lines)
 
 

@@ -48,6 +48,8 @@ def plot_roc(
         if any(c.label is None for c in clips):
             continue
         y = np.array([c.is_anomaly for c in clips])
+        if y.all() or not y.any():  # one class: no ROC curve exists
+            continue
         dom = np.array([c.domain or "" for c in clips])
         s = np.asarray(scores, dtype=np.float64)[idx]
         fig, ax = plt.subplots(figsize=(4.5, 4.5))

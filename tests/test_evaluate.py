@@ -92,7 +92,11 @@ def test_evaluate_scores_reports_unlabelled_sections_and_checks_length() -> None
     extra = [_clip("gearbox", "03", "test", "source", None, i) for i in range(4)]
     ev = evaluate_scores(d["test"] + extra, np.zeros(len(d["test"]) + 4) + np.r_[
         [c.is_anomaly for c in d["test"]], np.zeros(4)])
-    assert ev.unlabelled == ["gearbox_section_03"] and ev.summary.n_sections == 2
+    assert ev.skipped == {"gearbox_section_03": "no ground truth"} and ev.summary.n_sections == 2
+    one_class = [c for c in d["test"] if c.machine == "fan" or not c.is_anomaly]
+    ev1 = evaluate_scores(one_class, np.zeros(len(one_class)))
+    assert ev1.skipped == {"valve_section_01": "only normal test clips"}
+    assert "not scored: valve_section_01" in format_table(ev1, "x")
     with pytest.raises(EdgeAgentError, match="scores"):
         evaluate_scores(d["test"], np.zeros(3))
 
@@ -212,3 +216,47 @@ def test_cli_end_to_end_on_trained_run(
         assert (out / final / f"anomaly_score_{sec}_test.csv").is_file()
         assert (out / final / f"decision_result_{sec}_test.csv").is_file()
         assert (out / final / "plots" / f"roc_{sec}.png").is_file()
+
+
+REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "dcase2023-dev-mixed"
+
+
+@pytest.mark.skipif(not REAL.is_dir(), reason="real sample clips not available")
+def test_real_dcase_clips_through_the_report_path(tmp_path: Path) -> None:
+    """Real DCASE 2023 clips (12 s ToyCar/ToyTrain included) in the official layout, a simple
+    spectral embedding: scan -> backend_scores -> CSVs/plots; one-class sections skipped."""
+    from edge_agent.audio import load_clip
+    from edge_agent.frontend import FrontendSpec, spectrogram
+    from model_build.data import scan
+    from model_build.evaluate import write_report
+
+    root = tmp_path / "data"
+    for f in sorted(REAL.glob("*.wav")):
+        machine, split, name = f.name.split("_", 2)
+        (root / machine / split).mkdir(parents=True, exist_ok=True)
+        (root / machine / split / name).symlink_to(f)
+    clips = scan([root])
+    spec = FrontendSpec(temporal_norm=False)
+
+    def embed(cs: list[Clip]) -> np.ndarray:
+        out = []
+        for c in cs:
+            logspec = np.log(spectrogram(load_clip(c.path, spec), spec) + 1e-6)
+            out.append(np.r_[logspec.mean(0), logspec.std(0)])
+        return np.array(out)
+
+    train = [c for c in clips if c.split == "train"]
+    test = [c for c in clips if c.split == "test"]
+    test = [c for c in test if any(t.section_id == c.section_id for t in train)]
+    bs = backend_scores(embed(train), train, embed(test), test)
+    assert np.all(np.isfinite(bs.scores)) and np.all(bs.scores >= 0)
+    ev, part = write_report("real", test, bs.scores, bs.thresholds, tmp_path / "out")
+    # ToyTrain section 00 has one normal and one anomalous test clip; most others one class
+    assert "ToyTrain_section_00" in [m.section for m in ev.sections]
+    assert ev.skipped["ToyCar_section_00"] == "only normal test clips"
+    names = {p.name for p in (tmp_path / "out" / "real").iterdir()}
+    assert "anomaly_score_ToyCar_section_00_test.csv" in names
+    assert (tmp_path / "out/real/plots/roc_ToyTrain_section_00.png").is_file()
+    assert not (tmp_path / "out/real/plots/roc_ToyCar_section_00.png").exists()
+    assert part["skipped"]["ToyCar_section_00"] == "only normal test clips"
+    assert set(part["thresholds"]) == {c.section_id for c in test}
