@@ -20,7 +20,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import typer
@@ -332,6 +332,36 @@ def evaluate_embeddings(
     return "\n\n".join(tables), payload
 
 
+class ClipEmbedder(Protocol):
+    """Anything that embeds clips: a trained run (model_build.runs.Run), the classical baseline,
+    the exported TFLite model. Returns (n_models, N, D) or (N, D)."""
+
+    def embed_clips(self, clips: Sequence[Clip]) -> NDArray[Any]: ...
+
+
+def split_clips(clips: Sequence[Clip]) -> tuple[list[Clip], list[Clip]]:
+    """(train, test): all test clips, and the training clips of the sections they belong to."""
+    test = [c for c in clips if c.split == "test"]
+    if not test:
+        raise EdgeAgentError("data: no test clips found (expected <machine>/test/section_XX_*.wav)")
+    sections = {c.section_id for c in test}
+    train = [c for c in clips if c.split == "train" and c.section_id in sections]
+    return train, test
+
+
+def evaluate_embedder(
+    embedder: ClipEmbedder,
+    clips: Sequence[Clip],
+    config: BackendConfig = BackendConfig(),
+    out_dir: Path | None = None,
+    plots: bool = True,
+) -> tuple[str, dict[str, Any]]:
+    """Embed the data set's train and test clips with `embedder`, then `evaluate_embeddings`."""
+    train, test = split_clips(clips)
+    tr, te = embedder.embed_clips(train), embedder.embed_clips(test)
+    return evaluate_embeddings(tr, train, te, test, config, out_dir, plots)
+
+
 def evaluate_cmd(
     run: Path = typer.Argument(..., help="Run directory written by `model-build train`."),
     data: list[Path] = typer.Option(..., "--data", help="DCASE data root (repeatable)."),
@@ -348,18 +378,11 @@ def evaluate_cmd(
     from .data import scan
 
     config = BackendConfig(method=method, variant=variant, percentile=percentile)
-    clips = scan(data)
-    test = [c for c in clips if c.split == "test"]
-    if not test:
-        raise EdgeAgentError(f"{', '.join(map(str, data))}: no test clips found")
-    sections = {c.section_id for c in test}
-    train = [c for c in clips if c.split == "train" and c.section_id in sections]
-    from .runs import load_run  # imports TensorFlow: only here, after the cheap checks
+    clips = scan(data)  # cheap checks first: a bad root fails before TensorFlow loads
+    split_clips(clips)
+    from .runs import load_run  # imports TensorFlow: only here
 
-    r = load_run(run)
-    train_emb = r.embed_clips(train)
-    test_emb = r.embed_clips(test)
-    text, payload = evaluate_embeddings(train_emb, train, test_emb, test, config, out, plots)
+    text, payload = evaluate_embedder(load_run(run), clips, config, out, plots)
     payload = {"run": str(run), "data": [str(d) for d in data], **payload}
     print(text)
     if json_out is not None:

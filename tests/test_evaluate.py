@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +17,11 @@ from model_build.evaluate import (
     BackendConfig,
     backend_scores,
     ensemble,
+    evaluate_embedder,
     evaluate_embeddings,
     evaluate_scores,
     format_table,
+    write_json,
     write_submission,
 )
 
@@ -221,14 +224,27 @@ def test_cli_end_to_end_on_trained_run(
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "dcase2023-dev-mixed"
 
 
+class SpectralEmbedder:
+    """A real (classical) clip embedder: mean and std over time of the log |STFT|."""
+
+    def embed_clips(self, clips: Sequence[Clip]) -> np.ndarray:
+        from edge_agent.audio import load_clip
+        from edge_agent.frontend import FrontendSpec, spectrogram
+
+        spec = FrontendSpec(temporal_norm=False)
+        out = []
+        for c in clips:
+            logspec = np.log(spectrogram(load_clip(c.path, spec), spec) + 1e-6)
+            out.append(np.r_[logspec.mean(0), logspec.std(0)])
+        return np.array(out)
+
+
 @pytest.mark.skipif(not REAL.is_dir(), reason="real sample clips not available")
-def test_real_dcase_clips_through_the_report_path(tmp_path: Path) -> None:
-    """Real DCASE 2023 clips (12 s ToyCar/ToyTrain included) in the official layout, a simple
-    spectral embedding: scan -> backend_scores -> CSVs/plots; one-class sections skipped."""
-    from edge_agent.audio import load_clip
-    from edge_agent.frontend import FrontendSpec, spectrogram
+def test_real_dcase_clips_through_evaluate_embedder(tmp_path: Path) -> None:
+    """Real DCASE 2023 clips (12 s ToyCar/ToyTrain included) in the official layout, embedded by
+    a real spectral embedder: scan -> embed -> backends -> CSVs/plots/JSON, one-class sections
+    skipped with a reason."""
     from model_build.data import scan
-    from model_build.evaluate import write_report
 
     root = tmp_path / "data"
     for f in sorted(REAL.glob("*.wav")):
@@ -236,27 +252,22 @@ def test_real_dcase_clips_through_the_report_path(tmp_path: Path) -> None:
         (root / machine / split).mkdir(parents=True, exist_ok=True)
         (root / machine / split / name).symlink_to(f)
     clips = scan([root])
-    spec = FrontendSpec(temporal_norm=False)
-
-    def embed(cs: list[Clip]) -> np.ndarray:
-        out = []
-        for c in cs:
-            logspec = np.log(spectrogram(load_clip(c.path, spec), spec) + 1e-6)
-            out.append(np.r_[logspec.mean(0), logspec.std(0)])
-        return np.array(out)
-
-    train = [c for c in clips if c.split == "train"]
-    test = [c for c in clips if c.split == "test"]
-    test = [c for c in test if any(t.section_id == c.section_id for t in train)]
-    bs = backend_scores(embed(train), train, embed(test), test)
-    assert np.all(np.isfinite(bs.scores)) and np.all(bs.scores >= 0)
-    ev, part = write_report("real", test, bs.scores, bs.thresholds, tmp_path / "out")
-    # ToyTrain section 00 has one normal and one anomalous test clip; most others one class
-    assert "ToyTrain_section_00" in [m.section for m in ev.sections]
-    assert ev.skipped["ToyCar_section_00"] == "only normal test clips"
-    names = {p.name for p in (tmp_path / "out" / "real").iterdir()}
-    assert "anomaly_score_ToyCar_section_00_test.csv" in names
-    assert (tmp_path / "out/real/plots/roc_ToyTrain_section_00.png").is_file()
-    assert not (tmp_path / "out/real/plots/roc_ToyCar_section_00.png").exists()
+    text, payload = evaluate_embedder(SpectralEmbedder(), clips, BackendConfig(), tmp_path / "out")
+    part = payload["results"]["model_0"]
+    # bearing/fan/gearbox/ToyTrain have a normal and an anomalous test clip; ToyCar and
+    # slider only normal ones
+    assert [m["section"] for m in part["sections"]] == [
+        "ToyTrain_section_00", "bearing_section_00", "fan_section_00", "gearbox_section_00"
+    ]
+    assert part["skipped"]["slider_section_00"] == "only normal test clips"
     assert part["skipped"]["ToyCar_section_00"] == "only normal test clips"
-    assert set(part["thresholds"]) == {c.section_id for c in test}
+    assert "not scored: ToyCar_section_00" in text
+    test_sections = {c.section_id for c in clips if c.split == "test"}
+    assert set(part["thresholds"]) == test_sections  # valve has no test clips: not evaluated
+    assert all(t > 0 for t in part["thresholds"].values())
+    names = {p.name for p in (tmp_path / "out" / "model_0").iterdir()}
+    assert {f"anomaly_score_{s}_test.csv" for s in test_sections} <= names
+    assert (tmp_path / "out/model_0/plots/roc_ToyTrain_section_00.png").is_file()
+    assert not (tmp_path / "out/model_0/plots/roc_ToyCar_section_00.png").exists()
+    write_json(tmp_path / "e.json", payload)
+    assert json.loads((tmp_path / "e.json").read_text())["backend"]["n_clusters"] == 16
