@@ -106,10 +106,14 @@ def _lloyd(
         counts = np.bincount(labels, minlength=len(centres))
         sums = np.zeros_like(centres)
         np.add.at(sums, labels, x)
+        fit = d[np.arange(len(x)), labels]
         for j in np.flatnonzero(counts == 0):  # empty cluster: move it to the worst-fit point
-            far = int(d[np.arange(len(x)), labels].argmax())
-            sums[j], counts[j] = x[far], 1
-            labels[far] = j
+            far = int(fit.argmax())
+            old = labels[far]
+            if counts[old] > 1:
+                sums[old] -= x[far]
+                counts[old] -= 1
+            sums[j], counts[j], labels[far], fit[far] = x[far], 1, j, -1.0
         centres = sums / counts[:, None]
         d = _sq_dists(x, centres)
     inertia = float(d[np.arange(len(x)), d.argmin(1)].sum())
