@@ -321,6 +321,7 @@ def evaluate_embeddings(
     if len(parts) > 1:
         named.append(("ensemble", ensemble(parts, config.percentile)))
     tables, results = [], {}
+    singles: list[Summary] = []
     for i, (name, bs) in enumerate(named):
         last = i == len(named) - 1
         ev, part = write_report(
@@ -328,8 +329,42 @@ def evaluate_embeddings(
         )
         tables.append(format_table(ev, name))
         results[name] = part
-    payload = {"backend": asdict(config), "results": results}
+        if name.startswith("model_"):
+            singles.append(ev.summary)
+    payload: dict[str, Any] = {"backend": asdict(config), "results": results}
+    if len(singles) > 1:
+        spread = across_models(singles)
+        payload["across_models"] = spread
+        tables.insert(len(singles), format_spread(spread))
     return "\n\n".join(tables), payload
+
+
+def across_models(summaries: Sequence[Summary]) -> dict[str, dict[str, float | None]]:
+    """Mean and standard deviation over single models (the paper reports mean +- std of 5)."""
+    rows: dict[str, list[float | None]] = {}
+    for sm in summaries:
+        for dom in ("source", "target", "mixed"):
+            rows.setdefault(f"auc_{dom}", []).append(sm.auc[dom])
+            rows.setdefault(f"pauc_{dom}", []).append(sm.pauc[dom])
+        rows.setdefault("official_score", []).append(sm.official_score)
+    out: dict[str, dict[str, float | None]] = {}
+    for key, vals in rows.items():
+        v = np.array([x for x in vals if x is not None], dtype=np.float64)
+        out[key] = (
+            {"mean": float(v.mean()), "std": float(v.std())}
+            if v.size
+            else {"mean": None, "std": None}
+        )
+    return out
+
+
+def format_spread(spread: Mapping[str, Mapping[str, float | None]]) -> str:
+    """The single models' harmonic means as mean +- std, in percent."""
+    lines = ["== single models: mean +- std over models"]
+    for key, v in spread.items():
+        if v["mean"] is not None and v["std"] is not None:
+            lines.append(f"{key:<16} {100 * v['mean']:6.2f} +- {100 * v['std']:5.2f}")
+    return "\n".join(lines)
 
 
 class ClipEmbedder(Protocol):

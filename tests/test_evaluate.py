@@ -133,6 +133,14 @@ def test_evaluate_embeddings_models_ensemble_json_and_plots(tmp_path: Path) -> N
     )
     assert set(payload["results"]) == {"model_0", "model_1", "ensemble"}
     assert "== ensemble" in text
+    assert text.index("mean +- std") < text.index("== ensemble")
+    spread = payload["across_models"]
+    for key in ("auc_mixed", "pauc_source", "official_score"):
+        singles = [payload["results"][m]["summary"] for m in ("model_0", "model_1")]
+        vals = [s["official_score"] if key == "official_score"
+                else s[key.split("_")[0]][key.split("_")[1]] for s in singles]
+        assert spread[key]["mean"] == pytest.approx(np.mean(vals))
+        assert spread[key]["std"] == pytest.approx(np.std(vals))
     ens = payload["results"]["ensemble"]
     assert ens["summary"]["auc"]["mixed"] == 1.0
     assert len(ens["sections"]) == 2 and ens["sections"][0]["section"] == "fan_section_00"
