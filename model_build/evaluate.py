@@ -18,7 +18,7 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -28,7 +28,6 @@ from numpy.typing import NDArray
 
 from edge_agent.backend import (
     COSINE_VARIANTS,
-    BackendError,
     SectionBackend,
     cross_fit_scores,
     fit_gmm,
@@ -134,14 +133,19 @@ def backend_scores(
             def fit_score(s: Any, t: Any, held: Any) -> Any:
                 r, n = fit_references(s, t, config.n_clusters, config.seed)
                 return variant_scores(held, SectionBackend(r, n, 0.0), config.variant)
-        try:
-            ns = cross_fit_scores(src, tgt, fit_score, config.folds, config.seed)
-        except BackendError:  # a single training clip: no held-out score exists
-            ns = np.zeros(0)
+        # a single training clip has no held-out score: threshold +inf (never alarm)
+        ns = (
+            cross_fit_scores(src, tgt, fit_score, config.folds, config.seed)
+            if len(src) + len(tgt) >= 2
+            else np.zeros(0)
+        )
         normal[sec] = ns
         thresholds[sec] = _percentile(ns, config.percentile)
-        if config.method != "gmm":
-            backends[sec] = SectionBackend(refs, n_src, thresholds[sec])
+        backends[sec] = (
+            replace(backends[sec], threshold=thresholds[sec])
+            if config.method == "gmm"
+            else SectionBackend(refs, n_src, thresholds[sec])
+        )
     return BackendScores(scores, thresholds, normal, backends)
 
 

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from edge_agent.backend import fit_section
 from edge_agent.errors import EdgeAgentError
 from model_build.data import Clip
 from model_build.evaluate import (
@@ -75,6 +76,14 @@ def test_backend_scores_separate_anomalies_and_give_thresholds() -> None:
     for sec, thr in bs.thresholds.items():
         assert thr == pytest.approx(np.percentile(bs.normal_scores[sec], 90))
         assert bs.backends[sec].threshold == thr
+        # the device refits with fit_section: same references, same threshold
+        idx = [i for i, c in enumerate(d["train"]) if c.section_id == sec]
+        dev = fit_section(
+            d["train_emb"][0][[i for i in idx if d["train"][i].domain == "source"]],
+            d["train_emb"][0][[i for i in idx if d["train"][i].domain == "target"]],
+        )
+        np.testing.assert_allclose(dev.references, bs.backends[sec].references, atol=1e-6)
+        assert dev.threshold == pytest.approx(thr)
         sel = np.array([c.section_id == sec for c in d["test"]])
         assert np.all(bs.scores[sel & y] > thr) and np.mean(bs.scores[sel & ~y] > thr) < 0.5
 
@@ -172,6 +181,7 @@ def test_gmm_and_variant_configs_run() -> None:
                 BackendConfig(variant="source"), BackendConfig(variant="sum")):
         bs = backend_scores(d["train_emb"][0], d["train"], d["test_emb"][0], d["test"], cfg)
         assert np.all(np.isfinite(bs.scores))
+        assert all(b.threshold == bs.thresholds[s] for s, b in bs.backends.items())
         assert evaluate_scores(d["test"], bs.scores).summary.auc["mixed"] > 0.9, cfg
     with pytest.raises(EdgeAgentError, match="method"):
         BackendConfig(method="svm")
