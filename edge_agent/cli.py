@@ -17,6 +17,9 @@ app = typer.Typer(
 )
 
 # --- commands (each registered from its own module) ---
+from .devices_cmd import devices_cmd  # noqa: E402
+
+app.command("devices")(devices_cmd)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,114 @@
+"""Sensor health of one window: is the microphone delivering usable audio?
+
+A dead or unplugged microphone produces (near) silence, an overdriven one clips, and an
+input overflow leaves a gap in the audio. None of these says anything about the machine,
+and the anomaly score of such a window is meaningless (silence is far from every normal
+embedding and would raise a false alarm). The decision layer therefore reports these as
+sensor faults instead of scoring them as machine anomalies.
+
+Levels are dBFS of the float32 signal: 20*log10(RMS) and 20*log10(max |x|), so a full-scale
+sine has an RMS level of -3 dBFS and a peak of 0 dBFS; digital silence is reported as
+`FLOOR_DBFS` (-120) instead of -inf so the value stays JSON-serialisable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from .errors import ConfigError
+from .windows import Window
+
+FLOOR_DBFS = -120.0
+
+SILENCE = "silence"
+CLIPPING = "clipping"
+OVERFLOW = "overflow"
+NON_FINITE = "non_finite"
+
+
+@dataclass(frozen=True)
+class HealthSettings:
+    """The `health:` section of the agent's YAML."""
+
+    silence_dbfs: float = -70.0  # RMS below this: dead / unplugged / muted microphone
+    clip_level: float = 0.999  # |sample| at or above this counts as clipped
+    clip_fraction: float = 0.001  # more than this fraction of clipped samples: clipping fault
+    overflow_is_fault: bool = True  # a window with lost samples is a fault too
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.clip_level <= 1.0:
+            raise ConfigError(
+                f"health.clip_level: expected a value in (0, 1], got {self.clip_level}"
+            )
+        if not 0.0 <= self.clip_fraction < 1.0:
+            raise ConfigError(
+                f"health.clip_fraction: expected a value in [0, 1), got {self.clip_fraction}"
+            )
+        if self.silence_dbfs > 0.0:
+            raise ConfigError(
+                f"health.silence_dbfs: expected a level <= 0 dBFS, got {self.silence_dbfs}"
+            )
+
+
+@dataclass(frozen=True)
+class HealthReport:
+    """Levels of a window and the sensor faults found in it (empty = ok)."""
+
+    rms_dbfs: float
+    peak_dbfs: float
+    clipped_fraction: float
+    faults: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return not self.faults
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "faults": list(self.faults),
+            "rms_dbfs": round(self.rms_dbfs, 2),
+            "peak_dbfs": round(self.peak_dbfs, 2),
+            "clipped_fraction": self.clipped_fraction,
+        }
+
+
+def to_dbfs(value: float) -> float:
+    """20*log10(value) with a floor at FLOOR_DBFS."""
+    if value <= 0.0 or not np.isfinite(value):
+        return FLOOR_DBFS
+    return max(FLOOR_DBFS, 20.0 * float(np.log10(value)))
+
+
+def assess(
+    samples: NDArray[Any], settings: HealthSettings = HealthSettings(), overflow: bool = False
+) -> HealthReport:
+    """Levels and faults of one window of float samples in [-1, 1]."""
+    x = np.asarray(samples, dtype=np.float64).reshape(-1)
+    if x.size == 0:
+        return HealthReport(FLOOR_DBFS, FLOOR_DBFS, 0.0, (SILENCE,))
+    faults: list[str] = []
+    if not np.all(np.isfinite(x)):
+        faults.append(NON_FINITE)
+        x = np.nan_to_num(x, nan=0.0, posinf=1.0, neginf=-1.0)
+    rms = float(np.sqrt(np.mean(x * x)))
+    mag = np.abs(x)
+    peak = float(mag.max())
+    clipped = float(np.count_nonzero(mag >= settings.clip_level)) / x.size
+    rms_dbfs = to_dbfs(rms)
+    if rms_dbfs < settings.silence_dbfs:
+        faults.append(SILENCE)
+    if clipped > settings.clip_fraction:
+        faults.append(CLIPPING)
+    if overflow and settings.overflow_is_fault:
+        faults.append(OVERFLOW)
+    return HealthReport(rms_dbfs, to_dbfs(peak), clipped, tuple(faults))
+
+
+def assess_window(window: Window, settings: HealthSettings = HealthSettings()) -> HealthReport:
+    """`assess` on a window (its samples and overflow flag)."""
+    return assess(window.samples, settings, window.overflow)
