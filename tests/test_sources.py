@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 import os
 import threading
 import time
@@ -102,7 +103,7 @@ def test_stdin_source_reads_all_samples_and_flags_end(fmt: str) -> None:
     np.testing.assert_allclose(cat(blocks), expect, rtol=1e-6, atol=1e-9)
     assert all(b.samples.dtype == np.float32 for b in blocks)
     # t_start follows the audio: consecutive blocks are block-length apart
-    for a, b in zip(blocks, blocks[1:]):
+    for a, b in itertools.pairwise(blocks):
         assert b.t_start - a.t_start == pytest.approx(a.samples.size / RATE, abs=1e-6)
 
 
@@ -141,9 +142,9 @@ def test_stdin_source_from_a_pipe_waits_for_data() -> None:
 def test_stdin_settings_are_validated() -> None:
     with pytest.raises(ConfigError, match="stdin_format"):
         open_source(SourceSettings(kind="stdin", stdin_format="s24le"), stdin=io.BytesIO())
-    with pytest.raises(ConfigError, match="source.channel: channel 2 .* 2 channel"):
+    with pytest.raises(ConfigError, match=r"source.channel: channel 2 .* 2 channel"):
         open_source(SourceSettings(kind="stdin", stdin_channels=2, channel=2), io.BytesIO())
-    with pytest.raises(ConfigError, match="source.kind"):
+    with pytest.raises(ConfigError, match=r"source.kind"):
         open_source(SourceSettings(kind="microphone"))
     with pytest.raises(ConfigError, match="blocksize"):
         open_source(SourceSettings(kind="stdin", blocksize=0), io.BytesIO())
@@ -212,16 +213,16 @@ def test_file_replay_loop(tmp_path: Path) -> None:
 
 
 def test_file_replay_errors(tmp_path: Path) -> None:
-    with pytest.raises(AudioFileError, match="missing.wav: no such file or folder"):
+    with pytest.raises(AudioFileError, match=r"missing.wav: no such file or folder"):
         open_source(SourceSettings(kind="files", files=(str(tmp_path / "missing.wav"),)))
     (tmp_path / "empty").mkdir()
-    with pytest.raises(AudioFileError, match="folder contains no .wav files"):
+    with pytest.raises(AudioFileError, match=r"folder contains no .wav files"):
         open_source(SourceSettings(kind="files", files=(str(tmp_path / "empty"),)))
-    with pytest.raises(ConfigError, match="source.files"):
+    with pytest.raises(ConfigError, match=r"source.files"):
         open_source(SourceSettings(kind="files"))
     (tmp_path / "bad.wav").write_bytes(b"RIFF nonsense")
     with open_source(SourceSettings(kind="files", files=(str(tmp_path / "bad.wav"),))) as src, \
-            pytest.raises(AudioFileError, match="bad.wav: not a readable WAV"):
+            pytest.raises(AudioFileError, match=r"bad.wav: not a readable WAV"):
         src.read(0.1)
 
 
@@ -311,7 +312,7 @@ def test_48k_capture_is_resampled_continuously(fake_mic, caplog) -> None:
     x = tone(1000, 2.0, 48000) + tone(5000, 2.0, 48000, amp=0.2)
     name = fake_mic(x, rate=48000)
     with caplog.at_level("INFO", logger="edge_agent.sources"):
-        y, blocks = capture(SourceSettings(device=name, capture_rate=48000), RATE)
+        y, _ = capture(SourceSettings(device=name, capture_rate=48000), RATE)
     assert "at 48000 Hz" in caplog.text and "resampling to 16000 Hz" in caplog.text
     assert y.size == RATE
     assert peak_hz(y, RATE) == pytest.approx(1000, abs=2)
