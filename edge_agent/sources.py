@@ -4,20 +4,17 @@ Every source yields `Block`s of float32 mono samples at 16 kHz (the frontend's r
 wall-clock time of their first sample, so the windowing and everything after it never needs
 to know what delivered the audio.
 
-* `device`: PortAudio via sounddevice. The callback only copies `indata` into a queue and
-  counts overflow flags (no work on the audio thread, so no dropouts caused by us). Many USB
-  microphones opened as raw `hw:N` refuse 16 kHz: the device is then opened at a rate it
-  supports and resampled with a streaming polyphase filter (`edge_agent.resampler`), which
-  is continuous across blocks. A stream that dies (device unplugged, sound server gone) is
-  reported and reopened every `reconnect_seconds` until the device returns.
+* `device`: a PortAudio input via sounddevice, resampled to 16 kHz when the device refuses
+  that rate, reopened after device loss: `edge_agent.capture` (imported only when a device is
+  used, so replaying files works on a machine without PortAudio).
 * `files`: WAV files or folders replayed as one continuous stream, paced at real time or as
   fast as possible; `Block.source_info` names the file. Timestamps follow the audio (the
   first sample is "now" at start), so a fast replay produces the same timeline as a paced one.
 * `stdin`: raw interleaved PCM (s16le / s32le / f32le) from a binary stream, so
   `arecord -f S16_LE -r 16000 -c 1 -t raw | edge-agent run --stdin` works.
 
-sounddevice (and with it libportaudio) is imported only when a device is used, so replaying
-files works on a machine without PortAudio.
+This module holds the contracts (`SourceSettings`, `Block`, `AudioSource`, `DeviceInfo`),
+`open_source`, and the two finite sources (files, stdin).
 """
 
 from __future__ import annotations
@@ -28,7 +25,7 @@ import sys
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -45,11 +42,6 @@ log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16_000
 """The rate every Block is delivered at (the frontend's rate)."""
-
-CANDIDATE_RATES: tuple[int, ...] = (8000, 16000, 22050, 32000, 44100, 48000)
-"""Rates probed by `list_input_devices` and tried, in preference order below, as fallbacks."""
-
-_FALLBACK_ORDER: tuple[int, ...] = (48000, 32000, 44100, 22050, 8000)
 
 STDIN_FORMATS: dict[str, np.dtype[Any]] = {
     "s16le": np.dtype("<i2"),
@@ -170,6 +162,8 @@ def open_source(settings: SourceSettings, stdin: BinaryIO | None = None) -> Audi
             f"source.channel: expected a 0-based channel >= 0, got {settings.channel}"
         )
     if settings.kind == "device":
+        from .capture import DeviceSource  # loads PortAudio only when a device is used
+
         return DeviceSource(settings)
     if settings.kind == "files":
         return FileSource(settings)
@@ -391,285 +385,11 @@ class StdinSource(AudioSource):
 # --------------------------------------------------------------------------- live devices
 
 
-def _sd() -> Any:
-    """sounddevice, imported on first use (it loads libportaudio)."""
-    try:
-        import sounddevice
-    except OSError as exc:  # libportaudio missing
-        raise DeviceError(f"audio input unavailable: PortAudio library not found ({exc})") from exc
-    return sounddevice
-
-
-def rescan_devices() -> None:
-    """Make PortAudio enumerate devices again (it does so only once, at initialisation)."""
-    sd = _sd()
-    sd._terminate()
-    sd._initialize()
-
-
-def _supports(sd: Any, index: int, rate: int, channels: int) -> bool:
-    try:
-        sd.check_input_settings(device=index, samplerate=rate, channels=channels, dtype="float32")
-    except Exception:  # PortAudioError / ValueError: not supported
-        return False
-    return True
-
-
 def list_input_devices(probe_rates: bool = True) -> list[DeviceInfo]:
-    """Input devices and the CANDIDATE_RATES they accept (in mono or with all channels)."""
-    sd = _sd()
-    try:
-        default_in = int(sd.default.device[0])
-    except Exception:
-        default_in = -1
-    hostapis = sd.query_hostapis()
-    out: list[DeviceInfo] = []
-    for d in sd.query_devices():
-        ch = int(d["max_input_channels"])
-        if ch <= 0:
-            continue
-        idx = int(d["index"])
-        rates: tuple[int, ...] = ()
-        if probe_rates:
-            rates = tuple(
-                r for r in CANDIDATE_RATES if _supports(sd, idx, r, 1) or _supports(sd, idx, r, ch)
-            )
-        out.append(DeviceInfo(idx, str(d["name"]), ch, float(d["default_samplerate"]), rates,
-                              str(hostapis[d["hostapi"]]["name"]), idx == default_in))
-    return out
+    """Input devices and the rates among 8/16/22.05/32/44.1/48 kHz they accept.
 
-
-def describe_devices(devices: Sequence[DeviceInfo]) -> str:
-    """"0 'name', 1 'other'" (for error messages)."""
-    if not devices:
-        return "none"
-    return ", ".join(f"{d.index} {d.name!r}" for d in devices)
-
-
-def resolve_device(spec: str | int | None, devices: Sequence[DeviceInfo]) -> DeviceInfo:
-    """Find the input device `spec` names: index, exact name, or unique case-insensitive substring.
-
-    `None` picks the default input device. Raises DeviceError listing the devices that exist.
+    See `edge_agent.capture` (imported here lazily: it loads PortAudio).
     """
-    available = f"available input devices: {describe_devices(devices)}"
-    if spec is None:
-        for d in devices:
-            if d.is_default:
-                return d
-        if devices:
-            return devices[0]
-        raise DeviceError(f"source.device: no input device found; {available}")
-    if isinstance(spec, int) or (isinstance(spec, str) and spec.strip().isdigit()):
-        index = int(spec)
-        for d in devices:
-            if d.index == index:
-                return d
-        raise DeviceError(f"source.device: no input device with index {index}; {available}")
-    needle = spec.strip().lower()
-    exact = [d for d in devices if d.name.lower() == needle]
-    if len(exact) == 1:
-        return exact[0]
-    matches = [d for d in devices if needle in d.name.lower()]
-    if len(matches) == 1:
-        return matches[0]
-    if not matches:
-        raise DeviceError(f"source.device: no input device matching {spec!r}; {available}")
-    raise DeviceError(
-        f"source.device: {spec!r} matches several input devices ({describe_devices(matches)}); "
-        "give the full name or the index"
-    )
+    from .capture import list_input_devices as _list
 
-
-def choose_capture_rate(
-    requested: int | None, supports: Callable[[int], bool], default_rate: float
-) -> int:
-    """The rate to open a device at: the requested one, else 16 kHz, else the device default.
-
-    Raises DeviceError when nothing usable is accepted.
-    """
-    if requested is not None:
-        if supports(requested):
-            return requested
-        ok = [r for r in CANDIDATE_RATES if supports(r)]
-        raise DeviceError(
-            f"source.capture_rate: the device does not accept {requested} Hz; it accepts "
-            f"{', '.join(map(str, ok)) or 'none of ' + str(CANDIDATE_RATES)}"
-        )
-    if supports(SAMPLE_RATE):
-        return SAMPLE_RATE
-    default = round(default_rate)
-    if default > 0 and supports(default):
-        return default
-    for r in _FALLBACK_ORDER:
-        if supports(r):
-            return r
-    raise DeviceError(
-        f"source.capture_rate: the device accepts none of {', '.join(map(str, CANDIDATE_RATES))} Hz"
-    )
-
-
-@dataclass
-class _Opened:
-    """What a successful open decided (kept across reconnects)."""
-
-    info: DeviceInfo
-    rate: int
-    channels: int
-    stream: Any
-    resampler: StreamResampler
-
-
-class DeviceSource(AudioSource):
-    """Live capture with reconnect (see module docstring)."""
-
-    def __init__(self, settings: SourceSettings) -> None:
-        super().__init__()
-        self.settings = settings
-        self._q: queue.Queue[tuple[float, NDArray[np.float32], bool]] = queue.Queue(maxsize=1000)
-        self._opened: _Opened | None = None
-        self._finished = threading.Event()
-        self._dropped = 0  # blocks the callback could not queue (consumer far behind)
-        self._dropped_seen = 0
-        self._pending_overflow = False
-        self._last_data = 0.0
-        self._next_retry = 0.0
-        self.lost = False
-        self.losses = 0
-        self.recoveries = 0
-
-    # -- properties for logs / status
-    @property
-    def device_name(self) -> str:
-        return self._opened.info.name if self._opened else str(self.settings.device)
-
-    @property
-    def capture_rate(self) -> int | None:
-        return self._opened.rate if self._opened else None
-
-    # -- callback: copy and count only
-    def _callback(self, indata: NDArray[np.float32], frames: int, time_info: Any,
-                  status: Any) -> None:
-        try:
-            self._q.put_nowait((time.time(), indata.copy(), bool(status.input_overflow)))
-        except queue.Full:
-            self._dropped += 1
-
-    def _on_finished(self) -> None:
-        self._finished.set()
-
-    def _open(self) -> None:
-        sd = _sd()
-        s = self.settings
-        devices = list_input_devices(probe_rates=False)
-        info = resolve_device(s.device, devices)
-        if s.channel is not None:
-            if s.channel >= info.channels:
-                raise DeviceError(
-                    f"source.channel: channel {s.channel} requested but {info.name!r} has "
-                    f"{info.channels} input channel(s)"
-                )
-            channels = s.channel + 1
-        else:
-            # Let the driver mix down when it can (a plug/pulse PCM); raw hw devices that
-            # refuse mono are opened with all channels and averaged here.
-            rates = (s.capture_rate or SAMPLE_RATE, round(info.default_rate), *_FALLBACK_ORDER)
-            mono = any(_supports(sd, info.index, r, 1) for r in rates)
-            channels = 1 if mono else info.channels
-        rate = choose_capture_rate(
-            s.capture_rate, lambda r: _supports(sd, info.index, r, channels), info.default_rate
-        )
-        self._finished.clear()
-        try:
-            stream = sd.InputStream(
-                device=info.index, samplerate=rate, channels=channels, dtype="float32",
-                blocksize=s.blocksize, callback=self._callback,
-                finished_callback=self._on_finished,
-            )
-            stream.start()
-        except Exception as exc:  # PortAudioError, ValueError
-            raise DeviceError(f"source.device: cannot open {info.name!r} at {rate} Hz ({exc})") \
-                from exc
-        self._opened = _Opened(info, rate, channels, stream, StreamResampler(rate, SAMPLE_RATE))
-        self._last_data = time.monotonic()
-        mix = (f"channel {s.channel}" if s.channel is not None
-               else "mono" if channels == 1 else f"mix of {channels} channels")
-        if rate != SAMPLE_RATE:
-            log.info("capturing from %r (index %d) at %d Hz (%s), resampling to %d Hz",
-                     info.name, info.index, rate, mix, SAMPLE_RATE)
-        else:
-            log.info("capturing from %r (index %d) at %d Hz (%s)", info.name, info.index, rate, mix)
-
-    def start(self) -> None:
-        self._open()
-
-    def _close_stream(self) -> None:
-        if self._opened is not None and self._opened.stream is not None:
-            stream = self._opened.stream
-            self._opened.stream = None
-            try:
-                stream.abort()
-                stream.close()
-            except Exception as exc:  # the device may already be gone
-                log.debug("closing the audio stream failed: %s", exc)
-
-    def _mark_lost(self, why: str) -> None:
-        self.lost = True
-        self.losses += 1
-        self._close_stream()
-        log.warning("audio device %r lost (%s); retrying every %.1f s", self.device_name, why,
-                    self.settings.reconnect_seconds)
-        self._next_retry = time.monotonic() + self.settings.reconnect_seconds
-
-    def _try_recover(self, timeout: float | None) -> None:
-        now = time.monotonic()
-        if now < self._next_retry:
-            wait = self._next_retry - now
-            time.sleep(wait if timeout is None else max(0.0, min(wait, timeout)))
-            return
-        self._next_retry = now + self.settings.reconnect_seconds
-        try:
-            rescan_devices()
-            self._open()
-        except DeviceError as exc:
-            log.debug("audio device still unavailable: %s", exc)
-            return
-        self.lost = False
-        self.recoveries += 1
-        self._pending_overflow = True  # the gap while it was away
-        log.warning("audio device %r is back", self.device_name)
-
-    def read(self, timeout: float | None = None) -> Block | None:
-        if self.lost:
-            self._try_recover(timeout)
-            return None
-        if self._opened is None or self._opened.stream is None:
-            raise RuntimeError("DeviceSource.read() before start()")
-        try:
-            t_cb, data, overflow = self._q.get(timeout=timeout)
-        except queue.Empty:
-            stream = self._opened.stream
-            if self._finished.is_set() or not stream.active:
-                self._mark_lost("stream stopped")
-            elif time.monotonic() - self._last_data > self.settings.stall_seconds:
-                self._mark_lost(f"no audio for {self.settings.stall_seconds:.1f} s")
-            return None
-        self._last_data = time.monotonic()
-        if overflow or self._dropped != self._dropped_seen:
-            self._dropped_seen = self._dropped
-            self._pending_overflow = True
-        x = data[:, self.settings.channel] if self.settings.channel is not None else (
-            data[:, 0] if data.shape[1] == 1 else data.mean(axis=1, dtype=np.float32))
-        rs = self._opened.resampler
-        first_out = rs.n_out
-        y = rs.process(x)
-        if y.size == 0:
-            return None
-        # Input sample i was captured at about t_cb - (n_in - i) / rate; output n sits at input
-        # position n * down / up (the filter is zero-phase).
-        t_start = t_cb - (rs.n_in - first_out * rs.down / rs.up) / rs.rate_in
-        block = Block(y, t_start, self._pending_overflow, self._opened.info.name)
-        self._pending_overflow = False
-        return self._deliver(block)
-
-    def stop(self) -> None:
-        self._close_stream()
+    return _list(probe_rates)

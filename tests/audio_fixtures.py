@@ -20,6 +20,9 @@ Fixtures (exposed through conftest.py):
 * `fake_mic` (factory): `fake_mic(audio, rate=16000, paced=False, pad_seconds=0.0,
   channels=1)` plays a float array (or a WAV path) into a new fake microphone and returns the
   device name to open (`SourceSettings(device=name)`).
+
+Helpers: `tone`, `peak_hz`, `drain(source, n)` (read blocks with a deadline), `cat(blocks)`.
+Everything skips cleanly (pytest.skip with the reason) without libportaudio or pulseaudio.
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+
+from edge_agent.sources import AudioSource, Block
 
 _counter = itertools.count(1)
 
@@ -227,3 +232,34 @@ def fake_mic(
 
     yield make
     alsa_sandbox.remove_pcm(*made)
+
+
+# --------------------------------------------------------------- helpers for source tests
+
+
+def tone(freq: float, seconds: float, rate: int, amp: float = 0.5) -> np.ndarray:
+    t = np.arange(round(seconds * rate)) / rate
+    return (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+def peak_hz(x: np.ndarray, rate: int) -> float:
+    spec = np.abs(np.fft.rfft(x * np.hanning(x.size)))
+    return float(np.argmax(spec) * rate / x.size)
+
+
+def drain(source: AudioSource, n: int | None = None, timeout: float = 5.0) -> list[Block]:
+    """Blocks until `n` samples (or exhaustion), failing after `timeout` seconds."""
+    blocks: list[Block] = []
+    got = 0
+    deadline = time.monotonic() + timeout
+    while (n is None or got < n) and not source.exhausted:
+        assert time.monotonic() < deadline, f"only {got} samples after {timeout} s"
+        b = source.read(0.2)
+        if b is not None:
+            blocks.append(b)
+            got += b.samples.size
+    return blocks
+
+
+def cat(blocks: list[Block]) -> np.ndarray:
+    return np.concatenate([b.samples for b in blocks]) if blocks else np.zeros(0, np.float32)

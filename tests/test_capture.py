@@ -1,0 +1,197 @@
+"""Live capture through the real PortAudio/ALSA stack (fake microphones from audio_fixtures)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.signal
+from audio_fixtures import cat, drain, peak_hz, tone
+
+from edge_agent.capture import DeviceSource, choose_capture_rate, resolve_device
+from edge_agent.errors import DeviceError
+from edge_agent.sources import DeviceInfo, SourceSettings, list_input_devices, open_source
+
+RATE = 16000
+
+
+# ----------------------------------------------------------------- device choice (pure)
+
+
+DEVICES = [
+    DeviceInfo(0, "HDA Intel PCH: ALC3246 Analog (hw:0,0)", 2, 44100.0, (44100, 48000)),
+    DeviceInfo(1, "USB PnP Sound Device: Audio (hw:1,0)", 1, 48000.0, (44100, 48000)),
+    DeviceInfo(2, "pulse", 32, 44100.0, (16000, 48000), is_default=True),
+    DeviceInfo(3, "pulsemic", 32, 44100.0, (16000,)),
+]
+
+
+def test_resolve_device_by_index_name_substring_and_default() -> None:
+    assert resolve_device(1, DEVICES).index == 1
+    assert resolve_device("1", DEVICES).index == 1
+    assert resolve_device("usb pnp", DEVICES).index == 1
+    assert resolve_device("hw:0", DEVICES).index == 0
+    assert resolve_device("PULSE", DEVICES).index == 2  # exact name beats substring
+    assert resolve_device(None, DEVICES).index == 2
+    with pytest.raises(DeviceError, match=r"no input device matching 'hw:5'.*1 'USB PnP"):
+        resolve_device("hw:5", DEVICES)
+    with pytest.raises(DeviceError, match="index 9"):
+        resolve_device(9, DEVICES)
+    with pytest.raises(DeviceError, match="matches several"):
+        resolve_device("hw:", DEVICES)
+    with pytest.raises(DeviceError, match="no input device found"):
+        resolve_device(None, [])
+
+
+def test_choose_capture_rate_falls_back_when_16k_is_refused() -> None:
+    usb = {44100, 48000}
+    assert choose_capture_rate(None, usb.__contains__, 48000.0) == 48000
+    assert choose_capture_rate(None, usb.__contains__, 96000.0) == 48000  # default refused too
+    assert choose_capture_rate(None, {16000, 48000}.__contains__, 48000.0) == 16000
+    assert choose_capture_rate(44100, usb.__contains__, 48000.0) == 44100
+    with pytest.raises(DeviceError, match="does not accept 16000 Hz; it accepts 44100, 48000"):
+        choose_capture_rate(16000, usb.__contains__, 48000.0)
+    with pytest.raises(DeviceError, match="accepts none"):
+        choose_capture_rate(None, lambda r: False, 48000.0)
+
+
+# ----------------------------------------------------------------- real PortAudio capture
+
+
+def capture(settings: SourceSettings, n: int, timeout: float = 5.0) -> tuple[np.ndarray, list]:
+    with open_source(settings) as src:
+        blocks = drain(src, n=n, timeout=timeout)
+    return cat(blocks)[:n], blocks
+
+
+@pytest.mark.audio
+def test_file_mic_is_captured_sample_exactly(fake_mic) -> None:
+    x = np.random.default_rng(3).uniform(-0.9, 0.9, 3 * RATE).astype(np.float32)
+    name = fake_mic(x)
+    y, blocks = capture(SourceSettings(device=name, blocksize=1600), x.size)
+    np.testing.assert_array_equal(y, x)
+    assert {b.samples.size for b in blocks[:-1]} == {1600}
+    assert all(b.source_info == name and not b.overflow for b in blocks)
+
+
+@pytest.mark.audio
+def test_channel_selection_and_mixdown_on_a_stereo_mic(fake_mic) -> None:
+    left, right = tone(440, 1.0, RATE), tone(1500, 1.0, RATE, amp=0.25)
+    name = fake_mic(np.stack([left, right], 1), channels=2)
+    y, _ = capture(SourceSettings(device=name, channel=1), RATE)
+    np.testing.assert_array_equal(y, right)
+    with pytest.raises(DeviceError, match="channel 200 requested"):
+        capture(SourceSettings(device=name, channel=200), 1)
+
+
+@pytest.mark.audio
+def test_missing_device_lists_the_existing_ones(fake_mic) -> None:
+    name = fake_mic(np.zeros(1600, np.float32))
+    with pytest.raises(DeviceError, match=rf"no input device matching 'hw:7'.*'{name}'"):
+        open_source(SourceSettings(device="hw:7")).start()
+    with pytest.raises(DeviceError, match="index 999"):
+        open_source(SourceSettings(device=999)).start()
+    devices = list_input_devices()
+    mic = next(d for d in devices if d.name == name)
+    assert {16000, 44100, 48000} <= set(mic.supported_rates)
+
+
+@pytest.mark.audio
+def test_48k_capture_is_resampled_continuously(fake_mic, caplog) -> None:
+    x = tone(1000, 2.0, 48000) + tone(5000, 2.0, 48000, amp=0.2)
+    name = fake_mic(x, rate=48000)
+    with caplog.at_level("INFO", logger="edge_agent.capture"):
+        y, _ = capture(SourceSettings(device=name, capture_rate=48000), RATE)
+    assert "at 48000 Hz" in caplog.text and "resampling to 16000 Hz" in caplog.text
+    assert y.size == RATE
+    assert peak_hz(y, RATE) == pytest.approx(1000, abs=2)
+    # the same as resampling the whole signal at once: no edges at PortAudio block borders
+    ref = scipy.signal.resample_poly(x.astype(np.float64), 1, 3)[:RATE]
+    np.testing.assert_allclose(y, ref, atol=1e-5)
+
+
+@pytest.mark.audio
+def test_overflow_flags_are_counted_and_put_on_the_next_block(fake_mic) -> None:
+    sd = pytest.importorskip("sounddevice")
+    name = fake_mic(np.zeros(RATE, np.float32))
+    src = DeviceSource(SourceSettings(device=name))
+    src.start()
+    try:
+        drain(src, n=3200)
+        src.stop()  # no more real callbacks: inject them as PortAudio would deliver them
+        while not src._q.empty():  # the fast mic queued far more than we read
+            src._q.get_nowait()
+        src._dropped_seen = src._dropped
+        flags = sd.CallbackFlags()
+        flags.input_overflow = True
+        src._callback(np.ones((160, 1), np.float32), 160, None, flags)
+        src._callback(np.ones((160, 1), np.float32), 160, None, sd.CallbackFlags())
+        assert src._opened is not None
+        src._opened.stream = object()  # read() only needs the queued data now
+        first, second = src.read(1.0), src.read(1.0)
+    finally:
+        src.stop()
+    assert first is not None and first.overflow and src.overflows == 1
+    assert second is not None and not second.overflow
+
+
+@pytest.mark.audio
+def test_paced_pulse_mic_delivers_in_real_time(fake_mic) -> None:
+    x = np.random.default_rng(5).uniform(-0.5, 0.5, RATE).astype(np.float32)
+    name = fake_mic(x, paced=True)
+    t0 = time.time()
+    y, blocks = capture(SourceSettings(device=name), RATE)
+    elapsed = time.time() - t0
+    np.testing.assert_array_equal(y, x)
+    assert 0.8 < elapsed < 3.0
+    # block timestamps follow the wall clock: 1 s of audio spans ~1 s
+    assert blocks[-1].t_start - blocks[0].t_start == pytest.approx(
+        (len(blocks) - 1) * 0.1, abs=0.15)
+    assert abs(blocks[0].t_start - t0) < 1.0
+
+
+@pytest.mark.audio
+def test_device_loss_is_reported_and_recovered(alsa_sandbox, tmp_path_factory, caplog) -> None:
+    from audio_fixtures import PulseServer, pulse_or_skip
+
+    pulse_or_skip()
+    server = PulseServer(Path(tmp_path_factory.mktemp("palost")), {"lostsrc": 16000})
+    server.start()
+    alsa_sandbox.add_pcm("losablemic", server.pcm_body("lostsrc"))
+    settings = SourceSettings(device="losablemic", reconnect_seconds=0.2, stall_seconds=2.0)
+    src = DeviceSource(settings)
+    try:
+        src.start()
+        drain(src, n=1600)
+        with caplog.at_level("WARNING", logger="edge_agent.capture"):
+            server.stop()  # the sound server dies: the stream fails
+            deadline = time.monotonic() + 5
+            while not src.lost:
+                assert time.monotonic() < deadline, "loss not detected"
+                src.read(0.2)
+            assert "lost" in caplog.text
+            for _ in range(3):  # retries fail quietly while it is gone
+                assert src.read(0.3) is None
+            server.start()
+            blocks = drain(src, n=1600, timeout=8)
+            assert "is back" in caplog.text
+    finally:
+        src.stop()
+        server.stop()
+        alsa_sandbox.remove_pcm("losablemic")
+    assert src.losses == 1 and src.recoveries == 1 and not src.lost
+    assert blocks[0].overflow  # the gap is flagged on the first block after recovery
+
+
+@pytest.mark.audio
+def test_fake_mic_plays_a_wav_file_then_padding(fake_mic, tmp_path: Path) -> None:
+    from edge_agent.audio import read_wav, write_wav
+
+    write_wav(tmp_path / "m.wav", tone(700, 0.5, RATE), RATE)
+    x, _ = read_wav(tmp_path / "m.wav")
+    name = fake_mic(tmp_path / "m.wav", pad_seconds=0.5)
+    y, _ = capture(SourceSettings(device=name), RATE)
+    np.testing.assert_array_equal(y[: x.size], x)
+    assert not np.any(y[x.size :])  # silence, not stale data
