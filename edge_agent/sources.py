@@ -49,6 +49,8 @@ STDIN_FORMATS: dict[str, np.dtype[Any]] = {
     "f32le": np.dtype("<f4"),
 }
 SOURCE_KINDS = ("device", "files", "stdin")
+REANCHOR_SECONDS = 1.0
+"""stdin: audio arriving this much later than its own clock predicts moves the clock on."""
 
 
 # --------------------------------------------------------------------------- contracts
@@ -312,7 +314,9 @@ class StdinSource(AudioSource):
         self.settings = settings
         self.stream = stream
         self.frame_bytes = STDIN_FORMATS[settings.stdin_format].itemsize * settings.stdin_channels
-        self._q: queue.Queue[NDArray[np.float32] | BaseException | None] = queue.Queue(maxsize=64)
+        self._q: queue.Queue[tuple[float, NDArray[np.float32]] | BaseException | None] = (
+            queue.Queue(maxsize=64)
+        )
         self._resampler = StreamResampler(settings.stdin_rate, SAMPLE_RATE)
         self._thread: threading.Thread | None = None
         self._t0: float | None = None
@@ -340,8 +344,8 @@ class StdinSource(AudioSource):
                 whole = len(data) - len(data) % self.frame_bytes
                 tail = data[whole:]
                 if whole:
-                    self._q.put(decode_pcm(data[:whole], s.stdin_format, s.stdin_channels,
-                                           s.channel))
+                    pcm = decode_pcm(data[:whole], s.stdin_format, s.stdin_channels, s.channel)
+                    self._q.put((time.time(), pcm))
             if tail:
                 log.warning("stdin ended inside a frame: dropped %d trailing byte(s)", len(tail))
             self._q.put(None)
@@ -369,9 +373,17 @@ class StdinSource(AudioSource):
             self._done = True
             raise DeviceError(f"stdin: reading PCM failed ({item})") from item
         else:
+            arrived, x = item
+            rate = self.settings.stdin_rate
             if self._t0 is None:  # the first chunk's first sample
-                self._t0 = time.time() - item.size / self.settings.stdin_rate
-            y = self._resampler.process(item)
+                self._t0 = arrived - x.size / rate
+            y = self._resampler.process(x)
+            # Timestamps follow the stream's own clock (exact spacing, and a file piped in
+            # faster than real time keeps its timeline). When audio arrives later than that
+            # clock predicts (the writer paused, or its clock is slow), move the clock on.
+            lag = arrived - (self._t0 + self._resampler.n_in / rate)
+            if lag > REANCHOR_SECONDS:
+                self._t0 += lag
         if y.size == 0:
             return None
         t0 = self._t0 if self._t0 is not None else time.time()

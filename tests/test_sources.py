@@ -84,22 +84,29 @@ def test_stdin_source_resamples_48k_stereo_channel() -> None:
     np.testing.assert_allclose(y, ref, atol=1e-5)
 
 
-def test_stdin_source_from_a_pipe_waits_for_data() -> None:
+def test_stdin_source_from_a_pipe_waits_and_follows_pauses() -> None:
     r, w = os.pipe()
     reader = os.fdopen(r, "rb")
-    x = (np.arange(3200) % 100).astype("<i2")
+    x = (np.arange(6400) % 100).astype("<i2")
     with open_source(SourceSettings(kind="stdin", blocksize=1600), stdin=reader) as src:
         assert src.read(0.1) is None  # nothing written yet: "no data", not the end
         assert not src.exhausted
 
         def writer() -> None:
             with os.fdopen(w, "wb") as f:
-                f.write(x.tobytes())
+                f.write(x[:3200].tobytes())
+                f.flush()
+                time.sleep(1.3)  # the recorder stalls: later audio is later in time
+                f.write(x[3200:].tobytes())
 
         threading.Thread(target=writer).start()
-        y = cat(drain(src))
+        blocks = drain(src)
     reader.close()
-    np.testing.assert_array_equal(y, x / 32768.0)
+    np.testing.assert_array_equal(cat(blocks), x / 32768.0)
+    steps = np.diff([b.t_start for b in blocks])
+    assert steps[0] == pytest.approx(0.1, abs=1e-6)  # the stream's own clock
+    assert steps[1] == pytest.approx(1.4, abs=0.3)  # moved on by the pause
+    assert steps[2] == pytest.approx(0.1, abs=1e-6)
 
 
 def test_stdin_settings_are_validated() -> None:
