@@ -198,6 +198,11 @@ class DeviceSource(AudioSource):
     def capture_rate(self) -> int | None:
         return self._opened.rate if self._opened else None
 
+    def status(self) -> dict[str, Any]:
+        """Base counters plus the device, its capture rate and the loss/recovery counts."""
+        return {**super().status(), "device": self.device_name, "capture_rate": self.capture_rate,
+                "lost": self.lost, "losses": self.losses, "recoveries": self.recoveries}
+
     # -- callback: copy and count only
     def _callback(self, indata: NDArray[np.float32], frames: int, time_info: Any,
                   status: Any) -> None:

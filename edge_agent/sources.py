@@ -127,6 +127,10 @@ class AudioSource(ABC):
     def exhausted(self) -> bool:
         return False
 
+    def status(self) -> dict[str, Any]:
+        """Counters for logs and the agent's status messages (JSON-serialisable)."""
+        return {"blocks": self.blocks, "overflows": self.overflows}
+
     def blocks_iter(self, timeout: float = 0.5) -> Iterator[Block]:
         """Every block until the source is exhausted (forever for a live device)."""
         while not self.exhausted:

@@ -182,6 +182,7 @@ def test_device_loss_is_reported_and_recovered(alsa_sandbox, tmp_path_factory, c
         server.stop()
         alsa_sandbox.remove_pcm("losablemic")
     assert src.losses == 1 and src.recoveries == 1 and not src.lost
+    assert src.status()["device"] == "losablemic" and src.status()["recoveries"] == 1
     assert blocks[0].overflow  # the gap is flagged on the first block after recovery
 
 

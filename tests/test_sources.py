@@ -151,6 +151,7 @@ def test_file_replay_is_one_continuous_stream(wav_folder: Path) -> None:
     starts = [b.t_start for b in blocks]
     np.testing.assert_allclose(np.diff(starts), [b.samples.size / RATE for b in blocks[:-1]])
     assert src.blocks == len(blocks) and src.overflows == 0
+    assert src.status() == {"blocks": len(blocks), "overflows": 0}
 
 
 def test_file_replay_paced_vs_fast(tmp_path: Path) -> None:
