@@ -219,19 +219,18 @@ class DeviceSource(AudioSource):
         s = self.settings
         devices = list_input_devices(probe_rates=False)
         info = resolve_device(s.device, devices)
-        if s.channel is not None:
-            if s.channel >= info.channels:
-                raise DeviceError(
-                    f"source.channel: channel {s.channel} requested but {info.name!r} has "
-                    f"{info.channels} input channel(s)"
-                )
-            channels = s.channel + 1
-        else:
-            # Let the driver mix down when it can (a plug/pulse PCM); raw hw devices that
-            # refuse mono are opened with all channels and averaged here.
-            rates = (s.capture_rate or SAMPLE_RATE, round(info.default_rate), *_FALLBACK_ORDER)
-            mono = any(_supports(sd, info.index, r, 1) for r in rates)
-            channels = 1 if mono else info.channels
+        if s.channel is not None and s.channel >= info.channels:
+            raise DeviceError(
+                f"source.channel: channel {s.channel} requested but {info.name!r} has "
+                f"{info.channels} input channel(s)"
+            )
+        # Open as few channels as the job needs (channel k needs k+1; a mix-down needs 1: the
+        # driver mixes when it can, e.g. a plug/pulse PCM). Raw hw devices accept only their
+        # own channel count: then open all channels and select/average here.
+        rates = (s.capture_rate or SAMPLE_RATE, round(info.default_rate), *_FALLBACK_ORDER)
+        wanted = 1 if s.channel is None else s.channel + 1
+        ok = any(_supports(sd, info.index, r, wanted) for r in rates)
+        channels = wanted if ok else info.channels
         rate = choose_capture_rate(
             s.capture_rate, lambda r: _supports(sd, info.index, r, channels), info.default_rate
         )
