@@ -174,14 +174,18 @@ class _Opened:
 class DeviceSource(AudioSource):
     """Live capture with reconnect (see module docstring)."""
 
-    def __init__(self, settings: SourceSettings) -> None:
+    def __init__(self, settings: SourceSettings, queue_blocks: int = 1000) -> None:
+        """`queue_blocks`: callback blocks buffered for a slow reader (1000 = 100 s at the
+        default blocksize); beyond that blocks are dropped and the next one is flagged."""
         super().__init__()
         self.settings = settings
-        self._q: queue.Queue[tuple[float, NDArray[np.float32], bool]] = queue.Queue(maxsize=1000)
+        self._q: queue.Queue[tuple[float, NDArray[np.float32], bool]] = queue.Queue(
+            maxsize=queue_blocks
+        )
         self._opened: _Opened | None = None
         self._finished = threading.Event()
-        self._dropped = 0  # blocks the callback could not queue (consumer far behind)
-        self._dropped_seen = 0
+        self.dropped = 0  # blocks the callback could not queue (reader far behind)
+        self._gap = False  # a block was dropped since the last queued one
         self._pending_overflow = False
         self._last_data = 0.0
         self._next_retry = 0.0
@@ -201,15 +205,18 @@ class DeviceSource(AudioSource):
     def status(self) -> dict[str, Any]:
         """Base counters plus the device, its capture rate and the loss/recovery counts."""
         return {**super().status(), "device": self.device_name, "capture_rate": self.capture_rate,
-                "lost": self.lost, "losses": self.losses, "recoveries": self.recoveries}
+                "lost": self.lost, "losses": self.losses, "recoveries": self.recoveries,
+                "dropped": self.dropped}
 
     # -- callback: copy and count only
     def _callback(self, indata: NDArray[np.float32], frames: int, time_info: Any,
                   status: Any) -> None:
         try:
-            self._q.put_nowait((time.time(), indata.copy(), bool(status.input_overflow)))
+            self._q.put_nowait((time.time(), indata.copy(), self._gap or status.input_overflow))
+            self._gap = False
         except queue.Full:
-            self._dropped += 1
+            self.dropped += 1
+            self._gap = True
 
     def _on_finished(self) -> None:
         self._finished.set()
@@ -323,8 +330,7 @@ class DeviceSource(AudioSource):
                 if deadline is not None and time.monotonic() >= deadline:
                     return None
         self._last_data = time.monotonic()
-        if overflow or self._dropped != self._dropped_seen:
-            self._dropped_seen = self._dropped
+        if overflow:
             self._pending_overflow = True
         x = data[:, self.settings.channel] if self.settings.channel is not None else (
             data[:, 0] if data.shape[1] == 1 else data.mean(axis=1, dtype=np.float32))

@@ -123,7 +123,6 @@ def test_overflow_flags_are_counted_and_put_on_the_next_block(fake_mic) -> None:
         src.stop()  # no more real callbacks: inject them as PortAudio would deliver them
         while not src._q.empty():  # the fast mic queued far more than we read
             src._q.get_nowait()
-        src._dropped_seen = src._dropped
         flags = sd.CallbackFlags()
         flags.input_overflow = True
         src._callback(np.ones((160, 1), np.float32), 160, None, flags)
@@ -135,6 +134,25 @@ def test_overflow_flags_are_counted_and_put_on_the_next_block(fake_mic) -> None:
         src.stop()
     assert first is not None and first.overflow and src.overflows == 1
     assert second is not None and not second.overflow
+
+
+@pytest.mark.audio
+def test_a_reader_far_behind_loses_blocks_and_the_next_one_is_flagged(fake_mic) -> None:
+    """Real drops: the fast mic outruns a reader that does not read for a while."""
+    x = np.random.default_rng(4).uniform(-0.5, 0.5, 2 * RATE).astype(np.float32)
+    name = fake_mic(x)
+    src = DeviceSource(SourceSettings(device=name, blocksize=1600), queue_blocks=40)
+    src.start()
+    try:
+        time.sleep(0.5)  # the mic delivers thousands of times real time: the queue overflows
+        blocks = [src.read(1.0) for _ in range(41)]
+    finally:
+        src.stop()
+    assert all(b is not None for b in blocks)
+    np.testing.assert_array_equal(cat(blocks[:20]), x)  # what was queued is intact
+    assert not any(b.overflow for b in blocks[:40])
+    assert blocks[40].overflow  # the first block after the dropped ones
+    assert src.dropped > 0 and src.overflows == 1 and src.status()["dropped"] == src.dropped
 
 
 @pytest.mark.audio
