@@ -214,3 +214,20 @@ def test_fake_mic_plays_a_wav_file_then_padding(fake_mic, tmp_path: Path) -> Non
     y, _ = capture(SourceSettings(device=name), RATE)
     np.testing.assert_array_equal(y[: x.size], x)
     assert not np.any(y[x.size :])  # silence, not stale data
+
+
+@pytest.mark.audio
+def test_paced_48k_pulse_source_is_resampled_in_real_time(fake_mic) -> None:
+    """The brief's USB-mic case on a paced clock: a 48 kHz PulseAudio null-source."""
+    x = tone(440, 0.6, 48000)
+    name = fake_mic(x, rate=48000, paced=True)
+    t0 = time.monotonic()
+    y, blocks = capture(SourceSettings(device=name, capture_rate=48000, blocksize=4800),
+                        round(0.5 * RATE))
+    elapsed = time.monotonic() - t0
+    assert y.size == 8000 and 0.4 < elapsed < 2.5
+    assert peak_hz(y, RATE) == pytest.approx(440, abs=2)
+    ref = scipy.signal.resample_poly(x.astype(np.float64), 1, 3)[: y.size]
+    np.testing.assert_allclose(y, ref, atol=1e-5)
+    # each 0.1 s block of 4800 capture frames becomes 1600 samples (less the filter delay)
+    assert {b.samples.size for b in blocks[1:]} == {1600}
