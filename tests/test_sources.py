@@ -168,8 +168,8 @@ def test_file_replay_paced_vs_fast(tmp_path: Path) -> None:
         assert cat(blocks).size == 9600
         assert blocks[-1].t_start + 0.1 <= time.time() + 0.02
     paced = time.monotonic() - t
-    assert fast < 0.2
-    assert 0.55 < paced < 1.0
+    assert fast < min(0.5, paced / 2)
+    assert 0.55 < paced < 2.0
 
 
 def test_file_replay_loop(tmp_path: Path) -> None:
