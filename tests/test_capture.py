@@ -231,3 +231,26 @@ def test_paced_48k_pulse_source_is_resampled_in_real_time(fake_mic) -> None:
     np.testing.assert_allclose(y, ref, atol=1e-5)
     # each 0.1 s block of 4800 capture frames becomes 1600 samples (less the filter delay)
     assert {b.samples.size for b in blocks[1:]} == {1600}
+
+
+@pytest.mark.audio
+def test_arecord_piped_into_the_stdin_source(fake_mic) -> None:
+    """The documented pipeline `arecord ... -t raw | edge-agent run --stdin`, on a fake mic."""
+    import shutil
+    import subprocess
+
+    if shutil.which("arecord") is None:
+        pytest.skip("arecord (alsa-utils) not installed")
+    x = np.random.default_rng(8).uniform(-0.5, 0.5, RATE).astype(np.float32)
+    name = fake_mic(x)
+    proc = subprocess.Popen(
+        ["arecord", "-q", "-D", name, "-f", "FLOAT_LE", "-r", "16000", "-c", "1", "-t", "raw",
+         "-s", str(x.size)],
+        stdout=subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    settings = SourceSettings(kind="stdin", stdin_format="f32le")
+    with open_source(settings, stdin=proc.stdout) as src:
+        y = cat(drain(src))
+    assert proc.wait(timeout=10) == 0
+    np.testing.assert_array_equal(y, x)
