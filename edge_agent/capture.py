@@ -221,11 +221,11 @@ class DeviceSource(AudioSource):
     def _on_finished(self) -> None:
         self._finished.set()
 
-    def _open(self) -> None:
+    def _open(self, device: str | int | None) -> None:
         sd = _sd()
         s = self.settings
         devices = list_input_devices(probe_rates=False)
-        info = resolve_device(s.device, devices)
+        info = resolve_device(device, devices)
         if s.channel is not None and s.channel >= info.channels:
             raise DeviceError(
                 f"source.channel: channel {s.channel} requested but {info.name!r} has "
@@ -263,7 +263,7 @@ class DeviceSource(AudioSource):
             log.info("capturing from %r (index %d) at %d Hz (%s)", info.name, info.index, rate, mix)
 
     def start(self) -> None:
-        self._open()
+        self._open(self.settings.device)
 
     def _close_stream(self) -> None:
         if self._opened is not None and self._opened.stream is not None:
@@ -290,9 +290,11 @@ class DeviceSource(AudioSource):
             time.sleep(wait if timeout is None else max(0.0, min(wait, timeout)))
             return
         self._next_retry = now + self.settings.reconnect_seconds
+        # Reopen by the name found at start: indices change when USB devices come and go.
+        device = self._opened.info.name if self._opened else self.settings.device
         try:
             rescan_devices()
-            self._open()
+            self._open(device)
         except DeviceError as exc:
             log.debug("audio device still unavailable: %s", exc)
             return
