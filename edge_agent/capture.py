@@ -290,13 +290,18 @@ class DeviceSource(AudioSource):
             time.sleep(wait if timeout is None else max(0.0, min(wait, timeout)))
             return
         self._next_retry = now + self.settings.reconnect_seconds
-        # Reopen by the name found at start: indices change when USB devices come and go.
-        device = self._opened.info.name if self._opened else self.settings.device
-        try:
-            rescan_devices()
-            self._open(device)
-        except DeviceError as exc:
-            log.debug("audio device still unavailable: %s", exc)
+        # Prefer the name found at start (indices move when USB devices come and go), then
+        # what the user configured (an ALSA name embeds the card number, which can change too).
+        candidates: list[str | int | None] = [self._opened.info.name] if self._opened else []
+        candidates.append(self.settings.device)
+        rescan_devices()
+        for device in candidates:
+            try:
+                self._open(device)
+                break
+            except DeviceError as exc:
+                log.debug("audio device still unavailable: %s", exc)
+        else:
             return
         self.lost = False
         self.recoveries += 1
