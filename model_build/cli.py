@@ -27,6 +27,10 @@ from .evaluate import evaluate_cmd  # noqa: E402
 
 app.command("evaluate")(evaluate_cmd)
 
+from .train import train_cmd  # noqa: E402
+
+app.command("train")(train_cmd)
+
 
 def main(argv: list[str] | None = None) -> None:
     run_app(app, argv)
