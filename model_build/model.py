@@ -21,14 +21,13 @@ and the TensorFlow frontend (model_build.train).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields, replace
-from typing import Any
-
-import keras
-from keras import layers
+from typing import TYPE_CHECKING, Any
 
 from edge_agent.frontend import DEFAULT_SPEC, FrontendSpec
 
-from .tf_frontend import LOGMEL_BINS
+if TYPE_CHECKING:  # keras loads TensorFlow: only inside the builders, so configs stay light
+    import keras
+    from keras import layers
 
 INPUTS = ("spectrogram", "spectrum", "logmel128", "both")
 EMBEDDING_DIM_PER_BRANCH = 128
@@ -93,12 +92,17 @@ def _ch(n: int, cfg: ModelConfig) -> int:
 
 
 def _bn(cfg: ModelConfig, axis: int = -1, name: str | None = None) -> layers.Layer:
+    from keras import layers
+
     return layers.BatchNormalization(axis=axis, center=cfg.bn_center or cfg.bias, name=name)
 
 
 def _conv2d(
     filters: int, k: int, stride: int, cfg: ModelConfig, name: str | None = None
 ) -> layers.Layer:
+    import keras
+    from keras import layers
+
     return layers.Conv2D(
         filters,
         k,
@@ -111,6 +115,9 @@ def _conv2d(
 
 
 def _dense(units: int, cfg: ModelConfig, name: str | None = None) -> layers.Layer:
+    import keras
+    from keras import layers
+
     return layers.Dense(
         units, use_bias=cfg.bias, kernel_regularizer=keras.regularizers.L2(WEIGHT_DECAY), name=name
     )
@@ -118,6 +125,8 @@ def _dense(units: int, cfg: ModelConfig, name: str | None = None) -> layers.Laye
 
 def _res_block(x: Any, filters: int, downsample: bool, cfg: ModelConfig) -> Any:
     """Pre-activation residual block: BN, ReLU, conv3x3, BN, ReLU, conv3x3 (+ shortcut)."""
+    from keras import layers
+
     r = layers.ReLU()(_bn(cfg)(x))
     r = _conv2d(filters, 3, 2 if downsample else 1, cfg)(r)
     r = layers.ReLU()(_bn(cfg)(r))
@@ -132,6 +141,8 @@ def _res_block(x: Any, filters: int, downsample: bool, cfg: ModelConfig) -> Any:
 
 def branch_a(x: Any, cfg: ModelConfig) -> Any:
     """Table 1: ResNet on the (temporally normalised) spectrogram -> 128-d."""
+    from keras import layers
+
     x = _bn(cfg, axis=-2, name="bn_frequency")(x)  # the paper's "BN (temporal axis)"
     x = _conv2d(_ch(16, cfg), 7, 2, cfg, name="a_conv1")(x)
     x = layers.ReLU()(_bn(cfg)(x))
@@ -148,6 +159,9 @@ def branch_a(x: Any, cfg: ModelConfig) -> Any:
 
 def branch_b(x: Any, cfg: ModelConfig) -> Any:
     """Table 2: 1-D CNN + MLP on the full-clip magnitude spectrum -> 128-d."""
+    import keras
+    from keras import layers
+
     for i, (k, s) in enumerate(((256, 64), (64, 32), (16, 4))):
         x = layers.Conv1D(
             _ch(128, cfg),
@@ -166,6 +180,8 @@ def branch_b(x: Any, cfg: ModelConfig) -> Any:
 
 def input_shapes(cfg: ModelConfig, spec: FrontendSpec = DEFAULT_SPEC) -> dict[str, tuple[int, ...]]:
     """Feature shapes (without batch) per input name."""
+    from .tf_frontend import LOGMEL_BINS
+
     shapes = {
         "spectrogram": (spec.n_frames, spec.n_bins, 1),
         "logmel128": (spec.n_frames, LOGMEL_BINS, 1),
@@ -178,6 +194,9 @@ def build_embedding_model(
     cfg: ModelConfig = ModelConfig(), spec: FrontendSpec = DEFAULT_SPEC
 ) -> keras.Model:
     """Features -> embedding (256-d for `inputs='both'`). Inputs are named by feature."""
+    import keras
+    from keras import layers
+
     shapes = input_shapes(cfg, spec)
     ins = {n: keras.Input(shape=s, name=n) for n, s in shapes.items()}
     parts = []

@@ -20,9 +20,8 @@ import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import keras
 import numpy as np
 from numpy.typing import NDArray
 
@@ -33,6 +32,9 @@ from edge_agent.frontend import FrontendSpec
 
 from .data import Clip
 from .model import ModelConfig, build_embedding_model
+
+if TYPE_CHECKING:
+    import keras
 
 RUN_FILE = "run.json"
 RUN_FORMAT = 1
