@@ -1,0 +1,84 @@
+"""Sub-cluster AdaCos and mixup: the maths, checked against direct numpy computations."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import tensorflow as tf
+
+from model_build.losses import (
+    SubClusterAdaCos,
+    adapted_scale,
+    cross_entropy,
+    initial_scale,
+    mixup,
+)
+
+
+def _head(n_classes: int = 3, n_sub: int = 4, trainable: bool = False) -> SubClusterAdaCos:
+    head = SubClusterAdaCos(n_classes, n_sub, trainable_centres=trainable, seed=1)
+    head.build((None, 8))
+    return head
+
+
+def test_initial_scale_and_weights() -> None:
+    head = _head(3, 4)
+    assert math.isclose(float(head.scale), math.sqrt(2) * math.log(3 * 4 - 1), rel_tol=1e-6)
+    assert initial_scale(342) == math.sqrt(2) * math.log(342 * 16 - 1)
+    assert head.centres.shape == (8, 12)
+    assert not head.centres.trainable and not head.scale.trainable
+    assert head.trainable_weights == []
+    assert len(_head(trainable=True).trainable_weights) == 1
+
+
+def test_log_probs_are_summed_subcluster_softmax() -> None:
+    head = _head(3, 4)
+    x = np.random.default_rng(0).standard_normal((5, 8)).astype(np.float32)
+    got = np.exp(np.asarray(head(x)))
+    xn = x / np.linalg.norm(x, axis=1, keepdims=True)
+    w = np.asarray(head.centres)
+    wn = w / np.linalg.norm(w, axis=0, keepdims=True)
+    logits = float(head.scale) * xn @ wn
+    soft = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    want = soft.reshape(5, 3, 4).sum(axis=2)
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+    np.testing.assert_allclose(got.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_scale_adapts_like_adacos() -> None:
+    rng = np.random.default_rng(0)
+    cos = np.clip(rng.uniform(-0.3, 0.9, (6, 12)), -1, 1).astype(np.float32)
+    labels = np.eye(3, dtype=np.float32)[[0, 1, 2, 0, 1, 2]]
+    s = 5.0
+    got = float(adapted_scale(tf.constant(cos), tf.constant(labels), tf.constant(s), 4))
+    b_avg = np.mean(np.sum(np.exp(s * cos), axis=1))
+    theta = np.arccos(cos).reshape(6, 3, 4).min(axis=2)
+    med = np.median((labels * theta).sum(axis=1))
+    want = math.log(b_avg) / math.cos(min(math.pi / 4, med))
+    assert math.isclose(got, want, rel_tol=1e-4)
+    assert not math.isclose(got, s, rel_tol=1e-2)  # it moved
+
+
+def test_cross_entropy_soft_labels() -> None:
+    labels = np.array([[0.25, 0.75]], np.float32)
+    log_p = np.log(np.array([[0.5, 0.5]], np.float32))
+    assert math.isclose(float(cross_entropy(labels, log_p)), math.log(2), rel_tol=1e-6)
+
+
+def test_mixup_is_a_convex_pairing_of_waves_and_labels() -> None:
+    rng = tf.random.Generator.from_seed(3)
+    waves = np.arange(4, dtype=np.float32)[:, None] * np.ones((4, 10), np.float32)
+    labels = np.eye(4, dtype=np.float32)
+    mixed, mixed_labels = (np.asarray(t) for t in mixup(waves, labels, rng))
+    # every row is lam * own + (1 - lam) * partner, labels alike with the same lam and partner
+    np.testing.assert_allclose(mixed_labels.sum(axis=1), 1.0, rtol=1e-6)
+    for i in range(4):
+        lam = mixed_labels[i, i] if mixed_labels[i, i] > 0 else 0.0
+        partner = [j for j in range(4) if j != i and mixed_labels[i, j] > 0]
+        other = partner[0] if partner else i
+        if other == i:
+            lam = 1.0
+        np.testing.assert_allclose(mixed[i], lam * i + (1 - lam) * other, rtol=1e-5, atol=1e-5)
+    lams = np.asarray(rng.uniform((10_000,), 0.0, 1.0))
+    assert 0.45 < lams.mean() < 0.55 and lams.min() < 0.01 and lams.max() > 0.99
