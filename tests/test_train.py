@@ -1,0 +1,104 @@
+"""Training end to end on tiny real WAV files: run dir, fixed centres, resume, bad files."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge_agent.audio import load_clip
+from edge_agent.errors import EdgeAgentError
+from model_build.data import class_names, scan
+from model_build.model import ModelConfig
+from model_build.runs import CHECKPOINT_DIR, RunError, load_run, read_meta
+from model_build.train import ClipReader, TrainConfig, Trainer, make_dataset, train_run
+
+NARROW = ModelConfig(width=0.25)
+QUIET = TrainConfig(epochs=1, batch_size=4, verbose=False)
+
+
+def test_trained_run_loads_and_embeds(trained_run: Path) -> None:
+    meta = read_meta(trained_run)
+    roots = [Path(r) for r in meta["data"]]
+    clips = scan(roots)
+    assert meta["classes"] == class_names(clips)
+    assert [m["status"] for m in meta["models"]] == ["done"]
+    run = load_run(trained_run)
+    assert run.config == ModelConfig.from_dict(meta["config"])
+    emb = run.embed_clips(clips[:6], batch_size=4)
+    assert emb.shape == (1, 6, 256) and np.isfinite(emb).all()
+    waves = np.stack([load_clip(c.path) for c in clips[:6]])
+    np.testing.assert_allclose(run.embed_waves(waves, batch_size=6), emb, rtol=1e-4, atol=1e-5)
+    assert not np.allclose(emb[0, 0], emb[0, 1])
+
+
+def test_centres_stay_fixed_while_the_network_learns(tiny_dcase_root: Path) -> None:
+    clips = [c for c in scan([tiny_dcase_root]) if c.split == "train"]
+    classes = class_names(clips)
+    trainer = Trainer(NARROW, QUIET, NARROW.frontend(), len(classes), seed=0)
+    centres = np.asarray(trainer.head.centres).copy()
+    scale = float(trainer.head.scale)
+    weights = [np.asarray(w).copy() for w in trainer.model.trainable_weights]
+    reader = ClipReader([str(c.path) for c in clips], NARROW.frontend(), strict=False)
+    labels = np.array([classes.index(f"{c.machine}|{c.section}|{c.attrs}|{c.domain}")
+                       for c in clips])
+    trainer.fit_epoch(make_dataset(reader, labels, len(classes), 4, order_seed=0), 3)
+    np.testing.assert_array_equal(np.asarray(trainer.head.centres), centres)
+    assert float(trainer.head.scale) != scale  # re-estimated every batch
+    moved = [not np.array_equal(np.asarray(w), w0)
+             for w, w0 in zip(trainer.model.trainable_weights, weights, strict=True)]
+    assert all(moved)
+
+
+def test_resume_continues_from_the_last_checkpoint(tiny_dcase_root: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    train_run([tiny_dcase_root], out, NARROW, QUIET)
+    first = read_meta(out)["models"][0]["loss_history"]
+    # pretend the process died after epoch 1 of a 2-epoch run
+    meta = read_meta(out)
+    meta["models"][0]["status"] = "training"
+    (out / "run.json").write_text(json.dumps(meta))
+    ckpt = out / "model_0" / CHECKPOINT_DIR
+    iters_before = int(np.load(ckpt / "optimizer.npz")["arr_0"])
+    train_run([tiny_dcase_root], out, NARROW, TrainConfig(epochs=2, batch_size=4, verbose=False))
+    status = read_meta(out)["models"][0]
+    assert status["status"] == "done" and status["epochs_done"] == 2
+    assert status["loss_history"][0] == first[0] and len(status["loss_history"]) == 2
+    assert json.loads((ckpt / "state.json").read_text())["epoch"] == 2
+    assert int(np.load(ckpt / "optimizer.npz")["arr_0"]) == 2 * iters_before > 0
+    # a different architecture cannot silently continue the same run
+    with pytest.raises(EdgeAgentError, match="different config"):
+        train_run([tiny_dcase_root], out, ModelConfig(width=0.5), QUIET)
+
+
+def test_unreadable_file_is_reported_and_skipped(
+    tiny_dcase_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from model_build.cli import main
+
+    root = tmp_path / "data"
+    shutil.copytree(tiny_dcase_root, root)
+    bad = root / "fan" / "train" / "section_00_source_train_normal_0099_a_0.wav"
+    bad.write_bytes(b"RIFF not really a wav")
+    out = tmp_path / "run"
+    argv = ["train", "--data", str(root), "--out", str(out), "--epochs", "1",
+            "--batch-size", "4", "--width", "0.25", "--quiet"]
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code in (0, None)
+    err = capsys.readouterr().err
+    assert f"skipping unreadable file {bad}" in err
+    assert str(bad) in read_meta(out)["skipped_files"]
+    assert load_run(out).embed_clips([c.path for c in scan([tiny_dcase_root])][:2]).shape[1] == 2
+    with pytest.raises(SystemExit) as exc:
+        main([*argv[:4], str(tmp_path / "strict"), *argv[5:], "--strict"])
+    assert exc.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith(f"error: {bad}")
+
+
+def test_load_run_errors(tmp_path: Path) -> None:
+    with pytest.raises(RunError, match=r"run\.json"):
+        load_run(tmp_path)
