@@ -2,5 +2,54 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
+
 # Fake microphones through the real PortAudio/ALSA stack: alsa_sandbox, pulse_server, fake_mic.
 from audio_fixtures import alsa_sandbox, fake_mic, pulse_server  # noqa: F401
+
+
+# --- training (model_build.train): a tiny DCASE-layout set and one trained narrow run ---
+def make_tiny_dcase_root(root: Path, n_train: int = 6, n_test: int = 4) -> Path:
+    """Two machines x one section of 10 s tones + noise in the DCASE 2022 layout."""
+    import numpy as np
+
+    from edge_agent.audio import write_wav
+
+    rng = np.random.default_rng(0)
+    t = np.arange(160_000) / 16_000
+    for m, (machine, f0) in enumerate((("fan", 440.0), ("valve", 1200.0))):
+        for split, n in (("train", n_train), ("test", n_test)):
+            folder = root / machine / split
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                domain = "target" if i == n - 1 else "source"
+                label = "anomaly" if split == "test" and i % 2 else "normal"
+                attr = f"a_{i % 2}"
+                f = f0 * (1.5 if label == "anomaly" else 1.0) * (1 + 0.1 * (i % 2))
+                x = 0.3 * np.sin(2 * np.pi * f * t) + 0.05 * rng.standard_normal(t.size)
+                name = f"section_0{m}_{domain}_{split}_{label}_{i:04d}_{attr}.wav"
+                write_wav(folder / name, x)
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_dcase_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_tiny_dcase_root(tmp_path_factory.mktemp("tiny_dcase"))
+
+
+@pytest.fixture(scope="session")
+def trained_run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A narrow (width 0.25) model trained 1 epoch on synth_root (or the tiny set)."""
+    from model_build.model import ModelConfig
+    from model_build.train import TrainConfig, train_run
+
+    try:
+        root = request.getfixturevalue("synth_root")
+    except pytest.FixtureLookupError:
+        root = request.getfixturevalue("tiny_dcase_root")
+    out = tmp_path_factory.mktemp("trained_run") / "run"
+    train_run([root], out, ModelConfig(width=0.25),
+              TrainConfig(epochs=1, batch_size=8, seed=0, verbose=False))
+    return out
