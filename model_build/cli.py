@@ -27,6 +27,10 @@ from .evaluate import evaluate_cmd  # noqa: E402
 
 app.command("evaluate")(evaluate_cmd)
 
+from .export import export_cmd  # noqa: E402
+
+app.command("export")(export_cmd)
+
 from .train import train_cmd  # noqa: E402
 
 app.command("train")(train_cmd)

@@ -53,3 +53,14 @@ def trained_run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
     train_run([root], out, ModelConfig(width=0.25),
               TrainConfig(epochs=1, batch_size=8, seed=0, verbose=False))
     return out
+
+
+# --- export (model_build.export): the trained narrow run as a device bundle ---
+@pytest.fixture(scope="session")
+def bundle_dir(trained_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`trained_run` exported in the default quantisation mode: BUNDLE/ (current = version 1)."""
+    from model_build.export import DEFAULT_MODE, export_run
+
+    out = tmp_path_factory.mktemp("bundle") / "bundle"
+    export_run(trained_run, out, DEFAULT_MODE)
+    return out

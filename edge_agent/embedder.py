@@ -1,0 +1,152 @@
+"""TFLite runtime selection and inference: features in, one embedding out (no TensorFlow).
+
+Runtime order: `ai_edge_litert` (maintained, numpy 2, aarch64 wheels), then `tflite_runtime`
+(legacy Pi images), then `tf.lite` (a workstation that has TensorFlow anyway). A runtime counts
+as available only once it has CREATED an interpreter: tflite-runtime 2.14 imports under numpy 2
+and fails only at that point (see docs/notes platform facts). TensorFlow is imported only when
+both light runtimes fail, so a Pi never pays for it.
+
+Inputs are mapped BY NAME: a two-input TFLite model may order its inputs differently from the
+Keras model (the converter reports `serving_default_spectrum:0` first, for example).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from .errors import BundleError, RuntimeUnavailableError
+
+RUNTIMES = ("ai_edge_litert", "tflite_runtime", "tensorflow")
+INSTALL_HINT = "pip install ai-edge-litert (Python 3.10-3.12) or tflite-runtime with numpy<2"
+
+
+def _interpreter_class(runtime: str) -> Any:
+    if runtime == "ai_edge_litert":
+        return importlib.import_module("ai_edge_litert.interpreter").Interpreter
+    if runtime == "tflite_runtime":
+        return importlib.import_module("tflite_runtime.interpreter").Interpreter
+    if runtime == "tensorflow":
+        return importlib.import_module("tensorflow").lite.Interpreter
+    raise ValueError(f"runtime: expected one of {RUNTIMES}, got {runtime!r}")
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """A TFLite runtime that has proven it can create an interpreter."""
+
+    name: str
+    factory: Callable[..., Any]
+
+
+def select_runtime(model_path: str | Path, preferred: Sequence[str] = RUNTIMES) -> Runtime:
+    """The first runtime in `preferred` that loads `model_path` and allocates its tensors.
+
+    Any failure of a runtime (missing module, numpy ABI mismatch, unknown op version) moves on
+    to the next one; the error names every runtime tried and what to install.
+    """
+    reasons = []
+    for name in preferred:
+        try:
+            cls = _interpreter_class(name)
+            it = cls(model_path=str(model_path), num_threads=1)
+            it.allocate_tensors()
+        except Exception as exc:
+            reasons.append(f"{name}: {type(exc).__name__}: {str(exc).splitlines()[0][:80]}"
+                           if str(exc) else f"{name}: {type(exc).__name__}")
+            continue
+        return Runtime(name, cls)
+    raise RuntimeUnavailableError(
+        f"no TFLite runtime can load {model_path} ({'; '.join(reasons)}); {INSTALL_HINT}"
+    )
+
+
+def tensor_feature_name(tensor_name: str) -> str:
+    """`serving_default_spectrum:0` -> `spectrum` (the Keras input name)."""
+    base = tensor_name.split(":", 1)[0]
+    prefix = "serving_default_"
+    return base[len(prefix):] if base.startswith(prefix) else base
+
+
+def input_layout(details: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The interpreter's inputs as manifest entries: feature name, tensor index, shape, in the
+    interpreter's own order."""
+    return [
+        {
+            "name": tensor_feature_name(str(d["name"])),
+            "tensor": str(d["name"]),
+            "index": int(d["index"]),
+            "shape": [int(s) for s in d["shape"]],
+        }
+        for d in details
+    ]
+
+
+class Embedder:
+    """One TFLite interpreter: `embed(spectrogram, spectrum) -> (D,)` float32.
+
+    `input_names` are the feature names in the order `embed` receives them; `expected_shapes`
+    (from the bundle manifest) are checked against what the model reports, so a model that
+    does not match its manifest fails with BundleError at load time, not inside the runtime.
+    """
+
+    def __init__(
+        self,
+        model_path: str | Path,
+        input_names: Sequence[str] = ("spectrogram", "spectrum"),
+        threads: int = 1,
+        expected_shapes: Mapping[str, Sequence[int]] | None = None,
+        runtime: Runtime | None = None,
+    ) -> None:
+        if threads < 1:
+            raise RuntimeUnavailableError(f"threads: expected >= 1, got {threads}")
+        self.runtime = runtime or select_runtime(model_path)
+        try:
+            self._it = self.runtime.factory(model_path=str(model_path), num_threads=threads)
+            self._it.allocate_tensors()
+        except Exception as exc:
+            raise BundleError(f"{model_path}: the TFLite runtime cannot load it ({exc})") from None
+        self.layout = input_layout(self._it.get_input_details())
+        layout = {e["name"]: e for e in self.layout}
+        missing = [n for n in input_names if n not in layout]
+        if missing or len(layout) != len(input_names):
+            raise BundleError(
+                f"{model_path}: model inputs {sorted(layout)} do not match expected "
+                f"{list(input_names)}"
+            )
+        for name, shape in (expected_shapes or {}).items():
+            got = layout[name]["shape"] if name in layout else None
+            if got is None or list(got) != [int(s) for s in shape]:
+                raise BundleError(
+                    f"{model_path}: input {name} has shape {got}, manifest expects {list(shape)}"
+                )
+        self.input_names = tuple(input_names)
+        self._slots = [(layout[n]["index"], tuple(layout[n]["shape"])) for n in input_names]
+        out = self._it.get_output_details()
+        if len(out) != 1:
+            raise BundleError(f"{model_path}: expected one output (the embedding), got {len(out)}")
+        self._out = int(out[0]["index"])
+        self.dim = int(np.prod(out[0]["shape"][1:]))
+        self.threads = threads
+
+    def embed(self, *features: NDArray[Any]) -> NDArray[np.float32]:
+        """Features of ONE window, in `input_names` order (without batch or channel axes)."""
+        if len(features) != len(self._slots):
+            raise ValueError(f"expected {len(self._slots)} feature arrays, got {len(features)}")
+        for (index, shape), x in zip(self._slots, features, strict=True):
+            self._it.set_tensor(index, np.asarray(x, dtype=np.float32).reshape(shape))
+        self._it.invoke()
+        return np.array(self._it.get_tensor(self._out)[0], dtype=np.float32)
+
+    def embed_batch(self, *features: NDArray[Any]) -> NDArray[np.float32]:
+        """(N, D) embeddings of N windows (one invoke each: the model has batch size 1)."""
+        n = len(features[0])
+        return np.stack([self.embed(*(f[i] for f in features)) for i in range(n)]) if n else (
+            np.zeros((0, self.dim), np.float32)
+        )

@@ -1,0 +1,109 @@
+"""The device scoring path for one 10 s window: numpy frontend -> TFLite embedder -> backend.
+
+This is the ONLY scoring path on the device: `edge-agent score`, the agent and `export`'s
+backend refit all go through it, so a bundle's thresholds are on the same scale as the scores
+the device computes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from .backend import l2_normalise
+from .bundle import Bundle, load_bundle
+from .embedder import Embedder, Runtime
+from .errors import BundleError
+from .frontend import FrontendSpec, spectrogram, spectrum
+
+FEATURES = {"spectrogram": spectrogram, "spectrum": spectrum}
+
+
+def window_features(
+    wave: NDArray[Any], names: Sequence[str], spec: FrontendSpec
+) -> list[NDArray[np.float32]]:
+    """The named model inputs of one window (numpy frontend)."""
+    return [FEATURES[name](wave, spec) for name in names]
+
+
+def embed_window(embedder: Embedder, wave: NDArray[Any], spec: FrontendSpec) -> NDArray[np.float32]:
+    """Frontend + interpreter + L2 normalisation: THE device embedding of one window."""
+    feats = window_features(wave, embedder.input_names, spec)
+    return l2_normalise(embedder.embed(*feats)[None])[0]
+
+
+@dataclass(frozen=True)
+class WindowScore:
+    score: float
+    threshold: float
+    anomalous: bool
+    section: str
+    model_version: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "score": self.score,
+            "threshold": self.threshold,
+            "anomalous": self.anomalous,
+            "section": self.section,
+            "model_version": self.model_version,
+        }
+
+
+class Scorer:
+    """A loaded bundle with its interpreter; `score(wave, section)` per window."""
+
+    def __init__(self, bundle: Bundle, embedder: Embedder) -> None:
+        self.bundle = bundle
+        self.embedder = embedder
+        self.spec = bundle.spec
+
+    @classmethod
+    def from_bundle(
+        cls,
+        path: str | Path,
+        threads: int = 1,
+        verify: bool = True,
+        runtime: Runtime | None = None,
+    ) -> Scorer:
+        bundle = load_bundle(path, verify=verify)
+        embedder = Embedder(
+            bundle.model_path, bundle.input_names, threads, bundle.input_shapes, runtime
+        )
+        if embedder.dim != int(bundle.manifest.get("embedding_dim", embedder.dim)):
+            raise BundleError(
+                f"{bundle.path}: model gives {embedder.dim}-d embeddings, manifest says "
+                f"{bundle.manifest['embedding_dim']}"
+            )
+        return cls(bundle, embedder)
+
+    def features(self, wave: NDArray[Any]) -> list[NDArray[np.float32]]:
+        """The model's inputs for one window, in the embedder's input order."""
+        return window_features(wave, self.embedder.input_names, self.spec)
+
+    def embed(self, wave: NDArray[Any]) -> NDArray[np.float32]:
+        """(D,) L2-normalised embedding of one window of `spec.clip_samples` samples."""
+        return embed_window(self.embedder, wave, self.spec)
+
+    def embed_many(self, waves: NDArray[Any]) -> NDArray[np.float32]:
+        return (
+            np.stack([self.embed(w) for w in waves])
+            if len(waves)
+            else np.zeros((0, self.embedder.dim), np.float32)
+        )
+
+    def score_embedding(self, emb: NDArray[Any], section: str) -> WindowScore:
+        backend = self.bundle.backend(section)
+        s = float(backend.score(emb)[0])
+        return WindowScore(
+            s, backend.threshold, s > backend.threshold, section, self.bundle.model_version
+        )
+
+    def score(self, wave: NDArray[Any], section: str) -> WindowScore:
+        self.bundle.backend(section)  # unknown section fails before any work
+        return self.score_embedding(self.embed(wave), section)

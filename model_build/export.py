@@ -1,0 +1,240 @@
+"""`model-build export`: Keras embedding model -> quantised TFLite -> versioned device bundle.
+
+Steps (each a function, so tests and benchmarks reuse them):
+
+1. `convert`: a tf.function with one named TensorSpec per Keras input (batch 1) is converted;
+   the TFLite input names are then `serving_default_<feature>:0`, which the device maps BY NAME
+   (the converter may reorder inputs). Modes: float32; float16 (weights stored as fp16);
+   dynamic (int8 weights, float activations); int8 (int8 weights AND activations, calibrated
+   on real training features of both domains, float input/output tensors).
+2. `refit_backends`: the exported model itself embeds the training clips through the device
+   path (numpy frontend + edge_agent embedder), and the backend (k-means references, cross-
+   fitted threshold) is fitted on THOSE embeddings, so the device's scores and thresholds are
+   on one scale whatever the quantisation did.
+3. `edge_agent.bundle.write_bundle` writes a new version atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import typer
+from numpy.typing import NDArray
+
+from edge_agent.audio import load_clip
+from edge_agent.backend import SectionBackend, fit_section
+from edge_agent.bundle import QUANTIZE_MODES, write_bundle
+from edge_agent.embedder import Embedder
+from edge_agent.errors import EdgeAgentError
+from edge_agent.frontend import DEFAULT_SPEC, FrontendSpec, spectrogram, spectrum
+from edge_agent.scorer import embed_window
+
+from .data import Clip
+
+DEFAULT_MODE = "dynamic"  # see BENCHMARKS.md "Quantisation": smallest/fastest within 0.5 AUC
+FEATURES = {"spectrogram": spectrogram, "spectrum": spectrum}
+
+
+def input_names(model: Any) -> list[str]:
+    return [str(t.name).split(":")[0] for t in model.inputs]
+
+
+def feature_list(
+    wave: NDArray[Any], names: Sequence[str], spec: FrontendSpec
+) -> list[NDArray[Any]]:
+    """Model inputs for one clip, with the trailing channel axis and a batch axis."""
+    return [FEATURES[n](wave, spec)[None, ..., None] for n in names]
+
+
+def calibration_waves(clips: Sequence[Clip], n: int, spec: FrontendSpec, seed: int = 0) -> (
+    NDArray[np.float32]
+):
+    """Up to `n` training clips spread over sections AND both domains (all target clips are
+    taken first: they are few and the int8 ranges must cover them too)."""
+    rng = np.random.default_rng(seed)
+    target = [c for c in clips if c.domain == "target"]
+    source = [c for c in clips if c.domain != "target"]
+    pick = list(rng.permutation(len(target))[: n // 3])
+    chosen = [target[i] for i in pick]
+    chosen += [source[i] for i in rng.permutation(len(source))[: n - len(chosen)]]
+    return np.stack([load_clip(c.path, spec) for c in chosen]) if chosen else np.zeros(
+        (0, spec.clip_samples), np.float32
+    )
+
+
+def convert(
+    model: Any,
+    mode: str,
+    calibration: NDArray[Any] | None = None,
+    spec: FrontendSpec = DEFAULT_SPEC,
+) -> bytes:
+    """TFLite flatbuffer of `model` (batch 1) in quantisation `mode`; `calibration` = waves."""
+    import tensorflow as tf
+
+    if mode not in QUANTIZE_MODES:
+        raise EdgeAgentError(f"--quantize: expected one of {', '.join(QUANTIZE_MODES)}, got {mode}")
+    names = input_names(model)
+    # from_keras_model freezes every variable; a hand-made tf.function over a Keras 3 model
+    # left READ_VARIABLE ops in the graph (NaN embeddings under XNNPACK).
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    if mode == "float16":
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.target_spec.supported_types = [tf.float16]
+    elif mode == "dynamic":
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    elif mode == "int8":
+        if calibration is None or len(calibration) == 0:
+            raise EdgeAgentError("int8: calibration clips are required (training data)")
+        waves = calibration
+
+        def rep() -> Iterator[dict[str, NDArray[np.float32]]]:
+            # by name: the calibrator's positional order is the TFLite one, not Keras'
+            for w in waves:
+                feats = feature_list(w, names, spec)
+                yield {n: x.astype(np.float32) for n, x in zip(names, feats, strict=True)}
+
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.representative_dataset = rep
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    return bytes(conv.convert())
+
+
+def keras_embed(model: Any, waves: NDArray[Any], spec: FrontendSpec = DEFAULT_SPEC) -> (
+    NDArray[np.float32]
+):
+    """(N, D) float Keras embeddings from the numpy frontend (reference for parity checks)."""
+    names = input_names(model)
+    out = [np.asarray(model(feature_list(w, names, spec), training=False))[0] for w in waves]
+    return np.stack(out).astype(np.float32)
+
+
+def refit_backends(
+    scorer_embed: Any, clips: Sequence[Clip], spec: FrontendSpec, n_clusters: int = 16,
+    percentile: float = 90.0,
+) -> dict[str, SectionBackend]:
+    """Per section: the paper's backend fitted on embeddings from `scorer_embed(wave)`."""
+    sections: dict[str, dict[str, list[NDArray[np.float32]]]] = {}
+    for c in clips:
+        if c.split != "train":
+            continue
+        d = sections.setdefault(c.section_id, {"source": [], "target": []})
+        d["target" if c.domain == "target" else "source"].append(
+            scorer_embed(load_clip(c.path, spec))
+        )
+    if not sections:
+        raise EdgeAgentError("data: no training clips to fit the backend on")
+    out = {}
+    for sid, d in sorted(sections.items()):
+        dim = len((d["source"] or d["target"])[0])
+        src = np.stack(d["source"]) if d["source"] else np.zeros((0, dim), np.float32)
+        tgt = np.stack(d["target"]) if d["target"] else np.zeros((0, dim), np.float32)
+        out[sid] = fit_section(src, tgt, n_clusters=n_clusters, percentile=percentile)
+    return out
+
+
+def export_model(
+    model: Any,
+    out: Path,
+    mode: str,
+    train_clips: Sequence[Clip],
+    class_names: Sequence[str] = (),
+    spec: FrontendSpec = DEFAULT_SPEC,
+    training: dict[str, Any] | None = None,
+    evaluation: dict[str, Any] | None = None,
+    n_calibration: int = 200,
+    n_clusters: int = 16,
+) -> Path:
+    """Convert, refit the backend on the device path, write a new bundle version."""
+    calib = calibration_waves(train_clips, n_calibration, spec) if mode == "int8" else None
+    tfl = convert(model, mode, calib, spec)
+    names = input_names(model)
+    with tempfile.TemporaryDirectory() as tmp:
+        mp = Path(tmp) / "model.tflite"
+        mp.write_bytes(tfl)
+        emb = Embedder(mp, names, threads=2)
+        layout = emb.layout
+        backends = refit_backends(
+            lambda w: embed_window(emb, w, spec), train_clips, spec, n_clusters
+        )
+        manifest = {
+            "frontend": spec.to_dict(),
+            "inputs": layout,
+            "input_order": names,
+            "embedding_dim": emb.dim,
+            "class_names": list(class_names),
+            "quantization": mode,
+            "runtime_at_export": emb.runtime.name,
+            "training": training or {},
+            "evaluation": evaluation or {},
+            "backend": {"method": "cosine", "variant": "joint", "n_clusters": n_clusters,
+                        "percentile": 90.0, "threshold": "cross-fitted"},
+        }
+        return write_bundle(out, mp, backends, manifest)
+
+
+def export_run(
+    run: Path,
+    out: Path,
+    quantize: str = DEFAULT_MODE,
+    data: Sequence[Path] = (),
+    model_index: int = 0,
+    calibration: int = 200,
+) -> Path:
+    """Export model `model_index` of a trained run; training data = the run's roots by default."""
+    from .data import class_names as all_class_names
+    from .data import scan
+    from .runs import load_run  # imports TensorFlow: only here
+
+    if quantize not in QUANTIZE_MODES:
+        raise EdgeAgentError(f"--quantize: expected one of {', '.join(QUANTIZE_MODES)}, got "
+                             f"{quantize}")
+    r = load_run(run)
+    roots = list(data) or [Path(p) for p in r.meta.get("data", [])]
+    if not roots:
+        raise EdgeAgentError("--data: the run records no data roots; pass --data")
+    clips = [c for c in scan(roots, splits=("train",)) if c.split == "train"]
+    if not clips:
+        raise EdgeAgentError(f"--data: no training clips under {', '.join(map(str, roots))}")
+    if not 0 <= model_index < len(r.models):
+        raise EdgeAgentError(f"--model: expected 0..{len(r.models) - 1}, got {model_index}")
+    training = {
+        "run": str(run),
+        "data": [str(p) for p in roots],
+        "n_train_clips": len(clips),
+        "sections": sorted({c.section_id for c in clips}),
+        "n_target_clips": sum(c.domain == "target" for c in clips),
+        "model_index": model_index,
+        "config": r.config.to_dict(),
+    }
+    evaluation = r.meta.get("evaluation", {})
+    names = r.classes or all_class_names(clips)
+    return export_model(
+        r.models[model_index], out, quantize, clips, names, r.spec, training, evaluation,
+        n_calibration=calibration,
+    )
+
+
+def export_cmd(
+    run: Path = typer.Argument(..., help="Run directory written by `model-build train`."),
+    out: Path = typer.Option(..., "--out", help="Bundle directory (a new version is added)."),
+    quantize: str = typer.Option(DEFAULT_MODE, help="float32 | float16 | dynamic | int8."),
+    data: list[Path] = typer.Option(
+        [], "--data", help="Training data root(s); default: the run's own data roots."
+    ),
+    model_index: int = typer.Option(0, "--model", help="Which model of the run (ensemble member)."),
+    calibration: int = typer.Option(200, help="int8 only: number of calibration clips."),
+) -> None:
+    """Export one trained model as a TFLite bundle; the backend is refitted on the device path."""
+    vdir = export_run(run, out, quantize, data, model_index, calibration)
+    size = (vdir / "model.tflite").stat().st_size
+    n = len(manifest_of(vdir)["sections"])
+    print(f"wrote {vdir} ({quantize}, {size / 1e6:.2f} MB, {n} sections)")
+
+
+def manifest_of(vdir: Path) -> dict[str, Any]:
+    return dict(json.loads((vdir / "manifest.json").read_text()))
