@@ -1,0 +1,79 @@
+"""Training throughput and peak memory of `model-build train` on this machine.
+
+Writes two synthetic DCASE-layout data sets (N and 4N training clips of 10 s), trains the
+paper-size network (or --width) for two epochs on each in a fresh subprocess, and prints
+clips/s of the second epoch (the first includes graph tracing) and each process's peak RSS.
+Streaming means the peak RSS of the 4N run stays within a few percent of the N run.
+
+    .venv/bin/python benchmarks/train_throughput.py [--clips 64] [--batch-size 64] [--width 1.0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def write_set(root: Path, n: int) -> None:
+    from edge_agent.audio import write_wav
+
+    rng = np.random.default_rng(0)
+    t = np.arange(160_000) / 16_000
+    folder = root / "fan" / "train"
+    folder.mkdir(parents=True)
+    for i in range(n):
+        x = 0.3 * np.sin(2 * np.pi * (300 + 50 * (i % 8)) * t) + 0.05 * rng.standard_normal(t.size)
+        write_wav(folder / f"section_0{i % 3}_source_train_normal_{i:04d}_a_{i % 4}.wav", x)
+
+
+def child(root: Path, out: Path, batch_size: int, width: float) -> None:
+    from model_build.model import ModelConfig
+    from model_build.train import TrainConfig, train_run
+
+    t0 = time.monotonic()
+    train_run([root], out, ModelConfig(width=width),
+              TrainConfig(epochs=2, batch_size=batch_size, verbose=False))
+    meta = json.loads((out / "run.json").read_text())
+    print(json.dumps({
+        "clips": meta["n_train_clips"],
+        "epoch2_s": meta["models"][0]["last_epoch_seconds"],
+        "total_s": round(time.monotonic() - t0, 1),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--clips", type=int, default=64, help="N (the second set has 4N)")
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--width", type=float, default=1.0)
+    ap.add_argument("--child", nargs=2, type=Path, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        child(args.child[0], args.child[1], args.batch_size, args.width)
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in (args.clips, 4 * args.clips):
+            root = Path(tmp) / f"data_{n}"
+            write_set(root, n)
+            res = subprocess.run(
+                [sys.executable, __file__, "--batch-size", str(args.batch_size),
+                 "--width", str(args.width), "--child", str(root), str(Path(tmp) / f"run_{n}")],
+                capture_output=True, text=True, check=True,
+            )
+            r = json.loads(res.stdout.strip().splitlines()[-1])
+            print(f"{r['clips']:5d} clips  width {args.width}  batch {args.batch_size}: "
+                  f"{r['clips'] / r['epoch2_s']:6.2f} clips/s (epoch 2), "
+                  f"peak RSS {r['peak_rss_mb']:7.0f} MB, total {r['total_s']} s")
+
+
+if __name__ == "__main__":
+    main()
