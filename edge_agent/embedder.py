@@ -12,6 +12,7 @@ Keras model (the converter reports `serving_default_spectrum:0` first, for examp
 
 from __future__ import annotations
 
+import base64
 import importlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -45,26 +46,61 @@ class Runtime:
     factory: Callable[..., Any]
 
 
-def select_runtime(model_path: str | Path, preferred: Sequence[str] = RUNTIMES) -> Runtime:
-    """The first runtime in `preferred` that loads `model_path` and allocates its tensors.
+# A 656-byte TFLite model computing y = x + x for x of shape (1, 4), made with the converter
+# of TF 2.21. Runtimes are proven on THIS model, not on the user's: a corrupt model must be a
+# BundleError, not "no runtime" (and a corrupt flatbuffer can crash a runtime outright).
+PROBE_MODEL = base64.b64decode(
+    "HAAAAFRGTDMUACAAHAAYABQAEAAMAAAACAAEABQAAAAcAAAAHAAAAHQAAAAkAQAANAEAAEwCAAADAAAAAAAAAAIA"
+    "AAA0AAAABAAAANz///8EAAAABAAAABMAAABDT05WRVJTSU9OX01FVEFEQVRBAAgADAAIAAQACAAAAAMAAAAEAAAA"
+    "EwAAAG1pbl9ydW50aW1lX3ZlcnNpb24ABQAAAKwAAACkAAAAnAAAAHwAAAAEAAAAkv///wQAAABgAAAAEAAAAAAA"
+    "AAAIAA4ACAAEAAgAAAAQAAAAJAAAAAAABgAIAAQABgAAAAQAAAAAAAAADAAYABQAEAAMAAQADAAAAH5yXCIk9Ekc"
+    "AwAAAAIAAAAEAAAABgAAADIuMjEuMAAAAAAGAAgABAAGAAAABAAAABAAAAAxLjUuMAAAAAAAAAAAAAAAvP7//8D+"
+    "///E/v//DwAAAE1MSVIgQ29udmVydGVkLgABAAAAFAAAAAAADgAYABQAEAAMAAgABAAOAAAAFAAAABwAAABcAAAA"
+    "YAAAAGQAAAAEAAAAbWFpbgAAAAABAAAAFAAAAAAADgAUAAAAEAAMAAsABAAOAAAAEAAAAAAAAAsMAAAAEAAAAET/"
+    "//8BAAAAAQAAAAIAAAAAAAAAAAAAAAEAAAABAAAAAQAAAAAAAAACAAAAWAAAAAQAAADG////AAAAARAAAAAQAAAA"
+    "AgAAABgAAACQ////CAAAAElkZW50aXR5AAAAAAIAAAABAAAABAAAAAAAFgAYABQAAAAQAAwACAAAAAAAAAAHABYA"
+    "AAAAAAABEAAAABAAAAABAAAAEAAAAOD///8BAAAAeAAAAAIAAAABAAAABAAAAAEAAAAIAAAABAAEAAQAAAA="
+)
 
-    Any failure of a runtime (missing module, numpy ABI mismatch, unknown op version) moves on
-    to the next one; the error names every runtime tried and what to install.
+
+def _prove(cls: Any) -> None:
+    it = cls(model_content=PROBE_MODEL, num_threads=1)
+    it.allocate_tensors()
+    x = np.arange(4, dtype=np.float32).reshape(1, 4)
+    it.set_tensor(it.get_input_details()[0]["index"], x)
+    it.invoke()
+    if not np.allclose(it.get_tensor(it.get_output_details()[0]["index"]), 2 * x):
+        raise RuntimeError("wrong result on the probe model")
+
+
+def select_runtime(preferred: Sequence[str] = RUNTIMES) -> Runtime:
+    """The first runtime in `preferred` that creates an interpreter and runs the probe model.
+
+    Any failure (missing module, numpy ABI mismatch as with tflite-runtime 2.14 under
+    numpy 2) moves on to the next; the error names every runtime tried and what to install.
     """
     reasons = []
     for name in preferred:
         try:
             cls = _interpreter_class(name)
-            it = cls(model_path=str(model_path), num_threads=1)
-            it.allocate_tensors()
-        except Exception as exc:
-            reasons.append(f"{name}: {type(exc).__name__}: {str(exc).splitlines()[0][:80]}"
-                           if str(exc) else f"{name}: {type(exc).__name__}")
+            _prove(cls)
+        except Exception as exc:  # any runtime failure: try the next one
+            first = str(exc).splitlines()[0][:80] if str(exc) else ""
+            reasons.append(f"{name}: {type(exc).__name__} {first}".strip())
             continue
         return Runtime(name, cls)
-    raise RuntimeUnavailableError(
-        f"no TFLite runtime can load {model_path} ({'; '.join(reasons)}); {INSTALL_HINT}"
-    )
+    raise RuntimeUnavailableError(f"no TFLite runtime works ({'; '.join(reasons)}); {INSTALL_HINT}")
+
+
+def check_flatbuffer(model_path: str | Path) -> None:
+    """Cheap structural check before a runtime parses the file (it may crash on garbage)."""
+    p = Path(model_path)
+    try:
+        head = p.read_bytes()[:8]
+    except OSError as exc:
+        raise BundleError(f"{p}: cannot read the model ({exc.strerror})") from None
+    if len(head) < 8 or head[4:8] != b"TFL3":
+        raise BundleError(f"{p}: not a TFLite model (no TFL3 identifier)")
 
 
 def tensor_feature_name(tensor_name: str) -> str:
@@ -106,7 +142,8 @@ class Embedder:
     ) -> None:
         if threads < 1:
             raise RuntimeUnavailableError(f"threads: expected >= 1, got {threads}")
-        self.runtime = runtime or select_runtime(model_path)
+        check_flatbuffer(model_path)
+        self.runtime = runtime or select_runtime()
         try:
             self._it = self.runtime.factory(model_path=str(model_path), num_threads=threads)
             self._it.allocate_tensors()

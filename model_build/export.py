@@ -238,3 +238,20 @@ def export_cmd(
 
 def manifest_of(vdir: Path) -> dict[str, Any]:
     return dict(json.loads((vdir / "manifest.json").read_text()))
+
+
+class BundleEmbedder:
+    """A `model_build.evaluate.ClipEmbedder` that embeds through an exported bundle (the device
+    path), so `evaluate_embedder(BundleEmbedder(BUNDLE), clips)` evaluates what ships."""
+
+    def __init__(self, bundle: Path, threads: int = 2) -> None:
+        from edge_agent.scorer import Scorer
+
+        self.scorer = Scorer.from_bundle(bundle, threads=threads)
+
+    def embed_clips(self, clips: Sequence[Clip]) -> NDArray[np.float32]:
+        return self.scorer.embed_many(
+            np.stack([load_clip(c.path, self.scorer.spec) for c in clips])
+            if clips
+            else np.zeros((0, self.scorer.spec.clip_samples), np.float32)
+        )

@@ -1,0 +1,95 @@
+"""edge_agent.embedder: runtime selection (proven, not imported), inputs mapped by name."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge_agent.bundle import load_bundle
+from edge_agent.embedder import (
+    PROBE_MODEL,
+    Embedder,
+    check_flatbuffer,
+    select_runtime,
+    tensor_feature_name,
+)
+from edge_agent.errors import BundleError, RuntimeUnavailableError
+from edge_agent.frontend import spectrogram, spectrum
+
+
+def _wave(seed: int = 0) -> np.ndarray:
+    return (0.1 * np.random.default_rng(seed).standard_normal(160_000)).astype(np.float32)
+
+
+def test_default_runtime_is_litert_and_tensorflow_stays_unimported(bundle_dir: Path) -> None:
+    code = (
+        "import sys; from edge_agent.scorer import Scorer; "
+        f"s = Scorer.from_bundle({str(bundle_dir)!r}); "
+        "import numpy as np; s.score(np.zeros(160000, np.float32), s.bundle.sections[0]); "
+        "print(s.embedder.runtime.name, 'tensorflow' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["ai_edge_litert", "False"]
+
+
+def test_unavailable_runtimes_give_one_clear_error() -> None:
+    with pytest.raises(RuntimeUnavailableError) as exc:
+        select_runtime(("tflite_runtime", "no_such_runtime"))
+    msg = str(exc.value)
+    assert "tflite_runtime" in msg and "pip install ai-edge-litert" in msg and "\n" not in msg
+
+
+def test_fallback_moves_on_to_the_next_working_runtime() -> None:
+    rt = select_runtime(("tflite_runtime", "ai_edge_litert"))
+    assert rt.name == "ai_edge_litert"
+
+
+def test_tensor_names_map_to_features() -> None:
+    assert tensor_feature_name("serving_default_spectrum:0") == "spectrum"
+    assert tensor_feature_name("spectrogram") == "spectrogram"
+
+
+def test_inputs_are_mapped_by_name_not_position(bundle_dir: Path) -> None:
+    b = load_bundle(bundle_dir)
+    e = Embedder(b.model_path, ["spectrogram", "spectrum"], threads=1)
+    # the converter puts spectrum first; the embedder still takes (spectrogram, spectrum)
+    assert min(e.layout, key=lambda x: x["index"])["name"] == "spectrum"
+    w = _wave()
+    a = e.embed(spectrogram(w), spectrum(w))
+    swapped = Embedder(b.model_path, ["spectrum", "spectrogram"], threads=1)
+    assert np.allclose(swapped.embed(spectrum(w), spectrogram(w)), a, atol=1e-6)
+    assert a.shape == (256,) and np.all(np.isfinite(a))
+    assert not np.allclose(e.embed(spectrogram(_wave(1)), spectrum(_wave(1))), a, atol=1e-3)
+
+
+def test_threads_do_not_change_the_result(bundle_dir: Path) -> None:
+    b = load_bundle(bundle_dir)
+    w = _wave(2)
+    one = Embedder(b.model_path, b.input_names, threads=1).embed(spectrogram(w), spectrum(w))
+    two = Embedder(b.model_path, b.input_names, threads=2)
+    assert two.threads == 2
+    assert np.allclose(two.embed(spectrogram(w), spectrum(w)), one, atol=1e-4)
+    batch = two.embed_batch(np.stack([spectrogram(w)] * 2), np.stack([spectrum(w)] * 2))
+    assert batch.shape == (2, 256) and np.allclose(batch[1], one, atol=1e-4)
+
+
+def test_wrong_input_names_and_garbage_models(bundle_dir: Path, tmp_path: Path) -> None:
+    b = load_bundle(bundle_dir)
+    with pytest.raises(BundleError, match="do not match expected"):
+        Embedder(b.model_path, ["logmel128", "spectrum"])
+    bad = tmp_path / "bad.tflite"
+    bad.write_bytes(b"not a model at all")
+    with pytest.raises(BundleError, match="not a TFLite model"):
+        check_flatbuffer(bad)
+    with pytest.raises(BundleError, match="not a TFLite model"):
+        Embedder(bad)
+    cut = tmp_path / "cut.tflite"
+    cut.write_bytes(PROBE_MODEL[:200])
+    with pytest.raises(BundleError, match="cannot load it"):
+        Embedder(cut, ["x"])
+    with pytest.raises(RuntimeUnavailableError, match="threads"):
+        Embedder(b.model_path, b.input_names, threads=0)
