@@ -31,6 +31,10 @@ from .export import export_cmd  # noqa: E402
 
 app.command("export")(export_cmd)
 
+from .synth import synth_cmd  # noqa: E402
+
+app.command("synth")(synth_cmd)
+
 from .train import train_cmd  # noqa: E402
 
 app.command("train")(train_cmd)
