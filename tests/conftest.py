@@ -64,3 +64,16 @@ def bundle_dir(trained_run: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     out = tmp_path_factory.mktemp("bundle") / "bundle"
     export_run(trained_run, out, DEFAULT_MODE)
     return out
+
+
+# --- synthetic data (model_build.synth): a tiny set for everyone's tests ---
+@pytest.fixture(scope="session")
+def synth_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """fan + gearbox, sections 00 (operating point) and 01 (background): 16 source + 4 target
+    training clips and 4 test clips per domain and label per section (144 clips, a few s)."""
+    from model_build.synth import SynthConfig, generate
+
+    root = tmp_path_factory.mktemp("synth")
+    generate(SynthConfig(seed=0, machines=("fan", "gearbox"), sections=2, source_train=16,
+                         target_train=4, test_per_label=4), root)
+    return root

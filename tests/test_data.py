@@ -1,0 +1,181 @@
+"""model_build.data (DCASE layout parsing) and edge_agent.audio loading edge cases.
+
+Fixture WAVs are written into tmp_path; real MIMII 8-channel clips are used when the shared
+folder exists and the test skips otherwise.
+"""
+
+from __future__ import annotations
+
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.io.wavfile
+
+from edge_agent.audio import load_clip, read_wav
+from edge_agent.errors import AudioFileError, EdgeAgentError
+from model_build.data import DatasetError, class_key, class_names, scan
+
+REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
+FS = 16_000
+
+
+def _touch_wav(path: Path, seconds: float = 0.1) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    scipy.io.wavfile.write(path, FS, np.zeros(int(FS * seconds), dtype=np.int16))
+    return path
+
+
+# ------------------------------------------------------------------ model_build.data
+
+def test_full_names_parse_into_fields(tmp_path: Path) -> None:
+    root = tmp_path / "dev"
+    _touch_wav(root / "fan/train/section_00_source_train_normal_0000_m-n_X.wav")
+    _touch_wav(root / "fan/train/section_00_target_train_normal_0001_m-n_Y.wav")
+    _touch_wav(root / "fan/test/section_01_target_test_anomaly_0007_spd_1200_load_3.wav")
+    _touch_wav(root / "valve/train/section_02_source_train_normal_0003.wav")  # no attrs
+    (root / "fan/train/README.txt").write_text("not a clip")
+    _touch_wav(root / "fan/train/normal_id_00_00000000.wav")  # DCASE 2020 naming: ignored
+    clips = scan([root])
+    assert len(clips) == 4
+    by_name = {c.path.name: c for c in clips}
+    c = by_name["section_01_target_test_anomaly_0007_spd_1200_load_3.wav"]
+    assert (c.machine, c.section, c.split, c.domain, c.label, c.attrs) == (
+        "fan", "01", "test", "target", "anomaly", "spd_1200_load_3")
+    assert c.section_id == "fan_section_01" and c.is_anomaly
+    v = by_name["section_02_source_train_normal_0003.wav"]
+    assert v.attrs == "" and v.machine == "valve"
+    assert class_key(by_name["section_00_source_train_normal_0000_m-n_X.wav"]) == \
+        "fan|00|m-n_X|source"
+    assert class_names(clips) == ["fan|00|m-n_X|source", "fan|00|m-n_Y|target",
+                                  "valve|02||source"]
+
+
+def test_eval_names_get_labels_from_ground_truth_csv(tmp_path: Path) -> None:
+    ev = tmp_path / "eval"
+    _touch_wav(ev / "gearbox/test/section_03_0000.wav")
+    _touch_wav(ev / "gearbox/test/section_03_0001.wav")
+    _touch_wav(ev / "gearbox/test/section_03_0002.wav")  # not in the CSV: stays unknown
+    gt = ev / "ground_truth"  # the official CSVs, anywhere under a root
+    gt.mkdir()
+    (gt / "ground_truth_gearbox_section_03_test.csv").write_text(
+        "section_03_0000.wav,1,target\nsection_03_0001.wav,0\n")
+    clips = {c.path.name: c for c in scan([ev], splits=("test",))}
+    assert len(clips) == 3
+    assert (clips["section_03_0000.wav"].label, clips["section_03_0000.wav"].domain) == (
+        "anomaly", "target")
+    assert (clips["section_03_0001.wav"].label, clips["section_03_0001.wav"].domain) == (
+        "normal", None)
+    assert clips["section_03_0002.wav"].label is None
+
+
+def test_several_roots_and_a_machine_folder_root(tmp_path: Path) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    _touch_wav(a / "fan/train/section_00_source_train_normal_0000_x_1.wav")
+    _touch_wav(b / "pump/train/section_00_source_train_normal_0000_y_2.wav")
+    clips = scan([a, b / "pump"])
+    assert sorted(c.machine for c in clips) == ["fan", "pump"]
+    assert [str(c.path) for c in clips] == sorted(str(c.path) for c in clips)
+
+
+def test_empty_or_missing_root_is_a_clear_error(tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    (empty / "fan" / "train").mkdir(parents=True)
+    with pytest.raises(DatasetError, match=r"empty: no DCASE clips found"):
+        scan([empty])
+    with pytest.raises(DatasetError, match="nope: data root not found"):
+        scan([tmp_path / "nope"])
+    assert issubclass(DatasetError, EdgeAgentError)
+
+
+# ------------------------------------------------------------------ edge_agent.audio
+
+def _tone(f: float, seconds: float, rate: int = FS) -> np.ndarray:
+    t = np.arange(int(seconds * rate)) / rate
+    return 0.5 * np.sin(2 * np.pi * f * t)
+
+
+def _peak_hz(x: np.ndarray) -> float:
+    return float(np.argmax(np.abs(np.fft.rfft(x))) * FS / x.size)
+
+
+def test_24_bit_pcm_is_scaled_to_float(tmp_path: Path) -> None:
+    x = _tone(440, 1.0)
+    ints = np.round(x * 2**23).astype(np.int32)
+    raw = b"".join(int(v).to_bytes(3, "little", signed=True) for v in ints[:2000])
+    p = tmp_path / "pcm24.wav"
+    with wave.open(str(p), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(3)
+        w.setframerate(FS)
+        w.writeframes(raw)
+    y, rate = read_wav(p)
+    assert rate == FS and y.dtype == np.float32 and y.size == 2000
+    np.testing.assert_allclose(y, x[:2000], atol=1e-6)
+
+
+def test_float_wav_and_stereo_channel_choice(tmp_path: Path) -> None:
+    x = _tone(1000, 10.0).astype(np.float32)
+    stereo = np.stack([x, np.zeros_like(x)], axis=1)
+    p = tmp_path / "float.wav"
+    scipy.io.wavfile.write(p, FS, stereo)
+    np.testing.assert_allclose(load_clip(p, channel=0), x, atol=1e-7)
+    np.testing.assert_allclose(load_clip(p), x / 2, atol=1e-7)  # mixdown averages
+    with pytest.raises(AudioFileError, match="channel 2 requested but the file has 2"):
+        read_wav(p, channel=2)
+
+
+def test_44k1_is_resampled_to_16k(tmp_path: Path) -> None:
+    p = tmp_path / "cd.wav"
+    scipy.io.wavfile.write(p, 44_100, (_tone(1000, 10.0, 44_100) * 32767).astype(np.int16))
+    y = load_clip(p)
+    assert y.shape == (160_000,)
+    assert abs(_peak_hz(y) - 1000.0) < 1.0
+    assert 0.3 < float(np.max(np.abs(y[1000:-1000]))) < 0.6
+
+
+def test_12_s_clip_keeps_the_first_10_s(tmp_path: Path) -> None:
+    x = np.concatenate([_tone(500, 10.0), _tone(3000, 2.0)]).astype(np.float32)
+    p = tmp_path / "toycar.wav"
+    scipy.io.wavfile.write(p, FS, x)
+    y = load_clip(p)
+    np.testing.assert_array_equal(y, x[:160_000])
+
+
+def test_short_clip_is_looped_and_too_short_is_refused(tmp_path: Path) -> None:
+    x = _tone(250, 3.0).astype(np.float32)
+    p = tmp_path / "short.wav"
+    scipy.io.wavfile.write(p, FS, x)
+    y = load_clip(p)
+    assert y.shape == (160_000,)
+    np.testing.assert_array_equal(y[48_000:96_000], x)
+    np.testing.assert_array_equal(y[144_000:], x[:16_000])
+    q = tmp_path / "tiny.wav"
+    scipy.io.wavfile.write(q, FS, x[:8000])
+    with pytest.raises(AudioFileError, match=r"tiny\.wav: too short: 8000 samples"):
+        load_clip(q)
+
+
+def test_unreadable_file_error_names_the_file(tmp_path: Path) -> None:
+    p = tmp_path / "broken.wav"
+    p.write_bytes(b"RIFF\x00\x00\x00\x00not really a wave file")
+    with pytest.raises(AudioFileError, match=r"broken\.wav: not a readable WAV file") as ei:
+        load_clip(p)
+    assert ei.value.path == str(p)
+    with pytest.raises(AudioFileError, match=r"missing\.wav: file not found"):
+        load_clip(tmp_path / "missing.wav")
+
+
+@pytest.mark.skipif(not (REAL / "mimii-8ch").is_dir(), reason="shared real clips not present")
+def test_real_mimii_8_channel_extensible_header() -> None:
+    path = REAL / "mimii-8ch" / "fan_id_00_normal_00000000.wav"
+    _, data = scipy.io.wavfile.read(path)
+    assert data.ndim == 2 and data.shape[1] == 8
+    mix = load_clip(path)
+    ch3 = load_clip(path, channel=3)
+    assert mix.shape == ch3.shape == (160_000,)
+    assert np.all(np.isfinite(mix)) and 0 < float(np.std(mix)) < 1
+    assert not np.array_equal(mix, ch3)
+    with pytest.raises(AudioFileError, match="channel 8 requested but the file has 8"):
+        load_clip(path, channel=8)

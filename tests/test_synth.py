@@ -1,0 +1,166 @@
+"""model_build.synth: layout, determinism, audio sanity, anomalies, CLI; baseline features."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from edge_agent.audio import read_wav
+from edge_agent.frontend import DEFAULT_SPEC
+from model_build.baseline import baseline_features, score_roots
+from model_build.cli import app
+from model_build.data import scan
+from model_build.synth import (
+    MACHINE_TYPES,
+    ClipJob,
+    SynthConfig,
+    SynthError,
+    generate,
+    make_section,
+    render,
+)
+
+TINY = SynthConfig(seed=3, machines=("valve",), sections=1, source_train=2, target_train=1,
+                   test_per_label=1)
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*.wav"))}
+
+
+def test_layout_parses_back_into_expected_counts(synth_root: Path) -> None:
+    clips = scan([synth_root])
+    counts = Counter((c.machine, c.section, c.split, c.domain, c.label) for c in clips)
+    expected = {}
+    for m in ("fan", "gearbox"):
+        for s in ("00", "01"):
+            expected[(m, s, "train", "source", "normal")] = 16
+            expected[(m, s, "train", "target", "normal")] = 4
+            for d in ("source", "target"):
+                for lab in ("normal", "anomaly"):
+                    expected[(m, s, "test", d, lab)] = 4
+    assert dict(counts) == expected
+    # attributes in the DCASE way, per machine type
+    assert all(c.attrs.startswith("spd_") for c in clips if c.machine == "fan")
+    assert all(c.attrs.startswith("volt_") for c in clips if c.machine == "gearbox")
+
+
+def test_synth_json_describes_shifts_and_anomalies(synth_root: Path) -> None:
+    meta = json.loads((synth_root / "synth.json").read_text())
+    assert meta["config"]["seed"] == 0
+    assert meta["sections"]["fan_section_00"]["shift"] == "operating_point"
+    assert meta["sections"]["fan_section_01"]["shift"] == "background"
+    clips = meta["clips"]
+    assert len(clips) == 144
+    for c in clips:
+        assert (synth_root / c["file"]).is_file()
+        if "_anomaly_" in c["file"]:
+            assert c["kind"] and 0.05 <= c["severity"] <= 1.0
+        else:
+            assert c["kind"] is None and c["severity"] is None
+    # operating-point shift: target speeds are absent from source
+    sec = meta["sections"]["fan_section_00"]
+    assert not set(sec["source_attrs"]) & set(sec["target_attrs"])
+
+
+def test_audio_is_ten_seconds_finite_and_not_clipping(synth_root: Path) -> None:
+    for path in sorted((synth_root / "fan" / "test").glob("*.wav"))[:8]:
+        x, rate = read_wav(path)
+        assert rate == 16_000 and x.shape == (160_000,)
+        assert np.all(np.isfinite(x))
+        assert 0.005 < float(np.sqrt(np.mean(x**2))) < 0.3
+        assert float(np.max(np.abs(x))) < 0.95
+
+
+def test_same_seed_same_bytes_other_seed_differs(tmp_path: Path) -> None:
+    generate(TINY, tmp_path / "a")
+    generate(TINY, tmp_path / "b", workers=2)
+    generate(replace(TINY, seed=4), tmp_path / "c")
+    a, b, c = (_files(tmp_path / x) for x in "abc")
+    assert len(a) == 2 + 1 + 4
+    assert a == b
+    meta_a, meta_b = ((tmp_path / x / "synth.json").read_text() for x in "ab")
+    assert meta_a == meta_b
+    assert set(a.values()).isdisjoint(c.values())  # another seed: no file is the same
+
+
+@pytest.mark.parametrize("machine", MACHINE_TYPES)
+def test_every_anomaly_kind_changes_the_sound(machine: str) -> None:
+    """Same clip random state with and without the anomaly: the waves must differ, and
+    normal clips of one section must differ from each other (nuisance variation)."""
+    sec = make_section(0, machine, 0)
+    n0, _ = render(ClipJob(machine, 0, "source", "test", "normal", 0, 0), sec)
+    n1, _ = render(ClipJob(machine, 0, "source", "test", "normal", 1, 0), sec)
+    assert float(np.std(n0 - n1)) > 0.1 * float(np.std(n0))
+    kinds = set()
+    for i in range(12):
+        x, info = render(ClipJob(machine, 0, "source", "test", "anomaly", i, 0), sec)
+        assert info.kind is not None and info.severity is not None
+        kinds.add(info.kind)
+        assert np.all(np.isfinite(x)) and x.shape == (160_000,)
+    assert len(kinds) >= 2
+
+
+def test_anomaly_adds_energy_at_its_frequency() -> None:
+    """An extra bearing harmonic of full severity is visible in the fine full-clip spectrum."""
+    import model_build.synth as synth
+
+    sec = make_section(0, "bearing", 0)
+    rng = np.random.default_rng(0)
+    normal, anom = synth.machine_sound(rng, sec, "vel_10_loc_A",
+                                       synth.Anomaly("extra_harmonic", 1.0))
+    assert float(np.std(anom)) > 0.05 * float(np.std(normal))
+    spec = np.abs(np.fft.rfft(anom))
+    peak = int(np.argmax(spec))
+    assert spec[peak] > 50 * np.median(spec)  # narrowband
+
+
+def test_bad_arguments_are_one_line_errors() -> None:
+    with pytest.raises(SynthError, match="--machines"):
+        SynthConfig(machines=("toaster",)).check()
+    with pytest.raises(SynthError, match="--sections"):
+        SynthConfig(sections=0).check()
+    res = CliRunner().invoke(app, ["synth", "/tmp/never", "--machines", "toaster"])
+    assert res.exit_code != 0
+
+
+def test_cli_writes_set_and_prints_summary(tmp_path: Path) -> None:
+    out = tmp_path / "set"
+    res = CliRunner().invoke(app, ["synth", str(out), "--seed", "1", "--machines", "fan",
+                                   "--sections", "1", "--source-train", "2",
+                                   "--target-train", "1", "--test", "1"])
+    assert res.exit_code == 0, res.output
+    assert "7 clips" in res.output and "seed 1" in res.output
+    assert len(scan([out])) == 7
+
+
+def test_baseline_features_are_normalised_mean_and_std() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 160_000)).astype(np.float32) * 0.1
+    f = baseline_features(x, DEFAULT_SPEC)
+    assert f.shape == (2, 2 * 513)
+    np.testing.assert_allclose(np.linalg.norm(f, axis=-1), 1.0, rtol=1e-5)
+    # reference computation: plain numpy STFT (periodic Hann 1024, hop 512, no padding)
+    win = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(1024) / 1024)
+    frames = np.stack([x[0, i * 512:i * 512 + 1024] * win for i in range(311)])
+    logmag = np.log(np.abs(np.fft.rfft(frames, axis=-1)) + 1e-6)
+    ref = np.concatenate([logmag.mean(0), logmag.std(0)])
+    np.testing.assert_allclose(f[0], ref / np.linalg.norm(ref), atol=1e-5)
+    # a steady 1 kHz tone (bin 64) is the largest time-mean and has a small time-std there
+    t = np.arange(160_000) / 16_000
+    g = baseline_features(x[0] + np.sin(2 * np.pi * 1000 * t).astype(np.float32))
+    assert int(np.argmax(g[:513])) == 64
+    assert g[513 + 64] < np.median(g[513:])
+
+
+def test_baseline_scores_every_test_clip(synth_root: Path) -> None:
+    scores = score_roots([synth_root])
+    assert len(scores) == 2 * 2 * 16
+    assert all(np.isfinite(s.score) and s.score >= -1e-6 for s in scores)
+    assert {s.clip.split for s in scores} == {"test"}
