@@ -25,6 +25,11 @@ from .score_cmd import score_cmd  # noqa: E402
 
 app.command("score")(score_cmd)
 
+from .agent_cmd import config_app, run_cmd  # noqa: E402
+
+app.command("run")(run_cmd)
+app.add_typer(config_app, name="config")
+
 
 def main(argv: list[str] | None = None) -> None:
     run_app(app, argv)

@@ -1,0 +1,333 @@
+"""The streaming agent: source -> windows -> scorer -> decision -> sinks.
+
+Threads and why:
+- the calling (main) thread reads audio blocks and cuts windows; it never scores, so a slow
+  model cannot make the audio device overflow;
+- one scoring worker takes windows from a bounded queue. From a live source (device/stdin) a
+  full queue drops the new window and counts it (`windows_dropped`, reported as a health
+  event); a file replay that is not real-time waits instead (nothing is lost, the replay just
+  runs at the scorer's pace);
+- a bundle reload (SIGHUP, or the bundle's `current`/manifest mtime changing) loads the new
+  model on its own thread and the worker swaps it in between two windows: no audio is dropped.
+
+Lifecycle: SIGTERM/SIGINT stop reading, the worker finishes the windows already cut, sinks
+flush (MQTT waits for the outbox to be acknowledged, then publishes retained `offline`), and
+`run()` returns 0.
+
+Events (dicts, the same for every sink): `kind` = score | alarm | health | status, with
+`schema`, `ts` (ISO 8601 UTC), `epoch`, `device_id`; see `edge_agent.sinks.mqtt`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import signal
+import sys
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, BinaryIO, Protocol
+
+from .config import AgentConfig
+from .decision import ALARM, Decider
+from .health import assess_window
+from .scorer import Scorer
+from .sinks.jsonl import JsonlSink
+from .sinks.mqtt import SCHEMA_VERSION, MqttSink
+from .sinks.outbox import Outbox
+from .sources import open_source
+from .windows import Window, Windower
+
+log = logging.getLogger("edge_agent")
+
+
+class Sink(Protocol):
+    def handle(self, event: dict[str, Any]) -> None: ...
+    def close(self) -> None: ...
+
+
+def iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return json.dumps(
+            {
+                "ts": iso(record.created),
+                "level": record.levelname.lower(),
+                "msg": record.getMessage(),
+            }
+        )
+
+
+def setup_logging(json_logs: bool, level: str) -> None:
+    h = logging.StreamHandler(sys.stderr)
+    h.setFormatter(
+        _JsonFormatter()
+        if json_logs
+        else logging.Formatter("%(asctime)s %(levelname)s %(message)s")
+    )
+    log.handlers[:] = [h]
+    log.setLevel(level.upper())
+    log.propagate = False
+
+
+def bundle_stamp(path: str | Path) -> tuple[float, ...]:
+    """mtimes of the files whose change means 'a new bundle version is active'."""
+    p = Path(path)
+    out = []
+    for f in (p / "current", p / "manifest.json"):
+        try:
+            out.append(f.stat().st_mtime)
+        except OSError:
+            out.append(0.0)
+    return tuple(out)
+
+
+class Agent:
+    """One microphone, one section (see module docstring)."""
+
+    def __init__(
+        self, cfg: AgentConfig, sinks: list[Sink] | None = None, stdin: BinaryIO | None = None
+    ) -> None:
+        self.cfg = cfg
+        self.stdin = stdin
+        self.scorer = Scorer.from_bundle(cfg.bundle, cfg.threads)
+        self.scorer.bundle.backend(cfg.section)  # unknown section: BundleError now, not later
+        self.decider = Decider(cfg.decision)
+        self.counters = {
+            "windows": 0,
+            "scored": 0,
+            "windows_dropped": 0,
+            "faults": 0,
+            "alarms": 0,
+            "reloads": 0,
+        }
+        self.sinks: list[Sink] = list(sinks or [])
+        self.mqtt: MqttSink | None = None
+        if sinks is None:
+            if cfg.log.stdout:
+                self.sinks.append(JsonlSink(sys.stdout, cfg.log.json))
+            if cfg.log.jsonl_file:
+                self.sinks.append(JsonlSink(open(cfg.log.jsonl_file, "a"), True))  # noqa: SIM115
+            if cfg.mqtt.enabled:
+                self.mqtt = MqttSink(
+                    cfg.mqtt, Outbox(cfg.outbox), [cfg.section], self.scorer.bundle.model_version
+                )
+                self.sinks.append(self.mqtt)
+        self._queue: queue.Queue[Window | None] = queue.Queue(maxsize=cfg.queue_size)
+        self._stop = threading.Event()
+        self._reload = threading.Event()
+        self._pending: Scorer | None = None
+        self._stamp = bundle_stamp(cfg.bundle)
+        self._lost_since: float | None = None
+        self._last_block = time.monotonic()
+
+    # --- events ---
+    def _event(self, kind: str, epoch: float, **fields: Any) -> dict[str, Any]:
+        return {
+            "schema": SCHEMA_VERSION,
+            "kind": kind,
+            "ts": iso(epoch),
+            "epoch": round(epoch, 3),
+            "device_id": self.cfg.mqtt.device_id,
+            **fields,
+        }
+
+    def emit(self, event: dict[str, Any]) -> None:
+        for s in self.sinks:
+            try:
+                s.handle(event)
+            except Exception as exc:  # one broken sink must not stop the others
+                log.error("sink %s failed: %s", type(s).__name__, exc)
+        if event["kind"] != "score":
+            log.info(
+                "%s %s",
+                event["kind"],
+                json.dumps(
+                    {k: v for k, v in event.items() if k not in ("schema", "kind", "ts", "epoch")}
+                ),
+            )
+
+    # --- control ---
+    def stop(self, *_: Any) -> None:
+        self._stop.set()
+
+    def request_reload(self, *_: Any) -> None:
+        self._reload.set()
+
+    def _start_reload(self) -> None:
+        self._reload.clear()
+
+        def load() -> None:
+            try:
+                new = Scorer.from_bundle(self.cfg.bundle, self.cfg.threads)
+                new.bundle.backend(self.cfg.section)
+                self._pending = new
+            except Exception as exc:
+                log.error(
+                    "bundle reload failed, keeping %s: %s", self.scorer.bundle.model_version, exc
+                )
+
+        threading.Thread(target=load, name="bundle-reload", daemon=True).start()
+
+    # --- worker ---
+    def process(self, w: Window) -> None:
+        """Health -> score -> decision -> events for one window (worker thread)."""
+        if self._pending is not None:
+            self.scorer, self._pending = self._pending, None
+            self.counters["reloads"] += 1
+            self.emit(
+                self._event(
+                    "status",
+                    time.time(),
+                    event="reloaded",
+                    model_version=self.scorer.bundle.model_version,
+                )
+            )
+        self.counters["windows"] += 1
+        sec = self.cfg.section
+        h = assess_window(w, self.cfg.health)
+        if not h.ok:
+            self.counters["faults"] += 1
+            d = self.decider.update(None, h.faults)
+            if d.fault_changed:
+                self.emit(
+                    self._event(
+                        "health",
+                        w.t_start,
+                        event="sensor_fault",
+                        window=w.index,
+                        faults=list(h.faults),
+                        **_levels(h),
+                    )
+                )
+            return
+        ws = self.scorer.score(w.samples, sec)
+        thr = self.decider.effective_threshold(ws.threshold)
+        anomalous = self.decider.is_anomalous(ws.score, ws.threshold)
+        d = self.decider.update(anomalous)
+        self.counters["scored"] += 1
+        if d.fault_changed:
+            self.emit(
+                self._event(
+                    "health", w.t_start, event="sensor_ok", window=w.index, faults=[], **_levels(h)
+                )
+            )
+        common = {
+            "section": sec,
+            "window": w.index,
+            "score": round(ws.score, 6),
+            "threshold": round(thr, 6),
+            "anomalous": anomalous,
+            "decision": d.state,
+            "votes": d.votes,
+            "model_version": ws.model_version,
+            "source": w.source_info,
+        }
+        self.emit(self._event("score", w.t_start, **common))
+        if d.changed:
+            if d.state == ALARM:
+                self.counters["alarms"] += 1
+            self.emit(self._event("alarm", w.t_start, **common))
+
+    def _worker(self) -> None:
+        while True:
+            w = self._queue.get()
+            if w is None:
+                return
+            try:
+                self.process(w)
+            except Exception as exc:
+                log.error("window %d failed: %s", w.index, exc)
+
+    # --- main loop ---
+    def run(self) -> int:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self.stop)
+            signal.signal(signal.SIGINT, self.stop)
+            signal.signal(signal.SIGHUP, self.request_reload)
+        source = open_source(self.cfg.source, self.stdin)
+        live = self.cfg.source.kind != "files" or self.cfg.source.realtime
+        windower = Windower(self.cfg.windows)
+        if self.mqtt is not None:
+            self.mqtt.start()
+        worker = threading.Thread(target=self._worker, name="scorer", daemon=True)
+        worker.start()
+        log.info(
+            "started: section=%s model=%s source=%s",
+            self.cfg.section,
+            self.scorer.bundle.model_version,
+            self.cfg.source.kind,
+        )
+        next_poll = time.monotonic() + self.cfg.reload_poll_seconds
+        source.start()
+        try:
+            while not self._stop.is_set():
+                block = source.read(0.5)
+                now = time.monotonic()
+                if now >= next_poll:
+                    next_poll = now + self.cfg.reload_poll_seconds
+                    stamp = bundle_stamp(self.cfg.bundle)
+                    if stamp != self._stamp:
+                        self._stamp = stamp
+                        self._reload.set()
+                if self._reload.is_set():
+                    self._start_reload()
+                if block is None:
+                    if source.exhausted:
+                        break
+                    self._check_lost(now)
+                    continue
+                if self._lost_since is not None:
+                    self._lost_since = None
+                    self.emit(self._event("health", time.time(), event="device_ok", faults=[]))
+                self._last_block = now
+                for w in windower.push(block):
+                    self._enqueue(w, live)
+        finally:
+            source.stop()
+            self._queue.put(None)
+            worker.join()
+            self.emit(self._event("status", time.time(), event="stopped", **self.counters))
+            for s in self.sinks:
+                s.close()
+        return 0
+
+    def _check_lost(self, now: float) -> None:
+        if self._lost_since is None and now - self._last_block > self.cfg.source.stall_seconds:
+            self._lost_since = now
+            self.emit(
+                self._event("health", time.time(), event="sensor_fault", faults=["device_lost"])
+            )
+
+    def _enqueue(self, w: Window, live: bool) -> None:
+        if not live:
+            self._queue.put(w)
+            return
+        try:
+            self._queue.put_nowait(w)
+        except queue.Full:
+            self.counters["windows_dropped"] += 1
+            self.emit(
+                self._event(
+                    "health",
+                    w.t_start,
+                    event="windows_dropped",
+                    window=w.index,
+                    faults=["scorer_behind"],
+                    dropped=self.counters["windows_dropped"],
+                )
+            )
+
+
+def _levels(h: Any) -> dict[str, Any]:
+    return {
+        "rms_dbfs": round(h.rms_dbfs, 1),
+        "peak_dbfs": round(h.peak_dbfs, 1),
+        "clipped_fraction": h.clipped_fraction,
+    }
