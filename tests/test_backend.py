@@ -65,9 +65,11 @@ def test_kmeans_uses_fewer_clusters_when_fewer_points() -> None:
 def test_kmeans_is_fast_on_a_dcase_section() -> None:
     x = np.random.default_rng(0).normal(size=(1000, 256)).astype(np.float32)
     kmeans(x[:50], 16)  # warm-up
-    t = time.perf_counter()
+    # CPU time of this process (all its threads), so other jobs on a loaded CI machine do not
+    # count; typical here: ~0.1 s wall, ~0.2 s CPU. The bound catches a 10x regression.
+    t = time.process_time()
     kmeans(x, 16)
-    assert time.perf_counter() - t < 1.0
+    assert time.process_time() - t < 2.0
 
 
 def test_cosine_scores_zero_for_a_reference_and_higher_when_further() -> None:
