@@ -164,3 +164,15 @@ def test_baseline_scores_every_test_clip(synth_root: Path) -> None:
     assert len(scores) == 2 * 2 * 16
     assert all(np.isfinite(s.score) and s.score >= -1e-6 for s in scores)
     assert {s.clip.split for s in scores} == {"test"}
+
+
+def test_baseline_embedder_runs_through_evaluate(synth_root: Path) -> None:
+    """The baseline plugs into model_build.evaluate like a trained run does."""
+    from model_build.baseline import BaselineEmbedder
+    from model_build.evaluate import evaluate_embedder
+
+    text, payload = evaluate_embedder(BaselineEmbedder(), scan([synth_root]), plots=False)
+    sections = [s["section"] for s in payload["results"]["model_0"]["sections"]]
+    assert sections == ["fan_section_00", "fan_section_01",
+                        "gearbox_section_00", "gearbox_section_01"]
+    assert "harmonic mean" in text
