@@ -9,6 +9,9 @@ import pytest
 # Fake microphones through the real PortAudio/ALSA stack: alsa_sandbox, pulse_server, fake_mic.
 from audio_fixtures import alsa_sandbox, fake_mic, pulse_server  # noqa: F401
 
+# Real mosquitto brokers (password, TLS, persistence) for the MQTT sink and agent tests.
+from mqtt_fixtures import mqtt_broker, mqtt_certs  # noqa: F401
+
 
 # --- training (model_build.train): a tiny DCASE-layout set and one trained narrow run ---
 def make_tiny_dcase_root(root: Path, n_train: int = 6, n_test: int = 4) -> Path:
