@@ -75,11 +75,16 @@ def _convert(value: Any, hint: Any, key: str, base: Path) -> Any:
         if value is None and type(None) in args:
             return None
         errors = []
-        for a in (a for a in args if a is not type(None)):
+        candidates = [a for a in args if a is not type(None)]
+        for a in candidates:
             try:
                 return _convert(value, a, key, base)
             except ConfigError as exc:
                 errors.append(exc)
+                if len(candidates) == 1 or (
+                    isinstance(value, dict) and dataclasses.is_dataclass(a)
+                ):
+                    raise  # the inner error names the exact nested key
         names = " or ".join(_type_name(a) for a in args)
         raise ConfigError(f"{key}: expected {names}, got {value!r}")
     if origin is tuple:
