@@ -1,0 +1,96 @@
+"""model_build.export: every quantisation mode converts, loads on the device runtime, and the
+bundle's backend is fitted on the exported model's own (device-path) embeddings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge_agent.audio import load_clip
+from edge_agent.backend import fit_section
+from edge_agent.bundle import QUANTIZE_MODES, current_version, list_versions, load_bundle
+from model_build.cli import main as build_main
+from model_build.data import Clip, scan
+from model_build.export import BundleEmbedder, export_run, keras_embed
+from model_build.runs import load_run
+
+# Minimum / mean cosine of the device embedding to the float Keras embedding, per mode
+# (narrow model trained one epoch on a tiny set; the full-size figures are in BENCHMARKS.md).
+MIN_COSINE = {"float32": 0.9999, "float16": 0.999, "dynamic": 0.95, "int8": 0.6}
+MEAN_COSINE = {"float32": 0.9999, "float16": 0.9995, "dynamic": 0.98, "int8": 0.8}
+
+
+@pytest.fixture(scope="module")
+def exported(trained_run: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    base = tmp_path_factory.mktemp("export")
+    return {m: export_run(trained_run, base / m, m, calibration=40) for m in QUANTIZE_MODES}
+
+
+@pytest.fixture(scope="module")
+def clips(trained_run: Path) -> list[Clip]:
+    run = load_run(trained_run)
+    return scan([Path(p) for p in run.meta["data"]])
+
+
+def _cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a = a / np.linalg.norm(a, axis=1, keepdims=True)
+    b = b / np.linalg.norm(b, axis=1, keepdims=True)
+    return np.asarray((a * b).sum(1))
+
+
+def test_every_mode_matches_keras_within_its_tolerance(
+    exported: dict[str, Path], trained_run: Path, clips: list[Clip]
+) -> None:
+    test = [c for c in clips if c.split == "test"][:12]
+    waves = np.stack([load_clip(c.path) for c in test])
+    ref = keras_embed(load_run(trained_run).models[0], waves)
+    sizes = {}
+    for mode, vdir in exported.items():
+        b = load_bundle(vdir)
+        assert b.manifest["quantization"] == mode
+        dev = BundleEmbedder(vdir).embed_clips(test)
+        cos = _cos(dev, ref)
+        assert cos.min() >= MIN_COSINE[mode], (mode, cos.min())
+        assert cos.mean() >= MEAN_COSINE[mode], (mode, cos.mean())
+        sizes[mode] = b.model_path.stat().st_size
+    assert sizes["float16"] < 0.75 * sizes["float32"]
+    assert sizes["dynamic"] < 0.5 * sizes["float32"] and sizes["int8"] < 0.5 * sizes["float32"]
+
+
+def test_backend_is_refitted_on_the_exported_models_embeddings(
+    exported: dict[str, Path], clips: list[Clip]
+) -> None:
+    vdir = exported["int8"]  # the mode whose embeddings differ most from Keras
+    b = load_bundle(vdir)
+    emb = BundleEmbedder(vdir)
+    train = [c for c in clips if c.split == "train"]
+    for sec in b.sections:
+        src = [c for c in train if c.section_id == sec and c.domain == "source"]
+        tgt = [c for c in train if c.section_id == sec and c.domain == "target"]
+        want = fit_section(emb.embed_clips(src), emb.embed_clips(tgt))
+        got = b.backend(sec)
+        assert got.n_source == want.n_source
+        assert np.allclose(got.references, want.references, atol=1e-5)
+        assert got.threshold == pytest.approx(want.threshold, abs=1e-5)
+    assert b.sections == sorted({c.section_id for c in train})
+
+
+def test_cli_adds_a_version_and_rejects_bad_modes(
+    trained_run: Path, exported: dict[str, Path], tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    root = exported["float16"].parent.parent
+    with pytest.raises(SystemExit) as ok:
+        build_main(["export", str(trained_run), "--out", str(root), "--quantize", "dynamic"])
+    assert ok.value.code == 0
+    assert "wrote" in capsys.readouterr().out
+    assert list_versions(root) == [1, 2] and current_version(root) == 2
+    assert load_bundle(root).manifest["quantization"] == "dynamic"
+    assert load_bundle(root, version=1).manifest["quantization"] == "float16"
+    with pytest.raises(SystemExit) as exc:
+        build_main(["export", str(trained_run), "--out", str(tmp_path / "x"), "--quantize", "int4"])
+    assert exc.value.code == 2
+    assert "--quantize: expected one of" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
