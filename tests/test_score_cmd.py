@@ -1,0 +1,108 @@
+"""`edge-agent score`: device-path scores of WAV files, equal to evaluate's for the same bundle."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge_agent.bundle import load_bundle
+from edge_agent.cli import main as edge_main
+from edge_agent.score_cmd import ScoreInputError, infer_section, wav_files
+from model_build.data import scan
+from model_build.evaluate import backend_scores
+from model_build.export import BundleEmbedder
+from model_build.runs import load_run
+
+TOLERANCE = 1e-5  # float32 device scores vs evaluate's float64 backend on the same embeddings
+
+
+def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as exc:
+        edge_main(argv)
+    out = capsys.readouterr()
+    return int(exc.value.code or 0), out.out, out.err
+
+
+def test_infer_section_from_dcase_names() -> None:
+    secs = ["fan_section_00", "fan_section_01", "valve_section_01"]
+    assert infer_section(Path("d/fan/test/section_01_source_test_normal_0001_a.wav"), secs) == (
+        "fan_section_01"
+    )
+    assert infer_section(Path("x/section_00_target_test_anomaly_0002.wav"), secs) == (
+        "fan_section_00"
+    )
+    with pytest.raises(ScoreInputError, match="ambiguous"):
+        infer_section(Path("x/section_01_source_test_normal_0001.wav"), secs)
+    with pytest.raises(ScoreInputError, match="no section_XX"):
+        infer_section(Path("x/recording.wav"), secs)
+    with pytest.raises(ScoreInputError, match="pump_section_00 is not in the bundle"):
+        infer_section(Path("pump/test/section_00_x.wav"), ["fan_section_01"])
+    assert infer_section(Path("x/recording.wav"), ["only"]) == "only"
+
+
+def test_wav_files_expand_folders_and_reject_missing(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "z.wav").write_bytes(b"")
+    (tmp_path / "a" / "y.WAV").write_bytes(b"")
+    (tmp_path / "a" / "n.txt").write_bytes(b"")
+    assert [p.name for p in wav_files([tmp_path / "a"])] == ["y.WAV", "z.wav"]
+    with pytest.raises(ScoreInputError, match="no such file"):
+        wav_files([tmp_path / "nope.wav"])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ScoreInputError, match=r"no \.wav files"):
+        wav_files([tmp_path / "empty"])
+
+
+def test_scores_equal_evaluate_scores_for_the_same_bundle(
+    bundle_dir: Path, trained_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    roots = [Path(p) for p in load_run(trained_run).meta["data"]]
+    clips = scan(roots)
+    train = [c for c in clips if c.split == "train"]
+    test = [c for c in clips if c.split == "test"]
+    argv = ["score", *map(str, roots), "--bundle", str(bundle_dir), "--json", "--threads", "2"]
+    code, out, _ = _run(argv, capsys)
+    assert code == 0
+    rows = {Path(r["file"]): r for r in map(json.loads, out.splitlines())}
+    # evaluate's pure scoring function on the bundle's (device-path) embeddings
+    emb = BundleEmbedder(bundle_dir)
+    ev = backend_scores(emb.embed_clips(train), train, emb.embed_clips(test), test)
+    got = np.array([rows[Path(c.path)]["score"] for c in test])
+    assert np.allclose(got, ev.scores, atol=TOLERANCE, rtol=0)
+    b = load_bundle(bundle_dir)
+    for c in test:
+        r = rows[Path(c.path)]
+        assert r["section"] == c.section_id and r["model_version"] == b.model_version
+        assert r["threshold"] == pytest.approx(ev.thresholds[c.section_id], abs=TOLERANCE)
+        assert r["anomalous"] == (r["score"] > r["threshold"])
+
+
+def test_table_output_and_section_option(
+    bundle_dir: Path, trained_run: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    roots = [Path(p) for p in load_run(trained_run).meta["data"]]
+    clip = next(c for c in scan(roots) if c.split == "test")
+    sections = load_bundle(bundle_dir).sections
+    code, out, _ = _run(["score", str(clip.path), "--bundle", str(bundle_dir)], capsys)
+    lines = out.splitlines()
+    assert code == 0 and lines[0].split()[:3] == ["score", "threshold", "decision"]
+    assert lines[1].split()[2] in ("ANOMALY", "normal") and clip.section_id in lines[1]
+    other = next(s for s in sections if s != clip.section_id)
+    code, out, _ = _run(
+        ["score", str(clip.path), "--bundle", str(bundle_dir), "--section", other, "--json"],
+        capsys,
+    )
+    assert code == 0 and json.loads(out)["section"] == other
+    code, _, err = _run(
+        ["score", str(clip.path), "--bundle", str(bundle_dir), "--section", "nope"], capsys
+    )
+    assert code == 2 and "no section 'nope'" in err
+    plain = tmp_path / "recording.wav"
+    plain.write_bytes(Path(clip.path).read_bytes())
+    code, _, err = _run(["score", str(plain), "--bundle", str(bundle_dir)], capsys)
+    assert code == 2 and "no section_XX in the file name" in err
+    code, _, err = _run(["score", str(tmp_path / "gone.wav"), "--bundle", str(bundle_dir)], capsys)
+    assert code == 2 and err.startswith("error: ") and "no such file" in err
