@@ -55,6 +55,7 @@ class SubClusterAdaCos(keras.layers.Layer):
             shape=(),
             initializer=keras.initializers.Constant(initial_scale(self.n_classes, self.n_sub)),
             trainable=False,
+            aggregation="mean",  # several GPUs: each replica's estimate is averaged
         )
 
     def cosines(self, x: tf.Tensor) -> tf.Tensor:

@@ -202,6 +202,8 @@ class Trainer:
         bar = keras.utils.Progbar(
             n_batches, stateful_metrics=["loss", "s"], verbose=1 if self.tcfg.verbose else 0
         )
+        if self.strategy.num_replicas_in_sync > 1:  # split every batch across the GPUs
+            dataset = self.strategy.experimental_distribute_dataset(dataset)
         total, count = 0.0, 0
         for i, (waves, labels) in enumerate(dataset):
             ce, scale = self._step(waves, labels)
