@@ -246,8 +246,9 @@ class Agent:
                 log.error("window %d failed: %s", w.index, exc)
 
     # --- main loop ---
-    def run(self) -> int:
-        if threading.current_thread() is threading.main_thread():
+    def run(self, install_signals: bool = True) -> int:
+        """Run until the source ends or `stop()` / SIGTERM / SIGINT; returns the exit code."""
+        if install_signals and threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, self.stop)
             signal.signal(signal.SIGINT, self.stop)
             signal.signal(signal.SIGHUP, self.request_reload)

@@ -1,0 +1,198 @@
+"""End to end: files -> windows -> real TFLite scorer (bundle_dir) -> decision -> sinks.
+
+Thresholds: the narrow 1-epoch test bundle does not separate every clip, so each test scores
+the synthetic test clips of one section with the real scorer first, picks an anomalous clip
+that scores above a normal one, and sets `decision.threshold` to the midpoint. The pipeline
+(windowing, scoring, k-of-n, MQTT) is then exercised for real, deterministically.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mqtt_fixtures import Broker, Subscriber
+
+from edge_agent.agent import Agent
+from edge_agent.config import load_config
+from edge_agent.scorer import Scorer
+
+SEC = "fan_section_00"
+
+
+class Collect:
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+        self.closed = False
+
+    def handle(self, event: dict[str, Any]) -> None:
+        self.events.append(event)
+
+    def close(self) -> None:
+        self.closed = True
+
+    def kind(self, k: str) -> list[dict[str, Any]]:
+        return [e for e in self.events if e["kind"] == k]
+
+
+@pytest.fixture(scope="module")
+def clips(bundle_dir: Path, synth_root: Path) -> tuple[Path, Path, float]:
+    """(anomalous clip, normal clip, threshold between their scores)."""
+    scorer = Scorer.from_bundle(bundle_dir)
+    from edge_agent.audio import load_clip
+
+    test = sorted((synth_root / "fan" / "test").glob("section_00_*.wav"))
+    scores = {p: scorer.score(load_clip(p, scorer.spec), SEC).score for p in test}
+    anom = max((p for p in test if "_anomaly_" in p.name), key=scores.__getitem__)
+    norm = min((p for p in test if "_normal_" in p.name), key=scores.__getitem__)
+    assert scores[anom] > scores[norm], "test bundle separates no clip pair"
+    return anom, norm, (scores[anom] + scores[norm]) / 2
+
+
+def cfg_for(bundle: Path, files: list[Path], thr: float, **extra: Any) -> Any:
+    ov = {
+        "bundle": str(bundle),
+        "section": SEC,
+        "source.kind": "files",
+        "source.files": [str(f) for f in files],
+        "decision.threshold": thr,
+        "log.stdout": False,
+        **extra,
+    }
+    return load_config(None, ov)
+
+
+def test_anomalous_clip_raises_alarm_normal_does_not(
+    bundle_dir: Path, clips: tuple[Path, Path, float]
+) -> None:
+    anom, norm, thr = clips
+    c = Collect()
+    assert Agent(cfg_for(bundle_dir, [anom] * 3, thr), sinks=[c]).run(install_signals=False) == 0
+    scores = c.kind("score")
+    assert [e["window"] for e in scores] == [0, 1, 2] and all(e["anomalous"] for e in scores)
+    alarms = c.kind("alarm")
+    assert len(alarms) == 1 and alarms[0]["decision"] == "alarm" and alarms[0]["window"] == 2
+    assert alarms[0]["section"] == SEC and alarms[0]["model_version"]
+    assert alarms[0]["ts"].endswith("Z") and isinstance(alarms[0]["epoch"], float)
+    assert c.closed
+    c2 = Collect()
+    Agent(cfg_for(bundle_dir, [norm] * 3, thr), sinks=[c2]).run(install_signals=False)
+    assert len(c2.kind("score")) == 3 and not c2.kind("alarm")
+    assert all(e["decision"] == "normal" for e in c2.kind("score"))
+
+
+def test_silent_input_is_a_sensor_fault_not_an_alarm(bundle_dir: Path, tmp_path: Path) -> None:
+    import numpy as np
+
+    from edge_agent.audio import write_wav
+
+    silent = tmp_path / "silent.wav"
+    write_wav(silent, np.zeros(160000, np.float32), 16000)
+    c = Collect()
+    Agent(cfg_for(bundle_dir, [silent] * 4, -1e9), sinks=[c]).run(install_signals=False)
+    assert not c.kind("score") and not c.kind("alarm")  # never scored, never counted
+    health = c.kind("health")
+    assert len(health) == 1 and health[0]["faults"] == ["silence"]
+    assert c.kind("status")[-1]["faults"] == 4
+
+
+def test_reload_on_bundle_change_without_dropping(
+    bundle_dir: Path, clips: tuple[Path, Path, float]
+) -> None:
+    anom, _, thr = clips
+    c = Collect()
+    cfg = cfg_for(bundle_dir, [anom], thr, **{"source.loop": True, "reload_poll_seconds": 0.1})
+    agent = Agent(cfg, sinks=[c])
+    t = threading.Thread(target=agent.run, kwargs={"install_signals": False})
+    t.start()
+    try:
+        time.sleep(0.5)
+        os.utime(bundle_dir / "current")  # a new `current` pointer -> reload
+        end = time.monotonic() + 30
+        while agent.counters["reloads"] == 0 and time.monotonic() < end:
+            time.sleep(0.1)
+    finally:
+        agent.stop()
+        t.join(30)
+    assert agent.counters["reloads"] == 1
+    windows = [e["window"] for e in c.kind("score")]
+    assert windows == list(range(len(windows)))  # no window lost around the swap
+    assert any(e.get("event") == "reloaded" for e in c.kind("status"))
+
+
+def test_cli_run_publishes_alarm_then_sigterm_goes_offline(
+    bundle_dir: Path,
+    clips: tuple[Path, Path, float],
+    tmp_path: Path,
+    mqtt_broker: Callable[..., Broker],
+) -> None:
+    anom, _, thr = clips
+    b = mqtt_broker()
+    sub = Subscriber(b, ["edge-asd/#"])
+    (tmp_path / "agent.yaml").write_text(
+        f"bundle: {bundle_dir}\nsection: {SEC}\n"
+        f"source: {{kind: files, files: [{anom}], loop: true}}\n"
+        f"decision: {{threshold: {thr}}}\n"
+        f"mqtt: {{host: 127.0.0.1, port: {b.port}, device_id: press7}}\n"
+        f"outbox: {{path: {tmp_path / 'outbox.sqlite'}}}\n"
+    )
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "edge_agent.cli",
+            "run",
+            "-c",
+            str(tmp_path / "agent.yaml"),
+            "--json",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert sub.wait_for(lambda m: any(t == f"edge-asd/press7/{SEC}/alarm" for t, _, _ in m), 60)
+        alarm = json.loads(sub.on(f"edge-asd/press7/{SEC}/alarm")[0])
+        assert alarm["decision"] == "alarm" and alarm["schema"] == 1
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert sub.wait_for(lambda m: m[-1][:2] == ("edge-asd/press7/availability", b"offline"), 5)
+    lines = [json.loads(x) for x in out.splitlines()]
+    assert any(e["kind"] == "alarm" for e in lines)  # --json: JSONL on stdout
+    sub.close()
+
+
+def test_cli_run_bad_section_is_a_clear_error(bundle_dir: Path, tmp_path: Path) -> None:
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "edge_agent.cli",
+            "run",
+            "--bundle",
+            str(bundle_dir),
+            "--section",
+            "nope",
+            "--files",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    last = r.stderr.strip().splitlines()[-1]  # the TFLite runtime may log an INFO line first
+    assert r.returncode == 2 and last.startswith("error: ") and "'nope'" in last
+    assert "Traceback" not in r.stderr
