@@ -1,0 +1,155 @@
+"""Device scoring latency and memory per 10 s window, per bundle, vs the float Keras model.
+
+    nice .venv/bin/python benchmarks/device_latency.py --bundles DIR [--run RUN] [--windows 60]
+
+DIR holds one bundle per quantisation mode (DIR/<mode>/, as benchmarks/quantization.py --out
+writes them). Every measurement runs in its own child process so that peak RSS
+(`ru_maxrss`) is that of a process that only scores: TFLite children import edge_agent only
+(no TensorFlow), the Keras child imports TensorFlow and the run. Per window: numpy frontend
+(framed scipy.fft STFT + full-clip FFT), inference, backend (L2 norm + min cosine distance);
+median and p95 over `--windows` windows after 3 warm-up windows, for 1 and 2 threads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+MODES = ("float32", "float16", "dynamic", "int8")
+
+
+def _windows(n: int) -> Iterator[np.ndarray]:
+    """One window at a time (a device holds one window, not the whole benchmark's audio)."""
+    rng = np.random.default_rng(0)
+    for _ in range(n):
+        yield (0.1 * rng.standard_normal(160_000)).astype(np.float32)
+
+
+def _stats(ms: list[float]) -> dict[str, float]:
+    a = np.asarray(ms)
+    return {"median": float(np.median(a)), "p95": float(np.percentile(a, 95))}
+
+
+def _rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def child_tflite(bundle: str, threads: int, n: int) -> dict[str, Any]:
+    from edge_agent.backend import l2_normalise
+    from edge_agent.scorer import Scorer, window_features
+
+    s = Scorer.from_bundle(bundle, threads=threads)
+    section = s.bundle.sections[0]
+    backend = s.bundle.backend(section)
+    parts: dict[str, list[float]] = {"frontend": [], "inference": [], "backend": [], "total": []}
+    for i, w in enumerate(_windows(n + 3)):
+        t0 = time.perf_counter()
+        feats = window_features(w, s.embedder.input_names, s.spec)
+        t1 = time.perf_counter()
+        e = s.embedder.embed(*feats)
+        t2 = time.perf_counter()
+        backend.score(l2_normalise(e[None]))
+        t3 = time.perf_counter()
+        if i >= 3:
+            for k, v in (("frontend", t1 - t0), ("inference", t2 - t1), ("backend", t3 - t2),
+                         ("total", t3 - t0)):
+                parts[k].append(1000 * v)
+    return {
+        **{k: _stats(v) for k, v in parts.items()},
+        "rss_mb": _rss_mb(),
+        "tensorflow_imported": "tensorflow" in sys.modules,
+        "runtime": s.embedder.runtime.name,
+    }
+
+
+def child_keras(run: str, threads: int, n: int) -> dict[str, Any]:
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    from edge_agent.frontend import spectrogram, spectrum
+    from model_build.runs import load_run
+
+    model = load_run(run).models[0]
+    parts: dict[str, list[float]] = {"frontend": [], "inference": [], "total": []}
+    for i, w in enumerate(_windows(n + 3)):
+        t0 = time.perf_counter()
+        x = [spectrogram(w)[None, ..., None], spectrum(w)[None, :, None]]
+        t1 = time.perf_counter()
+        np.asarray(model(x, training=False))
+        t2 = time.perf_counter()
+        if i >= 3:
+            for k, v in (("frontend", t1 - t0), ("inference", t2 - t1), ("total", t2 - t0)):
+                parts[k].append(1000 * v)
+    return {**{k: _stats(v) for k, v in parts.items()}, "rss_mb": _rss_mb()}
+
+
+def _spawn(kind: str, target: str, threads: int, n: int) -> dict[str, Any]:
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", kind, target, str(threads), str(n)],
+        capture_output=True, text=True, check=True,
+    )
+    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--bundles", type=Path, required=False)
+    ap.add_argument("--run", type=Path, default=None, help="also time the float Keras model")
+    ap.add_argument("--windows", type=int, default=60)
+    ap.add_argument("--child", nargs=4, default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        kind, target, threads, n = args.child
+        fn = child_tflite if kind == "tflite" else child_keras
+        print(json.dumps(fn(target, int(threads), int(n))))
+        return
+    if args.windows < 50:
+        ap.error("--windows: at least 50")
+    rows = []
+    head = ("| model | threads | frontend ms | inference ms | backend ms | total median ms | "
+            "total p95 ms | peak RSS MB |")
+    rows += [head, "|" + "---|" * 8]
+    results: dict[str, dict[int, dict[str, Any]]] = {}
+    targets = [(m, args.bundles / m) for m in MODES if args.bundles and (args.bundles / m).exists()]
+    for mode, path in targets:
+        for th in (1, 2):
+            r = _spawn("tflite", str(path), th, args.windows)
+            assert not r["tensorflow_imported"]
+            results.setdefault(mode, {})[th] = r
+            rows.append(f"| {mode} ({r['runtime']}) | {th} | {r['frontend']['median']:.2f} | "
+                        f"{r['inference']['median']:.2f} | {r['backend']['median']:.3f} | "
+                        f"{r['total']['median']:.2f} | {r['total']['p95']:.2f} | "
+                        f"{r['rss_mb']:.0f} |")
+            print(rows[-1], flush=True)
+    if args.run:
+        for th in (1, 2):
+            r = _spawn("keras", str(args.run), th, args.windows)
+            results.setdefault("keras", {})[th] = r
+            rows.append(f"| float Keras | {th} | {r['frontend']['median']:.2f} | "
+                        f"{r['inference']['median']:.2f} | - | {r['total']['median']:.2f} | "
+                        f"{r['total']['p95']:.2f} | {r['rss_mb']:.0f} |")
+            print(rows[-1], flush=True)
+    print("\n".join(rows))
+    if "keras" in results:
+        k = results["keras"][1]
+        for mode in results:
+            if mode == "keras":
+                continue
+            r = results[mode][1]
+            print(f"{mode}: {k['total']['median'] / r['total']['median']:.1f}x faster, "
+                  f"{k['rss_mb'] / r['rss_mb']:.1f}x leaner than Keras (1 thread)")
+
+
+if __name__ == "__main__":
+    main()

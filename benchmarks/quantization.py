@@ -1,0 +1,92 @@
+"""Quantisation table: per export mode, embedding cosine to the float Keras model, AUC/pAUC per
+domain on held-out test clips, model size and device latency (BENCHMARKS.md "Quantisation").
+
+    nice .venv/bin/python benchmarks/quantization.py RUN --data ROOT [--out DIR] [--md FILE]
+
+Every mode goes through the real export (backend refitted on the device path) and is scored
+through `model_build.export.BundleEmbedder` (numpy frontend + TFLite, what the device runs).
+The float Keras row scores the run's own model with the same backend code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from edge_agent.audio import load_clip
+from edge_agent.bundle import QUANTIZE_MODES
+from model_build.data import scan
+from model_build.evaluate import backend_scores, evaluate_scores, split_clips
+from model_build.export import BundleEmbedder, export_run, keras_embed
+from model_build.runs import load_run
+
+
+def _cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a = a / np.linalg.norm(a, axis=1, keepdims=True)
+    b = b / np.linalg.norm(b, axis=1, keepdims=True)
+    return np.asarray((a * b).sum(1))
+
+
+def _row(name: str, ev_summary: object, extra: dict[str, str]) -> str:
+    auc = getattr(ev_summary, "auc")  # noqa: B009
+    pauc = getattr(ev_summary, "pauc")  # noqa: B009
+
+    def f(v: float | None) -> str:
+        return "-" if v is None else f"{100 * v:.2f}"
+
+    cells = [name, extra["cos"], *(f(auc.get(d)) for d in ("source", "target", "mixed")),
+             *(f(pauc.get(d)) for d in ("source", "target", "mixed")), extra["size"],
+             extra["ms"]]
+    return "| " + " | ".join(cells) + " |"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("run", type=Path)
+    ap.add_argument("--data", type=Path, action="append", required=True)
+    ap.add_argument("--out", type=Path, default=None, help="where bundles go (default: temp)")
+    ap.add_argument("--modes", default=",".join(QUANTIZE_MODES))
+    ap.add_argument("--calibration", type=int, default=200)
+    ap.add_argument("--md", type=Path, default=None, help="also write the table here")
+    args = ap.parse_args()
+
+    clips = scan(args.data)
+    train, test = split_clips(clips)
+    run = load_run(args.run)
+    test_waves = np.stack([load_clip(c.path, run.spec) for c in test])
+    train_waves = np.stack([load_clip(c.path, run.spec) for c in train])
+    model = run.models[0]
+    t0 = time.perf_counter()
+    k_tr, k_te = keras_embed(model, train_waves, run.spec), keras_embed(model, test_waves, run.spec)
+    k_ms = 1000 * (time.perf_counter() - t0) / (len(train) + len(test))
+    ev = evaluate_scores(test, backend_scores(k_tr, train, k_te, test).scores)
+    header = ("| model | cosine to Keras mean / min | AUC source | AUC target | AUC mixed | "
+              "pAUC source | pAUC target | pAUC mixed | size MB | ms / window (embed, 1 thr) |")
+    lines = [header, "|" + "---|" * 10,
+             _row("float Keras", ev.summary, {"cos": "1 / 1", "size": "-", "ms": f"{k_ms:.1f}"})]
+    out = args.out or Path(tempfile.mkdtemp(prefix="quant-"))
+    for mode in args.modes.split(","):
+        vdir = export_run(args.run, out / mode, mode, args.data, calibration=args.calibration)
+        emb = BundleEmbedder(vdir, threads=1)
+        t0 = time.perf_counter()
+        d_te = emb.scorer.embed_many(test_waves)
+        ms = 1000 * (time.perf_counter() - t0) / len(test)
+        d_tr = emb.scorer.embed_many(train_waves)
+        cos = _cos(d_te, k_te)
+        ev = evaluate_scores(test, backend_scores(d_tr, train, d_te, test).scores)
+        size = (vdir / "model.tflite").stat().st_size / 1e6
+        lines.append(_row(mode, ev.summary, {"cos": f"{cos.mean():.4f} / {cos.min():.4f}",
+                                             "size": f"{size:.2f}", "ms": f"{ms:.1f}"}))
+        print(lines[-1], flush=True)
+    table = "\n".join(lines)
+    print(table)
+    if args.md:
+        args.md.write_text(table + "\n")
+
+
+if __name__ == "__main__":
+    main()
