@@ -86,4 +86,6 @@ class Decider:
         elif self.state == ALARM and self._normal_run >= self.settings.clear_after:
             self.state = NORMAL
             self._history.clear()
-        return Decision(self.state, bool(anomalous), self.state != previous, (), fault_changed, votes)
+        return Decision(
+            self.state, bool(anomalous), self.state != previous, (), fault_changed, votes
+        )
