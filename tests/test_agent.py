@@ -196,3 +196,97 @@ def test_cli_run_bad_section_is_a_clear_error(bundle_dir: Path, tmp_path: Path) 
     last = r.stderr.strip().splitlines()[-1]  # the TFLite runtime may log an INFO line first
     assert r.returncode == 2 and last.startswith("error: ") and "'nope'" in last
     assert "Traceback" not in r.stderr
+
+
+@pytest.mark.audio
+def test_fake_microphone_anomalous_clip_raises_alarm(
+    bundle_dir: Path, clips: tuple[Path, Path, float], fake_mic: Callable[..., str]
+) -> None:
+    """Live device path (PortAudio through real ALSA): 3 windows of the anomalous clip."""
+    import numpy as np
+
+    from edge_agent.audio import load_clip
+
+    anom, _, thr = clips
+    x = load_clip(anom, Scorer.from_bundle(bundle_dir).spec)
+    name = fake_mic(np.tile(x, 3))
+    cfg = load_config(
+        None,
+        {
+            "bundle": str(bundle_dir),
+            "section": SEC,
+            "source.device": name,
+            "decision.threshold": thr,
+            "log.stdout": False,
+        },
+    )
+    c = Collect()
+    agent = Agent(cfg, sinks=[c])
+    t = threading.Thread(target=agent.run, kwargs={"install_signals": False})
+    t.start()
+    try:
+        end = time.monotonic() + 30
+        while not c.kind("alarm") and time.monotonic() < end:
+            time.sleep(0.05)
+    finally:
+        agent.stop()
+        t.join(30)
+    assert not t.is_alive()
+    scores = c.kind("score")
+    assert [e["window"] for e in scores[:3]] == [0, 1, 2]
+    assert all(e["anomalous"] for e in scores[:3])
+    assert c.kind("alarm")[0]["window"] == 2
+
+
+def test_stdin_pcm_through_cli(
+    bundle_dir: Path, clips: tuple[Path, Path, float], tmp_path: Path
+) -> None:
+    import numpy as np
+
+    from edge_agent.audio import load_clip
+
+    anom, _, thr = clips
+    x = load_clip(anom, Scorer.from_bundle(bundle_dir).spec)
+    pcm = (np.clip(np.tile(x, 3), -1, 1) * 32767).astype("<i2").tobytes()
+    cfg_path = tmp_path / "stdin.yaml"
+    cfg_path.write_text(f"decision: {{threshold: {thr}}}\n")
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "edge_agent.cli",
+            "run",
+            "-c",
+            str(cfg_path),
+            "--stdin",
+            "--bundle",
+            str(bundle_dir),
+            "--section",
+            SEC,
+            "--json",
+        ],
+        input=pcm,
+        capture_output=True,
+        timeout=60,
+    )
+    assert r.returncode == 0, r.stderr
+    events = [json.loads(x) for x in r.stdout.decode().splitlines()]
+    assert [e["window"] for e in events if e["kind"] == "score"] == [0, 1, 2]
+    assert [e["window"] for e in events if e["kind"] == "alarm"] == [2]
+
+
+def test_live_source_drops_are_counted_and_reported(
+    bundle_dir: Path, clips: tuple[Path, Path, float]
+) -> None:
+    import numpy as np
+
+    from edge_agent.windows import Window
+
+    cfg = load_config(None, {"bundle": str(bundle_dir), "section": SEC, "queue_size": 2})
+    c = Collect()
+    agent = Agent(cfg, sinks=[c])  # no worker running: the queue fills up
+    for i in range(5):
+        agent._enqueue(Window(np.zeros(160000, np.float32), float(i), i), live=True)
+    assert agent.counters["windows_dropped"] == 3
+    assert [e["window"] for e in c.kind("health")] == [2, 3, 4]
+    assert c.kind("health")[-1]["faults"] == ["scorer_behind"]
