@@ -106,6 +106,7 @@ class Agent:
             "faults": 0,
             "alarms": 0,
             "reloads": 0,
+            "outbox_dropped": 0,
         }
         self.sinks: list[Sink] = list(sinks or [])
         self.mqtt: MqttSink | None = None
@@ -235,6 +236,23 @@ class Agent:
                 self.counters["alarms"] += 1
             self.emit(self._event("alarm", w.t_start, **common))
 
+    def _report_outbox(self) -> None:
+        """Outbox full: rows were dropped (policy in sinks.outbox); say so, never silently."""
+        if self.mqtt is None:
+            return
+        dropped = self.mqtt.outbox.dropped
+        if dropped > self.counters["outbox_dropped"]:
+            self.counters["outbox_dropped"] = dropped
+            self.emit(
+                self._event(
+                    "health",
+                    time.time(),
+                    event="outbox_full",
+                    faults=["outbox_full"],
+                    dropped=dropped,
+                )
+            )
+
     def _worker(self) -> None:
         while True:
             w = self._queue.get()
@@ -242,6 +260,7 @@ class Agent:
                 return
             try:
                 self.process(w)
+                self._report_outbox()
             except Exception as exc:
                 log.error("window %d failed: %s", w.index, exc)
 
@@ -294,7 +313,8 @@ class Agent:
             source.stop()
             self._queue.put(None)
             worker.join()
-            self.emit(self._event("status", time.time(), event="stopped", **self.counters))
+            extra = {"scores_unsent": self.mqtt.scores_dropped} if self.mqtt else {}
+            self.emit(self._event("status", time.time(), event="stopped", **self.counters, **extra))
             for s in self.sinks:
                 s.close()
         return 0

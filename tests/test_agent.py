@@ -290,3 +290,37 @@ def test_live_source_drops_are_counted_and_reported(
     assert agent.counters["windows_dropped"] == 3
     assert [e["window"] for e in c.kind("health")] == [2, 3, 4]
     assert c.kind("health")[-1]["faults"] == ["scorer_behind"]
+
+
+def test_outbox_full_is_reported_through_mqtt(
+    bundle_dir: Path,
+    clips: tuple[Path, Path, float],
+    tmp_path: Path,
+    mqtt_broker: Callable[..., Broker],
+) -> None:
+    """A tiny outbox with the broker down: rows are dropped by policy, and the agent says so."""
+    anom, norm, thr = clips
+    b = mqtt_broker()
+    b.kill()  # broker down for the whole run: alarm + health events pile up
+    cfg = cfg_for(
+        bundle_dir,
+        [anom, norm] * 2,
+        thr,
+        **{
+            "mqtt.host": "127.0.0.1",
+            "mqtt.port": b.port,
+            "mqtt.connect_timeout": 0.2,
+            "outbox.path": str(tmp_path / "o.sqlite"),
+            "outbox.max_rows": 1,
+            "decision.k": 1,
+            "decision.n": 1,
+            "decision.clear_after": 1,
+        },
+    )
+    agent = Agent(cfg)
+    c = Collect()
+    agent.sinks.append(c)
+    agent.run(install_signals=False)
+    assert agent.counters["outbox_dropped"] >= 1
+    full = [e for e in c.kind("health") if e.get("event") == "outbox_full"]
+    assert full and full[-1]["dropped"] == agent.counters["outbox_dropped"]
