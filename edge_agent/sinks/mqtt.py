@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import queue
 import ssl
@@ -38,6 +39,7 @@ from ..errors import EdgeAgentError
 from .outbox import PRIORITY_ALARM, PRIORITY_HEALTH, Outbox
 
 SCHEMA_VERSION = 1
+log = logging.getLogger("edge_agent")
 
 
 class MqttError(EdgeAgentError):
@@ -253,6 +255,14 @@ class MqttSink:
         if self._fatal:
             self.client.loop_stop()
             raise MqttError(self._fatal)
+        if not self.connected.is_set():
+            log.warning(
+                "mqtt: broker %s:%d not reachable yet; retrying with backoff, alarms are "
+                "kept in the outbox (%d pending)",
+                self.s.host,
+                self.s.port,
+                len(self.outbox),
+            )
         self._thread.start()
 
     def _flusher(self) -> None:
