@@ -163,6 +163,8 @@ def test_cli_run_publishes_alarm_then_sigterm_goes_offline(
         assert sub.wait_for(lambda m: any(t == f"edge-asd/press7/{SEC}/alarm" for t, _, _ in m), 60)
         alarm = json.loads(sub.on(f"edge-asd/press7/{SEC}/alarm")[0])
         assert alarm["decision"] == "alarm" and alarm["schema"] == 1
+        proc.send_signal(signal.SIGHUP)  # reload the bundle while streaming
+        time.sleep(2.0)
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=30)
     finally:
@@ -172,6 +174,9 @@ def test_cli_run_publishes_alarm_then_sigterm_goes_offline(
     assert sub.wait_for(lambda m: m[-1][:2] == ("edge-asd/press7/availability", b"offline"), 5)
     lines = [json.loads(x) for x in out.splitlines()]
     assert any(e["kind"] == "alarm" for e in lines)  # --json: JSONL on stdout
+    assert any(e["kind"] == "status" and e.get("event") == "reloaded" for e in lines)
+    windows = [e["window"] for e in lines if e["kind"] == "score"]
+    assert windows == list(range(len(windows)))  # nothing dropped across the reload
     sub.close()
 
 
