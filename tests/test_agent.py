@@ -329,3 +329,42 @@ def test_outbox_full_is_reported_through_mqtt(
     assert agent.counters["outbox_dropped"] >= 1
     full = [e for e in c.kind("health") if e.get("event") == "outbox_full"]
     assert full and full[-1]["dropped"] == agent.counters["outbox_dropped"]
+
+
+def test_stalled_input_is_reported_as_device_lost_then_ok(
+    bundle_dir: Path, clips: tuple[Path, Path, float]
+) -> None:
+    """A stdin pipe that delivers nothing for longer than stall_seconds: a sensor fault."""
+    import numpy as np
+
+    _, _, thr = clips
+    r, w = os.pipe()
+    cfg = load_config(
+        None,
+        {
+            "bundle": str(bundle_dir),
+            "section": SEC,
+            "source.kind": "stdin",
+            "source.stall_seconds": 0.3,
+            "decision.threshold": thr,
+            "log.stdout": False,
+        },
+    )
+    c = Collect()
+    with os.fdopen(r, "rb") as rf, os.fdopen(w, "wb") as wf:
+        agent = Agent(cfg, sinks=[c], stdin=rf)
+        t = threading.Thread(target=agent.run, kwargs={"install_signals": False})
+        t.start()
+        end = time.monotonic() + 10
+        while not c.kind("health") and time.monotonic() < end:
+            time.sleep(0.05)
+        assert c.kind("health")[0]["faults"] == ["device_lost"]
+        wf.write((np.full(16000, 0.1) * 32767).astype("<i2").tobytes())
+        wf.flush()
+        end = time.monotonic() + 10
+        while len(c.kind("health")) < 2 and time.monotonic() < end:
+            time.sleep(0.05)
+        assert c.kind("health")[1]["event"] == "device_ok"
+    t.join(10)
+    assert not t.is_alive()
+    assert not c.kind("alarm")
