@@ -72,6 +72,12 @@ class Scorer:
         runtime: Runtime | None = None,
     ) -> Scorer:
         bundle = load_bundle(path, verify=verify)
+        unknown = [n for n in bundle.input_names if n not in FEATURES]
+        if unknown:
+            raise BundleError(
+                f"{bundle.path}: model input(s) {unknown} have no device frontend "
+                f"(supported: {', '.join(FEATURES)})"
+            )
         embedder = Embedder(
             bundle.model_path, bundle.input_names, threads, bundle.input_shapes, runtime
         )
