@@ -4,8 +4,9 @@ Each file is one window: `load_clip` gives its first 10 s at 16 kHz (looping sho
 exactly what `model-build evaluate` embeds, so the two agree on the same bundle.
 
 The section comes from `--section`, or from a DCASE name: `<machine>/<split>/section_XX_*.wav`
--> `<machine>_section_XX`. When the machine folder is not a bundle machine, a `section_XX`
-matching exactly one bundle section is used; anything else is an error naming the choices.
+-> `<machine>_section_XX` (also flat `<machine>_<split>_section_XX_*.wav` names). Otherwise a
+`section_XX` matching exactly one bundle section is used; anything else is an error naming the
+choices.
 """
 
 from __future__ import annotations
@@ -59,6 +60,11 @@ def infer_section(path: Path, sections: Sequence[str]) -> str:
     candidate = f"{folder.name}_{tag}"
     if candidate in sections:
         return candidate
+    # flat copies name the machine first: fan_test_section_00_source_test_normal_0021_x.wav
+    prefixed = [s for s in sections if s.endswith("_" + tag) and path.name.startswith(
+        s[: -len(tag)])]
+    if len(prefixed) == 1:
+        return prefixed[0]
     matches = [s for s in sections if s.endswith("_" + tag) or s == tag]
     if len(matches) == 1:
         return matches[0]

@@ -41,6 +41,28 @@ def test_infer_section_from_dcase_names() -> None:
     with pytest.raises(ScoreInputError, match="pump_section_00 is not in the bundle"):
         infer_section(Path("pump/test/section_00_x.wav"), ["fan_section_01"])
     assert infer_section(Path("x/recording.wav"), ["only"]) == "only"
+    flat = Path("d/valve_test_section_01_source_test_normal_0001_v.wav")
+    assert infer_section(flat, secs) == "valve_section_01"
+
+
+REAL = Path("/work/shared/data/real/dcase2023-dev-mixed")
+
+
+@pytest.mark.skipif(not REAL.is_dir(), reason="real sample clips not present")
+def test_real_dcase_clips_score_through_the_device_path(
+    bundle_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sections = load_bundle(bundle_dir).sections
+    machines = {s.split("_section_")[0] for s in sections}
+    files = sorted(p for p in REAL.glob("*.wav") if p.name.split("_")[0] in machines)
+    if not files:
+        pytest.skip("no real clip of a machine type the test bundle knows")
+    code, out, _ = _run(["score", *map(str, files), "--bundle", str(bundle_dir), "--json"], capsys)
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and len(rows) == len(files)
+    for f, r in zip(files, rows, strict=True):
+        assert r["section"] == f"{f.name.split('_')[0]}_section_00"
+        assert np.isfinite(r["score"]) and 0.0 <= r["score"] <= 2.0
 
 
 def test_wav_files_expand_folders_and_reject_missing(tmp_path: Path) -> None:
