@@ -21,6 +21,10 @@ from .devices_cmd import devices_cmd  # noqa: E402
 
 app.command("devices")(devices_cmd)
 
+from .demo_cmd import demo_cmd  # noqa: E402
+
+app.command("demo")(demo_cmd)
+
 from .score_cmd import score_cmd  # noqa: E402
 
 app.command("score")(score_cmd)
@@ -29,6 +33,18 @@ from .agent_cmd import config_app, run_cmd  # noqa: E402
 
 app.command("run")(run_cmd)
 app.add_typer(config_app, name="config")
+
+from .calibrate_cmd import calibrate_cmd  # noqa: E402
+
+app.command("calibrate")(calibrate_cmd)
+
+from .enrol_cmd import enrol_cmd  # noqa: E402
+
+app.command("enrol")(enrol_cmd)
+
+from .record_cmd import record_cmd  # noqa: E402
+
+app.command("record")(record_cmd)
 
 
 def main(argv: list[str] | None = None) -> None:

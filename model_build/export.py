@@ -38,6 +38,7 @@ from .data import Clip
 
 DEFAULT_MODE = "dynamic"  # see BENCHMARKS.md "Quantisation": smallest/fastest within 0.5 AUC
 FEATURES = {"spectrogram": spectrogram, "spectrum": spectrum}
+EXPORT_DOMAINS = ("all", "source")  # training clips the backends are fitted on
 
 
 def input_names(model: Any) -> list[str]:
@@ -184,8 +185,14 @@ def export_run(
     data: Sequence[Path] = (),
     model_index: int = 0,
     calibration: int = 200,
+    domains: str = "all",
 ) -> Path:
-    """Export model `model_index` of a trained run; training data = the run's roots by default."""
+    """Export model `model_index` of a trained run; training data = the run's roots by default.
+
+    `domains="source"` fits the backends on source-domain training clips only (no target
+    references): the starting point of an on-device `edge-agent calibrate`, and how
+    benchmarks/adaptation.py measures what calibration adds.
+    """
     from .data import class_names as all_class_names
     from .data import scan
     from .runs import load_run  # imports TensorFlow: only here
@@ -197,7 +204,11 @@ def export_run(
     roots = list(data) or [Path(p) for p in r.meta.get("data", [])]
     if not roots:
         raise EdgeAgentError("--data: the run records no data roots; pass --data")
-    clips = [c for c in scan(roots, splits=("train",)) if c.split == "train"]
+    if domains not in EXPORT_DOMAINS:
+        raise EdgeAgentError(f"--domains: expected one of {', '.join(EXPORT_DOMAINS)}, got "
+                             f"{domains}")
+    clips = [c for c in scan(roots, splits=("train",)) if c.split == "train"
+             and (domains == "all" or c.domain != "target")]
     if not clips:
         raise EdgeAgentError(f"--data: no training clips under {', '.join(map(str, roots))}")
     if not 0 <= model_index < len(r.models):
@@ -209,6 +220,7 @@ def export_run(
         "sections": sorted({c.section_id for c in clips}),
         "n_target_clips": sum(c.domain == "target" for c in clips),
         "model_index": model_index,
+        "domains": domains,
         "config": r.config.to_dict(),
     }
     evaluation = r.meta.get("evaluation", {})
@@ -228,9 +240,12 @@ def export_cmd(
     ),
     model_index: int = typer.Option(0, "--model", help="Which model of the run (ensemble member)."),
     calibration: int = typer.Option(200, help="int8 only: number of calibration clips."),
+    domains: str = typer.Option(
+        "all", help="Backend clips: all (source + target) | source (calibrate on site)."
+    ),
 ) -> None:
     """Export one trained model as a TFLite bundle; the backend is refitted on the device path."""
-    vdir = export_run(run, out, quantize, data, model_index, calibration)
+    vdir = export_run(run, out, quantize, data, model_index, calibration, domains)
     size = (vdir / "model.tflite").stat().st_size
     n = len(manifest_of(vdir)["sections"])
     print(f"wrote {vdir} ({quantize}, {size / 1e6:.2f} MB, {n} sections)")
