@@ -113,11 +113,21 @@ def collect_clips(inputs: Inputs, count: int, skip_refused: bool, retries: int,
     return capture_clips(inputs.source, count, inputs.health, progress, retries)
 
 
-def embed_clips(scorer: Any, clips: list[Any]) -> Any:
-    """(N, D) device-path embeddings of the accepted clips (the bundle's own TFLite model)."""
+def embed_clips(scorer: Any, clips: list[Any], quiet: bool = False) -> Any:
+    """(N, D) device-path embeddings of the accepted clips (the bundle's own TFLite model).
+
+    Progress per clip: on a Pi this is seconds of work after the recording.
+    """
     import numpy as np
 
-    return np.stack([scorer.embed(c.samples) for c in clips])
+    from .clips import Progress
+
+    progress = Progress(enabled=not quiet)
+    out = []
+    for i, c in enumerate(clips, 1):
+        out.append(scorer.embed(c.samples))
+        progress.note(f"embedding clip {i}/{len(clips)}")
+    return np.stack(out)
 
 
 def write_version(bundle: Any, backends: Mapping[str, Any], key: str,
@@ -215,7 +225,7 @@ def calibrate_cmd(
     scorer = Scorer.from_bundle(root, threads=threads)  # verified; unknown section fails early
     old = scorer.bundle.backend(sec)
     clips = collect_clips(inputs, count, skip_refused, retries, quiet)
-    cal = calibrated_section(old, embed_clips(scorer, clips), mode, percentile, rule)
+    cal = calibrated_section(old, embed_clips(scorer, clips, quiet), mode, percentile, rule)
     backends = dict(scorer.bundle.backends)
     backends[sec] = cal.backend
     record = {"section": sec, "mode": mode, "n_clips": len(clips), "percentile": percentile,

@@ -77,7 +77,7 @@ def enrol_cmd(
         )
     clips = collect_clips(inputs, count, skip_refused, retries, quiet)
     n_clusters = int(scorer.bundle.manifest.get("backend", {}).get("n_clusters", 16))
-    backend = enrolled_section(embed_clips(scorer, clips), n_clusters, percentile)
+    backend = enrolled_section(embed_clips(scorer, clips, quiet), n_clusters, percentile)
     backends = dict(scorer.bundle.backends)
     replaced = section in backends
     backends[section] = backend

@@ -1,0 +1,226 @@
+"""`edge-agent calibrate` on a real exported bundle (bundle_dir, copied: others use it too).
+
+"New condition" clips: the synthetic set's 4 normal target-domain TEST clips of fan_section_00
+(the bundle's target references are its 4 target training clips; recalibrating with those
+would reproduce the same arrays).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from edge_agent.audio import write_wav
+from edge_agent.bundle import BACKEND, current_version, list_versions, load_bundle
+
+SEC = "fan_section_00"
+
+
+def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """Run `edge-agent ARGS` in this process: (exit code, stdout, stderr)."""
+    from edge_agent.cli import main
+
+    try:
+        main(list(args))
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def digest(folder: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def arrays(vdir: Path) -> dict[str, bytes]:
+    with np.load(vdir / BACKEND) as z:
+        return {k: z[k].tobytes() for k in z.files}
+
+
+@pytest.fixture
+def bundle(bundle_dir: Path, tmp_path: Path) -> Path:
+    dst = tmp_path / "bundle"
+    shutil.copytree(bundle_dir, dst)
+    return dst
+
+
+@pytest.fixture(scope="module")
+def target_clips(synth_root: Path) -> list[Path]:
+    clips = sorted((synth_root / "fan" / "test").glob("section_00_target_test_normal_*.wav"))
+    assert len(clips) == 4
+    return clips
+
+
+def test_calibrate_from_files_changes_only_the_section_and_rollback_restores(
+    bundle: Path, target_clips: list[Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    v0 = current_version(bundle)
+    before = load_bundle(bundle)
+    v0_files = digest(before.path)
+    code, out, err = cli(capsys, "calibrate", "--bundle", str(bundle), "--section", SEC,
+                         "--files", *map(str, target_clips))
+    assert code == 0, err
+    assert f"calibrated {SEC} with 4 clips (replace)" in out
+    assert "clip 4/4 ok" in err and "embedding clip 4/4" in err
+    after = load_bundle(bundle, verify=True)  # checksums of the new version
+    assert after.version == v0 + 1 == current_version(bundle)
+    assert after.model_path.read_bytes() == before.model_path.read_bytes()
+    old_a, new_a = arrays(before.path), arrays(after.path)
+    assert old_a.keys() == new_a.keys()
+    changed = {k for k in old_a if old_a[k] != new_a[k]}
+    assert changed and all(k.startswith(SEC + "::") for k in changed)
+    ob, nb = before.backend(SEC), after.backend(SEC)
+    assert nb.n_source == ob.n_source and nb.references.shape[0] == ob.n_source + 4
+    assert nb.references[: nb.n_source].tobytes() == ob.references[: ob.n_source].tobytes()
+    rec = after.manifest["calibration"]
+    assert rec["section"] == SEC and rec["mode"] == "replace" and rec["n_clips"] == 4
+    assert rec["old_threshold"] == pytest.approx(ob.threshold)
+    assert rec["new_threshold"] == pytest.approx(nb.threshold) and nb.threshold >= ob.threshold
+    assert rec["files"] == [str(p.resolve()) for p in target_clips] and rec["time"].endswith("Z")
+    assert after.manifest["parent_version"] == v0
+    assert digest(before.path) == v0_files  # the old version is never touched
+
+    code, out, _ = cli(capsys, "calibrate", "--bundle", str(bundle), "--rollback")
+    assert code == 0 and f"current version {v0 + 1} -> {v0}" in out
+    restored = load_bundle(bundle)
+    assert restored.version == v0 and digest(restored.path) == v0_files
+    assert list_versions(bundle) == [v0, v0 + 1]  # kept: roll forward with set_current
+    code, _, err = cli(capsys, "calibrate", "--bundle", str(bundle), "--rollback")
+    assert code == 2 and "nothing to roll back to" in err.strip().splitlines()[-1]
+
+
+def test_append_mode_and_rollback_follows_the_parent(
+    bundle: Path, target_clips: list[Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    v0 = current_version(bundle)
+    base = {"--bundle": str(bundle), "--section": SEC}
+    args = [x for kv in base.items() for x in kv]
+    first = map(str, target_clips[:2])
+    assert cli(capsys, "calibrate", *args, "--quiet", "--files", *first)[0] == 0
+    assert cli(capsys, "calibrate", *args, "--quiet", "--mode", "append", "--files",
+               *map(str, target_clips[2:]))[0] == 0
+    b = load_bundle(bundle)
+    assert b.version == v0 + 2
+    n_src = b.backend(SEC).n_source
+    assert b.backend(SEC).references.shape[0] == n_src + 4  # 2 replaced in, 2 appended
+    assert [a["kind"] for a in b.manifest["adaptations"]] == ["calibration", "calibration"]
+    cli(capsys, "calibrate", "--bundle", str(bundle), "--rollback")
+    assert current_version(bundle) == v0 + 1
+    # a calibration made on top of a rolled-back version rolls back to ITS parent
+    cli(capsys, "calibrate", "--bundle", str(bundle), "--rollback")
+    assert cli(capsys, "calibrate", *args, "--quiet", "--files", str(target_clips[0]))[0] == 0
+    assert current_version(bundle) == v0 + 3
+    cli(capsys, "calibrate", "--bundle", str(bundle), "--rollback")
+    assert current_version(bundle) == v0
+
+
+def test_refused_and_bad_inputs_are_one_line_errors(
+    bundle: Path, target_clips: list[Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    silent = tmp_path / "silent.wav"
+    write_wav(silent, np.zeros(160_000, np.float32), 16000)
+    v0 = current_version(bundle)
+    files = [*map(str, target_clips[:2]), str(silent)]
+    code, _, err = cli(capsys, "calibrate", "--bundle", str(bundle), "--section", SEC,
+                       "--files", *files)
+    last = err.strip().splitlines()[-1]
+    assert code == 2 and last.startswith(f"error: {silent}: refused: silent")
+    assert current_version(bundle) == v0
+    code, out, err = cli(capsys, "calibrate", "--bundle", str(bundle), "--section", SEC,
+                         "--skip-refused", "--files", *files)
+    assert code == 0 and "with 2 clips" in out and "refused" in err and "skipped" in err
+    for args, msg in [
+        (["--section", "nope_section_00", "--files", files[0]], "no section 'nope_section_00'"),
+        (["--section", SEC, "--mode", "merge", "--files", files[0]], "--mode: expected one of"),
+        (["--section", SEC, "--files"], "--files: give the WAV files"),
+        (["--section", SEC, "--files", str(tmp_path / "missing.wav")], "no such file"),
+        (["--section", SEC, "--device", "x", "--files", files[0]], "give one source"),
+    ]:
+        code, _, err = cli(capsys, "calibrate", "--bundle", str(bundle), *args)
+        assert code == 2 and msg in err.strip().splitlines()[-1], (args, err)
+
+
+def test_killed_half_way_leaves_the_old_bundle_current_and_intact(
+    bundle: Path, target_clips: list[Path]
+) -> None:
+    v0 = current_version(bundle)
+    v0_files = digest(load_bundle(bundle).path)
+    files = [str(p) for p in target_clips] * 10  # 40 clips: seconds of embedding
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from edge_agent.cli import main; main()", "calibrate",
+         "--bundle", str(bundle), "--section", SEC, "--files", *files],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    assert proc.stderr is not None
+    try:
+        for line in proc.stderr:  # wait until all clips are read and embedding has begun
+            if line.startswith("embedding clip 3/"):
+                break
+        else:
+            pytest.fail(f"calibrate ended before embedding (rc {proc.wait()})")
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait(10)
+    assert proc.returncode == -signal.SIGKILL
+    assert current_version(bundle) == v0 and list_versions(bundle) == [v0]
+    b = load_bundle(bundle, verify=True)
+    assert b.version == v0 and digest(b.path) == v0_files
+
+
+def test_a_running_agent_picks_up_a_calibration(
+    bundle: Path, target_clips: list[Path], synth_root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from edge_agent.agent import Agent
+    from edge_agent.config import load_config
+
+    events: list[dict[str, Any]] = []
+
+    class Sink:
+        def handle(self, event: dict[str, Any]) -> None:
+            events.append(event)
+
+        def close(self) -> None:
+            pass
+
+    normal = sorted((synth_root / "fan" / "test").glob("section_00_source_test_normal_*.wav"))
+    cfg = load_config(None, {"bundle": str(bundle), "section": SEC, "source.kind": "files",
+                             "source.files": [str(normal[0])], "source.loop": True,
+                             "log.stdout": False, "reload_poll_seconds": 0.1})
+    agent = Agent(cfg, sinks=[Sink()])
+    t = threading.Thread(target=agent.run, kwargs={"install_signals": False})
+    t.start()
+    try:
+        end = time.monotonic() + 30
+        while not any(e["kind"] == "score" for e in list(events)):
+            assert time.monotonic() < end
+            time.sleep(0.05)
+        old_version = next(e for e in events if e["kind"] == "score")["model_version"]
+        code, _, err = cli(capsys, "calibrate", "--bundle", str(bundle), "--section", SEC,
+                           "--quiet", "--files", *map(str, target_clips))
+        assert code == 0, err
+        new_version = f"v{current_version(bundle)}-"
+        while not any(e["kind"] == "score" and e["model_version"].startswith(new_version)
+                      for e in list(events)):
+            assert time.monotonic() < end, "the agent never scored with the calibrated bundle"
+            time.sleep(0.05)
+    finally:
+        agent.stop()
+        t.join(30)
+    assert agent.counters["reloads"] == 1 and old_version.startswith("v1-")
+    windows = [e["window"] for e in events if e["kind"] == "score"]
+    assert windows == list(range(len(windows)))  # nothing dropped around the swap
+    assert json.loads(json.dumps(events[-1]))  # events stay JSON-serialisable
