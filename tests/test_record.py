@@ -1,0 +1,157 @@
+"""`edge-agent record` and the shared clip capture (edge_agent.clips), through real PortAudio.
+
+The fake microphones (audio_fixtures) are unpaced ALSA file PCMs: sample-exact and far faster
+than real time, so ten 10 s clips take a fraction of a second. A blocksize of 16000 keeps the
+100 blocks well inside the capture queue (no drops, so no overflow flags).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge_agent.audio import read_wav, write_wav
+from edge_agent.clips import ClipReader, ClipRefusedError, capture_clips, check_clip
+from edge_agent.errors import ConfigError
+from edge_agent.health import HealthSettings
+from edge_agent.record_cmd import next_index, write_clips
+from edge_agent.sources import Block, SourceSettings
+from model_build.data import scan
+
+N = 160_000
+
+
+def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    from edge_agent.cli import main
+
+    try:
+        main(list(args))
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def noise(n_clips: int, seed: int = 0, amp: float = 0.3) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return rng.uniform(-amp, amp, n_clips * N).astype(np.float32)
+
+
+def config(tmp_path: Path, device: str, section: str = "fan_section_00") -> Path:
+    p = tmp_path / "agent.yaml"
+    p.write_text(f"section: {section}\nsource: {{device: {device}, blocksize: 16000}}\n")
+    return p
+
+
+@pytest.mark.audio
+def test_record_ten_clips_from_a_fake_microphone(
+    fake_mic, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    x = noise(10)
+    name = fake_mic(x, pad_seconds=2.0)
+    out = tmp_path / "data"
+    code, stdout, err = cli(capsys, "record", str(out), "--config", str(config(tmp_path, name)),
+                            "--attrs", "spd_1200_load_1", "--count", "10")
+    assert code == 0, err
+    assert "recorded 10 clips" in stdout and "clip 10/10 ok" in err
+    files = sorted((out / "fan" / "train").glob("*.wav"))
+    assert [f.name for f in files] == [
+        f"section_00_source_train_normal_{i:04d}_spd_1200_load_1.wav" for i in range(10)]
+    for i, f in enumerate(files):
+        y, rate = read_wav(f)
+        assert rate == 16000 and y.size == N
+        # 16-bit PCM: equal to what the microphone delivered up to quantisation
+        np.testing.assert_allclose(y, x[i * N:(i + 1) * N], atol=1.5 / 32768)
+    clips = scan([out])
+    assert len(clips) == 10 and {c.section_id for c in clips} == {"fan_section_00"}
+    assert {(c.split, c.domain, c.label, c.attrs) for c in clips} == {
+        ("train", "source", "normal", "spd_1200_load_1")}
+
+
+@pytest.mark.audio
+def test_a_silent_clip_from_the_device_is_refused_and_captured_again(
+    fake_mic, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a, b = noise(1, 1), noise(1, 2)
+    name = fake_mic(np.concatenate([a, np.zeros(N, np.float32), b]), pad_seconds=2.0)
+    out = tmp_path / "data"
+    code, _, err = cli(capsys, "record", str(out), "--device", name, "--section",
+                       "fan_section_01", "--domain", "target", "--count", "2")
+    assert code == 0, err
+    assert "clip 2/2 refused" in err and "silent" in err and "capturing it again" in err
+    files = sorted((out / "fan" / "train").glob("section_01_target_train_normal_*.wav"))
+    assert len(files) == 2
+    np.testing.assert_allclose(read_wav(files[0])[0], a, atol=1.5 / 32768)
+    np.testing.assert_allclose(read_wav(files[1])[0], b, atol=1.5 / 32768)
+
+
+@pytest.mark.audio
+def test_a_dead_microphone_fails_after_the_retries(fake_mic) -> None:
+    name = fake_mic(np.zeros(5 * N, np.float32), pad_seconds=1.0)
+    with pytest.raises(ClipRefusedError, match=r"clip 1 refused 3 times, last: silent"):
+        capture_clips(SourceSettings(device=name, blocksize=16000), count=1, retries=2)
+
+
+def test_overflow_in_any_block_refuses_the_clip() -> None:
+    class Fake:
+        exhausted = False
+
+        def __init__(self) -> None:
+            self.k = 0
+
+        def read(self, timeout: float | None = None) -> Block:
+            self.k += 1
+            return Block(np.full(64_000, 0.1, np.float32), 0.0, overflow=self.k == 2)
+
+    reader = ClipReader(Fake(), N)  # type: ignore[arg-type]
+    x, overflow = reader.next()
+    assert x.size == N and overflow  # blocks 1-3, block 2 followed lost samples
+    _, why = check_clip(x, "mic", HealthSettings(), overflow)
+    assert why is not None and "overflow" in why
+    x2, overflow2 = reader.next()  # starts with the 32 000 samples left over from block 3
+    assert x2.size == N and not overflow2
+
+
+def test_record_from_files_numbers_on_and_feeds_scan(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = tmp_path / "raw"
+    src.mkdir()
+    rng = np.random.default_rng(3)
+    write_wav(src / "a.wav", rng.uniform(-0.3, 0.3, 12 * 44100), 44100)  # 12 s at 44.1 kHz
+    write_wav(src / "b.wav", rng.uniform(-0.3, 0.3, 4 * 16000), 16000)  # 4 s: looped
+    out = tmp_path / "data"
+    folder = out / "valve" / "train"
+    folder.mkdir(parents=True)
+    write_wav(folder / "section_00_target_train_normal_0007_pat_01.wav", np.zeros(N), 16000)
+    assert next_index(folder, "00", "target") == 8 and next_index(folder, "00", "source") == 0
+    code, _, err = cli(capsys, "record", str(out), "--section", "valve_section_00", "--domain",
+                       "target", "--attrs", "pat_03_cyc_1600", "--files", str(src))
+    assert code == 0, err
+    new = sorted(folder.glob("section_00_target_train_normal_000[89]_*.wav"))
+    assert [f.name for f in new] == [
+        "section_00_target_train_normal_0008_pat_03_cyc_1600.wav",
+        "section_00_target_train_normal_0009_pat_03_cyc_1600.wav"]
+    assert all(read_wav(f)[0].size == N and read_wav(f)[1] == 16000 for f in new)
+    assert not list(folder.glob(".*"))  # no temporary files left
+    clips = [c for c in scan([out]) if c.attrs == "pat_03_cyc_1600"]
+    assert len(clips) == 2 and all(c.domain == "target" and c.label == "normal" for c in clips)
+
+
+def test_record_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    wav = tmp_path / "a.wav"
+    write_wav(wav, np.full(N, 0.1), 16000)
+    for args, msg in [
+        (["--section", "fan", "--files", str(wav)], "expected <machine>_section_<XX>"),
+        (["--section", "fan_section_00", "--domain", "both", "--files", str(wav)],
+         "--domain: expected source or target"),
+        (["--section", "fan_section_00", "--attrs", "a b/c", "--files", str(wav)], "--attrs"),
+        (["--files", str(wav)], "--section: required"),
+    ]:
+        code, _, err = cli(capsys, "record", str(tmp_path / "out"), *args)
+        assert code == 2 and msg in err.strip().splitlines()[-1], (args, err)
+    with pytest.raises(ConfigError, match="--domain"):
+        write_clips(tmp_path, "fan_section_00", "both", "", [np.zeros(N, np.float32)])
