@@ -21,6 +21,10 @@ from .devices_cmd import devices_cmd  # noqa: E402
 
 app.command("devices")(devices_cmd)
 
+from .demo_cmd import demo_cmd  # noqa: E402
+
+app.command("demo")(demo_cmd)
+
 from .score_cmd import score_cmd  # noqa: E402
 
 app.command("score")(score_cmd)
