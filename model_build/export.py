@@ -200,13 +200,13 @@ def export_run(
     if quantize not in QUANTIZE_MODES:
         raise EdgeAgentError(f"--quantize: expected one of {', '.join(QUANTIZE_MODES)}, got "
                              f"{quantize}")
+    if domains not in EXPORT_DOMAINS:
+        raise EdgeAgentError(f"--domains: expected one of {', '.join(EXPORT_DOMAINS)}, got "
+                             f"{domains}")
     r = load_run(run)
     roots = list(data) or [Path(p) for p in r.meta.get("data", [])]
     if not roots:
         raise EdgeAgentError("--data: the run records no data roots; pass --data")
-    if domains not in EXPORT_DOMAINS:
-        raise EdgeAgentError(f"--domains: expected one of {', '.join(EXPORT_DOMAINS)}, got "
-                             f"{domains}")
     clips = [c for c in scan(roots, splits=("train",)) if c.split == "train"
              and (domains == "all" or c.domain != "target")]
     if not clips:

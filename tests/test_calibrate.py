@@ -224,3 +224,24 @@ def test_a_running_agent_picks_up_a_calibration(
     windows = [e["window"] for e in events if e["kind"] == "score"]
     assert windows == list(range(len(windows)))  # nothing dropped around the swap
     assert json.loads(json.dumps(events[-1]))  # events stay JSON-serialisable
+
+
+def test_export_source_only_then_calibrate_adds_the_target_rows(
+    trained_run: Path, tmp_path: Path, target_clips: list[Path],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from edge_agent.errors import EdgeAgentError
+    from model_build.export import export_run
+
+    with pytest.raises(EdgeAgentError, match="--domains: expected one of all, source"):
+        export_run(trained_run, tmp_path / "x", domains="target")
+    out = tmp_path / "src_bundle"
+    export_run(trained_run, out, domains="source")
+    b = load_bundle(out)
+    assert b.manifest["training"]["domains"] == "source"
+    assert all(s.n_source == s.references.shape[0] for s in b.backends.values())
+    code, _, err = cli(capsys, "calibrate", "--bundle", str(out), "--section", SEC, "--quiet",
+                       "--files", *map(str, target_clips))
+    assert code == 0, err
+    cal = load_bundle(out).backend(SEC)
+    assert cal.references.shape[0] == cal.n_source + 4
