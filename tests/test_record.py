@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from audio_fixtures import FakeMic
 
 from edge_agent.audio import read_wav, write_wav
 from edge_agent.clips import ClipReader, ClipRefusedError, capture_clips, check_clip
@@ -48,7 +49,7 @@ def config(tmp_path: Path, device: str, section: str = "fan_section_00") -> Path
 
 @pytest.mark.audio
 def test_record_ten_clips_from_a_fake_microphone(
-    fake_mic, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    fake_mic: FakeMic, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     x = noise(10)
     name = fake_mic(x, pad_seconds=2.0)
@@ -73,7 +74,7 @@ def test_record_ten_clips_from_a_fake_microphone(
 
 @pytest.mark.audio
 def test_a_silent_clip_from_the_device_is_refused_and_captured_again(
-    fake_mic, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    fake_mic: FakeMic, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     a, b = noise(1, 1), noise(1, 2)
     name = fake_mic(np.concatenate([a, np.zeros(N, np.float32), b]), pad_seconds=2.0)
@@ -89,7 +90,7 @@ def test_a_silent_clip_from_the_device_is_refused_and_captured_again(
 
 
 @pytest.mark.audio
-def test_a_dead_microphone_fails_after_the_retries(fake_mic) -> None:
+def test_a_dead_microphone_fails_after_the_retries(fake_mic: FakeMic) -> None:
     name = fake_mic(np.zeros(5 * N, np.float32), pad_seconds=1.0)
     with pytest.raises(ClipRefusedError, match=r"clip 1 refused 3 times, last: silent"):
         capture_clips(SourceSettings(device=name, blocksize=16000), count=1, retries=2)
