@@ -37,7 +37,7 @@ def enrol_cmd(
     files: Annotated[
         list[Path] | None,
         typer.Argument(help="With --files: WAV files/folders, one clip per file.",
-                       show_default=False),
+                       show_default=False, metavar="PATH..."),
     ] = None,
     from_files: Annotated[
         bool, typer.Option("--files", help="Read the clips from the PATHs instead of a device.")
