@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# The README's first command: install the edge agent (no TensorFlow) and run `edge-agent demo`.
+#
+#   bash deploy/demo.sh                        # shipped audio of a machine turning faulty, 10x
+#   bash deploy/demo.sh --fast                 # any `edge-agent demo` option is passed on
+#   bash deploy/demo.sh --mqtt-host localhost  # also publish scores and the alarm over MQTT
+#
+# Installs what is missing, once: apt libportaudio2 + python3-venv (Debian / Raspberry Pi OS;
+# skipped with EDGE_AGENT_NO_APT=1), then a virtual environment (EDGE_AGENT_VENV, default
+# .venv-agent in the checkout) with the agent installed editable and a TFLite runtime that works
+# on this Python. Runs again in seconds: the install is redone only when pyproject.toml changed.
+set -euo pipefail
+
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+VENV=${EDGE_AGENT_VENV:-$REPO/.venv-agent}
+PYTHON=${PYTHON:-python3}
+log() { printf '[demo] %s\n' "$*" >&2; }
+
+if [ "${EDGE_AGENT_NO_APT:-0}" != 1 ] && command -v dpkg >/dev/null 2>&1; then
+  missing=()
+  for p in libportaudio2 python3-venv; do
+    dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    log "installing apt packages: ${missing[*]}"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+      "${missing[@]}" >/dev/null
+  fi
+fi
+
+"$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 10))' \
+  || { echo "error: the agent needs Python >= 3.10 ($PYTHON is $("$PYTHON" --version 2>&1))" >&2; exit 2; }
+
+want=$(sha256sum "$REPO/pyproject.toml" | cut -d' ' -f1)
+if [ ! -x "$VENV/bin/edge-agent" ] || [ "$(cat "$VENV/.edge-agent-installed" 2>/dev/null)" != "$want" ]; then
+  log "installing the agent (no TensorFlow) into $VENV (once; about a minute)"
+  "$PYTHON" -m venv "$VENV"
+  printf '*\n' > "$VENV/.gitignore"  # keep the venv out of `git status`
+  pip_q() {
+    "$VENV/bin/python" -m pip -q --disable-pip-version-check "$@" 2>&1 \
+      | { grep -v '^WARNING: Location' || true; }
+  }
+  pip_q install --upgrade pip
+  pip_q install -e "$REPO"
+  # Prove the TFLite runtime by creating an interpreter (docs/deploy.md, troubleshooting).
+  if ! "$VENV/bin/python" -c "from edge_agent.embedder import select_runtime; select_runtime()" \
+      >/dev/null 2>&1; then
+    log "ai-edge-litert unusable here; trying tflite-runtime (needs numpy<2)"
+    pip_q install 'tflite-runtime' 'numpy<2' 'ml_dtypes<0.6' || true
+    "$VENV/bin/python" -c "from edge_agent.embedder import select_runtime; select_runtime()" \
+      >/dev/null || { echo "error: no TFLite runtime works with $("$PYTHON" --version 2>&1) on $(uname -m); see docs/deploy.md#troubleshooting" >&2; exit 1; }
+  fi
+  echo "$want" > "$VENV/.edge-agent-installed"
+fi
+
+exec "$VENV/bin/edge-agent" demo "$@"

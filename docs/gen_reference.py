@@ -1,0 +1,226 @@
+"""Generate docs/cli.md (from the typer apps) and docs/config.md (from the config dataclasses).
+
+    .venv/bin/python docs/gen_reference.py            # rewrite both files
+    .venv/bin/python docs/gen_reference.py --check    # exit 1 if either is out of date
+
+Why generated: a hand-written reference drifts the day someone adds an option or a config
+key. The CLI pages come from typer's own Markdown renderer; the config tables walk
+`edge_agent.config.AgentConfig` and its nested dataclasses, taking each field's type and
+default from the dataclass and its meaning from the field's inline `# comment` in the source
+(or from `EXTRA` below for fields whose source carries no comment). A field with neither fails
+the generation, so every key is documented.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import html
+import inspect
+import io
+import re
+import sys
+import tokenize
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+DOCS = Path(__file__).resolve().parent
+ROOT = DOCS.parent
+sys.path.insert(0, str(ROOT))
+
+# Meanings for fields whose dataclass has no inline comment (modules owned elsewhere).
+EXTRA: dict[str, str] = {
+    "source.stdin_rate": "sample rate of raw PCM on stdin (resampled to 16 kHz)",
+    "source.stdin_channels": "interleaved channels of raw PCM on stdin (mixed down, or `channel`)",
+    "mqtt.port": "broker port (8883 is the usual TLS port)",
+    "mqtt.prefix": "first topic level(s); put the site here for a fleet, e.g. `listening/site-a`",
+    "mqtt.device_id": "this device's topic level, HA node id and default client id",
+    "mqtt.client_id": "MQTT client id; unset = `edge-agent-<device_id>` (must be unique)",
+    "mqtt.username": "broker user name (password from `password_env` / `password_file`)",
+    "mqtt.tls": "TLS settings; unset = plain TCP (see `mqtt.tls.*`)",
+    "mqtt.tls.key_file": "private key of the client certificate",
+    "mqtt.keepalive": "seconds between MQTT keep-alive pings; the will fires after ~1.5x",
+    "mqtt.reconnect_min": "first reconnect delay after the broker is lost, seconds",
+    "mqtt.reconnect_max": "reconnect delay cap (doubling backoff), seconds",
+    "mqtt.connect_timeout": "seconds to wait for the first connection before going on offline",
+    "mqtt.ha_discovery": "publish Home Assistant discovery configs (retained)",
+    "mqtt.ha_prefix": "Home Assistant discovery prefix",
+    "mqtt.publish_scores": "publish every window's score (QoS 0); false = alarms/health only",
+    "outbox.path": "SQLite file holding alarm/health events until the broker acknowledges them",
+    "outbox.max_rows": "outbox capacity in events; when full the lowest-priority oldest goes",
+    "outbox.max_bytes": "outbox capacity in payload bytes",
+}
+
+SECTIONS = {
+    "": "Top level",
+    "source": "`source:` where the audio comes from (`edge_agent.sources.SourceSettings`)",
+    "windows": "`windows:` 10 s windows (`edge_agent.windows.WindowSettings`)",
+    "decision": "`decision:` alarm rule (`edge_agent.decision.DecisionSettings`)",
+    "health": "`health:` sensor checks (`edge_agent.health.HealthSettings`)",
+    "mqtt": "`mqtt:` broker, topics, Home Assistant (`edge_agent.sinks.mqtt.MqttSettings`)",
+    "mqtt.tls": "`mqtt.tls:` (`edge_agent.sinks.mqtt.TlsSettings`)",
+    "outbox": "`outbox:` store-and-forward (`edge_agent.sinks.outbox.OutboxSettings`)",
+    "log": "`log:` output (`edge_agent.config.LogSettings`)",
+}
+
+
+def field_comments(cls: type) -> dict[str, str]:
+    """`name -> comment` from `name: type = default  # comment` lines of a dataclass body."""
+    out: dict[str, str] = {}
+    src = inspect.getsource(cls)
+    pending: str | None = None
+    for tok in tokenize.generate_tokens(io.StringIO(src).readline):
+        if tok.type == tokenize.NEWLINE:
+            pending = None
+        if tok.type == tokenize.NAME and tok.start[1] == 4 and pending is None:
+            line = tok.line.strip()
+            if re.match(rf"{tok.string}\s*:", line):
+                pending = tok.string
+        if tok.type == tokenize.COMMENT and pending is not None:
+            out[pending] = tok.string.lstrip("#").strip()
+            pending = None
+    return out
+
+
+def _type_text(hint: Any) -> str:
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        inner = [a for a in args if a is not type(None)]
+        text = " or ".join(_type_text(a) for a in inner)
+        return f"{text} or null" if type(None) in args else text
+    if origin is tuple:
+        return f"list of {_type_text(args[0])}"
+    if dataclasses.is_dataclass(hint):
+        return "mapping"
+    return getattr(hint, "__name__", str(hint))
+
+
+def _default_text(f: dataclasses.Field[Any]) -> str:
+    if f.default is not dataclasses.MISSING:
+        v = f.default
+    elif f.default_factory is not dataclasses.MISSING:
+        v = f.default_factory()
+        if dataclasses.is_dataclass(v):
+            return "(section)"
+    else:
+        return "required"
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return f'"{v}"' if v else '""'
+    if isinstance(v, tuple):
+        return "[]" if not v else str(list(v))
+    return repr(v)
+
+
+def config_fields(cls: type, prefix: str = "") -> list[tuple[str, str, str, str]]:
+    """(key, type, default, meaning) for every YAML key under `cls`, nested sections too."""
+    rows: list[tuple[str, str, str, str]] = []
+    nested: list[tuple[str, type]] = []
+    hints = typing.get_type_hints(cls)
+    comments = field_comments(cls)
+    for f in dataclasses.fields(cls):
+        if not f.repr:  # e.g. mqtt.password: resolved at load, never a YAML key
+            continue
+        key = f"{prefix}{f.name}"
+        hint = hints[f.name]
+        meaning = EXTRA.get(key) or comments.get(f.name, "")
+        inner = [a for a in typing.get_args(hint) if dataclasses.is_dataclass(a)]
+        sub = hint if dataclasses.is_dataclass(hint) else (inner[0] if inner else None)
+        if isinstance(sub, type):
+            nested.append((key, sub))
+            if typing.get_origin(hint) is None:
+                continue  # a plain section: its keys are listed in their own table
+        if not meaning:
+            raise SystemExit(f"error: config key {key} has no comment and no EXTRA entry")
+        rows.append((key, _type_text(hint), _default_text(f), meaning))
+    for key, sub in nested:
+        rows += config_fields(sub, key + ".")
+    return rows
+
+
+def config_md() -> str:
+    from edge_agent.config import AgentConfig
+
+    rows = config_fields(AgentConfig)
+    out = [
+        "# Agent configuration reference",
+        "",
+        "<!-- generated by docs/gen_reference.py from edge_agent.config.AgentConfig; "
+        "do not edit by hand -->",
+        "",
+        "One YAML file (`edge-agent run --config FILE`); check it with "
+        "`edge-agent config check FILE`, which prints the effective configuration with "
+        "secrets masked. Unknown keys and wrong types are errors naming the key "
+        "(`error: mqtt.tls.ca_file: file not found: ...`, exit 2). Relative paths are "
+        "relative to the config file. CLI flags of `edge-agent run` override the file. "
+        "`mqtt.password` is refused in the file: use `mqtt.password_env` or "
+        "`mqtt.password_file`. A commented example: "
+        "[deploy/agent.example.yaml](../deploy/agent.example.yaml).",
+        "",
+    ]
+    groups: dict[str, list[tuple[str, str, str, str]]] = {}
+    for r in rows:
+        group = r[0].rsplit(".", 1)[0] if "." in r[0] else ""
+        groups.setdefault(group, []).append(r)
+    for group, items in groups.items():
+        out += [f"## {SECTIONS.get(group, group)}", "", "| key | type | default | meaning |",
+                "|---|---|---|---|"]
+        for key, typ, default, meaning in items:
+            cell = meaning.replace("|", "\\|")  # a literal | inside a Markdown table cell
+            out.append(f"| `{key}` | {typ} | `{default}` | {cell} |")
+        out.append("")
+    return "\n".join(out)
+
+
+def cli_md() -> str:
+    import typer
+    from typer.cli import get_docs_for_click
+
+    from edge_agent.cli import app as agent_app
+    from model_build.cli import app as build_app
+
+    parts = [
+        "# Command-line reference",
+        "",
+        "<!-- generated by docs/gen_reference.py from the typer apps; do not edit by hand -->",
+        "",
+        "Two programs: `edge-agent` (the device: no TensorFlow) and `model-build` (training "
+        "machine). Every error a user can fix prints one line `error: ...` and exits 2.",
+        "",
+    ]
+    for app, name in ((agent_app, "edge-agent"), (build_app, "model-build")):
+        click_obj = typer.main.get_command(app)
+        ctx = typer.Context(click_obj, info_name=name)
+        text = get_docs_for_click(obj=click_obj, ctx=ctx, name=name, indent=1)
+        parts.append(html.unescape(text).strip())
+        parts.append("")
+    return "\n".join(parts)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="Generate docs/cli.md and docs/config.md.")
+    ap.add_argument("--check", action="store_true", help="fail if a file is out of date")
+    args = ap.parse_args(argv)
+    stale = []
+    for path, text in ((DOCS / "cli.md", cli_md()), (DOCS / "config.md", config_md())):
+        text = text.rstrip() + "\n"
+        if args.check:
+            if not path.exists() or path.read_text() != text:
+                stale.append(path.name)
+        else:
+            path.write_text(text)
+            print(f"wrote {path}")
+    if stale:
+        print(f"out of date: {', '.join(stale)} (run .venv/bin/python docs/gen_reference.py)")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
