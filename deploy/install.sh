@@ -4,9 +4,11 @@
 #   sudo deploy/install.sh                    # system install: /opt/edge-agent, systemd unit, user
 #   deploy/install.sh --prefix /tmp/ea --no-apt --no-systemd   # private install (tests, trying out)
 #
-# What it does: apt packages (PortAudio, venv), a virtual environment with the agent and the
-# TFLite runtime that works on this Python (ai-edge-litert, else tflite-runtime with numpy<2),
-# an example config (never overwrites yours), and a sandboxed systemd unit with its own user.
+# What it does: apt packages (PortAudio, venv) when missing, a virtual environment with the agent
+# and the TFLite runtime that works on this Python (ai-edge-litert, else tflite-runtime with
+# numpy<2), the demo bundle as PREFIX/bundle when there is none (so the example config is valid
+# and the service starts; replace it with your own), an example config (never overwrites yours),
+# and a sandboxed systemd unit with its own user. Safe to run again (upgrades the agent in place).
 set -euo pipefail
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -17,7 +19,7 @@ DO_APT=1
 DO_SYSTEMD=1
 PYTHON=${PYTHON:-python3}
 
-usage() { sed -n '2,10p' "$0"; echo "options: --prefix DIR --config-dir DIR --unit-dir DIR --no-apt --no-systemd --python EXE"; }
+usage() { sed -n '2,12p' "$0"; echo "options: --prefix DIR --config-dir DIR --unit-dir DIR --no-apt --no-systemd --python EXE"; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --prefix) PREFIX=$2; shift 2 ;;
@@ -36,36 +38,54 @@ arch=$(uname -m)
 log "machine: $arch, python: $("$PYTHON" --version 2>&1), prefix: $PREFIX"
 
 if [ "$DO_APT" = 1 ]; then
-  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-  log "apt packages: libportaudio2 python3-venv alsa-utils"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
-    libportaudio2 python3-venv alsa-utils >/dev/null
+  missing=()
+  for p in libportaudio2 python3-venv alsa-utils; do
+    dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    log "apt packages: ${missing[*]}"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+      "${missing[@]}" >/dev/null
+  fi
 fi
 
 mkdir -p "$PREFIX"
 "$PYTHON" -m venv "$PREFIX/venv"
-PIP=("$PREFIX/venv/bin/python" -m pip -q --disable-pip-version-check)
-"${PIP[@]}" install --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
+# pip's own exit status must survive the filter (pipefail): a failed install stops here,
+# not later with a misleading "no TFLite runtime".
+pip_q() {
+  "$PREFIX/venv/bin/python" -m pip -q --disable-pip-version-check "$@" 2>&1 \
+    | { grep -v '^WARNING: Location' || true; }
+}
+pip_q install --upgrade pip
 log "installing the agent (no TensorFlow) into $PREFIX/venv"
-"${PIP[@]}" install "$REPO" 2>&1 | grep -v '^WARNING: Location' || true
+pip_q install "$REPO"
 
 # The TFLite runtime: prove it by creating an interpreter, not by importing it.
 probe() { "$PREFIX/venv/bin/python" -c "from edge_agent.embedder import select_runtime; print(select_runtime().name)" 2>/dev/null; }
 if ! runtime=$(probe); then
   log "ai-edge-litert unusable here; trying tflite-runtime (needs numpy<2)"
-  "${PIP[@]}" install 'tflite-runtime' 'numpy<2' 'ml_dtypes<0.6' 2>&1 | grep -v '^WARNING: Location' || true
+  pip_q install 'tflite-runtime' 'numpy<2' 'ml_dtypes<0.6' || true
   runtime=$(probe) || { echo "error: no TFLite runtime works on $arch with $("$PYTHON" --version); install ai-edge-litert or tflite-runtime for this Python" >&2; exit 1; }
 fi
 log "TFLite runtime: $runtime"
 
 cp "$REPO/README.md" "$PREFIX/README.md"
+if [ ! -e "$PREFIX/bundle/current" ]; then
+  cp -r "$REPO/edge_agent/demo/bundle" "$PREFIX/bundle"
+  log "installed the demo bundle as $PREFIX/bundle (replace it with your own: docs/adaptation.md)"
+fi
 mkdir -p "$CONFIG_DIR"
 if [ ! -f "$CONFIG_DIR/agent.yaml" ]; then
   sed "s#/opt/edge-agent#$PREFIX#g" "$REPO/deploy/agent.example.yaml" > "$CONFIG_DIR/agent.yaml"
   log "wrote example config $CONFIG_DIR/agent.yaml (edit device, section, mqtt)"
+  "$PREFIX/venv/bin/edge-agent" config check "$CONFIG_DIR/agent.yaml" >/dev/null
 else
   log "kept existing config $CONFIG_DIR/agent.yaml"
+  "$PREFIX/venv/bin/edge-agent" config check "$CONFIG_DIR/agent.yaml" >/dev/null \
+    || log "warning: $CONFIG_DIR/agent.yaml does not pass 'edge-agent config check' (see above)"
 fi
 mkdir -p "$UNIT_DIR"
 sed -e "s#/opt/edge-agent#$PREFIX#g" -e "s#/etc/edge-agent#$CONFIG_DIR#g" \
@@ -73,7 +93,7 @@ sed -e "s#/opt/edge-agent#$PREFIX#g" -e "s#/etc/edge-agent#$CONFIG_DIR#g" \
 log "wrote $UNIT_DIR/edge-agent.service"
 
 if [ "$DO_SYSTEMD" = 1 ]; then
-  id edge-agent >/dev/null 2>&1 || useradd --system --home /var/lib/edge-agent --shell /usr/sbin/nologin --groups audio edge-agent
+  id edge-agent >/dev/null 2>&1 || useradd --system --user-group --home /var/lib/edge-agent --shell /usr/sbin/nologin --groups audio edge-agent
   if [ -d /run/systemd/system ]; then
     systemctl daemon-reload
     systemctl enable --now edge-agent.service

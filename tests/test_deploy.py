@@ -1,0 +1,218 @@
+"""The plant install: the install script into a temporary prefix, and the systemd unit."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Run deploy/install.sh into a private prefix (no apt, no systemd): the real pip install."""
+    root = tmp_path_factory.mktemp("install")
+    proc = subprocess.run(
+        [
+            "bash", str(REPO / "deploy" / "install.sh"),
+            "--prefix", str(root / "opt"),
+            "--config-dir", str(root / "etc"),
+            "--unit-dir", str(root / "units"),
+            "--no-apt", "--no-systemd",
+        ],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "TFLite runtime:" in proc.stdout
+    return root
+
+
+@pytest.mark.slow
+def test_install_script_creates_a_working_agent(installed: Path) -> None:
+    exe = installed / "opt" / "venv" / "bin" / "edge-agent"
+    out = subprocess.run([str(exe), "--help"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0
+    assert "run" in out.stdout
+    # The Pi install must not pull in TensorFlow.
+    py = installed / "opt" / "venv" / "bin" / "python"
+    probe = subprocess.run([str(py), "-c", "import tensorflow"], capture_output=True, timeout=60)
+    assert probe.returncode != 0
+    config = (installed / "etc" / "agent.yaml").read_text()
+    assert str(installed / "opt") in config or "/opt/edge-agent" not in config
+
+
+@pytest.mark.slow
+def test_install_keeps_an_existing_config(installed: Path) -> None:
+    cfg = installed / "etc" / "agent.yaml"
+    cfg.write_text(cfg.read_text() + "\n# edited by the plant engineer\n")
+    proc = subprocess.run(
+        ["bash", str(REPO / "deploy" / "install.sh"), "--prefix", str(installed / "opt"),
+         "--config-dir", str(installed / "etc"), "--unit-dir", str(installed / "units"),
+         "--no-apt", "--no-systemd"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "edited by the plant engineer" in cfg.read_text()
+
+
+@pytest.mark.slow
+def test_installed_unit_verifies(installed: Path) -> None:
+    if shutil.which("systemd-analyze") is None:
+        pytest.skip("systemd-analyze is not installed")
+    unit = installed / "units" / "edge-agent.service"
+    text = unit.read_text()
+    assert str(installed / "opt" / "venv" / "bin" / "edge-agent") in text
+    for key in ("NoNewPrivileges=yes", "ProtectSystem=strict", "User=edge-agent",
+                "SupplementaryGroups=audio", "Restart=on-failure"):
+        assert key in text
+    proc = subprocess.run(["systemd-analyze", "verify", str(unit)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_unknown_install_option_is_refused() -> None:
+    proc = subprocess.run(["bash", str(REPO / "deploy" / "install.sh"), "--frobnicate"],
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 2
+    assert "unknown option --frobnicate" in proc.stderr
+
+
+@pytest.mark.slow
+def test_installed_example_config_passes_config_check(installed: Path) -> None:
+    """install.sh's example config, with the demo bundle it installed, is valid as written."""
+    assert (installed / "opt" / "bundle" / "current").is_file()
+    exe = installed / "opt" / "venv" / "bin" / "edge-agent"
+    proc = subprocess.run([str(exe), "config", "check", str(installed / "etc" / "agent.yaml")],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert f"bundle: {installed / 'opt' / 'bundle'}" in proc.stdout
+    assert "path: /var/lib/edge-agent/outbox.sqlite" in proc.stdout  # writable under systemd
+
+
+def test_unit_sandboxing_is_complete() -> None:
+    """The unit's hardening, key by key (systemd-analyze verify only checks syntax)."""
+    text = (REPO / "deploy" / "systemd" / "edge-agent.service").read_text()
+    keys = dict(
+        line.split("=", 1) for line in text.splitlines()
+        if "=" in line and not line.startswith("#") and not line.startswith("ReadWritePaths")
+    )
+    assert keys["User"] == "edge-agent" and keys["SupplementaryGroups"] == "audio"
+    assert keys["NoNewPrivileges"] == "yes" and keys["ProtectSystem"] == "strict"
+    assert keys["ProtectHome"] == "yes" and keys["PrivateTmp"] == "yes"
+    assert keys["CapabilityBoundingSet"] == ""
+    assert keys["DevicePolicy"] == "closed" and keys["DeviceAllow"] == "char-alsa rw"
+    assert keys["Restart"] == "on-failure"
+    assert "ReadWritePaths=/var/lib/edge-agent" in text
+
+
+@pytest.mark.slow
+def test_demo_script_installs_without_tensorflow_and_raises_the_alarm(tmp_path: Path) -> None:
+    """`bash deploy/demo.sh` (README's first command) into a temp venv; then again, no install."""
+    env = {**os.environ, "EDGE_AGENT_VENV": str(tmp_path / "venv"), "EDGE_AGENT_NO_APT": "1"}
+    env.pop("VIRTUAL_ENV", None)
+    first = subprocess.run(["bash", str(REPO / "deploy" / "demo.sh"), "--fast"],
+                           capture_output=True, text=True, timeout=900, env=env)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "installing the agent" in first.stderr
+    assert "ALARM RAISED at window" in first.stdout
+    probe = subprocess.run([str(tmp_path / "venv" / "bin" / "python"), "-c", "import tensorflow"],
+                           capture_output=True, timeout=60)
+    assert probe.returncode != 0
+    second = subprocess.run(["bash", str(REPO / "deploy" / "demo.sh"), "--fast"],
+                            capture_output=True, text=True, timeout=300, env=env)
+    assert second.returncode == 0, second.stderr
+    assert "installing" not in second.stderr  # idempotent: nothing to install the second time
+    assert "ALARM RAISED at window" in second.stdout
+
+
+@pytest.mark.mqtt
+def test_example_broker_tls_acl_with_the_demo(tmp_path: Path) -> None:
+    """deploy/mosquitto as shipped (paths and port aside): TLS, passwords, per-device ACLs.
+
+    The demo publishes as device press-01 through TLS with a password; Home Assistant's user
+    sees its alarm and discovery; press-02 cannot write into press-01's subtree.
+    """
+    import paho.mqtt.client as mqtt
+    from mqtt_fixtures import MOSQUITTO, Subscriber, free_port
+
+    if not Path(MOSQUITTO).exists() or shutil.which("openssl") is None:
+        pytest.skip("mosquitto or openssl not installed")
+    certs = tmp_path / "certs"
+    subprocess.run(["bash", str(REPO / "deploy" / "mosquitto" / "make-certs.sh"), str(certs),
+                    "127.0.0.1"], check=True, capture_output=True, timeout=60)
+    passwd = tmp_path / "passwd"
+    users = {"press-01": "pw1", "press-02": "pw2", "homeassistant": "pw-ha"}
+    for i, (u, pw) in enumerate(users.items()):
+        subprocess.run(["mosquitto_passwd", "-b", *(["-c"] if i == 0 else []), str(passwd), u, pw],
+                       check=True, capture_output=True)
+    (tmp_path / "acl").write_text((REPO / "deploy" / "mosquitto" / "acl").read_text())
+    port = free_port()
+    conf = (REPO / "deploy" / "mosquitto" / "mosquitto.conf").read_text()
+    conf = (conf.replace("listener 8883", f"listener {port} 127.0.0.1")
+            .replace("/etc/mosquitto/certs/", f"{certs}/")
+            .replace("/etc/mosquitto/passwd", str(passwd))
+            .replace("/etc/mosquitto/acl", str(tmp_path / "acl"))
+            .replace("/var/lib/mosquitto/", f"{tmp_path}/")) + "user root\n"
+    (tmp_path / "mosquitto.conf").write_text(conf)
+    broker = subprocess.Popen([MOSQUITTO, "-c", str(tmp_path / "mosquitto.conf")],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        import socket
+        import time
+
+        end = time.monotonic() + 5
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), 0.2).close()
+                break
+            except OSError:
+                assert time.monotonic() < end, "mosquitto did not start with the example config"
+                time.sleep(0.05)
+
+        class _B:  # what Subscriber needs of a broker
+            pass
+
+        b = _B()
+        b.port = port  # type: ignore[attr-defined]
+        ha = Subscriber(b, ["listening/#", "homeassistant/#"],  # type: ignore[arg-type]
+                        username="homeassistant", password="pw-ha", ca=certs / "ca.crt")
+        from edge_agent.demo_cmd import load_demo
+
+        demo = load_demo()
+        cfg = tmp_path / "agent.yaml"
+        cfg.write_text(
+            f"bundle: {demo.bundle}\nsection: {demo.section}\n"
+            f"mqtt:\n  host: 127.0.0.1\n  port: {port}\n  prefix: listening/site-a\n"
+            "  device_id: press-01\n  username: press-01\n  password_env: PW\n"
+            f"  tls: {{ca_file: {certs / 'ca.crt'}}}\n  ha_discovery: true\n")
+        env = {**os.environ, "PW": "pw1", "TF_CPP_MIN_LOG_LEVEL": "2"}
+        proc = subprocess.run([sys.executable, "-m", "edge_agent.cli", "demo", "--fast",
+                               "--config", str(cfg)], capture_output=True, text=True,
+                              timeout=120, env=env, cwd=REPO)
+        assert proc.returncode == 0, proc.stderr
+        alarm_topic = f"listening/site-a/press-01/{demo.section}/alarm"
+        assert ha.wait_for(lambda m: any(t == alarm_topic for t, _, _ in m), timeout=10)
+        assert ha.on(f"homeassistant/binary_sensor/press-01/{demo.section}_alarm/config")
+
+        # press-02 may write its own subtree only.
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+        c.username_pw_set("press-02", "pw2")
+        c.tls_set(ca_certs=str(certs / "ca.crt"))
+        c.connect("127.0.0.1", port)
+        c.loop_start()
+        c.publish("listening/site-a/press-01/forged", b"x", qos=1).wait_for_publish(5)
+        c.publish("listening/site-a/press-02/own", b"y", qos=1).wait_for_publish(5)
+        assert ha.wait_for(
+            lambda m: any(t == "listening/site-a/press-02/own" for t, _, _ in m), timeout=5)
+        assert not ha.on("listening/site-a/press-01/forged")
+        c.disconnect()
+        c.loop_stop()
+        ha.close()
+    finally:
+        broker.kill()
+        broker.wait()
