@@ -20,8 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import scipy.io.wavfile
-import scipy.signal
 from numpy.typing import NDArray
 
 from .errors import AudioFileError
@@ -46,6 +44,8 @@ def resample(x: NDArray[np.float32], rate_in: int, rate_out: int) -> NDArray[np.
     """Polyphase resampling along the last axis (exact rational ratio)."""
     if rate_in == rate_out:
         return x
+    import scipy.signal  # ~50 MB resident: only when a file is not at 16 kHz
+
     ratio = Fraction(rate_out, rate_in)
     y = scipy.signal.resample_poly(x, ratio.numerator, ratio.denominator, axis=-1)
     return np.asarray(y, dtype=np.float32)
@@ -56,6 +56,8 @@ def read_wav(path: str | Path, channel: int | None = None) -> tuple[NDArray[np.f
     p = Path(path)
     if not p.is_file():
         raise AudioFileError(p, "file not found")
+    import scipy.io.wavfile  # imported here: a capture-only device never loads scipy.io
+
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", scipy.io.wavfile.WavFileWarning)
@@ -111,5 +113,7 @@ def load_clip(
 
 def write_wav(path: str | Path, x: NDArray[Any], rate: int = 16_000) -> None:
     """Write 16-bit PCM (the DCASE format); values are clipped to [-1, 1]."""
+    import scipy.io.wavfile
+
     pcm = np.clip(np.asarray(x, dtype=np.float64), -1.0, 1.0 - 1.0 / 32768.0)
     scipy.io.wavfile.write(Path(path), rate, np.round(pcm * 32768.0).astype(np.int16))

@@ -9,8 +9,9 @@ The paper (Wilkinghoff, ICASSP 2023, section 2.1) feeds two representations of a
 * branch B: magnitude of the FFT of the whole clip, first 80 000 bins (DC up to just below
   Nyquist).
 
-This module is pure numpy/scipy (no TensorFlow); `model_build.tf_frontend` implements the same
-spec in TensorFlow for training and a test proves the two agree numerically.
+This module is pure numpy (+ scipy's pocketfft via `edge_agent.fft`; no TensorFlow);
+`model_build.tf_frontend` implements the same spec in TensorFlow for training and a test
+proves the two agree numerically.
 The window is the *periodic* Hann window, which is what `tf.signal.stft` uses by default.
 """
 
@@ -20,8 +21,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import scipy.fft
 from numpy.typing import NDArray
+
+from .fft import rfft
 
 FloatArray = NDArray[np.float32]
 
@@ -95,15 +97,15 @@ def spectrogram(wave: NDArray[Any], spec: FrontendSpec = DEFAULT_SPEC) -> FloatA
     """Branch A input: magnitude STFT, optionally temporal-mean normalised.
 
     `wave` has shape (..., clip_samples); the result has shape (..., n_frames, n_bins).
-    Frames are strided views (no copy) and the FFT is scipy's real FFT over the last axis,
-    which is ~4x faster than numpy's on this workload.
+    Frames are strided views (no copy) and the FFT is scipy's pocketfft over the last axis
+    (`edge_agent.fft`), which is ~4x faster than numpy's on this workload.
     """
     x = _check_clip(wave, spec)
     frames = np.lib.stride_tricks.sliding_window_view(x, spec.n_fft, axis=-1)[
         ..., :: spec.hop, :
     ]
     frames = frames[..., : spec.n_frames, :] * periodic_hann(spec.n_fft)
-    mag = np.abs(scipy.fft.rfft(frames, axis=-1)).astype(np.float32)
+    mag = np.abs(rfft(frames, axis=-1)).astype(np.float32)
     if spec.temporal_norm:
         mag = mag - mag.mean(axis=-2, keepdims=True)
     return mag
@@ -112,7 +114,7 @@ def spectrogram(wave: NDArray[Any], spec: FrontendSpec = DEFAULT_SPEC) -> FloatA
 def spectrum(wave: NDArray[Any], spec: FrontendSpec = DEFAULT_SPEC) -> FloatArray:
     """Branch B input: magnitude of the whole clip's FFT, first `spectrum_bins` bins."""
     x = _check_clip(wave, spec)
-    return np.abs(scipy.fft.rfft(x, axis=-1)[..., : spec.spectrum_bins]).astype(np.float32)
+    return np.abs(rfft(x, axis=-1)[..., : spec.spectrum_bins]).astype(np.float32)
 
 
 def features(
