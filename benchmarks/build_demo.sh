@@ -2,12 +2,15 @@
 # Build the demo shipped in edge_agent/demo/ (bundle + clips) with our own pipeline:
 #   model-build synth -> model-build train -> model-build export -> benchmarks/pick_demo_clips.py
 #
-#   nice bash benchmarks/build_demo.sh            # ~15 min on a 2-core x86 box, needs .venv (TF)
+#   nice bash benchmarks/build_demo.sh   # ~5 min on a 2-core x86 box; needs .venv (TensorFlow)
 #
 # Why synthetic: no real data set may be shipped (DCASE licences, size); the synthetic set has
 # the DCASE layout and seeded, bit-identical files, so anyone can rebuild it. Why narrow
 # (width 0.5) and `dynamic` quantisation: the shipped files must stay small (a few MB) and the
 # demo only has to show the pipeline working, not the paper's quality (see BENCHMARKS.md).
+# 12 epochs, not more: a 30-epoch model put most normal test windows above its own threshold
+# and pick_demo_clips.py refused it (it never swaps clips to make a model look good).
+# CPU training is not guaranteed bit-reproducible: a rebuild may give a similar, not identical, bundle.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK=${WORK:-/tmp/edge-agent-demo-build}

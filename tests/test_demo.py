@@ -122,3 +122,21 @@ def test_demo_publishes_the_alarm_to_a_broker(mqtt_broker) -> None:  # type: ign
         assert sub.on(avail)[0] == b"online"
     finally:
         sub.close()
+
+
+def test_shipped_bundle_is_what_build_demo_sh_builds() -> None:
+    """The committed build script and the shipped bundle's manifest agree (width, data, mode)."""
+    script = (REPO / "benchmarks" / "build_demo.sh").read_text()
+    proc = subprocess.run(["bash", "-n", str(REPO / "benchmarks" / "build_demo.sh")],
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    demo = load_demo()
+    m = load_bundle(demo.bundle).manifest
+    width = float(script.split("--width ")[1].split()[0])
+    assert m["training"]["config"]["width"] == width
+    assert f"--quantize {m['quantization']}" in script
+    machines = script.split("--machines ")[1].split()[0].split(",")
+    assert sorted(m["training"]["sections"]) == sorted(
+        f"{mach}_section_{i:02d}" for mach in machines for i in range(2))
+    assert demo.info["built_by"] == "benchmarks/build_demo.sh"
+    assert demo.info["synth"]["machines"] == machines

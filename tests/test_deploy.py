@@ -44,6 +44,11 @@ def test_install_script_creates_a_working_agent(installed: Path) -> None:
     assert probe.returncode != 0
     config = (installed / "etc" / "agent.yaml").read_text()
     assert str(installed / "opt") in config or "/opt/edge-agent" not in config
+    # The demo's bundle and clips are package data: a non-editable install can run it.
+    demo = subprocess.run([str(exe), "demo", "--fast", "--json"], capture_output=True,
+                          text=True, timeout=120, cwd=installed)
+    assert demo.returncode == 0, demo.stderr
+    assert '"kind":"alarm"' in demo.stdout and "site-packages" in demo.stdout
 
 
 @pytest.mark.slow
