@@ -132,8 +132,7 @@ def test_readme_scripts_and_extras_exist() -> None:
         name = extra[0] or extra[1]
         assert name in extras, name
     for link in re.findall(r"\]\(((?:docs|deploy|benchmarks)/[^)#]+|BENCHMARKS\.md)", text):
-        if link != "docs/adaptation.md":  # written by the adaptation work, in parallel
-            assert (REPO / link).exists(), link
+        assert (REPO / link).exists(), link
 
 
 def test_readme_minimal_config_is_valid(tmp_path: Path) -> None:
