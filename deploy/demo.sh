@@ -39,7 +39,8 @@ if [ ! -x "$VENV/bin/edge-agent" ] || [ "$(cat "$VENV/.edge-agent-installed" 2>/
   "$PYTHON" -m venv "$VENV"
   printf '*\n' > "$VENV/.gitignore"  # keep the venv out of `git status`
   pip_q() {
-    "$VENV/bin/python" -m pip -q --disable-pip-version-check "$@" 2>&1 \
+    # PYTHONWARNINGS: setuptools' editable-install banners are noise to a first-time user.
+    PYTHONWARNINGS=ignore "$VENV/bin/python" -m pip -q --disable-pip-version-check "$@" 2>&1 \
       | { grep -v '^WARNING: Location' || true; }
   }
   pip_q install --upgrade pip
