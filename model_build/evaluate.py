@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import json
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -426,3 +427,25 @@ def evaluate_cmd(
     print(text)
     if json_out is not None:
         write_json(json_out, payload)
+    record_evaluation(run, evaluation_record(payload))
+
+
+def evaluation_record(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """The short form of an evaluation that travels with the run and into exported bundles:
+    when, on which data, with which backend, and each scorer's harmonic means."""
+    return _finite({
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "data": list(payload.get("data", [])),
+        "backend": payload["backend"],
+        "summaries": {name: part["summary"] for name, part in payload["results"].items()},
+    })
+
+
+def record_evaluation(run: Path, record: Mapping[str, Any]) -> None:
+    """Store the latest evaluation in run.json (`evaluation`), where `model-build export`
+    picks it up for the bundle manifest."""
+    from .runs import read_meta, write_meta
+
+    meta = read_meta(run)
+    meta["evaluation"] = dict(record)
+    write_meta(run, meta)

@@ -237,6 +237,16 @@ def test_cli_end_to_end_on_trained_run(
         assert (out / final / f"anomaly_score_{sec}_test.csv").is_file()
         assert (out / final / f"decision_result_{sec}_test.csv").is_file()
         assert (out / final / "plots" / f"roc_{sec}.png").is_file()
+    # The run remembers its evaluation, and an export carries it into the bundle manifest.
+    from edge_agent.bundle import load_bundle
+    from model_build.export import export_run
+    from model_build.runs import read_meta
+
+    record = read_meta(run)["evaluation"]
+    assert record["summaries"][final]["auc"]["mixed"] == auc
+    assert record["data"] == [str(root)]
+    bundle = export_run(run, tmp_path / "bundle", "float16")
+    assert load_bundle(bundle).manifest["evaluation"] == record
 
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "dcase2023-dev-mixed"
