@@ -6,8 +6,9 @@ DIR holds one bundle per quantisation mode (DIR/<mode>/, as benchmarks/quantizat
 writes them). Every measurement runs in its own child process so that peak RSS
 (`ru_maxrss`) is that of a process that only scores: TFLite children import edge_agent only
 (no TensorFlow), the Keras child imports TensorFlow and the run. Per window: numpy frontend
-(framed pocketfft STFT + full-clip FFT, edge_agent/fft.py), inference, backend (L2 norm + min cosine distance);
-median and p95 over `--windows` windows after 3 warm-up windows, for 1 and 2 threads.
+(framed pocketfft STFT + full-clip FFT, edge_agent/fft.py), inference, backend (L2 norm + min
+cosine distance); median and p95 over `--windows` windows after 3 warm-up windows, for 1 and
+2 threads.
 """
 
 from __future__ import annotations
