@@ -24,6 +24,7 @@ from typing import Annotated, Any
 
 import typer
 
+from . import clip_options as opt
 from .errors import BundleError, ConfigError
 
 # Fields write_bundle sets itself, and per-version records that must not leak into the next.
@@ -173,20 +174,10 @@ def calibrate_cmd(
     section: Annotated[
         str | None, typer.Option(help="Section to calibrate, e.g. fan_section_00.")
     ] = None,
-    config: Annotated[
-        Path | None, typer.Option("--config", "-c", help="Agent YAML (bundle, section, source).")
-    ] = None,
-    device: Annotated[
-        str | None, typer.Option(help="Input device (name, substring, index).")
-    ] = None,
-    files: Annotated[
-        list[Path] | None,
-        typer.Argument(help="With --files: WAV files/folders, one clip per file.",
-                       show_default=False, metavar="PATH..."),
-    ] = None,
-    from_files: Annotated[
-        bool, typer.Option("--files", help="Read the clips from the PATHs instead of a device.")
-    ] = False,
+    config: opt.Config = None,
+    device: opt.Device = None,
+    files: opt.Files = None,
+    from_files: opt.FromFiles = False,
     count: Annotated[int, typer.Option(min=1, help="Clips to capture from the device.")] = 10,
     mode: Annotated[
         str, typer.Option(help="replace: new clips replace the target references; append: add.")
@@ -196,17 +187,13 @@ def calibrate_cmd(
                           "target: held-out percentile only.")
     ] = "max",
     percentile: Annotated[float, typer.Option(help="Percentile of held-out scores.")] = 90.0,
-    skip_refused: Annotated[
-        bool, typer.Option("--skip-refused", help="--files: skip refused files (default: error).")
-    ] = False,
-    retries: Annotated[
-        int, typer.Option(min=0, help="Device: captures again per refused clip before failing.")
-    ] = 3,
+    skip_refused: opt.SkipRefused = False,
+    retries: opt.Retries = 3,
     do_rollback: Annotated[
         bool, typer.Option("--rollback", help="Restore the previous bundle version and exit.")
     ] = False,
-    threads: Annotated[int, typer.Option(min=1, help="TFLite interpreter threads.")] = 1,
-    quiet: Annotated[bool, typer.Option("--quiet", help="No per-clip progress.")] = False,
+    threads: opt.Threads = 1,
+    quiet: opt.Quiet = False,
 ) -> None:
     """Calibrate a section to a new condition (target domain) from normal clips; or --rollback."""
     inputs = Inputs(bundle, section, config, device, files, from_files)

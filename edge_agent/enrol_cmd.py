@@ -14,11 +14,11 @@ adaptation" shows how the threshold and the false alarm rate settle as N grows.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from . import clip_options as opt
 from .errors import BundleError
 
 
@@ -28,32 +28,18 @@ def enrol_cmd(
         str | None, typer.Option(help="New section id, <machine>_section_<XX>.")
     ] = None,
     count: Annotated[int, typer.Option(min=1, help="Clips to capture from the device.")] = 30,
-    config: Annotated[
-        Path | None, typer.Option("--config", "-c", help="Agent YAML (bundle, source).")
-    ] = None,
-    device: Annotated[
-        str | None, typer.Option(help="Input device (name, substring, index).")
-    ] = None,
-    files: Annotated[
-        list[Path] | None,
-        typer.Argument(help="With --files: WAV files/folders, one clip per file.",
-                       show_default=False, metavar="PATH..."),
-    ] = None,
-    from_files: Annotated[
-        bool, typer.Option("--files", help="Read the clips from the PATHs instead of a device.")
-    ] = False,
+    config: opt.Config = None,
+    device: opt.Device = None,
+    files: opt.Files = None,
+    from_files: opt.FromFiles = False,
     replace: Annotated[
         bool, typer.Option("--replace", help="Overwrite a section that already exists.")
     ] = False,
     percentile: Annotated[float, typer.Option(help="Percentile of cross-fitted scores.")] = 90.0,
-    skip_refused: Annotated[
-        bool, typer.Option("--skip-refused", help="--files: skip refused files (default: error).")
-    ] = False,
-    retries: Annotated[
-        int, typer.Option(min=0, help="Device: captures again per refused clip before failing.")
-    ] = 3,
-    threads: Annotated[int, typer.Option(min=1, help="TFLite interpreter threads.")] = 1,
-    quiet: Annotated[bool, typer.Option("--quiet", help="No per-clip progress.")] = False,
+    skip_refused: opt.SkipRefused = False,
+    retries: opt.Retries = 3,
+    threads: opt.Threads = 1,
+    quiet: opt.Quiet = False,
 ) -> None:
     """Enrol a new machine: a section fitted on the device from N normal clips."""
     from .adapt import MIN_ENROL_CLIPS, enrolled_section, parse_section

@@ -26,6 +26,7 @@ import numpy as np
 import typer
 from numpy.typing import NDArray
 
+from . import clip_options as opt
 from .errors import ConfigError
 
 DOMAINS = ("source", "target")
@@ -87,27 +88,13 @@ def record_cmd(
     domain: Annotated[str, typer.Option(help="source | target.")] = "source",
     attrs: Annotated[str, typer.Option(help="Attribute string, e.g. spd_1200_load_1.")] = "",
     count: Annotated[int, typer.Option(min=1, help="Clips to capture from the device.")] = 10,
-    config: Annotated[
-        Path | None, typer.Option("--config", "-c", help="Agent YAML (source, section).")
-    ] = None,
-    device: Annotated[
-        str | None, typer.Option(help="Input device (name, substring, index).")
-    ] = None,
-    files: Annotated[
-        list[Path] | None,
-        typer.Argument(help="With --files: WAV files/folders, one clip per file.",
-                       show_default=False, metavar="PATH..."),
-    ] = None,
-    from_files: Annotated[
-        bool, typer.Option("--files", help="Read the clips from the PATHs instead of a device.")
-    ] = False,
-    skip_refused: Annotated[
-        bool, typer.Option("--skip-refused", help="--files: skip refused files (default: error).")
-    ] = False,
-    retries: Annotated[
-        int, typer.Option(min=0, help="Device: captures again per refused clip before failing.")
-    ] = 3,
-    quiet: Annotated[bool, typer.Option("--quiet", help="No per-clip progress.")] = False,
+    config: opt.Config = None,
+    device: opt.Device = None,
+    files: opt.Files = None,
+    from_files: opt.FromFiles = False,
+    skip_refused: opt.SkipRefused = False,
+    retries: opt.Retries = 3,
+    quiet: opt.Quiet = False,
 ) -> None:
     """Record normal clips into OUT/<machine>/train/ with DCASE names (for model-build train)."""
     from .adapt import parse_section
