@@ -80,3 +80,13 @@ def synth_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     generate(SynthConfig(seed=0, machines=("fan", "gearbox"), sections=2, source_train=16,
                          target_train=4, test_per_label=4), root)
     return root
+
+
+@pytest.fixture
+def bundle_copy(bundle_dir: Path, tmp_path: Path) -> Path:
+    """A private copy of `bundle_dir` for tests that add versions (calibrate, enrol)."""
+    import shutil
+
+    dst = tmp_path / "bundle"
+    shutil.copytree(bundle_dir, dst)
+    return dst

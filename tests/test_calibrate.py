@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import signal
 import subprocess
 import sys
@@ -20,24 +19,12 @@ from typing import Any
 
 import numpy as np
 import pytest
+from cli_helpers import run_cli as cli
 
 from edge_agent.audio import write_wav
 from edge_agent.bundle import BACKEND, current_version, list_versions, load_bundle
 
 SEC = "fan_section_00"
-
-
-def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    """Run `edge-agent ARGS` in this process: (exit code, stdout, stderr)."""
-    from edge_agent.cli import main
-
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def digest(folder: Path) -> dict[str, str]:
@@ -50,13 +37,6 @@ def arrays(vdir: Path) -> dict[str, bytes]:
         return {k: z[k].tobytes() for k in z.files}
 
 
-@pytest.fixture
-def bundle(bundle_dir: Path, tmp_path: Path) -> Path:
-    dst = tmp_path / "bundle"
-    shutil.copytree(bundle_dir, dst)
-    return dst
-
-
 @pytest.fixture(scope="module")
 def target_clips(synth_root: Path) -> list[Path]:
     clips = sorted((synth_root / "fan" / "test").glob("section_00_target_test_normal_*.wav"))
@@ -65,18 +45,18 @@ def target_clips(synth_root: Path) -> list[Path]:
 
 
 def test_calibrate_from_files_changes_only_the_section_and_rollback_restores(
-    bundle: Path, target_clips: list[Path], capsys: pytest.CaptureFixture[str]
+    bundle_copy: Path, target_clips: list[Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    v0 = current_version(bundle)
-    before = load_bundle(bundle)
+    v0 = current_version(bundle_copy)
+    before = load_bundle(bundle_copy)
     v0_files = digest(before.path)
-    code, out, err = cli(capsys, "calibrate", "--bundle", str(bundle), "--section", SEC,
+    code, out, err = cli(capsys, "calibrate", "--bundle", str(bundle_copy), "--section", SEC,
                          "--files", *map(str, target_clips))
     assert code == 0, err
     assert f"calibrated {SEC} with 4 clips (replace)" in out
     assert "clip 4/4 ok" in err and "embedding clip 4/4" in err
-    after = load_bundle(bundle, verify=True)  # checksums of the new version
-    assert after.version == v0 + 1 == current_version(bundle)
+    after = load_bundle(bundle_copy, verify=True)  # checksums of the new version
+    assert after.version == v0 + 1 == current_version(bundle_copy)
     assert after.model_path.read_bytes() == before.model_path.read_bytes()
     old_a, new_a = arrays(before.path), arrays(after.path)
     assert old_a.keys() == new_a.keys()
@@ -93,53 +73,53 @@ def test_calibrate_from_files_changes_only_the_section_and_rollback_restores(
     assert after.manifest["parent_version"] == v0
     assert digest(before.path) == v0_files  # the old version is never touched
 
-    code, out, _ = cli(capsys, "calibrate", "--bundle", str(bundle), "--rollback")
+    code, out, _ = cli(capsys, "calibrate", "--bundle", str(bundle_copy), "--rollback")
     assert code == 0 and f"current version {v0 + 1} -> {v0}" in out
-    restored = load_bundle(bundle)
+    restored = load_bundle(bundle_copy)
     assert restored.version == v0 and digest(restored.path) == v0_files
-    assert list_versions(bundle) == [v0, v0 + 1]  # kept: roll forward with set_current
-    code, _, err = cli(capsys, "calibrate", "--bundle", str(bundle), "--rollback")
+    assert list_versions(bundle_copy) == [v0, v0 + 1]  # kept: roll forward with set_current
+    code, _, err = cli(capsys, "calibrate", "--bundle", str(bundle_copy), "--rollback")
     assert code == 2 and "nothing to roll back to" in err.strip().splitlines()[-1]
 
 
 def test_append_mode_and_rollback_follows_the_parent(
-    bundle: Path, target_clips: list[Path], capsys: pytest.CaptureFixture[str]
+    bundle_copy: Path, target_clips: list[Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    v0 = current_version(bundle)
-    base = {"--bundle": str(bundle), "--section": SEC}
+    v0 = current_version(bundle_copy)
+    base = {"--bundle": str(bundle_copy), "--section": SEC}
     args = [x for kv in base.items() for x in kv]
     first = map(str, target_clips[:2])
     assert cli(capsys, "calibrate", *args, "--quiet", "--files", *first)[0] == 0
     assert cli(capsys, "calibrate", *args, "--quiet", "--mode", "append", "--files",
                *map(str, target_clips[2:]))[0] == 0
-    b = load_bundle(bundle)
+    b = load_bundle(bundle_copy)
     assert b.version == v0 + 2
     n_src = b.backend(SEC).n_source
     assert b.backend(SEC).references.shape[0] == n_src + 4  # 2 replaced in, 2 appended
     assert [a["kind"] for a in b.manifest["adaptations"]] == ["calibration", "calibration"]
-    cli(capsys, "calibrate", "--bundle", str(bundle), "--rollback")
-    assert current_version(bundle) == v0 + 1
+    cli(capsys, "calibrate", "--bundle", str(bundle_copy), "--rollback")
+    assert current_version(bundle_copy) == v0 + 1
     # a calibration made on top of a rolled-back version rolls back to ITS parent
-    cli(capsys, "calibrate", "--bundle", str(bundle), "--rollback")
+    cli(capsys, "calibrate", "--bundle", str(bundle_copy), "--rollback")
     assert cli(capsys, "calibrate", *args, "--quiet", "--files", str(target_clips[0]))[0] == 0
-    assert current_version(bundle) == v0 + 3
-    cli(capsys, "calibrate", "--bundle", str(bundle), "--rollback")
-    assert current_version(bundle) == v0
+    assert current_version(bundle_copy) == v0 + 3
+    cli(capsys, "calibrate", "--bundle", str(bundle_copy), "--rollback")
+    assert current_version(bundle_copy) == v0
 
 
 def test_refused_and_bad_inputs_are_one_line_errors(
-    bundle: Path, target_clips: list[Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    bundle_copy: Path, target_clips: list[Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     silent = tmp_path / "silent.wav"
     write_wav(silent, np.zeros(160_000, np.float32), 16000)
-    v0 = current_version(bundle)
+    v0 = current_version(bundle_copy)
     files = [*map(str, target_clips[:2]), str(silent)]
-    code, _, err = cli(capsys, "calibrate", "--bundle", str(bundle), "--section", SEC,
+    code, _, err = cli(capsys, "calibrate", "--bundle", str(bundle_copy), "--section", SEC,
                        "--files", *files)
     last = err.strip().splitlines()[-1]
     assert code == 2 and last.startswith(f"error: {silent}: refused: silent")
-    assert current_version(bundle) == v0
-    code, out, err = cli(capsys, "calibrate", "--bundle", str(bundle), "--section", SEC,
+    assert current_version(bundle_copy) == v0
+    code, out, err = cli(capsys, "calibrate", "--bundle", str(bundle_copy), "--section", SEC,
                          "--skip-refused", "--files", *files)
     assert code == 0 and "with 2 clips" in out and "refused" in err and "skipped" in err
     for args, msg in [
@@ -149,19 +129,19 @@ def test_refused_and_bad_inputs_are_one_line_errors(
         (["--section", SEC, "--files", str(tmp_path / "missing.wav")], "no such file"),
         (["--section", SEC, "--device", "x", "--files", files[0]], "give one source"),
     ]:
-        code, _, err = cli(capsys, "calibrate", "--bundle", str(bundle), *args)
+        code, _, err = cli(capsys, "calibrate", "--bundle", str(bundle_copy), *args)
         assert code == 2 and msg in err.strip().splitlines()[-1], (args, err)
 
 
 def test_killed_half_way_leaves_the_old_bundle_current_and_intact(
-    bundle: Path, target_clips: list[Path]
+    bundle_copy: Path, target_clips: list[Path]
 ) -> None:
-    v0 = current_version(bundle)
-    v0_files = digest(load_bundle(bundle).path)
+    v0 = current_version(bundle_copy)
+    v0_files = digest(load_bundle(bundle_copy).path)
     files = [str(p) for p in target_clips] * 10  # 40 clips: seconds of embedding
     proc = subprocess.Popen(
         [sys.executable, "-c", "from edge_agent.cli import main; main()", "calibrate",
-         "--bundle", str(bundle), "--section", SEC, "--files", *files],
+         "--bundle", str(bundle_copy), "--section", SEC, "--files", *files],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     assert proc.stderr is not None
@@ -176,13 +156,14 @@ def test_killed_half_way_leaves_the_old_bundle_current_and_intact(
         proc.kill()
         proc.wait(10)
     assert proc.returncode == -signal.SIGKILL
-    assert current_version(bundle) == v0 and list_versions(bundle) == [v0]
-    b = load_bundle(bundle, verify=True)
+    assert current_version(bundle_copy) == v0 and list_versions(bundle_copy) == [v0]
+    b = load_bundle(bundle_copy, verify=True)
     assert b.version == v0 and digest(b.path) == v0_files
 
 
 def test_a_running_agent_picks_up_a_calibration(
-    bundle: Path, target_clips: list[Path], synth_root: Path, capsys: pytest.CaptureFixture[str]
+    bundle_copy: Path, target_clips: list[Path], synth_root: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     from edge_agent.agent import Agent
     from edge_agent.config import load_config
@@ -197,7 +178,7 @@ def test_a_running_agent_picks_up_a_calibration(
             pass
 
     normal = sorted((synth_root / "fan" / "test").glob("section_00_source_test_normal_*.wav"))
-    cfg = load_config(None, {"bundle": str(bundle), "section": SEC, "source.kind": "files",
+    cfg = load_config(None, {"bundle": str(bundle_copy), "section": SEC, "source.kind": "files",
                              "source.files": [str(normal[0])], "source.loop": True,
                              "log.stdout": False, "reload_poll_seconds": 0.1})
     agent = Agent(cfg, sinks=[Sink()])
@@ -209,13 +190,13 @@ def test_a_running_agent_picks_up_a_calibration(
             assert time.monotonic() < end
             time.sleep(0.05)
         old_version = next(e for e in events if e["kind"] == "score")["model_version"]
-        code, _, err = cli(capsys, "calibrate", "--bundle", str(bundle), "--section", SEC,
+        code, _, err = cli(capsys, "calibrate", "--bundle", str(bundle_copy), "--section", SEC,
                            "--quiet", "--files", *map(str, target_clips))
         assert code == 0, err
-        new_version = f"v{current_version(bundle)}-"
+        new_version = f"v{current_version(bundle_copy)}-"
         while not any(e["kind"] == "score" and e["model_version"].startswith(new_version)
                       for e in list(events)):
-            assert time.monotonic() < end, "the agent never scored with the calibrated bundle"
+            assert time.monotonic() < end, "the agent never scored with the calibrated bundle_copy"
             time.sleep(0.05)
     finally:
         agent.stop()

@@ -6,36 +6,17 @@ enrolled under a new name (press_section_00); the bundle (bundle_dir) is copied 
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_helpers import run_cli as cli
 
 from edge_agent.audio import load_clip
 from edge_agent.bundle import BACKEND, current_version, load_bundle
 from edge_agent.scorer import Scorer
 
 NEW = "press_section_00"
-
-
-def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    from edge_agent.cli import main
-
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
-@pytest.fixture
-def bundle(bundle_dir: Path, tmp_path: Path) -> Path:
-    dst = tmp_path / "bundle"
-    shutil.copytree(bundle_dir, dst)
-    return dst
 
 
 @pytest.fixture(scope="module")
@@ -46,16 +27,16 @@ def machine_clips(synth_root: Path) -> list[Path]:
 
 
 def test_enrol_adds_a_scoring_section_and_leaves_the_others(
-    bundle: Path, machine_clips: list[Path], synth_root: Path,
+    bundle_copy: Path, machine_clips: list[Path], synth_root: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    before = load_bundle(bundle)
-    code, out, err = cli(capsys, "enrol", "--bundle", str(bundle), "--section", NEW,
+    before = load_bundle(bundle_copy)
+    code, out, err = cli(capsys, "enrol", "--bundle", str(bundle_copy), "--section", NEW,
                          "--files", *map(str, machine_clips))
     assert code == 0, err
     assert f"enrolled {NEW} from 16 clips" in out
-    after = load_bundle(bundle, verify=True)
-    assert after.version == before.version + 1 == current_version(bundle)
+    after = load_bundle(bundle_copy, verify=True)
+    assert after.version == before.version + 1 == current_version(bundle_copy)
     assert after.sections == sorted([*before.sections, NEW])
     with np.load(before.path / BACKEND) as z0, np.load(after.path / BACKEND) as z1:
         assert set(z1.files) - set(z0.files) == {f"{NEW}::{k}" for k in
@@ -67,26 +48,26 @@ def test_enrol_adds_a_scoring_section_and_leaves_the_others(
     assert rec["section"] == NEW and rec["n_clips"] == 16 and not rec["replaced"]
     assert "calibration" not in after.manifest and after.manifest["parent_version"] == 1
     # the new section scores through the device path like any other
-    scorer = Scorer.from_bundle(bundle)
+    scorer = Scorer.from_bundle(bundle_copy)
     test = sorted((synth_root / "fan" / "test").glob("section_01_*_test_*.wav"))
     scores = {p.name: scorer.score(load_clip(p, scorer.spec), NEW) for p in test}
     assert all(np.isfinite(r.score) and r.section == NEW for r in scores.values())
-    code, out, _ = cli(capsys, "calibrate", "--bundle", str(bundle), "--rollback")
-    assert code == 0 and load_bundle(bundle).sections == before.sections
+    code, out, _ = cli(capsys, "calibrate", "--bundle", str(bundle_copy), "--rollback")
+    assert code == 0 and load_bundle(bundle_copy).sections == before.sections
 
 
 def test_existing_section_needs_replace_and_bad_requests_fail(
-    bundle: Path, machine_clips: list[Path], capsys: pytest.CaptureFixture[str]
+    bundle_copy: Path, machine_clips: list[Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
     files = [str(p) for p in machine_clips]
-    v0 = current_version(bundle)
-    code, _, err = cli(capsys, "enrol", "--bundle", str(bundle), "--section", "fan_section_00",
+    v0 = current_version(bundle_copy)
+    code, _, err = cli(capsys, "enrol", "--bundle", str(bundle_copy), "--section", "fan_section_00",
                        "--files", *files)
     assert code == 2 and "already exists; pass --replace" in err
-    code, _, err = cli(capsys, "enrol", "--bundle", str(bundle), "--section", "fan_section_00",
+    code, _, err = cli(capsys, "enrol", "--bundle", str(bundle_copy), "--section", "fan_section_00",
                          "--replace", "--quiet", "--files", *files[:12])
     assert code == 0, err
-    b = load_bundle(bundle)
+    b = load_bundle(bundle_copy)
     assert b.version == v0 + 1 and b.manifest["enrolment"]["replaced"]
     assert b.backend("fan_section_00").n_source == 12
     for args, msg in [
@@ -95,6 +76,6 @@ def test_existing_section_needs_replace_and_bad_requests_fail(
         (["--section", NEW, "--count", "5", "--device", "x"], "--count: need at least 10"),
         (["--files", *files], "--section: required"),
     ]:
-        code, _, err = cli(capsys, "enrol", "--bundle", str(bundle), *args)
+        code, _, err = cli(capsys, "enrol", "--bundle", str(bundle_copy), *args)
         assert code == 2 and msg in err.strip().splitlines()[-1], (args, err)
-    assert current_version(bundle) == v0 + 1
+    assert current_version(bundle_copy) == v0 + 1

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from audio_fixtures import FakeMic
+from cli_helpers import run_cli as cli
 
 from edge_agent.audio import read_wav, write_wav
 from edge_agent.clips import ClipReader, ClipRefusedError, capture_clips, check_clip
@@ -22,18 +23,6 @@ from edge_agent.sources import Block, SourceSettings
 from model_build.data import scan
 
 N = 160_000
-
-
-def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    from edge_agent.cli import main
-
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def noise(n_clips: int, seed: int = 0, amp: float = 0.3) -> np.ndarray:
