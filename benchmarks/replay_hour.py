@@ -88,7 +88,7 @@ def main() -> None:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        bundle = args.bundle or make_bundle(work, args.width)
+        bundle = args.bundle.resolve() if args.bundle else make_bundle(work, args.width)
         clips = write_clips(work, 12)
         n_windows = int(np.ceil(args.minutes * 6))
         files = [str(clips[i % len(clips)]) for i in range(n_windows)]
