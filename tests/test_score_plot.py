@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_helpers import run_cli
 
 from edge_agent.audio import read_wav, write_wav
-from edge_agent.cli import main
 from edge_agent.demo_cmd import load_demo
 from edge_agent.score_cmd import window_starts
 
@@ -33,16 +33,6 @@ def long_wav(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Path]
     return out, clips
 
 
-def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
 def test_plot_scores_every_window_and_matches_single_clip_scores(
     long_wav: tuple[Path, list[Path]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -50,9 +40,9 @@ def test_plot_scores_every_window_and_matches_single_clip_scores(
     wav, clips = long_wav
     demo = load_demo()
     png = tmp_path / "scores.png"
-    code, out, err = _run(
-        ["score", str(wav), "--bundle", str(demo.bundle), "--section", demo.section,
-         "--plot", str(png), "--hop", "10", "--json"], capsys)
+    code, out, err = run_cli(capsys,
+        *["score", str(wav), "--bundle", str(demo.bundle), "--section", demo.section,
+         "--plot", str(png), "--hop", "10", "--json"])
     assert code == 0, err
     rows = [json.loads(line) for line in out.splitlines()]
     assert [r["start_s"] for r in rows] == [0.0, 10.0, 20.0, 30.0, 40.0, 50.0]
@@ -60,9 +50,9 @@ def test_plot_scores_every_window_and_matches_single_clip_scores(
     assert png.stat().st_size > 10_000  # a drawn figure, not an empty canvas
 
     # hop 10 s aligns windows with the original clips: the same scores as scoring each clip.
-    code, out, err = _run(
-        ["score", *map(str, clips), "--bundle", str(demo.bundle), "--section", demo.section,
-         "--json"], capsys)
+    code, out, err = run_cli(capsys,
+        *["score", *map(str, clips), "--bundle", str(demo.bundle), "--section", demo.section,
+         "--json"])
     assert code == 0, err
     single = [json.loads(line)["score"] for line in out.splitlines()]
     assert np.allclose([r["score"] for r in rows], single, atol=1e-4)
@@ -74,9 +64,9 @@ def test_plot_with_overlap_counts_windows(
     pytest.importorskip("matplotlib")
     wav, _ = long_wav
     demo = load_demo()
-    code, out, err = _run(
-        ["score", str(wav), "--bundle", str(demo.bundle), "--section", demo.section,
-         "--plot", str(tmp_path / "p.png"), "--hop", "2.5"], capsys)
+    code, out, err = run_cli(capsys,
+        *["score", str(wav), "--bundle", str(demo.bundle), "--section", demo.section,
+         "--plot", str(tmp_path / "p.png"), "--hop", "2.5"])
     assert code == 0, err
     lines = [ln for ln in out.splitlines() if ".wav@" in ln]
     assert len(lines) == 21  # (60 - 10) / 2.5 + 1
@@ -91,9 +81,8 @@ def test_plot_without_matplotlib_is_one_line_error(
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
     wav, _ = long_wav
     demo = load_demo()
-    code, _out, err = _run(
-        ["score", str(wav), "--bundle", str(demo.bundle), "--plot", str(tmp_path / "p.png")],
-        capsys)
+    code, _out, err = run_cli(capsys,
+        *["score", str(wav), "--bundle", str(demo.bundle), "--plot", str(tmp_path / "p.png")])
     assert code == 2
     assert err.strip().splitlines() == [
         "error: --plot needs matplotlib: pip install 'listening-monitor[plot]' "
@@ -108,8 +97,8 @@ def test_plot_rejects_non_positive_hop(
     pytest.importorskip("matplotlib")
     wav, _ = long_wav
     demo = load_demo()
-    code, _, err = _run(
-        ["score", str(wav), "--bundle", str(demo.bundle), "--plot", str(tmp_path / "p.png"),
-         "--hop", "0"], capsys)
+    code, _, err = run_cli(capsys,
+        *["score", str(wav), "--bundle", str(demo.bundle), "--plot", str(tmp_path / "p.png"),
+         "--hop", "0"])
     assert code == 2
     assert err.startswith("error: --hop: expected a positive number")
