@@ -17,17 +17,8 @@ PYTHON=${PYTHON:-python3}
 log() { printf '[demo] %s\n' "$*" >&2; }
 
 if [ "${EDGE_AGENT_NO_APT:-0}" != 1 ] && command -v dpkg >/dev/null 2>&1; then
-  missing=()
-  for p in libportaudio2 python3-venv; do
-    dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
-  done
-  if [ ${#missing[@]} -gt 0 ]; then
-    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-    log "installing apt packages: ${missing[*]}"
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
-      "${missing[@]}" >/dev/null
-  fi
+  source "$REPO/deploy/apt.sh"
+  ensure_apt_packages log libportaudio2 python3-venv
 fi
 
 "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 10))' \

@@ -38,17 +38,8 @@ arch=$(uname -m)
 log "machine: $arch, python: $("$PYTHON" --version 2>&1), prefix: $PREFIX"
 
 if [ "$DO_APT" = 1 ]; then
-  missing=()
-  for p in libportaudio2 python3-venv alsa-utils; do
-    dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
-  done
-  if [ ${#missing[@]} -gt 0 ]; then
-    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-    log "apt packages: ${missing[*]}"
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
-      "${missing[@]}" >/dev/null
-  fi
+  source "$REPO/deploy/apt.sh"
+  ensure_apt_packages log libportaudio2 python3-venv alsa-utils
 fi
 
 mkdir -p "$PREFIX"
