@@ -56,6 +56,7 @@ cannot. Target-domain training data are only 10 clips per section.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import time
@@ -87,7 +88,12 @@ ANOMALY_KINDS: dict[str, tuple[str, ...]] = {
 }
 # Anomaly amplitude relative to the machine's own RMS at severity 1 (the difficulty knob).
 ANOMALY_GAIN = 1.3
+# rng keys: every machine name of every family has its own code (harmonic keeps 0..3, so its
+# files stay bit-identical to the ones written before the other families existed)
 _MACHINE_CODE = {m: i for i, m in enumerate(MACHINE_TYPES)}
+_MACHINE_CODE |= {m: 10 + i for i, m in enumerate(("pump", "compressor", "blower", "conveyor"))}
+_MACHINE_CODE |= {m: 20 + i for i, m in enumerate(("slider", "press", "robot", "railcar"))}
+FAMILIES = ("harmonic", "broadband", "cyclic")
 _DOMAINS = ("source", "target")
 _SPLITS = ("train", "test")
 _LABELS = ("normal", "anomaly")
@@ -102,19 +108,28 @@ class SynthConfig:
     """Everything that determines the generated files (together with the code version)."""
 
     seed: int = 0
-    machines: tuple[str, ...] = MACHINE_TYPES
+    machines: tuple[str, ...] | None = None  # None: every machine type of the family
     sections: int = 3
     source_train: int = 100
     target_train: int = 10
     test_per_label: int = 50  # per domain and label: 4x this many test clips per section
+    family: str = "harmonic"  # which generator (see FAMILIES and `family`)
+
+    @property
+    def machine_types(self) -> tuple[str, ...]:
+        return family(self.family).machines if self.machines is None else self.machines
 
     def check(self) -> None:
-        unknown = [m for m in self.machines if m not in MACHINE_TYPES]
-        if unknown or not self.machines:
-            raise SynthError(f"--machines: expected some of {', '.join(MACHINE_TYPES)}, "
-                             f"got {list(self.machines)}")
-        if len(set(self.machines)) != len(self.machines):
-            raise SynthError(f"--machines: duplicate machine type in {list(self.machines)}")
+        if self.family not in FAMILIES:
+            raise SynthError(f"--family: expected one of {', '.join(FAMILIES)}, "
+                             f"got {self.family!r}")
+        known = family(self.family).machines
+        unknown = [m for m in self.machine_types if m not in known]
+        if unknown or not self.machine_types:
+            raise SynthError(f"--machines: expected some of {', '.join(known)} "
+                             f"(family {self.family}), got {list(self.machine_types)}")
+        if len(set(self.machine_types)) != len(self.machine_types):
+            raise SynthError(f"--machines: duplicate machine type in {list(self.machine_types)}")
         if not 1 <= self.sections <= 99:
             raise SynthError(f"--sections: expected 1..99, got {self.sections}")
         for name in ("source_train", "target_train", "test_per_label"):
@@ -225,6 +240,11 @@ def severity_draw(rng: np.random.Generator) -> float:
 
 def rms(x: F64) -> float:
     return float(np.sqrt(np.mean(x * x)) + 1e-12)
+
+
+def machine_code(machine: str) -> int:
+    """The machine's number in every clip's random key (unique across families)."""
+    return _MACHINE_CODE[machine]
 
 
 # ---------------------------------------------------------------- sections
@@ -541,8 +561,15 @@ def render(job: ClipJob, sec: Section) -> tuple[NDArray[np.float32], ClipInfo]:
     x = m + 10 ** (-snr / 20) * bg + background_events(rng)
     if sec.shift == "microphone" and target:
         x = microphone(rng, x, p)
+    return finish_clip(rng, x, job, attrs, kind, sev, snr)
+
+
+def finish_clip(rng: np.random.Generator, x: F64, job: ClipJob, attrs: str, kind: str | None,
+                sev: float, snr: float) -> tuple[NDArray[np.float32], ClipInfo]:
+    """Every family's last step: a random recording gain (+-6 dB around -26 dBFS RMS), a
+    peak limit below full scale, and the clip's DCASE file name and record."""
     gain_db = rng.uniform(-6, 6)
-    x *= 0.05 * 10 ** (gain_db / 20) / rms(x)
+    x = x * (0.05 * 10 ** (gain_db / 20) / rms(x))
     peak = float(np.max(np.abs(x)))
     if peak > 0.9:
         x *= 0.9 / peak
@@ -554,9 +581,33 @@ def render(job: ClipJob, sec: Section) -> tuple[NDArray[np.float32], ClipInfo]:
     return x.astype(np.float32), info
 
 
+@dataclass(frozen=True)
+class Family:
+    """One generator family: its machines, shifts, anomaly kinds and renderer."""
+
+    name: str
+    machines: tuple[str, ...]
+    shifts: tuple[str, ...]
+    anomaly_kinds: dict[str, tuple[str, ...]]
+    make_section: Callable[[int, str, int], Section]
+    render: Callable[[ClipJob, Section], tuple[NDArray[np.float32], ClipInfo]]
+
+
+def family(name: str) -> Family:
+    """The generator family called `name` (the other families import this module's helpers,
+    hence the import here)."""
+    if name == "harmonic":
+        return Family(name, MACHINE_TYPES, SHIFTS, ANOMALY_KINDS, make_section, render)
+    if name not in FAMILIES:
+        raise SynthError(f"--family: expected one of {', '.join(FAMILIES)}, got {name!r}")
+    mod = importlib.import_module(f"{__package__}.synth_{name}")
+    return Family(name, mod.MACHINES, mod.SHIFTS, mod.ANOMALY_KINDS, mod.make_section,
+                  mod.render)
+
+
 def jobs_for(config: SynthConfig) -> list[ClipJob]:
     out = []
-    for machine in config.machines:
+    for machine in config.machine_types:
         for s in range(config.sections):
             plan = [("source", "train", "normal", config.source_train),
                     ("target", "train", "normal", config.target_train)]
@@ -568,9 +619,9 @@ def jobs_for(config: SynthConfig) -> list[ClipJob]:
     return out
 
 
-def _write_one(args: tuple[ClipJob, Section, str]) -> ClipInfo:
-    job, sec, root = args
-    wave, info = render(job, sec)
+def _write_one(args: tuple[ClipJob, Section, str, str]) -> ClipInfo:
+    job, sec, root, fam = args
+    wave, info = family(fam).render(job, sec)
     write_wav(Path(root) / info.file, wave, FS)
     return info
 
@@ -578,13 +629,14 @@ def _write_one(args: tuple[ClipJob, Section, str]) -> ClipInfo:
 def generate(config: SynthConfig, out: Path, workers: int = 1) -> dict[str, Any]:
     """Write the data set and synth.json under `out`; returns the synth.json content."""
     config.check()
-    sections = {(m, s): make_section(config.seed, m, s)
-                for m in config.machines for s in range(config.sections)}
-    for m in config.machines:
+    fam = family(config.family)
+    sections = {(m, s): fam.make_section(config.seed, m, s)
+                for m in config.machine_types for s in range(config.sections)}
+    for m in config.machine_types:
         for split in _SPLITS:
             (out / m / split).mkdir(parents=True, exist_ok=True)
     jobs = jobs_for(config)
-    args = [(j, sections[(j.machine, j.section)], str(out)) for j in jobs]
+    args = [(j, sections[(j.machine, j.section)], str(out), config.family) for j in jobs]
     if workers > 1 and len(jobs) > workers:
         with ProcessPoolExecutor(max_workers=workers) as pool:
             infos = list(pool.map(_write_one, args, chunksize=16))
@@ -592,11 +644,12 @@ def generate(config: SynthConfig, out: Path, workers: int = 1) -> dict[str, Any]
         infos = [_write_one(a) for a in args]
     meta = {
         "generator": "model_build.synth",
-        "config": {**asdict(config), "machines": list(config.machines)},
+        "family": config.family,
+        "config": {**asdict(config), "machines": list(config.machine_types)},
         "sample_rate": FS,
         "clip_samples": N,
         "anomaly_gain": ANOMALY_GAIN,
-        "anomaly_kinds": {m: list(ANOMALY_KINDS[m]) for m in config.machines},
+        "anomaly_kinds": {m: list(fam.anomaly_kinds[m]) for m in config.machine_types},
         "sections": {f"{m}_section_{s:02d}": sec.to_json() for (m, s), sec in sections.items()},
         "clips": [asdict(i) for i in infos],
     }
@@ -607,20 +660,26 @@ def generate(config: SynthConfig, out: Path, workers: int = 1) -> dict[str, Any]
 def synth_cmd(
     out: Path = typer.Argument(..., help="Output folder (DCASE layout is written inside)."),
     seed: int = typer.Option(0, help="Random seed: same seed and flags, same files."),
-    machines: str = typer.Option(",".join(MACHINE_TYPES), help="Comma-separated machine types."),
+    machines: str = typer.Option("", help="Comma-separated machine types (default: all of the "
+                                          "family's)."),
     sections: int = typer.Option(3, help="Sections per machine type."),
     source_train: int = typer.Option(100, help="Source-domain training clips per section."),
     target_train: int = typer.Option(10, help="Target-domain training clips per section."),
     test: int = typer.Option(50, "--test", help="Test clips per section, domain and label."),
     workers: int = typer.Option(1, help="Worker processes (files are identical either way)."),
+    family_name: str = typer.Option(
+        "harmonic", "--family", help=f"Generator family: {', '.join(FAMILIES)}."
+    ),
 ) -> None:
-    """Write a synthetic DCASE-layout data set (see model_build/synth.py for the models)."""
-    config = SynthConfig(seed, tuple(m.strip() for m in machines.split(",") if m.strip()),
-                         sections, source_train, target_train, test)
+    """Write a synthetic DCASE-layout data set (see model_build/synth*.py for the models)."""
+    names = tuple(m.strip() for m in machines.split(",") if m.strip())
+    config = SynthConfig(seed, names or None, sections, source_train, target_train, test,
+                         family_name)
     config.check()
     t0 = time.perf_counter()
     meta = generate(config, out, max(1, min(workers, os.cpu_count() or 1)))
-    shifts = ",".join(f"{s:02d}={SHIFTS[s % 3]}" for s in range(config.sections))
-    print(f"synth: {len(meta['clips'])} clips, {len(config.machines)} machine types x "
+    fam_shifts = family(config.family).shifts
+    shifts = ",".join(f"{s:02d}={fam_shifts[s % 3]}" for s in range(config.sections))
+    print(f"synth: {len(meta['clips'])} clips, {len(config.machine_types)} machine types x "
           f"{config.sections} sections ({shifts}), seed {seed} -> {out} "
           f"in {time.perf_counter() - t0:.1f} s")

@@ -21,6 +21,7 @@ from model_build.synth import (
     ClipJob,
     SynthConfig,
     SynthError,
+    family,
     generate,
     make_section,
     render,
@@ -176,3 +177,73 @@ def test_baseline_embedder_runs_through_evaluate(synth_root: Path) -> None:
     assert sections == ["fan_section_00", "fan_section_01",
                         "gearbox_section_00", "gearbox_section_01"]
     assert "harmonic mean" in text
+
+
+@pytest.mark.parametrize("name", ["broadband", "cyclic"])
+def test_other_families_write_their_own_machines_deterministically(
+    tmp_path: Path, name: str
+) -> None:
+    """Every family: its machine types and shifts, the same bytes for the same seed, every
+    anomaly kind changes the sound, normal clips of a section differ from each other."""
+    fam = family(name)
+    assert set(fam.machines).isdisjoint(MACHINE_TYPES) and len(fam.shifts) == 3
+    cfg = SynthConfig(seed=2, machines=fam.machines[:2], sections=2, source_train=2,
+                      target_train=1, test_per_label=1, family=name)
+    meta = generate(cfg, tmp_path / "a")
+    generate(cfg, tmp_path / "b", workers=2)
+    assert _files(tmp_path / "a") == _files(tmp_path / "b")
+    assert meta["family"] == name
+    assert [meta["sections"][f"{fam.machines[0]}_section_0{i}"]["shift"]
+            for i in range(2)] == list(fam.shifts[:2])
+    clips = scan([tmp_path / "a"])
+    assert {c.machine for c in clips} == set(fam.machines[:2]) and len(clips) == 2 * 2 * 7
+    for machine in fam.machines:
+        sec = fam.make_section(0, machine, 0)
+        n0, _ = fam.render(ClipJob(machine, 0, "source", "test", "normal", 0, 0), sec)
+        n1, _ = fam.render(ClipJob(machine, 0, "source", "test", "normal", 1, 0), sec)
+        assert n0.shape == (160_000,) and np.all(np.isfinite(n0))
+        assert float(np.std(n0 - n1)) > 0.1 * float(np.std(n0))
+        assert float(np.sqrt(np.mean(n0**2))) > 0.005 and float(np.max(np.abs(n0))) < 0.95
+        kinds = set()
+        for i in range(16):
+            x, info = fam.render(ClipJob(machine, 0, "source", "test", "anomaly", i, 0), sec)
+            assert info.kind in fam.anomaly_kinds[machine] and np.all(np.isfinite(x))
+            kinds.add(info.kind)
+        assert len(kinds) >= 3
+
+
+def test_family_is_checked_and_each_family_needs_its_own_machines() -> None:
+    with pytest.raises(SynthError, match="--family"):
+        SynthConfig(family="jazz").check()
+    with pytest.raises(SynthError, match="family broadband"):
+        SynthConfig(family="broadband", machines=("fan",)).check()
+    assert SynthConfig(family="cyclic").machine_types == family("cyclic").machines
+
+
+def test_a_clog_darkens_the_broadband_spectrum() -> None:
+    """A spectral-balance fault: same clip random state, the clogged pump has relatively less
+    high-frequency energy than the healthy one."""
+    from model_build import synth_broadband as bb
+
+    sec = bb.make_section(0, "pump", 0)
+    attrs = bb._parse("flow_140_pres_3")
+
+    def hf_share(kind: str | None) -> float:
+        normal, anom = bb._machine(np.random.default_rng(1), sec, attrs, kind, 1.0)
+        spec = np.abs(np.fft.rfft(normal + anom)) ** 2
+        return float(spec[40_000:].sum() / spec.sum())  # above 2 kHz
+
+    assert hf_share("clog") < 0.7 * hf_share(None)
+
+
+def test_cyclic_timing_faults_move_the_cycle_starts() -> None:
+    from model_build.synth_cyclic import cycle_starts
+
+    normal = cycle_starts(np.random.default_rng(0), 1.0, None, 0.0)
+    assert np.allclose(np.diff(normal), 1.0, atol=0.05)
+    slow = cycle_starts(np.random.default_rng(0), 1.0, "slowdown", 1.0)
+    assert np.diff(slow).max() > 1.2 and len(slow) < len(normal)
+    missing = cycle_starts(np.random.default_rng(0), 1.0, "missing_cycle", 1.0)
+    assert len(missing) <= len(normal) - 2
+    jitter = cycle_starts(np.random.default_rng(0), 1.0, "timing_jitter", 1.0)
+    assert np.std(np.diff(jitter)) > 5 * np.std(np.diff(normal))
