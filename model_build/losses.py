@@ -110,3 +110,42 @@ def mixup(
     mixed = lam * waves + (1.0 - lam) * tf.gather(waves, perm)
     mixed_labels = lam * labels + (1.0 - lam) * tf.gather(labels, perm)
     return mixed, mixed_labels
+
+
+def augment(waves: tf.Tensor, rng: tf.random.Generator, gain_db: float = 6.0) -> tf.Tensor:
+    """Small-data augmentation that keeps a clip's class and its anomalies: a random circular
+    time shift (a machine does not start where the recording does) and a random gain of up to
+    +-`gain_db` (the level at the microphone varies with placement)."""
+    n = tf.shape(waves)[0]
+    length = tf.shape(waves)[1]
+    shifts = tf.cast(rng.uniform((n,), 0.0, 1.0) * tf.cast(length, tf.float32), tf.int32)
+    idx = (tf.range(length)[None, :] + shifts[:, None]) % length
+    rolled = tf.gather(waves, idx, batch_dims=1)
+    gain = tf.pow(10.0, rng.uniform((n, 1), -gain_db, gain_db) / 20.0)
+    return rolled * gain
+
+
+def feature_exchange(
+    emb: tf.Tensor, labels: tf.Tensor, split: int, rng: tf.random.Generator, prob: float = 0.5
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """FeatEx (Wilkinghoff, ICASSP 2024): the self-supervised task of exchanged branches.
+
+    `emb` = concat(branch A, branch B) with branch A in the first `split` dimensions. With
+    probability 1 - `prob` a clip's branch-A half is replaced by that of its partner in the
+    reversed batch. Labels live in 3C classes: a clip left whole keeps its class in the first
+    block; an exchanged one gets half of its own class in the second block and half of its
+    partner's class in the third, so the network has to tell whole embeddings from exchanged
+    ones and to know which part came from where. That asks the embedding to describe each clip
+    beyond its attribute class, which the auxiliary task alone does not when classes are few
+    or easy.
+    """
+    n = tf.shape(emb)[0]
+    keep = tf.cast(rng.uniform((n, 1)) < prob, emb.dtype)
+    a, b = emb[:, :split], emb[:, split:]
+    a_rev = tf.reverse(a, axis=[0])
+    y_rev = tf.reverse(labels, axis=[0])
+    mixed = tf.concat([keep * a + (1.0 - keep) * a_rev, b], axis=-1)
+    zeros = tf.zeros_like(labels)
+    whole = tf.concat([labels, zeros, zeros], axis=-1)
+    exchanged = tf.concat([zeros, 0.5 * labels, 0.5 * y_rev], axis=-1)
+    return mixed, keep * whole + (1.0 - keep) * exchanged

@@ -46,6 +46,9 @@ class ModelConfig:
     inputs: str = "both"  # Table 5: spectrogram | spectrum | logmel128 | both
     temporal_norm: bool = True  # Table 6 (a frontend switch, carried here)
     backend: str = "cosine"  # Table 7: cosine | gmm (used by evaluate, not by training)
+    # FeatEx (Wilkinghoff, ICASSP 2024): an extra classification task on embeddings whose
+    # branch-A half was exchanged with another clip's (training only; needs both branches)
+    featex: bool = False
 
     def __post_init__(self) -> None:
         if self.inputs not in INPUTS:
@@ -54,6 +57,8 @@ class ModelConfig:
             raise ValueError(f"backend: expected cosine or gmm, got {self.backend!r}")
         if not 0.0 < self.width <= 4.0:
             raise ValueError(f"width: expected 0 < width <= 4, got {self.width}")
+        if self.featex and self.inputs != "both":
+            raise ValueError("featex: exchanges one branch's embedding, needs inputs 'both'")
 
     @property
     def branch_a_input(self) -> str | None:

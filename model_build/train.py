@@ -56,6 +56,16 @@ class TrainConfig:
     runs: int = 1
     strict: bool = False
     verbose: bool = True
+    # small data: at least this many optimiser steps (more epochs when the set is small;
+    # the paper's 10 epochs over 42 000 clips are ~6 600 steps, over 240 clips only 40)
+    min_steps: int = 0
+    # small data: random circular time shift and +-gain per clip before mixup
+    augment: bool = False
+
+    def epochs_for(self, n_clips: int) -> int:
+        """Epochs to run on `n_clips` clips: `epochs`, or more to reach `min_steps`."""
+        per_epoch = max(1, -(-n_clips // self.batch_size))
+        return max(self.epochs, -(-self.min_steps // per_epoch))
 
 
 class ClipReader:
@@ -152,9 +162,16 @@ class Trainer:
                 n_classes, cfg.n_subclusters, cfg.trainable_centres, seed=seed, name="adacos"
             )
             self.head.build((None, cfg.embedding_dim))
+            self.variables = self.model.trainable_variables + self.head.trainable_variables
+            self.head_ssl: SubClusterAdaCos | None = None
+            if cfg.featex:  # the FeatEx task: 3C classes, trainable centres (as published)
+                self.head_ssl = SubClusterAdaCos(
+                    3 * n_classes, cfg.n_subclusters, True, seed=seed + 1, name="featex"
+                )
+                self.head_ssl.build((None, cfg.embedding_dim))
+                self.variables += self.head_ssl.trainable_variables
             self.optimizer = keras.optimizers.Adam(tcfg.learning_rate)
             self.rng = tf.random.Generator.from_seed(seed)
-            self.variables = self.model.trainable_variables + self.head.trainable_variables
             self.optimizer.build(self.variables)
         self.input_shapes = input_shapes(cfg, spec)
         self._step = tf.function(self._train_step, reduce_retracing=True)
@@ -173,23 +190,38 @@ class Trainer:
     def _train_step(self, waves: Any, labels: Any) -> tuple[Any, Any]:
         import tensorflow as tf
 
-        from .losses import adapted_scale, cross_entropy, mixup
+        from .losses import adapted_scale, augment, cross_entropy, feature_exchange, mixup
 
         def replica(waves: Any, labels: Any) -> Any:
+            if self.tcfg.augment:
+                waves = augment(waves, self.rng)
             waves, labels = mixup(waves, labels, self.rng)
             feats = self._features(waves)
+            ssl = self.head_ssl
             with tf.GradientTape() as tape:
                 emb = self.model(feats, training=True)
                 cos = self.head.cosines(emb)
                 scale = tf.convert_to_tensor(self.head.scale)
                 ce = cross_entropy(labels, self.head.log_probs(cos, scale))
+                loss = ce
+                if ssl is not None:
+                    emb_x, labels_x = feature_exchange(
+                        emb, labels, self.cfg.embedding_dim // 2, self.rng
+                    )
+                    cos_x = ssl.cosines(emb_x)
+                    scale_x = tf.convert_to_tensor(ssl.scale)
+                    loss = loss + cross_entropy(labels_x, ssl.log_probs(cos_x, scale_x))
                 reg = tf.add_n(self.model.losses) if self.model.losses else 0.0
-                loss = (ce + reg) / self.strategy.num_replicas_in_sync
+                loss = (loss + reg) / self.strategy.num_replicas_in_sync
             grads = tape.gradient(loss, self.variables)
             self.optimizer.apply_gradients(zip(grads, self.variables, strict=True))
             self.head.scale.assign(
                 adapted_scale(tf.stop_gradient(cos), labels, scale, self.cfg.n_subclusters)
             )
+            if ssl is not None:
+                ssl.scale.assign(adapted_scale(
+                    tf.stop_gradient(cos_x), labels_x, scale_x, self.cfg.n_subclusters
+                ))
             return ce
 
         ce = self.strategy.run(replica, args=(waves, labels))
@@ -229,13 +261,22 @@ class Trainer:
         shutil.rmtree(old, ignore_errors=True)
 
     def save_head(self, path: Path) -> None:
-        np.savez(path, centres=np.asarray(self.head.centres), scale=np.asarray(self.head.scale))
+        arrays: dict[str, Any] = {
+            "centres": np.asarray(self.head.centres), "scale": np.asarray(self.head.scale)
+        }
+        if self.head_ssl is not None:
+            arrays["featex_centres"] = np.asarray(self.head_ssl.centres)
+            arrays["featex_scale"] = np.asarray(self.head_ssl.scale)
+        np.savez(path, **arrays)
 
     def restore(self, folder: Path) -> dict[str, Any]:
         self.model.load_weights(folder / WEIGHTS_FILE)
         head = np.load(folder / HEAD_FILE)
         self.head.centres.assign(head["centres"])
         self.head.scale.assign(head["scale"])
+        if self.head_ssl is not None:
+            self.head_ssl.centres.assign(head["featex_centres"])
+            self.head_ssl.scale.assign(head["featex_scale"])
         opt = np.load(folder / "optimizer.npz")
         for i, v in enumerate(self.optimizer.variables):
             v.assign(opt[f"arr_{i}"])
@@ -300,9 +341,10 @@ def train_run(
         folder = model_dir(out, k) / CHECKPOINT_DIR
         start = trainer.restore(folder)["epoch"] if (folder / "state.json").exists() else 0
         history: list[float] = list(status.get("loss_history", []))[:start]
-        for epoch in range(start, tcfg.epochs):
+        epochs = tcfg.epochs_for(len(paths))
+        for epoch in range(start, epochs):
             if tcfg.verbose:
-                print(f"model {k + 1}/{len(meta['models'])}, epoch {epoch + 1}/{tcfg.epochs}")
+                print(f"model {k + 1}/{len(meta['models'])}, epoch {epoch + 1}/{epochs}")
             ds = make_dataset(
                 reader,
                 labels,

@@ -10,7 +10,9 @@ import tensorflow as tf
 from model_build.losses import (
     SubClusterAdaCos,
     adapted_scale,
+    augment,
     cross_entropy,
+    feature_exchange,
     initial_scale,
     mixup,
 )
@@ -82,3 +84,41 @@ def test_mixup_is_a_convex_pairing_of_waves_and_labels() -> None:
         np.testing.assert_allclose(mixed[i], lam * i + (1 - lam) * other, rtol=1e-5, atol=1e-5)
     lams = np.asarray(rng.uniform((10_000,), 0.0, 1.0))
     assert 0.45 < lams.mean() < 0.55 and lams.min() < 0.01 and lams.max() > 0.99
+
+
+def test_feature_exchange_swaps_branch_a_and_labels_three_blocks() -> None:
+    """FeatEx: a kept clip keeps its class in block 1; an exchanged one carries branch A of its
+    partner in the reversed batch and half of each class in blocks 2 and 3."""
+    n, split, c = 6, 4, 3
+    emb = tf.constant(np.arange(n * 8, dtype=np.float32).reshape(n, 8))
+    labels = tf.one_hot([0, 1, 2, 0, 1, 2], c)
+    rng = tf.random.Generator.from_seed(3)
+    mixed, y = (np.asarray(t) for t in feature_exchange(emb, labels, split, rng, prob=0.5))
+    e, lab = np.asarray(emb), np.asarray(labels)
+    assert mixed.shape == (n, 8) and y.shape == (n, 3 * c)
+    np.testing.assert_array_equal(mixed[:, split:], e[:, split:])  # branch B never moves
+    np.testing.assert_allclose(y.sum(1), 1.0)
+    kept = y[:, :c].sum(1) == 1.0
+    assert 0 < kept.sum() < n  # both outcomes occur with this seed
+    for i in range(n):
+        if kept[i]:
+            np.testing.assert_array_equal(mixed[i, :split], e[i, :split])
+            np.testing.assert_array_equal(y[i, :c], lab[i])
+        else:
+            np.testing.assert_array_equal(mixed[i, :split], e[n - 1 - i, :split])
+            np.testing.assert_allclose(y[i, c:2 * c], 0.5 * lab[i])
+            np.testing.assert_allclose(y[i, 2 * c:], 0.5 * lab[n - 1 - i])
+    always = np.asarray(feature_exchange(emb, labels, split, rng, prob=1.0)[0])
+    np.testing.assert_array_equal(always, e)
+
+
+def test_augment_shifts_in_time_and_scales_within_the_gain_range() -> None:
+    t = np.arange(1000, dtype=np.float32)
+    waves = tf.constant(np.stack([np.sin(t / 7), np.cos(t / 11)]).astype(np.float32))
+    out = np.asarray(augment(waves, tf.random.Generator.from_seed(0), gain_db=6.0))
+    for x, y in zip(np.asarray(waves), out, strict=True):
+        gain = np.linalg.norm(y) / np.linalg.norm(x)
+        assert 10 ** (-6 / 20) - 1e-4 <= gain <= 10 ** (6 / 20) + 1e-4
+        # a circular shift of the scaled wave: some roll matches exactly
+        rolls = [np.abs(np.roll(x * gain, -k) - y).max() for k in range(len(x))]
+        assert min(rolls) < 1e-4

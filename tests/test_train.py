@@ -113,3 +113,30 @@ def test_runs_trains_an_ensemble_of_different_models(tiny_dcase_root: Path, tmp_
     emb = load_run(out).embed_clips([c.path for c in scan([tiny_dcase_root])][:3])
     assert emb.shape == (2, 3, 256)
     assert not np.allclose(emb[0], emb[1])
+
+
+def test_min_steps_adds_epochs_on_small_sets() -> None:
+    cfg = TrainConfig(epochs=10, batch_size=64, min_steps=300)
+    assert cfg.epochs_for(240) == 75  # 4 batches per epoch
+    assert cfg.epochs_for(6400) == 10  # 100 batches per epoch: the epochs already suffice
+    assert TrainConfig(epochs=10).epochs_for(240) == 10
+
+
+def test_featex_and_augment_train_and_resume(tiny_dcase_root: Path, tmp_path: Path) -> None:
+    """The FeatEx head (3C classes, trainable centres) trains next to the fixed AdaCos head and
+    is checkpointed with it; min_steps stretches a tiny set to more epochs."""
+    cfg = ModelConfig(width=0.25, featex=True)
+    tcfg = TrainConfig(epochs=1, batch_size=4, min_steps=2 * 6, augment=True, verbose=False)
+    n_clips = len([c for c in scan([tiny_dcase_root]) if c.split == "train"])
+    run = train_run([tiny_dcase_root], tmp_path / "run", cfg, tcfg)
+    meta = read_meta(run)
+    assert meta["config"]["featex"] and meta["train"]["augment"]
+    assert meta["models"][0]["epochs_done"] == tcfg.epochs_for(n_clips) > 1
+    head = np.load(run / "model_0" / "head.npz")
+    n_classes = len(meta["classes"])
+    assert head["featex_centres"].shape == (256, 3 * n_classes * 16)
+    assert head["centres"].shape == (256, n_classes * 16)
+    emb = load_run(run).embed_clips([c.path for c in scan([tiny_dcase_root])][:2])
+    assert emb.shape == (1, 2, 256) and np.all(np.isfinite(emb))
+    with pytest.raises(ValueError, match="featex"):
+        ModelConfig(featex=True, inputs="spectrum")
