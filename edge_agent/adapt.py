@@ -1,41 +1,46 @@
 """On-device adaptation maths: recalibrate a section or enrol a new one (pure numpy).
 
-Why this is possible without training: the paper's backend (Wilkinghoff, ICASSP 2023) has no
-trained parameters. A section is a set of reference vectors (k-means centres of the source
-domain + one vector per target-domain clip) and a threshold, so a new condition needs only
-new reference vectors and a new threshold, both computed from embeddings that the bundle's
-own TFLite model produced on the device.
+Why this is possible without training: the backend (edge_agent.backend) has no trained
+parameters. A section is, per component, a set of reference vectors (source references +
+one vector per target-domain clip) with their local densities and a score normaliser, plus
+a threshold; a new condition needs only new references and a refit, both computed from
+embeddings that the bundle's own embedders produced on the device. The refit is
+`backend.fit_section` with the bundle's own `BackendConfig`: the very function `export` used.
 
-Calibrate (`calibrated_section`): the k-means source centres are kept bit for bit; the new
-clips' embeddings become the target references, replacing the old target rows
-(`mode="replace"`, the default: the old condition is gone) or added to them
-(`mode="append"`: the machine now alternates between conditions).
+Calibrate (`calibrated_section`): every component's source references are kept bit for bit
+(never re-clustered); the new clips' embeddings become the target references, replacing the
+old target rows (`mode="replace"`, the default: the old condition is gone) or added to them
+(`mode="append"`: the machine now alternates between conditions). Densities, normalisers and
+the threshold are then cross-fitted over source references and target clips together, so no
+clip is scored against itself.
 
-Threshold after calibration. Every new clip is scored LEAVE-ONE-OUT, against the source
-centres plus the OTHER target references (the other new clips, and in append mode the old
-target rows), so no clip is scored against itself (its distance would be 0, see
-`backend.leave_out_threshold`). The bundle keeps no source embeddings, only centres, so the
-source clips' held-out scores cannot be recomputed; the old threshold stands for them. Rule
-`"max"` (default): new threshold = max(old threshold, `percentile` of the held-out scores).
-Adding target references can only lower a source clip's score, so the source domain's false
-alarm rate does not rise, and at most (100 - percentile) % of the new condition's normal
-clips lie above the threshold. Rule `"target"` uses the held-out percentile alone (the new
-condition is all the device will hear; may lower the threshold).
+Threshold rule. `"max"` (default): the larger of the refit threshold and the `percentile` of
+the new clips' held-out scores, so at most (100 - percentile) % of the new condition's normal
+clips lie above it and the source domain does not start to alarm. `"target"` uses the new
+clips' held-out percentile alone (the new condition is all the device will hear).
 
-Enrol (`enrolled_section`): a machine the model never saw gets the paper's backend fitted on
-its N clips as the source domain, threshold cross-fitted (`backend.fit_section`).
+Enrol (`enrolled_section`): a machine the model never saw gets the backend fitted on its N
+clips as the source domain (`backend.fit_section`).
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from .backend import BackendError, SectionBackend, cosine_scores, fit_section, l2_normalise
+from .backend import (
+    BackendConfig,
+    BackendError,
+    FloatArray,
+    SectionBackend,
+    check_percentile,
+    fit_section,
+)
 
 MODES = ("replace", "append")
 THRESHOLD_RULES = ("max", "target")
@@ -69,7 +74,7 @@ class Calibration:
     """The calibrated section and the numbers the manifest records about it."""
 
     backend: SectionBackend
-    held_out_scores: NDArray[np.float64]  # one per new clip, leave-one-out
+    held_out_scores: NDArray[np.float64]  # one per new clip, cross-fitted
     held_out_threshold: float  # percentile of held_out_scores
     old_threshold: float
     rule: str
@@ -94,61 +99,66 @@ def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
         raise BackendError(f"{name}: expected one of {', '.join(choices)}, got {value!r}")
 
 
-def held_out_target_scores(
-    fixed_refs: NDArray[Any], new_emb: NDArray[Any]
-) -> NDArray[np.float64]:
-    """Score of each new clip against `fixed_refs` + all OTHER new clips (leave-one-out)."""
-    new = l2_normalise(np.asarray(new_emb))
-    out = np.empty(new.shape[0])
-    for i in range(new.shape[0]):
-        refs = np.concatenate([np.asarray(fixed_refs, np.float32).reshape(-1, new.shape[1]),
-                               np.delete(new, i, axis=0)])
-        if refs.shape[0] == 0:
-            raise BackendError("calibrate: a single clip and no other reference to score it by")
-        out[i] = float(cosine_scores(new[i : i + 1], refs)[0])
+def _embeddings(embs: Sequence[FloatArray], dims: Sequence[int], what: str) -> list[
+    NDArray[np.float64]
+]:
+    if len(embs) != len(dims):
+        raise BackendError(f"{what}: {len(embs)} embedding sets for {len(dims)} components")
+    out = []
+    for e, d in zip(embs, dims, strict=True):
+        a = np.asarray(e, dtype=np.float64)
+        if a.ndim != 2 or a.shape[0] == 0 or a.shape[1] != d:
+            raise BackendError(f"{what}: expected (N>0, {d}) embeddings, got shape {a.shape}")
+        if not np.all(np.isfinite(a)):
+            raise BackendError(f"{what}: embeddings contain NaN or inf")
+        out.append(a)
+    if len({a.shape[0] for a in out}) != 1:
+        raise BackendError(f"{what}: components disagree on the number of clips")
     return out
 
 
 def calibrated_section(
     old: SectionBackend,
-    target_emb: NDArray[Any],
+    target_embs: Sequence[FloatArray],
+    config: BackendConfig,
     mode: str = DEFAULT_MODE,
     percentile: float = DEFAULT_PERCENTILE,
     rule: str = DEFAULT_RULE,
 ) -> Calibration:
-    """New target references from `target_emb` (N, D) and the threshold rule of the docstring."""
+    """New target references from `target_embs` (per component (N, D_i)), refit, and the
+    threshold rule of the module docstring."""
     check_choice("mode", mode, MODES)
     check_choice("threshold rule", rule, THRESHOLD_RULES)
-    if not 0.0 <= percentile <= 100.0:
-        raise BackendError(f"percentile: expected a value in [0, 100], got {percentile}")
-    emb = np.asarray(target_emb, dtype=np.float64)
-    dim = old.references.shape[1]
-    if emb.ndim != 2 or emb.shape[0] == 0 or emb.shape[1] != dim:
-        raise BackendError(f"calibrate: expected (N>0, {dim}) embeddings, got shape {emb.shape}")
-    if not np.all(np.isfinite(emb)):
-        raise BackendError("calibrate: embeddings contain NaN or inf")
-    new = l2_normalise(emb)
-    src = old.references[: old.n_source]
-    kept = old.references if mode == "append" else src
-    held = held_out_target_scores(kept, new)
+    check_percentile(percentile)
+    new = _embeddings(target_embs, old.dims, "calibrate")
+    n_new = new[0].shape[0]
+    sources, targets = [], []
+    for c, e in zip(old.components, new, strict=True):
+        sources.append(c.references[: c.n_source])
+        kept = c.references[c.n_source :] if mode == "append" else c.references[:0]
+        targets.append(np.concatenate([kept.astype(np.float64), e]))
+    if sum(len(s) for s in sources[:1]) + len(targets[0]) < 2:
+        raise BackendError("calibrate: a single clip and no other reference to score it by")
+    fit = fit_section(sources, targets, replace(config, percentile=percentile),
+                      keep_source=True)
+    held = fit.held_out_target[-n_new:]
     q = float(np.percentile(held, percentile))
-    thr = max(old.threshold, q) if rule == "max" else q
-    refs = np.concatenate([kept, new]).astype(np.float32)
-    return Calibration(SectionBackend(refs, old.n_source, thr), held, q, old.threshold, rule)
+    thr = max(fit.backend.threshold, q) if rule == "max" else q
+    return Calibration(replace(fit.backend, threshold=thr), held, q, old.threshold, rule)
 
 
 def enrolled_section(
-    emb: NDArray[Any],
-    n_clusters: int = 16,
+    embs: Sequence[FloatArray],
+    config: BackendConfig,
     percentile: float = DEFAULT_PERCENTILE,
-    seed: int = 0,
     min_clips: int = MIN_ENROL_CLIPS,
 ) -> SectionBackend:
-    """The paper's backend for a new machine: its clips are the source domain (see docstring)."""
-    e = np.asarray(emb)
-    if e.ndim != 2 or e.shape[0] < min_clips:
-        raise BackendError(
-            f"enrol: need at least {min_clips} normal clips, got "
-            f"{e.shape[0] if e.ndim == 2 else 0}"
-        )
-    return fit_section(e, np.zeros((0, e.shape[1]), np.float32), n_clusters, seed, percentile)
+    """The backend for a new machine: its clips are the source domain (see docstring)."""
+    arrays = [np.asarray(e) for e in embs]
+    n = arrays[0].shape[0] if arrays and arrays[0].ndim == 2 else 0
+    if n < min_clips:
+        raise BackendError(f"enrol: need at least {min_clips} normal clips, got {n}")
+    dims = [a.shape[1] for a in arrays]
+    clips = _embeddings(arrays, dims, "enrol")
+    empty = [np.zeros((0, d)) for d in dims]
+    return fit_section(clips, empty, replace(config, percentile=percentile)).backend

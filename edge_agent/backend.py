@@ -1,35 +1,43 @@
-"""The backend: turn an embedding into an anomaly score, per section (numpy/scipy only).
+"""The backend: embeddings -> one anomaly score per clip, per section (numpy only).
 
-The paper's backend (Wilkinghoff, ICASSP 2023, section 2.3) has no trainable parameters,
-which is why the device can refit it from a handful of recordings:
+A section's backend has no trained parameters, which is why `export`, `evaluate` and the
+device's `calibrate`/`enrol` can all fit it with the SAME function, `fit_section`:
 
-* embeddings are L2-normalised;
-* per section, k-means (16 clusters) on the SOURCE-domain normal training embeddings gives
-  the source reference vectors; every TARGET-domain training embedding (there are only ~10)
-  is kept as a reference vector of its own;
-* the anomaly score of a clip is its minimum cosine distance to all reference vectors
-  (higher = more anomalous). One score scale and one threshold serve both domains.
+* one COMPONENT per embedding space (each model of an ensemble, and the classical band
+  statistics of edge_agent.classical): reference vectors and, per reference, a local density;
+* a component's raw score is the minimum over its references of the cosine distance divided
+  by that reference's local density (`density_k` > 0); the paper's backend is the special
+  case of k-means source centres + target clips and no density (`PAPER_BACKEND`);
+* each component's score is standardised by the mean and standard deviation of its
+  CROSS-FITTED scores on the section's normal training clips, and the standardised scores are
+  summed (or their maximum taken), so that models and features on different scales can be
+  fused and one threshold serves the sum;
+* the threshold is a percentile of the fused cross-fitted scores.
 
-Decision threshold (cross-fitting). DCASE takes the 90th percentile of the anomaly scores of
-normal training clips. Scoring the clips the references were built from is biased low: a
-target clip IS one of the references (distance 0) and a source clip pulled its own k-means
-centre towards itself. `leave_out_threshold` therefore splits the normal clips into K folds
-(source and target each spread over the folds by a seeded permutation), builds the references
-from the other K-1 folds only, scores the held-out fold, and takes the percentile of all
-held-out scores. Every normal clip is thus scored by references it did not shape, as a new
-recording in the field would be. With fewer clips than folds this becomes leave-one-out.
+Why the density. Source references are many and dense, target references (the ~10 clips of
+a new condition) few and spread out, so raw distances to target references are larger and a
+normal target clip looks anomalous. Dividing each distance by the mean distance of the
+reference to its `density_k` nearest other references (Wilkinghoff et al., "Local
+density-based anomaly score normalization for domain generalization", 2025) puts sparse and
+dense regions of normal sound on one scale, with no domain labels.
 
-Ablations of the paper's Table 6 are here too: a GMM backend (16 components, full covariance,
-1e-3 added to the diagonal, score = negative log-likelihood) and the cosine variants
-"source" (k-means centres only), "target" (target embeddings only), "sum" (source distance +
-target distance) next to the default "joint" (minimum over both).
+Why cross-fitting. Scoring the clips the references were built from is biased low (a clip IS
+one of the references: distance 0). `cross_fit_scores` splits the normal clips into K folds
+(source and target each spread over the folds), fits on the other K-1 folds and scores the
+held-out one, so every normal clip is scored as a new recording in the field would be.
+With fewer clips than folds this becomes leave-one-out; with a single clip no held-out score
+exists and the threshold is +inf (never alarm) rather than a made-up number.
+
+The paper's Table 6 cosine variants ("source": k-means centres only, "target": target
+references only, "sum": source distance + target distance) remain as `variant` for the
+ablations; the default "joint" is the minimum over both.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any, Literal, cast, get_args
 
 import numpy as np
 from numpy.typing import NDArray
@@ -37,11 +45,92 @@ from numpy.typing import NDArray
 from .errors import EdgeAgentError
 
 FloatArray = NDArray[np.floating[Any]]
-COSINE_VARIANTS = ("joint", "source", "target", "sum")
+Variant = Literal["joint", "source", "target", "sum"]
+References = Literal["all", "kmeans"]
+Fusion = Literal["sum", "max"]
+COSINE_VARIANTS: tuple[str, ...] = get_args(Variant)
+REFERENCE_KINDS: tuple[str, ...] = get_args(References)
+FUSIONS: tuple[str, ...] = get_args(Fusion)
+_MIN_DENSITY = 1e-4  # cosine distance; duplicated references would otherwise divide by 0
+_MIN_STD = 1e-6
 
 
 class BackendError(EdgeAgentError):
     """A backend cannot be fitted or loaded (no embeddings, wrong shapes, bad saved file)."""
+
+
+def check_percentile(p: float) -> None:
+    if not 0.0 <= p <= 100.0:
+        raise BackendError(f"percentile: expected a value in [0, 100], got {p}")
+
+
+@dataclass(frozen=True)
+class BackendConfig:
+    """How a section's backend is fitted; stored in the bundle manifest so that calibrate and
+    enrol on the device refit exactly as export did."""
+
+    references: References = "all"
+    """Source references: every normal source clip ("all"; k-means above `max_references`),
+    or k-means centres ("kmeans", the paper). Target clips are always kept as they are."""
+    n_clusters: int = 16
+    """k-means centres for `references="kmeans"` (the paper: 16)."""
+    max_references: int = 256
+    """"all" keeps at most this many source references (k-means beyond), bounding the
+    bundle's size and the device's scoring cost on large data sets."""
+    density_k: int = 3
+    """Local-density normalisation: neighbours per reference (0 = plain cosine distance)."""
+    normalise: bool = True
+    """Standardise each component by its cross-fitted normal scores before fusing."""
+    fusion: Fusion = "sum"
+    """How components combine: "sum" (the paper's ensemble) or "max" (any detector fires)."""
+    percentile: float = 90.0
+    """Decision threshold: this percentile of the fused cross-fitted normal scores (DCASE)."""
+    folds: int = 5
+    """Cross-fitting folds."""
+    seed: int = 0
+    """k-means and fold assignment seed."""
+    variant: Variant = "joint"
+    """Ablation (Table 6): which references a score uses."""
+
+    def __post_init__(self) -> None:
+        if self.references not in REFERENCE_KINDS:
+            raise BackendError(
+                f"backend references: expected one of {REFERENCE_KINDS}, got {self.references!r}"
+            )
+        if self.fusion not in FUSIONS:
+            raise BackendError(f"backend fusion: expected one of {FUSIONS}, got {self.fusion!r}")
+        if self.variant not in COSINE_VARIANTS:
+            raise BackendError(
+                f"backend variant: expected one of {COSINE_VARIANTS}, got {self.variant!r}"
+            )
+        check_percentile(self.percentile)
+        if self.n_clusters < 1 or self.max_references < 1:
+            raise BackendError("backend: n_clusters and max_references must be >= 1")
+        if self.density_k < 0:
+            raise BackendError(f"backend density_k: expected >= 0, got {self.density_k}")
+        if self.folds < 2:
+            raise BackendError(f"backend folds: expected >= 2, got {self.folds}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> BackendConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise BackendError(f"backend config: unknown field(s) {unknown}")
+        try:
+            return cls(**dict(data))
+        except TypeError as exc:
+            raise BackendError(f"backend config: {exc}") from None
+
+
+PAPER_BACKEND = BackendConfig(
+    references="kmeans", density_k=0, normalise=False, fusion="sum"
+)
+"""The paper's backend (Wilkinghoff, ICASSP 2023): 16 k-means centres of the source clips +
+every target clip, plain minimum cosine distance, an ensemble's raw scores summed."""
 
 
 def l2_normalise(x: FloatArray) -> NDArray[np.float32]:
@@ -51,7 +140,7 @@ def l2_normalise(x: FloatArray) -> NDArray[np.float32]:
     return (x / np.maximum(norm, 1e-12)).astype(np.float32)
 
 
-def _as_matrix(x: FloatArray, name: str, dim: int | None = None) -> NDArray[np.float64]:
+def as_matrix(x: FloatArray, name: str, dim: int | None = None) -> NDArray[np.float64]:
     a = np.asarray(x, dtype=np.float64)
     if a.ndim == 1 and a.size == 0:
         a = a.reshape(0, dim or 0)
@@ -64,7 +153,10 @@ def _as_matrix(x: FloatArray, name: str, dim: int | None = None) -> NDArray[np.f
     return a
 
 
-def _sq_dists(x: NDArray[np.float64], c: NDArray[np.float64]) -> NDArray[np.float64]:
+# ---------------------------------------------------------------- k-means
+
+
+def sq_dists(x: NDArray[np.float64], c: NDArray[np.float64]) -> NDArray[np.float64]:
     d = (x * x).sum(1)[:, None] - 2.0 * x @ c.T + (c * c).sum(1)[None, :]
     return np.maximum(d, 0.0)
 
@@ -76,7 +168,7 @@ def _kmeans_pp(x: NDArray[np.float64], k: int, rng: np.random.Generator) -> NDAr
     trials = 2 + int(np.log(k))
     centres = np.empty((k, x.shape[1]))
     centres[0] = x[rng.integers(n)]
-    closest = _sq_dists(x, centres[:1])[:, 0]
+    closest = sq_dists(x, centres[:1])[:, 0]
     for i in range(1, k):
         total = closest.sum()
         if total <= 0.0:  # every point coincides with a centre: take any points
@@ -84,7 +176,7 @@ def _kmeans_pp(x: NDArray[np.float64], k: int, rng: np.random.Generator) -> NDAr
             break
         cand = np.searchsorted(np.cumsum(closest), rng.random(trials) * total)
         cand = np.minimum(cand, n - 1)
-        cand_d = np.minimum(closest[None, :], _sq_dists(x[cand], x).reshape(trials, n))
+        cand_d = np.minimum(closest[None, :], sq_dists(x[cand], x).reshape(trials, n))
         best = int(np.argmin(cand_d.sum(1)))
         centres[i] = x[cand[best]]
         closest = cand_d[best]
@@ -95,7 +187,7 @@ def _lloyd(
     x: NDArray[np.float64], centres: NDArray[np.float64], iters: int
 ) -> tuple[NDArray[np.float64], float]:
     labels = np.full(x.shape[0], -1)
-    d = _sq_dists(x, centres)
+    d = sq_dists(x, centres)
     for _ in range(iters):
         new = d.argmin(1)
         if np.array_equal(new, labels):
@@ -113,7 +205,7 @@ def _lloyd(
                 counts[old] -= 1
             sums[j], counts[j], labels[far], fit[far] = x[far], 1, j, -1.0
         centres = sums / counts[:, None]
-        d = _sq_dists(x, centres)
+        d = sq_dists(x, centres)
     inertia = float(d[np.arange(len(x)), d.argmin(1)].sum())
     return centres, inertia
 
@@ -126,7 +218,7 @@ def kmeans(
     k' = min(k, number of distinct points): a section with fewer clips than clusters gets one
     centre per clip instead of duplicated centres. Deterministic for a given seed.
     """
-    a = _as_matrix(x, "kmeans input")
+    a = as_matrix(x, "kmeans input")
     if a.shape[0] == 0:
         raise BackendError("kmeans input: no embeddings to cluster")
     if k < 1:
@@ -143,95 +235,209 @@ def kmeans(
     return best[0].astype(np.float32)
 
 
+# ---------------------------------------------------------------- one embedding space
+
+
 @dataclass(frozen=True)
-class SectionBackend:
-    """Everything needed to score one section: reference vectors and the decision threshold."""
+class Component:
+    """One embedding space of a section: references, their densities, the score normaliser."""
 
-    references: NDArray[np.float32]  # (K, D), L2-normalised: k-means centres, then target embs
-    n_source: int  # rows [0, n_source) are source k-means centres, the rest target embeddings
-    threshold: float  # decision threshold on the score (score > threshold -> anomalous)
+    references: NDArray[np.float32]
+    """(K, D) L2-normalised: source references first, then target references."""
+    n_source: int
+    """Rows [0, n_source) are source references, the rest target references."""
+    density: NDArray[np.float32]
+    """(K,) local density of each reference (all ones: plain cosine distance)."""
+    mean: float = 0.0
+    """Mean of the cross-fitted normal scores (0 when not normalised)."""
+    std: float = 1.0
+    """Their standard deviation (1 when not normalised)."""
 
-    def score(self, emb: FloatArray, variant: str = "joint") -> NDArray[np.float32]:
-        """Anomaly scores of (N, D) or (D,) embeddings; see `variant_scores`."""
-        return variant_scores(emb, self, variant)
+    @property
+    def dim(self) -> int:
+        return int(self.references.shape[1])
 
-    def to_dict(self) -> dict[str, NDArray[Any]]:
-        """Arrays only, so `np.savez` stores it and `np.load(allow_pickle=False)` reads it."""
-        return {
-            "references": np.asarray(self.references, dtype=np.float32),
-            "n_source": np.asarray(self.n_source, dtype=np.int64),
-            "threshold": np.asarray(self.threshold, dtype=np.float64),
-        }
+    def distances(self, emb: FloatArray, variant: Variant = "joint") -> NDArray[np.float64]:
+        """(N,) raw score: min over the variant's references of cosine distance / density."""
+        e = np.asarray(emb)
+        e2 = l2_normalise(as_matrix(e[None] if e.ndim == 1 else e, "embeddings", self.dim))
+        d = (1.0 - e2.astype(np.float64) @ self.references.T.astype(np.float64)) / (
+            self.density.astype(np.float64)[None, :]
+        )
+        src, tgt = d[:, : self.n_source], d[:, self.n_source :]
+        if variant == "joint":
+            return np.asarray(d.min(axis=1))
+        if variant == "source":
+            return _min_or_fail(src, "source")
+        if variant == "target":
+            return _min_or_fail(tgt, "target")
+        if variant == "sum":
+            return _min_or_fail(src, "source") + _min_or_fail(tgt, "target")
+        raise BackendError(
+            f"backend variant: expected one of {', '.join(COSINE_VARIANTS)}, got {variant!r}"
+        )
 
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> SectionBackend:
-        """Inverse of `to_dict`, with the checks a file from disk needs."""
-        try:
-            refs = np.asarray(d["references"], dtype=np.float32)
-            n_source = int(np.asarray(d["n_source"]))
-            threshold = float(np.asarray(d["threshold"]))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise BackendError(
-                f"backend: expected arrays references, n_source, threshold ({exc})"
-            ) from None
-        if refs.ndim != 2 or refs.shape[0] == 0:
-            raise BackendError(f"backend references: expected shape (K>0, D), got {refs.shape}")
-        if not 0 <= n_source <= refs.shape[0]:
-            raise BackendError(f"backend n_source: expected 0..{refs.shape[0]}, got {n_source}")
-        return cls(refs, n_source, threshold)
-
-
-def cosine_scores(emb: FloatArray, references: FloatArray) -> NDArray[np.float32]:
-    """(N,) minimum cosine distance (1 - cos) of each embedding to the reference vectors."""
-    e = np.asarray(emb)
-    single = e.ndim == 1
-    e2 = l2_normalise(_as_matrix(e[None] if single else e, "embeddings"))
-    refs = l2_normalise(_as_matrix(references, "references", e2.shape[1]))
-    if refs.shape[0] == 0:
-        raise BackendError("references: no reference vectors to score against")
-    s = (1.0 - (e2 @ refs.T).max(1)).astype(np.float32)
-    return s[0:1] if single else s
+    def score(self, emb: FloatArray, variant: Variant = "joint") -> NDArray[np.float64]:
+        """(N,) standardised score (raw score when the component is not normalised)."""
+        return (self.distances(emb, variant) - self.mean) / self.std
 
 
-def variant_scores(
-    emb: FloatArray, backend: SectionBackend, variant: str = "joint"
-) -> NDArray[np.float32]:
-    """Scores of the cosine backend and its Table-6 variants.
+def _min_or_fail(d: NDArray[np.float64], which: str) -> NDArray[np.float64]:
+    if d.shape[1] == 0:
+        raise BackendError(f"backend variant: no {which} references in this section")
+    return np.asarray(d.min(axis=1))
 
-    joint: min distance over all references (the paper); source: k-means centres only;
-    target: target embeddings only; sum: source distance + target distance.
+
+def local_density(references: NDArray[np.float32], k: int) -> NDArray[np.float32]:
+    """(K,) mean cosine distance of each reference to its k nearest OTHER references (ones
+    when k = 0 or there is a single reference)."""
+    n = references.shape[0]
+    if k == 0 or n < 2:
+        return np.ones(n, dtype=np.float32)
+    r = references.astype(np.float64)
+    d = 1.0 - r @ r.T
+    np.fill_diagonal(d, np.inf)
+    kk = min(k, n - 1)
+    near = np.partition(d, kk - 1, axis=1)[:, :kk]
+    return np.maximum(near.mean(axis=1), _MIN_DENSITY).astype(np.float32)
+
+
+def fit_component(
+    source_emb: FloatArray, target_emb: FloatArray, config: BackendConfig,
+    keep_source: bool = False,
+) -> Component:
+    """References and densities of one embedding space (not yet normalised).
+
+    `keep_source`: the source rows already ARE references (a bundle's, when calibrating):
+    keep them bit for bit instead of clustering them again.
     """
-    src, tgt = backend.references[: backend.n_source], backend.references[backend.n_source :]
-    if variant == "joint":
-        return cosine_scores(emb, backend.references)
-    if variant == "source":
-        return cosine_scores(emb, src)
-    if variant == "target":
-        return cosine_scores(emb, tgt)
-    if variant == "sum":
-        return cosine_scores(emb, src) + cosine_scores(emb, tgt)
-    raise BackendError(
-        f"backend variant: expected one of {', '.join(COSINE_VARIANTS)}, got {variant!r}"
-    )
-
-
-def fit_references(
-    source_emb: FloatArray, target_emb: FloatArray, n_clusters: int = 16, seed: int = 0
-) -> tuple[NDArray[np.float32], int]:
-    """(references, n_source): normalised k-means centres of source + normalised target embs."""
-    src = l2_normalise(_as_matrix(source_emb, "source embeddings"))
+    src_in = as_matrix(source_emb, "source embeddings")
+    src = src_in.astype(np.float32) if keep_source else l2_normalise(src_in)
     dim = src.shape[1] if src.shape[0] else None
-    tgt = l2_normalise(_as_matrix(target_emb, "target embeddings", dim))
+    tgt = l2_normalise(as_matrix(target_emb, "target embeddings", dim))
     if src.shape[0] == 0 and tgt.shape[0] == 0:
         raise BackendError("backend: no training embeddings for this section")
     parts = []
     if src.shape[0]:
-        # Centres of unit vectors are shorter than 1: normalise so the score is a true cosine.
-        parts.append(l2_normalise(kmeans(src, n_clusters, seed=seed)))
+        limit = config.n_clusters if config.references == "kmeans" else config.max_references
+        if not keep_source and (config.references == "kmeans" or src.shape[0] > limit):
+            # centres of unit vectors are shorter than 1: normalise so scores are true cosines
+            src = l2_normalise(kmeans(src, limit, seed=config.seed))
+        parts.append(src)
     n_source = parts[0].shape[0] if parts else 0
     if tgt.shape[0]:
         parts.append(tgt)
-    return np.concatenate(parts, axis=0).astype(np.float32), n_source
+    refs = np.concatenate(parts, axis=0).astype(np.float32)
+    return Component(refs, n_source, local_density(refs, config.density_k))
+
+
+# ---------------------------------------------------------------- a section
+
+
+def fuse(scores: Sequence[NDArray[np.float64]], fusion: Fusion) -> NDArray[np.float64]:
+    """Combine per-component scores (each (N,)) into one (N,) score."""
+    if not scores:
+        raise BackendError("backend: no components to fuse")
+    stacked = np.stack([np.asarray(s, dtype=np.float64) for s in scores])
+    if fusion == "sum":
+        return np.asarray(stacked.sum(axis=0))
+    if fusion == "max":
+        return np.asarray(stacked.max(axis=0))
+    raise BackendError(f"backend fusion: expected one of {FUSIONS}, got {fusion!r}")
+
+
+@dataclass(frozen=True)
+class SectionBackend:
+    """Everything needed to score one section: its components, fusion rule and threshold."""
+
+    components: tuple[Component, ...]
+    threshold: float
+    """Decision threshold on the fused score (score > threshold -> anomalous)."""
+    fusion: Fusion = "sum"
+
+    @property
+    def dims(self) -> list[int]:
+        return [c.dim for c in self.components]
+
+    def component_scores(
+        self, embs: Sequence[FloatArray], variant: Variant = "joint"
+    ) -> list[NDArray[np.float64]]:
+        """Per-component standardised scores; `embs[i]` is (N, D_i) or (D_i,)."""
+        if len(embs) != len(self.components):
+            raise BackendError(
+                f"backend: {len(embs)} embeddings for {len(self.components)} components"
+            )
+        return [c.score(e, variant) for c, e in zip(self.components, embs, strict=True)]
+
+    def score(self, embs: Sequence[FloatArray], variant: Variant = "joint") -> NDArray[np.float64]:
+        """(N,) fused anomaly scores of the clips whose component embeddings are `embs`."""
+        return fuse(self.component_scores(embs, variant), self.fusion)
+
+    def to_dict(self) -> dict[str, NDArray[Any]]:
+        """Arrays only, so `np.savez` stores it and `np.load(allow_pickle=False)` reads it."""
+        out: dict[str, NDArray[Any]] = {
+            "threshold": np.asarray(self.threshold, dtype=np.float64),
+            "fusion": np.asarray(self.fusion),
+            "n_components": np.asarray(len(self.components), dtype=np.int64),
+        }
+        for i, c in enumerate(self.components):
+            out[f"c{i}.references"] = np.asarray(c.references, dtype=np.float32)
+            out[f"c{i}.n_source"] = np.asarray(c.n_source, dtype=np.int64)
+            out[f"c{i}.density"] = np.asarray(c.density, dtype=np.float32)
+            out[f"c{i}.mean"] = np.asarray(c.mean, dtype=np.float64)
+            out[f"c{i}.std"] = np.asarray(c.std, dtype=np.float64)
+        return out
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> SectionBackend:
+        """Inverse of `to_dict`, with the checks a file from disk needs. A format-1 section
+        (`references`, `n_source`, `threshold`: the paper's backend, one model) loads as one
+        unnormalised component."""
+        try:
+            if "n_components" not in d:  # format 1
+                return cls((_component(d, ""),), _finite_or_inf(d["threshold"]), "sum")
+            n = int(np.asarray(d["n_components"]))
+            fusion = str(np.asarray(d["fusion"]))
+            comps = tuple(_component(d, f"c{i}.") for i in range(n))
+            threshold = _finite_or_inf(d["threshold"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BackendError(f"backend: missing or malformed field ({exc})") from None
+        if n < 1:
+            raise BackendError("backend: expected at least one component")
+        if fusion not in FUSIONS:
+            raise BackendError(f"backend fusion: expected one of {FUSIONS}, got {fusion!r}")
+        return cls(comps, threshold, cast(Fusion, fusion))
+
+
+def _finite_or_inf(x: Any) -> float:
+    v = float(np.asarray(x))
+    if np.isnan(v) or v == -np.inf:
+        raise BackendError(f"backend threshold: expected a number or +inf, got {v}")
+    return v
+
+
+def _component(d: Mapping[str, Any], prefix: str) -> Component:
+    refs = np.asarray(d[f"{prefix}references"], dtype=np.float32)
+    n_source = int(np.asarray(d[f"{prefix}n_source"]))
+    if refs.ndim != 2 or refs.shape[0] == 0:
+        raise BackendError(f"backend references: expected shape (K>0, D), got {refs.shape}")
+    if not 0 <= n_source <= refs.shape[0]:
+        raise BackendError(f"backend n_source: expected 0..{refs.shape[0]}, got {n_source}")
+    density = (
+        np.asarray(d[f"{prefix}density"], dtype=np.float32)
+        if f"{prefix}density" in d
+        else np.ones(refs.shape[0], np.float32)
+    )
+    mean = float(np.asarray(d.get(f"{prefix}mean", 0.0)))
+    std = float(np.asarray(d.get(f"{prefix}std", 1.0)))
+    if density.shape != (refs.shape[0],) or not np.all(density > 0):
+        raise BackendError(f"backend density: expected {refs.shape[0]} positive values")
+    if not (np.isfinite(mean) and np.isfinite(std) and std > 0):
+        raise BackendError(f"backend normaliser: expected finite mean and std > 0, got "
+                           f"{mean}, {std}")
+    if not np.all(np.isfinite(refs)):
+        raise BackendError("backend references: contain NaN or inf")
+    return Component(refs, n_source, density, mean, std)
 
 
 FitScore = Callable[[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]], FloatArray]
@@ -249,8 +455,8 @@ def cross_fit_scores(
     `fit_score(source_rest, target_rest, held_out)` builds a backend from the other folds and
     scores the held-out clips. Source and target clips are each spread over the folds.
     """
-    src = _as_matrix(source_emb, "source embeddings")
-    tgt = _as_matrix(target_emb, "target embeddings", src.shape[1] if src.shape[0] else None)
+    src = as_matrix(source_emb, "source embeddings")
+    tgt = as_matrix(target_emb, "target embeddings", src.shape[1] if src.shape[0] else None)
     n_s, n_t = src.shape[0], tgt.shape[0]
     n = n_s + n_t
     if n < 2:
@@ -276,198 +482,78 @@ def cross_fit_scores(
     return out
 
 
-def leave_out_threshold(
-    source_emb: FloatArray,
-    target_emb: FloatArray,
-    n_clusters: int = 16,
-    seed: int = 0,
-    percentile: float = 90.0,
-    folds: int = 5,
-    variant: str = "joint",
-) -> float:
-    """Percentile of cross-fitted scores of the normal clips (see the module docstring)."""
-    _check_percentile(percentile)
+@dataclass(frozen=True)
+class SectionFit:
+    """A fitted section and the cross-fitted normal scores its normaliser and threshold
+    came from (source clips first, then target clips; fused and standardised)."""
 
-    def fit_score(
-        s: NDArray[np.float64], t: NDArray[np.float64], held: NDArray[np.float64]
-    ) -> FloatArray:
-        refs, n_src = fit_references(s, t, n_clusters, seed)
-        return variant_scores(held, SectionBackend(refs, n_src, 0.0), variant)
+    backend: SectionBackend
+    held_out: NDArray[np.float64]
+    n_source_clips: int
 
-    scores = cross_fit_scores(source_emb, target_emb, fit_score, folds, seed)
-    return float(np.percentile(scores, percentile))
+    @property
+    def held_out_source(self) -> NDArray[np.float64]:
+        return self.held_out[: self.n_source_clips]
 
-
-def _check_percentile(p: float) -> None:
-    if not 0.0 <= p <= 100.0:
-        raise BackendError(f"percentile: expected a value in [0, 100], got {p}")
+    @property
+    def held_out_target(self) -> NDArray[np.float64]:
+        return self.held_out[self.n_source_clips :]
 
 
 def fit_section(
-    source_emb: FloatArray,
-    target_emb: FloatArray,
-    n_clusters: int = 16,
-    seed: int = 0,
-    percentile: float = 90.0,
-    folds: int = 5,
-    variant: str = "joint",
-) -> SectionBackend:
-    """The section's backend: references from all clips, threshold by cross-fitting.
+    sources: Sequence[FloatArray],
+    targets: Sequence[FloatArray],
+    config: BackendConfig = BackendConfig(),
+    keep_source: bool = False,
+) -> SectionFit:
+    """THE way a section is fitted: one component per embedding space (`sources[i]`,
+    `targets[i]`: that space's normal source / target training embeddings, the same clips in
+    the same order for every space), normalisers and threshold from cross-fitted scores.
+    `keep_source`: see `fit_component` (calibration)."""
+    if not sources or len(sources) != len(targets):
+        raise BackendError(
+            f"backend: expected the same number (>= 1) of source and target embedding sets, "
+            f"got {len(sources)} and {len(targets)}"
+        )
+    srcs = [as_matrix(s, "source embeddings") for s in sources]
+    tgts = [
+        as_matrix(t, "target embeddings", s.shape[1] if s.shape[0] else None)
+        for s, t in zip(srcs, targets, strict=True)
+    ]
+    counts = {(s.shape[0], t.shape[0]) for s, t in zip(srcs, tgts, strict=True)}
+    if len(counts) != 1:
+        raise BackendError(f"backend: components disagree on the number of clips: {counts}")
+    n_src, n_tgt = counts.pop()
+    comps = [fit_component(s, t, config, keep_source) for s, t in zip(srcs, tgts, strict=True)]
+    if n_src + n_tgt < 2:
+        return SectionFit(SectionBackend(tuple(comps), float("inf"), config.fusion),
+                          np.zeros(0), n_src)
+    held = [
+        cross_fit_scores(
+            s, t,
+            lambda s_, t_, h: fit_component(s_, t_, config, keep_source).distances(
+                h, config.variant
+            ),
+            config.folds, config.seed,
+        )
+        for s, t in zip(srcs, tgts, strict=True)
+    ]
+    if config.normalise:
+        comps = [
+            replace(c, mean=float(h.mean()), std=max(float(h.std()), _MIN_STD))
+            for c, h in zip(comps, held, strict=True)
+        ]
+    fused = fuse([(h - c.mean) / c.std for c, h in zip(comps, held, strict=True)], config.fusion)
+    threshold = float(np.percentile(fused, config.percentile))
+    return SectionFit(SectionBackend(tuple(comps), threshold, config.fusion), fused, n_src)
 
-    With a single normal clip no held-out score exists; the threshold is then +inf (never
-    alarm) rather than a made-up number.
-    """
-    refs, n_source = fit_references(source_emb, target_emb, n_clusters, seed)
-    n = _as_matrix(source_emb, "source embeddings").shape[0]
-    n += _as_matrix(target_emb, "target embeddings").shape[0]
-    thr = (
-        leave_out_threshold(source_emb, target_emb, n_clusters, seed, percentile, folds, variant)
-        if n >= 2
-        else float("inf")
-    )
-    return SectionBackend(refs, n_source, thr)
 
-
-def in_sample_threshold(backend: SectionBackend, train_emb: FloatArray, percentile: float) -> float:
+def in_sample_threshold(
+    backend: SectionBackend, train_embs: Sequence[FloatArray], percentile: float
+) -> float:
     """The naive DCASE-reference threshold: percentile of scores of the fitting clips themselves.
 
     Kept for comparison only: it is biased low (see the module docstring).
     """
-    _check_percentile(percentile)
-    return float(np.percentile(cosine_scores(train_emb, backend.references), percentile))
-
-
-# ---------------------------------------------------------------- GMM (Table 6 ablation)
-
-
-@dataclass(frozen=True)
-class GmmBackend:
-    """Gaussian mixture on L2-normalised embeddings; score = negative log-likelihood."""
-
-    weights: NDArray[np.float64]  # (K,)
-    means: NDArray[np.float64]  # (K, D)
-    precision_chol: NDArray[np.float64]  # (K, D, D) upper-triangular Cholesky of the precision
-    threshold: float
-
-    def score(self, emb: FloatArray) -> NDArray[np.float64]:
-        return -_gmm_log_prob(l2_normalise(_as_matrix(np.atleast_2d(emb), "embeddings")), self)
-
-    def to_dict(self) -> dict[str, NDArray[Any]]:
-        return {
-            "weights": self.weights,
-            "means": self.means,
-            "precision_chol": self.precision_chol,
-            "threshold": np.asarray(self.threshold),
-        }
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> GmmBackend:
-        try:
-            return cls(
-                np.asarray(d["weights"], dtype=np.float64),
-                np.asarray(d["means"], dtype=np.float64),
-                np.asarray(d["precision_chol"], dtype=np.float64),
-                float(np.asarray(d["threshold"])),
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise BackendError(
-                f"gmm backend: expected weights, means, precision_chol ({exc})"
-            ) from None
-
-
-def _component_log_prob(x: NDArray[np.float64], g: GmmBackend) -> NDArray[np.float64]:
-    n, d = x.shape
-    out = np.empty((n, len(g.weights)))
-    for k in range(len(g.weights)):
-        y = (x - g.means[k]) @ g.precision_chol[k]
-        logdet = np.log(np.diag(g.precision_chol[k])).sum()
-        out[:, k] = -0.5 * (d * np.log(2 * np.pi) + (y * y).sum(1)) + logdet
-    return out + np.log(g.weights)[None, :]
-
-
-def _logsumexp(a: NDArray[np.float64]) -> NDArray[np.float64]:
-    """log(sum(exp(a), axis=1)) without overflow (numpy only: scipy.special costs ~30 MB)."""
-    m = a.max(axis=1, keepdims=True)
-    m = np.where(np.isfinite(m), m, 0.0)
-    return np.asarray(np.log(np.exp(a - m).sum(axis=1)) + m[:, 0])
-
-
-def _gmm_log_prob(x: FloatArray, g: GmmBackend) -> NDArray[np.float64]:
-    return _logsumexp(_component_log_prob(np.asarray(x, np.float64), g))
-
-
-def _m_step(
-    x: NDArray[np.float64], resp: NDArray[np.float64], reg: float
-) -> GmmBackend:
-    import scipy.linalg  # the GMM ablation only: a scoring device never pays for it
-
-    nk = resp.sum(0) + 10 * np.finfo(float).eps
-    means = (resp.T @ x) / nk[:, None]
-    d = x.shape[1]
-    chols = np.empty((len(nk), d, d))
-    for k in range(len(nk)):
-        diff = x - means[k]
-        cov = (resp[:, k, None] * diff).T @ diff / nk[k]
-        cov.flat[:: d + 1] += reg
-        c = scipy.linalg.cholesky(cov, lower=True)
-        chols[k] = scipy.linalg.solve_triangular(c, np.eye(d), lower=True).T
-    return GmmBackend(nk / nk.sum(), means, chols, float("nan"))
-
-
-def fit_gmm(
-    emb: FloatArray,
-    n_components: int = 16,
-    reg: float = 1e-3,
-    seed: int = 0,
-    iters: int = 30,
-    tol: float = 1e-3,
-) -> GmmBackend:
-    """EM for a full-covariance GMM, initialised from k-means (threshold left as NaN)."""
-    x = l2_normalise(_as_matrix(emb, "gmm input")).astype(np.float64)
-    if x.shape[0] == 0:
-        raise BackendError("gmm input: no embeddings")
-    centres = kmeans(x, n_components, seed=seed, n_init=1).astype(np.float64)
-    resp = np.zeros((x.shape[0], centres.shape[0]))
-    resp[np.arange(x.shape[0]), _sq_dists(x, centres).argmin(1)] = 1.0
-    g = _m_step(x, resp, reg)
-    prev = -np.inf
-    for _ in range(iters):
-        lp = _component_log_prob(x, g)
-        norm = _logsumexp(lp)
-        ll = float(norm.mean())
-        resp = np.exp(lp - norm[:, None])
-        g = _m_step(x, resp, reg)
-        if abs(ll - prev) < tol:
-            break
-        prev = ll
-    return g
-
-
-def fit_gmm_section(
-    source_emb: FloatArray,
-    target_emb: FloatArray,
-    n_components: int = 16,
-    seed: int = 0,
-    percentile: float = 90.0,
-    folds: int = 5,
-    reg: float = 1e-3,
-) -> GmmBackend:
-    """GMM on all normal training embeddings of a section; threshold by cross-fitting."""
-    _check_percentile(percentile)
-    src = _as_matrix(source_emb, "source embeddings")
-    tgt = _as_matrix(target_emb, "target embeddings", src.shape[1] if src.shape[0] else None)
-    both = np.concatenate([src.reshape(-1, tgt.shape[1]) if not src.shape[0] else src,
-                           tgt.reshape(-1, src.shape[1]) if not tgt.shape[0] else tgt])
-    g = fit_gmm(both, n_components, reg, seed)
-
-    def fit_score(
-        s: NDArray[np.float64], t: NDArray[np.float64], held: NDArray[np.float64]
-    ) -> FloatArray:
-        return fit_gmm(np.concatenate([s, t]), n_components, reg, seed).score(held)
-
-    thr = (
-        float(np.percentile(cross_fit_scores(src, tgt, fit_score, folds, seed), percentile))
-        if both.shape[0] >= 2
-        else float("inf")
-    )
-    return GmmBackend(g.weights, g.means, g.precision_chol, thr)
+    check_percentile(percentile)
+    return float(np.percentile(backend.score(train_embs), percentile))

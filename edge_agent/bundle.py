@@ -1,14 +1,24 @@
 """The model bundle: what `model-build export` writes and the device loads (no TensorFlow).
 
-Layout (format version 1)::
+Layout (format version 2)::
 
     BUNDLE/
       current                 text file: the active version number ("3")
       versions/1/             an older version, kept for rollback
       versions/3/
-        manifest.json         format, version, frontend, inputs, sections, sha256 of each file
-        model.tflite          features -> embedding
-        backend.npz           per section: references, n_source, threshold
+        manifest.json         format, version, frontend, components, backend config, sections,
+                              sha256 of each file
+        model_0.tflite        features -> embedding, one file per model of the ensemble
+        model_1.tflite        ...
+        backend.npz           per section: each component's references, densities and
+                              normaliser, the fusion rule and the threshold
+
+The manifest's `components` list says what embeds a window, in the backend's component
+order: `{"kind": "model", "file": "model_0.tflite", "inputs": [...], "input_order": [...],
+"dim": 256}` for a TFLite model, `{"kind": "bands", "bands": 64, "dim": 106}` for the
+classical band statistics (edge_agent.classical). `backend` holds the `BackendConfig` that
+calibrate and enrol refit with. Format 1 bundles (one `model.tflite`, the paper's backend)
+are still read: they load as one model component.
 
 Why versions: `edge-agent calibrate` refits the backend on site and must be able to roll back.
 A version directory is written complete under `versions/.tmp-*` and renamed into place (an
@@ -36,15 +46,17 @@ from typing import Any
 
 import numpy as np
 
-from .backend import BackendError, SectionBackend
+from .backend import PAPER_BACKEND, BackendConfig, BackendError, SectionBackend
 from .errors import BundleError
 from .frontend import FrontendSpec
 
 FORMAT = "asd-bundle"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_FORMATS = (1, 2)
 MANIFEST = "manifest.json"
-MODEL = "model.tflite"
+MODEL = "model.tflite"  # format 1's single model
 BACKEND = "backend.npz"
+COMPONENT_KINDS = ("model", "bands")
 CURRENT = "current"
 VERSIONS = "versions"
 QUANTIZE_MODES = ("float32", "float16", "dynamic", "int8")
@@ -65,26 +77,49 @@ class Bundle:
         return int(self.manifest["version"])
 
     @property
-    def model_version(self) -> str:
-        """Short id for messages: bundle version + the model file's hash prefix."""
-        return f"v{self.version}-{self.manifest['files'][MODEL][:8]}"
+    def components(self) -> list[dict[str, Any]]:
+        """What embeds a window, in the backend's component order (see module docstring)."""
+        return list(self.manifest["components"])
+
+    @property
+    def model_files(self) -> list[str]:
+        """File names of the TFLite models, in component order."""
+        return [c["file"] for c in self.components if c["kind"] == "model"]
+
+    @property
+    def model_paths(self) -> list[Path]:
+        return [self.path / f for f in self.model_files]
 
     @property
     def model_path(self) -> Path:
-        return self.path / MODEL
+        """The first model (the only one of a single-model bundle)."""
+        return self.model_paths[0]
+
+    @property
+    def model_version(self) -> str:
+        """Short id for messages: bundle version + a hash prefix of the model file(s)."""
+        digest = hashlib.sha256(
+            "".join(self.manifest["files"][f] for f in self.model_files).encode()
+        ).hexdigest() if len(self.model_files) > 1 else self.manifest["files"][self.model_files[0]]
+        return f"v{self.version}-{digest[:8]}"
 
     @property
     def spec(self) -> FrontendSpec:
         return FrontendSpec.from_dict(self.manifest["frontend"])
 
     @property
+    def backend_config(self) -> BackendConfig:
+        """How this bundle's sections were fitted (calibrate and enrol refit the same way)."""
+        return BackendConfig.from_dict(self.manifest["backend"])
+
+    @property
     def input_names(self) -> list[str]:
-        """Feature names in the order the embedder receives them."""
-        return list(self.manifest["input_order"])
+        """Feature names of the first model, in the order its embedder receives them."""
+        return list(self.components[0]["input_order"])
 
     @property
     def input_shapes(self) -> dict[str, list[int]]:
-        return {e["name"]: list(e["shape"]) for e in self.manifest["inputs"]}
+        return {e["name"]: list(e["shape"]) for e in self.components[0]["inputs"]}
 
     @property
     def sections(self) -> list[str]:
@@ -168,28 +203,34 @@ def set_current(root: str | Path, version: int) -> None:
 
 def write_bundle(
     root: str | Path,
-    model: bytes | Path,
+    models: Mapping[str, bytes | Path],
     backends: Mapping[str, SectionBackend],
     manifest: Mapping[str, Any],
     activate: bool = True,
 ) -> Path:
     """Write a new version (previous number + 1) of the bundle at `root`; returns its directory.
 
-    `manifest` holds the descriptive fields (frontend, inputs, input_order, quantization...);
-    format, version, creation time and file hashes are added here. Earlier versions stay.
+    `models` maps each model file name the manifest's components refer to onto its bytes or
+    a file to copy. `manifest` holds the descriptive fields (frontend, components, backend,
+    quantization...); format, version, creation time, sections and file hashes are added here.
+    Earlier versions stay.
     """
     root = Path(root)
+    check_components(manifest.get("components"), set(models), "manifest")
     root.mkdir(parents=True, exist_ok=True)
     (root / VERSIONS).mkdir(exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=root / VERSIONS))
     try:
-        if isinstance(model, Path):
-            shutil.copyfile(model, tmp / MODEL)
-        else:
-            (tmp / MODEL).write_bytes(model)
+        for name, model in models.items():
+            if isinstance(model, Path):
+                shutil.copyfile(model, tmp / name)
+            else:
+                (tmp / name).write_bytes(model)
         save_backends(tmp / BACKEND, backends)
         versions = list_versions(root)
         version = (versions[-1] + 1) if versions else 1
+        files = {name: sha256_file(tmp / name) for name in models}
+        files[BACKEND] = sha256_file(tmp / BACKEND)
         full = {
             **manifest,
             "format": FORMAT,
@@ -197,7 +238,7 @@ def write_bundle(
             "version": version,
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "sections": sorted(backends),
-            "files": {MODEL: sha256_file(tmp / MODEL), BACKEND: sha256_file(tmp / BACKEND)},
+            "files": files,
         }
         (tmp / MANIFEST).write_text(json.dumps(full, indent=2, sort_keys=True) + "\n")
         final = root / VERSIONS / str(version)
@@ -220,19 +261,71 @@ def _read_manifest(vdir: Path) -> dict[str, Any]:
         raise BundleError(f"{path}: not valid JSON ({exc})") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise BundleError(f"{path}: not an {FORMAT} manifest")
-    if data.get("format_version") != FORMAT_VERSION:
+    if data.get("format_version") not in READABLE_FORMATS:
         raise BundleError(
             f"{path}: unknown format_version {data.get('format_version')!r} "
-            f"(this agent reads {FORMAT_VERSION}; update the agent or re-export)"
+            f"(this agent reads {', '.join(map(str, READABLE_FORMATS))}; update the agent or "
+            "re-export)"
         )
-    for key in ("version", "frontend", "inputs", "input_order", "sections", "files"):
+    if data["format_version"] == 1:
+        data = _upgrade_v1(data, path)
+    for key in ("version", "frontend", "components", "backend", "sections", "files"):
         if key not in data:
             raise BundleError(f"{path}: missing field {key!r}")
     try:
         FrontendSpec.from_dict(data["frontend"])
     except (TypeError, ValueError) as exc:
         raise BundleError(f"{path}: frontend: {exc}") from None
+    try:
+        BackendConfig.from_dict(data["backend"])
+    except BackendError as exc:
+        raise BundleError(f"{path}: {exc}") from None
+    check_components(data["components"], set(data["files"]) - {BACKEND}, str(path))
     return data
+
+
+def _upgrade_v1(data: dict[str, Any], path: Path) -> dict[str, Any]:
+    """A format-1 manifest as format 2: its one model is the only component, its backend the
+    paper's (the descriptive format-1 `backend` record is kept as `backend_v1`)."""
+    for key in ("inputs", "input_order"):
+        if key not in data:
+            raise BundleError(f"{path}: missing field {key!r}")
+    out = dict(data)
+    out["components"] = [{
+        "kind": "model", "file": MODEL, "inputs": data["inputs"],
+        "input_order": data["input_order"], "dim": data.get("embedding_dim"),
+    }]
+    out["backend_v1"] = data.get("backend")
+    out["backend"] = PAPER_BACKEND.to_dict()
+    return out
+
+
+def check_components(components: Any, model_files: set[str], where: str) -> None:
+    """One-line BundleError unless `components` is a non-empty list of known kinds whose model
+    files are exactly `model_files`."""
+    if not isinstance(components, list) or not components:
+        raise BundleError(f"{where}: components: expected a non-empty list")
+    named: list[str] = []
+    for i, c in enumerate(components):
+        kind = c.get("kind") if isinstance(c, dict) else None
+        if kind not in COMPONENT_KINDS:
+            raise BundleError(
+                f"{where}: components[{i}].kind: expected one of {COMPONENT_KINDS}, got {kind!r}"
+            )
+        if kind == "model":
+            for key in ("file", "inputs", "input_order"):
+                if key not in c:
+                    raise BundleError(f"{where}: components[{i}]: missing field {key!r}")
+            named.append(str(c["file"]))
+        elif not isinstance(c.get("bands"), int) or c["bands"] < 1:
+            raise BundleError(f"{where}: components[{i}].bands: expected an integer >= 1")
+    if not named:
+        raise BundleError(f"{where}: components: expected at least one model")
+    if sorted(named) != sorted(model_files):
+        raise BundleError(
+            f"{where}: components name model files {sorted(named)}, bundle has "
+            f"{sorted(model_files)}"
+        )
 
 
 def resolve(path: str | Path, version: int | None = None) -> tuple[Path, Path]:
@@ -253,7 +346,7 @@ def load_bundle(path: str | Path, verify: bool = True, version: int | None = Non
     """Load the current (or given) version; with `verify`, check every file's sha256."""
     root, vdir = resolve(path, version)
     manifest = _read_manifest(vdir)
-    for name in (MODEL, BACKEND):
+    for name in sorted(manifest["files"]):
         f = vdir / name
         if not f.is_file():
             raise BundleError(f"{f}: missing")
@@ -264,6 +357,13 @@ def load_bundle(path: str | Path, verify: bool = True, version: int | None = Non
     missing = sorted(set(manifest["sections"]) - set(backends))
     if missing:
         raise BundleError(f"{vdir / BACKEND}: missing section(s) {', '.join(missing)}")
+    n = len(manifest["components"])
+    for section, b in backends.items():
+        if len(b.components) != n:
+            raise BundleError(
+                f"{vdir / BACKEND}: section {section} has {len(b.components)} components, "
+                f"the manifest lists {n}"
+            )
     return Bundle(root, vdir, manifest, backends)
 
 

@@ -115,20 +115,19 @@ def collect_clips(inputs: Inputs, count: int, skip_refused: bool, retries: int,
 
 
 def embed_clips(scorer: Any, clips: list[Any], quiet: bool = False) -> Any:
-    """(N, D) device-path embeddings of the accepted clips (the bundle's own TFLite model).
+    """Device-path embeddings of the accepted clips, one (N, D_i) array per bundle component.
 
     Progress per clip: on a Pi this is seconds of work after the recording.
     """
-    import numpy as np
-
     from .clips import Progress
+    from .scorer import stack_embeddings
 
     progress = Progress(enabled=not quiet)
     out = []
     for i, c in enumerate(clips, 1):
         out.append(scorer.embed(c.samples))
         progress.note(f"embedding clip {i}/{len(clips)}")
-    return np.stack(out)
+    return stack_embeddings(out, scorer.dims)
 
 
 def write_version(bundle: Any, backends: Mapping[str, Any], key: str,
@@ -145,7 +144,8 @@ def write_version(bundle: Any, backends: Mapping[str, Any], key: str,
                            {"kind": key, "version_from": bundle.version, **record}]
     base[key] = record
     base["parent_version"] = bundle.version
-    return write_bundle(bundle.root, bundle.model_path, backends, base)
+    models = {name: bundle.path / name for name in bundle.model_files}
+    return write_bundle(bundle.root, models, backends, base)
 
 
 def rollback(root: str | Path) -> tuple[int, int]:
@@ -212,7 +212,8 @@ def calibrate_cmd(
     scorer = Scorer.from_bundle(root, threads=threads)  # verified; unknown section fails early
     old = scorer.bundle.backend(sec)
     clips = collect_clips(inputs, count, skip_refused, retries, quiet)
-    cal = calibrated_section(old, embed_clips(scorer, clips, quiet), mode, percentile, rule)
+    cal = calibrated_section(old, embed_clips(scorer, clips, quiet), scorer.bundle.backend_config,
+                             mode, percentile, rule)
     backends = dict(scorer.bundle.backends)
     backends[sec] = cal.backend
     record = {"section": sec, "mode": mode, "n_clips": len(clips), "percentile": percentile,

@@ -62,15 +62,16 @@ def enrol_cmd(
             "(or calibrate it with edge-agent calibrate)"
         )
     clips = collect_clips(inputs, count, skip_refused, retries, quiet)
-    n_clusters = int(scorer.bundle.manifest.get("backend", {}).get("n_clusters", 16))
-    backend = enrolled_section(embed_clips(scorer, clips, quiet), n_clusters, percentile)
+    backend = enrolled_section(embed_clips(scorer, clips, quiet), scorer.bundle.backend_config,
+                               percentile)
     backends = dict(scorer.bundle.backends)
     replaced = section in backends
     backends[section] = backend
+    n_refs = backend.components[0].n_source
     record = {"section": section, "n_clips": len(clips), "percentile": percentile,
-              "n_clusters": backend.n_source, "threshold": backend.threshold,
+              "n_references": n_refs, "threshold": backend.threshold,
               "replaced": replaced, **inputs.origin()}
     vdir = write_version(scorer.bundle, backends, "enrolment", record)
-    print(f"enrolled {section} from {len(clips)} clips: {backend.n_source} centres, threshold "
+    print(f"enrolled {section} from {len(clips)} clips: {n_refs} references, threshold "
           f"{backend.threshold:.5f}; bundle version {scorer.bundle.version} -> {vdir.name} "
           f"(undo: edge-agent calibrate --bundle {root} --rollback)")

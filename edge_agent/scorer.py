@@ -1,13 +1,17 @@
-"""The device scoring path for one 10 s window: numpy frontend -> TFLite embedder -> backend.
+"""The device scoring path for one 10 s window: numpy frontend -> embedders -> backend.
 
-This is the ONLY scoring path on the device: `edge-agent score`, the agent and `export`'s
-backend refit all go through it, so a bundle's thresholds are on the same scale as the scores
-the device computes.
+This is the ONLY scoring path on the device: `edge-agent score`, the agent, calibrate, enrol
+and `export`'s backend refit all go through it, so a bundle's thresholds are on the same
+scale as the scores the device computes.
+
+A window is embedded once per component of the bundle (edge_agent.bundle): each TFLite model
+of the ensemble, and the classical band statistics. The |STFT| is computed once per window
+and shared by the spectrogram input and the band statistics.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,24 +21,89 @@ from numpy.typing import NDArray
 
 from .backend import l2_normalise
 from .bundle import Bundle, load_bundle
+from .classical import band_edges, band_stats_from_magnitude
 from .embedder import Embedder, Runtime
 from .errors import BundleError
-from .frontend import FrontendSpec, spectrogram, spectrum
+from .frontend import FrontendSpec, spectrum, stft_magnitude, temporal_normalise
 
-FEATURES = {"spectrogram": spectrogram, "spectrum": spectrum}
+FEATURES = ("spectrogram", "spectrum")
+"""Model inputs the device frontend computes."""
+
+WindowEmbedding = tuple[NDArray[np.float32], ...]
+"""One window's embedding in every component of a bundle, in component order."""
+
+
+class WindowFeatures:
+    """The features of one window, each computed at most once (|STFT| shared)."""
+
+    def __init__(self, wave: NDArray[Any], spec: FrontendSpec) -> None:
+        self.wave, self.spec = wave, spec
+        self._cache: dict[str, NDArray[np.float32]] = {}
+
+    def _get(self, key: str, make: Callable[[], NDArray[np.float32]]) -> NDArray[np.float32]:
+        if key not in self._cache:
+            self._cache[key] = make()
+        return self._cache[key]
+
+    @property
+    def magnitude(self) -> NDArray[np.float32]:
+        return self._get("magnitude", lambda: stft_magnitude(self.wave, self.spec))
+
+    def __getitem__(self, name: str) -> NDArray[np.float32]:
+        if name == "spectrogram":
+            return self._get(name, lambda: temporal_normalise(self.magnitude, self.spec))
+        if name == "spectrum":
+            return self._get(name, lambda: spectrum(self.wave, self.spec))
+        raise KeyError(name)
 
 
 def window_features(
     wave: NDArray[Any], names: Sequence[str], spec: FrontendSpec
 ) -> list[NDArray[np.float32]]:
     """The named model inputs of one window (numpy frontend)."""
-    return [FEATURES[name](wave, spec) for name in names]
+    feats = WindowFeatures(wave, spec)
+    return [feats[name] for name in names]
 
 
 def embed_window(embedder: Embedder, wave: NDArray[Any], spec: FrontendSpec) -> NDArray[np.float32]:
-    """Frontend + interpreter + L2 normalisation: THE device embedding of one window."""
+    """Frontend + interpreter + L2 normalisation: one model's device embedding of one window."""
     feats = window_features(wave, embedder.input_names, spec)
     return l2_normalise(embedder.embed(*feats)[None])[0]
+
+
+class BandsEmbedder:
+    """The classical component: band statistics of the window's |STFT|."""
+
+    def __init__(self, spec: FrontendSpec, bands: int) -> None:
+        self.edges = band_edges(spec, bands)
+        self.dim = 2 * (len(self.edges) - 1)
+
+    def embed_features(self, feats: WindowFeatures) -> NDArray[np.float32]:
+        return band_stats_from_magnitude(feats.magnitude, self.edges)
+
+
+class ModelEmbedder:
+    """A TFLite component: the model's inputs from the shared features, L2-normalised output."""
+
+    def __init__(self, embedder: Embedder) -> None:
+        self.embedder = embedder
+        self.dim = embedder.dim
+
+    def embed_features(self, feats: WindowFeatures) -> NDArray[np.float32]:
+        out = self.embedder.embed(*(feats[n] for n in self.embedder.input_names))
+        return l2_normalise(out[None])[0]
+
+
+ComponentEmbedder = BandsEmbedder | ModelEmbedder
+
+
+def stack_embeddings(embs: Sequence[WindowEmbedding], dims: Sequence[int]) -> list[
+    NDArray[np.float32]
+]:
+    """Per-window embeddings -> one (N, D_i) array per component (empty arrays for N = 0)."""
+    if not embs:
+        return [np.zeros((0, d), np.float32) for d in dims]
+    return [np.stack([e[i] for e in embs]) for i in range(len(dims))]
 
 
 @dataclass(frozen=True)
@@ -56,12 +125,22 @@ class WindowScore:
 
 
 class Scorer:
-    """A loaded bundle with its interpreter; `score(wave, section)` per window."""
+    """A loaded bundle with its embedders; `score(wave, section)` per window."""
 
-    def __init__(self, bundle: Bundle, embedder: Embedder) -> None:
+    def __init__(self, bundle: Bundle, components: Sequence[ComponentEmbedder]) -> None:
         self.bundle = bundle
-        self.embedder = embedder
+        self.components = list(components)
         self.spec = bundle.spec
+
+    @property
+    def dims(self) -> list[int]:
+        return [c.dim for c in self.components]
+
+    @property
+    def runtime_name(self) -> str:
+        """The TFLite runtime the models run on."""
+        return next(c.embedder.runtime.name for c in self.components
+                    if isinstance(c, ModelEmbedder))
 
     @classmethod
     def from_bundle(
@@ -72,40 +151,42 @@ class Scorer:
         runtime: Runtime | None = None,
     ) -> Scorer:
         bundle = load_bundle(path, verify=verify)
-        unknown = [n for n in bundle.input_names if n not in FEATURES]
-        if unknown:
-            raise BundleError(
-                f"{bundle.path}: model input(s) {unknown} have no device frontend "
-                f"(supported: {', '.join(FEATURES)})"
-            )
-        embedder = Embedder(
-            bundle.model_path, bundle.input_names, threads, bundle.input_shapes, runtime
-        )
-        if embedder.dim != int(bundle.manifest.get("embedding_dim", embedder.dim)):
-            raise BundleError(
-                f"{bundle.path}: model gives {embedder.dim}-d embeddings, manifest says "
-                f"{bundle.manifest['embedding_dim']}"
-            )
-        return cls(bundle, embedder)
+        comps: list[ComponentEmbedder] = []
+        for c in bundle.components:
+            if c["kind"] == "bands":
+                comps.append(BandsEmbedder(bundle.spec, int(c["bands"])))
+                continue
+            names = list(c["input_order"])
+            unknown = [n for n in names if n not in FEATURES]
+            if unknown:
+                raise BundleError(
+                    f"{bundle.path}: model input(s) {unknown} have no device frontend "
+                    f"(supported: {', '.join(FEATURES)})"
+                )
+            shapes = {e["name"]: list(e["shape"]) for e in c["inputs"]}
+            emb = Embedder(bundle.path / c["file"], names, threads, shapes, runtime)
+            runtime = emb.runtime  # prove the runtime once, share it
+            comps.append(ModelEmbedder(emb))
+        for i, (ce, m) in enumerate(zip(comps, bundle.components, strict=True)):
+            if m.get("dim") is not None and ce.dim != int(m["dim"]):
+                raise BundleError(
+                    f"{bundle.path}: component {i} gives {ce.dim}-d embeddings, manifest says "
+                    f"{m['dim']}"
+                )
+        return cls(bundle, comps)
 
-    def features(self, wave: NDArray[Any]) -> list[NDArray[np.float32]]:
-        """The model's inputs for one window, in the embedder's input order."""
-        return window_features(wave, self.embedder.input_names, self.spec)
+    def embed(self, wave: NDArray[Any]) -> WindowEmbedding:
+        """The window's embedding in every component (models: L2-normalised)."""
+        feats = WindowFeatures(wave, self.spec)
+        return tuple(c.embed_features(feats) for c in self.components)
 
-    def embed(self, wave: NDArray[Any]) -> NDArray[np.float32]:
-        """(D,) L2-normalised embedding of one window of `spec.clip_samples` samples."""
-        return embed_window(self.embedder, wave, self.spec)
+    def embed_many(self, waves: NDArray[Any]) -> list[NDArray[np.float32]]:
+        """(N, D_i) per component for N windows."""
+        return stack_embeddings([self.embed(w) for w in waves], self.dims)
 
-    def embed_many(self, waves: NDArray[Any]) -> NDArray[np.float32]:
-        return (
-            np.stack([self.embed(w) for w in waves])
-            if len(waves)
-            else np.zeros((0, self.embedder.dim), np.float32)
-        )
-
-    def score_embedding(self, emb: NDArray[Any], section: str) -> WindowScore:
+    def score_embedding(self, emb: WindowEmbedding, section: str) -> WindowScore:
         backend = self.bundle.backend(section)
-        s = float(backend.score(emb)[0])
+        s = float(backend.score(list(emb))[0])
         return WindowScore(
             s, backend.threshold, s > backend.threshold, section, self.bundle.model_version
         )

@@ -3,10 +3,11 @@
 Why it exists: a learned embedding is only worth its cost if it beats something simple. Per
 clip the baseline takes the time-mean and time-std of the log-magnitude STFT (the frontend's
 window and hop, WITHOUT temporal mean normalisation, which would zero the mean), concatenates
-them (2 x 513 values) and L2-normalises. Scoring is exactly the deep system's backend
-(edge_agent.backend: per section k-means with 16 clusters on source training features plus
-every target training feature; score = minimum cosine distance), so any difference between
-the two systems comes from the features alone.
+them (2 x 513 values) and L2-normalises. Scoring is exactly the paper's backend
+(edge_agent.backend.PAPER_BACKEND: per section k-means with 16 clusters on source training
+features plus every target training feature; score = minimum cosine distance), so the floor
+is the paper's backend on hand-made features: the classical floor the learned system must
+beat.
 
 `BaselineEmbedder` fits model_build.evaluate's `ClipEmbedder` protocol, so
 `evaluate_embedder(BaselineEmbedder(), clips)` prints the same DCASE tables as a trained run.
@@ -23,7 +24,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from edge_agent.audio import load_clip
-from edge_agent.backend import fit_section
+from edge_agent.backend import PAPER_BACKEND, fit_section
+from edge_agent.classical import DEFAULT_BANDS, band_edges, band_stats
 from edge_agent.frontend import DEFAULT_SPEC, FrontendSpec, spectrogram
 
 from .data import Clip, scan
@@ -54,6 +56,21 @@ class BaselineEmbedder:
 
 
 @dataclass(frozen=True)
+class BandsEmbedder:
+    """The classical component of the shipped system (edge_agent.classical, the very code the
+    device runs) as a clip embedder for model_build.evaluate."""
+
+    spec: FrontendSpec = DEFAULT_SPEC
+    bands: int = DEFAULT_BANDS
+
+    def embed_clips(self, clips: Sequence[Clip]) -> NDArray[np.float32]:
+        if not clips:
+            return np.zeros((0, 2 * (len(band_edges(self.spec, self.bands)) - 1)), np.float32)
+        return np.stack([band_stats(load_clip(c.path, self.spec), self.spec, self.bands)
+                         for c in clips])
+
+
+@dataclass(frozen=True)
 class ClipScore:
     """One test clip's baseline anomaly score (higher = more anomalous)."""
 
@@ -79,9 +96,10 @@ def score_clips(
         train = [c for c in clips if c.split == "train" and c.section_id == sid]
         src = emb.embed_clips([c for c in train if c.domain != "target"])
         tgt = emb.embed_clips([c for c in train if c.domain == "target"])
-        backend = fit_section(src, tgt, n_clusters=n_clusters, seed=seed)
+        config = replace(PAPER_BACKEND, n_clusters=n_clusters, seed=seed)
+        backend = fit_section([src], [tgt], config).backend
         sec_test = [c for c in test if c.section_id == sid]
-        scores = backend.score(emb.embed_clips(sec_test))
+        scores = backend.score([emb.embed_clips(sec_test)])
         out += [ClipScore(c, float(s)) for c, s in zip(sec_test, scores, strict=True)]
     return out
 

@@ -2,15 +2,18 @@
 
 The pipeline is split so every scorer in the project is judged by the same code:
 
-* `backend_scores` fits the section backends (edge_agent.backend) on training embeddings and
-  scores test embeddings; it also keeps the cross-fitted scores of the normal training clips,
-  which give the decision thresholds (and, summed over models, the ensemble's thresholds).
+* `backend_scores` fits one section backend per section with `edge_agent.backend.fit_section`
+  (THE fit: export and the device's calibrate/enrol call it too, so the threshold reported
+  here is the one a bundle ships) on the training embeddings of one or more components (the
+  models of an ensemble, the classical band statistics), and scores the test embeddings;
 * `evaluate_scores` is pure: test clip records + one score per clip -> per-section AUC/pAUC
   (paper view and official DCASE 2022 view, see model_build.metrics) and harmonic means.
-  The classical baseline and the device path (TFLite) call it with their own scores.
+  The classical baseline and the device path (TFLite) call it with their own scores;
 * `write_report` writes the DCASE submission CSVs, the plots and returns the JSON-able dict.
 
-The ensemble (paper, section 4) sums the anomaly scores of the models.
+Scorers a run is reported as: every model alone, the ensemble of all models (the paper,
+section 4: scores summed; here standardised first), and the system as exported: the models
+plus the classical band statistics (`classical=True`, the default).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import csv
 import json
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -29,11 +32,10 @@ from numpy.typing import NDArray
 
 from edge_agent.backend import (
     COSINE_VARIANTS,
+    PAPER_BACKEND,
+    BackendConfig,
     SectionBackend,
-    cross_fit_scores,
-    fit_gmm,
-    fit_references,
-    variant_scores,
+    fit_section,
 )
 from edge_agent.errors import EdgeAgentError
 
@@ -41,35 +43,14 @@ from .data import Clip
 from .metrics import SectionMetrics, Summary, section_metrics, summarise
 
 METHODS = ("cosine", "gmm")
-
-
-@dataclass(frozen=True)
-class BackendConfig:
-    """How the per-section backend is built (the paper's choice is the default)."""
-
-    method: str = "cosine"  # "cosine" (paper) | "gmm" (Table 6 ablation)
-    variant: str = "joint"  # cosine only: joint | source | target | sum
-    n_clusters: int = 16  # k-means clusters, or GMM components
-    percentile: float = 90.0  # decision threshold: percentile of held-out normal scores
-    folds: int = 5  # cross-fitting folds for the threshold
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise EdgeAgentError(f"backend method: expected one of {METHODS}, got {self.method!r}")
-        if self.variant not in COSINE_VARIANTS:
-            raise EdgeAgentError(
-                f"backend variant: expected one of {COSINE_VARIANTS}, got {self.variant!r}"
-            )
-        if not 0.0 <= self.percentile <= 100.0:
-            raise EdgeAgentError(f"percentile: expected 0..100, got {self.percentile}")
-        if self.n_clusters < 1 or self.folds < 2:
-            raise EdgeAgentError("backend: n_clusters must be >= 1 and folds >= 2")
+BACKENDS = {"default": BackendConfig(), "paper": PAPER_BACKEND}
+"""Named backend configurations: ours (k-NN references, local density, standardised and
+summed components) and the paper's (k-means + target clips, raw cosine distance)."""
 
 
 @dataclass(frozen=True)
 class BackendScores:
-    """Test scores of one embedding model plus what the thresholds are made of."""
+    """Test scores of one scorer plus what its thresholds are made of."""
 
     scores: NDArray[np.float64]  # (N_test,), aligned with the test clips
     thresholds: dict[str, float]  # section id -> decision threshold
@@ -88,77 +69,61 @@ def _percentile(scores: NDArray[np.float64], p: float) -> float:
     return float(np.percentile(scores, p)) if scores.size else float("inf")
 
 
+def _as_components(emb: NDArray[Any] | Sequence[NDArray[Any]]) -> list[NDArray[np.float64]]:
+    """(N, D) -> one component; (n, N, D) or a list of (N, D_i) -> one per entry."""
+    if isinstance(emb, np.ndarray) and emb.ndim == 2:
+        return [np.asarray(emb, dtype=np.float64)]
+    return [np.asarray(e, dtype=np.float64) for e in emb]
+
+
+def section_rows(
+    train_clips: Sequence[Clip], section: str
+) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
+    """(source rows, target rows) of a section's NORMAL training clips."""
+    src = [i for i, c in enumerate(train_clips)
+           if c.section_id == section and c.label != "anomaly" and c.domain != "target"]
+    tgt = [i for i, c in enumerate(train_clips)
+           if c.section_id == section and c.label != "anomaly" and c.domain == "target"]
+    return np.asarray(src, dtype=np.intp), np.asarray(tgt, dtype=np.intp)
+
+
 def backend_scores(
-    train_emb: NDArray[Any],
+    train_emb: NDArray[Any] | Sequence[NDArray[Any]],
     train_clips: Sequence[Clip],
-    test_emb: NDArray[Any],
+    test_emb: NDArray[Any] | Sequence[NDArray[Any]],
     test_clips: Sequence[Clip],
     config: BackendConfig = BackendConfig(),
 ) -> BackendScores:
     """Fit one backend per section on the NORMAL training embeddings, score the test clips.
 
-    Training clips of a section are split by domain (source -> k-means, target -> kept as
-    references). Thresholds come from cross-fitted scores (edge_agent.backend docstring).
+    `train_emb`/`test_emb`: (N, D) for one component, or a list of (N, D_i), one per
+    component (the models of an ensemble, the band statistics). Training clips of a section
+    are split by domain (edge_agent.backend); thresholds are cross-fitted.
     """
-    tr = np.asarray(train_emb, dtype=np.float64)
-    te = np.asarray(test_emb, dtype=np.float64)
-    if tr.shape[0] != len(train_clips) or te.shape[0] != len(test_clips):
-        raise EdgeAgentError(
-            f"embeddings: {tr.shape[0]} train / {te.shape[0]} test rows for "
-            f"{len(train_clips)} / {len(test_clips)} clips"
-        )
-    train_groups = _groups(train_clips)
+    trs, tes = _as_components(train_emb), _as_components(test_emb)
+    if len(trs) != len(tes):
+        raise EdgeAgentError(f"embeddings: {len(trs)} train / {len(tes)} test components")
+    for tr, te in zip(trs, tes, strict=True):
+        if tr.shape[0] != len(train_clips) or te.shape[0] != len(test_clips):
+            raise EdgeAgentError(
+                f"embeddings: {tr.shape[0]} train / {te.shape[0]} test rows for "
+                f"{len(train_clips)} / {len(test_clips)} clips"
+            )
+    train_sections = {c.section_id for c in train_clips}
     scores = np.full(len(test_clips), np.nan)
     thresholds: dict[str, float] = {}
     normal: dict[str, NDArray[np.float64]] = {}
-    backends: dict[str, Any] = {}
+    backends: dict[str, SectionBackend] = {}
     for sec, t_idx in sorted(_groups(test_clips).items()):
-        if sec not in train_groups:
+        if sec not in train_sections:
             raise EdgeAgentError(f"{sec}: test clips but no training clips to fit a backend on")
-        idx = [i for i in train_groups[sec] if train_clips[i].label != "anomaly"]
-        src = tr[[i for i in idx if train_clips[i].domain != "target"]]
-        tgt = tr[[i for i in idx if train_clips[i].domain == "target"]]
-        if config.method == "gmm":
-            gmm = fit_gmm(np.concatenate([src, tgt]), config.n_clusters, seed=config.seed)
-            scores[t_idx] = gmm.score(te[t_idx])
-            backends[sec] = gmm
-
-            def fit_score(s: Any, t: Any, held: Any) -> Any:
-                g = fit_gmm(np.concatenate([s, t]), config.n_clusters, seed=config.seed)
-                return g.score(held)
-        else:
-            refs, n_src = fit_references(src, tgt, config.n_clusters, config.seed)
-            sb = SectionBackend(refs, n_src, float("nan"))
-            scores[t_idx] = variant_scores(te[t_idx], sb, config.variant)
-
-            def fit_score(s: Any, t: Any, held: Any) -> Any:
-                r, n = fit_references(s, t, config.n_clusters, config.seed)
-                return variant_scores(held, SectionBackend(r, n, 0.0), config.variant)
-        # a single training clip has no held-out score: threshold +inf (never alarm)
-        ns = (
-            cross_fit_scores(src, tgt, fit_score, config.folds, config.seed)
-            if len(src) + len(tgt) >= 2
-            else np.zeros(0)
-        )
-        normal[sec] = ns
-        thresholds[sec] = _percentile(ns, config.percentile)
-        backends[sec] = (
-            replace(backends[sec], threshold=thresholds[sec])
-            if config.method == "gmm"
-            else SectionBackend(refs, n_src, thresholds[sec])
-        )
+        src, tgt = section_rows(train_clips, sec)
+        fit = fit_section([e[src] for e in trs], [e[tgt] for e in trs], config)
+        scores[t_idx] = fit.backend.score([e[t_idx] for e in tes], config.variant)
+        normal[sec] = fit.held_out
+        thresholds[sec] = fit.backend.threshold
+        backends[sec] = fit.backend
     return BackendScores(scores, thresholds, normal, backends)
-
-
-def ensemble(parts: Sequence[BackendScores], percentile: float = 90.0) -> BackendScores:
-    """Sum of the models' scores; thresholds from the summed held-out normal scores."""
-    if not parts:
-        raise EdgeAgentError("ensemble: no models to combine")
-    scores = np.sum([p.scores for p in parts], axis=0)
-    normal = {
-        sec: np.sum([p.normal_scores[sec] for p in parts], axis=0) for sec in parts[0].normal_scores
-    }
-    return BackendScores(scores, {s: _percentile(v, percentile) for s, v in normal.items()}, normal)
 
 
 @dataclass(frozen=True)
@@ -308,6 +273,20 @@ def write_json(path: Path, payload: Mapping[str, Any]) -> None:
     path.write_text(json.dumps(_finite(dict(payload)), indent=2, sort_keys=False) + "\n")
 
 
+def scorer_parts(
+    n_models: int, classical: bool
+) -> list[tuple[str, list[int]]]:
+    """(name, component indices) of every scorer a run is reported as: each model alone, the
+    ensemble when there are several, and the hybrid with the band statistics (component index
+    `n_models`) when `classical`. The last one is the system `export` ships."""
+    parts = [(f"model_{k}", [k]) for k in range(n_models)]
+    if n_models > 1:
+        parts.append(("ensemble", list(range(n_models))))
+    if classical:
+        parts.append(("system", [*range(n_models), n_models]))
+    return parts
+
+
 def evaluate_embeddings(
     train_emb: NDArray[Any],
     train_clips: Sequence[Clip],
@@ -316,15 +295,31 @@ def evaluate_embeddings(
     config: BackendConfig = BackendConfig(),
     out_dir: Path | None = None,
     plots: bool = True,
+    classical: tuple[NDArray[Any], NDArray[Any]] | None = None,
+    method: str = "cosine",
 ) -> tuple[str, dict[str, Any]]:
-    """(printable tables, JSON dict) for (n_models, N, D) embeddings: each model + ensemble."""
+    """(printable tables, JSON dict) for (n_models, N, D) embeddings: each model, the
+    ensemble, and with `classical` = (train, test) band statistics, the hybrid system."""
+    if method not in METHODS:
+        raise EdgeAgentError(f"--method: expected one of {METHODS}, got {method!r}")
     tr, te = np.asarray(train_emb), np.asarray(test_emb)
     if tr.ndim == 2:
         tr, te = tr[None], te[None]
-    parts = [backend_scores(tr[k], train_clips, te[k], test_clips, config) for k in range(len(tr))]
-    named = [(f"model_{k}", p) for k, p in enumerate(parts)]
-    if len(parts) > 1:
-        named.append(("ensemble", ensemble(parts, config.percentile)))
+    comps_tr, comps_te = list(tr), list(te)
+    if classical is not None:
+        comps_tr.append(np.asarray(classical[0]))
+        comps_te.append(np.asarray(classical[1]))
+    named: list[tuple[str, BackendScores]] = []
+    for name, idx in scorer_parts(len(tr), classical is not None and method == "cosine"):
+        if method == "gmm":
+            from .gmm import gmm_scores
+
+            bs = gmm_scores([comps_tr[i] for i in idx], train_clips, [comps_te[i] for i in idx],
+                            test_clips, config)
+        else:
+            bs = backend_scores([comps_tr[i] for i in idx], train_clips,
+                                [comps_te[i] for i in idx], test_clips, config)
+        named.append((name, bs))
     tables, results = [], {}
     singles: list[Summary] = []
     for i, (name, bs) in enumerate(named):
@@ -336,7 +331,10 @@ def evaluate_embeddings(
         results[name] = part
         if name.startswith("model_"):
             singles.append(ev.summary)
-    payload: dict[str, Any] = {"backend": asdict(config), "results": results}
+    payload: dict[str, Any] = {
+        "method": method, "backend": config.to_dict(), "results": results,
+        "system": named[-1][0],
+    }
     if len(singles) > 1:
         spread = across_models(singles)
         payload["across_models"] = spread
@@ -395,11 +393,15 @@ def evaluate_embedder(
     config: BackendConfig = BackendConfig(),
     out_dir: Path | None = None,
     plots: bool = True,
+    classical: ClipEmbedder | None = None,
+    method: str = "cosine",
 ) -> tuple[str, dict[str, Any]]:
-    """Embed the data set's train and test clips with `embedder`, then `evaluate_embeddings`."""
+    """Embed the data set's train and test clips with `embedder` (and `classical`), then
+    `evaluate_embeddings`."""
     train, test = split_clips(clips)
     tr, te = embedder.embed_clips(train), embedder.embed_clips(test)
-    return evaluate_embeddings(tr, train, te, test, config, out_dir, plots)
+    cls = (classical.embed_clips(train), classical.embed_clips(test)) if classical else None
+    return evaluate_embeddings(tr, train, te, test, config, out_dir, plots, cls, method)
 
 
 def evaluate_cmd(
@@ -407,22 +409,42 @@ def evaluate_cmd(
     data: list[Path] = typer.Option(..., "--data", help="DCASE data root (repeatable)."),
     json_out: Path | None = typer.Option(None, "--json", help="Write all metrics as JSON."),
     out: Path | None = typer.Option(
-        None, "--out", help="Folder for submission CSVs and plots (one subfolder per model)."
+        None, "--out", help="Folder for submission CSVs and plots (one subfolder per scorer)."
     ),
     percentile: float = typer.Option(90.0, help="Threshold: percentile of normal scores."),
-    method: str = typer.Option("cosine", help="Backend: cosine (paper) or gmm."),
+    backend: str = typer.Option(
+        "default", help="Backend: default (k-NN + local density) or paper (k-means + targets)."
+    ),
+    classical: bool = typer.Option(
+        True, help="Also report the system with the classical band statistics (what export "
+        "ships by default)."
+    ),
+    method: str = typer.Option("cosine", help="Ablation: cosine backend or gmm (Table 6)."),
     variant: str = typer.Option("joint", help="Cosine references: joint, source, target, sum."),
     plots: bool = typer.Option(True, help="Write ROC and histogram PNGs (last scorer only)."),
 ) -> None:
     """Embed train and test clips, fit the backends, print DCASE tables, write JSON/CSV/plots."""
+    from dataclasses import replace
+
     from .data import scan
 
-    config = BackendConfig(method=method, variant=variant, percentile=percentile)
+    if backend not in BACKENDS:
+        raise EdgeAgentError(f"--backend: expected one of {', '.join(BACKENDS)}, got {backend!r}")
+    if variant not in COSINE_VARIANTS:
+        raise EdgeAgentError(f"--variant: expected one of {', '.join(COSINE_VARIANTS)}, got "
+                             f"{variant!r}")
+    if method not in METHODS:
+        raise EdgeAgentError(f"--method: expected one of {', '.join(METHODS)}, got {method!r}")
+    config = replace(BACKENDS[backend], percentile=percentile, variant=variant)  # type: ignore[arg-type]
     clips = scan(data)  # cheap checks first: a bad root fails before TensorFlow loads
     split_clips(clips)
+    from .baseline import BandsEmbedder
     from .runs import load_run  # imports TensorFlow: only here
 
-    text, payload = evaluate_embedder(load_run(run), clips, config, out, plots)
+    r = load_run(run)
+    text, payload = evaluate_embedder(
+        r, clips, config, out, plots, BandsEmbedder(r.spec) if classical else None, method
+    )
     payload = {"run": str(run), "data": [str(d) for d in data], **payload}
     print(text)
     if json_out is not None:

@@ -1,16 +1,17 @@
-"""`model-build export`: Keras embedding model -> quantised TFLite -> versioned device bundle.
+"""`model-build export`: Keras embedding models -> quantised TFLite -> versioned device bundle.
 
 Steps (each a function, so tests and benchmarks reuse them):
 
-1. `convert`: a tf.function with one named TensorSpec per Keras input (batch 1) is converted;
+1. `convert`: each model of the run is converted (one named input per feature, batch 1);
    the TFLite input names are then `serving_default_<feature>:0`, which the device maps BY NAME
    (the converter may reorder inputs). Modes: float32; float16 (weights stored as fp16);
    dynamic (int8 weights, float activations); int8 (int8 weights AND activations, calibrated
    on real training features of both domains, float input/output tensors).
-2. `refit_backends`: the exported model itself embeds the training clips through the device
-   path (numpy frontend + edge_agent embedder), and the backend (k-means references, cross-
-   fitted threshold) is fitted on THOSE embeddings, so the device's scores and thresholds are
-   on one scale whatever the quantisation did.
+2. `refit_backends`: the exported bundle itself (the device's `Scorer`: numpy frontend, every
+   TFLite model, the classical band statistics) embeds the training clips, and every section
+   is fitted on THOSE embeddings with `edge_agent.backend.fit_section` (the fit evaluate and
+   the device's calibrate/enrol use too), so the device's scores and thresholds are on one
+   scale whatever the quantisation did.
 3. `edge_agent.bundle.write_bundle` writes a new version atomically.
 """
 
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import json
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +28,13 @@ import typer
 from numpy.typing import NDArray
 
 from edge_agent.audio import load_clip
-from edge_agent.backend import SectionBackend, fit_section
+from edge_agent.backend import BackendConfig, SectionBackend, fit_section
 from edge_agent.bundle import QUANTIZE_MODES, write_bundle
+from edge_agent.classical import DEFAULT_BANDS, band_edges
 from edge_agent.embedder import Embedder
 from edge_agent.errors import EdgeAgentError
 from edge_agent.frontend import DEFAULT_SPEC, FrontendSpec, spectrogram, spectrum
-from edge_agent.scorer import embed_window
+from edge_agent.scorer import WindowEmbedding, stack_embeddings
 
 from .data import Clip
 
@@ -115,31 +117,32 @@ def keras_embed(model: Any, waves: NDArray[Any], spec: FrontendSpec = DEFAULT_SP
 
 
 def refit_backends(
-    scorer_embed: Any, clips: Sequence[Clip], spec: FrontendSpec, n_clusters: int = 16,
-    percentile: float = 90.0,
+    embed: Callable[[NDArray[np.float32]], WindowEmbedding],
+    dims: Sequence[int],
+    clips: Sequence[Clip],
+    spec: FrontendSpec,
+    config: BackendConfig,
 ) -> dict[str, SectionBackend]:
-    """Per section: the paper's backend fitted on embeddings from `scorer_embed(wave)`."""
-    sections: dict[str, dict[str, list[NDArray[np.float32]]]] = {}
+    """Per section: `fit_section` on the device path's embeddings (`embed(wave)`: one
+    embedding per component) of the section's training clips."""
+    sections: dict[str, dict[str, list[WindowEmbedding]]] = {}
     for c in clips:
         if c.split != "train":
             continue
         d = sections.setdefault(c.section_id, {"source": [], "target": []})
-        d["target" if c.domain == "target" else "source"].append(
-            scorer_embed(load_clip(c.path, spec))
-        )
+        d["target" if c.domain == "target" else "source"].append(embed(load_clip(c.path, spec)))
     if not sections:
         raise EdgeAgentError("data: no training clips to fit the backend on")
-    out = {}
-    for sid, d in sorted(sections.items()):
-        dim = len((d["source"] or d["target"])[0])
-        src = np.stack(d["source"]) if d["source"] else np.zeros((0, dim), np.float32)
-        tgt = np.stack(d["target"]) if d["target"] else np.zeros((0, dim), np.float32)
-        out[sid] = fit_section(src, tgt, n_clusters=n_clusters, percentile=percentile)
-    return out
+    return {
+        sid: fit_section(
+            stack_embeddings(d["source"], dims), stack_embeddings(d["target"], dims), config
+        ).backend
+        for sid, d in sorted(sections.items())
+    }
 
 
-def export_model(
-    model: Any,
+def export_models(
+    models: Sequence[Any],
     out: Path,
     mode: str,
     train_clips: Sequence[Clip],
@@ -148,34 +151,43 @@ def export_model(
     training: dict[str, Any] | None = None,
     evaluation: dict[str, Any] | None = None,
     n_calibration: int = 200,
-    n_clusters: int = 16,
+    config: BackendConfig = BackendConfig(),
+    classical: bool = True,
 ) -> Path:
-    """Convert, refit the backend on the device path, write a new bundle version."""
+    """Convert every model, refit the backends on the device path, write a new bundle version.
+
+    Components: one per model (`model_<k>.tflite`), then the band statistics when `classical`.
+    """
+    from edge_agent.scorer import Scorer
+
     calib = calibration_waves(train_clips, n_calibration, spec) if mode == "int8" else None
-    tfl = convert(model, mode, calib, spec)
-    names = input_names(model)
+    files = {f"model_{k}.tflite": convert(m, mode, calib, spec) for k, m in enumerate(models)}
     with tempfile.TemporaryDirectory() as tmp:
-        mp = Path(tmp) / "model.tflite"
-        mp.write_bytes(tfl)
-        emb = Embedder(mp, names, threads=2)
-        layout = emb.layout
-        backends = refit_backends(
-            lambda w: embed_window(emb, w, spec), train_clips, spec, n_clusters
-        )
+        comps: list[dict[str, Any]] = []
+        for (name, data), m in zip(files.items(), models, strict=True):
+            (Path(tmp) / name).write_bytes(data)
+            emb = Embedder(Path(tmp) / name, input_names(m), threads=2)
+            comps.append({"kind": "model", "file": name, "inputs": emb.layout,
+                          "input_order": input_names(m), "dim": emb.dim})
+        if classical:
+            edges = band_edges(spec, DEFAULT_BANDS)
+            comps.append({"kind": "bands", "bands": DEFAULT_BANDS, "dim": 2 * (len(edges) - 1)})
         manifest = {
             "frontend": spec.to_dict(),
-            "inputs": layout,
-            "input_order": names,
-            "embedding_dim": emb.dim,
+            "components": comps,
+            "backend": config.to_dict(),
             "class_names": list(class_names),
             "quantization": mode,
-            "runtime_at_export": emb.runtime.name,
             "training": training or {},
             "evaluation": evaluation or {},
-            "backend": {"method": "cosine", "variant": "joint", "n_clusters": n_clusters,
-                        "percentile": 90.0, "threshold": "cross-fitted"},
         }
-        return write_bundle(out, mp, backends, manifest)
+        # a provisional version (no sections yet) gives the device's Scorer to refit with
+        draft = Path(tmp) / "draft"
+        write_bundle(draft, {n: Path(tmp) / n for n in files}, {}, manifest)
+        scorer = Scorer.from_bundle(draft, threads=2)
+        manifest["runtime_at_export"] = scorer.runtime_name
+        backends = refit_backends(scorer.embed, scorer.dims, train_clips, spec, config)
+        return write_bundle(out, {n: Path(tmp) / n for n in files}, backends, manifest)
 
 
 def export_run(
@@ -183,11 +195,14 @@ def export_run(
     out: Path,
     quantize: str = DEFAULT_MODE,
     data: Sequence[Path] = (),
-    model_index: int = 0,
+    models: Sequence[int] | None = None,
     calibration: int = 200,
     domains: str = "all",
+    backend: str = "default",
+    classical: bool = True,
 ) -> Path:
-    """Export model `model_index` of a trained run; training data = the run's roots by default.
+    """Export models `models` (default: all) of a trained run as one bundle; training data =
+    the run's roots by default.
 
     `domains="source"` fits the backends on source-domain training clips only (no target
     references): the starting point of an on-device `edge-agent calibrate`, and how
@@ -195,6 +210,7 @@ def export_run(
     """
     from .data import class_names as all_class_names
     from .data import scan
+    from .evaluate import BACKENDS
     from .runs import load_run  # imports TensorFlow: only here
 
     if quantize not in QUANTIZE_MODES:
@@ -203,6 +219,8 @@ def export_run(
     if domains not in EXPORT_DOMAINS:
         raise EdgeAgentError(f"--domains: expected one of {', '.join(EXPORT_DOMAINS)}, got "
                              f"{domains}")
+    if backend not in BACKENDS:
+        raise EdgeAgentError(f"--backend: expected one of {', '.join(BACKENDS)}, got {backend}")
     r = load_run(run)
     roots = list(data) or [Path(p) for p in r.meta.get("data", [])]
     if not roots:
@@ -211,23 +229,25 @@ def export_run(
              and (domains == "all" or c.domain != "target")]
     if not clips:
         raise EdgeAgentError(f"--data: no training clips under {', '.join(map(str, roots))}")
-    if not 0 <= model_index < len(r.models):
-        raise EdgeAgentError(f"--model: expected 0..{len(r.models) - 1}, got {model_index}")
+    chosen = list(range(len(r.models))) if models is None else list(models)
+    bad = [k for k in chosen if not 0 <= k < len(r.models)]
+    if bad or not chosen:
+        raise EdgeAgentError(f"--model: expected indices 0..{len(r.models) - 1}, got {chosen}")
     training = {
         "run": str(run),
         "data": [str(p) for p in roots],
         "n_train_clips": len(clips),
         "sections": sorted({c.section_id for c in clips}),
         "n_target_clips": sum(c.domain == "target" for c in clips),
-        "model_index": model_index,
+        "models": chosen,
         "domains": domains,
         "config": r.config.to_dict(),
     }
     evaluation = r.meta.get("evaluation", {})
     names = r.classes or all_class_names(clips)
-    return export_model(
-        r.models[model_index], out, quantize, clips, names, r.spec, training, evaluation,
-        n_calibration=calibration,
+    return export_models(
+        [r.models[k] for k in chosen], out, quantize, clips, names, r.spec, training,
+        evaluation, n_calibration=calibration, config=BACKENDS[backend], classical=classical,
     )
 
 
@@ -238,17 +258,28 @@ def export_cmd(
     data: list[Path] = typer.Option(
         [], "--data", help="Training data root(s); default: the run's own data roots."
     ),
-    model_index: int = typer.Option(0, "--model", help="Which model of the run (ensemble member)."),
+    model_index: list[int] = typer.Option(
+        [], "--model", help="Which model(s) of the run (repeatable); default: all of them."
+    ),
     calibration: int = typer.Option(200, help="int8 only: number of calibration clips."),
     domains: str = typer.Option(
         "all", help="Backend clips: all (source + target) | source (calibrate on site)."
     ),
+    backend: str = typer.Option(
+        "default", help="Backend: default (k-NN + local density) or paper (k-means + targets)."
+    ),
+    classical: bool = typer.Option(
+        True, help="Add the classical band statistics as a component (the hybrid system)."
+    ),
 ) -> None:
-    """Export one trained model as a TFLite bundle; the backend is refitted on the device path."""
-    vdir = export_run(run, out, quantize, data, model_index, calibration, domains)
-    size = (vdir / "model.tflite").stat().st_size
-    n = len(manifest_of(vdir)["sections"])
-    print(f"wrote {vdir} ({quantize}, {size / 1e6:.2f} MB, {n} sections)")
+    """Export a trained run as a TFLite bundle; the backend is refitted on the device path."""
+    vdir = export_run(run, out, quantize, data, model_index or None, calibration, domains,
+                      backend, classical)
+    m = manifest_of(vdir)
+    size = sum((vdir / c["file"]).stat().st_size for c in m["components"]
+               if c["kind"] == "model")
+    print(f"wrote {vdir} ({quantize}, {len(m['components'])} components, {size / 1e6:.2f} MB "
+          f"of models, {len(m['sections'])} sections)")
 
 
 def manifest_of(vdir: Path) -> dict[str, Any]:
@@ -264,9 +295,9 @@ class BundleEmbedder:
 
         self.scorer = Scorer.from_bundle(bundle, threads=threads)
 
-    def embed_clips(self, clips: Sequence[Clip]) -> NDArray[np.float32]:
-        return self.scorer.embed_many(
-            np.stack([load_clip(c.path, self.scorer.spec) for c in clips])
-            if clips
-            else np.zeros((0, self.scorer.spec.clip_samples), np.float32)
+    def embed_clips(self, clips: Sequence[Clip]) -> list[NDArray[np.float32]]:
+        """One (N, D_i) array per bundle component."""
+        return stack_embeddings(
+            [self.scorer.embed(load_clip(c.path, self.scorer.spec)) for c in clips],
+            self.scorer.dims,
         )

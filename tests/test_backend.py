@@ -1,4 +1,4 @@
-"""edge_agent.backend: k-means, cosine scores, cross-fitted thresholds, GMM ablation."""
+"""edge_agent.backend: k-means, components, local density, fusion, cross-fitted thresholds."""
 
 from __future__ import annotations
 
@@ -9,19 +9,17 @@ import numpy as np
 import pytest
 
 from edge_agent.backend import (
+    PAPER_BACKEND,
+    BackendConfig,
     BackendError,
-    GmmBackend,
     SectionBackend,
-    cosine_scores,
-    fit_gmm,
-    fit_gmm_section,
-    fit_references,
+    cross_fit_scores,
+    fit_component,
     fit_section,
     in_sample_threshold,
     kmeans,
     l2_normalise,
-    leave_out_threshold,
-    variant_scores,
+    local_density,
 )
 
 
@@ -72,77 +70,161 @@ def test_kmeans_is_fast_on_a_dcase_section() -> None:
     assert time.process_time() - t < 3.0
 
 
-def test_cosine_scores_zero_for_a_reference_and_higher_when_further() -> None:
-    refs = l2_normalise(np.eye(4)[:2])
+NO_DENSITY = BackendConfig(density_k=0, normalise=False)
+
+
+def test_component_distance_is_zero_for_a_reference_and_grows_with_the_angle() -> None:
+    c = fit_component(np.eye(4)[:2], np.zeros((0, 4)), NO_DENSITY)
     e = np.array([[2.0, 0, 0, 0], [1.0, 1.0, 0, 0], [0, 0, 1.0, 0], [-1.0, 0, 0, 0]])
-    s = cosine_scores(e, refs)
-    np.testing.assert_allclose(s, [0.0, 1 - np.sqrt(0.5), 1.0, 1.0], atol=1e-6)
-    assert cosine_scores(e[0], refs).shape == (1,)
+    np.testing.assert_allclose(c.distances(e), [0.0, 1 - np.sqrt(0.5), 1.0, 1.0], atol=1e-6)
+    assert c.distances(e[0]).shape == (1,)
+    with pytest.raises(BackendError, match="4 dims"):
+        c.distances(np.ones((1, 3)))
 
 
-def test_fit_section_target_clips_are_references_and_threshold_is_cross_fitted() -> None:
+def test_local_density_is_the_mean_distance_to_the_k_nearest_other_references() -> None:
+    refs = l2_normalise(np.array([[1.0, 0.0], [1.0, 0.1], [0.0, 1.0]]))
+    d = 1.0 - refs @ refs.T
+    dens = local_density(refs, 1)
+    assert dens[0] == pytest.approx(d[0, 1]) and dens[2] == pytest.approx(d[2, 1])
+    dens2 = local_density(refs, 2)
+    assert dens2[2] == pytest.approx((d[2, 0] + d[2, 1]) / 2)
+    np.testing.assert_array_equal(local_density(refs, 0), np.ones(3, np.float32))
+    assert local_density(refs[:1], 3).tolist() == [1.0]
+    dup = np.repeat(refs[:1], 2, axis=0)
+    assert np.all(local_density(dup, 1) > 0)  # duplicates never divide by zero
+
+
+def test_density_puts_a_sparse_target_domain_on_the_source_scale() -> None:
+    """Dense source clips, ten spread-out target clips: without the density, normal target
+    clips score far above normal source clips (one threshold cannot serve both); with it
+    their score distributions overlap."""
+    rng = np.random.default_rng(0)
+    dim = 16
+    s_dir, t_dir = np.eye(dim)[0], np.eye(dim)[1]
+    src = s_dir + 0.05 * rng.standard_normal((200, dim))
+    tgt = t_dir + 0.3 * rng.standard_normal((10, dim))
+    new_src = s_dir + 0.05 * rng.standard_normal((100, dim))
+    new_tgt = t_dir + 0.3 * rng.standard_normal((100, dim))
+    plain = fit_section([src], [tgt], BackendConfig(density_k=0)).backend
+    dense = fit_section([src], [tgt], BackendConfig(density_k=3)).backend
+    ratio_plain = np.median(plain.score([new_tgt])) - np.median(plain.score([new_src]))
+    ratio_dense = np.median(dense.score([new_tgt])) - np.median(dense.score([new_src]))
+    assert ratio_plain > 3.0 and abs(ratio_dense) < 0.5 * ratio_plain
+
+
+def test_fit_section_keeps_every_clip_and_cross_fits_normaliser_and_threshold() -> None:
     _, src = _blobs(n_per=60, k=3, spread=0.3)
     tgt = np.random.default_rng(9).normal(size=(10, 32)).astype(np.float32)
-    b = fit_section(src, tgt, n_clusters=16, percentile=90.0)
-    assert b.n_source == 16 and b.references.shape == (26, 32)
-    np.testing.assert_allclose(np.linalg.norm(b.references, axis=1), 1.0, atol=1e-5)
-    np.testing.assert_allclose(b.score(tgt), 0.0, atol=1e-5)  # distance to itself
-    naive = in_sample_threshold(b, np.concatenate([src, tgt]), 90.0)
+    fit = fit_section([src], [tgt], BackendConfig(percentile=90.0))
+    b = fit.backend
+    c = b.components[0]
+    assert c.n_source == 180 and c.references.shape == (190, 32)
+    np.testing.assert_allclose(np.linalg.norm(c.references, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(c.distances(tgt), 0.0, atol=1e-5)  # distance to itself
+    # the normaliser: held-out scores standardised to mean 0, std 1
+    assert fit.held_out.shape == (190,)
+    assert fit.held_out.mean() == pytest.approx(0.0, abs=1e-9)
+    assert fit.held_out.std() == pytest.approx(1.0, abs=1e-9)
+    assert b.threshold == pytest.approx(np.percentile(fit.held_out, 90))
+    naive = in_sample_threshold(b, [np.concatenate([src, tgt])], 90.0)
     assert b.threshold > naive  # held-out clips are further from references they did not shape
-    assert b.threshold == pytest.approx(leave_out_threshold(src, tgt, 16, 0, 90.0))
-    assert leave_out_threshold(src, tgt, percentile=50.0) < b.threshold
+    # every held-out score is the score of a backend that never saw that clip
+    cfg = BackendConfig(normalise=False)
+    raw = cross_fit_scores(src, tgt, lambda s, t, h: fit_component(s, t, cfg).distances(h))
+    np.testing.assert_allclose(fit.held_out, (raw - c.mean) / c.std)
+
+
+def test_references_kmeans_and_the_cap_on_all() -> None:
+    _, src = _blobs(n_per=60, k=3, spread=0.3)
+    tgt = np.random.default_rng(9).normal(size=(10, 32))
+    paper = fit_section([src], [tgt], PAPER_BACKEND).backend.components[0]
+    assert paper.n_source == 16 and paper.references.shape == (26, 32)
+    np.testing.assert_array_equal(paper.density, 1.0)
+    assert (paper.mean, paper.std) == (0.0, 1.0)  # the paper's raw distance
+    capped = fit_component(src, tgt, BackendConfig(max_references=50))
+    assert capped.n_source == 50 and capped.references.shape == (60, 32)
+
+
+def test_fusion_sums_or_takes_the_max_of_standardised_components() -> None:
+    rng = np.random.default_rng(1)
+    a_src, b_src = rng.normal(size=(40, 8)), rng.normal(size=(40, 6))
+    a_tgt, b_tgt = rng.normal(size=(5, 8)), rng.normal(size=(5, 6))
+    x = [rng.normal(size=(7, 8)), rng.normal(size=(7, 6))]
+    for fusion in ("sum", "max"):
+        b = fit_section([a_src, b_src], [a_tgt, b_tgt], BackendConfig(fusion=fusion)).backend
+        per = b.component_scores(x)
+        expected = per[0] + per[1] if fusion == "sum" else np.maximum(per[0], per[1])
+        np.testing.assert_allclose(b.score(x), expected)
+        for c, p, e in zip(b.components, per, x, strict=True):
+            np.testing.assert_allclose(p, (c.distances(e) - c.mean) / c.std)
+    with pytest.raises(BackendError, match="2 components"):
+        b.score(x[:1])
+    with pytest.raises(BackendError, match="number of clips"):
+        fit_section([a_src, b_src[:30]], [a_tgt, b_tgt])
 
 
 def test_fit_section_with_few_clips() -> None:
     x = np.random.default_rng(0).normal(size=(3, 8))
-    b = fit_section(x[:2], x[2:])
-    assert b.references.shape == (3, 8) and b.n_source == 2 and np.isfinite(b.threshold)
-    one = fit_section(x[:1], np.zeros((0, 8)))
+    b = fit_section([x[:2]], [x[2:]]).backend
+    assert b.components[0].references.shape == (3, 8) and np.isfinite(b.threshold)
+    one = fit_section([x[:1]], [np.zeros((0, 8))]).backend
     assert one.threshold == np.inf  # no held-out score exists: never alarm
     with pytest.raises(BackendError, match="no training embeddings"):
-        fit_section(np.zeros((0, 8)), np.zeros((0, 8)))
+        fit_section([np.zeros((0, 8))], [np.zeros((0, 8))])
     with pytest.raises(BackendError, match="2-d"):
-        fit_section(np.zeros((2, 2, 2)), np.zeros((0, 8)))
+        fit_section([np.zeros((2, 2, 2))], [np.zeros((0, 8))])
     with pytest.raises(BackendError, match="percentile"):
-        leave_out_threshold(x[:2], x[2:], percentile=120.0)
+        BackendConfig(percentile=120.0)
+    with pytest.raises(BackendError, match="NaN"):
+        fit_section([np.full((3, 8), np.nan)], [np.zeros((0, 8))])
 
 
 def test_variants_use_the_right_references() -> None:
-    refs, n_src = fit_references(np.eye(6)[:3], np.eye(6)[3:4], n_clusters=16)
-    b = SectionBackend(refs, n_src, 0.5)
-    e = np.eye(6)[[0, 3]]
-    np.testing.assert_allclose(variant_scores(e, b, "joint"), [0, 0], atol=1e-6)
-    np.testing.assert_allclose(variant_scores(e, b, "source"), [0, 1], atol=1e-6)
-    np.testing.assert_allclose(variant_scores(e, b, "target"), [1, 0], atol=1e-6)
-    np.testing.assert_allclose(variant_scores(e, b, "sum"), [1, 1], atol=1e-6)
+    b = fit_section([np.eye(6)[:3]], [np.eye(6)[3:4]], NO_DENSITY).backend
+    e = [np.eye(6)[[0, 3]]]
+    np.testing.assert_allclose(b.score(e, "joint"), [0, 0], atol=1e-6)
+    np.testing.assert_allclose(b.score(e, "source"), [0, 1], atol=1e-6)
+    np.testing.assert_allclose(b.score(e, "target"), [1, 0], atol=1e-6)
+    np.testing.assert_allclose(b.score(e, "sum"), [1, 1], atol=1e-6)
     with pytest.raises(BackendError, match="variant"):
-        variant_scores(e, b, "median")
+        b.score(e, "median")  # type: ignore[arg-type]
+    with pytest.raises(BackendError, match="variant"):
+        BackendConfig(variant="median")  # type: ignore[arg-type]
 
 
 def test_section_backend_round_trips_through_npz(tmp_path: Path) -> None:
     _, x = _blobs()
-    b = fit_section(x[:150], x[150:160])
+    b = fit_section([x[:150], x[:150, :8]], [x[150:160], x[150:160, :8]]).backend
     path = tmp_path / "b.npz"
     np.savez(path, **b.to_dict())
     with np.load(path, allow_pickle=False) as f:
         back = SectionBackend.from_dict(dict(f))
-    np.testing.assert_array_equal(back.references, b.references)
-    assert (back.n_source, back.threshold) == (b.n_source, b.threshold)
+    assert len(back.components) == 2
+    assert all(
+        np.array_equal(p.references, q.references) and np.array_equal(p.density, q.density)
+        and (p.n_source, p.mean, p.std) == (q.n_source, q.mean, q.std)
+        for p, q in zip(back.components, b.components, strict=True)
+    )
+    assert (back.threshold, back.fusion) == (b.threshold, b.fusion)
+    d = b.to_dict()
     with pytest.raises(BackendError, match="n_source"):
-        SectionBackend.from_dict({**b.to_dict(), "n_source": np.asarray(999)})
+        SectionBackend.from_dict({**d, "c0.n_source": np.asarray(999)})
+    with pytest.raises(BackendError, match="missing or malformed"):
+        SectionBackend.from_dict({"threshold": np.asarray(1.0), "n_components": np.asarray(1),
+                                  "fusion": np.asarray("sum")})
+    with pytest.raises(BackendError, match="threshold"):
+        SectionBackend.from_dict({**d, "threshold": np.asarray(np.nan)})
+    with pytest.raises(BackendError, match="normaliser"):
+        SectionBackend.from_dict({**d, "c1.std": np.asarray(0.0)})
+    with pytest.raises(BackendError, match="fusion"):
+        SectionBackend.from_dict({**d, "fusion": np.asarray("median")})
+
+
+def test_config_round_trips_and_rejects_unknown_fields() -> None:
+    c = BackendConfig(density_k=5, fusion="max")
+    assert BackendConfig.from_dict(c.to_dict()) == c
+    with pytest.raises(BackendError, match="unknown field"):
+        BackendConfig.from_dict({**c.to_dict(), "colour": "blue"})
     with pytest.raises(BackendError, match="references"):
-        SectionBackend.from_dict({"threshold": np.asarray(1.0)})
-
-
-def test_gmm_backend_scores_outliers_higher_and_round_trips() -> None:
-    _, x = _blobs(n_per=60, k=3, dim=8, spread=0.1)
-    g = fit_gmm(x, n_components=3, seed=0)
-    assert g.weights.shape == (3,) and g.precision_chol.shape == (3, 8, 8)
-    assert g.weights.sum() == pytest.approx(1.0)
-    outliers = np.random.default_rng(5).normal(size=(20, 8))
-    assert np.median(g.score(outliers)) > np.percentile(g.score(x), 95)
-    gs = fit_gmm_section(x[:150], x[150:], n_components=3, folds=3)
-    assert np.isfinite(gs.threshold)
-    assert gs.threshold > np.percentile(gs.score(x), 50)
-    back = GmmBackend.from_dict(gs.to_dict())
-    np.testing.assert_allclose(back.score(outliers), gs.score(outliers))
+        BackendConfig(references="some")  # type: ignore[arg-type]

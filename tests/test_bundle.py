@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from edge_agent.backend import SectionBackend
+from edge_agent.backend import PAPER_BACKEND, BackendConfig, fit_section
 from edge_agent.bundle import (
     BACKEND,
     MANIFEST,
@@ -41,32 +42,42 @@ def _rewrite_manifest(vdir: Path, **changes: object) -> None:
     (vdir / MANIFEST).write_text(json.dumps(m))
 
 
+MODEL0 = "model_0.tflite"
+
+
 def test_loaded_bundle_describes_itself(bundle_dir: Path) -> None:
     b = load_bundle(bundle_dir)
     assert b.version == 1 and (bundle_dir / "current").read_text().strip() == "1"
     m = b.manifest
-    assert m["format_version"] == 1
+    assert m["format_version"] == 2
     assert m["quantization"] in ("float32", "float16", "dynamic", "int8")
+    assert [c["kind"] for c in b.components] == ["model", "bands"]
+    assert b.model_files == [MODEL0] and b.model_path == b.path / MODEL0
     assert b.input_names == ["spectrogram", "spectrum"]
     assert b.input_shapes == {"spectrogram": [1, 311, 513, 1], "spectrum": [1, 80000, 1]}
-    assert sorted(e["index"] for e in m["inputs"]) == [0, 1]
-    assert m["embedding_dim"] == 256 and m["class_names"] and m["training"]["n_train_clips"] > 0
-    assert set(m["files"]) == {MODEL, BACKEND}
-    assert m["files"][MODEL] == sha256_file(b.model_path)
+    assert sorted(e["index"] for e in b.components[0]["inputs"]) == [0, 1]
+    assert b.components[0]["dim"] == 256 and b.components[1]["dim"] == 106
+    assert m["class_names"] and m["training"]["n_train_clips"] > 0
+    assert b.backend_config == BackendConfig()
+    assert set(m["files"]) == {MODEL0, BACKEND}
+    assert m["files"][MODEL0] == sha256_file(b.model_path)
     assert b.sections == sorted(b.backends) and len(b.sections) >= 2
     for s in b.sections:
-        refs = b.backend(s).references
-        assert np.allclose(np.linalg.norm(refs, axis=1), 1.0, atol=1e-5)
-        assert np.isfinite(b.backend(s).threshold)
+        bk = b.backend(s)
+        assert len(bk.components) == 2 and bk.fusion == "sum"
+        for c in bk.components:
+            assert np.allclose(np.linalg.norm(c.references, axis=1), 1.0, atol=1e-5)
+            assert np.all(c.density > 0) and c.std > 0
+        assert np.isfinite(bk.threshold)
 
 
 def test_new_versions_keep_the_old_ones_for_rollback(bundle_dir: Path, tmp_path: Path) -> None:
     root, vdir = _copy(bundle_dir, tmp_path)
     b1 = load_bundle(root)
-    changed = {s: SectionBackend(bk.references, bk.n_source, bk.threshold + 1.0)
-               for s, bk in b1.backends.items()}
+    changed = {s: replace(bk, threshold=bk.threshold + 1.0) for s, bk in b1.backends.items()}
     manifest = {k: v for k, v in b1.manifest.items() if k not in ("version", "files", "created")}
-    v2 = write_bundle(root, vdir / MODEL, changed, manifest)
+    models = {MODEL0: vdir / MODEL0}
+    v2 = write_bundle(root, models, changed, manifest)
     assert v2.name == "2" and list_versions(root) == [1, 2] and current_version(root) == 2
     b2 = load_bundle(root)
     s = b2.sections[0]
@@ -78,23 +89,57 @@ def test_new_versions_keep_the_old_ones_for_rollback(bundle_dir: Path, tmp_path:
     assert not [p for p in (root / "versions").iterdir() if p.name.startswith(".tmp")]
     with pytest.raises(BundleError, match="no version 7"):
         set_current(root, 7)
-    write_bundle(root, vdir / MODEL, changed, manifest, activate=False)
+    write_bundle(root, models, changed, manifest, activate=False)
+    with pytest.raises(BundleError, match="components name model files"):
+        write_bundle(root, {"other.tflite": vdir / MODEL0}, changed, manifest)
     assert current_version(root) == 1 and list_versions(root) == [1, 2, 3]
     assert prune(root, keep=1) == [2] and list_versions(root) == [1, 3]
 
 
 def test_backend_file_round_trip(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
-    refs = rng.standard_normal((5, 8)).astype(np.float32)
-    refs /= np.linalg.norm(refs, axis=1, keepdims=True)
-    bk = {"fan_section_00": SectionBackend(refs, 3, 0.25)}
-    save_backends(tmp_path / "b.npz", bk)
-    back = load_backends(tmp_path / "b.npz")
-    assert np.array_equal(back["fan_section_00"].references, refs)
-    assert back["fan_section_00"].n_source == 3 and back["fan_section_00"].threshold == 0.25
+    fit = fit_section([rng.standard_normal((12, 8)), rng.standard_normal((12, 5))],
+                      [rng.standard_normal((3, 8)), rng.standard_normal((3, 5))])
+    save_backends(tmp_path / "b.npz", {"fan_section_00": fit.backend})
+    back = load_backends(tmp_path / "b.npz")["fan_section_00"]
+    assert back.threshold == fit.backend.threshold and back.fusion == "sum"
+    for a, b in zip(back.components, fit.backend.components, strict=True):
+        assert np.array_equal(a.references, b.references) and a.n_source == b.n_source
+        assert np.array_equal(a.density, b.density) and (a.mean, a.std) == (b.mean, b.std)
+    x = [rng.standard_normal((4, 8)), rng.standard_normal((4, 5))]
+    np.testing.assert_array_equal(back.score(x), fit.backend.score(x))
 
 
-@pytest.mark.parametrize("target", [MODEL, BACKEND])
+def test_format_1_bundles_still_load_as_one_paper_component(
+    bundle_dir: Path, tmp_path: Path
+) -> None:
+    """A bundle an older agent exported: model.tflite, references/n_source/threshold."""
+    root, vdir = _copy(bundle_dir, tmp_path)
+    b = load_bundle(root)
+    (vdir / MODEL0).rename(vdir / MODEL)
+    old = {s: {"references": bk.components[0].references, "n_source":
+               np.asarray(bk.components[0].n_source), "threshold": np.asarray(0.3)}
+           for s, bk in b.backends.items()}
+    np.savez(vdir / BACKEND, **{f"{s}::{k}": v for s, d in old.items() for k, v in d.items()})
+    m = json.loads((vdir / MANIFEST).read_text())
+    comp = m.pop("components")[0]
+    m.update(format_version=1, inputs=comp["inputs"], input_order=comp["input_order"],
+             embedding_dim=256, backend={"method": "cosine"},
+             files={MODEL: sha256_file(vdir / MODEL), BACKEND: sha256_file(vdir / BACKEND)})
+    (vdir / MANIFEST).write_text(json.dumps(m))
+    v1 = load_bundle(root)
+    assert v1.model_files == [MODEL] and v1.backend_config == PAPER_BACKEND
+    s = v1.sections[0]
+    assert v1.backend(s).threshold == 0.3 and len(v1.backend(s).components) == 1
+    scorer = Scorer.from_bundle(root)
+    w = np.random.default_rng(0).standard_normal(160_000).astype(np.float32) * 0.05
+    emb = scorer.embed(w)
+    assert len(emb) == 1
+    expected = 1.0 - float((old[s]["references"] @ emb[0]).max())  # the paper's raw score
+    assert scorer.score(w, s).score == pytest.approx(expected, abs=1e-5)
+
+
+@pytest.mark.parametrize("target", [MODEL0, BACKEND])
 def test_truncated_or_altered_files_fail_the_checksum(
     bundle_dir: Path, tmp_path: Path, target: str
 ) -> None:
@@ -112,8 +157,8 @@ def test_truncated_model_without_verification_is_still_a_bundle_error(
     bundle_dir: Path, tmp_path: Path
 ) -> None:
     root, vdir = _copy(bundle_dir, tmp_path)
-    data = (vdir / MODEL).read_bytes()
-    (vdir / MODEL).write_bytes(data[:1000])
+    data = (vdir / MODEL0).read_bytes()
+    (vdir / MODEL0).write_bytes(data[:1000])
     with pytest.raises(BundleError):
         Scorer.from_bundle(root, verify=False)
 
@@ -143,10 +188,10 @@ def test_model_whose_input_shapes_do_not_match_the_manifest(
 ) -> None:
     root, vdir = _copy(bundle_dir, tmp_path)
     m = json.loads((vdir / MANIFEST).read_text())
-    for e in m["inputs"]:
+    for e in m["components"][0]["inputs"]:
         if e["name"] == "spectrum":
             e["shape"] = [1, 40000, 1]
-    _rewrite_manifest(vdir, inputs=m["inputs"])
+    _rewrite_manifest(vdir, components=m["components"])
     with pytest.raises(BundleError, match="input spectrum has shape \\[1, 80000, 1\\], manifest"):
         Scorer.from_bundle(root)
 
@@ -162,7 +207,7 @@ def test_cli_reports_a_bad_bundle_in_one_line(
     bundle_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     root, vdir = _copy(bundle_dir, tmp_path)
-    (vdir / MODEL).write_bytes(b"garbage")
+    (vdir / MODEL0).write_bytes(b"garbage")
     wav = tmp_path / "x.wav"
     from edge_agent.audio import write_wav
 

@@ -63,8 +63,9 @@ def test_calibrate_from_files_changes_only_the_section_and_rollback_restores(
     changed = {k for k in old_a if old_a[k] != new_a[k]}
     assert changed and all(k.startswith(SEC + "::") for k in changed)
     ob, nb = before.backend(SEC), after.backend(SEC)
-    assert nb.n_source == ob.n_source and nb.references.shape[0] == ob.n_source + 4
-    assert nb.references[: nb.n_source].tobytes() == ob.references[: ob.n_source].tobytes()
+    for oc, nc in zip(ob.components, nb.components, strict=True):
+        assert nc.n_source == oc.n_source and nc.references.shape[0] == oc.n_source + 4
+        assert nc.references[: nc.n_source].tobytes() == oc.references[: oc.n_source].tobytes()
     rec = after.manifest["calibration"]
     assert rec["section"] == SEC and rec["mode"] == "replace" and rec["n_clips"] == 4
     assert rec["old_threshold"] == pytest.approx(ob.threshold)
@@ -94,8 +95,8 @@ def test_append_mode_and_rollback_follows_the_parent(
                *map(str, target_clips[2:]))[0] == 0
     b = load_bundle(bundle_copy)
     assert b.version == v0 + 2
-    n_src = b.backend(SEC).n_source
-    assert b.backend(SEC).references.shape[0] == n_src + 4  # 2 replaced in, 2 appended
+    c0 = b.backend(SEC).components[0]
+    assert c0.references.shape[0] == c0.n_source + 4  # 2 replaced in, 2 appended
     assert [a["kind"] for a in b.manifest["adaptations"]] == ["calibration", "calibration"]
     cli(capsys, "calibrate", "--bundle", str(bundle_copy), "--rollback")
     assert current_version(bundle_copy) == v0 + 1
@@ -220,9 +221,10 @@ def test_export_source_only_then_calibrate_adds_the_target_rows(
     export_run(trained_run, out, domains="source")
     b = load_bundle(out)
     assert b.manifest["training"]["domains"] == "source"
-    assert all(s.n_source == s.references.shape[0] for s in b.backends.values())
+    assert all(c.n_source == c.references.shape[0]
+               for s in b.backends.values() for c in s.components)
     code, _, err = cli(capsys, "calibrate", "--bundle", str(out), "--section", SEC, "--quiet",
                        "--files", *map(str, target_clips))
     assert code == 0, err
-    cal = load_bundle(out).backend(SEC)
+    cal = load_bundle(out).backend(SEC).components[0]
     assert cal.references.shape[0] == cal.n_source + 4

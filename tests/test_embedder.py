@@ -30,7 +30,7 @@ def test_default_runtime_is_litert_and_tensorflow_stays_unimported(bundle_dir: P
         "import sys; from edge_agent.scorer import Scorer; "
         f"s = Scorer.from_bundle({str(bundle_dir)!r}); "
         "import numpy as np; s.score(np.zeros(160000, np.float32), s.bundle.sections[0]); "
-        "print(s.embedder.runtime.name, 'tensorflow' in sys.modules)"
+        "print(s.runtime_name, 'tensorflow' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["ai_edge_litert", "False"]

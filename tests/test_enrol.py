@@ -39,11 +39,13 @@ def test_enrol_adds_a_scoring_section_and_leaves_the_others(
     assert after.version == before.version + 1 == current_version(bundle_copy)
     assert after.sections == sorted([*before.sections, NEW])
     with np.load(before.path / BACKEND) as z0, np.load(after.path / BACKEND) as z1:
-        assert set(z1.files) - set(z0.files) == {f"{NEW}::{k}" for k in
-                                                 ("references", "n_source", "threshold")}
+        new_keys = {k.split("::", 1)[1] for k in set(z1.files) - set(z0.files)}
+        assert {"threshold", "fusion", "c0.references", "c1.density", "c1.std"} <= new_keys
+        assert all(k.startswith(f"{NEW}::") for k in set(z1.files) - set(z0.files))
         assert all(z0[k].tobytes() == z1[k].tobytes() for k in z0.files)
     b = after.backend(NEW)
-    assert b.n_source == b.references.shape[0] == 16 and np.isfinite(b.threshold)
+    assert all(c.n_source == c.references.shape[0] == 16 for c in b.components)
+    assert np.isfinite(b.threshold)
     rec = after.manifest["enrolment"]
     assert rec["section"] == NEW and rec["n_clips"] == 16 and not rec["replaced"]
     assert "calibration" not in after.manifest and after.manifest["parent_version"] == 1
@@ -69,7 +71,7 @@ def test_existing_section_needs_replace_and_bad_requests_fail(
     assert code == 0, err
     b = load_bundle(bundle_copy)
     assert b.version == v0 + 1 and b.manifest["enrolment"]["replaced"]
-    assert b.backend("fan_section_00").n_source == 12
+    assert b.backend("fan_section_00").components[0].n_source == 12
     for args, msg in [
         (["--section", "press", "--files", *files], "expected <machine>_section_<XX>"),
         (["--section", NEW, "--files", *files[:9]], "at least 10 normal clips, got 9"),

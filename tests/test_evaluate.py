@@ -11,13 +11,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from edge_agent.backend import fit_section
+from edge_agent.backend import PAPER_BACKEND, BackendConfig, fit_section
 from edge_agent.errors import EdgeAgentError
 from model_build.data import Clip
 from model_build.evaluate import (
-    BackendConfig,
     backend_scores,
-    ensemble,
     evaluate_embedder,
     evaluate_embeddings,
     evaluate_scores,
@@ -76,14 +74,15 @@ def test_backend_scores_separate_anomalies_and_give_thresholds() -> None:
     for sec, thr in bs.thresholds.items():
         assert thr == pytest.approx(np.percentile(bs.normal_scores[sec], 90))
         assert bs.backends[sec].threshold == thr
-        # the device refits with fit_section: same references, same threshold
+        # export and the device fit with fit_section: same references, same threshold
         idx = [i for i, c in enumerate(d["train"]) if c.section_id == sec]
         dev = fit_section(
-            d["train_emb"][0][[i for i in idx if d["train"][i].domain == "source"]],
-            d["train_emb"][0][[i for i in idx if d["train"][i].domain == "target"]],
-        )
-        np.testing.assert_allclose(dev.references, bs.backends[sec].references, atol=1e-6)
-        assert dev.threshold == pytest.approx(thr)
+            [d["train_emb"][0][[i for i in idx if d["train"][i].domain == "source"]]],
+            [d["train_emb"][0][[i for i in idx if d["train"][i].domain == "target"]]],
+        ).backend
+        np.testing.assert_array_equal(dev.components[0].references,
+                                      bs.backends[sec].components[0].references)
+        assert dev.threshold == thr
         sel = np.array([c.section_id == sec for c in d["test"]])
         assert np.all(bs.scores[sel & y] > thr) and np.mean(bs.scores[sel & ~y] > thr) < 0.5
 
@@ -141,6 +140,7 @@ def test_evaluate_embeddings_models_ensemble_json_and_plots(tmp_path: Path) -> N
         d["train_emb"], d["train"], d["test_emb"], d["test"], BackendConfig(), tmp_path
     )
     assert set(payload["results"]) == {"model_0", "model_1", "ensemble"}
+    assert payload["system"] == "ensemble"
     assert "== ensemble" in text
     assert text.index("mean +- std") < text.index("== ensemble")
     spread = payload["across_models"]
@@ -164,27 +164,43 @@ def test_evaluate_embeddings_models_ensemble_json_and_plots(tmp_path: Path) -> N
     json.dumps(payload)  # JSON-able as is
 
 
-def test_ensemble_sums_scores_and_thresholds_come_from_summed_normal_scores() -> None:
+def test_ensemble_and_hybrid_are_components_of_one_fit() -> None:
+    """The ensemble is one backend over every model's embeddings, the system adds the
+    classical embedding as one more component; the paper's backend sums raw scores."""
     d = _synthetic(n_models=2, overlap=0.5)
-    parts = [backend_scores(d["train_emb"][k], d["train"], d["test_emb"][k], d["test"])
-             for k in range(2)]
-    ens = ensemble(parts, 90.0)
+    parts = [backend_scores(d["train_emb"][k], d["train"], d["test_emb"][k], d["test"],
+                            PAPER_BACKEND) for k in range(2)]
+    ens = backend_scores(list(d["train_emb"]), d["train"], list(d["test_emb"]), d["test"],
+                         PAPER_BACKEND)
     np.testing.assert_allclose(ens.scores, parts[0].scores + parts[1].scores)
     for sec in ens.thresholds:
         summed = parts[0].normal_scores[sec] + parts[1].normal_scores[sec]
         assert ens.thresholds[sec] == pytest.approx(np.percentile(summed, 90))
+    rng = np.random.default_rng(3)
+    cls = (rng.normal(size=(len(d["train"]), 6)), rng.normal(size=(len(d["test"]), 6)))
+    _, payload = evaluate_embeddings(d["train_emb"], d["train"], d["test_emb"], d["test"],
+                                     plots=False, classical=cls)
+    assert payload["system"] == "system"
+    hybrid = backend_scores([*d["train_emb"], cls[0]], d["train"], [*d["test_emb"], cls[1]],
+                            d["test"])
+    assert payload["results"]["system"]["thresholds"] == pytest.approx(hybrid.thresholds)
 
 
 def test_gmm_and_variant_configs_run() -> None:
     d = _synthetic(overlap=0.2)
-    for cfg in (BackendConfig(method="gmm", n_clusters=2, folds=2),
-                BackendConfig(variant="source"), BackendConfig(variant="sum")):
+    for cfg in (BackendConfig(variant="source"), BackendConfig(variant="sum")):
         bs = backend_scores(d["train_emb"][0], d["train"], d["test_emb"][0], d["test"], cfg)
         assert np.all(np.isfinite(bs.scores))
         assert all(b.threshold == bs.thresholds[s] for s, b in bs.backends.items())
         assert evaluate_scores(d["test"], bs.scores).summary.auc["mixed"] > 0.9, cfg
+    _, payload = evaluate_embeddings(d["train_emb"], d["train"], d["test_emb"], d["test"],
+                                     BackendConfig(n_clusters=2, folds=2), plots=False,
+                                     method="gmm")
+    assert payload["method"] == "gmm"
+    assert payload["results"]["model_0"]["summary"]["auc"]["mixed"] > 0.9
     with pytest.raises(EdgeAgentError, match="method"):
-        BackendConfig(method="svm")
+        evaluate_embeddings(d["train_emb"], d["train"], d["test_emb"], d["test"],
+                            method="svm")
 
 
 def test_backend_scores_needs_training_clips_for_every_test_section() -> None:
@@ -228,7 +244,8 @@ def test_cli_end_to_end_on_trained_run(
     assert "official DCASE 2022 score" in printed
     payload = json.loads(js.read_text())
     results = payload["results"]
-    final = "ensemble" if "ensemble" in results else "model_0"
+    final = payload["system"]
+    assert final == "system"  # the run's model(s) + the classical band statistics
     sections = sorted({c.section_id for c in scan([root]) if c.split == "test"})
     assert [s["section"] for s in results[final]["sections"]] == sections
     auc = results[final]["summary"]["auc"]["mixed"]
@@ -292,7 +309,7 @@ def test_real_dcase_clips_through_evaluate_embedder(tmp_path: Path) -> None:
     assert "not scored: ToyCar_section_00" in text
     test_sections = {c.section_id for c in clips if c.split == "test"}
     assert set(part["thresholds"]) == test_sections  # valve has no test clips: not evaluated
-    assert all(t > 0 for t in part["thresholds"].values())
+    assert all(np.isfinite(t) for t in part["thresholds"].values())
     names = {p.name for p in (tmp_path / "out" / "model_0").iterdir()}
     assert {f"anomaly_score_{s}_test.csv" for s in test_sections} <= names
     assert (tmp_path / "out/model_0/plots/roc_ToyTrain_section_00.png").is_file()

@@ -51,7 +51,8 @@ def test_every_mode_matches_keras_within_its_tolerance(
         b = load_bundle(vdir)
         assert b.manifest["quantization"] == mode
         dev = BundleEmbedder(vdir).embed_clips(test)
-        cos = _cos(dev, ref)
+        assert len(dev) == 2 and dev[1].shape == (12, 106)  # the model, the band statistics
+        cos = _cos(dev[0], ref)
         assert cos.min() >= MIN_COSINE[mode], (mode, cos.min())
         assert cos.mean() >= MEAN_COSINE[mode], (mode, cos.mean())
         sizes[mode] = b.model_path.stat().st_size
@@ -69,12 +70,45 @@ def test_backend_is_refitted_on_the_exported_models_embeddings(
     for sec in b.sections:
         src = [c for c in train if c.section_id == sec and c.domain == "source"]
         tgt = [c for c in train if c.section_id == sec and c.domain == "target"]
-        want = fit_section(emb.embed_clips(src), emb.embed_clips(tgt))
+        want = fit_section(emb.embed_clips(src), emb.embed_clips(tgt), b.backend_config).backend
         got = b.backend(sec)
-        assert got.n_source == want.n_source
-        assert np.allclose(got.references, want.references, atol=1e-5)
+        for g, w in zip(got.components, want.components, strict=True):
+            assert g.n_source == w.n_source
+            assert np.allclose(g.references, w.references, atol=1e-5)
+            assert (g.mean, g.std) == pytest.approx((w.mean, w.std), abs=1e-5)
         assert got.threshold == pytest.approx(want.threshold, abs=1e-5)
     assert b.sections == sorted({c.section_id for c in train})
+
+
+def test_an_ensemble_exports_every_model_and_scores_their_fused_scores(
+    synth_root: Path, tmp_path: Path, clips: list[Clip]
+) -> None:
+    """Two models + the band statistics: three components, each scored and standardised on
+    its own, the sum thresholded; `--model` picks members, `--no-classical` drops the bands."""
+    from edge_agent.scorer import Scorer
+    from model_build.model import ModelConfig
+    from model_build.train import TrainConfig, train_run
+
+    run = train_run([synth_root], tmp_path / "run", ModelConfig(width=0.25),
+                    TrainConfig(epochs=1, batch_size=8, runs=2, verbose=False))
+    vdir = export_run(run, tmp_path / "bundle")
+    b = load_bundle(vdir)
+    assert [c["kind"] for c in b.components] == ["model", "model", "bands"]
+    assert b.model_files == ["model_0.tflite", "model_1.tflite"]
+    scorer = Scorer.from_bundle(vdir)
+    test = [c for c in clips if c.split == "test"][:3]
+    sec = test[0].section_id
+    for c in test:
+        wave = load_clip(c.path)
+        emb = scorer.embed(wave)
+        parts = b.backend(sec).component_scores(list(emb))
+        assert scorer.score(wave, sec).score == pytest.approx(float(sum(p[0] for p in parts)))
+    one = load_bundle(export_run(run, tmp_path / "one", models=[1], classical=False))
+    assert [c["kind"] for c in one.components] == ["model"]
+    assert one.manifest["training"]["models"] == [1]
+    wave = load_clip(test[0].path)
+    np.testing.assert_allclose(Scorer.from_bundle(one.path).embed(wave)[0],
+                               scorer.embed(wave)[1], atol=1e-5)  # the same member
 
 
 def test_cli_adds_a_version_and_rejects_bad_modes(

@@ -62,7 +62,9 @@ def test_real_dcase_clips_score_through_the_device_path(
     assert code == 0 and len(rows) == len(files)
     for f, r in zip(files, rows, strict=True):
         assert r["section"] == f"{f.name.split('_')[0]}_section_00"
-        assert np.isfinite(r["score"]) and 0.0 <= r["score"] <= 2.0
+        # standardised fused score: finite, and the decision is score > threshold
+        assert np.isfinite(r["score"]) and np.isfinite(r["threshold"])
+        assert r["anomalous"] == (r["score"] > r["threshold"])
 
 
 def test_wav_files_expand_folders_and_reject_missing(tmp_path: Path) -> None:

@@ -1,0 +1,204 @@
+"""The GMM backend of the paper's Table 6 ablation (training side only).
+
+A Gaussian mixture (16 components, full covariance, 1e-3 added to the diagonal) on the
+L2-normalised embeddings of a section; score = negative log-likelihood. The paper found the
+cosine backend better; this exists to rerun that comparison (`model-build evaluate --method
+gmm`). It lives in model_build because the device never uses it, and its `scipy.linalg`
+import would cost the scoring process memory for nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from edge_agent.backend import (
+    BackendConfig,
+    BackendError,
+    FloatArray,
+    as_matrix,
+    check_percentile,
+    cross_fit_scores,
+    kmeans,
+    l2_normalise,
+    sq_dists,
+)
+
+from .data import Clip
+
+if TYPE_CHECKING:
+    from .evaluate import BackendScores
+
+
+@dataclass(frozen=True)
+class GmmBackend:
+    """Gaussian mixture on L2-normalised embeddings; score = negative log-likelihood."""
+
+    weights: NDArray[np.float64]  # (K,)
+    means: NDArray[np.float64]  # (K, D)
+    precision_chol: NDArray[np.float64]  # (K, D, D) upper-triangular Cholesky of the precision
+    threshold: float
+
+    def score(self, emb: FloatArray) -> NDArray[np.float64]:
+        return -_gmm_log_prob(l2_normalise(as_matrix(np.atleast_2d(emb), "embeddings")), self)
+
+    def to_dict(self) -> dict[str, NDArray[Any]]:
+        return {
+            "weights": self.weights,
+            "means": self.means,
+            "precision_chol": self.precision_chol,
+            "threshold": np.asarray(self.threshold),
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> GmmBackend:
+        try:
+            return cls(
+                np.asarray(d["weights"], dtype=np.float64),
+                np.asarray(d["means"], dtype=np.float64),
+                np.asarray(d["precision_chol"], dtype=np.float64),
+                float(np.asarray(d["threshold"])),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BackendError(
+                f"gmm backend: expected weights, means, precision_chol ({exc})"
+            ) from None
+
+
+def _component_log_prob(x: NDArray[np.float64], g: GmmBackend) -> NDArray[np.float64]:
+    n, d = x.shape
+    out = np.empty((n, len(g.weights)))
+    for k in range(len(g.weights)):
+        y = (x - g.means[k]) @ g.precision_chol[k]
+        logdet = np.log(np.diag(g.precision_chol[k])).sum()
+        out[:, k] = -0.5 * (d * np.log(2 * np.pi) + (y * y).sum(1)) + logdet
+    return out + np.log(g.weights)[None, :]
+
+
+def _logsumexp(a: NDArray[np.float64]) -> NDArray[np.float64]:
+    """log(sum(exp(a), axis=1)) without overflow (numpy only: scipy.special costs ~30 MB)."""
+    m = a.max(axis=1, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0.0)
+    return np.asarray(np.log(np.exp(a - m).sum(axis=1)) + m[:, 0])
+
+
+def _gmm_log_prob(x: FloatArray, g: GmmBackend) -> NDArray[np.float64]:
+    return _logsumexp(_component_log_prob(np.asarray(x, np.float64), g))
+
+
+def _m_step(
+    x: NDArray[np.float64], resp: NDArray[np.float64], reg: float
+) -> GmmBackend:
+    import scipy.linalg  # the GMM ablation only: a scoring device never pays for it
+
+    nk = resp.sum(0) + 10 * np.finfo(float).eps
+    means = (resp.T @ x) / nk[:, None]
+    d = x.shape[1]
+    chols = np.empty((len(nk), d, d))
+    for k in range(len(nk)):
+        diff = x - means[k]
+        cov = (resp[:, k, None] * diff).T @ diff / nk[k]
+        cov.flat[:: d + 1] += reg
+        c = scipy.linalg.cholesky(cov, lower=True)
+        chols[k] = scipy.linalg.solve_triangular(c, np.eye(d), lower=True).T
+    return GmmBackend(nk / nk.sum(), means, chols, float("nan"))
+
+
+def fit_gmm(
+    emb: FloatArray,
+    n_components: int = 16,
+    reg: float = 1e-3,
+    seed: int = 0,
+    iters: int = 30,
+    tol: float = 1e-3,
+) -> GmmBackend:
+    """EM for a full-covariance GMM, initialised from k-means (threshold left as NaN)."""
+    x = l2_normalise(as_matrix(emb, "gmm input")).astype(np.float64)
+    if x.shape[0] == 0:
+        raise BackendError("gmm input: no embeddings")
+    centres = kmeans(x, n_components, seed=seed, n_init=1).astype(np.float64)
+    resp = np.zeros((x.shape[0], centres.shape[0]))
+    resp[np.arange(x.shape[0]), sq_dists(x, centres).argmin(1)] = 1.0
+    g = _m_step(x, resp, reg)
+    prev = -np.inf
+    for _ in range(iters):
+        lp = _component_log_prob(x, g)
+        norm = _logsumexp(lp)
+        ll = float(norm.mean())
+        resp = np.exp(lp - norm[:, None])
+        g = _m_step(x, resp, reg)
+        if abs(ll - prev) < tol:
+            break
+        prev = ll
+    return g
+
+
+def fit_gmm_section(
+    source_emb: FloatArray,
+    target_emb: FloatArray,
+    n_components: int = 16,
+    seed: int = 0,
+    percentile: float = 90.0,
+    folds: int = 5,
+    reg: float = 1e-3,
+) -> GmmBackend:
+    """GMM on all normal training embeddings of a section; threshold by cross-fitting."""
+    check_percentile(percentile)
+    src = as_matrix(source_emb, "source embeddings")
+    tgt = as_matrix(target_emb, "target embeddings", src.shape[1] if src.shape[0] else None)
+    both = np.concatenate([src.reshape(-1, tgt.shape[1]) if not src.shape[0] else src,
+                           tgt.reshape(-1, src.shape[1]) if not tgt.shape[0] else tgt])
+    g = fit_gmm(both, n_components, reg, seed)
+
+    def fit_score(
+        s: NDArray[np.float64], t: NDArray[np.float64], held: NDArray[np.float64]
+    ) -> FloatArray:
+        return fit_gmm(np.concatenate([s, t]), n_components, reg, seed).score(held)
+
+    thr = (
+        float(np.percentile(cross_fit_scores(src, tgt, fit_score, folds, seed), percentile))
+        if both.shape[0] >= 2
+        else float("inf")
+    )
+    return GmmBackend(g.weights, g.means, g.precision_chol, thr)
+
+
+def gmm_scores(
+    train_embs: Sequence[NDArray[Any]],
+    train_clips: Sequence[Clip],
+    test_embs: Sequence[NDArray[Any]],
+    test_clips: Sequence[Clip],
+    config: BackendConfig,
+) -> BackendScores:
+    """`evaluate.backend_scores` with the GMM backend per component; several components
+    (an ensemble) are summed raw, as the paper sums its models' scores."""
+    from .evaluate import BackendScores, _groups, section_rows
+
+    scores = np.zeros(len(test_clips))
+    thresholds: dict[str, float] = {}
+    normal: dict[str, NDArray[np.float64]] = {}
+    backends: dict[str, Any] = {}
+    for sec, t_idx in sorted(_groups(test_clips).items()):
+        src, tgt = section_rows(train_clips, sec)
+        if len(src) + len(tgt) == 0:
+            raise BackendError(f"{sec}: test clips but no training clips to fit a backend on")
+        held = np.zeros(len(src) + len(tgt))
+        for tr, te in zip(train_embs, test_embs, strict=True):
+            g = fit_gmm_section(tr[src], tr[tgt], config.n_clusters, config.seed,
+                                config.percentile, config.folds)
+            scores[t_idx] += g.score(te[t_idx])
+            backends.setdefault(sec, []).append(g)
+
+            def fit_score(s: Any, t: Any, h: Any) -> Any:
+                return fit_gmm(np.concatenate([s, t]), config.n_clusters, seed=config.seed).score(h)
+
+            if len(src) + len(tgt) >= 2:
+                held += cross_fit_scores(tr[src], tr[tgt], fit_score, config.folds, config.seed)
+        normal[sec] = held
+        thresholds[sec] = (float(np.percentile(held, config.percentile))
+                           if len(src) + len(tgt) >= 2 else float("inf"))
+    return BackendScores(scores, thresholds, normal, backends)
