@@ -15,10 +15,11 @@ Layout (format version 2)::
 
 The manifest's `components` list says what embeds a window, in the backend's component
 order: `{"kind": "model", "file": "model_0.tflite", "inputs": [...], "input_order": [...],
-"dim": 256}` for a TFLite model, `{"kind": "bands", "bands": 64, "dim": 106}` for the
-classical band statistics (edge_agent.classical). `backend` holds the `BackendConfig` that
-calibrate and enrol refit with. Format 1 bundles (one `model.tflite`, the paper's backend)
-are still read: they load as one model component.
+"dim": 256}` for a TFLite model, `{"kind": "bands", "bands": 64, "dim": 106}` and
+`{"kind": "rhythm", "ranges_hz": [[50, 500], ...], "max_lag_s": 4.0, "dim": 500}` for the
+classical band statistics and rhythm (edge_agent.classical). `backend` holds the
+`BackendConfig` that calibrate and enrol refit with. Format 1 bundles (one `model.tflite`,
+the paper's backend) are still read: they load as one model component.
 
 Why versions: `edge-agent calibrate` refits the backend on site and must be able to roll back.
 A version directory is written complete under `versions/.tmp-*` and renamed into place (an
@@ -47,6 +48,7 @@ from typing import Any
 import numpy as np
 
 from .backend import PAPER_BACKEND, BackendConfig, BackendError, SectionBackend
+from .classical import classical_feature
 from .errors import BundleError
 from .frontend import FrontendSpec
 
@@ -56,7 +58,7 @@ READABLE_FORMATS = (1, 2)
 MANIFEST = "manifest.json"
 MODEL = "model.tflite"  # format 1's single model
 BACKEND = "backend.npz"
-COMPONENT_KINDS = ("model", "bands")
+COMPONENT_KINDS = ("model", "bands", "rhythm")
 CURRENT = "current"
 VERSIONS = "versions"
 QUANTIZE_MODES = ("float32", "float16", "dynamic", "int8")
@@ -317,8 +319,11 @@ def check_components(components: Any, model_files: set[str], where: str) -> None
                 if key not in c:
                     raise BundleError(f"{where}: components[{i}]: missing field {key!r}")
             named.append(str(c["file"]))
-        elif not isinstance(c.get("bands"), int) or c["bands"] < 1:
-            raise BundleError(f"{where}: components[{i}].bands: expected an integer >= 1")
+        else:
+            try:
+                classical_feature(c, FrontendSpec())
+            except ValueError as exc:
+                raise BundleError(f"{where}: components[{i}].{exc}") from None
     if not named:
         raise BundleError(f"{where}: components: expected at least one model")
     if sorted(named) != sorted(model_files):

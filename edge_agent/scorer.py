@@ -5,8 +5,8 @@ and `export`'s backend refit all go through it, so a bundle's thresholds are on 
 scale as the scores the device computes.
 
 A window is embedded once per component of the bundle (edge_agent.bundle): each TFLite model
-of the ensemble, and the classical band statistics. The |STFT| is computed once per window
-and shared by the spectrogram input and the band statistics.
+of the ensemble, and the classical band statistics and rhythm. The |STFT| is computed once
+per window and shared by the spectrogram input and the classical features.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from numpy.typing import NDArray
 
 from .backend import l2_normalise
 from .bundle import Bundle, load_bundle
-from .classical import band_edges, band_stats_from_magnitude
+from .classical import ClassicalFeature, classical_feature
 from .embedder import Embedder, Runtime
 from .errors import BundleError
 from .frontend import FrontendSpec, spectrum, stft_magnitude, temporal_normalise
@@ -71,15 +71,15 @@ def embed_window(embedder: Embedder, wave: NDArray[Any], spec: FrontendSpec) -> 
     return l2_normalise(embedder.embed(*feats)[None])[0]
 
 
-class BandsEmbedder:
-    """The classical component: band statistics of the window's |STFT|."""
+class ClassicalEmbedder:
+    """A classical component (band statistics, rhythm): a function of the window's |STFT|."""
 
-    def __init__(self, spec: FrontendSpec, bands: int) -> None:
-        self.edges = band_edges(spec, bands)
-        self.dim = 2 * (len(self.edges) - 1)
+    def __init__(self, feature: ClassicalFeature) -> None:
+        self.feature = feature
+        self.dim = feature.dim
 
     def embed_features(self, feats: WindowFeatures) -> NDArray[np.float32]:
-        return band_stats_from_magnitude(feats.magnitude, self.edges)
+        return self.feature.fn(feats.magnitude)
 
 
 class ModelEmbedder:
@@ -94,7 +94,7 @@ class ModelEmbedder:
         return l2_normalise(out[None])[0]
 
 
-ComponentEmbedder = BandsEmbedder | ModelEmbedder
+ComponentEmbedder = ClassicalEmbedder | ModelEmbedder
 
 
 def stack_embeddings(embs: Sequence[WindowEmbedding], dims: Sequence[int]) -> list[
@@ -153,8 +153,11 @@ class Scorer:
         bundle = load_bundle(path, verify=verify)
         comps: list[ComponentEmbedder] = []
         for c in bundle.components:
-            if c["kind"] == "bands":
-                comps.append(BandsEmbedder(bundle.spec, int(c["bands"])))
+            if c["kind"] != "model":
+                try:
+                    comps.append(ClassicalEmbedder(classical_feature(c, bundle.spec)))
+                except ValueError as exc:
+                    raise BundleError(f"{bundle.path}: components: {exc}") from None
                 continue
             names = list(c["input_order"])
             unknown = [n for n in names if n not in FEATURES]

@@ -25,8 +25,8 @@ from numpy.typing import NDArray
 
 from edge_agent.audio import load_clip
 from edge_agent.backend import PAPER_BACKEND, fit_section
-from edge_agent.classical import DEFAULT_BANDS, band_edges, band_stats
-from edge_agent.frontend import DEFAULT_SPEC, FrontendSpec, spectrogram
+from edge_agent.classical import DEFAULT_CLASSICAL, classical_features
+from edge_agent.frontend import DEFAULT_SPEC, FrontendSpec, spectrogram, stft_magnitude
 
 from .data import Clip, scan
 
@@ -56,18 +56,23 @@ class BaselineEmbedder:
 
 
 @dataclass(frozen=True)
-class BandsEmbedder:
-    """The classical component of the shipped system (edge_agent.classical, the very code the
-    device runs) as a clip embedder for model_build.evaluate."""
+class ClassicalEmbedder:
+    """The classical components of the shipped system (edge_agent.classical, the very code the
+    device runs) as a clip embedder for model_build.evaluate: one (N, D_i) array per
+    component."""
 
     spec: FrontendSpec = DEFAULT_SPEC
-    bands: int = DEFAULT_BANDS
+    entries: tuple[dict[str, Any], ...] = DEFAULT_CLASSICAL
 
-    def embed_clips(self, clips: Sequence[Clip]) -> NDArray[np.float32]:
-        if not clips:
-            return np.zeros((0, 2 * (len(band_edges(self.spec, self.bands)) - 1)), np.float32)
-        return np.stack([band_stats(load_clip(c.path, self.spec), self.spec, self.bands)
-                         for c in clips])
+    def embed_clips(self, clips: Sequence[Clip]) -> list[NDArray[np.float32]]:
+        feats = classical_features(self.spec, self.entries)
+        rows: list[list[NDArray[np.float32]]] = [[] for _ in feats]
+        for c in clips:
+            mag = stft_magnitude(load_clip(c.path, self.spec), self.spec)
+            for row, f in zip(rows, feats, strict=True):
+                row.append(f.fn(mag))
+        return [np.stack(r) if r else np.zeros((0, f.dim), np.float32)
+                for r, f in zip(rows, feats, strict=True)]
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,8 @@ The pipeline is split so every scorer in the project is judged by the same code:
 * `backend_scores` fits one section backend per section with `edge_agent.backend.fit_section`
   (THE fit: export and the device's calibrate/enrol call it too, so the threshold reported
   here is the one a bundle ships) on the training embeddings of one or more components (the
-  models of an ensemble, the classical band statistics), and scores the test embeddings;
+  models of an ensemble, the classical band statistics and rhythm), and scores the test
+  embeddings;
 * `evaluate_scores` is pure: test clip records + one score per clip -> per-section AUC/pAUC
   (paper view and official DCASE 2022 view, see model_build.metrics) and harmonic means.
   The classical baseline and the device path (TFLite) call it with their own scores;
@@ -13,7 +14,7 @@ The pipeline is split so every scorer in the project is judged by the same code:
 
 Scorers a run is reported as: every model alone, the ensemble of all models (the paper,
 section 4: scores summed; here standardised first), and the system as exported: the models
-plus the classical band statistics (`classical=True`, the default).
+plus the classical components (`classical=True`, the default).
 """
 
 from __future__ import annotations
@@ -273,17 +274,15 @@ def write_json(path: Path, payload: Mapping[str, Any]) -> None:
     path.write_text(json.dumps(_finite(dict(payload)), indent=2, sort_keys=False) + "\n")
 
 
-def scorer_parts(
-    n_models: int, classical: bool
-) -> list[tuple[str, list[int]]]:
+def scorer_parts(n_models: int, n_classical: int) -> list[tuple[str, list[int]]]:
     """(name, component indices) of every scorer a run is reported as: each model alone, the
-    ensemble when there are several, and the hybrid with the band statistics (component index
-    `n_models`) when `classical`. The last one is the system `export` ships."""
+    ensemble when there are several, and the hybrid with the classical components (indices
+    `n_models`...) when there are any. The last one is the system `export` ships."""
     parts = [(f"model_{k}", [k]) for k in range(n_models)]
     if n_models > 1:
         parts.append(("ensemble", list(range(n_models))))
-    if classical:
-        parts.append(("system", [*range(n_models), n_models]))
+    if n_classical:
+        parts.append(("system", list(range(n_models + n_classical))))
     return parts
 
 
@@ -295,22 +294,25 @@ def evaluate_embeddings(
     config: BackendConfig = BackendConfig(),
     out_dir: Path | None = None,
     plots: bool = True,
-    classical: tuple[NDArray[Any], NDArray[Any]] | None = None,
+    classical: tuple[Sequence[NDArray[Any]], Sequence[NDArray[Any]]] | None = None,
     method: str = "cosine",
 ) -> tuple[str, dict[str, Any]]:
     """(printable tables, JSON dict) for (n_models, N, D) embeddings: each model, the
-    ensemble, and with `classical` = (train, test) band statistics, the hybrid system."""
+    ensemble, and with `classical` = (train, test) lists of classical embeddings (one (N, D_i)
+    array per classical component), the hybrid system."""
     if method not in METHODS:
         raise EdgeAgentError(f"--method: expected one of {METHODS}, got {method!r}")
     tr, te = np.asarray(train_emb), np.asarray(test_emb)
     if tr.ndim == 2:
         tr, te = tr[None], te[None]
     comps_tr, comps_te = list(tr), list(te)
-    if classical is not None:
-        comps_tr.append(np.asarray(classical[0]))
-        comps_te.append(np.asarray(classical[1]))
+    n_classical = 0
+    if classical is not None and method == "cosine":
+        comps_tr += [np.asarray(c) for c in classical[0]]
+        comps_te += [np.asarray(c) for c in classical[1]]
+        n_classical = len(classical[0])
     named: list[tuple[str, BackendScores]] = []
-    for name, idx in scorer_parts(len(tr), classical is not None and method == "cosine"):
+    for name, idx in scorer_parts(len(tr), n_classical):
         if method == "gmm":
             from .gmm import gmm_scores
 
@@ -372,9 +374,9 @@ def format_spread(spread: Mapping[str, Mapping[str, float | None]]) -> str:
 
 class ClipEmbedder(Protocol):
     """Anything that embeds clips: a trained run (model_build.runs.Run), the classical baseline,
-    the exported TFLite model. Returns (n_models, N, D) or (N, D)."""
+    the exported bundle. Returns (n_models, N, D), (N, D) or one (N, D_i) per component."""
 
-    def embed_clips(self, clips: Sequence[Clip]) -> NDArray[Any]: ...
+    def embed_clips(self, clips: Sequence[Clip]) -> NDArray[Any] | list[NDArray[Any]]: ...
 
 
 def split_clips(clips: Sequence[Clip]) -> tuple[list[Clip], list[Clip]]:
@@ -400,8 +402,20 @@ def evaluate_embedder(
     `evaluate_embeddings`."""
     train, test = split_clips(clips)
     tr, te = embedder.embed_clips(train), embedder.embed_clips(test)
-    cls = (classical.embed_clips(train), classical.embed_clips(test)) if classical else None
-    return evaluate_embeddings(tr, train, te, test, config, out_dir, plots, cls, method)
+    if isinstance(tr, list):  # an exported bundle: its components are ONE scorer
+        bs = backend_scores(tr, train, list(te), test, config)
+        ev, part = write_report("system", test, bs.scores, bs.thresholds, out_dir, plots)
+        return format_table(ev, "system"), {
+            "method": method, "backend": config.to_dict(), "results": {"system": part},
+            "system": "system",
+        }
+    cls = None
+    if classical is not None:
+        c_tr, c_te = classical.embed_clips(train), classical.embed_clips(test)
+        cls = (list(c_tr) if isinstance(c_tr, list) else [c_tr],
+               list(c_te) if isinstance(c_te, list) else [c_te])
+    return evaluate_embeddings(np.asarray(tr), train, np.asarray(te), test, config, out_dir,
+                               plots, cls, method)
 
 
 def evaluate_cmd(
@@ -416,8 +430,8 @@ def evaluate_cmd(
         "default", help="Backend: default (k-NN + local density) or paper (k-means + targets)."
     ),
     classical: bool = typer.Option(
-        True, help="Also report the system with the classical band statistics (what export "
-        "ships by default)."
+        True, help="Also report the system with the classical components (what export ships "
+        "by default)."
     ),
     method: str = typer.Option("cosine", help="Ablation: cosine backend or gmm (Table 6)."),
     variant: str = typer.Option("joint", help="Cosine references: joint, source, target, sum."),
@@ -438,12 +452,12 @@ def evaluate_cmd(
     config = replace(BACKENDS[backend], percentile=percentile, variant=variant)  # type: ignore[arg-type]
     clips = scan(data)  # cheap checks first: a bad root fails before TensorFlow loads
     split_clips(clips)
-    from .baseline import BandsEmbedder
+    from .baseline import ClassicalEmbedder
     from .runs import load_run  # imports TensorFlow: only here
 
     r = load_run(run)
     text, payload = evaluate_embedder(
-        r, clips, config, out, plots, BandsEmbedder(r.spec) if classical else None, method
+        r, clips, config, out, plots, ClassicalEmbedder(r.spec) if classical else None, method
     )
     payload = {"run": str(run), "data": [str(d) for d in data], **payload}
     print(text)

@@ -8,8 +8,8 @@ Steps (each a function, so tests and benchmarks reuse them):
    dynamic (int8 weights, float activations); int8 (int8 weights AND activations, calibrated
    on real training features of both domains, float input/output tensors).
 2. `refit_backends`: the exported bundle itself (the device's `Scorer`: numpy frontend, every
-   TFLite model, the classical band statistics) embeds the training clips, and every section
-   is fitted on THOSE embeddings with `edge_agent.backend.fit_section` (the fit evaluate and
+   TFLite model, the classical band statistics and rhythm) embeds the training clips, and every
+   section is fitted on THOSE embeddings with `edge_agent.backend.fit_section` (the fit evaluate and
    the device's calibrate/enrol use too), so the device's scores and thresholds are on one
    scale whatever the quantisation did.
 3. `edge_agent.bundle.write_bundle` writes a new version atomically.
@@ -30,7 +30,7 @@ from numpy.typing import NDArray
 from edge_agent.audio import load_clip
 from edge_agent.backend import BackendConfig, SectionBackend, fit_section
 from edge_agent.bundle import QUANTIZE_MODES, write_bundle
-from edge_agent.classical import DEFAULT_BANDS, band_edges
+from edge_agent.classical import classical_features
 from edge_agent.embedder import Embedder
 from edge_agent.errors import EdgeAgentError
 from edge_agent.frontend import DEFAULT_SPEC, FrontendSpec, spectrogram, spectrum
@@ -156,7 +156,8 @@ def export_models(
 ) -> Path:
     """Convert every model, refit the backends on the device path, write a new bundle version.
 
-    Components: one per model (`model_<k>.tflite`), then the band statistics when `classical`.
+    Components: one per model (`model_<k>.tflite`), then the classical band statistics and
+    rhythm (edge_agent.classical.DEFAULT_CLASSICAL) when `classical`.
     """
     from edge_agent.scorer import Scorer
 
@@ -170,8 +171,7 @@ def export_models(
             comps.append({"kind": "model", "file": name, "inputs": emb.layout,
                           "input_order": input_names(m), "dim": emb.dim})
         if classical:
-            edges = band_edges(spec, DEFAULT_BANDS)
-            comps.append({"kind": "bands", "bands": DEFAULT_BANDS, "dim": 2 * (len(edges) - 1)})
+            comps += [f.entry for f in classical_features(spec)]
         manifest = {
             "frontend": spec.to_dict(),
             "components": comps,
@@ -269,7 +269,7 @@ def export_cmd(
         "default", help="Backend: default (k-NN + local density) or paper (k-means + targets)."
     ),
     classical: bool = typer.Option(
-        True, help="Add the classical band statistics as a component (the hybrid system)."
+        True, help="Add the classical band statistics and rhythm as components (the hybrid)."
     ),
 ) -> None:
     """Export a trained run as a TFLite bundle; the backend is refitted on the device path."""

@@ -51,12 +51,12 @@ def test_loaded_bundle_describes_itself(bundle_dir: Path) -> None:
     m = b.manifest
     assert m["format_version"] == 2
     assert m["quantization"] in ("float32", "float16", "dynamic", "int8")
-    assert [c["kind"] for c in b.components] == ["model", "bands"]
+    assert [c["kind"] for c in b.components] == ["model", "bands", "rhythm"]
     assert b.model_files == [MODEL0] and b.model_path == b.path / MODEL0
     assert b.input_names == ["spectrogram", "spectrum"]
     assert b.input_shapes == {"spectrogram": [1, 311, 513, 1], "spectrum": [1, 80000, 1]}
     assert sorted(e["index"] for e in b.components[0]["inputs"]) == [0, 1]
-    assert b.components[0]["dim"] == 256 and b.components[1]["dim"] == 106
+    assert [c["dim"] for c in b.components] == [256, 106, 500]
     assert m["class_names"] and m["training"]["n_train_clips"] > 0
     assert b.backend_config == BackendConfig()
     assert set(m["files"]) == {MODEL0, BACKEND}
@@ -64,7 +64,7 @@ def test_loaded_bundle_describes_itself(bundle_dir: Path) -> None:
     assert b.sections == sorted(b.backends) and len(b.sections) >= 2
     for s in b.sections:
         bk = b.backend(s)
-        assert len(bk.components) == 2 and bk.fusion == "sum"
+        assert len(bk.components) == 3 and bk.fusion == "sum"
         for c in bk.components:
             assert np.allclose(np.linalg.norm(c.references, axis=1), 1.0, atol=1e-5)
             assert np.all(c.density > 0) and c.std > 0

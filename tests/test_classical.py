@@ -7,7 +7,16 @@ from itertools import pairwise
 import numpy as np
 import pytest
 
-from edge_agent.classical import band_edges, band_stats, band_stats_from_magnitude
+from edge_agent.classical import (
+    DEFAULT_CLASSICAL,
+    band_edges,
+    band_stats,
+    band_stats_from_magnitude,
+    classical_feature,
+    classical_features,
+    rhythm,
+    rhythm_bins,
+)
 from edge_agent.frontend import DEFAULT_SPEC, stft_magnitude
 
 T = np.arange(160_000) / 16_000
@@ -64,3 +73,45 @@ def test_silence_gives_finite_features_and_magnitude_input_is_shared() -> None:
         band_stats(x, DEFAULT_SPEC),
         band_stats_from_magnitude(stft_magnitude(x, DEFAULT_SPEC), band_edges(DEFAULT_SPEC)),
     )
+
+
+def _clicks(period_s: float, jitter_s: float = 0.0, seed: int = 0) -> np.ndarray:
+    """Clicks (2 kHz bursts) every `period_s` seconds over low noise, optionally jittered."""
+    rng = np.random.default_rng(seed)
+    x = 0.001 * rng.standard_normal(160_000)
+    t = 0.1
+    while t < 9.9:
+        i = int((t + rng.normal(0, jitter_s)) * 16_000) if jitter_s else int(t * 16_000)
+        i = max(0, min(i, 160_000 - 800))
+        x[i:i + 800] += np.sin(2 * np.pi * 2000 * np.arange(800) / 16_000) * np.hanning(800)
+        t += period_s
+    return x.astype(np.float32)
+
+
+def test_rhythm_peaks_at_the_cycle_period_and_irregular_cycles_lower_the_peaks() -> None:
+    lags = 125
+    r = rhythm(_clicks(0.8), DEFAULT_SPEC)
+    assert r.shape == (4 * lags,)
+    mid = r[lags:2 * lags]  # 500-2000 Hz holds the 2 kHz click's energy (its lower half)
+    period_frames = round(0.8 * 16_000 / 512)  # 25
+    peak = int(np.argmax(mid[10:40])) + 10 + 1  # lag index -> lag in frames
+    assert abs(peak - period_frames) <= 1
+    jittered = rhythm(_clicks(0.8, jitter_s=0.08), DEFAULT_SPEC)[lags:2 * lags]
+    assert jittered[3 * period_frames - 1] < mid[3 * period_frames - 1] - 0.2
+    assert rhythm_bins(DEFAULT_SPEC, [[50, 500]]) == [(3, 32)]
+
+
+def test_classical_entries_validate_and_describe_their_dims() -> None:
+    feats = classical_features(DEFAULT_SPEC)
+    assert [f.entry["kind"] for f in feats] == [e["kind"] for e in DEFAULT_CLASSICAL]
+    assert [f.dim for f in feats] == [106, 500]
+    x = np.random.default_rng(4).standard_normal(160_000).astype(np.float32)
+    mag = stft_magnitude(x, DEFAULT_SPEC)
+    np.testing.assert_array_equal(feats[1].fn(mag), rhythm(x, DEFAULT_SPEC))
+    for bad, field in [({"kind": "bands", "bands": 0}, "bands"),
+                       ({"kind": "rhythm", "ranges_hz": [[5, 1]], "max_lag_s": 4}, "ranges_hz"),
+                       ({"kind": "rhythm", "ranges_hz": [[5, 10]], "max_lag_s": -1},
+                        "max_lag_s"),
+                       ({"kind": "mfcc"}, "kind")]:
+        with pytest.raises(ValueError, match=field):
+            classical_feature(bad, DEFAULT_SPEC)

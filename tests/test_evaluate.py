@@ -179,7 +179,7 @@ def test_ensemble_and_hybrid_are_components_of_one_fit() -> None:
     rng = np.random.default_rng(3)
     cls = (rng.normal(size=(len(d["train"]), 6)), rng.normal(size=(len(d["test"]), 6)))
     _, payload = evaluate_embeddings(d["train_emb"], d["train"], d["test_emb"], d["test"],
-                                     plots=False, classical=cls)
+                                     plots=False, classical=([cls[0]], [cls[1]]))
     assert payload["system"] == "system"
     hybrid = backend_scores([*d["train_emb"], cls[0]], d["train"], [*d["test_emb"], cls[1]],
                             d["test"])

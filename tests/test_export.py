@@ -51,7 +51,8 @@ def test_every_mode_matches_keras_within_its_tolerance(
         b = load_bundle(vdir)
         assert b.manifest["quantization"] == mode
         dev = BundleEmbedder(vdir).embed_clips(test)
-        assert len(dev) == 2 and dev[1].shape == (12, 106)  # the model, the band statistics
+        # the model, the band statistics, the rhythm
+        assert [d.shape for d in dev] == [(12, 256), (12, 106), (12, 500)]
         cos = _cos(dev[0], ref)
         assert cos.min() >= MIN_COSINE[mode], (mode, cos.min())
         assert cos.mean() >= MEAN_COSINE[mode], (mode, cos.mean())
@@ -83,8 +84,9 @@ def test_backend_is_refitted_on_the_exported_models_embeddings(
 def test_an_ensemble_exports_every_model_and_scores_their_fused_scores(
     synth_root: Path, tmp_path: Path, clips: list[Clip]
 ) -> None:
-    """Two models + the band statistics: three components, each scored and standardised on
-    its own, the sum thresholded; `--model` picks members, `--no-classical` drops the bands."""
+    """Two models + band statistics + rhythm: four components, each scored and standardised
+    on its own, the sum thresholded; `--model` picks members, `--no-classical` drops the
+    classical ones."""
     from edge_agent.scorer import Scorer
     from model_build.model import ModelConfig
     from model_build.train import TrainConfig, train_run
@@ -93,7 +95,7 @@ def test_an_ensemble_exports_every_model_and_scores_their_fused_scores(
                     TrainConfig(epochs=1, batch_size=8, runs=2, verbose=False))
     vdir = export_run(run, tmp_path / "bundle")
     b = load_bundle(vdir)
-    assert [c["kind"] for c in b.components] == ["model", "model", "bands"]
+    assert [c["kind"] for c in b.components] == ["model", "model", "bands", "rhythm"]
     assert b.model_files == ["model_0.tflite", "model_1.tflite"]
     scorer = Scorer.from_bundle(vdir)
     test = [c for c in clips if c.split == "test"][:3]
