@@ -2,13 +2,15 @@
 
     nice .venv/bin/python benchmarks/device_latency.py --bundles DIR [--run RUN] [--windows 60]
 
-DIR holds one bundle per quantisation mode (DIR/<mode>/, as benchmarks/quantization.py --out
-writes them). Every measurement runs in its own child process so that peak RSS
+DIR holds one bundle per subfolder (DIR/<name>/: a quantisation mode as
+benchmarks/quantization.py --out writes them, or any bundles to compare, e.g. ensembles of
+different sizes). Every measurement runs in its own child process so that peak RSS
 (`ru_maxrss`) is that of a process that only scores: TFLite children import edge_agent only
 (no TensorFlow), the Keras child imports TensorFlow and the run. Per window: numpy frontend
-(framed pocketfft STFT + full-clip FFT, edge_agent/fft.py), inference, backend (L2 norm + min
-cosine distance); median and p95 over `--windows` windows after 3 warm-up windows, for 1 and
-2 threads.
+(framed pocketfft STFT + full-clip FFT, edge_agent/fft.py), inference of every model,
+classical components (band statistics, rhythm), backend (every component's references,
+densities, normalisers, fusion); median and p95 over `--windows` windows after 3 warm-up
+windows, for 1 and 2 threads.
 """
 
 from __future__ import annotations
@@ -23,8 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-MODES = ("float32", "float16", "dynamic", "int8")
 
 
 def _windows(n: int) -> Iterator[np.ndarray]:
@@ -46,30 +46,41 @@ def _rss_mb() -> float:
 
 
 def child_tflite(bundle: str, threads: int, n: int) -> dict[str, Any]:
-    from edge_agent.backend import l2_normalise
-    from edge_agent.scorer import Scorer, window_features
+    from edge_agent.scorer import ModelEmbedder, Scorer, WindowFeatures
 
     s = Scorer.from_bundle(bundle, threads=threads)
     section = s.bundle.sections[0]
     backend = s.bundle.backend(section)
-    parts: dict[str, list[float]] = {"frontend": [], "inference": [], "backend": [], "total": []}
+    parts: dict[str, list[float]] = {"frontend": [], "inference": [], "classical": [],
+                                     "backend": [], "total": []}
     for i, w in enumerate(_windows(n + 3)):
         t0 = time.perf_counter()
-        feats = window_features(w, s.embedder.input_names, s.spec)
+        feats = WindowFeatures(w, s.spec)
+        shared = [feats[name] for name in ("spectrogram", "spectrum")]  # once, for every model
         t1 = time.perf_counter()
-        e = s.embedder.embed(*feats)
+        del shared
+        embs = []
+        t_models = t_classical = 0.0
+        for c in s.components:
+            tc = time.perf_counter()
+            embs.append(c.embed_features(feats))
+            if isinstance(c, ModelEmbedder):
+                t_models += time.perf_counter() - tc
+            else:
+                t_classical += time.perf_counter() - tc
         t2 = time.perf_counter()
-        backend.score(l2_normalise(e[None]))
+        backend.score(embs)
         t3 = time.perf_counter()
         if i >= 3:
-            for k, v in (("frontend", t1 - t0), ("inference", t2 - t1), ("backend", t3 - t2),
-                         ("total", t3 - t0)):
+            for k, v in (("frontend", t1 - t0), ("inference", t_models),
+                         ("classical", t_classical), ("backend", t3 - t2), ("total", t3 - t0)):
                 parts[k].append(1000 * v)
     return {
         **{k: _stats(v) for k, v in parts.items()},
         "rss_mb": _rss_mb(),
         "tensorflow_imported": "tensorflow" in sys.modules,
-        "runtime": s.embedder.runtime.name,
+        "runtime": s.runtime_name,
+        "components": [c["kind"] for c in s.bundle.components],
     }
 
 
@@ -118,18 +129,22 @@ def main() -> None:
     if args.windows < 50:
         ap.error("--windows: at least 50")
     rows = []
-    head = ("| model | threads | frontend ms | inference ms | backend ms | total median ms | "
-            "total p95 ms | peak RSS MB |")
-    rows += [head, "|" + "---|" * 8]
+    head = ("| bundle | components | threads | frontend ms | inference ms | classical ms | "
+            "backend ms | total median ms | total p95 ms | peak RSS MB |")
+    rows += [head, "|" + "---|" * 10]
     results: dict[str, dict[int, dict[str, Any]]] = {}
-    targets = [(m, args.bundles / m) for m in MODES if args.bundles and (args.bundles / m).exists()]
-    for mode, path in targets:
+    targets = sorted(p for p in (args.bundles.iterdir() if args.bundles else [])
+                     if (p / "current").exists())
+    for path in targets:
         for th in (1, 2):
             r = _spawn("tflite", str(path), th, args.windows)
             assert not r["tensorflow_imported"]
-            results.setdefault(mode, {})[th] = r
-            rows.append(f"| {mode} ({r['runtime']}) | {th} | {r['frontend']['median']:.2f} | "
-                        f"{r['inference']['median']:.2f} | {r['backend']['median']:.3f} | "
+            results.setdefault(path.name, {})[th] = r
+            kinds = "+".join(f"{r['components'].count(k)} {k}" for k in dict.fromkeys(
+                r["components"]))
+            rows.append(f"| {path.name} ({r['runtime']}) | {kinds} | {th} | "
+                        f"{r['frontend']['median']:.2f} | {r['inference']['median']:.2f} | "
+                        f"{r['classical']['median']:.2f} | {r['backend']['median']:.3f} | "
                         f"{r['total']['median']:.2f} | {r['total']['p95']:.2f} | "
                         f"{r['rss_mb']:.0f} |")
             print(rows[-1], flush=True)
@@ -137,9 +152,10 @@ def main() -> None:
         for th in (1, 2):
             r = _spawn("keras", str(args.run), th, args.windows)
             results.setdefault("keras", {})[th] = r
-            rows.append(f"| float Keras | {th} | {r['frontend']['median']:.2f} | "
-                        f"{r['inference']['median']:.2f} | - | {r['total']['median']:.2f} | "
-                        f"{r['total']['p95']:.2f} | {r['rss_mb']:.0f} |")
+            rows.append(f"| float Keras (model 0) | 1 model | {th} | "
+                        f"{r['frontend']['median']:.2f} | {r['inference']['median']:.2f} | - | "
+                        f"- | {r['total']['median']:.2f} | {r['total']['p95']:.2f} | "
+                        f"{r['rss_mb']:.0f} |")
             print(rows[-1], flush=True)
     print("\n".join(rows))
     if "keras" in results:

@@ -1,140 +1,409 @@
-"""Detection quality on a documented synthetic set: our system vs the classical baseline.
+"""The detection-quality suite: three synthetic families x a data-size sweep x seeds, with the
+classical floor and the paper's single-model recipe beside the shipped system.
 
-    nice .venv/bin/python benchmarks/quality.py --out runs/quality [--width 1.0] [--epochs 10]
+    nice .venv/bin/python benchmarks/quality.py --out runs/quality            # everything
+    nice .venv/bin/python benchmarks/quality.py --out runs/quality --quick    # iteration
 
-1. `model-build synth` with the flags below (skipped when OUT/data already holds the set);
-2. `model-build train` of the paper's network (default width 1.0, the paper's 10 epochs,
-   batch 64, Adam, sub-cluster AdaCos, mixup) on its training split, on the CPU;
-3. `model-build evaluate`'s code path for the trained run AND for the classical baseline
-   (time-mean + time-std of the log spectrogram, model_build/baseline.py) with the SAME
-   backend (per-section k-means + target embeddings, min cosine distance);
-4. prints DCASE-style harmonic means per domain for both, the difference, and the wall time of
-   each step; writes everything to OUT/quality.json.
+What it does (every step cached under --out, so an interrupted run resumes):
 
-The figures in README.md / BENCHMARKS.md come from this script; nothing here is tuned on the
-test split (the synthetic set's seed and sizes are fixed before training).
+1. writes one data set per generator family (model_build.synth: `harmonic`, `broadband`,
+   `cyclic`; 4 machine types x 3 sections, 300 source + 10 target training clips and 25 test
+   clips per domain and label per section) and, per size N of the sweep, a view of it that
+   holds the first N source training clips of every section (targets and tests unchanged);
+2. per (family, size, seed) and system:
+   * `floor`: the classical floor, time-mean + time-std of the log spectrogram scored by the
+     paper's backend (model_build.baseline);
+   * `paper`: the paper's recipe, one model (width 1.0, 10 epochs, batch 64, no FeatEx), the
+     paper's backend (k-means + target clips, cosine distance);
+   * `default`: what `model-build train` + `model-build export` ship by default (the model
+     and training defaults, `--runs` models, the default backend, the classical components);
+   * ablation systems by name (`--systems`, see SYSTEMS);
+   trains with `model_build.train.train_run`, embeds train and test clips with the float
+   Keras models (`model_build.runs`), scores with `model_build.evaluate.backend_scores`;
+3. prints and writes (OUT/report.md, OUT/results.json) DCASE harmonic means over sections
+   (paper view: per domain AUC/pAUC, "mixed" = both domains), mean +- std over seeds, per
+   family and size, the mean over families, and the default's margin over the floor.
+
+Nothing is tuned on the test clips: data seeds, sizes and recipes are fixed before training.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
-import resource
 import sys
 import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-SYNTH_FLAGS: dict[str, Any] = {
-    "seed": 1,
-    "machines": ("fan", "gearbox", "bearing", "valve"),
-    "sections": 3,
-    "source_train": 100,
-    "target_train": 10,
-    "test_per_label": 50,
-}
+import numpy as np
+
+from edge_agent.backend import PAPER_BACKEND, BackendConfig
+
+FAMILIES = ("harmonic", "broadband", "cyclic")
+SIZES = (10, 30, 100, 300)
+DEFAULT_SIZE = 100
+SEEDS = (0, 1, 2)
+DATA_SEED = 11
+TARGET_TRAIN = 10
+TEST_PER_LABEL = 25
 DOMAINS = ("source", "target", "mixed")
+REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"
 
 
-def _summary(payload: dict[str, Any], name: str) -> dict[str, Any]:
-    summary = payload["results"][name]["summary"]
-    return {"auc": summary["auc"], "pauc": summary["pauc"], "official": summary["official_score"]}
+@dataclass(frozen=True)
+class Recipe:
+    """A learned system: how its models are trained and how their embeddings are scored."""
+
+    model: dict[str, Any] = field(default_factory=dict)  # ModelConfig overrides
+    train: dict[str, Any] = field(default_factory=dict)  # TrainConfig overrides
+    runs: int | None = None  # models (None: model_build's default ensemble size)
+    backend: BackendConfig = field(default_factory=BackendConfig)
+    classical: bool = True
+
+    @property
+    def n_runs(self) -> int:
+        from model_build.train import DEFAULT_RUNS
+
+        return self.runs or DEFAULT_RUNS
+
+    def training(self) -> dict[str, Any]:
+        """The resolved model and training configuration (today's defaults + overrides)."""
+        from model_build.model import ModelConfig
+        from model_build.train import TrainConfig
+
+        train = asdict(TrainConfig(**self.train))
+        for k in ("seed", "runs", "verbose", "strict"):
+            train.pop(k)
+        return {"model": ModelConfig(**self.model).to_dict(), "train": train,
+                "runs": self.n_runs}
+
+    def training_key(self) -> str:
+        """Identifies the trained models: recipes that train alike share them, and a change
+        of the product's defaults retrains instead of reusing stale models."""
+        return _digest(self.training())
+
+    def scoring_key(self) -> str:
+        from edge_agent.classical import DEFAULT_CLASSICAL
+
+        return _digest({"training": self.training(), "backend": self.backend.to_dict(),
+                        "classical": list(DEFAULT_CLASSICAL) if self.classical else []})
 
 
-def _row(label: str, s: dict[str, Any]) -> str:
-    cells = [f"{100 * s['auc'][d]:6.2f}" for d in DOMAINS] + [
-        f"{100 * s['pauc'][d]:6.2f}" for d in DOMAINS
-    ]
-    return f"| {label} | " + " | ".join(cells) + f" | {100 * s['official']:6.2f} |"
+def _digest(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:12]
+
+
+PAPER = Recipe({"width": 1.0, "featex": False},
+               {"epochs": 10, "batch_size": 64, "min_steps": 0, "augment": False},
+               runs=1, backend=PAPER_BACKEND, classical=False)
+"""The paper's single-model recipe, whatever the product's defaults become."""
+
+SYSTEMS: dict[str, Recipe | None] = {
+    "floor": None,
+    "paper": PAPER,
+    "default": Recipe(),
+    # ablations of the default: one switch each
+    "default-no-classical": Recipe(classical=False),
+    "default-paper-backend": Recipe(backend=PAPER_BACKEND, classical=False),
+    "default-single": Recipe(runs=1),
+}
+
+
+# ---------------------------------------------------------------- data
+
+
+def family_data(out: Path, family: str, max_size: int) -> Path:
+    from model_build.synth import SynthConfig, generate
+
+    root = out / "data" / family
+    meta = root / "synth.json"
+    if meta.exists() and json.loads(meta.read_text())["config"]["source_train"] >= max_size:
+        return root
+    t = time.perf_counter()
+    generate(SynthConfig(seed=DATA_SEED, family=family, sections=3, source_train=max_size,
+                         target_train=TARGET_TRAIN, test_per_label=TEST_PER_LABEL),
+             root, workers=2)
+    print(f"data {family}: {time.perf_counter() - t:.0f} s", flush=True)
+    return root
+
+
+def size_view(out: Path, family: str, root: Path, size: int) -> Path:
+    """Symlinks: the first `size` source training clips per section, all targets and tests."""
+    dst = out / "views" / f"{family}_n{size}"
+    if (dst / ".done").exists():
+        return dst
+    for mdir in sorted(p for p in root.iterdir() if p.is_dir()):
+        for split in ("train", "test"):
+            folder = dst / mdir.name / split
+            folder.mkdir(parents=True, exist_ok=True)
+            for f in sorted((mdir / split).glob("*.wav")):
+                parts = f.name.split("_")  # section_XX_domain_split_label_NNNN_...
+                if split == "train" and parts[2] == "source" and int(parts[5]) >= size:
+                    continue
+                link = folder / f.name
+                if not link.exists():
+                    link.symlink_to(f.resolve())
+    (dst / ".done").write_text("")
+    return dst
+
+
+# ---------------------------------------------------------------- embeddings (cached)
+
+
+def _cache_key(path: Path) -> str:
+    return str(path.resolve())
+
+
+def classical_embeddings(out: Path, family: str, clips: Sequence[Any], kind: str) -> list[
+    np.ndarray
+]:
+    """Per-clip classical features, cached per family by file: `floor` (baseline) or
+    `classical` (the shipped classical components)."""
+    from edge_agent.audio import load_clip
+    from edge_agent.classical import classical_features
+    from edge_agent.frontend import DEFAULT_SPEC, stft_magnitude
+    from model_build.baseline import baseline_features
+
+    cache = out / "features" / f"{family}_{kind}.npz"
+    store: dict[str, np.ndarray] = dict(np.load(cache)) if cache.exists() else {}
+    feats = classical_features(DEFAULT_SPEC)
+    todo = [c for c in clips if _cache_key(c.path) + "#0" not in store]
+    for c in todo:
+        wave = load_clip(c.path, DEFAULT_SPEC)
+        if kind == "floor":
+            store[_cache_key(c.path) + "#0"] = baseline_features(wave)
+        else:
+            mag = stft_magnitude(wave, DEFAULT_SPEC)
+            for i, f in enumerate(feats):
+                store[_cache_key(c.path) + f"#{i}"] = f.fn(mag)
+    if todo:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(cache, **store)
+    n = 1 if kind == "floor" else len(feats)
+    return [np.stack([store[_cache_key(c.path) + f"#{i}"] for c in clips]) for i in range(n)]
+
+
+def learned_embeddings(out: Path, family: str, size: int, seed: int, recipe: Recipe,
+                       view: Path, train: Sequence[Any], test: Sequence[Any]) -> tuple[
+                           np.ndarray, np.ndarray, dict[str, Any]]:
+    """(n_models, N_train, D), (n_models, N_test, D) Keras embeddings, training if needed."""
+    import keras
+
+    from model_build.model import ModelConfig
+    from model_build.runs import load_run, read_meta
+    from model_build.train import TrainConfig, train_run
+
+    runs = recipe.n_runs
+    tag = recipe.training_key()
+    emb_file = out / "emb" / family / f"n{size}" / tag / f"s{seed}.npz"
+    if emb_file.exists():
+        z = np.load(emb_file, allow_pickle=False)
+        return z["train"], z["test"], json.loads(str(z["info"]))
+    run = out / "runs" / family / f"n{size}" / tag / f"s{seed}"
+    (run.parent / "recipe.json").parent.mkdir(parents=True, exist_ok=True)
+    (run.parent / "recipe.json").write_text(json.dumps(recipe.training(), indent=1))
+    t = time.perf_counter()
+    train_run([view], run, ModelConfig(**recipe.model),
+              TrainConfig(**{**recipe.train, "seed": 100 * seed, "runs": runs,
+                             "verbose": False}))
+    t_train = time.perf_counter() - t
+    r = load_run(run)
+    t = time.perf_counter()
+    tr, te = r.embed_clips(list(train)), r.embed_clips(list(test))
+    info = {"train_s": t_train, "embed_s": time.perf_counter() - t,
+            "epochs": [m["epochs_done"] for m in read_meta(run)["models"]]}
+    emb_file.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(emb_file, train=tr, test=te, info=json.dumps(info))
+    keras.backend.clear_session()
+    return tr, te, info
+
+
+# ---------------------------------------------------------------- scoring
+
+
+def summary(test: Sequence[Any], scores: np.ndarray) -> dict[str, Any]:
+    from model_build.evaluate import evaluate_scores
+
+    ev = evaluate_scores(test, scores)
+    return {"auc": ev.summary.auc, "pauc": ev.summary.pauc,
+            "official": ev.summary.official_score,
+            "sections": {m.section: m.auc["mixed"] for m in ev.sections}}
+
+
+def run_system(out: Path, family: str, size: int, seed: int, name: str, view: Path,
+               train: Sequence[Any], test: Sequence[Any]) -> dict[str, Any]:
+    """One cell: the system's harmonic means on the view's test clips (cached)."""
+    from model_build.evaluate import backend_scores
+
+    recipe = SYSTEMS[name]
+    key = recipe.scoring_key() if recipe is not None else "floor"
+    cell = out / "cells" / family / f"n{size}" / key / f"s{seed}.json"
+    if cell.exists():
+        return dict(json.loads(cell.read_text()))
+    t = time.perf_counter()
+    info: dict[str, Any] = {}
+    if recipe is None:
+        emb = classical_embeddings(out, family, [*train, *test], "floor")[0]
+        trs, tes = [emb[: len(train)]], [emb[len(train):]]
+        config = replace(PAPER_BACKEND, seed=seed)
+    else:
+        tr, te, info = learned_embeddings(out, family, size, seed, recipe, view, train, test)
+        trs, tes = list(tr), list(te)
+        if recipe.classical:
+            cls = classical_embeddings(out, family, [*train, *test], "classical")
+            trs += [c[: len(train)] for c in cls]
+            tes += [c[len(train):] for c in cls]
+        config = replace(recipe.backend, seed=seed)
+    bs = backend_scores(trs, train, tes, test, config)
+    result = {**summary(test, bs.scores), "info": info,
+              "score_s": time.perf_counter() - t}
+    cell.parent.mkdir(parents=True, exist_ok=True)
+    cell.write_text(json.dumps(result))
+    return result
+
+
+# ---------------------------------------------------------------- report
+
+
+def _ms(values: Sequence[float]) -> str:
+    v = 100 * np.asarray(values, dtype=np.float64)
+    return f"{v.mean():5.1f} +- {v.std():3.1f}" if len(v) > 1 else f"{v.mean():5.1f}"
+
+
+def report(results: dict[str, Any], families: Sequence[str], sizes: Sequence[int],
+           systems: Sequence[str], seeds: Sequence[int]) -> str:
+    """Markdown: per family and size, mixed AUC (and source/target, pAUC) mean +- std."""
+    lines = []
+
+    def cell(fam: str, n: int, sysname: str, key: str, dom: str) -> list[float]:
+        return [results[fam][str(n)][sysname][str(s)][key][dom] for s in seeds
+                if str(s) in results.get(fam, {}).get(str(n), {}).get(sysname, {})]
+
+    head = "| family | N | " + " | ".join(systems) + " | default - floor |"
+    for key, title in (("auc", "AUC"), ("pauc", "pAUC")):
+        for dom in DOMAINS:
+            lines += [f"\n{title} {dom} (%, harmonic mean over sections, mean +- std over "
+                      f"{len(seeds)} seeds)\n", head,
+                      "|---|---|" + "---|" * (len(systems) + 1)]
+            for n in sizes:
+                for fam in [*families, "mean"]:
+                    row = []
+                    for s in systems:
+                        if fam == "mean":
+                            per_seed = [np.mean([results[f][str(n)][s][str(sd)][key][dom]
+                                                 for f in families]) for sd in seeds
+                                        if all(str(sd) in results.get(f, {}).get(str(n), {})
+                                               .get(s, {}) for f in families)]
+                        else:
+                            per_seed = cell(fam, n, s, key, dom)
+                        row.append(_ms(per_seed) if per_seed else "-")
+                    d = "-"
+                    if "default" in systems and "floor" in systems:
+                        fams = families if fam == "mean" else [fam]
+                        try:
+                            diff = [np.mean([results[f][str(n)]["default"][str(sd)][key][dom]
+                                             - results[f][str(n)]["floor"][str(sd)][key][dom]
+                                             for f in fams]) for sd in seeds]
+                            d = f"{100 * np.mean(diff):+5.1f}"
+                        except KeyError:
+                            pass
+                    lines.append(f"| {fam} | {n} | " + " | ".join(row) + f" | {d} |")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- real clips (smoke)
+
+
+def real_smoke(out: Path, results_seed_run: Path | None) -> str:
+    """The shipped system's components on the real DCASE 2023 sample clips: per machine type,
+    the backend fitted on its two training clips scores its test clips. Too few clips for AUC
+    claims: it shows that real audio (12 s clips included) goes through every stage."""
+    folder = REAL / "dcase2023-dev-mixed"
+    if not folder.is_dir():
+        return "real clips: not available (../shared/data/real absent), skipped"
+    from model_build.data import scan
+    from model_build.evaluate import backend_scores, split_clips
+
+    root = out / "real"
+    for f in sorted(folder.glob("*.wav")):
+        machine, split, name = f.name.split("_", 2)
+        (root / machine / split).mkdir(parents=True, exist_ok=True)
+        link = root / machine / split / name
+        if not link.exists():
+            link.symlink_to(f)
+    train, test = split_clips(scan([root]))
+    cls = classical_embeddings(out, "real", [*train, *test], "classical")
+    trs, tes = [c[: len(train)] for c in cls], [c[len(train):] for c in cls]
+    if results_seed_run is not None:
+        from model_build.runs import load_run
+
+        r = load_run(results_seed_run)
+        trs = list(r.embed_clips(train)) + trs
+        tes = list(r.embed_clips(test)) + tes
+    bs = backend_scores(trs, train, tes, test, BackendConfig())
+    rows = ["| clip | label | score | threshold |", "|---|---|---|---|"]
+    for c, s in zip(test, bs.scores, strict=True):
+        rows.append(f"| {c.machine}/{c.path.name} | {c.label} | {s:.2f} | "
+                    f"{bs.thresholds[c.section_id]:.2f} |")
+    return "\n".join(rows)
+
+
+# ---------------------------------------------------------------- main
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--out", type=Path, required=True, help="folder for data, run and results")
-    ap.add_argument("--data", type=Path, default=None, help="use this DCASE root instead of synth")
-    ap.add_argument("--width", type=float, default=1.0, help="channel multiplier (1.0 = paper)")
-    ap.add_argument("--epochs", type=int, default=10, help="training epochs (paper: 10)")
-    ap.add_argument("--batch-size", type=int, default=64, help="batch size (paper: 64)")
-    ap.add_argument("--runs", type=int, default=1, help="models to train (ensemble)")
-    ap.add_argument("--seed", type=int, default=0, help="training seed")
+    ap.add_argument("--out", type=Path, required=True, help="folder for data, runs and results")
+    ap.add_argument("--quick", action="store_true",
+                    help=f"one size ({30}) and one seed: ~1 h instead of many")
+    ap.add_argument("--families", default=",".join(FAMILIES))
+    ap.add_argument("--sizes", default=None, help="comma-separated source clips per section")
+    ap.add_argument("--seeds", default=None)
+    ap.add_argument("--systems", default="floor,paper,default")
     args = ap.parse_args(argv)
+    families = [f for f in args.families.split(",") if f]
+    sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else (
+        [30] if args.quick else list(SIZES))
+    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else (
+        [0] if args.quick else list(SEEDS))
+    systems = [s for s in args.systems.split(",") if s]
+    unknown = [s for s in systems if s not in SYSTEMS]
+    if unknown:
+        ap.error(f"--systems: unknown {unknown}; known: {', '.join(SYSTEMS)}")
 
-    from model_build.baseline import BaselineEmbedder
     from model_build.data import scan
-    from model_build.evaluate import evaluate_embedder
-    from model_build.model import ModelConfig
-    from model_build.runs import load_run
-    from model_build.synth import SynthConfig, generate
-    from model_build.train import TrainConfig, train_run
+    from model_build.evaluate import split_clips
 
-    args.out.mkdir(parents=True, exist_ok=True)
-    timings: dict[str, float] = {}
-    data = args.data or args.out / "data"
-    if args.data is None and not (data / "synth.json").exists():
-        t = time.perf_counter()
-        generate(SynthConfig(**SYNTH_FLAGS), data, workers=2)
-        timings["synth_s"] = time.perf_counter() - t
-    clips = scan([data])
-    n_train = sum(c.split == "train" for c in clips)
-    n_test = sum(c.split == "test" for c in clips)
-
-    run = args.out / f"run_w{args.width:g}_e{args.epochs}_s{args.seed}"
-    t = time.perf_counter()
-    train_run(
-        [data], run, ModelConfig(width=args.width),
-        TrainConfig(epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
-                    runs=args.runs, verbose=False),
-    )
-    timings["train_s"] = time.perf_counter() - t
-
-    t = time.perf_counter()
-    _, ours = evaluate_embedder(load_run(run), clips, plots=False)
-    timings["evaluate_ours_s"] = time.perf_counter() - t
-    t = time.perf_counter()
-    _, base = evaluate_embedder(BaselineEmbedder(), clips, plots=False)
-    timings["evaluate_baseline_s"] = time.perf_counter() - t
-
-    ours_name = "ensemble" if args.runs > 1 else "model_0"
-    rows = {"ours": _summary(ours, ours_name), "baseline": _summary(base, "model_0")}
-    if args.runs > 1:  # the paper's reporting: mean (and std) of the single models
-        spread = ours["across_models"]
-        for stat in ("mean", "std"):
-            rows[f"ours_single_{stat}"] = {
-                "auc": {d: spread[f"auc_{d}"][stat] for d in DOMAINS},
-                "pauc": {d: spread[f"pauc_{d}"][stat] for d in DOMAINS},
-                "official": spread["official_score"][stat],
-            }
-    result = {
-        "data": str(data),
-        "synth": {k: list(v) if isinstance(v, tuple) else v for k, v in SYNTH_FLAGS.items()}
-        if args.data is None else None,
-        "n_train_clips": n_train,
-        "n_test_clips": n_test,
-        "width": args.width,
-        "epochs": args.epochs,
-        "batch_size": args.batch_size,
-        "runs": args.runs,
-        "run": str(run),
-        "timings_s": timings,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "harmonic_means": rows,
-        "ours_sections": ours["results"][ours_name]["sections"],
-        "baseline_sections": base["results"]["model_0"]["sections"],
-    }
-    (args.out / "quality.json").write_text(json.dumps(result, indent=2) + "\n")
-
-    print(f"data: {data} ({n_train} training clips, {n_test} test clips)")
-    print(f"model: width {args.width}, {args.epochs} epochs, batch {args.batch_size}, "
-          f"{args.runs} run(s)")
-    print("| system | AUC source | AUC target | AUC mixed | pAUC source | pAUC target | "
-          "pAUC mixed | official |")
-    print("|---|---|---|---|---|---|---|---|")
-    for label, s in rows.items():
-        print(_row(label, s))
-    for d in DOMAINS:
-        delta = 100 * (rows["ours"]["auc"][d] - rows["baseline"]["auc"][d])
-        print(f"AUC {d}: ours - baseline = {delta:+.2f} points")
-    print("time: " + ", ".join(f"{k} {v:.0f}" for k, v in timings.items()))
+    out = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    results: dict[str, Any] = {}
+    # default size first, so the main table fills before the rest of the sweep
+    order = sorted(sizes, key=lambda n: (n != DEFAULT_SIZE, n))
+    for n in order:
+        for fam in families:
+            root = family_data(out, fam, max(sizes))
+            view = size_view(out, fam, root, n)
+            train, test = split_clips(scan([view]))
+            for seed in seeds:
+                for name in systems:
+                    t = time.perf_counter()
+                    res = run_system(out, fam, n, seed, name, view, train, test)
+                    results.setdefault(fam, {}).setdefault(str(n), {}).setdefault(
+                        name, {})[str(seed)] = res
+                    print(f"{fam:9s} n={n:<3d} seed {seed} {name:22s} mixed AUC "
+                          f"{100 * res['auc']['mixed']:5.1f} pAUC {100 * res['pauc']['mixed']:5.1f}"
+                          f"  ({time.perf_counter() - t:.0f} s)", flush=True)
+    text = report(results, families, sorted(sizes), systems, seeds)
+    elapsed = time.perf_counter() - t0
+    (out / "results.json").write_text(json.dumps(results, indent=1))
+    (out / "report.md").write_text(text + f"\n\nwall time of this invocation: {elapsed:.0f} s\n")
+    print(text)
+    print(f"\nwall time of this invocation: {elapsed:.0f} s (cached cells cost nothing)")
     return 0
 
 

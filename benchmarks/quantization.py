@@ -1,11 +1,13 @@
-"""Quantisation table: per export mode, embedding cosine to the float Keras model, AUC/pAUC per
-domain on held-out test clips, model size and device latency (BENCHMARKS.md "Quantisation").
+"""Quantisation table: per export mode, embedding cosine to the float Keras models, AUC/pAUC
+per domain on held-out test clips, model size and device latency (BENCHMARKS.md).
 
     nice .venv/bin/python benchmarks/quantization.py RUN --data ROOT [--out DIR] [--md FILE]
 
-Every mode goes through the real export (backend refitted on the device path) and is scored
-through `model_build.export.BundleEmbedder` (numpy frontend + TFLite, what the device runs).
-The float Keras row scores the run's own model with the same backend code.
+Every mode goes through the real export (every model of the run + the classical components,
+backends refitted on the device path) and is scored through
+`model_build.export.BundleEmbedder` (numpy frontend + TFLite, what the device runs). The float
+Keras row scores the run's own models + the same classical components with the same backend
+code, so the difference between rows is what the quantisation did to the shipped system.
 """
 
 from __future__ import annotations
@@ -17,11 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_agent.audio import load_clip
 from edge_agent.bundle import QUANTIZE_MODES
+from model_build.baseline import ClassicalEmbedder
 from model_build.data import scan
 from model_build.evaluate import backend_scores, evaluate_scores, split_clips
-from model_build.export import BundleEmbedder, export_run, keras_embed
+from model_build.export import BundleEmbedder, export_run
 from model_build.runs import load_run
 
 
@@ -57,28 +59,28 @@ def main() -> None:
     clips = scan(args.data)
     train, test = split_clips(clips)
     run = load_run(args.run)
-    test_waves = np.stack([load_clip(c.path, run.spec) for c in test])
-    train_waves = np.stack([load_clip(c.path, run.spec) for c in train])
-    model = run.models[0]
     t0 = time.perf_counter()
-    k_tr, k_te = keras_embed(model, train_waves, run.spec), keras_embed(model, test_waves, run.spec)
+    k_tr, k_te = list(run.embed_clips(train)), list(run.embed_clips(test))
     k_ms = 1000 * (time.perf_counter() - t0) / (len(train) + len(test))
-    ev = evaluate_scores(test, backend_scores(k_tr, train, k_te, test).scores)
+    c_tr, c_te = ClassicalEmbedder(run.spec).embed_clips(train), ClassicalEmbedder(
+        run.spec).embed_clips(test)
+    ev = evaluate_scores(test, backend_scores(k_tr + c_tr, train, k_te + c_te, test).scores)
     header = ("| model | cosine to Keras mean / min | AUC source | AUC target | AUC mixed | "
               "pAUC source | pAUC target | pAUC mixed | size MB | ms / window (embed, 1 thr) |")
     lines = [header, "|" + "---|" * 10,
              _row("float Keras", ev.summary, {"cos": "1 / 1", "size": "-", "ms": f"{k_ms:.1f}"})]
     out = args.out or Path(tempfile.mkdtemp(prefix="quant-"))
+    n_models = len(k_tr)
     for mode in args.modes.split(","):
         vdir = export_run(args.run, out / mode, mode, args.data, calibration=args.calibration)
         emb = BundleEmbedder(vdir, threads=1)
         t0 = time.perf_counter()
-        d_te = emb.scorer.embed_many(test_waves)
+        d_te = emb.embed_clips(test)
         ms = 1000 * (time.perf_counter() - t0) / len(test)
-        d_tr = emb.scorer.embed_many(train_waves)
-        cos = _cos(d_te, k_te)
+        d_tr = emb.embed_clips(train)
+        cos = np.concatenate([_cos(d, k) for d, k in zip(d_te[:n_models], k_te, strict=True)])
         ev = evaluate_scores(test, backend_scores(d_tr, train, d_te, test).scores)
-        size = (vdir / "model.tflite").stat().st_size / 1e6
+        size = sum(p.stat().st_size for p in emb.scorer.bundle.model_paths) / 1e6
         lines.append(_row(mode, ev.summary, {"cos": f"{cos.mean():.4f} / {cos.min():.4f}",
                                              "size": f"{size:.2f}", "ms": f"{ms:.1f}"}))
         print(lines[-1], flush=True)

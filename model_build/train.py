@@ -44,6 +44,9 @@ from .runs import (
     write_meta,
 )
 
+DEFAULT_RUNS = 1
+"""Models trained (and exported) by default: an ensemble when > 1 (see BENCHMARKS.md)."""
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -53,7 +56,7 @@ class TrainConfig:
     batch_size: int = 64
     learning_rate: float = 1e-3
     seed: int = 0
-    runs: int = 1
+    runs: int = DEFAULT_RUNS
     strict: bool = False
     verbose: bool = True
     # small data: at least this many optimiser steps (more epochs when the set is small;
@@ -379,12 +382,16 @@ def train_run(
 def train_cmd(
     data: list[Path] = typer.Option(..., "--data", help="DCASE data root (repeatable)."),
     out: Path = typer.Option(..., "--out", help="Run directory to write (resumed if it exists)."),
-    epochs: int = typer.Option(10, min=1, help="Epochs (paper: 10)."),
+    epochs: int = typer.Option(TrainConfig().epochs, min=1, help="Epochs (paper: 10)."),
     batch_size: int = typer.Option(64, min=1, help="Batch size (paper: 64)."),
     learning_rate: float = typer.Option(1e-3, help="Adam learning rate."),
-    width: float = typer.Option(1.0, help="Channel multiplier (1.0 = the paper's network)."),
+    width: float = typer.Option(
+        ModelConfig().width, help="Channel multiplier (1.0 = the paper's network)."
+    ),
     seed: int = typer.Option(0, help="Seed of model 0 (model k uses seed + k)."),
-    runs: int = typer.Option(1, min=1, help="Models to train (an ensemble: model_<k> dirs)."),
+    runs: int = typer.Option(
+        DEFAULT_RUNS, min=1, help="Models to train (an ensemble: model_<k> dirs)."
+    ),
     resume: bool = typer.Option(True, help="Continue an existing run in --out."),
     strict: bool = typer.Option(False, help="Stop at the first unreadable file (default: skip)."),
     inputs: str = typer.Option("both", help="spectrogram | spectrum | logmel128 | both."),
@@ -392,6 +399,15 @@ def train_cmd(
     trainable_centres: bool = typer.Option(False, help="Ablation: train the AdaCos centres."),
     temporal_norm: bool = typer.Option(True, help="Temporal mean normalisation of the STFT."),
     backend: str = typer.Option("cosine", help="Backend recorded for evaluate: cosine | gmm."),
+    featex: bool = typer.Option(
+        ModelConfig().featex, help="FeatEx: the feature-exchange self-supervised task."
+    ),
+    min_steps: int = typer.Option(
+        TrainConfig().min_steps, min=0, help="At least this many steps (small data sets)."
+    ),
+    augment: bool = typer.Option(
+        TrainConfig().augment, help="Random time shift and gain of every clip."
+    ),
     quiet: bool = typer.Option(False, help="No progress bar."),
 ) -> None:
     """Train the embedding network(s) on the training clips of one or more DCASE roots."""
@@ -406,6 +422,7 @@ def train_cmd(
             inputs=inputs,
             temporal_norm=temporal_norm,
             backend=backend,
+            featex=featex,
         )
     except ValueError as exc:
         raise EdgeAgentError(str(exc)) from None
@@ -417,6 +434,8 @@ def train_cmd(
         runs=runs,
         strict=strict,
         verbose=not quiet,
+        min_steps=min_steps,
+        augment=augment,
     )
     train_run(list(data), out, cfg, tcfg, resume=resume)
     print(f"run written to {out}")
