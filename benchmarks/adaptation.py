@@ -41,7 +41,7 @@ import numpy as np
 
 from edge_agent.audio import load_clip
 from edge_agent.bundle import load_bundle
-from edge_agent.scorer import Scorer
+from edge_agent.scorer import Scorer, stack_embeddings
 from model_build.data import Clip, scan
 from model_build.evaluate import evaluate_scores
 
@@ -57,18 +57,20 @@ def run(cmd: list[str]) -> str:
     return r.stdout
 
 
-def embed(scorer: Scorer, clips: list[Clip]) -> np.ndarray:
-    return np.stack([scorer.embed(load_clip(c.path, scorer.spec)) for c in clips])
+def embed(scorer: Scorer, clips: list[Clip]) -> list[np.ndarray]:
+    """One (N, D_i) array per bundle component (models, band statistics, rhythm)."""
+    return stack_embeddings([scorer.embed(load_clip(c.path, scorer.spec)) for c in clips],
+                            scorer.dims)
 
 
 def scores_for(
-    bundle: Path, clips: list[Clip], emb: np.ndarray
+    bundle: Path, clips: list[Clip], emb: list[np.ndarray]
 ) -> tuple[np.ndarray, dict[str, float]]:
     """(scores of the clips with the bundle's current backends, threshold per section)."""
     b = load_bundle(bundle)
     out = np.empty(len(clips))
     for i, c in enumerate(clips):
-        out[i] = float(b.backend(c.section_id).score(emb[i])[0])
+        out[i] = float(b.backend(c.section_id).score([e[i] for e in emb])[0])
     return out, {s: b.backend(s).threshold for s in {c.section_id for c in clips}}
 
 
@@ -156,8 +158,8 @@ def enrol_part(args: argparse.Namespace, out: Path) -> dict[str, Any]:
             backend = load_bundle(b).backend(sec)
             s_test = backend.score(emb_test).astype(np.float64)
             rest = np.setdiff1d(np.arange(len(pool)), pick)
-            s_rest = backend.score(emb_pool[rest]).astype(np.float64) if rest.size else \
-                np.zeros(0)
+            s_rest = backend.score([e[rest] for e in emb_pool]).astype(np.float64) \
+                if rest.size else np.zeros(0)
             held_src = np.concatenate([s_rest, s_test[test_normal_src]])
             t = backend.threshold
             draws.append({

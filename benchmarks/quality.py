@@ -169,7 +169,7 @@ def classical_embeddings(out: Path, family: str, clips: Sequence[Any], kind: str
     from model_build.baseline import baseline_features
 
     cache = out / "features" / f"{family}_{kind}.npz"
-    store: dict[str, np.ndarray] = dict(np.load(cache)) if cache.exists() else {}
+    store: dict[str, Any] = dict(np.load(cache)) if cache.exists() else {}
     feats = classical_features(DEFAULT_SPEC)
     todo = [c for c in clips if _cache_key(c.path) + "#0" not in store]
     for c in todo:
