@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_agent.backend import PAPER_BACKEND, BackendConfig
+from edge_agent.backend import PAPER_BACKEND, BackendConfig, view_weights
 
 FAMILIES = ("harmonic", "broadband", "cyclic")
 SIZES = (10, 30, 100, 300)
@@ -258,7 +258,9 @@ def run_system(out: Path, family: str, size: int, seed: int, name: str, view: Pa
             trs += [c[: len(train)] for c in cls]
             tes += [c[len(train):] for c in cls]
         config = replace(recipe.backend, seed=seed)
-    bs = backend_scores(trs, train, tes, test, config)
+    kinds = ["model"] * (len(trs) - (2 if recipe is not None and recipe.classical else 0))
+    kinds += ["bands", "rhythm"][: len(trs) - len(kinds)]
+    bs = backend_scores(trs, train, tes, test, config, view_weights(kinds))
     result = {**summary(test, bs.scores), "info": info,
               "score_s": time.perf_counter() - t}
     cell.parent.mkdir(parents=True, exist_ok=True)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_agent.backend import view_weights
 from edge_agent.bundle import QUANTIZE_MODES
 from model_build.baseline import ClassicalEmbedder
 from model_build.data import scan
@@ -64,7 +65,9 @@ def main() -> None:
     k_ms = 1000 * (time.perf_counter() - t0) / (len(train) + len(test))
     c_tr, c_te = ClassicalEmbedder(run.spec).embed_clips(train), ClassicalEmbedder(
         run.spec).embed_clips(test)
-    ev = evaluate_scores(test, backend_scores(k_tr + c_tr, train, k_te + c_te, test).scores)
+    weights = view_weights(["model"] * len(k_tr) + ["bands", "rhythm"])
+    ev = evaluate_scores(test, backend_scores(k_tr + c_tr, train, k_te + c_te, test,
+                                              weights=weights).scores)
     header = ("| model | cosine to Keras mean / min | AUC source | AUC target | AUC mixed | "
               "pAUC source | pAUC target | pAUC mixed | size MB | ms / window (embed, 1 thr) |")
     lines = [header, "|" + "---|" * 10,
@@ -79,7 +82,8 @@ def main() -> None:
         ms = 1000 * (time.perf_counter() - t0) / len(test)
         d_tr = emb.embed_clips(train)
         cos = np.concatenate([_cos(d, k) for d, k in zip(d_te[:n_models], k_te, strict=True)])
-        ev = evaluate_scores(test, backend_scores(d_tr, train, d_te, test).scores)
+        ev = evaluate_scores(test, backend_scores(d_tr, train, d_te, test,
+                                                  weights=emb.weights).scores)
         size = sum(p.stat().st_size for p in emb.scorer.bundle.model_paths) / 1e6
         lines.append(_row(mode, ev.summary, {"cos": f"{cos.mean():.4f} / {cos.min():.4f}",
                                              "size": f"{size:.2f}", "ms": f"{ms:.1f}"}))

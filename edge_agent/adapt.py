@@ -140,7 +140,7 @@ def calibrated_section(
     if sum(len(s) for s in sources[:1]) + len(targets[0]) < 2:
         raise BackendError("calibrate: a single clip and no other reference to score it by")
     fit = fit_section(sources, targets, replace(config, percentile=percentile),
-                      keep_source=True)
+                      keep_source=True, weights=[c.weight for c in old.components])
     held = fit.held_out_target[-n_new:]
     q = float(np.percentile(held, percentile))
     thr = max(fit.backend.threshold, q) if rule == "max" else q
@@ -152,6 +152,7 @@ def enrolled_section(
     config: BackendConfig,
     percentile: float = DEFAULT_PERCENTILE,
     min_clips: int = MIN_ENROL_CLIPS,
+    weights: Sequence[float] | None = None,
 ) -> SectionBackend:
     """The backend for a new machine: its clips are the source domain (see docstring)."""
     arrays = [np.asarray(e) for e in embs]
@@ -161,4 +162,5 @@ def enrolled_section(
     dims = [a.shape[1] for a in arrays]
     clips = _embeddings(arrays, dims, "enrol")
     empty = [np.zeros((0, d)) for d in dims]
-    return fit_section(clips, empty, replace(config, percentile=percentile)).backend
+    return fit_section(clips, empty, replace(config, percentile=percentile),
+                       weights=weights).backend

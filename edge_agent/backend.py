@@ -10,8 +10,9 @@ device's `calibrate`/`enrol` can all fit it with the SAME function, `fit_section
   case of k-means source centres + target clips and no density (`PAPER_BACKEND`);
 * each component's score is standardised by the mean and standard deviation of its
   CROSS-FITTED scores on the section's normal training clips, and the standardised scores are
-  summed (or their maximum taken), so that models and features on different scales can be
-  fused and one threshold serves the sum;
+  summed with weights (`view_weights`: the models of an ensemble share one vote, each
+  classical view has one) or their maximum taken, so that models and features on different
+  scales can be fused and one threshold serves the sum;
 * the threshold is a percentile of the fused cross-fitted scores.
 
 Why the density. Source references are many and dense, target references (the ~10 clips of
@@ -252,6 +253,8 @@ class Component:
     """Mean of the cross-fitted normal scores (0 when not normalised)."""
     std: float = 1.0
     """Their standard deviation (1 when not normalised)."""
+    weight: float = 1.0
+    """The standardised score's weight in the fusion (see `view_weights`)."""
 
     @property
     def dim(self) -> int:
@@ -278,8 +281,8 @@ class Component:
         )
 
     def score(self, emb: FloatArray, variant: Variant = "joint") -> NDArray[np.float64]:
-        """(N,) standardised score (raw score when the component is not normalised)."""
-        return (self.distances(emb, variant) - self.mean) / self.std
+        """(N,) weighted standardised score (raw score when not normalised, weight 1)."""
+        return self.weight * (self.distances(emb, variant) - self.mean) / self.std
 
 
 def _min_or_fail(d: NDArray[np.float64], which: str) -> NDArray[np.float64]:
@@ -386,6 +389,7 @@ class SectionBackend:
             out[f"c{i}.density"] = np.asarray(c.density, dtype=np.float32)
             out[f"c{i}.mean"] = np.asarray(c.mean, dtype=np.float64)
             out[f"c{i}.std"] = np.asarray(c.std, dtype=np.float64)
+            out[f"c{i}.weight"] = np.asarray(c.weight, dtype=np.float64)
         return out
 
     @classmethod
@@ -430,14 +434,17 @@ def _component(d: Mapping[str, Any], prefix: str) -> Component:
     )
     mean = float(np.asarray(d.get(f"{prefix}mean", 0.0)))
     std = float(np.asarray(d.get(f"{prefix}std", 1.0)))
+    weight = float(np.asarray(d.get(f"{prefix}weight", 1.0)))
     if density.shape != (refs.shape[0],) or not np.all(density > 0):
         raise BackendError(f"backend density: expected {refs.shape[0]} positive values")
     if not (np.isfinite(mean) and np.isfinite(std) and std > 0):
         raise BackendError(f"backend normaliser: expected finite mean and std > 0, got "
                            f"{mean}, {std}")
+    if not (np.isfinite(weight) and weight > 0):
+        raise BackendError(f"backend weight: expected a finite number > 0, got {weight}")
     if not np.all(np.isfinite(refs)):
         raise BackendError("backend references: contain NaN or inf")
-    return Component(refs, n_source, density, mean, std)
+    return Component(refs, n_source, density, mean, std, weight)
 
 
 FitScore = Callable[[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]], FloatArray]
@@ -500,15 +507,25 @@ class SectionFit:
         return self.held_out[self.n_source_clips :]
 
 
+def view_weights(kinds: Sequence[str]) -> list[float]:
+    """Fusion weights of components by kind: every kind (the learned models together, each
+    classical feature) weighs 1 in total, so an ensemble of M models does not outvote the
+    classical views M to 1, and a useless view dilutes the others by the same amount whatever
+    the ensemble's size."""
+    return [1.0 / kinds.count(k) for k in kinds]
+
+
 def fit_section(
     sources: Sequence[FloatArray],
     targets: Sequence[FloatArray],
     config: BackendConfig = BackendConfig(),
     keep_source: bool = False,
+    weights: Sequence[float] | None = None,
 ) -> SectionFit:
     """THE way a section is fitted: one component per embedding space (`sources[i]`,
     `targets[i]`: that space's normal source / target training embeddings, the same clips in
     the same order for every space), normalisers and threshold from cross-fitted scores.
+    `weights`: each component's weight in the fusion (default 1; see `view_weights`).
     `keep_source`: see `fit_component` (calibration)."""
     if not sources or len(sources) != len(targets):
         raise BackendError(
@@ -524,7 +541,11 @@ def fit_section(
     if len(counts) != 1:
         raise BackendError(f"backend: components disagree on the number of clips: {counts}")
     n_src, n_tgt = counts.pop()
-    comps = [fit_component(s, t, config, keep_source) for s, t in zip(srcs, tgts, strict=True)]
+    w = [1.0] * len(srcs) if weights is None else [float(x) for x in weights]
+    if len(w) != len(srcs) or not all(np.isfinite(x) and x > 0 for x in w):
+        raise BackendError(f"backend weights: expected {len(srcs)} numbers > 0, got {w}")
+    comps = [replace(fit_component(s, t, config, keep_source), weight=x)
+             for s, t, x in zip(srcs, tgts, w, strict=True)]
     if n_src + n_tgt < 2:
         return SectionFit(SectionBackend(tuple(comps), float("inf"), config.fusion),
                           np.zeros(0), n_src)
@@ -543,7 +564,8 @@ def fit_section(
             replace(c, mean=float(h.mean()), std=max(float(h.std()), _MIN_STD))
             for c, h in zip(comps, held, strict=True)
         ]
-    fused = fuse([(h - c.mean) / c.std for c, h in zip(comps, held, strict=True)], config.fusion)
+    fused = fuse([c.weight * (h - c.mean) / c.std for c, h in zip(comps, held, strict=True)],
+                 config.fusion)
     threshold = float(np.percentile(fused, config.percentile))
     return SectionFit(SectionBackend(tuple(comps), threshold, config.fusion), fused, n_src)
 

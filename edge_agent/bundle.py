@@ -47,7 +47,7 @@ from typing import Any
 
 import numpy as np
 
-from .backend import PAPER_BACKEND, BackendConfig, BackendError, SectionBackend
+from .backend import PAPER_BACKEND, BackendConfig, BackendError, SectionBackend, view_weights
 from .classical import classical_feature
 from .errors import BundleError
 from .frontend import FrontendSpec
@@ -108,6 +108,11 @@ class Bundle:
     @property
     def spec(self) -> FrontendSpec:
         return FrontendSpec.from_dict(self.manifest["frontend"])
+
+    @property
+    def weights(self) -> list[float]:
+        """Fusion weights of the components (`backend.view_weights` of their kinds)."""
+        return view_weights([c["kind"] for c in self.components])
 
     @property
     def backend_config(self) -> BackendConfig:

@@ -63,7 +63,7 @@ def enrol_cmd(
         )
     clips = collect_clips(inputs, count, skip_refused, retries, quiet)
     backend = enrolled_section(embed_clips(scorer, clips, quiet), scorer.bundle.backend_config,
-                               percentile)
+                               percentile, weights=scorer.bundle.weights)
     backends = dict(scorer.bundle.backends)
     replaced = section in backends
     backends[section] = backend

@@ -37,6 +37,7 @@ from edge_agent.backend import (
     BackendConfig,
     SectionBackend,
     fit_section,
+    view_weights,
 )
 from edge_agent.errors import EdgeAgentError
 
@@ -94,12 +95,14 @@ def backend_scores(
     test_emb: NDArray[Any] | Sequence[NDArray[Any]],
     test_clips: Sequence[Clip],
     config: BackendConfig = BackendConfig(),
+    weights: Sequence[float] | None = None,
 ) -> BackendScores:
     """Fit one backend per section on the NORMAL training embeddings, score the test clips.
 
     `train_emb`/`test_emb`: (N, D) for one component, or a list of (N, D_i), one per
-    component (the models of an ensemble, the band statistics). Training clips of a section
-    are split by domain (edge_agent.backend); thresholds are cross-fitted.
+    component (the models of an ensemble, the classical features), fused with `weights`
+    (default 1 each). Training clips of a section are split by domain (edge_agent.backend);
+    thresholds are cross-fitted.
     """
     trs, tes = _as_components(train_emb), _as_components(test_emb)
     if len(trs) != len(tes):
@@ -119,7 +122,7 @@ def backend_scores(
         if sec not in train_sections:
             raise EdgeAgentError(f"{sec}: test clips but no training clips to fit a backend on")
         src, tgt = section_rows(train_clips, sec)
-        fit = fit_section([e[src] for e in trs], [e[tgt] for e in trs], config)
+        fit = fit_section([e[src] for e in trs], [e[tgt] for e in trs], config, weights=weights)
         scores[t_idx] = fit.backend.score([e[t_idx] for e in tes], config.variant)
         normal[sec] = fit.held_out
         thresholds[sec] = fit.backend.threshold
@@ -311,6 +314,8 @@ def evaluate_embeddings(
         comps_tr += [np.asarray(c) for c in classical[0]]
         comps_te += [np.asarray(c) for c in classical[1]]
         n_classical = len(classical[0])
+    # every classical view weighs one, the models together weigh one (backend.view_weights)
+    kinds = ["model"] * len(tr) + [f"classical_{i}" for i in range(n_classical)]
     named: list[tuple[str, BackendScores]] = []
     for name, idx in scorer_parts(len(tr), n_classical):
         if method == "gmm":
@@ -320,7 +325,8 @@ def evaluate_embeddings(
                             test_clips, config)
         else:
             bs = backend_scores([comps_tr[i] for i in idx], train_clips,
-                                [comps_te[i] for i in idx], test_clips, config)
+                                [comps_te[i] for i in idx], test_clips, config,
+                                view_weights([kinds[i] for i in idx]))
         named.append((name, bs))
     tables, results = [], {}
     singles: list[Summary] = []
@@ -403,7 +409,8 @@ def evaluate_embedder(
     train, test = split_clips(clips)
     tr, te = embedder.embed_clips(train), embedder.embed_clips(test)
     if isinstance(tr, list):  # an exported bundle: its components are ONE scorer
-        bs = backend_scores(tr, train, list(te), test, config)
+        weights = getattr(embedder, "weights", None)
+        bs = backend_scores(tr, train, list(te), test, config, weights)
         ev, part = write_report("system", test, bs.scores, bs.thresholds, out_dir, plots)
         return format_table(ev, "system"), {
             "method": method, "backend": config.to_dict(), "results": {"system": part},

@@ -122,6 +122,7 @@ def refit_backends(
     clips: Sequence[Clip],
     spec: FrontendSpec,
     config: BackendConfig,
+    weights: Sequence[float] | None = None,
 ) -> dict[str, SectionBackend]:
     """Per section: `fit_section` on the device path's embeddings (`embed(wave)`: one
     embedding per component) of the section's training clips."""
@@ -135,7 +136,8 @@ def refit_backends(
         raise EdgeAgentError("data: no training clips to fit the backend on")
     return {
         sid: fit_section(
-            stack_embeddings(d["source"], dims), stack_embeddings(d["target"], dims), config
+            stack_embeddings(d["source"], dims), stack_embeddings(d["target"], dims), config,
+            weights=weights,
         ).backend
         for sid, d in sorted(sections.items())
     }
@@ -186,7 +188,8 @@ def export_models(
         write_bundle(draft, {n: Path(tmp) / n for n in files}, {}, manifest)
         scorer = Scorer.from_bundle(draft, threads=2)
         manifest["runtime_at_export"] = scorer.runtime_name
-        backends = refit_backends(scorer.embed, scorer.dims, train_clips, spec, config)
+        backends = refit_backends(scorer.embed, scorer.dims, train_clips, spec, config,
+                                  scorer.bundle.weights)
         return write_bundle(out, {n: Path(tmp) / n for n in files}, backends, manifest)
 
 
@@ -294,6 +297,7 @@ class BundleEmbedder:
         from edge_agent.scorer import Scorer
 
         self.scorer = Scorer.from_bundle(bundle, threads=threads)
+        self.weights = self.scorer.bundle.weights
 
     def embed_clips(self, clips: Sequence[Clip]) -> list[NDArray[np.float32]]:
         """One (N, D_i) array per bundle component."""

@@ -20,6 +20,7 @@ from edge_agent.backend import (
     kmeans,
     l2_normalise,
     local_density,
+    view_weights,
 )
 
 
@@ -160,8 +161,23 @@ def test_fusion_sums_or_takes_the_max_of_standardised_components() -> None:
             np.testing.assert_allclose(p, (c.distances(e) - c.mean) / c.std)
     with pytest.raises(BackendError, match="2 components"):
         b.score(x[:1])
+    w = fit_section([a_src, b_src], [a_tgt, b_tgt], weights=[0.25, 1.0])
+    per = w.backend.component_scores(x)
+    np.testing.assert_allclose(per[0], 0.25 * b.component_scores(x)[0])
+    np.testing.assert_allclose(w.backend.score(x), per[0] + per[1])
+    assert w.backend.threshold == pytest.approx(np.percentile(w.held_out, 90))
+    with pytest.raises(BackendError, match="weights"):
+        fit_section([a_src, b_src], [a_tgt, b_tgt], weights=[1.0, 0.0])
+
+
     with pytest.raises(BackendError, match="number of clips"):
         fit_section([a_src, b_src[:30]], [a_tgt, b_tgt])
+
+
+def test_view_weights_give_every_kind_one_vote() -> None:
+    assert view_weights(["model", "model", "model", "bands", "rhythm"]) == pytest.approx(
+        [1 / 3, 1 / 3, 1 / 3, 1.0, 1.0])
+    assert view_weights(["model"]) == [1.0]
 
 
 def test_fit_section_with_few_clips() -> None:
@@ -203,7 +219,7 @@ def test_section_backend_round_trips_through_npz(tmp_path: Path) -> None:
     assert len(back.components) == 2
     assert all(
         np.array_equal(p.references, q.references) and np.array_equal(p.density, q.density)
-        and (p.n_source, p.mean, p.std) == (q.n_source, q.mean, q.std)
+        and (p.n_source, p.mean, p.std, p.weight) == (q.n_source, q.mean, q.std, q.weight)
         for p, q in zip(back.components, b.components, strict=True)
     )
     assert (back.threshold, back.fusion) == (b.threshold, b.fusion)
@@ -219,6 +235,8 @@ def test_section_backend_round_trips_through_npz(tmp_path: Path) -> None:
         SectionBackend.from_dict({**d, "c1.std": np.asarray(0.0)})
     with pytest.raises(BackendError, match="fusion"):
         SectionBackend.from_dict({**d, "fusion": np.asarray("median")})
+    with pytest.raises(BackendError, match="weight"):
+        SectionBackend.from_dict({**d, "c0.weight": np.asarray(-1.0)})
 
 
 def test_config_round_trips_and_rejects_unknown_fields() -> None:

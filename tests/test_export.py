@@ -97,6 +97,8 @@ def test_an_ensemble_exports_every_model_and_scores_their_fused_scores(
     b = load_bundle(vdir)
     assert [c["kind"] for c in b.components] == ["model", "model", "bands", "rhythm"]
     assert b.model_files == ["model_0.tflite", "model_1.tflite"]
+    # the two models share one vote in the fusion, each classical view has one
+    assert [c.weight for c in b.backend(b.sections[0]).components] == [0.5, 0.5, 1.0, 1.0]
     scorer = Scorer.from_bundle(vdir)
     test = [c for c in clips if c.split == "test"][:3]
     sec = test[0].section_id
