@@ -292,16 +292,17 @@ def _min_or_fail(d: NDArray[np.float64], which: str) -> NDArray[np.float64]:
 
 
 def local_density(references: NDArray[np.float32], k: int) -> NDArray[np.float32]:
-    """(K,) mean cosine distance of each reference to its k nearest OTHER references (ones
-    when k = 0 or there is a single reference)."""
+    """(K,) mean cosine distance of each reference to its k nearest OTHER references; ones
+    (plain distances) when k = 0 or there are not k other references: a density from one or
+    two neighbours is noise, and a pair of near-duplicate clips would divide every distance
+    by almost nothing."""
     n = references.shape[0]
-    if k == 0 or n < 2:
+    if k == 0 or n <= k:
         return np.ones(n, dtype=np.float32)
     r = references.astype(np.float64)
     d = 1.0 - r @ r.T
     np.fill_diagonal(d, np.inf)
-    kk = min(k, n - 1)
-    near = np.partition(d, kk - 1, axis=1)[:, :kk]
+    near = np.partition(d, k - 1, axis=1)[:, :k]
     return np.maximum(near.mean(axis=1), _MIN_DENSITY).astype(np.float32)
 
 
@@ -507,6 +508,14 @@ class SectionFit:
         return self.held_out[self.n_source_clips :]
 
 
+def _spread(held: NDArray[np.float64]) -> float:
+    """The normaliser's standard deviation, floored at a tenth of the mean distance: with a
+    handful of clips (a fresh enrolment, the smoke test's two) the held-out scores can agree by
+    chance and a near-zero spread would blow every later score up by orders of magnitude.
+    With tens of clips the floor does not bind (spreads are typically 30-40 % of the mean)."""
+    return max(float(held.std()), 0.1 * abs(float(held.mean())), _MIN_STD)
+
+
 def view_weights(kinds: Sequence[str]) -> list[float]:
     """Fusion weights of components by kind: every kind (the learned models together, each
     classical feature) weighs 1 in total, so an ensemble of M models does not outvote the
@@ -560,10 +569,8 @@ def fit_section(
         for s, t in zip(srcs, tgts, strict=True)
     ]
     if config.normalise:
-        comps = [
-            replace(c, mean=float(h.mean()), std=max(float(h.std()), _MIN_STD))
-            for c, h in zip(comps, held, strict=True)
-        ]
+        comps = [replace(c, mean=float(h.mean()), std=_spread(h))
+                 for c, h in zip(comps, held, strict=True)]
     fused = fuse([c.weight * (h - c.mean) / c.std for c, h in zip(comps, held, strict=True)],
                  config.fusion)
     threshold = float(np.percentile(fused, config.percentile))

@@ -92,6 +92,8 @@ def test_local_density_is_the_mean_distance_to_the_k_nearest_other_references() 
     assert dens2[2] == pytest.approx((d[2, 0] + d[2, 1]) / 2)
     np.testing.assert_array_equal(local_density(refs, 0), np.ones(3, np.float32))
     assert local_density(refs[:1], 3).tolist() == [1.0]
+    # fewer than k other references: plain distances, not a density from one neighbour
+    np.testing.assert_array_equal(local_density(refs, 3), np.ones(3, np.float32))
     dup = np.repeat(refs[:1], 2, axis=0)
     assert np.all(local_density(dup, 1) > 0)  # duplicates never divide by zero
 
@@ -246,3 +248,13 @@ def test_config_round_trips_and_rejects_unknown_fields() -> None:
         BackendConfig.from_dict({**c.to_dict(), "colour": "blue"})
     with pytest.raises(BackendError, match="references"):
         BackendConfig(references="some")  # type: ignore[arg-type]
+
+
+def test_a_handful_of_agreeing_clips_does_not_blow_up_the_normaliser() -> None:
+    """Two clips whose held-out scores agree by chance: the spread is floored at a tenth of
+    the mean distance, so a new clip's score stays a few units, not millions."""
+    x = l2_normalise(np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]))
+    b = fit_section([x], [np.zeros((0, 3))], BackendConfig(density_k=0)).backend
+    c = b.components[0]
+    assert c.std == pytest.approx(0.1 * c.mean)
+    assert abs(float(b.score([np.array([[1.0, 1.0, 1.0]])])[0])) < 20
