@@ -28,41 +28,25 @@ its N clips as the source domain, threshold cross-fitted (`backend.fit_section`)
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 from numpy.typing import NDArray
 
 from .backend import BackendError, SectionBackend, cosine_scores, fit_section, l2_normalise
+from .errors import choice
 
-MODES = ("replace", "append")
-THRESHOLD_RULES = ("max", "target")
-DEFAULT_MODE = "replace"
-DEFAULT_RULE = "max"
+Mode = Literal["replace", "append"]
+ThresholdRule = Literal["max", "target"]
+MODES: tuple[Mode, ...] = get_args(Mode)
+THRESHOLD_RULES: tuple[ThresholdRule, ...] = get_args(ThresholdRule)
+DEFAULT_MODE: Mode = "replace"
+DEFAULT_RULE: ThresholdRule = "max"
 DEFAULT_PERCENTILE = 90.0
 MIN_ENROL_CLIPS = 10
 """Fewer clips than this give a 90th percentile that is the maximum of a handful of scores;
 see BENCHMARKS.md "On-device adaptation" for how the threshold settles with N."""
-
-SECTION_RE = re.compile(r"^(?P<machine>[A-Za-z0-9][A-Za-z0-9-]*)_section_(?P<section>\d{2})$")
-
-
-def parse_section(section: str) -> tuple[str, str]:
-    """`<machine>_section_<XX>` -> (machine, "XX"); BackendError otherwise.
-
-    The name must round-trip through the DCASE layout (`<machine>/train/section_XX_...`),
-    which is how `record` files it and `model_build.data.scan` reads it back.
-    """
-    m = SECTION_RE.match(section)
-    if m is None:
-        raise BackendError(
-            f"section {section!r}: expected <machine>_section_<XX> (e.g. fan_section_00; "
-            "machine: letters, digits, '-'; XX: two digits)"
-        )
-    return m["machine"], m["section"]
-
 
 @dataclass(frozen=True)
 class Calibration:
@@ -72,7 +56,7 @@ class Calibration:
     held_out_scores: NDArray[np.float64]  # one per new clip, leave-one-out
     held_out_threshold: float  # percentile of held_out_scores
     old_threshold: float
-    rule: str
+    rule: ThresholdRule
 
     @property
     def threshold(self) -> float:
@@ -87,11 +71,6 @@ class Calibration:
             "held_out_scores": [round(float(s), 6) for s in self.held_out_scores],
             "threshold_rule": self.rule,
         }
-
-
-def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise BackendError(f"{name}: expected one of {', '.join(choices)}, got {value!r}")
 
 
 def held_out_target_scores(
@@ -112,13 +91,13 @@ def held_out_target_scores(
 def calibrated_section(
     old: SectionBackend,
     target_emb: NDArray[Any],
-    mode: str = DEFAULT_MODE,
+    mode: Mode = DEFAULT_MODE,
     percentile: float = DEFAULT_PERCENTILE,
-    rule: str = DEFAULT_RULE,
+    rule: ThresholdRule = DEFAULT_RULE,
 ) -> Calibration:
     """New target references from `target_emb` (N, D) and the threshold rule of the docstring."""
-    check_choice("mode", mode, MODES)
-    check_choice("threshold rule", rule, THRESHOLD_RULES)
+    mode = choice("mode", mode, MODES)  # callers outside the type checker, too
+    rule = choice("rule", rule, THRESHOLD_RULES)
     if not 0.0 <= percentile <= 100.0:
         raise BackendError(f"percentile: expected a value in [0, 100], got {percentile}")
     emb = np.asarray(target_emb, dtype=np.float64)

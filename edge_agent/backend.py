@@ -34,9 +34,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from .arrays import AnyFloatArray
 from .errors import EdgeAgentError
 
-FloatArray = NDArray[np.floating[Any]]
 COSINE_VARIANTS = ("joint", "source", "target", "sum")
 
 
@@ -44,14 +44,15 @@ class BackendError(EdgeAgentError):
     """A backend cannot be fitted or loaded (no embeddings, wrong shapes, bad saved file)."""
 
 
-def l2_normalise(x: FloatArray) -> NDArray[np.float32]:
+def l2_normalise(x: AnyFloatArray) -> NDArray[np.float32]:
     """Rows scaled to unit length (zero rows stay zero) so a dot product is a cosine."""
     x = np.asarray(x, dtype=np.float64)
     norm = np.linalg.norm(x, axis=-1, keepdims=True)
-    return (x / np.maximum(norm, 1e-12)).astype(np.float32)
+    out: NDArray[np.float32] = (x / np.maximum(norm, 1e-12)).astype(np.float32)
+    return out
 
 
-def _as_matrix(x: FloatArray, name: str, dim: int | None = None) -> NDArray[np.float64]:
+def _as_matrix(x: AnyFloatArray, name: str, dim: int | None = None) -> NDArray[np.float64]:
     a = np.asarray(x, dtype=np.float64)
     if a.ndim == 1 and a.size == 0:
         a = a.reshape(0, dim or 0)
@@ -66,7 +67,8 @@ def _as_matrix(x: FloatArray, name: str, dim: int | None = None) -> NDArray[np.f
 
 def _sq_dists(x: NDArray[np.float64], c: NDArray[np.float64]) -> NDArray[np.float64]:
     d = (x * x).sum(1)[:, None] - 2.0 * x @ c.T + (c * c).sum(1)[None, :]
-    return np.maximum(d, 0.0)
+    out: NDArray[np.float64] = np.maximum(d, 0.0)
+    return out
 
 
 def _kmeans_pp(x: NDArray[np.float64], k: int, rng: np.random.Generator) -> NDArray[np.float64]:
@@ -119,7 +121,7 @@ def _lloyd(
 
 
 def kmeans(
-    x: FloatArray, k: int, seed: int = 0, n_init: int = 4, iters: int = 100
+    x: AnyFloatArray, k: int, seed: int = 0, n_init: int = 4, iters: int = 100
 ) -> NDArray[np.float32]:
     """k-means (k-means++ init, Lloyd iterations, best of `n_init` by inertia) -> (k', D) centres.
 
@@ -151,7 +153,7 @@ class SectionBackend:
     n_source: int  # rows [0, n_source) are source k-means centres, the rest target embeddings
     threshold: float  # decision threshold on the score (score > threshold -> anomalous)
 
-    def score(self, emb: FloatArray, variant: str = "joint") -> NDArray[np.float32]:
+    def score(self, emb: AnyFloatArray, variant: str = "joint") -> NDArray[np.float32]:
         """Anomaly scores of (N, D) or (D,) embeddings; see `variant_scores`."""
         return variant_scores(emb, self, variant)
 
@@ -181,7 +183,7 @@ class SectionBackend:
         return cls(refs, n_source, threshold)
 
 
-def cosine_scores(emb: FloatArray, references: FloatArray) -> NDArray[np.float32]:
+def cosine_scores(emb: AnyFloatArray, references: AnyFloatArray) -> NDArray[np.float32]:
     """(N,) minimum cosine distance (1 - cos) of each embedding to the reference vectors."""
     e = np.asarray(emb)
     single = e.ndim == 1
@@ -189,12 +191,12 @@ def cosine_scores(emb: FloatArray, references: FloatArray) -> NDArray[np.float32
     refs = l2_normalise(_as_matrix(references, "references", e2.shape[1]))
     if refs.shape[0] == 0:
         raise BackendError("references: no reference vectors to score against")
-    s = (1.0 - (e2 @ refs.T).max(1)).astype(np.float32)
+    s: NDArray[np.float32] = (1.0 - (e2 @ refs.T).max(1)).astype(np.float32)
     return s[0:1] if single else s
 
 
 def variant_scores(
-    emb: FloatArray, backend: SectionBackend, variant: str = "joint"
+    emb: AnyFloatArray, backend: SectionBackend, variant: str = "joint"
 ) -> NDArray[np.float32]:
     """Scores of the cosine backend and its Table-6 variants.
 
@@ -216,7 +218,7 @@ def variant_scores(
 
 
 def fit_references(
-    source_emb: FloatArray, target_emb: FloatArray, n_clusters: int = 16, seed: int = 0
+    source_emb: AnyFloatArray, target_emb: AnyFloatArray, n_clusters: int = 16, seed: int = 0
 ) -> tuple[NDArray[np.float32], int]:
     """(references, n_source): normalised k-means centres of source + normalised target embs."""
     src = l2_normalise(_as_matrix(source_emb, "source embeddings"))
@@ -234,12 +236,12 @@ def fit_references(
     return np.concatenate(parts, axis=0).astype(np.float32), n_source
 
 
-FitScore = Callable[[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]], FloatArray]
+FitScore = Callable[[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]], AnyFloatArray]
 
 
 def cross_fit_scores(
-    source_emb: FloatArray,
-    target_emb: FloatArray,
+    source_emb: AnyFloatArray,
+    target_emb: AnyFloatArray,
     fit_score: FitScore,
     folds: int = 5,
     seed: int = 0,
@@ -277,8 +279,8 @@ def cross_fit_scores(
 
 
 def leave_out_threshold(
-    source_emb: FloatArray,
-    target_emb: FloatArray,
+    source_emb: AnyFloatArray,
+    target_emb: AnyFloatArray,
     n_clusters: int = 16,
     seed: int = 0,
     percentile: float = 90.0,
@@ -290,7 +292,7 @@ def leave_out_threshold(
 
     def fit_score(
         s: NDArray[np.float64], t: NDArray[np.float64], held: NDArray[np.float64]
-    ) -> FloatArray:
+    ) -> AnyFloatArray:
         refs, n_src = fit_references(s, t, n_clusters, seed)
         return variant_scores(held, SectionBackend(refs, n_src, 0.0), variant)
 
@@ -304,8 +306,8 @@ def _check_percentile(p: float) -> None:
 
 
 def fit_section(
-    source_emb: FloatArray,
-    target_emb: FloatArray,
+    source_emb: AnyFloatArray,
+    target_emb: AnyFloatArray,
     n_clusters: int = 16,
     seed: int = 0,
     percentile: float = 90.0,
@@ -328,7 +330,9 @@ def fit_section(
     return SectionBackend(refs, n_source, thr)
 
 
-def in_sample_threshold(backend: SectionBackend, train_emb: FloatArray, percentile: float) -> float:
+def in_sample_threshold(
+    backend: SectionBackend, train_emb: AnyFloatArray, percentile: float
+) -> float:
     """The naive DCASE-reference threshold: percentile of scores of the fitting clips themselves.
 
     Kept for comparison only: it is biased low (see the module docstring).
@@ -349,7 +353,7 @@ class GmmBackend:
     precision_chol: NDArray[np.float64]  # (K, D, D) upper-triangular Cholesky of the precision
     threshold: float
 
-    def score(self, emb: FloatArray) -> NDArray[np.float64]:
+    def score(self, emb: AnyFloatArray) -> NDArray[np.float64]:
         return -_gmm_log_prob(l2_normalise(_as_matrix(np.atleast_2d(emb), "embeddings")), self)
 
     def to_dict(self) -> dict[str, NDArray[Any]]:
@@ -392,7 +396,7 @@ def _logsumexp(a: NDArray[np.float64]) -> NDArray[np.float64]:
     return np.asarray(np.log(np.exp(a - m).sum(axis=1)) + m[:, 0])
 
 
-def _gmm_log_prob(x: FloatArray, g: GmmBackend) -> NDArray[np.float64]:
+def _gmm_log_prob(x: AnyFloatArray, g: GmmBackend) -> NDArray[np.float64]:
     return _logsumexp(_component_log_prob(np.asarray(x, np.float64), g))
 
 
@@ -415,7 +419,7 @@ def _m_step(
 
 
 def fit_gmm(
-    emb: FloatArray,
+    emb: AnyFloatArray,
     n_components: int = 16,
     reg: float = 1e-3,
     seed: int = 0,
@@ -444,8 +448,8 @@ def fit_gmm(
 
 
 def fit_gmm_section(
-    source_emb: FloatArray,
-    target_emb: FloatArray,
+    source_emb: AnyFloatArray,
+    target_emb: AnyFloatArray,
     n_components: int = 16,
     seed: int = 0,
     percentile: float = 90.0,
@@ -462,7 +466,7 @@ def fit_gmm_section(
 
     def fit_score(
         s: NDArray[np.float64], t: NDArray[np.float64], held: NDArray[np.float64]
-    ) -> FloatArray:
+    ) -> AnyFloatArray:
         return fit_gmm(np.concatenate([s, t]), n_components, reg, seed).score(held)
 
     thr = (

@@ -7,7 +7,6 @@ the device computes.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,26 +14,19 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from .arrays import FloatArray
 from .backend import l2_normalise
 from .bundle import Bundle, load_bundle
 from .embedder import Embedder, Runtime
 from .errors import BundleError
-from .frontend import FrontendSpec, spectrogram, spectrum
-
-FEATURES = {"spectrogram": spectrogram, "spectrum": spectrum}
+from .frontend import FEATURES, FrontendSpec, model_inputs
 
 
-def window_features(
-    wave: NDArray[Any], names: Sequence[str], spec: FrontendSpec
-) -> list[NDArray[np.float32]]:
-    """The named model inputs of one window (numpy frontend)."""
-    return [FEATURES[name](wave, spec) for name in names]
-
-
-def embed_window(embedder: Embedder, wave: NDArray[Any], spec: FrontendSpec) -> NDArray[np.float32]:
+def embed_window(embedder: Embedder, wave: NDArray[Any], spec: FrontendSpec) -> FloatArray:
     """Frontend + interpreter + L2 normalisation: THE device embedding of one window."""
-    feats = window_features(wave, embedder.input_names, spec)
-    return l2_normalise(embedder.embed(*feats)[None])[0]
+    feats = model_inputs(wave, embedder.input_names, spec)
+    emb: FloatArray = l2_normalise(embedder.embed(*feats)[None])[0]
+    return emb
 
 
 @dataclass(frozen=True)
@@ -88,15 +80,11 @@ class Scorer:
             )
         return cls(bundle, embedder)
 
-    def features(self, wave: NDArray[Any]) -> list[NDArray[np.float32]]:
-        """The model's inputs for one window, in the embedder's input order."""
-        return window_features(wave, self.embedder.input_names, self.spec)
-
-    def embed(self, wave: NDArray[Any]) -> NDArray[np.float32]:
+    def embed(self, wave: NDArray[Any]) -> FloatArray:
         """(D,) L2-normalised embedding of one window of `spec.clip_samples` samples."""
         return embed_window(self.embedder, wave, self.spec)
 
-    def embed_many(self, waves: NDArray[Any]) -> NDArray[np.float32]:
+    def embed_many(self, waves: NDArray[Any]) -> FloatArray:
         return (
             np.stack([self.embed(w) for w in waves])
             if len(waves)
