@@ -23,21 +23,19 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import typer
 from numpy.typing import NDArray
 
 from edge_agent.audio import load_clip
 from edge_agent.backend import SectionBackend, fit_section
 from edge_agent.bundle import QUANTIZE_MODES, write_bundle
 from edge_agent.embedder import Embedder
-from edge_agent.errors import EdgeAgentError
-from edge_agent.frontend import DEFAULT_SPEC, FrontendSpec, spectrogram, spectrum
+from edge_agent.errors import EdgeAgentError, FieldError
+from edge_agent.frontend import DEFAULT_SPEC, FrontendSpec, model_inputs
 from edge_agent.scorer import embed_window
 
 from .data import Clip
 
 DEFAULT_MODE = "dynamic"  # see BENCHMARKS.md "Quantisation": smallest/fastest within 0.5 AUC
-FEATURES = {"spectrogram": spectrogram, "spectrum": spectrum}
 EXPORT_DOMAINS = ("all", "source")  # training clips the backends are fitted on
 
 
@@ -49,7 +47,7 @@ def feature_list(
     wave: NDArray[Any], names: Sequence[str], spec: FrontendSpec
 ) -> list[NDArray[Any]]:
     """Model inputs for one clip, with the trailing channel axis and a batch axis."""
-    return [FEATURES[n](wave, spec)[None, ..., None] for n in names]
+    return [x[None, ..., None] for x in model_inputs(wave, names, spec)]
 
 
 def calibration_waves(clips: Sequence[Clip], n: int, spec: FrontendSpec, seed: int = 0) -> (
@@ -71,14 +69,14 @@ def calibration_waves(clips: Sequence[Clip], n: int, spec: FrontendSpec, seed: i
 def convert(
     model: Any,
     mode: str,
-    calibration: NDArray[Any] | None = None,
-    spec: FrontendSpec = DEFAULT_SPEC,
+    calibration: NDArray[Any] | None,
+    spec: FrontendSpec,
 ) -> bytes:
     """TFLite flatbuffer of `model` (batch 1) in quantisation `mode`; `calibration` = waves."""
     import tensorflow as tf
 
     if mode not in QUANTIZE_MODES:
-        raise EdgeAgentError(f"--quantize: expected one of {', '.join(QUANTIZE_MODES)}, got {mode}")
+        raise FieldError("quantize", f"expected one of {', '.join(QUANTIZE_MODES)}, got {mode}")
     names = input_names(model)
     # from_keras_model freezes every variable; a hand-made tf.function over a Keras 3 model
     # left READ_VARIABLE ops in the graph (NaN embeddings under XNNPACK).
@@ -105,9 +103,7 @@ def convert(
     return bytes(conv.convert())
 
 
-def keras_embed(model: Any, waves: NDArray[Any], spec: FrontendSpec = DEFAULT_SPEC) -> (
-    NDArray[np.float32]
-):
+def keras_embed(model: Any, waves: NDArray[Any], spec: FrontendSpec) -> NDArray[np.float32]:
     """(N, D) float Keras embeddings from the numpy frontend (reference for parity checks)."""
     names = input_names(model)
     out = [np.asarray(model(feature_list(w, names, spec), training=False))[0] for w in waves]
@@ -115,8 +111,7 @@ def keras_embed(model: Any, waves: NDArray[Any], spec: FrontendSpec = DEFAULT_SP
 
 
 def refit_backends(
-    scorer_embed: Any, clips: Sequence[Clip], spec: FrontendSpec, n_clusters: int = 16,
-    percentile: float = 90.0,
+    scorer_embed: Any, clips: Sequence[Clip], spec: FrontendSpec, n_clusters: int = 16
 ) -> dict[str, SectionBackend]:
     """Per section: the paper's backend fitted on embeddings from `scorer_embed(wave)`."""
     sections: dict[str, dict[str, list[NDArray[np.float32]]]] = {}
@@ -134,7 +129,7 @@ def refit_backends(
         dim = len((d["source"] or d["target"])[0])
         src = np.stack(d["source"]) if d["source"] else np.zeros((0, dim), np.float32)
         tgt = np.stack(d["target"]) if d["target"] else np.zeros((0, dim), np.float32)
-        out[sid] = fit_section(src, tgt, n_clusters=n_clusters, percentile=percentile)
+        out[sid] = fit_section(src, tgt, n_clusters=n_clusters)
     return out
 
 
@@ -198,21 +193,20 @@ def export_run(
     from .runs import load_run  # imports TensorFlow: only here
 
     if quantize not in QUANTIZE_MODES:
-        raise EdgeAgentError(f"--quantize: expected one of {', '.join(QUANTIZE_MODES)}, got "
-                             f"{quantize}")
+        raise FieldError("quantize", f"expected one of {', '.join(QUANTIZE_MODES)}, got "
+                         f"{quantize}")
     if domains not in EXPORT_DOMAINS:
-        raise EdgeAgentError(f"--domains: expected one of {', '.join(EXPORT_DOMAINS)}, got "
-                             f"{domains}")
+        raise FieldError("domains", f"expected one of {', '.join(EXPORT_DOMAINS)}, got {domains}")
     r = load_run(run)
     roots = list(data) or [Path(p) for p in r.meta.get("data", [])]
     if not roots:
-        raise EdgeAgentError("--data: the run records no data roots; pass --data")
+        raise FieldError("data", "the run records no data roots; name them")
     clips = [c for c in scan(roots, splits=("train",)) if c.split == "train"
              and (domains == "all" or c.domain != "target")]
     if not clips:
-        raise EdgeAgentError(f"--data: no training clips under {', '.join(map(str, roots))}")
+        raise FieldError("data", f"no training clips under {', '.join(map(str, roots))}")
     if not 0 <= model_index < len(r.models):
-        raise EdgeAgentError(f"--model: expected 0..{len(r.models) - 1}, got {model_index}")
+        raise FieldError("model_index", f"expected 0..{len(r.models) - 1}, got {model_index}")
     training = {
         "run": str(run),
         "data": [str(p) for p in roots],
@@ -229,26 +223,6 @@ def export_run(
         r.models[model_index], out, quantize, clips, names, r.spec, training, evaluation,
         n_calibration=calibration,
     )
-
-
-def export_cmd(
-    run: Path = typer.Argument(..., help="Run directory written by `model-build train`."),
-    out: Path = typer.Option(..., "--out", help="Bundle directory (a new version is added)."),
-    quantize: str = typer.Option(DEFAULT_MODE, help="float32 | float16 | dynamic | int8."),
-    data: list[Path] = typer.Option(
-        [], "--data", help="Training data root(s); default: the run's own data roots."
-    ),
-    model_index: int = typer.Option(0, "--model", help="Which model of the run (ensemble member)."),
-    calibration: int = typer.Option(200, help="int8 only: number of calibration clips."),
-    domains: str = typer.Option(
-        "all", help="Backend clips: all (source + target) | source (calibrate on site)."
-    ),
-) -> None:
-    """Export one trained model as a TFLite bundle; the backend is refitted on the device path."""
-    vdir = export_run(run, out, quantize, data, model_index, calibration, domains)
-    size = (vdir / "model.tflite").stat().st_size
-    n = len(manifest_of(vdir)["sections"])
-    print(f"wrote {vdir} ({quantize}, {size / 1e6:.2f} MB, {n} sections)")
 
 
 def manifest_of(vdir: Path) -> dict[str, Any]:

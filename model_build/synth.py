@@ -57,8 +57,6 @@ cannot. Target-domain training data are only 10 clips per section.
 from __future__ import annotations
 
 import json
-import os
-import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -68,14 +66,15 @@ from typing import Any
 import numpy as np
 import scipy.fft
 import scipy.signal
-import typer
 from numpy.typing import NDArray
 
 from edge_agent.audio import write_wav
-from edge_agent.errors import EdgeAgentError
+from edge_agent.dcase import clip_name, section_id
+from edge_agent.errors import FieldError
+from edge_agent.frontend import DEFAULT_SPEC
 
-FS = 16_000
-N = 160_000
+FS = DEFAULT_SPEC.sample_rate  # the DCASE format, which the frontend's default spec is
+N = DEFAULT_SPEC.clip_samples
 F64 = NDArray[np.float64]
 MACHINE_TYPES = ("fan", "gearbox", "bearing", "valve")
 SHIFTS = ("operating_point", "background", "microphone")
@@ -93,8 +92,8 @@ _SPLITS = ("train", "test")
 _LABELS = ("normal", "anomaly")
 
 
-class SynthError(EdgeAgentError):
-    """Bad generator arguments (unknown machine type, negative sizes...)."""
+class SynthError(FieldError):
+    """Bad generator arguments (unknown machine type, negative sizes...), naming the field."""
 
 
 @dataclass(frozen=True)
@@ -111,17 +110,17 @@ class SynthConfig:
     def check(self) -> None:
         unknown = [m for m in self.machines if m not in MACHINE_TYPES]
         if unknown or not self.machines:
-            raise SynthError(f"--machines: expected some of {', '.join(MACHINE_TYPES)}, "
+            raise SynthError("machines", f"expected some of {', '.join(MACHINE_TYPES)}, "
                              f"got {list(self.machines)}")
         if len(set(self.machines)) != len(self.machines):
-            raise SynthError(f"--machines: duplicate machine type in {list(self.machines)}")
+            raise SynthError("machines", f"duplicate machine type in {list(self.machines)}")
         if not 1 <= self.sections <= 99:
-            raise SynthError(f"--sections: expected 1..99, got {self.sections}")
+            raise SynthError("sections", f"expected 1..99, got {self.sections}")
         for name in ("source_train", "target_train", "test_per_label"):
             if getattr(self, name) < 0:
-                raise SynthError(f"--{name.replace('_', '-')}: expected >= 0")
+                raise SynthError(name, "expected >= 0")
         if self.source_train + self.target_train == 0:
-            raise SynthError("--source-train/--target-train: need at least one training clip")
+            raise SynthError("source_train", "need at least one training clip (with target_train)")
 
 
 @dataclass(frozen=True)
@@ -309,7 +308,8 @@ def _rattle(rng: np.random.Generator, a: Anomaly) -> F64:
     n = int(rng.integers(3, 12))
     times = np.sort(rng.uniform(0, 10, n))
     sig = impacts(times, rng.uniform(2000, 6000), 0.004, rng.uniform(0.5, 1.0, n), rng)
-    return a.amp * 3.0 * sig / rms(sig) * np.sqrt(n / 12)
+    out: F64 = a.amp * 3.0 * sig / rms(sig) * np.sqrt(n / 12)
+    return out
 
 
 def _rotating(rng: np.random.Generator, sec: Section, attrs: dict[str, str], a: Anomaly,
@@ -546,8 +546,7 @@ def render(job: ClipJob, sec: Section) -> tuple[NDArray[np.float32], ClipInfo]:
     peak = float(np.max(np.abs(x)))
     if peak > 0.9:
         x *= 0.9 / peak
-    name = (f"section_{job.section:02d}_{job.domain}_{job.split}_{job.label}_"
-            f"{job.index:04d}_{attrs}.wav")
+    name = clip_name(f"{job.section:02d}", job.domain, job.split, job.label, job.index, attrs)
     info = ClipInfo(f"{job.machine}/{job.split}/{name}", attrs, kind,
                     round(sev, 4) if kind else None,
                     {"snr_db": round(snr, 2), "gain_db": round(gain_db, 2)})
@@ -597,30 +596,9 @@ def generate(config: SynthConfig, out: Path, workers: int = 1) -> dict[str, Any]
         "clip_samples": N,
         "anomaly_gain": ANOMALY_GAIN,
         "anomaly_kinds": {m: list(ANOMALY_KINDS[m]) for m in config.machines},
-        "sections": {f"{m}_section_{s:02d}": sec.to_json() for (m, s), sec in sections.items()},
+        "sections": {section_id(m, f"{s:02d}"): sec.to_json()
+                     for (m, s), sec in sections.items()},
         "clips": [asdict(i) for i in infos],
     }
     (out / "synth.json").write_text(json.dumps(meta, indent=1))
     return meta
-
-
-def synth_cmd(
-    out: Path = typer.Argument(..., help="Output folder (DCASE layout is written inside)."),
-    seed: int = typer.Option(0, help="Random seed: same seed and flags, same files."),
-    machines: str = typer.Option(",".join(MACHINE_TYPES), help="Comma-separated machine types."),
-    sections: int = typer.Option(3, help="Sections per machine type."),
-    source_train: int = typer.Option(100, help="Source-domain training clips per section."),
-    target_train: int = typer.Option(10, help="Target-domain training clips per section."),
-    test: int = typer.Option(50, "--test", help="Test clips per section, domain and label."),
-    workers: int = typer.Option(1, help="Worker processes (files are identical either way)."),
-) -> None:
-    """Write a synthetic DCASE-layout data set (see model_build/synth.py for the models)."""
-    config = SynthConfig(seed, tuple(m.strip() for m in machines.split(",") if m.strip()),
-                         sections, source_train, target_train, test)
-    config.check()
-    t0 = time.perf_counter()
-    meta = generate(config, out, max(1, min(workers, os.cpu_count() or 1)))
-    shifts = ",".join(f"{s:02d}={SHIFTS[s % 3]}" for s in range(config.sections))
-    print(f"synth: {len(meta['clips'])} clips, {len(config.machines)} machine types x "
-          f"{config.sections} sections ({shifts}), seed {seed} -> {out} "
-          f"in {time.perf_counter() - t0:.1f} s")
