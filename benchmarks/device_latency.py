@@ -47,7 +47,8 @@ def _rss_mb() -> float:
 
 def child_tflite(bundle: str, threads: int, n: int) -> dict[str, Any]:
     from edge_agent.backend import l2_normalise
-    from edge_agent.scorer import Scorer, window_features
+    from edge_agent.frontend import model_inputs
+    from edge_agent.scorer import Scorer
 
     s = Scorer.from_bundle(bundle, threads=threads)
     section = s.bundle.sections[0]
@@ -55,7 +56,7 @@ def child_tflite(bundle: str, threads: int, n: int) -> dict[str, Any]:
     parts: dict[str, list[float]] = {"frontend": [], "inference": [], "backend": [], "total": []}
     for i, w in enumerate(_windows(n + 3)):
         t0 = time.perf_counter()
-        feats = window_features(w, s.embedder.input_names, s.spec)
+        feats = model_inputs(w, s.embedder.input_names, s.spec)
         t1 = time.perf_counter()
         e = s.embedder.embed(*feats)
         t2 = time.perf_counter()
@@ -78,14 +79,15 @@ def child_keras(run: str, threads: int, n: int) -> dict[str, Any]:
 
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(1)
-    from edge_agent.frontend import spectrogram, spectrum
+    from edge_agent.frontend import DEFAULT_SPEC, spectrogram, spectrum
     from model_build.runs import load_run
 
     model = load_run(run).models[0]
     parts: dict[str, list[float]] = {"frontend": [], "inference": [], "total": []}
     for i, w in enumerate(_windows(n + 3)):
         t0 = time.perf_counter()
-        x = [spectrogram(w)[None, ..., None], spectrum(w)[None, :, None]]
+        x = [spectrogram(w, DEFAULT_SPEC)[None, ..., None],
+             spectrum(w, DEFAULT_SPEC)[None, :, None]]
         t1 = time.perf_counter()
         np.asarray(model(x, training=False))
         t2 = time.perf_counter()

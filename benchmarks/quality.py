@@ -48,7 +48,7 @@ def _row(label: str, s: dict[str, Any]) -> str:
     return f"| {label} | " + " | ".join(cells) + f" | {100 * s['official']:6.2f} |"
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915 -- the script, step by step
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--out", type=Path, required=True, help="folder for data, run and results")
     ap.add_argument("--data", type=Path, default=None, help="use this DCASE root instead of synth")
