@@ -9,9 +9,9 @@ from edge_agent.adapt import (
     calibrated_section,
     enrolled_section,
     held_out_target_scores,
-    parse_section,
 )
 from edge_agent.backend import BackendError, SectionBackend, cosine_scores, l2_normalise
+from edge_agent.errors import FieldError
 
 D = 32
 
@@ -81,10 +81,10 @@ def test_threshold_rules(old: SectionBackend) -> None:
 
 
 def test_calibrate_errors(old: SectionBackend) -> None:
-    with pytest.raises(BackendError, match="mode: expected one of replace, append"):
-        calibrated_section(old, np.ones((3, D)), mode="merge")
-    with pytest.raises(BackendError, match="rule"):
-        calibrated_section(old, np.ones((3, D)), rule="min")
+    with pytest.raises(FieldError, match=r"^mode: expected one of replace, append"):
+        calibrated_section(old, np.ones((3, D)), mode="merge")  # type: ignore[arg-type]
+    with pytest.raises(FieldError, match=r"^rule: expected one of max, target"):
+        calibrated_section(old, np.ones((3, D)), rule="min")  # type: ignore[arg-type]
     with pytest.raises(BackendError, match=r"expected \(N>0, 32\)"):
         calibrated_section(old, np.ones((3, D + 1)))
     with pytest.raises(BackendError, match=r"expected \(N>0"):
@@ -106,12 +106,3 @@ def test_enrolled_section_is_the_paper_backend_on_the_new_clips() -> None:
     assert enrolled_section(emb[:10]).n_source == 10  # fewer clips than clusters
     with pytest.raises(BackendError, match="at least 10 normal clips, got 9"):
         enrolled_section(emb[:9])
-
-
-def test_parse_section() -> None:
-    assert parse_section("fan_section_00") == ("fan", "00")
-    assert parse_section("press-7_section_12") == ("press-7", "12")
-    for bad in ("fan", "fan_section_0", "fan_section_000", "fan/x_section_00", "_section_00",
-                "fan_section_ab"):
-        with pytest.raises(BackendError, match="expected <machine>_section_<XX>"):
-            parse_section(bad)

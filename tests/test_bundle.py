@@ -166,7 +166,7 @@ def test_cli_reports_a_bad_bundle_in_one_line(
     wav = tmp_path / "x.wav"
     from edge_agent.audio import write_wav
 
-    write_wav(wav, np.zeros(160_000, np.float32))
+    write_wav(wav, np.zeros(160_000, np.float32), 16000)
     with pytest.raises(SystemExit) as exc:
         edge_main(["score", str(wav), "--bundle", str(root)])
     assert exc.value.code == 2

@@ -11,6 +11,7 @@ import pytest
 from edge_agent.audio import load_clip
 from edge_agent.backend import fit_section
 from edge_agent.bundle import QUANTIZE_MODES, current_version, list_versions, load_bundle
+from edge_agent.frontend import DEFAULT_SPEC
 from model_build.cli import main as build_main
 from model_build.data import Clip, scan
 from model_build.export import BundleEmbedder, export_run, keras_embed
@@ -44,8 +45,9 @@ def test_every_mode_matches_keras_within_its_tolerance(
     exported: dict[str, Path], trained_run: Path, clips: list[Clip]
 ) -> None:
     test = [c for c in clips if c.split == "test"][:12]
-    waves = np.stack([load_clip(c.path) for c in test])
-    ref = keras_embed(load_run(trained_run).models[0], waves)
+    waves = np.stack([load_clip(c.path, DEFAULT_SPEC) for c in test])
+    run = load_run(trained_run)
+    ref = keras_embed(run.models[0], waves, run.spec)
     sizes = {}
     for mode, vdir in exported.items():
         b = load_bundle(vdir)
