@@ -208,11 +208,12 @@ def demo_cmd(
         "source.loop": False,
         # Demo alarms must not linger in (or be replayed from) a real agent's outbox.
         "outbox.path": str(Path(outbox_dir.name) / "outbox.sqlite"),
-        "log.stdout": json_out,
+        "log.stdout": json_out,  # without --json, DemoSink prints the lines
+        "log.json": json_out,
         "log.jsonl_file": None,
         "log.level": "info" if verbose else "warning",
     }
-    flags = Flags(json=json_out, mqtt_host=mqtt_host, mqtt_port=mqtt_port, device_id=device_id)
+    flags = Flags(mqtt_host=mqtt_host, mqtt_port=mqtt_port, device_id=device_id)
     cfg = agent_config(config, flags, fixed)
     setup_logging(cfg.log.json, cfg.log.level)
     agent = Agent(cfg)
