@@ -89,14 +89,15 @@ def child_keras(run: str, threads: int, n: int) -> dict[str, Any]:
 
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(1)
-    from edge_agent.frontend import spectrogram, spectrum
+    from edge_agent.frontend import DEFAULT_SPEC, spectrogram, spectrum
     from model_build.runs import load_run
 
     model = load_run(run).models[0]
     parts: dict[str, list[float]] = {"frontend": [], "inference": [], "total": []}
     for i, w in enumerate(_windows(n + 3)):
         t0 = time.perf_counter()
-        x = [spectrogram(w)[None, ..., None], spectrum(w)[None, :, None]]
+        x = [spectrogram(w, DEFAULT_SPEC)[None, ..., None],
+             spectrum(w, DEFAULT_SPEC)[None, :, None]]
         t1 = time.perf_counter()
         np.asarray(model(x, training=False))
         t2 = time.perf_counter()

@@ -39,7 +39,7 @@ from model_build.data import scan
 from model_build.metrics import auc
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915 -- the script, step by step
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, required=True)
     ap.add_argument("--bundle", type=Path, required=True)

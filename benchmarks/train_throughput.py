@@ -31,7 +31,8 @@ def write_set(root: Path, n: int) -> None:
     folder.mkdir(parents=True)
     for i in range(n):
         x = 0.3 * np.sin(2 * np.pi * (300 + 50 * (i % 8)) * t) + 0.05 * rng.standard_normal(t.size)
-        write_wav(folder / f"section_0{i % 3}_source_train_normal_{i:04d}_a_{i % 4}.wav", x)
+        write_wav(folder / f"section_0{i % 3}_source_train_normal_{i:04d}_a_{i % 4}.wav", x,
+                  16_000)
 
 
 def _rss_mb() -> float:

@@ -30,9 +30,9 @@ DOCS = Path(__file__).resolve().parent
 ROOT = DOCS.parent
 sys.path.insert(0, str(ROOT))
 
-# Meanings for fields whose dataclass has no inline comment (modules owned elsewhere).
+# Meanings for fields whose dataclass carries no inline comment.
 EXTRA: dict[str, str] = {
-    "source.stdin_rate": "sample rate of raw PCM on stdin (resampled to 16 kHz)",
+    "source.stdin_rate": "sample rate of raw PCM on stdin (resampled to the bundle's rate)",
     "source.stdin_channels": "interleaved channels of raw PCM on stdin (mixed down, or `channel`)",
     "mqtt.port": "broker port (8883 is the usual TLS port)",
     "mqtt.prefix": "first topic level(s); put the site here for a fleet, e.g. `listening/site-a`",
@@ -55,7 +55,7 @@ EXTRA: dict[str, str] = {
 
 SECTIONS = {
     "": "Top level",
-    "source": "`source:` where the audio comes from (`edge_agent.sources.SourceSettings`)",
+    "source": "`source:` where the audio comes from (`edge_agent.sources.base.SourceSettings`)",
     "windows": "`windows:` 10 s windows (`edge_agent.windows.WindowSettings`)",
     "decision": "`decision:` alarm rule (`edge_agent.decision.DecisionSettings`)",
     "health": "`health:` sensor checks (`edge_agent.health.HealthSettings`)",
@@ -87,6 +87,8 @@ def field_comments(cls: type) -> dict[str, str]:
 def _type_text(hint: Any) -> str:
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
+    if origin is typing.Literal:
+        return "one of " + ", ".join(map(str, args))
     if origin in (typing.Union, types.UnionType):
         inner = [a for a in args if a is not type(None)]
         text = " or ".join(_type_text(a) for a in inner)
@@ -98,7 +100,7 @@ def _type_text(hint: Any) -> str:
     return getattr(hint, "__name__", str(hint))
 
 
-def _default_text(f: dataclasses.Field[Any]) -> str:
+def _default_text(f: dataclasses.Field[Any]) -> str:  # noqa: PLR0911 -- one return per YAML form
     if f.default is not dataclasses.MISSING:
         v = f.default
     elif f.default_factory is not dataclasses.MISSING:
@@ -208,8 +210,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--check", action="store_true", help="fail if a file is out of date")
     args = ap.parse_args(argv)
     stale = []
-    for path, text in ((DOCS / "cli.md", cli_md()), (DOCS / "config.md", config_md())):
-        text = text.rstrip() + "\n"
+    for path, generated in ((DOCS / "cli.md", cli_md()), (DOCS / "config.md", config_md())):
+        text = generated.rstrip() + "\n"
         if args.check:
             if not path.exists() or path.read_text() != text:
                 stale.append(path.name)

@@ -25,48 +25,27 @@ clips as the source domain (`backend.fit_section`).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 from numpy.typing import NDArray
 
-from .backend import (
-    BackendConfig,
-    BackendError,
-    FloatArray,
-    SectionBackend,
-    check_percentile,
-    fit_section,
-)
+from .arrays import AnyFloatArray
+from .backend import BackendConfig, BackendError, SectionBackend, check_percentile, fit_section
+from .errors import choice
 
-MODES = ("replace", "append")
-THRESHOLD_RULES = ("max", "target")
-DEFAULT_MODE = "replace"
-DEFAULT_RULE = "max"
+Mode = Literal["replace", "append"]
+ThresholdRule = Literal["max", "target"]
+MODES: tuple[Mode, ...] = get_args(Mode)
+THRESHOLD_RULES: tuple[ThresholdRule, ...] = get_args(ThresholdRule)
+DEFAULT_MODE: Mode = "replace"
+DEFAULT_RULE: ThresholdRule = "max"
 DEFAULT_PERCENTILE = 90.0
 MIN_ENROL_CLIPS = 10
 """Fewer clips than this give a 90th percentile that is the maximum of a handful of scores;
 see BENCHMARKS.md "On-device adaptation" for how the threshold settles with N."""
-
-SECTION_RE = re.compile(r"^(?P<machine>[A-Za-z0-9][A-Za-z0-9-]*)_section_(?P<section>\d{2})$")
-
-
-def parse_section(section: str) -> tuple[str, str]:
-    """`<machine>_section_<XX>` -> (machine, "XX"); BackendError otherwise.
-
-    The name must round-trip through the DCASE layout (`<machine>/train/section_XX_...`),
-    which is how `record` files it and `model_build.data.scan` reads it back.
-    """
-    m = SECTION_RE.match(section)
-    if m is None:
-        raise BackendError(
-            f"section {section!r}: expected <machine>_section_<XX> (e.g. fan_section_00; "
-            "machine: letters, digits, '-'; XX: two digits)"
-        )
-    return m["machine"], m["section"]
 
 
 @dataclass(frozen=True)
@@ -77,7 +56,7 @@ class Calibration:
     held_out_scores: NDArray[np.float64]  # one per new clip, cross-fitted
     held_out_threshold: float  # percentile of held_out_scores
     old_threshold: float
-    rule: str
+    rule: ThresholdRule
 
     @property
     def threshold(self) -> float:
@@ -94,12 +73,7 @@ class Calibration:
         }
 
 
-def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise BackendError(f"{name}: expected one of {', '.join(choices)}, got {value!r}")
-
-
-def _embeddings(embs: Sequence[FloatArray], dims: Sequence[int], what: str) -> list[
+def _embeddings(embs: Sequence[AnyFloatArray], dims: Sequence[int], what: str) -> list[
     NDArray[np.float64]
 ]:
     if len(embs) != len(dims):
@@ -119,16 +93,16 @@ def _embeddings(embs: Sequence[FloatArray], dims: Sequence[int], what: str) -> l
 
 def calibrated_section(
     old: SectionBackend,
-    target_embs: Sequence[FloatArray],
+    target_embs: Sequence[AnyFloatArray],
     config: BackendConfig,
-    mode: str = DEFAULT_MODE,
+    mode: Mode = DEFAULT_MODE,
     percentile: float = DEFAULT_PERCENTILE,
-    rule: str = DEFAULT_RULE,
+    rule: ThresholdRule = DEFAULT_RULE,
 ) -> Calibration:
     """New target references from `target_embs` (per component (N, D_i)), refit, and the
     threshold rule of the module docstring."""
-    check_choice("mode", mode, MODES)
-    check_choice("threshold rule", rule, THRESHOLD_RULES)
+    mode = choice("mode", mode, MODES)  # callers outside the type checker, too
+    rule = choice("rule", rule, THRESHOLD_RULES)
     check_percentile(percentile)
     new = _embeddings(target_embs, old.dims, "calibrate")
     n_new = new[0].shape[0]
@@ -148,7 +122,7 @@ def calibrated_section(
 
 
 def enrolled_section(
-    embs: Sequence[FloatArray],
+    embs: Sequence[AnyFloatArray],
     config: BackendConfig,
     percentile: float = DEFAULT_PERCENTILE,
     min_clips: int = MIN_ENROL_CLIPS,

@@ -14,8 +14,7 @@ Lifecycle: SIGTERM/SIGINT stop reading, the worker finishes the windows already 
 flush (MQTT waits for the outbox to be acknowledged, then publishes retained `offline`), and
 `run()` returns 0.
 
-Events (dicts, the same for every sink): `kind` = score | alarm | health | status, with
-`schema`, `ts` (ISO 8601 UTC), `epoch`, `device_id`; see `edge_agent.sinks.mqtt`.
+Events (the same for every sink): `edge_agent.events` (score | alarm | health | status).
 """
 
 from __future__ import annotations
@@ -27,30 +26,31 @@ import signal
 import sys
 import threading
 import time
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+from typing import IO, Any, Literal
 
 from .config import AgentConfig
 from .decision import ALARM, Decider
-from .health import assess_window
+from .events import (
+    Counters,
+    Event,
+    Levels,
+    WindowEvent,
+    health_event,
+    iso,
+    status_event,
+    window_event,
+)
+from .health import HealthReport, assess_window
 from .scorer import Scorer
+from .sinks import Sink
 from .sinks.jsonl import JsonlSink
-from .sinks.mqtt import SCHEMA_VERSION, MqttSink
+from .sinks.mqtt import MqttSink
 from .sinks.outbox import Outbox
 from .sources import open_source
 from .windows import Window, Windower
 
 log = logging.getLogger("edge_agent")
-
-
-class Sink(Protocol):
-    def handle(self, event: dict[str, Any]) -> None: ...
-    def close(self) -> None: ...
-
-
-def iso(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 class _JsonFormatter(logging.Formatter):
@@ -92,14 +92,15 @@ class Agent:
     """One microphone, one section (see module docstring)."""
 
     def __init__(
-        self, cfg: AgentConfig, sinks: list[Sink] | None = None, stdin: BinaryIO | None = None
+        self, cfg: AgentConfig, sinks: list[Sink] | None = None, stdin: IO[bytes] | None = None
     ) -> None:
         self.cfg = cfg
         self.stdin = stdin
         self.scorer = Scorer.from_bundle(cfg.bundle, cfg.threads)
         self.scorer.bundle.backend(cfg.section)  # unknown section: BundleError now, not later
+        self.window_length, self.hop = cfg.windows.samples(self.scorer.spec)  # bad: fail now
         self.decider = Decider(cfg.decision)
-        self.counters = {
+        self.counters: Counters = {
             "windows": 0,
             "scored": 0,
             "windows_dropped": 0,
@@ -125,21 +126,16 @@ class Agent:
         self._reload = threading.Event()
         self._pending: Scorer | None = None
         self._stamp = bundle_stamp(cfg.bundle)
+        self._next_poll = 0.0
         self._lost_since: float | None = None
         self._last_block = time.monotonic()
 
     # --- events ---
-    def _event(self, kind: str, epoch: float, **fields: Any) -> dict[str, Any]:
-        return {
-            "schema": SCHEMA_VERSION,
-            "kind": kind,
-            "ts": iso(epoch),
-            "epoch": round(epoch, 3),
-            "device_id": self.cfg.mqtt.device_id,
-            **fields,
-        }
+    @property
+    def device_id(self) -> str:
+        return self.cfg.mqtt.device_id
 
-    def emit(self, event: dict[str, Any]) -> None:
+    def emit(self, event: Event) -> None:
         for s in self.sinks:
             try:
                 s.handle(event)
@@ -169,7 +165,7 @@ class Agent:
                 new = Scorer.from_bundle(self.cfg.bundle, self.cfg.threads)
                 new.bundle.backend(self.cfg.section)
                 self._pending = new
-            except Exception as exc:
+            except Exception as exc:  # any failure: keep the running model
                 log.error(
                     "bundle reload failed, keeping %s: %s", self.scorer.bundle.model_version, exc
                 )
@@ -182,14 +178,8 @@ class Agent:
         if self._pending is not None:
             self.scorer, self._pending = self._pending, None
             self.counters["reloads"] += 1
-            self.emit(
-                self._event(
-                    "status",
-                    time.time(),
-                    event="reloaded",
-                    model_version=self.scorer.bundle.model_version,
-                )
-            )
+            self.emit(status_event(time.time(), self.device_id, "reloaded",
+                                   model_version=self.scorer.bundle.model_version))
         self.counters["windows"] += 1
         sec = self.cfg.section
         h = assess_window(w, self.cfg.health)
@@ -197,16 +187,8 @@ class Agent:
             self.counters["faults"] += 1
             d = self.decider.update(None, h.faults)
             if d.fault_changed:
-                self.emit(
-                    self._event(
-                        "health",
-                        w.t_start,
-                        event="sensor_fault",
-                        window=w.index,
-                        faults=list(h.faults),
-                        **_levels(h),
-                    )
-                )
+                self.emit(health_event(w.t_start, self.device_id, "sensor_fault", h.faults,
+                                       window=w.index, levels=_levels(h)))
             return
         ws = self.scorer.score(w.samples, sec)
         thr = self.decider.effective_threshold(ws.threshold)
@@ -214,27 +196,21 @@ class Agent:
         d = self.decider.update(anomalous)
         self.counters["scored"] += 1
         if d.fault_changed:
-            self.emit(
-                self._event(
-                    "health", w.t_start, event="sensor_ok", window=w.index, faults=[], **_levels(h)
-                )
+            self.emit(health_event(w.t_start, self.device_id, "sensor_ok", [], window=w.index,
+                                   levels=_levels(h)))
+
+        def event(kind: Literal["score", "alarm"]) -> WindowEvent:
+            return window_event(
+                kind, w.t_start, self.device_id, section=sec, window=w.index, score=ws.score,
+                threshold=thr, anomalous=anomalous, decision=d.state, votes=d.votes,
+                model_version=ws.model_version, source=w.source_info,
             )
-        common = {
-            "section": sec,
-            "window": w.index,
-            "score": round(ws.score, 6),
-            "threshold": round(thr, 6),
-            "anomalous": anomalous,
-            "decision": d.state,
-            "votes": d.votes,
-            "model_version": ws.model_version,
-            "source": w.source_info,
-        }
-        self.emit(self._event("score", w.t_start, **common))
+
+        self.emit(event("score"))
         if d.changed:
             if d.state == ALARM:
                 self.counters["alarms"] += 1
-            self.emit(self._event("alarm", w.t_start, **common))
+            self.emit(event("alarm"))
 
     def _report_outbox(self) -> None:
         """Outbox full: rows were dropped (policy in sinks.outbox); say so, never silently."""
@@ -243,15 +219,8 @@ class Agent:
         dropped = self.mqtt.outbox.dropped
         if dropped > self.counters["outbox_dropped"]:
             self.counters["outbox_dropped"] = dropped
-            self.emit(
-                self._event(
-                    "health",
-                    time.time(),
-                    event="outbox_full",
-                    faults=["outbox_full"],
-                    dropped=dropped,
-                )
-            )
+            self.emit(health_event(time.time(), self.device_id, "outbox_full", ["outbox_full"],
+                                   dropped=dropped))
 
     def _worker(self) -> None:
         while True:
@@ -261,7 +230,7 @@ class Agent:
             try:
                 self.process(w)
                 self._report_outbox()
-            except Exception as exc:
+            except Exception as exc:  # one bad window must not stop the agent
                 log.error("window %d failed: %s", w.index, exc)
 
     # --- main loop ---
@@ -271,9 +240,10 @@ class Agent:
             signal.signal(signal.SIGTERM, self.stop)
             signal.signal(signal.SIGINT, self.stop)
             signal.signal(signal.SIGHUP, self.request_reload)
-        source = open_source(self.cfg.source, self.stdin)
+        rate = self.scorer.spec.sample_rate
+        source = open_source(self.cfg.source, rate, self.stdin)
         live = self.cfg.source.kind != "files" or self.cfg.source.realtime
-        windower = Windower(self.cfg.windows)
+        windower = Windower(self.window_length, self.hop, rate)
         if self.mqtt is not None:
             self.mqtt.start()
         worker = threading.Thread(target=self._worker, name="scorer", daemon=True)
@@ -284,20 +254,13 @@ class Agent:
             self.scorer.bundle.model_version,
             self.cfg.source.kind,
         )
-        next_poll = time.monotonic() + self.cfg.reload_poll_seconds
+        self._next_poll = time.monotonic() + self.cfg.reload_poll_seconds
         source.start()
         try:
             while not self._stop.is_set():
                 block = source.read(0.5)
                 now = time.monotonic()
-                if now >= next_poll:
-                    next_poll = now + self.cfg.reload_poll_seconds
-                    stamp = bundle_stamp(self.cfg.bundle)
-                    if stamp != self._stamp:
-                        self._stamp = stamp
-                        self._reload.set()
-                if self._reload.is_set():
-                    self._start_reload()
+                self._poll_bundle(now)
                 if block is None:
                     if source.exhausted:
                         break
@@ -305,7 +268,7 @@ class Agent:
                     continue
                 if self._lost_since is not None:
                     self._lost_since = None
-                    self.emit(self._event("health", time.time(), event="device_ok", faults=[]))
+                    self.emit(health_event(time.time(), self.device_id, "device_ok", []))
                 self._last_block = now
                 for w in windower.push(block):
                     self._enqueue(w, live)
@@ -313,18 +276,30 @@ class Agent:
             source.stop()
             self._queue.put(None)
             worker.join()
-            extra = {"scores_unsent": self.mqtt.scores_dropped} if self.mqtt else {}
-            self.emit(self._event("status", time.time(), event="stopped", **self.counters, **extra))
+            self.emit(status_event(
+                time.time(), self.device_id, "stopped", counters=self.counters,
+                scores_unsent=self.mqtt.scores_dropped if self.mqtt else None,
+            ))
             for s in self.sinks:
                 s.close()
         return 0
 
+    def _poll_bundle(self, now: float) -> None:
+        """Every `reload_poll_seconds`: a new bundle version is active -> reload it (and any
+        reload a SIGHUP asked for)."""
+        if now >= self._next_poll:
+            self._next_poll = now + self.cfg.reload_poll_seconds
+            stamp = bundle_stamp(self.cfg.bundle)
+            if stamp != self._stamp:
+                self._stamp = stamp
+                self._reload.set()
+        if self._reload.is_set():
+            self._start_reload()
+
     def _check_lost(self, now: float) -> None:
         if self._lost_since is None and now - self._last_block > self.cfg.source.stall_seconds:
             self._lost_since = now
-            self.emit(
-                self._event("health", time.time(), event="sensor_fault", faults=["device_lost"])
-            )
+            self.emit(health_event(time.time(), self.device_id, "sensor_fault", ["device_lost"]))
 
     def _enqueue(self, w: Window, live: bool) -> None:
         if not live:
@@ -334,19 +309,11 @@ class Agent:
             self._queue.put_nowait(w)
         except queue.Full:
             self.counters["windows_dropped"] += 1
-            self.emit(
-                self._event(
-                    "health",
-                    w.t_start,
-                    event="windows_dropped",
-                    window=w.index,
-                    faults=["scorer_behind"],
-                    dropped=self.counters["windows_dropped"],
-                )
-            )
+            self.emit(health_event(w.t_start, self.device_id, "windows_dropped", ["scorer_behind"],
+                                   window=w.index, dropped=self.counters["windows_dropped"]))
 
 
-def _levels(h: Any) -> dict[str, Any]:
+def _levels(h: HealthReport) -> Levels:
     return {
         "rms_dbfs": round(h.rms_dbfs, 1),
         "peak_dbfs": round(h.peak_dbfs, 1),

@@ -43,13 +43,13 @@ from typing import Any, Literal, cast, get_args
 import numpy as np
 from numpy.typing import NDArray
 
+from .arrays import AnyFloatArray
 from .errors import EdgeAgentError
 
-FloatArray = NDArray[np.floating[Any]]
 Variant = Literal["joint", "source", "target", "sum"]
 References = Literal["all", "kmeans"]
 Fusion = Literal["sum", "max"]
-COSINE_VARIANTS: tuple[str, ...] = get_args(Variant)
+COSINE_VARIANTS: tuple[Variant, ...] = get_args(Variant)
 REFERENCE_KINDS: tuple[str, ...] = get_args(References)
 FUSIONS: tuple[str, ...] = get_args(Fusion)
 _MIN_DENSITY = 1e-4  # cosine distance; duplicated references would otherwise divide by 0
@@ -134,14 +134,15 @@ PAPER_BACKEND = BackendConfig(
 every target clip, plain minimum cosine distance, an ensemble's raw scores summed."""
 
 
-def l2_normalise(x: FloatArray) -> NDArray[np.float32]:
+def l2_normalise(x: AnyFloatArray) -> NDArray[np.float32]:
     """Rows scaled to unit length (zero rows stay zero) so a dot product is a cosine."""
     x = np.asarray(x, dtype=np.float64)
     norm = np.linalg.norm(x, axis=-1, keepdims=True)
-    return (x / np.maximum(norm, 1e-12)).astype(np.float32)
+    out: NDArray[np.float32] = (x / np.maximum(norm, 1e-12)).astype(np.float32)
+    return out
 
 
-def as_matrix(x: FloatArray, name: str, dim: int | None = None) -> NDArray[np.float64]:
+def as_matrix(x: AnyFloatArray, name: str, dim: int | None = None) -> NDArray[np.float64]:
     a = np.asarray(x, dtype=np.float64)
     if a.ndim == 1 and a.size == 0:
         a = a.reshape(0, dim or 0)
@@ -159,7 +160,8 @@ def as_matrix(x: FloatArray, name: str, dim: int | None = None) -> NDArray[np.fl
 
 def sq_dists(x: NDArray[np.float64], c: NDArray[np.float64]) -> NDArray[np.float64]:
     d = (x * x).sum(1)[:, None] - 2.0 * x @ c.T + (c * c).sum(1)[None, :]
-    return np.maximum(d, 0.0)
+    out: NDArray[np.float64] = np.maximum(d, 0.0)
+    return out
 
 
 def _kmeans_pp(x: NDArray[np.float64], k: int, rng: np.random.Generator) -> NDArray[np.float64]:
@@ -212,7 +214,7 @@ def _lloyd(
 
 
 def kmeans(
-    x: FloatArray, k: int, seed: int = 0, n_init: int = 4, iters: int = 100
+    x: AnyFloatArray, k: int, seed: int = 0, n_init: int = 4, iters: int = 100
 ) -> NDArray[np.float32]:
     """k-means (k-means++ init, Lloyd iterations, best of `n_init` by inertia) -> (k', D) centres.
 
@@ -260,7 +262,7 @@ class Component:
     def dim(self) -> int:
         return int(self.references.shape[1])
 
-    def distances(self, emb: FloatArray, variant: Variant = "joint") -> NDArray[np.float64]:
+    def distances(self, emb: AnyFloatArray, variant: Variant = "joint") -> NDArray[np.float64]:
         """(N,) raw score: min over the variant's references of cosine distance / density."""
         e = np.asarray(emb)
         e2 = l2_normalise(as_matrix(e[None] if e.ndim == 1 else e, "embeddings", self.dim))
@@ -280,7 +282,7 @@ class Component:
             f"backend variant: expected one of {', '.join(COSINE_VARIANTS)}, got {variant!r}"
         )
 
-    def score(self, emb: FloatArray, variant: Variant = "joint") -> NDArray[np.float64]:
+    def score(self, emb: AnyFloatArray, variant: Variant = "joint") -> NDArray[np.float64]:
         """(N,) weighted standardised score (raw score when not normalised, weight 1)."""
         return self.weight * (self.distances(emb, variant) - self.mean) / self.std
 
@@ -303,11 +305,12 @@ def local_density(references: NDArray[np.float32], k: int) -> NDArray[np.float32
     d = 1.0 - r @ r.T
     np.fill_diagonal(d, np.inf)
     near = np.partition(d, k - 1, axis=1)[:, :k]
-    return np.maximum(near.mean(axis=1), _MIN_DENSITY).astype(np.float32)
+    out: NDArray[np.float32] = np.maximum(near.mean(axis=1), _MIN_DENSITY).astype(np.float32)
+    return out
 
 
 def fit_component(
-    source_emb: FloatArray, target_emb: FloatArray, config: BackendConfig,
+    source_emb: AnyFloatArray, target_emb: AnyFloatArray, config: BackendConfig,
     keep_source: bool = False,
 ) -> Component:
     """References and densities of one embedding space (not yet normalised).
@@ -364,7 +367,7 @@ class SectionBackend:
         return [c.dim for c in self.components]
 
     def component_scores(
-        self, embs: Sequence[FloatArray], variant: Variant = "joint"
+        self, embs: Sequence[AnyFloatArray], variant: Variant = "joint"
     ) -> list[NDArray[np.float64]]:
         """Per-component standardised scores; `embs[i]` is (N, D_i) or (D_i,)."""
         if len(embs) != len(self.components):
@@ -373,7 +376,9 @@ class SectionBackend:
             )
         return [c.score(e, variant) for c, e in zip(self.components, embs, strict=True)]
 
-    def score(self, embs: Sequence[FloatArray], variant: Variant = "joint") -> NDArray[np.float64]:
+    def score(
+        self, embs: Sequence[AnyFloatArray], variant: Variant = "joint"
+    ) -> NDArray[np.float64]:
         """(N,) fused anomaly scores of the clips whose component embeddings are `embs`."""
         return fuse(self.component_scores(embs, variant), self.fusion)
 
@@ -448,12 +453,12 @@ def _component(d: Mapping[str, Any], prefix: str) -> Component:
     return Component(refs, n_source, density, mean, std, weight)
 
 
-FitScore = Callable[[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]], FloatArray]
+FitScore = Callable[[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]], AnyFloatArray]
 
 
 def cross_fit_scores(
-    source_emb: FloatArray,
-    target_emb: FloatArray,
+    source_emb: AnyFloatArray,
+    target_emb: AnyFloatArray,
     fit_score: FitScore,
     folds: int = 5,
     seed: int = 0,
@@ -525,8 +530,8 @@ def view_weights(kinds: Sequence[str]) -> list[float]:
 
 
 def fit_section(
-    sources: Sequence[FloatArray],
-    targets: Sequence[FloatArray],
+    sources: Sequence[AnyFloatArray],
+    targets: Sequence[AnyFloatArray],
     config: BackendConfig = BackendConfig(),
     keep_source: bool = False,
     weights: Sequence[float] | None = None,
@@ -578,7 +583,7 @@ def fit_section(
 
 
 def in_sample_threshold(
-    backend: SectionBackend, train_embs: Sequence[FloatArray], percentile: float
+    backend: SectionBackend, train_embs: Sequence[AnyFloatArray], percentile: float
 ) -> float:
     """The naive DCASE-reference threshold: percentile of scores of the fitting clips themselves.
 

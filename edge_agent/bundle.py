@@ -24,7 +24,9 @@ the paper's backend) are still read: they load as one model component.
 Why versions: `edge-agent calibrate` refits the backend on site and must be able to roll back.
 A version directory is written complete under `versions/.tmp-*` and renamed into place (an
 atomic rename on one file system), then `current` is replaced by `os.replace`, so a reader sees
-either the old or the new version, never half of one. Old versions are never modified.
+either the old or the new version, never half of one. Old versions are never modified. A
+version made on the device (`write_adapted_version`) records its `parent_version`, which
+`rollback` makes current again.
 
 Every file's sha256 is in the manifest; `load_bundle(verify=True)` checks them, so a truncated
 copy or an edited file fails with a one-line BundleError instead of a runtime traceback.
@@ -43,7 +45,7 @@ import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 
@@ -61,8 +63,13 @@ BACKEND = "backend.npz"
 COMPONENT_KINDS = ("model", "bands", "rhythm")
 CURRENT = "current"
 VERSIONS = "versions"
-QUANTIZE_MODES = ("float32", "float16", "dynamic", "int8")
+QuantizeMode = Literal["float32", "float16", "dynamic", "int8"]
+QUANTIZE_MODES: tuple[QuantizeMode, ...] = get_args(QuantizeMode)
+AdaptationKind = Literal["calibration", "enrolment"]
 _SEP = "::"  # npz key = "<section>::<field>"; section ids never contain "::"
+# Fields write_bundle sets itself, and per-version records that must not leak into the next.
+_DERIVED = {"format", "format_version", "version", "created", "sections", "files",
+            "calibration", "enrolment", "parent_version"}
 
 
 @dataclass(frozen=True)
@@ -288,7 +295,8 @@ def _read_manifest(vdir: Path) -> dict[str, Any]:
     except BackendError as exc:
         raise BundleError(f"{path}: {exc}") from None
     check_components(data["components"], set(data["files"]) - {BACKEND}, str(path))
-    return data
+    manifest: dict[str, Any] = data
+    return manifest
 
 
 def _upgrade_v1(data: dict[str, Any], path: Path) -> dict[str, Any]:
@@ -387,3 +395,44 @@ def prune(root: str | Path, keep: int = 3) -> list[int]:
         with contextlib.suppress(OSError):
             shutil.rmtree(dirs[v])
     return doomed
+
+
+def write_adapted_version(
+    bundle: Bundle, backends: Mapping[str, SectionBackend], kind: AdaptationKind,
+    record: dict[str, Any],
+) -> Path:
+    """A new version made on the device (`edge-agent calibrate` / `enrol`): the same models,
+    `backends`, the old manifest plus this change's `record` under `kind`, and `parent_version`
+    (what `rollback` returns to). `adaptations` keeps the records of the whole chain."""
+    base = {k: v for k, v in bundle.manifest.items() if k not in _DERIVED}
+    record = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **record}
+    base["adaptations"] = [*bundle.manifest.get("adaptations", []),
+                           {"kind": kind, "version_from": bundle.version, **record}]
+    base[kind] = record
+    base["parent_version"] = bundle.version
+    models = {name: bundle.path / name for name in bundle.model_files}
+    return write_bundle(bundle.root, models, backends, base)
+
+
+def rollback(root: str | Path) -> tuple[int, int]:
+    """Make the version the current one came from current again; (old, new) numbers.
+
+    The parent is `parent_version` (a calibration or enrolment), else the next lower version
+    (an export). The target is verified before it is activated: never roll back into a broken
+    version.
+    """
+    cur = load_bundle(root, verify=False)
+    parent = cur.manifest.get("parent_version")
+    older = [v for v in list_versions(root) if v < cur.version]
+    if isinstance(parent, int) and parent in list_versions(root):
+        target = parent
+    elif older:
+        target = older[-1]
+    else:
+        raise BundleError(
+            f"{root}: nothing to roll back to (version {cur.version} is the oldest kept)"
+        )
+    load_bundle(root, verify=True, version=target)
+    before = current_version(root)
+    set_current(root, target)
+    return before, target

@@ -1,22 +1,23 @@
-"""Ten-second clips for `calibrate`, `enrol` and `record`: captured live or read from files.
+"""Clips for `calibrate`, `enrol` and `record`: captured live or read from files.
 
 One implementation for the three commands, so a clip means the same everywhere: exactly
-`spec.clip_samples` (160 000) samples of 16 kHz float32 mono, and a clip that says nothing
+`spec.clip_samples` float32 mono samples at `spec.sample_rate` (the bundle's 10 s at 16 kHz;
+`record`, which has no bundle, writes the DCASE format), and a clip that says nothing
 about the machine is never used. Why the level check matters here even more than in the
 agent: a silent clip (unplugged microphone) or a clipped one would become a REFERENCE vector
 or move the threshold, and every later window would be judged against it.
 
 * Live: the source comes from `edge_agent.sources.open_source` (a PortAudio device via
-  `edge_agent.capture.DeviceSource`, or stdin PCM when the config says so), read block by
+  `edge_agent.sources.device`, or stdin PCM when the config says so), read block by
   block until a clip is full; samples beyond a clip start the next one (no gap between clips
   of a live recording). A clip is refused when `health.assess` finds a fault (silence,
   clipping, non-finite samples, or overflow: any block of the clip flagged as following lost
   samples) and captured again, up to `retries` times per clip, then the capture fails with a
   DeviceError naming the fault, so a dead microphone cannot loop forever.
-* Files: each WAV file is one clip (`audio.load_clip`: first 10 s at 16 kHz, shorter files
-  looped), exactly what `edge-agent score` and `model-build evaluate` embed. A refused file
-  is an error naming the file (the user chose these files; quietly dropping one would change
-  the clip count), or, with `skip_refused`, a warning and the file is left out.
+* Files: each WAV file is one clip (`audio.load_clip`: its first 10 s at the spec's rate,
+  shorter files looped), exactly what `edge-agent score` and `model-build evaluate` embed. A
+  refused file is an error naming the file (the user chose these files; quietly dropping one
+  would change the clip count), or, with `skip_refused`, a warning and the file is left out.
 
 Progress goes to a `Progress` (stderr by default): one updating line per clip on a terminal,
 one line per clip otherwise.
@@ -24,9 +25,10 @@ one line per clip otherwise.
 
 from __future__ import annotations
 
+import functools
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -34,11 +36,13 @@ from typing import Any, TextIO
 import numpy as np
 from numpy.typing import NDArray
 
-from .audio import load_clip
-from .errors import AudioFileError, DeviceError, EdgeAgentError
-from .frontend import DEFAULT_SPEC, FrontendSpec
+from .arrays import FloatArray
+from .audio import expand_files, load_clip
+from .errors import AudioFileError, DeviceError, EdgeAgentError, FieldError
+from .frontend import FrontendSpec
 from .health import HealthReport, HealthSettings, assess
-from .sources import SAMPLE_RATE, AudioSource, SourceSettings, expand_files, open_source
+from .sources import open_source
+from .sources.base import AudioSource, SourceSettings
 
 DEFAULT_COUNT = 10
 DEFAULT_RETRIES = 3
@@ -52,7 +56,7 @@ class ClipRefusedError(EdgeAgentError):
 class Clip:
     """One accepted 10 s clip and where it came from."""
 
-    samples: NDArray[np.float32]  # exactly spec.clip_samples, 16 kHz mono
+    samples: FloatArray  # exactly spec.clip_samples, mono at spec.sample_rate
     origin: str  # the file path, or "<device name>"
     health: HealthReport
 
@@ -79,7 +83,9 @@ def describe_faults(report: HealthReport, settings: HealthSettings) -> str:
 class Progress:
     """Clip-by-clip progress on a text stream; an updating line when it is a terminal."""
 
-    def __init__(self, stream: TextIO | None = None, enabled: bool = True) -> None:
+    def __init__(self, rate: int, stream: TextIO | None = None, enabled: bool = True) -> None:
+        """`rate`: the clips' sample rate (progress is shown in seconds)."""
+        self.rate = rate
         self.stream = stream if stream is not None else sys.stderr
         self.enabled = enabled
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
@@ -96,8 +102,8 @@ class Progress:
         if self.tty and (now - self._last > 0.2 or got >= total):
             self._last = now
             bar = "#" * round(20 * got / total)
-            self._write(f"\rclip {i}/{n} [{bar:<20}] {got / SAMPLE_RATE:4.1f}/"
-                        f"{total / SAMPLE_RATE:.0f} s", end="")
+            self._write(f"\rclip {i}/{n} [{bar:<20}] {got / self.rate:4.1f}/"
+                        f"{total / self.rate:.0f} s", end="")
 
     def accepted(self, i: int, n: int, clip: Clip) -> None:
         h = clip.health
@@ -129,13 +135,13 @@ class ClipReader:
     """Cuts consecutive clips of exactly `n` samples from a started source."""
 
     source: AudioSource
-    n: int = DEFAULT_SPEC.clip_samples
+    n: int  # samples per clip
     stall_seconds: float = 10.0  # no samples at all for this long: give up
-    _buf: list[NDArray[np.float32]] = field(default_factory=list)
+    _buf: list[FloatArray] = field(default_factory=list)
     _have: int = 0
     _overflow: bool = False
 
-    def next(self, on_samples: Any = None) -> tuple[NDArray[np.float32], bool]:
+    def next(self, on_samples: Callable[[int], None] | None = None) -> tuple[FloatArray, bool]:
         """(samples, overflow): the next `n` samples and whether any of them followed a gap."""
         last = time.monotonic()
         while self._have < self.n:
@@ -170,31 +176,31 @@ class ClipReader:
 
 def capture_clips(
     settings: SourceSettings,
+    spec: FrontendSpec,
     count: int = DEFAULT_COUNT,
     health: HealthSettings = HealthSettings(),
     progress: Progress | None = None,
     retries: int = DEFAULT_RETRIES,
-    spec: FrontendSpec = DEFAULT_SPEC,
     source: AudioSource | None = None,
 ) -> list[Clip]:
-    """`count` accepted clips from the live source `settings` describes (see module docstring).
+    """`count` accepted clips of `spec`'s length and rate from the live source `settings`
+    describes (see module docstring).
 
-    `source` (not started) replaces `open_source(settings)`, for tests and callers that built
-    one already.
+    `source` (not started) replaces `open_source(settings, spec.sample_rate)`, for tests and
+    callers that built one already.
     """
     if count < 1:
-        raise EdgeAgentError(f"--count: expected at least 1 clip, got {count}")
-    progress = progress or Progress()
-    src = source if source is not None else open_source(settings)
+        raise FieldError("count", f"expected at least 1 clip, got {count}")
+    progress = progress or Progress(spec.sample_rate)
+    src = source if source is not None else open_source(settings, spec.sample_rate)
     out: list[Clip] = []
     with src:
-        name = str(getattr(src, "device_name", settings.kind))
+        name = src.name
         reader = ClipReader(src, spec.clip_samples, max(10.0, 2 * settings.stall_seconds))
         for i in range(1, count + 1):
+            show = functools.partial(progress.recording, i, count, total=spec.clip_samples)
             for attempt in range(retries + 1):
-                x, overflow = reader.next(
-                    lambda got, i=i: progress.recording(i, count, got, spec.clip_samples)
-                )
+                x, overflow = reader.next(show)
                 clip, why = check_clip(x, name, health, overflow)
                 if why is None:
                     out.append(clip)
@@ -211,15 +217,16 @@ def capture_clips(
 
 def file_clips(
     paths: Sequence[str | Path],
+    spec: FrontendSpec,
     health: HealthSettings = HealthSettings(),
     progress: Progress | None = None,
     skip_refused: bool = False,
-    spec: FrontendSpec = DEFAULT_SPEC,
     channel: int | None = None,
 ) -> list[Clip]:
-    """One clip per WAV file (folders expand to their .wav files); see module docstring."""
-    progress = progress or Progress()
-    files = expand_files([str(p) for p in paths])
+    """One clip of `spec`'s length and rate per WAV file (folders expand to their .wav files);
+    see module docstring."""
+    progress = progress or Progress(spec.sample_rate)
+    files = expand_files(paths)
     out: list[Clip] = []
     for i, f in enumerate(files, 1):
         clip, why = check_clip(load_clip(f, spec, channel), str(f), health)

@@ -25,7 +25,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -34,16 +34,18 @@ from .errors import ConfigError
 from .health import HealthSettings
 from .sinks.mqtt import MqttSettings
 from .sinks.outbox import OutboxSettings
-from .sources import SourceSettings
+from .sources.base import SourceSettings
 from .windows import WindowSettings
 
 _FILE_KEYS = {"bundle", "ca_file", "cert_file", "key_file", "password_file"}
+
+LogLevel = Literal["debug", "info", "warning", "error"]
 
 
 @dataclass(frozen=True)
 class LogSettings:
     json: bool = False  # log lines (stderr) and window lines (stdout) as JSON
-    level: str = "info"  # debug | info | warning | error
+    level: LogLevel = "info"  # the least severe log lines written to stderr
     stdout: bool = True  # one line per window on stdout (the JSONL/human sink)
     jsonl_file: str | None = None  # also append JSON lines to this file
 
@@ -68,9 +70,14 @@ def _type_name(t: Any) -> str:
     return getattr(t, "__name__", str(t).replace("typing.", ""))
 
 
-def _convert(value: Any, hint: Any, key: str, base: Path) -> Any:
+# One branch per type a config value can have: split up, the list of types would be hidden.
+def _convert(value: Any, hint: Any, key: str, base: Path) -> Any:  # noqa: C901, PLR0911, PLR0912
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{key}: expected one of {', '.join(map(str, args))}, got {value!r}")
+        return value
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
@@ -168,10 +175,14 @@ def _set_dotted(raw: dict[str, Any], dotted: str, value: Any) -> None:
     d[parts[-1]] = value
 
 
-def load_config(
+def read_config(
     path: str | Path | None = None, overrides: dict[str, Any] | None = None
 ) -> AgentConfig:
-    """Read YAML (if any), apply dotted-key `overrides` (CLI flags), validate, resolve secrets."""
+    """Read YAML (if any), apply dotted-key `overrides` (CLI flags), validate, resolve secrets.
+
+    Nothing is required here: `record` needs no bundle, `calibrate` takes it from a flag. The
+    agent's requirements are `load_config`'s.
+    """
     raw: Any = {}
     base = Path.cwd()
     if path is not None:
@@ -188,19 +199,29 @@ def load_config(
     for k, v in (overrides or {}).items():
         _set_dotted(raw, k, v)
     cfg: AgentConfig = build(AgentConfig, raw, "", base)
-    if not cfg.bundle:
-        raise ConfigError("bundle: required (path to the model bundle folder)")
-    if not cfg.section:
-        raise ConfigError("section: required (e.g. fan_section_00)")
     if cfg.queue_size < 1:
         raise ConfigError(f"queue_size: expected an integer >= 1, got {cfg.queue_size}")
-    if cfg.log.level not in ("debug", "info", "warning", "error"):
-        raise ConfigError(f"log.level: expected debug|info|warning|error, got {cfg.log.level!r}")
     m = cfg.mqtt
     if m.password_env and m.password_env not in os.environ:
         raise ConfigError(f"mqtt.password_env: environment variable {m.password_env} is not set")
     if m.password_env or m.password_file:
         cfg = dataclasses.replace(cfg, mqtt=dataclasses.replace(m, password=m.resolve_password()))
+    return cfg
+
+
+def load_config(
+    path: str | Path | None = None, overrides: dict[str, Any] | None = None
+) -> AgentConfig:
+    """`read_config`, and what the agent cannot run without (`require_agent_fields`)."""
+    return require_agent_fields(read_config(path, overrides))
+
+
+def require_agent_fields(cfg: AgentConfig) -> AgentConfig:
+    """`cfg`, or a ConfigError naming what the agent cannot run without: a bundle, a section."""
+    if not cfg.bundle:
+        raise ConfigError("bundle: required (path to the model bundle folder)")
+    if not cfg.section:
+        raise ConfigError("section: required (e.g. fan_section_00)")
     return cfg
 
 

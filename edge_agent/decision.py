@@ -13,11 +13,13 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
+from typing import Literal
 
 from .errors import ConfigError
 
-NORMAL = "normal"
-ALARM = "alarm"
+AlarmState = Literal["normal", "alarm"]
+NORMAL: AlarmState = "normal"
+ALARM: AlarmState = "alarm"
 
 
 @dataclass(frozen=True)
@@ -44,7 +46,7 @@ class DecisionSettings:
 class Decision:
     """What one window did to the alarm state."""
 
-    state: str  # NORMAL | ALARM after this window
+    state: AlarmState  # after this window
     anomalous: bool | None  # this window above threshold; None when not scored (sensor fault)
     changed: bool  # state differs from the previous window's state
     sensor_fault: tuple[str, ...] = ()  # health faults of this window (empty = healthy)
@@ -57,7 +59,7 @@ class Decider:
 
     def __init__(self, settings: DecisionSettings = DecisionSettings()) -> None:
         self.settings = settings
-        self.state = NORMAL
+        self.state: AlarmState = NORMAL
         self._history: deque[bool] = deque(maxlen=settings.n)
         self._normal_run = 0
         self._faults: tuple[str, ...] = ()

@@ -3,7 +3,7 @@
 Runtime order: `ai_edge_litert` (maintained, numpy 2, aarch64 wheels), then `tflite_runtime`
 (legacy Pi images), then `tf.lite` (a workstation that has TensorFlow anyway). A runtime counts
 as available only once it has CREATED an interpreter: tflite-runtime 2.14 imports under numpy 2
-and fails only at that point (see docs/notes platform facts). TensorFlow is imported only when
+and fails only at that point. TensorFlow is imported only when
 both light runtimes fail, so a Pi never pays for it.
 
 Inputs are mapped BY NAME: a two-input TFLite model may order its inputs differently from the
@@ -17,18 +17,20 @@ import importlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 from numpy.typing import NDArray
 
+from .arrays import FloatArray
 from .errors import BundleError, RuntimeUnavailableError
 
-RUNTIMES = ("ai_edge_litert", "tflite_runtime", "tensorflow")
+RuntimeName = Literal["ai_edge_litert", "tflite_runtime", "tensorflow"]
+RUNTIMES: tuple[RuntimeName, ...] = get_args(RuntimeName)
 INSTALL_HINT = "pip install ai-edge-litert (Python 3.10-3.12) or tflite-runtime with numpy<2"
 
 
-def _interpreter_class(runtime: str) -> Any:
+def _interpreter_class(runtime: RuntimeName) -> Any:
     if runtime == "ai_edge_litert":
         return importlib.import_module("ai_edge_litert.interpreter").Interpreter
     if runtime == "tflite_runtime":
@@ -42,7 +44,7 @@ def _interpreter_class(runtime: str) -> Any:
 class Runtime:
     """A TFLite runtime that has proven it can create an interpreter."""
 
-    name: str
+    name: RuntimeName
     factory: Callable[..., Any]
 
 
@@ -73,7 +75,7 @@ def _prove(cls: Any) -> None:
         raise RuntimeError("wrong result on the probe model")
 
 
-def select_runtime(preferred: Sequence[str] = RUNTIMES) -> Runtime:
+def select_runtime(preferred: Sequence[RuntimeName] = RUNTIMES) -> Runtime:
     """The first runtime in `preferred` that creates an interpreter and runs the probe model.
 
     Any failure (missing module, numpy ABI mismatch as with tflite-runtime 2.14 under
@@ -172,7 +174,7 @@ class Embedder:
         self.dim = int(np.prod(out[0]["shape"][1:]))
         self.threads = threads
 
-    def embed(self, *features: NDArray[Any]) -> NDArray[np.float32]:
+    def embed(self, *features: NDArray[Any]) -> FloatArray:
         """Features of ONE window, in `input_names` order (without batch or channel axes)."""
         if len(features) != len(self._slots):
             raise ValueError(f"expected {len(self._slots)} feature arrays, got {len(features)}")
@@ -180,10 +182,3 @@ class Embedder:
             self._it.set_tensor(index, np.asarray(x, dtype=np.float32).reshape(shape))
         self._it.invoke()
         return np.array(self._it.get_tensor(self._out)[0], dtype=np.float32)
-
-    def embed_batch(self, *features: NDArray[Any]) -> NDArray[np.float32]:
-        """(N, D) embeddings of N windows (one invoke each: the model has batch size 1)."""
-        n = len(features[0])
-        return np.stack([self.embed(*(f[i] for f in features)) for i in range(n)]) if n else (
-            np.zeros((0, self.dim), np.float32)
-        )

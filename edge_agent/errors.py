@@ -1,6 +1,14 @@
-"""Errors users see: one line, naming the file or field and what was expected."""
+"""Errors users see: one line, naming the file or field and what was expected.
+
+Library code names what it knows: a file, a config key, a parameter (`FieldError`). Only the
+command layer knows which flag set a parameter, so `edge_agent.commands.runner` words field
+errors as flags (`count: ...` becomes `--count: ...`).
+"""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TypeVar
 
 
 class EdgeAgentError(Exception):
@@ -14,6 +22,20 @@ class AudioFileError(EdgeAgentError):
         self.path = str(path)
         self.reason = reason
         super().__init__(f"{self.path}: {reason}")
+
+
+class FieldError(EdgeAgentError, ValueError):
+    """A parameter's value is wrong or missing: `field` is the parameter's name, `reason` says
+    what was expected. `worded(name)` is the message with another name for the field (a flag).
+    A ValueError too, so callers that validate with `except ValueError` keep working."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        self.field = field
+        self.reason = reason
+        super().__init__(self.worded(field))
+
+    def worded(self, name: str) -> str:
+        return f"{name}: {self.reason}"
 
 
 class ConfigError(EdgeAgentError):
@@ -30,3 +52,15 @@ class RuntimeUnavailableError(EdgeAgentError):
 
 class DeviceError(EdgeAgentError):
     """An audio device cannot be found or opened."""
+
+
+Choice = TypeVar("Choice", bound=str)
+
+
+def choice(field: str, value: str, choices: Sequence[Choice]) -> Choice:
+    """`value` as one of `choices` (the members of a `Literal` type), or a FieldError naming
+    them. The one check between a string from a user and an enumerated type."""
+    for c in choices:
+        if value == c:
+            return c
+    raise FieldError(field, f"expected one of {', '.join(choices)}, got {value!r}")

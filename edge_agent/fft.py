@@ -56,8 +56,11 @@ def rfft(x: NDArray[Any], axis: int = -1) -> NDArray[np.complexfloating[Any, Any
     a = np.asarray(x)
     if a.dtype not in (np.float32, np.float64):
         a = a.astype(np.float64)
+    out: NDArray[np.complexfloating[Any, Any]]
     if _POCKETFFT is not None:
-        return _POCKETFFT.r2c(a, (axis % a.ndim,), True, 0, None, 1)
-    import scipy.fft
+        out = _POCKETFFT.r2c(a, (axis % a.ndim,), True, 0, None, 1)
+    else:
+        import scipy.fft
 
-    return scipy.fft.rfft(a, axis=axis)
+        out = scipy.fft.rfft(a, axis=axis)
+    return out

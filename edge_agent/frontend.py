@@ -17,22 +17,27 @@ The window is the *periodic* Hann window, which is what `tf.signal.stft` uses by
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
+from .arrays import FloatArray
 from .fft import rfft
 
-FloatArray = NDArray[np.float32]
+SAMPLE_RATE = 16_000
+"""The paper's (and DCASE's) audio rate: the default spec's, and what `edge-agent devices` and
+`record` use where no bundle says otherwise. Everything that scores takes the rate from the
+bundle's spec instead."""
 
 
 @dataclass(frozen=True)
 class FrontendSpec:
     """Parameters of both input representations; stored in every bundle manifest."""
 
-    sample_rate: int = 16_000
+    sample_rate: int = SAMPLE_RATE
     clip_seconds: float = 10.0
     n_fft: int = 1024
     hop: int = 512
@@ -50,10 +55,6 @@ class FrontendSpec:
     @property
     def n_bins(self) -> int:
         return self.n_fft // 2 + 1
-
-    @property
-    def spectrogram_shape(self) -> tuple[int, int]:
-        return (self.n_frames, self.n_bins)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -93,7 +94,7 @@ def _check_clip(wave: NDArray[Any], spec: FrontendSpec) -> NDArray[np.float32]:
     return x
 
 
-def stft_magnitude(wave: NDArray[Any], spec: FrontendSpec = DEFAULT_SPEC) -> FloatArray:
+def stft_magnitude(wave: NDArray[Any], spec: FrontendSpec) -> FloatArray:
     """|STFT| (periodic Hann window, no padding): (..., clip_samples) -> (..., n_frames, n_bins).
 
     Frames are strided views (no copy) and the FFT is scipy's pocketfft over the last axis
@@ -104,17 +105,19 @@ def stft_magnitude(wave: NDArray[Any], spec: FrontendSpec = DEFAULT_SPEC) -> Flo
         ..., :: spec.hop, :
     ]
     frames = frames[..., : spec.n_frames, :] * periodic_hann(spec.n_fft)
-    return np.abs(rfft(frames, axis=-1)).astype(np.float32)
+    mag: FloatArray = np.abs(rfft(frames, axis=-1)).astype(np.float32)
+    return mag
 
 
 def temporal_normalise(mag: FloatArray, spec: FrontendSpec) -> FloatArray:
     """Subtract every bin's mean over the frames when the spec asks for it."""
     if spec.temporal_norm:
-        return mag - mag.mean(axis=-2, keepdims=True)
+        normed: FloatArray = mag - mag.mean(axis=-2, keepdims=True)
+        return normed
     return mag
 
 
-def spectrogram(wave: NDArray[Any], spec: FrontendSpec = DEFAULT_SPEC) -> FloatArray:
+def spectrogram(wave: NDArray[Any], spec: FrontendSpec) -> FloatArray:
     """Branch A input: magnitude STFT, optionally temporal-mean normalised.
 
     `wave` has shape (..., clip_samples); the result has shape (..., n_frames, n_bins).
@@ -122,14 +125,21 @@ def spectrogram(wave: NDArray[Any], spec: FrontendSpec = DEFAULT_SPEC) -> FloatA
     return temporal_normalise(stft_magnitude(wave, spec), spec)
 
 
-def spectrum(wave: NDArray[Any], spec: FrontendSpec = DEFAULT_SPEC) -> FloatArray:
+def spectrum(wave: NDArray[Any], spec: FrontendSpec) -> FloatArray:
     """Branch B input: magnitude of the whole clip's FFT, first `spectrum_bins` bins."""
     x = _check_clip(wave, spec)
-    return np.abs(rfft(x, axis=-1)[..., : spec.spectrum_bins]).astype(np.float32)
+    mag: FloatArray = np.abs(rfft(x, axis=-1)[..., : spec.spectrum_bins]).astype(np.float32)
+    return mag
 
 
-def features(
-    wave: NDArray[Any], spec: FrontendSpec = DEFAULT_SPEC
-) -> tuple[FloatArray, FloatArray]:
-    """Both model inputs for one clip or a batch: (spectrogram, spectrum)."""
-    return spectrogram(wave, spec), spectrum(wave, spec)
+Feature = Callable[[NDArray[Any], FrontendSpec], FloatArray]
+
+FEATURES: Mapping[str, Feature] = {"spectrogram": spectrogram, "spectrum": spectrum}
+"""Model input name -> the numpy function computing it: THE table. A bundle names its model's
+inputs; the device, export and evaluation look them up here (TensorFlow has its twin in
+`model_build.tf_frontend.TF_FEATURES`)."""
+
+
+def model_inputs(wave: NDArray[Any], names: Sequence[str], spec: FrontendSpec) -> list[FloatArray]:
+    """The named model inputs of one clip or a batch, in the order of `names`."""
+    return [FEATURES[name](wave, spec) for name in names]

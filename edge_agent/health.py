@@ -14,7 +14,7 @@ sine has an RMS level of -3 dBFS and a peak of 0 dBFS; digital silence is report
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
@@ -24,10 +24,11 @@ from .windows import Window
 
 FLOOR_DBFS = -120.0
 
-SILENCE = "silence"
-CLIPPING = "clipping"
-OVERFLOW = "overflow"
-NON_FINITE = "non_finite"
+Fault = Literal["silence", "clipping", "overflow", "non_finite"]
+SILENCE: Fault = "silence"
+CLIPPING: Fault = "clipping"
+OVERFLOW: Fault = "overflow"
+NON_FINITE: Fault = "non_finite"
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,7 @@ class HealthReport:
     rms_dbfs: float
     peak_dbfs: float
     clipped_fraction: float
-    faults: tuple[str, ...] = ()
+    faults: tuple[Fault, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -91,7 +92,7 @@ def assess(
     x = np.asarray(samples, dtype=np.float64).reshape(-1)
     if x.size == 0:
         return HealthReport(FLOOR_DBFS, FLOOR_DBFS, 0.0, (SILENCE,))
-    faults: list[str] = []
+    faults: list[Fault] = []
     if not np.all(np.isfinite(x)):
         faults.append(NON_FINITE)
         x = np.nan_to_num(x, nan=0.0, posinf=1.0, neginf=-1.0)

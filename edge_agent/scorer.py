@@ -19,17 +19,15 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from .arrays import FloatArray
 from .backend import l2_normalise
 from .bundle import Bundle, load_bundle
 from .classical import ClassicalFeature, classical_feature
 from .embedder import Embedder, Runtime
 from .errors import BundleError
-from .frontend import FrontendSpec, spectrum, stft_magnitude, temporal_normalise
+from .frontend import FEATURES, FrontendSpec, model_inputs, stft_magnitude, temporal_normalise
 
-FEATURES = ("spectrogram", "spectrum")
-"""Model inputs the device frontend computes."""
-
-WindowEmbedding = tuple[NDArray[np.float32], ...]
+WindowEmbedding = tuple[FloatArray, ...]
 """One window's embedding in every component of a bundle, in component order."""
 
 
@@ -50,25 +48,18 @@ class WindowFeatures:
         return self._get("magnitude", lambda: stft_magnitude(self.wave, self.spec))
 
     def __getitem__(self, name: str) -> NDArray[np.float32]:
+        """A model input by name (frontend.FEATURES); the spectrogram reuses the shared |STFT|
+        instead of computing it a second time."""
         if name == "spectrogram":
             return self._get(name, lambda: temporal_normalise(self.magnitude, self.spec))
-        if name == "spectrum":
-            return self._get(name, lambda: spectrum(self.wave, self.spec))
-        raise KeyError(name)
+        return self._get(name, lambda: FEATURES[name](self.wave, self.spec))
 
 
-def window_features(
-    wave: NDArray[Any], names: Sequence[str], spec: FrontendSpec
-) -> list[NDArray[np.float32]]:
-    """The named model inputs of one window (numpy frontend)."""
-    feats = WindowFeatures(wave, spec)
-    return [feats[name] for name in names]
-
-
-def embed_window(embedder: Embedder, wave: NDArray[Any], spec: FrontendSpec) -> NDArray[np.float32]:
+def embed_window(embedder: Embedder, wave: NDArray[Any], spec: FrontendSpec) -> FloatArray:
     """Frontend + interpreter + L2 normalisation: one model's device embedding of one window."""
-    feats = window_features(wave, embedder.input_names, spec)
-    return l2_normalise(embedder.embed(*feats)[None])[0]
+    feats = model_inputs(wave, embedder.input_names, spec)
+    emb: FloatArray = l2_normalise(embedder.embed(*feats)[None])[0]
+    return emb
 
 
 class ClassicalEmbedder:
@@ -91,7 +82,8 @@ class ModelEmbedder:
 
     def embed_features(self, feats: WindowFeatures) -> NDArray[np.float32]:
         out = self.embedder.embed(*(feats[n] for n in self.embedder.input_names))
-        return l2_normalise(out[None])[0]
+        emb: NDArray[np.float32] = l2_normalise(out[None])[0]
+        return emb
 
 
 ComponentEmbedder = ClassicalEmbedder | ModelEmbedder

@@ -1,11 +1,11 @@
-"""Cut the block stream into the 10 s windows the model scores.
+"""Cut the block stream into the windows the model scores, as long as the bundle's clips.
 
-The model was trained on 10 s clips (the paper's DCASE data), so the agent scores 10 s
-windows. The default hop is also 10 s: consecutive windows are disjoint, each sample is
-scored once (a Pi spends its CPU on one inference per 10 s, a low duty cycle that avoids
-thermal throttling), and a k-of-n alarm rule then counts independent evidence instead of
-the same sound seen twice. Set `hop` smaller (e.g. 5 s) for faster reaction at twice the
-CPU, or larger than `seconds` to score only part of the time.
+The model was trained on 10 s clips (the paper's DCASE data), so the agent scores windows of
+the bundle's clip length (`spec.clip_samples`). The default hop is 10 s: consecutive windows
+are disjoint, each sample is scored once (a Pi spends its CPU on one inference per 10 s, a low
+duty cycle that avoids thermal throttling), and a k-of-n alarm rule then counts independent
+evidence instead of the same sound seen twice. Set `hop` smaller (e.g. 5 s) for faster
+reaction at twice the CPU, or larger than the window to score only part of the time.
 
 `Windower` keeps a linear buffer of pending samples with absolute sample indices: no sample
 is lost or duplicated between blocks whatever their sizes, and each window carries the
@@ -18,33 +18,40 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from numpy.typing import NDArray
 
+from .arrays import FloatArray
 from .errors import ConfigError
-from .sources import SAMPLE_RATE, Block
+from .frontend import FrontendSpec
+from .sources.base import Block
 
 
 @dataclass(frozen=True)
 class WindowSettings:
     """The `windows:` section of the agent's YAML."""
 
-    seconds: float = 10.0  # window length; the model expects 10 s
+    seconds: float | None = None  # window length; unset = the bundle's clip length (10 s)
     hop: float = 10.0  # seconds between window starts (10 = disjoint windows)
 
-    def samples(self, rate: int = SAMPLE_RATE) -> tuple[int, int]:
-        """(window length, hop) in samples; raises ConfigError on non-positive values."""
-        if self.seconds <= 0:
-            raise ConfigError(f"windows.seconds: expected a positive duration, got {self.seconds}")
+    def samples(self, spec: FrontendSpec) -> tuple[int, int]:
+        """(window length, hop) in samples at the bundle's rate; the length is the bundle's clip
+        length. Raises ConfigError on a non-positive hop or a length the model cannot take."""
+        if self.seconds is not None and round(self.seconds * spec.sample_rate) != (
+            spec.clip_samples
+        ):
+            raise ConfigError(
+                f"windows.seconds: the bundle's model takes {spec.clip_seconds:g} s windows, "
+                f"got {self.seconds:g} (leave it unset)"
+            )
         if self.hop <= 0:
             raise ConfigError(f"windows.hop: expected a positive duration, got {self.hop}")
-        return round(self.seconds * rate), round(self.hop * rate)
+        return spec.clip_samples, round(self.hop * spec.sample_rate)
 
 
 @dataclass(frozen=True)
 class Window:
     """One window of consecutive samples ready for scoring."""
 
-    samples: NDArray[np.float32]  # (seconds * 16000,) float32
+    samples: FloatArray  # (spec.clip_samples,) float32
     t_start: float  # wall clock of the first sample
     index: int  # 0, 1, 2... in the order windows were produced
     overflow: bool = False  # samples were lost somewhere inside this window
@@ -52,13 +59,13 @@ class Window:
 
 
 class Windower:
-    """Push blocks, get the windows they complete."""
+    """Push blocks, get the windows they complete: `length` samples every `hop` samples."""
 
-    def __init__(self, settings: WindowSettings = WindowSettings(), rate: int = SAMPLE_RATE
-                 ) -> None:
-        self.settings = settings
+    def __init__(self, length: int, hop: int, rate: int) -> None:
+        if length <= 0 or hop <= 0:
+            raise ValueError(f"window length and hop must be positive, got {length}, {hop}")
         self.rate = rate
-        self.length, self.hop = settings.samples(rate)
+        self.length, self.hop = length, hop
         self._buf = np.zeros(2 * self.length + 4 * rate, dtype=np.float32)
         self._buf_start = 0  # absolute index of _buf[0]
         self._fill = 0  # valid samples in _buf
@@ -68,10 +75,6 @@ class Windower:
         self._gaps: list[int] = []  # absolute indices with lost samples just before them
         self.windows = 0
         self.overflow_windows = 0
-
-    @property
-    def samples_pushed(self) -> int:
-        return self._total
 
     def push(self, block: Block) -> list[Window]:
         """Append a block; return the windows completed by it (possibly none, possibly several)."""
@@ -88,7 +91,7 @@ class Windower:
         self._discard()
         return out
 
-    def _append(self, x: NDArray[np.float32]) -> None:
+    def _append(self, x: FloatArray) -> None:
         start = self._total
         self._total += x.size
         # Samples before the next window start are never needed (hop > length skips them).

@@ -33,13 +33,14 @@ from .data import Clip, scan
 LOG_EPS = 1e-6
 
 
-def baseline_features(wave: NDArray[Any], spec: FrontendSpec = DEFAULT_SPEC) -> NDArray[np.float32]:
+def baseline_features(wave: NDArray[Any], spec: FrontendSpec) -> NDArray[np.float32]:
     """(..., 2 * n_bins) L2-normalised [time-mean, time-std] of log |STFT|, clip or batch."""
     mag = spectrogram(wave, replace(spec, temporal_norm=False))
     logmag = np.log(mag.astype(np.float64) + LOG_EPS)
     feat = np.concatenate([logmag.mean(axis=-2), logmag.std(axis=-2)], axis=-1)
     norm = np.linalg.norm(feat, axis=-1, keepdims=True)
-    return (feat / np.maximum(norm, 1e-12)).astype(np.float32)
+    out: NDArray[np.float32] = (feat / np.maximum(norm, 1e-12)).astype(np.float32)
+    return out
 
 
 @dataclass(frozen=True)

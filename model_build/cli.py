@@ -1,14 +1,19 @@
-"""`model-build`: synthetic data, training, evaluation and export.
+"""`model-build`: synthetic data, training, evaluation and export. This file only registers them.
 
-TensorFlow is imported inside the commands that need it, so `model-build --help` and
-`model-build synth` start fast.
+Each command lives in `model_build.commands` and imports TensorFlow inside itself when it needs
+it, so `model-build --help` and `model-build synth` start fast.
 """
 
 from __future__ import annotations
 
 import typer
 
-from edge_agent.cli_support import run_app
+from edge_agent.commands.runner import run_app
+
+from .commands.evaluate import evaluate_cmd
+from .commands.export import export_cmd
+from .commands.synth import synth_cmd
+from .commands.train import train_cmd
 
 app = typer.Typer(
     add_completion=False,
@@ -22,21 +27,9 @@ def _group() -> None:
     """Keep `model-build <command>` a command group even while only one command exists."""
 
 
-# --- commands (each registered from its own module) ---
-from .evaluate import evaluate_cmd  # noqa: E402
-
 app.command("evaluate")(evaluate_cmd)
-
-from .export import export_cmd  # noqa: E402
-
 app.command("export")(export_cmd)
-
-from .synth import synth_cmd  # noqa: E402
-
 app.command("synth")(synth_cmd)
-
-from .train import train_cmd  # noqa: E402
-
 app.command("train")(train_cmd)
 
 

@@ -1,6 +1,4 @@
-"""The DCASE Task 2 layout (2022/2023 naming) as a list of clip records.
-
-`<root>/<machine>/{train,test}/section_XX_{source,target}_{train,test}_{normal,anomaly}_NNNN_<attrs>.wav`
+"""DCASE Task 2 data roots as a list of clip records (names parsed by `edge_agent.dcase`).
 
 Eval-set test clips carry no label in their name (`section_XX_NNNN.wav`); their labels come
 from the official `ground_truth_<machine>_section_XX_test.csv` files, looked up anywhere under
@@ -10,19 +8,20 @@ the given roots. Several roots (dev + eval + additional training) are read at on
 from __future__ import annotations
 
 import csv
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge_agent.errors import EdgeAgentError
-
-_FULL = re.compile(
-    r"^section_(?P<section>\d+)_(?P<domain>source|target)_(?P<split>train|test)_"
-    r"(?P<label>normal|anomaly)_(?P<index>\d+)(?:_(?P<attrs>.+))?\.wav$"
+from edge_agent.dcase import (
+    DOMAINS,
+    GROUND_TRUTH,
+    Domain,
+    Label,
+    Split,
+    parse_clip_name,
+    section_id,
 )
-# DCASE 2022/2023 eval-set test clips: no domain, no label (ground truth in CSVs).
-_EVAL = re.compile(r"^section_(?P<section>\d+)_(?P<index>\d+)\.wav$")
+from edge_agent.errors import EdgeAgentError
 
 
 class DatasetError(EdgeAgentError):
@@ -36,60 +35,58 @@ class Clip:
     path: Path
     machine: str
     section: str  # two digits, e.g. "00"
-    split: str  # "train" | "test"
-    domain: str | None  # "source" | "target" | None (eval test clips before ground truth)
-    label: str | None  # "normal" | "anomaly" | None (unknown)
+    split: Split
+    domain: Domain | None  # None: eval test clip whose ground truth is unknown
+    label: Label | None  # None: unknown
     attrs: str  # attribute string from the name, "" if none
 
     @property
     def section_id(self) -> str:
         """Machine type + section: the unit a backend and a threshold belong to."""
-        return f"{self.machine}_section_{self.section}"
+        return section_id(self.machine, self.section)
 
     @property
     def is_anomaly(self) -> bool:
         return self.label == "anomaly"
 
 
-def parse_name(path: Path, machine: str, split: str) -> Clip | None:
+def parse_name(path: Path, machine: str, split: Split) -> Clip | None:
     """Parse one file name of the layout; None if the name is not a DCASE clip name."""
-    m = _FULL.match(path.name)
-    if m:
-        return Clip(
-            path=path,
-            machine=machine,
-            section=m["section"].zfill(2),
-            split=m["split"],
-            domain=m["domain"],
-            label=m["label"],
-            attrs=m["attrs"] or "",
-        )
-    m = _EVAL.match(path.name)
-    if m:
-        return Clip(path, machine, m["section"].zfill(2), split, None, None, "")
-    return None
+    name = parse_clip_name(path.name)
+    if name is None:
+        return None
+    return Clip(path, machine, name.section, name.split or split, name.domain, name.label,
+                name.attrs)
 
 
-def _ground_truth(roots: Sequence[Path]) -> dict[tuple[str, str], tuple[str, str | None]]:
+def _csv_domain(text: str, csv_path: Path) -> Domain | None:
+    for d in DOMAINS:
+        if text == d:
+            return d
+    if not text:
+        return None
+    raise DatasetError(f"{csv_path}: domain {text!r}: expected source or target")
+
+
+def _ground_truth(roots: Sequence[Path]) -> dict[tuple[str, str], tuple[Label, Domain | None]]:
     """(machine, file name) -> (label, domain) from every ground-truth CSV under the roots."""
-    table: dict[tuple[str, str], tuple[str, str | None]] = {}
-    pat = re.compile(r"ground_truth_(?P<machine>.+)_section_\d+_test\.csv$")
+    table: dict[tuple[str, str], tuple[Label, Domain | None]] = {}
     for root in roots:
         for csv_path in sorted(root.rglob("ground_truth_*_test.csv")):
-            m = pat.search(csv_path.name)
+            m = GROUND_TRUTH.search(csv_path.name)
             if not m:
                 continue
             with csv_path.open(newline="") as fh:
                 for row in csv.reader(fh):
                     if len(row) < 2 or not row[1].strip().isdigit():
                         continue
-                    domain = row[2].strip() if len(row) > 2 and row[2].strip() else None
-                    label = "anomaly" if int(row[1]) == 1 else "normal"
+                    domain = _csv_domain(row[2].strip() if len(row) > 2 else "", csv_path)
+                    label: Label = "anomaly" if int(row[1]) == 1 else "normal"
                     table[(m["machine"], Path(row[0].strip()).name)] = (label, domain)
     return table
 
 
-def scan(roots: Iterable[str | Path], splits: Sequence[str] = ("train", "test")) -> list[Clip]:
+def scan(roots: Iterable[str | Path], splits: Sequence[Split] = ("train", "test")) -> list[Clip]:
     """All clips under the roots, sorted by path, eval labels filled in from ground truth.
 
     A root may be a dataset root (`<root>/<machine>/{train,test}`) or a single machine folder.

@@ -28,11 +28,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
-import typer
 from numpy.typing import NDArray
 
 from edge_agent.backend import (
-    COSINE_VARIANTS,
     PAPER_BACKEND,
     BackendConfig,
     SectionBackend,
@@ -222,8 +220,8 @@ def write_submission(
     out_dir.mkdir(parents=True, exist_ok=True)
     s = np.asarray(scores, dtype=np.float64).reshape(-1)
     written = []
-    for sec, idx in sorted(_groups(records).items()):
-        idx = np.asarray(sorted(idx, key=lambda i: records[i].path.name))
+    for sec, members in sorted(_groups(records).items()):
+        idx = np.asarray(sorted(members, key=lambda i: records[i].path.name))
         thr = thresholds.get(sec, float("inf"))
         stem = f"{sec}_test.csv"
         for kind in ("anomaly_score", "decision_result"):
@@ -425,63 +423,16 @@ def evaluate_embedder(
                                plots, cls, method)
 
 
-def evaluate_cmd(
-    run: Path = typer.Argument(..., help="Run directory written by `model-build train`."),
-    data: list[Path] = typer.Option(..., "--data", help="DCASE data root (repeatable)."),
-    json_out: Path | None = typer.Option(None, "--json", help="Write all metrics as JSON."),
-    out: Path | None = typer.Option(
-        None, "--out", help="Folder for submission CSVs and plots (one subfolder per scorer)."
-    ),
-    percentile: float = typer.Option(90.0, help="Threshold: percentile of normal scores."),
-    backend: str = typer.Option(
-        "default", help="Backend: default (k-NN + local density) or paper (k-means + targets)."
-    ),
-    classical: bool = typer.Option(
-        True, help="Also report the system with the classical components (what export ships "
-        "by default)."
-    ),
-    method: str = typer.Option("cosine", help="Ablation: cosine backend or gmm (Table 6)."),
-    variant: str = typer.Option("joint", help="Cosine references: joint, source, target, sum."),
-    plots: bool = typer.Option(True, help="Write ROC and histogram PNGs (last scorer only)."),
-) -> None:
-    """Embed train and test clips, fit the backends, print DCASE tables, write JSON/CSV/plots."""
-    from dataclasses import replace
-
-    from .data import scan
-
-    if backend not in BACKENDS:
-        raise EdgeAgentError(f"--backend: expected one of {', '.join(BACKENDS)}, got {backend!r}")
-    if variant not in COSINE_VARIANTS:
-        raise EdgeAgentError(f"--variant: expected one of {', '.join(COSINE_VARIANTS)}, got "
-                             f"{variant!r}")
-    if method not in METHODS:
-        raise EdgeAgentError(f"--method: expected one of {', '.join(METHODS)}, got {method!r}")
-    config = replace(BACKENDS[backend], percentile=percentile, variant=variant)  # type: ignore[arg-type]
-    clips = scan(data)  # cheap checks first: a bad root fails before TensorFlow loads
-    split_clips(clips)
-    from .baseline import ClassicalEmbedder
-    from .runs import load_run  # imports TensorFlow: only here
-
-    r = load_run(run)
-    text, payload = evaluate_embedder(
-        r, clips, config, out, plots, ClassicalEmbedder(r.spec) if classical else None, method
-    )
-    payload = {"run": str(run), "data": [str(d) for d in data], **payload}
-    print(text)
-    if json_out is not None:
-        write_json(json_out, payload)
-    record_evaluation(run, evaluation_record(payload))
-
-
 def evaluation_record(payload: Mapping[str, Any]) -> dict[str, Any]:
     """The short form of an evaluation that travels with the run and into exported bundles:
     when, on which data, with which backend, and each scorer's harmonic means."""
-    return _finite({
+    record: dict[str, Any] = _finite({
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "data": list(payload.get("data", [])),
         "backend": payload["backend"],
         "summaries": {name: part["summary"] for name, part in payload["results"].items()},
     })
+    return record
 
 
 def record_evaluation(run: Path, record: Mapping[str, Any]) -> None:

@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import typer
 from numpy.typing import NDArray
 
 from edge_agent.audio import load_clip
@@ -32,14 +31,13 @@ from edge_agent.backend import BackendConfig, SectionBackend, fit_section
 from edge_agent.bundle import QUANTIZE_MODES, write_bundle
 from edge_agent.classical import classical_features
 from edge_agent.embedder import Embedder
-from edge_agent.errors import EdgeAgentError
-from edge_agent.frontend import DEFAULT_SPEC, FrontendSpec, spectrogram, spectrum
+from edge_agent.errors import EdgeAgentError, FieldError
+from edge_agent.frontend import DEFAULT_SPEC, FrontendSpec, model_inputs
 from edge_agent.scorer import WindowEmbedding, stack_embeddings
 
 from .data import Clip
 
 DEFAULT_MODE = "dynamic"  # see BENCHMARKS.md "Quantisation": smallest/fastest within 0.5 AUC
-FEATURES = {"spectrogram": spectrogram, "spectrum": spectrum}
 EXPORT_DOMAINS = ("all", "source")  # training clips the backends are fitted on
 
 
@@ -51,7 +49,7 @@ def feature_list(
     wave: NDArray[Any], names: Sequence[str], spec: FrontendSpec
 ) -> list[NDArray[Any]]:
     """Model inputs for one clip, with the trailing channel axis and a batch axis."""
-    return [FEATURES[n](wave, spec)[None, ..., None] for n in names]
+    return [x[None, ..., None] for x in model_inputs(wave, names, spec)]
 
 
 def calibration_waves(clips: Sequence[Clip], n: int, spec: FrontendSpec, seed: int = 0) -> (
@@ -73,14 +71,14 @@ def calibration_waves(clips: Sequence[Clip], n: int, spec: FrontendSpec, seed: i
 def convert(
     model: Any,
     mode: str,
-    calibration: NDArray[Any] | None = None,
-    spec: FrontendSpec = DEFAULT_SPEC,
+    calibration: NDArray[Any] | None,
+    spec: FrontendSpec,
 ) -> bytes:
     """TFLite flatbuffer of `model` (batch 1) in quantisation `mode`; `calibration` = waves."""
     import tensorflow as tf
 
     if mode not in QUANTIZE_MODES:
-        raise EdgeAgentError(f"--quantize: expected one of {', '.join(QUANTIZE_MODES)}, got {mode}")
+        raise FieldError("quantize", f"expected one of {', '.join(QUANTIZE_MODES)}, got {mode}")
     names = input_names(model)
     # from_keras_model freezes every variable; a hand-made tf.function over a Keras 3 model
     # left READ_VARIABLE ops in the graph (NaN embeddings under XNNPACK).
@@ -107,9 +105,7 @@ def convert(
     return bytes(conv.convert())
 
 
-def keras_embed(model: Any, waves: NDArray[Any], spec: FrontendSpec = DEFAULT_SPEC) -> (
-    NDArray[np.float32]
-):
+def keras_embed(model: Any, waves: NDArray[Any], spec: FrontendSpec) -> NDArray[np.float32]:
     """(N, D) float Keras embeddings from the numpy frontend (reference for parity checks)."""
     names = input_names(model)
     out = [np.asarray(model(feature_list(w, names, spec), training=False))[0] for w in waves]
@@ -217,25 +213,24 @@ def export_run(
     from .runs import load_run  # imports TensorFlow: only here
 
     if quantize not in QUANTIZE_MODES:
-        raise EdgeAgentError(f"--quantize: expected one of {', '.join(QUANTIZE_MODES)}, got "
-                             f"{quantize}")
+        raise FieldError("quantize", f"expected one of {', '.join(QUANTIZE_MODES)}, got "
+                         f"{quantize}")
     if domains not in EXPORT_DOMAINS:
-        raise EdgeAgentError(f"--domains: expected one of {', '.join(EXPORT_DOMAINS)}, got "
-                             f"{domains}")
+        raise FieldError("domains", f"expected one of {', '.join(EXPORT_DOMAINS)}, got {domains}")
     if backend not in BACKENDS:
-        raise EdgeAgentError(f"--backend: expected one of {', '.join(BACKENDS)}, got {backend}")
+        raise FieldError("backend", f"expected one of {', '.join(BACKENDS)}, got {backend}")
     r = load_run(run)
     roots = list(data) or [Path(p) for p in r.meta.get("data", [])]
     if not roots:
-        raise EdgeAgentError("--data: the run records no data roots; pass --data")
+        raise FieldError("data", "the run records no data roots; name them")
     clips = [c for c in scan(roots, splits=("train",)) if c.split == "train"
              and (domains == "all" or c.domain != "target")]
     if not clips:
-        raise EdgeAgentError(f"--data: no training clips under {', '.join(map(str, roots))}")
+        raise FieldError("data", f"no training clips under {', '.join(map(str, roots))}")
     chosen = list(range(len(r.models))) if models is None else list(models)
     bad = [k for k in chosen if not 0 <= k < len(r.models)]
     if bad or not chosen:
-        raise EdgeAgentError(f"--model: expected indices 0..{len(r.models) - 1}, got {chosen}")
+        raise FieldError("models", f"expected indices 0..{len(r.models) - 1}, got {chosen}")
     training = {
         "run": str(run),
         "data": [str(p) for p in roots],
@@ -252,37 +247,6 @@ def export_run(
         [r.models[k] for k in chosen], out, quantize, clips, names, r.spec, training,
         evaluation, n_calibration=calibration, config=BACKENDS[backend], classical=classical,
     )
-
-
-def export_cmd(
-    run: Path = typer.Argument(..., help="Run directory written by `model-build train`."),
-    out: Path = typer.Option(..., "--out", help="Bundle directory (a new version is added)."),
-    quantize: str = typer.Option(DEFAULT_MODE, help="float32 | float16 | dynamic | int8."),
-    data: list[Path] = typer.Option(
-        [], "--data", help="Training data root(s); default: the run's own data roots."
-    ),
-    model_index: list[int] = typer.Option(
-        [], "--model", help="Which model(s) of the run (repeatable); default: all of them."
-    ),
-    calibration: int = typer.Option(200, help="int8 only: number of calibration clips."),
-    domains: str = typer.Option(
-        "all", help="Backend clips: all (source + target) | source (calibrate on site)."
-    ),
-    backend: str = typer.Option(
-        "default", help="Backend: default (k-NN + local density) or paper (k-means + targets)."
-    ),
-    classical: bool = typer.Option(
-        True, help="Add the classical band statistics and rhythm as components (the hybrid)."
-    ),
-) -> None:
-    """Export a trained run as a TFLite bundle; the backend is refitted on the device path."""
-    vdir = export_run(run, out, quantize, data, model_index or None, calibration, domains,
-                      backend, classical)
-    m = manifest_of(vdir)
-    size = sum((vdir / c["file"]).stat().st_size for c in m["components"]
-               if c["kind"] == "model")
-    print(f"wrote {vdir} ({quantize}, {len(m['components'])} components, {size / 1e6:.2f} MB "
-          f"of models, {len(m['sections'])} sections)")
 
 
 def manifest_of(vdir: Path) -> dict[str, Any]:

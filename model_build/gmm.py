@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
+from edge_agent.arrays import AnyFloatArray
 from edge_agent.backend import (
     BackendConfig,
     BackendError,
-    FloatArray,
     as_matrix,
     check_percentile,
     cross_fit_scores,
@@ -43,7 +43,7 @@ class GmmBackend:
     precision_chol: NDArray[np.float64]  # (K, D, D) upper-triangular Cholesky of the precision
     threshold: float
 
-    def score(self, emb: FloatArray) -> NDArray[np.float64]:
+    def score(self, emb: AnyFloatArray) -> NDArray[np.float64]:
         return -_gmm_log_prob(l2_normalise(as_matrix(np.atleast_2d(emb), "embeddings")), self)
 
     def to_dict(self) -> dict[str, NDArray[Any]]:
@@ -86,7 +86,7 @@ def _logsumexp(a: NDArray[np.float64]) -> NDArray[np.float64]:
     return np.asarray(np.log(np.exp(a - m).sum(axis=1)) + m[:, 0])
 
 
-def _gmm_log_prob(x: FloatArray, g: GmmBackend) -> NDArray[np.float64]:
+def _gmm_log_prob(x: AnyFloatArray, g: GmmBackend) -> NDArray[np.float64]:
     return _logsumexp(_component_log_prob(np.asarray(x, np.float64), g))
 
 
@@ -109,7 +109,7 @@ def _m_step(
 
 
 def fit_gmm(
-    emb: FloatArray,
+    emb: AnyFloatArray,
     n_components: int = 16,
     reg: float = 1e-3,
     seed: int = 0,
@@ -138,8 +138,8 @@ def fit_gmm(
 
 
 def fit_gmm_section(
-    source_emb: FloatArray,
-    target_emb: FloatArray,
+    source_emb: AnyFloatArray,
+    target_emb: AnyFloatArray,
     n_components: int = 16,
     seed: int = 0,
     percentile: float = 90.0,
@@ -156,7 +156,7 @@ def fit_gmm_section(
 
     def fit_score(
         s: NDArray[np.float64], t: NDArray[np.float64], held: NDArray[np.float64]
-    ) -> FloatArray:
+    ) -> AnyFloatArray:
         return fit_gmm(np.concatenate([s, t]), n_components, reg, seed).score(held)
 
     thr = (

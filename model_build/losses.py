@@ -26,7 +26,7 @@ def initial_scale(n_classes: int, n_sub: int = N_SUBCLUSTERS) -> float:
     return math.sqrt(2.0) * math.log(max(n_classes * n_sub - 1, 2))
 
 
-class SubClusterAdaCos(keras.layers.Layer):
+class SubClusterAdaCos(keras.layers.Layer):  # type: ignore[misc]  # keras ships no types
     """Maps embeddings to class log-probabilities; holds the centres and the adaptive scale."""
 
     def __init__(

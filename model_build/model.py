@@ -21,15 +21,18 @@ and the TensorFlow frontend (model_build.train).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
+from edge_agent.errors import FieldError
 from edge_agent.frontend import DEFAULT_SPEC, FrontendSpec
 
 if TYPE_CHECKING:  # keras loads TensorFlow: only inside the builders, so configs stay light
     import keras
     from keras import layers
 
-INPUTS = ("spectrogram", "spectrum", "logmel128", "both")
+Inputs = Literal["spectrogram", "spectrum", "logmel128", "both"]
+INPUTS: tuple[Inputs, ...] = get_args(Inputs)
+Backend = Literal["cosine", "gmm"]
 EMBEDDING_DIM_PER_BRANCH = 128
 WEIGHT_DECAY = 1e-5
 
@@ -43,22 +46,22 @@ class ModelConfig:
     bn_center: bool = False  # BN offset beta (a bias too, see module docstring)
     trainable_centres: bool = False  # Table 3: train the sub-cluster centres
     n_subclusters: int = 16
-    inputs: str = "both"  # Table 5: spectrogram | spectrum | logmel128 | both
+    inputs: Inputs = "both"  # Table 5: spectrogram | spectrum | logmel128 | both
     temporal_norm: bool = True  # Table 6 (a frontend switch, carried here)
-    backend: str = "cosine"  # Table 7: cosine | gmm (used by evaluate, not by training)
+    backend: Backend = "cosine"  # Table 7: cosine | gmm (used by evaluate, not by training)
     # FeatEx (Wilkinghoff, ICASSP 2024): an extra classification task on embeddings whose
     # branch-A half was exchanged with another clip's (training only; needs both branches)
     featex: bool = False
 
     def __post_init__(self) -> None:
         if self.inputs not in INPUTS:
-            raise ValueError(f"inputs: expected one of {INPUTS}, got {self.inputs!r}")
+            raise FieldError("inputs", f"expected one of {INPUTS}, got {self.inputs!r}")
         if self.backend not in ("cosine", "gmm"):
-            raise ValueError(f"backend: expected cosine or gmm, got {self.backend!r}")
+            raise FieldError("backend", f"expected cosine or gmm, got {self.backend!r}")
         if not 0.0 < self.width <= 4.0:
-            raise ValueError(f"width: expected 0 < width <= 4, got {self.width}")
+            raise FieldError("width", f"expected 0 < width <= 4, got {self.width}")
         if self.featex and self.inputs != "both":
-            raise ValueError("featex: exchanges one branch's embedding, needs inputs 'both'")
+            raise FieldError("featex", "exchanges one branch's embedding, needs inputs 'both'")
 
     @property
     def branch_a_input(self) -> str | None:
@@ -183,7 +186,7 @@ def branch_b(x: Any, cfg: ModelConfig) -> Any:
     return _dense(EMBEDDING_DIM_PER_BRANCH, cfg, name="emb_b")(x)
 
 
-def input_shapes(cfg: ModelConfig, spec: FrontendSpec = DEFAULT_SPEC) -> dict[str, tuple[int, ...]]:
+def input_shapes(cfg: ModelConfig, spec: FrontendSpec) -> dict[str, tuple[int, ...]]:
     """Feature shapes (without batch) per input name."""
     from .tf_frontend import LOGMEL_BINS
 
@@ -195,9 +198,7 @@ def input_shapes(cfg: ModelConfig, spec: FrontendSpec = DEFAULT_SPEC) -> dict[st
     return {n: shapes[n] for n in cfg.input_names}
 
 
-def build_embedding_model(
-    cfg: ModelConfig = ModelConfig(), spec: FrontendSpec = DEFAULT_SPEC
-) -> keras.Model:
+def build_embedding_model(cfg: ModelConfig, spec: FrontendSpec) -> keras.Model:
     """Features -> embedding (256-d for `inputs='both'`). Inputs are named by feature."""
     import keras
     from keras import layers

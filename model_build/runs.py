@@ -25,10 +25,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
-from edge_agent import frontend as np_frontend
 from edge_agent.audio import load_clip
 from edge_agent.errors import EdgeAgentError
-from edge_agent.frontend import FrontendSpec
+from edge_agent.frontend import FEATURES, FrontendSpec
 
 from .data import Clip
 from .model import ModelConfig, build_embedding_model
@@ -101,14 +100,12 @@ class Run:
         waves = np.asarray(waves, dtype=np.float32)
         out: dict[str, NDArray[np.float32]] = {}
         for name in self.config.input_names:
-            if name == "spectrogram":
-                out[name] = np_frontend.spectrogram(waves, self.spec)[..., None]
-            elif name == "spectrum":
-                out[name] = np_frontend.spectrum(waves, self.spec)[..., None]
+            if name in FEATURES:
+                out[name] = FEATURES[name](waves, self.spec)[..., None]
             else:
-                from .tf_frontend import logmel
+                from .tf_frontend import TF_FEATURES
 
-                out[name] = np.asarray(logmel(waves, self.spec))[..., None]
+                out[name] = np.asarray(TF_FEATURES[name](waves, self.spec))[..., None]
         return out
 
     def embed_waves(self, waves: NDArray[Any], batch_size: int = 16) -> NDArray[np.float32]:

@@ -58,8 +58,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import os
-import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -69,14 +67,15 @@ from typing import Any
 import numpy as np
 import scipy.fft
 import scipy.signal
-import typer
 from numpy.typing import NDArray
 
 from edge_agent.audio import write_wav
-from edge_agent.errors import EdgeAgentError
+from edge_agent.dcase import clip_name, section_id
+from edge_agent.errors import FieldError
+from edge_agent.frontend import DEFAULT_SPEC
 
-FS = 16_000
-N = 160_000
+FS = DEFAULT_SPEC.sample_rate  # the DCASE format, which the frontend's default spec is
+N = DEFAULT_SPEC.clip_samples
 F64 = NDArray[np.float64]
 MACHINE_TYPES = ("fan", "gearbox", "bearing", "valve")
 SHIFTS = ("operating_point", "background", "microphone")
@@ -99,8 +98,8 @@ _SPLITS = ("train", "test")
 _LABELS = ("normal", "anomaly")
 
 
-class SynthError(EdgeAgentError):
-    """Bad generator arguments (unknown machine type, negative sizes...)."""
+class SynthError(FieldError):
+    """Bad generator arguments (unknown machine type, negative sizes...), naming the field."""
 
 
 @dataclass(frozen=True)
@@ -121,22 +120,23 @@ class SynthConfig:
 
     def check(self) -> None:
         if self.family not in FAMILIES:
-            raise SynthError(f"--family: expected one of {', '.join(FAMILIES)}, "
+            raise SynthError("family", f"expected one of {', '.join(FAMILIES)}, "
                              f"got {self.family!r}")
         known = family(self.family).machines
         unknown = [m for m in self.machine_types if m not in known]
         if unknown or not self.machine_types:
-            raise SynthError(f"--machines: expected some of {', '.join(known)} "
+            raise SynthError("machines", f"expected some of {', '.join(known)} "
                              f"(family {self.family}), got {list(self.machine_types)}")
         if len(set(self.machine_types)) != len(self.machine_types):
-            raise SynthError(f"--machines: duplicate machine type in {list(self.machine_types)}")
+            raise SynthError("machines",
+                             f"duplicate machine type in {list(self.machine_types)}")
         if not 1 <= self.sections <= 99:
-            raise SynthError(f"--sections: expected 1..99, got {self.sections}")
+            raise SynthError("sections", f"expected 1..99, got {self.sections}")
         for name in ("source_train", "target_train", "test_per_label"):
             if getattr(self, name) < 0:
-                raise SynthError(f"--{name.replace('_', '-')}: expected >= 0")
+                raise SynthError(name, "expected >= 0")
         if self.source_train + self.target_train == 0:
-            raise SynthError("--source-train/--target-train: need at least one training clip")
+            raise SynthError("source_train", "need at least one training clip (with target_train)")
 
 
 @dataclass(frozen=True)
@@ -329,7 +329,8 @@ def _rattle(rng: np.random.Generator, a: Anomaly) -> F64:
     n = int(rng.integers(3, 12))
     times = np.sort(rng.uniform(0, 10, n))
     sig = impacts(times, rng.uniform(2000, 6000), 0.004, rng.uniform(0.5, 1.0, n), rng)
-    return a.amp * 3.0 * sig / rms(sig) * np.sqrt(n / 12)
+    out: F64 = a.amp * 3.0 * sig / rms(sig) * np.sqrt(n / 12)
+    return out
 
 
 def _rotating(rng: np.random.Generator, sec: Section, attrs: dict[str, str], a: Anomaly,
@@ -573,8 +574,7 @@ def finish_clip(rng: np.random.Generator, x: F64, job: ClipJob, attrs: str, kind
     peak = float(np.max(np.abs(x)))
     if peak > 0.9:
         x *= 0.9 / peak
-    name = (f"section_{job.section:02d}_{job.domain}_{job.split}_{job.label}_"
-            f"{job.index:04d}_{attrs}.wav")
+    name = clip_name(f"{job.section:02d}", job.domain, job.split, job.label, job.index, attrs)
     info = ClipInfo(f"{job.machine}/{job.split}/{name}", attrs, kind,
                     round(sev, 4) if kind else None,
                     {"snr_db": round(snr, 2), "gain_db": round(gain_db, 2)})
@@ -599,7 +599,7 @@ def family(name: str) -> Family:
     if name == "harmonic":
         return Family(name, MACHINE_TYPES, SHIFTS, ANOMALY_KINDS, make_section, render)
     if name not in FAMILIES:
-        raise SynthError(f"--family: expected one of {', '.join(FAMILIES)}, got {name!r}")
+        raise SynthError("family", f"expected one of {', '.join(FAMILIES)}, got {name!r}")
     mod = importlib.import_module(f"{__package__}.synth_{name}")
     return Family(name, mod.MACHINES, mod.SHIFTS, mod.ANOMALY_KINDS, mod.make_section,
                   mod.render)
@@ -650,36 +650,9 @@ def generate(config: SynthConfig, out: Path, workers: int = 1) -> dict[str, Any]
         "clip_samples": N,
         "anomaly_gain": ANOMALY_GAIN,
         "anomaly_kinds": {m: list(fam.anomaly_kinds[m]) for m in config.machine_types},
-        "sections": {f"{m}_section_{s:02d}": sec.to_json() for (m, s), sec in sections.items()},
+        "sections": {section_id(m, f"{s:02d}"): sec.to_json()
+                     for (m, s), sec in sections.items()},
         "clips": [asdict(i) for i in infos],
     }
     (out / "synth.json").write_text(json.dumps(meta, indent=1))
     return meta
-
-
-def synth_cmd(
-    out: Path = typer.Argument(..., help="Output folder (DCASE layout is written inside)."),
-    seed: int = typer.Option(0, help="Random seed: same seed and flags, same files."),
-    machines: str = typer.Option("", help="Comma-separated machine types (default: all of the "
-                                          "family's)."),
-    sections: int = typer.Option(3, help="Sections per machine type."),
-    source_train: int = typer.Option(100, help="Source-domain training clips per section."),
-    target_train: int = typer.Option(10, help="Target-domain training clips per section."),
-    test: int = typer.Option(50, "--test", help="Test clips per section, domain and label."),
-    workers: int = typer.Option(1, help="Worker processes (files are identical either way)."),
-    family_name: str = typer.Option(
-        "harmonic", "--family", help=f"Generator family: {', '.join(FAMILIES)}."
-    ),
-) -> None:
-    """Write a synthetic DCASE-layout data set (see model_build/synth*.py for the models)."""
-    names = tuple(m.strip() for m in machines.split(",") if m.strip())
-    config = SynthConfig(seed, names or None, sections, source_train, target_train, test,
-                         family_name)
-    config.check()
-    t0 = time.perf_counter()
-    meta = generate(config, out, max(1, min(workers, os.cpu_count() or 1)))
-    fam_shifts = family(config.family).shifts
-    shifts = ",".join(f"{s:02d}={fam_shifts[s % 3]}" for s in range(config.sections))
-    print(f"synth: {len(meta['clips'])} clips, {len(config.machine_types)} machine types x "
-          f"{config.sections} sections ({shifts}), seed {seed} -> {out} "
-          f"in {time.perf_counter() - t0:.1f} s")

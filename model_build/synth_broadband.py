@@ -40,6 +40,9 @@ Domain shifts (section index modulo 3):
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import numpy as np
 import scipy.fft
 import scipy.signal
@@ -145,7 +148,8 @@ def _cavitation(rng: np.random.Generator, sev: float, scale: float) -> F64:
     for s, n in zip(starts, lengths, strict=True):
         gate[s:s + n] += np.hanning(n)
     gate = 0.3 + gate / (gate.max() + 1e-12)
-    return 0.9 * sev * scale * hiss * gate / rms(hiss * gate)
+    out: F64 = 0.9 * sev * scale * hiss * gate / rms(hiss * gate)
+    return out
 
 
 def _bearing_wear(rng: np.random.Generator, sev: float, scale: float, rate: float) -> F64:
@@ -177,45 +181,46 @@ def _rattle(rng: np.random.Generator, sev: float, scale: float) -> F64:
     n = int(rng.integers(3, 12))
     sig = impacts(np.sort(rng.uniform(0, 10, n)), rng.uniform(1500, 5000), 0.005,
                   rng.uniform(0.5, 1.0, n), rng)
-    return 3.0 * sev * scale * sig / rms(sig) * np.sqrt(n / 12)
+    out: F64 = 3.0 * sev * scale * sig / rms(sig) * np.sqrt(n / 12)
+    return out
 
 
 # ---------------------------------------------------------------- machines
 
-def _machine(rng: np.random.Generator, sec: Section, attrs: dict[str, float],
-             kind: str | None, sev: float) -> tuple[F64, F64]:
-    """(normal part, anomaly part) of one clip of the section's machine."""
-    p = sec.params
-    m = sec.machine
-    clog = kind == "clog"
-    # per machine: shaft rate, flow-noise shape, tonal part
+@dataclass(frozen=True)
+class _OperatingPoint:
+    """What a machine's attributes set: shaft rate, level, flow-noise shape, tonal part."""
+
+    shaft: float
+    level: float
+    res1: float
+    tilt: float
+    mults: list[float]
+    amps: list[float]
+
+
+def _operating_point(m: str, p: dict[str, float], a: dict[str, float]) -> _OperatingPoint:
     if m == "pump":
-        shaft = 24.0 + attrs["pres"] * 0.8
-        level = attrs["flow"] / 140.0
-        res1 = p["res1"] * (1 + 0.05 * (attrs["pres"] - 3))
-        tilt = p["tilt"] + 0.01 * (attrs["flow"] - 140)
-        tonal_mults, tonal_amps = [1.0, 2.0, p["vanes"]], [0.15, 0.08, 0.12]
-    elif m == "compressor":
-        shaft = attrs["rpm"] / 60.0
-        level = 0.6 + attrs["tank"] / 20.0
-        res1, tilt = p["res1"], p["tilt"] - 0.5
-        tonal_mults, tonal_amps = [1.0, 2.0, 3.0, 4.0], [0.3, 0.2, 0.12, 0.08]
-    elif m == "blower":
-        shaft = attrs["spd"] / 4.0
-        level = (attrs["spd"] / 60.0) ** 2
-        res1 = p["res1"] * attrs["spd"] / 60.0
-        tilt = p["tilt"] + 0.05 * (attrs["damper"] - 60) / 10
-        tonal_mults, tonal_amps = [1.0, p["vanes"]], [0.05, 0.1]
-    else:
-        shaft = attrs["spd"] / 3.0
-        level = 0.7 + attrs["load"] / 100.0
-        res1, tilt = p["res1"] * 0.5, p["tilt"] - 1.5
-        tonal_mults, tonal_amps = [p["whine"] / shaft], [0.06]
-    shaft *= 1.0 + rng.normal(0, 0.005)
-    level *= 10 ** (rng.normal(0, 1.5) / 20)
-    if clog:
-        res1 *= 1.0 - 0.35 * sev
-        tilt -= 3.0 * sev
+        return _OperatingPoint(24.0 + a["pres"] * 0.8, a["flow"] / 140.0,
+                               p["res1"] * (1 + 0.05 * (a["pres"] - 3)),
+                               p["tilt"] + 0.01 * (a["flow"] - 140),
+                               [1.0, 2.0, p["vanes"]], [0.15, 0.08, 0.12])
+    if m == "compressor":
+        return _OperatingPoint(a["rpm"] / 60.0, 0.6 + a["tank"] / 20.0, p["res1"],
+                               p["tilt"] - 0.5, [1.0, 2.0, 3.0, 4.0], [0.3, 0.2, 0.12, 0.08])
+    if m == "blower":
+        return _OperatingPoint(a["spd"] / 4.0, (a["spd"] / 60.0) ** 2,
+                               p["res1"] * a["spd"] / 60.0,
+                               p["tilt"] + 0.05 * (a["damper"] - 60) / 10,
+                               [1.0, p["vanes"]], [0.05, 0.1])
+    shaft = a["spd"] / 3.0  # conveyor
+    return _OperatingPoint(shaft, 0.7 + a["load"] / 100.0, p["res1"] * 0.5, p["tilt"] - 1.5,
+                           [p["whine"] / shaft], [0.06])
+
+
+def _flow(rng: np.random.Generator, m: str, p: dict[str, float], op: _OperatingPoint,
+          shaft: float, res1: float, tilt: float) -> F64:
+    """The machine's broadband flow/friction noise (compressor pulsation, conveyor thumps)."""
     q1, res2 = p["q1"], p["res2"]
     flow = shaped_noise(rng, lambda f: pink(f) * _tilted(f, tilt) * (
         0.4 + resonance(f, res1, q1) + 0.5 * resonance(f, res2, 3.0)))
@@ -228,29 +233,41 @@ def _machine(rng: np.random.Generator, sec: Section, attrs: dict[str, float],
         times = np.arange(rng.uniform(0, period), 10.0, period)
         flow += 0.6 * impacts(times, rng.uniform(120, 250), 0.03, 1.0, rng) / max(
             1e-12, np.sqrt(len(times) / 10.0) * 4)
-    flow *= level
-    ph = phase_of(shaft * (1.0 + slow_wander(rng, 0.003)))
-    amps = [a * level * 10 ** (rng.normal(0, 2) / 20) for a in tonal_amps]
-    tones = harmonic_series(ph, amps, tonal_mults, rng)
-    normal = flow + tones
-    scale = rms(normal)
-    anom = np.zeros(N)
-    if kind == "cavitation":
-        anom = _cavitation(rng, sev, scale)
-    elif kind == "bearing_wear":
-        anom = _bearing_wear(rng, sev, scale, shaft * p["bearing_rate"] / 4)
-    elif kind in ("imbalance", "misalignment"):
+    return flow
+
+
+def _anomaly(rng: np.random.Generator, kind: str | None, sev: float, scale: float,
+             shaft: float, ph: F64, p: dict[str, float]) -> F64:
+    if kind in ("imbalance", "misalignment"):
         base = 1.0 if kind == "imbalance" else 2.0
-        mults = [base * k for k in (1, 2, 3)]
-        extra = harmonic_series(ph, [1.0, 0.5, 0.25], mults, rng)
-        anom = 0.6 * sev * scale * extra / rms(extra)
-    elif kind == "belt_squeal":
-        anom = _squeal(rng, sev, scale)
-    elif kind == "seal_leak":
-        anom = _leak(rng, sev, scale, p["leak_freq"])
-    elif kind == "rattle":
-        anom = _rattle(rng, sev, scale)
-    return normal, anom
+        extra = harmonic_series(ph, [1.0, 0.5, 0.25], [base * k for k in (1, 2, 3)], rng)
+        return 0.6 * sev * scale * extra / rms(extra)
+    makers: dict[str, Callable[[], F64]] = {
+        "cavitation": lambda: _cavitation(rng, sev, scale),
+        "bearing_wear": lambda: _bearing_wear(rng, sev, scale, shaft * p["bearing_rate"] / 4),
+        "belt_squeal": lambda: _squeal(rng, sev, scale),
+        "seal_leak": lambda: _leak(rng, sev, scale, p["leak_freq"]),
+        "rattle": lambda: _rattle(rng, sev, scale),
+    }
+    return makers[kind]() if kind in makers else np.zeros(N)
+
+
+def _machine(rng: np.random.Generator, sec: Section, attrs: dict[str, float],
+             kind: str | None, sev: float) -> tuple[F64, F64]:
+    """(normal part, anomaly part) of one clip of the section's machine."""
+    p = sec.params
+    op = _operating_point(sec.machine, p, attrs)
+    shaft = op.shaft * (1.0 + rng.normal(0, 0.005))
+    level = op.level * 10 ** (rng.normal(0, 1.5) / 20)
+    res1, tilt = op.res1, op.tilt
+    if kind == "clog":
+        res1 *= 1.0 - 0.35 * sev
+        tilt -= 3.0 * sev
+    flow = _flow(rng, sec.machine, p, op, shaft, res1, tilt) * level
+    ph = phase_of(shaft * (1.0 + slow_wander(rng, 0.003)))
+    amps = [a * level * 10 ** (rng.normal(0, 2) / 20) for a in op.amps]
+    normal = flow + harmonic_series(ph, amps, op.mults, rng)
+    return normal, _anomaly(rng, kind, sev, rms(normal), shaft, ph, p)
 
 
 # ---------------------------------------------------------------- channel

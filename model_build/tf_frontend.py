@@ -8,9 +8,11 @@ ablation (Table 5: 128 log-mel bins); it is not part of the exportable spec.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+
 import tensorflow as tf
 
-from edge_agent.frontend import DEFAULT_SPEC, FrontendSpec
+from edge_agent.frontend import FrontendSpec
 
 LOGMEL_BINS = 128
 _LOG_EPS = 1e-6
@@ -43,19 +45,17 @@ def _temporal_norm(x: tf.Tensor, spec: FrontendSpec) -> tf.Tensor:
     return x
 
 
-def spectrogram(waves: tf.Tensor, spec: FrontendSpec = DEFAULT_SPEC) -> tf.Tensor:
+def spectrogram(waves: tf.Tensor, spec: FrontendSpec) -> tf.Tensor:
     """Branch A input, (batch, n_frames, n_bins): |STFT|, optionally temporal-mean normalised."""
     return _temporal_norm(_stft_mag(_check(waves, spec), spec), spec)
 
 
-def spectrum(waves: tf.Tensor, spec: FrontendSpec = DEFAULT_SPEC) -> tf.Tensor:
+def spectrum(waves: tf.Tensor, spec: FrontendSpec) -> tf.Tensor:
     """Branch B input, (batch, spectrum_bins): |rfft| of the whole clip, first bins."""
     return tf.abs(tf.signal.rfft(_check(waves, spec)))[:, : spec.spectrum_bins]
 
 
-def logmel(
-    waves: tf.Tensor, spec: FrontendSpec = DEFAULT_SPEC, n_mels: int = LOGMEL_BINS
-) -> tf.Tensor:
+def logmel(waves: tf.Tensor, spec: FrontendSpec, n_mels: int = LOGMEL_BINS) -> tf.Tensor:
     """Ablation input, (batch, n_frames, n_mels): log of the mel-weighted power STFT."""
     power = tf.square(_stft_mag(_check(waves, spec), spec))
     weights = tf.signal.linear_to_mel_weight_matrix(
@@ -66,3 +66,12 @@ def logmel(
         upper_edge_hertz=spec.sample_rate / 2,
     )
     return _temporal_norm(tf.math.log(tf.tensordot(power, weights, 1) + _LOG_EPS), spec)
+
+
+TF_FEATURES: Mapping[str, Callable[[tf.Tensor, FrontendSpec], tf.Tensor]] = {
+    "spectrogram": spectrogram,
+    "spectrum": spectrum,
+    "logmel128": logmel,
+}
+"""Model input name -> the TensorFlow function computing it (the twin of
+`edge_agent.frontend.FEATURES`, plus the log-mel ablation input)."""

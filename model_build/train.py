@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import typer
 
 from edge_agent.audio import load_clip
 from edge_agent.errors import AudioFileError, EdgeAgentError
@@ -180,15 +179,9 @@ class Trainer:
         self._step = tf.function(self._train_step, reduce_retracing=True)
 
     def _features(self, waves: Any) -> list[Any]:
+        from .tf_frontend import TF_FEATURES
 
-        from . import tf_frontend
-
-        fns = {
-            "spectrogram": tf_frontend.spectrogram,
-            "spectrum": tf_frontend.spectrum,
-            "logmel128": tf_frontend.logmel,
-        }
-        return [fns[name](waves, self.spec)[..., None] for name in self.cfg.input_names]
+        return [TF_FEATURES[name](waves, self.spec)[..., None] for name in self.cfg.input_names]
 
     def _train_step(self, waves: Any, labels: Any) -> tuple[Any, Any]:
         import tensorflow as tf
@@ -377,65 +370,3 @@ def train_run(
         status["status"] = "done"
         write_meta(out, meta)
     return out
-
-
-def train_cmd(
-    data: list[Path] = typer.Option(..., "--data", help="DCASE data root (repeatable)."),
-    out: Path = typer.Option(..., "--out", help="Run directory to write (resumed if it exists)."),
-    epochs: int = typer.Option(TrainConfig().epochs, min=1, help="Epochs (paper: 10)."),
-    batch_size: int = typer.Option(64, min=1, help="Batch size (paper: 64)."),
-    learning_rate: float = typer.Option(1e-3, help="Adam learning rate."),
-    width: float = typer.Option(
-        ModelConfig().width, help="Channel multiplier (1.0 = the paper's network)."
-    ),
-    seed: int = typer.Option(0, help="Seed of model 0 (model k uses seed + k)."),
-    runs: int = typer.Option(
-        DEFAULT_RUNS, min=1, help="Models to train (an ensemble: model_<k> dirs)."
-    ),
-    resume: bool = typer.Option(True, help="Continue an existing run in --out."),
-    strict: bool = typer.Option(False, help="Stop at the first unreadable file (default: skip)."),
-    inputs: str = typer.Option("both", help="spectrogram | spectrum | logmel128 | both."),
-    bias: bool = typer.Option(False, help="Ablation: bias terms in every layer."),
-    trainable_centres: bool = typer.Option(False, help="Ablation: train the AdaCos centres."),
-    temporal_norm: bool = typer.Option(True, help="Temporal mean normalisation of the STFT."),
-    backend: str = typer.Option("cosine", help="Backend recorded for evaluate: cosine | gmm."),
-    featex: bool = typer.Option(
-        ModelConfig().featex, help="FeatEx: the feature-exchange self-supervised task."
-    ),
-    min_steps: int = typer.Option(
-        TrainConfig().min_steps, min=0, help="At least this many steps (small data sets)."
-    ),
-    augment: bool = typer.Option(
-        TrainConfig().augment, help="Random time shift and gain of every clip."
-    ),
-    quiet: bool = typer.Option(False, help="No progress bar."),
-) -> None:
-    """Train the embedding network(s) on the training clips of one or more DCASE roots."""
-    for root in data:
-        if not root.is_dir():
-            raise DatasetError(f"{root}: not a directory (expected a DCASE data root)")
-    try:
-        cfg = ModelConfig(
-            width=width,
-            bias=bias,
-            trainable_centres=trainable_centres,
-            inputs=inputs,
-            temporal_norm=temporal_norm,
-            backend=backend,
-            featex=featex,
-        )
-    except ValueError as exc:
-        raise EdgeAgentError(str(exc)) from None
-    tcfg = TrainConfig(
-        epochs=epochs,
-        batch_size=batch_size,
-        learning_rate=learning_rate,
-        seed=seed,
-        runs=runs,
-        strict=strict,
-        verbose=not quiet,
-        min_steps=min_steps,
-        augment=augment,
-    )
-    train_run(list(data), out, cfg, tcfg, resume=resume)
-    print(f"run written to {out}")

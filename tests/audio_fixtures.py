@@ -1,6 +1,6 @@
 """Fake microphones that PortAudio opens through the real ALSA stack (no sound card needed).
 
-Recipes from /work/shared/notes/real-io-testing.md:
+Two recipes:
 
 * fast mic: an ALSA `file` PCM reading a raw float32 file, with a `null` slave. Sample-exact,
   delivered thousands of times faster than real time; after the end of the file it returns
@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from edge_agent.sources import AudioSource, Block
+from edge_agent.sources.base import AudioSource, Block
 
 _counter = itertools.count(1)
 

@@ -1,7 +1,9 @@
-"""Shared pytest fixtures (each engineer adds theirs with a small edit)."""
+"""Shared pytest fixtures: fake microphones, brokers, tiny data sets, a trained run and its
+bundle, and the real-data clips."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,24 @@ from audio_fixtures import alsa_sandbox, fake_mic, pulse_server  # noqa: F401
 
 # Real mosquitto brokers (password, TLS, persistence) for the MQTT sink and agent tests.
 from mqtt_fixtures import mqtt_broker, mqtt_certs  # noqa: F401
+
+REAL_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"
+"""Real recordings (DCASE, MIMII clips) kept next to the repository, not in it: `../shared`."""
+
+
+@pytest.fixture(scope="session")
+def real_data() -> Callable[[str], Path]:
+    """`real_data("mimii-8ch")`: that folder of real clips (`real_data("")`: all of them), or
+    skip the test when this clone has none (the clips are not redistributable, so most clones
+    do not)."""
+
+    def folder(name: str) -> Path:
+        path = REAL_DATA / name
+        if not path.is_dir():
+            pytest.skip(f"real-data clips not present ({path})")
+        return path
+
+    return folder
 
 
 # --- training (model_build.train): a tiny DCASE-layout set and one trained narrow run ---
@@ -33,7 +53,7 @@ def make_tiny_dcase_root(root: Path, n_train: int = 6, n_test: int = 4) -> Path:
                 f = f0 * (1.5 if label == "anomaly" else 1.0) * (1 + 0.1 * (i % 2))
                 x = 0.3 * np.sin(2 * np.pi * f * t) + 0.05 * rng.standard_normal(t.size)
                 name = f"section_0{m}_{domain}_{split}_{label}_{i:04d}_{attr}.wav"
-                write_wav(folder / name, x)
+                write_wav(folder / name, x, 16000)
     return root
 
 
@@ -43,17 +63,13 @@ def tiny_dcase_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def trained_run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A narrow (width 0.25) model trained 1 epoch on synth_root (or the tiny set)."""
+def trained_run(synth_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A narrow (width 0.25) model trained 1 epoch on synth_root."""
     from model_build.model import ModelConfig
     from model_build.train import TrainConfig, train_run
 
-    try:
-        root = request.getfixturevalue("synth_root")
-    except pytest.FixtureLookupError:
-        root = request.getfixturevalue("tiny_dcase_root")
     out = tmp_path_factory.mktemp("trained_run") / "run"
-    train_run([root], out, ModelConfig(width=0.25),
+    train_run([synth_root], out, ModelConfig(width=0.25),
               TrainConfig(epochs=1, batch_size=8, seed=0, verbose=False))
     return out
 

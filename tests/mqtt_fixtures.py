@@ -1,4 +1,4 @@
-"""Real mosquitto brokers for tests (see /work/shared/notes/real-io-testing.md).
+"""Real mosquitto brokers for tests.
 
 `mqtt_broker(...)` starts `mosquitto -c conf` on a free 127.0.0.1 port with optional password
 file, TLS (openssl CA + server cert with SAN IP:127.0.0.1) and persistence; `.kill()` sends
@@ -20,6 +20,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 
@@ -165,7 +166,7 @@ class Subscriber:
     def __init__(self, broker: Broker, topics: list[str], **auth: Any) -> None:
         self.messages: list[tuple[str, bytes, bool]] = []
         self.cond = threading.Condition()
-        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+        c = mqtt.Client(CallbackAPIVersion.VERSION2)
         if "username" in auth:
             c.username_pw_set(auth["username"], auth.get("password"))
         if "ca" in auth:

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -31,16 +31,16 @@ SEC = "fan_section_00"
 
 class Collect:
     def __init__(self) -> None:
-        self.events: list[dict[str, Any]] = []
+        self.events: list[Mapping[str, Any]] = []
         self.closed = False
 
-    def handle(self, event: dict[str, Any]) -> None:
+    def handle(self, event: Mapping[str, Any]) -> None:
         self.events.append(event)
 
     def close(self) -> None:
         self.closed = True
 
-    def kind(self, k: str) -> list[dict[str, Any]]:
+    def kind(self, k: str) -> list[Mapping[str, Any]]:
         return [e for e in self.events if e["kind"] == k]
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from numpy.typing import NDArray
 
 from edge_agent.backend import (
     PAPER_BACKEND,
@@ -24,7 +25,9 @@ from edge_agent.backend import (
 )
 
 
-def _blobs(n_per: int = 50, k: int = 4, dim: int = 32, seed: int = 0, spread: float = 0.05):
+def _blobs(
+    n_per: int = 50, k: int = 4, dim: int = 32, seed: int = 0, spread: float = 0.05
+) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
     rng = np.random.default_rng(seed)
     centres = l2_normalise(rng.normal(size=(k, dim)))
     x = np.concatenate([c + spread * rng.normal(size=(n_per, dim)) for c in centres])
@@ -215,7 +218,8 @@ def test_section_backend_round_trips_through_npz(tmp_path: Path) -> None:
     _, x = _blobs()
     b = fit_section([x[:150], x[:150, :8]], [x[150:160], x[150:160, :8]]).backend
     path = tmp_path / "b.npz"
-    np.savez(path, **b.to_dict())
+    d = b.to_dict()
+    np.savez(path, references=d["references"], n_source=d["n_source"], threshold=d["threshold"])
     with np.load(path, allow_pickle=False) as f:
         back = SectionBackend.from_dict(dict(f))
     assert len(back.components) == 2

@@ -6,6 +6,7 @@ import json
 import shutil
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -120,7 +121,8 @@ def test_format_1_bundles_still_load_as_one_paper_component(
     old = {s: {"references": bk.components[0].references, "n_source":
                np.asarray(bk.components[0].n_source), "threshold": np.asarray(0.3)}
            for s, bk in b.backends.items()}
-    np.savez(vdir / BACKEND, **{f"{s}::{k}": v for s, d in old.items() for k, v in d.items()})
+    arrays: dict[str, Any] = {f"{s}::{k}": v for s, d in old.items() for k, v in d.items()}
+    np.savez(vdir / BACKEND, **arrays)
     m = json.loads((vdir / MANIFEST).read_text())
     comp = m.pop("components")[0]
     m.update(format_version=1, inputs=comp["inputs"], input_order=comp["input_order"],
@@ -211,7 +213,7 @@ def test_cli_reports_a_bad_bundle_in_one_line(
     wav = tmp_path / "x.wav"
     from edge_agent.audio import write_wav
 
-    write_wav(wav, np.zeros(160_000, np.float32))
+    write_wav(wav, np.zeros(160_000, np.float32), 16000)
     with pytest.raises(SystemExit) as exc:
         edge_main(["score", str(wav), "--bundle", str(root)])
     assert exc.value.code == 2

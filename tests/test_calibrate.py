@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -172,10 +173,10 @@ def test_a_running_agent_picks_up_a_calibration(
     from edge_agent.agent import Agent
     from edge_agent.config import load_config
 
-    events: list[dict[str, Any]] = []
+    events: list[Mapping[str, Any]] = []
 
     class Sink:
-        def handle(self, event: dict[str, Any]) -> None:
+        def handle(self, event: Mapping[str, Any]) -> None:
             events.append(event)
 
         def close(self) -> None:
@@ -218,7 +219,7 @@ def test_export_source_only_then_calibrate_adds_the_target_rows(
     from edge_agent.errors import EdgeAgentError
     from model_build.export import export_run
 
-    with pytest.raises(EdgeAgentError, match="--domains: expected one of all, source"):
+    with pytest.raises(EdgeAgentError, match=r"^domains: expected one of all, source"):
         export_run(trained_run, tmp_path / "x", domains="target")
     out = tmp_path / "src_bundle"
     export_run(trained_run, out, domains="source")

@@ -8,11 +8,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.signal
-from audio_fixtures import cat, drain, peak_hz, tone
+from audio_fixtures import AlsaSandbox, FakeMic, cat, drain, peak_hz, tone
+from numpy.typing import NDArray
 
-from edge_agent.capture import DeviceSource, choose_capture_rate, resolve_device
 from edge_agent.errors import DeviceError
-from edge_agent.sources import DeviceInfo, SourceSettings, list_input_devices, open_source
+from edge_agent.sources import open_source
+from edge_agent.sources.base import Block, SourceSettings
+from edge_agent.sources.device import (
+    DeviceInfo,
+    DeviceSource,
+    choose_capture_rate,
+    list_input_devices,
+    resolve_device,
+)
 
 RATE = 16000
 
@@ -47,27 +55,30 @@ def test_resolve_device_by_index_name_substring_and_default() -> None:
 
 def test_choose_capture_rate_falls_back_when_16k_is_refused() -> None:
     usb = {44100, 48000}
-    assert choose_capture_rate(None, usb.__contains__, 48000.0) == 48000
-    assert choose_capture_rate(None, usb.__contains__, 96000.0) == 48000  # default refused too
-    assert choose_capture_rate(None, {16000, 48000}.__contains__, 48000.0) == 16000
-    assert choose_capture_rate(44100, usb.__contains__, 48000.0) == 44100
+    assert choose_capture_rate(None, RATE, usb.__contains__, 48000.0) == 48000
+    # the device's default refused too
+    assert choose_capture_rate(None, RATE, usb.__contains__, 96000.0) == 48000
+    assert choose_capture_rate(None, RATE, {16000, 48000}.__contains__, 48000.0) == 16000
+    assert choose_capture_rate(44100, RATE, usb.__contains__, 48000.0) == 44100
     with pytest.raises(DeviceError, match="does not accept 16000 Hz; it accepts 44100, 48000"):
-        choose_capture_rate(16000, usb.__contains__, 48000.0)
+        choose_capture_rate(16000, RATE, usb.__contains__, 48000.0)
     with pytest.raises(DeviceError, match="accepts none"):
-        choose_capture_rate(None, lambda r: False, 48000.0)
+        choose_capture_rate(None, RATE, lambda r: False, 48000.0)
 
 
 # ----------------------------------------------------------------- real PortAudio capture
 
 
-def capture(settings: SourceSettings, n: int, timeout: float = 5.0) -> tuple[np.ndarray, list]:
-    with open_source(settings) as src:
+def capture(
+    settings: SourceSettings, n: int, timeout: float = 5.0
+) -> tuple[NDArray[np.float32], list[Block]]:
+    with open_source(settings, RATE) as src:
         blocks = drain(src, n=n, timeout=timeout)
     return cat(blocks)[:n], blocks
 
 
 @pytest.mark.audio
-def test_file_mic_is_captured_sample_exactly(fake_mic) -> None:
+def test_file_mic_is_captured_sample_exactly(fake_mic: FakeMic) -> None:
     x = np.random.default_rng(3).uniform(-0.9, 0.9, 3 * RATE).astype(np.float32)
     name = fake_mic(x)
     y, blocks = capture(SourceSettings(device=name, blocksize=1600), x.size)
@@ -77,7 +88,7 @@ def test_file_mic_is_captured_sample_exactly(fake_mic) -> None:
 
 
 @pytest.mark.audio
-def test_channel_selection_and_mixdown_on_a_stereo_mic(fake_mic) -> None:
+def test_channel_selection_and_mixdown_on_a_stereo_mic(fake_mic: FakeMic) -> None:
     left, right = tone(440, 1.0, RATE), tone(1500, 1.0, RATE, amp=0.25)
     name = fake_mic(np.stack([left, right], 1), channels=2)
     y, _ = capture(SourceSettings(device=name, channel=1), RATE)
@@ -87,22 +98,24 @@ def test_channel_selection_and_mixdown_on_a_stereo_mic(fake_mic) -> None:
 
 
 @pytest.mark.audio
-def test_missing_device_lists_the_existing_ones(fake_mic) -> None:
+def test_missing_device_lists_the_existing_ones(fake_mic: FakeMic) -> None:
     name = fake_mic(np.zeros(1600, np.float32))
     with pytest.raises(DeviceError, match=rf"no input device matching 'hw:7'.*'{name}'"):
-        open_source(SourceSettings(device="hw:7")).start()
+        open_source(SourceSettings(device="hw:7"), RATE).start()
     with pytest.raises(DeviceError, match="index 999"):
-        open_source(SourceSettings(device=999)).start()
+        open_source(SourceSettings(device=999), RATE).start()
     devices = list_input_devices()
     mic = next(d for d in devices if d.name == name)
     assert {16000, 44100, 48000} <= set(mic.supported_rates)
 
 
 @pytest.mark.audio
-def test_48k_capture_is_resampled_continuously(fake_mic, caplog) -> None:
+def test_48k_capture_is_resampled_continuously(
+    fake_mic: FakeMic, caplog: pytest.LogCaptureFixture
+) -> None:
     x = tone(1000, 2.0, 48000) + tone(5000, 2.0, 48000, amp=0.2)
     name = fake_mic(x, rate=48000)
-    with caplog.at_level("INFO", logger="edge_agent.capture"):
+    with caplog.at_level("INFO", logger="edge_agent.sources.device"):
         y, _ = capture(SourceSettings(device=name, capture_rate=48000), RATE)
     assert "at 48000 Hz" in caplog.text and "resampling to 16000 Hz" in caplog.text
     assert y.size == RATE
@@ -113,10 +126,10 @@ def test_48k_capture_is_resampled_continuously(fake_mic, caplog) -> None:
 
 
 @pytest.mark.audio
-def test_overflow_flags_are_counted_and_put_on_the_next_block(fake_mic) -> None:
+def test_overflow_flags_are_counted_and_put_on_the_next_block(fake_mic: FakeMic) -> None:
     sd = pytest.importorskip("sounddevice")
     name = fake_mic(np.zeros(RATE, np.float32))
-    src = DeviceSource(SourceSettings(device=name))
+    src = DeviceSource(SourceSettings(device=name), RATE)
     src.start()
     try:
         drain(src, n=3200)
@@ -137,18 +150,19 @@ def test_overflow_flags_are_counted_and_put_on_the_next_block(fake_mic) -> None:
 
 
 @pytest.mark.audio
-def test_a_reader_far_behind_loses_blocks_and_the_next_one_is_flagged(fake_mic) -> None:
+def test_a_reader_far_behind_loses_blocks_and_the_next_one_is_flagged(fake_mic: FakeMic) -> None:
     """Real drops: the fast mic outruns a reader that does not read for a while."""
     x = np.random.default_rng(4).uniform(-0.5, 0.5, 2 * RATE).astype(np.float32)
     name = fake_mic(x)
-    src = DeviceSource(SourceSettings(device=name, blocksize=1600), queue_blocks=40)
+    src = DeviceSource(SourceSettings(device=name, blocksize=1600), RATE, queue_blocks=40)
     src.start()
     try:
         time.sleep(0.5)  # the mic delivers thousands of times real time: the queue overflows
-        blocks = [src.read(1.0) for _ in range(41)]
+        read = [src.read(1.0) for _ in range(41)]
     finally:
         src.stop()
-    assert all(b is not None for b in blocks)
+    blocks = [b for b in read if b is not None]
+    assert len(blocks) == len(read)
     np.testing.assert_array_equal(cat(blocks[:20]), x)  # what was queued is intact
     assert not any(b.overflow for b in blocks[:40])
     assert blocks[40].overflow  # the first block after the dropped ones
@@ -156,7 +170,7 @@ def test_a_reader_far_behind_loses_blocks_and_the_next_one_is_flagged(fake_mic) 
 
 
 @pytest.mark.audio
-def test_paced_pulse_mic_delivers_in_real_time(fake_mic) -> None:
+def test_paced_pulse_mic_delivers_in_real_time(fake_mic: FakeMic) -> None:
     x = np.random.default_rng(5).uniform(-0.5, 0.5, RATE).astype(np.float32)
     name = fake_mic(x, paced=True)
     t0 = time.time()
@@ -171,7 +185,10 @@ def test_paced_pulse_mic_delivers_in_real_time(fake_mic) -> None:
 
 
 @pytest.mark.audio
-def test_device_loss_is_reported_and_recovered(alsa_sandbox, tmp_path_factory, caplog) -> None:
+def test_device_loss_is_reported_and_recovered(
+    alsa_sandbox: AlsaSandbox, tmp_path_factory: pytest.TempPathFactory,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     from audio_fixtures import PulseServer, pulse_or_skip
 
     pulse_or_skip()
@@ -179,11 +196,11 @@ def test_device_loss_is_reported_and_recovered(alsa_sandbox, tmp_path_factory, c
     server.start()
     alsa_sandbox.add_pcm("losablemic", server.pcm_body("lostsrc"))
     settings = SourceSettings(device="losablemic", reconnect_seconds=0.2, stall_seconds=2.0)
-    src = DeviceSource(settings)
+    src = DeviceSource(settings, RATE)
     try:
         src.start()
         drain(src, n=1600)
-        with caplog.at_level("WARNING", logger="edge_agent.capture"):
+        with caplog.at_level("WARNING", logger="edge_agent.sources.device"):
             server.stop()  # the sound server dies: the stream fails
             deadline = time.monotonic() + 5
             while not src.lost:
@@ -205,7 +222,7 @@ def test_device_loss_is_reported_and_recovered(alsa_sandbox, tmp_path_factory, c
 
 
 @pytest.mark.audio
-def test_fake_mic_plays_a_wav_file_then_padding(fake_mic, tmp_path: Path) -> None:
+def test_fake_mic_plays_a_wav_file_then_padding(fake_mic: FakeMic, tmp_path: Path) -> None:
     from edge_agent.audio import read_wav, write_wav
 
     write_wav(tmp_path / "m.wav", tone(700, 0.5, RATE), RATE)
@@ -217,7 +234,7 @@ def test_fake_mic_plays_a_wav_file_then_padding(fake_mic, tmp_path: Path) -> Non
 
 
 @pytest.mark.audio
-def test_paced_48k_pulse_source_is_resampled_in_real_time(fake_mic) -> None:
+def test_paced_48k_pulse_source_is_resampled_in_real_time(fake_mic: FakeMic) -> None:
     """The brief's USB-mic case on a paced clock: a 48 kHz PulseAudio null-source."""
     x = tone(440, 0.6, 48000)
     name = fake_mic(x, rate=48000, paced=True)
@@ -234,7 +251,7 @@ def test_paced_48k_pulse_source_is_resampled_in_real_time(fake_mic) -> None:
 
 
 @pytest.mark.audio
-def test_arecord_piped_into_the_stdin_source(fake_mic) -> None:
+def test_arecord_piped_into_the_stdin_source(fake_mic: FakeMic) -> None:
     """The documented pipeline `arecord ... -t raw | edge-agent run --stdin`, on a fake mic."""
     import shutil
     import subprocess
@@ -250,7 +267,7 @@ def test_arecord_piped_into_the_stdin_source(fake_mic) -> None:
     )
     assert proc.stdout is not None
     settings = SourceSettings(kind="stdin", stdin_format="f32le")
-    with open_source(settings, stdin=proc.stdout) as src:
+    with open_source(settings, RATE, stdin=proc.stdout) as src:
         y = cat(drain(src))
     assert proc.wait(timeout=10) == 0
     np.testing.assert_array_equal(y, x)

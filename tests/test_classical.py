@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from itertools import pairwise
+from typing import Any
 
 import numpy as np
 import pytest
@@ -108,10 +109,11 @@ def test_classical_entries_validate_and_describe_their_dims() -> None:
     x = np.random.default_rng(4).standard_normal(160_000).astype(np.float32)
     mag = stft_magnitude(x, DEFAULT_SPEC)
     np.testing.assert_array_equal(feats[1].fn(mag), rhythm(x, DEFAULT_SPEC))
-    for bad, field in [({"kind": "bands", "bands": 0}, "bands"),
+    cases: list[tuple[dict[str, Any], str]] = [({"kind": "bands", "bands": 0}, "bands"),
                        ({"kind": "rhythm", "ranges_hz": [[5, 1]], "max_lag_s": 4}, "ranges_hz"),
                        ({"kind": "rhythm", "ranges_hz": [[5, 10]], "max_lag_s": -1},
                         "max_lag_s"),
-                       ({"kind": "mfcc"}, "kind")]:
+                       ({"kind": "mfcc"}, "kind")]
+    for bad, field in cases:
         with pytest.raises(ValueError, match=field):
             classical_feature(bad, DEFAULT_SPEC)

@@ -35,7 +35,8 @@ def test_minimal_config_and_defaults(tmp_path: Path, bundle: Path) -> None:
     assert cfg.bundle == str(bundle)  # relative to the config file's folder
     assert cfg.source.device == "hw:1" and cfg.source.kind == "device"
     assert (cfg.decision.k, cfg.decision.n, cfg.decision.clear_after) == (3, 5, 3)
-    assert cfg.windows.seconds == 10.0 and cfg.mqtt.port == 1883 and cfg.mqtt.enabled
+    assert cfg.windows.seconds is None and cfg.windows.hop == 10.0  # length: the bundle's
+    assert cfg.mqtt.port == 1883 and cfg.mqtt.enabled
     with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.section = "x"  # type: ignore[misc]
 

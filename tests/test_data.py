@@ -7,17 +7,18 @@ folder exists and the test skips otherwise.
 from __future__ import annotations
 
 import wave
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 import scipy.io.wavfile
 
-from edge_agent.audio import load_clip, read_wav
+from edge_agent.audio import expand_files, load_clip, read_wav
 from edge_agent.errors import AudioFileError, EdgeAgentError
+from edge_agent.frontend import DEFAULT_SPEC
 from model_build.data import DatasetError, class_key, class_names, scan
 
-REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
 FS = 16_000
 
 
@@ -120,8 +121,8 @@ def test_float_wav_and_stereo_channel_choice(tmp_path: Path) -> None:
     stereo = np.stack([x, np.zeros_like(x)], axis=1)
     p = tmp_path / "float.wav"
     scipy.io.wavfile.write(p, FS, stereo)
-    np.testing.assert_allclose(load_clip(p, channel=0), x, atol=1e-7)
-    np.testing.assert_allclose(load_clip(p), x / 2, atol=1e-7)  # mixdown averages
+    np.testing.assert_allclose(load_clip(p, DEFAULT_SPEC, channel=0), x, atol=1e-7)
+    np.testing.assert_allclose(load_clip(p, DEFAULT_SPEC), x / 2, atol=1e-7)  # mixdown averages
     with pytest.raises(AudioFileError, match="channel 2 requested but the file has 2"):
         read_wav(p, channel=2)
 
@@ -129,7 +130,7 @@ def test_float_wav_and_stereo_channel_choice(tmp_path: Path) -> None:
 def test_44k1_is_resampled_to_16k(tmp_path: Path) -> None:
     p = tmp_path / "cd.wav"
     scipy.io.wavfile.write(p, 44_100, (_tone(1000, 10.0, 44_100) * 32767).astype(np.int16))
-    y = load_clip(p)
+    y = load_clip(p, DEFAULT_SPEC)
     assert y.shape == (160_000,)
     assert abs(_peak_hz(y) - 1000.0) < 1.0
     assert 0.3 < float(np.max(np.abs(y[1000:-1000]))) < 0.6
@@ -139,7 +140,7 @@ def test_12_s_clip_keeps_the_first_10_s(tmp_path: Path) -> None:
     x = np.concatenate([_tone(500, 10.0), _tone(3000, 2.0)]).astype(np.float32)
     p = tmp_path / "toycar.wav"
     scipy.io.wavfile.write(p, FS, x)
-    y = load_clip(p)
+    y = load_clip(p, DEFAULT_SPEC)
     np.testing.assert_array_equal(y, x[:160_000])
 
 
@@ -147,35 +148,47 @@ def test_short_clip_is_looped_and_too_short_is_refused(tmp_path: Path) -> None:
     x = _tone(250, 3.0).astype(np.float32)
     p = tmp_path / "short.wav"
     scipy.io.wavfile.write(p, FS, x)
-    y = load_clip(p)
+    y = load_clip(p, DEFAULT_SPEC)
     assert y.shape == (160_000,)
     np.testing.assert_array_equal(y[48_000:96_000], x)
     np.testing.assert_array_equal(y[144_000:], x[:16_000])
     q = tmp_path / "tiny.wav"
     scipy.io.wavfile.write(q, FS, x[:8000])
     with pytest.raises(AudioFileError, match=r"tiny\.wav: too short: 8000 samples"):
-        load_clip(q)
+        load_clip(q, DEFAULT_SPEC)
 
 
 def test_unreadable_file_error_names_the_file(tmp_path: Path) -> None:
     p = tmp_path / "broken.wav"
     p.write_bytes(b"RIFF\x00\x00\x00\x00not really a wave file")
     with pytest.raises(AudioFileError, match=r"broken\.wav: not a readable WAV file") as ei:
-        load_clip(p)
+        load_clip(p, DEFAULT_SPEC)
     assert ei.value.path == str(p)
     with pytest.raises(AudioFileError, match=r"missing\.wav: file not found"):
-        load_clip(tmp_path / "missing.wav")
+        load_clip(tmp_path / "missing.wav", DEFAULT_SPEC)
 
 
-@pytest.mark.skipif(not (REAL / "mimii-8ch").is_dir(), reason="shared real clips not present")
-def test_real_mimii_8_channel_extensible_header() -> None:
-    path = REAL / "mimii-8ch" / "fan_id_00_normal_00000000.wav"
+def test_real_mimii_8_channel_extensible_header(real_data: Callable[[str], Path]) -> None:
+    path = real_data("mimii-8ch") / "fan_id_00_normal_00000000.wav"
     _, data = scipy.io.wavfile.read(path)
     assert data.ndim == 2 and data.shape[1] == 8
-    mix = load_clip(path)
-    ch3 = load_clip(path, channel=3)
+    mix = load_clip(path, DEFAULT_SPEC)
+    ch3 = load_clip(path, DEFAULT_SPEC, channel=3)
     assert mix.shape == ch3.shape == (160_000,)
     assert np.all(np.isfinite(mix)) and 0 < float(np.std(mix)) < 1
     assert not np.array_equal(mix, ch3)
     with pytest.raises(AudioFileError, match="channel 8 requested but the file has 8"):
-        load_clip(path, channel=8)
+        load_clip(path, DEFAULT_SPEC, channel=8)
+
+
+def test_expand_files_expands_folders_and_reject_missing(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "z.wav").write_bytes(b"")
+    (tmp_path / "a" / "y.WAV").write_bytes(b"")
+    (tmp_path / "a" / "n.txt").write_bytes(b"")
+    assert [p.name for p in expand_files([tmp_path / "a"])] == ["y.WAV", "z.wav"]
+    with pytest.raises(AudioFileError, match="no such file"):
+        expand_files([tmp_path / "nope.wav"])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(AudioFileError, match=r"no \.wav files"):
+        expand_files([tmp_path / "empty"])

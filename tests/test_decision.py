@@ -8,7 +8,7 @@ from edge_agent.errors import ConfigError
 
 def feed(d: Decider, seq: str) -> list[str]:
     """'A' anomalous, 'n' normal, 'F' sensor fault; returns the state after each window."""
-    out = []
+    out: list[str] = []
     for c in seq:
         if c == "F":
             out.append(d.update(None, ("silence",)).state)

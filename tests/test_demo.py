@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from edge_agent.bundle import load_bundle
+from edge_agent.commands.demo import DEMO_DIR, DemoError, PacedSink, load_demo
 from edge_agent.decision import DecisionSettings
-from edge_agent.demo_cmd import DEMO_DIR, DemoError, PacedSink, load_demo
+from edge_agent.events import health_event, status_event, window_event
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
@@ -83,10 +84,17 @@ def test_demo_human_output_paced(tmp_path: Path) -> None:
 def test_paced_sink_sleeps_only_for_scores() -> None:
     slept: list[float] = []
     sink = PacedSink(1.5, sleep=slept.append)
-    for kind in ("score", "alarm", "health", "score", "status"):
-        sink.handle({"kind": kind})
+    score = window_event("score", 0.0, "d", section="s", window=0, score=0.1, threshold=0.2,
+                         anomalous=False, decision="normal", votes=0, model_version="v",
+                         source="f")
+    alarm = window_event("alarm", 0.0, "d", section="s", window=0, score=0.1, threshold=0.2,
+                         anomalous=False, decision="normal", votes=0, model_version="v",
+                         source="f")
+    for e in (score, alarm, health_event(0.0, "d", "device_ok", []), score,
+              status_event(0.0, "d", "stopped")):
+        sink.handle(e)
     assert slept == [1.5, 1.5]
-    PacedSink(0.0, sleep=slept.append).handle({"kind": "score"})
+    PacedSink(0.0, sleep=slept.append).handle(score)
     assert slept == [1.5, 1.5]
 
 

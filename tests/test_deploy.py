@@ -43,7 +43,8 @@ def test_install_script_creates_a_working_agent(installed: Path) -> None:
     probe = subprocess.run([str(py), "-c", "import tensorflow"], capture_output=True, timeout=60)
     assert probe.returncode != 0
     config = (installed / "etc" / "agent.yaml").read_text()
-    assert str(installed / "opt") in config or "/opt/edge-agent" not in config
+    # the example's /opt/edge-agent paths point into the prefix it was installed to
+    assert f"bundle: {installed / 'opt'}/bundle" in config and "/opt/edge-agent" not in config
     # The demo's bundle and clips are package data: a non-editable install can run it.
     demo = subprocess.run([str(exe), "demo", "--fast", "--json"], capture_output=True,
                           text=True, timeout=120, cwd=installed)
@@ -136,7 +137,7 @@ def test_demo_script_installs_without_tensorflow_and_raises_the_alarm(tmp_path: 
 
 
 @pytest.mark.mqtt
-def test_example_broker_tls_acl_with_the_demo(tmp_path: Path) -> None:
+def test_example_broker_tls_acl_with_the_demo(tmp_path: Path) -> None:  # noqa: PLR0915 -- one scenario
     """deploy/mosquitto as shipped (paths and port aside): TLS, passwords, per-device ACLs.
 
     The demo publishes as device press-01 through TLS with a password; Home Assistant's user
@@ -144,6 +145,7 @@ def test_example_broker_tls_acl_with_the_demo(tmp_path: Path) -> None:
     """
     import paho.mqtt.client as mqtt
     from mqtt_fixtures import MOSQUITTO, Subscriber, free_port
+    from paho.mqtt.enums import CallbackAPIVersion
 
     if not Path(MOSQUITTO).exists() or shutil.which("openssl") is None:
         pytest.skip("mosquitto or openssl not installed")
@@ -186,7 +188,7 @@ def test_example_broker_tls_acl_with_the_demo(tmp_path: Path) -> None:
         b.port = port  # type: ignore[attr-defined]
         ha = Subscriber(b, ["listening/#", "homeassistant/#"],  # type: ignore[arg-type]
                         username="homeassistant", password="pw-ha", ca=certs / "ca.crt")
-        from edge_agent.demo_cmd import load_demo
+        from edge_agent.commands.demo import load_demo
 
         demo = load_demo()
         cfg = tmp_path / "agent.yaml"
@@ -205,7 +207,7 @@ def test_example_broker_tls_acl_with_the_demo(tmp_path: Path) -> None:
         assert ha.on(f"homeassistant/binary_sensor/press-01/{demo.section}_alarm/config")
 
         # press-02 may write its own subtree only.
-        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+        c = mqtt.Client(CallbackAPIVersion.VERSION2)
         c.username_pw_set("press-02", "pw2")
         c.tls_set(ca_certs=str(certs / "ca.crt"))
         c.connect("127.0.0.1", port)

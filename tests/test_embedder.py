@@ -18,6 +18,7 @@ from edge_agent.embedder import (
     tensor_feature_name,
 )
 from edge_agent.errors import BundleError, RuntimeUnavailableError
+from edge_agent.frontend import DEFAULT_SPEC as SPEC
 from edge_agent.frontend import spectrogram, spectrum
 
 
@@ -38,7 +39,7 @@ def test_default_runtime_is_litert_and_tensorflow_stays_unimported(bundle_dir: P
 
 def test_unavailable_runtimes_give_one_clear_error() -> None:
     with pytest.raises(RuntimeUnavailableError) as exc:
-        select_runtime(("tflite_runtime", "no_such_runtime"))
+        select_runtime(("tflite_runtime", "no_such_runtime"))  # type: ignore[arg-type]
     msg = str(exc.value)
     assert "tflite_runtime" in msg and "pip install ai-edge-litert" in msg and "\n" not in msg
 
@@ -59,22 +60,24 @@ def test_inputs_are_mapped_by_name_not_position(bundle_dir: Path) -> None:
     # the converter puts spectrum first; the embedder still takes (spectrogram, spectrum)
     assert min(e.layout, key=lambda x: x["index"])["name"] == "spectrum"
     w = _wave()
-    a = e.embed(spectrogram(w), spectrum(w))
+    a = e.embed(spectrogram(w, SPEC), spectrum(w, SPEC))
     swapped = Embedder(b.model_path, ["spectrum", "spectrogram"], threads=1)
-    assert np.allclose(swapped.embed(spectrum(w), spectrogram(w)), a, atol=1e-6)
+    assert np.allclose(swapped.embed(spectrum(w, SPEC), spectrogram(w, SPEC)), a, atol=1e-6)
     assert a.shape == (256,) and np.all(np.isfinite(a))
-    assert not np.allclose(e.embed(spectrogram(_wave(1)), spectrum(_wave(1))), a, atol=1e-3)
+    other = e.embed(spectrogram(_wave(1), SPEC), spectrum(_wave(1), SPEC))
+    assert not np.allclose(other, a, atol=1e-3)
 
 
 def test_threads_do_not_change_the_result(bundle_dir: Path) -> None:
     b = load_bundle(bundle_dir)
     w = _wave(2)
-    one = Embedder(b.model_path, b.input_names, threads=1).embed(spectrogram(w), spectrum(w))
+    feats = spectrogram(w, SPEC), spectrum(w, SPEC)
+    one = Embedder(b.model_path, b.input_names, threads=1).embed(*feats)
     two = Embedder(b.model_path, b.input_names, threads=2)
     assert two.threads == 2
-    assert np.allclose(two.embed(spectrogram(w), spectrum(w)), one, atol=1e-4)
-    batch = two.embed_batch(np.stack([spectrogram(w)] * 2), np.stack([spectrum(w)] * 2))
-    assert batch.shape == (2, 256) and np.allclose(batch[1], one, atol=1e-4)
+    assert np.allclose(two.embed(spectrogram(w, SPEC), spectrum(w, SPEC)), one, atol=1e-4)
+    again = two.embed(spectrogram(w, SPEC), spectrum(w, SPEC))
+    assert np.array_equal(again, two.embed(spectrogram(w, SPEC), spectrum(w, SPEC)))
 
 
 def test_wrong_input_names_and_garbage_models(bundle_dir: Path, tmp_path: Path) -> None:

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from numpy.typing import NDArray
 
 from edge_agent.backend import PAPER_BACKEND, BackendConfig, fit_section
+from edge_agent.dcase import Domain, Label, Split
 from edge_agent.errors import EdgeAgentError
 from model_build.data import Clip
 from model_build.evaluate import (
@@ -27,7 +29,7 @@ from model_build.evaluate import (
 DIM = 16
 
 
-def _clip(machine: str, sec: str, split: str, dom: str, label: str | None, i: int) -> Clip:
+def _clip(machine: str, sec: str, split: Split, dom: Domain, label: Label | None, i: int) -> Clip:
     name = (
         f"section_{sec}_{i:04d}.wav"
         if label is None
@@ -50,14 +52,17 @@ def _synthetic(seed: int = 0, n_models: int = 1, overlap: float = 0.0) -> dict[s
         for i in range(5):
             train.append(_clip(machine, sec, "train", "target", "normal", 100 + i))
             tr_e.append(0.7 * base + 0.7 * tdir)
-        for i, (dom, lab) in enumerate(
-            [(d, lab) for d in ("source", "target") for lab in ("normal", "anomaly")] * 10
-        ):
+        domains: tuple[Domain, ...] = ("source", "target")
+        labels: tuple[Label, ...] = ("normal", "anomaly")
+        for i, (dom, lab) in enumerate([(d, lab) for d in domains for lab in labels] * 10):
             test.append(_clip(machine, sec, "test", dom, lab, i))
             centre = base if dom == "source" else 0.7 * base + 0.7 * tdir
             far = (1 - overlap) * np.eye(DIM)[8 + s] + overlap * centre
             te_e.append(centre if lab == "normal" else far)
-    noise = lambda n: 0.02 * rng.normal(size=(n_models, n, DIM))  # noqa: E731
+
+    def noise(n: int) -> NDArray[np.float64]:
+        return 0.02 * rng.normal(size=(n_models, n, DIM))
+
     return {
         "train": train, "test": test,
         "train_emb": np.array(tr_e)[None] + noise(len(tr_e)),
@@ -192,7 +197,8 @@ def test_gmm_and_variant_configs_run() -> None:
         bs = backend_scores(d["train_emb"][0], d["train"], d["test_emb"][0], d["test"], cfg)
         assert np.all(np.isfinite(bs.scores))
         assert all(b.threshold == bs.thresholds[s] for s, b in bs.backends.items())
-        assert evaluate_scores(d["test"], bs.scores).summary.auc["mixed"] > 0.9, cfg
+        auc = evaluate_scores(d["test"], bs.scores).summary.auc["mixed"]
+        assert auc is not None and auc > 0.9, cfg
     _, payload = evaluate_embeddings(d["train_emb"], d["train"], d["test_emb"], d["test"],
                                      BackendConfig(n_clusters=2, folds=2), plots=False,
                                      method="gmm")
@@ -224,25 +230,20 @@ def test_cli_reports_a_missing_data_root_as_one_line(
 
 
 def test_cli_end_to_end_on_trained_run(
-    request: pytest.FixtureRequest, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    trained_run: Path, synth_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """`model-build evaluate` on the shared trained run + synthetic set (fixtures by colleagues)."""
-    try:
-        run = request.getfixturevalue("trained_run")
-        root = request.getfixturevalue("synth_root")
-    except pytest.FixtureLookupError:
-        pytest.skip("trained_run / synth_root fixtures not available yet")
+    """`model-build evaluate` on the session's trained run and the synthetic set it learned."""
+    run, root = trained_run, synth_root
     from model_build.cli import main
     from model_build.data import scan
 
-    out, js = tmp_path / "out", tmp_path / "eval.json"
+    out = tmp_path / "out"
     try:
-        main(["evaluate", str(run), "--data", str(root), "--json", str(js), "--out", str(out)])
+        main(["evaluate", str(run), "--data", str(root), "--json", "--out", str(out)])
     except SystemExit as e:
         assert e.code in (0, None), capsys.readouterr().err
-    printed = capsys.readouterr().out
-    assert "official DCASE 2022 score" in printed
-    payload = json.loads(js.read_text())
+    payload = json.loads(capsys.readouterr().out)  # --json: the metrics instead of the tables
+    assert json.loads((out / "metrics.json").read_text()) == payload
     results = payload["results"]
     final = payload["system"]
     assert final == "system"  # the run's model(s) + the classical band statistics
@@ -266,9 +267,6 @@ def test_cli_end_to_end_on_trained_run(
     assert load_bundle(bundle).manifest["evaluation"] == record
 
 
-REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "dcase2023-dev-mixed"
-
-
 class SpectralEmbedder:
     """A real (classical) clip embedder: mean and std over time of the log |STFT|."""
 
@@ -284,15 +282,16 @@ class SpectralEmbedder:
         return np.array(out)
 
 
-@pytest.mark.skipif(not REAL.is_dir(), reason="real sample clips not available")
-def test_real_dcase_clips_through_evaluate_embedder(tmp_path: Path) -> None:
+def test_real_dcase_clips_through_evaluate_embedder(
+    tmp_path: Path, real_data: Callable[[str], Path]
+) -> None:
     """Real DCASE 2023 clips (12 s ToyCar/ToyTrain included) in the official layout, embedded by
     a real spectral embedder: scan -> embed -> backends -> CSVs/plots/JSON, one-class sections
     skipped with a reason."""
     from model_build.data import scan
 
     root = tmp_path / "data"
-    for f in sorted(REAL.glob("*.wav")):
+    for f in sorted(real_data("dcase2023-dev-mixed").glob("*.wav")):
         machine, split, name = f.name.split("_", 2)
         (root / machine / split).mkdir(parents=True, exist_ok=True)
         (root / machine / split / name).symlink_to(f)

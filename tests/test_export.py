@@ -11,6 +11,7 @@ import pytest
 from edge_agent.audio import load_clip
 from edge_agent.backend import fit_section
 from edge_agent.bundle import QUANTIZE_MODES, current_version, list_versions, load_bundle
+from edge_agent.frontend import DEFAULT_SPEC
 from model_build.cli import main as build_main
 from model_build.data import Clip, scan
 from model_build.export import BundleEmbedder, export_run, keras_embed
@@ -44,8 +45,9 @@ def test_every_mode_matches_keras_within_its_tolerance(
     exported: dict[str, Path], trained_run: Path, clips: list[Clip]
 ) -> None:
     test = [c for c in clips if c.split == "test"][:12]
-    waves = np.stack([load_clip(c.path) for c in test])
-    ref = keras_embed(load_run(trained_run).models[0], waves)
+    waves = np.stack([load_clip(c.path, DEFAULT_SPEC) for c in test])
+    run = load_run(trained_run)
+    ref = keras_embed(run.models[0], waves, run.spec)
     sizes = {}
     for mode, vdir in exported.items():
         b = load_bundle(vdir)
@@ -103,14 +105,14 @@ def test_an_ensemble_exports_every_model_and_scores_their_fused_scores(
     test = [c for c in clips if c.split == "test"][:3]
     sec = test[0].section_id
     for c in test:
-        wave = load_clip(c.path)
+        wave = load_clip(c.path, scorer.spec)
         emb = scorer.embed(wave)
         parts = b.backend(sec).component_scores(list(emb))
         assert scorer.score(wave, sec).score == pytest.approx(float(sum(p[0] for p in parts)))
     one = load_bundle(export_run(run, tmp_path / "one", models=[1], classical=False))
     assert [c["kind"] for c in one.components] == ["model"]
     assert one.manifest["training"]["models"] == [1]
-    wave = load_clip(test[0].path)
+    wave = load_clip(test[0].path, scorer.spec)
     np.testing.assert_allclose(Scorer.from_bundle(one.path).embed(wave)[0],
                                scorer.embed(wave)[1], atol=1e-5)  # the same member
 

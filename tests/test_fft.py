@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from typing import Any
 
 import numpy as np
 import pytest
 import scipy.fft
+from numpy.typing import NDArray
 
 from edge_agent import fft
 
 
 @pytest.mark.parametrize("shape", [(160_000,), (311, 1024), (2, 311, 1024)])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_rfft_equals_scipy_bit_for_bit(shape: tuple[int, ...], dtype: type) -> None:
-    x = np.random.default_rng(0).standard_normal(shape).astype(dtype)
+def test_rfft_equals_scipy_bit_for_bit(
+    shape: tuple[int, ...], dtype: type[np.floating[Any]]
+) -> None:
+    x: NDArray[np.floating[Any]] = np.random.default_rng(0).standard_normal(shape).astype(dtype)
     got = fft.rfft(x, axis=-1)
     want = scipy.fft.rfft(x, axis=-1)
     assert got.dtype == want.dtype
@@ -33,9 +37,9 @@ def test_frontend_loads_neither_scipy_fft_nor_scipy_special() -> None:
     code = (
         "import sys, numpy as np\n"
         "from edge_agent import fft\n"
-        "from edge_agent.frontend import features\n"
+        "from edge_agent.frontend import DEFAULT_SPEC, model_inputs\n"
         "from edge_agent.scorer import Scorer\n"
-        "features(np.zeros(160000, np.float32))\n"
+        "model_inputs(np.zeros(160000, np.float32), ['spectrogram', 'spectrum'], DEFAULT_SPEC)\n"
         "print(fft.BACKEND, 'scipy.fft' in sys.modules, 'scipy.special' in sys.modules,"
         " 'scipy.signal' in sys.modules)\n"
     )

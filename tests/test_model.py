@@ -6,12 +6,13 @@ import keras
 import numpy as np
 import pytest
 
-from model_build.model import ModelConfig, build_embedding_model
+from edge_agent.frontend import DEFAULT_SPEC
+from model_build.model import Inputs, ModelConfig, build_embedding_model
 
 
 @pytest.fixture(scope="module")
 def paper_model() -> keras.Model:
-    return build_embedding_model(ModelConfig())
+    return build_embedding_model(ModelConfig(), DEFAULT_SPEC)
 
 
 def test_intermediate_shapes_follow_tables_1_and_2(paper_model: keras.Model) -> None:
@@ -53,7 +54,7 @@ def test_no_bias_terms_by_default(paper_model: keras.Model) -> None:
 
 
 def test_bias_switch_adds_biases_and_l2_on_every_kernel() -> None:
-    m = build_embedding_model(ModelConfig(width=0.25, bias=True))
+    m = build_embedding_model(ModelConfig(width=0.25, bias=True), DEFAULT_SPEC)
     assert any("bias" in w.path for w in m.weights)
     kernels = [w for w in m.weights if w.path.endswith("kernel")]
     assert len(m.losses) == len(kernels) > 0  # one L2 penalty per kernel
@@ -67,25 +68,25 @@ def test_bias_switch_adds_biases_and_l2_on_every_kernel() -> None:
         ("logmel128", ["logmel128"], 128),
     ],
 )
-def test_input_ablations(inputs: str, names: list[str], dim: int) -> None:
+def test_input_ablations(inputs: Inputs, names: list[str], dim: int) -> None:
     cfg = ModelConfig(width=0.25, inputs=inputs)
-    m = build_embedding_model(cfg)
+    m = build_embedding_model(cfg, DEFAULT_SPEC)
     assert [i.name for i in m.inputs] == names == list(cfg.input_names)
     assert m.output.shape[-1] == dim == cfg.embedding_dim
 
 
 def test_narrow_model_runs_and_keeps_256_d() -> None:
-    m = build_embedding_model(ModelConfig(width=0.25))
+    m = build_embedding_model(ModelConfig(width=0.25), DEFAULT_SPEC)
     out = m([np.zeros((2, 311, 513, 1), np.float32), np.ones((2, 80_000, 1), np.float32)])
     assert out.shape == (2, 256)
     assert m.count_params() < 0.5e6
 
 
 def test_config_validation_and_round_trip() -> None:
-    with pytest.raises(ValueError, match="inputs"):
-        ModelConfig(inputs="mfcc")
-    with pytest.raises(ValueError, match="backend"):
-        ModelConfig(backend="svm")
+    with pytest.raises(ValueError, match=r"^inputs: expected one of"):
+        ModelConfig(inputs="mfcc")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"^backend: expected cosine or gmm"):
+        ModelConfig(backend="svm")  # type: ignore[arg-type]
     cfg = ModelConfig(width=0.5, trainable_centres=True, temporal_norm=False)
     assert ModelConfig.from_dict(cfg.to_dict()) == cfg
     assert cfg.frontend().temporal_norm is False

@@ -4,10 +4,13 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Literal
 
 import pytest
 from mqtt_fixtures import Broker, Certs, Subscriber
 
+from edge_agent.decision import AlarmState
+from edge_agent.events import WindowEvent, window_event
 from edge_agent.sinks.mqtt import MqttError, MqttSettings, MqttSink, TlsSettings, make_client
 from edge_agent.sinks.outbox import Outbox, OutboxSettings
 
@@ -31,18 +34,15 @@ def sink(tmp_path: Path, s: MqttSettings, name: str = "o.sqlite") -> MqttSink:
     return MqttSink(s, Outbox(OutboxSettings(path=str(tmp_path / name))), [SEC], "v1")
 
 
-def alarm(i: int, decision: str = "alarm") -> dict[str, object]:
-    return {
-        "schema": 1,
-        "kind": "alarm",
-        "section": SEC,
-        "window": i,
-        "decision": decision,
-        "score": 0.9,
-        "threshold": 0.5,
-        "ts": "x",
-        "epoch": float(i),
-    }
+def window(i: int, kind: Literal["score", "alarm"] = "alarm", score: float = 0.9,
+           decision: AlarmState = "alarm") -> WindowEvent:
+    return window_event(kind, float(i), "dev1", section=SEC, window=i, score=score,
+                        threshold=0.5, anomalous=score > 0.5, decision=decision, votes=3,
+                        model_version="v1", source="test")
+
+
+def alarm(i: int, decision: AlarmState = "alarm") -> WindowEvent:
+    return window(i, "alarm", decision=decision)
 
 
 def test_anonymous_availability_score_alarm(
@@ -52,7 +52,7 @@ def test_anonymous_availability_score_alarm(
     sub = Subscriber(b, ["edge-asd/#"])
     s = sink(tmp_path, settings(b))
     s.start()
-    s.handle({"kind": "score", "section": SEC, "score": 0.1})
+    s.handle(window(0, "score", score=0.1, decision="normal"))
     s.handle(alarm(1))
     assert sub.wait_for(lambda m: any(t.endswith("/alarm") for t, _, _ in m))
     assert sub.on("edge-asd/dev1/availability")[0] == b"online"
@@ -75,7 +75,7 @@ def test_last_will_on_lost_connection(tmp_path: Path, mqtt_broker: Callable[...,
     sub = Subscriber(b, ["edge-asd/dev1/availability"])
     s = sink(tmp_path, settings(b, keepalive=1))
     s.start()
-    assert sub.wait_for(lambda m: m and m[-1][1] == b"online")
+    assert sub.wait_for(lambda m: bool(m) and m[-1][1] == b"online")
     s.client._sock.close()  # connection dies without DISCONNECT -> broker sends the will
     s.client.loop_stop()
     assert sub.wait_for(lambda m: m[-1][1] == b"offline", 10)

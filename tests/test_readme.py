@@ -35,8 +35,8 @@ def shell_commands(text: str) -> list[str]:
     """Lines of ```bash blocks (continuations joined, comments dropped)."""
     out: list[str] = []
     for block in re.findall(r"```(?:bash|sh|console)\n(.*?)```", text, re.S):
-        for line in block.replace("\\\n", " ").splitlines():
-            line = line.split(" #")[0].strip()
+        for raw in block.replace("\\\n", " ").splitlines():
+            line = raw.split(" #")[0].strip()
             if line and not line.startswith("#"):
                 out.append(line)
     return out
@@ -137,7 +137,7 @@ def test_readme_scripts_and_extras_exist() -> None:
 
 def test_readme_minimal_config_is_valid(tmp_path: Path) -> None:
     """The README's minimal YAML passes config check once the bundle path exists."""
-    from edge_agent.demo_cmd import load_demo
+    from edge_agent.commands.demo import load_demo
 
     demo = load_demo()
     blocks = [b for b in yaml_blocks(README.read_text()) if "bundle:" in b]
@@ -155,7 +155,7 @@ def test_readme_minimal_config_is_valid(tmp_path: Path) -> None:
 
 def test_readme_score_plot_command_runs(tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")
-    from edge_agent.demo_cmd import load_demo
+    from edge_agent.commands.demo import load_demo
 
     demo = load_demo()
     argv = next(a for a in agent_commands() if resolve(a)[1][1] == "score")
@@ -171,8 +171,8 @@ def test_readme_score_plot_command_runs(tmp_path: Path) -> None:
 
 def test_example_config_documents_only_real_keys() -> None:
     """deploy/agent.example.yaml loads (bundle path aside) and its keys are AgentConfig keys."""
+    from edge_agent.commands.demo import load_demo
     from edge_agent.config import load_config
-    from edge_agent.demo_cmd import load_demo
 
     raw = yaml.safe_load((REPO / "deploy" / "agent.example.yaml").read_text())
     raw["bundle"] = str(load_demo().bundle)
@@ -242,3 +242,13 @@ def test_generated_references_are_up_to_date() -> None:
 
     assert gen_reference.main(["--check"]) == 0, (
         "docs/cli.md or docs/config.md is stale: run .venv/bin/python docs/gen_reference.py")
+
+
+def test_architecture_doc_names_every_module() -> None:
+    """docs/architecture.md is the map of the tree: a new module must get its line there."""
+    doc = (REPO / "docs" / "architecture.md").read_text()
+    for package in ("edge_agent", "model_build"):
+        for path in sorted((REPO / package).rglob("*.py")):
+            rel = path.relative_to(REPO / package).as_posix()
+            if path.name != "__init__.py":
+                assert f"`{rel}`" in doc, f"docs/architecture.md does not describe {package}/{rel}"

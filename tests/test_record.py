@@ -16,13 +16,15 @@ from cli_helpers import run_cli as cli
 
 from edge_agent.audio import read_wav, write_wav
 from edge_agent.clips import ClipReader, ClipRefusedError, capture_clips, check_clip
-from edge_agent.errors import ConfigError
+from edge_agent.dcase import next_index, write_train_clips
+from edge_agent.errors import FieldError
+from edge_agent.frontend import DEFAULT_SPEC
 from edge_agent.health import HealthSettings
-from edge_agent.record_cmd import next_index, write_clips
-from edge_agent.sources import Block, SourceSettings
+from edge_agent.sources.base import Block, SourceSettings
 from model_build.data import scan
 
-N = 160_000
+N = DEFAULT_SPEC.clip_samples
+RATE = DEFAULT_SPEC.sample_rate
 
 
 def noise(n_clips: int, seed: int = 0, amp: float = 0.3) -> np.ndarray:
@@ -82,7 +84,8 @@ def test_a_silent_clip_from_the_device_is_refused_and_captured_again(
 def test_a_dead_microphone_fails_after_the_retries(fake_mic: FakeMic) -> None:
     name = fake_mic(np.zeros(5 * N, np.float32), pad_seconds=1.0)
     with pytest.raises(ClipRefusedError, match=r"clip 1 refused 3 times, last: silent"):
-        capture_clips(SourceSettings(device=name, blocksize=16000), count=1, retries=2)
+        capture_clips(SourceSettings(device=name, blocksize=16000), DEFAULT_SPEC, count=1,
+                      retries=2)
 
 
 def test_overflow_in_any_block_refuses_the_clip() -> None:
@@ -112,11 +115,11 @@ def test_record_from_files_numbers_on_and_feeds_scan(
     src.mkdir()
     rng = np.random.default_rng(3)
     write_wav(src / "a.wav", rng.uniform(-0.3, 0.3, 12 * 44100), 44100)  # 12 s at 44.1 kHz
-    write_wav(src / "b.wav", rng.uniform(-0.3, 0.3, 4 * 16000), 16000)  # 4 s: looped
+    write_wav(src / "b.wav", rng.uniform(-0.3, 0.3, 4 * 16000), RATE)  # 4 s: looped
     out = tmp_path / "data"
     folder = out / "valve" / "train"
     folder.mkdir(parents=True)
-    write_wav(folder / "section_00_target_train_normal_0007_pat_01.wav", np.zeros(N), 16000)
+    write_wav(folder / "section_00_target_train_normal_0007_pat_01.wav", np.zeros(N), RATE)
     assert next_index(folder, "00", "target") == 8 and next_index(folder, "00", "source") == 0
     code, _, err = cli(capsys, "record", str(out), "--section", "valve_section_00", "--domain",
                        "target", "--attrs", "pat_03_cyc_1600", "--files", str(src))
@@ -133,7 +136,7 @@ def test_record_from_files_numbers_on_and_feeds_scan(
 
 def test_record_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     wav = tmp_path / "a.wav"
-    write_wav(wav, np.full(N, 0.1), 16000)
+    write_wav(wav, np.full(N, 0.1), RATE)
     for args, msg in [
         (["--section", "fan", "--files", str(wav)], "expected <machine>_section_<XX>"),
         (["--section", "fan_section_00", "--domain", "both", "--files", str(wav)],
@@ -143,5 +146,6 @@ def test_record_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     ]:
         code, _, err = cli(capsys, "record", str(tmp_path / "out"), *args)
         assert code == 2 and msg in err.strip().splitlines()[-1], (args, err)
-    with pytest.raises(ConfigError, match="--domain"):
-        write_clips(tmp_path, "fan_section_00", "both", "", [np.zeros(N, np.float32)])
+    with pytest.raises(FieldError, match=r"^domain: expected source or target"):
+        write_train_clips(tmp_path, "fan_section_00", "both", "", [np.zeros(N, np.float32)],
+                          RATE)

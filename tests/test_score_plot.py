@@ -11,8 +11,8 @@ import pytest
 from cli_helpers import run_cli
 
 from edge_agent.audio import read_wav, write_wav
-from edge_agent.demo_cmd import load_demo
-from edge_agent.score_cmd import window_starts
+from edge_agent.commands.demo import load_demo
+from edge_agent.score_plot import window_starts
 
 
 def test_window_starts_cover_full_windows_only() -> None:
@@ -29,7 +29,7 @@ def long_wav(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Path]
     clips = demo.paths[:3] + demo.paths[demo.n_normal : demo.n_normal + 3]
     x = np.concatenate([read_wav(p)[0] for p in clips])
     out = tmp_path_factory.mktemp("long") / "press_section_00_recording.wav"
-    write_wav(out, x)
+    write_wav(out, x, 16000)
     return out, clips
 
 

@@ -16,7 +16,9 @@ from audio_fixtures import cat, drain, peak_hz, tone
 
 from edge_agent.audio import read_wav, write_wav
 from edge_agent.errors import AudioFileError, ConfigError
-from edge_agent.sources import SourceSettings, decode_pcm, open_source
+from edge_agent.sources import open_source
+from edge_agent.sources.base import SourceSettings, StdinFormat
+from edge_agent.sources.stdin import decode_pcm
 
 RATE = 16000
 
@@ -28,7 +30,9 @@ RATE = 16000
     ("fmt", "dtype", "scale"),
     [("s16le", "<i2", 32768.0), ("s32le", "<i4", 2147483648.0), ("f32le", "<f4", 1.0)],
 )
-def test_decode_pcm_all_formats_mixdown_and_channel(fmt: str, dtype: str, scale: float) -> None:
+def test_decode_pcm_all_formats_mixdown_and_channel(
+    fmt: StdinFormat, dtype: str, scale: float
+) -> None:
     rng = np.random.default_rng(1)
     if dtype == "<f4":
         frames = rng.uniform(-1, 1, (100, 2)).astype(dtype)
@@ -48,7 +52,7 @@ def test_decode_pcm_all_formats_mixdown_and_channel(fmt: str, dtype: str, scale:
 
 
 @pytest.mark.parametrize("fmt", ["s16le", "s32le", "f32le"])
-def test_stdin_source_reads_all_samples_and_flags_end(fmt: str) -> None:
+def test_stdin_source_reads_all_samples_and_flags_end(fmt: StdinFormat) -> None:
     x = tone(440, 1.0, RATE)
     x[::7] = -x[::7]  # not band-limited: any resampling would change it
     dtype = {"s16le": "<i2", "s32le": "<i4", "f32le": "<f4"}[fmt]
@@ -60,7 +64,7 @@ def test_stdin_source_reads_all_samples_and_flags_end(fmt: str) -> None:
         expect = pcm.astype(np.float64) / scale
     stream = io.BytesIO(pcm.tobytes() + b"\x01")  # a dangling byte (half a frame) is dropped
     settings = SourceSettings(kind="stdin", stdin_format=fmt, blocksize=700)
-    with open_source(settings, stdin=stream) as src:
+    with open_source(settings, RATE, stdin=stream) as src:
         blocks = drain(src)
     assert src.exhausted
     np.testing.assert_allclose(cat(blocks), expect, rtol=1e-6, atol=1e-9)
@@ -75,7 +79,7 @@ def test_stdin_source_resamples_48k_stereo_channel() -> None:
     right = tone(3000, 2.0, 48000)
     pcm = np.round(np.stack([left, right], 1) * 32767).astype("<i2")
     settings = SourceSettings(kind="stdin", stdin_rate=48000, stdin_channels=2, channel=1)
-    with open_source(settings, stdin=io.BytesIO(pcm.tobytes())) as src:
+    with open_source(settings, RATE, stdin=io.BytesIO(pcm.tobytes())) as src:
         y = cat(drain(src))
     assert y.size == 2 * RATE
     assert peak_hz(y, RATE) == pytest.approx(3000, abs=2)
@@ -88,7 +92,7 @@ def test_stdin_source_from_a_pipe_waits_and_follows_pauses() -> None:
     r, w = os.pipe()
     reader = os.fdopen(r, "rb")
     x = (np.arange(6400) % 100).astype("<i2")
-    with open_source(SourceSettings(kind="stdin", blocksize=1600), stdin=reader) as src:
+    with open_source(SourceSettings(kind="stdin", blocksize=1600), RATE, stdin=reader) as src:
         assert src.read(0.1) is None  # nothing written yet: "no data", not the end
         assert not src.exhausted
 
@@ -111,13 +115,14 @@ def test_stdin_source_from_a_pipe_waits_and_follows_pauses() -> None:
 
 def test_stdin_settings_are_validated() -> None:
     with pytest.raises(ConfigError, match="stdin_format"):
-        open_source(SourceSettings(kind="stdin", stdin_format="s24le"), stdin=io.BytesIO())
+        open_source(SourceSettings(kind="stdin", stdin_format="s24le"),  # type: ignore[arg-type]
+                    RATE, stdin=io.BytesIO())
     with pytest.raises(ConfigError, match=r"source.channel: channel 2 .* 2 channel"):
-        open_source(SourceSettings(kind="stdin", stdin_channels=2, channel=2), io.BytesIO())
+        open_source(SourceSettings(kind="stdin", stdin_channels=2, channel=2), RATE, io.BytesIO())
     with pytest.raises(ConfigError, match=r"source.kind"):
-        open_source(SourceSettings(kind="microphone"))
+        open_source(SourceSettings(kind="microphone"), RATE)  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="blocksize"):
-        open_source(SourceSettings(kind="stdin", blocksize=0), io.BytesIO())
+        open_source(SourceSettings(kind="stdin", blocksize=0), RATE, io.BytesIO())
 
 
 # ----------------------------------------------------------------- file replay
@@ -137,7 +142,7 @@ def wav_folder(tmp_path: Path) -> Path:
 
 def test_file_replay_is_one_continuous_stream(wav_folder: Path) -> None:
     settings = SourceSettings(kind="files", files=(str(wav_folder),), blocksize=1000)
-    with open_source(settings) as src:
+    with open_source(settings, RATE) as src:
         blocks = drain(src)
     names = [Path(b.source_info).name for b in blocks]
     assert names == ["a.wav"] * 8 + ["c.WAV"] * 8 + ["b.wav"] * 5  # sorted paths, recursive
@@ -157,12 +162,12 @@ def test_file_replay_is_one_continuous_stream(wav_folder: Path) -> None:
 def test_file_replay_paced_vs_fast(tmp_path: Path) -> None:
     write_wav(tmp_path / "x.wav", tone(500, 0.6, RATE), RATE)
     t = time.monotonic()
-    with open_source(SourceSettings(kind="files", files=(str(tmp_path / "x.wav"),))) as src:
+    with open_source(SourceSettings(kind="files", files=(str(tmp_path / "x.wav"),)), RATE) as src:
         assert cat(drain(src)).size == 9600
     fast = time.monotonic() - t
     settings = SourceSettings(kind="files", files=(str(tmp_path / "x.wav"),), realtime=True)
     t = time.monotonic()
-    with open_source(settings) as src:
+    with open_source(settings, RATE) as src:
         assert src.read(0.01) is None  # the first block is not "heard" before 0.1 s
         blocks = drain(src)
         assert cat(blocks).size == 9600
@@ -176,7 +181,7 @@ def test_file_replay_loop(tmp_path: Path) -> None:
     write_wav(tmp_path / "x.wav", np.linspace(-0.5, 0.5, 1000), RATE)
     settings = SourceSettings(kind="files", files=(str(tmp_path / "x.wav"),), loop=True,
                               blocksize=400)
-    with open_source(settings) as src:
+    with open_source(settings, RATE) as src:
         y = cat(drain(src, n=3500))
         assert not src.exhausted
     x, _ = read_wav(tmp_path / "x.wav")
@@ -185,13 +190,14 @@ def test_file_replay_loop(tmp_path: Path) -> None:
 
 def test_file_replay_errors(tmp_path: Path) -> None:
     with pytest.raises(AudioFileError, match=r"missing.wav: no such file or folder"):
-        open_source(SourceSettings(kind="files", files=(str(tmp_path / "missing.wav"),)))
+        open_source(SourceSettings(kind="files", files=(str(tmp_path / "missing.wav"),)), RATE)
     (tmp_path / "empty").mkdir()
     with pytest.raises(AudioFileError, match=r"folder contains no .wav files"):
-        open_source(SourceSettings(kind="files", files=(str(tmp_path / "empty"),)))
+        open_source(SourceSettings(kind="files", files=(str(tmp_path / "empty"),)), RATE)
     with pytest.raises(ConfigError, match=r"source.files"):
-        open_source(SourceSettings(kind="files"))
+        open_source(SourceSettings(kind="files"), RATE)
     (tmp_path / "bad.wav").write_bytes(b"RIFF nonsense")
-    with open_source(SourceSettings(kind="files", files=(str(tmp_path / "bad.wav"),))) as src, \
+    bad = SourceSettings(kind="files", files=(str(tmp_path / "bad.wav"),))
+    with open_source(bad, RATE) as src, \
             pytest.raises(AudioFileError, match=r"bad.wav: not a readable WAV"):
         src.read(0.1)

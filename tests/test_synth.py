@@ -110,7 +110,7 @@ def test_every_anomaly_kind_changes_the_sound(machine: str) -> None:
 
 def test_anomaly_adds_energy_at_its_frequency() -> None:
     """An extra bearing harmonic of full severity is visible in the fine full-clip spectrum."""
-    import model_build.synth as synth
+    from model_build import synth
 
     sec = make_section(0, "bearing", 0)
     rng = np.random.default_rng(0)
@@ -123,12 +123,27 @@ def test_anomaly_adds_energy_at_its_frequency() -> None:
 
 
 def test_bad_arguments_are_one_line_errors() -> None:
-    with pytest.raises(SynthError, match="--machines"):
+    with pytest.raises(SynthError, match=r"^machines: expected some of"):
         SynthConfig(machines=("toaster",)).check()
-    with pytest.raises(SynthError, match="--sections"):
+    with pytest.raises(SynthError, match=r"^sections: expected 1\.\.99"):
         SynthConfig(sections=0).check()
+    with pytest.raises(SynthError, match=r"^test_per_label: expected >= 0"):
+        SynthConfig(test_per_label=-1).check()
     res = CliRunner().invoke(app, ["synth", "/tmp/never", "--machines", "toaster"])
     assert res.exit_code != 0
+
+
+def test_cli_words_field_errors_as_flags(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from model_build.cli import main
+
+    for args, line in [(["--machines", "toaster"], "error: --machines: expected some of"),
+                       (["--test", "-1"], "error: --test: expected >= 0")]:
+        with pytest.raises(SystemExit) as exc:
+            main(["synth", str(tmp_path / "never"), *args])
+        assert exc.value.code == 2
+        assert capsys.readouterr().err.startswith(line)
 
 
 def test_cli_writes_set_and_prints_summary(tmp_path: Path) -> None:
@@ -155,7 +170,7 @@ def test_baseline_features_are_normalised_mean_and_std() -> None:
     np.testing.assert_allclose(f[0], ref / np.linalg.norm(ref), atol=1e-5)
     # a steady 1 kHz tone (bin 64) is the largest time-mean and has a small time-std there
     t = np.arange(160_000) / 16_000
-    g = baseline_features(x[0] + np.sin(2 * np.pi * 1000 * t).astype(np.float32))
+    g = baseline_features(x[0] + np.sin(2 * np.pi * 1000 * t).astype(np.float32), DEFAULT_SPEC)
     assert int(np.argmax(g[:513])) == 64
     assert g[513 + 64] < np.median(g[513:])
 

@@ -3,12 +3,13 @@
 Tolerance: max |tf - np| <= 1e-3 * max |np| per clip (float32 FFTs of two libraries).
 Observed: ~1e-4 on temporal-normalised noise (the mean removes most of the magnitude, the
 rounding error stays), ~4e-7 (spectrogram) and ~1e-7 (spectrum) on real DCASE clips. Checked
-on synthetic noise and tones, both temporal-norm settings, and on real clips when
-/work/shared/data/real is present.
+on synthetic noise and tones, both temporal-norm settings, and on real clips when the
+`real_data` fixture finds them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -20,7 +21,6 @@ from edge_agent.audio import load_clip
 from edge_agent.frontend import DEFAULT_SPEC
 from model_build import tf_frontend
 
-REAL = Path("/work/shared/data/real")
 REL_TOL = 1e-3
 
 
@@ -54,8 +54,8 @@ def test_spectrogram_matches_numpy(temporal_norm: bool) -> None:
 
 def test_spectrum_matches_numpy() -> None:
     waves = _synthetic()
-    got = np.asarray(tf_frontend.spectrum(waves))
-    want = frontend.spectrum(waves)
+    got = np.asarray(tf_frontend.spectrum(waves, DEFAULT_SPEC))
+    want = frontend.spectrum(waves, DEFAULT_SPEC)
     assert got.shape == want.shape == (2, 80_000)
     for g, w in zip(got, want, strict=True):
         assert _rel_err(g, w) < REL_TOL
@@ -64,24 +64,25 @@ def test_spectrum_matches_numpy() -> None:
 
 
 def test_logmel_shape_and_finite() -> None:
-    out = np.asarray(tf_frontend.logmel(_synthetic()))
+    out = np.asarray(tf_frontend.logmel(_synthetic(), DEFAULT_SPEC))
     assert out.shape == (2, 311, 128) and np.isfinite(out).all()
 
 
 def test_wrong_length_rejected() -> None:
     with pytest.raises(ValueError, match="160000"):
-        tf_frontend.spectrum(np.zeros((1, 1000), np.float32))
+        tf_frontend.spectrum(np.zeros((1, 1000), np.float32), DEFAULT_SPEC)
 
 
-def test_real_clips_match_numpy() -> None:
-    files = sorted(REAL.rglob("*.wav"))[:4] if REAL.is_dir() else []
+def test_real_clips_match_numpy(real_data: Callable[[str], Path]) -> None:
+    root = real_data("")
+    files = sorted(root.rglob("*.wav"))[:4]
     if not files:
-        pytest.skip(f"{REAL}: no real clips here")
-    waves = np.stack([load_clip(f) for f in files])
+        pytest.skip(f"{root}: no real clips here")
+    waves = np.stack([load_clip(f, DEFAULT_SPEC) for f in files])
     for tf_fn, np_fn in (
         (tf_frontend.spectrogram, frontend.spectrogram),
         (tf_frontend.spectrum, frontend.spectrum),
     ):
-        got, want = np.asarray(tf_fn(waves)), np_fn(waves)
+        got, want = np.asarray(tf_fn(waves, DEFAULT_SPEC)), np_fn(waves, DEFAULT_SPEC)
         for g, w, f in zip(got, want, files, strict=True):
             assert _rel_err(g, w) < REL_TOL, f

@@ -11,6 +11,7 @@ import pytest
 
 from edge_agent.audio import load_clip
 from edge_agent.errors import EdgeAgentError
+from edge_agent.frontend import DEFAULT_SPEC
 from model_build.data import class_names, scan
 from model_build.model import ModelConfig
 from model_build.runs import CHECKPOINT_DIR, RunError, load_run, read_meta
@@ -30,7 +31,7 @@ def test_trained_run_loads_and_embeds(trained_run: Path) -> None:
     assert run.config == ModelConfig.from_dict(meta["config"])
     emb = run.embed_clips(clips[:6], batch_size=4)
     assert emb.shape == (1, 6, 256) and np.isfinite(emb).all()
-    waves = np.stack([load_clip(c.path) for c in clips[:6]])
+    waves = np.stack([load_clip(c.path, DEFAULT_SPEC) for c in clips[:6]])
     np.testing.assert_allclose(run.embed_waves(waves, batch_size=6), emb, rtol=1e-4, atol=1e-5)
     assert not np.allclose(emb[0, 0], emb[0, 1])
 

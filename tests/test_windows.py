@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from edge_agent.errors import ConfigError
-from edge_agent.sources import Block
+from edge_agent.frontend import DEFAULT_SPEC
+from edge_agent.sources.base import Block
 from edge_agent.windows import Window, Windower, WindowSettings
 
 RATE = 16000
@@ -34,7 +37,7 @@ def test_windows_are_exact_slices_of_the_stream(hop: float) -> None:
     x = np.arange(61 * RATE, dtype=np.float32)  # exact in float32 up to 2**24
     sizes = rng.integers(1, 3 * RATE, 400)
     sizes[:50] = rng.integers(1, 5, 50)  # tiny blocks too
-    w = Windower(WindowSettings(seconds=10.0, hop=hop))
+    w = Windower(10 * RATE, round(hop * RATE), RATE)
     windows = feed(w, x, sizes)
     length, step = 10 * RATE, round(hop * RATE)
     starts = list(range(0, x.size - length + 1, step))
@@ -45,12 +48,11 @@ def test_windows_are_exact_slices_of_the_stream(hop: float) -> None:
         np.testing.assert_array_equal(win.samples, x[s : s + length])
         assert win.t_start == pytest.approx(T0 + s / RATE, abs=1e-6)
         assert not win.overflow
-    assert w.samples_pushed == x.size
     assert w.windows == len(starts)
 
 
 def test_windows_do_not_alias_the_buffer() -> None:
-    w = Windower(WindowSettings(seconds=1.0, hop=0.5))
+    w = Windower(RATE, RATE // 2, RATE)
     first = w.push(Block(np.ones(RATE, np.float32), T0))
     later = w.push(Block(np.full(3 * RATE, 2.0, np.float32), T0 + 1))
     assert len(first) == 1 and len(later) == 6
@@ -63,7 +65,7 @@ def test_overflow_flags_only_the_windows_containing_the_gap() -> None:
     sizes = np.full(400, 1600)
     gap = 17 * RATE + 1600  # lost samples just before 17.1 s
     edge = 30 * RATE  # a gap exactly at a window's start is not inside that window
-    w = Windower(WindowSettings(seconds=10.0, hop=5.0))
+    w = Windower(10 * RATE, 5 * RATE, RATE)
     windows = feed(w, x, sizes, gaps=frozenset({gap, edge}))
     flagged = [round(win.t_start - T0) for win in windows if win.overflow]
     # [10, 20) and [15, 25) contain 17.1 s; [25, 35) contains 30 s, [30, 40) starts there
@@ -74,7 +76,7 @@ def test_overflow_flags_only_the_windows_containing_the_gap() -> None:
 
 def test_timestamps_follow_each_block_after_a_jump() -> None:
     """After a reconnect the wall clock jumps: the window starting there uses the new anchor."""
-    w = Windower(WindowSettings(seconds=1.0, hop=1.0))
+    w = Windower(RATE, RATE, RATE)
     w.push(Block(np.zeros(RATE, np.float32), T0))
     out = w.push(Block(np.zeros(RATE, np.float32), T0 + 60.0, overflow=True, source_info="mic"))
     assert [round(win.t_start - T0, 6) for win in out] == [60.0]
@@ -82,11 +84,19 @@ def test_timestamps_follow_each_block_after_a_jump() -> None:
 
 
 def test_empty_blocks_and_bad_settings() -> None:
-    w = Windower(WindowSettings(seconds=1.0, hop=1.0))
+    w = Windower(RATE, RATE, RATE)
     assert w.push(Block(np.zeros(0, np.float32), T0)) == []
     assert len(w.push(Block(np.zeros(RATE, np.float32), T0))) == 1
-    with pytest.raises(ConfigError, match=r"windows\.hop"):
-        Windower(WindowSettings(hop=0.0))
-    with pytest.raises(ConfigError, match=r"windows\.seconds"):
-        Windower(WindowSettings(seconds=-1.0))
-    assert WindowSettings().samples() == (160000, 160000)
+    with pytest.raises(ValueError, match="must be positive"):
+        Windower(RATE, 0, RATE)
+
+
+def test_window_length_follows_the_bundle_and_bad_settings_name_the_key() -> None:
+    assert WindowSettings().samples(DEFAULT_SPEC) == (160000, 160000)
+    assert WindowSettings(seconds=10.0, hop=5.0).samples(DEFAULT_SPEC) == (160000, 80000)
+    one_second = replace(DEFAULT_SPEC, clip_seconds=1.0)
+    assert WindowSettings(hop=0.5).samples(one_second) == (RATE, RATE // 2)
+    with pytest.raises(ConfigError, match=r"^windows\.hop: expected a positive duration"):
+        WindowSettings(hop=0.0).samples(DEFAULT_SPEC)
+    with pytest.raises(ConfigError, match=r"^windows\.seconds: the bundle's model takes 10 s"):
+        WindowSettings(seconds=5.0).samples(DEFAULT_SPEC)

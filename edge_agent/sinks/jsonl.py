@@ -1,34 +1,38 @@
 """Stdout / file sink: works with no broker at all.
 
-Default: one human-readable line per event (`2026-11-24T10:00:00Z fan_section_00 score=0.412
-thr=0.380 ANOMALOUS state=normal`). With `json=True`: the same event dicts the MQTT sink
-publishes, one JSON object per line (JSONL), for piping into other tools.
+Default: one human-readable line per event (`2026-11-24T10:00:00.000Z fan_section_00 window=3
+score=0.4120 thr=0.3800 ANOMALOUS state=normal`). With `json_lines=True`: the same events the
+MQTT sink publishes, one JSON object per line (JSONL), for piping into other tools.
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from typing import Any, TextIO
+from typing import TextIO
+
+from ..events import Event
 
 
-def human_line(e: dict[str, Any]) -> str:
-    kind = e.get("kind")
-    ts = e.get("ts", "")
-    if kind == "score":
-        flag = "ANOMALOUS" if e.get("anomalous") else "normal"
+def human_line(e: Event) -> str:
+    """One line a person reads in a terminal or journal (`edge-agent run` without --json)."""
+    ts = e["ts"]
+    if e["kind"] == "score":
+        flag = "ANOMALOUS" if e["anomalous"] else "normal"
         return (
-            f"{ts} {e.get('section')} window={e.get('window')} score={e.get('score'):.4f} "
-            f"thr={e.get('threshold'):.4f} {flag} state={e.get('decision')}"
+            f"{ts} {e['section']} window={e['window']} score={e['score']:.4f} "
+            f"thr={e['threshold']:.4f} {flag} state={e['decision']}"
         )
-    if kind == "alarm":
-        return f"{ts} {e.get('section')} ALARM {str(e.get('decision')).upper()} " + (
-            f"(score={e.get('score'):.4f}, votes={e.get('votes')})"
+    if e["kind"] == "alarm":
+        return f"{ts} {e['section']} ALARM {e['decision'].upper()} " + (
+            f"(score={e['score']:.4f}, votes={e['votes']})"
         )
-    if kind == "health":
-        faults = ",".join(e.get("faults") or []) or "ok"
-        return f"{ts} sensor {e.get('event', '')}: {faults} (window={e.get('window')})"
-    return f"{ts} {kind}: " + json.dumps({k: v for k, v in e.items() if k not in ("ts", "kind")})
+    if e["kind"] == "health":
+        faults = ",".join(e.get("faults", [])) or "ok"
+        return f"{ts} sensor {e['event']}: {faults} (window={e.get('window')})"
+    return f"{ts} {e['kind']}: " + json.dumps(
+        {k: v for k, v in e.items() if k not in ("ts", "kind")}
+    )
 
 
 class JsonlSink:
@@ -38,7 +42,7 @@ class JsonlSink:
         self.stream = stream if stream is not None else sys.stdout
         self.json_lines = json_lines
 
-    def handle(self, event: dict[str, Any]) -> None:
+    def handle(self, event: Event) -> None:
         line = json.dumps(event, separators=(",", ":")) if self.json_lines else human_line(event)
         self.stream.write(line + "\n")
         self.stream.flush()

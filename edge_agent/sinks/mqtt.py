@@ -9,8 +9,8 @@ Topic tree under `<prefix>/<device_id>/` (prefix default `edge-asd`):
 | `<section>/alarm`             | 1   | yes      | JSON on every alarm raise/clear           |
 | `health`                      | 1   | no       | JSON on sensor fault start/end, drops     |
 
-Every JSON payload carries `schema` (1), `ts` (ISO 8601 UTC), `epoch`, `device_id` and, for
-window events, `section`, `score`, `threshold`, `decision`, `model_version`.
+Payloads are the agent's events as JSON (`edge_agent.events`: `schema`, `ts`, `epoch`,
+`device_id` and, for window events, `section`, `score`, `threshold`, `decision`, ...).
 
 Alarm and health events go through the SQLite `Outbox`: stored before publishing, deleted on
 PUBACK (`on_publish` with the mid), re-sent oldest first after a restart. Scores are QoS 0
@@ -36,9 +36,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import EdgeAgentError
+from ..events import Event
 from .outbox import PRIORITY_ALARM, PRIORITY_HEALTH, Outbox
 
-SCHEMA_VERSION = 1
 log = logging.getLogger("edge_agent")
 
 
@@ -155,9 +155,10 @@ def discovery_messages(
 def make_client(s: MqttSettings) -> Any:
     """A configured paho client (auth, TLS, last will, backoff); not connected yet."""
     import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
 
     c = mqtt.Client(
-        mqtt.CallbackAPIVersion.VERSION2,
+        CallbackAPIVersion.VERSION2,
         client_id=s.client_id or f"edge-agent-{s.device_id}",
     )
     if s.username:
@@ -290,21 +291,20 @@ class MqttSink:
                 self.outbox.ack(row)
 
     # --- events ---
-    def handle(self, event: dict[str, Any]) -> None:
-        kind = event.get("kind")
-        sec = str(event.get("section", ""))
+    def handle(self, event: Event) -> None:
         payload = json.dumps(event, separators=(",", ":"))
-        if kind == "score":
+        if event["kind"] == "score":
             if not self.s.publish_scores:
                 return
             if self.connected.is_set():
-                self.client.publish(topics(self.s, sec)["score"], payload, qos=0)
+                self.client.publish(topics(self.s, event["section"])["score"], payload, qos=0)
             else:
                 self.scores_dropped += 1
-        elif kind == "alarm":
-            self.outbox.put(topics(self.s, sec)["alarm"], payload.encode(), 1, True, PRIORITY_ALARM)
+        elif event["kind"] == "alarm":
+            self.outbox.put(topics(self.s, event["section"])["alarm"], payload.encode(), 1, True,
+                            PRIORITY_ALARM)
             self._wake.set()
-        elif kind == "health":
+        elif event["kind"] == "health":
             self.outbox.put(topics(self.s)["health"], payload.encode(), 1, False, PRIORITY_HEALTH)
             self._wake.set()
 

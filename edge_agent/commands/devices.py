@@ -10,22 +10,21 @@ import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-import typer
+from . import options as opt
 
-if TYPE_CHECKING:  # sources imports numpy/scipy: only when the command runs
-    from .sources import DeviceInfo
-
-SAMPLE_RATE = 16_000
+if TYPE_CHECKING:  # sources.device loads PortAudio: only when the command runs
+    from ..sources.device import DeviceInfo
 
 
-def format_devices(devices: Sequence[DeviceInfo]) -> str:
-    """A human-readable table; `*` marks the default input device."""
+def format_devices(devices: Sequence[DeviceInfo], rate: int) -> str:
+    """A human-readable table; `*` marks the default input device, and devices that refuse
+    `rate` (the model's) are marked as resampled."""
     if not devices:
         return "no input devices found"
     lines = [f"{'':1} {'idx':>3}  {'name':<32} {'ch':>3}  {'default':>7}  supported rates (Hz)"]
     for d in devices:
         rates = ", ".join(str(r) for r in d.supported_rates) or "none of the probed rates"
-        note = "" if SAMPLE_RATE in d.supported_rates else "  (resampled to 16000)"
+        note = "" if rate in d.supported_rates else f"  (resampled to {rate})"
         lines.append(
             f"{'*' if d.is_default else ' '} {d.index:>3}  {d.name:<32} {d.channels:>3}  "
             f"{round(d.default_rate):>7}  {rates}{note}"
@@ -33,11 +32,10 @@ def format_devices(devices: Sequence[DeviceInfo]) -> str:
     return "\n".join(lines)
 
 
-def devices_cmd(
-    as_json: bool = typer.Option(False, "--json", help="Print a JSON list instead of a table."),
-) -> None:
+def devices_cmd(as_json: opt.Json = False) -> None:
     """List audio input devices with their channels and supported sample rates."""
-    from .sources import list_input_devices
+    from ..frontend import SAMPLE_RATE
+    from ..sources.device import list_input_devices
 
     devices = list_input_devices()
     if as_json:
@@ -48,4 +46,4 @@ def devices_cmd(
             for d in devices
         ], indent=2))
     else:
-        print(format_devices(devices))
+        print(format_devices(devices, SAMPLE_RATE))

@@ -5,7 +5,7 @@ auxiliary task is what makes its embeddings useful beyond the training machines)
 are embedded through the device path and become the new section's SOURCE domain: k-means
 centres fitted on the device (`backend.fit_section`, numpy only) and a cross-fitted
 threshold, exactly the rule `model-build export` applies to the training sections. The other
-sections are copied unchanged into a new bundle version (`calibrate_cmd.write_version`);
+sections are copied unchanged into a new bundle version (`bundle.write_adapted_version`);
 `edge-agent calibrate --rollback` undoes an enrolment too.
 
 At least `adapt.MIN_ENROL_CLIPS` (10) clips are required; BENCHMARKS.md "On-device
@@ -18,60 +18,66 @@ from typing import Annotated
 
 import typer
 
-from . import clip_options as opt
-from .errors import BundleError
+from . import options as opt
+from .overrides import Flags, agent_config, required_bundle
+from .runner import fields_as_flags
 
 
+@fields_as_flags()
 def enrol_cmd(
-    bundle: Annotated[str | None, typer.Option("--bundle", help="Bundle folder.")] = None,
-    section: Annotated[
-        str | None, typer.Option(help="New section id, <machine>_section_<XX>.")
-    ] = None,
-    count: Annotated[int, typer.Option(min=1, help="Clips to capture from the device.")] = 30,
+    paths: opt.Paths = None,
+    bundle: opt.Bundle = None,
+    section: opt.Section = None,
+    count: opt.Count = 30,
     config: opt.Config = None,
     device: opt.Device = None,
-    files: opt.Files = None,
     from_files: opt.FromFiles = False,
+    channel: opt.Channel = None,
     replace: Annotated[
         bool, typer.Option("--replace", help="Overwrite a section that already exists.")
     ] = False,
-    percentile: Annotated[float, typer.Option(help="Percentile of cross-fitted scores.")] = 90.0,
+    percentile: opt.Percentile = 90.0,
     skip_refused: opt.SkipRefused = False,
     retries: opt.Retries = 3,
-    threads: opt.Threads = 1,
+    threads: opt.Threads = None,
     quiet: opt.Quiet = False,
 ) -> None:
-    """Enrol a new machine: a section fitted on the device from N normal clips."""
-    from .adapt import MIN_ENROL_CLIPS, enrolled_section, parse_section
-    from .backend import BackendError
-    from .calibrate_cmd import Inputs, collect_clips, embed_clips, write_version
-    from .scorer import Scorer
+    """Enrol a new machine: a section fitted on the device from N normal clips.
 
-    # --section names the NEW section; a config's `section:` is the one the agent listens to
-    inputs = Inputs(bundle, section or "-", config, device, files, from_files)
-    root = inputs.require_bundle()
+    --section names the NEW section (a config's `section:` is the one the agent listens to).
+    """
+    from ..adapt import MIN_ENROL_CLIPS, enrolled_section
+    from ..bundle import write_adapted_version
+    from ..dcase import parse_section_id
+    from ..errors import BundleError, FieldError
+    from ..scorer import Scorer
+    from .clip_input import clip_origin, collect_clips, embed_clips
+
+    cfg = agent_config(config, Flags(bundle=bundle, threads=threads, device=device,
+                                     from_files=from_files, paths=tuple(paths or ()),
+                                     channel=channel))
+    root = required_bundle(cfg)
     if section is None:
-        raise BackendError("--section: required (the new section, e.g. press_section_00)")
-    parse_section(section)
-    if not inputs.files and count < MIN_ENROL_CLIPS:
-        raise BackendError(f"--count: need at least {MIN_ENROL_CLIPS} clips, got {count}")
-    scorer = Scorer.from_bundle(root, threads=threads)
+        raise FieldError("section", "required (the new section, e.g. press_section_00)")
+    parse_section_id(section)
+    if cfg.source.kind != "files" and count < MIN_ENROL_CLIPS:
+        raise FieldError("count", f"need at least {MIN_ENROL_CLIPS} clips, got {count}")
+    scorer = Scorer.from_bundle(root, threads=cfg.threads)
     if section in scorer.bundle.backends and not replace:
         raise BundleError(
             f"{root}: section {section!r} already exists; pass --replace to refit it "
             "(or calibrate it with edge-agent calibrate)"
         )
-    clips = collect_clips(inputs, count, skip_refused, retries, quiet)
+    clips = collect_clips(cfg, scorer.spec, count, skip_refused, retries, quiet)
     backend = enrolled_section(embed_clips(scorer, clips, quiet), scorer.bundle.backend_config,
                                percentile, weights=scorer.bundle.weights)
-    backends = dict(scorer.bundle.backends)
-    replaced = section in backends
-    backends[section] = backend
+    replaced = section in scorer.bundle.backends
+    backends = {**scorer.bundle.backends, section: backend}
     n_refs = backend.components[0].n_source
     record = {"section": section, "n_clips": len(clips), "percentile": percentile,
               "n_references": n_refs, "threshold": backend.threshold,
-              "replaced": replaced, **inputs.origin()}
-    vdir = write_version(scorer.bundle, backends, "enrolment", record)
+              "replaced": replaced, **clip_origin(cfg)}
+    vdir = write_adapted_version(scorer.bundle, backends, "enrolment", record)
     print(f"enrolled {section} from {len(clips)} clips: {n_refs} references, threshold "
           f"{backend.threshold:.5f}; bundle version {scorer.bundle.version} -> {vdir.name} "
           f"(undo: edge-agent calibrate --bundle {root} --rollback)")

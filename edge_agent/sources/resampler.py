@@ -16,7 +16,7 @@ from fractions import Fraction
 import numpy as np
 from numpy.typing import NDArray
 
-FloatArray = NDArray[np.float32]
+from ..arrays import FloatArray
 
 
 def design_filter(up: int, down: int) -> NDArray[np.float64]:
@@ -62,11 +62,6 @@ class StreamResampler:
         self.n_out = 0
         self._flushed = False
 
-    @property
-    def latency_in(self) -> float:
-        """Input samples that must arrive after an output sample's centre before it is emitted."""
-        return self.half_len / self.up
-
     def process(self, x: NDArray[np.floating]) -> FloatArray:
         """Feed the next input samples; return every output sample that is now complete."""
         x = np.asarray(x, dtype=np.float32).reshape(-1)
@@ -107,4 +102,5 @@ class StreamResampler:
         if keep_from > 0:
             self._buf = self._buf[keep_from:]
             self._offset += keep_from
-        return y.astype(np.float32)
+        out: FloatArray = y.astype(np.float32)
+        return out

@@ -26,13 +26,20 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, TextIO
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TextIO
 
 import typer
 
-from .errors import EdgeAgentError
+from ..errors import EdgeAgentError
+from ..events import Event
+from . import options as opt
+from .overrides import Flags, agent_config
 
-DEMO_DIR = Path(__file__).resolve().parent / "demo"
+if TYPE_CHECKING:  # the agent imports numpy and TFLite: only when the command runs
+    from ..agent import Agent
+    from ..config import AgentConfig
+
+DEMO_DIR = Path(__file__).resolve().parents[1] / "demo"
 DEFAULT_SPEED = 10.0
 
 
@@ -43,7 +50,7 @@ class DemoError(EdgeAgentError):
 @dataclass(frozen=True)
 class DemoClip:
     file: str  # file name inside clips/
-    label: str  # "normal" | "anomaly": ground truth from the synthetic set
+    label: Literal["normal", "anomaly"]  # ground truth from the synthetic set
     source: str  # the clip's name in the synthetic test split it was copied from
     kind: str | None = None  # synthetic anomaly kind (None for normal clips)
     severity: float | None = None  # synthetic anomaly severity in [0.05, 1]
@@ -108,8 +115,8 @@ class PacedSink:
         self.seconds = seconds
         self.sleep = sleep
 
-    def handle(self, event: dict[str, Any]) -> None:
-        if event.get("kind") == "score" and self.seconds > 0:
+    def handle(self, event: Event) -> None:
+        if event["kind"] == "score" and self.seconds > 0:
             self.sleep(self.seconds)
 
     def close(self) -> None:
@@ -119,8 +126,10 @@ class PacedSink:
 class DemoSink:
     """Readable per-window lines with the ground truth next to the score, and the alarm."""
 
-    def __init__(self, demo: DemoSet, n: int, stream: TextIO | None = None) -> None:
+    def __init__(self, demo: DemoSet, n: int, hop: float, stream: TextIO | None = None) -> None:
+        """`n`: the decision's window count; `hop`: seconds of audio between windows."""
         self.n = n
+        self.hop = hop
         self.stream = stream if stream is not None else sys.stdout
         self.labels = {c.file: c for c in demo.clips}
         self.first_alarm: int | None = None
@@ -130,33 +139,32 @@ class DemoSink:
         self.stream.write(line + "\n")
         self.stream.flush()
 
-    def handle(self, e: dict[str, Any]) -> None:
-        kind = e.get("kind")
-        if kind == "score":
+    def handle(self, e: Event) -> None:
+        if e["kind"] == "score":
             if not self.header_done:
                 self._print(f"{'window':>6}  {'audio':>6}  {'clip':<8} {'score':>7} "
                             f"{'threshold':>9}  {'':<5} decision")
                 self.header_done = True
-            clip = self.labels.get(Path(str(e.get("source", ""))).name)
+            clip = self.labels.get(Path(e["source"]).name)
             truth = "faulty" if clip is not None and clip.label != "normal" else "normal"
-            above = "ABOVE" if e.get("anomalous") else ""
-            w = int(e.get("window", 0))
+            above = "ABOVE" if e["anomalous"] else ""
+            w = e["window"]
             self._print(
-                f"{w:>6}  {w * 10:>5}s  {truth:<8} {e['score']:7.4f} {e['threshold']:9.4f}  "
-                f"{above:<5} {e.get('decision')} (votes {e.get('votes')})"
+                f"{w:>6}  {w * self.hop:>5g}s  {truth:<8} {e['score']:7.4f} "
+                f"{e['threshold']:9.4f}  {above:<5} {e['decision']} (votes {e['votes']})"
             )
-        elif kind == "alarm":
-            w = int(e.get("window", 0))
-            if e.get("decision") == "alarm":
+        elif e["kind"] == "alarm":
+            w = e["window"]
+            if e["decision"] == "alarm":
                 if self.first_alarm is None:
                     self.first_alarm = w
-                self._print(f">>> ALARM RAISED at window {w}: {e.get('votes')} of the last "
-                            f"{self.n} windows above threshold ({e.get('section')})")
+                self._print(f">>> ALARM RAISED at window {w}: {e['votes']} of the last "
+                            f"{self.n} windows above threshold ({e['section']})")
             else:
-                self._print(f">>> alarm cleared at window {w} ({e.get('section')})")
-        elif kind == "health":
-            faults = ",".join(e.get("faults") or []) or "ok"
-            self._print(f"    sensor {e.get('event')}: {faults}")
+                self._print(f">>> alarm cleared at window {w} ({e['section']})")
+        elif e["kind"] == "health":
+            faults = ",".join(e.get("faults", [])) or "ok"
+            self._print(f"    sensor {e['event']}: {faults}")
 
     def close(self) -> None:
         self.stream.flush()
@@ -164,30 +172,34 @@ class DemoSink:
 
 def demo_cmd(
     speed: Annotated[
-        float, typer.Option(min=0.1, help="Replay speed: 10 = one 10 s window per second.")
+        float, typer.Option("--speed", min=0.1,
+                            help="Replay speed: 10 = one 10 s window per second.")
     ] = DEFAULT_SPEED,
     fast: Annotated[bool, typer.Option("--fast", help="No pacing: as fast as it scores.")] = False,
     mqtt_host: Annotated[
-        str | None, typer.Option("--mqtt-host", help="Also publish to this MQTT broker.")
+        str | None, typer.Option("--mqtt-host", help="Also publish to this MQTT broker.",
+                                 show_default=False)
     ] = None,
-    mqtt_port: Annotated[int | None, typer.Option("--mqtt-port", help="Broker port.")] = None,
+    mqtt_port: Annotated[
+        int | None, typer.Option("--mqtt-port", help="Broker port.", show_default=False)
+    ] = None,
     device_id: Annotated[
-        str | None, typer.Option("--device-id", help="MQTT device id (default: the config's).")
+        str | None, typer.Option("--device-id", help="MQTT device id (default: the config's).",
+                                 show_default=False)
     ] = None,
-    config: Annotated[
-        Path | None,
-        typer.Option("--config", "-c", help="Agent YAML: its mqtt/decision settings are used."),
-    ] = None,
-    json_out: Annotated[bool, typer.Option("--json", help="The agent's JSON lines.")] = False,
+    config: opt.Config = None,
+    json_out: opt.Json = False,
     verbose: Annotated[bool, typer.Option("--verbose", help="Agent log lines on stderr.")] = False,
 ) -> None:
-    """Replay shipped audio of a machine that turns faulty through the real agent."""
-    from .agent import Agent, setup_logging
-    from .config import load_config
+    """Replay shipped audio of a machine that turns faulty through the real agent.
+
+    --config: its mqtt and decision settings are used. --json: the agent's events as JSON lines.
+    """
+    from ..agent import Agent, setup_logging
 
     demo = load_demo()
     outbox_dir = tempfile.TemporaryDirectory(prefix="edge-agent-demo-")
-    ov: dict[str, Any] = {
+    fixed: dict[str, Any] = {
         "bundle": str(demo.bundle),
         "section": demo.section,
         "source.kind": "files",
@@ -196,53 +208,58 @@ def demo_cmd(
         "source.loop": False,
         # Demo alarms must not linger in (or be replayed from) a real agent's outbox.
         "outbox.path": str(Path(outbox_dir.name) / "outbox.sqlite"),
-        "log.stdout": json_out,
+        "log.stdout": json_out,  # without --json, DemoSink prints the lines
         "log.json": json_out,
         "log.jsonl_file": None,
         "log.level": "info" if verbose else "warning",
     }
-    if mqtt_host is not None:
-        ov["mqtt.host"] = mqtt_host
-    if mqtt_port is not None:
-        ov["mqtt.port"] = mqtt_port
-    if device_id is not None:
-        ov["mqtt.device_id"] = device_id
-    cfg = load_config(config, ov)
+    flags = Flags(mqtt_host=mqtt_host, mqtt_port=mqtt_port, device_id=device_id)
+    cfg = agent_config(config, flags, fixed)
     setup_logging(cfg.log.json, cfg.log.level)
     agent = Agent(cfg)
-    sink = DemoSink(demo, cfg.decision.n)
+    sink = DemoSink(demo, cfg.decision.n, cfg.windows.hop)
     if not json_out:
         agent.sinks.append(sink)
     pause = 0.0 if fast else cfg.windows.hop / speed
     agent.sinks.append(PacedSink(pause))
-
     if not json_out:
-        d = cfg.decision
-        thr = agent.scorer.bundle.backend(demo.section).threshold
-        pace = "as fast as it scores" if fast else (
-            f"{speed:g}x real time: one {cfg.windows.seconds:g} s window every {pause:g} s")
-        typer.echo(
-            f"edge-agent demo: {len(demo.clips)} clips of {demo.section} "
-            f"({demo.n_normal} normal, then {len(demo.clips) - demo.n_normal} from the same "
-            f"machine with a fault), replayed through the agent, {pace}.\n"
-            f"model {agent.scorer.bundle.model_version}, threshold "
-            f"{d.threshold if d.threshold is not None else thr:.4f}; an alarm needs {d.k} of "
-            f"the last {d.n} windows above it"
-            + (f"; publishing to mqtt://{cfg.mqtt.host}:{cfg.mqtt.port}/{cfg.mqtt.base()}/..."
-               if cfg.mqtt.enabled else "")
-        )
+        typer.echo(_intro(demo, cfg, agent, speed if not fast else None, pause))
     try:
         code = agent.run()
     finally:
         outbox_dir.cleanup()
     if not json_out:
-        if sink.first_alarm is None:
-            typer.echo("no alarm was raised: the demo model missed this fault (see docs/deploy.md)")
-        else:
-            first_faulty = demo.n_normal
-            typer.echo(
-                f"done: the fault started at window {first_faulty} ({first_faulty * 10} s of "
-                f"audio); the alarm was raised at window {sink.first_alarm}. "
-                "Next: docs/deploy.md (your microphone) and docs/mqtt.md (Home Assistant)."
-            )
+        typer.echo(_outcome(demo, sink, cfg.windows.hop))
     raise typer.Exit(code)
+
+
+def _intro(demo: DemoSet, cfg: AgentConfig, agent: Agent, speed: float | None,
+           pause: float) -> str:
+    """What is about to play, at which pace, and what raises the alarm."""
+    d = cfg.decision
+    thr = agent.scorer.bundle.backend(demo.section).threshold
+    window_s = agent.scorer.spec.clip_seconds
+    pace = "as fast as it scores" if speed is None else (
+        f"{speed:g}x real time: one {window_s:g} s window every {pause:g} s")
+    return (
+        f"edge-agent demo: {len(demo.clips)} clips of {demo.section} "
+        f"({demo.n_normal} normal, then {len(demo.clips) - demo.n_normal} from the same "
+        f"machine with a fault), replayed through the agent, {pace}.\n"
+        f"model {agent.scorer.bundle.model_version}, threshold "
+        f"{d.threshold if d.threshold is not None else thr:.4f}; an alarm needs {d.k} of "
+        f"the last {d.n} windows above it"
+        + (f"; publishing to mqtt://{cfg.mqtt.host}:{cfg.mqtt.port}/{cfg.mqtt.base()}/..."
+           if cfg.mqtt.enabled else "")
+    )
+
+
+def _outcome(demo: DemoSet, sink: DemoSink, hop: float) -> str:
+    """When the fault started and when the alarm came, or that it never came."""
+    if sink.first_alarm is None:
+        return "no alarm was raised: the demo model missed this fault (see docs/deploy.md)"
+    first_faulty = demo.n_normal
+    return (
+        f"done: the fault started at window {first_faulty} ({first_faulty * hop:g} s of "
+        f"audio); the alarm was raised at window {sink.first_alarm}. "
+        "Next: docs/deploy.md (your microphone) and docs/mqtt.md (Home Assistant)."
+    )

@@ -1,11 +1,12 @@
-"""Live capture from a PortAudio input device (the `device` kind of `edge_agent.sources`).
+"""Live capture from a PortAudio input device (`source.kind: device`).
 
 * The sounddevice callback only copies `indata` into a queue and counts overflow flags: no
   work on the audio thread, so no dropouts caused by us (the field's best practice).
 * Many USB microphones opened as raw `hw:N` refuse 16 kHz (PortAudio error -9997): the device
   is then opened at a rate it supports (its default, else 48/32/44.1/22.05/8 kHz) and
-  resampled with a streaming polyphase filter (`edge_agent.resampler`) that is continuous
-  across blocks; the log says which rate was used.
+  resampled to the bundle's rate with a streaming polyphase filter
+  (`edge_agent.sources.resampler`) that is continuous across blocks; the log says which rate
+  was used.
 * A device is named by index, exact name or unique case-insensitive substring; a missing or
   ambiguous name raises DeviceError listing the devices that exist.
 * A stream that dies (device unplugged, sound server gone) or delivers nothing for
@@ -27,12 +28,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-from numpy.typing import NDArray
-
-from .errors import DeviceError
+from ..arrays import FloatArray
+from ..errors import DeviceError
+from ..pcm import to_mono
+from .base import AudioSource, Block, SourceSettings
 from .resampler import StreamResampler
-from .sources import SAMPLE_RATE, AudioSource, Block, DeviceInfo, SourceSettings
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,19 @@ CANDIDATE_RATES: tuple[int, ...] = (8000, 16000, 22050, 32000, 44100, 48000)
 
 _FALLBACK_ORDER: tuple[int, ...] = (48000, 32000, 44100, 22050, 8000)
 """Rates tried, in this order, when neither 16 kHz nor the device's default rate is accepted."""
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    """One input device as PortAudio sees it."""
+
+    index: int
+    name: str
+    channels: int
+    default_rate: float
+    supported_rates: tuple[int, ...] = ()
+    hostapi: str = ""
+    is_default: bool = False
 
 
 def _sd() -> Any:
@@ -105,18 +118,16 @@ def resolve_device(spec: str | int | None, devices: Sequence[DeviceInfo]) -> Dev
     """
     available = f"available input devices: {describe_devices(devices)}"
     if spec is None:
-        for d in devices:
-            if d.is_default:
-                return d
-        if devices:
-            return devices[0]
-        raise DeviceError(f"source.device: no input device found; {available}")
-    if isinstance(spec, int) or (isinstance(spec, str) and spec.strip().isdigit()):
+        default = next((d for d in devices if d.is_default), devices[0] if devices else None)
+        if default is None:
+            raise DeviceError(f"source.device: no input device found; {available}")
+        return default
+    if isinstance(spec, int) or spec.strip().isdigit():
         index = int(spec)
-        for d in devices:
-            if d.index == index:
-                return d
-        raise DeviceError(f"source.device: no input device with index {index}; {available}")
+        found = next((d for d in devices if d.index == index), None)
+        if found is None:
+            raise DeviceError(f"source.device: no input device with index {index}; {available}")
+        return found
     needle = spec.strip().lower()
     exact = [d for d in devices if d.name.lower() == needle]
     if len(exact) == 1:
@@ -133,9 +144,10 @@ def resolve_device(spec: str | int | None, devices: Sequence[DeviceInfo]) -> Dev
 
 
 def choose_capture_rate(
-    requested: int | None, supports: Callable[[int], bool], default_rate: float
+    requested: int | None, preferred: int, supports: Callable[[int], bool], default_rate: float
 ) -> int:
-    """The rate to open a device at: the requested one, else 16 kHz, else the device default.
+    """The rate to open a device at: the requested one, else `preferred` (the bundle's rate: no
+    resampling), else the device default.
 
     Raises DeviceError when nothing usable is accepted.
     """
@@ -147,8 +159,8 @@ def choose_capture_rate(
             f"source.capture_rate: the device does not accept {requested} Hz; it accepts "
             f"{', '.join(map(str, ok)) or 'none of ' + str(CANDIDATE_RATES)}"
         )
-    if supports(SAMPLE_RATE):
-        return SAMPLE_RATE
+    if supports(preferred):
+        return preferred
     default = round(default_rate)
     if default > 0 and supports(default):
         return default
@@ -174,12 +186,14 @@ class _Opened:
 class DeviceSource(AudioSource):
     """Live capture with reconnect (see module docstring)."""
 
-    def __init__(self, settings: SourceSettings, queue_blocks: int = 1000) -> None:
-        """`queue_blocks`: callback blocks buffered for a slow reader (1000 = 100 s at the
-        default blocksize); beyond that blocks are dropped and the next one is flagged."""
+    def __init__(self, settings: SourceSettings, rate: int, queue_blocks: int = 1000) -> None:
+        """`rate`: what the blocks are delivered at (the bundle's); `queue_blocks`: callback
+        blocks buffered for a slow reader (1000 = 100 s at the default blocksize); beyond that
+        blocks are dropped and the next one is flagged."""
         super().__init__()
         self.settings = settings
-        self._q: queue.Queue[tuple[float, NDArray[np.float32], bool]] = queue.Queue(
+        self.rate = rate
+        self._q: queue.Queue[tuple[float, FloatArray, bool]] = queue.Queue(
             maxsize=queue_blocks
         )
         self._opened: _Opened | None = None
@@ -195,7 +209,7 @@ class DeviceSource(AudioSource):
 
     # -- properties for logs / status
     @property
-    def device_name(self) -> str:
+    def name(self) -> str:
         return self._opened.info.name if self._opened else str(self.settings.device)
 
     @property
@@ -204,12 +218,12 @@ class DeviceSource(AudioSource):
 
     def status(self) -> dict[str, Any]:
         """Base counters plus the device, its capture rate and the loss/recovery counts."""
-        return {**super().status(), "device": self.device_name, "capture_rate": self.capture_rate,
+        return {**super().status(), "device": self.name, "capture_rate": self.capture_rate,
                 "lost": self.lost, "losses": self.losses, "recoveries": self.recoveries,
                 "dropped": self.dropped}
 
     # -- callback: copy and count only
-    def _callback(self, indata: NDArray[np.float32], frames: int, time_info: Any,
+    def _callback(self, indata: FloatArray, frames: int, time_info: Any,
                   status: Any) -> None:
         try:
             self._q.put_nowait((time.time(), indata.copy(), self._gap or status.input_overflow))
@@ -234,12 +248,13 @@ class DeviceSource(AudioSource):
         # Open as few channels as the job needs (channel k needs k+1; a mix-down needs 1: the
         # driver mixes when it can, e.g. a plug/pulse PCM). Raw hw devices accept only their
         # own channel count: then open all channels and select/average here.
-        rates = (s.capture_rate or SAMPLE_RATE, round(info.default_rate), *_FALLBACK_ORDER)
+        rates = (s.capture_rate or self.rate, round(info.default_rate), *_FALLBACK_ORDER)
         wanted = 1 if s.channel is None else s.channel + 1
         ok = any(_supports(sd, info.index, r, wanted) for r in rates)
         channels = wanted if ok else info.channels
         rate = choose_capture_rate(
-            s.capture_rate, lambda r: _supports(sd, info.index, r, channels), info.default_rate
+            s.capture_rate, self.rate, lambda r: _supports(sd, info.index, r, channels),
+            info.default_rate,
         )
         self._finished.clear()
         try:
@@ -252,13 +267,13 @@ class DeviceSource(AudioSource):
         except Exception as exc:  # PortAudioError, ValueError
             raise DeviceError(f"source.device: cannot open {info.name!r} at {rate} Hz ({exc})") \
                 from exc
-        self._opened = _Opened(info, rate, channels, stream, StreamResampler(rate, SAMPLE_RATE))
+        self._opened = _Opened(info, rate, channels, stream, StreamResampler(rate, self.rate))
         self._last_data = time.monotonic()
         mix = (f"channel {s.channel}" if s.channel is not None
                else "mono" if channels == 1 else f"mix of {channels} channels")
-        if rate != SAMPLE_RATE:
+        if rate != self.rate:
             log.info("capturing from %r (index %d) at %d Hz (%s), resampling to %d Hz",
-                     info.name, info.index, rate, mix, SAMPLE_RATE)
+                     info.name, info.index, rate, mix, self.rate)
         else:
             log.info("capturing from %r (index %d) at %d Hz (%s)", info.name, info.index, rate, mix)
 
@@ -279,7 +294,7 @@ class DeviceSource(AudioSource):
         self.lost = True
         self.losses += 1
         self._close_stream()
-        log.warning("audio device %r lost (%s); retrying every %.1f s", self.device_name, why,
+        log.warning("audio device %r lost (%s); retrying every %.1f s", self.name, why,
                     self.settings.reconnect_seconds)
         self._next_retry = time.monotonic() + self.settings.reconnect_seconds
 
@@ -306,7 +321,7 @@ class DeviceSource(AudioSource):
         self.lost = False
         self.recoveries += 1
         self._pending_overflow = True  # the gap while it was away
-        log.warning("audio device %r is back", self.device_name)
+        log.warning("audio device %r is back", self.name)
 
     def _alive(self) -> bool:
         """False (and the loss handled) when the stream stopped or went silent too long."""
@@ -339,8 +354,7 @@ class DeviceSource(AudioSource):
         self._last_data = time.monotonic()
         if overflow:
             self._pending_overflow = True
-        x = data[:, self.settings.channel] if self.settings.channel is not None else (
-            data[:, 0] if data.shape[1] == 1 else data.mean(axis=1, dtype=np.float32))
+        x = to_mono(data, self.settings.channel)
         rs = self._opened.resampler
         first_out = rs.n_out
         y = rs.process(x)

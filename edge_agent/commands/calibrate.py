@@ -1,0 +1,85 @@
+"""`edge-agent calibrate`: adapt a section to a new condition from ten normal clips.
+
+When a machine's settings or surroundings change (the paper's target domain), ten clips of the
+new condition are captured from the microphone (or read with `--files`), embedded with the
+bundle's OWN TFLite model through the one device path (`scorer.embed_window`), and become the
+section's target reference vectors; the threshold is recomputed from leave-one-out scores
+(`edge_agent.adapt`). No training, no TensorFlow.
+
+The result is a NEW bundle version (`bundle.write_adapted_version`: same model.tflite, new
+backend.npz, manifest with a `calibration` record and `parent_version`), written complete and
+then activated by an atomic swap of `current`; a killed calibration leaves the old version
+current and intact. A running agent notices the new `current` and reloads between windows.
+
+`--rollback` points `current` back at the version the current one was made from
+(`parent_version`), or, for an exported version, at the next lower version number.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from . import options as opt
+from .overrides import Flags, agent_config, required_bundle, required_section
+from .runner import fields_as_flags
+
+
+@fields_as_flags(rule="--threshold-rule")
+def calibrate_cmd(
+    paths: opt.Paths = None,
+    bundle: opt.Bundle = None,
+    section: opt.Section = None,
+    config: opt.Config = None,
+    device: opt.Device = None,
+    from_files: opt.FromFiles = False,
+    channel: opt.Channel = None,
+    count: opt.Count = 10,
+    mode: Annotated[
+        str, typer.Option("--mode", help="replace: new clips replace the target references; "
+                          "append: add.")
+    ] = "replace",
+    rule: Annotated[
+        str, typer.Option("--threshold-rule", help="max: max(old, held-out percentile); "
+                          "target: held-out percentile only.")
+    ] = "max",
+    percentile: opt.Percentile = 90.0,
+    skip_refused: opt.SkipRefused = False,
+    retries: opt.Retries = 3,
+    do_rollback: Annotated[
+        bool, typer.Option("--rollback", help="Restore the previous bundle version and exit.")
+    ] = False,
+    threads: opt.Threads = None,
+    quiet: opt.Quiet = False,
+) -> None:
+    """Calibrate a section to a new condition (target domain) from normal clips; or --rollback."""
+    from ..adapt import MODES, THRESHOLD_RULES, calibrated_section
+    from ..bundle import rollback, write_adapted_version
+    from ..errors import choice
+    from ..scorer import Scorer
+    from .clip_input import clip_origin, collect_clips, embed_clips
+
+    cfg = agent_config(config, Flags(bundle=bundle, section=section, threads=threads,
+                                     device=device, from_files=from_files,
+                                     paths=tuple(paths or ()), channel=channel))
+    root = required_bundle(cfg)
+    if do_rollback:
+        before, after = rollback(root)
+        print(f"rolled back {root}: current version {before} -> {after}")
+        return
+    sec = required_section(cfg)
+    checked_mode = choice("mode", mode, MODES)  # before minutes of recording, not after
+    checked_rule = choice("rule", rule, THRESHOLD_RULES)
+    scorer = Scorer.from_bundle(root, threads=cfg.threads)  # verified; unknown section: now
+    old = scorer.bundle.backend(sec)
+    clips = collect_clips(cfg, scorer.spec, count, skip_refused, retries, quiet)
+    cal = calibrated_section(old, embed_clips(scorer, clips, quiet), scorer.bundle.backend_config,
+                             checked_mode, percentile, checked_rule)
+    backends = {**scorer.bundle.backends, sec: cal.backend}
+    record = {"section": sec, "mode": checked_mode, "n_clips": len(clips),
+              "percentile": percentile, **clip_origin(cfg), **cal.record()}
+    vdir = write_adapted_version(scorer.bundle, backends, "calibration", record)
+    print(f"calibrated {sec} with {len(clips)} clips ({mode}): threshold {cal.old_threshold:.5f} "
+          f"-> {cal.threshold:.5f}; bundle version {scorer.bundle.version} -> {vdir.name} "
+          f"(undo: edge-agent calibrate --bundle {root} --rollback)")

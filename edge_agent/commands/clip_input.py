@@ -1,0 +1,47 @@
+"""Where `calibrate`, `enrol` and `record` get their clips: the files of `--files`, or live
+capture from the configured device, with progress on stderr (`edge_agent.clips` does the work).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..arrays import FloatArray
+from ..clips import Clip, Progress, capture_clips, file_clips
+from ..config import AgentConfig
+from ..frontend import FrontendSpec
+from ..scorer import Scorer, stack_embeddings
+
+
+def collect_clips(cfg: AgentConfig, spec: FrontendSpec, count: int, skip_refused: bool,
+                  retries: int, quiet: bool) -> list[Clip]:
+    """All files of the files source, or `count` clips captured live, of `spec`'s length."""
+    progress = Progress(spec.sample_rate, enabled=not quiet)
+    if cfg.source.kind == "files":
+        return file_clips(cfg.source.files, spec, cfg.health, progress, skip_refused,
+                          channel=cfg.source.channel)
+    where = cfg.source.device or "the default input"
+    seconds = count * spec.clip_seconds
+    progress.note(f"capturing {count} clips of {spec.clip_seconds:g} s from {where} "
+                  f"({seconds:g} s)")
+    return capture_clips(cfg.source, spec, count, cfg.health, progress, retries)
+
+
+def embed_clips(scorer: Scorer, clips: list[Clip], quiet: bool) -> list[FloatArray]:
+    """Device-path embeddings of the clips, one (N, D_i) array per bundle component (its
+    models and classical features), with a progress line per clip: on a Pi this is seconds of
+    work after the recording."""
+    progress = Progress(scorer.spec.sample_rate, enabled=not quiet)
+    out = []
+    for i, c in enumerate(clips, 1):
+        out.append(scorer.embed(c.samples))
+        progress.note(f"embedding clip {i}/{len(clips)}")
+    return stack_embeddings(out, scorer.dims)
+
+
+def clip_origin(cfg: AgentConfig) -> dict[str, Any]:
+    """Where the clips came from, for the manifest record of a calibration or enrolment."""
+    if cfg.source.kind == "files":
+        return {"files": [str(Path(f).resolve()) for f in cfg.source.files]}
+    return {"device": cfg.source.device, "kind": cfg.source.kind}

@@ -1,0 +1,82 @@
+"""Every command-line option, declared once: a flag means the same in every command.
+
+A command declares a parameter with one of these `Annotated` types and gets the flag, its type
+and its help text; defaults stay in the command's signature (they differ, e.g. `--count`).
+Light on purpose (typer only): `edge-agent --help` must not import numpy.
+
+Where a value can also come from the agent config (`--config`), the flag's default is None
+and means "the config's value"; `edge_agent.commands.overrides` maps flags onto config keys.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+# --- the model and the section
+Bundle = Annotated[
+    Path | None,
+    typer.Option("--bundle", help="Model bundle folder (model-build export); default: the "
+                 "config's `bundle`.", show_default=False),
+]
+BundleRequired = Annotated[
+    Path, typer.Option("--bundle", help="Model bundle folder (model-build export).")
+]
+Section = Annotated[
+    str | None,
+    typer.Option("--section", help="Bundle section, <machine>_section_<XX> (e.g. "
+                 "fan_section_00).", show_default=False),
+]
+Threads = Annotated[
+    int | None,
+    typer.Option("--threads", min=1, help="TFLite interpreter threads (default: the config's "
+                 "`threads`; 1 without a config).", show_default=False),
+]
+
+# --- where the audio comes from
+Config = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="Agent YAML; flags override its values.",
+                 show_default=False),
+]
+Device = Annotated[
+    str | None,
+    typer.Option("--device", help="Input device (name, substring, index).", show_default=False),
+]
+FromFiles = Annotated[
+    bool, typer.Option("--files", help="Read the PATHs (WAV files or folders) instead of a "
+                       "device; alone: the config's `source.files`.")
+]
+Paths = Annotated[
+    list[Path] | None,
+    typer.Argument(help="WAV files or folders (with --files).", show_default=False,
+                   metavar="PATH..."),
+]
+Stdin = Annotated[bool, typer.Option("--stdin", help="Raw PCM on stdin.")]
+Channel = Annotated[
+    int | None,
+    typer.Option("--channel", min=0, help="0-based channel of multi-channel audio (default: "
+                 "the mean of all channels).", show_default=False),
+]
+
+# --- clips for calibrate, enrol and record
+Count = Annotated[int, typer.Option("--count", min=1, help="Clips to capture from the device.")]
+SkipRefused = Annotated[
+    bool, typer.Option("--skip-refused", help="--files: skip refused files (default: error).")
+]
+Retries = Annotated[
+    int, typer.Option("--retries", min=0,
+                      help="Device: captures again per refused clip before failing.")
+]
+Percentile = Annotated[
+    float, typer.Option("--percentile",
+                        help="Threshold: this percentile of normal clips' held-out scores.")
+]
+
+# --- output
+Json = Annotated[
+    bool, typer.Option("--json", help="Machine-readable JSON on stdout instead of text.")
+]
+Quiet = Annotated[bool, typer.Option("--quiet", help="No per-window or per-clip lines.")]

@@ -1,0 +1,99 @@
+"""The agent config a command runs with: `--config` (or the defaults), then its flags on top.
+
+Written once, so `--bundle`, `--section`, `--threads`, `--channel`, `--device`, `--files` and
+`--json` change the same config keys in every command. Paths given as flags are relative to
+the working directory, like any command-line path; paths in the YAML stay relative to the
+YAML's folder.
+
+The audio source: `--device NAME` selects a device; PATHs select files (`--files` alone: the
+config's `source.files`); `--stdin` selects raw PCM on stdin. Giving two of them is an error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ConfigError
+
+if TYPE_CHECKING:  # config imports numpy (via the settings it holds): only when a command runs
+    from ..config import AgentConfig
+
+
+@dataclass(frozen=True)
+class Flags:
+    """The flags a command got that override config keys; None / False / () = not given."""
+
+    bundle: Path | None = None
+    section: str | None = None
+    threads: int | None = None
+    device: str | None = None
+    from_files: bool = False  # --files
+    paths: tuple[Path, ...] = ()  # the PATHs after --files
+    stdin: bool = False
+    channel: int | None = None
+    realtime: bool | None = None
+    json: bool = False
+    quiet: bool = False
+    mqtt_host: str | None = None
+    mqtt_port: int | None = None
+    device_id: str | None = None
+
+    def overrides(self) -> dict[str, Any]:
+        """The dotted config keys these flags set (for `config.read_config`)."""
+        chosen = [name for name, given in (("--device", self.device is not None),
+                                           ("--files", bool(self.paths)),
+                                           ("--stdin", self.stdin)) if given]
+        if len(chosen) > 1:
+            raise ConfigError(f"{' and '.join(chosen)}: give one source of audio, not both")
+        ov: dict[str, Any] = {}
+        if self.device is not None:
+            ov["source.kind"], ov["source.device"] = "device", self.device
+        if self.paths:
+            ov["source.kind"] = "files"
+            ov["source.files"] = [str(p.expanduser().absolute()) for p in self.paths]
+        if self.stdin:
+            ov["source.kind"] = "stdin"
+        keyed = {"bundle": _absolute(self.bundle), "section": self.section,
+                 "threads": self.threads, "source.channel": self.channel,
+                 "source.realtime": self.realtime, "mqtt.host": self.mqtt_host,
+                 "mqtt.port": self.mqtt_port, "mqtt.device_id": self.device_id}
+        ov.update({k: v for k, v in keyed.items() if v is not None})
+        if self.json:
+            ov["log.json"] = True
+        if self.quiet:
+            ov["log.stdout"] = False
+        return ov
+
+
+def _absolute(path: Path | None) -> str | None:
+    return None if path is None else str(path.expanduser().absolute())
+
+
+def agent_config(
+    config: Path | None, flags: Flags, fixed: dict[str, Any] | None = None
+) -> AgentConfig:
+    """The YAML at `config` (or the defaults), then `fixed` (a command's own settings, e.g. the
+    demo's), then the flags. Raises ConfigError naming the key, or the flag, that is wrong."""
+    from ..config import read_config
+
+    cfg = read_config(config, {**(fixed or {}), **flags.overrides()})
+    if flags.from_files and cfg.source.kind != "files":
+        raise ConfigError("--files: give the WAV files or folders to read, e.g. --files "
+                          "clips/*.wav")
+    return cfg
+
+
+def required_bundle(cfg: AgentConfig) -> Path:
+    """The bundle from `--bundle` or the config; a one-line error naming both when neither."""
+    if not cfg.bundle:
+        raise ConfigError("--bundle: required (or `bundle:` in --config)")
+    return Path(cfg.bundle)
+
+
+def required_section(cfg: AgentConfig) -> str:
+    """The section from `--section` or the config; a one-line error naming both when neither."""
+    if not cfg.section:
+        raise ConfigError("--section: required (or `section:` in --config)")
+    return cfg.section

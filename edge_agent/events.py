@@ -1,0 +1,172 @@
+"""The events the agent emits: one typed schema that every sink and every consumer reads.
+
+Every event carries `schema` (`SCHEMA_VERSION`), `kind`, `ts` (ISO 8601 UTC), `epoch` and
+`device_id`, then the fields of its kind:
+
+* `score` / `alarm` (`WindowEvent`): one scored window; an `alarm` event is sent when the alarm
+  state changes (raised or cleared) and repeats the window's fields;
+* `health` (`HealthEvent`): a sensor fault starts or ends (`sensor_fault`, `sensor_ok`,
+  `device_ok`), windows were dropped (`windows_dropped`), the outbox dropped rows
+  (`outbox_full`);
+* `status` (`StatusEvent`): a bundle was reloaded, or the agent stopped (with its counters).
+
+MQTT publishes them as JSON (docs/mqtt.md), `--json` prints them as JSON lines, so a change
+here is a change of the public format: bump `SCHEMA_VERSION` when a field changes meaning or
+disappears. Builders below fix the key order, so the JSON reads the same every time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Literal, TypedDict
+
+from .decision import AlarmState
+
+SCHEMA_VERSION = 1
+
+HealthEventName = Literal[
+    "sensor_fault", "sensor_ok", "device_ok", "windows_dropped", "outbox_full"
+]
+StatusEventName = Literal["reloaded", "stopped"]
+
+
+class _Header(TypedDict):
+    schema: int
+    ts: str
+    epoch: float
+    device_id: str
+
+
+class WindowEvent(_Header):
+    """`score` for every scored window, `alarm` when the window changed the alarm state."""
+
+    kind: Literal["score", "alarm"]
+    section: str
+    window: int
+    score: float
+    threshold: float  # the threshold in force (the config's override, else the bundle's)
+    anomalous: bool  # score > threshold
+    decision: AlarmState  # alarm state after this window
+    votes: int  # anomalous windows among the last n scored ones
+    model_version: str
+    source: str  # the file being replayed, the device, "stdin"
+
+
+class _HealthRequired(_Header):
+    kind: Literal["health"]
+    event: HealthEventName
+
+
+class HealthEvent(_HealthRequired, total=False):
+    """A sensor fault started or ended, or audio / outbox rows were dropped."""
+
+    window: int
+    faults: list[str]  # health.Fault names, device_lost, scorer_behind, outbox_full; [] = ok
+    rms_dbfs: float
+    peak_dbfs: float
+    clipped_fraction: float
+    dropped: int
+
+
+class _StatusRequired(_Header):
+    kind: Literal["status"]
+    event: StatusEventName
+
+
+class StatusEvent(_StatusRequired, total=False):
+    """`reloaded` (with the new model_version) or `stopped` (with the agent's counters)."""
+
+    model_version: str
+    windows: int
+    scored: int
+    windows_dropped: int
+    faults: int
+    alarms: int
+    reloads: int
+    outbox_dropped: int
+    scores_unsent: int
+
+
+Event = WindowEvent | HealthEvent | StatusEvent
+
+
+class Levels(TypedDict):
+    """A window's levels, as `health.HealthReport` measured them."""
+
+    rms_dbfs: float
+    peak_dbfs: float
+    clipped_fraction: float
+
+
+class Counters(TypedDict):
+    """What the agent counted; the `stopped` status event reports them."""
+
+    windows: int
+    scored: int
+    windows_dropped: int
+    faults: int
+    alarms: int
+    reloads: int
+    outbox_dropped: int
+
+
+COUNTERS: tuple[Literal["windows", "scored", "windows_dropped", "faults", "alarms", "reloads",
+                         "outbox_dropped"], ...] = (
+    "windows", "scored", "windows_dropped", "faults", "alarms", "reloads", "outbox_dropped")
+
+
+def iso(epoch: float) -> str:
+    """`2026-11-24T10:00:00.123Z`: UTC with milliseconds."""
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def window_event(  # noqa: PLR0913 -- one keyword-only parameter per field of the event
+    kind: Literal["score", "alarm"], epoch: float, device_id: str, *, section: str, window: int,
+    score: float, threshold: float, anomalous: bool, decision: AlarmState, votes: int,
+    model_version: str, source: str,
+) -> WindowEvent:
+    return {
+        "schema": SCHEMA_VERSION, "kind": kind, "ts": iso(epoch), "epoch": round(epoch, 3),
+        "device_id": device_id, "section": section, "window": window,
+        "score": round(score, 6), "threshold": round(threshold, 6), "anomalous": anomalous,
+        "decision": decision, "votes": votes, "model_version": model_version, "source": source,
+    }
+
+
+def health_event(
+    epoch: float, device_id: str, event: HealthEventName, faults: Sequence[str], *,
+    window: int | None = None, levels: Levels | None = None, dropped: int | None = None,
+) -> HealthEvent:
+    e: HealthEvent = {
+        "schema": SCHEMA_VERSION, "kind": "health", "ts": iso(epoch), "epoch": round(epoch, 3),
+        "device_id": device_id, "event": event,
+    }
+    if window is not None:
+        e["window"] = window
+    e["faults"] = list(faults)
+    if levels is not None:
+        e["rms_dbfs"] = levels["rms_dbfs"]
+        e["peak_dbfs"] = levels["peak_dbfs"]
+        e["clipped_fraction"] = levels["clipped_fraction"]
+    if dropped is not None:
+        e["dropped"] = dropped
+    return e
+
+
+def status_event(
+    epoch: float, device_id: str, event: StatusEventName, *, model_version: str | None = None,
+    counters: Counters | None = None, scores_unsent: int | None = None,
+) -> StatusEvent:
+    e: StatusEvent = {
+        "schema": SCHEMA_VERSION, "kind": "status", "ts": iso(epoch), "epoch": round(epoch, 3),
+        "device_id": device_id, "event": event,
+    }
+    if model_version is not None:
+        e["model_version"] = model_version
+    if counters is not None:
+        for key in COUNTERS:
+            e[key] = counters[key]
+    if scores_unsent is not None:
+        e["scores_unsent"] = scores_unsent
+    return e

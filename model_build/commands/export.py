@@ -1,0 +1,62 @@
+"""`model-build export`: a trained run as a device bundle (`model_build.export`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from edge_agent.commands.runner import fields_as_flags
+
+from .options import Run
+
+
+@fields_as_flags(models="--model")
+def export_cmd(
+    run: Run,
+    out: Annotated[
+        Path, typer.Option("--out", help="Bundle directory (a new version is added).")
+    ],
+    quantize: Annotated[
+        str | None, typer.Option("--quantize", help="float32 | float16 | dynamic (default) | "
+                                 "int8.", show_default=False)
+    ] = None,
+    data: Annotated[
+        list[Path] | None,
+        typer.Option("--data", help="Training data root(s); default: the run's own data roots.",
+                     show_default=False),
+    ] = None,
+    models: Annotated[
+        list[int] | None,
+        typer.Option("--model", help="Which model(s) of the run (repeatable; default: all, "
+                     "an ensemble).", show_default=False),
+    ] = None,
+    calibration: Annotated[
+        int, typer.Option("--calibration", help="int8 only: number of calibration clips.")
+    ] = 200,
+    domains: Annotated[
+        str, typer.Option("--domains", help="Backend clips: all (source + target) | source "
+                          "(calibrate on site).")
+    ] = "all",
+    backend: Annotated[
+        str, typer.Option("--backend", help="Backend: default (k-NN references + local "
+                          "density) or paper (k-means + target clips, raw cosine distance).")
+    ] = "default",
+    classical: Annotated[
+        bool, typer.Option("--classical/--no-classical",
+                           help="Add the classical band statistics and rhythm as components "
+                           "(the hybrid; default).")
+    ] = True,
+) -> None:
+    """Export a trained run as a TFLite bundle; the backend is refitted on the device path."""
+    from ..export import DEFAULT_MODE, export_run, manifest_of
+
+    mode = quantize or DEFAULT_MODE
+    vdir = export_run(run, out, mode, data or (), models or None, calibration, domains,
+                      backend, classical)
+    m = manifest_of(vdir)
+    size = sum((vdir / c["file"]).stat().st_size for c in m["components"]
+               if c["kind"] == "model")
+    print(f"wrote {vdir} ({mode}, {len(m['components'])} components, {size / 1e6:.2f} MB of "
+          f"models, {len(m['sections'])} sections)")

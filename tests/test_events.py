@@ -1,0 +1,71 @@
+"""The event schema (edge_agent.events) and the human stdout format of `edge-agent run`."""
+
+from __future__ import annotations
+
+import io
+import json
+
+from edge_agent.events import SCHEMA_VERSION, health_event, status_event, window_event
+from edge_agent.sinks.jsonl import JsonlSink, human_line
+
+EPOCH = 1_795_952_494.3441  # 2026-11-29T11:41:34.344Z
+
+
+def test_window_event_fields_in_a_fixed_order_rounded() -> None:
+    e = window_event("score", EPOCH, "press-01", section="fan_section_00", window=3,
+                     score=0.41234567, threshold=0.38, anomalous=True, decision="normal",
+                     votes=2, model_version="v1-abc", source="clips/03.wav")
+    assert list(e) == ["schema", "kind", "ts", "epoch", "device_id", "section", "window",
+                       "score", "threshold", "anomalous", "decision", "votes", "model_version",
+                       "source"]
+    assert e["schema"] == SCHEMA_VERSION == 1
+    assert e["ts"] == "2026-11-29T11:41:34.344Z" and e["epoch"] == 1_795_952_494.344
+    assert e["score"] == 0.412346
+
+
+def test_health_and_status_events_carry_only_what_they_know() -> None:
+    lost = health_event(EPOCH, "d", "sensor_fault", ["device_lost"])
+    assert list(lost) == ["schema", "kind", "ts", "epoch", "device_id", "event", "faults"]
+    fault = health_event(EPOCH, "d", "sensor_fault", ("silence",), window=7,
+                         levels={"rms_dbfs": -90.0, "peak_dbfs": -80.0, "clipped_fraction": 0.0})
+    assert list(fault)[5:] == ["event", "window", "faults", "rms_dbfs", "peak_dbfs",
+                               "clipped_fraction"]
+    stopped = status_event(EPOCH, "d", "stopped", scores_unsent=4, counters={
+        "windows": 12, "scored": 11, "windows_dropped": 0, "faults": 1, "alarms": 1,
+        "reloads": 0, "outbox_dropped": 0})
+    assert stopped["windows"] == 12 and stopped["scores_unsent"] == 4
+    assert "model_version" not in stopped
+
+
+def test_human_lines_for_each_kind_of_event() -> None:
+    ts = "2026-11-29T11:41:34.344Z"
+    score = window_event("score", EPOCH, "d", section="fan_section_00", window=3,
+                         score=0.41234567, threshold=0.38, anomalous=True, decision="normal",
+                         votes=2, model_version="v1", source="f.wav")
+    assert human_line(score) == (
+        f"{ts} fan_section_00 window=3 score=0.4123 thr=0.3800 ANOMALOUS state=normal")
+    calm = window_event("score", EPOCH, "d", section="fan_section_00", window=4, score=0.1,
+                        threshold=0.38, anomalous=False, decision="alarm", votes=3,
+                        model_version="v1", source="f.wav")
+    assert human_line(calm).endswith("score=0.1000 thr=0.3800 normal state=alarm")
+    alarm = window_event("alarm", EPOCH, "d", section="fan_section_00", window=5, score=0.5,
+                         threshold=0.38, anomalous=True, decision="alarm", votes=3,
+                         model_version="v1", source="f.wav")
+    assert human_line(alarm) == f"{ts} fan_section_00 ALARM ALARM (score=0.5000, votes=3)"
+    fault = health_event(EPOCH, "d", "sensor_fault", ["silence", "overflow"], window=6)
+    assert human_line(fault) == f"{ts} sensor sensor_fault: silence,overflow (window=6)"
+    assert human_line(health_event(EPOCH, "d", "device_ok", [])) == (
+        f"{ts} sensor device_ok: ok (window=None)")
+    stopped = status_event(EPOCH, "d", "reloaded", model_version="v2")
+    assert human_line(stopped) == (
+        f'{ts} status: {{"schema": 1, "epoch": 1795952494.344, "device_id": "d", '
+        f'"event": "reloaded", "model_version": "v2"}}')
+
+
+def test_jsonl_sink_writes_one_line_per_event() -> None:
+    e = health_event(EPOCH, "d", "device_ok", [])
+    human, lines = io.StringIO(), io.StringIO()
+    JsonlSink(human).handle(e)
+    JsonlSink(lines, json_lines=True).handle(e)
+    assert human.getvalue() == human_line(e) + "\n"
+    assert lines.getvalue().count("\n") == 1 and json.loads(lines.getvalue()) == e
