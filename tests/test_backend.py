@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -218,8 +219,8 @@ def test_section_backend_round_trips_through_npz(tmp_path: Path) -> None:
     _, x = _blobs()
     b = fit_section([x[:150], x[:150, :8]], [x[150:160], x[150:160, :8]]).backend
     path = tmp_path / "b.npz"
-    d = b.to_dict()
-    np.savez(path, references=d["references"], n_source=d["n_source"], threshold=d["threshold"])
+    d: dict[str, Any] = b.to_dict()
+    np.savez(path, **d)
     with np.load(path, allow_pickle=False) as f:
         back = SectionBackend.from_dict(dict(f))
     assert len(back.components) == 2
