@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 
 from edge_agent.frontend import DEFAULT_SPEC
-from model_build.model import Inputs, ModelConfig, build_embedding_model
+from model_build.model import PAPER_MODEL, Inputs, ModelConfig, build_embedding_model
 
 
 @pytest.fixture(scope="module")
 def paper_model() -> keras.Model:
-    return build_embedding_model(ModelConfig(), DEFAULT_SPEC)
+    return build_embedding_model(PAPER_MODEL, DEFAULT_SPEC)
 
 
 def test_intermediate_shapes_follow_tables_1_and_2(paper_model: keras.Model) -> None:
