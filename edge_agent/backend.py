@@ -246,7 +246,8 @@ class Component:
     """One embedding space of a section: references, their densities, the score normaliser."""
 
     references: NDArray[np.float32]
-    """(K, D) L2-normalised: source references first, then target references."""
+    """(K, D) L2-normalised: source references first, then target references (values
+    representable in float16: the bundle stores them so)."""
     n_source: int
     """Rows [0, n_source) are source references, the rest target references."""
     density: NDArray[np.float32]
@@ -334,7 +335,10 @@ def fit_component(
     n_source = parts[0].shape[0] if parts else 0
     if tgt.shape[0]:
         parts.append(tgt)
-    refs = np.concatenate(parts, axis=0).astype(np.float32)
+    # references live in float16 (the bundle stores them so: half the size on disk and in
+    # the device's memory); densities and normalisers are computed from the rounded values,
+    # so what the device loads scores exactly as what was fitted
+    refs = np.concatenate(parts, axis=0).astype(np.float16).astype(np.float32)
     return Component(refs, n_source, local_density(refs, config.density_k))
 
 
@@ -390,7 +394,7 @@ class SectionBackend:
             "n_components": np.asarray(len(self.components), dtype=np.int64),
         }
         for i, c in enumerate(self.components):
-            out[f"c{i}.references"] = np.asarray(c.references, dtype=np.float32)
+            out[f"c{i}.references"] = np.asarray(c.references, dtype=np.float16)
             out[f"c{i}.n_source"] = np.asarray(c.n_source, dtype=np.int64)
             out[f"c{i}.density"] = np.asarray(c.density, dtype=np.float32)
             out[f"c{i}.mean"] = np.asarray(c.mean, dtype=np.float64)

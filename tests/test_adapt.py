@@ -44,7 +44,7 @@ def test_replace_keeps_source_rows_bit_for_bit_and_swaps_the_target_rows(
     for c_old, c_new, e in zip(old.components, b.components, new, strict=True):
         assert c_new.n_source == 40 and c_new.references.shape[0] == 50
         assert c_new.references[:40].tobytes() == c_old.references[:40].tobytes()
-        np.testing.assert_allclose(c_new.references[40:], l2_normalise(e), atol=1e-7)
+        np.testing.assert_allclose(c_new.references[40:], l2_normalise(e), atol=5e-4)  # float16
         assert c_new.references.dtype == np.float32
 
 

@@ -67,7 +67,7 @@ def test_loaded_bundle_describes_itself(bundle_dir: Path) -> None:
         bk = b.backend(s)
         assert len(bk.components) == 3 and bk.fusion == "sum"
         for c in bk.components:
-            assert np.allclose(np.linalg.norm(c.references, axis=1), 1.0, atol=1e-5)
+            assert np.allclose(np.linalg.norm(c.references, axis=1), 1.0, atol=5e-4)  # float16
             assert np.all(c.density > 0) and c.std > 0
         assert np.isfinite(bk.threshold)
 
