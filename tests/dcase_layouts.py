@@ -47,9 +47,10 @@ def base_freq(machine: str) -> float:
 
 
 def clip_freq(machine: str, anomaly: bool, target: bool, i: int) -> float:
-    """Normal clips near the machine's tone (target shifted a little), anomalies far off."""
+    """Normal clips near the machine's tone (target shifted), anomalies from slightly to
+    clearly off it: a detector can rank them, but not perfectly."""
     f = base_freq(machine) * (1.15 if target else 1.0) * (1.0 + 0.01 * (i % 5))
-    return f * 1.8 if anomaly else f
+    return f * (1.01 + 0.03 * (i % 7)) if anomaly else f
 
 
 def write_train(root: Path, machine: str, section: str, n_source: int = 8, n_target: int = 3,
