@@ -31,7 +31,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, TypeVar
 
-from edge_agent.dcase import DOMAINS, GROUND_TRUTH, Domain, Label, parse_clip_name
+from edge_agent.dcase import DOMAINS, GROUND_TRUTH, Domain, Label, check_domain, parse_clip_name
 from edge_agent.errors import EdgeAgentError
 
 if TYPE_CHECKING:
@@ -121,7 +121,7 @@ def load_ground_truth(roots: Iterable[Path]) -> dict[tuple[str, str], SectionTru
                 label: Label = "anomaly" if value else "normal"
                 _put(truth.labels, name, label, path)
                 if file_domain is not None:  # 2021: the file names the domain
-                    _put(truth.domains, name, DOMAINS[file_domain == "target"], path)
+                    _put(truth.domains, name, check_domain(file_domain), path)
     return table
 
 
