@@ -49,10 +49,15 @@ def native_output(
 ) -> Iterator[None]:
     """Capture what is written to `fds` during the block; write the `keep` lines to stderr
     afterwards (all of them if the block raised)."""
+    try:
+        tmp_file = tempfile.TemporaryFile()  # noqa: SIM115 (closed by the with below)
+    except OSError:  # no writable temporary folder: better noisy than broken
+        yield
+        return
     _flush()
     saved = [os.dup(fd) for fd in fds]
     failed = False
-    with tempfile.TemporaryFile() as tmp:
+    with tmp_file as tmp:
         for fd in fds:
             os.dup2(tmp.fileno(), fd)
         try:

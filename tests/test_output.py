@@ -41,6 +41,21 @@ def test_everything_captured_comes_back_when_the_block_fails(
     assert "the reason it failed" in capfd.readouterr().err
 
 
+def test_no_temporary_folder_means_output_passes_through(
+    capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sandbox without a writable temporary folder must not break model loading."""
+    import tempfile
+
+    def refuse() -> None:
+        raise OSError("read-only file system")
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", refuse)
+    with native_output(keep=drop_everything):
+        os.write(2, b"runtime notice\n")
+    assert capfd.readouterr().err == "runtime notice\n"
+
+
 def test_verbose_leaves_library_output_alone(capfd: pytest.CaptureFixture[str]) -> None:
     try:
         quiet.configure(verbose=True)
