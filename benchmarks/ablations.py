@@ -53,7 +53,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from paper_tables import COMPARISONS, PAPER, TITLES
 
 DOMAINS = ("source", "target", "mixed")
-TRAINED = {  # system -> ModelConfig fields (besides width)
+TRAINED: dict[str, dict[str, Any]] = {  # system -> ModelConfig fields (besides width)
     "paper": {},
     "bias_trainable": {"bias": True, "trainable_centres": True},
     "bias_fixed": {"bias": True},
@@ -105,7 +105,7 @@ def trained_needed(tables: Sequence[str]) -> list[str]:
 def ensure_data(args: argparse.Namespace) -> Path:
     from model_build.synth import SynthConfig, generate
 
-    root = args.out / "data"
+    root: Path = args.out / "data"
     done = root / ".complete"
     if not done.exists():
         cfg = SynthConfig(seed=args.data_seed, machines=tuple(args.machines.split(",")),
@@ -118,11 +118,12 @@ def ensure_data(args: argparse.Namespace) -> Path:
 
 
 def train_system(name: str, data: Path, args: argparse.Namespace) -> Path:
-    from model_build.model import ModelConfig
+    """The paper's network (`PAPER_MODEL`: no FeatEx) at --width, one switch changed."""
+    from model_build.model import PAPER_MODEL
     from model_build.train import TrainConfig, train_run
 
-    run = args.out / "runs" / name
-    cfg = ModelConfig(width=args.width, **TRAINED[name])
+    run: Path = args.out / "runs" / name
+    cfg = replace(PAPER_MODEL, width=args.width, **TRAINED[name])
     tcfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
                        verbose=False)
     return train_run([data], run, cfg, tcfg)
@@ -154,7 +155,8 @@ def summary(test: list[Any], scores: np.ndarray) -> dict[str, dict[str, float | 
 def score_all(tables: Sequence[str], embs: dict[str, tuple[np.ndarray, np.ndarray]],
               train: list[Any], test: list[Any]) -> dict[str, dict[str, Any]]:
     """system -> harmonic means (paper view), every system scored by the paper's backend."""
-    from edge_agent.backend import PAPER_BACKEND
+    from edge_agent.backend import COSINE_VARIANTS, PAPER_BACKEND
+    from edge_agent.errors import choice
     from model_build.evaluate import backend_scores
     from model_build.gmm import gmm_scores
 
@@ -167,7 +169,7 @@ def score_all(tables: Sequence[str], embs: dict[str, tuple[np.ndarray, np.ndarra
             out[s] = summary(test, backend_scores(tr, train, te, test, PAPER_BACKEND).scores)
             continue
         kind, variant = s.split("_")
-        cfg = replace(PAPER_BACKEND, variant=variant)
+        cfg = replace(PAPER_BACKEND, variant=choice("variant", variant, COSINE_VARIANTS))
         tr, te = embs["paper"]
         bs = (gmm_scores([tr], train, [te], test, cfg) if kind == "gmm"
               else backend_scores(tr, train, te, test, cfg))

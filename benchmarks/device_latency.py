@@ -10,7 +10,9 @@ different sizes). Every measurement runs in its own child process so that peak R
 (framed pocketfft STFT + full-clip FFT, edge_agent/fft.py), inference of every model,
 classical components (band statistics, rhythm), backend (every component's references,
 densities, normalisers, fusion); median and p95 over `--windows` windows after 3 warm-up
-windows, for 1 and 2 threads.
+windows, for 1 and 2 threads. "CPU ms" is the scoring thread's CPU time per window
+(`time.thread_time`): with 1 thread it is the latency an idle core would see, whatever else
+the machine runs.
 """
 
 from __future__ import annotations
@@ -52,8 +54,9 @@ def child_tflite(bundle: str, threads: int, n: int) -> dict[str, Any]:
     section = s.bundle.sections[0]
     backend = s.bundle.backend(section)
     parts: dict[str, list[float]] = {"frontend": [], "inference": [], "classical": [],
-                                     "backend": [], "total": []}
+                                     "backend": [], "total": [], "cpu": []}
     for i, w in enumerate(_windows(n + 3)):
+        c0 = time.thread_time()
         t0 = time.perf_counter()
         feats = WindowFeatures(w, s.spec)
         shared = [feats[name] for name in ("spectrogram", "spectrum")]  # once, for every model
@@ -71,9 +74,11 @@ def child_tflite(bundle: str, threads: int, n: int) -> dict[str, Any]:
         t2 = time.perf_counter()
         backend.score(embs)
         t3 = time.perf_counter()
+        c3 = time.thread_time()
         if i >= 3:
             for k, v in (("frontend", t1 - t0), ("inference", t_models),
-                         ("classical", t_classical), ("backend", t3 - t2), ("total", t3 - t0)):
+                         ("classical", t_classical), ("backend", t3 - t2), ("total", t3 - t0),
+                         ("cpu", c3 - c0)):
                 parts[k].append(1000 * v)
     return {
         **{k: _stats(v) for k, v in parts.items()},
@@ -131,8 +136,9 @@ def main() -> None:
         ap.error("--windows: at least 50")
     rows = []
     head = ("| bundle | components | threads | frontend ms | inference ms | classical ms | "
-            "backend ms | total median ms | total p95 ms | peak RSS MB |")
-    rows += [head, "|" + "---|" * 10]
+            "backend ms | total median ms | total p95 ms | CPU ms (scoring thread) | "
+            "peak RSS MB |")
+    rows += [head, "|" + "---|" * 11]
     results: dict[str, dict[int, dict[str, Any]]] = {}
     targets = sorted(p for p in (args.bundles.iterdir() if args.bundles else [])
                      if (p / "current").exists())
@@ -147,7 +153,7 @@ def main() -> None:
                         f"{r['frontend']['median']:.2f} | {r['inference']['median']:.2f} | "
                         f"{r['classical']['median']:.2f} | {r['backend']['median']:.3f} | "
                         f"{r['total']['median']:.2f} | {r['total']['p95']:.2f} | "
-                        f"{r['rss_mb']:.0f} |")
+                        f"{r['cpu']['median']:.2f} | {r['rss_mb']:.0f} |")
             print(rows[-1], flush=True)
     if args.run:
         for th in (1, 2):
@@ -155,7 +161,7 @@ def main() -> None:
             results.setdefault("keras", {})[th] = r
             rows.append(f"| float Keras (model 0) | 1 model | {th} | "
                         f"{r['frontend']['median']:.2f} | {r['inference']['median']:.2f} | - | "
-                        f"- | {r['total']['median']:.2f} | {r['total']['p95']:.2f} | "
+                        f"- | {r['total']['median']:.2f} | {r['total']['p95']:.2f} | - | "
                         f"{r['rss_mb']:.0f} |")
             print(rows[-1], flush=True)
     print("\n".join(rows))

@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 
 from edge_agent.backend import PAPER_BACKEND, BackendConfig, view_weights
+from edge_agent.classical import DEFAULT_CLASSICAL
 
 FAMILIES = ("harmonic", "broadband", "cyclic")
 SIZES = (10, 30, 100, 300)
@@ -60,15 +61,20 @@ class Recipe:
 
     model: dict[str, Any] = field(default_factory=dict)  # ModelConfig overrides
     train: dict[str, Any] = field(default_factory=dict)  # TrainConfig overrides
-    runs: int | None = None  # models (None: model_build's default ensemble size)
+    runs: int | None = None  # models (None: model_build's default ensemble size; 0: none)
     backend: BackendConfig = field(default_factory=BackendConfig)
-    classical: bool = True
+    classical: tuple[str, ...] = ("bands", "rhythm")  # classical component kinds used
+
+    def classical_entries(self) -> list[dict[str, Any]]:
+        from edge_agent.classical import DEFAULT_CLASSICAL
+
+        return [dict(e) for e in DEFAULT_CLASSICAL if e["kind"] in self.classical]
 
     @property
     def n_runs(self) -> int:
         from model_build.train import DEFAULT_RUNS
 
-        return self.runs or DEFAULT_RUNS
+        return DEFAULT_RUNS if self.runs is None else self.runs
 
     def training(self) -> dict[str, Any]:
         """The resolved model and training configuration (today's defaults + overrides)."""
@@ -87,10 +93,8 @@ class Recipe:
         return _digest(self.training())
 
     def scoring_key(self) -> str:
-        from edge_agent.classical import DEFAULT_CLASSICAL
-
-        return _digest({"training": self.training(), "backend": self.backend.to_dict(),
-                        "classical": list(DEFAULT_CLASSICAL) if self.classical else []})
+        return _digest({"training": self.training() if self.n_runs else {},
+                        "backend": self.backend.to_dict(), "classical": self.classical_entries()})
 
 
 def _digest(obj: Any) -> str:
@@ -99,17 +103,24 @@ def _digest(obj: Any) -> str:
 
 PAPER = Recipe({"width": 1.0, "featex": False},
                {"epochs": 10, "batch_size": 64, "min_steps": 0, "augment": False},
-               runs=1, backend=PAPER_BACKEND, classical=False)
+               runs=1, backend=PAPER_BACKEND, classical=())
 """The paper's single-model recipe, whatever the product's defaults become."""
 
 SYSTEMS: dict[str, Recipe | None] = {
     "floor": None,
     "paper": PAPER,
     "default": Recipe(),
-    # ablations of the default: one switch each
-    "default-no-classical": Recipe(classical=False),
-    "default-paper-backend": Recipe(backend=PAPER_BACKEND, classical=False),
-    "default-single": Recipe(runs=1),
+    # ablations of the default, one switch each (BENCHMARKS.md "What each part does");
+    # scoring-only ones reuse the default's trained models and cost seconds
+    "default-no-classical": Recipe(classical=()),
+    "default-no-rhythm": Recipe(classical=("bands",)),
+    "default-no-density": Recipe(backend=BackendConfig(density_k=0)),
+    "default-paper-backend": Recipe(backend=PAPER_BACKEND, classical=()),
+    "classical-only": Recipe(runs=0),
+    "default-no-featex": Recipe(model={"featex": False}),
+    "default-width1": Recipe(model={"width": 1.0}),
+    "default-augment": Recipe(train={"augment": True}),
+    "default-x3": Recipe(runs=3),
 }
 
 
@@ -175,7 +186,7 @@ def classical_embeddings(out: Path, family: str, clips: Sequence[Any], kind: str
     for c in todo:
         wave = load_clip(c.path, DEFAULT_SPEC)
         if kind == "floor":
-            store[_cache_key(c.path) + "#0"] = baseline_features(wave)
+            store[_cache_key(c.path) + "#0"] = baseline_features(wave, DEFAULT_SPEC)
         else:
             mag = stft_magnitude(wave, DEFAULT_SPEC)
             for i, f in enumerate(feats):
@@ -251,16 +262,19 @@ def run_system(out: Path, family: str, size: int, seed: int, name: str, view: Pa
         trs, tes = [emb[: len(train)]], [emb[len(train):]]
         config = replace(PAPER_BACKEND, seed=seed)
     else:
-        tr, te, info = learned_embeddings(out, family, size, seed, recipe, view, train, test)
-        trs, tes = list(tr), list(te)
-        if recipe.classical:
-            cls = classical_embeddings(out, family, [*train, *test], "classical")
-            trs += [c[: len(train)] for c in cls]
-            tes += [c[len(train):] for c in cls]
+        trs, tes, kinds = [], [], []
+        if recipe.n_runs:
+            tr, te, info = learned_embeddings(out, family, size, seed, recipe, view, train, test)
+            trs, tes, kinds = list(tr), list(te), ["model"] * len(tr)
+        cls = classical_embeddings(out, family, [*train, *test], "classical")
+        for entry, c in zip(DEFAULT_CLASSICAL, cls, strict=True):
+            if entry["kind"] in recipe.classical:
+                trs.append(c[: len(train)])
+                tes.append(c[len(train):])
+                kinds.append(entry["kind"])
         config = replace(recipe.backend, seed=seed)
-    kinds = ["model"] * (len(trs) - (2 if recipe is not None and recipe.classical else 0))
-    kinds += ["bands", "rhythm"][: len(trs) - len(kinds)]
-    bs = backend_scores(trs, train, tes, test, config, view_weights(kinds))
+    bs = backend_scores(trs, train, tes, test, config,
+                        view_weights(kinds) if recipe is not None else None)
     result = {**summary(test, bs.scores), "info": info,
               "score_s": time.perf_counter() - t}
     cell.parent.mkdir(parents=True, exist_ok=True)
@@ -404,8 +418,9 @@ def main(argv: list[str] | None = None) -> int:
                           f"  ({time.perf_counter() - t:.0f} s)", flush=True)
     text = report(results, families, sorted(sizes), systems, seeds)
     if not args.no_real:
+        default = SYSTEMS["default"]
         model_run = next(iter(sorted((out / "runs" / families[0]).glob(
-            f"n*/{SYSTEMS['default'].training_key()}/s0")) if SYSTEMS["default"] else []), None)
+            f"n*/{default.training_key()}/s0")) if default else []), None)
         text += ("\n\nReal DCASE 2023 sample clips (smoke check, too few clips for AUC; "
                  "backend fitted per machine type on its 2 training clips, "
                  f"model: {model_run or 'none, classical components only'}):\n\n")

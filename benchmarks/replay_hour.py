@@ -127,8 +127,9 @@ def main() -> None:
         scored = [e for e in events if e["kind"] == "score"]
         ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpu_total = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
-        rss = [s[1] for s in samples]
-        q = [rss[min(len(rss) - 1, int(f * len(rss)))] for f in (0.25, 0.5, 0.75)] + [rss[-1]]
+        rss_mb = [s[1] for s in samples]
+        q = [rss_mb[min(len(rss_mb) - 1, int(f * len(rss_mb)))]
+             for f in (0.25, 0.5, 0.75)] + [rss_mb[-1]]
         print(
             f"command: {' '.join(cmd[1:3])} run -c agent.yaml --fast  "
             f"(bundle {bundle.name}, threads {args.threads})"
@@ -145,7 +146,7 @@ def main() -> None:
         print(
             "RSS MiB at 25/50/75/100 % of the run: "
             + " / ".join(f"{x:.0f}" for x in q)
-            + f"  (peak {max(rss):.0f}, {len(rss)} samples every 0.1 s)"
+            + f"  (peak {max(rss_mb):.0f}, {len(rss_mb)} samples every 0.1 s)"
         )
         print(f"windows dropped: {events[-1].get('windows_dropped', 'n/a')}")
 

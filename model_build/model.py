@@ -46,7 +46,9 @@ WEIGHT_DECAY = 1e-5
 class ModelConfig:
     """Architecture and the paper's ablation switches (Tables 3-6; Table 7 combines them)."""
 
-    width: float = 1.0  # channel multiplier; 1.0 = the paper's network
+    # channel multiplier; 1.0 = the paper's network. 0.5 by default: as good on a plant's
+    # amount of data (BENCHMARKS.md), 4x cheaper to train, and it leaves room on the device
+    width: float = 0.5
     bias: bool = False  # Table 3: bias terms in conv/dense layers
     bn_center: bool = False  # BN offset beta (a bias too, see module docstring)
     trainable_centres: bool = False  # Table 3: train the sub-cluster centres
@@ -56,8 +58,10 @@ class ModelConfig:
     temporal_norm: bool = True  # Table 5 (a frontend switch, carried here)
     backend: Backend = "cosine"  # Table 6: cosine | gmm (evaluate's default --method)
     # FeatEx (Wilkinghoff, ICASSP 2024): an extra classification task on embeddings whose
-    # branch-A half was exchanged with another clip's (training only; needs both branches)
-    featex: bool = False
+    # branch-A half was exchanged with another clip's (training only). It exchanges one
+    # branch's half of a concatenation, so the single-input and added-embedding ablations
+    # (Table 4) train without it: see `uses_featex`, which run.json records.
+    featex: bool = True
 
     def __post_init__(self) -> None:
         if self.inputs not in INPUTS:
@@ -70,9 +74,6 @@ class ModelConfig:
             raise FieldError("combine", f"expected one of {COMBINES}, got {self.combine!r}")
         if self.combine == "add" and self.inputs != "both":
             raise FieldError("combine", "adds the two branches' embeddings, needs inputs 'both'")
-        if self.featex and (self.inputs != "both" or self.combine != "concat"):
-            raise FieldError("featex", "exchanges one branch's embedding, needs inputs 'both' "
-                             "concatenated")
 
     @property
     def branch_a_input(self) -> str | None:
@@ -80,6 +81,11 @@ class ModelConfig:
         return {"both": "spectrogram", "spectrogram": "spectrogram", "logmel128": "logmel128"}.get(
             self.inputs
         )
+
+    @property
+    def uses_featex(self) -> bool:
+        """FeatEx trains only where there are two concatenated branches to exchange between."""
+        return self.featex and self.inputs == "both" and self.combine == "concat"
 
     @property
     def uses_spectrum(self) -> bool:
@@ -105,6 +111,10 @@ class ModelConfig:
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
+
+
+PAPER_MODEL = ModelConfig(width=1.0, featex=False)
+"""The paper's network as published (the defaults differ: see `ModelConfig`)."""
 
 
 def _ch(n: int, cfg: ModelConfig) -> int:

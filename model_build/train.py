@@ -166,7 +166,7 @@ class Trainer:
             self.head.build((None, cfg.embedding_dim))
             self.variables = self.model.trainable_variables + self.head.trainable_variables
             self.head_ssl: SubClusterAdaCos | None = None
-            if cfg.featex:  # the FeatEx task: 3C classes, trainable centres (as published)
+            if cfg.uses_featex:  # the FeatEx task: 3C classes, trainable centres (as published)
                 self.head_ssl = SubClusterAdaCos(
                     3 * n_classes, cfg.n_subclusters, True, seed=seed + 1, name="featex"
                 )
@@ -303,6 +303,7 @@ def train_run(
     meta: dict[str, Any] = {
         "format": RUN_FORMAT,
         "config": cfg.to_dict(),
+        "uses_featex": cfg.uses_featex,
         "train": {k: v for k, v in asdict(tcfg).items() if k != "verbose"},
         "frontend": spec.to_dict(),
         "classes": classes,
