@@ -140,3 +140,20 @@ def test_ground_truth_of_sections_not_scanned_is_ignored(tmp_path: Path) -> None
     official_eval_set(tmp_path)
     clips = scan([tmp_path / "fan"], truth_roots=[tmp_path / "truth"])
     assert {c.machine for c in clips} == {"fan"} and sum(c.is_anomaly for c in clips) == 6
+
+
+def test_evaluate_stops_with_one_line_naming_the_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Checked before any model loads: no run is needed to see the error."""
+    from model_build.cli import main
+
+    official_eval_set(tmp_path / "eval")
+    bad = tmp_path / "eval/truth/ground_truth_domain/ground_truth_fan_section_03_test.csv"
+    bad.write_text("section_03_0000.wav,source\n")
+    with pytest.raises(SystemExit) as exc:
+        main(["evaluate", str(tmp_path / "no-run"), "--data", str(tmp_path / "eval")])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    why = "line 1: expected <clip>.wav,0|1, got 'section_03_0000.wav,source'"
+    assert err == f"error: {bad}: {why}\n"
