@@ -1,11 +1,18 @@
-"""The DCASE Task 2 naming (2022/2023): section ids and clip file names, read and written here only.
+"""The DCASE Task 2 naming (2020-2024): section ids and clip file names, read and written here only.
 
-    <root>/<machine>/{train,test}/section_XX_{source,target}_{train,test}_{normal,anomaly}_NNNN[_<attrs>].wav
+    2021-2024  <root>/<machine>/{train,test}/
+                   section_XX_{source,target}_{train,test}_{normal,anomaly}_NNNN[_<attrs>].wav
+    2022-2024  eval-set test clips carry neither domain nor label: section_XX_NNNN.wav
+    2021       dev test clips live in source_test/ and target_test/; eval-set test clips carry
+               their domain but no label: section_XX_{source,target}_test_NNNN.wav
+    2020       <root>/<machine>/{train,test}/{normal,anomaly}_id_XX_NNNNNNNN.wav (machine id XX
+               is read as section XX; one domain, read as source); eval test: id_XX_NNNNNNNN.wav
 
 A section id, `<machine>_section_<XX>`, is what a bundle's backends and thresholds belong to.
 `record` writes clips with these names, `model_build.data.scan` reads them back for training,
 and `score` finds a file's section in its name, so the three cannot disagree about the format.
-Eval-set test clips carry neither domain nor label (`section_XX_NNNN.wav`).
+Labels (and for 2022-2024 domains) of anonymous eval-set test clips come from the official
+ground-truth CSVs (`model_build.ground_truth`).
 """
 
 from __future__ import annotations
@@ -26,17 +33,30 @@ Split = Literal["train", "test"]
 Label = Literal["normal", "anomaly"]
 DOMAINS: tuple[Domain, ...] = ("source", "target")
 
-_SECTION_ID = re.compile(r"^(?P<machine>[A-Za-z0-9][A-Za-z0-9-]*)_section_(?P<section>\d{2})$")
+_SECTION_ID = re.compile(
+    r"^(?P<machine>[A-Za-z0-9][A-Za-z0-9._-]*?)_section_(?P<section>\d{2})$"
+)
 _FULL = re.compile(
     r"^section_(?P<section>\d+)_(?P<domain>source|target)_(?P<split>train|test)_"
     r"(?P<label>normal|anomaly)_(?P<index>\d+)(?:_(?P<attrs>.+))?\.wav$"
 )
 _EVAL = re.compile(r"^section_(?P<section>\d+)_(?P<index>\d+)\.wav$")
+_EVAL_2021 = re.compile(
+    r"^section_(?P<section>\d+)_(?P<domain>source|target)_test_(?P<index>\d+)\.wav$"
+)
+_ID_2020 = re.compile(r"^(?:(?P<label>normal|anomaly)_)?id_(?P<section>\d+)_(?P<index>\d+)\.wav$")
 _SECTION_IN_NAME = re.compile(r"(?:^|_)section_(\d+)")
 _ATTRS = re.compile(r"^[A-Za-z0-9.\-]+(?:_[A-Za-z0-9.\-]+)*$")
-GROUND_TRUTH = re.compile(r"ground_truth_(?P<machine>.+)_section_\d+_test\.csv$")
-"""The official eval-set label files: `ground_truth_<machine>_section_<XX>_test.csv`."""
-SPLIT_FOLDERS = {"train", "test", "supplemental"}
+GROUND_TRUTH = re.compile(
+    r"^ground_truth_(?P<machine>.+?)_section_(?P<section>\d+)(?:_(?P<domain>source|target))?"
+    r"_test\.csv$"
+)
+"""The official ground-truth files: `ground_truth_<machine>_section_<XX>_test.csv` (2022-2024,
+in `ground_truth_data/` and `ground_truth_domain/`), `..._section_<XX>_<domain>_test.csv`
+(2021)."""
+TEST_FOLDERS = ("test", "source_test", "target_test")
+"""Folders of a machine type that hold test clips (2021 split them by domain)."""
+SPLIT_FOLDERS = {"train", "supplemental", *TEST_FOLDERS}
 
 
 def section_id(machine: str, section: str) -> str:
@@ -47,15 +67,17 @@ def section_id(machine: str, section: str) -> str:
 def parse_section_id(sid: str) -> tuple[str, str]:
     """`<machine>_section_<XX>` -> (machine, "XX"); FieldError("section") otherwise.
 
-    A section must round-trip through the layout (`<machine>/train/section_XX_...`), which is
-    how `record` files it and `model_build.data.scan` reads it back.
+    Machine types are named as their folders are (`ToyCar`, `3DPrinter`, `robotic_arm`):
+    letters, digits, '-', '_' and '.', starting with a letter or digit. A section must
+    round-trip through the layout (`<machine>/train/section_XX_...`), which is how `record`
+    files it and `model_build.data.scan` reads it back.
     """
     m = _SECTION_ID.match(sid)
     if m is None:
         raise FieldError(
             "section",
             "expected <machine>_section_<XX> (e.g. fan_section_00; machine: letters, digits, "
-            f"'-'; XX: two digits), got {sid!r}",
+            f"'-', '_', '.'; XX: two digits), got {sid!r}",
         )
     return m["machine"], m["section"]
 
@@ -66,7 +88,7 @@ class ClipName:
 
     section: str
     index: int
-    domain: Domain | None = None  # None: eval-set test clip (ground truth in a CSV)
+    domain: Domain | None = None  # None: 2022+ eval-set test clip (ground truth in CSVs)
     split: Split | None = None
     label: Label | None = None
     attrs: str = ""
@@ -83,6 +105,14 @@ def parse_clip_name(name: str) -> ClipName | None:
     m = _EVAL.match(name)
     if m:
         return ClipName(m["section"].zfill(2), int(m["index"]))
+    m = _EVAL_2021.match(name)
+    if m:
+        return ClipName(m["section"].zfill(2), int(m["index"]), cast(Domain, m["domain"]),
+                        "test")
+    m = _ID_2020.match(name)
+    if m:  # DCASE 2020 had one domain; its eval test clips carry no label
+        return ClipName(m["section"].zfill(2), int(m["index"]), "source", None,
+                        cast(Label | None, m["label"]))
     return None
 
 

@@ -24,6 +24,7 @@ from numpy.typing import NDArray
 
 from .arrays import FloatArray
 from .errors import BundleError, RuntimeUnavailableError
+from .native_output import native_output, not_xnnpack
 
 RuntimeName = Literal["ai_edge_litert", "tflite_runtime", "tensorflow"]
 RUNTIMES: tuple[RuntimeName, ...] = get_args(RuntimeName)
@@ -66,8 +67,9 @@ PROBE_MODEL = base64.b64decode(
 
 
 def _prove(cls: Any) -> None:
-    it = cls(model_content=PROBE_MODEL, num_threads=1)
-    it.allocate_tensors()
+    with native_output(keep=not_xnnpack):  # the runtime announces its delegate on stderr
+        it = cls(model_content=PROBE_MODEL, num_threads=1)
+        it.allocate_tensors()
     x = np.arange(4, dtype=np.float32).reshape(1, 4)
     it.set_tensor(it.get_input_details()[0]["index"], x)
     it.invoke()
@@ -147,8 +149,9 @@ class Embedder:
         check_flatbuffer(model_path)
         self.runtime = runtime or select_runtime()
         try:
-            self._it = self.runtime.factory(model_path=str(model_path), num_threads=threads)
-            self._it.allocate_tensors()
+            with native_output(keep=not_xnnpack):
+                self._it = self.runtime.factory(model_path=str(model_path), num_threads=threads)
+                self._it.allocate_tensors()
         except Exception as exc:
             raise BundleError(f"{model_path}: the TFLite runtime cannot load it ({exc})") from None
         self.layout = input_layout(self._it.get_input_details())

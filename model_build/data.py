@@ -1,27 +1,25 @@
 """DCASE Task 2 data roots as a list of clip records (names parsed by `edge_agent.dcase`).
 
-Eval-set test clips carry no label in their name (`section_XX_NNNN.wav`); their labels come
-from the official `ground_truth_<machine>_section_XX_test.csv` files, looked up anywhere under
-the given roots. Several roots (dev + eval + additional training) are read at once.
+Every layout the challenge shipped from 2020 to 2024 is read: `<root>/<machine>/train` and
+`test` (2021: `source_test` and `target_test`), any machine type name, one or several sections
+per machine type, 2023/2024 attribute files (`model_build.attributes`). Several roots (dev +
+eval + additional training) are read at once. Eval-set test clips carry no label in their name
+(`section_XX_NNNN.wav`); their labels and domains come from the official ground-truth CSVs
+found below the roots (or below separate `truth_roots`), read strictly by
+`model_build.ground_truth`.
 """
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from edge_agent.dcase import (
-    DOMAINS,
-    GROUND_TRUTH,
-    Domain,
-    Label,
-    Split,
-    parse_clip_name,
-    section_id,
-)
+from edge_agent.dcase import TEST_FOLDERS, Domain, Label, Split, parse_clip_name, section_id
 from edge_agent.errors import EdgeAgentError
+
+from .attributes import name_has_attributes, read_attribute_files
+from .ground_truth import apply_ground_truth, load_ground_truth
 
 
 class DatasetError(EdgeAgentError):
@@ -59,69 +57,60 @@ def parse_name(path: Path, machine: str, split: Split) -> Clip | None:
                 name.attrs)
 
 
-def _csv_domain(text: str, csv_path: Path) -> Domain | None:
-    for d in DOMAINS:
-        if text == d:
-            return d
-    if not text:
-        return None
-    raise DatasetError(f"{csv_path}: domain {text!r}: expected source or target")
+def _split_folders(split: Split) -> tuple[str, ...]:
+    return TEST_FOLDERS if split == "test" else (split,)
 
 
-def _ground_truth(roots: Sequence[Path]) -> dict[tuple[str, str], tuple[Label, Domain | None]]:
-    """(machine, file name) -> (label, domain) from every ground-truth CSV under the roots."""
-    table: dict[tuple[str, str], tuple[Label, Domain | None]] = {}
-    for root in roots:
-        for csv_path in sorted(root.rglob("ground_truth_*_test.csv")):
-            m = GROUND_TRUTH.search(csv_path.name)
-            if not m:
-                continue
-            with csv_path.open(newline="") as fh:
-                for row in csv.reader(fh):
-                    if len(row) < 2 or not row[1].strip().isdigit():
-                        continue
-                    domain = _csv_domain(row[2].strip() if len(row) > 2 else "", csv_path)
-                    label: Label = "anomaly" if int(row[1]) == 1 else "normal"
-                    table[(m["machine"], Path(row[0].strip()).name)] = (label, domain)
-    return table
+def _machine_dirs(root: Path) -> list[Path]:
+    """A dataset root holds machine folders; a machine folder is a root of its own."""
+    own = ("train", *TEST_FOLDERS)
+    if any((root / name).is_dir() for name in own):
+        return [root]
+    return [d for d in sorted(root.iterdir()) if d.is_dir() and not d.name.startswith(".")]
 
 
-def scan(roots: Iterable[str | Path], splits: Sequence[Split] = ("train", "test")) -> list[Clip]:
+def _machine_clips(mdir: Path, splits: Sequence[Split]) -> list[Clip]:
+    attributes = read_attribute_files(mdir)
+    clips = []
+    for split in splits:
+        for folder in _split_folders(split):
+            for f in sorted((mdir / folder).glob("*.wav")) if (mdir / folder).is_dir() else []:
+                clip = parse_name(f, mdir.name, split)
+                if clip is None:
+                    continue
+                if not name_has_attributes(clip.attrs) and attributes.get(f.name):
+                    clip = replace(clip, attrs=attributes[f.name])
+                clips.append(clip)
+    return clips
+
+
+def scan(
+    roots: Iterable[str | Path],
+    splits: Sequence[Split] = ("train", "test"),
+    truth_roots: Iterable[str | Path] = (),
+) -> list[Clip]:
     """All clips under the roots, sorted by path, eval labels filled in from ground truth.
 
     A root may be a dataset root (`<root>/<machine>/{train,test}`) or a single machine folder.
     Files whose names do not follow the layout are ignored (e.g. README files); a root with
-    no clips at all is an error naming the root.
+    no clips at all is an error naming the root. Ground-truth CSVs are looked for below the
+    roots and `truth_roots` (an evaluator checkout) when test clips are scanned; ground truth
+    that is ambiguous or does not match the clips is a `GroundTruthError` naming the file.
     """
     root_list = [Path(r) for r in roots]
-    gt = _ground_truth(root_list)
     clips: list[Clip] = []
     for root in root_list:
         if not root.is_dir():
             raise DatasetError(f"{root}: data root not found (expected a folder)")
-        machine_dirs = [root] if (root / "train").is_dir() or (root / "test").is_dir() else [
-            d for d in sorted(root.iterdir()) if d.is_dir()
-        ]
-        found = 0
-        for mdir in machine_dirs:
-            for split in splits:
-                sdir = mdir / split
-                if not sdir.is_dir():
-                    continue
-                for f in sorted(sdir.glob("*.wav")):
-                    clip = parse_name(f, mdir.name, split)
-                    if clip is None:
-                        continue
-                    if clip.label is None and (mdir.name, f.name) in gt:
-                        label, domain = gt[(mdir.name, f.name)]
-                        clip = Clip(f, clip.machine, clip.section, split,
-                                    domain or clip.domain, label, clip.attrs)
-                    clips.append(clip)
-                    found += 1
-        if found == 0:
+        found = [c for mdir in _machine_dirs(root) for c in _machine_clips(mdir, splits)]
+        if not found:
             raise DatasetError(
                 f"{root}: no DCASE clips found (expected <machine>/{{train,test}}/section_XX_*.wav)"
             )
+        clips += found
+    if "test" in splits:
+        truth = load_ground_truth([*root_list, *(Path(r) for r in truth_roots)])
+        clips = apply_ground_truth(clips, truth)
     return sorted(clips, key=lambda c: str(c.path))
 
 

@@ -41,6 +41,7 @@ from edge_agent.errors import EdgeAgentError
 
 from .data import Clip
 from .metrics import SectionMetrics, Summary, section_metrics, summarise
+from .progress import Progress
 
 METHODS = ("cosine", "gmm")
 BACKENDS = {"default": BackendConfig(), "paper": PAPER_BACKEND}
@@ -203,6 +204,11 @@ def format_table(ev: Evaluation, title: str) -> str:
         f"official DCASE 2022 score (hmean of AUC_s, AUC_t, pAUC): "
         f"{_pct(ev.summary.official_score).strip()}"
     )
+    if ev.summary.machines:
+        lines.append(f"{'machine type (hmean, mixed)':<28} {'AUC':>7} {'pAUC':>8} {'mean':>7}")
+        for machine, v in ev.summary.machines.items():
+            lines.append(f"{machine:<28} {_pct(v['auc']):>7} {_pct(v['pauc']):>8} "
+                         f"{_pct(v['mean']):>7}")
     for sec, why in ev.skipped.items():
         lines.append(f"not scored: {sec} ({why})")
     return "\n".join(lines)
@@ -393,6 +399,35 @@ def split_clips(clips: Sequence[Clip]) -> tuple[list[Clip], list[Clip]]:
     return train, test
 
 
+Embeddings = NDArray[Any] | list[NDArray[Any]]
+EMBED_CHUNK = 64
+
+
+def _join(parts: Sequence[Embeddings]) -> Embeddings:
+    """Chunks of one embedder's output, joined along the clip axis."""
+    first = parts[0]
+    if isinstance(first, list):
+        return [np.concatenate([p[k] for p in parts], axis=0) for k in range(len(first))]
+    axis = 1 if np.asarray(first).ndim == 3 else 0
+    return np.concatenate([np.asarray(p) for p in parts], axis=axis)
+
+
+def embed_with_progress(
+    embedder: ClipEmbedder, clips: Sequence[Clip], label: str, progress: bool = False
+) -> Embeddings:
+    """`embedder.embed_clips(clips)`, called on chunks so that a progress bar can follow
+    (DCASE 2022 has ~40 000 clips to embed)."""
+    if not clips:
+        return embedder.embed_clips(clips)
+    parts = []
+    with Progress(len(clips), label, progress) as bar:
+        for i in range(0, len(clips), EMBED_CHUNK):
+            chunk = clips[i : i + EMBED_CHUNK]
+            parts.append(embedder.embed_clips(chunk))
+            bar.update(len(chunk))
+    return _join(parts)
+
+
 def evaluate_embedder(
     embedder: ClipEmbedder,
     clips: Sequence[Clip],
@@ -401,11 +436,13 @@ def evaluate_embedder(
     plots: bool = True,
     classical: ClipEmbedder | None = None,
     method: str = "cosine",
+    progress: bool = False,
 ) -> tuple[str, dict[str, Any]]:
     """Embed the data set's train and test clips with `embedder` (and `classical`), then
-    `evaluate_embeddings`."""
+    `evaluate_embeddings`. `progress`: bars on stderr while embedding."""
     train, test = split_clips(clips)
-    tr, te = embedder.embed_clips(train), embedder.embed_clips(test)
+    tr = embed_with_progress(embedder, train, "embedding train clips", progress)
+    te = embed_with_progress(embedder, test, "embedding test clips", progress)
     if isinstance(tr, list):  # an exported bundle: its components are ONE scorer
         weights = getattr(embedder, "weights", None)
         bs = backend_scores(tr, train, list(te), test, config, weights)
@@ -416,11 +453,20 @@ def evaluate_embedder(
         }
     cls = None
     if classical is not None:
-        c_tr, c_te = classical.embed_clips(train), classical.embed_clips(test)
+        c_tr = embed_with_progress(classical, train, "classical, train", progress)
+        c_te = embed_with_progress(classical, test, "classical, test", progress)
         cls = (list(c_tr) if isinstance(c_tr, list) else [c_tr],
                list(c_te) if isinstance(c_te, list) else [c_te])
     return evaluate_embeddings(np.asarray(tr), train, np.asarray(te), test, config, out_dir,
                                plots, cls, method)
+
+
+def first_shot(test_clips: Sequence[Clip], class_names: Sequence[str]) -> list[str]:
+    """Test sections of machine types the network never saw in training (DCASE 2023/2024's
+    first-shot evaluation): their backends are fitted on their own normal clips, but the
+    embedding was learned without them. `class_names`: the run's (`data.class_key`)."""
+    trained = {name.split("|", 1)[0] for name in class_names}
+    return sorted({c.section_id for c in test_clips if c.machine not in trained})
 
 
 def evaluation_record(payload: Mapping[str, Any]) -> dict[str, Any]:

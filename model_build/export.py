@@ -36,6 +36,8 @@ from edge_agent.frontend import DEFAULT_SPEC, FrontendSpec, model_inputs
 from edge_agent.scorer import WindowEmbedding, stack_embeddings
 
 from .data import Clip
+from .progress import Progress
+from .quiet import converter_output
 
 DEFAULT_MODE = "dynamic"  # see BENCHMARKS.md "Quantisation": smallest/fastest within 0.5 AUC
 EXPORT_DOMAINS = ("all", "source")  # training clips the backends are fitted on
@@ -102,7 +104,8 @@ def convert(
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
         conv.representative_dataset = rep
         conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    return bytes(conv.convert())
+    with converter_output():  # ~100 lines of loader, MLIR and Keras export notices
+        return bytes(conv.convert())
 
 
 def keras_embed(model: Any, waves: NDArray[Any], spec: FrontendSpec) -> NDArray[np.float32]:
@@ -119,15 +122,18 @@ def refit_backends(
     spec: FrontendSpec,
     config: BackendConfig,
     weights: Sequence[float] | None = None,
+    progress: bool = False,
 ) -> dict[str, SectionBackend]:
     """Per section: `fit_section` on the device path's embeddings (`embed(wave)`: one
     embedding per component) of the section's training clips."""
     sections: dict[str, dict[str, list[WindowEmbedding]]] = {}
-    for c in clips:
-        if c.split != "train":
-            continue
-        d = sections.setdefault(c.section_id, {"source": [], "target": []})
-        d["target" if c.domain == "target" else "source"].append(embed(load_clip(c.path, spec)))
+    train = [c for c in clips if c.split == "train"]
+    with Progress(len(train), "embedding train clips", progress) as bar:
+        for c in train:
+            d = sections.setdefault(c.section_id, {"source": [], "target": []})
+            d["target" if c.domain == "target" else "source"].append(
+                embed(load_clip(c.path, spec)))
+            bar.update()
     if not sections:
         raise EdgeAgentError("data: no training clips to fit the backend on")
     return {
@@ -151,16 +157,22 @@ def export_models(
     n_calibration: int = 200,
     config: BackendConfig = BackendConfig(),
     classical: bool = True,
+    progress: bool = False,
 ) -> Path:
     """Convert every model, refit the backends on the device path, write a new bundle version.
 
     Components: one per model (`model_<k>.tflite`), then the classical band statistics and
-    rhythm (edge_agent.classical.DEFAULT_CLASSICAL) when `classical`.
+    rhythm (edge_agent.classical.DEFAULT_CLASSICAL) when `classical`. `progress`: bars on
+    stderr for the conversion and the embedding of the training clips.
     """
     from edge_agent.scorer import Scorer
 
     calib = calibration_waves(train_clips, n_calibration, spec) if mode == "int8" else None
-    files = {f"model_{k}.tflite": convert(m, mode, calib, spec) for k, m in enumerate(models)}
+    files = {}
+    with Progress(len(models), "converting models", progress, unit="models") as bar:
+        for k, m in enumerate(models):
+            files[f"model_{k}.tflite"] = convert(m, mode, calib, spec)
+            bar.update()
     with tempfile.TemporaryDirectory() as tmp:
         comps: list[dict[str, Any]] = []
         for (name, data), m in zip(files.items(), models, strict=True):
@@ -185,7 +197,7 @@ def export_models(
         scorer = Scorer.from_bundle(draft, threads=2)
         manifest["runtime_at_export"] = scorer.runtime_name
         backends = refit_backends(scorer.embed, scorer.dims, train_clips, spec, config,
-                                  scorer.bundle.weights)
+                                  scorer.bundle.weights, progress)
         return write_bundle(out, {n: Path(tmp) / n for n in files}, backends, manifest)
 
 
@@ -199,6 +211,7 @@ def export_run(
     domains: str = "all",
     backend: str = "default",
     classical: bool = True,
+    progress: bool = False,
 ) -> Path:
     """Export models `models` (default: all) of a trained run as one bundle; training data =
     the run's roots by default.
@@ -246,6 +259,7 @@ def export_run(
     return export_models(
         [r.models[k] for k in chosen], out, quantize, clips, names, r.spec, training,
         evaluation, n_calibration=calibration, config=BACKENDS[backend], classical=classical,
+        progress=progress,
     )
 
 

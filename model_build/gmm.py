@@ -3,13 +3,16 @@
 A Gaussian mixture (16 components, full covariance, 1e-3 added to the diagonal) on the
 L2-normalised embeddings of a section; score = negative log-likelihood. The paper found the
 cosine backend better; this exists to rerun that comparison (`model-build evaluate --method
-gmm`). It lives in model_build because the device never uses it, and its `scipy.linalg`
-import would cost the scoring process memory for nothing.
+gmm`). Like the cosine backend it has the Table 6 variants (`BackendConfig.variant`): one
+mixture on all normal clips ("joint"), on the source clips only ("source"), on the target
+clips only ("target": ~10 clips, so as many components as clips), or the sum of the source
+and the target mixture's scores ("sum"). It lives in model_build because the device never
+uses it, and its `scipy.linalg` import would cost the scoring process memory for nothing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +23,7 @@ from edge_agent.arrays import AnyFloatArray
 from edge_agent.backend import (
     BackendConfig,
     BackendError,
+    Variant,
     as_matrix,
     check_percentile,
     cross_fit_scores,
@@ -41,32 +45,21 @@ class GmmBackend:
     weights: NDArray[np.float64]  # (K,)
     means: NDArray[np.float64]  # (K, D)
     precision_chol: NDArray[np.float64]  # (K, D, D) upper-triangular Cholesky of the precision
-    threshold: float
 
     def score(self, emb: AnyFloatArray) -> NDArray[np.float64]:
         return -_gmm_log_prob(l2_normalise(as_matrix(np.atleast_2d(emb), "embeddings")), self)
 
-    def to_dict(self) -> dict[str, NDArray[Any]]:
-        return {
-            "weights": self.weights,
-            "means": self.means,
-            "precision_chol": self.precision_chol,
-            "threshold": np.asarray(self.threshold),
-        }
 
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> GmmBackend:
-        try:
-            return cls(
-                np.asarray(d["weights"], dtype=np.float64),
-                np.asarray(d["means"], dtype=np.float64),
-                np.asarray(d["precision_chol"], dtype=np.float64),
-                float(np.asarray(d["threshold"])),
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise BackendError(
-                f"gmm backend: expected weights, means, precision_chol ({exc})"
-            ) from None
+@dataclass(frozen=True)
+class GmmSection:
+    """One section's GMM backend: the mixtures its variant uses (their scores are summed)
+    and the decision threshold."""
+
+    models: tuple[GmmBackend, ...]
+    threshold: float
+
+    def score(self, emb: AnyFloatArray) -> NDArray[np.float64]:
+        return np.asarray(sum(g.score(emb) for g in self.models), dtype=np.float64)
 
 
 def _component_log_prob(x: NDArray[np.float64], g: GmmBackend) -> NDArray[np.float64]:
@@ -105,7 +98,7 @@ def _m_step(
         cov.flat[:: d + 1] += reg
         c = scipy.linalg.cholesky(cov, lower=True)
         chols[k] = scipy.linalg.solve_triangular(c, np.eye(d), lower=True).T
-    return GmmBackend(nk / nk.sum(), means, chols, float("nan"))
+    return GmmBackend(nk / nk.sum(), means, chols)
 
 
 def fit_gmm(
@@ -116,7 +109,8 @@ def fit_gmm(
     iters: int = 30,
     tol: float = 1e-3,
 ) -> GmmBackend:
-    """EM for a full-covariance GMM, initialised from k-means (threshold left as NaN)."""
+    """EM for a full-covariance GMM, initialised from k-means; at most one component per
+    distinct embedding (a target domain has ~10 clips)."""
     x = l2_normalise(as_matrix(emb, "gmm input")).astype(np.float64)
     if x.shape[0] == 0:
         raise BackendError("gmm input: no embeddings")
@@ -137,34 +131,54 @@ def fit_gmm(
     return g
 
 
+def fit_variant(
+    source_emb: NDArray[np.float64],
+    target_emb: NDArray[np.float64],
+    variant: Variant,
+    n_components: int = 16,
+    seed: int = 0,
+    reg: float = 1e-3,
+) -> tuple[GmmBackend, ...]:
+    """The mixtures of a Table 6 variant, fitted on a section's normal training embeddings."""
+
+    def fit(x: NDArray[np.float64], which: str) -> GmmBackend:
+        if x.shape[0] == 0:
+            raise BackendError(f"gmm variant {variant}: no {which} training clips in this section")
+        return fit_gmm(x, n_components, reg, seed)
+
+    if variant == "joint":
+        return (fit(np.concatenate([source_emb, target_emb]), "normal"),)
+    if variant == "source":
+        return (fit(source_emb, "source"),)
+    if variant == "target":
+        return (fit(target_emb, "target"),)
+    return fit(source_emb, "source"), fit(target_emb, "target")
+
+
 def fit_gmm_section(
     source_emb: AnyFloatArray,
     target_emb: AnyFloatArray,
-    n_components: int = 16,
-    seed: int = 0,
-    percentile: float = 90.0,
-    folds: int = 5,
-    reg: float = 1e-3,
-) -> GmmBackend:
-    """GMM on all normal training embeddings of a section; threshold by cross-fitting."""
-    check_percentile(percentile)
+    config: BackendConfig = BackendConfig(),
+) -> tuple[GmmSection, NDArray[np.float64]]:
+    """(the section's GMM backend, the cross-fitted scores of its normal clips); the
+    threshold is `config.percentile` of the latter (DCASE's rule, without in-sample bias)."""
+    check_percentile(config.percentile)
     src = as_matrix(source_emb, "source embeddings")
     tgt = as_matrix(target_emb, "target embeddings", src.shape[1] if src.shape[0] else None)
-    both = np.concatenate([src.reshape(-1, tgt.shape[1]) if not src.shape[0] else src,
-                           tgt.reshape(-1, src.shape[1]) if not tgt.shape[0] else tgt])
-    g = fit_gmm(both, n_components, reg, seed)
+    dim = src.shape[1] if src.shape[0] else tgt.shape[1]
+    src, tgt = src.reshape(-1, dim), tgt.reshape(-1, dim)
+    models = fit_variant(src, tgt, config.variant, config.n_clusters, config.seed)
 
     def fit_score(
         s: NDArray[np.float64], t: NDArray[np.float64], held: NDArray[np.float64]
     ) -> AnyFloatArray:
-        return fit_gmm(np.concatenate([s, t]), n_components, reg, seed).score(held)
+        rest = fit_variant(s, t, config.variant, config.n_clusters, config.seed)
+        return GmmSection(rest, float("nan")).score(held)
 
-    thr = (
-        float(np.percentile(cross_fit_scores(src, tgt, fit_score, folds, seed), percentile))
-        if both.shape[0] >= 2
-        else float("inf")
-    )
-    return GmmBackend(g.weights, g.means, g.precision_chol, thr)
+    if src.shape[0] + tgt.shape[0] < 2:
+        return GmmSection(models, float("inf")), np.zeros(0)
+    held = cross_fit_scores(src, tgt, fit_score, config.folds, config.seed)
+    return GmmSection(models, float(np.percentile(held, config.percentile))), held
 
 
 def gmm_scores(
@@ -175,7 +189,8 @@ def gmm_scores(
     config: BackendConfig,
 ) -> BackendScores:
     """`evaluate.backend_scores` with the GMM backend per component; several components
-    (an ensemble) are summed raw, as the paper sums its models' scores."""
+    (an ensemble) are summed raw, as the paper sums its models' scores, and so are their
+    cross-fitted normal scores that the threshold comes from."""
     from .evaluate import BackendScores, _groups, section_rows
 
     scores = np.zeros(len(test_clips))
@@ -188,16 +203,10 @@ def gmm_scores(
             raise BackendError(f"{sec}: test clips but no training clips to fit a backend on")
         held = np.zeros(len(src) + len(tgt))
         for tr, te in zip(train_embs, test_embs, strict=True):
-            g = fit_gmm_section(tr[src], tr[tgt], config.n_clusters, config.seed,
-                                config.percentile, config.folds)
+            g, h = fit_gmm_section(tr[src], tr[tgt], config)
             scores[t_idx] += g.score(te[t_idx])
             backends.setdefault(sec, []).append(g)
-
-            def fit_score(s: Any, t: Any, h: Any) -> Any:
-                return fit_gmm(np.concatenate([s, t]), config.n_clusters, seed=config.seed).score(h)
-
-            if len(src) + len(tgt) >= 2:
-                held += cross_fit_scores(tr[src], tr[tgt], fit_score, config.folds, config.seed)
+            held = held + h if h.size else held
         normal[sec] = held
         thresholds[sec] = (float(np.percentile(held, config.percentile))
                            if len(src) + len(tgt) >= 2 else float("inf"))

@@ -15,6 +15,9 @@ Two views of a section, because the paper and the challenge count domains differ
   The official score is the harmonic mean of {AUC_source, AUC_target, pAUC} over all
   sections, i.e. of 3 x (number of sections) values.
 
+Per machine type, as the reference code prints them: the harmonic means over the type's
+sections of the mixed AUC and of the mixed pAUC, and the mean of those two.
+
 A domain without both normal and anomalous clips has no metric (None) and is left out of the
 harmonic means; `auc`/`pauc` themselves raise `MetricError` on one-class input, as sklearn does.
 """
@@ -171,15 +174,34 @@ def section_metrics(
 
 @dataclass(frozen=True)
 class Summary:
-    """Harmonic means over sections, in the paper view and the official DCASE 2022 score."""
+    """Harmonic means over sections, in the paper view and the official DCASE 2022 score,
+    and per machine type (`machines`: type -> auc, pauc, mean; mixed domain)."""
 
     auc: dict[str, float | None]
     pauc: dict[str, float | None]
     official_score: float | None
     n_sections: int
+    machines: dict[str, dict[str, float | None]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def machine_type(section: str) -> str:
+    """`ToyCar_section_00` -> `ToyCar`."""
+    return section.rsplit("_section_", 1)[0]
+
+
+def per_machine(sections: Sequence[SectionMetrics]) -> dict[str, dict[str, float | None]]:
+    """The reference code's per-type figures: hmean over the type's sections of the mixed
+    AUC and of the mixed pAUC, and their mean ("mean of AUC and pAUC for category")."""
+    out: dict[str, dict[str, float | None]] = {}
+    for machine in sorted({machine_type(m.section) for m in sections}):
+        mine = [m for m in sections if machine_type(m.section) == machine]
+        a, p = hmean(m.auc["mixed"] for m in mine), hmean(m.pauc["mixed"] for m in mine)
+        out[machine] = {"auc": a, "pauc": p,
+                        "mean": None if a is None or p is None else (a + p) / 2}
+    return out
 
 
 def summarise(sections: Sequence[SectionMetrics]) -> Summary:
@@ -193,4 +215,5 @@ def summarise(sections: Sequence[SectionMetrics]) -> Summary:
             for v in (m.official_auc_source, m.official_auc_target, m.official_pauc)
         ),
         n_sections=len(sections),
+        machines=per_machine(sections),
     )

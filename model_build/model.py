@@ -4,7 +4,10 @@ Branch A (spectrogram, 311x513x1): BN per frequency bin, Conv2D 16 7x7/2, BN, Re
 MaxPool 3/2, four stages of two pre-activation residual blocks (16/32/64/128 filters, stages
 2-4 downsample), MaxPool (10,1), Flatten (2048), BN, Dense 128.
 Branch B (spectrum, 80000x1): Conv1D 128 k256/s64, k64/s32, k16/s4 (each ReLU), Flatten
-(1280), four x (Dense 128, BN, ReLU), Dense 128. Embedding = concat = 256-d.
+(1280), four x (Dense 128, BN, ReLU), Dense 128. Embedding = concat = 256-d; the Table 4
+ablation "add embeddings while training" sums the two instead (`combine="add"`, 128-d). Its
+"concatenate after training" needs no switch here: two runs, one per input, whose embeddings
+`model_build.runs.ConcatenatedRuns` joins at evaluation.
 
 "No bias terms" (Table 3): conv and dense layers have no bias, and BatchNormalization has no
 learned offset beta either (center=False). A beta in front of a bias-free linear layer is a
@@ -32,6 +35,8 @@ if TYPE_CHECKING:  # keras loads TensorFlow: only inside the builders, so config
 
 Inputs = Literal["spectrogram", "spectrum", "logmel128", "both"]
 INPUTS: tuple[Inputs, ...] = get_args(Inputs)
+Combine = Literal["concat", "add"]
+COMBINES: tuple[Combine, ...] = get_args(Combine)
 Backend = Literal["cosine", "gmm"]
 EMBEDDING_DIM_PER_BRANCH = 128
 WEIGHT_DECAY = 1e-5
@@ -39,7 +44,7 @@ WEIGHT_DECAY = 1e-5
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Architecture and the paper's ablation switches (Tables 3-7)."""
+    """Architecture and the paper's ablation switches (Tables 3-6; Table 7 combines them)."""
 
     # channel multiplier; 1.0 = the paper's network. 0.5 by default: as good on a plant's
     # amount of data (BENCHMARKS.md), 4x cheaper to train, and it leaves room on the device
@@ -48,13 +53,14 @@ class ModelConfig:
     bn_center: bool = False  # BN offset beta (a bias too, see module docstring)
     trainable_centres: bool = False  # Table 3: train the sub-cluster centres
     n_subclusters: int = 16
-    inputs: Inputs = "both"  # Table 5: spectrogram | spectrum | logmel128 | both
-    temporal_norm: bool = True  # Table 6 (a frontend switch, carried here)
-    backend: Backend = "cosine"  # Table 7: cosine | gmm (used by evaluate, not by training)
+    inputs: Inputs = "both"  # Table 4: spectrogram | spectrum | logmel128 | both
+    combine: Combine = "concat"  # Table 4: the two branches' embeddings concatenated or added
+    temporal_norm: bool = True  # Table 5 (a frontend switch, carried here)
+    backend: Backend = "cosine"  # Table 6: cosine | gmm (evaluate's default --method)
     # FeatEx (Wilkinghoff, ICASSP 2024): an extra classification task on embeddings whose
     # branch-A half was exchanged with another clip's (training only). It exchanges one
-    # branch's half, so the single-input ablations (Table 5) train without it: see
-    # `uses_featex`, which run.json records.
+    # branch's half of a concatenation, so the single-input and added-embedding ablations
+    # (Table 4) train without it: see `uses_featex`, which run.json records.
     featex: bool = True
 
     def __post_init__(self) -> None:
@@ -64,6 +70,10 @@ class ModelConfig:
             raise FieldError("backend", f"expected cosine or gmm, got {self.backend!r}")
         if not 0.0 < self.width <= 4.0:
             raise FieldError("width", f"expected 0 < width <= 4, got {self.width}")
+        if self.combine not in COMBINES:
+            raise FieldError("combine", f"expected one of {COMBINES}, got {self.combine!r}")
+        if self.combine == "add" and self.inputs != "both":
+            raise FieldError("combine", "adds the two branches' embeddings, needs inputs 'both'")
 
     @property
     def branch_a_input(self) -> str | None:
@@ -74,8 +84,8 @@ class ModelConfig:
 
     @property
     def uses_featex(self) -> bool:
-        """FeatEx trains only where there are two branches to exchange between."""
-        return self.featex and self.inputs == "both"
+        """FeatEx trains only where there are two concatenated branches to exchange between."""
+        return self.featex and self.inputs == "both" and self.combine == "concat"
 
     @property
     def uses_spectrum(self) -> bool:
@@ -88,7 +98,8 @@ class ModelConfig:
 
     @property
     def embedding_dim(self) -> int:
-        return EMBEDDING_DIM_PER_BRANCH * len(self.input_names)
+        branches = 1 if self.combine == "add" else len(self.input_names)
+        return EMBEDDING_DIM_PER_BRANCH * branches
 
     def frontend(self, base: FrontendSpec = DEFAULT_SPEC) -> FrontendSpec:
         return replace(base, temporal_norm=self.temporal_norm)
@@ -221,5 +232,10 @@ def build_embedding_model(cfg: ModelConfig, spec: FrontendSpec) -> keras.Model:
         parts.append(branch_a(ins[cfg.branch_a_input], cfg))
     if cfg.uses_spectrum:
         parts.append(branch_b(ins["spectrum"], cfg))
-    out = layers.Concatenate(name="embedding")(parts) if len(parts) > 1 else parts[0]
+    if len(parts) == 1:
+        out = parts[0]
+    elif cfg.combine == "add":
+        out = layers.Add(name="embedding")(parts)
+    else:
+        out = layers.Concatenate(name="embedding")(parts)
     return keras.Model(inputs=[ins[n] for n in cfg.input_names], outputs=out, name="embedding")

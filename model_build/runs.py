@@ -165,3 +165,22 @@ def load_run(path: str | Path, include_unfinished: bool = False) -> Run:
     if not models:
         raise RunError(f"{run}: no finished model yet (resume training with model-build train)")
     return Run(run, config, spec, list(meta["classes"]), models, meta)
+
+
+class ConcatenatedRuns:
+    """Several runs as one embedder: model k's embedding is the concatenation of every run's
+    model k (the paper's Table 4 "concatenate embeddings after training": a spectrogram-only
+    and a spectrum-only run, trained apart, joined for the backend)."""
+
+    def __init__(self, runs: Sequence[Run]) -> None:
+        counts = {len(r.models) for r in runs}
+        if not runs or len(counts) != 1:
+            raise RunError(
+                "concatenated runs: expected runs with the same number of models, got "
+                + ", ".join(f"{r.path} ({len(r.models)})" for r in runs)
+            )
+        self.runs = list(runs)
+
+    def embed_clips(self, clips: Sequence[Clip | str | Path]) -> NDArray[np.float32]:
+        """(n_models, N, sum of the runs' D) embeddings."""
+        return np.concatenate([r.embed_clips(clips) for r in self.runs], axis=-1)

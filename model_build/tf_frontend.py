@@ -3,7 +3,7 @@
 Training mixes raw waveforms (mixup) and only then computes features, so the frontend has to
 run in TensorFlow on a batch. The device computes features with the numpy frontend;
 tests/test_tf_frontend.py proves both agree. `logmel` exists only for the paper's input
-ablation (Table 5: 128 log-mel bins); it is not part of the exportable spec.
+ablation (Table 4: 128 log-mel bins); it is not part of the exportable spec.
 """
 
 from __future__ import annotations

@@ -319,6 +319,8 @@ def train_run(
         if not resume:
             raise EdgeAgentError(f"{out}: run exists (pass --resume or choose another --out)")
         old = read_meta(out)
+        # a run written before a switch existed has the switch's default
+        old["config"] = ModelConfig.from_dict(old["config"]).to_dict()
         for key in ("config", "frontend", "classes"):
             if old[key] != meta[key]:
                 raise EdgeAgentError(f"{out}: existing run has a different {key}; use a new --out")

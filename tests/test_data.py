@@ -37,7 +37,7 @@ def test_full_names_parse_into_fields(tmp_path: Path) -> None:
     _touch_wav(root / "fan/test/section_01_target_test_anomaly_0007_spd_1200_load_3.wav")
     _touch_wav(root / "valve/train/section_02_source_train_normal_0003.wav")  # no attrs
     (root / "fan/train/README.txt").write_text("not a clip")
-    _touch_wav(root / "fan/train/normal_id_00_00000000.wav")  # DCASE 2020 naming: ignored
+    _touch_wav(root / "fan/train/notes_00_00000000.wav")  # not a DCASE name: ignored
     clips = scan([root])
     assert len(clips) == 4
     by_name = {c.path.name: c for c in clips}
@@ -53,22 +53,100 @@ def test_full_names_parse_into_fields(tmp_path: Path) -> None:
                                   "valve|02||source"]
 
 
-def test_eval_names_get_labels_from_ground_truth_csv(tmp_path: Path) -> None:
-    ev = tmp_path / "eval"
-    _touch_wav(ev / "gearbox/test/section_03_0000.wav")
-    _touch_wav(ev / "gearbox/test/section_03_0001.wav")
-    _touch_wav(ev / "gearbox/test/section_03_0002.wav")  # not in the CSV: stays unknown
-    gt = ev / "ground_truth"  # the official CSVs, anywhere under a root
-    gt.mkdir()
-    (gt / "ground_truth_gearbox_section_03_test.csv").write_text(
-        "section_03_0000.wav,1,target\nsection_03_0001.wav,0\n")
-    clips = {c.path.name: c for c in scan([ev], splits=("test",))}
-    assert len(clips) == 3
-    assert (clips["section_03_0000.wav"].label, clips["section_03_0000.wav"].domain) == (
-        "anomaly", "target")
-    assert (clips["section_03_0001.wav"].label, clips["section_03_0001.wav"].domain) == (
-        "normal", None)
-    assert clips["section_03_0002.wav"].label is None
+def test_dcase_2020_names(tmp_path: Path) -> None:
+    """2020: machine ids read as sections, one domain (source), labels in dev names."""
+    root = tmp_path / "dcase2020"
+    _touch_wav(root / "ToyConveyor/train/normal_id_01_00000000.wav")
+    _touch_wav(root / "ToyConveyor/test/anomaly_id_01_00000007.wav")
+    _touch_wav(root / "ToyConveyor/test/normal_id_03_00000012.wav")
+    _touch_wav(root / "pump/test/id_05_00000000.wav")  # eval test: no label
+    clips = {c.path.name: c for c in scan([root])}
+    a = clips["anomaly_id_01_00000007.wav"]
+    assert (a.machine, a.section, a.split, a.domain, a.label) == (
+        "ToyConveyor", "01", "test", "source", "anomaly")
+    assert clips["normal_id_01_00000000.wav"].split == "train"
+    assert clips["normal_id_03_00000012.wav"].section_id == "ToyConveyor_section_03"
+    e = clips["id_05_00000000.wav"]
+    assert (e.section, e.domain, e.label) == ("05", "source", None)
+
+
+def test_real_dcase_2020_clips(tmp_path: Path, real_data: Callable[[str], Path]) -> None:
+    """Real 2020 dev clips copied into the official <machine>/{train,test} layout."""
+    src = real_data("dcase2020-dev-lite")
+    root = tmp_path / "dev"
+    for f in sorted(src.glob("*/*.wav")):
+        split = "train" if f.name.endswith(("6.wav", "2.wav")) and "normal" in f.name else "test"
+        (root / f.parent.name / split).mkdir(parents=True, exist_ok=True)
+        (root / f.parent.name / split / f.name).symlink_to(f)
+    clips = scan([root])
+    assert len(clips) == 36
+    assert {c.machine for c in clips} == {"ToyCar", "ToyConveyor", "fan", "pump", "slider",
+                                          "valve"}
+    assert sum(c.is_anomaly for c in clips) == 18
+    assert all(c.domain == "source" and c.label is not None for c in clips)
+    assert {c.section_id for c in clips if c.machine == "pump"} == {"pump_section_04"}
+
+
+def test_dcase_2021_layout_and_ground_truth(tmp_path: Path) -> None:
+    """2021: dev test clips in source_test/ and target_test/; eval test names carry the domain,
+    labels come from ground_truth_<machine>_section_XX_<domain>_test.csv."""
+    dev, ev = tmp_path / "dev", tmp_path / "eval"
+    _touch_wav(dev / "gearbox/train/section_00_target_train_normal_0000.wav")
+    _touch_wav(dev / "gearbox/source_test/section_00_source_test_anomaly_0001.wav")
+    _touch_wav(dev / "gearbox/target_test/section_00_target_test_normal_0002.wav")
+    _touch_wav(ev / "gearbox/train/section_03_source_train_normal_0000.wav")
+    _touch_wav(ev / "gearbox/source_test/section_03_source_test_0000.wav")
+    _touch_wav(ev / "gearbox/target_test/section_03_target_test_0000.wav")
+    gt = tmp_path / "evaluator/ground_truth_data"
+    gt.mkdir(parents=True)
+    (gt / "ground_truth_gearbox_section_03_source_test.csv").write_text(
+        "section_03_source_test_0000.wav,1\n")
+    (gt / "ground_truth_gearbox_section_03_target_test.csv").write_text(
+        "section_03_target_test_0000.wav,0\n")
+    clips = {c.path.name: c for c in scan([dev, ev], truth_roots=[tmp_path / "evaluator"])}
+    assert len(clips) == 6
+    assert (clips["section_00_source_test_anomaly_0001.wav"].split,
+            clips["section_00_target_test_normal_0002.wav"].domain) == ("test", "target")
+    s, t = clips["section_03_source_test_0000.wav"], clips["section_03_target_test_0000.wav"]
+    assert (s.split, s.domain, s.label) == ("test", "source", "anomaly")
+    assert (t.split, t.domain, t.label) == ("test", "target", "normal")
+
+
+def test_dcase_2023_2024_attribute_files_and_one_section_per_machine(tmp_path: Path) -> None:
+    """Every machine type has only section 00; attributes_00.csv supplies the attributes of
+    names that carry none (2024 `noAttribute`)."""
+    root = tmp_path / "dev2024"
+    _touch_wav(root / "3DPrinter/train/section_00_source_train_normal_0000_noAttribute.wav")
+    _touch_wav(root / "3DPrinter/train/section_00_target_train_normal_0001_noAttribute.wav")
+    _touch_wav(root / "ToyNscale/train/section_00_source_train_normal_0000_car_A1_spd_28V.wav")
+    (root / "3DPrinter/attributes_00.csv").write_text(
+        "file_name,d1p,d1v,d2p,d2v\n"
+        "3DPrinter/train/section_00_source_train_normal_0000_noAttribute.wav,speed,20,,\n"
+        "3DPrinter/train/section_00_target_train_normal_0001_noAttribute.wav,noAttribute,,,\n")
+    (root / "ToyNscale/attributes_00.csv").write_text(
+        "file_name,d1p,d1v,d2p,d2v\n"
+        "ToyNscale/train/section_00_source_train_normal_0000_car_A1_spd_28V.wav,car,B2,spd,1V\n")
+    clips = {c.path.name: c for c in scan([root])}
+    assert clips["section_00_source_train_normal_0000_noAttribute.wav"].attrs == "speed_20"
+    assert clips["section_00_target_train_normal_0001_noAttribute.wav"].attrs == "noAttribute"
+    # a name that carries attributes keeps them
+    assert clips["section_00_source_train_normal_0000_car_A1_spd_28V.wav"].attrs == (
+        "car_A1_spd_28V")
+    assert sorted({c.section_id for c in clips.values()}) == [
+        "3DPrinter_section_00", "ToyNscale_section_00"]
+    assert len(class_names(clips.values())) == 3
+
+
+def test_any_machine_type_name(tmp_path: Path) -> None:
+    from edge_agent.dcase import parse_section_id
+
+    for machine in ("robotic_arm", "Pump.v2", "3DPrinter", "HoveringDrone"):
+        _touch_wav(tmp_path / machine / "train" / "section_00_source_train_normal_0000.wav")
+    clips = scan([tmp_path])
+    assert sorted(c.section_id for c in clips) == [
+        "3DPrinter_section_00", "HoveringDrone_section_00", "Pump.v2_section_00",
+        "robotic_arm_section_00"]
+    assert [parse_section_id(c.section_id)[0] for c in clips] == [c.machine for c in clips]
 
 
 def test_several_roots_and_a_machine_folder_root(tmp_path: Path) -> None:

@@ -209,6 +209,34 @@ def test_gmm_and_variant_configs_run() -> None:
                             method="svm")
 
 
+def test_gmm_variants_of_table_6() -> None:
+    """GMM on source clips only, target clips only, their summed scores, or all clips."""
+    from model_build.gmm import gmm_scores
+
+    d = _synthetic(overlap=0.2)
+    tr, te = [d["train_emb"][0]], [d["test_emb"][0]]
+    by = {v: gmm_scores(tr, d["train"], te, d["test"], BackendConfig(variant=v, folds=2))
+          for v in ("joint", "source", "target", "sum")}
+    np.testing.assert_allclose(by["sum"].scores, by["source"].scores + by["target"].scores)
+    src = np.array([c.domain == "source" for c in d["test"]])
+    y = np.array([c.is_anomaly for c in d["test"]])
+
+    def auc(scores: NDArray[np.float64], sel: NDArray[np.bool_]) -> float:
+        a = evaluate_scores([c for c, k in zip(d["test"], sel, strict=True) if k],
+                            scores[sel]).summary.auc["mixed"]
+        assert a is not None
+        return a
+
+    # a domain's own model detects its anomalies; the target model has a mixture per clip
+    assert auc(by["source"].scores, src) > 0.9 and auc(by["target"].scores, ~src) > 0.9
+    gmm_target = by["target"].backends["fan_section_00"][0].models[0]
+    assert len(gmm_target.weights) == 5  # 5 target clips: one component each
+    # the source model does not know the target domain: its normal clips score high
+    assert np.median(by["source"].scores[~src & ~y]) > np.median(by["source"].scores[src & ~y])
+    for bs in by.values():
+        assert all(np.isfinite(t) for t in bs.thresholds.values())
+
+
 def test_backend_scores_needs_training_clips_for_every_test_section() -> None:
     d = _synthetic()
     train = [c for c in d["train"] if c.machine == "fan"]
@@ -315,3 +343,50 @@ def test_real_dcase_clips_through_evaluate_embedder(
     assert not (tmp_path / "out/model_0/plots/roc_ToyCar_section_00.png").exists()
     write_json(tmp_path / "e.json", payload)
     assert json.loads((tmp_path / "e.json").read_text())["backend"]["n_clusters"] == 16
+
+
+def _cli_json(argv: list[str], capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
+    from model_build.cli import main
+
+    try:
+        main(argv)
+    except SystemExit as e:
+        assert e.code in (0, None), capsys.readouterr().err
+    payload: dict[str, Any] = json.loads(capsys.readouterr().out)
+    return payload
+
+
+def test_cli_honours_the_runs_backend_marks_first_shot_and_concatenates(
+    trained_run: Path, tiny_dcase_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`train --backend gmm` is what evaluate uses unless --method says otherwise; valve is a
+    machine type the run never saw (first-shot, DCASE 2023/2024); --concat joins another
+    run's embeddings to RUN's (Table 4, concatenate after training)."""
+    import shutil
+
+    from model_build.runs import ConcatenatedRuns, load_run, read_meta, write_meta
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    meta = read_meta(run)
+    meta["config"]["backend"] = "gmm"
+    write_meta(run, meta)
+    base = ["evaluate", str(run), "--data", str(tiny_dcase_root), "--json", "--no-classical",
+            "--no-plots"]
+    payload = _cli_json(base, capsys)
+    assert payload["method"] == "gmm"
+    assert payload["first_shot"] == ["valve_section_01"]  # the run knows fan and gearbox
+    payload = _cli_json([*base, "--method", "cosine", "--concat", str(trained_run)], capsys)
+    assert payload["method"] == "cosine" and payload["concat"] == [str(trained_run)]
+    r = load_run(trained_run)
+    clips = [c.path for c in scan_clips(tiny_dcase_root)[:3]]
+    one = r.embed_clips(clips)
+    both = ConcatenatedRuns([r, load_run(run)]).embed_clips(clips)
+    assert both.shape == (1, 3, 2 * one.shape[-1])
+    np.testing.assert_allclose(both[..., : one.shape[-1]], one, atol=1e-6)
+
+
+def scan_clips(root: Path) -> list[Clip]:
+    from model_build.data import scan
+
+    return scan([root])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import scipy.stats
 from sklearn.metrics import roc_auc_score
 from sklearn.metrics import roc_curve as sk_roc_curve
 
@@ -145,3 +146,19 @@ def test_summary_harmonic_means_and_official_score() -> None:
     )
     assert summ.official_score == pytest.approx(9 / np.sum(1 / off))
     assert summ.n_sections == 3
+
+
+def test_per_machine_type_harmonic_means_as_the_reference_prints_them() -> None:
+    """'mean AUC for category X' = hmean of X's sections' AUCs; 'mean of AUC and pAUC' = their
+    mean (wilkinghoff/icassp2023 main.py); machine types whose names contain '_' work too."""
+    names = ["fan_section_00", "fan_section_01", "robotic_arm_section_00"]
+    ms = [section_metrics(n, *_section(i)) for i, n in enumerate(names)]
+    per = summarise(ms).machines
+    assert list(per) == ["fan", "robotic_arm"]
+    fan_auc = [m.auc["mixed"] for m in ms[:2]]
+    fan_pauc = [m.pauc["mixed"] for m in ms[:2]]
+    assert per["fan"]["auc"] == pytest.approx(scipy.stats.hmean(fan_auc))
+    assert per["fan"]["pauc"] == pytest.approx(scipy.stats.hmean(fan_pauc))
+    a, p = per["fan"]["auc"], per["fan"]["pauc"]
+    assert a is not None and p is not None and per["fan"]["mean"] == pytest.approx((a + p) / 2)
+    assert per["robotic_arm"]["auc"] == pytest.approx(ms[2].auc["mixed"])

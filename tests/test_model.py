@@ -75,6 +75,21 @@ def test_input_ablations(inputs: Inputs, names: list[str], dim: int) -> None:
     assert m.output.shape[-1] == dim == cfg.embedding_dim
 
 
+def test_embeddings_added_while_training_table_4() -> None:
+    """combine="add": one 128-d embedding, the sum of the two branches' (an Add layer)."""
+    cfg = ModelConfig(width=0.25, combine="add")
+    m = build_embedding_model(cfg, DEFAULT_SPEC)
+    assert m.get_layer("embedding").__class__.__name__ == "Add"
+    assert m.output.shape[-1] == 128 == cfg.embedding_dim
+    a = m.get_layer("emb_a").output
+    assert a.shape[-1] == 128
+    with pytest.raises(ValueError, match=r"^combine: adds the two branches"):
+        ModelConfig(inputs="spectrum", combine="add")
+    assert cfg.featex and not cfg.uses_featex  # nothing to exchange in a sum
+    with pytest.raises(ValueError, match=r"^combine: expected one of"):
+        ModelConfig(combine="mean")  # type: ignore[arg-type]
+
+
 def test_narrow_model_runs_and_keeps_256_d() -> None:
     m = build_embedding_model(ModelConfig(width=0.25), DEFAULT_SPEC)
     out = m([np.zeros((2, 311, 513, 1), np.float32), np.ones((2, 80_000, 1), np.float32)])

@@ -70,6 +70,12 @@ def test_resume_continues_from_the_last_checkpoint(tiny_dcase_root: Path, tmp_pa
     assert status["loss_history"][0] == first[0] and len(status["loss_history"]) == 2
     assert json.loads((ckpt / "state.json").read_text())["epoch"] == 2
     assert int(np.load(ckpt / "optimizer.npz")["arr_0"]) == 2 * iters_before > 0
+    # a run written before an ablation switch existed resumes with the switch's default
+    meta = read_meta(out)
+    del meta["config"]["combine"]
+    (out / "run.json").write_text(json.dumps(meta))
+    train_run([tiny_dcase_root], out, NARROW, TrainConfig(epochs=2, batch_size=4, verbose=False))
+    assert read_meta(out)["config"]["combine"] == "concat"
     # a different architecture cannot silently continue the same run
     with pytest.raises(EdgeAgentError, match="different config"):
         train_run([tiny_dcase_root], out, ModelConfig(width=0.5), QUIET)

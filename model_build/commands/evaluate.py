@@ -11,7 +11,7 @@ import typer
 from edge_agent.commands import options as opt
 from edge_agent.commands.runner import fields_as_flags
 
-from .options import DataRoots, Run
+from .options import DataRoots, Run, Verbose
 
 METRICS_FILE = "metrics.json"
 
@@ -23,8 +23,8 @@ def evaluate_cmd(
     json_out: opt.Json = False,
     out: Annotated[
         Path | None,
-        typer.Option("--out", help=f"Folder for {METRICS_FILE}, the submission CSVs and plots "
-                     "(one subfolder per model).", show_default=False),
+        typer.Option("--out", help=f"Folder for {METRICS_FILE}, the DCASE submission CSVs and "
+                     "plots (one subfolder per scorer).", show_default=False),
     ] = None,
     percentile: opt.Percentile = 90.0,
     backend: Annotated[
@@ -36,15 +36,30 @@ def evaluate_cmd(
                            help="Also report the system with the classical components (what "
                            "export ships by default).")
     ] = True,
-    method: Annotated[str, typer.Option("--method", help="Ablation: cosine backend or gmm "
-                                        "(Table 6).")] = "cosine",
+    method: Annotated[
+        str | None, typer.Option("--method", help="cosine or gmm (Table 6); default: the "
+                                 "run's `train --backend`.", show_default=False)
+    ] = None,
     variant: Annotated[
-        str, typer.Option("--variant", help="Cosine references: joint, source, target, sum.")
+        str, typer.Option("--variant", help="Table 6: scores from the joint, source-only or "
+                          "target-only references/mixture, or the sum of both domains'.")
     ] = "joint",
     plots: Annotated[
         bool, typer.Option("--plots/--no-plots",
                            help="Write ROC and histogram PNGs (last scorer only).")
     ] = True,
+    concat: Annotated[
+        list[Path] | None,
+        typer.Option("--concat", help="Table 4, concatenate after training: runs whose "
+                     "embeddings are joined to RUN's (repeatable).", show_default=False),
+    ] = None,
+    ground_truth: Annotated[
+        list[Path] | None,
+        typer.Option("--ground-truth", help="Folder with the official ground-truth CSVs (an "
+                     "evaluator checkout), besides those under --data (repeatable).",
+                     show_default=False),
+    ] = None,
+    verbose: Verbose = False,
 ) -> None:
     """Embed train and test clips, fit the backends, print DCASE tables, write JSON/CSV/plots.
 
@@ -55,6 +70,7 @@ def evaluate_cmd(
     from edge_agent.backend import COSINE_VARIANTS, Variant
     from edge_agent.errors import choice
 
+    from .. import quiet
     from ..baseline import ClassicalEmbedder
     from ..data import scan
     from ..evaluate import (
@@ -62,25 +78,37 @@ def evaluate_cmd(
         METHODS,
         evaluate_embedder,
         evaluation_record,
+        first_shot,
         record_evaluation,
         split_clips,
         write_json,
     )
 
+    quiet.configure(verbose)
     named = BACKENDS[choice("backend", backend, tuple(BACKENDS))]
     checked_variant: Variant = choice("variant", variant, COSINE_VARIANTS)
     config = replace(named, percentile=percentile, variant=checked_variant)
-    checked_method = choice("method", method, METHODS)
-    clips = scan(data)  # cheap checks first: a bad root fails before TensorFlow loads
-    split_clips(clips)
-    from ..runs import load_run  # imports TensorFlow: only here
+    if method is not None:
+        choice("method", method, METHODS)
+    # cheap checks first: a bad root or bad ground truth fails before TensorFlow loads
+    clips = scan(data, truth_roots=ground_truth or ())
+    _, test = split_clips(clips)
+    quiet.tensorflow()
+    from ..runs import ConcatenatedRuns, load_run
 
     r = load_run(run)
+    embedder = ConcatenatedRuns([r, *map(load_run, concat)]) if concat else r
+    checked_method = choice("method", method or r.config.backend, METHODS)
     text, payload = evaluate_embedder(
-        r, clips, config, out, plots, ClassicalEmbedder(r.spec) if classical else None,
-        checked_method,
+        embedder, clips, config, out, plots, ClassicalEmbedder(r.spec) if classical else None,
+        checked_method, progress=True,
     )
-    payload = {"run": str(run), "data": [str(d) for d in data], **payload}
+    unseen = first_shot(test, r.classes)
+    payload = {"run": str(run), "data": [str(d) for d in data],
+               "concat": [str(c) for c in concat or ()], "first_shot": unseen, **payload}
+    if unseen:
+        text += ("\n\nfirst-shot (machine types the network never saw in training): "
+                 + ", ".join(unseen))
     if out is not None:
         write_json(out / METRICS_FILE, payload)
     if json_out:

@@ -9,7 +9,7 @@ import typer
 
 from edge_agent.commands.runner import fields_as_flags
 
-from .options import Run
+from .options import Run, Verbose
 
 
 @fields_as_flags(models="--model")
@@ -48,13 +48,18 @@ def export_cmd(
                            help="Add the classical band statistics and rhythm as components "
                            "(the hybrid; default).")
     ] = True,
+    verbose: Verbose = False,
 ) -> None:
     """Export a trained run as a TFLite bundle; the backend is refitted on the device path."""
+    from .. import quiet
+
+    quiet.configure(verbose)
+    quiet.tensorflow()
     from ..export import DEFAULT_MODE, export_run, manifest_of
 
     mode = quantize or DEFAULT_MODE
     vdir = export_run(run, out, mode, data or (), models or None, calibration, domains,
-                      backend, classical)
+                      backend, classical, progress=True)
     m = manifest_of(vdir)
     size = sum((vdir / c["file"]).stat().st_size for c in m["components"]
                if c["kind"] == "model")

@@ -12,3 +12,7 @@ DataRoots = Annotated[
     list[Path], typer.Option("--data", help="DCASE data root (repeatable).")
 ]
 Run = Annotated[Path, typer.Argument(help="Run directory written by `model-build train`.")]
+Verbose = Annotated[
+    bool, typer.Option("--verbose", help="Show TensorFlow, absl and converter output (off by "
+                       "default: only this program's lines).")
+]

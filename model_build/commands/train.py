@@ -11,7 +11,7 @@ from edge_agent.commands.runner import fields_as_flags
 
 from ..model import ModelConfig
 from ..train import DEFAULT_RUNS, TrainConfig
-from .options import DataRoots
+from .options import DataRoots, Verbose
 
 _MODEL = ModelConfig()
 _TRAIN = TrainConfig()
@@ -48,8 +48,12 @@ def train_cmd(
                            help="Stop at the first unreadable file (default: skip).")
     ] = False,
     inputs: Annotated[
-        str, typer.Option("--inputs", help="spectrogram | spectrum | logmel128 | both.")
+        str, typer.Option("--inputs", help="Table 4: spectrogram | spectrum | logmel128 | both.")
     ] = "both",
+    combine: Annotated[
+        str, typer.Option("--combine", help="Table 4, with --inputs both: concat (the paper) "
+                          "or add the branches' embeddings while training.")
+    ] = _MODEL.combine,
     bias: Annotated[
         bool, typer.Option("--bias/--no-bias", help="Ablation: bias terms in every layer.")
     ] = False,
@@ -62,7 +66,8 @@ def train_cmd(
                            help="Temporal mean normalisation of the STFT.")
     ] = True,
     backend: Annotated[
-        str, typer.Option("--backend", help="Backend recorded for evaluate: cosine | gmm.")
+        str, typer.Option("--backend", help="Table 6: cosine | gmm, recorded in the run; "
+                          "evaluate uses it unless --method says otherwise.")
     ] = "cosine",
     featex: Annotated[
         bool, typer.Option("--featex/--no-featex",
@@ -77,22 +82,28 @@ def train_cmd(
                            help="Random time shift and gain of every clip.")
     ] = _TRAIN.augment,
     quiet: Annotated[bool, typer.Option("--quiet/--no-quiet", help="No progress bar.")] = False,
+    verbose: Verbose = False,
 ) -> None:
     """Train the embedding network(s) on the training clips of one or more DCASE roots."""
     from edge_agent.errors import choice
 
+    from .. import quiet as library_output
     from ..data import DatasetError
-    from ..model import INPUTS, Backend
+    from ..model import COMBINES, INPUTS, Backend
     from ..train import train_run
+
+    library_output.configure(verbose)
 
     for root in data:
         if not root.is_dir():
             raise DatasetError(f"{root}: not a directory (expected a DCASE data root)")
     cfg = ModelConfig(width=width, bias=bias, trainable_centres=trainable_centres,
-                      inputs=choice("inputs", inputs, INPUTS), temporal_norm=temporal_norm,
+                      inputs=choice("inputs", inputs, INPUTS),
+                      combine=choice("combine", combine, COMBINES), temporal_norm=temporal_norm,
                       backend=choice("backend", backend, get_args(Backend)), featex=featex)
     tcfg = TrainConfig(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
                        seed=seed, runs=runs, strict=strict, verbose=not quiet,
                        min_steps=min_steps, augment=augment)
+    library_output.tensorflow()
     train_run(list(data), out, cfg, tcfg, resume=resume)
     print(f"run written to {out}")
