@@ -119,7 +119,7 @@ SYSTEMS: dict[str, Recipe | None] = {
     "classical-only": Recipe(runs=0),
     "default-no-featex": Recipe(model={"featex": False}),
     "default-width1": Recipe(model={"width": 1.0}),
-    "default-augment": Recipe(train={"augment": True}),
+    "default-no-augment": Recipe(train={"augment": False}),
     "default-x3": Recipe(runs=3),
 }
 
