@@ -161,12 +161,30 @@ class Broker:
 
 
 class Subscriber:
-    """A real client subscribed to `topics`, collecting (topic, payload, retain)."""
+    """A real client subscribed to `topics`, collecting (topic, payload, retain).
 
-    def __init__(self, broker: Broker, topics: list[str], **auth: Any) -> None:
+    `persistent=True` keeps a broker-side session (fixed client id, clean_session off): a
+    persistence-enabled broker then queues QoS 1 messages that arrive while this subscriber is
+    still reconnecting after a broker restart. Without it, whatever another client publishes
+    before this one has re-subscribed is never delivered here, and the test races.
+    """
+
+    _count = 0
+
+    def __init__(
+        self, broker: Broker, topics: list[str], persistent: bool = False, **auth: Any
+    ) -> None:
         self.messages: list[tuple[str, bytes, bool]] = []
         self.cond = threading.Condition()
-        c = mqtt.Client(CallbackAPIVersion.VERSION2)
+        Subscriber._count += 1
+        if persistent:
+            c = mqtt.Client(
+                CallbackAPIVersion.VERSION2,
+                client_id=f"test-sub-{broker.port}-{Subscriber._count}",
+                clean_session=False,
+            )
+        else:
+            c = mqtt.Client(CallbackAPIVersion.VERSION2)
         if "username" in auth:
             c.username_pw_set(auth["username"], auth.get("password"))
         if "ca" in auth:

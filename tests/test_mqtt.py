@@ -139,12 +139,14 @@ def test_broker_killed_midstream_loses_no_alarm(
     tmp_path: Path, mqtt_broker: Callable[..., Broker]
 ) -> None:
     b = mqtt_broker(persistence=True)
-    sub = Subscriber(b, [f"edge-asd/dev1/{SEC}/alarm"])
+    sub = Subscriber(b, [f"edge-asd/dev1/{SEC}/alarm"], persistent=True)
     s = sink(tmp_path, settings(b))
     s.start()
     for i in range(5):
         s.handle(alarm(i))
     assert s.flush(5)
+    assert sub.wait_for(lambda m: len(m) >= 5, 5)
+    time.sleep(0.5)  # the broker saves on every change: the subscriber's session is on disk
     b.kill()
     for i in range(5, 15):  # broker down: stored in the outbox
         s.handle(alarm(i))
