@@ -14,7 +14,8 @@ The `zz_unavailable` PCM must stay: PortAudio 19.6 aborts the process when every
 
 Fixtures (exposed through conftest.py):
 
-* `alsa_sandbox` (session): the config; `.add_pcm(name, body)` -> name.
+* `alsa_sandbox` (session): the config; `.add_pcm(name, body)` -> name; `.repoint_pcm` changes
+  one without re-initialising PortAudio.
 * `pulse_server` (session): a private PulseAudio with null-sources `edgeclock` (16 kHz) and
   `edgeclock48` (48 kHz); skips when pulseaudio is not installed.
 * `fake_mic` (factory): `fake_mic(audio, rate=16000, paced=False, pad_seconds=0.0,
@@ -82,6 +83,17 @@ class AlsaSandbox:
         rescan()
         return name
 
+    def repoint_pcm(self, name: str, body: str) -> None:
+        """Change a PCM's definition without re-initialising PortAudio (for tests where a
+        PortAudio call is stuck). ALSA rereads its configuration on the next open when the
+        file's inode or mtime changed: write a new file and rename it over the old one."""
+        self.pcms[name] = body
+        lines = [f"pcm.{n} {b}" for n, b in self.pcms.items()]
+        lines.append("pcm.zz_unavailable { type hw card 99 }")
+        tmp = self.path.with_suffix(".new")
+        tmp.write_text("\n".join(lines) + "\n")
+        os.replace(tmp, self.path)
+
     def remove_pcm(self, *names: str) -> None:
         for name in names:
             self.pcms.pop(name, None)
@@ -140,6 +152,12 @@ class PulseServer:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait(timeout=10)
         self.proc = None
+
+    def freeze(self) -> None:
+        """SIGSTOP the server: a hung sound server. Clients' calls wait for replies that never
+        come (PortAudio's abort/close block until the server dies or resumes)."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
 
     def pcm_body(self, source: str) -> str:
         return f'{{ type pulse server "unix:{self.socket}" device "{source}" }}'

@@ -133,15 +133,16 @@ def test_overflow_flags_are_counted_and_put_on_the_next_block(fake_mic: FakeMic)
     src.start()
     try:
         drain(src, n=3200)
+        assert src._opened is not None and src._opened.capture is not None
+        capture = src._opened.capture
         src.stop()  # no more real callbacks: inject them as PortAudio would deliver them
-        while not src._q.empty():  # the fast mic queued far more than we read
-            src._q.get_nowait()
+        while not capture.q.empty():  # the fast mic queued far more than we read
+            capture.q.get_nowait()
         flags = sd.CallbackFlags()
         flags.input_overflow = True
-        src._callback(np.ones((160, 1), np.float32), 160, None, flags)
-        src._callback(np.ones((160, 1), np.float32), 160, None, sd.CallbackFlags())
-        assert src._opened is not None
-        src._opened.stream = object()  # read() only needs the queued data now
+        capture.callback(np.ones((160, 1), np.float32), 160, None, flags)
+        capture.callback(np.ones((160, 1), np.float32), 160, None, sd.CallbackFlags())
+        src._opened.capture = capture  # read() only needs the queued data now
         first, second = src.read(1.0), src.read(1.0)
     finally:
         src.stop()
@@ -196,29 +197,130 @@ def test_device_loss_is_reported_and_recovered(
     server.start()
     alsa_sandbox.add_pcm("losablemic", server.pcm_body("lostsrc"))
     settings = SourceSettings(device="losablemic", reconnect_seconds=0.2, stall_seconds=2.0)
-    src = DeviceSource(settings, RATE)
+    src = DeviceSource(settings, RATE, close_timeout=1.0)
     try:
         src.start()
-        drain(src, n=1600)
+        drain(src, n=1600, timeout=20)
         with caplog.at_level("WARNING", logger="edge_agent.sources.device"):
             server.stop()  # the sound server dies: the stream fails
-            deadline = time.monotonic() + 5
+            # Generous bounds (a loaded 2-core machine): each is a deadline, not a sleep.
+            deadline = time.monotonic() + 30
             while not src.lost:
                 assert time.monotonic() < deadline, "loss not detected"
                 src.read(0.2)
             assert "lost" in caplog.text
-            for _ in range(3):  # retries fail quietly while it is gone
+            for _ in range(3):  # retries fail quietly while it is gone, within read's timeout
+                t0 = time.monotonic()
                 assert src.read(0.3) is None
+                assert time.monotonic() - t0 < 0.3 + 5
             server.start()
-            blocks = drain(src, n=1600, timeout=8)
+            blocks = drain(src, n=1600, timeout=60)
             assert "is back" in caplog.text
     finally:
         src.stop()
         server.stop()
+        _wait_for_stuck_calls()
         alsa_sandbox.remove_pcm("losablemic")
     assert src.losses == 1 and src.recoveries == 1 and not src.lost
     assert src.status()["device"] == "losablemic" and src.status()["recoveries"] == 1
     assert blocks[0].overflow  # the gap is flagged on the first block after recovery
+
+
+def _wait_for_stuck_calls(seconds: float = 30.0) -> None:
+    """Let abandoned PortAudio calls finish (their server was killed) before a later test
+    re-initialises PortAudio; a call that never returns is left behind (nothing to assert)."""
+    from edge_agent.sources.device import stuck_calls
+
+    deadline = time.monotonic() + seconds
+    while stuck_calls() and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+@pytest.mark.audio
+def test_stop_is_bounded_when_the_sound_server_hangs(
+    alsa_sandbox: AlsaSandbox, tmp_path_factory: pytest.TempPathFactory,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A stopped (SIGSTOP) PulseAudio never answers: PortAudio's close blocks; stop() does not.
+
+    Without the bounded teardown `stop()` sits in Pa_CloseStream until the server dies.
+    """
+    from audio_fixtures import PulseServer, pulse_or_skip
+
+    from edge_agent.sources.device import stuck_calls
+
+    pulse_or_skip()
+    server = PulseServer(Path(tmp_path_factory.mktemp("pahang")), {"hangsrc": 16000})
+    server.start()
+    alsa_sandbox.add_pcm("hangmic", server.pcm_body("hangsrc"))
+    src = DeviceSource(SourceSettings(device="hangmic"), RATE, close_timeout=1.0)
+    try:
+        src.start()
+        drain(src, n=1600, timeout=20)
+        server.freeze()
+        with caplog.at_level("WARNING", logger="edge_agent.sources.device"):
+            t0 = time.monotonic()
+            src.stop()
+            elapsed = time.monotonic() - t0
+        assert elapsed < 1.0 + 5, f"stop() took {elapsed:.1f} s"
+        # the close really hung (else this test would prove nothing) and was abandoned
+        assert src.abandoned_closes == 1 and stuck_calls() >= 1
+        assert "did not return within 1.0 s" in caplog.text
+        src.stop()  # twice: still safe and immediate
+    finally:
+        server.stop()
+        _wait_for_stuck_calls()
+        alsa_sandbox.remove_pcm("hangmic")
+
+
+@pytest.mark.audio
+def test_reconnect_goes_ahead_while_the_old_stream_close_hangs(
+    alsa_sandbox: AlsaSandbox, tmp_path_factory: pytest.TempPathFactory,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The sound server hangs mid-stream: the loss is reported with every read() bounded, the
+    stuck close is abandoned, and capture resumes on a new stream (from a second server that
+    the device now points to) while the old close is still blocked."""
+    from audio_fixtures import PulseServer, pulse_or_skip
+
+    from edge_agent.sources.device import stuck_calls
+
+    pulse_or_skip()
+    first = PulseServer(Path(tmp_path_factory.mktemp("pahang1")), {"src1": 16000})
+    second = PulseServer(Path(tmp_path_factory.mktemp("pahang2")), {"src1": 16000})
+    first.start()
+    second.start()
+    alsa_sandbox.add_pcm("flakymic", first.pcm_body("src1"))
+    settings = SourceSettings(device="flakymic", reconnect_seconds=0.2, stall_seconds=1.0)
+    src = DeviceSource(settings, RATE, close_timeout=1.0)
+    try:
+        src.start()
+        drain(src, n=1600, timeout=20)
+        with caplog.at_level("WARNING", logger="edge_agent.sources.device"):
+            first.freeze()
+            alsa_sandbox.repoint_pcm("flakymic", second.pcm_body("src1"))
+            slowest = 0.0
+            deadline = time.monotonic() + 60
+            while src.recoveries == 0:  # lost, then back
+                assert time.monotonic() < deadline, f"lost={src.lost} {caplog.text}"
+                t0 = time.monotonic()
+                src.read(0.2)
+                slowest = max(slowest, time.monotonic() - t0)
+            assert slowest < 0.2 + 5, f"a read() took {slowest:.1f} s"
+            assert src.losses == 1 and "lost (no audio for 1.0 s)" in caplog.text
+            assert src.abandoned_closes == 1 and "abandoned it" in caplog.text
+            assert stuck_calls() >= 1  # the old close is still blocked on the frozen server
+            blocks = drain(src, n=1600, timeout=20)
+        assert blocks[0].overflow and not src.lost
+        t0 = time.monotonic()
+        src.stop()  # the new stream (healthy server) closes normally
+        assert time.monotonic() - t0 < 5 and src.abandoned_closes == 1
+    finally:
+        src.stop()
+        first.stop()
+        second.stop()
+        _wait_for_stuck_calls()
+        alsa_sandbox.remove_pcm("flakymic")
 
 
 @pytest.mark.audio

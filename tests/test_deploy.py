@@ -223,3 +223,24 @@ def test_example_broker_tls_acl_with_the_demo(tmp_path: Path) -> None:  # noqa: 
     finally:
         broker.kill()
         broker.wait()
+
+
+def test_unit_is_type_notify_with_a_watchdog(tmp_path: Path) -> None:
+    """READY=1/WATCHDOG=1 from the agent (edge_agent.systemd_notify) need these keys, and the
+    notify socket is AF_UNIX; the unit as shipped (ExecStart pointed at this venv) verifies."""
+    text = (REPO / "deploy" / "systemd" / "edge-agent.service").read_text()
+    keys = dict(line.split("=", 1) for line in text.splitlines()
+                if "=" in line and not line.startswith("#"))
+    assert keys["Type"] == "notify" and keys["NotifyAccess"] == "main"
+    assert keys["WatchdogSec"] == "60s"
+    assert "AF_UNIX" in keys["RestrictAddressFamilies"].split()
+    if shutil.which("systemd-analyze") is None:
+        pytest.skip("systemd-analyze is not installed")
+    exe = Path(sys.executable).with_name("edge-agent")
+    if not exe.exists():
+        pytest.skip("edge-agent is not installed next to this Python")
+    unit = tmp_path / "edge-agent.service"
+    unit.write_text(text.replace("/opt/edge-agent/venv/bin/edge-agent", str(exe)))
+    proc = subprocess.run(["systemd-analyze", "verify", str(unit)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr

@@ -13,6 +13,17 @@
   `stall_seconds` is reported, closed, and reopened every `reconnect_seconds` (PortAudio is
   re-initialised to see devices again) until the device returns; the first block after the
   gap carries `overflow=True`.
+* Opening and closing never block the reader. When the sound server dies or hangs, PortAudio's
+  open, abort and close can block for 30 s (libpulse's reply timeout) or for ever (a callback
+  thread cancelled while it holds the ALSA plugin's lock deadlocks the abort). So every open
+  (with its rescan) and every close runs on its own daemon thread (`_Call`); `read()` waits
+  for them only within its own timeout, `start()` at most `open_timeout` and `stop()` at most
+  `close_timeout` seconds. A close that has not returned by then is abandoned (logged, counted
+  in `abandoned_closes`) and the reconnect goes ahead with a new stream; each stream has its
+  own queue, so an abandoned one can never feed or end its successor. While an abandoned call
+  is still running, reconnects reopen the device from the current enumeration instead of
+  re-initialising PortAudio (Pa_Terminate frees state the stuck call still uses); ALSA rereads
+  its configuration on every open regardless.
 
 sounddevice (and with it libportaudio) is imported on first use, so replaying files works on
 a machine without PortAudio.
@@ -26,7 +37,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from ..arrays import FloatArray
 from ..errors import DeviceError
@@ -41,6 +52,89 @@ CANDIDATE_RATES: tuple[int, ...] = (8000, 16000, 22050, 32000, 44100, 48000)
 
 _FALLBACK_ORDER: tuple[int, ...] = (48000, 32000, 44100, 22050, 8000)
 """Rates tried, in this order, when neither 16 kHz nor the device's default rate is accepted."""
+
+OPEN_TIMEOUT = 10.0
+"""Seconds `start()` waits for PortAudio to open the device (a Pi enumerates in ~1 s)."""
+
+CLOSE_TIMEOUT = 2.0
+"""Seconds a close may take before the stream is abandoned (a healthy close takes ms)."""
+
+_T = TypeVar("_T")
+
+_PA_LOCK = threading.Lock()
+"""Serialises rescans and opens: PortAudio's device list is global and not thread-safe."""
+
+_STUCK_LOCK = threading.Lock()
+_STUCK: set[_Call[Any]] = set()
+"""Abandoned PortAudio calls that have not returned yet (they block re-initialisation)."""
+
+
+class _Call(Generic[_T]):
+    """One PortAudio call on its own daemon thread, so whoever needs it waits only as long as
+    it can afford (see the module docstring for why PortAudio can block without end).
+
+    `abandon()` gives up on a call that has not returned: it runs on, and what it returns
+    later goes to `orphan` (an opened stream is closed) instead of to anyone waiting.
+    """
+
+    def __init__(self, name: str, fn: Callable[[], _T],
+                 orphan: Callable[[_T], None] | None = None) -> None:
+        self.name = name
+        self.started = time.monotonic()
+        self.done = threading.Event()
+        self.warned = False  # "still waiting" was logged
+        self._fn = fn
+        self._orphan = orphan
+        self._lock = threading.Lock()
+        self._abandoned = False
+        self._value: _T | None = None
+        self._error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        value: _T | None = None
+        error: BaseException | None = None
+        try:
+            value = self._fn()
+        except BaseException as exc:  # handed to whoever collects the result
+            error = exc
+        with self._lock:
+            self._value, self._error = value, error
+            self.done.set()
+            orphaned = self._abandoned
+            if orphaned:
+                with _STUCK_LOCK:
+                    _STUCK.discard(self)
+        if orphaned:
+            log.info("abandoned %s returned after %.1f s", self.name,
+                     time.monotonic() - self.started)
+            if value is not None and self._orphan is not None:
+                self._orphan(value)
+
+    def abandon(self) -> bool:
+        """Stop waiting for the call; False when it has already returned (collect `result`)."""
+        with self._lock:
+            if self.done.is_set():
+                return False
+            self._abandoned = True
+            with _STUCK_LOCK:
+                _STUCK.add(self)
+        return True
+
+    def result(self) -> _T:
+        """The call's return value, or its exception raised here (only once `done`)."""
+        assert self.done.is_set()
+        if self._error is not None:
+            raise self._error
+        assert self._value is not None
+        return self._value
+
+
+def stuck_calls() -> int:
+    """How many abandoned PortAudio calls (opens, closes) have not returned yet."""
+    with _STUCK_LOCK:
+        return len(_STUCK)
 
 
 @dataclass(frozen=True)
@@ -172,40 +266,88 @@ def choose_capture_rate(
     )
 
 
+class _Capture:
+    """One PortAudio stream and the queue its callback fills.
+
+    Each (re)connect makes a new one, so a stream that is being abandoned (its close hangs)
+    can neither feed its successor's queue nor mark it finished.
+    """
+
+    def __init__(self, queue_blocks: int) -> None:
+        self.q: queue.Queue[tuple[float, FloatArray, bool]] = queue.Queue(maxsize=queue_blocks)
+        self.finished = threading.Event()
+        self.dropped = 0  # blocks the callback could not queue (reader far behind)
+        self.gap = False  # a block was dropped since the last queued one
+        self.stream: Any = None
+
+    def callback(self, indata: FloatArray, frames: int, time_info: Any, status: Any) -> None:
+        """PortAudio's audio thread: copy and count only."""
+        try:
+            self.q.put_nowait((time.time(), indata.copy(), self.gap or status.input_overflow))
+            self.gap = False
+        except queue.Full:
+            self.dropped += 1
+            self.gap = True
+
+    def on_finished(self) -> None:
+        self.finished.set()
+
+    def close(self) -> None:
+        """Pa_CloseStream only (it aborts a running stream): it first takes the stream off
+        PortAudio's list of open streams, so a later Pa_Terminate never touches a stream whose
+        close hangs. May block without end: call it on a `_Call` thread."""
+        stream, self.stream = self.stream, None
+        if stream is None:
+            return
+        try:
+            stream.close(ignore_errors=False)
+        except Exception as exc:  # the device may already be gone
+            log.debug("closing the audio stream failed: %s", exc)
+
+
 @dataclass
 class _Opened:
-    """What a successful open decided (kept across reconnects)."""
+    """What a successful open decided (kept across reconnects) and its live capture."""
 
     info: DeviceInfo
     rate: int
     channels: int
-    stream: Any
+    capture: _Capture | None
     resampler: StreamResampler
+
+
+def _close_opened(opened: _Opened) -> None:
+    """Orphan handler: an open that was abandoned but succeeded later is closed at once."""
+    if opened.capture is not None:
+        opened.capture.close()
 
 
 class DeviceSource(AudioSource):
     """Live capture with reconnect (see module docstring)."""
 
-    def __init__(self, settings: SourceSettings, rate: int, queue_blocks: int = 1000) -> None:
+    def __init__(self, settings: SourceSettings, rate: int, queue_blocks: int = 1000,
+                 open_timeout: float = OPEN_TIMEOUT, close_timeout: float = CLOSE_TIMEOUT) -> None:
         """`rate`: what the blocks are delivered at (the bundle's); `queue_blocks`: callback
         blocks buffered for a slow reader (1000 = 100 s at the default blocksize); beyond that
-        blocks are dropped and the next one is flagged."""
+        blocks are dropped and the next one is flagged. `open_timeout` / `close_timeout`: how
+        long `start()` / a close may take before PortAudio is given up on (module docstring)."""
         super().__init__()
         self.settings = settings
         self.rate = rate
-        self._q: queue.Queue[tuple[float, FloatArray, bool]] = queue.Queue(
-            maxsize=queue_blocks
-        )
+        self.open_timeout = open_timeout
+        self.close_timeout = close_timeout
+        self._queue_blocks = queue_blocks
         self._opened: _Opened | None = None
-        self._finished = threading.Event()
-        self.dropped = 0  # blocks the callback could not queue (reader far behind)
-        self._gap = False  # a block was dropped since the last queued one
+        self._opening: _Call[_Opened] | None = None  # a reconnect in flight
+        self._closing: _Call[None] | None = None  # the last close, until done or abandoned
+        self._dropped_before = 0  # drops of captures already closed
         self._pending_overflow = False
         self._last_data = 0.0
         self._next_retry = 0.0
         self.lost = False
         self.losses = 0
         self.recoveries = 0
+        self.abandoned_closes = 0
 
     # -- properties for logs / status
     @property
@@ -216,26 +358,20 @@ class DeviceSource(AudioSource):
     def capture_rate(self) -> int | None:
         return self._opened.rate if self._opened else None
 
+    @property
+    def dropped(self) -> int:
+        """Blocks the callback could not queue because the reader was far behind."""
+        live = self._opened.capture if self._opened else None
+        return self._dropped_before + (live.dropped if live else 0)
+
     def status(self) -> dict[str, Any]:
         """Base counters plus the device, its capture rate and the loss/recovery counts."""
         return {**super().status(), "device": self.name, "capture_rate": self.capture_rate,
                 "lost": self.lost, "losses": self.losses, "recoveries": self.recoveries,
-                "dropped": self.dropped}
+                "dropped": self.dropped, "abandoned_closes": self.abandoned_closes}
 
-    # -- callback: copy and count only
-    def _callback(self, indata: FloatArray, frames: int, time_info: Any,
-                  status: Any) -> None:
-        try:
-            self._q.put_nowait((time.time(), indata.copy(), self._gap or status.input_overflow))
-            self._gap = False
-        except queue.Full:
-            self.dropped += 1
-            self._gap = True
-
-    def _on_finished(self) -> None:
-        self._finished.set()
-
-    def _open(self, device: str | int | None) -> None:
+    # -- opening (on `_Call` threads: nothing here touches the reader's state)
+    def _open_capture(self, device: str | int | None) -> _Opened:
         sd = _sd()
         s = self.settings
         devices = list_input_devices(probe_rates=False)
@@ -256,19 +392,43 @@ class DeviceSource(AudioSource):
             s.capture_rate, self.rate, lambda r: _supports(sd, info.index, r, channels),
             info.default_rate,
         )
-        self._finished.clear()
+        capture = _Capture(self._queue_blocks)
         try:
-            stream = sd.InputStream(
+            capture.stream = sd.InputStream(
                 device=info.index, samplerate=rate, channels=channels, dtype="float32",
-                blocksize=s.blocksize, callback=self._callback,
-                finished_callback=self._on_finished,
+                blocksize=s.blocksize, callback=capture.callback,
+                finished_callback=capture.on_finished,
             )
-            stream.start()
+            capture.stream.start()
         except Exception as exc:  # PortAudioError, ValueError
+            capture.close()
             raise DeviceError(f"source.device: cannot open {info.name!r} at {rate} Hz ({exc})") \
                 from exc
-        self._opened = _Opened(info, rate, channels, stream, StreamResampler(rate, self.rate))
+        return _Opened(info, rate, channels, capture, StreamResampler(rate, self.rate))
+
+    def _connect(self, candidates: Sequence[str | int | None], rescan: bool) -> _Opened:
+        """Open the first candidate that works (one `_Call`), after a rescan if asked and safe."""
+        with _PA_LOCK:
+            if rescan:
+                if stuck_calls():
+                    log.info("an abandoned PortAudio call is still running: reopening from the "
+                             "current device list instead of re-initialising PortAudio")
+                else:
+                    rescan_devices()
+            error: DeviceError | None = None
+            for device in candidates:
+                try:
+                    return self._open_capture(device)
+                except DeviceError as exc:
+                    log.debug("audio device still unavailable: %s", exc)
+                    error = exc
+            assert error is not None
+            raise error
+
+    def _install(self, opened: _Opened) -> None:
+        self._opened = opened
         self._last_data = time.monotonic()
+        s, info, rate, channels = self.settings, opened.info, opened.rate, opened.channels
         mix = (f"channel {s.channel}" if s.channel is not None
                else "mono" if channels == 1 else f"mix of {channels} channels")
         if rate != self.rate:
@@ -278,56 +438,100 @@ class DeviceSource(AudioSource):
             log.info("capturing from %r (index %d) at %d Hz (%s)", info.name, info.index, rate, mix)
 
     def start(self) -> None:
-        self._open(self.settings.device)
+        """Open the device, waiting at most `open_timeout` s: a hung sound server becomes a
+        DeviceError (the service manager restarts the agent), never a hang."""
+        device = self.settings.device
+        call = _Call("audio-open", lambda: self._connect([device], rescan=False), _close_opened)
+        if not call.done.wait(self.open_timeout) and call.abandon():
+            what = "the default input device" if device is None else repr(device)
+            raise DeviceError(f"source.device: opening {what} did not return within "
+                              f"{self.open_timeout:g} s (is the sound server hung?)")
+        self._install(call.result())
 
-    def _close_stream(self) -> None:
-        if self._opened is not None and self._opened.stream is not None:
-            stream = self._opened.stream
-            self._opened.stream = None
-            try:
-                stream.abort()
-                stream.close()
-            except Exception as exc:  # the device may already be gone
-                log.debug("closing the audio stream failed: %s", exc)
+    # -- closing (never waits longer than the caller allows)
+    def _close_capture(self, wait: float) -> None:
+        """Hand the live stream to an `audio-close` thread and wait at most `wait` s for it."""
+        if self._opened is None or self._opened.capture is None:
+            return
+        capture, self._opened.capture = self._opened.capture, None
+        self._dropped_before += capture.dropped
+        self._closing = _Call("audio-close", capture.close)
+        if wait > 0:
+            self._closing.done.wait(wait)
+
+    def _closing_settled(self, force: bool = False) -> bool:
+        """True when the last close returned or has been abandoned (after `close_timeout`, or
+        now with `force`), logging the abandonment: only then may the device be reopened."""
+        call = self._closing
+        if call is None or call.done.is_set():
+            self._closing = None
+            return True
+        if not force and time.monotonic() - call.started < self.close_timeout:
+            return False
+        self._closing = None
+        if call.abandon():
+            self.abandoned_closes += 1
+            log.warning("closing the audio stream of %r did not return within %.1f s (sound "
+                        "server hung?); abandoned it, a new stream is opened regardless",
+                        self.name, self.close_timeout)
+        return True
 
     def _mark_lost(self, why: str) -> None:
         self.lost = True
         self.losses += 1
-        self._close_stream()
+        self._close_capture(wait=0.0)  # the reconnect waits for it, within read()'s timeout
         log.warning("audio device %r lost (%s); retrying every %.1f s", self.name, why,
                     self.settings.reconnect_seconds)
         self._next_retry = time.monotonic() + self.settings.reconnect_seconds
 
     def _try_recover(self, timeout: float | None) -> None:
-        now = time.monotonic()
-        if now < self._next_retry:
-            wait = self._next_retry - now
-            time.sleep(wait if timeout is None else max(0.0, min(wait, timeout)))
+        """One reconnect step, never longer than `timeout` (None: one retry interval): the
+        open runs on an `audio-open` thread and each read() looks whether it has finished."""
+        budget = self.settings.reconnect_seconds if timeout is None else max(0.0, timeout)
+        deadline = time.monotonic() + budget
+        call = self._opening
+        if call is None:
+            closing = self._closing
+            if closing is not None and not self._closing_settled():
+                until = min(deadline, closing.started + self.close_timeout)
+                closing.done.wait(max(0.0, until - time.monotonic()))
+                if not self._closing_settled():
+                    return
+            now = time.monotonic()
+            if now < self._next_retry:
+                time.sleep(max(0.0, min(self._next_retry, deadline) - now))
+                return
+            self._next_retry = now + self.settings.reconnect_seconds
+            # Prefer the name found at start (indices move when USB devices come and go), then
+            # what the user configured (an ALSA name embeds the card number, which can change).
+            candidates: list[str | int | None] = [self._opened.info.name] if self._opened else []
+            candidates.append(self.settings.device)
+            call = self._opening = _Call(
+                "audio-open", lambda: self._connect(candidates, rescan=True), _close_opened)
+        if not call.done.wait(max(0.0, deadline - time.monotonic())):
+            if not call.warned and time.monotonic() - call.started > self.open_timeout:
+                call.warned = True
+                log.warning("reopening audio device %r has not returned after %.0f s (sound "
+                            "server hung?); still waiting for it", self.name, self.open_timeout)
             return
-        self._next_retry = now + self.settings.reconnect_seconds
-        # Prefer the name found at start (indices move when USB devices come and go), then
-        # what the user configured (an ALSA name embeds the card number, which can change too).
-        candidates: list[str | int | None] = [self._opened.info.name] if self._opened else []
-        candidates.append(self.settings.device)
-        rescan_devices()
-        for device in candidates:
-            try:
-                self._open(device)
-                break
-            except DeviceError as exc:
-                log.debug("audio device still unavailable: %s", exc)
-        else:
-            return
+        self._opening = None
+        try:
+            opened = call.result()
+        except DeviceError:
+            return  # still gone (logged at debug level by _connect)
+        self._install(opened)
         self.lost = False
         self.recoveries += 1
         self._pending_overflow = True  # the gap while it was away
         log.warning("audio device %r is back", self.name)
 
-    def _alive(self) -> bool:
+    def _alive(self, capture: _Capture) -> bool:
         """False (and the loss handled) when the stream stopped or went silent too long."""
-        assert self._opened is not None
-        stream = self._opened.stream
-        if self._finished.is_set() or not stream.active:
+        try:
+            active = bool(capture.stream.active)
+        except Exception:  # PortAudioError: the stream is unusable
+            active = False
+        if capture.finished.is_set() or not active:
             self._mark_lost("stream stopped")
         elif time.monotonic() - self._last_data > self.settings.stall_seconds:
             self._mark_lost(f"no audio for {self.settings.stall_seconds:.1f} s")
@@ -337,17 +541,18 @@ class DeviceSource(AudioSource):
         if self.lost:
             self._try_recover(timeout)
             return None
-        if self._opened is None or self._opened.stream is None:
+        if self._opened is None or self._opened.capture is None:
             raise RuntimeError("DeviceSource.read() before start()")
+        capture = self._opened.capture
         # Wait in short slices so a dead stream is noticed even when waiting without limit.
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             left = 0.5 if deadline is None else max(0.0, min(0.5, deadline - time.monotonic()))
             try:
-                t_cb, data, overflow = self._q.get(timeout=left)
+                t_cb, data, overflow = capture.q.get(timeout=left)
                 break
             except queue.Empty:
-                if not self._alive():
+                if not self._alive(capture):
                     return None
                 if deadline is not None and time.monotonic() >= deadline:
                     return None
@@ -368,4 +573,16 @@ class DeviceSource(AudioSource):
         return self._deliver(block)
 
     def stop(self) -> None:
-        self._close_stream()
+        """Release the device without ever hanging shutdown: an open in flight is abandoned
+        (its stream is closed when it arrives) and the close is waited for at most
+        `close_timeout` s, then abandoned and logged. Safe to call twice."""
+        call, self._opening = self._opening, None
+        if call is not None and not call.abandon():
+            try:
+                leftover = call.result()
+            except Exception:  # a failed open left nothing to close
+                pass
+            else:
+                _Call("audio-close", lambda: _close_opened(leftover))
+        self._close_capture(wait=self.close_timeout)
+        self._closing_settled(force=True)
