@@ -43,7 +43,8 @@ EXTRA: dict[str, str] = {
     "mqtt.tls.key_file": "private key of the client certificate",
     "mqtt.keepalive": "seconds between MQTT keep-alive pings; the will fires after ~1.5x",
     "mqtt.reconnect_min": "first reconnect delay after the broker is lost, seconds",
-    "mqtt.reconnect_max": "reconnect delay cap (doubling backoff), seconds",
+    "mqtt.reconnect_max": "reconnect delay cap (doubling backoff) while the broker is unreachable, "
+    "seconds: the backlog arrives at most this late after it is back",
     "mqtt.connect_timeout": "seconds to wait for the first connection before going on offline",
     "mqtt.ha_discovery": "publish Home Assistant discovery configs (retained)",
     "mqtt.ha_prefix": "Home Assistant discovery prefix",
@@ -120,6 +121,14 @@ def _default_text(f: dataclasses.Field[Any]) -> str:  # noqa: PLR0911 -- one ret
     return repr(v)
 
 
+def _bounds_text(f: dataclasses.Field[Any]) -> str:
+    """` in [1, 65535]`, ` > 0`... from the field's `edge_agent.settings.bounded` metadata."""
+    from edge_agent.settings import describe
+
+    text = describe(f.metadata, integer=f.type in ("int", "int | None"))
+    return f" {text}" if text else ""
+
+
 def config_fields(cls: type, prefix: str = "") -> list[tuple[str, str, str, str]]:
     """(key, type, default, meaning) for every YAML key under `cls`, nested sections too."""
     rows: list[tuple[str, str, str, str]] = []
@@ -140,7 +149,7 @@ def config_fields(cls: type, prefix: str = "") -> list[tuple[str, str, str, str]
                 continue  # a plain section: its keys are listed in their own table
         if not meaning:
             raise SystemExit(f"error: config key {key} has no comment and no EXTRA entry")
-        rows.append((key, _type_text(hint), _default_text(f), meaning))
+        rows.append((key, _type_text(hint) + _bounds_text(f), _default_text(f), meaning))
     for key, sub in nested:
         rows += config_fields(sub, key + ".")
     return rows
@@ -158,8 +167,11 @@ def config_md() -> str:
         "",
         "One YAML file (`edge-agent run --config FILE`); check it with "
         "`edge-agent config check FILE`, which prints the effective configuration with "
-        "secrets masked. Unknown keys and wrong types are errors naming the key "
-        "(`error: mqtt.tls.ca_file: file not found: ...`, exit 2). Relative paths are "
+        "secrets masked. Unknown keys, repeated keys, wrong types, numbers that are not finite or "
+        "outside the range in the type column are errors naming the key "
+        "(`error: mqtt.tls.ca_file: file not found: ...`, exit 2); `config check` also checks "
+        "the file against its bundle (section, window length, hop) exactly as `run` does at "
+        "start. Relative paths are "
         "relative to the config file. CLI flags of `edge-agent run` override the file. "
         "`mqtt.password` is refused in the file: use `mqtt.password_env` or "
         "`mqtt.password_file`. A commented example: "

@@ -6,7 +6,18 @@ validated the moment it is declared, and errors name the key path (`mqtt.tls.ca_
 what was expected. Relative paths are resolved against the config file's folder.
 
 Secrets never come from the YAML: `mqtt.password` is refused; use `mqtt.password_env`
-(environment variable name) or `mqtt.password_file`.
+(environment variable name) or `mqtt.password_file`. No error message carries a secret: the
+password, the variable's contents, a value given where a variable name was expected.
+
+One validator, two halves, shared by `edge-agent config check` and `edge-agent run` so that
+check refuses exactly what run refuses:
+- `read_config`: the file (a duplicate key is an error: a second `mqtt:` would silently replace
+  the first), types, every numeric field finite and inside the bounds declared on its field
+  (`edge_agent.settings.bounded`), the rules between fields (each settings class's
+  `__post_init__`), files that must exist and be readable, the secrets;
+- `check_start`: what the agent checks at start, with the bundle: the section exists, the
+  window length is the bundle's clip length, the hop is at least one sample at the bundle's
+  rate, the replay files exist and are readable.
 
 Minimal file:
 ```yaml
@@ -20,22 +31,36 @@ mqtt: {host: broker.local}
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
+import re
+import stat
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 
 from .decision import DecisionSettings
 from .errors import ConfigError
 from .health import HealthSettings
+from .settings import bounded, check_fields
 from .sinks.mqtt import MqttSettings
 from .sinks.outbox import OutboxSettings
 from .sources.base import SourceSettings
 from .windows import WindowSettings
+
+if TYPE_CHECKING:  # the bundle module pulls in the backend: only the caller's bundle is used
+    from .bundle import Bundle
+
+log = logging.getLogger("edge_agent")
+
+_SECRET_KEYS = {"password_env", "password_file"}
+"""Keys next to a secret: a wrong value may be the secret itself, so errors do not echo it."""
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 _FILE_KEYS = {"bundle", "ca_file", "cert_file", "key_file", "password_file"}
 
@@ -61,9 +86,13 @@ class AgentConfig:
     mqtt: MqttSettings = field(default_factory=MqttSettings)
     outbox: OutboxSettings = field(default_factory=OutboxSettings)
     log: LogSettings = field(default_factory=LogSettings)
-    threads: int = 1  # TFLite interpreter threads
-    queue_size: int = 8  # windows waiting for the scorer before new ones are dropped
-    reload_poll_seconds: float = 2.0  # how often to check the bundle for a new version
+    threads: int = bounded(1, ge=1, le=256)  # TFLite interpreter threads
+    queue_size: int = bounded(8, ge=1)  # windows waiting for the scorer before new ones are dropped
+    reload_poll_seconds: float = bounded(  # how often to check the bundle for a new version
+        2.0, gt=0)
+
+    def __post_init__(self) -> None:
+        check_fields(self, "")
 
 
 def _type_name(t: Any) -> str:
@@ -131,6 +160,24 @@ def _check_path(name: str, value: Any, key: str, base: Path) -> Any:
     return str(p)
 
 
+def _value(name: str, value: Any, hint: Any, k: str, base: Path) -> Any:
+    """One YAML value converted to field type `hint`, paths resolved against `base`; a wrong
+    value next to a secret (`_SECRET_KEYS`) is not echoed."""
+    try:
+        v = _convert(value, hint, k, base)
+    except ConfigError:
+        if name not in _SECRET_KEYS:
+            raise
+        raise ConfigError(f"{k}: expected a string (the value is not shown)") from None
+    if name in _FILE_KEYS:
+        return _check_path(name, v, k, base)
+    if name == "files" and isinstance(v, tuple):
+        return tuple(_check_path(name, x, k, base) for x in v)
+    if name in ("path", "jsonl_file") and isinstance(v, str):
+        return _check_path(name, v, k, base)
+    return v
+
+
 def build(cls: type, data: Any, key: str = "", base: Path = Path(".")) -> Any:
     """Instantiate dataclass `cls` from a YAML mapping, validating against its type hints."""
     prefix = f"{key}." if key else ""
@@ -149,18 +196,54 @@ def build(cls: type, data: Any, key: str = "", base: Path = Path(".")) -> Any:
             )
         if name not in names:
             raise ConfigError(f"{k}: unknown key (expected one of: {', '.join(names)})")
-        v = _convert(value, hints[name], k, base)
-        if name in _FILE_KEYS:
-            v = _check_path(name, v, k, base)
-        elif name == "files" and isinstance(v, tuple):
-            v = tuple(_check_path(name, x, k, base) for x in v)
-        elif name in ("path", "jsonl_file") and isinstance(v, str):
-            v = _check_path(name, v, k, base)
-        kwargs[name] = v
+        kwargs[name] = _value(name, value, hints[name], k, base)
     try:
-        return cls(**kwargs)
+        obj = cls(**kwargs)
     except TypeError as exc:
         raise ConfigError(f"{key or 'config'}: {exc}") from None
+    check_fields(obj, key)  # finite and in bounds, even for a class without __post_init__
+    return obj
+
+
+class DuplicateKeyError(yaml.YAMLError):
+    """A mapping repeats a key (`line`: 1-based line of the repetition)."""
+
+    def __init__(self, key: object, line: int, first: int) -> None:
+        self.line = line
+        super().__init__(f"line {line}: duplicate key {key!r} (first at line {first}); "
+                         "merge the two into one")
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses a repeated key: PyYAML keeps the last one, so a second
+    `mqtt:` section (say, an empty one at the end of the file) silently turned MQTT off. Keys
+    merged in with `<<:` may still be overridden, as YAML intends."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        first: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            try:
+                if key in first:
+                    raise DuplicateKeyError(key, line, first[key])
+                first[key] = line
+            except TypeError:  # an unhashable key: SafeLoader's own error says so
+                break
+        return super().construct_mapping(node, deep)
+
+
+def _read_yaml(p: Path) -> Any:
+    try:
+        return yaml.load(p.read_text(), Loader=_UniqueKeyLoader)  # a SafeLoader subclass
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read config file: {exc.strerror}") from None
+    except DuplicateKeyError as exc:
+        raise ConfigError(f"{p}: {exc}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{p}: not valid YAML: {exc}".splitlines()[0]) from None
 
 
 def _set_dotted(raw: dict[str, Any], dotted: str, value: Any) -> None:
@@ -187,26 +270,100 @@ def read_config(
     base = Path.cwd()
     if path is not None:
         p = Path(path)
-        try:
-            raw = yaml.safe_load(p.read_text()) or {}
-        except OSError as exc:
-            raise ConfigError(f"{p}: cannot read config file: {exc.strerror}") from None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{p}: not valid YAML: {exc}".splitlines()[0]) from None
+        raw = _read_yaml(p) or {}
         if not isinstance(raw, dict):
             raise ConfigError(f"{p}: expected a YAML mapping at the top level")
         base = p.resolve().parent
     for k, v in (overrides or {}).items():
         _set_dotted(raw, k, v)
     cfg: AgentConfig = build(AgentConfig, raw, "", base)
-    if cfg.queue_size < 1:
-        raise ConfigError(f"queue_size: expected an integer >= 1, got {cfg.queue_size}")
-    m = cfg.mqtt
-    if m.password_env and m.password_env not in os.environ:
-        raise ConfigError(f"mqtt.password_env: environment variable {m.password_env} is not set")
-    if m.password_env or m.password_file:
-        cfg = dataclasses.replace(cfg, mqtt=dataclasses.replace(m, password=m.resolve_password()))
+    _check_files(cfg)
+    password = _password(cfg.mqtt)
+    if password is not None:
+        cfg = dataclasses.replace(cfg, mqtt=dataclasses.replace(cfg.mqtt, password=password))
     return cfg
+
+
+def _check_files(cfg: AgentConfig) -> None:
+    """The JSON-lines log can be appended to: a missing folder fails at load (and in `config
+    check`) as one line, not as a traceback once the agent is running."""
+    if cfg.log.jsonl_file:
+        p = Path(cfg.log.jsonl_file)
+        if p.is_dir():
+            raise ConfigError(f"log.jsonl_file: {p} is a folder, expected a file to append to")
+        if not p.parent.is_dir():
+            raise ConfigError(f"log.jsonl_file: folder {p.parent} does not exist")
+        if not os.access(p if p.exists() else p.parent, os.W_OK):
+            raise ConfigError(f"log.jsonl_file: {p if p.exists() else p.parent} is not writable")
+
+
+def _password(m: MqttSettings) -> str | None:
+    """The MQTT password from `password_env` or `password_file`, or None; ConfigErrors that
+    name the key and the variable or file, never the password (nor a password pasted where a
+    variable name belongs). A password file that group/others can access is one warning."""
+    if m.password_env:
+        return _env_password(m.password_env)
+    if m.password_file:
+        return _file_password(Path(m.password_file))
+    return None
+
+
+def _env_password(name: str) -> str:
+    if not _ENV_NAME.fullmatch(name):
+        raise ConfigError("mqtt.password_env: expected the NAME of an environment variable "
+                          "(letters, digits, _), not the password itself (value not shown)")
+    value = os.environ.get(name)
+    if value is None:
+        raise ConfigError(f"mqtt.password_env: environment variable {name} is not set")
+    if not value:
+        raise ConfigError(f"mqtt.password_env: environment variable {name} is empty")
+    return value
+
+
+def _file_password(p: Path) -> str:
+    try:
+        mode = p.stat().st_mode
+        if stat.S_ISDIR(mode):
+            raise ConfigError(f"mqtt.password_file: {p} is a folder, expected a file holding "
+                              "the password")
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"mqtt.password_file: cannot read {p}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"mqtt.password_file: {p} is not UTF-8 text") from None
+    lines = text.splitlines()
+    password = lines[0].strip() if lines else ""
+    if not password:
+        raise ConfigError(f"mqtt.password_file: {p} is empty (expected the password on its "
+                          "first line)")
+    if mode & 0o077:
+        log.warning("mqtt.password_file: %s can be read by group/others (mode %03o); "
+                    "chmod 600 it", p, stat.S_IMODE(mode))
+    return password
+
+
+def check_start(cfg: AgentConfig, bundle: Bundle) -> tuple[int, int]:
+    """(window length, hop) in samples for `cfg` with `bundle`, or the one-line error naming
+    the field of what the agent would refuse at start: a section the bundle lacks,
+    `windows.seconds` other than the bundle's clip length, a hop under one sample, replay
+    files that are missing or unreadable. `config check` and the agent's start both call this,
+    so a config that checks clean starts clean (and one that would fail every window does
+    neither). Not in `read_config`: other commands read the same config with files of their
+    own. With `source.skip_unreadable` unreadable WAV files are left for the source to skip
+    (with its warning); a missing one is still an error (audio.expand_files)."""
+    from .audio import expand_files
+
+    if cfg.section not in bundle.sections:
+        raise ConfigError(f"section: no section {cfg.section!r} in the bundle {bundle.path} "
+                          f"(has {', '.join(bundle.sections)})")
+    src = cfg.source
+    if src.kind == "files":
+        if not src.files:
+            raise ConfigError("source.files: expected at least one WAV file or folder")
+        for f in expand_files(src.files):
+            if not src.skip_unreadable and not os.access(f, os.R_OK):
+                raise ConfigError(f"source.files: {f}: not readable (permission denied)")
+    return cfg.windows.samples(bundle.spec)
 
 
 def load_config(

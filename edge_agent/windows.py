@@ -22,19 +22,32 @@ import numpy as np
 from .arrays import FloatArray
 from .errors import ConfigError
 from .frontend import FrontendSpec
+from .settings import bounded, check_fields
 from .sources.base import Block
 
 
 @dataclass(frozen=True)
 class WindowSettings:
-    """The `windows:` section of the agent's YAML."""
+    """The `windows:` section of the agent's YAML.
 
-    seconds: float | None = None  # window length; unset = the bundle's clip length (10 s)
-    hop: float = 10.0  # seconds between window starts (10 = disjoint windows)
+    Bounds without a bundle: both durations positive and finite, the hop at most a day (one
+    window a day is already a sampling, not monitoring; the cap keeps `hop * rate` an exact
+    integer). With the bundle (`samples`): the length must be the bundle's clip length and the
+    hop at least one sample: a hop that rounds to 0 samples would cut the same window for ever
+    (100 % CPU, memory growing by a window per iteration). A hop longer than the window is
+    valid: the samples in between are not scored.
+    """
+
+    seconds: float | None = bounded(None, gt=0)  # window length; unset = the bundle's clip length
+    hop: float = bounded(10.0, gt=0, le=86400)  # seconds between window starts (10 = disjoint)
+
+    def __post_init__(self) -> None:
+        check_fields(self, "windows")
 
     def samples(self, spec: FrontendSpec) -> tuple[int, int]:
         """(window length, hop) in samples at the bundle's rate; the length is the bundle's clip
-        length. Raises ConfigError on a non-positive hop or a length the model cannot take."""
+        length. Raises ConfigError (one line: the field, the value, what the bundle takes) on a
+        length the model cannot take or a hop shorter than one sample."""
         if self.seconds is not None and round(self.seconds * spec.sample_rate) != (
             spec.clip_samples
         ):
@@ -42,9 +55,13 @@ class WindowSettings:
                 f"windows.seconds: the bundle's model takes {spec.clip_seconds:g} s windows, "
                 f"got {self.seconds:g} (leave it unset)"
             )
-        if self.hop <= 0:
-            raise ConfigError(f"windows.hop: expected a positive duration, got {self.hop}")
-        return spec.clip_samples, round(self.hop * spec.sample_rate)
+        hop = round(self.hop * spec.sample_rate)
+        if hop < 1:
+            raise ConfigError(
+                f"windows.hop: {self.hop:g} s is less than one sample at the bundle's "
+                f"{spec.sample_rate} Hz (expected at least {1 / spec.sample_rate:g} s)"
+            )
+        return spec.clip_samples, hop
 
 
 @dataclass(frozen=True)

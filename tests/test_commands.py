@@ -55,3 +55,33 @@ def test_field_errors_are_worded_as_the_flags_that_set_them() -> None:
         command("model_index")
     with pytest.raises(EdgeAgentError, match=r"^--skip-refused: expected"):
         command("skip_refused")
+
+
+def test_a_run_where_every_window_failed_exits_1_with_a_summary(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A bundle version that loads but cannot score (40000-bin spectra for a model that takes
+    80000): the run ends, but not with exit 0: nothing was scored."""
+    import shutil
+
+    from cli_helpers import run_cli
+
+    from edge_agent.bundle import load_bundle, write_bundle
+    from edge_agent.commands.demo import load_demo
+
+    demo = load_demo()
+    root = tmp_path / "bundle"
+    shutil.copytree(demo.bundle, root)
+    args = ("run", "--bundle", str(root), "--section", demo.section, "--quiet", "--files",
+            str(demo.paths[0]), str(demo.paths[1]))
+    code, _, err = run_cli(capsys, *args)
+    assert code == 0, err  # the shipped version scores
+    b = load_bundle(root)
+    manifest = {k: v for k, v in b.manifest.items() if k not in ("version", "files", "created")}
+    manifest["frontend"] = {**manifest["frontend"], "spectrum_bins": 40_000}
+    write_bundle(root, {n: b.path / n for n in b.model_files}, b.backends, manifest)
+    code, _, err = run_cli(capsys, *args)
+    assert code == 1, err
+    assert [ln for ln in err.splitlines() if ln.startswith("error:")] == [
+        "error: all 2 windows failed (window_errors 2, scored 0); the window_error lines above "
+        "say why"]

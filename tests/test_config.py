@@ -1,11 +1,16 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
+import os
+import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cli_helpers import run_cli as run_in_process
 
 from edge_agent.config import AgentConfig, dump, load_config
 from edge_agent.errors import ConfigError
@@ -102,11 +107,158 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def demo_bundle() -> Path:
+    from edge_agent.commands.demo import load_demo
+
+    return load_demo().bundle
+
+
 def test_config_check_cli(tmp_path: Path, bundle: Path) -> None:
-    ok = run_cli("config", "check", str(write(tmp_path, "bundle: bundle\nsection: s\n")))
+    good = f"bundle: {demo_bundle()}\nsection: fan_section_00\n"
+    ok = run_cli("config", "check", str(write(tmp_path, good)))
     assert ok.returncode == 0, ok.stderr
-    assert "section: s" in ok.stdout and "clear_after: 3" in ok.stdout
+    assert "section: fan_section_00" in ok.stdout and "clear_after: 3" in ok.stdout
     bad = run_cli("config", "check", str(write(tmp_path, "bundle: bundle\nsection: s\nx: 1\n")))
     assert bad.returncode == 2
     assert bad.stderr.strip().startswith("error: x: unknown key")
     assert "Traceback" not in bad.stderr
+
+
+# --- one validator: `config check` refuses what `run` refuses, with the same one line ---
+
+SEC = "fan_section_00"
+
+# (YAML added to a valid config, regex the one-line error must match). Every case is refused
+# by `config check` and by `run --config` with the same line and exit code 2.
+REFUSED = [
+    # a hop of 0.48 samples cut the same window for ever: 100 % CPU, RSS to 2.3 GB in 6 s
+    ("windows: {hop: 0.00003}", r"^windows\.hop: 3e-05 s is less than one sample at the "
+     r"bundle's 16000 Hz"),
+    ("windows: {hop: 0}", r"^windows\.hop: expected a number in \(0, 86400\], got 0"),
+    ("windows: {hop: .inf}", r"^windows\.hop: expected a finite number, got inf"),
+    # every window failed (and run exited 0): refused at start, naming the clip length
+    ("windows: {seconds: 5}", r"^windows\.seconds: the bundle's model takes 10 s windows, got 5"),
+    ("windows: {seconds: -1}", r"^windows\.seconds: expected a number > 0, got -1"),
+    ("section2: x", r"^section2: unknown key"),
+    ("source: {kind: files, files: [CLIP], blocksize: 0}",
+     r"^source\.blocksize: expected an integer in \[1, 480000\], got 0"),
+    ("source: {kind: microphone}", r"^source\.kind: expected one of device, files, stdin"),
+    ("source: {kind: files, files: [nowhere.wav]}", r"nowhere\.wav: no such file or folder"),
+    ("source: {kind: files, files: []}", r"^source\.files: expected at least one WAV file"),
+    ("source: {kind: files, files: [UNREADABLE]}", r"^source\.files: .*locked\.wav: not readable"),
+    ("threads: 0", r"^threads: expected an integer in \[1, 256\], got 0"),
+    ("queue_size: 0", r"^queue_size: expected an integer >= 1, got 0"),
+    ("decision: {threshold: .nan}", r"^decision\.threshold: expected a finite number, got nan"),
+    ("decision: {threshold: -.inf}", r"^decision\.threshold: expected a finite number"),
+    ("health: {silence_dbfs: .nan}", r"^health\.silence_dbfs: expected a finite number"),
+    ("mqtt: {host: broker}\nmqtt: {}", r"agent\.yaml: line 5: duplicate key 'mqtt' \(first at "
+     r"line 4\)"),
+    ("mqtt: {host: a, host: b}", r"agent\.yaml: line 4: duplicate key 'host'"),
+    ("mqtt: {port: 0}", r"^mqtt\.port: expected an integer in \[1, 65535\], got 0"),
+    ("mqtt: {port: 65536}", r"^mqtt\.port: expected an integer in \[1, 65535\], got 65536"),
+    ("mqtt: {keepalive: 0}", r"^mqtt\.keepalive: expected an integer in \[1, 65535\]"),
+    ("mqtt: {reconnect_min: 5, reconnect_max: 1}", r"^mqtt\.reconnect_min"),
+    ("mqtt: {reconnect_min: .nan}", r"^mqtt\.reconnect_min: expected a finite number"),
+    ("mqtt: {password_file: EMPTY}", r"^mqtt\.password_file: .*empty\.txt is empty"),
+    ("mqtt: {password_file: FOLDER}", r"^mqtt\.password_file: .* is a folder"),
+    ("log: {jsonl_file: no/such/dir/events.jsonl}",
+     r"^log\.jsonl_file: folder .*no/such/dir does not exist"),
+    ("log: {jsonl_file: FOLDER}", r"^log\.jsonl_file: .* is a folder"),
+]
+
+
+@pytest.fixture
+def refusal_files(tmp_path: Path) -> Iterator[dict[str, str]]:
+    """Files the refused cases name: an empty password file, a folder, an unreadable WAV."""
+    (tmp_path / "empty.txt").write_text("\n")
+    (tmp_path / "folder").mkdir()
+    locked = tmp_path / "locked.wav"
+    locked.write_bytes(b"RIFF")
+    locked.chmod(0)
+    yield {"EMPTY": str(tmp_path / "empty.txt"), "FOLDER": str(tmp_path / "folder"),
+           "UNREADABLE": str(locked)}
+    locked.chmod(0o600)
+
+
+@pytest.mark.parametrize(("extra", "message"), REFUSED)
+def test_config_check_and_run_refuse_the_same_thing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], refusal_files: dict[str, str],
+    extra: str, message: str,
+) -> None:
+    from edge_agent.commands.demo import load_demo
+
+    if "UNREADABLE" in extra and os.geteuid() == 0:
+        pytest.skip("root reads any file")
+    clip = load_demo().paths[0]
+    for name, path in {**refusal_files, "CLIP": str(clip)}.items():
+        extra = extra.replace(name, path)
+    source = "" if extra.startswith("source:") else f"source: {{kind: files, files: [{clip}]}}\n"
+    p = write(tmp_path, f"bundle: {demo_bundle()}\nsection: {SEC}\n{source}{extra}\n")
+    lines = []
+    for args in (("config", "check", str(p)), ("run", "--config", str(p), "--quiet")):
+        code, out, err = run_in_process(capsys, *args)
+        assert code == 2, (args, out, err)
+        assert "Traceback" not in err
+        errors = [line for line in err.splitlines() if line.startswith("error: ")]
+        assert len(errors) == 1, err
+        assert re.search(message, errors[0].removeprefix("error: ")), errors[0]
+        lines.append(errors[0])
+    assert lines[0] == lines[1]  # the same validator, the same words
+
+
+def test_merge_keys_may_still_be_overridden(tmp_path: Path, bundle: Path) -> None:
+    """Only a key written twice is refused: YAML's `<<:` merge is meant to be overridden."""
+    p = write(tmp_path, "bundle: bundle\nsection: s\ndecision: {<<: {k: 2, n: 4}, n: 6}\n")
+    assert (load_config(p).decision.k, load_config(p).decision.n) == (2, 6)
+
+
+@pytest.mark.parametrize("value", ["hunter2 secret", "12345678", "[hunter2]"])
+def test_errors_never_echo_what_may_be_the_password(
+    tmp_path: Path, bundle: Path, value: str
+) -> None:
+    """A password pasted into `password_env` (or a wrongly typed one) is not repeated in the
+    error: error lines end up in logs and bug reports."""
+    with pytest.raises(ConfigError, match=r"^mqtt\.password_env: ") as exc:
+        load_config(write(tmp_path, f"bundle: bundle\nsection: s\n"
+                          f"mqtt: {{password_env: {value}}}\n"))
+    assert "hunter2" not in str(exc.value) and "12345678" not in str(exc.value)
+
+
+def test_password_env_empty_and_contents_never_in_errors(
+    tmp_path: Path, bundle: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ASD_PW", "")
+    p = write(tmp_path, "bundle: bundle\nsection: s\nmqtt: {password_env: ASD_PW}\n")
+    with pytest.raises(ConfigError, match=r"^mqtt\.password_env: environment variable ASD_PW "
+                       r"is empty$"):
+        load_config(p)
+    monkeypatch.setenv("ASD_PW", "s3cret")
+    bad = write(tmp_path, "bundle: bundle\nsection: s\nmqtt: {password_env: ASD_PW, port: 0}\n")
+    with pytest.raises(ConfigError, match=r"^mqtt\.port") as exc:
+        load_config(bad)
+    assert "s3cret" not in str(exc.value)
+
+
+def test_password_file_readable_by_others_is_one_warning(tmp_path: Path, bundle: Path) -> None:
+    pw = tmp_path / "pw"
+    pw.write_text("fromfile\n")
+    p = write(tmp_path, "bundle: bundle\nsection: s\nmqtt: {password_file: pw}\n")
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    handler = Keep()
+    logger = logging.getLogger("edge_agent")
+    logger.addHandler(handler)
+    try:
+        pw.chmod(0o600)
+        assert load_config(p).mqtt.password == "fromfile" and not records
+        pw.chmod(0o644)
+        assert load_config(p).mqtt.password == "fromfile"
+    finally:
+        logger.removeHandler(handler)
+    assert [r.levelno for r in records] == [logging.WARNING]
+    msg = records[0].getMessage()
+    assert "group/others (mode 644)" in msg and str(pw) in msg and "fromfile" not in msg

@@ -14,7 +14,14 @@ config_app = typer.Typer(no_args_is_help=True, help="Validate agent configuratio
 def config_check_cmd(
     file: Annotated[Path, typer.Argument(help="Agent YAML config.")],
 ) -> None:
-    """Validate FILE and print the effective configuration (secrets masked)."""
-    from ..config import dump, load_config
+    """Validate FILE against its bundle and print the effective configuration (secrets masked).
 
-    typer.echo(dump(load_config(file)), nl=False)
+    Refuses exactly what `edge-agent run --config FILE` refuses at start (the same validator:
+    `config.read_config` and `config.check_start`), as one `error: ...` line, exit 2.
+    """
+    from ..bundle import load_bundle
+    from ..config import check_start, dump, load_config
+
+    cfg = load_config(file)
+    check_start(cfg, load_bundle(cfg.bundle))
+    typer.echo(dump(cfg), nl=False)

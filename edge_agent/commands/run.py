@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from . import options as opt
 from .overrides import Flags, agent_config
+
+if TYPE_CHECKING:
+    from ..events import Counters
 
 
 def run_cmd(
@@ -24,6 +27,7 @@ def run_cmd(
         bool | None,
         typer.Option("--realtime/--fast", help="File replay pace.", show_default=False),
     ] = None,
+    skip_unreadable: opt.SkipUnreadable = False,
     json_out: opt.Json = False,
     quiet: opt.Quiet = False,
 ) -> None:
@@ -38,8 +42,22 @@ def run_cmd(
 
     flags = Flags(bundle=bundle, section=section, threads=threads, device=device,
                   from_files=from_files, paths=tuple(paths or ()), stdin=stdin, channel=channel,
-                  realtime=realtime, json=json_out, quiet=quiet)
+                  realtime=realtime, skip_unreadable=skip_unreadable, json=json_out,
+                  quiet=quiet)
     cfg = require_agent_fields(agent_config(config, flags))
     setup_logging(cfg.log.json, cfg.log.level)
     agent = Agent(cfg, stdin=sys.stdin.buffer if cfg.source.kind == "stdin" else None)
-    raise typer.Exit(agent.run())
+    code = agent.run()
+    raise typer.Exit(code or failed_run(agent.counters))
+
+
+def failed_run(counters: Counters) -> int:
+    """1, with one `error:` line on stderr, when windows were cut and every one of them failed
+    (`window_errors`): such a run scored nothing, and exit 0 would tell a script or a service
+    manager that it worked. 0 otherwise (a window that is a sensor fault has not failed)."""
+    errors, windows = counters["window_errors"], counters["windows"]
+    if errors == 0 or errors < windows:
+        return 0
+    typer.echo(f"error: all {errors} windows failed (window_errors {errors}, scored "
+               f"{counters['scored']}); the window_error lines above say why", err=True)
+    return 1
