@@ -5,7 +5,11 @@ Policy (documented in the README, applied everywhere a file is read):
 * formats: PCM 8/16/24/32-bit and IEEE float WAV, including WAVE_FORMAT_EXTENSIBLE headers
   (MIMII's 8-channel files); integers are scaled to [-1, 1).
 * channels: mixed down by averaging, or one chosen channel (`channel=N`, 0-based).
-* sample rate: anything else is resampled to the spec's rate (16 kHz) with a polyphase filter.
+* sample rate: anything else is resampled to the spec's rate (16 kHz) with a polyphase filter;
+  a header rate outside `MIN_RATE`-`MAX_RATE` (4-384 kHz) is refused as implausible.
+* memory: files are decoded, mixed down and resampled block by block (`WavStream`,
+  `edge_agent.wavfile`), so `load_clip` reads only a clip's worth and `file_windows` holds
+  about two windows, whatever the file's length; only `read_wav` returns a whole file.
 * length: longer clips keep their first `spec.clip_seconds` (10 s; DCASE 2023 ToyCar/ToyTrain
   are 12 s); shorter clips of at least `min_seconds` are looped (tiled) up to it, because
   machine sounds are mostly stationary and zero padding would put silence into the spectrum;
@@ -14,8 +18,9 @@ Policy (documented in the README, applied everywhere a file is read):
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Sequence
+import struct
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -24,11 +29,22 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .arrays import FloatArray
-from .errors import AudioFileError
+from .errors import AudioFileError, FieldError
 from .frontend import FrontendSpec
 from .pcm import to_float, to_mono
+from .wavfile import WavFormatError, WavReader
+from .windows import Window
 
 MIN_SECONDS = 1.0
+MIN_RATE = 4_000
+MAX_RATE = 384_000
+"""The sample rates a WAV header may claim. 384 kHz is the highest rate audio interfaces
+record and 4 kHz is below any real recording (telephone audio is 8 kHz): a rate outside the
+range is a corrupt or mislabelled header, and believing it is harmful, not just wrong (a
+1 Hz header would be upsampled 16 000x, turning a short file into gigabytes)."""
+BLOCK_FRAMES = 1 << 14
+"""Frames decoded per read: 16384 frames of 8-channel 32-bit audio are 0.5 MB, so reading any
+file costs about as much memory as this, whatever its length."""
 
 
 def resample(x: FloatArray, rate_in: int, rate_out: int) -> FloatArray:
@@ -42,35 +58,88 @@ def resample(x: FloatArray, rate_in: int, rate_out: int) -> FloatArray:
     return np.asarray(y, dtype=np.float32)
 
 
-def read_wav(path: str | Path, channel: int | None = None) -> tuple[FloatArray, int]:
-    """Read a WAV file as mono float32 at its own rate. Raises AudioFileError."""
-    p = Path(path)
-    if not p.is_file():
-        raise AudioFileError(p, "file not found")
-    import scipy.io.wavfile  # imported here: a capture-only device never loads scipy.io
+class WavStream:
+    """One WAV file as mono float32 blocks at a chosen rate, read and resampled block by block.
 
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", scipy.io.wavfile.WavFileWarning)
-            rate, data = scipy.io.wavfile.read(p)
-    except Exception as exc:  # scipy raises ValueError/EOFError/struct.error on bad files
-        raise AudioFileError(p, f"not a readable WAV file ({exc})") from exc
-    try:
-        x = to_float(np.asarray(data))
-    except ValueError as exc:
-        raise AudioFileError(p, str(exc)) from exc
-    if x.ndim == 2:
-        n_ch = x.shape[1]
-        if channel is not None and not 0 <= channel < n_ch:
-            raise AudioFileError(p, f"channel {channel} requested but the file has {n_ch}")
-        x = to_mono(x, channel)
-    elif channel not in (None, 0):
-        raise AudioFileError(p, f"channel {channel} requested but the file is mono")
-    if x.size == 0:
-        raise AudioFileError(p, "file contains no samples")
-    if not np.all(np.isfinite(x)):
-        raise AudioFileError(p, "file contains NaN or infinite samples")
-    return x.astype(np.float32, copy=False), int(rate)
+    The header is read (and checked) on construction, so a file that cannot be used fails
+    before any audio is processed; `blocks()` then streams it. Resampling goes through
+    `StreamResampler`, whose output equals `resample_poly` of the whole file, so a file
+    streamed in blocks gives the same samples as one read whole. Raises AudioFileError.
+    """
+
+    def __init__(self, path: str | Path, channel: int | None = None,
+                 rate: int | None = None) -> None:
+        p = Path(path)
+        if not p.is_file():
+            raise AudioFileError(p, "file not found")
+        self.path = p
+        try:
+            with WavReader(p) as r:
+                info = r.info
+        except (WavFormatError, struct.error) as exc:
+            raise AudioFileError(p, f"not a readable WAV file ({exc})") from None
+        except OSError as exc:
+            raise AudioFileError(p, f"cannot read ({exc.strerror or exc})") from None
+        if not MIN_RATE <= info.rate <= MAX_RATE:
+            raise AudioFileError(
+                p, f"implausible sample rate {info.rate} Hz in the WAV header: expected "
+                f"{MIN_RATE}-{MAX_RATE} Hz (a corrupt or mislabelled header)"
+            )
+        if info.channels == 1:
+            if channel not in (None, 0):
+                raise AudioFileError(p, f"channel {channel} requested but the file is mono")
+        elif channel is not None and not 0 <= channel < info.channels:
+            raise AudioFileError(
+                p, f"channel {channel} requested but the file has {info.channels}"
+            )
+        if info.frames == 0:
+            raise AudioFileError(p, "file contains no samples")
+        self.info = info
+        self.channel = None if info.channels == 1 else channel
+        self.rate = rate or info.rate  # the rate blocks() delivers
+
+    @property
+    def samples(self) -> int:
+        """How many samples `blocks()` delivers in all (resample_poly's output length)."""
+        return -(-self.info.frames * self.rate // self.info.rate)
+
+    @property
+    def seconds(self) -> float:
+        return self.info.seconds
+
+    def blocks(self, frames: int = BLOCK_FRAMES) -> Iterator[FloatArray]:
+        """Mono float32 blocks at `self.rate` (sizes vary when resampling; none are empty)."""
+        from .sources.resampler import StreamResampler
+
+        rs = StreamResampler(self.info.rate, self.rate)
+        try:
+            with WavReader(self.path) as r:
+                while True:
+                    raw = r.read(frames)
+                    if raw.shape[0] == 0:
+                        break
+                    x = to_float(raw)
+                    mono = x[:, 0] if x.shape[1] == 1 else to_mono(x, self.channel)
+                    if not np.all(np.isfinite(mono)):
+                        raise AudioFileError(self.path, "file contains NaN or infinite samples")
+                    y = rs.process(mono)
+                    if y.size:
+                        yield y
+        except (OSError, WavFormatError, struct.error) as exc:
+            raise AudioFileError(self.path, f"read failed ({exc})") from None
+        tail = rs.flush()
+        if tail.size:
+            yield tail
+
+
+def read_wav(path: str | Path, channel: int | None = None) -> tuple[FloatArray, int]:
+    """Read a whole WAV file as mono float32 at its own rate. Raises AudioFileError.
+
+    For short files (clips, tests): long recordings go through `WavStream` instead.
+    """
+    s = WavStream(path, channel)
+    x = np.concatenate(list(s.blocks())).astype(np.float32, copy=False)
+    return x, s.info.rate
 
 
 def fit_length(
@@ -93,10 +162,68 @@ def load_clip(
     channel: int | None = None,
     min_seconds: float = MIN_SECONDS,
 ) -> FloatArray:
-    """Load one file as exactly `spec.clip_samples` float32 samples at `spec.sample_rate`."""
-    x, rate = read_wav(path, channel)
-    x = resample(x, rate, spec.sample_rate)
-    return fit_length(x, spec.clip_samples, int(min_seconds * spec.sample_rate), path)
+    """Load one file as exactly `spec.clip_samples` float32 samples at `spec.sample_rate`.
+
+    Only the first clip's worth of the file is read (and resampled), so a long recording
+    costs no more than a 10 s clip.
+    """
+    n = spec.clip_samples
+    got: list[FloatArray] = []
+    have = 0
+    for b in WavStream(path, channel, spec.sample_rate).blocks():
+        got.append(b)
+        have += b.size
+        if have >= n:
+            break
+    x = np.concatenate(got)
+    return fit_length(x, n, int(min_seconds * spec.sample_rate), path)
+
+
+@dataclass(frozen=True)
+class FileWindow:
+    """One window of a file: `spec.clip_samples` samples starting `start_s` into the file."""
+
+    start_s: float
+    window: Window  # index = 0, 1, 2... within the file; t_start = start_s
+    looped: bool = False  # the file is shorter than a window: it was looped up to one
+
+
+def file_windows(
+    path: str | Path,
+    spec: FrontendSpec,
+    hop: int,
+    channel: int | None = None,
+    min_seconds: float = MIN_SECONDS,
+) -> Iterator[FileWindow]:
+    """Every full window of a file, `hop` samples apart (at `spec.sample_rate`), streamed.
+
+    Cut by the agent's `Windower`, so `score` sees the windows `run` would; memory holds about
+    two windows whatever the file's length. The last partial window is dropped; a file
+    shorter than one window is one window, looped up to length (the `load_clip` policy).
+    """
+    from .sources.base import Block
+    from .windows import Windower
+
+    rate = spec.sample_rate
+    n = spec.clip_samples
+    if hop <= 0:
+        raise FieldError("hop", f"expected a positive number of samples, got {hop}")
+    windower = Windower(n, hop, rate)
+    head: list[FloatArray] = []  # the first window's samples, kept in case the file is short
+    pos = 0
+    any_window = False
+    for b in WavStream(path, channel, rate).blocks():
+        if not any_window:
+            head.append(b)
+        for w in windower.push(Block(b, pos / rate, False, str(path))):
+            any_window = True
+            yield FileWindow(w.index * hop / rate, w)
+        if any_window:
+            head = []
+        pos += b.size
+    if not any_window:
+        x = fit_length(np.concatenate(head), n, int(min_seconds * rate), path)
+        yield FileWindow(0.0, Window(x, 0.0, 0, False, str(path)), looped=True)
 
 
 def write_wav(path: str | Path, x: NDArray[Any], rate: int) -> None:

@@ -8,7 +8,12 @@ sensor faults instead of scoring them as machine anomalies.
 
 Levels are dBFS of the float32 signal: 20*log10(RMS) and 20*log10(max |x|), so a full-scale
 sine has an RMS level of -3 dBFS and a peak of 0 dBFS; digital silence is reported as
-`FLOOR_DBFS` (-120) instead of -inf so the value stays JSON-serialisable.
+`FLOOR_DBFS` (-120) instead of -inf so the value stays JSON-serialisable. The RMS is taken
+after removing the window's mean: a constant (DC) signal, a microphone or ADC stuck at one
+value, is silence, not a loud sound.
+
+`edge-agent run` and `edge-agent score` both judge windows with `assess_window`, so a window
+is a sensor fault (not scored) in one exactly when it is in the other.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import NDArray
 
-from .errors import ConfigError
+from .settings import bounded, check_fields
 from .windows import Window
 
 FLOOR_DBFS = -120.0
@@ -35,24 +40,15 @@ NON_FINITE: Fault = "non_finite"
 class HealthSettings:
     """The `health:` section of the agent's YAML."""
 
-    silence_dbfs: float = -70.0  # RMS below this: dead / unplugged / muted microphone
-    clip_level: float = 0.999  # |sample| at or above this counts as clipped
-    clip_fraction: float = 0.001  # more than this fraction of clipped samples: clipping fault
+    silence_dbfs: float = bounded(  # RMS below this: dead / unplugged / muted microphone
+        -70.0, le=0)
+    clip_level: float = bounded(0.999, gt=0, le=1)  # |sample| at or above this counts as clipped
+    clip_fraction: float = bounded(  # more than this fraction of clipped samples: clipping fault
+        0.001, ge=0, lt=1)
     overflow_is_fault: bool = True  # a window with lost samples is a fault too
 
     def __post_init__(self) -> None:
-        if not 0.0 < self.clip_level <= 1.0:
-            raise ConfigError(
-                f"health.clip_level: expected a value in (0, 1], got {self.clip_level}"
-            )
-        if not 0.0 <= self.clip_fraction < 1.0:
-            raise ConfigError(
-                f"health.clip_fraction: expected a value in [0, 1), got {self.clip_fraction}"
-            )
-        if self.silence_dbfs > 0.0:
-            raise ConfigError(
-                f"health.silence_dbfs: expected a level <= 0 dBFS, got {self.silence_dbfs}"
-            )
+        check_fields(self, "health")
 
 
 @dataclass(frozen=True)
@@ -96,7 +92,8 @@ def assess(
     if not np.all(np.isfinite(x)):
         faults.append(NON_FINITE)
         x = np.nan_to_num(x, nan=0.0, posinf=1.0, neginf=-1.0)
-    rms = float(np.sqrt(np.mean(x * x)))
+    ac = x - x.mean()  # a DC offset carries no sound: a stuck sensor is as dead as a silent one
+    rms = float(np.sqrt(np.mean(ac * ac)))
     mag = np.abs(x)
     peak = float(mag.max())
     clipped = float(np.count_nonzero(mag >= settings.clip_level)) / x.size

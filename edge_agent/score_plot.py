@@ -2,22 +2,24 @@
 
 Every file is cut into windows of the bundle's clip length starting every `hop` seconds (the
 last partial window is dropped; a file shorter than one window is one looped window), each
-window is scored through the device path, and `plot_series` draws the scores with the section's
-threshold. matplotlib is imported only here and only then (the `plot` extra), so a Pi that
-never plots does not need it.
+window is checked like the agent checks it (`health.assess_window`) and, when the sensor was
+fine, scored through the device path; `plot_series` draws the scores with the section's
+threshold and marks the sensor-fault windows. matplotlib is imported only here and only then
+(the `plot` extra), so a Pi that never plots does not need it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .audio import MIN_SECONDS, fit_length, read_wav, resample
+from .audio import file_windows
 from .errors import EdgeAgentError, FieldError
+from .health import HealthReport, HealthSettings, assess_window
 from .scorer import Scorer, WindowScore
 
 
@@ -27,9 +29,10 @@ class Series:
 
     label: str
     section: str
-    starts: list[float]  # window start, seconds into the file
+    starts: list[float]  # window start, seconds into the file (scored windows only)
     scores: list[float]
     threshold: float
+    faults: list[float] = field(default_factory=list)  # starts of sensor-fault windows
 
 
 def window_starts(n_samples: int, window: int, hop: int) -> list[int]:
@@ -41,20 +44,30 @@ def window_starts(n_samples: int, window: int, hop: int) -> list[int]:
     return list(range(0, n_samples - window + 1, hop))
 
 
+@dataclass(frozen=True)
+class WindowResult:
+    """One window of a file: its health and, when the sensor was fine, its score."""
+
+    start_s: float  # seconds into the file
+    health: HealthReport
+    score: WindowScore | None  # None: a sensor fault, not scored (as the agent does)
+
+
 def score_windows(
-    scorer: Scorer, path: Path, section: str, hop_s: float, channel: int | None
-) -> tuple[list[float], list[WindowScore]]:
-    """(start seconds, WindowScore) for every `hop_s`-spaced window of one file."""
+    scorer: Scorer, path: Path, section: str, hop_s: float, channel: int | None,
+    health: HealthSettings = HealthSettings(),
+) -> Iterator[WindowResult]:
+    """Every `hop_s`-spaced window of one file, streamed (`audio.file_windows`): judged by the
+    agent's health check (`health.assess_window`) and scored only when it passes, so a window
+    is a sensor fault here exactly when `edge-agent run` would call it one."""
+    if hop_s <= 0:
+        raise FieldError("hop", f"expected a positive number of seconds, got {hop_s}")
     spec = scorer.spec
-    x, rate = read_wav(path, channel)
-    x = resample(x, rate, spec.sample_rate)
-    n = spec.clip_samples
-    starts = window_starts(x.size, n, round(hop_s * spec.sample_rate))
-    results = []
-    for st in starts:
-        w = fit_length(x[st:st + n], n, int(MIN_SECONDS * spec.sample_rate), path)
-        results.append(scorer.score(w, section))
-    return [st / spec.sample_rate for st in starts], results
+    hop = max(1, round(hop_s * spec.sample_rate))
+    for fw in file_windows(path, spec, hop, channel):
+        h = assess_window(fw.window, health)
+        yield WindowResult(fw.start_s, h, scorer.score(fw.window.samples, section) if h.ok
+                           else None)
 
 
 def pyplot() -> Any:
@@ -86,6 +99,9 @@ def plot_series(series: Sequence[Series], out: Path) -> None:
         above = y > s.threshold
         if above.any():
             ax.plot(t[above], y[above], "o", color="tab:red", ms=4, label="above threshold")
+        if s.faults:
+            ax.plot(np.asarray(s.faults) / 60.0, np.full(len(s.faults), s.threshold), "x",
+                    color="tab:gray", ms=6, label="sensor fault (not scored)")
         ax.set_title(f"{s.label}  ({s.section})", fontsize=9)
         ax.set_ylabel("anomaly score")
         ax.grid(alpha=0.3)

@@ -270,3 +270,118 @@ def test_expand_files_expands_folders_and_reject_missing(tmp_path: Path) -> None
     (tmp_path / "empty").mkdir()
     with pytest.raises(AudioFileError, match=r"no \.wav files"):
         expand_files([tmp_path / "empty"])
+
+
+# ------------------------------------------------- streamed reading (edge_agent.wavfile)
+
+def _write_streamed(path: Path, rate: int, channels: int, seconds: int) -> None:
+    """A long 16-bit WAV written one second at a time, so the test itself stays small."""
+    t = np.arange(rate) / rate
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(channels)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        for s in range(seconds):
+            sec = 0.3 * np.sin(2 * np.pi * (200 + 10 * (s % 50)) * t)
+            frames = np.repeat(sec[:, None], channels, axis=1) * [1.0, -0.5][:channels]
+            w.writeframes(np.round(frames * 32767).astype("<i2").tobytes())
+
+
+@pytest.mark.parametrize(
+    ("dtype", "channels"),
+    [("u1", 1), ("<i2", 2), ("<i4", 3), ("<f4", 2), ("<f8", 1)],
+)
+def test_streamed_blocks_equal_a_whole_file_read(
+    tmp_path: Path, dtype: str, channels: int
+) -> None:
+    from edge_agent.audio import WavStream
+    from edge_agent.pcm import to_float, to_mono
+
+    rng = np.random.default_rng(3)
+    x = rng.uniform(-0.9, 0.9, (5000, channels))
+    if dtype == "u1":
+        data = np.round(x * 127 + 128).astype(np.uint8)
+    elif dtype[1] == "i":
+        data = np.round(x * float(2 ** (8 * int(dtype[2]) - 1) - 1)).astype(dtype)
+    else:
+        data = x.astype(dtype)
+    p = tmp_path / "x.wav"
+    scipy.io.wavfile.write(p, FS, data if channels > 1 else data[:, 0])
+    want = to_mono(to_float(data))
+    blocks = list(WavStream(p).blocks(frames=777))  # blocks that do not divide the file
+    assert len(blocks) == 7 and all(b.dtype == np.float32 for b in blocks)
+    np.testing.assert_array_equal(np.concatenate(blocks), want)
+    if channels > 1:
+        np.testing.assert_array_equal(read_wav(p, channel=1)[0], to_float(data)[:, 1])
+
+
+def test_24_bit_extensible_and_unknown_data_size(tmp_path: Path) -> None:
+    """WAVE_FORMAT_EXTENSIBLE 24-bit stereo whose data size says 0xFFFFFFFF (a recorder that
+    streamed to a pipe and never came back to fill the size in): all samples are read."""
+    import struct
+
+    ints = np.array([[0x7FFFFF, -0x800000], [1, -1], [-12345, 54321]], dtype=np.int32)
+    raw = b"".join(int(v).to_bytes(3, "little", signed=True) for v in ints.reshape(-1))
+    guid = struct.pack("<H", 1) + b"\x00\x00\x00\x00\x10\x00\x80\x00\x00\xaa\x00\x38\x9b\x71"
+    fmt = struct.pack("<HHIIHHHHI", 0xFFFE, 2, FS, FS * 6, 6, 24, 22, 24, 3) + guid
+    body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"data" + \
+        struct.pack("<I", 0xFFFFFFFF) + raw
+    p = tmp_path / "ext24.wav"
+    p.write_bytes(b"RIFF" + struct.pack("<I", 0xFFFFFFFF) + body)
+    y, rate = read_wav(p, channel=0)
+    assert rate == FS
+    np.testing.assert_allclose(y, ints[:, 0] / 2**23, atol=1e-7)
+    np.testing.assert_allclose(read_wav(p)[0], ints.mean(axis=1) / 2**23, atol=1e-7)
+
+
+@pytest.mark.parametrize("rate", [0, 1, 3999, 400_000])
+def test_implausible_header_rates_are_one_line_errors(tmp_path: Path, rate: int) -> None:
+    """A rate of 0 used to crash, and 1 Hz was upsampled 16 000x (gigabytes): both refused."""
+    p = tmp_path / f"r{rate}.wav"
+    with wave.open(str(p), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(8000)
+        w.writeframes(b"\x01\x00" * 50)
+    raw = bytearray(p.read_bytes())
+    raw[24:28] = rate.to_bytes(4, "little")  # the fmt chunk's sample rate field
+    p.write_bytes(bytes(raw))
+    with pytest.raises(AudioFileError, match=rf"r{rate}\.wav: implausible sample rate {rate} "
+                       r"Hz in the WAV header: expected 4000-384000 Hz") as ei:
+        load_clip(p, DEFAULT_SPEC)
+    assert "\n" not in str(ei.value)
+
+
+def test_load_clip_of_a_long_48k_file_streams_only_the_first_clip(tmp_path: Path) -> None:
+    """The first 10 s at 16 kHz, equal to resampling the whole file at once (what load_clip
+    did before it streamed), read without loading the audio after it."""
+    import scipy.signal
+
+    p = tmp_path / "long48k.wav"
+    _write_streamed(p, 48_000, 2, 20)
+    whole, _ = read_wav(p)
+    ref = scipy.signal.resample_poly(whole.astype(np.float64), 1, 3)[:160_000]
+    np.testing.assert_allclose(load_clip(p, DEFAULT_SPEC), ref, atol=1e-5)
+
+
+@pytest.mark.parametrize("seconds", [60, 240])
+def test_file_windows_memory_does_not_grow_with_the_file(tmp_path: Path, seconds: int) -> None:
+    """Reading, mixing down and resampling a long 48 kHz stereo file into windows holds a few
+    windows, not the file: the same bound for 1 and 4 minutes (4 min as float32 mono at
+    48 kHz alone would be 46 MB; the old whole-file read took several times that)."""
+    import tracemalloc
+
+    from edge_agent.audio import file_windows
+    from edge_agent.sources.resampler import StreamResampler
+
+    p = tmp_path / "long.wav"
+    _write_streamed(p, 48_000, 2, seconds)
+    StreamResampler(48_000, 16_000)  # imports scipy.signal: a constant, not what is measured
+    tracemalloc.start()
+    try:
+        starts = [fw.start_s for fw in file_windows(p, DEFAULT_SPEC, hop=80_000)]
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert starts == [5.0 * i for i in range((seconds - 10) // 5 + 1)]
+    assert peak < 16 * 2**20, f"peak {peak / 2**20:.1f} MB"

@@ -76,3 +76,14 @@ def test_settings_are_validated() -> None:
         HealthSettings(clip_fraction=-0.1)
     with pytest.raises(ConfigError, match=r"health\.silence_dbfs"):
         HealthSettings(silence_dbfs=6.0)
+
+
+def test_a_constant_dc_level_is_silence_not_a_loud_sound() -> None:
+    """A sensor or ADC stuck at one value delivers no sound: the RMS is taken without the
+    mean, so `run` and `score` both call it a sensor fault instead of scoring it."""
+    stuck = assess(np.full(RATE, 0.4, np.float32))
+    assert stuck.faults == (SILENCE,) and stuck.rms_dbfs == FLOOR_DBFS
+    assert stuck.peak_dbfs == pytest.approx(20 * np.log10(0.4), abs=0.01)
+    biased = assess(sine(0.5) + np.float32(0.2))  # real sound on a DC offset: fine
+    assert biased.ok and biased.rms_dbfs == pytest.approx(20 * np.log10(0.5 / np.sqrt(2)),
+                                                          abs=0.01)

@@ -44,8 +44,10 @@ def test_plot_scores_every_window_and_matches_single_clip_scores(
         *["score", str(wav), "--bundle", str(demo.bundle), "--section", demo.section,
          "--plot", str(png), "--hop", "10", "--json"])
     assert code == 0, err
-    rows = [json.loads(line) for line in out.splitlines()]
+    (verdict,) = [json.loads(line) for line in out.splitlines()]  # one object per file
+    rows = verdict["windows"]
     assert [r["start_s"] for r in rows] == [0.0, 10.0, 20.0, 30.0, 40.0, 50.0]
+    assert verdict["score"] == max(r["score"] for r in rows)  # the file's verdict: the max
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert png.stat().st_size > 10_000  # a drawn figure, not an empty canvas
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import json
 import os
 import threading
 import time
@@ -198,6 +199,71 @@ def test_file_replay_errors(tmp_path: Path) -> None:
         open_source(SourceSettings(kind="files"), RATE)
     (tmp_path / "bad.wav").write_bytes(b"RIFF nonsense")
     bad = SourceSettings(kind="files", files=(str(tmp_path / "bad.wav"),))
-    with open_source(bad, RATE) as src, \
-            pytest.raises(AudioFileError, match=r"bad.wav: not a readable WAV"):
-        src.read(0.1)
+    with pytest.raises(AudioFileError, match=r"bad.wav: not a readable WAV.*--skip-unreadable"):
+        open_source(bad, RATE)  # the header is checked before any replay
+
+
+def _bad_folder(tmp_path: Path) -> Path:
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    write_wav(folder / "a.wav", tone(500, 1.0, RATE), RATE)
+    (folder / "b.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
+    raw = bytearray((folder / "a.wav").read_bytes())
+    raw[24:28] = (1).to_bytes(4, "little")  # 1 Hz: would be upsampled 16 000x
+    (folder / "c.wav").write_bytes(bytes(raw))
+    write_wav(folder / "d.wav", tone(700, 1.0, RATE), RATE)
+    return folder
+
+
+def test_file_replay_skip_unreadable_and_short_file_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    folder = _bad_folder(tmp_path)
+    strict = SourceSettings(kind="files", files=(str(folder),))
+    with pytest.raises(AudioFileError, match=r"b\.wav: not a readable WAV file .*"
+                       r"\(remove the file or pass --skip-unreadable\)$"):
+        open_source(strict, RATE)  # before anything plays, not after a.wav
+    skip = SourceSettings(kind="files", files=(str(folder),), skip_unreadable=True)
+    with caplog.at_level("WARNING", logger="edge_agent"), \
+            open_source(skip, RATE, window=10 * RATE) as src:
+        blocks = drain(src)
+    assert {Path(b.source_info).name for b in blocks} == {"a.wav", "d.wav"}
+    assert cat(blocks).size == 2 * RATE
+    msgs = [r.getMessage() for r in caplog.records]
+    assert any(m.startswith(f"{folder / 'b.wav'}: not a readable WAV") and "skipped" in m
+               for m in msgs)
+    assert any(f"{folder / 'c.wav'}: implausible sample rate 1 Hz" in m for m in msgs)
+    short = [m for m in msgs if "shorter than one 10.00 s window" in m]
+    assert len(short) == 2 and short[0].startswith(f"{folder / 'a.wav'}: 1.00 s is shorter")
+    only_bad = SourceSettings(kind="files", files=(str(folder / "b.wav"),), skip_unreadable=True)
+    with pytest.raises(AudioFileError, match="no readable WAV file"):
+        open_source(only_bad, RATE)
+
+
+def test_run_on_a_folder_with_a_bad_file_errors_or_skips(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`edge-agent run --files`: one line naming the bad file and exit 2, or with
+    --skip-unreadable the good files are scored."""
+    import shutil
+
+    from cli_helpers import run_cli
+
+    from edge_agent.commands.demo import load_demo
+
+    demo = load_demo()
+    folder = _bad_folder(tmp_path)
+    shutil.copy(demo.paths[0], folder / "e.wav")
+    argv = ["run", "--files", str(folder), "--bundle", str(demo.bundle), "--section",
+            demo.section, "--json"]
+    code, out, err = run_cli(capsys, *argv)
+    assert code == 2 and out == ""
+    assert err.strip().splitlines()[-1] == (  # after a.wav's short-file warning
+        f"error: {folder / 'b.wav'}: not a readable WAV file (no valid 'fmt ' chunk) "
+        "(remove the file or pass --skip-unreadable)")
+    assert "Traceback" not in err
+    code, out, err = run_cli(capsys, *argv, "--skip-unreadable")
+    assert code == 0, err
+    scores = [e for e in map(json.loads, out.splitlines()) if e.get("kind") == "score"]
+    assert len(scores) == 1  # 1 + 1 + 10 s: one full window
+    assert "b.wav: not a readable WAV file" in err and "c.wav: implausible sample rate" in err

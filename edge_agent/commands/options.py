@@ -55,6 +55,10 @@ Paths = Annotated[
                    metavar="PATH..."),
 ]
 Stdin = Annotated[bool, typer.Option("--stdin", help="Raw PCM on stdin.")]
+SkipUnreadable = Annotated[
+    bool, typer.Option("--skip-unreadable", help="Leave out a WAV file that cannot be read or "
+                       "used, with one line naming it (default: stop with that error).")
+]
 Channel = Annotated[
     int | None,
     typer.Option("--channel", min=0, help="0-based channel of multi-channel audio (default: "

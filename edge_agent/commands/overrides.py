@@ -34,6 +34,7 @@ class Flags:
     stdin: bool = False
     channel: int | None = None
     realtime: bool | None = None
+    skip_unreadable: bool = False
     json: bool = False
     quiet: bool = False
     mqtt_host: str | None = None
@@ -60,6 +61,8 @@ class Flags:
                  "source.realtime": self.realtime, "mqtt.host": self.mqtt_host,
                  "mqtt.port": self.mqtt_port, "mqtt.device_id": self.device_id}
         ov.update({k: v for k, v in keyed.items() if v is not None})
+        if self.skip_unreadable:
+            ov["source.skip_unreadable"] = True
         if self.json:
             ov["log.json"] = True
         if self.quiet:

@@ -1,17 +1,26 @@
 """`edge-agent score`: score WAV files offline through the device path (bundle + TFLite).
 
-Each file is one window: `load_clip` gives its first 10 s at the bundle's rate (looping shorter
-clips), exactly what `model-build evaluate` embeds, so the two agree on the same bundle. The
-section comes from `--section`, else from the file's DCASE name (`edge_agent.dcase`).
-`--plot OUT.png` scores every `--hop`-spaced window of long recordings and draws the scores
-over time (`edge_agent.score_plot`).
+Every file is cut into windows of the bundle's clip length (10 s), one every `--hop` seconds
+(`audio.file_windows`: streamed, so an hour-long recording needs no more memory than a clip;
+the last partial window is dropped, a file shorter than a window is looped to one, as
+`load_clip` does). A DCASE 10 s clip is therefore one window, exactly what `model-build
+evaluate` embeds, so the two agree on the same bundle.
+
+Each window first gets the agent's health check (`health.assess_window`): a window `run` would
+call a sensor fault (silence, a stuck DC level, clipping, non-finite samples) is not scored
+and prints SENSOR_FAULT with the reasons. The file's verdict is the MAXIMUM over its scored
+windows: ANOMALY when any window scores above the section's threshold (one anomalous window
+in an hour is worth a look; the agent's k-of-n alarm rule is about raising alarms on a live
+stream, and `run` applies it). The section comes from `--section`, else from the file's DCASE
+name (`edge_agent.dcase`). `--plot OUT.png` also draws the scores over time
+(`edge_agent.score_plot`).
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -20,6 +29,7 @@ from . import options as opt
 from .runner import fields_as_flags
 
 if TYPE_CHECKING:  # the scorer imports numpy and TFLite: only when the command runs
+    from ..score_plot import Series, WindowResult
     from ..scorer import Scorer, WindowScore
 
 
@@ -31,71 +41,139 @@ def score_cmd(
     json_out: opt.Json = False,
     threads: opt.Threads = None,
     channel: opt.Channel = None,
+    hop: Annotated[float, typer.Option("--hop", help="Seconds between window starts in files "
+                                       "longer than one window.")] = 5.0,
     plot: Annotated[
         Path | None,
-        typer.Option("--plot", help="Score every window of long files; write a score-over-time "
-                     "PNG.", show_default=False),
+        typer.Option("--plot", help="Also write a PNG of every file's window scores over "
+                     "time.", show_default=False),
     ] = None,
-    hop: Annotated[float, typer.Option("--hop", help="--plot: seconds between window starts.")
-                   ] = 5.0,
+    skip_unreadable: opt.SkipUnreadable = False,
 ) -> None:
-    """Print each file's anomaly score, the section's threshold and the decision.
+    """Score every 10 s window of each file; print window scores and file verdicts.
+
+    Verdict: the file's highest window score vs the section's threshold
+    (ANOMALY when any window is above it). Windows start every --hop s; a
+    10 s clip is one window, a shorter file is looped to 10 s. A window the
+    agent calls a sensor fault (silence, DC, clipping, NaN) is not scored:
+    SENSOR_FAULT and the reason. --json: one object per file (its verdict,
+    "windows", fault reasons).
 
     --section: default from DCASE file names (<machine>/<split>/section_XX_*.wav).
     """
-    from ..audio import expand_files, load_clip
+    from ..audio import expand_files
     from ..dcase import infer_section
-    from ..score_plot import pyplot
+    from ..errors import AudioFileError
+    from ..score_plot import plot_series, pyplot
     from ..scorer import Scorer
 
     files = expand_files(paths)
+    if hop <= 0:
+        raise FieldError("hop", f"expected a positive number of seconds, got {hop}")
     if plot is not None:
         pyplot()  # fail before minutes of scoring, not after
-        if hop <= 0:
-            raise FieldError("hop", f"expected a positive number of seconds, got {hop}")
     scorer = Scorer.from_bundle(bundle, threads=threads or 1)
     if section is not None:
         scorer.bundle.backend(section)  # unknown section: one-line BundleError
     plan = [(f, section or infer_section(f, scorer.bundle.sections)) for f in files]
-    if plot is not None:
-        _score_and_plot(scorer, plan, plot, hop, channel, json_out)
-        return
     if not json_out:
         print(_HEADER + "file")
+    series = _score_all(scorer, plan, hop, channel, json_out, skip_unreadable)
+    if not series:
+        raise AudioFileError(", ".join(map(str, paths)), "no readable WAV file")
+    if plot is not None:
+        plot_series(series, plot)
+        if not json_out:
+            print(f"wrote {plot}")
+
+
+def _score_all(
+    scorer: Scorer, plan: list[tuple[Path, str]], hop: float, channel: int | None,
+    json_out: bool, skip_unreadable: bool,
+) -> list[Series]:
+    """Every file in turn. A file that cannot be read or used stops the command with an error
+    naming it, or with --skip-unreadable is named in one line on stderr and left out."""
+    import sys
+
+    from ..errors import AudioFileError
+
+    series: list[Series] = []
     for f, sec in plan:
-        r = scorer.score(load_clip(f, scorer.spec, channel), sec)
-        print(_line(f, r, json_out), flush=True)
+        try:
+            series.append(_score_file(scorer, f, sec, hop, channel, json_out))
+        except AudioFileError as exc:
+            if not skip_unreadable:
+                raise AudioFileError(exc.path, exc.reason + " (remove the file or pass "
+                                     "--skip-unreadable)") from None
+            print(f"skipped {exc}", file=sys.stderr, flush=True)
+    return series
 
 
-_HEADER = f"{'score':>8} {'threshold':>9}  {'decision':<8}  {'section':<24} "
+_HEADER = f"{'score':>8} {'threshold':>9}  {'decision':<12}  {'section':<24} "
 
 
-def _line(file: Path, r: WindowScore, json_out: bool, start: float | None = None) -> str:
-    """One scored window: a JSON object, or a table row for people (`file` or `file@start`)."""
+def _score_file(
+    scorer: Scorer, f: Path, sec: str, hop: float, channel: int | None, json_out: bool
+) -> Series:
+    """Score one file's windows, printing them as they come (table: a row per window once
+    there is more than one) and then the file's verdict; the windows for `--plot`."""
+    from ..score_plot import Series, score_windows
+
+    threshold = scorer.bundle.backend(sec).threshold
+    results: list[WindowResult] = []
+    for r in score_windows(scorer, f, sec, hop, channel):
+        results.append(r)
+        if not json_out and len(results) == 2:
+            print(_row(f"{f}@{results[0].start_s:g}s", sec, threshold, results[0]), flush=True)
+        if not json_out and len(results) >= 2:
+            print(_row(f"{f}@{r.start_s:g}s", sec, threshold, r), flush=True)
+    scored = [r.score for r in results if r.score is not None]
+    top = max(scored, key=lambda w: w.score) if scored else None
+    faults = sorted({fault for r in results for fault in r.health.faults})
+    decision = _decision(top)
     if json_out:
-        where = {"file": str(file)} if start is None else {"file": str(file), "start_s": start}
-        return json.dumps({**where, **r.to_dict()})
-    decision = "ANOMALY" if r.anomalous else "normal"
-    name = f"{file}" if start is None else f"{file}@{start:g}s"
-    return f"{r.score:8.5f} {r.threshold:9.5f}  {decision:<8}  {r.section:<24} {name}"
+        print(json.dumps({
+            "file": str(f), "score": top.score if top else None, "threshold": threshold,
+            "anomalous": top.anomalous if top else None, "section": sec,
+            "model_version": scorer.bundle.model_version, "decision": decision,
+            "faults": faults, "windows": [_window_dict(r) for r in results],
+        }), flush=True)
+    elif len(results) == 1:
+        print(_row(str(f), sec, threshold, results[0]), flush=True)
+    else:
+        above = sum(w.anomalous for w in scored)
+        note = f"max of {len(results)} windows, {above} above threshold"
+        if len(scored) < len(results):
+            note += f", {len(results) - len(scored)} with a sensor fault ({', '.join(faults)})"
+        score = f"{top.score:8.5f}" if top else f"{'-':>8}"
+        print(f"{score} {threshold:9.5f}  {decision:<12}  {sec:<24} {f}  ({note})", flush=True)
+    return Series(f.name, sec, [r.start_s for r in results if r.score is not None],
+                  [w.score for w in scored], threshold,
+                  [r.start_s for r in results if r.score is None])
 
 
-def _score_and_plot(
-    scorer: Scorer, plan: list[tuple[Path, str]], out: Path, hop: float, channel: int | None,
-    json_out: bool,
-) -> None:
-    """`--plot`: one line per window (file@start), then the PNG."""
-    from ..score_plot import Series, plot_series, score_windows
+def _decision(r: WindowScore | None) -> str:
+    if r is None:
+        return "SENSOR_FAULT"
+    return "ANOMALY" if r.anomalous else "normal"
 
-    if not json_out:
-        print(_HEADER + "file@start")
-    series = []
-    for f, sec in plan:
-        starts, results = score_windows(scorer, f, sec, hop, channel)
-        for st, r in zip(starts, results, strict=True):
-            print(_line(f, r, json_out, st), flush=True)
-        series.append(Series(f.name, sec, starts, [r.score for r in results],
-                             results[0].threshold))
-    plot_series(series, out)
-    if not json_out:
-        print(f"wrote {out}")
+
+def _row(name: str, sec: str, threshold: float, r: WindowResult) -> str:
+    """One window as a table row: its score and decision, or SENSOR_FAULT and the reasons."""
+    from ..clips import describe_faults
+    from ..health import HealthSettings
+
+    if r.score is None:
+        why = describe_faults(r.health, HealthSettings())
+        return f"{'-':>8} {threshold:9.5f}  {'SENSOR_FAULT':<12}  {sec:<24} {name}  {why}"
+    return (f"{r.score.score:8.5f} {threshold:9.5f}  {_decision(r.score):<12}  {sec:<24} "
+            f"{name}")
+
+
+def _window_dict(r: WindowResult) -> dict[str, Any]:
+    """One window for --json: start, score and decision, or null and the fault with levels."""
+    if r.score is None:
+        return {"start_s": r.start_s, "score": None, "anomalous": None,
+                **{k: v for k, v in r.health.to_dict().items() if k != "ok"}}
+    return {"start_s": r.start_s, "score": r.score.score, "anomalous": r.score.anomalous,
+            "faults": []}

@@ -20,11 +20,13 @@ from .base import AudioSource, SourceKind, SourceSettings
 
 
 def open_source(
-    settings: SourceSettings, rate: int, stdin: IO[bytes] | None = None
+    settings: SourceSettings, rate: int, stdin: IO[bytes] | None = None,
+    window: int | None = None,
 ) -> AudioSource:
     """The source `settings.kind` names, delivering blocks at `rate` (not started yet).
 
-    `stdin` is the stream for kind "stdin" (default: sys.stdin.buffer).
+    `stdin` is the stream for kind "stdin" (default: sys.stdin.buffer). `window` (samples at
+    `rate`) lets the files source warn about files shorter than one window.
     """
     if settings.blocksize <= 0:
         raise ConfigError(
@@ -41,7 +43,7 @@ def open_source(
     if settings.kind == "files":
         from .files import FileSource
 
-        return FileSource(settings, rate)
+        return FileSource(settings, rate, window)
     if settings.kind == "stdin":
         from .stdin import StdinSource
 

@@ -4,6 +4,11 @@ Files (and folders, expanded to their WAV files) play one after the other, paced
 or as fast as the reader takes them, optionally in a loop; `Block.source_info` names the file.
 Timestamps follow the audio (the first sample is "now" at start), so a fast replay produces the
 same timeline as a paced one.
+
+Files are streamed block by block (`audio.WavStream`): replaying an hour-long recording costs
+as little memory as a 10 s clip. Every file's header is checked at construction; a file that
+cannot be used is an error naming it, or with `source.skip_unreadable` (`--skip-unreadable`)
+one warning line and the file is left out. A file shorter than a window is named in a warning.
 """
 
 from __future__ import annotations
@@ -11,32 +16,62 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 
 from ..arrays import FloatArray
-from ..audio import expand_files, read_wav, resample
-from ..errors import ConfigError
+from ..audio import WavStream, expand_files
+from ..errors import AudioFileError, ConfigError
 from .base import AudioSource, Block, SourceSettings
 
 log = logging.getLogger(__name__)
+
+SKIP_HINT = " (remove the file or pass --skip-unreadable)"
 
 
 class FileSource(AudioSource):
     """Replays WAV files as one continuous stream at `rate` (see module docstring)."""
 
-    def __init__(self, settings: SourceSettings, rate: int) -> None:
+    def __init__(self, settings: SourceSettings, rate: int, window: int | None = None) -> None:
         super().__init__()
         if not settings.files:
             raise ConfigError("source.files: expected at least one WAV file or folder")
         self.settings = settings
         self.rate = rate
-        self.paths = expand_files(settings.files)
+        self.window = window  # samples per window at `rate`, for the short-file warning
+        self.paths = self._usable(expand_files(settings.files))
         self._chunks: Iterator[tuple[FloatArray, str]] | None = None
         self._next: tuple[FloatArray, str] | None = None
         self._t0 = 0.0
         self._pos = 0  # samples delivered so far
         self._done = False
+
+    def _usable(self, paths: list[Path]) -> list[Path]:
+        """The files whose header can be used, checked before any replay: a bad file in a
+        folder fails now (or, with `skip_unreadable`, is left out with one warning line), not
+        after the files before it have played. Files shorter than a window are named: replay
+        is one continuous stream, so such a file is only scored inside a window that runs on
+        into the next file, and a short last (or only) file is not scored at all."""
+        out = []
+        for p in paths:
+            try:
+                s = WavStream(p, self.settings.channel, self.rate)
+            except AudioFileError as exc:
+                if not self.settings.skip_unreadable:
+                    raise AudioFileError(exc.path, exc.reason + SKIP_HINT) from None
+                log.warning("%s; skipped", exc)
+                continue
+            if self.window is not None and s.samples < self.window:
+                log.warning(
+                    "%s: %.2f s is shorter than one %.2f s window; it is scored only as part "
+                    "of a window that continues into the next file (not at all if last)",
+                    p, s.seconds, self.window / self.rate,
+                )
+            out.append(p)
+        if not out:
+            raise AudioFileError(", ".join(self.settings.files), "no readable WAV file")
+        return out
 
     @property
     def name(self) -> str:
@@ -53,17 +88,39 @@ class FileSource(AudioSource):
                  " in a loop" if self.settings.loop else "")
 
     def _generate(self) -> Iterator[tuple[FloatArray, str]]:
-        n = self.settings.blocksize
+        """Each file in `blocksize` blocks (the last of a file may be shorter), streamed: the
+        memory a file costs does not grow with its length."""
         while True:
+            delivered = 0
             for path in self.paths:
-                x, rate = read_wav(path, self.settings.channel)
-                if rate != self.rate:
-                    log.debug("%s: resampling %d Hz -> %d Hz", path, rate, self.rate)
-                x = resample(x, rate, self.rate)
-                for i in range(0, x.size, n):
-                    yield np.ascontiguousarray(x[i : i + n], dtype=np.float32), str(path)
+                for chunk in self._file_blocks(path):
+                    delivered += chunk.size
+                    yield chunk, str(path)
             if not self.settings.loop:
                 return
+            if delivered == 0:  # every file failed on the way: looping would spin forever
+                raise AudioFileError(", ".join(self.settings.files), "no readable audio")
+
+    def _file_blocks(self, path: Path) -> Iterator[FloatArray]:
+        n = self.settings.blocksize
+        pending = np.zeros(0, dtype=np.float32)
+        try:
+            stream = WavStream(path, self.settings.channel, self.rate)
+            if stream.info.rate != self.rate:
+                log.debug("%s: resampling %d Hz -> %d Hz", path, stream.info.rate, self.rate)
+            for b in stream.blocks():
+                pending = np.concatenate([pending, b])
+                full = pending.size // n * n
+                for i in range(0, full, n):
+                    yield np.ascontiguousarray(pending[i : i + n])
+                pending = pending[full:]
+        except AudioFileError as exc:
+            if not self.settings.skip_unreadable:
+                raise AudioFileError(exc.path, exc.reason + SKIP_HINT) from None
+            log.warning("%s; rest of the file skipped", exc)
+            return
+        if pending.size:
+            yield np.ascontiguousarray(pending)
 
     @property
     def exhausted(self) -> bool:
