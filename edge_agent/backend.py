@@ -406,14 +406,20 @@ class SectionBackend:
     def from_dict(cls, d: Mapping[str, Any]) -> SectionBackend:
         """Inverse of `to_dict`, with the checks a file from disk needs. A format-1 section
         (`references`, `n_source`, `threshold`: the paper's backend, one model) loads as one
-        unnormalised component."""
+        unnormalised component.
+
+        Every float the score uses must be finite: a NaN threshold makes `score > threshold`
+        false forever and a NaN normaliser turns every score into NaN (invalid JSON in the
+        events), so the agent would run and never alarm. A +inf threshold (what `fit_section`
+        gives a section with fewer than 2 normal clips) is refused too: a section that can never
+        alarm is not a usable section. Errors name the field (`threshold`, `c1.std`, ...)."""
         try:
             if "n_components" not in d:  # format 1
-                return cls((_component(d, ""),), _finite_or_inf(d["threshold"]), "sum")
+                return cls((_component(d, ""),), _finite(d["threshold"], "threshold"), "sum")
             n = int(np.asarray(d["n_components"]))
             fusion = str(np.asarray(d["fusion"]))
             comps = tuple(_component(d, f"c{i}.") for i in range(n))
-            threshold = _finite_or_inf(d["threshold"])
+            threshold = _finite(d["threshold"], "threshold")
         except (KeyError, TypeError, ValueError) as exc:
             raise BackendError(f"backend: missing or malformed field ({exc})") from None
         if n < 1:
@@ -423,10 +429,12 @@ class SectionBackend:
         return cls(comps, threshold, cast(Fusion, fusion))
 
 
-def _finite_or_inf(x: Any) -> float:
+def _finite(x: Any, field: str) -> float:
     v = float(np.asarray(x))
-    if np.isnan(v) or v == -np.inf:
-        raise BackendError(f"backend threshold: expected a number or +inf, got {v}")
+    if not np.isfinite(v):
+        hint = (" (a section fitted on fewer than 2 normal clips has no held-out score to set "
+                "it from)" if field == "threshold" and v == np.inf else "")
+        raise BackendError(f"{field}: expected a finite number, got {v}{hint}")
     return v
 
 
@@ -434,26 +442,25 @@ def _component(d: Mapping[str, Any], prefix: str) -> Component:
     refs = np.asarray(d[f"{prefix}references"], dtype=np.float32)
     n_source = int(np.asarray(d[f"{prefix}n_source"]))
     if refs.ndim != 2 or refs.shape[0] == 0:
-        raise BackendError(f"backend references: expected shape (K>0, D), got {refs.shape}")
+        raise BackendError(f"{prefix}references: expected shape (K>0, D), got {refs.shape}")
+    if not np.all(np.isfinite(refs)):
+        raise BackendError(f"{prefix}references: expected finite numbers, got NaN or inf")
     if not 0 <= n_source <= refs.shape[0]:
-        raise BackendError(f"backend n_source: expected 0..{refs.shape[0]}, got {n_source}")
+        raise BackendError(f"{prefix}n_source: expected 0..{refs.shape[0]}, got {n_source}")
     density = (
         np.asarray(d[f"{prefix}density"], dtype=np.float32)
         if f"{prefix}density" in d
         else np.ones(refs.shape[0], np.float32)
     )
-    mean = float(np.asarray(d.get(f"{prefix}mean", 0.0)))
-    std = float(np.asarray(d.get(f"{prefix}std", 1.0)))
-    weight = float(np.asarray(d.get(f"{prefix}weight", 1.0)))
-    if density.shape != (refs.shape[0],) or not np.all(density > 0):
-        raise BackendError(f"backend density: expected {refs.shape[0]} positive values")
-    if not (np.isfinite(mean) and np.isfinite(std) and std > 0):
-        raise BackendError(f"backend normaliser: expected finite mean and std > 0, got "
-                           f"{mean}, {std}")
-    if not (np.isfinite(weight) and weight > 0):
-        raise BackendError(f"backend weight: expected a finite number > 0, got {weight}")
-    if not np.all(np.isfinite(refs)):
-        raise BackendError("backend references: contain NaN or inf")
+    if density.shape != (refs.shape[0],) or not np.all(np.isfinite(density) & (density > 0)):
+        raise BackendError(f"{prefix}density: expected {refs.shape[0]} finite values > 0")
+    mean = _finite(d.get(f"{prefix}mean", 0.0), f"{prefix}mean (normaliser)")
+    std = _finite(d.get(f"{prefix}std", 1.0), f"{prefix}std (normaliser)")
+    weight = _finite(d.get(f"{prefix}weight", 1.0), f"{prefix}weight")
+    if std <= 0:
+        raise BackendError(f"{prefix}std (normaliser): expected a finite number > 0, got {std}")
+    if weight <= 0:
+        raise BackendError(f"{prefix}weight: expected a finite number > 0, got {weight}")
     return Component(refs, n_source, density, mean, std, weight)
 
 

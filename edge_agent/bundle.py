@@ -8,6 +8,7 @@ Layout (format version 2)::
       versions/3/
         manifest.json         format, version, frontend, components, backend config, sections,
                               sha256 of each file
+        manifest.sha256       sha256 of manifest.json itself ("<hex>  manifest.json")
         model_0.tflite        features -> embedding, one file per model of the ensemble
         model_1.tflite        ...
         backend.npz           per section: each component's references, densities and
@@ -28,8 +29,14 @@ either the old or the new version, never half of one. Old versions are never mod
 version made on the device (`write_adapted_version`) records its `parent_version`, which
 `rollback` makes current again.
 
-Every file's sha256 is in the manifest; `load_bundle(verify=True)` checks them, so a truncated
-copy or an edited file fails with a one-line BundleError instead of a runtime traceback.
+Every file's sha256 is in the manifest, and the manifest's own in `manifest.sha256` beside it
+(the `sha256sum -c` format); `load_bundle(verify=True)` checks them all, so a truncated copy or
+an edited file, the manifest included, fails with a one-line BundleError instead of a runtime
+traceback. A version without `manifest.sha256` (written before it existed) still loads.
+
+The manifest is also checked against a typed schema (`MANIFEST_SCHEMA`: each field's JSON type
+and range), and neither it nor backend.npz may hold a NaN or infinite number: a bundle with a
+NaN threshold would load, score and never alarm.
 """
 
 from __future__ import annotations
@@ -37,12 +44,13 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import shutil
 import tempfile
 import time
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -53,11 +61,13 @@ from .backend import PAPER_BACKEND, BackendConfig, BackendError, SectionBackend,
 from .classical import classical_feature
 from .errors import BundleError
 from .frontend import FrontendSpec
+from .jsonsafe import NonFiniteError, dumps, loads
 
 FORMAT = "asd-bundle"
 FORMAT_VERSION = 2
 READABLE_FORMATS = (1, 2)
 MANIFEST = "manifest.json"
+MANIFEST_DIGEST = "manifest.sha256"  # the manifest's own sha256 (it cannot hold its own hash)
 MODEL = "model.tflite"  # format 1's single model
 BACKEND = "backend.npz"
 COMPONENT_KINDS = ("model", "bands", "rhythm")
@@ -158,11 +168,19 @@ def sha256_file(path: Path) -> str:
 
 
 def save_backends(path: Path, backends: Mapping[str, SectionBackend]) -> None:
+    """Write `backends` to `path`; refuses what `load_backends` would refuse (a NaN or infinite
+    threshold, normaliser or reference), so export, calibrate and enrol fail at write time with
+    the section named instead of leaving a version that cannot load."""
     arrays: dict[str, Any] = {}
     for section, b in backends.items():
         if _SEP in section:
             raise BundleError(f"section {section!r}: names must not contain {_SEP!r}")
-        for key, value in b.to_dict().items():
+        saved = b.to_dict()
+        try:
+            SectionBackend.from_dict(saved)  # the checks of a load, on what is about to be saved
+        except BackendError as exc:
+            raise BundleError(f"{path}: section {section}: {exc}") from None
+        for key, value in saved.items():
             arrays[f"{section}{_SEP}{key}"] = value
     with open(path, "wb") as f:
         np.savez(f, **arrays)
@@ -177,10 +195,13 @@ def load_backends(path: Path) -> dict[str, SectionBackend]:
                 raw.setdefault(section, {})[field] = z[key]
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
         raise BundleError(f"{path}: not a readable backend file ({exc})") from None
-    try:
-        return {s: SectionBackend.from_dict(d) for s, d in raw.items()}
-    except BackendError as exc:
-        raise BundleError(f"{path}: {exc}") from None
+    out: dict[str, SectionBackend] = {}
+    for section, d in raw.items():
+        try:
+            out[section] = SectionBackend.from_dict(d)
+        except BackendError as exc:
+            raise BundleError(f"{path}: section {section}: {exc}") from None
+    return out
 
 
 def _version_dirs(root: Path) -> dict[int, Path]:
@@ -201,8 +222,10 @@ def current_version(root: str | Path) -> int:
         return int(text)
     except FileNotFoundError:
         raise BundleError(f"{root}: not a bundle (expected {CURRENT} and {VERSIONS}/)") from None
-    except ValueError:
+    except (ValueError, UnicodeDecodeError):
         raise BundleError(f"{root / CURRENT}: expected a version number") from None
+    except OSError as exc:  # `current` is a directory, or the root a file
+        raise BundleError(f"{root / CURRENT}: unreadable ({exc.strerror or exc})") from None
 
 
 def set_current(root: str | Path, version: int) -> None:
@@ -254,7 +277,13 @@ def write_bundle(
             "sections": sorted(backends),
             "files": files,
         }
-        (tmp / MANIFEST).write_text(json.dumps(full, indent=2, sort_keys=True) + "\n")
+        check_schema(full, MANIFEST_SCHEMA, f"{root}: {MANIFEST}")  # never write what load refuses
+        try:
+            text = dumps(full, MANIFEST, indent=2, sort_keys=True)
+        except NonFiniteError as exc:
+            raise BundleError(f"{root}: {exc}") from None
+        (tmp / MANIFEST).write_text(text + "\n")
+        write_manifest_digest(tmp)
         final = root / VERSIONS / str(version)
         os.rename(tmp, final)  # fails (not overwrites) if a concurrent writer took the number
     except BaseException:
@@ -265,17 +294,210 @@ def write_bundle(
     return final
 
 
+# ---------------------------------------------------------------- manifest schema
+#
+# Why a schema: the manifest is JSON that a person may edit (or a tool may write wrongly), and a
+# field of the wrong type used to surface far from its cause: `"version": "3"` as a TypeError in
+# `model_version`, `"n_fft": "1024"` as a numpy traceback in the first window. Every field the
+# agent uses is checked here at load, with an error naming the field and the type expected.
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _is_file_name(x: Any) -> bool:
+    return isinstance(x, str) and bool(x) and "/" not in x and "\\" not in x and x not in (
+        ".", "..")
+
+
+@dataclass(frozen=True)
+class FieldType:
+    """What a manifest field must be: `expected` (the words of the error), `test`, and for an
+    object its own `fields`, for a list of objects the schema of each item (`items`; None:
+    not checked here, e.g. a component of unknown kind, which `check_components` reports)."""
+
+    expected: str
+    test: Callable[[Any], bool]
+    fields: Mapping[str, tuple[FieldType, bool]] | None = None
+    items: Callable[[dict[str, Any]], Mapping[str, tuple[FieldType, bool]] | None] | None = None
+
+
+Schema = Mapping[str, tuple[FieldType, bool]]
+"""field name -> (type, required). Fields not named are allowed (later minor additions)."""
+
+STR = FieldType("a string", lambda x: isinstance(x, str))
+BOOL = FieldType("true or false", lambda x: isinstance(x, bool))
+INT = FieldType("an integer", _is_int)
+POS_INT = FieldType("an integer >= 1", lambda x: _is_int(x) and x >= 1)
+OPT_POS_INT = FieldType("an integer >= 1 or null", lambda x: x is None or (_is_int(x) and x >= 1))
+NUMBER = FieldType("a finite number", _is_number)
+POS_NUMBER = FieldType("a finite number > 0", lambda x: _is_number(x) and x > 0)
+OBJECT = FieldType("an object", lambda x: isinstance(x, dict))
+LIST = FieldType("a list", lambda x: isinstance(x, list))
+FILE_NAME = FieldType("a file name (no directories)", _is_file_name)
+STR_LIST = FieldType("a list of strings",
+                     lambda x: isinstance(x, list) and all(isinstance(v, str) for v in x))
+INT_LIST = FieldType("a list of integers", lambda x: isinstance(x, list) and all(map(_is_int, x)))
+HZ_RANGES = FieldType(
+    "a non-empty list of [low, high] number pairs",
+    lambda x: isinstance(x, list) and bool(x) and all(
+        isinstance(r, list) and len(r) == 2 and all(map(_is_number, r)) for r in x),
+)
+DIGESTS = FieldType(
+    "an object of file name -> sha256 hex digest",
+    lambda x: isinstance(x, dict) and all(
+        _is_file_name(k) and _is_sha256(v) for k, v in x.items()),
+)
+
+
+def _objects(expected: str, schema: Callable[[dict[str, Any]], Schema | None],
+             non_empty: bool = False) -> FieldType:
+    return FieldType(
+        expected,
+        lambda x: isinstance(x, list) and (bool(x) or not non_empty) and all(
+            isinstance(v, dict) for v in x),
+        items=schema,
+    )
+
+
+FRONTEND_SCHEMA: Schema = {
+    "sample_rate": (POS_INT, False), "clip_seconds": (POS_NUMBER, False),
+    "n_fft": (POS_INT, False), "hop": (POS_INT, False), "spectrum_bins": (POS_INT, False),
+    "temporal_norm": (BOOL, False),
+}
+"""edge_agent.frontend.FrontendSpec's fields (missing ones take the dataclass defaults)."""
+BACKEND_SCHEMA: Schema = {
+    "references": (STR, False), "n_clusters": (INT, False), "max_references": (INT, False),
+    "density_k": (INT, False), "normalise": (BOOL, False), "fusion": (STR, False),
+    "percentile": (NUMBER, False), "folds": (INT, False), "seed": (INT, False),
+    "variant": (STR, False),
+}
+"""edge_agent.backend.BackendConfig's fields (ranges and choices: its own checks)."""
+INPUT_SCHEMA: Schema = {
+    "name": (STR, True), "shape": (INT_LIST, True), "index": (INT, False), "tensor": (STR, False),
+}
+COMPONENT_SCHEMAS: Mapping[str, Schema] = {
+    "model": {"kind": (STR, True), "file": (FILE_NAME, True),
+              "inputs": (_objects("a list of objects", lambda _: INPUT_SCHEMA), True),
+              "input_order": (STR_LIST, True), "dim": (OPT_POS_INT, False)},
+    "bands": {"kind": (STR, True), "bands": (POS_INT, True), "dim": (OPT_POS_INT, False)},
+    "rhythm": {"kind": (STR, True), "ranges_hz": (HZ_RANGES, True),
+               "max_lag_s": (POS_NUMBER, True), "dim": (OPT_POS_INT, False)},
+}
+MANIFEST_SCHEMA: Schema = {
+    "format": (STR, True),
+    "format_version": (POS_INT, True),
+    "version": (POS_INT, True),
+    "created": (STR, False),
+    "frontend": (FieldType("an object", OBJECT.test, fields=FRONTEND_SCHEMA), True),
+    "components": (_objects("a non-empty list of objects",
+                            lambda c: COMPONENT_SCHEMAS.get(str(c.get("kind"))), non_empty=True),
+                   True),
+    "backend": (FieldType("an object", OBJECT.test, fields=BACKEND_SCHEMA), True),
+    "sections": (STR_LIST, True),
+    "files": (DIGESTS, True),
+    "class_names": (STR_LIST, False),
+    "quantization": (STR, False),
+    "runtime_at_export": (STR, False),
+    "training": (OBJECT, False),
+    "evaluation": (OBJECT, False),
+    "parent_version": (POS_INT, False),
+    "adaptations": (_objects("a list of objects", lambda _: None), False),
+    "calibration": (OBJECT, False),
+    "enrolment": (OBJECT, False),
+}
+"""A (format-2, or upgraded format-1) manifest; see docs/bundle.md for what each field means."""
+
+
+def _json_kind(x: Any) -> str:
+    if x is None:
+        return "null"
+    if isinstance(x, bool):
+        return "true or false"
+    if isinstance(x, int | float):
+        return "a number"
+    if isinstance(x, str):
+        return "a string"
+    return "a list" if isinstance(x, list) else "an object"
+
+
+def check_schema(data: Mapping[str, Any], schema: Schema, where: str, prefix: str = "") -> None:
+    """One-line BundleError naming the first field of `data` that is missing or of the wrong
+    type (`components[0].inputs[1].shape: expected a list of integers, got a string "80000"`)."""
+    for name, (ftype, required) in schema.items():
+        key = f"{prefix}{name}"
+        if name not in data:
+            if required:
+                raise BundleError(f"{where}: missing field {key!r}")
+            continue
+        value = data[name]
+        if not ftype.test(value):
+            shown = json.dumps(value)
+            shown = shown if len(shown) <= 40 else shown[:37] + "..."
+            raise BundleError(
+                f"{where}: {key}: expected {ftype.expected}, got {_json_kind(value)} {shown}"
+            )
+        if ftype.fields is not None:
+            check_schema(value, ftype.fields, where, f"{key}.")
+        if ftype.items is not None:
+            for i, item in enumerate(value):
+                sub = ftype.items(item)
+                if sub is not None:
+                    check_schema(item, sub, where, f"{key}[{i}].")
+
+
+def write_manifest_digest(vdir: Path) -> Path:
+    """Write `manifest.sha256` for the version directory's manifest.json (`sha256sum -c`
+    format). The manifest holds every other file's hash but cannot hold its own, so without
+    this an edited manifest (a threshold section renamed, a frontend parameter changed) would
+    verify. `write_bundle` calls it for every version it writes (export, calibrate, enrol)."""
+    out = vdir / MANIFEST_DIGEST
+    out.write_text(f"{sha256_file(vdir / MANIFEST)}  {MANIFEST}\n")
+    return out
+
+
+def _is_sha256(x: Any) -> bool:
+    return isinstance(x, str) and len(x) == 64 and all(c in "0123456789abcdef" for c in x)
+
+
+def check_manifest_digest(vdir: Path) -> bool:
+    """Check manifest.json against `manifest.sha256`; False when the version has none (written
+    before the file existed: still accepted), a one-line BundleError when it does not match."""
+    path = vdir / MANIFEST_DIGEST
+    try:
+        words = path.read_text().split()
+    except FileNotFoundError:
+        return False
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BundleError(f"{path}: unreadable ({exc})") from None
+    if not words or not _is_sha256(words[0]) or words[1:] not in ([], [MANIFEST]):
+        raise BundleError(f"{path}: expected '<sha256 hex>  {MANIFEST}'")
+    if (vdir / MANIFEST).is_file() and sha256_file(vdir / MANIFEST) != words[0]:
+        raise BundleError(
+            f"{vdir / MANIFEST}: checksum mismatch with {MANIFEST_DIGEST} (file truncated or "
+            "edited); re-export"
+        )
+    return True
+
+
 def _read_manifest(vdir: Path) -> dict[str, Any]:
     path = vdir / MANIFEST
     try:
-        data = json.loads(path.read_text())
+        data = loads(path.read_text())
     except FileNotFoundError:
         raise BundleError(f"{path}: missing") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError, NonFiniteError) as exc:
         raise BundleError(f"{path}: not valid JSON ({exc})") from None
+    except OSError as exc:
+        raise BundleError(f"{path}: unreadable ({exc.strerror or exc})") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise BundleError(f"{path}: not an {FORMAT} manifest")
-    if data.get("format_version") not in READABLE_FORMATS:
+    if not _is_int(data.get("format_version")) or data["format_version"] not in READABLE_FORMATS:
         raise BundleError(
             f"{path}: unknown format_version {data.get('format_version')!r} "
             f"(this agent reads {', '.join(map(str, READABLE_FORMATS))}; update the agent or "
@@ -283,9 +505,7 @@ def _read_manifest(vdir: Path) -> dict[str, Any]:
         )
     if data["format_version"] == 1:
         data = _upgrade_v1(data, path)
-    for key in ("version", "frontend", "components", "backend", "sections", "files"):
-        if key not in data:
-            raise BundleError(f"{path}: missing field {key!r}")
+    check_schema(data, MANIFEST_SCHEMA, str(path))
     try:
         FrontendSpec.from_dict(data["frontend"])
     except (TypeError, ValueError) as exc:
@@ -351,6 +571,11 @@ def resolve(path: str | Path, version: int | None = None) -> tuple[Path, Path]:
     p = Path(path)
     if not p.exists():
         raise BundleError(f"{p}: bundle not found")
+    if not p.is_dir():
+        raise BundleError(
+            f"{p}: is a file; expected a bundle directory (with {CURRENT} and {VERSIONS}/, or a "
+            f"version directory with {MANIFEST})"
+        )
     if (p / MANIFEST).exists() and not (p / CURRENT).exists():
         return p, p
     v = current_version(p) if version is None else version
@@ -361,8 +586,11 @@ def resolve(path: str | Path, version: int | None = None) -> tuple[Path, Path]:
 
 
 def load_bundle(path: str | Path, verify: bool = True, version: int | None = None) -> Bundle:
-    """Load the current (or given) version; with `verify`, check every file's sha256."""
+    """Load the current (or given) version; with `verify`, check every file's sha256, the
+    manifest's own included (`manifest.sha256`, when the version has one)."""
     root, vdir = resolve(path, version)
+    if verify:
+        check_manifest_digest(vdir)
     manifest = _read_manifest(vdir)
     for name in sorted(manifest["files"]):
         f = vdir / name
@@ -376,12 +604,19 @@ def load_bundle(path: str | Path, verify: bool = True, version: int | None = Non
     if missing:
         raise BundleError(f"{vdir / BACKEND}: missing section(s) {', '.join(missing)}")
     n = len(manifest["components"])
+    dims = [c.get("dim") for c in manifest["components"]]
     for section, b in backends.items():
         if len(b.components) != n:
             raise BundleError(
                 f"{vdir / BACKEND}: section {section} has {len(b.components)} components, "
                 f"the manifest lists {n}"
             )
+        for i, (got, want) in enumerate(zip(b.dims, dims, strict=True)):
+            if want is not None and got != want:
+                raise BundleError(
+                    f"{vdir / BACKEND}: section {section} c{i}.references: {got}-d, the "
+                    f"manifest's component {i} gives {want}-d embeddings"
+                )
     return Bundle(root, vdir, manifest, backends)
 
 

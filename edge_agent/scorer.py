@@ -24,7 +24,7 @@ from .backend import l2_normalise
 from .bundle import Bundle, load_bundle
 from .classical import ClassicalFeature, classical_feature
 from .embedder import Embedder, Runtime
-from .errors import BundleError
+from .errors import BundleError, EdgeAgentError
 from .frontend import FEATURES, FrontendSpec, model_inputs, stft_magnitude, temporal_normalise
 
 WindowEmbedding = tuple[FloatArray, ...]
@@ -168,6 +168,13 @@ class Scorer:
                     f"{bundle.path}: component {i} gives {ce.dim}-d embeddings, manifest says "
                     f"{m['dim']}"
                 )
+        dims = [ce.dim for ce in comps]
+        for section, b in bundle.backends.items():  # format 1 manifests may not state dims
+            if b.dims != dims:
+                raise BundleError(
+                    f"{bundle.path}: section {section} expects {b.dims}-d embeddings, the "
+                    f"components give {dims}"
+                )
         return cls(bundle, comps)
 
     def embed(self, wave: NDArray[Any]) -> WindowEmbedding:
@@ -189,3 +196,36 @@ class Scorer:
     def score(self, wave: NDArray[Any], section: str) -> WindowScore:
         self.bundle.backend(section)  # unknown section fails before any work
         return self.score_embedding(self.embed(wave), section)
+
+    def smoke_test(self, section: str, samples: int, seed: int = 0) -> WindowScore:
+        """Score one synthetic window (`samples` of low-level noise) of `section`, or a one-line
+        BundleError saying why this scorer cannot serve it.
+
+        A version can load and still be unable to score: its frontend parameters give features
+        the model's inputs do not take, its backend expects other embedding sizes, its model
+        gives NaN. Loading does not run a window; this does, so a hot reload can keep the
+        running version instead of swapping in one that fails every window."""
+        backend = self.bundle.backend(section)
+        where = f"{self.bundle.path}: section {section}"
+        if backend.dims != self.dims:
+            raise BundleError(
+                f"{where}: expects {backend.dims}-d embeddings, the components give {self.dims}"
+            )
+        if not np.isfinite(backend.threshold):
+            raise BundleError(f"{where}: threshold {backend.threshold} is not a finite number")
+        wave = 0.03 * np.random.default_rng(seed).standard_normal(samples).astype(np.float32)
+        try:
+            ws = self.score(wave, section)
+        except BundleError:
+            raise
+        except Exception as exc:  # any failure of the frontend, interpreter or backend
+            raise BundleError(f"{where}: cannot score a test window ({one_line(exc)})") from None
+        if not np.isfinite(ws.score):
+            raise BundleError(f"{where}: a test window scores {ws.score} (not a finite number)")
+        return ws
+
+
+def one_line(exc: BaseException) -> str:
+    """`Type: message` on one line (numpy and TFLite messages may span several)."""
+    text = " ".join(str(exc).split()) or "(no message)"
+    return text if isinstance(exc, EdgeAgentError) else f"{type(exc).__name__}: {text}"

@@ -15,7 +15,9 @@ from edge_agent.backend import PAPER_BACKEND, BackendConfig, fit_section
 from edge_agent.bundle import (
     BACKEND,
     MANIFEST,
+    MANIFEST_DIGEST,
     MODEL,
+    check_manifest_digest,
     current_version,
     list_versions,
     load_backends,
@@ -24,7 +26,9 @@ from edge_agent.bundle import (
     save_backends,
     set_current,
     sha256_file,
+    write_adapted_version,
     write_bundle,
+    write_manifest_digest,
 )
 from edge_agent.cli import main as edge_main
 from edge_agent.errors import BundleError
@@ -38,9 +42,12 @@ def _copy(bundle_dir: Path, tmp_path: Path) -> tuple[Path, Path]:
 
 
 def _rewrite_manifest(vdir: Path, **changes: object) -> None:
+    """Edit the manifest AND its digest, as a (buggy) tool that writes bundles would: what is
+    then refused is the content, not the checksum."""
     m = json.loads((vdir / MANIFEST).read_text())
     m.update(changes)
     (vdir / MANIFEST).write_text(json.dumps(m))
+    write_manifest_digest(vdir)
 
 
 MODEL0 = "model_0.tflite"
@@ -129,6 +136,7 @@ def test_format_1_bundles_still_load_as_one_paper_component(
              embedding_dim=256, backend={"method": "cosine"},
              files={MODEL: sha256_file(vdir / MODEL), BACKEND: sha256_file(vdir / BACKEND)})
     (vdir / MANIFEST).write_text(json.dumps(m))
+    (vdir / MANIFEST_DIGEST).unlink()  # format-1 bundles predate the manifest's own digest
     v1 = load_bundle(root)
     assert v1.model_files == [MODEL] and v1.backend_config == PAPER_BACKEND
     s = v1.sections[0]
@@ -219,3 +227,243 @@ def test_cli_reports_a_bad_bundle_in_one_line(
     assert exc.value.code == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "checksum mismatch" in err and "\n" not in err
+
+
+# --- reliability: non-finite numbers, wrong types, the manifest's own checksum ---------------
+# These use the shipped demo bundle (a real exported bundle, no training needed).
+
+
+@pytest.fixture
+def demo_copy(tmp_path: Path) -> tuple[Path, Path]:
+    """(root, version directory) of a private copy of the shipped demo bundle."""
+    from edge_agent.commands.demo import load_demo
+
+    return _copy(load_demo().bundle, tmp_path)
+
+
+def _rewrite_backend(vdir: Path, section: str, key: str, value: Any) -> None:
+    """Set one raw array of backend.npz (as a corrupt or hand-made file would hold it), keeping
+    the manifest's checksums consistent so the CONTENT is what load refuses."""
+    with np.load(vdir / BACKEND) as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays[f"{section}::{key}"] = value
+    np.savez(vdir / BACKEND, **arrays)
+    m = json.loads((vdir / MANIFEST).read_text())
+    _rewrite_manifest(vdir, files={**m["files"], BACKEND: sha256_file(vdir / BACKEND)})
+
+
+@pytest.mark.parametrize(("key", "value", "words"), [
+    ("threshold", np.asarray(np.nan), "threshold: expected a finite number, got nan"),
+    ("threshold", np.asarray(np.inf), "threshold: expected a finite number, got inf"),
+    ("c0.mean", np.asarray(np.nan), "c0.mean (normaliser): expected a finite number"),
+    ("c1.std", np.asarray(np.inf), "c1.std (normaliser): expected a finite number"),
+    ("c2.weight", np.asarray(-np.inf), "c2.weight: expected a finite number"),
+    ("c1.density", None, "c1.density: expected"),
+    ("c0.references", None, "c0.references: expected finite numbers"),
+])
+def test_non_finite_backend_numbers_refuse_the_bundle(
+    demo_copy: tuple[Path, Path], key: str, value: Any, words: str
+) -> None:
+    """A NaN threshold never alarms, a NaN normaliser makes every score NaN: refused at load,
+    naming the file, the section and the field."""
+    root, vdir = demo_copy
+    b = load_bundle(root)
+    sec = b.sections[1]
+    if value is None:  # an array field: poison one element
+        with np.load(vdir / BACKEND) as z:
+            value = z[f"{sec}::{key}"].copy()
+        value.flat[3] = np.inf if key.endswith("density") else np.nan
+    _rewrite_backend(vdir, sec, key, value)
+    with pytest.raises(BundleError) as exc:
+        load_bundle(root)
+    msg = str(exc.value)
+    assert msg.startswith(f"{vdir / BACKEND}: section {sec}: {key}") and words in msg
+    assert "\n" not in msg
+
+
+def test_non_finite_numbers_are_refused_when_writing_a_version(
+    demo_copy: tuple[Path, Path],
+) -> None:
+    """export, calibrate and enrol write through save_backends / write_bundle: a section fitted on
+    a single clip (threshold +inf: could never alarm) or a NaN record fails there, not later."""
+    root, _ = demo_copy
+    b = load_bundle(root)
+    sec = b.sections[0]
+    never = {**b.backends, sec: replace(b.backend(sec), threshold=float("inf"))}
+    with pytest.raises(BundleError, match=f"section {sec}: threshold: .*fewer than 2 normal"):
+        write_adapted_version(b, never, "calibration", {"section": sec})
+    with pytest.raises(BundleError, match=r"manifest.json: adaptations\[0\].old_threshold, "
+                                          r"calibration.old_threshold: NaN or infinite"):
+        write_adapted_version(b, b.backends, "calibration", {"old_threshold": float("nan")})
+    assert list_versions(root) == [1]  # nothing half-written is left behind
+    assert not [p for p in (root / "versions").iterdir() if p.name.startswith(".tmp")]
+
+
+def test_nan_in_the_manifest_is_not_json(demo_copy: tuple[Path, Path]) -> None:
+    root, vdir = demo_copy
+    text = (vdir / MANIFEST).read_text().replace('"clip_seconds": 10.0', '"clip_seconds": NaN')
+    assert "NaN" in text
+    (vdir / MANIFEST).write_text(text)
+    write_manifest_digest(vdir)
+    with pytest.raises(BundleError, match=r"manifest\.json: not valid JSON \(NaN is not valid"):
+        load_bundle(root)
+
+
+def test_a_bundle_path_that_is_a_file_is_a_one_line_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    f = tmp_path / "bundle.tar"
+    f.write_bytes(b"not a folder")
+    with pytest.raises(BundleError, match=r"bundle\.tar: is a file; expected a bundle directory"):
+        load_bundle(f)
+    wav = tmp_path / "x.wav"
+    from edge_agent.audio import write_wav
+
+    write_wav(wav, np.zeros(160_000, np.float32), 16000)
+    with pytest.raises(SystemExit) as exc:
+        edge_main(["score", str(wav), "--bundle", str(f)])
+    err = capsys.readouterr().err.strip()
+    assert exc.value.code == 2 and err.startswith("error: ") and "is a file" in err
+    assert "\n" not in err and "Traceback" not in err
+
+
+def test_a_current_pointer_that_is_a_directory_is_a_bundle_error(
+    demo_copy: tuple[Path, Path],
+) -> None:
+    root, _ = demo_copy
+    (root / "current").unlink()
+    (root / "current").mkdir()
+    with pytest.raises(BundleError, match="current: unreadable"):
+        load_bundle(root)
+
+
+def _component(m: dict[str, Any], i: int, **changes: Any) -> list[dict[str, Any]]:
+    comps = [dict(c) for c in m["components"]]
+    comps[i].update(changes)
+    return comps
+
+
+@pytest.mark.parametrize(("field", "make", "words"), [
+    ("version", lambda m: "1", 'version: expected an integer >= 1, got a string "1"'),
+    ("version", lambda m: True, "version: expected an integer >= 1, got true or false"),
+    ("frontend", lambda m: {**m["frontend"], "n_fft": "1024"},
+     'frontend.n_fft: expected an integer >= 1, got a string "1024"'),
+    ("frontend", lambda m: {**m["frontend"], "clip_seconds": -10},
+     "frontend.clip_seconds: expected a finite number > 0, got a number -10"),
+    ("frontend", lambda m: [], "frontend: expected an object, got a list []"),
+    ("backend", lambda m: {**m["backend"], "percentile": "90"},
+     'backend.percentile: expected a finite number, got a string "90"'),
+    ("components", lambda m: _component(m, 0, input_order="spectrogram"),
+     'components[0].input_order: expected a list of strings, got a string "spectrogram"'),
+    ("components", lambda m: _component(m, 0, inputs=[{"name": "spectrum", "shape": "80000"}]),
+     "components[0].inputs[0].shape: expected a list of integers, got a string"),
+    ("components", lambda m: _component(m, 0, file="../model_0.tflite"),
+     "components[0].file: expected a file name (no directories)"),
+    ("components", lambda m: _component(m, 2, ranges_hz=[["a", "b"]]),
+     "components[2].ranges_hz: expected a non-empty list of [low, high] number pairs"),
+    ("components", lambda m: _component(m, 1, bands=64.5),
+     "components[1].bands: expected an integer >= 1, got a number 64.5"),
+    ("sections", lambda m: "fan_section_00", "sections: expected a list of strings"),
+    ("files", lambda m: {**m["files"], BACKEND: 1234},
+     "files: expected an object of file name -> sha256 hex digest"),
+    ("class_names", lambda m: [1, 2], "class_names: expected a list of strings, got a list [1, 2]"),
+    ("parent_version", lambda m: "1", "parent_version: expected an integer >= 1"),
+])
+def test_manifest_fields_of_the_wrong_type_are_named(
+    demo_copy: tuple[Path, Path], field: str, make: Any, words: str
+) -> None:
+    root, vdir = demo_copy
+    m = json.loads((vdir / MANIFEST).read_text())
+    _rewrite_manifest(vdir, **{field: make(m)})
+    with pytest.raises(BundleError) as exc:
+        load_bundle(root)
+    assert str(exc.value).startswith(f"{vdir / MANIFEST}: {words}"), str(exc.value)
+
+
+def test_a_missing_required_manifest_field_is_named(demo_copy: tuple[Path, Path]) -> None:
+    root, vdir = demo_copy
+    m = json.loads((vdir / MANIFEST).read_text())
+    del m["components"][0]["input_order"]
+    _rewrite_manifest(vdir, components=m["components"])
+    with pytest.raises(BundleError, match=r"missing field 'components\[0\]\.input_order'"):
+        load_bundle(root)
+
+
+def test_schema_covers_every_frontend_and_backend_parameter() -> None:
+    """A parameter added to FrontendSpec or BackendConfig must get a type in the schema."""
+    from dataclasses import fields
+
+    from edge_agent.bundle import BACKEND_SCHEMA, FRONTEND_SCHEMA
+    from edge_agent.frontend import FrontendSpec
+
+    assert set(FRONTEND_SCHEMA) == {f.name for f in fields(FrontendSpec)}
+    assert set(BACKEND_SCHEMA) == {f.name for f in fields(BackendConfig)}
+
+
+def test_the_manifest_itself_is_checksummed(demo_copy: tuple[Path, Path]) -> None:
+    root, vdir = demo_copy
+    assert check_manifest_digest(vdir)  # the shipped bundle has one
+    digest = (vdir / MANIFEST_DIGEST).read_text()
+    assert digest == f"{sha256_file(vdir / MANIFEST)}  {MANIFEST}\n"  # `sha256sum -c` format
+    # an edit that keeps the manifest valid (another quantization mode, say) is caught
+    text = (vdir / MANIFEST).read_text()
+    (vdir / MANIFEST).write_text(text.replace('"quantization": "dynamic"',
+                                              '"quantization": "float32"'))
+    with pytest.raises(BundleError,
+                       match=r"manifest\.json: checksum mismatch with manifest\.sha256"):
+        load_bundle(root)
+    assert load_bundle(root, verify=False).manifest["quantization"] == "float32"
+    (vdir / MANIFEST_DIGEST).write_text("garbage\n")
+    with pytest.raises(BundleError, match=r"manifest\.sha256: expected '<sha256 hex>  manifest"):
+        load_bundle(root)
+    (vdir / MANIFEST_DIGEST).unlink()  # a version written before the digest existed
+    assert not check_manifest_digest(vdir)
+    assert load_bundle(root).manifest["quantization"] == "float32"
+
+
+def test_every_new_version_gets_a_manifest_digest(demo_copy: tuple[Path, Path]) -> None:
+    """calibrate / enrol (write_adapted_version) and export all write through write_bundle."""
+    root, _ = demo_copy
+    b = load_bundle(root)
+    v2 = write_adapted_version(b, b.backends, "enrolment", {"section": b.sections[0]})
+    assert check_manifest_digest(v2)
+    assert load_bundle(root).version == 2 and load_bundle(root).manifest["parent_version"] == 1
+
+
+def test_backend_whose_references_do_not_match_the_components_fails_at_load(
+    demo_copy: tuple[Path, Path],
+) -> None:
+    root, vdir = demo_copy
+    b = load_bundle(root)
+    sec = b.sections[0]
+    with np.load(vdir / BACKEND) as z:
+        refs = z[f"{sec}::c1.references"][:, :100]
+    _rewrite_backend(vdir, sec, "c1.references", refs)
+    with pytest.raises(BundleError, match=f"section {sec} c1.references: 100-d, the manifest's "
+                                          "component 1 gives 106-d"):
+        load_bundle(root)
+
+
+def _unscorable_version(root: Path) -> Path:
+    """A new version that loads (valid manifest, checksums, backend) but whose frontend makes
+    40000-bin spectra, which the model's 80000-bin input cannot take: every window fails at
+    scoring time."""
+    b = load_bundle(root)
+    manifest = {k: v for k, v in b.manifest.items() if k not in ("version", "files", "created")}
+    manifest["frontend"] = {**manifest["frontend"], "spectrum_bins": 40_000}
+    return write_bundle(root, {n: b.path / n for n in b.model_files}, b.backends, manifest)
+
+
+def test_smoke_test_scores_a_window_or_says_why_not(demo_copy: tuple[Path, Path]) -> None:
+    root, _ = demo_copy
+    good = Scorer.from_bundle(root)
+    sec = good.bundle.sections[0]
+    ws = good.smoke_test(sec, good.spec.clip_samples)
+    assert np.isfinite(ws.score) and ws.section == sec
+    _unscorable_version(root)
+    bad = Scorer.from_bundle(root)  # loads fine ...
+    with pytest.raises(BundleError, match=f"section {sec}: cannot score a test window "
+                                          "\\(ValueError: cannot reshape"):
+        bad.smoke_test(sec, bad.spec.clip_samples)  # ... but cannot score
+    with pytest.raises(BundleError, match="no section 'nope_section_00'"):
+        good.smoke_test("nope_section_00", good.spec.clip_samples)

@@ -32,8 +32,9 @@ def test_health_and_status_events_carry_only_what_they_know() -> None:
                                "clipped_fraction"]
     stopped = status_event(EPOCH, "d", "stopped", scores_unsent=4, counters={
         "windows": 12, "scored": 11, "windows_dropped": 0, "faults": 1, "alarms": 1,
-        "reloads": 0, "outbox_dropped": 0})
+        "reloads": 0, "outbox_dropped": 0, "window_errors": 2})
     assert stopped["windows"] == 12 and stopped["scores_unsent"] == 4
+    assert stopped["window_errors"] == 2
     assert "model_version" not in stopped
 
 
@@ -69,3 +70,29 @@ def test_jsonl_sink_writes_one_line_per_event() -> None:
     JsonlSink(lines, json_lines=True).handle(e)
     assert human.getvalue() == human_line(e) + "\n"
     assert lines.getvalue().count("\n") == 1 and json.loads(lines.getvalue()) == e
+
+
+def test_json_lines_refuse_nan_instead_of_writing_invalid_json() -> None:
+    """`--json` and MQTT payloads go through events.event_json: strict JSON or an error that
+    names the fields, never a line with `NaN` that every JSON consumer rejects."""
+    import math
+
+    import pytest
+
+    from edge_agent.events import event_json
+    from edge_agent.jsonsafe import NonFiniteError
+
+    bad = window_event("score", EPOCH, "d", section="fan_section_00", window=3, score=math.nan,
+                       threshold=math.inf, anomalous=False, decision="normal", votes=0,
+                       model_version="v1", source="f.wav")
+    out = io.StringIO()
+    with pytest.raises(NonFiniteError, match="score event: score, threshold: NaN or infinite"):
+        JsonlSink(out, json_lines=True).handle(bad)
+    assert out.getvalue() == ""  # nothing half-written
+    with pytest.raises(NonFiniteError):
+        event_json(bad)
+    ok = health_event(EPOCH, "d", "window_error", ["window_error"], window=4,
+                      error="ValueError: cannot reshape", count=1)
+    assert json.loads(event_json(ok)) == ok and list(ok)[-2:] == ["error", "count"]
+    assert human_line(ok) == (
+        "2026-11-29T11:41:34.344Z window_error: ValueError: cannot reshape (window=4)")

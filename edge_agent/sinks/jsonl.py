@@ -11,7 +11,7 @@ import json
 import sys
 from typing import TextIO
 
-from ..events import Event
+from ..events import Event, event_json
 
 
 def human_line(e: Event) -> str:
@@ -28,6 +28,8 @@ def human_line(e: Event) -> str:
             f"(score={e['score']:.4f}, votes={e['votes']})"
         )
     if e["kind"] == "health":
+        if "error" in e:  # window_error, reload_failed: the fault is the agent's, not the sensor's
+            return f"{ts} {e['event']}: {e['error']} (window={e.get('window')})"
         faults = ",".join(e.get("faults", [])) or "ok"
         return f"{ts} sensor {e['event']}: {faults} (window={e.get('window')})"
     return f"{ts} {e['kind']}: " + json.dumps(
@@ -43,7 +45,7 @@ class JsonlSink:
         self.json_lines = json_lines
 
     def handle(self, event: Event) -> None:
-        line = json.dumps(event, separators=(",", ":")) if self.json_lines else human_line(event)
+        line = event_json(event) if self.json_lines else human_line(event)  # strict: no NaN
         self.stream.write(line + "\n")
         self.stream.flush()
 
