@@ -9,10 +9,26 @@ Threads and why:
   runs at the scorer's pace);
 - a bundle reload (SIGHUP, or the bundle's `current`/manifest mtime changing) loads the new
   model on its own thread and the worker swaps it in between two windows: no audio is dropped.
+  The candidate must first score a synthetic window of the agent's section (`Scorer.smoke_test`)
+  at the running sample rate and window length; a version that loads but cannot score is never
+  swapped in: the old one keeps running and a `reload_failed` health event says why;
+- a window whose processing raises is counted (`window_errors`) and reported as a
+  `window_error` health event: the first error, each change of message, and at 10, 100, 1000...
+  errors, so a permanently broken model reaches MQTT without flooding it;
+- under systemd (`Type=notify`, `edge_agent.systemd_notify`): READY=1 once the source is open
+  and the worker runs; the worker sends WATCHDOG=1 (with a STATUS line) every half
+  `WATCHDOG_USEC`, and only while it turns (it wakes at least every 0.5 s) and the read loop
+  turned within the last ping interval (at least 5 s): a hung worker or read loop stops the
+  pings and systemd restarts the agent; STOPPING=1 when shutdown begins.
 
 Lifecycle: SIGTERM/SIGINT stop reading, the worker finishes the windows already cut, sinks
 flush (MQTT waits for the outbox to be acknowledged, then publishes retained `offline`), and
 `run()` returns 0.
+
+Decision state (with MQTT on): saved next to the outbox whenever it changes and restored at
+start (`decision.DecisionStore`), so a restart during an alarm neither forgets it nor leaves
+the retained alarm topic stale; the MQTT sink re-publishes it on every connect. A broker that
+refuses the agent (login, TLS) is reported as a health event and retried; scoring goes on.
 
 Events (the same for every sink): `edge_agent.events` (score | alarm | health | status).
 """
@@ -27,10 +43,11 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import IO, Any, Literal, cast
 
-from .config import AgentConfig
-from .decision import ALARM, Decider
+from .config import AgentConfig, check_start
+from .decision import ALARM, Decider, DeciderState, DecisionStore, state_path
+from .errors import BundleError
 from .events import (
     Counters,
     Event,
@@ -42,12 +59,13 @@ from .events import (
     window_event,
 )
 from .health import HealthReport, assess_window
-from .scorer import Scorer
+from .scorer import Scorer, one_line
 from .sinks import Sink
 from .sinks.jsonl import JsonlSink
 from .sinks.mqtt import MqttSink
 from .sinks.outbox import Outbox
 from .sources import open_source
+from .systemd_notify import Notifier
 from .windows import Window, Windower
 
 log = logging.getLogger("edge_agent")
@@ -97,8 +115,10 @@ class Agent:
         self.cfg = cfg
         self.stdin = stdin
         self.scorer = Scorer.from_bundle(cfg.bundle, cfg.threads)
-        self.scorer.bundle.backend(cfg.section)  # unknown section: BundleError now, not later
-        self.window_length, self.hop = cfg.windows.samples(self.scorer.spec)  # bad: fail now
+        # the section, the window length, the hop against the bundle: the same check (and
+        # one-line ConfigError) as `edge-agent config check`, now rather than at every window
+        self.window_length, self.hop = check_start(cfg, self.scorer.bundle)
+        self.scorer.bundle.backend(cfg.section)
         self.decider = Decider(cfg.decision)
         self.counters: Counters = {
             "windows": 0,
@@ -108,6 +128,7 @@ class Agent:
             "alarms": 0,
             "reloads": 0,
             "outbox_dropped": 0,
+            "window_errors": 0,
         }
         self.sinks: list[Sink] = list(sinks or [])
         self.mqtt: MqttSink | None = None
@@ -121,14 +142,25 @@ class Agent:
                     cfg.mqtt, Outbox(cfg.outbox), [cfg.section], self.scorer.bundle.model_version
                 )
                 self.sinks.append(self.mqtt)
+        self._state_store: DecisionStore | None = None
+        self._saved_state: DeciderState | None = None
+        self._last_alarm: WindowEvent | None = None
+        if self.mqtt is not None:
+            self._restore_decision(self.mqtt)
         self._queue: queue.Queue[Window | None] = queue.Queue(maxsize=cfg.queue_size)
         self._stop = threading.Event()
         self._reload = threading.Event()
         self._pending: Scorer | None = None
+        self._reload_failures: queue.SimpleQueue[str] = queue.SimpleQueue()  # reload -> main
+        self._last_window_error: str | None = None
         self._stamp = bundle_stamp(cfg.bundle)
         self._next_poll = 0.0
         self._lost_since: float | None = None
         self._last_block = time.monotonic()
+        self.notify = Notifier()  # systemd; a no-op without NOTIFY_SOCKET
+        self._ready = False  # READY=1 sent: the worker may ping the watchdog
+        self._main_beat = time.monotonic()  # the read loop's last turn (watchdog)
+        self._next_ping = 0.0
 
     # --- events ---
     @property
@@ -150,6 +182,40 @@ class Agent:
                 ),
             )
 
+    # --- decision state (persisted next to the outbox: see decision.DecisionStore) ---
+    def _restore_decision(self, mqtt: MqttSink) -> None:
+        """Continue where the last run stopped: alarm state, votes, and the alarm topic's last
+        payload, which the MQTT sink re-publishes (retained) on every connect. Only with MQTT
+        on: the retained topic is what goes stale otherwise, and the state file then lives
+        next to the outbox (`decision.state_path`)."""
+        self._state_store = DecisionStore(state_path(self.cfg.outbox.path), self.cfg.section)
+        saved = self._state_store.load()
+        if saved is None:
+            return
+        self.decider.restore(saved.decider)
+        self._saved_state = self.decider.snapshot()
+        if saved.last_alarm is not None:
+            self._last_alarm = cast(WindowEvent, saved.last_alarm)  # checked by load()
+            mqtt.set_alarm_state(saved.last_alarm)
+        log.info(
+            "decision state restored from %s: %s (%d of the last %d windows anomalous)",
+            self._state_store.path, saved.decider.state, sum(saved.decider.history),
+            len(saved.decider.history),
+        )
+
+    def _save_decision(self, alarm: WindowEvent | None) -> None:
+        """Persist the decision state if it changed (or a new alarm event): before the alarm
+        event is emitted, so a crash in between still restores and re-publishes it."""
+        if self._state_store is None:
+            return
+        snap = self.decider.snapshot()
+        if alarm is None and snap == self._saved_state:
+            return
+        if alarm is not None:
+            self._last_alarm = alarm
+        if self._state_store.save(snap, self._last_alarm):
+            self._saved_state = snap
+
     # --- control ---
     def stop(self, *_: Any) -> None:
         self._stop.set()
@@ -163,20 +229,50 @@ class Agent:
         def load() -> None:
             try:
                 new = Scorer.from_bundle(self.cfg.bundle, self.cfg.threads)
-                new.bundle.backend(self.cfg.section)
+                self._check_candidate(new)
                 self._pending = new
             except Exception as exc:  # any failure: keep the running model
+                msg = one_line(exc)
                 log.error(
-                    "bundle reload failed, keeping %s: %s", self.scorer.bundle.model_version, exc
+                    "bundle reload failed, keeping %s: %s", self.scorer.bundle.model_version, msg
                 )
+                self._reload_failures.put(msg)  # the main loop emits it (sinks: not this thread)
 
         threading.Thread(target=load, name="bundle-reload", daemon=True).start()
+
+    def _check_candidate(self, new: Scorer) -> None:
+        """BundleError unless `new` can replace the running scorer as it is: the windower keeps
+        its sample rate and window length, and the candidate scores a synthetic window of the
+        agent's section to a finite number (embedding sizes, threshold: `Scorer.smoke_test`)."""
+        rate, running = new.spec.sample_rate, self.scorer.spec.sample_rate
+        if rate != running:
+            raise BundleError(
+                f"{new.bundle.path}: frontend sample_rate {rate} Hz, the agent runs at {running} "
+                "Hz (restart the agent to change it)"
+            )
+        length, hop = self.cfg.windows.samples(new.spec)
+        if (length, hop) != (self.window_length, self.hop):
+            raise BundleError(
+                f"{new.bundle.path}: windows of {length} samples (hop {hop}), the agent cuts "
+                f"{self.window_length} (hop {self.hop}) (restart the agent to change it)"
+            )
+        new.smoke_test(self.cfg.section, self.window_length)
+
+    def _report_reload_failures(self) -> None:
+        while True:
+            try:
+                msg = self._reload_failures.get_nowait()
+            except queue.Empty:
+                return
+            self.emit(health_event(time.time(), self.device_id, "reload_failed",
+                                   ["reload_failed"], error=msg))
 
     # --- worker ---
     def process(self, w: Window) -> None:
         """Health -> score -> decision -> events for one window (worker thread)."""
         if self._pending is not None:
             self.scorer, self._pending = self._pending, None
+            self._last_window_error = None  # a new model's errors are news
             self.counters["reloads"] += 1
             self.emit(status_event(time.time(), self.device_id, "reloaded",
                                    model_version=self.scorer.bundle.model_version))
@@ -206,11 +302,22 @@ class Agent:
                 model_version=ws.model_version, source=w.source_info,
             )
 
+        alarm = event("alarm") if d.changed else None
+        self._save_decision(alarm)
         self.emit(event("score"))
-        if d.changed:
+        if alarm is not None:
             if d.state == ALARM:
                 self.counters["alarms"] += 1
-            self.emit(event("alarm"))
+            self.emit(alarm)
+
+    def _report_mqtt(self) -> None:
+        """The broker refused us or accepts us again (`MqttSink.take_notices`): a health event
+        to every sink (main thread). The agent goes on scoring either way."""
+        if self.mqtt is None:
+            return
+        for name, msg in self.mqtt.take_notices():
+            faults = [] if name == "mqtt_ok" else [name]
+            self.emit(health_event(time.time(), self.device_id, name, faults, error=msg))
 
     def _report_outbox(self) -> None:
         """Outbox full: rows were dropped (policy in sinks.outbox); say so, never silently."""
@@ -224,14 +331,60 @@ class Agent:
 
     def _worker(self) -> None:
         while True:
-            w = self._queue.get()
+            try:
+                w = self._queue.get(timeout=0.5)  # wake to ping the watchdog while idle
+            except queue.Empty:
+                self._watchdog()
+                continue
             if w is None:
                 return
             try:
                 self.process(w)
                 self._report_outbox()
             except Exception as exc:  # one bad window must not stop the agent
-                log.error("window %d failed: %s", w.index, exc)
+                self._window_failed(w, exc)
+            self._watchdog()
+
+    def status_line(self) -> str:
+        """The short line `systemctl status` shows (systemd STATUS=)."""
+        c = self.counters
+        line = f"{self.cfg.section}: {c['scored']} windows scored, {c['alarms']} alarms"
+        return line + (", device lost" if self._lost_since is not None else "")
+
+    def _watchdog(self) -> None:
+        """Worker thread, after each window and each idle 0.5 s: WATCHDOG=1 (and STATUS) every
+        half WATCHDOG_USEC, if the read loop turned within the ping interval (at least 5 s:
+        a loaded machine must not trigger restarts). That the worker calls this at all is
+        its own liveness: a window that hangs stops the pings. Without a watchdog: STATUS
+        every 10 s."""
+        now = time.monotonic()
+        if not self._ready or not self.notify.enabled or now < self._next_ping:
+            return
+        interval = self.notify.watchdog_interval
+        if interval is None:
+            self._next_ping = now + 10.0
+            self.notify.status(self.status_line())
+            return
+        if now - self._main_beat > max(interval, 5.0):
+            return  # the read loop is stuck: let systemd's watchdog fire
+        self._next_ping = now + interval
+        self.notify.watchdog(self.status_line())
+
+    def _window_failed(self, w: Window, exc: Exception) -> None:
+        """Count the failure and report it as a `window_error` health event, rate-limited: the
+        first error, each change of message, and at 10, 100, 1000... errors (the count), so a
+        model that fails every window is visible on MQTT without an event per window."""
+        self.counters["window_errors"] += 1
+        n = self.counters["window_errors"]
+        msg = one_line(exc)
+        decade = n >= 10 and str(n).rstrip("0") == "1"
+        if msg == self._last_window_error and not decade:
+            log.debug("window %d failed: %s", w.index, msg)
+            return
+        self._last_window_error = msg
+        log.error("window %d failed (%d so far): %s", w.index, n, msg)
+        self.emit(health_event(w.t_start, self.device_id, "window_error", ["window_error"],
+                               window=w.index, error=msg, count=n))
 
     # --- main loop ---
     def run(self, install_signals: bool = True) -> int:
@@ -241,7 +394,7 @@ class Agent:
             signal.signal(signal.SIGINT, self.stop)
             signal.signal(signal.SIGHUP, self.request_reload)
         rate = self.scorer.spec.sample_rate
-        source = open_source(self.cfg.source, rate, self.stdin)
+        source = open_source(self.cfg.source, rate, self.stdin, self.window_length)
         live = self.cfg.source.kind != "files" or self.cfg.source.realtime
         windower = Windower(self.window_length, self.hop, rate)
         if self.mqtt is not None:
@@ -256,11 +409,14 @@ class Agent:
         )
         self._next_poll = time.monotonic() + self.cfg.reload_poll_seconds
         source.start()
+        self.notify.ready(self.status_line())
+        self._ready = True
         try:
             while not self._stop.is_set():
                 block = source.read(0.5)
-                now = time.monotonic()
+                now = self._main_beat = time.monotonic()
                 self._poll_bundle(now)
+                self._report_mqtt()
                 if block is None:
                     if source.exhausted:
                         break
@@ -273,15 +429,18 @@ class Agent:
                 for w in windower.push(block):
                     self._enqueue(w, live)
         finally:
+            self.notify.stopping()
             source.stop()
             self._queue.put(None)
             worker.join()
+            self._report_mqtt()
             self.emit(status_event(
                 time.time(), self.device_id, "stopped", counters=self.counters,
                 scores_unsent=self.mqtt.scores_dropped if self.mqtt else None,
             ))
             for s in self.sinks:
                 s.close()
+            self.notify.close()
         return 0
 
     def _poll_bundle(self, now: float) -> None:
@@ -295,6 +454,7 @@ class Agent:
                 self._reload.set()
         if self._reload.is_set():
             self._start_reload()
+        self._report_reload_failures()
 
     def _check_lost(self, now: float) -> None:
         if self._lost_since is None and now - self._last_block > self.cfg.source.stall_seconds:
@@ -303,8 +463,12 @@ class Agent:
 
     def _enqueue(self, w: Window, live: bool) -> None:
         if not live:
-            self._queue.put(w)
-            return
+            while True:  # waiting for a busy worker is progress: the watchdog is told
+                try:
+                    self._queue.put(w, timeout=0.5)
+                    return
+                except queue.Full:
+                    self._main_beat = time.monotonic()
         try:
             self._queue.put_nowait(w)
         except queue.Full:

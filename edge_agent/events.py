@@ -7,12 +7,17 @@ Every event carries `schema` (`SCHEMA_VERSION`), `kind`, `ts` (ISO 8601 UTC), `e
   state changes (raised or cleared) and repeats the window's fields;
 * `health` (`HealthEvent`): a sensor fault starts or ends (`sensor_fault`, `sensor_ok`,
   `device_ok`), windows were dropped (`windows_dropped`), the outbox dropped rows
-  (`outbox_full`);
+  (`outbox_full`), a window could not be processed (`window_error`: the first error and each
+  change of message, with `error` and the running `count`), a new bundle version was refused
+  and the running one kept (`reload_failed`, with `error`), the MQTT broker refuses the agent
+  (`mqtt_auth_failed`: login refused; `mqtt_tls_failed`: certificate / handshake; with `error`;
+  the agent keeps scoring and retrying) and accepts it again (`mqtt_ok`);
 * `status` (`StatusEvent`): a bundle was reloaded, or the agent stopped (with its counters).
 
 MQTT publishes them as JSON (docs/mqtt.md), `--json` prints them as JSON lines, so a change
 here is a change of the public format: bump `SCHEMA_VERSION` when a field changes meaning or
 disappears. Builders below fix the key order, so the JSON reads the same every time.
+`event_json` is the one serialiser the sinks use: strict JSON (no NaN / Infinity).
 """
 
 from __future__ import annotations
@@ -22,11 +27,13 @@ from datetime import UTC, datetime
 from typing import Literal, TypedDict
 
 from .decision import AlarmState
+from .jsonsafe import dumps
 
 SCHEMA_VERSION = 1
 
 HealthEventName = Literal[
-    "sensor_fault", "sensor_ok", "device_ok", "windows_dropped", "outbox_full"
+    "sensor_fault", "sensor_ok", "device_ok", "windows_dropped", "outbox_full", "window_error",
+    "reload_failed", "mqtt_auth_failed", "mqtt_tls_failed", "mqtt_ok",
 ]
 StatusEventName = Literal["reloaded", "stopped"]
 
@@ -59,14 +66,18 @@ class _HealthRequired(_Header):
 
 
 class HealthEvent(_HealthRequired, total=False):
-    """A sensor fault started or ended, or audio / outbox rows were dropped."""
+    """A sensor fault started or ended, audio / outbox rows were dropped, a window could not be
+    processed, or a new bundle version was refused."""
 
     window: int
-    faults: list[str]  # health.Fault names, device_lost, scorer_behind, outbox_full; [] = ok
+    faults: list[str]  # health.Fault names, device_lost, scorer_behind, outbox_full,
+    # window_error, reload_failed; [] = ok
     rms_dbfs: float
     peak_dbfs: float
     clipped_fraction: float
     dropped: int
+    error: str  # window_error, reload_failed, mqtt_*: the one-line message
+    count: int  # window_error: windows failed so far
 
 
 class _StatusRequired(_Header):
@@ -85,6 +96,7 @@ class StatusEvent(_StatusRequired, total=False):
     alarms: int
     reloads: int
     outbox_dropped: int
+    window_errors: int
     scores_unsent: int
 
 
@@ -109,11 +121,13 @@ class Counters(TypedDict):
     alarms: int
     reloads: int
     outbox_dropped: int
+    window_errors: int  # windows whose processing raised (reported as window_error health)
 
 
 COUNTERS: tuple[Literal["windows", "scored", "windows_dropped", "faults", "alarms", "reloads",
-                         "outbox_dropped"], ...] = (
-    "windows", "scored", "windows_dropped", "faults", "alarms", "reloads", "outbox_dropped")
+                         "outbox_dropped", "window_errors"], ...] = (
+    "windows", "scored", "windows_dropped", "faults", "alarms", "reloads", "outbox_dropped",
+    "window_errors")
 
 
 def iso(epoch: float) -> str:
@@ -134,9 +148,10 @@ def window_event(  # noqa: PLR0913 -- one keyword-only parameter per field of th
     }
 
 
-def health_event(
+def health_event(  # noqa: PLR0913 -- one keyword-only parameter per optional field
     epoch: float, device_id: str, event: HealthEventName, faults: Sequence[str], *,
     window: int | None = None, levels: Levels | None = None, dropped: int | None = None,
+    error: str | None = None, count: int | None = None,
 ) -> HealthEvent:
     e: HealthEvent = {
         "schema": SCHEMA_VERSION, "kind": "health", "ts": iso(epoch), "epoch": round(epoch, 3),
@@ -151,6 +166,10 @@ def health_event(
         e["clipped_fraction"] = levels["clipped_fraction"]
     if dropped is not None:
         e["dropped"] = dropped
+    if error is not None:
+        e["error"] = error
+    if count is not None:
+        e["count"] = count
     return e
 
 
@@ -170,3 +189,12 @@ def status_event(
     if scores_unsent is not None:
         e["scores_unsent"] = scores_unsent
     return e
+
+
+def event_json(event: Event) -> str:
+    """The event as one compact line of strict JSON (the `--json` line, the MQTT payload).
+
+    A NaN or infinite number raises `jsonsafe.NonFiniteError` naming the event kind and the
+    fields instead of writing `NaN`, which no JSON consumer accepts; the agent logs the sink's
+    error and the other sinks still get the event."""
+    return dumps(event, f"{event['kind']} event", separators=(",", ":"))

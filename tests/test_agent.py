@@ -368,3 +368,147 @@ def test_stalled_input_is_reported_as_device_lost_then_ok(
     t.join(10)
     assert not t.is_alive()
     assert not c.kind("alarm")
+
+
+# --- reliability: a reload that cannot score, per-window errors (the shipped demo bundle: a
+# real exported bundle, no training needed) ---------------------------------------------------
+
+
+@pytest.fixture
+def demo_root(tmp_path: Path) -> tuple[Path, Path]:
+    """(private copy of the shipped demo bundle, one of its normal clips). The demo's section
+    is SEC."""
+    import shutil
+
+    from edge_agent.commands.demo import load_demo
+
+    demo = load_demo()
+    assert demo.section == SEC
+    root = tmp_path / "bundle"
+    shutil.copytree(demo.bundle, root)
+    return root, demo.paths[0]
+
+
+def unscorable_version(root: Path) -> Path:
+    """A new, active version that loads (valid manifest, checksums, backend) but whose frontend
+    makes 40000-bin spectra, which the model's 80000-bin input cannot take: every window fails
+    at scoring time."""
+    from edge_agent.bundle import load_bundle, write_bundle
+
+    b = load_bundle(root)
+    manifest = {k: v for k, v in b.manifest.items() if k not in ("version", "files", "created")}
+    manifest["frontend"] = {**manifest["frontend"], "spectrum_bins": 40_000}
+    return write_bundle(root, {n: b.path / n for n in b.model_files}, b.backends, manifest)
+
+
+def wait_until(cond: Callable[[], bool], timeout: float = 60.0) -> bool:
+    end = time.monotonic() + timeout
+    while not cond() and time.monotonic() < end:
+        time.sleep(0.05)
+    return cond()
+
+
+@pytest.mark.parametrize("broken", ["cannot_score", "corrupt"])
+def test_reload_keeps_the_running_version_when_the_new_one_is_broken(
+    demo_root: tuple[Path, Path], broken: str
+) -> None:
+    """A version that cannot score (or does not even load) is never swapped in: the old model
+    keeps scoring, a reload_failed health event says why; a good version later still loads."""
+    from edge_agent.bundle import BACKEND, load_bundle, set_current, write_bundle
+
+    root, clip = demo_root
+    v1 = load_bundle(root)
+    c = Collect()
+    cfg = cfg_for(root, [clip], 1e9, **{"source.loop": True, "reload_poll_seconds": 0.1})
+    agent = Agent(cfg, sinks=[c])
+    t = threading.Thread(target=agent.run, kwargs={"install_signals": False})
+    t.start()
+    try:
+        assert wait_until(lambda: len(c.kind("score")) >= 1)
+        if broken == "cannot_score":
+            unscorable_version(root)
+        else:
+            manifest = {k: v for k, v in v1.manifest.items()
+                        if k not in ("version", "files", "created")}
+            v2 = write_bundle(root, {n: v1.path / n for n in v1.model_files}, v1.backends,
+                              manifest, activate=False)
+            (v2 / BACKEND).write_bytes((v2 / BACKEND).read_bytes()[:1000])  # truncated copy
+            set_current(root, 2)
+
+        def failed() -> list[Mapping[str, Any]]:
+            return [e for e in c.kind("health") if e.get("event") == "reload_failed"]
+
+        assert wait_until(lambda: bool(failed()))
+        n_before = len(c.kind("score"))
+        assert wait_until(lambda: len(c.kind("score")) >= n_before + 2)  # still scoring
+        assert agent.counters["reloads"] == 0
+        # a good version afterwards is picked up as usual
+        manifest = {k: v for k, v in v1.manifest.items()
+                    if k not in ("version", "files", "created")}
+        write_bundle(root, {n: v1.path / n for n in v1.model_files}, v1.backends, manifest)
+        assert wait_until(lambda: agent.counters["reloads"] == 1)
+    finally:
+        agent.stop()
+        t.join(30)
+    assert not t.is_alive()
+    (event,) = failed()
+    words = "cannot score a test window (ValueError: cannot reshape" if broken == "cannot_score" \
+        else "checksum mismatch"
+    assert words in event["error"] and "\n" not in event["error"]
+    assert event["faults"] == ["reload_failed"]
+    scores = c.kind("score")
+    assert [e["window"] for e in scores] == list(range(len(scores)))  # nothing dropped
+    assert {e["model_version"] for e in scores[:n_before + 2]} == {v1.model_version}
+    reloaded = [e for e in c.kind("status") if e.get("event") == "reloaded"]
+    assert [e["model_version"] for e in reloaded] == [f"v3-{v1.model_version.split('-')[1]}"]
+    assert agent.counters["window_errors"] == 0
+
+
+def test_window_errors_are_counted_and_reach_health_and_mqtt(
+    demo_root: tuple[Path, Path], tmp_path: Path, mqtt_broker: Callable[..., Broker]
+) -> None:
+    """A bundle that loads but fails every window: counted, and reported as window_error health
+    events (first error, then at 10 errors), on MQTT too; the stopped status has the count."""
+    root, clip = demo_root
+    unscorable_version(root)
+    b = mqtt_broker()
+    sub = Subscriber(b, ["edge-asd/#"])
+    cfg = cfg_for(root, [clip] * 12, 1e9, **{
+        "mqtt.host": "127.0.0.1", "mqtt.port": b.port, "mqtt.device_id": "press7",
+        "outbox.path": str(tmp_path / "o.sqlite")})
+    agent = Agent(cfg)
+    c = Collect()
+    agent.sinks.append(c)
+    try:
+        assert agent.run(install_signals=False) == 0
+        assert agent.counters["window_errors"] == 12 and agent.counters["scored"] == 0
+        assert not c.kind("score")
+        errors = [e for e in c.kind("health") if e["event"] == "window_error"]
+        assert [(e["window"], e["count"]) for e in errors] == [(0, 1), (9, 10)]
+        assert all("ValueError: cannot reshape" in e["error"] for e in errors)
+        assert c.kind("status")[-1]["window_errors"] == 12
+        topic = "edge-asd/press7/health"
+        assert sub.wait_for(lambda m: sum(t == topic for t, _, _ in m) >= 2, 10)
+        published = [json.loads(p) for p in sub.on(topic)]
+        assert [(e["event"], e["count"]) for e in published] == [
+            ("window_error", 1), ("window_error", 10)]
+    finally:
+        sub.close()
+
+
+def test_window_error_reports_are_rate_limited_by_message(demo_root: tuple[Path, Path]) -> None:
+    """Same message: reported once, then at 10, 100...; a new message: reported at once."""
+    import numpy as np
+
+    from edge_agent.windows import Window
+
+    root, _ = demo_root
+    c = Collect()
+    agent = Agent(load_config(None, {"bundle": str(root), "section": SEC}), sinks=[c])
+    w = Window(np.zeros(160000, np.float32), 0.0, 0)
+    for i in range(25):
+        agent._window_failed(w, ValueError("broken\nmodel") if i != 15 else OSError("disk"))
+    reported = [(e["count"], e["error"]) for e in c.kind("health")]
+    assert reported == [(1, "ValueError: broken model"), (10, "ValueError: broken model"),
+                        (16, "OSError: disk"), (17, "ValueError: broken model")]
+    assert agent.counters["window_errors"] == 25

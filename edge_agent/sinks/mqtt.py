@@ -16,6 +16,26 @@ Alarm and health events go through the SQLite `Outbox`: stored before publishing
 PUBACK (`on_publish` with the mid), re-sent oldest first after a restart. Scores are QoS 0
 and dropped (counted) while disconnected: they are a live view, the alarm is the record.
 
+The alarm topic is the device's *state*: the sink keeps its last payload (from the last alarm
+event, or restored by the agent from its decision state file at start) and re-publishes it,
+retained, on EVERY (re)connect, after the outbox backlog. A broker that lost its retained
+messages (restarted without persistence) therefore gets the current state back within one
+reconnect, and a restarted agent re-asserts the state it restored.
+
+Connection management (our own backoff, set through paho's `reconnect_delay_set` before each
+wait): an unreachable broker is retried after `reconnect_min`, doubling up to `reconnect_max`
+(a few seconds: a refused TCP connection costs nothing, and the cap is what bounds how late
+the backlog arrives after the broker is back). A broker that answers but refuses us (CONNACK
+refusal: bad password, not authorized; TLS: certificate not trusted) is retried from
+`reconnect_max` doubling up to `refused_retry_max`: it will most likely refuse again, and a
+broker-side change must never stop local scoring, so this is not fatal, at start or later. It is
+logged as an error and queued as a health notice (`mqtt_auth_failed` / `mqtt_tls_failed`, then
+`mqtt_ok` once connected again) that the agent emits to every sink. With `password_file` the
+password is re-read before each retry after a refused login, so fixing the file is enough.
+Logs: one line per disconnect (with the reason code), one per reconnect (downtime, attempts),
+and failed attempts only at 1, 2, 4, 8, ... attempts, so a broker that stays down for hours
+adds a line per doubling of the outage, not one per retry.
+
 Home Assistant discovery (`ha_discovery: true`): per section a `binary_sensor`
 (device_class `problem`, state from the alarm topic) and a score `sensor`, retained under
 `homeassistant/...`, re-published whenever `homeassistant/status` becomes `online`.
@@ -29,21 +49,28 @@ import logging
 import os
 import queue
 import ssl
+import sys
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import EdgeAgentError
-from ..events import Event
+from ..errors import ConfigError, EdgeAgentError
+from ..events import Event, HealthEventName, event_json
+from ..jsonsafe import dumps
+from ..settings import bounded, check_fields
 from .outbox import PRIORITY_ALARM, PRIORITY_HEALTH, Outbox
 
 log = logging.getLogger("edge_agent")
 
 
 class MqttError(EdgeAgentError):
-    """The broker refused us (bad credentials, TLS verification) or cannot be configured."""
+    """The MQTT client cannot be configured (unreadable certificate files): a local error.
+
+    A broker that refuses us (login, certificate) is not an MqttError: it is retried and
+    reported as a health notice, because a broker-side change must not stop local scoring."""
 
 
 @dataclass(frozen=True)
@@ -57,7 +84,7 @@ class TlsSettings:
 @dataclass(frozen=True)
 class MqttSettings:
     host: str = ""  # empty = MQTT off
-    port: int = 1883
+    port: int = bounded(1883, ge=1, le=65535)
     prefix: str = "edge-asd"
     device_id: str = "edge-agent"
     client_id: str | None = None
@@ -65,14 +92,24 @@ class MqttSettings:
     password_env: str | None = None  # name of the environment variable holding the password
     password_file: str | None = None  # file holding the password (first line)
     tls: TlsSettings | None = None
-    keepalive: int = 30
-    reconnect_min: float = 1.0
-    reconnect_max: float = 60.0
-    connect_timeout: float = 10.0
+    keepalive: int = bounded(30, ge=1, le=65535)
+    reconnect_min: float = bounded(1.0, gt=0)
+    reconnect_max: float = bounded(2.0, gt=0)
+    refused_retry_max: float = 60.0  # retry delay cap, seconds, while the broker refuses login/TLS
+    connect_timeout: float = bounded(10.0, ge=0)
     ha_discovery: bool = False
     ha_prefix: str = "homeassistant"
     publish_scores: bool = True
     password: str | None = field(default=None, repr=False)  # resolved at load, never from YAML
+
+    def __post_init__(self) -> None:
+        check_fields(self, "mqtt")  # finite, in the `bounded` ranges; then the rules between
+        if not 0 < self.reconnect_min <= self.reconnect_max <= self.refused_retry_max:
+            raise ConfigError(
+                "mqtt.reconnect_min / reconnect_max / refused_retry_max: expected "
+                f"0 < reconnect_min <= reconnect_max <= refused_retry_max, got {self.reconnect_min}"
+                f" / {self.reconnect_max} / {self.refused_retry_max}"
+            )
 
     @property
     def enabled(self) -> bool:
@@ -193,16 +230,30 @@ class MqttSink:
         self.connected = threading.Event()
         self.scores_dropped = 0
         self.discovery_published = 0
-        self._fatal: str | None = None
         self._acks: queue.Queue[int] = queue.Queue()
         self._inflight: dict[int, int] = {}  # mid -> outbox row id
         self._last_sent = 0
         self._wake = threading.Event()
         self._stop = threading.Event()
-        self._first = threading.Event()
+        self._first = threading.Event()  # first attempt settled: connected or refused
         self._thread = threading.Thread(target=self._flusher, name="mqtt-outbox", daemon=True)
+        # connection bookkeeping (network thread only)
+        self._ever_connected = False
+        self._down_since: float | None = None  # monotonic; None = connected / never tried
+        self._failures = 0  # failed attempts since the connection was lost
+        self._delay = settings.reconnect_min  # next wait while unreachable
+        self._refused_delay = settings.reconnect_max  # next wait while refused
+        self._refusal: str | None = None  # why the broker refuses us; None = it does not
+        self._notices: queue.SimpleQueue[tuple[HealthEventName, str]] = queue.SimpleQueue()
+        # retained alarm state, re-published on every connect (see module docstring)
+        self._retained: dict[str, bytes] = {}
+        self._retained_lock = threading.Lock()
+        self._conn_gen = 0  # incremented on every successful connect
+        self._republish_now = threading.Event()
+        self._state_sent = threading.Event()  # this connection's backlog + state handed to paho
         c = self.client
         c.on_connect = self._on_connect
+        c.on_connect_fail = self._on_connect_fail
         c.on_disconnect = self._on_disconnect
         c.on_publish = self._on_publish
         c.on_message = self._on_message
@@ -210,19 +261,46 @@ class MqttSink:
     # --- paho callbacks (network thread: never block, never touch SQLite) ---
     def _on_connect(self, client: Any, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
         if rc.is_failure:
-            self._fatal = f"mqtt: broker {self.s.host}:{self.s.port} refused the connection: {rc}"
-            self._first.set()
+            login = rc.value in (134, 135)  # bad user name or password, not authorized
+            what = "refused the login" if login and self.s.username else "refused the connection"
+            self._refused("mqtt_auth_failed", f"mqtt: broker {self._where()} {what}: {rc}")
+            if login:
+                self._reread_password()
             return
+        self._connected_again()
         client.publish(topics(self.s)["availability"], "online", qos=1, retain=True)
         if self.s.ha_discovery:
             client.subscribe(f"{self.s.ha_prefix}/status", qos=1)
             self._publish_discovery()
+        self._state_sent.clear()
+        self._conn_gen += 1
         self.connected.set()
         self._first.set()
         self._wake.set()
 
+    def _on_connect_fail(self, client: Any, userdata: Any) -> None:
+        # paho calls this from inside its `except OSError:` around the connection attempt, so
+        # the attempt's exception is the one being handled: it tells a TLS refusal (a broker
+        # that answered and rejected us) from an unreachable broker.
+        exc = sys.exc_info()[1]
+        if isinstance(exc, ssl.SSLError):
+            self._refused("mqtt_tls_failed", self._tls_message(exc))
+        else:
+            self._unreachable(exc)
+
     def _on_disconnect(self, client: Any, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
+        was_connected = self.connected.is_set()
         self.connected.clear()
+        if not was_connected or self._stop.is_set():
+            return  # a refused attempt (reported there) or our own close()
+        self._down_since = time.monotonic()
+        self._failures = 0
+        self._delay = self.s.reconnect_min
+        self._set_delay(self._delay)
+        log.warning(
+            "mqtt: disconnected from %s (reason %s: %s); reconnecting, alarms are kept in the "
+            "outbox", self._where(), getattr(rc, "value", rc), rc,
+        )
 
     def _on_publish(self, client: Any, userdata: Any, mid: int, rc: Any, props: Any) -> None:
         self._acks.put(mid)
@@ -237,48 +315,168 @@ class MqttSink:
             self.client.publish(topic, payload, qos=1, retain=True)
         self.discovery_published += 1
 
+    # --- connection bookkeeping: backoff, logs, health notices ---
+    def _where(self) -> str:
+        return f"{self.s.host}:{self.s.port}"
+
+    def _set_delay(self, seconds: float) -> None:
+        """The wait before paho's next attempt (paho waits `min_delay` after a reset)."""
+        self.client.reconnect_delay_set(seconds, seconds)
+
+    def _connected_again(self) -> None:
+        if not self._ever_connected:
+            log.info("mqtt: connected to %s", self._where())
+        else:
+            down = time.monotonic() - (self._down_since or time.monotonic())
+            log.info(
+                "mqtt: reconnected to %s after %.1f s down (%d failed attempts)",
+                self._where(), down, self._failures,
+            )
+        if self._refusal is not None:
+            self._notices.put(("mqtt_ok", f"mqtt: connected to {self._where()} again"))
+            self._refusal = None
+        self._ever_connected = True
+        self._down_since = None
+        self._failures = 0
+        self._delay = self.s.reconnect_min
+        self._refused_delay = self.s.reconnect_max
+        self._set_delay(self.s.reconnect_min)
+
+    def _failed_attempt(self) -> int:
+        self._failures += 1
+        if self._down_since is None:
+            self._down_since = time.monotonic()
+        return self._failures
+
+    def _unreachable(self, exc: BaseException | None) -> None:
+        n = self._failed_attempt()
+        delay = self._delay
+        self._delay = min(delay * 2, self.s.reconnect_max)
+        self._set_delay(delay)
+        if n & (n - 1) == 0:  # 1, 2, 4, 8, ...: no flood while the broker stays down
+            down = time.monotonic() - (self._down_since or time.monotonic())
+            log.warning(
+                "mqtt: broker %s unreachable (%d failed attempts in %.0f s: %s); next attempt "
+                "in %.1f s, alarms are kept in the outbox",
+                self._where(), n, down, exc or "connection failed", delay,
+            )
+
+    def _refused(self, event: HealthEventName, msg: str) -> None:
+        """The broker answered and said no: report it (health notice, error log), back off
+        longer, keep running (see module docstring)."""
+        n = self._failed_attempt()
+        delay = self._refused_delay
+        self._refused_delay = min(delay * 2, self.s.refused_retry_max)
+        self._set_delay(delay)
+        if msg != self._refusal:
+            self._refusal = msg
+            self._notices.put((event, msg))
+            log.error(
+                "%s; scoring goes on locally, alarms are kept in the outbox, retrying with "
+                "backoff (next attempt in %.1f s)", msg, delay,
+            )
+        elif n & (n - 1) == 0:
+            log.error("%s (%d failed attempts; next in %.1f s)", msg, n, delay)
+        self._first.set()
+
+    def _tls_message(self, exc: ssl.SSLError) -> str:
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            return f"mqtt.tls.ca_file: broker certificate not trusted ({exc.verify_message})"
+        return f"mqtt.tls: TLS handshake with {self.s.host} failed: {exc}"
+
+    def _reread_password(self) -> None:
+        """After a refused login: take the password file's current content for the next try,
+        so an operator who updates the file does not have to restart the agent."""
+        if not (self.s.username and self.s.password_file):
+            return
+        try:
+            pw = Path(self.s.password_file).read_text().splitlines()[0].strip()
+        except (OSError, IndexError, UnicodeDecodeError):
+            return  # keep the current one; the next refusal tries again
+        self.client.username_pw_set(self.s.username, pw)
+
+    def take_notices(self) -> list[tuple[HealthEventName, str]]:
+        """Connection health news since the last call (`mqtt_auth_failed`, `mqtt_tls_failed`,
+        `mqtt_ok`, with a one-line message): the agent turns them into health events."""
+        out: list[tuple[HealthEventName, str]] = []
+        while True:
+            try:
+                out.append(self._notices.get_nowait())
+            except queue.Empty:
+                return out
+
     # --- lifecycle ---
     def start(self) -> None:
-        """Connect (a refused login or bad certificate is an error; an unreachable broker is
-        not: we keep retrying with backoff and the outbox keeps every alarm meanwhile)."""
-        try:
-            self.client.connect(self.s.host, self.s.port, self.s.keepalive)
-        except ssl.SSLCertVerificationError as exc:
-            raise MqttError(
-                f"mqtt.tls.ca_file: broker certificate not trusted ({exc.verify_message})"
-            ) from None
-        except ssl.SSLError as exc:
-            raise MqttError(f"mqtt.tls: TLS handshake with {self.s.host} failed: {exc}") from None
-        except OSError:
-            self.client.connect_async(self.s.host, self.s.port, self.s.keepalive)
+        """Connect in the background and wait up to `connect_timeout` for the first attempt to
+        settle. Neither an unreachable broker nor a refusal (login, TLS) is an error: the agent
+        must keep scoring; we retry with backoff and the outbox keeps every alarm meanwhile.
+        Only local configuration errors (unreadable certificate files) raise `MqttError`, in
+        `make_client`."""
+        pending = len(self.outbox)
+        if pending:
+            log.info("mqtt: %d alarm/health events from before wait in the outbox", pending)
+        self.client.connect_async(self.s.host, self.s.port, self.s.keepalive)
         self.client.loop_start()
         self._first.wait(self.s.connect_timeout)
-        if self._fatal:
-            self.client.loop_stop()
-            raise MqttError(self._fatal)
-        if not self.connected.is_set():
-            log.warning(
-                "mqtt: broker %s:%d not reachable yet; retrying with backoff, alarms are "
-                "kept in the outbox (%d pending)",
-                self.s.host,
-                self.s.port,
-                len(self.outbox),
-            )
         self._thread.start()
 
+    def set_alarm_state(self, event: Mapping[str, object]) -> None:
+        """The alarm topic's current state (an `alarm` event, e.g. restored by the agent at
+        start): published, retained, on every (re)connect; at once if connected now."""
+        topic = topics(self.s, str(event["section"]))["alarm"]
+        payload = dumps(event, "alarm state", separators=(",", ":")).encode()
+        with self._retained_lock:
+            self._retained[topic] = payload
+        self._republish_now.set()
+        self._wake.set()
+
+    def retained_state(self) -> dict[str, bytes]:
+        """Topic -> payload of the retained state the sink re-publishes on connect."""
+        with self._retained_lock:
+            return dict(self._retained)
+
     def _flusher(self) -> None:
+        """Outbox -> broker. Publishes are pipelined (paho keeps up to 20 QoS 1 messages in
+        flight and queues the rest), rows are deleted as PUBACKs arrive, a connect wakes the
+        loop at once, and a full batch loops without waiting. After the backlog of a new
+        connection, the retained alarm state is re-published unless the backlog just carried
+        the same payload on that topic."""
+        gen = 0
+        sent: dict[str, bytes] = {}  # retained topic -> last payload sent on this connection
+        republish = False
         while not self._stop.is_set():
             self._wake.wait(0.2)
             self._wake.clear()
             self._drain_acks()
-            if self.connected.is_set():
-                for row in self.outbox.pending(limit=100, after=self._last_sent):
-                    info = self.client.publish(
-                        row.topic, row.payload, qos=row.qos, retain=row.retain
-                    )
-                    self._inflight[info.mid] = row.id
-                    self._last_sent = row.id
+            if not self.connected.is_set():
+                continue
+            if self._conn_gen != gen:
+                gen, sent, republish = self._conn_gen, {}, True
+            if self._republish_now.is_set():
+                self._republish_now.clear()
+                republish = True
+            if self._send_batch(sent):
+                self._wake.set()  # maybe more: next batch without waiting
+            elif republish:
+                republish = False
+                for topic, payload in self.retained_state().items():
+                    if sent.get(topic) != payload:
+                        self.client.publish(topic, payload, qos=1, retain=True)
+                        sent[topic] = payload
+                if gen == self._conn_gen:
+                    self._state_sent.set()
         self._drain_acks()
+
+    def _send_batch(self, sent: dict[str, bytes]) -> bool:
+        """Hand the next outbox rows to paho (no waiting for acks); False if none were left."""
+        rows = self.outbox.pending(limit=100, after=self._last_sent)
+        for row in rows:
+            info = self.client.publish(row.topic, row.payload, qos=row.qos, retain=row.retain)
+            self._inflight[info.mid] = row.id
+            self._last_sent = row.id
+            if row.retain:
+                sent[row.topic] = row.payload
+        return bool(rows)
 
     def _drain_acks(self) -> None:
         while True:
@@ -292,7 +490,7 @@ class MqttSink:
 
     # --- events ---
     def handle(self, event: Event) -> None:
-        payload = json.dumps(event, separators=(",", ":"))
+        payload = event_json(event)  # strict JSON: a NaN raises instead of an invalid payload
         if event["kind"] == "score":
             if not self.s.publish_scores:
                 return
@@ -301,8 +499,10 @@ class MqttSink:
             else:
                 self.scores_dropped += 1
         elif event["kind"] == "alarm":
-            self.outbox.put(topics(self.s, event["section"])["alarm"], payload.encode(), 1, True,
-                            PRIORITY_ALARM)
+            topic = topics(self.s, event["section"])["alarm"]
+            self.outbox.put(topic, payload.encode(), 1, True, PRIORITY_ALARM)
+            with self._retained_lock:
+                self._retained[topic] = payload.encode()
             self._wake.set()
         elif event["kind"] == "health":
             self.outbox.put(topics(self.s)["health"], payload.encode(), 1, False, PRIORITY_HEALTH)
@@ -319,8 +519,11 @@ class MqttSink:
         return len(self.outbox) == 0
 
     def close(self, timeout: float = 5.0) -> None:
-        """Flush, publish retained `offline`, disconnect."""
+        """Flush, publish retained `offline`, disconnect. A short run still re-asserts the
+        retained alarm state: the state publish precedes `offline` on the same connection."""
         self.flush(timeout if self.connected.is_set() else 0.0)
+        if self.connected.is_set():
+            self._state_sent.wait(timeout)
         self._stop.set()
         self._wake.set()
         if self._thread.is_alive():

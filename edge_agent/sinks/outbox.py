@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..settings import bounded, check_fields
 
 PRIORITY_STATUS = 0
 PRIORITY_HEALTH = 1
@@ -27,12 +28,11 @@ PRIORITY_ALARM = 2
 @dataclass(frozen=True)
 class OutboxSettings:
     path: str = "edge-agent-outbox.sqlite"
-    max_rows: int = 10000
-    max_bytes: int = 20_000_000
+    max_rows: int = bounded(10000, ge=1)
+    max_bytes: int = bounded(20_000_000, ge=1)
 
     def __post_init__(self) -> None:
-        if self.max_rows < 1 or self.max_bytes < 1:
-            raise ConfigError("outbox.max_rows/max_bytes: expected positive integers")
+        check_fields(self, "outbox")
 
 
 @dataclass(frozen=True)
