@@ -39,7 +39,7 @@ log "machine: $arch, python: $("$PYTHON" --version 2>&1), prefix: $PREFIX"
 
 if [ "$DO_APT" = 1 ]; then
   source "$REPO/deploy/apt.sh"
-  ensure_apt_packages log libportaudio2 python3-venv alsa-utils
+  ensure_apt_packages log libportaudio2 libsndfile1 python3-venv alsa-utils  # libsndfile1: soundfile on armv7, which has no wheel
 fi
 
 mkdir -p "$PREFIX"

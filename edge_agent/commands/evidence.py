@@ -1,0 +1,92 @@
+"""`edge-agent evidence list|export`: the alarm clips the agent kept (`edge_agent.evidence`).
+
+`list` answers "what did it hear when it alarmed?" on the device: one line per clip (file,
+alarm time, section, span, size, sha256), or JSON. `export DEST` copies the clips with their
+sidecars and an `index.json` to DEST (a USB stick, a folder to scp), checking each clip's
+sha256 against the one the alarm payload carried; a clip that fails is not copied and the
+command ends with an error naming it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from . import options as opt
+
+if TYPE_CHECKING:
+    from ..evidence import ClipInfo
+
+evidence_app = typer.Typer(no_args_is_help=True, help="Alarm audio kept on the device.")
+
+Folder = Annotated[
+    Path | None,
+    typer.Option("--folder", help="Evidence folder (default: the config's `evidence.folder`).",
+                 show_default=False),
+]
+
+
+def _folder(config: Path | None, folder: Path | None) -> Path:
+    """The evidence folder from --folder, else from the config; one-line errors otherwise."""
+    from ..config import read_config
+    from ..evidence import EvidenceError
+
+    if folder is None:
+        cfg = read_config(config) if config is not None else None
+        if cfg is None or not cfg.evidence.folder:
+            raise EvidenceError("evidence.folder: not set (give --config with an `evidence:` "
+                                "folder, or --folder)")
+        folder = Path(cfg.evidence.folder)
+    if not folder.is_dir():
+        raise EvidenceError(f"{folder}: no such evidence folder (no alarm kept yet?)")
+    return folder
+
+
+def _row(c: ClipInfo) -> dict[str, Any]:
+    m = c.meta
+    return {
+        "file": c.path.name, "alarm_ts": m.get("alarm_ts"), "section": m.get("section"),
+        "t_start": m.get("t_start"), "t_end": m.get("t_end"), "bytes": c.path.stat().st_size,
+        "sha256": m.get("sha256"), "windows": m.get("windows"),
+    }
+
+
+@evidence_app.command("list")
+def evidence_list_cmd(
+    config: opt.Config = None,
+    folder: Folder = None,
+    json_out: opt.Json = False,
+) -> None:
+    """List the kept alarm clips, oldest first: file, alarm time, section, span, size, sha256."""
+    from ..evidence import list_clips
+
+    rows = [_row(c) for c in list_clips(_folder(config, folder))]
+    if json_out:
+        typer.echo(json.dumps(rows, indent=1))
+        return
+    if not rows:
+        typer.echo("no evidence clips")
+        return
+    typer.echo(f"{'file':<48} {'alarm':<24} {'section':<18} {'span':>7} {'size':>9}  sha256")
+    for r in rows:
+        span = float(r["t_end"]) - float(r["t_start"])
+        typer.echo(f"{r['file']:<48} {r['alarm_ts']!s:<24} {r['section']!s:<18} "
+                   f"{span:>6.1f}s {r['bytes']:>9}  {str(r['sha256'])[:16]}")
+
+
+@evidence_app.command("export")
+def evidence_export_cmd(
+    dest: Annotated[Path, typer.Argument(help="Folder to copy the clips and index.json to.")],
+    config: opt.Config = None,
+    folder: Folder = None,
+) -> None:
+    """Copy the kept clips, their sidecars and an index.json to DEST, sha256 checked."""
+    from ..evidence import EvidenceError, export
+
+    index, bad = export(_folder(config, folder), dest)
+    typer.echo(f"exported {len(index)} clip(s) to {dest} (index: {dest / 'index.json'})")
+    if bad:
+        raise EvidenceError(f"{len(bad)} clip(s) not exported: {'; '.join(bad)}")
