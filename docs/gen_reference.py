@@ -64,6 +64,8 @@ SECTIONS = {
     "mqtt.tls": "`mqtt.tls:` (`edge_agent.sinks.mqtt.TlsSettings`)",
     "outbox": "`outbox:` store-and-forward (`edge_agent.sinks.outbox.OutboxSettings`)",
     "log": "`log:` output (`edge_agent.config.LogSettings`)",
+    "evidence": "`evidence:` alarm audio kept on the device "
+    "(`edge_agent.evidence.EvidenceSettings`)",
 }
 
 

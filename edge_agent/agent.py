@@ -21,6 +21,11 @@ Threads and why:
   turned within the last ping interval (at least 5 s): a hung worker or read loop stops the
   pings and systemd restarts the agent; STOPPING=1 when shutdown begins.
 
+Evidence (`edge_agent.evidence`, with `evidence.folder` set): the worker keeps the last n
+scored windows' audio; when it raises the alarm it hands the voting windows' clip to the
+evidence writer thread (bounded queue: a slow SD card never delays scoring) and the alarm
+event references the clip (file, sha256, span).
+
 Lifecycle: SIGTERM/SIGINT stop reading, the worker finishes the windows already cut, sinks
 flush (MQTT waits for the outbox to be acknowledged, then publishes retained `offline`), and
 `run()` returns 0.
@@ -29,6 +34,12 @@ Decision state (with MQTT on): saved next to the outbox whenever it changes and 
 start (`decision.DecisionStore`), so a restart during an alarm neither forgets it nor leaves
 the retained alarm topic stale; the MQTT sink re-publishes it on every connect. A broker that
 refuses the agent (login, TLS) is reported as a health event and retried; scoring goes on.
+
+Score history (`history.enabled`, default on, live sources; file replays only with
+`history.replays`): every window's score, threshold and flags are appended to
+`scores.<section>.bin` beside the outbox (`edge_agent.history`), which `edge-agent tune`
+replays; score events carry `drift` (median of the last `history.drift_windows` scores minus
+the threshold), seeded from that history at start.
 
 Events (the same for every sink): `edge_agent.events` (score | alarm | health | status).
 """
@@ -51,6 +62,7 @@ from .errors import BundleError
 from .events import (
     Counters,
     Event,
+    EvidenceRef,
     Levels,
     WindowEvent,
     health_event,
@@ -58,7 +70,9 @@ from .events import (
     status_event,
     window_event,
 )
+from .evidence import EvidenceRing, EvidenceStore, HeardWindow
 from .health import HealthReport, assess_window
+from .history import DriftTracker, ScoreHistory, history_path
 from .scorer import Scorer, one_line
 from .sinks import Sink
 from .sinks.jsonl import JsonlSink
@@ -147,6 +161,20 @@ class Agent:
         self._last_alarm: WindowEvent | None = None
         if self.mqtt is not None:
             self._restore_decision(self.mqtt)
+        self.history: ScoreHistory | None = None
+        seed: list[float] = []
+        if cfg.history.enabled and (cfg.source.kind != "files" or cfg.history.replays):
+            self.history = ScoreHistory(
+                history_path(cfg.history, cfg.outbox.path, cfg.section), cfg.history.max_days,
+                cfg.history.max_rows)
+            seed = self.history.recent_scores(cfg.history.drift_windows)
+        self.drift = DriftTracker(cfg.history.drift_windows, seed)
+        # evidence (edge_agent.evidence): the last n scored windows' audio, written on a raise
+        self.evidence: EvidenceStore | None = None
+        self._heard = EvidenceRing(cfg.decision.n)
+        if cfg.evidence.enabled:
+            self.evidence = EvidenceStore(cfg.evidence, self.scorer.spec.sample_rate,
+                                          self.device_id)
         self._queue: queue.Queue[Window | None] = queue.Queue(maxsize=cfg.queue_size)
         self._stop = threading.Event()
         self._reload = threading.Event()
@@ -282,6 +310,9 @@ class Agent:
         if not h.ok:
             self.counters["faults"] += 1
             d = self.decider.update(None, h.faults)
+            if self.history is not None:
+                self.history.append(w.t_start, None, float("nan"), fault=True,
+                                    in_alarm=d.state == ALARM)
             if d.fault_changed:
                 self.emit(health_event(w.t_start, self.device_id, "sensor_fault", h.faults,
                                        window=w.index, levels=_levels(h)))
@@ -291,6 +322,12 @@ class Agent:
         anomalous = self.decider.is_anomalous(ws.score, ws.threshold)
         d = self.decider.update(anomalous)
         self.counters["scored"] += 1
+        if self.history is not None:  # one 17-byte append: see edge_agent.history
+            self.history.append(w.t_start, ws.score, thr, anomalous=anomalous,
+                                in_alarm=d.state == ALARM)
+        drift = self.drift.add(ws.score, thr)
+        evidence = self._keep_evidence(w, ws.score, thr, anomalous, d.state, d.changed,
+                                       ws.model_version)
         if d.fault_changed:
             self.emit(health_event(w.t_start, self.device_id, "sensor_ok", [], window=w.index,
                                    levels=_levels(h)))
@@ -299,7 +336,8 @@ class Agent:
             return window_event(
                 kind, w.t_start, self.device_id, section=sec, window=w.index, score=ws.score,
                 threshold=thr, anomalous=anomalous, decision=d.state, votes=d.votes,
-                model_version=ws.model_version, source=w.source_info,
+                model_version=ws.model_version, source=w.source_info, drift=drift,
+                evidence=evidence if kind == "alarm" else None,
             )
 
         alarm = event("alarm") if d.changed else None
@@ -309,6 +347,39 @@ class Agent:
             if d.state == ALARM:
                 self.counters["alarms"] += 1
             self.emit(alarm)
+
+    def _keep_evidence(
+        self, w: Window, score: float, thr: float, anomalous: bool, state: str, changed: bool,
+        model_version: str,
+    ) -> EvidenceRef | None:
+        """Keep the scored window's audio in the ring (mirroring the decider's vote history:
+        cleared when the alarm clears); on a raise, queue the voting windows' clip and return
+        its reference for the alarm payload (None: no evidence kept or the clip skipped)."""
+        if self.evidence is None:
+            return None
+        self._heard.push(HeardWindow(w.samples, w.t_start, w.index, score, thr, anomalous))
+        if not changed:
+            return None
+        if state != ALARM:
+            self._heard.clear()
+            return None
+        return self.evidence.keep(self.cfg.section, self._heard.voting(), w.t_start,
+                                  model_version)
+
+    def _close_evidence(self) -> None:
+        """Shutdown: the queued clips are written (and skips reported) before `stopped`."""
+        if self.evidence is not None:
+            self.evidence.close()
+            self._report_evidence()
+
+    def _report_evidence(self) -> None:
+        """Alarm clips that were not stored (low disk space, write errors): a health event
+        each, from the worker (skips at a raise) or at shutdown. Scoring goes on."""
+        if self.evidence is None:
+            return
+        for msg in self.evidence.take_notices():
+            self.emit(health_event(time.time(), self.device_id, "evidence_skipped",
+                                   ["evidence_skipped"], error=msg))
 
     def _report_mqtt(self) -> None:
         """The broker refused us or accepts us again (`MqttSink.take_notices`): a health event
@@ -341,6 +412,7 @@ class Agent:
             try:
                 self.process(w)
                 self._report_outbox()
+                self._report_evidence()
             except Exception as exc:  # one bad window must not stop the agent
                 self._window_failed(w, exc)
             self._watchdog()
@@ -433,6 +505,7 @@ class Agent:
             source.stop()
             self._queue.put(None)
             worker.join()
+            self._close_evidence()
             self._report_mqtt()
             self.emit(status_event(
                 time.time(), self.device_id, "stopped", counters=self.counters,
@@ -440,6 +513,8 @@ class Agent:
             ))
             for s in self.sinks:
                 s.close()
+            if self.history is not None:
+                self.history.close()
             self.notify.close()
         return 0
 

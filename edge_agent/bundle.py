@@ -75,11 +75,11 @@ CURRENT = "current"
 VERSIONS = "versions"
 QuantizeMode = Literal["float32", "float16", "dynamic", "int8"]
 QUANTIZE_MODES: tuple[QuantizeMode, ...] = get_args(QuantizeMode)
-AdaptationKind = Literal["calibration", "enrolment"]
+AdaptationKind = Literal["calibration", "enrolment", "tuning"]
 _SEP = "::"  # npz key = "<section>::<field>"; section ids never contain "::"
 # Fields write_bundle sets itself, and per-version records that must not leak into the next.
 _DERIVED = {"format", "format_version", "version", "created", "sections", "files",
-            "calibration", "enrolment", "parent_version"}
+            "calibration", "enrolment", "tuning", "parent_version"}
 
 
 @dataclass(frozen=True)
@@ -410,6 +410,7 @@ MANIFEST_SCHEMA: Schema = {
     "adaptations": (_objects("a list of objects", lambda _: None), False),
     "calibration": (OBJECT, False),
     "enrolment": (OBJECT, False),
+    "tuning": (OBJECT, False),
 }
 """A (format-2, or upgraded format-1) manifest; see docs/bundle.md for what each field means."""
 
@@ -636,9 +637,10 @@ def write_adapted_version(
     bundle: Bundle, backends: Mapping[str, SectionBackend], kind: AdaptationKind,
     record: dict[str, Any],
 ) -> Path:
-    """A new version made on the device (`edge-agent calibrate` / `enrol`): the same models,
-    `backends`, the old manifest plus this change's `record` under `kind`, and `parent_version`
-    (what `rollback` returns to). `adaptations` keeps the records of the whole chain."""
+    """A new version made on the device (`edge-agent calibrate` / `enrol` / `tune`): the same
+    models, `backends`, the old manifest plus this change's `record` under `kind`, and
+    `parent_version` (what `rollback` returns to). `adaptations` keeps the records of the whole
+    chain."""
     base = {k: v for k, v in bundle.manifest.items() if k not in _DERIVED}
     record = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **record}
     base["adaptations"] = [*bundle.manifest.get("adaptations", []),

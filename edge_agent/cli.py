@@ -14,10 +14,12 @@ from .commands.config_check import config_app
 from .commands.demo import demo_cmd
 from .commands.devices import devices_cmd
 from .commands.enrol import enrol_cmd
+from .commands.evidence import evidence_app
 from .commands.record import record_cmd
 from .commands.run import run_cmd
 from .commands.runner import run_app
 from .commands.score import score_cmd
+from .commands.tune import tune_cmd
 
 app = typer.Typer(
     add_completion=False,
@@ -30,8 +32,10 @@ app.command("score")(score_cmd)
 app.command("run")(run_cmd)
 app.add_typer(config_app, name="config")
 app.command("calibrate")(calibrate_cmd)
+app.command("tune")(tune_cmd)
 app.command("enrol")(enrol_cmd)
 app.command("record")(record_cmd)
+app.add_typer(evidence_app, name="evidence")
 
 
 def main(argv: list[str] | None = None) -> None:

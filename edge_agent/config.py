@@ -45,7 +45,9 @@ import yaml
 
 from .decision import DecisionSettings
 from .errors import ConfigError
+from .evidence import EvidenceSettings
 from .health import HealthSettings
+from .history import HistorySettings
 from .settings import bounded, check_fields
 from .sinks.mqtt import MqttSettings
 from .sinks.outbox import OutboxSettings
@@ -85,6 +87,8 @@ class AgentConfig:
     health: HealthSettings = field(default_factory=HealthSettings)
     mqtt: MqttSettings = field(default_factory=MqttSettings)
     outbox: OutboxSettings = field(default_factory=OutboxSettings)
+    history: HistorySettings = field(default_factory=HistorySettings)
+    evidence: EvidenceSettings = field(default_factory=EvidenceSettings)
     log: LogSettings = field(default_factory=LogSettings)
     threads: int = bounded(1, ge=1, le=256)  # TFLite interpreter threads
     queue_size: int = bounded(8, ge=1)  # windows waiting for the scorer before new ones are dropped
@@ -173,7 +177,7 @@ def _value(name: str, value: Any, hint: Any, k: str, base: Path) -> Any:
         return _check_path(name, v, k, base)
     if name == "files" and isinstance(v, tuple):
         return tuple(_check_path(name, x, k, base) for x in v)
-    if name in ("path", "jsonl_file") and isinstance(v, str):
+    if name in ("path", "jsonl_file", "folder") and isinstance(v, str):
         return _check_path(name, v, k, base)
     return v
 

@@ -4,14 +4,19 @@ Every event carries `schema` (`SCHEMA_VERSION`), `kind`, `ts` (ISO 8601 UTC), `e
 `device_id`, then the fields of its kind:
 
 * `score` / `alarm` (`WindowEvent`): one scored window; an `alarm` event is sent when the alarm
-  state changes (raised or cleared) and repeats the window's fields;
+  state changes (raised or cleared) and repeats the window's fields; optional `drift` (the
+  median of the last `history.drift_windows` scores minus the threshold, `edge_agent.history`)
+  once that many scores are known; an `alarm` that raised the alarm carries `evidence`
+  (`EvidenceRef`: the stored clip of the voting windows, `edge_agent.evidence`) when the agent
+  keeps evidence and the clip could be stored;
 * `health` (`HealthEvent`): a sensor fault starts or ends (`sensor_fault`, `sensor_ok`,
   `device_ok`), windows were dropped (`windows_dropped`), the outbox dropped rows
   (`outbox_full`), a window could not be processed (`window_error`: the first error and each
   change of message, with `error` and the running `count`), a new bundle version was refused
   and the running one kept (`reload_failed`, with `error`), the MQTT broker refuses the agent
   (`mqtt_auth_failed`: login refused; `mqtt_tls_failed`: certificate / handshake; with `error`;
-  the agent keeps scoring and retrying) and accepts it again (`mqtt_ok`);
+  the agent keeps scoring and retrying) and accepts it again (`mqtt_ok`), an alarm clip was
+  not stored (`evidence_skipped`, with `error`: low disk space, a write error);
 * `status` (`StatusEvent`): a bundle was reloaded, or the agent stopped (with its counters).
 
 MQTT publishes them as JSON (docs/mqtt.md), `--json` prints them as JSON lines, so a change
@@ -24,7 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Literal, TypedDict
+from typing import Literal, NotRequired, TypedDict
 
 from .decision import AlarmState
 from .jsonsafe import dumps
@@ -33,7 +38,7 @@ SCHEMA_VERSION = 1
 
 HealthEventName = Literal[
     "sensor_fault", "sensor_ok", "device_ok", "windows_dropped", "outbox_full", "window_error",
-    "reload_failed", "mqtt_auth_failed", "mqtt_tls_failed", "mqtt_ok",
+    "reload_failed", "mqtt_auth_failed", "mqtt_tls_failed", "mqtt_ok", "evidence_skipped",
 ]
 StatusEventName = Literal["reloaded", "stopped"]
 
@@ -43,6 +48,19 @@ class _Header(TypedDict):
     ts: str
     epoch: float
     device_id: str
+
+
+class EvidenceRef(TypedDict):
+    """The alarm clip an `alarm` event refers to (`edge_agent.evidence`): its file name in
+    `evidence.folder`, the sha256 of the file's bytes, its size, the time span (epoch seconds,
+    first voting window's start to last one's end) and the voting windows' indices."""
+
+    file: str
+    sha256: str
+    bytes: int
+    t_start: float
+    t_end: float
+    windows: list[int]
 
 
 class WindowEvent(_Header):
@@ -58,6 +76,8 @@ class WindowEvent(_Header):
     votes: int  # anomalous windows among the last n scored ones
     model_version: str
     source: str  # the file being replayed, the device, "stdin"
+    drift: NotRequired[float]  # median of the last M scores - threshold (edge_agent.history)
+    evidence: NotRequired[EvidenceRef]  # alarm raised with evidence kept: the stored clip
 
 
 class _HealthRequired(_Header):
@@ -76,7 +96,7 @@ class HealthEvent(_HealthRequired, total=False):
     peak_dbfs: float
     clipped_fraction: float
     dropped: int
-    error: str  # window_error, reload_failed, mqtt_*: the one-line message
+    error: str  # window_error, reload_failed, mqtt_*, evidence_skipped: one-line message
     count: int  # window_error: windows failed so far
 
 
@@ -138,14 +158,20 @@ def iso(epoch: float) -> str:
 def window_event(  # noqa: PLR0913 -- one keyword-only parameter per field of the event
     kind: Literal["score", "alarm"], epoch: float, device_id: str, *, section: str, window: int,
     score: float, threshold: float, anomalous: bool, decision: AlarmState, votes: int,
-    model_version: str, source: str,
+    model_version: str, source: str, drift: float | None = None,
+    evidence: EvidenceRef | None = None,
 ) -> WindowEvent:
-    return {
+    e: WindowEvent = {
         "schema": SCHEMA_VERSION, "kind": kind, "ts": iso(epoch), "epoch": round(epoch, 3),
         "device_id": device_id, "section": section, "window": window,
         "score": round(score, 6), "threshold": round(threshold, 6), "anomalous": anomalous,
         "decision": decision, "votes": votes, "model_version": model_version, "source": source,
     }
+    if drift is not None:  # absent until the drift window is full (history.DriftTracker)
+        e["drift"] = round(drift, 6)
+    if evidence is not None:  # alarm raised and its clip queued (edge_agent.evidence)
+        e["evidence"] = evidence
+    return e
 
 
 def health_event(  # noqa: PLR0913 -- one keyword-only parameter per optional field

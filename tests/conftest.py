@@ -3,7 +3,7 @@ bundle, and the real-data clips."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -15,6 +15,17 @@ from audio_fixtures import alsa_sandbox, fake_mic, pulse_server  # noqa: F401
 from mqtt_fixtures import mqtt_broker, mqtt_certs  # noqa: F401
 
 REAL_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"
+
+
+@pytest.fixture(autouse=True)
+def _no_stray_score_history() -> Iterator[None]:
+    """An agent run with the default outbox path keeps its score history (edge_agent.history)
+    in the working directory: remove the files a test left there, so runs never seed each
+    other's drift nor litter the checkout."""
+    before = set(Path.cwd().glob("scores.*.bin"))
+    yield
+    for f in set(Path.cwd().glob("scores.*.bin")) - before:
+        f.unlink(missing_ok=True)
 """Real recordings (DCASE, MIMII clips) kept next to the repository, not in it: `../shared`."""
 
 

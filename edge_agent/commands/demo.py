@@ -208,6 +208,7 @@ def demo_cmd(
         "source.loop": False,
         # Demo alarms must not linger in (or be replayed from) a real agent's outbox.
         "outbox.path": str(Path(outbox_dir.name) / "outbox.sqlite"),
+        "history.folder": outbox_dir.name,  # nor may its scores enter a real score history
         "log.stdout": json_out,  # without --json, DemoSink prints the lines
         "log.json": json_out,
         "log.jsonl_file": None,

@@ -7,6 +7,7 @@ Topic tree under `<prefix>/<device_id>/` (prefix default `edge-asd`):
 | `availability`                | 1   | yes      | `online` / `offline` (last will)          |
 | `<section>/score`             | 0   | no       | per-window JSON (score, threshold, ...)   |
 | `<section>/alarm`             | 1   | yes      | JSON on every alarm raise/clear           |
+| `<section>/drift`             | 0   | no       | `{ts, epoch, section, drift}` per window  |
 | `health`                      | 1   | no       | JSON on sensor fault start/end, drops     |
 
 Payloads are the agent's events as JSON (`edge_agent.events`: `schema`, `ts`, `epoch`,
@@ -37,8 +38,11 @@ and failed attempts only at 1, 2, 4, 8, ... attempts, so a broker that stays dow
 adds a line per doubling of the outage, not one per retry.
 
 Home Assistant discovery (`ha_discovery: true`): per section a `binary_sensor`
-(device_class `problem`, state from the alarm topic) and a score `sensor`, retained under
-`homeassistant/...`, re-published whenever `homeassistant/status` becomes `online`.
+(device_class `problem`, state from the alarm topic), a score `sensor` and a score-drift
+`sensor` (diagnostic, from the `drift` topic: median of recent scores minus the threshold,
+published only once known, so the entity never sees a window without it), retained under
+`homeassistant/...`,
+re-published whenever `homeassistant/status` becomes `online`.
 """
 
 from __future__ import annotations
@@ -134,6 +138,7 @@ def topics(s: MqttSettings, section: str = "") -> dict[str, str]:
         "availability": f"{b}/availability",
         "score": f"{b}/{section}/score",
         "alarm": f"{b}/{section}/alarm",
+        "drift": f"{b}/{section}/drift",
         "health": f"{b}/health",
     }
 
@@ -180,6 +185,23 @@ def discovery_messages(
                         "unique_id": f"{node}_{sec}_score",
                         "state_topic": t["score"],
                         "value_template": "{{ value_json.score }}",
+                        "availability_topic": avail,
+                        "device": device,
+                    }
+                ),
+            )
+        )
+        out.append(
+            (  # score-level drift: median of recent scores - threshold (edge_agent.history)
+                f"{s.ha_prefix}/sensor/{node}/{sec}_drift/config",
+                json.dumps(
+                    {
+                        "name": f"{sec} score drift",
+                        "unique_id": f"{node}_{sec}_drift",
+                        "state_topic": t["drift"],
+                        "value_template": "{{ value_json.drift }}",
+                        "state_class": "measurement",
+                        "entity_category": "diagnostic",
                         "availability_topic": avail,
                         "device": device,
                     }
@@ -492,6 +514,12 @@ class MqttSink:
     def handle(self, event: Event) -> None:
         payload = event_json(event)  # strict JSON: a NaN raises instead of an invalid payload
         if event["kind"] == "score":
+            drift = event.get("drift")
+            if drift is not None and self.connected.is_set():  # live view, as scores; its own
+                # topic (and not publish_scores'): the HA drift entity updates only with a value
+                self.client.publish(topics(self.s, event["section"])["drift"], dumps(
+                    {"ts": event["ts"], "epoch": event["epoch"], "section": event["section"],
+                     "drift": drift}, "drift", separators=(",", ":")), qos=0)
             if not self.s.publish_scores:
                 return
             if self.connected.is_set():

@@ -1,0 +1,134 @@
+"""`edge-agent tune --false-alarms-per-day X`: set a section's threshold from a false-alarm budget.
+
+A plant engineer's question is "how often will it cry wolf?". The agent records every window's
+score (`edge_agent.history`); this command replays the agent's own k-of-n rule over that
+recorded normal operation (`edge_agent.tuning`) and picks the lowest threshold that would have
+raised at most X alarms per recorded day. It shows the evidence first (recorded span, windows,
+the current threshold and its replayed alarms/day, the new one and its alarms/day, how many of
+the last day's windows above the current threshold would still be flagged) and asks before
+writing (`--yes`: do not ask; `--dry-run`: only show).
+
+The result is a NEW bundle version written like `edge-agent calibrate`'s
+(`bundle.write_adapted_version`, kind `tuning`): the same models, every section's backend
+unchanged except this section's threshold, `parent_version` set; `current` is swapped
+atomically and a running agent reloads between windows. `--rollback` makes the parent version
+current again (`bundle.rollback`, the same as `calibrate --rollback`).
+
+The history and the rule come from the agent's config (`--config`): `history.folder` /
+`outbox.path` (where the file is), `windows.hop`, `decision.k` / `n` / `clear_after`. A config
+with `decision.threshold` set is refused: that override would hide the tuned bundle threshold.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from . import options as opt
+from .overrides import Flags, agent_config, required_bundle, required_section
+
+RECENT_SECONDS = 86400.0
+""""Recent windows": those of the last recorded day."""
+
+
+def tune_cmd(
+    false_alarms_per_day: Annotated[
+        float | None,
+        typer.Option("--false-alarms-per-day", help="Alarm budget: at most this many alarms "
+                     "per day of recorded normal operation.", show_default=False),
+    ] = None,
+    config: opt.Config = None,
+    bundle: opt.Bundle = None,
+    section: opt.Section = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Write without asking.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show the replay only; write nothing.")
+    ] = False,
+    exclude_alarms: Annotated[
+        bool, typer.Option("--exclude-alarm-periods", help="Leave out windows recorded while "
+                           "the agent was in alarm (a history with a real failure in it).")
+    ] = False,
+    min_windows: Annotated[
+        int, typer.Option("--min-windows", min=1, help="Refuse a history with fewer scored "
+                          "windows.")
+    ] = 50,
+    min_hours: Annotated[
+        float, typer.Option("--min-hours", min=0.0, help="Refuse a history covering less "
+                            "time (scored windows x hop).")
+    ] = 1.0,
+    do_rollback: Annotated[
+        bool, typer.Option("--rollback", help="Restore the previous bundle version and exit.")
+    ] = False,
+) -> None:
+    """Threshold from a false-alarm budget over the recorded score history; or --rollback."""
+    import dataclasses
+
+    import numpy as np
+
+    from ..bundle import load_bundle, rollback, write_adapted_version
+    from ..errors import ConfigError
+    from ..history import history_path, read_history
+    from ..tuning import tune_threshold
+
+    cfg = agent_config(config, Flags(bundle=bundle, section=section))
+    root = required_bundle(cfg)
+    if do_rollback:
+        before, after = rollback(root)
+        print(f"rolled back {root}: current version {before} -> {after}")
+        return
+    sec = required_section(cfg)
+    if false_alarms_per_day is None:
+        raise ConfigError("--false-alarms-per-day: required (or --rollback)")
+    if cfg.decision.threshold is not None:
+        raise ConfigError(f"decision.threshold: {cfg.decision.threshold} in the config overrides "
+                          "the bundle's threshold, so tuning the bundle would change nothing; "
+                          "remove it first")
+    b = load_bundle(root)  # verified
+    old = b.backend(sec)
+    path = history_path(cfg.history, cfg.outbox.path, sec)
+    recs = read_history(path)
+    keep = ~recs.fault & np.isfinite(recs.score)
+    if exclude_alarms:
+        keep &= ~recs.in_alarm
+    scores, epochs = recs.score[keep], recs.epoch[keep]
+    d = cfg.decision
+    t = tune_threshold(scores, hop=cfg.windows.hop, k=d.k, n=d.n, clear_after=d.clear_after,
+                       alarms_per_day=false_alarms_per_day, current_threshold=old.threshold,
+                       min_windows=min_windows, min_seconds=min_hours * 3600.0)
+    recent = scores[epochs >= epochs[-1] - RECENT_SECONDS]
+    flagged = int(np.sum(recent > old.threshold))
+    still = int(np.sum(recent[recent > old.threshold] > t.threshold))
+    span_h = (epochs[-1] - epochs[0]) / 3600.0
+    print(f"history {path}: {len(recs)} windows recorded over {span_h:.1f} h "
+          f"({recs.epoch.size - scores.size} left out: sensor faults"
+          f"{', alarm periods' if exclude_alarms else ''}); {t.windows} scored windows = "
+          f"{t.days * 24:.1f} h at hop {cfg.windows.hop:g} s")
+    print(f"rule: {d.k} of {d.n} windows raise, {d.clear_after} normal clear")
+    print(f"current threshold {t.current_threshold:.5f}: {t.current_alarms} alarms replayed "
+          f"= {t.current_alarms_per_day:.2f}/day")
+    print(f"new threshold     {t.threshold:.5f}: {t.alarms} alarms replayed "
+          f"= {t.alarms_per_day:.2f}/day (budget {false_alarms_per_day:g}/day)"
+          + (" [the lowest candidate: the history's median score]" if t.at_minimum else ""))
+    print(f"last day: {flagged} windows above the current threshold, {still} of them still "
+          "above the new one")
+    if dry_run:
+        print("dry run: nothing written")
+        return
+    if t.threshold == old.threshold:
+        print("threshold unchanged: nothing written")
+        return
+    if not yes and not typer.confirm(f"write a new version of {root} with {sec} threshold "
+                                     f"{t.threshold:.5f}?", default=False):
+        print("nothing written")
+        raise typer.Exit(1)
+    backends = {**b.backends, sec: dataclasses.replace(old, threshold=t.threshold)}
+    record = {"section": sec, "false_alarms_per_day": false_alarms_per_day,
+              "old_threshold": old.threshold, "new_threshold": t.threshold,
+              "replayed_alarms_old": t.current_alarms, "replayed_alarms_new": t.alarms,
+              "history_windows": t.windows, "history_days": round(t.days, 6),
+              "k": d.k, "n": d.n, "clear_after": d.clear_after, "hop": cfg.windows.hop,
+              "exclude_alarm_periods": exclude_alarms}
+    vdir = write_adapted_version(b, backends, "tuning", record)
+    print(f"tuned {sec}: threshold {old.threshold:.5f} -> {t.threshold:.5f}; bundle version "
+          f"{b.version} -> {vdir.name} (undo: edge-agent tune --bundle {root} --rollback)")

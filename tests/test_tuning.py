@@ -1,0 +1,198 @@
+"""`edge-agent tune`: the replay of the k-of-n rule, the threshold search, the command end to end
+on the shipped demo bundle with a history the real agent wrote, and rollback."""
+
+from __future__ import annotations
+
+import filecmp
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge_agent.agent import Agent
+from edge_agent.bundle import current_version, list_versions, load_bundle
+from edge_agent.commands.demo import load_demo
+from edge_agent.config import load_config
+from edge_agent.decision import ALARM, Decider, DecisionSettings
+from edge_agent.history import history_path, read_history
+from edge_agent.tuning import DAY, TuningError, replay_alarms, tune_threshold
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def decider_alarms(scores: np.ndarray, thr: float, k: int, n: int, clear: int) -> int:
+    """The agent's own Decider over the same scores: what replay_alarms must reproduce."""
+    d = Decider(DecisionSettings(k=k, n=n, clear_after=clear))
+    raised = 0
+    for s in scores:
+        r = d.update(bool(s > thr))
+        raised += r.changed and r.state == ALARM
+    return raised
+
+
+@pytest.mark.parametrize(("k", "n", "clear"), [(1, 1, 1), (3, 5, 3), (2, 4, 6), (5, 5, 1)])
+def test_replay_matches_the_agents_decider(k: int, n: int, clear: int) -> None:
+    rng = np.random.default_rng(k * 10 + n)
+    for _ in range(5):
+        scores = rng.normal(size=600) + np.repeat(rng.normal(size=20), 30)  # bursts
+        for thr in (0.0, 1.0, 2.0):
+            assert replay_alarms(scores, thr, k, n, clear) == decider_alarms(
+                scores, thr, k, n, clear)
+
+
+def candidates(scores: np.ndarray) -> np.ndarray:
+    return np.unique(scores[scores >= np.median(scores)])
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("budget", [0.0, 0.5, 3.0, 40.0])
+def test_chosen_threshold_is_the_budget_boundary(seed: int, budget: float) -> None:
+    rng = np.random.default_rng(seed)
+    hop = 10.0
+    scores = rng.gamma(2.0, size=2000) + np.repeat(rng.normal(0, 0.5, size=40), 50)
+    k, n, clear = 3, 5, 3
+    t = tune_threshold(scores, hop=hop, k=k, n=n, clear_after=clear, alarms_per_day=budget,
+                       current_threshold=1.0)
+    days = scores.size * hop / DAY
+    assert t.days == pytest.approx(days) and t.windows == scores.size
+    assert replay_alarms(scores, t.threshold, k, n, clear) == t.alarms
+    assert t.alarms / days <= budget
+    c = candidates(scores)
+    i = int(np.searchsorted(c, t.threshold))
+    assert c[i] == t.threshold
+    if t.at_minimum:
+        assert i == 0
+    else:  # the next lower threshold the history can tell apart breaks the budget
+        assert replay_alarms(scores, float(c[i - 1]), k, n, clear) / days > budget
+    assert t.current_alarms == replay_alarms(scores, 1.0, k, n, clear)
+
+
+def test_generous_budget_stops_at_the_median() -> None:
+    scores = np.linspace(0, 1, 500)  # a slow ramp: at most one long alarm at any threshold
+    t = tune_threshold(scores, hop=10.0, k=1, n=1, clear_after=1, alarms_per_day=1000.0,
+                       current_threshold=0.9)
+    assert t.at_minimum and t.threshold == pytest.approx(np.median(scores), abs=0.01)
+
+
+def test_zero_budget_over_a_fault_gives_no_alarm() -> None:
+    scores = np.r_[np.zeros(400), np.full(3, 5.0), np.zeros(400)]
+    t = tune_threshold(scores, hop=10.0, k=3, n=5, clear_after=3, alarms_per_day=0.0,
+                       current_threshold=1.0)
+    assert t.current_alarms == 1 and t.alarms == 0 and t.threshold == 5.0
+
+
+def test_too_short_history_is_refused() -> None:
+    with pytest.raises(TuningError, match="history too short: 49 scored windows"):
+        tune_threshold(np.zeros(49), hop=3600.0, k=1, n=1, clear_after=1, alarms_per_day=1,
+                       current_threshold=1.0)
+    with pytest.raises(TuningError, match=r"covering 0\.50 h; need at least 50 windows and 1 h"):
+        tune_threshold(np.zeros(180), hop=10.0, k=1, n=1, clear_after=1, alarms_per_day=1,
+                       current_threshold=1.0)
+    with pytest.raises(TuningError, match="--false-alarms-per-day"):
+        tune_threshold(np.zeros(500), hop=10.0, k=1, n=1, clear_after=1,
+                       alarms_per_day=float("nan"), current_threshold=1.0)
+
+
+# --- the command, end to end ---
+def _agent_history(tmp: Path, repeats: int) -> Path:
+    """A copy of the demo bundle, a config beside it, and the score history that the REAL agent
+    wrote while replaying the demo clips `repeats` times (one 10 s window per clip)."""
+    demo = load_demo()
+    shutil.copytree(demo.bundle, tmp / "bundle")
+    yml = tmp / "agent.yaml"
+    yml.write_text(f"bundle: bundle\nsection: {demo.section}\noutbox: {{path: state/ob.sqlite}}\n"
+                   "log: {stdout: false}\n")
+    files = [str(p) for p in demo.paths] * repeats
+    cfg = load_config(yml, {"source.kind": "files", "source.files": files,
+                            "history.replays": True})
+    assert Agent(cfg, sinks=[]).run(install_signals=False) == 0
+    hist = history_path(cfg.history, cfg.outbox.path, demo.section)
+    assert len(read_history(hist)) == len(demo.paths) * repeats
+    return yml
+
+
+@pytest.fixture(scope="module")
+def hour_of_history(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    n = 360 // len(load_demo().paths)  # 360 windows of 10 s = 1 h
+    return _agent_history(tmp_path_factory.mktemp("tune"), n)
+
+
+def _tune(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "edge_agent.cli", "tune", *args],
+                          capture_output=True, text=True, timeout=120, cwd=REPO, input=stdin)
+
+
+def _files(vdir: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(vdir.iterdir()) if p.is_file()}
+
+
+def test_tune_writes_a_version_with_only_the_threshold_and_rolls_back(
+    hour_of_history: Path,
+) -> None:
+    yml = hour_of_history
+    root = yml.parent / "bundle"
+    sec = load_demo().section
+    before = load_bundle(root)
+    before_files = _files(before.path)
+    v0 = current_version(root)
+
+    dry = _tune("--config", str(yml), "--false-alarms-per-day", "0", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert "360 windows recorded" in dry.stdout and "dry run: nothing written" in dry.stdout
+    assert "current threshold" in dry.stdout and "last day:" in dry.stdout
+    assert current_version(root) == v0 and list_versions(root) == [v0]
+
+    declined = _tune("--config", str(yml), "--false-alarms-per-day", "0", stdin="n\n")
+    assert declined.returncode == 1 and "nothing written" in declined.stdout
+    assert list_versions(root) == [v0]
+
+    done = _tune("--config", str(yml), "--false-alarms-per-day", "0", "--yes")
+    assert done.returncode == 0, done.stderr
+    after = load_bundle(root)  # verified
+    assert after.version > v0 and after.manifest["parent_version"] == v0
+    rec = after.manifest["tuning"]
+    assert rec["section"] == sec and rec["false_alarms_per_day"] == 0
+    assert rec["replayed_alarms_new"] == 0 and rec["replayed_alarms_old"] > 0  # faulty clips
+    new_thr = after.backend(sec).threshold
+    assert new_thr == rec["new_threshold"] > before.backend(sec).threshold
+    assert f"{new_thr:.5f}" in done.stdout
+    # only that section's threshold changed
+    for name, b in before.backends.items():
+        a = after.backends[name]
+        assert (a.threshold == b.threshold) == (name != sec)
+        assert a.fusion == b.fusion and len(a.components) == len(b.components)
+        for ca, cb in zip(a.components, b.components, strict=True):
+            assert np.array_equal(ca.references, cb.references)
+            assert np.array_equal(ca.density, cb.density)
+    scores = read_history(history_path(
+        load_config(yml).history, load_config(yml).outbox.path, sec)).score
+    assert replay_alarms(scores, new_thr, 3, 5, 3) == 0
+
+    back = _tune("--config", str(yml), "--rollback")
+    assert back.returncode == 0, back.stderr
+    assert current_version(root) == v0
+    restored = load_bundle(root)
+    assert _files(restored.path) == before_files  # the exact bytes
+    assert not filecmp.dircmp(restored.path, before.path).diff_files
+
+
+def test_tune_refuses_a_short_history_and_an_override(tmp_path: Path) -> None:
+    yml = _agent_history(tmp_path, 1)  # 12 windows = 2 minutes
+    short = _tune("--config", str(yml), "--false-alarms-per-day", "1", "--yes")
+    assert short.returncode == 2
+    assert short.stderr.strip().splitlines() == [
+        "error: history too short: 12 scored windows covering 0.03 h; need at least 50 "
+        "windows and 1 h of normal operation"]
+    missing = _tune("--config", str(yml), "--section", "no_such_section",
+                    "--false-alarms-per-day", "1")
+    assert missing.returncode == 2 and "no section 'no_such_section'" in missing.stderr
+    assert len(missing.stderr.strip().splitlines()) == 1
+    none = _tune("--config", str(yml))
+    assert none.returncode == 2 and "--false-alarms-per-day: required" in none.stderr
+    yml.write_text(yml.read_text() + "decision: {threshold: 3.0}\n")
+    over = _tune("--config", str(yml), "--false-alarms-per-day", "1")
+    assert over.returncode == 2 and "decision.threshold: 3.0" in over.stderr
+    assert list_versions(tmp_path / "bundle") == [current_version(tmp_path / "bundle")]
