@@ -393,9 +393,11 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         ap.error(f"--systems: unknown {unknown}; known: {', '.join(SYSTEMS)}")
 
+    from model_build import quiet
     from model_build.data import scan
     from model_build.evaluate import split_clips
 
+    quiet.configure(verbose=False)  # our lines, not TensorFlow's start-up notices
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
