@@ -226,12 +226,18 @@ def file_windows(
         yield FileWindow(0.0, Window(x, 0.0, 0, False, str(path)), looped=True)
 
 
+def to_pcm16(x: NDArray[Any]) -> NDArray[np.int16]:
+    """Float samples as 16-bit PCM, clipped to [-1, 1) (the one float -> int16 conversion)."""
+    pcm = np.clip(np.asarray(x, dtype=np.float64), -1.0, 1.0 - 1.0 / 32768.0)
+    out: NDArray[np.int16] = np.round(pcm * 32768.0).astype(np.int16)
+    return out
+
+
 def write_wav(path: str | Path, x: NDArray[Any], rate: int) -> None:
     """Write 16-bit PCM (the DCASE format); values are clipped to [-1, 1]."""
     import scipy.io.wavfile
 
-    pcm = np.clip(np.asarray(x, dtype=np.float64), -1.0, 1.0 - 1.0 / 32768.0)
-    scipy.io.wavfile.write(Path(path), rate, np.round(pcm * 32768.0).astype(np.int16))
+    scipy.io.wavfile.write(Path(path), rate, to_pcm16(x))
 
 
 def expand_files(entries: Sequence[str | Path]) -> list[Path]:

@@ -53,6 +53,8 @@ from typing import Any, Literal
 import numpy as np
 
 from .arrays import FloatArray
+from .audio import read_wav, to_pcm16
+from .bundle import sha256_file
 from .errors import ConfigError, EdgeAgentError
 from .events import EvidenceRef, iso
 from .settings import bounded, check_fields
@@ -136,15 +138,9 @@ class ClipInfo:
         return int(self.meta.get("bytes", 0))
 
 
-def _pcm16(x: FloatArray) -> np.ndarray[Any, np.dtype[np.int16]]:
-    pcm = np.clip(np.asarray(x, dtype=np.float64), -1.0, 1.0 - 1.0 / 32768.0)
-    out: np.ndarray[Any, np.dtype[np.int16]] = np.round(pcm * 32768.0).astype(np.int16)
-    return out
-
-
 def encode(x: FloatArray, rate: int, fmt: EvidenceFormat) -> bytes:
     """Mono float samples in [-1, 1] as a 16-bit FLAC or WAV file, in memory."""
-    pcm = _pcm16(x)
+    pcm = to_pcm16(x)
     buf = io.BytesIO()
     if fmt == "flac":
         import soundfile
@@ -167,18 +163,7 @@ def decode(path: str | Path) -> tuple[FloatArray, int]:
 
         data, rate = soundfile.read(str(p), dtype="float32")
         return np.asarray(data, dtype=np.float32), int(rate)
-    with wave.open(str(p), "rb") as w:
-        frames = w.readframes(w.getnframes())
-        rate = w.getframerate()
-    return np.frombuffer(frames, dtype="<i2").astype(np.float32) / 32768.0, rate
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return read_wav(p)
 
 
 def _fsync_dir(folder: Path) -> None:
