@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from collect_sink import Collect
 from mqtt_fixtures import Broker, Subscriber
 
 from edge_agent.agent import Agent
@@ -27,21 +28,6 @@ from edge_agent.config import load_config
 from edge_agent.scorer import Scorer
 
 SEC = "fan_section_00"
-
-
-class Collect:
-    def __init__(self) -> None:
-        self.events: list[Mapping[str, Any]] = []
-        self.closed = False
-
-    def handle(self, event: Mapping[str, Any]) -> None:
-        self.events.append(event)
-
-    def close(self) -> None:
-        self.closed = True
-
-    def kind(self, k: str) -> list[Mapping[str, Any]]:
-        return [e for e in self.events if e["kind"] == k]
 
 
 @pytest.fixture(scope="module")

@@ -13,27 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from collect_sink import Collect
 from mqtt_fixtures import Broker, Subscriber
 
 from edge_agent.agent import Agent
 from edge_agent.commands.demo import load_demo
 from edge_agent.config import load_config
-from edge_agent.events import Event
-
-
-class Collect:
-    def __init__(self) -> None:
-        self.events: list[Event] = []
-
-    def handle(self, e: Event) -> None:
-        self.events.append(e)
-
-    def close(self) -> None:
-        pass
-
-    def scores(self) -> list[Any]:
-        return [e for e in self.events if e["kind"] == "score"]
-
 
 M = 3
 

@@ -7,13 +7,13 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 from cli_helpers import run_cli
+from collect_sink import Collect
 
 from edge_agent.agent import Agent
 from edge_agent.audio import load_clip
@@ -31,17 +31,6 @@ from edge_agent.evidence import (
 )
 
 RATE = 16000
-
-
-class Collect:
-    def __init__(self) -> None:
-        self.events: list[dict[str, Any]] = []
-
-    def handle(self, event: Mapping[str, Any]) -> None:
-        self.events.append(dict(event))
-
-    def close(self) -> None:
-        pass
 
 
 def _run_demo(tmp: Path, **evidence: Any) -> list[dict[str, Any]]:
