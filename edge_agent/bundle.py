@@ -13,6 +13,8 @@ Layout (format version 2)::
         model_1.tflite        ...
         backend.npz           per section: each component's references, densities and
                               normaliser, the fusion rule and the threshold
+        signature.json        optional: Ed25519 signatures of the manifest (edge_agent.signing)
+        signed_origin.json    optional, a version made on the device: its signed origin
 
 The manifest's `components` list says what embeds a window, in the backend's component
 order: `{"kind": "model", "file": "model_0.tflite", "inputs": [...], "input_order": [...],
@@ -33,6 +35,8 @@ Every file's sha256 is in the manifest, and the manifest's own in `manifest.sha2
 (the `sha256sum -c` format); `load_bundle(verify=True)` checks them all, so a truncated copy or
 an edited file, the manifest included, fails with a one-line BundleError instead of a runtime
 traceback. A version without `manifest.sha256` (written before it existed) still loads.
+Checksums catch corruption, not someone who rewrites both; `load_bundle(trusted=keys)` also
+requires a trusted signature (edge_agent.signing).
 
 The manifest is also checked against a typed schema (`MANIFEST_SCHEMA`: each field's JSON type
 and range), and neither it nor backend.npz may hold a NaN or infinite number: a bundle with a
@@ -50,10 +54,10 @@ import shutil
 import tempfile
 import time
 import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import numpy as np
 
@@ -62,6 +66,9 @@ from .classical import classical_feature
 from .errors import BundleError
 from .frontend import FrontendSpec
 from .jsonsafe import NonFiniteError, dumps, loads
+
+if TYPE_CHECKING:  # signing imports this module; at run time it is imported where it is used
+    from .signing import TrustedKey
 
 FORMAT = "asd-bundle"
 FORMAT_VERSION = 2
@@ -90,6 +97,7 @@ class Bundle:
     path: Path  # the version directory holding the files
     manifest: dict[str, Any]
     backends: dict[str, SectionBackend]
+    signed_by: str | None = None  # key id the version verified with (None: no keys given)
 
     @property
     def version(self) -> int:
@@ -244,12 +252,15 @@ def write_bundle(
     backends: Mapping[str, SectionBackend],
     manifest: Mapping[str, Any],
     activate: bool = True,
+    finish: Callable[[Path], object] | None = None,
 ) -> Path:
     """Write a new version (previous number + 1) of the bundle at `root`; returns its directory.
 
     `models` maps each model file name the manifest's components refer to onto its bytes or
     a file to copy. `manifest` holds the descriptive fields (frontend, components, backend,
     quantization...); format, version, creation time, sections and file hashes are added here.
+    `finish(directory)` runs on the complete version before it is renamed into place (a
+    signature, edge_agent.signing), so the version appears with it, never without.
     Earlier versions stay.
     """
     root = Path(root)
@@ -284,6 +295,8 @@ def write_bundle(
             raise BundleError(f"{root}: {exc}") from None
         (tmp / MANIFEST).write_text(text + "\n")
         write_manifest_digest(tmp)
+        if finish is not None:
+            finish(tmp)
         final = root / VERSIONS / str(version)
         os.rename(tmp, final)  # fails (not overwrites) if a concurrent writer took the number
     except BaseException:
@@ -489,13 +502,23 @@ def check_manifest_digest(vdir: Path) -> bool:
 def _read_manifest(vdir: Path) -> dict[str, Any]:
     path = vdir / MANIFEST
     try:
-        data = loads(path.read_text())
+        text = path.read_text()
     except FileNotFoundError:
         raise BundleError(f"{path}: missing") from None
-    except (json.JSONDecodeError, UnicodeDecodeError, NonFiniteError) as exc:
+    except UnicodeDecodeError as exc:
         raise BundleError(f"{path}: not valid JSON ({exc})") from None
     except OSError as exc:
         raise BundleError(f"{path}: unreadable ({exc.strerror or exc})") from None
+    return parse_manifest(text, path)
+
+
+def parse_manifest(text: str, path: Path) -> dict[str, Any]:
+    """The manifest in `text` (read from `path`, named in errors), checked against the schema,
+    a format-1 one upgraded; what a load reads (also a signed origin's, edge_agent.signing)."""
+    try:
+        data = loads(text)
+    except (json.JSONDecodeError, NonFiniteError) as exc:
+        raise BundleError(f"{path}: not valid JSON ({exc})") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise BundleError(f"{path}: not an {FORMAT} manifest")
     if not _is_int(data.get("format_version")) or data["format_version"] not in READABLE_FORMATS:
@@ -586,20 +609,47 @@ def resolve(path: str | Path, version: int | None = None) -> tuple[Path, Path]:
     return p, vdir
 
 
-def load_bundle(path: str | Path, verify: bool = True, version: int | None = None) -> Bundle:
-    """Load the current (or given) version; with `verify`, check every file's sha256, the
-    manifest's own included (`manifest.sha256`, when the version has one)."""
-    root, vdir = resolve(path, version)
-    if verify:
-        check_manifest_digest(vdir)
-    manifest = _read_manifest(vdir)
+def check_files(vdir: Path, manifest: Mapping[str, Any], hashes: bool = True) -> None:
+    """Every file the manifest lists is in `vdir` and, with `hashes`, has the sha256 the
+    manifest gives; a one-line BundleError naming the first that does not."""
     for name in sorted(manifest["files"]):
         f = vdir / name
         if not f.is_file():
             raise BundleError(f"{f}: missing")
-        expected = manifest["files"].get(name)
-        if verify and sha256_file(f) != expected:
+        if hashes and sha256_file(f) != manifest["files"][name]:
             raise BundleError(f"{f}: checksum mismatch (file truncated or altered); re-export")
+
+
+def verified_manifest(vdir: Path) -> dict[str, Any]:
+    """The manifest of version directory `vdir` after the checks of `load_bundle(verify=True)`:
+    its own digest (`manifest.sha256`), its schema, every listed file's sha256."""
+    check_manifest_digest(vdir)
+    manifest = _read_manifest(vdir)
+    check_files(vdir, manifest)
+    return manifest
+
+
+def load_bundle(
+    path: str | Path, verify: bool = True, version: int | None = None,
+    trusted: Sequence[TrustedKey] = (),
+) -> Bundle:
+    """Load the current (or given) version; with `verify`, check every file's sha256, the
+    manifest's own included (`manifest.sha256`, when the version has one).
+
+    With `trusted` keys (edge_agent.signing), the version must also be signed by one of them,
+    or be a local adaptation of a version that is (same models and frontend): else a one-line
+    BundleError. Keys imply `verify`: a signature over files nobody hashed proves nothing."""
+    root, vdir = resolve(path, version)
+    verify = verify or bool(trusted)
+    if verify:
+        check_manifest_digest(vdir)
+    manifest = _read_manifest(vdir)
+    check_files(vdir, manifest, hashes=verify)
+    signed_by = None
+    if trusted:
+        from .signing import check_signature
+
+        signed_by = check_signature(vdir, manifest, trusted)
     backends = load_backends(vdir / BACKEND)
     missing = sorted(set(manifest["sections"]) - set(backends))
     if missing:
@@ -618,7 +668,7 @@ def load_bundle(path: str | Path, verify: bool = True, version: int | None = Non
                     f"{vdir / BACKEND}: section {section} c{i}.references: {got}-d, the "
                     f"manifest's component {i} gives {want}-d embeddings"
                 )
-    return Bundle(root, vdir, manifest, backends)
+    return Bundle(root, vdir, manifest, backends, signed_by)
 
 
 def prune(root: str | Path, keep: int = 3) -> list[int]:
@@ -640,7 +690,10 @@ def write_adapted_version(
     """A new version made on the device (`edge-agent calibrate` / `enrol` / `tune`): the same
     models, `backends`, the old manifest plus this change's `record` under `kind`, and
     `parent_version` (what `rollback` returns to). `adaptations` keeps the records of the whole
-    chain."""
+    chain. A signed parent's signature travels along (`signing.carry_origin`): the new version
+    loads on a device with trusted keys as long as its models are the signed ones."""
+    from .signing import carry_origin
+
     base = {k: v for k, v in bundle.manifest.items() if k not in _DERIVED}
     record = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **record}
     base["adaptations"] = [*bundle.manifest.get("adaptations", []),
@@ -648,7 +701,8 @@ def write_adapted_version(
     base[kind] = record
     base["parent_version"] = bundle.version
     models = {name: bundle.path / name for name in bundle.model_files}
-    return write_bundle(bundle.root, models, backends, base)
+    return write_bundle(bundle.root, models, backends, base,
+                        finish=lambda vdir: carry_origin(bundle.path, vdir))
 
 
 def rollback(root: str | Path) -> tuple[int, int]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -26,6 +26,9 @@ from .classical import ClassicalFeature, classical_feature
 from .embedder import Embedder, Runtime
 from .errors import BundleError, EdgeAgentError
 from .frontend import FEATURES, FrontendSpec, model_inputs, stft_magnitude, temporal_normalise
+
+if TYPE_CHECKING:
+    from .signing import TrustedKey
 
 WindowEmbedding = tuple[FloatArray, ...]
 """One window's embedding in every component of a bundle, in component order."""
@@ -141,8 +144,11 @@ class Scorer:
         threads: int = 1,
         verify: bool = True,
         runtime: Runtime | None = None,
+        trusted: Sequence[TrustedKey] = (),
     ) -> Scorer:
-        bundle = load_bundle(path, verify=verify)
+        """The scorer of the bundle at `path`; with `trusted` keys (edge_agent.signing) only a
+        version one of them vouches for loads (`bundle.load_bundle`)."""
+        bundle = load_bundle(path, verify=verify, trusted=trusted)
         comps: list[ComponentEmbedder] = []
         for c in bundle.components:
             if c["kind"] != "model":

@@ -12,13 +12,15 @@ from edge_agent.commands.runner import run_app
 
 from .commands.evaluate import evaluate_cmd
 from .commands.export import export_cmd
+from .commands.keygen import keygen_cmd
+from .commands.sign import sign_cmd
 from .commands.synth import synth_cmd
 from .commands.train import train_cmd
 
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
-    help="Build the anomalous-sound model: synth, train, evaluate, export.",
+    help="Build the anomalous-sound model: synth, train, evaluate, export; sign bundles.",
 )
 
 
@@ -29,6 +31,8 @@ def _group() -> None:
 
 app.command("evaluate")(evaluate_cmd)
 app.command("export")(export_cmd)
+app.command("keygen")(keygen_cmd)
+app.command("sign")(sign_cmd)
 app.command("synth")(synth_cmd)
 app.command("train")(train_cmd)
 

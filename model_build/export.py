@@ -12,7 +12,9 @@ Steps (each a function, so tests and benchmarks reuse them):
    section is fitted on THOSE embeddings with `edge_agent.backend.fit_section` (the fit evaluate and
    the device's calibrate/enrol use too), so the device's scores and thresholds are on one
    scale whatever the quantisation did.
-3. `edge_agent.bundle.write_bundle` writes a new version atomically.
+3. `edge_agent.bundle.write_bundle` writes a new version atomically; with a signing key
+   (`--sign-key`, edge_agent.signing) the version is signed before it is renamed into place,
+   so no reader ever sees it unsigned.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import json
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +37,7 @@ from edge_agent.embedder import Embedder
 from edge_agent.errors import EdgeAgentError, FieldError
 from edge_agent.frontend import DEFAULT_SPEC, FrontendSpec, model_inputs
 from edge_agent.scorer import WindowEmbedding, stack_embeddings
+from edge_agent.signing import sign_version
 
 from .data import Clip
 from .progress import Progress
@@ -158,8 +162,10 @@ def export_models(
     config: BackendConfig = BackendConfig(),
     classical: bool = True,
     progress: bool = False,
+    sign_key: Path | None = None,
 ) -> Path:
-    """Convert every model, refit the backends on the device path, write a new bundle version.
+    """Convert every model, refit the backends on the device path, write a new bundle version
+    (signed with the Ed25519 private key `sign_key` when given).
 
     Components: one per model (`model_<k>.tflite`), then the classical band statistics and
     rhythm (edge_agent.classical.DEFAULT_CLASSICAL) when `classical`. `progress`: bars on
@@ -198,7 +204,9 @@ def export_models(
         manifest["runtime_at_export"] = scorer.runtime_name
         backends = refit_backends(scorer.embed, scorer.dims, train_clips, spec, config,
                                   scorer.bundle.weights, progress)
-        return write_bundle(out, {n: Path(tmp) / n for n in files}, backends, manifest)
+        finish = None if sign_key is None else partial(sign_version, private_key_path=sign_key)
+        return write_bundle(out, {n: Path(tmp) / n for n in files}, backends, manifest,
+                            finish=finish)
 
 
 def export_run(
@@ -212,9 +220,10 @@ def export_run(
     backend: str = "default",
     classical: bool = True,
     progress: bool = False,
+    sign_key: Path | None = None,
 ) -> Path:
     """Export models `models` (default: all) of a trained run as one bundle; training data =
-    the run's roots by default.
+    the run's roots by default; signed with `sign_key` (a private key file) when given.
 
     `domains="source"` fits the backends on source-domain training clips only (no target
     references): the starting point of an on-device `edge-agent calibrate`, and how
@@ -259,7 +268,7 @@ def export_run(
     return export_models(
         [r.models[k] for k in chosen], out, quantize, clips, names, r.spec, training,
         evaluation, n_calibration=calibration, config=BACKENDS[backend], classical=classical,
-        progress=progress,
+        progress=progress, sign_key=sign_key,
     )
 
 

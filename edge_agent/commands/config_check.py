@@ -17,11 +17,14 @@ def config_check_cmd(
     """Validate FILE against its bundle and print the effective configuration (secrets masked).
 
     Refuses exactly what `edge-agent run --config FILE` refuses at start (the same validator:
-    `config.read_config` and `config.check_start`), as one `error: ...` line, exit 2.
+    `config.read_config` and `config.check_start`), as one `error: ...` line, exit 2. With
+    `trusted_keys`, a bundle version none of them vouches for is refused too
+    (edge_agent.signing).
     """
     from ..bundle import load_bundle
     from ..config import check_start, dump, load_config
+    from ..signing import load_public_keys
 
     cfg = load_config(file)
-    check_start(cfg, load_bundle(cfg.bundle))
+    check_start(cfg, load_bundle(cfg.bundle, trusted=load_public_keys(cfg.trusted_keys)))
     typer.echo(dump(cfg), nl=False)

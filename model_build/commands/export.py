@@ -48,20 +48,30 @@ def export_cmd(
                            help="Add the classical band statistics and rhythm as components "
                            "(the hybrid; default).")
     ] = True,
+    sign_key: Annotated[
+        Path | None,
+        typer.Option("--sign-key", help="Sign the new version with this Ed25519 private key "
+                     "(model-build keygen); devices with trusted_keys load only signed "
+                     "bundles.", show_default=False),
+    ] = None,
     verbose: Verbose = False,
 ) -> None:
     """Export a trained run as a TFLite bundle; the backend is refitted on the device path."""
+    from edge_agent.signing import load_private_key
+
     from .. import quiet
 
+    if sign_key is not None:
+        load_private_key(sign_key)  # a wrong key fails now, not after the conversion
     quiet.configure(verbose)
     quiet.tensorflow()
     from ..export import DEFAULT_MODE, export_run, manifest_of
 
     mode = quantize or DEFAULT_MODE
     vdir = export_run(run, out, mode, data or (), models or None, calibration, domains,
-                      backend, classical, progress=True)
+                      backend, classical, progress=True, sign_key=sign_key)
     m = manifest_of(vdir)
     size = sum((vdir / c["file"]).stat().st_size for c in m["components"]
                if c["kind"] == "model")
     print(f"wrote {vdir} ({mode}, {len(m['components'])} components, {size / 1e6:.2f} MB of "
-          f"models, {len(m['sections'])} sections)")
+          f"models, {len(m['sections'])} sections{', signed' if sign_key else ''})")

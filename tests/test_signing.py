@@ -1,0 +1,388 @@
+"""Signed bundles (edge_agent.signing): keys, signing, verification, local adaptations under
+signing, the model-build commands and `edge-agent config check`, on copies of the shipped demo
+bundle."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import stat
+from dataclasses import replace
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import pytest
+from cli_helpers import run_cli
+
+from edge_agent.bundle import (
+    MANIFEST,
+    current_version,
+    load_bundle,
+    prune,
+    sha256_file,
+    write_adapted_version,
+    write_bundle,
+    write_manifest_digest,
+)
+from edge_agent.commands.demo import load_demo
+from edge_agent.config import read_config
+from edge_agent.errors import BundleError, ConfigError
+from edge_agent.scorer import Scorer
+from edge_agent.signing import (
+    ORIGIN,
+    SIGNATURE,
+    TrustedKey,
+    generate_keypair,
+    load_public_keys,
+    sign_version,
+    verify_version,
+)
+from model_build.cli import main as build_main
+
+DEMO = load_demo()
+MODEL0 = "model_0.tflite"
+
+
+def keypair(folder: Path, name: str) -> tuple[Path, TrustedKey]:
+    """(private key file, trusted public key) of a new pair `name` in `folder`."""
+    generate_keypair(folder / f"{name}.pem", folder / f"{name}.pub")
+    return folder / f"{name}.pem", load_public_keys([folder / f"{name}.pub"])[0]
+
+
+@pytest.fixture
+def demo_copy(tmp_path: Path) -> Path:
+    dst = tmp_path / "bundle"
+    shutil.copytree(DEMO.bundle, dst)
+    return dst
+
+
+def vdir_of(root: Path) -> Path:
+    return root / "versions" / str(current_version(root))
+
+
+def rewrite_consistently(vdir: Path, **changes: object) -> None:
+    """Change the manifest and refresh its digest, as someone with write access to the folder
+    (but no private key) would: every checksum agrees, only a signature can tell."""
+    m = json.loads((vdir / MANIFEST).read_text())
+    m.update(changes)
+    (vdir / MANIFEST).write_text(json.dumps(m, indent=2, sort_keys=True) + "\n")
+    write_manifest_digest(vdir)
+
+
+def swap_model(vdir: Path) -> None:
+    """Replace the model with other bytes and make the manifest agree (a foreign model)."""
+    f = vdir / MODEL0
+    data = bytearray(f.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    f.write_bytes(bytes(data))
+    m = json.loads((vdir / MANIFEST).read_text())
+    rewrite_consistently(vdir, files={**m["files"], MODEL0: sha256_file(f)})
+
+
+def test_keygen_writes_a_pem_pair_and_refuses_to_overwrite(tmp_path: Path) -> None:
+    generate_keypair(tmp_path / "k.pem", tmp_path / "k.pub")
+    assert stat.S_IMODE((tmp_path / "k.pem").stat().st_mode) == 0o600
+    assert b"BEGIN PRIVATE KEY" in (tmp_path / "k.pem").read_bytes()
+    assert b"BEGIN PUBLIC KEY" in (tmp_path / "k.pub").read_bytes()
+    (key,) = load_public_keys([tmp_path / "k.pub", tmp_path / "k.pub"])  # each key once
+    assert len(key.key_id) == 16 and all(c in "0123456789abcdef" for c in key.key_id)
+    before = (tmp_path / "k.pem").read_bytes()
+    for private, public in (("k.pem", "new.pub"), ("new.pem", "k.pub")):
+        with pytest.raises(ConfigError, match="already exists; not overwritten"):
+            generate_keypair(tmp_path / private, tmp_path / public)
+        assert not (tmp_path / "new.pem").exists() and not (tmp_path / "new.pub").exists()
+    assert (tmp_path / "k.pem").read_bytes() == before
+    with pytest.raises(ConfigError, match="does not exist"):
+        generate_keypair(tmp_path / "no" / "k.pem", tmp_path / "k2.pub")
+
+
+def test_bad_key_files_are_one_line_errors_naming_the_file(tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    private, _ = keypair(tmp_path, "k")
+    garbage = tmp_path / "garbage.pub"
+    garbage.write_text("not a key\n")
+    ecdsa = tmp_path / "ec.pub"
+    ecdsa.write_bytes(ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    for path, message in ((private, "is a private key"), (garbage, "not a PEM public key"),
+                          (ecdsa, "not an Ed25519 public key (a ECPublicKey)"),
+                          (tmp_path / "missing.pub", "key file not found")):
+        with pytest.raises(ConfigError) as err:
+            load_public_keys([path])
+        assert str(err.value).startswith(f"{path}: {message}") and "\n" not in str(err.value)
+    with pytest.raises(ConfigError, match=r"k\.pub: not a PEM private key \(a public key"):
+        sign_version(tmp_path, tmp_path / "k.pub")
+
+
+def test_a_signed_version_verifies_loads_and_scores(tmp_path: Path, demo_copy: Path) -> None:
+    private, key = keypair(tmp_path, "k")
+    vdir = vdir_of(demo_copy)
+    assert sign_version(vdir, private) == vdir / SIGNATURE
+    assert verify_version(vdir, [key]) == key.key_id
+    b = load_bundle(demo_copy, trusted=[key])
+    assert b.signed_by == key.key_id and load_bundle(demo_copy).signed_by is None
+    scorer = Scorer.from_bundle(demo_copy, trusted=[key])
+    wave = np.zeros(scorer.spec.clip_samples, np.float32)
+    assert np.isfinite(scorer.score(wave, DEMO.section).score)
+    assert load_bundle(vdir, trusted=[key]).signed_by == key.key_id  # the version dir alone
+
+
+def test_unsigned_and_untrusted_versions_are_refused(tmp_path: Path, demo_copy: Path) -> None:
+    private, key = keypair(tmp_path, "k")
+    _, other = keypair(tmp_path, "other")
+    vdir = vdir_of(demo_copy)
+    with pytest.raises(BundleError) as err:
+        load_bundle(demo_copy, trusted=[key])
+    assert str(err.value) == (
+        f"{vdir}: bundle version is not signed; the agent trusts keys {key.key_id} (sign it "
+        "with model-build export --sign-key, or model-build sign)")
+    with pytest.raises(BundleError):
+        Scorer.from_bundle(demo_copy, trusted=[key])
+    assert load_bundle(demo_copy).version == 1  # no keys: as before signing existed
+    sign_version(vdir, private)
+    with pytest.raises(BundleError, match=rf"signed by key {key.key_id}, which the agent does "
+                       rf"not trust \(it trusts keys {other.key_id}\)"):
+        verify_version(vdir, [other])
+    assert verify_version(vdir, [other, key]) == key.key_id
+
+
+def test_tampered_files_and_manifests_are_refused(tmp_path: Path, demo_copy: Path) -> None:
+    private, key = keypair(tmp_path, "k")
+    vdir = vdir_of(demo_copy)
+    sign_version(vdir, private)
+    pristine = tmp_path / "pristine"
+    shutil.copytree(vdir, pristine)
+
+    def restore() -> None:
+        shutil.rmtree(vdir)
+        shutil.copytree(pristine, vdir)
+
+    model = vdir / MODEL0  # a changed model byte, manifest untouched: the checksum
+    data = bytearray(model.read_bytes())
+    data[100] ^= 1
+    model.write_bytes(bytes(data))
+    with pytest.raises(BundleError, match=r"model_0\.tflite: checksum mismatch"):
+        load_bundle(demo_copy, trusted=[key])
+    restore()
+    swap_model(vdir)  # a foreign model with a manifest that agrees: only the signature knows
+    assert load_bundle(demo_copy).version == 1  # every checksum is consistent
+    with pytest.raises(BundleError, match=rf"signature\.json: bad signature by key "
+                       rf"{key.key_id}; it was made for manifest\.json sha256 .* \(edited after "
+                       r"signing\); refused"):
+        load_bundle(demo_copy, trusted=[key])
+    restore()
+    m = json.loads((vdir / MANIFEST).read_text())  # an edited manifest, digest left stale
+    (vdir / MANIFEST).write_text(json.dumps({**m, "sections": []}))
+    with pytest.raises(BundleError, match=r"checksum mismatch with manifest\.sha256"):
+        verify_version(vdir, [key])
+    restore()
+    doc = json.loads((vdir / SIGNATURE).read_text())  # a forged signature under a trusted id
+    doc["signatures"][0]["signature"] = doc["signatures"][0]["signature"][::-1]
+    (vdir / SIGNATURE).write_text(json.dumps(doc))
+    with pytest.raises(BundleError, match=r"bad signature by key .* \(signature\.json altered"):
+        verify_version(vdir, [key])
+    (vdir / SIGNATURE).write_text("{")
+    with pytest.raises(BundleError, match=r"signature\.json: unreadable"):
+        verify_version(vdir, [key])
+    restore()
+    assert verify_version(vdir, [key]) == key.key_id
+
+
+def test_local_adaptations_of_a_signed_version_load(tmp_path: Path, demo_copy: Path) -> None:
+    """calibrate / enrol / tune keep the signed models: the new versions load with keys, even
+    once the signed version itself is pruned, and even as a version directory on its own."""
+    private, key = keypair(tmp_path, "k")
+    sign_version(vdir_of(demo_copy), private)
+    b1 = load_bundle(demo_copy, trusted=[key])
+    tuned = {s: replace(bk, threshold=bk.threshold + 1.0) for s, bk in b1.backends.items()}
+    v2 = write_adapted_version(b1, tuned, "tuning", {"threshold": 1.0})
+    assert (v2 / ORIGIN).is_file() and not (v2 / SIGNATURE).exists()
+    b2 = load_bundle(demo_copy, trusted=[key])
+    assert (b2.version, b2.signed_by) == (2, key.key_id)
+    assert b2.backend(DEMO.section).threshold == pytest.approx(
+        b1.backend(DEMO.section).threshold + 1.0)
+    v3 = write_adapted_version(b2, b2.backends, "calibration", {"section": DEMO.section})
+    assert load_bundle(demo_copy, trusted=[key]).version == 3
+    assert prune(demo_copy, keep=1) == [1, 2]  # the signed version 1 is gone
+    assert load_bundle(demo_copy, trusted=[key]).signed_by == key.key_id
+    assert verify_version(v3, [key]) == key.key_id
+    _, other = keypair(tmp_path, "other")
+    with pytest.raises(BundleError, match="which the agent does not trust"):
+        load_bundle(demo_copy, trusted=[other])
+
+
+def test_an_adaptation_cannot_bring_its_own_model_or_frontend(
+    tmp_path: Path, demo_copy: Path
+) -> None:
+    private, key = keypair(tmp_path, "k")
+    sign_version(vdir_of(demo_copy), private)
+    b1 = load_bundle(demo_copy, trusted=[key])
+    v2 = write_adapted_version(b1, b1.backends, "tuning", {})
+    pristine = tmp_path / "v2"
+    shutil.copytree(v2, pristine)
+    swap_model(v2)
+    assert load_bundle(demo_copy).version == 2  # consistent checksums: loads without keys
+    with pytest.raises(BundleError) as err:
+        load_bundle(demo_copy, trusted=[key])
+    assert str(err.value).startswith(f"{v2 / MODEL0}: not the model file signed in version 1")
+    assert "a model no trusted key signed never loads" in str(err.value)
+    for changes, what in (({"frontend": {**b1.manifest["frontend"], "spectrum_bins": 40_000}},
+                           "frontend spec"),
+                          ({"components": b1.components[:1]}, "components")):
+        shutil.rmtree(v2)
+        shutil.copytree(pristine, v2)
+        rewrite_consistently(v2, **changes)
+        with pytest.raises(BundleError, match=f"a local adaptation of signed version 1, but "
+                           f"its {what} (is|are) not the signed ones?; refused"):
+            load_bundle(demo_copy, trusted=[key])
+    shutil.rmtree(v2)
+    shutil.copytree(pristine, v2)
+    origin = json.loads((v2 / ORIGIN).read_text())  # the origin's manifest, edited
+    origin["manifest"] = origin["manifest"].replace('"version": 1', '"version": 9')
+    (v2 / ORIGIN).write_text(json.dumps(origin))
+    with pytest.raises(BundleError, match=rf"{ORIGIN}: bad signature by key"):
+        load_bundle(demo_copy, trusted=[key])
+
+
+def test_an_adaptation_of_an_unsigned_version_is_refused(tmp_path: Path,
+                                                         demo_copy: Path) -> None:
+    _, key = keypair(tmp_path, "k")
+    b1 = load_bundle(demo_copy)
+    v2 = write_adapted_version(b1, b1.backends, "calibration", {})
+    assert not (v2 / ORIGIN).exists()
+    with pytest.raises(BundleError, match=r"not signed \(made on the device from version 1, "
+                       "which was not signed then\\)"):
+        load_bundle(demo_copy, trusted=[key])
+
+
+def test_the_real_calibrate_command_keeps_a_signed_bundle_loadable(
+    tmp_path: Path, demo_copy: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    private, key = keypair(tmp_path, "k")
+    sign_version(vdir_of(demo_copy), private)
+    normal = [str(p) for c, p in zip(DEMO.clips, DEMO.paths, strict=True)
+              if c.label == "normal"][:3]
+    code, out, err = run_cli(capsys, "calibrate", "--bundle", str(demo_copy), "--section",
+                             DEMO.section, "--quiet", "--files", *normal)
+    assert code == 0, err
+    assert "bundle version 1 -> 2" in out
+    assert load_bundle(demo_copy, trusted=[key]).signed_by == key.key_id
+
+
+def test_key_rotation_signs_with_both_keys(tmp_path: Path, demo_copy: Path) -> None:
+    old_private, old = keypair(tmp_path, "old")
+    new_private, new = keypair(tmp_path, "new")
+    vdir = vdir_of(demo_copy)
+    sign_version(vdir, old_private)
+    sign_version(vdir, new_private)
+    sign_version(vdir, new_private)  # again: replaces its own entry
+    doc = json.loads((vdir / SIGNATURE).read_text())
+    assert [e["key_id"] for e in doc["signatures"]] == [old.key_id, new.key_id]
+    assert verify_version(vdir, [old]) == old.key_id
+    assert verify_version(vdir, [new]) == new.key_id  # the old key can be dropped
+
+
+def test_write_bundle_signs_before_the_version_appears(tmp_path: Path, demo_copy: Path) -> None:
+    """What `model-build export --sign-key` does: the version is renamed into place signed."""
+    private, key = keypair(tmp_path, "k")
+    b = load_bundle(demo_copy)
+    manifest = {k: v for k, v in b.manifest.items() if k not in ("version", "files", "created")}
+    seen: list[bool] = []
+
+    def sign_and_look(d: Path) -> None:
+        sign_version(d, private)
+        seen.append(d.name.startswith(".tmp-") and current_version(demo_copy) == 1)
+
+    vdir = write_bundle(demo_copy, {MODEL0: b.path / MODEL0}, b.backends, manifest,
+                        finish=sign_and_look)
+    assert seen == [True] and current_version(demo_copy) == 2
+    assert load_bundle(demo_copy, trusted=[key]).signed_by == key.key_id
+    signed = partial(sign_version, private_key_path=private)
+    assert write_bundle(demo_copy, {MODEL0: b.path / MODEL0}, b.backends, manifest,
+                        finish=signed).name == "3"
+    assert verify_version(vdir_of(demo_copy), [key]) == key.key_id and vdir.name == "2"
+
+
+def test_model_build_keygen_and_sign(tmp_path: Path, demo_copy: Path,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    def build(*args: str) -> tuple[int, str, str]:
+        try:
+            build_main(list(args))
+            code = 0
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    private, public = tmp_path / "k.pem", tmp_path / "k.pub"
+    code, out, err = build("keygen", "--private", str(private), "--public", str(public))
+    assert code == 0, err
+    key = load_public_keys([public])[0]
+    assert out.strip() == (f"wrote {private} (private, mode 0600) and {public} (public, key id "
+                           f"{key.key_id})")
+    code, _, err = build("keygen", "--private", str(private), "--public", str(tmp_path / "x"))
+    assert code == 2 and err.strip() == (
+        f"error: {private}: already exists; not overwritten (remove it or pick another name)")
+    code, out, err = build("sign", str(demo_copy), "--key", str(private))
+    assert code == 0, err
+    assert out.strip() == f"signed {vdir_of(demo_copy)} with key {key.key_id} (signature.json)"
+    assert load_bundle(demo_copy, trusted=[key]).signed_by == key.key_id
+    code, _, err = build("sign", str(demo_copy), "--key", str(public))
+    assert code == 2 and err.startswith(f"error: {public}: not a PEM private key")
+    code, _, err = build("sign", str(demo_copy), "--version", "5", "--key", str(private))
+    assert code == 2 and "version 5 missing" in err
+    swap_model(vdir_of(demo_copy))
+    (vdir_of(demo_copy) / MODEL0).write_bytes(b"x")  # never signs files that do not match
+    code, _, err = build("sign", str(demo_copy), "--key", str(private))
+    assert code == 2 and "model_0.tflite: checksum mismatch" in err
+    code, _, err = build("export", str(tmp_path / "run"), "--out", str(tmp_path / "b"),
+                         "--sign-key", str(public))  # the key is checked before the run
+    assert code == 2 and err.startswith(f"error: {public}: not a PEM private key"), err
+
+
+def test_trusted_keys_in_the_config_and_config_check(
+    tmp_path: Path, demo_copy: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    private, key = keypair(tmp_path, "k")
+    cfg_file = tmp_path / "agent.yaml"
+    cfg_file.write_text(f"bundle: {demo_copy}\nsection: {DEMO.section}\n"
+                        "trusted_keys: [k.pub]\n")
+    cfg = read_config(cfg_file)
+    assert cfg.trusted_keys == (str(tmp_path / "k.pub"),)  # resolved against the config's folder
+    code, _, err = run_cli(capsys, "config", "check", str(cfg_file))
+    assert code == 2
+    assert err.strip() == (f"error: {vdir_of(demo_copy)}: bundle version is not signed; the "
+                           f"agent trusts keys {key.key_id} (sign it with model-build export "
+                           "--sign-key, or model-build sign)")
+    sign_version(vdir_of(demo_copy), private)
+    code, out, err = run_cli(capsys, "config", "check", str(cfg_file))
+    assert code == 0, err
+    assert "trusted_keys:\n- " + str(tmp_path / "k.pub") in out
+    for value, message in (("[k.pub, nowhere.pub]", r"trusted_keys\[1\]: file not found"),
+                           ("['']", r"trusted_keys\[0\]: expected a public key file"),
+                           ("5", "trusted_keys: expected a list")):
+        cfg_file.write_text(f"bundle: {demo_copy}\nsection: s\ntrusted_keys: {value}\n")
+        with pytest.raises(ConfigError, match=message):
+            read_config(cfg_file)
+    cfg_file.write_text(f"bundle: {demo_copy}\nsection: {DEMO.section}\ntrusted_keys: k.pem\n")
+    code, _, err = run_cli(capsys, "config", "check", str(cfg_file))
+    assert code == 2 and err.startswith(f"error: {tmp_path / 'k.pem'}: is a private key")
+
+
+
+@pytest.mark.slow
+def test_model_build_export_sign_key_signs_the_exported_version(
+    trained_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    private, key = keypair(tmp_path, "k")
+    out = tmp_path / "bundle"
+    try:
+        build_main(["export", str(trained_run), "--out", str(out), "--quantize", "float32",
+                    "--no-classical", "--sign-key", str(private)])
+    except SystemExit as exc:
+        assert not exc.code, capsys.readouterr().err
+    assert "sections, signed)" in capsys.readouterr().out
+    assert load_bundle(out, trusted=[key]).signed_by == key.key_id
