@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(libportaudio2 libasound2-plugins alsa-utils pulseaudio mosquitto mosquitto-clients openssl systemd)
+APT_PACKAGES=(libportaudio2 libasound2-plugins alsa-utils pulseaudio mosquitto mosquitto-clients openssl systemd prometheus-node-exporter)
 source deploy/apt.sh
 ensure_apt_packages echo "${APT_PACKAGES[@]}"
 

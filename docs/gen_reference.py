@@ -66,6 +66,11 @@ SECTIONS = {
     "log": "`log:` output (`edge_agent.config.LogSettings`)",
     "evidence": "`evidence:` alarm audio kept on the device "
     "(`edge_agent.evidence.EvidenceSettings`)",
+    "monitors": "`monitors:` several machines, one item each (`edge_agent.monitors."
+    "MonitorSettings`; `device:` and `channel:` in an item are short for its `source.device` / "
+    "`source.channel`)",
+    "metrics": "`metrics:` Prometheus textfile for node-exporter "
+    "(`edge_agent.sinks.prometheus.MetricsSettings`)",
 }
 
 
@@ -131,8 +136,11 @@ def _bounds_text(f: dataclasses.Field[Any]) -> str:
     return f" {text}" if text else ""
 
 
-def config_fields(cls: type, prefix: str = "") -> list[tuple[str, str, str, str]]:
-    """(key, type, default, meaning) for every YAML key under `cls`, nested sections too."""
+def config_fields(cls: type, prefix: str = "",
+                  top: frozenset[type] = frozenset()) -> list[tuple[str, str, str, str]]:
+    """(key, type, default, meaning) for every YAML key under `cls`, nested sections too. A
+    section of a list item (`monitors[].source`) whose class is a top-level section (`top`) is
+    one row: its keys are that section's."""
     rows: list[tuple[str, str, str, str]] = []
     nested: list[tuple[str, type]] = []
     hints = typing.get_type_hints(cls)
@@ -145,6 +153,10 @@ def config_fields(cls: type, prefix: str = "") -> list[tuple[str, str, str, str]
         meaning = EXTRA.get(key) or comments.get(f.name, "")
         inner = [a for a in typing.get_args(hint) if dataclasses.is_dataclass(a)]
         sub = hint if dataclasses.is_dataclass(hint) else (inner[0] if inner else None)
+        if isinstance(sub, type) and sub in top:
+            rows.append((key, "mapping", "top level", f"{meaning} (the keys of `{f.name}:`, "
+                         "merged over the top-level ones)"))
+            continue
         if isinstance(sub, type):
             nested.append((key, sub))
             if typing.get_origin(hint) is None:
@@ -152,8 +164,9 @@ def config_fields(cls: type, prefix: str = "") -> list[tuple[str, str, str, str]
         if not meaning:
             raise SystemExit(f"error: config key {key} has no comment and no EXTRA entry")
         rows.append((key, _type_text(hint) + _bounds_text(f), _default_text(f), meaning))
+    sections = top or frozenset(sub for _, sub in nested)
     for key, sub in nested:
-        rows += config_fields(sub, key + ".")
+        rows += config_fields(sub, key + ".", sections)
     return rows
 
 
