@@ -1,43 +1,52 @@
-"""The streaming agent: source -> windows -> scorer -> decision -> sinks.
+"""The streaming agent: sources -> windows -> scorer -> decision -> sinks, for every monitor.
+
+Monitors (`edge_agent.monitors`): one agent listens to one machine (the top-level `section`)
+or to several (`monitors:`), with ONE model in memory for all of them; each machine's windows,
+health, decision, history and evidence live in its `edge_agent.monitor.Monitor`.
 
 Threads and why:
-- the calling (main) thread reads audio blocks and cuts windows; it never scores, so a slow
-  model cannot make the audio device overflow;
-- one scoring worker takes windows from a bounded queue. From a live source (device/stdin) a
-  full queue drops the new window and counts it (`windows_dropped`, reported as a health
-  event); a file replay that is not real-time waits instead (nothing is lost, the replay just
-  runs at the scorer's pace);
+- one reader thread per audio source (`edge_agent.capture.Capture`; monitors on the channels
+  of one interface share one source and one thread): it reads blocks and cuts each monitor's
+  windows; it never scores, so a slow model cannot make an audio device overflow, and a stuck
+  device cannot starve another one;
+- one scoring worker takes (monitor, window) pairs from a bounded queue. From a live source
+  (device/stdin) a full queue drops the new window and counts it (`windows_dropped`, a health
+  event naming the monitor); a file replay that is not real-time waits instead (nothing is
+  lost, the replay just runs at the scorer's pace);
+- the main thread supervises: bundle polling and reload, MQTT notices, the end of the sources;
 - a bundle reload (SIGHUP, or the bundle's `current`/manifest mtime changing) loads the new
   model on its own thread and the worker swaps it in between two windows: no audio is dropped.
-  The candidate must first score a synthetic window of the agent's section (`Scorer.smoke_test`)
-  at the running sample rate and window length; a version that loads but cannot score is never
-  swapped in: the old one keeps running and a `reload_failed` health event says why;
+  The candidate must first score a synthetic window of every monitor's section
+  (`Scorer.smoke_test`) at the running sample rate and window length, and carry a trusted
+  signature when `trusted_keys` are configured; a version that fails is never swapped in: the
+  old one keeps running and a `reload_failed` health event says why;
 - a window whose processing raises is counted (`window_errors`) and reported as a
   `window_error` health event: the first error, each change of message, and at 10, 100, 1000...
   errors, so a permanently broken model reaches MQTT without flooding it;
-- under systemd (`Type=notify`, `edge_agent.systemd_notify`): READY=1 once the source is open
-  and the worker runs; the worker sends WATCHDOG=1 (with a STATUS line) every half
-  `WATCHDOG_USEC`, and only while it turns (it wakes at least every 0.5 s) and the read loop
-  turned within the last ping interval (at least 5 s): a hung worker or read loop stops the
-  pings and systemd restarts the agent; STOPPING=1 when shutdown begins.
+- under systemd (`Type=notify`, `edge_agent.systemd_notify`): READY=1 once the sources are
+  open and the worker runs; the worker sends WATCHDOG=1 (with a STATUS line) every half
+  `WATCHDOG_USEC`, and only while it turns (it wakes at least every 0.5 s) and every reader
+  and the main loop turned within the last ping interval (at least 5 s): a hung worker or
+  reader stops the pings and systemd restarts the agent; STOPPING=1 when shutdown begins.
 
-Evidence (`edge_agent.evidence`, with `evidence.folder` set): the worker keeps the last n
-scored windows' audio; when it raises the alarm it hands the voting windows' clip to the
+Evidence (`edge_agent.evidence`, with `evidence.folder` set): each monitor keeps its last n
+scored windows' audio; when it raises the alarm it hands the voting windows' clip to the one
 evidence writer thread (bounded queue: a slow SD card never delays scoring) and the alarm
 event references the clip (file, sha256, span).
 
 Lifecycle: SIGTERM/SIGINT stop reading, the worker finishes the windows already cut, sinks
 flush (MQTT waits for the outbox to be acknowledged, then publishes retained `offline`), and
-`run()` returns 0.
+`run()` returns 0. A source that fails while running stops the agent and its error is raised.
 
 Decision state (with MQTT on): saved next to the outbox whenever it changes and restored at
-start (`decision.DecisionStore`), so a restart during an alarm neither forgets it nor leaves
-the retained alarm topic stale; the MQTT sink re-publishes it on every connect. A broker that
-refuses the agent (login, TLS) is reported as a health event and retried; scoring goes on.
+start (`decision.DecisionStore`, one file per monitor), so a restart during an alarm neither
+forgets it nor leaves the retained alarm topic stale; the MQTT sink re-publishes it on every
+connect. A broker that refuses the agent (login, TLS) is reported as a health event and
+retried; scoring goes on.
 
 Score history (`history.enabled`, default on, live sources; file replays only with
 `history.replays`): every window's score, threshold and flags are appended to
-`scores.<section>.bin` beside the outbox (`edge_agent.history`), which `edge-agent tune`
+`scores.<monitor>.bin` beside the outbox (`edge_agent.history`), which `edge-agent tune`
 replays; score events carry `drift` (median of the last `history.drift_windows` scores minus
 the threshold), seeded from that history at start.
 
@@ -54,33 +63,36 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import IO, Any, Literal, cast
+from typing import IO, TYPE_CHECKING, Any
 
+from .audio import write_wav
+from .capture import Capture
 from .config import AgentConfig, check_start
-from .decision import ALARM, Decider, DeciderState, DecisionStore, state_path
-from .errors import BundleError
+from .errors import BundleError, ConfigError, EdgeAgentError
 from .events import (
+    COUNTERS,
     Counters,
     Event,
-    EvidenceRef,
-    Levels,
-    WindowEvent,
     health_event,
     iso,
     status_event,
-    window_event,
 )
-from .evidence import EvidenceRing, EvidenceStore, HeardWindow
-from .health import HealthReport, assess_window
-from .history import DriftTracker, ScoreHistory, history_path
+from .evidence import EvidenceStore
+from .monitor import Monitor, monitor_files, zero_counters
+from .monitors import MonitorSettings, capture_groups
 from .scorer import Scorer, one_line
 from .sinks import Sink
 from .sinks.jsonl import JsonlSink
 from .sinks.mqtt import MqttSink
 from .sinks.outbox import Outbox
+from .sinks.prometheus import PrometheusSink
 from .sources import open_source
+from .sources.base import AudioSource
 from .systemd_notify import Notifier
-from .windows import Window, Windower
+from .windows import Window
+
+if TYPE_CHECKING:  # cryptography is imported only when keys are configured
+    from .signing import TrustedKey
 
 log = logging.getLogger("edge_agent")
 
@@ -121,31 +133,23 @@ def bundle_stamp(path: str | Path) -> tuple[float, ...]:
 
 
 class Agent:
-    """One microphone, one section (see module docstring)."""
+    """One model, one or more monitors (see module docstring)."""
 
     def __init__(
         self, cfg: AgentConfig, sinks: list[Sink] | None = None, stdin: IO[bytes] | None = None
     ) -> None:
         self.cfg = cfg
         self.stdin = stdin
-        self.scorer = Scorer.from_bundle(cfg.bundle, cfg.threads)
-        # the section, the window length, the hop against the bundle: the same check (and
+        self.scorer = self._load_scorer()
+        # the sections, the window length, the hop against the bundle: the same check (and
         # one-line ConfigError) as `edge-agent config check`, now rather than at every window
         self.window_length, self.hop = check_start(cfg, self.scorer.bundle)
-        self.scorer.bundle.backend(cfg.section)
-        self.decider = Decider(cfg.decision)
-        self.counters: Counters = {
-            "windows": 0,
-            "scored": 0,
-            "windows_dropped": 0,
-            "faults": 0,
-            "alarms": 0,
-            "reloads": 0,
-            "outbox_dropped": 0,
-            "window_errors": 0,
-        }
+        self.settings: tuple[MonitorSettings, ...] = cfg.monitor_list()
+        self._agent_counters = {"reloads": 0, "outbox_dropped": 0}
+        self._emit_lock = threading.Lock()
         self.sinks: list[Sink] = list(sinks or [])
         self.mqtt: MqttSink | None = None
+        self.metrics: PrometheusSink | None = None
         if sinks is None:
             if cfg.log.stdout:
                 self.sinks.append(JsonlSink(sys.stdout, cfg.log.json))
@@ -153,54 +157,89 @@ class Agent:
                 self.sinks.append(JsonlSink(open(cfg.log.jsonl_file, "a"), True))  # noqa: SIM115
             if cfg.mqtt.enabled:
                 self.mqtt = MqttSink(
-                    cfg.mqtt, Outbox(cfg.outbox), [cfg.section], self.scorer.bundle.model_version
+                    cfg.mqtt, Outbox(cfg.outbox), [m.name for m in self.settings],
+                    self.scorer.bundle.model_version, ha_devices=bool(cfg.monitors),
                 )
                 self.sinks.append(self.mqtt)
-        self._state_store: DecisionStore | None = None
-        self._saved_state: DeciderState | None = None
-        self._last_alarm: WindowEvent | None = None
-        if self.mqtt is not None:
-            self._restore_decision(self.mqtt)
-        self.history: ScoreHistory | None = None
-        seed: list[float] = []
-        if cfg.history.enabled and (cfg.source.kind != "files" or cfg.history.replays):
-            self.history = ScoreHistory(
-                history_path(cfg.history, cfg.outbox.path, cfg.section), cfg.history.max_days,
-                cfg.history.max_rows)
-            seed = self.history.recent_scores(cfg.history.drift_windows)
-        self.drift = DriftTracker(cfg.history.drift_windows, seed)
-        # evidence (edge_agent.evidence): the last n scored windows' audio, written on a raise
+            if cfg.metrics.textfile:  # dashboards: node-exporter's textfile collector
+                self.metrics = PrometheusSink(cfg.metrics, self.device_id,
+                                              outbox_depth=self._outbox_depth)
+                self.sinks.append(self.metrics)
+        # evidence (edge_agent.evidence): each monitor's last n scored windows, one writer
         self.evidence: EvidenceStore | None = None
-        self._heard = EvidenceRing(cfg.decision.n)
         if cfg.evidence.enabled:
             self.evidence = EvidenceStore(cfg.evidence, self.scorer.spec.sample_rate,
                                           self.device_id)
-        self._queue: queue.Queue[Window | None] = queue.Queue(maxsize=cfg.queue_size)
+        rate = self.scorer.spec.sample_rate
+        self.monitors: list[Monitor] = []
+        for m in self.settings:
+            live_history = cfg.history.enabled and (
+                m.source.kind != "files" or cfg.history.replays)
+            files = monitor_files(m.name, not cfg.monitors, cfg.outbox.path, cfg.history,
+                                  live_history, self.mqtt is not None)
+            mon = Monitor(m, self.device_id, self.emit, files, self.evidence,
+                          (self.window_length, self.hop, rate))
+            if mon.last_alarm is not None and self.mqtt is not None:
+                self.mqtt.set_alarm_state(mon.last_alarm)
+            self.monitors.append(mon)
+        self.by_name = {m.name: m for m in self.monitors}
+        self.captures: list[Capture] = []
+        self._queue: queue.Queue[tuple[Monitor, Window] | None] = queue.Queue(
+            maxsize=cfg.queue_size * len(self.monitors))
         self._stop = threading.Event()
         self._reload = threading.Event()
         self._pending: Scorer | None = None
         self._reload_failures: queue.SimpleQueue[str] = queue.SimpleQueue()  # reload -> main
-        self._last_window_error: str | None = None
         self._stamp = bundle_stamp(cfg.bundle)
         self._next_poll = 0.0
-        self._lost_since: float | None = None
-        self._last_block = time.monotonic()
         self.notify = Notifier()  # systemd; a no-op without NOTIFY_SOCKET
         self._ready = False  # READY=1 sent: the worker may ping the watchdog
-        self._main_beat = time.monotonic()  # the read loop's last turn (watchdog)
+        self._main_beat = time.monotonic()  # the supervising loop's last turn (watchdog)
         self._next_ping = 0.0
+        self._started = time.time()
+
+    def _load_scorer(self) -> Scorer:
+        """The bundle's scorer; with `trusted_keys`, only a version signed by one of them (or
+        a local calibration of one: `edge_agent.signing`). The key files are re-read at each
+        load, so a rotated key list applies from the next reload."""
+        return Scorer.from_bundle(self.cfg.bundle, self.cfg.threads, trusted=self.trusted())
+
+    def trusted(self) -> list[TrustedKey]:
+        """The configured public keys (none: signatures are not checked)."""
+        if not self.cfg.trusted_keys:
+            return []
+        from .signing import load_public_keys
+
+        return load_public_keys(self.cfg.trusted_keys)
+
+    def _outbox_depth(self) -> int:
+        return len(self.mqtt.outbox) if self.mqtt is not None else 0
 
     # --- events ---
     @property
     def device_id(self) -> str:
         return self.cfg.mqtt.device_id
 
+    @property
+    def counters(self) -> Counters:
+        """Every monitor's counters summed, with the agent's own (reloads, outbox drops)."""
+        total = zero_counters()
+        for m in self.monitors:
+            for k in COUNTERS:
+                total[k] += m.counters[k]
+        total["reloads"] = self._agent_counters["reloads"]
+        total["outbox_dropped"] = self._agent_counters["outbox_dropped"]
+        return total
+
     def emit(self, event: Event) -> None:
-        for s in self.sinks:
-            try:
-                s.handle(event)
-            except Exception as exc:  # one broken sink must not stop the others
-                log.error("sink %s failed: %s", type(s).__name__, exc)
+        """Every sink gets the event, one event at a time (readers, the worker and the main
+        thread all emit: the lock keeps lines and files whole)."""
+        with self._emit_lock:
+            for s in self.sinks:
+                try:
+                    s.handle(event)
+                except Exception as exc:  # one broken sink must not stop the others
+                    log.error("sink %s failed: %s", type(s).__name__, exc)
         if event["kind"] != "score":
             log.info(
                 "%s %s",
@@ -209,40 +248,6 @@ class Agent:
                     {k: v for k, v in event.items() if k not in ("schema", "kind", "ts", "epoch")}
                 ),
             )
-
-    # --- decision state (persisted next to the outbox: see decision.DecisionStore) ---
-    def _restore_decision(self, mqtt: MqttSink) -> None:
-        """Continue where the last run stopped: alarm state, votes, and the alarm topic's last
-        payload, which the MQTT sink re-publishes (retained) on every connect. Only with MQTT
-        on: the retained topic is what goes stale otherwise, and the state file then lives
-        next to the outbox (`decision.state_path`)."""
-        self._state_store = DecisionStore(state_path(self.cfg.outbox.path), self.cfg.section)
-        saved = self._state_store.load()
-        if saved is None:
-            return
-        self.decider.restore(saved.decider)
-        self._saved_state = self.decider.snapshot()
-        if saved.last_alarm is not None:
-            self._last_alarm = cast(WindowEvent, saved.last_alarm)  # checked by load()
-            mqtt.set_alarm_state(saved.last_alarm)
-        log.info(
-            "decision state restored from %s: %s (%d of the last %d windows anomalous)",
-            self._state_store.path, saved.decider.state, sum(saved.decider.history),
-            len(saved.decider.history),
-        )
-
-    def _save_decision(self, alarm: WindowEvent | None) -> None:
-        """Persist the decision state if it changed (or a new alarm event): before the alarm
-        event is emitted, so a crash in between still restores and re-publishes it."""
-        if self._state_store is None:
-            return
-        snap = self.decider.snapshot()
-        if alarm is None and snap == self._saved_state:
-            return
-        if alarm is not None:
-            self._last_alarm = alarm
-        if self._state_store.save(snap, self._last_alarm):
-            self._saved_state = snap
 
     # --- control ---
     def stop(self, *_: Any) -> None:
@@ -256,7 +261,7 @@ class Agent:
 
         def load() -> None:
             try:
-                new = Scorer.from_bundle(self.cfg.bundle, self.cfg.threads)
+                new = self._load_scorer()
                 self._check_candidate(new)
                 self._pending = new
             except Exception as exc:  # any failure: keep the running model
@@ -269,9 +274,10 @@ class Agent:
         threading.Thread(target=load, name="bundle-reload", daemon=True).start()
 
     def _check_candidate(self, new: Scorer) -> None:
-        """BundleError unless `new` can replace the running scorer as it is: the windower keeps
-        its sample rate and window length, and the candidate scores a synthetic window of the
-        agent's section to a finite number (embedding sizes, threshold: `Scorer.smoke_test`)."""
+        """BundleError unless `new` can replace the running scorer as it is: the windowers keep
+        their sample rate and window length, and the candidate scores a synthetic window of
+        every monitor's section to a finite number (embedding sizes, threshold:
+        `Scorer.smoke_test`)."""
         rate, running = new.spec.sample_rate, self.scorer.spec.sample_rate
         if rate != running:
             raise BundleError(
@@ -284,7 +290,8 @@ class Agent:
                 f"{new.bundle.path}: windows of {length} samples (hop {hop}), the agent cuts "
                 f"{self.window_length} (hop {self.hop}) (restart the agent to change it)"
             )
-        new.smoke_test(self.cfg.section, self.window_length)
+        for section in dict.fromkeys(m.section for m in self.monitors):
+            new.smoke_test(section, self.window_length)
 
     def _report_reload_failures(self) -> None:
         while True:
@@ -296,81 +303,16 @@ class Agent:
                                    ["reload_failed"], error=msg))
 
     # --- worker ---
-    def process(self, w: Window) -> None:
-        """Health -> score -> decision -> events for one window (worker thread)."""
+    def process(self, monitor: Monitor, w: Window) -> None:
+        """Swap in a reloaded model between windows, then the monitor's path for `w`."""
         if self._pending is not None:
             self.scorer, self._pending = self._pending, None
-            self._last_window_error = None  # a new model's errors are news
-            self.counters["reloads"] += 1
+            for m in self.monitors:
+                m.new_model()
+            self._agent_counters["reloads"] += 1
             self.emit(status_event(time.time(), self.device_id, "reloaded",
                                    model_version=self.scorer.bundle.model_version))
-        self.counters["windows"] += 1
-        sec = self.cfg.section
-        h = assess_window(w, self.cfg.health)
-        if not h.ok:
-            self.counters["faults"] += 1
-            d = self.decider.update(None, h.faults)
-            if self.history is not None:
-                self.history.append(w.t_start, None, float("nan"), fault=True,
-                                    in_alarm=d.state == ALARM)
-            if d.fault_changed:
-                self.emit(health_event(w.t_start, self.device_id, "sensor_fault", h.faults,
-                                       window=w.index, levels=_levels(h)))
-            return
-        ws = self.scorer.score(w.samples, sec)
-        thr = self.decider.effective_threshold(ws.threshold)
-        anomalous = self.decider.is_anomalous(ws.score, ws.threshold)
-        d = self.decider.update(anomalous)
-        self.counters["scored"] += 1
-        if self.history is not None:  # one 17-byte append: see edge_agent.history
-            self.history.append(w.t_start, ws.score, thr, anomalous=anomalous,
-                                in_alarm=d.state == ALARM)
-        drift = self.drift.add(ws.score, thr)
-        evidence = self._keep_evidence(w, ws.score, thr, anomalous, d.state, d.changed,
-                                       ws.model_version)
-        if d.fault_changed:
-            self.emit(health_event(w.t_start, self.device_id, "sensor_ok", [], window=w.index,
-                                   levels=_levels(h)))
-
-        def event(kind: Literal["score", "alarm"]) -> WindowEvent:
-            return window_event(
-                kind, w.t_start, self.device_id, section=sec, window=w.index, score=ws.score,
-                threshold=thr, anomalous=anomalous, decision=d.state, votes=d.votes,
-                model_version=ws.model_version, source=w.source_info, drift=drift,
-                evidence=evidence if kind == "alarm" else None,
-            )
-
-        alarm = event("alarm") if d.changed else None
-        self._save_decision(alarm)
-        self.emit(event("score"))
-        if alarm is not None:
-            if d.state == ALARM:
-                self.counters["alarms"] += 1
-            self.emit(alarm)
-
-    def _keep_evidence(
-        self, w: Window, score: float, thr: float, anomalous: bool, state: str, changed: bool,
-        model_version: str,
-    ) -> EvidenceRef | None:
-        """Keep the scored window's audio in the ring (mirroring the decider's vote history:
-        cleared when the alarm clears); on a raise, queue the voting windows' clip and return
-        its reference for the alarm payload (None: no evidence kept or the clip skipped)."""
-        if self.evidence is None:
-            return None
-        self._heard.push(HeardWindow(w.samples, w.t_start, w.index, score, thr, anomalous))
-        if not changed:
-            return None
-        if state != ALARM:
-            self._heard.clear()
-            return None
-        return self.evidence.keep(self.cfg.section, self._heard.voting(), w.t_start,
-                                  model_version)
-
-    def _close_evidence(self) -> None:
-        """Shutdown: the queued clips are written (and skips reported) before `stopped`."""
-        if self.evidence is not None:
-            self.evidence.close()
-            self._report_evidence()
+        monitor.process(w, self.scorer)
 
     def _report_evidence(self) -> None:
         """Alarm clips that were not stored (low disk space, write errors): a health event
@@ -395,40 +337,50 @@ class Agent:
         if self.mqtt is None:
             return
         dropped = self.mqtt.outbox.dropped
-        if dropped > self.counters["outbox_dropped"]:
-            self.counters["outbox_dropped"] = dropped
+        if dropped > self._agent_counters["outbox_dropped"]:
+            self._agent_counters["outbox_dropped"] = dropped
             self.emit(health_event(time.time(), self.device_id, "outbox_full", ["outbox_full"],
                                    dropped=dropped))
 
     def _worker(self) -> None:
         while True:
             try:
-                w = self._queue.get(timeout=0.5)  # wake to ping the watchdog while idle
+                item = self._queue.get(timeout=0.5)  # wake to ping the watchdog while idle
             except queue.Empty:
                 self._watchdog()
                 continue
-            if w is None:
+            if item is None:
                 return
+            monitor, w = item
             try:
-                self.process(w)
+                self.process(monitor, w)
                 self._report_outbox()
                 self._report_evidence()
             except Exception as exc:  # one bad window must not stop the agent
-                self._window_failed(w, exc)
+                monitor.window_failed(w, one_line(exc))
             self._watchdog()
 
     def status_line(self) -> str:
         """The short line `systemctl status` shows (systemd STATUS=)."""
-        c = self.counters
-        line = f"{self.cfg.section}: {c['scored']} windows scored, {c['alarms']} alarms"
-        return line + (", device lost" if self._lost_since is not None else "")
+        parts = []
+        for m in self.monitors:
+            c = m.counters
+            lost = ", device lost" if m.lost else ""
+            parts.append(f"{m.name}: {c['scored']} windows scored, {c['alarms']} alarms{lost}")
+        return "; ".join(parts)
+
+    def _beats_fresh(self, now: float, limit: float) -> bool:
+        """The main loop and every running reader turned within `limit` seconds."""
+        if now - self._main_beat > limit:
+            return False
+        return all(now - c.beat <= limit for c in self.captures if not c.finished.is_set())
 
     def _watchdog(self) -> None:
         """Worker thread, after each window and each idle 0.5 s: WATCHDOG=1 (and STATUS) every
-        half WATCHDOG_USEC, if the read loop turned within the ping interval (at least 5 s:
-        a loaded machine must not trigger restarts). That the worker calls this at all is
-        its own liveness: a window that hangs stops the pings. Without a watchdog: STATUS
-        every 10 s."""
+        half WATCHDOG_USEC, if the main loop and every reader turned within the ping interval
+        (at least 5 s: a loaded machine must not trigger restarts). That the worker calls this
+        at all is its own liveness: a window that hangs stops the pings. Without a watchdog:
+        STATUS every 10 s."""
         now = time.monotonic()
         if not self._ready or not self.notify.enabled or now < self._next_ping:
             return
@@ -437,86 +389,151 @@ class Agent:
             self._next_ping = now + 10.0
             self.notify.status(self.status_line())
             return
-        if now - self._main_beat > max(interval, 5.0):
-            return  # the read loop is stuck: let systemd's watchdog fire
+        if not self._beats_fresh(now, max(interval, 5.0)):
+            return  # a read loop is stuck: let systemd's watchdog fire
         self._next_ping = now + interval
         self.notify.watchdog(self.status_line())
 
-    def _window_failed(self, w: Window, exc: Exception) -> None:
-        """Count the failure and report it as a `window_error` health event, rate-limited: the
-        first error, each change of message, and at 10, 100, 1000... errors (the count), so a
-        model that fails every window is visible on MQTT without an event per window."""
-        self.counters["window_errors"] += 1
-        n = self.counters["window_errors"]
-        msg = one_line(exc)
-        decade = n >= 10 and str(n).rstrip("0") == "1"
-        if msg == self._last_window_error and not decade:
-            log.debug("window %d failed: %s", w.index, msg)
-            return
-        self._last_window_error = msg
-        log.error("window %d failed (%d so far): %s", w.index, n, msg)
-        self.emit(health_event(w.t_start, self.device_id, "window_error", ["window_error"],
-                               window=w.index, error=msg, count=n))
+    # --- the fleet's view of the agent (edge_agent.fleet.control.AgentControl) ---
+    def running_version(self) -> str:
+        return self.scorer.bundle.model_version
+
+    def monitor_sections(self) -> dict[str, str]:
+        return {m.name: m.section for m in self.monitors}
+
+    def window_samples(self) -> int:
+        return self.window_length
+
+    def bundle_root(self) -> Path:
+        return self.scorer.bundle.root
+
+    def status(self) -> dict[str, Any]:
+        """What a remote `status` command answers (JSON-safe)."""
+        mons: dict[str, Any] = {}
+        for m in self.monitors:
+            last = m.last_score
+            mons[m.name] = {
+                "section": m.section, "decision": m.decider.state, "device_lost": m.lost,
+                "counters": dict(m.counters),
+                "last_score": None if last is None else last["score"],
+                "threshold": None if last is None else last["threshold"],
+                "last_window_ts": None if last is None else last["ts"],
+            }
+        return {"device_id": self.device_id, "model_version": self.running_version(),
+                "bundle_version": self.scorer.bundle.version,
+                "uptime_s": round(time.time() - self._started, 1),
+                "counters": dict(self.counters), "monitors": mons}
+
+    def record(self, monitor: str, seconds: float, path: Path, timeout: float) -> Path:
+        """Record the next `seconds` of `monitor`'s live audio into the WAV file `path` (at the
+        bundle's rate), waiting at most `timeout` s for the audio; EdgeAgentError otherwise."""
+        m = self.by_name.get(monitor)
+        if m is None:
+            raise ConfigError(f"monitor: no monitor {monitor!r} (has {', '.join(self.by_name)})")
+        capture = next((c for c in self.captures if m in c.monitors), None)
+        if capture is None or capture.finished.is_set():
+            raise EdgeAgentError(f"{monitor}: its audio source is not running")
+        rate = self.scorer.spec.sample_rate
+        rec = capture.record(m, max(1, round(seconds * rate)))
+        if not rec.done.wait(timeout):
+            raise EdgeAgentError(f"{monitor}: {seconds:g} s of audio did not arrive within "
+                                 f"{timeout:g} s (device lost?)")
+        write_wav(path, rec.audio(), rate)
+        return path
 
     # --- main loop ---
+    def _open_sources(self) -> list[tuple[AudioSource, list[Monitor], bool]]:
+        """One source per capture group, not started yet (`monitors.capture_groups`)."""
+        rate = self.scorer.spec.sample_rate
+        out = []
+        for g in capture_groups(self.settings):
+            mons = [self.by_name[m.name] for m in g.monitors]
+            src = open_source(g.source, rate, self.stdin, self.window_length,
+                              lanes=g.lanes if len(g.monitors) > 1 else None)
+            live = g.source.kind != "files" or g.source.realtime
+            out.append((src, mons, live))
+        return out
+
     def run(self, install_signals: bool = True) -> int:
-        """Run until the source ends or `stop()` / SIGTERM / SIGINT; returns the exit code."""
+        """Run until every source ends or `stop()` / SIGTERM / SIGINT; returns the exit code."""
         if install_signals and threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, self.stop)
             signal.signal(signal.SIGINT, self.stop)
             signal.signal(signal.SIGHUP, self.request_reload)
-        rate = self.scorer.spec.sample_rate
-        source = open_source(self.cfg.source, rate, self.stdin, self.window_length)
-        live = self.cfg.source.kind != "files" or self.cfg.source.realtime
-        windower = Windower(self.window_length, self.hop, rate)
+        planned = self._open_sources()
         if self.mqtt is not None:
             self.mqtt.start()
         worker = threading.Thread(target=self._worker, name="scorer", daemon=True)
         worker.start()
         log.info(
-            "started: section=%s model=%s source=%s",
-            self.cfg.section,
+            "started: %s model=%s",
+            ", ".join(f"{m.name} (section={m.section}, source={m.settings.source.kind})"
+                      for m in self.monitors),
             self.scorer.bundle.model_version,
-            self.cfg.source.kind,
         )
         self._next_poll = time.monotonic() + self.cfg.reload_poll_seconds
-        source.start()
-        self.notify.ready(self.status_line())
-        self._ready = True
+        error: BaseException | None = None
         try:
-            while not self._stop.is_set():
-                block = source.read(0.5)
-                now = self._main_beat = time.monotonic()
-                self._poll_bundle(now)
-                self._report_mqtt()
-                if block is None:
-                    if source.exhausted:
-                        break
-                    self._check_lost(now)
-                    continue
-                if self._lost_since is not None:
-                    self._lost_since = None
-                    self.emit(health_event(time.time(), self.device_id, "device_ok", []))
-                self._last_block = now
-                for w in windower.push(block):
-                    self._enqueue(w, live)
+            for src, mons, live in planned:  # each open is bounded (DeviceSource.start)
+                src.start()
+                self.captures.append(Capture(src, mons, live, self._enqueue,
+                                             mons[0].settings.source.stall_seconds))
+            for c in self.captures:
+                c.start()
+            self.notify.ready(self.status_line())
+            self._ready = True
+            error = self._supervise()
         finally:
             self.notify.stopping()
-            source.stop()
-            self._queue.put(None)
-            worker.join()
-            self._close_evidence()
-            self._report_mqtt()
-            self.emit(status_event(
-                time.time(), self.device_id, "stopped", counters=self.counters,
-                scores_unsent=self.mqtt.scores_dropped if self.mqtt else None,
-            ))
-            for s in self.sinks:
-                s.close()
-            if self.history is not None:
-                self.history.close()
-            self.notify.close()
+            self._shutdown(planned, worker)
+        if error is None:
+            error = next((c.error for c in self.captures if c.error is not None), None)
+        if error is not None:
+            raise error
         return 0
+
+    def _supervise(self) -> BaseException | None:
+        """The main thread while the readers run: bundle polling, MQTT notices, metrics; until
+        stop, every source ended, or one failed (its error is returned)."""
+        while not self._stop.is_set():
+            if all(c.finished.is_set() for c in self.captures):
+                break
+            self._stop.wait(0.25)
+            now = self._main_beat = time.monotonic()
+            self._poll_bundle(now)
+            self._report_mqtt()
+            if self.metrics is not None:
+                self.metrics.tick()  # a quiet spell does not hold back the last numbers
+            error = next((c.error for c in self.captures if c.error is not None), None)
+            if error is not None:
+                return error
+        return None
+
+    def _shutdown(self, planned: list[tuple[AudioSource, list[Monitor], bool]],
+                  worker: threading.Thread) -> None:
+        for c in self.captures:
+            c.stop()
+        for c in self.captures:
+            c.thread.join(5.0)  # a read returns within 0.5 s; a stuck one is not waited for
+        for src, _, _ in planned:
+            src.stop()
+        self._queue.put(None)
+        worker.join()
+        if self.evidence is not None:  # queued clips written (and skips reported) first
+            self.evidence.close()
+            self._report_evidence()
+        self._report_mqtt()
+        self.emit(status_event(
+            time.time(), self.device_id, "stopped", counters=self.counters,
+            scores_unsent=self.mqtt.scores_dropped if self.mqtt else None,
+            monitors={m.name: m.counters for m in self.monitors} if self.cfg.monitors
+            else None,
+        ))
+        for s in self.sinks:
+            s.close()
+        for m in self.monitors:
+            m.close()
+        self.notify.close()
 
     def _poll_bundle(self, now: float) -> None:
         """Every `reload_poll_seconds`: a new bundle version is active -> reload it (and any
@@ -531,30 +548,18 @@ class Agent:
             self._start_reload()
         self._report_reload_failures()
 
-    def _check_lost(self, now: float) -> None:
-        if self._lost_since is None and now - self._last_block > self.cfg.source.stall_seconds:
-            self._lost_since = now
-            self.emit(health_event(time.time(), self.device_id, "sensor_fault", ["device_lost"]))
-
-    def _enqueue(self, w: Window, live: bool) -> None:
+    def _enqueue(self, monitor: Monitor, w: Window, live: bool) -> None:
+        """A reader's window for the worker: a replay waits for room, a live source never
+        waits (the window is dropped, counted and reported for its monitor)."""
         if not live:
-            while True:  # waiting for a busy worker is progress: the watchdog is told
+            while not self._stop.is_set():
                 try:
-                    self._queue.put(w, timeout=0.5)
+                    self._queue.put((monitor, w), timeout=0.5)
                     return
                 except queue.Full:
-                    self._main_beat = time.monotonic()
+                    continue
+            return
         try:
-            self._queue.put_nowait(w)
+            self._queue.put_nowait((monitor, w))
         except queue.Full:
-            self.counters["windows_dropped"] += 1
-            self.emit(health_event(w.t_start, self.device_id, "windows_dropped", ["scorer_behind"],
-                                   window=w.index, dropped=self.counters["windows_dropped"]))
-
-
-def _levels(h: HealthReport) -> Levels:
-    return {
-        "rms_dbfs": round(h.rms_dbfs, 1),
-        "peak_dbfs": round(h.peak_dbfs, 1),
-        "clipped_fraction": h.clipped_fraction,
-    }
+            monitor.dropped(w)

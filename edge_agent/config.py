@@ -48,9 +48,11 @@ from .errors import ConfigError
 from .evidence import EvidenceSettings
 from .health import HealthSettings
 from .history import HistorySettings
+from .monitors import MERGED, MonitorSettings, check_monitors, merge_monitor
 from .settings import bounded, check_fields
 from .sinks.mqtt import MqttSettings
 from .sinks.outbox import OutboxSettings
+from .sinks.prometheus import MetricsSettings
 from .sources.base import SourceSettings
 from .windows import WindowSettings
 
@@ -64,7 +66,7 @@ _SECRET_KEYS = {"password_env", "password_file"}
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
-_FILE_KEYS = {"bundle", "ca_file", "cert_file", "key_file", "password_file"}
+_FILE_KEYS = {"bundle", "ca_file", "cert_file", "key_file", "password_file", "trusted_keys"}
 
 LogLevel = Literal["debug", "info", "warning", "error"]
 
@@ -89,14 +91,26 @@ class AgentConfig:
     outbox: OutboxSettings = field(default_factory=OutboxSettings)
     history: HistorySettings = field(default_factory=HistorySettings)
     evidence: EvidenceSettings = field(default_factory=EvidenceSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
     log: LogSettings = field(default_factory=LogSettings)
     threads: int = bounded(1, ge=1, le=256)  # TFLite interpreter threads
     queue_size: int = bounded(8, ge=1)  # windows waiting for the scorer before new ones are dropped
     reload_poll_seconds: float = bounded(  # how often to check the bundle for a new version
         2.0, gt=0)
+    trusted_keys: tuple[str, ...] = ()  # public key files; if any, only bundles they signed load
+    monitors: tuple[MonitorSettings, ...] = ()  # several machines; none: the one `section` names
 
     def __post_init__(self) -> None:
         check_fields(self, "")
+        check_monitors(self.monitors, self.section)
+
+    def monitor_list(self) -> tuple[MonitorSettings, ...]:
+        """The machines this agent listens to: `monitors`, or the one that the top-level
+        `section`, `source`, `decision` and `health` describe (named after its section)."""
+        if self.monitors:
+            return self.monitors
+        return (MonitorSettings(self.section, self.section, self.source, self.decision,
+                                self.health),)
 
 
 def _type_name(t: Any) -> str:
@@ -173,11 +187,13 @@ def _value(name: str, value: Any, hint: Any, k: str, base: Path) -> Any:
         if name not in _SECRET_KEYS:
             raise
         raise ConfigError(f"{k}: expected a string (the value is not shown)") from None
+    if name == "trusted_keys" and isinstance(v, tuple) and "" in v:
+        raise ConfigError(f"{k}[{v.index('')}]: expected a public key file, got an empty string")
+    if name in ("files", "trusted_keys") and isinstance(v, tuple):
+        return tuple(_check_path(name, x, f"{k}[{i}]", base) for i, x in enumerate(v))
     if name in _FILE_KEYS:
         return _check_path(name, v, k, base)
-    if name == "files" and isinstance(v, tuple):
-        return tuple(_check_path(name, x, k, base) for x in v)
-    if name in ("path", "jsonl_file", "folder") and isinstance(v, str):
+    if name in ("path", "jsonl_file", "folder", "textfile") and isinstance(v, str):
         return _check_path(name, v, k, base)
     return v
 
@@ -205,6 +221,12 @@ def build(cls: type, data: Any, key: str = "", base: Path = Path(".")) -> Any:
         obj = cls(**kwargs)
     except TypeError as exc:
         raise ConfigError(f"{key or 'config'}: {exc}") from None
+    except ConfigError as exc:  # a settings class names its own section (`source.channel`):
+        leaf = key.rsplit(".", 1)[-1]  # under `monitors[0].source` say where it really is
+        msg = str(exc)
+        if key != leaf and msg.startswith(f"{leaf}."):
+            raise ConfigError(key + msg[len(leaf):]) from None
+        raise
     check_fields(obj, key)  # finite and in bounds, even for a class without __post_init__
     return obj
 
@@ -280,6 +302,7 @@ def read_config(
         base = p.resolve().parent
     for k, v in (overrides or {}).items():
         _set_dotted(raw, k, v)
+    _merge_monitors(raw)
     cfg: AgentConfig = build(AgentConfig, raw, "", base)
     _check_files(cfg)
     password = _password(cfg.mqtt)
@@ -288,9 +311,20 @@ def read_config(
     return cfg
 
 
+def _merge_monitors(raw: dict[str, Any]) -> None:
+    """`monitors[i]` with its `device`/`channel` shorthands and its `source`/`decision`/
+    `health` merged over the top-level sections (`monitors.merge_monitor`), in place, before
+    validation: the validator then sees each monitor's complete settings."""
+    items = raw.get("monitors")
+    if not isinstance(items, list):
+        return
+    top = {name: raw.get(name) for name in MERGED}
+    raw["monitors"] = [merge_monitor(m, top, f"monitors[{i}]") for i, m in enumerate(items)]
+
+
 def _check_files(cfg: AgentConfig) -> None:
-    """The JSON-lines log can be appended to: a missing folder fails at load (and in `config
-    check`) as one line, not as a traceback once the agent is running."""
+    """The JSON-lines log can be appended to, the metrics file written: a missing folder fails
+    at load (and in `config check`) as one line, not as a traceback once the agent is running."""
     if cfg.log.jsonl_file:
         p = Path(cfg.log.jsonl_file)
         if p.is_dir():
@@ -299,6 +333,22 @@ def _check_files(cfg: AgentConfig) -> None:
             raise ConfigError(f"log.jsonl_file: folder {p.parent} does not exist")
         if not os.access(p if p.exists() else p.parent, os.W_OK):
             raise ConfigError(f"log.jsonl_file: {p if p.exists() else p.parent} is not writable")
+    _check_textfile(cfg.metrics.textfile)
+
+
+def _check_textfile(textfile: str | None) -> None:
+    """The metrics file is replaced atomically (a temp file next to it, then a rename): its
+    folder must exist and be writable; the file itself is never opened in place."""
+    if not textfile:
+        return
+    p = Path(textfile)
+    if p.is_dir():
+        raise ConfigError(f"metrics.textfile: {p} is a folder, expected the .prom file to write")
+    if not p.parent.is_dir():
+        raise ConfigError(f"metrics.textfile: folder {p.parent} does not exist (node-exporter's "
+                          "textfile folder; see docs/deploy.md)")
+    if not os.access(p.parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"metrics.textfile: folder {p.parent} is not writable by this user")
 
 
 def _password(m: MqttSettings) -> str | None:
@@ -357,16 +407,19 @@ def check_start(cfg: AgentConfig, bundle: Bundle) -> tuple[int, int]:
     (with its warning); a missing one is still an error (audio.expand_files)."""
     from .audio import expand_files
 
-    if cfg.section not in bundle.sections:
-        raise ConfigError(f"section: no section {cfg.section!r} in the bundle {bundle.path} "
-                          f"(has {', '.join(bundle.sections)})")
-    src = cfg.source
-    if src.kind == "files":
-        if not src.files:
-            raise ConfigError("source.files: expected at least one WAV file or folder")
-        for f in expand_files(src.files):
-            if not src.skip_unreadable and not os.access(f, os.R_OK):
-                raise ConfigError(f"source.files: {f}: not readable (permission denied)")
+    for i, m in enumerate(cfg.monitor_list()):
+        key = f"monitors[{i}]." if cfg.monitors else ""
+        if m.section not in bundle.sections:
+            raise ConfigError(f"{key}section: no section {m.section!r} in the bundle "
+                              f"{bundle.path} (has {', '.join(bundle.sections)})")
+        src = m.source
+        if src.kind == "files":
+            if not src.files:
+                raise ConfigError(f"{key}source.files: expected at least one WAV file or folder")
+            for f in expand_files(src.files):
+                if not src.skip_unreadable and not os.access(f, os.R_OK):
+                    raise ConfigError(f"{key}source.files: {f}: not readable (permission "
+                                      "denied)")
     return cfg.windows.samples(bundle.spec)
 
 
@@ -381,8 +434,8 @@ def require_agent_fields(cfg: AgentConfig) -> AgentConfig:
     """`cfg`, or a ConfigError naming what the agent cannot run without: a bundle, a section."""
     if not cfg.bundle:
         raise ConfigError("bundle: required (path to the model bundle folder)")
-    if not cfg.section:
-        raise ConfigError("section: required (e.g. fan_section_00)")
+    if not cfg.section and not cfg.monitors:
+        raise ConfigError("section: required (e.g. fan_section_00), or a monitors: list")
     return cfg
 
 

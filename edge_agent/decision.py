@@ -132,11 +132,13 @@ class Decider:
 STATE_SCHEMA = 1
 
 
-def state_path(outbox_path: str | Path) -> Path:
+def state_path(outbox_path: str | Path, monitor: str | None = None) -> Path:
     """Where the decision state lives: next to the MQTT outbox (`outbox.sqlite` ->
     `outbox.decision.json`), because both are this agent's durable MQTT state, the outbox's
-    folder is already writable, and one outbox per agent makes the name unique per agent."""
-    return Path(outbox_path).with_suffix(".decision.json")
+    folder is already writable, and one outbox per agent makes the name unique per agent.
+    An agent with several monitors keeps one file per monitor (`outbox.decision.<name>.json`)."""
+    suffix = ".decision.json" if monitor is None else f".decision.{monitor}.json"
+    return Path(outbox_path).with_suffix(suffix)
 
 
 @dataclass(frozen=True)

@@ -3,12 +3,13 @@
 Every event carries `schema` (`SCHEMA_VERSION`), `kind`, `ts` (ISO 8601 UTC), `epoch` and
 `device_id`, then the fields of its kind:
 
-* `score` / `alarm` (`WindowEvent`): one scored window; an `alarm` event is sent when the alarm
-  state changes (raised or cleared) and repeats the window's fields; optional `drift` (the
-  median of the last `history.drift_windows` scores minus the threshold, `edge_agent.history`)
-  once that many scores are known; an `alarm` that raised the alarm carries `evidence`
-  (`EvidenceRef`: the stored clip of the voting windows, `edge_agent.evidence`) when the agent
-  keeps evidence and the clip could be stored;
+* `score` / `alarm` (`WindowEvent`): one scored window of one monitor (`section` scores it,
+  `monitor` names the machine: the section itself for a single-machine agent); an `alarm`
+  event is sent when the alarm state changes (raised or cleared) and repeats the window's
+  fields; optional `drift` (the median of the last `history.drift_windows` scores minus the
+  threshold, `edge_agent.history`) once that many scores are known; an `alarm` that raised
+  the alarm carries `evidence` (`EvidenceRef`: the stored clip of the voting windows,
+  `edge_agent.evidence`) when the agent keeps evidence and the clip could be stored;
 * `health` (`HealthEvent`): a sensor fault starts or ends (`sensor_fault`, `sensor_ok`,
   `device_ok`), windows were dropped (`windows_dropped`), the outbox dropped rows
   (`outbox_full`), a window could not be processed (`window_error`: the first error and each
@@ -68,6 +69,7 @@ class WindowEvent(_Header):
 
     kind: Literal["score", "alarm"]
     section: str
+    monitor: str  # the machine (edge_agent.monitors): its topics, history, HA device
     window: int
     score: float
     threshold: float  # the threshold in force (the config's override, else the bundle's)
@@ -87,7 +89,12 @@ class _HealthRequired(_Header):
 
 class HealthEvent(_HealthRequired, total=False):
     """A sensor fault started or ended, audio / outbox rows were dropped, a window could not be
-    processed, or a new bundle version was refused."""
+    processed, or a new bundle version was refused. `monitor` and `section` name the machine
+    for what concerns one (sensor faults, its device, its windows); without them the event is
+    about the agent (outbox, MQTT, a reload)."""
+
+    monitor: str
+    section: str
 
     window: int
     faults: list[str]  # health.Fault names, device_lost, scorer_behind, outbox_full,
@@ -118,6 +125,7 @@ class StatusEvent(_StatusRequired, total=False):
     outbox_dropped: int
     window_errors: int
     scores_unsent: int
+    monitors: dict[str, Counters]  # stopped, with several monitors: each one's counters
 
 
 Event = WindowEvent | HealthEvent | StatusEvent
@@ -159,11 +167,13 @@ def window_event(  # noqa: PLR0913 -- one keyword-only parameter per field of th
     kind: Literal["score", "alarm"], epoch: float, device_id: str, *, section: str, window: int,
     score: float, threshold: float, anomalous: bool, decision: AlarmState, votes: int,
     model_version: str, source: str, drift: float | None = None,
-    evidence: EvidenceRef | None = None,
+    evidence: EvidenceRef | None = None, monitor: str | None = None,
 ) -> WindowEvent:
+    """`monitor` defaults to the section (a single-machine agent's one monitor)."""
     e: WindowEvent = {
         "schema": SCHEMA_VERSION, "kind": kind, "ts": iso(epoch), "epoch": round(epoch, 3),
-        "device_id": device_id, "section": section, "window": window,
+        "device_id": device_id, "section": section, "monitor": monitor or section,
+        "window": window,
         "score": round(score, 6), "threshold": round(threshold, 6), "anomalous": anomalous,
         "decision": decision, "votes": votes, "model_version": model_version, "source": source,
     }
@@ -177,12 +187,16 @@ def window_event(  # noqa: PLR0913 -- one keyword-only parameter per field of th
 def health_event(  # noqa: PLR0913 -- one keyword-only parameter per optional field
     epoch: float, device_id: str, event: HealthEventName, faults: Sequence[str], *,
     window: int | None = None, levels: Levels | None = None, dropped: int | None = None,
-    error: str | None = None, count: int | None = None,
+    error: str | None = None, count: int | None = None, monitor: str | None = None,
+    section: str | None = None,
 ) -> HealthEvent:
     e: HealthEvent = {
         "schema": SCHEMA_VERSION, "kind": "health", "ts": iso(epoch), "epoch": round(epoch, 3),
         "device_id": device_id, "event": event,
     }
+    if monitor is not None:
+        e["monitor"] = monitor
+        e["section"] = section or monitor
     if window is not None:
         e["window"] = window
     e["faults"] = list(faults)
@@ -202,6 +216,7 @@ def health_event(  # noqa: PLR0913 -- one keyword-only parameter per optional fi
 def status_event(
     epoch: float, device_id: str, event: StatusEventName, *, model_version: str | None = None,
     counters: Counters | None = None, scores_unsent: int | None = None,
+    monitors: dict[str, Counters] | None = None,
 ) -> StatusEvent:
     e: StatusEvent = {
         "schema": SCHEMA_VERSION, "kind": "status", "ts": iso(epoch), "epoch": round(epoch, 3),
@@ -214,6 +229,8 @@ def status_event(
             e[key] = counters[key]
     if scores_unsent is not None:
         e["scores_unsent"] = scores_unsent
+    if monitors is not None:
+        e["monitors"] = {name: dict(c) for name, c in monitors.items()}  # type: ignore[misc]
     return e
 
 

@@ -286,10 +286,11 @@ class EvidenceStore:
         self._thread.start()
 
     # --- scoring worker ---
-    def keep(self, section: str, heard: Sequence[HeardWindow], alarm_epoch: float,
-             model_version: str) -> EvidenceRef | None:
-        """Queue the clip of `heard` (the voting windows) for writing; its reference for the
-        alarm payload, or None (skipped: the reason is logged once and becomes a notice)."""
+    def keep(self, monitor: str, heard: Sequence[HeardWindow], alarm_epoch: float,
+             model_version: str, section: str | None = None) -> EvidenceRef | None:
+        """Queue the clip of `heard` (the voting windows) of machine `monitor` (scored by
+        `section`, default: the monitor's name) for writing; its reference for the alarm
+        payload, or None (skipped: the reason is logged once and becomes a notice)."""
         if not heard:
             return None
         heard = sorted(heard, key=lambda h: h.index)
@@ -297,7 +298,7 @@ class EvidenceStore:
         t_start = heard[0].t_start
         t_end = heard[-1].t_start + heard[-1].samples.size / self.rate
         stamp = datetime.fromtimestamp(alarm_epoch, UTC).strftime("%Y%m%dT%H%M%S.%f")[:-3]
-        name = f"{stamp}Z_{section}_w{heard[-1].index:06d}.{self.settings.compression}"
+        name = f"{stamp}Z_{monitor}_w{heard[-1].index:06d}.{self.settings.compression}"
         try:
             audio = encode(np.concatenate([h.samples for h in heard]), self.rate,
                            self.settings.compression)
@@ -312,7 +313,8 @@ class EvidenceStore:
         }
         meta = {
             "schema": SIDECAR_SCHEMA, **ref, "alarm_ts": iso(alarm_epoch),
-            "alarm_epoch": round(alarm_epoch, 3), "section": section,
+            "alarm_epoch": round(alarm_epoch, 3), "section": section or monitor,
+            "monitor": monitor,
             "device_id": self.device_id, "model_version": model_version,
             "sample_rate": self.rate, "format": self.settings.compression,
             "parts": [

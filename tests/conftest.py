@@ -117,3 +117,19 @@ def bundle_copy(bundle_dir: Path, tmp_path: Path) -> Path:
     dst = tmp_path / "bundle"
     shutil.copytree(bundle_dir, dst)
     return dst
+
+
+@pytest.fixture(scope="session")
+def clips(bundle_dir: Path, synth_root: Path) -> tuple[Path, Path, float]:
+    """(anomalous clip, normal clip, threshold between their scores)."""
+    from edge_agent.audio import load_clip
+    from edge_agent.scorer import Scorer
+
+    scorer = Scorer.from_bundle(bundle_dir)
+
+    test = sorted((synth_root / "fan" / "test").glob("section_00_*.wav"))
+    scores = {p: scorer.score(load_clip(p, scorer.spec), "fan_section_00").score for p in test}
+    anom = max((p for p in test if "_anomaly_" in p.name), key=scores.__getitem__)
+    norm = min((p for p in test if "_normal_" in p.name), key=scores.__getitem__)
+    assert scores[anom] > scores[norm], "test bundle separates no clip pair"
+    return anom, norm, (scores[anom] + scores[norm]) / 2

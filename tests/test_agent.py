@@ -30,20 +30,6 @@ from edge_agent.scorer import Scorer
 SEC = "fan_section_00"
 
 
-@pytest.fixture(scope="module")
-def clips(bundle_dir: Path, synth_root: Path) -> tuple[Path, Path, float]:
-    """(anomalous clip, normal clip, threshold between their scores)."""
-    scorer = Scorer.from_bundle(bundle_dir)
-    from edge_agent.audio import load_clip
-
-    test = sorted((synth_root / "fan" / "test").glob("section_00_*.wav"))
-    scores = {p: scorer.score(load_clip(p, scorer.spec), SEC).score for p in test}
-    anom = max((p for p in test if "_anomaly_" in p.name), key=scores.__getitem__)
-    norm = min((p for p in test if "_normal_" in p.name), key=scores.__getitem__)
-    assert scores[anom] > scores[norm], "test bundle separates no clip pair"
-    return anom, norm, (scores[anom] + scores[norm]) / 2
-
-
 def cfg_for(bundle: Path, files: list[Path], thr: float, **extra: Any) -> Any:
     ov = {
         "bundle": str(bundle),
@@ -277,7 +263,8 @@ def test_live_source_drops_are_counted_and_reported(
     c = Collect()
     agent = Agent(cfg, sinks=[c])  # no worker running: the queue fills up
     for i in range(5):
-        agent._enqueue(Window(np.zeros(160000, np.float32), float(i), i), live=True)
+        agent._enqueue(agent.monitors[0], Window(np.zeros(160000, np.float32), float(i), i),
+                       live=True)
     assert agent.counters["windows_dropped"] == 3
     assert [e["window"] for e in c.kind("health")] == [2, 3, 4]
     assert c.kind("health")[-1]["faults"] == ["scorer_behind"]
@@ -492,8 +479,11 @@ def test_window_error_reports_are_rate_limited_by_message(demo_root: tuple[Path,
     c = Collect()
     agent = Agent(load_config(None, {"bundle": str(root), "section": SEC}), sinks=[c])
     w = Window(np.zeros(160000, np.float32), 0.0, 0)
+    from edge_agent.scorer import one_line
+
     for i in range(25):
-        agent._window_failed(w, ValueError("broken\nmodel") if i != 15 else OSError("disk"))
+        exc = ValueError("broken\nmodel") if i != 15 else OSError("disk")
+        agent.monitors[0].window_failed(w, one_line(exc))
     reported = [(e["count"], e["error"]) for e in c.kind("health")]
     assert reported == [(1, "ValueError: broken model"), (10, "ValueError: broken model"),
                         (16, "OSError: disk"), (17, "ValueError: broken model")]

@@ -15,9 +15,10 @@ def test_window_event_fields_in_a_fixed_order_rounded() -> None:
     e = window_event("score", EPOCH, "press-01", section="fan_section_00", window=3,
                      score=0.41234567, threshold=0.38, anomalous=True, decision="normal",
                      votes=2, model_version="v1-abc", source="clips/03.wav")
-    assert list(e) == ["schema", "kind", "ts", "epoch", "device_id", "section", "window",
-                       "score", "threshold", "anomalous", "decision", "votes", "model_version",
-                       "source"]
+    assert list(e) == ["schema", "kind", "ts", "epoch", "device_id", "section", "monitor",
+                       "window", "score", "threshold", "anomalous", "decision", "votes",
+                       "model_version", "source"]
+    assert e["monitor"] == "fan_section_00"  # a single-machine agent's monitor: its section
     assert e["schema"] == SCHEMA_VERSION == 1
     assert e["ts"] == "2026-11-29T11:41:34.344Z" and e["epoch"] == 1_795_952_494.344
     assert e["score"] == 0.412346

@@ -407,4 +407,6 @@ def test_agent_with_refused_login_keeps_scoring_and_reports(
     auth = [e for e in got if e["kind"] == "health" and e["event"] == "mqtt_auth_failed"]
     assert len(auth) == 1 and "refused the login" in auth[0]["error"]
     assert auth[0]["faults"] == ["mqtt_auth_failed"]
-    assert len(Outbox(OutboxSettings(path=str(tmp_path / "outbox.sqlite")))) == 1
+    rows = Outbox(OutboxSettings(path=str(tmp_path / "outbox.sqlite"))).pending(limit=10)
+    assert sorted(r.topic for r in rows) == [  # the health event, the monitor's input state
+        f"edge-asd/edge-agent/{demo.section}/sensor", "edge-asd/edge-agent/health"]

@@ -190,17 +190,21 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def _all_keys(cls: type, prefix: str = "") -> list[str]:
+def _all_keys(cls: type, prefix: str = "", top: frozenset[type] = frozenset()) -> list[str]:
+    """Every YAML key; a list item's section that is also a top-level section
+    (`monitors.source`) is one key: its keys are that section's, documented there."""
     keys = []
     hints = typing.get_type_hints(cls)
+    sections = top or frozenset(
+        h for h in hints.values() if isinstance(h, type) and dataclasses.is_dataclass(h))
     for f in dataclasses.fields(cls):
         if not f.repr:
             continue
         h = hints[f.name]
         inner = [a for a in typing.get_args(h) if dataclasses.is_dataclass(a)]
         sub = h if dataclasses.is_dataclass(h) else (inner[0] if inner else None)
-        if isinstance(sub, type):
-            keys += _all_keys(sub, f"{prefix}{f.name}.")
+        if isinstance(sub, type) and sub not in top:
+            keys += _all_keys(sub, f"{prefix}{f.name}.", sections)
             if typing.get_origin(h) is None:
                 continue
         keys.append(f"{prefix}{f.name}")

@@ -22,7 +22,7 @@ from typing import Annotated
 import typer
 
 from . import options as opt
-from .overrides import Flags, agent_config, required_bundle, required_section
+from .overrides import Flags, agent_config, required_bundle, required_section, trusted
 from .runner import fields_as_flags
 
 
@@ -71,7 +71,8 @@ def calibrate_cmd(
     sec = required_section(cfg)
     checked_mode = choice("mode", mode, MODES)  # before minutes of recording, not after
     checked_rule = choice("rule", rule, THRESHOLD_RULES)
-    scorer = Scorer.from_bundle(root, threads=cfg.threads)  # verified; unknown section: now
+    # verified (signed, with trusted_keys); an unknown section fails now
+    scorer = Scorer.from_bundle(root, threads=cfg.threads, trusted=trusted(cfg))
     old = scorer.bundle.backend(sec)
     clips = collect_clips(cfg, scorer.spec, count, skip_refused, retries, quiet)
     cal = calibrated_section(old, embed_clips(scorer, clips, quiet), scorer.bundle.backend_config,

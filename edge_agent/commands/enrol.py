@@ -19,7 +19,7 @@ from typing import Annotated
 import typer
 
 from . import options as opt
-from .overrides import Flags, agent_config, required_bundle
+from .overrides import Flags, agent_config, required_bundle, trusted
 from .runner import fields_as_flags
 
 
@@ -62,7 +62,7 @@ def enrol_cmd(
     parse_section_id(section)
     if cfg.source.kind != "files" and count < MIN_ENROL_CLIPS:
         raise FieldError("count", f"need at least {MIN_ENROL_CLIPS} clips, got {count}")
-    scorer = Scorer.from_bundle(root, threads=cfg.threads)
+    scorer = Scorer.from_bundle(root, threads=cfg.threads, trusted=trusted(cfg))
     if section in scorer.bundle.backends and not replace:
         raise BundleError(
             f"{root}: section {section!r} already exists; pass --replace to refit it "

@@ -29,6 +29,11 @@ Section = Annotated[
     typer.Option("--section", help="Bundle section, <machine>_section_<XX> (e.g. "
                  "fan_section_00).", show_default=False),
 ]
+MonitorName = Annotated[
+    str | None,
+    typer.Option("--monitor", help="Monitor name, from the config's `monitors:` (default: the "
+                 "only one, or the section of a single-machine config).", show_default=False),
+]
 Threads = Annotated[
     int | None,
     typer.Option("--threads", min=1, help="TFLite interpreter threads (default: the config's "

@@ -19,6 +19,8 @@ from ..errors import ConfigError
 
 if TYPE_CHECKING:  # config imports numpy (via the settings it holds): only when a command runs
     from ..config import AgentConfig
+    from ..monitors import MonitorSettings
+    from ..signing import TrustedKey
 
 
 @dataclass(frozen=True)
@@ -95,8 +97,38 @@ def required_bundle(cfg: AgentConfig) -> Path:
     return Path(cfg.bundle)
 
 
+def required_monitor(cfg: AgentConfig, name: str | None) -> MonitorSettings:
+    """The monitor `--monitor` names (or the only one); a one-line error listing the monitors
+    when it is missing or unknown. A single-machine config's one monitor is its section."""
+    if not cfg.monitors:
+        sec = required_section(cfg)
+        if name is not None and name != sec:
+            raise ConfigError(f"--monitor: {name!r}: the config has no monitors: list; its one "
+                              f"machine is section {sec}")
+        return cfg.monitor_list()[0]
+    names = [m.name for m in cfg.monitors]
+    if name is None:
+        if len(names) == 1:
+            return cfg.monitors[0]
+        raise ConfigError(f"--monitor: required (the config lists {', '.join(names)})")
+    for m in cfg.monitors:
+        if m.name == name:
+            return m
+    raise ConfigError(f"--monitor: no monitor {name!r} in the config (has {', '.join(names)})")
+
+
 def required_section(cfg: AgentConfig) -> str:
     """The section from `--section` or the config; a one-line error naming both when neither."""
     if not cfg.section:
         raise ConfigError("--section: required (or `section:` in --config)")
     return cfg.section
+
+
+def trusted(cfg: AgentConfig) -> list[TrustedKey]:
+    """The config's `trusted_keys`, loaded (none configured: []): a command that adapts a
+    bundle refuses one the agent would refuse, before it writes a version from it."""
+    if not cfg.trusted_keys:
+        return []
+    from ..signing import load_public_keys
+
+    return load_public_keys(cfg.trusted_keys)

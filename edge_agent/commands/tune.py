@@ -21,15 +21,34 @@ with `decision.threshold` set is refused: that override would hide the tuned bun
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from . import options as opt
-from .overrides import Flags, agent_config, required_bundle, required_section
+from .overrides import Flags, agent_config, required_bundle, required_monitor, trusted
+
+if TYPE_CHECKING:
+    from ..config import AgentConfig
+    from ..monitors import MonitorSettings
 
 RECENT_SECONDS = 86400.0
 """"Recent windows": those of the last recorded day."""
+
+
+def _target(cfg: AgentConfig, monitor: str | None, budget: float | None) -> MonitorSettings:
+    """The monitor to tune, or the one-line error: no budget given, unknown monitor, or a
+    config threshold that overrides the bundle's (tuning the bundle would change nothing)."""
+    from ..errors import ConfigError
+
+    mon = required_monitor(cfg, monitor)
+    if budget is None:
+        raise ConfigError("--false-alarms-per-day: required (or --rollback)")
+    if mon.decision.threshold is not None:
+        raise ConfigError(f"decision.threshold: {mon.decision.threshold} in the config "
+                          "overrides the bundle's threshold, so tuning the bundle would change "
+                          "nothing; remove it first")
+    return mon
 
 
 def tune_cmd(
@@ -41,6 +60,7 @@ def tune_cmd(
     config: opt.Config = None,
     bundle: opt.Bundle = None,
     section: opt.Section = None,
+    monitor: opt.MonitorName = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Write without asking.")] = False,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Show the replay only; write nothing.")
@@ -67,7 +87,6 @@ def tune_cmd(
     import numpy as np
 
     from ..bundle import load_bundle, rollback, write_adapted_version
-    from ..errors import ConfigError
     from ..history import history_path, read_history
     from ..tuning import tune_threshold
 
@@ -77,22 +96,18 @@ def tune_cmd(
         before, after = rollback(root)
         print(f"rolled back {root}: current version {before} -> {after}")
         return
-    sec = required_section(cfg)
-    if false_alarms_per_day is None:
-        raise ConfigError("--false-alarms-per-day: required (or --rollback)")
-    if cfg.decision.threshold is not None:
-        raise ConfigError(f"decision.threshold: {cfg.decision.threshold} in the config overrides "
-                          "the bundle's threshold, so tuning the bundle would change nothing; "
-                          "remove it first")
-    b = load_bundle(root)  # verified
+    mon = _target(cfg, monitor, false_alarms_per_day)
+    sec = mon.section
+    assert false_alarms_per_day is not None  # _target said so
+    b = load_bundle(root, trusted=trusted(cfg))  # verified (and signed, with keys)
     old = b.backend(sec)
-    path = history_path(cfg.history, cfg.outbox.path, sec)
+    path = history_path(cfg.history, cfg.outbox.path, mon.name)
     recs = read_history(path)
     keep = ~recs.fault & np.isfinite(recs.score)
     if exclude_alarms:
         keep &= ~recs.in_alarm
     scores, epochs = recs.score[keep], recs.epoch[keep]
-    d = cfg.decision
+    d = mon.decision
     t = tune_threshold(scores, hop=cfg.windows.hop, k=d.k, n=d.n, clear_after=d.clear_after,
                        alarms_per_day=false_alarms_per_day, current_threshold=old.threshold,
                        min_windows=min_windows, min_seconds=min_hours * 3600.0)
@@ -118,12 +133,16 @@ def tune_cmd(
     if t.threshold == old.threshold:
         print("threshold unchanged: nothing written")
         return
+    sharing = [m.name for m in cfg.monitors if m.section == sec and m.name != mon.name]
+    if sharing:
+        print(f"note: the threshold is the section's: {', '.join(sharing)} (also scored by "
+              f"{sec}) get it too")
     if not yes and not typer.confirm(f"write a new version of {root} with {sec} threshold "
                                      f"{t.threshold:.5f}?", default=False):
         print("nothing written")
         raise typer.Exit(1)
     backends = {**b.backends, sec: dataclasses.replace(old, threshold=t.threshold)}
-    record = {"section": sec, "false_alarms_per_day": false_alarms_per_day,
+    record = {"section": sec, "monitor": mon.name, "false_alarms_per_day": false_alarms_per_day,
               "old_threshold": old.threshold, "new_threshold": t.threshold,
               "replayed_alarms_old": t.current_alarms, "replayed_alarms_new": t.alarms,
               "history_windows": t.windows, "history_days": round(t.days, 6),

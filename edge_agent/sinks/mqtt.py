@@ -5,13 +5,18 @@ Topic tree under `<prefix>/<device_id>/` (prefix default `edge-asd`):
 | topic                         | QoS | retained | payload                                   |
 |-------------------------------|-----|----------|-------------------------------------------|
 | `availability`                | 1   | yes      | `online` / `offline` (last will)          |
-| `<section>/score`             | 0   | no       | per-window JSON (score, threshold, ...)   |
-| `<section>/alarm`             | 1   | yes      | JSON on every alarm raise/clear           |
-| `<section>/drift`             | 0   | no       | `{ts, epoch, section, drift}` per window  |
+| `<monitor>/score`             | 0   | no       | per-window JSON (score, threshold, ...)   |
+| `<monitor>/alarm`             | 1   | yes      | JSON on every alarm raise/clear           |
+| `<monitor>/drift`             | 0   | no       | `{ts, epoch, section, monitor, drift}`    |
+| `<monitor>/sensor`            | 1   | yes      | the monitor's last sensor health event    |
 | `health`                      | 1   | no       | JSON on sensor fault start/end, drops     |
 
+`<monitor>` is the monitor's name (`edge_agent.monitors`); a single-machine agent's one
+monitor is named after its section, so its topics are `<section>/...` as they always were.
 Payloads are the agent's events as JSON (`edge_agent.events`: `schema`, `ts`, `epoch`,
-`device_id` and, for window events, `section`, `score`, `threshold`, `decision`, ...).
+`device_id` and, for window events, `section`, `monitor`, `score`, `threshold`, `decision`,
+...). Every health event goes to `health`; those about one machine's input (`sensor_fault`,
+`sensor_ok`, `device_ok`) also set its retained `<monitor>/sensor` state.
 
 Alarm and health events go through the SQLite `Outbox`: stored before publishing, deleted on
 PUBACK (`on_publish` with the mid), re-sent oldest first after a restart. Scores are QoS 0
@@ -37,12 +42,14 @@ Logs: one line per disconnect (with the reason code), one per reconnect (downtim
 and failed attempts only at 1, 2, 4, 8, ... attempts, so a broker that stays down for hours
 adds a line per doubling of the outage, not one per retry.
 
-Home Assistant discovery (`ha_discovery: true`): per section a `binary_sensor`
-(device_class `problem`, state from the alarm topic), a score `sensor` and a score-drift
+Home Assistant discovery (`ha_discovery: true`): per monitor a `binary_sensor`
+(device_class `problem`, state from the alarm topic), a score `sensor`, a score-drift
 `sensor` (diagnostic, from the `drift` topic: median of recent scores minus the threshold,
-published only once known, so the entity never sees a window without it), retained under
-`homeassistant/...`,
-re-published whenever `homeassistant/status` becomes `online`.
+published only once known, so the entity never sees a window without it) and a sensor-fault
+`binary_sensor` (diagnostic, from `<monitor>/sensor`), retained under `homeassistant/...`,
+re-published whenever `homeassistant/status` becomes `online`. A single-machine agent's
+entities belong to one HA device (the agent); with `monitors:` (`ha_devices`) each monitor is
+an HA device of its own (one per machine, `via_device` the agent).
 """
 
 from __future__ import annotations
@@ -62,7 +69,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, EdgeAgentError
-from ..events import Event, HealthEventName, event_json
+from ..events import Event, HealthEventName, event_json, health_event
 from ..jsonsafe import dumps
 from ..settings import bounded, check_fields
 from .outbox import PRIORITY_ALARM, PRIORITY_HEALTH, Outbox
@@ -132,23 +139,35 @@ class MqttSettings:
         return None
 
 
-def topics(s: MqttSettings, section: str = "") -> dict[str, str]:
+def topics(s: MqttSettings, monitor: str = "") -> dict[str, str]:
+    """The agent's topics; the per-machine ones for `monitor` (its name)."""
     b = s.base()
     return {
         "availability": f"{b}/availability",
-        "score": f"{b}/{section}/score",
-        "alarm": f"{b}/{section}/alarm",
-        "drift": f"{b}/{section}/drift",
+        "score": f"{b}/{monitor}/score",
+        "alarm": f"{b}/{monitor}/alarm",
+        "drift": f"{b}/{monitor}/drift",
+        "sensor": f"{b}/{monitor}/sensor",
         "health": f"{b}/health",
     }
 
 
+SENSOR_EVENTS = ("sensor_fault", "sensor_ok", "device_ok")
+"""Health events that are a monitor's input state (its retained `<monitor>/sensor`)."""
+
+
+def event_monitor(event: Mapping[str, Any]) -> str:
+    """The monitor an event is about (events saved before monitors existed: the section)."""
+    return str(event.get("monitor") or event.get("section") or "")
+
+
 def discovery_messages(
-    s: MqttSettings, sections: list[str], model_version: str
+    s: MqttSettings, sections: list[str], model_version: str, ha_devices: bool = False
 ) -> list[tuple[str, str]]:
-    """(topic, JSON) retained config messages for Home Assistant."""
+    """(topic, JSON) retained config messages for Home Assistant, per monitor in `sections`
+    (monitor names); `ha_devices`: one HA device per monitor instead of one for the agent."""
     node = s.device_id.replace("/", "_")
-    device = {
+    agent_device = {
         "identifiers": [f"edge_asd_{node}"],
         "name": f"Edge ASD {s.device_id}",
         "model": f"edge-agent ({model_version})",
@@ -158,6 +177,27 @@ def discovery_messages(
     out = []
     for sec in sections:
         t = topics(s, sec)
+        device: dict[str, Any] = agent_device
+        if ha_devices:  # one machine, one HA device (its entities, its area)
+            device = {**agent_device, "identifiers": [f"edge_asd_{node}_{sec}"],
+                      "name": f"{sec} ({s.device_id})", "via_device": f"edge_asd_{node}"}
+        out.append(
+            (  # the monitor's input: sensor fault (dead microphone, device lost, clipping)
+                f"{s.ha_prefix}/binary_sensor/{node}/{sec}_sensor/config",
+                json.dumps(
+                    {
+                        "name": f"{sec} sensor fault",
+                        "unique_id": f"{node}_{sec}_sensor",
+                        "device_class": "problem",
+                        "entity_category": "diagnostic",
+                        "state_topic": t["sensor"],
+                        "value_template": "{{ 'ON' if value_json.faults else 'OFF' }}",
+                        "availability_topic": avail,
+                        "device": device,
+                    }
+                ),
+            )
+        )
         out.append(
             (
                 f"{s.ha_prefix}/binary_sensor/{node}/{sec}_alarm/config",
@@ -242,11 +282,14 @@ class MqttSink:
     """Publishes window events; alarms/health via the durable outbox (see module docstring)."""
 
     def __init__(
-        self, settings: MqttSettings, outbox: Outbox, sections: list[str], model_version: str = ""
+        self, settings: MqttSettings, outbox: Outbox, sections: list[str], model_version: str = "",
+        ha_devices: bool = False,
     ) -> None:
+        """`sections`: the monitors' names (topic levels); `ha_devices`: an HA device each."""
         self.s = settings
         self.outbox = outbox
         self.sections = list(sections)
+        self.ha_devices = ha_devices
         self.model_version = model_version
         self.client = make_client(settings)
         self.connected = threading.Event()
@@ -270,6 +313,7 @@ class MqttSink:
         # retained alarm state, re-published on every connect (see module docstring)
         self._retained: dict[str, bytes] = {}
         self._retained_lock = threading.Lock()
+        self._sensor_known: set[str] = set()  # monitors whose sensor state was published
         self._conn_gen = 0  # incremented on every successful connect
         self._republish_now = threading.Event()
         self._state_sent = threading.Event()  # this connection's backlog + state handed to paho
@@ -333,7 +377,8 @@ class MqttSink:
             self._publish_discovery()
 
     def _publish_discovery(self) -> None:
-        for topic, payload in discovery_messages(self.s, self.sections, self.model_version):
+        for topic, payload in discovery_messages(self.s, self.sections, self.model_version,
+                                                 self.ha_devices):
             self.client.publish(topic, payload, qos=1, retain=True)
         self.discovery_published += 1
 
@@ -445,7 +490,7 @@ class MqttSink:
     def set_alarm_state(self, event: Mapping[str, object]) -> None:
         """The alarm topic's current state (an `alarm` event, e.g. restored by the agent at
         start): published, retained, on every (re)connect; at once if connected now."""
-        topic = topics(self.s, str(event["section"]))["alarm"]
+        topic = topics(self.s, event_monitor(event))["alarm"]
         payload = dumps(event, "alarm state", separators=(",", ":")).encode()
         with self._retained_lock:
             self._retained[topic] = payload
@@ -511,29 +556,47 @@ class MqttSink:
                 self.outbox.ack(row)
 
     # --- events ---
+    def _sensor_state(self, monitor: str, payload: bytes) -> None:
+        """Set monitor's retained `<monitor>/sensor` state (durable, re-sent on connect)."""
+        topic = topics(self.s, monitor)["sensor"]
+        self.outbox.put(topic, payload, 1, True, PRIORITY_HEALTH)
+        with self._retained_lock:
+            self._retained[topic] = payload
+        self._sensor_known.add(monitor)
+
     def handle(self, event: Event) -> None:
         payload = event_json(event)  # strict JSON: a NaN raises instead of an invalid payload
+        if event["kind"] == "score" and event_monitor(event) not in self._sensor_known:
+            # the first scored window says the input works: the sensor entity is never unknown
+            ok = health_event(event["epoch"], event["device_id"], "sensor_ok", [],
+                              monitor=event_monitor(event), section=event["section"])
+            self._sensor_state(event_monitor(event), event_json(ok).encode())
         if event["kind"] == "score":
             drift = event.get("drift")
             if drift is not None and self.connected.is_set():  # live view, as scores; its own
                 # topic (and not publish_scores'): the HA drift entity updates only with a value
-                self.client.publish(topics(self.s, event["section"])["drift"], dumps(
+                self.client.publish(topics(self.s, event_monitor(event))["drift"], dumps(
                     {"ts": event["ts"], "epoch": event["epoch"], "section": event["section"],
-                     "drift": drift}, "drift", separators=(",", ":")), qos=0)
+                     "monitor": event_monitor(event), "drift": drift}, "drift",
+                    separators=(",", ":")), qos=0)
             if not self.s.publish_scores:
                 return
             if self.connected.is_set():
-                self.client.publish(topics(self.s, event["section"])["score"], payload, qos=0)
+                self.client.publish(topics(self.s, event_monitor(event))["score"], payload,
+                                    qos=0)
             else:
                 self.scores_dropped += 1
         elif event["kind"] == "alarm":
-            topic = topics(self.s, event["section"])["alarm"]
+            topic = topics(self.s, event_monitor(event))["alarm"]
             self.outbox.put(topic, payload.encode(), 1, True, PRIORITY_ALARM)
             with self._retained_lock:
                 self._retained[topic] = payload.encode()
             self._wake.set()
         elif event["kind"] == "health":
             self.outbox.put(topics(self.s)["health"], payload.encode(), 1, False, PRIORITY_HEALTH)
+            monitor = event.get("monitor")
+            if monitor and event["event"] in SENSOR_EVENTS:  # the machine's input state
+                self._sensor_state(monitor, payload.encode())
             self._wake.set()
 
     def flush(self, timeout: float = 5.0) -> bool:

@@ -13,6 +13,7 @@ import what implements them.
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from typing import IO, get_args
 
 from ..errors import ConfigError
@@ -21,12 +22,13 @@ from .base import AudioSource, SourceKind, SourceSettings
 
 def open_source(
     settings: SourceSettings, rate: int, stdin: IO[bytes] | None = None,
-    window: int | None = None,
+    window: int | None = None, lanes: Sequence[int | None] | None = None,
 ) -> AudioSource:
     """The source `settings.kind` names, delivering blocks at `rate` (not started yet).
 
     `stdin` is the stream for kind "stdin" (default: sys.stdin.buffer). `window` (samples at
-    `rate`) lets the files source warn about files shorter than one window.
+    `rate`) lets the files source warn about files shorter than one window. `lanes`: the
+    channels of several monitors sharing one device (`Block.lanes`; devices only).
     """
     if settings.blocksize <= 0:
         raise ConfigError(
@@ -39,7 +41,10 @@ def open_source(
     if settings.kind == "device":
         from .device import DeviceSource
 
-        return DeviceSource(settings, rate)
+        return DeviceSource(settings, rate, lanes=lanes)
+    if lanes is not None and len(lanes) > 1:
+        raise ConfigError(f"source.kind: only a device can be shared by monitors, not "
+                          f"{settings.kind}")
     if settings.kind == "files":
         from .files import FileSource
 

@@ -56,6 +56,12 @@ class Block:
     t_start: float  # wall clock (time.time()) of the first sample
     overflow: bool = False  # samples were lost just before this block
     source_info: str = ""  # e.g. the file name during replay
+    lanes: tuple[FloatArray, ...] = ()  # a capture shared by monitors: each one's channel
+    # (`DeviceSource(lanes=...)`, in the order asked; `samples` is lanes[0]); () = one lane
+
+    def lane(self, i: int) -> FloatArray:
+        """The samples of lane `i` (0 for a source with one lane)."""
+        return self.lanes[i] if self.lanes else self.samples
 
 
 class AudioSource(ABC):

@@ -313,7 +313,7 @@ class _Opened:
     rate: int
     channels: int
     capture: _Capture | None
-    resampler: StreamResampler
+    resamplers: tuple[StreamResampler, ...]  # one per lane: each keeps its own filter history
 
 
 def _close_opened(opened: _Opened) -> None:
@@ -326,13 +326,20 @@ class DeviceSource(AudioSource):
     """Live capture with reconnect (see module docstring)."""
 
     def __init__(self, settings: SourceSettings, rate: int, queue_blocks: int = 1000,
-                 open_timeout: float = OPEN_TIMEOUT, close_timeout: float = CLOSE_TIMEOUT) -> None:
+                 open_timeout: float = OPEN_TIMEOUT, close_timeout: float = CLOSE_TIMEOUT,
+                 lanes: Sequence[int | None] | None = None) -> None:
         """`rate`: what the blocks are delivered at (the bundle's); `queue_blocks`: callback
         blocks buffered for a slow reader (1000 = 100 s at the default blocksize); beyond that
         blocks are dropped and the next one is flagged. `open_timeout` / `close_timeout`: how
-        long `start()` / a close may take before PortAudio is given up on (module docstring)."""
+        long `start()` / a close may take before PortAudio is given up on (module docstring).
+        `lanes`: the channels (None = mix-down) of several monitors sharing this device, each
+        delivered in `Block.lanes` from ONE stream; default: `settings.channel` alone."""
         super().__init__()
         self.settings = settings
+        self.lanes: tuple[int | None, ...] = (
+            tuple(lanes) if lanes is not None else (settings.channel,))
+        if not self.lanes:
+            raise ValueError("DeviceSource: expected at least one lane")
         self.rate = rate
         self.open_timeout = open_timeout
         self.close_timeout = close_timeout
@@ -376,16 +383,18 @@ class DeviceSource(AudioSource):
         s = self.settings
         devices = list_input_devices(probe_rates=False)
         info = resolve_device(device, devices)
-        if s.channel is not None and s.channel >= info.channels:
-            raise DeviceError(
-                f"source.channel: channel {s.channel} requested but {info.name!r} has "
-                f"{info.channels} input channel(s)"
-            )
+        for channel in self.lanes:
+            if channel is not None and channel >= info.channels:
+                raise DeviceError(
+                    f"source.channel: channel {channel} requested but {info.name!r} has "
+                    f"{info.channels} input channel(s)"
+                )
         # Open as few channels as the job needs (channel k needs k+1; a mix-down needs 1: the
         # driver mixes when it can, e.g. a plug/pulse PCM). Raw hw devices accept only their
-        # own channel count: then open all channels and select/average here.
+        # own channel count: then open all channels and select/average here. A mix-down lane
+        # beside channel lanes averages the channels opened for them.
         rates = (s.capture_rate or self.rate, round(info.default_rate), *_FALLBACK_ORDER)
-        wanted = 1 if s.channel is None else s.channel + 1
+        wanted = max(1 if c is None else c + 1 for c in self.lanes)
         ok = any(_supports(sd, info.index, r, wanted) for r in rates)
         channels = wanted if ok else info.channels
         rate = choose_capture_rate(
@@ -404,7 +413,8 @@ class DeviceSource(AudioSource):
             capture.close()
             raise DeviceError(f"source.device: cannot open {info.name!r} at {rate} Hz ({exc})") \
                 from exc
-        return _Opened(info, rate, channels, capture, StreamResampler(rate, self.rate))
+        return _Opened(info, rate, channels, capture,
+                       tuple(StreamResampler(rate, self.rate) for _ in self.lanes))
 
     def _connect(self, candidates: Sequence[str | int | None], rescan: bool) -> _Opened:
         """Open the first candidate that works (one `_Call`), after a rescan if asked and safe."""
@@ -428,9 +438,10 @@ class DeviceSource(AudioSource):
     def _install(self, opened: _Opened) -> None:
         self._opened = opened
         self._last_data = time.monotonic()
-        s, info, rate, channels = self.settings, opened.info, opened.rate, opened.channels
-        mix = (f"channel {s.channel}" if s.channel is not None
-               else "mono" if channels == 1 else f"mix of {channels} channels")
+        info, rate, channels = opened.info, opened.rate, opened.channels
+        mix = ", ".join(f"channel {c}" if c is not None
+                        else "mono" if channels == 1 else f"mix of {channels} channels"
+                        for c in self.lanes)
         if rate != self.rate:
             log.info("capturing from %r (index %d) at %d Hz (%s), resampling to %d Hz",
                      info.name, info.index, rate, mix, self.rate)
@@ -559,16 +570,19 @@ class DeviceSource(AudioSource):
         self._last_data = time.monotonic()
         if overflow:
             self._pending_overflow = True
-        x = to_mono(data, self.settings.channel)
-        rs = self._opened.resampler
+        rs = self._opened.resamplers[0]
         first_out = rs.n_out
-        y = rs.process(x)
+        ys = tuple(r.process(to_mono(data, c))
+                   for r, c in zip(self._opened.resamplers, self.lanes, strict=True))
+        y = ys[0]
         if y.size == 0:
             return None
         # Input sample i was captured at about t_cb - (n_in - i) / rate; output n sits at input
-        # position n * down / up (the filter is zero-phase).
+        # position n * down / up (the filter is zero-phase). Every lane's resampler has seen
+        # the same input, so all lanes have the same length and times.
         t_start = t_cb - (rs.n_in - first_out * rs.down / rs.up) / rs.rate_in
-        block = Block(y, t_start, self._pending_overflow, self._opened.info.name)
+        block = Block(y, t_start, self._pending_overflow, self._opened.info.name,
+                      ys if len(ys) > 1 else ())
         self._pending_overflow = False
         return self._deliver(block)
 

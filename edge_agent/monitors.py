@@ -1,0 +1,157 @@
+"""Monitors: which machine each microphone or channel listens to, and which share a capture.
+
+One agent process can listen to several machines: a 4-channel USB interface with a contact
+microphone per pump, two USB microphones, or a mix. Each machine is a *monitor*: a name (its
+MQTT topics, Home Assistant device, score history and decision state are keyed by it), the
+bundle section that scores it, and where its audio comes from. One model in memory scores
+every monitor; each monitor has its own windows, health, decision and alarm.
+
+The YAML lists them under `monitors:`; a monitor's `device` and `channel` are shorthands for
+its `source.device` / `source.channel`, and its `source`, `decision` and `health` mappings
+are merged key by key over the top-level sections of the same names (`merge_monitor`), so the
+common part is written once:
+
+```yaml
+source: {device: "Scarlett 4i4", capture_rate: 48000}
+monitors:
+  - {name: pump_1, section: pump_section_00, channel: 0}
+  - {name: pump_2, section: pump_section_00, channel: 1}
+  - {name: fan, section: fan_section_00, device: "USB PnP", decision: {k: 2}}
+```
+
+Without `monitors:` the agent is the one monitor the top-level `section` and `source` describe,
+named after its section: every topic, file and entity of a single-section config stays as it
+was.
+
+Capture groups (`capture_groups`): PortAudio opens a raw ALSA device only once, so monitors
+whose sources differ only in `channel` share one stream that delivers each of their channels
+(`DeviceSource(lanes=...)`). Files and stdin sources are one per monitor.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .decision import DecisionSettings
+from .errors import ConfigError
+from .health import HealthSettings
+from .sources.base import SourceSettings
+
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+"""A monitor name: it becomes an MQTT topic level, a file name part and a Home Assistant id."""
+
+MERGED = ("source", "decision", "health")
+"""A monitor's sections merged key by key over the top-level ones."""
+
+
+@dataclass(frozen=True)
+class MonitorSettings:
+    """One item of `monitors:` (after `merge_monitor`: its sections are complete)."""
+
+    name: str = ""  # topic, file and Home Assistant name; default: the section
+    section: str = ""  # the bundle section that scores this machine
+    source: SourceSettings = field(default_factory=SourceSettings)  # where its audio comes from
+    decision: DecisionSettings = field(default_factory=DecisionSettings)  # its k-of-n rule
+    health: HealthSettings = field(default_factory=HealthSettings)  # its sensor-fault levels
+
+    def __post_init__(self) -> None:
+        if not self.name:  # the section names it, as a single-section agent always was
+            object.__setattr__(self, "name", self.section)
+
+
+def merge_monitor(item: Any, top: Mapping[str, Any], key: str) -> Any:
+    """One raw `monitors[i]` mapping with `device`/`channel` moved into its `source` and its
+    `source`/`decision`/`health` merged over the top-level raw sections (`top`); anything
+    else is returned as it is for the validator to name."""
+    if not isinstance(item, dict):
+        return item
+    out = dict(item)
+    shorthand = {k: out.pop(k) for k in ("device", "channel") if k in out}
+    for name in MERGED:
+        mine = out.get(name, {})
+        if mine is None:
+            mine = {}
+        if not isinstance(mine, dict):
+            return item  # "expected a mapping" from the validator, at monitors[i].<name>
+        base = top.get(name)
+        merged = {**(base if isinstance(base, dict) else {}), **mine}
+        if name == "source":
+            for k, v in shorthand.items():
+                if k in mine:
+                    raise ConfigError(f"{key}.{k}: given twice (also as {key}.source.{k}); "
+                                      "keep one")
+                merged[k] = v
+        if merged or name in out:
+            out[name] = merged
+    return out
+
+
+def check_monitors(monitors: Sequence[MonitorSettings], section: str) -> None:
+    """The rules between monitors: each has a section and a valid, unique name, no two listen
+    to the same device channel, at most one reads stdin, and a top-level `section` is not
+    given beside them (it would be silently unused)."""
+    if not monitors:
+        return
+    if section:
+        raise ConfigError("section: give each monitor its section under monitors: (the "
+                          "top-level section is for a single-machine config)")
+    names: dict[str, int] = {}
+    inputs: dict[tuple[Any, ...], str] = {}
+    for i, m in enumerate(monitors):
+        key = f"monitors[{i}]"
+        if not m.section:
+            raise ConfigError(f"{key}.section: required (the bundle section scoring it)")
+        if not NAME.fullmatch(m.name):
+            raise ConfigError(f"{key}.name: expected letters, digits, _ . - (up to 64, first a "
+                              f"letter or digit: it is an MQTT topic level), got {m.name!r}")
+        if m.name in names:
+            raise ConfigError(f"{key}.name: {m.name!r} is also monitors[{names[m.name]}]'s; "
+                              "names must be unique")
+        names[m.name] = i
+        s = m.source
+        if s.kind == "device":
+            where: tuple[Any, ...] = ("device", s.device, s.channel)
+        elif s.kind == "stdin":
+            where = ("stdin",)
+        else:
+            continue
+        if where in inputs:
+            what = "stdin" if s.kind == "stdin" else (
+                f"device {s.device!r} " + ("mix-down" if s.channel is None
+                                           else f"channel {s.channel}"))
+            raise ConfigError(f"{key}: {what} is already monitor {inputs[where]!r}'s input")
+        inputs[where] = m.name
+
+
+@dataclass(frozen=True)
+class CaptureGroup:
+    """Monitors that one source serves: `lanes[i]` is `monitors[i]`'s channel (None = mix)."""
+
+    source: SourceSettings  # the first monitor's source; only `channel` differs in the group
+    monitors: tuple[MonitorSettings, ...]
+
+    @property
+    def lanes(self) -> tuple[int | None, ...]:
+        return tuple(m.source.channel for m in self.monitors)
+
+
+def capture_groups(monitors: Sequence[MonitorSettings]) -> list[CaptureGroup]:
+    """Device monitors whose source settings are equal but for the channel share one capture
+    (one PortAudio stream); every other monitor has a source of its own. Order follows the
+    first monitor of each group."""
+    groups: list[CaptureGroup] = []
+    shared: dict[SourceSettings, int] = {}
+    for m in monitors:
+        if m.source.kind == "device":
+            key = dataclasses.replace(m.source, channel=None)
+            if key in shared:
+                g = groups[shared[key]]
+                groups[shared[key]] = CaptureGroup(g.source, (*g.monitors, m))
+                continue
+            shared[key] = len(groups)
+        groups.append(CaptureGroup(m.source, (m,)))
+    return groups

@@ -1,0 +1,340 @@
+"""Several machines per agent (edge_agent.monitors, edge_agent.monitor, edge_agent.capture):
+the config, channel sharing through the real PortAudio/ALSA stack, per-monitor events, files,
+MQTT topics and Home Assistant devices, and `tune --monitor`."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from audio_fixtures import FakeMic, drain
+from cli_helpers import run_cli
+from collect_sink import Collect
+from mqtt_fixtures import Broker, Subscriber
+
+from edge_agent.agent import Agent
+from edge_agent.config import load_config, read_config
+from edge_agent.errors import ConfigError
+from edge_agent.monitors import capture_groups
+from edge_agent.scorer import Scorer
+from edge_agent.sources.base import SourceSettings
+from edge_agent.sources.device import DeviceSource
+
+SEC = "fan_section_00"
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "agent.yaml"
+    p.write_text(text)
+    return p
+
+
+# --- config -------------------------------------------------------------------------------
+
+
+def test_monitors_merge_the_top_level_sections_and_take_device_channel_shorthands(
+    tmp_path: Path,
+) -> None:
+    cfg = read_config(write(tmp_path, """
+bundle: /tmp
+source: {device: "Scarlett", capture_rate: 48000}
+decision: {k: 2, n: 4}
+monitors:
+  - {name: pump_1, section: pump_section_00, channel: 0}
+  - {name: pump_2, section: pump_section_00, channel: 1, decision: {k: 3}}
+  - {section: fan_section_00, device: "USB PnP"}
+"""))
+    a, b, c = cfg.monitor_list()
+    assert (a.name, a.section, a.source.device, a.source.channel, a.source.capture_rate) == (
+        "pump_1", "pump_section_00", "Scarlett", 0, 48000)
+    assert (a.decision.k, a.decision.n) == (2, 4)
+    assert (b.source.channel, b.decision.k, b.decision.n) == (1, 3, 4)  # key by key
+    assert (c.name, c.source.device, c.source.channel) == ("fan_section_00", "USB PnP", None)
+    groups = capture_groups(cfg.monitor_list())
+    assert [g.lanes for g in groups] == [(0, 1), (None,)]
+    assert [[m.name for m in g.monitors] for g in groups] == [["pump_1", "pump_2"],
+                                                              ["fan_section_00"]]
+
+
+def test_a_single_section_config_is_one_monitor_named_after_its_section(tmp_path: Path) -> None:
+    cfg = read_config(write(tmp_path, "section: fan_section_00\nsource: {device: hw:1, channel: 1}"
+                            "\ndecision: {k: 2}\n"))
+    (m,) = cfg.monitor_list()
+    assert (m.name, m.section, m.source.device, m.source.channel, m.decision.k) == (
+        SEC, SEC, "hw:1", 1, 2)
+
+
+@pytest.mark.parametrize(("text", "error"), [
+    ("section: a\nmonitors: [{section: b}]", "section: give each monitor its section"),
+    ("monitors: [{name: x}]", "monitors[0].section: required"),
+    ("monitors: [{section: a, name: 'pump/1'}]", "monitors[0].name: expected letters"),
+    ("monitors: [{section: a, name: p}, {section: b, name: p}]",
+     "monitors[1].name: 'p' is also monitors[0]'s"),
+    ("monitors: [{section: a, name: p, channel: 1}, {section: b, name: q, channel: 1}]",
+     "monitors[1]: device None channel 1 is already monitor 'p'"),
+    ("monitors: [{section: a, device: x, source: {device: y}}]",
+     "monitors[0].device: given twice"),
+    ("monitors: [{section: a, channel: -1}]", "monitors[0].source.channel"),
+    ("monitors: [{section: a, decision: {k: 9}}]", "decision.k: expected 1 <= k <= n"),
+    ("monitors: [{section: a, colour: red}]", "monitors[0].colour: unknown key"),
+    ("monitors: [{section: a, source: 3}]", "monitors[0].source: expected a mapping"),
+])
+def test_bad_monitor_lists_are_one_line_errors(tmp_path: Path, text: str, error: str,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    p = write(tmp_path, text)
+    with pytest.raises(ConfigError, match=None) as exc:
+        read_config(p)
+    assert error in str(exc.value) and "\n" not in str(exc.value)
+    code, _, err = run_cli(capsys, "config", "check", str(p))  # the same validator
+    assert code == 2 and error in err
+
+
+def test_start_refuses_a_monitor_whose_section_the_bundle_lacks(bundle_dir: Path,
+                                                                tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, f"""
+bundle: {bundle_dir}
+monitors:
+  - {{name: a, section: {SEC}, channel: 0}}
+  - {{name: b, section: pump_section_07, channel: 1}}
+"""))
+    with pytest.raises(ConfigError, match=r"monitors\[1\]\.section: no section 'pump_section_07'"):
+        Agent(cfg, sinks=[])
+
+
+# --- the real audio stack -------------------------------------------------------------------
+
+
+def test_one_stream_delivers_every_monitors_channel_sample_exactly(fake_mic: FakeMic) -> None:
+    """DeviceSource(lanes=...): one PortAudio stream of a 4-channel input, each lane exactly
+    its channel (and a mix-down lane the mean of the opened channels)."""
+    rng = np.random.default_rng(0)
+    x = (0.1 * rng.standard_normal((16000, 4))).astype(np.float32)
+    name = fake_mic(x, channels=4)
+    src = DeviceSource(SourceSettings(device=name), 16000, lanes=(2, 0, 3, None))
+    with src:
+        blocks = drain(src, 16000)
+    assert all(len(b.lanes) == 4 and b.samples is b.lanes[0] for b in blocks)
+    got = [np.concatenate([b.lanes[i] for b in blocks]) for i in range(4)]
+    n = got[0].size
+    assert n == 16000
+    for lane, ch in enumerate((2, 0, 3)):
+        np.testing.assert_array_equal(got[lane], x[:n, ch])
+    np.testing.assert_allclose(got[3], x[:n].mean(axis=1), atol=1e-6)
+
+
+def _run_until(agent: Agent, c: Collect, done: Callable[[], bool], timeout: float = 40) -> None:
+    t = threading.Thread(target=agent.run, kwargs={"install_signals": False})
+    t.start()
+    try:
+        end = time.monotonic() + timeout
+        while not done() and time.monotonic() < end:
+            time.sleep(0.05)
+    finally:
+        agent.stop()
+        t.join(30)
+    assert not t.is_alive()
+
+
+def by_monitor(c: Collect, kind: str) -> dict[str, list[dict[str, Any]]]:
+    out: dict[str, list[dict[str, Any]]] = {}
+    for e in c.kind(kind):
+        if "monitor" in e:
+            out.setdefault(e["monitor"], []).append(e)
+    return out
+
+
+@pytest.fixture
+def three_channel_clips(bundle_dir: Path, clips: tuple[Path, Path, float]) -> tuple[Any, float]:
+    """(frames x 3: anomalous, normal, silent channel; three windows long), threshold."""
+    from edge_agent.audio import load_clip
+
+    anom, norm, thr = clips
+    spec = Scorer.from_bundle(bundle_dir).spec
+    a, n = np.tile(load_clip(anom, spec), 3), np.tile(load_clip(norm, spec), 3)
+    return np.stack([a, n, np.zeros_like(a)], axis=1), thr
+
+
+def test_channels_of_one_interface_are_separate_machines(
+    bundle_dir: Path, three_channel_clips: tuple[Any, float], fake_mic: FakeMic, tmp_path: Path,
+) -> None:
+    """One 3-channel fake interface, three monitors: the anomalous channel alarms, the normal
+    one does not, the silent one is a sensor fault of its own monitor only; every event names
+    its monitor; one model scored them all."""
+    x, thr = three_channel_clips
+    name = fake_mic(x, channels=3)
+    cfg = load_config(write(tmp_path, f"""
+bundle: {bundle_dir}
+source: {{device: {name}}}
+decision: {{threshold: {thr}}}
+log: {{stdout: false}}
+monitors:
+  - {{name: pump_a, section: {SEC}, channel: 0}}
+  - {{name: pump_b, section: {SEC}, channel: 1}}
+  - {{name: pump_c, section: {SEC}, channel: 2}}
+"""))
+    c = Collect()
+    agent = Agent(cfg, sinks=[c])
+    assert len(agent._open_sources()) == 1  # one stream for the three channels
+
+    def done() -> bool:
+        s = by_monitor(c, "score")
+        return len(s.get("pump_a", [])) >= 3 and len(s.get("pump_b", [])) >= 3 and bool(
+            by_monitor(c, "health").get("pump_c"))
+
+    _run_until(agent, c, done)
+    scores = by_monitor(c, "score")
+    assert all(e["anomalous"] for e in scores["pump_a"][:3])
+    assert not any(e["anomalous"] for e in scores["pump_b"][:3])
+    assert "pump_c" not in scores  # silence is never scored
+    alarms = by_monitor(c, "alarm")
+    assert [e["window"] for e in alarms["pump_a"]][:1] == [2] and "pump_b" not in alarms
+    faults = by_monitor(c, "health")["pump_c"]
+    assert faults[0]["event"] == "sensor_fault" and "silence" in faults[0]["faults"]
+    assert faults[0]["section"] == SEC
+    assert not any(e.get("monitor") in ("pump_a", "pump_b") and e["event"] == "sensor_fault"
+                   for e in c.kind("health"))
+    stopped = c.kind("status")[-1]
+    assert set(stopped["monitors"]) == {"pump_a", "pump_b", "pump_c"}
+    assert stopped["scored"] == sum(m["scored"] for m in stopped["monitors"].values())
+
+
+def test_two_devices_are_read_by_two_captures(
+    bundle_dir: Path, clips: tuple[Path, Path, float], fake_mic: FakeMic, tmp_path: Path,
+) -> None:
+    """Two USB microphones (two fake devices): two streams, two readers, one model."""
+    from edge_agent.audio import load_clip
+
+    anom, norm, thr = clips
+    spec = Scorer.from_bundle(bundle_dir).spec
+    mic_a = fake_mic(np.tile(load_clip(anom, spec), 3))
+    mic_b = fake_mic(np.tile(load_clip(norm, spec), 3))
+    cfg = load_config(write(tmp_path, f"""
+bundle: {bundle_dir}
+decision: {{threshold: {thr}}}
+log: {{stdout: false}}
+monitors:
+  - {{name: left, section: {SEC}, device: {mic_a}}}
+  - {{name: right, section: {SEC}, device: {mic_b}}}
+"""))
+    c = Collect()
+    agent = Agent(cfg, sinks=[c])
+    assert len(agent._open_sources()) == 2
+
+    def done() -> bool:
+        s = by_monitor(c, "score")
+        return len(s.get("left", [])) >= 3 and len(s.get("right", [])) >= 3
+
+    _run_until(agent, c, done)
+    s = by_monitor(c, "score")
+    assert all(e["anomalous"] for e in s["left"][:3])
+    assert not any(e["anomalous"] for e in s["right"][:3])
+    assert {e["source"] for e in s["left"][:3]} != {e["source"] for e in s["right"][:3]}
+    assert "left" in by_monitor(c, "alarm") and "right" not in by_monitor(c, "alarm")
+    assert {id(agent.scorer)} == {id(agent.scorer)}  # one model: the agent holds one scorer
+
+
+# --- files per monitor, MQTT, Home Assistant, state files ---------------------------------
+
+
+def two_replays(bundle_dir: Path, clips: tuple[Path, Path, float], tmp_path: Path,
+                extra: str = "") -> Path:
+    anom, norm, thr = clips
+    return write(tmp_path, f"""
+bundle: {bundle_dir}
+decision: {{threshold: {thr}}}
+log: {{stdout: false}}
+outbox: {{path: {tmp_path}/outbox.sqlite}}
+history: {{replays: true}}
+{extra}
+monitors:
+  - {{name: press_1, section: {SEC}, source: {{kind: files, files: [{anom}, {anom}, {anom}]}}}}
+  - {{name: press_2, section: {SEC}, source: {{kind: files, files: [{norm}, {norm}, {norm}]}}}}
+""")
+
+
+def test_monitors_publish_their_own_topics_and_home_assistant_devices(
+    bundle_dir: Path, clips: tuple[Path, Path, float], tmp_path: Path,
+    mqtt_broker: Callable[..., Broker],
+) -> None:
+    b = mqtt_broker()
+    cfg = load_config(two_replays(bundle_dir, clips, tmp_path, f"""mqtt: {{host: 127.0.0.1, \
+port: {b.port}, device_id: line3, ha_discovery: true}}"""))
+    sub = Subscriber(b, ["edge-asd/#", "homeassistant/#"])
+    try:
+        assert Agent(cfg, sinks=None).run(install_signals=False) == 0
+        assert sub.wait_for(lambda m: any(t == "edge-asd/line3/press_1/alarm" for t, *_ in m))
+        for mon in ("press_1", "press_2"):
+            assert len(sub.on(f"edge-asd/line3/{mon}/score")) == 3
+            sensor = [json.loads(p) for p in sub.on(f"edge-asd/line3/{mon}/sensor")]
+            assert sensor and sensor[-1]["faults"] == [] and sensor[-1]["monitor"] == mon
+        alarm = json.loads(sub.on("edge-asd/line3/press_1/alarm")[-1])
+        assert alarm["monitor"] == "press_1" and alarm["decision"] == "alarm"
+        assert not sub.on("edge-asd/line3/press_2/alarm")
+        configs = {t: json.loads(p) for t, p, _ in sub.messages
+                   if t.startswith("homeassistant/") and t.endswith("/config")}
+        devices = {c["device"]["identifiers"][0] for c in configs.values()}
+        assert devices == {"edge_asd_line3_press_1", "edge_asd_line3_press_2"}
+        assert all(c["device"]["via_device"] == "edge_asd_line3" for c in configs.values())
+        kinds = sorted(t.split("/")[-2] for t in configs)
+        assert kinds == sorted(f"{m}_{k}" for m in ("press_1", "press_2")
+                               for k in ("alarm", "score", "drift", "sensor"))
+    finally:
+        sub.close()
+    # one outbox, a decision state file and a score history per monitor
+    assert (tmp_path / "outbox.sqlite").exists()
+    for mon in ("press_1", "press_2"):
+        assert (tmp_path / f"outbox.decision.{mon}.json").exists()
+        assert (tmp_path / f"scores.{mon}.bin").exists()
+    saved = json.loads((tmp_path / "outbox.decision.press_1.json").read_text())
+    assert saved["state"] == "alarm"
+
+
+def test_a_restart_restores_each_monitors_alarm(
+    bundle_dir: Path, clips: tuple[Path, Path, float], tmp_path: Path,
+    mqtt_broker: Callable[..., Broker],
+) -> None:
+    b = mqtt_broker()
+    path = two_replays(bundle_dir, clips, tmp_path, f"mqtt: {{host: 127.0.0.1, port: {b.port}}}")
+    assert Agent(load_config(path)).run(install_signals=False) == 0
+    again = Agent(load_config(path))
+    states = {m.name: m.decider.state for m in again.monitors}
+    assert states == {"press_1": "alarm", "press_2": "normal"}
+    assert again.mqtt is not None
+    assert set(again.mqtt.retained_state()) == {"edge-asd/edge-agent/press_1/alarm"}
+
+
+def test_tune_takes_the_monitors_history(
+    bundle_dir: Path, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from edge_agent.history import ScoreHistory
+
+    path = write(tmp_path, f"""
+bundle: {bundle_dir}
+outbox: {{path: {tmp_path}/outbox.sqlite}}
+monitors:
+  - {{name: a, section: {SEC}, channel: 0}}
+  - {{name: b, section: {SEC}, channel: 1}}
+""")
+    rng = np.random.default_rng(1)
+    h = ScoreHistory(tmp_path / "scores.b.bin", 30.0, 100_000)
+    t0 = time.time() - 3 * 3600
+    for i in range(1000):
+        h.append(t0 + 10 * i, float(rng.normal(1.0, 0.1)), 1.0, anomalous=False, in_alarm=False)
+    h.close()
+    code, out, err = run_cli(capsys, "tune", "-c", str(path), "--false-alarms-per-day", "1",
+                             "--dry-run")
+    assert code == 2 and "--monitor: required (the config lists a, b)" in err
+    code, out, err = run_cli(capsys, "tune", "-c", str(path), "--monitor", "a",
+                             "--false-alarms-per-day", "1", "--dry-run")
+    assert code == 2 and "scores.a.bin" in err  # a has no history yet
+    code, out, err = run_cli(capsys, "tune", "-c", str(path), "--monitor", "b",
+                             "--false-alarms-per-day", "1", "--dry-run")
+    assert code == 0, err
+    assert "scores.b.bin: 1000 windows" in out and "dry run" in out
