@@ -170,6 +170,8 @@ class Agent:
         if cfg.evidence.enabled:
             self.evidence = EvidenceStore(cfg.evidence, self.scorer.spec.sample_rate,
                                           self.device_id)
+            if self.mqtt is not None and cfg.evidence.mqtt_max_kilobytes > 0:
+                self.evidence.publish = self.mqtt.publish_evidence
         rate = self.scorer.spec.sample_rate
         self.monitors: list[Monitor] = []
         for m in self.settings:

@@ -29,6 +29,11 @@ fsync, rename; the sidecar last, so a listed clip always has its audio). Retenti
 write: oldest first (by name, which starts with the alarm's UTC time) until at most
 `max_clips` clips and `max_megabytes` (audio + sidecars) remain; the clip just written is never
 deleted, even if it alone exceeds the size cap.
+
+Over MQTT too (`mqtt_max_kilobytes` > 0, with MQTT on): a stored clip up to that size is also
+queued in the MQTT outbox, at the lowest priority (a full outbox drops it before any health
+event or alarm), as the raw file bytes on `<prefix>/<device>/<monitor>/evidence/<file>`; the
+alarm event's `evidence.sha256` checks it. A bigger clip stays on the device (logged).
 """
 
 from __future__ import annotations
@@ -44,7 +49,7 @@ import shutil
 import threading
 import wave
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -83,6 +88,8 @@ class EvidenceSettings:
     max_megabytes: float = bounded(200.0, gt=0)  # and at most this many MB of them
     min_free_megabytes: float = bounded(100.0, ge=0)  # never leave less free space than this
     compression: EvidenceFormat = "flac"  # flac (lossless, ~half the size) or wav (16-bit PCM)
+    mqtt_max_kilobytes: int = bounded(  # also publish clips up to this size over MQTT; 0 = never
+        0, ge=0, le=100_000)
 
     def __post_init__(self) -> None:
         check_fields(self, "evidence")
@@ -284,6 +291,9 @@ class EvidenceStore:
         self.skipped = 0
         self._thread = threading.Thread(target=self._writer, name="evidence", daemon=True)
         self._thread.start()
+        self.publish: Callable[[str, EvidenceRef, bytes], None] | None = None
+        """Set by the agent when clips also go over MQTT (`mqtt_max_kilobytes`): called with
+        (monitor, reference, clip bytes) for each clip stored, on the scoring worker."""
 
     # --- scoring worker ---
     def keep(self, monitor: str, heard: Sequence[HeardWindow], alarm_epoch: float,
@@ -335,7 +345,20 @@ class EvidenceStore:
             self._skip(f"{name} not written: {self.QUEUE_SIZE} clips already wait for "
                        "the disk (a slow or stuck card)")
             return None
+        self._publish(monitor, ref, audio)
         return ref
+
+    def _publish(self, monitor: str, ref: EvidenceRef, audio: bytes) -> None:
+        """The clip over MQTT too (size-capped: a clip over the cap is named in the log and
+        stays on the device only; the alarm payload references it either way)."""
+        cap = self.settings.mqtt_max_kilobytes * 1000
+        if self.publish is None or cap <= 0:
+            return
+        if len(audio) > cap:
+            log.info("evidence %s (%d kB) not published over MQTT: over mqtt_max_kilobytes %d",
+                     ref["file"], len(audio) // 1000, self.settings.mqtt_max_kilobytes)
+            return
+        self.publish(monitor, ref, audio)
 
     def _space_problem(self, size: int) -> str | None:
         try:

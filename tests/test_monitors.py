@@ -338,3 +338,35 @@ monitors:
                              "--false-alarms-per-day", "1", "--dry-run")
     assert code == 0, err
     assert "scores.b.bin: 1000 windows" in out and "dry run" in out
+
+
+@pytest.mark.parametrize("cap_kb", [5000, 1])
+def test_alarm_clip_is_published_over_mqtt_up_to_the_cap(
+    bundle_dir: Path, clips: tuple[Path, Path, float], tmp_path: Path,
+    mqtt_broker: Callable[..., Broker], cap_kb: int,
+) -> None:
+    """evidence.mqtt_max_kilobytes: the stored clip's bytes on <monitor>/evidence/<file>, the
+    sha256 the alarm names; a clip over the cap stays on the device only."""
+    import hashlib
+
+    b = mqtt_broker()
+    cfg = load_config(two_replays(bundle_dir, clips, tmp_path, f"""mqtt: {{host: 127.0.0.1, \
+port: {b.port}}}
+evidence: {{folder: {tmp_path}/clips, mqtt_max_kilobytes: {cap_kb}}}"""))
+    (tmp_path / "clips").mkdir()
+    sub = Subscriber(b, ["edge-asd/+/+/evidence/#", "edge-asd/+/+/alarm"])
+    try:
+        assert Agent(cfg).run(install_signals=False) == 0
+        assert sub.wait_for(lambda m: any(t.endswith("/press_1/alarm") for t, *_ in m))
+        ref = json.loads(sub.on("edge-asd/edge-agent/press_1/alarm")[-1])["evidence"]
+        on_disk = (tmp_path / "clips" / ref["file"]).read_bytes()
+        assert hashlib.sha256(on_disk).hexdigest() == ref["sha256"]
+        topic = f"edge-asd/edge-agent/press_1/evidence/{ref['file']}"
+        if cap_kb == 1:  # ~100 kB of FLAC: over the cap
+            time.sleep(0.5)
+            assert not [t for t, *_ in sub.messages if "/evidence/" in t]
+        else:
+            assert sub.wait_for(lambda m: any(t == topic for t, *_ in m))
+            assert sub.on(topic) == [on_disk]
+    finally:
+        sub.close()

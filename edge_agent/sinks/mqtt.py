@@ -9,6 +9,7 @@ Topic tree under `<prefix>/<device_id>/` (prefix default `edge-asd`):
 | `<monitor>/alarm`             | 1   | yes      | JSON on every alarm raise/clear           |
 | `<monitor>/drift`             | 0   | no       | `{ts, epoch, section, monitor, drift}`    |
 | `<monitor>/sensor`            | 1   | yes      | the monitor's last sensor health event    |
+| `<monitor>/evidence/<file>`   | 1   | no       | an alarm's audio clip (`evidence.mqtt_...`) |
 | `health`                      | 1   | no       | JSON on sensor fault start/end, drops     |
 
 `<monitor>` is the monitor's name (`edge_agent.monitors`); a single-machine agent's one
@@ -72,7 +73,7 @@ from ..errors import ConfigError, EdgeAgentError
 from ..events import Event, HealthEventName, event_json, health_event
 from ..jsonsafe import dumps
 from ..settings import bounded, check_fields
-from .outbox import PRIORITY_ALARM, PRIORITY_HEALTH, Outbox
+from .outbox import PRIORITY_ALARM, PRIORITY_HEALTH, PRIORITY_STATUS, Outbox
 
 log = logging.getLogger("edge_agent")
 
@@ -598,6 +599,13 @@ class MqttSink:
             if monitor and event["event"] in SENSOR_EVENTS:  # the machine's input state
                 self._sensor_state(monitor, payload.encode())
             self._wake.set()
+
+    def publish_evidence(self, monitor: str, ref: Mapping[str, Any], audio: bytes) -> None:
+        """An alarm clip's bytes through the outbox at the lowest priority (dropped before any
+        health event or alarm when the outbox is full), on `<monitor>/evidence/<file>`."""
+        topic = f"{self.s.base()}/{monitor}/evidence/{ref['file']}"
+        self.outbox.put(topic, audio, 1, False, PRIORITY_STATUS)
+        self._wake.set()
 
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait until the outbox is empty (all acknowledged) or `timeout`."""
