@@ -180,6 +180,24 @@ def test_example_config_documents_only_real_keys() -> None:
     assert cfg.decision.k == 3 and cfg.outbox.path.startswith("/var/lib/edge-agent")
 
 
+def test_four_machine_example_checks_against_the_demo_bundle() -> None:
+    """deploy/monitors.example.yaml (docs/monitors.md): four monitors on the four channels of
+    one interface, valid against the shipped demo bundle's sections; one shared capture."""
+    from edge_agent.bundle import load_bundle
+    from edge_agent.commands.demo import load_demo
+    from edge_agent.config import check_start, load_config
+    from edge_agent.monitors import capture_groups
+
+    bundle = str(load_demo().bundle)
+    cfg = load_config(REPO / "deploy" / "monitors.example.yaml", {"bundle": bundle})
+    check_start(cfg, load_bundle(bundle))
+    names = [m.name for m in cfg.monitor_list()]
+    assert names == ["fan_1", "fan_2", "gearbox_1", "gearbox_2"]
+    (group,) = capture_groups(cfg.monitor_list())
+    assert group.lanes == (0, 1, 2, 3) and group.source.device == "USB Audio"
+    assert cfg.monitors[3].decision.k == 2 and cfg.monitors[3].decision.n == 5
+
+
 def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for k, v in d.items():
