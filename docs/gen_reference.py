@@ -66,6 +66,8 @@ SECTIONS = {
     "log": "`log:` output (`edge_agent.config.LogSettings`)",
     "evidence": "`evidence:` alarm audio kept on the device "
     "(`edge_agent.evidence.EvidenceSettings`)",
+    "fleet": "`fleet:` bundle releases over MQTT and remote commands "
+    "(`edge_agent.fleet.settings.FleetSettings`, docs/fleet.md)",
     "monitors": "`monitors:` several machines, one item each (`edge_agent.monitors."
     "MonitorSettings`; `device:` and `channel:` in an item are short for its `source.device` / "
     "`source.channel`)",

@@ -92,6 +92,7 @@ from .systemd_notify import Notifier
 from .windows import Window
 
 if TYPE_CHECKING:  # cryptography is imported only when keys are configured
+    from .fleet.client import FleetClient
     from .signing import TrustedKey
 
 log = logging.getLogger("edge_agent")
@@ -150,6 +151,7 @@ class Agent:
         self.sinks: list[Sink] = list(sinks or [])
         self.mqtt: MqttSink | None = None
         self.metrics: PrometheusSink | None = None
+        self.fleet: FleetClient | None = None  # with fleet.enabled, while run() runs
         if sinks is None:
             if cfg.log.stdout:
                 self.sinks.append(JsonlSink(sys.stdout, cfg.log.json))
@@ -410,16 +412,21 @@ class Agent:
         return self.scorer.bundle.root
 
     def status(self) -> dict[str, Any]:
-        """What a remote `status` command answers (JSON-safe)."""
+        """What a remote `status` command answers (JSON-safe); per monitor also what a remote
+        `tune` replays (`edge_agent.fleet.control.MonitorStatus`)."""
         mons: dict[str, Any] = {}
         for m in self.monitors:
             last = m.last_score
+            d = m.settings.decision
             mons[m.name] = {
                 "section": m.section, "decision": m.decider.state, "device_lost": m.lost,
                 "counters": dict(m.counters),
                 "last_score": None if last is None else last["score"],
                 "threshold": None if last is None else last["threshold"],
                 "last_window_ts": None if last is None else last["ts"],
+                "history": str(m.history.path) if m.history is not None else "",
+                "k": d.k, "n": d.n, "clear_after": d.clear_after,
+                "hop_seconds": self.cfg.windows.hop, "threshold_override": d.threshold,
             }
         return {"device_id": self.device_id, "model_version": self.running_version(),
                 "bundle_version": self.scorer.bundle.version,
@@ -465,6 +472,7 @@ class Agent:
         planned = self._open_sources()
         if self.mqtt is not None:
             self.mqtt.start()
+        fleet = self._start_fleet()
         worker = threading.Thread(target=self._worker, name="scorer", daemon=True)
         worker.start()
         log.info(
@@ -487,12 +495,28 @@ class Agent:
             error = self._supervise()
         finally:
             self.notify.stopping()
+            if fleet is not None:
+                fleet.close()
             self._shutdown(planned, worker)
         if error is None:
             error = next((c.error for c in self.captures if c.error is not None), None)
         if error is not None:
             raise error
         return 0
+
+    def _start_fleet(self) -> FleetClient | None:
+        """With `fleet.enabled`: the fleet client (releases over MQTT, remote commands) on its
+        own connection; it installs versions into the bundle folder and the agent's own poll
+        reloads them (smoke-tested, signature checked), so it never touches the scorer."""
+        if not self.cfg.fleet.enabled:
+            return None
+        from .fleet.client import FleetClient
+
+        client = FleetClient(self.cfg.mqtt, self.cfg.fleet, _FleetView(self), self.trusted(),
+                             Path(self.cfg.outbox.path).absolute().parent)
+        client.start()
+        self.fleet = client
+        return client
 
     def _supervise(self) -> BaseException | None:
         """The main thread while the readers run: bundle polling, MQTT notices, metrics; until
@@ -565,3 +589,28 @@ class Agent:
             self._queue.put_nowait((monitor, w))
         except queue.Full:
             monitor.dropped(w)
+
+
+class _FleetView:
+    """The agent as the fleet client sees it (`edge_agent.fleet.control.AgentControl`)."""
+
+    def __init__(self, agent: Agent) -> None:
+        self._agent = agent
+
+    def running_version(self) -> str:
+        return self._agent.running_version()
+
+    def monitors(self) -> dict[str, str]:
+        return self._agent.monitor_sections()
+
+    def window_samples(self) -> int:
+        return self._agent.window_samples()
+
+    def bundle_root(self) -> Path:
+        return self._agent.bundle_root()
+
+    def status(self) -> dict[str, Any]:
+        return self._agent.status()
+
+    def record(self, monitor: str, seconds: float, path: Path, timeout: float) -> Path:
+        return self._agent.record(monitor, seconds, path, timeout)

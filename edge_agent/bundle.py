@@ -699,7 +699,10 @@ def write_adapted_version(
     base["adaptations"] = [*bundle.manifest.get("adaptations", []),
                            {"kind": kind, "version_from": bundle.version, **record}]
     base[kind] = record
-    base["parent_version"] = bundle.version
+    # the parent's folder number: a version installed by the fleet keeps its exported manifest
+    # (signed) in a folder whose number may differ (edge_agent.fleet.install)
+    is_dir = bundle.path.parent.name == VERSIONS and bundle.path.name.isdigit()
+    base["parent_version"] = int(bundle.path.name) if is_dir else bundle.version
     models = {name: bundle.path / name for name in bundle.model_files}
     return write_bundle(bundle.root, models, backends, base,
                         finish=lambda vdir: carry_origin(bundle.path, vdir))
@@ -713,17 +716,18 @@ def rollback(root: str | Path) -> tuple[int, int]:
     version.
     """
     cur = load_bundle(root, verify=False)
+    before = current_version(root)  # the folder number (a fleet install's may differ from
+    # its manifest's version, edge_agent.fleet.install)
     parent = cur.manifest.get("parent_version")
-    older = [v for v in list_versions(root) if v < cur.version]
-    if isinstance(parent, int) and parent in list_versions(root):
+    older = [v for v in list_versions(root) if v < before]
+    if isinstance(parent, int) and parent in list_versions(root) and parent != before:
         target = parent
     elif older:
         target = older[-1]
     else:
         raise BundleError(
-            f"{root}: nothing to roll back to (version {cur.version} is the oldest kept)"
+            f"{root}: nothing to roll back to (version {before} is the oldest kept)"
         )
     load_bundle(root, verify=True, version=target)
-    before = current_version(root)
     set_current(root, target)
     return before, target

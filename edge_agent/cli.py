@@ -15,6 +15,7 @@ from .commands.demo import demo_cmd
 from .commands.devices import devices_cmd
 from .commands.enrol import enrol_cmd
 from .commands.evidence import evidence_app
+from .commands.fleet import fleet_app
 from .commands.record import record_cmd
 from .commands.run import run_cmd
 from .commands.runner import run_app
@@ -36,6 +37,7 @@ app.command("tune")(tune_cmd)
 app.command("enrol")(enrol_cmd)
 app.command("record")(record_cmd)
 app.add_typer(evidence_app, name="evidence")
+app.add_typer(fleet_app, name="fleet")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -46,6 +46,7 @@ import yaml
 from .decision import DecisionSettings
 from .errors import ConfigError
 from .evidence import EvidenceSettings
+from .fleet.settings import FleetSettings
 from .health import HealthSettings
 from .history import HistorySettings
 from .monitors import MERGED, MonitorSettings, check_monitors, merge_monitor
@@ -99,10 +100,17 @@ class AgentConfig:
         2.0, gt=0)
     trusted_keys: tuple[str, ...] = ()  # public key files; if any, only bundles they signed load
     monitors: tuple[MonitorSettings, ...] = ()  # several machines; none: the one `section` names
+    fleet: FleetSettings = field(default_factory=FleetSettings)
 
     def __post_init__(self) -> None:
         check_fields(self, "")
         check_monitors(self.monitors, self.section)
+        if self.fleet.enabled and not self.mqtt.enabled:
+            raise ConfigError("fleet.enabled: releases and commands come over MQTT; set "
+                              "mqtt.host")
+        if self.fleet.enabled and not self.trusted_keys and not self.fleet.allow_unsigned:
+            raise ConfigError("fleet.enabled: a fleet installs only signed bundles; set "
+                              "trusted_keys (or fleet.allow_unsigned: true on a test rig)")
 
     def monitor_list(self) -> tuple[MonitorSettings, ...]:
         """The machines this agent listens to: `monitors`, or the one that the top-level

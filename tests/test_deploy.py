@@ -212,11 +212,14 @@ def test_example_broker_tls_acl_with_the_demo(tmp_path: Path) -> None:  # noqa: 
         c.tls_set(ca_certs=str(certs / "ca.crt"))
         c.connect("127.0.0.1", port)
         c.loop_start()
-        c.publish("listening/site-a/press-01/forged", b"x", qos=1).wait_for_publish(5)
-        c.publish("listening/site-a/press-02/own", b"y", qos=1).wait_for_publish(5)
-        assert ha.wait_for(
-            lambda m: any(t == "listening/site-a/press-02/own" for t, _, _ in m), timeout=5)
-        assert not ha.on("listening/site-a/press-01/forged")
+        own = "listening/site-a/press-02/fan_1/score"
+        c.publish("listening/site-a/press-01/fan_1/alarm", b"x", qos=1).wait_for_publish(5)
+        c.publish(own, b"y", qos=1).wait_for_publish(5)
+        c.publish("listening/site-a/press-02/fan_1/evidence/a.flac", b"z", qos=1)
+        assert ha.wait_for(lambda m: any(t == own for t, _, _ in m), timeout=5)
+        assert ha.wait_for(lambda m: any(t.endswith("/evidence/a.flac") for t, _, _ in m),
+                           timeout=5)  # its alarm clips (evidence.mqtt_max_kilobytes)
+        assert not ha.on("listening/site-a/press-01/fan_1/alarm")
         c.disconnect()
         c.loop_stop()
         ha.close()

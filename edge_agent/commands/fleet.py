@@ -1,0 +1,187 @@
+"""`edge-agent fleet push|rollback|status|cmd`: the operator's commands (edge_agent.fleet.operator).
+
+Run from the operator's machine with an agent-style config (`--config`) whose `mqtt:` section
+is the operator's broker account (host, port, prefix, user, password, TLS): the same keys,
+validated the same way, as a device's. `push` and `rollback` exit 1 when a device refused or
+did not report in time (a canary: the rollout was aborted and the rest of the group left
+untouched); `cmd` exits 1 when the reply is an error.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from . import options as opt
+from .overrides import Flags, agent_config
+
+fleet_app = typer.Typer(no_args_is_help=True, help="Roll out bundles to device groups over "
+                        "MQTT, roll back, remote commands.")
+
+Group = Annotated[str, typer.Option("--group", help="Device group (the devices' "
+                                    "`fleet.group`).")]
+Wait = Annotated[float, typer.Option("--wait", min=0.1, help="Seconds to wait for the "
+                                     "devices' reports.")]
+MqttHost = Annotated[
+    str | None, typer.Option("--mqtt-host", help="Broker (default: the config's mqtt.host).",
+                             show_default=False)]
+MqttPort = Annotated[
+    int | None, typer.Option("--mqtt-port", help="Broker port (default: the config's).",
+                             show_default=False)]
+
+
+def _connection(config: Path | None, host: str | None, port: int | None) -> Any:
+    from ..fleet.operator import Connection
+
+    cfg = agent_config(config, Flags(mqtt_host=host, mqtt_port=port))
+    return Connection(cfg.mqtt, timeout=cfg.mqtt.connect_timeout or 10.0)
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(1)
+
+
+@fleet_app.command("push")
+def fleet_push_cmd(
+    bundle: Annotated[Path, typer.Argument(help="Bundle folder (its current version) or a "
+                                           "version folder; signed (model-build export "
+                                           "--sign-key).")],
+    group: Group,
+    canary: Annotated[
+        list[str] | None, typer.Option("--canary", help="A device to install first (repeat "
+                                       "for more); the group follows once all report healthy.",
+                                       show_default=False)] = None,
+    wait: Wait = 300.0,
+    chunk_kb: Annotated[int, typer.Option("--chunk-kb", min=1, max=4096,
+                                          help="Chunk size, KiB.")] = 256,
+    config: opt.Config = None,
+    mqtt_host: MqttHost = None,
+    mqtt_port: MqttPort = None,
+) -> None:
+    """Publish a bundle version to a group: canaries first, then every device."""
+    from ..fleet.messages import FleetError
+    from ..fleet.operator import prepare, push
+
+    prepared = prepare(bundle, group, chunk_kb * 1024)
+    with _connection(config, mqtt_host, mqtt_port) as conn:
+        try:
+            push(conn, prepared, list(canary or []), wait, typer.echo)
+        except FleetError as exc:
+            _fail(str(exc))
+
+
+@fleet_app.command("rollback")
+def fleet_rollback_cmd(
+    group: Group,
+    release: Annotated[str | None, typer.Option("--release", help="Release to undo "
+                       "(default: the group's current one).", show_default=False)] = None,
+    wait: Wait = 120.0,
+    config: opt.Config = None,
+    mqtt_host: MqttHost = None,
+    mqtt_port: MqttPort = None,
+) -> None:
+    """Roll a group back from its release: devices running it return to their version before.
+
+    One device: `edge-agent fleet cmd DEVICE rollback`."""
+    from ..fleet.operator import rollback_group
+
+    with _connection(config, mqtt_host, mqtt_port) as conn:
+        rid, out = rollback_group(conn, group, release, wait)
+    typer.echo(f"rollback of {rid} in group {group}: {len(out.ok)} rolled back"
+               + (f" ({', '.join(out.ok)})" if out.ok else ""))
+    for dev in out.pending:
+        typer.echo(f"{dev}: no report within {wait:g} s (offline devices roll back when they "
+                   "connect)")
+    if out.failed:
+        _fail("; ".join(f"{d}: {e}" for d, e in out.failed.items()))
+
+
+@fleet_app.command("status")
+def fleet_status_cmd(
+    group: Group,
+    wait: Wait = 2.0,
+    json_out: opt.Json = False,
+    config: opt.Config = None,
+    mqtt_host: MqttHost = None,
+    mqtt_port: MqttPort = None,
+) -> None:
+    """The group's release and each device's retained fleet state."""
+    from ..fleet.messages import Release
+    from ..fleet.operator import group_status
+
+    with _connection(config, mqtt_host, mqtt_port) as conn:
+        notice, states = group_status(conn, group, wait)
+    if json_out:
+        typer.echo(json.dumps({"group": group, "notice": None if notice is None else json.loads(
+            notice.to_json()), "devices": states}, indent=1))
+        return
+    if notice is None:
+        typer.echo(f"group {group}: no release published")
+    elif isinstance(notice, Release):
+        to = "all" if notice.targets is None else ", ".join(notice.targets)
+        typer.echo(f"group {group}: release {notice.release} ({notice.model_version}), stage "
+                   f"{notice.stage}, targets {to}")
+    else:
+        typer.echo(f"group {group}: release {notice.release} rolled back")
+    if not states:
+        typer.echo("no device has reported")
+        return
+    typer.echo(f"{'device':<20} {'release':<28} {'status':<16} {'ver':>4} {'running':<14} "
+               "healthy  error")
+    for dev in sorted(states):
+        s = states[dev]
+        typer.echo(f"{dev:<20} {s.get('release')!s:<28} {s.get('status')!s:<16} "
+                   f"{s.get('installed_version')!s:>4} {s.get('model_version')!s:<14} "
+                   f"{'yes' if s.get('healthy') else 'NO':<8} {s.get('error') or ''}")
+
+
+def parse_args(pairs: list[str]) -> dict[str, Any]:
+    """`k=v` pairs -> args: v is read as JSON when it parses (numbers, true, lists), else
+    taken as a string (`monitor=pump_1`)."""
+    from ..errors import FieldError
+
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise FieldError("arg", f"expected KEY=VALUE, got {pair!r}")
+        try:
+            out[key] = json.loads(value)
+        except ValueError:
+            out[key] = value
+    return out
+
+
+@fleet_app.command("cmd")
+def fleet_cmd_cmd(
+    device: Annotated[str, typer.Argument(help="Device id (its mqtt.device_id).")],
+    name: Annotated[str, typer.Argument(help="status | rollback | record | tune | calibrate.")],
+    arg: Annotated[
+        list[str] | None, typer.Option("--arg", help="Argument KEY=VALUE (repeat); VALUE is "
+                                       "JSON when it parses, else a string.",
+                                       show_default=False)] = None,
+    wait: Wait = 120.0,
+    cid: Annotated[str | None, typer.Option("--id", help="Command id (default: a new one; the "
+                   "same id again gets the stored reply).", show_default=False)] = None,
+    config: opt.Config = None,
+    mqtt_host: MqttHost = None,
+    mqtt_port: MqttPort = None,
+) -> None:
+    """Send a remote command to one device and print its reply (JSON)."""
+    from ..fleet.messages import FleetError
+    from ..fleet.operator import send_command
+
+    args = parse_args(list(arg or []))
+    with _connection(config, mqtt_host, mqtt_port) as conn:
+        try:
+            r = send_command(conn, device, name, args, wait, cid)
+        except FleetError as exc:
+            _fail(str(exc))
+            return
+    typer.echo(json.dumps(r, indent=1))
+    if not r.get("ok"):
+        raise typer.Exit(1)

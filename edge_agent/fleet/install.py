@@ -1,0 +1,171 @@
+"""A received bundle version: checked (signature, checksums, smoke test), installed, rolled back.
+
+The checks, in order, each a one-line refusal that installs nothing:
+1. the version's manifest.json is the one the release notice names (`manifest_sha256`);
+2. its signature: `signing.verify_version` with the agent's trusted keys (which also checks
+   every file's sha256 against the manifest). Without trusted keys a release is refused,
+   unless `fleet.allow_unsigned` says otherwise (then only the checksums are checked);
+3. it loads as the agent would load it (`Scorer.from_bundle` with the trusted keys), its windows
+   are the agent's window length, and it scores a synthetic window of every section the
+   agent's monitors use (`Scorer.smoke_test`), so a version that cannot serve this agent never
+   becomes current;
+4. the model_version it will report is the one the notice announced.
+
+Install: the version folder is copied unchanged (the signature covers its manifest, so not a
+byte of it may change) to `versions/<n>` under a temporary name, renamed into place and made
+current with `bundle.set_current`; the agent's own bundle poll then hot-reloads it with its own
+checks. `n` is the next free number, or the version's own number when that is higher, so a
+fleet's version numbers stay the exported ones where the device's history allows. The install
+record (edge_agent.fleet.state) keeps the version that was current before, which
+`rollback` returns to.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..bundle import (
+    MANIFEST,
+    VERSIONS,
+    current_version,
+    list_versions,
+    load_bundle,
+    rollback,
+    set_current,
+    sha256_file,
+)
+from ..errors import BundleError
+from .messages import FleetError, Release
+from .state import FleetState, InstallRecord
+
+if TYPE_CHECKING:
+    from ..signing import TrustedKey
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A received version that passed every check."""
+
+    vdir: Path
+    model_version: str
+    bundle_version: int  # the manifest's own version number
+    signed_by: str | None
+
+
+def check_candidate(
+    vdir: Path, release: Release, trusted: Sequence[TrustedKey], allow_unsigned: bool,
+    sections: Sequence[str], window_samples: int,
+) -> Candidate:
+    """The checks of the module docstring; FleetError / BundleError (one line) on the first
+    that fails."""
+    from ..scorer import Scorer
+
+    what = f"release {release.release}"
+    if sha256_file(vdir / MANIFEST) != release.manifest_sha256:
+        raise FleetError(f"{what}: manifest.json is not the one the notice names")
+    signed_by: str | None = None
+    if trusted:
+        from ..signing import verify_version
+
+        try:
+            signed_by = verify_version(vdir, trusted)
+        except BundleError as exc:
+            raise FleetError(f"{what}: {_short(exc, vdir)}") from None
+    elif not allow_unsigned:
+        raise FleetError(f"{what}: refused: this agent has no trusted_keys to check its "
+                         "signature with (set trusted_keys, or fleet.allow_unsigned on a test "
+                         "rig)")
+    try:
+        scorer = Scorer.from_bundle(vdir, 1, trusted=trusted)
+        if scorer.spec.clip_samples != window_samples:
+            raise FleetError(f"{what}: windows of {scorer.spec.clip_samples} samples, the "
+                             f"agent cuts {window_samples}")
+        for section in sorted(set(sections)):
+            scorer.smoke_test(section, window_samples)
+    except BundleError as exc:
+        raise FleetError(f"{what}: {_short(exc, vdir)}") from None
+    if scorer.bundle.model_version != release.model_version:
+        raise FleetError(f"{what}: holds model {scorer.bundle.model_version}, the notice "
+                         f"announced {release.model_version}")
+    return Candidate(vdir, scorer.bundle.model_version, scorer.bundle.version, signed_by)
+
+
+def _short(exc: Exception, vdir: Path) -> str:
+    """The error without the staging folder's path (meaningless to the operator)."""
+    return str(exc).replace(f"{vdir}/", "").replace(str(vdir), "the version")
+
+
+def install(root: Path, candidate: Candidate) -> tuple[int, int | None]:
+    """Copy the candidate's folder into the bundle at `root` as a new version and make it
+    current; (new version, the version current before, None when there was none)."""
+    try:
+        previous: int | None = current_version(root)
+    except BundleError:
+        previous = None
+    versions = list_versions(root)
+    number = max((versions[-1] + 1) if versions else 1, candidate.bundle_version)
+    (root / VERSIONS).mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-fleet-", dir=root / VERSIONS))
+    try:
+        for f in sorted(candidate.vdir.iterdir()):
+            shutil.copyfile(f, tmp / f.name)
+        final = root / VERSIONS / str(number)
+        os.rename(tmp, final)  # fails (not overwrites) if another writer took the number
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    set_current(root, number)
+    return number, previous
+
+
+def revert(root: Path, record: InstallRecord) -> bool:
+    """Make the version before `record`'s install current again, if `record`'s version is still
+    the current one (an install the agent did not take up). True when it did."""
+    if record.previous is None or current_version(root) != record.version:
+        return False
+    set_current(root, record.previous)
+    return True
+
+
+def roll_back(root: Path, state: FleetState, trusted: Sequence[TrustedKey]
+              ) -> tuple[int, int, InstallRecord | None]:
+    """(from, to, the fleet install undone or None). A current version that a fleet install
+    made goes back to the version current before that install (verified, signature included,
+    first); any other goes back the bundle's own way (`bundle.rollback`: its parent_version,
+    else the next lower version)."""
+    cur = current_version(root)
+    record = state.by_version(cur)
+    if record is None or record.previous is None:
+        before, after = rollback(root)
+        return before, after, None
+    if record.previous not in list_versions(root):
+        raise BundleError(f"{root}: version {record.previous}, current before release "
+                          f"{record.release}, is no longer kept")
+    load_bundle(root, verify=True, version=record.previous, trusted=trusted)
+    set_current(root, record.previous)
+    state.mark_rolled_back(record)
+    return cur, record.previous, record
+
+
+def wait_running(running: Callable[[], str], expected: str, timeout: float,
+                 stop: Callable[[], bool] = lambda: False) -> bool:
+    """Poll `running()` until it returns `expected` (True) or `timeout` seconds pass (False):
+    the agent's own reload takes up to its `reload_poll_seconds` plus a model load."""
+    end = time.monotonic() + timeout
+    while True:
+        if running() == expected:
+            return True
+        if time.monotonic() >= end or stop():
+            return False
+        time.sleep(0.1)
+
+
+def sections_of(monitors: Mapping[str, str]) -> list[str]:
+    return sorted(set(monitors.values()))

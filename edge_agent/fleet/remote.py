@@ -1,0 +1,103 @@
+"""Remote commands: what each name does on the device (`COMMANDS`), given a `Context`.
+
+The fleet client (edge_agent.fleet.client) checks a command (id, TTL, replay, one at a time,
+time bound) and then calls one of these with its checked `Args`; each returns the reply's
+`result` object or raises an EdgeAgentError whose one line becomes the reply's `error`.
+
+- `status`: the agent's status, the fleet state, the bundle's versions;
+- `rollback`: back to the version before the current one (a fleet install: the version it
+  replaced; otherwise `bundle.rollback`), then waits for the agent to run it;
+- `record` (`monitor`, `seconds`): the monitor's live audio into a WAV file in the
+  recordings folder; replies with its name, path and sha256. The folder keeps the newest
+  `fleet.max_recordings` files;
+- `tune`, `calibrate`: edge_agent.fleet.remote_adapt.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..bundle import current_version, list_versions, sha256_file
+from ..errors import EdgeAgentError
+from .args import Args
+from .control import AgentControl
+from .settings import FleetSettings
+
+if TYPE_CHECKING:
+    from ..signing import TrustedKey
+
+RECORDING = re.compile(r"(?P<monitor>.+)-(?P<stamp>\d{8}T\d{6}\d{3}Z)\.wav")
+"""`<monitor>-<UTC time with milliseconds>.wav`: sorted by name = sorted by time."""
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a command may use: the agent, the settings, the keys, and the client's own
+    rollback and state (so a rollback by command and by notice is the same code)."""
+
+    control: AgentControl
+    settings: FleetSettings
+    trusted: Sequence[TrustedKey]
+    recordings: Path
+    rollback: Callable[[], dict[str, Any]]
+    fleet_state: Callable[[], dict[str, Any]]
+
+
+Handler = Callable[[Context, dict[str, Any]], dict[str, Any]]
+
+
+def status(ctx: Context, raw: dict[str, Any]) -> dict[str, Any]:
+    Args("status", raw, ())
+    root = ctx.control.bundle_root()
+    try:
+        current: int | None = current_version(root)
+    except EdgeAgentError:
+        current = None
+    return {"agent": ctx.control.status(), "fleet": ctx.fleet_state(),
+            "bundle": {"root": str(root), "current": current, "versions": list_versions(root)}}
+
+
+def rollback(ctx: Context, raw: dict[str, Any]) -> dict[str, Any]:
+    Args("rollback", raw, ())
+    return ctx.rollback()
+
+
+def recordings_of(folder: Path, monitor: str) -> list[Path]:
+    """The monitor's recordings in `folder`, oldest first."""
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir()
+                  if (m := RECORDING.fullmatch(p.name)) and m["monitor"] == monitor)
+
+
+def record(ctx: Context, raw: dict[str, Any]) -> dict[str, Any]:
+    a = Args("record", raw, ("monitor", "seconds"))
+    name, _ = a.monitor(ctx.control.monitors())
+    seconds = a.number("seconds", 10.0, gt=0, le=ctx.settings.max_record_seconds)
+    ctx.recordings.mkdir(parents=True, exist_ok=True)
+    now = time.time()
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f"{int(now * 1000) % 1000:03d}Z"
+    path = ctx.recordings / f"{name}-{stamp}.wav"
+    written = ctx.control.record(name, seconds, path, timeout=seconds + 30.0)
+    _keep_newest(ctx.recordings, ctx.settings.max_recordings)
+    return {"monitor": name, "file": written.name, "path": str(written), "seconds": seconds,
+            "bytes": written.stat().st_size, "sha256": sha256_file(written)}
+
+
+def _keep_newest(folder: Path, keep: int) -> None:
+    files = sorted(p for p in folder.iterdir() if RECORDING.fullmatch(p.name))
+    for p in files[:-keep]:
+        p.unlink(missing_ok=True)
+
+
+def handlers() -> dict[str, Handler]:
+    """Command name -> handler (tune and calibrate import the adaptation code when asked)."""
+    from .remote_adapt import calibrate, tune
+
+    return {"status": status, "rollback": rollback, "record": record, "tune": tune,
+            "calibrate": calibrate}

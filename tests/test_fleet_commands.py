@@ -1,0 +1,257 @@
+"""Remote commands over a real mosquitto (edge_agent.fleet): record, calibrate, tune, rollback,
+status, replays, expiry, bad input, the time bound, the CLI, and the example broker ACL."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from cli_helpers import run_cli
+from fleet_helpers import (
+    V1,
+    Device,
+    fleet_settings,
+    make_keys,
+    mqtt_settings,
+    new_version,
+    signed_demo,
+    wait_state,
+)
+from mqtt_fixtures import Broker, Subscriber
+
+from edge_agent.fleet.messages import command_json
+from edge_agent.fleet.operator import Connection, send_command
+from edge_agent.history import ScoreHistory
+
+pytestmark = pytest.mark.mqtt
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def device(tmp_path: Path, mqtt_broker: Callable[..., Broker]) -> Iterator[Device]:
+    b = mqtt_broker()
+    priv, trusted = make_keys(tmp_path)
+    d = Device(tmp_path, "press-01", b.port, signed_demo(tmp_path / "base", priv), trusted)
+    yield d.start()
+    d.close()
+
+
+def op(d: Device) -> Connection:
+    return Connection(mqtt_settings(d.mqtt.port, "operator"), timeout=5.0)
+
+
+def cmd(conn: Connection, name: str, cid: str | None = None, **args: Any) -> dict[str, Any]:
+    return send_command(conn, "press-01", name, args, 20.0, cid)
+
+
+def raw(conn: Connection, payload: bytes, wait_id: str | None) -> dict[str, Any] | None:
+    """Publish a raw payload on press-01's command topic; the first reply after it."""
+    sent = time.monotonic()
+    conn.subscribe(["edge-asd/press-01/cmd/reply"], settle=0.0)
+    conn.publish([("edge-asd/press-01/cmd", payload)], retain=False)
+
+    def first() -> dict[str, Any] | None:
+        with conn._cond:
+            for p, at in conn._replies:
+                r = json.loads(p)
+                if at >= sent and r.get("id") == wait_id:
+                    return dict(r)
+        return None
+
+    conn.wait(lambda: first() is not None, 10.0)
+    return first()
+
+
+def test_record_calibrate_tune_rollback_with_replays(device: Device) -> None:
+    with op(device) as conn:
+        st = cmd(conn, "status")
+        assert st["ok"] and st["result"]["bundle"]["current"] == 1
+        assert st["result"]["agent"]["model_version"] == V1
+
+        rec = cmd(conn, "record", cid="rec-1", monitor="fan", seconds=10)
+        assert rec["ok"], rec
+        wav = Path(rec["result"]["path"])
+        assert wav.parent == device.state_dir / "recordings"
+        assert hashlib.sha256(wav.read_bytes()).hexdigest() == rec["result"]["sha256"]
+        assert rec["result"]["bytes"] == wav.stat().st_size > 320_000  # 10 s of 16 kHz int16
+        again = cmd(conn, "record", cid="rec-1", monitor="fan", seconds=10)
+        assert again["replayed"] is True and again["result"] == rec["result"]
+        assert len(list(wav.parent.iterdir())) == 1  # not recorded a second time
+        for i in range(2):
+            assert cmd(conn, "record", cid=f"rec-{i + 2}", seconds=10)["ok"]  # one monitor
+
+        cal = cmd(conn, "calibrate", cid="cal-1", monitor="fan")
+        assert cal["ok"], cal
+        assert cal["result"]["clips"] == 3 and cal["result"]["version"] == 2
+        assert cal["result"]["healthy"] is True
+        assert device.agent.running_version().startswith("v2-")
+
+        hist = ScoreHistory(device.state_dir / "scores.fan.bin")
+        rng = np.random.default_rng(0)
+        t0 = time.time() - 800 * 5.0
+        for i, s in enumerate(rng.normal(0.0, 1.0, 800)):
+            hist.append(t0 + 5.0 * i, float(s), 2.0)
+        hist.close()
+        tune = cmd(conn, "tune", cid="tune-1", monitor="fan", false_alarms_per_day=2)
+        assert tune["ok"], tune
+        assert tune["result"]["changed"] is True and tune["result"]["version"] == 3
+        assert tune["result"]["alarms_per_day_new"] <= 2
+        assert device.agent.running_version().startswith("v3-")
+
+        rb = cmd(conn, "rollback", cid="rb-1")
+        assert rb["ok"] and (rb["result"]["from"], rb["result"]["to"]) == (3, 2), rb
+        assert rb["result"]["healthy"] is True
+        assert device.agent.running_version().startswith("v2-")
+        replay = cmd(conn, "rollback", cid="rb-1")  # a replayed rollback does not go further
+        assert replay["replayed"] is True and replay["result"] == rb["result"]
+        assert (device.root / "current").read_text().strip() == "2"
+
+    device.stop()  # the ids survive a restart
+    device.start()
+    with op(device) as conn:
+        again = cmd(conn, "rollback", cid="rb-1")
+        assert again["replayed"] is True and again["result"]["to"] == 2
+        assert (device.root / "current").read_text().strip() == "2"
+
+
+def test_expired_unknown_and_malformed_commands_are_refused(device: Device) -> None:
+    with op(device) as conn:
+        old = command_json("old-1", "record", {"seconds": 10}, time.time() - 120)
+        r = raw(conn, old.encode(), "old-1")
+        assert r is not None and not r["ok"] and r["error"].startswith("expired: issued 12")
+        assert not (device.state_dir / "recordings").exists()  # nothing ran
+        r = cmd(conn, "reboot")
+        assert not r["ok"] and "unknown command 'reboot'" in r["error"]
+        r = cmd(conn, "record", seconds="ten")
+        assert not r["ok"] and r["error"] == (
+            "record: args.seconds: expected a number > 0 and <= 600, got 'ten'")
+        r = cmd(conn, "tune", monitor="fan", false_alarm_per_day=1)
+        assert not r["ok"] and "unknown argument(s) false_alarm_per_day" in r["error"]
+        r = cmd(conn, "record", monitor="pump")
+        assert not r["ok"] and "no monitor 'pump' on this agent (has fan)" in r["error"]
+        r = cmd(conn, "tune", false_alarms_per_day=1)  # no history recorded yet
+        assert not r["ok"] and "scores.fan.bin" in r["error"]
+        r = raw(conn, b"{not json", None)
+        assert r is not None and not r["ok"] and r["error"].startswith("command: not valid JSON")
+        r = raw(conn, json.dumps({"id": "x-1", "name": "status"}).encode(), "x-1")
+        assert r is not None and r["error"] == "command: missing field 'issued_at'"
+
+
+def test_a_command_over_its_time_bound_is_answered_and_blocks_the_next(
+    tmp_path: Path, mqtt_broker: Callable[..., Broker],
+) -> None:
+    b = mqtt_broker()
+    priv, trusted = make_keys(tmp_path)
+    d = Device(tmp_path, "press-01", b.port, signed_demo(tmp_path / "base", priv), trusted,
+               fleet_settings(command_timeout_seconds=1.0))
+    d.agent.realtime = True  # 3 s of audio take 3 s
+    d.start()
+    try:
+        with op(d) as conn:
+            slow = cmd(conn, "record", cid="slow", seconds=3)
+            assert not slow["ok"] and slow["error"].startswith("timed out after 1 s")
+            busy = cmd(conn, "status")
+            assert not busy["ok"] and busy["error"].startswith("busy: command slow (record)")
+            time.sleep(2.5)
+            done = cmd(conn, "record", cid="slow", seconds=3)  # the replay: its real outcome
+            assert done["replayed"] is True and done["ok"], done
+            assert Path(done["result"]["path"]).is_file()
+            assert cmd(conn, "status")["ok"]
+    finally:
+        d.close()
+
+
+def test_cli_cmd_status_push(device: Device, tmp_path: Path,
+                             capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = tmp_path / "operator.yaml"
+    cfg.write_text(f"mqtt: {{host: 127.0.0.1, port: {device.mqtt.port}, device_id: ops}}\n")
+    code, out, err = run_cli(capsys, "fleet", "cmd", "press-01", "record", "--arg",
+                             "seconds=2", "--arg", "monitor=fan", "--config", str(cfg))
+    assert code == 0, err
+    assert json.loads(out)["result"]["seconds"] == 2.0
+    code, out, err = run_cli(capsys, "fleet", "cmd", "press-01", "record", "--arg",
+                             "seconds=-1", "--config", str(cfg))
+    assert code == 1 and not json.loads(out)["ok"]
+
+    # a release signed by a key the device does not trust: the canary refuses, exit 1
+    priv, _ = make_keys(tmp_path, "rogue")
+    rogue = signed_demo(tmp_path / "rogue", priv)
+    new_version(rogue, priv)
+    code, out, err = run_cli(capsys, "fleet", "push", str(rogue), "--group", "presses",
+                             "--canary", "press-01", "--wait", "10", "--config", str(cfg))
+    assert code == 1 and "push of v2-89fb44ed-" in err and "aborted" in err, (out, err)
+    assert "does not trust" in err
+    code, out, err = run_cli(capsys, "fleet", "status", "--group", "presses", "--config",
+                             str(cfg), "--wait", "0.5")
+    assert code == 0, err
+    assert "group presses: no release published" in out  # the aborted notice was cleared
+    assert "press-01" in out and "refused" in out
+    code, out, err = run_cli(capsys, "fleet", "cmd", "press-01", "status", "--config", str(cfg),
+                             "--mqtt-port", "1", "--wait", "1")
+    assert code == 2 and "error: mqtt: broker 127.0.0.1:1" in err
+
+
+def test_example_acl_operator_only_commands(tmp_path: Path) -> None:
+    """deploy/mosquitto/acl with passwords: the operator commands a device; another device's
+    account cannot (its command is dropped by the broker: no reply, nothing runs), nor can the
+    device itself, nor publish a release, nor read another device's commands."""
+    from mqtt_fixtures import MOSQUITTO
+
+    if not Path(MOSQUITTO).exists():
+        pytest.skip("mosquitto not installed")
+    users = {"operator": "op-pw", "press-01": "pw-1", "press-02": "pw-2"}
+    b = Broker(tmp_path, users=users)
+    b.conf.write_text(b.conf.read_text() + f"acl_file {REPO / 'deploy/mosquitto/acl'}\n")
+    b.start()
+    prefix = "listening/site-a"
+    priv, trusted = make_keys(tmp_path)
+    d = Device(tmp_path, "press-02", b.port, signed_demo(tmp_path / "base", priv), trusted,
+               prefix=prefix, username="press-02", password="pw-2")
+    try:
+        d.start()
+        wait_for_state = Subscriber(b, [f"{prefix}/+/fleet/state"], username="operator",
+                                    password="op-pw")
+        assert wait_for_state.wait_for(bool)  # press-02 may write its state
+        rogue = Subscriber(b, [f"{prefix}/press-02/cmd", f"{prefix}/fleet/#"],
+                           username="press-01", password="pw-1")
+        seen = Subscriber(b, [f"{prefix}/#"], username="operator", password="op-pw")
+        # press-01 commands press-02 and publishes a release: the broker drops both
+        rogue.client.publish(f"{prefix}/press-02/cmd",
+                             command_json("evil-1", "record", {"seconds": 1}, time.time()),
+                             qos=1).wait_for_publish(5)
+        rogue.client.publish(f"{prefix}/fleet/presses/bundle/manifest", b"{}", qos=1,
+                             retain=True).wait_for_publish(5)
+        # nor may press-02 command itself (it writes its own topics, but not cmd)
+        self_cmd = Subscriber(b, [], username="press-02", password="pw-2")
+        self_cmd.client.publish(f"{prefix}/press-02/cmd",
+                                command_json("self-1", "record", {"seconds": 1}, time.time()),
+                                qos=1).wait_for_publish(5)
+        self_cmd.close()
+        time.sleep(1.0)
+        assert [t for t, _, _ in seen.messages if "/cmd" in t or "/fleet/presses" in t] == []
+        assert not (d.state_dir / "recordings").exists()
+        # the operator may: press-02 runs it and replies (its own cmd/reply topic)
+        mq = mqtt_settings(b.port, "ops", prefix=prefix, username="operator",
+                           password="op-pw")
+        with Connection(mq, timeout=5.0) as conn:
+            r = send_command(conn, "press-02", "status", {}, 10.0)
+            assert r["ok"] and r["device_id"] == "press-02"
+            conn.publish([(f"{prefix}/fleet/presses/bundle/manifest", b"")], retain=True)
+        assert seen.wait_for(lambda m: any(t == f"{prefix}/press-02/cmd" for t, _, _ in m))
+        time.sleep(0.3)
+        # press-01 subscribed to press-02's commands and to the fleet tree: it gets none of
+        # press-02's commands (its bundle-topic read is allowed, and nothing was published)
+        assert [t for t, _, _ in rogue.messages if t.endswith("/cmd")] == []
+        wait_state(wait_for_state, "press-02", prefix=prefix, status="idle")
+        rogue.close()
+        seen.close()
+        wait_for_state.close()
+    finally:
+        d.close()
+        b.kill()
