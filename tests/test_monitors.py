@@ -370,3 +370,28 @@ evidence: {{folder: {tmp_path}/clips, mqtt_max_kilobytes: {cap_kb}}}"""))
             assert sub.on(topic) == [on_disk]
     finally:
         sub.close()
+
+
+def test_metrics_textfile_has_a_series_per_monitor(
+    bundle_dir: Path, clips: tuple[Path, Path, float], tmp_path: Path,
+) -> None:
+    """The real agent with `metrics.textfile`: node-exporter's file carries each machine's
+    score, alarm and counters (labels device_id, monitor)."""
+    import re
+
+    prom = tmp_path / "edge_asd.prom"
+    cfg = load_config(two_replays(bundle_dir, clips, tmp_path, f"metrics: {{textfile: {prom}}}"))
+    assert Agent(cfg).run(install_signals=False) == 0
+    text = prom.read_text()
+
+    def value(metric: str, monitor: str) -> float:
+        m = re.search(rf'^{metric}{{device_id="edge-agent",monitor="{monitor}"}} (\S+)$', text,
+                      re.M)
+        assert m, (metric, monitor, text)
+        return float(m.group(1))
+
+    assert value("edge_asd_windows_scored_total", "press_1") == 3
+    assert value("edge_asd_windows_scored_total", "press_2") == 3
+    assert value("edge_asd_alarm", "press_1") == 1 and value("edge_asd_alarm", "press_2") == 0
+    assert value("edge_asd_alarms_raised_total", "press_1") == 1
+    assert value("edge_asd_agent_running", "") == 0  # written once more at shutdown

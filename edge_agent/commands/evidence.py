@@ -48,7 +48,8 @@ def _folder(config: Path | None, folder: Path | None) -> Path:
 def _row(c: ClipInfo) -> dict[str, Any]:
     m = c.meta
     return {
-        "file": c.path.name, "alarm_ts": m.get("alarm_ts"), "section": m.get("section"),
+        "file": c.path.name, "alarm_ts": m.get("alarm_ts"),
+        "monitor": m.get("monitor") or m.get("section"), "section": m.get("section"),
         "t_start": m.get("t_start"), "t_end": m.get("t_end"), "bytes": c.path.stat().st_size,
         "sha256": m.get("sha256"), "windows": m.get("windows"),
     }
@@ -60,7 +61,7 @@ def evidence_list_cmd(
     folder: Folder = None,
     json_out: opt.Json = False,
 ) -> None:
-    """List the kept alarm clips, oldest first: file, alarm time, section, span, size, sha256."""
+    """List the kept alarm clips, oldest first: file, alarm time, machine, span, size, sha256."""
     from ..evidence import list_clips
 
     rows = [_row(c) for c in list_clips(_folder(config, folder))]
@@ -70,10 +71,10 @@ def evidence_list_cmd(
     if not rows:
         typer.echo("no evidence clips")
         return
-    typer.echo(f"{'file':<48} {'alarm':<24} {'section':<18} {'span':>7} {'size':>9}  sha256")
+    typer.echo(f"{'file':<48} {'alarm':<24} {'monitor':<18} {'span':>7} {'size':>9}  sha256")
     for r in rows:
         span = float(r["t_end"]) - float(r["t_start"])
-        typer.echo(f"{r['file']:<48} {r['alarm_ts']!s:<24} {r['section']!s:<18} "
+        typer.echo(f"{r['file']:<48} {r['alarm_ts']!s:<24} {r['monitor']!s:<18} "
                    f"{span:>6.1f}s {r['bytes']:>9}  {str(r['sha256'])[:16]}")
 
 
