@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from cli_helpers import run_cli
+from cli_helpers import run_build, run_cli
 
 from edge_agent.bundle import (
     MANIFEST,
@@ -309,13 +309,7 @@ def test_write_bundle_signs_before_the_version_appears(tmp_path: Path, demo_copy
 def test_model_build_keygen_and_sign(tmp_path: Path, demo_copy: Path,
                                      capsys: pytest.CaptureFixture[str]) -> None:
     def build(*args: str) -> tuple[int, str, str]:
-        try:
-            build_main(list(args))
-            code = 0
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-        out = capsys.readouterr()
-        return code, out.out, out.err
+        return run_build(capsys, *args)
 
     private, public = tmp_path / "k.pem", tmp_path / "k.pub"
     code, out, err = build("keygen", "--private", str(private), "--public", str(public))
