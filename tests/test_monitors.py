@@ -395,3 +395,34 @@ def test_metrics_textfile_has_a_series_per_monitor(
     assert value("edge_asd_alarm", "press_1") == 1 and value("edge_asd_alarm", "press_2") == 0
     assert value("edge_asd_alarms_raised_total", "press_1") == 1
     assert value("edge_asd_agent_running", "") == 0  # written once more at shutdown
+
+
+def test_record_takes_one_machines_input_with_monitor(
+    tmp_path: Path, fake_mic: FakeMic, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`record --monitor NAME` records that machine's channel of the shared interface (the
+    config's monitors: list); without --monitor a one-machine command asks for it."""
+    from edge_agent.audio import read_wav
+
+    rng = np.random.default_rng(3)
+    x = (0.2 * rng.standard_normal((16000 * 12, 2))).astype(np.float32)
+    name = fake_mic(x, channels=2)
+    path = write(tmp_path, f"""
+source: {{device: {name}}}
+monitors:
+  - {{name: left, section: fan_section_00, channel: 0}}
+  - {{name: right, section: fan_section_01, channel: 1}}
+""")
+    out = tmp_path / "data"
+    code, _, err = run_cli(capsys, "record", str(out), "-c", str(path), "--count", "1")
+    assert code == 2 and "--monitor: required (the config lists left, right)" in err
+    code, _, err = run_cli(capsys, "record", str(out), "-c", str(path), "--monitor", "right",
+                           "--channel", "0", "--count", "1")
+    assert code == 2 and "--monitor and --channel" in err
+    code, _, err = run_cli(capsys, "record", str(out), "-c", str(path), "--monitor", "right",
+                           "--count", "1", "--quiet")
+    assert code == 0, err
+    (clip,) = sorted((out / "fan" / "train").glob("section_01_*.wav"))
+    y, rate = read_wav(clip)
+    assert rate == 16000
+    np.testing.assert_allclose(y, x[: y.size, 1], atol=1e-4)  # channel 1, not 0 (16-bit WAV)

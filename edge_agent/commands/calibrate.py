@@ -35,6 +35,7 @@ def calibrate_cmd(
     device: opt.Device = None,
     from_files: opt.FromFiles = False,
     channel: opt.Channel = None,
+    monitor: opt.MonitorName = None,
     count: opt.Count = 10,
     mode: Annotated[
         str, typer.Option("--mode", help="replace: new clips replace the target references; "
@@ -62,7 +63,8 @@ def calibrate_cmd(
 
     cfg = agent_config(config, Flags(bundle=bundle, section=section, threads=threads,
                                      device=device, from_files=from_files,
-                                     paths=tuple(paths or ()), channel=channel))
+                                     paths=tuple(paths or ()), channel=channel,
+                                     monitor=monitor))
     root = required_bundle(cfg)
     if do_rollback:
         before, after = rollback(root)

@@ -33,6 +33,7 @@ def enrol_cmd(
     device: opt.Device = None,
     from_files: opt.FromFiles = False,
     channel: opt.Channel = None,
+    monitor: opt.MonitorName = None,
     replace: Annotated[
         bool, typer.Option("--replace", help="Overwrite a section that already exists.")
     ] = False,
@@ -55,7 +56,7 @@ def enrol_cmd(
 
     cfg = agent_config(config, Flags(bundle=bundle, threads=threads, device=device,
                                      from_files=from_files, paths=tuple(paths or ()),
-                                     channel=channel))
+                                     channel=channel, monitor=monitor))
     root = required_bundle(cfg)
     if section is None:
         raise FieldError("section", "required (the new section, e.g. press_section_00)")

@@ -42,6 +42,7 @@ class Flags:
     mqtt_host: str | None = None
     mqtt_port: int | None = None
     device_id: str | None = None
+    monitor: str | None = None  # --monitor: the one machine of a `monitors:` config to use
 
     def overrides(self) -> dict[str, Any]:
         """The dotted config keys these flags set (for `config.read_config`)."""
@@ -50,6 +51,10 @@ class Flags:
                                            ("--stdin", self.stdin)) if given]
         if len(chosen) > 1:
             raise ConfigError(f"{' and '.join(chosen)}: give one source of audio, not both")
+        if self.monitor is not None and (chosen or self.channel is not None):
+            given = [*chosen, *(["--channel"] if self.channel is not None else [])]
+            raise ConfigError(f"--monitor and {' and '.join(given)}: the monitor names its "
+                              "input (its source in the config); give one")
         ov: dict[str, Any] = {}
         if self.device is not None:
             ov["source.kind"], ov["source.device"] = "device", self.device
@@ -84,10 +89,23 @@ def agent_config(
     from ..config import read_config
 
     cfg = read_config(config, {**(fixed or {}), **flags.overrides()})
+    if flags.monitor is not None:
+        cfg = one_machine(cfg, flags.monitor)
     if flags.from_files and cfg.source.kind != "files":
         raise ConfigError("--files: give the WAV files or folders to read, e.g. --files "
                           "clips/*.wav")
     return cfg
+
+
+def one_machine(cfg: AgentConfig, name: str) -> AgentConfig:
+    """`cfg` as the single-machine config of monitor `name` (its section, source, decision and
+    health at the top level, no `monitors:`), for the commands that work on one machine
+    (record, calibrate, enrol): they then read its microphone or channel like any config."""
+    import dataclasses
+
+    m = required_monitor(cfg, name)
+    return dataclasses.replace(cfg, monitors=(), section=m.section, source=m.source,
+                               decision=m.decision, health=m.health)
 
 
 def required_bundle(cfg: AgentConfig) -> Path:
@@ -118,7 +136,11 @@ def required_monitor(cfg: AgentConfig, name: str | None) -> MonitorSettings:
 
 
 def required_section(cfg: AgentConfig) -> str:
-    """The section from `--section` or the config; a one-line error naming both when neither."""
+    """The section from `--section` or the config; a one-line error naming both when neither
+    (or asking for `--monitor` when the config lists several machines)."""
+    if cfg.monitors:
+        raise ConfigError(f"--monitor: required (the config lists "
+                          f"{', '.join(m.name for m in cfg.monitors)}): one machine at a time")
     if not cfg.section:
         raise ConfigError("--section: required (or `section:` in --config)")
     return cfg.section

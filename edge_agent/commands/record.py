@@ -41,6 +41,7 @@ def record_cmd(
     device: opt.Device = None,
     from_files: opt.FromFiles = False,
     channel: opt.Channel = None,
+    monitor: opt.MonitorName = None,
     skip_refused: opt.SkipRefused = False,
     retries: opt.Retries = 3,
     quiet: opt.Quiet = False,
@@ -54,7 +55,8 @@ def record_cmd(
     from .clip_input import collect_clips
 
     cfg = agent_config(config, Flags(section=section, device=device, from_files=from_files,
-                                     paths=tuple(paths or ()), channel=channel))
+                                     paths=tuple(paths or ()), channel=channel,
+                                     monitor=monitor))
     sec = required_section(cfg)
     parse_section_id(sec)  # every check before minutes of recording, not after
     check_domain(domain)
