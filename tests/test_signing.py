@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import shutil
 import stat
+from collections.abc import Callable
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
@@ -380,3 +381,60 @@ def test_model_build_export_sign_key_signs_the_exported_version(
         assert not exc.code, capsys.readouterr().err
     assert "sections, signed)" in capsys.readouterr().out
     assert load_bundle(out, trusted=[key]).signed_by == key.key_id
+
+
+def test_the_agent_keeps_its_signed_model_when_an_unsigned_version_appears(
+    tmp_path: Path, demo_copy: Path,
+) -> None:
+    """The running agent with trusted_keys: an unsigned new version is refused at reload (a
+    reload_failed health event saying so) and the signed model keeps scoring; once the version
+    is signed, a reload (SIGHUP's request_reload) swaps it in."""
+    import threading
+    import time
+
+    from collect_sink import Collect
+
+    from edge_agent.agent import Agent
+    from edge_agent.config import load_config
+
+    private, _ = keypair(tmp_path, "k")
+    sign_version(vdir_of(demo_copy), private)
+    cfg = load_config(None, {
+        "bundle": str(demo_copy), "section": DEMO.section, "source.kind": "files",
+        "source.files": [str(DEMO.paths[0])], "source.loop": True, "source.realtime": True,
+        "windows.hop": 0.5, "log.stdout": False, "reload_poll_seconds": 0.1,
+        "trusted_keys": [str(tmp_path / "k.pub")],
+    })
+    c = Collect()
+    agent = Agent(cfg, sinks=[c])
+    v1 = agent.running_version()
+    t = threading.Thread(target=agent.run, kwargs={"install_signals": False})
+    t.start()
+
+    def until(cond: Callable[[], bool], timeout: float = 30.0) -> bool:
+        end = time.monotonic() + timeout
+        while not cond() and time.monotonic() < end:
+            time.sleep(0.05)
+        return cond()
+
+    try:
+        assert until(lambda: bool(c.kind("score")))
+        b = load_bundle(demo_copy)
+        manifest = {k: v for k, v in b.manifest.items() if k not in ("version", "files",
+                                                                     "created")}
+        v2 = write_bundle(demo_copy, {n: b.path / n for n in b.model_files}, b.backends,
+                          manifest)  # unsigned, and current
+        assert until(lambda: any(e["event"] == "reload_failed" for e in c.kind("health")))
+        n = len(c.kind("score"))
+        assert until(lambda: len(c.kind("score")) >= n + 2)  # still scoring, the old model
+        assert agent.counters["reloads"] == 0 and agent.running_version() == v1
+        sign_version(v2, private)
+        agent.request_reload()
+        assert until(lambda: agent.counters["reloads"] == 1)
+    finally:
+        agent.stop()
+        t.join(30)
+    assert not t.is_alive()
+    (failed,) = [e for e in c.kind("health") if e["event"] == "reload_failed"]
+    assert "is not signed" in failed["error"] and "\n" not in failed["error"]
+    assert agent.running_version() != v1 and agent.running_version().startswith("v2-")
