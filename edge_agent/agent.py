@@ -15,7 +15,8 @@ Threads and why:
   lost, the replay just runs at the scorer's pace);
 - the main thread supervises: bundle polling and reload, MQTT notices, the end of the sources;
 - a bundle reload (SIGHUP, or the bundle's `current`/manifest mtime changing) loads the new
-  model on its own thread and the worker swaps it in between two windows: no audio is dropped.
+  model on its own thread and the worker swaps it in between two windows (or while it waits
+  for one, so the swap never waits for audio): no audio is dropped.
   The candidate must first score a synthetic window of every monitor's section
   (`Scorer.smoke_test`) at the running sample rate and window length, and carry a trusted
   signature when `trusted_keys` are configured; a version that fails is never swapped in: the
@@ -309,14 +310,22 @@ class Agent:
     # --- worker ---
     def process(self, monitor: Monitor, w: Window) -> None:
         """Swap in a reloaded model between windows, then the monitor's path for `w`."""
-        if self._pending is not None:
-            self.scorer, self._pending = self._pending, None
-            for m in self.monitors:
-                m.new_model()
-            self._agent_counters["reloads"] += 1
-            self.emit(status_event(time.time(), self.device_id, "reloaded",
-                                   model_version=self.scorer.bundle.model_version))
+        self._swap_pending()
         monitor.process(w, self.scorer)
+
+    def _swap_pending(self) -> None:
+        """The worker (only it): a reloaded, checked model replaces the running one. Called
+        before each window and when the worker is idle, so the swap never waits for audio:
+        with 10 s windows, or a lost device, `running_version` (which the fleet's health
+        check waits for) would otherwise lag a finished reload by a hop or for ever."""
+        if self._pending is None:
+            return
+        self.scorer, self._pending = self._pending, None
+        for m in self.monitors:
+            m.new_model()
+        self._agent_counters["reloads"] += 1
+        self.emit(status_event(time.time(), self.device_id, "reloaded",
+                               model_version=self.scorer.bundle.model_version))
 
     def _report_evidence(self) -> None:
         """Alarm clips that were not stored (low disk space, write errors): a health event
@@ -351,6 +360,7 @@ class Agent:
             try:
                 item = self._queue.get(timeout=0.5)  # wake to ping the watchdog while idle
             except queue.Empty:
+                self._swap_pending()  # a reload is taken up while no window comes
                 self._watchdog()
                 continue
             if item is None:

@@ -1,133 +1,50 @@
-"""A small real agent for the fleet tests, signed demo bundles, and ways to watch the states.
+"""Real agents for the fleet tests, signed demo bundles, and ways to watch the fleet states.
 
-`MiniAgent` implements edge_agent.fleet.control.AgentControl for real: it scores with the
-demo bundle through `Scorer`, reloads the bundle when its `current` changes (with the smoke
-test of every monitor's section, keeping the old model when that fails, as the agent does),
-and records from a real audio source (`sources.open_source` over the demo clips). Only the
-sinks and the windows are left out: the fleet client never sees them.
+`Device` is one fleet member as it runs in a plant: its own copy of the signed demo bundle and
+a real `edge_agent.agent.Agent` built from its config (`load_config` with `fleet.enabled`), on
+a thread of its own as `edge-agent run` would run it. The agent starts its own `FleetClient`,
+publishes on its own MQTT connection and hot-reloads installed versions with its own bundle
+poll; its audio is the demo's normal clips replayed in real time in a loop, so it runs until
+stopped and a remote `record` records that audio as it plays. A restart is a new `Agent` from
+the same config and the same folders (bundle, outbox, fleet state).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import threading
 import time
+import uuid
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from edge_agent.audio import write_wav
+from edge_agent.agent import Agent
 from edge_agent.bundle import load_bundle, write_adapted_version
-from edge_agent.errors import DeviceError, EdgeAgentError
+from edge_agent.config import AgentConfig, load_config
 from edge_agent.fleet.client import FleetClient
-from edge_agent.fleet.settings import FleetSettings
-from edge_agent.scorer import Scorer, one_line
-from edge_agent.signing import TrustedKey, generate_keypair, load_public_keys, sign_version
+from edge_agent.signing import generate_keypair, sign_version
 from edge_agent.sinks.mqtt import MqttSettings
-from edge_agent.sources import open_source
-from edge_agent.sources.base import SourceSettings
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "edge_agent" / "demo"
 SECTION = "fan_section_00"
+MONITOR = "fan"  # the devices' one monitor (scored by SECTION)
 V1 = "v1-89fb44ed"  # the demo bundle's model_version
+CLIPS = [str(p) for p in sorted((DEMO / "clips").glob("*_normal.wav"))]
+
+FLEET: dict[str, Any] = dict(enabled=True, group="presses", health_timeout_seconds=8.0,
+                             release_timeout_seconds=10.0, command_ttl_seconds=60.0,
+                             command_timeout_seconds=30.0)
+"""The devices' `fleet:` section (small bounds: a test waits at most this long)."""
 
 
-class MiniAgent:
-    """AgentControl for real (see module docstring)."""
-
-    def __init__(self, root: Path, trusted: list[TrustedKey],
-                 monitors: dict[str, str] | None = None, history: Path | None = None) -> None:
-        self.root = root
-        self.trusted = trusted
-        self._monitors = monitors or {"fan": SECTION}
-        self.history = history
-        self.scorer = Scorer.from_bundle(root, 1, trusted=trusted)
-        self.samples = self.scorer.spec.clip_samples
-        self.reload_error: str | None = None
-        self.reloads = 0
-        self.realtime = False  # record at the pace of live audio (True) or as fast as it reads
-        self._stamp = self._current_stamp()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._poll, daemon=True)
-        self._thread.start()
-
-    def _current_stamp(self) -> tuple[float, str]:
-        p = self.root / "current"
-        return p.stat().st_mtime, p.read_text()
-
-    def _poll(self) -> None:
-        while not self._stop.wait(0.1):
-            stamp = self._current_stamp()
-            if stamp == self._stamp:
-                continue
-            self._stamp = stamp
-            try:
-                new = Scorer.from_bundle(self.root, 1, trusted=self.trusted)
-                for section in set(self._monitors.values()):
-                    new.smoke_test(section, self.samples)
-            except EdgeAgentError as exc:
-                self.reload_error = one_line(exc)
-                continue
-            self.scorer, self.reload_error = new, None
-            self.reloads += 1
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(2)
-
-    # --- AgentControl
-    def running_version(self) -> str:
-        return self.scorer.bundle.model_version
-
-    def monitors(self) -> dict[str, str]:
-        return dict(self._monitors)
-
-    def window_samples(self) -> int:
-        return self.samples
-
-    def bundle_root(self) -> Path:
-        return self.root
-
-    def status(self) -> dict[str, Any]:
-        return {"model_version": self.running_version(), "reloads": self.reloads,
-                "reload_error": self.reload_error,
-                "monitors": {name: {"section": sec, "k": 3, "n": 5, "clear_after": 3,
-                                    "hop_seconds": 5.0, "threshold_override": None,
-                                    "history": str(self.history or "")}
-                             for name, sec in self._monitors.items()}}
-
-    def record(self, monitor: str, seconds: float, path: Path, timeout: float) -> Path:
-        if monitor not in self._monitors:
-            raise DeviceError(f"no monitor {monitor!r}")
-        rate = self.scorer.spec.sample_rate
-        want = round(seconds * rate)
-        src = open_source(SourceSettings(kind="files", files=(str(DEMO / "clips"),), loop=True,
-                                         realtime=self.realtime), rate)
-        got: list[Any] = []
-        have = 0
-        end = time.monotonic() + timeout
-        with src:
-            while have < want:
-                if time.monotonic() > end:
-                    raise DeviceError(f"no audio within {timeout:g} s")
-                block = src.read(0.2)
-                if block is not None:
-                    got.append(block.samples)
-                    have += block.samples.size
-        import numpy as np
-
-        tmp = path.with_name(f".{path.name}.tmp")
-        write_wav(tmp, np.concatenate(got)[:want], rate)
-        os.replace(tmp, path)
-        return path
-
-
-def make_keys(d: Path, name: str = "fleet") -> tuple[Path, list[TrustedKey]]:
+def make_keys(d: Path, name: str = "fleet") -> tuple[Path, Path]:
+    """A signing key pair in `d`: (private key file, public key file for `trusted_keys`)."""
     priv, pub = d / f"{name}.key", d / f"{name}.pub"
     generate_keypair(priv, pub)
-    return priv, load_public_keys([pub])
+    return priv, pub
 
 
 def signed_demo(dest: Path, private_key: Path) -> Path:
@@ -154,55 +71,136 @@ def new_version(root: Path, private_key: Path | None, threshold_delta: float = 0
     return vdir
 
 
-def fleet_settings(**kw: Any) -> FleetSettings:
-    base: dict[str, Any] = dict(enabled=True, group="presses", health_timeout_seconds=10.0,
-                                release_timeout_seconds=10.0, command_ttl_seconds=60.0,
-                                command_timeout_seconds=30.0)
-    base.update(kw)
-    return FleetSettings(**base)
-
-
 def mqtt_settings(port: int, device: str, **kw: Any) -> MqttSettings:
+    """The operator's connection (edge_agent.fleet.operator.Connection)."""
     base: dict[str, Any] = dict(host="127.0.0.1", port=port, device_id=device,
                                 reconnect_min=0.1, reconnect_max=0.5, connect_timeout=5.0)
     base.update(kw)
     return MqttSettings(**base)
 
 
-class Device:
-    """One fleet member: a bundle copy, a MiniAgent on it, its FleetClient."""
+def wait_until(cond: Callable[[], bool], timeout: float = 10.0, what: str = "condition"
+               ) -> None:
+    end = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < end, f"timed out after {timeout:g} s waiting for {what}"
+        time.sleep(0.05)
 
-    def __init__(self, d: Path, name: str, port: int, base: Path, trusted: list[TrustedKey],
-                 settings: FleetSettings | None = None, **mqtt: Any) -> None:
+
+class Device:
+    """One fleet member: a bundle copy and a real Agent on it (see module docstring).
+
+    `trusted`: the public key files of `trusted_keys`; `fleet`, `mqtt`: keys over the defaults
+    of those sections; `history`: keep the score history (`history.replays`: the source is a
+    file replay), which a remote `tune` replays.
+    """
+
+    def __init__(self, d: Path, name: str, port: int, base: Path, trusted: Sequence[Path],
+                 fleet: dict[str, Any] | None = None, mqtt: dict[str, Any] | None = None,
+                 history: bool = False) -> None:
         self.name = name
         self.dir = d / name
         self.root = self.dir / "bundle"
-        self.state_dir = self.dir / "state"
+        self.state_dir = self.dir  # the outbox's folder: fleet state, recordings, history
         shutil.copytree(base, self.root)
-        self.trusted = trusted
-        self.agent = MiniAgent(self.root, trusted, history=self.state_dir / "scores.fan.bin")
-        self.mqtt = mqtt_settings(port, name, **mqtt)
-        self.settings = settings or fleet_settings()
-        self.client: FleetClient | None = None
+        self.port = port
+        self.overrides: dict[str, Any] = {
+            "bundle": str(self.root),
+            "monitors": [{"name": MONITOR, "section": SECTION}],
+            "source": {"kind": "files", "files": CLIPS, "loop": True, "realtime": True},
+            "trusted_keys": [str(p) for p in trusted],
+            "mqtt": {"host": "127.0.0.1", "port": port, "device_id": name,
+                     "client_id": f"{name}-{uuid.uuid4().hex[:8]}", "reconnect_min": 0.1,
+                     "reconnect_max": 0.5, "connect_timeout": 5.0, **(mqtt or {})},
+            "outbox": {"path": str(self.dir / "outbox.sqlite")},
+            "fleet": {**FLEET, **(fleet or {})},
+            "reload_poll_seconds": 0.2,
+            "log": {"stdout": False},
+            "history": {"enabled": history, "replays": history},
+        }
+        self.agent: Agent | None = None
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def config(self) -> AgentConfig:
+        return load_config(None, self.overrides)
 
     def start(self) -> Device:
-        self.client = FleetClient(self.mqtt, self.settings, self.agent, self.trusted,
-                                  self.state_dir)
-        self.client.start()
-        assert self.client.connected.wait(5)
+        """Build the agent from the config and run it; return once its sources run and both
+        its MQTT connections (sink, fleet client) are up."""
+        assert self._thread is None, f"{self.name} is running"
+        agent = Agent(self.config())
+        self.agent, self._error = agent, None
+        self._thread = threading.Thread(target=self._run, args=(agent,), daemon=True,
+                                        name=f"agent-{self.name}")
+        self._thread.start()
+
+        def up() -> bool:
+            assert self._error is None, f"{self.name}: the agent failed: {self._error!r}"
+            assert self._thread is not None and self._thread.is_alive(), f"{self.name} ended"
+            return (agent.fleet is not None and agent.fleet.connected.is_set()
+                    and agent.mqtt is not None and agent.mqtt.connected.is_set()
+                    and bool(agent.captures)
+                    and all(c.thread.is_alive() for c in agent.captures))
+
+        wait_until(up, 10.0, f"{self.name} to start")
         return self
 
-    def stop(self) -> None:
-        if self.client is not None:
-            self.client.close(5)
-            self.client = None
+    def _run(self, agent: Agent) -> None:
+        try:
+            agent.run(install_signals=False)
+        except BaseException as exc:  # handed to stop(): a crashed agent fails the test
+            self._error = exc
 
-    def close(self) -> None:
-        self.stop()
-        self.agent.close()
+    def signal_stop(self) -> None:
+        if self.agent is not None:
+            self.agent.stop()
+
+    def stop(self, timeout: float = 20.0) -> None:
+        """Stop the agent and join its thread (bounded); re-raise what ended it, if anything."""
+        if self._thread is None:
+            return
+        self.signal_stop()
+        self._thread.join(timeout)
+        alive, self._thread = self._thread.is_alive(), None
+        assert not alive, f"{self.name}: the agent did not stop within {timeout:g} s"
+        if self._error is not None:
+            raise self._error
+
+    def running(self) -> Agent:
+        assert self.agent is not None and self._thread is not None, f"{self.name} not running"
+        return self.agent
+
+    @property
+    def fleet(self) -> FleetClient:
+        client = self.running().fleet
+        assert client is not None
+        return client
+
+    def running_version(self) -> str:
+        """What the real agent scores with now (it changes with its own hot reload)."""
+        return self.running().running_version()
+
+    def reloads(self) -> int:
+        """Hot reloads since this agent (this start) began."""
+        return self.running().counters["reloads"]
 
     def versions(self) -> list[str]:
         return sorted(p.name for p in (self.root / "versions").iterdir())
+
+
+def stop_all(devices: Sequence[Device]) -> None:
+    """Stop every running device, all at once (each shutdown takes about half a second)."""
+    for d in devices:
+        d.signal_stop()
+    errors: list[BaseException] = []
+    for d in devices:
+        try:
+            d.stop()
+        except BaseException as exc:  # stop the others first, then fail
+            errors.append(exc)
+    if errors:
+        raise errors[0]
 
 
 def latest_state(sub: Any, device: str, prefix: str = "edge-asd") -> dict[str, Any] | None:

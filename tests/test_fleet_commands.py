@@ -1,5 +1,10 @@
 """Remote commands over a real mosquitto (edge_agent.fleet): record, calibrate, tune, rollback,
-status, replays, expiry, bad input, the time bound, the CLI, and the example broker ACL."""
+status, replays, expiry, bad input, the time bound, the CLI, and the example broker ACL.
+
+The device is a real `Agent` with `fleet.enabled` (tests/fleet_helpers.py `Device`): `record`
+records the audio it replays in real time, `calibrate` and `tune` write versions that its own
+bundle poll hot-reloads, and `status` is its own.
+"""
 
 from __future__ import annotations
 
@@ -14,9 +19,9 @@ import numpy as np
 import pytest
 from cli_helpers import run_cli
 from fleet_helpers import (
+    CLIPS,
     V1,
     Device,
-    fleet_settings,
     make_keys,
     mqtt_settings,
     new_version,
@@ -25,6 +30,7 @@ from fleet_helpers import (
 )
 from mqtt_fixtures import Broker, Subscriber
 
+from edge_agent.audio import read_wav
 from edge_agent.fleet.messages import command_json
 from edge_agent.fleet.operator import Connection, send_command
 from edge_agent.history import ScoreHistory
@@ -33,17 +39,34 @@ pytestmark = pytest.mark.mqtt
 REPO = Path(__file__).resolve().parents[1]
 
 
+MakeDevice = Callable[..., Device]
+
+
 @pytest.fixture
-def device(tmp_path: Path, mqtt_broker: Callable[..., Broker]) -> Iterator[Device]:
+def make_device(tmp_path: Path, mqtt_broker: Callable[..., Broker]) -> Iterator[MakeDevice]:
+    """`make_device(**Device keywords)`: press-01, a real agent on the signed demo bundle, not
+    started; stopped (joined, bounded) at the end of the test."""
     b = mqtt_broker()
-    priv, trusted = make_keys(tmp_path)
-    d = Device(tmp_path, "press-01", b.port, signed_demo(tmp_path / "base", priv), trusted)
-    yield d.start()
-    d.close()
+    priv, pub = make_keys(tmp_path)
+    base = signed_demo(tmp_path / "base", priv)
+    made: list[Device] = []
+
+    def make(**kw: Any) -> Device:
+        made.append(Device(tmp_path, "press-01", b.port, base, [pub], **kw))
+        return made[-1]
+
+    yield make
+    for d in made:
+        d.stop()
+
+
+@pytest.fixture
+def device(make_device: MakeDevice) -> Device:
+    return make_device().start()
 
 
 def op(d: Device) -> Connection:
-    return Connection(mqtt_settings(d.mqtt.port, "operator"), timeout=5.0)
+    return Connection(mqtt_settings(d.port, "operator"), timeout=5.0)
 
 
 def cmd(conn: Connection, name: str, cid: str | None = None, **args: Any) -> dict[str, Any]:
@@ -68,49 +91,79 @@ def raw(conn: Connection, payload: bytes, wait_id: str | None) -> dict[str, Any]
     return first()
 
 
-def test_record_calibrate_tune_rollback_with_replays(device: Device) -> None:
+def assert_replayed_audio(wav: Path, seconds: float) -> None:
+    """`wav` holds `seconds` of the agent's audio: a contiguous stretch of its looped replay of
+    the demo clips (which starts at a block of 1600 samples), not silence or made-up noise."""
+    got, rate = read_wav(wav)
+    assert rate == 16000 and got.size == round(seconds * rate)
+    loop = np.concatenate([read_wav(c)[0] for c in CLIPS])
+    loop = np.concatenate([loop, loop[:got.size]])  # a recording may span the loop's end
+    starts = [i for i in range(0, loop.size - got.size, 1600)
+              if np.allclose(loop[i:i + 1600], got[:1600], atol=1e-4)]
+    assert starts and np.allclose(loop[starts[0]:starts[0] + got.size], got, atol=1e-4), wav
+    assert float(np.sqrt(np.mean(got ** 2))) > 0.01
+
+
+def write_history(path: Path, windows: int = 800, hop: float = 10.0) -> None:
+    """`windows` normal-looking past scores (threshold 2) ending now, one per `hop` s."""
+    hist = ScoreHistory(path)
+    rng = np.random.default_rng(0)
+    t0 = time.time() - windows * hop
+    for i, s in enumerate(rng.normal(0.0, 1.0, windows)):
+        hist.append(t0 + hop * i, float(s), 2.0)
+    hist.close()
+
+
+def test_record_calibrate_tune_rollback_with_replays(make_device: MakeDevice) -> None:
+    device = make_device(history=True).start()
     with op(device) as conn:
         st = cmd(conn, "status")
         assert st["ok"] and st["result"]["bundle"]["current"] == 1
         assert st["result"]["agent"]["model_version"] == V1
+        assert st["result"]["agent"]["device_id"] == "press-01"  # the agent's own status
 
-        rec = cmd(conn, "record", cid="rec-1", monitor="fan", seconds=10)
+        rec = cmd(conn, "record", cid="rec-1", monitor="fan", seconds=2)
         assert rec["ok"], rec
         wav = Path(rec["result"]["path"])
         assert wav.parent == device.state_dir / "recordings"
         assert hashlib.sha256(wav.read_bytes()).hexdigest() == rec["result"]["sha256"]
-        assert rec["result"]["bytes"] == wav.stat().st_size > 320_000  # 10 s of 16 kHz int16
-        again = cmd(conn, "record", cid="rec-1", monitor="fan", seconds=10)
+        assert rec["result"]["bytes"] == wav.stat().st_size > 64_000  # 2 s of 16 kHz int16
+        assert_replayed_audio(wav, 2.0)
+        again = cmd(conn, "record", cid="rec-1", monitor="fan", seconds=2)
         assert again["replayed"] is True and again["result"] == rec["result"]
         assert len(list(wav.parent.iterdir())) == 1  # not recorded a second time
         for i in range(2):
-            assert cmd(conn, "record", cid=f"rec-{i + 2}", seconds=10)["ok"]  # one monitor
+            assert cmd(conn, "record", cid=f"rec-{i + 2}", seconds=2)["ok"]  # one monitor
 
         cal = cmd(conn, "calibrate", cid="cal-1", monitor="fan")
         assert cal["ok"], cal
         assert cal["result"]["clips"] == 3 and cal["result"]["version"] == 2
         assert cal["result"]["healthy"] is True
-        assert device.agent.running_version().startswith("v2-")
+        assert device.running_version().startswith("v2-") and device.reloads() == 1
 
-        hist = ScoreHistory(device.state_dir / "scores.fan.bin")
-        rng = np.random.default_rng(0)
-        t0 = time.time() - 800 * 5.0
-        for i, s in enumerate(rng.normal(0.0, 1.0, 800)):
-            hist.append(t0 + 5.0 * i, float(s), 2.0)
-        hist.close()
+    # a score history (as a long run would have left it) for tune, written while it is off
+    device.stop()
+    write_history(device.state_dir / "scores.fan.bin")
+    device.start()
+    assert device.running_version().startswith("v2-")  # what it ran before the restart
+    with op(device) as conn:
         tune = cmd(conn, "tune", cid="tune-1", monitor="fan", false_alarms_per_day=2)
         assert tune["ok"], tune
         assert tune["result"]["changed"] is True and tune["result"]["version"] == 3
         assert tune["result"]["alarms_per_day_new"] <= 2
-        assert device.agent.running_version().startswith("v3-")
+        assert tune["result"]["history_windows"] >= 800
+        assert device.running_version().startswith("v3-")
 
         rb = cmd(conn, "rollback", cid="rb-1")
         assert rb["ok"] and (rb["result"]["from"], rb["result"]["to"]) == (3, 2), rb
         assert rb["result"]["healthy"] is True
-        assert device.agent.running_version().startswith("v2-")
+        assert device.running_version().startswith("v2-")
         replay = cmd(conn, "rollback", cid="rb-1")  # a replayed rollback does not go further
         assert replay["replayed"] is True and replay["result"] == rb["result"]
         assert (device.root / "current").read_text().strip() == "2"
+        cal_again = cmd(conn, "calibrate", cid="cal-1", monitor="fan")  # from before restart
+        assert cal_again["replayed"] is True and cal_again["result"] == cal["result"]
+        assert device.versions() == ["1", "2", "3"]
 
     device.stop()  # the ids survive a restart
     device.start()
@@ -118,6 +171,7 @@ def test_record_calibrate_tune_rollback_with_replays(device: Device) -> None:
         again = cmd(conn, "rollback", cid="rb-1")
         assert again["replayed"] is True and again["result"]["to"] == 2
         assert (device.root / "current").read_text().strip() == "2"
+        assert device.running_version().startswith("v2-") and device.reloads() == 0
 
 
 def test_expired_unknown_and_malformed_commands_are_refused(device: Device) -> None:
@@ -135,42 +189,38 @@ def test_expired_unknown_and_malformed_commands_are_refused(device: Device) -> N
         assert not r["ok"] and "unknown argument(s) false_alarm_per_day" in r["error"]
         r = cmd(conn, "record", monitor="pump")
         assert not r["ok"] and "no monitor 'pump' on this agent (has fan)" in r["error"]
-        r = cmd(conn, "tune", false_alarms_per_day=1)  # no history recorded yet
-        assert not r["ok"] and "scores.fan.bin" in r["error"]
+        r = cmd(conn, "tune", false_alarms_per_day=1)  # this agent keeps no score history
+        assert not r["ok"] and "keeps no score history (history.enabled)" in r["error"], r
         r = raw(conn, b"{not json", None)
         assert r is not None and not r["ok"] and r["error"].startswith("command: not valid JSON")
         r = raw(conn, json.dumps({"id": "x-1", "name": "status"}).encode(), "x-1")
         assert r is not None and r["error"] == "command: missing field 'issued_at'"
+    assert not (device.state_dir / "recordings").exists()
+    assert device.versions() == ["1"] and device.running_version() == V1
 
 
 def test_a_command_over_its_time_bound_is_answered_and_blocks_the_next(
-    tmp_path: Path, mqtt_broker: Callable[..., Broker],
+    make_device: MakeDevice,
 ) -> None:
-    b = mqtt_broker()
-    priv, trusted = make_keys(tmp_path)
-    d = Device(tmp_path, "press-01", b.port, signed_demo(tmp_path / "base", priv), trusted,
-               fleet_settings(command_timeout_seconds=1.0))
-    d.agent.realtime = True  # 3 s of audio take 3 s
-    d.start()
-    try:
-        with op(d) as conn:
-            slow = cmd(conn, "record", cid="slow", seconds=3)
-            assert not slow["ok"] and slow["error"].startswith("timed out after 1 s")
-            busy = cmd(conn, "status")
-            assert not busy["ok"] and busy["error"].startswith("busy: command slow (record)")
-            time.sleep(2.5)
-            done = cmd(conn, "record", cid="slow", seconds=3)  # the replay: its real outcome
-            assert done["replayed"] is True and done["ok"], done
-            assert Path(done["result"]["path"]).is_file()
-            assert cmd(conn, "status")["ok"]
-    finally:
-        d.close()
+    """`record` of 3 s of the agent's real-time audio takes 3 s: over a 1 s bound."""
+    d = make_device(fleet={"command_timeout_seconds": 1.0}).start()
+    with op(d) as conn:
+        slow = cmd(conn, "record", cid="slow", seconds=3)
+        assert not slow["ok"] and slow["error"].startswith("timed out after 1 s")
+        busy = cmd(conn, "status")
+        assert not busy["ok"] and busy["error"].startswith("busy: command slow (record)")
+        time.sleep(3.0)
+        done = cmd(conn, "record", cid="slow", seconds=3)  # the replay: its real outcome
+        assert done["replayed"] is True and done["ok"], done
+        wav = Path(done["result"]["path"])
+        assert_replayed_audio(wav, 3.0)
+        assert cmd(conn, "status")["ok"]
 
 
 def test_cli_cmd_status_push(device: Device, tmp_path: Path,
                              capsys: pytest.CaptureFixture[str]) -> None:
     cfg = tmp_path / "operator.yaml"
-    cfg.write_text(f"mqtt: {{host: 127.0.0.1, port: {device.mqtt.port}, device_id: ops}}\n")
+    cfg.write_text(f"mqtt: {{host: 127.0.0.1, port: {device.port}, device_id: ops}}\n")
     code, out, err = run_cli(capsys, "fleet", "cmd", "press-01", "record", "--arg",
                              "seconds=2", "--arg", "monitor=fan", "--config", str(cfg))
     assert code == 0, err
@@ -210,9 +260,12 @@ def test_example_acl_operator_only_commands(tmp_path: Path) -> None:
     b.conf.write_text(b.conf.read_text() + f"acl_file {REPO / 'deploy/mosquitto/acl'}\n")
     b.start()
     prefix = "listening/site-a"
-    priv, trusted = make_keys(tmp_path)
-    d = Device(tmp_path, "press-02", b.port, signed_demo(tmp_path / "base", priv), trusted,
-               prefix=prefix, username="press-02", password="pw-2")
+    priv, pub = make_keys(tmp_path)
+    (tmp_path / "press-02.pw").write_text("pw-2\n")
+    (tmp_path / "press-02.pw").chmod(0o600)
+    d = Device(tmp_path, "press-02", b.port, signed_demo(tmp_path / "base", priv), [pub],
+               mqtt={"prefix": prefix, "username": "press-02",
+                     "password_file": str(tmp_path / "press-02.pw")})
     try:
         d.start()
         wait_for_state = Subscriber(b, [f"{prefix}/+/fleet/state"], username="operator",
@@ -253,5 +306,5 @@ def test_example_acl_operator_only_commands(tmp_path: Path) -> None:
         seen.close()
         wait_for_state.close()
     finally:
-        d.close()
+        d.stop()
         b.kill()

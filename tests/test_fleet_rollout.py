@@ -1,7 +1,9 @@
-"""Bundle rollout over a real mosquitto to several real fleet clients (edge_agent.fleet).
+"""Bundle rollout over a real mosquitto to several real agents (edge_agent.fleet).
 
-Each device is a copy of the signed demo bundle, a MiniAgent (tests/fleet_helpers.py) that
-really scores and hot-reloads it, and a FleetClient with its own state folder.
+Each device is a real `Agent` (tests/fleet_helpers.py `Device`) on its own copy of the signed
+demo bundle, with `fleet.enabled`: it runs its own fleet client, replays the demo's audio in
+real time and hot-reloads what the fleet installs with its own bundle poll, so every version
+asserted here is the one the agent really scores with.
 """
 
 from __future__ import annotations
@@ -12,21 +14,24 @@ import shutil
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fleet_helpers import (
     V1,
     Device,
-    fleet_settings,
     latest_state,
     make_keys,
     mqtt_settings,
     new_version,
     signed_demo,
+    stop_all,
     wait_state,
+    wait_until,
 )
 from mqtt_fixtures import Broker, Subscriber
 
+from edge_agent.errors import ConfigError
 from edge_agent.fleet.messages import FleetError, Release
 from edge_agent.fleet.operator import (
     Connection,
@@ -37,10 +42,8 @@ from edge_agent.fleet.operator import (
     send_command,
 )
 from edge_agent.fleet.packing import pack_version
-from edge_agent.fleet.settings import FleetSettings
 from edge_agent.fleet.topics import chunk_topic, manifest_topic
 from edge_agent.fleet.transfer import chunk_digests, cut
-from edge_agent.signing import TrustedKey
 
 pytestmark = pytest.mark.mqtt
 V2 = "v2-89fb44ed"  # the pushed version: same model, another threshold
@@ -52,24 +55,23 @@ class Fleet:
 
     def __init__(self, tmp: Path, broker: Broker) -> None:
         self.tmp, self.broker = tmp, broker
-        self.priv, self.trusted = make_keys(tmp)
+        self.priv, self.pub = make_keys(tmp)
         self.base = signed_demo(tmp / "base", self.priv)
         self.release = signed_demo(tmp / "operator", self.priv)
         new_version(self.release, self.priv)
         self.devices: list[Device] = []
         self.sub = Subscriber(broker, ["edge-asd/+/fleet/state"])
 
-    def device(self, name: str, start: bool = True, trusted: list[TrustedKey] | None = None,
-               settings: FleetSettings | None = None) -> Device:
+    def device(self, name: str, start: bool = True, trusted: list[Path] | None = None,
+               fleet: dict[str, Any] | None = None) -> Device:
         d = Device(self.tmp / "devices", name, self.broker.port, self.base,
-                   self.trusted if trusted is None else trusted, settings)
+                   [self.pub] if trusted is None else trusted, fleet)
         self.devices.append(d)
         return d.start() if start else d
 
     def close(self) -> None:
         self.sub.close()
-        for d in self.devices:
-            d.close()
+        stop_all(self.devices)
 
 
 @pytest.fixture
@@ -105,20 +107,25 @@ def test_canaries_first_then_the_group_offline_device_catches_up_rollback(
     assert seen_at_canary == {"press-02": ["1"], "press-03": ["1"]}
     s1 = latest_state(sub, "press-01")
     assert s1 is not None and s1["model_version"] == V2 and s1["signed_by"] is not None
+    assert canary.running_version() == V2 and canary.reloads() == 1  # its own hot reload
     for d in (d2, d3):
         s = wait_state(sub, d.name, release=rid, status="installed", healthy=True)
         assert s["model_version"] == V2 and s["installed_version"] == 2
-        assert d.agent.running_version() == V2 and d.versions() == ["1", "2"]
+        assert d.running_version() == V2 and d.reloads() == 1 and d.versions() == ["1", "2"]
 
     # the device that was off during the rollout finds the retained release when it connects
     offline.start()
+    assert offline.running_version() == V1
     wait_state(sub, "press-04", release=rid, status="installed", model_version=V2)
+    assert offline.running_version() == V2 and offline.reloads() == 1
 
-    # idempotent across a restart: the retained release is seen again, nothing is reinstalled
+    # idempotent across a restart: the agent starts on version 2, the retained release is
+    # seen again and nothing is reinstalled (no new version folder, no reload)
     d2.stop()
     d2.start()
+    assert d2.running_version() == V2
     time.sleep(1.0)
-    assert d2.versions() == ["1", "2"] and d2.agent.reloads == 1
+    assert d2.versions() == ["1", "2"] and d2.reloads() == 0
     wait_state(sub, "press-02", release=rid, status="installed", healthy=True)
 
     # the group's rollback: every device goes back to the version it ran before
@@ -127,13 +134,14 @@ def test_canaries_first_then_the_group_offline_device_catches_up_rollback(
     assert undone == rid and sorted(out.ok) == ["press-01", "press-02", "press-03",
                                                 "press-04"], out
     for d in (canary, d2, d3, offline):
-        assert d.agent.running_version() == V1
+        assert d.running_version() == V1
         assert (d.root / "current").read_text().strip() == "1"
     # a device (re)connecting later sees the rollback notice and does nothing more
     d3.stop()
     d3.start()
     wait_state(sub, "press-03", release=rid, status="rolled_back")
-    assert d3.agent.running_version() == V1
+    time.sleep(0.5)
+    assert d3.running_version() == V1 and d3.reloads() == 0 and d3.versions() == ["1", "2"]
 
 
 def tampered(release_root: Path, group: str, edit: Callable[[Path], None], tmp: Path
@@ -192,7 +200,7 @@ def test_tampered_and_badly_signed_releases_are_refused_by_every_agent(
     for d in devices[1:]:  # never saw it (the restored notice: the tampered one, refused again)
         assert prepared.release.release not in releases(d.name)
     for d in devices:
-        assert d.versions() == ["1"] and d.agent.running_version() == V1
+        assert d.versions() == ["1"] and d.running_version() == V1 and d.reloads() == 0
     with operator(b) as conn:  # the group's notice was restored, the rogue chunks deleted
         conn.subscribe([manifest_topic("edge-asd", "presses"),
                         chunk_topic("edge-asd", "presses", prepared.release.release)])
@@ -202,10 +210,17 @@ def test_tampered_and_badly_signed_releases_are_refused_by_every_agent(
                            ) is None
 
 
-def test_unsigned_release_refused_without_keys_unless_allowed(fleet: Fleet) -> None:
+def test_unsigned_release_refused_unless_allowed(fleet: Fleet) -> None:
+    """An unsigned release: an agent with trusted keys refuses it; an agent without keys may
+    only join a fleet with fleet.allow_unsigned (its config is refused otherwise), and then
+    installs it."""
     b, sub, tmp, make = fleet.broker, fleet.sub, fleet.tmp, fleet.device
-    strict = make("press-01", trusted=[])
-    lax = make("press-02", trusted=[], settings=fleet_settings(allow_unsigned=True))
+    strict = make("press-01")
+    keyless = Device(tmp / "devices", "press-03", b.port, fleet.base, [])
+    with pytest.raises(ConfigError) as refused:
+        keyless.config()
+    assert str(refused.value).startswith("fleet.enabled: a fleet installs only signed bundles")
+    lax = make("press-02", trusted=[], fleet={"allow_unsigned": True})
     unsigned = tmp / "unsigned"
     shutil.copytree(fleet.release, unsigned)
     for sig in unsigned.glob("versions/*/signature.json"):
@@ -214,17 +229,19 @@ def test_unsigned_release_refused_without_keys_unless_allowed(fleet: Fleet) -> N
     with operator(b) as conn:
         push(conn, prepared, [], 5.0, lambda _: None)
     s = wait_state(sub, strict.name, release=prepared.release.release, status="refused")
-    assert "no trusted_keys" in s["error"] and strict.versions() == ["1"]
+    assert "bundle version is not signed" in s["error"], s
+    assert strict.versions() == ["1"] and strict.running_version() == V1
     wait_state(sub, lax.name, release=prepared.release.release, status="installed",
                model_version=V2)
+    assert lax.running_version() == V2
 
 
 def test_half_received_release_times_out_and_oversized_is_refused(
     fleet: Fleet,
 ) -> None:
     b, sub, make = fleet.broker, fleet.sub, fleet.device
-    d = make("press-01", settings=fleet_settings(release_timeout_seconds=1.0))
-    small = make("press-02", settings=fleet_settings(max_bundle_mb=0.5))
+    d = make("press-01", fleet={"release_timeout_seconds": 1.0})
+    small = make("press-02", fleet={"max_bundle_mb": 0.5})
     prepared = prepare(fleet.release, "presses")
     r = prepared.release
     with operator(b) as conn:  # the notice, but only the first chunk
@@ -236,6 +253,8 @@ def test_half_received_release_times_out_and_oversized_is_refused(
     assert d.versions() == ["1"] and not (d.state_dir / "fleet-incoming" / r.release).exists()
     s = wait_state(sub, small.name, release=r.release, status="refused")
     assert "over this device's limit of 0.5 MB" in s["error"]
+    for dev in (d, small):
+        assert dev.running_version() == V1
 
 
 def test_install_beside_local_versions_keeps_rollback_right(fleet: Fleet) -> None:
@@ -246,31 +265,25 @@ def test_install_beside_local_versions_keeps_rollback_right(fleet: Fleet) -> Non
     d = fleet.device("press-01", start=False)
     new_version(d.root, None, 0.1)
     new_version(d.root, None, 0.2)
-    wait_for(lambda: d.agent.running_version() == "v3-89fb44ed")
     d.start()
+    assert d.running_version() == "v3-89fb44ed"
     prepared = prepare(fleet.release, "presses")
     with operator(b) as conn:
         push(conn, prepared, ["press-01"], 10.0, lambda _: None)
     s = wait_state(sub, d.name, status="installed", installed_version=4, model_version=V2)
     assert s["healthy"] is True and d.versions() == ["1", "2", "3", "4"]
+    assert d.running_version() == V2
     manifest = json.loads((d.root / "versions" / "4" / "manifest.json").read_text())
     assert manifest["version"] == 2  # as signed
     new_version(d.root, None, 0.3)  # a local tune on top of the release: version 5
     assert json.loads((d.root / "versions/5/manifest.json").read_text())["parent_version"] == 4
-    wait_for(lambda: d.agent.running_version() == "v5-89fb44ed")
+    wait_until(lambda: d.running_version() == "v5-89fb44ed", 5.0, "the agent to reload v5")
     with operator(b) as conn:
         first = send_command(conn, "press-01", "rollback", {}, 10.0)
         assert (first["result"]["from"], first["result"]["to"]) == (5, 4), first
-        assert d.agent.running_version() == V2
+        assert first["result"]["healthy"] is True and d.running_version() == V2
         assert wait_state(sub, d.name, status="installed", model_version=V2)["healthy"]
         _, out = rollback_group(conn, "presses", None, 10.0)  # now the release itself
     assert out.ok == ["press-01"]
     assert (d.root / "current").read_text().strip() == "3"
-    assert d.agent.running_version() == "v3-89fb44ed"
-
-
-def wait_for(cond: Callable[[], bool], timeout: float = 5.0) -> None:
-    end = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < end, "timed out"
-        time.sleep(0.05)
+    assert d.running_version() == "v3-89fb44ed"
