@@ -133,7 +133,10 @@ def test_ha_discovery_republished_on_ha_online(
     s = sink(tmp_path, settings(b, ha_discovery=True))
     s.start()
     topic = f"homeassistant/binary_sensor/dev1/{SEC}_alarm/config"
-    assert sub.wait_for(lambda m: len(m) >= 2)
+    entities = {f"homeassistant/{kind}/dev1/{SEC}_{name}/config" for kind, name in (
+        ("binary_sensor", "alarm"), ("sensor", "score"), ("sensor", "drift"),
+        ("binary_sensor", "sensor"))}
+    assert sub.wait_for(lambda m: entities <= {t for t, *_ in m})  # all four, in any order
     cfg = json.loads(sub.on(topic)[0])
     assert cfg["device_class"] == "problem" and cfg["unique_id"] == f"dev1_{SEC}_alarm"
     assert cfg["state_topic"] == f"edge-asd/dev1/{SEC}/alarm"
@@ -144,7 +147,7 @@ def test_ha_discovery_republished_on_ha_online(
     ha.connect("127.0.0.1", b.port)
     ha.loop_start()
     ha.publish("homeassistant/status", "online", qos=1).wait_for_publish(5)
-    assert sub.wait_for(lambda m: len(m) >= n + 2)
+    assert sub.wait_for(lambda m: len(m) >= n + len(entities))
     assert s.discovery_published == 2
     ha.disconnect()
     ha.loop_stop()
