@@ -154,20 +154,7 @@ class Agent:
         self.metrics: PrometheusSink | None = None
         self.fleet: FleetClient | None = None  # with fleet.enabled, while run() runs
         if sinks is None:
-            if cfg.log.stdout:
-                self.sinks.append(JsonlSink(sys.stdout, cfg.log.json))
-            if cfg.log.jsonl_file:
-                self.sinks.append(JsonlSink(open(cfg.log.jsonl_file, "a"), True))  # noqa: SIM115
-            if cfg.mqtt.enabled:
-                self.mqtt = MqttSink(
-                    cfg.mqtt, Outbox(cfg.outbox), [m.name for m in self.settings],
-                    self.scorer.bundle.model_version, ha_devices=bool(cfg.monitors),
-                )
-                self.sinks.append(self.mqtt)
-            if cfg.metrics.textfile:  # dashboards: node-exporter's textfile collector
-                self.metrics = PrometheusSink(cfg.metrics, self.device_id,
-                                              outbox_depth=self._outbox_depth)
-                self.sinks.append(self.metrics)
+            self._default_sinks()
         # evidence (edge_agent.evidence): each monitor's last n scored windows, one writer
         self.evidence: EvidenceStore | None = None
         if cfg.evidence.enabled:
@@ -194,6 +181,8 @@ class Agent:
         self._stop = threading.Event()
         self._reload = threading.Event()
         self._pending: Scorer | None = None
+        self._pending_lock = threading.Lock()
+        self._reload_gen = 0  # generation of the last reload started (see _start_reload)
         self._reload_failures: queue.SimpleQueue[str] = queue.SimpleQueue()  # reload -> main
         self._stamp = bundle_stamp(cfg.bundle)
         self._next_poll = 0.0
@@ -202,6 +191,25 @@ class Agent:
         self._main_beat = time.monotonic()  # the supervising loop's last turn (watchdog)
         self._next_ping = 0.0
         self._started = time.time()
+
+    def _default_sinks(self) -> None:
+        """The sinks the config asks for: stdout / a JSON-lines file, MQTT (with its outbox),
+        the Prometheus textfile."""
+        cfg = self.cfg
+        if cfg.log.stdout:
+            self.sinks.append(JsonlSink(sys.stdout, cfg.log.json))
+        if cfg.log.jsonl_file:
+            self.sinks.append(JsonlSink(open(cfg.log.jsonl_file, "a"), True))  # noqa: SIM115
+        if cfg.mqtt.enabled:
+            self.mqtt = MqttSink(
+                cfg.mqtt, Outbox(cfg.outbox), [m.name for m in self.settings],
+                self.scorer.bundle.model_version, ha_devices=bool(cfg.monitors),
+            )
+            self.sinks.append(self.mqtt)
+        if cfg.metrics.textfile:  # dashboards: node-exporter's textfile collector
+            self.metrics = PrometheusSink(cfg.metrics, self.device_id,
+                                          outbox_depth=self._outbox_depth)
+            self.sinks.append(self.metrics)
 
     def _load_scorer(self) -> Scorer:
         """The bundle's scorer; with `trusted_keys`, only a version signed by one of them (or
@@ -262,13 +270,22 @@ class Agent:
         self._reload.set()
 
     def _start_reload(self) -> None:
+        """Load the active version on a thread of its own. Each start is a new generation: a
+        slower load of an older generation (an install quickly followed by a rollback) is
+        discarded when it finishes, so the model swapped in is always the latest `current`."""
         self._reload.clear()
+        self._reload_gen += 1
+        gen = self._reload_gen
 
         def load() -> None:
             try:
                 new = self._load_scorer()
                 self._check_candidate(new)
-                self._pending = new
+                with self._pending_lock:
+                    if gen != self._reload_gen:
+                        log.info("bundle reload superseded by a newer one: discarded")
+                        return
+                    self._pending = new
             except Exception as exc:  # any failure: keep the running model
                 msg = one_line(exc)
                 log.error(
@@ -320,7 +337,11 @@ class Agent:
         check waits for) would otherwise lag a finished reload by a hop or for ever."""
         if self._pending is None:
             return
-        self.scorer, self._pending = self._pending, None
+        with self._pending_lock:
+            new, self._pending = self._pending, None
+        if new is None:
+            return
+        self.scorer = new
         for m in self.monitors:
             m.new_model()
         self._agent_counters["reloads"] += 1
@@ -455,6 +476,7 @@ class Agent:
         rate = self.scorer.spec.sample_rate
         rec = capture.record(m, max(1, round(seconds * rate)))
         if not rec.done.wait(timeout):
+            capture.cancel(rec)
             raise EdgeAgentError(f"{monitor}: {seconds:g} s of audio did not arrive within "
                                  f"{timeout:g} s (device lost?)")
         write_wav(path, rec.audio(), rate)
@@ -482,7 +504,6 @@ class Agent:
         planned = self._open_sources()
         if self.mqtt is not None:
             self.mqtt.start()
-        fleet = self._start_fleet()
         worker = threading.Thread(target=self._worker, name="scorer", daemon=True)
         worker.start()
         log.info(
@@ -493,7 +514,9 @@ class Agent:
         )
         self._next_poll = time.monotonic() + self.cfg.reload_poll_seconds
         error: BaseException | None = None
+        fleet: FleetClient | None = None
         try:
+            fleet = self._start_fleet()
             for src, mons, live in planned:  # each open is bounded (DeviceSource.start)
                 src.start()
                 self.captures.append(Capture(src, mons, live, self._enqueue,

@@ -92,6 +92,11 @@ class Capture:
             self._recordings.append(rec)
         return rec
 
+    def cancel(self, rec: Recording) -> None:
+        """Stop filling `rec` (its requester gave up waiting): its memory is freed."""
+        with self._rec_lock:
+            self._recordings = [r for r in self._recordings if r is not rec]
+
     def _run(self) -> None:
         try:
             while not self._stop.is_set():
@@ -105,8 +110,7 @@ class Capture:
                 if self._lost:
                     self._lost = False
                     for m in self.monitors:
-                        m.lost = False
-                        m.health(time.time(), "device_ok", [])
+                        m.device_back()
                 self._last_block = now
                 self._feed_recordings(block)
                 self._cut(block)

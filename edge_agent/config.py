@@ -105,6 +105,15 @@ class AgentConfig:
     def __post_init__(self) -> None:
         check_fields(self, "")
         check_monitors(self.monitors, self.section)
+        clip = self.evidence.mqtt_max_kilobytes * 1000
+        if clip > self.outbox.max_bytes // 4:
+            raise ConfigError(f"evidence.mqtt_max_kilobytes: {self.evidence.mqtt_max_kilobytes}"
+                              f" kB clips would crowd the outbox ({self.outbox.max_bytes} bytes, "
+                              "outbox.max_bytes): keep them under a quarter of it")
+        if self.fleet.enabled:
+            from .fleet.topics import check_device_id
+
+            check_device_id(self.mqtt.device_id)
         if self.fleet.enabled and not self.mqtt.enabled:
             raise ConfigError("fleet.enabled: releases and commands come over MQTT; set "
                               "mqtt.host")

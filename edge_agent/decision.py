@@ -113,6 +113,12 @@ class Decider:
             self.state, bool(anomalous), self.state != previous, (), fault_changed, votes
         )
 
+    def forget_faults(self) -> None:
+        """The sensor-fault memory is stale (the device was lost and is back): the next window
+        reports its faults afresh (`fault_changed`), so a microphone that is still dead says
+        so again instead of staying hidden behind `device_ok`."""
+        self._faults = ()
+
     def snapshot(self) -> DeciderState:
         """The persistent part of the state, canonical: equal snapshots mean nothing to save.
 

@@ -292,6 +292,7 @@ class EvidenceStore:
         self._thread = threading.Thread(target=self._writer, name="evidence", daemon=True)
         self._thread.start()
         self.publish: Callable[[str, EvidenceRef, bytes], None] | None = None
+        self._staged: tuple[str, EvidenceRef, bytes] | None = None
         """Set by the agent when clips also go over MQTT (`mqtt_max_kilobytes`): called with
         (monitor, reference, clip bytes) for each clip stored, on the scoring worker."""
 
@@ -345,12 +346,13 @@ class EvidenceStore:
             self._skip(f"{name} not written: {self.QUEUE_SIZE} clips already wait for "
                        "the disk (a slow or stuck card)")
             return None
-        self._publish(monitor, ref, audio)
+        self._stage(monitor, ref, audio)
         return ref
 
-    def _publish(self, monitor: str, ref: EvidenceRef, audio: bytes) -> None:
-        """The clip over MQTT too (size-capped: a clip over the cap is named in the log and
-        stays on the device only; the alarm payload references it either way)."""
+    def _stage(self, monitor: str, ref: EvidenceRef, audio: bytes) -> None:
+        """Keep the clip for `publish_staged` when it also goes over MQTT (size-capped: a clip
+        over the cap is named in the log and stays on the device only; the alarm payload
+        references it either way)."""
         cap = self.settings.mqtt_max_kilobytes * 1000
         if self.publish is None or cap <= 0:
             return
@@ -358,7 +360,14 @@ class EvidenceStore:
             log.info("evidence %s (%d kB) not published over MQTT: over mqtt_max_kilobytes %d",
                      ref["file"], len(audio) // 1000, self.settings.mqtt_max_kilobytes)
             return
-        self.publish(monitor, ref, audio)
+        self._staged = (monitor, ref, audio)
+
+    def publish_staged(self) -> None:
+        """Publish the clip `keep` staged, AFTER the alarm event that references it has gone to
+        the sinks: the outbox sends in order, so the alarm never waits behind the clip."""
+        staged, self._staged = self._staged, None
+        if staged is not None and self.publish is not None:
+            self.publish(*staged)
 
     def _space_problem(self, size: int) -> str | None:
         try:

@@ -15,6 +15,7 @@ for a single-machine agent as before and `<outbox>.decision.<name>.json` per mon
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -177,6 +178,8 @@ class Monitor:
             if d.state == ALARM:
                 self.counters["alarms"] += 1
             self.emit(alarm)
+            if evidence is not None and self.evidence is not None:
+                self.evidence.publish_staged()  # the clip over MQTT, after its alarm
 
     def _keep_evidence(
         self, w: Window, score: float, thr: float, anomalous: bool, state: str, changed: bool,
@@ -210,6 +213,14 @@ class Monitor:
         log.error("%s: window %d failed (%d so far): %s", self.name, w.index, n, msg)
         self.health(w.t_start, "window_error", ["window_error"], window=w.index, error=msg,
                     count=n)
+
+    def device_back(self) -> None:
+        """Its device delivers again (reader thread): `device_ok`, and the decider forgets the
+        faults of the windows before the loss, so a fault that persists is reported again by
+        the next window (and the retained sensor state follows)."""
+        self.lost = False
+        self.decider.forget_faults()
+        self.health(time.time(), "device_ok", [])
 
     def new_model(self) -> None:
         """A reloaded model's errors are news again."""

@@ -101,6 +101,7 @@ def check_monitors(monitors: Sequence[MonitorSettings], section: str) -> None:
                           "top-level section is for a single-machine config)")
     names: dict[str, int] = {}
     inputs: dict[tuple[Any, ...], str] = {}
+    devices: dict[object, int] = {}
     for i, m in enumerate(monitors):
         key = f"monitors[{i}]"
         if not m.section:
@@ -114,7 +115,8 @@ def check_monitors(monitors: Sequence[MonitorSettings], section: str) -> None:
         names[m.name] = i
         s = m.source
         if s.kind == "device":
-            where: tuple[Any, ...] = ("device", s.device, s.channel)
+            _same_capture(monitors, devices, i)
+            where: tuple[Any, ...] = ("device", device_key(s.device), s.channel)
         elif s.kind == "stdin":
             where = ("stdin",)
         else:
@@ -125,6 +127,38 @@ def check_monitors(monitors: Sequence[MonitorSettings], section: str) -> None:
                                            else f"channel {s.channel}"))
             raise ConfigError(f"{key}: {what} is already monitor {inputs[where]!r}'s input")
         inputs[where] = m.name
+
+
+def device_key(device: str | int | None) -> object:
+    """One device however it is written: an index as 2 or "2", a name in any case (names
+    match case-insensitively), None for the default input."""
+    if isinstance(device, int):
+        return device
+    if device is None:
+        return None
+    text = device.strip()
+    return int(text) if text.isdigit() else text.lower()
+
+
+def _same_capture(monitors: Sequence[MonitorSettings], devices: dict[object, int],
+                  i: int) -> None:
+    """Monitors on one device share its one stream, so their sources must agree but for the
+    channel: a second stream on a raw ALSA device would fail to open (or duplicate the input
+    through dsnoop), and a per-monitor rate or block size cannot apply to a shared stream."""
+    s = monitors[i].source
+    key = device_key(s.device)
+    first = devices.setdefault(key, i)
+    if first == i:
+        return
+    f = monitors[first].source
+    differ = [fl.name for fl in dataclasses.fields(SourceSettings)
+              if fl.name not in ("channel", "device")
+              and getattr(s, fl.name) != getattr(f, fl.name)]
+    if differ:
+        raise ConfigError(
+            f"monitors[{i}].source.{differ[0]}: differs from monitors[{first}]'s on the same "
+            f"device {s.device!r}, which both share one capture stream; set it once in the "
+            "top-level source")
 
 
 @dataclass(frozen=True)
@@ -140,14 +174,14 @@ class CaptureGroup:
 
 
 def capture_groups(monitors: Sequence[MonitorSettings]) -> list[CaptureGroup]:
-    """Device monitors whose source settings are equal but for the channel share one capture
-    (one PortAudio stream); every other monitor has a source of its own. Order follows the
-    first monitor of each group."""
+    """Device monitors on the same device (`device_key`; `check_monitors` made sure their
+    sources agree but for the channel) share one capture (one PortAudio stream); every other
+    monitor has a source of its own. Order follows the first monitor of each group."""
     groups: list[CaptureGroup] = []
-    shared: dict[SourceSettings, int] = {}
+    shared: dict[object, int] = {}
     for m in monitors:
         if m.source.kind == "device":
-            key = dataclasses.replace(m.source, channel=None)
+            key = device_key(m.source.device)  # check_monitors: the rest of the source agrees
             if key in shared:
                 g = groups[shared[key]]
                 groups[shared[key]] = CaptureGroup(g.source, (*g.monitors, m))

@@ -84,6 +84,16 @@ def test_a_single_section_config_is_one_monitor_named_after_its_section(tmp_path
     ("monitors: [{section: a, decision: {k: 9}}]", "decision.k: expected 1 <= k <= n"),
     ("monitors: [{section: a, colour: red}]", "monitors[0].colour: unknown key"),
     ("monitors: [{section: a, source: 3}]", "monitors[0].source: expected a mapping"),
+    ("monitors: [{section: a, name: p, device: 2, channel: 0}, "
+     "{section: b, name: q, device: '2', channel: 0}]",
+     "monitors[1]: device '2' channel 0 is already monitor 'p'"),
+    ("monitors: [{section: a, name: p, device: X, channel: 0}, "
+     "{section: b, name: q, device: x, channel: 1, source: {stall_seconds: 3}}]",
+     "monitors[1].source.stall_seconds: differs from monitors[0]'s on the same device"),
+    ("evidence: {mqtt_max_kilobytes: 9000}\nmonitors: [{section: a}]",
+     "evidence.mqtt_max_kilobytes: 9000 kB clips would crowd the outbox"),
+    ("mqtt: {host: h, device_id: fleet}\nfleet: {enabled: true, allow_unsigned: true}\n"
+     "monitors: [{section: a}]", "mqtt.device_id: 'fleet' cannot join a fleet"),
 ])
 def test_bad_monitor_lists_are_one_line_errors(tmp_path: Path, text: str, error: str,
                                                capsys: pytest.CaptureFixture[str]) -> None:
@@ -368,6 +378,8 @@ evidence: {{folder: {tmp_path}/clips, mqtt_max_kilobytes: {cap_kb}}}"""))
         else:
             assert sub.wait_for(lambda m: any(t == topic for t, *_ in m))
             assert sub.on(topic) == [on_disk]
+            order = [t for t, *_ in sub.messages]
+            assert order.index("edge-asd/edge-agent/press_1/alarm") < order.index(topic)
     finally:
         sub.close()
 
@@ -426,3 +438,46 @@ monitors:
     y, rate = read_wav(clip)
     assert rate == 16000
     np.testing.assert_allclose(y, x[: y.size, 1], atol=1e-4)  # channel 1, not 0 (16-bit WAV)
+
+
+def test_device_names_and_indices_group_whatever_their_spelling() -> None:
+    from edge_agent.monitors import MonitorSettings, device_key
+
+    assert device_key(2) == device_key(" 2") == 2 and device_key("USB Audio") == "usb audio"
+    ms = [MonitorSettings("a", "s", SourceSettings(device="USB Audio", channel=0)),
+          MonitorSettings("b", "s", SourceSettings(device="usb audio", channel=1))]
+    (g,) = capture_groups(ms)  # one stream: a device is opened once
+    assert g.lanes == (0, 1)
+
+
+def test_a_fault_that_outlasts_a_device_loss_is_reported_again(tmp_path: Path) -> None:
+    """Silent microphone -> device lost -> device back, still silent: `device_ok`, then the next
+    window is a `sensor_fault` again (the fault is not hidden behind device_ok)."""
+    from edge_agent.monitor import Files, Monitor
+    from edge_agent.monitors import MonitorSettings
+    from edge_agent.windows import Window
+
+    events: list[dict[str, Any]] = []
+    m = Monitor(MonitorSettings("press", SEC), "dev", lambda e: events.append(dict(e)),
+                Files(), None, (16000, 16000, 16000))
+    silent = Window(np.zeros(16000, np.float32), 0.0, 0)
+    m.process(silent, None)  # type: ignore[arg-type]  # a fault is never scored
+    m.process(silent, None)  # type: ignore[arg-type]
+    m.device_back()
+    m.process(silent, None)  # type: ignore[arg-type]
+    assert [e["event"] for e in events] == ["sensor_fault", "device_ok", "sensor_fault"]
+    assert all(e["monitor"] == "press" for e in events)
+
+
+def test_adapting_a_shared_section_says_who_else_it_changes(tmp_path: Path) -> None:
+    from edge_agent.commands.overrides import sharing_note
+
+    cfg = read_config(write(tmp_path, """
+monitors:
+  - {name: a, section: pump_section_00, channel: 0}
+  - {name: b, section: pump_section_00, channel: 1}
+  - {name: c, section: fan_section_00, channel: 2}
+"""))
+    assert sharing_note(cfg, "a") == ("note: section pump_section_00 also scores b: the new "
+                                      "version changes it for them too")
+    assert sharing_note(cfg, "c") is None

@@ -22,7 +22,14 @@ from typing import Annotated
 import typer
 
 from . import options as opt
-from .overrides import Flags, agent_config, required_bundle, required_section, trusted
+from .overrides import (
+    Flags,
+    agent_config,
+    required_bundle,
+    required_section,
+    sharing_note,
+    trusted,
+)
 from .runner import fields_as_flags
 
 
@@ -61,6 +68,7 @@ def calibrate_cmd(
     from ..scorer import Scorer
     from .clip_input import clip_origin, collect_clips, embed_clips
 
+    note = sharing_note(agent_config(config, Flags(bundle=bundle)), monitor) if monitor else None
     cfg = agent_config(config, Flags(bundle=bundle, section=section, threads=threads,
                                      device=device, from_files=from_files,
                                      paths=tuple(paths or ()), channel=channel,
@@ -71,6 +79,8 @@ def calibrate_cmd(
         print(f"rolled back {root}: current version {before} -> {after}")
         return
     sec = required_section(cfg)
+    if note:
+        print(note)
     checked_mode = choice("mode", mode, MODES)  # before minutes of recording, not after
     checked_rule = choice("rule", rule, THRESHOLD_RULES)
     # verified (signed, with trusted_keys); an unknown section fails now

@@ -97,6 +97,19 @@ def agent_config(
     return cfg
 
 
+def sharing_note(cfg: AgentConfig, name: str | None) -> str | None:
+    """A note when monitor `name`'s section also scores other monitors: adapting the section
+    (calibrate, tune) changes what they are compared against too."""
+    if name is None or not cfg.monitors:
+        return None
+    m = required_monitor(cfg, name)
+    others = [o.name for o in cfg.monitors if o.section == m.section and o.name != m.name]
+    if not others:
+        return None
+    return (f"note: section {m.section} also scores {', '.join(others)}: the new version "
+            "changes it for them too")
+
+
 def one_machine(cfg: AgentConfig, name: str) -> AgentConfig:
     """`cfg` as the single-machine config of monitor `name` (its section, source, decision and
     health at the top level, no `monitors:`), for the commands that work on one machine

@@ -26,7 +26,14 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from . import options as opt
-from .overrides import Flags, agent_config, required_bundle, required_monitor, trusted
+from .overrides import (
+    Flags,
+    agent_config,
+    required_bundle,
+    required_monitor,
+    sharing_note,
+    trusted,
+)
 
 if TYPE_CHECKING:
     from ..config import AgentConfig
@@ -133,10 +140,9 @@ def tune_cmd(
     if t.threshold == old.threshold:
         print("threshold unchanged: nothing written")
         return
-    sharing = [m.name for m in cfg.monitors if m.section == sec and m.name != mon.name]
-    if sharing:
-        print(f"note: the threshold is the section's: {', '.join(sharing)} (also scored by "
-              f"{sec}) get it too")
+    note = sharing_note(cfg, mon.name if cfg.monitors else None)
+    if note:
+        print(note)
     if not yes and not typer.confirm(f"write a new version of {root} with {sec} threshold "
                                      f"{t.threshold:.5f}?", default=False):
         print("nothing written")
