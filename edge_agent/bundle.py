@@ -38,6 +38,15 @@ traceback. A version without `manifest.sha256` (written before it existed) still
 Checksums catch corruption, not someone who rewrites both; `load_bundle(trusted=keys)` also
 requires a trusted signature (edge_agent.signing).
 
+Check what you use, use what you checked: a verifying load reads manifest.json, every model
+file and backend.npz ONCE into memory (`read_hashed`: the bytes and their sha256 from one
+read); the digest, the signature and the parsed manifest all come from the same manifest
+bytes, backend.npz is parsed from the bytes that were hashed, and the scorer hands the
+interpreter the model bytes that were hashed (`Bundle.model_content`), never the path. So a
+file swapped on disk while a version loads (someone with write access to the folder but no
+private key, watching it) changes nothing the device runs: the check and the use see the same
+bytes. The models are a few MB; the interpreter would map them anyway.
+
 The manifest is also checked against a typed schema (`MANIFEST_SCHEMA`: each field's JSON type
 and range), and neither it nor backend.npz may hold a NaN or infinite number: a bundle with a
 NaN threshold would load, score and never alarm.
@@ -47,6 +56,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import math
 import os
@@ -55,7 +65,7 @@ import tempfile
 import time
 import zipfile
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
@@ -98,6 +108,17 @@ class Bundle:
     manifest: dict[str, Any]
     backends: dict[str, SectionBackend]
     signed_by: str | None = None  # key id the version verified with (None: no keys given)
+    # manifest.json as read (the bytes the digest, the signature and `manifest` come from)
+    manifest_bytes: bytes = field(default=b"", repr=False, compare=False)
+    # model file name -> the bytes whose sha256 was checked (empty for `verify=False`: the
+    # scorer then reads the file itself); the interpreter runs these, not the file
+    model_content: Mapping[str, bytes] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def manifest_sha256(self) -> str:
+        """sha256 of manifest.json as loaded (what a signature and `manifest.sha256` cover;
+        `load_bundle` always keeps the bytes)."""
+        return hashlib.sha256(self.manifest_bytes).hexdigest()
 
     @property
     def version(self) -> int:
@@ -167,7 +188,16 @@ class Bundle:
             ) from None
 
 
+def read_hashed(path: Path) -> tuple[bytes, str]:
+    """The bytes of `path` and their sha256 hex digest, from ONE read. A load checks and uses
+    the same bytes: hashing a file and then opening it again by path lets whoever can write
+    into the folder swap it in between (OSError as raised: callers name the file)."""
+    data = path.read_bytes()
+    return data, hashlib.sha256(data).hexdigest()
+
+
 def sha256_file(path: Path) -> str:
+    """sha256 of a file read in blocks: for files that are hashed, not used afterwards."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -194,9 +224,11 @@ def save_backends(path: Path, backends: Mapping[str, SectionBackend]) -> None:
         np.savez(f, **arrays)
 
 
-def load_backends(path: Path) -> dict[str, SectionBackend]:
+def load_backends(path: Path, content: bytes | None = None) -> dict[str, SectionBackend]:
+    """The sections of backend file `path`; from `content` (its bytes, already read and
+    hashed by the caller) when given, so what is parsed is what was checked."""
     try:
-        with np.load(path, allow_pickle=False) as z:
+        with np.load(path if content is None else io.BytesIO(content), allow_pickle=False) as z:
             raw: dict[str, dict[str, Any]] = {}
             for key in z.files:
                 section, _, field = key.partition(_SEP)
@@ -482,33 +514,52 @@ def _is_sha256(x: Any) -> bool:
 def check_manifest_digest(vdir: Path) -> bool:
     """Check manifest.json against `manifest.sha256`; False when the version has none (written
     before the file existed: still accepted), a one-line BundleError when it does not match."""
+    expected = _expected_manifest_digest(vdir)
+    if expected is None:
+        return False
+    if (vdir / MANIFEST).is_file():
+        _match_manifest_digest(vdir, sha256_file(vdir / MANIFEST), expected)
+    return True
+
+
+def _expected_manifest_digest(vdir: Path) -> str | None:
+    """The digest `manifest.sha256` gives (None: the version has no such file)."""
     path = vdir / MANIFEST_DIGEST
     try:
         words = path.read_text().split()
     except FileNotFoundError:
-        return False
+        return None
     except (OSError, UnicodeDecodeError) as exc:
         raise BundleError(f"{path}: unreadable ({exc})") from None
     if not words or not _is_sha256(words[0]) or words[1:] not in ([], [MANIFEST]):
         raise BundleError(f"{path}: expected '<sha256 hex>  {MANIFEST}'")
-    if (vdir / MANIFEST).is_file() and sha256_file(vdir / MANIFEST) != words[0]:
+    return words[0]
+
+
+def _match_manifest_digest(vdir: Path, digest: str, expected: str | None) -> None:
+    if expected is not None and digest != expected:
         raise BundleError(
             f"{vdir / MANIFEST}: checksum mismatch with {MANIFEST_DIGEST} (file truncated or "
             "edited); re-export"
         )
-    return True
 
 
-def _read_manifest(vdir: Path) -> dict[str, Any]:
+def _read_manifest_file(vdir: Path) -> tuple[bytes, str]:
+    """manifest.json's bytes and sha256 (one read), or a one-line BundleError."""
     path = vdir / MANIFEST
     try:
-        text = path.read_text()
+        return read_hashed(path)
     except FileNotFoundError:
         raise BundleError(f"{path}: missing") from None
-    except UnicodeDecodeError as exc:
-        raise BundleError(f"{path}: not valid JSON ({exc})") from None
     except OSError as exc:
         raise BundleError(f"{path}: unreadable ({exc.strerror or exc})") from None
+
+
+def _parse_manifest_bytes(data: bytes, path: Path) -> dict[str, Any]:
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BundleError(f"{path}: not valid JSON ({exc})") from None
     return parse_manifest(text, path)
 
 
@@ -609,24 +660,54 @@ def resolve(path: str | Path, version: int | None = None) -> tuple[Path, Path]:
     return p, vdir
 
 
-def check_files(vdir: Path, manifest: Mapping[str, Any], hashes: bool = True) -> None:
+def check_files(vdir: Path, manifest: Mapping[str, Any], hashes: bool = True) -> dict[str, bytes]:
     """Every file the manifest lists is in `vdir` and, with `hashes`, has the sha256 the
-    manifest gives; a one-line BundleError naming the first that does not."""
+    manifest gives; a one-line BundleError naming the first that does not. Returns, with
+    `hashes`, each file's bytes as hashed (file name -> bytes: what a load then uses), else {}."""
+    contents: dict[str, bytes] = {}
     for name in sorted(manifest["files"]):
         f = vdir / name
         if not f.is_file():
             raise BundleError(f"{f}: missing")
-        if hashes and sha256_file(f) != manifest["files"][name]:
+        if not hashes:
+            continue
+        try:
+            data, digest = read_hashed(f)
+        except OSError as exc:
+            raise BundleError(f"{f}: unreadable ({exc.strerror or exc})") from None
+        if digest != manifest["files"][name]:
             raise BundleError(f"{f}: checksum mismatch (file truncated or altered); re-export")
+        contents[name] = data
+    return contents
+
+
+@dataclass(frozen=True)
+class CheckedVersion:
+    """A version directory's manifest and files as read ONCE and checked (`check_version`)."""
+
+    manifest: dict[str, Any]  # parsed from `manifest_bytes`
+    manifest_bytes: bytes
+    manifest_sha256: str  # of `manifest_bytes`: what a signature is checked against
+    contents: dict[str, bytes]  # each listed file's checked bytes ({} without hashes)
+
+
+def check_version(vdir: Path, hashes: bool = True) -> CheckedVersion:
+    """Read version directory `vdir`'s manifest once and check it: its own digest
+    (`manifest.sha256`, with `hashes`), its schema, every listed file (present; with `hashes`,
+    its sha256, from the bytes returned). The order of the checks, and so which error a
+    version with several faults gets, is that of `load_bundle`."""
+    expected = _expected_manifest_digest(vdir) if hashes else None
+    data, digest = _read_manifest_file(vdir)
+    _match_manifest_digest(vdir, digest, expected)
+    manifest = _parse_manifest_bytes(data, vdir / MANIFEST)
+    contents = check_files(vdir, manifest, hashes=hashes)
+    return CheckedVersion(manifest, data, digest, contents)
 
 
 def verified_manifest(vdir: Path) -> dict[str, Any]:
     """The manifest of version directory `vdir` after the checks of `load_bundle(verify=True)`:
     its own digest (`manifest.sha256`), its schema, every listed file's sha256."""
-    check_manifest_digest(vdir)
-    manifest = _read_manifest(vdir)
-    check_files(vdir, manifest)
-    return manifest
+    return check_version(vdir).manifest
 
 
 def load_bundle(
@@ -638,19 +719,20 @@ def load_bundle(
 
     With `trusted` keys (edge_agent.signing), the version must also be signed by one of them,
     or be a local adaptation of a version that is (same models and frontend): else a one-line
-    BundleError. Keys imply `verify`: a signature over files nobody hashed proves nothing."""
+    BundleError. Keys imply `verify`: a signature over files nobody hashed proves nothing.
+    A verifying load reads each file once and uses the bytes it checked (module docstring):
+    the Bundle keeps the model bytes (`model_content`) for the scorer."""
     root, vdir = resolve(path, version)
     verify = verify or bool(trusted)
-    if verify:
-        check_manifest_digest(vdir)
-    manifest = _read_manifest(vdir)
-    check_files(vdir, manifest, hashes=verify)
+    checked = check_version(vdir, hashes=verify)  # every file read once: checked = used
+    manifest = checked.manifest
     signed_by = None
     if trusted:
         from .signing import check_signature
 
-        signed_by = check_signature(vdir, manifest, trusted)
-    backends = load_backends(vdir / BACKEND)
+        signed_by = check_signature(vdir, manifest, trusted,
+                                    manifest_sha256=checked.manifest_sha256)
+    backends = load_backends(vdir / BACKEND, checked.contents.get(BACKEND))
     missing = sorted(set(manifest["sections"]) - set(backends))
     if missing:
         raise BundleError(f"{vdir / BACKEND}: missing section(s) {', '.join(missing)}")
@@ -668,7 +750,9 @@ def load_bundle(
                     f"{vdir / BACKEND}: section {section} c{i}.references: {got}-d, the "
                     f"manifest's component {i} gives {want}-d embeddings"
                 )
-    return Bundle(root, vdir, manifest, backends, signed_by)
+    model_files = [c["file"] for c in manifest["components"] if c["kind"] == "model"]
+    models = {f: checked.contents[f] for f in model_files if f in checked.contents}
+    return Bundle(root, vdir, manifest, backends, signed_by, checked.manifest_bytes, models)
 
 
 def prune(root: str | Path, keep: int = 3) -> list[int]:
@@ -703,9 +787,13 @@ def write_adapted_version(
     # (signed) in a folder whose number may differ (edge_agent.fleet.install)
     is_dir = bundle.path.parent.name == VERSIONS and bundle.path.name.isdigit()
     base["parent_version"] = int(bundle.path.name) if is_dir else bundle.version
-    models = {name: bundle.path / name for name in bundle.model_files}
+    # the model bytes the load checked, when it kept them (not the files, which may have
+    # changed since), and the manifest as loaded for the carried origin
+    models: dict[str, bytes | Path] = {name: bundle.model_content.get(name, bundle.path / name)
+                                       for name in bundle.model_files}
     return write_bundle(bundle.root, models, backends, base,
-                        finish=lambda vdir: carry_origin(bundle.path, vdir))
+                        finish=lambda vdir: carry_origin(bundle.path, vdir,
+                                                         bundle.manifest_bytes or None))
 
 
 def rollback(root: str | Path) -> tuple[int, int]:

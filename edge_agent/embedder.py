@@ -8,6 +8,10 @@ both light runtimes fail, so a Pi never pays for it.
 
 Inputs are mapped BY NAME: a two-input TFLite model may order its inputs differently from the
 Keras model (the converter reports `serving_default_spectrum:0` first, for example).
+
+A model is given as a path, or as its bytes (`model_content`): a verified bundle passes the
+bytes whose sha256 it checked, so the interpreter runs exactly what was checked and never
+opens the file again (edge_agent.bundle, "check what you use").
 """
 
 from __future__ import annotations
@@ -96,13 +100,18 @@ def select_runtime(preferred: Sequence[RuntimeName] = RUNTIMES) -> Runtime:
     raise RuntimeUnavailableError(f"no TFLite runtime works ({'; '.join(reasons)}); {INSTALL_HINT}")
 
 
-def check_flatbuffer(model_path: str | Path) -> None:
-    """Cheap structural check before a runtime parses the file (it may crash on garbage)."""
+def check_flatbuffer(model_path: str | Path, content: bytes | None = None) -> None:
+    """Cheap structural check before a runtime parses the file (it may crash on garbage);
+    of `content` (the model's bytes, `model_path` only naming it) when given."""
     p = Path(model_path)
-    try:
-        head = p.read_bytes()[:8]
-    except OSError as exc:
-        raise BundleError(f"{p}: cannot read the model ({exc.strerror})") from None
+    if content is not None:
+        head = content[:8]
+    else:
+        try:
+            with open(p, "rb") as f:
+                head = f.read(8)
+        except OSError as exc:
+            raise BundleError(f"{p}: cannot read the model ({exc.strerror})") from None
     if len(head) < 8 or head[4:8] != b"TFL3":
         raise BundleError(f"{p}: not a TFLite model (no TFL3 identifier)")
 
@@ -134,6 +143,9 @@ class Embedder:
     `input_names` are the feature names in the order `embed` receives them; `expected_shapes`
     (from the bundle manifest) are checked against what the model reports, so a model that
     does not match its manifest fails with BundleError at load time, not inside the runtime.
+    With `model_content` (the model's bytes) the interpreter is built from those bytes and
+    `model_path` only names the model in messages; the bytes are kept as long as the
+    interpreter (it runs on them without a copy).
     """
 
     def __init__(
@@ -143,14 +155,18 @@ class Embedder:
         threads: int = 1,
         expected_shapes: Mapping[str, Sequence[int]] | None = None,
         runtime: Runtime | None = None,
+        model_content: bytes | None = None,
     ) -> None:
         if threads < 1:
             raise RuntimeUnavailableError(f"threads: expected >= 1, got {threads}")
-        check_flatbuffer(model_path)
+        check_flatbuffer(model_path, model_content)
         self.runtime = runtime or select_runtime()
+        self._model_content = model_content  # alive as long as the interpreter that uses it
+        source: dict[str, Any] = ({"model_path": str(model_path)} if model_content is None
+                                  else {"model_content": model_content})
         try:
             with native_output(keep=not_xnnpack):
-                self._it = self.runtime.factory(model_path=str(model_path), num_threads=threads)
+                self._it = self.runtime.factory(**source, num_threads=threads)
                 self._it.allocate_tensors()
         except Exception as exc:
             raise BundleError(f"{model_path}: the TFLite runtime cannot load it ({exc})") from None

@@ -148,7 +148,15 @@ class Scorer:
     ) -> Scorer:
         """The scorer of the bundle at `path`; with `trusted` keys (edge_agent.signing) only a
         version one of them vouches for loads (`bundle.load_bundle`)."""
-        bundle = load_bundle(path, verify=verify, trusted=trusted)
+        return cls.from_loaded(load_bundle(path, verify=verify, trusted=trusted), threads,
+                               runtime)
+
+    @classmethod
+    def from_loaded(cls, bundle: Bundle, threads: int = 1,
+                    runtime: Runtime | None = None) -> Scorer:
+        """The scorer of an already loaded `bundle`. A verified bundle's interpreters run the
+        model bytes its load checked (`Bundle.model_content`), not the files: what is on disk
+        now does not matter. An unverified one (`verify=False`) reads the model files."""
         comps: list[ComponentEmbedder] = []
         for c in bundle.components:
             if c["kind"] != "model":
@@ -165,7 +173,8 @@ class Scorer:
                     f"(supported: {', '.join(FEATURES)})"
                 )
             shapes = {e["name"]: list(e["shape"]) for e in c["inputs"]}
-            emb = Embedder(bundle.path / c["file"], names, threads, shapes, runtime)
+            emb = Embedder(bundle.path / c["file"], names, threads, shapes, runtime,
+                           model_content=bundle.model_content.get(c["file"]))
             runtime = emb.runtime  # prove the runtime once, share it
             comps.append(ModelEmbedder(emb))
         for i, (ce, m) in enumerate(zip(comps, bundle.components, strict=True)):

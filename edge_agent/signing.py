@@ -37,6 +37,12 @@ signature never loads. What is NOT protected in an adapted version is its backen
 can write into the bundle folder can move a threshold, as `edge-agent tune` does; they cannot
 make the device run a model or a frontend of their own.
 
+Checked bytes only: `load_bundle` reads manifest.json once and passes the digest of those
+bytes to `check_signature` (`manifest_sha256`), so the signature is checked on the manifest the
+load follows, and the models it then runs are the bytes it hashed (edge_agent.bundle). Rotate
+keys to retire old releases: any version a trusted key signed can be made current again by
+whoever can write into the folder (docs/bundle.md, "Downgrades").
+
 Why the origin is carried in the version rather than found by walking `parent_version` at load
 time: the walk breaks when `bundle.prune` removes an older version, when a rollout ships one
 version directory, or when a version directory is loaded on its own; the carried origin checks
@@ -66,7 +72,7 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from .bundle import MANIFEST, parse_manifest, sha256_file, verified_manifest
+from .bundle import MANIFEST, check_version, parse_manifest, sha256_file
 from .errors import BundleError, ConfigError
 from .frontend import FrontendSpec
 
@@ -241,8 +247,7 @@ def sign_version(vdir: Path, private_key_path: Path) -> Path:
     replaced); the file is replaced atomically."""
     vdir = Path(vdir)
     key = load_private_key(private_key_path)
-    verified_manifest(vdir)
-    digest = sha256_file(vdir / MANIFEST)
+    digest = check_version(vdir).manifest_sha256  # the manifest bytes that were checked
     kid = key_id_of(_raw_public(key.public_key()))
     entries: list[dict[str, Any]] = []
     path = vdir / SIGNATURE
@@ -276,18 +281,24 @@ def verify_version(vdir: Path, trusted: Sequence[TrustedKey]) -> str:
     signed, signed by no trusted key, a bad signature, or a local adaptation whose models or
     frontend are not the signed ones."""
     vdir = Path(vdir)
-    return check_signature(vdir, verified_manifest(vdir), trusted)
+    checked = check_version(vdir)
+    return check_signature(vdir, checked.manifest, trusted,
+                           manifest_sha256=checked.manifest_sha256)
 
 
-def check_signature(vdir: Path, manifest: Mapping[str, Any],
-                    trusted: Sequence[TrustedKey]) -> str:
+def check_signature(vdir: Path, manifest: Mapping[str, Any], trusted: Sequence[TrustedKey],
+                    manifest_sha256: str | None = None) -> str:
     """`verify_version` for a version whose files were already checked against `manifest`
-    (what `load_bundle` does before it calls this)."""
+    (what `load_bundle` does before it calls this). `manifest_sha256` is the digest of the
+    manifest bytes `manifest` was parsed from; give it (load_bundle does): without it
+    manifest.json is read again here, and a file swapped in between would have its signature
+    checked while the other one is used."""
     if not trusted:
         raise BundleError(f"{vdir}: no trusted keys to check the signature with")
     if (vdir / SIGNATURE).exists():
-        return _check_signatures(vdir / SIGNATURE, _read_json(vdir / SIGNATURE),
-                                 sha256_file(vdir / MANIFEST), trusted)
+        digest = manifest_sha256 or sha256_file(vdir / MANIFEST)
+        return _check_signatures(vdir / SIGNATURE, _read_json(vdir / SIGNATURE), digest,
+                                 trusted)
     if (vdir / ORIGIN).exists():
         return _check_origin(vdir, manifest, trusted)
     parent = manifest.get("parent_version")
@@ -389,18 +400,22 @@ def _check_origin(vdir: Path, manifest: Mapping[str, Any],
     return key_id
 
 
-def carry_origin(parent_vdir: Path, vdir: Path) -> Path | None:
+def carry_origin(parent_vdir: Path, vdir: Path,
+                 parent_manifest: bytes | None = None) -> Path | None:
     """Give version directory `vdir`, adapted on the device from `parent_vdir`, the parent's
     signed origin: the parent's manifest and signature when it is signed, else the origin it
     carries itself. Returns the file written, None when the parent has neither (the new
-    version is then as unsigned as its parent). Nothing is verified here: `check_signature`
-    does that at every load."""
+    version is then as unsigned as its parent). `parent_manifest`: the parent's manifest.json
+    as it was loaded (`Bundle.manifest_bytes`; default: read it now). Nothing is verified
+    here: `check_signature` does that at every load."""
     sig = parent_vdir / SIGNATURE
     out = vdir / ORIGIN
     if sig.is_file():
         try:
             signature = json.loads(sig.read_text())
-            text = (parent_vdir / MANIFEST).read_bytes().decode("utf-8")
+            raw = (parent_vdir / MANIFEST).read_bytes() if parent_manifest is None \
+                else parent_manifest
+            text = raw.decode("utf-8")
             version = json.loads(text).get("version")
         except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError) as exc:
             log.warning("%s: signature not carried into %s (%s)", sig, vdir, exc)

@@ -5,8 +5,10 @@ bundle."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import stat
+import sys
 from collections.abc import Callable
 from dataclasses import replace
 from functools import partial
@@ -21,6 +23,8 @@ from edge_agent.bundle import (
     current_version,
     load_bundle,
     prune,
+    save_backends,
+    set_current,
     sha256_file,
     write_adapted_version,
     write_bundle,
@@ -28,6 +32,7 @@ from edge_agent.bundle import (
 )
 from edge_agent.commands.demo import load_demo
 from edge_agent.config import read_config
+from edge_agent.embedder import Embedder
 from edge_agent.errors import BundleError, ConfigError
 from edge_agent.scorer import Scorer
 from edge_agent.signing import (
@@ -248,6 +253,31 @@ def test_an_adaptation_cannot_bring_its_own_model_or_frontend(
         load_bundle(demo_copy, trusted=[key])
 
 
+def test_an_adaptations_backend_is_not_covered_but_an_exports_is(
+    tmp_path: Path, demo_copy: Path
+) -> None:
+    """The documented limit (docs/bundle.md "An adapted version's backend is not signed"):
+    a threshold written into an adapted version by someone with folder write access loads;
+    the same edit to the exported, signed version is refused."""
+    private, key = keypair(tmp_path, "k")
+    v1 = vdir_of(demo_copy)
+    sign_version(v1, private)
+    b1 = load_bundle(demo_copy, trusted=[key])
+    v2 = write_adapted_version(b1, b1.backends, "tuning", {})
+    never = {s: replace(bk, threshold=1e9) for s, bk in b1.backends.items()}  # never alarms
+    for vdir in (v2, v1):
+        save_backends(vdir / "backend.npz", never)
+        m = json.loads((vdir / MANIFEST).read_text())
+        rewrite_consistently(vdir, files={**m["files"],
+                                          "backend.npz": sha256_file(vdir / "backend.npz")})
+    b2 = load_bundle(demo_copy, trusted=[key])
+    assert (b2.version, b2.signed_by) == (2, key.key_id)
+    assert b2.backend(DEMO.section).threshold == 1e9
+    set_current(demo_copy, 1)
+    with pytest.raises(BundleError, match=r"bad signature by key .* \(edited after signing\)"):
+        load_bundle(demo_copy, trusted=[key])
+
+
 def test_an_adaptation_of_an_unsigned_version_is_refused(tmp_path: Path,
                                                          demo_copy: Path) -> None:
     _, key = keypair(tmp_path, "k")
@@ -284,6 +314,104 @@ def test_key_rotation_signs_with_both_keys(tmp_path: Path, demo_copy: Path) -> N
     assert [e["key_id"] for e in doc["signatures"]] == [old.key_id, new.key_id]
     assert verify_version(vdir, [old]) == old.key_id
     assert verify_version(vdir, [new]) == new.key_id  # the old key can be dropped
+
+
+def test_a_version_signed_only_by_a_retired_key_no_longer_loads(
+    tmp_path: Path, demo_copy: Path
+) -> None:
+    """The answer to a downgrade (someone with write access to the folder points `current` at
+    an old release): once the old key leaves trusted_keys, what only it signed is refused,
+    adaptations made from it included; what the new key re-signed still loads."""
+    old_private, old = keypair(tmp_path, "old")
+    new_private, new = keypair(tmp_path, "new")
+    v1 = vdir_of(demo_copy)
+    sign_version(v1, old_private)
+    b1 = load_bundle(demo_copy, trusted=[old])
+    a2 = write_adapted_version(b1, b1.backends, "tuning", {})  # its origin: old key only
+    manifest = {k: v for k, v in b1.manifest.items() if k not in ("version", "files", "created")}
+    v3 = write_bundle(demo_copy, {MODEL0: b1.path / MODEL0}, b1.backends, manifest,
+                      finish=partial(sign_version, private_key_path=new_private))
+    assert load_bundle(demo_copy, trusted=[new]).signed_by == new.key_id
+    set_current(demo_copy, 1)  # the downgrade: while the old key is trusted, it works
+    assert load_bundle(demo_copy, trusted=[old, new]).signed_by == old.key_id
+    for version, where in ((1, v1 / SIGNATURE), (2, a2 / ORIGIN)):
+        set_current(demo_copy, version)
+        with pytest.raises(BundleError) as err:
+            Scorer.from_bundle(demo_copy, trusted=[new])
+        assert str(err.value) == (
+            f"{where}: signed by key {old.key_id}, which the agent does not trust (it trusts "
+            f"keys {new.key_id}); add the key to trusted_keys or re-sign")
+    sign_version(v1, new_private)  # re-signed with the new key: installable again, on purpose
+    set_current(demo_copy, 1)
+    assert load_bundle(demo_copy, trusted=[new]).signed_by == new.key_id
+    assert verify_version(v3, [new]) == new.key_id
+
+
+def _scores(scorer: Scorer, n: int = 3) -> list[float]:
+    rng = np.random.default_rng(7)
+    return [scorer.score(0.03 * rng.standard_normal(scorer.spec.clip_samples).astype(
+        np.float32), DEMO.section).score for _ in range(n)]
+
+
+def test_the_scorer_runs_the_checked_bytes_not_the_files(tmp_path: Path,
+                                                         demo_copy: Path) -> None:
+    """Files swapped after the check (someone watching the folder with inotify) are never
+    used: the loaded bundle holds the checked model bytes and backend, and the interpreter is
+    built from those bytes, not by reopening the path."""
+    private, key = keypair(tmp_path, "k")
+    vdir = vdir_of(demo_copy)
+    sign_version(vdir, private)
+    before = _scores(Scorer.from_bundle(demo_copy, trusted=[key]))
+    b = load_bundle(demo_copy, trusted=[key])
+    model = (vdir / MODEL0).read_bytes()
+    assert b.model_content == {MODEL0: model}
+    assert b.manifest_bytes == (vdir / MANIFEST).read_bytes()
+    assert b.manifest_sha256 == json.loads((vdir / SIGNATURE).read_text())["manifest_sha256"]
+    for name in (MODEL0, "backend.npz", MANIFEST):  # the swap, between load and interpreter
+        (vdir / name).write_bytes(b"swapped")
+    with pytest.raises(BundleError, match=r"not a TFLite model"):  # a reopen would see it
+        Embedder(vdir / MODEL0, b.input_names)
+    scorer = Scorer.from_loaded(b)
+    assert _scores(scorer) == before
+    shutil.rmtree(vdir)  # nothing of the version is on disk any more: it still scores
+    assert _scores(scorer) == before
+    with pytest.raises(BundleError, match="version 1 missing"):
+        load_bundle(demo_copy, trusted=[key])
+    unverified = load_bundle(DEMO.bundle, verify=False)  # verify=False stays cheap: no bytes
+    assert unverified.model_content == {}
+    assert _scores(Scorer.from_loaded(unverified)) == before  # ... and reads the file
+
+
+class _Opens:
+    """The files Python opens while a test records (an audit hook, `_record_opens`)."""
+
+    paths: list[str] | None = None  # None: not recording
+    hooked = False  # an audit hook cannot be removed: it is added once per process
+
+
+def _record_opens(event: str, args: tuple[object, ...]) -> None:
+    if _Opens.paths is not None and event == "open" and isinstance(args[0], str | bytes | Path):
+        _Opens.paths.append(os.fsdecode(args[0]))
+
+
+def test_a_verifying_load_reads_each_file_once(tmp_path: Path, demo_copy: Path) -> None:
+    """manifest.json is read once: its digest, its signature and the manifest the load
+    follows come from the same bytes (with two reads, a manifest swapped in between would
+    be checked as one file and loaded as another). Every other file is read once too."""
+    private, key = keypair(tmp_path, "k")
+    vdir = vdir_of(demo_copy)
+    sign_version(vdir, private)
+    if not _Opens.hooked:
+        sys.addaudithook(_record_opens)  # observes the real opens; replaces nothing
+        _Opens.hooked = True
+    _Opens.paths = []
+    try:
+        load_bundle(demo_copy, trusted=[key])
+        opened = [Path(p).name for p in _Opens.paths if Path(p).parent == vdir]
+    finally:
+        _Opens.paths = None
+    assert sorted(opened) == sorted([MANIFEST, "manifest.sha256", MODEL0, "backend.npz",
+                                     SIGNATURE])
 
 
 def test_write_bundle_signs_before_the_version_appears(tmp_path: Path, demo_copy: Path) -> None:
