@@ -545,7 +545,7 @@ class Agent:
             return None
         from .fleet.client import FleetClient
 
-        client = FleetClient(self.cfg.mqtt, self.cfg.fleet, _FleetView(self), self.trusted(),
+        client = FleetClient(self.cfg.mqtt, self.cfg.fleet, _FleetView(self), self.trusted,
                              Path(self.cfg.outbox.path).absolute().parent)
         client.start()
         self.fleet = client

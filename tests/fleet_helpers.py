@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_agent.agent import Agent
-from edge_agent.bundle import load_bundle, write_adapted_version
+from edge_agent.bundle import load_bundle, write_adapted_version, write_bundle
 from edge_agent.config import AgentConfig, load_config
 from edge_agent.fleet.client import FleetClient
 from edge_agent.signing import generate_keypair, sign_version
@@ -71,6 +71,21 @@ def new_version(root: Path, private_key: Path | None, threshold_delta: float = 0
     return vdir
 
 
+def exported_version(root: Path, private_key: Path | None, drop: Sequence[str] = ()) -> Path:
+    """A new current version of the bundle at `root` as an export writes one (no
+    parent_version: `rollback` goes to the next lower version): version 1's models and
+    sections but those in `drop`, signed with `private_key` (None: unsigned); its folder."""
+    b = load_bundle(root, version=1)
+    manifest = {k: v for k, v in b.manifest.items() if k not in (
+        "format", "format_version", "version", "created", "sections", "files",
+        "parent_version", "adaptations", "tuning", "calibration")}
+    vdir = write_bundle(root, {n: b.path / n for n in b.model_files},
+                        {k: v for k, v in b.backends.items() if k not in drop}, manifest)
+    if private_key is not None:
+        sign_version(vdir, private_key)
+    return vdir
+
+
 def mqtt_settings(port: int, device: str, **kw: Any) -> MqttSettings:
     """The operator's connection (edge_agent.fleet.operator.Connection)."""
     base: dict[str, Any] = dict(host="127.0.0.1", port=port, device_id=device,
@@ -92,7 +107,8 @@ class Device:
 
     `trusted`: the public key files of `trusted_keys`; `fleet`, `mqtt`: keys over the defaults
     of those sections; `history`: keep the score history (`history.replays`: the source is a
-    file replay), which a remote `tune` replays.
+    file replay), which a remote `tune` replays. `overrides` is the config: a test may change
+    it before `start` (`set_monitors`).
     """
 
     def __init__(self, d: Path, name: str, port: int, base: Path, trusted: Sequence[Path],
@@ -121,6 +137,11 @@ class Device:
         self.agent: Agent | None = None
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
+
+    def set_monitors(self, monitors: dict[str, str]) -> Device:
+        """Monitor name -> section instead of the one MONITOR (each replays the demo clips)."""
+        self.overrides["monitors"] = [{"name": m, "section": s} for m, s in monitors.items()]
+        return self
 
     def config(self) -> AgentConfig:
         return load_config(None, self.overrides)

@@ -20,8 +20,10 @@ import pytest
 from cli_helpers import run_cli
 from fleet_helpers import (
     CLIPS,
+    SECTION,
     V1,
     Device,
+    exported_version,
     make_keys,
     mqtt_settings,
     new_version,
@@ -44,8 +46,9 @@ MakeDevice = Callable[..., Device]
 
 @pytest.fixture
 def make_device(tmp_path: Path, mqtt_broker: Callable[..., Broker]) -> Iterator[MakeDevice]:
-    """`make_device(**Device keywords)`: press-01, a real agent on the signed demo bundle, not
-    started; stopped (joined, bounded) at the end of the test."""
+    """`make_device(**Device keywords)`: press-01, a real agent on the signed demo bundle (signed
+    with `tmp_path / "fleet.key"`), not started; stopped (joined, bounded) at the end of the
+    test."""
     b = mqtt_broker()
     priv, pub = make_keys(tmp_path)
     base = signed_demo(tmp_path / "base", priv)
@@ -207,14 +210,15 @@ def test_a_command_over_its_time_bound_is_answered_and_blocks_the_next(
     with op(d) as conn:
         slow = cmd(conn, "record", cid="slow", seconds=3)
         assert not slow["ok"] and slow["error"].startswith("timed out after 1 s")
-        busy = cmd(conn, "status")
+        busy = cmd(conn, "status", cid="st-1")
         assert not busy["ok"] and busy["error"].startswith("busy: command slow (record)")
         time.sleep(3.0)
         done = cmd(conn, "record", cid="slow", seconds=3)  # the replay: its real outcome
         assert done["replayed"] is True and done["ok"], done
         wav = Path(done["result"]["path"])
         assert_replayed_audio(wav, 3.0)
-        assert cmd(conn, "status")["ok"]
+        retry = cmd(conn, "status", cid="st-1")  # "busy" was not stored: the same id now runs
+        assert retry["ok"] and retry["replayed"] is False, retry
 
 
 def test_cli_cmd_status_push(device: Device, tmp_path: Path,
@@ -308,3 +312,117 @@ def test_example_acl_operator_only_commands(tmp_path: Path) -> None:
     finally:
         d.stop()
         b.kill()
+
+
+def test_recordings_are_kept_per_monitor_and_calibrate_names_the_monitors_it_changes(
+    make_device: MakeDevice,
+) -> None:
+    """Two monitors scored by one section, two recordings kept: one monitor's new recording
+    never pushes out another's (nor itself), and calibrating one says the other changes too."""
+    d = make_device(fleet={"max_recordings": 2}).set_monitors(
+        {"fan": SECTION, "pump": SECTION}).start()
+    with op(d) as conn:
+        for _ in range(2):
+            assert cmd(conn, "record", monitor="pump", seconds=1)["ok"]
+        fan = cmd(conn, "record", monitor="fan", seconds=1)
+        assert fan["ok"], fan  # it used to be deleted at once (sorted after pump's by name)
+        assert Path(fan["result"]["path"]).is_file()
+        pumps = sorted(p.name for p in (d.state_dir / "recordings").glob("pump-*.wav"))
+        assert len(pumps) == 2
+        for _ in range(2):
+            assert cmd(conn, "record", monitor="fan", seconds=1)["ok"]
+        fans = sorted(p.name for p in (d.state_dir / "recordings").glob("fan-*.wav"))
+        assert len(fans) == 2 and fan["result"]["file"] not in fans  # the oldest went
+        assert sorted(p.name for p in (d.state_dir / "recordings").glob("pump-*.wav")) == pumps
+
+        cal = cmd(conn, "calibrate", monitor="fan")
+        assert cal["ok"], cal
+        assert cal["result"]["section"] == SECTION and cal["result"]["shared_with"] == ["pump"]
+        assert cal["result"]["clips"] == 2 and cal["result"]["healthy"] is True
+
+
+def test_remote_rollback_refuses_a_version_the_trusted_keys_do_not_sign(
+    make_device: MakeDevice, tmp_path: Path,
+) -> None:
+    """Current version 3 is signed, the version a rollback goes to (2, the next lower) is not:
+    the agent would refuse it, and fail to start on it. The rollback is refused, nothing
+    changes."""
+    d = make_device(fleet={"health_timeout_seconds": 2.0})
+    exported_version(d.root, None)  # 2: unsigned
+    exported_version(d.root, tmp_path / "fleet.key")  # 3: signed, no parent_version
+    d.start()
+    assert d.running_version().startswith("v3-")
+    with op(d) as conn:
+        r = cmd(conn, "rollback")
+    assert not r["ok"], r
+    assert r["error"].startswith("rollback to version 2 refused, version 3 stays current: ")
+    assert "not signed" in r["error"]
+    assert (d.root / "current").read_text().strip() == "3"
+    assert d.running_version().startswith("v3-") and d.reloads() == 0
+
+
+def test_a_rollback_the_agent_does_not_take_up_puts_current_back(
+    make_device: MakeDevice, tmp_path: Path,
+) -> None:
+    """Version 2 is signed but lacks the monitor's section: it loads, but the agent's reload
+    refuses it. The rollback to it fails, and `current` is put back to 3 so that the agent can
+    still start."""
+    d = make_device(fleet={"health_timeout_seconds": 2.0})
+    exported_version(d.root, tmp_path / "fleet.key", drop=[SECTION])  # 2
+    exported_version(d.root, tmp_path / "fleet.key")  # 3
+    d.start()
+    with op(d) as conn:
+        r = cmd(conn, "rollback")
+        assert not r["ok"], r
+        assert r["error"].startswith("rolled back to version 2, but the agent still runs v3-")
+        assert r["error"].endswith("; current put back to version 3")
+        assert (d.root / "current").read_text().strip() == "3"
+        assert d.running_version().startswith("v3-")
+        assert cmd(conn, "status")["result"]["bundle"]["current"] == 3
+    d.stop()  # and it starts again on it
+    d.start()
+    assert d.running_version().startswith("v3-")
+
+
+def test_bad_device_group_and_id_arguments_are_one_line_errors(
+    device: Device, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Exit 2 and one line naming the argument, before anything is sent (a `+` or `#` would
+    be a topic filter paho refuses to publish to, a `/` another device's topic)."""
+    cfg = tmp_path / "operator.yaml"
+    cfg.write_text(f"mqtt: {{host: 127.0.0.1, port: {device.port}, device_id: ops}}\n")
+    for bad in ("press+", "press/01", "#", "", "fleet"):
+        code, _, err = run_cli(capsys, "fleet", "cmd", bad, "status", "--config", str(cfg),
+                               "--wait", "2")
+        assert code == 2 and err.startswith(f"error: DEVICE: {bad!r} cannot join a fleet"), err
+        assert err.count("\n") == 1 and "Traceback" not in err
+    code, _, err = run_cli(capsys, "fleet", "cmd", "press-01", "status", "--id", "a b",
+                           "--config", str(cfg), "--wait", "2")
+    assert code == 2 and err.startswith("error: --id: expected 1-64 letters"), err
+    for args in (["status", "--group", "pres+"], ["rollback", "--group", "a/b"],
+                 ["rollback", "--group", "presses", "--release", "r#1"]):
+        code, _, err = run_cli(capsys, "fleet", *args, "--config", str(cfg), "--wait", "1")
+        assert code == 2 and err.count("\n") == 1, (args, err)
+        assert err.startswith(("error: --group: expected a group name",
+                               "error: --release: expected a release id")), err
+    assert not (device.state_dir / "recordings").exists()
+    code, out, _ = run_cli(capsys, "fleet", "cmd", "press-01", "status", "--id", "ok:1.a_b-c",
+                           "--config", str(cfg))
+    assert code == 0 and json.loads(out)["id"] == "ok:1.a_b-c"
+
+
+def test_states_are_the_devices_of_their_topics(
+    device: Device, capsys: pytest.CaptureFixture[str], tmp_path: Path,
+) -> None:
+    """A retained state on press-09's topic that claims to be press-07 is nobody's: a state
+    counts for the device whose topic it is on (the one the ACL lets write it)."""
+    from edge_agent.fleet.operator import group_status
+
+    with op(device) as conn:
+        conn.publish([("edge-asd/press-09/fleet/state", json.dumps(
+            {"device_id": "press-07", "group": "presses", "release": "r", "status": "installed",
+             "healthy": True}))], retain=True)
+        notice, states = group_status(conn, "presses", 0.5)
+        assert notice is None and sorted(states) == ["press-01"], states
+        assert states["press-01"]["device_id"] == "press-01"
+        conn.publish([("edge-asd/press-09/fleet/state", b"")], retain=True)

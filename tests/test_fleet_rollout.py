@@ -287,3 +287,120 @@ def test_install_beside_local_versions_keeps_rollback_right(fleet: Fleet) -> Non
     assert out.ok == ["press-01"]
     assert (d.root / "current").read_text().strip() == "3"
     assert d.running_version() == "v3-89fb44ed"
+
+
+def noop(_: str) -> None:
+    pass
+
+
+def test_a_bad_chunk_topic_or_a_failed_write_never_stops_the_fleet_client(
+    fleet: Fleet,
+) -> None:
+    """Chunk levels `int` refuses (`²` passes str.isdigit, 5000 digits are too many) and a
+    chunk that cannot be written (its folder deleted) used to raise on paho's network thread,
+    which then died for good: no release, command or reconnect after it."""
+    b, sub = fleet.broker, fleet.sub
+    d = fleet.device("press-01")
+    prepared = prepare(fleet.release, "presses")
+    r = prepared.release
+    base = chunk_topic("edge-asd", "presses", r.release)[:-1]
+    with operator(b) as conn:
+        conn.publish([(base + "0", prepared.chunks[0])], retain=True)
+        conn.publish([(manifest_topic("edge-asd", "presses"), r.to_json())], retain=True)
+        wait_state(sub, d.name, release=r.release, status="receiving")
+        conn.publish([(base + "²", b"x"), (base + "9" * 5000, b"x")], retain=False)
+        conn.publish([(base + str(i), c) for i, c in enumerate(prepared.chunks)], retain=True)
+    wait_state(sub, d.name, release=r.release, status="installed", model_version=V2)
+    assert d.running_version() == V2
+
+    # a chunk that cannot be written: the release fails (this device's fault, not remembered)
+    new_version(fleet.release, fleet.priv, 1.0)
+    third = prepare(fleet.release, "presses")
+    r3 = third.release
+    base3 = chunk_topic("edge-asd", "presses", r3.release)[:-1]
+    with operator(b) as conn:
+        conn.publish([(base3 + "0", third.chunks[0])], retain=True)
+        conn.publish([(manifest_topic("edge-asd", "presses"), r3.to_json())], retain=True)
+        wait_state(sub, d.name, release=r3.release, status="receiving")
+        shutil.rmtree(d.state_dir / "fleet-incoming" / r3.release)
+        conn.publish([(base3 + str(i), c) for i, c in enumerate(third.chunks)], retain=True)
+        s = wait_state(sub, d.name, release=r3.release, status="failed")
+        assert "could not be written" in s["error"] and s["error"].endswith("nothing installed")
+        assert send_command(conn, "press-01", "status", {}, 10.0)["ok"]  # still answering
+        push(conn, third, ["press-01"], 10.0, noop)  # and the release installs when pushed again
+    assert d.running_version() == "v3-89fb44ed" and d.fleet.connected.is_set()
+
+
+def test_an_install_that_fails_on_the_device_is_reported_and_tried_again(
+    fleet: Fleet,
+) -> None:
+    """A file where the new version's folder goes: the install fails with an OSError, which
+    used to leave the device `installing` for ever and ignore the release from then on."""
+    b, sub = fleet.broker, fleet.sub
+    d = fleet.device("press-01", start=False)
+    (d.root / "versions" / "2").write_text("in the way\n")
+    d.start()
+    prepared = prepare(fleet.release, "presses")
+    rid = prepared.release.release
+    with operator(b) as conn:
+        push(conn, prepared, [], 5.0, noop)
+    s = wait_state(sub, d.name, release=rid, status="failed")
+    assert s["error"].startswith(f"release {rid}: NotADirectoryError: ") and "\n" not in s["error"]
+    assert s["error"].endswith("; nothing installed") and s["healthy"] is False
+    assert (d.root / "current").read_text().strip() == "1" and d.running_version() == V1
+    assert not (d.state_dir / "fleet-incoming" / rid).exists()
+    assert not list((d.root / "versions").glob(".tmp-*"))
+    (d.root / "versions" / "2").unlink()
+    with operator(b) as conn:  # the same release again: installed now
+        push(conn, prepared, ["press-01"], 10.0, noop)
+    assert d.running_version() == V2 and d.versions() == ["1", "2"]
+
+
+def test_a_rolled_back_release_pushed_again_is_installed_again(fleet: Fleet) -> None:
+    """A group rollback waits only for the devices that installed the release (not press-02,
+    which refused it); pushing the release again installs it again (a new notice: the
+    operator's decision), while the retained notice seen again at a restart after a rollback
+    by command does not."""
+    b, sub = fleet.broker, fleet.sub
+    d = fleet.device("press-01")
+    fleet.device("press-02", fleet={"max_bundle_mb": 0.5})
+    prepared = prepare(fleet.release, "presses")
+    rid = prepared.release.release
+    with operator(b) as conn:
+        push(conn, prepared, [], 5.0, noop)
+        wait_state(sub, "press-01", release=rid, status="installed", model_version=V2)
+        wait_state(sub, "press-02", release=rid, status="refused")
+        started = time.monotonic()
+        _, out = rollback_group(conn, "presses", None, 15.0)
+        assert out.ok == ["press-01"] and not out.pending and not out.failed, out
+        assert time.monotonic() - started < 10.0  # press-02 was not waited for
+        assert d.running_version() == V1
+        push(conn, prepared, ["press-01"], 10.0, noop)
+        assert d.running_version() == V2 and d.versions() == ["1", "2", "3"]
+        rb = send_command(conn, "press-01", "rollback", {}, 10.0)
+        assert rb["ok"] and rb["result"]["release"] == rid, rb
+    d.stop()
+    d.start()
+    time.sleep(1.0)  # the retained notice (the push above) has been seen again
+    assert d.running_version() == V1 and d.reloads() == 0 and d.versions() == ["1", "2", "3"]
+    s = latest_state(sub, "press-01")
+    assert s is not None and s["status"] == "rolled_back" and s["release"] == rid
+
+
+def test_trusted_keys_are_read_again_for_each_release(fleet: Fleet) -> None:
+    """The agent re-reads its key files (`Agent.trusted`) and the fleet client asks it at each
+    release: a release signed by a key added to a key file is installed once it is there."""
+    b, tmp = fleet.broker, fleet.tmp
+    extra = tmp / "extra.pub"
+    shutil.copyfile(fleet.pub, extra)
+    d = fleet.device("press-01", trusted=[fleet.pub, extra])
+    new_priv, new_pub = make_keys(tmp, "new")
+    signed = signed_demo(tmp / "new-bundle", new_priv)
+    new_version(signed, new_priv)
+    prepared = prepare(signed, "presses")
+    with operator(b) as conn:
+        with pytest.raises(FleetError, match="does not trust"):
+            push(conn, prepared, ["press-01"], 10.0, noop)
+        shutil.copyfile(new_pub, extra)  # the site trusts the new key from now on
+        push(conn, prepared, ["press-01"], 10.0, noop)
+    assert d.running_version() == V2

@@ -97,6 +97,29 @@ def test_assembly_checks_each_chunk_and_the_whole(tmp_path: Path) -> None:
     assert late.expired() and late.progress() == f"0 of {r.chunks} chunks"
 
 
+def test_a_discarded_assembly_ignores_late_chunks_and_a_failed_write_fails_it(
+    tmp_path: Path,
+) -> None:
+    """A chunk arriving as the worker gives the release up is never written into a deleted
+    folder (no exception on the network thread); a write that fails (its folder gone, a full
+    disk) fails the release as this device's fault, not the release's."""
+    import shutil
+
+    r, chunks = release_of(pack_version(VDIR))
+    a = Assembly(r, tmp_path / "gone", timeout=5.0)
+    a.add(0, chunks[0])
+    a.discard()
+    assert not a.add(1, chunks[1]) and not (tmp_path / "gone").exists()
+    assert a.error is None
+
+    b = Assembly(r, tmp_path / "lost", timeout=5.0)
+    shutil.rmtree(tmp_path / "lost")  # deleted behind its back
+    assert not b.add(0, chunks[0])
+    assert b.local_error and b.error is not None
+    assert b.error.startswith("release r1: chunk 0 could not be written to ")
+    assert not b.fail("another reason")  # the first error stands
+
+
 def test_notices_and_commands_are_checked_field_by_field() -> None:
     r, _ = release_of(pack_version(VDIR))
     assert parse_notice(r.to_json().encode()) == r
@@ -140,3 +163,23 @@ def test_fleet_settings_are_validated() -> None:
         FleetSettings(group="a/b")
     with pytest.raises(ConfigError, match=r"fleet\.max_bundle_mb: expected a number in \(0, "):
         FleetSettings(max_bundle_mb=0.0)
+
+
+def test_a_recording_is_at_most_600_seconds() -> None:
+    """A recording is held in memory (float32, joined once): an hour would be ~460 MB."""
+    assert FleetSettings(max_record_seconds=600.0).max_record_seconds == 600.0
+    with pytest.raises(ConfigError, match=r"fleet\.max_record_seconds: expected a number in "
+                       r"\(0, 600\]"):
+        FleetSettings(max_record_seconds=601.0)
+
+
+@pytest.mark.parametrize("device", ["", "a/b", "a+", "#", "fleet", "a\0b"])
+def test_check_device_id_names_the_config_field(device: str) -> None:
+    """The config validator's check (edge_agent.fleet.check_device_id): one line naming
+    mqtt.device_id."""
+    from edge_agent.fleet import check_device_id
+
+    with pytest.raises(ConfigError) as exc:
+        check_device_id(device)
+    assert str(exc.value).startswith(f"mqtt.device_id: {device!r} cannot join a fleet")
+    check_device_id("press-01")

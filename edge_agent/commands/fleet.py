@@ -4,7 +4,9 @@ Run from the operator's machine with an agent-style config (`--config`) whose `m
 is the operator's broker account (host, port, prefix, user, password, TLS): the same keys,
 validated the same way, as a device's. `push` and `rollback` exit 1 when a device refused or
 did not report in time (a canary: the rollout was aborted and the rest of the group left
-untouched); `cmd` exits 1 when the reply is an error.
+untouched); `cmd` exits 1 when the reply is an error. A bad argument (a device, group or
+release with `/ + #`, a command id the device would refuse) is a one-line error, exit 2, before
+anything is sent.
 """
 
 from __future__ import annotations
@@ -64,8 +66,12 @@ def fleet_push_cmd(
 ) -> None:
     """Publish a bundle version to a group: canaries first, then every device."""
     from ..fleet.messages import FleetError
-    from ..fleet.operator import prepare, push
+    from ..fleet.operator import check_group, prepare, push
+    from ..fleet.topics import check_device
 
+    check_group(group)
+    for c in canary or []:
+        check_device(c, "--canary")
     prepared = prepare(bundle, group, chunk_kb * 1024)
     with _connection(config, mqtt_host, mqtt_port) as conn:
         try:
@@ -87,8 +93,11 @@ def fleet_rollback_cmd(
     """Roll a group back from its release: devices running it return to their version before.
 
     One device: `edge-agent fleet cmd DEVICE rollback`."""
-    from ..fleet.operator import rollback_group
+    from ..fleet.operator import check_group, check_release, rollback_group
 
+    check_group(group)
+    if release is not None:
+        check_release(release)
     with _connection(config, mqtt_host, mqtt_port) as conn:
         rid, out = rollback_group(conn, group, release, wait)
     typer.echo(f"rollback of {rid} in group {group}: {len(out.ok)} rolled back"
@@ -111,8 +120,9 @@ def fleet_status_cmd(
 ) -> None:
     """The group's release and each device's retained fleet state."""
     from ..fleet.messages import Release
-    from ..fleet.operator import group_status
+    from ..fleet.operator import check_group, group_status
 
+    check_group(group)
     with _connection(config, mqtt_host, mqtt_port) as conn:
         notice, states = group_status(conn, group, wait)
     if json_out:
@@ -173,8 +183,12 @@ def fleet_cmd_cmd(
 ) -> None:
     """Send a remote command to one device and print its reply (JSON)."""
     from ..fleet.messages import FleetError
-    from ..fleet.operator import send_command
+    from ..fleet.operator import check_command_id, send_command
+    from ..fleet.topics import check_device
 
+    check_device(device, "DEVICE")
+    if cid is not None:
+        check_command_id(cid)
     args = parse_args(list(arg or []))
     with _connection(config, mqtt_host, mqtt_port) as conn:
         try:

@@ -7,3 +7,7 @@ was installed and which commands ran, on disk), `install` (checks, install, roll
 `args`, `remote` and `remote_adapt` (the remote commands), `client` (the agent's side:
 `FleetClient`), `operator` (push, rollback, status, commands). See docs/fleet.md.
 """
+
+from .topics import check_device_id
+
+__all__ = ["check_device_id"]

@@ -6,7 +6,9 @@
 
 - paho's network thread only sorts messages: a chunk of the release being received is checked
   and written to disk (`transfer.Assembly`); release notices and commands go to a bounded
-  queue (full: dropped with a warning, and a command then simply gets no reply);
+  queue (full: dropped with a warning, and a command then simply gets no reply). No callback
+  ever raises: paho would let the exception end its network thread, and with it every later
+  release, command and reconnect; a chunk that fails in any way fails its release instead;
 - the worker takes them one at a time: a notice starts receiving a release (subscribing to its
   chunks) or rolls one back; a complete release is checked, installed and waited for
   (`install`); a command runs on a thread of its own, joined with `fleet.command_timeout_
@@ -21,7 +23,11 @@ reverted and the release reported failed), `close(timeout)` returns within about
 Commands (edge_agent.fleet.remote): refused when older than `fleet.command_ttl_seconds`
 (`issued_at`), or unknown, or malformed, with a reply saying why; an id seen before (kept in
 the state file, edge_agent.fleet.state) gets its stored reply again with `replayed: true` and
-is not run again.
+is not run again. A "busy" refusal is not stored: the same id runs once the device is free.
+
+Trusted keys: a sequence, or a callable returning the keys as they are now (the agent's own
+`trusted`, which re-reads its key files), asked at each release check, rollback and adaptation;
+a release refused under one set of keys is tried again when the keys have changed.
 
 State (`<prefix>/<device>/fleet/state`, retained, re-published on every connect and change):
 `device_id`, `group`, `release` (the last one acted on), `status` (`idle`, `receiving`,
@@ -37,10 +43,11 @@ import contextlib
 import dataclasses
 import logging
 import queue
+import re
 import shutil
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -54,6 +61,7 @@ from .control import AgentControl
 from .install import (
     check_candidate,
     install,
+    restore,
     revert,
     roll_back,
     sections_of,
@@ -93,6 +101,9 @@ INCOMING = "fleet-incoming"
 RECORDINGS = "recordings"
 KEEP_VERSIONS = 5
 """Bundle versions kept after a successful install (`bundle.prune`; never the current one)."""
+CHUNK_INDEX = re.compile(r"[0-9]{1,9}")
+"""A chunk topic's last level: ASCII digits only (`str.isdigit` takes `²`, which `int` refuses),
+and short (`int` refuses more than 4300 digits)."""
 
 
 def fleet_client_id(s: MqttSettings) -> str:
@@ -104,12 +115,17 @@ class FleetClient:
     """See module docstring. `start()` returns at once; `close(timeout)` stops it."""
 
     def __init__(self, mqtt: MqttSettings, settings: FleetSettings, control: AgentControl,
-                 trusted: Sequence[TrustedKey], state_dir: Path) -> None:
+                 trusted: Sequence[TrustedKey] | Callable[[], Sequence[TrustedKey]],
+                 state_dir: Path) -> None:
         check_device_id(mqtt.device_id)
         self.mqtt = mqtt
         self.settings = settings
         self.control = control
-        self.trusted = list(trusted)
+        if callable(trusted):
+            self._keys: Callable[[], Sequence[TrustedKey]] = trusted
+        else:
+            fixed = list(trusted)
+            self._keys = lambda: fixed
         self.state_dir = Path(state_dir)
         self.prefix, self.device, self.group = mqtt.prefix, mqtt.device_id, settings.group
         self.state = FleetState(self.state_dir, settings.remember_commands)
@@ -122,11 +138,22 @@ class FleetClient:
         self.connected = threading.Event()
         self._lock = threading.Lock()  # the assembly, shared with the network thread
         self._assembly: Assembly | None = None
-        self._refused: dict[str, str] = {}  # archive sha256 -> why (until a restart)
+        # archive sha256 -> (why, the trusted key ids then): until a restart or a key change
+        self._refused: dict[str, tuple[str, frozenset[str]]] = {}
         self._running: tuple[threading.Thread, Command, dict[str, Any]] | None = None
         self._report: dict[str, Any] = self._initial_report()
         self._client: Any = None
         self._worker = threading.Thread(target=self._work, name="fleet", daemon=True)
+
+    def trusted(self) -> list[TrustedKey]:
+        """The trusted keys as they are now (see module docstring)."""
+        return list(self._keys())
+
+    def _key_ids(self) -> frozenset[str]:
+        try:
+            return frozenset(k.key_id for k in self.trusted())
+        except Exception:  # unreadable now: compare as "changed" next time it reads
+            return frozenset({"?"})
 
     # --- lifecycle
     def start(self) -> None:
@@ -156,8 +183,15 @@ class FleetClient:
             self._client.disconnect()
             self._client.loop_stop()
 
-    # --- paho callbacks (network thread: sort, never block)
+    # --- paho callbacks (network thread: sort, never block, never raise)
     def _on_connect(self, client: Any, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
+        try:
+            self._subscribe_all(client, rc)
+        except Exception as exc:
+            log.error("fleet: handling the broker's connect failed: %s", one_line(exc))
+            log.debug("fleet: on_connect", exc_info=True)
+
+    def _subscribe_all(self, client: Any, rc: Any) -> None:
         if rc.is_failure:
             log.error("fleet: broker %s:%s refused the connection: %s", self.mqtt.host,
                       self.mqtt.port, rc)
@@ -176,13 +210,17 @@ class FleetClient:
         self.connected.clear()
 
     def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
-        topic: str = msg.topic
-        if topic == manifest_topic(self.prefix, self.group):
-            self._put(("notice", bytes(msg.payload)))
-        elif topic == command_topic(self.prefix, self.device):
-            self._put(("command", bytes(msg.payload)))
-        else:
-            self._chunk(topic, bytes(msg.payload))
+        try:
+            topic: str = msg.topic
+            if topic == manifest_topic(self.prefix, self.group):
+                self._put(("notice", bytes(msg.payload)))
+            elif topic == command_topic(self.prefix, self.device):
+                self._put(("command", bytes(msg.payload)))
+            else:
+                self._chunk(topic, bytes(msg.payload))
+        except Exception as exc:  # see the module docstring: the network thread must live on
+            log.error("fleet: a message was dropped: %s", one_line(exc))
+            log.debug("fleet: on_message", exc_info=True)
 
     def _chunk(self, topic: str, payload: bytes) -> None:
         with self._lock:
@@ -191,10 +229,15 @@ class FleetClient:
             return
         base = chunk_topic(self.prefix, self.group, a.release.release)[:-1]
         index = topic[len(base):]
-        if not topic.startswith(base) or not index.isdigit():
+        if not topic.startswith(base) or not CHUNK_INDEX.fullmatch(index):
             return
         failed = a.error is not None
-        done = a.add(int(index), payload)
+        try:
+            done = a.add(int(index), payload)
+        except Exception as exc:  # a bug or an error add does not expect: the release fails
+            log.debug("fleet: chunk %s", index, exc_info=True)
+            done = False
+            a.fail(f"release {a.release.release}: chunk {index}: {one_line(exc)}")
         if done or (a.error is not None and not failed):  # once: complete, or just failed
             self._put(("assembled", a))
 
@@ -284,16 +327,22 @@ class FleetClient:
 
     def _release(self, r: Release) -> None:
         done = self.state.installed(r.sha256)
-        if done is not None:  # idempotent: installed before (maybe under another stage)
-            if not done.rolled_back:
-                ok = self.control.running_version() == done.model_version
-                self._publish_state(release=done.release, status="installed", healthy=ok,
-                                    signed_by=done.signed_by, error=None if ok else (
-                                        f"installed {done.model_version}, the agent runs "
-                                        f"{self.control.running_version()}"))
+        if done is not None and not done.rolled_back:  # idempotent: installed before (maybe
+            self.state.saw_notice(done, r.issued_at)  # under another stage): re-reported
+            ok = self.control.running_version() == done.model_version
+            self._publish_state(release=done.release, status="installed", healthy=ok,
+                                signed_by=done.signed_by, error=None if ok else (
+                                    f"installed {done.model_version}, the agent runs "
+                                    f"{self.control.running_version()}"))
             return
-        if r.sha256 in self._refused:
-            self._fail(r.release, "refused", self._refused[r.sha256])
+        if done is not None and not (0 < done.notice_issued_at < r.issued_at):
+            # rolled back, and this notice is one it saw before (the retained one, again at a
+            # reconnect): the rollback stands. A notice issued later is a new push: installed
+            self._publish_state(release=done.release, status="rolled_back", error=None)
+            return
+        refused = self._refused.get(r.sha256)
+        if refused is not None and refused[1] == self._key_ids():
+            self._fail(r.release, "refused", refused[0])
             return
         try:
             check_size(r, int(self.settings.max_bundle_mb * 1e6))
@@ -334,7 +383,9 @@ class FleetClient:
     def _check_timeouts(self) -> None:
         with self._lock:
             a = self._assembly
-        if a is not None and not a.complete and a.expired():
+        if a is not None and (a.complete or a.error is not None) and a.expired():
+            self._assembled(a)  # its "assembled" job was dropped (a full queue)
+        elif a is not None and a.expired():
             self._drop_assembly(a, f"incomplete after {self.settings.release_timeout_seconds:g}"
                                 f" s ({a.progress()}); given up, tried again at the next "
                                 "connect")
@@ -350,29 +401,39 @@ class FleetClient:
                 return
         r = a.release
         if a.error is not None:
-            self._refused[r.sha256] = a.error
             self._drop_assembly(a, None)
-            self._fail(r.release, "refused", a.error)
+            if a.local_error:  # this device's fault (its disk): tried again at the next notice
+                self._fail(r.release, "failed", f"{a.error}; nothing installed")
+            else:
+                self._refuse(r, a.error, self._key_ids())
             return
         self._publish_state(release=r.release, status="installing", healthy=True, error=None)
         root = self.control.bundle_root()
+        keys: frozenset[str] = frozenset()
         try:
+            trusted = self.trusted()
+            keys = frozenset(k.key_id for k in trusted)
             vdir = a.folder / "version"
             archive = a.archive()
             unpack_version(archive, vdir, r.size)
             archive.unlink()
-            cand = check_candidate(vdir, r, self.trusted, self.settings.allow_unsigned,
+            cand = check_candidate(vdir, r, trusted, self.settings.allow_unsigned,
                                    sections_of(self.control.monitors()),
                                    self.control.window_samples())
             version, previous = install(root, cand)
-        except EdgeAgentError as exc:
+        except EdgeAgentError as exc:  # the release's fault (or the keys'): refused
             self._drop_assembly(a, None)
-            self._refused[r.sha256] = str(exc)
-            self._fail(r.release, "refused", str(exc))
+            self._refuse(r, str(exc), keys)
+            return
+        except Exception as exc:  # this device's (a full disk, a folder in the way): failed,
+            self._drop_assembly(a, None)  # not remembered; the next notice tries again
+            log.debug("fleet: install of %s", r.release, exc_info=True)
+            self._fail(r.release, "failed", f"release {r.release}: {one_line(exc)}; nothing "
+                       "installed")
             return
         self._drop_assembly(a, None)
         record = InstallRecord(r.release, r.sha256, version, previous, cand.model_version,
-                               time.time(), cand.signed_by)
+                               time.time(), cand.signed_by, notice_issued_at=r.issued_at)
         log.info("fleet: release %s installed as bundle version %d (was %s); waiting for the "
                  "agent to run %s", r.release, version, previous, cand.model_version)
         ok = wait_running(self.control.running_version, cand.model_version,
@@ -392,8 +453,13 @@ class FleetClient:
                f"{self.settings.health_timeout_seconds:g} s after the install (its reload "
                "refused the version? see its reload_failed health event)"
                + (f"; current reverted to version {previous}" if reverted else ""))
-        self._refused[r.sha256] = why
+        self._refused[r.sha256] = (why, keys)
         self._fail(r.release, "failed", why)
+
+    def _refuse(self, r: Release, why: str, keys: frozenset[str]) -> None:
+        """Refused for good under these keys (until a restart or a key change)."""
+        self._refused[r.sha256] = (why, keys)
+        self._fail(r.release, "refused", why)
 
     # --- rollback
     def _group_rollback(self, n: Rollback) -> None:
@@ -415,24 +481,35 @@ class FleetClient:
             self._fail(n.release, "rollback_failed", str(exc))
 
     def _rollback(self) -> dict[str, Any]:
-        """Roll back (install.roll_back), wait for the agent to run it, report; the result."""
+        """Roll back (install.roll_back: the target checked with the trusted keys first), wait
+        for the agent to run it, report; the result. The agent does not take it up within
+        `fleet.health_timeout_seconds`: `current` is put back (an agent must always be able to
+        start on it) and a FleetError says so."""
         root = self.control.bundle_root()
-        before, after, record = roll_back(root, self.state, self.trusted)
+        before, after, record = roll_back(root, self.state, self.trusted())
         expected = load_bundle(root, verify=False, version=after).model_version
         ok = wait_running(self.control.running_version, expected,
                           self.settings.health_timeout_seconds, self._stop.is_set)
-        error = None if ok else (f"rolled back to version {after}, but the agent still runs "
-                                 f"{self.control.running_version()}")
+        if not ok:
+            put_back = restore(root, before, after)
+            if record is not None and put_back:
+                self.state.mark_rolled_back(record, False)
+            raise FleetError(
+                f"rolled back to version {after}, but the agent still runs "
+                f"{self.control.running_version()} after "
+                f"{self.settings.health_timeout_seconds:g} s (its reload refused the version? see "
+                "its reload_failed health event)"
+                + (f"; current put back to version {before}" if put_back else ""))
         log.info("fleet: rolled back from version %d to %d%s", before, after,
                  f" (release {record.release})" if record else "")
         if record is not None:  # a release undone; else a local version: the release stays
-            self._publish_state(release=record.release, status="rolled_back", healthy=ok,
-                                error=error)
+            self._publish_state(release=record.release, status="rolled_back", healthy=True,
+                                error=None)
         else:
-            self._publish_state(healthy=ok, error=error)
+            self._publish_state(healthy=True, error=None)
         return {"from": before, "to": after, "release": record.release if record else None,
                 "model_version": expected, "running": self.control.running_version(),
-                "healthy": ok}
+                "healthy": True}
 
     # --- commands
     def _send_reply(self, rep: dict[str, Any]) -> None:
@@ -454,16 +531,27 @@ class FleetClient:
             log.info("fleet: command %s (%s) replayed: stored reply sent again", cmd.id,
                      cmd.name)
             return
+        refusal = self._refusal(cmd)
+        if refusal is not None and not refusal[1]:  # busy: not stored, so that the same id
+            self._send_reply(refusal[0])  # runs once the device is free
+            return
         self.state.start_command(cmd.id, cmd.name)
-        rep = self._refusal(cmd) or self._execute(cmd)
+        rep = refusal[0] if refusal is not None else self._execute(cmd)
         self.state.finish_command(cmd.id, rep)
         self._send_reply(rep)
 
-    def _refusal(self, cmd: Command) -> dict[str, Any] | None:
-        """The error reply of a command that must not run (expired, unknown, busy), or None."""
+    def _busy(self) -> Command | None:
+        """The command still running past its time bound, if any."""
+        running = self._running
+        return running[1] if running is not None and running[0].is_alive() else None
+
+    def _refusal(self, cmd: Command) -> tuple[dict[str, Any], bool] | None:
+        """(the error reply of a command that must not run, whether that is for good: expired,
+        unknown; not busy), or None."""
         ttl = self.settings.command_ttl_seconds
         age = time.time() - cmd.issued_at
         error = None
+        final = True
         if age > ttl:
             error = (f"expired: issued {age:.0f} s ago, more than fleet.command_ttl_seconds "
                      f"({ttl:g}); not run")
@@ -472,13 +560,14 @@ class FleetClient:
         elif cmd.name not in self._handlers:
             error = (f"unknown command {cmd.name!r} (known: "
                      f"{', '.join(sorted(self._handlers))})")
-        elif self._running is not None and self._running[0].is_alive():
-            other = self._running[1]
-            error = f"busy: command {other.id} ({other.name}) is still running; not run"
+        elif (other := self._busy()) is not None:
+            error = (f"busy: command {other.id} ({other.name}) is still running; not run (send "
+                     "it again, same id, once it ended)")
+            final = False
         if error is None:
             return None
         log.warning("fleet: command %s (%s) refused: %s", cmd.id, cmd.name, error)
-        return reply(cmd.id, cmd.name, self.device, error=error)
+        return reply(cmd.id, cmd.name, self.device, error=error), final
 
     def _execute(self, cmd: Command) -> dict[str, Any]:
         box: dict[str, Any] = {}

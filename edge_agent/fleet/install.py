@@ -37,7 +37,6 @@ from ..bundle import (
     current_version,
     list_versions,
     load_bundle,
-    rollback,
     set_current,
     sha256_file,
 )
@@ -91,6 +90,8 @@ def check_candidate(
             scorer.smoke_test(section, window_samples)
     except BundleError as exc:
         raise FleetError(f"{what}: {_short(exc, vdir)}") from None
+    if scorer.bundle.manifest_sha256 != release.manifest_sha256:  # the bytes that were loaded
+        raise FleetError(f"{what}: manifest.json changed while it was checked")
     if scorer.bundle.model_version != release.model_version:
         raise FleetError(f"{what}: holds model {scorer.bundle.model_version}, the notice "
                          f"announced {release.model_version}")
@@ -128,30 +129,59 @@ def install(root: Path, candidate: Candidate) -> tuple[int, int | None]:
 def revert(root: Path, record: InstallRecord) -> bool:
     """Make the version before `record`'s install current again, if `record`'s version is still
     the current one (an install the agent did not take up). True when it did."""
-    if record.previous is None or current_version(root) != record.version:
-        return False
-    set_current(root, record.previous)
-    return True
+    return record.previous is not None and restore(root, record.previous, record.version)
+
+
+def rollback_target(root: Path) -> int:
+    """The version `bundle.rollback` goes back to from the current one (its parent_version,
+    else the next lower version): asked first, so that it is checked with the trusted keys
+    before it becomes current."""
+    cur = current_version(root)
+    parent = load_bundle(root, verify=False).manifest.get("parent_version")
+    versions = list_versions(root)
+    older = [v for v in versions if v < cur]
+    if isinstance(parent, int) and not isinstance(parent, bool) and parent in versions \
+            and parent != cur:
+        return parent
+    if older:
+        return older[-1]
+    raise BundleError(f"{root}: nothing to roll back to (version {cur} is the oldest kept)")
 
 
 def roll_back(root: Path, state: FleetState, trusted: Sequence[TrustedKey]
               ) -> tuple[int, int, InstallRecord | None]:
     """(from, to, the fleet install undone or None). A current version that a fleet install
-    made goes back to the version current before that install (verified, signature included,
-    first); any other goes back the bundle's own way (`bundle.rollback`: its parent_version,
-    else the next lower version)."""
+    made goes back to the version current before that install; any other goes back the
+    bundle's own way (`rollback_target`). Either target is verified with the trusted keys
+    first (the agent's reload would refuse a version they do not sign, and a restart would then
+    fail to start): a one-line BundleError, and `current` unchanged, when it would not load."""
     cur = current_version(root)
     record = state.by_version(cur)
-    if record is None or record.previous is None:
-        before, after = rollback(root)
-        return before, after, None
-    if record.previous not in list_versions(root):
-        raise BundleError(f"{root}: version {record.previous}, current before release "
-                          f"{record.release}, is no longer kept")
-    load_bundle(root, verify=True, version=record.previous, trusted=trusted)
-    set_current(root, record.previous)
-    state.mark_rolled_back(record)
-    return cur, record.previous, record
+    if record is not None and record.previous is not None:
+        target = record.previous
+        if target not in list_versions(root):
+            raise BundleError(f"{root}: version {target}, current before release "
+                              f"{record.release}, is no longer kept")
+    else:
+        record, target = None, rollback_target(root)
+    try:
+        load_bundle(root, verify=True, version=target, trusted=trusted)
+    except BundleError as exc:
+        raise BundleError(f"rollback to version {target} refused, version {cur} stays current: "
+                          f"{' '.join(str(exc).split())}") from None
+    set_current(root, target)
+    if record is not None:
+        state.mark_rolled_back(record)
+    return cur, target, record
+
+
+def restore(root: Path, before: int, after: int) -> bool:
+    """Make `before` current again if `after` still is (a rollback or install the agent did not
+    take up: an agent must always be able to start on `current`). True when it did."""
+    if current_version(root) != after:
+        return False
+    set_current(root, before)
+    return True
 
 
 def wait_running(running: Callable[[], str], expected: str, timeout: float,

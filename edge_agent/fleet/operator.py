@@ -13,14 +13,24 @@ release's chunks deleted, so no other device ever sees it.
 
 Rollback (`rollback_group`): a retained rollback notice for the group's release; devices
 that run it go back to their version before it (devices offline catch up at connect), and the
-release's chunks are deleted. Commands (`send_command`): published after subscribing to the
-device's reply topic; the reply with the command's id is awaited, bounded.
+release's chunks are deleted; the devices whose state says they installed it are waited for
+(not those that refused it or are still receiving it). Commands (`send_command`): published
+after subscribing to the device's reply topic; the reply with the command's id is awaited,
+bounded.
+
+Names from the command line (a device, a group, a release, a command id) are checked here
+before anything is published (`check_device`, `check_group`, ...): a `+`, `#` or `/` would make
+a topic filter or another topic, so each is a one-line ConfigError naming the argument.
+
+A device's state counts under the device of its topic (`<prefix>/<device>/fleet/state`, which
+the broker's ACL lets only that device write); a payload naming another device is ignored.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import logging
 import os
 import sys
 import threading
@@ -36,6 +46,7 @@ from ..errors import ConfigError, EdgeAgentError
 from ..jsonsafe import NonFiniteError, loads
 from ..sinks.mqtt import MqttSettings, make_client
 from .messages import (
+    COMMAND_ID,
     DEFAULT_CHUNK_SIZE,
     FleetError,
     Release,
@@ -44,8 +55,38 @@ from .messages import (
     parse_notice,
 )
 from .packing import pack_version
-from .topics import chunk_topic, command_topic, manifest_topic, reply_topic, state_topic
+from .settings import GROUP
+from .topics import (
+    RELEASE_ID,
+    check_device,
+    check_level,
+    chunk_topic,
+    command_topic,
+    manifest_topic,
+    reply_topic,
+    state_topic,
+)
 from .transfer import chunk_digests, cut
+
+log = logging.getLogger("edge_agent")
+STATE_SUFFIX = "/fleet/state"
+
+
+def check_group(group: str, field: str = "--group") -> str:
+    """A group name as the devices' `fleet.group` allows it (one topic level)."""
+    return check_level(group, GROUP, field, "a group name")
+
+
+def check_release(release: str, field: str = "--release") -> str:
+    return check_level(release, RELEASE_ID, field, "a release id")
+
+
+def check_command_id(cid: str, field: str = "--id") -> str:
+    """A command id the device accepts (edge_agent.fleet.messages.COMMAND_ID)."""
+    if not COMMAND_ID.fullmatch(cid):
+        raise ConfigError(f"{field}: expected 1-64 letters, digits, _ . : - (the ids a device "
+                          f"accepts), got {cid!r}")
+    return cid
 
 
 class Connection:
@@ -142,16 +183,25 @@ class Connection:
             return self._latest.get(topic)
 
     def states(self, group: str | None = None) -> dict[str, dict[str, Any]]:
-        """Device id -> its latest fleet state (of `group`, when given)."""
+        """Device id -> its latest fleet state (of `group`, when given). The id is the topic's
+        (module docstring): a payload whose `device_id` disagrees is ignored, and logged."""
         out: dict[str, dict[str, Any]] = {}
         with self._cond:
             items = list(self._latest.items())
+        head = f"{self.prefix}/"
         for topic, (payload, _) in items:
-            if not topic.endswith("/fleet/state") or not payload:
+            if not (topic.startswith(head) and topic.endswith(STATE_SUFFIX)) or not payload:
                 continue
+            device = topic[len(head):-len(STATE_SUFFIX)]
             state = _json(payload)
-            if state is not None and (group is None or state.get("group") == group):
-                out[str(state.get("device_id"))] = state
+            if state is None or "/" in device:
+                continue
+            if state.get("device_id") != device:
+                log.warning("fleet: %s: ignored, its payload names device %r", topic,
+                            state.get("device_id"))
+                continue
+            if group is None or state.get("group") == group:
+                out[device] = state
         return out
 
     def wait(self, done: Callable[[], bool], timeout: float) -> bool:
@@ -257,6 +307,9 @@ def push(conn: Connection, prepared: Prepared, canaries: Sequence[str], wait: fl
     FleetError (after restoring the group's previous notice) when a canary refuses, fails or
     stays silent for `wait` seconds."""
     r, prefix = prepared.release, conn.prefix
+    check_group(r.group)
+    for c in canaries:
+        check_device(c, "--canary")
     topic = manifest_topic(prefix, r.group)
     conn.subscribe([topic, f"{prefix}/+/fleet/state"])
     before = conn.latest(topic)
@@ -296,11 +349,20 @@ def push(conn: Connection, prepared: Prepared, canaries: Sequence[str], wait: fl
     return final
 
 
+INSTALLED = ("installed", "rolled_back", "rollback_failed")
+"""The states of a device that installed the release (rolled back since, or tried to): a
+rollback notice gets a report from each. `receiving`, `refused`, `failed` never installed it."""
+
+
 def rollback_group(conn: Connection, group: str, release: str | None, wait: float
                    ) -> tuple[str, Outcome]:
     """Publish the group's rollback notice for `release` (default: the group's current
-    release) and wait for the devices that reported it; (release, outcome)."""
+    release) and wait for the devices whose state says they installed it; (release,
+    outcome)."""
     prefix = conn.prefix
+    check_group(group)
+    if release is not None:
+        check_release(release)
     topic = manifest_topic(prefix, group)
     conn.subscribe([topic, f"{prefix}/+/fleet/state"])
     got = conn.latest(topic)
@@ -311,7 +373,8 @@ def rollback_group(conn: Connection, group: str, release: str | None, wait: floa
                              f"{'a rollback already' if current else 'empty'}); name one "
                              "with --release")
         release = current.release
-    devices = sorted(d for d, s in conn.states(group).items() if s.get("release") == release)
+    devices = sorted(d for d, s in conn.states(group).items()
+                     if s.get("release") == release and s.get("status") in INSTALLED)
     sent = time.monotonic()
     conn.publish([(topic, Rollback(release, group, time.time()).to_json())], retain=True)
     if isinstance(current, Release) and current.release == release:
@@ -325,6 +388,7 @@ def rollback_group(conn: Connection, group: str, release: str | None, wait: floa
 def group_status(conn: Connection, group: str, settle: float) -> tuple[
         Release | Rollback | None, dict[str, dict[str, Any]]]:
     """The group's notice and its devices' retained states."""
+    check_group(group)
     topic = manifest_topic(conn.prefix, group)
     conn.subscribe([topic, f"{conn.prefix}/+/fleet/state"], settle=settle)
     got = conn.latest(topic)
@@ -333,8 +397,10 @@ def group_status(conn: Connection, group: str, settle: float) -> tuple[
 
 def send_command(conn: Connection, device: str, name: str, args: dict[str, Any], wait: float,
                  cid: str | None = None) -> dict[str, Any]:
-    """Send a command and return the device's reply; FleetError when none within `wait`."""
-    cid = cid or uuid.uuid4().hex
+    """Send a command and return the device's reply; FleetError when none within `wait`
+    (ConfigError, before anything is sent, for a bad device or id)."""
+    check_device(device, "DEVICE")
+    cid = check_command_id(cid) if cid is not None else uuid.uuid4().hex
     conn.subscribe([reply_topic(conn.prefix, device)], settle=0.0)
     sent = time.monotonic()
     try:

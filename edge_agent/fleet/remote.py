@@ -9,7 +9,8 @@ time bound) and then calls one of these with its checked `Args`; each returns th
   replaced; otherwise `bundle.rollback`), then waits for the agent to run it;
 - `record` (`monitor`, `seconds`): the monitor's live audio into a WAV file in the
   recordings folder; replies with its name, path and sha256. The folder keeps the newest
-  `fleet.max_recordings` files;
+  `fleet.max_recordings` files of each monitor (one monitor's recordings never push out
+  another's, and never the one just written);
 - `tune`, `calibrate`: edge_agent.fleet.remote_adapt.
 """
 
@@ -42,10 +43,15 @@ class Context:
 
     control: AgentControl
     settings: FleetSettings
-    trusted: Sequence[TrustedKey]
+    keys: Callable[[], Sequence[TrustedKey]]  # the agent's trusted keys as they are now
     recordings: Path
     rollback: Callable[[], dict[str, Any]]
     fleet_state: Callable[[], dict[str, Any]]
+
+    @property
+    def trusted(self) -> Sequence[TrustedKey]:
+        """The trusted keys now (re-read: the agent re-reads its key files at each reload)."""
+        return self.keys()
 
 
 Handler = Callable[[Context, dict[str, Any]], dict[str, Any]]
@@ -84,14 +90,15 @@ def record(ctx: Context, raw: dict[str, Any]) -> dict[str, Any]:
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f"{int(now * 1000) % 1000:03d}Z"
     path = ctx.recordings / f"{name}-{stamp}.wav"
     written = ctx.control.record(name, seconds, path, timeout=seconds + 30.0)
-    _keep_newest(ctx.recordings, ctx.settings.max_recordings)
+    _keep_newest(ctx.recordings, name, ctx.settings.max_recordings, written)
     return {"monitor": name, "file": written.name, "path": str(written), "seconds": seconds,
             "bytes": written.stat().st_size, "sha256": sha256_file(written)}
 
 
-def _keep_newest(folder: Path, keep: int) -> None:
-    files = sorted(p for p in folder.iterdir() if RECORDING.fullmatch(p.name))
-    for p in files[:-keep]:
+def _keep_newest(folder: Path, monitor: str, keep: int, written: Path) -> None:
+    """Delete `monitor`'s recordings but the newest `keep`, never `written` (the reply's)."""
+    old = [p for p in recordings_of(folder, monitor) if p.name != written.name]
+    for p in old[:max(0, len(old) - (keep - 1))]:
         p.unlink(missing_ok=True)
 
 

@@ -15,7 +15,9 @@ bundle poll then hot-reloads it, and the reply says whether it runs it (waited f
   calibrate` from clips recorded on the device by `record` (the recordings folder; `files`
   names some of them, default: all of that monitor's), so an operator can record the new
   condition and calibrate to it without logging in. Files are names inside the recordings
-  folder only: a remote command cannot make the agent read other files.
+  folder only: a remote command cannot make the agent read other files. The calibrated
+  section's new references and threshold serve every monitor scored by that section: the
+  reply's `shared_with` names the other monitors that change with it (and `tune`'s too).
 """
 
 from __future__ import annotations
@@ -44,6 +46,12 @@ def _monitor_status(ctx: Context, name: str) -> dict[str, Any]:
     return ms
 
 
+def shared_with(monitors: dict[str, str], name: str) -> list[str]:
+    """The other monitors scored by `name`'s section: a section's backend is one for all of
+    them, so calibrating or tuning it for `name` changes theirs too."""
+    return sorted(m for m, s in monitors.items() if s == monitors[name] and m != name)
+
+
 def _finish(ctx: Context, vdir_name: str, before: str) -> dict[str, Any]:
     """Wait for the agent to run the new version; the reply's common part."""
     from ..bundle import load_bundle
@@ -62,7 +70,8 @@ def tune(ctx: Context, raw: dict[str, Any]) -> dict[str, Any]:
 
     a = Args("tune", raw, ("monitor", "false_alarms_per_day", "exclude_alarm_periods",
                            "min_windows", "min_hours"))
-    name, section = a.monitor(ctx.control.monitors())
+    monitors = ctx.control.monitors()
+    name, section = a.monitor(monitors)
     budget = a.number("false_alarms_per_day", ge=0)
     exclude = a.flag("exclude_alarm_periods")
     min_windows = a.integer("min_windows", 50, ge=1)
@@ -87,7 +96,8 @@ def tune(ctx: Context, raw: dict[str, Any]) -> dict[str, Any]:
                        alarms_per_day=budget, current_threshold=old.threshold,
                        min_windows=min_windows, min_seconds=min_hours * 3600.0)
     out: dict[str, Any] = {
-        "monitor": name, "section": section, "old_threshold": old.threshold,
+        "monitor": name, "section": section, "shared_with": shared_with(monitors, name),
+        "old_threshold": old.threshold,
         "new_threshold": t.threshold, "alarms_per_day_old": t.current_alarms_per_day,
         "alarms_per_day_new": t.alarms_per_day, "history_windows": t.windows,
         "history_days": t.days}
@@ -111,7 +121,8 @@ def calibrate(ctx: Context, raw: dict[str, Any]) -> dict[str, Any]:
     from ..scorer import Scorer, stack_embeddings
 
     a = Args("calibrate", raw, ("monitor", "files", "mode", "percentile", "rule"))
-    name, section = a.monitor(ctx.control.monitors())
+    monitors = ctx.control.monitors()
+    name, section = a.monitor(monitors)
     mode = choice("calibrate: args.mode", a.string("mode", "replace"), MODES)
     rule = choice("calibrate: args.rule", a.string("rule", "max"), THRESHOLD_RULES)
     percentile = a.number("percentile", 90.0, gt=0, le=100)
@@ -138,7 +149,8 @@ def calibrate(ctx: Context, raw: dict[str, Any]) -> dict[str, Any]:
     record = {"section": section, "mode": mode, "n_clips": len(clips), "percentile": percentile,
               "files": [p.name for p in paths], "remote": True, **cal.record()}
     vdir = write_adapted_version(scorer.bundle, backends, "calibration", record)
-    return {"monitor": name, "section": section, "clips": len(clips),
+    return {"monitor": name, "section": section, "shared_with": shared_with(monitors, name),
+            "clips": len(clips),
             "old_threshold": cal.old_threshold, "new_threshold": cal.threshold,
             **_finish(ctx, vdir.name, before)}
 

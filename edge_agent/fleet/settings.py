@@ -35,8 +35,10 @@ class FleetSettings:
         300.0, gt=0, le=86400)
     command_timeout_seconds: float = bounded(  # a command running longer gets a timed-out reply
         900.0, gt=0, le=86400)
-    max_record_seconds: float = bounded(600.0, gt=0, le=3600)  # longest `record` command
-    max_recordings: int = bounded(50, ge=1, le=10000)  # `record` keeps this many WAV files
+    max_record_seconds: float = bounded(  # longest `record` command (at most 600: in memory)
+        600.0, gt=0, le=600)  # float32 held in memory, copied once when joined: 77 MB at 600 s
+    max_recordings: int = bounded(  # `record` keeps this many WAV files per monitor
+        50, ge=1, le=10000)
     remember_commands: int = bounded(  # command ids kept on disk to answer replays
         1000, ge=10, le=100000)
 

@@ -3,8 +3,9 @@
 Why persisted: idempotence must survive a restart. A retained release notice is delivered
 again on every connect, and a command may be delivered twice (QoS 1) or replayed by someone
 who recorded it; the client looks both up here first. A release whose archive sha256 is listed
-is not installed again; a command id that is listed gets its stored reply again and is not
-executed again. A command is listed BEFORE it runs (reply still empty), so a restart in the
+is not installed again (rolled back: not until a notice issued after the ones it saw, that is
+a new push); a command id that is listed gets its stored reply again and is not executed
+again. A command is listed BEFORE it runs (reply still empty), so a restart in the
 middle of one does not run it a second time on replay either: its replay is answered "was
 interrupted".
 
@@ -51,6 +52,15 @@ class InstallRecord:
     installed_at: float
     signed_by: str | None = None
     rolled_back: bool = False
+    # the latest `issued_at` of this release's notices seen while it was installed: after a
+    # rollback, a notice issued later is a new push (installed again), the retained one seen
+    # again at a reconnect is not (0: unknown, from an older state file: never installed again)
+    notice_issued_at: float = 0.0
+
+    def same(self, other: InstallRecord) -> bool:
+        """The same install (whatever became of it since: rolled back, notices seen)."""
+        return (self.release, self.sha256, self.version, self.installed_at) == (
+            other.release, other.sha256, other.version, other.installed_at)
 
 
 class FleetState:
@@ -112,11 +122,21 @@ class FleetState:
             self.installs = [*self.installs, record][-MAX_INSTALLS:]
             self._save()
 
-    def mark_rolled_back(self, record: InstallRecord) -> None:
+    def mark_rolled_back(self, record: InstallRecord, rolled_back: bool = True) -> None:
+        """Mark `record`'s install rolled back (False: undo that, a rollback the agent did not
+        take up and that was put back)."""
+        self._update(record, rolled_back=rolled_back)
+
+    def saw_notice(self, record: InstallRecord, issued_at: float) -> None:
+        """A notice of `record`'s release issued at `issued_at` arrived while it was installed
+        (written only when later than the one kept)."""
+        if issued_at > record.notice_issued_at:
+            self._update(record, notice_issued_at=issued_at)
+
+    def _update(self, record: InstallRecord, **changes: Any) -> None:
         with self._lock:
-            self.installs = [
-                InstallRecord(**{**asdict(r), "rolled_back": True}) if r == record else r
-                for r in self.installs]
+            self.installs = [InstallRecord(**{**asdict(r), **changes}) if r.same(record) else r
+                             for r in self.installs]
             self._save()
 
     # --- commands

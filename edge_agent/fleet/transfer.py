@@ -11,6 +11,11 @@ size (which the notice parser already held to `fleet.max_bundle_mb`). A chunk wh
 wrong fails the release at once: chunks are retained, so fetching again would give the same
 bytes. Once every chunk is there, `archive()` joins them while hashing and checks the whole
 archive's size and sha256. A release that does not complete within its deadline `expired`.
+
+A chunk that cannot be written (a full disk, the folder gone) fails the release too, but as
+this device's fault (`local_error`): the client reports it `failed` and tries the release
+again at the next notice, where a bad chunk is `refused` for good. `discard` holds the lock
+`add` writes under, so a release given up by the worker is never written into half-deleted.
 """
 
 from __future__ import annotations
@@ -52,7 +57,9 @@ class Assembly:
         self.deadline = self.started + timeout
         self._have: set[int] = set()
         self._lock = threading.Lock()
+        self._discarded = False
         self.error: str | None = None  # a chunk that can never be right: the release fails
+        self.local_error = False  # the error is this device's (disk), not the release's
 
     def _expected_size(self, i: int) -> int:
         r = self.release
@@ -65,7 +72,7 @@ class Assembly:
         if not payload or not 0 <= index < r.chunks:
             return False
         with self._lock:
-            if self.error is not None or index in self._have:
+            if self.error is not None or self._discarded or index in self._have:
                 return False
             if len(payload) != self._expected_size(index):
                 self.error = (f"release {r.release}: chunk {index} has {len(payload)} bytes, "
@@ -75,10 +82,25 @@ class Assembly:
                 self.error = f"release {r.release}: chunk {index}: sha256 mismatch (altered?)"
                 return False
             part = self.folder / f"{index}.part"
-            part.write_bytes(payload)
-            os.replace(part, self.folder / str(index))
+            try:
+                part.write_bytes(payload)
+                os.replace(part, self.folder / str(index))
+            except OSError as exc:
+                self.error = (f"release {r.release}: chunk {index} could not be written to "
+                              f"{self.folder} ({exc.strerror or type(exc).__name__})")
+                self.local_error = True
+                return False
             self._have.add(index)
             return len(self._have) == r.chunks
+
+    def fail(self, error: str) -> bool:
+        """Fail the release for a reason of this device's (`local_error`); True the first time
+        (an earlier error stands)."""
+        with self._lock:
+            if self.error is not None:
+                return False
+            self.error, self.local_error = error, True
+            return True
 
     @property
     def received(self) -> int:
@@ -118,4 +140,8 @@ class Assembly:
         return out
 
     def discard(self) -> None:
-        shutil.rmtree(self.folder, ignore_errors=True)
+        """Delete the folder; a chunk arriving later is ignored (the lock `add` writes under is
+        held, so no write is half-way when the folder goes)."""
+        with self._lock:
+            self._discarded = True
+            shutil.rmtree(self.folder, ignore_errors=True)
