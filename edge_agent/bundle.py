@@ -796,26 +796,29 @@ def write_adapted_version(
                                                          bundle.manifest_bytes or None))
 
 
-def rollback(root: str | Path) -> tuple[int, int]:
-    """Make the version the current one came from current again; (old, new) numbers.
-
-    The parent is `parent_version` (a calibration or enrolment), else the next lower version
-    (an export). The target is verified before it is activated: never roll back into a broken
-    version.
-    """
-    cur = load_bundle(root, verify=False)
+def rollback_target(root: str | Path) -> int:
+    """The version `rollback` goes back to from the current one: its `parent_version` (a
+    calibration or enrolment) when kept, else the next lower version (an export). Asked
+    separately so a caller can check it (e.g. with trusted keys) before it becomes current."""
     before = current_version(root)  # the folder number (a fleet install's may differ from
     # its manifest's version, edge_agent.fleet.install)
-    parent = cur.manifest.get("parent_version")
-    older = [v for v in list_versions(root) if v < before]
-    if isinstance(parent, int) and parent in list_versions(root) and parent != before:
-        target = parent
-    elif older:
-        target = older[-1]
-    else:
-        raise BundleError(
-            f"{root}: nothing to roll back to (version {before} is the oldest kept)"
-        )
-    load_bundle(root, verify=True, version=target)
+    parent = load_bundle(root, verify=False).manifest.get("parent_version")
+    versions = list_versions(root)
+    older = [v for v in versions if v < before]
+    if isinstance(parent, int) and not isinstance(parent, bool) and parent in versions \
+            and parent != before:
+        return parent
+    if older:
+        return older[-1]
+    raise BundleError(f"{root}: nothing to roll back to (version {before} is the oldest kept)")
+
+
+def rollback(root: str | Path, trusted: Sequence[TrustedKey] = ()) -> tuple[int, int]:
+    """Make the version the current one came from current again (`rollback_target`); (old,
+    new) numbers. The target is verified first (with `trusted` keys: also its signature):
+    never roll back into a version that would not load."""
+    before = current_version(root)
+    target = rollback_target(root)
+    load_bundle(root, verify=True, version=target, trusted=trusted)
     set_current(root, target)
     return before, target

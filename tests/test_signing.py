@@ -566,3 +566,22 @@ def test_the_agent_keeps_its_signed_model_when_an_unsigned_version_appears(
     (failed,) = [e for e in c.kind("health") if e["event"] == "reload_failed"]
     assert "is not signed" in failed["error"] and "\n" not in failed["error"]
     assert agent.running_version() != v1 and agent.running_version().startswith("v2-")
+
+
+def test_local_rollback_never_activates_a_version_the_keys_refuse(
+    tmp_path: Path, demo_copy: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`edge-agent tune --rollback` with trusted_keys: the older, unsigned version would not
+    load in the agent, so the rollback is refused and `current` stays."""
+    private, _ = keypair(tmp_path, "k")
+    b = load_bundle(demo_copy)
+    manifest = {k: v for k, v in b.manifest.items() if k not in ("version", "files", "created")}
+    v2 = write_bundle(demo_copy, {n: b.path / n for n in b.model_files}, b.backends, manifest)
+    sign_version(v2, private)  # v2 signed and current, v1 not signed
+    cfg = tmp_path / "agent.yaml"
+    cfg.write_text(f"bundle: {demo_copy}\ntrusted_keys: [{tmp_path / 'k.pub'}]\n")
+    code, _, err = run_cli(capsys, "tune", "-c", str(cfg), "--rollback")
+    assert code == 2 and "is not signed" in err and len(err.strip().splitlines()) == 1
+    assert current_version(demo_copy) == 2
+    code, out, _ = run_cli(capsys, "tune", "--bundle", str(demo_copy), "--rollback")  # no keys
+    assert code == 0 and current_version(demo_copy) == 1

@@ -75,7 +75,7 @@ def calibrate_cmd(
                                      monitor=monitor))
     root = required_bundle(cfg)
     if do_rollback:
-        before, after = rollback(root)
+        before, after = rollback(root, trusted(cfg))  # never into a version it would refuse
         print(f"rolled back {root}: current version {before} -> {after}")
         return
     sec = required_section(cfg)

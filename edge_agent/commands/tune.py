@@ -100,7 +100,7 @@ def tune_cmd(
     cfg = agent_config(config, Flags(bundle=bundle, section=section))
     root = required_bundle(cfg)
     if do_rollback:
-        before, after = rollback(root)
+        before, after = rollback(root, trusted(cfg))  # never into a version it would refuse
         print(f"rolled back {root}: current version {before} -> {after}")
         return
     mon = _target(cfg, monitor, false_alarms_per_day)

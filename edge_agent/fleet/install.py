@@ -37,6 +37,7 @@ from ..bundle import (
     current_version,
     list_versions,
     load_bundle,
+    rollback_target,
     set_current,
     sha256_file,
 )
@@ -130,22 +131,6 @@ def revert(root: Path, record: InstallRecord) -> bool:
     """Make the version before `record`'s install current again, if `record`'s version is still
     the current one (an install the agent did not take up). True when it did."""
     return record.previous is not None and restore(root, record.previous, record.version)
-
-
-def rollback_target(root: Path) -> int:
-    """The version `bundle.rollback` goes back to from the current one (its parent_version,
-    else the next lower version): asked first, so that it is checked with the trusted keys
-    before it becomes current."""
-    cur = current_version(root)
-    parent = load_bundle(root, verify=False).manifest.get("parent_version")
-    versions = list_versions(root)
-    older = [v for v in versions if v < cur]
-    if isinstance(parent, int) and not isinstance(parent, bool) and parent in versions \
-            and parent != cur:
-        return parent
-    if older:
-        return older[-1]
-    raise BundleError(f"{root}: nothing to roll back to (version {cur} is the oldest kept)")
 
 
 def roll_back(root: Path, state: FleetState, trusted: Sequence[TrustedKey]
