@@ -322,7 +322,12 @@ def test_a_bad_chunk_topic_or_a_failed_write_never_stops_the_fleet_client(
         conn.publish([(base3 + "0", third.chunks[0])], retain=True)
         conn.publish([(manifest_topic("edge-asd", "presses"), r3.to_json())], retain=True)
         wait_state(sub, d.name, release=r3.release, status="receiving")
-        shutil.rmtree(d.state_dir / "fleet-incoming" / r3.release)
+        incoming = d.state_dir / "fleet-incoming" / r3.release
+        end = time.monotonic() + 10  # the retained chunk 0 is written first: no race with it
+        while not (incoming / "0").exists() and time.monotonic() < end:
+            time.sleep(0.02)
+        assert (incoming / "0").exists()
+        shutil.rmtree(incoming)
         conn.publish([(base3 + str(i), c) for i, c in enumerate(third.chunks)], retain=True)
         s = wait_state(sub, d.name, release=r3.release, status="failed")
         assert "could not be written" in s["error"] and s["error"].endswith("nothing installed")
