@@ -529,8 +529,8 @@ def test_the_agent_keeps_its_signed_model_when_an_unsigned_version_appears(
     sign_version(vdir_of(demo_copy), private)
     cfg = load_config(None, {
         "bundle": str(demo_copy), "section": DEMO.section, "source.kind": "files",
-        "source.files": [str(DEMO.paths[0])], "source.loop": True, "source.realtime": True,
-        "windows.hop": 0.5, "log.stdout": False, "reload_poll_seconds": 0.1,
+        "source.files": [str(DEMO.paths[0])], "source.loop": True,  # as fast as it scores
+        "log.stdout": False, "reload_poll_seconds": 0.1,
         "trusted_keys": [str(tmp_path / "k.pub")],
     })
     c = Collect()
