@@ -433,15 +433,6 @@ class Agent:
     def running_version(self) -> str:
         return self.scorer.bundle.model_version
 
-    def monitor_sections(self) -> dict[str, str]:
-        return {m.name: m.section for m in self.monitors}
-
-    def window_samples(self) -> int:
-        return self.window_length
-
-    def bundle_root(self) -> Path:
-        return self.scorer.bundle.root
-
     def status(self) -> dict[str, Any]:
         """What a remote `status` command answers (JSON-safe); per monitor also what a remote
         `tune` replays (`edge_agent.fleet.control.MonitorStatus`)."""
@@ -634,13 +625,13 @@ class _FleetView:
         return self._agent.running_version()
 
     def monitors(self) -> dict[str, str]:
-        return self._agent.monitor_sections()
+        return {m.name: m.section for m in self._agent.monitors}
 
     def window_samples(self) -> int:
-        return self._agent.window_samples()
+        return self._agent.window_length
 
     def bundle_root(self) -> Path:
-        return self._agent.bundle_root()
+        return self._agent.scorer.bundle.root
 
     def status(self) -> dict[str, Any]:
         return self._agent.status()

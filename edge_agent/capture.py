@@ -120,12 +120,10 @@ class Capture:
             self.finished.set()
 
     def _cut(self, block: Block) -> None:
-        if not block.lanes:
-            for w in self.monitors[0].windower.push(block):
-                self._put(self.monitors[0], w)
-            return
+        """Each monitor's lane of `block` into its windower (one lane: the block itself)."""
         for i, m in enumerate(self.monitors):
-            lane = dataclasses.replace(block, samples=block.lanes[i], lanes=())
+            lane = dataclasses.replace(block, samples=block.lanes[i], lanes=()) \
+                if block.lanes else block
             for w in m.windower.push(lane):
                 self._put(m, w)
 
