@@ -14,11 +14,12 @@ from __future__ import annotations
 import json
 import shutil
 import threading
-import time
 import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+from waiting import wait_until
 
 from edge_agent.agent import Agent
 from edge_agent.bundle import load_bundle, write_adapted_version, write_bundle
@@ -94,12 +95,10 @@ def mqtt_settings(port: int, device: str, **kw: Any) -> MqttSettings:
     return MqttSettings(**base)
 
 
-def wait_until(cond: Callable[[], bool], timeout: float = 10.0, what: str = "condition"
-               ) -> None:
-    end = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < end, f"timed out after {timeout:g} s waiting for {what}"
-        time.sleep(0.05)
+def expect_within(cond: Callable[[], bool], timeout: float = 10.0, what: str = "condition"
+                  ) -> None:
+    """Fail the test unless `cond()` holds within `timeout` seconds (naming `what`)."""
+    assert wait_until(cond, timeout), f"timed out after {timeout:g} s waiting for {what}"
 
 
 class Device:
@@ -164,7 +163,7 @@ class Device:
                     and bool(agent.captures)
                     and all(c.thread.is_alive() for c in agent.captures))
 
-        wait_until(up, 10.0, f"{self.name} to start")
+        expect_within(up, 10.0, f"{self.name} to start")
         return self
 
     def _run(self, agent: Agent) -> None:

@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 from collect_sink import Collect
 from mqtt_fixtures import Broker, Subscriber
+from waiting import wait_until
 
 from edge_agent.agent import Agent
 from edge_agent.config import load_config
@@ -372,13 +373,6 @@ def unscorable_version(root: Path) -> Path:
     manifest = {k: v for k, v in b.manifest.items() if k not in ("version", "files", "created")}
     manifest["frontend"] = {**manifest["frontend"], "spectrum_bins": 40_000}
     return write_bundle(root, {n: b.path / n for n in b.model_files}, b.backends, manifest)
-
-
-def wait_until(cond: Callable[[], bool], timeout: float = 60.0) -> bool:
-    end = time.monotonic() + timeout
-    while not cond() and time.monotonic() < end:
-        time.sleep(0.05)
-    return cond()
 
 
 @pytest.mark.parametrize("broken", ["cannot_score", "corrupt"])

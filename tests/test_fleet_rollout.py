@@ -20,6 +20,7 @@ import pytest
 from fleet_helpers import (
     V1,
     Device,
+    expect_within,
     latest_state,
     make_keys,
     mqtt_settings,
@@ -27,7 +28,6 @@ from fleet_helpers import (
     signed_demo,
     stop_all,
     wait_state,
-    wait_until,
 )
 from mqtt_fixtures import Broker, Subscriber
 
@@ -277,7 +277,7 @@ def test_install_beside_local_versions_keeps_rollback_right(fleet: Fleet) -> Non
     assert manifest["version"] == 2  # as signed
     new_version(d.root, None, 0.3)  # a local tune on top of the release: version 5
     assert json.loads((d.root / "versions/5/manifest.json").read_text())["parent_version"] == 4
-    wait_until(lambda: d.running_version() == "v5-89fb44ed", 5.0, "the agent to reload v5")
+    expect_within(lambda: d.running_version() == "v5-89fb44ed", 5.0, "the agent to reload v5")
     with operator(b) as conn:
         first = send_command(conn, "press-01", "rollback", {}, 10.0)
         assert (first["result"]["from"], first["result"]["to"]) == (5, 4), first
@@ -293,6 +293,17 @@ def noop(_: str) -> None:
     pass
 
 
+def start_receiving(conn: Connection, sub: Subscriber, device: str, prepared: Prepared) -> str:
+    """Publish chunk 0 and the notice of `prepared` (group presses), wait until `device` is
+    receiving it; the chunk topic without its index."""
+    r = prepared.release
+    base = chunk_topic("edge-asd", "presses", r.release)[:-1]
+    conn.publish([(base + "0", prepared.chunks[0])], retain=True)
+    conn.publish([(manifest_topic("edge-asd", "presses"), r.to_json())], retain=True)
+    wait_state(sub, device, release=r.release, status="receiving")
+    return base
+
+
 def test_a_bad_chunk_topic_or_a_failed_write_never_stops_the_fleet_client(
     fleet: Fleet,
 ) -> None:
@@ -303,11 +314,8 @@ def test_a_bad_chunk_topic_or_a_failed_write_never_stops_the_fleet_client(
     d = fleet.device("press-01")
     prepared = prepare(fleet.release, "presses")
     r = prepared.release
-    base = chunk_topic("edge-asd", "presses", r.release)[:-1]
     with operator(b) as conn:
-        conn.publish([(base + "0", prepared.chunks[0])], retain=True)
-        conn.publish([(manifest_topic("edge-asd", "presses"), r.to_json())], retain=True)
-        wait_state(sub, d.name, release=r.release, status="receiving")
+        base = start_receiving(conn, sub, d.name, prepared)
         conn.publish([(base + "²", b"x"), (base + "9" * 5000, b"x")], retain=False)
         conn.publish([(base + str(i), c) for i, c in enumerate(prepared.chunks)], retain=True)
     wait_state(sub, d.name, release=r.release, status="installed", model_version=V2)
@@ -317,11 +325,8 @@ def test_a_bad_chunk_topic_or_a_failed_write_never_stops_the_fleet_client(
     new_version(fleet.release, fleet.priv, 1.0)
     third = prepare(fleet.release, "presses")
     r3 = third.release
-    base3 = chunk_topic("edge-asd", "presses", r3.release)[:-1]
     with operator(b) as conn:
-        conn.publish([(base3 + "0", third.chunks[0])], retain=True)
-        conn.publish([(manifest_topic("edge-asd", "presses"), r3.to_json())], retain=True)
-        wait_state(sub, d.name, release=r3.release, status="receiving")
+        base3 = start_receiving(conn, sub, d.name, third)
         incoming = d.state_dir / "fleet-incoming" / r3.release
         end = time.monotonic() + 10  # the retained chunk 0 is written first: no race with it
         while not (incoming / "0").exists() and time.monotonic() < end:

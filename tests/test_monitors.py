@@ -248,7 +248,8 @@ monitors:
     assert not any(e["anomalous"] for e in s["right"][:3])
     assert {e["source"] for e in s["left"][:3]} != {e["source"] for e in s["right"][:3]}
     assert "left" in by_monitor(c, "alarm") and "right" not in by_monitor(c, "alarm")
-    assert {id(agent.scorer)} == {id(agent.scorer)}  # one model: the agent holds one scorer
+    # one model scored both: the same version, the agent's one scorer
+    assert {e["model_version"] for e in s["left"] + s["right"]} == {agent.running_version()}
 
 
 # --- files per monitor, MQTT, Home Assistant, state files ---------------------------------

@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 import pytest
 from mqtt_fixtures import Broker, Certs, Subscriber
+from waiting import wait_until
 
 from edge_agent.decision import AlarmState
 from edge_agent.events import WindowEvent, window_event
@@ -203,15 +204,6 @@ def test_agent_restart_while_broker_down_delivers_oldest_first(
     assert [json.loads(p)["window"] for _, p, _ in sub.messages] == list(range(6))
     s2.close()
     sub.close()
-
-
-def wait_until(cond: Callable[[], bool], timeout: float = 10.0) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return True
-        time.sleep(0.02)
-    return cond()
 
 
 def retained_on(b: Broker, topic: str, timeout: float = 10.0, **auth: Any) -> bytes | None:

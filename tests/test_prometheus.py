@@ -112,12 +112,18 @@ def written(path: Path) -> Metrics:
     return parse(path.read_text())[0]
 
 
-def test_file_holds_every_metric_with_its_labels(tmp_path: Path) -> None:
-    f = tmp_path / "edge_asd.prom"
-    sink = PrometheusSink(MetricsSettings(str(f), 60.0), DEVICE, outbox_depth=lambda: 7)
+def told_the_story(f: Path, outbox_depth: int) -> Path:
+    """`f` as the sink writes it after every event of `story()` and a close."""
+    sink = PrometheusSink(MetricsSettings(str(f), 60.0), DEVICE,
+                          outbox_depth=lambda: outbox_depth)
     for e in story():
         sink.handle(e)
     sink.close()
+    return f
+
+
+def test_file_holds_every_metric_with_its_labels(tmp_path: Path) -> None:
+    f = told_the_story(tmp_path / "edge_asd.prom", outbox_depth=7)
     m, types = parse(f.read_text())
     fan = {"device_id": DEVICE, "monitor": FAN}
     odd = {"device_id": DEVICE, "monitor": ODD}
@@ -432,11 +438,7 @@ def _panels(items: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
 
 
 def test_dashboard_reads_only_metrics_the_sink_writes(tmp_path: Path) -> None:
-    f = tmp_path / "edge_asd.prom"
-    sink = PrometheusSink(MetricsSettings(str(f), 60.0), DEVICE, outbox_depth=lambda: 0)
-    for e in story():
-        sink.handle(e)
-    sink.close()
+    f = told_the_story(tmp_path / "edge_asd.prom", outbox_depth=0)
     m = written(f)
     produced = {name for name, _ in m}
     labels = {k for _, ls in m for k, _ in ls}

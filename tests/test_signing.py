@@ -9,7 +9,6 @@ import os
 import shutil
 import stat
 import sys
-from collections.abc import Callable
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from cli_helpers import run_build, run_cli
+from waiting import wait_until
 
 from edge_agent.bundle import (
     MANIFEST,
@@ -518,7 +518,6 @@ def test_the_agent_keeps_its_signed_model_when_an_unsigned_version_appears(
     reload_failed health event saying so) and the signed model keeps scoring; once the version
     is signed, a reload (SIGHUP's request_reload) swaps it in."""
     import threading
-    import time
 
     from collect_sink import Collect
 
@@ -539,26 +538,20 @@ def test_the_agent_keeps_its_signed_model_when_an_unsigned_version_appears(
     t = threading.Thread(target=agent.run, kwargs={"install_signals": False})
     t.start()
 
-    def until(cond: Callable[[], bool], timeout: float = 30.0) -> bool:
-        end = time.monotonic() + timeout
-        while not cond() and time.monotonic() < end:
-            time.sleep(0.05)
-        return cond()
-
     try:
-        assert until(lambda: bool(c.kind("score")))
+        assert wait_until(lambda: bool(c.kind("score")))
         b = load_bundle(demo_copy)
         manifest = {k: v for k, v in b.manifest.items() if k not in ("version", "files",
                                                                      "created")}
         v2 = write_bundle(demo_copy, {n: b.path / n for n in b.model_files}, b.backends,
                           manifest)  # unsigned, and current
-        assert until(lambda: any(e["event"] == "reload_failed" for e in c.kind("health")))
+        assert wait_until(lambda: any(e["event"] == "reload_failed" for e in c.kind("health")))
         n = len(c.kind("score"))
-        assert until(lambda: len(c.kind("score")) >= n + 2)  # still scoring, the old model
+        assert wait_until(lambda: len(c.kind("score")) >= n + 2)  # still scoring, the old model
         assert agent.counters["reloads"] == 0 and agent.running_version() == v1
         sign_version(v2, private)
         agent.request_reload()
-        assert until(lambda: agent.counters["reloads"] == 1)
+        assert wait_until(lambda: agent.counters["reloads"] == 1)
     finally:
         agent.stop()
         t.join(30)
