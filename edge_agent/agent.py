@@ -214,16 +214,21 @@ class Agent:
     def _load_scorer(self) -> Scorer:
         """The bundle's scorer; with `trusted_keys`, only a version signed by one of them (or
         a local calibration of one: `edge_agent.signing`). The key files are re-read at each
-        load, so a rotated key list applies from the next reload."""
-        return Scorer.from_bundle(self.cfg.bundle, self.cfg.threads, trusted=self.trusted())
+        load, so a rotated key list applies from the next reload. Each load says in the log
+        what vouches for the version (`signing.provenance`)."""
+        from .signing import provenance
+
+        trusted = self.trusted()
+        scorer = Scorer.from_bundle(self.cfg.bundle, self.cfg.threads, trusted=trusted)
+        log.info("%s", provenance(scorer.bundle, trusted))
+        return scorer
 
     def trusted(self) -> list[TrustedKey]:
-        """The configured public keys (none: signatures are not checked)."""
-        if not self.cfg.trusted_keys:
-            return []
-        from .signing import load_public_keys
+        """The configured public keys and this device's own (`signing.load_trust`; none
+        configured: signatures are not checked)."""
+        from .signing import load_trust
 
-        return load_public_keys(self.cfg.trusted_keys)
+        return load_trust(self.cfg.trusted_keys, self.cfg.state_folder)
 
     def _outbox_depth(self) -> int:
         return len(self.mqtt.outbox) if self.mqtt is not None else 0
@@ -537,7 +542,7 @@ class Agent:
         from .fleet.client import FleetClient
 
         client = FleetClient(self.cfg.mqtt, self.cfg.fleet, _FleetView(self), self.trusted,
-                             Path(self.cfg.outbox.path).absolute().parent)
+                             self.cfg.state_folder)
         client.start()
         self.fleet = client
         return client

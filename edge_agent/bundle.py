@@ -78,6 +78,8 @@ from .frontend import FrontendSpec
 from .jsonsafe import NonFiniteError, dumps, loads
 
 if TYPE_CHECKING:  # signing imports this module; at run time it is imported where it is used
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     from .signing import TrustedKey
 
 FORMAT = "asd-bundle"
@@ -145,10 +147,13 @@ class Bundle:
 
     @property
     def model_version(self) -> str:
-        """Short id for messages: bundle version + a hash prefix of the model file(s)."""
-        digest = hashlib.sha256(
-            "".join(self.manifest["files"][f] for f in self.model_files).encode()
-        ).hexdigest() if len(self.model_files) > 1 else self.manifest["files"][self.model_files[0]]
+        """Short id for messages: `v<version>-<8 hex>`, the hex a digest of every file the
+        manifest lists (models AND backend.npz), so two versions that score differently
+        never share an id: a calibrated v3 of v1's model differs from v1 in its thresholds,
+        and its id says so."""
+        files = self.manifest["files"]
+        digest = hashlib.sha256("".join(f"{name} {files[name]}\n" for name in sorted(files))
+                                .encode()).hexdigest()
         return f"v{self.version}-{digest[:8]}"
 
     @property
@@ -769,14 +774,15 @@ def prune(root: str | Path, keep: int = 3) -> list[int]:
 
 def write_adapted_version(
     bundle: Bundle, backends: Mapping[str, SectionBackend], kind: AdaptationKind,
-    record: dict[str, Any],
+    record: dict[str, Any], seal_key: Ed25519PrivateKey | None = None,
 ) -> Path:
     """A new version made on the device (`edge-agent calibrate` / `enrol` / `tune`): the same
     models, `backends`, the old manifest plus this change's `record` under `kind`, and
     `parent_version` (what `rollback` returns to). `adaptations` keeps the records of the whole
-    chain. A signed parent's signature travels along (`signing.carry_origin`): the new version
-    loads on a device with trusted keys as long as its models are the signed ones."""
-    from .signing import carry_origin
+    chain. A signed parent's signature travels along (`signing.carry_origin`) and, with the
+    device's `seal_key` (`signing.device_signing_key`), the new version is sealed by this
+    device: with trusted keys it loads only with both (edge_agent.signing)."""
+    from .signing import carry_origin, seal_version
 
     base = {k: v for k, v in bundle.manifest.items() if k not in _DERIVED}
     record = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **record}
@@ -791,9 +797,13 @@ def write_adapted_version(
     # changed since), and the manifest as loaded for the carried origin
     models: dict[str, bytes | Path] = {name: bundle.model_content.get(name, bundle.path / name)
                                        for name in bundle.model_files}
-    return write_bundle(bundle.root, models, backends, base,
-                        finish=lambda vdir: carry_origin(bundle.path, vdir,
-                                                         bundle.manifest_bytes or None))
+
+    def finish(vdir: Path) -> None:
+        origin = carry_origin(bundle.path, vdir, bundle.manifest_bytes or None)
+        if origin is not None and seal_key is not None:
+            seal_version(vdir, seal_key)
+
+    return write_bundle(bundle.root, models, backends, base, finish=finish)
 
 
 def rollback_target(root: str | Path) -> int:

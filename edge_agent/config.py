@@ -121,6 +121,12 @@ class AgentConfig:
             raise ConfigError("fleet.enabled: a fleet installs only signed bundles; set "
                               "trusted_keys (or fleet.allow_unsigned: true on a test rig)")
 
+    @property
+    def state_folder(self) -> Path:
+        """Where the agent keeps its state: the outbox's folder (decisions, score histories,
+        the fleet's records, this device's signing key; /var/lib/edge-agent under systemd)."""
+        return Path(self.outbox.path).absolute().parent
+
     def monitor_list(self) -> tuple[MonitorSettings, ...]:
         """The machines this agent listens to: `monitors`, or the one that the top-level
         `section`, `source`, `decision` and `health` describe (named after its section)."""

@@ -24,18 +24,32 @@ One entry per key: signing again with another key adds one (key rotation: sign w
 and the new key while devices trust either). An exported, signed version is protected whole:
 models, frontend spec, components, backend, thresholds.
 
-Local adaptation. `edge-agent calibrate`, `enrol` and `tune` write new versions on the device
-(`bundle.write_adapted_version`): the same model files, a new backend (references, centres,
-normalisers, thresholds, sections). The device holds no private key, so these are not signed.
-They still load, because what a signature protects for them is the MODELS AND THE FRONTEND
-SPEC: `write_adapted_version` carries the signed parent's manifest and signature into the new
-version (`carry_origin`, file `signed_origin.json`; a parent that is itself adapted passes its
-own origin on), and such a version is accepted when that origin's signature verifies with a
-trusted key and the version's frontend spec, components and model files (their sha256, checked
-against the bytes on disk) are exactly the origin's. A model file not covered by a trusted
-signature never loads. What is NOT protected in an adapted version is its backend.npz: whoever
-can write into the bundle folder can move a threshold, as `edge-agent tune` does; they cannot
-make the device run a model or a frontend of their own.
+Local adaptation. `edge-agent calibrate`, `enrol` and `tune` (and their fleet commands) write
+new versions on the device (`bundle.write_adapted_version`): the same model files, a new
+backend (references, centres, normalisers, thresholds, sections). The release key never leaves
+the workstation, so the device cannot sign these with it. Two things vouch for such a version
+instead, and a load with trusted keys requires both:
+- its ORIGIN: `write_adapted_version` carries the signed parent's manifest and signature into
+  the new version (`carry_origin`, file `signed_origin.json`; a parent that is itself adapted
+  passes its own origin on). The origin's signature must verify with a trusted release key, and
+  the version's frontend spec, components and model files (their sha256, checked against the
+  bytes on disk) must be exactly the origin's: a model no release key signed never loads;
+- its DEVICE SEAL (`device_seal.json`): an Ed25519 signature, by this device's own key, over
+  the version's manifest digest (which covers backend.npz, so every threshold) and its origin
+  file's digest. The device key is made on the device the first time it adapts a version
+  (`device_signing_key`: `device-signing.key`, mode 0600, in the agent's state folder, beside
+  the outbox; never in the bundle folder) and its public half (`device-signing.pub`) joins the
+  trusted keys with the role `device` (`load_trust`). A device key vouches ONLY for seals:
+  never for a release's signature.json.
+
+So a carried origin vouches only for what this device itself made from a version it already
+trusted. Bytes that arrive over the network are another matter: a fleet release must carry its
+own signature.json (`verify_release`), and a version copied into the bundle folder with a
+carried origin and a threshold of its own (the hole this closes: thresholds of 1e6 silenced
+every alarm) is refused at start, at reload and at rollback, because no seal of this device
+covers its manifest. What the device key does not protect against: whoever runs as the agent's
+user can read the key (as they can run `edge-agent tune`); the threat model is in
+docs/bundle.md ("What signing protects").
 
 Checked bytes only: `load_bundle` reads manifest.json once and passes the digest of those
 bytes to `check_signature` (`manifest_sha256`), so the signature is checked on the manifest the
@@ -66,13 +80,13 @@ import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from .bundle import MANIFEST, check_version, parse_manifest, sha256_file
+from .bundle import MANIFEST, Bundle, check_version, parse_manifest, read_hashed, sha256_file
 from .errors import BundleError, ConfigError
 from .frontend import FrontendSpec
 
@@ -80,22 +94,30 @@ log = logging.getLogger("edge_agent")
 
 SIGNATURE = "signature.json"  # the version's own signatures
 ORIGIN = "signed_origin.json"  # an adapted version: the signed version its models come from
+DEVICE_SEAL = "device_seal.json"  # an adapted version: this device's signature over it
+DEVICE_KEY = "device-signing.key"  # the device's private key (state folder, mode 0600)
+DEVICE_PUBLIC = "device-signing.pub"  # its public half (what a load checks seals with)
 ALGORITHM = "ed25519"
 SIGNATURE_FORMAT = "asd-bundle-signature"
 ORIGIN_FORMAT = "asd-bundle-origin"
+SEAL_FORMAT = "asd-device-seal"
 FORMAT_VERSION = 1
 _MESSAGE_PREFIX = b"asd-bundle-signature/1\n"  # domain separation: these bytes sign nothing else
+_SEAL_PREFIX = b"asd-device-seal/1\n"  # a seal's message can never be a release signature's
+KeyRole = Literal["release", "device"]
 _SIGN_HINT = "sign it with model-build export --sign-key, or model-build sign"
 
 
 @dataclass(frozen=True)
 class TrustedKey:
-    """A public key the device trusts: `key_id` (16 hex digits), the file it came from, and its
-    raw 32 bytes."""
+    """A public key the device trusts: `key_id` (16 hex digits), the file it came from, its raw
+    32 bytes, and its `role`: a `release` key (trusted_keys) signs versions; the `device` key
+    (this device's own, `load_trust`) only seals versions adapted here (module docstring)."""
 
     key_id: str
     path: Path
     raw: bytes = field(repr=False)
+    role: KeyRole = "release"
 
     def verifies(self, signature: bytes, message: bytes) -> bool:
         try:
@@ -120,6 +142,11 @@ def _message(manifest_sha256: str) -> bytes:
 
 def _ids(trusted: Sequence[TrustedKey]) -> str:
     return ", ".join(k.key_id for k in trusted) or "(none)"
+
+
+def _releases(trusted: Sequence[TrustedKey]) -> list[TrustedKey]:
+    """The keys that may vouch for a release (a device key never does)."""
+    return [k for k in trusted if k.role == "release"]
 
 
 # ---------------------------------------------------------------- key files
@@ -235,6 +262,82 @@ def public_key_of(private_key_path: str | Path) -> TrustedKey:
     return TrustedKey(key_id_of(raw), Path(private_key_path), raw)
 
 
+# ---------------------------------------------------------------- the device's own key
+
+
+def device_public_key(folder: str | Path) -> TrustedKey | None:
+    """This device's public key (`DEVICE_PUBLIC` in state folder `folder`) with the role
+    `device`, or None when the device has not made one yet (it has adapted nothing)."""
+    path = Path(folder) / DEVICE_PUBLIC
+    if not path.exists():
+        return None
+    key = load_public_key(path)
+    return TrustedKey(key.key_id, path, key.raw, "device")
+
+
+def device_signing_key(folder: str | Path) -> Ed25519PrivateKey:
+    """This device's private key from state folder `folder`, made there on first use
+    (`DEVICE_KEY`, mode 0600, and `DEVICE_PUBLIC`). Run as root (an admin's `sudo edge-agent
+    calibrate`), new key files are given to the folder's owner, so the agent's own user (which
+    owns its state folder) can use them too. A one-line ConfigError when the folder cannot
+    hold them."""
+    folder = Path(folder)
+    private, public = folder / DEVICE_KEY, folder / DEVICE_PUBLIC
+    if private.exists():
+        key = load_private_key(private)
+        if not public.exists():  # lost half: rewrite it from the private key
+            _write_new(public, key.public_key().public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo),
+                0o644)
+        return key
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"{folder}: cannot create the state folder for the device key "
+                          f"({exc.strerror or exc})") from None
+    public.unlink(missing_ok=True)  # a public half without its private key vouches for nothing
+    generate_keypair(private, public)
+    with contextlib.suppress(OSError):
+        owner = folder.stat()
+        if os.geteuid() == 0 and owner.st_uid != 0:
+            for p in (private, public):
+                os.chown(p, owner.st_uid, owner.st_gid)
+    log.info("%s: made this device's key for sealing the versions it adapts", private)
+    return load_private_key(private)
+
+
+def load_trust(key_files: Sequence[str | Path], state_folder: str | Path) -> list[TrustedKey]:
+    """What a load checks signatures with: the release keys in `key_files` (the config's
+    `trusted_keys`) and, when it has one, this device's own key from `state_folder` (role
+    `device`: it vouches only for versions adapted here). No key files: [] (no checks)."""
+    if not key_files:
+        return []
+    keys = load_public_keys(key_files)
+    device = device_public_key(state_folder)
+    return keys if device is None else [*keys, device]
+
+
+def seal_version(vdir: Path, key: Ed25519PrivateKey) -> Path:
+    """Seal version directory `vdir`, adapted on this device, with the device's `key`: a
+    signature over its manifest's digest and its carried origin's (see module docstring).
+    Called by `write_adapted_version` before the version is renamed into place."""
+    vdir = Path(vdir)
+    manifest = sha256_file(vdir / MANIFEST)
+    origin = sha256_file(vdir / ORIGIN)
+    doc = {"format": SEAL_FORMAT, "format_version": FORMAT_VERSION,
+           "key_id": key_id_of(_raw_public(key.public_key())), "algorithm": ALGORITHM,
+           "manifest_sha256": manifest, "origin_sha256": origin,
+           "signature": base64.b64encode(key.sign(_seal_message(manifest, origin))).decode()}
+    out = vdir / DEVICE_SEAL
+    out.write_text(json.dumps(doc, indent=2) + "\n")
+    return out
+
+
+def _seal_message(manifest_sha256: str, origin_sha256: str) -> bytes:
+    return _SEAL_PREFIX + (f"{MANIFEST} sha256 {manifest_sha256}\n"
+                           f"{ORIGIN} sha256 {origin_sha256}\n").encode()
+
+
 # ---------------------------------------------------------------- signing
 
 
@@ -279,9 +382,24 @@ def verify_version(vdir: Path, trusted: Sequence[TrustedKey]) -> str:
     """The id of the trusted key that vouches for version directory `vdir`, or a one-line
     BundleError: files that do not match the manifest (the checks of `load_bundle`), not
     signed, signed by no trusted key, a bad signature, or a local adaptation whose models or
-    frontend are not the signed ones."""
+    frontend are not the signed ones or that no seal of this device covers."""
     vdir = Path(vdir)
     checked = check_version(vdir)
+    return check_signature(vdir, checked.manifest, trusted,
+                           manifest_sha256=checked.manifest_sha256)
+
+
+def verify_release(vdir: Path, trusted: Sequence[TrustedKey]) -> str:
+    """`verify_version` for a version that arrived from elsewhere (a fleet release): it must
+    carry its OWN signature by a trusted release key. A carried origin (and any seal) vouches
+    only for versions this device adapted itself, never for bytes received."""
+    vdir = Path(vdir)
+    checked = check_version(vdir)
+    if not (vdir / SIGNATURE).exists():
+        carried = (f" (it carries {ORIGIN}, which vouches only for versions a device adapts "
+                   "itself, never for a release)" if (vdir / ORIGIN).exists() else "")
+        raise BundleError(f"{vdir}: release is not signed: no {SIGNATURE}{carried}; the agent "
+                          f"trusts keys {_ids(_releases(trusted))} ({_SIGN_HINT})")
     return check_signature(vdir, checked.manifest, trusted,
                            manifest_sha256=checked.manifest_sha256)
 
@@ -293,19 +411,20 @@ def check_signature(vdir: Path, manifest: Mapping[str, Any], trusted: Sequence[T
     manifest bytes `manifest` was parsed from; give it (load_bundle does): without it
     manifest.json is read again here, and a file swapped in between would have its signature
     checked while the other one is used."""
-    if not trusted:
+    releases = _releases(trusted)
+    if not releases:
         raise BundleError(f"{vdir}: no trusted keys to check the signature with")
+    digest = manifest_sha256 or sha256_file(vdir / MANIFEST)
     if (vdir / SIGNATURE).exists():
-        digest = manifest_sha256 or sha256_file(vdir / MANIFEST)
         return _check_signatures(vdir / SIGNATURE, _read_json(vdir / SIGNATURE), digest,
-                                 trusted)
+                                 releases)
     if (vdir / ORIGIN).exists():
-        return _check_origin(vdir, manifest, trusted)
+        return _check_origin(vdir, manifest, trusted, digest)
     parent = manifest.get("parent_version")
-    made = (f" (made on the device from version {parent}, which was not signed then)"
+    made = (f" (adapted from version {parent}, which was not signed then)"
             if parent is not None else "")
     raise BundleError(f"{vdir}: bundle version is not signed{made}; the agent trusts keys "
-                      f"{_ids(trusted)} ({_SIGN_HINT})")
+                      f"{_ids(releases)} ({_SIGN_HINT})")
 
 
 def _read_json(path: Path) -> Any:
@@ -366,12 +485,17 @@ def _check_signatures(path: Path, doc: Any, digest: str, trusted: Sequence[Trust
                       f"trusts keys {_ids(trusted)}); add the key to trusted_keys or re-sign")
 
 
-def _check_origin(vdir: Path, manifest: Mapping[str, Any],
-                  trusted: Sequence[TrustedKey]) -> str:
-    """A local adaptation: its origin's signature is valid and trusted, and its models,
-    components and frontend spec are the origin's (module docstring)."""
+def _check_origin(vdir: Path, manifest: Mapping[str, Any], trusted: Sequence[TrustedKey],
+                  manifest_sha256: str) -> str:
+    """A local adaptation: its origin's signature is valid and trusted, its models, components
+    and frontend spec are the origin's, and this device sealed it (module docstring)."""
     path = vdir / ORIGIN
-    doc = _read_json(path)
+    try:
+        raw, origin_sha256 = read_hashed(path)  # the bytes checked are the bytes sealed
+        doc = json.loads(raw)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or " ".join(str(exc).split())[:80]
+        raise BundleError(f"{path}: unreadable ({reason})") from None
     if (not isinstance(doc, dict) or doc.get("format") != ORIGIN_FORMAT
             or doc.get("format_version") != FORMAT_VERSION
             or not isinstance(doc.get("manifest"), str)):
@@ -379,7 +503,8 @@ def _check_origin(vdir: Path, manifest: Mapping[str, Any],
                           f"{ORIGIN_FORMAT!r} {FORMAT_VERSION} with the signed manifest)")
     text: str = doc["manifest"]
     key_id = _check_signatures(path, doc.get("signature"),
-                               hashlib.sha256(text.encode("utf-8")).hexdigest(), trusted)
+                               hashlib.sha256(text.encode("utf-8")).hexdigest(),
+                               _releases(trusted))
     origin = parse_manifest(text, path)
     where = f"{vdir}: a local adaptation of signed version {origin['version']}"
     if FrontendSpec.from_dict(origin["frontend"]) != FrontendSpec.from_dict(manifest["frontend"]):
@@ -397,7 +522,68 @@ def _check_origin(vdir: Path, manifest: Mapping[str, Any],
                 f"(sha256 {got[:12]}..., signed {str(signed)[:12]}...); a model no trusted "
                 "key signed never loads"
             )
+    _check_seal(vdir, where, manifest_sha256, origin_sha256, trusted)
     return key_id
+
+
+def _check_seal(vdir: Path, where: str, manifest_sha256: str, origin_sha256: str,
+                trusted: Sequence[TrustedKey]) -> None:
+    """One-line BundleError unless `vdir`'s device seal is this device's valid signature over
+    this manifest and this origin: only what the device made itself loads on its origin."""
+    path = vdir / DEVICE_SEAL
+    hint = ("only a version this device adapted itself loads without a release signature: a "
+            "version received or copied from elsewhere needs its own signature.json; adapt it "
+            "again here (calibrate/enrol/tune with the agent's --config) or roll back")
+    if not path.exists():
+        raise BundleError(f"{where}, but no seal of this device covers it (no "
+                          f"{DEVICE_SEAL}); {hint}")
+    doc = _read_json(path)
+    fields = ("key_id", "algorithm", "manifest_sha256", "origin_sha256", "signature")
+    if (not isinstance(doc, dict) or doc.get("format") != SEAL_FORMAT
+            or doc.get("format_version") != FORMAT_VERSION
+            or not all(isinstance(doc.get(k), str) for k in fields)):
+        raise BundleError(f"{path}: not a device seal (expected format {SEAL_FORMAT!r} "
+                          f"{FORMAT_VERSION} with {', '.join(fields)})")
+    devices = {k.key_id: k for k in trusted if k.role == "device"}
+    key = devices.get(doc["key_id"])
+    if key is None:
+        mine = ", ".join(devices) or "none yet"
+        raise BundleError(f"{path}: sealed by device key {doc['key_id']}, not by this "
+                          f"device's ({mine}); {hint}")
+    try:
+        sig = base64.b64decode(doc["signature"], validate=True)
+    except binascii.Error:
+        sig = b""
+    if doc["algorithm"] != ALGORITHM or not key.verifies(
+            sig, _seal_message(manifest_sha256, origin_sha256)):
+        changed = [name for name, got, sealed in (
+            (MANIFEST, manifest_sha256, doc["manifest_sha256"]),
+            (ORIGIN, origin_sha256, doc["origin_sha256"])) if got != sealed]
+        what = (f"{' and '.join(changed)} changed after the device sealed it" if changed
+                else "the seal itself was altered")
+        raise BundleError(f"{path}: bad device seal ({what}); refused")
+
+
+def provenance(bundle: Bundle, trusted: Sequence[TrustedKey]) -> str:
+    """One line for the log at every load: what vouches for the loaded version, and for a
+    version adapted on the device what changed it last (kind, from which version, the
+    threshold change its record holds), so a moved threshold is never silent."""
+    where = f"bundle {bundle.root} version {bundle.path.name} ({bundle.model_version})"
+    if not _releases(trusted):
+        return (f"{where}: signatures not checked (no trusted_keys): whoever can write the "
+                "bundle folder decides what this agent runs")
+    adaptations = bundle.manifest.get("adaptations") or []
+    if not (bundle.path / ORIGIN).exists() or not adaptations:
+        return f"{where}: signed by key {bundle.signed_by}"
+    last = adaptations[-1] if isinstance(adaptations[-1], dict) else {}
+    moved = ""
+    old, new = last.get("old_threshold"), last.get("new_threshold", last.get("threshold"))
+    if isinstance(new, int | float) and not isinstance(new, bool):
+        moved = (f", section {last.get('section')} threshold "
+                 + (f"{old:.4g} -> " if isinstance(old, int | float) else "") + f"{new:.4g}")
+    return (f"{where}: adapted on this device ({len(adaptations)} change(s); last: "
+            f"{last.get('kind')} from version {last.get('version_from')}{moved}), sealed by "
+            f"this device, models signed by key {bundle.signed_by}")
 
 
 def carry_origin(parent_vdir: Path, vdir: Path,

@@ -27,6 +27,7 @@ from .overrides import (
     agent_config,
     required_bundle,
     required_section,
+    seal_key,
     sharing_note,
     trusted,
 )
@@ -92,7 +93,7 @@ def calibrate_cmd(
     backends = {**scorer.bundle.backends, sec: cal.backend}
     record = {"section": sec, "mode": checked_mode, "n_clips": len(clips),
               "percentile": percentile, **clip_origin(cfg), **cal.record()}
-    vdir = write_adapted_version(scorer.bundle, backends, "calibration", record)
+    vdir = write_adapted_version(scorer.bundle, backends, "calibration", record, seal_key(cfg))
     print(f"calibrated {sec} with {len(clips)} clips ({mode}): threshold {cal.old_threshold:.5f} "
           f"-> {cal.threshold:.5f}; bundle version {scorer.bundle.version} -> {vdir.name} "
           f"(undo: edge-agent calibrate --bundle {root} --rollback)")

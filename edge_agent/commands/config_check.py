@@ -23,8 +23,9 @@ def config_check_cmd(
     """
     from ..bundle import load_bundle
     from ..config import check_start, dump, load_config
-    from ..signing import load_public_keys
+    from ..signing import load_trust
 
     cfg = load_config(file)
-    check_start(cfg, load_bundle(cfg.bundle, trusted=load_public_keys(cfg.trusted_keys)))
+    check_start(cfg, load_bundle(cfg.bundle, trusted=load_trust(cfg.trusted_keys,
+                                                              cfg.state_folder)))
     typer.echo(dump(cfg), nl=False)

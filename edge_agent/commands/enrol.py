@@ -19,7 +19,7 @@ from typing import Annotated
 import typer
 
 from . import options as opt
-from .overrides import Flags, agent_config, required_bundle, trusted
+from .overrides import Flags, agent_config, required_bundle, seal_key, trusted
 from .runner import fields_as_flags
 
 
@@ -78,7 +78,7 @@ def enrol_cmd(
     record = {"section": section, "n_clips": len(clips), "percentile": percentile,
               "n_references": n_refs, "threshold": backend.threshold,
               "replaced": replaced, **clip_origin(cfg)}
-    vdir = write_adapted_version(scorer.bundle, backends, "enrolment", record)
+    vdir = write_adapted_version(scorer.bundle, backends, "enrolment", record, seal_key(cfg))
     print(f"enrolled {section} from {len(clips)} clips: {n_refs} references, threshold "
           f"{backend.threshold:.5f}; bundle version {scorer.bundle.version} -> {vdir.name} "
           f"(undo: edge-agent calibrate --bundle {root} --rollback)")

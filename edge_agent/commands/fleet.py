@@ -75,9 +75,13 @@ def fleet_push_cmd(
     prepared = prepare(bundle, group, chunk_kb * 1024)
     with _connection(config, mqtt_host, mqtt_port) as conn:
         try:
-            push(conn, prepared, list(canary or []), wait, typer.echo)
+            _, out = push(conn, prepared, list(canary or []), wait, typer.echo)
         except FleetError as exc:
             _fail(str(exc))
+    for dev in out.pending:
+        typer.echo(f"{dev}: no report within {wait:g} s")
+    if out.failed:  # some run it, these do not: the operator must look (exit 1)
+        _fail("; ".join(f"{d} refused it: {e}" for d, e in out.failed.items()))
 
 
 @fleet_app.command("rollback")
@@ -144,9 +148,14 @@ def fleet_status_cmd(
                "healthy  error")
     for dev in sorted(states):
         s = states[dev]
-        typer.echo(f"{dev:<20} {s.get('release')!s:<28} {s.get('status')!s:<16} "
-                   f"{s.get('installed_version')!s:>4} {s.get('model_version')!s:<14} "
+        typer.echo(f"{dev:<20} {_cell(s.get('release')):<28} {_cell(s.get('status')):<16} "
+                   f"{_cell(s.get('installed_version')):>4} {_cell(s.get('model_version')):<14} "
                    f"{'yes' if s.get('healthy') else 'NO':<8} {s.get('error') or ''}")
+
+
+def _cell(value: Any) -> str:
+    """A status table cell: `-` for a value the device has not set (never `None`)."""
+    return "-" if value is None or value == "" else str(value)
 
 
 def parse_args(pairs: list[str]) -> dict[str, Any]:

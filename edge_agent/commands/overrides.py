@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 from ..errors import ConfigError
 
 if TYPE_CHECKING:  # config imports numpy (via the settings it holds): only when a command runs
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     from ..config import AgentConfig
     from ..monitors import MonitorSettings
     from ..signing import TrustedKey
@@ -160,10 +162,20 @@ def required_section(cfg: AgentConfig) -> str:
 
 
 def trusted(cfg: AgentConfig) -> list[TrustedKey]:
-    """The config's `trusted_keys`, loaded (none configured: []): a command that adapts a
-    bundle refuses one the agent would refuse, before it writes a version from it."""
-    if not cfg.trusted_keys:
-        return []
-    from ..signing import load_public_keys
+    """The keys the agent checks with (`signing.load_trust`: the config's `trusted_keys` and
+    this device's own; none configured: []): a command that adapts a bundle refuses one the
+    agent would refuse, before it writes a version from it."""
+    from ..signing import load_trust
 
-    return load_public_keys(cfg.trusted_keys)
+    return load_trust(cfg.trusted_keys, cfg.state_folder)
+
+
+def seal_key(cfg: AgentConfig) -> Ed25519PrivateKey | None:
+    """This device's key for sealing the version a command adapts (made on first use in the
+    agent's state folder), when the agent checks signatures (`trusted_keys`); else None: an
+    agent without keys loads any version, and a seal would protect nothing."""
+    if not cfg.trusted_keys:
+        return None
+    from ..signing import device_signing_key
+
+    return device_signing_key(cfg.state_folder)

@@ -31,6 +31,7 @@ from .overrides import (
     agent_config,
     required_bundle,
     required_monitor,
+    seal_key,
     sharing_note,
     trusted,
 )
@@ -154,6 +155,6 @@ def tune_cmd(
               "history_windows": t.windows, "history_days": round(t.days, 6),
               "k": d.k, "n": d.n, "clear_after": d.clear_after, "hop": cfg.windows.hop,
               "exclude_alarm_periods": exclude_alarms}
-    vdir = write_adapted_version(b, backends, "tuning", record)
+    vdir = write_adapted_version(b, backends, "tuning", record, seal_key(cfg))
     print(f"tuned {sec}: threshold {old.threshold:.5f} -> {t.threshold:.5f}; bundle version "
           f"{b.version} -> {vdir.name} (undo: edge-agent tune --bundle {root} --rollback)")

@@ -93,6 +93,8 @@ from .topics import (
 from .transfer import Assembly
 
 if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     from ..signing import TrustedKey
 
 log = logging.getLogger("edge_agent")
@@ -131,7 +133,7 @@ class FleetClient:
         self.state = FleetState(self.state_dir, settings.remember_commands)
         self.incoming = self.state_dir / INCOMING
         self.context = Context(control, settings, self.trusted, self.state_dir / RECORDINGS,
-                               self._rollback, self.report)
+                               self._rollback, self.report, self.seal_key)
         self._handlers = handlers()
         self._jobs: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=256)
         self._stop = threading.Event()
@@ -148,6 +150,15 @@ class FleetClient:
     def trusted(self) -> list[TrustedKey]:
         """The trusted keys as they are now (see module docstring)."""
         return list(self._keys())
+
+    def seal_key(self) -> Ed25519PrivateKey | None:
+        """This device's key for the versions remote commands adapt (`signing`), made on first
+        use in the state folder; None when the agent checks no signatures."""
+        if not any(k.role == "release" for k in self.trusted()):
+            return None
+        from ..signing import device_signing_key
+
+        return device_signing_key(self.state_dir)
 
     def _key_ids(self) -> frozenset[str]:
         try:

@@ -2,9 +2,11 @@
 
 The checks, in order, each a one-line refusal that installs nothing:
 1. the version's manifest.json is the one the release notice names (`manifest_sha256`);
-2. its signature: `signing.verify_version` with the agent's trusted keys (which also checks
-   every file's sha256 against the manifest). Without trusted keys a release is refused,
-   unless `fleet.allow_unsigned` says otherwise (then only the checksums are checked);
+2. its OWN signature: `signing.verify_release` with the agent's trusted keys (which also
+   checks every file's sha256 against the manifest); a carried `signed_origin.json` never
+   stands in for it (an origin vouches only for versions the device adapted itself).
+   Without trusted keys a release is refused, unless `fleet.allow_unsigned` says otherwise
+   (then only the checksums are checked);
 3. it loads as the agent would load it (`Scorer.from_bundle` with the trusted keys), its windows
    are the agent's window length, and it scores a synthetic window of every section the
    agent's monitors use (`Scorer.smoke_test`), so a version that cannot serve this agent never
@@ -72,10 +74,10 @@ def check_candidate(
         raise FleetError(f"{what}: manifest.json is not the one the notice names")
     signed_by: str | None = None
     if trusted:
-        from ..signing import verify_version
+        from ..signing import verify_release
 
         try:
-            signed_by = verify_version(vdir, trusted)
+            signed_by = verify_release(vdir, trusted)
         except BundleError as exc:
             raise FleetError(f"{what}: {_short(exc, vdir)}") from None
     elif not allow_unsigned:

@@ -30,6 +30,8 @@ from .control import AgentControl
 from .settings import FleetSettings
 
 if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     from ..signing import TrustedKey
 
 RECORDING = re.compile(r"(?P<monitor>.+)-(?P<stamp>\d{8}T\d{6}\d{3}Z)\.wav")
@@ -47,6 +49,7 @@ class Context:
     recordings: Path
     rollback: Callable[[], dict[str, Any]]
     fleet_state: Callable[[], dict[str, Any]]
+    seal_key: Callable[[], Ed25519PrivateKey | None]  # this device's key for what it adapts
 
     @property
     def trusted(self) -> Sequence[TrustedKey]:

@@ -110,7 +110,7 @@ def tune(ctx: Context, raw: dict[str, Any]) -> dict[str, Any]:
               "history_windows": t.windows, "history_days": round(t.days, 6), "k": k, "n": n,
               "clear_after": clear, "hop": hop, "exclude_alarm_periods": exclude,
               "remote": True}
-    vdir = write_adapted_version(b, backends, "tuning", record)
+    vdir = write_adapted_version(b, backends, "tuning", record, ctx.seal_key())
     return {**out, "changed": True, **_finish(ctx, vdir.name, before)}
 
 
@@ -148,7 +148,8 @@ def calibrate(ctx: Context, raw: dict[str, Any]) -> dict[str, Any]:
     backends = {**scorer.bundle.backends, section: cal.backend}
     record = {"section": section, "mode": mode, "n_clips": len(clips), "percentile": percentile,
               "files": [p.name for p in paths], "remote": True, **cal.record()}
-    vdir = write_adapted_version(scorer.bundle, backends, "calibration", record)
+    vdir = write_adapted_version(scorer.bundle, backends, "calibration", record,
+                                 ctx.seal_key())
     return {"monitor": name, "section": section, "shared_with": shared_with(monitors, name),
             "clips": len(clips),
             "old_threshold": cal.old_threshold, "new_threshold": cal.threshold,
