@@ -133,9 +133,16 @@ def test_cli_run_publishes_alarm_then_sigterm_goes_offline(
         text=True,
     )
     try:
-        assert sub.wait_for(lambda m: any(t == f"edge-asd/press7/{SEC}/alarm" for t, _, _ in m), 60)
-        alarm = json.loads(sub.on(f"edge-asd/press7/{SEC}/alarm")[0])
-        assert alarm["decision"] == "alarm" and alarm["schema"] == 1
+        topic = f"edge-asd/press7/{SEC}/alarm"
+
+        def states() -> list[dict[str, Any]]:
+            return [json.loads(p) for p in sub.on(topic)]
+
+        # the start state first (normal: no state file), then the raised alarm
+        assert wait_until(lambda: any(a["decision"] == "alarm" for a in states()), 60)
+        assert states()[0]["decision"] == "normal" and "window" not in states()[0]
+        alarm = next(a for a in states() if a["decision"] == "alarm")
+        assert alarm["schema"] == 1 and alarm["window"] >= 2
         proc.send_signal(signal.SIGHUP)  # reload the bundle while streaming
         time.sleep(2.0)
         proc.send_signal(signal.SIGTERM)
