@@ -582,6 +582,7 @@ class Agent:
         self._report_outbox()
         if self.mqtt is not None:  # deliver what can be; what exists only in memory is lost
             self.mqtt.settle()
+            self._report_outbox()  # what settling found (the disk takes writes again, ...)
         self.emit(status_event(
             time.time(), self.device_id, "stopped", counters=self.counters,
             scores_unsent=self.mqtt.scores_dropped if self.mqtt else None,

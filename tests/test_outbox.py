@@ -96,8 +96,7 @@ def test_full_disk_keeps_rows_in_memory_reports_once_and_recovers_in_order(
     ob.retry()  # still full: nothing new
     assert health_of(ob) == [] and len(ob.unsent_memory()) == 5
     small_disk.free()
-    ob._next_retry = 0.0  # the next retry now, not in a second
-    ob.retry()
+    ob.retry(now=True)  # (the sender's retries come at most once a second)
     assert health_of(ob) == ["outbox_disk_ok"]
     assert ob.unsent_memory() == []
     rows = ob.pending()
@@ -117,8 +116,7 @@ def test_disk_full_at_start_is_a_warning_and_the_outbox_opens_later(
     assert ob.put("t/a", b"x", priority=PRIORITY_ALARM) < 0
     assert health_of(ob) == ["outbox_disk_full"]
     small_disk.free()
-    ob._next_retry = 0.0
-    ob.retry()
+    ob.retry(now=True)
     assert health_of(ob) == ["outbox_disk_ok"] and [r.payload for r in ob.pending()] == [b"x"]
 
 
@@ -129,8 +127,7 @@ def test_acks_the_disk_refuses_are_deleted_later(small_disk: SmallDisk) -> None:
     ob.ack(ids[0])  # a DELETE is a write too: refused
     assert len(ob) == 2 and [r.id for r in ob.pending()] == ids[1:]
     small_disk.free()
-    ob._next_retry = 0.0
-    ob.retry()
+    ob.retry(now=True)
     ob.close()
     assert [r.id for r in Outbox(OutboxSettings(path=str(small_disk.path / "o.sqlite"))
                                 ).pending()] == ids[1:]

@@ -289,6 +289,7 @@ def test_a_failing_sender_is_restarted_reported_and_delivers_again(
     s.start()
     s.handle(alarm_event(0))
     assert sub.wait_for(lambda m: windows_on(sub) == {0}, 10)
+    assert s.flush(5)  # acknowledged and deleted: the next thing to touch the table is a read
     with contextlib.closing(sqlite3.connect(path)) as con:
         con.execute("DROP TABLE outbox")
         con.commit()

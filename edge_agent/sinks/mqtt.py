@@ -692,9 +692,11 @@ class MqttSink:
 
     def settle(self, timeout: float = 5.0) -> int:
         """At shutdown, before the final counters: deliver what can be delivered (while
-        connected), then count the rows that exist only in memory (the disk refused them) as
-        lost (`Outbox.abandon_memory`); returns how many."""
+        connected), give the disk one more try (rows it takes now survive the restart), then
+        count the rows that exist only in memory as lost (`Outbox.abandon_memory`); returns
+        how many."""
         self.flush(timeout if self.connected.is_set() else 0.0)
+        self.outbox.retry(now=True)
         return self.outbox.abandon_memory()
 
     def close(self, timeout: float = 5.0) -> None:

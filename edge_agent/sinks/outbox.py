@@ -420,11 +420,15 @@ class Outbox:
         """Keep one message: on disk (committed before returning; the row id, > 0) or, when
         the disk refuses, in memory (< 0). `notice`: a notice row of that name (outside the
         bound, replacing an undelivered one of the same name). Never raises for a disk
-        fault."""
+        fault. While the disk refuses, rows go to memory without trying it (each try rewrites
+        every held row): a try is made at most once every `RETRY_SECONDS` (here or in
+        `retry()`)."""
         values = (topic, payload, qos, int(retain), priority)
         with self._lock:
+            if self._store_error is not None:
+                self.retry()  # when due: the disk may take writes again
             for _ in range(2):  # a second try after a reopen (a damaged file replaced, ...)
-                if self._con is None:
+                if self._con is None or self._store_error is not None:
                     break
                 try:
                     with self._write() as con:
@@ -595,8 +599,8 @@ class Outbox:
                 return
             self._handed.discard(row_id)
             self._acked.add(row_id)
-            if self._con is None:
-                return
+            if self._con is None or self._store_error is not None:
+                return  # deleted by the write that ends the episode
             try:
                 with self._write() as con:
                     self._delete_acked(con)
@@ -647,18 +651,19 @@ class Outbox:
             self._notices.append(Notice("outbox_quarantined", msg, count=n))
 
     # --- upkeep ---
-    def retry(self) -> None:
+    def retry(self, now: bool = False) -> None:
         """While the disk refuses (or rows or deletions wait in memory): at most once every
-        `RETRY_SECONDS`, reopen if needed and try a real write (move the memory rows to disk,
-        delete acknowledged rows, rewrite the schema version). Cheap otherwise."""
+        `RETRY_SECONDS` (`now`: at once), reopen if needed and try a real write (move the
+        memory rows to disk, delete acknowledged rows, rewrite the schema version). Cheap
+        otherwise."""
         with self._lock:
             waiting = any(not h.handed for h in self._mem.values())
             if self._store_error is None and not self._acked and not waiting:
                 return
-            now = time.monotonic()
-            if now < self._next_retry:
+            t = time.monotonic()
+            if t < self._next_retry and not now:
                 return
-            self._next_retry = now + RETRY_SECONDS
+            self._next_retry = t + RETRY_SECONDS
             if self._con is None:
                 self._open()
                 if self._con is None:
@@ -705,8 +710,8 @@ class Outbox:
             n = len(self._mem)
             if self._con is not None:
                 with contextlib.suppress(sqlite3.Error):
-                    n += int(self._con.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
-                    n -= len(self._acked)
+                    disk = int(self._con.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+                    n += max(0, disk - len(self._acked))
             return n
 
     def close(self) -> None:
