@@ -46,11 +46,12 @@ class SmallDisk:
         return st.f_bavail * st.f_frsize
 
 
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[SmallDisk]:
-    where = tmp_path / "disk"
-    where.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k,mode=0700", "tmpfs",
+@contextlib.contextmanager
+def mounted_tmpfs(where: Path, size: str = "512k") -> Iterator[SmallDisk]:
+    """A tmpfs of `size` on `where` (created) for the block; skips the test where mounting is
+    not permitted."""
+    where.mkdir(parents=True, exist_ok=True)
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs",
                         str(where)], capture_output=True, text=True, timeout=10)
     if r.returncode != 0:
         pytest.skip(f"cannot mount a small tmpfs (root needed): {r.stderr.strip()}")
@@ -60,3 +61,9 @@ def small_disk(tmp_path: Path) -> Iterator[SmallDisk]:
         if subprocess.run(["umount", str(where)], capture_output=True, timeout=10).returncode:
             with contextlib.suppress(subprocess.SubprocessError):
                 subprocess.run(["umount", "-l", str(where)], capture_output=True, timeout=10)
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[SmallDisk]:
+    with mounted_tmpfs(tmp_path / "disk") as disk:
+        yield disk

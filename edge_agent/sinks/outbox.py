@@ -27,7 +27,8 @@ health event, `take_notices`):
   the sender calls `retry()`, which tries a real write at most once a second, so recovery is
   noticed without waiting for the next event. Rows still only in memory when the agent stops
   are lost: `abandon_memory` counts them in `dropped`. An acknowledged row the disk would not
-  let us delete is remembered and deleted later (only a restart before that re-sends it).
+  let us delete is remembered and deleted later (only a restart before that re-sends it). The
+  WAL is checkpointed every `WAL_PAGES` pages, so the journal stays small on a small disk.
 - A row that cannot be sent (a topic MQTT or the broker refuses, a payload that is not bytes,
   a QoS that does not exist; `row_problem`, or the MQTT client's own refusal) is moved to the
   `outbox_quarantine` table (kept for inspection, newest `QUARANTINE_ROWS`), counted
@@ -70,6 +71,8 @@ PRIORITY_ALARM = 2
 SCHEMA_VERSION = 2  # PRAGMA user_version: 2 = outbox + outbox_notice + outbox_quarantine
 QUARANTINE_ROWS = 1000  # the newest quarantined rows kept for inspection
 RETRY_SECONDS = 1.0  # while the disk refuses writes: at most one write attempt per second
+WAL_PAGES = 100  # checkpoint the WAL at 100 pages (400 KB; SQLite's default: 4 MB): the WAL
+# keeps its largest size on disk, and a small SD card or a nearly full one needs that space
 
 # Our tables, as PRAGMA table_info reports them: (column, declared type). A table of one of
 # these names with other columns is foreign. The quarantine keeps values as they were stored,
@@ -259,6 +262,7 @@ class Outbox:
                 return problem
             con.execute("PRAGMA journal_mode=WAL")
             con.execute("PRAGMA synchronous=NORMAL")
+            con.execute(f"PRAGMA wal_autocheckpoint = {WAL_PAGES}")
             if not all(self._columns(con, t) for t in _TABLES):  # a new or older file: a write
                 con.execute("BEGIN IMMEDIATE")
                 for sql in _CREATE:
