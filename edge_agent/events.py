@@ -106,7 +106,7 @@ class HealthEvent(_HealthRequired, total=False):
 
     window: int
     faults: list[str]  # health.Fault names, device_lost, scorer_behind, outbox_full,
-    # window_error, reload_failed; [] = ok
+    # window_error, reload_failed, mqtt_*, outbox_* (the event's own name); [] = ok
     rms_dbfs: float
     peak_dbfs: float
     clipped_fraction: float
