@@ -35,6 +35,26 @@ def test_persists_across_reopen_oldest_first(tmp_path: Path) -> None:
         assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
+def test_an_outbox_of_the_previous_version_keeps_its_rows(tmp_path: Path) -> None:
+    """A device's outbox from before the quarantine and notice tables: the same `outbox`
+    table, so it is ours; the new tables are added and the waiting alarms are sent."""
+    path = tmp_path / "o.sqlite"
+    with contextlib.closing(sqlite3.connect(path)) as con:
+        con.execute("PRAGMA journal_mode=WAL")
+        con.execute(
+            "CREATE TABLE outbox (id INTEGER PRIMARY KEY AUTOINCREMENT,"
+            " topic TEXT NOT NULL, payload BLOB NOT NULL, qos INTEGER NOT NULL,"
+            " retain INTEGER NOT NULL, priority INTEGER NOT NULL)")
+        con.executemany("INSERT INTO outbox (topic, payload, qos, retain, priority)"
+                        " VALUES (?,?,?,?,?)", [("t/a", b"old1", 1, 1, 2),
+                                                ("t/a", b"old2", 1, 1, 2)])
+        con.commit()
+    ob = Outbox(OutboxSettings(path=str(path)))
+    assert [r.payload for r in ob.pending()] == [b"old1", b"old2"]
+    assert ob.take_notices() == [] and not list(tmp_path.glob("o.sqlite.*-*"))
+    assert ob.put("t/a", b"new") == 3
+
+
 def test_bounded_drops_low_priority_first_and_counts(tmp_path: Path) -> None:
     ob = Outbox(OutboxSettings(path=str(tmp_path / "o.sqlite"), max_rows=3))
     ob.put("s", b"status", priority=PRIORITY_STATUS)
