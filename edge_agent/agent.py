@@ -63,6 +63,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -172,11 +173,11 @@ class Agent:
             mon = Monitor(m, self.device_id, self.emit, files, self.evidence,
                           (self.window_length, self.hop, rate))
             if self.mqtt is not None:  # the current state, whatever the broker retained
-                self.mqtt.set_alarm_state(mon.last_alarm if mon.last_alarm is not None else
-                                          start_state(
-                    self.device_id, mon.name, mon.section, mon.decider.state,
-                    sum(mon.decider.snapshot().history), self.scorer.bundle.model_version,
-                    time.time()))
+                state: Mapping[str, object] = mon.last_alarm if mon.last_alarm is not None \
+                    else start_state(self.device_id, mon.name, mon.section, mon.decider.state,
+                                     sum(mon.decider.snapshot().history),
+                                     self.scorer.bundle.model_version, time.time())
+                self.mqtt.set_alarm_state(state)
             self.monitors.append(mon)
         self.by_name = {m.name: m for m in self.monitors}
         self.captures: list[Capture] = []
