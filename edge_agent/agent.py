@@ -63,6 +63,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -84,7 +85,7 @@ from .monitors import MonitorSettings, capture_groups
 from .scorer import Scorer, one_line
 from .sinks import Sink
 from .sinks.jsonl import JsonlSink
-from .sinks.mqtt import MqttSink
+from .sinks.mqtt import MqttSink, start_state
 from .sinks.outbox import Outbox
 from .sinks.prometheus import PrometheusSink
 from .sources import open_source
@@ -147,7 +148,7 @@ class Agent:
         # one-line ConfigError) as `edge-agent config check`, now rather than at every window
         self.window_length, self.hop = check_start(cfg, self.scorer.bundle)
         self.settings: tuple[MonitorSettings, ...] = cfg.monitor_list()
-        self._agent_counters = {"reloads": 0, "outbox_dropped": 0}
+        self._agent_counters = {"reloads": 0}
         self._emit_lock = threading.Lock()
         self.sinks: list[Sink] = list(sinks or [])
         self.mqtt: MqttSink | None = None
@@ -171,8 +172,12 @@ class Agent:
                                   live_history, self.mqtt is not None)
             mon = Monitor(m, self.device_id, self.emit, files, self.evidence,
                           (self.window_length, self.hop, rate))
-            if mon.last_alarm is not None and self.mqtt is not None:
-                self.mqtt.set_alarm_state(mon.last_alarm)
+            if self.mqtt is not None:  # the current state, whatever the broker retained
+                state: Mapping[str, object] = mon.last_alarm if mon.last_alarm is not None \
+                    else start_state(self.device_id, mon.name, mon.section, mon.decider.state,
+                                     sum(mon.decider.snapshot().history),
+                                     self.scorer.bundle.model_version, time.time())
+                self.mqtt.set_alarm_state(state)
             self.monitors.append(mon)
         self.by_name = {m.name: m for m in self.monitors}
         self.captures: list[Capture] = []
@@ -240,13 +245,14 @@ class Agent:
 
     @property
     def counters(self) -> Counters:
-        """Every monitor's counters summed, with the agent's own (reloads, outbox drops)."""
+        """Every monitor's counters summed, with the agent's own (reloads, and the outbox's
+        drops: rows evicted when full, rows only in memory at the end)."""
         total = zero_counters()
         for m in self.monitors:
             for k in COUNTERS:
                 total[k] += m.counters[k]
         total["reloads"] = self._agent_counters["reloads"]
-        total["outbox_dropped"] = self._agent_counters["outbox_dropped"]
+        total["outbox_dropped"] = self.mqtt.outbox.dropped if self.mqtt is not None else 0
         return total
 
     def emit(self, event: Event) -> None:
@@ -372,14 +378,15 @@ class Agent:
             self.emit(health_event(time.time(), self.device_id, name, faults, error=msg))
 
     def _report_outbox(self) -> None:
-        """Outbox full: rows were dropped (policy in sinks.outbox); say so, never silently."""
+        """What happened to the outbox (`Outbox.take_notices`: full, the disk refusing writes
+        and storing again, rows quarantined, a damaged or foreign file replaced): a health event
+        each (main thread), never silently. The notices are rate-limited at the source."""
         if self.mqtt is None:
             return
-        dropped = self.mqtt.outbox.dropped
-        if dropped > self._agent_counters["outbox_dropped"]:
-            self._agent_counters["outbox_dropped"] = dropped
-            self.emit(health_event(time.time(), self.device_id, "outbox_full", ["outbox_full"],
-                                   dropped=dropped))
+        for n in self.mqtt.outbox.take_notices():
+            faults = [] if n.event == "outbox_disk_ok" else [n.event]
+            self.emit(health_event(time.time(), self.device_id, n.event, faults,
+                                   error=n.message, dropped=n.dropped, count=n.count))
 
     def _worker(self) -> None:
         while True:
@@ -394,7 +401,6 @@ class Agent:
             monitor, w = item
             try:
                 self.process(monitor, w)
-                self._report_outbox()
                 self._report_evidence()
             except Exception as exc:  # one bad window must not stop the agent
                 monitor.window_failed(w, one_line(exc))
@@ -557,6 +563,7 @@ class Agent:
             now = self._main_beat = time.monotonic()
             self._poll_bundle(now)
             self._report_mqtt()
+            self._report_outbox()
             if self.metrics is not None:
                 self.metrics.tick()  # a quiet spell does not hold back the last numbers
             error = next((c.error for c in self.captures if c.error is not None), None)
@@ -578,6 +585,10 @@ class Agent:
             self.evidence.close()
             self._report_evidence()
         self._report_mqtt()
+        self._report_outbox()
+        if self.mqtt is not None:  # deliver what can be; what exists only in memory is lost
+            self.mqtt.settle()
+            self._report_outbox()  # what settling found (the disk takes writes again, ...)
         self.emit(status_event(
             time.time(), self.device_id, "stopped", counters=self.counters,
             scores_unsent=self.mqtt.scores_dropped if self.mqtt else None,

@@ -17,7 +17,13 @@ Every event carries `schema` (`SCHEMA_VERSION`), `kind`, `ts` (ISO 8601 UTC), `e
   and the running one kept (`reload_failed`, with `error`), the MQTT broker refuses the agent
   (`mqtt_auth_failed`: login refused; `mqtt_tls_failed`: certificate / handshake; with `error`;
   the agent keeps scoring and retrying) and accepts it again (`mqtt_ok`), an alarm clip was
-  not stored (`evidence_skipped`, with `error`: low disk space, a write error);
+  not stored (`evidence_skipped`, with `error`: low disk space, a write error); the outbox
+  (`edge_agent.sinks.outbox`, each with a one-line `error`): dropped rows when full
+  (`outbox_full`, with the running `dropped`), its disk refuses writes (`outbox_disk_full`:
+  events are kept in memory and sent directly) and takes them again (`outbox_disk_ok`), a row
+  that cannot be sent was set aside (`outbox_quarantined`, with the running `count`), a damaged
+  or foreign outbox file was moved aside (`outbox_replaced`), the sender thread failed and was
+  restarted (`outbox_sender_restarted`);
 * `status` (`StatusEvent`): a bundle was reloaded, or the agent stopped (with its counters).
 
 MQTT publishes them as JSON (docs/mqtt.md), `--json` prints them as JSON lines, so a change
@@ -40,6 +46,8 @@ SCHEMA_VERSION = 1
 HealthEventName = Literal[
     "sensor_fault", "sensor_ok", "device_ok", "windows_dropped", "outbox_full", "window_error",
     "reload_failed", "mqtt_auth_failed", "mqtt_tls_failed", "mqtt_ok", "evidence_skipped",
+    "outbox_disk_full", "outbox_disk_ok", "outbox_quarantined", "outbox_replaced",
+    "outbox_sender_restarted",
 ]
 StatusEventName = Literal["reloaded", "stopped"]
 
@@ -98,13 +106,13 @@ class HealthEvent(_HealthRequired, total=False):
 
     window: int
     faults: list[str]  # health.Fault names, device_lost, scorer_behind, outbox_full,
-    # window_error, reload_failed; [] = ok
+    # window_error, reload_failed, mqtt_*, outbox_* (the event's own name); [] = ok
     rms_dbfs: float
     peak_dbfs: float
     clipped_fraction: float
     dropped: int
-    error: str  # window_error, reload_failed, mqtt_*, evidence_skipped: one-line message
-    count: int  # window_error: windows failed so far
+    error: str  # window_error, reload_failed, mqtt_*, evidence_skipped, outbox_*: one line
+    count: int  # window_error: windows failed so far; outbox_quarantined: rows set aside
 
 
 class _StatusRequired(_Header):

@@ -11,6 +11,9 @@ import pytest
 # Fake microphones through the real PortAudio/ALSA stack: alsa_sandbox, pulse_server, fake_mic.
 from audio_fixtures import alsa_sandbox, fake_mic, pulse_server  # noqa: F401
 
+# A real small file system (size-limited tmpfs) for disk-full tests.
+from disk_fixtures import small_disk  # noqa: F401
+
 # Real mosquitto brokers (password, TLS, persistence) for the MQTT sink and agent tests.
 from mqtt_fixtures import mqtt_broker, mqtt_certs  # noqa: F401
 

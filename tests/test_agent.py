@@ -133,9 +133,16 @@ def test_cli_run_publishes_alarm_then_sigterm_goes_offline(
         text=True,
     )
     try:
-        assert sub.wait_for(lambda m: any(t == f"edge-asd/press7/{SEC}/alarm" for t, _, _ in m), 60)
-        alarm = json.loads(sub.on(f"edge-asd/press7/{SEC}/alarm")[0])
-        assert alarm["decision"] == "alarm" and alarm["schema"] == 1
+        topic = f"edge-asd/press7/{SEC}/alarm"
+
+        def states() -> list[dict[str, Any]]:
+            return [json.loads(p) for p in sub.on(topic)]
+
+        # the start state first (normal: no state file), then the raised alarm
+        assert wait_until(lambda: any(a["decision"] == "alarm" for a in states()), 60)
+        assert states()[0]["decision"] == "normal" and "window" not in states()[0]
+        alarm = next(a for a in states() if a["decision"] == "alarm")
+        assert alarm["schema"] == 1 and alarm["window"] >= 2
         proc.send_signal(signal.SIGHUP)  # reload the bundle while streaming
         time.sleep(2.0)
         proc.send_signal(signal.SIGTERM)
@@ -271,13 +278,15 @@ def test_live_source_drops_are_counted_and_reported(
     assert c.kind("health")[-1]["faults"] == ["scorer_behind"]
 
 
-def test_outbox_full_is_reported_through_mqtt(
+def test_outbox_full_is_reported_once_per_episode_with_the_exact_count(
     bundle_dir: Path,
     clips: tuple[Path, Path, float],
     tmp_path: Path,
     mqtt_broker: Callable[..., Broker],
 ) -> None:
-    """A tiny outbox with the broker down: rows are dropped by policy, and the agent says so."""
+    """A one-row outbox with the broker down: rows are dropped by policy, and the agent says
+    so (once: the episode's first drop); the count is the real number of drops. (The exact
+    accounting with 50 events: tests/test_outbox_faults.py.)"""
     anom, norm, thr = clips
     b = mqtt_broker()
     b.kill()  # broker down for the whole run: alarm + health events pile up
@@ -300,9 +309,11 @@ def test_outbox_full_is_reported_through_mqtt(
     c = Collect()
     agent.sinks.append(c)
     agent.run(install_signals=False)
-    assert agent.counters["outbox_dropped"] >= 1
+    # 4 alarm events + the sensor state row into a one-row outbox: 4 real drops
+    assert len(c.kind("alarm")) == 4 and agent.counters["outbox_dropped"] == 4
     full = [e for e in c.kind("health") if e.get("event") == "outbox_full"]
-    assert full and full[-1]["dropped"] == agent.counters["outbox_dropped"]
+    assert [e["dropped"] for e in full] == [1] and full[0]["faults"] == ["outbox_full"]
+    assert c.kind("status")[-1]["outbox_dropped"] == 4
 
 
 def test_stalled_input_is_reported_as_device_lost_then_ok(

@@ -288,7 +288,9 @@ port: {b.port}, device_id: line3, ha_discovery: true}}"""))
             assert sensor and sensor[-1]["faults"] == [] and sensor[-1]["monitor"] == mon
         alarm = json.loads(sub.on("edge-asd/line3/press_1/alarm")[-1])
         assert alarm["monitor"] == "press_1" and alarm["decision"] == "alarm"
-        assert not sub.on("edge-asd/line3/press_2/alarm")
+        # press_2 never raised: its alarm topic holds only its start state (normal)
+        assert {json.loads(p)["decision"] for p in sub.on("edge-asd/line3/press_2/alarm")} \
+            <= {"normal"}
         configs = {t: json.loads(p) for t, p, _ in sub.messages
                    if t.startswith("homeassistant/") and t.endswith("/config")}
         devices = {c["device"]["identifiers"][0] for c in configs.values()}
@@ -319,7 +321,11 @@ def test_a_restart_restores_each_monitors_alarm(
     states = {m.name: m.decider.state for m in again.monitors}
     assert states == {"press_1": "alarm", "press_2": "normal"}
     assert again.mqtt is not None
-    assert set(again.mqtt.retained_state()) == {"edge-asd/edge-agent/press_1/alarm"}
+    retained = {t: json.loads(p) for t, p in again.mqtt.retained_state().items()}
+    assert set(retained) == {f"edge-asd/edge-agent/{m}/alarm" for m in ("press_1", "press_2")}
+    assert retained["edge-asd/edge-agent/press_1/alarm"]["window"] == 2  # the restored raise
+    assert retained["edge-asd/edge-agent/press_2/alarm"]["decision"] == "normal"  # start state
+    assert "window" not in retained["edge-asd/edge-agent/press_2/alarm"]
 
 
 def test_tune_takes_the_monitors_history(
