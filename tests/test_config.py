@@ -131,10 +131,13 @@ SEC = "fan_section_00"
 # (YAML added to a valid config, regex the one-line error must match). Every case is refused
 # by `config check` and by `run --config` with the same line and exit code 2.
 REFUSED = [
-    # a hop of 0.48 samples cut the same window for ever: 100 % CPU, RSS to 2.3 GB in 6 s
-    ("windows: {hop: 0.00003}", r"^windows\.hop: 3e-05 s is less than one sample at the "
-     r"bundle's 16000 Hz"),
-    ("windows: {hop: 0}", r"^windows\.hop: expected a number in \(0, 86400\], got 0"),
+    # a hop of 0.48 samples cut the same window for ever (100 % CPU, RSS to 2.3 GB in 6 s); one
+    # sample took 1.09 GB and dropped 36 524 windows in 25 s: under what a device can score
+    ("windows: {hop: 0.00003}", r"^windows\.hop: expected a number in \[0\.1, 86400\], "
+     r"got 3e-05"),
+    ("windows: {hop: 0.0000625}", r"^windows\.hop: expected a number in \[0\.1, 86400\]"),
+    ("windows: {hop: 0}", r"^windows\.hop: expected a number in \[0\.1, 86400\], got 0"),
+    ("windows: {hop: .nan}", r"^windows\.hop: expected a finite number, got nan"),
     ("windows: {hop: .inf}", r"^windows\.hop: expected a finite number, got inf"),
     # every window failed (and run exited 0): refused at start, naming the clip length
     ("windows: {seconds: 5}", r"^windows\.seconds: the bundle's model takes 10 s windows, got 5"),

@@ -236,3 +236,21 @@ def test_score_memory_is_bounded_whatever_the_file_length(
     assert code == 0, err
     assert [r["start_s"] for r in json.loads(out)["windows"]] == [0.0, 140.0, 280.0]
     assert peak < 20 * 2**20, f"peak {peak / 2**20:.1f} MB"
+
+
+@pytest.mark.parametrize(("hop", "message"), [
+    ("nan", "expected a finite number, got nan"),
+    ("inf", "expected a finite number, got inf"),
+    ("1e-9", r"expected a number in [0.1, 86400], got 1e-09"),  # reached 2.45 GB before
+    ("0.05", r"expected a number in [0.1, 86400], got 0.05"),
+])
+def test_score_hop_is_checked_like_windows_hop(
+    hop: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`score --hop` has `windows.hop`'s bounds and finiteness check, as one line, before any
+    scoring (nan and inf used to end in a traceback, 1e-9 in gigabytes of windows)."""
+    bundle, section, clips = _demo()
+    code, out, err = _run(["score", str(clips[0]), "--bundle", str(bundle), "--section",
+                           section, "--hop", hop], capsys)
+    assert code == 2 and out == ""
+    assert err == f"error: --hop: {message}\n"
