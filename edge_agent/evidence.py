@@ -255,6 +255,28 @@ def enforce_retention(folder: Path, max_clips: int, max_bytes: float,
     return deleted
 
 
+def check_folder(folder: str | Path) -> None:
+    """ConfigError unless `folder` is a folder this process can write clips into, or can be
+    created as one (its nearest existing parent is a writable folder). Checked by `config
+    check` (`config.check_start`) and by the store at start, so both refuse the same folders:
+    a file, a folder on a read-only file system or without write permission. Creates
+    nothing."""
+    p = Path(folder)
+    existing = p
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        below = "" if existing == p else f" (cannot create {p} below it)"
+        raise ConfigError(f"evidence.folder: {existing} is a file, expected a folder{below}")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        why = "is not writable by this user"
+        with contextlib.suppress(OSError):
+            if os.statvfs(existing).f_flag & os.ST_RDONLY:
+                why = "is on a read-only file system"
+        below = "" if existing == p else f" (cannot create {p} in it)"
+        raise ConfigError(f"evidence.folder: {existing} {why}{below}")
+
+
 @dataclass(frozen=True)
 class _Job:
     name: str
@@ -276,6 +298,7 @@ class EvidenceStore:
         self.folder = Path(settings.folder)
         self.rate = sample_rate
         self.device_id = device_id
+        check_folder(self.folder)
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             for stale in self.folder.glob(".*.tmp"):  # from a crash mid-write
@@ -283,8 +306,6 @@ class EvidenceStore:
         except OSError as exc:
             raise ConfigError(f"evidence.folder: cannot use {self.folder}: "
                               f"{exc.strerror}") from None
-        if not os.access(self.folder, os.W_OK):
-            raise ConfigError(f"evidence.folder: {self.folder} is not writable")
         self._jobs: queue.Queue[_Job | None] = queue.Queue(maxsize=self.QUEUE_SIZE)
         self._notices: queue.SimpleQueue[str] = queue.SimpleQueue()
         self.written = 0

@@ -26,5 +26,6 @@ def config_check_cmd(
     from ..signing import load_public_keys
 
     cfg = load_config(file)
-    check_start(cfg, load_bundle(cfg.bundle, trusted=load_public_keys(cfg.trusted_keys)))
+    check_start(cfg, load_bundle(cfg.bundle, trusted=load_public_keys(cfg.trusted_keys)),
+                probe=True)
     typer.echo(dump(cfg), nl=False)

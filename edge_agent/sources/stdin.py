@@ -68,11 +68,6 @@ class StdinSource(AudioSource):
             raise ConfigError(
                 f"source.stdin_rate: expected a positive rate, got {settings.stdin_rate}"
             )
-        if settings.channel is not None and settings.channel >= settings.stdin_channels:
-            raise ConfigError(
-                f"source.channel: channel {settings.channel} requested but stdin has "
-                f"{settings.stdin_channels} channel(s)"
-            )
         self.settings = settings
         self.stream = stream
         self.frame_bytes = STDIN_FORMATS[settings.stdin_format].itemsize * settings.stdin_channels
