@@ -13,10 +13,15 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
+INSTALL_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+"""The installed agent must run from its own venv, not from a checkout on PYTHONPATH."""
+
+
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Run deploy/install.sh into a private prefix (no apt, no systemd): the real pip install."""
-    root = tmp_path_factory.mktemp("install")
+    """Run deploy/install.sh into a private prefix (no apt, no systemd): the real pip install.
+    The root's name uses every character the prefix allow-list takes besides letters."""
+    root = tmp_path_factory.mktemp("install") / "ea+1.0_x-y"
     proc = subprocess.run(
         [
             "bash", str(REPO / "deploy" / "install.sh"),
@@ -25,7 +30,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "--unit-dir", str(root / "units"),
             "--no-apt", "--no-systemd",
         ],
-        capture_output=True, text=True, timeout=600,
+        capture_output=True, text=True, timeout=600, env=INSTALL_ENV,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "TFLite runtime:" in proc.stdout
@@ -47,23 +52,77 @@ def test_install_script_creates_a_working_agent(installed: Path) -> None:
     assert f"bundle: {installed / 'opt'}/bundle" in config and "/opt/edge-agent" not in config
     # The demo's bundle and clips are package data: a non-editable install can run it.
     demo = subprocess.run([str(exe), "demo", "--fast", "--json"], capture_output=True,
-                          text=True, timeout=120, cwd=installed)
+                          text=True, timeout=120, cwd=installed, env=INSTALL_ENV)
     assert demo.returncode == 0, demo.stderr
     assert '"kind":"alarm"' in demo.stdout and "site-packages" in demo.stdout
 
 
 @pytest.mark.slow
-def test_install_keeps_an_existing_config(installed: Path) -> None:
+def test_install_keeps_an_existing_config_and_no_systemd_writes_no_unit(installed: Path) -> None:
+    """Run again (an upgrade): the edited config is kept. Without --unit-dir, --no-systemd
+    writes no unit at all (it used to write /etc/systemd/system/edge-agent.service)."""
     cfg = installed / "etc" / "agent.yaml"
     cfg.write_text(cfg.read_text() + "\n# edited by the plant engineer\n")
+    system_unit = Path("/etc/systemd/system/edge-agent.service")
+    existed = system_unit.exists()
+    unit = installed / "units" / "edge-agent.service"
+    before = unit.read_bytes()
+    unit.unlink()
     proc = subprocess.run(
         ["bash", str(REPO / "deploy" / "install.sh"), "--prefix", str(installed / "opt"),
-         "--config-dir", str(installed / "etc"), "--unit-dir", str(installed / "units"),
-         "--no-apt", "--no-systemd"],
-        capture_output=True, text=True, timeout=600,
+         "--config-dir", str(installed / "etc"), "--no-apt", "--no-systemd"],
+        capture_output=True, text=True, timeout=600, env=INSTALL_ENV,
     )
+    unit.write_bytes(before)  # the other tests read it
     assert proc.returncode == 0, proc.stderr
     assert "edited by the plant engineer" in cfg.read_text()
+    assert "--no-systemd: no unit file written (--unit-dir DIR writes one there)" in proc.stdout
+    assert system_unit.exists() == existed
+
+
+BAD_PATHS = [
+    ("a b", "a space split ExecStart and the install exited 0"),
+    ("x&y", "sed put the matched text where '&' was: the bundle path was mangled"),
+    ("x#y", "sed failed and left an empty agent.yaml that later runs kept"),
+    ("x#g;e touch {marker};#", "GNU sed's `e` command ran the rest as a shell command"),
+    ("x%iy", "'%i' is a systemd specifier"),
+    ("x'y", "a quote"),
+    ("x\\y", "a backslash"),
+]
+
+
+@pytest.mark.parametrize(("name", "why"), BAD_PATHS)
+@pytest.mark.parametrize("option", ["--prefix", "--config-dir", "--unit-dir"])
+def test_install_refuses_a_path_it_cannot_write_safely(
+    tmp_path: Path, option: str, name: str, why: str
+) -> None:
+    """The real install script with a path that broke it: refused before anything is done (no
+    folder made, no venv, no sed), one line naming the option, exit 2."""
+    marker = tmp_path / "pwned"
+    bad = str(tmp_path / "t" / name.format(marker=marker))
+    paths = {"--prefix": str(tmp_path / "opt"), "--config-dir": str(tmp_path / "etc"),
+             "--unit-dir": str(tmp_path / "units"), option: bad}
+    proc = subprocess.run(
+        ["bash", str(REPO / "deploy" / "install.sh"), *[x for kv in paths.items() for x in kv],
+         "--no-apt", "--no-systemd"],
+        capture_output=True, text=True, timeout=60, env=INSTALL_ENV,
+    )
+    assert proc.returncode == 2, (why, proc.stdout, proc.stderr)
+    assert proc.stdout == ""
+    assert proc.stderr.splitlines() == [
+        f"error: {option}: '{bad}' has characters other than letters, digits and / . _ + - (a "
+        "space, '&', '#', '%' or a quote would break the unit or the config); choose another "
+        "path"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing made, nothing ran
+
+
+def test_install_refuses_a_relative_prefix(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        ["bash", str(REPO / "deploy" / "install.sh"), "--prefix", "opt/ea", "--no-apt",
+         "--no-systemd"], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr == "error: --prefix: expected an absolute path, got 'opt/ea'\n"
+    assert not (tmp_path / "opt").exists()
 
 
 @pytest.mark.slow
