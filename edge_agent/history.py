@@ -42,6 +42,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .errors import EdgeAgentError
+from .private import open_private
 from .settings import bounded, check_fields
 
 log = logging.getLogger("edge_agent")
@@ -200,7 +201,7 @@ class ScoreHistory:
 
     def _rewrite(self, body: bytes) -> None:
         tmp = self.path.with_name(self.path.name + ".tmp")
-        with open(tmp, "wb") as f:
+        with open_private(tmp, "wb") as f:  # scores are the agent's own (edge_agent.private)
             f.write(MAGIC + body)
             f.flush()
             os.fsync(f.fileno())
