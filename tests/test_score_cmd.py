@@ -254,3 +254,42 @@ def test_score_hop_is_checked_like_windows_hop(
                            section, "--hop", hop], capsys)
     assert code == 2 and out == ""
     assert err == f"error: --hop: {message}\n"
+
+
+def test_a_fifo_is_named_for_what_it_is(tmp_path: Path, capsys: pytest.CaptureFixture[str]
+                                        ) -> None:
+    """A real FIFO given as a WAV file: `score` and `run --files` say it is a FIFO (not "no
+    such file or folder") and where streamed audio goes; in a folder, a FIFO named *.wav is
+    left out with a warning line and the real WAV beside it is scored. Nothing ever opens
+    the FIFO (no writer: an open would block)."""
+    import logging
+    import os
+    import shutil
+
+    bundle, section, clips = _demo()
+    fifo = tmp_path / "live.wav"
+    os.mkfifo(fifo)
+    why = ("is a FIFO (named pipe), expected a regular WAV file (streamed audio: raw PCM into "
+           "`edge-agent run --stdin`)")
+    for argv in (["score", str(fifo), "--bundle", str(bundle), "--section", section],
+                 ["run", "--files", str(fifo), "--bundle", str(bundle), "--section", section,
+                  "--quiet"]):
+        code, out, err = _run(argv, capsys)
+        assert code == 2, err
+        assert err.splitlines()[-1] == f"error: {fifo}: {why}"
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    os.mkfifo(folder / "a_live.wav")
+    shutil.copyfile(clips[0], folder / "b_clip.wav")
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    logging.getLogger("edge_agent").addHandler(handler)
+    try:
+        code, out, err = _run(["score", str(folder), "--bundle", str(bundle), "--section",
+                               section, "--json"], capsys)
+    finally:
+        logging.getLogger("edge_agent").removeHandler(handler)
+    assert code == 0, err
+    assert [json.loads(line)["file"] for line in out.splitlines()] == [str(folder / "b_clip.wav")]
+    assert [r.getMessage() for r in records] == [f"{folder / 'a_live.wav'}: {why}; left out"]
