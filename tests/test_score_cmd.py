@@ -282,8 +282,12 @@ def test_a_fifo_is_named_for_what_it_is(tmp_path: Path, capsys: pytest.CaptureFi
     os.mkfifo(folder / "a_live.wav")
     shutil.copyfile(clips[0], folder / "b_clip.wav")
     records: list[logging.LogRecord] = []
-    handler = logging.Handler()
-    handler.emit = records.append  # type: ignore[method-assign]
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    handler = Keep(logging.WARNING)
     logging.getLogger("edge_agent").addHandler(handler)
     try:
         code, out, err = _run(["score", str(folder), "--bundle", str(bundle), "--section",
