@@ -116,7 +116,7 @@ def test_stdin_source_from_a_pipe_waits_and_follows_pauses() -> None:
 
 def test_stdin_source_stop_ends_the_reader_while_the_pipe_stays_open() -> None:
     """The writer keeps the pipe open and silent: stop() still ends the reader thread (it
-    waits in select, not inside a buffered read that would hold the stream's lock)."""
+    waits in poll, not inside a buffered read that would hold the stream's lock)."""
     r, w = os.pipe()
     reader = os.fdopen(r, "rb")
     try:

@@ -132,10 +132,10 @@ class StdinSource(AudioSource):
         stream, None once `stop()` was called).
 
         A stream with a file descriptor (a pipe, a file, a terminal) is read with `os.read`
-        after `select` says it is readable, never through its buffered reader: a thread
+        after `poll` says it is readable, never through its buffered reader: a thread
         blocked inside `BufferedReader.read` holds that reader's lock, and at interpreter
         shutdown (SIGTERM while the writer keeps the pipe open) Python aborts with
-        `Fatal Python error: _enter_buffered_busy` (exit 134). Waiting in `select` instead
+        `Fatal Python error: _enter_buffered_busy` (exit 134). Waiting in `poll` instead
         lets the thread see `stop()` within POLL_SECONDS and end before the interpreter does.
         Chunks are still filled up to `want` bytes (a block of `blocksize` frames), as the
         buffered read did. A stream without a descriptor (io.BytesIO) is read as it is.
@@ -147,11 +147,14 @@ class StdinSource(AudioSource):
         except (OSError, ValueError, io.UnsupportedOperation):
             return lambda: self.stream.read(want)
 
+        poller = select.poll()  # not select(): a descriptor above 1023 is fine too
+        poller.register(fd, select.POLLIN | select.POLLPRI)
+
         def chunk() -> bytes | None:
             parts: list[bytes] = []
             size = 0
             while size < want:
-                ready, _, _ = select.select([fd], [], [], POLL_SECONDS)
+                ready = poller.poll(POLL_SECONDS * 1000)  # readable, or the writer hung up
                 if self._stopping.is_set():
                     return None
                 if not ready:
