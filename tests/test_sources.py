@@ -147,14 +147,16 @@ def test_sigterm_during_run_stdin_with_the_pipe_open_exits_0(tmp_path: Path, fee
     from edge_agent.commands.demo import load_demo
 
     demo = load_demo()
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    repo = Path(__file__).resolve().parents[1]  # this checkout's agent, run in tmp_path: its
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(repo)}  # history too
     for attempt in range(3):
         err_path = tmp_path / f"err{attempt}.txt"
         with open(err_path, "wb") as err:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "edge_agent.cli", "run", "--stdin", "--bundle",
                  str(demo.bundle), "--section", demo.section, "--json"],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, env=env)
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, env=env,
+                cwd=tmp_path)
         assert proc.stdin is not None and proc.stdout is not None
         try:
             deadline = time.monotonic() + 60
