@@ -14,10 +14,17 @@ Policy (documented in the README, applied everywhere a file is read):
   are 12 s); shorter clips of at least `min_seconds` are looped (tiled) up to it, because
   machine sounds are mostly stationary and zero padding would put silence into the spectrum;
   anything shorter is refused.
+* regular files only: a FIFO (named pipe), socket or device given as a WAV file is refused by
+  what it is (`special_file`), not as "no such file". WAV files are opened twice (the header
+  is checked before anything plays, then streamed) and their chunks are found by seeking, so
+  a pipe cannot be read as one; audio that can only be streamed goes to `edge-agent run
+  --stdin` as raw PCM.
 """
 
 from __future__ import annotations
 
+import logging
+import stat
 import struct
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -35,6 +42,8 @@ from .pcm import to_float, to_mono
 from .wavfile import WavFormatError, WavReader
 from .windows import Window
 
+log = logging.getLogger("edge_agent")
+
 MIN_SECONDS = 1.0
 MIN_RATE = 4_000
 MAX_RATE = 384_000
@@ -45,6 +54,24 @@ range is a corrupt or mislabelled header, and believing it is harmful, not just 
 BLOCK_FRAMES = 1 << 14
 """Frames decoded per read: 16384 frames of 8-channel 32-bit audio are 0.5 MB, so reading any
 file costs about as much memory as this, whatever its length."""
+
+
+_SPECIAL = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"),
+            (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
+
+
+def special_file(path: Path) -> str | None:
+    """Why `path`, which exists, cannot be read as a WAV file (it is a FIFO, a socket or a
+    device: module docstring), or None (a regular file, a folder, or nothing there)."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return None
+    for test, what in _SPECIAL:
+        if test(mode):
+            return (f"is {what}, expected a regular WAV file (streamed audio: raw PCM into "
+                    "`edge-agent run --stdin`)")
+    return None
 
 
 def resample(x: FloatArray, rate_in: int, rate_out: int) -> FloatArray:
@@ -71,7 +98,7 @@ class WavStream:
                  rate: int | None = None) -> None:
         p = Path(path)
         if not p.is_file():
-            raise AudioFileError(p, "file not found")
+            raise AudioFileError(p, special_file(p) or "file not found")
         self.path = p
         try:
             with WavReader(p) as r:
@@ -243,19 +270,25 @@ def write_wav(path: str | Path, x: NDArray[Any], rate: int) -> None:
 def expand_files(entries: Sequence[str | Path]) -> list[Path]:
     """WAV files as given, folders replaced by their .wav files (recursively, sorted).
 
-    Raises AudioFileError naming an entry that does not exist or a folder without WAV files:
-    a typo must not silently become "no audio".
+    Raises AudioFileError naming an entry that does not exist, that is not a regular file (a
+    FIFO: `special_file`), or a folder without WAV files: a typo must not silently become "no
+    audio". A FIFO named *.wav inside a folder is left out with a warning line.
     """
     out: list[Path] = []
     for entry in entries:
         p = Path(entry).expanduser()
         if p.is_dir():
-            wavs = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() == ".wav")
+            named = sorted(f for f in p.rglob("*") if f.suffix.lower() == ".wav")
+            for f in named:
+                why = special_file(f)
+                if why is not None:
+                    log.warning("%s: %s; left out", f, why)
+            wavs = [f for f in named if f.is_file()]
             if not wavs:
                 raise AudioFileError(p, "folder contains no .wav files")
             out.extend(wavs)
         elif p.is_file():
             out.append(p)
         else:
-            raise AudioFileError(p, "no such file or folder")
+            raise AudioFileError(p, special_file(p) or "no such file or folder")
     return out

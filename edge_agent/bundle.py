@@ -58,6 +58,7 @@ import contextlib
 import hashlib
 import io
 import json
+import logging
 import math
 import os
 import shutil
@@ -81,6 +82,8 @@ if TYPE_CHECKING:  # signing imports this module; at run time it is imported whe
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     from .signing import TrustedKey
+
+log = logging.getLogger("edge_agent")
 
 FORMAT = "asd-bundle"
 FORMAT_VERSION = 2
@@ -730,6 +733,8 @@ def load_bundle(
     root, vdir = resolve(path, version)
     verify = verify or bool(trusted)
     checked = check_version(vdir, hashes=verify)  # every file read once: checked = used
+    if verify and not trusted and not (vdir / MANIFEST_DIGEST).exists():
+        _warn_unchecked_manifest(vdir)
     manifest = checked.manifest
     signed_by = None
     if trusted:
@@ -758,6 +763,24 @@ def load_bundle(
     model_files = [c["file"] for c in manifest["components"] if c["kind"] == "model"]
     models = {f: checked.contents[f] for f in model_files if f in checked.contents}
     return Bundle(root, vdir, manifest, backends, signed_by, checked.manifest_bytes, models)
+
+
+_UNCHECKED_WARNED: set[Path] = set()
+
+
+def _warn_unchecked_manifest(vdir: Path) -> None:
+    """One warning line per version folder and process: a version without `manifest.sha256`
+    loads (one written before the file existed), but nothing then checks the manifest itself,
+    so an edit to it (a threshold section, a frontend parameter) with the file removed loaded
+    in silence. Every version this project writes has one; with trusted keys the signature
+    covers the manifest and no warning is needed."""
+    key = vdir.resolve()
+    if key in _UNCHECKED_WARNED:
+        return
+    _UNCHECKED_WARNED.add(key)
+    log.warning("%s: no %s: the manifest itself is not checked, so an edit to it would load "
+                "unnoticed (every version this agent writes has one: removed, or from an old "
+                "release); re-export the bundle, or set trusted_keys", vdir, MANIFEST_DIGEST)
 
 
 def prune(root: str | Path, keep: int = 3) -> list[int]:

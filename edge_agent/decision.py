@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .errors import ConfigError
+from .private import open_private
 from .settings import bounded, check_fields
 
 log = logging.getLogger("edge_agent")
@@ -221,7 +222,7 @@ class DecisionStore:
         tmp = self.path.with_name(self.path.name + ".tmp")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            with open(tmp, "w") as f:
+            with open_private(tmp, "w") as f:  # 0600 (edge_agent.private)
                 json.dump(doc, f, allow_nan=False, separators=(",", ":"))
                 f.flush()
                 os.fsync(f.fileno())

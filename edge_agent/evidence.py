@@ -62,6 +62,7 @@ from .audio import read_wav, to_pcm16
 from .bundle import sha256_file
 from .errors import ConfigError, EdgeAgentError
 from .events import EvidenceRef, iso
+from .private import PRIVATE_MODE, open_private
 from .settings import bounded, check_fields
 
 log = logging.getLogger("edge_agent")
@@ -70,6 +71,8 @@ EvidenceFormat = Literal["flac", "wav"]
 MB = 1_000_000
 SIDECAR_SCHEMA = 1
 INDEX_NAME = "index.json"
+EXPORT_MODE = 0o666
+"""Exported clips are for handing on: their mode is left to the umask (not 0600)."""
 
 
 class EvidenceError(EdgeAgentError):
@@ -182,13 +185,19 @@ def _fsync_dir(folder: Path) -> None:
             os.close(fd)
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """`data` at `path`: a temp file in the same folder, fsynced, renamed over (a crash leaves
-    the old file or the new one, never a torn one)."""
+def write_atomic(path: Path, data: bytes | Path, mode: int = PRIVATE_MODE) -> None:
+    """`data` (bytes, or the contents of a file) at `path`: a temp file in the same folder,
+    fsynced, renamed over, so a crash or a full disk leaves the old file or the new one, never
+    a torn one under the final name. A new file gets `mode` (default 0600: alarm audio is the
+    agent's own, `edge_agent.private`); an export passes 0o666 (then the umask decides)."""
     tmp = path.with_name(f".{path.name}.tmp")
     try:
-        with open(tmp, "wb") as f:
-            f.write(data)
+        with open_private(tmp, "wb", mode) as f:
+            if isinstance(data, Path):
+                with open(data, "rb") as src:
+                    shutil.copyfileobj(src, f, 1 << 20)
+            else:
+                f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -255,6 +264,28 @@ def enforce_retention(folder: Path, max_clips: int, max_bytes: float,
     return deleted
 
 
+def check_folder(folder: str | Path) -> None:
+    """ConfigError unless `folder` is a folder this process can write clips into, or can be
+    created as one (its nearest existing parent is a writable folder). Checked by `config
+    check` (`config.check_start`) and by the store at start, so both refuse the same folders:
+    a file, a folder on a read-only file system or without write permission. Creates
+    nothing."""
+    p = Path(folder)
+    existing = p
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        below = "" if existing == p else f" (cannot create {p} below it)"
+        raise ConfigError(f"evidence.folder: {existing} is a file, expected a folder{below}")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        why = "is not writable by this user"
+        with contextlib.suppress(OSError):
+            if os.statvfs(existing).f_flag & os.ST_RDONLY:
+                why = "is on a read-only file system"
+        below = "" if existing == p else f" (cannot create {p} in it)"
+        raise ConfigError(f"evidence.folder: {existing} {why}{below}")
+
+
 @dataclass(frozen=True)
 class _Job:
     name: str
@@ -276,6 +307,7 @@ class EvidenceStore:
         self.folder = Path(settings.folder)
         self.rate = sample_rate
         self.device_id = device_id
+        check_folder(self.folder)
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             for stale in self.folder.glob(".*.tmp"):  # from a crash mid-write
@@ -283,8 +315,6 @@ class EvidenceStore:
         except OSError as exc:
             raise ConfigError(f"evidence.folder: cannot use {self.folder}: "
                               f"{exc.strerror}") from None
-        if not os.access(self.folder, os.W_OK):
-            raise ConfigError(f"evidence.folder: {self.folder} is not writable")
         self._jobs: queue.Queue[_Job | None] = queue.Queue(maxsize=self.QUEUE_SIZE)
         self._notices: queue.SimpleQueue[str] = queue.SimpleQueue()
         self.written = 0
@@ -440,7 +470,10 @@ class EvidenceStore:
 def export(folder: str | Path, dest: str | Path) -> tuple[list[dict[str, Any]], list[str]]:
     """Copy every clip of `folder` (audio + sidecar) to `dest` and write `dest/index.json`
     (the sidecars, in order). Each clip's sha256 is checked before and after copying: a clip
-    that fails is not exported. Returns (the index entries, the failed clips' messages)."""
+    that fails is not exported. Every file is written under a temp name and renamed, so a
+    disk that fills up mid-export leaves whole clips only (and an EvidenceError naming the
+    one that did not fit), never a truncated file under a clip's name. Returns (the index
+    entries, the failed clips' messages)."""
     src, out = Path(folder), Path(dest)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -448,22 +481,34 @@ def export(folder: str | Path, dest: str | Path) -> tuple[list[dict[str, Any]], 
         raise EvidenceError(f"{out}: cannot create the export folder: {exc.strerror}") from None
     if out.resolve() == src.resolve():
         raise EvidenceError(f"{out}: is the evidence folder itself; export somewhere else")
-    index, bad = [], []
+    index: list[dict[str, Any]] = []
+    bad: list[str] = []
     for c in list_clips(src):
         want = str(c.meta.get("sha256", ""))
         if sha256_file(c.path) != want:
             bad.append(f"{c.path.name}: sha256 differs from its sidecar (corrupt clip)")
             continue
         target = out / c.path.name
-        try:
-            shutil.copyfile(c.path, target)
-            shutil.copyfile(c.sidecar, out / c.sidecar.name)
+        try:  # each file whole or not at all (a full export disk): a temp name, then renamed
+            write_atomic(target, c.path, EXPORT_MODE)
+            try:
+                write_atomic(out / c.sidecar.name, c.sidecar, EXPORT_MODE)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    target.unlink()  # no clip without its sidecar
+                raise
         except OSError as exc:
-            raise EvidenceError(f"{target}: cannot copy: {exc.strerror}") from None
+            raise EvidenceError(f"{target}: cannot copy: {exc.strerror}; the {len(index)} "
+                                f"clip(s) before it were exported whole, without an index"
+                                ) from None
         if sha256_file(target) != want:
             bad.append(f"{target}: sha256 of the copy differs (the export disk?)")
             continue
         index.append(c.meta)
-    write_atomic(out / INDEX_NAME, json.dumps(
-        {"source": str(src.resolve()), "clips": index}, indent=1).encode())
+    try:
+        write_atomic(out / INDEX_NAME, json.dumps(
+            {"source": str(src.resolve()), "clips": index}, indent=1).encode(), EXPORT_MODE)
+    except OSError as exc:
+        raise EvidenceError(f"{out / INDEX_NAME}: cannot write: {exc.strerror}; the "
+                            f"{len(index)} clip(s) were exported whole") from None
     return index, bad

@@ -42,6 +42,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .errors import EdgeAgentError
+from .private import open_private
 from .settings import bounded, check_fields
 
 log = logging.getLogger("edge_agent")
@@ -51,6 +52,18 @@ RECORD = struct.Struct("<dffB")
 ANOMALOUS, FAULT, IN_ALARM = 1, 2, 4  # flag bits
 COMPACT_EVERY = 1000
 DAY = 86400.0
+EPOCH_MIN, EPOCH_MAX = 1e9, 4.1e9
+"""The timestamps a record can plausibly carry (2001-09-09 .. 2099-12-03). Outside: a damaged
+record (1e300), or a clock that was not set when it was written (a board without a real-time
+clock starts at 1970 until NTP answers). Such records are left out of tune's replay (with a
+note), and never taken for "now" when the file is compacted at open: a last record dated
+1e300 would make every other record older than `max_days`."""
+
+
+def plausible(epoch: NDArray[np.float64]) -> NDArray[np.bool_]:
+    """Which timestamps are plausible wall-clock times (EPOCH_MIN..EPOCH_MAX, finite)."""
+    out: NDArray[np.bool_] = np.isfinite(epoch) & (epoch >= EPOCH_MIN) & (epoch <= EPOCH_MAX)
+    return out
 
 
 class HistoryError(EdgeAgentError):
@@ -179,15 +192,16 @@ class ScoreHistory:
                 if self.path.stat().st_size != size:  # a torn last record
                     os.truncate(self.path, size)
             self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
-            if recs is not None and len(recs):
-                self._maybe_compact(float(recs.epoch[-1]))
+            dated = recs.epoch[plausible(recs.epoch)] if recs is not None else np.zeros(0)
+            if dated.size:  # "now": the last record written with a plausible time
+                self._maybe_compact(float(dated[-1]))
         except OSError as exc:
             self._warn(exc)
             self._fd = None
 
     def _rewrite(self, body: bytes) -> None:
         tmp = self.path.with_name(self.path.name + ".tmp")
-        with open(tmp, "wb") as f:
+        with open_private(tmp, "wb") as f:  # scores are the agent's own (edge_agent.private)
             f.write(MAGIC + body)
             f.flush()
             os.fsync(f.fileno())

@@ -21,6 +21,7 @@ from .audio import file_windows
 from .errors import EdgeAgentError, FieldError
 from .health import HealthReport, HealthSettings, assess_window
 from .scorer import Scorer, WindowScore
+from .windows import check_hop
 
 
 @dataclass(frozen=True)
@@ -60,10 +61,8 @@ def score_windows(
     """Every `hop_s`-spaced window of one file, streamed (`audio.file_windows`): judged by the
     agent's health check (`health.assess_window`) and scored only when it passes, so a window
     is a sensor fault here exactly when `edge-agent run` would call it one."""
-    if hop_s <= 0:
-        raise FieldError("hop", f"expected a positive number of seconds, got {hop_s}")
     spec = scorer.spec
-    hop = max(1, round(hop_s * spec.sample_rate))
+    hop = max(1, round(check_hop(hop_s) * spec.sample_rate))
     for fw in file_windows(path, spec, hop, channel):
         h = assess_window(fw.window, health)
         yield WindowResult(fw.start_s, h, scorer.score(fw.window.samples, section) if h.ok

@@ -68,6 +68,26 @@ def _within(value: float, meta: Any) -> bool:
     )
 
 
+def value_problem(v: float, meta: Any) -> str | None:
+    """What is wrong with the number `v` under the bounds `meta` (a `bounded` field's metadata),
+    in words ("expected a finite number, got nan"), or None when nothing is."""
+    integer = isinstance(v, int)
+    kind = "an integer" if integer else "a number"
+    if not math.isfinite(v):
+        return f"expected a finite number, got {v}"
+    if not _within(v, meta):
+        return f"expected {kind} {describe(meta, integer)}, got {v}"
+    return None
+
+
+def field_problem(cls: type, name: str, v: float) -> str | None:
+    """`value_problem` for field `name` of settings dataclass `cls`: a command-line flag that
+    sets the same quantity as a config field (`score --hop`, `windows.hop`) is checked against
+    the field's own bounds, so the two cannot drift."""
+    meta = next(f.metadata for f in dataclasses.fields(cls) if f.name == name)
+    return value_problem(v, meta)
+
+
 def check_fields(obj: Any, key: str) -> None:
     """ConfigError naming `key.field` for the first numeric field of dataclass `obj` that is
     not finite or is outside its `bounded` range (nested dataclasses are checked when built)."""
@@ -77,11 +97,6 @@ def check_fields(obj: Any, key: str) -> None:
         for v in values:
             if isinstance(v, bool) or not isinstance(v, int | float):
                 continue
-            name = f"{key}.{f.name}" if key else f.name
-            integer = isinstance(v, int)
-            kind = "an integer" if integer else "a number"
-            if not math.isfinite(v):
-                raise ConfigError(f"{name}: expected a finite number, got {v}")
-            if not _within(v, f.metadata):
-                raise ConfigError(f"{name}: expected {kind} {describe(f.metadata, integer)}, "
-                                  f"got {v}")
+            problem = value_problem(v, f.metadata)
+            if problem is not None:
+                raise ConfigError(f"{key}.{f.name}: {problem}" if key else f"{f.name}: {problem}")

@@ -24,6 +24,20 @@ check of up to 64 evenly spaced candidates above it; one that breaks the budget 
 bisection above it. The result: the lowest candidate meeting the budget such that no checked
 higher candidate breaks it. At the median candidate the budget may already be met: that is
 the minimum and is returned as such.
+
+Which history is replayed (`replay_windows`, shared by `edge-agent tune` and the fleet's
+remote tune): the scored windows in the order they were written (the file's order is the
+order the agent scored them, whatever its clock said). Odd histories are refused or named:
+- more than half of the replayed windows were anomalous when recorded (MOSTLY_ANOMALOUS):
+  refused. That is not normal operation but a fault all along (or the wrong section or
+  microphone), and the threshold tuned on it sits above the fault (a probe got 23x the old
+  threshold); `allow_anomalous` (`--allow-anomalous-history`) is for the one case where the
+  machine was healthy and the old threshold far too low;
+- records with an implausible timestamp (`history.plausible`: 1e300, 1970) are left out,
+  with a note: a damaged record or a clock that was not set;
+- the clock going back (an NTP step, a clock set by hand) is a note; spans count forward
+  time only, and "the last day" is the run of windows at the end of the file within a day
+  of the last one (not every window whose timestamp falls in that day).
 """
 
 from __future__ import annotations
@@ -37,15 +51,75 @@ from numpy.typing import NDArray
 
 from .arrays import AnyFloatArray
 from .errors import EdgeAgentError
+from .history import EPOCH_MAX, EPOCH_MIN, Records, plausible
 
 DAY = 86400.0
 MIN_WINDOWS = 50
 MIN_SECONDS = 3600.0
+MOSTLY_ANOMALOUS = 0.5
+"""A history with more than this fraction of windows anomalous when recorded is refused."""
 _CHECKS = 64
 
 
 class TuningError(EdgeAgentError):
     """The history cannot support a threshold (too short, nothing to replay, bad budget)."""
+
+
+@dataclass(frozen=True)
+class ReplayWindows:
+    """The windows of a score history that tune replays, in the order they were recorded."""
+
+    scores: NDArray[np.float64]
+    epochs: NDArray[np.float64]
+    recorded: int  # records in the file
+    anomalous: int  # replayed windows that were anomalous when recorded
+    undated: int  # scored windows left out for an implausible timestamp
+    span_hours: float  # the clock time they cover, forward steps only
+    notes: tuple[str, ...]  # what is odd about the history but does not stop tuning
+
+    def recent(self, seconds: float) -> NDArray[np.float64]:
+        """The scores of the run of windows at the end within `seconds` of the last one."""
+        if not self.epochs.size:
+            return self.scores
+        old = np.flatnonzero(self.epochs < self.epochs[-1] - seconds)
+        return self.scores[old[-1] + 1:] if old.size else self.scores
+
+
+def replay_windows(recs: Records, exclude_alarms: bool = False,
+                   allow_anomalous: bool = False) -> ReplayWindows:
+    """The scored windows of `recs` to replay (not faults; not alarm periods with
+    `exclude_alarms`; not records with an implausible timestamp), with notes on the timeline,
+    or TuningError for a history that is mostly anomalous (module docstring)."""
+    keep = ~recs.fault & np.isfinite(recs.score)
+    if exclude_alarms:
+        keep &= ~recs.in_alarm
+    notes = []
+    undated = np.flatnonzero(keep & ~plausible(recs.epoch))
+    if undated.size:
+        notes.append(
+            f"{undated.size} record(s) with an implausible timestamp left out (record "
+            f"{undated[0]}: {recs.epoch[undated[0]]:g}; expected a time between "
+            f"{EPOCH_MIN:g} and {EPOCH_MAX:g} s since 1970): a damaged record or a clock that "
+            "was not set")
+        keep[undated] = False
+    scores, epochs = recs.score[keep], recs.epoch[keep]
+    steps = np.diff(epochs)
+    back = np.flatnonzero(steps < 0)
+    if back.size:
+        notes.append(
+            f"the clock went back {back.size} time(s) during the history, by up to "
+            f"{-steps.min() / 3600:.1f} h (after record {np.flatnonzero(keep)[back[0]]}): "
+            "the replay follows the order the windows were recorded in")
+    anomalous = int(np.count_nonzero(recs.anomalous[keep]))
+    if not allow_anomalous and anomalous > MOSTLY_ANOMALOUS * scores.size:
+        raise TuningError(
+            f"history: {anomalous} of {scores.size} windows ({anomalous / scores.size:.0%}) "
+            "were anomalous when recorded: not normal operation (a fault all along, or the "
+            "wrong section or microphone), and a threshold tuned on it would hide it; tune "
+            "on a healthy period, or pass --allow-anomalous-history if the machine was "
+            "healthy and the old threshold far too low")
+    return ReplayWindows(scores, epochs, len(recs), anomalous, int(undated.size),
+                         float(steps[steps > 0].sum()) / 3600.0, tuple(notes))
 
 
 def replay_alarms(scores: AnyFloatArray, threshold: float, k: int, n: int,

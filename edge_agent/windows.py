@@ -20,26 +20,37 @@ from dataclasses import dataclass
 import numpy as np
 
 from .arrays import FloatArray
-from .errors import ConfigError
+from .errors import ConfigError, FieldError
 from .frontend import FrontendSpec
-from .settings import bounded, check_fields
+from .settings import bounded, check_fields, field_problem
 from .sources.base import Block
+
+MIN_HOP_SECONDS = 0.1
+"""The shortest hop: what a device can score. A window costs ~10 ms of CPU on one x86 core
+and, by arithmetic, ~100 ms on a Pi-class core (BENCHMARKS.md, device latency): a hop under
+0.1 s asks for more windows a second than such a core scores, so the queue overflows and
+windows are dropped, while every window is a 640 kB copy of audio (a hop of one sample cut
+1600 windows from each block: 1 GB of RSS and 36 000 `windows_dropped` events in 25 s). A
+0.1 s hop already scores every sample 100 times; nothing finer adds evidence."""
 
 
 @dataclass(frozen=True)
 class WindowSettings:
     """The `windows:` section of the agent's YAML.
 
-    Bounds without a bundle: both durations positive and finite, the hop at most a day (one
-    window a day is already a sampling, not monitoring; the cap keeps `hop * rate` an exact
-    integer). With the bundle (`samples`): the length must be the bundle's clip length and the
-    hop at least one sample: a hop that rounds to 0 samples would cut the same window for ever
-    (100 % CPU, memory growing by a window per iteration). A hop longer than the window is
-    valid: the samples in between are not scored.
+    Bounds without a bundle: both durations positive and finite, the hop between
+    MIN_HOP_SECONDS (what a device can score, see there) and a day (one window a day is
+    already a sampling, not monitoring; the cap keeps `hop * rate` an exact integer). With
+    the bundle (`samples`): the length must be the bundle's clip length and the hop at least
+    one sample (a hop that rounds to 0 samples would cut the same window for ever; only a
+    bundle below 5 Hz could get there past the floor). A hop longer than the window is
+    valid: the samples in between are not scored. `score --hop` is checked against the same
+    bounds (`settings.field_problem`).
     """
 
     seconds: float | None = bounded(None, gt=0)  # window length; unset = the bundle's clip length
-    hop: float = bounded(10.0, gt=0, le=86400)  # seconds between window starts (10 = disjoint)
+    hop: float = bounded(  # seconds between window starts (10 = disjoint)
+        10.0, ge=MIN_HOP_SECONDS, le=86400)
 
     def __post_init__(self) -> None:
         check_fields(self, "windows")
@@ -62,6 +73,15 @@ class WindowSettings:
                 f"{spec.sample_rate} Hz (expected at least {1 / spec.sample_rate:g} s)"
             )
         return spec.clip_samples, hop
+
+
+def check_hop(seconds: float) -> float:
+    """`seconds`, or a FieldError("hop") when a hop given outside the config (`score --hop`)
+    is not finite or is outside `windows.hop`'s bounds (the same words as the config's)."""
+    problem = field_problem(WindowSettings, "hop", seconds)
+    if problem is not None:
+        raise FieldError("hop", problem)
+    return seconds
 
 
 @dataclass(frozen=True)

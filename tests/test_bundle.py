@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -418,7 +419,24 @@ def test_the_manifest_itself_is_checksummed(demo_copy: tuple[Path, Path]) -> Non
         load_bundle(root)
     (vdir / MANIFEST_DIGEST).unlink()  # a version written before the digest existed
     assert not check_manifest_digest(vdir)
-    assert load_bundle(root).manifest["quantization"] == "float32"
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    handler = Keep(logging.WARNING)
+    logging.getLogger("edge_agent").addHandler(handler)
+    try:
+        for _ in range(3):  # loads (an agent polls and reloads): warned once, in one line
+            assert load_bundle(root).manifest["quantization"] == "float32"
+    finally:
+        logging.getLogger("edge_agent").removeHandler(handler)
+    (warning,) = [r.getMessage() for r in records]
+    assert warning == (f"{vdir}: no manifest.sha256: the manifest itself is not checked, so an "
+                       "edit to it would load unnoticed (every version this agent writes has "
+                       "one: removed, or from an old release); re-export the bundle, or set "
+                       "trusted_keys")
 
 
 def test_every_new_version_gets_a_manifest_digest(demo_copy: tuple[Path, Path]) -> None:

@@ -236,3 +236,64 @@ def test_score_memory_is_bounded_whatever_the_file_length(
     assert code == 0, err
     assert [r["start_s"] for r in json.loads(out)["windows"]] == [0.0, 140.0, 280.0]
     assert peak < 20 * 2**20, f"peak {peak / 2**20:.1f} MB"
+
+
+@pytest.mark.parametrize(("hop", "message"), [
+    ("nan", "expected a finite number, got nan"),
+    ("inf", "expected a finite number, got inf"),
+    ("1e-9", r"expected a number in [0.1, 86400], got 1e-09"),  # reached 2.45 GB before
+    ("0.05", r"expected a number in [0.1, 86400], got 0.05"),
+])
+def test_score_hop_is_checked_like_windows_hop(
+    hop: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`score --hop` has `windows.hop`'s bounds and finiteness check, as one line, before any
+    scoring (nan and inf used to end in a traceback, 1e-9 in gigabytes of windows)."""
+    bundle, section, clips = _demo()
+    code, out, err = _run(["score", str(clips[0]), "--bundle", str(bundle), "--section",
+                           section, "--hop", hop], capsys)
+    assert code == 2 and out == ""
+    assert err == f"error: --hop: {message}\n"
+
+
+def test_a_fifo_is_named_for_what_it_is(tmp_path: Path, capsys: pytest.CaptureFixture[str]
+                                        ) -> None:
+    """A real FIFO given as a WAV file: `score` and `run --files` say it is a FIFO (not "no
+    such file or folder") and where streamed audio goes; in a folder, a FIFO named *.wav is
+    left out with a warning line and the real WAV beside it is scored. Nothing ever opens
+    the FIFO (no writer: an open would block)."""
+    import logging
+    import os
+    import shutil
+
+    bundle, section, clips = _demo()
+    fifo = tmp_path / "live.wav"
+    os.mkfifo(fifo)
+    why = ("is a FIFO (named pipe), expected a regular WAV file (streamed audio: raw PCM into "
+           "`edge-agent run --stdin`)")
+    for argv in (["score", str(fifo), "--bundle", str(bundle), "--section", section],
+                 ["run", "--files", str(fifo), "--bundle", str(bundle), "--section", section,
+                  "--quiet"]):
+        code, out, err = _run(argv, capsys)
+        assert code == 2, err
+        assert err.splitlines()[-1] == f"error: {fifo}: {why}"
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    os.mkfifo(folder / "a_live.wav")
+    shutil.copyfile(clips[0], folder / "b_clip.wav")
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    handler = Keep(logging.WARNING)
+    logging.getLogger("edge_agent").addHandler(handler)
+    try:
+        code, out, err = _run(["score", str(folder), "--bundle", str(bundle), "--section",
+                               section, "--json"], capsys)
+    finally:
+        logging.getLogger("edge_agent").removeHandler(handler)
+    assert code == 0, err
+    assert [json.loads(line)["file"] for line in out.splitlines()] == [str(folder / "b_clip.wav")]
+    assert [r.getMessage() for r in records] == [f"{folder / 'a_live.wav'}: {why}; left out"]

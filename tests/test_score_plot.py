@@ -103,4 +103,4 @@ def test_plot_rejects_non_positive_hop(
         *["score", str(wav), "--bundle", str(demo.bundle), "--plot", str(tmp_path / "p.png"),
          "--hop", "0"])
     assert code == 2
-    assert err.startswith("error: --hop: expected a positive number")
+    assert err.startswith("error: --hop: expected a number in [0.1, 86400], got 0")

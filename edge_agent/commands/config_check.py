@@ -27,5 +27,6 @@ def config_check_cmd(
 
     cfg = load_config(file)
     check_start(cfg, load_bundle(cfg.bundle, trusted=load_trust(cfg.trusted_keys,
-                                                              cfg.state_folder)))
+                                                              cfg.state_folder)),
+                probe=True)
     typer.echo(dump(cfg), nl=False)

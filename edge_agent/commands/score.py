@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from ..errors import FieldError
 from . import options as opt
 from .runner import fields_as_flags
 
@@ -66,10 +65,10 @@ def score_cmd(
     from ..errors import AudioFileError
     from ..score_plot import plot_series, pyplot
     from ..scorer import Scorer
+    from ..windows import check_hop
 
     files = expand_files(paths)
-    if hop <= 0:
-        raise FieldError("hop", f"expected a positive number of seconds, got {hop}")
+    check_hop(hop)  # finite, >= 0.1 s: before the model loads
     if plot is not None:
         pyplot()  # fail before minutes of scoring, not after
     scorer = Scorer.from_bundle(bundle, threads=threads or 1)

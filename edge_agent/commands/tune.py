@@ -17,6 +17,9 @@ current again (`bundle.rollback`, the same as `calibrate --rollback`).
 The history and the rule come from the agent's config (`--config`): `history.folder` /
 `outbox.path` (where the file is), `windows.hop`, `decision.k` / `n` / `clear_after`. A config
 with `decision.threshold` set is refused: that override would hide the tuned bundle threshold.
+So is a history in which most windows were anomalous when recorded (a fault all along: the
+tuned threshold would hide it) unless `--allow-anomalous-history`; records with implausible
+timestamps and a clock that went back are `warning:` lines (`tuning.replay_windows`).
 """
 
 from __future__ import annotations
@@ -85,6 +88,11 @@ def tune_cmd(
         float, typer.Option("--min-hours", min=0.0, help="Refuse a history covering less "
                             "time (scored windows x hop).")
     ] = 1.0,
+    allow_anomalous: Annotated[
+        bool, typer.Option("--allow-anomalous-history", help="Tune even when most windows "
+                           "were anomalous when recorded (only if the machine was healthy "
+                           "and the old threshold far too low).")
+    ] = False,
     do_rollback: Annotated[
         bool, typer.Option("--rollback", help="Restore the previous bundle version and exit.")
     ] = False,
@@ -96,7 +104,7 @@ def tune_cmd(
 
     from ..bundle import load_bundle, rollback, write_adapted_version
     from ..history import history_path, read_history
-    from ..tuning import tune_threshold
+    from ..tuning import replay_windows, tune_threshold
 
     cfg = agent_config(config, Flags(bundle=bundle, section=section))
     root = required_bundle(cfg)
@@ -110,22 +118,20 @@ def tune_cmd(
     b = load_bundle(root, trusted=trusted(cfg))  # verified (and signed, with keys)
     old = b.backend(sec)
     path = history_path(cfg.history, cfg.outbox.path, mon.name)
-    recs = read_history(path)
-    keep = ~recs.fault & np.isfinite(recs.score)
-    if exclude_alarms:
-        keep &= ~recs.in_alarm
-    scores, epochs = recs.score[keep], recs.epoch[keep]
+    h = replay_windows(read_history(path), exclude_alarms, allow_anomalous)
+    for odd in h.notes:
+        typer.echo(f"warning: {path}: {odd}", err=True)
     d = mon.decision
-    t = tune_threshold(scores, hop=cfg.windows.hop, k=d.k, n=d.n, clear_after=d.clear_after,
+    t = tune_threshold(h.scores, hop=cfg.windows.hop, k=d.k, n=d.n, clear_after=d.clear_after,
                        alarms_per_day=false_alarms_per_day, current_threshold=old.threshold,
                        min_windows=min_windows, min_seconds=min_hours * 3600.0)
-    recent = scores[epochs >= epochs[-1] - RECENT_SECONDS]
+    recent = h.recent(RECENT_SECONDS)
     flagged = int(np.sum(recent > old.threshold))
     still = int(np.sum(recent[recent > old.threshold] > t.threshold))
-    span_h = (epochs[-1] - epochs[0]) / 3600.0
-    print(f"history {path}: {len(recs)} windows recorded over {span_h:.1f} h "
-          f"({recs.epoch.size - scores.size} left out: sensor faults"
-          f"{', alarm periods' if exclude_alarms else ''}); {t.windows} scored windows = "
+    print(f"history {path}: {h.recorded} windows recorded over {h.span_hours:.1f} h "
+          f"({h.recorded - h.scores.size} left out: sensor faults"
+          f"{', alarm periods' if exclude_alarms else ''}"
+          f"{', implausible timestamps' if h.undated else ''}); {t.windows} scored windows = "
           f"{t.days * 24:.1f} h at hop {cfg.windows.hop:g} s")
     print(f"rule: {d.k} of {d.n} windows raise, {d.clear_after} normal clear")
     print(f"current threshold {t.current_threshold:.5f}: {t.current_alarms} alarms replayed "
@@ -154,7 +160,8 @@ def tune_cmd(
               "replayed_alarms_old": t.current_alarms, "replayed_alarms_new": t.alarms,
               "history_windows": t.windows, "history_days": round(t.days, 6),
               "k": d.k, "n": d.n, "clear_after": d.clear_after, "hop": cfg.windows.hop,
-              "exclude_alarm_periods": exclude_alarms}
+              "exclude_alarm_periods": exclude_alarms,
+              "allow_anomalous_history": allow_anomalous}
     vdir = write_adapted_version(b, backends, "tuning", record, seal_key(cfg))
     print(f"tuned {sec}: threshold {old.threshold:.5f} -> {t.threshold:.5f}; bundle version "
           f"{b.version} -> {vdir.name} (undo: edge-agent tune --bundle {root} --rollback)")

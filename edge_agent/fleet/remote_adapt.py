@@ -7,10 +7,11 @@ bundle poll then hot-reloads it, and the reply says whether it runs it (waited f
 `fleet.health_timeout_seconds`).
 
 - `tune` (`monitor`, `false_alarms_per_day`, optional `exclude_alarm_periods`, `min_windows`,
-  `min_hours`): `edge-agent tune` over the monitor's score history, with the agent's own
-  alarm rule and hop (from its status: edge_agent.fleet.control.MonitorStatus). No
-  confirmation: the command is the confirmation; a threshold that does not change writes
-  nothing.
+  `min_hours`, `allow_anomalous_history`): `edge-agent tune` over the monitor's score history
+  (the same windows: `tuning.replay_windows`, which refuses a mostly anomalous history; its
+  notes on the timeline come back as `history_notes`), with the agent's own alarm rule and
+  hop (from its status: edge_agent.fleet.control.MonitorStatus). No confirmation: the
+  command is the confirmation; a threshold that does not change writes nothing.
 - `calibrate` (`monitor`, optional `files`, `mode`, `percentile`, `rule`): `edge-agent
   calibrate` from clips recorded on the device by `record` (the recordings folder; `files`
   names some of them, default: all of that monitor's), so an operator can record the new
@@ -24,8 +25,6 @@ from __future__ import annotations
 
 import dataclasses
 from typing import Any
-
-import numpy as np
 
 from ..errors import choice
 from .args import Args
@@ -66,14 +65,15 @@ def _finish(ctx: Context, vdir_name: str, before: str) -> dict[str, Any]:
 def tune(ctx: Context, raw: dict[str, Any]) -> dict[str, Any]:
     from ..bundle import load_bundle, write_adapted_version
     from ..history import read_history
-    from ..tuning import tune_threshold
+    from ..tuning import replay_windows, tune_threshold
 
     a = Args("tune", raw, ("monitor", "false_alarms_per_day", "exclude_alarm_periods",
-                           "min_windows", "min_hours"))
+                           "min_windows", "min_hours", "allow_anomalous_history"))
     monitors = ctx.control.monitors()
     name, section = a.monitor(monitors)
     budget = a.number("false_alarms_per_day", ge=0)
     exclude = a.flag("exclude_alarm_periods")
+    allow_anomalous = a.flag("allow_anomalous_history")
     min_windows = a.integer("min_windows", 50, ge=1)
     min_hours = a.number("min_hours", 1.0, ge=0)
     ms = _monitor_status(ctx, name)
@@ -86,13 +86,10 @@ def tune(ctx: Context, raw: dict[str, Any]) -> dict[str, Any]:
     before = ctx.control.running_version()
     b = load_bundle(ctx.control.bundle_root(), trusted=ctx.trusted)
     old = b.backend(section)
-    recs = read_history(ms["history"])
-    keep = ~recs.fault & np.isfinite(recs.score)
-    if exclude:
-        keep &= ~recs.in_alarm
+    h = replay_windows(read_history(ms["history"]), exclude, allow_anomalous)
     k, n, clear, hop = int(ms["k"]), int(ms["n"]), int(ms["clear_after"]), float(
         ms["hop_seconds"])
-    t = tune_threshold(recs.score[keep], hop=hop, k=k, n=n, clear_after=clear,
+    t = tune_threshold(h.scores, hop=hop, k=k, n=n, clear_after=clear,
                        alarms_per_day=budget, current_threshold=old.threshold,
                        min_windows=min_windows, min_seconds=min_hours * 3600.0)
     out: dict[str, Any] = {
@@ -100,7 +97,7 @@ def tune(ctx: Context, raw: dict[str, Any]) -> dict[str, Any]:
         "old_threshold": old.threshold,
         "new_threshold": t.threshold, "alarms_per_day_old": t.current_alarms_per_day,
         "alarms_per_day_new": t.alarms_per_day, "history_windows": t.windows,
-        "history_days": t.days}
+        "history_days": t.days, "history_notes": list(h.notes)}
     if t.threshold == old.threshold:
         return {**out, "changed": False, "version": b.version, "model_version": before}
     backends = {**b.backends, section: dataclasses.replace(old, threshold=t.threshold)}
@@ -109,7 +106,7 @@ def tune(ctx: Context, raw: dict[str, Any]) -> dict[str, Any]:
               "replayed_alarms_old": t.current_alarms, "replayed_alarms_new": t.alarms,
               "history_windows": t.windows, "history_days": round(t.days, 6), "k": k, "n": n,
               "clear_after": clear, "hop": hop, "exclude_alarm_periods": exclude,
-              "remote": True}
+              "allow_anomalous_history": allow_anomalous, "remote": True}
     vdir = write_adapted_version(b, backends, "tuning", record, ctx.seal_key())
     return {**out, "changed": True, **_finish(ctx, vdir.name, before)}
 

@@ -15,6 +15,7 @@ from types import TracebackType
 from typing import Any, Literal
 
 from ..arrays import FloatArray
+from ..errors import ConfigError
 from ..frontend import SAMPLE_RATE
 from ..settings import bounded, check_fields
 
@@ -46,6 +47,10 @@ class SourceSettings:
 
     def __post_init__(self) -> None:
         check_fields(self, "source")
+        if self.kind == "stdin" and self.channel is not None and (
+                self.channel >= self.stdin_channels):
+            raise ConfigError(f"source.channel: channel {self.channel} requested but stdin has "
+                              f"{self.stdin_channels} channel(s) (source.stdin_channels)")
 
 
 @dataclass(frozen=True)
