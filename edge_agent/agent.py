@@ -82,7 +82,7 @@ from .events import (
 from .evidence import EvidenceStore
 from .monitor import Monitor, monitor_files, zero_counters
 from .monitors import MonitorSettings, capture_groups
-from .private import create_private, open_private
+from .private import open_private
 from .scorer import Scorer, one_line
 from .sinks import Sink
 from .sinks.jsonl import JsonlSink
@@ -207,7 +207,6 @@ class Agent:
         if cfg.log.jsonl_file:  # the files the agent keeps are 0600 (edge_agent.private)
             self.sinks.append(JsonlSink(open_private(cfg.log.jsonl_file, "a"), True))
         if cfg.mqtt.enabled:
-            create_private(cfg.outbox.path)  # before SQLite creates it 0644 (and its WAL)
             self.mqtt = MqttSink(
                 cfg.mqtt, Outbox(cfg.outbox), [m.name for m in self.settings],
                 self.scorer.bundle.model_version, ha_devices=bool(cfg.monitors),

@@ -69,3 +69,27 @@ def test_open_private_makes_new_files_0600_and_leaves_existing_modes(tmp_path: P
     assert _mode(tmp_path / "new.txt") == 0o600
     assert (_mode(kept), kept.read_text()) == (0o640, "a\nb\n")
     assert _mode(tmp_path / "sub" / "db.sqlite") == 0o600
+
+
+def test_the_outbox_and_the_fleet_state_create_their_own_files_0600(tmp_path: Path) -> None:
+    """Every creator sets the mode itself: an outbox opened by anyone (not only the agent), a
+    fresh one started after a damaged file was moved aside, and the fleet's install records."""
+    from edge_agent.fleet.state import FleetState
+    from edge_agent.sinks.outbox import Outbox, OutboxSettings
+
+    old = os.umask(0o022)
+    try:
+        box = Outbox(OutboxSettings(path=str(tmp_path / "a" / "outbox.sqlite")))
+        box.put("t/x", b"1", priority=2)
+        damaged = tmp_path / "b" / "outbox.sqlite"
+        damaged.parent.mkdir()
+        damaged.write_bytes(b"not a database" * 100)
+        damaged.chmod(0o644)
+        Outbox(OutboxSettings(path=str(damaged))).put("t/y", b"2", priority=2)
+        FleetState(tmp_path / "fleet", 10).start_command("c1", "status")
+    finally:
+        os.umask(old)
+    assert _mode(tmp_path / "a" / "outbox.sqlite") == 0o600
+    assert _mode(damaged) == 0o600  # the fresh file, the damaged one moved aside
+    assert [p.name for p in damaged.parent.iterdir() if ".corrupt-" in p.name]
+    assert _mode(tmp_path / "fleet" / "fleet-state.json") == 0o600

@@ -60,6 +60,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..errors import ConfigError
+from ..private import create_private
 from ..settings import bounded, check_fields
 
 log = logging.getLogger("edge_agent")
@@ -253,6 +254,7 @@ class Outbox:
         """Open and check the file: ('corrupt' | 'foreign', why) if it must be moved aside;
         None once connected, or once the disk's refusal is recorded."""
         con: sqlite3.Connection | None = None
+        create_private(self.path)  # a new database (and so its WAL) is 0600, whatever the umask
         try:
             con = sqlite3.connect(self.path, timeout=10.0, isolation_level=None,
                                   check_same_thread=False)
