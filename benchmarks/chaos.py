@@ -257,9 +257,9 @@ class Agent:
 
 def pcm_windows() -> tuple[list[bytes], Path, str]:
     """Two demo clips as s16le PCM windows: clearly faulty, clearly normal (threshold 5)."""
-    from edge_agent.audio import load_clip
+    from edge_agent.audio.files import load_clip
     from edge_agent.commands.demo import load_demo
-    from edge_agent.scorer import Scorer
+    from edge_agent.runtime.scorer import Scorer
 
     demo = load_demo()
     spec = Scorer.from_bundle(demo.bundle).spec

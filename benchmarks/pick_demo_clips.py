@@ -31,12 +31,12 @@ from typing import Any
 
 import numpy as np
 
-from edge_agent.audio import load_clip
-from edge_agent.bundle import load_bundle
-from edge_agent.decision import DecisionSettings
-from edge_agent.scorer import Scorer
-from model_build.data import scan
-from model_build.metrics import auc
+from edge_agent.audio.files import load_clip
+from edge_agent.bundle.load import load_bundle
+from edge_agent.config.runtime import DecisionSettings
+from edge_agent.runtime.scorer import Scorer
+from model_build.data.dataset import scan
+from model_build.evaluation.metrics import auc
 
 
 def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915 -- the script, step by step

@@ -12,14 +12,14 @@ What it does (every step cached under --out, so an interrupted run resumes):
    holds the first N source training clips of every section (targets and tests unchanged);
 2. per (family, size, seed) and system:
    * `floor`: the classical floor, time-mean + time-std of the log spectrogram scored by the
-     paper's backend (model_build.baseline);
+     paper's backend (model_build.evaluation.baseline);
    * `paper`: the paper's recipe, one model (width 1.0, 10 epochs, batch 64, no FeatEx), the
      paper's backend (k-means + target clips, cosine distance);
    * `default`: what `model-build train` + `model-build export` ship by default (the model
      and training defaults, `--runs` models, the default backend, the classical components);
    * ablation systems by name (`--systems`, see SYSTEMS);
    trains with `model_build.train.train_run`, embeds train and test clips with the float
-   Keras models (`model_build.runs`), scores with `model_build.evaluate.backend_scores`;
+   Keras models (`model_build.training.runs`), scores with `model_build.evaluate.backend_scores`;
 3. prints and writes (OUT/report.md, OUT/results.json) DCASE harmonic means over sections
    (paper view: per domain AUC/pAUC, "mixed" = both domains), mean +- std over seeds, per
    family and size, the mean over families, and the default's margin over the floor.
@@ -41,8 +41,8 @@ from typing import Any
 
 import numpy as np
 
-from edge_agent.backend import PAPER_BACKEND, BackendConfig, view_weights
-from edge_agent.classical import DEFAULT_CLASSICAL
+from edge_agent.scoring.backend import PAPER_BACKEND, BackendConfig, view_weights
+from edge_agent.scoring.classical import DEFAULT_CLASSICAL
 
 FAMILIES = ("harmonic", "broadband", "cyclic")
 SIZES = (10, 30, 100, 300)
@@ -66,20 +66,20 @@ class Recipe:
     classical: tuple[str, ...] = ("bands", "rhythm")  # classical component kinds used
 
     def classical_entries(self) -> list[dict[str, Any]]:
-        from edge_agent.classical import DEFAULT_CLASSICAL
+        from edge_agent.scoring.classical import DEFAULT_CLASSICAL
 
         return [dict(e) for e in DEFAULT_CLASSICAL if e["kind"] in self.classical]
 
     @property
     def n_runs(self) -> int:
-        from model_build.train import DEFAULT_RUNS
+        from model_build.training.train import DEFAULT_RUNS
 
         return DEFAULT_RUNS if self.runs is None else self.runs
 
     def training(self) -> dict[str, Any]:
         """The resolved model and training configuration (today's defaults + overrides)."""
-        from model_build.model import ModelConfig
-        from model_build.train import TrainConfig
+        from model_build.training.model import ModelConfig
+        from model_build.training.train import TrainConfig
 
         train = asdict(TrainConfig(**self.train))
         for k in ("seed", "runs", "verbose", "strict"):
@@ -128,7 +128,7 @@ SYSTEMS: dict[str, Recipe | None] = {
 
 
 def family_data(out: Path, family: str, max_size: int) -> Path:
-    from model_build.synth import SynthConfig, generate
+    from model_build.synth.core import SynthConfig, generate
 
     root = out / "data" / family
     meta = root / "synth.json"
@@ -174,10 +174,10 @@ def classical_embeddings(out: Path, family: str, clips: Sequence[Any], kind: str
 ]:
     """Per-clip classical features, cached per family by file: `floor` (baseline) or
     `classical` (the shipped classical components)."""
-    from edge_agent.audio import load_clip
-    from edge_agent.classical import classical_features
-    from edge_agent.frontend import DEFAULT_SPEC, stft_magnitude
-    from model_build.baseline import baseline_features
+    from edge_agent.audio.files import load_clip
+    from edge_agent.scoring.classical import classical_features
+    from edge_agent.scoring.frontend import DEFAULT_SPEC, stft_magnitude
+    from model_build.evaluation.baseline import baseline_features
 
     cache = out / "features" / f"{family}_{kind}.npz"
     store: dict[str, Any] = dict(np.load(cache)) if cache.exists() else {}
@@ -204,9 +204,9 @@ def learned_embeddings(out: Path, family: str, size: int, seed: int, recipe: Rec
     """(n_models, N_train, D), (n_models, N_test, D) Keras embeddings, training if needed."""
     import keras
 
-    from model_build.model import ModelConfig
-    from model_build.runs import load_run, read_meta
-    from model_build.train import TrainConfig, train_run
+    from model_build.training.model import ModelConfig
+    from model_build.training.runs import load_run, read_meta
+    from model_build.training.train import TrainConfig, train_run
 
     runs = recipe.n_runs
     tag = recipe.training_key()
@@ -237,7 +237,7 @@ def learned_embeddings(out: Path, family: str, size: int, seed: int, recipe: Rec
 
 
 def summary(test: Sequence[Any], scores: np.ndarray) -> dict[str, Any]:
-    from model_build.evaluate import evaluate_scores
+    from model_build.evaluation.evaluate import evaluate_scores
 
     ev = evaluate_scores(test, scores)
     return {"auc": ev.summary.auc, "pauc": ev.summary.pauc,
@@ -248,7 +248,7 @@ def summary(test: Sequence[Any], scores: np.ndarray) -> dict[str, Any]:
 def run_system(out: Path, family: str, size: int, seed: int, name: str, view: Path,
                train: Sequence[Any], test: Sequence[Any]) -> dict[str, Any]:
     """One cell: the system's harmonic means on the view's test clips (cached)."""
-    from model_build.evaluate import backend_scores
+    from model_build.evaluation.evaluate import backend_scores
 
     recipe = SYSTEMS[name]
     key = recipe.scoring_key() if recipe is not None else "floor"
@@ -341,8 +341,8 @@ def real_smoke(out: Path, results_seed_run: Path | None) -> str:
     folder = REAL / "dcase2023-dev-mixed"
     if not folder.is_dir():
         return "real clips: not available (../shared/data/real absent), skipped"
-    from model_build.data import scan
-    from model_build.evaluate import backend_scores, split_clips
+    from model_build.data.dataset import scan
+    from model_build.evaluation.evaluate import backend_scores, split_clips
 
     root = out / "real"
     for f in sorted(folder.glob("*.wav")):
@@ -355,7 +355,7 @@ def real_smoke(out: Path, results_seed_run: Path | None) -> str:
     cls = classical_embeddings(out, "real", [*train, *test], "classical")
     trs, tes = [c[: len(train)] for c in cls], [c[len(train):] for c in cls]
     if results_seed_run is not None:
-        from model_build.runs import load_run
+        from model_build.training.runs import load_run
 
         r = load_run(results_seed_run)
         trs = list(r.embed_clips(train)) + trs
@@ -394,8 +394,8 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--systems: unknown {unknown}; known: {', '.join(SYSTEMS)}")
 
     from model_build import quiet
-    from model_build.data import scan
-    from model_build.evaluate import split_clips
+    from model_build.data.dataset import scan
+    from model_build.evaluation.evaluate import split_clips
 
     quiet.configure(verbose=False)  # our lines, not TensorFlow's start-up notices
     out = args.out

@@ -37,11 +37,11 @@ if [ ! -x "$VENV/bin/edge-agent" ] || [ "$(cat "$VENV/.edge-agent-installed" 2>/
   pip_q install --upgrade pip
   pip_q install -e "$REPO"
   # Prove the TFLite runtime by creating an interpreter (docs/deploy.md, troubleshooting).
-  if ! "$VENV/bin/python" -c "from edge_agent.embedder import select_runtime; select_runtime()" \
+  if ! "$VENV/bin/python" -c "from edge_agent.scoring.embedder import select_runtime; select_runtime()" \
       >/dev/null 2>&1; then
     log "ai-edge-litert unusable here; trying tflite-runtime (needs numpy<2)"
     pip_q install 'tflite-runtime' 'numpy<2' 'ml_dtypes<0.6' || true
-    "$VENV/bin/python" -c "from edge_agent.embedder import select_runtime; select_runtime()" \
+    "$VENV/bin/python" -c "from edge_agent.scoring.embedder import select_runtime; select_runtime()" \
       >/dev/null || { echo "error: no TFLite runtime works with $("$PYTHON" --version 2>&1) on $(uname -m); see docs/deploy.md#troubleshooting" >&2; exit 1; }
   fi
   echo "$want" > "$VENV/.edge-agent-installed"

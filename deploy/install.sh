@@ -100,7 +100,7 @@ log "installing the agent (no TensorFlow) into $PREFIX/venv"
 pip_q install "$REPO"
 
 # The TFLite runtime: prove it by creating an interpreter, not by importing it.
-probe() { "$PREFIX/venv/bin/python" -c "from edge_agent.embedder import select_runtime; print(select_runtime().name)" 2>/dev/null; }
+probe() { "$PREFIX/venv/bin/python" -c "from edge_agent.scoring.embedder import select_runtime; print(select_runtime().name)" 2>/dev/null; }
 if ! runtime=$(probe); then
   log "ai-edge-litert unusable here; trying tflite-runtime (needs numpy<2)"
   pip_q install 'tflite-runtime' 'numpy<2' 'ml_dtypes<0.6' || true

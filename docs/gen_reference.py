@@ -68,7 +68,7 @@ SECTIONS = {
     "(`edge_agent.evidence.EvidenceSettings`)",
     "fleet": "`fleet:` bundle releases over MQTT and remote commands "
     "(`edge_agent.fleet.settings.FleetSettings`, docs/fleet.md)",
-    "monitors": "`monitors:` several machines, one item each (`edge_agent.monitors."
+    "monitors": "`monitors:` several machines, one item each (`edge_agent.config.monitors."
     "MonitorSettings`; `device:` and `channel:` in an item are short for its `source.device` / "
     "`source.channel`)",
     "metrics": "`metrics:` Prometheus textfile for node-exporter "
@@ -132,7 +132,7 @@ def _default_text(f: dataclasses.Field[Any]) -> str:  # noqa: PLR0911 -- one ret
 
 def _bounds_text(f: dataclasses.Field[Any]) -> str:
     """` in [1, 65535]`, ` > 0`... from the field's `edge_agent.settings.bounded` metadata."""
-    from edge_agent.settings import describe
+    from edge_agent.config.fields import describe
 
     text = describe(f.metadata, integer=f.type in ("int", "int | None"))
     return f" {text}" if text else ""
@@ -173,7 +173,7 @@ def config_fields(cls: type, prefix: str = "",
 
 
 def config_md() -> str:
-    from edge_agent.config import AgentConfig
+    from edge_agent.config.agent import AgentConfig
 
     rows = config_fields(AgentConfig)
     out = [

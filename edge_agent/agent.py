@@ -1,6 +1,6 @@
 """The streaming agent: sources -> windows -> scorer -> decision -> sinks, for every monitor.
 
-Monitors (`edge_agent.monitors`): one agent listens to one machine (the top-level `section`)
+Monitors (`edge_agent.config.monitors`): one agent listens to one machine (the top-level `section`)
 or to several (`monitors:`), with ONE model in memory for all of them; each machine's windows,
 health, decision, history and evidence live in its `edge_agent.monitor.Monitor`.
 
@@ -24,13 +24,13 @@ Threads and why:
 - a window whose processing raises is counted (`window_errors`) and reported as a
   `window_error` health event: the first error, each change of message, and at 10, 100, 1000...
   errors, so a permanently broken model reaches MQTT without flooding it;
-- under systemd (`Type=notify`, `edge_agent.systemd_notify`): READY=1 once the sources are
+- under systemd (`Type=notify`, `edge_agent.runtime.notify`): READY=1 once the sources are
   open and the worker runs; the worker sends WATCHDOG=1 (with a STATUS line) every half
   `WATCHDOG_USEC`, and only while it turns (it wakes at least every 0.5 s) and every reader
   and the main loop turned within the last ping interval (at least 5 s): a hung worker or
   reader stops the pings and systemd restarts the agent; STOPPING=1 when shutdown begins.
 
-Evidence (`edge_agent.evidence`, with `evidence.folder` set): each monitor keeps its last n
+Evidence (`edge_agent.runtime.evidence`, with `evidence.folder` set): each monitor keeps its last n
 scored windows' audio; when it raises the alarm it hands the voting windows' clip to the one
 evidence writer thread (bounded queue: a slow SD card never delays scoring) and the alarm
 event references the clip (file, sha256, span).
@@ -47,7 +47,7 @@ retried; scoring goes on.
 
 Score history (`history.enabled`, default on, live sources; file replays only with
 `history.replays`): every window's score, threshold and flags are appended to
-`scores.<monitor>.bin` beside the outbox (`edge_agent.history`), which `edge-agent tune`
+`scores.<monitor>.bin` beside the outbox (`edge_agent.runtime.history`), which `edge-agent tune`
 replays; score events carry `drift` (median of the last `history.drift_windows` scores minus
 the threshold), seeded from that history at start.
 
@@ -67,36 +67,30 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from .audio import write_wav
-from .capture import Capture
-from .config import AgentConfig, check_start
-from .errors import BundleError, ConfigError, EdgeAgentError
-from .events import (
-    COUNTERS,
-    Counters,
-    Event,
-    health_event,
-    iso,
-    status_event,
-)
-from .evidence import EvidenceStore
-from .monitor import Monitor, monitor_files, zero_counters
-from .monitors import MonitorSettings, capture_groups
-from .private import open_private
-from .scorer import Scorer, one_line
-from .sinks import Sink
-from .sinks.jsonl import JsonlSink
-from .sinks.mqtt import MqttSink, start_state
-from .sinks.outbox import Outbox
-from .sinks.prometheus import PrometheusSink
-from .sources import open_source
-from .sources.base import AudioSource
-from .systemd_notify import Notifier
-from .windows import Window
+from edge_agent.audio.files import write_wav
+from edge_agent.config.agent import AgentConfig
+from edge_agent.config.monitors import MonitorSettings, capture_groups
+from edge_agent.errors import BundleError, ConfigError, EdgeAgentError
+from edge_agent.events import COUNTERS, Counters, Event, health_event, iso, status_event
+from edge_agent.private import open_private
+from edge_agent.runtime.evidence import EvidenceStore
+from edge_agent.runtime.monitor import Monitor, monitor_files, zero_counters
+from edge_agent.runtime.notify import Notifier
+from edge_agent.runtime.reader import Capture
+from edge_agent.runtime.scorer import Scorer, one_line
+from edge_agent.runtime.start import check_start
+from edge_agent.runtime.windows import Window
+from edge_agent.sinks import Sink
+from edge_agent.sinks.jsonl import JsonlSink
+from edge_agent.sinks.mqtt import MqttSink, start_state
+from edge_agent.sinks.outbox import Outbox
+from edge_agent.sinks.prometheus import PrometheusSink
+from edge_agent.sources import open_source
+from edge_agent.sources.base import AudioSource
 
 if TYPE_CHECKING:  # cryptography is imported only when keys are configured
-    from .fleet.client import FleetClient
-    from .signing import TrustedKey
+    from edge_agent.bundle.signing import TrustedKey
+    from edge_agent.fleet.client import FleetClient
 
 log = logging.getLogger("edge_agent")
 
@@ -157,7 +151,7 @@ class Agent:
         self.fleet: FleetClient | None = None  # with fleet.enabled, while run() runs
         if sinks is None:
             self._default_sinks()
-        # evidence (edge_agent.evidence): each monitor's last n scored windows, one writer
+        # evidence (edge_agent.runtime.evidence): each monitor's last n scored windows, one writer
         self.evidence: EvidenceStore | None = None
         if cfg.evidence.enabled:
             self.evidence = EvidenceStore(cfg.evidence, self.scorer.spec.sample_rate,
@@ -219,10 +213,10 @@ class Agent:
 
     def _load_scorer(self) -> Scorer:
         """The bundle's scorer; with `trusted_keys`, only a version signed by one of them (or
-        a local calibration of one: `edge_agent.signing`). The key files are re-read at each
+        a local calibration of one: `edge_agent.bundle.signing`). The key files are re-read at each
         load, so a rotated key list applies from the next reload. Each load says in the log
         what vouches for the version (`signing.provenance`)."""
-        from .signing import provenance
+        from edge_agent.bundle.load import provenance
 
         trusted = self.trusted()
         scorer = Scorer.from_bundle(self.cfg.bundle, self.cfg.threads, trusted=trusted)
@@ -232,7 +226,7 @@ class Agent:
     def trusted(self) -> list[TrustedKey]:
         """The configured public keys and this device's own (`signing.load_trust`; none
         configured: signatures are not checked)."""
-        from .signing import load_trust
+        from edge_agent.bundle.signing import load_trust
 
         return load_trust(self.cfg.trusted_keys, self.cfg.state_folder)
 
@@ -546,7 +540,7 @@ class Agent:
         reloads them (smoke-tested, signature checked), so it never touches the scorer."""
         if not self.cfg.fleet.enabled:
             return None
-        from .fleet.client import FleetClient
+        from edge_agent.fleet.client import FleetClient
 
         client = FleetClient(self.cfg.mqtt, self.cfg.fleet, _FleetView(self), self.trusted,
                              self.cfg.state_folder)

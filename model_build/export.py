@@ -13,7 +13,7 @@ Steps (each a function, so tests and benchmarks reuse them):
    the device's calibrate/enrol use too), so the device's scores and thresholds are on one
    scale whatever the quantisation did.
 3. `edge_agent.bundle.write_bundle` writes a new version atomically; with a signing key
-   (`--sign-key`, edge_agent.signing) the version is signed before it is renamed into place,
+   (`--sign-key`, edge_agent.bundle.signing) the version is signed before it is renamed into place,
    so no reader ever sees it unsigned.
 """
 
@@ -29,19 +29,19 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from edge_agent.audio import load_clip
-from edge_agent.backend import BackendConfig, SectionBackend, fit_section
-from edge_agent.bundle import QUANTIZE_MODES, write_bundle
-from edge_agent.classical import classical_features
-from edge_agent.embedder import Embedder
+from edge_agent.audio.files import load_clip
+from edge_agent.bundle.manifest import QUANTIZE_MODES
+from edge_agent.bundle.signing import sign_version
+from edge_agent.bundle.versions import write_bundle
 from edge_agent.errors import EdgeAgentError, FieldError
-from edge_agent.frontend import DEFAULT_SPEC, FrontendSpec, model_inputs
-from edge_agent.scorer import WindowEmbedding, stack_embeddings
-from edge_agent.signing import sign_version
-
-from .data import Clip
-from .progress import Progress
-from .quiet import converter_output
+from edge_agent.runtime.scorer import WindowEmbedding, stack_embeddings
+from edge_agent.scoring.backend import BackendConfig, SectionBackend, fit_section
+from edge_agent.scoring.classical import classical_features
+from edge_agent.scoring.embedder import Embedder
+from edge_agent.scoring.frontend import DEFAULT_SPEC, FrontendSpec, model_inputs
+from model_build.data.clip import Clip
+from model_build.progress import Progress
+from model_build.quiet import converter_output
 
 DEFAULT_MODE = "dynamic"  # see BENCHMARKS.md "Quantisation": smallest/fastest within 0.5 AUC
 EXPORT_DOMAINS = ("all", "source")  # training clips the backends are fitted on
@@ -171,7 +171,7 @@ def export_models(
     rhythm (edge_agent.classical.DEFAULT_CLASSICAL) when `classical`. `progress`: bars on
     stderr for the conversion and the embedding of the training clips.
     """
-    from edge_agent.scorer import Scorer
+    from edge_agent.runtime.scorer import Scorer
 
     calib = calibration_waves(train_clips, n_calibration, spec) if mode == "int8" else None
     files = {}
@@ -229,10 +229,10 @@ def export_run(
     references): the starting point of an on-device `edge-agent calibrate`, and how
     benchmarks/adaptation.py measures what calibration adds.
     """
-    from .data import class_names as all_class_names
-    from .data import scan
-    from .evaluate import BACKENDS
-    from .runs import load_run  # imports TensorFlow: only here
+    from model_build.data.dataset import class_names as all_class_names
+    from model_build.data.dataset import scan
+    from model_build.evaluation.evaluate import BACKENDS
+    from model_build.training.runs import load_run  # imports TensorFlow: only here
 
     if quantize not in QUANTIZE_MODES:
         raise FieldError("quantize", f"expected one of {', '.join(QUANTIZE_MODES)}, got "
@@ -281,7 +281,7 @@ class BundleEmbedder:
     path), so `evaluate_embedder(BundleEmbedder(BUNDLE), clips)` evaluates what ships."""
 
     def __init__(self, bundle: Path, threads: int = 2) -> None:
-        from edge_agent.scorer import Scorer
+        from edge_agent.runtime.scorer import Scorer
 
         self.scorer = Scorer.from_bundle(bundle, threads=threads)
         self.weights = self.scorer.bundle.weights

@@ -22,11 +22,13 @@ from typing import Any
 from waiting import wait_until
 
 from edge_agent.agent import Agent
-from edge_agent.bundle import load_bundle, write_adapted_version, write_bundle
-from edge_agent.config import AgentConfig, load_config
+from edge_agent.bundle.load import load_bundle
+from edge_agent.bundle.signing import device_signing_key, generate_keypair, sign_version
+from edge_agent.bundle.versions import write_adapted_version, write_bundle
+from edge_agent.config.agent import AgentConfig
+from edge_agent.config.load import load_config
+from edge_agent.config.sinks import MqttSettings
 from edge_agent.fleet.client import FleetClient
-from edge_agent.signing import device_signing_key, generate_keypair, sign_version
-from edge_agent.sinks.mqtt import MqttSettings
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "edge_agent" / "demo"

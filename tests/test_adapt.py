@@ -1,12 +1,13 @@
-"""Pure adaptation maths (edge_agent.adapt): calibrated and enrolled sections."""
+"""Pure adaptation maths (edge_agent.adaptation.sections): calibrated and enrolled sections."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from edge_agent.adapt import calibrated_section, enrolled_section
-from edge_agent.backend import (
+from edge_agent.adaptation.sections import calibrated_section, enrolled_section
+from edge_agent.errors import FieldError
+from edge_agent.scoring.backend import (
     PAPER_BACKEND,
     BackendConfig,
     BackendError,
@@ -15,7 +16,6 @@ from edge_agent.backend import (
     fit_section,
     l2_normalise,
 )
-from edge_agent.errors import FieldError
 
 D, D2 = 32, 12
 CONFIG = BackendConfig()

@@ -25,8 +25,8 @@ from mqtt_fixtures import Broker, Subscriber
 from waiting import wait_until
 
 from edge_agent.agent import Agent
-from edge_agent.config import load_config
-from edge_agent.scorer import Scorer
+from edge_agent.config.load import load_config
+from edge_agent.runtime.scorer import Scorer
 
 SEC = "fan_section_00"
 
@@ -66,7 +66,7 @@ def test_anomalous_clip_raises_alarm_normal_does_not(
 def test_silent_input_is_a_sensor_fault_not_an_alarm(bundle_dir: Path, tmp_path: Path) -> None:
     import numpy as np
 
-    from edge_agent.audio import write_wav
+    from edge_agent.audio.files import write_wav
 
     silent = tmp_path / "silent.wav"
     write_wav(silent, np.zeros(160000, np.float32), 16000)
@@ -190,7 +190,7 @@ def test_fake_microphone_anomalous_clip_raises_alarm(
     """Live device path (PortAudio through real ALSA): 3 windows of the anomalous clip."""
     import numpy as np
 
-    from edge_agent.audio import load_clip
+    from edge_agent.audio.files import load_clip
 
     anom, _, thr = clips
     x = load_clip(anom, Scorer.from_bundle(bundle_dir).spec)
@@ -228,7 +228,7 @@ def test_stdin_pcm_through_cli(
 ) -> None:
     import numpy as np
 
-    from edge_agent.audio import load_clip
+    from edge_agent.audio.files import load_clip
 
     anom, _, thr = clips
     x = load_clip(anom, Scorer.from_bundle(bundle_dir).spec)
@@ -265,7 +265,7 @@ def test_live_source_drops_are_counted_and_reported(
 ) -> None:
     import numpy as np
 
-    from edge_agent.windows import Window
+    from edge_agent.runtime.windows import Window
 
     cfg = load_config(None, {"bundle": str(bundle_dir), "section": SEC, "queue_size": 2})
     c = Collect()
@@ -378,7 +378,8 @@ def unscorable_version(root: Path) -> Path:
     """A new, active version that loads (valid manifest, checksums, backend) but whose frontend
     makes 40000-bin spectra, which the model's 80000-bin input cannot take: every window fails
     at scoring time."""
-    from edge_agent.bundle import load_bundle, write_bundle
+    from edge_agent.bundle.load import load_bundle
+    from edge_agent.bundle.versions import write_bundle
 
     b = load_bundle(root)
     manifest = {k: v for k, v in b.manifest.items() if k not in ("version", "files", "created")}
@@ -392,7 +393,9 @@ def test_reload_keeps_the_running_version_when_the_new_one_is_broken(
 ) -> None:
     """A version that cannot score (or does not even load) is never swapped in: the old model
     keeps scoring, a reload_failed health event says why; a good version later still loads."""
-    from edge_agent.bundle import BACKEND, load_bundle, set_current, write_bundle
+    from edge_agent.bundle.load import load_bundle
+    from edge_agent.bundle.manifest import BACKEND
+    from edge_agent.bundle.versions import set_current, write_bundle
 
     root, clip = demo_root
     v1 = load_bundle(root)
@@ -478,13 +481,13 @@ def test_window_error_reports_are_rate_limited_by_message(demo_root: tuple[Path,
     """Same message: reported once, then at 10, 100...; a new message: reported at once."""
     import numpy as np
 
-    from edge_agent.windows import Window
+    from edge_agent.runtime.windows import Window
 
     root, _ = demo_root
     c = Collect()
     agent = Agent(load_config(None, {"bundle": str(root), "section": SEC}), sinks=[c])
     w = Window(np.zeros(160000, np.float32), 0.0, 0)
-    from edge_agent.scorer import one_line
+    from edge_agent.runtime.scorer import one_line
 
     for i in range(25):
         exc = ValueError("broken\nmodel") if i != 15 else OSError("disk")

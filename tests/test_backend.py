@@ -1,4 +1,5 @@
-"""edge_agent.backend: k-means, components, local density, fusion, cross-fitted thresholds."""
+"""edge_agent.scoring.backend: k-means, components, local density, fusion, cross-fitted
+thresholds."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
-from edge_agent.backend import (
+from edge_agent.scoring.backend import (
     PAPER_BACKEND,
     BackendConfig,
     BackendError,

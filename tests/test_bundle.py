@@ -12,28 +12,22 @@ from typing import Any
 import numpy as np
 import pytest
 
-from edge_agent.backend import PAPER_BACKEND, BackendConfig, fit_section
-from edge_agent.bundle import (
+from edge_agent.bundle.layout import current_version, list_versions
+from edge_agent.bundle.load import load_backends, load_bundle, save_backends
+from edge_agent.bundle.manifest import (
     BACKEND,
     MANIFEST,
     MANIFEST_DIGEST,
     MODEL,
     check_manifest_digest,
-    current_version,
-    list_versions,
-    load_backends,
-    load_bundle,
-    prune,
-    save_backends,
-    set_current,
     sha256_file,
-    write_adapted_version,
-    write_bundle,
     write_manifest_digest,
 )
+from edge_agent.bundle.versions import prune, set_current, write_adapted_version, write_bundle
 from edge_agent.cli import main as edge_main
 from edge_agent.errors import BundleError
-from edge_agent.scorer import Scorer
+from edge_agent.runtime.scorer import Scorer
+from edge_agent.scoring.backend import PAPER_BACKEND, BackendConfig, fit_section
 
 
 def _copy(bundle_dir: Path, tmp_path: Path) -> tuple[Path, Path]:
@@ -220,7 +214,7 @@ def test_cli_reports_a_bad_bundle_in_one_line(
     root, vdir = _copy(bundle_dir, tmp_path)
     (vdir / MODEL0).write_bytes(b"garbage")
     wav = tmp_path / "x.wav"
-    from edge_agent.audio import write_wav
+    from edge_agent.audio.files import write_wav
 
     write_wav(wav, np.zeros(160_000, np.float32), 16000)
     with pytest.raises(SystemExit) as exc:
@@ -318,7 +312,7 @@ def test_a_bundle_path_that_is_a_file_is_a_one_line_error(
     with pytest.raises(BundleError, match=r"bundle\.tar: is a file; expected a bundle directory"):
         load_bundle(f)
     wav = tmp_path / "x.wav"
-    from edge_agent.audio import write_wav
+    from edge_agent.audio.files import write_wav
 
     write_wav(wav, np.zeros(160_000, np.float32), 16000)
     with pytest.raises(SystemExit) as exc:
@@ -394,8 +388,8 @@ def test_schema_covers_every_frontend_and_backend_parameter() -> None:
     """A parameter added to FrontendSpec or BackendConfig must get a type in the schema."""
     from dataclasses import fields
 
-    from edge_agent.bundle import BACKEND_SCHEMA, FRONTEND_SCHEMA
-    from edge_agent.frontend import FrontendSpec
+    from edge_agent.bundle.manifest import BACKEND_SCHEMA, FRONTEND_SCHEMA
+    from edge_agent.scoring.frontend import FrontendSpec
 
     assert set(FRONTEND_SCHEMA) == {f.name for f in fields(FrontendSpec)}
     assert set(BACKEND_SCHEMA) == {f.name for f in fields(BackendConfig)}

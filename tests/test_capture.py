@@ -11,9 +11,10 @@ import scipy.signal
 from audio_fixtures import AlsaSandbox, FakeMic, cat, drain, peak_hz, tone
 from numpy.typing import NDArray
 
+from edge_agent.config.sources import SourceSettings
 from edge_agent.errors import DeviceError
 from edge_agent.sources import open_source
-from edge_agent.sources.base import Block, SourceSettings
+from edge_agent.sources.base import Block
 from edge_agent.sources.device import (
     DeviceInfo,
     DeviceSource,
@@ -325,7 +326,7 @@ def test_reconnect_goes_ahead_while_the_old_stream_close_hangs(
 
 @pytest.mark.audio
 def test_fake_mic_plays_a_wav_file_then_padding(fake_mic: FakeMic, tmp_path: Path) -> None:
-    from edge_agent.audio import read_wav, write_wav
+    from edge_agent.audio.files import read_wav, write_wav
 
     write_wav(tmp_path / "m.wav", tone(700, 0.5, RATE), RATE)
     x, _ = read_wav(tmp_path / "m.wav")

@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 from cli_helpers import run_cli as run_in_process
 
-from edge_agent.config import AgentConfig, dump, load_config
+from edge_agent.config.agent import AgentConfig
+from edge_agent.config.load import dump, load_config
 from edge_agent.errors import ConfigError
 
 

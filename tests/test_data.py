@@ -14,10 +14,11 @@ import numpy as np
 import pytest
 import scipy.io.wavfile
 
-from edge_agent.audio import expand_files, load_clip, read_wav
+from edge_agent.audio.files import expand_files, load_clip, read_wav
 from edge_agent.errors import AudioFileError, EdgeAgentError
-from edge_agent.frontend import DEFAULT_SPEC
-from model_build.data import DatasetError, class_key, class_names, scan
+from edge_agent.scoring.frontend import DEFAULT_SPEC
+from model_build.data.clip import DatasetError
+from model_build.data.dataset import class_key, class_names, scan
 
 FS = 16_000
 
@@ -138,7 +139,7 @@ def test_dcase_2023_2024_attribute_files_and_one_section_per_machine(tmp_path: P
 
 
 def test_any_machine_type_name(tmp_path: Path) -> None:
-    from edge_agent.dcase import parse_section_id
+    from edge_agent.audio.dcase import parse_section_id
 
     for machine in ("robotic_arm", "Pump.v2", "3DPrinter", "HoveringDrone"):
         _touch_wav(tmp_path / machine / "train" / "section_00_source_train_normal_0000.wav")
@@ -272,7 +273,7 @@ def test_expand_files_expands_folders_and_reject_missing(tmp_path: Path) -> None
         expand_files([tmp_path / "empty"])
 
 
-# ------------------------------------------------- streamed reading (edge_agent.wavfile)
+# ------------------------------------------------- streamed reading (edge_agent.audio.wavfile)
 
 def _write_streamed(path: Path, rate: int, channels: int, seconds: int) -> None:
     """A long 16-bit WAV written one second at a time, so the test itself stays small."""
@@ -294,8 +295,8 @@ def _write_streamed(path: Path, rate: int, channels: int, seconds: int) -> None:
 def test_streamed_blocks_equal_a_whole_file_read(
     tmp_path: Path, dtype: str, channels: int
 ) -> None:
-    from edge_agent.audio import WavStream
-    from edge_agent.pcm import to_float, to_mono
+    from edge_agent.audio.files import WavStream
+    from edge_agent.audio.pcm import to_float, to_mono
 
     rng = np.random.default_rng(3)
     x = rng.uniform(-0.9, 0.9, (5000, channels))
@@ -371,8 +372,8 @@ def test_file_windows_memory_does_not_grow_with_the_file(tmp_path: Path, seconds
     48 kHz alone would be 46 MB; the old whole-file read took several times that)."""
     import tracemalloc
 
-    from edge_agent.audio import file_windows
-    from edge_agent.sources.resampler import StreamResampler
+    from edge_agent.audio.resample import StreamResampler
+    from edge_agent.runtime.offline import file_windows
 
     p = tmp_path / "long.wav"
     _write_streamed(p, 48_000, 2, seconds)

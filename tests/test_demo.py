@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.bundle import load_bundle
+from edge_agent.bundle.load import load_bundle
 from edge_agent.commands.demo import DEMO_DIR, DemoError, PacedSink, load_demo
-from edge_agent.decision import DecisionSettings
+from edge_agent.config.runtime import DecisionSettings
 from edge_agent.events import health_event, status_event, window_event
 
 REPO = Path(__file__).resolve().parents[1]

@@ -216,7 +216,7 @@ def test_the_unit_sandbox_runs_the_agent(tmp_path: Path, alsa_sandbox: Any) -> N
     needs writable+executable memory): why the unit leaves it off."""
     import numpy as np
 
-    from edge_agent.audio import read_wav
+    from edge_agent.audio.files import read_wav
     from edge_agent.commands.demo import load_demo
 
     demo = load_demo()
@@ -394,7 +394,7 @@ def test_example_broker_tls_acl_with_the_demo(tmp_path: Path) -> None:  # noqa: 
 
 
 def test_unit_is_type_notify_with_a_watchdog(tmp_path: Path) -> None:
-    """READY=1/WATCHDOG=1 from the agent (edge_agent.systemd_notify) need these keys, and the
+    """READY=1/WATCHDOG=1 from the agent (edge_agent.runtime.notify) need these keys, and the
     notify socket is AF_UNIX; the unit as shipped (ExecStart pointed at this venv) verifies."""
     text = (REPO / "deploy" / "systemd" / "edge-agent.service").read_text()
     keys = dict(line.split("=", 1) for line in text.splitlines()

@@ -16,19 +16,13 @@ from cli_helpers import run_cli
 from collect_sink import Collect
 
 from edge_agent.agent import Agent
-from edge_agent.audio import load_clip
-from edge_agent.bundle import load_bundle
+from edge_agent.audio.files import load_clip
+from edge_agent.bundle.load import load_bundle
 from edge_agent.commands.demo import load_demo
-from edge_agent.config import load_config, read_config
+from edge_agent.config.load import load_config, read_config
+from edge_agent.config.runtime import EvidenceSettings
 from edge_agent.errors import ConfigError
-from edge_agent.evidence import (
-    MB,
-    EvidenceSettings,
-    EvidenceStore,
-    HeardWindow,
-    decode,
-    list_clips,
-)
+from edge_agent.runtime.evidence import MB, EvidenceStore, HeardWindow, decode, list_clips
 
 RATE = 16000
 

@@ -32,11 +32,11 @@ from fleet_helpers import (
 )
 from mqtt_fixtures import Broker, Subscriber
 
-from edge_agent.audio import read_wav
-from edge_agent.bundle import load_bundle
+from edge_agent.audio.files import read_wav
+from edge_agent.bundle.load import load_bundle
 from edge_agent.fleet.messages import command_json
 from edge_agent.fleet.operator import Connection, send_command
-from edge_agent.history import ScoreHistory
+from edge_agent.runtime.history import ScoreHistory
 
 pytestmark = pytest.mark.mqtt
 REPO = Path(__file__).resolve().parents[1]

@@ -32,7 +32,8 @@ from fleet_helpers import (
 )
 from mqtt_fixtures import Broker, Subscriber
 
-from edge_agent.bundle import load_bundle, save_backends, sha256_file, write_manifest_digest
+from edge_agent.bundle.load import load_bundle, save_backends
+from edge_agent.bundle.manifest import sha256_file, write_manifest_digest
 from edge_agent.errors import ConfigError
 from edge_agent.fleet.messages import FleetError, Release
 from edge_agent.fleet.operator import (

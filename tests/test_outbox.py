@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 from disk_fixtures import SmallDisk, mounted_tmpfs
 
+from edge_agent.config.sinks import OutboxSettings
 from edge_agent.sinks.outbox import (
     PRIORITY_ALARM,
     PRIORITY_HEALTH,
     PRIORITY_STATUS,
     Outbox,
-    OutboxSettings,
     topic_problem,
 )
 

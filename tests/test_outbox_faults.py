@@ -31,10 +31,12 @@ from waiting import wait_until
 
 from edge_agent.agent import Agent
 from edge_agent.commands.demo import load_demo
-from edge_agent.config import AgentConfig, load_config
+from edge_agent.config.agent import AgentConfig
+from edge_agent.config.load import load_config
+from edge_agent.config.sinks import MqttSettings, OutboxSettings
 from edge_agent.events import WindowEvent, window_event
-from edge_agent.sinks.mqtt import MqttSettings, MqttSink
-from edge_agent.sinks.outbox import Outbox, OutboxSettings
+from edge_agent.sinks.mqtt import MqttSink
+from edge_agent.sinks.outbox import Outbox
 
 DEMO = load_demo()
 SEC = DEMO.section

@@ -11,7 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.native_output import XNNPACK_LINE, drop_everything, native_output, not_xnnpack
+from edge_agent.scoring.native_output import (
+    XNNPACK_LINE,
+    drop_everything,
+    native_output,
+    not_xnnpack,
+)
 from model_build import quiet
 from model_build.progress import Progress
 

@@ -74,8 +74,9 @@ def test_open_private_makes_new_files_0600_and_leaves_existing_modes(tmp_path: P
 def test_the_outbox_and_the_fleet_state_create_their_own_files_0600(tmp_path: Path) -> None:
     """Every creator sets the mode itself: an outbox opened by anyone (not only the agent), a
     fresh one started after a damaged file was moved aside, and the fleet's install records."""
+    from edge_agent.config.sinks import OutboxSettings
     from edge_agent.fleet.state import FleetState
-    from edge_agent.sinks.outbox import Outbox, OutboxSettings
+    from edge_agent.sinks.outbox import Outbox
 
     old = os.umask(0o022)
     try:

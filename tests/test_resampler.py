@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import scipy.signal
 
-from edge_agent.sources.resampler import StreamResampler
+from edge_agent.audio.resample import StreamResampler
 
 
 @pytest.mark.parametrize("rate_in", [8000, 22050, 32000, 44100, 48000])

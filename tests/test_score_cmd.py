@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_agent.bundle import load_bundle
+from edge_agent.bundle.load import load_bundle
 from edge_agent.cli import main as edge_main
-from model_build.data import scan
-from model_build.evaluate import backend_scores
+from model_build.data.dataset import scan
+from model_build.evaluation.evaluate import backend_scores
 from model_build.export import BundleEmbedder
-from model_build.runs import load_run
+from model_build.training.runs import load_run
 
 TOLERANCE = 1e-5  # float32 device scores vs evaluate's float64 backend on the same embeddings
 
@@ -120,7 +120,7 @@ def test_long_file_every_window_scored_file_verdict_is_the_max_and_faults_are_no
     """A 40 s recording: two real clips, then 10 s of digital silence and 10 s stuck at a DC
     level. `score` scores the two, calls the other two SENSOR_FAULT (as `run` does, via
     health.assess_window) and gives the file the maximum of the scored windows."""
-    from edge_agent.audio import read_wav, write_wav
+    from edge_agent.audio.files import read_wav, write_wav
 
     bundle, section, clips = _demo()
     pair = [clips[0], clips[-1]]  # a normal and a faulty demo clip
@@ -154,7 +154,7 @@ def test_long_file_every_window_scored_file_verdict_is_the_max_and_faults_are_no
 def test_all_silent_file_is_a_sensor_fault_not_an_anomaly(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from edge_agent.audio import write_wav
+    from edge_agent.audio.files import write_wav
 
     bundle, section, _ = _demo()
     wav = tmp_path / "dead_mic.wav"

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from cli_helpers import run_cli
 
-from edge_agent.audio import read_wav, write_wav
+from edge_agent.audio.files import read_wav, write_wav
 from edge_agent.commands.demo import load_demo
-from edge_agent.score_plot import window_starts
+from edge_agent.runtime.offline import window_starts
 
 
 def test_window_starts_cover_full_windows_only() -> None:

@@ -1,4 +1,4 @@
-"""Signed bundles (edge_agent.signing): keys, signing, verification, local adaptations under
+"""Signed bundles (edge_agent.bundle.signing): keys, signing, verification, local adaptations under
 signing, the model-build commands and `edge-agent config check`, on copies of the shipped demo
 bundle."""
 
@@ -19,24 +19,10 @@ import pytest
 from cli_helpers import run_build, run_cli
 from waiting import wait_until
 
-from edge_agent.bundle import (
-    MANIFEST,
-    current_version,
-    load_bundle,
-    prune,
-    save_backends,
-    set_current,
-    sha256_file,
-    write_adapted_version,
-    write_bundle,
-    write_manifest_digest,
-)
-from edge_agent.commands.demo import load_demo
-from edge_agent.config import read_config
-from edge_agent.embedder import Embedder
-from edge_agent.errors import BundleError, ConfigError
-from edge_agent.scorer import Scorer
-from edge_agent.signing import (
+from edge_agent.bundle.layout import current_version
+from edge_agent.bundle.load import load_bundle, provenance, save_backends
+from edge_agent.bundle.manifest import MANIFEST, sha256_file, write_manifest_digest
+from edge_agent.bundle.signing import (
     DEVICE_SEAL,
     ORIGIN,
     SIGNATURE,
@@ -46,11 +32,16 @@ from edge_agent.signing import (
     generate_keypair,
     load_public_keys,
     load_trust,
-    provenance,
     sign_version,
     verify_release,
     verify_version,
 )
+from edge_agent.bundle.versions import prune, set_current, write_adapted_version, write_bundle
+from edge_agent.commands.demo import load_demo
+from edge_agent.config.load import read_config
+from edge_agent.errors import BundleError, ConfigError
+from edge_agent.runtime.scorer import Scorer
+from edge_agent.scoring.embedder import Embedder
 from model_build.cli import main as build_main
 
 if TYPE_CHECKING:
@@ -653,7 +644,7 @@ def test_the_agent_keeps_its_signed_model_when_an_unsigned_version_appears(
     from collect_sink import Collect
 
     from edge_agent.agent import Agent
-    from edge_agent.config import load_config
+    from edge_agent.config.load import load_config
 
     private, _ = keypair(tmp_path, "k")
     sign_version(vdir_of(demo_copy), private)
@@ -754,7 +745,7 @@ def test_start_and_hot_reload_refuse_a_forged_adaptation(
     from collect_sink import Collect
 
     from edge_agent.agent import Agent
-    from edge_agent.config import load_config
+    from edge_agent.config.load import load_config
 
     cfg = load_config(forged.cfg_file, {"source.kind": "files",
                                         "source.files": [str(DEMO.paths[0])],

@@ -15,10 +15,10 @@ import pytest
 import scipy.signal
 from audio_fixtures import cat, drain, peak_hz, tone
 
-from edge_agent.audio import read_wav, write_wav
+from edge_agent.audio.files import read_wav, write_wav
+from edge_agent.config.sources import SourceSettings, StdinFormat
 from edge_agent.errors import AudioFileError, ConfigError
 from edge_agent.sources import open_source
-from edge_agent.sources.base import SourceSettings, StdinFormat
 from edge_agent.sources.stdin import decode_pcm
 
 RATE = 16000

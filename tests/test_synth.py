@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from edge_agent.audio import read_wav
-from edge_agent.frontend import DEFAULT_SPEC
-from model_build.baseline import baseline_features, score_roots
+from edge_agent.audio.files import read_wav
+from edge_agent.scoring.frontend import DEFAULT_SPEC
 from model_build.cli import app
-from model_build.data import scan
-from model_build.synth import (
+from model_build.data.dataset import scan
+from model_build.evaluation.baseline import baseline_features, score_roots
+from model_build.synth.core import (
     MACHINE_TYPES,
     ClipJob,
     SynthConfig,
@@ -110,7 +110,7 @@ def test_every_anomaly_kind_changes_the_sound(machine: str) -> None:
 
 def test_anomaly_adds_energy_at_its_frequency() -> None:
     """An extra bearing harmonic of full severity is visible in the fine full-clip spectrum."""
-    from model_build import synth
+    from model_build.synth import core as synth
 
     sec = make_section(0, "bearing", 0)
     rng = np.random.default_rng(0)
@@ -183,9 +183,9 @@ def test_baseline_scores_every_test_clip(synth_root: Path) -> None:
 
 
 def test_baseline_embedder_runs_through_evaluate(synth_root: Path) -> None:
-    """The baseline plugs into model_build.evaluate like a trained run does."""
-    from model_build.baseline import BaselineEmbedder
-    from model_build.evaluate import evaluate_embedder
+    """The baseline plugs into model_build.evaluation.evaluate like a trained run does."""
+    from model_build.evaluation.baseline import BaselineEmbedder
+    from model_build.evaluation.evaluate import evaluate_embedder
 
     text, payload = evaluate_embedder(BaselineEmbedder(), scan([synth_root]), plots=False)
     sections = [s["section"] for s in payload["results"]["model_0"]["sections"]]
@@ -238,7 +238,7 @@ def test_family_is_checked_and_each_family_needs_its_own_machines() -> None:
 def test_a_clog_darkens_the_broadband_spectrum() -> None:
     """A spectral-balance fault: same clip random state, the clogged pump has relatively less
     high-frequency energy than the healthy one."""
-    from model_build import synth_broadband as bb
+    from model_build.synth import broadband as bb
 
     sec = bb.make_section(0, "pump", 0)
     attrs = bb._parse("flow_140_pres_3")
@@ -252,7 +252,7 @@ def test_a_clog_darkens_the_broadband_spectrum() -> None:
 
 
 def test_cyclic_timing_faults_move_the_cycle_starts() -> None:
-    from model_build.synth_cyclic import cycle_starts
+    from model_build.synth.cyclic import cycle_starts
 
     normal = cycle_starts(np.random.default_rng(0), 1.0, None, 0.0)
     assert np.allclose(np.diff(normal), 1.0, atol=0.05)

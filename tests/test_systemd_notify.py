@@ -21,9 +21,9 @@ import pytest
 
 from edge_agent.agent import Agent
 from edge_agent.commands.demo import load_demo
-from edge_agent.config import load_config
+from edge_agent.config.load import load_config
+from edge_agent.runtime.notify import Notifier, socket_address, watchdog_interval
 from edge_agent.sinks.jsonl import JsonlSink
-from edge_agent.systemd_notify import Notifier, socket_address, watchdog_interval
 
 
 class Listener:
@@ -130,8 +130,8 @@ def test_cli_run_notifies_ready_watchdog_status_stopping(
     0.5 s), on raw PCM from stdin: the test decides when the window comes and when EOF does."""
     import numpy as np
 
-    from edge_agent.audio import load_clip
-    from edge_agent.scorer import Scorer
+    from edge_agent.audio.files import load_clip
+    from edge_agent.runtime.scorer import Scorer
 
     lst, path = listener
     demo = load_demo()

@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_agent.audio import load_clip
+from edge_agent.audio.files import load_clip
 from edge_agent.errors import EdgeAgentError
-from edge_agent.frontend import DEFAULT_SPEC
-from model_build.data import class_names, scan
-from model_build.model import ModelConfig
-from model_build.runs import CHECKPOINT_DIR, RunError, load_run, read_meta
-from model_build.train import ClipReader, TrainConfig, Trainer, make_dataset, train_run
+from edge_agent.scoring.frontend import DEFAULT_SPEC
+from model_build.data.dataset import class_names, scan
+from model_build.training.model import ModelConfig
+from model_build.training.runs import CHECKPOINT_DIR, RunError, load_run, read_meta
+from model_build.training.train import ClipReader, TrainConfig, Trainer, make_dataset, train_run
 
 NARROW = ModelConfig(width=0.25)
 QUIET = TrainConfig(epochs=1, batch_size=4, verbose=False)

@@ -12,13 +12,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edge_agent.adaptation.tuning import (
+    DAY,
+    TuningError,
+    replay_alarms,
+    replay_windows,
+    tune_threshold,
+)
 from edge_agent.agent import Agent
-from edge_agent.bundle import current_version, list_versions, load_bundle
+from edge_agent.bundle.layout import current_version, list_versions
+from edge_agent.bundle.load import load_bundle
 from edge_agent.commands.demo import load_demo
-from edge_agent.config import load_config
-from edge_agent.decision import ALARM, Decider, DecisionSettings
-from edge_agent.history import ScoreHistory, history_path, read_history
-from edge_agent.tuning import DAY, TuningError, replay_alarms, replay_windows, tune_threshold
+from edge_agent.config.load import load_config
+from edge_agent.config.runtime import DecisionSettings
+from edge_agent.events import ALARM
+from edge_agent.runtime.decision import Decider
+from edge_agent.runtime.history import ScoreHistory, history_path, read_history
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -7,10 +7,11 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from edge_agent.config.runtime import WindowSettings
 from edge_agent.errors import ConfigError
-from edge_agent.frontend import DEFAULT_SPEC
+from edge_agent.runtime.windows import Window, Windower
+from edge_agent.scoring.frontend import DEFAULT_SPEC
 from edge_agent.sources.base import Block
-from edge_agent.windows import Window, Windower, WindowSettings
 
 RATE = 16000
 T0 = 1_700_000_000.0

@@ -4,7 +4,7 @@ When a machine's settings or surroundings change (the paper's target domain), te
 new condition are captured from the microphone (or read with `--files`), embedded with the
 bundle's OWN TFLite model through the one device path (`scorer.embed_window`), and become the
 section's target reference vectors; the threshold is recomputed from leave-one-out scores
-(`edge_agent.adapt`). No training, no TensorFlow.
+(`edge_agent.adaptation.sections`). No training, no TensorFlow.
 
 The result is a NEW bundle version (`bundle.write_adapted_version`: same model.tflite, new
 backend.npz, manifest with a `calibration` record and `parent_version`), written complete and
@@ -21,8 +21,8 @@ from typing import Annotated
 
 import typer
 
-from . import options as opt
-from .overrides import (
+from edge_agent.commands import options as opt
+from edge_agent.commands.overrides import (
     Flags,
     agent_config,
     required_bundle,
@@ -31,7 +31,7 @@ from .overrides import (
     sharing_note,
     trusted,
 )
-from .runner import fields_as_flags
+from edge_agent.commands.runner import fields_as_flags
 
 
 @fields_as_flags(rule="--threshold-rule")
@@ -63,11 +63,11 @@ def calibrate_cmd(
     quiet: opt.Quiet = False,
 ) -> None:
     """Calibrate a section to a new condition (target domain) from normal clips; or --rollback."""
-    from ..adapt import MODES, THRESHOLD_RULES, calibrated_section
-    from ..bundle import rollback, write_adapted_version
-    from ..errors import choice
-    from ..scorer import Scorer
-    from .clip_input import clip_origin, collect_clips, embed_clips
+    from edge_agent.adaptation.sections import MODES, THRESHOLD_RULES, calibrated_section
+    from edge_agent.bundle.versions import rollback, write_adapted_version
+    from edge_agent.commands.clip_input import clip_origin, collect_clips, embed_clips
+    from edge_agent.errors import choice
+    from edge_agent.runtime.scorer import Scorer
 
     note = sharing_note(agent_config(config, Flags(bundle=bundle)), monitor) if monitor else None
     cfg = agent_config(config, Flags(bundle=bundle, section=section, threads=threads,

@@ -1,5 +1,6 @@
 """Where `calibrate`, `enrol` and `record` get their clips: the files of `--files`, or live
-capture from the configured device, with progress on stderr (`edge_agent.clips` does the work).
+capture from the configured device, with progress on stderr (`edge_agent.adaptation.clips` does the
+work).
 """
 
 from __future__ import annotations
@@ -7,11 +8,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..arrays import FloatArray
-from ..clips import Clip, Progress, capture_clips, file_clips
-from ..config import AgentConfig
-from ..frontend import FrontendSpec
-from ..scorer import Scorer, stack_embeddings
+from edge_agent.adaptation.clips import Clip, Progress, capture_clips, file_clips
+from edge_agent.arrays import FloatArray
+from edge_agent.config.agent import AgentConfig
+from edge_agent.runtime.scorer import Scorer, stack_embeddings
+from edge_agent.scoring.frontend import FrontendSpec
 
 
 def collect_clips(cfg: AgentConfig, spec: FrontendSpec, count: int, skip_refused: bool,

@@ -18,9 +18,9 @@ from typing import Annotated
 
 import typer
 
-from . import options as opt
-from .overrides import Flags, agent_config, required_bundle, seal_key, trusted
-from .runner import fields_as_flags
+from edge_agent.commands import options as opt
+from edge_agent.commands.overrides import Flags, agent_config, required_bundle, seal_key, trusted
+from edge_agent.commands.runner import fields_as_flags
 
 
 @fields_as_flags()
@@ -47,12 +47,12 @@ def enrol_cmd(
 
     --section names the NEW section (a config's `section:` is the one the agent listens to).
     """
-    from ..adapt import MIN_ENROL_CLIPS, enrolled_section
-    from ..bundle import write_adapted_version
-    from ..dcase import parse_section_id
-    from ..errors import BundleError, FieldError
-    from ..scorer import Scorer
-    from .clip_input import clip_origin, collect_clips, embed_clips
+    from edge_agent.adaptation.sections import MIN_ENROL_CLIPS, enrolled_section
+    from edge_agent.audio.dcase import parse_section_id
+    from edge_agent.bundle.versions import write_adapted_version
+    from edge_agent.commands.clip_input import clip_origin, collect_clips, embed_clips
+    from edge_agent.errors import BundleError, FieldError
+    from edge_agent.runtime.scorer import Scorer
 
     cfg = agent_config(config, Flags(bundle=bundle, threads=threads, device=device,
                                      from_files=from_files, paths=tuple(paths or ()),

@@ -17,8 +17,8 @@ from typing import Annotated, Any
 
 import typer
 
-from . import options as opt
-from .overrides import Flags, agent_config
+from edge_agent.commands import options as opt
+from edge_agent.commands.overrides import Flags, agent_config
 
 fleet_app = typer.Typer(no_args_is_help=True, help="Roll out bundles to device groups over "
                         "MQTT, roll back, remote commands.")
@@ -36,7 +36,7 @@ MqttPort = Annotated[
 
 
 def _connection(config: Path | None, host: str | None, port: int | None) -> Any:
-    from ..fleet.operator import Connection
+    from edge_agent.fleet.operator import Connection
 
     cfg = agent_config(config, Flags(mqtt_host=host, mqtt_port=port))
     return Connection(cfg.mqtt, timeout=cfg.mqtt.connect_timeout or 10.0)
@@ -65,9 +65,9 @@ def fleet_push_cmd(
     mqtt_port: MqttPort = None,
 ) -> None:
     """Publish a bundle version to a group: canaries first, then every device."""
-    from ..fleet.messages import FleetError
-    from ..fleet.operator import check_group, prepare, push
-    from ..fleet.topics import check_device
+    from edge_agent.config.ids import check_device
+    from edge_agent.fleet.messages import FleetError
+    from edge_agent.fleet.operator import check_group, prepare, push
 
     check_group(group)
     for c in canary or []:
@@ -97,7 +97,7 @@ def fleet_rollback_cmd(
     """Roll a group back from its release: devices running it return to their version before.
 
     One device: `edge-agent fleet cmd DEVICE rollback`."""
-    from ..fleet.operator import check_group, check_release, rollback_group
+    from edge_agent.fleet.operator import check_group, check_release, rollback_group
 
     check_group(group)
     if release is not None:
@@ -123,8 +123,8 @@ def fleet_status_cmd(
     mqtt_port: MqttPort = None,
 ) -> None:
     """The group's release and each device's retained fleet state."""
-    from ..fleet.messages import Release
-    from ..fleet.operator import check_group, group_status
+    from edge_agent.fleet.messages import Release
+    from edge_agent.fleet.operator import check_group, group_status
 
     check_group(group)
     with _connection(config, mqtt_host, mqtt_port) as conn:
@@ -161,7 +161,7 @@ def _cell(value: Any) -> str:
 def parse_args(pairs: list[str]) -> dict[str, Any]:
     """`k=v` pairs -> args: v is read as JSON when it parses (numbers, true, lists), else
     taken as a string (`monitor=pump_1`)."""
-    from ..errors import FieldError
+    from edge_agent.errors import FieldError
 
     out: dict[str, Any] = {}
     for pair in pairs:
@@ -191,9 +191,9 @@ def fleet_cmd_cmd(
     mqtt_port: MqttPort = None,
 ) -> None:
     """Send a remote command to one device and print its reply (JSON)."""
-    from ..fleet.messages import FleetError
-    from ..fleet.operator import check_command_id, send_command
-    from ..fleet.topics import check_device
+    from edge_agent.config.ids import check_device
+    from edge_agent.fleet.messages import FleetError
+    from edge_agent.fleet.operator import check_command_id, send_command
 
     check_device(device, "DEVICE")
     if cid is not None:

@@ -15,14 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ConfigError
+from edge_agent.errors import ConfigError
 
 if TYPE_CHECKING:  # config imports numpy (via the settings it holds): only when a command runs
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    from ..config import AgentConfig
-    from ..monitors import MonitorSettings
-    from ..signing import TrustedKey
+    from edge_agent.bundle.signing import TrustedKey
+    from edge_agent.config.agent import AgentConfig
+    from edge_agent.config.monitors import MonitorSettings
 
 
 @dataclass(frozen=True)
@@ -88,7 +88,7 @@ def agent_config(
 ) -> AgentConfig:
     """The YAML at `config` (or the defaults), then `fixed` (a command's own settings, e.g. the
     demo's), then the flags. Raises ConfigError naming the key, or the flag, that is wrong."""
-    from ..config import read_config
+    from edge_agent.config.load import read_config
 
     cfg = read_config(config, {**(fixed or {}), **flags.overrides()})
     if flags.monitor is not None:
@@ -165,7 +165,7 @@ def trusted(cfg: AgentConfig) -> list[TrustedKey]:
     """The keys the agent checks with (`signing.load_trust`: the config's `trusted_keys` and
     this device's own; none configured: []): a command that adapts a bundle refuses one the
     agent would refuse, before it writes a version from it."""
-    from ..signing import load_trust
+    from edge_agent.bundle.signing import load_trust
 
     return load_trust(cfg.trusted_keys, cfg.state_folder)
 
@@ -176,6 +176,6 @@ def seal_key(cfg: AgentConfig) -> Ed25519PrivateKey | None:
     agent without keys loads any version, and a seal would protect nothing."""
     if not cfg.trusted_keys:
         return None
-    from ..signing import device_signing_key
+    from edge_agent.bundle.signing import device_signing_key
 
     return device_signing_key(cfg.state_folder)

@@ -1,11 +1,11 @@
 """`edge-agent tune --false-alarms-per-day X`: set a section's threshold from a false-alarm budget.
 
 A plant engineer's question is "how often will it cry wolf?". The agent records every window's
-score (`edge_agent.history`); this command replays the agent's own k-of-n rule over that
-recorded normal operation (`edge_agent.tuning`) and picks the lowest threshold that would have
-raised at most X alarms per recorded day. It shows the evidence first (recorded span, windows,
-the current threshold and its replayed alarms/day, the new one and its alarms/day, how many of
-the last day's windows above the current threshold would still be flagged) and asks before
+score (`edge_agent.runtime.history`); this command replays the agent's own k-of-n rule over that
+recorded normal operation (`edge_agent.adaptation.tuning`) and picks the lowest threshold that
+would have raised at most X alarms per recorded day. It shows the evidence first (recorded span,
+windows, the current threshold and its replayed alarms/day, the new one and its alarms/day, how
+many of the last day's windows above the current threshold would still be flagged) and asks before
 writing (`--yes`: do not ask; `--dry-run`: only show).
 
 The result is a NEW bundle version written like `edge-agent calibrate`'s
@@ -28,8 +28,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from . import options as opt
-from .overrides import (
+from edge_agent.commands import options as opt
+from edge_agent.commands.overrides import (
     Flags,
     agent_config,
     required_bundle,
@@ -40,8 +40,8 @@ from .overrides import (
 )
 
 if TYPE_CHECKING:
-    from ..config import AgentConfig
-    from ..monitors import MonitorSettings
+    from edge_agent.config.agent import AgentConfig
+    from edge_agent.config.monitors import MonitorSettings
 
 RECENT_SECONDS = 86400.0
 """"Recent windows": those of the last recorded day."""
@@ -50,7 +50,7 @@ RECENT_SECONDS = 86400.0
 def _target(cfg: AgentConfig, monitor: str | None, budget: float | None) -> MonitorSettings:
     """The monitor to tune, or the one-line error: no budget given, unknown monitor, or a
     config threshold that overrides the bundle's (tuning the bundle would change nothing)."""
-    from ..errors import ConfigError
+    from edge_agent.errors import ConfigError
 
     mon = required_monitor(cfg, monitor)
     if budget is None:
@@ -102,9 +102,10 @@ def tune_cmd(
 
     import numpy as np
 
-    from ..bundle import load_bundle, rollback, write_adapted_version
-    from ..history import history_path, read_history
-    from ..tuning import replay_windows, tune_threshold
+    from edge_agent.adaptation.tuning import replay_windows, tune_threshold
+    from edge_agent.bundle.load import load_bundle
+    from edge_agent.bundle.versions import rollback, write_adapted_version
+    from edge_agent.runtime.history import history_path, read_history
 
     cfg = agent_config(config, Flags(bundle=bundle, section=section))
     root = required_bundle(cfg)

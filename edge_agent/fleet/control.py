@@ -22,7 +22,7 @@ class MonitorStatus(TypedDict, total=False):
     its score history file). Extra keys are the agent's and are passed through."""
 
     section: str  # the bundle section scoring this monitor
-    history: str  # path of its score history file (edge_agent.history), "" = none
+    history: str  # path of its score history file (edge_agent.runtime.history), "" = none
     k: int  # decision.k: anomalous windows of the last n that raise
     n: int  # decision.n
     clear_after: int  # decision.clear_after: normal windows in a row that clear

@@ -33,22 +33,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..bundle import (
-    MANIFEST,
-    VERSIONS,
-    current_version,
-    list_versions,
-    load_bundle,
-    rollback_target,
-    set_current,
-    sha256_file,
-)
-from ..errors import BundleError
-from .messages import FleetError, Release
-from .state import FleetState, InstallRecord
+from edge_agent.bundle.layout import VERSIONS, current_version, list_versions
+from edge_agent.bundle.load import load_bundle
+from edge_agent.bundle.manifest import MANIFEST, sha256_file
+from edge_agent.bundle.versions import rollback_target, set_current
+from edge_agent.errors import BundleError
+from edge_agent.fleet.messages import FleetError, Release
+from edge_agent.fleet.state import FleetState, InstallRecord
 
 if TYPE_CHECKING:
-    from ..signing import TrustedKey
+    from edge_agent.bundle.signing import TrustedKey
 
 
 @dataclass(frozen=True)
@@ -67,14 +61,14 @@ def check_candidate(
 ) -> Candidate:
     """The checks of the module docstring; FleetError / BundleError (one line) on the first
     that fails."""
-    from ..scorer import Scorer
+    from edge_agent.runtime.scorer import Scorer
 
     what = f"release {release.release}"
     if sha256_file(vdir / MANIFEST) != release.manifest_sha256:
         raise FleetError(f"{what}: manifest.json is not the one the notice names")
     signed_by: str | None = None
     if trusted:
-        from ..signing import verify_release
+        from edge_agent.bundle.signing import verify_release
 
         try:
             signed_by = verify_release(vdir, trusted)

@@ -41,11 +41,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..bundle import MANIFEST, load_bundle, resolve, sha256_file
-from ..errors import ConfigError, EdgeAgentError
-from ..jsonsafe import NonFiniteError, loads
-from ..sinks.mqtt import MqttSettings, make_client
-from .messages import (
+from edge_agent.bundle.layout import resolve
+from edge_agent.bundle.load import load_bundle
+from edge_agent.bundle.manifest import MANIFEST, sha256_file
+from edge_agent.config.fleet import GROUP
+from edge_agent.config.ids import check_device, check_level
+from edge_agent.config.sinks import MqttSettings
+from edge_agent.errors import ConfigError, EdgeAgentError
+from edge_agent.fleet.messages import (
     COMMAND_ID,
     DEFAULT_CHUNK_SIZE,
     FleetError,
@@ -54,19 +57,18 @@ from .messages import (
     command_json,
     parse_notice,
 )
-from .packing import pack_version
-from .settings import GROUP
-from .topics import (
+from edge_agent.fleet.packing import pack_version
+from edge_agent.fleet.topics import (
     RELEASE_ID,
-    check_device,
-    check_level,
     chunk_topic,
     command_topic,
     manifest_topic,
     reply_topic,
     state_topic,
 )
-from .transfer import chunk_digests, cut
+from edge_agent.fleet.transfer import chunk_digests, cut
+from edge_agent.jsonsafe import NonFiniteError, loads
+from edge_agent.sinks.mqtt import make_client
 
 log = logging.getLogger("edge_agent")
 STATE_SUFFIX = "/fleet/state"

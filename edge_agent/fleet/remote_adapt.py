@@ -26,11 +26,11 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from ..errors import choice
-from .args import Args
-from .install import wait_running
-from .messages import FleetError
-from .remote import Context, recordings_of
+from edge_agent.errors import choice
+from edge_agent.fleet.args import Args
+from edge_agent.fleet.context import Context, recordings_of
+from edge_agent.fleet.install import wait_running
+from edge_agent.fleet.messages import FleetError
 
 
 def _monitor_status(ctx: Context, name: str) -> dict[str, Any]:
@@ -53,7 +53,7 @@ def shared_with(monitors: dict[str, str], name: str) -> list[str]:
 
 def _finish(ctx: Context, vdir_name: str, before: str) -> dict[str, Any]:
     """Wait for the agent to run the new version; the reply's common part."""
-    from ..bundle import load_bundle
+    from edge_agent.bundle.load import load_bundle
 
     root = ctx.control.bundle_root()
     expected = load_bundle(root, verify=False, version=int(vdir_name)).model_version
@@ -63,9 +63,10 @@ def _finish(ctx: Context, vdir_name: str, before: str) -> dict[str, Any]:
 
 
 def tune(ctx: Context, raw: dict[str, Any]) -> dict[str, Any]:
-    from ..bundle import load_bundle, write_adapted_version
-    from ..history import read_history
-    from ..tuning import replay_windows, tune_threshold
+    from edge_agent.adaptation.tuning import replay_windows, tune_threshold
+    from edge_agent.bundle.load import load_bundle
+    from edge_agent.bundle.versions import write_adapted_version
+    from edge_agent.runtime.history import read_history
 
     a = Args("tune", raw, ("monitor", "false_alarms_per_day", "exclude_alarm_periods",
                            "min_windows", "min_hours", "allow_anomalous_history"))
@@ -112,10 +113,10 @@ def tune(ctx: Context, raw: dict[str, Any]) -> dict[str, Any]:
 
 
 def calibrate(ctx: Context, raw: dict[str, Any]) -> dict[str, Any]:
-    from ..adapt import MODES, THRESHOLD_RULES, calibrated_section
-    from ..bundle import write_adapted_version
-    from ..clips import Progress, file_clips
-    from ..scorer import Scorer, stack_embeddings
+    from edge_agent.adaptation.clips import Progress, file_clips
+    from edge_agent.adaptation.sections import MODES, THRESHOLD_RULES, calibrated_section
+    from edge_agent.bundle.versions import write_adapted_version
+    from edge_agent.runtime.scorer import Scorer, stack_embeddings
 
     a = Args("calibrate", raw, ("monitor", "files", "mode", "percentile", "rule"))
     monitors = ctx.control.monitors()

@@ -31,8 +31,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from ..jsonsafe import dumps, loads
-from ..private import open_private
+from edge_agent.jsonsafe import dumps, loads
+from edge_agent.private import open_private
 
 log = logging.getLogger("edge_agent")
 

@@ -12,7 +12,7 @@ Topic tree under `<prefix>/<device_id>/` (prefix default `edge-asd`):
 | `<monitor>/evidence/<file>`   | 1   | no       | an alarm's audio clip (`evidence.mqtt_...`) |
 | `health`                      | 1   | no       | JSON on sensor fault start/end, drops     |
 
-`<monitor>` is the monitor's name (`edge_agent.monitors`); a single-machine agent's one
+`<monitor>` is the monitor's name (`edge_agent.config.monitors`); a single-machine agent's one
 monitor is named after its section, so its topics are `<section>/...` as they always were.
 Payloads are the agent's events as JSON (`edge_agent.events`: `schema`, `ts`, `epoch`,
 `device_id` and, for window events, `section`, `monitor`, `score`, `threshold`, `decision`,
@@ -68,23 +68,28 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import queue
 import ssl
 import sys
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..decision import AlarmState
-from ..errors import ConfigError, EdgeAgentError
-from ..events import SCHEMA_VERSION, Event, HealthEventName, event_json, health_event, iso
-from ..jsonsafe import dumps
-from ..settings import bounded, check_fields
-from .outbox import PRIORITY_ALARM, PRIORITY_HEALTH, PRIORITY_STATUS, Outbox
+from edge_agent.config.sinks import MqttSettings
+from edge_agent.errors import EdgeAgentError
+from edge_agent.events import (
+    SCHEMA_VERSION,
+    AlarmState,
+    Event,
+    HealthEventName,
+    event_json,
+    health_event,
+    iso,
+)
+from edge_agent.jsonsafe import dumps
+from edge_agent.sinks.outbox import PRIORITY_ALARM, PRIORITY_HEALTH, PRIORITY_STATUS, Outbox
 
 log = logging.getLogger("edge_agent")
 
@@ -94,61 +99,6 @@ class MqttError(EdgeAgentError):
 
     A broker that refuses us (login, certificate) is not an MqttError: it is retried and
     reported as a health notice, because a broker-side change must not stop local scoring."""
-
-
-@dataclass(frozen=True)
-class TlsSettings:
-    ca_file: str | None = None  # CA that signed the broker certificate (None = system CAs)
-    cert_file: str | None = None  # client certificate (mutual TLS)
-    key_file: str | None = None
-    insecure: bool = False  # skip hostname check (never in production)
-
-
-@dataclass(frozen=True)
-class MqttSettings:
-    host: str = ""  # empty = MQTT off
-    port: int = bounded(1883, ge=1, le=65535)
-    prefix: str = "edge-asd"
-    device_id: str = "edge-agent"
-    client_id: str | None = None
-    username: str | None = None
-    password_env: str | None = None  # name of the environment variable holding the password
-    password_file: str | None = None  # file holding the password (first line)
-    tls: TlsSettings | None = None
-    keepalive: int = bounded(30, ge=1, le=65535)
-    reconnect_min: float = bounded(1.0, gt=0)
-    reconnect_max: float = bounded(2.0, gt=0)
-    refused_retry_max: float = 60.0  # retry delay cap, seconds, while the broker refuses login/TLS
-    connect_timeout: float = bounded(10.0, ge=0)
-    ha_discovery: bool = False
-    ha_prefix: str = "homeassistant"
-    publish_scores: bool = True
-    password: str | None = field(default=None, repr=False)  # resolved at load, never from YAML
-
-    def __post_init__(self) -> None:
-        check_fields(self, "mqtt")  # finite, in the `bounded` ranges; then the rules between
-        if not 0 < self.reconnect_min <= self.reconnect_max <= self.refused_retry_max:
-            raise ConfigError(
-                "mqtt.reconnect_min / reconnect_max / refused_retry_max: expected "
-                f"0 < reconnect_min <= reconnect_max <= refused_retry_max, got {self.reconnect_min}"
-                f" / {self.reconnect_max} / {self.refused_retry_max}"
-            )
-
-    @property
-    def enabled(self) -> bool:
-        return bool(self.host)
-
-    def base(self) -> str:
-        return f"{self.prefix}/{self.device_id}"
-
-    def resolve_password(self) -> str | None:
-        if self.password is not None:
-            return self.password
-        if self.password_env:
-            return os.environ.get(self.password_env)
-        if self.password_file:
-            return Path(self.password_file).read_text().splitlines()[0].strip()
-        return None
 
 
 def topics(s: MqttSettings, monitor: str = "") -> dict[str, str]:
@@ -262,7 +212,7 @@ def discovery_messages(
             )
         )
         out.append(
-            (  # score-level drift: median of recent scores - threshold (edge_agent.history)
+            (  # score-level drift: median of recent scores - threshold (edge_agent.runtime.history)
                 f"{s.ha_prefix}/sensor/{node}/{sec}_drift/config",
                 json.dumps(
                     {

@@ -59,9 +59,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from ..errors import ConfigError
-from ..private import create_private
-from ..settings import bounded, check_fields
+from edge_agent.config.sinks import OutboxSettings
+from edge_agent.errors import ConfigError
+from edge_agent.private import create_private
 
 log = logging.getLogger("edge_agent")
 
@@ -100,16 +100,6 @@ _DISK_ERRNOS = {errno.ENOSPC, errno.EIO, errno.EROFS, errno.EDQUOT}
 
 NoticeName = Literal["outbox_full", "outbox_disk_full", "outbox_disk_ok", "outbox_quarantined",
                      "outbox_replaced"]
-
-
-@dataclass(frozen=True)
-class OutboxSettings:
-    path: str = "edge-agent-outbox.sqlite"
-    max_rows: int = bounded(10000, ge=1)
-    max_bytes: int = bounded(20_000_000, ge=1)
-
-    def __post_init__(self) -> None:
-        check_fields(self, "outbox")
 
 
 @dataclass(frozen=True)

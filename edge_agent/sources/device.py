@@ -5,7 +5,7 @@
 * Many USB microphones opened as raw `hw:N` refuse 16 kHz (PortAudio error -9997): the device
   is then opened at a rate it supports (its default, else 48/32/44.1/22.05/8 kHz) and
   resampled to the bundle's rate with a streaming polyphase filter
-  (`edge_agent.sources.resampler`) that is continuous across blocks; the log says which rate
+  (`edge_agent.audio.resample`) that is continuous across blocks; the log says which rate
   was used.
 * A device is named by index, exact name or unique case-insensitive substring; a missing or
   ambiguous name raises DeviceError listing the devices that exist.
@@ -39,11 +39,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from ..arrays import FloatArray
-from ..errors import DeviceError
-from ..pcm import to_mono
-from .base import AudioSource, Block, SourceSettings
-from .resampler import StreamResampler
+from edge_agent.arrays import FloatArray
+from edge_agent.audio.pcm import to_mono
+from edge_agent.audio.resample import StreamResampler
+from edge_agent.config.sources import SourceSettings
+from edge_agent.errors import DeviceError
+from edge_agent.sources.base import AudioSource, Block
 
 log = logging.getLogger(__name__)
 

@@ -20,10 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..arrays import FloatArray
-from ..audio import WavStream, expand_files
-from ..errors import AudioFileError, ConfigError
-from .base import AudioSource, Block, SourceSettings
+from edge_agent.arrays import FloatArray
+from edge_agent.audio.files import WavStream, expand_files
+from edge_agent.config.sources import SourceSettings
+from edge_agent.errors import AudioFileError, ConfigError
+from edge_agent.sources.base import AudioSource, Block
 
 log = logging.getLogger(__name__)
 

@@ -20,11 +20,12 @@ from typing import IO, Any
 
 import numpy as np
 
-from ..arrays import FloatArray
-from ..errors import ConfigError, DeviceError
-from ..pcm import to_float, to_mono
-from .base import AudioSource, Block, SourceSettings, StdinFormat
-from .resampler import StreamResampler
+from edge_agent.arrays import FloatArray
+from edge_agent.audio.pcm import to_float, to_mono
+from edge_agent.audio.resample import StreamResampler
+from edge_agent.config.sources import SourceSettings, StdinFormat
+from edge_agent.errors import ConfigError, DeviceError
+from edge_agent.sources.base import AudioSource, Block
 
 log = logging.getLogger(__name__)
 

@@ -42,7 +42,7 @@ def synth_cmd(
     import os
     import time
 
-    from ..synth import SynthConfig, family, generate
+    from model_build.synth.core import SynthConfig, family, generate
 
     names = None if machines is None else tuple(
         m.strip() for m in machines.split(",") if m.strip())
