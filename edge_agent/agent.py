@@ -106,8 +106,22 @@ class _JsonFormatter(logging.Formatter):
         )
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A handler writing to `sys.stderr` as it is when each record is written, not as it was at
+    setup: whoever replaced stderr since (a test harness, a daemon wrapper) gets the line, and
+    a closed old stream never turns a log line into a "Logging error" traceback."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass
+
+
 def setup_logging(json_logs: bool, level: str) -> None:
-    h = logging.StreamHandler(sys.stderr)
+    h = _StderrHandler()
     h.setFormatter(
         _JsonFormatter()
         if json_logs

@@ -88,6 +88,32 @@ def trained_run(synth_root: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     return out
 
 
+@pytest.fixture(scope="session")
+def trained_ensemble(synth_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two narrow models (seeds 5 and 6) trained 1 epoch on synth_root: the one ensemble the
+    training and export tests share (training is the suite's slowest step)."""
+    from model_build.training.model import ModelConfig
+    from model_build.training.train import TrainConfig, train_run
+
+    out = tmp_path_factory.mktemp("trained_ensemble") / "run"
+    train_run([synth_root], out, ModelConfig(width=0.25),
+              TrainConfig(epochs=1, batch_size=8, runs=2, seed=5, verbose=False))
+    return out
+
+
+SLOW_TIMEOUT = 600
+"""Seconds a `slow` test (it trains a network or runs a long pipeline) may take: CPU-starved
+on a busy 2-core machine it runs several times slower than alone. Every other test has the
+120 s of pyproject.toml, and a test that passes its limit fails alone (timeout_method
+"signal"), the session goes on."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker("slow") and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(SLOW_TIMEOUT))
+
+
 # --- export (model_build.export): the trained narrow run as a device bundle ---
 @pytest.fixture(scope="session")
 def bundle_dir(trained_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:

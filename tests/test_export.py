@@ -86,18 +86,16 @@ def test_backend_is_refitted_on_the_exported_models_embeddings(
     assert b.sections == sorted({c.section_id for c in train})
 
 
+@pytest.mark.slow
 def test_an_ensemble_exports_every_model_and_scores_their_fused_scores(
-    synth_root: Path, tmp_path: Path, clips: list[Clip]
+    trained_ensemble: Path, tmp_path: Path, clips: list[Clip]
 ) -> None:
     """Two models + band statistics + rhythm: four components, each scored and standardised
     on its own, the sum thresholded; `--model` picks members, `--no-classical` drops the
     classical ones."""
     from edge_agent.runtime.scorer import Scorer
-    from model_build.training.model import ModelConfig
-    from model_build.training.train import TrainConfig, train_run
 
-    run = train_run([synth_root], tmp_path / "run", ModelConfig(width=0.25),
-                    TrainConfig(epochs=1, batch_size=8, runs=2, verbose=False))
+    run = trained_ensemble
     vdir = export_run(run, tmp_path / "bundle")
     b = load_bundle(vdir)
     assert [c["kind"] for c in b.components] == ["model", "model", "bands", "rhythm"]

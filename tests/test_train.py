@@ -111,13 +111,12 @@ def test_load_run_errors(tmp_path: Path) -> None:
         load_run(tmp_path)
 
 
-def test_runs_trains_an_ensemble_of_different_models(tiny_dcase_root: Path, tmp_path: Path) -> None:
-    out = tmp_path / "ens"
-    train_run([tiny_dcase_root], out, NARROW,
-              TrainConfig(epochs=1, batch_size=4, runs=2, seed=5, verbose=False))
-    meta = read_meta(out)
+@pytest.mark.slow
+def test_runs_trains_an_ensemble_of_different_models(trained_ensemble: Path,
+                                                     synth_root: Path) -> None:
+    meta = read_meta(trained_ensemble)
     assert [(m["seed"], m["status"]) for m in meta["models"]] == [(5, "done"), (6, "done")]
-    emb = load_run(out).embed_clips([c.path for c in scan([tiny_dcase_root])][:3])
+    emb = load_run(trained_ensemble).embed_clips([c.path for c in scan([synth_root])][:3])
     assert emb.shape == (2, 3, 256)
     assert not np.allclose(emb[0], emb[1])
 
