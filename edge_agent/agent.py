@@ -72,6 +72,7 @@ from edge_agent.config.agent import AgentConfig
 from edge_agent.config.monitors import MonitorSettings, capture_groups
 from edge_agent.errors import BundleError, ConfigError, EdgeAgentError
 from edge_agent.events import COUNTERS, Counters, Event, health_event, iso, status_event
+from edge_agent.fleet.control import AgentStatus, MonitorStatus
 from edge_agent.private import open_private
 from edge_agent.runtime.evidence import EvidenceStore
 from edge_agent.runtime.monitor import Monitor, monitor_files, zero_counters
@@ -453,27 +454,26 @@ class Agent:
     def running_version(self) -> str:
         return self.scorer.bundle.model_version
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> AgentStatus:
         """What a remote `status` command answers (JSON-safe); per monitor also what a remote
         `tune` replays (`edge_agent.fleet.control.MonitorStatus`)."""
-        mons: dict[str, Any] = {}
+        mons: dict[str, MonitorStatus] = {}
         for m in self.monitors:
             last = m.last_score
             d = m.settings.decision
-            mons[m.name] = {
-                "section": m.section, "decision": m.decider.state, "device_lost": m.lost,
-                "counters": dict(m.counters),
-                "last_score": None if last is None else last["score"],
-                "threshold": None if last is None else last["threshold"],
-                "last_window_ts": None if last is None else last["ts"],
-                "history": str(m.history.path) if m.history is not None else "",
-                "k": d.k, "n": d.n, "clear_after": d.clear_after,
-                "hop_seconds": self.cfg.windows.hop, "threshold_override": d.threshold,
-            }
-        return {"device_id": self.device_id, "model_version": self.running_version(),
-                "bundle_version": self.scorer.bundle.version,
-                "uptime_s": round(time.time() - self._started, 1),
-                "counters": dict(self.counters), "monitors": mons}
+            mons[m.name] = MonitorStatus(
+                section=m.section, decision=m.decider.state, device_lost=m.lost,
+                counters=m.counters.copy(),
+                last_score=None if last is None else last["score"],
+                threshold=None if last is None else last["threshold"],
+                last_window_ts=None if last is None else last["ts"],
+                history=str(m.history.path) if m.history is not None else "",
+                k=d.k, n=d.n, clear_after=d.clear_after,
+                hop_seconds=self.cfg.windows.hop, threshold_override=d.threshold)
+        return AgentStatus(device_id=self.device_id, model_version=self.running_version(),
+                           bundle_version=self.scorer.bundle.version,
+                           uptime_s=round(time.time() - self._started, 1),
+                           counters=self.counters.copy(), monitors=mons)
 
     def record(self, monitor: str, seconds: float, path: Path, timeout: float) -> Path:
         """Record the next `seconds` of `monitor`'s live audio into the WAV file `path` (at the
@@ -658,7 +658,7 @@ class _FleetView:
     def bundle_root(self) -> Path:
         return self._agent.scorer.bundle.root
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> AgentStatus:
         return self._agent.status()
 
     def record(self, monitor: str, seconds: float, path: Path, timeout: float) -> Path:

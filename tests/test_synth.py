@@ -15,7 +15,7 @@ from edge_agent.audio.files import read_wav
 from edge_agent.scoring.frontend import DEFAULT_SPEC
 from model_build.cli import app
 from model_build.data.dataset import scan
-from model_build.evaluation.baseline import baseline_features, score_roots
+from model_build.evaluation.baseline import baseline_features, score_clips
 from model_build.synth.core import (
     MACHINE_TYPES,
     ClipJob,
@@ -176,7 +176,7 @@ def test_baseline_features_are_normalised_mean_and_std() -> None:
 
 
 def test_baseline_scores_every_test_clip(synth_root: Path) -> None:
-    scores = score_roots([synth_root])
+    scores = score_clips(scan([synth_root]))
     assert len(scores) == 2 * 2 * 16
     assert all(np.isfinite(s.score) and s.score >= -1e-6 for s in scores)
     assert {s.clip.split for s in scores} == {"test"}

@@ -281,17 +281,6 @@ def _is_sha256(x: Any) -> bool:
     return isinstance(x, str) and len(x) == 64 and all(c in "0123456789abcdef" for c in x)
 
 
-def check_manifest_digest(vdir: Path) -> bool:
-    """Check manifest.json against `manifest.sha256`; False when the version has none (written
-    before the file existed: still accepted), a one-line BundleError when it does not match."""
-    expected = _expected_manifest_digest(vdir)
-    if expected is None:
-        return False
-    if (vdir / MANIFEST).is_file():
-        _match_manifest_digest(vdir, sha256_file(vdir / MANIFEST), expected)
-    return True
-
-
 def _expected_manifest_digest(vdir: Path) -> str | None:
     """The digest `manifest.sha256` gives (None: the version has no such file)."""
     path = vdir / MANIFEST_DIGEST

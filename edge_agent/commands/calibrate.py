@@ -2,7 +2,7 @@
 
 When a machine's settings or surroundings change (the paper's target domain), ten clips of the
 new condition are captured from the microphone (or read with `--files`), embedded with the
-bundle's OWN TFLite model through the one device path (`scorer.embed_window`), and become the
+bundle's OWN TFLite model through the one device path (`Scorer.embed`), and become the
 section's target reference vectors; the threshold is recomputed from leave-one-out scores
 (`edge_agent.adaptation.sections`). No training, no TensorFlow.
 

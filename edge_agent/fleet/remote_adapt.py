@@ -29,19 +29,16 @@ from typing import Any
 from edge_agent.errors import choice
 from edge_agent.fleet.args import Args
 from edge_agent.fleet.context import Context, recordings_of
+from edge_agent.fleet.control import MonitorStatus
 from edge_agent.fleet.install import wait_running
 from edge_agent.fleet.messages import FleetError
 
 
-def _monitor_status(ctx: Context, name: str) -> dict[str, Any]:
-    """The agent's MonitorStatus of `name`, with the keys tune needs (FleetError otherwise)."""
-    monitors = ctx.control.status().get("monitors")
-    ms = monitors.get(name) if isinstance(monitors, dict) else None
-    if not isinstance(ms, dict):
-        raise FleetError(f"tune: the agent's status has no monitors.{name} (agent too old?)")
-    for key in ("history", "k", "n", "clear_after", "hop_seconds"):
-        if key not in ms:
-            raise FleetError(f"tune: the agent's status lacks monitors.{name}.{key}")
+def _monitor_status(ctx: Context, name: str) -> MonitorStatus:
+    """The agent's MonitorStatus of `name` (its alarm rule, hop and score history)."""
+    ms = ctx.control.status()["monitors"].get(name)
+    if ms is None:
+        raise FleetError(f"tune: the agent has no monitor {name}")
     return ms
 
 

@@ -28,7 +28,6 @@ from edge_agent.scoring.embedder import Embedder, Runtime
 from edge_agent.scoring.frontend import (
     FEATURES,
     FrontendSpec,
-    model_inputs,
     stft_magnitude,
     temporal_normalise,
 )
@@ -62,13 +61,6 @@ class WindowFeatures:
         if name == "spectrogram":
             return self._get(name, lambda: temporal_normalise(self.magnitude, self.spec))
         return self._get(name, lambda: FEATURES[name](self.wave, self.spec))
-
-
-def embed_window(embedder: Embedder, wave: NDArray[Any], spec: FrontendSpec) -> FloatArray:
-    """Frontend + interpreter + L2 normalisation: one model's device embedding of one window."""
-    feats = model_inputs(wave, embedder.input_names, spec)
-    emb: FloatArray = l2_normalise(embedder.embed(*feats)[None])[0]
-    return emb
 
 
 class ClassicalEmbedder:
@@ -202,10 +194,6 @@ class Scorer:
         """The window's embedding in every component (models: L2-normalised)."""
         feats = WindowFeatures(wave, self.spec)
         return tuple(c.embed_features(feats) for c in self.components)
-
-    def embed_many(self, waves: NDArray[Any]) -> list[NDArray[np.float32]]:
-        """(N, D_i) per component for N windows."""
-        return stack_embeddings([self.embed(w) for w in waves], self.dims)
 
     def score_embedding(self, emb: WindowEmbedding, section: str) -> WindowScore:
         backend = self.bundle.backend(section)

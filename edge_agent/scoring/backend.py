@@ -517,10 +517,6 @@ class SectionFit:
     n_source_clips: int
 
     @property
-    def held_out_source(self) -> NDArray[np.float64]:
-        return self.held_out[: self.n_source_clips]
-
-    @property
     def held_out_target(self) -> NDArray[np.float64]:
         return self.held_out[self.n_source_clips :]
 
@@ -594,12 +590,3 @@ def fit_section(
     return SectionFit(SectionBackend(tuple(comps), threshold, config.fusion), fused, n_src)
 
 
-def in_sample_threshold(
-    backend: SectionBackend, train_embs: Sequence[AnyFloatArray], percentile: float
-) -> float:
-    """The naive DCASE-reference threshold: percentile of scores of the fitting clips themselves.
-
-    Kept for comparison only: it is biased low (see the module docstring).
-    """
-    check_percentile(percentile)
-    return float(np.percentile(backend.score(train_embs), percentile))

@@ -15,9 +15,8 @@ beat.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,7 +27,6 @@ from edge_agent.scoring.backend import PAPER_BACKEND, fit_section
 from edge_agent.scoring.classical import DEFAULT_CLASSICAL, classical_features
 from edge_agent.scoring.frontend import DEFAULT_SPEC, FrontendSpec, spectrogram, stft_magnitude
 from model_build.data.clip import Clip
-from model_build.data.dataset import scan
 
 LOG_EPS = 1e-6
 
@@ -111,11 +109,3 @@ def score_clips(
     return out
 
 
-def score_roots(
-    roots: Iterable[str | Path],
-    spec: FrontendSpec = DEFAULT_SPEC,
-    n_clusters: int = 16,
-    seed: int = 0,
-) -> list[ClipScore]:
-    """`score_clips` over everything `model_build.data.scan` finds under the roots."""
-    return score_clips(scan(roots), spec, n_clusters, seed)

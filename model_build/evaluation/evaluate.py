@@ -49,10 +49,6 @@ BACKENDS = {"default": BackendConfig(), "paper": PAPER_BACKEND}
 summed components) and the paper's (k-means + target clips, raw cosine distance)."""
 
 
-def _percentile(scores: NDArray[np.float64], p: float) -> float:
-    return float(np.percentile(scores, p)) if scores.size else float("inf")
-
-
 def _as_components(emb: NDArray[Any] | Sequence[NDArray[Any]]) -> list[NDArray[np.float64]]:
     """(N, D) -> one component; (n, N, D) or a list of (N, D_i) -> one per entry."""
     if isinstance(emb, np.ndarray) and emb.ndim == 2:
