@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -129,40 +129,91 @@ class ClassicalFeature:
     dim: int
 
 
-def classical_feature(entry: Mapping[str, Any], spec: FrontendSpec) -> ClassicalFeature:
-    """The feature a manifest entry describes; ValueError naming the field when it is bad."""
-    kind = entry.get("kind")
-    if kind == "bands":
+class ClassicalKind(Protocol):
+    """A classical component kind: its typed parameters, read from a manifest entry (one
+    ValueError naming the field when they are wrong), and the feature they make."""
+
+    kind: ClassVar[str]
+
+    @classmethod
+    def from_entry(cls, entry: Mapping[str, Any]) -> ClassicalKind: ...
+
+    def to_entry(self) -> dict[str, Any]: ...
+
+    def feature(self, spec: FrontendSpec) -> ClassicalFeature: ...
+
+
+@dataclass(frozen=True)
+class Bands:
+    """Band statistics: time-mean and time-std of the log power of `bands` log-spaced bands."""
+
+    kind: ClassVar[str] = "bands"
+    bands: int = DEFAULT_BANDS
+    """Log-spaced bands from ~31 Hz to Nyquist (merged where narrower than one bin)."""
+
+    @classmethod
+    def from_entry(cls, entry: Mapping[str, Any]) -> Bands:
         n = entry.get("bands")
-        if not isinstance(n, int) or n < 1:
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
             raise ValueError(f"bands: expected an integer >= 1, got {n!r}")
-        edges = band_edges(spec, n)
-        return ClassicalFeature({"kind": "bands", "bands": n, "dim": 2 * (len(edges) - 1)},
-                                lambda mag: band_stats_from_magnitude(mag, edges),
-                                2 * (len(edges) - 1))
-    if kind == "rhythm":
+        return cls(n)
+
+    def to_entry(self) -> dict[str, Any]:
+        return {"kind": self.kind, "bands": self.bands}
+
+    def feature(self, spec: FrontendSpec) -> ClassicalFeature:
+        edges = band_edges(spec, self.bands)
+        dim = 2 * (len(edges) - 1)
+        return ClassicalFeature({**self.to_entry(), "dim": dim},
+                                lambda mag: band_stats_from_magnitude(mag, edges), dim)
+
+
+@dataclass(frozen=True)
+class Rhythm:
+    """Rhythm: autocorrelation of the log-energy envelope of broad frequency ranges."""
+
+    kind: ClassVar[str] = "rhythm"
+    ranges_hz: tuple[tuple[float, float], ...] = RHYTHM_RANGES_HZ
+    """The frequency ranges whose envelopes are autocorrelated, [low, high] Hz each."""
+    max_lag_s: float = RHYTHM_MAX_LAG_S
+    """The longest lag (seconds): the slowest cycle the component describes."""
+
+    @classmethod
+    def from_entry(cls, entry: Mapping[str, Any]) -> Rhythm:
         ranges = entry.get("ranges_hz")
         lag_s = entry.get("max_lag_s")
         if not (isinstance(ranges, list) and ranges and all(
                 isinstance(r, list) and len(r) == 2 and 0 <= r[0] < r[1] for r in ranges)):
             raise ValueError(f"ranges_hz: expected a list of [low, high] Hz pairs, got {ranges!r}")
-        if not isinstance(lag_s, int | float) or lag_s <= 0:
+        if not isinstance(lag_s, int | float) or isinstance(lag_s, bool) or lag_s <= 0:
             raise ValueError(f"max_lag_s: expected a positive number, got {lag_s!r}")
-        bins, lags = rhythm_bins(spec, ranges), rhythm_lags(spec, float(lag_s))
+        return cls(tuple((float(lo), float(hi)) for lo, hi in ranges), float(lag_s))
+
+    def to_entry(self) -> dict[str, Any]:
+        return {"kind": self.kind, "ranges_hz": [list(r) for r in self.ranges_hz],
+                "max_lag_s": self.max_lag_s}
+
+    def feature(self, spec: FrontendSpec) -> ClassicalFeature:
+        bins, lags = rhythm_bins(spec, self.ranges_hz), rhythm_lags(spec, self.max_lag_s)
         dim = len(bins) * lags
-        return ClassicalFeature(
-            {"kind": "rhythm", "ranges_hz": [list(r) for r in ranges], "max_lag_s": lag_s,
-             "dim": dim},
-            lambda mag: rhythm_from_magnitude(mag, bins, lags), dim)
-    raise ValueError(f"kind: expected one of {CLASSICAL_KINDS}, got {kind!r}")
+        return ClassicalFeature({**self.to_entry(), "dim": dim},
+                                lambda mag: rhythm_from_magnitude(mag, bins, lags), dim)
 
 
-CLASSICAL_KINDS = ("bands", "rhythm")
-DEFAULT_CLASSICAL: tuple[dict[str, Any], ...] = (
-    {"kind": "bands", "bands": DEFAULT_BANDS},
-    {"kind": "rhythm", "ranges_hz": [list(r) for r in RHYTHM_RANGES_HZ],
-     "max_lag_s": RHYTHM_MAX_LAG_S},
-)
+KINDS: dict[str, type[ClassicalKind]] = {k.kind: k for k in (Bands, Rhythm)}
+"""kind -> its parameters: the one table a new classical component is added to."""
+CLASSICAL_KINDS = tuple(KINDS)
+
+
+def classical_feature(entry: Mapping[str, Any], spec: FrontendSpec) -> ClassicalFeature:
+    """The feature a manifest entry describes; ValueError naming the field when it is bad."""
+    kind = KINDS.get(str(entry.get("kind")))
+    if kind is None:
+        raise ValueError(f"kind: expected one of {CLASSICAL_KINDS}, got {entry.get('kind')!r}")
+    return kind.from_entry(entry).feature(spec)
+
+
+DEFAULT_CLASSICAL: tuple[dict[str, Any], ...] = (Bands().to_entry(), Rhythm().to_entry())
 """The classical components of the shipped system, in component order."""
 
 
