@@ -38,7 +38,7 @@ def synth_cmd(
                           "broadband (flow machines), cyclic (stroke machines).")
     ] = "harmonic",
 ) -> None:
-    """Write a synthetic DCASE-layout data set (see model_build/synth*.py for the models)."""
+    """Write a synthetic DCASE-layout data set (one module per family in model_build/synth/)."""
     import os
     import time
 

@@ -57,6 +57,7 @@ from model_build.synth.core import (
     Section,
     background,
     background_events,
+    draw_clip,
     finish_clip,
     harmonic_series,
     impacts,
@@ -65,7 +66,6 @@ from model_build.synth.core import (
     pink,
     resonance,
     rms,
-    severity_draw,
     shaped_noise,
     slow_wander,
 )
@@ -297,16 +297,9 @@ def _neighbour(rng: np.random.Generator, p: dict[str, float]) -> F64:
 
 def render(job: ClipJob, sec: Section) -> tuple[NDArray[np.float32], ClipInfo]:
     """The waveform of one clip and its record. Deterministic for the job."""
-    rng = np.random.default_rng(job.rng_key)
+    d = draw_clip(job, sec, ANOMALY_KINDS)
+    rng, attrs, kind, sev = d.rng, d.attrs, d.kind, d.severity
     p = sec.params
-    pool = sec.source_attrs if job.domain == "source" else sec.target_attrs
-    attrs = str(pool[int(rng.integers(len(pool)))])
-    kind: str | None = None
-    sev = 0.0
-    if job.label == "anomaly":
-        kinds = ANOMALY_KINDS[sec.machine]
-        kind = str(kinds[int(rng.integers(len(kinds)))])
-        sev = severity_draw(rng)
     normal, anom = _machine(rng, sec, _parse(attrs), kind, sev)
     x = (normal + anom) / rms(normal)
     target = job.domain == "target"

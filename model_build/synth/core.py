@@ -537,18 +537,39 @@ def microphone(rng: np.random.Generator, x: F64, p: dict[str, float]) -> F64:
 
 # ---------------------------------------------------------------- one clip
 
-def render(job: ClipJob, sec: Section) -> tuple[NDArray[np.float32], ClipInfo]:
-    """The waveform of one clip and its record. Deterministic for the job."""
+@dataclass(frozen=True)
+class ClipDraw:
+    """What every family draws first for a clip, in this order from the job's own generator
+    (the order is part of the data: the same job gives the same clip): its attributes, and
+    for an anomaly its kind and severity."""
+
+    rng: np.random.Generator
+    attrs: str
+    kind: str | None
+    severity: float
+
+
+def draw_clip(job: ClipJob, sec: Section,
+              anomaly_kinds: dict[str, tuple[str, ...]]) -> ClipDraw:
+    """The clip's generator and first draws (`ClipDraw`); `anomaly_kinds`: the family's kinds
+    per machine type."""
     rng = np.random.default_rng(job.rng_key)
-    p = sec.params
-    attrs_pool = sec.source_attrs if job.domain == "source" else sec.target_attrs
-    attrs = str(attrs_pool[int(rng.integers(len(attrs_pool)))])
+    pool = sec.source_attrs if job.domain == "source" else sec.target_attrs
+    attrs = str(pool[int(rng.integers(len(pool)))])
     kind: str | None = None
     sev = 0.0
     if job.label == "anomaly":
-        kinds = ANOMALY_KINDS[sec.machine]
+        kinds = anomaly_kinds[sec.machine]
         kind = str(kinds[int(rng.integers(len(kinds)))])
         sev = severity_draw(rng)
+    return ClipDraw(rng, attrs, kind, sev)
+
+
+def render(job: ClipJob, sec: Section) -> tuple[NDArray[np.float32], ClipInfo]:
+    """The waveform of one clip and its record. Deterministic for the job."""
+    d = draw_clip(job, sec, ANOMALY_KINDS)
+    rng, attrs, kind, sev = d.rng, d.attrs, d.kind, d.severity
+    p = sec.params
     normal, anom = machine_sound(rng, sec, attrs, Anomaly(kind, sev))
     scale = rms(normal)
     m = (normal + anom) / scale

@@ -51,12 +51,12 @@ from model_build.synth.core import (
     Section,
     background,
     background_events,
+    draw_clip,
     finish_clip,
     impacts,
     machine_code,
     resonance,
     rms,
-    severity_draw,
     shaped_noise,
 )
 
@@ -309,16 +309,9 @@ def _busy_background(rng: np.random.Generator, p: dict[str, float]) -> F64:
 
 def render(job: ClipJob, sec: Section) -> tuple[NDArray[np.float32], ClipInfo]:
     """The waveform of one clip and its record. Deterministic for the job."""
-    rng = np.random.default_rng(job.rng_key)
+    d = draw_clip(job, sec, ANOMALY_KINDS)
+    rng, attrs, kind, sev = d.rng, d.attrs, d.kind, d.severity
     p = sec.params
-    pool = sec.source_attrs if job.domain == "source" else sec.target_attrs
-    attrs = str(pool[int(rng.integers(len(pool)))])
-    kind: str | None = None
-    sev = 0.0
-    if job.label == "anomaly":
-        kinds = ANOMALY_KINDS[sec.machine]
-        kind = str(kinds[int(rng.integers(len(kinds)))])
-        sev = severity_draw(rng)
     normal, anom = _machine(rng, sec, _parse(attrs), kind, sev)
     scale = rms(normal)
     x = (normal + anom) / scale
