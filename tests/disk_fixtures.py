@@ -1,9 +1,11 @@
-"""A real small file system for disk-full tests: a size-limited tmpfs mounted for one test.
+"""Real small file systems for fault tests: a size-limited (or read-only) tmpfs mounted for
+one test, so "disk full" and "read-only file system" come from the kernel, not a mock.
 
-`small_disk` mounts a 512 KiB tmpfs on a fresh folder (root is needed; the test is skipped with
-the reason where mounting is not permitted), `fill()` writes a filler file until the kernel
-answers ENOSPC, `free()` deletes it; the fixture unmounts at the end (lazily if a process still
-holds a file there, e.g. a killed agent's SQLite connection).
+`mounted_tmpfs(where, size, read_only)` mounts on a fresh folder (root is needed; the test is
+skipped with the reason where mounting is not permitted) and yields a `SmallDisk`: its `path`,
+`fill()` (a filler file until the kernel answers ENOSPC) and `free()`. `small_disk` is the
+512 KiB one as a fixture. Unmounted at the end (lazily if a process still holds a file there,
+e.g. a killed agent's SQLite connection).
 """
 
 from __future__ import annotations
@@ -47,12 +49,14 @@ class SmallDisk:
 
 
 @contextlib.contextmanager
-def mounted_tmpfs(where: Path, size: str = "512k") -> Iterator[SmallDisk]:
-    """A tmpfs of `size` on `where` (created) for the block; skips the test where mounting is
-    not permitted."""
+def mounted_tmpfs(where: Path, size: str = "512k", read_only: bool = False
+                  ) -> Iterator[SmallDisk]:
+    """A tmpfs of `size` on `where` (created) for the block, read-only if asked; skips the
+    test where mounting is not permitted."""
     where.mkdir(parents=True, exist_ok=True)
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs",
-                        str(where)], capture_output=True, text=True, timeout=10)
+    options = f"size={size},mode=0755" + (",ro" if read_only else "")
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(where)],
+                       capture_output=True, text=True, timeout=10)
     if r.returncode != 0:
         pytest.skip(f"cannot mount a small tmpfs (root needed): {r.stderr.strip()}")
     try:

@@ -241,12 +241,13 @@ def test_evidence_folder_read_only_is_refused_by_check_and_run_alike(
 ) -> None:
     """A real read-only file system (a `ro` tmpfs; root writes through any mode bits, not
     through that): the evidence folder on it, or to be created in it."""
-    from fs_fixtures import mounted_tmpfs
+    from disk_fixtures import mounted_tmpfs
 
     from edge_agent.commands.demo import load_demo
 
     clip = load_demo().paths[0]
-    with mounted_tmpfs(tmp_path / "ro", read_only=True) as ro:
+    with mounted_tmpfs(tmp_path / "ro", "64k", read_only=True) as disk:
+        ro = disk.path
         folder = ro / "clips" if below else ro
         p = write(tmp_path, f"bundle: {demo_bundle()}\nsection: {SEC}\n"
                   f"source: {{kind: files, files: [{clip}]}}\nevidence: {{folder: {folder}}}\n")

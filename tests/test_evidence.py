@@ -185,7 +185,7 @@ def test_export_to_a_full_disk_leaves_only_whole_clips(
     one of two clips: the first arrives whole with its sidecar, the second is named in one
     error line, and nothing half-written is left under a clip's name (nor a temp file).
     Before, the copy went straight to the final name: a truncated clip that looked exported."""
-    from fs_fixtures import mounted_tmpfs
+    from disk_fixtures import mounted_tmpfs
 
     events, folder = demo_run
     ev = next(e for e in events if e["kind"] == "alarm")["evidence"]
@@ -198,7 +198,8 @@ def test_export_to_a_full_disk_leaves_only_whole_clips(
     later.with_suffix(".json").write_text(json.dumps({**meta, "file": later.name}))
     size = clip.stat().st_size
     room = f"{(size + size // 2) // 1024 + 8}k"  # one clip and its sidecar, not two
-    with mounted_tmpfs(tmp_path / "stick", size=room) as stick:
+    with mounted_tmpfs(tmp_path / "stick", size=room) as disk:
+        stick = disk.path
         code, out, err = run_cli(capsys, "evidence", "export", str(stick), "--folder",
                                  str(two))
         left = {p.name: p.read_bytes() for p in stick.iterdir()}
