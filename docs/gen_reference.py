@@ -5,7 +5,7 @@
 
 Why generated: a hand-written reference drifts the day someone adds an option or a config
 key. The CLI pages come from typer's own Markdown renderer; the config tables walk
-`edge_agent.config.AgentConfig` and its nested dataclasses, taking each field's type and
+`edge_agent.config.agent.AgentConfig` and its nested dataclasses, taking each field's type and
 default from the dataclass and its meaning from the field's inline `# comment` in the source
 (or from `EXTRA` below for fields whose source carries no comment). A field with neither fails
 the generation, so every key is documented.
@@ -56,23 +56,23 @@ EXTRA: dict[str, str] = {
 
 SECTIONS = {
     "": "Top level",
-    "source": "`source:` where the audio comes from (`edge_agent.sources.base.SourceSettings`)",
-    "windows": "`windows:` 10 s windows (`edge_agent.windows.WindowSettings`)",
-    "decision": "`decision:` alarm rule (`edge_agent.decision.DecisionSettings`)",
-    "health": "`health:` sensor checks (`edge_agent.health.HealthSettings`)",
-    "mqtt": "`mqtt:` broker, topics, Home Assistant (`edge_agent.sinks.mqtt.MqttSettings`)",
-    "mqtt.tls": "`mqtt.tls:` (`edge_agent.sinks.mqtt.TlsSettings`)",
-    "outbox": "`outbox:` store-and-forward (`edge_agent.sinks.outbox.OutboxSettings`)",
-    "log": "`log:` output (`edge_agent.config.LogSettings`)",
+    "source": "`source:` where the audio comes from (`edge_agent.config.sources.SourceSettings`)",
+    "windows": "`windows:` 10 s windows (`edge_agent.config.runtime.WindowSettings`)",
+    "decision": "`decision:` alarm rule (`edge_agent.config.runtime.DecisionSettings`)",
+    "health": "`health:` sensor checks (`edge_agent.config.runtime.HealthSettings`)",
+    "mqtt": "`mqtt:` broker, topics, Home Assistant (`edge_agent.config.sinks.MqttSettings`)",
+    "mqtt.tls": "`mqtt.tls:` (`edge_agent.config.sinks.TlsSettings`)",
+    "outbox": "`outbox:` store-and-forward (`edge_agent.config.sinks.OutboxSettings`)",
+    "log": "`log:` output (`edge_agent.config.agent.LogSettings`)",
     "evidence": "`evidence:` alarm audio kept on the device "
-    "(`edge_agent.evidence.EvidenceSettings`)",
+    "(`edge_agent.config.runtime.EvidenceSettings`)",
     "fleet": "`fleet:` bundle releases over MQTT and remote commands "
-    "(`edge_agent.fleet.settings.FleetSettings`, docs/fleet.md)",
+    "(`edge_agent.config.fleet.FleetSettings`, docs/fleet.md)",
     "monitors": "`monitors:` several machines, one item each (`edge_agent.config.monitors."
     "MonitorSettings`; `device:` and `channel:` in an item are short for its `source.device` / "
     "`source.channel`)",
     "metrics": "`metrics:` Prometheus textfile for node-exporter "
-    "(`edge_agent.sinks.prometheus.MetricsSettings`)",
+    "(`edge_agent.config.sinks.MetricsSettings`)",
 }
 
 
