@@ -2,10 +2,10 @@
 
 Monitors (`edge_agent.config.monitors`): one agent listens to one machine (the top-level `section`)
 or to several (`monitors:`), with ONE model in memory for all of them; each machine's windows,
-health, decision, history and evidence live in its `edge_agent.monitor.Monitor`.
+health, decision, history and evidence live in its `edge_agent.runtime.monitor.Monitor`.
 
 Threads and why:
-- one reader thread per audio source (`edge_agent.capture.Capture`; monitors on the channels
+- one reader thread per audio source (`edge_agent.runtime.reader.Capture`; monitors on the channels
   of one interface share one source and one thread): it reads blocks and cuts each monitor's
   windows; it never scores, so a slow model cannot make an audio device overflow, and a stuck
   device cannot starve another one;

@@ -9,10 +9,10 @@ Steps (each a function, so tests and benchmarks reuse them):
    on real training features of both domains, float input/output tensors).
 2. `refit_backends`: the exported bundle itself (the device's `Scorer`: numpy frontend, every
    TFLite model, the classical band statistics and rhythm) embeds the training clips, and every
-   section is fitted on THOSE embeddings with `edge_agent.backend.fit_section` (the fit evaluate and
-   the device's calibrate/enrol use too), so the device's scores and thresholds are on one
-   scale whatever the quantisation did.
-3. `edge_agent.bundle.write_bundle` writes a new version atomically; with a signing key
+   section is fitted on THOSE embeddings with `edge_agent.scoring.backend.fit_section` (the fit
+   evaluate and the device's calibrate/enrol use too), so the device's scores and thresholds are on
+   one scale whatever the quantisation did.
+3. `edge_agent.bundle.versions.write_bundle` writes a new version atomically; with a signing key
    (`--sign-key`, edge_agent.bundle.signing) the version is signed before it is renamed into place,
    so no reader ever sees it unsigned.
 """
@@ -168,7 +168,7 @@ def export_models(
     (signed with the Ed25519 private key `sign_key` when given).
 
     Components: one per model (`model_<k>.tflite`), then the classical band statistics and
-    rhythm (edge_agent.classical.DEFAULT_CLASSICAL) when `classical`. `progress`: bars on
+    rhythm (edge_agent.scoring.classical.DEFAULT_CLASSICAL) when `classical`. `progress`: bars on
     stderr for the conversion and the embedding of the training clips.
     """
     from edge_agent.runtime.scorer import Scorer
@@ -277,8 +277,8 @@ def manifest_of(vdir: Path) -> dict[str, Any]:
 
 
 class BundleEmbedder:
-    """A `model_build.evaluate.ClipEmbedder` that embeds through an exported bundle (the device
-    path), so `evaluate_embedder(BundleEmbedder(BUNDLE), clips)` evaluates what ships."""
+    """A `model_build.evaluation.evaluate.ClipEmbedder` that embeds through an exported bundle (the
+    device path), so `evaluate_embedder(BundleEmbedder(BUNDLE), clips)` evaluates what ships."""
 
     def __init__(self, bundle: Path, threads: int = 2) -> None:
         from edge_agent.runtime.scorer import Scorer
