@@ -66,6 +66,8 @@ SECTIONS = {
     "log": "`log:` output (`edge_agent.config.agent.LogSettings`)",
     "evidence": "`evidence:` alarm audio kept on the device "
     "(`edge_agent.config.runtime.EvidenceSettings`)",
+    "feedback": "`feedback:` the operator's answers to alarms, \"not a fault\" / \"confirmed\" "
+    "(`edge_agent.config.runtime.FeedbackSettings`, docs/agent.md)",
     "fleet": "`fleet:` bundle releases over MQTT and remote commands "
     "(`edge_agent.config.fleet.FleetSettings`, docs/fleet.md)",
     "monitors": "`monitors:` several machines, one item each (`edge_agent.config.monitors."

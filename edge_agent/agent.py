@@ -35,6 +35,13 @@ scored windows' audio; when it raises the alarm it hands the voting windows' cli
 evidence writer thread (bounded queue: a slow SD card never delays scoring) and the alarm
 event references the clip (file, sha256, span).
 
+Answers (`edge_agent.adaptation.feedback`, with evidence kept): an operator's "not a fault" /
+"confirmed" for an alarm arrives over MQTT (`<monitor>/feedback/set`, Home Assistant's
+buttons) and is applied on the `AnswerDesk`'s own thread (embedding the alarm's windows and
+refitting a section takes seconds on a Pi: never on the scoring worker or paho's thread); a
+"not a fault" writes a new bundle version, which the bundle poll reloads like a calibration.
+The main loop also publishes answers `edge-agent feedback` gave to a machine's latest alarm.
+
 Lifecycle: SIGTERM/SIGINT stop reading, the worker finishes the windows already cut, sinks
 flush (MQTT waits for the outbox to be acknowledged, then publishes retained `offline`), and
 `run()` returns 0. A source that fails while running stops the agent and its error is raised.
@@ -88,6 +95,8 @@ from edge_agent.sources import open_source
 from edge_agent.sources.base import AudioSource
 
 if TYPE_CHECKING:  # cryptography is imported only when keys are configured
+    from edge_agent.adaptation.feedback import AnswerDesk
+    from edge_agent.adaptation.service import Trust
     from edge_agent.bundle.signing import TrustedKey
     from edge_agent.fleet.client import FleetClient
 
@@ -173,6 +182,9 @@ class Agent:
                                           self.device_id)
             if self.mqtt is not None and cfg.evidence.mqtt_max_kilobytes > 0:
                 self.evidence.publish = self.mqtt.publish_evidence
+        self.answers: AnswerDesk | None = None  # operators' answers (needs the clips)
+        if cfg.evidence.enabled:
+            self.answers = self._answer_desk()
         rate = self.scorer.spec.sample_rate
         self.monitors: list[Monitor] = []
         for m in self.settings:
@@ -219,6 +231,32 @@ class Agent:
         log.info("%s", provenance(scorer.bundle, trusted))
         return scorer
 
+    def _answer_desk(self) -> AnswerDesk:
+        """The desk that applies answers (`edge_agent.adaptation.feedback`); over MQTT too when
+        `feedback.mqtt` and the broker is configured."""
+        from edge_agent.adaptation.feedback import AnswerDesk
+        from edge_agent.adaptation.service import Teach
+
+        cfg = self.cfg
+        assert cfg.evidence.folder
+        desk = AnswerDesk(cfg.bundle, cfg.evidence.folder,
+                          {m.name: m.section for m in self.settings}, self.device_id,
+                          self.adapt_trust, Teach(cfg.feedback.max_references,
+                                                  cfg.feedback.threshold_rule),
+                          self.emit, cfg.threads)
+        if self.mqtt is not None and cfg.feedback.mqtt:
+            self.mqtt.answers = desk.submit
+        return desk
+
+    def adapt_trust(self) -> Trust:
+        """What a version adapted by the agent is checked and sealed with, as a command's
+        (`commands.overrides.trust`): the keys now, and this device's key with trusted keys."""
+        from edge_agent.adaptation.service import Trust
+        from edge_agent.bundle.signing import device_signing_key
+
+        return Trust(self.trusted(), device_signing_key(self.cfg.state_folder)
+                     if self.cfg.trusted_keys else None)
+
     def trusted(self) -> list[TrustedKey]:
         """The configured public keys and this device's own (`signing.load_trust`; none
         configured: signatures are not checked)."""
@@ -249,6 +287,8 @@ class Agent:
     def emit(self, event: Event) -> None:
         """Every sink gets the event, one event at a time (readers, the worker and the main
         thread all emit: the lock keeps lines and files whole)."""
+        if event["kind"] == "alarm" and "evidence" in event and self.answers is not None:
+            self.answers.track(event["monitor"], event["evidence"]["file"])  # the new question
         with self._emit_lock:
             for s in self.sinks:
                 try:
@@ -494,6 +534,8 @@ class Agent:
             signal.signal(signal.SIGINT, self.stop)
             signal.signal(signal.SIGHUP, self.request_reload)
         planned = self._open_sources()
+        if self.answers is not None:
+            self.answers.start()
         if self.mqtt is not None:
             self.mqtt.start()
         worker = threading.Thread(target=self._worker, name="scorer", daemon=True)
@@ -552,6 +594,8 @@ class Agent:
             self._stop.wait(0.25)
             now = self._main_beat = time.monotonic()
             self._poll_bundle(now)
+            if self.answers is not None:
+                self.answers.poll()  # refusals, and answers a command gave
             self._report_mqtt()
             self._report_outbox()
             if self.metrics is not None:
@@ -574,6 +618,9 @@ class Agent:
         if self.evidence is not None:  # queued clips written (and skips reported) first
             self.evidence.close()
             self._report_evidence()
+        if self.answers is not None:  # the answer being applied finishes; its event goes out
+            self.answers.close()
+            self.answers.poll()
         self._report_mqtt()
         self._report_outbox()
         if self.mqtt is not None:  # deliver what can be; what exists only in memory is lost

@@ -1,7 +1,9 @@
-"""Adapting the device to its machines: calibrate, enrol and tune as one service.
+"""Adapting the device to its machines: calibrate, enrol, tune and teach as one service.
 
-Why one service: the same three changes are asked for from the command line (`edge-agent
-calibrate | enrol | tune`) and over the fleet (the remote `calibrate` and `tune` commands).
+Why one service: the same changes are asked for from the command line (`edge-agent
+calibrate | enrol | tune | feedback`), over the fleet (the remote `calibrate` and `tune`
+commands) and by the operator's answers to alarms (`teach`: "not a fault" from Home Assistant
+or `edge-agent feedback`, edge_agent.adaptation.feedback).
 Each writes a new bundle version on the device from the verified current one, with the same
 steps and the same record; written twice, the two drifted (a record field added on one side
 only, a check forgotten on the other). Here they are written once. The commands and the fleet's
@@ -10,8 +12,8 @@ remote commands only parse their arguments, call these and print or reply.
 Every change:
 1. starts from the current version loaded with the agent's trust (`Trust.keys`: its release keys
    and this device's key), so a version the agent would refuse is never adapted;
-2. computes the new section backend (`edge_agent.adaptation.sections` for calibrate and enrol,
-   `edge_agent.adaptation.tuning` for tune);
+2. computes the new section backend (`edge_agent.adaptation.sections` for calibrate, enrol and
+   teach, `edge_agent.adaptation.tuning` for tune);
 3. writes it as a new version (`bundle.versions.write_adapted_version`: the same models, the
    record under the change's kind, `parent_version`, the signed origin carried and the version
    sealed with the device key `Trust.seal_key`), which becomes current; a running agent
@@ -34,10 +36,12 @@ from edge_agent.adaptation.sections import (
     ThresholdRule,
     calibrated_section,
     enrolled_section,
+    taught_section,
 )
 from edge_agent.adaptation.tuning import ReplayWindows, Tuning, replay_windows, tune_threshold
 from edge_agent.bundle.load import Bundle, load_bundle
 from edge_agent.bundle.versions import AdaptationKind, rollback, write_adapted_version
+from edge_agent.config.runtime import FeedbackRule
 from edge_agent.errors import BundleError
 from edge_agent.runtime.history import read_history
 from edge_agent.runtime.scorer import Scorer, stack_embeddings
@@ -144,6 +148,29 @@ def enrol(scorer: Scorer, section: str, clips: Sequence[FloatArray], trust: Trus
               "threshold": backend.threshold, "replaced": replaced, **(origin or {})}
     return _write(bundle, section, backend, "enrolment", record, trust,
                   bundle.backends[section].threshold if replaced else None)
+
+
+@dataclass(frozen=True)
+class Teach:
+    """How an answer "not a fault" changes its section (`sections.taught_section`)."""
+
+    max_references: int = 64  # target references kept (newest); `feedback.max_references`
+    rule: FeedbackRule = "refit"  # the threshold rule; `feedback.threshold_rule`
+
+
+def teach(scorer: Scorer, section: str, windows: Sequence[FloatArray], trust: Trust,
+          how: Teach = Teach(), *, origin: Mapping[str, Any] | None = None) -> Change:
+    """Teach `section` that `windows` (an alarm's voting windows, each of the bundle's clip
+    length) are normal: their embeddings join its target references (bounded, oldest first
+    out), the section is refit and its threshold re-derived (`sections.taught_section`).
+    `origin`: which alarm was answered, by whom, for the record."""
+    old = scorer.bundle.backend(section)
+    embs = embed(scorer, windows)
+    t = taught_section(old, embs, scorer.bundle.backend_config, how.max_references, how.rule)
+    record = {"section": section, "answer": "not_a_fault", "n_windows": len(windows),
+              **(origin or {}), **t.record()}
+    return _write(scorer.bundle, section, t.backend, "feedback", record, trust,
+                  t.old_threshold)
 
 
 @dataclass(frozen=True)

@@ -226,6 +226,7 @@ MANIFEST_SCHEMA: Schema = {
     "calibration": (OBJECT, False),
     "enrolment": (OBJECT, False),
     "tuning": (OBJECT, False),
+    "feedback": (OBJECT, False),
 }
 """A (format-2, or upgraded format-1) manifest; see docs/bundle.md for what each field means."""
 

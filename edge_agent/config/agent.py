@@ -15,6 +15,7 @@ from edge_agent.config.monitors import (
 from edge_agent.config.runtime import (
     DecisionSettings,
     EvidenceSettings,
+    FeedbackSettings,
     HealthSettings,
     HistorySettings,
     WindowSettings,
@@ -50,6 +51,7 @@ class AgentConfig:
     outbox: OutboxSettings = field(default_factory=OutboxSettings)
     history: HistorySettings = field(default_factory=HistorySettings)
     evidence: EvidenceSettings = field(default_factory=EvidenceSettings)
+    feedback: FeedbackSettings = field(default_factory=FeedbackSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     log: LogSettings = field(default_factory=LogSettings)
     threads: int = bounded(1, ge=1, le=256)  # TFLite interpreter threads

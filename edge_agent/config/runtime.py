@@ -131,3 +131,28 @@ class EvidenceSettings:
     @property
     def enabled(self) -> bool:
         return bool(self.folder)
+
+
+FeedbackRule = Literal["refit", "max"]
+"""How an answer "not a fault" re-derives the threshold (`edge_agent.adaptation.sections.
+taught_section`): `refit`, the section's percentile over every normal reference's held-out
+score, as export and calibrate fit it; `max`, also never below that percentile of the
+answered windows' own held-out scores (it rises when the answered sound stays far from the
+rest)."""
+
+
+@dataclass(frozen=True)
+class FeedbackSettings:
+    """The `feedback:` section: what an operator's answer to an alarm does
+    (`edge_agent.adaptation.feedback`, docs/agent.md "Teach it").
+
+    Answers need the alarm's evidence clip (its voting windows), so they need
+    `evidence.folder`."""
+
+    mqtt: bool = True  # take answers on <prefix>/<device>/<monitor>/feedback/set (Home Assistant)
+    max_references: int = bounded(  # target references a section keeps; beyond, the oldest go
+        64, ge=1, le=4096)
+    threshold_rule: FeedbackRule = "refit"  # refit or max (see FeedbackRule)
+
+    def __post_init__(self) -> None:
+        check_fields(self, "feedback")

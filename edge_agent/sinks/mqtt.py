@@ -11,6 +11,9 @@ Topic tree under `<prefix>/<device_id>/` (prefix default `edge-asd`):
 | `<monitor>/sensor`            | 1   | yes      | the monitor's last sensor health event    |
 | `<monitor>/evidence/<file>`   | 1   | no       | an alarm's audio clip (`evidence.mqtt_...`) |
 | `health`                      | 1   | no       | JSON on sensor fault start/end, drops     |
+| `<monitor>/feedback`          | 1   | yes      | the latest alarm's answer (or `null`)     |
+| `<monitor>/feedback/error`    | 1   | no       | an answer that was not applied, and why   |
+| `<monitor>/feedback/set`      | in  | no       | answers: `not_a_fault` / `confirmed`      |
 
 `<monitor>` is the monitor's name (`edge_agent.config.monitors`); a single-machine agent's one
 monitor is named after its section, so its topics are `<section>/...` as they always were.
@@ -38,6 +41,14 @@ it. A broker that lost its retained messages (restarted without persistence), or
 holds another run's alarm, therefore gets the current state within one reconnect, and Home
 Assistant's entity is never `unknown` once the agent has connected. The same holds for each
 monitor's `<monitor>/sensor` state once its first window was heard.
+
+Answers (`feedback.mqtt`, with evidence kept: `edge_agent.adaptation.feedback`): the sink
+subscribes to `<monitor>/feedback/set` on every connect and hands each message, as it
+arrives, to the agent's `answers` callback (which queues it without blocking); a retained
+message there is ignored (it would answer every later alarm at each reconnect). The answer
+state of each machine's latest alarm is retained on `<monitor>/feedback`: `answer` null from
+the alarm with evidence until an operator answers, re-published on every connect like the
+alarm state.
 
 Connection management (our own backoff, set through paho's `reconnect_delay_set` before each
 wait): an unreachable broker is retried after `reconnect_min`, doubling up to `reconnect_max`
@@ -73,7 +84,7 @@ import ssl
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -83,8 +94,11 @@ from edge_agent.events import (
     SCHEMA_VERSION,
     AlarmState,
     Event,
+    FeedbackEvent,
     HealthEventName,
+    WindowEvent,
     event_json,
+    feedback_event,
     health_event,
     iso,
 )
@@ -111,7 +125,13 @@ def topics(s: MqttSettings, monitor: str = "") -> dict[str, str]:
         "drift": f"{b}/{monitor}/drift",
         "sensor": f"{b}/{monitor}/sensor",
         "health": f"{b}/health",
+        "feedback": f"{b}/{monitor}/feedback",
+        "feedback_error": f"{b}/{monitor}/feedback/error",
+        "feedback_set": f"{b}/{monitor}/feedback/set",
     }
+
+
+FEEDBACK_SET = "/feedback/set"
 
 
 SENSOR_EVENTS = ("sensor_fault", "sensor_ok", "device_ok")
@@ -299,6 +319,9 @@ class MqttSink:
         self._state_sent = threading.Event()  # this connection's backlog + state handed to paho
         self.sender_restarts = 0
         self._last_sender_error: str | None = None
+        self.answers: Callable[[str, bytes], None] | None = None
+        """Set by the agent to take answers (`feedback/set`): called on paho's network thread
+        with (monitor, payload); it must not block."""
         c = self.client
         c.on_connect = self._on_connect
         c.on_connect_fail = self._on_connect_fail
@@ -320,6 +343,8 @@ class MqttSink:
         if self.s.ha_discovery:
             client.subscribe(f"{self.s.ha_prefix}/status", qos=1)
             self._publish_discovery()
+        if self.answers is not None:
+            client.subscribe(f"{self.s.base()}/+{FEEDBACK_SET}", qos=1)
         self._state_sent.clear()
         self._conn_gen += 1
         self.connected.set()
@@ -357,6 +382,26 @@ class MqttSink:
     def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
         if msg.topic == f"{self.s.ha_prefix}/status" and msg.payload == b"online":
             self._publish_discovery()
+            return
+        monitor = self._answer_monitor(msg.topic)
+        if monitor is None or self.answers is None:
+            return
+        if msg.retain:  # would answer every later alarm again at each reconnect
+            log.warning("mqtt: retained answer on %s ignored (publish answers without "
+                        "retain)", msg.topic)
+            return
+        try:
+            self.answers(monitor, bytes(msg.payload))
+        except Exception as exc:  # never let paho's network thread die of it
+            log.error("mqtt: answer on %s not taken: %s", msg.topic, exc)
+
+    def _answer_monitor(self, topic: str) -> str | None:
+        """The monitor of a `<base>/<monitor>/feedback/set` topic (one of ours), else None."""
+        head = f"{self.s.base()}/"
+        if not (topic.startswith(head) and topic.endswith(FEEDBACK_SET)):
+            return None
+        monitor = topic[len(head):-len(FEEDBACK_SET)]
+        return monitor if monitor in self.sections else None
 
     def _publish_discovery(self) -> None:
         for topic, payload in discovery_messages(self.s, self.sections, self.model_version,
@@ -613,7 +658,10 @@ class MqttSink:
             self.outbox.put(topic, payload.encode(), 1, True, PRIORITY_ALARM)
             with self._retained_lock:
                 self._retained[topic] = payload.encode()
+            self._question(event)
             self._wake.set()
+        elif event["kind"] == "feedback":
+            self._answer(event, payload.encode())
         elif event["kind"] == "health":
             name = event["event"]
             self.outbox.put(topics(self.s)["health"], payload.encode(), 1, False, PRIORITY_HEALTH,
@@ -622,6 +670,34 @@ class MqttSink:
             if monitor and event["event"] in SENSOR_EVENTS:  # the machine's input state
                 self._sensor_state(monitor, payload.encode())
             self._wake.set()
+
+    def _question(self, alarm: WindowEvent) -> None:
+        """An alarm raised with its clip kept asks for an answer: `<monitor>/feedback` says
+        `answer` null for that clip (with answers taken)."""
+        evidence = alarm.get("evidence")
+        if evidence is None or self.answers is None:
+            return
+        m = event_monitor(alarm)
+        self._feedback_state(m, event_json(feedback_event(
+            alarm["epoch"], alarm["device_id"], monitor=m, section=alarm["section"],
+            alarm=evidence["file"], answer=None)).encode())
+
+    def _answer(self, event: FeedbackEvent, payload: bytes) -> None:
+        """An answer applied: the machine's answer state; not applied: `feedback/error` (the
+        state stays what it was)."""
+        t = topics(self.s, event["monitor"])
+        if "error" in event:
+            self.outbox.put(t["feedback_error"], payload, 1, False, PRIORITY_HEALTH)
+        else:
+            self._feedback_state(event["monitor"], payload)
+        self._wake.set()
+
+    def _feedback_state(self, monitor: str, payload: bytes) -> None:
+        """Set monitor's retained `<monitor>/feedback` (durable, re-sent on connect)."""
+        topic = topics(self.s, monitor)["feedback"]
+        self.outbox.put(topic, payload, 1, True, PRIORITY_HEALTH)
+        with self._retained_lock:
+            self._retained[topic] = payload
 
     def publish_evidence(self, monitor: str, ref: Mapping[str, Any], audio: bytes) -> None:
         """An alarm clip's bytes through the outbox at the lowest priority (dropped before any
