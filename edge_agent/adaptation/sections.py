@@ -30,9 +30,10 @@ densities, normalisers and threshold). Two differences from calibrate, both beca
 keep coming for the life of a deployment: the target references are bounded (`max_references`;
 beyond it the oldest rows go, first in first out: calibration's clips are the oldest, so a
 machine answered often is described by what the operator said most recently), and the
-threshold rule is the section's own refit percentile (`refit`, default) or, with `max`, never
-below that percentile of the answered windows' held-out scores. Calibrate's `target` rule does
-not apply: an answer is a handful of windows, not a condition.
+threshold rule is the section's own refit percentile (`refit`), with `max` never below that
+percentile of the answered windows' held-out scores, or (`keep`) the old threshold and score
+normalisers (only the references change). Calibrate's `target` rule does not apply: an answer
+is a handful of windows, not a condition. BENCHMARKS.md "Teach it" measures the three.
 """
 
 from __future__ import annotations
@@ -203,8 +204,13 @@ def taught_section(
     held = fit.held_out_target[-kept_new:]
     answered = float(np.percentile(held, config.percentile))
     refit = fit.backend.threshold
-    thr = max(refit, answered) if rule == "max" else refit
-    return Teaching(replace(fit.backend, threshold=thr), old.threshold, n_new,
+    backend = fit.backend
+    if rule == "keep":  # the old scale: the answered references only lower scores near them
+        backend = replace(backend, components=tuple(
+            replace(c, mean=o.mean, std=o.std)
+            for c, o in zip(backend.components, old.components, strict=True)))
+    thr = {"refit": refit, "max": max(refit, answered), "keep": old.threshold}[rule]
+    return Teaching(replace(backend, threshold=thr), old.threshold, n_new,
                     before + n_new - n_target, n_target, max_references, refit, answered, rule)
 
 

@@ -133,12 +133,13 @@ class EvidenceSettings:
         return bool(self.folder)
 
 
-FeedbackRule = Literal["refit", "max"]
+FeedbackRule = Literal["refit", "max", "keep"]
 """How an answer "not a fault" re-derives the threshold (`edge_agent.adaptation.sections.
 taught_section`): `refit`, the section's percentile over every normal reference's held-out
 score, as export and calibrate fit it; `max`, also never below that percentile of the
 answered windows' own held-out scores (it rises when the answered sound stays far from the
-rest)."""
+rest); `keep`, the threshold and the score normalisers stay as they were (only the references
+change)."""
 
 
 @dataclass(frozen=True)
@@ -152,7 +153,7 @@ class FeedbackSettings:
     mqtt: bool = True  # take answers on <prefix>/<device>/<monitor>/feedback/set (Home Assistant)
     max_references: int = bounded(  # target references a section keeps; beyond, the oldest go
         64, ge=1, le=4096)
-    threshold_rule: FeedbackRule = "refit"  # refit or max (see FeedbackRule)
+    threshold_rule: FeedbackRule = "refit"  # refit, max or keep (see FeedbackRule)
 
     def __post_init__(self) -> None:
         check_fields(self, "feedback")
