@@ -297,19 +297,24 @@ def test_model_build_evaluates_with_the_exported_answers(
     of the same name (the trained run knows fan_section_00 from synth_root)."""
     from cli_helpers import run_build
 
-    plant.alarm(NORMAL)
+    false_alarm = plant.alarm(NORMAL)
     fault = plant.alarm(FAULTY)
     cfg = ("--config", str(plant.config))
-    assert cli(capsys, "feedback", "not-a-fault", *cfg)[0] == 0  # the latest: the fault's
-    assert read_clip(plant.evidence / fault).answer is not None
+    assert cli(capsys, "feedback", "not-a-fault", "--alarm", false_alarm, *cfg)[0] == 0
+    assert cli(capsys, "feedback", "confirmed", "--alarm", fault, *cfg)[0] == 0
     out = plant.dir / "plant-data"
     assert cli(capsys, "evidence", "export", "--dcase", str(out), *cfg)[0] == 0
+    report = plant.dir / "report"
     code, text, err = run_build(capsys, "evaluate", str(trained_run), "--data", str(synth_root),
-                                "--data", str(out), "--json", "--no-plots")
+                                "--data", str(out), "--json", "--no-plots", "--out", str(report))
     assert code == 0, err
-    doc = json.loads(text)
-    assert str(out) in doc["data"]
-    assert doc["results"]
+    assert str(out) in json.loads(text)["data"]
+    # the plant's confirmed faults were scored as test clips of fan_section_00
+    csvs = list(report.rglob("anomaly_score_fan_section_00_test.csv"))  # one per scorer
+    exported = {p.name for p in (out / "fan" / "test").glob("*.wav")}
+    assert csvs and exported
+    for csv in csvs:
+        assert exported <= {line.split(",")[0] for line in csv.read_text().splitlines()}
 
 
 # --- the agent takes answers over MQTT (Home Assistant's buttons) ---------------------------
