@@ -434,3 +434,19 @@ def test_parse_message_forms() -> None:
                      (b'{"answer": "confirmed", "alarm": 3}', "alarm: expected")):
         with pytest.raises(FeedbackError, match=why):
             parse_message(bad)
+
+
+def test_feedback_events_read_as_one_line_for_people() -> None:
+    from edge_agent.events import feedback_event
+    from edge_agent.sinks.jsonl import human_line
+
+    e = feedback_event(0.0, "d", monitor="fan", section=SEC, alarm="a.flac",
+                       answer="not_a_fault", record={"version": 2, "version_from": 1,
+                                                     "ts": "t", "label": "normal"})
+    assert human_line(e).endswith("fan answer not_a_fault to alarm a.flac (bundle version "
+                                  "1 -> 2)")
+    asked = feedback_event(0.0, "d", monitor="fan", section=SEC, alarm="a.flac", answer=None)
+    assert human_line(asked).endswith("fan answer asked (no answer yet) to alarm a.flac")
+    bad = feedback_event(0.0, "d", monitor="fan", section=SEC, alarm=None, answer=None,
+                         error="feedback/set: invalid JSON")
+    assert human_line(bad).endswith("fan answer not applied: feedback/set: invalid JSON")

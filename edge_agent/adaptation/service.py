@@ -41,7 +41,7 @@ from edge_agent.adaptation.sections import (
 from edge_agent.adaptation.tuning import ReplayWindows, Tuning, replay_windows, tune_threshold
 from edge_agent.bundle.load import Bundle, load_bundle
 from edge_agent.bundle.versions import AdaptationKind, rollback, write_adapted_version
-from edge_agent.config.runtime import FeedbackRule
+from edge_agent.config.runtime import FeedbackRule, FeedbackSettings
 from edge_agent.errors import BundleError
 from edge_agent.runtime.history import read_history
 from edge_agent.runtime.scorer import Scorer, stack_embeddings
@@ -154,8 +154,8 @@ def enrol(scorer: Scorer, section: str, clips: Sequence[FloatArray], trust: Trus
 class Teach:
     """How an answer "not a fault" changes its section (`sections.taught_section`)."""
 
-    max_references: int = 64  # target references kept (newest); `feedback.max_references`
-    rule: FeedbackRule = "refit"  # the threshold rule; `feedback.threshold_rule`
+    max_references: int = FeedbackSettings.max_references  # `feedback.max_references`
+    rule: FeedbackRule = FeedbackSettings.threshold_rule  # `feedback.threshold_rule`
 
 
 def teach(scorer: Scorer, section: str, windows: Sequence[FloatArray], trust: Trust,
