@@ -17,6 +17,7 @@ from edge_agent.config.runtime import (
     EvidenceSettings,
     HealthSettings,
     HistorySettings,
+    TfliteSettings,
     WindowSettings,
 )
 from edge_agent.config.sinks import MetricsSettings, MqttSettings, OutboxSettings
@@ -53,6 +54,7 @@ class AgentConfig:
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     log: LogSettings = field(default_factory=LogSettings)
     threads: int = bounded(1, ge=1, le=256)  # TFLite interpreter threads
+    tflite: TfliteSettings = field(default_factory=TfliteSettings)
     queue_size: int = bounded(8, ge=1)  # windows waiting for the scorer before new ones are dropped
     reload_poll_seconds: float = bounded(  # how often to check the bundle for a new version
         2.0, gt=0)
