@@ -7,11 +7,11 @@ tflite-runtime with it. So each runtime of the `RuntimeRequest` (config `tflite:
 `python -m edge_agent.runtime.probe_child`, which loads the bundle's model with it, runs one
 inference and compares it with the expected output: the bundle's self-test reference when it
 has one (edge_agent.runtime.selftest: a runtime that computes other numbers does not pass),
-else a finite embedding of a test window after the runtime's own probe model. The first
-runtime that passes is then loaded here (`load_runtime`), where it is now known not to crash.
-A runtime that works (its own probe model runs) on which the BUNDLE fails (a corrupt model,
-inputs that do not match the manifest) is returned too: the scorer then fails with the
-bundle's own one-line error, not with "no TFLite runtime".
+else one finite inference of each model. The first runtime that passes is then loaded here
+(`load_runtime`), where it is now known not to crash on these models. This process never
+touches a model no child ran: a runtime that works (its own probe model runs) on which the
+BUNDLE fails (a corrupt model, inputs unlike the manifest) gives the bundle's own one-line
+BundleError, as a child reported it, and a model that crashes a runtime crashes only a child.
 
 A runtime that computes WRONG numbers is refused: the self-test's one line says what to do
 (edge_agent.runtime.selftest), and the config decides (`tflite:`). What a crash looks like:
@@ -131,61 +131,51 @@ def _key(bundle: Bundle, request: RuntimeRequest, verify: bool) -> tuple[object,
 def _trials(bundle: Bundle, request: RuntimeRequest,
             verify: bool) -> tuple[list[Trial], Runtime | None]:
     """Every runtime of `request` in turn until one passes: (the trials, the runtime that
-    passed, or else the first on which only the bundle failed, or None)."""
+    passed, loaded in this process, or None)."""
     trials: list[Trial] = []
-    fallback: Runtime | None = None
     for name in request.names:
         trial = try_runtime(bundle.path, name, request.xnnpack, verify)
-        if trial.passed or (trial.bundle_failed and fallback is None):
+        if trial.passed:
             try:
                 runtime = load_runtime(name, request.xnnpack)
-            except Exception as exc:  # passed in the child, fails here: say both
+            except Exception as exc:  # passed in the child, fails here: say so
                 trial = Trial(name, request.xnnpack, False,
                               failure_reason("in this process", exc))
             else:
-                if trial.passed:
-                    trials.append(trial)
-                    return trials, runtime
-                fallback = runtime
+                trials.append(trial)
+                return trials, runtime
         trials.append(trial)
-    return trials, fallback
+    return trials, None
 
 
 def choose_runtime(bundle: Bundle, request: RuntimeRequest | None = None,
-                   verify: bool = True, strict: bool = False) -> Runtime:
+                   verify: bool = True) -> Runtime:
     """The first runtime of `request` whose child passes on `bundle` (cached, module
     docstring). None passes: a one-line SelfTestError when one ran but computed other
-    numbers; else the first runtime that works but on which the BUNDLE failed (a corrupt
-    model, inputs unlike the manifest, a model too new for it), so that its scorer says what
-    is wrong in the bundle's own words, with the other runtimes' reasons in a warning
-    (`strict`: a BundleError with all of them instead); else RuntimeUnavailableError naming
-    every runtime tried and why it failed. A runtime chosen after another crashed or
-    computed wrong numbers is logged as a warning: the log says what was refused."""
+    numbers; else a BundleError when a runtime works but the BUNDLE fails on it (a corrupt
+    model, inputs unlike the manifest, a model too new for the runtime): the bundle's own
+    words, with what the other runtimes did; else RuntimeUnavailableError naming every
+    runtime tried and why it failed. A runtime chosen after another crashed or computed
+    wrong numbers is logged as a warning: the log says what was refused."""
     request = request or RuntimeRequest()
     key = _key(bundle, request, verify)
     with _lock:  # one probe at a time: a reload and a fleet check may ask together
         if key in _chosen:
             return _chosen[key]
         trials, runtime = _trials(bundle, request, verify)
-        if runtime is not None and trials[-1].passed:
-            _chosen[key] = runtime  # a broken bundle is not cached
-            refused = [t for t in trials if t.crashed or t.wrong_numbers]
-            if refused:
-                log.warning("TFLite runtime: %s chosen after %s", runtime.label,
-                            "; ".join(t.reason() for t in refused))
-            return runtime
-    wrong = [t for t in trials if t.wrong_numbers]
-    if wrong:
-        others = "; ".join(t.reason() for t in trials if not t.wrong_numbers)
-        raise SelfTestError(wrong[0].detail + (f" (also tried: {others})" if others else ""))
-    failed = [t for t in trials if t.bundle_failed]
-    if failed and runtime is not None:
-        others = "; ".join(t.reason() for t in trials if t is not failed[0])
-        if strict:
-            raise BundleError(failed[0].detail + (f" (also tried: {others})" if others else ""))
-        if others:
-            log.warning("TFLite runtimes tried: %s", others)
+        if runtime is not None:
+            _chosen[key] = runtime
+    if runtime is not None:
+        refused = [t for t in trials if t.crashed or t.wrong_numbers]
+        if refused:
+            log.warning("TFLite runtime: %s chosen after %s", runtime.label,
+                        "; ".join(t.reason() for t in refused))
         return runtime
+    for kind, error in (("wrong_numbers", SelfTestError), ("bundle_failed", BundleError)):
+        hits = [t for t in trials if getattr(t, kind)]
+        if hits:
+            others = "; ".join(t.reason() for t in trials if t is not hits[0])
+            raise error(hits[0].detail + (f" (also tried: {others})" if others else ""))
     raise RuntimeUnavailableError(
         f"no TFLite runtime works ({'; '.join(t.reason() for t in trials)}); {INSTALL_HINT}")
 
@@ -204,8 +194,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         runtime = choose_runtime(load_bundle(args.bundle),
-                                 RuntimeRequest.of(args.runtime, not args.no_xnnpack),
-                                 strict=True)
+                                 RuntimeRequest.of(args.runtime, not args.no_xnnpack))
     except SelfTestError as exc:  # a runtime runs, but computes other numbers on this CPU
         print(f"error: {exc}", file=sys.stderr)
         return 3

@@ -3,8 +3,8 @@
     python -m edge_agent.runtime.probe_child RUNTIME VERSION_DIR [--no-xnnpack] [--no-verify]
 
 Loads the runtime (its own probe model first), then the bundle's models with it, and runs the
-bundle's self-test (edge_agent.runtime.selftest) or, for a bundle without one, one window of
-noise that must give finite embeddings. Prints one JSON line on stdout, `{"passed": ...,
+bundle's self-test (edge_agent.runtime.selftest) or, for a bundle without one, one inference
+of each model that must give finite numbers. Prints one JSON line on stdout, `{"passed": ...,
 "wrong_numbers": ..., "runtime_works": ..., "detail": "..."}`; if the runtime crashes, there
 is no line and the parent reads the signal from the exit status. Runs in its own process
 precisely so that a crash here costs nothing but this runtime.
@@ -56,21 +56,30 @@ def trial(runtime_name: str, vdir: Path, xnnpack: bool, verify: bool) -> dict[st
 
 
 def judge(runtime: Runtime, vdir: Path, verify: bool) -> dict[str, object]:
-    """The bundle's models on `runtime`: its self-test, or one finite window without one."""
+    """The bundle's models on `runtime`: its self-test, or without one, one inference of each
+    model on inputs of its own shapes (the frontend's fit to the model is the scorer's
+    `smoke_test`'s business, in the agent's process: it raises, it does not crash)."""
     from edge_agent.bundle.load import load_bundle
-    from edge_agent.runtime.scorer import Scorer
+    from edge_agent.runtime.scorer import ModelEmbedder, Scorer, one_line
     from edge_agent.runtime.selftest import failure_line, load_reference
 
     bundle = load_bundle(vdir, verify=verify)
     scorer = Scorer.from_loaded(bundle, runtime=runtime, check=False)
     reference = load_reference(bundle)
-    if reference is None:  # nothing to compare with: one window must at least be finite
-        wave = 0.03 * np.random.default_rng(0).standard_normal(scorer.spec.clip_samples)
-        emb = scorer.embed(wave.astype(np.float32))
-        if not all(np.all(np.isfinite(e)) for e in emb):
-            return verdict(False, "the model gives a non-finite embedding", True)
-        return verdict(True, f"{runtime.label}: ran one window (no self-test reference)")
-    result = scorer.run_self_test(reference)
+    if reference is None:
+        rng = np.random.default_rng(0)
+        for c in scorer.components:
+            if isinstance(c, ModelEmbedder):
+                out = c.embedder.embed(*(0.1 * rng.standard_normal(shape).astype(np.float32)
+                                         for shape in c.embedder.input_shapes))
+                if not np.all(np.isfinite(out)):
+                    return verdict(False, f"{vdir}: the model gives a non-finite embedding",
+                                   True)
+        return verdict(True, f"{runtime.label}: ran the model once (no self-test reference)")
+    try:
+        result = scorer.run_self_test(reference)
+    except Exception as exc:  # the frontend or a model on the reference window
+        return verdict(False, f"{vdir}: cannot score the self-test window ({one_line(exc)})")
     if not result.passed:
         return verdict(False, failure_line(result, runtime.label, runtime.name,
                                            runtime.xnnpack, str(bundle.path)), True)

@@ -281,6 +281,11 @@ class Embedder:
         self.dim = int(np.prod(out[0]["shape"][1:]))
         self.threads = threads
 
+    @property
+    def input_shapes(self) -> list[tuple[int, ...]]:
+        """The model's input shapes, in `input_names` order (batch and channel axes included)."""
+        return [shape for _, shape in self._slots]
+
     def embed(self, *features: NDArray[Any]) -> FloatArray:
         """Features of ONE window, in `input_names` order (without batch or channel axes)."""
         if len(features) != len(self._slots):
