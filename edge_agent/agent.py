@@ -171,7 +171,7 @@ class Agent:
         # every sink, and the two with duties beyond handle() (`sinks.build.Sinks`): the ones
         # the config asks for, or those a caller hands in (a test's collector)
         self.out = Sinks(list(sinks)) if sinks is not None else build_sinks(
-            cfg, [m.name for m in self.settings], self.scorer.bundle.model_version,
+            cfg, self.settings, self.scorer.bundle.model_version,
             self._outbox_depth)
         self.sinks: list[Sink] = self.out.all
         self.mqtt, self.metrics = self.out.mqtt, self.out.metrics

@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 import yaml
 from cli_helpers import run_cli
+from ha_rules import check_discovery, check_templates
 from collect_sink import Collect
 from waiting import wait_until
 
@@ -329,7 +330,8 @@ def test_agent_takes_answers_over_mqtt(
     tmp_path: Path, mqtt_broker: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The real agent, a real broker: windows 3 and 4 of the healthy fan raise a false alarm;
-    `<monitor>/feedback` asks for an answer; "not_a_fault" on `feedback/set` teaches the
+    `<monitor>/feedback` asks for an answer; Home Assistant's "Not a fault" button (its
+    discovery payload, checked against HA's rules, pressed as HA presses it) teaches the
     section (a new version, which the agent reloads), the same audio is normal now; a
     command-line "confirmed" while the agent runs undoes it and the agent publishes that
     answer too; a malformed or retained answer changes nothing."""
@@ -339,12 +341,12 @@ def test_agent_takes_answers_over_mqtt(
     plant = Plant(tmp_path, source={"kind": "stdin"}, reload_poll_seconds=0.2,
                   mqtt={"host": "127.0.0.1", "port": broker.port, "device_id": "press1",
                         "reconnect_min": 0.1, "reconnect_max": 0.5, "connect_timeout": 5.0,
-                        "publish_scores": False})
+                        "publish_scores": False, "ha_discovery": True})
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
 
     base = "edge-asd/press1"
-    sub = Subscriber(broker, [f"{base}/#"])
+    sub = Subscriber(broker, [f"{base}/#", "homeassistant/#"])
     pub = mqtt.Client(CallbackAPIVersion.VERSION2)
     pub.connect("127.0.0.1", broker.port)
     pub.loop_start()
@@ -395,7 +397,9 @@ def _mqtt_answers(agent: Agent, c: Collect, sub: Any, pub: Any, wf: Any, plant: 
     pub.publish(fb_set, "perhaps", qos=1).wait_for_publish(5)
     assert sub.wait_for(lambda m: any(t == fb_err for t, _, _ in m), 10)
     assert "expected not_a_fault or confirmed, got 'perhaps'" in _last(sub, fb_err)["error"]
-    pub.publish(fb_set, "not_a_fault", qos=1).wait_for_publish(5)  # Home Assistant's press
+    button = _ha_entities(sub, base)["button.press1_fan_section_00_not_a_fault"]
+    pub.publish(button["command_topic"], button["payload_press"], qos=1,
+                retain=button.get("retain", False)).wait_for_publish(5)  # as HA presses it
     assert sub.wait_for(lambda m: _answered(sub, fb, "not_a_fault"), 30)
     got = _last(sub, fb)
     assert (got["alarm"], got["version"], got["by"], got["label"]) == (clip, 2, "mqtt", "normal")
@@ -417,6 +421,31 @@ def _mqtt_answers(agent: Agent, c: Collect, sub: Any, pub: Any, wf: Any, plant: 
     assert agent.answers is not None and agent.answers.applied == 1
     assert len(sub.on(fb_err)) == 1 and current_version(plant.bundle) == 1
     assert not [e for e in c.kind("health") if e["event"] == "window_error"]
+    # every feedback state published carries what the answer select's template reads
+    select = {k: v for k, v in _ha_entities(sub, base).items() if k.startswith("select.")}
+    check_templates(select, [(t, p) for t, p, _ in sub.messages if t.startswith(f"{base}/")])
+
+
+def _ha_entities(sub: Any, base: str) -> dict[str, dict[str, Any]]:
+    """The discovery configs the agent published, checked against Home Assistant's rules
+    (tests/ha_rules.py): the two answer buttons and the answer select of the machine, sending
+    to its `feedback/set` what the agent reads."""
+    from edge_agent.adaptation.feedback import parse_message
+
+    latest = {t: p for t, p, _ in sub.messages if t.startswith("homeassistant/")}
+    made = check_discovery(latest.items())  # re-sent after each reload: the latest of each
+    not_a_fault = made["button.press1_fan_section_00_not_a_fault"]
+    confirmed = made["button.press1_fan_section_00_confirmed_fault"]
+    select = made["select.press1_fan_section_00_alarm_answer"]
+    fb_set = f"{base}/{SEC}/feedback/set"
+    assert not_a_fault["command_topic"] == confirmed["command_topic"] == fb_set
+    assert select["command_topic"] == fb_set and select["state_topic"] == f"{base}/{SEC}/feedback"
+    assert parse_message(not_a_fault["payload_press"].encode())[0] == "not_a_fault"
+    assert parse_message(confirmed["payload_press"].encode())[0] == "confirmed"
+    picked = [parse_message(o.encode())[0] for o in select["options"]]
+    assert picked == ["not_a_fault", "confirmed"]  # what HA sends when an option is picked
+    assert all(o in select["value_template"] for o in select["options"])
+    return made
 
 
 def _answered(sub: Any, topic: str, answer: str) -> bool:
@@ -450,3 +479,27 @@ def test_feedback_events_read_as_one_line_for_people() -> None:
     bad = feedback_event(0.0, "d", monitor="fan", section=SEC, alarm=None, answer=None,
                          error="feedback/set: invalid JSON")
     assert human_line(bad).endswith("fan answer not applied: feedback/set: invalid JSON")
+
+
+@pytest.mark.parametrize(("evidence", "mqtt_answers", "buttons"),
+                         [(True, True, True), (True, False, False), (False, True, False)])
+def test_home_assistant_offers_answers_only_where_the_agent_takes_them(
+    tmp_path: Path, evidence: bool, mqtt_answers: bool, buttons: bool
+) -> None:
+    """The buttons and the select exist when a press is applied: clips kept (the windows to
+    learn from) and `feedback.mqtt` on; else a press would go nowhere without a word."""
+    from edge_agent.sinks.build import features
+    from edge_agent.sinks.ha import Machine, discovery_messages
+
+    cfg = load_config(None, {
+        "bundle": str(DEMO.bundle), "section": SEC,
+        "mqtt": {"host": "127.0.0.1", "device_id": "press1", "ha_discovery": True},
+        "evidence": {"folder": str(tmp_path)} if evidence else {},
+        "feedback": {"mqtt": mqtt_answers}})
+    made = check_discovery(discovery_messages(cfg.mqtt, [Machine(SEC, SEC)], "v1", False,
+                                              features(cfg)))
+    answer_ids = {e for e in made if e.startswith(("button.", "select."))}
+    assert answer_ids == ({"button.press1_fan_section_00_not_a_fault",
+                           "button.press1_fan_section_00_confirmed_fault",
+                           "select.press1_fan_section_00_alarm_answer"} if buttons else set())
+    assert "binary_sensor.press1_fan_section_00_anomaly" in made

@@ -33,12 +33,7 @@ def human_line(e: Event) -> str:
         faults = ",".join(e.get("faults", [])) or "ok"
         return f"{ts} sensor {e['event']}: {faults} (window={e.get('window')})"
     if e["kind"] == "feedback":  # an operator's answer to an alarm
-        if "error" in e:
-            return f"{ts} {e['monitor']} answer not applied: {e['error']}"
-        what = e["answer"] or "asked (no answer yet)"
-        change = (f" (bundle version {e['version_from']} -> {e['version']})"
-                  if "version" in e else "")
-        return f"{ts} {e['monitor']} answer {what} to alarm {e['alarm']}{change}"
+        return f"{ts} {_feedback_text(e)}"
     return f"{ts} {e['kind']}: " + json.dumps(
         {k: v for k, v in e.items() if k not in ("ts", "kind")}
     )
@@ -58,3 +53,12 @@ class JsonlSink:
 
     def close(self) -> None:
         self.stream.flush()
+
+
+def _feedback_text(e: Event) -> str:
+    """A feedback event's line after the time: the answer, or why it was not applied."""
+    if "error" in e:
+        return f"{e['monitor']} answer not applied: {e['error']}"
+    what = e["answer"] or "asked (no answer yet)"
+    change = f" (bundle version {e['version_from']} -> {e['version']})" if "version" in e else ""
+    return f"{e['monitor']} answer {what} to alarm {e['alarm']}{change}"
