@@ -119,7 +119,15 @@ def test_config_check_cli(tmp_path: Path, bundle: Path) -> None:
     good = f"bundle: {demo_bundle()}\nsection: fan_section_00\n"
     ok = run_cli("config", "check", str(write(tmp_path, good)))
     assert ok.returncode == 0, ok.stderr
-    assert "section: fan_section_00" in ok.stdout and "clear_after: 3" in ok.stdout
+    # one line that says OK (it printed ~90 lines of resolved config and no verdict)
+    assert ok.stdout.count("\n") == 1 and ok.stderr == "", ok.stdout
+    assert ok.stdout.startswith(f"OK: {tmp_path / 'agent.yaml'}: fan_section_00; bundle "
+                                "version 1 (v1-"), ok.stdout
+    assert "no MQTT" in ok.stdout
+    shown = run_cli("config", "check", "--show", str(write(tmp_path, good)))
+    assert shown.returncode == 0, shown.stderr
+    assert "section: fan_section_00" in shown.stdout and "clear_after: 3" in shown.stdout
+    assert "OK" not in shown.stdout
     bad = run_cli("config", "check", str(write(tmp_path, "bundle: bundle\nsection: s\nx: 1\n")))
     assert bad.returncode == 2
     assert bad.stderr.strip().startswith("error: x: unknown key")

@@ -23,8 +23,8 @@ import numpy as np
 import pytest
 import yaml
 from cli_helpers import run_cli
-from ha_rules import check_discovery, check_templates
 from collect_sink import Collect
+from ha_rules import check_discovery, check_templates
 from waiting import wait_until
 
 from edge_agent.agent import Agent
@@ -472,13 +472,14 @@ def test_feedback_events_read_as_one_line_for_people() -> None:
     e = feedback_event(0.0, "d", monitor="fan", section=SEC, alarm="a.flac",
                        answer="not_a_fault", record={"version": 2, "version_from": 1,
                                                      "ts": "t", "label": "normal"})
-    assert human_line(e).endswith("fan answer not_a_fault to alarm a.flac (bundle version "
+    who = " fan [fan_section_00] "  # the machine, its section beside it (they differ)
+    assert human_line(e).endswith(f"{who}answer not_a_fault to alarm a.flac (bundle version "
                                   "1 -> 2)")
     asked = feedback_event(0.0, "d", monitor="fan", section=SEC, alarm="a.flac", answer=None)
-    assert human_line(asked).endswith("fan answer asked (no answer yet) to alarm a.flac")
+    assert human_line(asked).endswith(f"{who}answer asked (no answer yet) to alarm a.flac")
     bad = feedback_event(0.0, "d", monitor="fan", section=SEC, alarm=None, answer=None,
                          error="feedback/set: invalid JSON")
-    assert human_line(bad).endswith("fan answer not applied: feedback/set: invalid JSON")
+    assert human_line(bad).endswith(f"{who}answer not applied: feedback/set: invalid JSON")
 
 
 @pytest.mark.parametrize(("evidence", "mqtt_answers", "buttons"),
