@@ -231,7 +231,8 @@ def family_part(args: argparse.Namespace, family: str) -> dict[str, Any]:
             and not is_pool(c.path.name)]
     scorer = Scorer.from_bundle(base)
     embs = embed_all(out, family, scorer, test + pool)
-    te, pe = rows(embs, list(range(len(test)))), rows(embs, list(range(len(test), len(embs))))
+    n_test = len(test)  # embs: one (clips, D_i) array per component, test clips first
+    te, pe = rows(embs, list(range(n_test))), rows(embs, list(range(n_test, n_test + len(pool))))
     sections = sorted({c.section_id for c in test})
     result: dict[str, Any] = {"sections": sections, "n_test": len(test), "rules": {}}
 
