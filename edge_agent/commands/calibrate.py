@@ -63,7 +63,8 @@ def calibrate_cmd(
 ) -> None:
     """Calibrate a section to a new condition (target domain) from normal clips; or --rollback."""
     from edge_agent.adaptation import service
-    from edge_agent.adaptation.sections import MODES, THRESHOLD_RULES
+    from edge_agent.adaptation.clips import enough_clips
+    from edge_agent.adaptation.sections import CALIBRATE_CLIPS, MODES, THRESHOLD_RULES
     from edge_agent.commands.clip_input import clip_origin, collect_clips, embed_progress
     from edge_agent.errors import choice
 
@@ -87,6 +88,9 @@ def calibrate_cmd(
     scorer = service.open_scorer(root, checked, cfg.threads)
     scorer.bundle.backend(sec)
     clips = collect_clips(cfg, scorer.spec, count, skip_refused, retries, quiet)
+    warning = enough_clips(len(clips), CALIBRATE_CLIPS, "calibrate", scorer.spec.clip_seconds)
+    if warning:
+        typer.echo(warning, err=True)
     change = service.calibrate(scorer, sec, [c.samples for c in clips], checked, how,
                                origin=clip_origin(cfg), progress=embed_progress(scorer, quiet))
     print(f"calibrated {sec} with {len(clips)} clips ({mode}): threshold "
