@@ -144,6 +144,7 @@ class ClipReader:
     source: AudioSource
     n: int  # samples per clip
     stall_seconds: float = 10.0  # no samples at all for this long: give up
+    lane: int = 0  # a capture shared by monitors (`Block.lanes`): the one to cut clips from
     _buf: list[FloatArray] = field(default_factory=list)
     _have: int = 0
     _overflow: bool = False
@@ -168,8 +169,9 @@ class ClipReader:
             last = now
             if block.overflow:
                 self._overflow = True
-            self._buf.append(np.asarray(block.samples, dtype=np.float32))
-            self._have += block.samples.size
+            x = np.asarray(block.lane(self.lane), dtype=np.float32)
+            self._buf.append(x)
+            self._have += x.size
             if on_samples is not None:
                 on_samples(min(self._have, self.n))
         x = np.concatenate(self._buf)
@@ -189,12 +191,14 @@ def capture_clips(
     progress: Progress | None = None,
     retries: int = DEFAULT_RETRIES,
     source: AudioSource | None = None,
+    lane: int = 0,
 ) -> list[Clip]:
     """`count` accepted clips of `spec`'s length and rate from the live source `settings`
     describes (see module docstring).
 
     `source` (not started) replaces `open_source(settings, spec.sample_rate)`, for tests and
-    callers that built one already.
+    callers that built one already; `lane`: which of its lanes (a device opened for several
+    monitors, as `edge-agent run` opens it) the clips are cut from.
     """
     if count < 1:
         raise FieldError("count", f"expected at least 1 clip, got {count}")
@@ -203,7 +207,8 @@ def capture_clips(
     out: list[Clip] = []
     with src:
         name = src.name
-        reader = ClipReader(src, spec.clip_samples, max(10.0, 2 * settings.stall_seconds))
+        reader = ClipReader(src, spec.clip_samples, max(10.0, 2 * settings.stall_seconds),
+                            lane)
         for i in range(1, count + 1):
             show = functools.partial(progress.recording, i, count, total=spec.clip_samples)
             for attempt in range(retries + 1):
