@@ -263,7 +263,7 @@ def test_file_replay_errors(tmp_path: Path) -> None:
     with pytest.raises(AudioFileError, match=r"missing.wav: no such file or folder"):
         open_source(SourceSettings(kind="files", files=(str(tmp_path / "missing.wav"),)), RATE)
     (tmp_path / "empty").mkdir()
-    with pytest.raises(AudioFileError, match=r"folder contains no .wav files"):
+    with pytest.raises(AudioFileError, match=r"folder contains no .wav or .flac files"):
         open_source(SourceSettings(kind="files", files=(str(tmp_path / "empty"),)), RATE)
     with pytest.raises(ConfigError, match=r"source.files"):
         open_source(SourceSettings(kind="files"), RATE)
