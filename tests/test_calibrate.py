@@ -126,9 +126,12 @@ def test_refused_and_bad_inputs_are_one_line_errors(
     last = err.strip().splitlines()[-1]
     assert code == 2 and last.startswith(f"error: {silent}: refused: silent")
     assert current_version(bundle_copy) == v0
+    broken = tmp_path / "broken.wav"
+    broken.write_bytes(b"RIFF but not audio")
     code, out, err = cli(capsys, "calibrate", "--bundle", str(bundle_copy), "--section", SEC,
-                         "--skip-refused", "--files", *files)
+                         "--skip-unreadable", "--files", *files, str(broken))
     assert code == 0 and "with 2 clips" in out and "refused" in err and "skipped" in err
+    assert f"({broken}): " in err  # the unreadable file is named, then left out
     for args, msg in [
         (["--section", "nope_section_00", "--files", files[0]], "no section 'nope_section_00'"),
         (["--section", SEC, "--mode", "merge", "--files", files[0]], "--mode: expected one of"),

@@ -53,8 +53,8 @@ def test_field_errors_are_worded_as_the_flags_that_set_them() -> None:
 
     with pytest.raises(EdgeAgentError, match=r"^--model: expected 0\.\.1, got 5$"):
         command("model_index")
-    with pytest.raises(EdgeAgentError, match=r"^--skip-refused: expected"):
-        command("skip_refused")
+    with pytest.raises(EdgeAgentError, match=r"^--skip-unreadable: expected"):
+        command("skip_unreadable")
 
 
 def test_a_run_where_every_window_failed_exits_1_with_a_summary(

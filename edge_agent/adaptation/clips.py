@@ -16,8 +16,9 @@ or move the threshold, and every later window would be judged against it.
   DeviceError naming the fault, so a dead microphone cannot loop forever.
 * Files: each WAV file is one clip (`audio.load_clip`: its first 10 s at the spec's rate,
   shorter files looped), exactly what `edge-agent score` and `model-build evaluate` embed. A
-  refused file is an error naming the file (the user chose these files; quietly dropping one
-  would change the clip count), or, with `skip_refused`, a warning and the file is left out.
+  refused or unreadable file is an error naming the file (the user chose these files; quietly
+  dropping one would change the clip count), or, with `skip_unreadable` (`--skip-unreadable`,
+  the flag `score` and `run` use for the same thing), a line naming it and the file is left out.
 
 Progress goes to a `Progress` (stderr by default): one updating line per clip on a terminal,
 one line per clip otherwise.
@@ -222,7 +223,7 @@ def file_clips(
     spec: FrontendSpec,
     health: HealthSettings = HealthSettings(),
     progress: Progress | None = None,
-    skip_refused: bool = False,
+    skip_unreadable: bool = False,
     channel: int | None = None,
 ) -> list[Clip]:
     """One clip of `spec`'s length and rate per WAV file (folders expand to their .wav files);
@@ -231,15 +232,21 @@ def file_clips(
     files = expand_files(paths)
     out: list[Clip] = []
     for i, f in enumerate(files, 1):
-        clip, why = check_clip(load_clip(f, spec, channel), str(f), health)
+        try:
+            clip, why = check_clip(load_clip(f, spec, channel), str(f), health)
+        except AudioFileError as e:
+            if not skip_unreadable:
+                raise
+            progress.refused(i, len(files), str(f), e.reason + "; skipped", again=False)
+            continue
         if why is None:
             out.append(clip)
             progress.accepted(i, len(files), clip)
-        elif skip_refused:
+        elif skip_unreadable:
             progress.refused(i, len(files), str(f), why + "; skipped", again=False)
         else:
             raise ClipRefusedError(
-                f"{f}: refused: {why} (remove the file or pass --skip-refused)"
+                f"{f}: refused: {why} (remove the file or pass --skip-unreadable)"
             )
     if not out:
         raise AudioFileError(", ".join(map(str, paths)), "no usable clip among the files")

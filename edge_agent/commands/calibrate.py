@@ -53,7 +53,7 @@ def calibrate_cmd(
                           "target: held-out percentile only.")
     ] = "max",
     percentile: opt.Percentile = 90.0,
-    skip_refused: opt.SkipRefused = False,
+    skip_unreadable: opt.SkipUnreadable = False,
     retries: opt.Retries = 3,
     do_rollback: Annotated[
         bool, typer.Option("--rollback", help="Restore the previous bundle version and exit.")
@@ -86,7 +86,7 @@ def calibrate_cmd(
     # verified (signed, with trusted_keys); an unknown section fails now
     scorer = service.open_scorer(root, checked, cfg.threads)
     scorer.bundle.backend(sec)
-    clips = collect_clips(cfg, scorer.spec, count, skip_refused, retries, quiet)
+    clips = collect_clips(cfg, scorer.spec, count, skip_unreadable, retries, quiet)
     change = service.calibrate(scorer, sec, [c.samples for c in clips], checked, how,
                                origin=clip_origin(cfg), progress=embed_progress(scorer, quiet))
     print(f"calibrated {sec} with {len(clips)} clips ({mode}): threshold "

@@ -15,12 +15,12 @@ from edge_agent.runtime.scorer import Scorer
 from edge_agent.scoring.frontend import FrontendSpec
 
 
-def collect_clips(cfg: AgentConfig, spec: FrontendSpec, count: int, skip_refused: bool,
+def collect_clips(cfg: AgentConfig, spec: FrontendSpec, count: int, skip_unreadable: bool,
                   retries: int, quiet: bool) -> list[Clip]:
     """All files of the files source, or `count` clips captured live, of `spec`'s length."""
     progress = Progress(spec.sample_rate, enabled=not quiet)
     if cfg.source.kind == "files":
-        return file_clips(cfg.source.files, spec, cfg.health, progress, skip_refused,
+        return file_clips(cfg.source.files, spec, cfg.health, progress, skip_unreadable,
                           channel=cfg.source.channel)
     where = cfg.source.device or "the default input"
     seconds = count * spec.clip_seconds

@@ -176,20 +176,15 @@ def demo_cmd(
                             help="Replay speed: 10 = one 10 s window per second.")
     ] = DEFAULT_SPEED,
     fast: Annotated[bool, typer.Option("--fast", help="No pacing: as fast as it scores.")] = False,
-    mqtt_host: Annotated[
-        str | None, typer.Option("--mqtt-host", help="Also publish to this MQTT broker.",
-                                 show_default=False)
-    ] = None,
-    mqtt_port: Annotated[
-        int | None, typer.Option("--mqtt-port", help="Broker port.", show_default=False)
-    ] = None,
+    mqtt_host: opt.MqttHost = None,
+    mqtt_port: opt.MqttPort = None,
     device_id: Annotated[
         str | None, typer.Option("--device-id", help="MQTT device id (default: the config's).",
                                  show_default=False)
     ] = None,
     config: opt.Config = None,
     json_out: opt.Json = False,
-    verbose: Annotated[bool, typer.Option("--verbose", help="Agent log lines on stderr.")] = False,
+    verbose: opt.Verbose = False,
     runtime: opt.TfliteRuntime = None,
     no_xnnpack: opt.NoXnnpack = False,
 ) -> None:
