@@ -271,7 +271,7 @@ def test_live_source_drops_are_counted_and_reported(
     c = Collect()
     agent = Agent(cfg, sinks=[c])  # no worker running: the queue fills up
     for i in range(5):
-        agent._enqueue(agent.monitors[0], Window(np.zeros(160000, np.float32), float(i), i),
+        agent._enqueue(agent.monitors[0], Window(np.zeros(160000, np.float32), float(i), i),  # noqa: SLF001 -- the test observes or drives an internal the API keeps private
                        live=True)
     assert agent.counters["windows_dropped"] == 3
     assert [e["window"] for e in c.kind("health")] == [2, 3, 4]

@@ -84,5 +84,5 @@ def test_a_run_where_every_window_failed_exits_1_with_a_summary(
     code, _, err = run_cli(capsys, *args)
     assert code == 1, err
     assert [ln for ln in err.splitlines() if ln.startswith("error:")] == [
-        "error: all 2 windows failed (window_errors 2, scored 0); the window_error lines above "
-        "say why"]
+        ("error: all 2 windows failed (window_errors 2, scored 0); the window_error lines above "
+        "say why")]

@@ -135,8 +135,8 @@ SEC = "fan_section_00"
 REFUSED = [
     # a hop of 0.48 samples cut the same window for ever (100 % CPU, RSS to 2.3 GB in 6 s); one
     # sample took 1.09 GB and dropped 36 524 windows in 25 s: under what a device can score
-    ("windows: {hop: 0.00003}", r"^windows\.hop: expected a number in \[0\.1, 86400\], "
-     r"got 3e-05"),
+    ("windows: {hop: 0.00003}", (r"^windows\.hop: expected a number in \[0\.1, 86400\], "
+     r"got 3e-05")),
     ("windows: {hop: 0.0000625}", r"^windows\.hop: expected a number in \[0\.1, 86400\]"),
     ("windows: {hop: 0}", r"^windows\.hop: expected a number in \[0\.1, 86400\], got 0"),
     ("windows: {hop: .nan}", r"^windows\.hop: expected a finite number, got nan"),
@@ -156,8 +156,8 @@ REFUSED = [
     ("decision: {threshold: .nan}", r"^decision\.threshold: expected a finite number, got nan"),
     ("decision: {threshold: -.inf}", r"^decision\.threshold: expected a finite number"),
     ("health: {silence_dbfs: .nan}", r"^health\.silence_dbfs: expected a finite number"),
-    ("mqtt: {host: broker}\nmqtt: {}", r"agent\.yaml: line 5: duplicate key 'mqtt' \(first at "
-     r"line 4\)"),
+    ("mqtt: {host: broker}\nmqtt: {}", (r"agent\.yaml: line 5: duplicate key 'mqtt' \(first at "
+     r"line 4\)")),
     ("mqtt: {host: a, host: b}", r"agent\.yaml: line 4: duplicate key 'host'"),
     ("mqtt: {port: 0}", r"^mqtt\.port: expected an integer in \[1, 65535\], got 0"),
     ("mqtt: {port: 65536}", r"^mqtt\.port: expected an integer in \[1, 65535\], got 65536"),
@@ -175,10 +175,10 @@ REFUSED = [
      r"^source\.channel: channel 5 requested but stdin has 2 channel\(s\)"),
     ("source: {kind: files, files: [CLIP], channel: 3}",
      r"01_normal\.wav: channel 3 requested but the file is mono"),
-    ("evidence: {folder: EMPTY}", r"^evidence\.folder: .*empty\.txt is a file, expected a "
-     r"folder$"),
-    ("evidence: {folder: EMPTY/clips}", r"^evidence\.folder: .*empty\.txt is a file, expected "
-     r"a folder \(cannot create .*empty\.txt/clips below it\)"),
+    ("evidence: {folder: EMPTY}", (r"^evidence\.folder: .*empty\.txt is a file, expected a "
+     r"folder$")),
+    ("evidence: {folder: EMPTY/clips}", (r"^evidence\.folder: .*empty\.txt is a file, expected "
+     r"a folder \(cannot create .*empty\.txt/clips below it\)")),
 ]
 
 

@@ -84,8 +84,8 @@ def raw(conn: Connection, payload: bytes, wait_id: str | None) -> dict[str, Any]
     conn.publish([("edge-asd/press-01/cmd", payload)], retain=False)
 
     def first() -> dict[str, Any] | None:
-        with conn._cond:
-            for p, at in conn._replies:
+        with conn._cond:  # noqa: SLF001 -- the test observes or drives an internal the API keeps private
+            for p, at in conn._replies:  # noqa: SLF001 -- the test observes or drives an internal the API keeps private
                 r = json.loads(p)
                 if at >= sent and r.get("id") == wait_id:
                     return dict(r)

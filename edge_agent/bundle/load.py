@@ -146,7 +146,7 @@ def save_backends(path: Path, backends: Mapping[str, SectionBackend]) -> None:
             raise BundleError(f"{path}: section {section}: {exc}") from None
         for key, value in saved.items():
             arrays[f"{section}{_SEP}{key}"] = value
-    with open(path, "wb") as f:
+    with Path(path).open("wb") as f:
         np.savez(f, **arrays)
 
 

@@ -107,7 +107,7 @@ def read_hashed(path: Path) -> tuple[bytes, str]:
 def sha256_file(path: Path) -> str:
     """sha256 of a file read in blocks: for files that are hashed, not used afterwards."""
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    with Path(path).open("rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()

@@ -24,9 +24,8 @@ def human_line(e: Event) -> str:
             f"thr={e['threshold']:.4f} {flag} state={e['decision']}"
         )
     if e["kind"] == "alarm":
-        return f"{ts} {e['section']} ALARM {e['decision'].upper()} " + (
-            f"(score={e['score']:.4f}, votes={e['votes']})"
-        )
+        return (f"{ts} {e['section']} ALARM {e['decision'].upper()} "
+                f"(score={e['score']:.4f}, votes={e['votes']})")
     if e["kind"] == "health":
         if "error" in e:  # window_error, reload_failed: the fault is the agent's, not the sensor's
             return f"{ts} {e['event']}: {e['error']} (window={e.get('window')})"
