@@ -66,8 +66,9 @@ def export_cmd(
     from model_build.export import DEFAULT_MODE, export_run, manifest_of
 
     mode = quantize or DEFAULT_MODE
-    vdir = export_run(run, out, mode, data or (), models or None, calibration, domains,
-                      backend, classical, progress=True, sign_key=sign_key)
+    vdir = export_run(run, out, mode, data=data or (), models=models or None,
+                      calibration=calibration, domains=domains, backend=backend,
+                      classical=classical, progress=True, sign_key=sign_key)
     m = manifest_of(vdir)
     size = sum((vdir / c["file"]).stat().st_size for c in m["components"]
                if c["kind"] == "model")
