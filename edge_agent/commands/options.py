@@ -75,6 +75,12 @@ Paths = Annotated[
                    metavar="PATH..."),
 ]
 Stdin = Annotated[bool, typer.Option("--stdin", help="Raw PCM on stdin.")]
+Pace = Annotated[
+    bool | None,
+    typer.Option("--realtime/--fast", help="Pace of a file replay: --realtime at the audio's "
+                 "own pace, --fast as fast as it scores, without pauses (default: the config's "
+                 "`source.realtime`; demo: --speed).", show_default=False),
+]
 SkipUnreadable = Annotated[
     bool, typer.Option("--skip-unreadable", help="Leave out a WAV file that cannot be read or "
                        "used (unreadable, or refused by the input checks), with one line naming "
