@@ -364,7 +364,7 @@ def _cli_json(argv: list[str], capsys: pytest.CaptureFixture[str]) -> dict[str, 
 def test_cli_honours_the_runs_backend_marks_first_shot_and_concatenates(
     trained_run: Path, tiny_dcase_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """`train --backend gmm` is what evaluate uses unless --method says otherwise; valve is a
+    """`train --method gmm` is what evaluate uses unless --method says otherwise; valve is a
     machine type the run never saw (first-shot, DCASE 2023/2024); --concat joins another
     run's embeddings to RUN's (Table 4, concatenate after training)."""
     import shutil
