@@ -350,7 +350,8 @@ def test_stalled_input_is_reported_as_device_lost_then_ok(
         while len(c.kind("health")) < 2 and time.monotonic() < end:
             time.sleep(0.05)
         assert c.kind("health")[1]["event"] == "device_ok"
-    t.join(10)
+        wf.close()  # end of stream: the agent stops reading before the read end is closed
+        t.join(10)
     assert not t.is_alive()
     assert not c.kind("alarm")
 
