@@ -109,7 +109,10 @@ def assert_replayed_audio(wav: Path, seconds: float) -> None:
 
 
 def write_history(path: Path, windows: int = 800, hop: float = 10.0) -> None:
-    """`windows` normal-looking past scores (threshold 2) ending now, one per `hop` s."""
+    """`windows` normal-looking past scores (threshold 2) ending now, one per `hop` s, in place
+    of any the device scored while it ran (a window it scored now, followed by these from 2 h
+    ago, made the replay note a clock going back: a flaky `history_notes`)."""
+    path.unlink(missing_ok=True)
     hist = ScoreHistory(path)
     rng = np.random.default_rng(0)
     t0 = time.time() - windows * hop
