@@ -22,6 +22,7 @@ Every change:
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -199,6 +200,33 @@ class TunePlan:
         recent = self.history.recent(seconds)
         above = recent[recent > self.old_threshold]
         return int(above.size), int(np.sum(above > self.tuning.threshold))
+
+
+@dataclass(frozen=True)
+class EvidenceCost:
+    """The kept alarm clips of the tuned section and those the new threshold would not have
+    raised (fewer than k of their voting windows above it)."""
+
+    clips: int
+    lost: tuple[str, ...]  # file names
+
+
+def evidence_cost(folder: str | Path, section: str, monitor: str | None, k: int,
+                  threshold: float) -> EvidenceCost:
+    """What the new `threshold` costs on the alarms the agent kept audio of (`evidence.folder`):
+    each clip's sidecar lists the scores of the windows that voted for its alarm; with fewer
+    than `k` of them above `threshold` that alarm would not have been raised. These are the
+    alarms someone may have looked at, so their loss is shown before anything is written."""
+    from edge_agent.runtime.evidence import list_clips
+
+    if not Path(folder).is_dir():
+        return EvidenceCost(0, ())
+    clips = [c for c in list_clips(folder) if c.meta.get("section") == section
+             and (monitor is None or c.meta.get("monitor") in (None, monitor))]
+    lost = tuple(c.path.name for c in clips
+                 if sum(float(p.get("score", -math.inf)) > threshold
+                        for p in c.meta.get("parts", [])) < k)
+    return EvidenceCost(len(clips), lost)
 
 
 def plan_tune(root: str | Path, request: TuneRequest, trust: Trust) -> TunePlan:
