@@ -204,8 +204,8 @@ def directions(
     tables: Sequence[str], ours: dict[str, dict[str, Any]]
 ) -> tuple[str, dict[str, int]]:
     """Each effect the paper reports, its AUC change per domain, the paper's and ours."""
-    lines = [f"== direction of each effect: AUC change (points), paper dev -> ours "
-             f"(agree: same sign; paper changes under {CLEAR} count as no direction)",
+    lines = [(f"== direction of each effect: AUC change (points), paper dev -> ours "
+             f"(agree: same sign; paper changes under {CLEAR} count as no direction)"),
              f"{'effect':<61} {'source':>14} {'target':>14} {'mixed':>14}"]
     tally = {"agree": 0, "differ": 0, "unclear": 0}
     for table, effect, base, alt in COMPARISONS:

@@ -720,9 +720,9 @@ class Agent:
             while not self._stop.is_set():
                 try:
                     self._queue.put((monitor, w), timeout=0.5)
-                    return
                 except queue.Full:
                     continue
+                return
             return
         try:
             self._queue.put_nowait((monitor, w))

@@ -271,7 +271,7 @@ def test_live_source_drops_are_counted_and_reported(
     c = Collect()
     agent = Agent(cfg, sinks=[c])  # no worker running: the queue fills up
     for i in range(5):
-        agent._enqueue(agent.monitors[0], Window(np.zeros(160000, np.float32), float(i), i),
+        agent._enqueue(agent.monitors[0], Window(np.zeros(160000, np.float32), float(i), i),  # noqa: SLF001 -- the test observes or drives an internal the API keeps private
                        live=True)
     assert agent.counters["windows_dropped"] == 3
     # the first drop at once; the rest summarised (at most one line a minute, and at the end)
@@ -356,7 +356,8 @@ def test_stalled_input_is_reported_as_device_lost_then_ok(
         while len(c.kind("health")) < 2 and time.monotonic() < end:
             time.sleep(0.05)
         assert c.kind("health")[1]["event"] == "device_ok"
-    t.join(10)
+        wf.close()  # end of stream: the agent stops reading before the read end is closed
+        t.join(10)
     assert not t.is_alive()
     assert not c.kind("alarm")
 

@@ -126,9 +126,12 @@ def test_refused_and_bad_inputs_are_one_line_errors(
     last = err.strip().splitlines()[-1]
     assert code == 2 and last.startswith(f"error: {silent}: refused: silent")
     assert current_version(bundle_copy) == v0
+    broken = tmp_path / "broken.wav"
+    broken.write_bytes(b"RIFF but not audio")
     code, out, err = cli(capsys, "calibrate", "--bundle", str(bundle_copy), "--section", SEC,
-                         "--skip-refused", "--files", *files)
+                         "--skip-unreadable", "--files", *files, str(broken))
     assert code == 0 and "with 2 clips" in out and "refused" in err and "skipped" in err
+    assert f"skipped {broken}: " in err  # the unreadable file is named, then left out
     for args, msg in [
         (["--section", "nope_section_00", "--files", files[0]], "no section 'nope_section_00'"),
         (["--section", SEC, "--mode", "merge", "--files", files[0]], "--mode: expected one of"),
@@ -257,9 +260,9 @@ def test_a_long_recording_is_cut_into_its_clips_and_few_clips_are_warned_about(
     assert f"{long}: 35.0 s = 3 clips of 10 s (5.0 s at the end left out)" in err
     assert "clip 3/3 ok: " in err and f"({long} [20-30 s])" in err
     warning = [line for line in err.splitlines() if line.startswith("warning:")]
-    assert warning == ["warning: calibrate used 3 clips (30 s of audio); docs/adaptation.md asks "
+    assert warning == [("warning: calibrate used 3 clips (30 s of audio); docs/adaptation.md asks "
                        "for 10 (100 s): the threshold rests on fewer normal clips than that "
-                       "(record more, or give a longer recording)"], err
+                       "(record more, or give a longer recording)")], err
     rec = load_bundle(bundle_copy).manifest["calibration"]
     assert rec["n_clips"] == 3 and current_version(bundle_copy) == v0 + 1
     # the clips are the recording's consecutive pieces: the 2nd is the 2nd file, as written

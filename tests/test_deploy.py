@@ -111,9 +111,9 @@ def test_install_refuses_a_path_it_cannot_write_safely(
     assert proc.returncode == 2, (why, proc.stdout, proc.stderr)
     assert proc.stdout == ""
     assert proc.stderr.splitlines() == [
-        f"error: {option}: '{bad}' has characters other than letters, digits and / . _ + - (a "
+        (f"error: {option}: '{bad}' has characters other than letters, digits and / . _ + - (a "
         "space, '&', '#', '%' or a quote would break the unit or the config); choose another "
-        "path"]
+        "path")]
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing made, nothing ran
 
 

@@ -73,18 +73,18 @@ def test_a_single_section_config_is_one_monitor_named_after_its_section(tmp_path
 @pytest.mark.parametrize(("text", "error"), [
     ("section: a\nmonitors: [{section: b}]", "section: give each monitor its section"),
     ("monitors: [{name: x}]", "monitors[0].section: required"),
-    ("monitors: [{section: a, name: 'pump/1'}]", "monitors[0].name: 'pump/1' cannot be a "
-     "machine's name: expected letters, digits, _ and - (up to 64, first a letter or digit)"),
+    ("monitors: [{section: a, name: 'pump/1'}]", ("monitors[0].name: 'pump/1' cannot be a "
+     "machine's name: expected letters, digits, _ and - (up to 64, first a letter or digit)")),
     # Home Assistant ignores a discovery topic with `.` or a space; `+` and `#` are wildcards
-    *[(f"monitors: [{{section: a, name: '{n}'}}]", f"monitors[0].name: '{n}' cannot be a "
-       "machine's name: expected letters, digits, _ and -") for n in
+    *[(f"monitors: [{{section: a, name: '{n}'}}]", (f"monitors[0].name: '{n}' cannot be a "
+       "machine's name: expected letters, digits, _ and -")) for n in
       ("pump.1", "pump 1", "pump+1", "pump#1", "-pump")],
     ("monitors: [{section: 'fan.00'}]", "monitors[0].section: 'fan.00' cannot be a machine's"),
-    ("monitors: [{section: a, name: health}]", "monitors[0].name: 'health' is a topic level "
-     "of the agent itself"),
+    ("monitors: [{section: a, name: health}]", ("monitors[0].name: 'health' is a topic level "
+     "of the agent itself")),
     ("monitors: [{section: a, name: Pump_1}, {section: a, name: pump-1}]",
-     "monitors[1].name: 'pump-1' and monitors[0].name's 'Pump_1' give the same Home Assistant "
-     "id 'pump_1'"),
+     ("monitors[1].name: 'pump-1' and monitors[0].name's 'Pump_1' give the same Home Assistant "
+     "id 'pump_1'")),
     ("monitors: [{section: a, name: p}, {section: b, name: p}]",
      "monitors[1].name: 'p' is also monitors[0]'s"),
     ("monitors: [{section: a, name: p, channel: 1}, {section: b, name: q, channel: 1}]",
@@ -95,16 +95,16 @@ def test_a_single_section_config_is_one_monitor_named_after_its_section(tmp_path
     ("monitors: [{section: a, decision: {k: 9}}]", "decision.k: expected 1 <= k <= n"),
     ("monitors: [{section: a, colour: red}]", "monitors[0].colour: unknown key"),
     ("monitors: [{section: a, source: 3}]", "monitors[0].source: expected a mapping"),
-    ("monitors: [{section: a, name: p, device: 2, channel: 0}, "
-     "{section: b, name: q, device: '2', channel: 0}]",
+    (("monitors: [{section: a, name: p, device: 2, channel: 0}, "
+     "{section: b, name: q, device: '2', channel: 0}]"),
      "monitors[1]: device '2' channel 0 is already monitor 'p'"),
-    ("monitors: [{section: a, name: p, device: X, channel: 0}, "
-     "{section: b, name: q, device: x, channel: 1, source: {stall_seconds: 3}}]",
+    (("monitors: [{section: a, name: p, device: X, channel: 0}, "
+     "{section: b, name: q, device: x, channel: 1, source: {stall_seconds: 3}}]"),
      "monitors[1].source.stall_seconds: differs from monitors[0]'s on the same device"),
     ("evidence: {mqtt_max_kilobytes: 9000}\nmonitors: [{section: a}]",
      "evidence.mqtt_max_kilobytes: 9000 kB clips would crowd the outbox"),
-    ("mqtt: {host: h, device_id: fleet}\nfleet: {enabled: true, allow_unsigned: true}\n"
-     "monitors: [{section: a}]", "mqtt.device_id: 'fleet' cannot join a fleet"),
+    (("mqtt: {host: h, device_id: fleet}\nfleet: {enabled: true, allow_unsigned: true}\n"
+     "monitors: [{section: a}]"), "mqtt.device_id: 'fleet' cannot join a fleet"),
 ])
 def test_bad_monitor_lists_are_one_line_errors(tmp_path: Path, text: str, error: str,
                                                capsys: pytest.CaptureFixture[str]) -> None:
@@ -201,7 +201,7 @@ monitors:
 """))
     c = Collect()
     agent = Agent(cfg, sinks=[c])
-    assert len(agent._open_sources()) == 1  # one stream for the three channels
+    assert len(agent._open_sources()) == 1  # one stream for the three channels  # noqa: SLF001 -- the test observes or drives an internal the API keeps private
 
     def done() -> bool:
         s = by_monitor(c, "score")
@@ -247,7 +247,7 @@ monitors:
 """))
     c = Collect()
     agent = Agent(cfg, sinks=[c])
-    assert len(agent._open_sources()) == 2
+    assert len(agent._open_sources()) == 2  # noqa: SLF001 -- the test observes or drives an internal the API keeps private
 
     def done() -> bool:
         s = by_monitor(c, "score")

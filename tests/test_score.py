@@ -187,8 +187,8 @@ def test_unreadable_file_stops_or_is_skipped(
     code, out, err = _run(argv, capsys)
     assert code == 2 and len(out.splitlines()) == 1  # a.wav was scored before b.wav stopped it
     assert err.strip().splitlines() == [
-        f"error: {folder / 'b.wav'}: not a readable WAV file (no valid 'fmt ' chunk) "
-        "(remove the file or pass --skip-unreadable)"]
+        (f"error: {folder / 'b.wav'}: not a readable WAV file (no valid 'fmt ' chunk) "
+        "(remove the file or pass --skip-unreadable)")]
     code, out, err = _run([*argv, "--skip-unreadable"], capsys)
     assert code == 0 and [Path(json.loads(r)["file"]).name for r in out.splitlines()] == ["a.wav"]
     lines = err.strip().splitlines()

@@ -126,7 +126,7 @@ def test_stdin_source_stop_ends_the_reader_while_the_pipe_stays_open() -> None:
         assert src.read(0.3) is None
         started = time.monotonic()
         src.stop()
-        thread = src._thread  # type: ignore[attr-defined]
+        thread = src._thread  # type: ignore[attr-defined]  # noqa: SLF001 -- the test observes or drives an internal the API keeps private
         assert thread is not None and not thread.is_alive()
         assert time.monotonic() - started < 2.0
     finally:
@@ -151,7 +151,7 @@ def test_sigterm_during_run_stdin_with_the_pipe_open_exits_0(tmp_path: Path, fee
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(repo)}  # history too
     for attempt in range(3):
         err_path = tmp_path / f"err{attempt}.txt"
-        with open(err_path, "wb") as err:
+        with Path(err_path).open("wb") as err:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "edge_agent.cli", "run", "--stdin", "--bundle",
                  str(demo.bundle), "--section", demo.section, "--json"],

@@ -133,9 +133,9 @@ def test_replay_keeps_the_file_order_when_the_clock_goes_back(tmp_path: Path) ->
     h = replay_windows(recs)
     assert h.scores.tolist() == recs.score.tolist()  # file order, nothing left out
     assert h.span_hours == pytest.approx(799 * 10 / 3600 - 10 / 3600)
-    assert h.notes == ("the clock went back 1 time(s) during the history, by up to 5.6 h "
+    assert h.notes == (("the clock went back 1 time(s) during the history, by up to 5.6 h "
                        "(after record 399): the replay follows the order the windows were "
-                       "recorded in",)
+                       "recorded in"),)
     # the last hour: the 360 windows at the end, not also the 400 whose clock read later
     assert h.recent(3595).tolist() == recs.score[440:].tolist()
 
@@ -151,9 +151,9 @@ def test_replay_leaves_out_implausible_timestamps_and_compaction_survives_them(
     path = _history(tmp_path / "s.bin", epochs)
     h = replay_windows(read_history(path))
     assert h.scores.size == 500 and h.undated == 3
-    assert h.notes == ("3 record(s) with an implausible timestamp left out (record 0: 10; "
+    assert h.notes == (("3 record(s) with an implausible timestamp left out (record 0: 10; "
                        "expected a time between 1e+09 and 4.1e+09 s since 1970): a damaged "
-                       "record or a clock that was not set",)
+                       "record or a clock that was not set"),)
     assert h.span_hours == pytest.approx(4990 / 3600)
     ScoreHistory(path).close()  # reopened: compaction at open
     assert read_history(path).epoch.tolist() == epochs[2:]
@@ -251,11 +251,11 @@ def test_tune_writes_a_version_with_only_the_threshold_and_rolls_back(
     refused = _tune("--config", str(yml), "--false-alarms-per-day", "0", "--dry-run")
     assert refused.returncode == 2 and refused.stdout == ""
     assert refused.stderr.splitlines() == [
-        "error: history: 240 of 360 windows (67%) were anomalous when recorded: not normal "
+        ("error: history: 240 of 360 windows (67%) were anomalous when recorded: not normal "
         "operation (a fault all along, or the wrong section or microphone), and a threshold "
         "tuned on it would hide it; tune on a healthy period, or pass "
         "--allow-anomalous-history if the machine was healthy and the old threshold far too "
-        "low"]
+        "low")]
     allow = "--allow-anomalous-history"
     dry = _tune("--config", str(yml), "--false-alarms-per-day", "0", "--dry-run", allow)
     assert dry.returncode == 0, dry.stderr
@@ -268,9 +268,9 @@ def test_tune_writes_a_version_with_only_the_threshold_and_rolls_back(
                      r"0.00-88.53; budget 0/day\)", dry.stdout), dry.stdout  # 3.689 / (1/24)
     hist = history_path(load_config(yml).history, load_config(yml).outbox.path, sec)
     assert dry.stderr.splitlines() == [
-        f"warning: {hist}: the per-day rates rest on 1.0 h of history (less than 24 h): 0 "
+        (f"warning: {hist}: the per-day rates rest on 1.0 h of history (less than 24 h): 0 "
         "replayed alarm(s) at the new threshold is anything from 0.00 to 88.53 alarms/day "
-        "(95 %); record longer before trusting the budget"]
+        "(95 %); record longer before trusting the budget")]
     # the detection cost on the alarms the agent kept audio of: every one is lost at budget 0
     kept = sorted(p.name for p in (yml.parent / "state" / "evidence").glob("*.flac"))
     assert kept
@@ -319,8 +319,8 @@ def test_tune_refuses_a_short_history_and_an_override(tmp_path: Path) -> None:
                   "--allow-anomalous-history")
     assert short.returncode == 2
     assert short.stderr.strip().splitlines() == [
-        "error: history too short: 12 scored windows covering 0.03 h; need at least 50 "
-        "windows and 1 h of normal operation"]
+        ("error: history too short: 12 scored windows covering 0.03 h; need at least 50 "
+        "windows and 1 h of normal operation")]
     missing = _tune("--config", str(yml), "--section", "no_such_section",
                     "--false-alarms-per-day", "1")
     assert missing.returncode == 2 and "no section 'no_such_section'" in missing.stderr

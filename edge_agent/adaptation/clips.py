@@ -18,8 +18,9 @@ or move the threshold, and every later window would be judged against it.
   (`audio.iter_clips`: a 120 s recording is twelve clips, a tail shorter than a clip is left
   out and said so, a file shorter than a clip is one clip, looped, as `edge-agent score`
   embeds it). A refused clip is an error naming the file and the seconds (the user chose
-  these files; quietly dropping one would change the clip count), or, with `skip_refused`, a
-  warning and the clip is left out.
+  these files; quietly dropping one would change the clip count), or, with `skip_unreadable`
+  (`--skip-unreadable`, the flag `score` and `run` use for the same thing), a line naming it
+  and the clip is left out; an unreadable file likewise.
 
 `enough_clips` says when fewer clips than the documented number were used: a threshold moved
 on one clip is not a calibration anyone asked for.
@@ -232,14 +233,22 @@ def file_clips(
     spec: FrontendSpec,
     health: HealthSettings = HealthSettings(),
     progress: Progress | None = None,
-    skip_refused: bool = False,
+    skip_unreadable: bool = False,
     channel: int | None = None,
 ) -> list[Clip]:
     """Every whole clip of `spec`'s length and rate of every WAV file (folders expand to their
     .wav files); see module docstring."""
     progress = progress or Progress(spec.sample_rate)
-    files = expand_files(paths)
-    counts = [file_clips_count(f, spec, channel) for f in files]  # headers: fails early
+    files, counts = [], []
+    for f in expand_files(paths):  # headers first: an unreadable file fails (or is named) early
+        try:
+            counts.append(file_clips_count(f, spec, channel))
+        except AudioFileError as e:
+            if not skip_unreadable:
+                raise
+            progress.note(f"skipped {f}: {e.reason}")
+            continue
+        files.append(f)
     total, i = sum(counts), 0
     out: list[Clip] = []
     secs = spec.clip_seconds
@@ -252,11 +261,11 @@ def file_clips(
             if why is None:
                 out.append(clip)
                 progress.accepted(i, total, clip)
-            elif skip_refused:
+            elif skip_unreadable:
                 progress.refused(i, total, origin, why + "; skipped", again=False)
             else:
                 raise ClipRefusedError(
-                    f"{origin}: refused: {why} (remove the file or pass --skip-refused)"
+                    f"{origin}: refused: {why} (remove the file or pass --skip-unreadable)"
                 )
         left = stream_secs - k * secs
         if k > 1 or left > 0.05:

@@ -26,7 +26,7 @@ MAGIC = b"fLaC"
 
 def is_flac(path: str | Path) -> bool:
     """Whether the file starts with the FLAC stream marker (whatever its name says)."""
-    with open(path, "rb") as f:
+    with Path(path).open("rb") as f:
         return f.read(4) == MAGIC
 
 

@@ -58,7 +58,7 @@ def set_current(root: str | Path, version: int) -> None:
         raise BundleError(f"{root}: no version {version} (has {list_versions(root)})")
     tmp = root / f".{CURRENT}.tmp-{os.getpid()}"
     tmp.write_text(f"{version}\n")
-    os.replace(tmp, root / CURRENT)
+    Path(tmp).replace(root / CURRENT)
 
 
 def write_bundle(
@@ -123,7 +123,7 @@ def write_bundle(
         if finish is not None:
             finish(tmp)
         final = root / VERSIONS / str(version)
-        os.rename(tmp, final)  # fails (not overwrites) if a concurrent writer took the number
+        Path(tmp).rename(final)  # fails (not overwrites) if a concurrent writer took the number
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -53,7 +53,7 @@ def calibrate_cmd(
                           "target: held-out percentile only.")
     ] = "max",
     percentile: opt.Percentile = 90.0,
-    skip_refused: opt.SkipRefused = False,
+    skip_unreadable: opt.SkipUnreadable = False,
     retries: opt.Retries = 3,
     do_rollback: Annotated[
         bool, typer.Option("--rollback", help="Restore the previous bundle version and exit.")
@@ -93,7 +93,7 @@ def calibrate_cmd(
     # verified (signed, with trusted_keys); an unknown section fails now
     scorer = service.open_scorer(root, checked, cfg.threads)
     scorer.bundle.backend(sec)
-    clips = collect_clips(cfg, scorer.spec, count, skip_refused, retries, quiet,
+    clips = collect_clips(cfg, scorer.spec, count, skip_unreadable, retries, quiet,
                           shared_capture(full, monitor) if full is not None else None)
     warning = enough_clips(len(clips), CALIBRATE_CLIPS, "calibrate", scorer.spec.clip_seconds)
     if warning:

@@ -47,13 +47,13 @@ def shared_capture(full: AgentConfig, monitor: str | None) -> SharedCapture | No
     return None
 
 
-def collect_clips(cfg: AgentConfig, spec: FrontendSpec, count: int, skip_refused: bool,
+def collect_clips(cfg: AgentConfig, spec: FrontendSpec, count: int, skip_unreadable: bool,
                   retries: int, quiet: bool, shared: SharedCapture | None = None) -> list[Clip]:
     """All files of the files source, or `count` clips captured live, of `spec`'s length
     (`shared`: from that lane of a device opened as `run` opens it)."""
     progress = Progress(spec.sample_rate, enabled=not quiet)
     if cfg.source.kind == "files":
-        return file_clips(cfg.source.files, spec, cfg.health, progress, skip_refused,
+        return file_clips(cfg.source.files, spec, cfg.health, progress, skip_unreadable,
                           channel=cfg.source.channel)
     where = cfg.source.device or "the default input"
     if cfg.source.channel is not None:

@@ -38,7 +38,7 @@ def enrol_cmd(
         bool, typer.Option("--replace", help="Overwrite a section that already exists.")
     ] = False,
     percentile: opt.Percentile = 90.0,
-    skip_refused: opt.SkipRefused = False,
+    skip_unreadable: opt.SkipUnreadable = False,
     retries: opt.Retries = 3,
     threads: opt.Threads = None,
     quiet: opt.Quiet = False,
@@ -73,7 +73,7 @@ def enrol_cmd(
     if section in scorer.bundle.backends and not replace:  # before the recording, not after
         raise BundleError(f"{root}: section {section!r} already exists; pass --replace to "
                           "refit it (or calibrate it with edge-agent calibrate)")
-    clips = collect_clips(cfg, scorer.spec, count, skip_refused, retries, quiet,
+    clips = collect_clips(cfg, scorer.spec, count, skip_unreadable, retries, quiet,
                           shared_capture(agent_config(config, Flags(bundle=bundle)), monitor)
                           if monitor else None)
     warning = enough_clips(len(clips), ENROL_CLIPS, "enrol", scorer.spec.clip_seconds)

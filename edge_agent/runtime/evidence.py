@@ -183,13 +183,13 @@ def write_atomic(path: Path, data: bytes | Path, mode: int = PRIVATE_MODE) -> No
     try:
         with open_private(tmp, "wb", mode) as f:
             if isinstance(data, Path):
-                with open(data, "rb") as src:
+                with Path(data).open("rb") as src:
                     shutil.copyfileobj(src, f, 1 << 20)
             else:
                 f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        Path(tmp).replace(path)
     except BaseException:
         with contextlib.suppress(OSError):
             tmp.unlink()

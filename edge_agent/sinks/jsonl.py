@@ -48,8 +48,8 @@ def human_line(e: Event) -> str:
         )
     if e["kind"] == "alarm":
         what = "ALARM raised" if e["decision"] == "alarm" else "alarm cleared"
-        return f"{ts} {who} {what} (window={e['window']}, score={e['score']:.4f}, " \
-               f"votes={e['votes']})"
+        return (f"{ts} {who} {what} (window={e['window']}, score={e['score']:.4f}, "
+                f"votes={e['votes']})")
     if e["kind"] == "health":
         name = e["event"]
         if "error" in e:  # window_error, reload_failed: the fault is the agent's, not the sensor's

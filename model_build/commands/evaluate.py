@@ -11,7 +11,7 @@ import typer
 
 from edge_agent.commands import options as opt
 from edge_agent.commands.runner import fields_as_flags
-from model_build.commands.options import DataRoots, Run, Verbose
+from model_build.commands.options import Classical, DataRoots, Method, Run, Verbose
 
 METRICS_FILE = "metrics.json"
 
@@ -31,15 +31,8 @@ def evaluate_cmd(
         str, typer.Option("--backend", help="Backend: default (k-NN references + local "
                           "density) or paper (k-means + target clips, raw cosine distance).")
     ] = "default",
-    classical: Annotated[
-        bool, typer.Option("--classical/--no-classical",
-                           help="Also report the system with the classical components (what "
-                           "export ships by default).")
-    ] = True,
-    method: Annotated[
-        str | None, typer.Option("--method", help="cosine or gmm (Table 6); default: the "
-                                 "run's `train --backend`.", show_default=False)
-    ] = None,
+    classical: Classical = True,
+    method: Method = None,
     variant: Annotated[
         str, typer.Option("--variant", help="Table 6: scores from the joint, source-only or "
                           "target-only references/mixture, or the sum of both domains'.")

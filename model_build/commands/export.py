@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from edge_agent.commands.runner import fields_as_flags
-from model_build.commands.options import Run, Verbose
+from model_build.commands.options import Classical, DataRootsOrRun, Run, Verbose
 
 
 @fields_as_flags(models="--model")
@@ -21,11 +21,7 @@ def export_cmd(
         str | None, typer.Option("--quantize", help="float32 | float16 | dynamic (default) | "
                                  "int8.", show_default=False)
     ] = None,
-    data: Annotated[
-        list[Path] | None,
-        typer.Option("--data", help="Training data root(s); default: the run's own data roots.",
-                     show_default=False),
-    ] = None,
+    data: DataRootsOrRun = None,
     models: Annotated[
         list[int] | None,
         typer.Option("--model", help="Which model(s) of the run (repeatable; default: all, "
@@ -42,11 +38,7 @@ def export_cmd(
         str, typer.Option("--backend", help="Backend: default (k-NN references + local "
                           "density) or paper (k-means + target clips, raw cosine distance).")
     ] = "default",
-    classical: Annotated[
-        bool, typer.Option("--classical/--no-classical",
-                           help="Add the classical band statistics and rhythm as components "
-                           "(the hybrid; default).")
-    ] = True,
+    classical: Classical = True,
     sign_key: Annotated[
         Path | None,
         typer.Option("--sign-key", help="Sign the new version with this Ed25519 private key "
@@ -66,8 +58,9 @@ def export_cmd(
     from model_build.export import DEFAULT_MODE, export_run, manifest_of
 
     mode = quantize or DEFAULT_MODE
-    vdir = export_run(run, out, mode, data or (), models or None, calibration, domains,
-                      backend, classical, progress=True, sign_key=sign_key)
+    vdir = export_run(run, out, mode, data=data or (), models=models or None,
+                      calibration=calibration, domains=domains, backend=backend,
+                      classical=classical, progress=True, sign_key=sign_key)
     m = manifest_of(vdir)
     size = sum((vdir / c["file"]).stat().st_size for c in m["components"]
                if c["kind"] == "model")

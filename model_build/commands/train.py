@@ -9,7 +9,7 @@ from typing import Annotated, get_args
 import typer
 
 from edge_agent.commands.runner import fields_as_flags
-from model_build.commands.options import DataRoots, Verbose
+from model_build.commands.options import DataRoots, Method, Quiet, Seed, Verbose
 from model_build.training.model import ModelConfig
 from model_build.training.train import DEFAULT_RUNS, TrainConfig
 
@@ -35,8 +35,7 @@ def train_cmd(
     width: Annotated[
         float, typer.Option("--width", help="Channel multiplier (1.0 = the paper's network).")
     ] = _MODEL.width,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of model 0 (model k uses seed + k).")
-                    ] = 0,
+    seed: Seed = 0,
     runs: Annotated[
         int, typer.Option("--runs", min=1, help="Models to train (an ensemble: model_<k> dirs).")
     ] = DEFAULT_RUNS,
@@ -65,10 +64,7 @@ def train_cmd(
         bool, typer.Option("--temporal-norm/--no-temporal-norm",
                            help="Temporal mean normalisation of the STFT.")
     ] = True,
-    backend: Annotated[
-        str, typer.Option("--backend", help="Table 6: cosine | gmm, recorded in the run; "
-                          "evaluate uses it unless --method says otherwise.")
-    ] = "cosine",
+    method: Method = None,
     featex: Annotated[
         bool, typer.Option("--featex/--no-featex",
                            help="FeatEx: the feature-exchange self-supervised task.")
@@ -81,7 +77,7 @@ def train_cmd(
         bool, typer.Option("--augment/--no-augment",
                            help="Random time shift and gain of every clip.")
     ] = _TRAIN.augment,
-    quiet: Annotated[bool, typer.Option("--quiet/--no-quiet", help="No progress bar.")] = False,
+    quiet: Quiet = False,
     verbose: Verbose = False,
 ) -> None:
     """Train the embedding network(s) on the training clips of one or more DCASE roots."""
@@ -99,7 +95,8 @@ def train_cmd(
     cfg = ModelConfig(width=width, bias=bias, trainable_centres=trainable_centres,
                       inputs=choice("inputs", inputs, INPUTS),
                       combine=choice("combine", combine, COMBINES), temporal_norm=temporal_norm,
-                      backend=choice("backend", backend, get_args(Backend)), featex=featex)
+                      backend=choice("method", method or "cosine", get_args(Backend)),
+                      featex=featex)
     tcfg = TrainConfig(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
                        seed=seed, runs=runs, strict=strict, verbose=not quiet,
                        min_steps=min_steps, augment=augment)
