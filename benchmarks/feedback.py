@@ -290,9 +290,9 @@ def markdown(results: dict[str, Any], args: argparse.Namespace) -> str:
         return {k: float(np.mean([get(f)[k] for f in fams])) for k in keys}
 
     lines = [
-        f"Families: {', '.join(fams)} ({len(fams) * 12} sections); answers per section, "
-        f"{args.votes} voting windows each; rates in % of test windows (mean over sections and "
-        "families), AUC harmonic mean over sections, mean over families.",
+        (f"Families: {', '.join(fams)} ({len(fams) * 12} sections); answers per section, "
+         f"{args.votes} voting windows each; rates in % of test windows (mean over sections "
+         "and families), AUC harmonic mean over sections, mean over families."),
         "",
         "| bundle | answers given | " + " | ".join(cols) + " |",
         "|---|---|" + "---|" * len(cols),

@@ -338,8 +338,8 @@ class AnswerDesk:
         try:
             self._jobs.put_nowait((monitor, bytes(payload)))
         except queue.Full:
-            self._refused.put((monitor, f"{self.QUEUE_SIZE} answers already wait; this one "
-                                        "was not applied, send it again"))
+            self._refused.put((monitor, (f"{self.QUEUE_SIZE} answers already wait; this one "
+                                         "was not applied, send it again")))
 
     # --- the agent's emit (any thread)
     def track(self, monitor: str, clip_file: str) -> None:

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -126,7 +125,7 @@ def _write_index(dest: Path, src: Path, test_share: float, rows: list[dict[str, 
                        "files": rows}, indent=1)
     tmp = dest / f".{INDEX}.tmp"
     tmp.write_text(text + "\n")
-    os.replace(tmp, dest / INDEX)
+    tmp.replace(dest / INDEX)
 
 
 def _export_clip(clip: ClipInfo, dest: Path, test_share: float, normals: dict[str, int],
@@ -151,7 +150,7 @@ def _export_clip(clip: ClipInfo, dest: Path, test_share: float, normals: dict[st
         final = folder / clip_name(sec, DOMAIN, split, label, n)
         tmp = final.with_name(f".{final.stem}.tmp.wav")  # a name `scan` ignores
         write_wav(tmp, w, rate)
-        os.replace(tmp, final)
+        tmp.replace(final)
         part = parts[i] if i < len(parts) and isinstance(parts[i], dict) else {}
         rows.append({
             "file": str(final.relative_to(dest)), "section": section, "split": split,
