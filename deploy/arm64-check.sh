@@ -81,7 +81,8 @@ root_for() {  # ARCH PACKAGES -> prints the root's path; builds it when missing 
       || { echo "error: mmdebstrap $arch failed (last lines of $CACHE/mmdebstrap-$arch.log):" >&2
            tail -n 5 "$CACHE/mmdebstrap-$arch.log" >&2; exit 1; }
     # this machine's extra CA certificates (a proxy's) are trusted inside too
-    if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
+    if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null \
+        && [ -d "$root.tmp/usr/local/share/ca-certificates" ]; then
       cp /usr/local/share/ca-certificates/*.crt "$root.tmp/usr/local/share/ca-certificates/"
       chroot "$root.tmp" update-ca-certificates >/dev/null 2>&1 || true
     fi
