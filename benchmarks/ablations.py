@@ -11,12 +11,12 @@ interrupted run resumes):
 
 1. writes a synthetic data set (`model_build.synth`, harmonic family, one section per kind of
    domain shift);
-2. trains one network per system of the selected tables (`model_build.train.train_run`):
+2. trains one network per system of the selected tables (`model_build.training.train.train_run`):
    Table 3 bias terms x trainable centres, Table 4 spectrum / log-mel / spectrogram alone and
    their embeddings added while training (`ModelConfig.combine="add"`), Table 5 without
    temporal normalisation; "paper" is the paper's network (the last column of Tables 3-5);
    Table 4's "concatenate after training" joins the spectrum-only and spectrogram-only
-   networks' embeddings (`model_build.runs.ConcatenatedRuns` does the same for `evaluate`);
+   networks' embeddings (`model_build.training.runs.ConcatenatedRuns` does the same for `evaluate`);
 3. scores every system with the paper's backend (`PAPER_BACKEND`: k-means + target clips,
    cosine distance), and for Table 6 the paper network with the cosine and the GMM backend,
    each from the source model, the target model, their sum, and the joint model;

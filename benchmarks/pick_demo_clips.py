@@ -11,7 +11,7 @@ The rule is fixed before looking at any single score, so the demo does not show 
   severities in [0.05, 1], skewed towards subtle faults: a demo shows a clear fault, and the
   detection rate at that severity is measured and recorded next to the rate over all faults).
 
-Everything is scored through the device path (`edge_agent.scorer.Scorer`: numpy frontend +
+Everything is scored through the device path (`edge_agent.runtime.scorer.Scorer`: numpy frontend +
 TFLite + the bundle's backend). The script records in `demo.json` the section's AUC, the share
 of normal test windows above the bundle threshold (per-window false alarms) and the share of
 faulty windows above it (all severities, and >= min severity), and it FAILS, rather than picks

@@ -18,8 +18,9 @@ What it does (every step cached under --out, so an interrupted run resumes):
    * `default`: what `model-build train` + `model-build export` ship by default (the model
      and training defaults, `--runs` models, the default backend, the classical components);
    * ablation systems by name (`--systems`, see SYSTEMS);
-   trains with `model_build.train.train_run`, embeds train and test clips with the float
-   Keras models (`model_build.training.runs`), scores with `model_build.evaluate.backend_scores`;
+   trains with `model_build.training.train.train_run`, embeds train and test clips with the float
+   Keras models (`model_build.training.runs`), scores with
+   `model_build.evaluation.evaluate.backend_scores`;
 3. prints and writes (OUT/report.md, OUT/results.json) DCASE harmonic means over sections
    (paper view: per domain AUC/pAUC, "mixed" = both domains), mean +- std over seeds, per
    family and size, the mean over families, and the default's margin over the floor.

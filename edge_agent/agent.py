@@ -2,10 +2,10 @@
 
 Monitors (`edge_agent.config.monitors`): one agent listens to one machine (the top-level `section`)
 or to several (`monitors:`), with ONE model in memory for all of them; each machine's windows,
-health, decision, history and evidence live in its `edge_agent.monitor.Monitor`.
+health, decision, history and evidence live in its `edge_agent.runtime.monitor.Monitor`.
 
 Threads and why:
-- one reader thread per audio source (`edge_agent.capture.Capture`; monitors on the channels
+- one reader thread per audio source (`edge_agent.runtime.reader.Capture`; monitors on the channels
   of one interface share one source and one thread): it reads blocks and cuts each monitor's
   windows; it never scores, so a slow model cannot make an audio device overflow, and a stuck
   device cannot starve another one;
@@ -73,7 +73,6 @@ from edge_agent.config.monitors import MonitorSettings, capture_groups
 from edge_agent.errors import BundleError, ConfigError, EdgeAgentError
 from edge_agent.events import COUNTERS, Counters, Event, health_event, iso, status_event
 from edge_agent.fleet.control import AgentStatus, MonitorStatus
-from edge_agent.private import open_private
 from edge_agent.runtime.evidence import EvidenceStore
 from edge_agent.runtime.monitor import Monitor, monitor_files, zero_counters
 from edge_agent.runtime.notify import Notifier
@@ -83,10 +82,9 @@ from edge_agent.runtime.start import check_start
 from edge_agent.runtime.windows import Window
 from edge_agent.scoring.embedder import RuntimeRequest
 from edge_agent.sinks import Sink
-from edge_agent.sinks.jsonl import JsonlSink
-from edge_agent.sinks.mqtt import MqttSink, start_state
-from edge_agent.sinks.outbox import Outbox
-from edge_agent.sinks.prometheus import PrometheusSink
+from edge_agent.sinks.build import Sinks
+from edge_agent.sinks.build import build as build_sinks
+from edge_agent.sinks.mqtt import start_state
 from edge_agent.sources import open_source
 from edge_agent.sources.base import AudioSource
 
@@ -161,12 +159,14 @@ class Agent:
         self.settings: tuple[MonitorSettings, ...] = cfg.monitor_list()
         self._agent_counters = {"reloads": 0}
         self._emit_lock = threading.Lock()
-        self.sinks: list[Sink] = list(sinks or [])
-        self.mqtt: MqttSink | None = None
-        self.metrics: PrometheusSink | None = None
+        # every sink, and the two with duties beyond handle() (`sinks.build.Sinks`): the ones
+        # the config asks for, or those a caller hands in (a test's collector)
+        self.out = Sinks(list(sinks)) if sinks is not None else build_sinks(
+            cfg, [m.name for m in self.settings], self.scorer.bundle.model_version,
+            self._outbox_depth)
+        self.sinks: list[Sink] = self.out.all
+        self.mqtt, self.metrics = self.out.mqtt, self.out.metrics
         self.fleet: FleetClient | None = None  # with fleet.enabled, while run() runs
-        if sinks is None:
-            self._default_sinks()
         # evidence (edge_agent.runtime.evidence): each monitor's last n scored windows, one writer
         self.evidence: EvidenceStore | None = None
         if cfg.evidence.enabled:
@@ -208,25 +208,6 @@ class Agent:
         self._next_ping = 0.0
         self._started = time.time()
 
-    def _default_sinks(self) -> None:
-        """The sinks the config asks for: stdout / a JSON-lines file, MQTT (with its outbox),
-        the Prometheus textfile."""
-        cfg = self.cfg
-        if cfg.log.stdout:
-            self.sinks.append(JsonlSink(sys.stdout, cfg.log.json))
-        if cfg.log.jsonl_file:  # the files the agent keeps are 0600 (edge_agent.private)
-            self.sinks.append(JsonlSink(open_private(cfg.log.jsonl_file, "a"), True))
-        if cfg.mqtt.enabled:
-            self.mqtt = MqttSink(
-                cfg.mqtt, Outbox(cfg.outbox), [m.name for m in self.settings],
-                self.scorer.bundle.model_version, ha_devices=bool(cfg.monitors),
-            )
-            self.sinks.append(self.mqtt)
-        if cfg.metrics.textfile:  # dashboards: node-exporter's textfile collector
-            self.metrics = PrometheusSink(cfg.metrics, self.device_id,
-                                          outbox_depth=self._outbox_depth)
-            self.sinks.append(self.metrics)
-
     def _load_scorer(self) -> Scorer:
         """The bundle's scorer; with `trusted_keys`, only a version signed by one of them (or
         a local calibration of one: `edge_agent.bundle.signing`). The key files are re-read at each
@@ -253,7 +234,7 @@ class Agent:
         return load_trust(self.cfg.trusted_keys, self.cfg.state_folder)
 
     def _outbox_depth(self) -> int:
-        return len(self.mqtt.outbox) if self.mqtt is not None else 0
+        return self.out.outbox_depth
 
     # --- events ---
     @property

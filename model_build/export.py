@@ -9,14 +9,14 @@ Steps (each a function, so tests and benchmarks reuse them):
    on real training features of both domains, float input/output tensors).
 2. `refit_backends`: the exported bundle itself (the device's `Scorer`: numpy frontend, every
    TFLite model, the classical band statistics and rhythm) embeds the training clips, and every
-   section is fitted on THOSE embeddings with `edge_agent.backend.fit_section` (the fit evaluate and
-   the device's calibrate/enrol use too), so the device's scores and thresholds are on one
-   scale whatever the quantisation did.
+   section is fitted on THOSE embeddings with `edge_agent.scoring.backend.fit_section` (the fit
+   evaluate and the device's calibrate/enrol use too), so the device's scores and thresholds are on
+   one scale whatever the quantisation did.
 3. `self_test`: the device self-test (edge_agent.runtime.selftest): one training window, the
    embeddings this machine computes for it, and the tolerance from the bundle's own
    quantisation check (the same windows through XNNPACK and through TFLite's own kernels), so
    a device refuses a runtime or CPU that computes other numbers;
-4. `edge_agent.bundle.write_bundle` writes a new version atomically; with a signing key
+4. `edge_agent.bundle.versions.write_bundle` writes a new version atomically; with a signing key
    (`--sign-key`, edge_agent.bundle.signing) the version is signed before it is renamed into place,
    so no reader ever sees it unsigned.
 """
@@ -200,7 +200,7 @@ def export_models(
     (signed with the Ed25519 private key `sign_key` when given).
 
     Components: one per model (`model_<k>.tflite`), then the classical band statistics and
-    rhythm (edge_agent.classical.DEFAULT_CLASSICAL) when `classical`. `progress`: bars on
+    rhythm (edge_agent.scoring.classical.DEFAULT_CLASSICAL) when `classical`. `progress`: bars on
     stderr for the conversion and the embedding of the training clips.
     """
     calib = calibration_waves(train_clips, n_calibration, spec) if mode == "int8" else None
@@ -309,8 +309,8 @@ def manifest_of(vdir: Path) -> dict[str, Any]:
 
 
 class BundleEmbedder:
-    """A `model_build.evaluate.ClipEmbedder` that embeds through an exported bundle (the device
-    path), so `evaluate_embedder(BundleEmbedder(BUNDLE), clips)` evaluates what ships."""
+    """A `model_build.evaluation.evaluate.ClipEmbedder` that embeds through an exported bundle (the
+    device path), so `evaluate_embedder(BundleEmbedder(BUNDLE), clips)` evaluates what ships."""
 
     def __init__(self, bundle: Path, threads: int = 2) -> None:
         self.scorer = Scorer.from_bundle(bundle, threads=threads)

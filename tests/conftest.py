@@ -108,6 +108,20 @@ on a busy 2-core machine it runs several times slower than alone. Every other te
 "signal"), the session goes on."""
 
 
+@pytest.fixture(autouse=True)
+def _fresh_agent_logger() -> Iterator[None]:
+    """Each test starts with the agent's logger as a fresh process has it: a command run
+    in-process by an earlier test (`setup_logging`) must not leave its level and handler to
+    the next one, whose captured output would then hold log lines it never asked for."""
+    import logging
+
+    yield
+    logger = logging.getLogger("edge_agent")
+    logger.handlers[:] = []
+    logger.setLevel(logging.NOTSET)
+    logger.propagate = True
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.get_closest_marker("slow") and not item.get_closest_marker("timeout"):

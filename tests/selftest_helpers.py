@@ -28,7 +28,8 @@ def turned(e: np.ndarray, cosine: float, seed: int = 0) -> np.ndarray:
     r = np.random.default_rng(seed).standard_normal(e.shape)
     r -= (r @ e) / (e @ e) * e
     r *= np.linalg.norm(e) / np.linalg.norm(r)
-    return (cosine * e + np.sqrt(1 - cosine**2) * r).astype(np.float32)
+    out: np.ndarray = (cosine * e + np.sqrt(1 - cosine**2) * r).astype(np.float32)
+    return out
 
 
 def perturbed_self_test(vdir: Path, cosine: float = 0.8) -> bytes:

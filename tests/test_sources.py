@@ -1,4 +1,4 @@
-"""Audio sources: contracts, stdin PCM and file replay (live capture: test_capture.py)."""
+"""Audio sources: contracts, stdin PCM and file replay (live capture: test_reader.py)."""
 
 from __future__ import annotations
 

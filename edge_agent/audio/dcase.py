@@ -9,9 +9,9 @@
                is read as section XX; one domain, read as source); eval test: id_XX_NNNNNNNN.wav
 
 A section id, `<machine>_section_<XX>`, is what a bundle's backends and thresholds belong to.
-`record` writes clips with these names, `model_build.data.scan` reads them back for training,
-and `score` finds a file's section in its name, so the three cannot disagree about the format.
-Labels (and for 2022-2024 domains) of anonymous eval-set test clips come from the official
+`record` writes clips with these names, `model_build.data.dataset.scan` reads them back for
+training, and `score` finds a file's section in its name, so the three cannot disagree about the
+format. Labels (and for 2022-2024 domains) of anonymous eval-set test clips come from the official
 ground-truth CSVs (`model_build.data.ground_truth`).
 """
 
@@ -70,7 +70,7 @@ def parse_section_id(sid: str) -> tuple[str, str]:
     Machine types are named as their folders are (`ToyCar`, `3DPrinter`, `robotic_arm`):
     letters, digits, '-', '_' and '.', starting with a letter or digit. A section must
     round-trip through the layout (`<machine>/train/section_XX_...`), which is how `record`
-    files it and `model_build.data.scan` reads it back.
+    files it and `model_build.data.dataset.scan` reads it back.
     """
     m = _SECTION_ID.match(sid)
     if m is None:

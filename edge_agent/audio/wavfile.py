@@ -14,7 +14,7 @@ Python 3.12) WAVE_FORMAT_EXTENSIBLE. The RIFF layout is small enough to read dir
   24-bit containers or 24-bit audio in 32-bit containers scales correctly (left-justified).
 
 `WavReader.read(n)` returns the next n frames as a (frames, channels) array of the file's own
-sample type (24-bit as left-justified int32); `edge_agent.pcm.to_float` scales them.
+sample type (24-bit as left-justified int32); `edge_agent.audio.pcm.to_float` scales them.
 """
 
 from __future__ import annotations

@@ -189,14 +189,14 @@ FRONTEND_SCHEMA: Schema = {
     "n_fft": (POS_INT, False), "hop": (POS_INT, False), "spectrum_bins": (POS_INT, False),
     "temporal_norm": (BOOL, False),
 }
-"""edge_agent.frontend.FrontendSpec's fields (missing ones take the dataclass defaults)."""
+"""edge_agent.scoring.frontend.FrontendSpec's fields (missing ones take the dataclass defaults)."""
 BACKEND_SCHEMA: Schema = {
     "references": (STR, False), "n_clusters": (INT, False), "max_references": (INT, False),
     "density_k": (INT, False), "normalise": (BOOL, False), "fusion": (STR, False),
     "percentile": (NUMBER, False), "folds": (INT, False), "seed": (INT, False),
     "variant": (STR, False),
 }
-"""edge_agent.backend.BackendConfig's fields (ranges and choices: its own checks)."""
+"""edge_agent.scoring.backend.BackendConfig's fields (ranges and choices: its own checks)."""
 INPUT_SCHEMA: Schema = {
     "name": (STR, True), "shape": (INT_LIST, True), "index": (INT, False), "tensor": (STR, False),
 }

@@ -50,11 +50,11 @@ class CheckTarget:
         """The bundle's scorer as the agent would build it (same trusted keys, runtimes and
         threads), without its self-test: the self-test part runs and reports that itself."""
         if self.scorer is None:
-            from edge_agent.commands.overrides import trusted
+            from edge_agent.commands.overrides import trust
             from edge_agent.runtime.scorer import Scorer
 
             self.scorer = Scorer.from_bundle(self.bundle, self.cfg.threads,
-                                             trusted=trusted(self.cfg),
+                                             trusted=trust(self.cfg).keys,
                                              request=self.cfg.tflite.request(), check=False)
         return self.scorer
 

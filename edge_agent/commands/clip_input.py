@@ -5,13 +5,13 @@ work).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from edge_agent.adaptation.clips import Clip, Progress, capture_clips, file_clips
-from edge_agent.arrays import FloatArray
 from edge_agent.config.agent import AgentConfig
-from edge_agent.runtime.scorer import Scorer, stack_embeddings
+from edge_agent.runtime.scorer import Scorer
 from edge_agent.scoring.frontend import FrontendSpec
 
 
@@ -29,16 +29,11 @@ def collect_clips(cfg: AgentConfig, spec: FrontendSpec, count: int, skip_refused
     return capture_clips(cfg.source, spec, count, cfg.health, progress, retries)
 
 
-def embed_clips(scorer: Scorer, clips: list[Clip], quiet: bool) -> list[FloatArray]:
-    """Device-path embeddings of the clips, one (N, D_i) array per bundle component (its
-    models and classical features), with a progress line per clip: on a Pi this is seconds of
-    work after the recording."""
+def embed_progress(scorer: Scorer, quiet: bool) -> Callable[[int, int], None]:
+    """A progress line per embedded clip (`adaptation.service.Progress`): on a Pi embedding is
+    seconds of work after the recording."""
     progress = Progress(scorer.spec.sample_rate, enabled=not quiet)
-    out = []
-    for i, c in enumerate(clips, 1):
-        out.append(scorer.embed(c.samples))
-        progress.note(f"embedding clip {i}/{len(clips)}")
-    return stack_embeddings(out, scorer.dims)
+    return lambda i, n: progress.note(f"embedding clip {i}/{n}")
 
 
 def clip_origin(cfg: AgentConfig) -> dict[str, Any]:

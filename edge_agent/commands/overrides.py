@@ -18,9 +18,7 @@ from typing import TYPE_CHECKING, Any
 from edge_agent.errors import ConfigError
 
 if TYPE_CHECKING:  # config imports numpy (via the settings it holds): only when a command runs
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-    from edge_agent.bundle.signing import TrustedKey
+    from edge_agent.adaptation.service import Trust
     from edge_agent.config.agent import AgentConfig
     from edge_agent.config.monitors import MonitorSettings
 
@@ -166,21 +164,14 @@ def required_section(cfg: AgentConfig) -> str:
     return cfg.section
 
 
-def trusted(cfg: AgentConfig) -> list[TrustedKey]:
-    """The keys the agent checks with (`signing.load_trust`: the config's `trusted_keys` and
-    this device's own; none configured: []): a command that adapts a bundle refuses one the
-    agent would refuse, before it writes a version from it."""
-    from edge_agent.bundle.signing import load_trust
+def trust(cfg: AgentConfig) -> Trust:
+    """What the agent checks versions with (`bundle.signing.load_trust`: the config's
+    `trusted_keys` and this device's own key; none configured: nothing is checked) and, when
+    it checks, this device's key for sealing what a command adapts (made on first use in the
+    agent's state folder). A command refuses a version the agent would refuse before it writes
+    a version from it."""
+    from edge_agent.adaptation.service import Trust
+    from edge_agent.bundle.signing import device_signing_key, load_trust
 
-    return load_trust(cfg.trusted_keys, cfg.state_folder)
-
-
-def seal_key(cfg: AgentConfig) -> Ed25519PrivateKey | None:
-    """This device's key for sealing the version a command adapts (made on first use in the
-    agent's state folder), when the agent checks signatures (`trusted_keys`); else None: an
-    agent without keys loads any version, and a seal would protect nothing."""
-    if not cfg.trusted_keys:
-        return None
-    from edge_agent.bundle.signing import device_signing_key
-
-    return device_signing_key(cfg.state_folder)
+    keys = load_trust(cfg.trusted_keys, cfg.state_folder)
+    return Trust(keys, device_signing_key(cfg.state_folder) if cfg.trusted_keys else None)

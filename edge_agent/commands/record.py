@@ -1,7 +1,7 @@
 """`edge-agent record`: normal clips from the device, filed in the DCASE layout for training.
 
 Recordings made on site are the training data of the next model, so they are written where
-`model-build train --data OUT` finds them and with the names `model_build.data.scan` parses
+`model-build train --data OUT` finds them and with the names `model_build.data.dataset.scan` parses
 (`edge_agent.audio.dcase`):
 
     OUT/<machine>/train/section_XX_<domain>_train_normal_NNNN[_<attrs>].wav

@@ -24,6 +24,7 @@ timestamps and a clock that went back are `warning:` lines (`tuning.replay_windo
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -34,9 +35,8 @@ from edge_agent.commands.overrides import (
     agent_config,
     required_bundle,
     required_monitor,
-    seal_key,
     sharing_note,
-    trusted,
+    trust,
 )
 
 if TYPE_CHECKING:
@@ -98,37 +98,28 @@ def tune_cmd(
     ] = False,
 ) -> None:
     """Threshold from a false-alarm budget over the recorded score history; or --rollback."""
-    import dataclasses
-
-    import numpy as np
-
-    from edge_agent.adaptation.tuning import replay_windows, tune_threshold
-    from edge_agent.bundle.load import load_bundle
-    from edge_agent.bundle.versions import rollback, write_adapted_version
-    from edge_agent.runtime.history import history_path, read_history
+    from edge_agent.adaptation import service
+    from edge_agent.runtime.history import history_path
 
     cfg = agent_config(config, Flags(bundle=bundle, section=section))
     root = required_bundle(cfg)
     if do_rollback:
-        before, after = rollback(root, trusted(cfg))  # never into a version it would refuse
+        before, after = service.undo(root, trust(cfg))  # never into a version it would refuse
         print(f"rolled back {root}: current version {before} -> {after}")
         return
     mon = _target(cfg, monitor, false_alarms_per_day)
     sec = mon.section
     assert false_alarms_per_day is not None  # _target said so
-    b = load_bundle(root, trusted=trusted(cfg))  # verified (and signed, with keys)
-    old = b.backend(sec)
+    d = mon.decision
     path = history_path(cfg.history, cfg.outbox.path, mon.name)
-    h = replay_windows(read_history(path), exclude_alarms, allow_anomalous)
+    checked = trust(cfg)
+    plan = service.plan_tune(root, service.TuneRequest(
+        sec, Path(path), service.DecisionRule(d.k, d.n, d.clear_after, cfg.windows.hop),
+        false_alarms_per_day, exclude_alarms, allow_anomalous, min_windows, min_hours), checked)
+    h, t = plan.history, plan.tuning
     for odd in h.notes:
         typer.echo(f"warning: {path}: {odd}", err=True)
-    d = mon.decision
-    t = tune_threshold(h.scores, hop=cfg.windows.hop, k=d.k, n=d.n, clear_after=d.clear_after,
-                       alarms_per_day=false_alarms_per_day, current_threshold=old.threshold,
-                       min_windows=min_windows, min_seconds=min_hours * 3600.0)
-    recent = h.recent(RECENT_SECONDS)
-    flagged = int(np.sum(recent > old.threshold))
-    still = int(np.sum(recent[recent > old.threshold] > t.threshold))
+    flagged, still = plan.recent_flags(RECENT_SECONDS)
     print(f"history {path}: {h.recorded} windows recorded over {h.span_hours:.1f} h "
           f"({h.recorded - h.scores.size} left out: sensor faults"
           f"{', alarm periods' if exclude_alarms else ''}"
@@ -145,7 +136,7 @@ def tune_cmd(
     if dry_run:
         print("dry run: nothing written")
         return
-    if t.threshold == old.threshold:
+    if not plan.changes:
         print("threshold unchanged: nothing written")
         return
     note = sharing_note(cfg, mon.name if cfg.monitors else None)
@@ -155,14 +146,8 @@ def tune_cmd(
                                      f"{t.threshold:.5f}?", default=False):
         print("nothing written")
         raise typer.Exit(1)
-    backends = {**b.backends, sec: dataclasses.replace(old, threshold=t.threshold)}
-    record = {"section": sec, "monitor": mon.name, "false_alarms_per_day": false_alarms_per_day,
-              "old_threshold": old.threshold, "new_threshold": t.threshold,
-              "replayed_alarms_old": t.current_alarms, "replayed_alarms_new": t.alarms,
-              "history_windows": t.windows, "history_days": round(t.days, 6),
-              "k": d.k, "n": d.n, "clear_after": d.clear_after, "hop": cfg.windows.hop,
-              "exclude_alarm_periods": exclude_alarms,
-              "allow_anomalous_history": allow_anomalous}
-    vdir = write_adapted_version(b, backends, "tuning", record, seal_key(cfg))
-    print(f"tuned {sec}: threshold {old.threshold:.5f} -> {t.threshold:.5f}; bundle version "
-          f"{b.version} -> {vdir.name} (undo: edge-agent tune --bundle {root} --rollback)")
+    change = service.write_tuning(plan, checked, origin={"monitor": mon.name})
+    assert change is not None  # plan.changes
+    print(f"tuned {sec}: threshold {change.old_threshold:.5f} -> {change.new_threshold:.5f}; "
+          f"bundle version {change.version_from} -> {change.version} (undo: edge-agent tune "
+          f"--bundle {root} --rollback)")

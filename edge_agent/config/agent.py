@@ -33,34 +33,56 @@ LogLevel = Literal["debug", "info", "warning", "error"]
 
 @dataclass(frozen=True)
 class LogSettings:
-    json: bool = False  # log lines (stderr) and window lines (stdout) as JSON
-    level: LogLevel = "info"  # the least severe log lines written to stderr
-    stdout: bool = True  # one line per window on stdout (the JSONL/human sink)
-    jsonl_file: str | None = None  # also append JSON lines to this file
+    json: bool = False
+    """Log lines (stderr) and window lines (stdout) as JSON."""
+    level: LogLevel = "info"
+    """The least severe log lines written to stderr."""
+    stdout: bool = True
+    """One line per window on stdout (the JSONL/human sink)."""
+    jsonl_file: str | None = None
+    """Also append JSON lines to this file."""
 
 
 @dataclass(frozen=True)
 class AgentConfig:
-    bundle: str = ""  # bundle folder (or its `current` pointer parent)
-    section: str = ""  # bundle section this microphone listens to, e.g. fan_section_00
+    bundle: str = ""
+    """Bundle folder (or its `current` pointer parent)."""
+    section: str = ""
+    """Bundle section this microphone listens to, e.g. fan_section_00."""
     source: SourceSettings = field(default_factory=SourceSettings)
+    """Where the audio comes from: a microphone, replayed files or raw PCM on stdin."""
     windows: WindowSettings = field(default_factory=WindowSettings)
+    """How the audio is cut into the windows the model scores."""
     decision: DecisionSettings = field(default_factory=DecisionSettings)
+    """The alarm rule: k of the last n windows above the threshold, and what clears it."""
     health: HealthSettings = field(default_factory=HealthSettings)
+    """The sensor checks that keep a dead, clipping or overflowing input from scoring."""
     mqtt: MqttSettings = field(default_factory=MqttSettings)
+    """The broker, topics and Home Assistant discovery; no host: MQTT off."""
     outbox: OutboxSettings = field(default_factory=OutboxSettings)
+    """Where alarm and health events wait for the broker (store and forward)."""
     history: HistorySettings = field(default_factory=HistorySettings)
+    """Every window's score kept on disk, for `edge-agent tune` and the drift figure."""
     evidence: EvidenceSettings = field(default_factory=EvidenceSettings)
+    """The audio of each alarm kept on the device; off unless a folder is set."""
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    """A Prometheus textfile for node-exporter; off unless a path is set."""
     log: LogSettings = field(default_factory=LogSettings)
-    threads: int = bounded(1, ge=1, le=256)  # TFLite interpreter threads
+    """What the agent writes to stdout/stderr and to a JSON-lines file."""
+    threads: int = bounded(1, ge=1, le=256)
+    """TFLite interpreter threads."""
     tflite: TfliteSettings = field(default_factory=TfliteSettings)
-    queue_size: int = bounded(8, ge=1)  # windows waiting for the scorer before new ones are dropped
-    reload_poll_seconds: float = bounded(  # how often to check the bundle for a new version
-        2.0, gt=0)
-    trusted_keys: tuple[str, ...] = ()  # public key files; if any, only bundles they signed load
-    monitors: tuple[MonitorSettings, ...] = ()  # several machines; none: the one `section` names
+    """Which TFLite runtime scores and with which kernels (`edge-agent check` tries them)."""
+    queue_size: int = bounded(8, ge=1)
+    """Windows waiting for the scorer before new ones are dropped."""
+    reload_poll_seconds: float = bounded(2.0, gt=0)
+    """How often to check the bundle for a new version."""
+    trusted_keys: tuple[str, ...] = ()
+    """Public key files; if any, only bundles they signed load."""
+    monitors: tuple[MonitorSettings, ...] = ()
+    """Several machines; none: the one `section` names."""
     fleet: FleetSettings = field(default_factory=FleetSettings)
+    """Bundle releases over MQTT and remote commands; off by default."""
 
     def __post_init__(self) -> None:
         check_fields(self, "")

@@ -23,24 +23,36 @@ GROUP = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 class FleetSettings:
     """The `fleet:` section (edge_agent.fleet.client.FleetClient reads it)."""
 
-    enabled: bool = False  # install bundle releases for `group` and answer remote commands
-    group: str = "default"  # the device group whose releases this agent installs (a topic level)
-    allow_unsigned: bool = False  # without trusted_keys, still install releases (test rigs only)
-    max_bundle_mb: float = bounded(64.0, gt=0, le=4096)  # refuse a release announced larger
-    release_timeout_seconds: float = bounded(  # give up a release still incomplete after this
+    enabled: bool = False
+    """Install bundle releases for `group` and answer remote commands."""
+    group: str = "default"
+    """The device group whose releases this agent installs (a topic level)."""
+    allow_unsigned: bool = False
+    """Without trusted_keys, still install releases (test rigs only)."""
+    max_bundle_mb: float = bounded(64.0, gt=0, le=4096)
+    """Refuse a release announced larger."""
+    release_timeout_seconds: float = bounded(
         300.0, gt=0, le=86400)
-    health_timeout_seconds: float = bounded(  # wait this long for the agent to run an install
+    """Give up a release still incomplete after this."""
+    health_timeout_seconds: float = bounded(
         60.0, gt=0, le=3600)
-    command_ttl_seconds: float = bounded(  # refuse a command issued longer ago than this
+    """Wait this long for the agent to run an install."""
+    command_ttl_seconds: float = bounded(
         300.0, gt=0, le=86400)
-    command_timeout_seconds: float = bounded(  # a command running longer gets a timed-out reply
+    """Refuse a command issued longer ago than this."""
+    command_timeout_seconds: float = bounded(
         900.0, gt=0, le=86400)
-    max_record_seconds: float = bounded(  # longest `record` command (at most 600: in memory)
-        600.0, gt=0, le=600)  # float32 held in memory, copied once when joined: 77 MB at 600 s
-    max_recordings: int = bounded(  # `record` keeps this many WAV files per monitor
+    """A command running longer gets a timed-out reply."""
+    max_record_seconds: float = bounded(
+        600.0, gt=0, le=600)
+    """Longest `record` command (at most 600: in memory) float32 held in memory, copied once when
+    joined: 77 MB at 600 s."""
+    max_recordings: int = bounded(
         50, ge=1, le=10000)
-    remember_commands: int = bounded(  # command ids kept on disk to answer replays
+    """`record` keeps this many WAV files per monitor."""
+    remember_commands: int = bounded(
         1000, ge=10, le=100000)
+    """Command ids kept on disk to answer replays."""
 
     def __post_init__(self) -> None:
         check_fields(self, "fleet")

@@ -13,7 +13,7 @@ One validator, two halves, shared by `edge-agent config check` and `edge-agent r
 check refuses exactly what run refuses:
 - `read_config`: the file (a duplicate key is an error: a second `mqtt:` would silently replace
   the first), types, every numeric field finite and inside the bounds declared on its field
-  (`edge_agent.settings.bounded`), the rules between fields (each settings class's
+  (`edge_agent.config.fields.bounded`), the rules between fields (each settings class's
   `__post_init__`), files that must exist and be readable, the secrets;
 - `check_start`: what the agent checks at start, with the bundle: the section exists, the
   window length is the bundle's clip length, the hop is at least one sample at the bundle's

@@ -51,11 +51,16 @@ MERGED = ("source", "decision", "health")
 class MonitorSettings:
     """One item of `monitors:` (after `merge_monitor`: its sections are complete)."""
 
-    name: str = ""  # topic, file and Home Assistant name; default: the section
-    section: str = ""  # the bundle section that scores this machine
-    source: SourceSettings = field(default_factory=SourceSettings)  # where its audio comes from
-    decision: DecisionSettings = field(default_factory=DecisionSettings)  # its k-of-n rule
-    health: HealthSettings = field(default_factory=HealthSettings)  # its sensor-fault levels
+    name: str = ""
+    """Topic, file and Home Assistant name; default: the section."""
+    section: str = ""
+    """The bundle section that scores this machine."""
+    source: SourceSettings = field(default_factory=SourceSettings)
+    """Where its audio comes from."""
+    decision: DecisionSettings = field(default_factory=DecisionSettings)
+    """Its k-of-n rule."""
+    health: HealthSettings = field(default_factory=HealthSettings)
+    """Its sensor-fault levels."""
 
     def __post_init__(self) -> None:
         if not self.name:  # the section names it, as a single-section agent always was
@@ -164,7 +169,8 @@ def _same_capture(monitors: Sequence[MonitorSettings], devices: dict[object, int
 class CaptureGroup:
     """Monitors that one source serves: `lanes[i]` is `monitors[i]`'s channel (None = mix)."""
 
-    source: SourceSettings  # the first monitor's source; only `channel` differs in the group
+    source: SourceSettings
+    """The first monitor's source; only `channel` differs in the group."""
     monitors: tuple[MonitorSettings, ...]
 
     @property

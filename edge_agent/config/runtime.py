@@ -33,9 +33,11 @@ class WindowSettings:
     bounds (`settings.field_problem`).
     """
 
-    seconds: float | None = bounded(None, gt=0)  # window length; unset = the bundle's clip length
-    hop: float = bounded(  # seconds between window starts (10 = disjoint)
+    seconds: float | None = bounded(None, gt=0)
+    """Window length; unset = the bundle's clip length."""
+    hop: float = bounded(
         10.0, ge=MIN_HOP_SECONDS, le=86400)
+    """Seconds between window starts (10 = disjoint)."""
 
     def __post_init__(self) -> None:
         check_fields(self, "windows")
@@ -64,12 +66,16 @@ class WindowSettings:
 class HealthSettings:
     """The `health:` section of the agent's YAML."""
 
-    silence_dbfs: float = bounded(  # RMS below this: dead / unplugged / muted microphone
+    silence_dbfs: float = bounded(
         -70.0, le=0)
-    clip_level: float = bounded(0.999, gt=0, le=1)  # |sample| at or above this counts as clipped
-    clip_fraction: float = bounded(  # more than this fraction of clipped samples: clipping fault
+    """RMS below this: dead / unplugged / muted microphone."""
+    clip_level: float = bounded(0.999, gt=0, le=1)
+    """|sample| at or above this counts as clipped."""
+    clip_fraction: float = bounded(
         0.001, ge=0, lt=1)
-    overflow_is_fault: bool = True  # a window with lost samples is a fault too
+    """More than this fraction of clipped samples: clipping fault."""
+    overflow_is_fault: bool = True
+    """A window with lost samples is a fault too."""
 
     def __post_init__(self) -> None:
         check_fields(self, "health")
@@ -79,10 +85,14 @@ class HealthSettings:
 class DecisionSettings:
     """k-of-n raise, m consecutive normal windows clear; optional threshold overrides."""
 
-    k: int = 3  # raise when at least k ...
-    n: int = bounded(5, ge=1)  # ... of the last n scored windows are above threshold
-    clear_after: int = bounded(3, ge=1)  # clear after this many consecutive normal windows
-    threshold: float | None = None  # None = the bundle's per-section threshold
+    k: int = 3
+    """Raise when at least k ."""
+    n: int = bounded(5, ge=1)
+    """... of the last n scored windows are above threshold."""
+    clear_after: int = bounded(3, ge=1)
+    """Clear after this many consecutive normal windows."""
+    threshold: float | None = None
+    """None = the bundle's per-section threshold."""
 
     def __post_init__(self) -> None:
         check_fields(self, "decision")  # n, clear_after >= 1; a NaN/inf threshold is refused
@@ -94,15 +104,21 @@ class DecisionSettings:
 class HistorySettings:
     """The `history:` section of the agent's YAML."""
 
-    enabled: bool = True  # record every window's score for `edge-agent tune`
-    max_days: float = bounded(30.0, gt=0, le=3650)  # drop records older than this
-    max_rows: int = bounded(300_000, ge=100)  # keep at most this many records per section
-    folder: str | None = None  # where scores.<section>.bin lives; None = the outbox's folder
-    drift_windows: int = bounded(30, ge=1, le=100_000)  # drift = median of the last M scores
+    enabled: bool = True
+    """Record every window's score for `edge-agent tune`."""
+    max_days: float = bounded(30.0, gt=0, le=3650)
+    """Drop records older than this."""
+    max_rows: int = bounded(300_000, ge=100)
+    """Keep at most this many records per section."""
+    folder: str | None = None
+    """Where scores.<section>.bin lives; None = the outbox's folder."""
+    drift_windows: int = bounded(30, ge=1, le=100_000)
+    """Drift = median of the last M scores."""
     # Off by default: replaying test clips or old recordings through a deployment's config must
     # not feed what `tune` takes as the machine's normal operation, nor leave score files in
     # whatever folder the replay ran in.
-    replays: bool = False  # also record file replays (source.kind files); live audio always is
+    replays: bool = False
+    """Also record file replays (source.kind files); live audio always is."""
 
     def __post_init__(self) -> None:
         check_fields(self, "history")
@@ -121,8 +137,10 @@ class TfliteSettings:
     the other runtime, or TFLite's own kernels instead of XNNPACK (edge_agent.runtime.selftest;
     `edge-agent check --runtime ... --no-xnnpack` tries them first)."""
 
-    runtime: TfliteRuntime = "auto"  # auto = ai_edge_litert, else tflite_runtime, else tensorflow
-    xnnpack: bool = True  # false: TFLite's own kernels (where XNNPACK computes wrong numbers)
+    runtime: TfliteRuntime = "auto"
+    """Auto = ai_edge_litert, else tflite_runtime, else tensorflow."""
+    xnnpack: bool = True
+    """False: TFLite's own kernels (where XNNPACK computes wrong numbers)."""
 
     def request(self) -> RuntimeRequest:
         return RuntimeRequest.of(self.runtime, self.xnnpack)
@@ -138,13 +156,19 @@ class EvidenceSettings:
     There is no `enabled` key: setting `folder` turns evidence on (off by default, since
     keeping audio on a device is a decision for the site, not a default)."""
 
-    folder: str | None = None  # where alarm clips are kept; unset = keep none
-    max_clips: int = bounded(100, ge=1)  # keep at most this many clips (oldest deleted first)
-    max_megabytes: float = bounded(200.0, gt=0)  # and at most this many MB of them
-    min_free_megabytes: float = bounded(100.0, ge=0)  # never leave less free space than this
-    compression: EvidenceFormat = "flac"  # flac (lossless, ~half the size) or wav (16-bit PCM)
-    mqtt_max_kilobytes: int = bounded(  # also publish clips up to this size over MQTT; 0 = never
+    folder: str | None = None
+    """Where alarm clips are kept; unset = keep none."""
+    max_clips: int = bounded(100, ge=1)
+    """Keep at most this many clips (oldest deleted first)."""
+    max_megabytes: float = bounded(200.0, gt=0)
+    """And at most this many MB of them."""
+    min_free_megabytes: float = bounded(100.0, ge=0)
+    """Never leave less free space than this."""
+    compression: EvidenceFormat = "flac"
+    """Flac (lossless, ~half the size) or wav (16-bit PCM)."""
+    mqtt_max_kilobytes: int = bounded(
         0, ge=0, le=100_000)
+    """Also publish clips up to this size over MQTT; 0 = never."""
 
     def __post_init__(self) -> None:
         check_fields(self, "evidence")

@@ -12,32 +12,55 @@ from edge_agent.errors import ConfigError
 
 @dataclass(frozen=True)
 class TlsSettings:
-    ca_file: str | None = None  # CA that signed the broker certificate (None = system CAs)
-    cert_file: str | None = None  # client certificate (mutual TLS)
+    ca_file: str | None = None
+    """CA that signed the broker certificate (None = system CAs)."""
+    cert_file: str | None = None
+    """Client certificate (mutual TLS)."""
     key_file: str | None = None
-    insecure: bool = False  # skip hostname check (never in production)
+    """Private key of the client certificate."""
+    insecure: bool = False
+    """Skip hostname check (never in production)."""
 
 
 @dataclass(frozen=True)
 class MqttSettings:
-    host: str = ""  # empty = MQTT off
+    host: str = ""
+    """Empty = MQTT off."""
     port: int = bounded(1883, ge=1, le=65535)
+    """Broker port (8883 is the usual TLS port)."""
     prefix: str = "edge-asd"
+    """First topic level(s); put the site here for a fleet, e.g. `listening/site-a`."""
     device_id: str = "edge-agent"
+    """This device's topic level, HA node id and default client id."""
     client_id: str | None = None
+    """MQTT client id; unset = `edge-agent-<device_id>` (must be unique)."""
     username: str | None = None
-    password_env: str | None = None  # name of the environment variable holding the password
-    password_file: str | None = None  # file holding the password (first line)
+    """Broker user name (password from `password_env` / `password_file`)."""
+    password_env: str | None = None
+    """Name of the environment variable holding the password."""
+    password_file: str | None = None
+    """File holding the password (first line)."""
     tls: TlsSettings | None = None
+    """TLS settings; unset = plain TCP (see `mqtt.tls.*`)."""
     keepalive: int = bounded(30, ge=1, le=65535)
+    """Seconds between MQTT keep-alive pings; the will fires after ~1.5x."""
     reconnect_min: float = bounded(1.0, gt=0)
+    """First reconnect delay after the broker is lost, seconds."""
     reconnect_max: float = bounded(2.0, gt=0)
-    refused_retry_max: float = 60.0  # retry delay cap, seconds, while the broker refuses login/TLS
+    """Reconnect delay cap (doubling backoff) while the broker is unreachable, seconds: the backlog
+    arrives at most this late after it is back."""
+    refused_retry_max: float = 60.0
+    """Retry delay cap, seconds, while the broker refuses login/TLS."""
     connect_timeout: float = bounded(10.0, ge=0)
+    """Seconds to wait for the first connection before going on offline."""
     ha_discovery: bool = False
+    """Publish Home Assistant discovery configs (retained)."""
     ha_prefix: str = "homeassistant"
+    """Home Assistant discovery prefix."""
     publish_scores: bool = True
-    password: str | None = field(default=None, repr=False)  # resolved at load, never from YAML
+    """Publish every window's score (QoS 0); false = alarms/health only."""
+    password: str | None = field(default=None, repr=False)
+    """Resolved at load, never from YAML."""
 
     def __post_init__(self) -> None:
         check_fields(self, "mqtt")  # finite, in the `bounded` ranges; then the rules between
@@ -68,8 +91,11 @@ class MqttSettings:
 @dataclass(frozen=True)
 class OutboxSettings:
     path: str = "edge-agent-outbox.sqlite"
+    """SQLite file holding alarm/health events until the broker acknowledges them."""
     max_rows: int = bounded(10000, ge=1)
+    """Outbox capacity in events; when full the lowest-priority oldest goes."""
     max_bytes: int = bounded(20_000_000, ge=1)
+    """Outbox capacity in payload bytes."""
 
     def __post_init__(self) -> None:
         check_fields(self, "outbox")
@@ -81,9 +107,11 @@ class MetricsSettings:
 
     There is no `enabled` key: setting `textfile` turns the metrics on."""
 
-    textfile: str | None = None  # e.g. /var/lib/prometheus/node-exporter/edge_asd.prom; None = off
-    interval_seconds: float = bounded(  # rewrite the file at most this often (and at stop)
+    textfile: str | None = None
+    """E.g. /var/lib/prometheus/node-exporter/edge_asd.prom; None = off."""
+    interval_seconds: float = bounded(
         15.0, ge=1.0, le=3600.0)
+    """Rewrite the file at most this often (and at stop)."""
 
     def __post_init__(self) -> None:
         check_fields(self, "metrics")

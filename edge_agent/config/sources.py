@@ -19,23 +19,37 @@ StdinFormat = Literal["s16le", "s32le", "f32le"]
 class SourceSettings:
     """The `source:` section of the agent's YAML."""
 
-    kind: SourceKind = "device"  # where the audio comes from: a microphone, WAV files, a pipe
-    device: str | int | None = None  # name, case-insensitive substring or index; None = default
-    channel: int | None = bounded(  # 0-based channel of a multi-channel input; None = mix down
+    kind: SourceKind = "device"
+    """Where the audio comes from: a microphone, WAV files, a pipe."""
+    device: str | int | None = None
+    """Name, case-insensitive substring or index; None = default."""
+    channel: int | None = bounded(
         None, ge=0)
-    capture_rate: int | None = bounded(  # None = the bundle's rate if supported, else the device's
+    """0-based channel of a multi-channel input; None = mix down."""
+    capture_rate: int | None = bounded(
         None, ge=1000, le=384000)
-    blocksize: int = bounded(  # frames per block at the capture rate (files/stdin: bundle rate)
+    """None = the bundle's rate if supported, else the device's."""
+    blocksize: int = bounded(
         1600, ge=1, le=480000)
-    files: tuple[str, ...] = ()  # WAV files or folders for kind="files"
-    realtime: bool = False  # replay files paced at real time (True) or as fast as possible
-    loop: bool = False  # replay files forever
-    skip_unreadable: bool = False  # files: leave out a file that cannot be read (one warning)
-    stdin_format: StdinFormat = "s16le"  # sample format of raw PCM on stdin
+    """Frames per block at the capture rate (files/stdin: bundle rate)."""
+    files: tuple[str, ...] = ()
+    """WAV files or folders for kind="files"."""
+    realtime: bool = False
+    """Replay files paced at real time (True) or as fast as possible."""
+    loop: bool = False
+    """Replay files forever."""
+    skip_unreadable: bool = False
+    """Files: leave out a file that cannot be read (one warning)."""
+    stdin_format: StdinFormat = "s16le"
+    """Sample format of raw PCM on stdin."""
     stdin_rate: int = bounded(SAMPLE_RATE, ge=1000, le=384000)
+    """Sample rate of raw PCM on stdin (resampled to the bundle's rate)."""
     stdin_channels: int = bounded(1, ge=1, le=256)
-    reconnect_seconds: float = bounded(2.0, gt=0)  # device lost: how often to try reopening it
-    stall_seconds: float = bounded(5.0, gt=0)  # device delivering nothing this long = lost
+    """Interleaved channels of raw PCM on stdin (mixed down, or `channel`)."""
+    reconnect_seconds: float = bounded(2.0, gt=0)
+    """Device lost: how often to try reopening it."""
+    stall_seconds: float = bounded(5.0, gt=0)
+    """Device delivering nothing this long = lost."""
 
     def __post_init__(self) -> None:
         check_fields(self, "source")

@@ -1,8 +1,9 @@
 """The remote `tune` and `calibrate` commands: new bundle versions written on the device.
 
-Both write a version exactly as their local commands do (`bundle.write_adapted_version`: the
-same models, one section's backend changed, `parent_version` set, the signed origin carried
-along), so `rollback` undoes them and a device with trusted keys still loads them; the agent's
+Both are the local commands' service (edge_agent.adaptation.service: the same steps and
+record, a version written by `bundle.versions.write_adapted_version`, its origin carried and
+sealed by this device), so `rollback` undoes them and a device with trusted keys loads them;
+here only the arguments are checked and the reply built; the agent's
 bundle poll then hot-reloads it, and the reply says whether it runs it (waited for, up to
 `fleet.health_timeout_seconds`).
 
@@ -23,9 +24,16 @@ bundle poll then hot-reloads it, and the reply says whether it runs it (waited f
 
 from __future__ import annotations
 
-import dataclasses
+from pathlib import Path
 from typing import Any
 
+from edge_agent.adaptation.service import (
+    DecisionRule,
+    Trust,
+    TuneRequest,
+    plan_tune,
+    write_tuning,
+)
 from edge_agent.errors import choice
 from edge_agent.fleet.args import Args
 from edge_agent.fleet.context import Context, recordings_of
@@ -59,12 +67,11 @@ def _finish(ctx: Context, vdir_name: str, before: str) -> dict[str, Any]:
             "running": ctx.control.running_version(), "healthy": ok}
 
 
-def tune(ctx: Context, raw: dict[str, Any]) -> dict[str, Any]:
-    from edge_agent.adaptation.tuning import replay_windows, tune_threshold
-    from edge_agent.bundle.load import load_bundle
-    from edge_agent.bundle.versions import write_adapted_version
-    from edge_agent.runtime.history import read_history
+def _trust(ctx: Context) -> Trust:
+    return Trust(ctx.trusted, ctx.seal_key())
 
+
+def tune(ctx: Context, raw: dict[str, Any]) -> dict[str, Any]:
     a = Args("tune", raw, ("monitor", "false_alarms_per_day", "exclude_alarm_periods",
                            "min_windows", "min_hours", "allow_anomalous_history"))
     monitors = ctx.control.monitors()
@@ -75,52 +82,43 @@ def tune(ctx: Context, raw: dict[str, Any]) -> dict[str, Any]:
     min_windows = a.integer("min_windows", 50, ge=1)
     min_hours = a.number("min_hours", 1.0, ge=0)
     ms = _monitor_status(ctx, name)
-    if ms.get("threshold_override") is not None:
+    if ms["threshold_override"] is not None:
         raise FleetError(f"tune: monitor {name} has decision.threshold "
                          f"{ms['threshold_override']} in its config, which overrides the "
                          "bundle's threshold; tuning the bundle would change nothing")
     if not ms["history"]:
         raise FleetError(f"tune: monitor {name} keeps no score history (history.enabled)")
     before = ctx.control.running_version()
-    b = load_bundle(ctx.control.bundle_root(), trusted=ctx.trusted)
-    old = b.backend(section)
-    h = replay_windows(read_history(ms["history"]), exclude, allow_anomalous)
-    k, n, clear, hop = int(ms["k"]), int(ms["n"]), int(ms["clear_after"]), float(
-        ms["hop_seconds"])
-    t = tune_threshold(h.scores, hop=hop, k=k, n=n, clear_after=clear,
-                       alarms_per_day=budget, current_threshold=old.threshold,
-                       min_windows=min_windows, min_seconds=min_hours * 3600.0)
+    trust = _trust(ctx)
+    rule = DecisionRule(ms["k"], ms["n"], ms["clear_after"], ms["hop_seconds"])
+    plan = plan_tune(ctx.control.bundle_root(), TuneRequest(
+        section, Path(ms["history"]), rule, budget, exclude, allow_anomalous, min_windows,
+        min_hours), trust)
+    t = plan.tuning
     out: dict[str, Any] = {
         "monitor": name, "section": section, "shared_with": shared_with(monitors, name),
-        "old_threshold": old.threshold,
+        "old_threshold": plan.old_threshold,
         "new_threshold": t.threshold, "alarms_per_day_old": t.current_alarms_per_day,
         "alarms_per_day_new": t.alarms_per_day, "history_windows": t.windows,
-        "history_days": t.days, "history_notes": list(h.notes)}
-    if t.threshold == old.threshold:
-        return {**out, "changed": False, "version": b.version, "model_version": before}
-    backends = {**b.backends, section: dataclasses.replace(old, threshold=t.threshold)}
-    record = {"section": section, "false_alarms_per_day": budget,
-              "old_threshold": old.threshold, "new_threshold": t.threshold,
-              "replayed_alarms_old": t.current_alarms, "replayed_alarms_new": t.alarms,
-              "history_windows": t.windows, "history_days": round(t.days, 6), "k": k, "n": n,
-              "clear_after": clear, "hop": hop, "exclude_alarm_periods": exclude,
-              "allow_anomalous_history": allow_anomalous, "remote": True}
-    vdir = write_adapted_version(b, backends, "tuning", record, ctx.seal_key())
-    return {**out, "changed": True, **_finish(ctx, vdir.name, before)}
+        "history_days": t.days, "history_notes": list(plan.history.notes)}
+    change = write_tuning(plan, trust, origin={"remote": True})
+    if change is None:
+        return {**out, "changed": False, "version": plan.bundle.version, "model_version": before}
+    return {**out, "changed": True, **_finish(ctx, change.vdir.name, before)}
 
 
 def calibrate(ctx: Context, raw: dict[str, Any]) -> dict[str, Any]:
+    from edge_agent.adaptation import service
     from edge_agent.adaptation.clips import Progress, file_clips
-    from edge_agent.adaptation.sections import MODES, THRESHOLD_RULES, calibrated_section
-    from edge_agent.bundle.versions import write_adapted_version
-    from edge_agent.runtime.scorer import Scorer, stack_embeddings
+    from edge_agent.adaptation.sections import MODES, THRESHOLD_RULES
 
     a = Args("calibrate", raw, ("monitor", "files", "mode", "percentile", "rule"))
     monitors = ctx.control.monitors()
     name, section = a.monitor(monitors)
-    mode = choice("calibrate: args.mode", a.string("mode", "replace"), MODES)
-    rule = choice("calibrate: args.rule", a.string("rule", "max"), THRESHOLD_RULES)
-    percentile = a.number("percentile", 90.0, gt=0, le=100)
+    how = service.Calibration(choice("calibrate: args.mode", a.string("mode", "replace"), MODES),
+                              a.number("percentile", 90.0, gt=0, le=100),
+                              choice("calibrate: args.rule", a.string("rule", "max"),
+                                     THRESHOLD_RULES))
     names = a.names("files")
     if names is None:
         paths = recordings_of(ctx.recordings, name)
@@ -134,19 +132,13 @@ def calibrate(ctx: Context, raw: dict[str, Any]) -> dict[str, Any]:
             raise FleetError(f"calibrate: no recording(s) {', '.join(missing)} in "
                              f"{ctx.recordings}")
     before = ctx.control.running_version()
-    scorer = Scorer.from_bundle(ctx.control.bundle_root(), 1, trusted=ctx.trusted)
-    old = scorer.bundle.backend(section)
+    trust = _trust(ctx)
+    scorer = service.open_scorer(ctx.control.bundle_root(), trust)
+    scorer.bundle.backend(section)
     clips = file_clips(paths, scorer.spec, progress=Progress(scorer.spec.sample_rate,
                                                              enabled=False))
-    embs = stack_embeddings([scorer.embed(c.samples) for c in clips], scorer.dims)
-    cal = calibrated_section(old, embs, scorer.bundle.backend_config, mode, percentile, rule)
-    backends = {**scorer.bundle.backends, section: cal.backend}
-    record = {"section": section, "mode": mode, "n_clips": len(clips), "percentile": percentile,
-              "files": [p.name for p in paths], "remote": True, **cal.record()}
-    vdir = write_adapted_version(scorer.bundle, backends, "calibration", record,
-                                 ctx.seal_key())
+    change = service.calibrate(scorer, section, [c.samples for c in clips], trust, how,
+                               origin={"files": [p.name for p in paths], "remote": True})
     return {"monitor": name, "section": section, "shared_with": shared_with(monitors, name),
-            "clips": len(clips),
-            "old_threshold": cal.old_threshold, "new_threshold": cal.threshold,
-            **_finish(ctx, vdir.name, before)}
-
+            "clips": len(clips), "old_threshold": change.old_threshold,
+            "new_threshold": change.new_threshold, **_finish(ctx, change.vdir.name, before)}

@@ -4,7 +4,7 @@ Why a thread per source: an agent listening to a multichannel interface and a US
 reads two PortAudio streams; a blocking read on one must never starve the other, and none of
 them may wait for the scorer (the scoring worker is fed through the agent's bounded queue).
 A `Capture` reads blocks, splits a shared device's lanes (one per monitor,
-`edge_agent.monitors.capture_groups`), cuts each monitor's windows with that monitor's
+`edge_agent.config.monitors.capture_groups`), cuts each monitor's windows with that monitor's
 windower and hands them to the agent's `enqueue`. It notices a device that delivers nothing
 for `stall_seconds` (`device_lost` health event for each monitor it serves, `device_ok` when
 blocks come again), and feeds live recordings (`Recording`: the fleet's `record` command).

@@ -137,7 +137,7 @@ Feature = Callable[[NDArray[Any], FrontendSpec], FloatArray]
 FEATURES: Mapping[str, Feature] = {"spectrogram": spectrogram, "spectrum": spectrum}
 """Model input name -> the numpy function computing it: THE table. A bundle names its model's
 inputs; the device, export and evaluation look them up here (TensorFlow has its twin in
-`model_build.tf_frontend.TF_FEATURES`)."""
+`model_build.training.tf_frontend.TF_FEATURES`)."""
 
 
 def model_inputs(wave: NDArray[Any], names: Sequence[str], spec: FrontendSpec) -> list[FloatArray]:

@@ -4,7 +4,7 @@ Why it exists: a learned embedding is only worth its cost if it beats something 
 clip the baseline takes the time-mean and time-std of the log-magnitude STFT (the frontend's
 window and hop, WITHOUT temporal mean normalisation, which would zero the mean), concatenates
 them (2 x 513 values) and L2-normalises. Scoring is exactly the paper's backend
-(edge_agent.backend.PAPER_BACKEND: per section k-means with 16 clusters on source training
+(edge_agent.scoring.backend.PAPER_BACKEND: per section k-means with 16 clusters on source training
 features plus every target training feature; score = minimum cosine distance), so the floor
 is the paper's backend on hand-made features: the classical floor the learned system must
 beat.

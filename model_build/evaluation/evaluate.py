@@ -2,7 +2,8 @@
 
 The pipeline is split so every scorer in the project is judged by the same code:
 
-* `backend_scores` fits one section backend per section with `edge_agent.backend.fit_section`
+* `backend_scores` fits one section backend per section with
+`edge_agent.scoring.backend.fit_section`
   (THE fit: export and the device's calibrate/enrol call it too, so the threshold reported
   here is the one a bundle ships) on the training embeddings of one or more components (the
   models of an ensemble, the classical band statistics and rhythm), and scores the test
@@ -351,8 +352,9 @@ def format_spread(spread: Mapping[str, Mapping[str, float | None]]) -> str:
 
 
 class ClipEmbedder(Protocol):
-    """Anything that embeds clips: a trained run (model_build.runs.Run), the classical baseline,
-    the exported bundle. Returns (n_models, N, D), (N, D) or one (N, D_i) per component."""
+    """Anything that embeds clips: a trained run (model_build.training.runs.Run), the classical
+    baseline, the exported bundle. Returns (n_models, N, D), (N, D) or one (N, D_i) per
+    component."""
 
     def embed_clips(self, clips: Sequence[Clip]) -> NDArray[Any] | list[NDArray[Any]]: ...
 

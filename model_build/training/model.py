@@ -7,7 +7,7 @@ Branch B (spectrum, 80000x1): Conv1D 128 k256/s64, k64/s32, k16/s4 (each ReLU), 
 (1280), four x (Dense 128, BN, ReLU), Dense 128. Embedding = concat = 256-d; the Table 4
 ablation "add embeddings while training" sums the two instead (`combine="add"`, 128-d). Its
 "concatenate after training" needs no switch here: two runs, one per input, whose embeddings
-`model_build.runs.ConcatenatedRuns` joins at evaluation.
+`model_build.training.runs.ConcatenatedRuns` joins at evaluation.
 
 "No bias terms" (Table 3): conv and dense layers have no bias, and BatchNormalization has no
 learned offset beta either (center=False). A beta in front of a bias-free linear layer is a

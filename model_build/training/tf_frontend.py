@@ -75,4 +75,4 @@ TF_FEATURES: Mapping[str, Callable[[tf.Tensor, FrontendSpec], tf.Tensor]] = {
     "logmel128": logmel,
 }
 """Model input name -> the TensorFlow function computing it (the twin of
-`edge_agent.frontend.FEATURES`, plus the log-mel ablation input)."""
+`edge_agent.scoring.frontend.FEATURES`, plus the log-mel ablation input)."""
