@@ -56,7 +56,13 @@ def test_every_mode_matches_keras_within_its_tolerance(
     for mode, vdir in exported.items():
         b = load_bundle(vdir)
         assert b.manifest["quantization"] == mode
-        dev = BundleEmbedder(vdir).embed_clips(test)
+        embedder = BundleEmbedder(vdir)  # its scorer ran the bundle's self-test
+        st = embedder.scorer.self_test
+        assert st is not None and st.passed and st.min_cosine > 0.9999
+        entry = b.manifest["self_test"]
+        assert entry["measured"]["windows"] == 8 and 0 < entry["min_cosine"] <= 0.998
+        assert entry["max_score_difference"] >= 0.1
+        dev = embedder.embed_clips(test)
         # the model, the band statistics, the rhythm
         assert [d.shape for d in dev] == [(12, 256), (12, 106), (12, 500)]
         cos = _cos(dev[0], ref)
