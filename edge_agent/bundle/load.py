@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edge_agent.errors import BundleError
+from edge_agent.errors import BundleError, FieldError
 from edge_agent.scoring.backend import (
     BackendConfig,
     BackendError,
@@ -20,6 +20,7 @@ from edge_agent.scoring.backend import (
     view_weights,
 )
 from edge_agent.scoring.frontend import FrontendSpec
+from edge_agent.scoring.profile import AudioProfile
 
 if TYPE_CHECKING:  # signing imports this module; at run time it is imported where it is used
 
@@ -50,6 +51,10 @@ class Bundle:
     # model file name -> the bytes whose sha256 was checked (empty for `verify=False`: the
     # scorer then reads the file itself); the interpreter runs these, not the file
     model_content: Mapping[str, bytes] = field(default_factory=dict, repr=False, compare=False)
+    # section -> its audio profile (manifest `profiles`, checked at load); absent in versions
+    # exported before profiles existed
+    profiles: Mapping[str, AudioProfile] = field(default_factory=dict, repr=False,
+                                                 compare=False)
 
     @property
     def manifest_sha256(self) -> str:
@@ -117,6 +122,11 @@ class Bundle:
     @property
     def sections(self) -> list[str]:
         return list(self.manifest["sections"])
+
+    def profile(self, section: str) -> AudioProfile | None:
+        """The section's audio profile (edge_agent.scoring.profile), None when the bundle has
+        none for it (an older export)."""
+        return self.profiles.get(section)
 
     def backend(self, section: str) -> SectionBackend:
         try:
@@ -211,7 +221,26 @@ def load_bundle(
                 )
     model_files = [c["file"] for c in manifest["components"] if c["kind"] == "model"]
     models = {f: checked.contents[f] for f in model_files if f in checked.contents}
-    return Bundle(root, vdir, manifest, backends, signed_by, checked.manifest_bytes, models)
+    return Bundle(root, vdir, manifest, backends, signed_by, checked.manifest_bytes, models,
+                  load_profiles(manifest, vdir / "manifest.json"))
+
+
+def load_profiles(manifest: Mapping[str, Any], where: Path) -> dict[str, AudioProfile]:
+    """The manifest's `profiles`, each checked (a one-line BundleError naming the field); a
+    profile of a section the bundle does not have is refused too (a renamed section)."""
+    raw = manifest.get("profiles") or {}
+    spec = FrontendSpec.from_dict(manifest["frontend"])
+    out = {}
+    for section, data in raw.items():
+        if section not in manifest["sections"]:
+            raise BundleError(f"{where}: profiles.{section}: no such section (has "
+                              f"{', '.join(manifest['sections'])})")
+        try:
+            out[section] = AudioProfile.from_dict(data, spec)
+        except FieldError as exc:
+            field_name = f"profiles.{section}" + (f".{exc.field}" if exc.field else "")
+            raise BundleError(f"{where}: {exc.worded(field_name)}") from None
+    return out
 
 
 def provenance(bundle: Bundle, trusted: Sequence[TrustedKey]) -> str:

@@ -16,6 +16,7 @@ from edge_agent.config.runtime import (
     DecisionSettings,
     EvidenceSettings,
     HealthSettings,
+    HearingSettings,
     HistorySettings,
     WindowSettings,
 )
@@ -64,6 +65,8 @@ class AgentConfig:
     """Every window's score kept on disk, for `edge-agent tune` and the drift figure."""
     evidence: EvidenceSettings = field(default_factory=EvidenceSettings)
     """The audio of each alarm kept on the device; off unless a folder is set."""
+    hearing: HearingSettings = field(default_factory=HearingSettings)
+    """Live audio compared with the training audio: a cut band, a wrong gain, clipping."""
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     """A Prometheus textfile for node-exporter; off unless a path is set."""
     log: LogSettings = field(default_factory=LogSettings)
