@@ -31,6 +31,7 @@ from edge_agent.bundle.manifest import (
     MANIFEST_DIGEST,
     _warn_unchecked_manifest,
     check_version,
+    self_test_file,
 )
 from edge_agent.bundle.signing import ORIGIN, _releases
 
@@ -51,6 +52,8 @@ class Bundle:
     # model file name -> the bytes whose sha256 was checked (empty for `verify=False`: the
     # scorer then reads the file itself); the interpreter runs these, not the file
     model_content: Mapping[str, bytes] = field(default_factory=dict, repr=False, compare=False)
+    # the self-test file's bytes as checked (None: no self-test, or loaded with verify=False)
+    self_test_content: bytes | None = field(default=None, repr=False, compare=False)
     # section -> its audio profile (manifest `profiles`, checked at load); absent in versions
     # exported before profiles existed
     profiles: Mapping[str, AudioProfile] = field(default_factory=dict, repr=False,
@@ -221,7 +224,9 @@ def load_bundle(
                 )
     model_files = [c["file"] for c in manifest["components"] if c["kind"] == "model"]
     models = {f: checked.contents[f] for f in model_files if f in checked.contents}
+    reference = self_test_file(manifest)
     return Bundle(root, vdir, manifest, backends, signed_by, checked.manifest_bytes, models,
+                  checked.contents.get(reference) if reference is not None else None,
                   load_profiles(manifest, vdir / "manifest.json"))
 
 
