@@ -180,7 +180,7 @@ class Agent:
             live_history = cfg.history.enabled and (
                 m.source.kind != "files" or cfg.history.replays)
             files = monitor_files(m.name, not cfg.monitors, cfg.outbox.path, cfg.history,
-                                  live_history, self.mqtt is not None)
+                                  live_history, self.mqtt is not None, cfg.hearing)
             mon = Monitor(m, self.device_id, self.emit, files, self.evidence,
                           (self.window_length, self.hop, rate))
             if self.mqtt is not None:  # the current state, whatever the broker retained

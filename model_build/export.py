@@ -181,6 +181,31 @@ def self_test_clips(clips: Sequence[Clip]) -> list[Clip]:
     return ([*firsts.values(), *rest])[:SELF_TEST_WINDOWS]
 
 
+PROFILE_CLIPS = 200
+"""Clips per section an audio profile is built from at most (a seeded choice): its medians
+and spreads are settled long before, and a profile costs ~0.1 s a clip."""
+
+
+def audio_profiles(clips: Sequence[Clip], spec: FrontendSpec,
+                   most: int = PROFILE_CLIPS) -> dict[str, dict[str, Any]]:
+    """Per section, the audio profile of its (normal) training clips
+    (edge_agent.scoring.profile): what the agent's hearing check and alarm explanations
+    compare live audio with."""
+    from edge_agent.scoring.explain import profile_from_waves
+
+    by_section: dict[str, list[Clip]] = {}
+    for c in clips:
+        by_section.setdefault(c.section_id, []).append(c)
+    out = {}
+    rng = np.random.default_rng(0)
+    for section, every in sorted(by_section.items()):
+        cs = every if len(every) <= most else [
+            every[i] for i in sorted(rng.choice(len(every), most, replace=False))]
+        waves = [load_clip(c.path, spec) for c in cs]
+        out[section] = profile_from_waves(waves, spec, "export").to_dict()
+    return out
+
+
 def export_models(
     models: Sequence[Any],
     out: Path,
@@ -236,6 +261,7 @@ def export_models(
                                   scorer.bundle.weights, progress)
         chosen = [load_clip(c.path, spec) for c in self_test_clips(train_clips)]
         data, manifest["self_test"] = self_test(scorer, backends, chosen[0], chosen[1:])
+        manifest["profiles"] = audio_profiles(train_clips, spec)
         finish = None if sign_key is None else partial(sign_version, private_key_path=sign_key)
         return write_bundle(out, {n: Path(tmp) / n for n in files}, backends, manifest,
                             finish=finish, extra={SELF_TEST: data})

@@ -31,11 +31,12 @@ found changes, `hearing_ok` when the audio matches (the first time, so the state
 after a mismatch), and once `hearing_unchecked` when the bundle has no profile for the
 section (an export from before profiles existed): it still scores, it just cannot say.
 `edge-agent check --listen N` runs the same comparison over N seconds of each input
-(`edge_agent.runtime.listen`).
+(`listen` below).
 """
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -43,13 +44,18 @@ from typing import Any, Literal
 
 import numpy as np
 
-from edge_agent.config.runtime import HearingSettings
-from edge_agent.scoring.profile import AudioProfile, WindowSummary
+from edge_agent.config.runtime import HealthSettings, HearingSettings
+from edge_agent.runtime.health import assess
+from edge_agent.scoring.frontend import FrontendSpec, stft_magnitude
+from edge_agent.scoring.profile import AudioProfile, WindowSummary, sliding_median, summarise
+from edge_agent.sources.base import AudioSource
 
 FindingKind = Literal["bandwidth", "level", "noise_floor", "clipping", "crest", "spectrum"]
 HearingEventName = Literal["hearing_mismatch", "hearing_ok", "hearing_unchecked"]
 CUT_DB = 20.0
 """Bins this far below the training audio's shape, from some frequency up: a cut band."""
+ROLL_OFF_DB = 6.0
+"""A cut band starts where the live audio falls this far below the training audio's shape."""
 CLIP_SHARE = 1e-4
 """More clipped samples than this share (and ten times the training audio's): reported."""
 CREST_DB = 6.0
@@ -117,17 +123,21 @@ def _edge(r: Rolling, p: AudioProfile) -> float:
 
 
 def _cut_bin(r: Rolling, p: AudioProfile) -> int | None:
-    """The lowest bin from which every stretch up to the profile's edge is CUT_DB or more
-    below the training audio's shape on average (at least 4 bins wide), or None."""
+    """Where a cut band starts, or None. A cut: the top 8 bins below the profile's edge are
+    CUT_DB or more below the training audio's shape (a +-4-bin median, so one quiet bin does
+    not make a cut); it starts where the roll-off does, the lowest bin from which the
+    deficit stays ROLL_OFF_DB or more all the way up (a resampler's filter falls over ~1 kHz:
+    its -6 dB point, not where it is already 20 dB down, is what an engineer calls the cut)."""
     lay = p.layout
     top = min(int(p.edge_hz / lay.hz_per_bin), lay.spec.n_bins - 1)
-    deficit = np.clip(p.stats["shape"].med[: top + 1] - r.shape_db[: top + 1], -20, 60)
-    # mean deficit from each bin to the top; a cut: high from some bin all the way up
-    suffix = np.cumsum(deficit[::-1])[::-1] / np.arange(top + 1, 0, -1)
-    ok = suffix >= CUT_DB
-    if top < 8 or not ok[top - 4]:
+    if top < 16:
         return None
-    k = top - 4
+    deficit = p.stats["shape"].med[: top + 1] - r.shape_db[: top + 1]
+    smooth = sliding_median(deficit, 4)
+    if not (smooth[top - 8:top + 1] >= CUT_DB).all():
+        return None
+    ok = smooth >= ROLL_OFF_DB
+    k = top - 8
     while k > 2 and ok[k - 1]:
         k -= 1
     return k
@@ -266,6 +276,16 @@ class HearingCheck:
         return HearingChange("hearing_mismatch", "; ".join(f.sentence for f in found), found)
 
 
+    def now(self) -> tuple[Finding, ...]:
+        """What the windows summarised so far show (fewer than `windows` too): an alarm raised
+        in the first minute, through a broken audio path, is explained with it."""
+        if self.profile is None or not self._ring or not self.settings.enabled:
+            return ()
+        if len(self._ring) == self._ring.maxlen:
+            return self.findings
+        return tuple(compare(Rolling.of(list(self._ring)), self.profile, self.settings))
+
+
 def unchecked_message(section: str) -> str:
     return (f"the bundle has no audio profile for {section} (exported before profiles "
             "existed): the audio path is not checked and alarms are not explained; re-export "
@@ -276,3 +296,53 @@ def ok_message(r: Rolling, p: AudioProfile) -> str:
     return (f"the audio matches the training audio: level {r.rms_dbfs:.0f} dBFS (normal "
             f"{p.level_dbfs[1]:.0f}), content up to {_khz(_edge(r, p))} (normal "
             f"{_khz(p.edge_hz)}), no clipping")
+
+
+# ---------------------------------------------------------------- `edge-agent check --listen`
+
+@dataclass(frozen=True)
+class Heard:
+    """What `listen` heard from one input: the summaries of its segments, and why it stopped
+    early (the files ended, the device went quiet), if it did."""
+
+    summaries: tuple[WindowSummary, ...]
+    seconds: float
+    stopped: str | None = None
+
+
+def listen(source: AudioSource, spec: FrontendSpec, seconds: float,
+           health: HealthSettings | None = None, stall_s: float = 10.0) -> Heard:
+    """Read `seconds` of a started `source` and summarise it in segments of the bundle's window
+    length (shorter when `seconds` is), as the agent summarises its windows. Every wait is
+    bounded: no audio for `stall_s` stops it with what it has."""
+    seg = max(spec.n_fft * 4, min(spec.clip_samples, int(seconds * spec.sample_rate)))
+    want = int(seconds * spec.sample_rate)
+    buf: list[np.ndarray] = []
+    have, got = 0, 0
+    out: list[WindowSummary] = []
+    last = time.monotonic()
+    stopped = None
+    while got < want:
+        if source.exhausted:
+            stopped = "the input ended"
+            break
+        block = source.read(0.2)
+        if block is None:
+            if time.monotonic() - last > stall_s:
+                stopped = f"no audio for {stall_s:.0f} s"
+                break
+            continue
+        last = time.monotonic()
+        buf.append(np.asarray(block.samples, np.float32).reshape(-1))
+        have += buf[-1].size
+        while have >= seg and got < want:
+            x = np.concatenate(buf)
+            w, rest = x[:seg], x[seg:]
+            buf, have, got = [rest], rest.size, got + seg
+            out.append(_summary(w, spec, health))
+    return Heard(tuple(out), got / spec.sample_rate, stopped)
+
+
+def _summary(w: np.ndarray, spec: FrontendSpec, health: HealthSettings | None) -> WindowSummary:
+    h = assess(w, health or HealthSettings())
+    return summarise(stft_magnitude(w, spec), spec, h.rms_dbfs, h.peak_dbfs, h.clipped_fraction)

@@ -23,9 +23,11 @@ change at a time, each judged in the profile's normal spreads:
 Each kind's strongest deviation is divided by the 95th percentile of that kind's strongest
 deviation on the section's own normal clips (`AudioProfile.null`), so the kinds compete on one
 scale: "how much more unusual than normal clips ever are, in this respect". Over the voting
-windows the kind with the largest mean of that ratio wins; the window where it is strongest
-gives where, when and how much. When no kind stands out (every ratio below 1) the kind is
-``unclear`` and the sentence says so rather than guess. The runners-up are kept (`others`).
+windows the kind with the largest ratio in any of them wins (not the mean: an alarm's first
+voting windows are often borderline ones, and a fault that just started shows in the last);
+the window where it is strongest gives where, when and how much. When no kind stands out
+(every ratio below 1) the kind is ``unclear`` and the sentence says so rather than guess.
+The runners-up are kept (`others`).
 
 Cost: ~15 ms per voting window on one x86 core (the envelopes need one FFT of the window),
 only when an alarm is raised. How often it names the right kind and band on the synthetic
@@ -355,16 +357,16 @@ def explain(details: Sequence[ClipDetail], p: AudioProfile,
     if not details:
         return Explanation(UNCLEAR, "no voting window to explain", None)
     per = [deviations(d, p) for d in details]
-    mean = {k: float(np.mean([ds[i].strength for ds in per])) for i, k in enumerate(KINDS)}
-    ranked = sorted(KINDS, key=lambda k: -mean[k])
+    best = {k: float(np.max([ds[i].strength for ds in per])) for i, k in enumerate(KINDS)}
+    ranked = sorted(KINDS, key=lambda k: -best[k])
     kind = ranked[0]
     i = KINDS.index(kind)
     w = int(np.argmax([ds[i].strength for ds in per]))
     main = per[w][i]
     others = tuple(f"{per[w][KINDS.index(k)].words} ({per[w][KINDS.index(k)].spreads:.1f} "
-                   "normal spreads)" for k in ranked[1:3] if mean[k] >= 1.0)
+                   "normal spreads)" for k in ranked[1:3] if best[k] >= 1.0)
     window = windows[w] if windows is not None and w < len(windows) else None
-    if mean[kind] < 1.0:
+    if best[kind] < 1.0:
         sentence = ("no single change in level, tones, knocks, modulation or rhythm stands "
                     f"out from normal audio (closest: {main.words}); the learned model sees "
                     "a difference these measures do not name")

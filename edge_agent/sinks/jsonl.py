@@ -24,12 +24,15 @@ def human_line(e: Event) -> str:
             f"thr={e['threshold']:.4f} {flag} state={e['decision']}"
         )
     if e["kind"] == "alarm":
+        why = e.get("explanation")
         return f"{ts} {e['section']} ALARM {e['decision'].upper()} " + (
             f"(score={e['score']:.4f}, votes={e['votes']})"
-        )
+        ) + (f" why: {why['sentence']}" if why else "")
     if e["kind"] == "health":
         if "error" in e:  # window_error, reload_failed: the fault is the agent's, not the sensor's
             return f"{ts} {e['event']}: {e['error']} (window={e.get('window')})"
+        if "message" in e:  # hearing_*: a sentence saying what to check
+            return f"{ts} {e.get('monitor', '')} {e['event']}: {e['message']}"
         faults = ",".join(e.get("faults", [])) or "ok"
         return f"{ts} sensor {e['event']}: {faults} (window={e.get('window')})"
     return f"{ts} {e['kind']}: " + json.dumps(
