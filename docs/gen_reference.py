@@ -158,8 +158,9 @@ def config_md() -> str:
         "do not edit by hand -->",
         "",
         "One YAML file (`edge-agent run --config FILE`); check it with "
-        "`edge-agent config check FILE`, which prints the effective configuration with "
-        "secrets masked. Unknown keys, repeated keys, wrong types, numbers that are not finite or "
+        "`edge-agent config check FILE`, which says OK in one line (with `--show`: the "
+        "effective configuration, secrets masked). Unknown keys, repeated keys, wrong types, "
+        "numbers that are not finite or "
         "outside the range in the type column are errors naming the key "
         "(`error: mqtt.tls.ca_file: file not found: ...`, exit 2); `config check` also checks "
         "the file against its bundle (section, window length, hop) exactly as `run` does at "

@@ -84,6 +84,7 @@ from edge_agent.scoring.embedder import RuntimeRequest
 from edge_agent.sinks import Sink
 from edge_agent.sinks.build import Sinks
 from edge_agent.sinks.build import build as build_sinks
+from edge_agent.sinks.jsonl import human_line
 from edge_agent.sinks.mqtt import start_state
 from edge_agent.sources import open_source
 from edge_agent.sources.base import AudioSource
@@ -157,12 +158,18 @@ class Agent:
         # one-line ConfigError) as `edge-agent config check`, now rather than at every window
         self.window_length, self.hop = check_start(cfg, self.scorer.bundle)
         self.settings: tuple[MonitorSettings, ...] = cfg.monitor_list()
+        self._files = {m.name: monitor_files(
+            m.name, not cfg.monitors, cfg.outbox.path, cfg.history,
+            cfg.history.enabled and (m.source.kind != "files" or cfg.history.replays),
+            cfg.mqtt.enabled and sinks is None, cfg.hearing) for m in self.settings}
+        # what this run would leave behind that was not there before (see `_abandon`)
+        self._fresh = [p for p in self._state_paths() if not p.exists()]
         self._agent_counters = {"reloads": 0}
         self._emit_lock = threading.Lock()
         # every sink, and the two with duties beyond handle() (`sinks.build.Sinks`): the ones
         # the config asks for, or those a caller hands in (a test's collector)
         self.out = Sinks(list(sinks)) if sinks is not None else build_sinks(
-            cfg, [m.name for m in self.settings], self.scorer.bundle.model_version,
+            cfg, self.settings, self.scorer.bundle.model_version,
             self._outbox_depth)
         self.sinks: list[Sink] = self.out.all
         self.mqtt, self.metrics = self.out.mqtt, self.out.metrics
@@ -177,11 +184,7 @@ class Agent:
         rate = self.scorer.spec.sample_rate
         self.monitors: list[Monitor] = []
         for m in self.settings:
-            live_history = cfg.history.enabled and (
-                m.source.kind != "files" or cfg.history.replays)
-            files = monitor_files(m.name, not cfg.monitors, cfg.outbox.path, cfg.history,
-                                  live_history, self.mqtt is not None, cfg.hearing)
-            mon = Monitor(m, self.device_id, self.emit, files, self.evidence,
+            mon = Monitor(m, self.device_id, self.emit, self._files[m.name], self.evidence,
                           (self.window_length, self.hop, rate))
             if self.mqtt is not None:  # the current state, whatever the broker retained
                 state: Mapping[str, object] = mon.last_alarm if mon.last_alarm is not None \
@@ -233,6 +236,44 @@ class Agent:
 
         return load_trust(self.cfg.trusted_keys, self.cfg.state_folder)
 
+    def _state_paths(self) -> list[Path]:
+        """The files and folders a run of this config writes (outbox and its journals, each
+        monitor's history and decision state, the JSON-lines log, the metrics file, the
+        evidence folder)."""
+        cfg = self.cfg
+        paths = [Path(p) for p in (cfg.log.jsonl_file, cfg.metrics.textfile,
+                                   cfg.evidence.folder if cfg.evidence.enabled else None) if p]
+        if cfg.mqtt.enabled:
+            paths += [Path(cfg.outbox.path + suffix) for suffix in ("", "-wal", "-shm",
+                                                                    "-journal")]
+        for f in self._files.values():
+            paths += [p for p in (f.history, f.decision) if p is not None]
+        return paths
+
+    def _abandon(self) -> None:
+        """The sources could not be opened (no microphone, a device that is not there): the run
+        never began. Close what the agent opened, report no `stopped` status (nothing ran),
+        and remove the files and folders it created, so a failed start leaves nothing behind
+        in the state folder; what existed before is kept as it was."""
+        for s in self.sinks:
+            try:
+                s.close()
+            except Exception as exc:  # closing must not hide why the start failed
+                log.debug("closing %s after a failed start: %s", type(s).__name__, exc)
+        for m in self.monitors:
+            m.close()
+        if self.evidence is not None:
+            self.evidence.close()
+        self.notify.close()
+        for p in sorted(self._fresh, key=lambda q: len(q.parts), reverse=True):
+            try:
+                if p.is_dir():
+                    p.rmdir()  # only when empty: never a folder with someone's files
+                else:
+                    p.unlink(missing_ok=True)
+            except OSError as exc:
+                log.debug("%s left after a failed start: %s", p, exc)
+
     def _outbox_depth(self) -> int:
         return self.out.outbox_depth
 
@@ -262,14 +303,9 @@ class Agent:
                     s.handle(event)
                 except Exception as exc:  # one broken sink must not stop the others
                     log.error("sink %s failed: %s", type(s).__name__, exc)
-        if event["kind"] != "score":
-            log.info(
-                "%s %s",
-                event["kind"],
-                json.dumps(
-                    {k: v for k, v in event.items() if k not in ("schema", "kind", "ts", "epoch")}
-                ),
-            )
+        if event["kind"] != "score":  # the human line without its time (the log has one)
+            level = logging.WARNING if event.get("event") == "windows_dropped" else logging.INFO
+            log.log(level, "%s", human_line(event).split(" ", 1)[1])
 
     # --- control ---
     def stop(self, *_: Any) -> None:
@@ -501,6 +537,7 @@ class Agent:
             signal.signal(signal.SIGINT, self.stop)
             signal.signal(signal.SIGHUP, self.request_reload)
         planned = self._open_sources()
+        self._start_sources(planned)  # first: no microphone = one error, no broker, no files
         if self.mqtt is not None:
             self.mqtt.start()
         worker = threading.Thread(target=self._worker, name="scorer", daemon=True)
@@ -516,8 +553,7 @@ class Agent:
         fleet: FleetClient | None = None
         try:
             fleet = self._start_fleet()
-            for src, mons, live in planned:  # each open is bounded (DeviceSource.start)
-                src.start()
+            for src, mons, live in planned:
                 self.captures.append(Capture(src, mons, live, self._enqueue,
                                              mons[0].settings.source.stall_seconds))
             for c in self.captures:
@@ -535,6 +571,21 @@ class Agent:
         if error is not None:
             raise error
         return 0
+
+    def _start_sources(self, planned: list[tuple[AudioSource, list[Monitor], bool]]) -> None:
+        """Open every source (each open is bounded: `DeviceSource.start`) before the broker,
+        the worker or the fleet start. One that fails stops those already open, and the agent
+        gives up as if it had never started (`_abandon`): the caller prints one error line."""
+        started: list[AudioSource] = []
+        try:
+            for src, _, _ in planned:
+                src.start()
+                started.append(src)
+        except BaseException:
+            for src in started:
+                src.stop()
+            self._abandon()
+            raise
 
     def _start_fleet(self) -> FleetClient | None:
         """With `fleet.enabled`: the fleet client (releases over MQTT, remote commands) on its
@@ -559,6 +610,8 @@ class Agent:
             self._stop.wait(0.25)
             now = self._main_beat = time.monotonic()
             self._poll_bundle(now)
+            for m in self.monitors:  # windows dropped: summarised (Monitor.flush_drops)
+                m.flush_drops()
             self._report_mqtt()
             self._report_outbox()
             if self.metrics is not None:
@@ -578,6 +631,8 @@ class Agent:
             src.stop()
         self._queue.put(None)
         worker.join()
+        for m in self.monitors:  # the drops not yet reported
+            m.flush_drops(force=True)
         if self.evidence is not None:  # queued clips written (and skips reported) first
             self.evidence.close()
             self._report_evidence()

@@ -23,6 +23,7 @@ Steps (each a function, so tests and benchmarks reuse them):
 
 from __future__ import annotations
 
+import functools
 import json
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -190,9 +191,8 @@ def audio_profiles(clips: Sequence[Clip], spec: FrontendSpec,
                    most: int = PROFILE_CLIPS) -> dict[str, dict[str, Any]]:
     """Per section, the audio profile of its (normal) training clips
     (edge_agent.scoring.profile): what the agent's hearing check and alarm explanations
-    compare live audio with."""
-    from edge_agent.scoring.explain import profile_from_waves
-
+    compare live audio with. Remembered per process for the same files (path, size, mtime):
+    exports of several quantisation modes of one run share their training clips."""
     by_section: dict[str, list[Clip]] = {}
     for c in clips:
         by_section.setdefault(c.section_id, []).append(c)
@@ -201,9 +201,19 @@ def audio_profiles(clips: Sequence[Clip], spec: FrontendSpec,
     for section, every in sorted(by_section.items()):
         cs = every if len(every) <= most else [
             every[i] for i in sorted(rng.choice(len(every), most, replace=False))]
-        waves = [load_clip(c.path, spec) for c in cs]
-        out[section] = profile_from_waves(waves, spec, "export").to_dict()
+        key = tuple((str(c.path), c.path.stat().st_size, c.path.stat().st_mtime_ns)
+                    for c in cs)
+        out[section] = _section_profile(key, spec)
     return out
+
+
+@functools.lru_cache(maxsize=32)
+def _section_profile(files: tuple[tuple[str, int, int], ...],
+                     spec: FrontendSpec) -> dict[str, Any]:
+    from edge_agent.scoring.explain import profile_from_waves
+
+    waves = [load_clip(Path(f[0]), spec) for f in files]
+    return profile_from_waves(waves, spec, "export").to_dict()
 
 
 def export_models(

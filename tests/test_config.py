@@ -119,7 +119,15 @@ def test_config_check_cli(tmp_path: Path, bundle: Path) -> None:
     good = f"bundle: {demo_bundle()}\nsection: fan_section_00\n"
     ok = run_cli("config", "check", str(write(tmp_path, good)))
     assert ok.returncode == 0, ok.stderr
-    assert "section: fan_section_00" in ok.stdout and "clear_after: 3" in ok.stdout
+    # one line that says OK (it printed ~90 lines of resolved config and no verdict)
+    assert ok.stdout.count("\n") == 1 and ok.stderr == "", ok.stdout
+    assert ok.stdout.startswith(f"OK: {tmp_path / 'agent.yaml'}: fan_section_00; bundle "
+                                "version 1 (v1-"), ok.stdout
+    assert "no MQTT" in ok.stdout
+    shown = run_cli("config", "check", "--show", str(write(tmp_path, good)))
+    assert shown.returncode == 0, shown.stderr
+    assert "section: fan_section_00" in shown.stdout and "clear_after: 3" in shown.stdout
+    assert "OK" not in shown.stdout
     bad = run_cli("config", "check", str(write(tmp_path, "bundle: bundle\nsection: s\nx: 1\n")))
     assert bad.returncode == 2
     assert bad.stderr.strip().startswith("error: x: unknown key")
@@ -166,6 +174,16 @@ REFUSED = [
     ("mqtt: {reconnect_min: .nan}", r"^mqtt\.reconnect_min: expected a finite number"),
     ("mqtt: {password_file: EMPTY}", r"^mqtt\.password_file: .*empty\.txt is empty"),
     ("mqtt: {password_file: FOLDER}", r"^mqtt\.password_file: .* is a folder"),
+    # names that become MQTT topic levels and Home Assistant ids (edge_agent.config.ids): HA
+    # ignored a `.` or a space, a `+` / `#` made the broker drop every connect
+    *[(f"mqtt: {{device_id: '{d}'}}", rf"^mqtt\.device_id: '{re.escape(d)}' cannot be a "
+       r"device id: expected letters, digits, _ and - \(up to 64, first a letter or digit\)")
+      for d in ("press 01", "press.01", "press+01", "press#", "")],
+    *[(f"mqtt: {{prefix: '{p}'}}", r"^mqtt\.prefix: expected topic levels separated by / "
+       r"\(each letters, digits, _ \. -") for p in ("site//a", "site/+", "$SYS/x", "/a")],
+    ("mqtt: {ha_prefix: 'home assistant'}", r"^mqtt\.ha_prefix: expected topic levels"),
+    ("fleet: {group: 'a b'}", r"^fleet\.group: expected a group name, one MQTT topic level: "
+     r"letters, digits"),
     ("log: {jsonl_file: no/such/dir/events.jsonl}",
      r"^log\.jsonl_file: folder .*no/such/dir does not exist"),
     ("log: {jsonl_file: FOLDER}", r"^log\.jsonl_file: .* is a folder"),
@@ -219,6 +237,32 @@ def test_config_check_and_run_refuse_the_same_thing(
         assert re.search(message, errors[0].removeprefix("error: ")), errors[0]
         lines.append(errors[0])
     assert lines[0] == lines[1]  # the same validator, the same words
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("--device-id", "press+01"), "error: mqtt.device_id: 'press+01' cannot be a device id"),
+    (("--device-id", "hall 2"), "error: mqtt.device_id: 'hall 2' cannot be a device id"),
+])
+def test_a_bad_device_id_flag_is_refused_before_anything_runs(
+    capsys: pytest.CaptureFixture[str], args: tuple[str, ...], message: str
+) -> None:
+    """The flag goes through the same validator as the config: exit 2, one line, no broker
+    contact (with `+` the broker used to drop every connect while the agent said nothing)."""
+    code, out, err = run_in_process(capsys, "demo", "--fast", "--mqtt-host", "127.0.0.1",
+                                    *args)
+    assert code == 2 and _errors(err) == [x for x in err.splitlines() if x.strip()], err
+    assert _errors(err)[0].startswith(message) and out == ""
+
+
+def test_a_single_machines_section_is_its_name_and_is_checked_like_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    p = write(tmp_path, f"bundle: {demo_bundle()}\nsection: fan.section_00\n")
+    code, _, err = run_in_process(capsys, "config", "check", str(p))
+    assert code == 2 and _errors(err) == [
+        "error: section: 'fan.section_00' cannot be a machine's name: expected letters, digits, "
+        "_ and - (up to 64, first a letter or digit), because it is an MQTT topic level and "
+        "part of Home Assistant's ids"]
 
 
 def _check_and_run(capsys: pytest.CaptureFixture[str], p: Path) -> list[tuple[int, str]]:

@@ -153,7 +153,8 @@ def test_installed_example_config_passes_config_check(installed: Path) -> None:
     """install.sh's example config, with the demo bundle it installed, is valid as written."""
     assert (installed / "opt" / "bundle" / "current").is_file()
     exe = installed / "opt" / "venv" / "bin" / "edge-agent"
-    proc = subprocess.run([str(exe), "config", "check", str(installed / "etc" / "agent.yaml")],
+    proc = subprocess.run([str(exe), "config", "check", "--show",
+                           str(installed / "etc" / "agent.yaml")],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert f"bundle: {installed / 'opt' / 'bundle'}" in proc.stdout

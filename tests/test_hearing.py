@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from collect_sink import Collect
+from mqtt_fixtures import Broker, Subscriber
 
 from edge_agent.agent import Agent
 from edge_agent.audio.files import read_wav, write_wav
@@ -125,7 +126,7 @@ def _listen_file(x: np.ndarray, tmp: Path | None = None) -> tuple[set[str], str]
 
 
 def test_hearing_check_reports_changes_only() -> None:
-    """mismatch once, nothing while it lasts, ok when it is gone; unchecked once without a
+    """mismatch at once, nothing while it lasts, ok when it is gone; unchecked once without a
     profile."""
     from edge_agent.runtime.hearing import _summary
 
@@ -133,9 +134,11 @@ def test_hearing_check_reports_changes_only() -> None:
     good = [_summary(w, DEFAULT_SPEC, None) for w in normal_audio().reshape(6, -1)]
     check = HearingCheck(profile(), HearingSettings(windows=2), SEC)
     got = [check.add(s) for s in bad[:4]]
-    assert got[0] is None and got[1] is not None and got[1].event == "hearing_mismatch"
-    assert got[2] is None and got[3] is None
+    assert got[0] is not None and got[0].event == "hearing_mismatch"
+    assert got[0].findings[0].kind == "bandwidth"
+    assert got[1:] == [None, None, None]
     back = [check.add(s) for s in good[:2]]
+    assert back[0] is None  # half the ring is still the cut audio
     assert back[1] is not None and back[1].event == "hearing_ok"
     blind = HearingCheck(None, HearingSettings(), SEC)
     first = blind.add(good[0])
@@ -207,7 +210,7 @@ def test_agent_health_event_and_alarm_explanation(tmp_path: Path) -> None:
     t.join(120)
     assert not t.is_alive()
     health = [e for e in c.kind("health") if e["event"].startswith("hearing")]
-    assert health[0]["event"] == "hearing_mismatch" and health[0]["window"] == 1
+    assert health[0]["event"] == "hearing_mismatch" and health[0]["window"] == 0
     assert "nothing above 5." in health[0]["message"]
     assert health[0]["findings"][0]["kind"] == "bandwidth"
     alarms = c.kind("alarm")
@@ -230,3 +233,48 @@ def test_agent_health_event_and_alarm_explanation(tmp_path: Path) -> None:
                          env=ENV)
     assert out.returncode == 0, out.stderr
     assert f"why: {ex['sentence']}" in out.stdout.splitlines()
+
+
+def test_home_assistant_shows_the_audio_path_and_why_through_a_real_broker(
+    tmp_path: Path, mqtt_broker: Callable[..., Broker]
+) -> None:
+    """The real agent, a real mosquitto, HA discovery: the machine's `audio_path` diagnostic
+    entity keeps HA's rules and reads the retained `<monitor>/hearing` state (ON, the sentence
+    as attribute); the anomaly entity's attributes are the alarm payload, explanation
+    included."""
+    from ha_rules import check_discovery, check_templates
+
+    b = mqtt_broker()
+    cfg = _files_config(
+        tmp_path, band_limited(normal_audio()[: RATE * 30]), "ha",
+        f"log: {{stdout: false}}\noutbox: {{path: {tmp_path}/outbox.sqlite}}\n"
+        "history: {replays: true, drift_windows: 1}\n"
+        f"mqtt: {{host: 127.0.0.1, port: {b.port}, device_id: hall-2-pi, "
+        "ha_discovery: true}\n")
+    sub = Subscriber(b, ["edge-asd/#", "homeassistant/#"])
+    try:
+        assert Agent(load_config(cfg)).run(install_signals=False) == 0
+        hearing = f"edge-asd/hall-2-pi/{SEC}/hearing"
+        assert sub.wait_for(lambda m: bool(sub.on(hearing)))
+        assert sub.wait_for(lambda m: bool(sub.on(f"edge-asd/hall-2-pi/{SEC}/alarm")))
+        configs = [(t, p) for t, p, _ in sub.messages if t.startswith("homeassistant/")]
+        made = check_discovery(configs)
+        entity = made[f"binary_sensor.hall_2_pi_{SEC}_audio_path"]
+        assert entity["state_topic"] == entity["json_attributes_topic"] == hearing
+        assert entity["entity_category"] == "diagnostic"
+        check_templates(made, [(t, p) for t, p, _ in sub.messages if t.startswith("edge-asd/")])
+        state = json.loads(sub.on(hearing)[-1])
+        assert state["event"] == "hearing_mismatch" and "nothing above 5." in state["message"]
+        late = Subscriber(b, [hearing])  # the state stays on the broker for HA's restarts
+        try:
+            assert late.wait_for(bool)
+            assert late.messages[-1][2] and json.loads(late.messages[-1][1]) == state
+        finally:
+            late.close()
+        anomaly = made[f"binary_sensor.hall_2_pi_{SEC}_anomaly"]
+        assert anomaly["json_attributes_topic"] == anomaly["state_topic"]
+        raised = [json.loads(p) for p in sub.on(anomaly["state_topic"])
+                  if json.loads(p).get("decision") == "alarm"]
+        assert raised and raised[0]["explanation"]["audio_path"][0]["kind"] == "bandwidth"
+    finally:
+        sub.close()

@@ -603,7 +603,7 @@ def test_trusted_keys_in_the_config_and_config_check(
                            f"agent trusts keys {key.key_id} (sign it with model-build export "
                            "--sign-key, or model-build sign)")
     sign_version(vdir_of(demo_copy), private)
-    code, out, err = run_cli(capsys, "config", "check", str(cfg_file))
+    code, out, err = run_cli(capsys, "config", "check", "--show", str(cfg_file))
     assert code == 0, err
     assert "trusted_keys:\n- " + str(tmp_path / "k.pub") in out
     for value, message in (("[k.pub, nowhere.pub]", r"trusted_keys\[1\]: file not found"),

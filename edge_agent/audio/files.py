@@ -192,6 +192,44 @@ def load_clip(
     return fit_length(x, n, int(min_seconds * spec.sample_rate), path)
 
 
+def file_clips_count(path: str | Path, spec: FrontendSpec, channel: int | None = None) -> int:
+    """How many clips `iter_clips` cuts from the file (its header says: no audio is read)."""
+    return max(1, WavStream(path, channel, spec.sample_rate).samples // spec.clip_samples)
+
+
+def iter_clips(
+    path: str | Path,
+    spec: FrontendSpec,
+    channel: int | None = None,
+    min_seconds: float = MIN_SECONDS,
+) -> Iterator[FloatArray]:
+    """Every whole clip of the file, in order: consecutive, non-overlapping
+    `spec.clip_samples` pieces at `spec.sample_rate`. A file shorter than one clip is one clip,
+    looped (`fit_length`, as `load_clip`); the tail after the last whole clip (shorter than a
+    clip) is left out (`file_clips_count` and the caller say so).
+
+    Why not `load_clip`: calibrate and enrol take a file as the recording of a condition; a
+    120 s WAV is twelve clips of it, and using only its first 10 s moved a threshold on one
+    clip without a word (issue 20).
+    """
+    n = spec.clip_samples
+    buf: list[FloatArray] = []
+    have = 0
+    whole = False
+    for b in WavStream(path, channel, spec.sample_rate).blocks():
+        buf.append(b)
+        have += b.size
+        while have >= n:
+            x = np.concatenate(buf)
+            yield np.ascontiguousarray(x[:n])
+            whole = True
+            rest = x[n:]
+            buf, have = ([rest] if rest.size else []), rest.size
+    if not whole:
+        yield fit_length(np.concatenate(buf) if buf else np.zeros(0, np.float32), n,
+                         int(min_seconds * spec.sample_rate), path)
+
+
 def to_pcm16(x: NDArray[Any]) -> NDArray[np.int16]:
     """Float samples as 16-bit PCM, clipped to [-1, 1) (the one float -> int16 conversion)."""
     pcm = np.clip(np.asarray(x, dtype=np.float64), -1.0, 1.0 - 1.0 / 32768.0)

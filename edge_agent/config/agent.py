@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Literal
 
 from edge_agent.config.fields import bounded, check_fields
 from edge_agent.config.fleet import FleetSettings
+from edge_agent.config.ids import check_monitor_name
 from edge_agent.config.monitors import (
     MonitorSettings,
     check_monitors,
@@ -90,6 +91,8 @@ class AgentConfig:
     def __post_init__(self) -> None:
         check_fields(self, "")
         check_monitors(self.monitors, self.section)
+        if self.section and not self.monitors:  # it names the one machine's topics and ids
+            check_monitor_name(self.section, "section")
         clip = self.evidence.mqtt_max_kilobytes * 1000
         if clip > self.outbox.max_bytes // 4:
             raise ConfigError(f"evidence.mqtt_max_kilobytes: {self.evidence.mqtt_max_kilobytes}"

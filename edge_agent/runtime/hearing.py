@@ -6,8 +6,10 @@ everything above ~6 kHz, healthy machines scored far above their thresholds and 
 `hearing.windows` scored windows (`WindowSummary`: the spectral shape and noise floor from the
 |STFT| the scorer computed anyway, the levels from the sensor health check; ~0.3 ms a window,
 benchmarks/hearing_cost.py) and compares it with the section's audio profile in the bundle
-(edge_agent.scoring.profile), once the summary covers that many windows and after every
-window from then on. What it reports (`Finding`, each with a sentence an engineer can act on):
+(edge_agent.scoring.profile) after every window, from the first one on (a broken path makes
+healthy machines alarm within 30 s: the first window already says why, and the Home Assistant
+entity is known at once; the rolling mean steadies it as the windows add up). What it reports
+(`Finding`, each with a sentence an engineer can act on):
 
 * ``bandwidth``: every bin above some frequency is >= 20 dB below the training audio's shape
   (relative to the window's total, so a gain change does not count) while the training audio
@@ -252,7 +254,7 @@ class HearingCheck:
             self._last = None
             self._said_unchecked = False
 
-    def add(self, summary: WindowSummary) -> HearingChange | None:  # noqa: PLR0911
+    def add(self, summary: WindowSummary) -> HearingChange | None:
         """One scored window's summary; the change to report, if any."""
         if not self.settings.enabled:
             return None
@@ -262,8 +264,6 @@ class HearingCheck:
             self._said_unchecked = True
             return HearingChange("hearing_unchecked", unchecked_message(self.section))
         self._ring.append(summary)
-        if len(self._ring) < self._ring.maxlen:  # type: ignore[operator]
-            return None
         r = Rolling.of(list(self._ring))
         found = tuple(compare(r, self.profile, self.settings))
         self.findings = found
@@ -277,13 +277,10 @@ class HearingCheck:
 
 
     def now(self) -> tuple[Finding, ...]:
-        """What the windows summarised so far show (fewer than `windows` too): an alarm raised
-        in the first minute, through a broken audio path, is explained with it."""
+        """What the last comparison found (the alarm explanation starts with it)."""
         if self.profile is None or not self._ring or not self.settings.enabled:
             return ()
-        if len(self._ring) == self._ring.maxlen:
-            return self.findings
-        return tuple(compare(Rolling.of(list(self._ring)), self.profile, self.settings))
+        return self.findings
 
 
 def unchecked_message(section: str) -> str:

@@ -9,15 +9,20 @@ Topic tree under `<prefix>/<device_id>/` (prefix default `edge-asd`):
 | `<monitor>/alarm`             | 1   | yes      | JSON on every alarm raise/clear           |
 | `<monitor>/drift`             | 0   | no       | `{ts, epoch, section, monitor, drift}`    |
 | `<monitor>/sensor`            | 1   | yes      | the monitor's last sensor health event    |
+| `<monitor>/hearing`           | 1   | yes      | its last hearing check (`hearing_*` event) |
 | `<monitor>/evidence/<file>`   | 1   | no       | an alarm's audio clip (`evidence.mqtt_...`) |
 | `health`                      | 1   | no       | JSON on sensor fault start/end, drops     |
+| `state`                       | 1   | yes      | the agent's own health now (`agent_state`) |
 
 `<monitor>` is the monitor's name (`edge_agent.config.monitors`); a single-machine agent's one
 monitor is named after its section, so its topics are `<section>/...` as they always were.
 Payloads are the agent's events as JSON (`edge_agent.events`: `schema`, `ts`, `epoch`,
 `device_id` and, for window events, `section`, `monitor`, `score`, `threshold`, `decision`,
 ...). Every health event goes to `health`; those about one machine's input (`sensor_fault`,
-`sensor_ok`, `device_ok`) also set its retained `<monitor>/sensor` state.
+`sensor_ok`, `device_ok`) also set its retained `<monitor>/sensor` state, and the hearing
+check's (`hearing_mismatch`, `hearing_ok`, `hearing_unchecked`: does the audio reaching the
+model sound like the training audio, edge_agent.runtime.hearing) its retained
+`<monitor>/hearing` state, with the sentence saying what to check.
 
 Alarm and health events go through the SQLite `Outbox`: stored before publishing, deleted on
 PUBACK (`on_publish` with the mid), re-sent oldest first after a restart. Scores are QoS 0
@@ -53,27 +58,24 @@ Logs: one line per disconnect (with the reason code), one per reconnect (downtim
 and failed attempts only at 1, 2, 4, 8, ... attempts, so a broker that stays down for hours
 adds a line per doubling of the outage, not one per retry.
 
-Home Assistant discovery (`ha_discovery: true`): per monitor a `binary_sensor`
-(device_class `problem`, state from the alarm topic), a score `sensor`, a score-drift
-`sensor` (diagnostic, from the `drift` topic: median of recent scores minus the threshold,
-published only once known, so the entity never sees a window without it) and a sensor-fault
-`binary_sensor` (diagnostic, from `<monitor>/sensor`), retained under `homeassistant/...`,
-re-published whenever `homeassistant/status` becomes `online`. A single-machine agent's
-entities belong to one HA device (the agent); with `monitors:` (`ha_devices`) each monitor is
-an HA device of its own (one per machine, `via_device` the agent).
+Home Assistant discovery (`ha_discovery: true`): the entities of each machine and of the agent
+itself, built from the tables of `edge_agent.sinks.ha`, retained under `<ha_prefix>/...`,
+re-published on connect, whenever `<ha_prefix>/status` becomes `online`, and after a model
+reload (the devices' `sw_version` names the model version). A single-machine agent's entities
+belong to one HA device (the agent); with `monitors:` (`ha_devices`) each monitor is an HA
+device of its own (one per machine, `via_device` the agent's device).
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import queue
 import ssl
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +91,8 @@ from edge_agent.events import (
     iso,
 )
 from edge_agent.jsonsafe import dumps
+from edge_agent.sinks.agent_state import AgentState
+from edge_agent.sinks.ha import Machine, discovery_messages
 from edge_agent.sinks.outbox import PRIORITY_ALARM, PRIORITY_HEALTH, PRIORITY_STATUS, Outbox
 
 log = logging.getLogger("edge_agent")
@@ -110,12 +114,16 @@ def topics(s: MqttSettings, monitor: str = "") -> dict[str, str]:
         "alarm": f"{b}/{monitor}/alarm",
         "drift": f"{b}/{monitor}/drift",
         "sensor": f"{b}/{monitor}/sensor",
+        "hearing": f"{b}/{monitor}/hearing",
         "health": f"{b}/health",
+        "state": f"{b}/state",
     }
 
 
 SENSOR_EVENTS = ("sensor_fault", "sensor_ok", "device_ok")
 """Health events that are a monitor's input state (its retained `<monitor>/sensor`)."""
+HEARING_EVENTS = ("hearing_mismatch", "hearing_ok", "hearing_unchecked")
+"""Health events that are a monitor's hearing state (its retained `<monitor>/hearing`)."""
 
 
 def start_state(device_id: str, monitor: str, section: str, decision: AlarmState, votes: int,
@@ -139,96 +147,6 @@ name: `Outbox.put(notice=...)`), so reporting a full outbox never evicts a row."
 def event_monitor(event: Mapping[str, Any]) -> str:
     """The monitor an event is about (events saved before monitors existed: the section)."""
     return str(event.get("monitor") or event.get("section") or "")
-
-
-def discovery_messages(
-    s: MqttSettings, sections: list[str], model_version: str, ha_devices: bool = False
-) -> list[tuple[str, str]]:
-    """(topic, JSON) retained config messages for Home Assistant, per monitor in `sections`
-    (monitor names); `ha_devices`: one HA device per monitor instead of one for the agent."""
-    node = s.device_id.replace("/", "_")
-    agent_device = {
-        "identifiers": [f"edge_asd_{node}"],
-        "name": f"Edge ASD {s.device_id}",
-        "model": f"edge-agent ({model_version})",
-        "manufacturer": "open edge ASD",
-    }
-    avail = topics(s)["availability"]
-    out = []
-    for sec in sections:
-        t = topics(s, sec)
-        device: dict[str, Any] = agent_device
-        if ha_devices:  # one machine, one HA device (its entities, its area)
-            device = {**agent_device, "identifiers": [f"edge_asd_{node}_{sec}"],
-                      "name": f"{sec} ({s.device_id})", "via_device": f"edge_asd_{node}"}
-        out.append(
-            (  # the monitor's input: sensor fault (dead microphone, device lost, clipping)
-                f"{s.ha_prefix}/binary_sensor/{node}/{sec}_sensor/config",
-                json.dumps(
-                    {
-                        "name": f"{sec} sensor fault",
-                        "unique_id": f"{node}_{sec}_sensor",
-                        "device_class": "problem",
-                        "entity_category": "diagnostic",
-                        "state_topic": t["sensor"],
-                        "value_template": "{{ 'ON' if value_json.faults else 'OFF' }}",
-                        "availability_topic": avail,
-                        "device": device,
-                    }
-                ),
-            )
-        )
-        out.append(
-            (
-                f"{s.ha_prefix}/binary_sensor/{node}/{sec}_alarm/config",
-                json.dumps(
-                    {
-                        "name": f"{sec} anomaly",
-                        "unique_id": f"{node}_{sec}_alarm",
-                        "device_class": "problem",
-                        "state_topic": t["alarm"],
-                        "value_template": "{{ 'ON' if value_json.decision == 'alarm' else 'OFF' }}",
-                        "availability_topic": avail,
-                        "payload_available": "online",
-                        "payload_not_available": "offline",
-                        "device": device,
-                    }
-                ),
-            )
-        )
-        out.append(
-            (
-                f"{s.ha_prefix}/sensor/{node}/{sec}_score/config",
-                json.dumps(
-                    {
-                        "name": f"{sec} anomaly score",
-                        "unique_id": f"{node}_{sec}_score",
-                        "state_topic": t["score"],
-                        "value_template": "{{ value_json.score }}",
-                        "availability_topic": avail,
-                        "device": device,
-                    }
-                ),
-            )
-        )
-        out.append(
-            (  # score-level drift: median of recent scores - threshold (edge_agent.runtime.history)
-                f"{s.ha_prefix}/sensor/{node}/{sec}_drift/config",
-                json.dumps(
-                    {
-                        "name": f"{sec} score drift",
-                        "unique_id": f"{node}_{sec}_drift",
-                        "state_topic": t["drift"],
-                        "value_template": "{{ value_json.drift }}",
-                        "state_class": "measurement",
-                        "entity_category": "diagnostic",
-                        "availability_topic": avail,
-                        "device": device,
-                    }
-                ),
-            )
-        )
-    return out
 
 
 def make_client(s: MqttSettings) -> Any:
@@ -262,14 +180,18 @@ class MqttSink:
     """Publishes window events; alarms/health via the durable outbox (see module docstring)."""
 
     def __init__(
-        self, settings: MqttSettings, outbox: Outbox, sections: list[str], model_version: str = "",
-        ha_devices: bool = False,
+        self, settings: MqttSettings, outbox: Outbox, machines: Sequence[str | Machine],
+        model_version: str = "", ha_devices: bool = False, features: Collection[str] = (),
     ) -> None:
-        """`sections`: the monitors' names (topic levels); `ha_devices`: an HA device each."""
+        """`machines`: the monitors (a name alone: its topic level, section unknown);
+        `ha_devices`: an HA device each; `features`: what the agent has, for the HA entities
+        that need it (`edge_agent.sinks.ha.Entity.needs`)."""
         self.s = settings
         self.outbox = outbox
-        self.sections = list(sections)
+        self.machines = [m if isinstance(m, Machine) else Machine(m) for m in machines]
+        self.sections = [m.name for m in self.machines]
         self.ha_devices = ha_devices
+        self.features = frozenset(features)
         self.model_version = model_version
         self.client = make_client(settings)
         self.connected = threading.Event()
@@ -293,10 +215,14 @@ class MqttSink:
         # retained alarm state, re-published on every connect (see module docstring)
         self._retained: dict[str, bytes] = {}
         self._retained_lock = threading.Lock()
+        self._discovery_lock = threading.Lock()
         self._sensor_known: set[str] = set()  # monitors whose sensor state was published
         self._conn_gen = 0  # incremented on every successful connect
         self._republish_now = threading.Event()
         self._state_sent = threading.Event()  # this connection's backlog + state handed to paho
+        # the agent's own health as a retained state (edge_agent.sinks.agent_state)
+        self.agent_state = AgentState(settings.device_id, model_version, time.time())
+        self._set_retained(topics(settings)["state"], self._agent_state_payload())
         self.sender_restarts = 0
         self._last_sender_error: str | None = None
         c = self.client
@@ -359,10 +285,13 @@ class MqttSink:
             self._publish_discovery()
 
     def _publish_discovery(self) -> None:
-        for topic, payload in discovery_messages(self.s, self.sections, self.model_version,
-                                                 self.ha_devices):
-            self.client.publish(topic, payload, qos=1, retain=True)
-        self.discovery_published += 1
+        """Every HA discovery config (`edge_agent.sinks.ha`), retained; from the network thread
+        (connect, HA online) or the emitting one (a reload changed the model version)."""
+        with self._discovery_lock:
+            for topic, payload in discovery_messages(self.s, self.machines, self.model_version,
+                                                     self.ha_devices, self.features):
+                self.client.publish(topic, payload, qos=1, retain=True)
+            self.discovery_published += 1
 
     # --- connection bookkeeping: backoff, logs, health notices ---
     def _where(self) -> str:
@@ -473,11 +402,27 @@ class MqttSink:
         """The alarm topic's current state (an `alarm` event, e.g. restored by the agent at
         start): published, retained, on every (re)connect; at once if connected now."""
         topic = topics(self.s, event_monitor(event))["alarm"]
-        payload = dumps(event, "alarm state", separators=(",", ":")).encode()
+        self._set_retained(topic, dumps(event, "alarm state", separators=(",", ":")).encode())
+
+    def _set_retained(self, topic: str, payload: bytes) -> None:
+        """A retained state the sink keeps and re-publishes on every connect (at once now)."""
         with self._retained_lock:
             self._retained[topic] = payload
         self._republish_now.set()
         self._wake.set()
+
+    def _agent_state_payload(self) -> bytes:
+        return dumps(self.agent_state.payload(), "agent state", separators=(",", ":")).encode()
+
+    def _track_agent(self, event: Event) -> None:
+        """The agent's own state (`agent_state`) after `event`; re-published when it changed.
+        A reload also re-sends the HA discovery: the devices' `sw_version` names the model."""
+        if self.agent_state.update(event):
+            self._set_retained(topics(self.s)["state"], self._agent_state_payload())
+        if event["kind"] == "status" and event["event"] == "reloaded":
+            self.model_version = self.agent_state.model_version
+            if self.s.ha_discovery and self.connected.is_set():
+                self._publish_discovery()
 
     def retained_state(self) -> dict[str, bytes]:
         """Topic -> payload of the retained state the sink re-publishes on connect."""
@@ -588,6 +533,7 @@ class MqttSink:
 
     def handle(self, event: Event) -> None:
         payload = event_json(event)  # strict JSON: a NaN raises instead of an invalid payload
+        self._track_agent(event)
         if event["kind"] == "score" and event_monitor(event) not in self._sensor_known:
             # the first scored window says the input works: the sensor entity is never unknown
             ok = health_event(event["epoch"], event["device_id"], "sensor_ok", [],
@@ -621,6 +567,11 @@ class MqttSink:
             monitor = event.get("monitor")
             if monitor and event["event"] in SENSOR_EVENTS:  # the machine's input state
                 self._sensor_state(monitor, payload.encode())
+            if monitor and event["event"] in HEARING_EVENTS:  # does it hear right
+                topic = topics(self.s, monitor)["hearing"]
+                self.outbox.put(topic, payload.encode(), 1, True, PRIORITY_HEALTH)
+                with self._retained_lock:
+                    self._retained[topic] = payload.encode()
             self._wake.set()
 
     def publish_evidence(self, monitor: str, ref: Mapping[str, Any], audio: bytes) -> None:
