@@ -304,7 +304,8 @@ class Agent:
                 except Exception as exc:  # one broken sink must not stop the others
                     log.error("sink %s failed: %s", type(s).__name__, exc)
         if event["kind"] != "score":  # the human line without its time (the log has one)
-            level = logging.WARNING if event.get("event") == "windows_dropped" else logging.INFO
+            level = logging.WARNING if event.get("event") in (
+                "windows_dropped", "hearing_mismatch") else logging.INFO
             log.log(level, "%s", human_line(event).split(" ", 1)[1])
 
     # --- control ---

@@ -11,10 +11,11 @@ healthy machines alarm within 30 s: the first window already says why, and the H
 entity is known at once; the rolling mean steadies it as the windows add up). What it reports
 (`Finding`, each with a sentence an engineer can act on):
 
-* ``bandwidth``: every bin above some frequency is >= 20 dB below the training audio's shape
-  (relative to the window's total, so a gain change does not count) while the training audio
-  had content there: "nothing above 6.1 kHz reaches the model: a resampler or the microphone
-  cuts it; the model was built with content up to 8.0 kHz";
+* ``bandwidth``: from some frequency up to where the training audio had content, the live
+  audio is >= 20 dB below the training audio's shape (relative to the window's total, so a gain
+  change does not count); the cut is put where the roll-off passes 6 dB: "nothing above 5.8 kHz
+  reaches the model: a resampler or the microphone cuts it; the model was built with content
+  up to 8.0 kHz";
 * ``level``: the median RMS level is `hearing.level_db` or more from the training audio's
   median and outside its 10-90 % range: "12 dB quieter than the training audio: check gain or
   microphone position";
@@ -29,8 +30,8 @@ entity is known at once; the rolling mean steadies it as the windows add up). Wh
 
 The monitor turns a change of what is found into a health event (`HearingChange`):
 `hearing_mismatch` (the findings and their sentences) when something is found or what is
-found changes, `hearing_ok` when the audio matches (the first time, so the state is known, and
-after a mismatch), and once `hearing_unchecked` when the bundle has no profile for the
+found changes, `hearing_ok` when the audio matches (at the first window, so the state is known,
+and after a mismatch), and once `hearing_unchecked` when the bundle has no profile for the
 section (an export from before profiles existed): it still scores, it just cannot say.
 `edge-agent check --listen N` runs the same comparison over N seconds of each input
 (`listen` below).

@@ -221,9 +221,7 @@ class Monitor:
         ws, feats = scorer.score_window(w.samples, self.section)
         change = self.hearing.add(summarise(feats.magnitude, scorer.spec, h.rms_dbfs,
                                             h.peak_dbfs, h.clipped_fraction))
-        if change is not None:
-            level = logging.WARNING if change.event == "hearing_mismatch" else logging.INFO
-            log.log(level, "%s: %s", self.name, change.message)
+        if change is not None:  # the agent logs it (a mismatch as a WARNING: --quiet keeps it)
             self.health(w.t_start, change.event,
                         [f.kind for f in change.findings], window=w.index,
                         message=change.message,
