@@ -173,8 +173,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--machines", default="")
     ap.add_argument("--train", type=int, default=100, help="source training clips per section")
     ap.add_argument("--test", type=int, default=25, help="anomalous test clips per domain")
+    ap.add_argument("--sections", type=int, default=3, help="sections per machine type")
     a = ap.parse_args(argv)
-    n_train, n_test, sections = (20, 8, 1) if a.quick else (a.train, a.test, 3)
+    n_train, n_test, sections = (20, 8, 1) if a.quick else (a.train, a.test, a.sections)
     machines = [m for m in a.machines.split(",") if m] or None
     rows: list[dict[str, Any]] = []
     for fam in a.families.split(","):

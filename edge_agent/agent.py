@@ -186,6 +186,8 @@ class Agent:
         for m in self.settings:
             mon = Monitor(m, self.device_id, self.emit, self._files[m.name], self.evidence,
                           (self.window_length, self.hop, rate))
+            if self.mqtt is not None and cfg.mqtt.ha_discovery:  # HA's alarm picture
+                mon.publish_picture = self.mqtt.publish_picture
             if self.mqtt is not None:  # the current state, whatever the broker retained
                 state: Mapping[str, object] = mon.last_alarm if mon.last_alarm is not None \
                     else start_state(self.device_id, mon.name, mon.section, mon.decider.state,

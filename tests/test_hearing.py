@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import struct
 import subprocess
 import sys
 import threading
@@ -241,7 +242,7 @@ def test_home_assistant_shows_the_audio_path_and_why_through_a_real_broker(
     """The real agent, a real mosquitto, HA discovery: the machine's `audio_path` diagnostic
     entity keeps HA's rules and reads the retained `<monitor>/hearing` state (ON, the sentence
     as attribute); the anomaly entity's attributes are the alarm payload, explanation
-    included."""
+    included; the image entity gets the alarm's spectrum as a PNG."""
     from ha_rules import check_discovery, check_templates
 
     b = mqtt_broker()
@@ -276,5 +277,14 @@ def test_home_assistant_shows_the_audio_path_and_why_through_a_real_broker(
         raised = [json.loads(p) for p in sub.on(anomaly["state_topic"])
                   if json.loads(p).get("decision") == "alarm"]
         assert raised and raised[0]["explanation"]["audio_path"][0]["kind"] == "bandwidth"
+        # the alarm's picture: a PNG on the image entity's topic, after the alarm
+        image = made[f"image.hall_2_pi_{SEC}_alarm_spectrum"]
+        assert image["content_type"] == "image/png"
+        assert sub.wait_for(lambda m: bool(sub.on(image["image_topic"])))
+        png = sub.on(image["image_topic"])[-1]
+        assert png.startswith(b"\x89PNG\r\n\x1a\n") and png[12:16] == b"IHDR"
+        assert struct.unpack(">II", png[16:24]) == (513, 200)  # one column per STFT bin
+        topics = [t for t, _, _ in sub.messages]
+        assert topics.index(image["image_topic"]) > topics.index(anomaly["state_topic"])
     finally:
         sub.close()

@@ -113,6 +113,10 @@ class Monitor:
         # voting windows from here (edge_agent.scoring.explain), whether evidence is kept or not
         self._recent: deque[tuple[Window, HealthReport, bool]] = deque(
             maxlen=settings.decision.n)
+        # the alarm's spectrum on the normal range as a PNG (edge_agent.scoring.picture), for
+        # Home Assistant's image entity: set by the agent when MQTT discovery is on
+        self.publish_picture: Callable[[str, bytes], None] | None = None
+        self._picture: bytes | None = None
 
     # --- events ---
     def health(  # noqa: PLR0913 -- one keyword-only parameter per optional field
@@ -206,9 +210,16 @@ class Monitor:
         if alarm is not None:
             if d.state == ALARM:
                 self.counters["alarms"] += 1
-            self.emit(alarm)
-            if evidence is not None and self.evidence is not None:
-                self.evidence.publish_staged()  # the clip over MQTT, after its alarm
+            self._emit_alarm(alarm, evidence is not None)
+
+    def _emit_alarm(self, alarm: WindowEvent, kept: bool) -> None:
+        """The alarm event, then what goes with it over MQTT: its picture, its clip."""
+        self.emit(alarm)
+        if self._picture is not None and self.publish_picture is not None:
+            self.publish_picture(self.name, self._picture)
+        self._picture = None
+        if kept and self.evidence is not None:
+            self.evidence.publish_staged()  # the clip over MQTT, after its alarm
 
     def _score_and_hear(self, w: Window, h: HealthReport, scorer: Scorer) -> Any:
         """Score the window; with the hearing check on, summarise it from the |STFT| the
@@ -229,6 +240,18 @@ class Monitor:
                         if change.event == "hearing_mismatch" else None)
         return ws
 
+    @staticmethod
+    def _draw(details: list[Any], indices: list[int], out: dict[str, Any],
+              profile: AudioProfile) -> bytes:
+        """The alarm's picture: the window the explanation names, on the normal range."""
+        from edge_agent.scoring.picture import spectrum_png
+
+        w = out.get("window")
+        i = indices.index(w) if w in indices else len(details) - 1
+        band = out.get("band_hz")
+        return spectrum_png(details[i].summary.shape_db, profile,
+                            (float(band[0]), float(band[1])) if band else None)
+
     def _explain(self, scorer: Scorer) -> dict[str, Any] | None:
         """Why it alarmed: the voting windows (the anomalous ones among the last n) against
         the section's audio profile; None without a profile. Only on a raise (~50 ms a
@@ -248,6 +271,8 @@ class Monitor:
             details = [detail(w.samples, scorer.spec, h.rms_dbfs, h.peak_dbfs,
                               h.clipped_fraction) for w, h in voting]
             out = explain(details, profile, [w.index for w, _ in voting]).to_dict()
+            if self.publish_picture is not None:
+                self._picture = self._draw(details, [w.index for w, _ in voting], out, profile)
         except (ValueError, FloatingPointError, IndexError) as exc:
             log.error("%s: the alarm could not be explained: %s", self.name, exc)
             return None

@@ -99,6 +99,10 @@ MACHINE_ENTITIES: tuple[Entity, ...] = (
            {"device_class": "problem", "entity_category": "diagnostic",
             "value_template": "{{ 'ON' if value_json.event == 'hearing_mismatch' else 'OFF' "
                               "if value_json.event == 'hearing_ok' else 'None' }}"}),
+    # why it alarmed, as a picture (edge_agent.scoring.picture): the last alarm's spectrum
+    # (red) on the normal range (grey), the band the explanation names shaded
+    Entity("image", "alarm_spectrum", "alarm_spectrum", "alarm spectrum",
+           {"image_topic": "{monitor}/alarm/spectrum"}, {"content_type": "image/png"}),
 )
 """Each machine's entities (see `Entity`)."""
 

@@ -10,6 +10,7 @@ Topic tree under `<prefix>/<device_id>/` (prefix default `edge-asd`):
 | `<monitor>/drift`             | 0   | no       | `{ts, epoch, section, monitor, drift}`    |
 | `<monitor>/sensor`            | 1   | yes      | the monitor's last sensor health event    |
 | `<monitor>/hearing`           | 1   | yes      | its last hearing check (`hearing_*` event) |
+| `<monitor>/alarm/spectrum`    | 1   | yes      | PNG of the last alarm's spectrum (HA on) |
 | `<monitor>/evidence/<file>`   | 1   | no       | an alarm's audio clip (`evidence.mqtt_...`) |
 | `health`                      | 1   | no       | JSON on sensor fault start/end, drops     |
 | `state`                       | 1   | yes      | the agent's own health now (`agent_state`) |
@@ -115,6 +116,7 @@ def topics(s: MqttSettings, monitor: str = "") -> dict[str, str]:
         "drift": f"{b}/{monitor}/drift",
         "sensor": f"{b}/{monitor}/sensor",
         "hearing": f"{b}/{monitor}/hearing",
+        "picture": f"{b}/{monitor}/alarm/spectrum",
         "health": f"{b}/health",
         "state": f"{b}/state",
     }
@@ -573,6 +575,13 @@ class MqttSink:
                 with self._retained_lock:
                     self._retained[topic] = payload.encode()
             self._wake.set()
+
+    def publish_picture(self, monitor: str, png: bytes) -> None:
+        """An alarm's spectrum on the normal range (edge_agent.scoring.picture), retained on
+        `<monitor>/alarm/spectrum` for Home Assistant's image entity, through the outbox at
+        the lowest priority (a picture is never worth an alarm's place)."""
+        self.outbox.put(topics(self.s, monitor)["picture"], png, 1, True, PRIORITY_STATUS)
+        self._wake.set()
 
     def publish_evidence(self, monitor: str, ref: Mapping[str, Any], audio: bytes) -> None:
         """An alarm clip's bytes through the outbox at the lowest priority (dropped before any
