@@ -111,7 +111,9 @@ class Monitor:
         self._hearing_of: object | None = None  # the bundle whose profile is in force
         # the last n scored windows (audio, levels, index): an alarm's explanation reads its
         # voting windows from here (edge_agent.scoring.explain), whether evidence is kept or not
-        self._recent: deque[tuple[Window, HealthReport, bool]] = deque(
+        # (only the anomalous ones keep their audio: the voting windows are those; a raise
+        # always comes with an anomalous window)
+        self._recent: deque[tuple[Window | None, HealthReport, bool]] = deque(
             maxlen=settings.decision.n)
         # the alarm's spectrum on the normal range as a PNG (edge_agent.scoring.picture), for
         # Home Assistant's image entity: set by the agent when MQTT discovery is on
@@ -186,7 +188,7 @@ class Monitor:
             self.history.append(w.t_start, ws.score, thr, anomalous=anomalous,
                                 in_alarm=d.state == ALARM)
         drift = self.drift.add(ws.score, thr)
-        self._recent.append((w, h, anomalous))
+        self._recent.append((w if anomalous else None, h, anomalous))
         explanation = self._explain(scorer) if d.changed and d.state == ALARM else None
         evidence = self._keep_evidence(w, ws.score, thr, anomalous, d.state, d.changed,
                                        ws.model_version, explanation)
@@ -240,18 +242,6 @@ class Monitor:
                         if change.event == "hearing_mismatch" else None)
         return ws
 
-    @staticmethod
-    def _draw(details: list[Any], indices: list[int], out: dict[str, Any],
-              profile: AudioProfile) -> bytes:
-        """The alarm's picture: the window the explanation names, on the normal range."""
-        from edge_agent.scoring.picture import spectrum_png
-
-        w = out.get("window")
-        i = indices.index(w) if w in indices else len(details) - 1
-        band = out.get("band_hz")
-        return spectrum_png(details[i].summary.shape_db, profile,
-                            (float(band[0]), float(band[1])) if band else None)
-
     def _explain(self, scorer: Scorer) -> dict[str, Any] | None:
         """Why it alarmed: the voting windows (the anomalous ones among the last n) against
         the section's audio profile; None without a profile. Only on a raise (~50 ms a
@@ -260,19 +250,23 @@ class Monitor:
         its ring is full), the explanation says so first (`audio_path`): an alarm through a
         resampler that cuts 6 kHz is the path's fault until shown otherwise."""
         from edge_agent.scoring.explain import explain
+        from edge_agent.scoring.picture import spectrum_png
         from edge_agent.scoring.profile import detail
 
         profile: AudioProfile | None = scorer.bundle.profile(self.section)
         if profile is None:
             return None
-        voting = [(w, h) for w, h, a in self._recent if a] or [
-            (w, h) for w, h, _ in list(self._recent)[-1:]]
+        voting = [(w, h) for w, h, _ in self._recent if w is not None]
+        if not voting:
+            return None
         try:
-            details = [detail(w.samples, scorer.spec, h.rms_dbfs, h.peak_dbfs,
-                              h.clipped_fraction) for w, h in voting]
-            out = explain(details, profile, [w.index for w, _ in voting]).to_dict()
-            if self.publish_picture is not None:
-                self._picture = self._draw(details, [w.index for w, _ in voting], out, profile)
+            details = (detail(w.samples, scorer.spec, h.rms_dbfs, h.peak_dbfs,
+                              h.clipped_fraction) for w, h in voting)  # one at a time
+            ex = explain(details, profile, [w.index for w, _ in voting])
+            out = ex.to_dict()
+            if self.publish_picture is not None and ex.shape_db is not None:
+                band = ex.main.band_hz if ex.main is not None else None
+                self._picture = spectrum_png(ex.shape_db, profile, band)
         except (ValueError, FloatingPointError, IndexError) as exc:
             log.error("%s: the alarm could not be explained: %s", self.name, exc)
             return None

@@ -36,7 +36,7 @@ families: BENCHMARKS.md "Why it alarmed" (benchmarks/explain_quality.py).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -97,6 +97,8 @@ class Explanation:
     main: Deviation | None
     window: int | None = None
     others: tuple[str, ...] = field(default=())
+    # the spectral shape of the window it names (WindowSummary.shape_db): the alarm's picture
+    shape_db: NDArray[Any] | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"kind": self.kind, "sentence": self.sentence}
@@ -350,13 +352,20 @@ def deviations(d: ClipDetail, p: AudioProfile) -> list[Deviation]:
     return out
 
 
-def explain(details: Sequence[ClipDetail], p: AudioProfile,
+def explain(details: Iterable[ClipDetail], p: AudioProfile,
             windows: Sequence[int] | None = None) -> Explanation:
     """The explanation of an alarm from its voting windows' details (module docstring);
-    `windows`: their indices, for the payload."""
-    if not details:
+    `windows`: their indices, for the payload. `details` may be a generator: each window's
+    detail is dropped once its deviations are measured (a detail is ~2 MB; the agent's RSS
+    budget is 120 MB), only its spectral shape is kept (`Explanation.shape_db`, the
+    picture's)."""
+    per: list[list[Deviation]] = []
+    shapes = []
+    for d in details:
+        per.append(deviations(d, p))
+        shapes.append(d.summary.shape_db)
+    if not per:
         return Explanation(UNCLEAR, "no voting window to explain", None)
-    per = [deviations(d, p) for d in details]
     best = {k: float(np.max([ds[i].strength for ds in per])) for i, k in enumerate(KINDS)}
     ranked = sorted(KINDS, key=lambda k: -best[k])
     kind = ranked[0]
@@ -370,13 +379,14 @@ def explain(details: Sequence[ClipDetail], p: AudioProfile,
         sentence = ("no single change in level, tones, knocks, modulation or rhythm stands "
                     f"out from normal audio (closest: {main.words}); the learned model sees "
                     "a difference these measures do not name")
-        return Explanation(UNCLEAR, sentence, main, window, others)
+        return Explanation(UNCLEAR, sentence, main, window, others, shapes[w])
     when = ""
     if main.time_s is not None and main.kind in ("tonal", "impulsive", "level") and (
             main.share is None or main.share < 0.6):
         when = f" from {main.time_s[0]:.1f} s to {main.time_s[1]:.1f} s of the window"
     sentence = f"{main.words}{when} ({main.spreads:.1f} normal spreads)"
-    return Explanation(kind, sentence[0].upper() + sentence[1:], main, window, others)
+    return Explanation(kind, sentence[0].upper() + sentence[1:], main, window, others,
+                       shapes[w])
 
 
 # ---------------------------------------------------------------- building a profile
