@@ -288,3 +288,33 @@ def test_home_assistant_shows_the_audio_path_and_why_through_a_real_broker(
         assert topics.index(image["image_topic"]) > topics.index(anomaly["state_topic"])
     finally:
         sub.close()
+
+
+@pytest.mark.parametrize("fault", ["tone", "knocks"])
+def test_an_added_fault_is_named_with_its_kind_place_and_rate(fault: str) -> None:
+    """A demo normal window with a real fault added: a 3.1 kHz tone, or knocks (decaying 1.2 kHz
+    bursts) twice a second; the explanation names the kind, where and how often."""
+    from edge_agent.scoring.explain import explain
+    from edge_agent.scoring.profile import detail, wave_levels
+
+    x = normal_audio()[: RATE * 10].astype(np.float64)
+    t = np.arange(x.size) / RATE
+    rms = float(np.sqrt(np.mean(x**2)))
+    if fault == "tone":
+        x = x + 0.5 * rms * np.sin(2 * np.pi * 3100.0 * t)
+    else:
+        burst = np.sin(2 * np.pi * 1200.0 * t[:800]) * np.exp(-t[:800] / 0.01)
+        for start in np.arange(0.25, 10.0, 0.5):
+            i = int(start * RATE)
+            x[i:i + 800] += 8 * rms * burst
+    w = x.astype(np.float32)
+    ex = explain([detail(w, DEFAULT_SPEC, *wave_levels(w))], profile()).to_dict()
+    if fault == "tone":
+        assert ex["kind"] == "tonal", ex["sentence"]
+        assert abs(ex["freq_hz"] - 3100.0) < 16 and ex["db"] > 10
+        assert ex["sentence"].startswith("A tone near 3.10 kHz")
+    else:
+        assert ex["kind"] == "impulsive", ex["sentence"]
+        assert ex["band_hz"][0] <= 1200.0 <= ex["band_hz"][1]
+        assert ex["rate_hz"] == pytest.approx(2.0, rel=0.05)
+        assert "repeating every 0.5 s (2 per second)" in ex["sentence"]

@@ -63,6 +63,9 @@ MIN_NULL_SCALE = 0.5
 normal clips must not turn a hair's change into a strong explanation)."""
 FAST_HZ = 20.0
 """Envelope repetition faster than this is impacts (a buzz), slower a modulation."""
+KNOCK_KURTOSIS = 5.0
+"""Envelope kurtosis this many spreads past normal's 95th percentile: knocks (an 80 % deep
+sinusoidal modulation reaches ~2, knocks twice a second 11)."""
 NARROW_DB = 6.0
 """A tonal peak rises at least this much above the median of its +-8 neighbouring bins."""
 
@@ -277,7 +280,10 @@ def _bin_rate(series: NDArray[Any], frame_s: float) -> float:
 def _modulation(d: ClipDetail, p: AudioProfile) -> Deviation:
     lay = p.layout
     ms = p.stats["mod"]
-    mpast = np.where(d.mod_hz < FAST_HZ, _past(ms, d.mod_db), -np.inf)
+    # a band whose envelope is far more peaked than normal repeats knocks, not a smooth
+    # modulation: knocks twice a second are also a 2 Hz "modulation", `_impulsive` names them
+    peaked = _past(p.stats["kurt"], d.kurt_db) > KNOCK_KURTOSIS
+    mpast = np.where((d.mod_hz < FAST_HZ) & ~peaked, _past(ms, d.mod_db), -np.inf)
     st = p.stats["fluct"]
     fpast = np.convolve(_past(st, d.fluct_db), np.ones(3) / 3, mode="same")
     carries = p.stats["shape"].med > np.percentile(p.stats["shape"].med, 75)
