@@ -231,15 +231,15 @@ def load_bundle(
 
 
 def load_profiles(manifest: Mapping[str, Any], where: Path) -> dict[str, AudioProfile]:
-    """The manifest's `profiles`, each checked (a one-line BundleError naming the field); a
-    profile of a section the bundle does not have is refused too (a renamed section)."""
+    """The manifest's `profiles`, each checked (a one-line BundleError naming the field). The
+    profile of a section the bundle no longer has (a version made by removing one) is not
+    loaded: nothing would compare with it."""
     raw = manifest.get("profiles") or {}
     spec = FrontendSpec.from_dict(manifest["frontend"])
     out = {}
     for section, data in raw.items():
         if section not in manifest["sections"]:
-            raise BundleError(f"{where}: profiles.{section}: no such section (has "
-                              f"{', '.join(manifest['sections'])})")
+            continue
         try:
             out[section] = AudioProfile.from_dict(data, spec)
         except FieldError as exc:
