@@ -170,7 +170,7 @@ class Agent:
         self._files = {m.name: monitor_files(
             m.name, not cfg.monitors, cfg.outbox.path, cfg.history,
             cfg.history.enabled and (m.source.kind != "files" or cfg.history.replays),
-            cfg.mqtt.enabled and sinks is None) for m in self.settings}
+            cfg.mqtt.enabled and sinks is None, cfg.hearing) for m in self.settings}
         # what this run would leave behind that was not there before (see `_abandon`)
         self._fresh = [p for p in self._state_paths() if not p.exists()]
         self._agent_counters = {"reloads": 0}
@@ -198,6 +198,8 @@ class Agent:
         for m in self.settings:
             mon = Monitor(m, self.device_id, self.emit, self._files[m.name], self.evidence,
                           (self.window_length, self.hop, rate))
+            if self.mqtt is not None and cfg.mqtt.ha_discovery:  # HA's alarm picture
+                mon.publish_picture = self.mqtt.publish_picture
             if self.mqtt is not None:  # the current state, whatever the broker retained
                 state: Mapping[str, object] = mon.last_alarm if mon.last_alarm is not None \
                     else start_state(self.device_id, mon.name, mon.section, mon.decider.state,
@@ -344,7 +346,8 @@ class Agent:
                 except Exception as exc:  # one broken sink must not stop the others
                     log.error("sink %s failed: %s", type(s).__name__, exc)
         if event["kind"] != "score":  # the human line without its time (the log has one)
-            level = logging.WARNING if event.get("event") == "windows_dropped" else logging.INFO
+            level = logging.WARNING if event.get("event") in (
+                "windows_dropped", "hearing_mismatch") else logging.INFO
             log.log(level, "%s", human_line(event).split(" ", 1)[1])
 
     # --- control ---

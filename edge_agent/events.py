@@ -40,7 +40,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Literal, NotRequired, TypedDict
+from typing import Any, Literal, NotRequired, TypedDict
 
 from edge_agent.jsonsafe import dumps
 
@@ -50,7 +50,7 @@ HealthEventName = Literal[
     "sensor_fault", "sensor_ok", "device_ok", "windows_dropped", "outbox_full", "window_error",
     "reload_failed", "mqtt_auth_failed", "mqtt_tls_failed", "mqtt_ok", "evidence_skipped",
     "outbox_disk_full", "outbox_disk_ok", "outbox_quarantined", "outbox_replaced",
-    "outbox_sender_restarted",
+    "outbox_sender_restarted", "hearing_mismatch", "hearing_ok", "hearing_unchecked",
 ]
 StatusEventName = Literal["reloaded", "stopped"]
 
@@ -92,6 +92,9 @@ class WindowEvent(_Header):
     # median of the last M scores - threshold (edge_agent.runtime.history)
     drift: NotRequired[float]
     evidence: NotRequired[EvidenceRef]  # alarm raised with evidence kept: the stored clip
+    # alarm raised: why, from the voting windows against the section's audio profile
+    # (edge_agent.scoring.explain.Explanation.to_dict: kind, sentence, band_hz, db, ...)
+    explanation: NotRequired[dict[str, Any]]
 
 
 class _HealthRequired(_Header):
@@ -117,6 +120,8 @@ class HealthEvent(_HealthRequired, total=False):
     dropped: int
     error: str  # window_error, reload_failed, mqtt_*, evidence_skipped, outbox_*: one line
     count: int  # window_error: windows failed so far; outbox_quarantined: rows set aside
+    message: str  # hearing_*: what an engineer should check, in one sentence or a few
+    findings: list[dict[str, Any]]  # hearing_mismatch: edge_agent.runtime.hearing.Finding
 
 
 class _StatusRequired(_Header):
@@ -207,6 +212,7 @@ def window_event(  # noqa: PLR0913 -- one keyword-only parameter per field of th
     score: float, threshold: float, anomalous: bool, decision: AlarmState, votes: int,
     model_version: str, source: str, drift: float | None = None,
     evidence: EvidenceRef | None = None, monitor: str | None = None,
+    explanation: dict[str, Any] | None = None,
 ) -> WindowEvent:
     """`monitor` defaults to the section (a single-machine agent's one monitor)."""
     e: WindowEvent = {
@@ -220,6 +226,8 @@ def window_event(  # noqa: PLR0913 -- one keyword-only parameter per field of th
         e["drift"] = round(drift, 6)
     if evidence is not None:  # alarm raised and its clip queued (edge_agent.runtime.evidence)
         e["evidence"] = evidence
+    if explanation is not None:  # alarm raised, the section has an audio profile
+        e["explanation"] = explanation
     return e
 
 
@@ -227,7 +235,8 @@ def health_event(  # noqa: PLR0913 -- one keyword-only parameter per optional fi
     epoch: float, device_id: str, event: HealthEventName, faults: Sequence[str], *,
     window: int | None = None, levels: Levels | None = None, dropped: int | None = None,
     error: str | None = None, count: int | None = None, monitor: str | None = None,
-    section: str | None = None,
+    section: str | None = None, message: str | None = None,
+    findings: list[dict[str, Any]] | None = None,
 ) -> HealthEvent:
     e: HealthEvent = {
         "schema": SCHEMA_VERSION, "kind": "health", "ts": iso(epoch), "epoch": round(epoch, 3),
@@ -249,6 +258,10 @@ def health_event(  # noqa: PLR0913 -- one keyword-only parameter per optional fi
         e["error"] = error
     if count is not None:
         e["count"] = count
+    if message is not None:
+        e["message"] = message
+    if findings is not None:
+        e["findings"] = findings
     return e
 
 

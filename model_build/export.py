@@ -23,6 +23,7 @@ Steps (each a function, so tests and benchmarks reuse them):
 
 from __future__ import annotations
 
+import functools
 import json
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -188,6 +189,40 @@ def self_test_clips(clips: Sequence[Clip]) -> list[Clip]:
     return ([*firsts.values(), *rest])[:SELF_TEST_WINDOWS]
 
 
+PROFILE_CLIPS = 200
+"""Clips per section an audio profile is built from at most (a seeded choice): its medians
+and spreads are settled long before, and a profile costs ~0.1 s a clip."""
+
+
+def audio_profiles(clips: Sequence[Clip], spec: FrontendSpec,
+                   most: int = PROFILE_CLIPS) -> dict[str, dict[str, Any]]:
+    """Per section, the audio profile of its (normal) training clips
+    (edge_agent.scoring.profile): what the agent's hearing check and alarm explanations
+    compare live audio with. Remembered per process for the same files (path, size, mtime):
+    exports of several quantisation modes of one run share their training clips."""
+    by_section: dict[str, list[Clip]] = {}
+    for c in clips:
+        by_section.setdefault(c.section_id, []).append(c)
+    out = {}
+    rng = np.random.default_rng(0)
+    for section, every in sorted(by_section.items()):
+        cs = every if len(every) <= most else [
+            every[i] for i in sorted(rng.choice(len(every), most, replace=False))]
+        key = tuple((str(c.path), c.path.stat().st_size, c.path.stat().st_mtime_ns)
+                    for c in cs)
+        out[section] = _section_profile(key, spec)
+    return out
+
+
+@functools.lru_cache(maxsize=32)
+def _section_profile(files: tuple[tuple[str, int, int], ...],
+                     spec: FrontendSpec) -> dict[str, Any]:
+    from edge_agent.scoring.explain import profile_from_waves
+
+    waves = [load_clip(Path(f[0]), spec) for f in files]
+    return profile_from_waves(waves, spec, "export").to_dict()
+
+
 def export_models(
     models: Sequence[Any],
     out: Path,
@@ -246,6 +281,7 @@ def export_models(
                                   scorer.bundle.weights, progress)
         chosen = [load_clip(c.path, spec) for c in self_test_clips(train_clips)]
         data, manifest["self_test"] = self_test(scorer, backends, chosen[0], chosen[1:])
+        manifest["profiles"] = audio_profiles(train_clips, spec)
         finish = None if sign_key is None else partial(sign_version, private_key_path=sign_key)
         return write_bundle(out, {n: Path(tmp) / n for n in files}, backends, manifest,
                             finish=finish, extra={SELF_TEST: data})

@@ -309,6 +309,7 @@ def test_outbox_full_is_reported_once_per_episode_with_the_exact_count(
             "decision.k": 1,
             "decision.n": 1,
             "decision.clear_after": 1,
+            "hearing.enabled": False,  # its rows are counted in tests/test_hearing.py
         },
     )
     agent = Agent(cfg)

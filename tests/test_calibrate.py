@@ -78,6 +78,8 @@ def test_calibrate_from_files_changes_only_the_section_and_rollback_restores(
         np.percentile(rec["held_out_scores"], 90), abs=1e-5)
     assert rec["files"] == [str(p.resolve()) for p in target_clips] and rec["time"].endswith("Z")
     assert after.manifest["parent_version"] == v0
+    profile = after.profile(SEC)  # the clips are the section's normal audio now
+    assert profile is not None and profile.origin == "calibration" and profile.n_clips == 4
     assert digest(before.path) == v0_files  # the old version is never touched
 
     code, out, _ = cli(capsys, "calibrate", "--bundle", str(bundle_copy), "--rollback")

@@ -54,6 +54,8 @@ def test_enrol_adds_a_scoring_section_and_leaves_the_others(
     rec = after.manifest["enrolment"]
     assert rec["section"] == NEW and rec["n_clips"] == 16 and not rec["replaced"]
     assert "calibration" not in after.manifest and after.manifest["parent_version"] == 1
+    profile = after.profile(NEW)
+    assert profile is not None and profile.origin == "enrolment" and profile.n_clips == 16
     # the new section scores through the device path like any other
     scorer = Scorer.from_bundle(bundle_copy)
     test = sorted((synth_root / "fan" / "test").glob("section_01_*_test_*.wav"))

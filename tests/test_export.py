@@ -90,6 +90,10 @@ def test_backend_is_refitted_on_the_exported_models_embeddings(
             assert np.allclose(g.references, w.references, atol=1e-5)
             assert (g.mean, g.std) == pytest.approx((w.mean, w.std), abs=1e-5)
         assert got.threshold == pytest.approx(want.threshold, abs=1e-5)
+        # the audio profile of the same clips (edge_agent.scoring.profile), checked at load
+        profile = b.profile(sec)
+        assert profile is not None and profile.origin == "export"
+        assert profile.n_clips == len(src) + len(tgt)
     assert b.sections == sorted({c.section_id for c in train})
 
 

@@ -311,7 +311,8 @@ port: {b.port}, device_id: line3, ha_discovery: true}}"""))
                    if c["device"]["identifiers"][0] != "edge_asd_line3")
         kinds = sorted(t.split("/")[-2] for t in configs)
         assert kinds == sorted([f"{m}_{k}" for m in ("press_1", "press_2")
-                                for k in ("alarm", "score", "drift", "sensor")]
+                                for k in ("alarm", "score", "drift", "sensor", "hearing",
+                                          "alarm_spectrum")]
                                + ["agent_health", "agent_model"])
     finally:
         sub.close()

@@ -403,5 +403,7 @@ def test_agent_with_refused_login_keeps_scoring_and_reports(
     assert len(auth) == 1 and "refused the login" in auth[0]["error"]
     assert auth[0]["faults"] == ["mqtt_auth_failed"]
     rows = Outbox(OutboxSettings(path=str(tmp_path / "outbox.sqlite"))).pending(limit=10)
-    assert sorted(r.topic for r in rows) == [  # the health event, the monitor's input state
-        f"edge-asd/edge-agent/{demo.section}/sensor", "edge-asd/edge-agent/health"]
+    assert sorted(r.topic for r in rows) == [  # the health events (the login's, the hearing
+        # check's hearing_ok), the monitor's input and hearing states
+        f"edge-asd/edge-agent/{demo.section}/hearing", f"edge-asd/edge-agent/{demo.section}/sensor",
+        "edge-asd/edge-agent/health", "edge-asd/edge-agent/health"]

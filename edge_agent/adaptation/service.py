@@ -127,7 +127,7 @@ def calibrate(scorer: Scorer, section: str, clips: Sequence[FloatArray], trust: 
     record = {"section": section, "mode": how.mode, "n_clips": len(clips),
               "percentile": how.percentile, **(origin or {}), **cal.record()}
     return _write(scorer.bundle, section, cal.backend, "calibration", record, trust,
-                  cal.old_threshold)
+                  cal.old_threshold, _profile(scorer, clips, "calibration"))
 
 
 def enrol(scorer: Scorer, section: str, clips: Sequence[FloatArray], trust: Trust,
@@ -148,7 +148,16 @@ def enrol(scorer: Scorer, section: str, clips: Sequence[FloatArray], trust: Trus
               "n_references": backend.components[0].n_source,
               "threshold": backend.threshold, "replaced": replaced, **(origin or {})}
     return _write(bundle, section, backend, "enrolment", record, trust,
-                  bundle.backends[section].threshold if replaced else None)
+                  bundle.backends[section].threshold if replaced else None,
+                  _profile(scorer, clips, "enrolment"))
+
+
+def _profile(scorer: Scorer, clips: Sequence[FloatArray], origin: str) -> dict[str, Any]:
+    """The audio profile of a calibration's or enrolment's clips (they are the section's
+    normal audio now): what the hearing check and the alarm explanations compare with."""
+    from edge_agent.scoring.explain import profile_from_waves
+
+    return profile_from_waves(clips, scorer.spec, origin).to_dict()
 
 
 @dataclass(frozen=True)
@@ -294,8 +303,10 @@ def undo(root: str | Path, trust: Trust) -> tuple[int, int]:
 
 
 def _write(bundle: Bundle, section: str, backend: SectionBackend, kind: AdaptationKind,
-           record: dict[str, Any], trust: Trust, old_threshold: float | None) -> Change:
+           record: dict[str, Any], trust: Trust, old_threshold: float | None,
+           profile: dict[str, Any] | None = None) -> Change:
     backends = {**bundle.backends, section: backend}
-    vdir = write_adapted_version(bundle, backends, kind, record, trust.seal_key)
+    vdir = write_adapted_version(bundle, backends, kind, record, trust.seal_key,
+                                 {section: profile} if profile is not None else None)
     return Change(kind, section, old_threshold, float(backend.threshold), bundle.version, vdir,
                   record)

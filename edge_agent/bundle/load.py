@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edge_agent.errors import BundleError
+from edge_agent.errors import BundleError, FieldError
 from edge_agent.scoring.backend import (
     BackendConfig,
     BackendError,
@@ -20,6 +20,7 @@ from edge_agent.scoring.backend import (
     view_weights,
 )
 from edge_agent.scoring.frontend import FrontendSpec
+from edge_agent.scoring.profile import AudioProfile
 
 if TYPE_CHECKING:  # signing imports this module; at run time it is imported where it is used
 
@@ -55,6 +56,10 @@ class Bundle:
     model_content: Mapping[str, bytes] = field(default_factory=dict, repr=False, compare=False)
     # the self-test file's bytes as checked (None: no self-test, or loaded with verify=False)
     self_test_content: bytes | None = field(default=None, repr=False, compare=False)
+    # section -> its audio profile (manifest `profiles`, checked at load); absent in versions
+    # exported before profiles existed
+    profiles: Mapping[str, AudioProfile] = field(default_factory=dict, repr=False,
+                                                 compare=False)
 
     @property
     def manifest_sha256(self) -> str:
@@ -123,6 +128,11 @@ class Bundle:
     @property
     def sections(self) -> list[str]:
         return list(self.manifest["sections"])
+
+    def profile(self, section: str) -> AudioProfile | None:
+        """The section's audio profile (edge_agent.scoring.profile), None when the bundle has
+        none for it (an older export)."""
+        return self.profiles.get(section)
 
     def backend(self, section: str) -> SectionBackend:
         try:
@@ -219,7 +229,26 @@ def load_bundle(
     models = {f: checked.contents[f] for f in model_files if f in checked.contents}
     reference = self_test_file(manifest)
     return Bundle(root, vdir, manifest, backends, signed_by, checked.manifest_bytes, models,
-                  checked.contents.get(reference) if reference is not None else None)
+                  checked.contents.get(reference) if reference is not None else None,
+                  load_profiles(manifest, vdir / "manifest.json"))
+
+
+def load_profiles(manifest: Mapping[str, Any], where: Path) -> dict[str, AudioProfile]:
+    """The manifest's `profiles`, each checked (a one-line BundleError naming the field). The
+    profile of a section the bundle no longer has (a version made by removing one) is not
+    loaded: nothing would compare with it."""
+    raw = manifest.get("profiles") or {}
+    spec = FrontendSpec.from_dict(manifest["frontend"])
+    out = {}
+    for section, data in raw.items():
+        if section not in manifest["sections"]:
+            continue
+        try:
+            out[section] = AudioProfile.from_dict(data, spec)
+        except FieldError as exc:
+            field_name = f"profiles.{section}" + (f".{exc.field}" if exc.field else "")
+            raise BundleError(f"{where}: {exc.worded(field_name)}") from None
+    return out
 
 
 def provenance(bundle: Bundle, trusted: Sequence[TrustedKey]) -> str:

@@ -25,7 +25,10 @@ order: `{"kind": "model", "file": "model_0.tflite", "inputs": [...], "input_orde
 "dim": 256}` for a TFLite model, `{"kind": "bands", "bands": 64, "dim": 106}` and
 `{"kind": "rhythm", "ranges_hz": [[50, 500], ...], "max_lag_s": 4.0, "dim": 500}` for the
 classical band statistics and rhythm (edge_agent.scoring.classical). `backend` holds the
-`BackendConfig` that calibrate and enrol refit with. Format 1 bundles (one `model.tflite`,
+`BackendConfig` that calibrate and enrol refit with. `profiles` (optional) holds, per section,
+the audio profile of its normal training clips (edge_agent.scoring.profile): what the hearing
+check and the alarm explanations compare with; versions written before it existed load
+without it. Format 1 bundles (one `model.tflite`,
 the paper's backend) are still read: they load as one model component.
 
 Why versions: `edge-agent calibrate` refits the backend on site and must be able to roll back.
@@ -284,6 +287,7 @@ MANIFEST_SCHEMA: Schema = {
     "enrolment": (OBJECT, False),
     "tuning": (OBJECT, False),
     "feedback": (OBJECT, False),
+    "profiles": (OBJECT, False),
     "self_test": (FieldType("an object", OBJECT.test, fields=SELF_TEST_SCHEMA), False),
 }
 """A (format-2, or upgraded format-1) manifest; see docs/bundle.md for what each field means."""

@@ -147,6 +147,7 @@ def prune(root: str | Path, keep: int = 3) -> list[int]:
 def write_adapted_version(
     bundle: Bundle, backends: Mapping[str, SectionBackend], kind: AdaptationKind,
     record: dict[str, Any], seal_key: Ed25519PrivateKey | None = None,
+    profiles: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Path:
     """A new version made on the device (`edge-agent calibrate` / `enrol` / `tune` /
     `feedback`): the same
@@ -154,7 +155,9 @@ def write_adapted_version(
     `parent_version` (what `rollback` returns to). `adaptations` keeps the records of the whole
     chain. A signed parent's signature travels along (`signing.carry_origin`) and, with the
     device's `seal_key` (`signing.device_signing_key`), the new version is sealed by this
-    device: with trusted keys it loads only with both (edge_agent.bundle.signing)."""
+    device: with trusted keys it loads only with both (edge_agent.bundle.signing).
+    `profiles`: section -> audio profile (`AudioProfile.to_dict`) replacing the parent's for
+    those sections (the clips of a calibration or enrolment are the section's audio now)."""
     from edge_agent.bundle.signing import carry_origin, seal_version
 
     base = {k: v for k, v in bundle.manifest.items() if k not in _DERIVED}
@@ -162,6 +165,8 @@ def write_adapted_version(
     base["adaptations"] = [*bundle.manifest.get("adaptations", []),
                            {"kind": kind, "version_from": bundle.version, **record}]
     base[kind] = record
+    if profiles:
+        base["profiles"] = {**bundle.manifest.get("profiles", {}), **profiles}
     # the parent's folder number: a version installed by the fleet keeps its exported manifest
     # (signed) in a folder whose number may differ (edge_agent.fleet.install)
     is_dir = bundle.path.parent.name == VERSIONS and bundle.path.name.isdigit()

@@ -8,6 +8,11 @@ lines and returns whether it passed:
   runtime tried in a child process) scores the bundle's reference window, and the numbers are
   compared with the ones the bundle was exported with (edge_agent.runtime.selftest). A runtime
   or CPU that computes other numbers is refused with the one line the agent would log;
+- `listen_part` (`--listen N`): each configured input (every machine of `monitors:`, or the
+  one `source:`) heard for N seconds and compared with its section's audio profile in the
+  bundle (edge_agent.runtime.hearing): does the audio reaching the model sound like the audio
+  it was built on (bandwidth, level, noise floor, clipping)? One verdict per machine, with the
+  sentence the agent's `hearing_mismatch` event would carry, before anyone trusts a threshold;
 - `bench_part` (`--bench`): milliseconds per window through the whole scoring path and the
   process's peak RSS, with a row to paste into BENCHMARKS.md's table of user devices.
 
@@ -172,6 +177,51 @@ def bench_part(target: CheckTarget, windows: int) -> bool:
     return True
 
 
+def listen_part(target: CheckTarget, seconds: float) -> bool:
+    """Each machine's input for `seconds`, against its section's profile: one verdict line per
+    machine and its measures; False when any input does not hear like the training audio."""
+    from edge_agent.errors import EdgeAgentError
+    from edge_agent.runtime.hearing import Rolling, compare, listen, unchecked_message
+    from edge_agent.sources import open_source
+
+    scorer = target.load()
+    spec = scorer.spec
+    passed = True
+    for m in target.cfg.monitor_list():
+        name = f"{m.name} ({m.section})" if m.name != m.section else m.name
+        profile = scorer.bundle.profile(m.section)
+        try:
+            src = open_source(m.source, spec.sample_rate)
+            with src:
+                where = src.name
+                heard = listen(src, spec, seconds, m.health)
+        except EdgeAgentError as exc:
+            typer.echo(f"listen {name}: FAILED: {exc}")
+            passed = False
+            continue
+        if not heard.summaries:
+            typer.echo(f"listen {name}: FAILED: nothing heard from {where}"
+                       f" ({heard.stopped or 'no audio'})")
+            passed = False
+            continue
+        r = Rolling.of(heard.summaries)
+        short = f" ({heard.stopped} after {heard.seconds:.0f} s)" if heard.stopped else ""
+        measures = ", ".join(f"{k} {v:g}" for k, v in r.measures(profile).items())
+        if profile is None:
+            typer.echo(f"listen {name}: {heard.seconds:.0f} s of {where}{short}: "
+                       f"{unchecked_message(m.section)} [{measures}]")
+            continue
+        found = compare(r, profile, target.cfg.hearing)
+        if found:
+            passed = False
+            typer.echo(f"listen {name}: MISMATCH after {heard.seconds:.0f} s of {where}{short}:"
+                       f" {'; '.join(f.sentence for f in found)} [{measures}]")
+        else:
+            typer.echo(f"listen {name}: ok, {heard.seconds:.0f} s of {where}{short} hear like "
+                       f"the training audio [{measures}]")
+    return passed
+
+
 def check_cmd(
     config: opt.Config = None,
     bundle: opt.Bundle = None,
@@ -182,18 +232,26 @@ def check_cmd(
                                         "window and peak RSS.")] = False,
     windows: Annotated[int, typer.Option("--windows", min=1, max=10_000,
                                          help="Windows timed by --bench.")] = 20,
+    listen_s: Annotated[float | None, typer.Option(
+        "--listen", min=1.0, max=3600.0, metavar="SECONDS",
+        help="Also listen to each configured input this long and compare it with the "
+             "training audio (bandwidth, level, noise floor, clipping).")] = None,
 ) -> None:
     """Check that this device scores as the bundle was made to (self-test), and how fast.
 
     The bundle: --bundle, else the config's, else the shipped demo bundle. The TFLite runtime
     is chosen as the agent chooses it (config `tflite:`; --runtime and --no-xnnpack try
     another). Exit 0 when every part passes; a failed self-test is one `error:` line saying
-    which runtime, which CPU features, what difference and what to do (exit 2).
+    which runtime, which CPU features, what difference and what to do (exit 2). With
+    --listen, an input that does not hear like the training audio fails the check (exit 1)
+    with a sentence saying what to check.
     """
     flags = Flags(bundle=bundle, threads=threads, tflite_runtime=runtime, no_xnnpack=no_xnnpack)
     cfg = agent_config(config, flags)
     target = CheckTarget(cfg, Path(cfg.bundle) if cfg.bundle else DEMO_BUNDLE)
     passed = self_test_part(target)
+    if listen_s is not None:
+        passed = listen_part(target, listen_s) and passed
     if bench:
         passed = bench_part(target, windows) and passed
     sys.stdout.flush()

@@ -161,8 +161,14 @@ class DemoSink:
                     self.first_alarm = w
                 self._print(f">>> ALARM RAISED at window {w}: {e['votes']} of the last "
                             f"{self.n} windows above threshold ({e['section']})")
+                why = e.get("explanation")
+                if why:
+                    self._print(f"    why: {why['sentence']}")
             else:
                 self._print(f">>> alarm cleared at window {w} ({e['section']})")
+        elif e["kind"] == "health" and "message" in e:  # hearing_*: what to check
+            if e["event"] != "hearing_ok":  # a healthy replay stays quiet
+                self._print(f"    hearing: {e['message']}")
         elif e["kind"] == "health":
             faults = ",".join(e.get("faults", [])) or "ok"
             self._print(f"    sensor {e['event']}: {faults}")

@@ -1,4 +1,4 @@
-"""`edge-agent evidence list|export`: the alarm clips the agent kept
+"""`edge-agent evidence list|show|export`: the alarm clips the agent kept
 (`edge_agent.runtime.evidence`).
 
 `list` answers "what did it hear when it alarmed?" on the device: one line per clip (file,
@@ -7,7 +7,9 @@ the clips with their sidecars and an `index.json` to DEST (a USB stick, a folder
 checking each clip's sha256 against the one the alarm payload carried; a clip that fails is
 not copied and the command ends with an error naming it. `export --dcase DEST` writes the
 answered clips as a DCASE data set instead (`edge_agent.adaptation.labelled`), for
-`model-build evaluate` and `train`.
+`model-build evaluate` and `train`. `show CLIP` answers "why did it alarm?": the alarm, its
+voting windows with their scores, and the explanation the alarm payload carried
+(edge_agent.scoring.explain), sentence first, then its fields.
 """
 
 from __future__ import annotations
@@ -83,6 +85,48 @@ def evidence_list_cmd(
         typer.echo(f"{r['file']:<48} {r['alarm_ts']!s:<24} {r['monitor']!s:<18} "
                    f"{span:>6.1f}s {r['bytes']:>9}  {r['answer'] or '-':<11}  "
                    f"{str(r['sha256'])[:16]}")
+
+
+@evidence_app.command("show")
+def evidence_show_cmd(
+    clip: Annotated[str, typer.Argument(help="The clip's file name (as `list` prints it), "
+                                        "or 'last' for the newest.")],
+    config: opt.Config = None,
+    folder: Folder = None,
+    json_out: opt.Json = False,
+) -> None:
+    """Why it alarmed: one kept clip's alarm, voting windows and explanation."""
+    from edge_agent.runtime.evidence import EvidenceError, list_clips
+
+    where = _folder(config, folder)
+    clips = list_clips(where)
+    if clip == "last" and clips:
+        chosen = clips[-1]
+    else:
+        named = [c for c in clips if clip in (c.path.name, c.sidecar.name, c.path.stem)]
+        if not named:
+            raise EvidenceError(f"{where / clip}: no such evidence clip (`edge-agent evidence "
+                                "list` names them)")
+        chosen = named[0]
+    m = chosen.meta
+    if json_out:
+        typer.echo(json.dumps(m, indent=1))
+        return
+    typer.echo(f"{chosen.path.name}: alarm of {m.get('monitor') or m.get('section')} "
+               f"({m.get('section')}) at {m.get('alarm_ts')}, model {m.get('model_version')}")
+    for part in m.get("parts", []):
+        typer.echo(f"  window {part.get('window')} at {part.get('offset_s')} s of the clip: "
+                   f"score {part.get('score')} (threshold {part.get('threshold')})")
+    ex = m.get("explanation")
+    if not isinstance(ex, dict):
+        typer.echo("why: not explained (the bundle has no audio profile for this section, or "
+                   "the clip was kept by an agent from before explanations)")
+        return
+    typer.echo(f"why: {ex.get('sentence')}")
+    fields = {k: v for k, v in ex.items() if k not in ("sentence", "others")}
+    typer.echo("  " + ", ".join(f"{k} {v}" for k, v in fields.items()))
+    for other in ex.get("others", []):
+        typer.echo(f"  also: {other}")
 
 
 @evidence_app.command("export")

@@ -18,6 +18,7 @@ from edge_agent.config.runtime import (
     EvidenceSettings,
     FeedbackSettings,
     HealthSettings,
+    HearingSettings,
     HistorySettings,
     TfliteSettings,
     WindowSettings,
@@ -69,6 +70,8 @@ class AgentConfig:
     """The audio of each alarm kept on the device; off unless a folder is set."""
     feedback: FeedbackSettings = field(default_factory=FeedbackSettings)
     """How an operator's "not a fault" answer teaches the section (bounds, reference cap)."""
+    hearing: HearingSettings = field(default_factory=HearingSettings)
+    """Live audio compared with the training audio: a cut band, a wrong gain, clipping."""
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     """A Prometheus textfile for node-exporter; off unless a path is set."""
     log: LogSettings = field(default_factory=LogSettings)

@@ -124,6 +124,28 @@ class HistorySettings:
         check_fields(self, "history")
 
 
+@dataclass(frozen=True)
+class HearingSettings:
+    """The `hearing:` section: is the audio reaching the model like the audio it was built on?
+
+    Every scored window is summarised (spectrum, noise floor, levels) and the last `windows`
+    of them are compared with the section's audio profile in the bundle
+    (edge_agent.runtime.hearing); a difference is a `hearing_mismatch` health event with a
+    sentence saying what to check."""
+
+    enabled: bool = True
+    """Compare live audio with the bundle's audio profile (bundles without one: said once)."""
+    windows: int = bounded(6, ge=1, le=1000)
+    """Windows summarised together (6 at the default 10 s hop: one minute)."""
+    level_db: float = bounded(10.0, gt=0, le=60)
+    """Level further than this from the training audio's (and outside its range): reported."""
+    floor_db: float = bounded(10.0, gt=0, le=60)
+    """Noise floor further than this from the training audio's: reported."""
+
+    def __post_init__(self) -> None:
+        check_fields(self, "hearing")
+
+
 TfliteRuntime = Literal["auto", "ai_edge_litert", "tflite_runtime", "tensorflow"]
 
 

@@ -358,10 +358,13 @@ class EvidenceStore:
 
     # --- scoring worker ---
     def keep(self, monitor: str, heard: Sequence[HeardWindow], alarm_epoch: float,
-             model_version: str, section: str | None = None) -> EvidenceRef | None:
+             model_version: str, section: str | None = None,
+             explanation: dict[str, Any] | None = None) -> EvidenceRef | None:
         """Queue the clip of `heard` (the voting windows) of machine `monitor` (scored by
         `section`, default: the monitor's name) for writing; its reference for the alarm
-        payload, or None (skipped: the reason is logged once and becomes a notice)."""
+        payload, or None (skipped: the reason is logged once and becomes a notice).
+        `explanation`: why it alarmed (the alarm payload's), kept in the sidecar beside the
+        clip for `edge-agent evidence show`."""
         if not heard:
             return None
         heard = sorted(heard, key=lambda h: h.index)
@@ -395,6 +398,8 @@ class EvidenceStore:
                 for i, h in enumerate(heard)
             ],
         }
+        if explanation is not None:
+            meta["explanation"] = explanation
         problem = self._space_problem(len(audio))
         if problem is not None:
             self._skip(f"{name} not written: {problem}")

@@ -17,13 +17,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, cast
+from typing import Any, Literal, cast
 
 from edge_agent.config.monitors import MonitorSettings
-from edge_agent.config.runtime import HistorySettings
+from edge_agent.config.runtime import HearingSettings, HistorySettings
 from edge_agent.events import (
     ALARM,
     COUNTERS,
@@ -39,9 +40,11 @@ from edge_agent.events import (
 from edge_agent.runtime.decision import Decider, DeciderState, DecisionStore, state_path
 from edge_agent.runtime.evidence import EvidenceRing, EvidenceStore, HeardWindow
 from edge_agent.runtime.health import HealthReport, assess_window
+from edge_agent.runtime.hearing import HearingCheck
 from edge_agent.runtime.history import DriftTracker, ScoreHistory, history_path
 from edge_agent.runtime.scorer import Scorer
 from edge_agent.runtime.windows import Window, Windower
+from edge_agent.scoring.profile import AudioProfile, summarise
 
 log = logging.getLogger("edge_agent")
 
@@ -64,6 +67,7 @@ class Files:
     history: Path | None = None
     decision: Path | None = None
     history_settings: HistorySettings = field(default_factory=HistorySettings)
+    hearing: HearingSettings = field(default_factory=HearingSettings)
 
 
 class Monitor:
@@ -102,16 +106,32 @@ class Monitor:
             self.history = ScoreHistory(files.history, hs.max_days, hs.max_rows)
             seed = self.history.recent_scores(hs.drift_windows)
         self.drift = DriftTracker(hs.drift_windows, seed)
+        # does it hear right (edge_agent.runtime.hearing); the profile comes with the scorer
+        self.hearing = HearingCheck(None, files.hearing, self.section)
+        self._hearing_of: object | None = None  # the bundle whose profile is in force
+        # the last n scored windows (audio, levels, index): an alarm's explanation reads its
+        # voting windows from here (edge_agent.scoring.explain), whether evidence is kept or not
+        # (only the anomalous ones keep their audio: the voting windows are those; a raise
+        # always comes with an anomalous window)
+        self._recent: deque[tuple[Window | None, HealthReport, bool]] = deque(
+            maxlen=settings.decision.n)
+        # the alarm's spectrum on the normal range as a PNG (edge_agent.scoring.picture), for
+        # Home Assistant's image entity: set by the agent when MQTT discovery is on
+        self.publish_picture: Callable[[str, bytes], None] | None = None
+        self._picture: bytes | None = None
 
     # --- events ---
-    def health(self, epoch: float, event: HealthEventName, faults: list[str], *,
-               window: int | None = None, levels: Levels | None = None,
-               dropped: int | None = None, error: str | None = None,
-               count: int | None = None) -> None:
+    def health(  # noqa: PLR0913 -- one keyword-only parameter per optional field
+            self, epoch: float, event: HealthEventName, faults: list[str], *,
+            window: int | None = None, levels: Levels | None = None,
+            dropped: int | None = None, error: str | None = None,
+            count: int | None = None, message: str | None = None,
+            findings: list[dict[str, Any]] | None = None) -> None:
         """A health event about this machine (it names the monitor and its section)."""
         self.emit(health_event(epoch, self.device_id, event, faults, window=window,
                                levels=levels, dropped=dropped, error=error, count=count,
-                               monitor=self.name, section=self.section))
+                               monitor=self.name, section=self.section, message=message,
+                               findings=findings))
 
     # --- decision state (persisted next to the outbox: see decision.DecisionStore) ---
     def _restore(self) -> None:
@@ -159,7 +179,7 @@ class Monitor:
                 self.health(w.t_start, "sensor_fault", list(h.faults), window=w.index,
                             levels=_levels(h))
             return
-        ws = scorer.score(w.samples, self.section)
+        ws = self._score_and_hear(w, h, scorer)
         thr = self.decider.effective_threshold(ws.threshold)
         anomalous = self.decider.is_anomalous(ws.score, ws.threshold)
         d = self.decider.update(anomalous)
@@ -168,8 +188,10 @@ class Monitor:
             self.history.append(w.t_start, ws.score, thr, anomalous=anomalous,
                                 in_alarm=d.state == ALARM)
         drift = self.drift.add(ws.score, thr)
+        self._recent.append((w if anomalous else None, h, anomalous))
+        explanation = self._explain(scorer) if d.changed and d.state == ALARM else None
         evidence = self._keep_evidence(w, ws.score, thr, anomalous, d.state, d.changed,
-                                       ws.model_version)
+                                       ws.model_version, explanation)
         if d.fault_changed:
             self.health(w.t_start, "sensor_ok", [], window=w.index, levels=_levels(h))
 
@@ -180,6 +202,7 @@ class Monitor:
                 decision=d.state, votes=d.votes, model_version=ws.model_version,
                 source=w.source_info, drift=drift,
                 evidence=evidence if kind == "alarm" else None,
+                explanation=explanation if kind == "alarm" else None,
             )
 
         alarm = event("alarm") if d.changed else None
@@ -189,13 +212,76 @@ class Monitor:
         if alarm is not None:
             if d.state == ALARM:
                 self.counters["alarms"] += 1
-            self.emit(alarm)
-            if evidence is not None and self.evidence is not None:
-                self.evidence.publish_staged()  # the clip over MQTT, after its alarm
+            self._emit_alarm(alarm, evidence is not None)
+
+    def _emit_alarm(self, alarm: WindowEvent, kept: bool) -> None:
+        """The alarm event, then what goes with it over MQTT: its picture, its clip."""
+        self.emit(alarm)
+        if self._picture is not None and self.publish_picture is not None:
+            self.publish_picture(self.name, self._picture)
+        self._picture = None
+        if kept and self.evidence is not None:
+            self.evidence.publish_staged()  # the clip over MQTT, after its alarm
+
+    def _score_and_hear(self, w: Window, h: HealthReport, scorer: Scorer) -> Any:
+        """Score the window; with the hearing check on, summarise it from the |STFT| the
+        scorer computed and report a change of what the check finds as a health event."""
+        if not self.hearing.settings.enabled:
+            return scorer.score(w.samples, self.section)
+        if self._hearing_of is not scorer.bundle:
+            self._hearing_of = scorer.bundle
+            self.hearing.new_profile(scorer.bundle.profile(self.section))
+        ws, feats = scorer.score_window(w.samples, self.section)
+        change = self.hearing.add(summarise(feats.magnitude, scorer.spec, h.rms_dbfs,
+                                            h.peak_dbfs, h.clipped_fraction))
+        if change is not None:  # the agent logs it (a mismatch as a WARNING: --quiet keeps it)
+            self.health(w.t_start, change.event,
+                        [f.kind for f in change.findings], window=w.index,
+                        message=change.message,
+                        findings=[f.to_dict() for f in change.findings]
+                        if change.event == "hearing_mismatch" else None)
+        return ws
+
+    def _explain(self, scorer: Scorer) -> dict[str, Any] | None:
+        """Why it alarmed: the voting windows (the anomalous ones among the last n) against
+        the section's audio profile; None without a profile. Only on a raise (~50 ms a
+        window); a failure is logged and the alarm goes out without it (no alarm is lost).
+        When the hearing check finds the audio path unlike the training audio (even before
+        its ring is full), the explanation says so first (`audio_path`): an alarm through a
+        resampler that cuts 6 kHz is the path's fault until shown otherwise."""
+        from edge_agent.scoring.explain import explain
+        from edge_agent.scoring.picture import spectrum_png
+        from edge_agent.scoring.profile import detail
+
+        profile: AudioProfile | None = scorer.bundle.profile(self.section)
+        if profile is None:
+            return None
+        voting = [(w, h) for w, h, _ in self._recent if w is not None]
+        if not voting:
+            return None
+        try:
+            details = (detail(w.samples, scorer.spec, h.rms_dbfs, h.peak_dbfs,
+                              h.clipped_fraction) for w, h in voting)  # one at a time
+            ex = explain(details, profile, [w.index for w, _ in voting])
+            out = ex.to_dict()
+            if self.publish_picture is not None and ex.shape_db is not None:
+                band = ex.main.band_hz if ex.main is not None else None
+                self._picture = spectrum_png(ex.shape_db, profile, band)
+        except (ValueError, FloatingPointError, IndexError) as exc:
+            log.error("%s: the alarm could not be explained: %s", self.name, exc)
+            return None
+        path = self.hearing.now()
+        if path:  # the audio reaching the model is unlike the training audio: say that first
+            out["audio_path"] = [f.to_dict() for f in path]
+            out["sentence"] = ("The audio path differs from the training audio ("
+                               + "; ".join(f.sentence for f in path) + "): fix it before "
+                               "trusting this alarm. The windows themselves: "
+                               + out["sentence"])
+        return out
 
     def _keep_evidence(
         self, w: Window, score: float, thr: float, anomalous: bool, state: str, changed: bool,
-        model_version: str,
+        model_version: str, explanation: dict[str, Any] | None = None,
     ) -> EvidenceRef | None:
         """Keep the scored window's audio in the ring (mirroring the decider's vote history:
         cleared when the alarm clears); on a raise, queue the voting windows' clip and return
@@ -209,7 +295,7 @@ class Monitor:
             self._heard.clear()
             return None
         return self.evidence.keep(self.name, self._heard.voting(), w.t_start, model_version,
-                                  section=self.section)
+                                  section=self.section, explanation=explanation)
 
     def window_failed(self, w: Window, msg: str) -> None:
         """Count the failure and report it as a `window_error` health event, rate-limited: the
@@ -273,13 +359,14 @@ class Monitor:
 
 
 def monitor_files(name: str, single: bool, outbox_path: str, history: HistorySettings,
-                  keep_history: bool, keep_decision: bool) -> Files:
+                  keep_history: bool, keep_decision: bool,
+                  hearing: HearingSettings | None = None) -> Files:
     """Where monitor `name` keeps its history and decision state (see module docstring)."""
     return Files(
         history_path(history, outbox_path, name) if keep_history else None,
         (state_path(outbox_path) if single else state_path(outbox_path, name))
         if keep_decision else None,
-        history,
+        history, hearing or HearingSettings(),
     )
 
 

@@ -224,6 +224,15 @@ class Scorer:
         self.bundle.backend(section)  # unknown section fails before any work
         return self.score_embedding(self.embed(wave), section)
 
+    def score_window(self, wave: NDArray[Any], section: str) -> tuple[WindowScore,
+                                                                        WindowFeatures]:
+        """`score`, and the window's features (its |STFT|: the agent's hearing check
+        summarises it instead of computing it again, edge_agent.runtime.hearing)."""
+        self.bundle.backend(section)
+        feats = WindowFeatures(wave, self.spec)
+        emb = tuple(c.embed_features(feats) for c in self.components)
+        return self.score_embedding(emb, section), feats
+
     def smoke_test(self, section: str, samples: int, seed: int = 0) -> WindowScore:
         """Score one synthetic window (`samples` of low-level noise) of `section`, or a one-line
         BundleError saying why this scorer cannot serve it.

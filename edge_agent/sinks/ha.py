@@ -79,7 +79,9 @@ class Entity:
 
 
 MACHINE_ENTITIES: tuple[Entity, ...] = (
-    Entity("binary_sensor", "alarm", "anomaly", "anomaly", {"state_topic": "{monitor}/alarm"},
+    # attributes: the alarm payload, its `explanation` (why it alarmed) included
+    Entity("binary_sensor", "alarm", "anomaly", "anomaly",
+           {"state_topic": "{monitor}/alarm", "json_attributes_topic": "{monitor}/alarm"},
            {"device_class": "problem",
             "value_template": "{{ 'ON' if value_json.decision == 'alarm' else 'OFF' }}"}),
     Entity("sensor", "score", "anomaly_score", "anomaly score", {"state_topic": "{monitor}/score"},
@@ -114,6 +116,17 @@ MACHINE_ENTITIES: tuple[Entity, ...] = (
             "value_template": "{{ " + repr(ANSWER_OPTIONS) + ".get(value_json.answer, 'None') }}",
             "icon": "mdi:comment-question-outline"},
            needs="answers"),
+    # does it hear right (edge_agent.runtime.hearing): ON while the audio reaching the model
+    # is unlike the training audio; attributes: the sentence (`message`) and the findings
+    Entity("binary_sensor", "hearing", "audio_path", "audio path",
+           {"state_topic": "{monitor}/hearing", "json_attributes_topic": "{monitor}/hearing"},
+           {"device_class": "problem", "entity_category": "diagnostic",
+            "value_template": "{{ 'ON' if value_json.event == 'hearing_mismatch' else 'OFF' "
+                              "if value_json.event == 'hearing_ok' else 'None' }}"}),
+    # why it alarmed, as a picture (edge_agent.scoring.picture): the last alarm's spectrum
+    # (red) on the normal range (grey), the band the explanation names shaded
+    Entity("image", "alarm_spectrum", "alarm_spectrum", "alarm spectrum",
+           {"image_topic": "{monitor}/alarm/spectrum"}, {"content_type": "image/png"}),
 )
 """Each machine's entities (see `Entity`)."""
 

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Mapping
 from typing import Any, TextIO
 
-from edge_agent.events import Event, FeedbackEvent, event_json
+from edge_agent.events import Event, FeedbackEvent, HealthEvent, event_json
 
 SENSOR_EVENTS = ("sensor_fault", "sensor_ok", "device_ok")
 """Health events about a machine's input (printed as `<machine> sensor <event>: ...`)."""
@@ -36,6 +36,19 @@ def _details(e: Mapping[str, Any]) -> str:
     return f" ({', '.join(parts)})" if parts else ""
 
 
+def _health_text(e: HealthEvent) -> str:
+    """A health event after its machine: the agent's own error, a hearing sentence, or the
+    sensor faults."""
+    name = e["event"]
+    if "error" in e:  # window_error, reload_failed: the fault is the agent's, not the sensor's
+        return f"{name}: {e['error']}{_details(e)}"
+    if "message" in e:  # hearing_*: a sentence saying what to check
+        return f"{name}: {e['message']}"
+    faults = ",".join(e.get("faults", [])) or "ok"
+    kind = "sensor " if name in SENSOR_EVENTS else ""
+    return f"{kind}{name}: {faults}{_details(e)}"
+
+
 def human_line(e: Event) -> str:
     """One line a person reads in a terminal or journal (`edge-agent run` without --json),
     starting with the machine it is about (`machine`)."""
@@ -48,15 +61,11 @@ def human_line(e: Event) -> str:
         )
     if e["kind"] == "alarm":
         what = "ALARM raised" if e["decision"] == "alarm" else "alarm cleared"
+        why = e.get("explanation")
         return (f"{ts} {who} {what} (window={e['window']}, score={e['score']:.4f}, "
-                f"votes={e['votes']})")
+                f"votes={e['votes']})" + (f" why: {why['sentence']}" if why else ""))
     if e["kind"] == "health":
-        name = e["event"]
-        if "error" in e:  # window_error, reload_failed: the fault is the agent's, not the sensor's
-            return f"{ts} {who} {name}: {e['error']}{_details(e)}"
-        faults = ",".join(e.get("faults", [])) or "ok"
-        kind = "sensor " if name in SENSOR_EVENTS else ""
-        return f"{ts} {who} {kind}{name}: {faults}{_details(e)}"
+        return f"{ts} {who} {_health_text(e)}"
     if e["kind"] == "feedback":  # an operator's answer to an alarm
         return f"{ts} {who} {_feedback_text(e)}"
     return f"{ts} {e['kind']}: " + json.dumps(

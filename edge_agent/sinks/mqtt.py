@@ -9,6 +9,8 @@ Topic tree under `<prefix>/<device_id>/` (prefix default `edge-asd`):
 | `<monitor>/alarm`             | 1   | yes      | JSON on every alarm raise/clear           |
 | `<monitor>/drift`             | 0   | no       | `{ts, epoch, section, monitor, drift}`    |
 | `<monitor>/sensor`            | 1   | yes      | the monitor's last sensor health event    |
+| `<monitor>/hearing`           | 1   | yes      | its last hearing check (`hearing_*` event) |
+| `<monitor>/alarm/spectrum`    | 1   | yes      | PNG of the last alarm's spectrum (HA on) |
 | `<monitor>/evidence/<file>`   | 1   | no       | an alarm's audio clip (`evidence.mqtt_...`) |
 | `health`                      | 1   | no       | JSON on sensor fault start/end, drops     |
 | `<monitor>/feedback`          | 1   | yes      | the latest alarm's answer (or `null`)     |
@@ -21,7 +23,10 @@ monitor is named after its section, so its topics are `<section>/...` as they al
 Payloads are the agent's events as JSON (`edge_agent.events`: `schema`, `ts`, `epoch`,
 `device_id` and, for window events, `section`, `monitor`, `score`, `threshold`, `decision`,
 ...). Every health event goes to `health`; those about one machine's input (`sensor_fault`,
-`sensor_ok`, `device_ok`) also set its retained `<monitor>/sensor` state.
+`sensor_ok`, `device_ok`) also set its retained `<monitor>/sensor` state, and the hearing
+check's (`hearing_mismatch`, `hearing_ok`, `hearing_unchecked`: does the audio reaching the
+model sound like the training audio, edge_agent.runtime.hearing) its retained
+`<monitor>/hearing` state, with the sentence saying what to check.
 
 Alarm and health events go through the SQLite `Outbox`: stored before publishing, deleted on
 PUBACK (`on_publish` with the mid), re-sent oldest first after a restart. Scores are QoS 0
@@ -93,6 +98,7 @@ from edge_agent.events import (
     AlarmState,
     Event,
     FeedbackEvent,
+    HealthEvent,
     HealthEventName,
     WindowEvent,
     event_json,
@@ -124,6 +130,8 @@ def topics(s: MqttSettings, monitor: str = "") -> dict[str, str]:
         "alarm": f"{b}/{monitor}/alarm",
         "drift": f"{b}/{monitor}/drift",
         "sensor": f"{b}/{monitor}/sensor",
+        "hearing": f"{b}/{monitor}/hearing",
+        "picture": f"{b}/{monitor}/alarm/spectrum",
         "health": f"{b}/health",
         "feedback": f"{b}/{monitor}/feedback",
         "feedback_error": f"{b}/{monitor}/feedback/error",
@@ -137,6 +145,8 @@ FEEDBACK_SET = "/feedback/set"
 
 SENSOR_EVENTS = ("sensor_fault", "sensor_ok", "device_ok")
 """Health events that are a monitor's input state (its retained `<monitor>/sensor`)."""
+HEARING_EVENTS = ("hearing_mismatch", "hearing_ok", "hearing_unchecked")
+"""Health events that are a monitor's hearing state (its retained `<monitor>/hearing`)."""
 
 
 def start_state(device_id: str, monitor: str, section: str, decision: AlarmState, votes: int,
@@ -602,13 +612,23 @@ class MqttSink:
         elif event["kind"] == "feedback":
             self._answer(event, payload.encode())
         elif event["kind"] == "health":
-            name = event["event"]
-            self.outbox.put(topics(self.s)["health"], payload.encode(), 1, False, PRIORITY_HEALTH,
-                            notice=name if name in OUTBOX_NOTICES else None)
-            monitor = event.get("monitor")
-            if monitor and event["event"] in SENSOR_EVENTS:  # the machine's input state
-                self._sensor_state(monitor, payload.encode())
-            self._wake.set()
+            self._health(event, payload.encode())
+
+    def _health(self, event: HealthEvent, payload: bytes) -> None:
+        """A health event on `health`, and, when it is a machine's input or hearing state, on
+        that machine's retained topic too."""
+        name = event["event"]
+        self.outbox.put(topics(self.s)["health"], payload, 1, False, PRIORITY_HEALTH,
+                        notice=name if name in OUTBOX_NOTICES else None)
+        monitor = event.get("monitor")
+        if monitor and name in SENSOR_EVENTS:  # the machine's input state
+            self._sensor_state(monitor, payload)
+        if monitor and name in HEARING_EVENTS:  # does it hear right
+            topic = topics(self.s, monitor)["hearing"]
+            self.outbox.put(topic, payload, 1, True, PRIORITY_HEALTH)
+            with self._retained_lock:
+                self._retained[topic] = payload
+        self._wake.set()
 
     def _question(self, alarm: WindowEvent) -> None:
         """An alarm raised with its clip kept asks for an answer: `<monitor>/feedback` says
@@ -637,6 +657,13 @@ class MqttSink:
         self.outbox.put(topic, payload, 1, True, PRIORITY_HEALTH)
         with self._retained_lock:
             self._retained[topic] = payload
+
+    def publish_picture(self, monitor: str, png: bytes) -> None:
+        """An alarm's spectrum on the normal range (edge_agent.scoring.picture), retained on
+        `<monitor>/alarm/spectrum` for Home Assistant's image entity, through the outbox at
+        the lowest priority (a picture is never worth an alarm's place)."""
+        self.outbox.put(topics(self.s, monitor)["picture"], png, 1, True, PRIORITY_STATUS)
+        self._wake.set()
 
     def publish_evidence(self, monitor: str, ref: Mapping[str, Any], audio: bytes) -> None:
         """An alarm clip's bytes through the outbox at the lowest priority (dropped before any
