@@ -101,6 +101,9 @@ def _digest(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:12]
 
 
+FIXED = BackendConfig(weighting="fixed")
+"""The default backend with the fixed weights shipped before issue 19 (every kind weighs 1)."""
+
 PAPER = Recipe({"width": 1.0, "featex": False},
                {"epochs": 10, "batch_size": 64, "min_steps": 0, "augment": False},
                runs=1, backend=PAPER_BACKEND, classical=())
@@ -113,10 +116,13 @@ SYSTEMS: dict[str, Recipe | None] = {
     # ablations of the default, one switch each (BENCHMARKS.md "What each part does");
     # scoring-only ones reuse the default's trained models and cost seconds
     "default-no-classical": Recipe(classical=()),
+    "default-fixed": Recipe(backend=FIXED),
+    "bands-only": Recipe(runs=0, classical=("bands",)),
+    "rhythm-only": Recipe(runs=0, classical=("rhythm",)),
     "default-no-rhythm": Recipe(classical=("bands",)),
     "default-no-density": Recipe(backend=BackendConfig(density_k=0)),
     "default-paper-backend": Recipe(backend=PAPER_BACKEND, classical=()),
-    "classical-only": Recipe(runs=0),
+    "classical-only": Recipe(runs=0, backend=FIXED),
     "default-no-featex": Recipe(model={"featex": False}),
     "default-width1": Recipe(model={"width": 1.0}),
     "default-no-augment": Recipe(train={"augment": False}),
@@ -233,6 +239,106 @@ def learned_embeddings(out: Path, family: str, size: int, seed: int, recipe: Rec
     return tr, te, info
 
 
+# ---------------------------------------------------------------- pseudo-anomalies (cached)
+
+
+def pseudo_plans(train: Sequence[Any], count: int, seed: int) -> dict[str, tuple[
+        np.ndarray, list[Any]]]:
+    """Per section: (rows of its normal clips in `train`, source first; the planned copies),
+    exactly as model_build.evaluate.pseudo_sets / edge_agent.pseudo.section_pseudo plan them."""
+    from edge_agent.pseudo import plan, section_seed
+    from model_build.evaluate import section_rows
+
+    out = {}
+    for sec in sorted({c.section_id for c in train}):
+        src, tgt = section_rows(train, sec)
+        rows = np.concatenate([src, tgt])
+        if rows.size >= 2:
+            out[sec] = (rows, plan(int(rows.size), count, section_seed(sec, seed)))
+    return out
+
+
+def _pseudo_key(clip: Any, item: Any) -> str:
+    return f"{_cache_key(clip.path)}#{item.kind}#{item.seed}"
+
+
+def pseudo_features(out: Path, family: str, size: int, seed: int, recipe: Recipe | None,
+                    train: Sequence[Any], count: int) -> dict[str, tuple[np.ndarray, list[
+                        np.ndarray], list[np.ndarray]]]:
+    """Per section: (origins, learned pseudo embeddings per model, classical pseudo features
+    per classical component), cached: classical per family by (clip, kind, seed), learned in
+    the cell's embedding file (the trained run is reloaded when they are missing)."""
+    from edge_agent.audio import load_clip
+    from edge_agent.classical import classical_features
+    from edge_agent.frontend import DEFAULT_SPEC, stft_magnitude
+    from edge_agent.pseudo import perturb
+
+    plans = pseudo_plans(train, count, seed)
+    order = [(sec, j) for sec, (_, items) in plans.items() for j in range(len(items))]
+    feats = classical_features(DEFAULT_SPEC)
+    ccache = out / "features" / f"{family}_pseudo.npz"
+    cstore: dict[str, Any] = dict(np.load(ccache)) if ccache.exists() else {}
+    learned = None
+    emb_file = None
+    n_runs = recipe.n_runs if recipe is not None else 0
+    if n_runs:
+        assert recipe is not None
+        emb_file = out / "emb" / family / f"n{size}" / recipe.training_key() / f"s{seed}.npz"
+        z = dict(np.load(emb_file, allow_pickle=False))
+        tag = f"pseudo_{count}"
+        if tag in z:
+            learned = z[tag]
+    need_c = [(sec, j) for sec, j in order
+              if _pseudo_key(train[plans[sec][0][plans[sec][1][j].origin]], plans[sec][1][j])
+              + "#0" not in cstore]
+    if learned is None or need_c:
+        run = None
+        if learned is None and n_runs:
+            import keras
+
+            from model_build.runs import load_run
+
+            assert recipe is not None
+            run = load_run(out / "runs" / family / f"n{size}" / recipe.training_key() /
+                           f"s{seed}")
+        todo = order if run is not None else need_c
+        embs = []
+        for i in range(0, len(todo), 16):
+            chunk = todo[i:i + 16]
+            waves = []
+            for sec, j in chunk:
+                rows, items = plans[sec]
+                clip = train[rows[items[j].origin]]
+                waves.append(perturb(load_clip(clip.path, DEFAULT_SPEC), items[j],
+                                     DEFAULT_SPEC.sample_rate))
+                key = _pseudo_key(clip, items[j])
+                if key + "#0" not in cstore:
+                    mag = stft_magnitude(waves[-1], DEFAULT_SPEC)
+                    for k, f in enumerate(feats):
+                        cstore[key + f"#{k}"] = f.fn(mag)
+            if run is not None:
+                embs.append(run.embed_waves(np.stack(waves)))
+        if need_c:
+            ccache.parent.mkdir(parents=True, exist_ok=True)
+            np.savez(ccache, **cstore)
+        if run is not None and emb_file is not None:
+            learned = np.concatenate(embs, axis=1)
+            z = dict(np.load(emb_file, allow_pickle=False))
+            z[f"pseudo_{count}"] = learned
+            np.savez(emb_file, **z)
+            keras.backend.clear_session()
+    result = {}
+    pos = 0
+    for sec, (rows, items) in plans.items():
+        origins = np.asarray([it.origin for it in items], dtype=np.int64)
+        keys = [_pseudo_key(train[rows[it.origin]], it) for it in items]
+        cls = [np.stack([cstore[k + f"#{c}"] for k in keys]) for c in range(len(feats))]
+        lrn = [] if learned is None else list(learned[:, pos:pos + len(items)])
+        pos += len(items)
+        result[sec] = (origins, lrn, cls)
+    return result
+
+
 # ---------------------------------------------------------------- scoring
 
 
@@ -273,10 +379,20 @@ def run_system(out: Path, family: str, size: int, seed: int, name: str, view: Pa
                 tes.append(c[len(train):])
                 kinds.append(entry["kind"])
         config = replace(recipe.backend, seed=seed)
+    pseudo = None
+    if recipe is not None and config.weighting == "pseudo" and len(set(kinds)) > 1:
+        from edge_agent.backend import PseudoSet
+
+        feats = pseudo_features(out, family, size, seed, recipe, train, config.pseudo_count)
+        wanted = [i for i, e in enumerate(DEFAULT_CLASSICAL) if e["kind"] in recipe.classical]
+        pseudo = {sec: PseudoSet([*lrn, *[cls[i] for i in wanted]], origins)
+                  for sec, (origins, lrn, cls) in feats.items()}
     bs = backend_scores(trs, train, tes, test, config,
-                        view_weights(kinds) if recipe is not None else None)
+                        view_weights(kinds) if recipe is not None else None, pseudo, kinds)
     result = {**summary(test, bs.scores), "info": info,
-              "score_s": time.perf_counter() - t}
+              "score_s": time.perf_counter() - t,
+              "weights": {sec: [round(c.weight, 4) for c in b.components]
+                          for sec, b in bs.backends.items()}}
     cell.parent.mkdir(parents=True, exist_ok=True)
     cell.write_text(json.dumps(result))
     return result

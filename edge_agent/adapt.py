@@ -21,6 +21,14 @@ clips' held-out percentile alone (the new condition is all the device will hear)
 
 Enrol (`enrolled_section`): a machine the model never saw gets the backend fitted on its N
 clips as the source domain (`backend.fit_section`).
+
+Component weights. A bundle fitted with `weighting="pseudo"` decides each section's weights
+from held-out normal clips against pseudo-anomalies (edge_agent.fusion); calibrate and enrol
+decide them again the same way when given the pseudo-anomalies of their new clips
+(`pseudo`: perturbed copies of the new clips, edge_agent.pseudo, embedded by the bundle's own
+components), so a new condition or a new machine gets the weighting its own sound supports.
+Without them (or with a `"fixed"` bundle) calibrate keeps the section's weights and enrol uses
+the given ones.
 """
 
 from __future__ import annotations
@@ -33,7 +41,14 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .arrays import AnyFloatArray
-from .backend import BackendConfig, BackendError, SectionBackend, check_percentile, fit_section
+from .backend import (
+    BackendConfig,
+    BackendError,
+    PseudoSet,
+    SectionBackend,
+    check_percentile,
+    fit_section,
+)
 from .errors import choice
 
 Mode = Literal["replace", "append"]
@@ -98,9 +113,13 @@ def calibrated_section(
     mode: Mode = DEFAULT_MODE,
     percentile: float = DEFAULT_PERCENTILE,
     rule: ThresholdRule = DEFAULT_RULE,
+    pseudo: PseudoSet | None = None,
+    kinds: Sequence[str] | None = None,
 ) -> Calibration:
     """New target references from `target_embs` (per component (N, D_i)), refit, and the
-    threshold rule of the module docstring."""
+    threshold rule of the module docstring. `pseudo`: pseudo-anomalies of the new clips
+    (origins index `target_embs`' rows) and `kinds` the components' kinds: the weights are
+    decided again (module docstring)."""
     mode = choice("mode", mode, MODES)  # callers outside the type checker, too
     rule = choice("rule", rule, THRESHOLD_RULES)
     check_percentile(percentile)
@@ -113,8 +132,10 @@ def calibrated_section(
         targets.append(np.concatenate([kept.astype(np.float64), e]))
     if sum(len(s) for s in sources[:1]) + len(targets[0]) < 2:
         raise BackendError("calibrate: a single clip and no other reference to score it by")
+    offset = len(sources[0]) + len(targets[0]) - n_new  # the new clips' rows in the fit
     fit = fit_section(sources, targets, replace(config, percentile=percentile),
-                      keep_source=True, weights=[c.weight for c in old.components])
+                      keep_source=True, weights=[c.weight for c in old.components],
+                      pseudo=_shifted(pseudo, offset, n_new), kinds=kinds)
     held = fit.held_out_target[-n_new:]
     q = float(np.percentile(held, percentile))
     thr = max(fit.backend.threshold, q) if rule == "max" else q
@@ -127,8 +148,11 @@ def enrolled_section(
     percentile: float = DEFAULT_PERCENTILE,
     min_clips: int = MIN_ENROL_CLIPS,
     weights: Sequence[float] | None = None,
+    pseudo: PseudoSet | None = None,
+    kinds: Sequence[str] | None = None,
 ) -> SectionBackend:
-    """The backend for a new machine: its clips are the source domain (see docstring)."""
+    """The backend for a new machine: its clips are the source domain (see docstring).
+    `pseudo` (origins index `embs`' rows) and `kinds`: weights decided per section."""
     arrays = [np.asarray(e) for e in embs]
     n = arrays[0].shape[0] if arrays and arrays[0].ndim == 2 else 0
     if n < min_clips:
@@ -137,4 +161,15 @@ def enrolled_section(
     clips = _embeddings(arrays, dims, "enrol")
     empty = [np.zeros((0, d)) for d in dims]
     return fit_section(clips, empty, replace(config, percentile=percentile),
-                       weights=weights).backend
+                       weights=weights, pseudo=_shifted(pseudo, 0, n), kinds=kinds).backend
+
+
+def _shifted(pseudo: PseudoSet | None, offset: int, n_new: int) -> PseudoSet | None:
+    """Pseudo-anomalies of the new clips with their origins moved to the clips' rows in the
+    fit (after the references that are kept)."""
+    if pseudo is None:
+        return None
+    origin = np.asarray(pseudo.origin, dtype=int)
+    if np.any((origin < 0) | (origin >= n_new)):
+        raise BackendError(f"pseudo origins: expected indices of the {n_new} new clips")
+    return PseudoSet(pseudo.embeddings, origin + offset)

@@ -157,8 +157,14 @@ class Bundle:
 
     @property
     def weights(self) -> list[float]:
-        """Fusion weights of the components (`backend.view_weights` of their kinds)."""
-        return view_weights([c["kind"] for c in self.components])
+        """Fixed fusion weights of the components (`backend.view_weights` of their kinds):
+        what a `weighting="fixed"` refit uses; a `"pseudo"` one decides per section."""
+        return view_weights(self.kinds)
+
+    @property
+    def kinds(self) -> list[str]:
+        """Each component's kind ("model", "bands", "rhythm"), in component order."""
+        return [str(c["kind"]) for c in self.components]
 
     @property
     def backend_config(self) -> BackendConfig:
@@ -420,7 +426,8 @@ BACKEND_SCHEMA: Schema = {
     "references": (STR, False), "n_clusters": (INT, False), "max_references": (INT, False),
     "density_k": (INT, False), "normalise": (BOOL, False), "fusion": (STR, False),
     "percentile": (NUMBER, False), "folds": (INT, False), "seed": (INT, False),
-    "variant": (STR, False),
+    "variant": (STR, False), "weighting": (STR, False), "shrink": (NUMBER, False),
+    "pseudo_count": (INT, False),
 }
 """edge_agent.backend.BackendConfig's fields (ranges and choices: its own checks)."""
 INPUT_SCHEMA: Schema = {

@@ -66,7 +66,7 @@ def calibrate_cmd(
     from ..bundle import rollback, write_adapted_version
     from ..errors import choice
     from ..scorer import Scorer
-    from .clip_input import clip_origin, collect_clips, embed_clips
+    from .clip_input import clip_origin, clips_pseudo, collect_clips, embed_clips
 
     note = sharing_note(agent_config(config, Flags(bundle=bundle)), monitor) if monitor else None
     cfg = agent_config(config, Flags(bundle=bundle, section=section, threads=threads,
@@ -88,7 +88,8 @@ def calibrate_cmd(
     old = scorer.bundle.backend(sec)
     clips = collect_clips(cfg, scorer.spec, count, skip_refused, retries, quiet)
     cal = calibrated_section(old, embed_clips(scorer, clips, quiet), scorer.bundle.backend_config,
-                             checked_mode, percentile, checked_rule)
+                             checked_mode, percentile, checked_rule,
+                             clips_pseudo(scorer, clips, sec, quiet), scorer.bundle.kinds)
     backends = {**scorer.bundle.backends, sec: cal.backend}
     record = {"section": sec, "mode": checked_mode, "n_clips": len(clips),
               "percentile": percentile, **clip_origin(cfg), **cal.record()}

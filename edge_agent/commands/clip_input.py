@@ -8,9 +8,11 @@ from pathlib import Path
 from typing import Any
 
 from ..arrays import FloatArray
+from ..backend import PseudoSet
 from ..clips import Clip, Progress, capture_clips, file_clips
 from ..config import AgentConfig
 from ..frontend import FrontendSpec
+from ..pseudo import section_pseudo
 from ..scorer import Scorer, stack_embeddings
 
 
@@ -38,6 +40,23 @@ def embed_clips(scorer: Scorer, clips: list[Clip], quiet: bool) -> list[FloatArr
         out.append(scorer.embed(c.samples))
         progress.note(f"embedding clip {i}/{len(clips)}")
     return stack_embeddings(out, scorer.dims)
+
+
+def clips_pseudo(scorer: Scorer, clips: list[Clip], section: str, quiet: bool) -> (
+    PseudoSet | None
+):
+    """The pseudo-anomalies of the new clips (edge_agent.pseudo.section_pseudo: the copies
+    export makes of its training clips), embedded through the device path, when the bundle
+    decides component weights per section (`weighting: pseudo`) and has more than one kind of
+    component; else None (the weights stay as they are)."""
+    config = scorer.bundle.backend_config
+    if config.weighting != "pseudo" or len(set(scorer.bundle.kinds)) < 2 or len(clips) < 2:
+        return None
+    progress = Progress(scorer.spec.sample_rate, enabled=not quiet)
+    progress.note(f"embedding {config.pseudo_count} pseudo-anomalies (perturbed copies of the "
+                  "clips) to weigh the components")
+    return section_pseudo(section, len(clips), lambda i: clips[i].samples, scorer.embed_many,
+                          scorer.spec.sample_rate, config.pseudo_count, config.seed)
 
 
 def clip_origin(cfg: AgentConfig) -> dict[str, Any]:

@@ -52,7 +52,7 @@ def enrol_cmd(
     from ..dcase import parse_section_id
     from ..errors import BundleError, FieldError
     from ..scorer import Scorer
-    from .clip_input import clip_origin, collect_clips, embed_clips
+    from .clip_input import clip_origin, clips_pseudo, collect_clips, embed_clips
 
     cfg = agent_config(config, Flags(bundle=bundle, threads=threads, device=device,
                                      from_files=from_files, paths=tuple(paths or ()),
@@ -71,7 +71,9 @@ def enrol_cmd(
         )
     clips = collect_clips(cfg, scorer.spec, count, skip_refused, retries, quiet)
     backend = enrolled_section(embed_clips(scorer, clips, quiet), scorer.bundle.backend_config,
-                               percentile, weights=scorer.bundle.weights)
+                               percentile, weights=scorer.bundle.weights,
+                               pseudo=clips_pseudo(scorer, clips, section, quiet),
+                               kinds=scorer.bundle.kinds)
     replaced = section in scorer.bundle.backends
     backends = {**scorer.bundle.backends, section: backend}
     n_refs = backend.components[0].n_source
