@@ -84,6 +84,10 @@ class Recipe:
         train = asdict(TrainConfig(**self.train))
         for k in ("seed", "runs", "verbose", "strict"):
             train.pop(k)
+        # switches added after models were cached: absent while off, so the cache stays valid
+        for k, off in (("average", 0.0),):
+            if train.get(k) == off:
+                train.pop(k)
         return {"model": ModelConfig(**self.model).to_dict(), "train": train,
                 "runs": self.n_runs}
 
@@ -127,6 +131,10 @@ SYSTEMS: dict[str, Recipe | None] = {
     "default-width1": Recipe(model={"width": 1.0}),
     "default-no-augment": Recipe(train={"augment": False}),
     "default-x3": Recipe(runs=3),
+    # seed stability (issue 19): checkpoint averaging over the last half of the epochs, and a
+    # quarter-width network
+    "default-avg": Recipe(train={"average": 0.5}),
+    "default-width025": Recipe(model={"width": 0.25}),
 }
 
 
