@@ -614,6 +614,19 @@ def view_weights(kinds: Sequence[str]) -> list[float]:
     return [1.0 / kinds.count(k) for k in kinds]
 
 
+def _decides(config: BackendConfig, pseudo: PseudoSet | None, kinds: Sequence[str] | None,
+             n_components: int) -> bool:
+    """Whether the section decides its weights (`weighting="pseudo"`, sum fusion, and both
+    pseudo-anomalies and kinds given); checks that those fit the components."""
+    if kinds is not None and len(kinds) != n_components:
+        raise BackendError(f"backend kinds: expected {n_components}, got {len(kinds)}")
+    if pseudo is not None and len(pseudo.origin) and len(pseudo.embeddings) != n_components:
+        raise BackendError(
+            f"pseudo: {len(pseudo.embeddings)} embedding sets for {n_components} components")
+    return (config.weighting == "pseudo" and config.fusion == "sum" and pseudo is not None
+            and kinds is not None and len(pseudo.origin) > 0)
+
+
 def fit_section(
     sources: Sequence[AnyFloatArray],
     targets: Sequence[AnyFloatArray],
@@ -650,13 +663,7 @@ def fit_section(
             or not any(x > 0 for x in w)):
         raise BackendError(
             f"backend weights: expected {len(srcs)} numbers >= 0, one > 0, got {w}")
-    if kinds is not None and len(kinds) != len(srcs):
-        raise BackendError(f"backend kinds: expected {len(srcs)}, got {len(kinds)}")
-    use_pseudo = (config.weighting == "pseudo" and config.fusion == "sum" and pseudo is not None
-                  and kinds is not None and len(pseudo.origin) > 0 and n_src + n_tgt >= 2)
-    if pseudo is not None and len(pseudo.origin) and len(pseudo.embeddings) != len(srcs):
-        raise BackendError(
-            f"pseudo: {len(pseudo.embeddings)} embedding sets for {len(srcs)} components")
+    decide = _decides(config, pseudo, kinds, len(srcs)) and n_src + n_tgt >= 2
     comps = [replace(fit_component(s, t, config, keep_source), weight=x)
              for s, t, x in zip(srcs, tgts, w, strict=True)]
     if n_src + n_tgt < 2:
@@ -669,8 +676,8 @@ def fit_section(
 
     held, held_x = [], []
     for i, (s, t) in enumerate(zip(srcs, tgts, strict=True)):
-        extra = pseudo.embeddings[i] if use_pseudo and pseudo is not None else None
-        origin = pseudo.origin if use_pseudo and pseudo is not None else None
+        extra = pseudo.embeddings[i] if decide and pseudo is not None else None
+        origin = pseudo.origin if decide and pseudo is not None else None
         h, hx = cross_fit_with_extra(s, t, extra, origin, fit_score, config.folds, config.seed)
         held.append(h)
         held_x.append(hx)
@@ -678,7 +685,7 @@ def fit_section(
         comps = [replace(c, mean=float(h.mean()), std=_spread(h))
                  for c, h in zip(comps, held, strict=True)]
     choice = None
-    if use_pseudo and kinds is not None:
+    if decide and kinds is not None:
         z = [(h - c.mean) / c.std for c, h in zip(comps, held, strict=True)]
         zx = [(h - c.mean) / c.std for c, h in zip(comps, held_x, strict=True)]
         choice = choose_weights(z, zx, kinds, config.shrink)

@@ -36,6 +36,8 @@ higher level).
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 import scipy.fft
 from numpy.typing import NDArray
@@ -159,6 +161,74 @@ def _series(rng: np.random.Generator, p: dict[str, float], k: int, speed: float,
     return out
 
 
+@dataclass
+class _Change:
+    """What a fault changes in the machine itself (not an added sound)."""
+
+    fm: F64
+    harmonics: dict[int, dict[int, float]] = field(default_factory=dict)  # series -> dB
+    res_scale: dict[int, float] = field(default_factory=dict)  # resonance -> factor
+    am_rate: float = 0.0
+    am_depth: float = 0.0
+
+
+def _change(krng: np.random.Generator, kind: str | None, sev: float, p: dict[str, float],
+            speed: float, fm: F64) -> _Change:
+    """The fault's changes to the machine, drawn from the fault's own generator."""
+    t = np.arange(N) / FS
+    n_series = int(p["n_series"])
+    ch = _Change(fm, am_rate=p["am_rate"], am_depth=p["am_depth"])
+    if kind == "instability" or (kind == "timing" and not p["events"]):
+        rate = krng.uniform(1.0, 10.0)
+        ch.fm = fm + 0.02 * sev * np.sin(2 * np.pi * rate * t + krng.uniform(0, 6.3))
+    elif kind == "harmonics" and n_series:
+        k = int(krng.integers(n_series))
+        audible = max(1, min(int(p[f"nh_{k}"]), int(0.95 * FS / 2 / (p[f"f0_{k}"] * speed))))
+        hs = krng.choice(audible, size=min(audible, int(krng.integers(1, 4))), replace=False)
+        ch.harmonics[k] = {int(h): float(krng.choice([-1, 1]) * 12 * sev) for h in hs}
+    elif kind == "resonance":
+        ch.res_scale[int(krng.integers(int(p["n_res"])))] = (
+            1.0 + krng.choice([-1, 1]) * 0.3 * sev)
+    elif kind == "modulation":
+        ch.am_rate *= float(np.exp(krng.choice([-1, 1]) * krng.uniform(0.3, 1.0)))
+        ch.am_depth = float(np.clip(ch.am_depth + krng.choice([-1, 1]) * 0.5 * sev, 0.0, 0.9))
+    return ch
+
+
+def _added(krng: np.random.Generator, kind: str | None, sev: float, scale: float) -> F64:
+    """The sound a fault adds (a tone, noise bursts, impacts), or silence."""
+    t = np.arange(N) / FS
+    if kind == "tone":
+        f = float(np.exp(krng.uniform(np.log(60), np.log(7000))))
+        out: F64 = 0.5 * sev * scale * np.sqrt(2) * np.sin(2 * np.pi * f * t
+                                                           + krng.uniform(0, 6.3))
+        return out
+    if kind == "bursts":
+        lo = float(np.exp(krng.uniform(np.log(100), np.log(5000))))
+        fr = _freqs()
+        band = ((fr > lo) & (fr < lo * krng.uniform(1.5, 3.0))).astype(np.float64)
+        spec = krng.standard_normal(fr.size) + 1j * krng.standard_normal(fr.size)
+        y = scipy.fft.irfft(spec * band, N)
+        gate = np.zeros(N)
+        for _ in range(int(krng.integers(2, 8))):
+            n = int(krng.uniform(0.05, 0.5) * FS)
+            i0 = int(krng.integers(0, N - n))
+            gate[i0:i0 + n] += np.hanning(n)
+        return np.asarray(1.5 * sev * scale * y * gate / (rms(y * gate) + 1e-12)
+                          * np.sqrt(gate.mean()))
+    if kind == "impacts":
+        if krng.uniform() < 0.5:
+            rate = krng.uniform(2.0, 25.0)
+            times = np.arange(krng.uniform(0, 1 / rate), 10.0, 1 / rate)
+        else:
+            times = np.sort(krng.uniform(0, 10, int(krng.integers(4, 20))))
+        sig = impacts(times, float(np.exp(krng.uniform(np.log(500), np.log(7000)))),
+                      krng.uniform(0.001, 0.01), 1.0, krng)
+        return np.asarray(1.2 * sev * scale * sig / (rms(sig) + 1e-12)
+                          * min(1.0, np.sqrt(times.size / 40)))
+    return np.zeros(N)
+
+
 def _machine(rng: np.random.Generator, sec: Section, attrs: str, kind: str | None,
              sev: float) -> tuple[F64, F64]:
     """(normal part, anomaly part); changes of the machine itself go into the 'normal' part
@@ -170,33 +240,17 @@ def _machine(rng: np.random.Generator, sec: Section, attrs: str, kind: str | Non
     n_series = int(p["n_series"])
     krng = np.random.default_rng(rng.integers(2**63))  # the fault's own draws
     fm = slow_wander(rng, p["fm_depth"], 1.0)
-    changed: dict[int, dict[int, float]] = {}
-    res_scale: dict[int, float] = {}
-    am_rate, am_depth = p["am_rate"], p["am_depth"]
     if kind == "harmonics" and not n_series:  # nothing tonal to change: a resonance moves
         kind = "resonance"
-    if kind == "instability" or (kind == "timing" and not p["events"]):
-        rate = krng.uniform(1.0, 10.0)
-        fm = fm + 0.02 * sev * np.sin(2 * np.pi * rate * t + krng.uniform(0, 6.3))
-    elif kind == "harmonics" and n_series:
-        k = int(krng.integers(n_series))
-        audible = max(1, min(int(p[f"nh_{k}"]), int(0.95 * FS / 2 / (p[f"f0_{k}"] * speed))))
-        hs = krng.choice(audible, size=min(audible, int(krng.integers(1, 4))), replace=False)
-        changed[k] = {int(h): float(krng.choice([-1, 1]) * 12 * sev) for h in hs}
-    elif kind == "resonance":
-        res_scale[int(krng.integers(int(p["n_res"])))] = 1.0 + krng.choice([-1, 1]) * 0.3 * sev
-    elif kind == "modulation":
-        am_rate *= float(np.exp(krng.choice([-1, 1]) * krng.uniform(0.3, 1.0)))
-        am_depth = float(np.clip(am_depth + krng.choice([-1, 1]) * 0.5 * sev, 0.0, 0.9))
+    ch = _change(krng, kind, sev, p, speed, fm)
     tonal = np.zeros(N)
     for k in range(n_series):
-        tonal += _series(rng, p, k, speed, load, fm, changed.get(k, {}))
-    noise = _noise_floor(rng, p, res_scale, load)
+        tonal += _series(rng, p, k, speed, load, ch.fm, ch.harmonics.get(k, {}))
+    noise = _noise_floor(rng, p, ch.res_scale, load)
     if n_series:
         noise *= rms(tonal) * 10 ** (-p["tnr_db"] / 20) * (1.0 + 0.3 * load)
     x = tonal + noise
-    x *= 1.0 + am_depth * np.sin(2 * np.pi * am_rate * speed * t + rng.uniform(0, 6.3))
-    ev_times = np.zeros(0)
+    x *= 1.0 + ch.am_depth * np.sin(2 * np.pi * ch.am_rate * speed * t + rng.uniform(0, 6.3))
     if p["events"]:
         period = p["ev_period"] / speed
         ev_times = np.arange(rng.uniform(0, period), 10.0, period)
@@ -207,33 +261,7 @@ def _machine(rng: np.random.Generator, sec: Section, attrs: str, kind: str | Non
             ev_times = ev_times[~drop]
         ev = impacts(ev_times, p["ev_fc"], p["ev_decay"], 1.0, rng)
         x = x + p["ev_level"] * rms(x) * ev / (rms(ev) + 1e-12)
-    scale = rms(x)
-    anom = np.zeros(N)
-    if kind == "tone":
-        f = float(np.exp(krng.uniform(np.log(60), np.log(7000))))
-        anom = 0.5 * sev * scale * np.sqrt(2) * np.sin(2 * np.pi * f * t + krng.uniform(0, 6.3))
-    elif kind == "bursts":
-        lo = float(np.exp(krng.uniform(np.log(100), np.log(5000))))
-        fr = _freqs()
-        band = ((fr > lo) & (fr < lo * krng.uniform(1.5, 3.0))).astype(np.float64)
-        spec = krng.standard_normal(fr.size) + 1j * krng.standard_normal(fr.size)
-        y = scipy.fft.irfft(spec * band, N)
-        gate = np.zeros(N)
-        for _ in range(int(krng.integers(2, 8))):
-            n = int(krng.uniform(0.05, 0.5) * FS)
-            i0 = int(krng.integers(0, N - n))
-            gate[i0:i0 + n] += np.hanning(n)
-        anom = 1.5 * sev * scale * y * gate / (rms(y * gate) + 1e-12) * np.sqrt(gate.mean())
-    elif kind == "impacts":
-        if krng.uniform() < 0.5:
-            rate = krng.uniform(2.0, 25.0)
-            times = np.arange(krng.uniform(0, 1 / rate), 10.0, 1 / rate)
-        else:
-            times = np.sort(krng.uniform(0, 10, int(krng.integers(4, 20))))
-        sig = impacts(times, float(np.exp(krng.uniform(np.log(500), np.log(7000)))),
-                      krng.uniform(0.001, 0.01), 1.0, krng)
-        anom = 1.2 * sev * scale * sig / (rms(sig) + 1e-12) * min(1.0, np.sqrt(times.size / 40))
-    return x, anom
+    return x, _added(krng, kind, sev, rms(x))
 
 
 def _channel(x: F64, p: dict[str, float]) -> F64:

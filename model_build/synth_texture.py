@@ -29,8 +29,9 @@ fraction of a dB of the normal clip's):
 * ``am_rate``: the amplitude modulation runs at another rate, same depth.
 
 Domain shifts (section index modulo 3), each moving the whole spectrum of the target domain:
-``speed`` (the target runs 25-35 % faster than the source's middle speed), ``tilt`` (another channel, +-4..6 dB/octave), ``resample`` (a sample
-rate mismatch: every frequency, noise and background included, scaled by 0.86-0.94).
+``speed`` (the target runs 25-35 % faster than the source's middle speed), ``tilt`` (another
+channel, +-4..6 dB/octave), ``resample`` (a sample rate mismatch: every frequency, noise and
+background included, scaled by 0.86-0.94).
 """
 
 from __future__ import annotations

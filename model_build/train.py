@@ -202,6 +202,19 @@ class Trainer:
                                                         zip(self.avg_sum, w, strict=True)]
         self.avg_count += 1
 
+    def end_epoch(self, epoch: int, epochs: int, folder: Path, state: dict[str, Any]) -> None:
+        """After epoch `epoch` (0-based) of `epochs`: into the average when it is one of the
+        averaged epochs, then the checkpoint (average included, so a resume continues it)."""
+        if epoch >= self.tcfg.average_from(epochs):
+            self.accumulate_average()
+        self.save(folder, state)
+
+    def finish(self, folder: Path) -> None:
+        """The final weights (averaged when `TrainConfig.average` says so) and the head."""
+        self.apply_average()
+        self.model.save_weights(folder / WEIGHTS_FILE)
+        self.save_head(folder / HEAD_FILE)
+
     def apply_average(self) -> None:
         """Set the model to the averaged weights (no-op when nothing was averaged)."""
         if self.avg_sum is not None and self.avg_count:
@@ -396,9 +409,7 @@ def train_run(
                     raise AudioFileError(path, reason) from exc
                 raise
             history.append(loss)
-            if epoch >= tcfg.average_from(epochs):
-                trainer.accumulate_average()
-            trainer.save(folder, {"epoch": epoch + 1, "loss_history": history})
+            trainer.end_epoch(epoch, epochs, folder, {"epoch": epoch + 1, "loss_history": history})
             status.update(
                 epochs_done=epoch + 1,
                 loss_history=history,
@@ -406,9 +417,7 @@ def train_run(
             )
             meta["skipped_files"].update(reader.skipped)
             write_meta(out, meta)
-        trainer.apply_average()
-        trainer.model.save_weights(model_dir(out, k) / WEIGHTS_FILE)
-        trainer.save_head(model_dir(out, k) / HEAD_FILE)
+        trainer.finish(model_dir(out, k))
         status["status"] = "done"
         status["averaged_epochs"] = trainer.avg_count
         write_meta(out, meta)

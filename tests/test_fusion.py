@@ -131,7 +131,7 @@ def test_fit_section_decides_weights_per_section_from_pseudo_anomalies() -> None
     for kw in ({"pseudo": pseudo, "kinds": ["model", "bands"]}, {"pseudo": pseudo}, {}):
         config = BackendConfig(weighting="fixed") if "kinds" in kw else BackendConfig()
         fixed = fit_section([a[:n_src], b[:n_src]], [a[n_src:], b[n_src:]], config,
-                            weights=[1.0, 0.5], **kw)  # type: ignore[arg-type]
+                            weights=[1.0, 0.5], **kw)
         assert [c.weight for c in fixed.backend.components] == [1.0, 0.5]
         assert fixed.choice is None
 

@@ -50,7 +50,6 @@ def test_scores_equal_evaluate_scores_for_the_same_bundle(
 ) -> None:
     roots = [Path(p) for p in load_run(trained_run).meta["data"]]
     clips = scan(roots)
-    train = [c for c in clips if c.split == "train"]
     test = [c for c in clips if c.split == "test"]
     argv = ["score", *map(str, roots), "--bundle", str(bundle_dir), "--json", "--threads", "2"]
     code, out, _ = _run(argv, capsys)

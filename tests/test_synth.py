@@ -19,6 +19,7 @@ from model_build.data import scan
 from model_build.synth import (
     MACHINE_TYPES,
     ClipJob,
+    Section,
     SynthConfig,
     SynthError,
     family,
@@ -276,7 +277,7 @@ def test_texture_faults_keep_band_energies_but_change_the_fine_spectrum() -> Non
     for machine in tx.MACHINES:
         sec = tx.make_section(0, machine, 0)
 
-        def sound(kind: str | None, seed: int = 1) -> np.ndarray:
+        def sound(kind: str | None, seed: int = 1, sec: Section = sec) -> np.ndarray:
             x = tx._machine(np.random.default_rng(seed), sec, 1.0, 1.0, kind, 0.8)
             return np.asarray(x / np.sqrt(np.mean(x**2)), dtype=np.float32)
 

@@ -35,8 +35,9 @@ def synth_cmd(
     ] = 1,
     family_name: Annotated[
         str, typer.Option("--family", help="Generator family: harmonic (tonal machines), "
-                          "broadband (flow machines), cyclic (stroke machines), random (machines drawn "
-                          "from broad priors), texture (faults that keep band energies).")
+                          "broadband (flow machines), cyclic (stroke machines), random "
+                          "(machines drawn from broad priors), texture (faults that keep band "
+                          "energies).")
     ] = "harmonic",
 ) -> None:
     """Write a synthetic DCASE-layout data set (see model_build/synth*.py for the models)."""
