@@ -41,11 +41,14 @@ SHRINKS = (0.0, 0.005, 0.01, 0.02, 0.03, 0.05, 0.08, 0.12, 0.2)
 KINDS = ("model", "bands", "rhythm")
 
 
-def _cell_file(out: Path, fam: str, n: int, seed: int, count: int) -> Path:
-    return out / "study" / f"{fam}_n{n}_s{seed}_p{count}.npz"
+def _cell_file(out: Path, fam: str, n: int, seed: int, count: int, system: str) -> Path:
+    recipe = q.SYSTEMS[system]
+    assert recipe is not None
+    return out / "study" / recipe.training_key() / f"{fam}_n{n}_s{seed}_p{count}.npz"
 
 
-def section_scores(out: Path, fam: str, n: int, seed: int, count: int) -> dict[str, Any]:
+def section_scores(out: Path, fam: str, n: int, seed: int, count: int,
+                   system: str = "default") -> dict[str, Any]:
     """Per section: z-scores (components x clips) of held-out normal clips, pseudo-anomalies
     and test clips, cached. Follows backend.fit_section step by step."""
     from dataclasses import replace
@@ -54,14 +57,16 @@ def section_scores(out: Path, fam: str, n: int, seed: int, count: int) -> dict[s
     from model_build.data import scan
     from model_build.evaluate import section_rows, split_clips
 
-    f = _cell_file(out, fam, n, seed, count)
+    f = _cell_file(out, fam, n, seed, count, system)
     view = out / "views" / f"{fam}_n{n}"
     train, test = split_clips(scan([view]))
     if f.exists():
         z = np.load(f, allow_pickle=False)
         return {"train": train, "test": test, **{k: z[k] for k in z.files}}
-    recipe = q.SYSTEMS["default"]
+    recipe = q.SYSTEMS[system]
     assert recipe is not None
+    if not (out / "emb" / fam / f"n{n}" / recipe.training_key() / f"s{seed}.npz").exists():
+        raise FileNotFoundError(f"{system}: no trained model cached for {fam} n={n} s{seed}")
     tr, te, _ = q.learned_embeddings(out, fam, n, seed, recipe, view, train, test)
     cls = q.classical_embeddings(out, fam, [*train, *test], "classical")
     trs = [tr[0], *[c[: len(train)] for c in cls]]
@@ -73,7 +78,8 @@ def section_scores(out: Path, fam: str, n: int, seed: int, count: int) -> dict[s
     for sec, (origins, lrn, pcls) in pseudo.items():
         src, tgt = section_rows(train, sec)
         pe = [lrn[0], *pcls]
-        zn, zp, zt = [], [], []
+        foreign = _foreign_rows(train, sec, seed)
+        zn, zp, zt, zf = [], [], [], []
         for comp in range(len(trs)):
             s_, t_ = trs[comp][src], trs[comp][tgt]
 
@@ -88,7 +94,9 @@ def section_scores(out: Path, fam: str, n: int, seed: int, count: int) -> dict[s
             zn.append((h - mean) / std)
             zp.append((hx - mean) / std)
             zt.append((d - mean) / std)
+            zf.append((full.distances(trs[comp][foreign], config.variant) - mean) / std)
         arrays[f"{sec}|normal"] = np.stack(zn)
+        arrays[f"{sec}|foreign"] = np.stack(zf)
         arrays[f"{sec}|pseudo"] = np.stack(zp)
         arrays[f"{sec}|test"] = np.stack(zt)
         arrays[f"{sec}|kinds"] = np.asarray([p.kind for p in _plan_items(train, sec, count,
@@ -99,12 +107,44 @@ def section_scores(out: Path, fam: str, n: int, seed: int, count: int) -> dict[s
     return {"train": train, "test": test, **arrays}
 
 
+def _foreign_rows(train: Sequence[Any], sec: str, seed: int, per_group: int = 24) -> np.ndarray:
+    """Normal training clips of OTHER sections: up to `per_group` of the same machine type and
+    as many of other machine types (a deterministic draw per section)."""
+    from edge_agent.pseudo import section_seed
+
+    rng = np.random.default_rng(section_seed(sec, seed + 1))
+    machine = sec.split("_section_")[0]
+    same = [i for i, c in enumerate(train) if c.section_id != sec and c.machine == machine
+            and c.label != "anomaly"]
+    other = [i for i, c in enumerate(train) if c.machine != machine and c.label != "anomaly"]
+    pick = [rng.permutation(g)[:per_group] for g in (same, other) if g]
+    return np.concatenate(pick).astype(np.intp) if pick else np.zeros(0, np.intp)
+
+
 def _plan_items(train: Sequence[Any], sec: str, count: int, seed: int) -> list[Any]:
     return q.pseudo_plans(train, count, seed)[sec][1]
 
 
 Rule = Callable[[np.ndarray, np.ndarray], np.ndarray]
 """(normal z (C, n), pseudo z (C, m)) -> weights (C,)."""
+
+
+def ORACLE(zn: np.ndarray, zp: np.ndarray) -> np.ndarray:  # noqa: N802
+    """Marker: hindsight, per section the candidate weighting with the best TEST AUC (not a
+    method: the ceiling any rule over these candidates could reach)."""
+    raise NotImplementedError
+
+
+def _oracle(cell: dict[str, Any], sec: str) -> np.ndarray:
+    from edge_agent.fusion import auc, candidates
+
+    test = cell["test"]
+    idx = cell[f"{sec}|test_idx"]
+    lab = np.array([test[i].is_anomaly for i in idx])
+    zt = cell[f"{sec}|test"]
+    best = max(candidates(3, 0), key=lambda w: auc((np.asarray(w) @ zt)[~lab],
+                                                   (np.asarray(w) @ zt)[lab]))
+    return np.asarray(best)
 
 
 def rules() -> dict[str, Rule]:
@@ -115,6 +155,7 @@ def rules() -> dict[str, Rule]:
         "bands": lambda zn, zp: np.array([0.0, 1.0, 0.0]),
         "rhythm": lambda zn, zp: np.array([0.0, 0.0, 1.0]),
         "fixed": lambda zn, zp: np.array([1.0, 1.0, 1.0]),
+        "oracle": ORACLE,
     }
     for lam in SHRINKS:
         out[f"pseudo@{lam:g}"] = (lambda lam: lambda zn, zp: np.asarray(
@@ -122,8 +163,8 @@ def rules() -> dict[str, Rule]:
     return out
 
 
-def score_rule(cell: dict[str, Any], rule: Rule, kinds_keep: set[str] | None = None) -> dict[
-        str, Any]:
+def score_rule(cell: dict[str, Any], rule: Rule, kinds_keep: set[str] | None = None,
+               foreign: str = "off") -> dict[str, Any]:
     """The rule's test scores -> harmonic means (quality.summary) and per-section weights."""
     test = cell["test"]
     scores = np.full(len(test), np.nan)
@@ -136,7 +177,14 @@ def score_rule(cell: dict[str, Any], rule: Rule, kinds_keep: set[str] | None = N
         if kinds_keep is not None:
             keep = np.isin(cell[f"{sec}|kinds"], sorted(kinds_keep))
             zp = zp[:, keep]
-        w = rule(zn, zp)
+        if foreign == "only":
+            zp = cell[f"{sec}|foreign"]
+        elif foreign == "add":
+            zp = np.concatenate([zp, cell[f"{sec}|foreign"]], axis=1)
+        if rule is ORACLE:
+            w = _oracle(cell, sec)
+        else:
+            w = rule(zn, zp)
         weights[sec] = w
         scores[cell[f"{sec}|test_idx"]] = w @ cell[f"{sec}|test"]
     res = q.summary(test, scores)
@@ -154,6 +202,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--count", type=int, default=48, help="pseudo-anomalies per section")
     ap.add_argument("--kinds", default=None,
                     help="only these pseudo-anomaly kinds (comma-separated; default: all)")
+    ap.add_argument("--foreign", choices=("off", "only", "add"), default="off",
+                    help="other sections' normal clips as pseudo-anomalies: not at all, instead "
+                    "of the perturbed copies, or in addition")
+    ap.add_argument("--system", default="default",
+                    help="whose trained models (a benchmarks/quality.py system that trains)")
     args = ap.parse_args(argv)
     from model_build import quiet
 
@@ -170,20 +223,23 @@ def main(argv: list[str] | None = None) -> int:
         for n in sizes:
             for seed in seeds:
                 try:
-                    cell = section_scores(args.out, fam, n, seed, args.count)
+                    cell = section_scores(args.out, fam, n, seed, args.count, args.system)
                 except FileNotFoundError as exc:
                     print(f"skip {fam} n={n} s{seed}: {exc}", file=sys.stderr)
                     continue
                 for name, rule in rs.items():
-                    r = score_rule(cell, rule, keep)
+                    r = score_rule(cell, rule, keep, args.foreign)
                     res[name].setdefault(fam, {}).setdefault(n, []).append(100 * r["auc"]["mixed"])
                     if name.startswith("pseudo@"):
                         weights.setdefault(name, {}).setdefault(fam, []).extend(
                             r["weights"].values())
     text = report(res, fams, sizes, weights)
     print(text)
-    (args.out / "fusion_study.md").write_text(text + "\n")
-    (args.out / "fusion_study.json").write_text(json.dumps(
+    tag = "" if args.system == "default" else f"_{args.system}"
+    tag += "" if args.foreign == "off" else f"_foreign-{args.foreign}"
+    tag += "" if not args.kinds else "_kinds-" + args.kinds.replace(",", "-")
+    (args.out / f"fusion_study{tag}.md").write_text(text + "\n")
+    (args.out / f"fusion_study{tag}.json").write_text(json.dumps(
         {r: {f: {str(n): v for n, v in d.items()} for f, d in fam.items()}
          for r, fam in res.items()}, indent=1))
     return 0

@@ -460,13 +460,16 @@ def report(results: dict[str, Any], families: Sequence[str], sizes: Sequence[int
 
 def real_smoke(out: Path, results_seed_run: Path | None) -> str:
     """The shipped system's components on the real DCASE 2023 sample clips: per machine type,
-    the backend fitted on its two training clips scores its test clips. Too few clips for AUC
-    claims: it shows that real audio (12 s clips included) goes through every stage."""
+    the backend fitted on its two training clips (weights decided from their pseudo-anomalies,
+    as export does) scores its test clips. Too few clips for AUC claims: it shows that real
+    audio (12 s clips included) goes through every stage."""
     folder = REAL / "dcase2023-dev-mixed"
     if not folder.is_dir():
         return "real clips: not available (../shared/data/real absent), skipped"
+    from edge_agent.frontend import DEFAULT_SPEC
+    from model_build.baseline import ClassicalEmbedder
     from model_build.data import scan
-    from model_build.evaluate import backend_scores, split_clips
+    from model_build.evaluate import backend_scores, joined_waves, pseudo_sets, split_clips
 
     root = out / "real"
     for f in sorted(folder.glob("*.wav")):
@@ -478,18 +481,25 @@ def real_smoke(out: Path, results_seed_run: Path | None) -> str:
     train, test = split_clips(scan([root]))
     cls = classical_embeddings(out, "real", [*train, *test], "classical")
     trs, tes = [c[: len(train)] for c in cls], [c[len(train):] for c in cls]
+    classical = ClassicalEmbedder(DEFAULT_SPEC)
+    config = BackendConfig()
     if results_seed_run is not None:
         from model_build.runs import load_run
 
         r = load_run(results_seed_run)
         trs = list(r.embed_clips(train)) + trs
         tes = list(r.embed_clips(test)) + tes
+        pseudo = pseudo_sets(joined_waves(r, classical), train, r.spec, config)
+    else:
+        pseudo = pseudo_sets(classical.embed_waves, train, DEFAULT_SPEC, config)
     kinds = ["model"] * (len(trs) - len(cls)) + ["bands", "rhythm"]
-    bs = backend_scores(trs, train, tes, test, BackendConfig(), view_weights(kinds))
-    rows = ["| clip | label | score | threshold |", "|---|---|---|---|"]
+    bs = backend_scores(trs, train, tes, test, config, view_weights(kinds), pseudo, kinds)
+    rows = ["| clip | label | score | threshold | weights (model / bands / rhythm) |",
+            "|---|---|---|---|---|"]
     for c, s in zip(test, bs.scores, strict=True):
+        w = " / ".join(f"{x.weight:.2f}" for x in bs.backends[c.section_id].components)
         rows.append(f"| {c.machine}/{c.path.name} | {c.label} | {s:.2f} | "
-                    f"{bs.thresholds[c.section_id]:.2f} |")
+                    f"{bs.thresholds[c.section_id]:.2f} | {w} |")
     return "\n".join(rows)
 
 

@@ -34,6 +34,10 @@ from numpy.typing import NDArray
 LEVELS = (0.0, 0.5, 1.0)
 """Weights a group can take (relative to the largest)."""
 ANCHOR_KIND = "model"
+MIN_NORMAL = 8
+"""Fewer held-out normal clips than this decide nothing: an AUC over a handful of clips is
+noise, and the section keeps the anchor alone (the learned model), or equal weights when it
+has no learned model."""
 
 
 @dataclass(frozen=True)
@@ -112,7 +116,10 @@ def choose_weights(
     anchor = groups.index(ANCHOR_KIND) if ANCHOR_KIND in groups else None
     sep = tuple(auc(n, p) for n, p in zip(g_norm, g_pseudo, strict=True))
     best: tuple[float, tuple[float, ...], float] | None = None
-    for w in candidates(len(groups), anchor):
+    pool = candidates(len(groups), anchor)
+    if g_norm[0].size < MIN_NORMAL:
+        pool = [pool[0]] if anchor is not None else [tuple(1.0 for _ in groups)]
+    for w in pool:
         fused_n = sum(x * s for x, s in zip(w, g_norm, strict=True))
         fused_p = sum(x * s for x, s in zip(w, g_pseudo, strict=True))
         a = auc(np.asarray(fused_n), np.asarray(fused_p))

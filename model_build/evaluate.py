@@ -552,7 +552,7 @@ def evaluate_embedder(
         cls = (list(c_tr) if isinstance(c_tr, list) else [c_tr],
                list(c_te) if isinstance(c_te, list) else [c_te])
         if per_section and spec is not None and hasattr(classical, "embed_waves"):
-            both = _joined_waves(embedder, classical)
+            both = joined_waves(embedder, classical)
             pseudo = pseudo_sets(both, train, spec, config)
     text, payload = evaluate_embeddings(
         np.asarray(tr), train, np.asarray(te), test, config, out_dir, plots, cls, method,
@@ -562,7 +562,7 @@ def evaluate_embedder(
     return text, payload
 
 
-def _joined_waves(models: ClipEmbedder, classical: ClipEmbedder) -> EmbedBatch:
+def joined_waves(models: ClipEmbedder, classical: ClipEmbedder) -> EmbedBatch:
     """(M, samples) waves -> every model's (M, D) embeddings, then every classical one's."""
 
     def embed(waves: NDArray[np.float32]) -> list[NDArray[np.floating]]:

@@ -80,6 +80,18 @@ def test_shrink_keeps_the_model_unless_the_evidence_is_strong() -> None:
         choose_weights(normal[:2], pseudo, KINDS, shrink=0.0)
 
 
+def test_a_handful_of_clips_decides_nothing() -> None:
+    """Below MIN_NORMAL held-out clips an AUC is noise: the model alone (or, without a model,
+    equal weights) whatever the pseudo-anomalies say."""
+    from edge_agent.fusion import MIN_NORMAL
+
+    normal, pseudo = _scores(np.random.default_rng(8), [0.0, 3.0, 3.0], n=MIN_NORMAL - 1)
+    assert choose_weights(normal, pseudo, KINDS, shrink=0.0).weights == (1.0, 0.0, 0.0)
+    assert choose_weights(normal[1:], pseudo[1:], KINDS[1:], shrink=0.0).weights == (1.0, 1.0)
+    normal, pseudo = _scores(np.random.default_rng(8), [0.0, 3.0, 3.0], n=MIN_NORMAL)
+    assert choose_weights(normal, pseudo, KINDS, shrink=0.0).weights != (1.0, 0.0, 0.0)
+
+
 def test_the_models_of_an_ensemble_share_their_group_weight() -> None:
     rng = np.random.default_rng(5)
     normal, pseudo = _scores(rng, [1.5, 1.5, 0.0, 0.0])
