@@ -11,14 +11,14 @@ pseudo-anomalies and the standardised scores of the test clips, so that any weig
 is scored in milliseconds instead of a retraining.
 
 Rules: every single component (`model`, `bands`, `rhythm`), the fixed weights shipped before
-issue 19 (`fixed`: every kind weighs 1), and the per-section rule of edge_agent.fusion at
-several values of its one parameter `shrink` (`pseudo@0.02`...; `shrink` = AUC a weighting
-must gain on the pseudo-anomalies per unit of distance from the model alone).
+issue 19 (`fixed`: every kind weighs 1), the hindsight `oracle` (per section the weighting with
+the best TEST AUC: a ceiling, not a method), the per-section rule of edge_agent.fusion over
+its parameters (`lda@<anchor>/<ridge>`) and the grid-search rule tried first (`grid@<shrink>`).
 
-Leave-one-family-out: for every family F, `shrink` is chosen on the OTHER families (the value
-whose system is, on average over their sizes and seeds, furthest above the best single
-component of each cell) and reported on F, so the table shows what the choice would have
-given on a family it never saw. Test labels are only used to score; the rule itself sees
+Leave-one-family-out: for every family F, (anchor, ridge) is chosen on the OTHER families
+(the pair whose system is, on average over their sizes and seeds, furthest above the best
+single component of each cell) and reported on F, so the table shows what the choice would
+have given on a family it never saw. Test labels are only used to score; the rule itself sees
 normal training clips and their perturbed copies.
 """
 
@@ -35,9 +35,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import quality as q  # noqa: E402
+import quality as q
 
-SHRINKS = (0.0, 0.005, 0.01, 0.02, 0.03, 0.05, 0.08, 0.12, 0.2)
+SHIPPED_RIDGE = 0.5
 KINDS = ("model", "bands", "rhythm")
 
 
@@ -113,7 +113,7 @@ def _foreign_rows(train: Sequence[Any], sec: str, seed: int, per_group: int = 24
     from edge_agent.pseudo import section_seed
 
     rng = np.random.default_rng(section_seed(sec, seed + 1))
-    machine = sec.split("_section_")[0]
+    machine = sec.split("_section_", maxsplit=1)[0]
     same = [i for i, c in enumerate(train) if c.section_id != sec and c.machine == machine
             and c.label != "anomaly"]
     other = [i for i, c in enumerate(train) if c.machine != machine and c.label != "anomaly"]
@@ -129,25 +129,33 @@ Rule = Callable[[np.ndarray, np.ndarray], np.ndarray]
 """(normal z (C, n), pseudo z (C, m)) -> weights (C,)."""
 
 
-def ORACLE(zn: np.ndarray, zp: np.ndarray) -> np.ndarray:  # noqa: N802
+def ORACLE(zn: np.ndarray, zp: np.ndarray) -> np.ndarray:
     """Marker: hindsight, per section the candidate weighting with the best TEST AUC (not a
     method: the ceiling any rule over these candidates could reach)."""
     raise NotImplementedError
 
 
 def _oracle(cell: dict[str, Any], sec: str) -> np.ndarray:
-    from edge_agent.fusion import auc, candidates
+    import itertools
+
+    from edge_agent.fusion import auc
 
     test = cell["test"]
     idx = cell[f"{sec}|test_idx"]
     lab = np.array([test[i].is_anomaly for i in idx])
     zt = cell[f"{sec}|test"]
-    best = max(candidates(3, 0), key=lambda w: auc((np.asarray(w) @ zt)[~lab],
-                                                   (np.asarray(w) @ zt)[lab]))
-    return np.asarray(best)
+    cands = [np.asarray(w) for w in itertools.product((0.0, 0.5, 1.0), repeat=3) if max(w) > 0]
+    return max(cands, key=lambda w: auc((w @ zt)[~lab], (w @ zt)[lab]))
+
+
+ANCHORS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.7, 1.0)
+RIDGES = (0.1, 0.5, 2.0)
 
 
 def rules() -> dict[str, Rule]:
+    """Every rule compared: single components, fixed, the hindsight oracle, the shipped
+    discriminant rule over its parameter grid (`lda@anchor/ridge`), and the grid-search rule
+    tried first (`grid@shrink`, kept here as what did not help)."""
     from edge_agent.fusion import choose_weights
 
     out: dict[str, Rule] = {
@@ -157,10 +165,43 @@ def rules() -> dict[str, Rule]:
         "fixed": lambda zn, zp: np.array([1.0, 1.0, 1.0]),
         "oracle": ORACLE,
     }
-    for lam in SHRINKS:
-        out[f"pseudo@{lam:g}"] = (lambda lam: lambda zn, zp: np.asarray(
-            choose_weights(list(zn), list(zp), KINDS, lam).weights))(lam)
+    for ridge in RIDGES:
+        for anchor in ANCHORS:
+            out[f"lda@{anchor:g}/{ridge:g}"] = _lda_rule(choose_weights, anchor, ridge)
+    for lam in (0.0, 0.01, 0.02, 0.05):
+        out[f"grid@{lam:g}"] = _grid_rule(lam)
     return out
+
+
+def _lda_rule(choose: Any, anchor: float, ridge: float) -> Rule:
+    def rule(zn: np.ndarray, zp: np.ndarray) -> np.ndarray:
+        return np.asarray(choose(list(zn), list(zp), KINDS, anchor, ridge).weights)
+
+    return rule
+
+
+def _grid_rule(lam: float) -> Rule:
+    """The first rule tried: each group at 0, 1/2 or 1 (largest 1), the weighting with the
+    best pseudo-anomaly AUC minus `lam` per unit of distance from the model alone."""
+    import itertools
+
+    from edge_agent.fusion import auc
+
+    cands: dict[tuple[float, ...], None] = {(1.0, 0.0, 0.0): None}
+    for w in itertools.product((0.0, 0.5, 1.0), repeat=3):
+        if max(w) > 0:
+            cands[tuple(x / max(w) for x in w)] = None
+
+    def rule(zn: np.ndarray, zp: np.ndarray) -> np.ndarray:
+        best, best_v = np.array([1.0, 0.0, 0.0]), -1.0
+        for w in cands:
+            a = np.asarray(w)
+            v = auc(a @ zn, a @ zp) - lam * float(np.abs(a - [1.0, 0.0, 0.0]).sum())
+            if v > best_v + 1e-12:
+                best, best_v = a, v
+        return best
+
+    return rule
 
 
 def score_rule(cell: dict[str, Any], rule: Rule, kinds_keep: set[str] | None = None,
@@ -230,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
                 for name, rule in rs.items():
                     r = score_rule(cell, rule, keep, args.foreign)
                     res[name].setdefault(fam, {}).setdefault(n, []).append(100 * r["auc"]["mixed"])
-                    if name.startswith("pseudo@"):
+                    if name.startswith("lda@") and name.endswith(f"/{SHIPPED_RIDGE:g}"):
                         weights.setdefault(name, {}).setdefault(fam, []).extend(
                             r["weights"].values())
     text = report(res, fams, sizes, weights)
@@ -254,7 +295,7 @@ def lofo(res: dict[str, dict[str, dict[int, list[float]]]], fams: Sequence[str],
          sizes: Sequence[int]) -> dict[str, str]:
     """Per held-out family: the pseudo rule chosen on the others (largest mean margin over
     the best single component, per size and seed)."""
-    cands = [r for r in res if r.startswith("pseudo@")]
+    cands = [r for r in res if r.startswith("lda@")]
 
     def margin(rule: str, fam: str) -> float:
         vals = []
@@ -280,6 +321,8 @@ def report(res: dict[str, dict[str, dict[int, list[float]]]], fams: Sequence[str
                   "| rule | " + " | ".join(fams) + " | mean | worst |",
                   "|---|" + "---|" * (len(fams) + 2)]
         for rule in res:
+            if rule.startswith("lda@") and not rule.endswith(f"/{SHIPPED_RIDGE:g}"):
+                continue  # the other ridges: in the JSON and the LOFO choice, not the table
             cells, means = [], []
             for fam in fams:
                 v = res[rule].get(fam, {}).get(n)
@@ -292,8 +335,8 @@ def report(res: dict[str, dict[str, dict[int, list[float]]]], fams: Sequence[str
                 lines.append(f"| {rule} | " + " | ".join(cells) +
                              f" | {np.mean(means):.1f} | {np.min(means):.1f} |")
     chosen = lofo(res, fams, sizes)
-    lines += ["", "leave-one-family-out: shrink chosen on the other families, reported on the "
-              "held-out one (mixed AUC, mean over sizes " + ",".join(map(str, sizes)) + ")", "",
+    lines += ["", "leave-one-family-out: anchor and ridge chosen on the other families, "
+              "reported on the held-out one (mixed AUC, mean over sizes " + ",".join(map(str, sizes)) + ")", "",
               "| held-out family | chosen | system | model | bands | rhythm | fixed | "
               "system - model | system - best single |", "|---|---|---|---|---|---|---|---|---|"]
     for fam in fams:

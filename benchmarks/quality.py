@@ -44,7 +44,7 @@ import numpy as np
 from edge_agent.backend import PAPER_BACKEND, BackendConfig, view_weights
 from edge_agent.classical import DEFAULT_CLASSICAL
 
-FAMILIES = ("harmonic", "broadband", "cyclic")
+FAMILIES = ("harmonic", "broadband", "cyclic", "random", "texture")
 SIZES = (10, 30, 100, 300)
 DEFAULT_SIZE = 100
 SEEDS = (0, 1, 2)
@@ -371,12 +371,13 @@ def run_system(out: Path, family: str, size: int, seed: int, name: str, view: Pa
         return dict(json.loads(cell.read_text()))
     t = time.perf_counter()
     info: dict[str, Any] = {}
+    kinds: list[str] = []
     if recipe is None:
         emb = classical_embeddings(out, family, [*train, *test], "floor")[0]
         trs, tes = [emb[: len(train)]], [emb[len(train):]]
         config = replace(PAPER_BACKEND, seed=seed)
     else:
-        trs, tes, kinds = [], [], []
+        trs, tes = [], []
         if recipe.n_runs:
             tr, te, info = learned_embeddings(out, family, size, seed, recipe, view, train, test)
             trs, tes, kinds = list(tr), list(te), ["model"] * len(tr)
@@ -396,7 +397,8 @@ def run_system(out: Path, family: str, size: int, seed: int, name: str, view: Pa
         pseudo = {sec: PseudoSet([*lrn, *[cls[i] for i in wanted]], origins)
                   for sec, (origins, lrn, cls) in feats.items()}
     bs = backend_scores(trs, train, tes, test, config,
-                        view_weights(kinds) if recipe is not None else None, pseudo, kinds)
+                        view_weights(kinds) if recipe is not None else None, pseudo,
+                        kinds if recipe is not None else None)
     result = {**summary(test, bs.scores), "info": info,
               "score_s": time.perf_counter() - t,
               "weights": {sec: [round(c.weight, 4) for c in b.components]

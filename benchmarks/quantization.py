@@ -26,9 +26,9 @@ from edge_agent.bundle import QUANTIZE_MODES
 from model_build.baseline import ClassicalEmbedder
 from model_build.data import scan
 from model_build.evaluate import (
-    joined_waves,
     backend_scores,
     evaluate_scores,
+    joined_waves,
     pseudo_sets,
     split_clips,
 )

@@ -103,9 +103,13 @@ class BackendConfig:
     weighting: Weighting = "pseudo"
     """Component weights: decided per section from held-out normal clips against
     pseudo-anomalies ("pseudo", edge_agent.fusion), or the ones the caller gives ("fixed")."""
-    shrink: float = 0.02
-    """"pseudo": AUC a weighting must gain per unit of distance from the learned model alone
-    (BENCHMARKS.md "Fusion decided per section": chosen leave-one-family-out)."""
+    anchor: float = 0.3
+    """"pseudo": how much of the learned model alone is blended into the per-section
+    discriminant weights (0: none, 1: the model alone; BENCHMARKS.md "Fusion decided per
+    section": chosen leave-one-family-out)."""
+    ridge: float = 0.5
+    """"pseudo": ridge added to the covariance of the standardised scores in the discriminant
+    (a few dozen clips estimate it)."""
     pseudo_count: int = 48
     """"pseudo": pseudo-anomalies per section (edge_agent.pseudo.DEFAULT_COUNT)."""
 
@@ -127,13 +131,19 @@ class BackendConfig:
             raise BackendError(f"backend density_k: expected >= 0, got {self.density_k}")
         if self.folds < 2:
             raise BackendError(f"backend folds: expected >= 2, got {self.folds}")
+        self._check_weighting()
+
+    def _check_weighting(self) -> None:
+        """The per-section weighting's fields (`weighting`, `anchor`, `ridge`, `pseudo_count`)."""
         if self.weighting not in WEIGHTINGS:
             raise BackendError(
                 f"backend weighting: expected one of {WEIGHTINGS}, got {self.weighting!r}"
             )
-        if not (isinstance(self.shrink, int | float) and np.isfinite(self.shrink)
-                and self.shrink >= 0):
-            raise BackendError(f"backend shrink: expected a number >= 0, got {self.shrink!r}")
+        if not (isinstance(self.anchor, int | float) and 0.0 <= self.anchor <= 1.0):
+            raise BackendError(f"backend anchor: expected a number in [0, 1], got {self.anchor!r}")
+        if not (isinstance(self.ridge, int | float) and np.isfinite(self.ridge)
+                and self.ridge >= 0):
+            raise BackendError(f"backend ridge: expected a number >= 0, got {self.ridge!r}")
         if self.pseudo_count < 0:
             raise BackendError(f"backend pseudo_count: expected >= 0, got {self.pseudo_count}")
 
@@ -688,7 +698,7 @@ def fit_section(
     if decide and kinds is not None:
         z = [(h - c.mean) / c.std for c, h in zip(comps, held, strict=True)]
         zx = [(h - c.mean) / c.std for c, h in zip(comps, held_x, strict=True)]
-        choice = choose_weights(z, zx, kinds, config.shrink)
+        choice = choose_weights(z, zx, kinds, config.anchor, config.ridge)
         comps = [replace(c, weight=x) for c, x in zip(comps, choice.weights, strict=True)]
     fused = fuse([c.weight * (h - c.mean) / c.std for c, h in zip(comps, held, strict=True)],
                  config.fusion)

@@ -10,34 +10,37 @@ in a plant, so the decision has to come from normal clips alone:
    backend that never saw it: `backend.cross_fit_scores`), standardised as the fit does;
 2. the same component's scores of pseudo-anomalies (edge_agent.pseudo: perturbed copies of the
    held-out clips, scored in the same fold), standardised alike;
-3. a small grid of candidate weightings (each GROUP of components, the learned models together
-   and each classical view, at 0, 1/2 or 1, rescaled so the largest is 1) is ranked by how well
-   the fused score separates held-out normal clips from pseudo-anomalies (AUC), minus a
-   penalty `shrink` per unit of distance from the anchor, the learned model alone.
+3. per GROUP of components (the learned models together, each classical view), the weights of
+   a linear discriminant between the two: w = (S + ridge I)^-1 (mean pseudo - mean normal),
+   S the within-class covariance of the groups' scores. It gives a view weight in proportion
+   to how far it moves pseudo-anomalies beyond its own normal scatter, and takes the
+   correlation between views into account (a view that only repeats another's evidence adds little). Negative
+   weights are set to 0 (a view that scores pseudo-anomalies as MORE normal has nothing to
+   add to a sum of "more anomalous" scores) and the largest weight is scaled to 1;
+4. the result is blended with the anchor, the learned model alone: w = (1 - anchor) w_lda +
+   anchor (1, 0, ..., 0), rescaled to a largest weight of 1.
 
-The anchor and the penalty are what keep the rule honest: pseudo-anomalies are only a proxy
-for real faults, an AUC over ~40 + 48 scores carries a few points of noise, and the learned
-model is the component that held up best on data the project did not make (issue 19). So a
-classical view has to EARN its weight by a clear margin on this machine's own data, and a
-section where nothing beats the model by that margin scores with the model alone.
+The anchor and the ridge are what keep the rule honest: pseudo-anomalies are only a proxy for
+real faults and a discriminant over ~40 + 48 scores is noisy; the learned model is the
+component that held up best on data the project did not make (issue 19). A discriminant
+weight (closed form) was preferred to ranking a grid of weightings by their pseudo-anomaly
+AUC: the maximum over candidates picked noise and scored 0.4 points lower on the suite
+(BENCHMARKS.md "Fusion decided per section").
 """
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
 
-LEVELS = (0.0, 0.5, 1.0)
-"""Weights a group can take (relative to the largest)."""
 ANCHOR_KIND = "model"
 MIN_NORMAL = 8
-"""Fewer held-out normal clips than this decide nothing: an AUC over a handful of clips is
-noise, and the section keeps the anchor alone (the learned model), or equal weights when it
-has no learned model."""
+"""Fewer held-out normal clips than this decide nothing: a discriminant over a handful of
+clips is noise, and the section keeps the anchor alone (the learned model), or equal weights
+when it has no learned model."""
 
 
 @dataclass(frozen=True)
@@ -78,24 +81,27 @@ def groups_of(kinds: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(kinds))
 
 
-def candidates(n_groups: int, anchor: int | None) -> list[tuple[float, ...]]:
-    """Every weighting of the groups on LEVELS, rescaled so its largest weight is 1, without
-    duplicates; the anchor alone (when there is one) comes first, so it wins ties."""
-    seen: dict[tuple[float, ...], None] = {}
-    if anchor is not None:
-        seen[tuple(1.0 if g == anchor else 0.0 for g in range(n_groups))] = None
-    for w in itertools.product(LEVELS, repeat=n_groups):
-        top = max(w)
-        if top > 0:
-            seen[tuple(round(x / top, 6) for x in w)] = None
-    return list(seen)
+def discriminant(normal: NDArray[np.float64], pseudo: NDArray[np.float64],
+                 ridge: float) -> NDArray[np.float64]:
+    """(G,) non-negative discriminant weights of G score rows, largest 1 (all 0 when no row
+    moves pseudo-anomalies up). `normal` (G, n), `pseudo` (G, m)."""
+    diff = pseudo.mean(axis=1) - normal.mean(axis=1)
+    # within-class covariance: the scatter of each class around its own mean, not the
+    # distance between the classes (which would penalise exactly the view that separates)
+    within = 0.5 * (np.atleast_2d(np.cov(normal)) + np.atleast_2d(np.cov(pseudo)))
+    cov = within + ridge * np.eye(normal.shape[0])
+    w = np.maximum(np.linalg.solve(cov, diff), 0.0)
+    top = float(w.max())
+    out: NDArray[np.float64] = w / top if top > 0 else np.zeros_like(w)
+    return out
 
 
 def choose_weights(
     normal: Sequence[NDArray[np.floating]],
     pseudo: Sequence[NDArray[np.floating]],
     kinds: Sequence[str],
-    shrink: float,
+    anchor: float,
+    ridge: float,
 ) -> Choice:
     """The weighting of the module docstring.
 
@@ -106,32 +112,32 @@ def choose_weights(
     if not (len(normal) == len(pseudo) == len(kinds)) or not kinds:
         raise ValueError(f"fusion: {len(normal)} normal, {len(pseudo)} pseudo score sets for "
                          f"{len(kinds)} components")
-    if shrink < 0:
-        raise ValueError(f"fusion shrink: expected >= 0, got {shrink}")
+    if not 0.0 <= anchor <= 1.0:
+        raise ValueError(f"fusion anchor: expected a number in [0, 1], got {anchor}")
+    if ridge < 0:
+        raise ValueError(f"fusion ridge: expected >= 0, got {ridge}")
     groups = groups_of(kinds)
     members = [[i for i, k in enumerate(kinds) if k == g] for g in groups]
     # a group's score: its members' mean (an ensemble votes once)
-    g_norm = [np.mean([np.asarray(normal[i], np.float64) for i in m], axis=0) for m in members]
-    g_pseudo = [np.mean([np.asarray(pseudo[i], np.float64) for i in m], axis=0) for m in members]
-    anchor = groups.index(ANCHOR_KIND) if ANCHOR_KIND in groups else None
+    g_norm = np.stack([np.mean([np.asarray(normal[i], np.float64) for i in m], axis=0)
+                       for m in members])
+    g_pseudo = np.stack([np.mean([np.asarray(pseudo[i], np.float64) for i in m], axis=0)
+                         for m in members])
+    base = (np.asarray([1.0 if g == ANCHOR_KIND else 0.0 for g in groups])
+            if ANCHOR_KIND in groups else np.ones(len(groups)))
     sep = tuple(auc(n, p) for n, p in zip(g_norm, g_pseudo, strict=True))
-    best: tuple[float, tuple[float, ...], float] | None = None
-    pool = candidates(len(groups), anchor)
-    if g_norm[0].size < MIN_NORMAL:
-        pool = [pool[0]] if anchor is not None else [tuple(1.0 for _ in groups)]
-    for w in pool:
-        fused_n = sum(x * s for x, s in zip(w, g_norm, strict=True))
-        fused_p = sum(x * s for x, s in zip(w, g_pseudo, strict=True))
-        a = auc(np.asarray(fused_n), np.asarray(fused_p))
-        dist = sum(abs(x - (1.0 if g == anchor else 0.0)) for g, x in enumerate(w)) \
-            if anchor is not None else 0.0
-        value = a - shrink * dist
-        if best is None or value > best[0] + 1e-12:
-            best = (value, w, a)
-    assert best is not None
-    _, gw, fused_auc = best
+    if g_norm.shape[1] < MIN_NORMAL or g_pseudo.shape[1] < 2:
+        gw = base
+    else:
+        w = discriminant(g_norm, g_pseudo, ridge)
+        if not w.any():
+            w = base
+        gw = (1.0 - anchor) * w + anchor * base
+        gw = gw / gw.max()
+    gw = np.round(gw, 6)
     weights = [0.0] * len(kinds)
     for g, m in enumerate(members):
         for i in m:
-            weights[i] = gw[g] / len(m)
-    return Choice(tuple(weights), tuple(groups), tuple(gw), sep, fused_auc)
+            weights[i] = float(gw[g]) / len(m)
+    fused = auc(gw @ g_norm, gw @ g_pseudo)
+    return Choice(tuple(weights), tuple(groups), tuple(float(x) for x in gw), sep, fused)
