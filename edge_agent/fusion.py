@@ -14,9 +14,9 @@ in a plant, so the decision has to come from normal clips alone:
    a linear discriminant between the two: w = (S + ridge I)^-1 (mean pseudo - mean normal),
    S the within-class covariance of the groups' scores. It gives a view weight in proportion
    to how far it moves pseudo-anomalies beyond its own normal scatter, and takes the
-   correlation between views into account (a view that only repeats another's evidence adds little). Negative
-   weights are set to 0 (a view that scores pseudo-anomalies as MORE normal has nothing to
-   add to a sum of "more anomalous" scores) and the largest weight is scaled to 1;
+   correlation between views into account (a view that only repeats another's evidence adds
+   little). Negative weights are set to 0 (a view that scores pseudo-anomalies as MORE normal
+   has nothing to add to a sum of "more anomalous" scores); the largest weight is scaled to 1;
 4. the result is blended with the anchor, the learned model alone: w = (1 - anchor) w_lda +
    anchor (1, 0, ..., 0), rescaled to a largest weight of 1.
 
