@@ -11,12 +11,12 @@ interrupted run resumes):
 
 1. writes a synthetic data set (`model_build.synth`, harmonic family, one section per kind of
    domain shift);
-2. trains one network per system of the selected tables (`model_build.train.train_run`):
+2. trains one network per system of the selected tables (`model_build.training.train.train_run`):
    Table 3 bias terms x trainable centres, Table 4 spectrum / log-mel / spectrogram alone and
    their embeddings added while training (`ModelConfig.combine="add"`), Table 5 without
    temporal normalisation; "paper" is the paper's network (the last column of Tables 3-5);
    Table 4's "concatenate after training" joins the spectrum-only and spectrogram-only
-   networks' embeddings (`model_build.runs.ConcatenatedRuns` does the same for `evaluate`);
+   networks' embeddings (`model_build.training.runs.ConcatenatedRuns` does the same for `evaluate`);
 3. scores every system with the paper's backend (`PAPER_BACKEND`: k-means + target clips,
    cosine distance), and for Table 6 the paper network with the cosine and the GMM backend,
    each from the source model, the target model, their sum, and the joint model;
@@ -103,7 +103,7 @@ def trained_needed(tables: Sequence[str]) -> list[str]:
 
 
 def ensure_data(args: argparse.Namespace) -> Path:
-    from model_build.synth import SynthConfig, generate
+    from model_build.synth.core import SynthConfig, generate
 
     root: Path = args.out / "data"
     done = root / ".complete"
@@ -119,8 +119,8 @@ def ensure_data(args: argparse.Namespace) -> Path:
 
 def train_system(name: str, data: Path, args: argparse.Namespace) -> Path:
     """The paper's network (`PAPER_MODEL`: no FeatEx) at --width, one switch changed."""
-    from model_build.model import PAPER_MODEL
-    from model_build.train import TrainConfig, train_run
+    from model_build.training.model import PAPER_MODEL
+    from model_build.training.train import TrainConfig, train_run
 
     run: Path = args.out / "runs" / name
     cfg = replace(PAPER_MODEL, width=args.width, **TRAINED[name])
@@ -136,7 +136,7 @@ def embeddings(name: str, run: Path, train: list[Any], test: list[Any],
     if cache.exists():
         z = np.load(cache)
         return z["train"], z["test"]
-    from model_build.runs import load_run
+    from model_build.training.runs import load_run
 
     r = load_run(run)
     tr, te = r.embed_clips(train)[0], r.embed_clips(test)[0]
@@ -146,7 +146,7 @@ def embeddings(name: str, run: Path, train: list[Any], test: list[Any],
 
 
 def summary(test: list[Any], scores: np.ndarray) -> dict[str, dict[str, float | None]]:
-    from model_build.evaluate import evaluate_scores
+    from model_build.evaluation.evaluate import evaluate_scores
 
     sm = evaluate_scores(test, scores).summary
     return {"auc": dict(sm.auc), "pauc": dict(sm.pauc)}
@@ -155,10 +155,10 @@ def summary(test: list[Any], scores: np.ndarray) -> dict[str, dict[str, float | 
 def score_all(tables: Sequence[str], embs: dict[str, tuple[np.ndarray, np.ndarray]],
               train: list[Any], test: list[Any]) -> dict[str, dict[str, Any]]:
     """system -> harmonic means (paper view), every system scored by the paper's backend."""
-    from edge_agent.backend import COSINE_VARIANTS, PAPER_BACKEND
     from edge_agent.errors import choice
-    from model_build.evaluate import backend_scores
-    from model_build.gmm import gmm_scores
+    from edge_agent.scoring.backend import COSINE_VARIANTS, PAPER_BACKEND
+    from model_build.evaluation.evaluate import backend_scores
+    from model_build.evaluation.gmm import gmm_scores
 
     out: dict[str, dict[str, Any]] = {}
     for s in systems_of(tables):
@@ -235,8 +235,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     quiet.configure(verbose=False)
     quiet.tensorflow()
-    from model_build.data import scan
-    from model_build.evaluate import split_clips
+    from model_build.data.dataset import scan
+    from model_build.evaluation.evaluate import split_clips
 
     args = parse(argv)
     tables = [t.strip() for t in args.tables.split(",") if t.strip()]

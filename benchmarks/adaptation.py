@@ -11,9 +11,9 @@ clips are the enrolment pool, its test clips the evaluation).
    references (what a site has before anyone calibrated). Then, per section, the real
    `edge-agent calibrate --files` with the section's ten target-domain training clips, once per
    threshold rule (max = default, target). AUC/pAUC per domain (paper view, harmonic mean over
-   sections, `model_build.evaluate.evaluate_scores` / `model_build.metrics`) on ROOT's test
-   clips before vs after, and the decision threshold's false-alarm rate (normal test clips
-   above it) and detection rate (anomalous test clips above it) per domain.
+   sections, `model_build.evaluation.evaluate.evaluate_scores` / `model_build.evaluation.metrics`)
+   on ROOT's test clips before vs after, and the decision threshold's false-alarm rate (normal test
+   clips above it) and detection rate (anomalous test clips above it) per domain.
 2. Enrolment. For N in --ns and --draws random draws of N clips from HROOT's training clips:
    the real `edge-agent enrol --files`, then AUC/pAUC on HROOT's test clips, and the threshold
    (mean, std over draws) with its false-alarm rate on held-out normal clips (the training
@@ -21,7 +21,7 @@ clips are the enrolment pool, its test clips the evaluation).
    separately) and detection rate on the anomalous test clips.
 
 Scores are the device path's: every test clip is embedded once with the bundle's TFLite model
-(`edge_agent.scorer.Scorer.embed`, numpy frontend, `load_clip`), and each bundle version's
+(`edge_agent.runtime.scorer.Scorer.embed`, numpy frontend, `load_clip`), and each bundle version's
 backend scores that embedding (`Scorer.score` = `score_embedding(embed(wave))`; calibration
 and enrolment never change the model, only the backend).
 """
@@ -39,11 +39,12 @@ from typing import Any
 
 import numpy as np
 
-from edge_agent.audio import load_clip
-from edge_agent.bundle import load_bundle
-from edge_agent.scorer import Scorer, stack_embeddings
-from model_build.data import Clip, scan
-from model_build.evaluate import evaluate_scores
+from edge_agent.audio.files import load_clip
+from edge_agent.bundle.load import load_bundle
+from edge_agent.runtime.scorer import Scorer, stack_embeddings
+from model_build.data.clip import Clip
+from model_build.data.dataset import scan
+from model_build.evaluation.evaluate import evaluate_scores
 
 BIN = Path(sys.executable).parent
 

@@ -7,7 +7,7 @@ benchmarks/quantization.py --out writes them, or any bundles to compare, e.g. en
 different sizes). Every measurement runs in its own child process so that peak RSS
 (`ru_maxrss`) is that of a process that only scores: TFLite children import edge_agent only
 (no TensorFlow), the Keras child imports TensorFlow and the run. Per window: numpy frontend
-(framed pocketfft STFT + full-clip FFT, edge_agent/fft.py), inference of every model,
+(framed pocketfft STFT + full-clip FFT, edge_agent/scoring/fft.py), inference of every model,
 classical components (band statistics, rhythm), backend (every component's references,
 densities, normalisers, fusion); median and p95 over `--windows` windows after 3 warm-up
 windows, for 1 and 2 threads. "CPU ms" is the scoring thread's CPU time per window
@@ -48,7 +48,7 @@ def _rss_mb() -> float:
 
 
 def child_tflite(bundle: str, threads: int, n: int) -> dict[str, Any]:
-    from edge_agent.scorer import ModelEmbedder, Scorer, WindowFeatures
+    from edge_agent.runtime.scorer import ModelEmbedder, Scorer, WindowFeatures
 
     s = Scorer.from_bundle(bundle, threads=threads)
     section = s.bundle.sections[0]
@@ -94,8 +94,8 @@ def child_keras(run: str, threads: int, n: int) -> dict[str, Any]:
 
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(1)
-    from edge_agent.frontend import DEFAULT_SPEC, spectrogram, spectrum
-    from model_build.runs import load_run
+    from edge_agent.scoring.frontend import DEFAULT_SPEC, spectrogram, spectrum
+    from model_build.training.runs import load_run
 
     model = load_run(run).models[0]
     parts: dict[str, list[float]] = {"frontend": [], "inference": [], "total": []}

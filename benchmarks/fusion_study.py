@@ -4,7 +4,7 @@
 
 Reads what `benchmarks/quality.py` cached under --out (the default recipe's trained models and
 embeddings per family, size and seed, the classical features) and adds the pseudo-anomalies'
-embeddings (edge_agent.pseudo, cached too: the trained run is reloaded once per cell). Per
+embeddings (edge_agent.scoring.pseudo, cached too: the trained run is reloaded once per cell). Per
 section and component it then computes, exactly as `edge_agent.backend.fit_section` does,
 the standardised cross-fitted scores of the normal training clips and of the
 pseudo-anomalies and the standardised scores of the test clips, so that any weighting rule
@@ -12,7 +12,7 @@ is scored in milliseconds instead of a retraining.
 
 Rules: every single component (`model`, `bands`, `rhythm`), the fixed weights shipped before
 issue 19 (`fixed`: every kind weighs 1), the hindsight `oracle` (per section the weighting with
-the best TEST AUC: a ceiling, not a method), the per-section rule of edge_agent.fusion over
+the best TEST AUC: a ceiling, not a method), the per-section rule of edge_agent.scoring.fusion over
 its parameters (`lda@<anchor>/<ridge>`) and the grid-search rule tried first (`grid@<shrink>`).
 
 Leave-one-family-out: for every family F, (anchor, ridge) is chosen on the OTHER families
@@ -53,9 +53,15 @@ def section_scores(out: Path, fam: str, n: int, seed: int, count: int,
     and test clips, cached. Follows backend.fit_section step by step."""
     from dataclasses import replace
 
-    from edge_agent.backend import BackendConfig, _spread, cross_fit_with_extra, fit_component
-    from model_build.data import scan
-    from model_build.evaluate import section_rows, split_clips
+    from edge_agent.scoring.backend import (
+        BackendConfig,
+        _spread,
+        cross_fit_with_extra,
+        fit_component,
+    )
+    from model_build.data.dataset import scan
+    from model_build.evaluation.evaluate import split_clips
+    from model_build.evaluation.scores import section_rows
 
     f = _cell_file(out, fam, n, seed, count, system)
     view = out / "views" / f"{fam}_n{n}"
@@ -110,7 +116,7 @@ def section_scores(out: Path, fam: str, n: int, seed: int, count: int,
 def _foreign_rows(train: Sequence[Any], sec: str, seed: int, per_group: int = 24) -> np.ndarray:
     """Normal training clips of OTHER sections: up to `per_group` of the same machine type and
     as many of other machine types (a deterministic draw per section)."""
-    from edge_agent.pseudo import section_seed
+    from edge_agent.scoring.pseudo import section_seed
 
     rng = np.random.default_rng(section_seed(sec, seed + 1))
     machine = sec.split("_section_", maxsplit=1)[0]
@@ -138,7 +144,7 @@ def ORACLE(zn: np.ndarray, zp: np.ndarray) -> np.ndarray:
 def _oracle(cell: dict[str, Any], sec: str) -> np.ndarray:
     import itertools
 
-    from edge_agent.fusion import auc
+    from edge_agent.scoring.fusion import auc
 
     test = cell["test"]
     idx = cell[f"{sec}|test_idx"]
@@ -156,7 +162,7 @@ def rules() -> dict[str, Rule]:
     """Every rule compared: single components, fixed, the hindsight oracle, the shipped
     discriminant rule over its parameter grid (`lda@anchor/ridge`), and the grid-search rule
     tried first (`grid@shrink`, kept here as what did not help)."""
-    from edge_agent.fusion import choose_weights
+    from edge_agent.scoring.fusion import choose_weights
 
     out: dict[str, Rule] = {
         "model": lambda zn, zp: np.array([1.0, 0.0, 0.0]),
@@ -185,7 +191,7 @@ def _grid_rule(lam: float) -> Rule:
     best pseudo-anomaly AUC minus `lam` per unit of distance from the model alone."""
     import itertools
 
-    from edge_agent.fusion import auc
+    from edge_agent.scoring.fusion import auc
 
     cands: dict[tuple[float, ...], None] = {(1.0, 0.0, 0.0): None}
     for w in itertools.product((0.0, 0.5, 1.0), repeat=3):
@@ -222,10 +228,7 @@ def score_rule(cell: dict[str, Any], rule: Rule, kinds_keep: set[str] | None = N
             zp = cell[f"{sec}|foreign"]
         elif foreign == "add":
             zp = np.concatenate([zp, cell[f"{sec}|foreign"]], axis=1)
-        if rule is ORACLE:
-            w = _oracle(cell, sec)
-        else:
-            w = rule(zn, zp)
+        w = _oracle(cell, sec) if rule is ORACLE else rule(zn, zp)
         weights[sec] = w
         scores[cell[f"{sec}|test_idx"]] = w @ cell[f"{sec}|test"]
     res = q.summary(test, scores)
@@ -320,12 +323,12 @@ def report(res: dict[str, dict[str, dict[int, list[float]]]], fams: Sequence[str
         lines += [f"\nmixed AUC (%), N = {n}, mean +- std over seeds", "",
                   "| rule | " + " | ".join(fams) + " | mean | worst |",
                   "|---|" + "---|" * (len(fams) + 2)]
-        for rule in res:
+        for rule, per_fam in res.items():
             if rule.startswith("lda@") and not rule.endswith(f"/{SHIPPED_RIDGE:g}"):
                 continue  # the other ridges: in the JSON and the LOFO choice, not the table
             cells, means = [], []
             for fam in fams:
-                v = res[rule].get(fam, {}).get(n)
+                v = per_fam.get(fam, {}).get(n)
                 if not v:
                     cells.append("-")
                     continue
@@ -336,7 +339,8 @@ def report(res: dict[str, dict[str, dict[int, list[float]]]], fams: Sequence[str
                              f" | {np.mean(means):.1f} | {np.min(means):.1f} |")
     chosen = lofo(res, fams, sizes)
     lines += ["", "leave-one-family-out: anchor and ridge chosen on the other families, "
-              "reported on the held-out one (mixed AUC, mean over sizes " + ",".join(map(str, sizes)) + ")", "",
+              "reported on the held-out one (mixed AUC, mean over sizes "
+              + ",".join(map(str, sizes)) + ")", "",
               "| held-out family | chosen | system | model | bands | rhythm | fixed | "
               "system - model | system - best single |", "|---|---|---|---|---|---|---|---|---|"]
     for fam in fams:

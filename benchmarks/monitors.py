@@ -32,7 +32,7 @@ def child(n: int, seconds: float, hop: float) -> dict[str, Any]:
     os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
     from edge_agent.agent import Agent
     from edge_agent.commands.demo import load_demo
-    from edge_agent.config import load_config
+    from edge_agent.config.load import load_config
 
     demo = load_demo()
     clips = [str(p) for p in demo.paths]

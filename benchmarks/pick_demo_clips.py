@@ -11,7 +11,7 @@ The rule is fixed before looking at any single score, so the demo does not show 
   severities in [0.05, 1], skewed towards subtle faults: a demo shows a clear fault, and the
   detection rate at that severity is measured and recorded next to the rate over all faults).
 
-Everything is scored through the device path (`edge_agent.scorer.Scorer`: numpy frontend +
+Everything is scored through the device path (`edge_agent.runtime.scorer.Scorer`: numpy frontend +
 TFLite + the bundle's backend). The script records in `demo.json` the section's AUC, the share
 of normal test windows above the bundle threshold (per-window false alarms) and the share of
 faulty windows above it (all severities, and >= min severity), and it FAILS, rather than picks
@@ -31,12 +31,12 @@ from typing import Any
 
 import numpy as np
 
-from edge_agent.audio import load_clip
-from edge_agent.bundle import load_bundle
-from edge_agent.decision import DecisionSettings
-from edge_agent.scorer import Scorer
-from model_build.data import scan
-from model_build.metrics import auc
+from edge_agent.audio.files import load_clip
+from edge_agent.bundle.load import load_bundle
+from edge_agent.config.runtime import DecisionSettings
+from edge_agent.runtime.scorer import Scorer
+from model_build.data.dataset import scan
+from model_build.evaluation.metrics import auc
 
 
 def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915 -- the script, step by step

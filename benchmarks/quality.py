@@ -12,14 +12,15 @@ What it does (every step cached under --out, so an interrupted run resumes):
    holds the first N source training clips of every section (targets and tests unchanged);
 2. per (family, size, seed) and system:
    * `floor`: the classical floor, time-mean + time-std of the log spectrogram scored by the
-     paper's backend (model_build.baseline);
+     paper's backend (model_build.evaluation.baseline);
    * `paper`: the paper's recipe, one model (width 1.0, 10 epochs, batch 64, no FeatEx), the
      paper's backend (k-means + target clips, cosine distance);
    * `default`: what `model-build train` + `model-build export` ship by default (the model
      and training defaults, `--runs` models, the default backend, the classical components);
    * ablation systems by name (`--systems`, see SYSTEMS);
-   trains with `model_build.train.train_run`, embeds train and test clips with the float
-   Keras models (`model_build.runs`), scores with `model_build.evaluate.backend_scores`;
+   trains with `model_build.training.train.train_run`, embeds train and test clips with the float
+   Keras models (`model_build.training.runs`), scores with
+   `model_build.evaluation.evaluate.backend_scores`;
 3. prints and writes (OUT/report.md, OUT/results.json) DCASE harmonic means over sections
    (paper view: per domain AUC/pAUC, "mixed" = both domains), mean +- std over seeds, per
    family and size, the mean over families, and the default's margin over the floor.
@@ -41,8 +42,8 @@ from typing import Any
 
 import numpy as np
 
-from edge_agent.backend import PAPER_BACKEND, BackendConfig, view_weights
-from edge_agent.classical import DEFAULT_CLASSICAL
+from edge_agent.scoring.backend import PAPER_BACKEND, BackendConfig, view_weights
+from edge_agent.scoring.classical import DEFAULT_CLASSICAL
 
 FAMILIES = ("harmonic", "broadband", "cyclic", "random", "texture")
 SIZES = (10, 30, 100, 300)
@@ -66,20 +67,20 @@ class Recipe:
     classical: tuple[str, ...] = ("bands", "rhythm")  # classical component kinds used
 
     def classical_entries(self) -> list[dict[str, Any]]:
-        from edge_agent.classical import DEFAULT_CLASSICAL
+        from edge_agent.scoring.classical import DEFAULT_CLASSICAL
 
         return [dict(e) for e in DEFAULT_CLASSICAL if e["kind"] in self.classical]
 
     @property
     def n_runs(self) -> int:
-        from model_build.train import DEFAULT_RUNS
+        from model_build.training.train import DEFAULT_RUNS
 
         return DEFAULT_RUNS if self.runs is None else self.runs
 
     def training(self) -> dict[str, Any]:
         """The resolved model and training configuration (today's defaults + overrides)."""
-        from model_build.model import ModelConfig
-        from model_build.train import TrainConfig
+        from model_build.training.model import ModelConfig
+        from model_build.training.train import TrainConfig
 
         train = asdict(TrainConfig(**self.train))
         for k in ("seed", "runs", "verbose", "strict"):
@@ -142,7 +143,7 @@ SYSTEMS: dict[str, Recipe | None] = {
 
 
 def family_data(out: Path, family: str, max_size: int) -> Path:
-    from model_build.synth import SynthConfig, generate
+    from model_build.synth.core import SynthConfig, generate
 
     root = out / "data" / family
     meta = root / "synth.json"
@@ -188,10 +189,10 @@ def classical_embeddings(out: Path, family: str, clips: Sequence[Any], kind: str
 ]:
     """Per-clip classical features, cached per family by file: `floor` (baseline) or
     `classical` (the shipped classical components)."""
-    from edge_agent.audio import load_clip
-    from edge_agent.classical import classical_features
-    from edge_agent.frontend import DEFAULT_SPEC, stft_magnitude
-    from model_build.baseline import baseline_features
+    from edge_agent.audio.files import load_clip
+    from edge_agent.scoring.classical import classical_features
+    from edge_agent.scoring.frontend import DEFAULT_SPEC, stft_magnitude
+    from model_build.evaluation.baseline import baseline_features
 
     cache = out / "features" / f"{family}_{kind}.npz"
     store: dict[str, Any] = dict(np.load(cache)) if cache.exists() else {}
@@ -218,9 +219,9 @@ def learned_embeddings(out: Path, family: str, size: int, seed: int, recipe: Rec
     """(n_models, N_train, D), (n_models, N_test, D) Keras embeddings, training if needed."""
     import keras
 
-    from model_build.model import ModelConfig
-    from model_build.runs import load_run, read_meta
-    from model_build.train import TrainConfig, train_run
+    from model_build.training.model import ModelConfig
+    from model_build.training.runs import load_run, read_meta
+    from model_build.training.train import TrainConfig, train_run
 
     runs = recipe.n_runs
     tag = recipe.training_key()
@@ -253,9 +254,10 @@ def learned_embeddings(out: Path, family: str, size: int, seed: int, recipe: Rec
 def pseudo_plans(train: Sequence[Any], count: int, seed: int) -> dict[str, tuple[
         np.ndarray, list[Any]]]:
     """Per section: (rows of its normal clips in `train`, source first; the planned copies),
-    exactly as model_build.evaluate.pseudo_sets / edge_agent.pseudo.section_pseudo plan them."""
-    from edge_agent.pseudo import plan, section_seed
-    from model_build.evaluate import section_rows
+    exactly as model_build.evaluation.evaluate.pseudo_sets / scoring.pseudo.section_pseudo plan
+    them."""
+    from edge_agent.scoring.pseudo import plan, section_seed
+    from model_build.evaluation.scores import section_rows
 
     out = {}
     for sec in sorted({c.section_id for c in train}):
@@ -276,82 +278,92 @@ def pseudo_features(out: Path, family: str, size: int, seed: int, recipe: Recipe
     """Per section: (origins, learned pseudo embeddings per model, classical pseudo features
     per classical component), cached: classical per family by (clip, kind, seed), learned in
     the cell's embedding file (the trained run is reloaded when they are missing)."""
-    from edge_agent.audio import load_clip
-    from edge_agent.classical import classical_features
-    from edge_agent.frontend import DEFAULT_SPEC, stft_magnitude
-    from edge_agent.pseudo import perturb
+    from edge_agent.scoring.classical import classical_features
+    from edge_agent.scoring.frontend import DEFAULT_SPEC
 
     plans = pseudo_plans(train, count, seed)
     order = [(sec, j) for sec, (_, items) in plans.items() for j in range(len(items))]
-    feats = classical_features(DEFAULT_SPEC)
+    n_feats = len(classical_features(DEFAULT_SPEC))
     ccache = out / "features" / f"{family}_pseudo.npz"
     cstore: dict[str, Any] = dict(np.load(ccache)) if ccache.exists() else {}
-    learned = None
     emb_file = None
-    n_runs = recipe.n_runs if recipe is not None else 0
-    if n_runs:
-        assert recipe is not None
+    learned = None
+    if recipe is not None and recipe.n_runs:
         emb_file = out / "emb" / family / f"n{size}" / recipe.training_key() / f"s{seed}.npz"
-        z = dict(np.load(emb_file, allow_pickle=False))
-        tag = f"pseudo_{count}"
-        if tag in z:
-            learned = z[tag]
+        learned = dict(np.load(emb_file, allow_pickle=False)).get(f"pseudo_{count}")
     need_c = [(sec, j) for sec, j in order
               if _pseudo_key(train[plans[sec][0][plans[sec][1][j].origin]], plans[sec][1][j])
               + "#0" not in cstore]
-    if learned is None or need_c:
-        run = None
-        if learned is None and n_runs:
-            import keras
-
-            from model_build.runs import load_run
-
-            assert recipe is not None
-            run = load_run(out / "runs" / family / f"n{size}" / recipe.training_key() /
-                           f"s{seed}")
-        todo = order if run is not None else need_c
-        embs = []
-        for i in range(0, len(todo), 16):
-            chunk = todo[i:i + 16]
-            waves = []
-            for sec, j in chunk:
-                rows, items = plans[sec]
-                clip = train[rows[items[j].origin]]
-                waves.append(perturb(load_clip(clip.path, DEFAULT_SPEC), items[j],
-                                     DEFAULT_SPEC.sample_rate))
-                key = _pseudo_key(clip, items[j])
-                if key + "#0" not in cstore:
-                    mag = stft_magnitude(waves[-1], DEFAULT_SPEC)
-                    for k, f in enumerate(feats):
-                        cstore[key + f"#{k}"] = f.fn(mag)
-            if run is not None:
-                embs.append(run.embed_waves(np.stack(waves)))
+    if need_c or (learned is None and emb_file is not None):
+        run_dir = None
+        if learned is None and recipe is not None and emb_file is not None:
+            run_dir = out / "runs" / family / f"n{size}" / recipe.training_key() / f"s{seed}"
+        fresh = _embed_pseudo(plans, train, order if run_dir is not None else need_c, cstore,
+                              run_dir)
         if need_c:
             ccache.parent.mkdir(parents=True, exist_ok=True)
             np.savez(ccache, **cstore)
-        if run is not None and emb_file is not None:
-            learned = np.concatenate(embs, axis=1)
+        if fresh is not None and emb_file is not None:
+            learned = fresh
             z = dict(np.load(emb_file, allow_pickle=False))
             z[f"pseudo_{count}"] = learned
             np.savez(emb_file, **z)
-            keras.backend.clear_session()
     result = {}
     pos = 0
     for sec, (rows, items) in plans.items():
         origins = np.asarray([it.origin for it in items], dtype=np.int64)
         keys = [_pseudo_key(train[rows[it.origin]], it) for it in items]
-        cls = [np.stack([cstore[k + f"#{c}"] for k in keys]) for c in range(len(feats))]
+        cls = [np.stack([cstore[k + f"#{c}"] for k in keys]) for c in range(n_feats)]
         lrn = [] if learned is None else list(learned[:, pos:pos + len(items)])
         pos += len(items)
         result[sec] = (origins, lrn, cls)
     return result
 
 
+def _embed_pseudo(plans: dict[str, tuple[np.ndarray, list[Any]]], train: Sequence[Any],
+                  todo: Sequence[tuple[str, int]], cstore: dict[str, Any],
+                  run_dir: Path | None) -> np.ndarray | None:
+    """Paint the copies in `todo`, add their missing classical features to `cstore`, and with
+    `run_dir` embed them with that trained run ((n_models, M, D) in `todo`'s order)."""
+    from edge_agent.audio.files import load_clip
+    from edge_agent.scoring.classical import classical_features
+    from edge_agent.scoring.frontend import DEFAULT_SPEC, stft_magnitude
+    from edge_agent.scoring.pseudo import perturb
+
+    feats = classical_features(DEFAULT_SPEC)
+    run = None
+    if run_dir is not None:
+        from model_build.training.runs import load_run
+
+        run = load_run(run_dir)
+    embs = []
+    for i in range(0, len(todo), 16):
+        waves = []
+        for sec, j in todo[i:i + 16]:
+            rows, items = plans[sec]
+            clip = train[rows[items[j].origin]]
+            waves.append(perturb(load_clip(clip.path, DEFAULT_SPEC), items[j],
+                                 DEFAULT_SPEC.sample_rate))
+            key = _pseudo_key(clip, items[j])
+            if key + "#0" not in cstore:
+                mag = stft_magnitude(waves[-1], DEFAULT_SPEC)
+                for k, f in enumerate(feats):
+                    cstore[key + f"#{k}"] = f.fn(mag)
+        if run is not None:
+            embs.append(run.embed_waves(np.stack(waves)))
+    if run is None:
+        return None
+    import keras
+
+    keras.backend.clear_session()
+    return np.concatenate(embs, axis=1)
+
+
 # ---------------------------------------------------------------- scoring
 
 
 def summary(test: Sequence[Any], scores: np.ndarray) -> dict[str, Any]:
-    from model_build.evaluate import evaluate_scores
+    from model_build.evaluation.evaluate import evaluate_scores
 
     ev = evaluate_scores(test, scores)
     return {"auc": ev.summary.auc, "pauc": ev.summary.pauc,
@@ -362,7 +374,7 @@ def summary(test: Sequence[Any], scores: np.ndarray) -> dict[str, Any]:
 def run_system(out: Path, family: str, size: int, seed: int, name: str, view: Path,
                train: Sequence[Any], test: Sequence[Any]) -> dict[str, Any]:
     """One cell: the system's harmonic means on the view's test clips (cached)."""
-    from model_build.evaluate import backend_scores
+    from model_build.evaluation.evaluate import backend_scores
 
     recipe = SYSTEMS[name]
     key = recipe.scoring_key() if recipe is not None else "floor"
@@ -390,7 +402,7 @@ def run_system(out: Path, family: str, size: int, seed: int, name: str, view: Pa
         config = replace(recipe.backend, seed=seed)
     pseudo = None
     if recipe is not None and config.weighting == "pseudo" and len(set(kinds)) > 1:
-        from edge_agent.backend import PseudoSet
+        from edge_agent.scoring.backend import PseudoSet
 
         feats = pseudo_features(out, family, size, seed, recipe, train, config.pseudo_count)
         wanted = [i for i, e in enumerate(DEFAULT_CLASSICAL) if e["kind"] in recipe.classical]
@@ -468,10 +480,15 @@ def real_smoke(out: Path, results_seed_run: Path | None) -> str:
     folder = REAL / "dcase2023-dev-mixed"
     if not folder.is_dir():
         return "real clips: not available (../shared/data/real absent), skipped"
-    from edge_agent.frontend import DEFAULT_SPEC
-    from model_build.baseline import ClassicalEmbedder
-    from model_build.data import scan
-    from model_build.evaluate import backend_scores, joined_waves, pseudo_sets, split_clips
+    from edge_agent.scoring.frontend import DEFAULT_SPEC
+    from model_build.data.dataset import scan
+    from model_build.evaluation.baseline import ClassicalEmbedder
+    from model_build.evaluation.evaluate import (
+        backend_scores,
+        joined_waves,
+        pseudo_sets,
+        split_clips,
+    )
 
     root = out / "real"
     for f in sorted(folder.glob("*.wav")):
@@ -486,7 +503,7 @@ def real_smoke(out: Path, results_seed_run: Path | None) -> str:
     classical = ClassicalEmbedder(DEFAULT_SPEC)
     config = BackendConfig()
     if results_seed_run is not None:
-        from model_build.runs import load_run
+        from model_build.training.runs import load_run
 
         r = load_run(results_seed_run)
         trs = list(r.embed_clips(train)) + trs
@@ -530,8 +547,8 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--systems: unknown {unknown}; known: {', '.join(SYSTEMS)}")
 
     from model_build import quiet
-    from model_build.data import scan
-    from model_build.evaluate import split_clips
+    from model_build.data.dataset import scan
+    from model_build.evaluation.evaluate import split_clips
 
     quiet.configure(verbose=False)  # our lines, not TensorFlow's start-up notices
     out = args.out

@@ -21,11 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_agent.backend import BackendConfig, view_weights
-from edge_agent.bundle import QUANTIZE_MODES
-from model_build.baseline import ClassicalEmbedder
-from model_build.data import scan
-from model_build.evaluate import (
+from edge_agent.bundle.manifest import QUANTIZE_MODES
+from edge_agent.scoring.backend import BackendConfig, view_weights
+from model_build.data.dataset import scan
+from model_build.evaluation.baseline import ClassicalEmbedder
+from model_build.evaluation.evaluate import (
     backend_scores,
     evaluate_scores,
     joined_waves,
@@ -33,7 +33,7 @@ from model_build.evaluate import (
     split_clips,
 )
 from model_build.export import BundleEmbedder, export_run
-from model_build.runs import load_run
+from model_build.training.runs import load_run
 
 
 def _cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -27,9 +27,9 @@ import numpy as np
 
 def make_bundle(work: Path, width: float) -> Path:
     from model_build.export import DEFAULT_MODE, export_run
-    from model_build.model import ModelConfig
-    from model_build.synth import SynthConfig, generate
-    from model_build.train import TrainConfig, train_run
+    from model_build.synth.core import SynthConfig, generate
+    from model_build.training.model import ModelConfig
+    from model_build.training.train import TrainConfig, train_run
 
     root = work / "synth"
     generate(
@@ -49,7 +49,7 @@ def make_bundle(work: Path, width: float) -> Path:
 
 
 def write_clips(folder: Path, n: int) -> list[Path]:
-    from edge_agent.audio import write_wav
+    from edge_agent.audio.files import write_wav
 
     rng = np.random.default_rng(0)
     t = np.arange(160_000) / 16_000

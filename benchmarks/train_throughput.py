@@ -23,7 +23,7 @@ import numpy as np
 
 
 def write_set(root: Path, n: int) -> None:
-    from edge_agent.audio import write_wav
+    from edge_agent.audio.files import write_wav
 
     rng = np.random.default_rng(0)
     t = np.arange(160_000) / 16_000
@@ -45,8 +45,8 @@ def _rss_mb() -> float:
 def child(root: Path, out: Path, batch_size: int, width: float, epochs: int) -> None:
     import threading
 
-    from model_build.model import ModelConfig
-    from model_build.train import TrainConfig, train_run
+    from model_build.training.model import ModelConfig
+    from model_build.training.train import TrainConfig, train_run
 
     samples: list[float] = []
     done = threading.Event()

@@ -16,7 +16,6 @@ PYTHONWARNINGS=ignore .venv/bin/python -m pip install -q -e '.[test]' 2>&1 | gre
 .venv/bin/python -c "import edge_agent, model_build, tensorflow, ai_edge_litert" >/dev/null 2>&1 \
   || { echo "error: the test environment did not install (see pip output above)"; exit 1; }
 
-export TF_CPP_MIN_LOG_LEVEL=2
-.venv/bin/ruff check .
-.venv/bin/mypy
-exec .venv/bin/python -m pytest -q "$@"
+# the same steps a developer runs one by one (script/lint, script/test)
+bash script/lint
+exec bash script/test "$@"

@@ -5,22 +5,22 @@
 
 Why generated: a hand-written reference drifts the day someone adds an option or a config
 key. The CLI pages come from typer's own Markdown renderer; the config tables walk
-`edge_agent.config.AgentConfig` and its nested dataclasses, taking each field's type and
-default from the dataclass and its meaning from the field's inline `# comment` in the source
-(or from `EXTRA` below for fields whose source carries no comment). A field with neither fails
-the generation, so every key is documented.
+`edge_agent.config.agent.AgentConfig` and its nested dataclasses, taking each field's type and
+default from the dataclass and its meaning from the field's docstring (the string right under
+the field, as wyoming-satellite writes its settings). A field without one fails the
+generation, so every key is documented where it is declared.
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import dataclasses
 import html
 import inspect
-import io
-import re
+import itertools
 import sys
-import tokenize
+import textwrap
 import types
 import typing
 from pathlib import Path
@@ -30,67 +30,41 @@ DOCS = Path(__file__).resolve().parent
 ROOT = DOCS.parent
 sys.path.insert(0, str(ROOT))
 
-# Meanings for fields whose dataclass carries no inline comment.
-EXTRA: dict[str, str] = {
-    "source.stdin_rate": "sample rate of raw PCM on stdin (resampled to the bundle's rate)",
-    "source.stdin_channels": "interleaved channels of raw PCM on stdin (mixed down, or `channel`)",
-    "mqtt.port": "broker port (8883 is the usual TLS port)",
-    "mqtt.prefix": "first topic level(s); put the site here for a fleet, e.g. `listening/site-a`",
-    "mqtt.device_id": "this device's topic level, HA node id and default client id",
-    "mqtt.client_id": "MQTT client id; unset = `edge-agent-<device_id>` (must be unique)",
-    "mqtt.username": "broker user name (password from `password_env` / `password_file`)",
-    "mqtt.tls": "TLS settings; unset = plain TCP (see `mqtt.tls.*`)",
-    "mqtt.tls.key_file": "private key of the client certificate",
-    "mqtt.keepalive": "seconds between MQTT keep-alive pings; the will fires after ~1.5x",
-    "mqtt.reconnect_min": "first reconnect delay after the broker is lost, seconds",
-    "mqtt.reconnect_max": "reconnect delay cap (doubling backoff) while the broker is unreachable, "
-    "seconds: the backlog arrives at most this late after it is back",
-    "mqtt.connect_timeout": "seconds to wait for the first connection before going on offline",
-    "mqtt.ha_discovery": "publish Home Assistant discovery configs (retained)",
-    "mqtt.ha_prefix": "Home Assistant discovery prefix",
-    "mqtt.publish_scores": "publish every window's score (QoS 0); false = alarms/health only",
-    "outbox.path": "SQLite file holding alarm/health events until the broker acknowledges them",
-    "outbox.max_rows": "outbox capacity in events; when full the lowest-priority oldest goes",
-    "outbox.max_bytes": "outbox capacity in payload bytes",
-}
-
 SECTIONS = {
     "": "Top level",
-    "source": "`source:` where the audio comes from (`edge_agent.sources.base.SourceSettings`)",
-    "windows": "`windows:` 10 s windows (`edge_agent.windows.WindowSettings`)",
-    "decision": "`decision:` alarm rule (`edge_agent.decision.DecisionSettings`)",
-    "health": "`health:` sensor checks (`edge_agent.health.HealthSettings`)",
-    "mqtt": "`mqtt:` broker, topics, Home Assistant (`edge_agent.sinks.mqtt.MqttSettings`)",
-    "mqtt.tls": "`mqtt.tls:` (`edge_agent.sinks.mqtt.TlsSettings`)",
-    "outbox": "`outbox:` store-and-forward (`edge_agent.sinks.outbox.OutboxSettings`)",
-    "log": "`log:` output (`edge_agent.config.LogSettings`)",
+    "source": "`source:` where the audio comes from (`edge_agent.config.sources.SourceSettings`)",
+    "windows": "`windows:` 10 s windows (`edge_agent.config.runtime.WindowSettings`)",
+    "decision": "`decision:` alarm rule (`edge_agent.config.runtime.DecisionSettings`)",
+    "health": "`health:` sensor checks (`edge_agent.config.runtime.HealthSettings`)",
+    "mqtt": "`mqtt:` broker, topics, Home Assistant (`edge_agent.config.sinks.MqttSettings`)",
+    "mqtt.tls": "`mqtt.tls:` (`edge_agent.config.sinks.TlsSettings`)",
+    "outbox": "`outbox:` store-and-forward (`edge_agent.config.sinks.OutboxSettings`)",
+    "log": "`log:` output (`edge_agent.config.agent.LogSettings`)",
     "evidence": "`evidence:` alarm audio kept on the device "
-    "(`edge_agent.evidence.EvidenceSettings`)",
+    "(`edge_agent.config.runtime.EvidenceSettings`)",
     "fleet": "`fleet:` bundle releases over MQTT and remote commands "
-    "(`edge_agent.fleet.settings.FleetSettings`, docs/fleet.md)",
-    "monitors": "`monitors:` several machines, one item each (`edge_agent.monitors."
+    "(`edge_agent.config.fleet.FleetSettings`, docs/fleet.md)",
+    "monitors": "`monitors:` several machines, one item each (`edge_agent.config.monitors."
     "MonitorSettings`; `device:` and `channel:` in an item are short for its `source.device` / "
     "`source.channel`)",
     "metrics": "`metrics:` Prometheus textfile for node-exporter "
-    "(`edge_agent.sinks.prometheus.MetricsSettings`)",
+    "(`edge_agent.config.sinks.MetricsSettings`)",
+    "tflite": "`tflite:` the TFLite runtime and its kernels (`edge_agent.config.runtime."
+    "TfliteSettings`; `edge-agent check` tries them)",
 }
 
 
-def field_comments(cls: type) -> dict[str, str]:
-    """`name -> comment` from `name: type = default  # comment` lines of a dataclass body."""
+def field_docs(cls: type) -> dict[str, str]:
+    """`name -> meaning` from each field's docstring (the string literal right under
+    `name: type = default` in the dataclass body), its lines joined."""
+    tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    body = tree.body[0].body if isinstance(tree.body[0], ast.ClassDef) else []
     out: dict[str, str] = {}
-    src = inspect.getsource(cls)
-    pending: str | None = None
-    for tok in tokenize.generate_tokens(io.StringIO(src).readline):
-        if tok.type == tokenize.NEWLINE:
-            pending = None
-        if tok.type == tokenize.NAME and tok.start[1] == 4 and pending is None:
-            line = tok.line.strip()
-            if re.match(rf"{tok.string}\s*:", line):
-                pending = tok.string
-        if tok.type == tokenize.COMMENT and pending is not None:
-            out[pending] = tok.string.lstrip("#").strip()
-            pending = None
+    for node, nxt in itertools.pairwise(body):
+        if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
+                and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant)
+                and isinstance(nxt.value.value, str)):
+            out[node.target.id] = " ".join(nxt.value.value.split())
     return out
 
 
@@ -131,8 +105,8 @@ def _default_text(f: dataclasses.Field[Any]) -> str:  # noqa: PLR0911 -- one ret
 
 
 def _bounds_text(f: dataclasses.Field[Any]) -> str:
-    """` in [1, 65535]`, ` > 0`... from the field's `edge_agent.settings.bounded` metadata."""
-    from edge_agent.settings import describe
+    """` in [1, 65535]`, ` > 0`... from the field's `edge_agent.config.fields.bounded` metadata."""
+    from edge_agent.config.fields import describe
 
     text = describe(f.metadata, integer=f.type in ("int", "int | None"))
     return f" {text}" if text else ""
@@ -146,13 +120,13 @@ def config_fields(cls: type, prefix: str = "",
     rows: list[tuple[str, str, str, str]] = []
     nested: list[tuple[str, type]] = []
     hints = typing.get_type_hints(cls)
-    comments = field_comments(cls)
+    docs = field_docs(cls)
     for f in dataclasses.fields(cls):
         if not f.repr:  # e.g. mqtt.password: resolved at load, never a YAML key
             continue
         key = f"{prefix}{f.name}"
         hint = hints[f.name]
-        meaning = EXTRA.get(key) or comments.get(f.name, "")
+        meaning = docs.get(f.name, "")
         inner = [a for a in typing.get_args(hint) if dataclasses.is_dataclass(a)]
         sub = hint if dataclasses.is_dataclass(hint) else (inner[0] if inner else None)
         if isinstance(sub, type) and sub in top:
@@ -164,7 +138,8 @@ def config_fields(cls: type, prefix: str = "",
             if typing.get_origin(hint) is None:
                 continue  # a plain section: its keys are listed in their own table
         if not meaning:
-            raise SystemExit(f"error: config key {key} has no comment and no EXTRA entry")
+            raise SystemExit(f"error: config key {key}: its field has no docstring (a string "
+                             "right under the field in the dataclass says what it means)")
         rows.append((key, _type_text(hint) + _bounds_text(f), _default_text(f), meaning))
     sections = top or frozenset(sub for _, sub in nested)
     for key, sub in nested:
@@ -173,13 +148,13 @@ def config_fields(cls: type, prefix: str = "",
 
 
 def config_md() -> str:
-    from edge_agent.config import AgentConfig
+    from edge_agent.config.agent import AgentConfig
 
     rows = config_fields(AgentConfig)
     out = [
         "# Agent configuration reference",
         "",
-        "<!-- generated by docs/gen_reference.py from edge_agent.config.AgentConfig; "
+        "<!-- generated by docs/gen_reference.py from edge_agent.config.agent.AgentConfig; "
         "do not edit by hand -->",
         "",
         "One YAML file (`edge-agent run --config FILE`); check it with "

@@ -1,11 +1,11 @@
 """The streaming agent: sources -> windows -> scorer -> decision -> sinks, for every monitor.
 
-Monitors (`edge_agent.monitors`): one agent listens to one machine (the top-level `section`)
+Monitors (`edge_agent.config.monitors`): one agent listens to one machine (the top-level `section`)
 or to several (`monitors:`), with ONE model in memory for all of them; each machine's windows,
-health, decision, history and evidence live in its `edge_agent.monitor.Monitor`.
+health, decision, history and evidence live in its `edge_agent.runtime.monitor.Monitor`.
 
 Threads and why:
-- one reader thread per audio source (`edge_agent.capture.Capture`; monitors on the channels
+- one reader thread per audio source (`edge_agent.runtime.reader.Capture`; monitors on the channels
   of one interface share one source and one thread): it reads blocks and cuts each monitor's
   windows; it never scores, so a slow model cannot make an audio device overflow, and a stuck
   device cannot starve another one;
@@ -24,13 +24,13 @@ Threads and why:
 - a window whose processing raises is counted (`window_errors`) and reported as a
   `window_error` health event: the first error, each change of message, and at 10, 100, 1000...
   errors, so a permanently broken model reaches MQTT without flooding it;
-- under systemd (`Type=notify`, `edge_agent.systemd_notify`): READY=1 once the sources are
+- under systemd (`Type=notify`, `edge_agent.runtime.notify`): READY=1 once the sources are
   open and the worker runs; the worker sends WATCHDOG=1 (with a STATUS line) every half
   `WATCHDOG_USEC`, and only while it turns (it wakes at least every 0.5 s) and every reader
   and the main loop turned within the last ping interval (at least 5 s): a hung worker or
   reader stops the pings and systemd restarts the agent; STOPPING=1 when shutdown begins.
 
-Evidence (`edge_agent.evidence`, with `evidence.folder` set): each monitor keeps its last n
+Evidence (`edge_agent.runtime.evidence`, with `evidence.folder` set): each monitor keeps its last n
 scored windows' audio; when it raises the alarm it hands the voting windows' clip to the one
 evidence writer thread (bounded queue: a slow SD card never delays scoring) and the alarm
 event references the clip (file, sha256, span).
@@ -47,7 +47,7 @@ retried; scoring goes on.
 
 Score history (`history.enabled`, default on, live sources; file replays only with
 `history.replays`): every window's score, threshold and flags are appended to
-`scores.<monitor>.bin` beside the outbox (`edge_agent.history`), which `edge-agent tune`
+`scores.<monitor>.bin` beside the outbox (`edge_agent.runtime.history`), which `edge-agent tune`
 replays; score events carry `drift` (median of the last `history.drift_windows` scores minus
 the threshold), seeded from that history at start.
 
@@ -63,38 +63,34 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from .audio import write_wav
-from .capture import Capture
-from .config import AgentConfig, check_start
-from .errors import BundleError, ConfigError, EdgeAgentError
-from .events import (
-    COUNTERS,
-    Counters,
-    Event,
-    health_event,
-    iso,
-    status_event,
-)
-from .evidence import EvidenceStore
-from .monitor import Monitor, monitor_files, zero_counters
-from .monitors import MonitorSettings, capture_groups
-from .scorer import Scorer, one_line
-from .sinks import Sink
-from .sinks.jsonl import JsonlSink
-from .sinks.mqtt import MqttSink
-from .sinks.outbox import Outbox
-from .sinks.prometheus import PrometheusSink
-from .sources import open_source
-from .sources.base import AudioSource
-from .systemd_notify import Notifier
-from .windows import Window
+from edge_agent.audio.files import write_wav
+from edge_agent.config.agent import AgentConfig
+from edge_agent.config.monitors import MonitorSettings, capture_groups
+from edge_agent.errors import BundleError, ConfigError, EdgeAgentError
+from edge_agent.events import COUNTERS, Counters, Event, health_event, iso, status_event
+from edge_agent.fleet.control import AgentStatus, MonitorStatus
+from edge_agent.runtime.evidence import EvidenceStore
+from edge_agent.runtime.monitor import Monitor, monitor_files, zero_counters
+from edge_agent.runtime.notify import Notifier
+from edge_agent.runtime.reader import Capture
+from edge_agent.runtime.scorer import Scorer, one_line
+from edge_agent.runtime.start import check_start
+from edge_agent.runtime.windows import Window
+from edge_agent.scoring.embedder import RuntimeRequest
+from edge_agent.sinks import Sink
+from edge_agent.sinks.build import Sinks
+from edge_agent.sinks.build import build as build_sinks
+from edge_agent.sinks.mqtt import start_state
+from edge_agent.sources import open_source
+from edge_agent.sources.base import AudioSource
 
 if TYPE_CHECKING:  # cryptography is imported only when keys are configured
-    from .fleet.client import FleetClient
-    from .signing import TrustedKey
+    from edge_agent.bundle.signing import TrustedKey
+    from edge_agent.fleet.client import FleetClient
 
 log = logging.getLogger("edge_agent")
 
@@ -110,8 +106,22 @@ class _JsonFormatter(logging.Formatter):
         )
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A handler writing to `sys.stderr` as it is when each record is written, not as it was at
+    setup: whoever replaced stderr since (a test harness, a daemon wrapper) gets the line, and
+    a closed old stream never turns a log line into a "Logging error" traceback."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass
+
+
 def setup_logging(json_logs: bool, level: str) -> None:
-    h = logging.StreamHandler(sys.stderr)
+    h = _StderrHandler()
     h.setFormatter(
         _JsonFormatter()
         if json_logs
@@ -147,15 +157,17 @@ class Agent:
         # one-line ConfigError) as `edge-agent config check`, now rather than at every window
         self.window_length, self.hop = check_start(cfg, self.scorer.bundle)
         self.settings: tuple[MonitorSettings, ...] = cfg.monitor_list()
-        self._agent_counters = {"reloads": 0, "outbox_dropped": 0}
+        self._agent_counters = {"reloads": 0}
         self._emit_lock = threading.Lock()
-        self.sinks: list[Sink] = list(sinks or [])
-        self.mqtt: MqttSink | None = None
-        self.metrics: PrometheusSink | None = None
+        # every sink, and the two with duties beyond handle() (`sinks.build.Sinks`): the ones
+        # the config asks for, or those a caller hands in (a test's collector)
+        self.out = Sinks(list(sinks)) if sinks is not None else build_sinks(
+            cfg, [m.name for m in self.settings], self.scorer.bundle.model_version,
+            self._outbox_depth)
+        self.sinks: list[Sink] = self.out.all
+        self.mqtt, self.metrics = self.out.mqtt, self.out.metrics
         self.fleet: FleetClient | None = None  # with fleet.enabled, while run() runs
-        if sinks is None:
-            self._default_sinks()
-        # evidence (edge_agent.evidence): each monitor's last n scored windows, one writer
+        # evidence (edge_agent.runtime.evidence): each monitor's last n scored windows, one writer
         self.evidence: EvidenceStore | None = None
         if cfg.evidence.enabled:
             self.evidence = EvidenceStore(cfg.evidence, self.scorer.spec.sample_rate,
@@ -171,8 +183,12 @@ class Agent:
                                   live_history, self.mqtt is not None)
             mon = Monitor(m, self.device_id, self.emit, files, self.evidence,
                           (self.window_length, self.hop, rate))
-            if mon.last_alarm is not None and self.mqtt is not None:
-                self.mqtt.set_alarm_state(mon.last_alarm)
+            if self.mqtt is not None:  # the current state, whatever the broker retained
+                state: Mapping[str, object] = mon.last_alarm if mon.last_alarm is not None \
+                    else start_state(self.device_id, mon.name, mon.section, mon.decider.state,
+                                     sum(mon.decider.snapshot().history),
+                                     self.scorer.bundle.model_version, time.time())
+                self.mqtt.set_alarm_state(state)
             self.monitors.append(mon)
         self.by_name = {m.name: m for m in self.monitors}
         self.captures: list[Capture] = []
@@ -192,41 +208,33 @@ class Agent:
         self._next_ping = 0.0
         self._started = time.time()
 
-    def _default_sinks(self) -> None:
-        """The sinks the config asks for: stdout / a JSON-lines file, MQTT (with its outbox),
-        the Prometheus textfile."""
-        cfg = self.cfg
-        if cfg.log.stdout:
-            self.sinks.append(JsonlSink(sys.stdout, cfg.log.json))
-        if cfg.log.jsonl_file:
-            self.sinks.append(JsonlSink(open(cfg.log.jsonl_file, "a"), True))  # noqa: SIM115
-        if cfg.mqtt.enabled:
-            self.mqtt = MqttSink(
-                cfg.mqtt, Outbox(cfg.outbox), [m.name for m in self.settings],
-                self.scorer.bundle.model_version, ha_devices=bool(cfg.monitors),
-            )
-            self.sinks.append(self.mqtt)
-        if cfg.metrics.textfile:  # dashboards: node-exporter's textfile collector
-            self.metrics = PrometheusSink(cfg.metrics, self.device_id,
-                                          outbox_depth=self._outbox_depth)
-            self.sinks.append(self.metrics)
-
     def _load_scorer(self) -> Scorer:
         """The bundle's scorer; with `trusted_keys`, only a version signed by one of them (or
-        a local calibration of one: `edge_agent.signing`). The key files are re-read at each
-        load, so a rotated key list applies from the next reload."""
-        return Scorer.from_bundle(self.cfg.bundle, self.cfg.threads, trusted=self.trusted())
+        a local calibration of one: `edge_agent.bundle.signing`). The key files are re-read at each
+        load, so a rotated key list applies from the next reload. Each load says in the log
+        what vouches for the version (`signing.provenance`)."""
+        from edge_agent.bundle.load import provenance
+
+        trusted = self.trusted()
+        # the bundle's self-test runs in from_bundle: a runtime that computes other numbers
+        # on this CPU is refused here, at start and at every reload (and so every install)
+        scorer = Scorer.from_bundle(self.cfg.bundle, self.cfg.threads, trusted=trusted,
+                                    request=self.cfg.tflite.request())
+        log.info("%s", provenance(scorer.bundle, trusted))
+        log.info("TFLite runtime %s: %s", scorer.runtime.label,
+                 "no self-test in this bundle" if scorer.self_test is None else
+                 f"self-test passed ({scorer.self_test.numbers()})")
+        return scorer
 
     def trusted(self) -> list[TrustedKey]:
-        """The configured public keys (none: signatures are not checked)."""
-        if not self.cfg.trusted_keys:
-            return []
-        from .signing import load_public_keys
+        """The configured public keys and this device's own (`signing.load_trust`; none
+        configured: signatures are not checked)."""
+        from edge_agent.bundle.signing import load_trust
 
-        return load_public_keys(self.cfg.trusted_keys)
+        return load_trust(self.cfg.trusted_keys, self.cfg.state_folder)
 
     def _outbox_depth(self) -> int:
-        return len(self.mqtt.outbox) if self.mqtt is not None else 0
+        return self.out.outbox_depth
 
     # --- events ---
     @property
@@ -235,13 +243,14 @@ class Agent:
 
     @property
     def counters(self) -> Counters:
-        """Every monitor's counters summed, with the agent's own (reloads, outbox drops)."""
+        """Every monitor's counters summed, with the agent's own (reloads, and the outbox's
+        drops: rows evicted when full, rows only in memory at the end)."""
         total = zero_counters()
         for m in self.monitors:
             for k in COUNTERS:
                 total[k] += m.counters[k]
         total["reloads"] = self._agent_counters["reloads"]
-        total["outbox_dropped"] = self._agent_counters["outbox_dropped"]
+        total["outbox_dropped"] = self.mqtt.outbox.dropped if self.mqtt is not None else 0
         return total
 
     def emit(self, event: Event) -> None:
@@ -367,14 +376,15 @@ class Agent:
             self.emit(health_event(time.time(), self.device_id, name, faults, error=msg))
 
     def _report_outbox(self) -> None:
-        """Outbox full: rows were dropped (policy in sinks.outbox); say so, never silently."""
+        """What happened to the outbox (`Outbox.take_notices`: full, the disk refusing writes
+        and storing again, rows quarantined, a damaged or foreign file replaced): a health event
+        each (main thread), never silently. The notices are rate-limited at the source."""
         if self.mqtt is None:
             return
-        dropped = self.mqtt.outbox.dropped
-        if dropped > self._agent_counters["outbox_dropped"]:
-            self._agent_counters["outbox_dropped"] = dropped
-            self.emit(health_event(time.time(), self.device_id, "outbox_full", ["outbox_full"],
-                                   dropped=dropped))
+        for n in self.mqtt.outbox.take_notices():
+            faults = [] if n.event == "outbox_disk_ok" else [n.event]
+            self.emit(health_event(time.time(), self.device_id, n.event, faults,
+                                   error=n.message, dropped=n.dropped, count=n.count))
 
     def _worker(self) -> None:
         while True:
@@ -389,7 +399,6 @@ class Agent:
             monitor, w = item
             try:
                 self.process(monitor, w)
-                self._report_outbox()
                 self._report_evidence()
             except Exception as exc:  # one bad window must not stop the agent
                 monitor.window_failed(w, one_line(exc))
@@ -433,27 +442,26 @@ class Agent:
     def running_version(self) -> str:
         return self.scorer.bundle.model_version
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> AgentStatus:
         """What a remote `status` command answers (JSON-safe); per monitor also what a remote
         `tune` replays (`edge_agent.fleet.control.MonitorStatus`)."""
-        mons: dict[str, Any] = {}
+        mons: dict[str, MonitorStatus] = {}
         for m in self.monitors:
             last = m.last_score
             d = m.settings.decision
-            mons[m.name] = {
-                "section": m.section, "decision": m.decider.state, "device_lost": m.lost,
-                "counters": dict(m.counters),
-                "last_score": None if last is None else last["score"],
-                "threshold": None if last is None else last["threshold"],
-                "last_window_ts": None if last is None else last["ts"],
-                "history": str(m.history.path) if m.history is not None else "",
-                "k": d.k, "n": d.n, "clear_after": d.clear_after,
-                "hop_seconds": self.cfg.windows.hop, "threshold_override": d.threshold,
-            }
-        return {"device_id": self.device_id, "model_version": self.running_version(),
-                "bundle_version": self.scorer.bundle.version,
-                "uptime_s": round(time.time() - self._started, 1),
-                "counters": dict(self.counters), "monitors": mons}
+            mons[m.name] = MonitorStatus(
+                section=m.section, decision=m.decider.state, device_lost=m.lost,
+                counters=m.counters.copy(),
+                last_score=None if last is None else last["score"],
+                threshold=None if last is None else last["threshold"],
+                last_window_ts=None if last is None else last["ts"],
+                history=str(m.history.path) if m.history is not None else "",
+                k=d.k, n=d.n, clear_after=d.clear_after,
+                hop_seconds=self.cfg.windows.hop, threshold_override=d.threshold)
+        return AgentStatus(device_id=self.device_id, model_version=self.running_version(),
+                           bundle_version=self.scorer.bundle.version,
+                           uptime_s=round(time.time() - self._started, 1),
+                           counters=self.counters.copy(), monitors=mons)
 
     def record(self, monitor: str, seconds: float, path: Path, timeout: float) -> Path:
         """Record the next `seconds` of `monitor`'s live audio into the WAV file `path` (at the
@@ -534,10 +542,10 @@ class Agent:
         reloads them (smoke-tested, signature checked), so it never touches the scorer."""
         if not self.cfg.fleet.enabled:
             return None
-        from .fleet.client import FleetClient
+        from edge_agent.fleet.client import FleetClient
 
         client = FleetClient(self.cfg.mqtt, self.cfg.fleet, _FleetView(self), self.trusted,
-                             Path(self.cfg.outbox.path).absolute().parent)
+                             self.cfg.state_folder)
         client.start()
         self.fleet = client
         return client
@@ -552,6 +560,7 @@ class Agent:
             now = self._main_beat = time.monotonic()
             self._poll_bundle(now)
             self._report_mqtt()
+            self._report_outbox()
             if self.metrics is not None:
                 self.metrics.tick()  # a quiet spell does not hold back the last numbers
             error = next((c.error for c in self.captures if c.error is not None), None)
@@ -573,6 +582,10 @@ class Agent:
             self.evidence.close()
             self._report_evidence()
         self._report_mqtt()
+        self._report_outbox()
+        if self.mqtt is not None:  # deliver what can be; what exists only in memory is lost
+            self.mqtt.settle()
+            self._report_outbox()  # what settling found (the disk takes writes again, ...)
         self.emit(status_event(
             time.time(), self.device_id, "stopped", counters=self.counters,
             scores_unsent=self.mqtt.scores_dropped if self.mqtt else None,
@@ -630,10 +643,13 @@ class _FleetView:
     def window_samples(self) -> int:
         return self._agent.window_length
 
+    def runtime_request(self) -> RuntimeRequest:
+        return self._agent.cfg.tflite.request()
+
     def bundle_root(self) -> Path:
         return self._agent.scorer.bundle.root
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> AgentStatus:
         return self._agent.status()
 
     def record(self, monitor: str, seconds: float, path: Path, timeout: float) -> Path:

@@ -9,18 +9,19 @@ from __future__ import annotations
 
 import typer
 
-from .commands.calibrate import calibrate_cmd
-from .commands.config_check import config_app
-from .commands.demo import demo_cmd
-from .commands.devices import devices_cmd
-from .commands.enrol import enrol_cmd
-from .commands.evidence import evidence_app
-from .commands.fleet import fleet_app
-from .commands.record import record_cmd
-from .commands.run import run_cmd
-from .commands.runner import run_app
-from .commands.score import score_cmd
-from .commands.tune import tune_cmd
+from edge_agent.commands.calibrate import calibrate_cmd
+from edge_agent.commands.check import check_cmd
+from edge_agent.commands.config_check import config_app
+from edge_agent.commands.demo import demo_cmd
+from edge_agent.commands.devices import devices_cmd
+from edge_agent.commands.enrol import enrol_cmd
+from edge_agent.commands.evidence import evidence_app
+from edge_agent.commands.fleet import fleet_app
+from edge_agent.commands.record import record_cmd
+from edge_agent.commands.run import run_cmd
+from edge_agent.commands.runner import run_app
+from edge_agent.commands.score import score_cmd
+from edge_agent.commands.tune import tune_cmd
 
 app = typer.Typer(
     add_completion=False,
@@ -29,6 +30,7 @@ app = typer.Typer(
 )
 app.command("devices")(devices_cmd)
 app.command("demo")(demo_cmd)
+app.command("check")(check_cmd)
 app.command("score")(score_cmd)
 app.command("run")(run_cmd)
 app.add_typer(config_app, name="config")

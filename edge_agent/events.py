@@ -7,9 +7,9 @@ Every event carries `schema` (`SCHEMA_VERSION`), `kind`, `ts` (ISO 8601 UTC), `e
   `monitor` names the machine: the section itself for a single-machine agent); an `alarm`
   event is sent when the alarm state changes (raised or cleared) and repeats the window's
   fields; optional `drift` (the median of the last `history.drift_windows` scores minus the
-  threshold, `edge_agent.history`) once that many scores are known; an `alarm` that raised
+  threshold, `edge_agent.runtime.history`) once that many scores are known; an `alarm` that raised
   the alarm carries `evidence` (`EvidenceRef`: the stored clip of the voting windows,
-  `edge_agent.evidence`) when the agent keeps evidence and the clip could be stored;
+  `edge_agent.runtime.evidence`) when the agent keeps evidence and the clip could be stored;
 * `health` (`HealthEvent`): a sensor fault starts or ends (`sensor_fault`, `sensor_ok`,
   `device_ok`), windows were dropped (`windows_dropped`), the outbox dropped rows
   (`outbox_full`), a window could not be processed (`window_error`: the first error and each
@@ -17,7 +17,13 @@ Every event carries `schema` (`SCHEMA_VERSION`), `kind`, `ts` (ISO 8601 UTC), `e
   and the running one kept (`reload_failed`, with `error`), the MQTT broker refuses the agent
   (`mqtt_auth_failed`: login refused; `mqtt_tls_failed`: certificate / handshake; with `error`;
   the agent keeps scoring and retrying) and accepts it again (`mqtt_ok`), an alarm clip was
-  not stored (`evidence_skipped`, with `error`: low disk space, a write error);
+  not stored (`evidence_skipped`, with `error`: low disk space, a write error); the outbox
+  (`edge_agent.sinks.outbox`, each with a one-line `error`): dropped rows when full
+  (`outbox_full`, with the running `dropped`), its disk refuses writes (`outbox_disk_full`:
+  events are kept in memory and sent directly) and takes them again (`outbox_disk_ok`), a row
+  that cannot be sent was set aside (`outbox_quarantined`, with the running `count`), a damaged
+  or foreign outbox file was moved aside (`outbox_replaced`), the sender thread failed and was
+  restarted (`outbox_sender_restarted`);
 * `status` (`StatusEvent`): a bundle was reloaded, or the agent stopped (with its counters).
 
 MQTT publishes them as JSON (docs/mqtt.md), `--json` prints them as JSON lines, so a change
@@ -32,14 +38,15 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Literal, NotRequired, TypedDict
 
-from .decision import AlarmState
-from .jsonsafe import dumps
+from edge_agent.jsonsafe import dumps
 
 SCHEMA_VERSION = 1
 
 HealthEventName = Literal[
     "sensor_fault", "sensor_ok", "device_ok", "windows_dropped", "outbox_full", "window_error",
     "reload_failed", "mqtt_auth_failed", "mqtt_tls_failed", "mqtt_ok", "evidence_skipped",
+    "outbox_disk_full", "outbox_disk_ok", "outbox_quarantined", "outbox_replaced",
+    "outbox_sender_restarted",
 ]
 StatusEventName = Literal["reloaded", "stopped"]
 
@@ -52,7 +59,7 @@ class _Header(TypedDict):
 
 
 class EvidenceRef(TypedDict):
-    """The alarm clip an `alarm` event refers to (`edge_agent.evidence`): its file name in
+    """The alarm clip an `alarm` event refers to (`edge_agent.runtime.evidence`): its file name in
     `evidence.folder`, the sha256 of the file's bytes, its size, the time span (epoch seconds,
     first voting window's start to last one's end) and the voting windows' indices."""
 
@@ -69,7 +76,7 @@ class WindowEvent(_Header):
 
     kind: Literal["score", "alarm"]
     section: str
-    monitor: str  # the machine (edge_agent.monitors): its topics, history, HA device
+    monitor: str  # the machine (edge_agent.config.monitors): its topics, history, HA device
     window: int
     score: float
     threshold: float  # the threshold in force (the config's override, else the bundle's)
@@ -78,7 +85,8 @@ class WindowEvent(_Header):
     votes: int  # anomalous windows among the last n scored ones
     model_version: str
     source: str  # the file being replayed, the device, "stdin"
-    drift: NotRequired[float]  # median of the last M scores - threshold (edge_agent.history)
+    # median of the last M scores - threshold (edge_agent.runtime.history)
+    drift: NotRequired[float]
     evidence: NotRequired[EvidenceRef]  # alarm raised with evidence kept: the stored clip
 
 
@@ -98,13 +106,13 @@ class HealthEvent(_HealthRequired, total=False):
 
     window: int
     faults: list[str]  # health.Fault names, device_lost, scorer_behind, outbox_full,
-    # window_error, reload_failed; [] = ok
+    # window_error, reload_failed, mqtt_*, outbox_* (the event's own name); [] = ok
     rms_dbfs: float
     peak_dbfs: float
     clipped_fraction: float
     dropped: int
-    error: str  # window_error, reload_failed, mqtt_*, evidence_skipped: one-line message
-    count: int  # window_error: windows failed so far
+    error: str  # window_error, reload_failed, mqtt_*, evidence_skipped, outbox_*: one line
+    count: int  # window_error: windows failed so far; outbox_quarantined: rows set aside
 
 
 class _StatusRequired(_Header):
@@ -179,7 +187,7 @@ def window_event(  # noqa: PLR0913 -- one keyword-only parameter per field of th
     }
     if drift is not None:  # absent until the drift window is full (history.DriftTracker)
         e["drift"] = round(drift, 6)
-    if evidence is not None:  # alarm raised and its clip queued (edge_agent.evidence)
+    if evidence is not None:  # alarm raised and its clip queued (edge_agent.runtime.evidence)
         e["evidence"] = evidence
     return e
 
@@ -241,3 +249,12 @@ def event_json(event: Event) -> str:
     fields instead of writing `NaN`, which no JSON consumer accepts; the agent logs the sink's
     error and the other sinks still get the event."""
     return dumps(event, f"{event['kind']} event", separators=(",", ":"))
+
+
+AlarmState = Literal["normal", "alarm"]
+
+
+NORMAL: AlarmState = "normal"
+
+
+ALARM: AlarmState = "alarm"

@@ -15,7 +15,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from .errors import EdgeAgentError
+from edge_agent.errors import EdgeAgentError
 
 
 class NonFiniteError(EdgeAgentError, ValueError):

@@ -9,13 +9,12 @@ from __future__ import annotations
 import typer
 
 from edge_agent.commands.runner import run_app
-
-from .commands.evaluate import evaluate_cmd
-from .commands.export import export_cmd
-from .commands.keygen import keygen_cmd
-from .commands.sign import sign_cmd
-from .commands.synth import synth_cmd
-from .commands.train import train_cmd
+from model_build.commands.evaluate import evaluate_cmd
+from model_build.commands.export import export_cmd
+from model_build.commands.keygen import keygen_cmd
+from model_build.commands.sign import sign_cmd
+from model_build.commands.synth import synth_cmd
+from model_build.commands.train import train_cmd
 
 app = typer.Typer(
     add_completion=False,

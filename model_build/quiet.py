@@ -6,7 +6,7 @@ export signature). None of it helps someone training or evaluating a model, and 
 the lines that do. Commands call `configure(verbose)` first; `verbose=True` (`--verbose`)
 leaves every library as it is. `tensorflow()` imports TensorFlow and Keras with their
 start-up lines captured, and `converter_output()` wraps a conversion; both write the captured
-text back when something fails (`edge_agent.native_output`).
+text back when something fails (`edge_agent.scoring.native_output`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import os
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 
-from edge_agent.native_output import drop_everything, native_output
+from edge_agent.scoring.native_output import drop_everything, native_output
 
 _state = {"verbose": True}
 

@@ -201,11 +201,19 @@ def pulse_server(
 
 
 def _as_float(audio: np.ndarray | str | Path, rate: int) -> np.ndarray:
-    from edge_agent.audio import read_wav, resample
+    from fractions import Fraction
+
+    import scipy.signal
+
+    from edge_agent.audio.files import read_wav
 
     if isinstance(audio, (str, Path)):
         x, file_rate = read_wav(audio)
-        return resample(x, file_rate, rate)
+        if file_rate == rate:
+            return x
+        ratio = Fraction(rate, file_rate)
+        return np.asarray(scipy.signal.resample_poly(x, ratio.numerator, ratio.denominator,
+                                                     axis=-1), dtype=np.float32)
     return np.asarray(audio, dtype=np.float32)
 
 

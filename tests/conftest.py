@@ -11,6 +11,9 @@ import pytest
 # Fake microphones through the real PortAudio/ALSA stack: alsa_sandbox, pulse_server, fake_mic.
 from audio_fixtures import alsa_sandbox, fake_mic, pulse_server  # noqa: F401
 
+# A real small file system (size-limited tmpfs) for disk-full tests.
+from disk_fixtures import small_disk  # noqa: F401
+
 # Real mosquitto brokers (password, TLS, persistence) for the MQTT sink and agent tests.
 from mqtt_fixtures import mqtt_broker, mqtt_certs  # noqa: F401
 
@@ -19,9 +22,9 @@ REAL_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "re
 
 @pytest.fixture(autouse=True)
 def _no_stray_score_history() -> Iterator[None]:
-    """An agent run with the default outbox path keeps its score history (edge_agent.history)
-    in the working directory: remove the files a test left there, so runs never seed each
-    other's drift nor litter the checkout."""
+    """An agent run with the default outbox path keeps its score history
+    (edge_agent.runtime.history) in the working directory: remove the files a test left there, so
+    runs never seed each other's drift nor litter the checkout."""
     before = set(Path.cwd().glob("scores.*.bin"))
     yield
     for f in set(Path.cwd().glob("scores.*.bin")) - before:
@@ -44,12 +47,12 @@ def real_data() -> Callable[[str], Path]:
     return folder
 
 
-# --- training (model_build.train): a tiny DCASE-layout set and one trained narrow run ---
+# --- training (model_build.training.train): a tiny DCASE-layout set and one trained narrow run ---
 def make_tiny_dcase_root(root: Path, n_train: int = 6, n_test: int = 4) -> Path:
     """Two machines x one section of 10 s tones + noise in the DCASE 2022 layout."""
     import numpy as np
 
-    from edge_agent.audio import write_wav
+    from edge_agent.audio.files import write_wav
 
     rng = np.random.default_rng(0)
     t = np.arange(160_000) / 16_000
@@ -76,13 +79,53 @@ def tiny_dcase_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def trained_run(synth_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A narrow (width 0.25) model trained 1 epoch on synth_root."""
-    from model_build.model import ModelConfig
-    from model_build.train import TrainConfig, train_run
+    from model_build.training.model import ModelConfig
+    from model_build.training.train import TrainConfig, train_run
 
     out = tmp_path_factory.mktemp("trained_run") / "run"
     train_run([synth_root], out, ModelConfig(width=0.25),
               TrainConfig(epochs=1, batch_size=8, seed=0, verbose=False))
     return out
+
+
+@pytest.fixture(scope="session")
+def trained_ensemble(synth_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two narrow models (seeds 5 and 6) trained 1 epoch on synth_root: the one ensemble the
+    training and export tests share (training is the suite's slowest step)."""
+    from model_build.training.model import ModelConfig
+    from model_build.training.train import TrainConfig, train_run
+
+    out = tmp_path_factory.mktemp("trained_ensemble") / "run"
+    train_run([synth_root], out, ModelConfig(width=0.25),
+              TrainConfig(epochs=1, batch_size=8, runs=2, seed=5, verbose=False))
+    return out
+
+
+SLOW_TIMEOUT = 600
+"""Seconds a `slow` test (it trains a network or runs a long pipeline) may take: CPU-starved
+on a busy 2-core machine it runs several times slower than alone. Every other test has the
+120 s of pyproject.toml, and a test that passes its limit fails alone (timeout_method
+"signal"), the session goes on."""
+
+
+@pytest.fixture(autouse=True)
+def _fresh_agent_logger() -> Iterator[None]:
+    """Each test starts with the agent's logger as a fresh process has it: a command run
+    in-process by an earlier test (`setup_logging`) must not leave its level and handler to
+    the next one, whose captured output would then hold log lines it never asked for."""
+    import logging
+
+    yield
+    logger = logging.getLogger("edge_agent")
+    logger.handlers[:] = []
+    logger.setLevel(logging.NOTSET)
+    logger.propagate = True
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker("slow") and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(SLOW_TIMEOUT))
 
 
 # --- export (model_build.export): the trained narrow run as a device bundle ---
@@ -101,7 +144,7 @@ def bundle_dir(trained_run: Path, tmp_path_factory: pytest.TempPathFactory) -> P
 def synth_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """fan + gearbox, sections 00 (operating point) and 01 (background): 16 source + 4 target
     training clips and 4 test clips per domain and label per section (144 clips, a few s)."""
-    from model_build.synth import SynthConfig, generate
+    from model_build.synth.core import SynthConfig, generate
 
     root = tmp_path_factory.mktemp("synth")
     generate(SynthConfig(seed=0, machines=("fan", "gearbox"), sections=2, source_train=16,
@@ -122,8 +165,8 @@ def bundle_copy(bundle_dir: Path, tmp_path: Path) -> Path:
 @pytest.fixture(scope="session")
 def clips(bundle_dir: Path, synth_root: Path) -> tuple[Path, Path, float]:
     """(anomalous clip, normal clip, threshold between their scores)."""
-    from edge_agent.audio import load_clip
-    from edge_agent.scorer import Scorer
+    from edge_agent.audio.files import load_clip
+    from edge_agent.runtime.scorer import Scorer
 
     scorer = Scorer.from_bundle(bundle_dir)
 

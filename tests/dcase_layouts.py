@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_agent.audio import write_wav
+from edge_agent.audio.files import write_wav
 
 RATE = 16_000
 SECONDS = 1.0

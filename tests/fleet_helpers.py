@@ -22,17 +22,19 @@ from typing import Any
 from waiting import wait_until
 
 from edge_agent.agent import Agent
-from edge_agent.bundle import load_bundle, write_adapted_version, write_bundle
-from edge_agent.config import AgentConfig, load_config
+from edge_agent.bundle.load import load_bundle
+from edge_agent.bundle.signing import device_signing_key, generate_keypair, sign_version
+from edge_agent.bundle.versions import write_adapted_version, write_bundle
+from edge_agent.config.agent import AgentConfig
+from edge_agent.config.load import load_config
+from edge_agent.config.sinks import MqttSettings
 from edge_agent.fleet.client import FleetClient
-from edge_agent.signing import generate_keypair, sign_version
-from edge_agent.sinks.mqtt import MqttSettings
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "edge_agent" / "demo"
 SECTION = "fan_section_00"
 MONITOR = "fan"  # the devices' one monitor (scored by SECTION)
-V1 = "v1-89fb44ed"  # the demo bundle's model_version
+V1 = load_bundle(DEMO / "bundle").model_version  # the demo bundle's version id
 CLIPS = [str(p) for p in sorted((DEMO / "clips").glob("*_normal.wav"))]
 
 FLEET: dict[str, Any] = dict(enabled=True, group="presses", health_timeout_seconds=8.0,
@@ -55,17 +57,21 @@ def signed_demo(dest: Path, private_key: Path) -> Path:
     return dest
 
 
-def new_version(root: Path, private_key: Path | None, threshold_delta: float = 0.5) -> Path:
+def new_version(root: Path, private_key: Path | None, threshold_delta: float = 0.5,
+                sealed_in: Path | None = None) -> Path:
     """A new version of the bundle at `root` (fan_section_00's threshold moved), signed with
-    `private_key` when given (else a local adaptation: its origin's signature carried); its
-    folder."""
+    `private_key` when given (else a local adaptation: its origin's signature carried, and
+    sealed with the device key of state folder `sealed_in` when given, as the device's own
+    tune would); its folder."""
     import dataclasses
 
     b = load_bundle(root)
     old = b.backend(SECTION)
     backends = {**b.backends, SECTION: dataclasses.replace(
         old, threshold=old.threshold + threshold_delta)}
-    vdir = write_adapted_version(b, backends, "tuning", {"section": SECTION, "test": True})
+    seal = device_signing_key(sealed_in) if sealed_in is not None else None
+    vdir = write_adapted_version(b, backends, "tuning", {"section": SECTION, "test": True},
+                                 seal)
     if private_key is not None:  # signed itself (else: a local adaptation, its origin signed)
         (vdir / "signed_origin.json").unlink(missing_ok=True)
         sign_version(vdir, private_key)

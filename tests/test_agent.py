@@ -25,8 +25,8 @@ from mqtt_fixtures import Broker, Subscriber
 from waiting import wait_until
 
 from edge_agent.agent import Agent
-from edge_agent.config import load_config
-from edge_agent.scorer import Scorer
+from edge_agent.config.load import load_config
+from edge_agent.runtime.scorer import Scorer
 
 SEC = "fan_section_00"
 
@@ -66,7 +66,7 @@ def test_anomalous_clip_raises_alarm_normal_does_not(
 def test_silent_input_is_a_sensor_fault_not_an_alarm(bundle_dir: Path, tmp_path: Path) -> None:
     import numpy as np
 
-    from edge_agent.audio import write_wav
+    from edge_agent.audio.files import write_wav
 
     silent = tmp_path / "silent.wav"
     write_wav(silent, np.zeros(160000, np.float32), 16000)
@@ -133,9 +133,16 @@ def test_cli_run_publishes_alarm_then_sigterm_goes_offline(
         text=True,
     )
     try:
-        assert sub.wait_for(lambda m: any(t == f"edge-asd/press7/{SEC}/alarm" for t, _, _ in m), 60)
-        alarm = json.loads(sub.on(f"edge-asd/press7/{SEC}/alarm")[0])
-        assert alarm["decision"] == "alarm" and alarm["schema"] == 1
+        topic = f"edge-asd/press7/{SEC}/alarm"
+
+        def states() -> list[dict[str, Any]]:
+            return [json.loads(p) for p in sub.on(topic)]
+
+        # the start state first (normal: no state file), then the raised alarm
+        assert wait_until(lambda: any(a["decision"] == "alarm" for a in states()), 60)
+        assert states()[0]["decision"] == "normal" and "window" not in states()[0]
+        alarm = next(a for a in states() if a["decision"] == "alarm")
+        assert alarm["schema"] == 1 and alarm["window"] >= 2
         proc.send_signal(signal.SIGHUP)  # reload the bundle while streaming
         time.sleep(2.0)
         proc.send_signal(signal.SIGTERM)
@@ -183,7 +190,7 @@ def test_fake_microphone_anomalous_clip_raises_alarm(
     """Live device path (PortAudio through real ALSA): 3 windows of the anomalous clip."""
     import numpy as np
 
-    from edge_agent.audio import load_clip
+    from edge_agent.audio.files import load_clip
 
     anom, _, thr = clips
     x = load_clip(anom, Scorer.from_bundle(bundle_dir).spec)
@@ -221,7 +228,7 @@ def test_stdin_pcm_through_cli(
 ) -> None:
     import numpy as np
 
-    from edge_agent.audio import load_clip
+    from edge_agent.audio.files import load_clip
 
     anom, _, thr = clips
     x = load_clip(anom, Scorer.from_bundle(bundle_dir).spec)
@@ -258,7 +265,7 @@ def test_live_source_drops_are_counted_and_reported(
 ) -> None:
     import numpy as np
 
-    from edge_agent.windows import Window
+    from edge_agent.runtime.windows import Window
 
     cfg = load_config(None, {"bundle": str(bundle_dir), "section": SEC, "queue_size": 2})
     c = Collect()
@@ -271,13 +278,15 @@ def test_live_source_drops_are_counted_and_reported(
     assert c.kind("health")[-1]["faults"] == ["scorer_behind"]
 
 
-def test_outbox_full_is_reported_through_mqtt(
+def test_outbox_full_is_reported_once_per_episode_with_the_exact_count(
     bundle_dir: Path,
     clips: tuple[Path, Path, float],
     tmp_path: Path,
     mqtt_broker: Callable[..., Broker],
 ) -> None:
-    """A tiny outbox with the broker down: rows are dropped by policy, and the agent says so."""
+    """A one-row outbox with the broker down: rows are dropped by policy, and the agent says
+    so (once: the episode's first drop); the count is the real number of drops. (The exact
+    accounting with 50 events: tests/test_outbox_faults.py.)"""
     anom, norm, thr = clips
     b = mqtt_broker()
     b.kill()  # broker down for the whole run: alarm + health events pile up
@@ -300,9 +309,11 @@ def test_outbox_full_is_reported_through_mqtt(
     c = Collect()
     agent.sinks.append(c)
     agent.run(install_signals=False)
-    assert agent.counters["outbox_dropped"] >= 1
+    # 4 alarm events + the sensor state row into a one-row outbox: 4 real drops
+    assert len(c.kind("alarm")) == 4 and agent.counters["outbox_dropped"] == 4
     full = [e for e in c.kind("health") if e.get("event") == "outbox_full"]
-    assert full and full[-1]["dropped"] == agent.counters["outbox_dropped"]
+    assert [e["dropped"] for e in full] == [1] and full[0]["faults"] == ["outbox_full"]
+    assert c.kind("status")[-1]["outbox_dropped"] == 4
 
 
 def test_stalled_input_is_reported_as_device_lost_then_ok(
@@ -367,7 +378,8 @@ def unscorable_version(root: Path) -> Path:
     """A new, active version that loads (valid manifest, checksums, backend) but whose frontend
     makes 40000-bin spectra, which the model's 80000-bin input cannot take: every window fails
     at scoring time."""
-    from edge_agent.bundle import load_bundle, write_bundle
+    from edge_agent.bundle.load import load_bundle
+    from edge_agent.bundle.versions import write_bundle
 
     b = load_bundle(root)
     manifest = {k: v for k, v in b.manifest.items() if k not in ("version", "files", "created")}
@@ -381,7 +393,9 @@ def test_reload_keeps_the_running_version_when_the_new_one_is_broken(
 ) -> None:
     """A version that cannot score (or does not even load) is never swapped in: the old model
     keeps scoring, a reload_failed health event says why; a good version later still loads."""
-    from edge_agent.bundle import BACKEND, load_bundle, set_current, write_bundle
+    from edge_agent.bundle.load import load_bundle
+    from edge_agent.bundle.manifest import BACKEND
+    from edge_agent.bundle.versions import set_current, write_bundle
 
     root, clip = demo_root
     v1 = load_bundle(root)
@@ -427,7 +441,9 @@ def test_reload_keeps_the_running_version_when_the_new_one_is_broken(
     assert [e["window"] for e in scores] == list(range(len(scores)))  # nothing dropped
     assert {e["model_version"] for e in scores[:n_before + 2]} == {v1.model_version}
     reloaded = [e for e in c.kind("status") if e.get("event") == "reloaded"]
-    assert [e["model_version"] for e in reloaded] == [f"v3-{v1.model_version.split('-')[1]}"]
+    v3 = load_bundle(root)
+    assert v3.model_version.startswith("v3-")
+    assert [e["model_version"] for e in reloaded] == [v3.model_version]
     assert agent.counters["window_errors"] == 0
 
 
@@ -467,13 +483,13 @@ def test_window_error_reports_are_rate_limited_by_message(demo_root: tuple[Path,
     """Same message: reported once, then at 10, 100...; a new message: reported at once."""
     import numpy as np
 
-    from edge_agent.windows import Window
+    from edge_agent.runtime.windows import Window
 
     root, _ = demo_root
     c = Collect()
     agent = Agent(load_config(None, {"bundle": str(root), "section": SEC}), sinks=[c])
     w = Window(np.zeros(160000, np.float32), 0.0, 0)
-    from edge_agent.scorer import one_line
+    from edge_agent.runtime.scorer import one_line
 
     for i in range(25):
         exc = ValueError("broken\nmodel") if i != 15 else OSError("disk")

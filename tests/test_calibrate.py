@@ -22,8 +22,10 @@ import numpy as np
 import pytest
 from cli_helpers import run_cli as cli
 
-from edge_agent.audio import write_wav
-from edge_agent.bundle import BACKEND, current_version, list_versions, load_bundle
+from edge_agent.audio.files import write_wav
+from edge_agent.bundle.layout import current_version, list_versions
+from edge_agent.bundle.load import load_bundle
+from edge_agent.bundle.manifest import BACKEND
 
 SEC = "fan_section_00"
 
@@ -171,7 +173,7 @@ def test_a_running_agent_picks_up_a_calibration(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     from edge_agent.agent import Agent
-    from edge_agent.config import load_config
+    from edge_agent.config.load import load_config
 
     events: list[Mapping[str, Any]] = []
 

@@ -1,4 +1,5 @@
-"""edge_agent.classical: the band statistics the device computes next to the learned model."""
+"""edge_agent.scoring.classical: the band statistics the device computes next to the learned
+model."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from edge_agent.classical import (
+from edge_agent.scoring.classical import (
     DEFAULT_CLASSICAL,
     band_edges,
     band_stats,
@@ -18,7 +19,7 @@ from edge_agent.classical import (
     rhythm,
     rhythm_bins,
 )
-from edge_agent.frontend import DEFAULT_SPEC, stft_magnitude
+from edge_agent.scoring.frontend import DEFAULT_SPEC, stft_magnitude
 
 T = np.arange(160_000) / 16_000
 

@@ -66,7 +66,8 @@ def test_a_run_where_every_window_failed_exits_1_with_a_summary(
 
     from cli_helpers import run_cli
 
-    from edge_agent.bundle import load_bundle, write_bundle
+    from edge_agent.bundle.load import load_bundle
+    from edge_agent.bundle.versions import write_bundle
     from edge_agent.commands.demo import load_demo
 
     demo = load_demo()

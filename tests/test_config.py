@@ -8,11 +8,13 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cli_helpers import run_cli as run_in_process
 
-from edge_agent.config import AgentConfig, dump, load_config
+from edge_agent.config.agent import AgentConfig
+from edge_agent.config.load import dump, load_config
 from edge_agent.errors import ConfigError
 
 
@@ -131,10 +133,13 @@ SEC = "fan_section_00"
 # (YAML added to a valid config, regex the one-line error must match). Every case is refused
 # by `config check` and by `run --config` with the same line and exit code 2.
 REFUSED = [
-    # a hop of 0.48 samples cut the same window for ever: 100 % CPU, RSS to 2.3 GB in 6 s
-    ("windows: {hop: 0.00003}", r"^windows\.hop: 3e-05 s is less than one sample at the "
-     r"bundle's 16000 Hz"),
-    ("windows: {hop: 0}", r"^windows\.hop: expected a number in \(0, 86400\], got 0"),
+    # a hop of 0.48 samples cut the same window for ever (100 % CPU, RSS to 2.3 GB in 6 s); one
+    # sample took 1.09 GB and dropped 36 524 windows in 25 s: under what a device can score
+    ("windows: {hop: 0.00003}", r"^windows\.hop: expected a number in \[0\.1, 86400\], "
+     r"got 3e-05"),
+    ("windows: {hop: 0.0000625}", r"^windows\.hop: expected a number in \[0\.1, 86400\]"),
+    ("windows: {hop: 0}", r"^windows\.hop: expected a number in \[0\.1, 86400\], got 0"),
+    ("windows: {hop: .nan}", r"^windows\.hop: expected a finite number, got nan"),
     ("windows: {hop: .inf}", r"^windows\.hop: expected a finite number, got inf"),
     # every window failed (and run exited 0): refused at start, naming the clip length
     ("windows: {seconds: 5}", r"^windows\.seconds: the bundle's model takes 10 s windows, got 5"),
@@ -164,6 +169,16 @@ REFUSED = [
     ("log: {jsonl_file: no/such/dir/events.jsonl}",
      r"^log\.jsonl_file: folder .*no/such/dir does not exist"),
     ("log: {jsonl_file: FOLDER}", r"^log\.jsonl_file: .* is a folder"),
+    # `config check` passed these and `run` refused them: a channel the input does not have,
+    # an evidence folder that is a file (read-only ones: test_evidence_folder_read_only_...)
+    ("source: {kind: stdin, stdin_channels: 2, channel: 5}",
+     r"^source\.channel: channel 5 requested but stdin has 2 channel\(s\)"),
+    ("source: {kind: files, files: [CLIP], channel: 3}",
+     r"01_normal\.wav: channel 3 requested but the file is mono"),
+    ("evidence: {folder: EMPTY}", r"^evidence\.folder: .*empty\.txt is a file, expected a "
+     r"folder$"),
+    ("evidence: {folder: EMPTY/clips}", r"^evidence\.folder: .*empty\.txt is a file, expected "
+     r"a folder \(cannot create .*empty\.txt/clips below it\)"),
 ]
 
 
@@ -204,6 +219,73 @@ def test_config_check_and_run_refuse_the_same_thing(
         assert re.search(message, errors[0].removeprefix("error: ")), errors[0]
         lines.append(errors[0])
     assert lines[0] == lines[1]  # the same validator, the same words
+
+
+def _check_and_run(capsys: pytest.CaptureFixture[str], p: Path) -> list[tuple[int, str]]:
+    """(exit code, stderr) of `config check P` and of `run --config P --quiet`."""
+    out = []
+    for args in (("config", "check", str(p)), ("run", "--config", str(p), "--quiet")):
+        code, _, err = run_in_process(capsys, *args)
+        assert "Traceback" not in err
+        out.append((code, err))
+    return out
+
+
+def _errors(err: str) -> list[str]:
+    return [line for line in err.splitlines() if line.startswith("error: ")]
+
+
+@pytest.mark.parametrize("below", [False, True])
+def test_evidence_folder_read_only_is_refused_by_check_and_run_alike(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], below: bool
+) -> None:
+    """A real read-only file system (a `ro` tmpfs; root writes through any mode bits, not
+    through that): the evidence folder on it, or to be created in it."""
+    from disk_fixtures import mounted_tmpfs
+
+    from edge_agent.commands.demo import load_demo
+
+    clip = load_demo().paths[0]
+    with mounted_tmpfs(tmp_path / "ro", "64k", read_only=True) as disk:
+        ro = disk.path
+        folder = ro / "clips" if below else ro
+        p = write(tmp_path, f"bundle: {demo_bundle()}\nsection: {SEC}\n"
+                  f"source: {{kind: files, files: [{clip}]}}\nevidence: {{folder: {folder}}}\n")
+        got = _check_and_run(capsys, p)
+    want = f"error: evidence.folder: {ro} is on a read-only file system"
+    if below:
+        want += f" (cannot create {folder} in it)"
+    assert [(code, _errors(err)) for code, err in got] == [(2, [want])] * 2
+
+
+def test_device_channel_beyond_the_device_is_refused_by_check_and_run_alike(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], alsa_sandbox: Any
+) -> None:
+    """A real PortAudio device (an ALSA file PCM: PortAudio reports 128 input channels) asked
+    for channel 200. `config check` queries the device list as `run` does when it opens it
+    and refuses with the same line; a device it cannot find here (config checked away from
+    the machine) is one warning line and no refusal, while `run` refuses it."""
+    raw = tmp_path / "silence.f32"
+    raw.write_bytes(bytes(64_000))
+    name = alsa_sandbox.file_pcm("wide128", raw)
+    try:
+        head = f"bundle: {demo_bundle()}\nsection: {SEC}\n"
+        p = write(tmp_path, head + f"source: {{device: {name}, channel: 200}}\n")
+        got = _check_and_run(capsys, p)
+        want = f"error: source.channel: channel 200 requested but {name!r} has 128 input channel(s)"
+        assert [(code, _errors(err)) for code, err in got] == [(2, [want])] * 2
+        p = write(tmp_path, head + "source: {device: no-such-mic, channel: 2}\n")
+        (check_code, check_err), (run_code, run_err) = _check_and_run(capsys, p)
+        assert check_code == 0
+        (warning,) = check_err.splitlines()  # one line (a log prefix when a handler is set)
+        assert ("source.channel: channel(s) 2 not checked against the device: source.device: "
+                "no input device matching 'no-such-mic'; available input devices: ") in warning
+        assert f"{name!r}" in warning
+        assert run_code == 2
+        (error,) = _errors(run_err)
+        assert error.startswith("error: source.device: no input device matching 'no-such-mic'")
+    finally:
+        alsa_sandbox.remove_pcm(name)
 
 
 def test_merge_keys_may_still_be_overridden(tmp_path: Path, bundle: Path) -> None:

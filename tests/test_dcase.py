@@ -1,4 +1,4 @@
-"""DCASE naming (edge_agent.dcase): section ids, clip names, numbering, a file's section."""
+"""DCASE naming (edge_agent.audio.dcase): section ids, clip names, numbering, a file's section."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.dcase import (
+from edge_agent.audio.dcase import (
     ClipName,
     check_attrs,
     infer_section,

@@ -4,16 +4,10 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.decision import (
-    ALARM,
-    NORMAL,
-    Decider,
-    DeciderState,
-    DecisionSettings,
-    DecisionStore,
-    state_path,
-)
+from edge_agent.config.runtime import DecisionSettings
 from edge_agent.errors import ConfigError
+from edge_agent.events import ALARM, NORMAL
+from edge_agent.runtime.decision import Decider, DeciderState, DecisionStore, state_path
 
 
 def feed(d: Decider, seq: str) -> list[str]:

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.bundle import load_bundle
+from edge_agent.bundle.load import load_bundle
 from edge_agent.commands.demo import DEMO_DIR, DemoError, PacedSink, load_demo
-from edge_agent.decision import DecisionSettings
+from edge_agent.config.runtime import DecisionSettings
 from edge_agent.events import health_event, status_event, window_event
 
 REPO = Path(__file__).resolve().parents[1]
@@ -121,9 +121,12 @@ def test_demo_publishes_the_alarm_to_a_broker(mqtt_broker) -> None:  # type: ign
                      "--device-id", "demo-pi")
         assert proc.returncode == 0, proc.stderr
         topic = f"edge-asd/demo-pi/{demo.section}/alarm"
-        assert sub.wait_for(lambda m: any(t == topic for t, _, _ in m), timeout=10)
-        alarm = json.loads(sub.on(topic)[0])
-        assert alarm["decision"] == "alarm" and alarm["window"] >= demo.n_normal
+        assert sub.wait_for(lambda m: any(json.loads(p)["decision"] == "alarm"
+                                          for p in sub.on(topic)), timeout=10)
+        states = [json.loads(p) for p in sub.on(topic)]
+        assert states[0]["decision"] == "normal"  # the start state, before any window
+        alarm = next(a for a in states if a["decision"] == "alarm")
+        assert alarm["window"] >= demo.n_normal
         avail = "edge-asd/demo-pi/availability"
         assert sub.wait_for(lambda m: (avail, b"offline", False) in m
                             or (avail, b"offline", True) in m, timeout=10)

@@ -7,16 +7,22 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
 
+INSTALL_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+"""The installed agent must run from its own venv, not from a checkout on PYTHONPATH."""
+
+
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Run deploy/install.sh into a private prefix (no apt, no systemd): the real pip install."""
-    root = tmp_path_factory.mktemp("install")
+    """Run deploy/install.sh into a private prefix (no apt, no systemd): the real pip install.
+    The root's name uses every character the prefix allow-list takes besides letters."""
+    root = tmp_path_factory.mktemp("install") / "ea+1.0_x-y"
     proc = subprocess.run(
         [
             "bash", str(REPO / "deploy" / "install.sh"),
@@ -25,7 +31,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "--unit-dir", str(root / "units"),
             "--no-apt", "--no-systemd",
         ],
-        capture_output=True, text=True, timeout=600,
+        capture_output=True, text=True, timeout=600, env=INSTALL_ENV,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "TFLite runtime:" in proc.stdout
@@ -47,23 +53,77 @@ def test_install_script_creates_a_working_agent(installed: Path) -> None:
     assert f"bundle: {installed / 'opt'}/bundle" in config and "/opt/edge-agent" not in config
     # The demo's bundle and clips are package data: a non-editable install can run it.
     demo = subprocess.run([str(exe), "demo", "--fast", "--json"], capture_output=True,
-                          text=True, timeout=120, cwd=installed)
+                          text=True, timeout=120, cwd=installed, env=INSTALL_ENV)
     assert demo.returncode == 0, demo.stderr
     assert '"kind":"alarm"' in demo.stdout and "site-packages" in demo.stdout
 
 
 @pytest.mark.slow
-def test_install_keeps_an_existing_config(installed: Path) -> None:
+def test_install_keeps_an_existing_config_and_no_systemd_writes_no_unit(installed: Path) -> None:
+    """Run again (an upgrade): the edited config is kept. Without --unit-dir, --no-systemd
+    writes no unit at all (it used to write /etc/systemd/system/edge-agent.service)."""
     cfg = installed / "etc" / "agent.yaml"
     cfg.write_text(cfg.read_text() + "\n# edited by the plant engineer\n")
+    system_unit = Path("/etc/systemd/system/edge-agent.service")
+    existed = system_unit.exists()
+    unit = installed / "units" / "edge-agent.service"
+    before = unit.read_bytes()
+    unit.unlink()
     proc = subprocess.run(
         ["bash", str(REPO / "deploy" / "install.sh"), "--prefix", str(installed / "opt"),
-         "--config-dir", str(installed / "etc"), "--unit-dir", str(installed / "units"),
-         "--no-apt", "--no-systemd"],
-        capture_output=True, text=True, timeout=600,
+         "--config-dir", str(installed / "etc"), "--no-apt", "--no-systemd"],
+        capture_output=True, text=True, timeout=600, env=INSTALL_ENV,
     )
+    unit.write_bytes(before)  # the other tests read it
     assert proc.returncode == 0, proc.stderr
     assert "edited by the plant engineer" in cfg.read_text()
+    assert "--no-systemd: no unit file written (--unit-dir DIR writes one there)" in proc.stdout
+    assert system_unit.exists() == existed
+
+
+BAD_PATHS = [
+    ("a b", "a space split ExecStart and the install exited 0"),
+    ("x&y", "sed put the matched text where '&' was: the bundle path was mangled"),
+    ("x#y", "sed failed and left an empty agent.yaml that later runs kept"),
+    ("x#g;e touch {marker};#", "GNU sed's `e` command ran the rest as a shell command"),
+    ("x%iy", "'%i' is a systemd specifier"),
+    ("x'y", "a quote"),
+    ("x\\y", "a backslash"),
+]
+
+
+@pytest.mark.parametrize(("name", "why"), BAD_PATHS)
+@pytest.mark.parametrize("option", ["--prefix", "--config-dir", "--unit-dir"])
+def test_install_refuses_a_path_it_cannot_write_safely(
+    tmp_path: Path, option: str, name: str, why: str
+) -> None:
+    """The real install script with a path that broke it: refused before anything is done (no
+    folder made, no venv, no sed), one line naming the option, exit 2."""
+    marker = tmp_path / "pwned"
+    bad = str(tmp_path / "t" / name.format(marker=marker))
+    paths = {"--prefix": str(tmp_path / "opt"), "--config-dir": str(tmp_path / "etc"),
+             "--unit-dir": str(tmp_path / "units"), option: bad}
+    proc = subprocess.run(
+        ["bash", str(REPO / "deploy" / "install.sh"), *[x for kv in paths.items() for x in kv],
+         "--no-apt", "--no-systemd"],
+        capture_output=True, text=True, timeout=60, env=INSTALL_ENV,
+    )
+    assert proc.returncode == 2, (why, proc.stdout, proc.stderr)
+    assert proc.stdout == ""
+    assert proc.stderr.splitlines() == [
+        f"error: {option}: '{bad}' has characters other than letters, digits and / . _ + - (a "
+        "space, '&', '#', '%' or a quote would break the unit or the config); choose another "
+        "path"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing made, nothing ran
+
+
+def test_install_refuses_a_relative_prefix(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        ["bash", str(REPO / "deploy" / "install.sh"), "--prefix", "opt/ea", "--no-apt",
+         "--no-systemd"], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr == "error: --prefix: expected an absolute path, got 'opt/ea'\n"
+    assert not (tmp_path / "opt").exists()
 
 
 @pytest.mark.slow
@@ -100,9 +160,107 @@ def test_installed_example_config_passes_config_check(installed: Path) -> None:
     assert "path: /var/lib/edge-agent/outbox.sqlite" in proc.stdout  # writable under systemd
 
 
+UNIT = REPO / "deploy" / "systemd" / "edge-agent.service"
+
+SANDBOX_KEYS = ("NoNewPrivileges", "SystemCallFilter", "SystemCallErrorNumber",
+                "SystemCallArchitectures", "RestrictAddressFamilies", "ProtectProc",
+                "PrivateUsers", "PrivateMounts", "MemoryDenyWriteExecute", "LockPersonality",
+                "RestrictRealtime", "RestrictNamespaces")
+"""The unit's settings that a systemd user manager applies as the system one does (no User=,
+no device cgroup): what `test_the_unit_sandbox_runs_the_agent` runs the agent under."""
+
+USER_MANAGER = r"""
+set -e
+rt=$(mktemp -d); chmod 700 "$rt"
+mkdir -p /run/systemd; mount -t tmpfs tmpfs /run/systemd; mkdir /run/systemd/system
+export XDG_RUNTIME_DIR=$rt
+/lib/systemd/systemd --user >/dev/null 2>&1 &
+manager=$!
+for i in $(seq 100); do [ -S "$rt/bus" ] && [ -S "$rt/systemd/private" ] && break; sleep 0.1; done
+set +e
+timeout 100 systemd-run --user --pipe --wait --quiet --collect "$@"
+rc=$?
+kill $manager; wait $manager 2>/dev/null; rm -rf "$rt"
+exit $rc
+"""
+"""A systemd user manager in a private mount namespace (this machine has no systemd as PID 1;
+the tmpfs over /run/systemd exists only in that namespace), running one transient service."""
+
+
+def _unit_sandbox(extra: tuple[str, ...] = ()) -> list[str]:
+    """`-p KEY=VALUE` for every SANDBOX_KEYS line of the shipped unit, then `extra`."""
+    props = [line.strip() for line in UNIT.read_text().splitlines()
+             if line.split("=", 1)[0] in SANDBOX_KEYS]
+    return [x for kv in [*props, *extra] for x in ("-p", kv)]
+
+
+def _run_sandboxed(props: list[str], argv: list[str], env: dict[str, str]
+                   ) -> subprocess.CompletedProcess[str]:
+    if shutil.which("systemd-run") is None or not Path("/lib/systemd/systemd").exists():
+        pytest.skip("systemd is not installed")
+    setenv = [x for k, v in env.items() for x in ("-E", f"{k}={v}")]
+    proc = subprocess.run(
+        ["unshare", "-m", "--propagation", "private", "bash", "-c", USER_MANAGER, "sandbox",
+         *setenv, "-p", f"WorkingDirectory={REPO}", *props, "--", *argv],
+        capture_output=True, text=True, timeout=110)
+    if "Failed to connect to bus" in proc.stderr or "unshare: " in proc.stderr:
+        pytest.skip(f"no systemd user manager here: {proc.stderr.strip()}")
+    return proc
+
+
+def test_the_unit_sandbox_runs_the_agent(tmp_path: Path, alsa_sandbox: Any) -> None:
+    """The unit's system-call filter, address families (no AF_NETLINK), ProtectProc and
+    PrivateUsers, applied by real systemd: the agent captures from a PortAudio device (an
+    ALSA file PCM playing a faulty demo clip), scores and raises the alarm. With
+    MemoryDenyWriteExecute=yes on top, the device cannot be opened (sounddevice's callback
+    needs writable+executable memory): why the unit leaves it off."""
+    import numpy as np
+
+    from edge_agent.audio.files import read_wav
+    from edge_agent.commands.demo import load_demo
+
+    demo = load_demo()
+    raw = tmp_path / "mic.f32"
+    x, _ = read_wav(next(p for p in demo.paths if "faulty" in p.name))
+    np.tile(x, 6).astype("<f4").tofile(raw)
+    mic = alsa_sandbox.file_pcm("sandboxmic", raw)
+    cfg = tmp_path / "agent.yaml"
+    cfg.write_text(f"bundle: {demo.bundle}\nsection: {demo.section}\nsource: {{device: {mic}}}\n"
+                   f"outbox: {{path: {tmp_path / 'outbox.sqlite'}}}\n"
+                   "decision: {k: 3, n: 5}\nlog: {stdout: false}\n")
+    argv = ["timeout", "-s", "TERM", "8", str(Path(sys.executable).with_name("edge-agent")),
+            "run", "--config", str(cfg)]
+    env = {"PYTHONPATH": str(REPO), "HOME": str(tmp_path), "TF_CPP_MIN_LOG_LEVEL": "2",
+           "ALSA_CONFIG_PATH": os.environ["ALSA_CONFIG_PATH"]}
+    try:
+        props = _unit_sandbox()
+        assert "SystemCallFilter=@system-service" in props and "PrivateUsers=yes" in props
+        ok = _run_sandboxed(props, argv, env)
+        assert f"capturing from {mic!r}" in ok.stderr, ok.stderr
+        assert '"event": "stopped"' in ok.stderr and '"alarms": 1' in ok.stderr, ok.stderr
+        assert "Traceback" not in ok.stderr
+        mdwe = _run_sandboxed(_unit_sandbox(("MemoryDenyWriteExecute=yes",)), argv, env)
+        assert "Cannot allocate write+execute memory for ffi.callback()" in mdwe.stderr
+    finally:
+        alsa_sandbox.remove_pcm(mic)
+
+
+def test_unit_exposure_is_low() -> None:
+    """`systemd-analyze security` scores the unit as shipped: 3.5 before the system-call
+    filter, ProtectProc, PrivateUsers and the address families without AF_NETLINK."""
+    if shutil.which("systemd-analyze") is None:
+        pytest.skip("systemd-analyze is not installed")
+    proc = subprocess.run(["systemd-analyze", "security", "--offline=yes", str(UNIT)],
+                          capture_output=True, text=True, timeout=60)
+    last = (proc.stdout + proc.stderr).strip().splitlines()[-1]
+    if "Overall exposure level" not in last:
+        pytest.skip(f"systemd-analyze security cannot score offline here: {last}")
+    assert float(last.split(": ")[1].split()[0]) <= 1.5, last
+
+
 def test_unit_sandboxing_is_complete() -> None:
     """The unit's hardening, key by key (systemd-analyze verify only checks syntax)."""
-    text = (REPO / "deploy" / "systemd" / "edge-agent.service").read_text()
+    text = UNIT.read_text()
     keys = dict(
         line.split("=", 1) for line in text.splitlines()
         if "=" in line and not line.startswith("#") and not line.startswith("ReadWritePaths")
@@ -114,6 +272,13 @@ def test_unit_sandboxing_is_complete() -> None:
     assert keys["DevicePolicy"] == "closed" and keys["DeviceAllow"] == "char-alsa rw"
     assert keys["Restart"] == "on-failure"
     assert "ReadWritePaths=/var/lib/edge-agent" in text
+    lines = text.splitlines()
+    assert "SystemCallFilter=@system-service" in lines
+    assert "SystemCallFilter=~@privileged @resources" in lines
+    assert keys["SystemCallErrorNumber"] == "EPERM"  # a refused call fails, never kills
+    assert keys["ProtectProc"] == "invisible" and keys["PrivateUsers"] == "yes"
+    assert keys["RestrictAddressFamilies"].split() == ["AF_UNIX", "AF_INET", "AF_INET6"]
+    assert "MemoryDenyWriteExecute" not in keys  # PortAudio's cffi callback needs W+X memory
 
 
 @pytest.mark.slow
@@ -229,7 +394,7 @@ def test_example_broker_tls_acl_with_the_demo(tmp_path: Path) -> None:  # noqa: 
 
 
 def test_unit_is_type_notify_with_a_watchdog(tmp_path: Path) -> None:
-    """READY=1/WATCHDOG=1 from the agent (edge_agent.systemd_notify) need these keys, and the
+    """READY=1/WATCHDOG=1 from the agent (edge_agent.runtime.notify) need these keys, and the
     notify socket is AF_UNIX; the unit as shipped (ExecStart pointed at this venv) verifies."""
     text = (REPO / "deploy" / "systemd" / "edge-agent.service").read_text()
     keys = dict(line.split("=", 1) for line in text.splitlines()

@@ -18,7 +18,7 @@ from mqtt_fixtures import Broker, Subscriber
 
 from edge_agent.agent import Agent
 from edge_agent.commands.demo import load_demo
-from edge_agent.config import load_config
+from edge_agent.config.load import load_config
 
 M = 3
 

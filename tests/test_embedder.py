@@ -1,4 +1,4 @@
-"""edge_agent.embedder: runtime selection (proven, not imported), inputs mapped by name."""
+"""edge_agent.scoring.embedder: runtime selection (proven, not imported), inputs mapped by name."""
 
 from __future__ import annotations
 
@@ -9,17 +9,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_agent.bundle import load_bundle
-from edge_agent.embedder import (
+from edge_agent.bundle.load import load_bundle
+from edge_agent.errors import BundleError, RuntimeUnavailableError
+from edge_agent.scoring.embedder import (
     PROBE_MODEL,
     Embedder,
     check_flatbuffer,
     select_runtime,
     tensor_feature_name,
 )
-from edge_agent.errors import BundleError, RuntimeUnavailableError
-from edge_agent.frontend import DEFAULT_SPEC as SPEC
-from edge_agent.frontend import spectrogram, spectrum
+from edge_agent.scoring.frontend import DEFAULT_SPEC as SPEC
+from edge_agent.scoring.frontend import spectrogram, spectrum
 
 
 def _wave(seed: int = 0) -> np.ndarray:
@@ -28,7 +28,7 @@ def _wave(seed: int = 0) -> np.ndarray:
 
 def test_default_runtime_is_litert_and_tensorflow_stays_unimported(bundle_dir: Path) -> None:
     code = (
-        "import sys; from edge_agent.scorer import Scorer; "
+        "import sys; from edge_agent.runtime.scorer import Scorer; "
         f"s = Scorer.from_bundle({str(bundle_dir)!r}); "
         "import numpy as np; s.score(np.zeros(160000, np.float32), s.bundle.sections[0]); "
         "print(s.runtime_name, 'tensorflow' in sys.modules)"

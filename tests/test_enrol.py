@@ -12,9 +12,11 @@ import numpy as np
 import pytest
 from cli_helpers import run_cli as cli
 
-from edge_agent.audio import load_clip
-from edge_agent.bundle import BACKEND, current_version, load_bundle
-from edge_agent.scorer import Scorer
+from edge_agent.audio.files import load_clip
+from edge_agent.bundle.layout import current_version
+from edge_agent.bundle.load import load_bundle
+from edge_agent.bundle.manifest import BACKEND
+from edge_agent.runtime.scorer import Scorer
 
 NEW = "press_section_00"
 

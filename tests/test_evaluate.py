@@ -1,4 +1,5 @@
-"""model_build.evaluate: backend scoring, DCASE tables, submission CSVs, JSON, plots, CLI."""
+"""model_build.evaluation.evaluate: backend scoring, DCASE tables, submission CSVs, JSON, plots,
+CLI."""
 
 from __future__ import annotations
 
@@ -12,11 +13,11 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
-from edge_agent.backend import PAPER_BACKEND, BackendConfig, fit_section
-from edge_agent.dcase import Domain, Label, Split
+from edge_agent.audio.dcase import Domain, Label, Split
 from edge_agent.errors import EdgeAgentError
-from model_build.data import Clip
-from model_build.evaluate import (
+from edge_agent.scoring.backend import PAPER_BACKEND, BackendConfig, fit_section
+from model_build.data.clip import Clip
+from model_build.evaluation.evaluate import (
     backend_scores,
     evaluate_embedder,
     evaluate_embeddings,
@@ -211,7 +212,7 @@ def test_gmm_and_variant_configs_run() -> None:
 
 def test_gmm_variants_of_table_6() -> None:
     """GMM on source clips only, target clips only, their summed scores, or all clips."""
-    from model_build.gmm import gmm_scores
+    from model_build.evaluation.gmm import gmm_scores
 
     d = _synthetic(overlap=0.2)
     tr, te = [d["train_emb"][0]], [d["test_emb"][0]]
@@ -263,7 +264,7 @@ def test_cli_end_to_end_on_trained_run(
     """`model-build evaluate` on the session's trained run and the synthetic set it learned."""
     run, root = trained_run, synth_root
     from model_build.cli import main
-    from model_build.data import scan
+    from model_build.data.dataset import scan
 
     out = tmp_path / "out"
     try:
@@ -284,9 +285,9 @@ def test_cli_end_to_end_on_trained_run(
         assert (out / final / f"decision_result_{sec}_test.csv").is_file()
         assert (out / final / "plots" / f"roc_{sec}.png").is_file()
     # The run remembers its evaluation, and an export carries it into the bundle manifest.
-    from edge_agent.bundle import load_bundle
+    from edge_agent.bundle.load import load_bundle
     from model_build.export import export_run
-    from model_build.runs import read_meta
+    from model_build.training.runs import read_meta
 
     record = read_meta(run)["evaluation"]
     assert record["summaries"][final]["auc"]["mixed"] == auc
@@ -299,8 +300,8 @@ class SpectralEmbedder:
     """A real (classical) clip embedder: mean and std over time of the log |STFT|."""
 
     def embed_clips(self, clips: Sequence[Clip]) -> np.ndarray:
-        from edge_agent.audio import load_clip
-        from edge_agent.frontend import FrontendSpec, spectrogram
+        from edge_agent.audio.files import load_clip
+        from edge_agent.scoring.frontend import FrontendSpec, spectrogram
 
         spec = FrontendSpec(temporal_norm=False)
         out = []
@@ -316,7 +317,7 @@ def test_real_dcase_clips_through_evaluate_embedder(
     """Real DCASE 2023 clips (12 s ToyCar/ToyTrain included) in the official layout, embedded by
     a real spectral embedder: scan -> embed -> backends -> CSVs/plots/JSON, one-class sections
     skipped with a reason."""
-    from model_build.data import scan
+    from model_build.data.dataset import scan
 
     root = tmp_path / "data"
     for f in sorted(real_data("dcase2023-dev-mixed").glob("*.wav")):
@@ -364,7 +365,7 @@ def test_cli_honours_the_runs_backend_marks_first_shot_and_concatenates(
     run's embeddings to RUN's (Table 4, concatenate after training)."""
     import shutil
 
-    from model_build.runs import ConcatenatedRuns, load_run, read_meta, write_meta
+    from model_build.training.runs import ConcatenatedRuns, load_run, read_meta, write_meta
 
     run = tmp_path / "run"
     shutil.copytree(trained_run, run)
@@ -387,6 +388,6 @@ def test_cli_honours_the_runs_backend_marks_first_shot_and_concatenates(
 
 
 def scan_clips(root: Path) -> list[Clip]:
-    from model_build.data import scan
+    from model_build.data.dataset import scan
 
     return scan([root])

@@ -16,19 +16,13 @@ from cli_helpers import run_cli
 from collect_sink import Collect
 
 from edge_agent.agent import Agent
-from edge_agent.audio import load_clip
-from edge_agent.bundle import load_bundle
+from edge_agent.audio.files import load_clip
+from edge_agent.bundle.load import load_bundle
 from edge_agent.commands.demo import load_demo
-from edge_agent.config import load_config, read_config
+from edge_agent.config.load import load_config, read_config
+from edge_agent.config.runtime import EvidenceSettings
 from edge_agent.errors import ConfigError
-from edge_agent.evidence import (
-    MB,
-    EvidenceSettings,
-    EvidenceStore,
-    HeardWindow,
-    decode,
-    list_clips,
-)
+from edge_agent.runtime.evidence import MB, EvidenceStore, HeardWindow, decode, list_clips
 
 RATE = 16000
 
@@ -181,3 +175,36 @@ def test_list_and_export(demo_run: tuple[list[dict[str, Any]], Path], tmp_path: 
 
     code, _, err = run_cli(capsys, "evidence", "list")
     assert code == 2 and "evidence.folder: not set" in err
+
+
+def test_export_to_a_full_disk_leaves_only_whole_clips(
+    demo_run: tuple[list[dict[str, Any]], Path], tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`evidence export` onto a real small file system (a size-limited tmpfs) with room for
+    one of two clips: the first arrives whole with its sidecar, the second is named in one
+    error line, and nothing half-written is left under a clip's name (nor a temp file).
+    Before, the copy went straight to the final name: a truncated clip that looked exported."""
+    from disk_fixtures import mounted_tmpfs
+
+    events, folder = demo_run
+    ev = next(e for e in events if e["kind"] == "alarm")["evidence"]
+    two = tmp_path / "two"
+    shutil.copytree(folder, two)
+    clip = two / ev["file"]
+    later = clip.with_name("2099" + clip.name[4:])  # sorts after the first: exported second
+    shutil.copyfile(clip, later)
+    meta = json.loads(clip.with_suffix(".json").read_text())
+    later.with_suffix(".json").write_text(json.dumps({**meta, "file": later.name}))
+    size = clip.stat().st_size
+    room = f"{(size + size // 2) // 1024 + 8}k"  # one clip and its sidecar, not two
+    with mounted_tmpfs(tmp_path / "stick", size=room) as disk:
+        stick = disk.path
+        code, out, err = run_cli(capsys, "evidence", "export", str(stick), "--folder",
+                                 str(two))
+        left = {p.name: p.read_bytes() for p in stick.iterdir()}
+    assert code == 2 and out == ""
+    assert err == (f"error: {stick / later.name}: cannot copy: No space left on device; the 1 "
+                   "clip(s) before it were exported whole, without an index\n")
+    assert sorted(left) == sorted([clip.name, clip.with_suffix(".json").name])
+    assert hashlib.sha256(left[clip.name]).hexdigest() == ev["sha256"]

@@ -8,15 +8,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_agent.audio import load_clip
-from edge_agent.backend import fit_section
-from edge_agent.bundle import QUANTIZE_MODES, current_version, list_versions, load_bundle
-from edge_agent.frontend import DEFAULT_SPEC
+from edge_agent.audio.files import load_clip
+from edge_agent.bundle.layout import current_version, list_versions
+from edge_agent.bundle.load import load_bundle
+from edge_agent.bundle.manifest import QUANTIZE_MODES
+from edge_agent.scoring.backend import fit_section
+from edge_agent.scoring.frontend import DEFAULT_SPEC
 from model_build.cli import main as build_main
-from model_build.data import Clip, scan
-from model_build.evaluate import pseudo_sets
+from model_build.data.clip import Clip
+from model_build.data.dataset import scan
+from model_build.evaluation.evaluate import pseudo_sets
 from model_build.export import BundleEmbedder, export_run, keras_embed
-from model_build.runs import load_run
+from model_build.training.runs import load_run
 
 # Minimum / mean cosine of the device embedding to the float Keras embedding, per mode
 # (narrow model trained one epoch on a tiny set; the full-size figures are in BENCHMARKS.md).
@@ -42,6 +45,7 @@ def _cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.asarray((a * b).sum(1))
 
 
+@pytest.mark.slow  # its fixture exports four bundles, each refitting its sections' weights
 def test_every_mode_matches_keras_within_its_tolerance(
     exported: dict[str, Path], trained_run: Path, clips: list[Clip]
 ) -> None:
@@ -87,18 +91,16 @@ def test_backend_is_refitted_on_the_exported_models_embeddings(
     assert b.sections == sorted({c.section_id for c in train})
 
 
+@pytest.mark.slow
 def test_an_ensemble_exports_every_model_and_scores_their_fused_scores(
-    synth_root: Path, tmp_path: Path, clips: list[Clip]
+    trained_ensemble: Path, tmp_path: Path, clips: list[Clip]
 ) -> None:
     """Two models + band statistics + rhythm: four components, each scored and standardised
     on its own, the sum thresholded; `--model` picks members, `--no-classical` drops the
     classical ones."""
-    from edge_agent.scorer import Scorer
-    from model_build.model import ModelConfig
-    from model_build.train import TrainConfig, train_run
+    from edge_agent.runtime.scorer import Scorer
 
-    run = train_run([synth_root], tmp_path / "run", ModelConfig(width=0.25),
-                    TrainConfig(epochs=1, batch_size=8, runs=2, verbose=False))
+    run = trained_ensemble
     vdir = export_run(run, tmp_path / "bundle")
     b = load_bundle(vdir)
     assert [c["kind"] for c in b.components] == ["model", "model", "bands", "rhythm"]

@@ -1,4 +1,5 @@
-"""edge_agent.fft: scipy's pocketfft loaded without `scipy.fft`, identical to `scipy.fft.rfft`."""
+"""edge_agent.scoring.fft: scipy's pocketfft loaded without `scipy.fft`, identical to
+`scipy.fft.rfft`."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 import scipy.fft
 from numpy.typing import NDArray
 
-from edge_agent import fft
+from edge_agent.scoring import fft
 
 
 @pytest.mark.parametrize("shape", [(160_000,), (311, 1024), (2, 311, 1024)])
@@ -36,9 +37,9 @@ def test_frontend_loads_neither_scipy_fft_nor_scipy_special() -> None:
     """The memory point of the module: a scoring process must not import ~30 MB of scipy."""
     code = (
         "import sys, numpy as np\n"
-        "from edge_agent import fft\n"
-        "from edge_agent.frontend import DEFAULT_SPEC, model_inputs\n"
-        "from edge_agent.scorer import Scorer\n"
+        "from edge_agent.scoring import fft\n"
+        "from edge_agent.scoring.frontend import DEFAULT_SPEC, model_inputs\n"
+        "from edge_agent.runtime.scorer import Scorer\n"
         "model_inputs(np.zeros(160000, np.float32), ['spectrogram', 'spectrum'], DEFAULT_SPEC)\n"
         "print(fft.BACKEND, 'scipy.fft' in sys.modules, 'scipy.special' in sys.modules,"
         " 'scipy.signal' in sys.modules)\n"

@@ -32,10 +32,11 @@ from fleet_helpers import (
 )
 from mqtt_fixtures import Broker, Subscriber
 
-from edge_agent.audio import read_wav
+from edge_agent.audio.files import read_wav
+from edge_agent.bundle.load import load_bundle
 from edge_agent.fleet.messages import command_json
 from edge_agent.fleet.operator import Connection, send_command
-from edge_agent.history import ScoreHistory
+from edge_agent.runtime.history import ScoreHistory
 
 pytestmark = pytest.mark.mqtt
 REPO = Path(__file__).resolve().parents[1]
@@ -154,7 +155,7 @@ def test_record_calibrate_tune_rollback_with_replays(make_device: MakeDevice) ->
         assert tune["ok"], tune
         assert tune["result"]["changed"] is True and tune["result"]["version"] == 3
         assert tune["result"]["alarms_per_day_new"] <= 2
-        assert tune["result"]["history_windows"] >= 800
+        assert tune["result"]["history_windows"] >= 800 and tune["result"]["history_notes"] == []
         assert device.running_version().startswith("v3-")
 
         rb = cmd(conn, "rollback", cid="rb-1")
@@ -239,13 +240,19 @@ def test_cli_cmd_status_push(device: Device, tmp_path: Path,
     new_version(rogue, priv)
     code, out, err = run_cli(capsys, "fleet", "push", str(rogue), "--group", "presses",
                              "--canary", "press-01", "--wait", "10", "--config", str(cfg))
-    assert code == 1 and "push of v2-89fb44ed-" in err and "aborted" in err, (out, err)
+    rid = load_bundle(rogue).model_version
+    assert code == 1 and f"push of {rid}-" in err and "aborted" in err, (out, err)
     assert "does not trust" in err
     code, out, err = run_cli(capsys, "fleet", "status", "--group", "presses", "--config",
                              str(cfg), "--wait", "0.5")
     assert code == 0, err
     assert "group presses: no release published" in out  # the aborted notice was cleared
-    assert "press-01" in out and "refused" in out
+    assert "press-01" in out and "refused" in out and "None" not in out
+    # without a canary: every device refuses it, so the push fails and says so (exit 1)
+    code, out, err = run_cli(capsys, "fleet", "push", str(rogue), "--group", "presses",
+                             "--wait", "10", "--config", str(cfg))
+    assert code == 1 and "refused by every device of group presses" in err, (out, err)
+    assert "released to group" not in out
     code, out, err = run_cli(capsys, "fleet", "cmd", "press-01", "status", "--config", str(cfg),
                              "--mqtt-port", "1", "--wait", "1")
     assert code == 2 and "error: mqtt: broker 127.0.0.1:1" in err

@@ -8,6 +8,7 @@ asserted here is the one the agent really scores with.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import shutil
@@ -31,6 +32,8 @@ from fleet_helpers import (
 )
 from mqtt_fixtures import Broker, Subscriber
 
+from edge_agent.bundle.load import load_bundle, save_backends
+from edge_agent.bundle.manifest import sha256_file, write_manifest_digest
 from edge_agent.errors import ConfigError
 from edge_agent.fleet.messages import FleetError, Release
 from edge_agent.fleet.operator import (
@@ -46,7 +49,6 @@ from edge_agent.fleet.topics import chunk_topic, manifest_topic
 from edge_agent.fleet.transfer import chunk_digests, cut
 
 pytestmark = pytest.mark.mqtt
-V2 = "v2-89fb44ed"  # the pushed version: same model, another threshold
 
 
 class Fleet:
@@ -59,6 +61,7 @@ class Fleet:
         self.base = signed_demo(tmp / "base", self.priv)
         self.release = signed_demo(tmp / "operator", self.priv)
         new_version(self.release, self.priv)
+        self.v2 = load_bundle(self.release).model_version  # the pushed version's id
         self.devices: list[Device] = []
         self.sub = Subscriber(broker, ["edge-asd/+/fleet/state"])
 
@@ -93,7 +96,7 @@ def test_canaries_first_then_the_group_offline_device_catches_up_rollback(
     offline = make("press-04", start=False)
     prepared = prepare(fleet.release, "presses")
     rid = prepared.release.release
-    assert rid.startswith(V2 + "-") and prepared.release.chunks >= 2  # 256 KiB chunks
+    assert rid.startswith(fleet.v2 + "-") and prepared.release.chunks >= 2  # 256 KiB chunks
 
     seen_at_canary: dict[str, list[str]] = {}
 
@@ -102,28 +105,29 @@ def test_canaries_first_then_the_group_offline_device_catches_up_rollback(
             seen_at_canary.update({d.name: d.versions() for d in (d2, d3)})
 
     with operator(b) as conn:
-        final = push(conn, prepared, ["press-01"], 15.0, say)
+        final, rest = push(conn, prepared, ["press-01"], 15.0, say)
+    assert sorted(rest.ok) == ["press-02", "press-03"] and not rest.failed, rest
     assert final.targets is None and final.stage == "all"
     assert seen_at_canary == {"press-02": ["1"], "press-03": ["1"]}
     s1 = latest_state(sub, "press-01")
-    assert s1 is not None and s1["model_version"] == V2 and s1["signed_by"] is not None
-    assert canary.running_version() == V2 and canary.reloads() == 1  # its own hot reload
+    assert s1 is not None and s1["model_version"] == fleet.v2 and s1["signed_by"] is not None
+    assert canary.running_version() == fleet.v2 and canary.reloads() == 1  # its own hot reload
     for d in (d2, d3):
         s = wait_state(sub, d.name, release=rid, status="installed", healthy=True)
-        assert s["model_version"] == V2 and s["installed_version"] == 2
-        assert d.running_version() == V2 and d.reloads() == 1 and d.versions() == ["1", "2"]
+        assert s["model_version"] == fleet.v2 and s["installed_version"] == 2
+        assert d.running_version() == fleet.v2 and d.reloads() == 1 and d.versions() == ["1", "2"]
 
     # the device that was off during the rollout finds the retained release when it connects
     offline.start()
     assert offline.running_version() == V1
-    wait_state(sub, "press-04", release=rid, status="installed", model_version=V2)
-    assert offline.running_version() == V2 and offline.reloads() == 1
+    wait_state(sub, "press-04", release=rid, status="installed", model_version=fleet.v2)
+    assert offline.running_version() == fleet.v2 and offline.reloads() == 1
 
     # idempotent across a restart: the agent starts on version 2, the retained release is
     # seen again and nothing is reinstalled (no new version folder, no reload)
     d2.stop()
     d2.start()
-    assert d2.running_version() == V2
+    assert d2.running_version() == fleet.v2
     time.sleep(1.0)
     assert d2.versions() == ["1", "2"] and d2.reloads() == 0
     wait_state(sub, "press-02", release=rid, status="installed", healthy=True)
@@ -156,7 +160,7 @@ def tampered(release_root: Path, group: str, edit: Callable[[Path], None], tmp: 
     chunks = cut(archive, 256 << 10)
     msha = hashlib.sha256((vdir / "manifest.json").read_bytes()).hexdigest()
     r = Release(f"evil-{sha[:8]}", group, sha, len(archive), 256 << 10, chunk_digests(chunks),
-                None, "all", V2, msha, time.time())
+                None, "all", load_bundle(release_root).model_version, msha, time.time())
     return Prepared(r, chunks)
 
 
@@ -173,8 +177,10 @@ def test_tampered_and_badly_signed_releases_are_refused_by_every_agent(
     b, sub, tmp, make = fleet.broker, fleet.sub, fleet.tmp, fleet.device
     devices = [make(f"press-0{i}") for i in range(1, 4)]
     evil = tampered(fleet.release, "presses", flip_model_byte, tmp)
-    with operator(b) as conn:
+    with operator(b) as conn, pytest.raises(FleetError) as refused:
         push(conn, evil, [], 5.0, lambda _: None)
+    assert f"push of {evil.release.release} refused by every device of group presses" in str(
+        refused.value) and "the group's previous notice was restored" in str(refused.value)
     for d in devices:
         s = wait_state(sub, d.name, release=evil.release.release, status="refused")
         assert "model_0.tflite: checksum mismatch" in s["error"], s
@@ -204,10 +210,38 @@ def test_tampered_and_badly_signed_releases_are_refused_by_every_agent(
     with operator(b) as conn:  # the group's notice was restored, the rogue chunks deleted
         conn.subscribe([manifest_topic("edge-asd", "presses"),
                         chunk_topic("edge-asd", "presses", prepared.release.release)])
-        got = conn.latest(manifest_topic("edge-asd", "presses"))
-        assert got is not None and json.loads(got[0])["release"] == evil.release.release
+        assert conn.latest(manifest_topic("edge-asd", "presses")) is None  # neither is left
         assert conn.latest(chunk_topic("edge-asd", "presses", prepared.release.release, 0)
                            ) is None
+
+
+def test_a_release_carrying_a_signed_origin_but_no_signature_is_refused(fleet: Fleet) -> None:
+    """The silenced fleet: a release folder with no signature.json but a carried
+    signed_origin.json (as a calibrated version has), its thresholds set to 1e6 and every
+    checksum refreshed. Every device refuses it, says why, keeps scoring with its own version,
+    and the push (no canary) fails instead of saying "released"."""
+    b, sub, tmp, make = fleet.broker, fleet.sub, fleet.tmp, fleet.device
+    devices = [make("press-01"), make("press-02")]
+    forged = signed_demo(tmp / "forged", fleet.priv)
+    vdir = new_version(forged, None)  # an adaptation: origin carried, no signature of its own
+    b1 = load_bundle(vdir)
+    save_backends(vdir / "backend.npz", {s: dataclasses.replace(bk, threshold=1e6)
+                                         for s, bk in b1.backends.items()})
+    m = json.loads((vdir / "manifest.json").read_text())
+    m["files"]["backend.npz"] = sha256_file(vdir / "backend.npz")
+    (vdir / "manifest.json").write_text(json.dumps(m, indent=2, sort_keys=True) + "\n")
+    write_manifest_digest(vdir)
+    assert (vdir / "signed_origin.json").exists() and not (vdir / "signature.json").exists()
+    prepared = prepare(forged, "presses")
+    with operator(b) as conn, pytest.raises(FleetError) as refused:
+        push(conn, prepared, [], 10.0, noop)
+    assert "refused by every device" in str(refused.value)
+    for d in devices:
+        s = wait_state(sub, d.name, release=prepared.release.release, status="refused")
+        assert "release is not signed: no signature.json (it carries signed_origin.json" in s[
+            "error"], s
+        assert d.versions() == ["1"] and d.running_version() == V1 and d.reloads() == 0
+        assert load_bundle(d.root).backend("fan_section_00").threshold < 100
 
 
 def test_unsigned_release_refused_unless_allowed(fleet: Fleet) -> None:
@@ -229,11 +263,12 @@ def test_unsigned_release_refused_unless_allowed(fleet: Fleet) -> None:
     with operator(b) as conn:
         push(conn, prepared, [], 5.0, lambda _: None)
     s = wait_state(sub, strict.name, release=prepared.release.release, status="refused")
-    assert "bundle version is not signed" in s["error"], s
+    assert "release is not signed: no signature.json" in s["error"], s
+    assert "made on the device" not in s["error"] and "adapted" not in s["error"], s
     assert strict.versions() == ["1"] and strict.running_version() == V1
     wait_state(sub, lax.name, release=prepared.release.release, status="installed",
-               model_version=V2)
-    assert lax.running_version() == V2
+               model_version=fleet.v2)
+    assert lax.running_version() == fleet.v2
 
 
 def test_half_received_release_times_out_and_oversized_is_refused(
@@ -263,30 +298,36 @@ def test_install_beside_local_versions_keeps_rollback_right(fleet: Fleet) -> Non
     device's own, unrelated version 2."""
     b, sub = fleet.broker, fleet.sub
     d = fleet.device("press-01", start=False)
-    new_version(d.root, None, 0.1)
-    new_version(d.root, None, 0.2)
+    new_version(d.root, None, 0.1, sealed_in=d.state_dir)
+    new_version(d.root, None, 0.2, sealed_in=d.state_dir)
     d.start()
-    assert d.running_version() == "v3-89fb44ed"
+    assert d.running_version() == version_id(d, 3)
     prepared = prepare(fleet.release, "presses")
     with operator(b) as conn:
         push(conn, prepared, ["press-01"], 10.0, lambda _: None)
-    s = wait_state(sub, d.name, status="installed", installed_version=4, model_version=V2)
+    s = wait_state(sub, d.name, status="installed", installed_version=4, model_version=fleet.v2)
     assert s["healthy"] is True and d.versions() == ["1", "2", "3", "4"]
-    assert d.running_version() == V2
+    assert d.running_version() == fleet.v2
     manifest = json.loads((d.root / "versions" / "4" / "manifest.json").read_text())
     assert manifest["version"] == 2  # as signed
-    new_version(d.root, None, 0.3)  # a local tune on top of the release: version 5
+    # a local tune on top of the release: version 5
+    new_version(d.root, None, 0.3, sealed_in=d.state_dir)
     assert json.loads((d.root / "versions/5/manifest.json").read_text())["parent_version"] == 4
-    expect_within(lambda: d.running_version() == "v5-89fb44ed", 5.0, "the agent to reload v5")
+    expect_within(lambda: d.running_version() == version_id(d, 5), 5.0, "the agent to reload v5")
     with operator(b) as conn:
         first = send_command(conn, "press-01", "rollback", {}, 10.0)
         assert (first["result"]["from"], first["result"]["to"]) == (5, 4), first
-        assert first["result"]["healthy"] is True and d.running_version() == V2
-        assert wait_state(sub, d.name, status="installed", model_version=V2)["healthy"]
+        assert first["result"]["healthy"] is True and d.running_version() == fleet.v2
+        assert wait_state(sub, d.name, status="installed", model_version=fleet.v2)["healthy"]
         _, out = rollback_group(conn, "presses", None, 10.0)  # now the release itself
     assert out.ok == ["press-01"]
     assert (d.root / "current").read_text().strip() == "3"
-    assert d.running_version() == "v3-89fb44ed"
+    assert d.running_version() == version_id(d, 3)
+
+
+def version_id(d: Device, version: int) -> str:
+    """The id (`model_version`) of version folder `version` of device `d`'s bundle."""
+    return load_bundle(d.root, version=version).model_version
 
 
 def noop(_: str) -> None:
@@ -318,8 +359,8 @@ def test_a_bad_chunk_topic_or_a_failed_write_never_stops_the_fleet_client(
         base = start_receiving(conn, sub, d.name, prepared)
         conn.publish([(base + "²", b"x"), (base + "9" * 5000, b"x")], retain=False)
         conn.publish([(base + str(i), c) for i, c in enumerate(prepared.chunks)], retain=True)
-    wait_state(sub, d.name, release=r.release, status="installed", model_version=V2)
-    assert d.running_version() == V2
+    wait_state(sub, d.name, release=r.release, status="installed", model_version=fleet.v2)
+    assert d.running_version() == fleet.v2
 
     # a chunk that cannot be written: the release fails (this device's fault, not remembered)
     new_version(fleet.release, fleet.priv, 1.0)
@@ -338,7 +379,7 @@ def test_a_bad_chunk_topic_or_a_failed_write_never_stops_the_fleet_client(
         assert "could not be written" in s["error"] and s["error"].endswith("nothing installed")
         assert send_command(conn, "press-01", "status", {}, 10.0)["ok"]  # still answering
         push(conn, third, ["press-01"], 10.0, noop)  # and the release installs when pushed again
-    assert d.running_version() == "v3-89fb44ed" and d.fleet.connected.is_set()
+    assert d.running_version() == version_id(d, 3) and d.fleet.connected.is_set()
 
 
 def test_an_install_that_fails_on_the_device_is_reported_and_tried_again(
@@ -352,7 +393,7 @@ def test_an_install_that_fails_on_the_device_is_reported_and_tried_again(
     d.start()
     prepared = prepare(fleet.release, "presses")
     rid = prepared.release.release
-    with operator(b) as conn:
+    with operator(b) as conn, pytest.raises(FleetError, match="refused by every device"):
         push(conn, prepared, [], 5.0, noop)
     s = wait_state(sub, d.name, release=rid, status="failed")
     assert s["error"].startswith(f"release {rid}: NotADirectoryError: ") and "\n" not in s["error"]
@@ -363,7 +404,7 @@ def test_an_install_that_fails_on_the_device_is_reported_and_tried_again(
     (d.root / "versions" / "2").unlink()
     with operator(b) as conn:  # the same release again: installed now
         push(conn, prepared, ["press-01"], 10.0, noop)
-    assert d.running_version() == V2 and d.versions() == ["1", "2"]
+    assert d.running_version() == fleet.v2 and d.versions() == ["1", "2"]
 
 
 def test_a_rolled_back_release_pushed_again_is_installed_again(fleet: Fleet) -> None:
@@ -378,7 +419,7 @@ def test_a_rolled_back_release_pushed_again_is_installed_again(fleet: Fleet) -> 
     rid = prepared.release.release
     with operator(b) as conn:
         push(conn, prepared, [], 5.0, noop)
-        wait_state(sub, "press-01", release=rid, status="installed", model_version=V2)
+        wait_state(sub, "press-01", release=rid, status="installed", model_version=fleet.v2)
         wait_state(sub, "press-02", release=rid, status="refused")
         started = time.monotonic()
         _, out = rollback_group(conn, "presses", None, 15.0)
@@ -386,7 +427,7 @@ def test_a_rolled_back_release_pushed_again_is_installed_again(fleet: Fleet) -> 
         assert time.monotonic() - started < 10.0  # press-02 was not waited for
         assert d.running_version() == V1
         push(conn, prepared, ["press-01"], 10.0, noop)
-        assert d.running_version() == V2 and d.versions() == ["1", "2", "3"]
+        assert d.running_version() == fleet.v2 and d.versions() == ["1", "2", "3"]
         rb = send_command(conn, "press-01", "rollback", {}, 10.0)
         assert rb["ok"] and rb["result"]["release"] == rid, rb
     d.stop()
@@ -413,4 +454,4 @@ def test_trusted_keys_are_read_again_for_each_release(fleet: Fleet) -> None:
             push(conn, prepared, ["press-01"], 10.0, noop)
         shutil.copyfile(new_pub, extra)  # the site trusts the new key from now on
         push(conn, prepared, ["press-01"], 10.0, noop)
-    assert d.running_version() == V2
+    assert d.running_version() == prepared.release.model_version

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 from fleet_helpers import DEMO
 
+from edge_agent.config.fleet import FleetSettings
 from edge_agent.errors import BundleError, ConfigError
 from edge_agent.fleet.messages import FleetError, Release, parse_command, parse_notice
 from edge_agent.fleet.packing import pack_version, unpack_version
-from edge_agent.fleet.settings import FleetSettings
 from edge_agent.fleet.state import FleetState, InstallRecord
 from edge_agent.fleet.transfer import Assembly, chunk_digests, cut
 

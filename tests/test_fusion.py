@@ -1,4 +1,4 @@
-"""edge_agent.fusion: per-section component weights from held-out normal clips against
+"""edge_agent.scoring.fusion: per-section component weights from held-out normal clips against
 pseudo-anomalies, anchored on the learned model; and their use in backend.fit_section."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge_agent.backend import (
+from edge_agent.scoring.backend import (
     BackendConfig,
     BackendError,
     PseudoSet,
@@ -15,7 +15,7 @@ from edge_agent.backend import (
     fit_component,
     fit_section,
 )
-from edge_agent.fusion import auc, choose_weights
+from edge_agent.scoring.fusion import auc, choose_weights
 
 KINDS = ["model", "bands", "rhythm"]
 
@@ -96,7 +96,7 @@ def test_the_anchor_blends_towards_the_model_alone() -> None:
 def test_a_handful_of_clips_decides_nothing() -> None:
     """Below MIN_NORMAL held-out clips a discriminant is noise: the model alone (or, without a
     model, equal weights) whatever the pseudo-anomalies say."""
-    from edge_agent.fusion import MIN_NORMAL
+    from edge_agent.scoring.fusion import MIN_NORMAL
 
     normal, pseudo = _scores(np.random.default_rng(8), [0.0, 3.0, 3.0], n=MIN_NORMAL - 1)
     assert choose_weights(normal, pseudo, KINDS, 0.0, 0.5).weights == (1.0, 0.0, 0.0)

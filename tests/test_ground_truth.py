@@ -1,4 +1,4 @@
-"""model_build.ground_truth: the official evaluation layout (anonymous test names, the
+"""model_build.data.ground_truth: the official evaluation layout (anonymous test names, the
 evaluator's ground_truth_data/ and ground_truth_domain/ folders), read strictly."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from dcase_layouts import official_eval_set, write_clip
 
-from model_build.data import scan
-from model_build.ground_truth import GroundTruthError
+from model_build.data.dataset import scan
+from model_build.data.ground_truth import GroundTruthError
 
 
 def test_labels_and_domains_come_from_their_own_folders(tmp_path: Path) -> None:

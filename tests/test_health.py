@@ -7,18 +7,18 @@ import json
 import numpy as np
 import pytest
 
+from edge_agent.config.runtime import HealthSettings
 from edge_agent.errors import ConfigError
-from edge_agent.health import (
+from edge_agent.runtime.health import (
     CLIPPING,
     FLOOR_DBFS,
     NON_FINITE,
     OVERFLOW,
     SILENCE,
-    HealthSettings,
     assess,
     assess_window,
 )
-from edge_agent.windows import Window
+from edge_agent.runtime.windows import Window
 
 RATE = 16000
 

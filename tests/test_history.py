@@ -1,4 +1,5 @@
-"""Score history (edge_agent.history): append, bounded by rows and days, restart-safe; drift."""
+"""Score history (edge_agent.runtime.history): append, bounded by rows and days, restart-safe;
+drift."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_agent.config import read_config
+from edge_agent.config.load import read_config
 from edge_agent.errors import ConfigError
-from edge_agent.history import (
+from edge_agent.runtime.history import (
     COMPACT_EVERY,
     DAY,
     MAGIC,

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import tensorflow as tf
 
-from model_build.losses import (
+from model_build.training.losses import (
     SubClusterAdaCos,
     adapted_scale,
     augment,

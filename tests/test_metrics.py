@@ -1,4 +1,4 @@
-"""model_build.metrics against scikit-learn (the reference DCASE evaluators use it)."""
+"""model_build.evaluation.metrics against scikit-learn (the reference DCASE evaluators use it)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import scipy.stats
 from sklearn.metrics import roc_auc_score
 from sklearn.metrics import roc_curve as sk_roc_curve
 
-from model_build.metrics import (
+from model_build.evaluation.metrics import (
     MetricError,
     auc,
     hmean,

@@ -6,8 +6,8 @@ import keras
 import numpy as np
 import pytest
 
-from edge_agent.frontend import DEFAULT_SPEC
-from model_build.model import PAPER_MODEL, Inputs, ModelConfig, build_embedding_model
+from edge_agent.scoring.frontend import DEFAULT_SPEC
+from model_build.training.model import PAPER_MODEL, Inputs, ModelConfig, build_embedding_model
 
 
 @pytest.fixture(scope="module")

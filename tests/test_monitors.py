@@ -1,6 +1,6 @@
-"""Several machines per agent (edge_agent.monitors, edge_agent.monitor, edge_agent.capture):
-the config, channel sharing through the real PortAudio/ALSA stack, per-monitor events, files,
-MQTT topics and Home Assistant devices, and `tune --monitor`."""
+"""Several machines per agent (edge_agent.config.monitors, edge_agent.runtime.monitor,
+edge_agent.runtime.reader): the config, channel sharing through the real PortAudio/ALSA stack,
+per-monitor events, files, MQTT topics and Home Assistant devices, and `tune --monitor`."""
 
 from __future__ import annotations
 
@@ -19,11 +19,11 @@ from collect_sink import Collect
 from mqtt_fixtures import Broker, Subscriber
 
 from edge_agent.agent import Agent
-from edge_agent.config import load_config, read_config
+from edge_agent.config.load import load_config, read_config
+from edge_agent.config.monitors import capture_groups
+from edge_agent.config.sources import SourceSettings
 from edge_agent.errors import ConfigError
-from edge_agent.monitors import capture_groups
-from edge_agent.scorer import Scorer
-from edge_agent.sources.base import SourceSettings
+from edge_agent.runtime.scorer import Scorer
 from edge_agent.sources.device import DeviceSource
 
 SEC = "fan_section_00"
@@ -162,7 +162,7 @@ def by_monitor(c: Collect, kind: str) -> dict[str, list[dict[str, Any]]]:
 @pytest.fixture
 def three_channel_clips(bundle_dir: Path, clips: tuple[Path, Path, float]) -> tuple[Any, float]:
     """(frames x 3: anomalous, normal, silent channel; three windows long), threshold."""
-    from edge_agent.audio import load_clip
+    from edge_agent.audio.files import load_clip
 
     anom, norm, thr = clips
     spec = Scorer.from_bundle(bundle_dir).spec
@@ -220,7 +220,7 @@ def test_two_devices_are_read_by_two_captures(
     bundle_dir: Path, clips: tuple[Path, Path, float], fake_mic: FakeMic, tmp_path: Path,
 ) -> None:
     """Two USB microphones (two fake devices): two streams, two readers, one model."""
-    from edge_agent.audio import load_clip
+    from edge_agent.audio.files import load_clip
 
     anom, norm, thr = clips
     spec = Scorer.from_bundle(bundle_dir).spec
@@ -288,7 +288,9 @@ port: {b.port}, device_id: line3, ha_discovery: true}}"""))
             assert sensor and sensor[-1]["faults"] == [] and sensor[-1]["monitor"] == mon
         alarm = json.loads(sub.on("edge-asd/line3/press_1/alarm")[-1])
         assert alarm["monitor"] == "press_1" and alarm["decision"] == "alarm"
-        assert not sub.on("edge-asd/line3/press_2/alarm")
+        # press_2 never raised: its alarm topic holds only its start state (normal)
+        assert {json.loads(p)["decision"] for p in sub.on("edge-asd/line3/press_2/alarm")} \
+            <= {"normal"}
         configs = {t: json.loads(p) for t, p, _ in sub.messages
                    if t.startswith("homeassistant/") and t.endswith("/config")}
         devices = {c["device"]["identifiers"][0] for c in configs.values()}
@@ -319,14 +321,18 @@ def test_a_restart_restores_each_monitors_alarm(
     states = {m.name: m.decider.state for m in again.monitors}
     assert states == {"press_1": "alarm", "press_2": "normal"}
     assert again.mqtt is not None
-    assert set(again.mqtt.retained_state()) == {"edge-asd/edge-agent/press_1/alarm"}
+    retained = {t: json.loads(p) for t, p in again.mqtt.retained_state().items()}
+    assert set(retained) == {f"edge-asd/edge-agent/{m}/alarm" for m in ("press_1", "press_2")}
+    assert retained["edge-asd/edge-agent/press_1/alarm"]["window"] == 2  # the restored raise
+    assert retained["edge-asd/edge-agent/press_2/alarm"]["decision"] == "normal"  # start state
+    assert "window" not in retained["edge-asd/edge-agent/press_2/alarm"]
 
 
 def test_tune_takes_the_monitors_history(
     bundle_dir: Path, tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from edge_agent.history import ScoreHistory
+    from edge_agent.runtime.history import ScoreHistory
 
     path = write(tmp_path, f"""
 bundle: {bundle_dir}
@@ -417,7 +423,7 @@ def test_record_takes_one_machines_input_with_monitor(
 ) -> None:
     """`record --monitor NAME` records that machine's channel of the shared interface (the
     config's monitors: list); without --monitor a one-machine command asks for it."""
-    from edge_agent.audio import read_wav
+    from edge_agent.audio.files import read_wav
 
     rng = np.random.default_rng(3)
     x = (0.2 * rng.standard_normal((16000 * 12, 2))).astype(np.float32)
@@ -444,7 +450,7 @@ monitors:
 
 
 def test_device_names_and_indices_group_whatever_their_spelling() -> None:
-    from edge_agent.monitors import MonitorSettings, device_key
+    from edge_agent.config.monitors import MonitorSettings, device_key
 
     assert device_key(2) == device_key(" 2") == 2 and device_key("USB Audio") == "usb audio"
     ms = [MonitorSettings("a", "s", SourceSettings(device="USB Audio", channel=0)),
@@ -456,9 +462,9 @@ def test_device_names_and_indices_group_whatever_their_spelling() -> None:
 def test_a_fault_that_outlasts_a_device_loss_is_reported_again(tmp_path: Path) -> None:
     """Silent microphone -> device lost -> device back, still silent: `device_ok`, then the next
     window is a `sensor_fault` again (the fault is not hidden behind device_ok)."""
-    from edge_agent.monitor import Files, Monitor
-    from edge_agent.monitors import MonitorSettings
-    from edge_agent.windows import Window
+    from edge_agent.config.monitors import MonitorSettings
+    from edge_agent.runtime.monitor import Files, Monitor
+    from edge_agent.runtime.windows import Window
 
     events: list[dict[str, Any]] = []
     m = Monitor(MonitorSettings("press", SEC), "dev", lambda e: events.append(dict(e)),

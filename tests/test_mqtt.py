@@ -13,10 +13,10 @@ import pytest
 from mqtt_fixtures import Broker, Certs, Subscriber
 from waiting import wait_until
 
-from edge_agent.decision import AlarmState
-from edge_agent.events import WindowEvent, window_event
-from edge_agent.sinks.mqtt import MqttError, MqttSettings, MqttSink, TlsSettings, make_client
-from edge_agent.sinks.outbox import Outbox, OutboxSettings
+from edge_agent.config.sinks import MqttSettings, OutboxSettings, TlsSettings
+from edge_agent.events import AlarmState, WindowEvent, window_event
+from edge_agent.sinks.mqtt import MqttError, MqttSink, make_client
+from edge_agent.sinks.outbox import Outbox
 
 SEC = "fan_section_00"
 
@@ -338,8 +338,8 @@ def test_agent_restart_in_alarm_restores_state_and_retained_topic(
     windows then clears the alarm after `clear_after` normal windows counted across runs."""
     from edge_agent.agent import Agent
     from edge_agent.commands.demo import load_demo
-    from edge_agent.config import load_config
-    from edge_agent.decision import state_path
+    from edge_agent.config.load import load_config
+    from edge_agent.runtime.decision import state_path
 
     demo = load_demo()
     b = mqtt_broker()
@@ -383,7 +383,7 @@ def test_agent_with_refused_login_keeps_scoring_and_reports(
     `mqtt_auth_failed` reaches the local sinks (and waits in the outbox for the broker)."""
     from edge_agent.agent import Agent
     from edge_agent.commands.demo import load_demo
-    from edge_agent.config import load_config
+    from edge_agent.config.load import load_config
 
     demo = load_demo()
     b = mqtt_broker(users={"agent": "right"})

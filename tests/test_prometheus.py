@@ -21,10 +21,11 @@ from typing import Any
 import pytest
 from mqtt_fixtures import free_port
 
-from edge_agent.config import read_config
+from edge_agent.config.load import read_config
+from edge_agent.config.sinks import MetricsSettings
 from edge_agent.errors import ConfigError
 from edge_agent.events import Event, Levels, health_event, status_event, window_event
-from edge_agent.sinks.prometheus import METRIC_NAMES, MetricsSettings, PrometheusSink
+from edge_agent.sinks.prometheus import METRIC_NAMES, PrometheusSink
 
 REPO = Path(__file__).resolve().parents[1]
 DASHBOARD = REPO / "deploy" / "grafana" / "edge-asd-dashboard.json"

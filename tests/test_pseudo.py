@@ -1,14 +1,15 @@
-"""edge_agent.pseudo: the pseudo-anomalies are planned and painted deterministically, each kind
-changes a clip the way it claims to, and the build side and the device make the same ones."""
+"""edge_agent.scoring.pseudo: the pseudo-anomalies are planned and painted deterministically,
+each kind changes a clip the way it claims to, and the build side and the device make the same
+ones."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from edge_agent.classical import band_stats
-from edge_agent.frontend import DEFAULT_SPEC
-from edge_agent.pseudo import KINDS, Planned, perturb, plan, section_pseudo, section_seed
+from edge_agent.scoring.classical import band_stats
+from edge_agent.scoring.frontend import DEFAULT_SPEC
+from edge_agent.scoring.pseudo import KINDS, Planned, perturb, plan, section_pseudo, section_seed
 
 SR = DEFAULT_SPEC.sample_rate
 N = DEFAULT_SPEC.clip_samples

@@ -172,7 +172,7 @@ def test_readme_score_plot_command_runs(tmp_path: Path) -> None:
 def test_example_config_documents_only_real_keys() -> None:
     """deploy/agent.example.yaml loads (bundle path aside) and its keys are AgentConfig keys."""
     from edge_agent.commands.demo import load_demo
-    from edge_agent.config import load_config
+    from edge_agent.config.load import load_config
 
     raw = yaml.safe_load((REPO / "deploy" / "agent.example.yaml").read_text())
     raw["bundle"] = str(load_demo().bundle)
@@ -183,10 +183,11 @@ def test_example_config_documents_only_real_keys() -> None:
 def test_four_machine_example_checks_against_the_demo_bundle() -> None:
     """deploy/monitors.example.yaml (docs/monitors.md): four monitors on the four channels of
     one interface, valid against the shipped demo bundle's sections; one shared capture."""
-    from edge_agent.bundle import load_bundle
+    from edge_agent.bundle.load import load_bundle
     from edge_agent.commands.demo import load_demo
-    from edge_agent.config import check_start, load_config
-    from edge_agent.monitors import capture_groups
+    from edge_agent.config.load import load_config
+    from edge_agent.config.monitors import capture_groups
+    from edge_agent.runtime.start import check_start
 
     bundle = str(load_demo().bundle)
     cfg = load_config(REPO / "deploy" / "monitors.example.yaml", {"bundle": bundle})
@@ -230,7 +231,7 @@ def _all_keys(cls: type, prefix: str = "", top: frozenset[type] = frozenset()) -
 
 
 def test_config_reference_documents_every_key() -> None:
-    from edge_agent.config import AgentConfig
+    from edge_agent.config.agent import AgentConfig
 
     doc = (REPO / "docs" / "config.md").read_text()
     rows = {m.group(1): m.group(2) for m in

@@ -1,4 +1,5 @@
-"""`edge-agent record` and the shared clip capture (edge_agent.clips), through real PortAudio.
+"""`edge-agent record` and the shared clip capture (edge_agent.adaptation.clips), through real
+PortAudio.
 
 The fake microphones (audio_fixtures) are unpaced ALSA file PCMs: sample-exact and far faster
 than real time, so ten 10 s clips take a fraction of a second. A blocksize of 16000 keeps the
@@ -14,14 +15,15 @@ import pytest
 from audio_fixtures import FakeMic
 from cli_helpers import run_cli as cli
 
-from edge_agent.audio import read_wav, write_wav
-from edge_agent.clips import ClipReader, ClipRefusedError, capture_clips, check_clip
-from edge_agent.dcase import next_index, write_train_clips
+from edge_agent.adaptation.clips import ClipReader, ClipRefusedError, capture_clips, check_clip
+from edge_agent.audio.dcase import next_index, write_train_clips
+from edge_agent.audio.files import read_wav, write_wav
+from edge_agent.config.runtime import HealthSettings
+from edge_agent.config.sources import SourceSettings
 from edge_agent.errors import FieldError
-from edge_agent.frontend import DEFAULT_SPEC
-from edge_agent.health import HealthSettings
-from edge_agent.sources.base import Block, SourceSettings
-from model_build.data import scan
+from edge_agent.scoring.frontend import DEFAULT_SPEC
+from edge_agent.sources.base import Block
+from model_build.data.dataset import scan
 
 N = DEFAULT_SPEC.clip_samples
 RATE = DEFAULT_SPEC.sample_rate

@@ -1,4 +1,4 @@
-"""Signed bundles (edge_agent.signing): keys, signing, verification, local adaptations under
+"""Signed bundles (edge_agent.bundle.signing): keys, signing, verification, local adaptations under
 signing, the model-build commands and `edge-agent config check`, on copies of the shipped demo
 bundle."""
 
@@ -9,42 +9,43 @@ import os
 import shutil
 import stat
 import sys
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytest
 from cli_helpers import run_build, run_cli
 from waiting import wait_until
 
-from edge_agent.bundle import (
-    MANIFEST,
-    current_version,
-    load_bundle,
-    prune,
-    save_backends,
-    set_current,
-    sha256_file,
-    write_adapted_version,
-    write_bundle,
-    write_manifest_digest,
-)
-from edge_agent.commands.demo import load_demo
-from edge_agent.config import read_config
-from edge_agent.embedder import Embedder
-from edge_agent.errors import BundleError, ConfigError
-from edge_agent.scorer import Scorer
-from edge_agent.signing import (
+from edge_agent.bundle.layout import current_version
+from edge_agent.bundle.load import load_bundle, provenance, save_backends
+from edge_agent.bundle.manifest import MANIFEST, sha256_file, write_manifest_digest
+from edge_agent.bundle.signing import (
+    DEVICE_SEAL,
     ORIGIN,
     SIGNATURE,
     TrustedKey,
+    device_public_key,
+    device_signing_key,
     generate_keypair,
     load_public_keys,
+    load_trust,
     sign_version,
+    verify_release,
     verify_version,
 )
+from edge_agent.bundle.versions import prune, set_current, write_adapted_version, write_bundle
+from edge_agent.commands.demo import load_demo
+from edge_agent.config.load import read_config
+from edge_agent.errors import BundleError, ConfigError
+from edge_agent.runtime.scorer import Scorer
+from edge_agent.scoring.embedder import Embedder
 from model_build.cli import main as build_main
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 DEMO = load_demo()
 MODEL0 = "model_0.tflite"
@@ -54,6 +55,15 @@ def keypair(folder: Path, name: str) -> tuple[Path, TrustedKey]:
     """(private key file, trusted public key) of a new pair `name` in `folder`."""
     generate_keypair(folder / f"{name}.pem", folder / f"{name}.pub")
     return folder / f"{name}.pem", load_public_keys([folder / f"{name}.pub"])[0]
+
+
+def device(folder: Path) -> tuple[Ed25519PrivateKey, TrustedKey]:
+    """This (test) device's sealing key, made in state folder `folder`, and its public half
+    as `load_trust` gives it (role `device`)."""
+    private = device_signing_key(folder)
+    public = device_public_key(folder)
+    assert public is not None and public.role == "device"
+    return private, public
 
 
 @pytest.fixture
@@ -201,38 +211,45 @@ def test_local_adaptations_of_a_signed_version_load(tmp_path: Path, demo_copy: P
     """calibrate / enrol / tune keep the signed models: the new versions load with keys, even
     once the signed version itself is pruned, and even as a version directory on its own."""
     private, key = keypair(tmp_path, "k")
+    seal, dev = device(tmp_path / "state")
+    trust = [key, dev]
     sign_version(vdir_of(demo_copy), private)
-    b1 = load_bundle(demo_copy, trusted=[key])
+    b1 = load_bundle(demo_copy, trusted=trust)
     tuned = {s: replace(bk, threshold=bk.threshold + 1.0) for s, bk in b1.backends.items()}
-    v2 = write_adapted_version(b1, tuned, "tuning", {"threshold": 1.0})
-    assert (v2 / ORIGIN).is_file() and not (v2 / SIGNATURE).exists()
-    b2 = load_bundle(demo_copy, trusted=[key])
+    v2 = write_adapted_version(b1, tuned, "tuning", {"threshold": 1.0}, seal)
+    assert (v2 / ORIGIN).is_file() and (v2 / DEVICE_SEAL).is_file()
+    assert not (v2 / SIGNATURE).exists()
+    b2 = load_bundle(demo_copy, trusted=trust)
     assert (b2.version, b2.signed_by) == (2, key.key_id)
     assert b2.backend(DEMO.section).threshold == pytest.approx(
         b1.backend(DEMO.section).threshold + 1.0)
-    v3 = write_adapted_version(b2, b2.backends, "calibration", {"section": DEMO.section})
-    assert load_bundle(demo_copy, trusted=[key]).version == 3
+    v3 = write_adapted_version(b2, b2.backends, "calibration", {"section": DEMO.section}, seal)
+    assert load_bundle(demo_copy, trusted=trust).version == 3
     assert prune(demo_copy, keep=1) == [1, 2]  # the signed version 1 is gone
-    assert load_bundle(demo_copy, trusted=[key]).signed_by == key.key_id
-    assert verify_version(v3, [key]) == key.key_id
+    assert load_bundle(demo_copy, trusted=trust).signed_by == key.key_id
+    assert verify_version(v3, trust) == key.key_id
     _, other = keypair(tmp_path, "other")
     with pytest.raises(BundleError, match="which the agent does not trust"):
-        load_bundle(demo_copy, trusted=[other])
+        load_bundle(demo_copy, trusted=[other, dev])
+    with pytest.raises(BundleError, match="no trusted keys to check the signature with"):
+        load_bundle(demo_copy, trusted=[dev])  # a device key alone vouches for nothing
 
 
 def test_an_adaptation_cannot_bring_its_own_model_or_frontend(
     tmp_path: Path, demo_copy: Path
 ) -> None:
     private, key = keypair(tmp_path, "k")
+    seal, dev = device(tmp_path / "state")
     sign_version(vdir_of(demo_copy), private)
     b1 = load_bundle(demo_copy, trusted=[key])
-    v2 = write_adapted_version(b1, b1.backends, "tuning", {})
+    v2 = write_adapted_version(b1, b1.backends, "tuning", {}, seal)
+    assert load_bundle(demo_copy, trusted=[key, dev]).version == 2
     pristine = tmp_path / "v2"
     shutil.copytree(v2, pristine)
     swap_model(v2)
     assert load_bundle(demo_copy).version == 2  # consistent checksums: loads without keys
     with pytest.raises(BundleError) as err:
-        load_bundle(demo_copy, trusted=[key])
+        load_bundle(demo_copy, trusted=[key, dev])
     assert str(err.value).startswith(f"{v2 / MODEL0}: not the model file signed in version 1")
     assert "a model no trusted key signed never loads" in str(err.value)
     for changes, what in (({"frontend": {**b1.manifest["frontend"], "spectrum_bins": 40_000}},
@@ -243,39 +260,124 @@ def test_an_adaptation_cannot_bring_its_own_model_or_frontend(
         rewrite_consistently(v2, **changes)
         with pytest.raises(BundleError, match=f"a local adaptation of signed version 1, but "
                            f"its {what} (is|are) not the signed ones?; refused"):
-            load_bundle(demo_copy, trusted=[key])
+            load_bundle(demo_copy, trusted=[key, dev])
     shutil.rmtree(v2)
     shutil.copytree(pristine, v2)
     origin = json.loads((v2 / ORIGIN).read_text())  # the origin's manifest, edited
     origin["manifest"] = origin["manifest"].replace('"version": 1', '"version": 9')
     (v2 / ORIGIN).write_text(json.dumps(origin))
     with pytest.raises(BundleError, match=rf"{ORIGIN}: bad signature by key"):
-        load_bundle(demo_copy, trusted=[key])
+        load_bundle(demo_copy, trusted=[key, dev])
 
 
-def test_an_adaptations_backend_is_not_covered_but_an_exports_is(
+def never_alarms(vdir: Path, backends: dict[str, Any]) -> None:
+    """Give version `vdir` thresholds no score reaches and make every checksum agree, as
+    someone with write access to the folder but no key would (the silenced-fleet attack)."""
+    save_backends(vdir / "backend.npz",
+                  {s: replace(bk, threshold=1e6) for s, bk in backends.items()})
+    m = json.loads((vdir / MANIFEST).read_text())
+    rewrite_consistently(vdir, files={**m["files"],
+                                      "backend.npz": sha256_file(vdir / "backend.npz")})
+
+
+def test_an_adapted_versions_thresholds_are_sealed_like_an_exports(
     tmp_path: Path, demo_copy: Path
 ) -> None:
-    """The documented limit (docs/bundle.md "An adapted version's backend is not signed"):
-    a threshold written into an adapted version by someone with folder write access loads;
-    the same edit to the exported, signed version is refused."""
+    """A threshold written into an adapted version by someone with folder write access (every
+    checksum refreshed) is refused: the device's seal covers the manifest, which covers
+    backend.npz; the same edit to the exported, signed version is refused by its signature."""
     private, key = keypair(tmp_path, "k")
+    seal, dev = device(tmp_path / "state")
     v1 = vdir_of(demo_copy)
     sign_version(v1, private)
     b1 = load_bundle(demo_copy, trusted=[key])
-    v2 = write_adapted_version(b1, b1.backends, "tuning", {})
-    never = {s: replace(bk, threshold=1e9) for s, bk in b1.backends.items()}  # never alarms
+    v2 = write_adapted_version(b1, b1.backends, "tuning", {}, seal)
     for vdir in (v2, v1):
-        save_backends(vdir / "backend.npz", never)
-        m = json.loads((vdir / MANIFEST).read_text())
-        rewrite_consistently(vdir, files={**m["files"],
-                                          "backend.npz": sha256_file(vdir / "backend.npz")})
-    b2 = load_bundle(demo_copy, trusted=[key])
-    assert (b2.version, b2.signed_by) == (2, key.key_id)
-    assert b2.backend(DEMO.section).threshold == 1e9
+        never_alarms(vdir, b1.backends)
+    assert load_bundle(demo_copy).backend(DEMO.section).threshold == 1e6  # no keys: loads
+    with pytest.raises(BundleError) as err:
+        load_bundle(demo_copy, trusted=[key, dev])
+    assert str(err.value) == (f"{v2 / DEVICE_SEAL}: bad device seal ({MANIFEST} changed after "
+                              "the device sealed it); refused")
     set_current(demo_copy, 1)
     with pytest.raises(BundleError, match=r"bad signature by key .* \(edited after signing\)"):
-        load_bundle(demo_copy, trusted=[key])
+        load_bundle(demo_copy, trusted=[key, dev])
+
+
+def test_a_carried_origin_never_vouches_for_a_version_this_device_did_not_seal(
+    tmp_path: Path, demo_copy: Path
+) -> None:
+    """The hole of the silenced fleet: a version with no signature.json but a carried origin
+    and thresholds of its own. Unsealed, sealed by another device, with a seal copied from a
+    genuine version, or with a seal whose signature was forged: refused on every load; and as
+    a release (verify_release), refused even when it is a genuine sealed version."""
+    private, key = keypair(tmp_path, "k")
+    seal, dev = device(tmp_path / "state")
+    other_seal, _ = device(tmp_path / "other-device")
+    sign_version(vdir_of(demo_copy), private)
+    b1 = load_bundle(demo_copy, trusted=[key])
+    genuine = write_adapted_version(b1, b1.backends, "tuning", {}, seal)
+    assert verify_version(genuine, [key, dev]) == key.key_id
+    with pytest.raises(BundleError) as err:
+        verify_release(genuine, [key, dev])
+    assert str(err.value) == (
+        f"{genuine}: release is not signed: no {SIGNATURE} (it carries {ORIGIN}, which vouches "
+        "only for versions a device adapts itself, never for a release); the agent trusts keys "
+        f"{key.key_id} (sign it with model-build export --sign-key, or model-build sign)")
+
+    unsealed = write_adapted_version(b1, b1.backends, "tuning", {})  # no device key given
+    never_alarms(unsealed, b1.backends)
+    with pytest.raises(BundleError, match=r"a local adaptation of signed version 1, but no seal "
+                       rf"of this device covers it \(no {DEVICE_SEAL}\); only a version this "
+                       "device adapted itself loads"):
+        load_bundle(unsealed, trusted=[key, dev])
+    with pytest.raises(BundleError, match="no seal of this device covers it"):
+        load_bundle(unsealed, trusted=[key])  # a device that never adapted: no device key
+
+    elsewhere = write_adapted_version(b1, b1.backends, "tuning", {}, other_seal)
+    with pytest.raises(BundleError, match=r"sealed by device key [0-9a-f]{16}, not by this "
+                       rf"device's \({dev.key_id}\)"):
+        load_bundle(elsewhere, trusted=[key, dev])
+
+    copied = write_adapted_version(b1, b1.backends, "tuning", {})
+    never_alarms(copied, b1.backends)
+    shutil.copyfile(genuine / DEVICE_SEAL, copied / DEVICE_SEAL)
+    with pytest.raises(BundleError, match=rf"{DEVICE_SEAL}: bad device seal \({MANIFEST} "
+                       r"changed after the device sealed it\); refused"):
+        load_bundle(copied, trusted=[key, dev])
+
+    forged = json.loads((copied / DEVICE_SEAL).read_text())
+    forged["manifest_sha256"] = sha256_file(copied / MANIFEST)
+    forged["origin_sha256"] = sha256_file(copied / ORIGIN)
+    (copied / DEVICE_SEAL).write_text(json.dumps(forged))
+    with pytest.raises(BundleError, match=r"bad device seal \(the seal itself was altered\)"):
+        load_bundle(copied, trusted=[key, dev])
+
+    swapped = write_adapted_version(b1, b1.backends, "tuning", {}, seal)
+    (swapped / ORIGIN).write_text((swapped / ORIGIN).read_text() + " ")  # same origin, new bytes
+    with pytest.raises(BundleError, match=rf"bad device seal \({ORIGIN} changed after"):
+        load_bundle(swapped, trusted=[key, dev])
+
+
+def test_the_device_key_is_made_once_private_and_never_vouches_for_a_release(
+    tmp_path: Path, demo_copy: Path
+) -> None:
+    state = tmp_path / "state"
+    first = device_signing_key(state)
+    assert stat.S_IMODE((state / "device-signing.key").stat().st_mode) == 0o600
+    again = device_signing_key(state)  # the same key, not a new one
+    assert first.public_key().public_bytes_raw() == again.public_key().public_bytes_raw()
+    private, key = keypair(tmp_path, "k")
+    assert load_trust([], state) == []  # no trusted_keys: nothing is checked
+    assert [k.role for k in load_trust([tmp_path / "k.pub"], state)] == ["release", "device"]
+    # a release signed with the DEVICE key (whoever holds it) is not a release
+    device_pem = state / "device-signing.key"
+    sign_version(vdir_of(demo_copy), device_pem)
+    with pytest.raises(BundleError, match="which the agent does not trust"):
+        load_bundle(demo_copy, trusted=load_trust([tmp_path / "k.pub"], state))
+    sign_version(vdir_of(demo_copy), private)
+    assert load_bundle(demo_copy, trusted=load_trust([tmp_path / "k.pub"], state)
+                       ).signed_by == key.key_id
 
 
 def test_an_adaptation_of_an_unsigned_version_is_refused(tmp_path: Path,
@@ -284,23 +386,43 @@ def test_an_adaptation_of_an_unsigned_version_is_refused(tmp_path: Path,
     b1 = load_bundle(demo_copy)
     v2 = write_adapted_version(b1, b1.backends, "calibration", {})
     assert not (v2 / ORIGIN).exists()
-    with pytest.raises(BundleError, match=r"not signed \(made on the device from version 1, "
+    with pytest.raises(BundleError, match=r"not signed \(adapted from version 1, "
                        "which was not signed then\\)"):
         load_bundle(demo_copy, trusted=[key])
 
 
-def test_the_real_calibrate_command_keeps_a_signed_bundle_loadable(
+def test_the_real_calibrate_command_seals_what_it_makes_with_the_agents_config(
     tmp_path: Path, demo_copy: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """calibrate with the agent's config (trusted_keys) seals the new version with the
+    device key in the agent's state folder: `config check` and the agent load it. The same
+    calibration made without the config (no keys, so no seal) is refused by that agent."""
     private, key = keypair(tmp_path, "k")
     sign_version(vdir_of(demo_copy), private)
+    state = tmp_path / "state"
+    cfg_file = tmp_path / "agent.yaml"
+    cfg_file.write_text(f"bundle: {demo_copy}\nsection: {DEMO.section}\ntrusted_keys: [k.pub]\n"
+                        f"outbox: {{path: {state / 'outbox.sqlite'}}}\n")
     normal = [str(p) for c, p in zip(DEMO.clips, DEMO.paths, strict=True)
               if c.label == "normal"][:3]
+    code, out, err = run_cli(capsys, "calibrate", "--config", str(cfg_file), "--quiet",
+                             "--files", *normal)
+    assert code == 0, err
+    assert "bundle version 1 -> 2" in out
+    assert (state / "device-signing.key").is_file()
+    trust = load_trust([tmp_path / "k.pub"], state)
+    assert load_bundle(demo_copy, trusted=trust).signed_by == key.key_id
+    code, _, err = run_cli(capsys, "config", "check", str(cfg_file))
+    assert code == 0, err
     code, out, err = run_cli(capsys, "calibrate", "--bundle", str(demo_copy), "--section",
                              DEMO.section, "--quiet", "--files", *normal)
     assert code == 0, err
-    assert "bundle version 1 -> 2" in out
-    assert load_bundle(demo_copy, trusted=[key]).signed_by == key.key_id
+    assert "bundle version 2 -> 3" in out
+    code, _, err = run_cli(capsys, "config", "check", str(cfg_file))
+    assert code == 2 and "no seal of this device covers it" in err, err
+    code, out, err = run_cli(capsys, "calibrate", "--config", str(cfg_file), "--rollback")
+    assert code == 0, err
+    assert "current version 3 -> 2" in out
 
 
 def test_key_rotation_signs_with_both_keys(tmp_path: Path, demo_copy: Path) -> None:
@@ -411,7 +533,7 @@ def test_a_verifying_load_reads_each_file_once(tmp_path: Path, demo_copy: Path) 
     finally:
         _Opens.paths = None
     assert sorted(opened) == sorted([MANIFEST, "manifest.sha256", MODEL0, "backend.npz",
-                                     SIGNATURE])
+                                     "self_test.npz", SIGNATURE])
 
 
 def test_write_bundle_signs_before_the_version_appears(tmp_path: Path, demo_copy: Path) -> None:
@@ -522,7 +644,7 @@ def test_the_agent_keeps_its_signed_model_when_an_unsigned_version_appears(
     from collect_sink import Collect
 
     from edge_agent.agent import Agent
-    from edge_agent.config import load_config
+    from edge_agent.config.load import load_config
 
     private, _ = keypair(tmp_path, "k")
     sign_version(vdir_of(demo_copy), private)
@@ -578,3 +700,141 @@ def test_local_rollback_never_activates_a_version_the_keys_refuse(
     assert current_version(demo_copy) == 2
     code, out, _ = run_cli(capsys, "tune", "--bundle", str(demo_copy), "--rollback")  # no keys
     assert code == 0 and "current version 2 -> 1" in out and current_version(demo_copy) == 1
+
+
+@dataclass
+class Forged:
+    """A signed demo bundle (v1, current), this device's sealing key in `state`, and v2: the
+    forged version of the silenced fleet (a carried origin, no seal of this device, thresholds
+    of 1e6, every checksum right); `cfg_file` is the agent's config (trusted_keys, state)."""
+
+    root: Path
+    key: TrustedKey
+    dev: TrustedKey
+    seal: Ed25519PrivateKey
+    state: Path
+    cfg_file: Path
+
+
+REFUSAL = "no seal of this device covers it"
+
+
+@pytest.fixture
+def forged(tmp_path: Path, demo_copy: Path) -> Forged:
+    private, key = keypair(tmp_path, "k")
+    state = tmp_path / "state"
+    seal, dev = device(state)
+    sign_version(vdir_of(demo_copy), private)
+    b1 = load_bundle(demo_copy, trusted=[key])
+    v2 = write_adapted_version(b1, b1.backends, "tuning", {})  # unsealed
+    never_alarms(v2, b1.backends)
+    set_current(demo_copy, 1)
+    cfg_file = tmp_path / "agent.yaml"
+    cfg_file.write_text(f"bundle: {demo_copy}\nsection: {DEMO.section}\ntrusted_keys: [k.pub]\n"
+                        f"outbox: {{path: {state / 'outbox.sqlite'}}}\n")
+    return Forged(demo_copy, key, dev, seal, state, cfg_file)
+
+
+def test_start_and_hot_reload_refuse_a_forged_adaptation(
+    forged: Forged, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The running agent keeps its trusted version when the forged one is made current (a
+    one-line reload_failed); a start on it and `config check` refuse it."""
+    import threading
+
+    from collect_sink import Collect
+
+    from edge_agent.agent import Agent
+    from edge_agent.config.load import load_config
+
+    cfg = load_config(forged.cfg_file, {"source.kind": "files",
+                                        "source.files": [str(DEMO.paths[0])],
+                                        "source.loop": True, "log.stdout": False,
+                                        "reload_poll_seconds": 0.1})
+    c = Collect()
+    agent = Agent(cfg, sinks=[c])
+    v1 = agent.running_version()
+    t = threading.Thread(target=agent.run, kwargs={"install_signals": False})
+    t.start()
+    try:
+        assert wait_until(lambda: bool(c.kind("score")))
+        set_current(forged.root, 2)
+        assert wait_until(lambda: any(e["event"] == "reload_failed" for e in c.kind("health")))
+        n = len(c.kind("score"))
+        assert wait_until(lambda: len(c.kind("score")) >= n + 2)
+        assert agent.running_version() == v1
+        assert all(e["threshold"] < 100 for e in c.kind("score"))
+    finally:
+        agent.stop()
+        t.join(30)
+    (failed,) = [e for e in c.kind("health") if e["event"] == "reload_failed"]
+    assert REFUSAL in failed["error"] and "\n" not in failed["error"]
+    with pytest.raises(BundleError, match=REFUSAL):
+        Agent(load_config(forged.cfg_file))
+    code, _, err = run_cli(capsys, "config", "check", str(forged.cfg_file))
+    assert code == 2 and REFUSAL in err and len(err.strip().splitlines()) == 1
+
+
+def test_adapting_and_rolling_back_refuse_a_forged_adaptation(
+    forged: Forged, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """calibrate, enrol and tune refuse to adapt the forged version (nothing written); the
+    local and the fleet's rollback refuse to make it current and leave `current` alone."""
+    from edge_agent.fleet.install import roll_back
+    from edge_agent.fleet.state import FleetState
+
+    root, cfg_file = forged.root, str(forged.cfg_file)
+    set_current(root, 2)
+    normal = [str(p) for c, p in zip(DEMO.clips, DEMO.paths, strict=True)
+              if c.label == "normal"][:3]
+    for args in (("calibrate", "--config", cfg_file, "--quiet", "--files", *normal),
+                 ("enrol", "--config", cfg_file, "--section", "press_section_00", "--quiet",
+                  "--files", *normal),
+                 ("tune", "--config", cfg_file, "--false-alarms-per-day", "1", "--yes")):
+        code, _, err = run_cli(capsys, *args)
+        assert code == 2 and REFUSAL in err, (args, err)
+        assert list_versions_of(root) == ["1", "2"]
+    # v3 sealed (parent 1), v4 sealed (parent 3) and current; v2 is the forged one
+    b1 = load_bundle(root, version=1)
+    v3 = write_adapted_version(b1, b1.backends, "tuning", {}, forged.seal)
+    write_adapted_version(load_bundle(root, version=3), b1.backends, "tuning", {}, forged.seal)
+    assert load_bundle(root, trusted=[forged.key, forged.dev]).version == 4
+    code, out, err = run_cli(capsys, "tune", "--config", cfg_file, "--rollback")
+    assert code == 0 and "current version 4 -> 3" in out, err  # its sealed parent: fine
+    set_current(root, 4)
+    shutil.rmtree(v3)  # now the next lower kept version below 4 is the forged 2
+    with pytest.raises(BundleError) as err_rb:
+        roll_back(root, FleetState(forged.state, 10), [forged.key, forged.dev])
+    assert "rollback to version 2 refused, version 4 stays current" in str(err_rb.value)
+    assert REFUSAL in str(err_rb.value) and current_version(root) == 4
+    code, _, err = run_cli(capsys, "calibrate", "--config", cfg_file, "--rollback")
+    assert code == 2 and REFUSAL in err and current_version(root) == 4
+
+
+def list_versions_of(root: Path) -> list[str]:
+    return sorted(p.name for p in (root / "versions").iterdir() if p.name.isdigit())
+
+
+def test_every_load_says_what_vouches_for_the_version(tmp_path: Path, demo_copy: Path) -> None:
+    """`provenance`, the line the agent logs at start and at every reload: an adapted version
+    names its last change and threshold move; no keys says nothing is checked."""
+    private, key = keypair(tmp_path, "k")
+    seal, dev = device(tmp_path / "state")
+    sign_version(vdir_of(demo_copy), private)
+    b1 = load_bundle(demo_copy, trusted=[key, dev])
+    assert provenance(b1, []).endswith("signatures not checked (no trusted_keys): whoever can "
+                                       "write the bundle folder decides what this agent runs")
+    assert provenance(b1, [key, dev]).endswith(f": signed by key {key.key_id}")
+    moved = {s: replace(bk, threshold=3.25) for s, bk in b1.backends.items()}
+    write_adapted_version(b1, moved, "tuning", {"section": DEMO.section, "old_threshold": 2.0,
+                                                "new_threshold": 3.25}, seal)
+    b2 = load_bundle(demo_copy, trusted=[key, dev])
+    assert provenance(b2, [key, dev]) == (
+        f"bundle {demo_copy} version 2 ({b2.model_version}): adapted on this device (1 "
+        f"change(s); last: tuning from version 1, section {DEMO.section} threshold 2 -> 3.25), "
+        f"sealed by this device, models signed by key {key.key_id}")
+    # the id digests the thresholds too: another threshold, another id; the same content, the
+    # same id (the same models and backend written again)
+    assert b2.model_version[3:] != b1.model_version[3:]
+    v3 = write_adapted_version(b1, b1.backends, "tuning", {}, seal)
+    assert load_bundle(v3).model_version == b1.model_version.replace("v1-", "v3-")

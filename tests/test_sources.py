@@ -1,4 +1,4 @@
-"""Audio sources: contracts, stdin PCM and file replay (live capture: test_capture.py)."""
+"""Audio sources: contracts, stdin PCM and file replay (live capture: test_reader.py)."""
 
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ import pytest
 import scipy.signal
 from audio_fixtures import cat, drain, peak_hz, tone
 
-from edge_agent.audio import read_wav, write_wav
+from edge_agent.audio.files import read_wav, write_wav
+from edge_agent.config.sources import SourceSettings, StdinFormat
 from edge_agent.errors import AudioFileError, ConfigError
 from edge_agent.sources import open_source
-from edge_agent.sources.base import SourceSettings, StdinFormat
 from edge_agent.sources.stdin import decode_pcm
 
 RATE = 16000
@@ -112,6 +112,76 @@ def test_stdin_source_from_a_pipe_waits_and_follows_pauses() -> None:
     assert steps[0] == pytest.approx(0.1, abs=1e-6)  # the stream's own clock
     assert steps[1] == pytest.approx(1.4, abs=0.3)  # moved on by the pause
     assert steps[2] == pytest.approx(0.1, abs=1e-6)
+
+
+def test_stdin_source_stop_ends_the_reader_while_the_pipe_stays_open() -> None:
+    """The writer keeps the pipe open and silent: stop() still ends the reader thread (it
+    waits in poll, not inside a buffered read that would hold the stream's lock)."""
+    r, w = os.pipe()
+    reader = os.fdopen(r, "rb")
+    try:
+        src = open_source(SourceSettings(kind="stdin", blocksize=1600), RATE, stdin=reader)
+        src.start()
+        os.write(w, np.zeros(800, "<i2").tobytes())  # half a block: the reader waits for more
+        assert src.read(0.3) is None
+        started = time.monotonic()
+        src.stop()
+        thread = src._thread  # type: ignore[attr-defined]
+        assert thread is not None and not thread.is_alive()
+        assert time.monotonic() - started < 2.0
+    finally:
+        os.close(w)
+        reader.close()
+
+
+@pytest.mark.parametrize("feed", [0, 8000, 320_000])
+def test_sigterm_during_run_stdin_with_the_pipe_open_exits_0(tmp_path: Path, feed: int) -> None:
+    """`edge-agent run --stdin` as a service manager stops it: SIGTERM while the writer keeps
+    the pipe open (no data yet, half a block, two windows' worth still being scored). Before,
+    Python aborted at shutdown (`Fatal Python error: _enter_buffered_busy`, exit 134). Three
+    real processes per case: it must hold every time, not by luck of timing."""
+    import signal
+    import subprocess
+    import sys
+
+    from edge_agent.commands.demo import load_demo
+
+    demo = load_demo()
+    repo = Path(__file__).resolve().parents[1]  # this checkout's agent, run in tmp_path: its
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(repo)}  # history too
+    for attempt in range(3):
+        err_path = tmp_path / f"err{attempt}.txt"
+        with open(err_path, "wb") as err:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "edge_agent.cli", "run", "--stdin", "--bundle",
+                 str(demo.bundle), "--section", demo.section, "--json"],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, env=env,
+                cwd=tmp_path)
+        assert proc.stdin is not None and proc.stdout is not None
+        try:
+            deadline = time.monotonic() + 60
+            while b"PCM from stdin" not in err_path.read_bytes():
+                assert proc.poll() is None, err_path.read_text()
+                assert time.monotonic() < deadline, "the agent never started reading"
+                time.sleep(0.05)
+            if feed:
+                proc.stdin.write(np.zeros(feed, "<i2").tobytes())
+                proc.stdin.flush()
+                time.sleep(0.2)
+            proc.send_signal(signal.SIGTERM)
+            code = proc.wait(timeout=60)  # the pipe stays open until after the exit
+            out = proc.stdout.read().decode()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.stdin.close()
+            proc.stdout.close()
+        err_text = err_path.read_text()
+        assert code == 0, err_text
+        assert "Fatal Python error" not in err_text and "Traceback" not in err_text
+        stopped = [json.loads(line) for line in out.splitlines()
+                   if '"stopped"' in line]
+        assert stopped and stopped[-1]["kind"] == "status", out
 
 
 def test_stdin_settings_are_validated() -> None:

@@ -7,7 +7,8 @@ ground-truth files, with the DCASE 2022 evaluator's own definitions (rows aligne
 file name; AUC(source) = source normal clips + ALL anomalous clips of the section, AUC(target)
 likewise; pAUC (max FPR 0.1) over all clips of the section; the score is the harmonic mean of
 all AUC(source), AUC(target) and pAUC values, each floored at machine epsilon), using
-scikit-learn and scipy, not model_build.metrics, and must agree with what evaluate reports.
+scikit-learn and scipy, not model_build.evaluation.metrics, and must agree with what evaluate
+reports.
 """
 
 from __future__ import annotations
@@ -23,10 +24,11 @@ import scipy.stats
 from dcase_layouts import official_eval_set
 from sklearn import metrics
 
-from edge_agent.audio import read_wav
-from edge_agent.backend import PAPER_BACKEND
-from model_build.data import Clip, scan
-from model_build.evaluate import evaluate_embedder
+from edge_agent.audio.files import read_wav
+from edge_agent.scoring.backend import PAPER_BACKEND
+from model_build.data.clip import Clip
+from model_build.data.dataset import scan
+from model_build.evaluation.evaluate import evaluate_embedder
 
 MAX_FPR = 0.1
 

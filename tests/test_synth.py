@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from edge_agent.audio import read_wav
-from edge_agent.frontend import DEFAULT_SPEC
-from model_build.baseline import baseline_features, score_roots
+from edge_agent.audio.files import read_wav
+from edge_agent.scoring.frontend import DEFAULT_SPEC
 from model_build.cli import app
-from model_build.data import scan
-from model_build.synth import (
+from model_build.data.dataset import scan
+from model_build.evaluation.baseline import baseline_features, score_clips
+from model_build.synth.core import (
     MACHINE_TYPES,
     ClipJob,
     Section,
@@ -111,7 +111,7 @@ def test_every_anomaly_kind_changes_the_sound(machine: str) -> None:
 
 def test_anomaly_adds_energy_at_its_frequency() -> None:
     """An extra bearing harmonic of full severity is visible in the fine full-clip spectrum."""
-    from model_build import synth
+    from model_build.synth import core as synth
 
     sec = make_section(0, "bearing", 0)
     rng = np.random.default_rng(0)
@@ -177,16 +177,16 @@ def test_baseline_features_are_normalised_mean_and_std() -> None:
 
 
 def test_baseline_scores_every_test_clip(synth_root: Path) -> None:
-    scores = score_roots([synth_root])
+    scores = score_clips(scan([synth_root]))
     assert len(scores) == 2 * 2 * 16
     assert all(np.isfinite(s.score) and s.score >= -1e-6 for s in scores)
     assert {s.clip.split for s in scores} == {"test"}
 
 
 def test_baseline_embedder_runs_through_evaluate(synth_root: Path) -> None:
-    """The baseline plugs into model_build.evaluate like a trained run does."""
-    from model_build.baseline import BaselineEmbedder
-    from model_build.evaluate import evaluate_embedder
+    """The baseline plugs into model_build.evaluation.evaluate like a trained run does."""
+    from model_build.evaluation.baseline import BaselineEmbedder
+    from model_build.evaluation.evaluate import evaluate_embedder
 
     text, payload = evaluate_embedder(BaselineEmbedder(), scan([synth_root]), plots=False)
     sections = [s["section"] for s in payload["results"]["model_0"]["sections"]]
@@ -239,7 +239,7 @@ def test_family_is_checked_and_each_family_needs_its_own_machines() -> None:
 def test_a_clog_darkens_the_broadband_spectrum() -> None:
     """A spectral-balance fault: same clip random state, the clogged pump has relatively less
     high-frequency energy than the healthy one."""
-    from model_build import synth_broadband as bb
+    from model_build.synth import broadband as bb
 
     sec = bb.make_section(0, "pump", 0)
     attrs = bb._parse("flow_140_pres_3")
@@ -253,7 +253,7 @@ def test_a_clog_darkens_the_broadband_spectrum() -> None:
 
 
 def test_cyclic_timing_faults_move_the_cycle_starts() -> None:
-    from model_build.synth_cyclic import cycle_starts
+    from model_build.synth.cyclic import cycle_starts
 
     normal = cycle_starts(np.random.default_rng(0), 1.0, None, 0.0)
     assert np.allclose(np.diff(normal), 1.0, atol=0.05)
@@ -269,9 +269,9 @@ def test_texture_faults_keep_band_energies_but_change_the_fine_spectrum() -> Non
     """The texture family's faults, rendered from the same random state as the normal clip:
     the band statistics' time means move less than between two normal clips of the section
     (a classical detector has little to go on), while the full-clip spectrum changes."""
-    from edge_agent.classical import band_stats
-    from edge_agent.frontend import DEFAULT_SPEC
-    from model_build import synth_texture as tx
+    from edge_agent.scoring.classical import band_stats
+    from edge_agent.scoring.frontend import DEFAULT_SPEC
+    from model_build.synth import texture as tx
 
     nb = 53  # the band-mean half of the band statistics
     for machine in tx.MACHINES:
@@ -295,7 +295,7 @@ def test_texture_faults_keep_band_energies_but_change_the_fine_spectrum() -> Non
 def test_random_family_sections_are_draws_from_a_broad_prior() -> None:
     """Sections of one machine name differ in what they are made of (series, resonances,
     noise colour), and a speed shift moves the whole tonal spectrum of the target domain."""
-    from model_build import synth_random as sr
+    from model_build.synth import random as sr
 
     secs = [sr.make_section(s, "alpha", i) for s in range(4) for i in range(3)]
     assert len({round(sc.params["f0_0"]) for sc in secs}) == len(secs)

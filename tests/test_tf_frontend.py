@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_agent import frontend
-from edge_agent.audio import load_clip
-from edge_agent.frontend import DEFAULT_SPEC
-from model_build import tf_frontend
+from edge_agent.audio.files import load_clip
+from edge_agent.scoring import frontend
+from edge_agent.scoring.frontend import DEFAULT_SPEC
+from model_build.training import tf_frontend
 
 REL_TOL = 1e-3
 

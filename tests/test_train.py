@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_agent.audio import load_clip
+from edge_agent.audio.files import load_clip
 from edge_agent.errors import EdgeAgentError
-from edge_agent.frontend import DEFAULT_SPEC
-from model_build.data import class_names, scan
-from model_build.model import ModelConfig
-from model_build.runs import CHECKPOINT_DIR, RunError, load_run, read_meta
-from model_build.train import ClipReader, TrainConfig, Trainer, make_dataset, train_run
+from edge_agent.scoring.frontend import DEFAULT_SPEC
+from model_build.data.dataset import class_names, scan
+from model_build.training.model import ModelConfig
+from model_build.training.runs import CHECKPOINT_DIR, RunError, load_run, read_meta
+from model_build.training.train import ClipReader, TrainConfig, Trainer, make_dataset, train_run
 
 NARROW = ModelConfig(width=0.25)
 QUIET = TrainConfig(epochs=1, batch_size=4, verbose=False)
@@ -111,13 +111,12 @@ def test_load_run_errors(tmp_path: Path) -> None:
         load_run(tmp_path)
 
 
-def test_runs_trains_an_ensemble_of_different_models(tiny_dcase_root: Path, tmp_path: Path) -> None:
-    out = tmp_path / "ens"
-    train_run([tiny_dcase_root], out, NARROW,
-              TrainConfig(epochs=1, batch_size=4, runs=2, seed=5, verbose=False))
-    meta = read_meta(out)
+@pytest.mark.slow
+def test_runs_trains_an_ensemble_of_different_models(trained_ensemble: Path,
+                                                     synth_root: Path) -> None:
+    meta = read_meta(trained_ensemble)
     assert [(m["seed"], m["status"]) for m in meta["models"]] == [(5, "done"), (6, "done")]
-    emb = load_run(out).embed_clips([c.path for c in scan([tiny_dcase_root])][:3])
+    emb = load_run(trained_ensemble).embed_clips([c.path for c in scan([synth_root])][:3])
     assert emb.shape == (2, 3, 256)
     assert not np.allclose(emb[0], emb[1])
 
@@ -156,7 +155,7 @@ def test_featex_and_augment_train_and_resume(tiny_dcase_root: Path, tmp_path: Pa
     assert int(avg["count"]) == averaged and len(final) == len(avg.files) - 1
     for i, w in enumerate(final):
         np.testing.assert_allclose(w, avg[f"arr_{i}"] / averaged, rtol=1e-5, atol=1e-6)
-    from model_build.model import build_embedding_model
+    from model_build.training.model import build_embedding_model
 
     last = build_embedding_model(cfg, load_run(run).spec)  # the last epoch's own weights
     last.load_weights(run / "model_0" / "checkpoint" / "embedding.weights.h5")

@@ -12,13 +12,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edge_agent.adaptation.tuning import (
+    DAY,
+    TuningError,
+    replay_alarms,
+    replay_windows,
+    tune_threshold,
+)
 from edge_agent.agent import Agent
-from edge_agent.bundle import current_version, list_versions, load_bundle
+from edge_agent.bundle.layout import current_version, list_versions
+from edge_agent.bundle.load import load_bundle
 from edge_agent.commands.demo import load_demo
-from edge_agent.config import load_config
-from edge_agent.decision import ALARM, Decider, DecisionSettings
-from edge_agent.history import history_path, read_history
-from edge_agent.tuning import DAY, TuningError, replay_alarms, tune_threshold
+from edge_agent.config.load import load_config
+from edge_agent.config.runtime import DecisionSettings
+from edge_agent.events import ALARM
+from edge_agent.runtime.decision import Decider
+from edge_agent.runtime.history import ScoreHistory, history_path, read_history
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -96,6 +105,103 @@ def test_too_short_history_is_refused() -> None:
                        alarms_per_day=float("nan"), current_threshold=1.0)
 
 
+# --- odd histories: what is replayed, what is refused, what is named ---
+T0 = 1_790_000_000.0  # 2026-09
+
+
+def _history(path: Path, epochs: list[float], anomalous: list[bool] | None = None,
+             threshold: float = 2.0) -> Path:
+    """A real history file written by the agent's own writer, scores N(0, 1) below the
+    threshold unless `anomalous` says otherwise (then 5.0)."""
+    rng = np.random.default_rng(1)
+    h = ScoreHistory(path)
+    for i, t in enumerate(epochs):
+        bad = anomalous is not None and anomalous[i]
+        h.append(t, 5.0 if bad else float(rng.normal()), threshold, anomalous=bad)
+    h.close()
+    return path
+
+
+def test_replay_keeps_the_file_order_when_the_clock_goes_back(tmp_path: Path) -> None:
+    """An NTP step back of 5.6 h in the middle: the windows are replayed in the order they
+    were recorded, the span counts forward time only (not "over -5.6 h"), the note says
+    what happened, and "the last hour" is the run of windows at the end of the file."""
+    epochs = [T0 + 10 * i for i in range(400)] + [T0 + 4000 - 5.6 * 3600 + 10 * i
+                                                  for i in range(400)]
+    recs = read_history(_history(tmp_path / "s.bin", epochs))
+    h = replay_windows(recs)
+    assert h.scores.tolist() == recs.score.tolist()  # file order, nothing left out
+    assert h.span_hours == pytest.approx(799 * 10 / 3600 - 10 / 3600)
+    assert h.notes == ("the clock went back 1 time(s) during the history, by up to 5.6 h "
+                       "(after record 399): the replay follows the order the windows were "
+                       "recorded in",)
+    # the last hour: the 360 windows at the end, not also the 400 whose clock read later
+    assert h.recent(3595).tolist() == recs.score[440:].tolist()
+
+
+def test_replay_leaves_out_implausible_timestamps_and_compaction_survives_them(
+    tmp_path: Path,
+) -> None:
+    """A record dated 1e300 (damaged) and ones from 1970 (a clock not yet set): left out of
+    the replay with one note. Reopened by the agent, the file keeps its records: the last
+    record, dated 1e300, is not taken for "now" (it made every other record 30 days too
+    old: 1 of 503 records survived); the 1970 ones are dropped as old."""
+    epochs = [10.0, 20.0] + [T0 + 10 * i for i in range(500)] + [1e300]
+    path = _history(tmp_path / "s.bin", epochs)
+    h = replay_windows(read_history(path))
+    assert h.scores.size == 500 and h.undated == 3
+    assert h.notes == ("3 record(s) with an implausible timestamp left out (record 0: 10; "
+                       "expected a time between 1e+09 and 4.1e+09 s since 1970): a damaged "
+                       "record or a clock that was not set",)
+    assert h.span_hours == pytest.approx(4990 / 3600)
+    ScoreHistory(path).close()  # reopened: compaction at open
+    assert read_history(path).epoch.tolist() == epochs[2:]
+
+
+def test_a_mostly_anomalous_history_is_refused_unless_allowed(tmp_path: Path) -> None:
+    """Every window anomalous (a fault all along): tuning on it proposed a threshold far
+    above the fault; refused, naming the share. A quarter is tuned as usual."""
+    n = 600
+    path = _history(tmp_path / "all.bin", [T0 + 10 * i for i in range(n)], [True] * n)
+    with pytest.raises(TuningError, match=r"^history: 600 of 600 windows \(100%\) were "
+                       r"anomalous when recorded: not normal operation"):
+        replay_windows(read_history(path))
+    h = replay_windows(read_history(path), allow_anomalous=True)
+    assert h.anomalous == n
+    quarter = _history(tmp_path / "q.bin", [T0 + 10 * i for i in range(n)],
+                       [i % 4 == 0 for i in range(n)])
+    assert replay_windows(read_history(quarter)).anomalous == n // 4
+
+
+def test_tune_command_on_odd_histories(tmp_path: Path) -> None:
+    """The command on real history files: a clock going back and a 1e300 record are warning
+    lines (stderr) and the summary shows a positive span; an all-anomalous one is refused
+    with one line and nothing is written."""
+    demo = load_demo()
+    shutil.copytree(demo.bundle, tmp_path / "bundle")
+    yml = tmp_path / "agent.yaml"
+    yml.write_text(f"bundle: bundle\nsection: {demo.section}\noutbox: {{path: ob.sqlite}}\n")
+    hist = tmp_path / f"scores.{demo.section}.bin"
+    epochs = ([T0 + 10 * i for i in range(400)] + [1e300]
+              + [T0 + 4000 - 5.6 * 3600 + 10 * i for i in range(400)])
+    _history(hist, epochs)
+    odd = _tune("--config", str(yml), "--false-alarms-per-day", "1", "--dry-run")
+    assert odd.returncode == 0, odd.stderr
+    warnings = odd.stderr.splitlines()
+    assert len(warnings) == 2 and all(w.startswith(f"warning: {hist}: ") for w in warnings)
+    assert "1 record(s) with an implausible timestamp left out (record 400: 1e+300" in odd.stderr
+    assert "the clock went back 1 time(s) during the history, by up to 5.6 h" in odd.stderr
+    assert (f"history {hist}: 801 windows recorded over 2.2 h (1 left out: sensor faults, "
+            "implausible timestamps); 800 scored windows") in odd.stdout
+    hist.unlink()
+    _history(hist, [T0 + 10 * i for i in range(600)], [True] * 600)
+    refused = _tune("--config", str(yml), "--false-alarms-per-day", "1", "--yes")
+    assert refused.returncode == 2 and refused.stdout == ""
+    assert len(refused.stderr.splitlines()) == 1
+    assert refused.stderr.startswith("error: history: 600 of 600 windows (100%) were anomalous")
+    assert list_versions(tmp_path / "bundle") == [current_version(tmp_path / "bundle")]
+
+
 # --- the command, end to end ---
 def _agent_history(tmp: Path, repeats: int) -> Path:
     """A copy of the demo bundle, a config beside it, and the score history that the REAL agent
@@ -139,22 +245,33 @@ def test_tune_writes_a_version_with_only_the_threshold_and_rolls_back(
     before_files = _files(before.path)
     v0 = current_version(root)
 
-    dry = _tune("--config", str(yml), "--false-alarms-per-day", "0", "--dry-run")
+    # the demo clips are two thirds faulty: not normal operation, refused unless asked for
+    refused = _tune("--config", str(yml), "--false-alarms-per-day", "0", "--dry-run")
+    assert refused.returncode == 2 and refused.stdout == ""
+    assert refused.stderr.splitlines() == [
+        "error: history: 240 of 360 windows (67%) were anomalous when recorded: not normal "
+        "operation (a fault all along, or the wrong section or microphone), and a threshold "
+        "tuned on it would hide it; tune on a healthy period, or pass "
+        "--allow-anomalous-history if the machine was healthy and the old threshold far too "
+        "low"]
+    allow = "--allow-anomalous-history"
+    dry = _tune("--config", str(yml), "--false-alarms-per-day", "0", "--dry-run", allow)
     assert dry.returncode == 0, dry.stderr
     assert "360 windows recorded" in dry.stdout and "dry run: nothing written" in dry.stdout
     assert "current threshold" in dry.stdout and "last day:" in dry.stdout
     assert current_version(root) == v0 and list_versions(root) == [v0]
 
-    declined = _tune("--config", str(yml), "--false-alarms-per-day", "0", stdin="n\n")
+    declined = _tune("--config", str(yml), "--false-alarms-per-day", "0", allow, stdin="n\n")
     assert declined.returncode == 1 and "nothing written" in declined.stdout
     assert list_versions(root) == [v0]
 
-    done = _tune("--config", str(yml), "--false-alarms-per-day", "0", "--yes")
+    done = _tune("--config", str(yml), "--false-alarms-per-day", "0", "--yes", allow)
     assert done.returncode == 0, done.stderr
     after = load_bundle(root)  # verified
     assert after.version > v0 and after.manifest["parent_version"] == v0
     rec = after.manifest["tuning"]
     assert rec["section"] == sec and rec["false_alarms_per_day"] == 0
+    assert rec["allow_anomalous_history"] is True
     assert rec["replayed_alarms_new"] == 0 and rec["replayed_alarms_old"] > 0  # faulty clips
     new_thr = after.backend(sec).threshold
     assert new_thr == rec["new_threshold"] > before.backend(sec).threshold
@@ -180,8 +297,9 @@ def test_tune_writes_a_version_with_only_the_threshold_and_rolls_back(
 
 
 def test_tune_refuses_a_short_history_and_an_override(tmp_path: Path) -> None:
-    yml = _agent_history(tmp_path, 1)  # 12 windows = 2 minutes
-    short = _tune("--config", str(yml), "--false-alarms-per-day", "1", "--yes")
+    yml = _agent_history(tmp_path, 1)  # 12 windows = 2 minutes (8 of the demo's faulty)
+    short = _tune("--config", str(yml), "--false-alarms-per-day", "1", "--yes",
+                  "--allow-anomalous-history")
     assert short.returncode == 2
     assert short.stderr.strip().splitlines() == [
         "error: history too short: 12 scored windows covering 0.03 h; need at least 50 "

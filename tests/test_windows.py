@@ -7,10 +7,11 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from edge_agent.config.runtime import WindowSettings
 from edge_agent.errors import ConfigError
-from edge_agent.frontend import DEFAULT_SPEC
+from edge_agent.runtime.windows import Window, Windower
+from edge_agent.scoring.frontend import DEFAULT_SPEC
 from edge_agent.sources.base import Block
-from edge_agent.windows import Window, Windower, WindowSettings
 
 RATE = 16000
 T0 = 1_700_000_000.0
@@ -96,11 +97,15 @@ def test_window_length_follows_the_bundle_and_bad_settings_name_the_key() -> Non
     assert WindowSettings(seconds=10.0, hop=5.0).samples(DEFAULT_SPEC) == (160000, 80000)
     one_second = replace(DEFAULT_SPEC, clip_seconds=1.0)
     assert WindowSettings(hop=0.5).samples(one_second) == (RATE, RATE // 2)
-    with pytest.raises(ConfigError, match=r"^windows\.hop: expected a number in \(0, 86400\]"):
-        WindowSettings(hop=0.0).samples(DEFAULT_SPEC)
-    # 0.48 samples would cut the same window for ever (100 % CPU, memory growing): refused
-    with pytest.raises(ConfigError, match=r"^windows\.hop: 3e-05 s is less than one sample"):
-        WindowSettings(hop=3e-5).samples(DEFAULT_SPEC)
-    assert WindowSettings(hop=5e-5).samples(DEFAULT_SPEC)[1] == 1  # 0.8 samples rounds to 1
+    with pytest.raises(ConfigError, match=r"^windows\.hop: expected a number in \[0\.1, 86400\]"):
+        WindowSettings(hop=0.0)
+    # one sample (1 GB RSS, windows dropped by the thousand) is under what a device can score
+    with pytest.raises(ConfigError, match=r"^windows\.hop: .* got 6\.25e-05$"):
+        WindowSettings(hop=1 / RATE)
+    assert WindowSettings(hop=0.1).samples(DEFAULT_SPEC)[1] == RATE // 10  # the floor
+    # below 5 Hz the floor rounds to no sample: still refused with the bundle
+    slow = replace(DEFAULT_SPEC, sample_rate=4, n_fft=4, hop=2)
+    with pytest.raises(ConfigError, match=r"^windows\.hop: 0\.1 s is less than one sample"):
+        WindowSettings(hop=0.1).samples(slow)
     with pytest.raises(ConfigError, match=r"^windows\.seconds: the bundle's model takes 10 s"):
         WindowSettings(seconds=5.0).samples(DEFAULT_SPEC)

@@ -2,9 +2,9 @@
 
 When a machine's settings or surroundings change (the paper's target domain), ten clips of the
 new condition are captured from the microphone (or read with `--files`), embedded with the
-bundle's OWN TFLite model through the one device path (`scorer.embed_window`), and become the
+bundle's OWN TFLite model through the one device path (`Scorer.embed`), and become the
 section's target reference vectors; the threshold is recomputed from leave-one-out scores
-(`edge_agent.adapt`). No training, no TensorFlow.
+(`edge_agent.adaptation.sections`). No training, no TensorFlow.
 
 The result is a NEW bundle version (`bundle.write_adapted_version`: same model.tflite, new
 backend.npz, manifest with a `calibration` record and `parent_version`), written complete and
@@ -21,16 +21,16 @@ from typing import Annotated
 
 import typer
 
-from . import options as opt
-from .overrides import (
+from edge_agent.commands import options as opt
+from edge_agent.commands.overrides import (
     Flags,
     agent_config,
     required_bundle,
     required_section,
     sharing_note,
-    trusted,
+    trust,
 )
-from .runner import fields_as_flags
+from edge_agent.commands.runner import fields_as_flags
 
 
 @fields_as_flags(rule="--threshold-rule")
@@ -62,11 +62,15 @@ def calibrate_cmd(
     quiet: opt.Quiet = False,
 ) -> None:
     """Calibrate a section to a new condition (target domain) from normal clips; or --rollback."""
-    from ..adapt import MODES, THRESHOLD_RULES, calibrated_section
-    from ..bundle import rollback, write_adapted_version
-    from ..errors import choice
-    from ..scorer import Scorer
-    from .clip_input import clip_origin, clips_pseudo, collect_clips, embed_clips
+    from edge_agent.adaptation import service
+    from edge_agent.adaptation.sections import MODES, THRESHOLD_RULES
+    from edge_agent.commands.clip_input import (
+        clip_origin,
+        collect_clips,
+        embed_progress,
+        progress_note,
+    )
+    from edge_agent.errors import choice
 
     note = sharing_note(agent_config(config, Flags(bundle=bundle)), monitor) if monitor else None
     cfg = agent_config(config, Flags(bundle=bundle, section=section, threads=threads,
@@ -75,25 +79,23 @@ def calibrate_cmd(
                                      monitor=monitor))
     root = required_bundle(cfg)
     if do_rollback:
-        before, after = rollback(root, trusted(cfg))  # never into a version it would refuse
+        before, after = service.undo(root, trust(cfg))  # never into a version it would refuse
         print(f"rolled back {root}: current version {before} -> {after}")
         return
     sec = required_section(cfg)
     if note:
         print(note)
-    checked_mode = choice("mode", mode, MODES)  # before minutes of recording, not after
-    checked_rule = choice("rule", rule, THRESHOLD_RULES)
+    how = service.Calibration(choice("mode", mode, MODES), percentile,  # before the recording
+                              choice("rule", rule, THRESHOLD_RULES))
+    checked = trust(cfg)
     # verified (signed, with trusted_keys); an unknown section fails now
-    scorer = Scorer.from_bundle(root, threads=cfg.threads, trusted=trusted(cfg))
-    old = scorer.bundle.backend(sec)
+    scorer = service.open_scorer(root, checked, cfg.threads)
+    scorer.bundle.backend(sec)
     clips = collect_clips(cfg, scorer.spec, count, skip_refused, retries, quiet)
-    cal = calibrated_section(old, embed_clips(scorer, clips, quiet), scorer.bundle.backend_config,
-                             checked_mode, percentile, checked_rule,
-                             clips_pseudo(scorer, clips, sec, quiet), scorer.bundle.kinds)
-    backends = {**scorer.bundle.backends, sec: cal.backend}
-    record = {"section": sec, "mode": checked_mode, "n_clips": len(clips),
-              "percentile": percentile, **clip_origin(cfg), **cal.record()}
-    vdir = write_adapted_version(scorer.bundle, backends, "calibration", record)
-    print(f"calibrated {sec} with {len(clips)} clips ({mode}): threshold {cal.old_threshold:.5f} "
-          f"-> {cal.threshold:.5f}; bundle version {scorer.bundle.version} -> {vdir.name} "
-          f"(undo: edge-agent calibrate --bundle {root} --rollback)")
+    change = service.calibrate(scorer, sec, [c.samples for c in clips], checked, how,
+                               origin=clip_origin(cfg), progress=embed_progress(scorer, quiet),
+                               note=progress_note(scorer, quiet))
+    print(f"calibrated {sec} with {len(clips)} clips ({mode}): threshold "
+          f"{change.old_threshold:.5f} -> {change.new_threshold:.5f}; bundle version "
+          f"{change.version_from} -> {change.version} (undo: edge-agent calibrate --bundle "
+          f"{root} --rollback)")

@@ -19,12 +19,15 @@ def config_check_cmd(
     Refuses exactly what `edge-agent run --config FILE` refuses at start (the same validator:
     `config.read_config` and `config.check_start`), as one `error: ...` line, exit 2. With
     `trusted_keys`, a bundle version none of them vouches for is refused too
-    (edge_agent.signing).
+    (edge_agent.bundle.signing).
     """
-    from ..bundle import load_bundle
-    from ..config import check_start, dump, load_config
-    from ..signing import load_public_keys
+    from edge_agent.bundle.load import load_bundle
+    from edge_agent.bundle.signing import load_trust
+    from edge_agent.config.load import dump, load_config
+    from edge_agent.runtime.start import check_start
 
     cfg = load_config(file)
-    check_start(cfg, load_bundle(cfg.bundle, trusted=load_public_keys(cfg.trusted_keys)))
+    check_start(cfg, load_bundle(cfg.bundle, trusted=load_trust(cfg.trusted_keys,
+                                                              cfg.state_folder)),
+                probe=True)
     typer.echo(dump(cfg), nl=False)

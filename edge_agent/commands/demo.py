@@ -30,14 +30,14 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, TextIO
 
 import typer
 
-from ..errors import EdgeAgentError
-from ..events import Event
-from . import options as opt
-from .overrides import Flags, agent_config
+from edge_agent.commands import options as opt
+from edge_agent.commands.overrides import Flags, agent_config
+from edge_agent.errors import EdgeAgentError
+from edge_agent.events import Event
 
 if TYPE_CHECKING:  # the agent imports numpy and TFLite: only when the command runs
-    from ..agent import Agent
-    from ..config import AgentConfig
+    from edge_agent.agent import Agent
+    from edge_agent.config.agent import AgentConfig
 
 DEMO_DIR = Path(__file__).resolve().parents[1] / "demo"
 DEFAULT_SPEED = 10.0
@@ -190,12 +190,14 @@ def demo_cmd(
     config: opt.Config = None,
     json_out: opt.Json = False,
     verbose: Annotated[bool, typer.Option("--verbose", help="Agent log lines on stderr.")] = False,
+    runtime: opt.TfliteRuntime = None,
+    no_xnnpack: opt.NoXnnpack = False,
 ) -> None:
     """Replay shipped audio of a machine that turns faulty through the real agent.
 
     --config: its mqtt and decision settings are used. --json: the agent's events as JSON lines.
     """
-    from ..agent import Agent, setup_logging
+    from edge_agent.agent import Agent, setup_logging
 
     demo = load_demo()
     outbox_dir = tempfile.TemporaryDirectory(prefix="edge-agent-demo-")
@@ -214,7 +216,8 @@ def demo_cmd(
         "log.jsonl_file": None,
         "log.level": "info" if verbose else "warning",
     }
-    flags = Flags(mqtt_host=mqtt_host, mqtt_port=mqtt_port, device_id=device_id)
+    flags = Flags(mqtt_host=mqtt_host, mqtt_port=mqtt_port, device_id=device_id,
+                  tflite_runtime=runtime, no_xnnpack=no_xnnpack)
     cfg = agent_config(config, flags, fixed)
     setup_logging(cfg.log.json, cfg.log.level)
     agent = Agent(cfg)

@@ -10,10 +10,10 @@ import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from . import options as opt
+from edge_agent.commands import options as opt
 
 if TYPE_CHECKING:  # sources.device loads PortAudio: only when the command runs
-    from ..sources.device import DeviceInfo
+    from edge_agent.sources.device import DeviceInfo
 
 
 def format_devices(devices: Sequence[DeviceInfo], rate: int) -> str:
@@ -34,8 +34,8 @@ def format_devices(devices: Sequence[DeviceInfo], rate: int) -> str:
 
 def devices_cmd(as_json: opt.Json = False) -> None:
     """List audio input devices with their channels and supported sample rates."""
-    from ..frontend import SAMPLE_RATE
-    from ..sources.device import list_input_devices
+    from edge_agent.scoring.frontend import SAMPLE_RATE
+    from edge_agent.sources.device import list_input_devices
 
     devices = list_input_devices()
     if as_json:

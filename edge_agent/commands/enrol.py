@@ -18,9 +18,9 @@ from typing import Annotated
 
 import typer
 
-from . import options as opt
-from .overrides import Flags, agent_config, required_bundle, trusted
-from .runner import fields_as_flags
+from edge_agent.commands import options as opt
+from edge_agent.commands.overrides import Flags, agent_config, required_bundle, trust
+from edge_agent.commands.runner import fields_as_flags
 
 
 @fields_as_flags()
@@ -47,12 +47,16 @@ def enrol_cmd(
 
     --section names the NEW section (a config's `section:` is the one the agent listens to).
     """
-    from ..adapt import MIN_ENROL_CLIPS, enrolled_section
-    from ..bundle import write_adapted_version
-    from ..dcase import parse_section_id
-    from ..errors import BundleError, FieldError
-    from ..scorer import Scorer
-    from .clip_input import clip_origin, clips_pseudo, collect_clips, embed_clips
+    from edge_agent.adaptation import service
+    from edge_agent.adaptation.sections import MIN_ENROL_CLIPS
+    from edge_agent.audio.dcase import parse_section_id
+    from edge_agent.commands.clip_input import (
+        clip_origin,
+        collect_clips,
+        embed_progress,
+        progress_note,
+    )
+    from edge_agent.errors import BundleError, FieldError
 
     cfg = agent_config(config, Flags(bundle=bundle, threads=threads, device=device,
                                      from_files=from_files, paths=tuple(paths or ()),
@@ -63,24 +67,17 @@ def enrol_cmd(
     parse_section_id(section)
     if cfg.source.kind != "files" and count < MIN_ENROL_CLIPS:
         raise FieldError("count", f"need at least {MIN_ENROL_CLIPS} clips, got {count}")
-    scorer = Scorer.from_bundle(root, threads=cfg.threads, trusted=trusted(cfg))
-    if section in scorer.bundle.backends and not replace:
-        raise BundleError(
-            f"{root}: section {section!r} already exists; pass --replace to refit it "
-            "(or calibrate it with edge-agent calibrate)"
-        )
+    checked = trust(cfg)
+    scorer = service.open_scorer(root, checked, cfg.threads)
+    if section in scorer.bundle.backends and not replace:  # before the recording, not after
+        raise BundleError(f"{root}: section {section!r} already exists; pass --replace to "
+                          "refit it (or calibrate it with edge-agent calibrate)")
     clips = collect_clips(cfg, scorer.spec, count, skip_refused, retries, quiet)
-    backend = enrolled_section(embed_clips(scorer, clips, quiet), scorer.bundle.backend_config,
-                               percentile, weights=scorer.bundle.weights,
-                               pseudo=clips_pseudo(scorer, clips, section, quiet),
-                               kinds=scorer.bundle.kinds)
-    replaced = section in scorer.bundle.backends
-    backends = {**scorer.bundle.backends, section: backend}
-    n_refs = backend.components[0].n_source
-    record = {"section": section, "n_clips": len(clips), "percentile": percentile,
-              "n_references": n_refs, "threshold": backend.threshold,
-              "replaced": replaced, **clip_origin(cfg)}
-    vdir = write_adapted_version(scorer.bundle, backends, "enrolment", record)
-    print(f"enrolled {section} from {len(clips)} clips: {n_refs} references, threshold "
-          f"{backend.threshold:.5f}; bundle version {scorer.bundle.version} -> {vdir.name} "
-          f"(undo: edge-agent calibrate --bundle {root} --rollback)")
+    change = service.enrol(scorer, section, [c.samples for c in clips], checked, percentile,
+                           replace, origin=clip_origin(cfg),
+                           progress=embed_progress(scorer, quiet),
+                           note=progress_note(scorer, quiet))
+    print(f"enrolled {section} from {len(clips)} clips: {change.record['n_references']} "
+          f"references, threshold {change.new_threshold:.5f}; bundle version "
+          f"{change.version_from} -> {change.version} (undo: edge-agent calibrate --bundle "
+          f"{root} --rollback)")

@@ -1,4 +1,5 @@
-"""`edge-agent evidence list|export`: the alarm clips the agent kept (`edge_agent.evidence`).
+"""`edge-agent evidence list|export`: the alarm clips the agent kept
+(`edge_agent.runtime.evidence`).
 
 `list` answers "what did it hear when it alarmed?" on the device: one line per clip (file,
 alarm time, section, span, size, sha256), or JSON. `export DEST` copies the clips with their
@@ -15,10 +16,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from . import options as opt
+from edge_agent.commands import options as opt
 
 if TYPE_CHECKING:
-    from ..evidence import ClipInfo
+    from edge_agent.runtime.evidence import ClipInfo
 
 evidence_app = typer.Typer(no_args_is_help=True, help="Alarm audio kept on the device.")
 
@@ -31,8 +32,8 @@ Folder = Annotated[
 
 def _folder(config: Path | None, folder: Path | None) -> Path:
     """The evidence folder from --folder, else from the config; one-line errors otherwise."""
-    from ..config import read_config
-    from ..evidence import EvidenceError
+    from edge_agent.config.load import read_config
+    from edge_agent.runtime.evidence import EvidenceError
 
     if folder is None:
         cfg = read_config(config) if config is not None else None
@@ -62,7 +63,7 @@ def evidence_list_cmd(
     json_out: opt.Json = False,
 ) -> None:
     """List the kept alarm clips, oldest first: file, alarm time, machine, span, size, sha256."""
-    from ..evidence import list_clips
+    from edge_agent.runtime.evidence import list_clips
 
     rows = [_row(c) for c in list_clips(_folder(config, folder))]
     if json_out:
@@ -85,7 +86,7 @@ def evidence_export_cmd(
     folder: Folder = None,
 ) -> None:
     """Copy the kept clips, their sidecars and an index.json to DEST, sha256 checked."""
-    from ..evidence import EvidenceError, export
+    from edge_agent.runtime.evidence import EvidenceError, export
 
     index, bad = export(_folder(config, folder), dest)
     typer.echo(f"exported {len(index)} clip(s) to {dest} (index: {dest / 'index.json'})")

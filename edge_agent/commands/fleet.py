@@ -17,8 +17,8 @@ from typing import Annotated, Any
 
 import typer
 
-from . import options as opt
-from .overrides import Flags, agent_config
+from edge_agent.commands import options as opt
+from edge_agent.commands.overrides import Flags, agent_config
 
 fleet_app = typer.Typer(no_args_is_help=True, help="Roll out bundles to device groups over "
                         "MQTT, roll back, remote commands.")
@@ -36,7 +36,7 @@ MqttPort = Annotated[
 
 
 def _connection(config: Path | None, host: str | None, port: int | None) -> Any:
-    from ..fleet.operator import Connection
+    from edge_agent.fleet.operator import Connection
 
     cfg = agent_config(config, Flags(mqtt_host=host, mqtt_port=port))
     return Connection(cfg.mqtt, timeout=cfg.mqtt.connect_timeout or 10.0)
@@ -65,9 +65,9 @@ def fleet_push_cmd(
     mqtt_port: MqttPort = None,
 ) -> None:
     """Publish a bundle version to a group: canaries first, then every device."""
-    from ..fleet.messages import FleetError
-    from ..fleet.operator import check_group, prepare, push
-    from ..fleet.topics import check_device
+    from edge_agent.config.ids import check_device
+    from edge_agent.fleet.messages import FleetError
+    from edge_agent.fleet.operator import check_group, prepare, push
 
     check_group(group)
     for c in canary or []:
@@ -75,9 +75,13 @@ def fleet_push_cmd(
     prepared = prepare(bundle, group, chunk_kb * 1024)
     with _connection(config, mqtt_host, mqtt_port) as conn:
         try:
-            push(conn, prepared, list(canary or []), wait, typer.echo)
+            _, out = push(conn, prepared, list(canary or []), wait, typer.echo)
         except FleetError as exc:
             _fail(str(exc))
+    for dev in out.pending:
+        typer.echo(f"{dev}: no report within {wait:g} s")
+    if out.failed:  # some run it, these do not: the operator must look (exit 1)
+        _fail("; ".join(f"{d} refused it: {e}" for d, e in out.failed.items()))
 
 
 @fleet_app.command("rollback")
@@ -93,7 +97,7 @@ def fleet_rollback_cmd(
     """Roll a group back from its release: devices running it return to their version before.
 
     One device: `edge-agent fleet cmd DEVICE rollback`."""
-    from ..fleet.operator import check_group, check_release, rollback_group
+    from edge_agent.fleet.operator import check_group, check_release, rollback_group
 
     check_group(group)
     if release is not None:
@@ -119,8 +123,8 @@ def fleet_status_cmd(
     mqtt_port: MqttPort = None,
 ) -> None:
     """The group's release and each device's retained fleet state."""
-    from ..fleet.messages import Release
-    from ..fleet.operator import check_group, group_status
+    from edge_agent.fleet.messages import Release
+    from edge_agent.fleet.operator import check_group, group_status
 
     check_group(group)
     with _connection(config, mqtt_host, mqtt_port) as conn:
@@ -144,15 +148,20 @@ def fleet_status_cmd(
                "healthy  error")
     for dev in sorted(states):
         s = states[dev]
-        typer.echo(f"{dev:<20} {s.get('release')!s:<28} {s.get('status')!s:<16} "
-                   f"{s.get('installed_version')!s:>4} {s.get('model_version')!s:<14} "
+        typer.echo(f"{dev:<20} {_cell(s.get('release')):<28} {_cell(s.get('status')):<16} "
+                   f"{_cell(s.get('installed_version')):>4} {_cell(s.get('model_version')):<14} "
                    f"{'yes' if s.get('healthy') else 'NO':<8} {s.get('error') or ''}")
+
+
+def _cell(value: Any) -> str:
+    """A status table cell: `-` for a value the device has not set (never `None`)."""
+    return "-" if value is None or value == "" else str(value)
 
 
 def parse_args(pairs: list[str]) -> dict[str, Any]:
     """`k=v` pairs -> args: v is read as JSON when it parses (numbers, true, lists), else
     taken as a string (`monitor=pump_1`)."""
-    from ..errors import FieldError
+    from edge_agent.errors import FieldError
 
     out: dict[str, Any] = {}
     for pair in pairs:
@@ -182,9 +191,9 @@ def fleet_cmd_cmd(
     mqtt_port: MqttPort = None,
 ) -> None:
     """Send a remote command to one device and print its reply (JSON)."""
-    from ..fleet.messages import FleetError
-    from ..fleet.operator import check_command_id, send_command
-    from ..fleet.topics import check_device
+    from edge_agent.config.ids import check_device
+    from edge_agent.fleet.messages import FleetError
+    from edge_agent.fleet.operator import check_command_id, send_command
 
     check_device(device, "DEVICE")
     if cid is not None:

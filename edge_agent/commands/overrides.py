@@ -1,9 +1,9 @@
 """The agent config a command runs with: `--config` (or the defaults), then its flags on top.
 
-Written once, so `--bundle`, `--section`, `--threads`, `--channel`, `--device`, `--files` and
-`--json` change the same config keys in every command. Paths given as flags are relative to
-the working directory, like any command-line path; paths in the YAML stay relative to the
-YAML's folder.
+Written once, so `--bundle`, `--section`, `--threads`, `--channel`, `--device`, `--files`,
+`--runtime`, `--no-xnnpack` and `--json` change the same config keys in every command. Paths
+given as flags are relative to the working directory, like any command-line path; paths in
+the YAML stay relative to the YAML's folder.
 
 The audio source: `--device NAME` selects a device; PATHs select files (`--files` alone: the
 config's `source.files`); `--stdin` selects raw PCM on stdin. Giving two of them is an error.
@@ -15,12 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ConfigError
+from edge_agent.errors import ConfigError
 
 if TYPE_CHECKING:  # config imports numpy (via the settings it holds): only when a command runs
-    from ..config import AgentConfig
-    from ..monitors import MonitorSettings
-    from ..signing import TrustedKey
+    from edge_agent.adaptation.service import Trust
+    from edge_agent.config.agent import AgentConfig
+    from edge_agent.config.monitors import MonitorSettings
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,8 @@ class Flags:
     mqtt_port: int | None = None
     device_id: str | None = None
     monitor: str | None = None  # --monitor: the one machine of a `monitors:` config to use
+    tflite_runtime: str | None = None  # --runtime
+    no_xnnpack: bool = False
 
     def overrides(self) -> dict[str, Any]:
         """The dotted config keys these flags set (for `config.read_config`)."""
@@ -66,10 +68,13 @@ class Flags:
         keyed = {"bundle": _absolute(self.bundle), "section": self.section,
                  "threads": self.threads, "source.channel": self.channel,
                  "source.realtime": self.realtime, "mqtt.host": self.mqtt_host,
-                 "mqtt.port": self.mqtt_port, "mqtt.device_id": self.device_id}
+                 "mqtt.port": self.mqtt_port, "mqtt.device_id": self.device_id,
+                 "tflite.runtime": self.tflite_runtime}
         ov.update({k: v for k, v in keyed.items() if v is not None})
         if self.skip_unreadable:
             ov["source.skip_unreadable"] = True
+        if self.no_xnnpack:
+            ov["tflite.xnnpack"] = False
         if self.json:
             ov["log.json"] = True
         if self.quiet:
@@ -86,7 +91,7 @@ def agent_config(
 ) -> AgentConfig:
     """The YAML at `config` (or the defaults), then `fixed` (a command's own settings, e.g. the
     demo's), then the flags. Raises ConfigError naming the key, or the flag, that is wrong."""
-    from ..config import read_config
+    from edge_agent.config.load import read_config
 
     cfg = read_config(config, {**(fixed or {}), **flags.overrides()})
     if flags.monitor is not None:
@@ -159,11 +164,14 @@ def required_section(cfg: AgentConfig) -> str:
     return cfg.section
 
 
-def trusted(cfg: AgentConfig) -> list[TrustedKey]:
-    """The config's `trusted_keys`, loaded (none configured: []): a command that adapts a
-    bundle refuses one the agent would refuse, before it writes a version from it."""
-    if not cfg.trusted_keys:
-        return []
-    from ..signing import load_public_keys
+def trust(cfg: AgentConfig) -> Trust:
+    """What the agent checks versions with (`bundle.signing.load_trust`: the config's
+    `trusted_keys` and this device's own key; none configured: nothing is checked) and, when
+    it checks, this device's key for sealing what a command adapts (made on first use in the
+    agent's state folder). A command refuses a version the agent would refuse before it writes
+    a version from it."""
+    from edge_agent.adaptation.service import Trust
+    from edge_agent.bundle.signing import device_signing_key, load_trust
 
-    return load_public_keys(cfg.trusted_keys)
+    keys = load_trust(cfg.trusted_keys, cfg.state_folder)
+    return Trust(keys, device_signing_key(cfg.state_folder) if cfg.trusted_keys else None)

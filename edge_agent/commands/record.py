@@ -1,8 +1,8 @@
 """`edge-agent record`: normal clips from the device, filed in the DCASE layout for training.
 
 Recordings made on site are the training data of the next model, so they are written where
-`model-build train --data OUT` finds them and with the names `model_build.data.scan` parses
-(`edge_agent.dcase`):
+`model-build train --data OUT` finds them and with the names `model_build.data.dataset.scan` parses
+(`edge_agent.audio.dcase`):
 
     OUT/<machine>/train/section_XX_<domain>_train_normal_NNNN[_<attrs>].wav
 
@@ -10,8 +10,8 @@ Recordings made on site are the training data of the next model, so they are wri
 NNNN continues after the highest index already there for that section and domain, so
 recording sessions add to a folder instead of overwriting it. Each file is written under a
 temporary name and renamed when complete: an interrupted recording leaves no truncated clip for
-training. The level check of `edge_agent.clips` applies: silent, clipped or overflowing clips
-are captured again, never filed as "normal". `--files` converts existing recordings (any rate,
+training. The level check of `edge_agent.adaptation.clips` applies: silent, clipped or overflowing
+clips are captured again, never filed as "normal". `--files` converts existing recordings (any rate,
 first 10 s) into the layout the same way.
 """
 
@@ -22,9 +22,9 @@ from typing import Annotated
 
 import typer
 
-from . import options as opt
-from .overrides import Flags, agent_config, required_section
-from .runner import fields_as_flags
+from edge_agent.commands import options as opt
+from edge_agent.commands.overrides import Flags, agent_config, required_section
+from edge_agent.commands.runner import fields_as_flags
 
 
 @fields_as_flags()
@@ -50,9 +50,14 @@ def record_cmd(
 
     --section: the section to file the clips under (default: the config's).
     """
-    from ..dcase import check_attrs, check_domain, parse_section_id, write_train_clips
-    from ..frontend import DEFAULT_SPEC
-    from .clip_input import collect_clips
+    from edge_agent.audio.dcase import (
+        check_attrs,
+        check_domain,
+        parse_section_id,
+        write_train_clips,
+    )
+    from edge_agent.commands.clip_input import collect_clips
+    from edge_agent.scoring.frontend import DEFAULT_SPEC
 
     cfg = agent_config(config, Flags(section=section, device=device, from_files=from_files,
                                      paths=tuple(paths or ()), channel=channel,

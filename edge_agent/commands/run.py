@@ -6,11 +6,11 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from . import options as opt
-from .overrides import Flags, agent_config
+from edge_agent.commands import options as opt
+from edge_agent.commands.overrides import Flags, agent_config
 
 if TYPE_CHECKING:
-    from ..events import Counters
+    from edge_agent.events import Counters
 
 
 def run_cmd(
@@ -37,8 +37,8 @@ def run_cmd(
     """
     import sys
 
-    from ..agent import Agent, setup_logging
-    from ..config import require_agent_fields
+    from edge_agent.agent import Agent, setup_logging
+    from edge_agent.config.load import require_agent_fields
 
     flags = Flags(bundle=bundle, section=section, threads=threads, device=device,
                   from_files=from_files, paths=tuple(paths or ()), stdin=stdin, channel=channel,

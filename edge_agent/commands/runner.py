@@ -14,7 +14,7 @@ from typing import ParamSpec, TypeVar
 
 import typer
 
-from ..errors import EdgeAgentError, FieldError
+from edge_agent.errors import EdgeAgentError, FieldError
 
 P = ParamSpec("P")
 R = TypeVar("R")

@@ -12,8 +12,8 @@ and prints SENSOR_FAULT with the reasons. The file's verdict is the MAXIMUM over
 windows: ANOMALY when any window scores above the section's threshold (one anomalous window
 in an hour is worth a look; the agent's k-of-n alarm rule is about raising alarms on a live
 stream, and `run` applies it). The section comes from `--section`, else from the file's DCASE
-name (`edge_agent.dcase`). `--plot OUT.png` also draws the scores over time
-(`edge_agent.score_plot`).
+name (`edge_agent.audio.dcase`). `--plot OUT.png` also draws the scores over time
+(`edge_agent.runtime.offline`).
 """
 
 from __future__ import annotations
@@ -24,13 +24,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from ..errors import FieldError
-from . import options as opt
-from .runner import fields_as_flags
+from edge_agent.commands import options as opt
+from edge_agent.commands.runner import fields_as_flags
 
 if TYPE_CHECKING:  # the scorer imports numpy and TFLite: only when the command runs
-    from ..score_plot import Series, WindowResult
-    from ..scorer import Scorer, WindowScore
+    from edge_agent.commands.plot import Series
+    from edge_agent.runtime.offline import WindowResult
+    from edge_agent.runtime.scorer import Scorer, WindowScore
 
 
 @fields_as_flags()
@@ -61,15 +61,15 @@ def score_cmd(
 
     --section: default from DCASE file names (<machine>/<split>/section_XX_*.wav).
     """
-    from ..audio import expand_files
-    from ..dcase import infer_section
-    from ..errors import AudioFileError
-    from ..score_plot import plot_series, pyplot
-    from ..scorer import Scorer
+    from edge_agent.audio.dcase import infer_section
+    from edge_agent.audio.files import expand_files
+    from edge_agent.commands.plot import plot_series, pyplot
+    from edge_agent.errors import AudioFileError
+    from edge_agent.runtime.scorer import Scorer
+    from edge_agent.runtime.windows import check_hop
 
     files = expand_files(paths)
-    if hop <= 0:
-        raise FieldError("hop", f"expected a positive number of seconds, got {hop}")
+    check_hop(hop)  # finite, >= 0.1 s: before the model loads
     if plot is not None:
         pyplot()  # fail before minutes of scoring, not after
     scorer = Scorer.from_bundle(bundle, threads=threads or 1)
@@ -95,7 +95,7 @@ def _score_all(
     naming it, or with --skip-unreadable is named in one line on stderr and left out."""
     import sys
 
-    from ..errors import AudioFileError
+    from edge_agent.errors import AudioFileError
 
     series: list[Series] = []
     for f, sec in plan:
@@ -117,7 +117,8 @@ def _score_file(
 ) -> Series:
     """Score one file's windows, printing them as they come (table: a row per window once
     there is more than one) and then the file's verdict; the windows for `--plot`."""
-    from ..score_plot import Series, score_windows
+    from edge_agent.commands.plot import Series
+    from edge_agent.runtime.offline import score_windows
 
     threshold = scorer.bundle.backend(sec).threshold
     results: list[WindowResult] = []
@@ -160,8 +161,8 @@ def _decision(r: WindowScore | None) -> str:
 
 def _row(name: str, sec: str, threshold: float, r: WindowResult) -> str:
     """One window as a table row: its score and decision, or SENSOR_FAULT and the reasons."""
-    from ..clips import describe_faults
-    from ..health import HealthSettings
+    from edge_agent.adaptation.clips import describe_faults
+    from edge_agent.config.runtime import HealthSettings
 
     if r.score is None:
         why = describe_faults(r.health, HealthSettings())

@@ -1,11 +1,11 @@
 """`edge-agent tune --false-alarms-per-day X`: set a section's threshold from a false-alarm budget.
 
 A plant engineer's question is "how often will it cry wolf?". The agent records every window's
-score (`edge_agent.history`); this command replays the agent's own k-of-n rule over that
-recorded normal operation (`edge_agent.tuning`) and picks the lowest threshold that would have
-raised at most X alarms per recorded day. It shows the evidence first (recorded span, windows,
-the current threshold and its replayed alarms/day, the new one and its alarms/day, how many of
-the last day's windows above the current threshold would still be flagged) and asks before
+score (`edge_agent.runtime.history`); this command replays the agent's own k-of-n rule over that
+recorded normal operation (`edge_agent.adaptation.tuning`) and picks the lowest threshold that
+would have raised at most X alarms per recorded day. It shows the evidence first (recorded span,
+windows, the current threshold and its replayed alarms/day, the new one and its alarms/day, how
+many of the last day's windows above the current threshold would still be flagged) and asks before
 writing (`--yes`: do not ask; `--dry-run`: only show).
 
 The result is a NEW bundle version written like `edge-agent calibrate`'s
@@ -17,27 +17,31 @@ current again (`bundle.rollback`, the same as `calibrate --rollback`).
 The history and the rule come from the agent's config (`--config`): `history.folder` /
 `outbox.path` (where the file is), `windows.hop`, `decision.k` / `n` / `clear_after`. A config
 with `decision.threshold` set is refused: that override would hide the tuned bundle threshold.
+So is a history in which most windows were anomalous when recorded (a fault all along: the
+tuned threshold would hide it) unless `--allow-anomalous-history`; records with implausible
+timestamps and a clock that went back are `warning:` lines (`tuning.replay_windows`).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from . import options as opt
-from .overrides import (
+from edge_agent.commands import options as opt
+from edge_agent.commands.overrides import (
     Flags,
     agent_config,
     required_bundle,
     required_monitor,
     sharing_note,
-    trusted,
+    trust,
 )
 
 if TYPE_CHECKING:
-    from ..config import AgentConfig
-    from ..monitors import MonitorSettings
+    from edge_agent.config.agent import AgentConfig
+    from edge_agent.config.monitors import MonitorSettings
 
 RECENT_SECONDS = 86400.0
 """"Recent windows": those of the last recorded day."""
@@ -46,7 +50,7 @@ RECENT_SECONDS = 86400.0
 def _target(cfg: AgentConfig, monitor: str | None, budget: float | None) -> MonitorSettings:
     """The monitor to tune, or the one-line error: no budget given, unknown monitor, or a
     config threshold that overrides the bundle's (tuning the bundle would change nothing)."""
-    from ..errors import ConfigError
+    from edge_agent.errors import ConfigError
 
     mon = required_monitor(cfg, monitor)
     if budget is None:
@@ -84,47 +88,42 @@ def tune_cmd(
         float, typer.Option("--min-hours", min=0.0, help="Refuse a history covering less "
                             "time (scored windows x hop).")
     ] = 1.0,
+    allow_anomalous: Annotated[
+        bool, typer.Option("--allow-anomalous-history", help="Tune even when most windows "
+                           "were anomalous when recorded (only if the machine was healthy "
+                           "and the old threshold far too low).")
+    ] = False,
     do_rollback: Annotated[
         bool, typer.Option("--rollback", help="Restore the previous bundle version and exit.")
     ] = False,
 ) -> None:
     """Threshold from a false-alarm budget over the recorded score history; or --rollback."""
-    import dataclasses
-
-    import numpy as np
-
-    from ..bundle import load_bundle, rollback, write_adapted_version
-    from ..history import history_path, read_history
-    from ..tuning import tune_threshold
+    from edge_agent.adaptation import service
+    from edge_agent.runtime.history import history_path
 
     cfg = agent_config(config, Flags(bundle=bundle, section=section))
     root = required_bundle(cfg)
     if do_rollback:
-        before, after = rollback(root, trusted(cfg))  # never into a version it would refuse
+        before, after = service.undo(root, trust(cfg))  # never into a version it would refuse
         print(f"rolled back {root}: current version {before} -> {after}")
         return
     mon = _target(cfg, monitor, false_alarms_per_day)
     sec = mon.section
     assert false_alarms_per_day is not None  # _target said so
-    b = load_bundle(root, trusted=trusted(cfg))  # verified (and signed, with keys)
-    old = b.backend(sec)
-    path = history_path(cfg.history, cfg.outbox.path, mon.name)
-    recs = read_history(path)
-    keep = ~recs.fault & np.isfinite(recs.score)
-    if exclude_alarms:
-        keep &= ~recs.in_alarm
-    scores, epochs = recs.score[keep], recs.epoch[keep]
     d = mon.decision
-    t = tune_threshold(scores, hop=cfg.windows.hop, k=d.k, n=d.n, clear_after=d.clear_after,
-                       alarms_per_day=false_alarms_per_day, current_threshold=old.threshold,
-                       min_windows=min_windows, min_seconds=min_hours * 3600.0)
-    recent = scores[epochs >= epochs[-1] - RECENT_SECONDS]
-    flagged = int(np.sum(recent > old.threshold))
-    still = int(np.sum(recent[recent > old.threshold] > t.threshold))
-    span_h = (epochs[-1] - epochs[0]) / 3600.0
-    print(f"history {path}: {len(recs)} windows recorded over {span_h:.1f} h "
-          f"({recs.epoch.size - scores.size} left out: sensor faults"
-          f"{', alarm periods' if exclude_alarms else ''}); {t.windows} scored windows = "
+    path = history_path(cfg.history, cfg.outbox.path, mon.name)
+    checked = trust(cfg)
+    plan = service.plan_tune(root, service.TuneRequest(
+        sec, Path(path), service.DecisionRule(d.k, d.n, d.clear_after, cfg.windows.hop),
+        false_alarms_per_day, exclude_alarms, allow_anomalous, min_windows, min_hours), checked)
+    h, t = plan.history, plan.tuning
+    for odd in h.notes:
+        typer.echo(f"warning: {path}: {odd}", err=True)
+    flagged, still = plan.recent_flags(RECENT_SECONDS)
+    print(f"history {path}: {h.recorded} windows recorded over {h.span_hours:.1f} h "
+          f"({h.recorded - h.scores.size} left out: sensor faults"
+          f"{', alarm periods' if exclude_alarms else ''}"
+          f"{', implausible timestamps' if h.undated else ''}); {t.windows} scored windows = "
           f"{t.days * 24:.1f} h at hop {cfg.windows.hop:g} s")
     print(f"rule: {d.k} of {d.n} windows raise, {d.clear_after} normal clear")
     print(f"current threshold {t.current_threshold:.5f}: {t.current_alarms} alarms replayed "
@@ -137,7 +136,7 @@ def tune_cmd(
     if dry_run:
         print("dry run: nothing written")
         return
-    if t.threshold == old.threshold:
+    if not plan.changes:
         print("threshold unchanged: nothing written")
         return
     note = sharing_note(cfg, mon.name if cfg.monitors else None)
@@ -147,13 +146,8 @@ def tune_cmd(
                                      f"{t.threshold:.5f}?", default=False):
         print("nothing written")
         raise typer.Exit(1)
-    backends = {**b.backends, sec: dataclasses.replace(old, threshold=t.threshold)}
-    record = {"section": sec, "monitor": mon.name, "false_alarms_per_day": false_alarms_per_day,
-              "old_threshold": old.threshold, "new_threshold": t.threshold,
-              "replayed_alarms_old": t.current_alarms, "replayed_alarms_new": t.alarms,
-              "history_windows": t.windows, "history_days": round(t.days, 6),
-              "k": d.k, "n": d.n, "clear_after": d.clear_after, "hop": cfg.windows.hop,
-              "exclude_alarm_periods": exclude_alarms}
-    vdir = write_adapted_version(b, backends, "tuning", record)
-    print(f"tuned {sec}: threshold {old.threshold:.5f} -> {t.threshold:.5f}; bundle version "
-          f"{b.version} -> {vdir.name} (undo: edge-agent tune --bundle {root} --rollback)")
+    change = service.write_tuning(plan, checked, origin={"monitor": mon.name})
+    assert change is not None  # plan.changes
+    print(f"tuned {sec}: threshold {change.old_threshold:.5f} -> {change.new_threshold:.5f}; "
+          f"bundle version {change.version_from} -> {change.version} (undo: edge-agent tune "
+          f"--bundle {root} --rollback)")

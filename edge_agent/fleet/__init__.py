@@ -8,6 +8,6 @@ was installed and which commands ran, on disk), `install` (checks, install, roll
 `FleetClient`), `operator` (push, rollback, status, commands). See docs/fleet.md.
 """
 
-from .topics import check_device_id
+from edge_agent.config.ids import check_device_id
 
 __all__ = ["check_device_id"]

@@ -11,7 +11,7 @@ import math
 from collections.abc import Collection, Mapping
 from typing import Any
 
-from .messages import FleetError
+from edge_agent.fleet.messages import FleetError
 
 
 class Args:

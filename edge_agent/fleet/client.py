@@ -51,14 +51,17 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..bundle import current_version, load_bundle, prune
-from ..errors import EdgeAgentError
-from ..events import iso
-from ..jsonsafe import dumps
-from ..scorer import one_line
-from ..sinks.mqtt import MqttSettings, make_client
-from .control import AgentControl
-from .install import (
+from edge_agent.bundle.layout import current_version
+from edge_agent.bundle.load import load_bundle
+from edge_agent.bundle.versions import prune
+from edge_agent.config.fleet import FleetSettings
+from edge_agent.config.ids import check_device_id
+from edge_agent.config.sinks import MqttSettings
+from edge_agent.errors import EdgeAgentError
+from edge_agent.events import iso
+from edge_agent.fleet.context import Context
+from edge_agent.fleet.control import AgentControl
+from edge_agent.fleet.install import (
     check_candidate,
     install,
     restore,
@@ -67,7 +70,7 @@ from .install import (
     sections_of,
     wait_running,
 )
-from .messages import (
+from edge_agent.fleet.messages import (
     Command,
     FleetError,
     Release,
@@ -78,22 +81,25 @@ from .messages import (
     parse_notice,
     reply,
 )
-from .packing import unpack_version
-from .remote import Context, handlers
-from .settings import FleetSettings
-from .state import FleetState, InstallRecord
-from .topics import (
-    check_device_id,
+from edge_agent.fleet.packing import unpack_version
+from edge_agent.fleet.remote import handlers
+from edge_agent.fleet.state import FleetState, InstallRecord
+from edge_agent.fleet.topics import (
     chunk_topic,
     command_topic,
     manifest_topic,
     reply_topic,
     state_topic,
 )
-from .transfer import Assembly
+from edge_agent.fleet.transfer import Assembly
+from edge_agent.jsonsafe import dumps
+from edge_agent.runtime.scorer import one_line
+from edge_agent.sinks.mqtt import make_client
 
 if TYPE_CHECKING:
-    from ..signing import TrustedKey
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from edge_agent.bundle.signing import TrustedKey
 
 log = logging.getLogger("edge_agent")
 
@@ -131,7 +137,7 @@ class FleetClient:
         self.state = FleetState(self.state_dir, settings.remember_commands)
         self.incoming = self.state_dir / INCOMING
         self.context = Context(control, settings, self.trusted, self.state_dir / RECORDINGS,
-                               self._rollback, self.report)
+                               self._rollback, self.report, self.seal_key)
         self._handlers = handlers()
         self._jobs: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=256)
         self._stop = threading.Event()
@@ -148,6 +154,15 @@ class FleetClient:
     def trusted(self) -> list[TrustedKey]:
         """The trusted keys as they are now (see module docstring)."""
         return list(self._keys())
+
+    def seal_key(self) -> Ed25519PrivateKey | None:
+        """This device's key for the versions remote commands adapt (`signing`), made on first
+        use in the state folder; None when the agent checks no signatures."""
+        if not any(k.role == "release" for k in self.trusted()):
+            return None
+        from edge_agent.bundle.signing import device_signing_key
+
+        return device_signing_key(self.state_dir)
 
     def _key_ids(self) -> frozenset[str]:
         try:
@@ -419,7 +434,8 @@ class FleetClient:
             archive.unlink()
             cand = check_candidate(vdir, r, trusted, self.settings.allow_unsigned,
                                    sections_of(self.control.monitors()),
-                                   self.control.window_samples())
+                                   self.control.window_samples(),
+                                   self.control.runtime_request())
             version, previous = install(root, cand)
         except EdgeAgentError as exc:  # the release's fault (or the keys'): refused
             self._drop_assembly(a, None)

@@ -2,13 +2,16 @@
 
 The checks, in order, each a one-line refusal that installs nothing:
 1. the version's manifest.json is the one the release notice names (`manifest_sha256`);
-2. its signature: `signing.verify_version` with the agent's trusted keys (which also checks
-   every file's sha256 against the manifest). Without trusted keys a release is refused,
-   unless `fleet.allow_unsigned` says otherwise (then only the checksums are checked);
-3. it loads as the agent would load it (`Scorer.from_bundle` with the trusted keys), its windows
-   are the agent's window length, and it scores a synthetic window of every section the
-   agent's monitors use (`Scorer.smoke_test`), so a version that cannot serve this agent never
-   becomes current;
+2. its OWN signature: `signing.verify_release` with the agent's trusted keys (which also
+   checks every file's sha256 against the manifest); a carried `signed_origin.json` never
+   stands in for it (an origin vouches only for versions the device adapted itself).
+   Without trusted keys a release is refused, unless `fleet.allow_unsigned` says otherwise
+   (then only the checksums are checked);
+3. it loads as the agent would load it (`Scorer.from_bundle` with the trusted keys and the
+   agent's TFLite runtimes), passes its self-test on this device (edge_agent.runtime.selftest:
+   this runtime and CPU reproduce its reference numbers), its windows are the agent's window
+   length, and it scores a synthetic window of every section the agent's monitors use
+   (`Scorer.smoke_test`), so a version that cannot serve this agent never becomes current;
 4. the model_version it will report is the one the notice announced.
 
 Install: the version folder is copied unchanged (the signature covers its manifest, so not a
@@ -31,22 +34,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..bundle import (
-    MANIFEST,
-    VERSIONS,
-    current_version,
-    list_versions,
-    load_bundle,
-    rollback_target,
-    set_current,
-    sha256_file,
-)
-from ..errors import BundleError
-from .messages import FleetError, Release
-from .state import FleetState, InstallRecord
+from edge_agent.bundle.layout import VERSIONS, current_version, list_versions
+from edge_agent.bundle.load import load_bundle
+from edge_agent.bundle.manifest import MANIFEST, sha256_file
+from edge_agent.bundle.versions import rollback_target, set_current
+from edge_agent.errors import BundleError
+from edge_agent.fleet.messages import FleetError, Release
+from edge_agent.fleet.state import FleetState, InstallRecord
 
 if TYPE_CHECKING:
-    from ..signing import TrustedKey
+    from edge_agent.bundle.signing import TrustedKey
+    from edge_agent.scoring.embedder import RuntimeRequest
 
 
 @dataclass(frozen=True)
@@ -61,21 +59,21 @@ class Candidate:
 
 def check_candidate(
     vdir: Path, release: Release, trusted: Sequence[TrustedKey], allow_unsigned: bool,
-    sections: Sequence[str], window_samples: int,
+    sections: Sequence[str], window_samples: int, request: RuntimeRequest | None = None,
 ) -> Candidate:
     """The checks of the module docstring; FleetError / BundleError (one line) on the first
     that fails."""
-    from ..scorer import Scorer
+    from edge_agent.runtime.scorer import Scorer
 
     what = f"release {release.release}"
     if sha256_file(vdir / MANIFEST) != release.manifest_sha256:
         raise FleetError(f"{what}: manifest.json is not the one the notice names")
     signed_by: str | None = None
     if trusted:
-        from ..signing import verify_version
+        from edge_agent.bundle.signing import verify_release
 
         try:
-            signed_by = verify_version(vdir, trusted)
+            signed_by = verify_release(vdir, trusted)
         except BundleError as exc:
             raise FleetError(f"{what}: {_short(exc, vdir)}") from None
     elif not allow_unsigned:
@@ -83,7 +81,7 @@ def check_candidate(
                          "signature with (set trusted_keys, or fleet.allow_unsigned on a test "
                          "rig)")
     try:
-        scorer = Scorer.from_bundle(vdir, 1, trusted=trusted)
+        scorer = Scorer.from_bundle(vdir, 1, trusted=trusted, request=request)
         if scorer.spec.clip_samples != window_samples:
             raise FleetError(f"{what}: windows of {scorer.spec.clip_samples} samples, the "
                              f"agent cuts {window_samples}")

@@ -26,10 +26,10 @@ import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ..errors import EdgeAgentError
-from ..events import iso
-from ..jsonsafe import NonFiniteError, dumps, loads
-from .topics import RELEASE_ID
+from edge_agent.errors import EdgeAgentError
+from edge_agent.events import iso
+from edge_agent.fleet.topics import RELEASE_ID
+from edge_agent.jsonsafe import NonFiniteError, dumps, loads
 
 FORMAT = 1
 MAX_CHUNK_SIZE = 4 << 20

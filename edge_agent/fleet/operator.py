@@ -41,11 +41,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..bundle import MANIFEST, load_bundle, resolve, sha256_file
-from ..errors import ConfigError, EdgeAgentError
-from ..jsonsafe import NonFiniteError, loads
-from ..sinks.mqtt import MqttSettings, make_client
-from .messages import (
+from edge_agent.bundle.layout import resolve
+from edge_agent.bundle.load import load_bundle
+from edge_agent.bundle.manifest import MANIFEST, sha256_file
+from edge_agent.config.fleet import GROUP
+from edge_agent.config.ids import check_device, check_level
+from edge_agent.config.sinks import MqttSettings
+from edge_agent.errors import ConfigError, EdgeAgentError
+from edge_agent.fleet.messages import (
     COMMAND_ID,
     DEFAULT_CHUNK_SIZE,
     FleetError,
@@ -54,19 +57,18 @@ from .messages import (
     command_json,
     parse_notice,
 )
-from .packing import pack_version
-from .settings import GROUP
-from .topics import (
+from edge_agent.fleet.packing import pack_version
+from edge_agent.fleet.topics import (
     RELEASE_ID,
-    check_device,
-    check_level,
     chunk_topic,
     command_topic,
     manifest_topic,
     reply_topic,
     state_topic,
 )
-from .transfer import chunk_digests, cut
+from edge_agent.fleet.transfer import chunk_digests, cut
+from edge_agent.jsonsafe import NonFiniteError, loads
+from edge_agent.sinks.mqtt import make_client
 
 log = logging.getLogger("edge_agent")
 STATE_SUFFIX = "/fleet/state"
@@ -275,9 +277,9 @@ class Outcome:
 
 def await_states(conn: Connection, devices: Sequence[str], release: str, after: float,
                  timeout: float, good: Callable[[dict[str, Any]], bool],
-                 bad: Callable[[dict[str, Any]], bool]) -> Outcome:
+                 bad: Callable[[dict[str, Any]], bool], first_bad: bool = True) -> Outcome:
     """Wait until every device reported on `release` after `after` (monotonic) with a state
-    that is `good` or `bad`, or one is `bad`, or `timeout`."""
+    that is `good` or `bad`, or (with `first_bad`) one is `bad`, or `timeout`."""
     def fresh(dev: str) -> dict[str, Any] | None:
         got = conn.latest(state_topic(conn.prefix, dev))
         if got is None or got[1] < after:
@@ -297,15 +299,18 @@ def await_states(conn: Connection, devices: Sequence[str], release: str, after: 
                 pending.append(d)
         return Outcome(ok, failed, pending)
 
-    conn.wait(lambda: bool(outcome().failed) or not outcome().pending, timeout)
+    conn.wait(lambda: (first_bad and bool(outcome().failed)) or not outcome().pending, timeout)
     return outcome()
 
 
 def push(conn: Connection, prepared: Prepared, canaries: Sequence[str], wait: float,
-         say: Callable[[str], None]) -> Release:
-    """Canaries first, then the group (module docstring); the notice published last. A
-    FleetError (after restoring the group's previous notice) when a canary refuses, fails or
-    stays silent for `wait` seconds."""
+         say: Callable[[str], None]) -> tuple[Release, Outcome]:
+    """Canaries first, then the group (module docstring); the notice published last; then up
+    to `wait` seconds for the group's other known devices (those with a fleet state in the
+    group) to report. Returns the notice and their outcome (offline ones stay `pending`: they
+    install when they connect). A FleetError, after restoring the group's previous notice,
+    when a canary refuses, fails or stays silent for `wait` seconds, or when every device
+    that reported refused the release (nothing runs it: the release is withdrawn)."""
     r, prefix = prepared.release, conn.prefix
     check_group(r.group)
     for c in canaries:
@@ -314,6 +319,7 @@ def push(conn: Connection, prepared: Prepared, canaries: Sequence[str], wait: fl
     conn.subscribe([topic, f"{prefix}/+/fleet/state"])
     before = conn.latest(topic)
     previous = _notice_of(before[0] if before else None)
+    members = sorted(d for d in conn.states(r.group) if d not in canaries)
     conn.publish(((chunk_topic(prefix, r.group, r.release, i), c)
                   for i, c in enumerate(prepared.chunks)), retain=True,
                  timeout=30.0 + r.size / 200e3)
@@ -341,12 +347,31 @@ def push(conn: Connection, prepared: Prepared, canaries: Sequence[str], wait: fl
                              f"{r.group} was left untouched{ran}")
         say(f"canaries healthy: {', '.join(out.ok)} run {r.model_version}")
     final = dataclasses.replace(r, targets=None, stage="all", issued_at=time.time())
+    sent = time.monotonic()
     conn.publish([(topic, final.to_json())], retain=True)
+    if members:
+        say(f"{what}: sent to group {r.group}; waiting up to {wait:g} s for "
+            f"{len(members)} device(s)")
+    out = await_states(
+        conn, members, r.release, sent, wait,
+        good=lambda s: s.get("status") == "installed" and s.get("healthy") is True
+        and s.get("model_version") == r.model_version,
+        bad=lambda s: s.get("status") in ("refused", "failed"), first_bad=False)
+    if out.failed and not out.ok and not out.pending and not canaries:
+        conn.publish([(topic, before[0] if before else b"")], retain=True)
+        _delete_chunks(conn, r)
+        why = "; ".join(f"{d}: {e}" for d, e in out.failed.items())
+        raise FleetError(f"push of {r.release} refused by every device of group {r.group} "
+                         f"({why}); the group's previous notice was restored")
     if isinstance(previous, Release) and previous.release != r.release:
         _delete_chunks(conn, previous)
-    say(f"{what}: released to group {r.group} (`edge-agent fleet status --group {r.group}` "
-        "shows each device)")
-    return final
+    running = len(out.ok) + len(canaries)
+    say(f"{what}: released to group {r.group}: {running} device(s) run it"
+        + (f", {len(out.failed)} refused or failed" if out.failed else "")
+        + (f", {len(out.pending)} not reported yet (offline devices install when they "
+           "connect)" if out.pending else "")
+        + f" (`edge-agent fleet status --group {r.group}`)")
+    return final, out
 
 
 INSTALLED = ("installed", "rolled_back", "rollback_failed")

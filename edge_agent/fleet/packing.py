@@ -1,8 +1,8 @@
 """A bundle version folder <-> one tar archive: deterministic out, strictly checked in.
 
-Why a tar of the version folder as it is: the signature (edge_agent.signing) and the manifest's
-checksums cover the files of the version, so the device must receive exactly those bytes; a
-version folder is flat (manifest.json, manifest.sha256, the models, backend.npz, the
+Why a tar of the version folder as it is: the signature (edge_agent.bundle.signing) and the
+manifest's checksums cover the files of the version, so the device must receive exactly those
+bytes; a version folder is flat (manifest.json, manifest.sha256, the models, backend.npz, the
 signature), so the archive is too. Deterministic (names sorted, times, owners and modes
 fixed): the same version always packs to the same bytes and the same sha256, which is what
 makes a release idempotent (a device that installed that sha256 never installs it again).
@@ -18,7 +18,7 @@ import io
 import tarfile
 from pathlib import Path
 
-from ..errors import BundleError
+from edge_agent.errors import BundleError
 
 MAX_MEMBERS = 64
 """A version folder holds a handful of files (an ensemble of a few models at most)."""

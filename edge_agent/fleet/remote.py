@@ -16,42 +16,20 @@ time bound) and then calls one of these with its checked `Args`; each returns th
 
 from __future__ import annotations
 
-import re
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..bundle import current_version, list_versions, sha256_file
-from ..errors import EdgeAgentError
-from .args import Args
-from .control import AgentControl
-from .settings import FleetSettings
+from edge_agent.bundle.layout import current_version, list_versions
+from edge_agent.bundle.manifest import sha256_file
+from edge_agent.errors import EdgeAgentError
+from edge_agent.fleet.args import Args
+from edge_agent.fleet.context import Context, recordings_of
 
 if TYPE_CHECKING:
-    from ..signing import TrustedKey
 
-RECORDING = re.compile(r"(?P<monitor>.+)-(?P<stamp>\d{8}T\d{6}\d{3}Z)\.wav")
-"""`<monitor>-<UTC time with milliseconds>.wav`: sorted by name = sorted by time."""
-
-
-@dataclass(frozen=True)
-class Context:
-    """What a command may use: the agent, the settings, the keys, and the client's own
-    rollback and state (so a rollback by command and by notice is the same code)."""
-
-    control: AgentControl
-    settings: FleetSettings
-    keys: Callable[[], Sequence[TrustedKey]]  # the agent's trusted keys as they are now
-    recordings: Path
-    rollback: Callable[[], dict[str, Any]]
-    fleet_state: Callable[[], dict[str, Any]]
-
-    @property
-    def trusted(self) -> Sequence[TrustedKey]:
-        """The trusted keys now (re-read: the agent re-reads its key files at each reload)."""
-        return self.keys()
+    pass
 
 
 Handler = Callable[[Context, dict[str, Any]], dict[str, Any]]
@@ -71,14 +49,6 @@ def status(ctx: Context, raw: dict[str, Any]) -> dict[str, Any]:
 def rollback(ctx: Context, raw: dict[str, Any]) -> dict[str, Any]:
     Args("rollback", raw, ())
     return ctx.rollback()
-
-
-def recordings_of(folder: Path, monitor: str) -> list[Path]:
-    """The monitor's recordings in `folder`, oldest first."""
-    if not folder.is_dir():
-        return []
-    return sorted(p for p in folder.iterdir()
-                  if (m := RECORDING.fullmatch(p.name)) and m["monitor"] == monitor)
 
 
 def record(ctx: Context, raw: dict[str, Any]) -> dict[str, Any]:
@@ -104,7 +74,7 @@ def _keep_newest(folder: Path, monitor: str, keep: int, written: Path) -> None:
 
 def handlers() -> dict[str, Handler]:
     """Command name -> handler (tune and calibrate import the adaptation code when asked)."""
-    from .remote_adapt import calibrate, tune
+    from edge_agent.fleet.remote_adapt import calibrate, tune
 
     return {"status": status, "rollback": rollback, "record": record, "tune": tune,
             "calibrate": calibrate}

@@ -1,16 +1,18 @@
 """The remote `tune` and `calibrate` commands: new bundle versions written on the device.
 
-Both write a version exactly as their local commands do (`bundle.write_adapted_version`: the
-same models, one section's backend changed, `parent_version` set, the signed origin carried
-along), so `rollback` undoes them and a device with trusted keys still loads them; the agent's
+Both are the local commands' service (edge_agent.adaptation.service: the same steps and
+record, a version written by `bundle.versions.write_adapted_version`, its origin carried and
+sealed by this device), so `rollback` undoes them and a device with trusted keys loads them;
+here only the arguments are checked and the reply built; the agent's
 bundle poll then hot-reloads it, and the reply says whether it runs it (waited for, up to
 `fleet.health_timeout_seconds`).
 
 - `tune` (`monitor`, `false_alarms_per_day`, optional `exclude_alarm_periods`, `min_windows`,
-  `min_hours`): `edge-agent tune` over the monitor's score history, with the agent's own
-  alarm rule and hop (from its status: edge_agent.fleet.control.MonitorStatus). No
-  confirmation: the command is the confirmation; a threshold that does not change writes
-  nothing.
+  `min_hours`, `allow_anomalous_history`): `edge-agent tune` over the monitor's score history
+  (the same windows: `tuning.replay_windows`, which refuses a mostly anomalous history; its
+  notes on the timeline come back as `history_notes`), with the agent's own alarm rule and
+  hop (from its status: edge_agent.fleet.control.MonitorStatus). No confirmation: the
+  command is the confirmation; a threshold that does not change writes nothing.
 - `calibrate` (`monitor`, optional `files`, `mode`, `percentile`, `rule`): `edge-agent
   calibrate` from clips recorded on the device by `record` (the recordings folder; `files`
   names some of them, default: all of that monitor's), so an operator can record the new
@@ -22,27 +24,29 @@ bundle poll then hot-reloads it, and the reply says whether it runs it (waited f
 
 from __future__ import annotations
 
-import dataclasses
+from pathlib import Path
 from typing import Any
 
-import numpy as np
+from edge_agent.adaptation.service import (
+    DecisionRule,
+    Trust,
+    TuneRequest,
+    plan_tune,
+    write_tuning,
+)
+from edge_agent.errors import choice
+from edge_agent.fleet.args import Args
+from edge_agent.fleet.context import Context, recordings_of
+from edge_agent.fleet.control import MonitorStatus
+from edge_agent.fleet.install import wait_running
+from edge_agent.fleet.messages import FleetError
 
-from ..errors import choice
-from .args import Args
-from .install import wait_running
-from .messages import FleetError
-from .remote import Context, recordings_of
 
-
-def _monitor_status(ctx: Context, name: str) -> dict[str, Any]:
-    """The agent's MonitorStatus of `name`, with the keys tune needs (FleetError otherwise)."""
-    monitors = ctx.control.status().get("monitors")
-    ms = monitors.get(name) if isinstance(monitors, dict) else None
-    if not isinstance(ms, dict):
-        raise FleetError(f"tune: the agent's status has no monitors.{name} (agent too old?)")
-    for key in ("history", "k", "n", "clear_after", "hop_seconds"):
-        if key not in ms:
-            raise FleetError(f"tune: the agent's status lacks monitors.{name}.{key}")
+def _monitor_status(ctx: Context, name: str) -> MonitorStatus:
+    """The agent's MonitorStatus of `name` (its alarm rule, hop and score history)."""
+    ms = ctx.control.status()["monitors"].get(name)
+    if ms is None:
+        raise FleetError(f"tune: the agent has no monitor {name}")
     return ms
 
 
@@ -54,7 +58,7 @@ def shared_with(monitors: dict[str, str], name: str) -> list[str]:
 
 def _finish(ctx: Context, vdir_name: str, before: str) -> dict[str, Any]:
     """Wait for the agent to run the new version; the reply's common part."""
-    from ..bundle import load_bundle
+    from edge_agent.bundle.load import load_bundle
 
     root = ctx.control.bundle_root()
     expected = load_bundle(root, verify=False, version=int(vdir_name)).model_version
@@ -63,69 +67,58 @@ def _finish(ctx: Context, vdir_name: str, before: str) -> dict[str, Any]:
             "running": ctx.control.running_version(), "healthy": ok}
 
 
-def tune(ctx: Context, raw: dict[str, Any]) -> dict[str, Any]:
-    from ..bundle import load_bundle, write_adapted_version
-    from ..history import read_history
-    from ..tuning import tune_threshold
+def _trust(ctx: Context) -> Trust:
+    return Trust(ctx.trusted, ctx.seal_key())
 
+
+def tune(ctx: Context, raw: dict[str, Any]) -> dict[str, Any]:
     a = Args("tune", raw, ("monitor", "false_alarms_per_day", "exclude_alarm_periods",
-                           "min_windows", "min_hours"))
+                           "min_windows", "min_hours", "allow_anomalous_history"))
     monitors = ctx.control.monitors()
     name, section = a.monitor(monitors)
     budget = a.number("false_alarms_per_day", ge=0)
     exclude = a.flag("exclude_alarm_periods")
+    allow_anomalous = a.flag("allow_anomalous_history")
     min_windows = a.integer("min_windows", 50, ge=1)
     min_hours = a.number("min_hours", 1.0, ge=0)
     ms = _monitor_status(ctx, name)
-    if ms.get("threshold_override") is not None:
+    if ms["threshold_override"] is not None:
         raise FleetError(f"tune: monitor {name} has decision.threshold "
                          f"{ms['threshold_override']} in its config, which overrides the "
                          "bundle's threshold; tuning the bundle would change nothing")
     if not ms["history"]:
         raise FleetError(f"tune: monitor {name} keeps no score history (history.enabled)")
     before = ctx.control.running_version()
-    b = load_bundle(ctx.control.bundle_root(), trusted=ctx.trusted)
-    old = b.backend(section)
-    recs = read_history(ms["history"])
-    keep = ~recs.fault & np.isfinite(recs.score)
-    if exclude:
-        keep &= ~recs.in_alarm
-    k, n, clear, hop = int(ms["k"]), int(ms["n"]), int(ms["clear_after"]), float(
-        ms["hop_seconds"])
-    t = tune_threshold(recs.score[keep], hop=hop, k=k, n=n, clear_after=clear,
-                       alarms_per_day=budget, current_threshold=old.threshold,
-                       min_windows=min_windows, min_seconds=min_hours * 3600.0)
+    trust = _trust(ctx)
+    rule = DecisionRule(ms["k"], ms["n"], ms["clear_after"], ms["hop_seconds"])
+    plan = plan_tune(ctx.control.bundle_root(), TuneRequest(
+        section, Path(ms["history"]), rule, budget, exclude, allow_anomalous, min_windows,
+        min_hours), trust)
+    t = plan.tuning
     out: dict[str, Any] = {
         "monitor": name, "section": section, "shared_with": shared_with(monitors, name),
-        "old_threshold": old.threshold,
+        "old_threshold": plan.old_threshold,
         "new_threshold": t.threshold, "alarms_per_day_old": t.current_alarms_per_day,
         "alarms_per_day_new": t.alarms_per_day, "history_windows": t.windows,
-        "history_days": t.days}
-    if t.threshold == old.threshold:
-        return {**out, "changed": False, "version": b.version, "model_version": before}
-    backends = {**b.backends, section: dataclasses.replace(old, threshold=t.threshold)}
-    record = {"section": section, "false_alarms_per_day": budget,
-              "old_threshold": old.threshold, "new_threshold": t.threshold,
-              "replayed_alarms_old": t.current_alarms, "replayed_alarms_new": t.alarms,
-              "history_windows": t.windows, "history_days": round(t.days, 6), "k": k, "n": n,
-              "clear_after": clear, "hop": hop, "exclude_alarm_periods": exclude,
-              "remote": True}
-    vdir = write_adapted_version(b, backends, "tuning", record)
-    return {**out, "changed": True, **_finish(ctx, vdir.name, before)}
+        "history_days": t.days, "history_notes": list(plan.history.notes)}
+    change = write_tuning(plan, trust, origin={"remote": True})
+    if change is None:
+        return {**out, "changed": False, "version": plan.bundle.version, "model_version": before}
+    return {**out, "changed": True, **_finish(ctx, change.vdir.name, before)}
 
 
 def calibrate(ctx: Context, raw: dict[str, Any]) -> dict[str, Any]:
-    from ..adapt import MODES, THRESHOLD_RULES, calibrated_section
-    from ..bundle import write_adapted_version
-    from ..clips import Progress, file_clips
-    from ..scorer import Scorer, stack_embeddings
+    from edge_agent.adaptation import service
+    from edge_agent.adaptation.clips import Progress, file_clips
+    from edge_agent.adaptation.sections import MODES, THRESHOLD_RULES
 
     a = Args("calibrate", raw, ("monitor", "files", "mode", "percentile", "rule"))
     monitors = ctx.control.monitors()
     name, section = a.monitor(monitors)
-    mode = choice("calibrate: args.mode", a.string("mode", "replace"), MODES)
-    rule = choice("calibrate: args.rule", a.string("rule", "max"), THRESHOLD_RULES)
-    percentile = a.number("percentile", 90.0, gt=0, le=100)
+    how = service.Calibration(choice("calibrate: args.mode", a.string("mode", "replace"), MODES),
+                              a.number("percentile", 90.0, gt=0, le=100),
+                              choice("calibrate: args.rule", a.string("rule", "max"),
+                                     THRESHOLD_RULES))
     names = a.names("files")
     if names is None:
         paths = recordings_of(ctx.recordings, name)
@@ -139,18 +132,13 @@ def calibrate(ctx: Context, raw: dict[str, Any]) -> dict[str, Any]:
             raise FleetError(f"calibrate: no recording(s) {', '.join(missing)} in "
                              f"{ctx.recordings}")
     before = ctx.control.running_version()
-    scorer = Scorer.from_bundle(ctx.control.bundle_root(), 1, trusted=ctx.trusted)
-    old = scorer.bundle.backend(section)
+    trust = _trust(ctx)
+    scorer = service.open_scorer(ctx.control.bundle_root(), trust)
+    scorer.bundle.backend(section)
     clips = file_clips(paths, scorer.spec, progress=Progress(scorer.spec.sample_rate,
                                                              enabled=False))
-    embs = stack_embeddings([scorer.embed(c.samples) for c in clips], scorer.dims)
-    cal = calibrated_section(old, embs, scorer.bundle.backend_config, mode, percentile, rule)
-    backends = {**scorer.bundle.backends, section: cal.backend}
-    record = {"section": section, "mode": mode, "n_clips": len(clips), "percentile": percentile,
-              "files": [p.name for p in paths], "remote": True, **cal.record()}
-    vdir = write_adapted_version(scorer.bundle, backends, "calibration", record)
+    change = service.calibrate(scorer, section, [c.samples for c in clips], trust, how,
+                               origin={"files": [p.name for p in paths], "remote": True})
     return {"monitor": name, "section": section, "shared_with": shared_with(monitors, name),
-            "clips": len(clips),
-            "old_threshold": cal.old_threshold, "new_threshold": cal.threshold,
-            **_finish(ctx, vdir.name, before)}
-
+            "clips": len(clips), "old_threshold": change.old_threshold,
+            "new_threshold": change.new_threshold, **_finish(ctx, change.vdir.name, before)}

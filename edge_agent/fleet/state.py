@@ -31,7 +31,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from ..jsonsafe import dumps, loads
+from edge_agent.jsonsafe import dumps, loads
+from edge_agent.private import open_private
 
 log = logging.getLogger("edge_agent")
 
@@ -95,7 +96,7 @@ class FleetState:
         text = dumps({"format": 1, "installs": [asdict(r) for r in self.installs],
                       "commands": self.commands}, "fleet state", indent=1)
         tmp = self.path.with_name(f".{self.path.name}.tmp")
-        with open(tmp, "w") as f:
+        with open_private(tmp, "w") as f:  # install records and command replies: 0600
             f.write(text)
             f.flush()
             os.fsync(f.fileno())

@@ -27,7 +27,7 @@ import threading
 import time
 from pathlib import Path
 
-from .messages import FleetError, Release
+from edge_agent.fleet.messages import FleetError, Release
 
 ARCHIVE = "archive.tar"
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from ..events import Event
+from edge_agent.events import Event
 
 
 class Sink(Protocol):

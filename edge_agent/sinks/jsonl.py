@@ -11,7 +11,7 @@ import json
 import sys
 from typing import TextIO
 
-from ..events import Event, event_json
+from edge_agent.events import Event, event_json
 
 
 def human_line(e: Event) -> str:

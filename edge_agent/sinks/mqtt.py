@@ -12,7 +12,7 @@ Topic tree under `<prefix>/<device_id>/` (prefix default `edge-asd`):
 | `<monitor>/evidence/<file>`   | 1   | no       | an alarm's audio clip (`evidence.mqtt_...`) |
 | `health`                      | 1   | no       | JSON on sensor fault start/end, drops     |
 
-`<monitor>` is the monitor's name (`edge_agent.monitors`); a single-machine agent's one
+`<monitor>` is the monitor's name (`edge_agent.config.monitors`); a single-machine agent's one
 monitor is named after its section, so its topics are `<section>/...` as they always were.
 Payloads are the agent's events as JSON (`edge_agent.events`: `schema`, `ts`, `epoch`,
 `device_id` and, for window events, `section`, `monitor`, `score`, `threshold`, `decision`,
@@ -23,11 +23,21 @@ Alarm and health events go through the SQLite `Outbox`: stored before publishing
 PUBACK (`on_publish` with the mid), re-sent oldest first after a restart. Scores are QoS 0
 and dropped (counted) while disconnected: they are a live view, the alarm is the record.
 
+The outbox keeps delivering under faults (`edge_agent.sinks.outbox`): a disk that refuses
+writes (full) sends the rows it refused from memory, directly; a row that cannot be sent is
+quarantined instead of blocking the rows behind it. The sender thread is supervised: an
+unexpected error restarts it (after `Outbox.repair()`, with a growing pause up to 5 s) and is
+reported as `outbox_sender_restarted` (first, each new message, then at 10, 100, ...
+restarts), so the one thread that delivers alarms never silently stops.
+
 The alarm topic is the device's *state*: the sink keeps its last payload (from the last alarm
-event, or restored by the agent from its decision state file at start) and re-publishes it,
-retained, on EVERY (re)connect, after the outbox backlog. A broker that lost its retained
-messages (restarted without persistence) therefore gets the current state back within one
-reconnect, and a restarted agent re-asserts the state it restored.
+event, or set by the agent at start: the state restored from its decision state file, or
+`start_state` when there is none) and re-publishes it, retained, on EVERY (re)connect, after
+the outbox backlog, and again after any later batch that carried an older retained row for
+it. A broker that lost its retained messages (restarted without persistence), or that still
+holds another run's alarm, therefore gets the current state within one reconnect, and Home
+Assistant's entity is never `unknown` once the agent has connected. The same holds for each
+monitor's `<monitor>/sensor` state once its first window was heard.
 
 Connection management (our own backoff, set through paho's `reconnect_delay_set` before each
 wait): an unreachable broker is retried after `reconnect_min`, doubling up to `reconnect_max`
@@ -58,22 +68,28 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import queue
 import ssl
 import sys
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, EdgeAgentError
-from ..events import Event, HealthEventName, event_json, health_event
-from ..jsonsafe import dumps
-from ..settings import bounded, check_fields
-from .outbox import PRIORITY_ALARM, PRIORITY_HEALTH, PRIORITY_STATUS, Outbox
+from edge_agent.config.sinks import MqttSettings
+from edge_agent.errors import EdgeAgentError
+from edge_agent.events import (
+    SCHEMA_VERSION,
+    AlarmState,
+    Event,
+    HealthEventName,
+    event_json,
+    health_event,
+    iso,
+)
+from edge_agent.jsonsafe import dumps
+from edge_agent.sinks.outbox import PRIORITY_ALARM, PRIORITY_HEALTH, PRIORITY_STATUS, Outbox
 
 log = logging.getLogger("edge_agent")
 
@@ -83,61 +99,6 @@ class MqttError(EdgeAgentError):
 
     A broker that refuses us (login, certificate) is not an MqttError: it is retried and
     reported as a health notice, because a broker-side change must not stop local scoring."""
-
-
-@dataclass(frozen=True)
-class TlsSettings:
-    ca_file: str | None = None  # CA that signed the broker certificate (None = system CAs)
-    cert_file: str | None = None  # client certificate (mutual TLS)
-    key_file: str | None = None
-    insecure: bool = False  # skip hostname check (never in production)
-
-
-@dataclass(frozen=True)
-class MqttSettings:
-    host: str = ""  # empty = MQTT off
-    port: int = bounded(1883, ge=1, le=65535)
-    prefix: str = "edge-asd"
-    device_id: str = "edge-agent"
-    client_id: str | None = None
-    username: str | None = None
-    password_env: str | None = None  # name of the environment variable holding the password
-    password_file: str | None = None  # file holding the password (first line)
-    tls: TlsSettings | None = None
-    keepalive: int = bounded(30, ge=1, le=65535)
-    reconnect_min: float = bounded(1.0, gt=0)
-    reconnect_max: float = bounded(2.0, gt=0)
-    refused_retry_max: float = 60.0  # retry delay cap, seconds, while the broker refuses login/TLS
-    connect_timeout: float = bounded(10.0, ge=0)
-    ha_discovery: bool = False
-    ha_prefix: str = "homeassistant"
-    publish_scores: bool = True
-    password: str | None = field(default=None, repr=False)  # resolved at load, never from YAML
-
-    def __post_init__(self) -> None:
-        check_fields(self, "mqtt")  # finite, in the `bounded` ranges; then the rules between
-        if not 0 < self.reconnect_min <= self.reconnect_max <= self.refused_retry_max:
-            raise ConfigError(
-                "mqtt.reconnect_min / reconnect_max / refused_retry_max: expected "
-                f"0 < reconnect_min <= reconnect_max <= refused_retry_max, got {self.reconnect_min}"
-                f" / {self.reconnect_max} / {self.refused_retry_max}"
-            )
-
-    @property
-    def enabled(self) -> bool:
-        return bool(self.host)
-
-    def base(self) -> str:
-        return f"{self.prefix}/{self.device_id}"
-
-    def resolve_password(self) -> str | None:
-        if self.password is not None:
-            return self.password
-        if self.password_env:
-            return os.environ.get(self.password_env)
-        if self.password_file:
-            return Path(self.password_file).read_text().splitlines()[0].strip()
-        return None
 
 
 def topics(s: MqttSettings, monitor: str = "") -> dict[str, str]:
@@ -155,6 +116,24 @@ def topics(s: MqttSettings, monitor: str = "") -> dict[str, str]:
 
 SENSOR_EVENTS = ("sensor_fault", "sensor_ok", "device_ok")
 """Health events that are a monitor's input state (its retained `<monitor>/sensor`)."""
+
+
+def start_state(device_id: str, monitor: str, section: str, decision: AlarmState, votes: int,
+                model_version: str, epoch: float) -> dict[str, Any]:
+    """The alarm topic's payload at start when no earlier alarm payload was restored (no
+    decision state file, or a damaged one, or one the full disk did not let us save): the
+    header and the decision the agent starts with, without the window fields (`window`,
+    `score`, `threshold`, `anomalous`, `source`: no window has been judged yet). Published so
+    that another run's retained alarm is replaced and a new entity is not `unknown`."""
+    return {"schema": SCHEMA_VERSION, "kind": "alarm", "ts": iso(epoch), "epoch": round(epoch, 3),
+            "device_id": device_id, "section": section, "monitor": monitor,
+            "decision": decision, "votes": votes, "model_version": model_version}
+
+
+OUTBOX_NOTICES = frozenset({"outbox_full", "outbox_disk_full", "outbox_disk_ok",
+                            "outbox_quarantined", "outbox_replaced", "outbox_sender_restarted"})
+"""Health events about the outbox itself: kept as outbox notices (outside its bound, one per
+name: `Outbox.put(notice=...)`), so reporting a full outbox never evicts a row."""
 
 
 def event_monitor(event: Mapping[str, Any]) -> str:
@@ -233,7 +212,7 @@ def discovery_messages(
             )
         )
         out.append(
-            (  # score-level drift: median of recent scores - threshold (edge_agent.history)
+            (  # score-level drift: median of recent scores - threshold (edge_agent.runtime.history)
                 f"{s.ha_prefix}/sensor/{node}/{sec}_drift/config",
                 json.dumps(
                     {
@@ -318,6 +297,8 @@ class MqttSink:
         self._conn_gen = 0  # incremented on every successful connect
         self._republish_now = threading.Event()
         self._state_sent = threading.Event()  # this connection's backlog + state handed to paho
+        self.sender_restarts = 0
+        self._last_sender_error: str | None = None
         c = self.client
         c.on_connect = self._on_connect
         c.on_connect_fail = self._on_connect_fail
@@ -504,11 +485,38 @@ class MqttSink:
             return dict(self._retained)
 
     def _flusher(self) -> None:
+        """The sender thread: runs `_send_loop`, and restarts it if it ever raises (see module
+        docstring): the thread that delivers alarms must not die of one unexpected error."""
+        while not self._stop.is_set():
+            try:
+                self._send_loop()
+            except Exception as exc:  # anything: report, repair, restart
+                self._sender_failed(" ".join(f"{type(exc).__name__}: {exc}".split()))
+                continue
+            break
+        with contextlib.suppress(Exception):
+            self._drain_acks()
+
+    def _sender_failed(self, msg: str) -> None:
+        self.sender_restarts += 1
+        n = self.sender_restarts
+        if msg != self._last_sender_error or str(n).rstrip("0") == "1":
+            self._last_sender_error = msg
+            text = f"mqtt: the outbox sender failed ({msg}); restarted ({n} so far)"
+            log.error("%s", text)
+            self._notices.put(("outbox_sender_restarted", text))
+        self._stop.wait(min(0.1 * 2 ** min(n, 6), 5.0))
+        try:
+            self.outbox.repair()
+        except Exception as exc:  # the next round reports it again if it persists
+            log.error("mqtt: outbox repair failed: %s", " ".join(str(exc).split()))
+
+    def _send_loop(self) -> None:
         """Outbox -> broker. Publishes are pipelined (paho keeps up to 20 QoS 1 messages in
         flight and queues the rest), rows are deleted as PUBACKs arrive, a connect wakes the
         loop at once, and a full batch loops without waiting. After the backlog of a new
-        connection, the retained alarm state is re-published unless the backlog just carried
-        the same payload on that topic."""
+        connection, and after any batch that carried a retained row, the retained state is
+        re-published where the last payload sent on its topic differs from it."""
         gen = 0
         sent: dict[str, bytes] = {}  # retained topic -> last payload sent on this connection
         republish = False
@@ -516,6 +524,7 @@ class MqttSink:
             self._wake.wait(0.2)
             self._wake.clear()
             self._drain_acks()
+            self.outbox.retry()  # a disk that refused writes: recovered yet?
             if not self.connected.is_set():
                 continue
             if self._conn_gen != gen:
@@ -523,8 +532,10 @@ class MqttSink:
             if self._republish_now.is_set():
                 self._republish_now.clear()
                 republish = True
-            if self._send_batch(sent):
+            batch = self._send_batch(sent)
+            if batch:
                 self._wake.set()  # maybe more: next batch without waiting
+                republish = republish or batch > 1
             elif republish:
                 republish = False
                 for topic, payload in self.retained_state().items():
@@ -533,18 +544,28 @@ class MqttSink:
                         sent[topic] = payload
                 if gen == self._conn_gen:
                     self._state_sent.set()
-        self._drain_acks()
 
-    def _send_batch(self, sent: dict[str, bytes]) -> bool:
-        """Hand the next outbox rows to paho (no waiting for acks); False if none were left."""
+    def _send_batch(self, sent: dict[str, bytes]) -> int:
+        """Hand the next outbox rows to paho (no waiting for acks): disk rows, then rows the
+        disk refused (memory). 0 if none were left, 1 if some were sent, 2 if a retained one
+        was among them. A row paho refuses is quarantined."""
         rows = self.outbox.pending(limit=100, after=self._last_sent)
+        rows += self.outbox.unsent_memory(limit=100)
+        retained = False
         for row in rows:
-            info = self.client.publish(row.topic, row.payload, qos=row.qos, retain=row.retain)
+            if row.id > 0:
+                self._last_sent = max(self._last_sent, row.id)
+            try:
+                info = self.client.publish(row.topic, row.payload, qos=row.qos, retain=row.retain)
+            except (ValueError, TypeError) as exc:  # it would never go: set it aside
+                self.outbox.quarantine(row.id, f"the MQTT client refused it: {exc}")
+                continue
             self._inflight[info.mid] = row.id
-            self._last_sent = row.id
+            self.outbox.handed(row.id)
             if row.retain:
                 sent[row.topic] = row.payload
-        return bool(rows)
+                retained = True
+        return 0 if not rows else 2 if retained else 1
 
     def _drain_acks(self) -> None:
         while True:
@@ -594,7 +615,9 @@ class MqttSink:
                 self._retained[topic] = payload.encode()
             self._wake.set()
         elif event["kind"] == "health":
-            self.outbox.put(topics(self.s)["health"], payload.encode(), 1, False, PRIORITY_HEALTH)
+            name = event["event"]
+            self.outbox.put(topics(self.s)["health"], payload.encode(), 1, False, PRIORITY_HEALTH,
+                            notice=name if name in OUTBOX_NOTICES else None)
             monitor = event.get("monitor")
             if monitor and event["event"] in SENSOR_EVENTS:  # the machine's input state
                 self._sensor_state(monitor, payload.encode())
@@ -617,6 +640,15 @@ class MqttSink:
             time.sleep(0.05)
         return len(self.outbox) == 0
 
+    def settle(self, timeout: float = 5.0) -> int:
+        """At shutdown, before the final counters: deliver what can be delivered (while
+        connected), give the disk one more try (rows it takes now survive the restart), then
+        count the rows that exist only in memory as lost (`Outbox.abandon_memory`); returns
+        how many."""
+        self.flush(timeout if self.connected.is_set() else 0.0)
+        self.outbox.retry(now=True)
+        return self.outbox.abandon_memory()
+
     def close(self, timeout: float = 5.0) -> None:
         """Flush, publish retained `offline`, disconnect. A short run still re-asserts the
         retained alarm state: the state publish precedes `offline` on the same connection."""
@@ -635,3 +667,4 @@ class MqttSink:
                 info.wait_for_publish(timeout)
         self.client.disconnect()
         self.client.loop_stop()
+        self.outbox.close()

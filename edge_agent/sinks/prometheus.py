@@ -57,10 +57,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..decision import ALARM
-from ..errors import ConfigError
-from ..events import Event
-from ..settings import bounded, check_fields
+from edge_agent.config.sinks import MetricsSettings
+from edge_agent.events import ALARM, Event
 
 log = logging.getLogger("edge_agent")
 
@@ -68,27 +66,6 @@ PREFIX = "edge_asd_"
 
 _MAX_LOGGED = 100
 """Distinct error messages remembered (so a pathological stream of new ones stays bounded)."""
-
-
-@dataclass(frozen=True)
-class MetricsSettings:
-    """The `metrics:` section: the Prometheus textfile the agent keeps up to date.
-
-    There is no `enabled` key: setting `textfile` turns the metrics on."""
-
-    textfile: str | None = None  # e.g. /var/lib/prometheus/node-exporter/edge_asd.prom; None = off
-    interval_seconds: float = bounded(  # rewrite the file at most this often (and at stop)
-        15.0, ge=1.0, le=3600.0)
-
-    def __post_init__(self) -> None:
-        check_fields(self, "metrics")
-        if self.textfile and not self.textfile.endswith(".prom"):
-            raise ConfigError(f"metrics.textfile: {self.textfile}: node-exporter's textfile "
-                              "collector reads only files named *.prom")
-
-    @property
-    def enabled(self) -> bool:
-        return bool(self.textfile)
 
 
 @dataclass

@@ -16,8 +16,9 @@ import sys
 from collections.abc import Sequence
 from typing import IO, get_args
 
-from ..errors import ConfigError
-from .base import AudioSource, SourceKind, SourceSettings
+from edge_agent.config.sources import SourceKind, SourceSettings
+from edge_agent.errors import ConfigError
+from edge_agent.sources.base import AudioSource
 
 
 def open_source(
@@ -39,18 +40,18 @@ def open_source(
             f"source.channel: expected a 0-based channel >= 0, got {settings.channel}"
         )
     if settings.kind == "device":
-        from .device import DeviceSource
+        from edge_agent.sources.device import DeviceSource
 
         return DeviceSource(settings, rate, lanes=lanes)
     if lanes is not None and len(lanes) > 1:
         raise ConfigError(f"source.kind: only a device can be shared by monitors, not "
                           f"{settings.kind}")
     if settings.kind == "files":
-        from .files import FileSource
+        from edge_agent.sources.files import FileSource
 
         return FileSource(settings, rate, window)
     if settings.kind == "stdin":
-        from .stdin import StdinSource
+        from edge_agent.sources.stdin import StdinSource
 
         return StdinSource(settings, stdin if stdin is not None else sys.stdin.buffer, rate)
     raise ConfigError(

@@ -12,40 +12,9 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any
 
-from ..arrays import FloatArray
-from ..frontend import SAMPLE_RATE
-from ..settings import bounded, check_fields
-
-SourceKind = Literal["device", "files", "stdin"]
-StdinFormat = Literal["s16le", "s32le", "f32le"]
-
-
-@dataclass(frozen=True)
-class SourceSettings:
-    """The `source:` section of the agent's YAML."""
-
-    kind: SourceKind = "device"  # where the audio comes from: a microphone, WAV files, a pipe
-    device: str | int | None = None  # name, case-insensitive substring or index; None = default
-    channel: int | None = bounded(  # 0-based channel of a multi-channel input; None = mix down
-        None, ge=0)
-    capture_rate: int | None = bounded(  # None = the bundle's rate if supported, else the device's
-        None, ge=1000, le=384000)
-    blocksize: int = bounded(  # frames per block at the capture rate (files/stdin: bundle rate)
-        1600, ge=1, le=480000)
-    files: tuple[str, ...] = ()  # WAV files or folders for kind="files"
-    realtime: bool = False  # replay files paced at real time (True) or as fast as possible
-    loop: bool = False  # replay files forever
-    skip_unreadable: bool = False  # files: leave out a file that cannot be read (one warning)
-    stdin_format: StdinFormat = "s16le"  # sample format of raw PCM on stdin
-    stdin_rate: int = bounded(SAMPLE_RATE, ge=1000, le=384000)
-    stdin_channels: int = bounded(1, ge=1, le=256)
-    reconnect_seconds: float = bounded(2.0, gt=0)  # device lost: how often to try reopening it
-    stall_seconds: float = bounded(5.0, gt=0)  # device delivering nothing this long = lost
-
-    def __post_init__(self) -> None:
-        check_fields(self, "source")
+from edge_agent.arrays import FloatArray
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@
 * Many USB microphones opened as raw `hw:N` refuse 16 kHz (PortAudio error -9997): the device
   is then opened at a rate it supports (its default, else 48/32/44.1/22.05/8 kHz) and
   resampled to the bundle's rate with a streaming polyphase filter
-  (`edge_agent.sources.resampler`) that is continuous across blocks; the log says which rate
+  (`edge_agent.audio.resample`) that is continuous across blocks; the log says which rate
   was used.
 * A device is named by index, exact name or unique case-insensitive substring; a missing or
   ambiguous name raises DeviceError listing the devices that exist.
@@ -39,11 +39,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from ..arrays import FloatArray
-from ..errors import DeviceError
-from ..pcm import to_mono
-from .base import AudioSource, Block, SourceSettings
-from .resampler import StreamResampler
+from edge_agent.arrays import FloatArray
+from edge_agent.audio.pcm import to_mono
+from edge_agent.audio.resample import StreamResampler
+from edge_agent.config.sources import SourceSettings
+from edge_agent.errors import DeviceError
+from edge_agent.sources.base import AudioSource, Block
 
 log = logging.getLogger(__name__)
 
@@ -237,6 +238,44 @@ def resolve_device(spec: str | int | None, devices: Sequence[DeviceInfo]) -> Dev
     )
 
 
+def check_lanes(info: DeviceInfo, lanes: Sequence[int | None]) -> None:
+    """DeviceError unless every channel in `lanes` (None: a mix-down) exists on `info`."""
+    for channel in lanes:
+        if channel is not None and channel >= info.channels:
+            raise DeviceError(
+                f"source.channel: channel {channel} requested but {info.name!r} has "
+                f"{info.channels} input channel(s)"
+            )
+
+
+def probe_lanes(device: str | int | None, lanes: Sequence[int | None],
+                timeout: float = OPEN_TIMEOUT) -> str | None:
+    """`edge-agent config check`: the channels `lanes` asks of `device` exist, as far as the
+    device can be queried now. Raises the DeviceError the agent's open would raise (the same
+    `check_lanes`); returns None when checked, or why it could not be (PortAudio missing, the
+    device not plugged in on this machine, a hung sound server: the config may be checked
+    away from the device, so that is a warning, not a refusal). Only the device list is read
+    (no stream is opened), on a `_Call` thread: at most `timeout` seconds."""
+    if all(c is None for c in lanes):
+        return None  # a mix-down exists on every device
+    try:
+        _sd()
+    except DeviceError as exc:
+        return str(exc)
+    with _PA_LOCK:
+        call = _Call("audio-probe", lambda: list_input_devices(probe_rates=False))
+        if not call.done.wait(timeout) and call.abandon():
+            return f"listing the input devices did not return within {timeout:g} s"
+    try:
+        info = resolve_device(device, call.result())
+    except DeviceError as exc:
+        return str(exc)
+    except Exception as exc:
+        return f"cannot list the input devices ({exc})"
+    check_lanes(info, lanes)
+    return None
+
+
 def choose_capture_rate(
     requested: int | None, preferred: int, supports: Callable[[int], bool], default_rate: float
 ) -> int:
@@ -383,12 +422,7 @@ class DeviceSource(AudioSource):
         s = self.settings
         devices = list_input_devices(probe_rates=False)
         info = resolve_device(device, devices)
-        for channel in self.lanes:
-            if channel is not None and channel >= info.channels:
-                raise DeviceError(
-                    f"source.channel: channel {channel} requested but {info.name!r} has "
-                    f"{info.channels} input channel(s)"
-                )
+        check_lanes(info, self.lanes)
         # Open as few channels as the job needs (channel k needs k+1; a mix-down needs 1: the
         # driver mixes when it can, e.g. a plug/pulse PCM). Raw hw devices accept only their
         # own channel count: then open all channels and select/average here. A mix-down lane

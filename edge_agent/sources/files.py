@@ -20,14 +20,44 @@ from pathlib import Path
 
 import numpy as np
 
-from ..arrays import FloatArray
-from ..audio import WavStream, expand_files
-from ..errors import AudioFileError, ConfigError
-from .base import AudioSource, Block, SourceSettings
+from edge_agent.arrays import FloatArray
+from edge_agent.audio.files import WavStream, expand_files
+from edge_agent.config.sources import SourceSettings
+from edge_agent.errors import AudioFileError, ConfigError
+from edge_agent.sources.base import AudioSource, Block
 
 log = logging.getLogger(__name__)
 
 SKIP_HINT = " (remove the file or pass --skip-unreadable)"
+
+
+def usable_files(settings: SourceSettings, rate: int, window: int | None = None) -> list[Path]:
+    """The files of `settings.files` whose header can be used, checked before any replay: a
+    bad file in a folder fails now (or, with `skip_unreadable`, is left out with one warning
+    line), not after the files before it have played; a `channel` a file lacks is such a
+    failure. With `window` (samples at `rate`), files shorter than a window are named: replay
+    is one continuous stream, so such a file is only scored inside a window that runs on into
+    the next file, and a short last (or only) file is not scored at all. `config check` calls
+    this too (`config.check_start`), so it refuses the files the replay refuses."""
+    out = []
+    for p in expand_files(settings.files):
+        try:
+            s = WavStream(p, settings.channel, rate)
+        except AudioFileError as exc:
+            if not settings.skip_unreadable:
+                raise AudioFileError(exc.path, exc.reason + SKIP_HINT) from None
+            log.warning("%s; skipped", exc)
+            continue
+        if window is not None and s.samples < window:
+            log.warning(
+                "%s: %.2f s is shorter than one %.2f s window; it is scored only as part "
+                "of a window that continues into the next file (not at all if last)",
+                p, s.seconds, window / rate,
+            )
+        out.append(p)
+    if not out:
+        raise AudioFileError(", ".join(settings.files), "no readable WAV file")
+    return out
 
 
 class FileSource(AudioSource):
@@ -39,39 +69,12 @@ class FileSource(AudioSource):
             raise ConfigError("source.files: expected at least one WAV file or folder")
         self.settings = settings
         self.rate = rate
-        self.window = window  # samples per window at `rate`, for the short-file warning
-        self.paths = self._usable(expand_files(settings.files))
+        self.paths = usable_files(settings, rate, window)
         self._chunks: Iterator[tuple[FloatArray, str]] | None = None
         self._next: tuple[FloatArray, str] | None = None
         self._t0 = 0.0
         self._pos = 0  # samples delivered so far
         self._done = False
-
-    def _usable(self, paths: list[Path]) -> list[Path]:
-        """The files whose header can be used, checked before any replay: a bad file in a
-        folder fails now (or, with `skip_unreadable`, is left out with one warning line), not
-        after the files before it have played. Files shorter than a window are named: replay
-        is one continuous stream, so such a file is only scored inside a window that runs on
-        into the next file, and a short last (or only) file is not scored at all."""
-        out = []
-        for p in paths:
-            try:
-                s = WavStream(p, self.settings.channel, self.rate)
-            except AudioFileError as exc:
-                if not self.settings.skip_unreadable:
-                    raise AudioFileError(exc.path, exc.reason + SKIP_HINT) from None
-                log.warning("%s; skipped", exc)
-                continue
-            if self.window is not None and s.samples < self.window:
-                log.warning(
-                    "%s: %.2f s is shorter than one %.2f s window; it is scored only as part "
-                    "of a window that continues into the next file (not at all if last)",
-                    p, s.seconds, self.window / self.rate,
-                )
-            out.append(p)
-        if not out:
-            raise AudioFileError(", ".join(self.settings.files), "no readable WAV file")
-        return out
 
     @property
     def name(self) -> str:

@@ -8,19 +8,24 @@ opened with, mixed down or one channel selected.
 
 from __future__ import annotations
 
+import io
 import logging
+import os
 import queue
+import select
 import threading
 import time
+from collections.abc import Callable
 from typing import IO, Any
 
 import numpy as np
 
-from ..arrays import FloatArray
-from ..errors import ConfigError, DeviceError
-from ..pcm import to_float, to_mono
-from .base import AudioSource, Block, SourceSettings, StdinFormat
-from .resampler import StreamResampler
+from edge_agent.arrays import FloatArray
+from edge_agent.audio.pcm import to_float, to_mono
+from edge_agent.audio.resample import StreamResampler
+from edge_agent.config.sources import SourceSettings, StdinFormat
+from edge_agent.errors import ConfigError, DeviceError
+from edge_agent.sources.base import AudioSource, Block
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +36,8 @@ STDIN_FORMATS: dict[StdinFormat, np.dtype[Any]] = {
 }
 REANCHOR_SECONDS = 1.0
 """Audio arriving this much later than its own clock predicts moves the clock on."""
+POLL_SECONDS = 0.2
+"""How often the reader of a real file descriptor looks at `stop()` while no data comes."""
 
 
 def decode_pcm(
@@ -62,11 +69,6 @@ class StdinSource(AudioSource):
             raise ConfigError(
                 f"source.stdin_rate: expected a positive rate, got {settings.stdin_rate}"
             )
-        if settings.channel is not None and settings.channel >= settings.stdin_channels:
-            raise ConfigError(
-                f"source.channel: channel {settings.channel} requested but stdin has "
-                f"{settings.stdin_channels} channel(s)"
-            )
         self.settings = settings
         self.stream = stream
         self.frame_bytes = STDIN_FORMATS[settings.stdin_format].itemsize * settings.stdin_channels
@@ -96,22 +98,76 @@ class StdinSource(AudioSource):
         s = self.settings
         want = self.frame_bytes * s.blocksize
         tail = b""
+        read = self._chunk_reader(want)
         try:
             while not self._stopping.is_set():
-                data = self.stream.read(want)
+                data = read()
+                if data is None:  # stopped while waiting for data
+                    break
                 if not data:
+                    if tail:
+                        log.warning("stdin ended inside a frame: dropped %d trailing byte(s)",
+                                    len(tail))
                     break
                 data = tail + data
                 whole = len(data) - len(data) % self.frame_bytes
                 tail = data[whole:]
                 if whole:
                     pcm = decode_pcm(data[:whole], s.stdin_format, s.stdin_channels, s.channel)
-                    self._q.put((time.time(), pcm))
-            if tail:
-                log.warning("stdin ended inside a frame: dropped %d trailing byte(s)", len(tail))
-            self._q.put(None)
+                    self._put((time.time(), pcm))
+            self._put(None)
         except BaseException as exc:  # hand it to the reading thread
-            self._q.put(exc)
+            self._put(exc)
+
+    def _put(self, item: tuple[float, FloatArray] | BaseException | None) -> None:
+        """Queue an item for `read`, giving up once `stop()` was called (nobody reads then)."""
+        while not self._stopping.is_set():
+            try:
+                self._q.put(item, timeout=POLL_SECONDS)
+                return
+            except queue.Full:
+                continue
+
+    def _chunk_reader(self, want: int) -> Callable[[], bytes | None]:
+        """A function returning the next chunk of at most `want` bytes (b"" at the end of the
+        stream, None once `stop()` was called).
+
+        A stream with a file descriptor (a pipe, a file, a terminal) is read with `os.read`
+        after `poll` says it is readable, never through its buffered reader: a thread
+        blocked inside `BufferedReader.read` holds that reader's lock, and at interpreter
+        shutdown (SIGTERM while the writer keeps the pipe open) Python aborts with
+        `Fatal Python error: _enter_buffered_busy` (exit 134). Waiting in `poll` instead
+        lets the thread see `stop()` within POLL_SECONDS and end before the interpreter does.
+        Chunks are still filled up to `want` bytes (a block of `blocksize` frames), as the
+        buffered read did. A stream without a descriptor (io.BytesIO) is read as it is.
+        Nothing may have been read from a stream with a descriptor before (its buffer would
+        be skipped): the agent is its only reader.
+        """
+        try:
+            fd = self.stream.fileno()
+        except (OSError, ValueError, io.UnsupportedOperation):
+            return lambda: self.stream.read(want)
+
+        poller = select.poll()  # not select(): a descriptor above 1023 is fine too
+        poller.register(fd, select.POLLIN | select.POLLPRI)
+
+        def chunk() -> bytes | None:
+            parts: list[bytes] = []
+            size = 0
+            while size < want:
+                ready = poller.poll(POLL_SECONDS * 1000)  # readable, or the writer hung up
+                if self._stopping.is_set():
+                    return None
+                if not ready:
+                    continue
+                part = os.read(fd, want - size)
+                if not part:
+                    break
+                parts.append(part)
+                size += len(part)
+            return b"".join(parts)
+
+        return chunk
 
     @property
     def exhausted(self) -> bool:
@@ -151,5 +207,9 @@ class StdinSource(AudioSource):
         return self._deliver(Block(y, t0 + first_out / self.rate, False, "stdin"))
 
     def stop(self) -> None:
+        """Stop reading; the reader thread ends within POLL_SECONDS when it waits for data on
+        a file descriptor (see `_chunk_reader`), and is waited for that long (bounded)."""
         self._stopping.set()
         self._done = True
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(4 * POLL_SECONDS)

@@ -1,4 +1,5 @@
-"""`model-build evaluate`: DCASE tables of a trained run (`model_build.evaluate` does the work)."""
+"""`model-build evaluate`: DCASE tables of a trained run (`model_build.evaluation.evaluate` does
+the work)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,7 @@ import typer
 
 from edge_agent.commands import options as opt
 from edge_agent.commands.runner import fields_as_flags
-
-from .options import DataRoots, Run, Verbose
+from model_build.commands.options import DataRoots, Run, Verbose
 
 METRICS_FILE = "metrics.json"
 
@@ -67,13 +67,12 @@ def evaluate_cmd(
     """
     from dataclasses import replace
 
-    from edge_agent.backend import COSINE_VARIANTS, Variant
     from edge_agent.errors import choice
-
-    from .. import quiet
-    from ..baseline import ClassicalEmbedder
-    from ..data import scan
-    from ..evaluate import (
+    from edge_agent.scoring.backend import COSINE_VARIANTS, Variant
+    from model_build import quiet
+    from model_build.data.dataset import scan
+    from model_build.evaluation.baseline import ClassicalEmbedder
+    from model_build.evaluation.evaluate import (
         BACKENDS,
         METHODS,
         evaluate_embedder,
@@ -94,7 +93,7 @@ def evaluate_cmd(
     clips = scan(data, truth_roots=ground_truth or ())
     _, test = split_clips(clips)
     quiet.tensorflow()
-    from ..runs import ConcatenatedRuns, load_run
+    from model_build.training.runs import ConcatenatedRuns, load_run
 
     r = load_run(run)
     embedder = ConcatenatedRuns([r, *map(load_run, concat)]) if concat else r

@@ -8,8 +8,7 @@ from typing import Annotated
 import typer
 
 from edge_agent.commands.runner import fields_as_flags
-
-from .options import Run, Verbose
+from model_build.commands.options import Run, Verbose
 
 
 @fields_as_flags(models="--model")
@@ -57,15 +56,14 @@ def export_cmd(
     verbose: Verbose = False,
 ) -> None:
     """Export a trained run as a TFLite bundle; the backend is refitted on the device path."""
-    from edge_agent.signing import load_private_key
-
-    from .. import quiet
+    from edge_agent.bundle.signing import load_private_key
+    from model_build import quiet
 
     if sign_key is not None:
         load_private_key(sign_key)  # a wrong key fails now, not after the conversion
     quiet.configure(verbose)
     quiet.tensorflow()
-    from ..export import DEFAULT_MODE, export_run, manifest_of
+    from model_build.export import DEFAULT_MODE, export_run, manifest_of
 
     mode = quantize or DEFAULT_MODE
     vdir = export_run(run, out, mode, data or (), models or None, calibration, domains,

@@ -1,4 +1,4 @@
-"""`model-build keygen`: an Ed25519 key pair for signing bundles (`edge_agent.signing`)."""
+"""`model-build keygen`: an Ed25519 key pair for signing bundles (`edge_agent.bundle.signing`)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ def keygen_cmd(
     ],
 ) -> None:
     """Create a new signing key pair; never overwrites an existing file."""
-    from edge_agent.signing import generate_keypair, load_public_key
+    from edge_agent.bundle.signing import generate_keypair, load_public_key
 
     generate_keypair(private, public)
     print(f"wrote {private} (private, mode 0600) and {public} (public, key id "

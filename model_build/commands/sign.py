@@ -1,4 +1,4 @@
-"""`model-build sign`: sign an already exported bundle version (`edge_agent.signing`)."""
+"""`model-build sign`: sign an already exported bundle version (`edge_agent.bundle.signing`)."""
 
 from __future__ import annotations
 
@@ -22,8 +22,8 @@ def sign_cmd(
 ) -> None:
     """Sign the current (or given) version after checking its files; a second key adds its
     signature next to the first (key rotation)."""
-    from edge_agent.bundle import resolve
-    from edge_agent.signing import public_key_of, sign_version, verify_version
+    from edge_agent.bundle.layout import resolve
+    from edge_agent.bundle.signing import public_key_of, sign_version, verify_version
 
     _, vdir = resolve(bundle, version)
     path = sign_version(vdir, key)

@@ -40,11 +40,11 @@ def synth_cmd(
                           "energies).")
     ] = "harmonic",
 ) -> None:
-    """Write a synthetic DCASE-layout data set (see model_build/synth*.py for the models)."""
+    """Write a synthetic DCASE-layout data set (one module per family in model_build/synth/)."""
     import os
     import time
 
-    from ..synth import SynthConfig, family, generate
+    from model_build.synth.core import SynthConfig, family, generate
 
     names = None if machines is None else tuple(
         m.strip() for m in machines.split(",") if m.strip())

@@ -1,4 +1,5 @@
-"""`model-build train`: the paper's recipe on one or more DCASE data roots (`model_build.train`)."""
+"""`model-build train`: the paper's recipe on one or more DCASE data roots
+(`model_build.training.train`)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,9 @@ from typing import Annotated, get_args
 import typer
 
 from edge_agent.commands.runner import fields_as_flags
-
-from ..model import ModelConfig
-from ..train import DEFAULT_RUNS, TrainConfig
-from .options import DataRoots, Verbose
+from model_build.commands.options import DataRoots, Verbose
+from model_build.training.model import ModelConfig
+from model_build.training.train import DEFAULT_RUNS, TrainConfig
 
 _MODEL = ModelConfig()
 _TRAIN = TrainConfig()
@@ -91,11 +91,10 @@ def train_cmd(
 ) -> None:
     """Train the embedding network(s) on the training clips of one or more DCASE roots."""
     from edge_agent.errors import choice
-
-    from .. import quiet as library_output
-    from ..data import DatasetError
-    from ..model import COMBINES, INPUTS, Backend
-    from ..train import train_run
+    from model_build import quiet as library_output
+    from model_build.data.clip import DatasetError
+    from model_build.training.model import COMBINES, INPUTS, Backend
+    from model_build.training.train import train_run
 
     library_output.configure(verbose)
 

@@ -1,0 +1,175 @@
+"""On-device adaptation maths: recalibrate a section or enrol a new one (pure numpy).
+
+Why this is possible without training: the backend (edge_agent.scoring.backend) has no trained
+parameters. A section is, per component, a set of reference vectors (source references +
+one vector per target-domain clip) with their local densities and a score normaliser, plus
+a threshold; a new condition needs only new references and a refit, both computed from
+embeddings that the bundle's own embedders produced on the device. The refit is
+`backend.fit_section` with the bundle's own `BackendConfig`: the very function `export` used.
+
+Calibrate (`calibrated_section`): every component's source references are kept bit for bit
+(never re-clustered); the new clips' embeddings become the target references, replacing the
+old target rows (`mode="replace"`, the default: the old condition is gone) or added to them
+(`mode="append"`: the machine now alternates between conditions). Densities, normalisers and
+the threshold are then cross-fitted over source references and target clips together, so no
+clip is scored against itself.
+
+Threshold rule. `"max"` (default): the larger of the refit threshold and the `percentile` of
+the new clips' held-out scores, so at most (100 - percentile) % of the new condition's normal
+clips lie above it and the source domain does not start to alarm. `"target"` uses the new
+clips' held-out percentile alone (the new condition is all the device will hear).
+
+Enrol (`enrolled_section`): a machine the model never saw gets the backend fitted on its N
+clips as the source domain (`backend.fit_section`).
+
+Component weights. A bundle fitted with `weighting="pseudo"` decides each section's weights
+from held-out normal clips against pseudo-anomalies (edge_agent.scoring.fusion); calibrate and
+enrol decide them again the same way when given the pseudo-anomalies of their new clips
+(`pseudo`: perturbed copies of the new clips, edge_agent.scoring.pseudo, embedded by the
+bundle's own components), so a new condition or a new machine gets the weighting its own
+sound supports. Without them (or with a `"fixed"` bundle) calibrate keeps the section's weights
+and enrol uses the given ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Literal, get_args
+
+import numpy as np
+from numpy.typing import NDArray
+
+from edge_agent.arrays import AnyFloatArray
+from edge_agent.errors import choice
+from edge_agent.scoring.backend import (
+    BackendConfig,
+    BackendError,
+    PseudoSet,
+    SectionBackend,
+    check_percentile,
+    fit_section,
+)
+
+Mode = Literal["replace", "append"]
+ThresholdRule = Literal["max", "target"]
+MODES: tuple[Mode, ...] = get_args(Mode)
+THRESHOLD_RULES: tuple[ThresholdRule, ...] = get_args(ThresholdRule)
+DEFAULT_MODE: Mode = "replace"
+DEFAULT_RULE: ThresholdRule = "max"
+DEFAULT_PERCENTILE = 90.0
+MIN_ENROL_CLIPS = 10
+"""Fewer clips than this give a 90th percentile that is the maximum of a handful of scores;
+see BENCHMARKS.md "On-device adaptation" for how the threshold settles with N."""
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """The calibrated section and the numbers the manifest records about it."""
+
+    backend: SectionBackend
+    held_out_scores: NDArray[np.float64]  # one per new clip, cross-fitted
+    held_out_threshold: float  # percentile of held_out_scores
+    old_threshold: float
+    rule: ThresholdRule
+
+    @property
+    def threshold(self) -> float:
+        return self.backend.threshold
+
+    def record(self) -> dict[str, Any]:
+        """JSON-ready numbers for the manifest's `calibration` record."""
+        return {
+            "old_threshold": self.old_threshold,
+            "new_threshold": self.threshold,
+            "held_out_threshold": self.held_out_threshold,
+            "held_out_scores": [round(float(s), 6) for s in self.held_out_scores],
+            "threshold_rule": self.rule,
+        }
+
+
+def _embeddings(embs: Sequence[AnyFloatArray], dims: Sequence[int], what: str) -> list[
+    NDArray[np.float64]
+]:
+    if len(embs) != len(dims):
+        raise BackendError(f"{what}: {len(embs)} embedding sets for {len(dims)} components")
+    out = []
+    for e, d in zip(embs, dims, strict=True):
+        a = np.asarray(e, dtype=np.float64)
+        if a.ndim != 2 or a.shape[0] == 0 or a.shape[1] != d:
+            raise BackendError(f"{what}: expected (N>0, {d}) embeddings, got shape {a.shape}")
+        if not np.all(np.isfinite(a)):
+            raise BackendError(f"{what}: embeddings contain NaN or inf")
+        out.append(a)
+    if len({a.shape[0] for a in out}) != 1:
+        raise BackendError(f"{what}: components disagree on the number of clips")
+    return out
+
+
+def calibrated_section(
+    old: SectionBackend,
+    target_embs: Sequence[AnyFloatArray],
+    config: BackendConfig,
+    mode: Mode = DEFAULT_MODE,
+    percentile: float = DEFAULT_PERCENTILE,
+    rule: ThresholdRule = DEFAULT_RULE,
+    pseudo: PseudoSet | None = None,
+    kinds: Sequence[str] | None = None,
+) -> Calibration:
+    """New target references from `target_embs` (per component (N, D_i)), refit, and the
+    threshold rule of the module docstring. `pseudo`: pseudo-anomalies of the new clips
+    (origins index `target_embs`' rows) and `kinds` the components' kinds: the weights are
+    decided again (module docstring)."""
+    mode = choice("mode", mode, MODES)  # callers outside the type checker, too
+    rule = choice("rule", rule, THRESHOLD_RULES)
+    check_percentile(percentile)
+    new = _embeddings(target_embs, old.dims, "calibrate")
+    n_new = new[0].shape[0]
+    sources, targets = [], []
+    for c, e in zip(old.components, new, strict=True):
+        sources.append(c.references[: c.n_source])
+        kept = c.references[c.n_source :] if mode == "append" else c.references[:0]
+        targets.append(np.concatenate([kept.astype(np.float64), e]))
+    if sum(len(s) for s in sources[:1]) + len(targets[0]) < 2:
+        raise BackendError("calibrate: a single clip and no other reference to score it by")
+    offset = len(sources[0]) + len(targets[0]) - n_new  # the new clips' rows in the fit
+    fit = fit_section(sources, targets, replace(config, percentile=percentile),
+                      keep_source=True, weights=[c.weight for c in old.components],
+                      pseudo=_shifted(pseudo, offset, n_new), kinds=kinds)
+    held = fit.held_out_target[-n_new:]
+    q = float(np.percentile(held, percentile))
+    thr = max(fit.backend.threshold, q) if rule == "max" else q
+    return Calibration(replace(fit.backend, threshold=thr), held, q, old.threshold, rule)
+
+
+def enrolled_section(
+    embs: Sequence[AnyFloatArray],
+    config: BackendConfig,
+    percentile: float = DEFAULT_PERCENTILE,
+    min_clips: int = MIN_ENROL_CLIPS,
+    weights: Sequence[float] | None = None,
+    pseudo: PseudoSet | None = None,
+    kinds: Sequence[str] | None = None,
+) -> SectionBackend:
+    """The backend for a new machine: its clips are the source domain (see docstring).
+    `pseudo` (origins index `embs`' rows) and `kinds`: weights decided per section."""
+    arrays = [np.asarray(e) for e in embs]
+    n = arrays[0].shape[0] if arrays and arrays[0].ndim == 2 else 0
+    if n < min_clips:
+        raise BackendError(f"enrol: need at least {min_clips} normal clips, got {n}")
+    dims = [a.shape[1] for a in arrays]
+    clips = _embeddings(arrays, dims, "enrol")
+    empty = [np.zeros((0, d)) for d in dims]
+    return fit_section(clips, empty, replace(config, percentile=percentile),
+                       weights=weights, pseudo=_shifted(pseudo, 0, n), kinds=kinds).backend
+
+
+def _shifted(pseudo: PseudoSet | None, offset: int, n_new: int) -> PseudoSet | None:
+    """Pseudo-anomalies of the new clips with their origins moved to the clips' rows in the
+    fit (after the references that are kept)."""
+    if pseudo is None:
+        return None
+    origin = np.asarray(pseudo.origin, dtype=int)
+    if np.any((origin < 0) | (origin >= n_new)):
+        raise BackendError(f"pseudo origins: expected indices of the {n_new} new clips")
+    return PseudoSet(pseudo.embeddings, origin + offset)

@@ -1,0 +1,1 @@
+"""Audio in and out: WAV reading and writing, PCM conversions, resampling, DCASE file names."""

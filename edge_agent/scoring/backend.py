@@ -1,0 +1,707 @@
+"""The backend: embeddings -> one anomaly score per clip, per section (numpy only).
+
+A section's backend has no trained parameters, which is why `export`, `evaluate` and the
+device's `calibrate`/`enrol` can all fit it with the SAME function, `fit_section`:
+
+* one COMPONENT per embedding space (each model of an ensemble, and the classical band
+  statistics of edge_agent.scoring.classical): reference vectors and, per reference, a local
+  density;
+* a component's raw score is the minimum over its references of the cosine distance divided
+  by that reference's local density (`density_k` > 0); the paper's backend is the special
+  case of k-means source centres + target clips and no density (`PAPER_BACKEND`);
+* each component's score is standardised by the mean and standard deviation of its
+  CROSS-FITTED scores on the section's normal training clips, and the standardised scores are
+  summed with weights (`view_weights`: the models of an ensemble share one vote, each
+  classical view has one) or their maximum taken, so that models and features on different
+  scales can be fused and one threshold serves the sum;
+* the weights are decided per section (`weighting="pseudo"`, edge_agent.scoring.fusion) from the
+  section's normal clips alone: cross-fitted scores of held-out normal clips against
+  pseudo-anomalies (edge_agent.scoring.pseudo: perturbed copies of those clips), anchored on the
+  learned model, so a component that does not separate this machine's sounds gets little or
+  no weight; `weighting="fixed"` keeps the given weights (`view_weights`);
+* the threshold is a percentile of the fused cross-fitted scores.
+
+Why the density. Source references are many and dense, target references (the ~10 clips of
+a new condition) few and spread out, so raw distances to target references are larger and a
+normal target clip looks anomalous. Dividing each distance by the mean distance of the
+reference to its `density_k` nearest other references (Wilkinghoff et al., "Local
+density-based anomaly score normalization for domain generalization", 2025) puts sparse and
+dense regions of normal sound on one scale, with no domain labels.
+
+Why cross-fitting. Scoring the clips the references were built from is biased low (a clip IS
+one of the references: distance 0). `cross_fit_scores` splits the normal clips into K folds
+(source and target each spread over the folds), fits on the other K-1 folds and scores the
+held-out one, so every normal clip is scored as a new recording in the field would be.
+With fewer clips than folds this becomes leave-one-out; with a single clip no held-out score
+exists and the threshold is +inf (never alarm) rather than a made-up number.
+
+The paper's Table 6 cosine variants ("source": k-means centres only, "target": target
+references only, "sum": source distance + target distance) remain as `variant` for the
+ablations; the default "joint" is the minimum over both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any, Literal, cast, get_args
+
+import numpy as np
+from numpy.typing import NDArray
+
+from edge_agent.arrays import AnyFloatArray
+from edge_agent.errors import EdgeAgentError
+from edge_agent.scoring.fusion import Choice, choose_weights
+
+Variant = Literal["joint", "source", "target", "sum"]
+References = Literal["all", "kmeans"]
+Fusion = Literal["sum", "max"]
+Weighting = Literal["fixed", "pseudo"]
+COSINE_VARIANTS: tuple[Variant, ...] = get_args(Variant)
+REFERENCE_KINDS: tuple[str, ...] = get_args(References)
+FUSIONS: tuple[str, ...] = get_args(Fusion)
+WEIGHTINGS: tuple[str, ...] = get_args(Weighting)
+_MIN_DENSITY = 1e-4  # cosine distance; duplicated references would otherwise divide by 0
+_MIN_STD = 1e-6
+
+
+class BackendError(EdgeAgentError):
+    """A backend cannot be fitted or loaded (no embeddings, wrong shapes, bad saved file)."""
+
+
+def check_percentile(p: float) -> None:
+    if not 0.0 <= p <= 100.0:
+        raise BackendError(f"percentile: expected a value in [0, 100], got {p}")
+
+
+@dataclass(frozen=True)
+class BackendConfig:
+    """How a section's backend is fitted; stored in the bundle manifest so that calibrate and
+    enrol on the device refit exactly as export did."""
+
+    references: References = "all"
+    """Source references: every normal source clip ("all"; k-means above `max_references`),
+    or k-means centres ("kmeans", the paper). Target clips are always kept as they are."""
+    n_clusters: int = 16
+    """k-means centres for `references="kmeans"` (the paper: 16)."""
+    max_references: int = 256
+    """"all" keeps at most this many source references (k-means beyond), bounding the
+    bundle's size and the device's scoring cost on large data sets."""
+    density_k: int = 3
+    """Local-density normalisation: neighbours per reference (0 = plain cosine distance)."""
+    normalise: bool = True
+    """Standardise each component by its cross-fitted normal scores before fusing."""
+    fusion: Fusion = "sum"
+    """How components combine: "sum" (the paper's ensemble) or "max" (any detector fires)."""
+    percentile: float = 90.0
+    """Decision threshold: this percentile of the fused cross-fitted normal scores (DCASE)."""
+    folds: int = 5
+    """Cross-fitting folds."""
+    seed: int = 0
+    """k-means and fold assignment seed."""
+    variant: Variant = "joint"
+    """Ablation (Table 6): which references a score uses."""
+    weighting: Weighting = "pseudo"
+    """Component weights: decided per section from held-out normal clips against
+    pseudo-anomalies ("pseudo", edge_agent.scoring.fusion), or the ones the caller gives
+    ("fixed")."""
+    anchor: float = 0.3
+    """"pseudo": how much of the learned model alone is blended into the per-section
+    discriminant weights (0: none, 1: the model alone; BENCHMARKS.md "Fusion decided per
+    section": chosen leave-one-family-out)."""
+    ridge: float = 0.5
+    """"pseudo": ridge added to the covariance of the standardised scores in the discriminant
+    (a few dozen clips estimate it)."""
+    pseudo_count: int = 48
+    """"pseudo": pseudo-anomalies per section (edge_agent.scoring.pseudo.DEFAULT_COUNT)."""
+
+    def __post_init__(self) -> None:
+        if self.references not in REFERENCE_KINDS:
+            raise BackendError(
+                f"backend references: expected one of {REFERENCE_KINDS}, got {self.references!r}"
+            )
+        if self.fusion not in FUSIONS:
+            raise BackendError(f"backend fusion: expected one of {FUSIONS}, got {self.fusion!r}")
+        if self.variant not in COSINE_VARIANTS:
+            raise BackendError(
+                f"backend variant: expected one of {COSINE_VARIANTS}, got {self.variant!r}"
+            )
+        check_percentile(self.percentile)
+        if self.n_clusters < 1 or self.max_references < 1:
+            raise BackendError("backend: n_clusters and max_references must be >= 1")
+        if self.density_k < 0:
+            raise BackendError(f"backend density_k: expected >= 0, got {self.density_k}")
+        if self.folds < 2:
+            raise BackendError(f"backend folds: expected >= 2, got {self.folds}")
+        self._check_weighting()
+
+    def _check_weighting(self) -> None:
+        """The per-section weighting's fields (`weighting`, `anchor`, `ridge`, `pseudo_count`)."""
+        if self.weighting not in WEIGHTINGS:
+            raise BackendError(
+                f"backend weighting: expected one of {WEIGHTINGS}, got {self.weighting!r}"
+            )
+        if not (isinstance(self.anchor, int | float) and 0.0 <= self.anchor <= 1.0):
+            raise BackendError(f"backend anchor: expected a number in [0, 1], got {self.anchor!r}")
+        if not (isinstance(self.ridge, int | float) and np.isfinite(self.ridge)
+                and self.ridge >= 0):
+            raise BackendError(f"backend ridge: expected a number >= 0, got {self.ridge!r}")
+        if self.pseudo_count < 0:
+            raise BackendError(f"backend pseudo_count: expected >= 0, got {self.pseudo_count}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> BackendConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise BackendError(f"backend config: unknown field(s) {unknown}")
+        values = dict(data)
+        # a bundle written before per-section weighting existed was fitted with fixed weights:
+        # its calibrate and enrol must refit the same way
+        values.setdefault("weighting", "fixed")
+        try:
+            return cls(**values)
+        except TypeError as exc:
+            raise BackendError(f"backend config: {exc}") from None
+
+
+PAPER_BACKEND = BackendConfig(
+    references="kmeans", density_k=0, normalise=False, fusion="sum", weighting="fixed"
+)
+"""The paper's backend (Wilkinghoff, ICASSP 2023): 16 k-means centres of the source clips +
+every target clip, plain minimum cosine distance, an ensemble's raw scores summed."""
+
+
+def l2_normalise(x: AnyFloatArray) -> NDArray[np.float32]:
+    """Rows scaled to unit length (zero rows stay zero) so a dot product is a cosine."""
+    x = np.asarray(x, dtype=np.float64)
+    norm = np.linalg.norm(x, axis=-1, keepdims=True)
+    out: NDArray[np.float32] = (x / np.maximum(norm, 1e-12)).astype(np.float32)
+    return out
+
+
+def as_matrix(x: AnyFloatArray, name: str, dim: int | None = None) -> NDArray[np.float64]:
+    a = np.asarray(x, dtype=np.float64)
+    if a.ndim == 1 and a.size == 0:
+        a = a.reshape(0, dim or 0)
+    if a.ndim != 2:
+        raise BackendError(f"{name}: expected a 2-d array (clips, dims), got shape {a.shape}")
+    if dim is not None and a.shape[0] and a.shape[1] != dim:
+        raise BackendError(f"{name}: expected {dim} dims, got {a.shape[1]}")
+    if not np.all(np.isfinite(a)):
+        raise BackendError(f"{name}: embeddings contain NaN or inf")
+    return a
+
+
+# ---------------------------------------------------------------- k-means
+
+
+def sq_dists(x: NDArray[np.float64], c: NDArray[np.float64]) -> NDArray[np.float64]:
+    d = (x * x).sum(1)[:, None] - 2.0 * x @ c.T + (c * c).sum(1)[None, :]
+    out: NDArray[np.float64] = np.maximum(d, 0.0)
+    return out
+
+
+def _kmeans_pp(x: NDArray[np.float64], k: int, rng: np.random.Generator) -> NDArray[np.float64]:
+    """k-means++ seeding (Arthur & Vassilvitskii 2007), greedy with 2 + log k trials per centre
+    like scikit-learn, so the start does not depend on one lucky draw."""
+    n = x.shape[0]
+    trials = 2 + int(np.log(k))
+    centres = np.empty((k, x.shape[1]))
+    centres[0] = x[rng.integers(n)]
+    closest = sq_dists(x, centres[:1])[:, 0]
+    for i in range(1, k):
+        total = closest.sum()
+        if total <= 0.0:  # every point coincides with a centre: take any points
+            centres[i:] = x[rng.choice(n, size=k - i, replace=n < k - i)]
+            break
+        cand = np.searchsorted(np.cumsum(closest), rng.random(trials) * total)
+        cand = np.minimum(cand, n - 1)
+        cand_d = np.minimum(closest[None, :], sq_dists(x[cand], x).reshape(trials, n))
+        best = int(np.argmin(cand_d.sum(1)))
+        centres[i] = x[cand[best]]
+        closest = cand_d[best]
+    return centres
+
+
+def _lloyd(
+    x: NDArray[np.float64], centres: NDArray[np.float64], iters: int
+) -> tuple[NDArray[np.float64], float]:
+    labels = np.full(x.shape[0], -1)
+    d = sq_dists(x, centres)
+    for _ in range(iters):
+        new = d.argmin(1)
+        if np.array_equal(new, labels):
+            break
+        labels = new
+        counts = np.bincount(labels, minlength=len(centres))
+        sums = np.zeros_like(centres)
+        np.add.at(sums, labels, x)
+        fit = d[np.arange(len(x)), labels]
+        for j in np.flatnonzero(counts == 0):  # empty cluster: move it to the worst-fit point
+            far = int(fit.argmax())
+            old = labels[far]
+            if counts[old] > 1:
+                sums[old] -= x[far]
+                counts[old] -= 1
+            sums[j], counts[j], labels[far], fit[far] = x[far], 1, j, -1.0
+        centres = sums / counts[:, None]
+        d = sq_dists(x, centres)
+    inertia = float(d[np.arange(len(x)), d.argmin(1)].sum())
+    return centres, inertia
+
+
+def kmeans(
+    x: AnyFloatArray, k: int, seed: int = 0, n_init: int = 4, iters: int = 100
+) -> NDArray[np.float32]:
+    """k-means (k-means++ init, Lloyd iterations, best of `n_init` by inertia) -> (k', D) centres.
+
+    k' = min(k, number of distinct points): a section with fewer clips than clusters gets one
+    centre per clip instead of duplicated centres. Deterministic for a given seed.
+    """
+    a = as_matrix(x, "kmeans input")
+    if a.shape[0] == 0:
+        raise BackendError("kmeans input: no embeddings to cluster")
+    if k < 1:
+        raise BackendError(f"kmeans: k must be >= 1, got {k}")
+    k = min(k, len(np.unique(a, axis=0)))
+    rng = np.random.default_rng(seed)
+    best: tuple[NDArray[np.float64], float] | None = None
+    for _ in range(max(1, n_init)):
+        sub = np.random.default_rng(int(rng.integers(2**32)))
+        res = _lloyd(a, _kmeans_pp(a, k, sub), iters)
+        if best is None or res[1] < best[1]:
+            best = res
+    assert best is not None
+    return best[0].astype(np.float32)
+
+
+# ---------------------------------------------------------------- one embedding space
+
+
+@dataclass(frozen=True)
+class Component:
+    """One embedding space of a section: references, their densities, the score normaliser."""
+
+    references: NDArray[np.float32]
+    """(K, D) L2-normalised: source references first, then target references (values
+    representable in float16: the bundle stores them so)."""
+    n_source: int
+    """Rows [0, n_source) are source references, the rest target references."""
+    density: NDArray[np.float32]
+    """(K,) local density of each reference (all ones: plain cosine distance)."""
+    mean: float = 0.0
+    """Mean of the cross-fitted normal scores (0 when not normalised)."""
+    std: float = 1.0
+    """Their standard deviation (1 when not normalised)."""
+    weight: float = 1.0
+    """The standardised score's weight in the fusion (see `view_weights`)."""
+
+    @property
+    def dim(self) -> int:
+        return int(self.references.shape[1])
+
+    def distances(self, emb: AnyFloatArray, variant: Variant = "joint") -> NDArray[np.float64]:
+        """(N,) raw score: min over the variant's references of cosine distance / density."""
+        e = np.asarray(emb)
+        e2 = l2_normalise(as_matrix(e[None] if e.ndim == 1 else e, "embeddings", self.dim))
+        d = (1.0 - e2.astype(np.float64) @ self.references.T.astype(np.float64)) / (
+            self.density.astype(np.float64)[None, :]
+        )
+        src, tgt = d[:, : self.n_source], d[:, self.n_source :]
+        if variant == "joint":
+            return np.asarray(d.min(axis=1))
+        if variant == "source":
+            return _min_or_fail(src, "source")
+        if variant == "target":
+            return _min_or_fail(tgt, "target")
+        if variant == "sum":
+            return _min_or_fail(src, "source") + _min_or_fail(tgt, "target")
+        raise BackendError(
+            f"backend variant: expected one of {', '.join(COSINE_VARIANTS)}, got {variant!r}"
+        )
+
+    def score(self, emb: AnyFloatArray, variant: Variant = "joint") -> NDArray[np.float64]:
+        """(N,) weighted standardised score (raw score when not normalised, weight 1); a
+        component the section's fit gave no weight costs nothing (zeros, no distances)."""
+        if self.weight == 0.0:
+            e = np.asarray(emb)
+            return np.zeros(1 if e.ndim == 1 else e.shape[0])
+        return self.weight * (self.distances(emb, variant) - self.mean) / self.std
+
+
+def _min_or_fail(d: NDArray[np.float64], which: str) -> NDArray[np.float64]:
+    if d.shape[1] == 0:
+        raise BackendError(f"backend variant: no {which} references in this section")
+    return np.asarray(d.min(axis=1))
+
+
+def local_density(references: NDArray[np.float32], k: int) -> NDArray[np.float32]:
+    """(K,) mean cosine distance of each reference to its k nearest OTHER references; ones
+    (plain distances) when k = 0 or there are not k other references: a density from one or
+    two neighbours is noise, and a pair of near-duplicate clips would divide every distance
+    by almost nothing."""
+    n = references.shape[0]
+    if k == 0 or n <= k:
+        return np.ones(n, dtype=np.float32)
+    r = references.astype(np.float64)
+    d = 1.0 - r @ r.T
+    np.fill_diagonal(d, np.inf)
+    near = np.partition(d, k - 1, axis=1)[:, :k]
+    out: NDArray[np.float32] = np.maximum(near.mean(axis=1), _MIN_DENSITY).astype(np.float32)
+    return out
+
+
+def fit_component(
+    source_emb: AnyFloatArray, target_emb: AnyFloatArray, config: BackendConfig,
+    keep_source: bool = False,
+) -> Component:
+    """References and densities of one embedding space (not yet normalised).
+
+    `keep_source`: the source rows already ARE references (a bundle's, when calibrating):
+    keep them bit for bit instead of clustering them again.
+    """
+    src_in = as_matrix(source_emb, "source embeddings")
+    src = src_in.astype(np.float32) if keep_source else l2_normalise(src_in)
+    dim = src.shape[1] if src.shape[0] else None
+    tgt = l2_normalise(as_matrix(target_emb, "target embeddings", dim))
+    if src.shape[0] == 0 and tgt.shape[0] == 0:
+        raise BackendError("backend: no training embeddings for this section")
+    parts = []
+    if src.shape[0]:
+        limit = config.n_clusters if config.references == "kmeans" else config.max_references
+        if not keep_source and (config.references == "kmeans" or src.shape[0] > limit):
+            # centres of unit vectors are shorter than 1: normalise so scores are true cosines
+            src = l2_normalise(kmeans(src, limit, seed=config.seed))
+        parts.append(src)
+    n_source = parts[0].shape[0] if parts else 0
+    if tgt.shape[0]:
+        parts.append(tgt)
+    # references live in float16 (the bundle stores them so: half the size on disk and in
+    # the device's memory); densities and normalisers are computed from the rounded values,
+    # so what the device loads scores exactly as what was fitted
+    refs = np.concatenate(parts, axis=0).astype(np.float16).astype(np.float32)
+    return Component(refs, n_source, local_density(refs, config.density_k))
+
+
+# ---------------------------------------------------------------- a section
+
+
+def fuse(scores: Sequence[NDArray[np.float64]], fusion: Fusion) -> NDArray[np.float64]:
+    """Combine per-component scores (each (N,)) into one (N,) score."""
+    if not scores:
+        raise BackendError("backend: no components to fuse")
+    stacked = np.stack([np.asarray(s, dtype=np.float64) for s in scores])
+    if fusion == "sum":
+        return np.asarray(stacked.sum(axis=0))
+    if fusion == "max":
+        return np.asarray(stacked.max(axis=0))
+    raise BackendError(f"backend fusion: expected one of {FUSIONS}, got {fusion!r}")
+
+
+@dataclass(frozen=True)
+class SectionBackend:
+    """Everything needed to score one section: its components, fusion rule and threshold."""
+
+    components: tuple[Component, ...]
+    threshold: float
+    """Decision threshold on the fused score (score > threshold -> anomalous)."""
+    fusion: Fusion = "sum"
+
+    @property
+    def dims(self) -> list[int]:
+        return [c.dim for c in self.components]
+
+    def component_scores(
+        self, embs: Sequence[AnyFloatArray], variant: Variant = "joint"
+    ) -> list[NDArray[np.float64]]:
+        """Per-component standardised scores; `embs[i]` is (N, D_i) or (D_i,)."""
+        if len(embs) != len(self.components):
+            raise BackendError(
+                f"backend: {len(embs)} embeddings for {len(self.components)} components"
+            )
+        return [c.score(e, variant) for c, e in zip(self.components, embs, strict=True)]
+
+    def score(
+        self, embs: Sequence[AnyFloatArray], variant: Variant = "joint"
+    ) -> NDArray[np.float64]:
+        """(N,) fused anomaly scores of the clips whose component embeddings are `embs`."""
+        return fuse(self.component_scores(embs, variant), self.fusion)
+
+    def to_dict(self) -> dict[str, NDArray[Any]]:
+        """Arrays only, so `np.savez` stores it and `np.load(allow_pickle=False)` reads it."""
+        out: dict[str, NDArray[Any]] = {
+            "threshold": np.asarray(self.threshold, dtype=np.float64),
+            "fusion": np.asarray(self.fusion),
+            "n_components": np.asarray(len(self.components), dtype=np.int64),
+        }
+        for i, c in enumerate(self.components):
+            out[f"c{i}.references"] = np.asarray(c.references, dtype=np.float16)
+            out[f"c{i}.n_source"] = np.asarray(c.n_source, dtype=np.int64)
+            out[f"c{i}.density"] = np.asarray(c.density, dtype=np.float32)
+            out[f"c{i}.mean"] = np.asarray(c.mean, dtype=np.float64)
+            out[f"c{i}.std"] = np.asarray(c.std, dtype=np.float64)
+            out[f"c{i}.weight"] = np.asarray(c.weight, dtype=np.float64)
+        return out
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> SectionBackend:
+        """Inverse of `to_dict`, with the checks a file from disk needs. A format-1 section
+        (`references`, `n_source`, `threshold`: the paper's backend, one model) loads as one
+        unnormalised component.
+
+        Every float the score uses must be finite: a NaN threshold makes `score > threshold`
+        false forever and a NaN normaliser turns every score into NaN (invalid JSON in the
+        events), so the agent would run and never alarm. A +inf threshold (what `fit_section`
+        gives a section with fewer than 2 normal clips) is refused too: a section that can never
+        alarm is not a usable section. Errors name the field (`threshold`, `c1.std`, ...)."""
+        try:
+            if "n_components" not in d:  # format 1
+                return cls((_component(d, ""),), _finite(d["threshold"], "threshold"), "sum")
+            n = int(np.asarray(d["n_components"]))
+            fusion = str(np.asarray(d["fusion"]))
+            comps = tuple(_component(d, f"c{i}.") for i in range(n))
+            threshold = _finite(d["threshold"], "threshold")
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BackendError(f"backend: missing or malformed field ({exc})") from None
+        if n < 1:
+            raise BackendError("backend: expected at least one component")
+        if not any(c.weight > 0 for c in comps):
+            raise BackendError("backend: every component has weight 0 (expected one > 0)")
+        if fusion not in FUSIONS:
+            raise BackendError(f"backend fusion: expected one of {FUSIONS}, got {fusion!r}")
+        return cls(comps, threshold, cast(Fusion, fusion))
+
+
+def _finite(x: Any, field: str) -> float:
+    v = float(np.asarray(x))
+    if not np.isfinite(v):
+        hint = (" (a section fitted on fewer than 2 normal clips has no held-out score to set "
+                "it from)" if field == "threshold" and v == np.inf else "")
+        raise BackendError(f"{field}: expected a finite number, got {v}{hint}")
+    return v
+
+
+def _component(d: Mapping[str, Any], prefix: str) -> Component:
+    refs = np.asarray(d[f"{prefix}references"], dtype=np.float32)
+    n_source = int(np.asarray(d[f"{prefix}n_source"]))
+    if refs.ndim != 2 or refs.shape[0] == 0:
+        raise BackendError(f"{prefix}references: expected shape (K>0, D), got {refs.shape}")
+    if not np.all(np.isfinite(refs)):
+        raise BackendError(f"{prefix}references: expected finite numbers, got NaN or inf")
+    if not 0 <= n_source <= refs.shape[0]:
+        raise BackendError(f"{prefix}n_source: expected 0..{refs.shape[0]}, got {n_source}")
+    density = (
+        np.asarray(d[f"{prefix}density"], dtype=np.float32)
+        if f"{prefix}density" in d
+        else np.ones(refs.shape[0], np.float32)
+    )
+    if density.shape != (refs.shape[0],) or not np.all(np.isfinite(density) & (density > 0)):
+        raise BackendError(f"{prefix}density: expected {refs.shape[0]} finite values > 0")
+    mean = _finite(d.get(f"{prefix}mean", 0.0), f"{prefix}mean (normaliser)")
+    std = _finite(d.get(f"{prefix}std", 1.0), f"{prefix}std (normaliser)")
+    weight = _finite(d.get(f"{prefix}weight", 1.0), f"{prefix}weight")
+    if std <= 0:
+        raise BackendError(f"{prefix}std (normaliser): expected a finite number > 0, got {std}")
+    if weight < 0:
+        raise BackendError(f"{prefix}weight: expected a finite number >= 0, got {weight}")
+    return Component(refs, n_source, density, mean, std, weight)
+
+
+FitScore = Callable[[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]], AnyFloatArray]
+
+
+def cross_fit_scores(
+    source_emb: AnyFloatArray,
+    target_emb: AnyFloatArray,
+    fit_score: FitScore,
+    folds: int = 5,
+    seed: int = 0,
+) -> NDArray[np.float64]:
+    """Held-out scores of every normal clip (source rows first, then target rows).
+
+    `fit_score(source_rest, target_rest, held_out)` builds a backend from the other folds and
+    scores the held-out clips. Source and target clips are each spread over the folds.
+    """
+    return cross_fit_with_extra(source_emb, target_emb, None, None, fit_score, folds, seed)[0]
+
+
+def cross_fit_with_extra(
+    source_emb: AnyFloatArray,
+    target_emb: AnyFloatArray,
+    extra_emb: AnyFloatArray | None,
+    extra_origin: NDArray[np.integer] | None,
+    fit_score: FitScore,
+    folds: int = 5,
+    seed: int = 0,
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """`cross_fit_scores`, and the scores of extra rows (pseudo-anomalies) in the same folds:
+    extra row j is scored by the backend that did not see normal clip `extra_origin[j]` (its
+    origin, an index into source rows then target rows), so a perturbed copy is never compared
+    with the clip it was made from; rows with origin -1 (clips of other machines) are spread
+    over the folds. The normal clips' folds and scores do not depend on the extra rows."""
+    src = as_matrix(source_emb, "source embeddings")
+    tgt = as_matrix(target_emb, "target embeddings", src.shape[1] if src.shape[0] else None)
+    n_s, n_t = src.shape[0], tgt.shape[0]
+    n = n_s + n_t
+    if n < 2:
+        raise BackendError(
+            f"threshold: need at least 2 normal training clips to cross-fit, got {n}"
+        )
+    dim = src.shape[1] if n_s else tgt.shape[1]
+    extra = np.zeros((0, dim)) if extra_emb is None else as_matrix(extra_emb, "pseudo", dim)
+    origin = np.zeros(0, dtype=int) if extra_origin is None else np.asarray(extra_origin, int)
+    if origin.shape != (extra.shape[0],) or np.any((origin < -1) | (origin >= n)):
+        raise BackendError(f"pseudo origins: expected {extra.shape[0]} indices in -1..{n - 1}")
+    k = max(2, min(folds, n))
+    rng = np.random.default_rng(seed)
+    fold_s = np.empty(n_s, dtype=int)
+    fold_s[rng.permutation(n_s)] = np.arange(n_s) % k
+    fold_t = np.empty(n_t, dtype=int)
+    # continue the round-robin where source stopped so small folds get target clips too
+    fold_t[rng.permutation(n_t)] = (np.arange(n_t) + n_s) % k
+    fold_all = np.concatenate([fold_s, fold_t])
+    fold_x = np.where(origin >= 0, fold_all[np.maximum(origin, 0)], np.arange(origin.size) % k)
+    out = np.empty(n)
+    out_x = np.empty(extra.shape[0])
+    for f in range(k):
+        hs, ht, hx = fold_s == f, fold_t == f, fold_x == f
+        held = np.concatenate([src[hs], tgt[ht], extra[hx]], axis=0)
+        if held.shape[0] == 0:
+            continue
+        s = np.asarray(fit_score(src[~hs], tgt[~ht], held), dtype=np.float64)
+        a, b = int(hs.sum()), int(hs.sum() + ht.sum())
+        out[np.flatnonzero(hs)] = s[:a]
+        out[n_s + np.flatnonzero(ht)] = s[a:b]
+        out_x[np.flatnonzero(hx)] = s[b:]
+    return out, out_x
+
+
+@dataclass(frozen=True)
+class PseudoSet:
+    """A section's pseudo-anomalies (edge_agent.scoring.pseudo) as every component embeds them."""
+
+    embeddings: Sequence[AnyFloatArray]
+    """One (M, D_i) array per component, in component order."""
+    origin: NDArray[np.integer]
+    """(M,) the normal clip each was made from (source rows, then target rows), -1: none."""
+
+
+@dataclass(frozen=True)
+class SectionFit:
+    """A fitted section and the cross-fitted normal scores its normaliser and threshold
+    came from (source clips first, then target clips; fused and standardised)."""
+
+    backend: SectionBackend
+    held_out: NDArray[np.float64]
+    n_source_clips: int
+    choice: Choice | None = None
+    """The per-section weighting and its evidence (`weighting="pseudo"`), else None."""
+
+    @property
+    def held_out_target(self) -> NDArray[np.float64]:
+        return self.held_out[self.n_source_clips :]
+
+
+def _spread(held: NDArray[np.float64]) -> float:
+    """The normaliser's standard deviation, floored at a tenth of the mean distance: with a
+    handful of clips (a fresh enrolment, the smoke test's two) the held-out scores can agree by
+    chance and a near-zero spread would blow every later score up by orders of magnitude.
+    With tens of clips the floor does not bind (spreads are typically 30-40 % of the mean)."""
+    return max(float(held.std()), 0.1 * abs(float(held.mean())), _MIN_STD)
+
+
+def view_weights(kinds: Sequence[str]) -> list[float]:
+    """Fusion weights of components by kind: every kind (the learned models together, each
+    classical feature) weighs 1 in total, so an ensemble of M models does not outvote the
+    classical views M to 1, and a useless view dilutes the others by the same amount whatever
+    the ensemble's size."""
+    return [1.0 / kinds.count(k) for k in kinds]
+
+
+def _decides(config: BackendConfig, pseudo: PseudoSet | None, kinds: Sequence[str] | None,
+             n_components: int) -> bool:
+    """Whether the section decides its weights (`weighting="pseudo"`, sum fusion, and both
+    pseudo-anomalies and kinds given); checks that those fit the components."""
+    if kinds is not None and len(kinds) != n_components:
+        raise BackendError(f"backend kinds: expected {n_components}, got {len(kinds)}")
+    if pseudo is not None and len(pseudo.origin) and len(pseudo.embeddings) != n_components:
+        raise BackendError(
+            f"pseudo: {len(pseudo.embeddings)} embedding sets for {n_components} components")
+    return (config.weighting == "pseudo" and config.fusion == "sum" and pseudo is not None
+            and kinds is not None and len(pseudo.origin) > 0)
+
+
+def fit_section(
+    sources: Sequence[AnyFloatArray],
+    targets: Sequence[AnyFloatArray],
+    config: BackendConfig = BackendConfig(),
+    keep_source: bool = False,
+    weights: Sequence[float] | None = None,
+    pseudo: PseudoSet | None = None,
+    kinds: Sequence[str] | None = None,
+) -> SectionFit:
+    """THE way a section is fitted: one component per embedding space (`sources[i]`,
+    `targets[i]`: that space's normal source / target training embeddings, the same clips in
+    the same order for every space), normalisers and threshold from cross-fitted scores.
+
+    Weights: with `config.weighting == "pseudo"`, sum fusion, `pseudo` anomalies and the
+    components' `kinds` ("model", "bands", ...), decided for this section by
+    `fusion.choose_weights`; otherwise `weights` (default 1 each; see `view_weights`).
+    `keep_source`: see `fit_component` (calibration)."""
+    if not sources or len(sources) != len(targets):
+        raise BackendError(
+            f"backend: expected the same number (>= 1) of source and target embedding sets, "
+            f"got {len(sources)} and {len(targets)}"
+        )
+    srcs = [as_matrix(s, "source embeddings") for s in sources]
+    tgts = [
+        as_matrix(t, "target embeddings", s.shape[1] if s.shape[0] else None)
+        for s, t in zip(srcs, targets, strict=True)
+    ]
+    counts = {(s.shape[0], t.shape[0]) for s, t in zip(srcs, tgts, strict=True)}
+    if len(counts) != 1:
+        raise BackendError(f"backend: components disagree on the number of clips: {counts}")
+    n_src, n_tgt = counts.pop()
+    w = [1.0] * len(srcs) if weights is None else [float(x) for x in weights]
+    if (len(w) != len(srcs) or not all(np.isfinite(x) and x >= 0 for x in w)
+            or not any(x > 0 for x in w)):
+        raise BackendError(
+            f"backend weights: expected {len(srcs)} numbers >= 0, one > 0, got {w}")
+    decide = _decides(config, pseudo, kinds, len(srcs)) and n_src + n_tgt >= 2
+    comps = [replace(fit_component(s, t, config, keep_source), weight=x)
+             for s, t, x in zip(srcs, tgts, w, strict=True)]
+    if n_src + n_tgt < 2:
+        return SectionFit(SectionBackend(tuple(comps), float("inf"), config.fusion),
+                          np.zeros(0), n_src)
+
+    def fit_score(s_: NDArray[np.float64], t_: NDArray[np.float64],
+                  h: NDArray[np.float64]) -> NDArray[np.float64]:
+        return fit_component(s_, t_, config, keep_source).distances(h, config.variant)
+
+    held, held_x = [], []
+    for i, (s, t) in enumerate(zip(srcs, tgts, strict=True)):
+        extra = pseudo.embeddings[i] if decide and pseudo is not None else None
+        origin = pseudo.origin if decide and pseudo is not None else None
+        h, hx = cross_fit_with_extra(s, t, extra, origin, fit_score, config.folds, config.seed)
+        held.append(h)
+        held_x.append(hx)
+    if config.normalise:
+        comps = [replace(c, mean=float(h.mean()), std=_spread(h))
+                 for c, h in zip(comps, held, strict=True)]
+    choice = None
+    if decide and kinds is not None:
+        z = [(h - c.mean) / c.std for c, h in zip(comps, held, strict=True)]
+        zx = [(h - c.mean) / c.std for c, h in zip(comps, held_x, strict=True)]
+        choice = choose_weights(z, zx, kinds, config.anchor, config.ridge)
+        comps = [replace(c, weight=x) for c, x in zip(comps, choice.weights, strict=True)]
+    fused = fuse([c.weight * (h - c.mean) / c.std for c, h in zip(comps, held, strict=True)],
+                 config.fusion)
+    threshold = float(np.percentile(fused, config.percentile))
+    return SectionFit(SectionBackend(tuple(comps), threshold, config.fusion), fused, n_src,
+                      choice)
+
+

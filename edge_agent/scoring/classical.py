@@ -1,0 +1,223 @@
+"""The classical embeddings: band statistics and rhythm of the spectrogram (numpy, on device).
+
+Why a hand-made embedding next to the learned one. The paper's spectrogram branch sees the
+STFT AFTER temporal mean normalisation, which removes every bin's average over the clip: a
+steady change of the machine's spectral balance (a darker flow noise, a new steady hiss or
+tone) is subtracted away by design. The spectrum branch sees it in principle, but on a plant's
+amount of data (tens to hundreds of clips) it rarely learns to. Time statistics of the log
+spectrogram capture exactly that balance, cost ~0.3 ms on top of the STFT the device computes
+anyway, and need no training; the backend scores them like any embedding and fuses the
+normalised scores with the learned ones (edge_agent.scoring.backend), so the hybrid keeps the
+classical detector's strengths where the learned one is blind.
+
+Band statistics (`band_stats`): the |STFT| power of each frame pooled into `n_bands`
+log-spaced bands (from bin 2, ~31 Hz, up to Nyquist; every band at least one bin wide),
+log-compressed, then the mean and the standard deviation of each band over the clip's frames:
+a (2 * bands,) vector.
+
+Rhythm (`rhythm`): presses, sliders, robots and valves work in cycles, and many of their
+faults are temporal (an irregular or slowed cycle, a missed or added event). Neither the band
+statistics nor a network trained to tell attribute classes apart see timing well. The
+normalised autocorrelation of the log-energy envelope of a few broad frequency ranges, at
+every frame lag up to `max_lag_s` seconds, describes the cycle: its peaks sit at the period
+and its multiples, and an irregular machine has lower, smeared peaks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+
+from edge_agent.scoring.frontend import FrontendSpec, stft_magnitude
+
+DEFAULT_BANDS = 64
+LOG_EPS = 1e-10
+
+
+def band_edges(spec: FrontendSpec, n_bands: int = DEFAULT_BANDS) -> NDArray[np.int64]:
+    """Bin indices of the band edges: log-spaced from bin 2 to `n_bins`, duplicates merged
+    (the low bands would otherwise be narrower than one bin)."""
+    if n_bands < 1:
+        raise ValueError(f"bands: expected >= 1, got {n_bands}")
+    edges = np.unique(np.round(np.geomspace(2, spec.n_bins, n_bands + 1)).astype(np.int64))
+    return edges
+
+
+def band_stats_from_magnitude(
+    mag: NDArray[Any], edges: NDArray[np.int64]
+) -> NDArray[np.float32]:
+    """(..., 2 * (len(edges) - 1)) [time-mean, time-std] of log band power of |STFT| frames
+    `mag` (..., n_frames, n_bins)."""
+    # float32 throughout: 7x faster than float64 on a Pi-class core, same features to 1e-6
+    power = np.square(mag, dtype=np.float32)
+    sums = np.add.reduceat(power, edges[:-1], axis=-1)[..., : len(edges) - 1]
+    bands = np.log(sums / np.diff(edges).astype(np.float32) + np.float32(LOG_EPS))
+    out: NDArray[np.float32] = np.concatenate([bands.mean(axis=-2), bands.std(axis=-2)],
+                                              axis=-1).astype(np.float32)
+    return out
+
+
+def band_stats(
+    wave: NDArray[Any], spec: FrontendSpec, n_bands: int = DEFAULT_BANDS
+) -> NDArray[np.float32]:
+    """The classical embedding of one clip (or a batch) of `spec.clip_samples` samples."""
+    return band_stats_from_magnitude(stft_magnitude(wave, spec), band_edges(spec, n_bands))
+
+
+RHYTHM_RANGES_HZ: tuple[tuple[float, float], ...] = (
+    (50.0, 500.0), (500.0, 2000.0), (2000.0, 5000.0), (5000.0, 8000.0)
+)
+RHYTHM_MAX_LAG_S = 4.0
+
+
+def rhythm_bins(spec: FrontendSpec, ranges_hz: Sequence[Sequence[float]]) -> list[
+    tuple[int, int]
+]:
+    """STFT bin slices of the frequency ranges (at least one bin each, within the spectrum)."""
+    hz_per_bin = spec.sample_rate / spec.n_fft
+    out = []
+    for lo, hi in ranges_hz:
+        a = min(int(lo / hz_per_bin), spec.n_bins - 1)
+        out.append((a, max(a + 1, min(int(hi / hz_per_bin), spec.n_bins))))
+    return out
+
+
+def rhythm_lags(spec: FrontendSpec, max_lag_s: float = RHYTHM_MAX_LAG_S) -> int:
+    """Frame lags the rhythm covers (at least 1, fewer than the clip's frames)."""
+    return max(1, min(round(max_lag_s * spec.sample_rate / spec.hop), spec.n_frames - 1))
+
+
+def rhythm_from_magnitude(
+    mag: NDArray[Any], bins: Sequence[tuple[int, int]], lags: int
+) -> NDArray[np.float32]:
+    """(..., len(bins) * lags) autocorrelation (lags 1..`lags`, lag 0 = 1) of every range's
+    mean-removed log-energy envelope, from |STFT| frames `mag` (..., n_frames, n_bins)."""
+    power = np.square(mag, dtype=np.float32)  # float32: see band_stats_from_magnitude
+    n = power.shape[-2]
+    env = np.stack([np.log(power[..., a:b].sum(axis=-1, dtype=np.float64) + LOG_EPS)
+                    for a, b in bins], axis=-2)
+    env = env - env.mean(axis=-1, keepdims=True)
+    spec2 = np.abs(np.fft.rfft(env, 2 * n, axis=-1)) ** 2
+    ac = np.fft.irfft(spec2, axis=-1)[..., : lags + 1]
+    acf = ac[..., 1:] / np.maximum(ac[..., :1], 1e-12)
+    out: NDArray[np.float32] = acf.reshape(*acf.shape[:-2], -1).astype(np.float32)
+    return out
+
+
+def rhythm(
+    wave: NDArray[Any], spec: FrontendSpec,
+    ranges_hz: Sequence[Sequence[float]] = RHYTHM_RANGES_HZ,
+    max_lag_s: float = RHYTHM_MAX_LAG_S,
+) -> NDArray[np.float32]:
+    """The rhythm embedding of one clip (or a batch) of `spec.clip_samples` samples."""
+    return rhythm_from_magnitude(
+        stft_magnitude(wave, spec), rhythm_bins(spec, ranges_hz), rhythm_lags(spec, max_lag_s)
+    )
+
+
+@dataclass(frozen=True)
+class ClassicalFeature:
+    """One classical component as the bundle describes it: a function of a window's |STFT|."""
+
+    entry: dict[str, Any]
+    """The manifest entry (kind, parameters, dim)."""
+    fn: Callable[[NDArray[Any]], NDArray[np.float32]]
+    dim: int
+
+
+class ClassicalKind(Protocol):
+    """A classical component kind: its typed parameters, read from a manifest entry (one
+    ValueError naming the field when they are wrong), and the feature they make."""
+
+    kind: ClassVar[str]
+
+    @classmethod
+    def from_entry(cls, entry: Mapping[str, Any]) -> ClassicalKind: ...
+
+    def to_entry(self) -> dict[str, Any]: ...
+
+    def feature(self, spec: FrontendSpec) -> ClassicalFeature: ...
+
+
+@dataclass(frozen=True)
+class Bands:
+    """Band statistics: time-mean and time-std of the log power of `bands` log-spaced bands."""
+
+    kind: ClassVar[str] = "bands"
+    bands: int = DEFAULT_BANDS
+    """Log-spaced bands from ~31 Hz to Nyquist (merged where narrower than one bin)."""
+
+    @classmethod
+    def from_entry(cls, entry: Mapping[str, Any]) -> Bands:
+        n = entry.get("bands")
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            raise ValueError(f"bands: expected an integer >= 1, got {n!r}")
+        return cls(n)
+
+    def to_entry(self) -> dict[str, Any]:
+        return {"kind": self.kind, "bands": self.bands}
+
+    def feature(self, spec: FrontendSpec) -> ClassicalFeature:
+        edges = band_edges(spec, self.bands)
+        dim = 2 * (len(edges) - 1)
+        return ClassicalFeature({**self.to_entry(), "dim": dim},
+                                lambda mag: band_stats_from_magnitude(mag, edges), dim)
+
+
+@dataclass(frozen=True)
+class Rhythm:
+    """Rhythm: autocorrelation of the log-energy envelope of broad frequency ranges."""
+
+    kind: ClassVar[str] = "rhythm"
+    ranges_hz: tuple[tuple[float, float], ...] = RHYTHM_RANGES_HZ
+    """The frequency ranges whose envelopes are autocorrelated, [low, high] Hz each."""
+    max_lag_s: float = RHYTHM_MAX_LAG_S
+    """The longest lag (seconds): the slowest cycle the component describes."""
+
+    @classmethod
+    def from_entry(cls, entry: Mapping[str, Any]) -> Rhythm:
+        ranges = entry.get("ranges_hz")
+        lag_s = entry.get("max_lag_s")
+        if not (isinstance(ranges, list) and ranges and all(
+                isinstance(r, list) and len(r) == 2 and 0 <= r[0] < r[1] for r in ranges)):
+            raise ValueError(f"ranges_hz: expected a list of [low, high] Hz pairs, got {ranges!r}")
+        if not isinstance(lag_s, int | float) or isinstance(lag_s, bool) or lag_s <= 0:
+            raise ValueError(f"max_lag_s: expected a positive number, got {lag_s!r}")
+        return cls(tuple((float(lo), float(hi)) for lo, hi in ranges), float(lag_s))
+
+    def to_entry(self) -> dict[str, Any]:
+        return {"kind": self.kind, "ranges_hz": [list(r) for r in self.ranges_hz],
+                "max_lag_s": self.max_lag_s}
+
+    def feature(self, spec: FrontendSpec) -> ClassicalFeature:
+        bins, lags = rhythm_bins(spec, self.ranges_hz), rhythm_lags(spec, self.max_lag_s)
+        dim = len(bins) * lags
+        return ClassicalFeature({**self.to_entry(), "dim": dim},
+                                lambda mag: rhythm_from_magnitude(mag, bins, lags), dim)
+
+
+KINDS: dict[str, type[ClassicalKind]] = {k.kind: k for k in (Bands, Rhythm)}
+"""kind -> its parameters: the one table a new classical component is added to."""
+CLASSICAL_KINDS = tuple(KINDS)
+
+
+def classical_feature(entry: Mapping[str, Any], spec: FrontendSpec) -> ClassicalFeature:
+    """The feature a manifest entry describes; ValueError naming the field when it is bad."""
+    kind = KINDS.get(str(entry.get("kind")))
+    if kind is None:
+        raise ValueError(f"kind: expected one of {CLASSICAL_KINDS}, got {entry.get('kind')!r}")
+    return kind.from_entry(entry).feature(spec)
+
+
+DEFAULT_CLASSICAL: tuple[dict[str, Any], ...] = (Bands().to_entry(), Rhythm().to_entry())
+"""The classical components of the shipped system, in component order."""
+
+
+def classical_features(
+    spec: FrontendSpec, entries: Sequence[Mapping[str, Any]] = DEFAULT_CLASSICAL
+) -> list[ClassicalFeature]:
+    return [classical_feature(e, spec) for e in entries]

@@ -1,0 +1,1 @@
+"""The DCASE data layout: clips, their attributes and the evaluation ground truth."""

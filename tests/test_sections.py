@@ -1,0 +1,122 @@
+"""Pure adaptation maths (edge_agent.adaptation.sections): calibrated and enrolled sections."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edge_agent.adaptation.sections import calibrated_section, enrolled_section
+from edge_agent.errors import FieldError
+from edge_agent.scoring.backend import (
+    PAPER_BACKEND,
+    BackendConfig,
+    BackendError,
+    SectionBackend,
+    fit_component,
+    fit_section,
+    l2_normalise,
+)
+
+D, D2 = 32, 12
+CONFIG = BackendConfig()
+
+
+def unit(rng: np.random.Generator, n: int, dim: int = D, centre: np.ndarray | None = None,
+         spread: float = 1.0) -> np.ndarray:
+    c = np.zeros(dim) if centre is None else centre
+    return l2_normalise(c + spread * rng.standard_normal((n, dim)))
+
+
+@pytest.fixture
+def old() -> SectionBackend:
+    """Two components (a model and the band statistics), 40 source + 3 target clips."""
+    rng = np.random.default_rng(0)
+    return fit_section([unit(rng, 40), unit(rng, 40, D2)], [unit(rng, 3), unit(rng, 3, D2)],
+                       CONFIG).backend
+
+
+def test_replace_keeps_source_rows_bit_for_bit_and_swaps_the_target_rows(
+    old: SectionBackend,
+) -> None:
+    rng = np.random.default_rng(1)
+    new = [rng.standard_normal((10, D)), rng.standard_normal((10, D2))]
+    b = calibrated_section(old, new, CONFIG).backend
+    for c_old, c_new, e in zip(old.components, b.components, new, strict=True):
+        assert c_new.n_source == 40 and c_new.references.shape[0] == 50
+        assert c_new.references[:40].tobytes() == c_old.references[:40].tobytes()
+        np.testing.assert_allclose(c_new.references[40:], l2_normalise(e), atol=5e-4)  # float16
+        assert c_new.references.dtype == np.float32
+
+
+def test_append_keeps_the_old_target_rows_too(old: SectionBackend) -> None:
+    rng = np.random.default_rng(1)
+    new = [rng.standard_normal((4, D)), rng.standard_normal((4, D2))]
+    b = calibrated_section(old, new, CONFIG, mode="append").backend
+    c0 = b.components[0]
+    assert c0.references.shape == (47, D)
+    assert c0.references[:43].tobytes() == old.components[0].references.tobytes()
+
+
+def test_calibration_is_the_fit_of_export_on_the_kept_references(old: SectionBackend) -> None:
+    """Calibrate refits with fit_section itself: the same references, densities, normalisers
+    and held-out scores as fitting the section afresh on (old source rows, new clips)."""
+    rng = np.random.default_rng(5)
+    new = [unit(rng, 8), unit(rng, 8, D2)]
+    cal = calibrated_section(old, new, CONFIG, rule="target")
+    src = [c.references[: c.n_source] for c in old.components]
+    fresh = fit_section(src, new, CONFIG, keep_source=True)
+    for a, b in zip(cal.backend.components, fresh.backend.components, strict=True):
+        np.testing.assert_array_equal(a.density, b.density)
+        assert (a.mean, a.std) == (b.mean, b.std)
+    np.testing.assert_allclose(cal.held_out_scores, fresh.held_out_target)
+    # held out: no new clip is scored against itself (its distance would be 0)
+    assert np.all(cal.held_out_scores > fresh.backend.score(new))
+
+
+def test_threshold_rules(old: SectionBackend) -> None:
+    rng = np.random.default_rng(3)
+    centre, centre2 = 5 * rng.standard_normal(D), 5 * rng.standard_normal(D2)
+    near = [unit(rng, 10, D, centre, 0.05), unit(rng, 10, D2, centre2, 0.05)]  # tight
+    cal = calibrated_section(old, near, CONFIG, percentile=90.0)
+    assert cal.held_out_threshold == pytest.approx(np.percentile(cal.held_out_scores, 90))
+    refit = fit_section([c.references[: c.n_source] for c in old.components], near, CONFIG,
+                        keep_source=True).backend.threshold
+    assert cal.threshold == pytest.approx(max(refit, cal.held_out_threshold))  # rule max
+    tgt = calibrated_section(old, near, CONFIG, rule="target")
+    assert tgt.threshold == pytest.approx(cal.held_out_threshold)
+    rec = cal.record()
+    assert rec["old_threshold"] == old.threshold and rec["new_threshold"] == cal.threshold
+    assert rec["threshold_rule"] == "max" and len(rec["held_out_scores"]) == 10
+
+
+def test_calibrate_errors(old: SectionBackend) -> None:
+    ok = [np.ones((3, D)), np.ones((3, D2))]
+    with pytest.raises(FieldError, match=r"^mode: expected one of replace, append"):
+        calibrated_section(old, ok, CONFIG, mode="merge")  # type: ignore[arg-type]
+    with pytest.raises(FieldError, match=r"^rule: expected one of max, target"):
+        calibrated_section(old, ok, CONFIG, rule="min")  # type: ignore[arg-type]
+    with pytest.raises(BackendError, match=r"expected \(N>0, 32\)"):
+        calibrated_section(old, [np.ones((3, D + 1)), ok[1]], CONFIG)
+    with pytest.raises(BackendError, match=r"expected \(N>0"):
+        calibrated_section(old, [np.zeros((0, D)), np.zeros((0, D2))], CONFIG)
+    with pytest.raises(BackendError, match="NaN"):
+        calibrated_section(old, [np.full((3, D), np.nan), ok[1]], CONFIG)
+    with pytest.raises(BackendError, match="1 embedding sets for 2 components"):
+        calibrated_section(old, ok[:1], CONFIG)
+    lone = SectionBackend((fit_component(np.zeros((0, D)), np.eye(D)[:1], CONFIG),), 0.1)
+    with pytest.raises(BackendError, match="single clip"):
+        calibrated_section(lone, [np.ones((1, D))], CONFIG)
+
+
+def test_enrolled_section_is_the_backend_fitted_on_the_new_clips() -> None:
+    rng = np.random.default_rng(4)
+    emb = [unit(rng, 30), unit(rng, 30, D2)]
+    b = enrolled_section(emb, CONFIG)
+    assert [c.n_source for c in b.components] == [30, 30]  # every clip, no target rows
+    assert np.isfinite(b.threshold)
+    # cross-fitted: above the in-sample percentile, which is biased low
+    assert b.threshold > np.percentile(b.score(emb), 90)
+    paper = enrolled_section([emb[0]], PAPER_BACKEND)
+    assert paper.components[0].n_source == 16  # k-means centres with the paper's backend
+    with pytest.raises(BackendError, match="at least 10 normal clips, got 9"):
+        enrolled_section([e[:9] for e in emb], CONFIG)
