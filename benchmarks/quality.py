@@ -45,7 +45,7 @@ import numpy as np
 from edge_agent.scoring.backend import PAPER_BACKEND, BackendConfig, view_weights
 from edge_agent.scoring.classical import DEFAULT_CLASSICAL
 
-FAMILIES = ("harmonic", "broadband", "cyclic")
+FAMILIES = ("harmonic", "broadband", "cyclic", "random", "texture")
 SIZES = (10, 30, 100, 300)
 DEFAULT_SIZE = 100
 SEEDS = (0, 1, 2)
@@ -85,6 +85,10 @@ class Recipe:
         train = asdict(TrainConfig(**self.train))
         for k in ("seed", "runs", "verbose", "strict"):
             train.pop(k)
+        # switches added after models were cached: absent while off, so the cache stays valid
+        for k, off in (("average", 0.0),):
+            if train.get(k) == off:
+                train.pop(k)
         return {"model": ModelConfig(**self.model).to_dict(), "train": train,
                 "runs": self.n_runs}
 
@@ -102,6 +106,9 @@ def _digest(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:12]
 
 
+FIXED = BackendConfig(weighting="fixed")
+"""The default backend with the fixed weights shipped before issue 19 (every kind weighs 1)."""
+
 PAPER = Recipe({"width": 1.0, "featex": False},
                {"epochs": 10, "batch_size": 64, "min_steps": 0, "augment": False},
                runs=1, backend=PAPER_BACKEND, classical=())
@@ -114,14 +121,21 @@ SYSTEMS: dict[str, Recipe | None] = {
     # ablations of the default, one switch each (BENCHMARKS.md "What each part does");
     # scoring-only ones reuse the default's trained models and cost seconds
     "default-no-classical": Recipe(classical=()),
+    "default-fixed": Recipe(backend=FIXED),
+    "bands-only": Recipe(runs=0, classical=("bands",)),
+    "rhythm-only": Recipe(runs=0, classical=("rhythm",)),
     "default-no-rhythm": Recipe(classical=("bands",)),
     "default-no-density": Recipe(backend=BackendConfig(density_k=0)),
     "default-paper-backend": Recipe(backend=PAPER_BACKEND, classical=()),
-    "classical-only": Recipe(runs=0),
+    "classical-only": Recipe(runs=0, backend=FIXED),
     "default-no-featex": Recipe(model={"featex": False}),
     "default-width1": Recipe(model={"width": 1.0}),
     "default-no-augment": Recipe(train={"augment": False}),
     "default-x3": Recipe(runs=3),
+    # seed stability (issue 19): checkpoint averaging over the last half of the epochs, and a
+    # quarter-width network
+    "default-avg": Recipe(train={"average": 0.5}),
+    "default-width025": Recipe(model={"width": 0.25}),
 }
 
 
@@ -234,6 +248,117 @@ def learned_embeddings(out: Path, family: str, size: int, seed: int, recipe: Rec
     return tr, te, info
 
 
+# ---------------------------------------------------------------- cached pseudo-anomalies
+
+
+def pseudo_plans(train: Sequence[Any], count: int, seed: int) -> dict[str, tuple[
+        np.ndarray, list[Any]]]:
+    """Per section: (rows of its normal clips in `train`, source first; the planned copies),
+    exactly as model_build.evaluation.evaluate.pseudo_sets / scoring.pseudo.section_pseudo plan
+    them."""
+    from edge_agent.scoring.pseudo import plan, section_seed
+    from model_build.evaluation.scores import section_rows
+
+    out = {}
+    for sec in sorted({c.section_id for c in train}):
+        src, tgt = section_rows(train, sec)
+        rows = np.concatenate([src, tgt])
+        if rows.size >= 2:
+            out[sec] = (rows, plan(int(rows.size), count, section_seed(sec, seed)))
+    return out
+
+
+def _pseudo_key(clip: Any, item: Any) -> str:
+    return f"{_cache_key(clip.path)}#{item.kind}#{item.seed}"
+
+
+def pseudo_features(out: Path, family: str, size: int, seed: int, recipe: Recipe | None,
+                    train: Sequence[Any], count: int) -> dict[str, tuple[np.ndarray, list[
+                        np.ndarray], list[np.ndarray]]]:
+    """Per section: (origins, learned pseudo embeddings per model, classical pseudo features
+    per classical component), cached: classical per family by (clip, kind, seed), learned in
+    the cell's embedding file (the trained run is reloaded when they are missing)."""
+    from edge_agent.scoring.classical import classical_features
+    from edge_agent.scoring.frontend import DEFAULT_SPEC
+
+    plans = pseudo_plans(train, count, seed)
+    order = [(sec, j) for sec, (_, items) in plans.items() for j in range(len(items))]
+    n_feats = len(classical_features(DEFAULT_SPEC))
+    ccache = out / "features" / f"{family}_pseudo.npz"
+    cstore: dict[str, Any] = dict(np.load(ccache)) if ccache.exists() else {}
+    emb_file = None
+    learned = None
+    if recipe is not None and recipe.n_runs:
+        emb_file = out / "emb" / family / f"n{size}" / recipe.training_key() / f"s{seed}.npz"
+        learned = dict(np.load(emb_file, allow_pickle=False)).get(f"pseudo_{count}")
+    need_c = [(sec, j) for sec, j in order
+              if _pseudo_key(train[plans[sec][0][plans[sec][1][j].origin]], plans[sec][1][j])
+              + "#0" not in cstore]
+    if need_c or (learned is None and emb_file is not None):
+        run_dir = None
+        if learned is None and recipe is not None and emb_file is not None:
+            run_dir = out / "runs" / family / f"n{size}" / recipe.training_key() / f"s{seed}"
+        fresh = _embed_pseudo(plans, train, order if run_dir is not None else need_c, cstore,
+                              run_dir)
+        if need_c:
+            ccache.parent.mkdir(parents=True, exist_ok=True)
+            np.savez(ccache, **cstore)
+        if fresh is not None and emb_file is not None:
+            learned = fresh
+            z = dict(np.load(emb_file, allow_pickle=False))
+            z[f"pseudo_{count}"] = learned
+            np.savez(emb_file, **z)
+    result = {}
+    pos = 0
+    for sec, (rows, items) in plans.items():
+        origins = np.asarray([it.origin for it in items], dtype=np.int64)
+        keys = [_pseudo_key(train[rows[it.origin]], it) for it in items]
+        cls = [np.stack([cstore[k + f"#{c}"] for k in keys]) for c in range(n_feats)]
+        lrn = [] if learned is None else list(learned[:, pos:pos + len(items)])
+        pos += len(items)
+        result[sec] = (origins, lrn, cls)
+    return result
+
+
+def _embed_pseudo(plans: dict[str, tuple[np.ndarray, list[Any]]], train: Sequence[Any],
+                  todo: Sequence[tuple[str, int]], cstore: dict[str, Any],
+                  run_dir: Path | None) -> np.ndarray | None:
+    """Paint the copies in `todo`, add their missing classical features to `cstore`, and with
+    `run_dir` embed them with that trained run ((n_models, M, D) in `todo`'s order)."""
+    from edge_agent.audio.files import load_clip
+    from edge_agent.scoring.classical import classical_features
+    from edge_agent.scoring.frontend import DEFAULT_SPEC, stft_magnitude
+    from edge_agent.scoring.pseudo import perturb
+
+    feats = classical_features(DEFAULT_SPEC)
+    run = None
+    if run_dir is not None:
+        from model_build.training.runs import load_run
+
+        run = load_run(run_dir)
+    embs = []
+    for i in range(0, len(todo), 16):
+        waves = []
+        for sec, j in todo[i:i + 16]:
+            rows, items = plans[sec]
+            clip = train[rows[items[j].origin]]
+            waves.append(perturb(load_clip(clip.path, DEFAULT_SPEC), items[j],
+                                 DEFAULT_SPEC.sample_rate))
+            key = _pseudo_key(clip, items[j])
+            if key + "#0" not in cstore:
+                mag = stft_magnitude(waves[-1], DEFAULT_SPEC)
+                for k, f in enumerate(feats):
+                    cstore[key + f"#{k}"] = f.fn(mag)
+        if run is not None:
+            embs.append(run.embed_waves(np.stack(waves)))
+    if run is None:
+        return None
+    import keras
+
+    keras.backend.clear_session()
+    return np.concatenate(embs, axis=1)
+
+
 # ---------------------------------------------------------------- scoring
 
 
@@ -258,12 +383,13 @@ def run_system(out: Path, family: str, size: int, seed: int, name: str, view: Pa
         return dict(json.loads(cell.read_text()))
     t = time.perf_counter()
     info: dict[str, Any] = {}
+    kinds: list[str] = []
     if recipe is None:
         emb = classical_embeddings(out, family, [*train, *test], "floor")[0]
         trs, tes = [emb[: len(train)]], [emb[len(train):]]
         config = replace(PAPER_BACKEND, seed=seed)
     else:
-        trs, tes, kinds = [], [], []
+        trs, tes = [], []
         if recipe.n_runs:
             tr, te, info = learned_embeddings(out, family, size, seed, recipe, view, train, test)
             trs, tes, kinds = list(tr), list(te), ["model"] * len(tr)
@@ -274,10 +400,21 @@ def run_system(out: Path, family: str, size: int, seed: int, name: str, view: Pa
                 tes.append(c[len(train):])
                 kinds.append(entry["kind"])
         config = replace(recipe.backend, seed=seed)
+    pseudo = None
+    if recipe is not None and config.weighting == "pseudo" and len(set(kinds)) > 1:
+        from edge_agent.scoring.backend import PseudoSet
+
+        feats = pseudo_features(out, family, size, seed, recipe, train, config.pseudo_count)
+        wanted = [i for i, e in enumerate(DEFAULT_CLASSICAL) if e["kind"] in recipe.classical]
+        pseudo = {sec: PseudoSet([*lrn, *[cls[i] for i in wanted]], origins)
+                  for sec, (origins, lrn, cls) in feats.items()}
     bs = backend_scores(trs, train, tes, test, config,
-                        view_weights(kinds) if recipe is not None else None)
+                        view_weights(kinds) if recipe is not None else None, pseudo,
+                        kinds if recipe is not None else None)
     result = {**summary(test, bs.scores), "info": info,
-              "score_s": time.perf_counter() - t}
+              "score_s": time.perf_counter() - t,
+              "weights": {sec: [round(c.weight, 4) for c in b.components]
+                          for sec, b in bs.backends.items()}}
     cell.parent.mkdir(parents=True, exist_ok=True)
     cell.write_text(json.dumps(result))
     return result
@@ -337,13 +474,21 @@ def report(results: dict[str, Any], families: Sequence[str], sizes: Sequence[int
 
 def real_smoke(out: Path, results_seed_run: Path | None) -> str:
     """The shipped system's components on the real DCASE 2023 sample clips: per machine type,
-    the backend fitted on its two training clips scores its test clips. Too few clips for AUC
-    claims: it shows that real audio (12 s clips included) goes through every stage."""
+    the backend fitted on its two training clips (weights decided from their pseudo-anomalies,
+    as export does) scores its test clips. Too few clips for AUC claims: it shows that real
+    audio (12 s clips included) goes through every stage."""
     folder = REAL / "dcase2023-dev-mixed"
     if not folder.is_dir():
         return "real clips: not available (../shared/data/real absent), skipped"
+    from edge_agent.scoring.frontend import DEFAULT_SPEC
     from model_build.data.dataset import scan
-    from model_build.evaluation.evaluate import backend_scores, split_clips
+    from model_build.evaluation.baseline import ClassicalEmbedder
+    from model_build.evaluation.evaluate import (
+        backend_scores,
+        joined_waves,
+        pseudo_sets,
+        split_clips,
+    )
 
     root = out / "real"
     for f in sorted(folder.glob("*.wav")):
@@ -355,18 +500,25 @@ def real_smoke(out: Path, results_seed_run: Path | None) -> str:
     train, test = split_clips(scan([root]))
     cls = classical_embeddings(out, "real", [*train, *test], "classical")
     trs, tes = [c[: len(train)] for c in cls], [c[len(train):] for c in cls]
+    classical = ClassicalEmbedder(DEFAULT_SPEC)
+    config = BackendConfig()
     if results_seed_run is not None:
         from model_build.training.runs import load_run
 
         r = load_run(results_seed_run)
         trs = list(r.embed_clips(train)) + trs
         tes = list(r.embed_clips(test)) + tes
+        pseudo = pseudo_sets(joined_waves(r, classical), train, r.spec, config)
+    else:
+        pseudo = pseudo_sets(classical.embed_waves, train, DEFAULT_SPEC, config)
     kinds = ["model"] * (len(trs) - len(cls)) + ["bands", "rhythm"]
-    bs = backend_scores(trs, train, tes, test, BackendConfig(), view_weights(kinds))
-    rows = ["| clip | label | score | threshold |", "|---|---|---|---|"]
+    bs = backend_scores(trs, train, tes, test, config, view_weights(kinds), pseudo, kinds)
+    rows = ["| clip | label | score | threshold | weights (model / bands / rhythm) |",
+            "|---|---|---|---|---|"]
     for c, s in zip(test, bs.scores, strict=True):
+        w = " / ".join(f"{x.weight:.2f}" for x in bs.backends[c.section_id].components)
         rows.append(f"| {c.machine}/{c.path.name} | {c.label} | {s:.2f} | "
-                    f"{bs.thresholds[c.section_id]:.2f} |")
+                    f"{bs.thresholds[c.section_id]:.2f} | {w} |")
     return "\n".join(rows)
 
 

@@ -7,7 +7,9 @@ Every mode goes through the real export (every model of the run + the classical 
 backends refitted on the device path) and is scored through
 `model_build.export.BundleEmbedder` (numpy frontend + TFLite, what the device runs). The float
 Keras row scores the run's own models + the same classical components with the same backend
-code, so the difference between rows is what the quantisation did to the shipped system.
+code (each section's weights decided from the float model's embeddings of the same
+pseudo-anomalies), so the difference between rows is what the quantisation did to the shipped
+system.
 """
 
 from __future__ import annotations
@@ -20,10 +22,16 @@ from pathlib import Path
 import numpy as np
 
 from edge_agent.bundle.manifest import QUANTIZE_MODES
-from edge_agent.scoring.backend import view_weights
+from edge_agent.scoring.backend import BackendConfig, view_weights
 from model_build.data.dataset import scan
 from model_build.evaluation.baseline import ClassicalEmbedder
-from model_build.evaluation.evaluate import backend_scores, evaluate_scores, split_clips
+from model_build.evaluation.evaluate import (
+    backend_scores,
+    evaluate_scores,
+    joined_waves,
+    pseudo_sets,
+    split_clips,
+)
 from model_build.export import BundleEmbedder, export_run
 from model_build.training.runs import load_run
 
@@ -65,9 +73,12 @@ def main() -> None:
     k_ms = 1000 * (time.perf_counter() - t0) / (len(train) + len(test))
     c_tr, c_te = ClassicalEmbedder(run.spec).embed_clips(train), ClassicalEmbedder(
         run.spec).embed_clips(test)
-    weights = view_weights(["model"] * len(k_tr) + ["bands", "rhythm"])
-    ev = evaluate_scores(test, backend_scores(k_tr + c_tr, train, k_te + c_te, test,
-                                              weights=weights).scores)
+    kinds = ["model"] * len(k_tr) + ["bands", "rhythm"]
+    config = BackendConfig()  # export's default: weights decided per section
+    cls = ClassicalEmbedder(run.spec)
+    pseudo = pseudo_sets(joined_waves(run, cls), train, run.spec, config)
+    ev = evaluate_scores(test, backend_scores(k_tr + c_tr, train, k_te + c_te, test, config,
+                                              view_weights(kinds), pseudo, kinds).scores)
     header = ("| model | cosine to Keras mean / min | AUC source | AUC target | AUC mixed | "
               "pAUC source | pAUC target | pAUC mixed | size MB | ms / window (embed, 1 thr) |")
     lines = [header, "|" + "---|" * 10,
@@ -82,8 +93,9 @@ def main() -> None:
         ms = 1000 * (time.perf_counter() - t0) / len(test)
         d_tr = emb.embed_clips(train)
         cos = np.concatenate([_cos(d, k) for d, k in zip(d_te[:n_models], k_te, strict=True)])
-        ev = evaluate_scores(test, backend_scores(d_tr, train, d_te, test,
-                                                  weights=emb.weights).scores)
+        d_pseudo = pseudo_sets(emb.embed_waves, train, emb.spec, config)
+        ev = evaluate_scores(test, backend_scores(d_tr, train, d_te, test, config, emb.weights,
+                                                  d_pseudo, emb.kinds).scores)
         size = sum(p.stat().st_size for p in emb.scorer.bundle.model_paths) / 1e6
         lines.append(_row(mode, ev.summary, {"cos": f"{cos.mean():.4f} / {cos.min():.4f}",
                                              "size": f"{size:.2f}", "ms": f"{ms:.1f}"}))

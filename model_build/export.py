@@ -48,10 +48,11 @@ from edge_agent.bundle.versions import write_bundle
 from edge_agent.errors import EdgeAgentError, FieldError
 from edge_agent.runtime.scorer import Scorer, WindowEmbedding, stack_embeddings
 from edge_agent.runtime.selftest import make_self_test
-from edge_agent.scoring.backend import BackendConfig, SectionBackend, fit_section
+from edge_agent.scoring.backend import BackendConfig, PseudoSet, SectionBackend, fit_section
 from edge_agent.scoring.classical import classical_features
 from edge_agent.scoring.embedder import Embedder, load_runtime
 from edge_agent.scoring.frontend import DEFAULT_SPEC, FrontendSpec, model_inputs
+from edge_agent.scoring.pseudo import section_pseudo
 from model_build.data.clip import Clip
 from model_build.progress import Progress
 from model_build.quiet import converter_output
@@ -141,23 +142,45 @@ def refit_backends(
     config: BackendConfig,
     weights: Sequence[float] | None = None,
     progress: bool = False,
+    kinds: Sequence[str] | None = None,
 ) -> dict[str, SectionBackend]:
     """Per section: `fit_section` on the device path's embeddings (`embed(wave)`: one
-    embedding per component) of the section's training clips."""
+    embedding per component) of the section's training clips; with `kinds` and
+    `config.weighting == "pseudo"`, the weights decided per section from the device path's
+    embeddings of its pseudo-anomalies (edge_agent.scoring.pseudo.section_pseudo)."""
     sections: dict[str, dict[str, list[WindowEmbedding]]] = {}
+    paths: dict[str, dict[str, list[Path]]] = {}
     train = [c for c in clips if c.split == "train"]
     with Progress(len(train), "embedding train clips", progress) as bar:
         for c in train:
             d = sections.setdefault(c.section_id, {"source": [], "target": []})
-            d["target" if c.domain == "target" else "source"].append(
-                embed(load_clip(c.path, spec)))
+            dom = "target" if c.domain == "target" else "source"
+            d[dom].append(embed(load_clip(c.path, spec)))
+            paths.setdefault(c.section_id, {"source": [], "target": []})[dom].append(c.path)
             bar.update()
     if not sections:
         raise EdgeAgentError("data: no training clips to fit the backend on")
+    decide = (config.weighting == "pseudo" and kinds is not None and len(set(kinds)) > 1)
+    pseudo: dict[str, PseudoSet] = {}
+    if decide:
+        def embed_batch(waves: NDArray[np.float32]) -> list[NDArray[np.float32]]:
+            return stack_embeddings([embed(w) for w in waves], dims)
+
+        todo = [s for s in sorted(paths) if len(paths[s]["source"]) + len(paths[s]["target"]) > 1]
+        with Progress(len(todo), "pseudo-anomalies", progress, unit="sections") as bar:
+            for sid in todo:
+                normal = paths[sid]["source"] + paths[sid]["target"]
+
+                def wave(i: int, normal: list[Path] = normal) -> NDArray[np.float32]:
+                    return load_clip(normal[i], spec)
+
+                pseudo[sid] = section_pseudo(sid, len(normal), wave, embed_batch,
+                                             spec.sample_rate, config.pseudo_count, config.seed)
+                bar.update()
     return {
         sid: fit_section(
             stack_embeddings(d["source"], dims), stack_embeddings(d["target"], dims), config,
-            weights=weights,
+            weights=weights, pseudo=pseudo.get(sid), kinds=kinds,
         ).backend
         for sid, d in sorted(sections.items())
     }
@@ -278,7 +301,7 @@ def export_models(
         scorer = Scorer.from_bundle(draft, threads=2, check=False)
         manifest["runtime_at_export"] = scorer.runtime_name
         backends = refit_backends(scorer.embed, scorer.dims, train_clips, spec, config,
-                                  scorer.bundle.weights, progress)
+                                  scorer.bundle.weights, progress, scorer.bundle.kinds)
         chosen = [load_clip(c.path, spec) for c in self_test_clips(train_clips)]
         data, manifest["self_test"] = self_test(scorer, backends, chosen[0], chosen[1:])
         manifest["profiles"] = audio_profiles(train_clips, spec)
@@ -362,6 +385,12 @@ class BundleEmbedder:
     def __init__(self, bundle: Path, threads: int = 2) -> None:
         self.scorer = Scorer.from_bundle(bundle, threads=threads)
         self.weights = self.scorer.bundle.weights
+        self.kinds = self.scorer.bundle.kinds
+        self.spec = self.scorer.spec
+
+    def embed_waves(self, waves: NDArray[np.float32]) -> list[NDArray[np.float32]]:
+        """One (N, D_i) array per bundle component, of waves in memory."""
+        return stack_embeddings([self.scorer.embed(w) for w in waves], self.scorer.dims)
 
     def embed_clips(self, clips: Sequence[Clip]) -> list[NDArray[np.float32]]:
         """One (N, D_i) array per bundle component."""

@@ -173,8 +173,13 @@ def test_fusion_sums_or_takes_the_max_of_standardised_components() -> None:
     np.testing.assert_allclose(per[0], 0.25 * b.component_scores(x)[0])
     np.testing.assert_allclose(w.backend.score(x), per[0] + per[1])
     assert w.backend.threshold == pytest.approx(np.percentile(w.held_out, 90))
-    with pytest.raises(BackendError, match="weights"):
-        fit_section([a_src, b_src], [a_tgt, b_tgt], weights=[1.0, 0.0])
+    # a weight of 0 silences a component (a per-section fit may decide so); all 0 is refused
+    off = fit_section([a_src, b_src], [a_tgt, b_tgt], weights=[1.0, 0.0]).backend
+    np.testing.assert_array_equal(off.component_scores(x)[1], 0.0)
+    np.testing.assert_allclose(off.score(x), b.component_scores(x)[0])
+    for bad in ([0.0, 0.0], [1.0, -0.5], [1.0, np.nan]):
+        with pytest.raises(BackendError, match="weights"):
+            fit_section([a_src, b_src], [a_tgt, b_tgt], weights=bad)
 
 
     with pytest.raises(BackendError, match="number of clips"):

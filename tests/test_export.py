@@ -17,6 +17,7 @@ from edge_agent.scoring.frontend import DEFAULT_SPEC
 from model_build.cli import main as build_main
 from model_build.data.clip import Clip
 from model_build.data.dataset import scan
+from model_build.evaluation.evaluate import pseudo_sets
 from model_build.export import BundleEmbedder, export_run, keras_embed
 from model_build.training.runs import load_run
 
@@ -80,15 +81,18 @@ def test_backend_is_refitted_on_the_exported_models_embeddings(
     b = load_bundle(vdir)
     emb = BundleEmbedder(vdir)
     train = [c for c in clips if c.split == "train"]
+    pseudo = pseudo_sets(emb.embed_waves, train, emb.spec, b.backend_config)
     for sec in b.sections:
         src = [c for c in train if c.section_id == sec and c.domain == "source"]
         tgt = [c for c in train if c.section_id == sec and c.domain == "target"]
-        want = fit_section(emb.embed_clips(src), emb.embed_clips(tgt), b.backend_config).backend
+        want = fit_section(emb.embed_clips(src), emb.embed_clips(tgt), b.backend_config,
+                           pseudo=pseudo[sec], kinds=b.kinds).backend
         got = b.backend(sec)
         for g, w in zip(got.components, want.components, strict=True):
             assert g.n_source == w.n_source
             assert np.allclose(g.references, w.references, atol=1e-5)
             assert (g.mean, g.std) == pytest.approx((w.mean, w.std), abs=1e-5)
+            assert g.weight == w.weight
         assert got.threshold == pytest.approx(want.threshold, abs=1e-5)
         # the audio profile of the same clips (edge_agent.scoring.profile), checked at load
         profile = b.profile(sec)
@@ -111,8 +115,11 @@ def test_an_ensemble_exports_every_model_and_scores_their_fused_scores(
     b = load_bundle(vdir)
     assert [c["kind"] for c in b.components] == ["model", "model", "bands", "rhythm"]
     assert b.model_files == ["model_0.tflite", "model_1.tflite"]
-    # the two models share one vote in the fusion, each classical view has one
-    assert [c.weight for c in b.backend(b.sections[0]).components] == [0.5, 0.5, 1.0, 1.0]
+    # the two models share their group's weight (decided per section), each classical view
+    # has its own; the largest group weight is 1
+    for sec in b.sections:
+        w = [c.weight for c in b.backend(sec).components]
+        assert w[0] == w[1] and max(2 * w[0], w[2], w[3]) == 1.0
     scorer = Scorer.from_bundle(vdir)
     test = [c for c in clips if c.split == "test"][:3]
     sec = test[0].section_id

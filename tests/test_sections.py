@@ -12,6 +12,7 @@ from edge_agent.scoring.backend import (
     PAPER_BACKEND,
     BackendConfig,
     BackendError,
+    PseudoSet,
     SectionBackend,
     fit_component,
     fit_section,
@@ -196,3 +197,39 @@ def test_taught_threshold_rules(machine: tuple[SectionBackend, np.ndarray, np.nd
         taught_section(old, far, CONFIG, 0)
     with pytest.raises(BackendError, match=r"feedback: expected \(N>0, 32\) embeddings"):
         taught_section(old, [np.zeros((2, 5)), np.zeros((2, D2))], CONFIG, 64)
+
+
+def _clips_and_copies(rng: np.random.Generator, n: int, m: int = 48) -> tuple[
+        list[np.ndarray], PseudoSet]:
+    """`n` new clips in two components and `m` copies of them: the model's copies move far
+    from every clip, the band statistics' copies are just more normal-looking clips."""
+    a = 1.0 + 0.2 * rng.normal(size=(n, D))
+    b = 1.0 + 0.2 * rng.normal(size=(n, D2))
+    origin = np.arange(m) % n
+    pa = a[origin] + 0.5 * rng.normal(size=(m, D))
+    pb = 1.0 + 0.2 * rng.normal(size=(m, D2))
+    return [a, b], PseudoSet([pa, pb], origin)
+
+
+def test_enrol_and_calibrate_decide_the_weights_from_the_new_clips_copies(
+    old: SectionBackend,
+) -> None:
+    """With the copies of the new clips (origins index the new clips) and the components'
+    kinds, the section's weights are decided again: the component that does not tell the
+    copies from the clips gets little weight. Without them, the weights stay."""
+    rng = np.random.default_rng(9)
+    kinds = ["model", "bands"]
+    emb, pseudo = _clips_and_copies(rng, 30)
+    w = [c.weight for c in enrolled_section(emb, CONFIG, pseudo=pseudo, kinds=kinds).components]
+    assert w[0] == 1.0 and w[1] < 0.35
+    assert [c.weight for c in enrolled_section(emb, CONFIG, weights=[1.0, 0.5]).components] \
+        == [1.0, 0.5]
+    emb, pseudo = _clips_and_copies(rng, 12)
+    cal = calibrated_section(old, emb, CONFIG, "append", pseudo=pseudo, kinds=kinds)
+    w = [c.weight for c in cal.backend.components]
+    assert w[0] == 1.0 and w[1] < 0.35
+    assert [c.weight for c in calibrated_section(old, emb, CONFIG).backend.components] \
+        == [c.weight for c in old.components]
+    bad = PseudoSet(pseudo.embeddings, pseudo.origin + 12)  # not rows of the new clips
+    with pytest.raises(BackendError, match="pseudo origins"):
+        calibrated_section(old, emb, CONFIG, pseudo=bad, kinds=kinds)

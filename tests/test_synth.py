@@ -19,6 +19,7 @@ from model_build.evaluation.baseline import baseline_features, score_clips
 from model_build.synth.core import (
     MACHINE_TYPES,
     ClipJob,
+    Section,
     SynthConfig,
     SynthError,
     family,
@@ -194,7 +195,7 @@ def test_baseline_embedder_runs_through_evaluate(synth_root: Path) -> None:
     assert "harmonic mean" in text
 
 
-@pytest.mark.parametrize("name", ["broadband", "cyclic"])
+@pytest.mark.parametrize("name", ["broadband", "cyclic", "random", "texture"])
 def test_other_families_write_their_own_machines_deterministically(
     tmp_path: Path, name: str
 ) -> None:
@@ -262,3 +263,44 @@ def test_cyclic_timing_faults_move_the_cycle_starts() -> None:
     assert len(missing) <= len(normal) - 2
     jitter = cycle_starts(np.random.default_rng(0), 1.0, "timing_jitter", 1.0)
     assert np.std(np.diff(jitter)) > 5 * np.std(np.diff(normal))
+
+
+def test_texture_faults_keep_band_energies_but_change_the_fine_spectrum() -> None:
+    """The texture family's faults, rendered from the same random state as the normal clip:
+    the band statistics' time means move less than between two normal clips of the section
+    (a classical detector has little to go on), while the full-clip spectrum changes."""
+    from edge_agent.scoring.classical import band_stats
+    from edge_agent.scoring.frontend import DEFAULT_SPEC
+    from model_build.synth import texture as tx
+
+    nb = 53  # the band-mean half of the band statistics
+    for machine in tx.MACHINES:
+        sec = tx.make_section(0, machine, 0)
+
+        def sound(kind: str | None, seed: int = 1, sec: Section = sec) -> np.ndarray:
+            x = tx._machine(np.random.default_rng(seed), sec, 1.0, 1.0, kind, 0.8)  # noqa: SLF001 -- the family's renderer, no public per-clip entry point
+            return np.asarray(x / np.sqrt(np.mean(x**2)), dtype=np.float32)
+
+        base = sound(None)
+        ref = band_stats(base, DEFAULT_SPEC)[:nb]
+        spread = np.abs(band_stats(sound(None, 2), DEFAULT_SPEC)[:nb] - ref).mean()
+        for kind in tx.ANOMALY_KINDS[machine]:
+            y = sound(kind)
+            moved = np.abs(band_stats(y, DEFAULT_SPEC)[:nb] - ref).mean()
+            assert moved < 0.6 * spread + 0.05, (machine, kind, moved, spread)
+            fine = np.abs(np.abs(np.fft.rfft(y)) - np.abs(np.fft.rfft(base))).sum()
+            assert fine > 0.01 * np.abs(np.fft.rfft(base)).sum(), (machine, kind)
+
+
+def test_random_family_sections_are_draws_from_a_broad_prior() -> None:
+    """Sections of one machine name differ in what they are made of (series, resonances,
+    noise colour), and a speed shift moves the whole tonal spectrum of the target domain."""
+    from model_build.synth import random as sr
+
+    secs = [sr.make_section(s, "alpha", i) for s in range(4) for i in range(3)]
+    assert len({round(sc.params["f0_0"]) for sc in secs}) == len(secs)
+    assert len({int(sc.params["n_series"]) for sc in secs}) >= 2
+    assert np.ptp([sc.params["colour"] for sc in secs]) > 3.0
+    sec = next(sc for sc in secs if sc.shift == "speed" and sc.params["n_series"] >= 1)
+    assert all(float(a.split("_")[1]) >= 1.3 for a in sec.target_attrs)
+    assert all(float(a.split("_")[1]) <= 1.1 for a in sec.source_attrs)

@@ -128,16 +128,38 @@ def test_min_steps_adds_epochs_on_small_sets() -> None:
     assert TrainConfig(epochs=10).epochs_for(240) == 10
 
 
+def test_average_covers_the_last_fraction_of_the_epochs() -> None:
+    assert TrainConfig(average=0.0).average_from(10) == 10  # off: no epoch averaged
+    assert TrainConfig(average=0.5).average_from(10) == 5
+    assert TrainConfig(average=0.01).average_from(10) == 9  # at least the last epoch
+    assert TrainConfig(average=1.0).average_from(4) == 0
+
+
 def test_featex_and_augment_train_and_resume(tiny_dcase_root: Path, tmp_path: Path) -> None:
     """The FeatEx head (3C classes, trainable centres) trains next to the fixed AdaCos head and
-    is checkpointed with it; min_steps stretches a tiny set to more epochs."""
+    is checkpointed with it; min_steps stretches a tiny set to more epochs; with `average` the
+    final weights are the mean of the last epochs' weights (BatchNorm statistics included),
+    which the checkpoint keeps as a running sum for a resume."""
     cfg = ModelConfig(width=0.25, featex=True)
-    tcfg = TrainConfig(epochs=1, batch_size=4, min_steps=2 * 6, augment=True, verbose=False)
+    tcfg = TrainConfig(epochs=1, batch_size=4, min_steps=2 * 6, augment=True, verbose=False,
+                       average=0.5)
     n_clips = len([c for c in scan([tiny_dcase_root]) if c.split == "train"])
     run = train_run([tiny_dcase_root], tmp_path / "run", cfg, tcfg)
     meta = read_meta(run)
     assert meta["config"]["featex"] and meta["train"]["augment"]
     assert meta["models"][0]["epochs_done"] == tcfg.epochs_for(n_clips) > 1
+    averaged = tcfg.epochs_for(n_clips) - tcfg.average_from(tcfg.epochs_for(n_clips))
+    assert meta["models"][0]["averaged_epochs"] == averaged >= 2
+    avg = np.load(run / "model_0" / "checkpoint" / "average.npz")
+    final = load_run(run).models[0].get_weights()
+    assert int(avg["count"]) == averaged and len(final) == len(avg.files) - 1
+    for i, w in enumerate(final):
+        np.testing.assert_allclose(w, avg[f"arr_{i}"] / averaged, rtol=1e-5, atol=1e-6)
+    from model_build.training.model import build_embedding_model
+
+    last = build_embedding_model(cfg, load_run(run).spec)  # the last epoch's own weights
+    last.load_weights(run / "model_0" / "checkpoint" / "embedding.weights.h5")
+    assert not all(np.allclose(a, b) for a, b in zip(last.get_weights(), final, strict=True))
     head = np.load(run / "model_0" / "head.npz")
     n_classes = len(meta["classes"])
     assert head["featex_centres"].shape == (256, 3 * n_classes * 16)

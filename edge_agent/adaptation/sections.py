@@ -34,6 +34,14 @@ threshold rule is the section's own refit percentile (`refit`), with `max` never
 percentile of the answered windows' held-out scores, or (`keep`) the old threshold and score
 normalisers (only the references change). Calibrate's `target` rule does not apply: an answer
 is a handful of windows, not a condition. BENCHMARKS.md "Teach it" measures the three.
+
+Component weights. A bundle fitted with `weighting="pseudo"` decides each section's weights
+from held-out normal clips against pseudo-anomalies (edge_agent.scoring.fusion); calibrate and
+enrol decide them again the same way when given the pseudo-anomalies of their new clips
+(`pseudo`: perturbed copies of the new clips, edge_agent.scoring.pseudo, embedded by the
+bundle's own components), so a new condition or a new machine gets the weighting its own
+sound supports. Without them (or with a `"fixed"` bundle) calibrate keeps the section's weights
+and enrol uses the given ones.
 """
 
 from __future__ import annotations
@@ -51,6 +59,7 @@ from edge_agent.errors import choice
 from edge_agent.scoring.backend import (
     BackendConfig,
     BackendError,
+    PseudoSet,
     SectionBackend,
     SectionFit,
     check_percentile,
@@ -127,16 +136,20 @@ def calibrated_section(
     mode: Mode = DEFAULT_MODE,
     percentile: float = DEFAULT_PERCENTILE,
     rule: ThresholdRule = DEFAULT_RULE,
+    pseudo: PseudoSet | None = None,
+    kinds: Sequence[str] | None = None,
 ) -> Calibration:
     """New target references from `target_embs` (per component (N, D_i)), refit, and the
-    threshold rule of the module docstring."""
+    threshold rule of the module docstring. `pseudo`: pseudo-anomalies of the new clips
+    (origins index `target_embs`' rows) and `kinds` the components' kinds: the weights are
+    decided again (module docstring)."""
     mode = choice("mode", mode, MODES)  # callers outside the type checker, too
     rule = choice("rule", rule, THRESHOLD_RULES)
     check_percentile(percentile)
     new = _embeddings(target_embs, old.dims, "calibrate")
     n_new = new[0].shape[0]
     fit = _refit(old, new, mode == "append", None, replace(config, percentile=percentile),
-                 "calibrate")
+                 "calibrate", pseudo, kinds)
     held = fit.held_out_target[-n_new:]
     q = float(np.percentile(held, percentile))
     thr = max(fit.backend.threshold, q) if rule == "max" else q
@@ -144,10 +157,12 @@ def calibrated_section(
 
 
 def _refit(old: SectionBackend, new: Sequence[NDArray[np.float64]], keep_targets: bool,
-           max_targets: int | None, config: BackendConfig, what: str) -> SectionFit:
+           max_targets: int | None, config: BackendConfig, what: str,
+           pseudo: PseudoSet | None = None, kinds: Sequence[str] | None = None) -> SectionFit:
     """`old`'s section refit with `new` (per component) as its newest target references: the
     source rows kept bit for bit, the old target rows before the new ones when `keep_targets`,
-    and of all target rows only the last `max_targets` (None: all)."""
+    and of all target rows only the last `max_targets` (None: all). `pseudo` (origins index
+    `new`'s rows) and `kinds`: the weights decided again (module docstring)."""
     sources, targets = [], []
     for c, e in zip(old.components, new, strict=True):
         sources.append(c.references[: c.n_source])
@@ -156,8 +171,11 @@ def _refit(old: SectionBackend, new: Sequence[NDArray[np.float64]], keep_targets
         targets.append(rows if max_targets is None else rows[-max_targets:])
     if sum(len(s) for s in sources[:1]) + len(targets[0]) < 2:
         raise BackendError(f"{what}: a single clip and no other reference to score it by")
+    n_new = len(new[0])
+    offset = len(sources[0]) + len(targets[0]) - n_new  # the new rows come last in the fit
     return fit_section(sources, targets, config, keep_source=True,
-                       weights=[c.weight for c in old.components])
+                       weights=[c.weight for c in old.components],
+                       pseudo=_shifted(pseudo, offset, n_new), kinds=kinds)
 
 
 @dataclass(frozen=True)
@@ -227,8 +245,11 @@ def enrolled_section(
     percentile: float = DEFAULT_PERCENTILE,
     min_clips: int = MIN_ENROL_CLIPS,
     weights: Sequence[float] | None = None,
+    pseudo: PseudoSet | None = None,
+    kinds: Sequence[str] | None = None,
 ) -> SectionBackend:
-    """The backend for a new machine: its clips are the source domain (see docstring)."""
+    """The backend for a new machine: its clips are the source domain (see docstring).
+    `pseudo` (origins index `embs`' rows) and `kinds`: weights decided per section."""
     arrays = [np.asarray(e) for e in embs]
     n = arrays[0].shape[0] if arrays and arrays[0].ndim == 2 else 0
     if n < min_clips:
@@ -237,4 +258,15 @@ def enrolled_section(
     clips = _embeddings(arrays, dims, "enrol")
     empty = [np.zeros((0, d)) for d in dims]
     return fit_section(clips, empty, replace(config, percentile=percentile),
-                       weights=weights).backend
+                       weights=weights, pseudo=_shifted(pseudo, 0, n), kinds=kinds).backend
+
+
+def _shifted(pseudo: PseudoSet | None, offset: int, n_new: int) -> PseudoSet | None:
+    """Pseudo-anomalies of the new clips with their origins moved to the clips' rows in the
+    fit (after the references that are kept)."""
+    if pseudo is None:
+        return None
+    origin = np.asarray(pseudo.origin, dtype=int)
+    if np.any((origin < 0) | (origin >= n_new)):
+        raise BackendError(f"pseudo origins: expected indices of the {n_new} new clips")
+    return PseudoSet(pseudo.embeddings, origin + offset)

@@ -13,7 +13,11 @@ Every change:
 1. starts from the current version loaded with the agent's trust (`Trust.keys`: its release keys
    and this device's key), so a version the agent would refuse is never adapted;
 2. computes the new section backend (`edge_agent.adaptation.sections` for calibrate, enrol and
-   teach, `edge_agent.adaptation.tuning` for tune);
+   teach, `edge_agent.adaptation.tuning` for tune); a bundle that decides its component weights
+   per section (`weighting: pseudo`) has calibrate and enrol decide them again from
+   pseudo-anomalies of the new clips (`clips_pseudo`: the perturbed copies export makes of its
+   training clips, embedded by the device path), so a new condition or machine gets the
+   weighting its own sound supports;
 3. writes it as a new version (`bundle.versions.write_adapted_version`: the same models, the
    record under the change's kind, `parent_version`, the signed origin carried and the version
    sealed with the device key `Trust.seal_key`), which becomes current; a running agent
@@ -46,13 +50,14 @@ from edge_agent.config.runtime import FeedbackRule, FeedbackSettings
 from edge_agent.errors import BundleError
 from edge_agent.runtime.history import read_history
 from edge_agent.runtime.scorer import Scorer, stack_embeddings
+from edge_agent.scoring.pseudo import section_pseudo
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     from edge_agent.arrays import FloatArray
     from edge_agent.bundle.signing import TrustedKey
-    from edge_agent.scoring.backend import SectionBackend
+    from edge_agent.scoring.backend import PseudoSet, SectionBackend
 
 
 @dataclass(frozen=True)
@@ -105,6 +110,27 @@ def embed(scorer: Scorer, clips: Sequence[FloatArray], progress: Progress | None
     return stack_embeddings(out, scorer.dims)
 
 
+Note = Callable[[str], None]
+"""Called with one line before a long step (embedding the pseudo-anomalies)."""
+
+
+def clips_pseudo(scorer: Scorer, section: str, clips: Sequence[FloatArray],
+                 note: Note | None = None) -> PseudoSet | None:
+    """The pseudo-anomalies of the new clips (`scoring.pseudo.section_pseudo`, the copies
+    export makes of its training clips), embedded through the device path, when the bundle
+    decides component weights per section (`weighting: pseudo`) and has more than one kind of
+    component; else None (the section keeps its weights, enrol uses the fixed ones)."""
+    config = scorer.bundle.backend_config
+    if config.weighting != "pseudo" or len(set(scorer.bundle.kinds)) < 2 or len(clips) < 2:
+        return None
+    if note is not None:
+        note(f"embedding {config.pseudo_count} pseudo-anomalies (perturbed copies of the "
+             "clips) to weigh the components")
+    return section_pseudo(section, len(clips), lambda i: clips[i],
+                          lambda waves: embed(scorer, list(waves)), scorer.spec.sample_rate,
+                          config.pseudo_count, config.seed)
+
+
 @dataclass(frozen=True)
 class Calibration:
     """How a calibration uses its clips (`sections.calibrated_section`)."""
@@ -116,26 +142,31 @@ class Calibration:
 
 def calibrate(scorer: Scorer, section: str, clips: Sequence[FloatArray], trust: Trust,
               how: Calibration = Calibration(), *, origin: Mapping[str, Any] | None = None,
-              progress: Progress | None = None) -> Change:
+              progress: Progress | None = None, note: Note | None = None) -> Change:
     """Calibrate `section` to a new condition from `clips` (normal windows of the bundle's
     clip length): their embeddings become its target references, the threshold is re-derived
-    (`sections.calibrated_section`). `origin`: where the clips came from, for the record."""
+    (`sections.calibrated_section`), the weights decided again (`clips_pseudo`). `origin`:
+    where the clips came from, for the record."""
     old = scorer.bundle.backend(section)
     embs = embed(scorer, clips, progress)
     cal = calibrated_section(old, embs, scorer.bundle.backend_config, how.mode, how.percentile,
-                             how.rule)
+                             how.rule, clips_pseudo(scorer, section, clips, note),
+                             scorer.bundle.kinds)
     record = {"section": section, "mode": how.mode, "n_clips": len(clips),
               "percentile": how.percentile, **(origin or {}), **cal.record()}
     return _write(scorer.bundle, section, cal.backend, "calibration", record, trust,
                   cal.old_threshold, _profile(scorer, clips, "calibration"))
 
 
-def enrol(scorer: Scorer, section: str, clips: Sequence[FloatArray], trust: Trust,
-          percentile: float = 90.0, replace: bool = False, *,
-          origin: Mapping[str, Any] | None = None, progress: Progress | None = None) -> Change:
+def enrol(  # noqa: PLR0913 -- keyword-only: the clips' origin and two progress reports
+    scorer: Scorer, section: str, clips: Sequence[FloatArray], trust: Trust,
+    percentile: float = 90.0, replace: bool = False, *,
+    origin: Mapping[str, Any] | None = None, progress: Progress | None = None,
+    note: Note | None = None,
+) -> Change:
     """Enrol a machine the model never saw as a new `section` from `clips` (its source
-    references and a cross-fitted threshold, `sections.enrolled_section`); an existing section
-    only with `replace`."""
+    references, a cross-fitted threshold and weights decided from its own clips,
+    `sections.enrolled_section`, `clips_pseudo`); an existing section only with `replace`."""
     bundle = scorer.bundle
     replaced = section in bundle.backends
     if replaced and not replace:
@@ -143,7 +174,9 @@ def enrol(scorer: Scorer, section: str, clips: Sequence[FloatArray], trust: Trus
                           "to refit it (or calibrate it with edge-agent calibrate)")
     embs = embed(scorer, clips, progress)
     backend = enrolled_section(embs, bundle.backend_config, percentile,
-                               weights=bundle.weights)
+                               weights=bundle.weights,
+                               pseudo=clips_pseudo(scorer, section, clips, note),
+                               kinds=bundle.kinds)
     record = {"section": section, "n_clips": len(clips), "percentile": percentile,
               "n_references": backend.components[0].n_source,
               "threshold": backend.threshold, "replaced": replaced, **(origin or {})}

@@ -107,8 +107,14 @@ class Bundle:
 
     @property
     def weights(self) -> list[float]:
-        """Fusion weights of the components (`backend.view_weights` of their kinds)."""
-        return view_weights([c["kind"] for c in self.components])
+        """Fixed fusion weights of the components (`backend.view_weights` of their kinds):
+        what a `weighting="fixed"` refit uses; a `"pseudo"` one decides per section."""
+        return view_weights(self.kinds)
+
+    @property
+    def kinds(self) -> list[str]:
+        """Each component's kind ("model", "bands", "rhythm"), in component order."""
+        return [str(c["kind"]) for c in self.components]
 
     @property
     def backend_config(self) -> BackendConfig:

@@ -241,7 +241,9 @@ BACKEND_SCHEMA: Schema = {
     "references": (STR, False), "n_clusters": (INT, False), "max_references": (INT, False),
     "density_k": (INT, False), "normalise": (BOOL, False), "fusion": (STR, False),
     "percentile": (NUMBER, False), "folds": (INT, False), "seed": (INT, False),
-    "variant": (STR, False),
+    "variant": (STR, False), "weighting": (STR, False), "anchor": (NUMBER, False),
+    "ridge": (NUMBER, False),
+    "pseudo_count": (INT, False),
 }
 """edge_agent.scoring.backend.BackendConfig's fields (ranges and choices: its own checks)."""
 INPUT_SCHEMA: Schema = {

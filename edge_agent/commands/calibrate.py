@@ -69,6 +69,7 @@ def calibrate_cmd(
         clip_origin,
         collect_clips,
         embed_progress,
+        progress_note,
         shared_capture,
     )
     from edge_agent.errors import choice
@@ -99,7 +100,8 @@ def calibrate_cmd(
     if warning:
         typer.echo(warning, err=True)
     change = service.calibrate(scorer, sec, [c.samples for c in clips], checked, how,
-                               origin=clip_origin(cfg), progress=embed_progress(scorer, quiet))
+                               origin=clip_origin(cfg), progress=embed_progress(scorer, quiet),
+                               note=progress_note(scorer, quiet))
     print(f"calibrated {sec} with {len(clips)} clips ({mode}): threshold "
           f"{change.old_threshold:.5f} -> {change.new_threshold:.5f}; bundle version "
           f"{change.version_from} -> {change.version} (undo: edge-agent calibrate --bundle "

@@ -75,6 +75,12 @@ def embed_progress(scorer: Scorer, quiet: bool) -> Callable[[int, int], None]:
     return lambda i, n: progress.note(f"embedding clip {i}/{n}")
 
 
+def progress_note(scorer: Scorer, quiet: bool) -> Callable[[str], None]:
+    """A progress line before a long step (`adaptation.service.Note`: embedding the
+    pseudo-anomalies that weigh the components)."""
+    return Progress(scorer.spec.sample_rate, enabled=not quiet).note
+
+
 def clip_origin(cfg: AgentConfig) -> dict[str, Any]:
     """Where the clips came from, for the manifest record of a calibration or enrolment."""
     if cfg.source.kind == "files":

@@ -55,6 +55,7 @@ def enrol_cmd(
         clip_origin,
         collect_clips,
         embed_progress,
+        progress_note,
         shared_capture,
     )
     from edge_agent.errors import BundleError, FieldError
@@ -81,7 +82,8 @@ def enrol_cmd(
         typer.echo(warning, err=True)
     change = service.enrol(scorer, section, [c.samples for c in clips], checked, percentile,
                            replace, origin=clip_origin(cfg),
-                           progress=embed_progress(scorer, quiet))
+                           progress=embed_progress(scorer, quiet),
+                           note=progress_note(scorer, quiet))
     print(f"enrolled {section} from {len(clips)} clips: {change.record['n_references']} "
           f"references, threshold {change.new_threshold:.5f}; bundle version "
           f"{change.version_from} -> {change.version} (undo: edge-agent calibrate --bundle "

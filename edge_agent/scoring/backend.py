@@ -14,6 +14,11 @@ device's `calibrate`/`enrol` can all fit it with the SAME function, `fit_section
   summed with weights (`view_weights`: the models of an ensemble share one vote, each
   classical view has one) or their maximum taken, so that models and features on different
   scales can be fused and one threshold serves the sum;
+* the weights are decided per section (`weighting="pseudo"`, edge_agent.scoring.fusion) from the
+  section's normal clips alone: cross-fitted scores of held-out normal clips against
+  pseudo-anomalies (edge_agent.scoring.pseudo: perturbed copies of those clips), anchored on the
+  learned model, so a component that does not separate this machine's sounds gets little or
+  no weight; `weighting="fixed"` keeps the given weights (`view_weights`);
 * the threshold is a percentile of the fused cross-fitted scores.
 
 Why the density. Source references are many and dense, target references (the ~10 clips of
@@ -46,13 +51,16 @@ from numpy.typing import NDArray
 
 from edge_agent.arrays import AnyFloatArray
 from edge_agent.errors import EdgeAgentError
+from edge_agent.scoring.fusion import Choice, choose_weights
 
 Variant = Literal["joint", "source", "target", "sum"]
 References = Literal["all", "kmeans"]
 Fusion = Literal["sum", "max"]
+Weighting = Literal["fixed", "pseudo"]
 COSINE_VARIANTS: tuple[Variant, ...] = get_args(Variant)
 REFERENCE_KINDS: tuple[str, ...] = get_args(References)
 FUSIONS: tuple[str, ...] = get_args(Fusion)
+WEIGHTINGS: tuple[str, ...] = get_args(Weighting)
 _MIN_DENSITY = 1e-4  # cosine distance; duplicated references would otherwise divide by 0
 _MIN_STD = 1e-6
 
@@ -93,6 +101,19 @@ class BackendConfig:
     """k-means and fold assignment seed."""
     variant: Variant = "joint"
     """Ablation (Table 6): which references a score uses."""
+    weighting: Weighting = "pseudo"
+    """Component weights: decided per section from held-out normal clips against
+    pseudo-anomalies ("pseudo", edge_agent.scoring.fusion), or the ones the caller gives
+    ("fixed")."""
+    anchor: float = 0.3
+    """"pseudo": how much of the learned model alone is blended into the per-section
+    discriminant weights (0: none, 1: the model alone; BENCHMARKS.md "Fusion decided per
+    section": chosen leave-one-family-out)."""
+    ridge: float = 0.5
+    """"pseudo": ridge added to the covariance of the standardised scores in the discriminant
+    (a few dozen clips estimate it)."""
+    pseudo_count: int = 48
+    """"pseudo": pseudo-anomalies per section (edge_agent.scoring.pseudo.DEFAULT_COUNT)."""
 
     def __post_init__(self) -> None:
         if self.references not in REFERENCE_KINDS:
@@ -112,6 +133,21 @@ class BackendConfig:
             raise BackendError(f"backend density_k: expected >= 0, got {self.density_k}")
         if self.folds < 2:
             raise BackendError(f"backend folds: expected >= 2, got {self.folds}")
+        self._check_weighting()
+
+    def _check_weighting(self) -> None:
+        """The per-section weighting's fields (`weighting`, `anchor`, `ridge`, `pseudo_count`)."""
+        if self.weighting not in WEIGHTINGS:
+            raise BackendError(
+                f"backend weighting: expected one of {WEIGHTINGS}, got {self.weighting!r}"
+            )
+        if not (isinstance(self.anchor, int | float) and 0.0 <= self.anchor <= 1.0):
+            raise BackendError(f"backend anchor: expected a number in [0, 1], got {self.anchor!r}")
+        if not (isinstance(self.ridge, int | float) and np.isfinite(self.ridge)
+                and self.ridge >= 0):
+            raise BackendError(f"backend ridge: expected a number >= 0, got {self.ridge!r}")
+        if self.pseudo_count < 0:
+            raise BackendError(f"backend pseudo_count: expected >= 0, got {self.pseudo_count}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -122,14 +158,18 @@ class BackendConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             raise BackendError(f"backend config: unknown field(s) {unknown}")
+        values = dict(data)
+        # a bundle written before per-section weighting existed was fitted with fixed weights:
+        # its calibrate and enrol must refit the same way
+        values.setdefault("weighting", "fixed")
         try:
-            return cls(**dict(data))
+            return cls(**values)
         except TypeError as exc:
             raise BackendError(f"backend config: {exc}") from None
 
 
 PAPER_BACKEND = BackendConfig(
-    references="kmeans", density_k=0, normalise=False, fusion="sum"
+    references="kmeans", density_k=0, normalise=False, fusion="sum", weighting="fixed"
 )
 """The paper's backend (Wilkinghoff, ICASSP 2023): 16 k-means centres of the source clips +
 every target clip, plain minimum cosine distance, an ensemble's raw scores summed."""
@@ -285,7 +325,11 @@ class Component:
         )
 
     def score(self, emb: AnyFloatArray, variant: Variant = "joint") -> NDArray[np.float64]:
-        """(N,) weighted standardised score (raw score when not normalised, weight 1)."""
+        """(N,) weighted standardised score (raw score when not normalised, weight 1); a
+        component the section's fit gave no weight costs nothing (zeros, no distances)."""
+        if self.weight == 0.0:
+            e = np.asarray(emb)
+            return np.zeros(1 if e.ndim == 1 else e.shape[0])
         return self.weight * (self.distances(emb, variant) - self.mean) / self.std
 
 
@@ -425,6 +469,8 @@ class SectionBackend:
             raise BackendError(f"backend: missing or malformed field ({exc})") from None
         if n < 1:
             raise BackendError("backend: expected at least one component")
+        if not any(c.weight > 0 for c in comps):
+            raise BackendError("backend: every component has weight 0 (expected one > 0)")
         if fusion not in FUSIONS:
             raise BackendError(f"backend fusion: expected one of {FUSIONS}, got {fusion!r}")
         return cls(comps, threshold, cast(Fusion, fusion))
@@ -460,8 +506,8 @@ def _component(d: Mapping[str, Any], prefix: str) -> Component:
     weight = _finite(d.get(f"{prefix}weight", 1.0), f"{prefix}weight")
     if std <= 0:
         raise BackendError(f"{prefix}std (normaliser): expected a finite number > 0, got {std}")
-    if weight <= 0:
-        raise BackendError(f"{prefix}weight: expected a finite number > 0, got {weight}")
+    if weight < 0:
+        raise BackendError(f"{prefix}weight: expected a finite number >= 0, got {weight}")
     return Component(refs, n_source, density, mean, std, weight)
 
 
@@ -480,6 +526,23 @@ def cross_fit_scores(
     `fit_score(source_rest, target_rest, held_out)` builds a backend from the other folds and
     scores the held-out clips. Source and target clips are each spread over the folds.
     """
+    return cross_fit_with_extra(source_emb, target_emb, None, None, fit_score, folds, seed)[0]
+
+
+def cross_fit_with_extra(
+    source_emb: AnyFloatArray,
+    target_emb: AnyFloatArray,
+    extra_emb: AnyFloatArray | None,
+    extra_origin: NDArray[np.integer] | None,
+    fit_score: FitScore,
+    folds: int = 5,
+    seed: int = 0,
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """`cross_fit_scores`, and the scores of extra rows (pseudo-anomalies) in the same folds:
+    extra row j is scored by the backend that did not see normal clip `extra_origin[j]` (its
+    origin, an index into source rows then target rows), so a perturbed copy is never compared
+    with the clip it was made from; rows with origin -1 (clips of other machines) are spread
+    over the folds. The normal clips' folds and scores do not depend on the extra rows."""
     src = as_matrix(source_emb, "source embeddings")
     tgt = as_matrix(target_emb, "target embeddings", src.shape[1] if src.shape[0] else None)
     n_s, n_t = src.shape[0], tgt.shape[0]
@@ -488,6 +551,11 @@ def cross_fit_scores(
         raise BackendError(
             f"threshold: need at least 2 normal training clips to cross-fit, got {n}"
         )
+    dim = src.shape[1] if n_s else tgt.shape[1]
+    extra = np.zeros((0, dim)) if extra_emb is None else as_matrix(extra_emb, "pseudo", dim)
+    origin = np.zeros(0, dtype=int) if extra_origin is None else np.asarray(extra_origin, int)
+    if origin.shape != (extra.shape[0],) or np.any((origin < -1) | (origin >= n)):
+        raise BackendError(f"pseudo origins: expected {extra.shape[0]} indices in -1..{n - 1}")
     k = max(2, min(folds, n))
     rng = np.random.default_rng(seed)
     fold_s = np.empty(n_s, dtype=int)
@@ -495,16 +563,31 @@ def cross_fit_scores(
     fold_t = np.empty(n_t, dtype=int)
     # continue the round-robin where source stopped so small folds get target clips too
     fold_t[rng.permutation(n_t)] = (np.arange(n_t) + n_s) % k
+    fold_all = np.concatenate([fold_s, fold_t])
+    fold_x = np.where(origin >= 0, fold_all[np.maximum(origin, 0)], np.arange(origin.size) % k)
     out = np.empty(n)
+    out_x = np.empty(extra.shape[0])
     for f in range(k):
-        hs, ht = fold_s == f, fold_t == f
-        held = np.concatenate([src[hs], tgt[ht]], axis=0)
+        hs, ht, hx = fold_s == f, fold_t == f, fold_x == f
+        held = np.concatenate([src[hs], tgt[ht], extra[hx]], axis=0)
         if held.shape[0] == 0:
             continue
         s = np.asarray(fit_score(src[~hs], tgt[~ht], held), dtype=np.float64)
-        out[np.flatnonzero(hs)] = s[: hs.sum()]
-        out[n_s + np.flatnonzero(ht)] = s[hs.sum() :]
-    return out
+        a, b = int(hs.sum()), int(hs.sum() + ht.sum())
+        out[np.flatnonzero(hs)] = s[:a]
+        out[n_s + np.flatnonzero(ht)] = s[a:b]
+        out_x[np.flatnonzero(hx)] = s[b:]
+    return out, out_x
+
+
+@dataclass(frozen=True)
+class PseudoSet:
+    """A section's pseudo-anomalies (edge_agent.scoring.pseudo) as every component embeds them."""
+
+    embeddings: Sequence[AnyFloatArray]
+    """One (M, D_i) array per component, in component order."""
+    origin: NDArray[np.integer]
+    """(M,) the normal clip each was made from (source rows, then target rows), -1: none."""
 
 
 @dataclass(frozen=True)
@@ -515,6 +598,8 @@ class SectionFit:
     backend: SectionBackend
     held_out: NDArray[np.float64]
     n_source_clips: int
+    choice: Choice | None = None
+    """The per-section weighting and its evidence (`weighting="pseudo"`), else None."""
 
     @property
     def held_out_target(self) -> NDArray[np.float64]:
@@ -537,17 +622,35 @@ def view_weights(kinds: Sequence[str]) -> list[float]:
     return [1.0 / kinds.count(k) for k in kinds]
 
 
+def _decides(config: BackendConfig, pseudo: PseudoSet | None, kinds: Sequence[str] | None,
+             n_components: int) -> bool:
+    """Whether the section decides its weights (`weighting="pseudo"`, sum fusion, and both
+    pseudo-anomalies and kinds given); checks that those fit the components."""
+    if kinds is not None and len(kinds) != n_components:
+        raise BackendError(f"backend kinds: expected {n_components}, got {len(kinds)}")
+    if pseudo is not None and len(pseudo.origin) and len(pseudo.embeddings) != n_components:
+        raise BackendError(
+            f"pseudo: {len(pseudo.embeddings)} embedding sets for {n_components} components")
+    return (config.weighting == "pseudo" and config.fusion == "sum" and pseudo is not None
+            and kinds is not None and len(pseudo.origin) > 0)
+
+
 def fit_section(
     sources: Sequence[AnyFloatArray],
     targets: Sequence[AnyFloatArray],
     config: BackendConfig = BackendConfig(),
     keep_source: bool = False,
     weights: Sequence[float] | None = None,
+    pseudo: PseudoSet | None = None,
+    kinds: Sequence[str] | None = None,
 ) -> SectionFit:
     """THE way a section is fitted: one component per embedding space (`sources[i]`,
     `targets[i]`: that space's normal source / target training embeddings, the same clips in
     the same order for every space), normalisers and threshold from cross-fitted scores.
-    `weights`: each component's weight in the fusion (default 1; see `view_weights`).
+
+    Weights: with `config.weighting == "pseudo"`, sum fusion, `pseudo` anomalies and the
+    components' `kinds` ("model", "bands", ...), decided for this section by
+    `fusion.choose_weights`; otherwise `weights` (default 1 each; see `view_weights`).
     `keep_source`: see `fit_component` (calibration)."""
     if not sources or len(sources) != len(targets):
         raise BackendError(
@@ -564,29 +667,41 @@ def fit_section(
         raise BackendError(f"backend: components disagree on the number of clips: {counts}")
     n_src, n_tgt = counts.pop()
     w = [1.0] * len(srcs) if weights is None else [float(x) for x in weights]
-    if len(w) != len(srcs) or not all(np.isfinite(x) and x > 0 for x in w):
-        raise BackendError(f"backend weights: expected {len(srcs)} numbers > 0, got {w}")
+    if (len(w) != len(srcs) or not all(np.isfinite(x) and x >= 0 for x in w)
+            or not any(x > 0 for x in w)):
+        raise BackendError(
+            f"backend weights: expected {len(srcs)} numbers >= 0, one > 0, got {w}")
+    decide = _decides(config, pseudo, kinds, len(srcs)) and n_src + n_tgt >= 2
     comps = [replace(fit_component(s, t, config, keep_source), weight=x)
              for s, t, x in zip(srcs, tgts, w, strict=True)]
     if n_src + n_tgt < 2:
         return SectionFit(SectionBackend(tuple(comps), float("inf"), config.fusion),
                           np.zeros(0), n_src)
-    held = [
-        cross_fit_scores(
-            s, t,
-            lambda s_, t_, h: fit_component(s_, t_, config, keep_source).distances(
-                h, config.variant
-            ),
-            config.folds, config.seed,
-        )
-        for s, t in zip(srcs, tgts, strict=True)
-    ]
+
+    def fit_score(s_: NDArray[np.float64], t_: NDArray[np.float64],
+                  h: NDArray[np.float64]) -> NDArray[np.float64]:
+        return fit_component(s_, t_, config, keep_source).distances(h, config.variant)
+
+    held, held_x = [], []
+    for i, (s, t) in enumerate(zip(srcs, tgts, strict=True)):
+        extra = pseudo.embeddings[i] if decide and pseudo is not None else None
+        origin = pseudo.origin if decide and pseudo is not None else None
+        h, hx = cross_fit_with_extra(s, t, extra, origin, fit_score, config.folds, config.seed)
+        held.append(h)
+        held_x.append(hx)
     if config.normalise:
         comps = [replace(c, mean=float(h.mean()), std=_spread(h))
                  for c, h in zip(comps, held, strict=True)]
+    choice = None
+    if decide and kinds is not None:
+        z = [(h - c.mean) / c.std for c, h in zip(comps, held, strict=True)]
+        zx = [(h - c.mean) / c.std for c, h in zip(comps, held_x, strict=True)]
+        choice = choose_weights(z, zx, kinds, config.anchor, config.ridge)
+        comps = [replace(c, weight=x) for c, x in zip(comps, choice.weights, strict=True)]
     fused = fuse([c.weight * (h - c.mean) / c.std for c, h in zip(comps, held, strict=True)],
                  config.fusion)
     threshold = float(np.percentile(fused, config.percentile))
-    return SectionFit(SectionBackend(tuple(comps), threshold, config.fusion), fused, n_src)
+    return SectionFit(SectionBackend(tuple(comps), threshold, config.fusion), fused, n_src,
+                      choice)
 
 

@@ -34,7 +34,9 @@ def synth_cmd(
     ] = 1,
     family_name: Annotated[
         str, typer.Option("--family", help="Generator family: harmonic (tonal machines), "
-                          "broadband (flow machines), cyclic (stroke machines).")
+                          "broadband (flow machines), cyclic (stroke machines), random "
+                          "(machines drawn from broad priors), texture (faults that keep band "
+                          "energies).")
     ] = "harmonic",
 ) -> None:
     """Write a synthetic DCASE-layout data set (one module per family in model_build/synth/)."""

@@ -77,6 +77,11 @@ def train_cmd(
         bool, typer.Option("--augment/--no-augment",
                            help="Random time shift and gain of every clip.")
     ] = _TRAIN.augment,
+    average: Annotated[
+        float, typer.Option("--average", min=0.0, max=1.0,
+                            help="Final weights = mean of the last fraction of the epochs' "
+                            "weights (checkpoint averaging; 0 = the last epoch's).")
+    ] = _TRAIN.average,
     quiet: Quiet = False,
     verbose: Verbose = False,
 ) -> None:
@@ -99,7 +104,7 @@ def train_cmd(
                       featex=featex)
     tcfg = TrainConfig(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
                        seed=seed, runs=runs, strict=strict, verbose=not quiet,
-                       min_steps=min_steps, augment=augment)
+                       min_steps=min_steps, augment=augment, average=average)
     library_output.tensorflow()
     train_run(list(data), out, cfg, tcfg, resume=resume)
     print(f"run written to {out}")

@@ -49,9 +49,12 @@ class BaselineEmbedder:
     spec: FrontendSpec = DEFAULT_SPEC
 
     def embed_clips(self, clips: Sequence[Clip]) -> NDArray[np.float32]:
-        out = np.empty((len(clips), 2 * self.spec.n_bins), dtype=np.float32)
-        for i, c in enumerate(clips):
-            out[i] = baseline_features(load_clip(c.path, self.spec), self.spec)
+        return self.embed_waves([load_clip(c.path, self.spec) for c in clips])
+
+    def embed_waves(self, waves: Sequence[NDArray[Any]] | NDArray[Any]) -> NDArray[np.float32]:
+        out = np.empty((len(waves), 2 * self.spec.n_bins), dtype=np.float32)
+        for i, w in enumerate(waves):
+            out[i] = baseline_features(w, self.spec)
         return out
 
 
@@ -64,11 +67,21 @@ class ClassicalEmbedder:
     spec: FrontendSpec = DEFAULT_SPEC
     entries: tuple[dict[str, Any], ...] = DEFAULT_CLASSICAL
 
+    @property
+    def kinds(self) -> list[str]:
+        """Each component's kind, as a bundle's manifest names it."""
+        return [str(e["kind"]) for e in self.entries]
+
     def embed_clips(self, clips: Sequence[Clip]) -> list[NDArray[np.float32]]:
+        return self.embed_waves([load_clip(c.path, self.spec) for c in clips])
+
+    def embed_waves(self, waves: Sequence[NDArray[Any]] | NDArray[Any]) -> list[
+        NDArray[np.float32]
+    ]:
         feats = classical_features(self.spec, self.entries)
         rows: list[list[NDArray[np.float32]]] = [[] for _ in feats]
-        for c in clips:
-            mag = stft_magnitude(load_clip(c.path, self.spec), self.spec)
+        for w in waves:
+            mag = stft_magnitude(w, self.spec)
             for row, f in zip(rows, feats, strict=True):
                 row.append(f.fn(mag))
         return [np.stack(r) if r else np.zeros((0, f.dim), np.float32)

@@ -31,14 +31,19 @@ from typing import Any, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
+from edge_agent.audio.files import load_clip
 from edge_agent.errors import EdgeAgentError
 from edge_agent.scoring.backend import (
     PAPER_BACKEND,
     BackendConfig,
+    PseudoSet,
     SectionBackend,
     fit_section,
     view_weights,
 )
+from edge_agent.scoring.frontend import FrontendSpec
+from edge_agent.scoring.fusion import Choice
+from edge_agent.scoring.pseudo import EmbedBatch, section_pseudo
 from model_build.data.clip import Clip
 from model_build.evaluation.metrics import SectionMetrics, Summary, section_metrics, summarise
 from model_build.evaluation.scores import BackendScores, _groups, section_rows
@@ -64,13 +69,17 @@ def backend_scores(
     test_clips: Sequence[Clip],
     config: BackendConfig = BackendConfig(),
     weights: Sequence[float] | None = None,
+    pseudo: Mapping[str, PseudoSet] | None = None,
+    kinds: Sequence[str] | None = None,
 ) -> BackendScores:
     """Fit one backend per section on the NORMAL training embeddings, score the test clips.
 
     `train_emb`/`test_emb`: (N, D) for one component, or a list of (N, D_i), one per
     component (the models of an ensemble, the classical features), fused with `weights`
-    (default 1 each). Training clips of a section are split by domain (edge_agent.scoring.backend);
-    thresholds are cross-fitted.
+    (default 1 each), or, with `pseudo` (section id -> its pseudo-anomalies, `pseudo_sets`)
+    and the components' `kinds`, with weights decided per section (backend.fit_section).
+    Training clips of a section are split by domain (edge_agent.scoring.backend); thresholds
+    are cross-fitted.
     """
     trs, tes = _as_components(train_emb), _as_components(test_emb)
     if len(trs) != len(tes):
@@ -86,16 +95,52 @@ def backend_scores(
     thresholds: dict[str, float] = {}
     normal: dict[str, NDArray[np.float64]] = {}
     backends: dict[str, SectionBackend] = {}
+    choices: dict[str, Choice] = {}
     for sec, t_idx in sorted(_groups(test_clips).items()):
         if sec not in train_sections:
             raise EdgeAgentError(f"{sec}: test clips but no training clips to fit a backend on")
         src, tgt = section_rows(train_clips, sec)
-        fit = fit_section([e[src] for e in trs], [e[tgt] for e in trs], config, weights=weights)
+        fit = fit_section([e[src] for e in trs], [e[tgt] for e in trs], config, weights=weights,
+                          pseudo=None if pseudo is None else pseudo.get(sec), kinds=kinds)
         scores[t_idx] = fit.backend.score([e[t_idx] for e in tes], config.variant)
         normal[sec] = fit.held_out
         thresholds[sec] = fit.backend.threshold
         backends[sec] = fit.backend
-    return BackendScores(scores, thresholds, normal, backends)
+        if fit.choice is not None:
+            choices[sec] = fit.choice
+    return BackendScores(scores, thresholds, normal, backends, choices)
+
+
+def pseudo_sets(
+    embed_waves: EmbedBatch,
+    train_clips: Sequence[Clip],
+    spec: FrontendSpec,
+    config: BackendConfig,
+) -> dict[str, PseudoSet]:
+    """Every training section's pseudo-anomalies (edge_agent.scoring.pseudo.section_pseudo: the same
+    copies export and the device make), embedded by `embed_waves` ((M, samples) waves -> one
+    (M, D_i) array per component)."""
+    out: dict[str, PseudoSet] = {}
+    for sec in sorted({c.section_id for c in train_clips}):
+        src, tgt = section_rows(train_clips, sec)
+        rows = np.concatenate([src, tgt])
+        if rows.size < 2:
+            continue
+        def wave(i: int, rows: NDArray[np.intp] = rows) -> NDArray[np.float32]:
+            return load_clip(train_clips[int(rows[i])].path, spec)
+
+        out[sec] = section_pseudo(sec, int(rows.size), wave, embed_waves, spec.sample_rate,
+                                  config.pseudo_count, config.seed)
+    return out
+
+
+def _subset(pseudo: Mapping[str, PseudoSet] | None, idx: Sequence[int]) -> (
+    dict[str, PseudoSet] | None
+):
+    if pseudo is None:
+        return None
+    return {s: PseudoSet([p.embeddings[i] for i in idx] if len(p.origin) else [], p.origin)
+            for s, p in pseudo.items()}
 
 
 @dataclass(frozen=True)
@@ -272,10 +317,14 @@ def evaluate_embeddings(
     plots: bool = True,
     classical: tuple[Sequence[NDArray[Any]], Sequence[NDArray[Any]]] | None = None,
     method: str = "cosine",
+    pseudo: Mapping[str, PseudoSet] | None = None,
+    classical_kinds: Sequence[str] | None = None,
 ) -> tuple[str, dict[str, Any]]:
     """(printable tables, JSON dict) for (n_models, N, D) embeddings: each model, the
     ensemble, and with `classical` = (train, test) lists of classical embeddings (one (N, D_i)
-    array per classical component), the hybrid system."""
+    array per classical component, of `classical_kinds`), the hybrid system. `pseudo`: every
+    section's pseudo-anomalies in all those components (`pseudo_sets`), for per-section
+    weights (`config.weighting == "pseudo"`)."""
     if method not in METHODS:
         raise EdgeAgentError(f"--method: expected one of {METHODS}, got {method!r}")
     tr, te = np.asarray(train_emb), np.asarray(test_emb)
@@ -287,8 +336,10 @@ def evaluate_embeddings(
         comps_tr += [np.asarray(c) for c in classical[0]]
         comps_te += [np.asarray(c) for c in classical[1]]
         n_classical = len(classical[0])
-    # every classical view weighs one, the models together weigh one (backend.view_weights)
-    kinds = ["model"] * len(tr) + [f"classical_{i}" for i in range(n_classical)]
+    # every classical view weighs one, the models together weigh one (backend.view_weights),
+    # unless the sections decide (config.weighting == "pseudo" and pseudo-anomalies given)
+    names = list(classical_kinds or ()) or [f"classical_{i}" for i in range(n_classical)]
+    kinds = ["model"] * len(tr) + names[:n_classical]
     named: list[tuple[str, BackendScores]] = []
     for name, idx in scorer_parts(len(tr), n_classical):
         if method == "gmm":
@@ -299,7 +350,8 @@ def evaluate_embeddings(
         else:
             bs = backend_scores([comps_tr[i] for i in idx], train_clips,
                                 [comps_te[i] for i in idx], test_clips, config,
-                                view_weights([kinds[i] for i in idx]))
+                                view_weights([kinds[i] for i in idx]), _subset(pseudo, idx),
+                                [kinds[i] for i in idx])
         named.append((name, bs))
     tables, results = [], {}
     singles: list[Summary] = []
@@ -314,13 +366,40 @@ def evaluate_embeddings(
             singles.append(ev.summary)
     payload: dict[str, Any] = {
         "method": method, "backend": config.to_dict(), "results": results,
-        "system": named[-1][0],
+        "system": named[-1][0], "weights": weights_record(named[-1][1]),
     }
     if len(singles) > 1:
         spread = across_models(singles)
         payload["across_models"] = spread
         tables.insert(len(singles), format_spread(spread))
     return "\n\n".join(tables), payload
+
+
+def weights_record(bs: BackendScores) -> dict[str, dict[str, Any]]:
+    """Per section: each component group's weight and, where the section decided them, its
+    separation of held-out normal clips from pseudo-anomalies (AUC)."""
+    out: dict[str, dict[str, Any]] = {}
+    for sec, b in sorted(bs.backends.items()):
+        ch = bs.choices.get(sec)
+        out[sec] = {"weights": [round(c.weight, 6) for c in b.components]}
+        if ch is not None:
+            out[sec] |= {"groups": list(ch.groups), "group_weights": list(ch.group_weights),
+                         "separation": [round(x, 4) for x in ch.separation],
+                         "fused_separation": round(ch.fused, 4)}
+    return out
+
+
+def format_weights(record: Mapping[str, Mapping[str, Any]]) -> str:
+    """One line per section: the group weights the section chose and each group's AUC
+    against the pseudo-anomalies."""
+    lines = ["== per-section weights (held-out normal clips vs pseudo-anomalies, AUC %)"]
+    for sec, r in record.items():
+        if "groups" not in r:
+            continue
+        parts = [f"{g} {w:.2f} ({100 * a:.0f})" for g, w, a in
+                 zip(r["groups"], r["group_weights"], r["separation"], strict=True)]
+        lines.append(f"{sec:<28} " + ", ".join(parts))
+    return "\n".join(lines) if len(lines) > 1 else ""
 
 
 def across_models(summaries: Sequence[Summary]) -> dict[str, dict[str, float | None]]:
@@ -354,7 +433,8 @@ def format_spread(spread: Mapping[str, Mapping[str, float | None]]) -> str:
 class ClipEmbedder(Protocol):
     """Anything that embeds clips: a trained run (model_build.training.runs.Run), the classical
     baseline, the exported bundle. Returns (n_models, N, D), (N, D) or one (N, D_i) per
-    component."""
+    component. Per-section weighting also needs `spec` and `embed_waves` (the same for waves
+    in memory: the pseudo-anomalies); an embedder without them is scored with fixed weights."""
 
     def embed_clips(self, clips: Sequence[Clip]) -> NDArray[Any] | list[NDArray[Any]]: ...
 
@@ -413,22 +493,52 @@ def evaluate_embedder(
     train, test = split_clips(clips)
     tr = embed_with_progress(embedder, train, "embedding train clips", progress)
     te = embed_with_progress(embedder, test, "embedding test clips", progress)
+    spec: FrontendSpec | None = getattr(embedder, "spec", None)
+    per_section = (config.weighting == "pseudo" and method == "cosine" and spec is not None
+                   and hasattr(embedder, "embed_waves"))
     if isinstance(tr, list):  # an exported bundle: its components are ONE scorer
         weights = getattr(embedder, "weights", None)
-        bs = backend_scores(tr, train, list(te), test, config, weights)
+        kinds: list[str] | None = getattr(embedder, "kinds", None)
+        pseudo = None
+        if per_section and spec is not None and kinds and len(set(kinds)) > 1:
+            pseudo = pseudo_sets(embedder.embed_waves, train, spec, config)  # type: ignore[attr-defined]
+        bs = backend_scores(tr, train, list(te), test, config, weights, pseudo, kinds)
         ev, part = write_report("system", test, bs.scores, bs.thresholds, out_dir, plots)
-        return format_table(ev, "system"), {
+        record = weights_record(bs)
+        text = format_table(ev, "system")
+        if format_weights(record):
+            text += "\n\n" + format_weights(record)
+        return text, {
             "method": method, "backend": config.to_dict(), "results": {"system": part},
-            "system": "system",
+            "system": "system", "weights": record,
         }
     cls = None
+    pseudo = None
     if classical is not None:
         c_tr = embed_with_progress(classical, train, "classical, train", progress)
         c_te = embed_with_progress(classical, test, "classical, test", progress)
         cls = (list(c_tr) if isinstance(c_tr, list) else [c_tr],
                list(c_te) if isinstance(c_te, list) else [c_te])
-    return evaluate_embeddings(np.asarray(tr), train, np.asarray(te), test, config, out_dir,
-                               plots, cls, method)
+        if per_section and spec is not None and hasattr(classical, "embed_waves"):
+            both = joined_waves(embedder, classical)
+            pseudo = pseudo_sets(both, train, spec, config)
+    text, payload = evaluate_embeddings(
+        np.asarray(tr), train, np.asarray(te), test, config, out_dir, plots, cls, method,
+        pseudo, getattr(classical, "kinds", None))
+    if format_weights(payload["weights"]):
+        text += "\n\n" + format_weights(payload["weights"])
+    return text, payload
+
+
+def joined_waves(models: ClipEmbedder, classical: ClipEmbedder) -> EmbedBatch:
+    """(M, samples) waves -> every model's (M, D) embeddings, then every classical one's."""
+
+    def embed(waves: NDArray[np.float32]) -> list[NDArray[np.floating]]:
+        m = np.asarray(models.embed_waves(waves))  # type: ignore[attr-defined]
+        c = classical.embed_waves(waves)  # type: ignore[attr-defined]
+        return [*(m if m.ndim == 3 else m[None]), *(c if isinstance(c, list) else [c])]
+
+    return embed
 
 
 def first_shot(test_clips: Sequence[Clip], class_names: Sequence[str]) -> list[str]:

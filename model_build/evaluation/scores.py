@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from edge_agent.scoring.fusion import Choice
 from model_build.data.clip import Clip
 
 
@@ -20,6 +21,7 @@ class BackendScores:
     thresholds: dict[str, float]  # section id -> decision threshold
     normal_scores: dict[str, NDArray[np.float64]]  # section id -> cross-fitted train scores
     backends: dict[str, Any] = field(default_factory=dict)  # section id -> fitted backend
+    choices: dict[str, Choice] = field(default_factory=dict)  # section id -> its weighting
 
 
 def _groups(clips: Sequence[Clip]) -> dict[str, NDArray[np.intp]]:

@@ -178,6 +178,11 @@ class ConcatenatedRuns:
                 + ", ".join(f"{r.path} ({len(r.models)})" for r in runs)
             )
         self.runs = list(runs)
+        self.spec = self.runs[0].spec
+
+    def embed_waves(self, waves: NDArray[Any]) -> NDArray[np.float32]:
+        """(n_models, N, sum of the runs' D) embeddings of waves in memory."""
+        return np.concatenate([r.embed_waves(waves) for r in self.runs], axis=-1)
 
     def embed_clips(self, clips: Sequence[Clip | str | Path]) -> NDArray[np.float32]:
         """(n_models, N, sum of the runs' D) embeddings."""

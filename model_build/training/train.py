@@ -64,6 +64,18 @@ class TrainConfig:
     # small data: random circular time shift and +-gain per clip before mixup (on by default:
     # it helped the learned embedding on all three synthetic families, BENCHMARKS.md)
     augment: bool = True
+    # stability: the final weights are the mean of the weights at the end of the last
+    # `average` fraction of the epochs (checkpoint averaging, as in stochastic weight
+    # averaging; BatchNorm statistics averaged alike), instead of the last epoch's alone.
+    # 0 = off. With a few dozen clips per section the last epoch's weights depend a lot on
+    # the seed and on the last batches; their average is a flatter, more repeatable point.
+    average: float = 0.0
+
+    def average_from(self, epochs: int) -> int:
+        """The first epoch (0-based) whose end-of-epoch weights enter the average."""
+        if self.average <= 0.0:
+            return epochs
+        return max(0, epochs - max(1, round(self.average * epochs)))
 
     def epochs_for(self, n_clips: int) -> int:
         """Epochs to run on `n_clips` clips: `epochs`, or more to reach `min_steps`."""
@@ -178,6 +190,36 @@ class Trainer:
             self.optimizer.build(self.variables)
         self.input_shapes = input_shapes(cfg, spec)
         self._step = tf.function(self._train_step, reduce_retracing=True)
+        # running sum of the model's weights (every variable, BatchNorm statistics included)
+        # over the epochs averaged so far (TrainConfig.average)
+        self.avg_sum: list[np.ndarray] | None = None
+        self.avg_count = 0
+
+    def accumulate_average(self) -> None:
+        """Add the current weights to the running average."""
+        w = [np.asarray(x, dtype=np.float64) for x in self.model.get_weights()]
+        self.avg_sum = w if self.avg_sum is None else [a + b for a, b in
+                                                        zip(self.avg_sum, w, strict=True)]
+        self.avg_count += 1
+
+    def end_epoch(self, epoch: int, epochs: int, folder: Path, state: dict[str, Any]) -> None:
+        """After epoch `epoch` (0-based) of `epochs`: into the average when it is one of the
+        averaged epochs, then the checkpoint (average included, so a resume continues it)."""
+        if epoch >= self.tcfg.average_from(epochs):
+            self.accumulate_average()
+        self.save(folder, state)
+
+    def finish(self, folder: Path) -> None:
+        """The final weights (averaged when `TrainConfig.average` says so) and the head."""
+        self.apply_average()
+        self.model.save_weights(folder / WEIGHTS_FILE)
+        self.save_head(folder / HEAD_FILE)
+
+    def apply_average(self) -> None:
+        """Set the model to the averaged weights (no-op when nothing was averaged)."""
+        if self.avg_sum is not None and self.avg_count:
+            self.model.set_weights([(a / self.avg_count).astype(np.float32)
+                                    for a in self.avg_sum])
 
     def _features(self, waves: Any) -> list[Any]:
         from model_build.training.tf_frontend import TF_FEATURES
@@ -254,6 +296,8 @@ class Trainer:
         self.model.save_weights(tmp / WEIGHTS_FILE)
         self.save_head(tmp / HEAD_FILE)
         np.savez(tmp / "optimizer.npz", *[np.asarray(v) for v in self.optimizer.variables])
+        if self.avg_sum is not None:
+            np.savez(tmp / "average.npz", *self.avg_sum, count=np.asarray(self.avg_count))
         state = {**state, "rng_state": np.asarray(self.rng.state).tolist()}
         (tmp / "state.json").write_text(json.dumps(state))
         old = folder.with_name(folder.name + ".old")
@@ -283,6 +327,10 @@ class Trainer:
         opt = np.load(folder / "optimizer.npz")
         for i, v in enumerate(self.optimizer.variables):
             v.assign(opt[f"arr_{i}"])
+        if (folder / "average.npz").is_file():
+            avg = np.load(folder / "average.npz")
+            self.avg_count = int(avg["count"])
+            self.avg_sum = [avg[f"arr_{i}"] for i in range(len(avg.files) - 1)]
         state: dict[str, Any] = json.loads((folder / "state.json").read_text())
         self.rng.reset(np.asarray(state["rng_state"], dtype=np.int64))
         return state
@@ -367,7 +415,7 @@ def train_run(
                     raise AudioFileError(path, reason) from exc
                 raise
             history.append(loss)
-            trainer.save(folder, {"epoch": epoch + 1, "loss_history": history})
+            trainer.end_epoch(epoch, epochs, folder, {"epoch": epoch + 1, "loss_history": history})
             status.update(
                 epochs_done=epoch + 1,
                 loss_history=history,
@@ -375,8 +423,8 @@ def train_run(
             )
             meta["skipped_files"].update(reader.skipped)
             write_meta(out, meta)
-        trainer.model.save_weights(model_dir(out, k) / WEIGHTS_FILE)
-        trainer.save_head(model_dir(out, k) / HEAD_FILE)
+        trainer.finish(model_dir(out, k))
         status["status"] = "done"
+        status["averaged_epochs"] = trainer.avg_count
         write_meta(out, meta)
     return out

@@ -1,0 +1,364 @@
+"""How to weigh the components per section: fusion rules compared leave-one-family-out.
+
+    nice .venv/bin/python benchmarks/fusion_study.py --out runs/quality --sizes 30,10
+
+Reads what `benchmarks/quality.py` cached under --out (the default recipe's trained models and
+embeddings per family, size and seed, the classical features) and adds the pseudo-anomalies'
+embeddings (edge_agent.scoring.pseudo, cached too: the trained run is reloaded once per cell). Per
+section and component it then computes, exactly as `edge_agent.backend.fit_section` does,
+the standardised cross-fitted scores of the normal training clips and of the
+pseudo-anomalies and the standardised scores of the test clips, so that any weighting rule
+is scored in milliseconds instead of a retraining.
+
+Rules: every single component (`model`, `bands`, `rhythm`), the fixed weights shipped before
+issue 19 (`fixed`: every kind weighs 1), the hindsight `oracle` (per section the weighting with
+the best TEST AUC: a ceiling, not a method), the per-section rule of edge_agent.scoring.fusion over
+its parameters (`lda@<anchor>/<ridge>`) and the grid-search rule tried first (`grid@<shrink>`).
+
+Leave-one-family-out: for every family F, (anchor, ridge) is chosen on the OTHER families
+(the pair whose system is, on average over their sizes and seeds, furthest above the best
+single component of each cell) and reported on F, so the table shows what the choice would
+have given on a family it never saw. Test labels are only used to score; the rule itself sees
+normal training clips and their perturbed copies.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import quality as q
+
+SHIPPED_RIDGE = 0.5
+KINDS = ("model", "bands", "rhythm")
+
+
+def _cell_file(out: Path, fam: str, n: int, seed: int, count: int, system: str) -> Path:
+    recipe = q.SYSTEMS[system]
+    assert recipe is not None
+    return out / "study" / recipe.training_key() / f"{fam}_n{n}_s{seed}_p{count}.npz"
+
+
+def section_scores(out: Path, fam: str, n: int, seed: int, count: int,
+                   system: str = "default") -> dict[str, Any]:
+    """Per section: z-scores (components x clips) of held-out normal clips, pseudo-anomalies
+    and test clips, cached. Follows backend.fit_section step by step."""
+    from dataclasses import replace
+
+    from edge_agent.scoring.backend import (
+        BackendConfig,
+        _spread,
+        cross_fit_with_extra,
+        fit_component,
+    )
+    from model_build.data.dataset import scan
+    from model_build.evaluation.evaluate import split_clips
+    from model_build.evaluation.scores import section_rows
+
+    f = _cell_file(out, fam, n, seed, count, system)
+    view = out / "views" / f"{fam}_n{n}"
+    train, test = split_clips(scan([view]))
+    if f.exists():
+        z = np.load(f, allow_pickle=False)
+        return {"train": train, "test": test, **{k: z[k] for k in z.files}}
+    recipe = q.SYSTEMS[system]
+    assert recipe is not None
+    if not (out / "emb" / fam / f"n{n}" / recipe.training_key() / f"s{seed}.npz").exists():
+        raise FileNotFoundError(f"{system}: no trained model cached for {fam} n={n} s{seed}")
+    tr, te, _ = q.learned_embeddings(out, fam, n, seed, recipe, view, train, test)
+    cls = q.classical_embeddings(out, fam, [*train, *test], "classical")
+    trs = [tr[0], *[c[: len(train)] for c in cls]]
+    tes = [te[0], *[c[len(train):] for c in cls]]
+    pseudo = q.pseudo_features(out, fam, n, seed, recipe, train, count)
+    config = replace(BackendConfig(), seed=seed)
+    arrays: dict[str, Any] = {}
+    test_idx = {s: np.flatnonzero([c.section_id == s for c in test]) for s in pseudo}
+    for sec, (origins, lrn, pcls) in pseudo.items():
+        src, tgt = section_rows(train, sec)
+        pe = [lrn[0], *pcls]
+        foreign = _foreign_rows(train, sec, seed)
+        zn, zp, zt, zf = [], [], [], []
+        for comp in range(len(trs)):
+            s_, t_ = trs[comp][src], trs[comp][tgt]
+
+            def fit_score(a: Any, b: Any, h: Any) -> Any:
+                return fit_component(a, b, config).distances(h, config.variant)
+
+            h, hx = cross_fit_with_extra(s_, t_, pe[comp], origins, fit_score, config.folds,
+                                         config.seed)
+            mean, std = float(h.mean()), _spread(h)
+            full = fit_component(s_, t_, config)
+            d = full.distances(tes[comp][test_idx[sec]], config.variant)
+            zn.append((h - mean) / std)
+            zp.append((hx - mean) / std)
+            zt.append((d - mean) / std)
+            zf.append((full.distances(trs[comp][foreign], config.variant) - mean) / std)
+        arrays[f"{sec}|normal"] = np.stack(zn)
+        arrays[f"{sec}|foreign"] = np.stack(zf)
+        arrays[f"{sec}|pseudo"] = np.stack(zp)
+        arrays[f"{sec}|test"] = np.stack(zt)
+        arrays[f"{sec}|kinds"] = np.asarray([p.kind for p in _plan_items(train, sec, count,
+                                                                         seed)])
+        arrays[f"{sec}|test_idx"] = test_idx[sec]
+    f.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(f, **arrays)
+    return {"train": train, "test": test, **arrays}
+
+
+def _foreign_rows(train: Sequence[Any], sec: str, seed: int, per_group: int = 24) -> np.ndarray:
+    """Normal training clips of OTHER sections: up to `per_group` of the same machine type and
+    as many of other machine types (a deterministic draw per section)."""
+    from edge_agent.scoring.pseudo import section_seed
+
+    rng = np.random.default_rng(section_seed(sec, seed + 1))
+    machine = sec.split("_section_", maxsplit=1)[0]
+    same = [i for i, c in enumerate(train) if c.section_id != sec and c.machine == machine
+            and c.label != "anomaly"]
+    other = [i for i, c in enumerate(train) if c.machine != machine and c.label != "anomaly"]
+    pick = [rng.permutation(g)[:per_group] for g in (same, other) if g]
+    return np.concatenate(pick).astype(np.intp) if pick else np.zeros(0, np.intp)
+
+
+def _plan_items(train: Sequence[Any], sec: str, count: int, seed: int) -> list[Any]:
+    return q.pseudo_plans(train, count, seed)[sec][1]
+
+
+Rule = Callable[[np.ndarray, np.ndarray], np.ndarray]
+"""(normal z (C, n), pseudo z (C, m)) -> weights (C,)."""
+
+
+def ORACLE(zn: np.ndarray, zp: np.ndarray) -> np.ndarray:
+    """Marker: hindsight, per section the candidate weighting with the best TEST AUC (not a
+    method: the ceiling any rule over these candidates could reach)."""
+    raise NotImplementedError
+
+
+def _oracle(cell: dict[str, Any], sec: str) -> np.ndarray:
+    import itertools
+
+    from edge_agent.scoring.fusion import auc
+
+    test = cell["test"]
+    idx = cell[f"{sec}|test_idx"]
+    lab = np.array([test[i].is_anomaly for i in idx])
+    zt = cell[f"{sec}|test"]
+    cands = [np.asarray(w) for w in itertools.product((0.0, 0.5, 1.0), repeat=3) if max(w) > 0]
+    return max(cands, key=lambda w: auc((w @ zt)[~lab], (w @ zt)[lab]))
+
+
+ANCHORS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.7, 1.0)
+RIDGES = (0.1, 0.5, 2.0)
+
+
+def rules() -> dict[str, Rule]:
+    """Every rule compared: single components, fixed, the hindsight oracle, the shipped
+    discriminant rule over its parameter grid (`lda@anchor/ridge`), and the grid-search rule
+    tried first (`grid@shrink`, kept here as what did not help)."""
+    from edge_agent.scoring.fusion import choose_weights
+
+    out: dict[str, Rule] = {
+        "model": lambda zn, zp: np.array([1.0, 0.0, 0.0]),
+        "bands": lambda zn, zp: np.array([0.0, 1.0, 0.0]),
+        "rhythm": lambda zn, zp: np.array([0.0, 0.0, 1.0]),
+        "fixed": lambda zn, zp: np.array([1.0, 1.0, 1.0]),
+        "oracle": ORACLE,
+    }
+    for ridge in RIDGES:
+        for anchor in ANCHORS:
+            out[f"lda@{anchor:g}/{ridge:g}"] = _lda_rule(choose_weights, anchor, ridge)
+    for lam in (0.0, 0.01, 0.02, 0.05):
+        out[f"grid@{lam:g}"] = _grid_rule(lam)
+    return out
+
+
+def _lda_rule(choose: Any, anchor: float, ridge: float) -> Rule:
+    def rule(zn: np.ndarray, zp: np.ndarray) -> np.ndarray:
+        return np.asarray(choose(list(zn), list(zp), KINDS, anchor, ridge).weights)
+
+    return rule
+
+
+def _grid_rule(lam: float) -> Rule:
+    """The first rule tried: each group at 0, 1/2 or 1 (largest 1), the weighting with the
+    best pseudo-anomaly AUC minus `lam` per unit of distance from the model alone."""
+    import itertools
+
+    from edge_agent.scoring.fusion import auc
+
+    cands: dict[tuple[float, ...], None] = {(1.0, 0.0, 0.0): None}
+    for w in itertools.product((0.0, 0.5, 1.0), repeat=3):
+        if max(w) > 0:
+            cands[tuple(x / max(w) for x in w)] = None
+
+    def rule(zn: np.ndarray, zp: np.ndarray) -> np.ndarray:
+        best, best_v = np.array([1.0, 0.0, 0.0]), -1.0
+        for w in cands:
+            a = np.asarray(w)
+            v = auc(a @ zn, a @ zp) - lam * float(np.abs(a - [1.0, 0.0, 0.0]).sum())
+            if v > best_v + 1e-12:
+                best, best_v = a, v
+        return best
+
+    return rule
+
+
+def score_rule(cell: dict[str, Any], rule: Rule, kinds_keep: set[str] | None = None,
+               foreign: str = "off") -> dict[str, Any]:
+    """The rule's test scores -> harmonic means (quality.summary) and per-section weights."""
+    test = cell["test"]
+    scores = np.full(len(test), np.nan)
+    weights = {}
+    for key in cell:
+        if not key.endswith("|normal"):
+            continue
+        sec = key.split("|")[0]
+        zn, zp = cell[f"{sec}|normal"], cell[f"{sec}|pseudo"]
+        if kinds_keep is not None:
+            keep = np.isin(cell[f"{sec}|kinds"], sorted(kinds_keep))
+            zp = zp[:, keep]
+        if foreign == "only":
+            zp = cell[f"{sec}|foreign"]
+        elif foreign == "add":
+            zp = np.concatenate([zp, cell[f"{sec}|foreign"]], axis=1)
+        w = _oracle(cell, sec) if rule is ORACLE else rule(zn, zp)
+        weights[sec] = w
+        scores[cell[f"{sec}|test_idx"]] = w @ cell[f"{sec}|test"]
+    res = q.summary(test, scores)
+    res["weights"] = weights
+    return res
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--out", type=Path, required=True, help="benchmarks/quality.py's --out")
+    ap.add_argument("--families", default=",".join(q.FAMILIES))
+    ap.add_argument("--sizes", default="30,10")
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--count", type=int, default=48, help="pseudo-anomalies per section")
+    ap.add_argument("--kinds", default=None,
+                    help="only these pseudo-anomaly kinds (comma-separated; default: all)")
+    ap.add_argument("--foreign", choices=("off", "only", "add"), default="off",
+                    help="other sections' normal clips as pseudo-anomalies: not at all, instead "
+                    "of the perturbed copies, or in addition")
+    ap.add_argument("--system", default="default",
+                    help="whose trained models (a benchmarks/quality.py system that trains)")
+    args = ap.parse_args(argv)
+    from model_build import quiet
+
+    quiet.configure(verbose=False)
+    fams = [f for f in args.families.split(",") if f]
+    sizes = [int(x) for x in args.sizes.split(",")]
+    seeds = [int(x) for x in args.seeds.split(",")]
+    keep = set(args.kinds.split(",")) if args.kinds else None
+    rs = rules()
+    # results[rule][fam][n] = list over seeds of mixed AUC
+    res: dict[str, dict[str, dict[int, list[float]]]] = {r: {} for r in rs}
+    weights: dict[str, dict[str, list[np.ndarray]]] = {}
+    for fam in fams:
+        for n in sizes:
+            for seed in seeds:
+                try:
+                    cell = section_scores(args.out, fam, n, seed, args.count, args.system)
+                except FileNotFoundError as exc:
+                    print(f"skip {fam} n={n} s{seed}: {exc}", file=sys.stderr)
+                    continue
+                for name, rule in rs.items():
+                    r = score_rule(cell, rule, keep, args.foreign)
+                    res[name].setdefault(fam, {}).setdefault(n, []).append(100 * r["auc"]["mixed"])
+                    if name.startswith("lda@") and name.endswith(f"/{SHIPPED_RIDGE:g}"):
+                        weights.setdefault(name, {}).setdefault(fam, []).extend(
+                            r["weights"].values())
+    text = report(res, fams, sizes, weights)
+    print(text)
+    tag = "" if args.system == "default" else f"_{args.system}"
+    tag += "" if args.foreign == "off" else f"_foreign-{args.foreign}"
+    tag += "" if not args.kinds else "_kinds-" + args.kinds.replace(",", "-")
+    (args.out / f"fusion_study{tag}.md").write_text(text + "\n")
+    (args.out / f"fusion_study{tag}.json").write_text(json.dumps(
+        {r: {f: {str(n): v for n, v in d.items()} for f, d in fam.items()}
+         for r, fam in res.items()}, indent=1))
+    return 0
+
+
+def _mean(res: dict[str, dict[int, list[float]]], fam: str, sizes: Sequence[int]) -> float:
+    vals = [np.mean(res[fam][n]) for n in sizes if n in res.get(fam, {})]
+    return float(np.mean(vals)) if vals else float("nan")
+
+
+def lofo(res: dict[str, dict[str, dict[int, list[float]]]], fams: Sequence[str],
+         sizes: Sequence[int]) -> dict[str, str]:
+    """Per held-out family: the pseudo rule chosen on the others (largest mean margin over
+    the best single component, per size and seed)."""
+    cands = [r for r in res if r.startswith("lda@")]
+
+    def margin(rule: str, fam: str) -> float:
+        vals = []
+        for n in sizes:
+            if n not in res[rule].get(fam, {}):
+                continue
+            best = np.max([res[k][fam][n] for k in KINDS], axis=0)
+            vals.append(np.mean(np.asarray(res[rule][fam][n]) - best))
+        return float(np.mean(vals)) if vals else float("nan")
+
+    out = {}
+    for held in fams:
+        others = [f for f in fams if f != held and f in res[cands[0]]]
+        out[held] = max(cands, key=lambda r: np.nanmean([margin(r, f) for f in others]))
+    return out
+
+
+def report(res: dict[str, dict[str, dict[int, list[float]]]], fams: Sequence[str],
+           sizes: Sequence[int], weights: dict[str, dict[str, list[np.ndarray]]]) -> str:
+    lines = []
+    for n in sizes:
+        lines += [f"\nmixed AUC (%), N = {n}, mean +- std over seeds", "",
+                  "| rule | " + " | ".join(fams) + " | mean | worst |",
+                  "|---|" + "---|" * (len(fams) + 2)]
+        for rule, per_fam in res.items():
+            if rule.startswith("lda@") and not rule.endswith(f"/{SHIPPED_RIDGE:g}"):
+                continue  # the other ridges: in the JSON and the LOFO choice, not the table
+            cells, means = [], []
+            for fam in fams:
+                v = per_fam.get(fam, {}).get(n)
+                if not v:
+                    cells.append("-")
+                    continue
+                cells.append(f"{np.mean(v):.1f} +- {np.std(v):.1f}")
+                means.append(np.mean(v))
+            if means:
+                lines.append(f"| {rule} | " + " | ".join(cells) +
+                             f" | {np.mean(means):.1f} | {np.min(means):.1f} |")
+    chosen = lofo(res, fams, sizes)
+    lines += ["", "leave-one-family-out: anchor and ridge chosen on the other families, "
+              "reported on the held-out one (mixed AUC, mean over sizes "
+              + ",".join(map(str, sizes)) + ")", "",
+              ("| held-out family | chosen | system | model | bands | rhythm | fixed | "
+              "system - model | system - best single |"), "|---|---|---|---|---|---|---|---|---|"]
+    for fam in fams:
+        if fam not in res["model"]:
+            continue
+        r = chosen[fam]
+        sysv = _mean(res[r], fam, sizes)
+        singles = {k: _mean(res[k], fam, sizes) for k in KINDS}
+        lines.append(f"| {fam} | {r} | {sysv:.1f} | {singles['model']:.1f} | "
+                     f"{singles['bands']:.1f} | {singles['rhythm']:.1f} | "
+                     f"{_mean(res['fixed'], fam, sizes):.1f} | {sysv - singles['model']:+.1f} | "
+                     f"{sysv - max(singles.values()):+.1f} |")
+    lines += ["", "mean group weights (model / bands / rhythm) per rule and family"]
+    for rule, per in weights.items():
+        row = [f"{f}: " + "/".join(f"{x:.2f}" for x in np.mean(per[f], axis=0)) for f in per]
+        lines.append(f"- {rule}: " + "; ".join(row))
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,216 @@
+"""Pseudo-anomalies: perturbed copies of a section's own normal clips (pure numpy).
+
+Why. A plant has no labelled anomalies, yet the backend must decide how much each component
+(the learned embedding, band statistics, rhythm) counts for THIS machine
+(edge_agent.scoring.fusion).
+What it can do is hold out some normal clips and ask each component how far it puts them from
+copies of the same clips with a plausible fault painted on: a component whose normal scores
+already scatter as much as a small tone or a boosted band moves them does not separate this
+machine's sounds and should not vote. The copies are made from the section's own clips, so
+they carry its real background, level and domain spread.
+
+Kinds (each drawn over a range from hard to see to obvious, so that a component's separation
+reflects its sensitivity and not one fixed size):
+
+* ``tone``: a stationary tone, 50-7500 Hz, 40 to 10 dB below the clip;
+* ``band``: one band (a third to one octave, centred 80-7000 Hz) boosted or cut by 2-10 dB;
+* ``impulses``: a train of damped clicks (1-20 per second, periodic or random);
+* ``speed``: the clip played 0.5-5 % faster or slower (every frequency and rate moves);
+* ``modulation``: an amplitude modulation at 0.5-30 Hz, depth 5-50 %;
+* ``stutter``: 1-3 short stretches of the clip repeated (a timing glitch), cross-faded.
+
+Every perturbation is a function of (wave, its own random generator): `plan` decides which clip
+gets which kind with which seed, so the build side (export, evaluate) and the device
+(calibrate, enrol) make the same copies of the same clips.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from edge_agent.scoring.backend import PseudoSet
+
+KINDS = ("tone", "band", "impulses", "speed", "modulation", "stutter")
+DEFAULT_COUNT = 48
+"""Pseudo-anomalies per section: enough that a component's separation (an AUC over ~40 held-out
+normal clips and these) is not decided by a handful of draws, few enough that the device embeds
+them in seconds."""
+
+F32 = NDArray[np.float32]
+F64 = NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class Planned:
+    """One pseudo-anomaly: which normal clip it copies (index into the section's normal clips,
+    source clips first, then target clips), which perturbation, and its random seed."""
+
+    origin: int
+    kind: str
+    seed: int
+
+
+def section_seed(section: str, seed: int = 0) -> int:
+    """A stable per-section seed (Python's `hash` is salted per process; crc32 is not)."""
+    return zlib.crc32(section.encode()) ^ (seed & 0xFFFFFFFF)
+
+
+def plan(n_clips: int, count: int = DEFAULT_COUNT, seed: int = 0) -> list[Planned]:
+    """`count` pseudo-anomalies over `n_clips` normal clips: every clip is used before any is
+    used twice (so every cross-fitting fold gets its share), kinds rotate in a shuffled order."""
+    if n_clips < 1 or count < 1:
+        return []
+    rng = np.random.default_rng([seed, n_clips, 7])
+    origins = np.concatenate([rng.permutation(n_clips) for _ in range(-(-count // n_clips))])
+    kinds = np.concatenate([rng.permutation(len(KINDS)) for _ in range(-(-count // len(KINDS)))])
+    seeds = rng.integers(0, 2**31, count)
+    return [Planned(int(origins[i]), KINDS[int(kinds[i])], int(seeds[i])) for i in range(count)]
+
+
+def _rms(x: F64) -> float:
+    return float(np.sqrt(np.mean(x * x)) + 1e-12)
+
+
+def _loguniform(rng: np.random.Generator, lo: float, hi: float) -> float:
+    return float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
+
+
+def _tone(x: F64, rng: np.random.Generator, sr: int) -> F64:
+    f = _loguniform(rng, 50.0, min(7500.0, 0.47 * sr))
+    level = 10 ** (rng.uniform(-40.0, -10.0) / 20)
+    t = np.arange(x.size) / sr
+    out: F64 = x + level * _rms(x) * np.sqrt(2) * np.sin(2 * np.pi * f * t + rng.uniform(0, 6.3))
+    return out
+
+
+def _band(x: F64, rng: np.random.Generator, sr: int) -> F64:
+    fc = _loguniform(rng, 80.0, min(7000.0, 0.45 * sr))
+    width = rng.uniform(1 / 3, 1.0)  # octaves
+    gain_db = rng.choice([-1.0, 1.0]) * rng.uniform(2.0, 10.0)
+    f = np.fft.rfftfreq(x.size, 1.0 / sr)
+    octs = np.abs(np.log2(np.maximum(f, 1.0) / fc)) / (width / 2)
+    shape = np.where(octs < 1.0, 0.5 * (1 + np.cos(np.pi * np.minimum(octs, 1.0))), 0.0)
+    out: F64 = np.fft.irfft(np.fft.rfft(x) * 10 ** (gain_db * shape / 20), x.size)
+    return out
+
+
+def _impulses(x: F64, rng: np.random.Generator, sr: int) -> F64:
+    rate = rng.uniform(1.0, 20.0)
+    dur = x.size / sr
+    if rng.uniform() < 0.5:
+        times = np.arange(rng.uniform(0, 1 / rate), dur, 1 / rate)
+        times = times + rng.normal(0, 0.02 / rate, times.size)
+    else:
+        times = np.sort(rng.uniform(0, dur, max(1, int(rate * dur))))
+    fc = _loguniform(rng, 300.0, min(7000.0, 0.45 * sr))
+    decay = rng.uniform(0.001, 0.01)
+    kernel_t = np.arange(int(6 * decay * sr) + 1) / sr
+    kernel = np.exp(-kernel_t / decay) * np.sin(2 * np.pi * fc * kernel_t)
+    train = np.zeros(x.size)
+    idx = np.round(times * sr).astype(int)
+    np.add.at(train, idx[(idx >= 0) & (idx < x.size)], 1.0)
+    n = x.size + kernel.size - 1
+    size = 1 << (n - 1).bit_length()
+    clicks = np.fft.irfft(np.fft.rfft(train, size) * np.fft.rfft(kernel, size), size)[: x.size]
+    level = 10 ** (rng.uniform(-35.0, -10.0) / 20)
+    return x + level * _rms(x) * clicks / _rms(clicks)
+
+
+def _speed(x: F64, rng: np.random.Generator, sr: int) -> F64:
+    factor = 1.0 + rng.choice([-1.0, 1.0]) * _loguniform(rng, 0.005, 0.05)
+    c = (x.size - 1) / 2
+    pos = c + (np.arange(x.size) - c) * factor
+    last = x.size - 1
+    pos = np.abs(pos)  # mirrored at both ends: no discontinuity where the copy runs out
+    pos = np.where(pos > last, 2 * last - pos, pos)
+    out: F64 = np.interp(pos, np.arange(x.size), x)
+    return out
+
+
+def _modulation(x: F64, rng: np.random.Generator, sr: int) -> F64:
+    rate = _loguniform(rng, 0.5, 30.0)
+    depth = rng.uniform(0.05, 0.5)
+    t = np.arange(x.size) / sr
+    return x * (1.0 + depth * np.sin(2 * np.pi * rate * t + rng.uniform(0, 6.3)))
+
+
+def _stutter(x: F64, rng: np.random.Generator, sr: int) -> F64:
+    y = x.copy()
+    fade = max(2, int(0.005 * sr))
+    ramp = np.linspace(0.0, 1.0, fade)
+    for _ in range(int(rng.integers(1, 4))):
+        seg = int(rng.uniform(0.05, 0.5) * sr)
+        if seg + 2 * fade >= y.size // 2:
+            continue
+        i0 = int(rng.integers(fade, y.size - 2 * seg - fade))
+        piece = y[i0 : i0 + seg].copy()
+        rest = y[i0 + seg : y.size - seg].copy()
+        out = np.concatenate([y[: i0 + seg], piece, rest])
+        # cross-fade both joins so the repeat adds no click of its own
+        j = i0 + seg
+        out[j : j + fade] = y[j : j + fade] * (1 - ramp) + piece[:fade] * ramp
+        k = j + seg
+        out[k : k + fade] = piece[seg - fade : seg] * (1 - ramp) + rest[:fade] * ramp
+        y = out[: y.size]
+    return y
+
+
+PERTURB: dict[str, Callable[[F64, np.random.Generator, int], F64]] = {
+    "tone": _tone, "band": _band, "impulses": _impulses, "speed": _speed,
+    "modulation": _modulation, "stutter": _stutter,
+}
+
+
+def perturb(wave: NDArray[np.floating], item: Planned, sample_rate: int) -> F32:
+    """The pseudo-anomalous copy of `wave` that `item` describes (same length, float32)."""
+    if item.kind not in PERTURB:
+        raise ValueError(f"pseudo-anomaly kind: expected one of {KINDS}, got {item.kind!r}")
+    x = np.asarray(wave, dtype=np.float64).reshape(-1)
+    y = PERTURB[item.kind](x, np.random.default_rng([item.seed, 31]), sample_rate)
+    out: F32 = np.clip(y, -1.0, 1.0).astype(np.float32)
+    return out
+
+
+EmbedBatch = Callable[[F32], Sequence[NDArray[np.floating]]]
+"""(M, samples) waves -> one (M, D_i) array per component."""
+
+
+def pseudo_embeddings(
+    waves_of: Callable[[int], NDArray[np.floating]],
+    items: Sequence[Planned],
+    embed: EmbedBatch,
+    sample_rate: int,
+    batch: int = 16,
+) -> list[NDArray[np.float64]]:
+    """Embed the planned copies: `waves_of(i)` gives normal clip i's wave (read once per
+    batch, never all clips at once: a DCASE section has a thousand), `embed` embeds a batch."""
+    parts: list[list[NDArray[np.float64]]] = []
+    for i in range(0, len(items), batch):
+        chunk = items[i : i + batch]
+        waves = np.stack([perturb(waves_of(it.origin), it, sample_rate) for it in chunk])
+        parts.append([np.asarray(e, dtype=np.float64) for e in embed(waves)])
+    if not parts:
+        return []
+    return [np.concatenate([p[c] for p in parts], axis=0) for c in range(len(parts[0]))]
+
+
+def section_pseudo(
+    section: str,
+    n_clips: int,
+    waves_of: Callable[[int], NDArray[np.floating]],
+    embed: EmbedBatch,
+    sample_rate: int,
+    count: int = DEFAULT_COUNT,
+    seed: int = 0,
+) -> PseudoSet:
+    """THE pseudo-anomalies of a section whose normal clips (source first, then target) are
+    `waves_of(0..n_clips-1)`: export, evaluate, calibrate and enrol all call this, so each
+    side perturbs the same clips the same way and only the embedder differs."""
+    items = plan(n_clips, count, section_seed(section, seed))
+    return PseudoSet(pseudo_embeddings(waves_of, items, embed, sample_rate),
+                     np.asarray([it.origin for it in items], dtype=np.int64))

@@ -1,0 +1,175 @@
+"""edge_agent.scoring.fusion: per-section component weights from held-out normal clips against
+pseudo-anomalies, anchored on the learned model; and their use in backend.fit_section."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edge_agent.scoring.backend import (
+    BackendConfig,
+    BackendError,
+    PseudoSet,
+    cross_fit_scores,
+    cross_fit_with_extra,
+    fit_component,
+    fit_section,
+)
+from edge_agent.scoring.fusion import auc, choose_weights
+
+KINDS = ["model", "bands", "rhythm"]
+
+
+def test_auc_is_the_mann_whitney_statistic_with_ties() -> None:
+    assert auc(np.array([0.0, 1.0]), np.array([2.0, 3.0])) == 1.0
+    assert auc(np.array([2.0, 3.0]), np.array([0.0, 1.0])) == 0.0
+    assert auc(np.array([1.0, 1.0]), np.array([1.0])) == 0.5
+    assert auc(np.array([0.0, 2.0]), np.array([1.0, 3.0])) == 0.75
+    assert auc(np.array([]), np.array([1.0])) == 0.5
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=200), rng.normal(0.5, 1, size=150)
+    slow = np.mean([(y > x) + 0.5 * (y == x) for x in a for y in b])
+    assert auc(a, b) == pytest.approx(slow)
+
+
+def _scores(rng: np.random.Generator, shifts: list[float], n: int = 60, m: int = 80) -> tuple[
+        list[np.ndarray], list[np.ndarray]]:
+    """Standardised scores: normal ~ N(0, 1) per component, pseudo shifted by `shifts`."""
+    normal = [rng.normal(size=n) for _ in shifts]
+    pseudo = [rng.normal(s, 1.0, size=m) for s in shifts]
+    return normal, pseudo
+
+
+def test_a_component_carrying_only_noise_gets_about_no_weight() -> None:
+    """The model separates, the classical views score pseudo-anomalies like normal clips:
+    without the anchor their discriminant weight is ~0, the model's 1."""
+    normal, pseudo = _scores(np.random.default_rng(1), [1.5, 0.0, 0.0])
+    ch = choose_weights(normal, pseudo, KINDS, anchor=0.0, ridge=0.5)
+    assert ch.weights[0] == 1.0 and max(ch.weights[1:]) < 0.15
+    assert ch.separation[0] > 0.8 and abs(ch.separation[1] - 0.5) < 0.15
+
+
+def test_a_separating_component_earns_weight_and_a_useless_model_keeps_only_the_anchor() -> None:
+    normal, pseudo = _scores(np.random.default_rng(2), [0.0, 2.0, 0.0])
+    ch = choose_weights(normal, pseudo, KINDS, anchor=0.3, ridge=0.5)
+    assert ch.group_weights[1] == 1.0 and ch.weights[2] < 0.1
+    assert 0.25 < ch.weights[0] < 0.5  # the anchor's share of the blend, nothing more
+    # two views that each separate, with independent errors: both count, and together they
+    # separate better than either alone
+    normal, pseudo = _scores(np.random.default_rng(3), [1.2, 1.2, 0.0])
+    both = choose_weights(normal, pseudo, KINDS, anchor=0.0, ridge=0.5)
+    assert min(both.weights[:2]) > 0.7 and both.weights[2] < 0.15
+    assert both.fused > max(both.separation[:2])
+
+
+def test_a_view_that_repeats_another_adds_little() -> None:
+    """Bands is the model's evidence again (correlated scores): the discriminant gives it
+    far less than an independent view with the same separation would get."""
+    rng = np.random.default_rng(9)
+    base_n, base_p = rng.normal(size=60), rng.normal(1.2, 1.0, size=80)
+    normal = [base_n, base_n + 0.1 * rng.normal(size=60), rng.normal(size=60)]
+    pseudo = [base_p, base_p + 0.1 * rng.normal(size=80), rng.normal(1.2, 1.0, size=80)]
+    ch = choose_weights(normal, pseudo, KINDS, anchor=0.0, ridge=0.1)
+    assert ch.weights[2] == 1.0 and ch.weights[0] + ch.weights[1] < 1.5
+
+
+def test_the_anchor_blends_towards_the_model_alone() -> None:
+    normal, pseudo = _scores(np.random.default_rng(4), [0.5, 1.5, 0.0])
+    free = choose_weights(normal, pseudo, KINDS, anchor=0.0, ridge=0.5)
+    held = choose_weights(normal, pseudo, KINDS, anchor=0.6, ridge=0.5)
+    assert free.weights[1] == 1.0 and held.weights[0] == 1.0
+    assert held.weights[1] / held.weights[0] < free.weights[1] / free.weights[0]
+    assert choose_weights(normal, pseudo, KINDS, anchor=1.0, ridge=0.5).weights == (
+        1.0, 0.0, 0.0)
+    # nothing separates: the anchor alone
+    normal, pseudo = _scores(np.random.default_rng(5), [-1.0, -1.0, -1.0])
+    assert choose_weights(normal, pseudo, KINDS, anchor=0.0, ridge=0.5).weights == (
+        1.0, 0.0, 0.0)
+    with pytest.raises(ValueError, match="anchor"):
+        choose_weights(normal, pseudo, KINDS, anchor=1.5, ridge=0.5)
+    with pytest.raises(ValueError, match="ridge"):
+        choose_weights(normal, pseudo, KINDS, anchor=0.3, ridge=-1.0)
+    with pytest.raises(ValueError, match="components"):
+        choose_weights(normal[:2], pseudo, KINDS, anchor=0.3, ridge=0.5)
+
+
+def test_a_handful_of_clips_decides_nothing() -> None:
+    """Below MIN_NORMAL held-out clips a discriminant is noise: the model alone (or, without a
+    model, equal weights) whatever the pseudo-anomalies say."""
+    from edge_agent.scoring.fusion import MIN_NORMAL
+
+    normal, pseudo = _scores(np.random.default_rng(8), [0.0, 3.0, 3.0], n=MIN_NORMAL - 1)
+    assert choose_weights(normal, pseudo, KINDS, 0.0, 0.5).weights == (1.0, 0.0, 0.0)
+    assert choose_weights(normal[1:], pseudo[1:], KINDS[1:], 0.0, 0.5).weights == (1.0, 1.0)
+    normal, pseudo = _scores(np.random.default_rng(8), [0.0, 3.0, 3.0], n=MIN_NORMAL)
+    assert choose_weights(normal, pseudo, KINDS, 0.0, 0.5).weights != (1.0, 0.0, 0.0)
+
+
+def test_the_models_of_an_ensemble_share_their_group_weight() -> None:
+    rng = np.random.default_rng(5)
+    normal, pseudo = _scores(rng, [1.5, 1.5, 0.0, 0.0])
+    ch = choose_weights(normal, pseudo, ["model", "model", "bands", "rhythm"], 0.3, 0.5)
+    assert ch.groups == ("model", "bands", "rhythm")
+    assert ch.weights[0] == ch.weights[1] == ch.group_weights[0] / 2
+    assert ch.weights[3] < 0.1
+
+
+def test_extra_rows_are_scored_in_the_fold_that_never_saw_their_origin() -> None:
+    """A perturbed copy is compared with references that exclude the clip it was made from:
+    an exact copy therefore scores like its origin's held-out score, not 0."""
+    rng = np.random.default_rng(6)
+    src, tgt = rng.normal(size=(30, 8)), rng.normal(size=(6, 8))
+    cfg = BackendConfig()
+
+    def fs(s: np.ndarray, t: np.ndarray, h: np.ndarray) -> np.ndarray:
+        return fit_component(s, t, cfg).distances(h)
+
+    both = np.concatenate([src, tgt])
+    origin = np.array([0, 5, 31, 35, -1])
+    extra = np.concatenate([both[origin[:4]], rng.normal(size=(1, 8))])
+    held, held_x = cross_fit_with_extra(src, tgt, extra, origin, fs)
+    np.testing.assert_allclose(held, cross_fit_scores(src, tgt, fs))  # normal rows unchanged
+    np.testing.assert_allclose(held_x[:4], held[origin[:4]])
+    assert held_x[:4].min() > 0.05
+    with pytest.raises(BackendError, match="pseudo origins"):
+        cross_fit_with_extra(src, tgt, extra, np.array([0, 1, 2, 3, 36]), fs)
+
+
+def test_fit_section_decides_weights_per_section_from_pseudo_anomalies() -> None:
+    """Component 0 (the model) moves its pseudo-anomalies far from the normal clips, component
+    1 does not move them at all: the fit gives component 1 little weight, stores them in
+    the section, and its threshold is the percentile of the fused held-out scores."""
+    rng = np.random.default_rng(7)
+    n_src, n_tgt, m = 40, 8, 48
+    a = 1.0 + 0.2 * rng.normal(size=(n_src + n_tgt, 16))  # a tight cloud of normal sound
+    b = 1.0 + 0.2 * rng.normal(size=(n_src + n_tgt, 12))
+    origin = np.arange(m) % (n_src + n_tgt)
+    pa = a[origin] + 0.5 * rng.normal(size=(m, 16))  # far from every normal clip
+    pb = 1.0 + 0.2 * rng.normal(size=(m, 12))  # just more normal-looking clips
+    pseudo = PseudoSet([pa, pb], origin)
+    fit = fit_section([a[:n_src], b[:n_src]], [a[n_src:], b[n_src:]], BackendConfig(),
+                      pseudo=pseudo, kinds=["model", "bands"])
+    assert fit.choice is not None and fit.choice.separation[0] > 0.9
+    w = [c.weight for c in fit.backend.components]
+    assert w[0] == 1.0 and w[1] < 0.35 and w == list(fit.choice.weights)
+    assert fit.backend.threshold == pytest.approx(np.percentile(fit.held_out, 90))
+    # fixed weighting, no pseudo-anomalies or no kinds: the given weights
+    for kw in ({"pseudo": pseudo, "kinds": ["model", "bands"]}, {"pseudo": pseudo}, {}):
+        config = BackendConfig(weighting="fixed") if "kinds" in kw else BackendConfig()
+        fixed = fit_section([a[:n_src], b[:n_src]], [a[n_src:], b[n_src:]], config,
+                            weights=[1.0, 0.5], **kw)
+        assert [c.weight for c in fixed.backend.components] == [1.0, 0.5]
+        assert fixed.choice is None
+
+
+def test_backend_config_reads_old_bundles_as_fixed_and_checks_fields() -> None:
+    assert BackendConfig.from_dict({"density_k": 3}).weighting == "fixed"
+    assert BackendConfig.from_dict(BackendConfig().to_dict()).weighting == "pseudo"
+    with pytest.raises(BackendError, match="weighting"):
+        BackendConfig(weighting="vote")  # type: ignore[arg-type]
+    with pytest.raises(BackendError, match="anchor"):
+        BackendConfig(anchor=1.5)
+    with pytest.raises(BackendError, match="ridge"):
+        BackendConfig(ridge=-0.1)
+    with pytest.raises(BackendError, match="pseudo_count"):
+        BackendConfig(pseudo_count=-1)
