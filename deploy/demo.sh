@@ -23,6 +23,8 @@ fi
 
 "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 10))' \
   || { echo "error: the agent needs Python >= 3.10 ($PYTHON is $("$PYTHON" --version 2>&1))" >&2; exit 2; }
+source "$REPO/deploy/platform.sh"
+require_64bit "$PYTHON" || exit 2
 
 want=$(sha256sum "$REPO/pyproject.toml" | cut -d' ' -f1)
 if [ ! -x "$VENV/bin/edge-agent" ] || [ "$(cat "$VENV/.edge-agent-installed" 2>/dev/null)" != "$want" ]; then
@@ -36,13 +38,21 @@ if [ ! -x "$VENV/bin/edge-agent" ] || [ "$(cat "$VENV/.edge-agent-installed" 2>/
   }
   pip_q install --upgrade pip
   pip_q install -e "$REPO"
-  # Prove the TFLite runtime by creating an interpreter (docs/deploy.md, troubleshooting).
-  if ! "$VENV/bin/python" -c "from edge_agent.scoring.embedder import select_runtime; select_runtime()" \
-      >/dev/null 2>&1; then
+  # The TFLite runtime: each tried in a child process on the demo model, the agent's own probe
+  # (edge_agent.runtime.probe): a runtime that crashes or computes wrong numbers is no answer.
+  # Exit 1: none runs here, so try tflite-runtime; exit 3: one runs but fails the self-test
+  # on this CPU, which `edge-agent demo` then says in one line (with what to do).
+  probe_rc=0
+  "$VENV/bin/python" -m edge_agent.runtime.probe >/dev/null 2>&1 || probe_rc=$?
+  if [ "$probe_rc" != 0 ]; then
     log "ai-edge-litert unusable here; trying tflite-runtime (needs numpy<2)"
     pip_q install 'tflite-runtime' 'numpy<2' 'ml_dtypes<0.6' || true
-    "$VENV/bin/python" -c "from edge_agent.scoring.embedder import select_runtime; select_runtime()" \
-      >/dev/null || { echo "error: no TFLite runtime works with $("$PYTHON" --version 2>&1) on $(uname -m); see docs/deploy.md#troubleshooting" >&2; exit 1; }
+    probe_rc=0
+    why=$("$VENV/bin/python" -m edge_agent.runtime.probe 2>&1 >/dev/null) || probe_rc=$?
+    if [ "$probe_rc" = 1 ]; then
+      echo "${why:-error: no TFLite runtime works} (with $("$PYTHON" --version 2>&1) on $(uname -m); see docs/deploy.md#troubleshooting)" >&2
+      exit 1
+    fi
   fi
   echo "$want" > "$VENV/.edge-agent-installed"
 fi

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Install the edge agent on a Raspberry Pi OS / Debian / Ubuntu machine (aarch64 or x86-64).
+# Install the edge agent on a Raspberry Pi OS / Debian / Ubuntu machine (aarch64 or x86-64;
+# 32-bit ARM is refused in one line: no TFLite runtime has wheels for it, deploy/platform.sh).
 #
 #   sudo deploy/install.sh                    # system install: /opt/edge-agent, systemd unit, user
 #   deploy/install.sh --prefix /tmp/ea --config-dir /tmp/ea/etc --no-apt --no-systemd
@@ -81,6 +82,8 @@ PY
 }
 arch=$(uname -m)
 log "machine: $arch, python: $("$PYTHON" --version 2>&1), prefix: $PREFIX"
+source "$REPO/deploy/platform.sh"
+require_64bit "$PYTHON" || exit 2  # one line on 32-bit Raspberry Pi OS, before anything is installed
 
 if [ "$DO_APT" = 1 ]; then
   source "$REPO/deploy/apt.sh"
@@ -99,14 +102,25 @@ pip_q install --upgrade pip
 log "installing the agent (no TensorFlow) into $PREFIX/venv"
 pip_q install "$REPO"
 
-# The TFLite runtime: prove it by creating an interpreter, not by importing it.
-probe() { "$PREFIX/venv/bin/python" -c "from edge_agent.scoring.embedder import select_runtime; print(select_runtime().name)" 2>/dev/null; }
-if ! runtime=$(probe); then
+# The TFLite runtime: the agent's own probe (edge_agent.runtime.probe) tries each runtime in a
+# child process on the demo model and takes the first that neither crashes nor computes other
+# numbers than the model's self-test expects (exit 1: none runs; 3: one runs, wrong numbers).
+probe() { "$PREFIX/venv/bin/python" -m edge_agent.runtime.probe 2>"$PREFIX/.probe-error"; }
+probe_rc=0
+runtime=$(probe) || probe_rc=$?
+if [ "$probe_rc" != 0 ]; then
   log "ai-edge-litert unusable here; trying tflite-runtime (needs numpy<2)"
   pip_q install 'tflite-runtime' 'numpy<2' 'ml_dtypes<0.6' || true
-  runtime=$(probe) || { echo "error: no TFLite runtime works on $arch with $("$PYTHON" --version); install ai-edge-litert or tflite-runtime for this Python" >&2; exit 1; }
+  probe_rc=0
+  runtime=$(probe) || probe_rc=$?
 fi
-log "TFLite runtime: $runtime"
+why=$(cat "$PREFIX/.probe-error" 2>/dev/null); rm -f "$PREFIX/.probe-error"
+case "$probe_rc" in
+  0) log "TFLite runtime: $runtime" ;;
+  3) log "warning: ${why#error: }"
+     log "the agent will refuse to score until tflite: in $CONFIG_DIR/agent.yaml says so (edge-agent check tries it)" ;;
+  *) echo "error: no TFLite runtime works on $arch with $("$PYTHON" --version) (${why#error: })" >&2; exit 1 ;;
+esac
 
 cp "$REPO/README.md" "$PREFIX/README.md"
 if [ ! -e "$PREFIX/bundle/current" ]; then

@@ -49,6 +49,8 @@ SECTIONS = {
     "`source.channel`)",
     "metrics": "`metrics:` Prometheus textfile for node-exporter "
     "(`edge_agent.config.sinks.MetricsSettings`)",
+    "tflite": "`tflite:` the TFLite runtime and its kernels (`edge_agent.config.runtime."
+    "TfliteSettings`; `edge-agent check` tries them)",
 }
 
 

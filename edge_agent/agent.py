@@ -80,6 +80,7 @@ from edge_agent.runtime.reader import Capture
 from edge_agent.runtime.scorer import Scorer, one_line
 from edge_agent.runtime.start import check_start
 from edge_agent.runtime.windows import Window
+from edge_agent.scoring.embedder import RuntimeRequest
 from edge_agent.sinks import Sink
 from edge_agent.sinks.build import Sinks
 from edge_agent.sinks.build import build as build_sinks
@@ -215,8 +216,14 @@ class Agent:
         from edge_agent.bundle.load import provenance
 
         trusted = self.trusted()
-        scorer = Scorer.from_bundle(self.cfg.bundle, self.cfg.threads, trusted=trusted)
+        # the bundle's self-test runs in from_bundle: a runtime that computes other numbers
+        # on this CPU is refused here, at start and at every reload (and so every install)
+        scorer = Scorer.from_bundle(self.cfg.bundle, self.cfg.threads, trusted=trusted,
+                                    request=self.cfg.tflite.request())
         log.info("%s", provenance(scorer.bundle, trusted))
+        log.info("TFLite runtime %s: %s", scorer.runtime.label,
+                 "no self-test in this bundle" if scorer.self_test is None else
+                 f"self-test passed ({scorer.self_test.numbers()})")
         return scorer
 
     def trusted(self) -> list[TrustedKey]:
@@ -635,6 +642,9 @@ class _FleetView:
 
     def window_samples(self) -> int:
         return self._agent.window_length
+
+    def runtime_request(self) -> RuntimeRequest:
+        return self._agent.cfg.tflite.request()
 
     def bundle_root(self) -> Path:
         return self._agent.scorer.bundle.root

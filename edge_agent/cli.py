@@ -10,6 +10,7 @@ from __future__ import annotations
 import typer
 
 from edge_agent.commands.calibrate import calibrate_cmd
+from edge_agent.commands.check import check_cmd
 from edge_agent.commands.config_check import config_app
 from edge_agent.commands.demo import demo_cmd
 from edge_agent.commands.devices import devices_cmd
@@ -29,6 +30,7 @@ app = typer.Typer(
 )
 app.command("devices")(devices_cmd)
 app.command("demo")(demo_cmd)
+app.command("check")(check_cmd)
 app.command("score")(score_cmd)
 app.command("run")(run_cmd)
 app.add_typer(config_app, name="config")

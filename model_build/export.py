@@ -12,7 +12,11 @@ Steps (each a function, so tests and benchmarks reuse them):
    section is fitted on THOSE embeddings with `edge_agent.scoring.backend.fit_section` (the fit
    evaluate and the device's calibrate/enrol use too), so the device's scores and thresholds are on
    one scale whatever the quantisation did.
-3. `edge_agent.bundle.versions.write_bundle` writes a new version atomically; with a signing key
+3. `self_test`: the device self-test (edge_agent.runtime.selftest): one training window, the
+   embeddings this machine computes for it, and the tolerance from the bundle's own
+   quantisation check (the same windows through XNNPACK and through TFLite's own kernels), so
+   a device refuses a runtime or CPU that computes other numbers;
+4. `edge_agent.bundle.versions.write_bundle` writes a new version atomically; with a signing key
    (`--sign-key`, edge_agent.bundle.signing) the version is signed before it is renamed into place,
    so no reader ever sees it unsigned.
 """
@@ -21,7 +25,7 @@ from __future__ import annotations
 
 import json
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -30,14 +34,15 @@ import numpy as np
 from numpy.typing import NDArray
 
 from edge_agent.audio.files import load_clip
-from edge_agent.bundle.manifest import QUANTIZE_MODES
+from edge_agent.bundle.manifest import QUANTIZE_MODES, SELF_TEST
 from edge_agent.bundle.signing import sign_version
 from edge_agent.bundle.versions import write_bundle
 from edge_agent.errors import EdgeAgentError, FieldError
-from edge_agent.runtime.scorer import WindowEmbedding, stack_embeddings
+from edge_agent.runtime.scorer import Scorer, WindowEmbedding, stack_embeddings
+from edge_agent.runtime.selftest import make_self_test
 from edge_agent.scoring.backend import BackendConfig, SectionBackend, fit_section
 from edge_agent.scoring.classical import classical_features
-from edge_agent.scoring.embedder import Embedder
+from edge_agent.scoring.embedder import Embedder, load_runtime
 from edge_agent.scoring.frontend import DEFAULT_SPEC, FrontendSpec, model_inputs
 from model_build.data.clip import Clip
 from model_build.progress import Progress
@@ -45,6 +50,7 @@ from model_build.quiet import converter_output
 
 DEFAULT_MODE = "dynamic"  # see BENCHMARKS.md "Quantisation": smallest/fastest within 0.5 AUC
 EXPORT_DOMAINS = ("all", "source")  # training clips the backends are fitted on
+SELF_TEST_WINDOWS = 8  # training clips the self-test tolerance is measured on
 
 
 def input_names(model: Any) -> list[str]:
@@ -149,6 +155,32 @@ def refit_backends(
     }
 
 
+def self_test(
+    scorer: Scorer, backends: Mapping[str, SectionBackend], reference: NDArray[np.float32],
+    waves: Sequence[NDArray[np.float32]],
+) -> tuple[bytes, dict[str, Any]]:
+    """(self_test.npz, the manifest's `self_test` entry) for the models `scorer` runs, with
+    `reference` as the device's test window and the tolerance measured on `reference` and
+    `waves` between `scorer`'s runtime with XNNPACK and with TFLite's own kernels."""
+    rt = scorer.runtime
+    xnnpack = scorer if rt.xnnpack else Scorer.from_loaded(
+        scorer.bundle, runtime=load_runtime(rt.name, True), check=False)
+    own = Scorer.from_loaded(scorer.bundle, runtime=load_runtime(rt.name, False), check=False)
+    return make_self_test(reference, xnnpack.embed, own.embed, waves, backends,
+                          xnnpack.runtime.label)
+
+
+def self_test_clips(clips: Sequence[Clip]) -> list[Clip]:
+    """Training clips for the self-test, SELF_TEST_WINDOWS in all: the first (by path) of each
+    section, then the next ones; the very first is the reference window."""
+    ordered = sorted((c for c in clips if c.split == "train"), key=lambda c: str(c.path))
+    firsts: dict[str, Clip] = {}
+    for c in ordered:
+        firsts.setdefault(c.section_id, c)
+    rest = [c for c in ordered if c not in firsts.values()]
+    return ([*firsts.values(), *rest])[:SELF_TEST_WINDOWS]
+
+
 def export_models(
     models: Sequence[Any],
     out: Path,
@@ -171,8 +203,6 @@ def export_models(
     rhythm (edge_agent.scoring.classical.DEFAULT_CLASSICAL) when `classical`. `progress`: bars on
     stderr for the conversion and the embedding of the training clips.
     """
-    from edge_agent.runtime.scorer import Scorer
-
     calib = calibration_waves(train_clips, n_calibration, spec) if mode == "int8" else None
     files = {}
     with Progress(len(models), "converting models", progress, unit="models") as bar:
@@ -200,13 +230,15 @@ def export_models(
         # a provisional version (no sections yet) gives the device's Scorer to refit with
         draft = Path(tmp) / "draft"
         write_bundle(draft, {n: Path(tmp) / n for n in files}, {}, manifest)
-        scorer = Scorer.from_bundle(draft, threads=2)
+        scorer = Scorer.from_bundle(draft, threads=2, check=False)
         manifest["runtime_at_export"] = scorer.runtime_name
         backends = refit_backends(scorer.embed, scorer.dims, train_clips, spec, config,
                                   scorer.bundle.weights, progress)
+        chosen = [load_clip(c.path, spec) for c in self_test_clips(train_clips)]
+        data, manifest["self_test"] = self_test(scorer, backends, chosen[0], chosen[1:])
         finish = None if sign_key is None else partial(sign_version, private_key_path=sign_key)
         return write_bundle(out, {n: Path(tmp) / n for n in files}, backends, manifest,
-                            finish=finish)
+                            finish=finish, extra={SELF_TEST: data})
 
 
 def export_run(
@@ -283,8 +315,6 @@ class BundleEmbedder:
     device path), so `evaluate_embedder(BundleEmbedder(BUNDLE), clips)` evaluates what ships."""
 
     def __init__(self, bundle: Path, threads: int = 2) -> None:
-        from edge_agent.runtime.scorer import Scorer
-
         self.scorer = Scorer.from_bundle(bundle, threads=threads)
         self.weights = self.scorer.bundle.weights
 

@@ -19,6 +19,7 @@ from edge_agent.bundle.manifest import (
     MANIFEST,
     MANIFEST_DIGEST,
     MODEL,
+    SELF_TEST,
     sha256_file,
     write_manifest_digest,
 )
@@ -61,7 +62,8 @@ def test_loaded_bundle_describes_itself(bundle_dir: Path) -> None:
     assert [c["dim"] for c in b.components] == [256, 106, 500]
     assert m["class_names"] and m["training"]["n_train_clips"] > 0
     assert b.backend_config == BackendConfig()
-    assert set(m["files"]) == {MODEL0, BACKEND}
+    assert set(m["files"]) == {MODEL0, BACKEND, SELF_TEST}  # the device self-test's window
+    assert m["self_test"]["file"] == SELF_TEST and 0 < m["self_test"]["min_cosine"] < 1
     assert m["files"][MODEL0] == sha256_file(b.model_path)
     assert b.sections == sorted(b.backends) and len(b.sections) >= 2
     for s in b.sections:
@@ -126,6 +128,7 @@ def test_format_1_bundles_still_load_as_one_paper_component(
     np.savez(vdir / BACKEND, **arrays)
     m = json.loads((vdir / MANIFEST).read_text())
     comp = m.pop("components")[0]
+    m.pop("self_test")  # format 1 predates the device self-test
     m.update(format_version=1, inputs=comp["inputs"], input_order=comp["input_order"],
              embedding_dim=256, backend={"method": "cosine"},
              files={MODEL: sha256_file(vdir / MODEL), BACKEND: sha256_file(vdir / BACKEND)})

@@ -37,7 +37,7 @@ def test_frontend_loads_neither_scipy_fft_nor_scipy_special() -> None:
     """The memory point of the module: a scoring process must not import ~30 MB of scipy."""
     code = (
         "import sys, numpy as np\n"
-        "from edge_agent import fft\n"
+        "from edge_agent.scoring import fft\n"
         "from edge_agent.scoring.frontend import DEFAULT_SPEC, model_inputs\n"
         "from edge_agent.runtime.scorer import Scorer\n"
         "model_inputs(np.zeros(160000, np.float32), ['spectrogram', 'spectrum'], DEFAULT_SPEC)\n"

@@ -533,7 +533,7 @@ def test_a_verifying_load_reads_each_file_once(tmp_path: Path, demo_copy: Path) 
     finally:
         _Opens.paths = None
     assert sorted(opened) == sorted([MANIFEST, "manifest.sha256", MODEL0, "backend.npz",
-                                     SIGNATURE])
+                                     "self_test.npz", SIGNATURE])
 
 
 def test_write_bundle_signs_before_the_version_appears(tmp_path: Path, demo_copy: Path) -> None:

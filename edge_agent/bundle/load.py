@@ -30,6 +30,7 @@ from edge_agent.bundle.manifest import (
     MANIFEST_DIGEST,
     _warn_unchecked_manifest,
     check_version,
+    self_test_file,
 )
 from edge_agent.bundle.signing import ORIGIN, _releases
 
@@ -50,6 +51,8 @@ class Bundle:
     # model file name -> the bytes whose sha256 was checked (empty for `verify=False`: the
     # scorer then reads the file itself); the interpreter runs these, not the file
     model_content: Mapping[str, bytes] = field(default_factory=dict, repr=False, compare=False)
+    # the self-test file's bytes as checked (None: no self-test, or loaded with verify=False)
+    self_test_content: bytes | None = field(default=None, repr=False, compare=False)
 
     @property
     def manifest_sha256(self) -> str:
@@ -211,7 +214,9 @@ def load_bundle(
                 )
     model_files = [c["file"] for c in manifest["components"] if c["kind"] == "model"]
     models = {f: checked.contents[f] for f in model_files if f in checked.contents}
-    return Bundle(root, vdir, manifest, backends, signed_by, checked.manifest_bytes, models)
+    reference = self_test_file(manifest)
+    return Bundle(root, vdir, manifest, backends, signed_by, checked.manifest_bytes, models,
+                  checked.contents.get(reference) if reference is not None else None)
 
 
 def provenance(bundle: Bundle, trusted: Sequence[TrustedKey]) -> str:

@@ -13,6 +13,9 @@ Layout (format version 2)::
         model_1.tflite        ...
         backend.npz           per section: each component's references, densities and
                               normaliser, the fusion rule and the threshold
+        self_test.npz         optional: a reference window and the embeddings the exporting
+                              machine computed for it (edge_agent.runtime.selftest); the
+                              manifest's `self_test` entry names it with its tolerance
         signature.json        optional: Ed25519 signatures of the manifest
         (edge_agent.bundle.signing) signed_origin.json    optional, a version made on the device:
         its signed origin
@@ -87,6 +90,7 @@ MANIFEST = "manifest.json"
 MANIFEST_DIGEST = "manifest.sha256"  # the manifest's own sha256 (it cannot hold its own hash)
 MODEL = "model.tflite"  # format 1's single model
 BACKEND = "backend.npz"
+SELF_TEST = "self_test.npz"  # the reference window of the device self-test (runtime.selftest)
 COMPONENT_KINDS = ("model", "bands", "rhythm")
 QuantizeMode = Literal["float32", "float16", "dynamic", "int8"]
 QUANTIZE_MODES: tuple[QuantizeMode, ...] = get_args(QuantizeMode)
@@ -204,6 +208,15 @@ COMPONENT_SCHEMAS: Mapping[str, Schema] = {
     "rhythm": {"kind": (STR, True), "ranges_hz": (HZ_RANGES, True),
                "max_lag_s": (POS_NUMBER, True), "dim": (OPT_POS_INT, False)},
 }
+SELF_TEST_SCHEMA: Schema = {
+    "file": (FILE_NAME, True),
+    "min_cosine": (FieldType("a number in (0, 1]", lambda x: _is_number(x) and 0 < x <= 1),
+                   True),
+    "max_score_difference": (POS_NUMBER, True),
+}
+"""The device self-test (edge_agent.runtime.selftest): its file, the least cosine each
+component's embedding of the reference window must have to the expected one, and how far the
+window's score may be from the expected score."""
 MANIFEST_SCHEMA: Schema = {
     "format": (STR, True),
     "format_version": (POS_INT, True),
@@ -226,6 +239,7 @@ MANIFEST_SCHEMA: Schema = {
     "calibration": (OBJECT, False),
     "enrolment": (OBJECT, False),
     "tuning": (OBJECT, False),
+    "self_test": (FieldType("an object", OBJECT.test, fields=SELF_TEST_SCHEMA), False),
 }
 """A (format-2, or upgraded format-1) manifest; see docs/bundle.md for what each field means."""
 
@@ -349,9 +363,28 @@ def parse_manifest(text: str, path: Path) -> dict[str, Any]:
         BackendConfig.from_dict(data["backend"])
     except BackendError as exc:
         raise BundleError(f"{path}: {exc}") from None
-    check_components(data["components"], set(data["files"]) - {BACKEND}, str(path))
+    check_components(data["components"], model_file_names(data, path), str(path))
     manifest: dict[str, Any] = data
     return manifest
+
+
+def self_test_file(manifest: Mapping[str, Any]) -> str | None:
+    """The self-test file the manifest names (None: a bundle without one)."""
+    entry = manifest.get("self_test")
+    return str(entry["file"]) if isinstance(entry, dict) and "file" in entry else None
+
+
+def model_file_names(manifest: Mapping[str, Any], where: object) -> set[str]:
+    """The files of `manifest["files"]` that must be models: all but backend.npz and the
+    self-test file (which must be listed, so its checksum is checked like any other)."""
+    files = set(manifest["files"]) - {BACKEND}
+    extra = self_test_file(manifest)
+    if extra is not None:
+        if extra not in files or extra.endswith(".tflite"):
+            raise BundleError(f"{where}: self_test.file: expected a non-model file listed in "
+                              f"'files', got {extra!r}")
+        files.discard(extra)
+    return files
 
 
 def _upgrade_v1(data: dict[str, Any], path: Path) -> dict[str, Any]:

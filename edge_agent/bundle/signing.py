@@ -91,6 +91,7 @@ from edge_agent.bundle.manifest import (
     check_version,
     parse_manifest,
     read_hashed,
+    self_test_file,
     sha256_file,
 )
 from edge_agent.errors import BundleError, ConfigError
@@ -517,14 +518,16 @@ def _check_origin(vdir: Path, manifest: Mapping[str, Any], trusted: Sequence[Tru
         raise BundleError(f"{where}, but its frontend spec is not the signed one; refused")
     if origin["components"] != manifest["components"]:
         raise BundleError(f"{where}, but its components are not the signed ones; refused")
-    for c in manifest["components"]:
-        if c["kind"] != "model":
-            continue
-        name = c["file"]
+    if manifest.get("self_test") != origin.get("self_test"):
+        raise BundleError(f"{where}, but its self_test is not the signed one; refused")
+    covered = [c["file"] for c in manifest["components"] if c["kind"] == "model"]
+    reference = self_test_file(manifest)
+    for name in covered + ([reference] if reference is not None else []):
         got, signed = manifest["files"][name], origin["files"].get(name)
         if got != signed:
             raise BundleError(
-                f"{vdir / name}: not the model file signed in version {origin['version']} "
+                f"{vdir / name}: not the {'model' if name in covered else 'self-test'} file "
+                f"signed in version {origin['version']} "
                 f"(sha256 {got[:12]}..., signed {str(signed)[:12]}...); a model no trusted "
                 "key signed never loads"
             )

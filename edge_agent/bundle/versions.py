@@ -27,6 +27,7 @@ from edge_agent.bundle.manifest import (
     MANIFEST_SCHEMA,
     check_components,
     check_schema,
+    self_test_file,
     sha256_file,
     write_manifest_digest,
 )
@@ -67,6 +68,7 @@ def write_bundle(
     manifest: Mapping[str, Any],
     activate: bool = True,
     finish: Callable[[Path], object] | None = None,
+    extra: Mapping[str, bytes] | None = None,
 ) -> Path:
     """Write a new version (previous number + 1) of the bundle at `root`; returns its directory.
 
@@ -75,6 +77,8 @@ def write_bundle(
     quantization...); format, version, creation time, sections and file hashes are added here.
     `finish(directory)` runs on the complete version before it is renamed into place (a
     signature, edge_agent.bundle.signing), so the version appears with it, never without.
+    `extra`: other files (name -> bytes) listed and checksummed like the models: the
+    self-test file the manifest's `self_test` names (without it, the entry is left out).
     Earlier versions stay.
     """
     root = Path(root)
@@ -88,13 +92,20 @@ def write_bundle(
                 shutil.copyfile(model, tmp / name)
             else:
                 (tmp / name).write_bytes(model)
+        for name, data in (extra or {}).items():
+            (tmp / name).write_bytes(data)
         save_backends(tmp / BACKEND, backends)
         versions = list_versions(root)
         version = (versions[-1] + 1) if versions else 1
-        files = {name: sha256_file(tmp / name) for name in models}
+        files = {name: sha256_file(tmp / name) for name in [*models, *(extra or {})]}
         files[BACKEND] = sha256_file(tmp / BACKEND)
+        # a self-test entry only with its file: a version written from another's manifest
+        # without passing the file on has no self-test (rather than one that cannot load)
+        test = self_test_file(manifest)
+        kept = {k: v for k, v in manifest.items()
+                if k != "self_test" or (test is not None and test in (extra or {}))}
         full = {
-            **manifest,
+            **kept,
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
             "version": version,
@@ -158,13 +169,19 @@ def write_adapted_version(
     # changed since), and the manifest as loaded for the carried origin
     models: dict[str, bytes | Path] = {name: bundle.model_content.get(name, bundle.path / name)
                                        for name in bundle.model_files}
+    # the self-test travels unchanged: its expected embeddings do not depend on the backend
+    # (edge_agent.runtime.selftest), and a signed origin vouches for it as for the models
+    reference = self_test_file(bundle.manifest)
+    extra = {} if reference is None else {
+        reference: bundle.self_test_content if bundle.self_test_content is not None
+        else (bundle.path / reference).read_bytes()}
 
     def finish(vdir: Path) -> None:
         origin = carry_origin(bundle.path, vdir, bundle.manifest_bytes or None)
         if origin is not None and seal_key is not None:
             seal_version(vdir, seal_key)
 
-    return write_bundle(bundle.root, models, backends, base, finish=finish)
+    return write_bundle(bundle.root, models, backends, base, finish=finish, extra=extra)
 
 
 def rollback_target(root: str | Path) -> int:

@@ -190,6 +190,8 @@ def demo_cmd(
     config: opt.Config = None,
     json_out: opt.Json = False,
     verbose: Annotated[bool, typer.Option("--verbose", help="Agent log lines on stderr.")] = False,
+    runtime: opt.TfliteRuntime = None,
+    no_xnnpack: opt.NoXnnpack = False,
 ) -> None:
     """Replay shipped audio of a machine that turns faulty through the real agent.
 
@@ -214,7 +216,8 @@ def demo_cmd(
         "log.jsonl_file": None,
         "log.level": "info" if verbose else "warning",
     }
-    flags = Flags(mqtt_host=mqtt_host, mqtt_port=mqtt_port, device_id=device_id)
+    flags = Flags(mqtt_host=mqtt_host, mqtt_port=mqtt_port, device_id=device_id,
+                  tflite_runtime=runtime, no_xnnpack=no_xnnpack)
     cfg = agent_config(config, flags, fixed)
     setup_logging(cfg.log.json, cfg.log.level)
     agent = Agent(cfg)

@@ -40,6 +40,17 @@ Threads = Annotated[
                  "`threads`; 1 without a config).", show_default=False),
 ]
 
+TfliteRuntime = Annotated[
+    str | None,
+    typer.Option("--runtime", help="TFLite runtime: auto, ai_edge_litert, tflite_runtime or "
+                 "tensorflow (default: the config's `tflite.runtime`, auto).",
+                 show_default=False),
+]
+NoXnnpack = Annotated[
+    bool, typer.Option("--no-xnnpack", help="TFLite's own kernels instead of XNNPACK (config "
+                       "`tflite.xnnpack: false`).")
+]
+
 # --- where the audio comes from
 Config = Annotated[
     Path | None,

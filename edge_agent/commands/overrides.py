@@ -1,9 +1,9 @@
 """The agent config a command runs with: `--config` (or the defaults), then its flags on top.
 
-Written once, so `--bundle`, `--section`, `--threads`, `--channel`, `--device`, `--files` and
-`--json` change the same config keys in every command. Paths given as flags are relative to
-the working directory, like any command-line path; paths in the YAML stay relative to the
-YAML's folder.
+Written once, so `--bundle`, `--section`, `--threads`, `--channel`, `--device`, `--files`,
+`--runtime`, `--no-xnnpack` and `--json` change the same config keys in every command. Paths
+given as flags are relative to the working directory, like any command-line path; paths in
+the YAML stay relative to the YAML's folder.
 
 The audio source: `--device NAME` selects a device; PATHs select files (`--files` alone: the
 config's `source.files`); `--stdin` selects raw PCM on stdin. Giving two of them is an error.
@@ -43,6 +43,8 @@ class Flags:
     mqtt_port: int | None = None
     device_id: str | None = None
     monitor: str | None = None  # --monitor: the one machine of a `monitors:` config to use
+    tflite_runtime: str | None = None  # --runtime
+    no_xnnpack: bool = False
 
     def overrides(self) -> dict[str, Any]:
         """The dotted config keys these flags set (for `config.read_config`)."""
@@ -66,10 +68,13 @@ class Flags:
         keyed = {"bundle": _absolute(self.bundle), "section": self.section,
                  "threads": self.threads, "source.channel": self.channel,
                  "source.realtime": self.realtime, "mqtt.host": self.mqtt_host,
-                 "mqtt.port": self.mqtt_port, "mqtt.device_id": self.device_id}
+                 "mqtt.port": self.mqtt_port, "mqtt.device_id": self.device_id,
+                 "tflite.runtime": self.tflite_runtime}
         ov.update({k: v for k, v in keyed.items() if v is not None})
         if self.skip_unreadable:
             ov["source.skip_unreadable"] = True
+        if self.no_xnnpack:
+            ov["tflite.xnnpack"] = False
         if self.json:
             ov["log.json"] = True
         if self.quiet:

@@ -17,6 +17,7 @@ from edge_agent.config.runtime import (
     EvidenceSettings,
     HealthSettings,
     HistorySettings,
+    TfliteSettings,
     WindowSettings,
 )
 from edge_agent.config.sinks import MetricsSettings, MqttSettings, OutboxSettings
@@ -70,6 +71,8 @@ class AgentConfig:
     """What the agent writes to stdout/stderr and to a JSON-lines file."""
     threads: int = bounded(1, ge=1, le=256)
     """TFLite interpreter threads."""
+    tflite: TfliteSettings = field(default_factory=TfliteSettings)
+    """Which TFLite runtime scores and with which kernels (`edge-agent check` tries them)."""
     queue_size: int = bounded(8, ge=1)
     """Windows waiting for the scorer before new ones are dropped."""
     reload_poll_seconds: float = bounded(2.0, gt=0)

@@ -7,6 +7,7 @@ from typing import Literal
 
 from edge_agent.config.fields import bounded, check_fields
 from edge_agent.errors import ConfigError
+from edge_agent.scoring.embedder import RuntimeRequest
 from edge_agent.scoring.frontend import FrontendSpec
 
 MIN_HOP_SECONDS = 0.1
@@ -121,6 +122,28 @@ class HistorySettings:
 
     def __post_init__(self) -> None:
         check_fields(self, "history")
+
+
+TfliteRuntime = Literal["auto", "ai_edge_litert", "tflite_runtime", "tensorflow"]
+
+
+@dataclass(frozen=True)
+class TfliteSettings:
+    """The `tflite:` section: which TFLite runtime runs the models, and with which kernels.
+
+    The default is right almost everywhere: each runtime is tried in a child process and the
+    first that reproduces the bundle's self-test numbers scores (edge_agent.runtime.probe).
+    These keys are the way out the self-test names when it refuses this CPU's numbers: force
+    the other runtime, or TFLite's own kernels instead of XNNPACK (edge_agent.runtime.selftest;
+    `edge-agent check --runtime ... --no-xnnpack` tries them first)."""
+
+    runtime: TfliteRuntime = "auto"
+    """Auto = ai_edge_litert, else tflite_runtime, else tensorflow."""
+    xnnpack: bool = True
+    """False: TFLite's own kernels (where XNNPACK computes wrong numbers)."""
+
+    def request(self) -> RuntimeRequest:
+        return RuntimeRequest.of(self.runtime, self.xnnpack)
 
 
 EvidenceFormat = Literal["flac", "wav"]

@@ -434,7 +434,8 @@ class FleetClient:
             archive.unlink()
             cand = check_candidate(vdir, r, trusted, self.settings.allow_unsigned,
                                    sections_of(self.control.monitors()),
-                                   self.control.window_samples())
+                                   self.control.window_samples(),
+                                   self.control.runtime_request())
             version, previous = install(root, cand)
         except EdgeAgentError as exc:  # the release's fault (or the keys'): refused
             self._drop_assembly(a, None)

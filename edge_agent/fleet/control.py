@@ -2,7 +2,7 @@
 
 Why a protocol: the fleet client (edge_agent.fleet.client) installs bundle versions and runs
 remote commands, but the agent owns the model, the audio and the reload. The client asks the
-agent through these six methods only, so it never touches the agent's threads, and a test can
+agent through these seven methods only, so it never touches the agent's threads, and a test can
 drive it with any small agent that really scores and records.
 
 `status()` is the agent's own summary (JSON-safe), sent as the `status` command's reply. The
@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Protocol, TypedDict
 
 from edge_agent.events import Counters
+from edge_agent.scoring.embedder import RuntimeRequest
 
 
 class MonitorStatus(TypedDict):
@@ -71,6 +72,11 @@ class AgentControl(Protocol):
 
     def bundle_root(self) -> Path:
         """The bundle folder the agent loads (with `current` and `versions/`)."""
+        ...
+
+    def runtime_request(self) -> RuntimeRequest:
+        """The TFLite runtimes the agent may score with (its `tflite:` config): a candidate
+        version's self-test runs on the same (edge_agent.runtime.selftest)."""
         ...
 
     def status(self) -> AgentStatus:

@@ -7,10 +7,11 @@ The checks, in order, each a one-line refusal that installs nothing:
    stands in for it (an origin vouches only for versions the device adapted itself).
    Without trusted keys a release is refused, unless `fleet.allow_unsigned` says otherwise
    (then only the checksums are checked);
-3. it loads as the agent would load it (`Scorer.from_bundle` with the trusted keys), its windows
-   are the agent's window length, and it scores a synthetic window of every section the
-   agent's monitors use (`Scorer.smoke_test`), so a version that cannot serve this agent never
-   becomes current;
+3. it loads as the agent would load it (`Scorer.from_bundle` with the trusted keys and the
+   agent's TFLite runtimes), passes its self-test on this device (edge_agent.runtime.selftest:
+   this runtime and CPU reproduce its reference numbers), its windows are the agent's window
+   length, and it scores a synthetic window of every section the agent's monitors use
+   (`Scorer.smoke_test`), so a version that cannot serve this agent never becomes current;
 4. the model_version it will report is the one the notice announced.
 
 Install: the version folder is copied unchanged (the signature covers its manifest, so not a
@@ -43,6 +44,7 @@ from edge_agent.fleet.state import FleetState, InstallRecord
 
 if TYPE_CHECKING:
     from edge_agent.bundle.signing import TrustedKey
+    from edge_agent.scoring.embedder import RuntimeRequest
 
 
 @dataclass(frozen=True)
@@ -57,7 +59,7 @@ class Candidate:
 
 def check_candidate(
     vdir: Path, release: Release, trusted: Sequence[TrustedKey], allow_unsigned: bool,
-    sections: Sequence[str], window_samples: int,
+    sections: Sequence[str], window_samples: int, request: RuntimeRequest | None = None,
 ) -> Candidate:
     """The checks of the module docstring; FleetError / BundleError (one line) on the first
     that fails."""
@@ -79,7 +81,7 @@ def check_candidate(
                          "signature with (set trusted_keys, or fleet.allow_unsigned on a test "
                          "rig)")
     try:
-        scorer = Scorer.from_bundle(vdir, 1, trusted=trusted)
+        scorer = Scorer.from_bundle(vdir, 1, trusted=trusted, request=request)
         if scorer.spec.clip_samples != window_samples:
             raise FleetError(f"{what}: windows of {scorer.spec.clip_samples} samples, the "
                              f"agent cuts {window_samples}")

@@ -7,6 +7,11 @@ scale as the scores the device computes.
 A window is embedded once per component of the bundle (edge_agent.bundle): each TFLite model
 of the ensemble, and the classical band statistics and rhythm. The |STFT| is computed once
 per window and shared by the spectrogram input and the classical features.
+
+The TFLite runtime is chosen by edge_agent.runtime.probe (each candidate tried in a child
+process first, once per process), and a new scorer runs the bundle's self-test before it
+scores anything (edge_agent.runtime.selftest): a runtime that computes other numbers on this
+CPU than the bundle was made with is refused in one line.
 """
 
 from __future__ import annotations
@@ -22,9 +27,19 @@ from numpy.typing import NDArray
 from edge_agent.arrays import FloatArray
 from edge_agent.bundle.load import Bundle, load_bundle
 from edge_agent.errors import BundleError, EdgeAgentError
+from edge_agent.runtime.probe import choose_runtime
+from edge_agent.runtime.selftest import (
+    Reference,
+    SelfTestError,
+    SelfTestResult,
+    failure_line,
+    load_reference,
+    run_self_test,
+    say_no_reference,
+)
 from edge_agent.scoring.backend import l2_normalise
 from edge_agent.scoring.classical import ClassicalFeature, classical_feature
-from edge_agent.scoring.embedder import Embedder, Runtime
+from edge_agent.scoring.embedder import Embedder, Runtime, RuntimeRequest
 from edge_agent.scoring.frontend import (
     FEATURES,
     FrontendSpec,
@@ -124,16 +139,20 @@ class Scorer:
         self.bundle = bundle
         self.components = list(components)
         self.spec = bundle.spec
+        self.self_test: SelfTestResult | None = None  # the self-test's result, once it ran
 
     @property
     def dims(self) -> list[int]:
         return [c.dim for c in self.components]
 
     @property
-    def runtime_name(self) -> str:
+    def runtime(self) -> Runtime:
         """The TFLite runtime the models run on."""
-        return next(c.embedder.runtime.name for c in self.components
-                    if isinstance(c, ModelEmbedder))
+        return next(c.embedder.runtime for c in self.components if isinstance(c, ModelEmbedder))
+
+    @property
+    def runtime_name(self) -> str:
+        return self.runtime.name
 
     @classmethod
     def from_bundle(
@@ -143,52 +162,51 @@ class Scorer:
         verify: bool = True,
         runtime: Runtime | None = None,
         trusted: Sequence[TrustedKey] = (),
+        request: RuntimeRequest | None = None,
+        check: bool = True,
     ) -> Scorer:
         """The scorer of the bundle at `path`; with `trusted` keys (edge_agent.bundle.signing) only
         a version one of them vouches for loads (`bundle.load_bundle`)."""
         return cls.from_loaded(load_bundle(path, verify=verify, trusted=trusted), threads,
-                               runtime)
+                               runtime, request, check, verify)
 
     @classmethod
-    def from_loaded(cls, bundle: Bundle, threads: int = 1,
-                    runtime: Runtime | None = None) -> Scorer:
+    def from_loaded(cls, bundle: Bundle, threads: int = 1, runtime: Runtime | None = None,
+                    request: RuntimeRequest | None = None, check: bool = True,
+                    verified: bool = True) -> Scorer:
         """The scorer of an already loaded `bundle`. A verified bundle's interpreters run the
         model bytes its load checked (`Bundle.model_content`), not the files: what is on disk
-        now does not matter. An unverified one (`verify=False`) reads the model files."""
-        comps: list[ComponentEmbedder] = []
-        for c in bundle.components:
-            if c["kind"] != "model":
-                try:
-                    comps.append(ClassicalEmbedder(classical_feature(c, bundle.spec)))
-                except ValueError as exc:
-                    raise BundleError(f"{bundle.path}: components: {exc}") from None
-                continue
-            names = list(c["input_order"])
-            unknown = [n for n in names if n not in FEATURES]
-            if unknown:
-                raise BundleError(
-                    f"{bundle.path}: model input(s) {unknown} have no device frontend "
-                    f"(supported: {', '.join(FEATURES)})"
-                )
-            shapes = {e["name"]: list(e["shape"]) for e in c["inputs"]}
-            emb = Embedder(bundle.path / c["file"], names, threads, shapes, runtime,
-                           model_content=bundle.model_content.get(c["file"]))
-            runtime = emb.runtime  # prove the runtime once, share it
-            comps.append(ModelEmbedder(emb))
-        for i, (ce, m) in enumerate(zip(comps, bundle.components, strict=True)):
-            if m.get("dim") is not None and ce.dim != int(m["dim"]):
-                raise BundleError(
-                    f"{bundle.path}: component {i} gives {ce.dim}-d embeddings, manifest says "
-                    f"{m['dim']}"
-                )
-        dims = [ce.dim for ce in comps]
-        for section, b in bundle.backends.items():  # format 1 manifests may not state dims
-            if b.dims != dims:
-                raise BundleError(
-                    f"{bundle.path}: section {section} expects {b.dims}-d embeddings, the "
-                    f"components give {dims}"
-                )
-        return cls(bundle, comps)
+        now does not matter. An unverified one (`verify=False`) reads the model files.
+
+        `runtime`: the TFLite runtime to use as it is; None: the one edge_agent.runtime.probe
+        chooses among `request`'s (default: every runtime, with XNNPACK). `check`: run the
+        bundle's self-test now (`check_self_test`); off only where nothing may be checked yet
+        (an export's draft, a probe child that reports the result itself)."""
+        if runtime is None and any(c["kind"] == "model" for c in bundle.components):
+            runtime = choose_runtime(bundle, request or RuntimeRequest(), verified)
+        scorer = cls(bundle, _components(bundle, threads, runtime))
+        if check:
+            scorer.self_test = scorer.check_self_test()
+        return scorer
+
+    def run_self_test(self, reference: Reference) -> SelfTestResult:
+        """The reference window through this scorer, against the expected numbers."""
+        return run_self_test(reference, self.embed, self.bundle.backends)
+
+    def check_self_test(self) -> SelfTestResult | None:
+        """The bundle's self-test on this runtime and CPU (edge_agent.runtime.selftest): the
+        result, None for a bundle without one (said once per process), or a one-line
+        SelfTestError when this device computes other numbers."""
+        reference = load_reference(self.bundle)
+        if reference is None:
+            say_no_reference(self.bundle)
+            return None
+        result = self.run_self_test(reference)
+        if not result.passed:
+            rt = self.runtime
+            raise SelfTestError(failure_line(result, rt.label, rt.name, rt.xnnpack,
+                                             str(self.bundle.path)))
+        return result
 
     def embed(self, wave: NDArray[Any]) -> WindowEmbedding:
         """The window's embedding in every component (models: L2-normalised)."""
@@ -232,6 +250,46 @@ class Scorer:
         if not np.isfinite(ws.score):
             raise BundleError(f"{where}: a test window scores {ws.score} (not a finite number)")
         return ws
+
+
+def _components(bundle: Bundle, threads: int,
+                runtime: Runtime | None) -> list[ComponentEmbedder]:
+    """The bundle's components as embedders, each checked against the manifest and backends
+    (one-line BundleError); the models on `runtime`."""
+    comps: list[ComponentEmbedder] = []
+    for c in bundle.components:
+        if c["kind"] != "model":
+            try:
+                comps.append(ClassicalEmbedder(classical_feature(c, bundle.spec)))
+            except ValueError as exc:
+                raise BundleError(f"{bundle.path}: components: {exc}") from None
+            continue
+        names = list(c["input_order"])
+        unknown = [n for n in names if n not in FEATURES]
+        if unknown:
+            raise BundleError(
+                f"{bundle.path}: model input(s) {unknown} have no device frontend "
+                f"(supported: {', '.join(FEATURES)})"
+            )
+        shapes = {e["name"]: list(e["shape"]) for e in c["inputs"]}
+        emb = Embedder(bundle.path / c["file"], names, threads, shapes, runtime,
+                       model_content=bundle.model_content.get(c["file"]))
+        runtime = emb.runtime  # prove the runtime once, share it
+        comps.append(ModelEmbedder(emb))
+    for i, (ce, m) in enumerate(zip(comps, bundle.components, strict=True)):
+        if m.get("dim") is not None and ce.dim != int(m["dim"]):
+            raise BundleError(
+                f"{bundle.path}: component {i} gives {ce.dim}-d embeddings, manifest says "
+                f"{m['dim']}"
+            )
+    dims = [ce.dim for ce in comps]
+    for section, b in bundle.backends.items():  # format 1 manifests may not state dims
+        if b.dims != dims:
+            raise BundleError(
+                f"{bundle.path}: section {section} expects {b.dims}-d embeddings, the "
+                f"components give {dims}"
+            )
+    return comps
 
 
 def one_line(exc: BaseException) -> str:

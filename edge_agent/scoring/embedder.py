@@ -6,6 +6,13 @@ as available only once it has CREATED an interpreter: tflite-runtime 2.14 import
 and fails only at that point. TensorFlow is imported only when
 both light runtimes fail, so a Pi never pays for it.
 
+`select_runtime` proves runtimes IN this process: a runtime that crashes (ai-edge-litert's
+XNNPACK set-up segfaults on some CPUs) takes the process with it. The device therefore picks
+its runtime with `edge_agent.runtime.probe`, which tries each one in a child process first and
+then loads the winner here with `load_runtime`. `RuntimeRequest` is what a config may force:
+one runtime instead of the order above, and XNNPACK (the default delegate of every runtime)
+off, which runs TFLite's own kernels instead.
+
 Inputs are mapped BY NAME: a two-input TFLite model may order its inputs differently from the
 Keras model (the converter reports `serving_default_spectrum:0` first, for example).
 
@@ -18,8 +25,10 @@ from __future__ import annotations
 
 import base64
 import importlib
+import importlib.metadata
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal, get_args
 
@@ -45,12 +54,75 @@ def _interpreter_class(runtime: RuntimeName) -> Any:
     raise ValueError(f"runtime: expected one of {RUNTIMES}, got {runtime!r}")
 
 
+def _op_resolver_type(runtime: RuntimeName) -> Any:
+    """The runtime's OpResolverType enum (BUILTIN_WITHOUT_DEFAULT_DELEGATES: no XNNPACK)."""
+    if runtime == "tensorflow":
+        return importlib.import_module("tensorflow").lite.experimental.OpResolverType
+    module = "ai_edge_litert" if runtime == "ai_edge_litert" else "tflite_runtime"
+    return importlib.import_module(f"{module}.interpreter").OpResolverType
+
+
+# distribution names a runtime is installed as (tensorflow: the CPU-only build too)
+_DISTRIBUTIONS: dict[RuntimeName, tuple[str, ...]] = {
+    "ai_edge_litert": ("ai-edge-litert", "ai-edge-litert-nightly"),
+    "tflite_runtime": ("tflite-runtime",),
+    "tensorflow": ("tensorflow", "tensorflow-cpu", "tensorflow-aarch64"),
+}
+
+
+def runtime_version(runtime: RuntimeName) -> str:
+    """The installed version of `runtime`'s package ("" when not known)."""
+    for dist in _DISTRIBUTIONS.get(runtime, ()):
+        try:
+            return importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return ""
+
+
+@dataclass(frozen=True)
+class RuntimeRequest:
+    """Which runtimes may run the models, in order, and whether with XNNPACK.
+
+    The default tries every runtime in `RUNTIMES` order with XNNPACK (the fast path); a
+    config forces one runtime (`tflite.runtime`) or TFLite's own kernels (`tflite.xnnpack:
+    false`) where a runtime computes wrong numbers on a CPU (edge_agent.runtime.selftest)."""
+
+    names: tuple[RuntimeName, ...] = RUNTIMES
+    xnnpack: bool = True
+
+    def __post_init__(self) -> None:
+        bad = [n for n in self.names if n not in RUNTIMES]
+        if bad or not self.names:
+            raise ValueError(f"runtimes: expected some of {', '.join(RUNTIMES)}, got "
+                             f"{list(self.names)}")
+
+    @classmethod
+    def of(cls, runtime: str = "auto", xnnpack: bool = True) -> RuntimeRequest:
+        """From the config's words: `auto` or one runtime name."""
+        if runtime == "auto":
+            return cls(RUNTIMES, xnnpack)
+        for name in RUNTIMES:
+            if runtime == name:
+                return cls((name,), xnnpack)
+        raise ValueError(f"runtime: expected auto or one of {', '.join(RUNTIMES)}, got "
+                         f"{runtime!r}")
+
+
 @dataclass(frozen=True)
 class Runtime:
     """A TFLite runtime that has proven it can create an interpreter."""
 
     name: RuntimeName
     factory: Callable[..., Any]
+    xnnpack: bool = True  # False: built without default delegates (TFLite's own kernels)
+    version: str = field(default="", compare=False)
+
+    @property
+    def label(self) -> str:
+        """`ai_edge_litert 2.3.0 with XNNPACK`: what the runtime is, for messages."""
+        version = f" {self.version}" if self.version else ""
+        return f"{self.name}{version} {'with' if self.xnnpack else 'without'} XNNPACK"
 
 
 # A 656-byte TFLite model computing y = x + x for x of shape (1, 4), made with the converter
@@ -81,8 +153,27 @@ def _prove(cls: Any) -> None:
         raise RuntimeError("wrong result on the probe model")
 
 
-def select_runtime(preferred: Sequence[RuntimeName] = RUNTIMES) -> Runtime:
-    """The first runtime in `preferred` that creates an interpreter and runs the probe model.
+def load_runtime(name: RuntimeName, xnnpack: bool = True) -> Runtime:
+    """`name` proven on the probe model in THIS process (with or without XNNPACK); any
+    failure as raised (`select_runtime` words it)."""
+    cls = _interpreter_class(name)
+    factory = cls if xnnpack else partial(
+        cls, experimental_op_resolver_type=_op_resolver_type(name)
+        .BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    _prove(factory)
+    return Runtime(name, factory, xnnpack, runtime_version(name))
+
+
+def failure_reason(name: str, exc: BaseException) -> str:
+    """`name: Type first line of the message` (for the list of runtimes tried)."""
+    first = str(exc).splitlines()[0][:80] if str(exc) else ""
+    return f"{name}: {type(exc).__name__} {first}".strip()
+
+
+def select_runtime(preferred: Sequence[RuntimeName] = RUNTIMES, xnnpack: bool = True) -> Runtime:
+    """The first runtime in `preferred` that creates an interpreter and runs the probe model,
+    proven in THIS process (one that crashes takes the process along: the device picks with
+    edge_agent.runtime.probe, which tries each in a child first).
 
     Any failure (missing module, numpy ABI mismatch as with tflite-runtime 2.14 under
     numpy 2) moves on to the next; the error names every runtime tried and what to install.
@@ -90,13 +181,9 @@ def select_runtime(preferred: Sequence[RuntimeName] = RUNTIMES) -> Runtime:
     reasons = []
     for name in preferred:
         try:
-            cls = _interpreter_class(name)
-            _prove(cls)
-        except Exception as exc:  # any runtime failure: try the next one
-            first = str(exc).splitlines()[0][:80] if str(exc) else ""
-            reasons.append(f"{name}: {type(exc).__name__} {first}".strip())
-            continue
-        return Runtime(name, cls)
+            return load_runtime(name, xnnpack)
+        except Exception as exc:  # any failure: try the next one
+            reasons.append(failure_reason(name, exc))
     raise RuntimeUnavailableError(f"no TFLite runtime works ({'; '.join(reasons)}); {INSTALL_HINT}")
 
 
@@ -169,7 +256,8 @@ class Embedder:
                 self._it = self.runtime.factory(**source, num_threads=threads)
                 self._it.allocate_tensors()
         except Exception as exc:
-            raise BundleError(f"{model_path}: the TFLite runtime cannot load it ({exc})") from None
+            why = " ".join(str(exc).split())  # runtimes' messages span lines
+            raise BundleError(f"{model_path}: the TFLite runtime cannot load it ({why})") from None
         self.layout = input_layout(self._it.get_input_details())
         layout = {e["name"]: e for e in self.layout}
         missing = [n for n in input_names if n not in layout]
@@ -192,6 +280,11 @@ class Embedder:
         self._out = int(out[0]["index"])
         self.dim = int(np.prod(out[0]["shape"][1:]))
         self.threads = threads
+
+    @property
+    def input_shapes(self) -> list[tuple[int, ...]]:
+        """The model's input shapes, in `input_names` order (batch and channel axes included)."""
+        return [shape for _, shape in self._slots]
 
     def embed(self, *features: NDArray[Any]) -> FloatArray:
         """Features of ONE window, in `input_names` order (without batch or channel axes)."""
