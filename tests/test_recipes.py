@@ -37,6 +37,9 @@ def test_the_paper_recipe_pins_every_setting() -> None:
     assert (PAPER.backend, PAPER.classical) == ("paper", False)
     assert set(RECIPES) == {"default", "paper"}
     assert recipe("default").model == ModelConfig() and recipe("default").train == TrainConfig()
+    from model_build.training.model import PAPER_MODEL  # the network-only twin (test_model)
+
+    assert PAPER.model == PAPER_MODEL
 
 
 def test_an_unknown_recipe_is_a_field_error() -> None:
