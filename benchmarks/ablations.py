@@ -1,11 +1,11 @@
-"""The paper's ablations (Tables 3-7) rerun on synthetic DCASE-layout data, printed next to
+r"""The paper's ablations (Tables 3-7) rerun on synthetic DCASE-layout data, printed next to
 the paper's own figures with the direction of every effect compared.
 
     nice .venv/bin/python benchmarks/ablations.py --out runs/ablations              # default
     nice .venv/bin/python benchmarks/ablations.py --out runs/ablations --tables 6
     nice .venv/bin/python benchmarks/ablations.py --out runs/quick --quick --tables 7
     nice .venv/bin/python benchmarks/ablations.py --out runs/ablations --trainings 5
-    nice .venv/bin/python benchmarks/ablations.py --out runs/full --width 1 \\
+    nice .venv/bin/python benchmarks/ablations.py --out runs/full --width 1 \
         --batch-size 64 --source-train 100 --test 25 --machines fan,gearbox,bearing,valve
 
 Every network is the paper's recipe (`model_build.training.recipes.PAPER`: no FeatEx, no
@@ -301,8 +301,8 @@ def directions(
 ) -> tuple[str, dict[str, int]]:
     """Each effect the paper reports, its AUC change per domain, the paper's and ours (mean
     over trainings)."""
-    lines = [f"== direction of each effect: AUC change (points), the paper's dev -> ours "
-             f"(agree: same sign; paper changes under {CLEAR} count as no direction)",
+    lines = [(f"== direction of each effect: AUC change (points), the paper's dev -> ours "
+              f"(agree: same sign; paper changes under {CLEAR} count as no direction)"),
              f"{'effect':<61} {'source':>14} {'target':>14} {'mixed':>14}"]
     tally = {"agree": 0, "differ": 0, "unclear": 0}
     for table, effect, base, alt in COMPARISONS:

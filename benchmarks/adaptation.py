@@ -180,12 +180,12 @@ def enrol_part(args: argparse.Namespace, out: Path) -> dict[str, Any]:
 
 def markdown(cal: dict[str, Any], enr: dict[str, Any], args: argparse.Namespace) -> str:
     lines = [
-        f"Calibration: {len(cal['sections'])} sections ({', '.join(cal['sections'])}), "
+        (f"Calibration: {len(cal['sections'])} sections ({', '.join(cal['sections'])}), "
         f"{cal['n_test']} test clips; paper-view AUC/pAUC (%), harmonic mean over sections; "
-        "FA = normal test clips above the threshold, det = anomalous test clips above it.",
+        "FA = normal test clips above the threshold, det = anomalous test clips above it."),
         "",
-        "| bundle | AUC src | AUC tgt | AUC mixed | pAUC src | pAUC tgt | pAUC mixed "
-        "| FA src | FA tgt | det src | det tgt |",
+        ("| bundle | AUC src | AUC tgt | AUC mixed | pAUC src | pAUC tgt | pAUC mixed "
+        "| FA src | FA tgt | det src | det tgt |"),
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, r in cal["rows"].items():
@@ -194,11 +194,11 @@ def markdown(cal: dict[str, Any], enr: dict[str, Any], args: argparse.Namespace)
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += [
         "",
-        f"Enrolment of {enr['section']} (a machine type the run never saw), {args.draws} random "
+        (f"Enrolment of {enr['section']} (a machine type the run never saw), {args.draws} random "
         f"draws of N clips from its {enr['pool']} normal training clips; {enr['n_test']} test "
         "clips. Mean +- std over draws. FA src = held-out source-condition normals (undrawn "
         "training clips + source normal test clips) above the threshold; FA tgt = target normal "
-        "test clips above it; det = anomalous test clips above it.",
+        "test clips above it; det = anomalous test clips above it."),
         "",
         "| N | AUC src | AUC tgt | AUC mixed | pAUC mixed | threshold | FA src | FA tgt | det |",
         "|---|---|---|---|---|---|---|---|---|",

@@ -203,7 +203,7 @@ class Agent:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "edge_agent.cli", "run", "-c", str(self.cfg), "--stdin"],
                 stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                stderr=open(self.work / "agent.stderr", "ab"),  # noqa: SIM115 -- the child's
+                stderr=Path(self.work / "agent.stderr").open("ab"),  # noqa: SIM115 -- the child's
                 env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
             self.starts += 1
             self.runs.append([time.time(), False])

@@ -55,7 +55,7 @@ def child(n: int, seconds: float, hop: float) -> dict[str, Any]:
 
             def handle(self, event: Any) -> None:
                 if event["kind"] == "health" and event["event"] == "windows_dropped":
-                    self.dropped += 1
+                    self.dropped += int(event["count"])  # drops are summarised
 
             def close(self) -> None:
                 pass

@@ -171,7 +171,7 @@ def size_view(out: Path, family: str, root: Path, size: int) -> Path:
     return dst
 
 
-# ---------------------------------------------------------------- embeddings (cached)
+# ---------------------------------------------------------------- cached embeddings
 
 
 def _cache_key(path: Path) -> str:
@@ -311,8 +311,8 @@ def report(results: dict[str, Any], families: Sequence[str], sizes: Sequence[int
     head = "| family | N | " + " | ".join(systems) + " | default - floor |"
     for key, title in (("auc", "AUC"), ("pauc", "pAUC")):
         for dom in DOMAINS:
-            lines += [f"\n{title} {dom} (%, harmonic mean over sections, mean +- std over "
-                      f"{len(seeds)} seeds)\n", head,
+            lines += [(f"\n{title} {dom} (%, harmonic mean over sections, mean +- std over "
+                      f"{len(seeds)} seeds)\n"), head,
                       "|---|---|" + "---|" * (len(systems) + 1)]
             for n in sizes:
                 for fam in [*families, "mean"]:

@@ -75,7 +75,7 @@ def main() -> None:
     out = args.out or Path(tempfile.mkdtemp(prefix="quant-"))
     n_models = len(k_tr)
     for mode in args.modes.split(","):
-        vdir = export_run(args.run, out / mode, mode, args.data, calibration=args.calibration)
+        vdir = export_run(args.run, out / mode, mode, data=args.data, calibration=args.calibration)
         emb = BundleEmbedder(vdir, threads=1)
         t0 = time.perf_counter()
         d_te = emb.embed_clips(test)

@@ -35,6 +35,13 @@ scored windows' audio; when it raises the alarm it hands the voting windows' cli
 evidence writer thread (bounded queue: a slow SD card never delays scoring) and the alarm
 event references the clip (file, sha256, span).
 
+Answers (`edge_agent.adaptation.feedback`, with evidence kept): an operator's "not a fault" /
+"confirmed" for an alarm arrives over MQTT (`<monitor>/feedback/set`, Home Assistant's
+buttons) and is applied on the `AnswerDesk`'s own thread (embedding the alarm's windows and
+refitting a section takes seconds on a Pi: never on the scoring worker or paho's thread); a
+"not a fault" writes a new bundle version, which the bundle poll reloads like a calibration.
+The main loop also publishes answers `edge-agent feedback` gave to a machine's latest alarm.
+
 Lifecycle: SIGTERM/SIGINT stop reading, the worker finishes the windows already cut, sinks
 flush (MQTT waits for the outbox to be acknowledged, then publishes retained `offline`), and
 `run()` returns 0. A source that fails while running stops the agent and its error is raised.
@@ -84,11 +91,14 @@ from edge_agent.scoring.embedder import RuntimeRequest
 from edge_agent.sinks import Sink
 from edge_agent.sinks.build import Sinks
 from edge_agent.sinks.build import build as build_sinks
+from edge_agent.sinks.jsonl import human_line
 from edge_agent.sinks.mqtt import start_state
 from edge_agent.sources import open_source
 from edge_agent.sources.base import AudioSource
 
 if TYPE_CHECKING:  # cryptography is imported only when keys are configured
+    from edge_agent.adaptation.feedback import AnswerDesk
+    from edge_agent.adaptation.service import Trust
     from edge_agent.bundle.signing import TrustedKey
     from edge_agent.fleet.client import FleetClient
 
@@ -157,12 +167,18 @@ class Agent:
         # one-line ConfigError) as `edge-agent config check`, now rather than at every window
         self.window_length, self.hop = check_start(cfg, self.scorer.bundle)
         self.settings: tuple[MonitorSettings, ...] = cfg.monitor_list()
+        self._files = {m.name: monitor_files(
+            m.name, not cfg.monitors, cfg.outbox.path, cfg.history,
+            cfg.history.enabled and (m.source.kind != "files" or cfg.history.replays),
+            cfg.mqtt.enabled and sinks is None) for m in self.settings}
+        # what this run would leave behind that was not there before (see `_abandon`)
+        self._fresh = [p for p in self._state_paths() if not p.exists()]
         self._agent_counters = {"reloads": 0}
         self._emit_lock = threading.Lock()
         # every sink, and the two with duties beyond handle() (`sinks.build.Sinks`): the ones
         # the config asks for, or those a caller hands in (a test's collector)
         self.out = Sinks(list(sinks)) if sinks is not None else build_sinks(
-            cfg, [m.name for m in self.settings], self.scorer.bundle.model_version,
+            cfg, self.settings, self.scorer.bundle.model_version,
             self._outbox_depth)
         self.sinks: list[Sink] = self.out.all
         self.mqtt, self.metrics = self.out.mqtt, self.out.metrics
@@ -174,14 +190,13 @@ class Agent:
                                           self.device_id)
             if self.mqtt is not None and cfg.evidence.mqtt_max_kilobytes > 0:
                 self.evidence.publish = self.mqtt.publish_evidence
+        self.answers: AnswerDesk | None = None  # operators' answers (needs the clips)
+        if cfg.evidence.enabled:
+            self.answers = self._answer_desk()
         rate = self.scorer.spec.sample_rate
         self.monitors: list[Monitor] = []
         for m in self.settings:
-            live_history = cfg.history.enabled and (
-                m.source.kind != "files" or cfg.history.replays)
-            files = monitor_files(m.name, not cfg.monitors, cfg.outbox.path, cfg.history,
-                                  live_history, self.mqtt is not None)
-            mon = Monitor(m, self.device_id, self.emit, files, self.evidence,
+            mon = Monitor(m, self.device_id, self.emit, self._files[m.name], self.evidence,
                           (self.window_length, self.hop, rate))
             if self.mqtt is not None:  # the current state, whatever the broker retained
                 state: Mapping[str, object] = mon.last_alarm if mon.last_alarm is not None \
@@ -226,12 +241,76 @@ class Agent:
                  f"self-test passed ({scorer.self_test.numbers()})")
         return scorer
 
+    def _answer_desk(self) -> AnswerDesk:
+        """The desk that applies answers (`edge_agent.adaptation.feedback`); over MQTT too when
+        `feedback.mqtt` and the broker is configured."""
+        from edge_agent.adaptation.feedback import AnswerDesk
+        from edge_agent.adaptation.service import Teach
+
+        cfg = self.cfg
+        assert cfg.evidence.folder
+        desk = AnswerDesk(cfg.bundle, cfg.evidence.folder,
+                          {m.name: m.section for m in self.settings}, self.device_id,
+                          self.adapt_trust, Teach(cfg.feedback.max_references,
+                                                  cfg.feedback.threshold_rule),
+                          self.emit, cfg.threads)
+        if self.mqtt is not None and cfg.feedback.mqtt:
+            self.mqtt.answers = desk.submit
+        return desk
+
+    def adapt_trust(self) -> Trust:
+        """What a version adapted by the agent is checked and sealed with, as a command's
+        (`commands.overrides.trust`): the keys now, and this device's key with trusted keys."""
+        from edge_agent.adaptation.service import Trust
+        from edge_agent.bundle.signing import device_signing_key
+
+        return Trust(self.trusted(), device_signing_key(self.cfg.state_folder)
+                     if self.cfg.trusted_keys else None)
+
     def trusted(self) -> list[TrustedKey]:
         """The configured public keys and this device's own (`signing.load_trust`; none
         configured: signatures are not checked)."""
         from edge_agent.bundle.signing import load_trust
 
         return load_trust(self.cfg.trusted_keys, self.cfg.state_folder)
+
+    def _state_paths(self) -> list[Path]:
+        """The files and folders a run of this config writes (outbox and its journals, each
+        monitor's history and decision state, the JSON-lines log, the metrics file, the
+        evidence folder)."""
+        cfg = self.cfg
+        paths = [Path(p) for p in (cfg.log.jsonl_file, cfg.metrics.textfile,
+                                   cfg.evidence.folder if cfg.evidence.enabled else None) if p]
+        if cfg.mqtt.enabled:
+            paths += [Path(cfg.outbox.path + suffix) for suffix in ("", "-wal", "-shm",
+                                                                    "-journal")]
+        for f in self._files.values():
+            paths += [p for p in (f.history, f.decision) if p is not None]
+        return paths
+
+    def _abandon(self) -> None:
+        """The sources could not be opened (no microphone, a device that is not there): the run
+        never began. Close what the agent opened, report no `stopped` status (nothing ran),
+        and remove the files and folders it created, so a failed start leaves nothing behind
+        in the state folder; what existed before is kept as it was."""
+        for s in self.sinks:
+            try:
+                s.close()
+            except Exception as exc:  # closing must not hide why the start failed
+                log.debug("closing %s after a failed start: %s", type(s).__name__, exc)
+        for m in self.monitors:
+            m.close()
+        if self.evidence is not None:
+            self.evidence.close()
+        self.notify.close()
+        for p in sorted(self._fresh, key=lambda q: len(q.parts), reverse=True):
+            try:
+                if p.is_dir():
+                    p.rmdir()  # only when empty: never a folder with someone's files
+                else:
+                    p.unlink(missing_ok=True)
+            except OSError as exc:
+                log.debug("%s left after a failed start: %s", p, exc)
 
     def _outbox_depth(self) -> int:
         return self.out.outbox_depth
@@ -256,20 +335,17 @@ class Agent:
     def emit(self, event: Event) -> None:
         """Every sink gets the event, one event at a time (readers, the worker and the main
         thread all emit: the lock keeps lines and files whole)."""
+        if event["kind"] == "alarm" and "evidence" in event and self.answers is not None:
+            self.answers.track(event["monitor"], event["evidence"]["file"])  # the new question
         with self._emit_lock:
             for s in self.sinks:
                 try:
                     s.handle(event)
                 except Exception as exc:  # one broken sink must not stop the others
                     log.error("sink %s failed: %s", type(s).__name__, exc)
-        if event["kind"] != "score":
-            log.info(
-                "%s %s",
-                event["kind"],
-                json.dumps(
-                    {k: v for k, v in event.items() if k not in ("schema", "kind", "ts", "epoch")}
-                ),
-            )
+        if event["kind"] != "score":  # the human line without its time (the log has one)
+            level = logging.WARNING if event.get("event") == "windows_dropped" else logging.INFO
+            log.log(level, "%s", human_line(event).split(" ", 1)[1])
 
     # --- control ---
     def stop(self, *_: Any) -> None:
@@ -501,6 +577,9 @@ class Agent:
             signal.signal(signal.SIGINT, self.stop)
             signal.signal(signal.SIGHUP, self.request_reload)
         planned = self._open_sources()
+        self._start_sources(planned)  # first: no microphone = one error, no broker, no files
+        if self.answers is not None:
+            self.answers.start()
         if self.mqtt is not None:
             self.mqtt.start()
         worker = threading.Thread(target=self._worker, name="scorer", daemon=True)
@@ -516,8 +595,7 @@ class Agent:
         fleet: FleetClient | None = None
         try:
             fleet = self._start_fleet()
-            for src, mons, live in planned:  # each open is bounded (DeviceSource.start)
-                src.start()
+            for src, mons, live in planned:
                 self.captures.append(Capture(src, mons, live, self._enqueue,
                                              mons[0].settings.source.stall_seconds))
             for c in self.captures:
@@ -535,6 +613,21 @@ class Agent:
         if error is not None:
             raise error
         return 0
+
+    def _start_sources(self, planned: list[tuple[AudioSource, list[Monitor], bool]]) -> None:
+        """Open every source (each open is bounded: `DeviceSource.start`) before the broker,
+        the worker or the fleet start. One that fails stops those already open, and the agent
+        gives up as if it had never started (`_abandon`): the caller prints one error line."""
+        started: list[AudioSource] = []
+        try:
+            for src, _, _ in planned:
+                src.start()
+                started.append(src)
+        except BaseException:
+            for src in started:
+                src.stop()
+            self._abandon()
+            raise
 
     def _start_fleet(self) -> FleetClient | None:
         """With `fleet.enabled`: the fleet client (releases over MQTT, remote commands) on its
@@ -559,6 +652,10 @@ class Agent:
             self._stop.wait(0.25)
             now = self._main_beat = time.monotonic()
             self._poll_bundle(now)
+            for m in self.monitors:  # windows dropped: summarised (Monitor.flush_drops)
+                m.flush_drops()
+            if self.answers is not None:
+                self.answers.poll()  # refusals, and answers a command gave
             self._report_mqtt()
             self._report_outbox()
             if self.metrics is not None:
@@ -578,9 +675,14 @@ class Agent:
             src.stop()
         self._queue.put(None)
         worker.join()
+        for m in self.monitors:  # the drops not yet reported
+            m.flush_drops(force=True)
         if self.evidence is not None:  # queued clips written (and skips reported) first
             self.evidence.close()
             self._report_evidence()
+        if self.answers is not None:  # the answer being applied finishes; its event goes out
+            self.answers.close()
+            self.answers.poll()
         self._report_mqtt()
         self._report_outbox()
         if self.mqtt is not None:  # deliver what can be; what exists only in memory is lost
@@ -618,9 +720,9 @@ class Agent:
             while not self._stop.is_set():
                 try:
                     self._queue.put((monitor, w), timeout=0.5)
-                    return
                 except queue.Full:
                     continue
+                return
             return
         try:
             self._queue.put_nowait((monitor, w))

@@ -16,6 +16,7 @@ from edge_agent.commands.demo import demo_cmd
 from edge_agent.commands.devices import devices_cmd
 from edge_agent.commands.enrol import enrol_cmd
 from edge_agent.commands.evidence import evidence_app
+from edge_agent.commands.feedback import feedback_cmd
 from edge_agent.commands.fleet import fleet_app
 from edge_agent.commands.record import record_cmd
 from edge_agent.commands.run import run_cmd
@@ -39,6 +40,7 @@ app.command("tune")(tune_cmd)
 app.command("enrol")(enrol_cmd)
 app.command("record")(record_cmd)
 app.add_typer(evidence_app, name="evidence")
+app.command("feedback")(feedback_cmd)
 app.add_typer(fleet_app, name="fleet")
 
 

@@ -24,7 +24,11 @@ Every event carries `schema` (`SCHEMA_VERSION`), `kind`, `ts` (ISO 8601 UTC), `e
   that cannot be sent was set aside (`outbox_quarantined`, with the running `count`), a damaged
   or foreign outbox file was moved aside (`outbox_replaced`), the sender thread failed and was
   restarted (`outbox_sender_restarted`);
-* `status` (`StatusEvent`): a bundle was reloaded, or the agent stopped (with its counters).
+* `status` (`StatusEvent`): a bundle was reloaded, or the agent stopped (with its counters);
+* `feedback` (`FeedbackEvent`): an operator answered an alarm (`edge_agent.adaptation.feedback`:
+  "not a fault", with the bundle version it wrote and the threshold before and after, or
+  "confirmed"), or an answer could not be applied (`error`); `answer` null with no `error`:
+  the machine's latest alarm waits for an answer.
 
 MQTT publishes them as JSON (docs/mqtt.md), `--json` prints them as JSON lines, so a change
 here is a change of the public format: bump `SCHEMA_VERSION` when a field changes meaning or
@@ -34,7 +38,7 @@ disappears. Builders below fix the key order, so the JSON reads the same every t
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Literal, NotRequired, TypedDict
 
@@ -136,7 +140,34 @@ class StatusEvent(_StatusRequired, total=False):
     monitors: dict[str, Counters]  # stopped, with several monitors: each one's counters
 
 
-Event = WindowEvent | HealthEvent | StatusEvent
+FeedbackAnswer = Literal["not_a_fault", "confirmed"]
+
+
+class _FeedbackRequired(_Header):
+    kind: Literal["feedback"]
+    monitor: str
+    section: str
+    alarm: str | None  # the alarm's evidence clip (file name in `evidence.folder`)
+    answer: FeedbackAnswer | None  # None: unanswered (or an answer that failed: `error`)
+
+
+class FeedbackEvent(_FeedbackRequired, total=False):
+    """An answer to an alarm, as its clip's sidecar records it (see the module docstring)."""
+
+    label: str  # normal (not a fault) or anomaly (confirmed): the clip's label for data sets
+    by: str  # mqtt (Home Assistant, any MQTT client) or cli (`edge-agent feedback`)
+    answered_ts: str
+    version: int  # not a fault: the bundle version written ...
+    version_from: int  # ... from this one
+    old_threshold: float
+    new_threshold: float
+    references_added: int
+    references_dropped: int  # oldest target references dropped for `feedback.max_references`
+    rolled_back: dict[str, int]  # confirmed after not a fault: {"from": v, "to": parent}
+    error: str  # why an answer was not applied (one line)
+
+
+Event = WindowEvent | HealthEvent | StatusEvent | FeedbackEvent
 
 
 class Levels(TypedDict):
@@ -239,6 +270,32 @@ def status_event(
         e["scores_unsent"] = scores_unsent
     if monitors is not None:
         e["monitors"] = {name: dict(c) for name, c in monitors.items()}  # type: ignore[misc]
+    return e
+
+
+_ANSWER_FIELDS = ("label", "by", "version", "version_from", "old_threshold", "new_threshold",
+                  "references_added", "references_dropped", "rolled_back")
+
+
+def feedback_event(
+    epoch: float, device_id: str, *, monitor: str, section: str, alarm: str | None,
+    answer: FeedbackAnswer | None, record: Mapping[str, object] | None = None,
+    error: str | None = None,
+) -> FeedbackEvent:
+    """`record`: the sidecar's `answer` (its fields are copied; `ts` becomes `answered_ts`)."""
+    e: FeedbackEvent = {
+        "schema": SCHEMA_VERSION, "kind": "feedback", "ts": iso(epoch), "epoch": round(epoch, 3),
+        "device_id": device_id, "monitor": monitor, "section": section, "alarm": alarm,
+        "answer": answer,
+    }
+    if record is not None:
+        if "ts" in record:
+            e["answered_ts"] = str(record["ts"])
+        for key in _ANSWER_FIELDS:
+            if key in record:
+                e[key] = record[key]  # type: ignore[literal-required]
+    if error is not None:
+        e["error"] = error
     return e
 
 

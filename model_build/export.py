@@ -28,13 +28,20 @@ import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from numpy.typing import NDArray
 
 from edge_agent.audio.files import load_clip
-from edge_agent.bundle.manifest import QUANTIZE_MODES, SELF_TEST
+from edge_agent.bundle.manifest import (
+    QUANTIZE_MODES,
+    SELF_TEST,
+    ClassicalComponent,
+    Component,
+    InputShape,
+    ModelComponent,
+)
 from edge_agent.bundle.signing import sign_version
 from edge_agent.bundle.versions import write_bundle
 from edge_agent.errors import EdgeAgentError, FieldError
@@ -186,6 +193,7 @@ def export_models(
     out: Path,
     mode: str,
     train_clips: Sequence[Clip],
+    *,
     class_names: Sequence[str] = (),
     spec: FrontendSpec = DEFAULT_SPEC,
     training: dict[str, Any] | None = None,
@@ -197,7 +205,8 @@ def export_models(
     sign_key: Path | None = None,
 ) -> Path:
     """Convert every model, refit the backends on the device path, write a new bundle version
-    (signed with the Ed25519 private key `sign_key` when given).
+    (signed with the Ed25519 private key `sign_key` when given). The options are keyword-only:
+    nine of them have defaults, and a positional call could swap two of the same type unnoticed.
 
     Components: one per model (`model_<k>.tflite`), then the classical band statistics and
     rhythm (edge_agent.scoring.classical.DEFAULT_CLASSICAL) when `classical`. `progress`: bars on
@@ -210,14 +219,15 @@ def export_models(
             files[f"model_{k}.tflite"] = convert(m, mode, calib, spec)
             bar.update()
     with tempfile.TemporaryDirectory() as tmp:
-        comps: list[dict[str, Any]] = []
+        comps: list[Component] = []
         for (name, data), m in zip(files.items(), models, strict=True):
             (Path(tmp) / name).write_bytes(data)
             emb = Embedder(Path(tmp) / name, input_names(m), threads=2)
-            comps.append({"kind": "model", "file": name, "inputs": emb.layout,
-                          "input_order": input_names(m), "dim": emb.dim})
+            comps.append(ModelComponent(kind="model", file=name,
+                                        inputs=cast(list[InputShape], emb.layout),
+                                        input_order=input_names(m), dim=emb.dim))
         if classical:
-            comps += [f.entry for f in classical_features(spec)]
+            comps += [cast(ClassicalComponent, f.entry) for f in classical_features(spec)]
         manifest = {
             "frontend": spec.to_dict(),
             "components": comps,
@@ -245,6 +255,7 @@ def export_run(
     run: Path,
     out: Path,
     quantize: str = DEFAULT_MODE,
+    *,
     data: Sequence[Path] = (),
     models: Sequence[int] | None = None,
     calibration: int = 200,
@@ -300,9 +311,9 @@ def export_run(
     evaluation = r.meta.get("evaluation", {})
     names = r.classes or all_class_names(clips)
     return export_models(
-        [r.models[k] for k in chosen], out, quantize, clips, names, r.spec, training,
-        evaluation, n_calibration=calibration, config=BACKENDS[backend], classical=classical,
-        progress=progress, sign_key=sign_key,
+        [r.models[k] for k in chosen], out, quantize, clips, class_names=names, spec=r.spec,
+        training=training, evaluation=evaluation, n_calibration=calibration,
+        config=BACKENDS[backend], classical=classical, progress=progress, sign_key=sign_key,
     )
 
 

@@ -59,8 +59,8 @@ def sounddevice_or_skip() -> Any:
 
 def rescan() -> None:
     sd = sounddevice_or_skip()
-    sd._terminate()
-    sd._initialize()
+    sd._terminate()  # noqa: SLF001 -- sounddevice has no public rescan; PortAudio enumerates devices only at init
+    sd._initialize()  # noqa: SLF001 -- see above
 
 
 class AlsaSandbox:
@@ -92,7 +92,7 @@ class AlsaSandbox:
         lines.append("pcm.zz_unavailable { type hw card 99 }")
         tmp = self.path.with_suffix(".new")
         tmp.write_text("\n".join(lines) + "\n")
-        os.replace(tmp, self.path)
+        Path(tmp).replace(self.path)
 
     def remove_pcm(self, *names: str) -> None:
         for name in names:

@@ -122,9 +122,18 @@ def _fresh_agent_logger() -> Iterator[None]:
     logger.propagate = True
 
 
+TRAINING_FIXTURES = frozenset({"trained_run", "trained_ensemble", "bundle_dir"})
+"""Session fixtures that train (or export) a network: whichever test asks for one first pays
+for it within its own time limit, so every test that uses one gets SLOW_TIMEOUT too (which
+test runs first depends on the selection, e.g. `-k` or one file)."""
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if item.get_closest_marker("slow") and not item.get_closest_marker("timeout"):
+        if item.get_closest_marker("timeout"):
+            continue
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if item.get_closest_marker("slow") or fixtures & TRAINING_FIXTURES:
             item.add_marker(pytest.mark.timeout(SLOW_TIMEOUT))
 
 

@@ -37,9 +37,9 @@ MONITOR = "fan"  # the devices' one monitor (scored by SECTION)
 V1 = load_bundle(DEMO / "bundle").model_version  # the demo bundle's version id
 CLIPS = [str(p) for p in sorted((DEMO / "clips").glob("*_normal.wav"))]
 
-FLEET: dict[str, Any] = dict(enabled=True, group="presses", health_timeout_seconds=8.0,
-                             release_timeout_seconds=10.0, command_ttl_seconds=60.0,
-                             command_timeout_seconds=30.0)
+FLEET: dict[str, Any] = {"enabled": True, "group": "presses", "health_timeout_seconds": 8.0,
+                             "release_timeout_seconds": 10.0, "command_ttl_seconds": 60.0,
+                             "command_timeout_seconds": 30.0}
 """The devices' `fleet:` section (small bounds: a test waits at most this long)."""
 
 
@@ -95,8 +95,8 @@ def exported_version(root: Path, private_key: Path | None, drop: Sequence[str] =
 
 def mqtt_settings(port: int, device: str, **kw: Any) -> MqttSettings:
     """The operator's connection (edge_agent.fleet.operator.Connection)."""
-    base: dict[str, Any] = dict(host="127.0.0.1", port=port, device_id=device,
-                                reconnect_min=0.1, reconnect_max=0.5, connect_timeout=5.0)
+    base: dict[str, Any] = {"host": "127.0.0.1", "port": port, "device_id": device,
+                                "reconnect_min": 0.1, "reconnect_max": 0.5, "connect_timeout": 5.0}
     base.update(kw)
     return MqttSettings(**base)
 

@@ -142,9 +142,10 @@ class Broker:
         while time.monotonic() < end:
             try:
                 socket.create_connection(("127.0.0.1", self.port), 0.2).close()
-                return
             except OSError:
                 time.sleep(0.02)
+            else:
+                return
         raise RuntimeError("mosquitto did not start")
 
     def kill(self) -> None:

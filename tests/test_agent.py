@@ -271,10 +271,16 @@ def test_live_source_drops_are_counted_and_reported(
     c = Collect()
     agent = Agent(cfg, sinks=[c])  # no worker running: the queue fills up
     for i in range(5):
-        agent._enqueue(agent.monitors[0], Window(np.zeros(160000, np.float32), float(i), i),
+        agent._enqueue(agent.monitors[0], Window(np.zeros(160000, np.float32), float(i), i),  # noqa: SLF001 -- the test observes or drives an internal the API keeps private
                        live=True)
     assert agent.counters["windows_dropped"] == 3
-    assert [e["window"] for e in c.kind("health")] == [2, 3, 4]
+    # the first drop at once; the rest summarised (at most one line a minute, and at the end)
+    assert [(e["window"], e["count"]) for e in c.kind("health")] == [(2, 1)]
+    agent.monitors[0].flush_drops()  # within the minute: nothing new
+    assert len(c.kind("health")) == 1
+    agent.monitors[0].flush_drops(force=True)  # the end of the run
+    assert [(e["window"], e["count"], e["dropped"]) for e in c.kind("health")] == [
+        (2, 1, 1), (4, 2, 3)]
     assert c.kind("health")[-1]["faults"] == ["scorer_behind"]
 
 
@@ -350,7 +356,8 @@ def test_stalled_input_is_reported_as_device_lost_then_ok(
         while len(c.kind("health")) < 2 and time.monotonic() < end:
             time.sleep(0.05)
         assert c.kind("health")[1]["event"] == "device_ok"
-    t.join(10)
+        wf.close()  # end of stream: the agent stops reading before the read end is closed
+        t.join(10)
     assert not t.is_alive()
     assert not c.kind("alarm")
 
@@ -498,3 +505,43 @@ def test_window_error_reports_are_rate_limited_by_message(demo_root: tuple[Path,
     assert reported == [(1, "ValueError: broken model"), (10, "ValueError: broken model"),
                         (16, "OSError: disk"), (17, "ValueError: broken model")]
     assert agent.counters["window_errors"] == 25
+
+
+def test_run_without_its_microphone_is_one_error_line_and_leaves_nothing_behind(
+    tmp_path: Path, mqtt_broker: Callable[..., Broker],
+) -> None:
+    """`edge-agent run` whose device is not there: it used to print the `stopped` status twice
+    (stdout and log) before the error, wait for the broker first, and leave an outbox and a
+    score history in the state folder. Now the sources open first: one `error:` line, exit 2,
+    nothing on stdout, nothing published, the state folder as it was."""
+    from edge_agent.commands.demo import load_demo
+
+    demo = load_demo()
+    b = mqtt_broker()
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "keep.txt").write_text("an operator's file\n")
+    cfg = tmp_path / "agent.yaml"
+    cfg.write_text(f"bundle: {demo.bundle}\nsection: {demo.section}\n"
+                   f"source: {{device: no-such-microphone}}\n"
+                   f"outbox: {{path: {state}/outbox.sqlite}}\n"
+                   f"evidence: {{folder: {state}/evidence}}\n"
+                   f"mqtt: {{host: 127.0.0.1, port: {b.port}, ha_discovery: true}}\n")
+    sub = Subscriber(b, ["#"])
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "edge_agent.cli", "run", "--config", str(cfg)],
+            capture_output=True, text=True, timeout=120, cwd=tmp_path,
+            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2",
+                 "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+        time.sleep(0.5)  # anything published would have arrived by now
+        assert sub.messages == []
+    finally:
+        sub.close()
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stdout == ""
+    errors = [line for line in proc.stderr.splitlines() if "error" in line.lower()]
+    assert len(errors) == 1 and errors[0].startswith("error: source.device: "), proc.stderr
+    assert "no-such-microphone" in errors[0] or "PortAudio" in errors[0]
+    assert "status" not in proc.stderr and "stopped" not in proc.stderr
+    assert sorted(p.name for p in state.iterdir()) == ["keep.txt"]

@@ -20,6 +20,7 @@ from edge_agent.bundle.manifest import (
     MANIFEST_DIGEST,
     MODEL,
     SELF_TEST,
+    model_components,
     sha256_file,
     write_manifest_digest,
 )
@@ -58,7 +59,7 @@ def test_loaded_bundle_describes_itself(bundle_dir: Path) -> None:
     assert b.model_files == [MODEL0] and b.model_path == b.path / MODEL0
     assert b.input_names == ["spectrogram", "spectrum"]
     assert b.input_shapes == {"spectrogram": [1, 311, 513, 1], "spectrum": [1, 80000, 1]}
-    assert sorted(e["index"] for e in b.components[0]["inputs"]) == [0, 1]
+    assert sorted(e["index"] for e in model_components(b.components)[0]["inputs"]) == [0, 1]
     assert [c["dim"] for c in b.components] == [256, 106, 500]
     assert m["class_names"] and m["training"]["n_train_clips"] > 0
     assert b.backend_config == BackendConfig()

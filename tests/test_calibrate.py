@@ -126,9 +126,12 @@ def test_refused_and_bad_inputs_are_one_line_errors(
     last = err.strip().splitlines()[-1]
     assert code == 2 and last.startswith(f"error: {silent}: refused: silent")
     assert current_version(bundle_copy) == v0
+    broken = tmp_path / "broken.wav"
+    broken.write_bytes(b"RIFF but not audio")
     code, out, err = cli(capsys, "calibrate", "--bundle", str(bundle_copy), "--section", SEC,
-                         "--skip-refused", "--files", *files)
+                         "--skip-unreadable", "--files", *files, str(broken))
     assert code == 0 and "with 2 clips" in out and "refused" in err and "skipped" in err
+    assert f"skipped {broken}: " in err  # the unreadable file is named, then left out
     for args, msg in [
         (["--section", "nope_section_00", "--files", files[0]], "no section 'nope_section_00'"),
         (["--section", SEC, "--mode", "merge", "--files", files[0]], "--mode: expected one of"),
@@ -234,3 +237,43 @@ def test_export_source_only_then_calibrate_adds_the_target_rows(
     assert code == 0, err
     cal = load_bundle(out).backend(SEC).components[0]
     assert cal.references.shape[0] == cal.n_source + 4
+
+
+def test_a_long_recording_is_cut_into_its_clips_and_few_clips_are_warned_about(
+    bundle_copy: Path, target_clips: list[Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One 35 s WAV given to calibrate used to be ONE clip (its first 10 s) and moved the
+    threshold without a word. Now it is its three whole clips (the 5 s tail left out and said
+    so), the clips are exactly the recording's consecutive 10 s pieces, and a calibration on
+    fewer clips than the documented 10 says how many."""
+    from edge_agent.audio.files import load_clip, read_wav
+    from edge_agent.runtime.scorer import Scorer
+
+    pieces = [read_wav(p)[0] for p in target_clips[:4]]
+    long = tmp_path / "hall2-press.wav"
+    write_wav(long, np.concatenate(pieces)[:35 * 16000], 16000)
+    v0 = current_version(bundle_copy)
+    code, out, err = cli(capsys, "calibrate", "--bundle", str(bundle_copy), "--section", SEC,
+                         "--files", str(long))
+    assert code == 0, err
+    assert f"calibrated {SEC} with 3 clips (replace)" in out
+    assert f"{long}: 35.0 s = 3 clips of 10 s (5.0 s at the end left out)" in err
+    assert "clip 3/3 ok: " in err and f"({long} [20-30 s])" in err
+    warning = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert warning == [("warning: calibrate used 3 clips (30 s of audio); docs/adaptation.md asks "
+                       "for 10 (100 s): the threshold rests on fewer normal clips than that "
+                       "(record more, or give a longer recording)")], err
+    rec = load_bundle(bundle_copy).manifest["calibration"]
+    assert rec["n_clips"] == 3 and current_version(bundle_copy) == v0 + 1
+    # the clips are the recording's consecutive pieces: the 2nd is the 2nd file, as written
+    spec = Scorer.from_bundle(bundle_copy).spec
+    from edge_agent.audio.files import iter_clips
+    got = list(iter_clips(long, spec))
+    assert len(got) == 3
+    np.testing.assert_allclose(got[1], load_clip(target_clips[1], spec), atol=1 / 32768)
+    # ten clips from one 100 s recording: no warning
+    write_wav(long, np.concatenate(pieces * 3)[:100 * 16000], 16000)
+    code, out, err = cli(capsys, "calibrate", "--bundle", str(bundle_copy), "--section", SEC,
+                         "--files", str(long))
+    assert code == 0 and "with 10 clips" in out and "warning" not in err, err
+    assert f"{long}: 100.0 s = 10 clips of 10 s\n" in err

@@ -53,8 +53,8 @@ def test_field_errors_are_worded_as_the_flags_that_set_them() -> None:
 
     with pytest.raises(EdgeAgentError, match=r"^--model: expected 0\.\.1, got 5$"):
         command("model_index")
-    with pytest.raises(EdgeAgentError, match=r"^--skip-refused: expected"):
-        command("skip_refused")
+    with pytest.raises(EdgeAgentError, match=r"^--skip-unreadable: expected"):
+        command("skip_unreadable")
 
 
 def test_a_run_where_every_window_failed_exits_1_with_a_summary(
@@ -84,5 +84,5 @@ def test_a_run_where_every_window_failed_exits_1_with_a_summary(
     code, _, err = run_cli(capsys, *args)
     assert code == 1, err
     assert [ln for ln in err.splitlines() if ln.startswith("error:")] == [
-        "error: all 2 windows failed (window_errors 2, scored 0); the window_error lines above "
-        "say why"]
+        ("error: all 2 windows failed (window_errors 2, scored 0); the window_error lines above "
+        "say why")]

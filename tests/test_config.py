@@ -119,7 +119,15 @@ def test_config_check_cli(tmp_path: Path, bundle: Path) -> None:
     good = f"bundle: {demo_bundle()}\nsection: fan_section_00\n"
     ok = run_cli("config", "check", str(write(tmp_path, good)))
     assert ok.returncode == 0, ok.stderr
-    assert "section: fan_section_00" in ok.stdout and "clear_after: 3" in ok.stdout
+    # one line that says OK (it printed ~90 lines of resolved config and no verdict)
+    assert ok.stdout.count("\n") == 1 and ok.stderr == "", ok.stdout
+    assert ok.stdout.startswith(f"OK: {tmp_path / 'agent.yaml'}: fan_section_00; bundle "
+                                "version 1 (v1-"), ok.stdout
+    assert "no MQTT" in ok.stdout
+    shown = run_cli("config", "check", "--show", str(write(tmp_path, good)))
+    assert shown.returncode == 0, shown.stderr
+    assert "section: fan_section_00" in shown.stdout and "clear_after: 3" in shown.stdout
+    assert "OK" not in shown.stdout
     bad = run_cli("config", "check", str(write(tmp_path, "bundle: bundle\nsection: s\nx: 1\n")))
     assert bad.returncode == 2
     assert bad.stderr.strip().startswith("error: x: unknown key")
@@ -135,8 +143,8 @@ SEC = "fan_section_00"
 REFUSED = [
     # a hop of 0.48 samples cut the same window for ever (100 % CPU, RSS to 2.3 GB in 6 s); one
     # sample took 1.09 GB and dropped 36 524 windows in 25 s: under what a device can score
-    ("windows: {hop: 0.00003}", r"^windows\.hop: expected a number in \[0\.1, 86400\], "
-     r"got 3e-05"),
+    ("windows: {hop: 0.00003}", (r"^windows\.hop: expected a number in \[0\.1, 86400\], "
+     r"got 3e-05")),
     ("windows: {hop: 0.0000625}", r"^windows\.hop: expected a number in \[0\.1, 86400\]"),
     ("windows: {hop: 0}", r"^windows\.hop: expected a number in \[0\.1, 86400\], got 0"),
     ("windows: {hop: .nan}", r"^windows\.hop: expected a finite number, got nan"),
@@ -156,8 +164,8 @@ REFUSED = [
     ("decision: {threshold: .nan}", r"^decision\.threshold: expected a finite number, got nan"),
     ("decision: {threshold: -.inf}", r"^decision\.threshold: expected a finite number"),
     ("health: {silence_dbfs: .nan}", r"^health\.silence_dbfs: expected a finite number"),
-    ("mqtt: {host: broker}\nmqtt: {}", r"agent\.yaml: line 5: duplicate key 'mqtt' \(first at "
-     r"line 4\)"),
+    ("mqtt: {host: broker}\nmqtt: {}", (r"agent\.yaml: line 5: duplicate key 'mqtt' \(first at "
+     r"line 4\)")),
     ("mqtt: {host: a, host: b}", r"agent\.yaml: line 4: duplicate key 'host'"),
     ("mqtt: {port: 0}", r"^mqtt\.port: expected an integer in \[1, 65535\], got 0"),
     ("mqtt: {port: 65536}", r"^mqtt\.port: expected an integer in \[1, 65535\], got 65536"),
@@ -166,6 +174,16 @@ REFUSED = [
     ("mqtt: {reconnect_min: .nan}", r"^mqtt\.reconnect_min: expected a finite number"),
     ("mqtt: {password_file: EMPTY}", r"^mqtt\.password_file: .*empty\.txt is empty"),
     ("mqtt: {password_file: FOLDER}", r"^mqtt\.password_file: .* is a folder"),
+    # names that become MQTT topic levels and Home Assistant ids (edge_agent.config.ids): HA
+    # ignored a `.` or a space, a `+` / `#` made the broker drop every connect
+    *[(f"mqtt: {{device_id: '{d}'}}", (rf"^mqtt\.device_id: '{re.escape(d)}' cannot be a "
+       r"device id: expected letters, digits, _ and - \(up to 64, first a letter or digit\)"))
+      for d in ("press 01", "press.01", "press+01", "press#", "")],
+    *[(f"mqtt: {{prefix: '{p}'}}", (r"^mqtt\.prefix: expected topic levels separated by / "
+       r"\(each letters, digits, _ \. -")) for p in ("site//a", "site/+", "$SYS/x", "/a")],
+    ("mqtt: {ha_prefix: 'home assistant'}", r"^mqtt\.ha_prefix: expected topic levels"),
+    ("fleet: {group: 'a b'}", (r"^fleet\.group: expected a group name, one MQTT topic level: "
+     r"letters, digits")),
     ("log: {jsonl_file: no/such/dir/events.jsonl}",
      r"^log\.jsonl_file: folder .*no/such/dir does not exist"),
     ("log: {jsonl_file: FOLDER}", r"^log\.jsonl_file: .* is a folder"),
@@ -175,10 +193,10 @@ REFUSED = [
      r"^source\.channel: channel 5 requested but stdin has 2 channel\(s\)"),
     ("source: {kind: files, files: [CLIP], channel: 3}",
      r"01_normal\.wav: channel 3 requested but the file is mono"),
-    ("evidence: {folder: EMPTY}", r"^evidence\.folder: .*empty\.txt is a file, expected a "
-     r"folder$"),
-    ("evidence: {folder: EMPTY/clips}", r"^evidence\.folder: .*empty\.txt is a file, expected "
-     r"a folder \(cannot create .*empty\.txt/clips below it\)"),
+    ("evidence: {folder: EMPTY}", (r"^evidence\.folder: .*empty\.txt is a file, expected a "
+     r"folder$")),
+    ("evidence: {folder: EMPTY/clips}", (r"^evidence\.folder: .*empty\.txt is a file, expected "
+     r"a folder \(cannot create .*empty\.txt/clips below it\)")),
 ]
 
 
@@ -219,6 +237,32 @@ def test_config_check_and_run_refuse_the_same_thing(
         assert re.search(message, errors[0].removeprefix("error: ")), errors[0]
         lines.append(errors[0])
     assert lines[0] == lines[1]  # the same validator, the same words
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("--device-id", "press+01"), "error: mqtt.device_id: 'press+01' cannot be a device id"),
+    (("--device-id", "hall 2"), "error: mqtt.device_id: 'hall 2' cannot be a device id"),
+])
+def test_a_bad_device_id_flag_is_refused_before_anything_runs(
+    capsys: pytest.CaptureFixture[str], args: tuple[str, ...], message: str
+) -> None:
+    """The flag goes through the same validator as the config: exit 2, one line, no broker
+    contact (with `+` the broker used to drop every connect while the agent said nothing)."""
+    code, out, err = run_in_process(capsys, "demo", "--fast", "--mqtt-host", "127.0.0.1",
+                                    *args)
+    assert code == 2 and _errors(err) == [x for x in err.splitlines() if x.strip()], err
+    assert _errors(err)[0].startswith(message) and out == ""
+
+
+def test_a_single_machines_section_is_its_name_and_is_checked_like_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    p = write(tmp_path, f"bundle: {demo_bundle()}\nsection: fan.section_00\n")
+    code, _, err = run_in_process(capsys, "config", "check", str(p))
+    assert code == 2 and _errors(err) == [
+        ("error: section: 'fan.section_00' cannot be a machine's name: expected letters, digits, "
+        "_ and - (up to 64, first a letter or digit), because it is an MQTT topic level and "
+        "part of Home Assistant's ids")]
 
 
 def _check_and_run(capsys: pytest.CaptureFixture[str], p: Path) -> list[tuple[int, str]]:

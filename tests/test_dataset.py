@@ -310,11 +310,12 @@ def test_expand_files_expands_folders_and_reject_missing(tmp_path: Path) -> None
     (tmp_path / "a" / "z.wav").write_bytes(b"")
     (tmp_path / "a" / "y.WAV").write_bytes(b"")
     (tmp_path / "a" / "n.txt").write_bytes(b"")
-    assert [p.name for p in expand_files([tmp_path / "a"])] == ["y.WAV", "z.wav"]
+    (tmp_path / "a" / "x.flac").write_bytes(b"")  # the agent's evidence clips
+    assert [p.name for p in expand_files([tmp_path / "a"])] == ["x.flac", "y.WAV", "z.wav"]
     with pytest.raises(AudioFileError, match="no such file"):
         expand_files([tmp_path / "nope.wav"])
     (tmp_path / "empty").mkdir()
-    with pytest.raises(AudioFileError, match=r"no \.wav files"):
+    with pytest.raises(AudioFileError, match=r"no \.wav or \.flac files"):
         expand_files([tmp_path / "empty"])
 
 

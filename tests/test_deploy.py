@@ -111,9 +111,9 @@ def test_install_refuses_a_path_it_cannot_write_safely(
     assert proc.returncode == 2, (why, proc.stdout, proc.stderr)
     assert proc.stdout == ""
     assert proc.stderr.splitlines() == [
-        f"error: {option}: '{bad}' has characters other than letters, digits and / . _ + - (a "
+        (f"error: {option}: '{bad}' has characters other than letters, digits and / . _ + - (a "
         "space, '&', '#', '%' or a quote would break the unit or the config); choose another "
-        "path"]
+        "path")]
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing made, nothing ran
 
 
@@ -153,7 +153,8 @@ def test_installed_example_config_passes_config_check(installed: Path) -> None:
     """install.sh's example config, with the demo bundle it installed, is valid as written."""
     assert (installed / "opt" / "bundle" / "current").is_file()
     exe = installed / "opt" / "venv" / "bin" / "edge-agent"
-    proc = subprocess.run([str(exe), "config", "check", str(installed / "etc" / "agent.yaml")],
+    proc = subprocess.run([str(exe), "config", "check", "--show",
+                           str(installed / "etc" / "agent.yaml")],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert f"bundle: {installed / 'opt' / 'bundle'}" in proc.stdout

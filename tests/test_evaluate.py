@@ -270,10 +270,12 @@ def test_cli_end_to_end_on_trained_run(
     from model_build.data.dataset import scan
 
     out = tmp_path / "out"
+    code: object = 0
     try:
         main(["evaluate", str(run), "--data", str(root), "--json", "--out", str(out)])
     except SystemExit as e:
-        assert e.code in (0, None), capsys.readouterr().err
+        code = e.code
+    assert code in (0, None), capsys.readouterr().err
     payload = json.loads(capsys.readouterr().out)  # --json: the metrics instead of the tables
     assert json.loads((out / "metrics.json").read_text()) == payload
     results = payload["results"]
@@ -352,10 +354,12 @@ def test_real_dcase_clips_through_evaluate_embedder(
 def _cli_json(argv: list[str], capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
     from model_build.cli import main
 
+    code: object = 0
     try:
         main(argv)
     except SystemExit as e:
-        assert e.code in (0, None), capsys.readouterr().err
+        code = e.code
+    assert code in (0, None), capsys.readouterr().err
     payload: dict[str, Any] = json.loads(capsys.readouterr().out)
     return payload
 
@@ -363,7 +367,7 @@ def _cli_json(argv: list[str], capsys: pytest.CaptureFixture[str]) -> dict[str, 
 def test_cli_honours_the_runs_backend_marks_first_shot_and_concatenates(
     trained_run: Path, tiny_dcase_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """`train --backend gmm` is what evaluate uses unless --method says otherwise; valve is a
+    """`train --method gmm` is what evaluate uses unless --method says otherwise; valve is a
     machine type the run never saw (first-shot, DCASE 2023/2024); --concat joins another
     run's embeddings to RUN's (Table 4, concatenate after training)."""
     import shutil

@@ -53,11 +53,34 @@ def test_human_lines_for_each_kind_of_event() -> None:
     alarm = window_event("alarm", EPOCH, "d", section="fan_section_00", window=5, score=0.5,
                          threshold=0.38, anomalous=True, decision="alarm", votes=3,
                          model_version="v1", source="f.wav")
-    assert human_line(alarm) == f"{ts} fan_section_00 ALARM ALARM (score=0.5000, votes=3)"
-    fault = health_event(EPOCH, "d", "sensor_fault", ["silence", "overflow"], window=6)
-    assert human_line(fault) == f"{ts} sensor sensor_fault: silence,overflow (window=6)"
-    assert human_line(health_event(EPOCH, "d", "device_ok", [])) == (
-        f"{ts} sensor device_ok: ok (window=None)")
+    # the word once (it said `ALARM ALARM`), the machine named, the window too
+    assert human_line(alarm) == (
+        f"{ts} fan_section_00 ALARM raised (window=5, score=0.5000, votes=3)")
+    cleared = window_event("alarm", EPOCH, "d", section="gearbox_section_00", window=9,
+                           score=0.1, threshold=0.38, anomalous=False, decision="normal",
+                           votes=0, model_version="v1", source="hw:2", monitor="gearbox_1")
+    assert human_line(cleared) == (
+        f"{ts} gearbox_1 [gearbox_section_00] alarm cleared (window=9, score=0.1000, votes=0)")
+    mine = window_event("score", EPOCH, "d", section="gearbox_section_00", window=3,
+                        score=0.2, threshold=0.38, anomalous=False, decision="normal",
+                        votes=0, model_version="v1", source="hw:2", monitor="gearbox_1")
+    assert human_line(mine).startswith(f"{ts} gearbox_1 [gearbox_section_00] window=3 ")
+    # a sensor fault names its machine; one without a monitor is the agent's
+    fault = health_event(EPOCH, "d", "sensor_fault", ["silence", "overflow"], window=6,
+                         monitor="fan_2", section="fan_section_01")
+    assert human_line(fault) == (
+        f"{ts} fan_2 [fan_section_01] sensor sensor_fault: silence,overflow (window=6)")
+    assert human_line(health_event(EPOCH, "d", "device_ok", [], monitor="fan_2",
+                                   section="fan_section_01")) == (
+        f"{ts} fan_2 [fan_section_01] sensor device_ok: ok")
+    dropped = health_event(EPOCH, "d", "windows_dropped", ["scorer_behind"], window=8,
+                           monitor="fan_1", section="fan_section_00", dropped=40, count=12)
+    assert human_line(dropped) == (
+        f"{ts} fan_1 [fan_section_00] windows_dropped: scorer_behind (window=8, dropped=40, "
+        "count=12)")
+    assert human_line(health_event(EPOCH, "d", "outbox_full", ["outbox_full"], dropped=3,
+                                   error="outbox full")) == (
+        f"{ts} agent outbox_full: outbox full (dropped=3)")
     stopped = status_event(EPOCH, "d", "reloaded", model_version="v2")
     assert human_line(stopped) == (
         f'{ts} status: {{"schema": 1, "epoch": 1795952494.344, "device_id": "d", '
@@ -96,4 +119,5 @@ def test_json_lines_refuse_nan_instead_of_writing_invalid_json() -> None:
                       error="ValueError: cannot reshape", count=1)
     assert json.loads(event_json(ok)) == ok and list(ok)[-2:] == ["error", "count"]
     assert human_line(ok) == (
-        "2026-11-29T11:41:34.344Z window_error: ValueError: cannot reshape (window=4)")
+        "2026-11-29T11:41:34.344Z agent window_error: ValueError: cannot reshape (window=4, "
+        "count=1)")

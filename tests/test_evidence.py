@@ -164,7 +164,7 @@ def test_list_and_export(demo_run: tuple[list[dict[str, Any]], Path], tmp_path: 
     # a corrupt clip is refused by name, one line, exit 2
     bad = tmp_path / "bad"
     shutil.copytree(folder, bad)
-    with open(bad / ev["file"], "r+b") as f:
+    with Path(bad / ev["file"]).open("r+b") as f:
         f.seek(100)
         f.write(b"\x00\x01\x02\x03")
     code, out, err = run_cli(capsys, "evidence", "export", str(tmp_path / "e2"), "--folder",

@@ -44,6 +44,7 @@ def _cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.asarray((a * b).sum(1))
 
 
+@pytest.mark.slow  # converts the run in all four modes (the module's fixture)
 def test_every_mode_matches_keras_within_its_tolerance(
     exported: dict[str, Path], trained_run: Path, clips: list[Clip]
 ) -> None:

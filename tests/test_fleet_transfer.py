@@ -159,7 +159,8 @@ def test_state_file_persists_bounds_and_survives_damage(tmp_path: Path) -> None:
 
 
 def test_fleet_settings_are_validated() -> None:
-    with pytest.raises(ConfigError, match=r"fleet\.group: expected letters"):
+    with pytest.raises(ConfigError, match=r"fleet\.group: expected a group name, one MQTT "
+                       r"topic level: letters, digits"):
         FleetSettings(group="a/b")
     with pytest.raises(ConfigError, match=r"fleet\.max_bundle_mb: expected a number in \(0, "):
         FleetSettings(max_bundle_mb=0.0)

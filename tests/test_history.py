@@ -47,7 +47,7 @@ def test_restart_appends_and_a_torn_record_is_cut(tmp_path: Path) -> None:
     for i in range(5):
         h.append(T0 + i, float(i), 3.0)
     h.close()
-    with open(p, "ab") as f:  # a crash in the middle of a write
+    with Path(p).open("ab") as f:  # a crash in the middle of a write
         f.write(RECORD.pack(T0 + 5, 5.0, 3.0, 0)[:7])
     assert len(read_history(p)) == 5  # the reader ignores the partial record
     h = ScoreHistory(p)  # restart: cut it off, then append after the whole records

@@ -66,7 +66,7 @@ def test_perfect_reversed_and_constant_scores() -> None:
 
 
 @pytest.mark.parametrize(
-    "y, s, msg",
+    ("y", "s", "msg"),
     [
         ([0, 0, 0], [1.0, 2.0, 3.0], "both normal"),
         ([1, 1], [1.0, 2.0], "both normal"),

@@ -73,7 +73,18 @@ def test_a_single_section_config_is_one_monitor_named_after_its_section(tmp_path
 @pytest.mark.parametrize(("text", "error"), [
     ("section: a\nmonitors: [{section: b}]", "section: give each monitor its section"),
     ("monitors: [{name: x}]", "monitors[0].section: required"),
-    ("monitors: [{section: a, name: 'pump/1'}]", "monitors[0].name: expected letters"),
+    ("monitors: [{section: a, name: 'pump/1'}]", ("monitors[0].name: 'pump/1' cannot be a "
+     "machine's name: expected letters, digits, _ and - (up to 64, first a letter or digit)")),
+    # Home Assistant ignores a discovery topic with `.` or a space; `+` and `#` are wildcards
+    *[(f"monitors: [{{section: a, name: '{n}'}}]", (f"monitors[0].name: '{n}' cannot be a "
+       "machine's name: expected letters, digits, _ and -")) for n in
+      ("pump.1", "pump 1", "pump+1", "pump#1", "-pump")],
+    ("monitors: [{section: 'fan.00'}]", "monitors[0].section: 'fan.00' cannot be a machine's"),
+    ("monitors: [{section: a, name: health}]", ("monitors[0].name: 'health' is a topic level "
+     "of the agent itself")),
+    ("monitors: [{section: a, name: Pump_1}, {section: a, name: pump-1}]",
+     ("monitors[1].name: 'pump-1' and monitors[0].name's 'Pump_1' give the same Home Assistant "
+     "id 'pump_1'")),
     ("monitors: [{section: a, name: p}, {section: b, name: p}]",
      "monitors[1].name: 'p' is also monitors[0]'s"),
     ("monitors: [{section: a, name: p, channel: 1}, {section: b, name: q, channel: 1}]",
@@ -84,16 +95,16 @@ def test_a_single_section_config_is_one_monitor_named_after_its_section(tmp_path
     ("monitors: [{section: a, decision: {k: 9}}]", "decision.k: expected 1 <= k <= n"),
     ("monitors: [{section: a, colour: red}]", "monitors[0].colour: unknown key"),
     ("monitors: [{section: a, source: 3}]", "monitors[0].source: expected a mapping"),
-    ("monitors: [{section: a, name: p, device: 2, channel: 0}, "
-     "{section: b, name: q, device: '2', channel: 0}]",
+    (("monitors: [{section: a, name: p, device: 2, channel: 0}, "
+     "{section: b, name: q, device: '2', channel: 0}]"),
      "monitors[1]: device '2' channel 0 is already monitor 'p'"),
-    ("monitors: [{section: a, name: p, device: X, channel: 0}, "
-     "{section: b, name: q, device: x, channel: 1, source: {stall_seconds: 3}}]",
+    (("monitors: [{section: a, name: p, device: X, channel: 0}, "
+     "{section: b, name: q, device: x, channel: 1, source: {stall_seconds: 3}}]"),
      "monitors[1].source.stall_seconds: differs from monitors[0]'s on the same device"),
     ("evidence: {mqtt_max_kilobytes: 9000}\nmonitors: [{section: a}]",
      "evidence.mqtt_max_kilobytes: 9000 kB clips would crowd the outbox"),
-    ("mqtt: {host: h, device_id: fleet}\nfleet: {enabled: true, allow_unsigned: true}\n"
-     "monitors: [{section: a}]", "mqtt.device_id: 'fleet' cannot join a fleet"),
+    (("mqtt: {host: h, device_id: fleet}\nfleet: {enabled: true, allow_unsigned: true}\n"
+     "monitors: [{section: a}]"), "mqtt.device_id: 'fleet' cannot join a fleet"),
 ])
 def test_bad_monitor_lists_are_one_line_errors(tmp_path: Path, text: str, error: str,
                                                capsys: pytest.CaptureFixture[str]) -> None:
@@ -190,7 +201,7 @@ monitors:
 """))
     c = Collect()
     agent = Agent(cfg, sinks=[c])
-    assert len(agent._open_sources()) == 1  # one stream for the three channels
+    assert len(agent._open_sources()) == 1  # one stream for the three channels  # noqa: SLF001 -- the test observes or drives an internal the API keeps private
 
     def done() -> bool:
         s = by_monitor(c, "score")
@@ -236,7 +247,7 @@ monitors:
 """))
     c = Collect()
     agent = Agent(cfg, sinks=[c])
-    assert len(agent._open_sources()) == 2
+    assert len(agent._open_sources()) == 2  # noqa: SLF001 -- the test observes or drives an internal the API keeps private
 
     def done() -> bool:
         s = by_monitor(c, "score")
@@ -294,11 +305,14 @@ port: {b.port}, device_id: line3, ha_discovery: true}}"""))
         configs = {t: json.loads(p) for t, p, _ in sub.messages
                    if t.startswith("homeassistant/") and t.endswith("/config")}
         devices = {c["device"]["identifiers"][0] for c in configs.values()}
-        assert devices == {"edge_asd_line3_press_1", "edge_asd_line3_press_2"}
-        assert all(c["device"]["via_device"] == "edge_asd_line3" for c in configs.values())
+        # a device per machine, and the Pi's own (its health entities)
+        assert devices == {"edge_asd_line3", "edge_asd_line3_press_1", "edge_asd_line3_press_2"}
+        assert all(c["device"]["via_device"] == "edge_asd_line3" for c in configs.values()
+                   if c["device"]["identifiers"][0] != "edge_asd_line3")
         kinds = sorted(t.split("/")[-2] for t in configs)
-        assert kinds == sorted(f"{m}_{k}" for m in ("press_1", "press_2")
-                               for k in ("alarm", "score", "drift", "sensor"))
+        assert kinds == sorted([f"{m}_{k}" for m in ("press_1", "press_2")
+                                for k in ("alarm", "score", "drift", "sensor")]
+                               + ["agent_health", "agent_model"])
     finally:
         sub.close()
     # one outbox, a decision state file and a score history per monitor
@@ -322,7 +336,8 @@ def test_a_restart_restores_each_monitors_alarm(
     assert states == {"press_1": "alarm", "press_2": "normal"}
     assert again.mqtt is not None
     retained = {t: json.loads(p) for t, p in again.mqtt.retained_state().items()}
-    assert set(retained) == {f"edge-asd/edge-agent/{m}/alarm" for m in ("press_1", "press_2")}
+    assert set(retained) == {f"edge-asd/edge-agent/{m}/alarm" for m in ("press_1", "press_2")} \
+        | {"edge-asd/edge-agent/state"}  # and the agent's own health
     assert retained["edge-asd/edge-agent/press_1/alarm"]["window"] == 2  # the restored raise
     assert retained["edge-asd/edge-agent/press_2/alarm"]["decision"] == "normal"  # start state
     assert "window" not in retained["edge-asd/edge-agent/press_2/alarm"]

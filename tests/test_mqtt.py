@@ -22,14 +22,14 @@ SEC = "fan_section_00"
 
 
 def settings(b: Broker, **kw: object) -> MqttSettings:
-    base: dict[str, object] = dict(
-        host="127.0.0.1",
-        port=b.port,
-        device_id="dev1",
-        reconnect_min=0.1,
-        reconnect_max=0.5,
-        connect_timeout=5.0,
-    )
+    base: dict[str, object] = {
+        "host": "127.0.0.1",
+        "port": b.port,
+        "device_id": "dev1",
+        "reconnect_min": 0.1,
+        "reconnect_max": 0.5,
+        "connect_timeout": 5.0,
+    }
     base.update(kw)
     return MqttSettings(**base)  # type: ignore[arg-type]
 
@@ -80,7 +80,7 @@ def test_last_will_on_lost_connection(tmp_path: Path, mqtt_broker: Callable[...,
     s = sink(tmp_path, settings(b, keepalive=1))
     s.start()
     assert sub.wait_for(lambda m: bool(m) and m[-1][1] == b"online")
-    s.client._sock.close()  # connection dies without DISCONNECT -> broker sends the will
+    s.client._sock.close()  # connection dies without DISCONNECT -> broker sends the will  # noqa: SLF001 -- the test observes or drives an internal the API keeps private
     s.client.loop_stop()
     assert sub.wait_for(lambda m: m[-1][1] == b"offline", 10)
     sub.close()
@@ -249,7 +249,7 @@ def test_disconnect_and_reconnect_logged_once_without_flood(
     assert s.connected.is_set()
     b.kill()
     # ~20 attempts while down (one every 0.1 s)
-    assert wait_until(lambda: s._failures >= 20, 20)
+    assert wait_until(lambda: s._failures >= 20, 20)  # noqa: SLF001 -- the test observes or drives an internal the API keeps private
     b.start()
     assert s.connected.wait(10)
     msgs = [r.getMessage() for r in caplog.records]
@@ -313,11 +313,11 @@ def test_password_changed_at_runtime_reported_retried_recovered(
                    check=True, capture_output=True)
     b.stop()
     b.start()
-    assert wait_until(lambda: s._failures >= 3, 15)  # refused, and retried
+    assert wait_until(lambda: s._failures >= 3, 15)  # refused, and retried  # noqa: SLF001 -- the test observes or drives an internal the API keeps private
     notices = s.take_notices()
     assert [n for n, _ in notices] == ["mqtt_auth_failed"]  # once, not once per retry
     assert "refused the login" in notices[0][1]
-    assert s._thread.is_alive() and not s.connected.is_set()
+    assert s._thread.is_alive() and not s.connected.is_set()  # noqa: SLF001 -- the test observes or drives an internal the API keeps private
     s.handle(alarm(7))
     assert len(s.outbox) == 1
     sub = Subscriber(b, [f"edge-asd/dev1/{SEC}/alarm"], username="agent", password="new-pw")

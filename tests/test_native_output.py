@@ -40,9 +40,12 @@ def test_native_writes_are_filtered_and_the_rest_written_back(
 def test_everything_captured_comes_back_when_the_block_fails(
     capfd: pytest.CaptureFixture[str],
 ) -> None:
-    with pytest.raises(RuntimeError), native_output(keep=drop_everything):
+    def convert() -> None:
         os.write(2, b"E0000 the reason it failed\n")
         raise RuntimeError("conversion failed")
+
+    with pytest.raises(RuntimeError), native_output(keep=drop_everything):
+        convert()
     assert "the reason it failed" in capfd.readouterr().err
 
 
@@ -109,8 +112,8 @@ def test_disabled_progress_is_silent() -> None:
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
-    return subprocess.run([sys.executable, "-c", "import sys; from model_build.cli import main; "
-                           "main(sys.argv[1:])", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-c", ("import sys; from model_build.cli import main; "
+                           "main(sys.argv[1:])"), *args], capture_output=True, text=True,
                           env=env, cwd=REPO, timeout=600)
 
 

@@ -87,8 +87,8 @@ def test_plot_without_matplotlib_is_one_line_error(
         *["score", str(wav), "--bundle", str(demo.bundle), "--plot", str(tmp_path / "p.png")])
     assert code == 2
     assert err.strip().splitlines() == [
-        "error: --plot needs matplotlib: pip install 'listening-monitor[plot]' "
-        "(or pip install matplotlib)"
+        ("error: --plot needs matplotlib: pip install 'listening-monitor[plot]' "
+        "(or pip install matplotlib)")
     ]
     assert not (tmp_path / "p.png").exists()
 

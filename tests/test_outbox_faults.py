@@ -302,7 +302,7 @@ def test_a_failing_sender_is_restarted_reported_and_delivers_again(
     for i in range(1, 6):
         s.handle(alarm_event(i))
     assert sub.wait_for(lambda m: windows_on(sub) == set(range(6)), 10)
-    assert s._thread.is_alive() and s.flush(5)
+    assert s._thread.is_alive() and s.flush(5)  # noqa: SLF001 -- the test observes or drives an internal the API keeps private
     s.close()
     sub.close()
 

@@ -134,8 +134,8 @@ def test_overflow_flags_are_counted_and_put_on_the_next_block(fake_mic: FakeMic)
     src.start()
     try:
         drain(src, n=3200)
-        assert src._opened is not None and src._opened.capture is not None
-        capture = src._opened.capture
+        assert src._opened is not None and src._opened.capture is not None  # noqa: SLF001 -- the test observes or drives an internal the API keeps private
+        capture = src._opened.capture  # noqa: SLF001 -- the test observes or drives an internal the API keeps private
         src.stop()  # no more real callbacks: inject them as PortAudio would deliver them
         while not capture.q.empty():  # the fast mic queued far more than we read
             capture.q.get_nowait()
@@ -143,7 +143,7 @@ def test_overflow_flags_are_counted_and_put_on_the_next_block(fake_mic: FakeMic)
         flags.input_overflow = True
         capture.callback(np.ones((160, 1), np.float32), 160, None, flags)
         capture.callback(np.ones((160, 1), np.float32), 160, None, sd.CallbackFlags())
-        src._opened.capture = capture  # read() only needs the queued data now
+        src._opened.capture = capture  # read() only needs the queued data now  # noqa: SLF001 -- the test observes or drives an internal the API keeps private
         first, second = src.read(1.0), src.read(1.0)
     finally:
         src.stop()

@@ -146,7 +146,8 @@ def test_readme_minimal_config_is_valid(tmp_path: Path) -> None:
     assert yaml.safe_load(text)["section"] == demo.section
     cfg = tmp_path / "agent.yaml"
     cfg.write_text(text)
-    proc = subprocess.run([sys.executable, "-m", "edge_agent.cli", "config", "check", str(cfg)],
+    proc = subprocess.run([sys.executable, "-m", "edge_agent.cli", "config", "check", "--show",
+                           str(cfg)],
                           capture_output=True, text=True, timeout=60, env=ENV)
     assert proc.returncode == 0, proc.stderr
     eff = yaml.safe_load(proc.stdout)

@@ -151,3 +151,30 @@ def test_record_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     with pytest.raises(FieldError, match=r"^domain: expected source or target"):
         write_train_clips(tmp_path, "fan_section_00", "both", "", [np.zeros(N, np.float32)],
                           RATE)
+
+
+@pytest.mark.audio
+def test_record_monitor_opens_the_shared_device_as_run_does(
+    fake_mic: FakeMic, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """docs/monitors.md's wiring check: `record --monitor pump_3` of four machines on one
+    4-channel interface. It used to open the device with 3 channels (channel 2 needs 3), which
+    an interface may map differently from the 4 that `run` opens (here: the ALSA file PCM reads
+    the 4-channel frames as 3-channel ones, so the "clip" is other channels' samples). Now the
+    device is opened with the capture group's lanes, as `run` opens it, and the clip is
+    exactly channel 2."""
+    chans = np.stack([noise(1, seed=k, amp=0.1 * (k + 1)) for k in range(4)], axis=1)
+    name = fake_mic(chans, channels=4, pad_seconds=2.0)
+    cfg = tmp_path / "agent.yaml"
+    cfg.write_text(f"source: {{device: {name}, blocksize: 16000}}\nmonitors:\n" + "".join(
+        f"  - {{name: pump_{k + 1}, section: pump_section_0{k}, channel: {k}}}\n"
+        for k in range(4)))
+    out = tmp_path / "data"
+    code, _, err = cli(capsys, "record", str(out), "--config", str(cfg), "--monitor", "pump_3",
+                       "--count", "1")
+    assert code == 0, err
+    assert f"capturing 1 clips of 10 s from {name} channel 2" in err
+    (f,) = sorted((out / "pump" / "train").glob("*.wav"))
+    assert f.name.startswith("section_02_source_train_normal_0000")
+    y, _ = read_wav(f)
+    np.testing.assert_allclose(y, chans[:, 2], atol=1.5 / 32768)

@@ -187,8 +187,8 @@ def test_unreadable_file_stops_or_is_skipped(
     code, out, err = _run(argv, capsys)
     assert code == 2 and len(out.splitlines()) == 1  # a.wav was scored before b.wav stopped it
     assert err.strip().splitlines() == [
-        f"error: {folder / 'b.wav'}: not a readable WAV file (no valid 'fmt ' chunk) "
-        "(remove the file or pass --skip-unreadable)"]
+        (f"error: {folder / 'b.wav'}: not a readable WAV file (no valid 'fmt ' chunk) "
+        "(remove the file or pass --skip-unreadable)")]
     code, out, err = _run([*argv, "--skip-unreadable"], capsys)
     assert code == 0 and [Path(json.loads(r)["file"]).name for r in out.splitlines()] == ["a.wav"]
     lines = err.strip().splitlines()
@@ -297,3 +297,37 @@ def test_a_fifo_is_named_for_what_it_is(tmp_path: Path, capsys: pytest.CaptureFi
     assert code == 0, err
     assert [json.loads(line)["file"] for line in out.splitlines()] == [str(folder / "b_clip.wav")]
     assert [r.getMessage() for r in records] == [f"{folder / 'a_live.wav'}: {why}; left out"]
+
+
+def test_the_agents_own_evidence_flac_is_scored_like_its_wav(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An alarm's evidence clip (16-bit FLAC, written by `runtime.evidence.encode`) used to be
+    refused by `score` ("not a readable WAV file ... remove the file"). Now it scores exactly as
+    the same audio as WAV does, alone or in a folder, and a broken FLAC is one line naming it."""
+    from edge_agent.audio.files import read_wav, write_wav
+    from edge_agent.commands.demo import load_demo
+    from edge_agent.runtime.evidence import encode
+
+    demo = load_demo()
+    x, rate = read_wav(demo.paths[-1])
+    clips = tmp_path / "evidence"
+    clips.mkdir()
+    (clips / "alarm.flac").write_bytes(encode(x, rate, "flac"))
+    write_wav(tmp_path / "same.wav", x, rate)
+    rows = {}
+    for target in (clips / "alarm.flac", tmp_path / "same.wav", clips):
+        code, out, err = _run(["score", str(target), "--bundle", str(demo.bundle), "--section",
+                               demo.section, "--json"], capsys)
+        assert code == 0, err
+        (row,) = map(json.loads, out.splitlines())
+        rows[target.name] = row
+    assert rows["alarm.flac"]["score"] == rows["same.wav"]["score"] == rows["evidence"]["score"]
+    assert rows["evidence"]["file"] == str(clips / "alarm.flac")
+    (tmp_path / "broken.flac").write_bytes(b"fLaC" + bytes(200))
+    code, _, err = _run(["score", str(tmp_path / "broken.flac"), "--bundle", str(demo.bundle),
+                         "--section", demo.section], capsys)
+    assert code == 2
+    assert err.strip().startswith(f"error: {tmp_path / 'broken.flac'}: not a readable FLAC "
+                                  "file"), err
+    assert len(err.strip().splitlines()) == 1

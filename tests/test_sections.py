@@ -1,11 +1,12 @@
-"""Pure adaptation maths (edge_agent.adaptation.sections): calibrated and enrolled sections."""
+"""Pure adaptation maths (edge_agent.adaptation.sections): calibrated, enrolled and taught
+sections."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from edge_agent.adaptation.sections import calibrated_section, enrolled_section
+from edge_agent.adaptation.sections import calibrated_section, enrolled_section, taught_section
 from edge_agent.errors import FieldError
 from edge_agent.scoring.backend import (
     PAPER_BACKEND,
@@ -120,3 +121,78 @@ def test_enrolled_section_is_the_backend_fitted_on_the_new_clips() -> None:
     assert paper.components[0].n_source == 16  # k-means centres with the paper's backend
     with pytest.raises(BackendError, match="at least 10 normal clips, got 9"):
         enrolled_section([e[:9] for e in emb], CONFIG)
+
+
+# --- taught: an operator answered "not a fault" (edge_agent.adaptation.feedback) ---
+
+
+@pytest.fixture
+def machine() -> tuple[SectionBackend, np.ndarray, np.ndarray]:
+    """(a section whose normal sound is one tight cluster per component: 40 source + 3 target
+    clips, and the two centres): a sound away from the centres is unknown to it."""
+    rng = np.random.default_rng(10)
+    c1, c2 = rng.standard_normal(D), rng.standard_normal(D2)
+    fit = fit_section([unit(rng, 40, D, c1, 0.3), unit(rng, 40, D2, c2, 0.3)],
+                      [unit(rng, 3, D, c1, 0.3), unit(rng, 3, D2, c2, 0.3)], CONFIG)
+    return fit.backend, c1, c2
+
+
+def test_taught_windows_join_the_target_rows_and_then_score_low(
+    machine: tuple[SectionBackend, np.ndarray, np.ndarray],
+) -> None:
+    """The answered windows' embeddings are appended after the old target rows (source rows
+    bit for bit), and a window like them scores below the threshold where it scored above."""
+    old, c1, c2 = machine
+    rng = np.random.default_rng(7)
+    n1, n2 = c1 + 0.6 * rng.standard_normal(D), c2 + 0.6 * rng.standard_normal(D2)
+    answered = [unit(rng, 3, D, n1, 0.3), unit(rng, 3, D2, n2, 0.3)]  # an unknown sound
+    again = [unit(rng, 4, D, n1, 0.3), unit(rng, 4, D2, n2, 0.3)]  # the same sound later
+    t = taught_section(old, answered, CONFIG, max_references=64)
+    for c_old, c_new in zip(old.components, t.backend.components, strict=True):
+        assert c_new.n_source == 40 and c_new.references.shape[0] == 46
+        assert c_new.references[:43].tobytes() == c_old.references.tobytes()
+    assert (t.added, t.dropped, t.n_target) == (3, 0, 6)
+    before = old.score(again) - old.threshold
+    after = t.backend.score(again) - t.backend.threshold
+    assert np.all(before > 0), "the sound alarmed before the answer"
+    assert np.all(after < 0), "the same sound is normal after it"
+    assert t.record()["references_added"] == 3 and t.record()["threshold_rule"] == "refit"
+
+
+def test_taught_references_are_bounded_oldest_first(old: SectionBackend) -> None:
+    rng = np.random.default_rng(8)
+    b = old
+    batches = [[unit(rng, 3), unit(rng, 3, D2)] for _ in range(3)]
+    for batch in batches:  # 3 old targets + 9 answered windows, at most 5 kept
+        t = taught_section(b, batch, CONFIG, max_references=5)
+        b = t.backend
+    assert (t.n_target, t.dropped) == (5, 3)  # the third answer: 5 + 3 - 5 dropped
+    c = b.components[0]
+    assert c.n_source == 40 and c.references.shape[0] == 45
+    assert c.references[:40].tobytes() == old.components[0].references[:40].tobytes()
+    newest = np.concatenate([batches[1][0], batches[2][0]])[-5:]
+    np.testing.assert_allclose(c.references[40:], l2_normalise(newest), atol=5e-4)
+
+
+def test_taught_threshold_rules(machine: tuple[SectionBackend, np.ndarray, np.ndarray]) -> None:
+    """refit: the section's percentile; max: never below the answered windows' held-out
+    percentile; keep: the old threshold and normalisers, the references alone change."""
+    old = machine[0]
+    rng = np.random.default_rng(9)
+    far = [unit(rng, 4), unit(rng, 4, D2)]  # four unlike sounds, each far from all
+    refit = taught_section(old, far, CONFIG, 64, "refit")
+    top = taught_section(old, far, CONFIG, 64, "max")
+    keep = taught_section(old, far, CONFIG, 64, "keep")
+    assert refit.threshold == refit.refit_threshold
+    assert top.threshold == max(top.refit_threshold, top.answered_threshold)
+    assert top.answered_threshold > top.refit_threshold  # a spread-out sound: max raises it
+    assert keep.threshold == old.threshold
+    for c_old, c_keep in zip(old.components, keep.backend.components, strict=True):
+        assert (c_keep.mean, c_keep.std) == (c_old.mean, c_old.std)
+        assert c_keep.references.shape[0] == c_old.references.shape[0] + 4
+    with pytest.raises(FieldError, match="threshold_rule: expected one of refit, max, keep"):
+        taught_section(old, far, CONFIG, 64, "target")  # type: ignore[arg-type]
+    with pytest.raises(BackendError, match="max_references: expected >= 1"):
+        taught_section(old, far, CONFIG, 0)
+    with pytest.raises(BackendError, match=r"feedback: expected \(N>0, 32\) embeddings"):
+        taught_section(old, [np.zeros((2, 5)), np.zeros((2, D2))], CONFIG, 64)

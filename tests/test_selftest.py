@@ -163,7 +163,7 @@ def test_a_bundle_without_the_reference_loads_and_says_so_once(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     root = without_self_test(tmp_path / "bundle")
-    selftest._said_no_reference.clear()  # once per PROCESS: this test starts the count
+    selftest._said_no_reference.clear()  # once per PROCESS: this test starts the count  # noqa: SLF001 -- the test observes or drives an internal the API keeps private
     with caplog.at_level(logging.WARNING, logger="edge_agent"):
         first = Scorer.from_bundle(root, request=LITERT)
         Scorer.from_bundle(root, request=LITERT)

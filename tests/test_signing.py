@@ -603,7 +603,7 @@ def test_trusted_keys_in_the_config_and_config_check(
                            f"agent trusts keys {key.key_id} (sign it with model-build export "
                            "--sign-key, or model-build sign)")
     sign_version(vdir_of(demo_copy), private)
-    code, out, err = run_cli(capsys, "config", "check", str(cfg_file))
+    code, out, err = run_cli(capsys, "config", "check", "--show", str(cfg_file))
     assert code == 0, err
     assert "trusted_keys:\n- " + str(tmp_path / "k.pub") in out
     for value, message in (("[k.pub, nowhere.pub]", r"trusted_keys\[1\]: file not found"),
@@ -624,11 +624,13 @@ def test_model_build_export_sign_key_signs_the_exported_version(
 ) -> None:
     private, key = keypair(tmp_path, "k")
     out = tmp_path / "bundle"
+    code: object = 0
     try:
         build_main(["export", str(trained_run), "--out", str(out), "--quantize", "float32",
                     "--no-classical", "--sign-key", str(private)])
     except SystemExit as exc:
-        assert not exc.code, capsys.readouterr().err
+        code = exc.code
+    assert not code, capsys.readouterr().err
     assert "sections, signed)" in capsys.readouterr().out
     assert load_bundle(out, trusted=[key]).signed_by == key.key_id
 

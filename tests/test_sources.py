@@ -126,7 +126,7 @@ def test_stdin_source_stop_ends_the_reader_while_the_pipe_stays_open() -> None:
         assert src.read(0.3) is None
         started = time.monotonic()
         src.stop()
-        thread = src._thread  # type: ignore[attr-defined]
+        thread = src._thread  # type: ignore[attr-defined]  # noqa: SLF001 -- the test observes or drives an internal the API keeps private
         assert thread is not None and not thread.is_alive()
         assert time.monotonic() - started < 2.0
     finally:
@@ -151,7 +151,7 @@ def test_sigterm_during_run_stdin_with_the_pipe_open_exits_0(tmp_path: Path, fee
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(repo)}  # history too
     for attempt in range(3):
         err_path = tmp_path / f"err{attempt}.txt"
-        with open(err_path, "wb") as err:
+        with Path(err_path).open("wb") as err:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "edge_agent.cli", "run", "--stdin", "--bundle",
                  str(demo.bundle), "--section", demo.section, "--json"],
@@ -263,7 +263,7 @@ def test_file_replay_errors(tmp_path: Path) -> None:
     with pytest.raises(AudioFileError, match=r"missing.wav: no such file or folder"):
         open_source(SourceSettings(kind="files", files=(str(tmp_path / "missing.wav"),)), RATE)
     (tmp_path / "empty").mkdir()
-    with pytest.raises(AudioFileError, match=r"folder contains no .wav files"):
+    with pytest.raises(AudioFileError, match=r"folder contains no .wav or .flac files"):
         open_source(SourceSettings(kind="files", files=(str(tmp_path / "empty"),)), RATE)
     with pytest.raises(ConfigError, match=r"source.files"):
         open_source(SourceSettings(kind="files"), RATE)
@@ -337,3 +337,39 @@ def test_run_on_a_folder_with_a_bad_file_errors_or_skips(
     scores = [e for e in map(json.loads, out.splitlines()) if e.get("kind") == "score"]
     assert len(scores) == 1  # 1 + 1 + 10 s: one full window
     assert "b.wav: not a readable WAV file" in err and "c.wav: implausible sample rate" in err
+
+
+def test_a_piped_replay_summarises_dropped_windows_and_keeps_quiet(tmp_path: Path) -> None:
+    """`cat recording.raw | edge-agent run --stdin --quiet`: the pipe delivers far faster than
+    real time, so windows are dropped (the scorer cannot keep up); it used to print an INFO line
+    per dropped window, even with --quiet. Now: nothing on stdout, the drops as a summary (the
+    first at once, then at most one a minute, the rest at the end), and the counts add up to
+    the run's `windows_dropped`."""
+    import re
+    import subprocess
+    import sys
+
+    from edge_agent.commands.demo import load_demo
+
+    demo = load_demo()
+    cfg = tmp_path / "agent.yaml"
+    cfg.write_text(f"bundle: {demo.bundle}\nsection: {demo.section}\nsource: {{kind: stdin}}\n"
+                   f"windows: {{hop: 0.1}}\nqueue_size: 1\n"
+                   f"outbox: {{path: {tmp_path}/outbox.sqlite}}\n")
+    pcm = (np.random.default_rng(0).standard_normal(RATE * 90) * 3000).astype("<i2").tobytes()
+    repo = Path(__file__).resolve().parents[1]
+    proc = subprocess.run(
+        [sys.executable, "-m", "edge_agent.cli", "run", "--config", str(cfg), "--quiet"],
+        input=pcm, capture_output=True, timeout=300, cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(repo), "TF_CPP_MIN_LOG_LEVEL": "2"})
+    err = proc.stderr.decode()
+    assert proc.returncode == 0, err
+    assert proc.stdout == b""  # --quiet: no per-window line
+    drops = [line for line in err.splitlines() if "windows_dropped:" in line]
+    stopped = json.loads(next(line for line in err.splitlines()
+                              if '"event": "stopped"' in line).split("status: ", 1)[1])
+    assert stopped["windows_dropped"] > 50, err  # the scorer did fall behind
+    assert 1 <= len(drops) <= 3, drops  # a summary, not a line per window (the run < 2 min)
+    assert all(" WARNING fan_section_00 windows_dropped: scorer_behind" in d for d in drops)
+    counts = [int(re.search(r"count=(\d+)", d)[1]) for d in drops]  # type: ignore[index]
+    assert sum(counts) == stopped["windows_dropped"]

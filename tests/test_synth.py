@@ -241,10 +241,10 @@ def test_a_clog_darkens_the_broadband_spectrum() -> None:
     from model_build.synth import broadband as bb
 
     sec = bb.make_section(0, "pump", 0)
-    attrs = bb._parse("flow_140_pres_3")
+    attrs = bb._parse("flow_140_pres_3")  # noqa: SLF001 -- the test observes or drives an internal the API keeps private
 
     def hf_share(kind: str | None) -> float:
-        normal, anom = bb._machine(np.random.default_rng(1), sec, attrs, kind, 1.0)
+        normal, anom = bb._machine(np.random.default_rng(1), sec, attrs, kind, 1.0)  # noqa: SLF001 -- the test observes or drives an internal the API keeps private
         spec = np.abs(np.fft.rfft(normal + anom)) ** 2
         return float(spec[40_000:].sum() / spec.sum())  # above 2 kHz
 

@@ -4,6 +4,7 @@ on the shipped demo bundle with a history the real agent wrote, and rollback."""
 from __future__ import annotations
 
 import filecmp
+import re
 import shutil
 import subprocess
 import sys
@@ -132,9 +133,9 @@ def test_replay_keeps_the_file_order_when_the_clock_goes_back(tmp_path: Path) ->
     h = replay_windows(recs)
     assert h.scores.tolist() == recs.score.tolist()  # file order, nothing left out
     assert h.span_hours == pytest.approx(799 * 10 / 3600 - 10 / 3600)
-    assert h.notes == ("the clock went back 1 time(s) during the history, by up to 5.6 h "
+    assert h.notes == (("the clock went back 1 time(s) during the history, by up to 5.6 h "
                        "(after record 399): the replay follows the order the windows were "
-                       "recorded in",)
+                       "recorded in"),)
     # the last hour: the 360 windows at the end, not also the 400 whose clock read later
     assert h.recent(3595).tolist() == recs.score[440:].tolist()
 
@@ -150,9 +151,9 @@ def test_replay_leaves_out_implausible_timestamps_and_compaction_survives_them(
     path = _history(tmp_path / "s.bin", epochs)
     h = replay_windows(read_history(path))
     assert h.scores.size == 500 and h.undated == 3
-    assert h.notes == ("3 record(s) with an implausible timestamp left out (record 0: 10; "
+    assert h.notes == (("3 record(s) with an implausible timestamp left out (record 0: 10; "
                        "expected a time between 1e+09 and 4.1e+09 s since 1970): a damaged "
-                       "record or a clock that was not set",)
+                       "record or a clock that was not set"),)
     assert h.span_hours == pytest.approx(4990 / 3600)
     ScoreHistory(path).close()  # reopened: compaction at open
     assert read_history(path).epoch.tolist() == epochs[2:]
@@ -188,7 +189,8 @@ def test_tune_command_on_odd_histories(tmp_path: Path) -> None:
     odd = _tune("--config", str(yml), "--false-alarms-per-day", "1", "--dry-run")
     assert odd.returncode == 0, odd.stderr
     warnings = odd.stderr.splitlines()
-    assert len(warnings) == 2 and all(w.startswith(f"warning: {hist}: ") for w in warnings)
+    assert len(warnings) == 3 and all(w.startswith(f"warning: {hist}: ") for w in warnings)
+    assert "the per-day rates rest on 2.2 h of history (less than 24 h)" in warnings[2]
     assert "1 record(s) with an implausible timestamp left out (record 400: 1e+300" in odd.stderr
     assert "the clock went back 1 time(s) during the history, by up to 5.6 h" in odd.stderr
     assert (f"history {hist}: 801 windows recorded over 2.2 h (1 left out: sensor faults, "
@@ -210,7 +212,7 @@ def _agent_history(tmp: Path, repeats: int) -> Path:
     shutil.copytree(demo.bundle, tmp / "bundle")
     yml = tmp / "agent.yaml"
     yml.write_text(f"bundle: bundle\nsection: {demo.section}\noutbox: {{path: state/ob.sqlite}}\n"
-                   "log: {stdout: false}\n")
+                   "log: {stdout: false}\nevidence: {folder: state/evidence}\n")
     files = [str(p) for p in demo.paths] * repeats
     cfg = load_config(yml, {"source.kind": "files", "source.files": files,
                             "history.replays": True})
@@ -249,16 +251,31 @@ def test_tune_writes_a_version_with_only_the_threshold_and_rolls_back(
     refused = _tune("--config", str(yml), "--false-alarms-per-day", "0", "--dry-run")
     assert refused.returncode == 2 and refused.stdout == ""
     assert refused.stderr.splitlines() == [
-        "error: history: 240 of 360 windows (67%) were anomalous when recorded: not normal "
+        ("error: history: 240 of 360 windows (67%) were anomalous when recorded: not normal "
         "operation (a fault all along, or the wrong section or microphone), and a threshold "
         "tuned on it would hide it; tune on a healthy period, or pass "
         "--allow-anomalous-history if the machine was healthy and the old threshold far too "
-        "low"]
+        "low")]
     allow = "--allow-anomalous-history"
     dry = _tune("--config", str(yml), "--false-alarms-per-day", "0", "--dry-run", allow)
     assert dry.returncode == 0, dry.stderr
     assert "360 windows recorded" in dry.stdout and "dry run: nothing written" in dry.stdout
-    assert "current threshold" in dry.stdout and "last day:" in dry.stdout
+    assert "current threshold" in dry.stdout and "detection cost: last day " in dry.stdout
+    # each rate with its 95 % range; an hour of history is less than a day: said, with hours
+    assert re.search(r"current threshold [\d.]+: (\d+) alarms replayed = [\d.]+/day "
+                     r"\(95 %: [\d.]+-[\d.]+\)", dry.stdout), dry.stdout
+    assert re.search(r"new threshold +[\d.]+: 0 alarms replayed = 0.00/day \(95 %: "
+                     r"0.00-88.53; budget 0/day\)", dry.stdout), dry.stdout  # 3.689 / (1/24)
+    hist = history_path(load_config(yml).history, load_config(yml).outbox.path, sec)
+    assert dry.stderr.splitlines() == [
+        (f"warning: {hist}: the per-day rates rest on 1.0 h of history (less than 24 h): 0 "
+        "replayed alarm(s) at the new threshold is anything from 0.00 to 88.53 alarms/day "
+        "(95 %); record longer before trusting the budget")]
+    # the detection cost on the alarms the agent kept audio of: every one is lost at budget 0
+    kept = sorted(p.name for p in (yml.parent / "state" / "evidence").glob("*.flac"))
+    assert kept
+    assert (f"detection cost: {len(kept)} of {len(kept)} kept alarm clips of {sec} "
+            "(") in dry.stdout and f": {kept[0]}" in dry.stdout
     assert current_version(root) == v0 and list_versions(root) == [v0]
 
     declined = _tune("--config", str(yml), "--false-alarms-per-day", "0", allow, stdin="n\n")
@@ -302,8 +319,8 @@ def test_tune_refuses_a_short_history_and_an_override(tmp_path: Path) -> None:
                   "--allow-anomalous-history")
     assert short.returncode == 2
     assert short.stderr.strip().splitlines() == [
-        "error: history too short: 12 scored windows covering 0.03 h; need at least 50 "
-        "windows and 1 h of normal operation"]
+        ("error: history too short: 12 scored windows covering 0.03 h; need at least 50 "
+        "windows and 1 h of normal operation")]
     missing = _tune("--config", str(yml), "--section", "no_such_section",
                     "--false-alarms-per-day", "1")
     assert missing.returncode == 2 and "no section 'no_such_section'" in missing.stderr
@@ -314,3 +331,14 @@ def test_tune_refuses_a_short_history_and_an_override(tmp_path: Path) -> None:
     over = _tune("--config", str(yml), "--false-alarms-per-day", "1")
     assert over.returncode == 2 and "decision.threshold: 3.0" in over.stderr
     assert list_versions(tmp_path / "bundle") == [current_version(tmp_path / "bundle")]
+
+
+def test_poisson_range_is_the_exact_garwood_interval() -> None:
+    """The published exact 95 % Poisson ranges (Garwood 1936; e.g. 0 -> 0-3.689, 10 -> 4.795-
+    18.39): a rate of 0 alarms in 2.4 h is not "0 per day"."""
+    from edge_agent.adaptation.tuning import poisson_range
+
+    for count, lo, hi in ((0, 0.0, 3.689), (1, 0.0253, 5.572), (2, 0.2422, 7.225),
+                          (10, 4.795, 18.39), (100, 81.36, 121.63)):
+        got = poisson_range(count)
+        assert got == pytest.approx((lo, hi), rel=1e-3, abs=1e-4), count

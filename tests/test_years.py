@@ -150,8 +150,8 @@ def test_eval_data_list_problems_are_one_line_errors(tmp_path: Path) -> None:
     layout = scan_layout([root])
     text, _ = evaluate_embedder(BandEmbedder(), layout.clips, PAPER_BACKEND, plots=False,
                                 year=layout.year())
-    assert "not scored: fan_section_00 (no ground truth: put the challenge's " \
-           "eval_data_list.csv" in text
+    assert ("not scored: fan_section_00 (no ground truth: put the challenge's "
+            "eval_data_list.csv") in text
 
 
 @pytest.mark.parametrize("evaluation", [False, True], ids=["dev", "eval"])

@@ -11,6 +11,7 @@ model line come from the CPU name given (the hardware it stands for).
 
 import struct
 import sys
+from pathlib import Path
 
 HWCAP = (
     "fp", "asimd", "evtstrm", "aes", "pmull", "sha1", "sha2", "crc32", "atomics", "fphp",
@@ -34,7 +35,7 @@ BOARDS = {
 
 
 def hwcaps() -> tuple[int, int]:
-    with open("/proc/self/auxv", "rb") as f:
+    with Path("/proc/self/auxv").open("rb") as f:
         data = f.read()
     pairs = dict(struct.iter_unpack("<QQ", data[: len(data) // 16 * 16]))
     return pairs.get(AT_HWCAP, 0), pairs.get(AT_HWCAP2, 0)

@@ -14,10 +14,16 @@ or move the threshold, and every later window would be judged against it.
   clipping, non-finite samples, or overflow: any block of the clip flagged as following lost
   samples) and captured again, up to `retries` times per clip, then the capture fails with a
   DeviceError naming the fault, so a dead microphone cannot loop forever.
-* Files: each WAV file is one clip (`audio.load_clip`: its first 10 s at the spec's rate,
-  shorter files looped), exactly what `edge-agent score` and `model-build evaluate` embed. A
-  refused file is an error naming the file (the user chose these files; quietly dropping one
-  would change the clip count), or, with `skip_refused`, a warning and the file is left out.
+* Files: each WAV file is cut into its whole 10 s clips at the spec's rate
+  (`audio.iter_clips`: a 120 s recording is twelve clips, a tail shorter than a clip is left
+  out and said so, a file shorter than a clip is one clip, looped, as `edge-agent score`
+  embeds it). A refused clip is an error naming the file and the seconds (the user chose
+  these files; quietly dropping one would change the clip count), or, with `skip_unreadable`
+  (`--skip-unreadable`, the flag `score` and `run` use for the same thing), a line naming it
+  and the clip is left out; an unreadable file likewise.
+
+`enough_clips` says when fewer clips than the documented number were used: a threshold moved
+on one clip is not a calibration anyone asked for.
 
 Progress goes to a `Progress` (stderr by default): one updating line per clip on a terminal,
 one line per clip otherwise.
@@ -37,7 +43,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from edge_agent.arrays import FloatArray
-from edge_agent.audio.files import expand_files, load_clip
+from edge_agent.audio.files import WavStream, expand_files, file_clips_count, iter_clips
 from edge_agent.config.runtime import HealthSettings
 from edge_agent.config.sources import SourceSettings
 from edge_agent.errors import AudioFileError, DeviceError, EdgeAgentError, FieldError
@@ -139,6 +145,7 @@ class ClipReader:
     source: AudioSource
     n: int  # samples per clip
     stall_seconds: float = 10.0  # no samples at all for this long: give up
+    lane: int = 0  # a capture shared by monitors (`Block.lanes`): the one to cut clips from
     _buf: list[FloatArray] = field(default_factory=list)
     _have: int = 0
     _overflow: bool = False
@@ -163,8 +170,9 @@ class ClipReader:
             last = now
             if block.overflow:
                 self._overflow = True
-            self._buf.append(np.asarray(block.samples, dtype=np.float32))
-            self._have += block.samples.size
+            x = np.asarray(block.lane(self.lane), dtype=np.float32)
+            self._buf.append(x)
+            self._have += x.size
             if on_samples is not None:
                 on_samples(min(self._have, self.n))
         x = np.concatenate(self._buf)
@@ -184,12 +192,14 @@ def capture_clips(
     progress: Progress | None = None,
     retries: int = DEFAULT_RETRIES,
     source: AudioSource | None = None,
+    lane: int = 0,
 ) -> list[Clip]:
     """`count` accepted clips of `spec`'s length and rate from the live source `settings`
     describes (see module docstring).
 
     `source` (not started) replaces `open_source(settings, spec.sample_rate)`, for tests and
-    callers that built one already.
+    callers that built one already; `lane`: which of its lanes (a device opened for several
+    monitors, as `edge-agent run` opens it) the clips are cut from.
     """
     if count < 1:
         raise FieldError("count", f"expected at least 1 clip, got {count}")
@@ -198,7 +208,8 @@ def capture_clips(
     out: list[Clip] = []
     with src:
         name = src.name
-        reader = ClipReader(src, spec.clip_samples, max(10.0, 2 * settings.stall_seconds))
+        reader = ClipReader(src, spec.clip_samples, max(10.0, 2 * settings.stall_seconds),
+                            lane)
         for i in range(1, count + 1):
             show = functools.partial(progress.recording, i, count, total=spec.clip_samples)
             for attempt in range(retries + 1):
@@ -222,25 +233,56 @@ def file_clips(
     spec: FrontendSpec,
     health: HealthSettings = HealthSettings(),
     progress: Progress | None = None,
-    skip_refused: bool = False,
+    skip_unreadable: bool = False,
     channel: int | None = None,
 ) -> list[Clip]:
-    """One clip of `spec`'s length and rate per WAV file (folders expand to their .wav files);
-    see module docstring."""
+    """Every whole clip of `spec`'s length and rate of every WAV file (folders expand to their
+    .wav files); see module docstring."""
     progress = progress or Progress(spec.sample_rate)
-    files = expand_files(paths)
+    files, counts = [], []
+    for f in expand_files(paths):  # headers first: an unreadable file fails (or is named) early
+        try:
+            counts.append(file_clips_count(f, spec, channel))
+        except AudioFileError as e:
+            if not skip_unreadable:
+                raise
+            progress.note(f"skipped {f}: {e.reason}")
+            continue
+        files.append(f)
+    total, i = sum(counts), 0
     out: list[Clip] = []
-    for i, f in enumerate(files, 1):
-        clip, why = check_clip(load_clip(f, spec, channel), str(f), health)
-        if why is None:
-            out.append(clip)
-            progress.accepted(i, len(files), clip)
-        elif skip_refused:
-            progress.refused(i, len(files), str(f), why + "; skipped", again=False)
-        else:
-            raise ClipRefusedError(
-                f"{f}: refused: {why} (remove the file or pass --skip-refused)"
-            )
+    secs = spec.clip_seconds
+    for f, k in zip(files, counts, strict=True):
+        stream_secs = WavStream(f, channel).seconds
+        for j, x in enumerate(iter_clips(f, spec, channel)):
+            i += 1
+            origin = str(f) if k == 1 else f"{f} [{j * secs:g}-{(j + 1) * secs:g} s]"
+            clip, why = check_clip(x, origin, health)
+            if why is None:
+                out.append(clip)
+                progress.accepted(i, total, clip)
+            elif skip_unreadable:
+                progress.refused(i, total, origin, why + "; skipped", again=False)
+            else:
+                raise ClipRefusedError(
+                    f"{origin}: refused: {why} (remove the file or pass --skip-unreadable)"
+                )
+        left = stream_secs - k * secs
+        if k > 1 or left > 0.05:
+            progress.note(f"{f}: {stream_secs:.1f} s = {k} clips of {secs:g} s"
+                          + (f" ({left:.1f} s at the end left out)" if left > 0.05 else ""))
     if not out:
         raise AudioFileError(", ".join(map(str, paths)), "no usable clip among the files")
     return out
+
+
+def enough_clips(n: int, wanted: int, what: str, clip_seconds: float) -> str | None:
+    """None when `n` clips are at least the documented `wanted`, else the one warning line to
+    print (`what`: "calibrate" or "enrol"), with the number: the result is kept (a site may
+    have no more normal audio), but nobody should mistake it for the documented procedure."""
+    if n >= wanted:
+        return None
+    return (f"warning: {what} used {n} clip{'' if n == 1 else 's'} ({n * clip_seconds:g} s of "
+            f"audio); docs/adaptation.md asks for {wanted} ({wanted * clip_seconds:g} s): the "
+            "threshold rests on fewer normal clips than that (record more, or give a longer "
+            "recording)")

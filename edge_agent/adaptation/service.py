@@ -1,7 +1,9 @@
-"""Adapting the device to its machines: calibrate, enrol and tune as one service.
+"""Adapting the device to its machines: calibrate, enrol, tune and teach as one service.
 
-Why one service: the same three changes are asked for from the command line (`edge-agent
-calibrate | enrol | tune`) and over the fleet (the remote `calibrate` and `tune` commands).
+Why one service: the same changes are asked for from the command line (`edge-agent
+calibrate | enrol | tune | feedback`), over the fleet (the remote `calibrate` and `tune`
+commands) and by the operator's answers to alarms (`teach`: "not a fault" from Home Assistant
+or `edge-agent feedback`, edge_agent.adaptation.feedback).
 Each writes a new bundle version on the device from the verified current one, with the same
 steps and the same record; written twice, the two drifted (a record field added on one side
 only, a check forgotten on the other). Here they are written once. The commands and the fleet's
@@ -10,8 +12,8 @@ remote commands only parse their arguments, call these and print or reply.
 Every change:
 1. starts from the current version loaded with the agent's trust (`Trust.keys`: its release keys
    and this device's key), so a version the agent would refuse is never adapted;
-2. computes the new section backend (`edge_agent.adaptation.sections` for calibrate and enrol,
-   `edge_agent.adaptation.tuning` for tune);
+2. computes the new section backend (`edge_agent.adaptation.sections` for calibrate, enrol and
+   teach, `edge_agent.adaptation.tuning` for tune);
 3. writes it as a new version (`bundle.versions.write_adapted_version`: the same models, the
    record under the change's kind, `parent_version`, the signed origin carried and the version
    sealed with the device key `Trust.seal_key`), which becomes current; a running agent
@@ -22,6 +24,7 @@ Every change:
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,10 +37,12 @@ from edge_agent.adaptation.sections import (
     ThresholdRule,
     calibrated_section,
     enrolled_section,
+    taught_section,
 )
 from edge_agent.adaptation.tuning import ReplayWindows, Tuning, replay_windows, tune_threshold
 from edge_agent.bundle.load import Bundle, load_bundle
 from edge_agent.bundle.versions import AdaptationKind, rollback, write_adapted_version
+from edge_agent.config.runtime import FeedbackRule, FeedbackSettings
 from edge_agent.errors import BundleError
 from edge_agent.runtime.history import read_history
 from edge_agent.runtime.scorer import Scorer, stack_embeddings
@@ -147,6 +152,29 @@ def enrol(scorer: Scorer, section: str, clips: Sequence[FloatArray], trust: Trus
 
 
 @dataclass(frozen=True)
+class Teach:
+    """How an answer "not a fault" changes its section (`sections.taught_section`)."""
+
+    max_references: int = FeedbackSettings.max_references  # `feedback.max_references`
+    rule: FeedbackRule = FeedbackSettings.threshold_rule  # `feedback.threshold_rule`
+
+
+def teach(scorer: Scorer, section: str, windows: Sequence[FloatArray], trust: Trust,
+          how: Teach = Teach(), *, origin: Mapping[str, Any] | None = None) -> Change:
+    """Teach `section` that `windows` (an alarm's voting windows, each of the bundle's clip
+    length) are normal: their embeddings join its target references (bounded, oldest first
+    out), the section is refit and its threshold re-derived (`sections.taught_section`).
+    `origin`: which alarm was answered, by whom, for the record."""
+    old = scorer.bundle.backend(section)
+    embs = embed(scorer, windows)
+    t = taught_section(old, embs, scorer.bundle.backend_config, how.max_references, how.rule)
+    record = {"section": section, "answer": "not_a_fault", "n_windows": len(windows),
+              **(origin or {}), **t.record()}
+    return _write(scorer.bundle, section, t.backend, "feedback", record, trust,
+                  t.old_threshold)
+
+
+@dataclass(frozen=True)
 class DecisionRule:
     """The agent's alarm rule and hop a tuning replays (`decision:` and `windows.hop`)."""
 
@@ -199,6 +227,33 @@ class TunePlan:
         recent = self.history.recent(seconds)
         above = recent[recent > self.old_threshold]
         return int(above.size), int(np.sum(above > self.tuning.threshold))
+
+
+@dataclass(frozen=True)
+class EvidenceCost:
+    """The kept alarm clips of the tuned section and those the new threshold would not have
+    raised (fewer than k of their voting windows above it)."""
+
+    clips: int
+    lost: tuple[str, ...]  # file names
+
+
+def evidence_cost(folder: str | Path, section: str, monitor: str | None, k: int,
+                  threshold: float) -> EvidenceCost:
+    """What the new `threshold` costs on the alarms the agent kept audio of (`evidence.folder`):
+    each clip's sidecar lists the scores of the windows that voted for its alarm; with fewer
+    than `k` of them above `threshold` that alarm would not have been raised. These are the
+    alarms someone may have looked at, so their loss is shown before anything is written."""
+    from edge_agent.runtime.evidence import list_clips
+
+    if not Path(folder).is_dir():
+        return EvidenceCost(0, ())
+    clips = [c for c in list_clips(folder) if c.meta.get("section") == section
+             and (monitor is None or c.meta.get("monitor") in (None, monitor))]
+    lost = tuple(c.path.name for c in clips
+                 if sum(float(p.get("score", -math.inf)) > threshold
+                        for p in c.meta.get("parts", [])) < k)
+    return EvidenceCost(len(clips), lost)
 
 
 def plan_tune(root: str | Path, request: TuneRequest, trust: Trust) -> TunePlan:

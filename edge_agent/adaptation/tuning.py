@@ -25,6 +25,12 @@ bisection above it. The result: the lowest candidate meeting the budget such tha
 higher candidate breaks it. At the median candidate the budget may already be met: that is
 the minimum and is returned as such.
 
+How sure the rate is: the replayed alarms over the recorded days are a count of rare events,
+so each rate is shown with its exact (Garwood) 95 % Poisson range (`poisson_range`): 0 alarms
+in 2.4 h is "0 per day, up to 37 per day", not "0 per day". A history shorter than a day
+(`DAY_HOURS`) is tuned with a warning that says how many hours the rate rests on; below
+`--min-hours` it is refused.
+
 Which history is replayed (`replay_windows`, shared by `edge-agent tune` and the fleet's
 remote tune): the scored windows in the order they were written (the file's order is the
 order the agent scored them, whatever its clock said). Odd histories are refused or named:
@@ -59,6 +65,39 @@ MIN_SECONDS = 3600.0
 MOSTLY_ANOMALOUS = 0.5
 """A history with more than this fraction of windows anomalous when recorded is refused."""
 _CHECKS = 64
+DAY_HOURS = 24.0
+"""A per-day rate from less history than this is tuned with a warning naming the hours."""
+CONFIDENCE = 0.95
+
+
+def _poisson_cdf(k: int, lam: float) -> float:
+    """P(X <= k) for X ~ Poisson(lam), summed in log space (k is a count of alarms)."""
+    if lam <= 0.0:
+        return 1.0
+    log_lam = math.log(lam)
+    return min(1.0, sum(math.exp(i * log_lam - lam - math.lgamma(i + 1)) for i in range(k + 1)))
+
+
+def poisson_range(count: int, confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """The exact (Garwood) two-sided `confidence` range of a Poisson mean given `count`
+    observed events: (0, 3.69) for 0 events at 95 %, (0.025, 5.57) for 1. Pure; bisection
+    on the Poisson CDF (no scipy on the device)."""
+    tail = (1.0 - confidence) / 2.0
+
+    def solve(f: float, k: int) -> float:
+        lo, hi = 0.0, max(10.0, 4.0 * (k + 1) + 10.0 * math.sqrt(k + 1))
+        for _ in range(200):
+            mid = (lo + hi) / 2.0
+            # the CDF falls as lam grows: upper bound where P(X <= k) = tail, lower bound
+            # where P(X >= count) = tail, i.e. P(X <= count - 1) = 1 - tail
+            if _poisson_cdf(k, mid) > f:
+                lo = mid
+            else:
+                hi = mid
+        return (lo + hi) / 2.0
+
+    low = 0.0 if count == 0 else solve(1.0 - tail, count - 1)
+    return low, solve(tail, count)
 
 
 class TuningError(EdgeAgentError):
@@ -167,6 +206,26 @@ class Tuning:
     @property
     def current_alarms_per_day(self) -> float:
         return self.current_alarms / self.days
+
+    @property
+    def hours(self) -> float:
+        return self.days * 24.0
+
+    def per_day_range(self, alarms: int) -> tuple[float, float]:
+        """The 95 % range of the alarms per day that `alarms` replayed alarms over the
+        recorded days support (`poisson_range`)."""
+        lo, hi = poisson_range(alarms)
+        return lo / self.days, hi / self.days
+
+    def short_history(self) -> str | None:
+        """A warning when the per-day rates rest on less than `DAY_HOURS` of history."""
+        if self.hours >= DAY_HOURS:
+            return None
+        lo, hi = self.per_day_range(self.alarms)
+        return (f"the per-day rates rest on {self.hours:.1f} h of history (less than "
+                f"{DAY_HOURS:g} h): {self.alarms} replayed alarm(s) at the new threshold is "
+                f"anything from {lo:.2f} to {hi:.2f} alarms/day (95 %); record longer before "
+                "trusting the budget")
 
 
 def tune_threshold(  # noqa: PLR0913 -- the rule's parameters, each one a keyword

@@ -17,7 +17,6 @@ ground-truth CSVs (`model_build.data.ground_truth`).
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -189,7 +188,7 @@ def write_train_clips(out: Path, section: str, domain: str, attrs: str,
         final = folder / train_clip_name(sec, dom, index + k, attrs)
         tmp = final.with_name(f".{final.stem}.tmp.wav")
         write_wav(tmp, w, rate)
-        os.replace(tmp, final)
+        Path(tmp).replace(final)
         paths.append(final)
     return paths
 

@@ -1,4 +1,5 @@
-"""Audio files: WAV in as mono float32 clips of exactly the spec's length, WAV out, folders in.
+"""Audio files: WAV (and FLAC: the agent's evidence clips, `audio.flac`) in as mono float32
+clips of exactly the spec's length, WAV out, folders in.
 
 Policy (documented in the README, applied everywhere a file is read):
 
@@ -34,6 +35,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from edge_agent.arrays import FloatArray
+from edge_agent.audio.flac import FlacReader, is_flac
 from edge_agent.audio.pcm import to_float, to_mono
 from edge_agent.audio.wavfile import WavFormatError, WavReader
 from edge_agent.errors import AudioFileError
@@ -71,6 +73,11 @@ def special_file(path: Path) -> str | None:
     return None
 
 
+def open_audio(path: Path, flac: bool) -> WavReader | FlacReader:
+    """The reader for a WAV file, or for a FLAC one (the agent's evidence clips)."""
+    return FlacReader(path) if flac else WavReader(path)
+
+
 class WavStream:
     """One WAV file as mono float32 blocks at a chosen rate, read and resampled block by block.
 
@@ -87,10 +94,12 @@ class WavStream:
             raise AudioFileError(p, special_file(p) or "file not found")
         self.path = p
         try:
-            with WavReader(p) as r:
+            self.flac = is_flac(p)
+            with open_audio(p, self.flac) as r:
                 info = r.info
         except (WavFormatError, struct.error) as exc:
-            raise AudioFileError(p, f"not a readable WAV file ({exc})") from None
+            kind = "FLAC" if self.flac else "WAV"
+            raise AudioFileError(p, f"not a readable {kind} file ({exc})") from None
         except OSError as exc:
             raise AudioFileError(p, f"cannot read ({exc.strerror or exc})") from None
         if not MIN_RATE <= info.rate <= MAX_RATE:
@@ -126,7 +135,7 @@ class WavStream:
 
         rs = StreamResampler(self.info.rate, self.rate)
         try:
-            with WavReader(self.path) as r:
+            with open_audio(self.path, self.flac) as r:
                 while True:
                     raw = r.read(frames)
                     if raw.shape[0] == 0:
@@ -192,6 +201,44 @@ def load_clip(
     return fit_length(x, n, int(min_seconds * spec.sample_rate), path)
 
 
+def file_clips_count(path: str | Path, spec: FrontendSpec, channel: int | None = None) -> int:
+    """How many clips `iter_clips` cuts from the file (its header says: no audio is read)."""
+    return max(1, WavStream(path, channel, spec.sample_rate).samples // spec.clip_samples)
+
+
+def iter_clips(
+    path: str | Path,
+    spec: FrontendSpec,
+    channel: int | None = None,
+    min_seconds: float = MIN_SECONDS,
+) -> Iterator[FloatArray]:
+    """Every whole clip of the file, in order: consecutive, non-overlapping
+    `spec.clip_samples` pieces at `spec.sample_rate`. A file shorter than one clip is one clip,
+    looped (`fit_length`, as `load_clip`); the tail after the last whole clip (shorter than a
+    clip) is left out (`file_clips_count` and the caller say so).
+
+    Why not `load_clip`: calibrate and enrol take a file as the recording of a condition; a
+    120 s WAV is twelve clips of it, and using only its first 10 s moved a threshold on one
+    clip without a word (issue 20).
+    """
+    n = spec.clip_samples
+    buf: list[FloatArray] = []
+    have = 0
+    whole = False
+    for b in WavStream(path, channel, spec.sample_rate).blocks():
+        buf.append(b)
+        have += b.size
+        while have >= n:
+            x = np.concatenate(buf)
+            yield np.ascontiguousarray(x[:n])
+            whole = True
+            rest = x[n:]
+            buf, have = ([rest] if rest.size else []), rest.size
+    if not whole:
+        yield fit_length(np.concatenate(buf) if buf else np.zeros(0, np.float32), n,
+                         int(min_seconds * spec.sample_rate), path)
+
+
 def to_pcm16(x: NDArray[Any]) -> NDArray[np.int16]:
     """Float samples as 16-bit PCM, clipped to [-1, 1) (the one float -> int16 conversion)."""
     pcm = np.clip(np.asarray(x, dtype=np.float64), -1.0, 1.0 - 1.0 / 32768.0)
@@ -206,8 +253,13 @@ def write_wav(path: str | Path, x: NDArray[Any], rate: int) -> None:
     scipy.io.wavfile.write(Path(path), rate, to_pcm16(x))
 
 
+AUDIO_SUFFIXES = (".wav", ".flac")
+"""What a folder expands to: WAV, and FLAC (the agent's own evidence clips)."""
+
+
 def expand_files(entries: Sequence[str | Path]) -> list[Path]:
-    """WAV files as given, folders replaced by their .wav files (recursively, sorted).
+    """Audio files as given, folders replaced by their .wav and .flac files (recursively,
+    sorted).
 
     Raises AudioFileError naming an entry that does not exist, that is not a regular file (a
     FIFO: `special_file`), or a folder without WAV files: a typo must not silently become "no
@@ -217,14 +269,14 @@ def expand_files(entries: Sequence[str | Path]) -> list[Path]:
     for entry in entries:
         p = Path(entry).expanduser()
         if p.is_dir():
-            named = sorted(f for f in p.rglob("*") if f.suffix.lower() == ".wav")
+            named = sorted(f for f in p.rglob("*") if f.suffix.lower() in AUDIO_SUFFIXES)
             for f in named:
                 why = special_file(f)
                 if why is not None:
                     log.warning("%s: %s; left out", f, why)
             wavs = [f for f in named if f.is_file()]
             if not wavs:
-                raise AudioFileError(p, "folder contains no .wav files")
+                raise AudioFileError(p, "folder contains no .wav or .flac files")
             out.extend(wavs)
         elif p.is_file():
             out.append(p)

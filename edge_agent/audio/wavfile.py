@@ -135,7 +135,7 @@ class WavReader:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self._f: IO[bytes] = open(self.path, "rb")  # noqa: SIM115 (closed in close())
+        self._f: IO[bytes] = Path(self.path).open("rb")  # noqa: SIM115 (closed in close())
         try:
             size = self.path.stat().st_size
             self.info = parse_header(self._f, size)

@@ -28,8 +28,10 @@ from edge_agent.bundle.layout import resolve
 from edge_agent.bundle.manifest import (
     BACKEND,
     MANIFEST_DIGEST,
+    Component,
     _warn_unchecked_manifest,
     check_version,
+    model_components,
     self_test_file,
 )
 from edge_agent.bundle.signing import ORIGIN, _releases
@@ -65,14 +67,14 @@ class Bundle:
         return int(self.manifest["version"])
 
     @property
-    def components(self) -> list[dict[str, Any]]:
+    def components(self) -> list[Component]:
         """What embeds a window, in the backend's component order (see module docstring)."""
         return list(self.manifest["components"])
 
     @property
     def model_files(self) -> list[str]:
         """File names of the TFLite models, in component order."""
-        return [c["file"] for c in self.components if c["kind"] == "model"]
+        return [c["file"] for c in model_components(self.components)]
 
     @property
     def model_paths(self) -> list[Path]:
@@ -111,11 +113,12 @@ class Bundle:
     @property
     def input_names(self) -> list[str]:
         """Feature names of the first model, in the order its embedder receives them."""
-        return list(self.components[0]["input_order"])
+        return list(model_components(self.components)[0]["input_order"])
 
     @property
     def input_shapes(self) -> dict[str, list[int]]:
-        return {e["name"]: list(e["shape"]) for e in self.components[0]["inputs"]}
+        return {e["name"]: list(e["shape"])
+                for e in model_components(self.components)[0]["inputs"]}
 
     @property
     def sections(self) -> list[str]:
@@ -146,7 +149,7 @@ def save_backends(path: Path, backends: Mapping[str, SectionBackend]) -> None:
             raise BundleError(f"{path}: section {section}: {exc}") from None
         for key, value in saved.items():
             arrays[f"{section}{_SEP}{key}"] = value
-    with open(path, "wb") as f:
+    with Path(path).open("wb") as f:
         np.savez(f, **arrays)
 
 

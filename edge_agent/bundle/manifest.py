@@ -65,7 +65,7 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, Required, TypedDict, get_args
 
 from edge_agent.errors import BundleError
 from edge_agent.jsonsafe import NonFiniteError, loads
@@ -93,6 +93,50 @@ BACKEND = "backend.npz"
 SELF_TEST = "self_test.npz"  # the reference window of the device self-test (runtime.selftest)
 COMPONENT_KINDS = ("model", "bands", "rhythm")
 QuantizeMode = Literal["float32", "float16", "dynamic", "int8"]
+
+
+class InputShape(TypedDict):
+    """One model input as the manifest records it (`scoring.embedder.input_layout`): the
+    feature's name, the interpreter's tensor name and index, and the tensor's shape."""
+
+    name: str
+    tensor: str
+    index: int
+    shape: list[int]
+
+
+class ModelComponent(TypedDict):
+    """A TFLite model in the manifest's `components` list."""
+
+    kind: Literal["model"]
+    file: str
+    """The model file in the version folder (`model_<k>.tflite`)."""
+    inputs: list[InputShape]
+    input_order: list[str]
+    """Feature names in the order the model's embedder receives them."""
+    dim: int | None
+    """Embedding dimension (None in a format 1 manifest, which did not state it)."""
+
+
+class ClassicalComponent(TypedDict, total=False):
+    """A classical component (`edge_agent.scoring.classical`): its kind, the typed parameters
+    of that kind (`Bands.bands`; `Rhythm.ranges_hz`, `Rhythm.max_lag_s`) and its dimension."""
+
+    kind: Required[Literal["bands", "rhythm"]]
+    dim: int
+    bands: int
+    ranges_hz: list[list[float]]
+    max_lag_s: float
+
+
+Component = ModelComponent | ClassicalComponent
+"""One entry of the manifest's `components`: what embeds a window, in the backend's order."""
+
+
+def model_components(components: list[Component]) -> list[ModelComponent]:
+    """The model entries of `components`, in order (component 0 is always a model)."""
+    return [c for c in components if c["kind"] == "model"]
+
 QUANTIZE_MODES: tuple[QuantizeMode, ...] = get_args(QuantizeMode)
 
 
@@ -107,7 +151,7 @@ def read_hashed(path: Path) -> tuple[bytes, str]:
 def sha256_file(path: Path) -> str:
     """sha256 of a file read in blocks: for files that are hashed, not used afterwards."""
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    with Path(path).open("rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
@@ -239,6 +283,7 @@ MANIFEST_SCHEMA: Schema = {
     "calibration": (OBJECT, False),
     "enrolment": (OBJECT, False),
     "tuning": (OBJECT, False),
+    "feedback": (OBJECT, False),
     "self_test": (FieldType("an object", OBJECT.test, fields=SELF_TEST_SCHEMA), False),
 }
 """A (format-2, or upgraded format-1) manifest; see docs/bundle.md for what each field means."""
@@ -394,10 +439,11 @@ def _upgrade_v1(data: dict[str, Any], path: Path) -> dict[str, Any]:
         if key not in data:
             raise BundleError(f"{path}: missing field {key!r}")
     out = dict(data)
-    out["components"] = [{
+    model: ModelComponent = {
         "kind": "model", "file": MODEL, "inputs": data["inputs"],
         "input_order": data["input_order"], "dim": data.get("embedding_dim"),
-    }]
+    }
+    out["components"] = [model]
     out["backend_v1"] = data.get("backend")
     out["backend"] = PAPER_BACKEND.to_dict()
     return out

@@ -375,7 +375,7 @@ def sign_version(vdir: Path, private_key_path: Path) -> Path:
     tmp = vdir / f".{SIGNATURE}.tmp-{os.getpid()}"
     try:
         tmp.write_text(json.dumps(doc, indent=2) + "\n")
-        os.replace(tmp, path)
+        Path(tmp).replace(path)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise BundleError(f"{path}: cannot write ({exc.strerror or exc})") from None

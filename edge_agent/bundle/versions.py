@@ -43,12 +43,12 @@ if TYPE_CHECKING:  # signing imports this module; at run time it is imported whe
     from edge_agent.bundle.signing import TrustedKey
 
 
-AdaptationKind = Literal["calibration", "enrolment", "tuning"]
+AdaptationKind = Literal["calibration", "enrolment", "tuning", "feedback"]
 
 
 # Fields write_bundle sets itself, and per-version records that must not leak into the next.
 _DERIVED = {"format", "format_version", "version", "created", "sections", "files",
-            "calibration", "enrolment", "tuning", "parent_version"}
+            "calibration", "enrolment", "tuning", "feedback", "parent_version"}
 
 
 def set_current(root: str | Path, version: int) -> None:
@@ -58,7 +58,7 @@ def set_current(root: str | Path, version: int) -> None:
         raise BundleError(f"{root}: no version {version} (has {list_versions(root)})")
     tmp = root / f".{CURRENT}.tmp-{os.getpid()}"
     tmp.write_text(f"{version}\n")
-    os.replace(tmp, root / CURRENT)
+    Path(tmp).replace(root / CURRENT)
 
 
 def write_bundle(
@@ -123,7 +123,7 @@ def write_bundle(
         if finish is not None:
             finish(tmp)
         final = root / VERSIONS / str(version)
-        os.rename(tmp, final)  # fails (not overwrites) if a concurrent writer took the number
+        Path(tmp).rename(final)  # fails (not overwrites) if a concurrent writer took the number
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -148,7 +148,8 @@ def write_adapted_version(
     bundle: Bundle, backends: Mapping[str, SectionBackend], kind: AdaptationKind,
     record: dict[str, Any], seal_key: Ed25519PrivateKey | None = None,
 ) -> Path:
-    """A new version made on the device (`edge-agent calibrate` / `enrol` / `tune`): the same
+    """A new version made on the device (`edge-agent calibrate` / `enrol` / `tune` /
+    `feedback`): the same
     models, `backends`, the old manifest plus this change's `record` under `kind`, and
     `parent_version` (what `rollback` returns to). `adaptations` keeps the records of the whole
     chain. A signed parent's signature travels along (`signing.carry_origin`) and, with the

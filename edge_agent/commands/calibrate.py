@@ -53,7 +53,7 @@ def calibrate_cmd(
                           "target: held-out percentile only.")
     ] = "max",
     percentile: opt.Percentile = 90.0,
-    skip_refused: opt.SkipRefused = False,
+    skip_unreadable: opt.SkipUnreadable = False,
     retries: opt.Retries = 3,
     do_rollback: Annotated[
         bool, typer.Option("--rollback", help="Restore the previous bundle version and exit.")
@@ -63,11 +63,18 @@ def calibrate_cmd(
 ) -> None:
     """Calibrate a section to a new condition (target domain) from normal clips; or --rollback."""
     from edge_agent.adaptation import service
-    from edge_agent.adaptation.sections import MODES, THRESHOLD_RULES
-    from edge_agent.commands.clip_input import clip_origin, collect_clips, embed_progress
+    from edge_agent.adaptation.clips import enough_clips
+    from edge_agent.adaptation.sections import CALIBRATE_CLIPS, MODES, THRESHOLD_RULES
+    from edge_agent.commands.clip_input import (
+        clip_origin,
+        collect_clips,
+        embed_progress,
+        shared_capture,
+    )
     from edge_agent.errors import choice
 
-    note = sharing_note(agent_config(config, Flags(bundle=bundle)), monitor) if monitor else None
+    full = agent_config(config, Flags(bundle=bundle)) if monitor else None  # all machines
+    note = sharing_note(full, monitor) if full is not None else None
     cfg = agent_config(config, Flags(bundle=bundle, section=section, threads=threads,
                                      device=device, from_files=from_files,
                                      paths=tuple(paths or ()), channel=channel,
@@ -86,7 +93,11 @@ def calibrate_cmd(
     # verified (signed, with trusted_keys); an unknown section fails now
     scorer = service.open_scorer(root, checked, cfg.threads)
     scorer.bundle.backend(sec)
-    clips = collect_clips(cfg, scorer.spec, count, skip_refused, retries, quiet)
+    clips = collect_clips(cfg, scorer.spec, count, skip_unreadable, retries, quiet,
+                          shared_capture(full, monitor) if full is not None else None)
+    warning = enough_clips(len(clips), CALIBRATE_CLIPS, "calibrate", scorer.spec.clip_seconds)
+    if warning:
+        typer.echo(warning, err=True)
     change = service.calibrate(scorer, sec, [c.samples for c in clips], checked, how,
                                origin=clip_origin(cfg), progress=embed_progress(scorer, quiet))
     print(f"calibrated {sec} with {len(clips)} clips ({mode}): threshold "

@@ -14,7 +14,8 @@ same machine with a fault. `benchmarks/build_demo.sh` builds the bundle and pick
 
 Pace: the replay itself runs as fast as the scorer can go; `PacedSink` then holds each window's
 output for `10 s / speed` (default speed 10: one 10 s window per second), so a person can read
-the scores as they come and the alarm appears within seconds. `--fast` removes the pause.
+the scores as they come and the alarm appears within seconds. `--fast` removes the pause;
+`--realtime` is `--speed 1` (the flags mean what they mean for `run`).
 """
 
 from __future__ import annotations
@@ -175,21 +176,16 @@ def demo_cmd(
         float, typer.Option("--speed", min=0.1,
                             help="Replay speed: 10 = one 10 s window per second.")
     ] = DEFAULT_SPEED,
-    fast: Annotated[bool, typer.Option("--fast", help="No pacing: as fast as it scores.")] = False,
-    mqtt_host: Annotated[
-        str | None, typer.Option("--mqtt-host", help="Also publish to this MQTT broker.",
-                                 show_default=False)
-    ] = None,
-    mqtt_port: Annotated[
-        int | None, typer.Option("--mqtt-port", help="Broker port.", show_default=False)
-    ] = None,
+    realtime: opt.Pace = None,
+    mqtt_host: opt.MqttHost = None,
+    mqtt_port: opt.MqttPort = None,
     device_id: Annotated[
         str | None, typer.Option("--device-id", help="MQTT device id (default: the config's).",
                                  show_default=False)
     ] = None,
     config: opt.Config = None,
     json_out: opt.Json = False,
-    verbose: Annotated[bool, typer.Option("--verbose", help="Agent log lines on stderr.")] = False,
+    verbose: opt.Verbose = False,
     runtime: opt.TfliteRuntime = None,
     no_xnnpack: opt.NoXnnpack = False,
 ) -> None:
@@ -224,6 +220,9 @@ def demo_cmd(
     sink = DemoSink(demo, cfg.decision.n, cfg.windows.hop)
     if not json_out:
         agent.sinks.append(sink)
+    fast = realtime is False
+    if realtime:  # --realtime: the audio's own pace, the same as --speed 1
+        speed = 1.0
     pause = 0.0 if fast else cfg.windows.hop / speed
     agent.sinks.append(PacedSink(pause))
     if not json_out:

@@ -38,7 +38,7 @@ def enrol_cmd(
         bool, typer.Option("--replace", help="Overwrite a section that already exists.")
     ] = False,
     percentile: opt.Percentile = 90.0,
-    skip_refused: opt.SkipRefused = False,
+    skip_unreadable: opt.SkipUnreadable = False,
     retries: opt.Retries = 3,
     threads: opt.Threads = None,
     quiet: opt.Quiet = False,
@@ -48,9 +48,15 @@ def enrol_cmd(
     --section names the NEW section (a config's `section:` is the one the agent listens to).
     """
     from edge_agent.adaptation import service
-    from edge_agent.adaptation.sections import MIN_ENROL_CLIPS
+    from edge_agent.adaptation.clips import enough_clips
+    from edge_agent.adaptation.sections import ENROL_CLIPS, MIN_ENROL_CLIPS
     from edge_agent.audio.dcase import parse_section_id
-    from edge_agent.commands.clip_input import clip_origin, collect_clips, embed_progress
+    from edge_agent.commands.clip_input import (
+        clip_origin,
+        collect_clips,
+        embed_progress,
+        shared_capture,
+    )
     from edge_agent.errors import BundleError, FieldError
 
     cfg = agent_config(config, Flags(bundle=bundle, threads=threads, device=device,
@@ -67,7 +73,12 @@ def enrol_cmd(
     if section in scorer.bundle.backends and not replace:  # before the recording, not after
         raise BundleError(f"{root}: section {section!r} already exists; pass --replace to "
                           "refit it (or calibrate it with edge-agent calibrate)")
-    clips = collect_clips(cfg, scorer.spec, count, skip_refused, retries, quiet)
+    clips = collect_clips(cfg, scorer.spec, count, skip_unreadable, retries, quiet,
+                          shared_capture(agent_config(config, Flags(bundle=bundle)), monitor)
+                          if monitor else None)
+    warning = enough_clips(len(clips), ENROL_CLIPS, "enrol", scorer.spec.clip_seconds)
+    if warning and len(clips) >= MIN_ENROL_CLIPS:  # below it, service.enrol refuses
+        typer.echo(warning, err=True)
     change = service.enrol(scorer, section, [c.samples for c in clips], checked, percentile,
                            replace, origin=clip_origin(cfg),
                            progress=embed_progress(scorer, quiet))

@@ -2,10 +2,12 @@
 (`edge_agent.runtime.evidence`).
 
 `list` answers "what did it hear when it alarmed?" on the device: one line per clip (file,
-alarm time, section, span, size, sha256), or JSON. `export DEST` copies the clips with their
-sidecars and an `index.json` to DEST (a USB stick, a folder to scp), checking each clip's
-sha256 against the one the alarm payload carried; a clip that fails is not copied and the
-command ends with an error naming it.
+alarm time, section, span, size, the operator's answer, sha256), or JSON. `export DEST` copies
+the clips with their sidecars and an `index.json` to DEST (a USB stick, a folder to scp),
+checking each clip's sha256 against the one the alarm payload carried; a clip that fails is
+not copied and the command ends with an error naming it. `export --dcase DEST` writes the
+answered clips as a DCASE data set instead (`edge_agent.adaptation.labelled`), for
+`model-build evaluate` and `train`.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from edge_agent.commands import options as opt
+from edge_agent.commands.runner import fields_as_flags
 
 if TYPE_CHECKING:
     from edge_agent.runtime.evidence import ClipInfo
@@ -53,6 +56,7 @@ def _row(c: ClipInfo) -> dict[str, Any]:
         "monitor": m.get("monitor") or m.get("section"), "section": m.get("section"),
         "t_start": m.get("t_start"), "t_end": m.get("t_end"), "bytes": c.path.stat().st_size,
         "sha256": m.get("sha256"), "windows": m.get("windows"),
+        "answer": (c.answer or {}).get("answer"),
     }
 
 
@@ -72,23 +76,52 @@ def evidence_list_cmd(
     if not rows:
         typer.echo("no evidence clips")
         return
-    typer.echo(f"{'file':<48} {'alarm':<24} {'monitor':<18} {'span':>7} {'size':>9}  sha256")
+    typer.echo(f"{'file':<48} {'alarm':<24} {'monitor':<18} {'span':>7} {'size':>9}  "
+               f"{'answer':<11}  sha256")
     for r in rows:
         span = float(r["t_end"]) - float(r["t_start"])
         typer.echo(f"{r['file']:<48} {r['alarm_ts']!s:<24} {r['monitor']!s:<18} "
-                   f"{span:>6.1f}s {r['bytes']:>9}  {str(r['sha256'])[:16]}")
+                   f"{span:>6.1f}s {r['bytes']:>9}  {r['answer'] or '-':<11}  "
+                   f"{str(r['sha256'])[:16]}")
 
 
 @evidence_app.command("export")
+@fields_as_flags(test_share="--test-share")
 def evidence_export_cmd(
     dest: Annotated[Path, typer.Argument(help="Folder to copy the clips and index.json to.")],
     config: opt.Config = None,
     folder: Folder = None,
+    dcase: Annotated[
+        bool, typer.Option("--dcase", help="Write the answered clips as a DCASE data set "
+                           "(one WAV per window, labels from the answers) for model-build.")
+    ] = False,
+    test_share: Annotated[
+        float, typer.Option("--test-share", help="--dcase: the share of \"not a fault\" "
+                            "alarms (per section) written as test clips; the rest train.")
+    ] = 0.5,
 ) -> None:
-    """Copy the kept clips, their sidecars and an index.json to DEST, sha256 checked."""
+    """Copy the kept clips, their sidecars and an index.json to DEST, sha256 checked; with
+    --dcase, the answered clips as a DCASE data set."""
     from edge_agent.runtime.evidence import EvidenceError, export
 
+    if dcase:
+        _export_dcase(_folder(config, folder), dest, test_share)
+        return
     index, bad = export(_folder(config, folder), dest)
     typer.echo(f"exported {len(index)} clip(s) to {dest} (index: {dest / 'index.json'})")
     if bad:
         raise EvidenceError(f"{len(bad)} clip(s) not exported: {'; '.join(bad)}")
+
+
+def _export_dcase(folder: Path, dest: Path, test_share: float) -> None:
+    from edge_agent.adaptation.labelled import INDEX, export_dcase
+    from edge_agent.runtime.evidence import EvidenceError
+
+    out = export_dcase(folder, dest, test_share)
+    counts = ", ".join(f"{n} {k}" for k, n in sorted(out.counts().items())) or "nothing"
+    alarms = len({r["alarm"] for r in out.rows})
+    typer.echo(f"exported {len(out.rows)} window(s) of {alarms} answered alarm(s) to {dest} "
+               f"({counts}; index: {dest / INDEX})")
+    if out.left_out:
+        raise EvidenceError(f"{len(out.left_out)} answered clip(s) not exported: "
+                            f"{'; '.join(out.left_out)}")

@@ -27,12 +27,6 @@ Group = Annotated[str, typer.Option("--group", help="Device group (the devices' 
                                     "`fleet.group`).")]
 Wait = Annotated[float, typer.Option("--wait", min=0.1, help="Seconds to wait for the "
                                      "devices' reports.")]
-MqttHost = Annotated[
-    str | None, typer.Option("--mqtt-host", help="Broker (default: the config's mqtt.host).",
-                             show_default=False)]
-MqttPort = Annotated[
-    int | None, typer.Option("--mqtt-port", help="Broker port (default: the config's).",
-                             show_default=False)]
 
 
 def _connection(config: Path | None, host: str | None, port: int | None) -> Any:
@@ -61,8 +55,8 @@ def fleet_push_cmd(
     chunk_kb: Annotated[int, typer.Option("--chunk-kb", min=1, max=4096,
                                           help="Chunk size, KiB.")] = 256,
     config: opt.Config = None,
-    mqtt_host: MqttHost = None,
-    mqtt_port: MqttPort = None,
+    mqtt_host: opt.MqttHost = None,
+    mqtt_port: opt.MqttPort = None,
 ) -> None:
     """Publish a bundle version to a group: canaries first, then every device."""
     from edge_agent.config.ids import check_device
@@ -91,8 +85,8 @@ def fleet_rollback_cmd(
                        "(default: the group's current one).", show_default=False)] = None,
     wait: Wait = 120.0,
     config: opt.Config = None,
-    mqtt_host: MqttHost = None,
-    mqtt_port: MqttPort = None,
+    mqtt_host: opt.MqttHost = None,
+    mqtt_port: opt.MqttPort = None,
 ) -> None:
     """Roll a group back from its release: devices running it return to their version before.
 
@@ -119,8 +113,8 @@ def fleet_status_cmd(
     wait: Wait = 2.0,
     json_out: opt.Json = False,
     config: opt.Config = None,
-    mqtt_host: MqttHost = None,
-    mqtt_port: MqttPort = None,
+    mqtt_host: opt.MqttHost = None,
+    mqtt_port: opt.MqttPort = None,
 ) -> None:
     """The group's release and each device's retained fleet state."""
     from edge_agent.fleet.messages import Release
@@ -187,8 +181,8 @@ def fleet_cmd_cmd(
     cid: Annotated[str | None, typer.Option("--id", help="Command id (default: a new one; the "
                    "same id again gets the stored reply).", show_default=False)] = None,
     config: opt.Config = None,
-    mqtt_host: MqttHost = None,
-    mqtt_port: MqttPort = None,
+    mqtt_host: opt.MqttHost = None,
+    mqtt_port: opt.MqttPort = None,
 ) -> None:
     """Send a remote command to one device and print its reply (JSON)."""
     from edge_agent.config.ids import check_device

@@ -18,8 +18,8 @@ import typer
 # --- the model and the section
 Bundle = Annotated[
     Path | None,
-    typer.Option("--bundle", help="Model bundle folder (model-build export); default: the "
-                 "config's `bundle`.", show_default=False),
+    typer.Option("--bundle", help="Model bundle folder (model-build export) (default: the "
+                 "config's `bundle`).", show_default=False),
 ]
 BundleRequired = Annotated[
     Path, typer.Option("--bundle", help="Model bundle folder (model-build export).")
@@ -38,6 +38,10 @@ Threads = Annotated[
     int | None,
     typer.Option("--threads", min=1, help="TFLite interpreter threads (default: the config's "
                  "`threads`; 1 without a config).", show_default=False),
+]
+ThreadsNoConfig = Annotated[
+    int, typer.Option("--threads", min=1, help="TFLite interpreter threads (default: 1).",
+                      show_default=False),
 ]
 
 TfliteRuntime = Annotated[
@@ -71,9 +75,16 @@ Paths = Annotated[
                    metavar="PATH..."),
 ]
 Stdin = Annotated[bool, typer.Option("--stdin", help="Raw PCM on stdin.")]
+Pace = Annotated[
+    bool | None,
+    typer.Option("--realtime/--fast", help="Pace of a file replay: --realtime at the audio's "
+                 "own pace, --fast as fast as it scores, without pauses (default: the config's "
+                 "`source.realtime`; demo: --speed).", show_default=False),
+]
 SkipUnreadable = Annotated[
     bool, typer.Option("--skip-unreadable", help="Leave out a WAV file that cannot be read or "
-                       "used, with one line naming it (default: stop with that error).")
+                       "used (unreadable, or refused by the input checks), with one line naming "
+                       "it (default: stop with that error).")
 ]
 Channel = Annotated[
     int | None,
@@ -83,9 +94,6 @@ Channel = Annotated[
 
 # --- clips for calibrate, enrol and record
 Count = Annotated[int, typer.Option("--count", min=1, help="Clips to capture from the device.")]
-SkipRefused = Annotated[
-    bool, typer.Option("--skip-refused", help="--files: skip refused files (default: error).")
-]
 Retries = Annotated[
     int, typer.Option("--retries", min=0,
                       help="Device: captures again per refused clip before failing.")
@@ -99,4 +107,23 @@ Percentile = Annotated[
 Json = Annotated[
     bool, typer.Option("--json", help="Machine-readable JSON on stdout instead of text.")
 ]
-Quiet = Annotated[bool, typer.Option("--quiet", help="No per-window or per-clip lines.")]
+Quiet = Annotated[
+    bool, typer.Option("--quiet", help="No progress and no per-item lines (windows, clips); "
+                       "results and errors still print.")
+]
+Verbose = Annotated[
+    bool, typer.Option("--verbose", help="Also show log lines and library output on stderr "
+                       "(default: only this program's lines).")
+]
+
+# --- the broker, for commands that talk to it directly
+MqttHost = Annotated[
+    str | None,
+    typer.Option("--mqtt-host", help="MQTT broker host (default: the config's `mqtt.host`; "
+                 "none: no MQTT).", show_default=False),
+]
+MqttPort = Annotated[
+    int | None,
+    typer.Option("--mqtt-port", help="MQTT broker port (default: the config's `mqtt.port`, "
+                 "1883).", show_default=False),
+]

@@ -42,7 +42,7 @@ def record_cmd(
     from_files: opt.FromFiles = False,
     channel: opt.Channel = None,
     monitor: opt.MonitorName = None,
-    skip_refused: opt.SkipRefused = False,
+    skip_unreadable: opt.SkipUnreadable = False,
     retries: opt.Retries = 3,
     quiet: opt.Quiet = False,
 ) -> None:
@@ -56,7 +56,7 @@ def record_cmd(
         parse_section_id,
         write_train_clips,
     )
-    from edge_agent.commands.clip_input import collect_clips
+    from edge_agent.commands.clip_input import collect_clips, shared_capture
     from edge_agent.scoring.frontend import DEFAULT_SPEC
 
     cfg = agent_config(config, Flags(section=section, device=device, from_files=from_files,
@@ -67,7 +67,9 @@ def record_cmd(
     check_domain(domain)
     check_attrs(attrs)
     spec = DEFAULT_SPEC  # the DCASE format: what model-build train reads, whatever the bundle
-    clips = collect_clips(cfg, spec, count, skip_refused, retries, quiet)
+    clips = collect_clips(cfg, spec, count, skip_unreadable, retries, quiet,
+                          shared_capture(agent_config(config, Flags()), monitor)
+                          if monitor else None)
     written = write_train_clips(out, sec, domain, attrs, [c.samples for c in clips],
                                 spec.sample_rate)
     print(f"recorded {len(written)} clips: {written[0]} .. {written[-1].name}")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -23,10 +23,7 @@ def run_cmd(
     bundle: opt.Bundle = None,
     section: opt.Section = None,
     threads: opt.Threads = None,
-    realtime: Annotated[
-        bool | None,
-        typer.Option("--realtime/--fast", help="File replay pace.", show_default=False),
-    ] = None,
+    realtime: opt.Pace = None,
     skip_unreadable: opt.SkipUnreadable = False,
     json_out: opt.Json = False,
     quiet: opt.Quiet = False,

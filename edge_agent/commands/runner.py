@@ -30,8 +30,8 @@ def run_app(app: typer.Typer, argv: list[str] | None = None) -> None:
 
 
 def flag_name(field: str) -> str:
-    """The flag a field is set by when the command does not say otherwise: `skip_refused` ->
-    `--skip-refused`."""
+    """The flag a field is set by when the command does not say otherwise: `skip_unreadable` ->
+    `--skip-unreadable`."""
     return "--" + field.replace("_", "-")
 
 

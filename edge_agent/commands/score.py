@@ -39,7 +39,7 @@ def score_cmd(
     bundle: opt.BundleRequired,
     section: opt.Section = None,
     json_out: opt.Json = False,
-    threads: opt.Threads = None,
+    threads: opt.ThreadsNoConfig = 1,
     channel: opt.Channel = None,
     hop: Annotated[float, typer.Option("--hop", help="Seconds between window starts in files "
                                        "longer than one window.")] = 5.0,

@@ -4,9 +4,12 @@ A plant engineer's question is "how often will it cry wolf?". The agent records 
 score (`edge_agent.runtime.history`); this command replays the agent's own k-of-n rule over that
 recorded normal operation (`edge_agent.adaptation.tuning`) and picks the lowest threshold that
 would have raised at most X alarms per recorded day. It shows the evidence first (recorded span,
-windows, the current threshold and its replayed alarms/day, the new one and its alarms/day, how
-many of the last day's windows above the current threshold would still be flagged) and asks before
-writing (`--yes`: do not ask; `--dry-run`: only show).
+windows, the current threshold and its replayed alarms/day, the new one and its alarms/day, each
+with its 95 % range: a rate from a few hours is a guess, and a history shorter than a day is a
+`warning:` naming its hours) and the detection cost (how many of the last day's windows above
+the current threshold would still be flagged; with `evidence.folder`, how many of the kept alarm
+clips would not have alarmed), and asks before writing (`--yes`: do not ask; `--dry-run`: only
+show).
 
 The result is a NEW bundle version written like `edge-agent calibrate`'s
 (`bundle.write_adapted_version`, kind `tuning`): the same models, every section's backend
@@ -126,13 +129,27 @@ def tune_cmd(
           f"{', implausible timestamps' if h.undated else ''}); {t.windows} scored windows = "
           f"{t.days * 24:.1f} h at hop {cfg.windows.hop:g} s")
     print(f"rule: {d.k} of {d.n} windows raise, {d.clear_after} normal clear")
+    now_lo, now_hi = t.per_day_range(t.current_alarms)
+    new_lo, new_hi = t.per_day_range(t.alarms)
     print(f"current threshold {t.current_threshold:.5f}: {t.current_alarms} alarms replayed "
-          f"= {t.current_alarms_per_day:.2f}/day")
+          f"= {t.current_alarms_per_day:.2f}/day (95 %: {now_lo:.2f}-{now_hi:.2f})")
     print(f"new threshold     {t.threshold:.5f}: {t.alarms} alarms replayed "
-          f"= {t.alarms_per_day:.2f}/day (budget {false_alarms_per_day:g}/day)"
+          f"= {t.alarms_per_day:.2f}/day (95 %: {new_lo:.2f}-{new_hi:.2f}; budget "
+          f"{false_alarms_per_day:g}/day)"
           + (" [the lowest candidate: the history's median score]" if t.at_minimum else ""))
-    print(f"last day: {flagged} windows above the current threshold, {still} of them still "
-          "above the new one")
+    short = t.short_history()
+    if short:
+        typer.echo(f"warning: {path}: {short}", err=True)
+    print(f"detection cost: last day {flagged} windows above the current threshold, {still} of "
+          "them still above the new one")
+    if cfg.evidence.folder is not None:
+        cost = service.evidence_cost(cfg.evidence.folder, sec,
+                                     mon.name if cfg.monitors else None, d.k, t.threshold)
+        print(f"detection cost: {len(cost.lost)} of {cost.clips} kept alarm clips of {sec} "
+              f"({cfg.evidence.folder}) would not have alarmed at the new threshold (fewer "
+              f"than {d.k} of their windows above it)"
+              + (f": {', '.join(cost.lost[:5])}{' ...' if len(cost.lost) > 5 else ''}"
+                 if cost.lost else ""))
     if dry_run:
         print("dry run: nothing written")
         return

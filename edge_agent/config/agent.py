@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Literal
 
 from edge_agent.config.fields import bounded, check_fields
 from edge_agent.config.fleet import FleetSettings
+from edge_agent.config.ids import check_monitor_name
 from edge_agent.config.monitors import (
     MonitorSettings,
     check_monitors,
@@ -15,6 +16,7 @@ from edge_agent.config.monitors import (
 from edge_agent.config.runtime import (
     DecisionSettings,
     EvidenceSettings,
+    FeedbackSettings,
     HealthSettings,
     HistorySettings,
     TfliteSettings,
@@ -65,6 +67,8 @@ class AgentConfig:
     """Every window's score kept on disk, for `edge-agent tune` and the drift figure."""
     evidence: EvidenceSettings = field(default_factory=EvidenceSettings)
     """The audio of each alarm kept on the device; off unless a folder is set."""
+    feedback: FeedbackSettings = field(default_factory=FeedbackSettings)
+    """How an operator's "not a fault" answer teaches the section (bounds, reference cap)."""
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     """A Prometheus textfile for node-exporter; off unless a path is set."""
     log: LogSettings = field(default_factory=LogSettings)
@@ -87,6 +91,8 @@ class AgentConfig:
     def __post_init__(self) -> None:
         check_fields(self, "")
         check_monitors(self.monitors, self.section)
+        if self.section and not self.monitors:  # it names the one machine's topics and ids
+            check_monitor_name(self.section, "section")
         clip = self.evidence.mqtt_max_kilobytes * 1000
         if clip > self.outbox.max_bytes // 4:
             raise ConfigError(f"evidence.mqtt_max_kilobytes: {self.evidence.mqtt_max_kilobytes}"

@@ -9,14 +9,13 @@ through a release, or a command that never ends, costs at most that long.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from edge_agent.config.fields import bounded, check_fields
-from edge_agent.errors import ConfigError
+from edge_agent.config.ids import LEVEL, check_level
 
-GROUP = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
-"""A group name: one MQTT topic level (no `/`, `+`, `#`), at most 64 characters."""
+GROUP = LEVEL
+"""A group name: one MQTT topic level (`edge_agent.config.ids.LEVEL`)."""
 
 
 @dataclass(frozen=True)
@@ -56,8 +55,4 @@ class FleetSettings:
 
     def __post_init__(self) -> None:
         check_fields(self, "fleet")
-        if not GROUP.fullmatch(self.group):
-            raise ConfigError(
-                "fleet.group: expected letters, digits, _ . - (up to 64, first a letter or "
-                f"digit: it is an MQTT topic level), got {self.group!r}"
-            )
+        check_level(self.group, GROUP, "fleet.group", "a group name")

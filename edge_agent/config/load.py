@@ -121,7 +121,7 @@ def _convert(value: Any, hint: Any, key: str, base: Path) -> Any:  # noqa: C901,
 def _check_path(name: str, value: Any, key: str, base: Path) -> Any:
     if not isinstance(value, str) or not value:
         return value
-    p = Path(os.path.expanduser(value))
+    p = Path(value).expanduser()
     if not p.is_absolute():
         p = base / p
     if name in _FILE_KEYS and not p.exists():
@@ -149,7 +149,7 @@ def _value(name: str, value: Any, hint: Any, k: str, base: Path) -> Any:
     return v
 
 
-def build(cls: type, data: Any, key: str = "", base: Path = Path(".")) -> Any:
+def build(cls: type, data: Any, key: str = "", base: Path = Path()) -> Any:
     """Instantiate dataclass `cls` from a YAML mapping, validating against its type hints."""
     prefix = f"{key}." if key else ""
     if data is None:

@@ -31,17 +31,14 @@ whose sources differ only in `channel` share one stream that delivers each of th
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from edge_agent.config.ids import check_monitor_name, check_monitor_names
 from edge_agent.config.runtime import DecisionSettings, HealthSettings
 from edge_agent.config.sources import SourceSettings
 from edge_agent.errors import ConfigError
-
-NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
-"""A monitor name: it becomes an MQTT topic level, a file name part and a Home Assistant id."""
 
 MERGED = ("source", "decision", "health")
 """A monitor's sections merged key by key over the top-level ones."""
@@ -52,7 +49,7 @@ class MonitorSettings:
     """One item of `monitors:` (after `merge_monitor`: its sections are complete)."""
 
     name: str = ""
-    """Topic, file and Home Assistant name; default: the section."""
+    """Topic, file and Home Assistant name (letters, digits, _ and -); default: the section."""
     section: str = ""
     """The bundle section that scores this machine."""
     source: SourceSettings = field(default_factory=SourceSettings)
@@ -110,13 +107,14 @@ def check_monitors(monitors: Sequence[MonitorSettings], section: str) -> None:
         key = f"monitors[{i}]"
         if not m.section:
             raise ConfigError(f"{key}.section: required (the bundle section scoring it)")
-        if not NAME.fullmatch(m.name):
-            raise ConfigError(f"{key}.name: expected letters, digits, _ . - (up to 64, first a "
-                              f"letter or digit: it is an MQTT topic level), got {m.name!r}")
+        # a topic level, a file name part and a Home Assistant id (edge_agent.config.ids)
+        check_monitor_name(m.name, f"{key}.name" if m.name != m.section else f"{key}.section")
         if m.name in names:
             raise ConfigError(f"{key}.name: {m.name!r} is also monitors[{names[m.name]}]'s; "
                               "names must be unique")
         names[m.name] = i
+        check_monitor_names([(f"monitors[{j}].name", o.name) for j, o in
+                             enumerate(monitors[: i + 1])])
         s = m.source
         if s.kind == "device":
             _same_capture(monitors, devices, i)

@@ -176,3 +176,31 @@ class EvidenceSettings:
     @property
     def enabled(self) -> bool:
         return bool(self.folder)
+
+
+FeedbackRule = Literal["refit", "max", "keep"]
+"""How an answer "not a fault" re-derives the threshold (`edge_agent.adaptation.sections.
+taught_section`): `refit`, the section's percentile over every normal reference's held-out
+score, as export and calibrate fit it; `max`, also never below that percentile of the
+answered windows' own held-out scores (it rises when the answered sound stays far from the
+rest); `keep`, the threshold and the score normalisers stay as they were (only the references
+change)."""
+
+
+@dataclass(frozen=True)
+class FeedbackSettings:
+    """The `feedback:` section: what an operator's answer to an alarm does
+    (`edge_agent.adaptation.feedback`, docs/agent.md "Teach it").
+
+    Answers need the alarm's evidence clip (its voting windows), so they need
+    `evidence.folder`."""
+
+    mqtt: bool = True
+    """Take answers on <prefix>/<device>/<monitor>/feedback/set (Home Assistant)."""
+    max_references: int = bounded(64, ge=1, le=4096)
+    """Target references a section keeps; beyond, the oldest go."""
+    threshold_rule: FeedbackRule = "refit"
+    """Refit, max or keep (see FeedbackRule)."""
+
+    def __post_init__(self) -> None:
+        check_fields(self, "feedback")

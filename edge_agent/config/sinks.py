@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edge_agent.config.fields import bounded, check_fields
+from edge_agent.config.ids import check_id, check_prefix
 from edge_agent.errors import ConfigError
 
 
@@ -31,7 +32,7 @@ class MqttSettings:
     prefix: str = "edge-asd"
     """First topic level(s); put the site here for a fleet, e.g. `listening/site-a`."""
     device_id: str = "edge-agent"
-    """This device's topic level, HA node id and default client id."""
+    """This device's topic level, HA node id and default client id (letters, digits, _ and -)."""
     client_id: str | None = None
     """MQTT client id; unset = `edge-agent-<device_id>` (must be unique)."""
     username: str | None = None
@@ -64,6 +65,10 @@ class MqttSettings:
 
     def __post_init__(self) -> None:
         check_fields(self, "mqtt")  # finite, in the `bounded` ranges; then the rules between
+        # the names that become topic levels and Home Assistant ids (edge_agent.config.ids)
+        check_id(self.device_id, "mqtt.device_id", "a device id")
+        check_prefix(self.prefix, "mqtt.prefix")
+        check_prefix(self.ha_prefix, "mqtt.ha_prefix")
         if not 0 < self.reconnect_min <= self.reconnect_max <= self.refused_retry_max:
             raise ConfigError(
                 "mqtt.reconnect_min / reconnect_max / refused_retry_max: expected "

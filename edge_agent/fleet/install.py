@@ -25,7 +25,6 @@ record (edge_agent.fleet.state) keeps the version that was current before, which
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 import time
@@ -117,7 +116,7 @@ def install(root: Path, candidate: Candidate) -> tuple[int, int | None]:
         for f in sorted(candidate.vdir.iterdir()):
             shutil.copyfile(f, tmp / f.name)
         final = root / VERSIONS / str(number)
-        os.rename(tmp, final)  # fails (not overwrites) if another writer took the number
+        Path(tmp).rename(final)  # fails (not overwrites) if another writer took the number
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

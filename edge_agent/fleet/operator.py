@@ -341,8 +341,8 @@ def push(conn: Connection, prepared: Prepared, canaries: Sequence[str], wait: fl
             why = "; ".join([f"canary {d} refused it: {e}" for d, e in out.failed.items()]
                             + [f"canary {d}: no healthy report within {wait:g} s" for d in
                                out.pending])
-            ran = f" (canaries running it: {', '.join(out.ok)}; roll them back with " \
-                  "`edge-agent fleet cmd DEVICE rollback`)" if out.ok else ""
+            ran = (f" (canaries running it: {', '.join(out.ok)}; roll them back with "
+                   "`edge-agent fleet cmd DEVICE rollback`)") if out.ok else ""
             raise FleetError(f"push of {r.release} aborted: {why}; the rest of group "
                              f"{r.group} was left untouched{ran}")
         say(f"canaries healthy: {', '.join(out.ok)} run {r.model_version}")

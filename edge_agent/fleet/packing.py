@@ -42,7 +42,7 @@ def pack_version(vdir: Path) -> bytes:
             info.mode = 0o644
             info.uid = info.gid = 0
             info.uname = info.gname = ""
-            with open(p, "rb") as f:
+            with Path(p).open("rb") as f:
                 tar.addfile(info, f)
     return buf.getvalue()
 
@@ -72,7 +72,7 @@ def unpack_version(archive: Path, dest: Path, max_bytes: int) -> list[str]:
                 src = tar.extractfile(m)
                 if src is None:  # pragma: no cover - regular members always have a stream
                     raise BundleError(f"release archive: {m.name!r} unreadable")
-                with src, open(dest / m.name, "wb") as out:
+                with src, Path(dest / m.name).open("wb") as out:
                     while block := src.read(1 << 20):
                         out.write(block)
                 names.append(m.name)

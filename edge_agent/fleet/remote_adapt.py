@@ -100,7 +100,10 @@ def tune(ctx: Context, raw: dict[str, Any]) -> dict[str, Any]:
         "old_threshold": plan.old_threshold,
         "new_threshold": t.threshold, "alarms_per_day_old": t.current_alarms_per_day,
         "alarms_per_day_new": t.alarms_per_day, "history_windows": t.windows,
-        "history_days": t.days, "history_notes": list(plan.history.notes)}
+        "history_days": t.days, "history_notes": list(plan.history.notes),
+        "alarms_per_day_range_old": list(t.per_day_range(t.current_alarms)),
+        "alarms_per_day_range_new": list(t.per_day_range(t.alarms)),  # 95 % Poisson
+        "warning": t.short_history()}
     change = write_tuning(plan, trust, origin={"remote": True})
     if change is None:
         return {**out, "changed": False, "version": plan.bundle.version, "model_version": before}
@@ -109,8 +112,8 @@ def tune(ctx: Context, raw: dict[str, Any]) -> dict[str, Any]:
 
 def calibrate(ctx: Context, raw: dict[str, Any]) -> dict[str, Any]:
     from edge_agent.adaptation import service
-    from edge_agent.adaptation.clips import Progress, file_clips
-    from edge_agent.adaptation.sections import MODES, THRESHOLD_RULES
+    from edge_agent.adaptation.clips import Progress, enough_clips, file_clips
+    from edge_agent.adaptation.sections import CALIBRATE_CLIPS, MODES, THRESHOLD_RULES
 
     a = Args("calibrate", raw, ("monitor", "files", "mode", "percentile", "rule"))
     monitors = ctx.control.monitors()
@@ -140,5 +143,8 @@ def calibrate(ctx: Context, raw: dict[str, Any]) -> dict[str, Any]:
     change = service.calibrate(scorer, section, [c.samples for c in clips], trust, how,
                                origin={"files": [p.name for p in paths], "remote": True})
     return {"monitor": name, "section": section, "shared_with": shared_with(monitors, name),
-            "clips": len(clips), "old_threshold": change.old_threshold,
+            "clips": len(clips),
+            "warning": enough_clips(len(clips), CALIBRATE_CLIPS, "calibrate",
+                                    scorer.spec.clip_seconds),
+            "old_threshold": change.old_threshold,
             "new_threshold": change.new_threshold, **_finish(ctx, change.vdir.name, before)}

@@ -85,7 +85,7 @@ class FleetState:
         except (OSError, ValueError, TypeError, AttributeError) as exc:
             bad = self.path.with_suffix(".bad")
             with contextlib.suppress(OSError):
-                os.replace(self.path, bad)
+                Path(self.path).replace(bad)
             log.warning("fleet: %s unreadable (%s); set aside as %s, starting empty",
                         self.path, " ".join(str(exc).split()), bad.name)
             return
@@ -100,7 +100,7 @@ class FleetState:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, self.path)
+        Path(tmp).replace(self.path)
 
     # --- installs
     def installed(self, sha256: str) -> InstallRecord | None:

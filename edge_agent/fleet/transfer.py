@@ -21,7 +21,6 @@ again at the next notice, where a bad chunk is `refused` for good. `discard` hol
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 import threading
 import time
@@ -84,7 +83,7 @@ class Assembly:
             part = self.folder / f"{index}.part"
             try:
                 part.write_bytes(payload)
-                os.replace(part, self.folder / str(index))
+                Path(part).replace(self.folder / str(index))
             except OSError as exc:
                 self.error = (f"release {r.release}: chunk {index} could not be written to "
                               f"{self.folder} ({exc.strerror or type(exc).__name__})")
@@ -126,7 +125,7 @@ class Assembly:
         out = self.folder / ARCHIVE
         h = hashlib.sha256()
         size = 0
-        with open(out, "wb") as f:
+        with Path(out).open("wb") as f:
             for i in range(r.chunks):
                 part = self.folder / str(i)
                 data = part.read_bytes()

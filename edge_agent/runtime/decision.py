@@ -207,7 +207,7 @@ class DecisionStore:
                 json.dump(doc, f, allow_nan=False, separators=(",", ":"))
                 f.flush()
                 os.fsync(f.fileno())
-            os.replace(tmp, self.path)
+            Path(tmp).replace(self.path)
             with contextlib.suppress(OSError):  # not every file system can fsync a folder
                 fd = os.open(self.path.parent, os.O_RDONLY)
                 try:

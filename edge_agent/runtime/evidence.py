@@ -28,7 +28,9 @@ event; the alarm is sent without `evidence`. Writes are atomic (temp file in the
 fsync, rename; the sidecar last, so a listed clip always has its audio). Retention after each
 write: oldest first (by name, which starts with the alarm's UTC time) until at most
 `max_clips` clips and `max_megabytes` (audio + sidecars) remain; the clip just written is never
-deleted, even if it alone exceeds the size cap.
+deleted, even if it alone exceeds the size cap. Clips an operator answered (the sidecar's
+`answer`, edge_agent.adaptation.feedback) are the plant's labelled data set: every unanswered
+clip goes before the oldest answered one.
 
 Over MQTT too (`mqtt_max_kilobytes` > 0, with MQTT on): a stored clip up to that size is also
 queued in the MQTT outbox, at the lowest priority (a full outbox drops it before any health
@@ -123,6 +125,17 @@ class ClipInfo:
     def size(self) -> int:
         return int(self.meta.get("bytes", 0))
 
+    @property
+    def monitor(self) -> str:
+        """The machine whose alarm this is (older sidecars: the section)."""
+        return str(self.meta.get("monitor") or self.meta.get("section") or "")
+
+    @property
+    def answer(self) -> dict[str, Any] | None:
+        """The operator's answer to the alarm (edge_agent.adaptation.feedback), or None."""
+        a = self.meta.get("answer")
+        return a if isinstance(a, dict) else None
+
 
 def encode(x: FloatArray, rate: int, fmt: EvidenceFormat) -> bytes:
     """Mono float samples in [-1, 1] as a 16-bit FLAC or WAV file, in memory."""
@@ -170,13 +183,13 @@ def write_atomic(path: Path, data: bytes | Path, mode: int = PRIVATE_MODE) -> No
     try:
         with open_private(tmp, "wb", mode) as f:
             if isinstance(data, Path):
-                with open(data, "rb") as src:
+                with Path(data).open("rb") as src:
                     shutil.copyfileobj(src, f, 1 << 20)
             else:
                 f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        Path(tmp).replace(path)
     except BaseException:
         with contextlib.suppress(OSError):
             tmp.unlink()
@@ -208,6 +221,45 @@ def list_clips(folder: str | Path) -> list[ClipInfo]:
     return out
 
 
+def read_clip(audio: str | Path) -> ClipInfo:
+    """The clip `audio` (its file in the evidence folder) with its sidecar read now; an
+    EvidenceError naming the file when either is missing or the sidecar is not one."""
+    p = Path(audio)
+    side = p.with_suffix(".json")
+    try:
+        meta = json.loads(side.read_text())
+    except (OSError, ValueError) as exc:
+        raise EvidenceError(f"{side}: cannot read the clip's sidecar: {exc}") from None
+    if not (isinstance(meta, dict) and meta.get("file") == p.name):
+        raise EvidenceError(f"{side}: not the sidecar of {p.name}")
+    if not p.is_file():
+        raise EvidenceError(f"{p}: the clip's audio is missing")
+    return ClipInfo(p, side, meta)
+
+
+def voting_windows(clip: ClipInfo) -> tuple[list[FloatArray], int]:
+    """(the clip's windows, each as the agent scored it, and the sample rate): the audio cut
+    back into its `parts` (back to back, all of one length). EvidenceError when the audio does
+    not hold exactly that many windows of one length, or its sha256 is not the sidecar's."""
+    if sha256_file(clip.path) != clip.meta.get("sha256"):
+        raise EvidenceError(f"{clip.path}: sha256 differs from its sidecar (corrupt clip)")
+    parts = clip.meta.get("parts")
+    if not isinstance(parts, list) or not parts:
+        raise EvidenceError(f"{clip.sidecar}: parts: expected the list of voting windows")
+    x, rate = decode(clip.path)
+    if x.ndim != 1 or x.size % len(parts):
+        raise EvidenceError(f"{clip.path}: {x.size} samples do not split into {len(parts)} "
+                            "windows of one length")
+    n = x.size // len(parts)
+    return [x[i * n:(i + 1) * n] for i in range(len(parts))], rate
+
+
+def write_sidecar(clip: ClipInfo, meta: dict[str, Any]) -> ClipInfo:
+    """Replace the clip's sidecar with `meta` (atomically: a crash leaves the old one)."""
+    write_atomic(clip.sidecar, json.dumps(meta, indent=1, allow_nan=False).encode())
+    return ClipInfo(clip.path, clip.sidecar, meta)
+
+
 def enforce_retention(folder: Path, max_clips: int, max_bytes: float,
                       keep: str | None = None) -> list[str]:
     """Delete the oldest clips (audio + sidecar) until at most `max_clips` remain and their
@@ -226,7 +278,9 @@ def enforce_retention(folder: Path, max_clips: int, max_bytes: float,
     total = sum(sizes)
     count = len(clips)
     deleted = []
-    for c, s in zip(clips, sizes, strict=True):
+    # unanswered clips first (oldest first), then answered ones: see the module docstring
+    order = sorted(zip(clips, sizes, strict=True), key=lambda cs: cs[0].answer is not None)
+    for c, s in order:
         if count <= max_clips and total <= max_bytes:
             break
         if c.path.name == keep:

@@ -163,7 +163,7 @@ class ScoreHistory:
             except HistoryError as exc:
                 if self.path.exists():  # damaged or foreign: keep it aside, start afresh
                     log.warning("%s; moved aside to %s.bad", exc, self.path.name)
-                    os.replace(self.path, self.path.with_name(self.path.name + ".bad"))
+                    Path(self.path).replace(self.path.with_name(self.path.name + ".bad"))
                 recs = None
             if recs is None:
                 self._rewrite(b"")
@@ -187,7 +187,7 @@ class ScoreHistory:
             f.write(MAGIC + body)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, self.path)
+        Path(tmp).replace(self.path)
 
     def append(self, epoch: float, score: float | None, threshold: float, *,
                anomalous: bool = False, fault: bool = False, in_alarm: bool = False) -> None:

@@ -15,6 +15,7 @@ for a single-machine agent as before and `<outbox>.decision.<name>.json` per mon
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -45,6 +46,11 @@ from edge_agent.runtime.windows import Window, Windower
 log = logging.getLogger("edge_agent")
 
 Emit = Callable[[Event], None]
+
+DROP_REPORT_SECONDS = 60.0
+"""Windows dropped are reported at the first drop, then at most once per this many seconds
+with the count since the last report: a live source the scorer cannot keep up with (a pipe
+fed faster than real time) must not print a line per window."""
 
 
 def zero_counters() -> Counters:
@@ -80,6 +86,10 @@ class Monitor:
         self.last_alarm: WindowEvent | None = None
         self.last_score: WindowEvent | None = None
         self.lost = False  # its capture reported the device lost (health device_lost)
+        self._drops_lock = threading.Lock()  # readers drop, the main thread flushes
+        self._drops_unreported = 0
+        self._drops_reported_at: float | None = None  # monotonic
+        self._last_drop: Window | None = None
         self._store: DecisionStore | None = None
         self._saved: DeciderState | None = None
         if files.decision is not None:
@@ -229,10 +239,33 @@ class Monitor:
         self._last_window_error = None
 
     def dropped(self, w: Window) -> None:
-        """A live window the worker had no room for (counted, reported)."""
-        self.counters["windows_dropped"] += 1
+        """A live window the worker had no room for: counted at once, reported summarised
+        (`DROP_REPORT_SECONDS`; `flush_drops` reports what is left)."""
+        with self._drops_lock:
+            self.counters["windows_dropped"] += 1
+            self._drops_unreported += 1
+            self._last_drop = w
+            due = self._drops_reported_at is None
+        if due:
+            self.flush_drops(force=True)
+
+    def flush_drops(self, force: bool = False) -> None:
+        """Report the windows dropped since the last report, when there are any and
+        `DROP_REPORT_SECONDS` have passed (or `force`: the first drop, the end of the run): one
+        `windows_dropped` health event with `count` (dropped since the last report) and
+        `dropped` (in all). The agent's main loop calls it a few times a second."""
+        with self._drops_lock:
+            now = time.monotonic()
+            if not self._drops_unreported or self._last_drop is None or (
+                    not force and self._drops_reported_at is not None
+                    and now - self._drops_reported_at < DROP_REPORT_SECONDS):
+                return
+            n, w = self._drops_unreported, self._last_drop
+            self._drops_unreported = 0
+            self._drops_reported_at = now
+            total = self.counters["windows_dropped"]
         self.health(w.t_start, "windows_dropped", ["scorer_behind"], window=w.index,
-                    dropped=self.counters["windows_dropped"])
+                    dropped=total, count=n)
 
     def close(self) -> None:
         if self.history is not None:

@@ -29,8 +29,8 @@ log = logging.getLogger(__name__)
 
 
 def socket_address(value: str) -> str | None:
-    """The address `NOTIFY_SOCKET` names, for `socket.sendto`: a filesystem path as is, `@name`
-    as the abstract name "\\0name"; None for anything else (e.g. systemd's `vsock:`)."""
+    r"""The address `NOTIFY_SOCKET` names, for `socket.sendto`: a filesystem path as is, `@name`
+    as the abstract name "\0name"; None for anything else (e.g. systemd's `vsock:`)."""
     if value.startswith("/"):
         return value
     if value.startswith("@") and len(value) > 1:

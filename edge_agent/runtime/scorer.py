@@ -277,7 +277,8 @@ def _components(bundle: Bundle, threads: int,
         runtime = emb.runtime  # prove the runtime once, share it
         comps.append(ModelEmbedder(emb))
     for i, (ce, m) in enumerate(zip(comps, bundle.components, strict=True)):
-        if m.get("dim") is not None and ce.dim != int(m["dim"]):
+        want = m.get("dim")
+        if want is not None and ce.dim != int(want):
             raise BundleError(
                 f"{bundle.path}: component {i} gives {ce.dim}-d embeddings, manifest says "
                 f"{m['dim']}"

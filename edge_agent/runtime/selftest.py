@@ -208,8 +208,8 @@ def cpu_description(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
 def what_to_do(runtime: str, xnnpack: bool) -> str:
     """The two ways out, for the runtime that failed."""
     other = "tflite_runtime" if runtime != "tflite_runtime" else "ai_edge_litert"
-    steps = [f"force the other runtime (config `tflite: {{runtime: {other}}}`; pip install "
-             f"{other.replace('_', '-')} if missing)"]
+    steps = [(f"force the other runtime (config `tflite: {{runtime: {other}}}`; pip install "
+             f"{other.replace('_', '-')} if missing)")]
     if xnnpack:
         steps.append("disable XNNPACK (config `tflite: {xnnpack: false}`)")
     return ("; ".join(steps) + "; try either first with `edge-agent check "

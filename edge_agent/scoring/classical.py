@@ -43,8 +43,7 @@ def band_edges(spec: FrontendSpec, n_bands: int = DEFAULT_BANDS) -> NDArray[np.i
     (the low bands would otherwise be narrower than one bin)."""
     if n_bands < 1:
         raise ValueError(f"bands: expected >= 1, got {n_bands}")
-    edges = np.unique(np.round(np.geomspace(2, spec.n_bins, n_bands + 1)).astype(np.int64))
-    return edges
+    return np.unique(np.round(np.geomspace(2, spec.n_bins, n_bands + 1)).astype(np.int64))
 
 
 def band_stats_from_magnitude(

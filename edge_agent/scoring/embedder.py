@@ -195,7 +195,7 @@ def check_flatbuffer(model_path: str | Path, content: bytes | None = None) -> No
         head = content[:8]
     else:
         try:
-            with open(p, "rb") as f:
+            with Path(p).open("rb") as f:
                 head = f.read(8)
         except OSError as exc:
             raise BundleError(f"{p}: cannot read the model ({exc.strerror})") from None

@@ -68,7 +68,7 @@ class FrontendSpec:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FrontendSpec:
-        known = {f for f in cls.__dataclass_fields__}
+        known = set(cls.__dataclass_fields__)
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"unknown frontend parameter(s): {sorted(unknown)}")

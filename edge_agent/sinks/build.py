@@ -13,8 +13,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from edge_agent.config.agent import AgentConfig
+from edge_agent.config.monitors import MonitorSettings
 from edge_agent.private import open_private
 from edge_agent.sinks import Sink
+from edge_agent.sinks.ha import Machine
 from edge_agent.sinks.jsonl import JsonlSink
 from edge_agent.sinks.mqtt import MqttSink
 from edge_agent.sinks.outbox import Outbox
@@ -36,7 +38,19 @@ class Sinks:
         return len(self.mqtt.outbox) if self.mqtt is not None else 0
 
 
-def build(cfg: AgentConfig, monitors: Sequence[str], model_version: str,
+def features(cfg: AgentConfig) -> frozenset[str]:
+    """What this agent has, for the Home Assistant entities that need it
+    (`edge_agent.sinks.ha.Entity.needs`): `evidence` (alarm clips kept), `answers` (it takes
+    operators' answers over MQTT: `feedback.mqtt`, which needs the clips)."""
+    out = set()
+    if cfg.evidence.enabled:
+        out.add("evidence")
+        if cfg.feedback.mqtt:
+            out.add("answers")
+    return frozenset(out)
+
+
+def build(cfg: AgentConfig, monitors: Sequence[MonitorSettings], model_version: str,
           outbox_depth: Callable[[], int]) -> Sinks:
     """The config's sinks: stdout (human or JSON lines), a JSON-lines file (0600), MQTT with
     its outbox (`mqtt.host` set), the Prometheus textfile (`metrics.textfile` set).
@@ -47,8 +61,9 @@ def build(cfg: AgentConfig, monitors: Sequence[str], model_version: str,
     if cfg.log.jsonl_file:  # the files the agent keeps are 0600 (edge_agent.private)
         out.all.append(JsonlSink(open_private(cfg.log.jsonl_file, "a"), True))
     if cfg.mqtt.enabled:
-        out.mqtt = MqttSink(cfg.mqtt, Outbox(cfg.outbox), list(monitors), model_version,
-                            ha_devices=bool(cfg.monitors))
+        out.mqtt = MqttSink(cfg.mqtt, Outbox(cfg.outbox),
+                            [Machine(m.name, m.section) for m in monitors], model_version,
+                            ha_devices=bool(cfg.monitors), features=features(cfg))
         out.all.append(out.mqtt)
     if cfg.metrics.textfile:  # dashboards: node-exporter's textfile collector
         out.metrics = PrometheusSink(cfg.metrics, cfg.mqtt.device_id, outbox_depth=outbox_depth)

@@ -11,6 +11,10 @@ Topic tree under `<prefix>/<device_id>/` (prefix default `edge-asd`):
 | `<monitor>/sensor`            | 1   | yes      | the monitor's last sensor health event    |
 | `<monitor>/evidence/<file>`   | 1   | no       | an alarm's audio clip (`evidence.mqtt_...`) |
 | `health`                      | 1   | no       | JSON on sensor fault start/end, drops     |
+| `<monitor>/feedback`          | 1   | yes      | the latest alarm's answer (or `null`)     |
+| `<monitor>/feedback/error`    | 1   | no       | an answer that was not applied, and why   |
+| `<monitor>/feedback/set`      | in  | no       | answers: `not_a_fault` / `confirmed`      |
+| `state`                       | 1   | yes      | the agent's own health now (`agent_state`) |
 
 `<monitor>` is the monitor's name (`edge_agent.config.monitors`); a single-machine agent's one
 monitor is named after its section, so its topics are `<section>/...` as they always were.
@@ -39,6 +43,14 @@ holds another run's alarm, therefore gets the current state within one reconnect
 Assistant's entity is never `unknown` once the agent has connected. The same holds for each
 monitor's `<monitor>/sensor` state once its first window was heard.
 
+Answers (`feedback.mqtt`, with evidence kept: `edge_agent.adaptation.feedback`): the sink
+subscribes to `<monitor>/feedback/set` on every connect and hands each message, as it
+arrives, to the agent's `answers` callback (which queues it without blocking); a retained
+message there is ignored (it would answer every later alarm at each reconnect). The answer
+state of each machine's latest alarm is retained on `<monitor>/feedback`: `answer` null from
+the alarm with evidence until an operator answers, re-published on every connect like the
+alarm state.
+
 Connection management (our own backoff, set through paho's `reconnect_delay_set` before each
 wait): an unreachable broker is retried after `reconnect_min`, doubling up to `reconnect_max`
 (a few seconds: a refused TCP connection costs nothing, and the cap is what bounds how late
@@ -53,27 +65,24 @@ Logs: one line per disconnect (with the reason code), one per reconnect (downtim
 and failed attempts only at 1, 2, 4, 8, ... attempts, so a broker that stays down for hours
 adds a line per doubling of the outage, not one per retry.
 
-Home Assistant discovery (`ha_discovery: true`): per monitor a `binary_sensor`
-(device_class `problem`, state from the alarm topic), a score `sensor`, a score-drift
-`sensor` (diagnostic, from the `drift` topic: median of recent scores minus the threshold,
-published only once known, so the entity never sees a window without it) and a sensor-fault
-`binary_sensor` (diagnostic, from `<monitor>/sensor`), retained under `homeassistant/...`,
-re-published whenever `homeassistant/status` becomes `online`. A single-machine agent's
-entities belong to one HA device (the agent); with `monitors:` (`ha_devices`) each monitor is
-an HA device of its own (one per machine, `via_device` the agent).
+Home Assistant discovery (`ha_discovery: true`): the entities of each machine and of the agent
+itself, built from the tables of `edge_agent.sinks.ha`, retained under `<ha_prefix>/...`,
+re-published on connect, whenever `<ha_prefix>/status` becomes `online`, and after a model
+reload (the devices' `sw_version` names the model version). A single-machine agent's entities
+belong to one HA device (the agent); with `monitors:` (`ha_devices`) each monitor is an HA
+device of its own (one per machine, `via_device` the agent's device).
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import queue
 import ssl
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -83,12 +92,17 @@ from edge_agent.events import (
     SCHEMA_VERSION,
     AlarmState,
     Event,
+    FeedbackEvent,
     HealthEventName,
+    WindowEvent,
     event_json,
+    feedback_event,
     health_event,
     iso,
 )
 from edge_agent.jsonsafe import dumps
+from edge_agent.sinks.agent_state import AgentState
+from edge_agent.sinks.ha import Machine, discovery_messages
 from edge_agent.sinks.outbox import PRIORITY_ALARM, PRIORITY_HEALTH, PRIORITY_STATUS, Outbox
 
 log = logging.getLogger("edge_agent")
@@ -111,7 +125,14 @@ def topics(s: MqttSettings, monitor: str = "") -> dict[str, str]:
         "drift": f"{b}/{monitor}/drift",
         "sensor": f"{b}/{monitor}/sensor",
         "health": f"{b}/health",
+        "feedback": f"{b}/{monitor}/feedback",
+        "feedback_error": f"{b}/{monitor}/feedback/error",
+        "feedback_set": f"{b}/{monitor}/feedback/set",
+        "state": f"{b}/state",
     }
+
+
+FEEDBACK_SET = "/feedback/set"
 
 
 SENSOR_EVENTS = ("sensor_fault", "sensor_ok", "device_ok")
@@ -139,96 +160,6 @@ name: `Outbox.put(notice=...)`), so reporting a full outbox never evicts a row."
 def event_monitor(event: Mapping[str, Any]) -> str:
     """The monitor an event is about (events saved before monitors existed: the section)."""
     return str(event.get("monitor") or event.get("section") or "")
-
-
-def discovery_messages(
-    s: MqttSettings, sections: list[str], model_version: str, ha_devices: bool = False
-) -> list[tuple[str, str]]:
-    """(topic, JSON) retained config messages for Home Assistant, per monitor in `sections`
-    (monitor names); `ha_devices`: one HA device per monitor instead of one for the agent."""
-    node = s.device_id.replace("/", "_")
-    agent_device = {
-        "identifiers": [f"edge_asd_{node}"],
-        "name": f"Edge ASD {s.device_id}",
-        "model": f"edge-agent ({model_version})",
-        "manufacturer": "open edge ASD",
-    }
-    avail = topics(s)["availability"]
-    out = []
-    for sec in sections:
-        t = topics(s, sec)
-        device: dict[str, Any] = agent_device
-        if ha_devices:  # one machine, one HA device (its entities, its area)
-            device = {**agent_device, "identifiers": [f"edge_asd_{node}_{sec}"],
-                      "name": f"{sec} ({s.device_id})", "via_device": f"edge_asd_{node}"}
-        out.append(
-            (  # the monitor's input: sensor fault (dead microphone, device lost, clipping)
-                f"{s.ha_prefix}/binary_sensor/{node}/{sec}_sensor/config",
-                json.dumps(
-                    {
-                        "name": f"{sec} sensor fault",
-                        "unique_id": f"{node}_{sec}_sensor",
-                        "device_class": "problem",
-                        "entity_category": "diagnostic",
-                        "state_topic": t["sensor"],
-                        "value_template": "{{ 'ON' if value_json.faults else 'OFF' }}",
-                        "availability_topic": avail,
-                        "device": device,
-                    }
-                ),
-            )
-        )
-        out.append(
-            (
-                f"{s.ha_prefix}/binary_sensor/{node}/{sec}_alarm/config",
-                json.dumps(
-                    {
-                        "name": f"{sec} anomaly",
-                        "unique_id": f"{node}_{sec}_alarm",
-                        "device_class": "problem",
-                        "state_topic": t["alarm"],
-                        "value_template": "{{ 'ON' if value_json.decision == 'alarm' else 'OFF' }}",
-                        "availability_topic": avail,
-                        "payload_available": "online",
-                        "payload_not_available": "offline",
-                        "device": device,
-                    }
-                ),
-            )
-        )
-        out.append(
-            (
-                f"{s.ha_prefix}/sensor/{node}/{sec}_score/config",
-                json.dumps(
-                    {
-                        "name": f"{sec} anomaly score",
-                        "unique_id": f"{node}_{sec}_score",
-                        "state_topic": t["score"],
-                        "value_template": "{{ value_json.score }}",
-                        "availability_topic": avail,
-                        "device": device,
-                    }
-                ),
-            )
-        )
-        out.append(
-            (  # score-level drift: median of recent scores - threshold (edge_agent.runtime.history)
-                f"{s.ha_prefix}/sensor/{node}/{sec}_drift/config",
-                json.dumps(
-                    {
-                        "name": f"{sec} score drift",
-                        "unique_id": f"{node}_{sec}_drift",
-                        "state_topic": t["drift"],
-                        "value_template": "{{ value_json.drift }}",
-                        "state_class": "measurement",
-                        "entity_category": "diagnostic",
-                        "availability_topic": avail,
-                        "device": device,
-                    }
-                ),
-            )
-        )
-    return out
 
 
 def make_client(s: MqttSettings) -> Any:
@@ -262,14 +193,18 @@ class MqttSink:
     """Publishes window events; alarms/health via the durable outbox (see module docstring)."""
 
     def __init__(
-        self, settings: MqttSettings, outbox: Outbox, sections: list[str], model_version: str = "",
-        ha_devices: bool = False,
+        self, settings: MqttSettings, outbox: Outbox, machines: Sequence[str | Machine],
+        model_version: str = "", ha_devices: bool = False, features: Collection[str] = (),
     ) -> None:
-        """`sections`: the monitors' names (topic levels); `ha_devices`: an HA device each."""
+        """`machines`: the monitors (a name alone: its topic level, section unknown);
+        `ha_devices`: an HA device each; `features`: what the agent has, for the HA entities
+        that need it (`edge_agent.sinks.ha.Entity.needs`)."""
         self.s = settings
         self.outbox = outbox
-        self.sections = list(sections)
+        self.machines = [m if isinstance(m, Machine) else Machine(m) for m in machines]
+        self.sections = [m.name for m in self.machines]
         self.ha_devices = ha_devices
+        self.features = frozenset(features)
         self.model_version = model_version
         self.client = make_client(settings)
         self.connected = threading.Event()
@@ -293,12 +228,19 @@ class MqttSink:
         # retained alarm state, re-published on every connect (see module docstring)
         self._retained: dict[str, bytes] = {}
         self._retained_lock = threading.Lock()
+        self._discovery_lock = threading.Lock()
         self._sensor_known: set[str] = set()  # monitors whose sensor state was published
         self._conn_gen = 0  # incremented on every successful connect
         self._republish_now = threading.Event()
         self._state_sent = threading.Event()  # this connection's backlog + state handed to paho
+        # the agent's own health as a retained state (edge_agent.sinks.agent_state)
+        self.agent_state = AgentState(settings.device_id, model_version, time.time())
+        self._set_retained(topics(settings)["state"], self._agent_state_payload())
         self.sender_restarts = 0
         self._last_sender_error: str | None = None
+        self.answers: Callable[[str, bytes], None] | None = None
+        """Set by the agent to take answers (`feedback/set`): called on paho's network thread
+        with (monitor, payload); it must not block."""
         c = self.client
         c.on_connect = self._on_connect
         c.on_connect_fail = self._on_connect_fail
@@ -320,6 +262,8 @@ class MqttSink:
         if self.s.ha_discovery:
             client.subscribe(f"{self.s.ha_prefix}/status", qos=1)
             self._publish_discovery()
+        if self.answers is not None:
+            client.subscribe(f"{self.s.base()}/+{FEEDBACK_SET}", qos=1)
         self._state_sent.clear()
         self._conn_gen += 1
         self.connected.set()
@@ -357,12 +301,35 @@ class MqttSink:
     def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
         if msg.topic == f"{self.s.ha_prefix}/status" and msg.payload == b"online":
             self._publish_discovery()
+            return
+        monitor = self._answer_monitor(msg.topic)
+        if monitor is None or self.answers is None:
+            return
+        if msg.retain:  # would answer every later alarm again at each reconnect
+            log.warning("mqtt: retained answer on %s ignored (publish answers without "
+                        "retain)", msg.topic)
+            return
+        try:
+            self.answers(monitor, bytes(msg.payload))
+        except Exception as exc:  # never let paho's network thread die of it
+            log.error("mqtt: answer on %s not taken: %s", msg.topic, exc)
+
+    def _answer_monitor(self, topic: str) -> str | None:
+        """The monitor of a `<base>/<monitor>/feedback/set` topic (one of ours), else None."""
+        head = f"{self.s.base()}/"
+        if not (topic.startswith(head) and topic.endswith(FEEDBACK_SET)):
+            return None
+        monitor = topic[len(head):-len(FEEDBACK_SET)]
+        return monitor if monitor in self.sections else None
 
     def _publish_discovery(self) -> None:
-        for topic, payload in discovery_messages(self.s, self.sections, self.model_version,
-                                                 self.ha_devices):
-            self.client.publish(topic, payload, qos=1, retain=True)
-        self.discovery_published += 1
+        """Every HA discovery config (`edge_agent.sinks.ha`), retained; from the network thread
+        (connect, HA online) or the emitting one (a reload changed the model version)."""
+        with self._discovery_lock:
+            for topic, payload in discovery_messages(self.s, self.machines, self.model_version,
+                                                     self.ha_devices, self.features):
+                self.client.publish(topic, payload, qos=1, retain=True)
+            self.discovery_published += 1
 
     # --- connection bookkeeping: backoff, logs, health notices ---
     def _where(self) -> str:
@@ -473,11 +440,27 @@ class MqttSink:
         """The alarm topic's current state (an `alarm` event, e.g. restored by the agent at
         start): published, retained, on every (re)connect; at once if connected now."""
         topic = topics(self.s, event_monitor(event))["alarm"]
-        payload = dumps(event, "alarm state", separators=(",", ":")).encode()
+        self._set_retained(topic, dumps(event, "alarm state", separators=(",", ":")).encode())
+
+    def _set_retained(self, topic: str, payload: bytes) -> None:
+        """A retained state the sink keeps and re-publishes on every connect (at once now)."""
         with self._retained_lock:
             self._retained[topic] = payload
         self._republish_now.set()
         self._wake.set()
+
+    def _agent_state_payload(self) -> bytes:
+        return dumps(self.agent_state.payload(), "agent state", separators=(",", ":")).encode()
+
+    def _track_agent(self, event: Event) -> None:
+        """The agent's own state (`agent_state`) after `event`; re-published when it changed.
+        A reload also re-sends the HA discovery: the devices' `sw_version` names the model."""
+        if self.agent_state.update(event):
+            self._set_retained(topics(self.s)["state"], self._agent_state_payload())
+        if event["kind"] == "status" and event["event"] == "reloaded":
+            self.model_version = self.agent_state.model_version
+            if self.s.ha_discovery and self.connected.is_set():
+                self._publish_discovery()
 
     def retained_state(self) -> dict[str, bytes]:
         """Topic -> payload of the retained state the sink re-publishes on connect."""
@@ -588,6 +571,7 @@ class MqttSink:
 
     def handle(self, event: Event) -> None:
         payload = event_json(event)  # strict JSON: a NaN raises instead of an invalid payload
+        self._track_agent(event)
         if event["kind"] == "score" and event_monitor(event) not in self._sensor_known:
             # the first scored window says the input works: the sensor entity is never unknown
             ok = health_event(event["epoch"], event["device_id"], "sensor_ok", [],
@@ -613,7 +597,10 @@ class MqttSink:
             self.outbox.put(topic, payload.encode(), 1, True, PRIORITY_ALARM)
             with self._retained_lock:
                 self._retained[topic] = payload.encode()
+            self._question(event)
             self._wake.set()
+        elif event["kind"] == "feedback":
+            self._answer(event, payload.encode())
         elif event["kind"] == "health":
             name = event["event"]
             self.outbox.put(topics(self.s)["health"], payload.encode(), 1, False, PRIORITY_HEALTH,
@@ -622,6 +609,34 @@ class MqttSink:
             if monitor and event["event"] in SENSOR_EVENTS:  # the machine's input state
                 self._sensor_state(monitor, payload.encode())
             self._wake.set()
+
+    def _question(self, alarm: WindowEvent) -> None:
+        """An alarm raised with its clip kept asks for an answer: `<monitor>/feedback` says
+        `answer` null for that clip (with answers taken)."""
+        evidence = alarm.get("evidence")
+        if evidence is None or self.answers is None:
+            return
+        m = event_monitor(alarm)
+        self._feedback_state(m, event_json(feedback_event(
+            alarm["epoch"], alarm["device_id"], monitor=m, section=alarm["section"],
+            alarm=evidence["file"], answer=None)).encode())
+
+    def _answer(self, event: FeedbackEvent, payload: bytes) -> None:
+        """An answer applied: the machine's answer state; not applied: `feedback/error` (the
+        state stays what it was)."""
+        t = topics(self.s, event["monitor"])
+        if "error" in event:
+            self.outbox.put(t["feedback_error"], payload, 1, False, PRIORITY_HEALTH)
+        else:
+            self._feedback_state(event["monitor"], payload)
+        self._wake.set()
+
+    def _feedback_state(self, monitor: str, payload: bytes) -> None:
+        """Set monitor's retained `<monitor>/feedback` (durable, re-sent on connect)."""
+        topic = topics(self.s, monitor)["feedback"]
+        self.outbox.put(topic, payload, 1, True, PRIORITY_HEALTH)
+        with self._retained_lock:
+            self._retained[topic] = payload
 
     def publish_evidence(self, monitor: str, ref: Mapping[str, Any], audio: bytes) -> None:
         """An alarm clip's bytes through the outbox at the lowest priority (dropped before any

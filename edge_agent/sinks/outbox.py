@@ -50,7 +50,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
-import os
 import sqlite3
 import threading
 import time
@@ -87,12 +86,12 @@ _TABLES: dict[str, tuple[tuple[str, str], ...]] = {
                           ("reason", "TEXT"), ("epoch", "REAL")),
 }
 _CREATE = (
-    "CREATE TABLE IF NOT EXISTS outbox (id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    ("CREATE TABLE IF NOT EXISTS outbox (id INTEGER PRIMARY KEY AUTOINCREMENT,"
     " topic TEXT NOT NULL, payload BLOB NOT NULL, qos INTEGER NOT NULL,"
-    " retain INTEGER NOT NULL, priority INTEGER NOT NULL)",
+    " retain INTEGER NOT NULL, priority INTEGER NOT NULL)"),
     "CREATE TABLE IF NOT EXISTS outbox_notice (name TEXT PRIMARY KEY, row_id INTEGER NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS outbox_quarantine (id INTEGER PRIMARY KEY, outbox_id INTEGER,"
-    " topic, payload, qos, retain, priority, reason TEXT NOT NULL, epoch REAL NOT NULL)",
+    ("CREATE TABLE IF NOT EXISTS outbox_quarantine (id INTEGER PRIMARY KEY, outbox_id INTEGER,"
+    " topic, payload, qos, retain, priority, reason TEXT NOT NULL, epoch REAL NOT NULL)"),
 )
 _REGULAR = "id NOT IN (SELECT row_id FROM outbox_notice)"  # rows inside the bound
 # errors of the folder that are the disk's state, not a configuration mistake
@@ -319,7 +318,7 @@ class Outbox:
             for suffix in ("", "-wal", "-shm"):
                 src = Path(f"{self.path}{suffix}")
                 if src.exists():
-                    os.replace(src, f"{target}{suffix}")
+                    Path(src).replace(f"{target}{suffix}")
         except OSError as exc:
             self._cannot_store(f"{why}; cannot move it aside: {exc.strerror or exc}")
             return False

@@ -206,10 +206,10 @@ class PrometheusSink:
                 f.write(text.encode("utf-8"))
                 f.flush()
                 os.fsync(fd)
-            os.replace(self._tmp, self.path)
+            Path(self._tmp).replace(self.path)
         except OSError as exc:
             with contextlib.suppress(OSError):
-                os.unlink(self._tmp)
+                Path(self._tmp).unlink()
             msg = f"metrics.textfile: cannot write {self.path}: {exc.strerror or exc}"
             if self._log_once(msg):
                 self._failing = msg

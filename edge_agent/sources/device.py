@@ -163,8 +163,8 @@ def _sd() -> Any:
 def rescan_devices() -> None:
     """Make PortAudio enumerate devices again (it does so only once, at initialisation)."""
     sd = _sd()
-    sd._terminate()
-    sd._initialize()
+    sd._terminate()  # noqa: SLF001 -- sounddevice has no public rescan; PortAudio enumerates devices only at init
+    sd._initialize()  # noqa: SLF001 -- see above
 
 
 def _supports(sd: Any, index: int, rate: int, channels: int) -> bool:

@@ -124,9 +124,9 @@ class StdinSource(AudioSource):
         while not self._stopping.is_set():
             try:
                 self._q.put(item, timeout=POLL_SECONDS)
-                return
             except queue.Full:
                 continue
+            return
 
     def _chunk_reader(self, want: int) -> Callable[[], bytes | None]:
         """A function returning the next chunk of at most `want` bytes (b"" at the end of the

@@ -11,7 +11,7 @@ import typer
 
 from edge_agent.commands import options as opt
 from edge_agent.commands.runner import fields_as_flags
-from model_build.commands.options import DataRoots, RecipeName, Run, Strict, Verbose
+from model_build.commands.options import DataRoots, Method, RecipeName, Run, Strict, Verbose
 
 METRICS_FILE = "metrics.json"
 
@@ -46,10 +46,7 @@ def evaluate_cmd(
                           "auto: read it from the layout.")
     ] = "auto",
     strict: Strict = False,
-    method: Annotated[
-        str | None, typer.Option("--method", help="cosine or gmm (Table 6); default: the "
-                                 "run's `train --backend`.", show_default=False)
-    ] = None,
+    method: Method = None,
     variant: Annotated[
         str, typer.Option("--variant", help="Table 6: scores from the joint, source-only or "
                           "target-only references/mixture, or the sum of both domains'.")

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from edge_agent.commands.runner import fields_as_flags
-from model_build.commands.options import RecipeName, Run, Strict, Verbose
+from model_build.commands.options import DataRootsOrRun, RecipeName, Run, Strict, Verbose
 
 
 @fields_as_flags(models="--model")
@@ -21,11 +21,7 @@ def export_cmd(
         str | None, typer.Option("--quantize", help="float32 | float16 | dynamic (default) | "
                                  "int8.", show_default=False)
     ] = None,
-    data: Annotated[
-        list[Path] | None,
-        typer.Option("--data", help="Training data root(s); default: the run's own data roots.",
-                     show_default=False),
-    ] = None,
+    data: DataRootsOrRun = None,
     models: Annotated[
         list[int] | None,
         typer.Option("--model", help="Which model(s) of the run (repeatable; default: all, "
@@ -75,10 +71,11 @@ def export_cmd(
     from model_build.export import DEFAULT_MODE, export_run, manifest_of
 
     mode = quantize or DEFAULT_MODE
-    vdir = export_run(run, out, mode, data or (), models or None, calibration, domains,
-                      backend or chosen.backend,
-                      chosen.classical if classical is None else classical, progress=True,
-                      sign_key=sign_key, strict=strict)
+    vdir = export_run(run, out, mode, data=data or (), models=models or None,
+                      calibration=calibration, domains=domains,
+                      backend=backend or chosen.backend,
+                      classical=chosen.classical if classical is None else classical,
+                      progress=True, sign_key=sign_key, strict=strict)
     m = manifest_of(vdir)
     size = sum((vdir / c["file"]).stat().st_size for c in m["components"]
                if c["kind"] == "model")

@@ -8,13 +8,35 @@ from typing import Annotated
 
 import typer
 
+from edge_agent.commands.options import Quiet, Verbose
+
+__all__ = ["Classical", "DataRoots", "DataRootsOrRun", "Method", "Quiet", "Run", "Seed",
+           "Verbose"]
+
 DataRoots = Annotated[
     list[Path], typer.Option("--data", help="DCASE data root (repeatable).")
 ]
+DataRootsOrRun = Annotated[
+    list[Path] | None,
+    typer.Option("--data", help="DCASE data root (repeatable) (default: the run's own data "
+                 "roots).", show_default=False),
+]
 Run = Annotated[Path, typer.Argument(help="Run directory written by `model-build train`.")]
-Verbose = Annotated[
-    bool, typer.Option("--verbose", help="Show TensorFlow, absl and converter output (off by "
-                       "default: only this program's lines).")
+Method = Annotated[
+    str | None,
+    typer.Option("--method", help="Table 6 scoring method, cosine or gmm: train records it in "
+                 "the run, evaluate uses the recorded one unless given (default: train: cosine; "
+                 "evaluate: the run's).", show_default=False),
+]
+Classical = Annotated[
+    bool,
+    typer.Option("--classical/--no-classical", help="The classical band statistics and rhythm "
+                 "as components beside the learned model (the hybrid export ships; evaluate "
+                 "reports it next to the learned model alone)."),
+]
+Seed = Annotated[
+    int, typer.Option("--seed", help="Random seed: the same seed and options give the same "
+                      "output (train: model k uses seed + k).")
 ]
 Strict = Annotated[
     bool, typer.Option("--strict/--no-strict",

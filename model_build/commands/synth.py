@@ -8,14 +8,13 @@ from typing import Annotated
 import typer
 
 from edge_agent.commands.runner import fields_as_flags
+from model_build.commands.options import Seed
 
 
 @fields_as_flags(test_per_label="--test", family="--family")
 def synth_cmd(
     out: Annotated[Path, typer.Argument(help="Output folder (DCASE layout is written inside).")],
-    seed: Annotated[
-        int, typer.Option("--seed", help="Random seed: same seed and flags, same files.")
-    ] = 0,
+    seed: Seed = 0,
     machines: Annotated[
         str | None, typer.Option("--machines", help="Comma-separated machine types (default: "
                                  "all).", show_default=False)

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from edge_agent.commands.runner import fields_as_flags
-from model_build.commands.options import DataRoots, Strict, Verbose
+from model_build.commands.options import DataRoots, Method, Quiet, Seed, Strict, Verbose
 from model_build.training.recipes import DEFAULT, PAPER, RECIPES
 from model_build.training.train import DEFAULT_RUNS
 
@@ -51,8 +51,7 @@ def train_cmd(
         float | None, typer.Option("--width", help="Channel multiplier, 1.0 = the paper's "
                                    f"network ({_both('width')}).", show_default=False)
     ] = None,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of model 0 (model k uses seed + k).")
-                    ] = 0,
+    seed: Seed = 0,
     runs: Annotated[
         int, typer.Option("--runs", min=1, help="Models to train (an ensemble: model_<k> dirs).")
     ] = DEFAULT_RUNS,
@@ -83,11 +82,7 @@ def train_cmd(
                                   help="Table 5: temporal mean normalisation of the STFT (both "
                                   "recipes: yes).", show_default=False)
     ] = None,
-    backend: Annotated[
-        str | None, typer.Option("--backend", help="Table 6: cosine | gmm, recorded in the "
-                                 "run; evaluate uses it unless --method says otherwise.",
-                                 show_default=False)
-    ] = None,
+    method: Method = None,
     featex: Annotated[
         bool | None, typer.Option("--featex/--no-featex",
                                   help="FeatEx: the feature-exchange self-supervised task "
@@ -103,8 +98,7 @@ def train_cmd(
                                   help="Random time shift and gain of every clip "
                                   f"({_both('augment', False)}).", show_default=False)
     ] = None,
-    quiet: Annotated[bool, typer.Option("--quiet/--no-quiet", help="No progress lines.")
-                     ] = False,
+    quiet: Quiet = False,
     verbose: Verbose = False,
 ) -> None:
     """Train the embedding network(s) on the training clips of one or more DCASE roots.
@@ -132,7 +126,7 @@ def train_cmd(
         "inputs": None if inputs is None else choice("inputs", inputs, INPUTS),
         "combine": None if combine is None else choice("combine", combine, COMBINES),
         "temporal_norm": temporal_norm,
-        "backend": None if backend is None else choice("backend", backend, ("cosine", "gmm")),
+        "backend": None if method is None else choice("method", method, ("cosine", "gmm")),
         "featex": featex,
     }
     train_flags: dict[str, Any] = {

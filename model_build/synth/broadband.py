@@ -132,7 +132,7 @@ def _tilted(f: F64, db_per_oct: float) -> F64:
     return np.asarray(10 ** (db_per_oct * np.log2(np.maximum(f, 50.0) / 1000.0) / 20))
 
 
-# ---------------------------------------------------------------- anomalies (pure)
+# ---------------------------------------------------------------- anomalies, pure functions
 
 def _band_noise(rng: np.random.Generator, lo: float, hi: float) -> F64:
     return shaped_noise(rng, lambda f: ((f > lo) & (f < hi)).astype(np.float64) + 1e-3)

@@ -16,7 +16,6 @@ features, not waveforms).
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,7 +54,7 @@ def write_meta(run: Path, meta: dict[str, Any]) -> None:
     run.mkdir(parents=True, exist_ok=True)
     tmp = run / (RUN_FILE + ".tmp")
     tmp.write_text(json.dumps(meta, indent=2, sort_keys=True))
-    os.replace(tmp, run / RUN_FILE)
+    Path(tmp).replace(run / RUN_FILE)
 
 
 def read_meta(run: Path) -> dict[str, Any]:
