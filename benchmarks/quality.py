@@ -109,10 +109,18 @@ def _digest(obj: Any) -> str:
 FIXED = BackendConfig(weighting="fixed")
 """The default backend with the fixed weights shipped before issue 19 (every kind weighs 1)."""
 
-PAPER = Recipe({"width": 1.0, "featex": False},
-               {"epochs": 10, "batch_size": 64, "min_steps": 0, "augment": False},
-               runs=1, backend=PAPER_BACKEND, classical=())
-"""The paper's single-model recipe, whatever the product's defaults become."""
+def _paper() -> Recipe:
+    """`model_build.training.recipes.PAPER` (the one definition of the paper's recipe) as a
+    single-model system of this suite, whatever the product's defaults become."""
+    from model_build.training.recipes import PAPER as RECIPE
+    from model_build.training.recipes import TRAIN_FIELDS
+
+    return Recipe(RECIPE.model.to_dict(), {k: getattr(RECIPE.train, k) for k in TRAIN_FIELDS},
+                  runs=1, backend=PAPER_BACKEND, classical=())
+
+
+PAPER = _paper()
+"""The paper's single-model recipe."""
 
 SYSTEMS: dict[str, Recipe | None] = {
     "floor": None,

@@ -323,13 +323,15 @@ def export_run(
     classical: bool = True,
     progress: bool = False,
     sign_key: Path | None = None,
+    strict: bool = False,
 ) -> Path:
     """Export models `models` (default: all) of a trained run as one bundle; training data =
     the run's roots by default; signed with `sign_key` (a private key file) when given.
 
     `domains="source"` fits the backends on source-domain training clips only (no target
     references): the starting point of an on-device `edge-agent calibrate`, and how
-    benchmarks/adaptation.py measures what calibration adds.
+    benchmarks/adaptation.py measures what calibration adds. Files under train/ that are not
+    clips are named on stderr; `strict` stops at the first one.
     """
     from model_build.data.dataset import class_names as all_class_names
     from model_build.data.dataset import scan
@@ -347,7 +349,7 @@ def export_run(
     roots = list(data) or [Path(p) for p in r.meta.get("data", [])]
     if not roots:
         raise FieldError("data", "the run records no data roots; name them")
-    clips = [c for c in scan(roots, splits=("train",)) if c.split == "train"
+    clips = [c for c in scan(roots, splits=("train",), strict=strict) if c.split == "train"
              and (domains == "all" or c.domain != "target")]
     if not clips:
         raise FieldError("data", f"no training clips under {', '.join(map(str, roots))}")

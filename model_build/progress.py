@@ -4,8 +4,10 @@ On a terminal one line is redrawn in place, at most five times a second:
 
     embedding test clips   12480/40000  [#########...............]  31.2 clips/s  ETA 14:42
 
-in a log file (stderr not a terminal) a line is written at every tenth of the way instead,
-so logs stay short. stdout is left alone: `--json` output stays machine-readable.
+in a log file (stderr not a terminal) plain lines without carriage returns or escape codes:
+one at every tenth of the way, or, with `interval_s`, one at most every `interval_s` seconds
+and one at the end (training: a line per epoch, more only when an epoch is long), so logs
+stay short. stdout is left alone: `--json` output stays machine-readable.
 """
 
 from __future__ import annotations
@@ -30,8 +32,10 @@ class Progress:
     """`with Progress(n, "embedding") as bar: ... bar.update(k)`; `enabled=False`: silent."""
 
     def __init__(self, total: int, label: str, enabled: bool = True, unit: str = "clips",
-                 stream: TextIO | None = None) -> None:
+                 stream: TextIO | None = None, interval_s: float | None = None) -> None:
         self.total, self.label, self.unit = max(0, total), label, unit
+        self.interval_s = interval_s
+        self.note = ""  # extra text at the end of the line (e.g. the running loss)
         self.stream = stream or sys.stderr
         self.enabled = enabled and self.total > 0
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
@@ -48,11 +52,15 @@ class Progress:
         eta = (self.total - self.done) / rate if rate > 0 else 0.0
         tail = f"ETA {_clock(eta)}" if self.done < self.total else f"in {_clock(elapsed)}"
         width = len(str(self.total))
+        note = f"  {self.note}" if self.note else ""
         return (f"{self.label:<22} {self.done:>{width}}/{self.total}  "
-                f"[{'#' * filled}{'.' * (_WIDTH - filled)}]  {rate:.1f} {self.unit}/s  {tail}")
+                f"[{'#' * filled}{'.' * (_WIDTH - filled)}]  {rate:.1f} {self.unit}/s  {tail}"
+                f"{note}")
 
-    def update(self, n: int = 1) -> None:
+    def update(self, n: int = 1, note: str | None = None) -> None:
         self.done = min(self.total, self.done + n)
+        if note is not None:
+            self.note = note
         if not self.enabled:
             return
         if self.tty:
@@ -62,6 +70,13 @@ class Progress:
                 self.stream.flush()
                 self._drawn = now
             return
+        if self.interval_s is not None:
+            now = time.monotonic()
+            if self.done == self.total or now - max(self._drawn, self.start) >= self.interval_s:
+                self._drawn = now
+                self.stream.write(self.line() + "\n")
+                self.stream.flush()
+            return
         tenth = self.done * 10 // self.total
         if tenth > self._tenth:
             self._tenth = tenth
@@ -69,6 +84,10 @@ class Progress:
             self.stream.flush()
 
     def close(self) -> None:
+        if self.enabled and not self.tty and self.interval_s is not None \
+                and self.done < self.total:  # ended early (e.g. unreadable files dropped)
+            self.stream.write(self.line() + "\n")
+            self.stream.flush()
         if self.enabled and self.tty:
             self.stream.write("\r" + self.line() + "\n")
             self.stream.flush()

@@ -6,6 +6,7 @@ folder exists and the test skips otherwise.
 
 from __future__ import annotations
 
+import re
 import wave
 from collections.abc import Callable
 from pathlib import Path
@@ -18,7 +19,7 @@ from edge_agent.audio.files import expand_files, load_clip, read_wav
 from edge_agent.errors import AudioFileError, EdgeAgentError
 from edge_agent.scoring.frontend import DEFAULT_SPEC
 from model_build.data.clip import DatasetError
-from model_build.data.dataset import class_key, class_names, scan
+from model_build.data.dataset import class_key, class_names, scan, scan_layout
 
 FS = 16_000
 
@@ -52,6 +53,50 @@ def test_full_names_parse_into_fields(tmp_path: Path) -> None:
         "fan|00|m-n_X|source"
     assert class_names(clips) == ["fan|00|m-n_X|source", "fan|00|m-n_Y|target",
                                   "valve|02||source"]
+
+
+def test_files_outside_the_layout_are_named_and_counted(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Nothing under train/ or test/ is dropped without a word; --strict stops."""
+    root = tmp_path / "dev"
+    _touch_wav(root / "fan/train/section_00_source_train_normal_0000_a_1.wav")
+    _touch_wav(root / "fan/test/section_00_source_test_normal_0000_a_1.wav")
+    _touch_wav(root / "fan/test/section_00_source_test_anomaly_0001_a_1.wav")
+    bad = _touch_wav(root / "fan/test/section_00_test_normal_0000.wav")  # no domain
+    notes = root / "fan/train/notes.txt"
+    notes.write_text("recorded on site\n")
+    (root / "fan/test/extra").mkdir()
+    _touch_wav(root / "fan/test/._section_00_source_test_normal_0000_a_1.wav")  # macOS fork
+    _touch_wav(root / "fan/train/.section_00_source_train_normal_0001.tmp.wav")  # record's
+    layout = scan_layout([root])
+    assert len(layout.clips) == 3
+    assert layout.ignored == sorted([bad, notes, root / "fan/test/extra"])
+    assert layout.summary() == ("3 clips used, 3 files under train/ or test/ ignored (not a "
+                                "clip of the DCASE layout; --strict stops)")
+    scan([root])  # the plain scan warns too
+    err = capsys.readouterr().err.splitlines()
+    assert f"warning: {bad}: not used (name not in the DCASE layout" in err[1]
+    assert f"warning: {notes}: not used (not a .wav file)" in err
+    assert err[-1] == f"warning: {layout.summary()}"
+    with pytest.raises(DatasetError, match=rf"^{re.escape(str(root / 'fan/test/extra'))}: "
+                       r"a folder inside a split folder \(and 2 more\); --strict stops"):
+        scan_layout([root], strict=True)
+    # a training scan looks at train/ only
+    assert scan_layout([root], splits=("train",)).ignored == [notes]
+
+
+def test_many_ignored_files_are_counted_not_all_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = tmp_path / "dev"
+    _touch_wav(root / "fan/train/section_00_source_train_normal_0000.wav")
+    for i in range(25):
+        (root / f"fan/train/junk_{i:02d}.wav").write_bytes(b"")
+    scan([root])
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 22 and err[20] == "warning: ... and 5 more files not used"
+    assert "25 files under train/ or test/ ignored" in err[21]
 
 
 def test_dcase_2020_names(tmp_path: Path) -> None:

@@ -115,6 +115,17 @@ def parse_clip_name(name: str) -> ClipName | None:
     return None
 
 
+def layout_year(path: Path) -> str | None:
+    """The challenge year a clip's path gives away: "2020" (machine-id names), "2021"
+    (test clips in `source_test/`/`target_test/`, or 2021 eval names), None (2022-2024, or
+    a training clip, whose names 2021-2024 share)."""
+    if _ID_2020.match(path.name):
+        return "2020"
+    if _EVAL_2021.match(path.name) or path.parent.name in TEST_FOLDERS[1:]:
+        return "2021"
+    return None
+
+
 def check_domain(domain: str) -> Domain:
     """`domain` as a Domain, or FieldError("domain")."""
     if domain == "source":

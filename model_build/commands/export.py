@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from edge_agent.commands.runner import fields_as_flags
-from model_build.commands.options import Classical, DataRootsOrRun, Run, Verbose
+from model_build.commands.options import DataRootsOrRun, RecipeName, Run, Strict, Verbose
 
 
 @fields_as_flags(models="--model")
@@ -34,11 +34,19 @@ def export_cmd(
         str, typer.Option("--domains", help="Backend clips: all (source + target) | source "
                           "(calibrate on site).")
     ] = "all",
+    recipe: RecipeName = None,
     backend: Annotated[
-        str, typer.Option("--backend", help="Backend: default (k-NN references + local "
-                          "density) or paper (k-means + target clips, raw cosine distance).")
-    ] = "default",
-    classical: Classical = True,
+        str | None, typer.Option("--backend", help="Backend: default (k-NN references + local "
+                                 "density) or paper (k-means + target clips, raw cosine "
+                                 "distance); default: the recipe's.", show_default=False)
+    ] = None,
+    classical: Annotated[
+        bool | None, typer.Option("--classical/--no-classical",
+                                  help="Add the classical band statistics and rhythm as "
+                                  "components (the hybrid); default: the recipe's.",
+                                  show_default=False)
+    ] = None,
+    strict: Strict = False,
     sign_key: Annotated[
         Path | None,
         typer.Option("--sign-key", help="Sign the new version with this Ed25519 private key "
@@ -53,14 +61,21 @@ def export_cmd(
 
     if sign_key is not None:
         load_private_key(sign_key)  # a wrong key fails now, not after the conversion
+    from model_build.training.recipes import recipe as named_recipe
+    from model_build.training.recipes import recipe_of_run
+    from model_build.training.runs import read_meta
+
     quiet.configure(verbose)
+    chosen = named_recipe(recipe) if recipe is not None else recipe_of_run(read_meta(run))
     quiet.tensorflow()
     from model_build.export import DEFAULT_MODE, export_run, manifest_of
 
     mode = quantize or DEFAULT_MODE
     vdir = export_run(run, out, mode, data=data or (), models=models or None,
-                      calibration=calibration, domains=domains, backend=backend,
-                      classical=classical, progress=True, sign_key=sign_key)
+                      calibration=calibration, domains=domains,
+                      backend=backend or chosen.backend,
+                      classical=chosen.classical if classical is None else classical,
+                      progress=True, sign_key=sign_key, strict=strict)
     m = manifest_of(vdir)
     size = sum((vdir / c["file"]).stat().st_size for c in m["components"]
                if c["kind"] == "model")

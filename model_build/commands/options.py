@@ -38,3 +38,16 @@ Seed = Annotated[
     int, typer.Option("--seed", help="Random seed: the same seed and options give the same "
                       "output (train: model k uses seed + k).")
 ]
+Strict = Annotated[
+    bool, typer.Option("--strict/--no-strict",
+                       help="Stop at the first file under train/ or test/ that cannot be used "
+                       "(unreadable, or a name outside the DCASE layout); default: warn, "
+                       "name it, count it and go on.")
+]
+RecipeName = Annotated[
+    str | None, typer.Option("--recipe", help="Backend and components of a named recipe: "
+                             "default (local density + classical components) or paper "
+                             "(k-means + target clips, cosine, no classical); default: the "
+                             "recipe the run was trained with. --backend/--classical override.",
+                             show_default=False)
+]

@@ -38,8 +38,12 @@ def synth_cmd(
                           "(machines drawn from broad priors), texture (faults that keep band "
                           "energies).")
     ] = "harmonic",
+    quiet: Annotated[bool, typer.Option("--quiet/--no-quiet", help="No progress bar.")
+                     ] = False,
 ) -> None:
-    """Write a synthetic DCASE-layout data set (one module per family in model_build/synth/)."""
+    """Write a synthetic DCASE-layout data set (one module per family in model_build/synth/).
+
+    Progress goes to stderr (redrawn on a terminal, a line per tenth in a log)."""
     import os
     import time
 
@@ -50,7 +54,7 @@ def synth_cmd(
     config = SynthConfig(seed, names, sections, source_train, target_train, test, family_name)
     config.check()
     t0 = time.perf_counter()
-    meta = generate(config, out, max(1, min(workers, os.cpu_count() or 1)))
+    meta = generate(config, out, max(1, min(workers, os.cpu_count() or 1)), progress=not quiet)
     fam_shifts = family(config.family).shifts
     shifts = ",".join(f"{s:02d}={fam_shifts[s % 3]}" for s in range(config.sections))
     print(f"synth: {len(meta['clips'])} clips, {len(config.machine_types)} machine types x "

@@ -9,7 +9,11 @@ in CSV files, as the challenge's own evaluators ship them:
   0 = source, 1 = target); `ground_truth_attributes/` (2023) is not ground truth and is
   skipped;
 * 2021: `ground_truth_<machine>_section_<XX>_<source|target>_test.csv` (`file,label`); the
-  domain is in the clip's name and the file's name.
+  domain is in the clip's name and the file's name;
+* 2020: one `eval_data_list.csv` (the challenge's Zenodo record) for every machine type: a
+  line holding only a machine type opens its block, then `<anonymous name>,<labelled
+  name>,<0|1>` rows (`id_02_00000000.wav,anomaly_id_02_00000000.wav,1`); one domain, so
+  labels are all it gives.
 
 A file is a domain file when it lies in a folder named `ground_truth_domain`, and a label
 file otherwise; files are looked for anywhere below the given roots. Rows have two columns
@@ -105,6 +109,44 @@ def read_truth_csv(path: Path, section: str) -> list[tuple[str, int]]:
     return out
 
 
+EVAL_DATA_LIST = "eval_data_list.csv"
+"""DCASE 2020's ground truth of its evaluation set (one file for all machine types)."""
+
+
+def read_eval_data_list(path: Path, table: dict[tuple[str, str], SectionTruth]) -> None:
+    """Add the labels of DCASE 2020's `eval_data_list.csv` to `table`, every row checked."""
+    try:
+        with path.open(newline="") as fh:
+            rows = list(csv.reader(fh))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise GroundTruthError(f"{path}: unreadable ground truth ({exc})") from None
+    machine: str | None = None
+    count = 0
+    for line, row in enumerate(rows, start=1):
+        cells = [c.strip() for c in row if c.strip()]
+        if not cells:
+            continue
+        if len(cells) == 1:
+            machine = cells[0]
+            continue
+        name = parse_clip_name(cells[0]) if len(cells) == 3 else None
+        if machine is None or name is None or cells[2] not in ("0", "1"):
+            raise GroundTruthError(
+                f"{path}: line {line}: expected a machine type line, then "
+                f"id_XX_NNNNNNNN.wav,<labelled name>,0|1 rows; got {','.join(row)!r}")
+        label: Label = "anomaly" if cells[2] == "1" else "normal"
+        named = cells[1].split("_", 1)[0]
+        if named in ("normal", "anomaly") and named != label:
+            raise GroundTruthError(f"{path}: line {line}: label {cells[2]} but the labelled "
+                                   f"name says {named} ({cells[1]})")
+        _put(table.setdefault((machine, name.section), SectionTruth()).labels, cells[0], label,
+             path)
+        count += 1
+    if not count:
+        raise GroundTruthError(f"{path}: no rows (expected machine type lines and "
+                               "id_XX_NNNNNNNN.wav,<labelled name>,0|1 rows)")
+
+
 def load_ground_truth(roots: Iterable[Path]) -> dict[tuple[str, str], SectionTruth]:
     """(machine, section "XX") -> what every ground-truth file below the roots says."""
     table: dict[tuple[str, str], SectionTruth] = {}
@@ -112,6 +154,10 @@ def load_ground_truth(roots: Iterable[Path]) -> dict[tuple[str, str], SectionTru
     for root in roots:
         if not root.is_dir():
             continue
+        for path in sorted(root.rglob(EVAL_DATA_LIST)):
+            if path.resolve() not in seen:
+                seen.add(path.resolve())
+                read_eval_data_list(path, table)
         for path in sorted(root.rglob("ground_truth_*_test.csv")):
             m = GROUND_TRUTH.match(path.name)
             kind = _kind(path)

@@ -9,9 +9,11 @@ The pipeline is split so every scorer in the project is judged by the same code:
   models of an ensemble, the classical band statistics and rhythm), and scores the test
   embeddings;
 * `evaluate_scores` is pure: test clip records + one score per clip -> per-section AUC/pAUC
-  (paper view and official DCASE 2022 view, see model_build.evaluation.metrics) and harmonic means.
+  (paper view and every official view, see model_build.evaluation.metrics), harmonic means,
+  and the official figures of the data's challenge year (model_build.evaluation.official).
   The classical baseline and the device path (TFLite) call it with their own scores;
-* `write_report` writes the DCASE submission CSVs, the plots and returns the JSON-able dict.
+* `write_report` writes the DCASE submission CSVs (named as the year's evaluator expects
+  them), the plots and returns the JSON-able dict.
 
 Scorers a run is reported as: every model alone, the ensemble of all models (the paper,
 section 4: scores summed; here standardised first), and the system as exported: the models
@@ -24,13 +26,14 @@ import csv
 import json
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
 
+from edge_agent.audio.dcase import parse_section_id
 from edge_agent.audio.files import load_clip
 from edge_agent.errors import EdgeAgentError
 from edge_agent.scoring.backend import (
@@ -45,7 +48,21 @@ from edge_agent.scoring.frontend import FrontendSpec
 from edge_agent.scoring.fusion import Choice
 from edge_agent.scoring.pseudo import EmbedBatch, section_pseudo
 from model_build.data.clip import Clip
-from model_build.evaluation.metrics import SectionMetrics, Summary, section_metrics, summarise
+from model_build.data.years import Year
+from model_build.evaluation.metrics import (
+    SectionMetrics,
+    Summary,
+    hmean,
+    section_metrics,
+    summarise,
+)
+from model_build.evaluation.official import (
+    NO_TRUTH,
+    Official,
+    format_official,
+    official,
+    unit_name,
+)
 from model_build.evaluation.scores import BackendScores, _groups, section_rows
 from model_build.progress import Progress
 
@@ -150,19 +167,22 @@ class Evaluation:
     sections: list[SectionMetrics]
     summary: Summary
     skipped: dict[str, str]  # section id -> why it has no metrics (no ground truth, one class)
+    official: Official | None = field(default=None)  # the data's year's official figures
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "sections": [m.to_dict() for m in self.sections],
             "summary": self.summary.to_dict(),
             "skipped": dict(self.skipped),
+            "official": None if self.official is None else self.official.to_dict(),
         }
 
 
 def evaluate_scores(
-    records: Sequence[Clip], scores: NDArray[Any], max_fpr: float = 0.1
+    records: Sequence[Clip], scores: NDArray[Any], max_fpr: float = 0.1, year: Year = "2022"
 ) -> Evaluation:
-    """Pure: per-section metrics and harmonic means from test clips and their scores.
+    """Pure: per-section metrics, harmonic means and the official figures of challenge
+    `year` (its rules: model_build.evaluation.official) from test clips and their scores.
 
     Sections whose clips lack ground truth (eval set without its CSVs) or hold only one class
     are reported in `skipped` instead of failing the whole evaluation.
@@ -176,7 +196,7 @@ def evaluate_scores(
         clips = [records[i] for i in idx]
         n_anom = sum(c.is_anomaly for c in clips)
         if any(c.label is None for c in clips):
-            skipped[sec] = "no ground truth"
+            skipped[sec] = NO_TRUTH[year]
         elif n_anom in (0, len(clips)):
             skipped[sec] = f"only {'anomalous' if n_anom else 'normal'} test clips"
         else:
@@ -189,7 +209,9 @@ def evaluate_scores(
                     max_fpr=max_fpr,
                 )
             )
-    return Evaluation(sections, summarise(sections), skipped)
+    off = official(year, sections)
+    summary = replace(summarise(sections), official_score=off.score, year=year)
+    return Evaluation(sections, summary, skipped, off)
 
 
 def _pct(v: float | None) -> str:
@@ -197,27 +219,39 @@ def _pct(v: float | None) -> str:
 
 
 def format_table(ev: Evaluation, title: str) -> str:
-    """A DCASE-style text table (percent): per section AUC/pAUC per domain, then means."""
+    """A DCASE-style text table (percent): per section AUC/pAUC per domain (paper view; for
+    2022-2024 data also the official per-section AUC source/target), the harmonic means, then
+    the official figures of the data's year (`model_build.evaluation.official`)."""
+    off = ev.official
+    year = off.year if off is not None else "2022"
+    extra = year == "2022"
     head = (
         f"{'section':<28} {'AUC src':>7} {'pAUC src':>8} {'AUC tgt':>7} {'pAUC tgt':>8} "
-        f"{'AUC mix':>7} {'pAUC mix':>8}"
+        f"{'AUC mix':>7} {'pAUC mix':>8}" + (f" {'off src':>7} {'off tgt':>7}" if extra else "")
     )
     lines = [f"== {title}", head, "-" * len(head)]
 
-    def row(name: str, a: Mapping[str, float | None], p: Mapping[str, float | None]) -> str:
+    def row(name: str, a: Mapping[str, float | None], p: Mapping[str, float | None],
+            o: tuple[float | None, float | None] | None = None) -> str:
+        tail = "" if o is None else f" {_pct(o[0]):>7} {_pct(o[1]):>7}"
         return (
             f"{name:<28} {_pct(a['source']):>7} {_pct(p['source']):>8} {_pct(a['target']):>7} "
-            f"{_pct(p['target']):>8} {_pct(a['mixed']):>7} {_pct(p['mixed']):>8}"
+            f"{_pct(p['target']):>8} {_pct(a['mixed']):>7} {_pct(p['mixed']):>8}{tail}"
         )
 
     for m in ev.sections:
-        lines.append(row(m.section, m.auc, m.pauc))
+        lines.append(row(unit_name(m.section, year), m.auc, m.pauc,
+                         (m.official_auc_source, m.official_auc_target) if extra else None))
     lines.append("-" * len(head))
-    lines.append(row(f"harmonic mean ({ev.summary.n_sections})", ev.summary.auc, ev.summary.pauc))
-    lines.append(
-        f"official DCASE 2022 score (hmean of AUC_s, AUC_t, pAUC): "
-        f"{_pct(ev.summary.official_score).strip()}"
-    )
+    hm = (hmean(m.official_auc_source for m in ev.sections),
+          hmean(m.official_auc_target for m in ev.sections)) if extra else None
+    lines.append(row(f"harmonic mean ({ev.summary.n_sections})", ev.summary.auc,
+                     ev.summary.pauc, hm))
+    if extra:
+        lines.append("(paper view: a domain's own normal and anomalous clips; off src/tgt: "
+                     "the official AUC, that domain's normal clips vs ALL anomalous clips)")
+    if off is not None and ev.sections:
+        lines.append(format_official(off))
     if ev.summary.machines:
         lines.append(f"{'machine type (hmean, mixed)':<28} {'AUC':>7} {'pAUC':>8} {'mean':>7}")
         for machine, v in ev.summary.machines.items():
@@ -228,28 +262,50 @@ def format_table(ev: Evaluation, title: str) -> str:
     return "\n".join(lines)
 
 
+def submission_files(section: str, domain: str | None, year: Year) -> tuple[str, str | None]:
+    """(anomaly score file, decision file or None) of one section's clips, as the year's
+    evaluator names them: 2020 `anomaly_score_<machine>_id_XX.csv` (no decisions);
+    2021 `..._section_XX_<domain>_test.csv` (one pair per domain); 2022-2024
+    `..._section_XX_test.csv`."""
+    machine, xx = parse_section_id(section)
+    if year == "2020":
+        return f"anomaly_score_{machine}_id_{xx}.csv", None
+    stem = f"{section}_{domain}_test.csv" if year == "2021" else f"{section}_test.csv"
+    return f"anomaly_score_{stem}", f"decision_result_{stem}"
+
+
 def write_submission(
     out_dir: Path,
     records: Sequence[Clip],
     scores: NDArray[Any],
     thresholds: Mapping[str, float],
+    year: Year = "2022",
 ) -> list[Path]:
-    """DCASE submission files per section: `anomaly_score_<machine>_section_<XX>_test.csv`
-    (file name, score) and `decision_result_<machine>_section_<XX>_test.csv` (file name, 0/1:
-    1 = anomalous, i.e. score > threshold); no header, clips in path order."""
+    """DCASE submission files per section (2021: per section and domain), named as the
+    year's evaluator expects them (`submission_files`): (file name, score) rows and
+    (file name, 0/1: 1 = anomalous, i.e. score > threshold) rows; no header, clips in name
+    order."""
     out_dir.mkdir(parents=True, exist_ok=True)
     s = np.asarray(scores, dtype=np.float64).reshape(-1)
+    groups: dict[tuple[str, str | None], list[int]] = {}
+    for i, c in enumerate(records):
+        groups.setdefault((c.section_id, c.domain if year == "2021" else None), []).append(i)
     written = []
-    for sec, members in sorted(_groups(records).items()):
-        idx = np.asarray(sorted(members, key=lambda i: records[i].path.name))
+    for (sec, domain), members in sorted(groups.items(), key=lambda kv: str(kv[0])):
+        if year == "2021" and domain is None:
+            raise EdgeAgentError(f"{records[members[0]].path}: a 2021 test clip without a "
+                                 "domain (expected it in its name or folder)")
+        idx = sorted(members, key=lambda i: records[i].path.name)
         thr = thresholds.get(sec, float("inf"))
-        stem = f"{sec}_test.csv"
-        for kind in ("anomaly_score", "decision_result"):
-            path = out_dir / f"{kind}_{stem}"
+        score_name, decision_name = submission_files(sec, domain, year)
+        for name, kind in ((score_name, "score"), (decision_name, "decision")):
+            if name is None:
+                continue
+            path = out_dir / name
             with path.open("w", newline="") as fh:
                 w = csv.writer(fh, lineterminator="\n")
                 for i in idx:
-                    val = repr(float(s[i])) if kind == "anomaly_score" else int(s[i] > thr)
+                    val = repr(float(s[i])) if kind == "score" else int(s[i] > thr)
                     w.writerow([records[i].path.name, val])
             written.append(path)
     return written
@@ -263,12 +319,13 @@ def write_report(
     out_dir: Path | None = None,
     plots: bool = True,
     max_fpr: float = 0.1,
+    year: Year = "2022",
 ) -> tuple[Evaluation, dict[str, Any]]:
     """Evaluate one scorer, write its CSVs (and plots) under out_dir/name, return the JSON part."""
-    ev = evaluate_scores(records, scores, max_fpr=max_fpr)
+    ev = evaluate_scores(records, scores, max_fpr=max_fpr, year=year)
     if out_dir is not None:
         d = out_dir / name
-        write_submission(d, records, scores, thresholds)
+        write_submission(d, records, scores, thresholds, year)
         if plots:
             from model_build.evaluation.plots import plot_histograms, plot_roc
 
@@ -319,6 +376,7 @@ def evaluate_embeddings(
     method: str = "cosine",
     pseudo: Mapping[str, PseudoSet] | None = None,
     classical_kinds: Sequence[str] | None = None,
+    year: Year = "2022",
 ) -> tuple[str, dict[str, Any]]:
     """(printable tables, JSON dict) for (n_models, N, D) embeddings: each model, the
     ensemble, and with `classical` = (train, test) lists of classical embeddings (one (N, D_i)
@@ -358,7 +416,7 @@ def evaluate_embeddings(
     for i, (name, bs) in enumerate(named):
         last = i == len(named) - 1
         ev, part = write_report(
-            name, test_clips, bs.scores, bs.thresholds, out_dir, plots=plots and last
+            name, test_clips, bs.scores, bs.thresholds, out_dir, plots=plots and last, year=year
         )
         tables.append(format_table(ev, name))
         results[name] = part
@@ -366,7 +424,7 @@ def evaluate_embeddings(
             singles.append(ev.summary)
     payload: dict[str, Any] = {
         "method": method, "backend": config.to_dict(), "results": results,
-        "system": named[-1][0], "weights": weights_record(named[-1][1]),
+        "system": named[-1][0], "weights": weights_record(named[-1][1]), "year": year,
     }
     if len(singles) > 1:
         spread = across_models(singles)
@@ -487,9 +545,11 @@ def evaluate_embedder(
     classical: ClipEmbedder | None = None,
     method: str = "cosine",
     progress: bool = False,
+    year: Year = "2022",
 ) -> tuple[str, dict[str, Any]]:
     """Embed the data set's train and test clips with `embedder` (and `classical`), then
-    `evaluate_embeddings`. `progress`: bars on stderr while embedding."""
+    `evaluate_embeddings` by the rules of challenge `year`. `progress`: bars on stderr while
+    embedding."""
     train, test = split_clips(clips)
     tr = embed_with_progress(embedder, train, "embedding train clips", progress)
     te = embed_with_progress(embedder, test, "embedding test clips", progress)
@@ -503,14 +563,15 @@ def evaluate_embedder(
         if per_section and spec is not None and kinds and len(set(kinds)) > 1:
             pseudo = pseudo_sets(embedder.embed_waves, train, spec, config)  # type: ignore[attr-defined]
         bs = backend_scores(tr, train, list(te), test, config, weights, pseudo, kinds)
-        ev, part = write_report("system", test, bs.scores, bs.thresholds, out_dir, plots)
+        ev, part = write_report("system", test, bs.scores, bs.thresholds, out_dir, plots,
+                                year=year)
         record = weights_record(bs)
         text = format_table(ev, "system")
         if format_weights(record):
             text += "\n\n" + format_weights(record)
         return text, {
             "method": method, "backend": config.to_dict(), "results": {"system": part},
-            "system": "system", "weights": record,
+            "system": "system", "weights": record, "year": year,
         }
     cls = None
     pseudo = None
@@ -524,7 +585,7 @@ def evaluate_embedder(
             pseudo = pseudo_sets(both, train, spec, config)
     text, payload = evaluate_embeddings(
         np.asarray(tr), train, np.asarray(te), test, config, out_dir, plots, cls, method,
-        pseudo, getattr(classical, "kinds", None))
+        pseudo, getattr(classical, "kinds", None), year=year)
     if format_weights(payload["weights"]):
         text += "\n\n" + format_weights(payload["weights"])
     return text, payload

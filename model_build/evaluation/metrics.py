@@ -182,6 +182,9 @@ class Summary:
     official_score: float | None
     n_sections: int
     machines: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    # the challenge year whose rule `official_score` follows (model_build.evaluation.official;
+    # `summarise` alone gives the 2022 rule, evaluate_scores the data's year)
+    year: str = "2022"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

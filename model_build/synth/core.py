@@ -649,8 +649,12 @@ def _write_one(args: tuple[ClipJob, Section, str, str]) -> ClipInfo:
     return info
 
 
-def generate(config: SynthConfig, out: Path, workers: int = 1) -> dict[str, Any]:
-    """Write the data set and synth.json under `out`; returns the synth.json content."""
+def generate(config: SynthConfig, out: Path, workers: int = 1,
+             progress: bool = False) -> dict[str, Any]:
+    """Write the data set and synth.json under `out`; returns the synth.json content.
+    `progress`: a progress bar on stderr (`model_build.progress`), clip by clip."""
+    from model_build.progress import Progress
+
     config.check()
     fam = family(config.family)
     sections = {(m, s): fam.make_section(config.seed, m, s)
@@ -660,11 +664,17 @@ def generate(config: SynthConfig, out: Path, workers: int = 1) -> dict[str, Any]
             (out / m / split).mkdir(parents=True, exist_ok=True)
     jobs = jobs_for(config)
     args = [(j, sections[(j.machine, j.section)], str(out), config.family) for j in jobs]
-    if workers > 1 and len(jobs) > workers:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            infos = list(pool.map(_write_one, args, chunksize=16))
-    else:
-        infos = [_write_one(a) for a in args]
+    infos: list[ClipInfo] = []
+    with Progress(len(jobs), "writing clips", progress) as bar:
+        if workers > 1 and len(jobs) > workers:
+            with ProcessPoolExecutor(max_workers=workers) as pool:
+                for info in pool.map(_write_one, args, chunksize=16):
+                    infos.append(info)
+                    bar.update()
+        else:
+            for a in args:
+                infos.append(_write_one(a))
+                bar.update()
     meta = {
         "generator": "model_build.synth",
         "family": config.family,

@@ -31,7 +31,8 @@ from edge_agent.audio.files import load_clip
 from edge_agent.errors import AudioFileError, EdgeAgentError
 from edge_agent.scoring.frontend import DEFAULT_SPEC, FrontendSpec
 from model_build.data.clip import Clip, DatasetError
-from model_build.data.dataset import class_key, class_names, scan
+from model_build.data.dataset import class_key, class_names, scan_layout
+from model_build.progress import Progress
 from model_build.training.model import ModelConfig
 from model_build.training.runs import (
     CHECKPOINT_DIR,
@@ -44,6 +45,8 @@ from model_build.training.runs import (
 )
 
 DEFAULT_RUNS = 1
+LOG_INTERVAL_S = 30.0
+"""In a log (stderr not a terminal), a progress line at most this often, and one per epoch."""
 """Models trained (and exported) by default: an ensemble when > 1 (see BENCHMARKS.md)."""
 
 
@@ -272,20 +275,18 @@ class Trainer:
         ce = self.strategy.run(replica, args=(waves, labels))
         return self.strategy.reduce("MEAN", ce, axis=None), tf.convert_to_tensor(self.head.scale)
 
-    def fit_epoch(self, dataset: Any, n_batches: int) -> float:
-        """One pass over `dataset`; returns the mean cross-entropy."""
-        import keras
-
-        bar = keras.utils.Progbar(
-            n_batches, stateful_metrics=["loss", "s"], verbose=1 if self.tcfg.verbose else 0
-        )
+    def fit_epoch(self, dataset: Any, n_batches: int, label: str = "training") -> float:
+        """One pass over `dataset`; returns the mean cross-entropy. Progress on stderr
+        (`model_build.progress`: redrawn on a terminal, plain lines in a log)."""
         if self.strategy.num_replicas_in_sync > 1:  # split every batch across the GPUs
             dataset = self.strategy.experimental_distribute_dataset(dataset)
         total, count = 0.0, 0
-        for i, (waves, labels) in enumerate(dataset):
-            ce, scale = self._step(waves, labels)
-            total, count = total + float(ce), count + 1
-            bar.update(min(i + 1, n_batches), [("loss", total / count), ("s", float(scale))])
+        with Progress(n_batches, label, self.tcfg.verbose, unit="batches",
+                      interval_s=LOG_INTERVAL_S) as bar:
+            for waves, labels in dataset:
+                ce, scale = self._step(waves, labels)
+                total, count = total + float(ce), count + 1
+                bar.update(1, note=f"loss {total / count:.3f}  s {float(scale):.2f}")
         return total / max(count, 1)
 
     # --- checkpoints: everything needed to continue exactly where an epoch ended ---
@@ -341,20 +342,10 @@ def _labels(clips: list[Clip], classes: list[str]) -> np.ndarray:
     return np.array([index[class_key(c)] for c in clips], dtype=np.int64)
 
 
-def train_run(
-    roots: list[Path],
-    out: Path,
-    cfg: ModelConfig = ModelConfig(),
-    tcfg: TrainConfig = TrainConfig(),
-    base_spec: FrontendSpec = DEFAULT_SPEC,
-    resume: bool = True,
-) -> Path:
-    """Train `tcfg.runs` models into `out` (resuming what an earlier call left unfinished)."""
-    clips = [c for c in scan(roots, splits=("train",)) if c.split == "train"]
-    if not clips:
-        raise DatasetError(f"{', '.join(map(str, roots))}: no training clips found")
-    classes = class_names(clips)
-    spec = cfg.frontend(base_spec)
+def _new_meta(roots: list[Path], cfg: ModelConfig, tcfg: TrainConfig, spec: FrontendSpec,
+              classes: list[str], n_clips: int, ignored: list[Path],
+              recipe: str | None) -> dict[str, Any]:
+    """run.json of a run about to start (its models not trained yet)."""
     meta: dict[str, Any] = {
         "format": RUN_FORMAT,
         "config": cfg.to_dict(),
@@ -363,13 +354,43 @@ def train_run(
         "frontend": spec.to_dict(),
         "classes": classes,
         "data": [str(r) for r in roots],
-        "n_train_clips": len(clips),
+        "n_train_clips": n_clips,
         "models": [
             {"status": "training", "seed": tcfg.seed + k, "epochs_done": 0}
             for k in range(tcfg.runs)
         ],
         "skipped_files": {},
+        "ignored_files": [str(p) for p in ignored],
     }
+    if recipe is not None:
+        meta["recipe"] = recipe
+    return meta
+
+
+def train_run(
+    roots: list[Path],
+    out: Path,
+    cfg: ModelConfig = ModelConfig(),
+    tcfg: TrainConfig = TrainConfig(),
+    base_spec: FrontendSpec = DEFAULT_SPEC,
+    resume: bool = True,
+    recipe: str | None = None,
+) -> Path:
+    """Train `tcfg.runs` models into `out` (resuming what an earlier call left unfinished).
+
+    `recipe`: the name of the `model_build.training.recipes` recipe the configs came from,
+    recorded in run.json (evaluate and export default to its backend). Files under the
+    roots' train/ folders that are not clips of the layout are named on stderr and listed in
+    run.json (`ignored_files`); `tcfg.strict` makes the first one an error.
+    """
+    layout = scan_layout(roots, splits=("train",), strict=tcfg.strict)
+    layout.warn()
+    clips = [c for c in layout.clips if c.split == "train"]
+    if not clips:
+        raise DatasetError(f"{', '.join(map(str, roots))}: no training clips found")
+    classes = class_names(clips)
+    spec = cfg.frontend(base_spec)
+    meta = _new_meta(roots, cfg, tcfg, spec, classes, len(clips), layout.ignored, recipe)
     if (out / "run.json").exists():
         if not resume:
             raise EdgeAgentError(f"{out}: run exists (pass --resume or choose another --out)")
@@ -397,8 +418,6 @@ def train_run(
         history: list[float] = list(status.get("loss_history", []))[:start]
         epochs = tcfg.epochs_for(len(paths))
         for epoch in range(start, epochs):
-            if tcfg.verbose:
-                print(f"model {k + 1}/{len(meta['models'])}, epoch {epoch + 1}/{epochs}")
             ds = make_dataset(
                 reader,
                 labels,
@@ -408,7 +427,9 @@ def train_run(
             )
             t0 = time.monotonic()
             try:
-                loss = trainer.fit_epoch(ds, n_batches)
+                loss = trainer.fit_epoch(
+                    ds, n_batches, f"model {k + 1}/{len(meta['models'])} epoch {epoch + 1}/{epochs}"
+                )
             except Exception as exc:  # a strict read failure surfaces as a TF op error
                 if tcfg.strict and reader.skipped:
                     path, reason = next(iter(reader.skipped.items()))
