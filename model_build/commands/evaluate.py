@@ -11,7 +11,15 @@ import typer
 
 from edge_agent.commands import options as opt
 from edge_agent.commands.runner import fields_as_flags
-from model_build.commands.options import DataRoots, Method, RecipeName, Run, Strict, Verbose
+from model_build.commands.options import (
+    Classical,
+    DataRoots,
+    Method,
+    RecipeName,
+    Run,
+    Strict,
+    Verbose,
+)
 
 METRICS_FILE = "metrics.json"
 
@@ -33,12 +41,7 @@ def evaluate_cmd(
                                  "density) or paper (k-means + target clips, raw cosine "
                                  "distance); default: the recipe's.", show_default=False)
     ] = None,
-    classical: Annotated[
-        bool | None, typer.Option("--classical/--no-classical",
-                                  help="Also report the system with the classical components "
-                                  "(what export ships by default); default: the recipe's.",
-                                  show_default=False)
-    ] = None,
+    classical: Classical = None,
     year: Annotated[
         str, typer.Option("--year", help="Score by the rules of this DCASE year (2020: per "
                           "machine id; 2021: per section and domain; 2022-2024: per section, "

@@ -8,7 +8,14 @@ from typing import Annotated
 import typer
 
 from edge_agent.commands.runner import fields_as_flags
-from model_build.commands.options import DataRootsOrRun, RecipeName, Run, Strict, Verbose
+from model_build.commands.options import (
+    Classical,
+    DataRootsOrRun,
+    RecipeName,
+    Run,
+    Strict,
+    Verbose,
+)
 
 
 @fields_as_flags(models="--model")
@@ -40,12 +47,7 @@ def export_cmd(
                                  "density) or paper (k-means + target clips, raw cosine "
                                  "distance); default: the recipe's.", show_default=False)
     ] = None,
-    classical: Annotated[
-        bool | None, typer.Option("--classical/--no-classical",
-                                  help="Add the classical band statistics and rhythm as "
-                                  "components (the hybrid); default: the recipe's.",
-                                  show_default=False)
-    ] = None,
+    classical: Classical = None,
     strict: Strict = False,
     sign_key: Annotated[
         Path | None,

@@ -10,8 +10,8 @@ import typer
 
 from edge_agent.commands.options import Quiet, Verbose
 
-__all__ = ["Classical", "DataRoots", "DataRootsOrRun", "Method", "Quiet", "Run", "Seed",
-           "Verbose"]
+__all__ = ["Classical", "DataRoots", "DataRootsOrRun", "Method", "Quiet", "RecipeName", "Run",
+           "Seed", "Strict", "Verbose"]
 
 DataRoots = Annotated[
     list[Path], typer.Option("--data", help="DCASE data root (repeatable).")
@@ -29,10 +29,11 @@ Method = Annotated[
                  "evaluate: the run's).", show_default=False),
 ]
 Classical = Annotated[
-    bool,
+    bool | None,
     typer.Option("--classical/--no-classical", help="The classical band statistics and rhythm "
                  "as components beside the learned model (the hybrid export ships; evaluate "
-                 "reports it next to the learned model alone)."),
+                 "reports it next to the learned model alone) (default: the recipe's).",
+                 show_default=False),
 ]
 Seed = Annotated[
     int, typer.Option("--seed", help="Random seed: the same seed and options give the same "
@@ -45,9 +46,12 @@ Strict = Annotated[
                        "name it, count it and go on.")
 ]
 RecipeName = Annotated[
-    str | None, typer.Option("--recipe", help="Backend and components of a named recipe: "
-                             "default (local density + classical components) or paper "
-                             "(k-means + target clips, cosine, no classical); default: the "
-                             "recipe the run was trained with. --backend/--classical override.",
-                             show_default=False)
+    str | None,
+    typer.Option("--recipe", help="A named system (model_build.training.recipes): default (what "
+                 "export ships: width 0.5, FeatEx, augmentation; local density + classical "
+                 "components) or paper (the paper's: width 1, no FeatEx, no augmentation, 10 "
+                 "epochs of 64; k-means + target clips, cosine, no classical). train builds and "
+                 "trains it, evaluate and export score with its backend and components; single "
+                 "flags override it (default: train: default; evaluate, export: the recipe the "
+                 "run was trained with).", show_default=False),
 ]

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from edge_agent.commands.runner import fields_as_flags
-from model_build.commands.options import Seed
+from model_build.commands.options import Quiet, Seed
 
 
 @fields_as_flags(test_per_label="--test", family="--family")
@@ -38,8 +38,7 @@ def synth_cmd(
                           "(machines drawn from broad priors), texture (faults that keep band "
                           "energies).")
     ] = "harmonic",
-    quiet: Annotated[bool, typer.Option("--quiet/--no-quiet", help="No progress bar.")
-                     ] = False,
+    quiet: Quiet = False,
 ) -> None:
     """Write a synthetic DCASE-layout data set (one module per family in model_build/synth/).
 

@@ -9,8 +9,16 @@ from typing import Annotated, Any
 import typer
 
 from edge_agent.commands.runner import fields_as_flags
-from model_build.commands.options import DataRoots, Method, Quiet, Seed, Strict, Verbose
-from model_build.training.recipes import DEFAULT, PAPER, RECIPES
+from model_build.commands.options import (
+    DataRoots,
+    Method,
+    Quiet,
+    RecipeName,
+    Seed,
+    Strict,
+    Verbose,
+)
+from model_build.training.recipes import DEFAULT, PAPER
 from model_build.training.train import DEFAULT_RUNS
 
 _D, _P = DEFAULT, PAPER
@@ -28,11 +36,7 @@ def train_cmd(
     out: Annotated[
         Path, typer.Option("--out", help="Run directory to write (resumed if it exists).")
     ],
-    recipe: Annotated[
-        str, typer.Option("--recipe", help="Named system to start from: "
-                          + "; ".join(f"{r.name} = {r.about}" for r in RECIPES.values())
-                          + ". Flags below override single settings.")
-    ] = DEFAULT.name,
+    recipe: RecipeName = None,
     epochs: Annotated[
         int | None, typer.Option("--epochs", min=1, help=f"Epochs ({_both('epochs', False)}).",
                                  show_default=False)
@@ -126,7 +130,7 @@ def train_cmd(
     for root in data:
         if not root.is_dir():
             raise DatasetError(f"{root}: not a directory (expected a DCASE data root)")
-    base = named(recipe)
+    base = named(recipe or DEFAULT.name)
     model_flags: dict[str, Any] = {
         "width": width, "bias": bias, "trainable_centres": trainable_centres,
         "inputs": None if inputs is None else choice("inputs", inputs, INPUTS),

@@ -438,8 +438,11 @@ def weights_record(bs: BackendScores) -> dict[str, dict[str, Any]]:
     separation of held-out normal clips from pseudo-anomalies (AUC)."""
     out: dict[str, dict[str, Any]] = {}
     for sec, b in sorted(bs.backends.items()):
+        components = getattr(b, "components", None)
+        if components is None:  # a GMM section (`method="gmm"`): no component weights
+            continue
         ch = bs.choices.get(sec)
-        out[sec] = {"weights": [round(c.weight, 6) for c in b.components]}
+        out[sec] = {"weights": [round(c.weight, 6) for c in components]}
         if ch is not None:
             out[sec] |= {"groups": list(ch.groups), "group_weights": list(ch.group_weights),
                          "separation": [round(x, 4) for x in ch.separation],
