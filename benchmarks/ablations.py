@@ -84,8 +84,16 @@ TRAINED: dict[str, dict[str, Any]] = {  # system -> ModelConfig fields changed f
 CONCATENATED = {"concat_after": ("spectrogram", "spectrum")}
 SCORED_BY = {"standard": ("gmm", "joint")}
 """Trained systems not scored by the cosine joint backend: (method, variant)."""
-QUICK = {"width": 0.25, "epochs": 6, "batch_size": 16, "machines": "fan,gearbox",
-         "sections": 3, "source_train": 20, "target_train": 5, "test": 8}
+QUICK = {
+    "width": 0.25,
+    "epochs": 6,
+    "batch_size": 16,
+    "machines": "fan,gearbox",
+    "sections": 3,
+    "source_train": 20,
+    "target_train": 5,
+    "test": 8,
+}
 """`--quick`: about half the default's training work per network (see BENCHMARKS.md)."""
 
 
@@ -93,28 +101,50 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     ap.add_argument("--out", type=Path, required=True, help="cache and result folder")
     ap.add_argument("--tables", default="3,4,5,6,7", help="which tables (comma-separated)")
-    ap.add_argument("--trainings", type=int, default=1,
-                    help="networks trained per system (seeds seed..seed+N-1); the tables show "
-                    "mean +- std over them (the paper: 5)")
-    ap.add_argument("--quick", action="store_true",
-                    help="the smaller size: " + ", ".join(f"{k}={v}" for k, v in QUICK.items())
-                    + " (flags given explicitly still win)")
-    ap.add_argument("--width", type=float, default=None, help="network width (paper: 1.0; "
-                    "default 0.25)")
+    ap.add_argument(
+        "--trainings",
+        type=int,
+        default=1,
+        help="networks trained per system (seeds seed..seed+N-1); the tables show "
+        "mean +- std over them (the paper: 5)",
+    )
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="the smaller size: "
+        + ", ".join(f"{k}={v}" for k, v in QUICK.items())
+        + " (flags given explicitly still win)",
+    )
+    ap.add_argument(
+        "--width", type=float, default=None, help="network width (paper: 1.0; default 0.25)"
+    )
     ap.add_argument("--epochs", type=int, default=None, help="epochs (paper: 10; default 10)")
-    ap.add_argument("--batch-size", type=int, default=None,
-                    help="batch size (paper: 64; default 16 for the small set)")
+    ap.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="batch size (paper: 64; default 16 for the small set)",
+    )
     ap.add_argument("--seed", type=int, default=0, help="training seed of the first network")
     ap.add_argument("--data-seed", type=int, default=7)
     ap.add_argument("--machines", default=None, help="default fan,gearbox")
     ap.add_argument("--sections", type=int, default=None, help="default 3")
     ap.add_argument("--source-train", type=int, default=None, help="default 30")
     ap.add_argument("--target-train", type=int, default=None, help="default 5")
-    ap.add_argument("--test", type=int, default=None,
-                    help="test clips per domain and label (default 10)")
+    ap.add_argument(
+        "--test", type=int, default=None, help="test clips per domain and label (default 10)"
+    )
     args = ap.parse_args(argv)
-    full = {"width": 0.25, "epochs": 10, "batch_size": 16, "machines": "fan,gearbox",
-            "sections": 3, "source_train": 30, "target_train": 5, "test": 10}
+    full = {
+        "width": 0.25,
+        "epochs": 10,
+        "batch_size": 16,
+        "machines": "fan,gearbox",
+        "sections": 3,
+        "source_train": 30,
+        "target_train": 5,
+        "test": 10,
+    }
     for key, value in (QUICK if args.quick else full).items():
         if getattr(args, key) is None:
             setattr(args, key, value)
@@ -146,9 +176,14 @@ def _digest(obj: Any) -> str:
 def data_config(args: argparse.Namespace) -> Any:
     from model_build.synth.core import SynthConfig
 
-    return SynthConfig(seed=args.data_seed, machines=tuple(args.machines.split(",")),
-                       sections=args.sections, source_train=args.source_train,
-                       target_train=args.target_train, test_per_label=args.test)
+    return SynthConfig(
+        seed=args.data_seed,
+        machines=tuple(args.machines.split(",")),
+        sections=args.sections,
+        source_train=args.source_train,
+        target_train=args.target_train,
+        test_per_label=args.test,
+    )
 
 
 def ensure_data(args: argparse.Namespace) -> Path:
@@ -172,8 +207,13 @@ def configs(name: str, args: argparse.Namespace) -> tuple[Any, Any]:
     from model_build.training.recipes import PAPER as RECIPE
 
     cfg = replace(RECIPE.model, width=args.width, **TRAINED[name])
-    tcfg = RECIPE.train_config(epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
-                               runs=args.trainings, verbose=True)
+    tcfg = RECIPE.train_config(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        runs=args.trainings,
+        verbose=True,
+    )
     return cfg, tcfg
 
 
@@ -194,8 +234,9 @@ def train_system(name: str, data: Path, args: argparse.Namespace) -> Path:
     return train_run([data], run_dir(name, data, args), cfg, tcfg, recipe="paper")
 
 
-def embeddings(name: str, run: Path, train: list[Any], test: list[Any],
-               trainings: int) -> tuple[np.ndarray, np.ndarray]:
+def embeddings(
+    name: str, run: Path, train: list[Any], test: list[Any], trainings: int
+) -> tuple[np.ndarray, np.ndarray]:
     """(train, test) embeddings of the run's first `trainings` models, (n, N, D), cached."""
     cache = run / f"embeddings-{trainings}.npz"
     if cache.exists():
@@ -219,21 +260,29 @@ def summary(test: list[Any], scores: np.ndarray) -> dict[str, dict[str, float | 
     return {"auc": dict(sm.auc), "pauc": dict(sm.pauc)}
 
 
-def _scores(kind: str, variant: str, tr: np.ndarray, train: list[Any], te: np.ndarray,
-            test: list[Any]) -> np.ndarray:
+def _scores(
+    kind: str, variant: str, tr: np.ndarray, train: list[Any], te: np.ndarray, test: list[Any]
+) -> np.ndarray:
     from edge_agent.errors import choice
     from edge_agent.scoring.backend import COSINE_VARIANTS, PAPER_BACKEND
     from model_build.evaluation.evaluate import backend_scores
     from model_build.evaluation.gmm import gmm_scores
 
     cfg = replace(PAPER_BACKEND, variant=choice("variant", variant, COSINE_VARIANTS))
-    bs = (gmm_scores([tr], train, [te], test, cfg) if kind == "gmm"
-          else backend_scores(tr, train, te, test, cfg))
+    bs = (
+        gmm_scores([tr], train, [te], test, cfg)
+        if kind == "gmm"
+        else backend_scores(tr, train, te, test, cfg)
+    )
     return bs.scores
 
 
-def score_all(tables: Sequence[str], embs: dict[str, tuple[np.ndarray, np.ndarray]],
-              train: list[Any], test: list[Any]) -> dict[str, list[dict[str, Any]]]:
+def score_all(
+    tables: Sequence[str],
+    embs: dict[str, tuple[np.ndarray, np.ndarray]],
+    train: list[Any],
+    test: list[Any],
+) -> dict[str, list[dict[str, Any]]]:
     """system -> one summary (harmonic means, paper view) per training."""
     out: dict[str, list[dict[str, Any]]] = {}
     for s in systems_of(tables):
@@ -259,8 +308,9 @@ def mean_std(runs: Sequence[dict[str, Any]]) -> dict[str, dict[str, tuple[float,
         out[metric] = {}
         for dom in DOMAINS:
             vals = [r[metric][dom] for r in runs if r[metric][dom] is not None]
-            out[metric][dom] = ((100 * float(np.mean(vals)), 100 * float(np.std(vals)))
-                                if vals else None)
+            out[metric][dom] = (
+                (100 * float(np.mean(vals)), 100 * float(np.std(vals))) if vals else None
+            )
     return out
 
 
@@ -277,18 +327,28 @@ def format_table(table: str, ours: dict[str, list[dict[str, Any]]]) -> str:
     w = 10 if spread else 8
     short = {"source": "src", "target": "tgt", "mixed": "mix"}
     cols = [f"AUC {short[d]}" for d in DOMAINS] + [f"pAUC {short[d]}" for d in DOMAINS]
-    head = (f"{'system':<18} " + " ".join(f"{c:>{w}}" for c in cols) + "   | "
-            + " ".join(f"{c:>8}" for c in cols))
+    head = (
+        f"{'system':<18} "
+        + " ".join(f"{c:>{w}}" for c in cols)
+        + "   | "
+        + " ".join(f"{c:>8}" for c in cols)
+    )
     runs = f"mean +- std over {n} trainings" if spread else "one training"
-    title = (f"ours: synthetic set, {runs}   | the paper's own figures: DCASE 2022 dev, "
-             "mean of 5 trainings")
+    title = (
+        f"ours: synthetic set, {runs}   | the paper's own figures: DCASE 2022 dev, "
+        "mean of 5 trainings"
+    )
     lines = [f"== {TITLES[table]}", title, head, "-" * len(head)]
     for s, paper in PAPER[table].items():
         o, p = mean_std(ours[s]), paper["dev"]
         mine = [_cell(o[m][d], spread) for m in METRICS for d in DOMAINS]
         theirs = [p[d][i] for i in range(2) for d in DOMAINS]
-        lines.append(f"{s:<18} " + " ".join(f"{c:>{w}}" for c in mine) + "   | "
-                     + " ".join(f"{v:>8.1f}" for v in theirs))
+        lines.append(
+            f"{s:<18} "
+            + " ".join(f"{c:>{w}}" for c in mine)
+            + "   | "
+            + " ".join(f"{v:>8.1f}" for v in theirs)
+        )
     return "\n".join(lines)
 
 
@@ -301,9 +361,13 @@ def directions(
 ) -> tuple[str, dict[str, int]]:
     """Each effect the paper reports, its AUC change per domain, the paper's and ours (mean
     over trainings)."""
-    lines = [(f"== direction of each effect: AUC change (points), the paper's dev -> ours "
-              f"(agree: same sign; paper changes under {CLEAR} count as no direction)"),
-             f"{'effect':<61} {'source':>14} {'target':>14} {'mixed':>14}"]
+    lines = [
+        (
+            f"== direction of each effect: AUC change (points), the paper's dev -> ours "
+            f"(agree: same sign; paper changes under {CLEAR} count as no direction)"
+        ),
+        f"{'effect':<61} {'source':>14} {'target':>14} {'mixed':>14}",
+    ]
     tally = {"agree": 0, "differ": 0, "unclear": 0}
     for table, effect, base, alt in COMPARISONS:
         if table not in tables:
@@ -322,9 +386,11 @@ def directions(
                 tally[{"~": "unclear", "=": "agree", "x": "differ"}[verdict]] += 1
             cells.append(f"{p:+5.1f} ->{o:+5.1f} {verdict}")
         lines.append(f"T{table} {effect:<58} " + " ".join(f"{c:>14}" for c in cells))
-    lines.append(f"mixed-domain AUC: {tally['agree']} effects agree in direction, "
-                 f"{tally['differ']} differ, {tally['unclear']} without a clear paper direction "
-                 "(= agree, x differ, ~ paper effect too small)")
+    lines.append(
+        f"mixed-domain AUC: {tally['agree']} effects agree in direction, "
+        f"{tally['differ']} differ, {tally['unclear']} without a clear paper direction "
+        "(= agree, x differ, ~ paper effect too small)"
+    )
     return "\n".join(lines), tally
 
 
@@ -333,8 +399,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     tables = [t.strip() for t in args.tables.split(",") if t.strip()]
     unknown = [t for t in tables if t not in PAPER]
     if unknown:
-        print(f"error: --tables: expected some of {', '.join(PAPER)}, got {unknown}",
-              file=sys.stderr)
+        print(
+            f"error: --tables: expected some of {', '.join(PAPER)}, got {unknown}", file=sys.stderr
+        )
         return 2
     from model_build import quiet
 
@@ -351,27 +418,45 @@ def main(argv: Sequence[str] | None = None) -> int:
     need = trained_needed(tables)
     for i, name in enumerate(need):
         t1 = time.monotonic()
-        print(f"[{i + 1}/{len(need)}] {name}: {args.trainings} training(s)", file=sys.stderr,
-              flush=True)
+        print(
+            f"[{i + 1}/{len(need)}] {name}: {args.trainings} training(s)",
+            file=sys.stderr,
+            flush=True,
+        )
         run = train_system(name, data, args)
         embs[name] = embeddings(name, run, train, test, args.trainings)
-        print(f"[{i + 1}/{len(need)}] {name}: {time.monotonic() - t1:.0f} s", file=sys.stderr,
-              flush=True)
+        print(
+            f"[{i + 1}/{len(need)}] {name}: {time.monotonic() - t1:.0f} s",
+            file=sys.stderr,
+            flush=True,
+        )
     ours = score_all(tables, embs, train, test)
     text = "\n\n".join(format_table(t, ours) for t in tables)
     dirs, tally = directions(tables, ours)
     minutes = (time.monotonic() - t0) / 60
-    size = (f"{len(train)} training and {len(test)} test clips ({args.machines} x "
-            f"{args.sections} sections), width {args.width}, {args.epochs} epochs of batch "
-            f"{args.batch_size}, {args.trainings} training(s) per system"
-            f"{' (--quick)' if args.quick else ''}; {minutes:.1f} min")
+    size = (
+        f"{len(train)} training and {len(test)} test clips ({args.machines} x "
+        f"{args.sections} sections), width {args.width}, {args.epochs} epochs of batch "
+        f"{args.batch_size}, {args.trainings} training(s) per system"
+        f"{' (--quick)' if args.quick else ''}; {minutes:.1f} min"
+    )
     report = f"{text}\n\n{dirs}\n\n{size}"
     print(report)
     (args.out / "ablations.txt").write_text(report + "\n")
-    (args.out / "ablations.json").write_text(json.dumps(
-        {"args": {k: str(v) for k, v in vars(args).items()}, "tables": tables,
-         "ours": ours, "mean_std": {s: mean_std(v) for s, v in ours.items()},
-         "tally": tally, "minutes": minutes}, indent=2) + "\n")
+    (args.out / "ablations.json").write_text(
+        json.dumps(
+            {
+                "args": {k: str(v) for k, v in vars(args).items()},
+                "tables": tables,
+                "ours": ours,
+                "mean_std": {s: mean_std(v) for s, v in ours.items()},
+                "tally": tally,
+                "minutes": minutes,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     return 0
 
 

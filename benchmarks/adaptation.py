@@ -60,8 +60,9 @@ def run(cmd: list[str]) -> str:
 
 def embed(scorer: Scorer, clips: list[Clip]) -> list[np.ndarray]:
     """One (N, D_i) array per bundle component (models, band statistics, rhythm)."""
-    return stack_embeddings([scorer.embed(load_clip(c.path, scorer.spec)) for c in clips],
-                            scorer.dims)
+    return stack_embeddings(
+        [scorer.embed(load_clip(c.path, scorer.spec)) for c in clips], scorer.dims
+    )
 
 
 def scores_for(
@@ -89,8 +90,11 @@ def rates(clips: list[Clip], scores: np.ndarray, thr: dict[str, float]) -> dict[
 
 def metrics(clips: list[Clip], scores: np.ndarray) -> dict[str, float | None]:
     s = evaluate_scores(clips, scores).summary
-    return {f"{k}_{d}": (None if v.get(d) is None else float(v[d]))  # type: ignore[arg-type]
-            for k, v in (("auc", s.auc), ("pauc", s.pauc)) for d in ("source", "target", "mixed")}
+    return {
+        f"{k}_{d}": (None if v.get(d) is None else float(v[d]))  # type: ignore[arg-type]
+        for k, v in (("auc", s.auc), ("pauc", s.pauc))
+        for d in ("source", "target", "mixed")
+    }
 
 
 def pct(v: float | None) -> str:
@@ -99,8 +103,19 @@ def pct(v: float | None) -> str:
 
 def calibration_part(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     base = out / "bundle_source_only"
-    run([str(BIN / "model-build"), "export", str(args.run), "--out", str(base), "--data",
-         str(args.data), "--domains", "source"])
+    run(
+        [
+            str(BIN / "model-build"),
+            "export",
+            str(args.run),
+            "--out",
+            str(base),
+            "--data",
+            str(args.data),
+            "--domains",
+            "source",
+        ]
+    )
     clips = scan([args.data])
     test = [c for c in clips if c.split == "test"]
     sections = sorted({c.section_id for c in test})
@@ -116,13 +131,31 @@ def calibration_part(args: argparse.Namespace, out: Path) -> dict[str, Any]:
         shutil.rmtree(b, ignore_errors=True)
         shutil.copytree(base, b)
         for sec in sections:
-            files = sorted(str(c.path) for c in clips if c.split == "train"
-                           and c.section_id == sec and c.domain == "target")
-            run([str(BIN / "edge-agent"), "calibrate", "--bundle", str(b), "--section", sec,
-                 "--threshold-rule", rule, "--quiet", "--files", *files])
+            files = sorted(
+                str(c.path)
+                for c in clips
+                if c.split == "train" and c.section_id == sec and c.domain == "target"
+            )
+            run(
+                [
+                    str(BIN / "edge-agent"),
+                    "calibrate",
+                    "--bundle",
+                    str(b),
+                    "--section",
+                    sec,
+                    "--threshold-rule",
+                    rule,
+                    "--quiet",
+                    "--files",
+                    *files,
+                ]
+            )
         s, thr = scores_for(b, test, emb)
         rows[f"after calibrate (10 target clips/section, rule {rule})"] = {
-            **metrics(test, s), **rates(test, s, thr)}
+            **metrics(test, s),
+            **rates(test, s, thr),
+        }
     return {"sections": sections, "n_test": len(test), "rows": rows}
 
 
@@ -154,22 +187,39 @@ def enrol_part(args: argparse.Namespace, out: Path) -> dict[str, Any]:
             pick = np.sort(rng.choice(len(pool), size=n, replace=False))
             shutil.rmtree(b, ignore_errors=True)
             shutil.copytree(base, b)
-            run([str(BIN / "edge-agent"), "enrol", "--bundle", str(b), "--section", sec,
-                 "--quiet", "--files", *(str(pool[i].path) for i in pick)])
+            run(
+                [
+                    str(BIN / "edge-agent"),
+                    "enrol",
+                    "--bundle",
+                    str(b),
+                    "--section",
+                    sec,
+                    "--quiet",
+                    "--files",
+                    *(str(pool[i].path) for i in pick),
+                ]
+            )
             backend = load_bundle(b).backend(sec)
             s_test = backend.score(emb_test).astype(np.float64)
             rest = np.setdiff1d(np.arange(len(pool)), pick)
-            s_rest = backend.score([e[rest] for e in emb_pool]).astype(np.float64) \
-                if rest.size else np.zeros(0)
+            s_rest = (
+                backend.score([e[rest] for e in emb_pool]).astype(np.float64)
+                if rest.size
+                else np.zeros(0)
+            )
             held_src = np.concatenate([s_rest, s_test[test_normal_src]])
             t = backend.threshold
-            draws.append({
-                "threshold": t, **metrics(test, s_test),
-                "fa_source": float((held_src > t).mean()),
-                "fa_target": float((s_test[test_normal_tgt] > t).mean()),
-                "det": float((s_test[test_anom] > t).mean()),
-                "n_held_out_source_normals": int(held_src.size),
-            })
+            draws.append(
+                {
+                    "threshold": t,
+                    **metrics(test, s_test),
+                    "fa_source": float((held_src > t).mean()),
+                    "fa_target": float((s_test[test_normal_tgt] > t).mean()),
+                    "det": float((s_test[test_anom] > t).mean()),
+                    "n_held_out_source_normals": int(held_src.size),
+                }
+            )
         agg = {}
         for k in draws[0]:
             v = np.array([d[k] for d in draws if d[k] is not None], dtype=np.float64)
@@ -180,12 +230,16 @@ def enrol_part(args: argparse.Namespace, out: Path) -> dict[str, Any]:
 
 def markdown(cal: dict[str, Any], enr: dict[str, Any], args: argparse.Namespace) -> str:
     lines = [
-        (f"Calibration: {len(cal['sections'])} sections ({', '.join(cal['sections'])}), "
-        f"{cal['n_test']} test clips; paper-view AUC/pAUC (%), harmonic mean over sections; "
-        "FA = normal test clips above the threshold, det = anomalous test clips above it."),
+        (
+            f"Calibration: {len(cal['sections'])} sections ({', '.join(cal['sections'])}), "
+            f"{cal['n_test']} test clips; paper-view AUC/pAUC (%), harmonic mean over sections; "
+            "FA = normal test clips above the threshold, det = anomalous test clips above it."
+        ),
         "",
-        ("| bundle | AUC src | AUC tgt | AUC mixed | pAUC src | pAUC tgt | pAUC mixed "
-        "| FA src | FA tgt | det src | det tgt |"),
+        (
+            "| bundle | AUC src | AUC tgt | AUC mixed | pAUC src | pAUC tgt | pAUC mixed "
+            "| FA src | FA tgt | det src | det tgt |"
+        ),
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, r in cal["rows"].items():
@@ -194,16 +248,20 @@ def markdown(cal: dict[str, Any], enr: dict[str, Any], args: argparse.Namespace)
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += [
         "",
-        (f"Enrolment of {enr['section']} (a machine type the run never saw), {args.draws} random "
-        f"draws of N clips from its {enr['pool']} normal training clips; {enr['n_test']} test "
-        "clips. Mean +- std over draws. FA src = held-out source-condition normals (undrawn "
-        "training clips + source normal test clips) above the threshold; FA tgt = target normal "
-        "test clips above it; det = anomalous test clips above it."),
+        (
+            f"Enrolment of {enr['section']} (a machine type the run never saw), {args.draws} "
+            f"random draws of N clips from its {enr['pool']} normal training clips; "
+            f"{enr['n_test']} test clips. Mean +- std over draws. FA src = held-out "
+            "source-condition normals (undrawn training clips + source normal test clips) above "
+            "the threshold; FA tgt = target normal test clips above it; det = anomalous test "
+            "clips above it."
+        ),
         "",
         "| N | AUC src | AUC tgt | AUC mixed | pAUC mixed | threshold | FA src | FA tgt | det |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for n, r in enr["by_n"].items():
+
         def f(k: str, scale: float = 100.0, digits: int = 1, ms: Any = r["mean_std"]) -> str:
             m, s = ms[k]
             return f"{scale * m:.{digits}f} +- {scale * s:.{digits}f}"
@@ -211,7 +269,8 @@ def markdown(cal: dict[str, Any], enr: dict[str, Any], args: argparse.Namespace)
         lines.append(
             f"| {n} | {f('auc_source')} | {f('auc_target')} | {f('auc_mixed')} | "
             f"{f('pauc_mixed')} | {f('threshold', 1.0, 4)} | {f('fa_source')} | "
-            f"{f('fa_target')} | {f('det')} |")
+            f"{f('fa_target')} | {f('det')} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -219,8 +278,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--run", type=Path, required=True)
     ap.add_argument("--data", type=Path, required=True, help="the run's synthetic set")
-    ap.add_argument("--heldout", type=Path, required=True,
-                    help="synth set of a machine type the run was not trained on (1 section)")
+    ap.add_argument(
+        "--heldout",
+        type=Path,
+        required=True,
+        help="synth set of a machine type the run was not trained on (1 section)",
+    )
     ap.add_argument("--out", type=Path, default=Path("adaptation_bench"))
     ap.add_argument("--ns", type=lambda s: [int(x) for x in s.split(",")], default=[10, 30, 100])
     ap.add_argument("--draws", type=int, default=5)
@@ -232,8 +295,9 @@ def main() -> None:
     enr = enrol_part(args, args.out)
     md = markdown(cal, enr, args)
     print(md)
-    (args.out / "adaptation.json").write_text(json.dumps({"calibration": cal, "enrolment": enr},
-                                                         indent=1, default=float))
+    (args.out / "adaptation.json").write_text(
+        json.dumps({"calibration": cal, "enrolment": enr}, indent=1, default=float)
+    )
     if args.md:
         args.md.write_text(md)
     print(f"done in {time.perf_counter() - t0:.0f} s", file=sys.stderr)

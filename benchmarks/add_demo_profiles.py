@@ -46,8 +46,7 @@ def training_waves(machine: str, section: int) -> list[np.ndarray]:
     out = []
     for domain, n in plan:
         for i in range(n):
-            wave, _ = fam.render(ClipJob(machine, section, domain, "train", "normal", i, SEED),
-                                 sec)
+            wave, _ = fam.render(ClipJob(machine, section, domain, "train", "normal", i, SEED), sec)
             out.append(to_pcm16(wave).astype(np.float32) / 32768.0)
     return out
 
@@ -56,8 +55,9 @@ def compact_lists(text: str) -> str:
     """Lists of numbers on one line: the profiles' ~20 000 numbers one per line would make the
     manifest 3x larger and the shipped demo over its size budget (tests/test_demo.py)."""
     number_list = re.compile(r"\[\s*(-?[0-9.e+-]+(?:,\s*-?[0-9.e+-]+)*)\s*\]")
-    return number_list.sub(lambda m: "[" + ", ".join(
-        v.strip() for v in m.group(1).split(",")) + "]", text)
+    return number_list.sub(
+        lambda m: "[" + ", ".join(v.strip() for v in m.group(1).split(",")) + "]", text
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

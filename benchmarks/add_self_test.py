@@ -40,8 +40,9 @@ def add_self_test(bundle: Path, reference: Path, waves: list[Path], replace: boo
         raise EdgeAgentError(f"{vdir}: already has a self-test (--replace to redo it)")
     scorer = Scorer.from_loaded(b, check=False)
     ref = load_clip(reference, b.spec)
-    data, entry = self_test(scorer, b.backends, ref,
-                            [load_clip(p, b.spec) for p in waves if p != reference])
+    data, entry = self_test(
+        scorer, b.backends, ref, [load_clip(p, b.spec) for p in waves if p != reference]
+    )
     (vdir / SELF_TEST).write_bytes(data)
     manifest = json.loads((vdir / MANIFEST).read_text())
     manifest["files"][SELF_TEST] = sha256_file(vdir / SELF_TEST)
@@ -50,9 +51,11 @@ def add_self_test(bundle: Path, reference: Path, waves: list[Path], replace: boo
     write_manifest_digest(vdir)
     check = Scorer.from_bundle(bundle)  # loads, verifies, and passes its own self-test
     assert check.self_test is not None and check.self_test.passed
-    print(f"{vdir}: self-test added ({check.self_test.numbers()}); tolerance "
-          f"{json.dumps({k: v for k, v in entry.items() if k != 'measured'})}, measured "
-          f"{json.dumps(entry['measured'])}")
+    print(
+        f"{vdir}: self-test added ({check.self_test.numbers()}); tolerance "
+        f"{json.dumps({k: v for k, v in entry.items() if k != 'measured'})}, measured "
+        f"{json.dumps(entry['measured'])}"
+    )
     return vdir
 
 

@@ -72,14 +72,18 @@ class Broker:
         (d / "mosquitto.conf").write_text(
             f"listener {self.port} 127.0.0.1\nuser root\nallow_anonymous true\n"
             f"persistence true\npersistence_location {d}/\nautosave_interval 1\n"
-            "autosave_on_changes true\n")
+            "autosave_on_changes true\n"
+        )
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
     def start(self) -> None:
         mosquitto = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-        self.proc = subprocess.Popen([mosquitto, "-c", str(self.dir / "mosquitto.conf")],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            [mosquitto, "-c", str(self.dir / "mosquitto.conf")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         self.starts += 1
         end = time.monotonic() + 10
         while time.monotonic() < end:
@@ -102,11 +106,15 @@ class Disk:
     def __init__(self, path: Path, size: str) -> None:
         self.path = path
         path.mkdir(parents=True)
-        r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs",
-                            str(path)], capture_output=True, text=True)
+        r = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(path)],
+            capture_output=True,
+            text=True,
+        )
         if r.returncode != 0:
-            raise SystemExit(f"chaos: cannot mount a tmpfs on {path} (root needed): "
-                             f"{r.stderr.strip()}")
+            raise SystemExit(
+                f"chaos: cannot mount a tmpfs on {path} (root needed): {r.stderr.strip()}"
+            )
         self.filler = path / "filler"
         self.full = False
 
@@ -142,8 +150,9 @@ class Subscriber:
         self.alarms: list[dict[str, Any]] = []
         self.health: list[dict[str, Any]] = []
         self.lock = threading.Lock()
-        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="chaos-subscriber",
-                        clean_session=False)
+        c = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id="chaos-subscriber", clean_session=False
+        )
         c.reconnect_delay_set(0.1, 0.5)  # type: ignore[arg-type]
         c.on_connect = self._connected
         c.on_message = self._message
@@ -202,9 +211,11 @@ class Agent:
         with self.lock:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "edge_agent.cli", "run", "-c", str(self.cfg), "--stdin"],
-                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
                 stderr=Path(self.work / "agent.stderr").open("ab"),  # noqa: SIM115 -- the child's
-                env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+                env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+            )
             self.starts += 1
             self.runs.append([time.time(), False])
         if not self.feeder.is_alive():
@@ -298,8 +309,13 @@ def bad_rows(outbox: Path) -> int:
         with contextlib.closing(sqlite3.connect(outbox, timeout=5)) as con:
             con.executemany(
                 "INSERT INTO outbox (topic, payload, qos, retain, priority) VALUES (?,?,?,?,?)",
-                [(f"{topic}/#", b"w", 1, 0, 2), (f"{topic}/\x01", b"c", 1, 0, 2),
-                 (f"{topic}/x", "text", 1, 0, 2), (f"{topic}/x", b"q", 7, 0, 2)])
+                [
+                    (f"{topic}/#", b"w", 1, 0, 2),
+                    (f"{topic}/\x01", b"c", 1, 0, 2),
+                    (f"{topic}/x", "text", 1, 0, 2),
+                    (f"{topic}/x", b"q", 7, 0, 2),
+                ],
+            )
             con.commit()
     except sqlite3.Error as exc:
         print(f"  (bad rows not written: {exc})", flush=True)
@@ -377,10 +393,14 @@ class Chaos:
 
     def run(self, seconds: float) -> None:
         scenarios: list[tuple[str, Callable[[], None]]] = [
-            ("broker", self.broker_down), ("agent", self.agent_kill),
-            ("disk", self.disk_full), ("disk+broker", self.disk_full_and_broker_down),
-            ("bad rows", self.bad_rows), ("agent@broker", self.agent_kill_while_broker_down),
-            ("agent@disk", self.agent_kill_while_disk_full)]
+            ("broker", self.broker_down),
+            ("agent", self.agent_kill),
+            ("disk", self.disk_full),
+            ("disk+broker", self.disk_full_and_broker_down),
+            ("bad rows", self.bad_rows),
+            ("agent@broker", self.agent_kill_while_broker_down),
+            ("agent@disk", self.agent_kill_while_disk_full),
+        ]
         order: list[tuple[str, Callable[[], None]]] = []
         while time.monotonic() - self.t0 < seconds:
             if not order:
@@ -426,11 +446,15 @@ def main() -> None:  # noqa: PLR0915 -- one linear script: set up, shake, settle
         "decision: {threshold: 5.0, k: 1, n: 1, clear_after: 1}\n"
         f"log: {{stdout: false, jsonl_file: {events}}}\n"
         f"mqtt: {{host: 127.0.0.1, port: {broker.port}, device_id: {DEV}}}\n"
-        f"outbox: {{path: {disk.path / 'outbox.sqlite'}}}\n")
+        f"outbox: {{path: {disk.path / 'outbox.sqlite'}}}\n"
+    )
     agent = Agent(work, cfg, windows, args.rate)
     chaos = Chaos(agent, broker, disk, random.Random(args.seed))
-    print(f"chaos: {args.seconds:.0f} s, {args.rate:g} alarm events/s, seed {args.seed}, "
-          f"work folder {work}", flush=True)
+    print(
+        f"chaos: {args.seconds:.0f} s, {args.rate:g} alarm events/s, seed {args.seed}, "
+        f"work folder {work}",
+        flush=True,
+    )
     started = time.monotonic()
     rc = -1
     try:
@@ -446,8 +470,10 @@ def main() -> None:  # noqa: PLR0915 -- one linear script: set up, shake, settle
         rc = agent.stop()
         chaos.note(f"agent stopped (stdin closed): exit {rc}")
         end = time.monotonic() + 30
-        while time.monotonic() < end and not {key(e) for e in raised_alarms(events)} <= \
-                sub.delivered():
+        while (
+            time.monotonic() < end
+            and not {key(e) for e in raised_alarms(events)} <= sub.delivered()
+        ):
             time.sleep(0.5)
     finally:
         agent.kill()
@@ -464,29 +490,51 @@ def main() -> None:  # noqa: PLR0915 -- one linear script: set up, shake, settle
     health = Counter(e["event"] for e in sub.health)
     local_health = Counter(e["event"] for e in events_of(events, "health"))
     result = {
-        "seconds": round(elapsed, 1), "chaos_seconds": args.seconds, "rate": args.rate,
-        "seed": args.seed, "scenarios": dict(chaos.counts),
-        "agent_starts": agent.starts, "broker_starts": broker.starts,
-        "windows_fed": agent.fed, "alarms_raised": len(raised),
-        "alarms_delivered": len(set(raised) & delivered), "alarms_lost": len(lost),
+        "seconds": round(elapsed, 1),
+        "chaos_seconds": args.seconds,
+        "rate": args.rate,
+        "seed": args.seed,
+        "scenarios": dict(chaos.counts),
+        "agent_starts": agent.starts,
+        "broker_starts": broker.starts,
+        "windows_fed": agent.fed,
+        "alarms_raised": len(raised),
+        "alarms_delivered": len(set(raised) & delivered),
+        "alarms_lost": len(lost),
         "lost_at_a_kill_on_a_full_disk": len(lost_in_memory),
         "kills_on_a_full_disk": sum(bool(r[1]) for r in agent.runs),
         "bad_rows_written": chaos.bad_rows_written,
-        "health_on_mqtt": dict(health), "health_local": dict(local_health),
-        "last_run_exit": rc, "last_run_outbox_dropped": final.get("outbox_dropped"),
+        "health_on_mqtt": dict(health),
+        "health_local": dict(local_health),
+        "last_run_exit": rc,
+        "last_run_outbox_dropped": final.get("outbox_dropped"),
         "lost": [list(k) for k in lost[:20]],
     }
     if args.json:
         args.json.write_text(json.dumps(result, indent=1))
     print("\n| | |\n|---|---|")
-    for k in ("seconds", "scenarios", "agent_starts", "broker_starts", "alarms_raised",
-              "alarms_delivered", "alarms_lost", "lost_at_a_kill_on_a_full_disk",
-              "kills_on_a_full_disk", "bad_rows_written", "health_on_mqtt",
-              "last_run_exit", "last_run_outbox_dropped"):
+    for k in (
+        "seconds",
+        "scenarios",
+        "agent_starts",
+        "broker_starts",
+        "alarms_raised",
+        "alarms_delivered",
+        "alarms_lost",
+        "lost_at_a_kill_on_a_full_disk",
+        "kills_on_a_full_disk",
+        "bad_rows_written",
+        "health_on_mqtt",
+        "last_run_exit",
+        "last_run_outbox_dropped",
+    ):
         print(f"| {k} | {result[k]} |")
     if lost:
-        print(f"chaos: {len(lost)} alarm(s) raised but never delivered: {lost[:5]} (logs kept "
-              f"in {work})", file=sys.stderr)
+        print(
+            f"chaos: {len(lost)} alarm(s) raised but never delivered: {lost[:5]} (logs kept "
+            f"in {work})",
+            file=sys.stderr,
+        )
         raise SystemExit(1)
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)

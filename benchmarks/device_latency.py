@@ -53,8 +53,14 @@ def child_tflite(bundle: str, threads: int, n: int) -> dict[str, Any]:
     s = Scorer.from_bundle(bundle, threads=threads)
     section = s.bundle.sections[0]
     backend = s.bundle.backend(section)
-    parts: dict[str, list[float]] = {"frontend": [], "inference": [], "classical": [],
-                                     "backend": [], "total": [], "cpu": []}
+    parts: dict[str, list[float]] = {
+        "frontend": [],
+        "inference": [],
+        "classical": [],
+        "backend": [],
+        "total": [],
+        "cpu": [],
+    }
     for i, w in enumerate(_windows(n + 3)):
         c0 = time.thread_time()
         t0 = time.perf_counter()
@@ -76,9 +82,14 @@ def child_tflite(bundle: str, threads: int, n: int) -> dict[str, Any]:
         t3 = time.perf_counter()
         c3 = time.thread_time()
         if i >= 3:
-            for k, v in (("frontend", t1 - t0), ("inference", t_models),
-                         ("classical", t_classical), ("backend", t3 - t2), ("total", t3 - t0),
-                         ("cpu", c3 - c0)):
+            for k, v in (
+                ("frontend", t1 - t0),
+                ("inference", t_models),
+                ("classical", t_classical),
+                ("backend", t3 - t2),
+                ("total", t3 - t0),
+                ("cpu", c3 - c0),
+            ):
                 parts[k].append(1000 * v)
     return {
         **{k: _stats(v) for k, v in parts.items()},
@@ -101,8 +112,10 @@ def child_keras(run: str, threads: int, n: int) -> dict[str, Any]:
     parts: dict[str, list[float]] = {"frontend": [], "inference": [], "total": []}
     for i, w in enumerate(_windows(n + 3)):
         t0 = time.perf_counter()
-        x = [spectrogram(w, DEFAULT_SPEC)[None, ..., None],
-             spectrum(w, DEFAULT_SPEC)[None, :, None]]
+        x = [
+            spectrogram(w, DEFAULT_SPEC)[None, ..., None],
+            spectrum(w, DEFAULT_SPEC)[None, :, None],
+        ]
         t1 = time.perf_counter()
         np.asarray(model(x, training=False))
         t2 = time.perf_counter()
@@ -115,7 +128,9 @@ def child_keras(run: str, threads: int, n: int) -> dict[str, Any]:
 def _spawn(kind: str, target: str, threads: int, n: int) -> dict[str, Any]:
     out = subprocess.run(
         [sys.executable, __file__, "--child", kind, target, str(threads), str(n)],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
@@ -135,34 +150,42 @@ def main() -> None:
     if args.windows < 50:
         ap.error("--windows: at least 50")
     rows = []
-    head = ("| bundle | components | threads | frontend ms | inference ms | classical ms | "
-            "backend ms | total median ms | total p95 ms | CPU ms (scoring thread) | "
-            "peak RSS MB |")
+    head = (
+        "| bundle | components | threads | frontend ms | inference ms | classical ms | "
+        "backend ms | total median ms | total p95 ms | CPU ms (scoring thread) | "
+        "peak RSS MB |"
+    )
     rows += [head, "|" + "---|" * 11]
     results: dict[str, dict[int, dict[str, Any]]] = {}
-    targets = sorted(p for p in (args.bundles.iterdir() if args.bundles else [])
-                     if (p / "current").exists())
+    targets = sorted(
+        p for p in (args.bundles.iterdir() if args.bundles else []) if (p / "current").exists()
+    )
     for path in targets:
         for th in (1, 2):
             r = _spawn("tflite", str(path), th, args.windows)
             assert not r["tensorflow_imported"]
             results.setdefault(path.name, {})[th] = r
-            kinds = "+".join(f"{r['components'].count(k)} {k}" for k in dict.fromkeys(
-                r["components"]))
-            rows.append(f"| {path.name} ({r['runtime']}) | {kinds} | {th} | "
-                        f"{r['frontend']['median']:.2f} | {r['inference']['median']:.2f} | "
-                        f"{r['classical']['median']:.2f} | {r['backend']['median']:.3f} | "
-                        f"{r['total']['median']:.2f} | {r['total']['p95']:.2f} | "
-                        f"{r['cpu']['median']:.2f} | {r['rss_mb']:.0f} |")
+            kinds = "+".join(
+                f"{r['components'].count(k)} {k}" for k in dict.fromkeys(r["components"])
+            )
+            rows.append(
+                f"| {path.name} ({r['runtime']}) | {kinds} | {th} | "
+                f"{r['frontend']['median']:.2f} | {r['inference']['median']:.2f} | "
+                f"{r['classical']['median']:.2f} | {r['backend']['median']:.3f} | "
+                f"{r['total']['median']:.2f} | {r['total']['p95']:.2f} | "
+                f"{r['cpu']['median']:.2f} | {r['rss_mb']:.0f} |"
+            )
             print(rows[-1], flush=True)
     if args.run:
         for th in (1, 2):
             r = _spawn("keras", str(args.run), th, args.windows)
             results.setdefault("keras", {})[th] = r
-            rows.append(f"| float Keras (model 0) | 1 model | {th} | "
-                        f"{r['frontend']['median']:.2f} | {r['inference']['median']:.2f} | - | "
-                        f"- | {r['total']['median']:.2f} | {r['total']['p95']:.2f} | - | "
-                        f"{r['rss_mb']:.0f} |")
+            rows.append(
+                f"| float Keras (model 0) | 1 model | {th} | "
+                f"{r['frontend']['median']:.2f} | {r['inference']['median']:.2f} | - | "
+                f"- | {r['total']['median']:.2f} | {r['total']['p95']:.2f} | - | "
+                f"{r['rss_mb']:.0f} |"
+            )
             print(rows[-1], flush=True)
     print("\n".join(rows))
     if "keras" in results:
@@ -171,8 +194,10 @@ def main() -> None:
             if mode == "keras":
                 continue
             r = results[mode][1]
-            print(f"{mode}: {k['total']['median'] / r['total']['median']:.1f}x faster, "
-                  f"{k['rss_mb'] / r['rss_mb']:.1f}x leaner than Keras (1 thread)")
+            print(
+                f"{mode}: {k['total']['median'] / r['total']['median']:.1f}x faster, "
+                f"{k['rss_mb'] / r['rss_mb']:.1f}x leaner than Keras (1 thread)"
+            )
 
 
 if __name__ == "__main__":

@@ -47,17 +47,32 @@ DATA_SEED = 11  # benchmarks/quality.py's
 FAMILIES = ("harmonic", "broadband", "cyclic")
 EXPECTED: dict[str, tuple[str, ...]] = {
     # harmonic
-    "extra_harmonic": ("tonal",), "shifted_harmonic": ("tonal",), "jitter": ("modulation",),
-    "tooth_sideband": ("modulation", "impulsive"), "outer_race": ("impulsive",),
-    "inner_race": ("impulsive",), "rattle": ("impulsive",), "missing_event": ("rhythm",),
-    "extra_event": ("impulsive", "rhythm"), "leak": ("tonal",),
+    "extra_harmonic": ("tonal",),
+    "shifted_harmonic": ("tonal",),
+    "jitter": ("modulation",),
+    "tooth_sideband": ("modulation", "impulsive"),
+    "outer_race": ("impulsive",),
+    "inner_race": ("impulsive",),
+    "rattle": ("impulsive",),
+    "missing_event": ("rhythm",),
+    "extra_event": ("impulsive", "rhythm"),
+    "leak": ("tonal",),
     # broadband
-    "cavitation": ("impulsive", "level"), "clog": ("band_shift",), "imbalance": ("tonal",),
-    "misalignment": ("tonal",), "belt_squeal": ("tonal",), "seal_leak": ("level", "tonal"),
+    "cavitation": ("impulsive", "level"),
+    "clog": ("band_shift",),
+    "imbalance": ("tonal",),
+    "misalignment": ("tonal",),
+    "belt_squeal": ("tonal",),
+    "seal_leak": ("level", "tonal"),
     "bearing_wear": ("level", "modulation"),
     # cyclic
-    "timing_jitter": ("rhythm",), "missing_cycle": ("rhythm",), "extra_impact": ("impulsive",),
-    "slowdown": ("rhythm",), "squeal": ("tonal",), "grind": ("level",), "wobble": ("modulation",),
+    "timing_jitter": ("rhythm",),
+    "missing_cycle": ("rhythm",),
+    "extra_impact": ("impulsive",),
+    "slowdown": ("rhythm",),
+    "squeal": ("tonal",),
+    "grind": ("level",),
+    "wobble": ("modulation",),
 }
 """Generator anomaly kind -> the explanation kinds that name it rightly (first: its main)."""
 
@@ -67,9 +82,11 @@ def parts_fn(family: str) -> Callable[[Any, Any], tuple[np.ndarray, np.ndarray]]
     from model_build.synth import core
 
     if family == "harmonic":
+
         def harmonic(job: Any, sec: Any) -> tuple[np.ndarray, np.ndarray]:
             d = core.draw_clip(job, sec, core.ANOMALY_KINDS)
             return core.machine_sound(d.rng, sec, d.attrs, core.Anomaly(d.kind, d.severity))
+
         return harmonic
     mod = __import__(f"model_build.synth.{family}", fromlist=["_machine"])
 
@@ -77,6 +94,7 @@ def parts_fn(family: str) -> Callable[[Any, Any], tuple[np.ndarray, np.ndarray]]
         d = core.draw_clip(job, sec, mod.ANOMALY_KINDS)
         # the family's own renderer, as its clips were made (no public per-clip entry point)
         return mod._machine(d.rng, sec, mod._parse(d.attrs), d.kind, d.severity)  # type: ignore[no-any-return]  # noqa: SLF001
+
     return other
 
 
@@ -94,8 +112,9 @@ def band_right(band: list[float], bins: np.ndarray) -> bool:
     return bool(np.any((bins * hz + hz / 2 >= lo) & (bins * hz - hz / 2 <= hi)))
 
 
-def run_family(family_name: str, n_train: int, n_test: int, sections: int,
-               machines: list[str] | None) -> list[dict[str, Any]]:
+def run_family(
+    family_name: str, n_train: int, n_test: int, sections: int, machines: list[str] | None
+) -> list[dict[str, Any]]:
     from model_build.synth.core import ClipJob, family
 
     fam = family(family_name)
@@ -105,10 +124,14 @@ def run_family(family_name: str, n_train: int, n_test: int, sections: int,
         for s in range(sections):
             sec = fam.make_section(DATA_SEED, machine, s)
             t0 = time.perf_counter()
-            train = [fam.render(ClipJob(machine, s, "source", "train", "normal", i, DATA_SEED),
-                                sec)[0] for i in range(n_train)]
-            train += [fam.render(ClipJob(machine, s, "target", "train", "normal", i,
-                                         DATA_SEED), sec)[0] for i in range(10)]
+            train = [
+                fam.render(ClipJob(machine, s, "source", "train", "normal", i, DATA_SEED), sec)[0]
+                for i in range(n_train)
+            ]
+            train += [
+                fam.render(ClipJob(machine, s, "target", "train", "normal", i, DATA_SEED), sec)[0]
+                for i in range(10)
+            ]
             prof = profile_from_waves(train, DEFAULT_SPEC, "benchmark")
             for domain in ("source", "target"):
                 for i in range(n_test):
@@ -118,16 +141,27 @@ def run_family(family_name: str, n_train: int, n_test: int, sections: int,
                     bins = truth_bins(parts(job, sec)[1])
                     d = ex.to_dict()
                     want = EXPECTED[str(info.kind)]
-                    rows.append({
-                        "family": family_name, "machine": machine, "section": s,
-                        "domain": domain, "kind": info.kind, "severity": info.severity,
-                        "said": ex.kind, "kind_right": ex.kind in want,
-                        "band_right": None if bins is None or "band_hz" not in d else
-                        band_right(d["band_hz"], bins),
-                        "sentence": ex.sentence,
-                    })
-            print(f"{family_name} {machine} section {s}: {time.perf_counter() - t0:.0f} s",
-                  file=sys.stderr, flush=True)
+                    rows.append(
+                        {
+                            "family": family_name,
+                            "machine": machine,
+                            "section": s,
+                            "domain": domain,
+                            "kind": info.kind,
+                            "severity": info.severity,
+                            "said": ex.kind,
+                            "kind_right": ex.kind in want,
+                            "band_right": None
+                            if bins is None or "band_hz" not in d
+                            else band_right(d["band_hz"], bins),
+                            "sentence": ex.sentence,
+                        }
+                    )
+            print(
+                f"{family_name} {machine} section {s}: {time.perf_counter() - t0:.0f} s",
+                file=sys.stderr,
+                flush=True,
+            )
     return rows
 
 
@@ -136,9 +170,13 @@ def pct(xs: list[bool]) -> str:
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    out = [("| family | anomaly | expected | n | right kind % | right band % | n (sev >= 0.5) "
-           "| right kind % | right band % | most often said |"),
-           "|---|---|---|---|---|---|---|---|---|---|"]
+    out = [
+        (
+            "| family | anomaly | expected | n | right kind % | right band % | n (sev >= 0.5) "
+            "| right kind % | right band % | most often said |"
+        ),
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for r in rows:
         groups[(r["family"], r["kind"])].append(r)
@@ -153,16 +191,21 @@ def table(rows: list[dict[str, Any]]) -> str:
         def cells(rr: list[dict[str, Any]]) -> str:
             bands = [r["band_right"] for r in rr if r["band_right"] is not None]
             return f"{len(rr)} | {pct([r['kind_right'] for r in rr])} | {pct(bands)}"
-        out.append(f"| {fam} | {kind} | {'/'.join(EXPECTED[kind])} | {cells(rs)} | "
-                   f"{cells(strong)} | {top} |")
+
+        out.append(
+            f"| {fam} | {kind} | {'/'.join(EXPECTED[kind])} | {cells(rs)} | "
+            f"{cells(strong)} | {top} |"
+        )
         totals[fam] += rs
     for fam, rs in totals.items():
         strong = [r for r in rs if r["severity"] >= 0.5]
         bands = [r["band_right"] for r in rs if r["band_right"] is not None]
         sb = [r["band_right"] for r in strong if r["band_right"] is not None]
-        out.append(f"| **{fam}** | all | | {len(rs)} | {pct([r['kind_right'] for r in rs])} | "
-                   f"{pct(bands)} | {len(strong)} | "
-                   f"{pct([r['kind_right'] for r in strong])} | {pct(sb)} | |")
+        out.append(
+            f"| **{fam}** | all | | {len(rs)} | {pct([r['kind_right'] for r in rs])} | "
+            f"{pct(bands)} | {len(strong)} | "
+            f"{pct([r['kind_right'] for r in strong])} | {pct(sb)} | |"
+        )
     return "\n".join(out) + "\n"
 
 

@@ -59,8 +59,7 @@ CHECKPOINTS = (0, 1, 2, 3, 5, 10)
 
 def run(cmd: list[str]) -> str:
     """Run a CLI, echo the command, fail loudly on a non-zero exit."""
-    print("$", " ".join(cmd[:8]) + (" ..." if len(cmd) > 8 else ""), file=sys.stderr,
-          flush=True)
+    print("$", " ".join(cmd[:8]) + (" ..." if len(cmd) > 8 else ""), file=sys.stderr, flush=True)
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
         raise SystemExit(f"{cmd[0]} failed ({r.returncode}):\n{r.stderr[-2000:]}")
@@ -74,9 +73,18 @@ def data(out: Path, family: str) -> Path:
     if (root / "synth.json").exists():
         return root
     t = time.perf_counter()
-    generate(SynthConfig(seed=DATA_SEED, family=family, sections=3, source_train=SOURCE_TRAIN,
-                         target_train=TARGET_TRAIN, test_per_label=TEST_PER_LABEL), root,
-             workers=2)
+    generate(
+        SynthConfig(
+            seed=DATA_SEED,
+            family=family,
+            sections=3,
+            source_train=SOURCE_TRAIN,
+            target_train=TARGET_TRAIN,
+            test_per_label=TEST_PER_LABEL,
+        ),
+        root,
+        workers=2,
+    )
     print(f"data {family}: {time.perf_counter() - t:.0f} s", file=sys.stderr, flush=True)
     return root
 
@@ -108,11 +116,21 @@ def bundle(out: Path, family: str, train_view: Path) -> Path:
     if (b / "current").exists():
         return b
     r = out / "runs" / family
-    run([str(BIN / "model-build"), "train", "--data", str(train_view), "--out", str(r),
-         "--quiet"])
+    run([str(BIN / "model-build"), "train", "--data", str(train_view), "--out", str(r), "--quiet"])
     shutil.rmtree(b, ignore_errors=True)
-    run([str(BIN / "model-build"), "export", str(r), "--out", str(b), "--data",
-         str(train_view), "--domains", "source"])
+    run(
+        [
+            str(BIN / "model-build"),
+            "export",
+            str(r),
+            "--out",
+            str(b),
+            "--data",
+            str(train_view),
+            "--domains",
+            "source",
+        ]
+    )
     return b
 
 
@@ -128,13 +146,17 @@ def embed_all(out: Path, family: str, scorer: Any, clips: list[Any]) -> list[np.
         if list(z["keys"]) == keys:
             return [z[f"c{i}"] for i in range(len(scorer.dims))]
     t = time.perf_counter()
-    embs = stack_embeddings([scorer.embed(load_clip(c.path, scorer.spec)) for c in clips],
-                            scorer.dims)
+    embs = stack_embeddings(
+        [scorer.embed(load_clip(c.path, scorer.spec)) for c in clips], scorer.dims
+    )
     cache.parent.mkdir(parents=True, exist_ok=True)
     arrays: dict[str, Any] = {f"c{i}": e for i, e in enumerate(embs)}
     np.savez(cache, keys=np.array(keys), **arrays)
-    print(f"embedded {len(clips)} clips in {time.perf_counter() - t:.0f} s", file=sys.stderr,
-          flush=True)
+    print(
+        f"embedded {len(clips)} clips in {time.perf_counter() - t:.0f} s",
+        file=sys.stderr,
+        flush=True,
+    )
     return embs
 
 
@@ -174,8 +196,9 @@ class Plant:
     epoch0: float
 
 
-def teach_section(root: Path, ev: Path, plant: Plant, rule: Any, votes: int, max_answers: int,
-                  spec: Any) -> list[Any]:
+def teach_section(
+    root: Path, ev: Path, plant: Plant, rule: Any, votes: int, max_answers: int, spec: Any
+) -> list[Any]:
     """Answer false alarms of the plant's section from its stream; the section's backend after
     0..N answers (index = answers given; shorter when the stream ran out of false alarms)."""
     from edge_agent.adaptation.feedback import apply_answer, find_clip
@@ -196,18 +219,26 @@ def teach_section(root: Path, ev: Path, plant: Plant, rule: Any, votes: int, max
         s = float(be.score([e[i] for e in stream_embs])[0])
         if s <= be.threshold:
             continue
-        heard.append(HeardWindow(load_clip(clip.path, spec), epoch0 + 10.0 * i, i, s,
-                                 be.threshold, True))
+        heard.append(
+            HeardWindow(load_clip(clip.path, spec), epoch0 + 10.0 * i, i, s, be.threshold, True)
+        )
         if len(heard) < votes:
             continue
-        store = EvidenceStore(EvidenceSettings(folder=str(ev), max_clips=100_000,
-                                               max_megabytes=100_000.0, min_free_megabytes=0.0,
-                                               compression="wav"), spec.sample_rate, "bench")
+        store = EvidenceStore(
+            EvidenceSettings(
+                folder=str(ev),
+                max_clips=100_000,
+                max_megabytes=100_000.0,
+                min_free_megabytes=0.0,
+                compression="wav",
+            ),
+            spec.sample_rate,
+            "bench",
+        )
         store.keep(sec, heard, epoch0 + 10.0 * i, b.model_version, section=sec)
         store.close()
         heard = []
-        out = apply_answer(root, find_clip(ev, sec), "not_a_fault", Trust(), Teach(64, rule),
-                           "cli")
+        out = apply_answer(root, find_clip(ev, sec), "not_a_fault", Trust(), Teach(64, rule), "cli")
         assert out.change is not None
         backends.append(load_bundle(root).backend(sec))
     return backends
@@ -227,8 +258,9 @@ def family_part(args: argparse.Namespace, family: str) -> dict[str, Any]:
     clips = scan([root])
     test = [c for c in clips if c.split == "test"]
     pool = [c for c in clips if c.split == "train" and is_pool(c.path.name)]
-    refs = [c for c in clips if c.split == "train" and c.domain == "target"
-            and not is_pool(c.path.name)]
+    refs = [
+        c for c in clips if c.split == "train" and c.domain == "target" and not is_pool(c.path.name)
+    ]
     scorer = Scorer.from_bundle(base)
     embs = embed_all(out, family, scorer, test + pool)
     n_test = len(test)  # embs: one (clips, D_i) array per component, test clips first
@@ -264,10 +296,21 @@ def family_part(args: argparse.Namespace, family: str) -> dict[str, Any]:
         for k, s in enumerate(sections):
             idx = [i for i, c in enumerate(pool) if c.section_id == s]
             plant = Plant(s, [pool[i] for i in idx], rows(pe, idx), 1.8e9 + 1e6 * k)
-            per_sec[s] = teach_section(work / "bundle", work / "evidence", plant, rule,
-                                       args.votes, max(args.answers), scorer.spec)
-        print(f"{family} {rule}: {sum(len(v) - 1 for v in per_sec.values())} answers in "
-              f"{time.perf_counter() - t:.0f} s", file=sys.stderr, flush=True)
+            per_sec[s] = teach_section(
+                work / "bundle",
+                work / "evidence",
+                plant,
+                rule,
+                args.votes,
+                max(args.answers),
+                scorer.spec,
+            )
+        print(
+            f"{family} {rule}: {sum(len(v) - 1 for v in per_sec.values())} answers in "
+            f"{time.perf_counter() - t:.0f} s",
+            file=sys.stderr,
+            flush=True,
+        )
         by_n = {}
         for n in args.answers:
             chosen = {s: v[min(n, len(v) - 1)] for s, v in per_sec.items()}
@@ -290,27 +333,36 @@ def markdown(results: dict[str, Any], args: argparse.Namespace) -> str:
         return {k: float(np.mean([get(f)[k] for f in fams])) for k in keys}
 
     lines = [
-        (f"Families: {', '.join(fams)} ({len(fams) * 12} sections); answers per section, "
-         f"{args.votes} voting windows each; rates in % of test windows (mean over sections "
-         "and families), AUC harmonic mean over sections, mean over families."),
+        (
+            f"Families: {', '.join(fams)} ({len(fams) * 12} sections); answers per section, "
+            f"{args.votes} voting windows each; rates in % of test windows (mean over sections "
+            "and families), AUC harmonic mean over sections, mean over families."
+        ),
         "",
         "| bundle | answers given | " + " | ".join(cols) + " |",
         "|---|---|" + "---|" * len(cols),
     ]
     before = mean(lambda f: results[f]["before"])
-    lines.append("| source-only (no answers) | 0 | " + " | ".join(pct(before[k]) for k in keys)
-                 + " |")
+    lines.append(
+        "| source-only (no answers) | 0 | " + " | ".join(pct(before[k]) for k in keys) + " |"
+    )
     for rule in args.rules:
         for n in args.answers:
             if n == 0:
                 continue
             r = mean(lambda f, n=n, rule=rule: results[f]["rules"][rule][n])
             given = np.mean([results[f]["rules"][rule][n]["answers"] for f in fams])
-            lines.append(f"| after {n} answer(s), rule {rule} | {given:.1f} | "
-                         + " | ".join(pct(r[k]) for k in keys) + " |")
+            lines.append(
+                f"| after {n} answer(s), rule {rule} | {given:.1f} | "
+                + " | ".join(pct(r[k]) for k in keys)
+                + " |"
+            )
     cal = mean(lambda f: results[f]["calibrated"])
-    lines.append(f"| calibrate, {TARGET_REFS} target clips (rule max) | - | "
-                 + " | ".join(pct(cal[k]) for k in keys) + " |")
+    lines.append(
+        f"| calibrate, {TARGET_REFS} target clips (rule max) | - | "
+        + " | ".join(pct(cal[k]) for k in keys)
+        + " |"
+    )
     return "\n".join(lines) + "\n"
 
 
@@ -319,8 +371,9 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("runs/feedback"))
     ap.add_argument("--families", type=lambda s: s.split(","), default=list(FAMILIES))
     ap.add_argument("--rules", type=lambda s: s.split(","), default=list(RULES))
-    ap.add_argument("--answers", type=lambda s: [int(x) for x in s.split(",")],
-                    default=list(CHECKPOINTS))
+    ap.add_argument(
+        "--answers", type=lambda s: [int(x) for x in s.split(",")], default=list(CHECKPOINTS)
+    )
     ap.add_argument("--votes", type=int, default=3, help="voting windows per alarm (decision.k)")
     ap.add_argument("--md", type=Path, default=None, help="also write the table here")
     args = ap.parse_args()

@@ -47,8 +47,9 @@ def _cell_file(out: Path, fam: str, n: int, seed: int, count: int, system: str) 
     return out / "study" / recipe.training_key() / f"{fam}_n{n}_s{seed}_p{count}.npz"
 
 
-def section_scores(out: Path, fam: str, n: int, seed: int, count: int,
-                   system: str = "default") -> dict[str, Any]:
+def section_scores(
+    out: Path, fam: str, n: int, seed: int, count: int, system: str = "default"
+) -> dict[str, Any]:
     """Per section: z-scores (components x clips) of held-out normal clips, pseudo-anomalies
     and test clips, cached. Follows backend.fit_section step by step."""
     from dataclasses import replace
@@ -76,7 +77,7 @@ def section_scores(out: Path, fam: str, n: int, seed: int, count: int,
     tr, te, _ = q.learned_embeddings(out, fam, n, seed, recipe, view, train, test)
     cls = q.classical_embeddings(out, fam, [*train, *test], "classical")
     trs = [tr[0], *[c[: len(train)] for c in cls]]
-    tes = [te[0], *[c[len(train):] for c in cls]]
+    tes = [te[0], *[c[len(train) :] for c in cls]]
     pseudo = q.pseudo_features(out, fam, n, seed, recipe, train, count)
     config = replace(BackendConfig(), seed=seed)
     arrays: dict[str, Any] = {}
@@ -92,8 +93,9 @@ def section_scores(out: Path, fam: str, n: int, seed: int, count: int,
             def fit_score(a: Any, b: Any, h: Any) -> Any:
                 return fit_component(a, b, config).distances(h, config.variant)
 
-            h, hx = cross_fit_with_extra(s_, t_, pe[comp], origins, fit_score, config.folds,
-                                         config.seed)
+            h, hx = cross_fit_with_extra(
+                s_, t_, pe[comp], origins, fit_score, config.folds, config.seed
+            )
             mean, std = float(h.mean()), _spread(h)
             full = fit_component(s_, t_, config)
             d = full.distances(tes[comp][test_idx[sec]], config.variant)
@@ -105,8 +107,7 @@ def section_scores(out: Path, fam: str, n: int, seed: int, count: int,
         arrays[f"{sec}|foreign"] = np.stack(zf)
         arrays[f"{sec}|pseudo"] = np.stack(zp)
         arrays[f"{sec}|test"] = np.stack(zt)
-        arrays[f"{sec}|kinds"] = np.asarray([p.kind for p in _plan_items(train, sec, count,
-                                                                         seed)])
+        arrays[f"{sec}|kinds"] = np.asarray([p.kind for p in _plan_items(train, sec, count, seed)])
         arrays[f"{sec}|test_idx"] = test_idx[sec]
     f.parent.mkdir(parents=True, exist_ok=True)
     np.savez(f, **arrays)
@@ -120,8 +121,11 @@ def _foreign_rows(train: Sequence[Any], sec: str, seed: int, per_group: int = 24
 
     rng = np.random.default_rng(section_seed(sec, seed + 1))
     machine = sec.split("_section_", maxsplit=1)[0]
-    same = [i for i, c in enumerate(train) if c.section_id != sec and c.machine == machine
-            and c.label != "anomaly"]
+    same = [
+        i
+        for i, c in enumerate(train)
+        if c.section_id != sec and c.machine == machine and c.label != "anomaly"
+    ]
     other = [i for i, c in enumerate(train) if c.machine != machine and c.label != "anomaly"]
     pick = [rng.permutation(g)[:per_group] for g in (same, other) if g]
     return np.concatenate(pick).astype(np.intp) if pick else np.zeros(0, np.intp)
@@ -210,8 +214,9 @@ def _grid_rule(lam: float) -> Rule:
     return rule
 
 
-def score_rule(cell: dict[str, Any], rule: Rule, kinds_keep: set[str] | None = None,
-               foreign: str = "off") -> dict[str, Any]:
+def score_rule(
+    cell: dict[str, Any], rule: Rule, kinds_keep: set[str] | None = None, foreign: str = "off"
+) -> dict[str, Any]:
     """The rule's test scores -> harmonic means (quality.summary) and per-section weights."""
     test = cell["test"]
     scores = np.full(len(test), np.nan)
@@ -237,20 +242,29 @@ def score_rule(cell: dict[str, Any], rule: Rule, kinds_keep: set[str] | None = N
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawTextHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--out", type=Path, required=True, help="benchmarks/quality.py's --out")
     ap.add_argument("--families", default=",".join(q.FAMILIES))
     ap.add_argument("--sizes", default="30,10")
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--count", type=int, default=48, help="pseudo-anomalies per section")
-    ap.add_argument("--kinds", default=None,
-                    help="only these pseudo-anomaly kinds (comma-separated; default: all)")
-    ap.add_argument("--foreign", choices=("off", "only", "add"), default="off",
-                    help="other sections' normal clips as pseudo-anomalies: not at all, instead "
-                    "of the perturbed copies, or in addition")
-    ap.add_argument("--system", default="default",
-                    help="whose trained models (a benchmarks/quality.py system that trains)")
+    ap.add_argument(
+        "--kinds",
+        default=None,
+        help="only these pseudo-anomaly kinds (comma-separated; default: all)",
+    )
+    ap.add_argument(
+        "--foreign",
+        choices=("off", "only", "add"),
+        default="off",
+        help="other sections' normal clips as pseudo-anomalies: not at all, instead "
+        "of the perturbed copies, or in addition",
+    )
+    ap.add_argument(
+        "--system",
+        default="default",
+        help="whose trained models (a benchmarks/quality.py system that trains)",
+    )
     args = ap.parse_args(argv)
     from model_build import quiet
 
@@ -276,16 +290,23 @@ def main(argv: list[str] | None = None) -> int:
                     res[name].setdefault(fam, {}).setdefault(n, []).append(100 * r["auc"]["mixed"])
                     if name.startswith("lda@") and name.endswith(f"/{SHIPPED_RIDGE:g}"):
                         weights.setdefault(name, {}).setdefault(fam, []).extend(
-                            r["weights"].values())
+                            r["weights"].values()
+                        )
     text = report(res, fams, sizes, weights)
     print(text)
     tag = "" if args.system == "default" else f"_{args.system}"
     tag += "" if args.foreign == "off" else f"_foreign-{args.foreign}"
     tag += "" if not args.kinds else "_kinds-" + args.kinds.replace(",", "-")
     (args.out / f"fusion_study{tag}.md").write_text(text + "\n")
-    (args.out / f"fusion_study{tag}.json").write_text(json.dumps(
-        {r: {f: {str(n): v for n, v in d.items()} for f, d in fam.items()}
-         for r, fam in res.items()}, indent=1))
+    (args.out / f"fusion_study{tag}.json").write_text(
+        json.dumps(
+            {
+                r: {f: {str(n): v for n, v in d.items()} for f, d in fam.items()}
+                for r, fam in res.items()
+            },
+            indent=1,
+        )
+    )
     return 0
 
 
@@ -294,8 +315,9 @@ def _mean(res: dict[str, dict[int, list[float]]], fam: str, sizes: Sequence[int]
     return float(np.mean(vals)) if vals else float("nan")
 
 
-def lofo(res: dict[str, dict[str, dict[int, list[float]]]], fams: Sequence[str],
-         sizes: Sequence[int]) -> dict[str, str]:
+def lofo(
+    res: dict[str, dict[str, dict[int, list[float]]]], fams: Sequence[str], sizes: Sequence[int]
+) -> dict[str, str]:
     """Per held-out family: the pseudo rule chosen on the others (largest mean margin over
     the best single component, per size and seed)."""
     cands = [r for r in res if r.startswith("lda@")]
@@ -316,13 +338,20 @@ def lofo(res: dict[str, dict[str, dict[int, list[float]]]], fams: Sequence[str],
     return out
 
 
-def report(res: dict[str, dict[str, dict[int, list[float]]]], fams: Sequence[str],
-           sizes: Sequence[int], weights: dict[str, dict[str, list[np.ndarray]]]) -> str:
+def report(
+    res: dict[str, dict[str, dict[int, list[float]]]],
+    fams: Sequence[str],
+    sizes: Sequence[int],
+    weights: dict[str, dict[str, list[np.ndarray]]],
+) -> str:
     lines = []
     for n in sizes:
-        lines += [f"\nmixed AUC (%), N = {n}, mean +- std over seeds", "",
-                  "| rule | " + " | ".join(fams) + " | mean | worst |",
-                  "|---|" + "---|" * (len(fams) + 2)]
+        lines += [
+            f"\nmixed AUC (%), N = {n}, mean +- std over seeds",
+            "",
+            "| rule | " + " | ".join(fams) + " | mean | worst |",
+            "|---|" + "---|" * (len(fams) + 2),
+        ]
         for rule, per_fam in res.items():
             if rule.startswith("lda@") and not rule.endswith(f"/{SHIPPED_RIDGE:g}"):
                 continue  # the other ridges: in the JSON and the LOFO choice, not the table
@@ -335,24 +364,37 @@ def report(res: dict[str, dict[str, dict[int, list[float]]]], fams: Sequence[str
                 cells.append(f"{np.mean(v):.1f} +- {np.std(v):.1f}")
                 means.append(np.mean(v))
             if means:
-                lines.append(f"| {rule} | " + " | ".join(cells) +
-                             f" | {np.mean(means):.1f} | {np.min(means):.1f} |")
+                lines.append(
+                    f"| {rule} | "
+                    + " | ".join(cells)
+                    + f" | {np.mean(means):.1f} | {np.min(means):.1f} |"
+                )
     chosen = lofo(res, fams, sizes)
-    lines += ["", "leave-one-family-out: anchor and ridge chosen on the other families, "
-              "reported on the held-out one (mixed AUC, mean over sizes "
-              + ",".join(map(str, sizes)) + ")", "",
-              ("| held-out family | chosen | system | model | bands | rhythm | fixed | "
-              "system - model | system - best single |"), "|---|---|---|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "leave-one-family-out: anchor and ridge chosen on the other families, "
+        "reported on the held-out one (mixed AUC, mean over sizes "
+        + ",".join(map(str, sizes))
+        + ")",
+        "",
+        (
+            "| held-out family | chosen | system | model | bands | rhythm | fixed | "
+            "system - model | system - best single |"
+        ),
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for fam in fams:
         if fam not in res["model"]:
             continue
         r = chosen[fam]
         sysv = _mean(res[r], fam, sizes)
         singles = {k: _mean(res[k], fam, sizes) for k in KINDS}
-        lines.append(f"| {fam} | {r} | {sysv:.1f} | {singles['model']:.1f} | "
-                     f"{singles['bands']:.1f} | {singles['rhythm']:.1f} | "
-                     f"{_mean(res['fixed'], fam, sizes):.1f} | {sysv - singles['model']:+.1f} | "
-                     f"{sysv - max(singles.values()):+.1f} |")
+        lines.append(
+            f"| {fam} | {r} | {sysv:.1f} | {singles['model']:.1f} | "
+            f"{singles['bands']:.1f} | {singles['rhythm']:.1f} | "
+            f"{_mean(res['fixed'], fam, sizes):.1f} | {sysv - singles['model']:+.1f} | "
+            f"{sysv - max(singles.values()):+.1f} |"
+        )
     lines += ["", "mean group weights (model / bands / rhythm) per rule and family"]
     for rule, per in weights.items():
         row = [f"{f}: " + "/".join(f"{x:.2f}" for x in np.mean(per[f], axis=0)) for f in per]

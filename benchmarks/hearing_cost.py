@@ -59,19 +59,28 @@ def main(argv: list[str] | None = None) -> int:
     scorer.score(wave, SECTION)
     score = _median_ms(lambda: scorer.score(wave, SECTION), 20)
     print(f"per window: summary {per_window:.3f} ms (budget 1 ms), scoring {score:.1f} ms")
-    faulty = [read_wav(DEMO / "clips" / f"{i:02d}_faulty.wav")[0][: scorer.spec.clip_samples]
-              for i in (7, 8, 9)]
+    faulty = [
+        read_wav(DEMO / "clips" / f"{i:02d}_faulty.wav")[0][: scorer.spec.clip_samples]
+        for i in (7, 8, 9)
+    ]
 
     def alarm() -> None:
         explain([detail(w, scorer.spec, *wave_levels(w)) for w in faulty], profile)
 
     print(f"per alarm: explanation of 3 voting windows {_median_ms(alarm, 5):.0f} ms")
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    subprocess.run([sys.executable, "-m", "edge_agent.cli", "demo", "--fast", "--json"],
-                   capture_output=True, check=True, timeout=300, env=env, cwd=REPO)
+    subprocess.run(
+        [sys.executable, "-m", "edge_agent.cli", "demo", "--fast", "--json"],
+        capture_output=True,
+        check=True,
+        timeout=300,
+        env=env,
+        cwd=REPO,
+    )
     rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    print(f"agent peak RSS replaying the demo (one machine, hearing on): {rss:.0f} MB "
-          "(budget 120 MB)")
+    print(
+        f"agent peak RSS replaying the demo (one machine, hearing on): {rss:.0f} MB (budget 120 MB)"
+    )
     return 0
 
 

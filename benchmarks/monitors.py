@@ -38,16 +38,29 @@ def child(n: int, seconds: float, hop: float) -> dict[str, Any]:
     clips = [str(p) for p in demo.paths]
     with tempfile.TemporaryDirectory() as tmp:
         monitors = [
-            {"name": f"machine_{i}", "section": demo.section,
-             "source": {"kind": "files", "realtime": True, "loop": True,
-                        "files": clips[i % len(clips):] + clips[: i % len(clips)]}}
+            {
+                "name": f"machine_{i}",
+                "section": demo.section,
+                "source": {
+                    "kind": "files",
+                    "realtime": True,
+                    "loop": True,
+                    "files": clips[i % len(clips) :] + clips[: i % len(clips)],
+                },
+            }
             for i in range(n)
         ]
-        cfg = load_config(None, {
-            "bundle": str(demo.bundle), "monitors": monitors, "windows": {"hop": hop},
-            "log": {"stdout": False}, "history": {"enabled": False},
-            "outbox": {"path": f"{tmp}/outbox.sqlite"},
-        })
+        cfg = load_config(
+            None,
+            {
+                "bundle": str(demo.bundle),
+                "monitors": monitors,
+                "windows": {"hop": hop},
+                "log": {"stdout": False},
+                "history": {"enabled": False},
+                "outbox": {"path": f"{tmp}/outbox.sqlite"},
+            },
+        )
 
         class Count:
             def __init__(self) -> None:
@@ -70,12 +83,18 @@ def child(n: int, seconds: float, hop: float) -> dict[str, Any]:
         timer.cancel()
     c = agent.counters
     cpu = (t1.user - t0.user) + (t1.system - t0.system)
-    return {"monitors": n, "seconds": seconds, "hop": hop, "scored": c["scored"],
-            "windows_dropped": c["windows_dropped"], "faults": c["faults"],
-            "cpu_s": round(cpu, 2),
-            "cpu_ms_per_window": round(1000 * cpu / max(1, c["scored"]), 1),
-            "core_busy_pct": round(100 * cpu / seconds, 1),
-            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+    return {
+        "monitors": n,
+        "seconds": seconds,
+        "hop": hop,
+        "scored": c["scored"],
+        "windows_dropped": c["windows_dropped"],
+        "faults": c["faults"],
+        "cpu_s": round(cpu, 2),
+        "cpu_ms_per_window": round(1000 * cpu / max(1, c["scored"]), 1),
+        "core_busy_pct": round(100 * cpu / seconds, 1),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
 
 
 def main() -> None:
@@ -91,22 +110,41 @@ def main() -> None:
     rows = []
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     for n in args.monitors:
-        r = subprocess.run([sys.executable, __file__, "--child", str(n), "--seconds",
-                            str(args.seconds), "--hop", str(args.hop)], capture_output=True,
-                           text=True, env=env, check=True)
+        r = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--child",
+                str(n),
+                "--seconds",
+                str(args.seconds),
+                "--hop",
+                str(args.hop),
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=True,
+        )
         rows.append(json.loads(r.stdout.strip().splitlines()[-1]))
         print(json.dumps(rows[-1]), flush=True)
     base = next((r["peak_rss_mb"] for r in rows if r["monitors"] == 1), None)
-    print("\n| monitors | windows scored | dropped | CPU ms / window | core busy | peak RSS "
-          "| RSS vs 1 |")
+    print(
+        "\n| monitors | windows scored | dropped | CPU ms / window | core busy | peak RSS "
+        "| RSS vs 1 |"
+    )
     print("|---|---|---|---|---|---|---|")
     for r in rows:
         rel = f"{r['peak_rss_mb'] / base:.2f}x" if base else "-"
-        print(f"| {r['monitors']} | {r['scored']} | {r['windows_dropped']} | "
-              f"{r['cpu_ms_per_window']} | {r['core_busy_pct']} % | {r['peak_rss_mb']} MB | "
-              f"{rel} |")
-    print(f"\n{args.seconds:g} s per count, hop {args.hop:g} s, one core, host "
-          f"{os.uname().machine}; {time.strftime('%Y-%m-%d')}")
+        print(
+            f"| {r['monitors']} | {r['scored']} | {r['windows_dropped']} | "
+            f"{r['cpu_ms_per_window']} | {r['core_busy_pct']} % | {r['peak_rss_mb']} MB | "
+            f"{rel} |"
+        )
+    print(
+        f"\n{args.seconds:g} s per count, hop {args.hop:g} s, one core, host "
+        f"{os.uname().machine}; {time.strftime('%Y-%m-%d')}"
+    )
 
 
 if __name__ == "__main__":

@@ -77,11 +77,12 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915 -- the script, 
         "section_auc": round(100 * auc(y, s), 2),
         "threshold": round(thr, 6),
         "normal_windows_above_threshold": f"{sum(scores[c.path] > thr for c in normal)}"
-                                          f"/{len(normal)}",
+        f"/{len(normal)}",
         "faulty_windows_above_threshold": f"{sum(scores[c.path] > thr for c in faulty)}"
-                                          f"/{len(faulty)}",
-        f"faulty_windows_above_threshold_severity_ge_{args.min_severity:g}":
-            f"{sum(scores[c.path] > thr for c in strong)}/{len(strong)}",
+        f"/{len(faulty)}",
+        f"faulty_windows_above_threshold_severity_ge_{args.min_severity:g}": (
+            f"{sum(scores[c.path] > thr for c in strong)}/{len(strong)}"
+        ),
     }
     pick_n = [c for c in normal if c.domain == "source"][: args.normal]
     pick_a = [c for c in strong if c.domain == "source"][: args.anomaly]
@@ -93,15 +94,18 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915 -- the script, 
     d = DecisionSettings()
     flags = [scores[c.path] > thr for c in pick_n + pick_a]
     first_alarm = next(
-        (i for i in range(len(flags)) if sum(flags[max(0, i - d.n + 1): i + 1]) >= d.k), None
+        (i for i in range(len(flags)) if sum(flags[max(0, i - d.n + 1) : i + 1]) >= d.k), None
     )
     for c in pick_n + pick_a:
         mark = "ABOVE" if scores[c.path] > thr else ""
         print(f"{scores[c.path]:.4f} {thr:.4f} {mark:<5} sev={sev(c):.2f} {rel[c.path]}")
     print(json.dumps(stats, indent=1))
     if first_alarm is None or first_alarm < len(pick_n):
-        print(f"error: the rule's clips would alarm at window {first_alarm} (fault starts at "
-              f"{len(pick_n)}): this bundle does not make an honest demo", file=sys.stderr)
+        print(
+            f"error: the rule's clips would alarm at window {first_alarm} (fault starts at "
+            f"{len(pick_n)}): this bundle does not make an honest demo",
+            file=sys.stderr,
+        )
         return 1
 
     out = args.out
@@ -115,8 +119,15 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915 -- the script, 
         name = f"{i:02d}_{'normal' if label == 'normal' else 'faulty'}.wav"
         shutil.copyfile(c.path, clips_dir / name)
         m = info[rel[c.path]]
-        entries.append({"file": name, "label": label, "source": rel[c.path],
-                        "kind": m["kind"], "severity": m["severity"]})
+        entries.append(
+            {
+                "file": name,
+                "label": label,
+                "source": rel[c.path],
+                "kind": m["kind"],
+                "severity": m["severity"],
+            }
+        )
     if (out / "bundle").exists():
         shutil.rmtree(out / "bundle")
     shutil.copytree(args.bundle, out / "bundle")
@@ -128,18 +139,24 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915 -- the script, 
             "built": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "built_by": "benchmarks/build_demo.sh",
             "synth": meta["config"],
-            "selection": (f"first {args.normal} source normal test clips; first {args.anomaly} "
-                          f"source anomalous test clips with severity >= {args.min_severity:g}"),
+            "selection": (
+                f"first {args.normal} source normal test clips; first {args.anomaly} "
+                f"source anomalous test clips with severity >= {args.min_severity:g}"
+            ),
             "expected_first_alarm_window": first_alarm,
             "test_split_scores": stats,
             "scores": [round(scores[c.path], 6) for c in pick_n + pick_a],
         },
     }
     (out / "demo.json").write_text(json.dumps(doc, indent=1) + "\n")
-    print(f"wrote {out}/demo.json, {len(entries)} clips, bundle "
-          f"{sum(f.stat().st_size for f in (out / 'bundle').rglob('*') if f.is_file())} bytes")
-    print(f"scores mean: normal {np.mean([scores[c.path] for c in normal]):.4f}, "
-          f"faulty {np.mean([scores[c.path] for c in faulty]):.4f}")
+    print(
+        f"wrote {out}/demo.json, {len(entries)} clips, bundle "
+        f"{sum(f.stat().st_size for f in (out / 'bundle').rglob('*') if f.is_file())} bytes"
+    )
+    print(
+        f"scores mean: normal {np.mean([scores[c.path] for c in normal]):.4f}, "
+        f"faulty {np.mean([scores[c.path] for c in faulty]):.4f}"
+    )
     return 0
 
 

@@ -89,8 +89,7 @@ class Recipe:
         for k, off in (("average", 0.0),):
             if train.get(k) == off:
                 train.pop(k)
-        return {"model": ModelConfig(**self.model).to_dict(), "train": train,
-                "runs": self.n_runs}
+        return {"model": ModelConfig(**self.model).to_dict(), "train": train, "runs": self.n_runs}
 
     def training_key(self) -> str:
         """Identifies the trained models: recipes that train alike share them, and a change
@@ -98,8 +97,13 @@ class Recipe:
         return _digest(self.training())
 
     def scoring_key(self) -> str:
-        return _digest({"training": self.training() if self.n_runs else {},
-                        "backend": self.backend.to_dict(), "classical": self.classical_entries()})
+        return _digest(
+            {
+                "training": self.training() if self.n_runs else {},
+                "backend": self.backend.to_dict(),
+                "classical": self.classical_entries(),
+            }
+        )
 
 
 def _digest(obj: Any) -> str:
@@ -109,14 +113,20 @@ def _digest(obj: Any) -> str:
 FIXED = BackendConfig(weighting="fixed")
 """The default backend with the fixed weights shipped before issue 19 (every kind weighs 1)."""
 
+
 def _paper() -> Recipe:
     """`model_build.training.recipes.PAPER` (the one definition of the paper's recipe) as a
     single-model system of this suite, whatever the product's defaults become."""
     from model_build.training.recipes import PAPER as RECIPE
     from model_build.training.recipes import TRAIN_FIELDS
 
-    return Recipe(RECIPE.model.to_dict(), {k: getattr(RECIPE.train, k) for k in TRAIN_FIELDS},
-                  runs=1, backend=PAPER_BACKEND, classical=())
+    return Recipe(
+        RECIPE.model.to_dict(),
+        {k: getattr(RECIPE.train, k) for k in TRAIN_FIELDS},
+        runs=1,
+        backend=PAPER_BACKEND,
+        classical=(),
+    )
 
 
 PAPER = _paper()
@@ -158,9 +168,18 @@ def family_data(out: Path, family: str, max_size: int) -> Path:
     if meta.exists() and json.loads(meta.read_text())["config"]["source_train"] >= max_size:
         return root
     t = time.perf_counter()
-    generate(SynthConfig(seed=DATA_SEED, family=family, sections=3, source_train=max_size,
-                         target_train=TARGET_TRAIN, test_per_label=TEST_PER_LABEL),
-             root, workers=2)
+    generate(
+        SynthConfig(
+            seed=DATA_SEED,
+            family=family,
+            sections=3,
+            source_train=max_size,
+            target_train=TARGET_TRAIN,
+            test_per_label=TEST_PER_LABEL,
+        ),
+        root,
+        workers=2,
+    )
     print(f"data {family}: {time.perf_counter() - t:.0f} s", flush=True)
     return root
 
@@ -192,9 +211,9 @@ def _cache_key(path: Path) -> str:
     return str(path.resolve())
 
 
-def classical_embeddings(out: Path, family: str, clips: Sequence[Any], kind: str) -> list[
-    np.ndarray
-]:
+def classical_embeddings(
+    out: Path, family: str, clips: Sequence[Any], kind: str
+) -> list[np.ndarray]:
     """Per-clip classical features, cached per family by file: `floor` (baseline) or
     `classical` (the shipped classical components)."""
     from edge_agent.audio.files import load_clip
@@ -221,9 +240,16 @@ def classical_embeddings(out: Path, family: str, clips: Sequence[Any], kind: str
     return [np.stack([store[_cache_key(c.path) + f"#{i}"] for c in clips]) for i in range(n)]
 
 
-def learned_embeddings(out: Path, family: str, size: int, seed: int, recipe: Recipe,
-                       view: Path, train: Sequence[Any], test: Sequence[Any]) -> tuple[
-                           np.ndarray, np.ndarray, dict[str, Any]]:
+def learned_embeddings(
+    out: Path,
+    family: str,
+    size: int,
+    seed: int,
+    recipe: Recipe,
+    view: Path,
+    train: Sequence[Any],
+    test: Sequence[Any],
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """(n_models, N_train, D), (n_models, N_test, D) Keras embeddings, training if needed."""
     import keras
 
@@ -241,15 +267,21 @@ def learned_embeddings(out: Path, family: str, size: int, seed: int, recipe: Rec
     (run.parent / "recipe.json").parent.mkdir(parents=True, exist_ok=True)
     (run.parent / "recipe.json").write_text(json.dumps(recipe.training(), indent=1))
     t = time.perf_counter()
-    train_run([view], run, ModelConfig(**recipe.model),
-              TrainConfig(**{**recipe.train, "seed": 100 * seed, "runs": runs,
-                             "verbose": False}))
+    train_run(
+        [view],
+        run,
+        ModelConfig(**recipe.model),
+        TrainConfig(**{**recipe.train, "seed": 100 * seed, "runs": runs, "verbose": False}),
+    )
     t_train = time.perf_counter() - t
     r = load_run(run)
     t = time.perf_counter()
     tr, te = r.embed_clips(list(train)), r.embed_clips(list(test))
-    info = {"train_s": t_train, "embed_s": time.perf_counter() - t,
-            "epochs": [m["epochs_done"] for m in read_meta(run)["models"]]}
+    info = {
+        "train_s": t_train,
+        "embed_s": time.perf_counter() - t,
+        "epochs": [m["epochs_done"] for m in read_meta(run)["models"]],
+    }
     emb_file.parent.mkdir(parents=True, exist_ok=True)
     np.savez(emb_file, train=tr, test=te, info=json.dumps(info))
     keras.backend.clear_session()
@@ -259,8 +291,9 @@ def learned_embeddings(out: Path, family: str, size: int, seed: int, recipe: Rec
 # ---------------------------------------------------------------- cached pseudo-anomalies
 
 
-def pseudo_plans(train: Sequence[Any], count: int, seed: int) -> dict[str, tuple[
-        np.ndarray, list[Any]]]:
+def pseudo_plans(
+    train: Sequence[Any], count: int, seed: int
+) -> dict[str, tuple[np.ndarray, list[Any]]]:
     """Per section: (rows of its normal clips in `train`, source first; the planned copies),
     exactly as model_build.evaluation.evaluate.pseudo_sets / scoring.pseudo.section_pseudo plan
     them."""
@@ -280,9 +313,15 @@ def _pseudo_key(clip: Any, item: Any) -> str:
     return f"{_cache_key(clip.path)}#{item.kind}#{item.seed}"
 
 
-def pseudo_features(out: Path, family: str, size: int, seed: int, recipe: Recipe | None,
-                    train: Sequence[Any], count: int) -> dict[str, tuple[np.ndarray, list[
-                        np.ndarray], list[np.ndarray]]]:
+def pseudo_features(
+    out: Path,
+    family: str,
+    size: int,
+    seed: int,
+    recipe: Recipe | None,
+    train: Sequence[Any],
+    count: int,
+) -> dict[str, tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]]:
     """Per section: (origins, learned pseudo embeddings per model, classical pseudo features
     per classical component), cached: classical per family by (clip, kind, seed), learned in
     the cell's embedding file (the trained run is reloaded when they are missing)."""
@@ -299,15 +338,19 @@ def pseudo_features(out: Path, family: str, size: int, seed: int, recipe: Recipe
     if recipe is not None and recipe.n_runs:
         emb_file = out / "emb" / family / f"n{size}" / recipe.training_key() / f"s{seed}.npz"
         learned = dict(np.load(emb_file, allow_pickle=False)).get(f"pseudo_{count}")
-    need_c = [(sec, j) for sec, j in order
-              if _pseudo_key(train[plans[sec][0][plans[sec][1][j].origin]], plans[sec][1][j])
-              + "#0" not in cstore]
+    need_c = [
+        (sec, j)
+        for sec, j in order
+        if _pseudo_key(train[plans[sec][0][plans[sec][1][j].origin]], plans[sec][1][j]) + "#0"
+        not in cstore
+    ]
     if need_c or (learned is None and emb_file is not None):
         run_dir = None
         if learned is None and recipe is not None and emb_file is not None:
             run_dir = out / "runs" / family / f"n{size}" / recipe.training_key() / f"s{seed}"
-        fresh = _embed_pseudo(plans, train, order if run_dir is not None else need_c, cstore,
-                              run_dir)
+        fresh = _embed_pseudo(
+            plans, train, order if run_dir is not None else need_c, cstore, run_dir
+        )
         if need_c:
             ccache.parent.mkdir(parents=True, exist_ok=True)
             np.savez(ccache, **cstore)
@@ -322,15 +365,19 @@ def pseudo_features(out: Path, family: str, size: int, seed: int, recipe: Recipe
         origins = np.asarray([it.origin for it in items], dtype=np.int64)
         keys = [_pseudo_key(train[rows[it.origin]], it) for it in items]
         cls = [np.stack([cstore[k + f"#{c}"] for k in keys]) for c in range(n_feats)]
-        lrn = [] if learned is None else list(learned[:, pos:pos + len(items)])
+        lrn = [] if learned is None else list(learned[:, pos : pos + len(items)])
         pos += len(items)
         result[sec] = (origins, lrn, cls)
     return result
 
 
-def _embed_pseudo(plans: dict[str, tuple[np.ndarray, list[Any]]], train: Sequence[Any],
-                  todo: Sequence[tuple[str, int]], cstore: dict[str, Any],
-                  run_dir: Path | None) -> np.ndarray | None:
+def _embed_pseudo(
+    plans: dict[str, tuple[np.ndarray, list[Any]]],
+    train: Sequence[Any],
+    todo: Sequence[tuple[str, int]],
+    cstore: dict[str, Any],
+    run_dir: Path | None,
+) -> np.ndarray | None:
     """Paint the copies in `todo`, add their missing classical features to `cstore`, and with
     `run_dir` embed them with that trained run ((n_models, M, D) in `todo`'s order)."""
     from edge_agent.audio.files import load_clip
@@ -347,11 +394,12 @@ def _embed_pseudo(plans: dict[str, tuple[np.ndarray, list[Any]]], train: Sequenc
     embs = []
     for i in range(0, len(todo), 16):
         waves = []
-        for sec, j in todo[i:i + 16]:
+        for sec, j in todo[i : i + 16]:
             rows, items = plans[sec]
             clip = train[rows[items[j].origin]]
-            waves.append(perturb(load_clip(clip.path, DEFAULT_SPEC), items[j],
-                                 DEFAULT_SPEC.sample_rate))
+            waves.append(
+                perturb(load_clip(clip.path, DEFAULT_SPEC), items[j], DEFAULT_SPEC.sample_rate)
+            )
             key = _pseudo_key(clip, items[j])
             if key + "#0" not in cstore:
                 mag = stft_magnitude(waves[-1], DEFAULT_SPEC)
@@ -374,13 +422,24 @@ def summary(test: Sequence[Any], scores: np.ndarray) -> dict[str, Any]:
     from model_build.evaluation.evaluate import evaluate_scores
 
     ev = evaluate_scores(test, scores)
-    return {"auc": ev.summary.auc, "pauc": ev.summary.pauc,
-            "official": ev.summary.official_score,
-            "sections": {m.section: m.auc["mixed"] for m in ev.sections}}
+    return {
+        "auc": ev.summary.auc,
+        "pauc": ev.summary.pauc,
+        "official": ev.summary.official_score,
+        "sections": {m.section: m.auc["mixed"] for m in ev.sections},
+    }
 
 
-def run_system(out: Path, family: str, size: int, seed: int, name: str, view: Path,
-               train: Sequence[Any], test: Sequence[Any]) -> dict[str, Any]:
+def run_system(
+    out: Path,
+    family: str,
+    size: int,
+    seed: int,
+    name: str,
+    view: Path,
+    train: Sequence[Any],
+    test: Sequence[Any],
+) -> dict[str, Any]:
     """One cell: the system's harmonic means on the view's test clips (cached)."""
     from model_build.evaluation.evaluate import backend_scores
 
@@ -394,7 +453,7 @@ def run_system(out: Path, family: str, size: int, seed: int, name: str, view: Pa
     kinds: list[str] = []
     if recipe is None:
         emb = classical_embeddings(out, family, [*train, *test], "floor")[0]
-        trs, tes = [emb[: len(train)]], [emb[len(train):]]
+        trs, tes = [emb[: len(train)]], [emb[len(train) :]]
         config = replace(PAPER_BACKEND, seed=seed)
     else:
         trs, tes = [], []
@@ -405,7 +464,7 @@ def run_system(out: Path, family: str, size: int, seed: int, name: str, view: Pa
         for entry, c in zip(DEFAULT_CLASSICAL, cls, strict=True):
             if entry["kind"] in recipe.classical:
                 trs.append(c[: len(train)])
-                tes.append(c[len(train):])
+                tes.append(c[len(train) :])
                 kinds.append(entry["kind"])
         config = replace(recipe.backend, seed=seed)
     pseudo = None
@@ -414,15 +473,28 @@ def run_system(out: Path, family: str, size: int, seed: int, name: str, view: Pa
 
         feats = pseudo_features(out, family, size, seed, recipe, train, config.pseudo_count)
         wanted = [i for i, e in enumerate(DEFAULT_CLASSICAL) if e["kind"] in recipe.classical]
-        pseudo = {sec: PseudoSet([*lrn, *[cls[i] for i in wanted]], origins)
-                  for sec, (origins, lrn, cls) in feats.items()}
-    bs = backend_scores(trs, train, tes, test, config,
-                        view_weights(kinds) if recipe is not None else None, pseudo,
-                        kinds if recipe is not None else None)
-    result = {**summary(test, bs.scores), "info": info,
-              "score_s": time.perf_counter() - t,
-              "weights": {sec: [round(c.weight, 4) for c in b.components]
-                          for sec, b in bs.backends.items()}}
+        pseudo = {
+            sec: PseudoSet([*lrn, *[cls[i] for i in wanted]], origins)
+            for sec, (origins, lrn, cls) in feats.items()
+        }
+    bs = backend_scores(
+        trs,
+        train,
+        tes,
+        test,
+        config,
+        view_weights(kinds) if recipe is not None else None,
+        pseudo,
+        kinds if recipe is not None else None,
+    )
+    result = {
+        **summary(test, bs.scores),
+        "info": info,
+        "score_s": time.perf_counter() - t,
+        "weights": {
+            sec: [round(c.weight, 4) for c in b.components] for sec, b in bs.backends.items()
+        },
+    }
     cell.parent.mkdir(parents=True, exist_ok=True)
     cell.write_text(json.dumps(result))
     return result
@@ -436,30 +508,49 @@ def _ms(values: Sequence[float]) -> str:
     return f"{v.mean():5.1f} +- {v.std():3.1f}" if len(v) > 1 else f"{v.mean():5.1f}"
 
 
-def report(results: dict[str, Any], families: Sequence[str], sizes: Sequence[int],
-           systems: Sequence[str], seeds: Sequence[int]) -> str:
+def report(
+    results: dict[str, Any],
+    families: Sequence[str],
+    sizes: Sequence[int],
+    systems: Sequence[str],
+    seeds: Sequence[int],
+) -> str:
     """Markdown: per family and size, mixed AUC (and source/target, pAUC) mean +- std."""
     lines = []
 
     def cell(fam: str, n: int, sysname: str, key: str, dom: str) -> list[float]:
-        return [results[fam][str(n)][sysname][str(s)][key][dom] for s in seeds
-                if str(s) in results.get(fam, {}).get(str(n), {}).get(sysname, {})]
+        return [
+            results[fam][str(n)][sysname][str(s)][key][dom]
+            for s in seeds
+            if str(s) in results.get(fam, {}).get(str(n), {}).get(sysname, {})
+        ]
 
     head = "| family | N | " + " | ".join(systems) + " | default - floor |"
     for key, title in (("auc", "AUC"), ("pauc", "pAUC")):
         for dom in DOMAINS:
-            lines += [(f"\n{title} {dom} (%, harmonic mean over sections, mean +- std over "
-                      f"{len(seeds)} seeds)\n"), head,
-                      "|---|---|" + "---|" * (len(systems) + 1)]
+            lines += [
+                (
+                    f"\n{title} {dom} (%, harmonic mean over sections, mean +- std over "
+                    f"{len(seeds)} seeds)\n"
+                ),
+                head,
+                "|---|---|" + "---|" * (len(systems) + 1),
+            ]
             for n in sizes:
                 for fam in [*families, "mean"]:
                     row = []
                     for s in systems:
                         if fam == "mean":
-                            per_seed = [np.mean([results[f][str(n)][s][str(sd)][key][dom]
-                                                 for f in families]) for sd in seeds
-                                        if all(str(sd) in results.get(f, {}).get(str(n), {})
-                                               .get(s, {}) for f in families)]
+                            per_seed = [
+                                np.mean(
+                                    [results[f][str(n)][s][str(sd)][key][dom] for f in families]
+                                )
+                                for sd in seeds
+                                if all(
+                                    str(sd) in results.get(f, {}).get(str(n), {}).get(s, {})
+                                    for f in families
+                                )
+                            ]
                         else:
                             per_seed = cell(fam, n, s, key, dom)
                         row.append(_ms(per_seed) if per_seed else "-")
@@ -467,9 +558,16 @@ def report(results: dict[str, Any], families: Sequence[str], sizes: Sequence[int
                     if "default" in systems and "floor" in systems:
                         fams = families if fam == "mean" else [fam]
                         try:
-                            diff = [np.mean([results[f][str(n)]["default"][str(sd)][key][dom]
-                                             - results[f][str(n)]["floor"][str(sd)][key][dom]
-                                             for f in fams]) for sd in seeds]
+                            diff = [
+                                np.mean(
+                                    [
+                                        results[f][str(n)]["default"][str(sd)][key][dom]
+                                        - results[f][str(n)]["floor"][str(sd)][key][dom]
+                                        for f in fams
+                                    ]
+                                )
+                                for sd in seeds
+                            ]
                             d = f"{100 * np.mean(diff):+5.1f}"
                         except KeyError:
                             pass
@@ -507,7 +605,7 @@ def real_smoke(out: Path, results_seed_run: Path | None) -> str:
             link.symlink_to(f)
     train, test = split_clips(scan([root]))
     cls = classical_embeddings(out, "real", [*train, *test], "classical")
-    trs, tes = [c[: len(train)] for c in cls], [c[len(train):] for c in cls]
+    trs, tes = [c[: len(train)] for c in cls], [c[len(train) :] for c in cls]
     classical = ClassicalEmbedder(DEFAULT_SPEC)
     config = BackendConfig()
     if results_seed_run is not None:
@@ -521,12 +619,16 @@ def real_smoke(out: Path, results_seed_run: Path | None) -> str:
         pseudo = pseudo_sets(classical.embed_waves, train, DEFAULT_SPEC, config)
     kinds = ["model"] * (len(trs) - len(cls)) + ["bands", "rhythm"]
     bs = backend_scores(trs, train, tes, test, config, view_weights(kinds), pseudo, kinds)
-    rows = ["| clip | label | score | threshold | weights (model / bands / rhythm) |",
-            "|---|---|---|---|---|"]
+    rows = [
+        "| clip | label | score | threshold | weights (model / bands / rhythm) |",
+        "|---|---|---|---|---|",
+    ]
     for c, s in zip(test, bs.scores, strict=True):
         w = " / ".join(f"{x.weight:.2f}" for x in bs.backends[c.section_id].components)
-        rows.append(f"| {c.machine}/{c.path.name} | {c.label} | {s:.2f} | "
-                    f"{bs.thresholds[c.section_id]:.2f} | {w} |")
+        rows.append(
+            f"| {c.machine}/{c.path.name} | {c.label} | {s:.2f} | "
+            f"{bs.thresholds[c.section_id]:.2f} | {w} |"
+        )
     return "\n".join(rows)
 
 
@@ -536,8 +638,9 @@ def real_smoke(out: Path, results_seed_run: Path | None) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--out", type=Path, required=True, help="folder for data, runs and results")
-    ap.add_argument("--quick", action="store_true",
-                    help=f"one size ({30}) and one seed: ~1 h instead of many")
+    ap.add_argument(
+        "--quick", action="store_true", help=f"one size ({30}) and one seed: ~1 h instead of many"
+    )
     ap.add_argument("--families", default=",".join(FAMILIES))
     ap.add_argument("--sizes", default=None, help="comma-separated source clips per section")
     ap.add_argument("--seeds", default=None)
@@ -545,10 +648,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-real", action="store_true", help="skip the real-clip smoke check")
     args = ap.parse_args(argv)
     families = [f for f in args.families.split(",") if f]
-    sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else (
-        [30] if args.quick else list(SIZES))
-    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else (
-        [0] if args.quick else list(SEEDS))
+    sizes = (
+        [int(s) for s in args.sizes.split(",")]
+        if args.sizes
+        else ([30] if args.quick else list(SIZES))
+    )
+    seeds = (
+        [int(s) for s in args.seeds.split(",")]
+        if args.seeds
+        else ([0] if args.quick else list(SEEDS))
+    )
     systems = [s for s in args.systems.split(",") if s]
     unknown = [s for s in systems if s not in SYSTEMS]
     if unknown:
@@ -574,19 +683,31 @@ def main(argv: list[str] | None = None) -> int:
                 for name in systems:
                     t = time.perf_counter()
                     res = run_system(out, fam, n, seed, name, view, train, test)
-                    results.setdefault(fam, {}).setdefault(str(n), {}).setdefault(
-                        name, {})[str(seed)] = res
-                    print(f"{fam:9s} n={n:<3d} seed {seed} {name:22s} mixed AUC "
-                          f"{100 * res['auc']['mixed']:5.1f} pAUC {100 * res['pauc']['mixed']:5.1f}"
-                          f"  ({time.perf_counter() - t:.0f} s)", flush=True)
+                    results.setdefault(fam, {}).setdefault(str(n), {}).setdefault(name, {})[
+                        str(seed)
+                    ] = res
+                    print(
+                        f"{fam:9s} n={n:<3d} seed {seed} {name:22s} mixed AUC "
+                        f"{100 * res['auc']['mixed']:5.1f} pAUC {100 * res['pauc']['mixed']:5.1f}"
+                        f"  ({time.perf_counter() - t:.0f} s)",
+                        flush=True,
+                    )
     text = report(results, families, sorted(sizes), systems, seeds)
     if not args.no_real:
         default = SYSTEMS["default"]
-        model_run = next(iter(sorted((out / "runs" / families[0]).glob(
-            f"n*/{default.training_key()}/s0")) if default else []), None)
-        text += ("\n\nReal DCASE 2023 sample clips (smoke check, too few clips for AUC; "
-                 "backend fitted per machine type on its 2 training clips, "
-                 f"model: {model_run or 'none, classical components only'}):\n\n")
+        model_run = next(
+            iter(
+                sorted((out / "runs" / families[0]).glob(f"n*/{default.training_key()}/s0"))
+                if default
+                else []
+            ),
+            None,
+        )
+        text += (
+            "\n\nReal DCASE 2023 sample clips (smoke check, too few clips for AUC; "
+            "backend fitted per machine type on its 2 training clips, "
+            f"model: {model_run or 'none, classical components only'}):\n\n"
+        )
         text += real_smoke(out, model_run)
     elapsed = time.perf_counter() - t0
     (out / "results.json").write_text(json.dumps(results, indent=1))

@@ -49,9 +49,14 @@ def _row(name: str, ev_summary: object, extra: dict[str, str]) -> str:
     def f(v: float | None) -> str:
         return "-" if v is None else f"{100 * v:.2f}"
 
-    cells = [name, extra["cos"], *(f(auc.get(d)) for d in ("source", "target", "mixed")),
-             *(f(pauc.get(d)) for d in ("source", "target", "mixed")), extra["size"],
-             extra["ms"]]
+    cells = [
+        name,
+        extra["cos"],
+        *(f(auc.get(d)) for d in ("source", "target", "mixed")),
+        *(f(pauc.get(d)) for d in ("source", "target", "mixed")),
+        extra["size"],
+        extra["ms"],
+    ]
     return "| " + " | ".join(cells) + " |"
 
 
@@ -71,18 +76,29 @@ def main() -> None:
     t0 = time.perf_counter()
     k_tr, k_te = list(run.embed_clips(train)), list(run.embed_clips(test))
     k_ms = 1000 * (time.perf_counter() - t0) / (len(train) + len(test))
-    c_tr, c_te = ClassicalEmbedder(run.spec).embed_clips(train), ClassicalEmbedder(
-        run.spec).embed_clips(test)
+    c_tr, c_te = (
+        ClassicalEmbedder(run.spec).embed_clips(train),
+        ClassicalEmbedder(run.spec).embed_clips(test),
+    )
     kinds = ["model"] * len(k_tr) + ["bands", "rhythm"]
     config = BackendConfig()  # export's default: weights decided per section
     cls = ClassicalEmbedder(run.spec)
     pseudo = pseudo_sets(joined_waves(run, cls), train, run.spec, config)
-    ev = evaluate_scores(test, backend_scores(k_tr + c_tr, train, k_te + c_te, test, config,
-                                              view_weights(kinds), pseudo, kinds).scores)
-    header = ("| model | cosine to Keras mean / min | AUC source | AUC target | AUC mixed | "
-              "pAUC source | pAUC target | pAUC mixed | size MB | ms / window (embed, 1 thr) |")
-    lines = [header, "|" + "---|" * 10,
-             _row("float Keras", ev.summary, {"cos": "1 / 1", "size": "-", "ms": f"{k_ms:.1f}"})]
+    ev = evaluate_scores(
+        test,
+        backend_scores(
+            k_tr + c_tr, train, k_te + c_te, test, config, view_weights(kinds), pseudo, kinds
+        ).scores,
+    )
+    header = (
+        "| model | cosine to Keras mean / min | AUC source | AUC target | AUC mixed | "
+        "pAUC source | pAUC target | pAUC mixed | size MB | ms / window (embed, 1 thr) |"
+    )
+    lines = [
+        header,
+        "|" + "---|" * 10,
+        _row("float Keras", ev.summary, {"cos": "1 / 1", "size": "-", "ms": f"{k_ms:.1f}"}),
+    ]
     out = args.out or Path(tempfile.mkdtemp(prefix="quant-"))
     n_models = len(k_tr)
     for mode in args.modes.split(","):
@@ -94,11 +110,24 @@ def main() -> None:
         d_tr = emb.embed_clips(train)
         cos = np.concatenate([_cos(d, k) for d, k in zip(d_te[:n_models], k_te, strict=True)])
         d_pseudo = pseudo_sets(emb.embed_waves, train, emb.spec, config)
-        ev = evaluate_scores(test, backend_scores(d_tr, train, d_te, test, config, emb.weights,
-                                                  d_pseudo, emb.kinds).scores)
+        ev = evaluate_scores(
+            test,
+            backend_scores(
+                d_tr, train, d_te, test, config, emb.weights, d_pseudo, emb.kinds
+            ).scores,
+        )
         size = sum(p.stat().st_size for p in emb.scorer.bundle.model_paths) / 1e6
-        lines.append(_row(mode, ev.summary, {"cos": f"{cos.mean():.4f} / {cos.min():.4f}",
-                                             "size": f"{size:.2f}", "ms": f"{ms:.1f}"}))
+        lines.append(
+            _row(
+                mode,
+                ev.summary,
+                {
+                    "cos": f"{cos.mean():.4f} / {cos.min():.4f}",
+                    "size": f"{size:.2f}",
+                    "ms": f"{ms:.1f}",
+                },
+            )
+        )
         print(lines[-1], flush=True)
     table = "\n".join(lines)
     print(table)

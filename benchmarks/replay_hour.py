@@ -128,8 +128,9 @@ def main() -> None:
         ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpu_total = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
         rss_mb = [s[1] for s in samples]
-        q = [rss_mb[min(len(rss_mb) - 1, int(f * len(rss_mb)))]
-             for f in (0.25, 0.5, 0.75)] + [rss_mb[-1]]
+        q = [rss_mb[min(len(rss_mb) - 1, int(f * len(rss_mb)))] for f in (0.25, 0.5, 0.75)] + [
+            rss_mb[-1]
+        ]
         print(
             f"command: {' '.join(cmd[1:3])} run -c agent.yaml --fast  "
             f"(bundle {bundle.name}, threads {args.threads})"

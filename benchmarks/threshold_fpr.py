@@ -36,8 +36,9 @@ def one_seed(seed: int, backend: str, percentile: float) -> dict[str, tuple[floa
     """domain -> (in-sample FPR, cross-fitted FPR) on fresh normal clips."""
     from edge_agent.scoring.backend import PAPER_BACKEND, BackendConfig, fit_section
 
-    config = replace(PAPER_BACKEND if backend == "paper" else BackendConfig(),
-                     percentile=percentile)
+    config = replace(
+        PAPER_BACKEND if backend == "paper" else BackendConfig(), percentile=percentile
+    )
     rng = np.random.default_rng(seed)
     src_c = rng.standard_normal((CLUSTERS, DIM))
     tgt_c = src_c + 0.8 * rng.standard_normal((CLUSTERS, DIM))  # the domain shift
@@ -64,13 +65,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--percentile", type=float, default=90.0)
     args = ap.parse_args(argv)
     asked = 100 - args.percentile
-    print(f"false alarms on fresh normal clips (%), {asked:g} % asked for, backend "
-          f"{args.backend}; in-sample / cross-fitted threshold")
+    print(
+        f"false alarms on fresh normal clips (%), {asked:g} % asked for, backend "
+        f"{args.backend}; in-sample / cross-fitted threshold"
+    )
     print(f"{'seed':>4} {'source':>15} {'target':>15} {'all':>15}")
     for seed in range(args.seeds):
         r = one_seed(seed, args.backend, args.percentile)
-        cells = [f"{100 * r[d][0]:6.1f} / {100 * r[d][1]:5.1f}" for d in ("source", "target",
-                                                                           "all")]
+        cells = [
+            f"{100 * r[d][0]:6.1f} / {100 * r[d][1]:5.1f}" for d in ("source", "target", "all")
+        ]
         print(f"{seed:>4} " + " ".join(f"{c:>15}" for c in cells))
     return 0
 

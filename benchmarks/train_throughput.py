@@ -31,8 +31,7 @@ def write_set(root: Path, n: int) -> None:
     folder.mkdir(parents=True)
     for i in range(n):
         x = 0.3 * np.sin(2 * np.pi * (300 + 50 * (i % 8)) * t) + 0.05 * rng.standard_normal(t.size)
-        write_wav(folder / f"section_0{i % 3}_source_train_normal_{i:04d}_a_{i % 4}.wav", x,
-                  16_000)
+        write_wav(folder / f"section_0{i % 3}_source_train_normal_{i:04d}_a_{i % 4}.wav", x, 16_000)
 
 
 def _rss_mb() -> float:
@@ -57,19 +56,27 @@ def child(root: Path, out: Path, batch_size: int, width: float, epochs: int) -> 
 
     threading.Thread(target=sample, daemon=True).start()
     t0 = time.monotonic()
-    train_run([root], out, ModelConfig(width=width),
-              TrainConfig(epochs=epochs, batch_size=batch_size, verbose=False))
+    train_run(
+        [root],
+        out,
+        ModelConfig(width=width),
+        TrainConfig(epochs=epochs, batch_size=batch_size, verbose=False),
+    )
     done.set()
     half = len(samples) // 2
     meta = json.loads((out / "run.json").read_text())
-    print(json.dumps({
-        "clips": meta["n_train_clips"],
-        "last_epoch_s": meta["models"][0]["last_epoch_seconds"],
-        "total_s": round(time.monotonic() - t0, 1),
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "peak_rss_first_half_mb": max(samples[:half], default=0.0),
-        "peak_rss_second_half_mb": max(samples[half:], default=0.0),
-    }))
+    print(
+        json.dumps(
+            {
+                "clips": meta["n_train_clips"],
+                "last_epoch_s": meta["models"][0]["last_epoch_seconds"],
+                "total_s": round(time.monotonic() - t0, 1),
+                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                "peak_rss_first_half_mb": max(samples[:half], default=0.0),
+                "peak_rss_second_half_mb": max(samples[half:], default=0.0),
+            }
+        )
+    )
 
 
 def main() -> None:
@@ -88,19 +95,32 @@ def main() -> None:
             root = Path(tmp) / f"data_{n}"
             write_set(root, n)
             res = subprocess.run(
-                [sys.executable, __file__, "--batch-size", str(args.batch_size),
-                 "--width", str(args.width), "--epochs", str(args.epochs),
-                 "--child", str(root), str(Path(tmp) / f"run_{n}")],
-                capture_output=True, text=True,
+                [
+                    sys.executable,
+                    __file__,
+                    "--batch-size",
+                    str(args.batch_size),
+                    "--width",
+                    str(args.width),
+                    "--epochs",
+                    str(args.epochs),
+                    "--child",
+                    str(root),
+                    str(Path(tmp) / f"run_{n}"),
+                ],
+                capture_output=True,
+                text=True,
             )
             if res.returncode != 0:
                 sys.exit(f"training {n} clips failed:\n{res.stderr[-3000:]}")
             r = json.loads(res.stdout.strip().splitlines()[-1])
-            print(f"{r['clips']:5d} clips  width {args.width}  batch {args.batch_size}: "
-                  f"{r['clips'] / r['last_epoch_s']:6.2f} clips/s (last epoch), "
-                  f"peak RSS {r['peak_rss_mb']:5.0f} MB (first/second half of the run "
-                  f"{r['peak_rss_first_half_mb']:.0f}/{r['peak_rss_second_half_mb']:.0f} MB), "
-                  f"total {r['total_s']} s")
+            print(
+                f"{r['clips']:5d} clips  width {args.width}  batch {args.batch_size}: "
+                f"{r['clips'] / r['last_epoch_s']:6.2f} clips/s (last epoch), "
+                f"peak RSS {r['peak_rss_mb']:5.0f} MB (first/second half of the run "
+                f"{r['peak_rss_first_half_mb']:.0f}/{r['peak_rss_second_half_mb']:.0f} MB), "
+                f"total {r['total_s']} s"
+            )
 
 
 if __name__ == "__main__":

@@ -167,27 +167,40 @@ class Agent:
         # one-line ConfigError) as `edge-agent config check`, now rather than at every window
         self.window_length, self.hop = check_start(cfg, self.scorer.bundle)
         self.settings: tuple[MonitorSettings, ...] = cfg.monitor_list()
-        self._files = {m.name: monitor_files(
-            m.name, not cfg.monitors, cfg.outbox.path, cfg.history,
-            cfg.history.enabled and (m.source.kind != "files" or cfg.history.replays),
-            cfg.mqtt.enabled and sinks is None, cfg.hearing) for m in self.settings}
+        self._files = {
+            m.name: monitor_files(
+                m.name,
+                not cfg.monitors,
+                cfg.outbox.path,
+                cfg.history,
+                cfg.history.enabled and (m.source.kind != "files" or cfg.history.replays),
+                cfg.mqtt.enabled and sinks is None,
+                cfg.hearing,
+            )
+            for m in self.settings
+        }
         # what this run would leave behind that was not there before (see `_abandon`)
         self._fresh = [p for p in self._state_paths() if not p.exists()]
         self._agent_counters = {"reloads": 0}
         self._emit_lock = threading.Lock()
         # every sink, and the two with duties beyond handle() (`sinks.build.Sinks`): the ones
         # the config asks for, or those a caller hands in (a test's collector)
-        self.out = Sinks(list(sinks)) if sinks is not None else build_sinks(
-            cfg, self.settings, self.scorer.bundle.model_version,
-            self._outbox_depth)
+        self.out = (
+            Sinks(list(sinks))
+            if sinks is not None
+            else build_sinks(
+                cfg, self.settings, self.scorer.bundle.model_version, self._outbox_depth
+            )
+        )
         self.sinks: list[Sink] = self.out.all
         self.mqtt, self.metrics = self.out.mqtt, self.out.metrics
         self.fleet: FleetClient | None = None  # with fleet.enabled, while run() runs
         # evidence (edge_agent.runtime.evidence): each monitor's last n scored windows, one writer
         self.evidence: EvidenceStore | None = None
         if cfg.evidence.enabled:
-            self.evidence = EvidenceStore(cfg.evidence, self.scorer.spec.sample_rate,
-                                          self.device_id)
+            self.evidence = EvidenceStore(
+                cfg.evidence, self.scorer.spec.sample_rate, self.device_id
+            )
             if self.mqtt is not None and cfg.evidence.mqtt_max_kilobytes > 0:
                 self.evidence.publish = self.mqtt.publish_evidence
         self.answers: AnswerDesk | None = None  # operators' answers (needs the clips)
@@ -196,21 +209,37 @@ class Agent:
         rate = self.scorer.spec.sample_rate
         self.monitors: list[Monitor] = []
         for m in self.settings:
-            mon = Monitor(m, self.device_id, self.emit, self._files[m.name], self.evidence,
-                          (self.window_length, self.hop, rate))
+            mon = Monitor(
+                m,
+                self.device_id,
+                self.emit,
+                self._files[m.name],
+                self.evidence,
+                (self.window_length, self.hop, rate),
+            )
             if self.mqtt is not None and cfg.mqtt.ha_discovery:  # HA's alarm picture
                 mon.publish_picture = self.mqtt.publish_picture
             if self.mqtt is not None:  # the current state, whatever the broker retained
-                state: Mapping[str, object] = mon.last_alarm if mon.last_alarm is not None \
-                    else start_state(self.device_id, mon.name, mon.section, mon.decider.state,
-                                     sum(mon.decider.snapshot().history),
-                                     self.scorer.bundle.model_version, time.time())
+                state: Mapping[str, object] = (
+                    mon.last_alarm
+                    if mon.last_alarm is not None
+                    else start_state(
+                        self.device_id,
+                        mon.name,
+                        mon.section,
+                        mon.decider.state,
+                        sum(mon.decider.snapshot().history),
+                        self.scorer.bundle.model_version,
+                        time.time(),
+                    )
+                )
                 self.mqtt.set_alarm_state(state)
             self.monitors.append(mon)
         self.by_name = {m.name: m for m in self.monitors}
         self.captures: list[Capture] = []
         self._queue: queue.Queue[tuple[Monitor, Window] | None] = queue.Queue(
-            maxsize=cfg.queue_size * len(self.monitors))
+            maxsize=cfg.queue_size * len(self.monitors)
+        )
         self._stop = threading.Event()
         self._reload = threading.Event()
         self._pending: Scorer | None = None
@@ -235,12 +264,17 @@ class Agent:
         trusted = self.trusted()
         # the bundle's self-test runs in from_bundle: a runtime that computes other numbers
         # on this CPU is refused here, at start and at every reload (and so every install)
-        scorer = Scorer.from_bundle(self.cfg.bundle, self.cfg.threads, trusted=trusted,
-                                    request=self.cfg.tflite.request())
+        scorer = Scorer.from_bundle(
+            self.cfg.bundle, self.cfg.threads, trusted=trusted, request=self.cfg.tflite.request()
+        )
         log.info("%s", provenance(scorer.bundle, trusted))
-        log.info("TFLite runtime %s: %s", scorer.runtime.label,
-                 "no self-test in this bundle" if scorer.self_test is None else
-                 f"self-test passed ({scorer.self_test.numbers()})")
+        log.info(
+            "TFLite runtime %s: %s",
+            scorer.runtime.label,
+            "no self-test in this bundle"
+            if scorer.self_test is None
+            else f"self-test passed ({scorer.self_test.numbers()})",
+        )
         return scorer
 
     def _answer_desk(self) -> AnswerDesk:
@@ -251,11 +285,16 @@ class Agent:
 
         cfg = self.cfg
         assert cfg.evidence.folder
-        desk = AnswerDesk(cfg.bundle, cfg.evidence.folder,
-                          {m.name: m.section for m in self.settings}, self.device_id,
-                          self.adapt_trust, Teach(cfg.feedback.max_references,
-                                                  cfg.feedback.threshold_rule),
-                          self.emit, cfg.threads)
+        desk = AnswerDesk(
+            cfg.bundle,
+            cfg.evidence.folder,
+            {m.name: m.section for m in self.settings},
+            self.device_id,
+            self.adapt_trust,
+            Teach(cfg.feedback.max_references, cfg.feedback.threshold_rule),
+            self.emit,
+            cfg.threads,
+        )
         if self.mqtt is not None and cfg.feedback.mqtt:
             self.mqtt.answers = desk.submit
         return desk
@@ -266,8 +305,10 @@ class Agent:
         from edge_agent.adaptation.service import Trust
         from edge_agent.bundle.signing import device_signing_key
 
-        return Trust(self.trusted(), device_signing_key(self.cfg.state_folder)
-                     if self.cfg.trusted_keys else None)
+        return Trust(
+            self.trusted(),
+            device_signing_key(self.cfg.state_folder) if self.cfg.trusted_keys else None,
+        )
 
     def trusted(self) -> list[TrustedKey]:
         """The configured public keys and this device's own (`signing.load_trust`; none
@@ -281,11 +322,17 @@ class Agent:
         monitor's history and decision state, the JSON-lines log, the metrics file, the
         evidence folder)."""
         cfg = self.cfg
-        paths = [Path(p) for p in (cfg.log.jsonl_file, cfg.metrics.textfile,
-                                   cfg.evidence.folder if cfg.evidence.enabled else None) if p]
+        paths = [
+            Path(p)
+            for p in (
+                cfg.log.jsonl_file,
+                cfg.metrics.textfile,
+                cfg.evidence.folder if cfg.evidence.enabled else None,
+            )
+            if p
+        ]
         if cfg.mqtt.enabled:
-            paths += [Path(cfg.outbox.path + suffix) for suffix in ("", "-wal", "-shm",
-                                                                    "-journal")]
+            paths += [Path(cfg.outbox.path + suffix) for suffix in ("", "-wal", "-shm", "-journal")]
         for f in self._files.values():
             paths += [p for p in (f.history, f.decision) if p is not None]
         return paths
@@ -346,8 +393,11 @@ class Agent:
                 except Exception as exc:  # one broken sink must not stop the others
                     log.error("sink %s failed: %s", type(s).__name__, exc)
         if event["kind"] != "score":  # the human line without its time (the log has one)
-            level = logging.WARNING if event.get("event") in (
-                "windows_dropped", "hearing_mismatch") else logging.INFO
+            level = (
+                logging.WARNING
+                if event.get("event") in ("windows_dropped", "hearing_mismatch")
+                else logging.INFO
+            )
             log.log(level, "%s", human_line(event).split(" ", 1)[1])
 
     # --- control ---
@@ -409,8 +459,11 @@ class Agent:
                 msg = self._reload_failures.get_nowait()
             except queue.Empty:
                 return
-            self.emit(health_event(time.time(), self.device_id, "reload_failed",
-                                   ["reload_failed"], error=msg))
+            self.emit(
+                health_event(
+                    time.time(), self.device_id, "reload_failed", ["reload_failed"], error=msg
+                )
+            )
 
     # --- worker ---
     def process(self, monitor: Monitor, w: Window) -> None:
@@ -433,8 +486,14 @@ class Agent:
         for m in self.monitors:
             m.new_model()
         self._agent_counters["reloads"] += 1
-        self.emit(status_event(time.time(), self.device_id, "reloaded",
-                               model_version=self.scorer.bundle.model_version))
+        self.emit(
+            status_event(
+                time.time(),
+                self.device_id,
+                "reloaded",
+                model_version=self.scorer.bundle.model_version,
+            )
+        )
 
     def _report_evidence(self) -> None:
         """Alarm clips that were not stored (low disk space, write errors): a health event
@@ -442,8 +501,11 @@ class Agent:
         if self.evidence is None:
             return
         for msg in self.evidence.take_notices():
-            self.emit(health_event(time.time(), self.device_id, "evidence_skipped",
-                                   ["evidence_skipped"], error=msg))
+            self.emit(
+                health_event(
+                    time.time(), self.device_id, "evidence_skipped", ["evidence_skipped"], error=msg
+                )
+            )
 
     def _report_mqtt(self) -> None:
         """The broker refused us or accepts us again (`MqttSink.take_notices`): a health event
@@ -462,8 +524,17 @@ class Agent:
             return
         for n in self.mqtt.outbox.take_notices():
             faults = [] if n.event == "outbox_disk_ok" else [n.event]
-            self.emit(health_event(time.time(), self.device_id, n.event, faults,
-                                   error=n.message, dropped=n.dropped, count=n.count))
+            self.emit(
+                health_event(
+                    time.time(),
+                    self.device_id,
+                    n.event,
+                    faults,
+                    error=n.message,
+                    dropped=n.dropped,
+                    count=n.count,
+                )
+            )
 
     def _worker(self) -> None:
         while True:
@@ -529,18 +600,28 @@ class Agent:
             last = m.last_score
             d = m.settings.decision
             mons[m.name] = MonitorStatus(
-                section=m.section, decision=m.decider.state, device_lost=m.lost,
+                section=m.section,
+                decision=m.decider.state,
+                device_lost=m.lost,
                 counters=m.counters.copy(),
                 last_score=None if last is None else last["score"],
                 threshold=None if last is None else last["threshold"],
                 last_window_ts=None if last is None else last["ts"],
                 history=str(m.history.path) if m.history is not None else "",
-                k=d.k, n=d.n, clear_after=d.clear_after,
-                hop_seconds=self.cfg.windows.hop, threshold_override=d.threshold)
-        return AgentStatus(device_id=self.device_id, model_version=self.running_version(),
-                           bundle_version=self.scorer.bundle.version,
-                           uptime_s=round(time.time() - self._started, 1),
-                           counters=self.counters.copy(), monitors=mons)
+                k=d.k,
+                n=d.n,
+                clear_after=d.clear_after,
+                hop_seconds=self.cfg.windows.hop,
+                threshold_override=d.threshold,
+            )
+        return AgentStatus(
+            device_id=self.device_id,
+            model_version=self.running_version(),
+            bundle_version=self.scorer.bundle.version,
+            uptime_s=round(time.time() - self._started, 1),
+            counters=self.counters.copy(),
+            monitors=mons,
+        )
 
     def record(self, monitor: str, seconds: float, path: Path, timeout: float) -> Path:
         """Record the next `seconds` of `monitor`'s live audio into the WAV file `path` (at the
@@ -555,8 +636,10 @@ class Agent:
         rec = capture.record(m, max(1, round(seconds * rate)))
         if not rec.done.wait(timeout):
             capture.cancel(rec)
-            raise EdgeAgentError(f"{monitor}: {seconds:g} s of audio did not arrive within "
-                                 f"{timeout:g} s (device lost?)")
+            raise EdgeAgentError(
+                f"{monitor}: {seconds:g} s of audio did not arrive within "
+                f"{timeout:g} s (device lost?)"
+            )
         write_wav(path, rec.audio(), rate)
         return path
 
@@ -567,8 +650,13 @@ class Agent:
         out = []
         for g in capture_groups(self.settings):
             mons = [self.by_name[m.name] for m in g.monitors]
-            src = open_source(g.source, rate, self.stdin, self.window_length,
-                              lanes=g.lanes if len(g.monitors) > 1 else None)
+            src = open_source(
+                g.source,
+                rate,
+                self.stdin,
+                self.window_length,
+                lanes=g.lanes if len(g.monitors) > 1 else None,
+            )
             live = g.source.kind != "files" or g.source.realtime
             out.append((src, mons, live))
         return out
@@ -589,8 +677,10 @@ class Agent:
         worker.start()
         log.info(
             "started: %s model=%s",
-            ", ".join(f"{m.name} (section={m.section}, source={m.settings.source.kind})"
-                      for m in self.monitors),
+            ", ".join(
+                f"{m.name} (section={m.section}, source={m.settings.source.kind})"
+                for m in self.monitors
+            ),
             self.scorer.bundle.model_version,
         )
         self._next_poll = time.monotonic() + self.cfg.reload_poll_seconds
@@ -599,8 +689,9 @@ class Agent:
         try:
             fleet = self._start_fleet()
             for src, mons, live in planned:
-                self.captures.append(Capture(src, mons, live, self._enqueue,
-                                             mons[0].settings.source.stall_seconds))
+                self.captures.append(
+                    Capture(src, mons, live, self._enqueue, mons[0].settings.source.stall_seconds)
+                )
             for c in self.captures:
                 c.start()
             self.notify.ready(self.status_line())
@@ -640,8 +731,9 @@ class Agent:
             return None
         from edge_agent.fleet.client import FleetClient
 
-        client = FleetClient(self.cfg.mqtt, self.cfg.fleet, _FleetView(self), self.trusted,
-                             self.cfg.state_folder)
+        client = FleetClient(
+            self.cfg.mqtt, self.cfg.fleet, _FleetView(self), self.trusted, self.cfg.state_folder
+        )
         client.start()
         self.fleet = client
         return client
@@ -668,8 +760,9 @@ class Agent:
                 return error
         return None
 
-    def _shutdown(self, planned: list[tuple[AudioSource, list[Monitor], bool]],
-                  worker: threading.Thread) -> None:
+    def _shutdown(
+        self, planned: list[tuple[AudioSource, list[Monitor], bool]], worker: threading.Thread
+    ) -> None:
         for c in self.captures:
             c.stop()
         for c in self.captures:
@@ -691,12 +784,16 @@ class Agent:
         if self.mqtt is not None:  # deliver what can be; what exists only in memory is lost
             self.mqtt.settle()
             self._report_outbox()  # what settling found (the disk takes writes again, ...)
-        self.emit(status_event(
-            time.time(), self.device_id, "stopped", counters=self.counters,
-            scores_unsent=self.mqtt.scores_dropped if self.mqtt else None,
-            monitors={m.name: m.counters for m in self.monitors} if self.cfg.monitors
-            else None,
-        ))
+        self.emit(
+            status_event(
+                time.time(),
+                self.device_id,
+                "stopped",
+                counters=self.counters,
+                scores_unsent=self.mqtt.scores_dropped if self.mqtt else None,
+                monitors={m.name: m.counters for m in self.monitors} if self.cfg.monitors else None,
+            )
+        )
         for s in self.sinks:
             s.close()
         for m in self.monitors:

@@ -47,10 +47,25 @@ from edge_agent.jsonsafe import dumps
 SCHEMA_VERSION = 1
 
 HealthEventName = Literal[
-    "sensor_fault", "sensor_ok", "device_ok", "windows_dropped", "outbox_full", "window_error",
-    "reload_failed", "mqtt_auth_failed", "mqtt_tls_failed", "mqtt_ok", "evidence_skipped",
-    "outbox_disk_full", "outbox_disk_ok", "outbox_quarantined", "outbox_replaced",
-    "outbox_sender_restarted", "hearing_mismatch", "hearing_ok", "hearing_unchecked",
+    "sensor_fault",
+    "sensor_ok",
+    "device_ok",
+    "windows_dropped",
+    "outbox_full",
+    "window_error",
+    "reload_failed",
+    "mqtt_auth_failed",
+    "mqtt_tls_failed",
+    "mqtt_ok",
+    "evidence_skipped",
+    "outbox_disk_full",
+    "outbox_disk_ok",
+    "outbox_quarantined",
+    "outbox_replaced",
+    "outbox_sender_restarted",
+    "hearing_mismatch",
+    "hearing_ok",
+    "hearing_unchecked",
 ]
 StatusEventName = Literal["reloaded", "stopped"]
 
@@ -196,10 +211,28 @@ class Counters(TypedDict):
     window_errors: int  # windows whose processing raised (reported as window_error health)
 
 
-COUNTERS: tuple[Literal["windows", "scored", "windows_dropped", "faults", "alarms", "reloads",
-                         "outbox_dropped", "window_errors"], ...] = (
-    "windows", "scored", "windows_dropped", "faults", "alarms", "reloads", "outbox_dropped",
-    "window_errors")
+COUNTERS: tuple[
+    Literal[
+        "windows",
+        "scored",
+        "windows_dropped",
+        "faults",
+        "alarms",
+        "reloads",
+        "outbox_dropped",
+        "window_errors",
+    ],
+    ...,
+] = (
+    "windows",
+    "scored",
+    "windows_dropped",
+    "faults",
+    "alarms",
+    "reloads",
+    "outbox_dropped",
+    "window_errors",
+)
 
 
 def iso(epoch: float) -> str:
@@ -208,19 +241,41 @@ def iso(epoch: float) -> str:
 
 
 def window_event(  # noqa: PLR0913 -- one keyword-only parameter per field of the event
-    kind: Literal["score", "alarm"], epoch: float, device_id: str, *, section: str, window: int,
-    score: float, threshold: float, anomalous: bool, decision: AlarmState, votes: int,
-    model_version: str, source: str, drift: float | None = None,
-    evidence: EvidenceRef | None = None, monitor: str | None = None,
+    kind: Literal["score", "alarm"],
+    epoch: float,
+    device_id: str,
+    *,
+    section: str,
+    window: int,
+    score: float,
+    threshold: float,
+    anomalous: bool,
+    decision: AlarmState,
+    votes: int,
+    model_version: str,
+    source: str,
+    drift: float | None = None,
+    evidence: EvidenceRef | None = None,
+    monitor: str | None = None,
     explanation: dict[str, Any] | None = None,
 ) -> WindowEvent:
     """`monitor` defaults to the section (a single-machine agent's one monitor)."""
     e: WindowEvent = {
-        "schema": SCHEMA_VERSION, "kind": kind, "ts": iso(epoch), "epoch": round(epoch, 3),
-        "device_id": device_id, "section": section, "monitor": monitor or section,
+        "schema": SCHEMA_VERSION,
+        "kind": kind,
+        "ts": iso(epoch),
+        "epoch": round(epoch, 3),
+        "device_id": device_id,
+        "section": section,
+        "monitor": monitor or section,
         "window": window,
-        "score": round(score, 6), "threshold": round(threshold, 6), "anomalous": anomalous,
-        "decision": decision, "votes": votes, "model_version": model_version, "source": source,
+        "score": round(score, 6),
+        "threshold": round(threshold, 6),
+        "anomalous": anomalous,
+        "decision": decision,
+        "votes": votes,
+        "model_version": model_version,
+        "source": source,
     }
     if drift is not None:  # absent until the drift window is full (history.DriftTracker)
         e["drift"] = round(drift, 6)
@@ -232,15 +287,28 @@ def window_event(  # noqa: PLR0913 -- one keyword-only parameter per field of th
 
 
 def health_event(  # noqa: PLR0913 -- one keyword-only parameter per optional field
-    epoch: float, device_id: str, event: HealthEventName, faults: Sequence[str], *,
-    window: int | None = None, levels: Levels | None = None, dropped: int | None = None,
-    error: str | None = None, count: int | None = None, monitor: str | None = None,
-    section: str | None = None, message: str | None = None,
+    epoch: float,
+    device_id: str,
+    event: HealthEventName,
+    faults: Sequence[str],
+    *,
+    window: int | None = None,
+    levels: Levels | None = None,
+    dropped: int | None = None,
+    error: str | None = None,
+    count: int | None = None,
+    monitor: str | None = None,
+    section: str | None = None,
+    message: str | None = None,
     findings: list[dict[str, Any]] | None = None,
 ) -> HealthEvent:
     e: HealthEvent = {
-        "schema": SCHEMA_VERSION, "kind": "health", "ts": iso(epoch), "epoch": round(epoch, 3),
-        "device_id": device_id, "event": event,
+        "schema": SCHEMA_VERSION,
+        "kind": "health",
+        "ts": iso(epoch),
+        "epoch": round(epoch, 3),
+        "device_id": device_id,
+        "event": event,
     }
     if monitor is not None:
         e["monitor"] = monitor
@@ -266,13 +334,22 @@ def health_event(  # noqa: PLR0913 -- one keyword-only parameter per optional fi
 
 
 def status_event(
-    epoch: float, device_id: str, event: StatusEventName, *, model_version: str | None = None,
-    counters: Counters | None = None, scores_unsent: int | None = None,
+    epoch: float,
+    device_id: str,
+    event: StatusEventName,
+    *,
+    model_version: str | None = None,
+    counters: Counters | None = None,
+    scores_unsent: int | None = None,
     monitors: dict[str, Counters] | None = None,
 ) -> StatusEvent:
     e: StatusEvent = {
-        "schema": SCHEMA_VERSION, "kind": "status", "ts": iso(epoch), "epoch": round(epoch, 3),
-        "device_id": device_id, "event": event,
+        "schema": SCHEMA_VERSION,
+        "kind": "status",
+        "ts": iso(epoch),
+        "epoch": round(epoch, 3),
+        "device_id": device_id,
+        "event": event,
     }
     if model_version is not None:
         e["model_version"] = model_version
@@ -286,19 +363,40 @@ def status_event(
     return e
 
 
-_ANSWER_FIELDS = ("label", "by", "version", "version_from", "old_threshold", "new_threshold",
-                  "references_added", "references_dropped", "rolled_back")
+_ANSWER_FIELDS = (
+    "label",
+    "by",
+    "version",
+    "version_from",
+    "old_threshold",
+    "new_threshold",
+    "references_added",
+    "references_dropped",
+    "rolled_back",
+)
 
 
 def feedback_event(
-    epoch: float, device_id: str, *, monitor: str, section: str, alarm: str | None,
-    answer: FeedbackAnswer | None, record: Mapping[str, object] | None = None,
+    epoch: float,
+    device_id: str,
+    *,
+    monitor: str,
+    section: str,
+    alarm: str | None,
+    answer: FeedbackAnswer | None,
+    record: Mapping[str, object] | None = None,
     error: str | None = None,
 ) -> FeedbackEvent:
     """`record`: the sidecar's `answer` (its fields are copied; `ts` becomes `answered_ts`)."""
     e: FeedbackEvent = {
-        "schema": SCHEMA_VERSION, "kind": "feedback", "ts": iso(epoch), "epoch": round(epoch, 3),
-        "device_id": device_id, "monitor": monitor, "section": section, "alarm": alarm,
+        "schema": SCHEMA_VERSION,
+        "kind": "feedback",
+        "ts": iso(epoch),
+        "epoch": round(epoch, 3),
+        "device_id": device_id,
+        "monitor": monitor,
+        "section": section,
+        "alarm": alarm,
         "answer": answer,
     }
     if record is not None:

@@ -26,11 +26,13 @@ _FLAGS = {
 
 
 @overload
-def open_private(path: str | Path, mode: Literal["w", "a"],
-                 mode_bits: int = PRIVATE_MODE) -> TextIO: ...
+def open_private(
+    path: str | Path, mode: Literal["w", "a"], mode_bits: int = PRIVATE_MODE
+) -> TextIO: ...
 @overload
-def open_private(path: str | Path, mode: Literal["wb", "ab"] = "wb",
-                 mode_bits: int = PRIVATE_MODE) -> BinaryIO: ...
+def open_private(
+    path: str | Path, mode: Literal["wb", "ab"] = "wb", mode_bits: int = PRIVATE_MODE
+) -> BinaryIO: ...
 def open_private(path: str | Path, mode: str = "wb", mode_bits: int = PRIVATE_MODE) -> IO[Any]:
     """`open(path, mode)` for writing ("w", "wb", "a", "ab"), a new file created with
     `mode_bits` (default 0600) instead of 0666 minus the umask."""
@@ -50,7 +52,6 @@ def create_private(path: str | Path) -> None:
     p = Path(path)
     try:
         p.parent.mkdir(parents=True, exist_ok=True)
-        os.close(os.open(p, os.O_WRONLY | os.O_CREAT | getattr(os, "O_CLOEXEC", 0),
-                         PRIVATE_MODE))
+        os.close(os.open(p, os.O_WRONLY | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), PRIVATE_MODE))
     except OSError:
         return

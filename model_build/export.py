@@ -73,9 +73,9 @@ def feature_list(
     return [x[None, ..., None] for x in model_inputs(wave, names, spec)]
 
 
-def calibration_waves(clips: Sequence[Clip], n: int, spec: FrontendSpec, seed: int = 0) -> (
-    NDArray[np.float32]
-):
+def calibration_waves(
+    clips: Sequence[Clip], n: int, spec: FrontendSpec, seed: int = 0
+) -> NDArray[np.float32]:
     """Up to `n` training clips spread over sections AND both domains (all target clips are
     taken first: they are few and the int8 ranges must cover them too)."""
     rng = np.random.default_rng(seed)
@@ -84,8 +84,10 @@ def calibration_waves(clips: Sequence[Clip], n: int, spec: FrontendSpec, seed: i
     pick = list(rng.permutation(len(target))[: n // 3])
     chosen = [target[i] for i in pick]
     chosen += [source[i] for i in rng.permutation(len(source))[: n - len(chosen)]]
-    return np.stack([load_clip(c.path, spec) for c in chosen]) if chosen else np.zeros(
-        (0, spec.clip_samples), np.float32
+    return (
+        np.stack([load_clip(c.path, spec) for c in chosen])
+        if chosen
+        else np.zeros((0, spec.clip_samples), np.float32)
     )
 
 
@@ -160,9 +162,10 @@ def refit_backends(
             bar.update()
     if not sections:
         raise EdgeAgentError("data: no training clips to fit the backend on")
-    decide = (config.weighting == "pseudo" and kinds is not None and len(set(kinds)) > 1)
+    decide = config.weighting == "pseudo" and kinds is not None and len(set(kinds)) > 1
     pseudo: dict[str, PseudoSet] = {}
     if decide:
+
         def embed_batch(waves: NDArray[np.float32]) -> list[NDArray[np.float32]]:
             return stack_embeddings([embed(w) for w in waves], dims)
 
@@ -174,31 +177,48 @@ def refit_backends(
                 def wave(i: int, normal: list[Path] = normal) -> NDArray[np.float32]:
                     return load_clip(normal[i], spec)
 
-                pseudo[sid] = section_pseudo(sid, len(normal), wave, embed_batch,
-                                             spec.sample_rate, config.pseudo_count, config.seed)
+                pseudo[sid] = section_pseudo(
+                    sid,
+                    len(normal),
+                    wave,
+                    embed_batch,
+                    spec.sample_rate,
+                    config.pseudo_count,
+                    config.seed,
+                )
                 bar.update()
     return {
         sid: fit_section(
-            stack_embeddings(d["source"], dims), stack_embeddings(d["target"], dims), config,
-            weights=weights, pseudo=pseudo.get(sid), kinds=kinds,
+            stack_embeddings(d["source"], dims),
+            stack_embeddings(d["target"], dims),
+            config,
+            weights=weights,
+            pseudo=pseudo.get(sid),
+            kinds=kinds,
         ).backend
         for sid, d in sorted(sections.items())
     }
 
 
 def self_test(
-    scorer: Scorer, backends: Mapping[str, SectionBackend], reference: NDArray[np.float32],
+    scorer: Scorer,
+    backends: Mapping[str, SectionBackend],
+    reference: NDArray[np.float32],
     waves: Sequence[NDArray[np.float32]],
 ) -> tuple[bytes, dict[str, Any]]:
     """(self_test.npz, the manifest's `self_test` entry) for the models `scorer` runs, with
     `reference` as the device's test window and the tolerance measured on `reference` and
     `waves` between `scorer`'s runtime with XNNPACK and with TFLite's own kernels."""
     rt = scorer.runtime
-    xnnpack = scorer if rt.xnnpack else Scorer.from_loaded(
-        scorer.bundle, runtime=load_runtime(rt.name, True), check=False)
+    xnnpack = (
+        scorer
+        if rt.xnnpack
+        else Scorer.from_loaded(scorer.bundle, runtime=load_runtime(rt.name, True), check=False)
+    )
     own = Scorer.from_loaded(scorer.bundle, runtime=load_runtime(rt.name, False), check=False)
-    return make_self_test(reference, xnnpack.embed, own.embed, waves, backends,
-                          xnnpack.runtime.label)
+    return make_self_test(
+        reference, xnnpack.embed, own.embed, waves, backends, xnnpack.runtime.label
+    )
 
 
 def self_test_clips(clips: Sequence[Clip]) -> list[Clip]:
@@ -217,8 +237,9 @@ PROFILE_CLIPS = 200
 and spreads are settled long before, and a profile costs ~0.1 s a clip."""
 
 
-def audio_profiles(clips: Sequence[Clip], spec: FrontendSpec,
-                   most: int = PROFILE_CLIPS) -> dict[str, dict[str, Any]]:
+def audio_profiles(
+    clips: Sequence[Clip], spec: FrontendSpec, most: int = PROFILE_CLIPS
+) -> dict[str, dict[str, Any]]:
     """Per section, the audio profile of its (normal) training clips
     (edge_agent.scoring.profile): what the agent's hearing check and alarm explanations
     compare live audio with. Remembered per process for the same files (path, size, mtime):
@@ -229,17 +250,18 @@ def audio_profiles(clips: Sequence[Clip], spec: FrontendSpec,
     out = {}
     rng = np.random.default_rng(0)
     for section, every in sorted(by_section.items()):
-        cs = every if len(every) <= most else [
-            every[i] for i in sorted(rng.choice(len(every), most, replace=False))]
-        key = tuple((str(c.path), c.path.stat().st_size, c.path.stat().st_mtime_ns)
-                    for c in cs)
+        cs = (
+            every
+            if len(every) <= most
+            else [every[i] for i in sorted(rng.choice(len(every), most, replace=False))]
+        )
+        key = tuple((str(c.path), c.path.stat().st_size, c.path.stat().st_mtime_ns) for c in cs)
         out[section] = _section_profile(key, spec)
     return out
 
 
 @functools.lru_cache(maxsize=32)
-def _section_profile(files: tuple[tuple[str, int, int], ...],
-                     spec: FrontendSpec) -> dict[str, Any]:
+def _section_profile(files: tuple[tuple[str, int, int], ...], spec: FrontendSpec) -> dict[str, Any]:
     from edge_agent.scoring.explain import profile_from_waves
 
     waves = [load_clip(Path(f[0]), spec) for f in files]
@@ -281,9 +303,15 @@ def export_models(
         for (name, data), m in zip(files.items(), models, strict=True):
             (Path(tmp) / name).write_bytes(data)
             emb = Embedder(Path(tmp) / name, input_names(m), threads=2)
-            comps.append(ModelComponent(kind="model", file=name,
-                                        inputs=cast(list[InputShape], emb.layout),
-                                        input_order=input_names(m), dim=emb.dim))
+            comps.append(
+                ModelComponent(
+                    kind="model",
+                    file=name,
+                    inputs=cast(list[InputShape], emb.layout),
+                    input_order=input_names(m),
+                    dim=emb.dim,
+                )
+            )
         if classical:
             comps += [cast(ClassicalComponent, f.entry) for f in classical_features(spec)]
         manifest = {
@@ -300,14 +328,28 @@ def export_models(
         write_bundle(draft, {n: Path(tmp) / n for n in files}, {}, manifest)
         scorer = Scorer.from_bundle(draft, threads=2, check=False)
         manifest["runtime_at_export"] = scorer.runtime_name
-        backends = refit_backends(scorer.embed, scorer.dims, train_clips, spec, config,
-                                  scorer.bundle.weights, progress, scorer.bundle.kinds)
+        backends = refit_backends(
+            scorer.embed,
+            scorer.dims,
+            train_clips,
+            spec,
+            config,
+            scorer.bundle.weights,
+            progress,
+            scorer.bundle.kinds,
+        )
         chosen = [load_clip(c.path, spec) for c in self_test_clips(train_clips)]
         data, manifest["self_test"] = self_test(scorer, backends, chosen[0], chosen[1:])
         manifest["profiles"] = audio_profiles(train_clips, spec)
         finish = None if sign_key is None else partial(sign_version, private_key_path=sign_key)
-        return write_bundle(out, {n: Path(tmp) / n for n in files}, backends, manifest,
-                            finish=finish, extra={SELF_TEST: data})
+        return write_bundle(
+            out,
+            {n: Path(tmp) / n for n in files},
+            backends,
+            manifest,
+            finish=finish,
+            extra={SELF_TEST: data},
+        )
 
 
 def export_run(
@@ -339,8 +381,7 @@ def export_run(
     from model_build.training.runs import load_run  # imports TensorFlow: only here
 
     if quantize not in QUANTIZE_MODES:
-        raise FieldError("quantize", f"expected one of {', '.join(QUANTIZE_MODES)}, got "
-                         f"{quantize}")
+        raise FieldError("quantize", f"expected one of {', '.join(QUANTIZE_MODES)}, got {quantize}")
     if domains not in EXPORT_DOMAINS:
         raise FieldError("domains", f"expected one of {', '.join(EXPORT_DOMAINS)}, got {domains}")
     if backend not in BACKENDS:
@@ -349,8 +390,11 @@ def export_run(
     roots = list(data) or [Path(p) for p in r.meta.get("data", [])]
     if not roots:
         raise FieldError("data", "the run records no data roots; name them")
-    clips = [c for c in scan(roots, splits=("train",), strict=strict) if c.split == "train"
-             and (domains == "all" or c.domain != "target")]
+    clips = [
+        c
+        for c in scan(roots, splits=("train",), strict=strict)
+        if c.split == "train" and (domains == "all" or c.domain != "target")
+    ]
     if not clips:
         raise FieldError("data", f"no training clips under {', '.join(map(str, roots))}")
     chosen = list(range(len(r.models))) if models is None else list(models)
@@ -370,9 +414,19 @@ def export_run(
     evaluation = r.meta.get("evaluation", {})
     names = r.classes or all_class_names(clips)
     return export_models(
-        [r.models[k] for k in chosen], out, quantize, clips, class_names=names, spec=r.spec,
-        training=training, evaluation=evaluation, n_calibration=calibration,
-        config=BACKENDS[backend], classical=classical, progress=progress, sign_key=sign_key,
+        [r.models[k] for k in chosen],
+        out,
+        quantize,
+        clips,
+        class_names=names,
+        spec=r.spec,
+        training=training,
+        evaluation=evaluation,
+        n_calibration=calibration,
+        config=BACKENDS[backend],
+        classical=classical,
+        progress=progress,
+        sign_key=sign_key,
     )
 
 

@@ -31,8 +31,15 @@ def _clock(seconds: float) -> str:
 class Progress:
     """`with Progress(n, "embedding") as bar: ... bar.update(k)`; `enabled=False`: silent."""
 
-    def __init__(self, total: int, label: str, enabled: bool = True, unit: str = "clips",
-                 stream: TextIO | None = None, interval_s: float | None = None) -> None:
+    def __init__(
+        self,
+        total: int,
+        label: str,
+        enabled: bool = True,
+        unit: str = "clips",
+        stream: TextIO | None = None,
+        interval_s: float | None = None,
+    ) -> None:
         self.total, self.label, self.unit = max(0, total), label, unit
         self.interval_s = interval_s
         self.note = ""  # extra text at the end of the line (e.g. the running loss)
@@ -53,9 +60,11 @@ class Progress:
         tail = f"ETA {_clock(eta)}" if self.done < self.total else f"in {_clock(elapsed)}"
         width = len(str(self.total))
         note = f"  {self.note}" if self.note else ""
-        return (f"{self.label:<22} {self.done:>{width}}/{self.total}  "
-                f"[{'#' * filled}{'.' * (_WIDTH - filled)}]  {rate:.1f} {self.unit}/s  {tail}"
-                f"{note}")
+        return (
+            f"{self.label:<22} {self.done:>{width}}/{self.total}  "
+            f"[{'#' * filled}{'.' * (_WIDTH - filled)}]  {rate:.1f} {self.unit}/s  {tail}"
+            f"{note}"
+        )
 
     def update(self, n: int = 1, note: str | None = None) -> None:
         self.done = min(self.total, self.done + n)
@@ -84,8 +93,9 @@ class Progress:
             self.stream.flush()
 
     def close(self) -> None:
-        if self.enabled and not self.tty and self.interval_s is not None \
-                and self.done < self.total:  # ended early (e.g. unreadable files dropped)
+        if (
+            self.enabled and not self.tty and self.interval_s is not None and self.done < self.total
+        ):  # ended early (e.g. unreadable files dropped)
             self.stream.write(self.line() + "\n")
             self.stream.flush()
         if self.enabled and self.tty:
@@ -96,6 +106,10 @@ class Progress:
     def __enter__(self) -> Progress:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.close()

@@ -113,8 +113,9 @@ class AlsaSandbox:
 class PulseServer:
     """A private PulseAudio daemon (child process) with null-sources as paced clocks."""
 
-    def __init__(self, folder: Path, sources: dict[str, int] | None = None,
-                 extra: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, folder: Path, sources: dict[str, int] | None = None, extra: tuple[str, ...] = ()
+    ) -> None:
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
         self.socket = folder / "native"
@@ -131,14 +132,28 @@ class PulseServer:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        env = dict(os.environ, HOME=str(self.folder), XDG_RUNTIME_DIR=str(self.folder),
-                   PULSE_RUNTIME_PATH=str(self.folder))
+        env = dict(
+            os.environ,
+            HOME=str(self.folder),
+            XDG_RUNTIME_DIR=str(self.folder),
+            PULSE_RUNTIME_PATH=str(self.folder),
+        )
         self.socket.unlink(missing_ok=True)
         self.proc = subprocess.Popen(
-            ["pulseaudio", "-n", "-F", str(self.script), "--daemonize=no",
-             "--exit-idle-time=-1", "--use-pid-file=no", "--realtime=false",
-             "--high-priority=false"],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                "pulseaudio",
+                "-n",
+                "-F",
+                str(self.script),
+                "--daemonize=no",
+                "--exit-idle-time=-1",
+                "--use-pid-file=no",
+                "--realtime=false",
+                "--high-priority=false",
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 10
         while not self.socket.exists():
@@ -212,8 +227,10 @@ def _as_float(audio: np.ndarray | str | Path, rate: int) -> np.ndarray:
         if file_rate == rate:
             return x
         ratio = Fraction(rate, file_rate)
-        return np.asarray(scipy.signal.resample_poly(x, ratio.numerator, ratio.denominator,
-                                                     axis=-1), dtype=np.float32)
+        return np.asarray(
+            scipy.signal.resample_poly(x, ratio.numerator, ratio.denominator, axis=-1),
+            dtype=np.float32,
+        )
     return np.asarray(audio, dtype=np.float32)
 
 
@@ -235,8 +252,13 @@ def fake_mic(
     """
     made: list[str] = []
 
-    def make(audio: np.ndarray | str | Path, rate: int = 16000, paced: bool = False,
-             pad_seconds: float = 0.0, channels: int = 1) -> str:
+    def make(
+        audio: np.ndarray | str | Path,
+        rate: int = 16000,
+        paced: bool = False,
+        pad_seconds: float = 0.0,
+        channels: int = 1,
+    ) -> str:
         x = _as_float(audio, rate)
         x = x.reshape(len(x), -1) if x.ndim == 2 else x.reshape(-1, 1)
         if x.shape[1] != channels:

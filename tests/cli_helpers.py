@@ -7,8 +7,9 @@ from collections.abc import Callable
 import pytest
 
 
-def _run(main: Callable[[list[str]], None], capsys: pytest.CaptureFixture[str],
-         args: tuple[str, ...]) -> tuple[int, str, str]:
+def _run(
+    main: Callable[[list[str]], None], capsys: pytest.CaptureFixture[str], args: tuple[str, ...]
+) -> tuple[int, str, str]:
     try:
         main(list(args))
         code = 0

@@ -29,6 +29,8 @@ def _no_stray_score_history() -> Iterator[None]:
     yield
     for f in set(Path.cwd().glob("scores.*.bin")) - before:
         f.unlink(missing_ok=True)
+
+
 """Real recordings (DCASE, MIMII clips) kept next to the repository, not in it: `../shared`."""
 
 
@@ -83,8 +85,12 @@ def trained_run(synth_root: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     from model_build.training.train import TrainConfig, train_run
 
     out = tmp_path_factory.mktemp("trained_run") / "run"
-    train_run([synth_root], out, ModelConfig(width=0.25),
-              TrainConfig(epochs=1, batch_size=8, seed=0, verbose=False))
+    train_run(
+        [synth_root],
+        out,
+        ModelConfig(width=0.25),
+        TrainConfig(epochs=1, batch_size=8, seed=0, verbose=False),
+    )
     return out
 
 
@@ -96,8 +102,12 @@ def trained_ensemble(synth_root: Path, tmp_path_factory: pytest.TempPathFactory)
     from model_build.training.train import TrainConfig, train_run
 
     out = tmp_path_factory.mktemp("trained_ensemble") / "run"
-    train_run([synth_root], out, ModelConfig(width=0.25),
-              TrainConfig(epochs=1, batch_size=8, runs=2, seed=5, verbose=False))
+    train_run(
+        [synth_root],
+        out,
+        ModelConfig(width=0.25),
+        TrainConfig(epochs=1, batch_size=8, runs=2, seed=5, verbose=False),
+    )
     return out
 
 
@@ -156,8 +166,17 @@ def synth_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from model_build.synth.core import SynthConfig, generate
 
     root = tmp_path_factory.mktemp("synth")
-    generate(SynthConfig(seed=0, machines=("fan", "gearbox"), sections=2, source_train=16,
-                         target_train=4, test_per_label=4), root)
+    generate(
+        SynthConfig(
+            seed=0,
+            machines=("fan", "gearbox"),
+            sections=2,
+            source_train=16,
+            target_train=4,
+            test_per_label=4,
+        ),
+        root,
+    )
     return root
 
 

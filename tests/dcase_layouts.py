@@ -55,8 +55,9 @@ def clip_freq(machine: str, anomaly: bool, target: bool, i: int) -> float:
     return f * (1.01 + 0.03 * (i % 7)) if anomaly else f
 
 
-def write_train(root: Path, machine: str, section: str, n_source: int = 8, n_target: int = 3,
-                attrs: str = "a_1") -> None:
+def write_train(
+    root: Path, machine: str, section: str, n_source: int = 8, n_target: int = 3, attrs: str = "a_1"
+) -> None:
     """Normal training clips, named as every challenge since 2021 names them."""
     for i in range(n_source + n_target):
         target = i >= n_source
@@ -68,14 +69,19 @@ def write_train(root: Path, machine: str, section: str, n_source: int = 8, n_tar
 
 def eval_clips(section: str, n: int = 12) -> list[EvalClip]:
     """n anonymous test clips cycling through (source, target) x (normal, anomaly)."""
-    return [EvalClip(f"section_{section}_{i:04d}.wav", anomaly=bool(i % 2), target=bool(i // 2 % 2))
-            for i in range(n)]
+    return [
+        EvalClip(f"section_{section}_{i:04d}.wav", anomaly=bool(i % 2), target=bool(i // 2 % 2))
+        for i in range(n)
+    ]
 
 
 def write_eval_test(root: Path, machine: str, clips: list[EvalClip]) -> None:
     for i, c in enumerate(clips):
-        write_clip(root / machine / "test" / c.name, clip_freq(machine, c.anomaly, c.target, i),
-                   seed=1000 + i)
+        write_clip(
+            root / machine / "test" / c.name,
+            clip_freq(machine, c.anomaly, c.target, i),
+            seed=1000 + i,
+        )
 
 
 def write_truth(truth_root: Path, machine: str, section: str, clips: list[EvalClip]) -> Path:
@@ -90,8 +96,9 @@ def write_truth(truth_root: Path, machine: str, section: str, clips: list[EvalCl
     return data
 
 
-def official_eval_set(root: Path, machines: tuple[str, ...] = ("fan", "valve"),
-                      section: str = "03", n_test: int = 12) -> dict[str, list[EvalClip]]:
+def official_eval_set(
+    root: Path, machines: tuple[str, ...] = ("fan", "valve"), section: str = "03", n_test: int = 12
+) -> dict[str, list[EvalClip]]:
     """An evaluation set as shipped: training clips, anonymous test clips, and the
     evaluator's ground-truth folders below `root/truth`. Returns each machine's test clips."""
     out = {}
@@ -105,9 +112,14 @@ def official_eval_set(root: Path, machines: tuple[str, ...] = ("fan", "valve"),
 
 
 # --- DCASE 2020: machine ids, one domain, eval labels in eval_data_list.csv ---------------
-def write_2020(root: Path, machines: tuple[str, ...] = ("fan", "ToyCar"),
-               ids: tuple[str, ...] = ("00", "02"), n_train: int = 8, n_test: int = 12,
-               evaluation: bool = False) -> dict[str, list[tuple[str, bool]]]:
+def write_2020(
+    root: Path,
+    machines: tuple[str, ...] = ("fan", "ToyCar"),
+    ids: tuple[str, ...] = ("00", "02"),
+    n_train: int = 8,
+    n_test: int = 12,
+    evaluation: bool = False,
+) -> dict[str, list[tuple[str, bool]]]:
     """A 2020 set: `<machine>/train/normal_id_XX_NNNNNNNN.wav`; test clips named
     `{normal,anomaly}_id_XX_*.wav` (dev) or `id_XX_*.wav` (eval: labels only in
     `root/eval_data_list.csv`, written the way the challenge ships it). Returns per machine
@@ -118,14 +130,18 @@ def write_2020(root: Path, machines: tuple[str, ...] = ("fan", "ToyCar"),
         for xx in ids:
             shift = 1.0 + 0.05 * int(xx)
             for i in range(n_train):
-                write_clip(root / m / "train" / f"normal_id_{xx}_{i:08d}.wav",
-                           clip_freq(m, False, False, i) * shift, seed=i)
+                write_clip(
+                    root / m / "train" / f"normal_id_{xx}_{i:08d}.wav",
+                    clip_freq(m, False, False, i) * shift,
+                    seed=i,
+                )
             for i in range(n_test):
                 anomaly = bool(i % 2)
                 label = "anomaly" if anomaly else "normal"
                 name = f"id_{xx}_{i:08d}.wav" if evaluation else f"{label}_id_{xx}_{i:08d}.wav"
-                write_clip(root / m / "test" / name, clip_freq(m, anomaly, False, i) * shift,
-                           seed=2000 + i)
+                write_clip(
+                    root / m / "test" / name, clip_freq(m, anomaly, False, i) * shift, seed=2000 + i
+                )
                 out[m].append((name, anomaly))
     if evaluation:
         lines = []
@@ -137,9 +153,13 @@ def write_2020(root: Path, machines: tuple[str, ...] = ("fan", "ToyCar"),
 
 
 # --- DCASE 2021: sections and domains; test clips split by domain ------------------------
-def write_2021(root: Path, machines: tuple[str, ...] = ("gearbox", "fan"),
-               sections: tuple[str, ...] = ("00", "01"), n_test: int = 8,
-               evaluation: bool = False) -> dict[str, list[tuple[str, str, str, bool]]]:
+def write_2021(
+    root: Path,
+    machines: tuple[str, ...] = ("gearbox", "fan"),
+    sections: tuple[str, ...] = ("00", "01"),
+    n_test: int = 8,
+    evaluation: bool = False,
+) -> dict[str, list[tuple[str, str, str, bool]]]:
     """A 2021 set: training clips as every year since names them; dev test clips
     `<machine>/{source,target}_test/section_XX_<domain>_test_<label>_NNNN.wav`; eval test
     clips `section_XX_<domain>_test_NNNN.wav` with the 2021 evaluator's ground truth
@@ -154,17 +174,28 @@ def write_2021(root: Path, machines: tuple[str, ...] = ("gearbox", "fan"),
                 for i in range(n_test):
                     anomaly = bool(i % 2)
                     label = "anomaly" if anomaly else "normal"
-                    name = (f"section_{xx}_{dom}_test_{i:04d}.wav" if evaluation
-                            else f"section_{xx}_{dom}_test_{label}_{i:04d}.wav")
-                    write_clip(root / m / f"{dom}_test" / name,
-                               clip_freq(m, anomaly, dom == "target", i), seed=3000 + i)
+                    name = (
+                        f"section_{xx}_{dom}_test_{i:04d}.wav"
+                        if evaluation
+                        else f"section_{xx}_{dom}_test_{label}_{i:04d}.wav"
+                    )
+                    write_clip(
+                        root / m / f"{dom}_test" / name,
+                        clip_freq(m, anomaly, dom == "target", i),
+                        seed=3000 + i,
+                    )
                     out[m].append((xx, dom, name, anomaly))
                 if evaluation:
-                    gt = (root / "truth" / "ground_truth_data"
-                          / f"ground_truth_{m}_section_{xx}_{dom}_test.csv")
+                    gt = (
+                        root
+                        / "truth"
+                        / "ground_truth_data"
+                        / f"ground_truth_{m}_section_{xx}_{dom}_test.csv"
+                    )
                     gt.parent.mkdir(parents=True, exist_ok=True)
-                    gt.write_text("".join(f"{n},{int(a)}\n" for s, d, n, a in out[m]
-                                          if s == xx and d == dom))
+                    gt.write_text(
+                        "".join(f"{n},{int(a)}\n" for s, d, n, a in out[m] if s == xx and d == dom)
+                    )
     return out
 
 

@@ -49,14 +49,17 @@ class SmallDisk:
 
 
 @contextlib.contextmanager
-def mounted_tmpfs(where: Path, size: str = "512k", read_only: bool = False
-                  ) -> Iterator[SmallDisk]:
+def mounted_tmpfs(where: Path, size: str = "512k", read_only: bool = False) -> Iterator[SmallDisk]:
     """A tmpfs of `size` on `where` (created) for the block, read-only if asked; skips the
     test where mounting is not permitted."""
     where.mkdir(parents=True, exist_ok=True)
     options = f"size={size},mode=0755" + (",ro" if read_only else "")
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(where)],
-                       capture_output=True, text=True, timeout=10)
+    r = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(where)],
+        capture_output=True,
+        text=True,
+        timeout=10,
+    )
     if r.returncode != 0:
         pytest.skip(f"cannot mount a small tmpfs (root needed): {r.stderr.strip()}")
     try:

@@ -37,9 +37,14 @@ MONITOR = "fan"  # the devices' one monitor (scored by SECTION)
 V1 = load_bundle(DEMO / "bundle").model_version  # the demo bundle's version id
 CLIPS = [str(p) for p in sorted((DEMO / "clips").glob("*_normal.wav"))]
 
-FLEET: dict[str, Any] = {"enabled": True, "group": "presses", "health_timeout_seconds": 8.0,
-                             "release_timeout_seconds": 10.0, "command_ttl_seconds": 60.0,
-                             "command_timeout_seconds": 30.0}
+FLEET: dict[str, Any] = {
+    "enabled": True,
+    "group": "presses",
+    "health_timeout_seconds": 8.0,
+    "release_timeout_seconds": 10.0,
+    "command_ttl_seconds": 60.0,
+    "command_timeout_seconds": 30.0,
+}
 """The devices' `fleet:` section (small bounds: a test waits at most this long)."""
 
 
@@ -57,8 +62,12 @@ def signed_demo(dest: Path, private_key: Path) -> Path:
     return dest
 
 
-def new_version(root: Path, private_key: Path | None, threshold_delta: float = 0.5,
-                sealed_in: Path | None = None) -> Path:
+def new_version(
+    root: Path,
+    private_key: Path | None,
+    threshold_delta: float = 0.5,
+    sealed_in: Path | None = None,
+) -> Path:
     """A new version of the bundle at `root` (fan_section_00's threshold moved), signed with
     `private_key` when given (else a local adaptation: its origin's signature carried, and
     sealed with the device key of state folder `sealed_in` when given, as the device's own
@@ -67,11 +76,12 @@ def new_version(root: Path, private_key: Path | None, threshold_delta: float = 0
 
     b = load_bundle(root)
     old = b.backend(SECTION)
-    backends = {**b.backends, SECTION: dataclasses.replace(
-        old, threshold=old.threshold + threshold_delta)}
+    backends = {
+        **b.backends,
+        SECTION: dataclasses.replace(old, threshold=old.threshold + threshold_delta),
+    }
     seal = device_signing_key(sealed_in) if sealed_in is not None else None
-    vdir = write_adapted_version(b, backends, "tuning", {"section": SECTION, "test": True},
-                                 seal)
+    vdir = write_adapted_version(b, backends, "tuning", {"section": SECTION, "test": True}, seal)
     if private_key is not None:  # signed itself (else: a local adaptation, its origin signed)
         (vdir / "signed_origin.json").unlink(missing_ok=True)
         sign_version(vdir, private_key)
@@ -83,11 +93,29 @@ def exported_version(root: Path, private_key: Path | None, drop: Sequence[str] =
     parent_version: `rollback` goes to the next lower version): version 1's models and
     sections but those in `drop`, signed with `private_key` (None: unsigned); its folder."""
     b = load_bundle(root, version=1)
-    manifest = {k: v for k, v in b.manifest.items() if k not in (
-        "format", "format_version", "version", "created", "sections", "files",
-        "parent_version", "adaptations", "tuning", "calibration")}
-    vdir = write_bundle(root, {n: b.path / n for n in b.model_files},
-                        {k: v for k, v in b.backends.items() if k not in drop}, manifest)
+    manifest = {
+        k: v
+        for k, v in b.manifest.items()
+        if k
+        not in (
+            "format",
+            "format_version",
+            "version",
+            "created",
+            "sections",
+            "files",
+            "parent_version",
+            "adaptations",
+            "tuning",
+            "calibration",
+        )
+    }
+    vdir = write_bundle(
+        root,
+        {n: b.path / n for n in b.model_files},
+        {k: v for k, v in b.backends.items() if k not in drop},
+        manifest,
+    )
     if private_key is not None:
         sign_version(vdir, private_key)
     return vdir
@@ -95,14 +123,19 @@ def exported_version(root: Path, private_key: Path | None, drop: Sequence[str] =
 
 def mqtt_settings(port: int, device: str, **kw: Any) -> MqttSettings:
     """The operator's connection (edge_agent.fleet.operator.Connection)."""
-    base: dict[str, Any] = {"host": "127.0.0.1", "port": port, "device_id": device,
-                                "reconnect_min": 0.1, "reconnect_max": 0.5, "connect_timeout": 5.0}
+    base: dict[str, Any] = {
+        "host": "127.0.0.1",
+        "port": port,
+        "device_id": device,
+        "reconnect_min": 0.1,
+        "reconnect_max": 0.5,
+        "connect_timeout": 5.0,
+    }
     base.update(kw)
     return MqttSettings(**base)
 
 
-def expect_within(cond: Callable[[], bool], timeout: float = 10.0, what: str = "condition"
-                  ) -> None:
+def expect_within(cond: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
     """Fail the test unless `cond()` holds within `timeout` seconds (naming `what`)."""
     assert wait_until(cond, timeout), f"timed out after {timeout:g} s waiting for {what}"
 
@@ -116,9 +149,17 @@ class Device:
     it before `start` (`set_monitors`).
     """
 
-    def __init__(self, d: Path, name: str, port: int, base: Path, trusted: Sequence[Path],
-                 fleet: dict[str, Any] | None = None, mqtt: dict[str, Any] | None = None,
-                 history: bool = False) -> None:
+    def __init__(
+        self,
+        d: Path,
+        name: str,
+        port: int,
+        base: Path,
+        trusted: Sequence[Path],
+        fleet: dict[str, Any] | None = None,
+        mqtt: dict[str, Any] | None = None,
+        history: bool = False,
+    ) -> None:
         self.name = name
         self.dir = d / name
         self.root = self.dir / "bundle"
@@ -130,9 +171,16 @@ class Device:
             "monitors": [{"name": MONITOR, "section": SECTION}],
             "source": {"kind": "files", "files": CLIPS, "loop": True, "realtime": True},
             "trusted_keys": [str(p) for p in trusted],
-            "mqtt": {"host": "127.0.0.1", "port": port, "device_id": name,
-                     "client_id": f"{name}-{uuid.uuid4().hex[:8]}", "reconnect_min": 0.1,
-                     "reconnect_max": 0.5, "connect_timeout": 5.0, **(mqtt or {})},
+            "mqtt": {
+                "host": "127.0.0.1",
+                "port": port,
+                "device_id": name,
+                "client_id": f"{name}-{uuid.uuid4().hex[:8]}",
+                "reconnect_min": 0.1,
+                "reconnect_max": 0.5,
+                "connect_timeout": 5.0,
+                **(mqtt or {}),
+            },
             "outbox": {"path": str(self.dir / "outbox.sqlite")},
             "fleet": {**FLEET, **(fleet or {})},
             "reload_poll_seconds": 0.2,
@@ -157,17 +205,22 @@ class Device:
         assert self._thread is None, f"{self.name} is running"
         agent = Agent(self.config())
         self.agent, self._error = agent, None
-        self._thread = threading.Thread(target=self._run, args=(agent,), daemon=True,
-                                        name=f"agent-{self.name}")
+        self._thread = threading.Thread(
+            target=self._run, args=(agent,), daemon=True, name=f"agent-{self.name}"
+        )
         self._thread.start()
 
         def up() -> bool:
             assert self._error is None, f"{self.name}: the agent failed: {self._error!r}"
             assert self._thread is not None and self._thread.is_alive(), f"{self.name} ended"
-            return (agent.fleet is not None and agent.fleet.connected.is_set()
-                    and agent.mqtt is not None and agent.mqtt.connected.is_set()
-                    and bool(agent.captures)
-                    and all(c.thread.is_alive() for c in agent.captures))
+            return (
+                agent.fleet is not None
+                and agent.fleet.connected.is_set()
+                and agent.mqtt is not None
+                and agent.mqtt.connected.is_set()
+                and bool(agent.captures)
+                and all(c.thread.is_alive() for c in agent.captures)
+            )
 
         expect_within(up, 10.0, f"{self.name} to start")
         return self
@@ -234,10 +287,12 @@ def latest_state(sub: Any, device: str, prefix: str = "edge-asd") -> dict[str, A
     return json.loads(msgs[-1]) if msgs else None
 
 
-def wait_state(sub: Any, device: str, timeout: float = 10.0, prefix: str = "edge-asd",
-               **want: Any) -> dict[str, Any]:
+def wait_state(
+    sub: Any, device: str, timeout: float = 10.0, prefix: str = "edge-asd", **want: Any
+) -> dict[str, Any]:
     """The device's latest fleet state once it has every `want` key/value (AssertionError with
     the last one otherwise)."""
+
     def ok(_: Any) -> bool:
         s = latest_state(sub, device, prefix)
         return s is not None and all(s.get(k) == v for k, v in want.items())

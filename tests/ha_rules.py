@@ -32,42 +32,100 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 TOPIC_MATCHER = re.compile(
-    r"(?P<component>\w+)/(?:(?P<node_id>[a-zA-Z0-9_-]+)/)?(?P<object_id>[a-zA-Z0-9_-]+)/config")
+    r"(?P<component>\w+)/(?:(?P<node_id>[a-zA-Z0-9_-]+)/)?(?P<object_id>[a-zA-Z0-9_-]+)/config"
+)
 _OBJECT_ID = r"(?!_)[\da-z_]+(?<!_)"
 VALID_ENTITY_ID = re.compile(r"^(?!.+__)" + _OBJECT_ID + r"\." + _OBJECT_ID + r"$")
 
-COMMON_KEYS = frozenset({
-    "name", "unique_id", "default_entity_id", "object_id", "availability_topic",
-    "availability_template", "availability_mode", "availability", "payload_available",
-    "payload_not_available", "device", "origin", "entity_category", "entity_picture", "icon",
-    "enabled_by_default", "json_attributes_topic", "json_attributes_template", "qos",
-    "encoding", "state_topic", "value_template", "device_class",
-})
+COMMON_KEYS = frozenset(
+    {
+        "name",
+        "unique_id",
+        "default_entity_id",
+        "object_id",
+        "availability_topic",
+        "availability_template",
+        "availability_mode",
+        "availability",
+        "payload_available",
+        "payload_not_available",
+        "device",
+        "origin",
+        "entity_category",
+        "entity_picture",
+        "icon",
+        "enabled_by_default",
+        "json_attributes_topic",
+        "json_attributes_template",
+        "qos",
+        "encoding",
+        "state_topic",
+        "value_template",
+        "device_class",
+    }
+)
 COMPONENT_KEYS: Mapping[str, frozenset[str]] = {
-    "binary_sensor": frozenset({"expire_after", "force_update", "off_delay", "payload_on",
-                                "payload_off"}),
-    "sensor": frozenset({"expire_after", "force_update", "last_reset_value_template",
-                         "options", "state_class", "suggested_display_precision",
-                         "unit_of_measurement"}),
+    "binary_sensor": frozenset(
+        {"expire_after", "force_update", "off_delay", "payload_on", "payload_off"}
+    ),
+    "sensor": frozenset(
+        {
+            "expire_after",
+            "force_update",
+            "last_reset_value_template",
+            "options",
+            "state_class",
+            "suggested_display_precision",
+            "unit_of_measurement",
+        }
+    ),
     "button": frozenset({"command_topic", "command_template", "payload_press", "retain"}),
-    "image": frozenset({"image_topic", "image_encoding", "content_type", "url_topic",
-                        "url_template"}),
+    "image": frozenset(
+        {"image_topic", "image_encoding", "content_type", "url_topic", "url_template"}
+    ),
     "camera": frozenset({"topic", "image_encoding"}),
     "event": frozenset({"event_types"}),
-    "text": frozenset({"command_topic", "command_template", "max", "min", "mode", "pattern",
-                       "retain"}),
-    "select": frozenset({"command_topic", "command_template", "options", "optimistic",
-                         "retain"}),
+    "text": frozenset(
+        {"command_topic", "command_template", "max", "min", "mode", "pattern", "retain"}
+    ),
+    "select": frozenset({"command_topic", "command_template", "options", "optimistic", "retain"}),
 }
 """The keys HA's schema knows for each component we might publish (beside `COMMON_KEYS`)."""
 
 STATE_CLASSES = frozenset({"measurement", "measurement_angle", "total", "total_increasing"})
 ENTITY_CATEGORIES = frozenset({"config", "diagnostic"})
-BINARY_SENSOR_CLASSES = frozenset({
-    "battery", "battery_charging", "carbon_monoxide", "cold", "connectivity", "door",
-    "garage_door", "gas", "heat", "light", "lock", "moisture", "motion", "moving", "occupancy",
-    "opening", "plug", "power", "presence", "problem", "running", "safety", "smoke", "sound",
-    "tamper", "update", "vibration", "window"})
+BINARY_SENSOR_CLASSES = frozenset(
+    {
+        "battery",
+        "battery_charging",
+        "carbon_monoxide",
+        "cold",
+        "connectivity",
+        "door",
+        "garage_door",
+        "gas",
+        "heat",
+        "light",
+        "lock",
+        "moisture",
+        "motion",
+        "moving",
+        "occupancy",
+        "opening",
+        "plug",
+        "power",
+        "presence",
+        "problem",
+        "running",
+        "safety",
+        "smoke",
+        "sound",
+        "tamper",
+        "update",
+        "vibration",
+        "window",
+    }
+)
 PUBLISHED_TOPIC_KEYS = frozenset({"command_topic"})
 """Topics HA publishes to (valid_publish_topic: no wildcard at all)."""
 
@@ -115,7 +173,7 @@ def _component(topic: str, prefix: str) -> str:
     """The component of a discovery topic HA accepts (`TOPIC_MATCHER`)."""
     if not topic.startswith(f"{prefix}/"):
         raise HaRuleError(f"{topic}: not under the discovery prefix {prefix!r}")
-    m = TOPIC_MATCHER.fullmatch(topic[len(prefix) + 1:])
+    m = TOPIC_MATCHER.fullmatch(topic[len(prefix) + 1 :])
     if m is None:
         raise HaRuleError(f"{topic}: HA ignores it (node and object ids [a-zA-Z0-9_-])")
     if m["component"] not in COMPONENT_KEYS:
@@ -137,8 +195,9 @@ def _entity_id(topic: str, component: str, payload: Mapping[str, Any]) -> str:
     if "default_entity_id" in payload:
         de = str(payload["default_entity_id"])
         if not VALID_ENTITY_ID.match(de) or de.partition(".")[0] != component:
-            raise HaRuleError(f"{topic}: default_entity_id {de!r} is not a valid {component} "
-                              "entity id")
+            raise HaRuleError(
+                f"{topic}: default_entity_id {de!r} is not a valid {component} entity id"
+            )
         if "object_id" in payload and payload["object_id"] != de.partition(".")[2]:
             raise HaRuleError(f"{topic}: object_id and default_entity_id disagree")
     new, old = entity_ids(component, payload)
@@ -154,8 +213,9 @@ def _check_fields(topic: str, component: str, payload: Mapping[str, Any]) -> Non
     if sc is not None and (component != "sensor" or sc not in STATE_CLASSES):
         raise HaRuleError(f"{topic}: state_class {sc!r} on a {component}")
     cat = payload.get("entity_category")
-    if cat is not None and (cat not in ENTITY_CATEGORIES
-                            or (component == "sensor" and cat == "config")):
+    if cat is not None and (
+        cat not in ENTITY_CATEGORIES or (component == "sensor" and cat == "config")
+    ):
         raise HaRuleError(f"{topic}: entity_category {cat!r}")
     dc = payload.get("device_class")
     if component == "binary_sensor" and dc is not None and dc not in BINARY_SENSOR_CLASSES:
@@ -186,8 +246,9 @@ def _check_unique_id(topic: str, payload: Mapping[str, Any], seen: dict[str, str
     seen[uid] = topic
 
 
-def check_discovery(messages: Iterable[tuple[str, str | bytes]], prefix: str = "homeassistant"
-                    ) -> dict[str, dict[str, Any]]:
+def check_discovery(
+    messages: Iterable[tuple[str, str | bytes]], prefix: str = "homeassistant"
+) -> dict[str, dict[str, Any]]:
     """Check retained discovery messages (topic, JSON) against HA's rules (module docstring);
     returns entity id -> payload. Raises HaRuleError naming the topic and the rule."""
     out: dict[str, dict[str, Any]] = {}
@@ -208,21 +269,25 @@ def check_discovery(messages: Iterable[tuple[str, str | bytes]], prefix: str = "
         dev = _device(topic, payload)
         for i in dev["identifiers"]:
             if i in devices and devices[i] != dev:
-                raise HaRuleError(f"{topic}: device {i} described twice differently: "
-                                  f"{devices[i]} vs {dev}")
+                raise HaRuleError(
+                    f"{topic}: device {i} described twice differently: {devices[i]} vs {dev}"
+                )
             devices[i] = dev
         if "via_device" in dev:
             via.append((topic, str(dev["via_device"])))
         out[eid] = payload
     for topic, target in via:
         if target not in devices:
-            raise HaRuleError(f"{topic}: via_device {target!r} is no device of these messages "
-                              "(HA would create it nameless)")
+            raise HaRuleError(
+                f"{topic}: via_device {target!r} is no device of these messages "
+                "(HA would create it nameless)"
+            )
     return out
 
 
-def check_templates(entities: Mapping[str, Mapping[str, Any]],
-                    published: Sequence[tuple[str, str | bytes]]) -> None:
+def check_templates(
+    entities: Mapping[str, Mapping[str, Any]], published: Sequence[tuple[str, str | bytes]]
+) -> None:
     """Every `value_json.<field>` of a value template exists in each JSON payload published on
     the entity's state topic (and at least one was published)."""
     for eid, payload in entities.items():

@@ -37,7 +37,8 @@ def test_every_paper_number_is_in_its_table() -> None:
             for split, row in splits.items():
                 for dom, (auc, pauc) in row.items():
                     if (table, name, split, dom) in UNCERTAIN or (
-                            table == "7" and name == "paper" and split == "dev"):
+                        table == "7" and name == "paper" and split == "dev"
+                    ):
                         continue  # garbled in the text copy (paper_tables.py says how read)
                     for v in (auc, pauc):
                         assert f"{v:.2f} ±" in block, (table, name, split, dom, v)
@@ -74,8 +75,7 @@ def test_every_network_is_the_paper_recipe_with_one_switch(tmp_path: Path) -> No
         assert tcfg.augment is False and tcfg.min_steps == 0 and cfg.featex is False
         assert (tcfg.epochs, tcfg.batch_size, tcfg.runs, tcfg.seed) == (10, 16, 3, 0)
     standard, _ = ablations.configs("standard", args)
-    assert (standard.inputs, standard.bias, standard.trainable_centres) == ("logmel128", True,
-                                                                           True)
+    assert (standard.inputs, standard.bias, standard.trainable_centres) == ("logmel128", True, True)
     assert ablations.SCORED_BY["standard"] == ("gmm", "joint")
 
 
@@ -86,17 +86,26 @@ def test_quick_size_and_explicit_flags(tmp_path: Path) -> None:
     assert (full.source_train, full.test, full.epochs) == (30, 10, 10)
     # a different size is a different data set and a different run: nothing stale is reused
     assert ablations.run_dir("paper", tmp_path / "d1", quick) != ablations.run_dir(
-        "paper", tmp_path / "d1", full)
+        "paper", tmp_path / "d1", full
+    )
     assert ablations.run_dir("paper", tmp_path / "d1", full) == ablations.run_dir(
-        "paper", tmp_path / "d1", ablations.parse(["--out", str(tmp_path), "--trainings", "5"]))
+        "paper", tmp_path / "d1", ablations.parse(["--out", str(tmp_path), "--trainings", "5"])
+    )
 
 
 def _as_ours(table: str, sign: float = 1.0, n: int = 1) -> dict[str, list[dict[str, Any]]]:
     """Results equal to the paper's dev means (sign=-1: every difference reversed), the same
     for each of `n` trainings."""
-    return {s: [{k: {d: sign * v["dev"][d][i] / 100 for d in ablations.DOMAINS}
-                 for i, k in enumerate(("auc", "pauc"))} for _ in range(n)]
-            for s, v in PAPER[table].items()}
+    return {
+        s: [
+            {
+                k: {d: sign * v["dev"][d][i] / 100 for d in ablations.DOMAINS}
+                for i, k in enumerate(("auc", "pauc"))
+            }
+            for _ in range(n)
+        ]
+        for s, v in PAPER[table].items()
+    }
 
 
 def test_directions_agree_with_the_paper_itself_and_not_with_its_reverse() -> None:
@@ -106,8 +115,9 @@ def test_directions_agree_with_the_paper_itself_and_not_with_its_reverse() -> No
     assert tally["differ"] == 0 and tally["agree"] > 0
     assert tally["agree"] + tally["unclear"] == len(COMPARISONS)
     assert "T3 no bias terms (fixed centres)" in text
-    _, flipped = ablations.directions(tables, {s: v for t in tables
-                                               for s, v in _as_ours(t, -1.0).items()})
+    _, flipped = ablations.directions(
+        tables, {s: v for t in tables for s, v in _as_ours(t, -1.0).items()}
+    )
     assert flipped["agree"] == 0 and flipped["differ"] == tally["agree"]
 
 
@@ -120,14 +130,27 @@ def test_tables_print_ours_beside_the_papers_own_figures() -> None:
     row = next(ln for ln in text.splitlines() if ln.startswith("gmm_target"))
     # ours: AUC src tgt mix, pAUC src tgt mix | the paper's: the same six
     assert row.replace("|", "").split() == [
-        "gmm_target", "62.4", "-", "70.8", "60.5", "62.2", "58.4",
-        "62.4", "79.9", "70.8", "60.5", "62.2", "58.4"]
+        "gmm_target",
+        "62.4",
+        "-",
+        "70.8",
+        "60.5",
+        "62.2",
+        "58.4",
+        "62.4",
+        "79.9",
+        "70.8",
+        "60.5",
+        "62.2",
+        "58.4",
+    ]
 
 
 def test_mean_and_std_over_trainings() -> None:
     ours = _as_ours("7", n=2)
-    ours["standard"][1] = {k: {d: v + 0.02 for d, v in dom.items()}
-                           for k, dom in ours["standard"][0].items()}
+    ours["standard"][1] = {
+        k: {d: v + 0.02 for d, v in dom.items()} for k, dom in ours["standard"][0].items()
+    }
     stats = ablations.mean_std(ours["standard"])
     mean, std = stats["auc"]["mixed"] or (0.0, 0.0)
     assert mean == pytest.approx(68.72) and std == pytest.approx(1.0)

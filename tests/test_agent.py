@@ -271,8 +271,11 @@ def test_live_source_drops_are_counted_and_reported(
     c = Collect()
     agent = Agent(cfg, sinks=[c])  # no worker running: the queue fills up
     for i in range(5):
-        agent._enqueue(agent.monitors[0], Window(np.zeros(160000, np.float32), float(i), i),  # noqa: SLF001 -- the test observes or drives an internal the API keeps private
-                       live=True)
+        agent._enqueue(  # noqa: SLF001 -- the test drives the worker queue directly
+            agent.monitors[0],
+            Window(np.zeros(160000, np.float32), float(i), i),
+            live=True,
+        )
     assert agent.counters["windows_dropped"] == 3
     # the first drop at once; the rest summarised (at most one line a minute, and at the end)
     assert [(e["window"], e["count"]) for e in c.kind("health")] == [(2, 1)]
@@ -280,7 +283,9 @@ def test_live_source_drops_are_counted_and_reported(
     assert len(c.kind("health")) == 1
     agent.monitors[0].flush_drops(force=True)  # the end of the run
     assert [(e["window"], e["count"], e["dropped"]) for e in c.kind("health")] == [
-        (2, 1, 1), (4, 2, 3)]
+        (2, 1, 1),
+        (4, 2, 3),
+    ]
     assert c.kind("health")[-1]["faults"] == ["scorer_behind"]
 
 
@@ -417,10 +422,16 @@ def test_reload_keeps_the_running_version_when_the_new_one_is_broken(
         if broken == "cannot_score":
             unscorable_version(root)
         else:
-            manifest = {k: v for k, v in v1.manifest.items()
-                        if k not in ("version", "files", "created")}
-            v2 = write_bundle(root, {n: v1.path / n for n in v1.model_files}, v1.backends,
-                              manifest, activate=False)
+            manifest = {
+                k: v for k, v in v1.manifest.items() if k not in ("version", "files", "created")
+            }
+            v2 = write_bundle(
+                root,
+                {n: v1.path / n for n in v1.model_files},
+                v1.backends,
+                manifest,
+                activate=False,
+            )
             (v2 / BACKEND).write_bytes((v2 / BACKEND).read_bytes()[:1000])  # truncated copy
             set_current(root, 2)
 
@@ -432,8 +443,9 @@ def test_reload_keeps_the_running_version_when_the_new_one_is_broken(
         assert wait_until(lambda: len(c.kind("score")) >= n_before + 2)  # still scoring
         assert agent.counters["reloads"] == 0
         # a good version afterwards is picked up as usual
-        manifest = {k: v for k, v in v1.manifest.items()
-                    if k not in ("version", "files", "created")}
+        manifest = {
+            k: v for k, v in v1.manifest.items() if k not in ("version", "files", "created")
+        }
         write_bundle(root, {n: v1.path / n for n in v1.model_files}, v1.backends, manifest)
         assert wait_until(lambda: agent.counters["reloads"] == 1)
     finally:
@@ -441,13 +453,16 @@ def test_reload_keeps_the_running_version_when_the_new_one_is_broken(
         t.join(30)
     assert not t.is_alive()
     (event,) = failed()
-    words = "cannot score a test window (ValueError: cannot reshape" if broken == "cannot_score" \
+    words = (
+        "cannot score a test window (ValueError: cannot reshape"
+        if broken == "cannot_score"
         else "checksum mismatch"
+    )
     assert words in event["error"] and "\n" not in event["error"]
     assert event["faults"] == ["reload_failed"]
     scores = c.kind("score")
     assert [e["window"] for e in scores] == list(range(len(scores)))  # nothing dropped
-    assert {e["model_version"] for e in scores[:n_before + 2]} == {v1.model_version}
+    assert {e["model_version"] for e in scores[: n_before + 2]} == {v1.model_version}
     reloaded = [e for e in c.kind("status") if e.get("event") == "reloaded"]
     v3 = load_bundle(root)
     assert v3.model_version.startswith("v3-")
@@ -464,9 +479,17 @@ def test_window_errors_are_counted_and_reach_health_and_mqtt(
     unscorable_version(root)
     b = mqtt_broker()
     sub = Subscriber(b, ["edge-asd/#"])
-    cfg = cfg_for(root, [clip] * 12, 1e9, **{
-        "mqtt.host": "127.0.0.1", "mqtt.port": b.port, "mqtt.device_id": "press7",
-        "outbox.path": str(tmp_path / "o.sqlite")})
+    cfg = cfg_for(
+        root,
+        [clip] * 12,
+        1e9,
+        **{
+            "mqtt.host": "127.0.0.1",
+            "mqtt.port": b.port,
+            "mqtt.device_id": "press7",
+            "outbox.path": str(tmp_path / "o.sqlite"),
+        },
+    )
     agent = Agent(cfg)
     c = Collect()
     agent.sinks.append(c)
@@ -482,7 +505,9 @@ def test_window_errors_are_counted_and_reach_health_and_mqtt(
         assert sub.wait_for(lambda m: sum(t == topic for t, _, _ in m) >= 2, 10)
         published = [json.loads(p) for p in sub.on(topic)]
         assert [(e["event"], e["count"]) for e in published] == [
-            ("window_error", 1), ("window_error", 10)]
+            ("window_error", 1),
+            ("window_error", 10),
+        ]
     finally:
         sub.close()
 
@@ -503,13 +528,18 @@ def test_window_error_reports_are_rate_limited_by_message(demo_root: tuple[Path,
         exc = ValueError("broken\nmodel") if i != 15 else OSError("disk")
         agent.monitors[0].window_failed(w, one_line(exc))
     reported = [(e["count"], e["error"]) for e in c.kind("health")]
-    assert reported == [(1, "ValueError: broken model"), (10, "ValueError: broken model"),
-                        (16, "OSError: disk"), (17, "ValueError: broken model")]
+    assert reported == [
+        (1, "ValueError: broken model"),
+        (10, "ValueError: broken model"),
+        (16, "OSError: disk"),
+        (17, "ValueError: broken model"),
+    ]
     assert agent.counters["window_errors"] == 25
 
 
 def test_run_without_its_microphone_is_one_error_line_and_leaves_nothing_behind(
-    tmp_path: Path, mqtt_broker: Callable[..., Broker],
+    tmp_path: Path,
+    mqtt_broker: Callable[..., Broker],
 ) -> None:
     """`edge-agent run` whose device is not there: it used to print the `stopped` status twice
     (stdout and log) before the error, wait for the broker first, and leave an outbox and a
@@ -523,18 +553,27 @@ def test_run_without_its_microphone_is_one_error_line_and_leaves_nothing_behind(
     state.mkdir()
     (state / "keep.txt").write_text("an operator's file\n")
     cfg = tmp_path / "agent.yaml"
-    cfg.write_text(f"bundle: {demo.bundle}\nsection: {demo.section}\n"
-                   f"source: {{device: no-such-microphone}}\n"
-                   f"outbox: {{path: {state}/outbox.sqlite}}\n"
-                   f"evidence: {{folder: {state}/evidence}}\n"
-                   f"mqtt: {{host: 127.0.0.1, port: {b.port}, ha_discovery: true}}\n")
+    cfg.write_text(
+        f"bundle: {demo.bundle}\nsection: {demo.section}\n"
+        f"source: {{device: no-such-microphone}}\n"
+        f"outbox: {{path: {state}/outbox.sqlite}}\n"
+        f"evidence: {{folder: {state}/evidence}}\n"
+        f"mqtt: {{host: 127.0.0.1, port: {b.port}, ha_discovery: true}}\n"
+    )
     sub = Subscriber(b, ["#"])
     try:
         proc = subprocess.run(
             [sys.executable, "-m", "edge_agent.cli", "run", "--config", str(cfg)],
-            capture_output=True, text=True, timeout=120, cwd=tmp_path,
-            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2",
-                 "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=tmp_path,
+            env={
+                **os.environ,
+                "TF_CPP_MIN_LOG_LEVEL": "2",
+                "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+            },
+        )
         time.sleep(0.5)  # anything published would have arrived by now
         assert sub.messages == []
     finally:

@@ -181,14 +181,14 @@ def test_fusion_sums_or_takes_the_max_of_standardised_components() -> None:
         with pytest.raises(BackendError, match="weights"):
             fit_section([a_src, b_src], [a_tgt, b_tgt], weights=bad)
 
-
     with pytest.raises(BackendError, match="number of clips"):
         fit_section([a_src, b_src[:30]], [a_tgt, b_tgt])
 
 
 def test_view_weights_give_every_kind_one_vote() -> None:
     assert view_weights(["model", "model", "model", "bands", "rhythm"]) == pytest.approx(
-        [1 / 3, 1 / 3, 1 / 3, 1.0, 1.0])
+        [1 / 3, 1 / 3, 1 / 3, 1.0, 1.0]
+    )
     assert view_weights(["model"]) == [1.0]
 
 
@@ -231,7 +231,8 @@ def test_section_backend_round_trips_through_npz(tmp_path: Path) -> None:
         back = SectionBackend.from_dict(dict(f))
     assert len(back.components) == 2
     assert all(
-        np.array_equal(p.references, q.references) and np.array_equal(p.density, q.density)
+        np.array_equal(p.references, q.references)
+        and np.array_equal(p.density, q.density)
         and (p.n_source, p.mean, p.std, p.weight) == (q.n_source, q.mean, q.std, q.weight)
         for p, q in zip(back.components, b.components, strict=True)
     )
@@ -240,8 +241,13 @@ def test_section_backend_round_trips_through_npz(tmp_path: Path) -> None:
     with pytest.raises(BackendError, match="n_source"):
         SectionBackend.from_dict({**d, "c0.n_source": np.asarray(999)})
     with pytest.raises(BackendError, match="missing or malformed"):
-        SectionBackend.from_dict({"threshold": np.asarray(1.0), "n_components": np.asarray(1),
-                                  "fusion": np.asarray("sum")})
+        SectionBackend.from_dict(
+            {
+                "threshold": np.asarray(1.0),
+                "n_components": np.asarray(1),
+                "fusion": np.asarray("sum"),
+            }
+        )
     with pytest.raises(BackendError, match="threshold"):
         SectionBackend.from_dict({**d, "threshold": np.asarray(np.nan)})
     with pytest.raises(BackendError, match="normaliser"):

@@ -103,8 +103,10 @@ def test_new_versions_keep_the_old_ones_for_rollback(bundle_dir: Path, tmp_path:
 
 def test_backend_file_round_trip(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
-    fit = fit_section([rng.standard_normal((12, 8)), rng.standard_normal((12, 5))],
-                      [rng.standard_normal((3, 8)), rng.standard_normal((3, 5))])
+    fit = fit_section(
+        [rng.standard_normal((12, 8)), rng.standard_normal((12, 5))],
+        [rng.standard_normal((3, 8)), rng.standard_normal((3, 5))],
+    )
     save_backends(tmp_path / "b.npz", {"fan_section_00": fit.backend})
     back = load_backends(tmp_path / "b.npz")["fan_section_00"]
     assert back.threshold == fit.backend.threshold and back.fusion == "sum"
@@ -122,17 +124,27 @@ def test_format_1_bundles_still_load_as_one_paper_component(
     root, vdir = _copy(bundle_dir, tmp_path)
     b = load_bundle(root)
     (vdir / MODEL0).rename(vdir / MODEL)
-    old = {s: {"references": bk.components[0].references, "n_source":
-               np.asarray(bk.components[0].n_source), "threshold": np.asarray(0.3)}
-           for s, bk in b.backends.items()}
+    old = {
+        s: {
+            "references": bk.components[0].references,
+            "n_source": np.asarray(bk.components[0].n_source),
+            "threshold": np.asarray(0.3),
+        }
+        for s, bk in b.backends.items()
+    }
     arrays: dict[str, Any] = {f"{s}::{k}": v for s, d in old.items() for k, v in d.items()}
     np.savez(vdir / BACKEND, **arrays)
     m = json.loads((vdir / MANIFEST).read_text())
     comp = m.pop("components")[0]
     m.pop("self_test")  # format 1 predates the device self-test
-    m.update(format_version=1, inputs=comp["inputs"], input_order=comp["input_order"],
-             embedding_dim=256, backend={"method": "cosine"},
-             files={MODEL: sha256_file(vdir / MODEL), BACKEND: sha256_file(vdir / BACKEND)})
+    m.update(
+        format_version=1,
+        inputs=comp["inputs"],
+        input_order=comp["input_order"],
+        embedding_dim=256,
+        backend={"method": "cosine"},
+        files={MODEL: sha256_file(vdir / MODEL), BACKEND: sha256_file(vdir / BACKEND)},
+    )
     (vdir / MANIFEST).write_text(json.dumps(m))
     (vdir / MANIFEST_DIGEST).unlink()  # format-1 bundles predate the manifest's own digest
     v1 = load_bundle(root)
@@ -250,15 +262,18 @@ def _rewrite_backend(vdir: Path, section: str, key: str, value: Any) -> None:
     _rewrite_manifest(vdir, files={**m["files"], BACKEND: sha256_file(vdir / BACKEND)})
 
 
-@pytest.mark.parametrize(("key", "value", "words"), [
-    ("threshold", np.asarray(np.nan), "threshold: expected a finite number, got nan"),
-    ("threshold", np.asarray(np.inf), "threshold: expected a finite number, got inf"),
-    ("c0.mean", np.asarray(np.nan), "c0.mean (normaliser): expected a finite number"),
-    ("c1.std", np.asarray(np.inf), "c1.std (normaliser): expected a finite number"),
-    ("c2.weight", np.asarray(-np.inf), "c2.weight: expected a finite number"),
-    ("c1.density", None, "c1.density: expected"),
-    ("c0.references", None, "c0.references: expected finite numbers"),
-])
+@pytest.mark.parametrize(
+    ("key", "value", "words"),
+    [
+        ("threshold", np.asarray(np.nan), "threshold: expected a finite number, got nan"),
+        ("threshold", np.asarray(np.inf), "threshold: expected a finite number, got inf"),
+        ("c0.mean", np.asarray(np.nan), "c0.mean (normaliser): expected a finite number"),
+        ("c1.std", np.asarray(np.inf), "c1.std (normaliser): expected a finite number"),
+        ("c2.weight", np.asarray(-np.inf), "c2.weight: expected a finite number"),
+        ("c1.density", None, "c1.density: expected"),
+        ("c0.references", None, "c0.references: expected finite numbers"),
+    ],
+)
 def test_non_finite_backend_numbers_refuse_the_bundle(
     demo_copy: tuple[Path, Path], key: str, value: Any, words: str
 ) -> None:
@@ -290,8 +305,11 @@ def test_non_finite_numbers_are_refused_when_writing_a_version(
     never = {**b.backends, sec: replace(b.backend(sec), threshold=float("inf"))}
     with pytest.raises(BundleError, match=f"section {sec}: threshold: .*fewer than 2 normal"):
         write_adapted_version(b, never, "calibration", {"section": sec})
-    with pytest.raises(BundleError, match=r"manifest.json: adaptations\[0\].old_threshold, "
-                                          r"calibration.old_threshold: NaN or infinite"):
+    with pytest.raises(
+        BundleError,
+        match=r"manifest.json: adaptations\[0\].old_threshold, "
+        r"calibration.old_threshold: NaN or infinite",
+    ):
         write_adapted_version(b, b.backends, "calibration", {"old_threshold": float("nan")})
     assert list_versions(root) == [1]  # nothing half-written is left behind
     assert not [p for p in (root / "versions").iterdir() if p.name.startswith(".tmp")]
@@ -341,32 +359,66 @@ def _component(m: dict[str, Any], i: int, **changes: Any) -> list[dict[str, Any]
     return comps
 
 
-@pytest.mark.parametrize(("field", "make", "words"), [
-    ("version", lambda m: "1", 'version: expected an integer >= 1, got a string "1"'),
-    ("version", lambda m: True, "version: expected an integer >= 1, got true or false"),
-    ("frontend", lambda m: {**m["frontend"], "n_fft": "1024"},
-     'frontend.n_fft: expected an integer >= 1, got a string "1024"'),
-    ("frontend", lambda m: {**m["frontend"], "clip_seconds": -10},
-     "frontend.clip_seconds: expected a finite number > 0, got a number -10"),
-    ("frontend", lambda m: [], "frontend: expected an object, got a list []"),
-    ("backend", lambda m: {**m["backend"], "percentile": "90"},
-     'backend.percentile: expected a finite number, got a string "90"'),
-    ("components", lambda m: _component(m, 0, input_order="spectrogram"),
-     'components[0].input_order: expected a list of strings, got a string "spectrogram"'),
-    ("components", lambda m: _component(m, 0, inputs=[{"name": "spectrum", "shape": "80000"}]),
-     "components[0].inputs[0].shape: expected a list of integers, got a string"),
-    ("components", lambda m: _component(m, 0, file="../model_0.tflite"),
-     "components[0].file: expected a file name (no directories)"),
-    ("components", lambda m: _component(m, 2, ranges_hz=[["a", "b"]]),
-     "components[2].ranges_hz: expected a non-empty list of [low, high] number pairs"),
-    ("components", lambda m: _component(m, 1, bands=64.5),
-     "components[1].bands: expected an integer >= 1, got a number 64.5"),
-    ("sections", lambda m: "fan_section_00", "sections: expected a list of strings"),
-    ("files", lambda m: {**m["files"], BACKEND: 1234},
-     "files: expected an object of file name -> sha256 hex digest"),
-    ("class_names", lambda m: [1, 2], "class_names: expected a list of strings, got a list [1, 2]"),
-    ("parent_version", lambda m: "1", "parent_version: expected an integer >= 1"),
-])
+@pytest.mark.parametrize(
+    ("field", "make", "words"),
+    [
+        ("version", lambda m: "1", 'version: expected an integer >= 1, got a string "1"'),
+        ("version", lambda m: True, "version: expected an integer >= 1, got true or false"),
+        (
+            "frontend",
+            lambda m: {**m["frontend"], "n_fft": "1024"},
+            'frontend.n_fft: expected an integer >= 1, got a string "1024"',
+        ),
+        (
+            "frontend",
+            lambda m: {**m["frontend"], "clip_seconds": -10},
+            "frontend.clip_seconds: expected a finite number > 0, got a number -10",
+        ),
+        ("frontend", lambda m: [], "frontend: expected an object, got a list []"),
+        (
+            "backend",
+            lambda m: {**m["backend"], "percentile": "90"},
+            'backend.percentile: expected a finite number, got a string "90"',
+        ),
+        (
+            "components",
+            lambda m: _component(m, 0, input_order="spectrogram"),
+            'components[0].input_order: expected a list of strings, got a string "spectrogram"',
+        ),
+        (
+            "components",
+            lambda m: _component(m, 0, inputs=[{"name": "spectrum", "shape": "80000"}]),
+            "components[0].inputs[0].shape: expected a list of integers, got a string",
+        ),
+        (
+            "components",
+            lambda m: _component(m, 0, file="../model_0.tflite"),
+            "components[0].file: expected a file name (no directories)",
+        ),
+        (
+            "components",
+            lambda m: _component(m, 2, ranges_hz=[["a", "b"]]),
+            "components[2].ranges_hz: expected a non-empty list of [low, high] number pairs",
+        ),
+        (
+            "components",
+            lambda m: _component(m, 1, bands=64.5),
+            "components[1].bands: expected an integer >= 1, got a number 64.5",
+        ),
+        ("sections", lambda m: "fan_section_00", "sections: expected a list of strings"),
+        (
+            "files",
+            lambda m: {**m["files"], BACKEND: 1234},
+            "files: expected an object of file name -> sha256 hex digest",
+        ),
+        (
+            "class_names",
+            lambda m: [1, 2],
+            "class_names: expected a list of strings, got a list [1, 2]",
+        ),
+        ("parent_version", lambda m: "1", "parent_version: expected an integer >= 1"),
+    ],
+)
 def test_manifest_fields_of_the_wrong_type_are_named(
     demo_copy: tuple[Path, Path], field: str, make: Any, words: str
 ) -> None:
@@ -404,10 +456,12 @@ def test_the_manifest_itself_is_checksummed(demo_copy: tuple[Path, Path]) -> Non
     assert digest == f"{sha256_file(vdir / MANIFEST)}  {MANIFEST}\n"  # `sha256sum -c` format
     # an edit that keeps the manifest valid (another quantization mode, say) is caught
     text = (vdir / MANIFEST).read_text()
-    (vdir / MANIFEST).write_text(text.replace('"quantization": "dynamic"',
-                                              '"quantization": "float32"'))
-    with pytest.raises(BundleError,
-                       match=r"manifest\.json: checksum mismatch with manifest\.sha256"):
+    (vdir / MANIFEST).write_text(
+        text.replace('"quantization": "dynamic"', '"quantization": "float32"')
+    )
+    with pytest.raises(
+        BundleError, match=r"manifest\.json: checksum mismatch with manifest\.sha256"
+    ):
         load_bundle(root)
     assert load_bundle(root, verify=False).manifest["quantization"] == "float32"
     (vdir / MANIFEST_DIGEST).write_text("garbage\n")
@@ -428,10 +482,12 @@ def test_the_manifest_itself_is_checksummed(demo_copy: tuple[Path, Path]) -> Non
     finally:
         logging.getLogger("edge_agent").removeHandler(handler)
     (warning,) = [r.getMessage() for r in records]
-    assert warning == (f"{vdir}: no manifest.sha256: the manifest itself is not checked, so an "
-                       "edit to it would load unnoticed (every version this agent writes has "
-                       "one: removed, or from an old release); re-export the bundle, or set "
-                       "trusted_keys")
+    assert warning == (
+        f"{vdir}: no manifest.sha256: the manifest itself is not checked, so an "
+        "edit to it would load unnoticed (every version this agent writes has "
+        "one: removed, or from an old release); re-export the bundle, or set "
+        "trusted_keys"
+    )
 
 
 def test_every_new_version_gets_a_manifest_digest(demo_copy: tuple[Path, Path]) -> None:
@@ -452,8 +508,10 @@ def test_backend_whose_references_do_not_match_the_components_fails_at_load(
     with np.load(vdir / BACKEND) as z:
         refs = z[f"{sec}::c1.references"][:, :100]
     _rewrite_backend(vdir, sec, "c1.references", refs)
-    with pytest.raises(BundleError, match=f"section {sec} c1.references: 100-d, the manifest's "
-                                          "component 1 gives 106-d"):
+    with pytest.raises(
+        BundleError,
+        match=f"section {sec} c1.references: 100-d, the manifest's component 1 gives 106-d",
+    ):
         load_bundle(root)
 
 
@@ -475,8 +533,10 @@ def test_smoke_test_scores_a_window_or_says_why_not(demo_copy: tuple[Path, Path]
     assert np.isfinite(ws.score) and ws.section == sec
     _unscorable_version(root)
     bad = Scorer.from_bundle(root)  # loads fine ...
-    with pytest.raises(BundleError, match=f"section {sec}: cannot score a test window "
-                                          "\\(ValueError: cannot reshape"):
+    with pytest.raises(
+        BundleError,
+        match=f"section {sec}: cannot score a test window \\(ValueError: cannot reshape",
+    ):
         bad.smoke_test(sec, bad.spec.clip_samples)  # ... but cannot score
     with pytest.raises(BundleError, match="no section 'nope_section_00'"):
         good.smoke_test("nope_section_00", good.spec.clip_samples)

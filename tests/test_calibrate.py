@@ -31,8 +31,11 @@ SEC = "fan_section_00"
 
 
 def digest(folder: Path) -> dict[str, str]:
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.iterdir()) if p.is_file()}
+    return {
+        p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.iterdir())
+        if p.is_file()
+    }
 
 
 def arrays(vdir: Path) -> dict[str, bytes]:
@@ -53,8 +56,16 @@ def test_calibrate_from_files_changes_only_the_section_and_rollback_restores(
     v0 = current_version(bundle_copy)
     before = load_bundle(bundle_copy)
     v0_files = digest(before.path)
-    code, out, err = cli(capsys, "calibrate", "--bundle", str(bundle_copy), "--section", SEC,
-                         "--files", *map(str, target_clips))
+    code, out, err = cli(
+        capsys,
+        "calibrate",
+        "--bundle",
+        str(bundle_copy),
+        "--section",
+        SEC,
+        "--files",
+        *map(str, target_clips),
+    )
     assert code == 0, err
     assert f"calibrated {SEC} with 4 clips (replace)" in out
     assert "clip 4/4 ok" in err and "embedding clip 4/4" in err
@@ -74,8 +85,11 @@ def test_calibrate_from_files_changes_only_the_section_and_rollback_restores(
     assert rec["old_threshold"] == pytest.approx(ob.threshold)
     assert rec["new_threshold"] == pytest.approx(nb.threshold)
     # rule max: the new condition's clips, held out, are at most 10 % above the threshold
-    assert nb.threshold >= rec["held_out_threshold"] == pytest.approx(
-        np.percentile(rec["held_out_scores"], 90), abs=1e-5)
+    assert (
+        nb.threshold
+        >= rec["held_out_threshold"]
+        == pytest.approx(np.percentile(rec["held_out_scores"], 90), abs=1e-5)
+    )
     assert rec["files"] == [str(p.resolve()) for p in target_clips] and rec["time"].endswith("Z")
     assert after.manifest["parent_version"] == v0
     profile = after.profile(SEC)  # the clips are the section's normal audio now
@@ -99,8 +113,19 @@ def test_append_mode_and_rollback_follows_the_parent(
     args = [x for kv in base.items() for x in kv]
     first = map(str, target_clips[:2])
     assert cli(capsys, "calibrate", *args, "--quiet", "--files", *first)[0] == 0
-    assert cli(capsys, "calibrate", *args, "--quiet", "--mode", "append", "--files",
-               *map(str, target_clips[2:]))[0] == 0
+    assert (
+        cli(
+            capsys,
+            "calibrate",
+            *args,
+            "--quiet",
+            "--mode",
+            "append",
+            "--files",
+            *map(str, target_clips[2:]),
+        )[0]
+        == 0
+    )
     b = load_bundle(bundle_copy)
     assert b.version == v0 + 2
     c0 = b.backend(SEC).components[0]
@@ -123,15 +148,26 @@ def test_refused_and_bad_inputs_are_one_line_errors(
     write_wav(silent, np.zeros(160_000, np.float32), 16000)
     v0 = current_version(bundle_copy)
     files = [*map(str, target_clips[:2]), str(silent)]
-    code, _, err = cli(capsys, "calibrate", "--bundle", str(bundle_copy), "--section", SEC,
-                       "--files", *files)
+    code, _, err = cli(
+        capsys, "calibrate", "--bundle", str(bundle_copy), "--section", SEC, "--files", *files
+    )
     last = err.strip().splitlines()[-1]
     assert code == 2 and last.startswith(f"error: {silent}: refused: silent")
     assert current_version(bundle_copy) == v0
     broken = tmp_path / "broken.wav"
     broken.write_bytes(b"RIFF but not audio")
-    code, out, err = cli(capsys, "calibrate", "--bundle", str(bundle_copy), "--section", SEC,
-                         "--skip-unreadable", "--files", *files, str(broken))
+    code, out, err = cli(
+        capsys,
+        "calibrate",
+        "--bundle",
+        str(bundle_copy),
+        "--section",
+        SEC,
+        "--skip-unreadable",
+        "--files",
+        *files,
+        str(broken),
+    )
     assert code == 0 and "with 2 clips" in out and "refused" in err and "skipped" in err
     assert f"skipped {broken}: " in err  # the unreadable file is named, then left out
     for args, msg in [
@@ -152,9 +188,21 @@ def test_killed_half_way_leaves_the_old_bundle_current_and_intact(
     v0_files = digest(load_bundle(bundle_copy).path)
     files = [str(p) for p in target_clips] * 10  # 40 clips: seconds of embedding
     proc = subprocess.Popen(
-        [sys.executable, "-c", "from edge_agent.cli import main; main()", "calibrate",
-         "--bundle", str(bundle_copy), "--section", SEC, "--files", *files],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-c",
+            "from edge_agent.cli import main; main()",
+            "calibrate",
+            "--bundle",
+            str(bundle_copy),
+            "--section",
+            SEC,
+            "--files",
+            *files,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     assert proc.stderr is not None
     try:
@@ -174,7 +222,9 @@ def test_killed_half_way_leaves_the_old_bundle_current_and_intact(
 
 
 def test_a_running_agent_picks_up_a_calibration(
-    bundle_copy: Path, target_clips: list[Path], synth_root: Path,
+    bundle_copy: Path,
+    target_clips: list[Path],
+    synth_root: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     from edge_agent.agent import Agent
@@ -190,9 +240,18 @@ def test_a_running_agent_picks_up_a_calibration(
             pass
 
     normal = sorted((synth_root / "fan" / "test").glob("section_00_source_test_normal_*.wav"))
-    cfg = load_config(None, {"bundle": str(bundle_copy), "section": SEC, "source.kind": "files",
-                             "source.files": [str(normal[0])], "source.loop": True,
-                             "log.stdout": False, "reload_poll_seconds": 0.1})
+    cfg = load_config(
+        None,
+        {
+            "bundle": str(bundle_copy),
+            "section": SEC,
+            "source.kind": "files",
+            "source.files": [str(normal[0])],
+            "source.loop": True,
+            "log.stdout": False,
+            "reload_poll_seconds": 0.1,
+        },
+    )
     agent = Agent(cfg, sinks=[Sink()])
     t = threading.Thread(target=agent.run, kwargs={"install_signals": False})
     t.start()
@@ -202,12 +261,23 @@ def test_a_running_agent_picks_up_a_calibration(
             assert time.monotonic() < end
             time.sleep(0.05)
         old_version = next(e for e in events if e["kind"] == "score")["model_version"]
-        code, _, err = cli(capsys, "calibrate", "--bundle", str(bundle_copy), "--section", SEC,
-                           "--quiet", "--files", *map(str, target_clips))
+        code, _, err = cli(
+            capsys,
+            "calibrate",
+            "--bundle",
+            str(bundle_copy),
+            "--section",
+            SEC,
+            "--quiet",
+            "--files",
+            *map(str, target_clips),
+        )
         assert code == 0, err
         new_version = f"v{current_version(bundle_copy)}-"
-        while not any(e["kind"] == "score" and e["model_version"].startswith(new_version)
-                      for e in list(events)):
+        while not any(
+            e["kind"] == "score" and e["model_version"].startswith(new_version)
+            for e in list(events)
+        ):
             assert time.monotonic() < end, "the agent never scored with the calibrated bundle_copy"
             time.sleep(0.05)
     finally:
@@ -220,7 +290,9 @@ def test_a_running_agent_picks_up_a_calibration(
 
 
 def test_export_source_only_then_calibrate_adds_the_target_rows(
-    trained_run: Path, tmp_path: Path, target_clips: list[Path],
+    trained_run: Path,
+    tmp_path: Path,
+    target_clips: list[Path],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     from edge_agent.errors import EdgeAgentError
@@ -232,10 +304,20 @@ def test_export_source_only_then_calibrate_adds_the_target_rows(
     export_run(trained_run, out, domains="source")
     b = load_bundle(out)
     assert b.manifest["training"]["domains"] == "source"
-    assert all(c.n_source == c.references.shape[0]
-               for s in b.backends.values() for c in s.components)
-    code, _, err = cli(capsys, "calibrate", "--bundle", str(out), "--section", SEC, "--quiet",
-                       "--files", *map(str, target_clips))
+    assert all(
+        c.n_source == c.references.shape[0] for s in b.backends.values() for c in s.components
+    )
+    code, _, err = cli(
+        capsys,
+        "calibrate",
+        "--bundle",
+        str(out),
+        "--section",
+        SEC,
+        "--quiet",
+        "--files",
+        *map(str, target_clips),
+    )
     assert code == 0, err
     cal = load_bundle(out).backend(SEC).components[0]
     assert cal.references.shape[0] == cal.n_source + 4
@@ -253,29 +335,36 @@ def test_a_long_recording_is_cut_into_its_clips_and_few_clips_are_warned_about(
 
     pieces = [read_wav(p)[0] for p in target_clips[:4]]
     long = tmp_path / "hall2-press.wav"
-    write_wav(long, np.concatenate(pieces)[:35 * 16000], 16000)
+    write_wav(long, np.concatenate(pieces)[: 35 * 16000], 16000)
     v0 = current_version(bundle_copy)
-    code, out, err = cli(capsys, "calibrate", "--bundle", str(bundle_copy), "--section", SEC,
-                         "--files", str(long))
+    code, out, err = cli(
+        capsys, "calibrate", "--bundle", str(bundle_copy), "--section", SEC, "--files", str(long)
+    )
     assert code == 0, err
     assert f"calibrated {SEC} with 3 clips (replace)" in out
     assert f"{long}: 35.0 s = 3 clips of 10 s (5.0 s at the end left out)" in err
     assert "clip 3/3 ok: " in err and f"({long} [20-30 s])" in err
     warning = [line for line in err.splitlines() if line.startswith("warning:")]
-    assert warning == [("warning: calibrate used 3 clips (30 s of audio); docs/adaptation.md asks "
-                       "for 10 (100 s): the threshold rests on fewer normal clips than that "
-                       "(record more, or give a longer recording)")], err
+    assert warning == [
+        (
+            "warning: calibrate used 3 clips (30 s of audio); docs/adaptation.md asks "
+            "for 10 (100 s): the threshold rests on fewer normal clips than that "
+            "(record more, or give a longer recording)"
+        )
+    ], err
     rec = load_bundle(bundle_copy).manifest["calibration"]
     assert rec["n_clips"] == 3 and current_version(bundle_copy) == v0 + 1
     # the clips are the recording's consecutive pieces: the 2nd is the 2nd file, as written
     spec = Scorer.from_bundle(bundle_copy).spec
     from edge_agent.audio.files import iter_clips
+
     got = list(iter_clips(long, spec))
     assert len(got) == 3
     np.testing.assert_allclose(got[1], load_clip(target_clips[1], spec), atol=1 / 32768)
     # ten clips from one 100 s recording: no warning
-    write_wav(long, np.concatenate(pieces * 3)[:100 * 16000], 16000)
-    code, out, err = cli(capsys, "calibrate", "--bundle", str(bundle_copy), "--section", SEC,
-                         "--files", str(long))
+    write_wav(long, np.concatenate(pieces * 3)[: 100 * 16000], 16000)
+    code, out, err = cli(
+        capsys, "calibrate", "--bundle", str(bundle_copy), "--section", SEC, "--files", str(long)
+    )
     assert code == 0 and "with 10 clips" in out and "warning" not in err, err
     assert f"{long}: 100.0 s = 10 clips of 10 s\n" in err

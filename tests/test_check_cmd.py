@@ -15,8 +15,13 @@ ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
 
 
 def check(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "edge_agent.cli", "check", *args],
-                          capture_output=True, text=True, timeout=300, env=ENV)
+    return subprocess.run(
+        [sys.executable, "-m", "edge_agent.cli", "check", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=ENV,
+    )
 
 
 def test_check_passes_here_in_one_line() -> None:
@@ -24,8 +29,11 @@ def test_check_passes_here_in_one_line() -> None:
     out = check("--runtime", "ai_edge_litert")
     assert out.returncode == 0, out.stderr
     (line,) = out.stdout.splitlines()
-    assert re.match(r"self-test passed: ai_edge_litert [0-9.]+ with XNNPACK on this x86_64 CPU "
-                    r"with .* \(from /proc/cpuinfo\): embedding cosine 1\.0000\d", line), line
+    assert re.match(
+        r"self-test passed: ai_edge_litert [0-9.]+ with XNNPACK on this x86_64 CPU "
+        r"with .* \(from /proc/cpuinfo\): embedding cosine 1\.0000\d",
+        line,
+    ), line
     assert f"[bundle {DEMO_BUNDLE} version 1 (v1-" in line
     own = check("--runtime", "ai_edge_litert", "--no-xnnpack")
     assert own.returncode == 0 and "ai_edge_litert" in own.stdout
@@ -36,9 +44,12 @@ def test_bench_prints_ms_per_window_rss_and_a_row() -> None:
     out = check("--bench", "--windows", "3", "--runtime", "ai_edge_litert")
     assert out.returncode == 0, out.stderr
     _, bench, row = out.stdout.splitlines()
-    m = re.match(r"bench: 3 windows of 10 s through ai_edge_litert [0-9.]+ with XNNPACK, 1 "
-                 r"thread: ([0-9.]+) ms per window \(median; 90th percentile ([0-9.]+) ms\), "
-                 r"peak RSS ([0-9]+) MB$", bench)
+    m = re.match(
+        r"bench: 3 windows of 10 s through ai_edge_litert [0-9.]+ with XNNPACK, 1 "
+        r"thread: ([0-9.]+) ms per window \(median; 90th percentile ([0-9.]+) ms\), "
+        r"peak RSS ([0-9]+) MB$",
+        bench,
+    )
     assert m, bench
     median, p90, rss = (float(g) for g in m.groups())
     assert 0 < median <= p90 < 10_000 and 30 < rss < 4000
@@ -68,8 +79,10 @@ def test_check_refuses_other_numbers_in_one_error_line(tmp_path: Path) -> None:
 
 def test_check_takes_the_bundle_and_tflite_settings_from_a_config(tmp_path: Path) -> None:
     cfg = tmp_path / "agent.yaml"
-    cfg.write_text(f"bundle: {DEMO_BUNDLE}\nsection: fan_section_00\n"
-                   "tflite:\n  runtime: ai_edge_litert\n  xnnpack: false\n")
+    cfg.write_text(
+        f"bundle: {DEMO_BUNDLE}\nsection: fan_section_00\n"
+        "tflite:\n  runtime: ai_edge_litert\n  xnnpack: false\n"
+    )
     out = check("--config", str(cfg))
     assert out.returncode == 0, out.stderr
     assert "ai_edge_litert" in out.stdout and "without XNNPACK" in out.stdout
@@ -77,5 +90,7 @@ def test_check_takes_the_bundle_and_tflite_settings_from_a_config(tmp_path: Path
     bad.write_text("tflite:\n  runtime: onnx\n")
     out = check("--config", str(bad))
     assert out.returncode == 2 and out.stderr.count("\n") == 1
-    assert "tflite.runtime: expected one of auto, ai_edge_litert, tflite_runtime, tensorflow" \
+    assert (
+        "tflite.runtime: expected one of auto, ai_edge_litert, tflite_runtime, tensorflow"
         in out.stderr
+    )

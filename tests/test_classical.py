@@ -40,7 +40,7 @@ def test_band_stats_match_a_plain_numpy_reference() -> None:
     f = band_stats(x, DEFAULT_SPEC)
     edges = band_edges(DEFAULT_SPEC)
     win = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(1024) / 1024)
-    frames = np.stack([x[i * 512:i * 512 + 1024] * win for i in range(311)])
+    frames = np.stack([x[i * 512 : i * 512 + 1024] * win for i in range(311)])
     power = np.abs(np.fft.rfft(frames, axis=-1)) ** 2
     bands = np.log(np.stack([power[:, a:b].mean(1) for a, b in pairwise(edges)], 1) + 1e-10)
     np.testing.assert_allclose(f, np.r_[bands.mean(0), bands.std(0)], rtol=1e-4, atol=1e-4)
@@ -57,8 +57,7 @@ def test_a_tone_raises_its_band_and_a_burst_raises_the_time_spread() -> None:
     edges = band_edges(DEFAULT_SPEC)
     tone_bin = 1000 * 1024 // 16_000  # 1 kHz
     band = int(np.searchsorted(edges, tone_bin, side="right") - 1)
-    tone = band_stats(noise + 0.05 * np.sin(2 * np.pi * 1000 * T).astype(np.float32),
-                      DEFAULT_SPEC)
+    tone = band_stats(noise + 0.05 * np.sin(2 * np.pi * 1000 * T).astype(np.float32), DEFAULT_SPEC)
     rise = tone[:53] - base[:53]
     assert int(np.argmax(rise)) == band and rise[band] > 3.0
     burst = noise.copy()
@@ -85,7 +84,7 @@ def _clicks(period_s: float, jitter_s: float = 0.0, seed: int = 0) -> np.ndarray
     while t < 9.9:
         i = int((t + rng.normal(0, jitter_s)) * 16_000) if jitter_s else int(t * 16_000)
         i = max(0, min(i, 160_000 - 800))
-        x[i:i + 800] += np.sin(2 * np.pi * 2000 * np.arange(800) / 16_000) * np.hanning(800)
+        x[i : i + 800] += np.sin(2 * np.pi * 2000 * np.arange(800) / 16_000) * np.hanning(800)
         t += period_s
     return x.astype(np.float32)
 
@@ -94,11 +93,11 @@ def test_rhythm_peaks_at_the_cycle_period_and_irregular_cycles_lower_the_peaks()
     lags = 125
     r = rhythm(_clicks(0.8), DEFAULT_SPEC)
     assert r.shape == (4 * lags,)
-    mid = r[lags:2 * lags]  # 500-2000 Hz holds the 2 kHz click's energy (its lower half)
+    mid = r[lags : 2 * lags]  # 500-2000 Hz holds the 2 kHz click's energy (its lower half)
     period_frames = round(0.8 * 16_000 / 512)  # 25
     peak = int(np.argmax(mid[10:40])) + 10 + 1  # lag index -> lag in frames
     assert abs(peak - period_frames) <= 1
-    jittered = rhythm(_clicks(0.8, jitter_s=0.08), DEFAULT_SPEC)[lags:2 * lags]
+    jittered = rhythm(_clicks(0.8, jitter_s=0.08), DEFAULT_SPEC)[lags : 2 * lags]
     assert jittered[3 * period_frames - 1] < mid[3 * period_frames - 1] - 0.2
     assert rhythm_bins(DEFAULT_SPEC, [[50, 500]]) == [(3, 32)]
 
@@ -110,11 +109,12 @@ def test_classical_entries_validate_and_describe_their_dims() -> None:
     x = np.random.default_rng(4).standard_normal(160_000).astype(np.float32)
     mag = stft_magnitude(x, DEFAULT_SPEC)
     np.testing.assert_array_equal(feats[1].fn(mag), rhythm(x, DEFAULT_SPEC))
-    cases: list[tuple[dict[str, Any], str]] = [({"kind": "bands", "bands": 0}, "bands"),
-                       ({"kind": "rhythm", "ranges_hz": [[5, 1]], "max_lag_s": 4}, "ranges_hz"),
-                       ({"kind": "rhythm", "ranges_hz": [[5, 10]], "max_lag_s": -1},
-                        "max_lag_s"),
-                       ({"kind": "mfcc"}, "kind")]
+    cases: list[tuple[dict[str, Any], str]] = [
+        ({"kind": "bands", "bands": 0}, "bands"),
+        ({"kind": "rhythm", "ranges_hz": [[5, 1]], "max_lag_s": 4}, "ranges_hz"),
+        ({"kind": "rhythm", "ranges_hz": [[5, 10]], "max_lag_s": -1}, "max_lag_s"),
+        ({"kind": "mfcc"}, "kind"),
+    ]
     for bad, field in cases:
         with pytest.raises(ValueError, match=field):
             classical_feature(bad, DEFAULT_SPEC)

@@ -18,8 +18,18 @@ def test_flags_set_the_same_config_keys_in_every_command(tmp_path: Path) -> None
     cfg = agent_config(yaml, Flags())
     assert (cfg.threads, cfg.source.kind, cfg.source.channel) == (4, "device", 1)
     clip = tmp_path / "a.wav"
-    cfg = agent_config(yaml, Flags(threads=2, channel=0, paths=(clip,), from_files=True,
-                                   section="valve_section_01", json=True, quiet=True))
+    cfg = agent_config(
+        yaml,
+        Flags(
+            threads=2,
+            channel=0,
+            paths=(clip,),
+            from_files=True,
+            section="valve_section_01",
+            json=True,
+            quiet=True,
+        ),
+    )
     assert (cfg.threads, cfg.source.channel, cfg.section) == (2, 0, "valve_section_01")
     # a path given as a flag is relative to the working directory, not to the YAML's folder
     assert cfg.source.kind == "files" and cfg.source.files == (str(clip),)
@@ -73,8 +83,17 @@ def test_a_run_where_every_window_failed_exits_1_with_a_summary(
     demo = load_demo()
     root = tmp_path / "bundle"
     shutil.copytree(demo.bundle, root)
-    args = ("run", "--bundle", str(root), "--section", demo.section, "--quiet", "--files",
-            str(demo.paths[0]), str(demo.paths[1]))
+    args = (
+        "run",
+        "--bundle",
+        str(root),
+        "--section",
+        demo.section,
+        "--quiet",
+        "--files",
+        str(demo.paths[0]),
+        str(demo.paths[1]),
+    )
     code, _, err = run_cli(capsys, *args)
     assert code == 0, err  # the shipped version scores
     b = load_bundle(root)
@@ -84,5 +103,8 @@ def test_a_run_where_every_window_failed_exits_1_with_a_summary(
     code, _, err = run_cli(capsys, *args)
     assert code == 1, err
     assert [ln for ln in err.splitlines() if ln.startswith("error:")] == [
-        ("error: all 2 windows failed (window_errors 2, scored 0); the window_error lines above "
-        "say why")]
+        (
+            "error: all 2 windows failed (window_errors 2, scored 0); the window_error lines above "
+            "say why"
+        )
+    ]

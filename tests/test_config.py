@@ -121,8 +121,9 @@ def test_config_check_cli(tmp_path: Path, bundle: Path) -> None:
     assert ok.returncode == 0, ok.stderr
     # one line that says OK (it printed ~90 lines of resolved config and no verdict)
     assert ok.stdout.count("\n") == 1 and ok.stderr == "", ok.stdout
-    assert ok.stdout.startswith(f"OK: {tmp_path / 'agent.yaml'}: fan_section_00; bundle "
-                                "version 1 (v1-"), ok.stdout
+    assert ok.stdout.startswith(
+        f"OK: {tmp_path / 'agent.yaml'}: fan_section_00; bundle version 1 (v1-"
+    ), ok.stdout
     assert "no MQTT" in ok.stdout
     shown = run_cli("config", "check", "--show", str(write(tmp_path, good)))
     assert shown.returncode == 0, shown.stderr
@@ -143,8 +144,13 @@ SEC = "fan_section_00"
 REFUSED = [
     # a hop of 0.48 samples cut the same window for ever (100 % CPU, RSS to 2.3 GB in 6 s); one
     # sample took 1.09 GB and dropped 36 524 windows in 25 s: under what a device can score
-    ("windows: {hop: 0.00003}", (r"^windows\.hop: expected a number in \[0\.1, 86400\], "
-     r"got 3e-05")),
+    (
+        "windows: {hop: 0.00003}",
+        (
+            r"^windows\.hop: expected a number in \[0\.1, 86400\], "
+            r"got 3e-05"
+        ),
+    ),
     ("windows: {hop: 0.0000625}", r"^windows\.hop: expected a number in \[0\.1, 86400\]"),
     ("windows: {hop: 0}", r"^windows\.hop: expected a number in \[0\.1, 86400\], got 0"),
     ("windows: {hop: .nan}", r"^windows\.hop: expected a finite number, got nan"),
@@ -153,8 +159,10 @@ REFUSED = [
     ("windows: {seconds: 5}", r"^windows\.seconds: the bundle's model takes 10 s windows, got 5"),
     ("windows: {seconds: -1}", r"^windows\.seconds: expected a number > 0, got -1"),
     ("section2: x", r"^section2: unknown key"),
-    ("source: {kind: files, files: [CLIP], blocksize: 0}",
-     r"^source\.blocksize: expected an integer in \[1, 480000\], got 0"),
+    (
+        "source: {kind: files, files: [CLIP], blocksize: 0}",
+        r"^source\.blocksize: expected an integer in \[1, 480000\], got 0",
+    ),
     ("source: {kind: microphone}", r"^source\.kind: expected one of device, files, stdin"),
     ("source: {kind: files, files: [nowhere.wav]}", r"nowhere\.wav: no such file or folder"),
     ("source: {kind: files, files: []}", r"^source\.files: expected at least one WAV file"),
@@ -164,8 +172,13 @@ REFUSED = [
     ("decision: {threshold: .nan}", r"^decision\.threshold: expected a finite number, got nan"),
     ("decision: {threshold: -.inf}", r"^decision\.threshold: expected a finite number"),
     ("health: {silence_dbfs: .nan}", r"^health\.silence_dbfs: expected a finite number"),
-    ("mqtt: {host: broker}\nmqtt: {}", (r"agent\.yaml: line 5: duplicate key 'mqtt' \(first at "
-     r"line 4\)")),
+    (
+        "mqtt: {host: broker}\nmqtt: {}",
+        (
+            r"agent\.yaml: line 5: duplicate key 'mqtt' \(first at "
+            r"line 4\)"
+        ),
+    ),
     ("mqtt: {host: a, host: b}", r"agent\.yaml: line 4: duplicate key 'host'"),
     ("mqtt: {port: 0}", r"^mqtt\.port: expected an integer in \[1, 65535\], got 0"),
     ("mqtt: {port: 65536}", r"^mqtt\.port: expected an integer in \[1, 65535\], got 65536"),
@@ -176,27 +189,64 @@ REFUSED = [
     ("mqtt: {password_file: FOLDER}", r"^mqtt\.password_file: .* is a folder"),
     # names that become MQTT topic levels and Home Assistant ids (edge_agent.config.ids): HA
     # ignored a `.` or a space, a `+` / `#` made the broker drop every connect
-    *[(f"mqtt: {{device_id: '{d}'}}", (rf"^mqtt\.device_id: '{re.escape(d)}' cannot be a "
-       r"device id: expected letters, digits, _ and - \(up to 64, first a letter or digit\)"))
-      for d in ("press 01", "press.01", "press+01", "press#", "")],
-    *[(f"mqtt: {{prefix: '{p}'}}", (r"^mqtt\.prefix: expected topic levels separated by / "
-       r"\(each letters, digits, _ \. -")) for p in ("site//a", "site/+", "$SYS/x", "/a")],
+    *[
+        (
+            f"mqtt: {{device_id: '{d}'}}",
+            (
+                rf"^mqtt\.device_id: '{re.escape(d)}' cannot be a "
+                r"device id: expected letters, digits, _ and - "
+                r"\(up to 64, first a letter or digit\)"
+            ),
+        )
+        for d in ("press 01", "press.01", "press+01", "press#", "")
+    ],
+    *[
+        (
+            f"mqtt: {{prefix: '{p}'}}",
+            (
+                r"^mqtt\.prefix: expected topic levels separated by / "
+                r"\(each letters, digits, _ \. -"
+            ),
+        )
+        for p in ("site//a", "site/+", "$SYS/x", "/a")
+    ],
     ("mqtt: {ha_prefix: 'home assistant'}", r"^mqtt\.ha_prefix: expected topic levels"),
-    ("fleet: {group: 'a b'}", (r"^fleet\.group: expected a group name, one MQTT topic level: "
-     r"letters, digits")),
-    ("log: {jsonl_file: no/such/dir/events.jsonl}",
-     r"^log\.jsonl_file: folder .*no/such/dir does not exist"),
+    (
+        "fleet: {group: 'a b'}",
+        (
+            r"^fleet\.group: expected a group name, one MQTT topic level: "
+            r"letters, digits"
+        ),
+    ),
+    (
+        "log: {jsonl_file: no/such/dir/events.jsonl}",
+        r"^log\.jsonl_file: folder .*no/such/dir does not exist",
+    ),
     ("log: {jsonl_file: FOLDER}", r"^log\.jsonl_file: .* is a folder"),
     # `config check` passed these and `run` refused them: a channel the input does not have,
     # an evidence folder that is a file (read-only ones: test_evidence_folder_read_only_...)
-    ("source: {kind: stdin, stdin_channels: 2, channel: 5}",
-     r"^source\.channel: channel 5 requested but stdin has 2 channel\(s\)"),
-    ("source: {kind: files, files: [CLIP], channel: 3}",
-     r"01_normal\.wav: channel 3 requested but the file is mono"),
-    ("evidence: {folder: EMPTY}", (r"^evidence\.folder: .*empty\.txt is a file, expected a "
-     r"folder$")),
-    ("evidence: {folder: EMPTY/clips}", (r"^evidence\.folder: .*empty\.txt is a file, expected "
-     r"a folder \(cannot create .*empty\.txt/clips below it\)")),
+    (
+        "source: {kind: stdin, stdin_channels: 2, channel: 5}",
+        r"^source\.channel: channel 5 requested but stdin has 2 channel\(s\)",
+    ),
+    (
+        "source: {kind: files, files: [CLIP], channel: 3}",
+        r"01_normal\.wav: channel 3 requested but the file is mono",
+    ),
+    (
+        "evidence: {folder: EMPTY}",
+        (
+            r"^evidence\.folder: .*empty\.txt is a file, expected a "
+            r"folder$"
+        ),
+    ),
+    (
+        "evidence: {folder: EMPTY/clips}",
+        (
+            r"^evidence\.folder: .*empty\.txt is a file, expected "
+            r"a folder \(cannot create .*empty\.txt/clips below it\)"
+        ),
+    ),
 ]
 
 
@@ -208,15 +258,21 @@ def refusal_files(tmp_path: Path) -> Iterator[dict[str, str]]:
     locked = tmp_path / "locked.wav"
     locked.write_bytes(b"RIFF")
     locked.chmod(0)
-    yield {"EMPTY": str(tmp_path / "empty.txt"), "FOLDER": str(tmp_path / "folder"),
-           "UNREADABLE": str(locked)}
+    yield {
+        "EMPTY": str(tmp_path / "empty.txt"),
+        "FOLDER": str(tmp_path / "folder"),
+        "UNREADABLE": str(locked),
+    }
     locked.chmod(0o600)
 
 
 @pytest.mark.parametrize(("extra", "message"), REFUSED)
 def test_config_check_and_run_refuse_the_same_thing(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], refusal_files: dict[str, str],
-    extra: str, message: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    refusal_files: dict[str, str],
+    extra: str,
+    message: str,
 ) -> None:
     from edge_agent.commands.demo import load_demo
 
@@ -239,17 +295,19 @@ def test_config_check_and_run_refuse_the_same_thing(
     assert lines[0] == lines[1]  # the same validator, the same words
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (("--device-id", "press+01"), "error: mqtt.device_id: 'press+01' cannot be a device id"),
-    (("--device-id", "hall 2"), "error: mqtt.device_id: 'hall 2' cannot be a device id"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--device-id", "press+01"), "error: mqtt.device_id: 'press+01' cannot be a device id"),
+        (("--device-id", "hall 2"), "error: mqtt.device_id: 'hall 2' cannot be a device id"),
+    ],
+)
 def test_a_bad_device_id_flag_is_refused_before_anything_runs(
     capsys: pytest.CaptureFixture[str], args: tuple[str, ...], message: str
 ) -> None:
     """The flag goes through the same validator as the config: exit 2, one line, no broker
     contact (with `+` the broker used to drop every connect while the agent said nothing)."""
-    code, out, err = run_in_process(capsys, "demo", "--fast", "--mqtt-host", "127.0.0.1",
-                                    *args)
+    code, out, err = run_in_process(capsys, "demo", "--fast", "--mqtt-host", "127.0.0.1", *args)
     assert code == 2 and _errors(err) == [x for x in err.splitlines() if x.strip()], err
     assert _errors(err)[0].startswith(message) and out == ""
 
@@ -260,9 +318,13 @@ def test_a_single_machines_section_is_its_name_and_is_checked_like_one(
     p = write(tmp_path, f"bundle: {demo_bundle()}\nsection: fan.section_00\n")
     code, _, err = run_in_process(capsys, "config", "check", str(p))
     assert code == 2 and _errors(err) == [
-        ("error: section: 'fan.section_00' cannot be a machine's name: expected letters, digits, "
-        "_ and - (up to 64, first a letter or digit), because it is an MQTT topic level and "
-        "part of Home Assistant's ids")]
+        (
+            "error: section: 'fan.section_00' cannot be a machine's name: expected letters, "
+            "digits, _ and - (up to 64, first a letter or digit), because it is an MQTT topic "
+            "level and "
+            "part of Home Assistant's ids"
+        )
+    ]
 
 
 def _check_and_run(capsys: pytest.CaptureFixture[str], p: Path) -> list[tuple[int, str]]:
@@ -293,8 +355,11 @@ def test_evidence_folder_read_only_is_refused_by_check_and_run_alike(
     with mounted_tmpfs(tmp_path / "ro", "64k", read_only=True) as disk:
         ro = disk.path
         folder = ro / "clips" if below else ro
-        p = write(tmp_path, f"bundle: {demo_bundle()}\nsection: {SEC}\n"
-                  f"source: {{kind: files, files: [{clip}]}}\nevidence: {{folder: {folder}}}\n")
+        p = write(
+            tmp_path,
+            f"bundle: {demo_bundle()}\nsection: {SEC}\n"
+            f"source: {{kind: files, files: [{clip}]}}\nevidence: {{folder: {folder}}}\n",
+        )
         got = _check_and_run(capsys, p)
     want = f"error: evidence.folder: {ro} is on a read-only file system"
     if below:
@@ -322,8 +387,10 @@ def test_device_channel_beyond_the_device_is_refused_by_check_and_run_alike(
         (check_code, check_err), (run_code, run_err) = _check_and_run(capsys, p)
         assert check_code == 0
         (warning,) = check_err.splitlines()  # one line (a log prefix when a handler is set)
-        assert ("source.channel: channel(s) 2 not checked against the device: source.device: "
-                "no input device matching 'no-such-mic'; available input devices: ") in warning
+        assert (
+            "source.channel: channel(s) 2 not checked against the device: source.device: "
+            "no input device matching 'no-such-mic'; available input devices: "
+        ) in warning
         assert f"{name!r}" in warning
         assert run_code == 2
         (error,) = _errors(run_err)
@@ -345,8 +412,9 @@ def test_errors_never_echo_what_may_be_the_password(
     """A password pasted into `password_env` (or a wrongly typed one) is not repeated in the
     error: error lines end up in logs and bug reports."""
     with pytest.raises(ConfigError, match=r"^mqtt\.password_env: ") as exc:
-        load_config(write(tmp_path, f"bundle: bundle\nsection: s\n"
-                          f"mqtt: {{password_env: {value}}}\n"))
+        load_config(
+            write(tmp_path, f"bundle: bundle\nsection: s\nmqtt: {{password_env: {value}}}\n")
+        )
     assert "hunter2" not in str(exc.value) and "12345678" not in str(exc.value)
 
 
@@ -355,8 +423,11 @@ def test_password_env_empty_and_contents_never_in_errors(
 ) -> None:
     monkeypatch.setenv("ASD_PW", "")
     p = write(tmp_path, "bundle: bundle\nsection: s\nmqtt: {password_env: ASD_PW}\n")
-    with pytest.raises(ConfigError, match=r"^mqtt\.password_env: environment variable ASD_PW "
-                       r"is empty$"):
+    with pytest.raises(
+        ConfigError,
+        match=r"^mqtt\.password_env: environment variable ASD_PW "
+        r"is empty$",
+    ):
         load_config(p)
     monkeypatch.setenv("ASD_PW", "s3cret")
     bad = write(tmp_path, "bundle: bundle\nsection: s\nmqtt: {password_env: ASD_PW, port: 0}\n")

@@ -32,6 +32,7 @@ def _touch_wav(path: Path, seconds: float = 0.1) -> Path:
 
 # ------------------------------------------------------------------ model_build.data
 
+
 def test_full_names_parse_into_fields(tmp_path: Path) -> None:
     root = tmp_path / "dev"
     _touch_wav(root / "fan/train/section_00_source_train_normal_0000_m-n_X.wav")
@@ -45,14 +46,20 @@ def test_full_names_parse_into_fields(tmp_path: Path) -> None:
     by_name = {c.path.name: c for c in clips}
     c = by_name["section_01_target_test_anomaly_0007_spd_1200_load_3.wav"]
     assert (c.machine, c.section, c.split, c.domain, c.label, c.attrs) == (
-        "fan", "01", "test", "target", "anomaly", "spd_1200_load_3")
+        "fan",
+        "01",
+        "test",
+        "target",
+        "anomaly",
+        "spd_1200_load_3",
+    )
     assert c.section_id == "fan_section_01" and c.is_anomaly
     v = by_name["section_02_source_train_normal_0003.wav"]
     assert v.attrs == "" and v.machine == "valve"
-    assert class_key(by_name["section_00_source_train_normal_0000_m-n_X.wav"]) == \
-        "fan|00|m-n_X|source"
-    assert class_names(clips) == ["fan|00|m-n_X|source", "fan|00|m-n_Y|target",
-                                  "valve|02||source"]
+    assert (
+        class_key(by_name["section_00_source_train_normal_0000_m-n_X.wav"]) == "fan|00|m-n_X|source"
+    )
+    assert class_names(clips) == ["fan|00|m-n_X|source", "fan|00|m-n_Y|target", "valve|02||source"]
 
 
 def test_files_outside_the_layout_are_named_and_counted(
@@ -72,15 +79,20 @@ def test_files_outside_the_layout_are_named_and_counted(
     layout = scan_layout([root])
     assert len(layout.clips) == 3
     assert layout.ignored == sorted([bad, notes, root / "fan/test/extra"])
-    assert layout.summary() == ("3 clips used, 3 files under train/ or test/ ignored (not a "
-                                "clip of the DCASE layout; --strict stops)")
+    assert layout.summary() == (
+        "3 clips used, 3 files under train/ or test/ ignored (not a "
+        "clip of the DCASE layout; --strict stops)"
+    )
     scan([root])  # the plain scan warns too
     err = capsys.readouterr().err.splitlines()
     assert f"warning: {bad}: not used (name not in the DCASE layout" in err[1]
     assert f"warning: {notes}: not used (not a .wav file)" in err
     assert err[-1] == f"warning: {layout.summary()}"
-    with pytest.raises(DatasetError, match=rf"^{re.escape(str(root / 'fan/test/extra'))}: "
-                       r"a folder inside a split folder \(and 2 more\); --strict stops"):
+    with pytest.raises(
+        DatasetError,
+        match=rf"^{re.escape(str(root / 'fan/test/extra'))}: "
+        r"a folder inside a split folder \(and 2 more\); --strict stops",
+    ):
         scan_layout([root], strict=True)
     # a training scan looks at train/ only
     assert scan_layout([root], splits=("train",)).ignored == [notes]
@@ -109,7 +121,12 @@ def test_dcase_2020_names(tmp_path: Path) -> None:
     clips = {c.path.name: c for c in scan([root])}
     a = clips["anomaly_id_01_00000007.wav"]
     assert (a.machine, a.section, a.split, a.domain, a.label) == (
-        "ToyConveyor", "01", "test", "source", "anomaly")
+        "ToyConveyor",
+        "01",
+        "test",
+        "source",
+        "anomaly",
+    )
     assert clips["normal_id_01_00000000.wav"].split == "train"
     assert clips["normal_id_03_00000012.wav"].section_id == "ToyConveyor_section_03"
     e = clips["id_05_00000000.wav"]
@@ -126,8 +143,7 @@ def test_real_dcase_2020_clips(tmp_path: Path, real_data: Callable[[str], Path])
         (root / f.parent.name / split / f.name).symlink_to(f)
     clips = scan([root])
     assert len(clips) == 36
-    assert {c.machine for c in clips} == {"ToyCar", "ToyConveyor", "fan", "pump", "slider",
-                                          "valve"}
+    assert {c.machine for c in clips} == {"ToyCar", "ToyConveyor", "fan", "pump", "slider", "valve"}
     assert sum(c.is_anomaly for c in clips) == 18
     assert all(c.domain == "source" and c.label is not None for c in clips)
     assert {c.section_id for c in clips if c.machine == "pump"} == {"pump_section_04"}
@@ -146,13 +162,17 @@ def test_dcase_2021_layout_and_ground_truth(tmp_path: Path) -> None:
     gt = tmp_path / "evaluator/ground_truth_data"
     gt.mkdir(parents=True)
     (gt / "ground_truth_gearbox_section_03_source_test.csv").write_text(
-        "section_03_source_test_0000.wav,1\n")
+        "section_03_source_test_0000.wav,1\n"
+    )
     (gt / "ground_truth_gearbox_section_03_target_test.csv").write_text(
-        "section_03_target_test_0000.wav,0\n")
+        "section_03_target_test_0000.wav,0\n"
+    )
     clips = {c.path.name: c for c in scan([dev, ev], truth_roots=[tmp_path / "evaluator"])}
     assert len(clips) == 6
-    assert (clips["section_00_source_test_anomaly_0001.wav"].split,
-            clips["section_00_target_test_normal_0002.wav"].domain) == ("test", "target")
+    assert (
+        clips["section_00_source_test_anomaly_0001.wav"].split,
+        clips["section_00_target_test_normal_0002.wav"].domain,
+    ) == ("test", "target")
     s, t = clips["section_03_source_test_0000.wav"], clips["section_03_target_test_0000.wav"]
     assert (s.split, s.domain, s.label) == ("test", "source", "anomaly")
     assert (t.split, t.domain, t.label) == ("test", "target", "normal")
@@ -168,18 +188,23 @@ def test_dcase_2023_2024_attribute_files_and_one_section_per_machine(tmp_path: P
     (root / "3DPrinter/attributes_00.csv").write_text(
         "file_name,d1p,d1v,d2p,d2v\n"
         "3DPrinter/train/section_00_source_train_normal_0000_noAttribute.wav,speed,20,,\n"
-        "3DPrinter/train/section_00_target_train_normal_0001_noAttribute.wav,noAttribute,,,\n")
+        "3DPrinter/train/section_00_target_train_normal_0001_noAttribute.wav,noAttribute,,,\n"
+    )
     (root / "ToyNscale/attributes_00.csv").write_text(
         "file_name,d1p,d1v,d2p,d2v\n"
-        "ToyNscale/train/section_00_source_train_normal_0000_car_A1_spd_28V.wav,car,B2,spd,1V\n")
+        "ToyNscale/train/section_00_source_train_normal_0000_car_A1_spd_28V.wav,car,B2,spd,1V\n"
+    )
     clips = {c.path.name: c for c in scan([root])}
     assert clips["section_00_source_train_normal_0000_noAttribute.wav"].attrs == "speed_20"
     assert clips["section_00_target_train_normal_0001_noAttribute.wav"].attrs == "noAttribute"
     # a name that carries attributes keeps them
     assert clips["section_00_source_train_normal_0000_car_A1_spd_28V.wav"].attrs == (
-        "car_A1_spd_28V")
+        "car_A1_spd_28V"
+    )
     assert sorted({c.section_id for c in clips.values()}) == [
-        "3DPrinter_section_00", "ToyNscale_section_00"]
+        "3DPrinter_section_00",
+        "ToyNscale_section_00",
+    ]
     assert len(class_names(clips.values())) == 3
 
 
@@ -190,8 +215,11 @@ def test_any_machine_type_name(tmp_path: Path) -> None:
         _touch_wav(tmp_path / machine / "train" / "section_00_source_train_normal_0000.wav")
     clips = scan([tmp_path])
     assert sorted(c.section_id for c in clips) == [
-        "3DPrinter_section_00", "HoveringDrone_section_00", "Pump.v2_section_00",
-        "robotic_arm_section_00"]
+        "3DPrinter_section_00",
+        "HoveringDrone_section_00",
+        "Pump.v2_section_00",
+        "robotic_arm_section_00",
+    ]
     assert [parse_section_id(c.section_id)[0] for c in clips] == [c.machine for c in clips]
 
 
@@ -215,6 +243,7 @@ def test_empty_or_missing_root_is_a_clear_error(tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------ edge_agent.audio
+
 
 def _tone(f: float, seconds: float, rate: int = FS) -> np.ndarray:
     t = np.arange(int(seconds * rate)) / rate
@@ -321,6 +350,7 @@ def test_expand_files_expands_folders_and_reject_missing(tmp_path: Path) -> None
 
 # ------------------------------------------------- streamed reading (edge_agent.audio.wavfile)
 
+
 def _write_streamed(path: Path, rate: int, channels: int, seconds: int) -> None:
     """A long 16-bit WAV written one second at a time, so the test itself stays small."""
     t = np.arange(rate) / rate
@@ -338,9 +368,7 @@ def _write_streamed(path: Path, rate: int, channels: int, seconds: int) -> None:
     ("dtype", "channels"),
     [("u1", 1), ("<i2", 2), ("<i4", 3), ("<f4", 2), ("<f8", 1)],
 )
-def test_streamed_blocks_equal_a_whole_file_read(
-    tmp_path: Path, dtype: str, channels: int
-) -> None:
+def test_streamed_blocks_equal_a_whole_file_read(tmp_path: Path, dtype: str, channels: int) -> None:
     from edge_agent.audio.files import WavStream
     from edge_agent.audio.pcm import to_float, to_mono
 
@@ -371,8 +399,10 @@ def test_24_bit_extensible_and_unknown_data_size(tmp_path: Path) -> None:
     raw = b"".join(int(v).to_bytes(3, "little", signed=True) for v in ints.reshape(-1))
     guid = struct.pack("<H", 1) + b"\x00\x00\x00\x00\x10\x00\x80\x00\x00\xaa\x00\x38\x9b\x71"
     fmt = struct.pack("<HHIIHHHHI", 0xFFFE, 2, FS, FS * 6, 6, 24, 22, 24, 3) + guid
-    body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"data" + \
-        struct.pack("<I", 0xFFFFFFFF) + raw
+    body = (
+        b"WAVE"
+        b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"data" + struct.pack("<I", 0xFFFFFFFF) + raw
+    )
     p = tmp_path / "ext24.wav"
     p.write_bytes(b"RIFF" + struct.pack("<I", 0xFFFFFFFF) + body)
     y, rate = read_wav(p, channel=0)
@@ -393,8 +423,11 @@ def test_implausible_header_rates_are_one_line_errors(tmp_path: Path, rate: int)
     raw = bytearray(p.read_bytes())
     raw[24:28] = rate.to_bytes(4, "little")  # the fmt chunk's sample rate field
     p.write_bytes(bytes(raw))
-    with pytest.raises(AudioFileError, match=rf"r{rate}\.wav: implausible sample rate {rate} "
-                       r"Hz in the WAV header: expected 4000-384000 Hz") as ei:
+    with pytest.raises(
+        AudioFileError,
+        match=rf"r{rate}\.wav: implausible sample rate {rate} "
+        r"Hz in the WAV header: expected 4000-384000 Hz",
+    ) as ei:
         load_clip(p, DEFAULT_SPEC)
     assert "\n" not in str(ei.value)
 

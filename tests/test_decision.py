@@ -121,13 +121,20 @@ def test_store_round_trip_atomic(tmp_path: Path) -> None:
     assert DecisionStore(path, "fan_section_01").load() is None  # another section's state
 
 
-@pytest.mark.parametrize("content", [
-    "{not json", '{"schema": 1}', '{"schema": 9, "section": "s"}',
-    '{"schema":1,"section":"s","state":"panic","history":[],"normal_run":0}',
-    '{"schema":1,"section":"s","state":"alarm","history":[1],"normal_run":0}',
-    ('{"schema":1,"section":"s","state":"alarm","history":[],"normal_run":0,'
-    '"last_alarm":{"kind":"alarm","section":"s","decision":"normal"}}'),
-])
+@pytest.mark.parametrize(
+    "content",
+    [
+        "{not json",
+        '{"schema": 1}',
+        '{"schema": 9, "section": "s"}',
+        '{"schema":1,"section":"s","state":"panic","history":[],"normal_run":0}',
+        '{"schema":1,"section":"s","state":"alarm","history":[1],"normal_run":0}',
+        (
+            '{"schema":1,"section":"s","state":"alarm","history":[],"normal_run":0,'
+            '"last_alarm":{"kind":"alarm","section":"s","decision":"normal"}}'
+        ),
+    ],
+)
 def test_damaged_state_file_starts_normal_with_a_warning(
     tmp_path: Path, content: str, caplog: pytest.LogCaptureFixture
 ) -> None:

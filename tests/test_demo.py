@@ -23,7 +23,11 @@ ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
 def _demo(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "edge_agent.cli", "demo", *args],
-        capture_output=True, text=True, timeout=timeout, cwd=REPO, env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+        env=ENV,
     )
 
 
@@ -33,7 +37,7 @@ def test_shipped_bundle_verifies_and_holds_the_demo_section() -> None:
     assert demo.section in bundle.sections
     assert bundle.manifest["quantization"] == "dynamic"
     assert demo.n_normal >= DecisionSettings().n  # a healthy stretch longer than the vote
-    faulty = demo.clips[demo.n_normal:]
+    faulty = demo.clips[demo.n_normal :]
     assert len(faulty) >= DecisionSettings().k
     assert all(c.label == "anomaly" for c in faulty)
     assert all(c.label == "normal" for c in demo.clips[: demo.n_normal])
@@ -84,14 +88,41 @@ def test_demo_human_output_paced(tmp_path: Path) -> None:
 def test_paced_sink_sleeps_only_for_scores() -> None:
     slept: list[float] = []
     sink = PacedSink(1.5, sleep=slept.append)
-    score = window_event("score", 0.0, "d", section="s", window=0, score=0.1, threshold=0.2,
-                         anomalous=False, decision="normal", votes=0, model_version="v",
-                         source="f")
-    alarm = window_event("alarm", 0.0, "d", section="s", window=0, score=0.1, threshold=0.2,
-                         anomalous=False, decision="normal", votes=0, model_version="v",
-                         source="f")
-    for e in (score, alarm, health_event(0.0, "d", "device_ok", []), score,
-              status_event(0.0, "d", "stopped")):
+    score = window_event(
+        "score",
+        0.0,
+        "d",
+        section="s",
+        window=0,
+        score=0.1,
+        threshold=0.2,
+        anomalous=False,
+        decision="normal",
+        votes=0,
+        model_version="v",
+        source="f",
+    )
+    alarm = window_event(
+        "alarm",
+        0.0,
+        "d",
+        section="s",
+        window=0,
+        score=0.1,
+        threshold=0.2,
+        anomalous=False,
+        decision="normal",
+        votes=0,
+        model_version="v",
+        source="f",
+    )
+    for e in (
+        score,
+        alarm,
+        health_event(0.0, "d", "device_ok", []),
+        score,
+        status_event(0.0, "d", "stopped"),
+    ):
         sink.handle(e)
     assert slept == [1.5, 1.5]
     PacedSink(0.0, sleep=slept.append).handle(score)
@@ -99,9 +130,14 @@ def test_paced_sink_sleeps_only_for_scores() -> None:
 
 
 def test_broken_demo_install_is_one_line_error(tmp_path: Path) -> None:
-    (tmp_path / "demo.json").write_text(json.dumps(
-        {"section": "fan_section_00", "clips": [{"file": "x.wav", "label": "normal",
-                                                 "source": "fan/test/x.wav"}]}))
+    (tmp_path / "demo.json").write_text(
+        json.dumps(
+            {
+                "section": "fan_section_00",
+                "clips": [{"file": "x.wav", "label": "normal", "source": "fan/test/x.wav"}],
+            }
+        )
+    )
     with pytest.raises(DemoError, match=r"x\.wav: demo clip missing"):
         load_demo(tmp_path)
     (tmp_path / "demo.json").write_text("{")
@@ -117,19 +153,28 @@ def test_demo_publishes_the_alarm_to_a_broker(mqtt_broker) -> None:  # type: ign
     broker = mqtt_broker()
     sub = Subscriber(broker, ["edge-asd/#"])
     try:
-        proc = _demo("--fast", "--mqtt-host", "127.0.0.1", "--mqtt-port", str(broker.port),
-                     "--device-id", "demo-pi")
+        proc = _demo(
+            "--fast",
+            "--mqtt-host",
+            "127.0.0.1",
+            "--mqtt-port",
+            str(broker.port),
+            "--device-id",
+            "demo-pi",
+        )
         assert proc.returncode == 0, proc.stderr
         topic = f"edge-asd/demo-pi/{demo.section}/alarm"
-        assert sub.wait_for(lambda m: any(json.loads(p)["decision"] == "alarm"
-                                          for p in sub.on(topic)), timeout=10)
+        assert sub.wait_for(
+            lambda m: any(json.loads(p)["decision"] == "alarm" for p in sub.on(topic)), timeout=10
+        )
         states = [json.loads(p) for p in sub.on(topic)]
         assert states[0]["decision"] == "normal"  # the start state, before any window
         alarm = next(a for a in states if a["decision"] == "alarm")
         assert alarm["window"] >= demo.n_normal
         avail = "edge-asd/demo-pi/availability"
-        assert sub.wait_for(lambda m: (avail, b"offline", False) in m
-                            or (avail, b"offline", True) in m, timeout=10)
+        assert sub.wait_for(
+            lambda m: (avail, b"offline", False) in m or (avail, b"offline", True) in m, timeout=10
+        )
         assert sub.on(avail)[0] == b"online"
     finally:
         sub.close()
@@ -138,8 +183,12 @@ def test_demo_publishes_the_alarm_to_a_broker(mqtt_broker) -> None:  # type: ign
 def test_shipped_bundle_is_what_build_demo_sh_builds() -> None:
     """The committed build script and the shipped bundle's manifest agree (width, data, mode)."""
     script = (REPO / "benchmarks" / "build_demo.sh").read_text()
-    proc = subprocess.run(["bash", "-n", str(REPO / "benchmarks" / "build_demo.sh")],
-                          capture_output=True, text=True, timeout=30)
+    proc = subprocess.run(
+        ["bash", "-n", str(REPO / "benchmarks" / "build_demo.sh")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert proc.returncode == 0, proc.stderr
     demo = load_demo()
     m = load_bundle(demo.bundle).manifest
@@ -148,6 +197,7 @@ def test_shipped_bundle_is_what_build_demo_sh_builds() -> None:
     assert f"--quantize {m['quantization']}" in script
     machines = script.split("--machines ")[1].split()[0].split(",")
     assert sorted(m["training"]["sections"]) == sorted(
-        f"{mach}_section_{i:02d}" for mach in machines for i in range(2))
+        f"{mach}_section_{i:02d}" for mach in machines for i in range(2)
+    )
     assert demo.info["built_by"] == "benchmarks/build_demo.sh"
     assert demo.info["synth"]["machines"] == machines

@@ -25,13 +25,21 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("install") / "ea+1.0_x-y"
     proc = subprocess.run(
         [
-            "bash", str(REPO / "deploy" / "install.sh"),
-            "--prefix", str(root / "opt"),
-            "--config-dir", str(root / "etc"),
-            "--unit-dir", str(root / "units"),
-            "--no-apt", "--no-systemd",
+            "bash",
+            str(REPO / "deploy" / "install.sh"),
+            "--prefix",
+            str(root / "opt"),
+            "--config-dir",
+            str(root / "etc"),
+            "--unit-dir",
+            str(root / "units"),
+            "--no-apt",
+            "--no-systemd",
         ],
-        capture_output=True, text=True, timeout=600, env=INSTALL_ENV,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=INSTALL_ENV,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "TFLite runtime:" in proc.stdout
@@ -52,8 +60,14 @@ def test_install_script_creates_a_working_agent(installed: Path) -> None:
     # the example's /opt/edge-agent paths point into the prefix it was installed to
     assert f"bundle: {installed / 'opt'}/bundle" in config and "/opt/edge-agent" not in config
     # The demo's bundle and clips are package data: a non-editable install can run it.
-    demo = subprocess.run([str(exe), "demo", "--fast", "--json"], capture_output=True,
-                          text=True, timeout=120, cwd=installed, env=INSTALL_ENV)
+    demo = subprocess.run(
+        [str(exe), "demo", "--fast", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=installed,
+        env=INSTALL_ENV,
+    )
     assert demo.returncode == 0, demo.stderr
     assert '"kind":"alarm"' in demo.stdout and "site-packages" in demo.stdout
 
@@ -70,9 +84,20 @@ def test_install_keeps_an_existing_config_and_no_systemd_writes_no_unit(installe
     before = unit.read_bytes()
     unit.unlink()
     proc = subprocess.run(
-        ["bash", str(REPO / "deploy" / "install.sh"), "--prefix", str(installed / "opt"),
-         "--config-dir", str(installed / "etc"), "--no-apt", "--no-systemd"],
-        capture_output=True, text=True, timeout=600, env=INSTALL_ENV,
+        [
+            "bash",
+            str(REPO / "deploy" / "install.sh"),
+            "--prefix",
+            str(installed / "opt"),
+            "--config-dir",
+            str(installed / "etc"),
+            "--no-apt",
+            "--no-systemd",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=INSTALL_ENV,
     )
     unit.write_bytes(before)  # the other tests read it
     assert proc.returncode == 0, proc.stderr
@@ -101,26 +126,52 @@ def test_install_refuses_a_path_it_cannot_write_safely(
     folder made, no venv, no sed), one line naming the option, exit 2."""
     marker = tmp_path / "pwned"
     bad = str(tmp_path / "t" / name.format(marker=marker))
-    paths = {"--prefix": str(tmp_path / "opt"), "--config-dir": str(tmp_path / "etc"),
-             "--unit-dir": str(tmp_path / "units"), option: bad}
+    paths = {
+        "--prefix": str(tmp_path / "opt"),
+        "--config-dir": str(tmp_path / "etc"),
+        "--unit-dir": str(tmp_path / "units"),
+        option: bad,
+    }
     proc = subprocess.run(
-        ["bash", str(REPO / "deploy" / "install.sh"), *[x for kv in paths.items() for x in kv],
-         "--no-apt", "--no-systemd"],
-        capture_output=True, text=True, timeout=60, env=INSTALL_ENV,
+        [
+            "bash",
+            str(REPO / "deploy" / "install.sh"),
+            *[x for kv in paths.items() for x in kv],
+            "--no-apt",
+            "--no-systemd",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=INSTALL_ENV,
     )
     assert proc.returncode == 2, (why, proc.stdout, proc.stderr)
     assert proc.stdout == ""
     assert proc.stderr.splitlines() == [
-        (f"error: {option}: '{bad}' has characters other than letters, digits and / . _ + - (a "
-        "space, '&', '#', '%' or a quote would break the unit or the config); choose another "
-        "path")]
+        (
+            f"error: {option}: '{bad}' has characters other than letters, digits and / . _ + - (a "
+            "space, '&', '#', '%' or a quote would break the unit or the config); choose another "
+            "path"
+        )
+    ]
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing made, nothing ran
 
 
 def test_install_refuses_a_relative_prefix(tmp_path: Path) -> None:
     proc = subprocess.run(
-        ["bash", str(REPO / "deploy" / "install.sh"), "--prefix", "opt/ea", "--no-apt",
-         "--no-systemd"], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+        [
+            "bash",
+            str(REPO / "deploy" / "install.sh"),
+            "--prefix",
+            "opt/ea",
+            "--no-apt",
+            "--no-systemd",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 2
     assert proc.stderr == "error: --prefix: expected an absolute path, got 'opt/ea'\n"
     assert not (tmp_path / "opt").exists()
@@ -133,17 +184,27 @@ def test_installed_unit_verifies(installed: Path) -> None:
     unit = installed / "units" / "edge-agent.service"
     text = unit.read_text()
     assert str(installed / "opt" / "venv" / "bin" / "edge-agent") in text
-    for key in ("NoNewPrivileges=yes", "ProtectSystem=strict", "User=edge-agent",
-                "SupplementaryGroups=audio", "Restart=on-failure"):
+    for key in (
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        "User=edge-agent",
+        "SupplementaryGroups=audio",
+        "Restart=on-failure",
+    ):
         assert key in text
-    proc = subprocess.run(["systemd-analyze", "verify", str(unit)],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        ["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 0, proc.stderr
 
 
 def test_unknown_install_option_is_refused() -> None:
-    proc = subprocess.run(["bash", str(REPO / "deploy" / "install.sh"), "--frobnicate"],
-                          capture_output=True, text=True, timeout=30)
+    proc = subprocess.run(
+        ["bash", str(REPO / "deploy" / "install.sh"), "--frobnicate"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert proc.returncode == 2
     assert "unknown option --frobnicate" in proc.stderr
 
@@ -153,9 +214,12 @@ def test_installed_example_config_passes_config_check(installed: Path) -> None:
     """install.sh's example config, with the demo bundle it installed, is valid as written."""
     assert (installed / "opt" / "bundle" / "current").is_file()
     exe = installed / "opt" / "venv" / "bin" / "edge-agent"
-    proc = subprocess.run([str(exe), "config", "check", "--show",
-                           str(installed / "etc" / "agent.yaml")],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [str(exe), "config", "check", "--show", str(installed / "etc" / "agent.yaml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr
     assert f"bundle: {installed / 'opt' / 'bundle'}" in proc.stdout
     assert "path: /var/lib/edge-agent/outbox.sqlite" in proc.stdout  # writable under systemd
@@ -163,10 +227,20 @@ def test_installed_example_config_passes_config_check(installed: Path) -> None:
 
 UNIT = REPO / "deploy" / "systemd" / "edge-agent.service"
 
-SANDBOX_KEYS = ("NoNewPrivileges", "SystemCallFilter", "SystemCallErrorNumber",
-                "SystemCallArchitectures", "RestrictAddressFamilies", "ProtectProc",
-                "PrivateUsers", "PrivateMounts", "MemoryDenyWriteExecute", "LockPersonality",
-                "RestrictRealtime", "RestrictNamespaces")
+SANDBOX_KEYS = (
+    "NoNewPrivileges",
+    "SystemCallFilter",
+    "SystemCallErrorNumber",
+    "SystemCallArchitectures",
+    "RestrictAddressFamilies",
+    "ProtectProc",
+    "PrivateUsers",
+    "PrivateMounts",
+    "MemoryDenyWriteExecute",
+    "LockPersonality",
+    "RestrictRealtime",
+    "RestrictNamespaces",
+)
 """The unit's settings that a systemd user manager applies as the system one does (no User=,
 no device cgroup): what `test_the_unit_sandbox_runs_the_agent` runs the agent under."""
 
@@ -190,20 +264,41 @@ the tmpfs over /run/systemd exists only in that namespace), running one transien
 
 def _unit_sandbox(extra: tuple[str, ...] = ()) -> list[str]:
     """`-p KEY=VALUE` for every SANDBOX_KEYS line of the shipped unit, then `extra`."""
-    props = [line.strip() for line in UNIT.read_text().splitlines()
-             if line.split("=", 1)[0] in SANDBOX_KEYS]
+    props = [
+        line.strip()
+        for line in UNIT.read_text().splitlines()
+        if line.split("=", 1)[0] in SANDBOX_KEYS
+    ]
     return [x for kv in [*props, *extra] for x in ("-p", kv)]
 
 
-def _run_sandboxed(props: list[str], argv: list[str], env: dict[str, str]
-                   ) -> subprocess.CompletedProcess[str]:
+def _run_sandboxed(
+    props: list[str], argv: list[str], env: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
     if shutil.which("systemd-run") is None or not Path("/lib/systemd/systemd").exists():
         pytest.skip("systemd is not installed")
     setenv = [x for k, v in env.items() for x in ("-E", f"{k}={v}")]
     proc = subprocess.run(
-        ["unshare", "-m", "--propagation", "private", "bash", "-c", USER_MANAGER, "sandbox",
-         *setenv, "-p", f"WorkingDirectory={REPO}", *props, "--", *argv],
-        capture_output=True, text=True, timeout=110)
+        [
+            "unshare",
+            "-m",
+            "--propagation",
+            "private",
+            "bash",
+            "-c",
+            USER_MANAGER,
+            "sandbox",
+            *setenv,
+            "-p",
+            f"WorkingDirectory={REPO}",
+            *props,
+            "--",
+            *argv,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=110,
+    )
     if "Failed to connect to bus" in proc.stderr or "unshare: " in proc.stderr:
         pytest.skip(f"no systemd user manager here: {proc.stderr.strip()}")
     return proc
@@ -226,13 +321,27 @@ def test_the_unit_sandbox_runs_the_agent(tmp_path: Path, alsa_sandbox: Any) -> N
     np.tile(x, 6).astype("<f4").tofile(raw)
     mic = alsa_sandbox.file_pcm("sandboxmic", raw)
     cfg = tmp_path / "agent.yaml"
-    cfg.write_text(f"bundle: {demo.bundle}\nsection: {demo.section}\nsource: {{device: {mic}}}\n"
-                   f"outbox: {{path: {tmp_path / 'outbox.sqlite'}}}\n"
-                   "decision: {k: 3, n: 5}\nlog: {stdout: false}\n")
-    argv = ["timeout", "-s", "TERM", "8", str(Path(sys.executable).with_name("edge-agent")),
-            "run", "--config", str(cfg)]
-    env = {"PYTHONPATH": str(REPO), "HOME": str(tmp_path), "TF_CPP_MIN_LOG_LEVEL": "2",
-           "ALSA_CONFIG_PATH": os.environ["ALSA_CONFIG_PATH"]}
+    cfg.write_text(
+        f"bundle: {demo.bundle}\nsection: {demo.section}\nsource: {{device: {mic}}}\n"
+        f"outbox: {{path: {tmp_path / 'outbox.sqlite'}}}\n"
+        "decision: {k: 3, n: 5}\nlog: {stdout: false}\n"
+    )
+    argv = [
+        "timeout",
+        "-s",
+        "TERM",
+        "8",
+        str(Path(sys.executable).with_name("edge-agent")),
+        "run",
+        "--config",
+        str(cfg),
+    ]
+    env = {
+        "PYTHONPATH": str(REPO),
+        "HOME": str(tmp_path),
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        "ALSA_CONFIG_PATH": os.environ["ALSA_CONFIG_PATH"],
+    }
     try:
         props = _unit_sandbox()
         assert "SystemCallFilter=@system-service" in props and "PrivateUsers=yes" in props
@@ -251,8 +360,12 @@ def test_unit_exposure_is_low() -> None:
     filter, ProtectProc, PrivateUsers and the address families without AF_NETLINK."""
     if shutil.which("systemd-analyze") is None:
         pytest.skip("systemd-analyze is not installed")
-    proc = subprocess.run(["systemd-analyze", "security", "--offline=yes", str(UNIT)],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        ["systemd-analyze", "security", "--offline=yes", str(UNIT)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     last = (proc.stdout + proc.stderr).strip().splitlines()[-1]
     if "Overall exposure level" not in last:
         pytest.skip(f"systemd-analyze security cannot score offline here: {last}")
@@ -263,7 +376,8 @@ def test_unit_sandboxing_is_complete() -> None:
     """The unit's hardening, key by key (systemd-analyze verify only checks syntax)."""
     text = UNIT.read_text()
     keys = dict(
-        line.split("=", 1) for line in text.splitlines()
+        line.split("=", 1)
+        for line in text.splitlines()
         if "=" in line and not line.startswith("#") and not line.startswith("ReadWritePaths")
     )
     assert keys["User"] == "edge-agent" and keys["SupplementaryGroups"] == "audio"
@@ -287,16 +401,29 @@ def test_demo_script_installs_without_tensorflow_and_raises_the_alarm(tmp_path: 
     """`bash deploy/demo.sh` (README's first command) into a temp venv; then again, no install."""
     env = {**os.environ, "EDGE_AGENT_VENV": str(tmp_path / "venv"), "EDGE_AGENT_NO_APT": "1"}
     env.pop("VIRTUAL_ENV", None)
-    first = subprocess.run(["bash", str(REPO / "deploy" / "demo.sh"), "--fast"],
-                           capture_output=True, text=True, timeout=900, env=env)
+    first = subprocess.run(
+        ["bash", str(REPO / "deploy" / "demo.sh"), "--fast"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=env,
+    )
     assert first.returncode == 0, first.stdout + first.stderr
     assert "installing the agent" in first.stderr
     assert "ALARM RAISED at window" in first.stdout
-    probe = subprocess.run([str(tmp_path / "venv" / "bin" / "python"), "-c", "import tensorflow"],
-                           capture_output=True, timeout=60)
+    probe = subprocess.run(
+        [str(tmp_path / "venv" / "bin" / "python"), "-c", "import tensorflow"],
+        capture_output=True,
+        timeout=60,
+    )
     assert probe.returncode != 0
-    second = subprocess.run(["bash", str(REPO / "deploy" / "demo.sh"), "--fast"],
-                            capture_output=True, text=True, timeout=300, env=env)
+    second = subprocess.run(
+        ["bash", str(REPO / "deploy" / "demo.sh"), "--fast"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert second.returncode == 0, second.stderr
     assert "installing" not in second.stderr  # idempotent: nothing to install the second time
     assert "ALARM RAISED at window" in second.stdout
@@ -316,24 +443,36 @@ def test_example_broker_tls_acl_with_the_demo(tmp_path: Path) -> None:  # noqa: 
     if not Path(MOSQUITTO).exists() or shutil.which("openssl") is None:
         pytest.skip("mosquitto or openssl not installed")
     certs = tmp_path / "certs"
-    subprocess.run(["bash", str(REPO / "deploy" / "mosquitto" / "make-certs.sh"), str(certs),
-                    "127.0.0.1"], check=True, capture_output=True, timeout=60)
+    subprocess.run(
+        ["bash", str(REPO / "deploy" / "mosquitto" / "make-certs.sh"), str(certs), "127.0.0.1"],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
     passwd = tmp_path / "passwd"
     users = {"press-01": "pw1", "press-02": "pw2", "homeassistant": "pw-ha"}
     for i, (u, pw) in enumerate(users.items()):
-        subprocess.run(["mosquitto_passwd", "-b", *(["-c"] if i == 0 else []), str(passwd), u, pw],
-                       check=True, capture_output=True)
+        subprocess.run(
+            ["mosquitto_passwd", "-b", *(["-c"] if i == 0 else []), str(passwd), u, pw],
+            check=True,
+            capture_output=True,
+        )
     (tmp_path / "acl").write_text((REPO / "deploy" / "mosquitto" / "acl").read_text())
     port = free_port()
     conf = (REPO / "deploy" / "mosquitto" / "mosquitto.conf").read_text()
-    conf = (conf.replace("listener 8883", f"listener {port} 127.0.0.1")
-            .replace("/etc/mosquitto/certs/", f"{certs}/")
-            .replace("/etc/mosquitto/passwd", str(passwd))
-            .replace("/etc/mosquitto/acl", str(tmp_path / "acl"))
-            .replace("/var/lib/mosquitto/", f"{tmp_path}/")) + "user root\n"
+    conf = (
+        conf.replace("listener 8883", f"listener {port} 127.0.0.1")
+        .replace("/etc/mosquitto/certs/", f"{certs}/")
+        .replace("/etc/mosquitto/passwd", str(passwd))
+        .replace("/etc/mosquitto/acl", str(tmp_path / "acl"))
+        .replace("/var/lib/mosquitto/", f"{tmp_path}/")
+    ) + "user root\n"
     (tmp_path / "mosquitto.conf").write_text(conf)
-    broker = subprocess.Popen([MOSQUITTO, "-c", str(tmp_path / "mosquitto.conf")],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    broker = subprocess.Popen(
+        [MOSQUITTO, "-c", str(tmp_path / "mosquitto.conf")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         import socket
         import time
@@ -352,8 +491,13 @@ def test_example_broker_tls_acl_with_the_demo(tmp_path: Path) -> None:  # noqa: 
 
         b = _B()
         b.port = port  # type: ignore[attr-defined]
-        ha = Subscriber(b, ["listening/#", "homeassistant/#"],  # type: ignore[arg-type]
-                        username="homeassistant", password="pw-ha", ca=certs / "ca.crt")
+        ha = Subscriber(
+            b,  # type: ignore[arg-type]
+            ["listening/#", "homeassistant/#"],
+            username="homeassistant",
+            password="pw-ha",
+            ca=certs / "ca.crt",
+        )
         from edge_agent.commands.demo import load_demo
 
         demo = load_demo()
@@ -362,11 +506,17 @@ def test_example_broker_tls_acl_with_the_demo(tmp_path: Path) -> None:  # noqa: 
             f"bundle: {demo.bundle}\nsection: {demo.section}\n"
             f"mqtt:\n  host: 127.0.0.1\n  port: {port}\n  prefix: listening/site-a\n"
             "  device_id: press-01\n  username: press-01\n  password_env: PW\n"
-            f"  tls: {{ca_file: {certs / 'ca.crt'}}}\n  ha_discovery: true\n")
+            f"  tls: {{ca_file: {certs / 'ca.crt'}}}\n  ha_discovery: true\n"
+        )
         env = {**os.environ, "PW": "pw1", "TF_CPP_MIN_LOG_LEVEL": "2"}
-        proc = subprocess.run([sys.executable, "-m", "edge_agent.cli", "demo", "--fast",
-                               "--config", str(cfg)], capture_output=True, text=True,
-                              timeout=120, env=env, cwd=REPO)
+        proc = subprocess.run(
+            [sys.executable, "-m", "edge_agent.cli", "demo", "--fast", "--config", str(cfg)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=env,
+            cwd=REPO,
+        )
         assert proc.returncode == 0, proc.stderr
         alarm_topic = f"listening/site-a/press-01/{demo.section}/alarm"
         assert ha.wait_for(lambda m: any(t == alarm_topic for t, _, _ in m), timeout=10)
@@ -383,8 +533,9 @@ def test_example_broker_tls_acl_with_the_demo(tmp_path: Path) -> None:  # noqa: 
         c.publish(own, b"y", qos=1).wait_for_publish(5)
         c.publish("listening/site-a/press-02/fan_1/evidence/a.flac", b"z", qos=1)
         assert ha.wait_for(lambda m: any(t == own for t, _, _ in m), timeout=5)
-        assert ha.wait_for(lambda m: any(t.endswith("/evidence/a.flac") for t, _, _ in m),
-                           timeout=5)  # its alarm clips (evidence.mqtt_max_kilobytes)
+        assert ha.wait_for(
+            lambda m: any(t.endswith("/evidence/a.flac") for t, _, _ in m), timeout=5
+        )  # its alarm clips (evidence.mqtt_max_kilobytes)
         assert not ha.on("listening/site-a/press-01/fan_1/alarm")
         c.disconnect()
         c.loop_stop()
@@ -398,8 +549,9 @@ def test_unit_is_type_notify_with_a_watchdog(tmp_path: Path) -> None:
     """READY=1/WATCHDOG=1 from the agent (edge_agent.runtime.notify) need these keys, and the
     notify socket is AF_UNIX; the unit as shipped (ExecStart pointed at this venv) verifies."""
     text = (REPO / "deploy" / "systemd" / "edge-agent.service").read_text()
-    keys = dict(line.split("=", 1) for line in text.splitlines()
-                if "=" in line and not line.startswith("#"))
+    keys = dict(
+        line.split("=", 1) for line in text.splitlines() if "=" in line and not line.startswith("#")
+    )
     assert keys["Type"] == "notify" and keys["NotifyAccess"] == "main"
     assert keys["WatchdogSec"] == "60s"
     assert "AF_UNIX" in keys["RestrictAddressFamilies"].split()
@@ -410,6 +562,7 @@ def test_unit_is_type_notify_with_a_watchdog(tmp_path: Path) -> None:
         pytest.skip("edge-agent is not installed next to this Python")
     unit = tmp_path / "edge-agent.service"
     unit.write_text(text.replace("/opt/edge-agent/venv/bin/edge-agent", str(exe)))
-    proc = subprocess.run(["systemd-analyze", "verify", str(unit)],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        ["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 0, proc.stderr

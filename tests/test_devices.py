@@ -15,10 +15,13 @@ from edge_agent.sources.device import DeviceInfo
 
 
 def test_table_marks_default_and_devices_needing_resampling() -> None:
-    text = format_devices([
-        DeviceInfo(0, "USB PnP Sound Device", 1, 48000.0, (44100, 48000)),
-        DeviceInfo(3, "pulse", 32, 44100.0, (16000, 48000), is_default=True),
-    ], 16000)
+    text = format_devices(
+        [
+            DeviceInfo(0, "USB PnP Sound Device", 1, 48000.0, (44100, 48000)),
+            DeviceInfo(3, "pulse", 32, 44100.0, (16000, 48000), is_default=True),
+        ],
+        16000,
+    )
     lines = text.splitlines()
     assert "USB PnP Sound Device" in lines[1] and "44100, 48000" in lines[1]
     assert "(resampled to 16000)" in lines[1]

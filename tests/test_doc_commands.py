@@ -34,8 +34,11 @@ import typer
 from typer.testing import CliRunner
 
 REPO = Path(__file__).resolve().parents[1]
-DOCS = [REPO / "README.md", REPO / "BENCHMARKS.md",
-        *sorted(p for p in (REPO / "docs").glob("*.md") if p.name != "cli.md")]
+DOCS = [
+    REPO / "README.md",
+    REPO / "BENCHMARKS.md",
+    *sorted(p for p in (REPO / "docs").glob("*.md") if p.name != "cli.md"),
+]
 _PROGRAM = re.compile(r"^(?:\S*bin/)?(edge-agent|model-build)$")
 _SCRIPT = re.compile(r"^(?:\S*/)?(benchmarks/\w+\.py)$")
 _PREFIXES = {"sudo", "nice", "time", "exec"}
@@ -260,8 +263,10 @@ def test_the_docs_quote_commands_of_every_kind() -> None:
     assert any(q.argv[0] == "benchmarks/ablations.py" and q.kind == "block" for q in QUOTED)
     assert any(q.argv[0] == "benchmarks/quality.py" for q in QUOTED)
     assert any(q.doc.startswith("docs/") and q.kind == "inline" for q in QUOTED)
-    assert any(t.startswith("edge-agent calibrate --bundle B --section S") and "--files" in t
-               for t in texts)  # a synopsis spanning lines, joined
+    assert any(
+        t.startswith("edge-agent calibrate --bundle B --section S") and "--files" in t
+        for t in texts
+    )  # a synopsis spanning lines, joined
 
 
 @pytest.mark.parametrize("q", QUOTED, ids=lambda q: f"{q.doc}:{q.text[:60]}")
@@ -282,8 +287,10 @@ def test_a_renamed_flag_would_fail() -> None:
 
 def test_a_wrong_script_argument_would_fail(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(pytest.fail.Exception, match="unrecognized arguments: --runs 5"):
-        check_script(Quoted("x", "block", "", ("benchmarks/quality.py", "--out", "o",
-                                               "--runs", "5")), monkeypatch)
+        check_script(
+            Quoted("x", "block", "", ("benchmarks/quality.py", "--out", "o", "--runs", "5")),
+            monkeypatch,
+        )
 
 
 def test_a_historical_block_names_the_commit_it_runs_at() -> None:
@@ -291,12 +298,19 @@ def test_a_historical_block_names_the_commit_it_runs_at() -> None:
     of it), and that commit must exist in this repository's history."""
     import subprocess
 
-    blocks = [(doc, b) for doc in DOCS
-              for info, b in re.findall(r"```([\w-]*)\n(.*?)```", doc.read_text(), re.S)
-              if info == HISTORICAL]
+    blocks = [
+        (doc, b)
+        for doc in DOCS
+        for info, b in re.findall(r"```([\w-]*)\n(.*?)```", doc.read_text(), re.S)
+        if info == HISTORICAL
+    ]
     for doc, block in blocks:
         m = re.search(r"git worktree add \S+ ([0-9a-f]{7,40})\b", block)
         assert m, f"{doc.name}: a historical block without `git worktree add DIR COMMIT`"
-        shown = subprocess.run(["git", "-C", str(REPO), "cat-file", "-t", m.group(1)],
-                               capture_output=True, text=True, timeout=30)
+        shown = subprocess.run(
+            ["git", "-C", str(REPO), "cat-file", "-t", m.group(1)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         assert shown.stdout.strip() == "commit", f"{doc.name}: {m.group(1)} is not a commit"

@@ -27,11 +27,20 @@ def _cfg(tmp: Path, **extra: Any) -> Any:
     demo = load_demo()
     if not (tmp / "bundle").exists():
         shutil.copytree(demo.bundle, tmp / "bundle")
-    return load_config(None, {
-        "bundle": str(tmp / "bundle"), "section": demo.section, "source.kind": "files",
-        "source.files": [str(p) for p in demo.paths], "outbox.path": str(tmp / "ob.sqlite"),
-        "history.replays": True,
-        "history.drift_windows": M, "log.stdout": False, **extra})
+    return load_config(
+        None,
+        {
+            "bundle": str(tmp / "bundle"),
+            "section": demo.section,
+            "source.kind": "files",
+            "source.files": [str(p) for p in demo.paths],
+            "outbox.path": str(tmp / "ob.sqlite"),
+            "history.replays": True,
+            "history.drift_windows": M,
+            "log.stdout": False,
+            **extra,
+        },
+    )
 
 
 def _check_drift(scores: list[Any], known: list[float]) -> None:
@@ -63,14 +72,22 @@ def test_drift_in_score_events_and_seeded_after_restart(tmp_path: Path) -> None:
     _check_drift(second, known)
 
     c3 = Collect()  # history off: nothing to seed from, nothing written
-    assert Agent(_cfg(tmp_path / "off", **{"history.enabled": False}), sinks=[c3]).run(
-        install_signals=False) == 0
+    assert (
+        Agent(_cfg(tmp_path / "off", **{"history.enabled": False}), sinks=[c3]).run(
+            install_signals=False
+        )
+        == 0
+    )
     assert "drift" not in c3.scores()[0] and "drift" in c3.scores()[M - 1]
     assert not list((tmp_path / "off").glob("scores.*.bin"))
 
     # a file replay records nothing unless history.replays says so
-    assert Agent(_cfg(tmp_path / "replay", **{"history.replays": False}), sinks=[Collect()]).run(
-        install_signals=False) == 0
+    assert (
+        Agent(_cfg(tmp_path / "replay", **{"history.replays": False}), sinks=[Collect()]).run(
+            install_signals=False
+        )
+        == 0
+    )
     assert not list((tmp_path / "replay").glob("scores.*.bin"))
 
 
@@ -83,9 +100,18 @@ def test_drift_on_mqtt_and_home_assistant_entity(
     sub = Subscriber(b, ["edge-asd/#", "homeassistant/#"])
     demo = load_demo()
     sec = demo.section
-    cfg = _cfg(tmp_path, **{"source.kind": "stdin", "queue_size": 64, "mqtt.host": "127.0.0.1",
-                            "mqtt.port": b.port, "mqtt.device_id": "dev1",
-                            "mqtt.ha_discovery": True, "mqtt.reconnect_min": 0.1})
+    cfg = _cfg(
+        tmp_path,
+        **{
+            "source.kind": "stdin",
+            "queue_size": 64,
+            "mqtt.host": "127.0.0.1",
+            "mqtt.port": b.port,
+            "mqtt.device_id": "dev1",
+            "mqtt.ha_discovery": True,
+            "mqtt.reconnect_min": 0.1,
+        },
+    )
     rfd, wfd = os.pipe()
     with os.fdopen(rfd, "rb") as rf:
         agent = Agent(cfg, stdin=rf)

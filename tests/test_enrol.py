@@ -29,17 +29,28 @@ def machine_clips(synth_root: Path) -> list[Path]:
 
 
 def test_enrol_adds_a_scoring_section_and_leaves_the_others(
-    bundle_copy: Path, machine_clips: list[Path], synth_root: Path,
+    bundle_copy: Path,
+    machine_clips: list[Path],
+    synth_root: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     before = load_bundle(bundle_copy)
-    code, out, err = cli(capsys, "enrol", "--bundle", str(bundle_copy), "--section", NEW,
-                         "--files", *map(str, machine_clips))
+    code, out, err = cli(
+        capsys,
+        "enrol",
+        "--bundle",
+        str(bundle_copy),
+        "--section",
+        NEW,
+        "--files",
+        *map(str, machine_clips),
+    )
     assert code == 0, err
     assert f"enrolled {NEW} from 16 clips" in out
     # fewer than the documented 30: done, with the number said (at least 10 are required)
-    assert ("warning: enrol used 16 clips (160 s of audio); docs/adaptation.md asks for 30 "
-            "(300 s)") in err
+    assert (
+        "warning: enrol used 16 clips (160 s of audio); docs/adaptation.md asks for 30 (300 s)"
+    ) in err
     after = load_bundle(bundle_copy, verify=True)
     assert after.version == before.version + 1 == current_version(bundle_copy)
     assert after.sections == sorted([*before.sections, NEW])
@@ -70,11 +81,29 @@ def test_existing_section_needs_replace_and_bad_requests_fail(
 ) -> None:
     files = [str(p) for p in machine_clips]
     v0 = current_version(bundle_copy)
-    code, _, err = cli(capsys, "enrol", "--bundle", str(bundle_copy), "--section", "fan_section_00",
-                       "--files", *files)
+    code, _, err = cli(
+        capsys,
+        "enrol",
+        "--bundle",
+        str(bundle_copy),
+        "--section",
+        "fan_section_00",
+        "--files",
+        *files,
+    )
     assert code == 2 and "already exists; pass --replace" in err
-    code, _, err = cli(capsys, "enrol", "--bundle", str(bundle_copy), "--section", "fan_section_00",
-                         "--replace", "--quiet", "--files", *files[:12])
+    code, _, err = cli(
+        capsys,
+        "enrol",
+        "--bundle",
+        str(bundle_copy),
+        "--section",
+        "fan_section_00",
+        "--replace",
+        "--quiet",
+        "--files",
+        *files[:12],
+    )
     assert code == 0, err
     b = load_bundle(bundle_copy)
     assert b.version == v0 + 1 and b.manifest["enrolment"]["replaced"]

@@ -36,8 +36,15 @@ def _clip(machine: str, sec: str, split: Split, dom: Domain, label: Label | None
         if label is None
         else f"section_{sec}_{dom}_{split}_{label}_{i:04d}_a_1.wav"
     )
-    return Clip(Path(f"/d/{machine}/{split}/{name}"), machine, sec, split,
-                dom if label else None, label, "a_1")
+    return Clip(
+        Path(f"/d/{machine}/{split}/{name}"),
+        machine,
+        sec,
+        split,
+        dom if label else None,
+        label,
+        "a_1",
+    )
 
 
 def _synthetic(seed: int = 0, n_models: int = 1, overlap: float = 0.0) -> dict[str, Any]:
@@ -65,7 +72,8 @@ def _synthetic(seed: int = 0, n_models: int = 1, overlap: float = 0.0) -> dict[s
         return 0.02 * rng.normal(size=(n_models, n, DIM))
 
     return {
-        "train": train, "test": test,
+        "train": train,
+        "test": test,
         "train_emb": np.array(tr_e)[None] + noise(len(tr_e)),
         "test_emb": np.array(te_e)[None] + noise(len(te_e)),
     }
@@ -86,8 +94,9 @@ def test_backend_scores_separate_anomalies_and_give_thresholds() -> None:
             [d["train_emb"][0][[i for i in idx if d["train"][i].domain == "source"]]],
             [d["train_emb"][0][[i for i in idx if d["train"][i].domain == "target"]]],
         ).backend
-        np.testing.assert_array_equal(dev.components[0].references,
-                                      bs.backends[sec].components[0].references)
+        np.testing.assert_array_equal(
+            dev.components[0].references, bs.backends[sec].components[0].references
+        )
         assert dev.threshold == thr
         sel = np.array([c.section_id == sec for c in d["test"]])
         assert np.all(bs.scores[sel & y] > thr) and np.mean(bs.scores[sel & ~y] > thr) < 0.5
@@ -107,12 +116,15 @@ def test_evaluate_scores_perfect_and_reversed() -> None:
 def test_evaluate_scores_reports_unlabelled_sections_and_checks_length() -> None:
     d = _synthetic()
     extra = [_clip("gearbox", "03", "test", "source", None, i) for i in range(4)]
-    ev = evaluate_scores(d["test"] + extra, np.zeros(len(d["test"]) + 4) + np.r_[
-        [c.is_anomaly for c in d["test"]], np.zeros(4)])
+    ev = evaluate_scores(
+        d["test"] + extra,
+        np.zeros(len(d["test"]) + 4) + np.r_[[c.is_anomaly for c in d["test"]], np.zeros(4)],
+    )
     assert list(ev.skipped) == ["gearbox_section_03"] and ev.summary.n_sections == 2
     # the reason says what would score it: the files this year's evaluator ships
-    assert ev.skipped["gearbox_section_03"].startswith("no ground truth: needs the evaluator's "
-                                                       "ground_truth_data/")
+    assert ev.skipped["gearbox_section_03"].startswith(
+        "no ground truth: needs the evaluator's ground_truth_data/"
+    )
     one_class = [c for c in d["test"] if c.machine == "fan" or not c.is_anomaly]
     ev1 = evaluate_scores(one_class, np.zeros(len(one_class)))
     assert ev1.skipped == {"valve_section_01": "only normal test clips"}
@@ -127,8 +139,10 @@ def test_submission_csvs_are_named_and_formatted_like_dcase(tmp_path: Path) -> N
     write_submission(tmp_path, d["test"], scores, {"fan_section_00": 0.25, "valve_section_01": 2})
     names = sorted(p.name for p in tmp_path.iterdir())
     assert names == [
-        "anomaly_score_fan_section_00_test.csv", "anomaly_score_valve_section_01_test.csv",
-        "decision_result_fan_section_00_test.csv", "decision_result_valve_section_01_test.csv",
+        "anomaly_score_fan_section_00_test.csv",
+        "anomaly_score_valve_section_01_test.csv",
+        "decision_result_fan_section_00_test.csv",
+        "decision_result_valve_section_01_test.csv",
     ]
     with (tmp_path / "anomaly_score_fan_section_00_test.csv").open() as fh:
         rows = list(csv.reader(fh))
@@ -155,8 +169,12 @@ def test_evaluate_embeddings_models_ensemble_json_and_plots(tmp_path: Path) -> N
     spread = payload["across_models"]
     for key in ("auc_mixed", "pauc_source", "official_score"):
         singles = [payload["results"][m]["summary"] for m in ("model_0", "model_1")]
-        vals = [s["official_score"] if key == "official_score"
-                else s[key.split("_")[0]][key.split("_")[1]] for s in singles]
+        vals = [
+            s["official_score"]
+            if key == "official_score"
+            else s[key.split("_")[0]][key.split("_")[1]]
+            for s in singles
+        ]
         assert spread[key]["mean"] == pytest.approx(np.mean(vals))
         assert spread[key]["std"] == pytest.approx(np.std(vals))
     ens = payload["results"]["ensemble"]
@@ -165,8 +183,12 @@ def test_evaluate_embeddings_models_ensemble_json_and_plots(tmp_path: Path) -> N
     for name in ("model_0", "model_1", "ensemble"):
         assert (tmp_path / name / "anomaly_score_valve_section_01_test.csv").is_file()
     pngs = sorted(p.name for p in (tmp_path / "ensemble" / "plots").glob("*.png"))
-    assert pngs == ["hist_fan_section_00.png", "hist_valve_section_01.png",
-                    "roc_fan_section_00.png", "roc_valve_section_01.png"]
+    assert pngs == [
+        "hist_fan_section_00.png",
+        "hist_valve_section_01.png",
+        "roc_fan_section_00.png",
+        "roc_valve_section_01.png",
+    ]
     assert (tmp_path / "ensemble/plots/roc_fan_section_00.png").read_bytes()[:8] == (
         b"\x89PNG\r\n\x1a\n"
     )
@@ -177,21 +199,35 @@ def test_ensemble_and_hybrid_are_components_of_one_fit() -> None:
     """The ensemble is one backend over every model's embeddings, the system adds the
     classical embedding as one more component; the paper's backend sums raw scores."""
     d = _synthetic(n_models=2, overlap=0.5)
-    parts = [backend_scores(d["train_emb"][k], d["train"], d["test_emb"][k], d["test"],
-                            PAPER_BACKEND) for k in range(2)]
-    ens = backend_scores(list(d["train_emb"]), d["train"], list(d["test_emb"]), d["test"],
-                         PAPER_BACKEND)
+    parts = [
+        backend_scores(d["train_emb"][k], d["train"], d["test_emb"][k], d["test"], PAPER_BACKEND)
+        for k in range(2)
+    ]
+    ens = backend_scores(
+        list(d["train_emb"]), d["train"], list(d["test_emb"]), d["test"], PAPER_BACKEND
+    )
     np.testing.assert_allclose(ens.scores, parts[0].scores + parts[1].scores)
     for sec in ens.thresholds:
         summed = parts[0].normal_scores[sec] + parts[1].normal_scores[sec]
         assert ens.thresholds[sec] == pytest.approx(np.percentile(summed, 90))
     rng = np.random.default_rng(3)
     cls = (rng.normal(size=(len(d["train"]), 6)), rng.normal(size=(len(d["test"]), 6)))
-    _, payload = evaluate_embeddings(d["train_emb"], d["train"], d["test_emb"], d["test"],
-                                     plots=False, classical=([cls[0]], [cls[1]]))
+    _, payload = evaluate_embeddings(
+        d["train_emb"],
+        d["train"],
+        d["test_emb"],
+        d["test"],
+        plots=False,
+        classical=([cls[0]], [cls[1]]),
+    )
     assert payload["system"] == "system"
-    hybrid = backend_scores([*d["train_emb"], cls[0]], d["train"], [*d["test_emb"], cls[1]],
-                            d["test"], weights=[0.5, 0.5, 1.0])  # the models share one vote
+    hybrid = backend_scores(
+        [*d["train_emb"], cls[0]],
+        d["train"],
+        [*d["test_emb"], cls[1]],
+        d["test"],
+        weights=[0.5, 0.5, 1.0],
+    )  # the models share one vote
     assert payload["results"]["system"]["thresholds"] == pytest.approx(hybrid.thresholds)
 
 
@@ -203,14 +239,19 @@ def test_gmm_and_variant_configs_run() -> None:
         assert all(b.threshold == bs.thresholds[s] for s, b in bs.backends.items())
         auc = evaluate_scores(d["test"], bs.scores).summary.auc["mixed"]
         assert auc is not None and auc > 0.9, cfg
-    _, payload = evaluate_embeddings(d["train_emb"], d["train"], d["test_emb"], d["test"],
-                                     BackendConfig(n_clusters=2, folds=2), plots=False,
-                                     method="gmm")
+    _, payload = evaluate_embeddings(
+        d["train_emb"],
+        d["train"],
+        d["test_emb"],
+        d["test"],
+        BackendConfig(n_clusters=2, folds=2),
+        plots=False,
+        method="gmm",
+    )
     assert payload["method"] == "gmm"
     assert payload["results"]["model_0"]["summary"]["auc"]["mixed"] > 0.9
     with pytest.raises(EdgeAgentError, match="method"):
-        evaluate_embeddings(d["train_emb"], d["train"], d["test_emb"], d["test"],
-                            method="svm")
+        evaluate_embeddings(d["train_emb"], d["train"], d["test_emb"], d["test"], method="svm")
 
 
 def test_gmm_variants_of_table_6() -> None:
@@ -219,15 +260,18 @@ def test_gmm_variants_of_table_6() -> None:
 
     d = _synthetic(overlap=0.2)
     tr, te = [d["train_emb"][0]], [d["test_emb"][0]]
-    by = {v: gmm_scores(tr, d["train"], te, d["test"], BackendConfig(variant=v, folds=2))
-          for v in ("joint", "source", "target", "sum")}
+    by = {
+        v: gmm_scores(tr, d["train"], te, d["test"], BackendConfig(variant=v, folds=2))
+        for v in ("joint", "source", "target", "sum")
+    }
     np.testing.assert_allclose(by["sum"].scores, by["source"].scores + by["target"].scores)
     src = np.array([c.domain == "source" for c in d["test"]])
     y = np.array([c.is_anomaly for c in d["test"]])
 
     def auc(scores: NDArray[np.float64], sel: NDArray[np.bool_]) -> float:
-        a = evaluate_scores([c for c, k in zip(d["test"], sel, strict=True) if k],
-                            scores[sel]).summary.auc["mixed"]
+        a = evaluate_scores(
+            [c for c, k in zip(d["test"], sel, strict=True) if k], scores[sel]
+        ).summary.auc["mixed"]
         assert a is not None
         return a
 
@@ -335,7 +379,10 @@ def test_real_dcase_clips_through_evaluate_embedder(
     # bearing/fan/gearbox/ToyTrain have a normal and an anomalous test clip; ToyCar and
     # slider only normal ones
     assert [m["section"] for m in part["sections"]] == [
-        "ToyTrain_section_00", "bearing_section_00", "fan_section_00", "gearbox_section_00"
+        "ToyTrain_section_00",
+        "bearing_section_00",
+        "fan_section_00",
+        "gearbox_section_00",
     ]
     assert part["skipped"]["slider_section_00"] == "only normal test clips"
     assert part["skipped"]["ToyCar_section_00"] == "only normal test clips"
@@ -379,8 +426,15 @@ def test_cli_honours_the_runs_backend_marks_first_shot_and_concatenates(
     meta = read_meta(run)
     meta["config"]["backend"] = "gmm"
     write_meta(run, meta)
-    base = ["evaluate", str(run), "--data", str(tiny_dcase_root), "--json", "--no-classical",
-            "--no-plots"]
+    base = [
+        "evaluate",
+        str(run),
+        "--data",
+        str(tiny_dcase_root),
+        "--json",
+        "--no-classical",
+        "--no-plots",
+    ]
     payload = _cli_json(base, capsys)
     assert payload["method"] == "gmm"
     assert payload["first_shot"] == ["valve_section_01"]  # the run knows fan and gearbox

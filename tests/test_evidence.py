@@ -31,9 +31,14 @@ def _run_demo(tmp: Path, **evidence: Any) -> list[dict[str, Any]]:
     """The real agent (files source, shipped bundle, demo clips) with `evidence.*` settings."""
     demo = load_demo()
     overrides = {
-        "bundle": str(demo.bundle), "section": demo.section, "source.kind": "files",
-        "source.files": [str(p) for p in demo.paths], "source.realtime": False,
-        "source.loop": False, "log.stdout": False, "outbox.path": str(tmp / "outbox.sqlite"),
+        "bundle": str(demo.bundle),
+        "section": demo.section,
+        "source.kind": "files",
+        "source.files": [str(p) for p in demo.paths],
+        "source.realtime": False,
+        "source.loop": False,
+        "log.stdout": False,
+        "outbox.path": str(tmp / "outbox.sqlite"),
         **{f"evidence.{k}": v for k, v in evidence.items()},
     }
     c = Collect()
@@ -98,13 +103,16 @@ def test_full_disk_skips_with_a_health_event_and_scoring_goes_on(tmp_path: Path)
 
 def _heard(n: int, seed: int) -> list[HeardWindow]:
     rng = np.random.default_rng(seed)
-    return [HeardWindow(rng.uniform(-0.5, 0.5, RATE).astype(np.float32), 1000.0 + i, i,
-                        1.0, 0.5, True) for i in range(n)]
+    return [
+        HeardWindow(rng.uniform(-0.5, 0.5, RATE).astype(np.float32), 1000.0 + i, i, 1.0, 0.5, True)
+        for i in range(n)
+    ]
 
 
 def _keep_three(folder: Path, **settings: Any) -> list[str]:
-    store = EvidenceStore(EvidenceSettings(folder=str(folder), min_free_megabytes=0,
-                                           **settings), RATE, "dev")
+    store = EvidenceStore(
+        EvidenceSettings(folder=str(folder), min_free_megabytes=0, **settings), RATE, "dev"
+    )
     names = []
     for k in range(3):
         ref = store.keep("fan_section_00", _heard(1, k), 1_800_000_000.0 + 60 * k, "v1")
@@ -138,8 +146,9 @@ def test_evidence_settings_are_validated(tmp_path: Path) -> None:
     assert read_config(cfg_file).evidence.folder == str(tmp_path / "clips")
 
 
-def test_list_and_export(demo_run: tuple[list[dict[str, Any]], Path], tmp_path: Path,
-                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_list_and_export(
+    demo_run: tuple[list[dict[str, Any]], Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     events, folder = demo_run
     ev = next(e for e in events if e["kind"] == "alarm")["evidence"]
     cfg = tmp_path / "agent.yaml"
@@ -167,8 +176,9 @@ def test_list_and_export(demo_run: tuple[list[dict[str, Any]], Path], tmp_path: 
     with Path(bad / ev["file"]).open("r+b") as f:
         f.seek(100)
         f.write(b"\x00\x01\x02\x03")
-    code, out, err = run_cli(capsys, "evidence", "export", str(tmp_path / "e2"), "--folder",
-                             str(bad))
+    code, out, err = run_cli(
+        capsys, "evidence", "export", str(tmp_path / "e2"), "--folder", str(bad)
+    )
     assert code == 2 and err.startswith("error: 1 clip(s) not exported: ")
     assert ev["file"] in err and "sha256" in err and len(err.strip().splitlines()) == 1
     assert json.loads((tmp_path / "e2" / "index.json").read_text())["clips"] == []
@@ -178,7 +188,8 @@ def test_list_and_export(demo_run: tuple[list[dict[str, Any]], Path], tmp_path: 
 
 
 def test_export_to_a_full_disk_leaves_only_whole_clips(
-    demo_run: tuple[list[dict[str, Any]], Path], tmp_path: Path,
+    demo_run: tuple[list[dict[str, Any]], Path],
+    tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """`evidence export` onto a real small file system (a size-limited tmpfs) with room for
@@ -200,11 +211,12 @@ def test_export_to_a_full_disk_leaves_only_whole_clips(
     room = f"{(size + size // 2) // 1024 + 8}k"  # one clip and its sidecar, not two
     with mounted_tmpfs(tmp_path / "stick", size=room) as disk:
         stick = disk.path
-        code, out, err = run_cli(capsys, "evidence", "export", str(stick), "--folder",
-                                 str(two))
+        code, out, err = run_cli(capsys, "evidence", "export", str(stick), "--folder", str(two))
         left = {p.name: p.read_bytes() for p in stick.iterdir()}
     assert code == 2 and out == ""
-    assert err == (f"error: {stick / later.name}: cannot copy: No space left on device; the 1 "
-                   "clip(s) before it were exported whole, without an index\n")
+    assert err == (
+        f"error: {stick / later.name}: cannot copy: No space left on device; the 1 "
+        "clip(s) before it were exported whole, without an index\n"
+    )
     assert sorted(left) == sorted([clip.name, clip.with_suffix(".json").name])
     assert hashlib.sha256(left[clip.name]).hexdigest() == ev["sha256"]

@@ -85,8 +85,13 @@ def test_backend_is_refitted_on_the_exported_models_embeddings(
     for sec in b.sections:
         src = [c for c in train if c.section_id == sec and c.domain == "source"]
         tgt = [c for c in train if c.section_id == sec and c.domain == "target"]
-        want = fit_section(emb.embed_clips(src), emb.embed_clips(tgt), b.backend_config,
-                           pseudo=pseudo[sec], kinds=b.kinds).backend
+        want = fit_section(
+            emb.embed_clips(src),
+            emb.embed_clips(tgt),
+            b.backend_config,
+            pseudo=pseudo[sec],
+            kinds=b.kinds,
+        ).backend
         got = b.backend(sec)
         for g, w in zip(got.components, want.components, strict=True):
             assert g.n_source == w.n_source
@@ -132,12 +137,15 @@ def test_an_ensemble_exports_every_model_and_scores_their_fused_scores(
     assert [c["kind"] for c in one.components] == ["model"]
     assert one.manifest["training"]["models"] == [1]
     wave = load_clip(test[0].path, scorer.spec)
-    np.testing.assert_allclose(Scorer.from_bundle(one.path).embed(wave)[0],
-                               scorer.embed(wave)[1], atol=1e-5)  # the same member
+    np.testing.assert_allclose(
+        Scorer.from_bundle(one.path).embed(wave)[0], scorer.embed(wave)[1], atol=1e-5
+    )  # the same member
 
 
 def test_cli_adds_a_version_and_rejects_bad_modes(
-    trained_run: Path, exported: dict[str, Path], tmp_path: Path,
+    trained_run: Path,
+    exported: dict[str, Path],
+    tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     root = exported["float16"].parent.parent

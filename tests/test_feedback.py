@@ -58,10 +58,13 @@ class Plant:
         shutil.copytree(DEMO.bundle, self.bundle)
         self.evidence = d / "evidence"
         self.overrides: dict[str, Any] = {
-            "bundle": str(self.bundle), "section": SEC,
+            "bundle": str(self.bundle),
+            "section": SEC,
             "source": {"kind": "files", "files": [str(p) for p in NORMAL]},
-            "decision": {"k": 2, "n": 3}, "evidence": {"folder": str(self.evidence)},
-            "outbox": {"path": str(d / "state" / "outbox.sqlite")}, "log": {"stdout": False},
+            "decision": {"k": 2, "n": 3},
+            "evidence": {"folder": str(self.evidence)},
+            "outbox": {"path": str(d / "state" / "outbox.sqlite")},
+            "log": {"stdout": False},
             **extra,
         }
         self.config = d / "agent.yaml"
@@ -69,8 +72,9 @@ class Plant:
 
     def run(self, clips: list[Path]) -> Collect:
         """The real agent over `clips` (as fast as it scores); its events."""
-        cfg = load_config(None, {**self.overrides, "source": {"kind": "files",
-                                                              "files": [str(p) for p in clips]}})
+        cfg = load_config(
+            None, {**self.overrides, "source": {"kind": "files", "files": [str(p) for p in clips]}}
+        )
         c = Collect()
         assert Agent(cfg, sinks=[c]).run(install_signals=False) == 0
         return c
@@ -106,8 +110,10 @@ def test_not_a_fault_teaches_the_machine_through_a_new_version(
     clip = raised["evidence"]["file"]
     code, out, _ = cli(capsys, "feedback", "not-a-fault", "--config", str(plant.config))
     assert code == 0, out
-    assert (f"{SEC}: alarm {clip} answered not a fault: 2 window(s) added to {SEC}'s normal "
-            "references (12 target references)") in out
+    assert (
+        f"{SEC}: alarm {clip} answered not a fault: 2 window(s) added to {SEC}'s normal "
+        "references (12 target references)"
+    ) in out
     assert "bundle version 1 -> 2" in out and "--rollback" in out
     # the version: written through the adaptation service, kind feedback
     b = load_bundle(plant.bundle)
@@ -115,19 +121,25 @@ def test_not_a_fault_teaches_the_machine_through_a_new_version(
     rec = b.manifest["feedback"]
     assert rec["alarm"] == clip and rec["by"] == "cli" and rec["section"] == SEC
     assert (rec["references_added"], rec["references_dropped"], rec["target_references"]) == (
-        2, 0, 12)
+        2,
+        0,
+        12,
+    )
     assert b.manifest["adaptations"][-1]["kind"] == "feedback"
     old = load_bundle(plant.bundle, version=1).backend(SEC)
     new = b.backend(SEC)
     for c_old, c_new in zip(old.components, new.components, strict=True):
-        assert c_new.references[: c_old.references.shape[0]].tobytes() == \
-            c_old.references.tobytes()
+        assert c_new.references[: c_old.references.shape[0]].tobytes() == c_old.references.tobytes()
     assert rec["old_threshold"] == old.threshold and rec["new_threshold"] == new.threshold
     # the clip's sidecar keeps the answer
     answer = read_clip(plant.evidence / clip).answer
     assert answer is not None
     assert (answer["answer"], answer["label"], answer["version"], answer["by"]) == (
-        "not_a_fault", "normal", 2, "cli")
+        "not_a_fault",
+        "normal",
+        2,
+        "cli",
+    )
     # the same audio again: the two windows are normal now, no alarm
     again = plant.run(NORMAL)
     assert not alarm_windows(again)
@@ -149,8 +161,9 @@ def test_confirmed_labels_and_a_changed_mind_undoes_the_teaching(
 ) -> None:
     clip = plant.alarm(NORMAL)
     assert cli(capsys, "feedback", "not-a-fault", "--config", str(plant.config))[0] == 0
-    code, out, _ = cli(capsys, "feedback", "Confirmed fault", "--config", str(plant.config),
-                       "--json")
+    code, out, _ = cli(
+        capsys, "feedback", "Confirmed fault", "--config", str(plant.config), "--json"
+    )
     assert code == 0
     doc = json.loads(out)
     assert doc["alarm"] == clip and doc["repeated"] is False
@@ -167,8 +180,9 @@ def test_confirmed_labels_and_a_changed_mind_undoes_the_teaching(
     write_adapted_version(b, b.backends, "tuning", {"section": SEC})
     code, _, err = cli(capsys, "feedback", "confirmed", "--config", str(plant.config))
     assert code == 2 and err.count("\n") == 1
-    assert (f"error: {clip}: answered not a fault into bundle version 3, and version 4 is "
-            "current now") in err
+    assert (
+        f"error: {clip}: answered not a fault into bundle version 3, and version 4 is current now"
+    ) in err
     assert read_clip(plant.evidence / clip).answer["answer"] == "not_a_fault"  # type: ignore[index]
 
 
@@ -191,8 +205,7 @@ def test_answers_on_a_signed_bundle_are_sealed_and_load_with_the_agents_keys(
     assert not alarm_windows(plant.run(NORMAL))  # the agent, with its keys, runs version 2
 
 
-def test_bad_answers_are_one_line_errors(plant: Plant, capsys: pytest.CaptureFixture[str]
-                                         ) -> None:
+def test_bad_answers_are_one_line_errors(plant: Plant, capsys: pytest.CaptureFixture[str]) -> None:
     def error(*args: str) -> str:
         code, _, err = cli(capsys, "feedback", *args)
         assert code == 2 and err.startswith("error: ") and err.count("\n") == 1, err
@@ -202,8 +215,9 @@ def test_bad_answers_are_one_line_errors(plant: Plant, capsys: pytest.CaptureFix
     assert "ANSWER: expected not_a_fault or confirmed, got 'maybe'" in error("maybe", *cfg)
     assert "no such evidence folder" in error("confirmed", *cfg)
     no_evidence = plant.dir / "plain.yaml"
-    no_evidence.write_text(yaml.safe_dump({k: v for k, v in plant.overrides.items()
-                                           if k != "evidence"}))
+    no_evidence.write_text(
+        yaml.safe_dump({k: v for k, v in plant.overrides.items() if k != "evidence"})
+    )
     assert "evidence.folder: not set" in error("confirmed", "--config", str(no_evidence))
     plant.evidence.mkdir()
     assert f"no alarm clip of {SEC} kept" in error("confirmed", *cfg)
@@ -220,13 +234,15 @@ def test_bad_answers_are_one_line_errors(plant: Plant, capsys: pytest.CaptureFix
 
 
 def test_answered_clips_are_kept_last(tmp_path: Path) -> None:
-    store = EvidenceStore(EvidenceSettings(folder=str(tmp_path), max_clips=2,
-                                           min_free_megabytes=0), 16000, "dev")
+    store = EvidenceStore(
+        EvidenceSettings(folder=str(tmp_path), max_clips=2, min_free_megabytes=0), 16000, "dev"
+    )
     rng = np.random.default_rng(0)
     names = []
     for k in range(3):
-        heard = [HeardWindow(rng.uniform(-0.5, 0.5, 16000).astype(np.float32), 1000.0, 0, 1.0,
-                             0.5, True)]
+        heard = [
+            HeardWindow(rng.uniform(-0.5, 0.5, 16000).astype(np.float32), 1000.0, 0, 1.0, 0.5, True)
+        ]
         ref = store.keep(SEC, heard, 1_800_000_000.0 + 60 * k, "v1")
         assert ref is not None
         names.append(ref["file"])
@@ -234,8 +250,11 @@ def test_answered_clips_are_kept_last(tmp_path: Path) -> None:
             store.close()
             first = read_clip(tmp_path / names[0])
             write_sidecar(first, {**first.meta, "answer": {"answer": "confirmed"}})
-            store = EvidenceStore(EvidenceSettings(folder=str(tmp_path), max_clips=2,
-                                                   min_free_megabytes=0), 16000, "dev")
+            store = EvidenceStore(
+                EvidenceSettings(folder=str(tmp_path), max_clips=2, min_free_megabytes=0),
+                16000,
+                "dev",
+            )
     store.close()
     assert [c.path.name for c in list_clips(tmp_path)] == [names[0], names[2]]
 
@@ -254,16 +273,21 @@ def test_export_dcase_is_a_data_set_model_build_reads(
     out = plant.dir / "plant-data"
     code, text, _ = cli(capsys, "evidence", "export", "--dcase", str(out), *cfg)
     assert code == 0, text
-    assert (f"exported {2 + n_fault} window(s) of 2 answered alarm(s) to {out} ({n_fault} "
-            "test/anomaly, 2 train/normal") in text
+    assert (
+        f"exported {2 + n_fault} window(s) of 2 answered alarm(s) to {out} ({n_fault} "
+        "test/anomaly, 2 train/normal"
+    ) in text
     files = sorted(str(p.relative_to(out)) for p in out.rglob("*.wav"))
     assert files == sorted(
         [f"fan/train/section_00_target_train_normal_{i:04d}.wav" for i in range(2)]
-        + [f"fan/test/section_00_target_test_anomaly_{i:04d}.wav" for i in range(n_fault)])
+        + [f"fan/test/section_00_target_test_anomaly_{i:04d}.wav" for i in range(n_fault)]
+    )
     # what model_build reads: the layout, names, labels and domains
     clips = scan([out])
     assert {(c.section_id, c.domain, c.split, c.label) for c in clips} == {
-        (SEC, "target", "train", "normal"), (SEC, "target", "test", "anomaly")}
+        (SEC, "target", "train", "normal"),
+        (SEC, "target", "test", "anomaly"),
+    }
     # each file is one voting window as the agent scored it
     windows, rate = voting_windows(read_clip(plant.evidence / false_alarm))
     x, r = read_wav(out / "fan/train/section_00_target_train_normal_0001.wav")
@@ -271,14 +295,17 @@ def test_export_dcase_is_a_data_set_model_build_reads(
     spec = load_bundle(plant.bundle).spec
     assert np.max(np.abs(x - load_clip(NORMAL[4], spec))) <= 1.0 / 32768 + 1e-6  # window 4
     labels = json.loads((out / "labels.json").read_text())
-    assert [(r["file"], r["window"], r["label"]) for r in labels["files"]
-            if r["alarm"] == false_alarm] == [
+    assert [
+        (r["file"], r["window"], r["label"]) for r in labels["files"] if r["alarm"] == false_alarm
+    ] == [
         ("fan/train/section_00_target_train_normal_0000.wav", 3, "normal"),
-        ("fan/train/section_00_target_train_normal_0001.wav", 4, "normal")]
+        ("fan/train/section_00_target_train_normal_0001.wav", 4, "normal"),
+    ]
     assert {r["answer"] for r in labels["files"] if r["alarm"] == fault} == {"confirmed"}
     # exporting again replaces the earlier export; a folder that is not one is refused
-    code, text, _ = cli(capsys, "evidence", "export", "--dcase", str(out), "--test-share", "1",
-                        *cfg)
+    code, text, _ = cli(
+        capsys, "evidence", "export", "--dcase", str(out), "--test-share", "1", *cfg
+    )
     assert code == 0 and "2 test/normal" in text
     assert not (out / "fan" / "train" / "section_00_target_train_normal_0000.wav").exists()
     assert (out / "fan" / "test" / "section_00_target_test_normal_0001.wav").is_file()
@@ -306,8 +333,19 @@ def test_model_build_evaluates_with_the_exported_answers(
     out = plant.dir / "plant-data"
     assert cli(capsys, "evidence", "export", "--dcase", str(out), *cfg)[0] == 0
     report = plant.dir / "report"
-    code, text, err = run_build(capsys, "evaluate", str(trained_run), "--data", str(synth_root),
-                                "--data", str(out), "--json", "--no-plots", "--out", str(report))
+    code, text, err = run_build(
+        capsys,
+        "evaluate",
+        str(trained_run),
+        "--data",
+        str(synth_root),
+        "--data",
+        str(out),
+        "--json",
+        "--no-plots",
+        "--out",
+        str(report),
+    )
     assert code == 0, err
     assert str(out) in json.loads(text)["data"]
     # the plant's confirmed faults were scored as test clips of fan_section_00
@@ -338,10 +376,21 @@ def test_agent_takes_answers_over_mqtt(
     from mqtt_fixtures import Subscriber
 
     broker = mqtt_broker()
-    plant = Plant(tmp_path, source={"kind": "stdin"}, reload_poll_seconds=0.2,
-                  mqtt={"host": "127.0.0.1", "port": broker.port, "device_id": "press1",
-                        "reconnect_min": 0.1, "reconnect_max": 0.5, "connect_timeout": 5.0,
-                        "publish_scores": False, "ha_discovery": True})
+    plant = Plant(
+        tmp_path,
+        source={"kind": "stdin"},
+        reload_poll_seconds=0.2,
+        mqtt={
+            "host": "127.0.0.1",
+            "port": broker.port,
+            "device_id": "press1",
+            "reconnect_min": 0.1,
+            "reconnect_max": 0.5,
+            "connect_timeout": 5.0,
+            "publish_scores": False,
+            "ha_discovery": True,
+        },
+    )
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
 
@@ -352,8 +401,7 @@ def test_agent_takes_answers_over_mqtt(
     pub.loop_start()
     # a retained answer waits on the broker: the agent must not take it (it would answer every
     # later alarm at each reconnect)
-    pub.publish(f"{base}/{SEC}/feedback/set", "confirmed", qos=1,
-                retain=True).wait_for_publish(5)
+    pub.publish(f"{base}/{SEC}/feedback/set", "confirmed", qos=1, retain=True).wait_for_publish(5)
     cfg = load_config(None, plant.overrides)
     c = Collect()
     r, w = os.pipe()
@@ -383,10 +431,21 @@ def _last(sub: Any, topic: str) -> dict[str, Any]:
     return dict(json.loads(sub.on(topic)[-1]))
 
 
-def _mqtt_answers(agent: Agent, c: Collect, sub: Any, pub: Any, wf: Any, plant: Plant,
-                  base: str, capsys: pytest.CaptureFixture[str]) -> None:
-    fb, fb_set, fb_err = (f"{base}/{SEC}/feedback", f"{base}/{SEC}/feedback/set",
-                          f"{base}/{SEC}/feedback/error")
+def _mqtt_answers(
+    agent: Agent,
+    c: Collect,
+    sub: Any,
+    pub: Any,
+    wf: Any,
+    plant: Plant,
+    base: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    fb, fb_set, fb_err = (
+        f"{base}/{SEC}/feedback",
+        f"{base}/{SEC}/feedback/set",
+        f"{base}/{SEC}/feedback/error",
+    )
     assert wait_until(lambda: agent.mqtt is not None and agent.mqtt.connected.is_set(), 10)
     _feed(wf, NORMAL[:5])
     assert wait_until(lambda: bool(alarm_windows(c)), 30), "no alarm"
@@ -398,8 +457,9 @@ def _mqtt_answers(agent: Agent, c: Collect, sub: Any, pub: Any, wf: Any, plant: 
     assert sub.wait_for(lambda m: any(t == fb_err for t, _, _ in m), 10)
     assert "expected not_a_fault or confirmed, got 'perhaps'" in _last(sub, fb_err)["error"]
     button = _ha_entities(sub, base)["button.press1_fan_section_00_not_a_fault"]
-    pub.publish(button["command_topic"], button["payload_press"], qos=1,
-                retain=button.get("retain", False)).wait_for_publish(5)  # as HA presses it
+    pub.publish(
+        button["command_topic"], button["payload_press"], qos=1, retain=button.get("retain", False)
+    ).wait_for_publish(5)  # as HA presses it
     assert sub.wait_for(lambda m: _answered(sub, fb, "not_a_fault"), 30)
     got = _last(sub, fb)
     assert (got["alarm"], got["version"], got["by"], got["label"]) == (clip, 2, "mqtt", "normal")
@@ -459,8 +519,12 @@ def test_parse_message_forms() -> None:
     assert parse_message(b"not_a_fault") == ("not_a_fault", None)
     assert parse_message(b"Not a fault\n") == ("not_a_fault", None)
     assert parse_message(b'{"answer": "confirmed", "alarm": "x.flac"}') == ("confirmed", "x.flac")
-    for bad, why in ((b"\xff", "UTF-8"), (b"{", "invalid JSON"), (b'{"alarm": 1}', "expected"),
-                     (b'{"answer": "confirmed", "alarm": 3}', "alarm: expected")):
+    for bad, why in (
+        (b"\xff", "UTF-8"),
+        (b"{", "invalid JSON"),
+        (b'{"alarm": 1}', "expected"),
+        (b'{"answer": "confirmed", "alarm": 3}', "alarm: expected"),
+    ):
         with pytest.raises(FeedbackError, match=why):
             parse_message(bad)
 
@@ -469,21 +533,37 @@ def test_feedback_events_read_as_one_line_for_people() -> None:
     from edge_agent.events import feedback_event
     from edge_agent.sinks.jsonl import human_line
 
-    e = feedback_event(0.0, "d", monitor="fan", section=SEC, alarm="a.flac",
-                       answer="not_a_fault", record={"version": 2, "version_from": 1,
-                                                     "ts": "t", "label": "normal"})
+    e = feedback_event(
+        0.0,
+        "d",
+        monitor="fan",
+        section=SEC,
+        alarm="a.flac",
+        answer="not_a_fault",
+        record={"version": 2, "version_from": 1, "ts": "t", "label": "normal"},
+    )
     who = " fan [fan_section_00] "  # the machine, its section beside it (they differ)
-    assert human_line(e).endswith(f"{who}answer not_a_fault to alarm a.flac (bundle version "
-                                  "1 -> 2)")
+    assert human_line(e).endswith(
+        f"{who}answer not_a_fault to alarm a.flac (bundle version 1 -> 2)"
+    )
     asked = feedback_event(0.0, "d", monitor="fan", section=SEC, alarm="a.flac", answer=None)
     assert human_line(asked).endswith(f"{who}answer asked (no answer yet) to alarm a.flac")
-    bad = feedback_event(0.0, "d", monitor="fan", section=SEC, alarm=None, answer=None,
-                         error="feedback/set: invalid JSON")
+    bad = feedback_event(
+        0.0,
+        "d",
+        monitor="fan",
+        section=SEC,
+        alarm=None,
+        answer=None,
+        error="feedback/set: invalid JSON",
+    )
     assert human_line(bad).endswith(f"{who}answer not applied: feedback/set: invalid JSON")
 
 
-@pytest.mark.parametrize(("evidence", "mqtt_answers", "buttons"),
-                         [(True, True, True), (True, False, False), (False, True, False)])
+@pytest.mark.parametrize(
+    ("evidence", "mqtt_answers", "buttons"),
+    [(True, True, True), (True, False, False), (False, True, False)],
+)
 def test_home_assistant_offers_answers_only_where_the_agent_takes_them(
     tmp_path: Path, evidence: bool, mqtt_answers: bool, buttons: bool
 ) -> None:
@@ -492,15 +572,27 @@ def test_home_assistant_offers_answers_only_where_the_agent_takes_them(
     from edge_agent.sinks.build import features
     from edge_agent.sinks.ha import Machine, discovery_messages
 
-    cfg = load_config(None, {
-        "bundle": str(DEMO.bundle), "section": SEC,
-        "mqtt": {"host": "127.0.0.1", "device_id": "press1", "ha_discovery": True},
-        "evidence": {"folder": str(tmp_path)} if evidence else {},
-        "feedback": {"mqtt": mqtt_answers}})
-    made = check_discovery(discovery_messages(cfg.mqtt, [Machine(SEC, SEC)], "v1", False,
-                                              features(cfg)))
+    cfg = load_config(
+        None,
+        {
+            "bundle": str(DEMO.bundle),
+            "section": SEC,
+            "mqtt": {"host": "127.0.0.1", "device_id": "press1", "ha_discovery": True},
+            "evidence": {"folder": str(tmp_path)} if evidence else {},
+            "feedback": {"mqtt": mqtt_answers},
+        },
+    )
+    made = check_discovery(
+        discovery_messages(cfg.mqtt, [Machine(SEC, SEC)], "v1", False, features(cfg))
+    )
     answer_ids = {e for e in made if e.startswith(("button.", "select."))}
-    assert answer_ids == ({"button.press1_fan_section_00_not_a_fault",
-                           "button.press1_fan_section_00_confirmed_fault",
-                           "select.press1_fan_section_00_alarm_answer"} if buttons else set())
+    assert answer_ids == (
+        {
+            "button.press1_fan_section_00_not_a_fault",
+            "button.press1_fan_section_00_confirmed_fault",
+            "select.press1_fan_section_00_alarm_answer",
+        }
+        if buttons
+        else set()
+    )
     assert "binary_sensor.press1_fan_section_00_anomaly" in made

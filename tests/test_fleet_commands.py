@@ -101,11 +101,14 @@ def assert_replayed_audio(wav: Path, seconds: float) -> None:
     got, rate = read_wav(wav)
     assert rate == 16000 and got.size == round(seconds * rate)
     loop = np.concatenate([read_wav(c)[0] for c in CLIPS])
-    loop = np.concatenate([loop, loop[:got.size]])  # a recording may span the loop's end
-    starts = [i for i in range(0, loop.size - got.size, 1600)
-              if np.allclose(loop[i:i + 1600], got[:1600], atol=1e-4)]
-    assert starts and np.allclose(loop[starts[0]:starts[0] + got.size], got, atol=1e-4), wav
-    assert float(np.sqrt(np.mean(got ** 2))) > 0.01
+    loop = np.concatenate([loop, loop[: got.size]])  # a recording may span the loop's end
+    starts = [
+        i
+        for i in range(0, loop.size - got.size, 1600)
+        if np.allclose(loop[i : i + 1600], got[:1600], atol=1e-4)
+    ]
+    assert starts and np.allclose(loop[starts[0] : starts[0] + got.size], got, atol=1e-4), wav
+    assert float(np.sqrt(np.mean(got**2))) > 0.01
 
 
 def write_history(path: Path, windows: int = 800, hop: float = 10.0) -> None:
@@ -147,8 +150,9 @@ def test_record_calibrate_tune_rollback_with_replays(  # noqa: PLR0915 -- one sc
         cal = cmd(conn, "calibrate", cid="cal-1", monitor="fan")
         assert cal["ok"], cal
         assert cal["result"]["clips"] == 3 and cal["result"]["version"] == 2
-        assert cal["result"]["warning"].startswith("warning: calibrate used 3 clips (30 s of "
-                                                   "audio); docs/adaptation.md asks for 10")
+        assert cal["result"]["warning"].startswith(
+            "warning: calibrate used 3 clips (30 s of audio); docs/adaptation.md asks for 10"
+        )
         assert cal["result"]["healthy"] is True
         assert device.running_version().startswith("v2-") and device.reloads() == 1
 
@@ -198,7 +202,8 @@ def test_expired_unknown_and_malformed_commands_are_refused(device: Device) -> N
         assert not r["ok"] and "unknown command 'reboot'" in r["error"]
         r = cmd(conn, "record", seconds="ten")
         assert not r["ok"] and r["error"] == (
-            "record: args.seconds: expected a number > 0 and <= 600, got 'ten'")
+            "record: args.seconds: expected a number > 0 and <= 600, got 'ten'"
+        )
         r = cmd(conn, "tune", monitor="fan", false_alarm_per_day=1)
         assert not r["ok"] and "unknown argument(s) false_alarm_per_day" in r["error"]
         r = cmd(conn, "record", monitor="pump")
@@ -232,39 +237,86 @@ def test_a_command_over_its_time_bound_is_answered_and_blocks_the_next(
         assert retry["ok"] and retry["replayed"] is False, retry
 
 
-def test_cli_cmd_status_push(device: Device, tmp_path: Path,
-                             capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_cmd_status_push(
+    device: Device, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     cfg = tmp_path / "operator.yaml"
     cfg.write_text(f"mqtt: {{host: 127.0.0.1, port: {device.port}, device_id: ops}}\n")
-    code, out, err = run_cli(capsys, "fleet", "cmd", "press-01", "record", "--arg",
-                             "seconds=2", "--arg", "monitor=fan", "--config", str(cfg))
+    code, out, err = run_cli(
+        capsys,
+        "fleet",
+        "cmd",
+        "press-01",
+        "record",
+        "--arg",
+        "seconds=2",
+        "--arg",
+        "monitor=fan",
+        "--config",
+        str(cfg),
+    )
     assert code == 0, err
     assert json.loads(out)["result"]["seconds"] == 2.0
-    code, out, err = run_cli(capsys, "fleet", "cmd", "press-01", "record", "--arg",
-                             "seconds=-1", "--config", str(cfg))
+    code, out, err = run_cli(
+        capsys, "fleet", "cmd", "press-01", "record", "--arg", "seconds=-1", "--config", str(cfg)
+    )
     assert code == 1 and not json.loads(out)["ok"]
 
     # a release signed by a key the device does not trust: the canary refuses, exit 1
     priv, _ = make_keys(tmp_path, "rogue")
     rogue = signed_demo(tmp_path / "rogue", priv)
     new_version(rogue, priv)
-    code, out, err = run_cli(capsys, "fleet", "push", str(rogue), "--group", "presses",
-                             "--canary", "press-01", "--wait", "10", "--config", str(cfg))
+    code, out, err = run_cli(
+        capsys,
+        "fleet",
+        "push",
+        str(rogue),
+        "--group",
+        "presses",
+        "--canary",
+        "press-01",
+        "--wait",
+        "10",
+        "--config",
+        str(cfg),
+    )
     rid = load_bundle(rogue).model_version
     assert code == 1 and f"push of {rid}-" in err and "aborted" in err, (out, err)
     assert "does not trust" in err
-    code, out, err = run_cli(capsys, "fleet", "status", "--group", "presses", "--config",
-                             str(cfg), "--wait", "0.5")
+    code, out, err = run_cli(
+        capsys, "fleet", "status", "--group", "presses", "--config", str(cfg), "--wait", "0.5"
+    )
     assert code == 0, err
     assert "group presses: no release published" in out  # the aborted notice was cleared
     assert "press-01" in out and "refused" in out and "None" not in out
     # without a canary: every device refuses it, so the push fails and says so (exit 1)
-    code, out, err = run_cli(capsys, "fleet", "push", str(rogue), "--group", "presses",
-                             "--wait", "10", "--config", str(cfg))
+    code, out, err = run_cli(
+        capsys,
+        "fleet",
+        "push",
+        str(rogue),
+        "--group",
+        "presses",
+        "--wait",
+        "10",
+        "--config",
+        str(cfg),
+    )
     assert code == 1 and "refused by every device of group presses" in err, (out, err)
     assert "released to group" not in out
-    code, out, err = run_cli(capsys, "fleet", "cmd", "press-01", "status", "--config", str(cfg),
-                             "--mqtt-port", "1", "--wait", "1")
+    code, out, err = run_cli(
+        capsys,
+        "fleet",
+        "cmd",
+        "press-01",
+        "status",
+        "--config",
+        str(cfg),
+        "--mqtt-port",
+        "1",
+        "--wait",
+        "1",
+    )
     assert code == 2 and "error: mqtt: broker 127.0.0.1:1" in err
 
 
@@ -284,35 +336,50 @@ def test_example_acl_operator_only_commands(tmp_path: Path) -> None:
     priv, pub = make_keys(tmp_path)
     (tmp_path / "press-02.pw").write_text("pw-2\n")
     (tmp_path / "press-02.pw").chmod(0o600)
-    d = Device(tmp_path, "press-02", b.port, signed_demo(tmp_path / "base", priv), [pub],
-               mqtt={"prefix": prefix, "username": "press-02",
-                     "password_file": str(tmp_path / "press-02.pw")})
+    d = Device(
+        tmp_path,
+        "press-02",
+        b.port,
+        signed_demo(tmp_path / "base", priv),
+        [pub],
+        mqtt={
+            "prefix": prefix,
+            "username": "press-02",
+            "password_file": str(tmp_path / "press-02.pw"),
+        },
+    )
     try:
         d.start()
-        wait_for_state = Subscriber(b, [f"{prefix}/+/fleet/state"], username="operator",
-                                    password="op-pw")
+        wait_for_state = Subscriber(
+            b, [f"{prefix}/+/fleet/state"], username="operator", password="op-pw"
+        )
         assert wait_for_state.wait_for(bool)  # press-02 may write its state
-        rogue = Subscriber(b, [f"{prefix}/press-02/cmd", f"{prefix}/fleet/#"],
-                           username="press-01", password="pw-1")
+        rogue = Subscriber(
+            b, [f"{prefix}/press-02/cmd", f"{prefix}/fleet/#"], username="press-01", password="pw-1"
+        )
         seen = Subscriber(b, [f"{prefix}/#"], username="operator", password="op-pw")
         # press-01 commands press-02 and publishes a release: the broker drops both
-        rogue.client.publish(f"{prefix}/press-02/cmd",
-                             command_json("evil-1", "record", {"seconds": 1}, time.time()),
-                             qos=1).wait_for_publish(5)
-        rogue.client.publish(f"{prefix}/fleet/presses/bundle/manifest", b"{}", qos=1,
-                             retain=True).wait_for_publish(5)
+        rogue.client.publish(
+            f"{prefix}/press-02/cmd",
+            command_json("evil-1", "record", {"seconds": 1}, time.time()),
+            qos=1,
+        ).wait_for_publish(5)
+        rogue.client.publish(
+            f"{prefix}/fleet/presses/bundle/manifest", b"{}", qos=1, retain=True
+        ).wait_for_publish(5)
         # nor may press-02 command itself (it writes its own topics, but not cmd)
         self_cmd = Subscriber(b, [], username="press-02", password="pw-2")
-        self_cmd.client.publish(f"{prefix}/press-02/cmd",
-                                command_json("self-1", "record", {"seconds": 1}, time.time()),
-                                qos=1).wait_for_publish(5)
+        self_cmd.client.publish(
+            f"{prefix}/press-02/cmd",
+            command_json("self-1", "record", {"seconds": 1}, time.time()),
+            qos=1,
+        ).wait_for_publish(5)
         self_cmd.close()
         time.sleep(1.0)
         assert [t for t, _, _ in seen.messages if "/cmd" in t or "/fleet/presses" in t] == []
         assert not (d.state_dir / "recordings").exists()
         # the operator may: press-02 runs it and replies (its own cmd/reply topic)
-        mq = mqtt_settings(b.port, "ops", prefix=prefix, username="operator",
-                           password="op-pw")
+        mq = mqtt_settings(b.port, "ops", prefix=prefix, username="operator", password="op-pw")
         with Connection(mq, timeout=5.0) as conn:
             r = send_command(conn, "press-02", "status", {}, 10.0)
             assert r["ok"] and r["device_id"] == "press-02"
@@ -336,8 +403,11 @@ def test_recordings_are_kept_per_monitor_and_calibrate_names_the_monitors_it_cha
 ) -> None:
     """Two monitors scored by one section, two recordings kept: one monitor's new recording
     never pushes out another's (nor itself), and calibrating one says the other changes too."""
-    d = make_device(fleet={"max_recordings": 2}).set_monitors(
-        {"fan": SECTION, "pump": SECTION}).start()
+    d = (
+        make_device(fleet={"max_recordings": 2})
+        .set_monitors({"fan": SECTION, "pump": SECTION})
+        .start()
+    )
     with op(d) as conn:
         for _ in range(2):
             assert cmd(conn, "record", monitor="pump", seconds=1)["ok"]
@@ -359,7 +429,8 @@ def test_recordings_are_kept_per_monitor_and_calibrate_names_the_monitors_it_cha
 
 
 def test_remote_rollback_refuses_a_version_the_trusted_keys_do_not_sign(
-    make_device: MakeDevice, tmp_path: Path,
+    make_device: MakeDevice,
+    tmp_path: Path,
 ) -> None:
     """Current version 3 is signed, the version a rollback goes to (2, the next lower) is not:
     the agent would refuse it, and fail to start on it. The rollback is refused, nothing
@@ -379,7 +450,8 @@ def test_remote_rollback_refuses_a_version_the_trusted_keys_do_not_sign(
 
 
 def test_a_rollback_the_agent_does_not_take_up_puts_current_back(
-    make_device: MakeDevice, tmp_path: Path,
+    make_device: MakeDevice,
+    tmp_path: Path,
 ) -> None:
     """Version 2 is signed but lacks the monitor's section: it loads, but the agent's reload
     refuses it. The rollback to it fails, and `current` is put back to 3 so that the agent can
@@ -402,43 +474,78 @@ def test_a_rollback_the_agent_does_not_take_up_puts_current_back(
 
 
 def test_bad_device_group_and_id_arguments_are_one_line_errors(
-    device: Device, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    device: Device,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """Exit 2 and one line naming the argument, before anything is sent (a `+` or `#` would
     be a topic filter paho refuses to publish to, a `/` another device's topic)."""
     cfg = tmp_path / "operator.yaml"
     cfg.write_text(f"mqtt: {{host: 127.0.0.1, port: {device.port}, device_id: ops}}\n")
     for bad in ("press+", "press/01", "#", "", "fleet"):
-        code, _, err = run_cli(capsys, "fleet", "cmd", bad, "status", "--config", str(cfg),
-                               "--wait", "2")
+        code, _, err = run_cli(
+            capsys, "fleet", "cmd", bad, "status", "--config", str(cfg), "--wait", "2"
+        )
         assert code == 2 and err.startswith(f"error: DEVICE: {bad!r} cannot join a fleet"), err
         assert err.count("\n") == 1 and "Traceback" not in err
-    code, _, err = run_cli(capsys, "fleet", "cmd", "press-01", "status", "--id", "a b",
-                           "--config", str(cfg), "--wait", "2")
+    code, _, err = run_cli(
+        capsys,
+        "fleet",
+        "cmd",
+        "press-01",
+        "status",
+        "--id",
+        "a b",
+        "--config",
+        str(cfg),
+        "--wait",
+        "2",
+    )
     assert code == 2 and err.startswith("error: --id: expected 1-64 letters"), err
-    for args in (["status", "--group", "pres+"], ["rollback", "--group", "a/b"],
-                 ["rollback", "--group", "presses", "--release", "r#1"]):
+    for args in (
+        ["status", "--group", "pres+"],
+        ["rollback", "--group", "a/b"],
+        ["rollback", "--group", "presses", "--release", "r#1"],
+    ):
         code, _, err = run_cli(capsys, "fleet", *args, "--config", str(cfg), "--wait", "1")
         assert code == 2 and err.count("\n") == 1, (args, err)
-        assert err.startswith(("error: --group: expected a group name",
-                               "error: --release: expected a release id")), err
+        assert err.startswith(
+            ("error: --group: expected a group name", "error: --release: expected a release id")
+        ), err
     assert not (device.state_dir / "recordings").exists()
-    code, out, _ = run_cli(capsys, "fleet", "cmd", "press-01", "status", "--id", "ok:1.a_b-c",
-                           "--config", str(cfg))
+    code, out, _ = run_cli(
+        capsys, "fleet", "cmd", "press-01", "status", "--id", "ok:1.a_b-c", "--config", str(cfg)
+    )
     assert code == 0 and json.loads(out)["id"] == "ok:1.a_b-c"
 
 
 def test_states_are_the_devices_of_their_topics(
-    device: Device, capsys: pytest.CaptureFixture[str], tmp_path: Path,
+    device: Device,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
 ) -> None:
     """A retained state on press-09's topic that claims to be press-07 is nobody's: a state
     counts for the device whose topic it is on (the one the ACL lets write it)."""
     from edge_agent.fleet.operator import group_status
 
     with op(device) as conn:
-        conn.publish([("edge-asd/press-09/fleet/state", json.dumps(
-            {"device_id": "press-07", "group": "presses", "release": "r", "status": "installed",
-             "healthy": True}))], retain=True)
+        conn.publish(
+            [
+                (
+                    "edge-asd/press-09/fleet/state",
+                    json.dumps(
+                        {
+                            "device_id": "press-07",
+                            "group": "presses",
+                            "release": "r",
+                            "status": "installed",
+                            "healthy": True,
+                        }
+                    ),
+                )
+            ],
+            retain=True,
+        )
         notice, states = group_status(conn, "presses", 0.5)
         assert notice is None and sorted(states) == ["press-01"], states
         assert states["press-01"]["device_id"] == "press-01"

@@ -65,10 +65,21 @@ class Fleet:
         self.devices: list[Device] = []
         self.sub = Subscriber(broker, ["edge-asd/+/fleet/state"])
 
-    def device(self, name: str, start: bool = True, trusted: list[Path] | None = None,
-               fleet: dict[str, Any] | None = None) -> Device:
-        d = Device(self.tmp / "devices", name, self.broker.port, self.base,
-                   [self.pub] if trusted is None else trusted, fleet)
+    def device(
+        self,
+        name: str,
+        start: bool = True,
+        trusted: list[Path] | None = None,
+        fleet: dict[str, Any] | None = None,
+    ) -> Device:
+        d = Device(
+            self.tmp / "devices",
+            name,
+            self.broker.port,
+            self.base,
+            [self.pub] if trusted is None else trusted,
+            fleet,
+        )
         self.devices.append(d)
         return d.start() if start else d
 
@@ -135,8 +146,7 @@ def test_canaries_first_then_the_group_offline_device_catches_up_rollback(
     # the group's rollback: every device goes back to the version it ran before
     with operator(b) as conn:
         undone, out = rollback_group(conn, "presses", None, 15.0)
-    assert undone == rid and sorted(out.ok) == ["press-01", "press-02", "press-03",
-                                                "press-04"], out
+    assert undone == rid and sorted(out.ok) == ["press-01", "press-02", "press-03", "press-04"], out
     for d in (canary, d2, d3, offline):
         assert d.running_version() == V1
         assert (d.root / "current").read_text().strip() == "1"
@@ -148,8 +158,7 @@ def test_canaries_first_then_the_group_offline_device_catches_up_rollback(
     assert d3.running_version() == V1 and d3.reloads() == 0 and d3.versions() == ["1", "2"]
 
 
-def tampered(release_root: Path, group: str, edit: Callable[[Path], None], tmp: Path
-             ) -> Prepared:
+def tampered(release_root: Path, group: str, edit: Callable[[Path], None], tmp: Path) -> Prepared:
     """What an attacker with broker access could publish: a version folder edited after
     signing, packed with chunks and a notice that match it exactly (valid chunks)."""
     vdir = tmp / "evil"
@@ -159,8 +168,19 @@ def tampered(release_root: Path, group: str, edit: Callable[[Path], None], tmp: 
     sha = hashlib.sha256(archive).hexdigest()
     chunks = cut(archive, 256 << 10)
     msha = hashlib.sha256((vdir / "manifest.json").read_bytes()).hexdigest()
-    r = Release(f"evil-{sha[:8]}", group, sha, len(archive), 256 << 10, chunk_digests(chunks),
-                None, "all", load_bundle(release_root).model_version, msha, time.time())
+    r = Release(
+        f"evil-{sha[:8]}",
+        group,
+        sha,
+        len(archive),
+        256 << 10,
+        chunk_digests(chunks),
+        None,
+        "all",
+        load_bundle(release_root).model_version,
+        msha,
+        time.time(),
+    )
     return Prepared(r, chunks)
 
 
@@ -180,7 +200,8 @@ def test_tampered_and_badly_signed_releases_are_refused_by_every_agent(
     with operator(b) as conn, pytest.raises(FleetError) as refused:
         push(conn, evil, [], 5.0, lambda _: None)
     assert f"push of {evil.release.release} refused by every device of group presses" in str(
-        refused.value) and "the group's previous notice was restored" in str(refused.value)
+        refused.value
+    ) and "the group's previous notice was restored" in str(refused.value)
     for d in devices:
         s = wait_state(sub, d.name, release=evil.release.release, status="refused")
         assert "model_0.tflite: checksum mismatch" in s["error"], s
@@ -199,6 +220,7 @@ def test_tampered_and_badly_signed_releases_are_refused_by_every_agent(
     assert "canary press-01 refused it" in str(exc.value)
     assert "which the agent does not trust" in str(exc.value)
     assert "left untouched" in str(exc.value)
+
     def releases(dev: str) -> set[str]:
         return {json.loads(p)["release"] for p in sub.on(f"edge-asd/{dev}/fleet/state")}
 
@@ -208,11 +230,14 @@ def test_tampered_and_badly_signed_releases_are_refused_by_every_agent(
     for d in devices:
         assert d.versions() == ["1"] and d.running_version() == V1 and d.reloads() == 0
     with operator(b) as conn:  # the group's notice was restored, the rogue chunks deleted
-        conn.subscribe([manifest_topic("edge-asd", "presses"),
-                        chunk_topic("edge-asd", "presses", prepared.release.release)])
+        conn.subscribe(
+            [
+                manifest_topic("edge-asd", "presses"),
+                chunk_topic("edge-asd", "presses", prepared.release.release),
+            ]
+        )
         assert conn.latest(manifest_topic("edge-asd", "presses")) is None  # neither is left
-        assert conn.latest(chunk_topic("edge-asd", "presses", prepared.release.release, 0)
-                           ) is None
+        assert conn.latest(chunk_topic("edge-asd", "presses", prepared.release.release, 0)) is None
 
 
 def test_a_release_carrying_a_signed_origin_but_no_signature_is_refused(fleet: Fleet) -> None:
@@ -225,8 +250,10 @@ def test_a_release_carrying_a_signed_origin_but_no_signature_is_refused(fleet: F
     forged = signed_demo(tmp / "forged", fleet.priv)
     vdir = new_version(forged, None)  # an adaptation: origin carried, no signature of its own
     b1 = load_bundle(vdir)
-    save_backends(vdir / "backend.npz", {s: dataclasses.replace(bk, threshold=1e6)
-                                         for s, bk in b1.backends.items()})
+    save_backends(
+        vdir / "backend.npz",
+        {s: dataclasses.replace(bk, threshold=1e6) for s, bk in b1.backends.items()},
+    )
     m = json.loads((vdir / "manifest.json").read_text())
     m["files"]["backend.npz"] = sha256_file(vdir / "backend.npz")
     (vdir / "manifest.json").write_text(json.dumps(m, indent=2, sort_keys=True) + "\n")
@@ -238,8 +265,9 @@ def test_a_release_carrying_a_signed_origin_but_no_signature_is_refused(fleet: F
     assert "refused by every device" in str(refused.value)
     for d in devices:
         s = wait_state(sub, d.name, release=prepared.release.release, status="refused")
-        assert "release is not signed: no signature.json (it carries signed_origin.json" in s[
-            "error"], s
+        assert (
+            "release is not signed: no signature.json (it carries signed_origin.json" in s["error"]
+        ), s
         assert d.versions() == ["1"] and d.running_version() == V1 and d.reloads() == 0
         assert load_bundle(d.root).backend("fan_section_00").threshold < 100
 
@@ -266,8 +294,9 @@ def test_unsigned_release_refused_unless_allowed(fleet: Fleet) -> None:
     assert "release is not signed: no signature.json" in s["error"], s
     assert "made on the device" not in s["error"] and "adapted" not in s["error"], s
     assert strict.versions() == ["1"] and strict.running_version() == V1
-    wait_state(sub, lax.name, release=prepared.release.release, status="installed",
-               model_version=fleet.v2)
+    wait_state(
+        sub, lax.name, release=prepared.release.release, status="installed", model_version=fleet.v2
+    )
     assert lax.running_version() == fleet.v2
 
 
@@ -280,8 +309,9 @@ def test_half_received_release_times_out_and_oversized_is_refused(
     prepared = prepare(fleet.release, "presses")
     r = prepared.release
     with operator(b) as conn:  # the notice, but only the first chunk
-        conn.publish([(chunk_topic("edge-asd", "presses", r.release, 0), prepared.chunks[0])],
-                     retain=True)
+        conn.publish(
+            [(chunk_topic("edge-asd", "presses", r.release, 0), prepared.chunks[0])], retain=True
+        )
         conn.publish([(manifest_topic("edge-asd", "presses"), r.to_json())], retain=True)
     s = wait_state(sub, d.name, release=r.release, status="failed", timeout=8.0)
     assert f"incomplete after 1 s (1 of {r.chunks} chunks)" in s["error"]

@@ -26,8 +26,19 @@ VDIR = DEMO / "bundle" / "versions" / "1"
 
 def release_of(archive: bytes, chunk_size: int = 100_000) -> tuple[Release, list[bytes]]:
     chunks = cut(archive, chunk_size)
-    r = Release("r1", "g", hashlib.sha256(archive).hexdigest(), len(archive), chunk_size,
-                chunk_digests(chunks), None, "all", "v1-x", "0" * 64, time.time())
+    r = Release(
+        "r1",
+        "g",
+        hashlib.sha256(archive).hexdigest(),
+        len(archive),
+        chunk_size,
+        chunk_digests(chunks),
+        None,
+        "all",
+        "v1-x",
+        "0" * 64,
+        time.time(),
+    )
     return r, chunks
 
 
@@ -128,7 +139,7 @@ def test_notices_and_commands_are_checked_field_by_field() -> None:
         ("chunks", 3, "chunks: expected"),
         ("sha256", "abc", "sha256: expected a sha256 hex digest"),
         ("release", "a/b", "release: expected a release id"),
-        ("targets", "some", "targets: expected \"all\" or a list of device ids"),
+        ("targets", "some", 'targets: expected "all" or a list of device ids'),
         ("chunk_size", 10 << 20, "chunk_size: expected an integer in [1, 4194304]"),
     ]:
         with pytest.raises(FleetError, match=re.escape(message)):
@@ -159,8 +170,11 @@ def test_state_file_persists_bounds_and_survives_damage(tmp_path: Path) -> None:
 
 
 def test_fleet_settings_are_validated() -> None:
-    with pytest.raises(ConfigError, match=r"fleet\.group: expected a group name, one MQTT "
-                       r"topic level: letters, digits"):
+    with pytest.raises(
+        ConfigError,
+        match=r"fleet\.group: expected a group name, one MQTT "
+        r"topic level: letters, digits",
+    ):
         FleetSettings(group="a/b")
     with pytest.raises(ConfigError, match=r"fleet\.max_bundle_mb: expected a number in \(0, "):
         FleetSettings(max_bundle_mb=0.0)
@@ -169,8 +183,11 @@ def test_fleet_settings_are_validated() -> None:
 def test_a_recording_is_at_most_600_seconds() -> None:
     """A recording is held in memory (float32, joined once): an hour would be ~460 MB."""
     assert FleetSettings(max_record_seconds=600.0).max_record_seconds == 600.0
-    with pytest.raises(ConfigError, match=r"fleet\.max_record_seconds: expected a number in "
-                       r"\(0, 600\]"):
+    with pytest.raises(
+        ConfigError,
+        match=r"fleet\.max_record_seconds: expected a number in "
+        r"\(0, 600\]",
+    ):
         FleetSettings(max_record_seconds=601.0)
 
 

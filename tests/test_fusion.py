@@ -32,8 +32,9 @@ def test_auc_is_the_mann_whitney_statistic_with_ties() -> None:
     assert auc(a, b) == pytest.approx(slow)
 
 
-def _scores(rng: np.random.Generator, shifts: list[float], n: int = 60, m: int = 80) -> tuple[
-        list[np.ndarray], list[np.ndarray]]:
+def _scores(
+    rng: np.random.Generator, shifts: list[float], n: int = 60, m: int = 80
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Standardised scores: normal ~ N(0, 1) per component, pseudo shifted by `shifts`."""
     normal = [rng.normal(size=n) for _ in shifts]
     pseudo = [rng.normal(s, 1.0, size=m) for s in shifts]
@@ -79,12 +80,10 @@ def test_the_anchor_blends_towards_the_model_alone() -> None:
     held = choose_weights(normal, pseudo, KINDS, anchor=0.6, ridge=0.5)
     assert free.weights[1] == 1.0 and held.weights[0] == 1.0
     assert held.weights[1] / held.weights[0] < free.weights[1] / free.weights[0]
-    assert choose_weights(normal, pseudo, KINDS, anchor=1.0, ridge=0.5).weights == (
-        1.0, 0.0, 0.0)
+    assert choose_weights(normal, pseudo, KINDS, anchor=1.0, ridge=0.5).weights == (1.0, 0.0, 0.0)
     # nothing separates: the anchor alone
     normal, pseudo = _scores(np.random.default_rng(5), [-1.0, -1.0, -1.0])
-    assert choose_weights(normal, pseudo, KINDS, anchor=0.0, ridge=0.5).weights == (
-        1.0, 0.0, 0.0)
+    assert choose_weights(normal, pseudo, KINDS, anchor=0.0, ridge=0.5).weights == (1.0, 0.0, 0.0)
     with pytest.raises(ValueError, match="anchor"):
         choose_weights(normal, pseudo, KINDS, anchor=1.5, ridge=0.5)
     with pytest.raises(ValueError, match="ridge"):
@@ -147,8 +146,13 @@ def test_fit_section_decides_weights_per_section_from_pseudo_anomalies() -> None
     pa = a[origin] + 0.5 * rng.normal(size=(m, 16))  # far from every normal clip
     pb = 1.0 + 0.2 * rng.normal(size=(m, 12))  # just more normal-looking clips
     pseudo = PseudoSet([pa, pb], origin)
-    fit = fit_section([a[:n_src], b[:n_src]], [a[n_src:], b[n_src:]], BackendConfig(),
-                      pseudo=pseudo, kinds=["model", "bands"])
+    fit = fit_section(
+        [a[:n_src], b[:n_src]],
+        [a[n_src:], b[n_src:]],
+        BackendConfig(),
+        pseudo=pseudo,
+        kinds=["model", "bands"],
+    )
     assert fit.choice is not None and fit.choice.separation[0] > 0.9
     w = [c.weight for c in fit.backend.components]
     assert w[0] == 1.0 and w[1] < 0.35 and w == list(fit.choice.weights)
@@ -156,8 +160,9 @@ def test_fit_section_decides_weights_per_section_from_pseudo_anomalies() -> None
     # fixed weighting, no pseudo-anomalies or no kinds: the given weights
     for kw in ({"pseudo": pseudo, "kinds": ["model", "bands"]}, {"pseudo": pseudo}, {}):
         config = BackendConfig(weighting="fixed") if "kinds" in kw else BackendConfig()
-        fixed = fit_section([a[:n_src], b[:n_src]], [a[n_src:], b[n_src:]], config,
-                            weights=[1.0, 0.5], **kw)
+        fixed = fit_section(
+            [a[:n_src], b[:n_src]], [a[n_src:], b[n_src:]], config, weights=[1.0, 0.5], **kw
+        )
         assert [c.weight for c in fixed.backend.components] == [1.0, 0.5]
         assert fixed.choice is None
 

@@ -34,8 +34,11 @@ def test_ground_truth_outside_the_data_root(tmp_path: Path) -> None:
     shutil.move(tmp_path / "eval" / "truth", tmp_path / "evaluator")
     unlabelled = [c for c in scan([tmp_path / "eval"]) if c.split == "test"]
     assert all(c.label is None and c.domain is None for c in unlabelled)  # submission only
-    labelled = [c for c in scan([tmp_path / "eval"], truth_roots=[tmp_path / "evaluator"])
-                if c.split == "test"]
+    labelled = [
+        c
+        for c in scan([tmp_path / "eval"], truth_roots=[tmp_path / "evaluator"])
+        if c.split == "test"
+    ]
     assert sum(c.is_anomaly for c in labelled) == 12
     assert {c.domain for c in labelled} == {"source", "target"}
 
@@ -94,12 +97,15 @@ def test_a_csv_that_does_not_match_the_clips_is_an_error(tmp_path: Path) -> None
     assert "lists section_03_0005.wav" in msg and "does not match the clips" in msg
 
 
-@pytest.mark.parametrize(("row", "why"), [
-    ("section_03_0000.wav,2", "expected <clip>.wav,0|1"),
-    ("section_03_0000.wav,1,target", "expected <clip>.wav,0|1"),
-    ("section_03_0000.wav,anomaly", "expected <clip>.wav,0|1"),
-    ("section_04_0000.wav,1", "is not a clip name of section_03"),
-])
+@pytest.mark.parametrize(
+    ("row", "why"),
+    [
+        ("section_03_0000.wav,2", "expected <clip>.wav,0|1"),
+        ("section_03_0000.wav,1,target", "expected <clip>.wav,0|1"),
+        ("section_03_0000.wav,anomaly", "expected <clip>.wav,0|1"),
+        ("section_04_0000.wav,1", "is not a clip name of section_03"),
+    ],
+)
 def test_malformed_rows_name_the_file_and_line(tmp_path: Path, row: str, why: str) -> None:
     official_eval_set(tmp_path)
     f = tmp_path / "truth/ground_truth_data/ground_truth_valve_section_03_test.csv"
@@ -124,7 +130,8 @@ def test_ground_truth_contradicting_a_clip_name_is_an_error(tmp_path: Path) -> N
     gt.parent.mkdir()
     gt.write_text("section_00_source_test_normal_0001.wav,1\n")
     assert "says section_00_source_test_normal_0001.wav is anomaly, its name says normal" in (
-        _error(tmp_path))
+        _error(tmp_path)
+    )
 
 
 def test_the_attributes_folder_of_2023_is_not_ground_truth(tmp_path: Path) -> None:

@@ -27,8 +27,10 @@ from edge_agent.sinks.mqtt import MqttSink
 from edge_agent.sinks.outbox import Outbox
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
-ENTITY_ID = re.compile(r"\b((?:binary_sensor|sensor|button|image|event|camera|select|text)"
-                       r"\.[a-z0-9_]+)\b")
+ENTITY_ID = re.compile(
+    r"\b((?:binary_sensor|sensor|button|image|event|camera|select|text)"
+    r"\.[a-z0-9_]+)\b"
+)
 
 
 def doc_yaml_blocks(doc: str) -> list[str]:
@@ -48,12 +50,14 @@ def doc_config(doc: str, marker: str, tmp_path: Path) -> AgentConfig:
 
 def discovered(cfg: AgentConfig, model_version: str = "v1-abc") -> list[tuple[str, str]]:
     machines = [Machine(m.name, m.section) for m in cfg.monitor_list()]
-    return discovery_messages(cfg.mqtt, machines, model_version, bool(cfg.monitors),
-                              frozenset({"evidence", "answers"}))
+    return discovery_messages(
+        cfg.mqtt, machines, model_version, bool(cfg.monitors), frozenset({"evidence", "answers"})
+    )
 
 
-@pytest.mark.parametrize(("doc", "marker"), [("mqtt.md", "section: fan_section_00"),
-                                             ("monitors.md", "monitors:")])
+@pytest.mark.parametrize(
+    ("doc", "marker"), [("mqtt.md", "section: fan_section_00"), ("monitors.md", "monitors:")]
+)
 def test_the_docs_entity_ids_are_the_ones_home_assistant_makes(
     tmp_path: Path, doc: str, marker: str
 ) -> None:
@@ -76,8 +80,10 @@ def test_the_pi_is_a_named_device_and_every_machine_links_to_it(tmp_path: Path) 
     cfg = doc_config("monitors.md", "monitors:", tmp_path)
     made = check_discovery(discovered(cfg, "v7-1234abcd"))
     devices = {p["device"]["identifiers"][0]: p["device"] for p in made.values()}
-    assert set(devices) == {"edge_asd_hall-2-pi", *(f"edge_asd_hall-2-pi_{m}" for m in
-                                                   ("fan_1", "fan_2", "gearbox_1", "gearbox_2"))}
+    assert set(devices) == {
+        "edge_asd_hall-2-pi",
+        *(f"edge_asd_hall-2-pi_{m}" for m in ("fan_1", "fan_2", "gearbox_1", "gearbox_2")),
+    }
     for dev in devices.values():
         assert dev["name"] and dev["model"] and dev["manufacturer"]
         assert "v7-1234abcd" in dev["sw_version"]
@@ -104,20 +110,31 @@ def test_without_the_hint_home_assistant_would_repeat_the_machine(tmp_path: Path
     assert entity_ids("binary_sensor", payload) == (hinted, hinted)
 
 
-@pytest.mark.parametrize(("change", "rule"), [
-    (lambda t, p: (t.replace("fan_1_alarm", "fan.1_alarm"), p), "HA ignores it"),
-    (lambda t, p: (t, {**p, "state_class": "measurement"}), "state_class"),
-    (lambda t, p: (t, {**p, "device": {**p["device"], "via_device": "edge_asd_nowhere"}}),
-     "via_device"),
-    (lambda t, p: (t, {**p, "device": {k: v for k, v in p["device"].items() if k != "name"}}),
-     "device without a name"),
-    (lambda t, p: (t, {**p, "stat_topic": p["state_topic"]}), "keys HA does not know"),
-    (lambda t, p: (t, {**p, "state_topic": "edge-asd/a+b/alarm"}), "whole level"),
-    (lambda t, p: (t, {**p, "default_entity_id": "sensor.x"}), "not a valid binary_sensor"),
-    (lambda t, p: (t, {**p, "object_id": "other"}), "disagree"),
-])
+@pytest.mark.parametrize(
+    ("change", "rule"),
+    [
+        (lambda t, p: (t.replace("fan_1_alarm", "fan.1_alarm"), p), "HA ignores it"),
+        (lambda t, p: (t, {**p, "state_class": "measurement"}), "state_class"),
+        (
+            lambda t, p: (t, {**p, "device": {**p["device"], "via_device": "edge_asd_nowhere"}}),
+            "via_device",
+        ),
+        (
+            lambda t, p: (
+                t,
+                {**p, "device": {k: v for k, v in p["device"].items() if k != "name"}},
+            ),
+            "device without a name",
+        ),
+        (lambda t, p: (t, {**p, "stat_topic": p["state_topic"]}), "keys HA does not know"),
+        (lambda t, p: (t, {**p, "state_topic": "edge-asd/a+b/alarm"}), "whole level"),
+        (lambda t, p: (t, {**p, "default_entity_id": "sensor.x"}), "not a valid binary_sensor"),
+        (lambda t, p: (t, {**p, "object_id": "other"}), "disagree"),
+    ],
+)
 def test_the_rules_catch_what_home_assistant_refuses(
-    tmp_path: Path, change: Callable[[str, dict[str, Any]], tuple[str, dict[str, Any]]],
+    tmp_path: Path,
+    change: Callable[[str, dict[str, Any]], tuple[str, dict[str, Any]]],
     rule: str,
 ) -> None:
     cfg = doc_config("monitors.md", "monitors:", tmp_path)
@@ -133,20 +150,36 @@ def test_agent_state_holds_conditions_until_they_end_and_incidents_for_a_while()
     assert st.payload()["faults"] == []
 
     def score(t: float) -> Any:
-        return window_event("score", t, "press-01", section="s", window=0, score=0.1,
-                            threshold=0.5, anomalous=False, decision="normal", votes=0,
-                            model_version="v1-a", source="x")
+        return window_event(
+            "score",
+            t,
+            "press-01",
+            section="s",
+            window=0,
+            score=0.1,
+            threshold=0.5,
+            anomalous=False,
+            decision="normal",
+            votes=0,
+            model_version="v1-a",
+            source="x",
+        )
 
-    assert st.update(health_event(1001.0, "press-01", "reload_failed", ["reload_failed"],
-                                  error="v2: not signed"))
-    assert st.update(health_event(1002.0, "press-01", "windows_dropped", ["scorer_behind"],
-                                  monitor="fan_1", dropped=3))
+    assert st.update(
+        health_event(1001.0, "press-01", "reload_failed", ["reload_failed"], error="v2: not signed")
+    )
+    assert st.update(
+        health_event(
+            1002.0, "press-01", "windows_dropped", ["scorer_behind"], monitor="fan_1", dropped=3
+        )
+    )
     p = st.payload()
     assert p["faults"] == ["reload_failed", "windows_dropped"]
     assert p["problems"]["windows_dropped"]["monitor"] == "fan_1"
     assert p["problems"]["reload_failed"]["error"] == "v2: not signed"
-    assert not st.update(health_event(1003.0, "press-01", "sensor_fault", ["silence"],
-                                      monitor="fan_1"))  # the machine's, not the agent's
+    assert not st.update(
+        health_event(1003.0, "press-01", "sensor_fault", ["silence"], monitor="fan_1")
+    )  # the machine's, not the agent's
     assert not st.update(score(1002.0 + HOLD_SECONDS - 1))
     assert st.update(score(1002.0 + HOLD_SECONDS))  # the incident is over
     assert st.payload()["faults"] == ["reload_failed"]  # a condition waits for its end
@@ -158,8 +191,16 @@ def test_agent_state_holds_conditions_until_they_end_and_incidents_for_a_while()
 
 
 def _mqtt(b: Broker, **kw: Any) -> MqttSettings:
-    return MqttSettings(host="127.0.0.1", port=b.port, device_id="press-01", reconnect_min=0.1,
-                        reconnect_max=0.5, connect_timeout=5.0, ha_discovery=True, **kw)
+    return MqttSettings(
+        host="127.0.0.1",
+        port=b.port,
+        device_id="press-01",
+        reconnect_min=0.1,
+        reconnect_max=0.5,
+        connect_timeout=5.0,
+        ha_discovery=True,
+        **kw,
+    )
 
 
 def test_a_reload_resends_discovery_with_the_new_model_version_and_the_health_is_retained(
@@ -167,18 +208,30 @@ def test_a_reload_resends_discovery_with_the_new_model_version_and_the_health_is
 ) -> None:
     b = mqtt_broker()
     sub = Subscriber(b, ["homeassistant/#", "edge-asd/#"])
-    s = MqttSink(_mqtt(b), Outbox(OutboxSettings(path=str(tmp_path / "o.sqlite"))),
-                 [Machine("fan_section_00", "fan_section_00")], "v1-aaaa")
+    s = MqttSink(
+        _mqtt(b),
+        Outbox(OutboxSettings(path=str(tmp_path / "o.sqlite"))),
+        [Machine("fan_section_00", "fan_section_00")],
+        "v1-aaaa",
+    )
     try:
         s.start()
         alarm_cfg = "homeassistant/binary_sensor/press-01/fan_section_00_alarm/config"
         assert sub.wait_for(lambda m: bool(sub.on(alarm_cfg)))
         assert "v1-aaaa" in json.loads(sub.on(alarm_cfg)[-1])["device"]["sw_version"]
-        s.handle(health_event(time.time(), "press-01", "reload_failed", ["reload_failed"],
-                              error="v2: signature not trusted"))
+        s.handle(
+            health_event(
+                time.time(),
+                "press-01",
+                "reload_failed",
+                ["reload_failed"],
+                error="v2: signature not trusted",
+            )
+        )
         state = "edge-asd/press-01/state"
-        assert sub.wait_for(lambda m: any(json.loads(p)["faults"] == ["reload_failed"]
-                                          for p in sub.on(state)))
+        assert sub.wait_for(
+            lambda m: any(json.loads(p)["faults"] == ["reload_failed"] for p in sub.on(state))
+        )
         s.handle(status_event(time.time(), "press-01", "reloaded", model_version="v3-bbbb"))
         assert sub.wait_for(lambda m: len(sub.on(alarm_cfg)) >= 2)
         assert "v3-bbbb" in json.loads(sub.on(alarm_cfg)[-1])["device"]["sw_version"]
@@ -223,8 +276,11 @@ monitors:
         assert sub.wait_for(lambda m: len(sub.on("edge-asd/hall-2-pi/fan-2/score")) == 2)
         configs = [(t, p) for t, p, _ in sub.messages if t.startswith("homeassistant/")]
         made = check_discovery(configs)
-        assert {"binary_sensor.hall_2_pi_fan_1_anomaly", "binary_sensor.hall_2_pi_fan_2_anomaly",
-                "binary_sensor.hall_2_pi_health"} <= set(made)
+        assert {
+            "binary_sensor.hall_2_pi_fan_1_anomaly",
+            "binary_sensor.hall_2_pi_fan_2_anomaly",
+            "binary_sensor.hall_2_pi_health",
+        } <= set(made)
         published = [(t, p) for t, p, _ in sub.messages if t.startswith("edge-asd/")]
         check_templates(made, published)
         state = json.loads(sub.on("edge-asd/hall-2-pi/state")[-1])

@@ -85,5 +85,4 @@ def test_a_constant_dc_level_is_silence_not_a_loud_sound() -> None:
     assert stuck.faults == (SILENCE,) and stuck.rms_dbfs == FLOOR_DBFS
     assert stuck.peak_dbfs == pytest.approx(20 * np.log10(0.4), abs=0.01)
     biased = assess(sine(0.5) + np.float32(0.2))  # real sound on a DC offset: fine
-    assert biased.ok and biased.rms_dbfs == pytest.approx(20 * np.log10(0.5 / np.sqrt(2)),
-                                                          abs=0.01)
+    assert biased.ok and biased.rms_dbfs == pytest.approx(20 * np.log10(0.5 / np.sqrt(2)), abs=0.01)

@@ -44,8 +44,7 @@ ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
 
 def normal_audio() -> np.ndarray:
     """The demo's six healthy clips (60 s of the section's machine, test split)."""
-    return np.concatenate([read_wav(DEMO / "clips" / f"0{i}_normal.wav")[0]
-                           for i in range(1, 7)])
+    return np.concatenate([read_wav(DEMO / "clips" / f"0{i}_normal.wav")[0] for i in range(1, 7)])
 
 
 def band_limited(x: np.ndarray) -> np.ndarray:
@@ -153,15 +152,20 @@ def _files_config(tmp_path: Path, x: np.ndarray, name: str, extra: str = "") -> 
     for i, w in enumerate(x.reshape(-1, RATE * 10)):
         write_wav(folder / f"{i:02d}.wav", w, RATE)
     cfg = tmp_path / f"{name}.yaml"
-    cfg.write_text(f"bundle: {BUNDLE}\nsection: {SEC}\nsource:\n  kind: files\n"
-                   f"  files: [{folder}]\n{extra}")
+    cfg.write_text(
+        f"bundle: {BUNDLE}\nsection: {SEC}\nsource:\n  kind: files\n  files: [{folder}]\n{extra}"
+    )
     return cfg
 
 
 def check(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "edge_agent.cli", "check", *args],
-                          capture_output=True, text=True, timeout=300,
-                          env={**os.environ, **ENV})  # the fake microphones' ALSA config
+    return subprocess.run(
+        [sys.executable, "-m", "edge_agent.cli", "check", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **ENV},
+    )  # the fake microphones' ALSA config
 
 
 def test_check_listen_through_files(tmp_path: Path) -> None:
@@ -169,8 +173,9 @@ def test_check_listen_through_files(tmp_path: Path) -> None:
     assert ok.returncode == 0, ok.stderr
     line = ok.stdout.splitlines()[-1]
     assert line.startswith(f"listen {SEC}: ok, 60 s of ") and "hear like the training" in line
-    cut = check("-c", str(_files_config(tmp_path, band_limited(normal_audio()), "cut")),
-                "--listen", "60")
+    cut = check(
+        "-c", str(_files_config(tmp_path, band_limited(normal_audio()), "cut")), "--listen", "60"
+    )
     assert cut.returncode == 1, cut.stderr
     line = cut.stdout.splitlines()[-1]
     assert line.startswith(f"listen {SEC}: MISMATCH after 60 s") and "nothing above 5." in line
@@ -196,14 +201,25 @@ def test_check_listen_through_a_fake_microphone(
 def test_agent_health_event_and_alarm_explanation(tmp_path: Path) -> None:
     """The real agent on files: a band-limited input is a hearing_mismatch health event with
     the sentence, and the alarm it causes says why (the path first)."""
-    audio = np.concatenate([band_limited(normal_audio()),
-                            *(read_wav(DEMO / "clips" / f) [0] for f in
-                              ("07_faulty.wav", "08_faulty.wav", "09_faulty.wav",
-                               "10_faulty.wav"))])
+    audio = np.concatenate(
+        [
+            band_limited(normal_audio()),
+            *(
+                read_wav(DEMO / "clips" / f)[0]
+                for f in ("07_faulty.wav", "08_faulty.wav", "09_faulty.wav", "10_faulty.wav")
+            ),
+        ]
+    )
     ev = tmp_path / "evidence"
-    cfg = load_config(_files_config(tmp_path, audio, "agent", "hearing:\n  windows: 2\n"
-                                    f"evidence:\n  folder: {ev}\n"
-                                    "log:\n  stdout: false\n"), {})
+    cfg = load_config(
+        _files_config(
+            tmp_path,
+            audio,
+            "agent",
+            f"hearing:\n  windows: 2\nevidence:\n  folder: {ev}\nlog:\n  stdout: false\n",
+        ),
+        {},
+    )
     c = Collect()
     agent = Agent(cfg, sinks=[c])
     t = threading.Thread(target=agent.run, kwargs={"install_signals": False})
@@ -217,21 +233,33 @@ def test_agent_health_event_and_alarm_explanation(tmp_path: Path) -> None:
     alarms = c.kind("alarm")
     assert alarms and alarms[0]["decision"] == "alarm"
     ex = alarms[0]["explanation"]
-    assert ex["kind"] in {"tonal", "level", "impulsive", "modulation", "band_shift", "rhythm",
-                          "unclear"}
+    assert ex["kind"] in {
+        "tonal",
+        "level",
+        "impulsive",
+        "modulation",
+        "band_shift",
+        "rhythm",
+        "unclear",
+    }
     assert ex["sentence"] and "\n" not in ex["sentence"]
     assert len(ex["band_hz"]) == 2
     # raised through the cut path (its healthy audio scores far above the threshold, as in
     # issue 21): the explanation says so first
     assert ex["audio_path"][0]["kind"] == "bandwidth"
-    assert ex["sentence"].startswith("The audio path differs from the training audio (nothing "
-                                     "above 5.")
+    assert ex["sentence"].startswith(
+        "The audio path differs from the training audio (nothing above 5."
+    )
     # beside the clip, and `edge-agent evidence show`
     (side,) = ev.glob("*.json")
     assert json.loads(side.read_text())["explanation"] == ex
-    out = subprocess.run([sys.executable, "-m", "edge_agent.cli", "evidence", "show", "last",
-                          "--folder", str(ev)], capture_output=True, text=True, timeout=60,
-                         env=ENV)
+    out = subprocess.run(
+        [sys.executable, "-m", "edge_agent.cli", "evidence", "show", "last", "--folder", str(ev)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=ENV,
+    )
     assert out.returncode == 0, out.stderr
     assert f"why: {ex['sentence']}" in out.stdout.splitlines()
 
@@ -247,11 +275,14 @@ def test_home_assistant_shows_the_audio_path_and_why_through_a_real_broker(
 
     b = mqtt_broker()
     cfg = _files_config(
-        tmp_path, band_limited(normal_audio()[: RATE * 30]), "ha",
+        tmp_path,
+        band_limited(normal_audio()[: RATE * 30]),
+        "ha",
         f"log: {{stdout: false}}\noutbox: {{path: {tmp_path}/outbox.sqlite}}\n"
         "history: {replays: true, drift_windows: 1}\n"
         f"mqtt: {{host: 127.0.0.1, port: {b.port}, device_id: hall-2-pi, "
-        "ha_discovery: true}\n")
+        "ha_discovery: true}\n",
+    )
     sub = Subscriber(b, ["edge-asd/#", "homeassistant/#"])
     try:
         assert Agent(load_config(cfg)).run(install_signals=False) == 0
@@ -274,8 +305,11 @@ def test_home_assistant_shows_the_audio_path_and_why_through_a_real_broker(
             late.close()
         anomaly = made[f"binary_sensor.hall_2_pi_{SEC}_anomaly"]
         assert anomaly["json_attributes_topic"] == anomaly["state_topic"]
-        raised = [json.loads(p) for p in sub.on(anomaly["state_topic"])
-                  if json.loads(p).get("decision") == "alarm"]
+        raised = [
+            json.loads(p)
+            for p in sub.on(anomaly["state_topic"])
+            if json.loads(p).get("decision") == "alarm"
+        ]
         assert raised and raised[0]["explanation"]["audio_path"][0]["kind"] == "bandwidth"
         # the alarm's picture: a PNG on the image entity's topic, after the alarm
         image = made[f"image.hall_2_pi_{SEC}_alarm_spectrum"]
@@ -306,7 +340,7 @@ def test_an_added_fault_is_named_with_its_kind_place_and_rate(fault: str) -> Non
         burst = np.sin(2 * np.pi * 1200.0 * t[:800]) * np.exp(-t[:800] / 0.01)
         for start in np.arange(0.25, 10.0, 0.5):
             i = int(start * RATE)
-            x[i:i + 800] += 8 * rms * burst
+            x[i : i + 800] += 8 * rms * burst
     w = x.astype(np.float32)
     ex = explain([detail(w, DEFAULT_SPEC, *wave_levels(w))], profile()).to_dict()
     if fault == "tone":

@@ -114,7 +114,8 @@ def test_config_defaults_beside_the_outbox_and_validates(tmp_path: Path) -> None
     cfg = read_config(yml)
     assert cfg.history.enabled and cfg.history.max_days == 7
     assert history_path(cfg.history, cfg.outbox.path, "fan_section_00") == (
-        tmp_path / "state" / "scores.fan_section_00.bin")
+        tmp_path / "state" / "scores.fan_section_00.bin"
+    )
     yml.write_text("history: {folder: hist}\n")
     cfg = read_config(yml)
     assert history_path(cfg.history, cfg.outbox.path, "s") == tmp_path / "hist" / "scores.s.bin"

@@ -23,8 +23,13 @@ PACKAGES = ("edge_agent", "model_build")
 TOP_LEVEL_LIMIT = 8
 """Modules directly in a package (its `__init__.py` counted)."""
 LAYERS = (
-    ("edge_agent.errors", "edge_agent.jsonsafe", "edge_agent.arrays", "edge_agent.events",
-     "edge_agent.private"),
+    (
+        "edge_agent.errors",
+        "edge_agent.jsonsafe",
+        "edge_agent.arrays",
+        "edge_agent.events",
+        "edge_agent.private",
+    ),
     ("edge_agent.scoring",),
     ("edge_agent.audio",),
     ("edge_agent.config",),
@@ -67,8 +72,7 @@ def imports_of(name: str, path: Path, known: set[str]) -> Iterator[str]:
             else:
                 mod = node.module or ""
             # `from package import module` imports the module
-            targets = [f"{mod}.{a.name}" if f"{mod}.{a.name}" in known else mod
-                       for a in node.names]
+            targets = [f"{mod}.{a.name}" if f"{mod}.{a.name}" in known else mod for a in node.names]
         else:
             continue
         for t in targets:
@@ -79,8 +83,9 @@ def imports_of(name: str, path: Path, known: set[str]) -> Iterator[str]:
 def graph() -> dict[str, set[str]]:
     mods = modules()
     known = set(mods)
-    return {name: {t for t in imports_of(name, path, known) if t != name}
-            for name, path in mods.items()}
+    return {
+        name: {t for t in imports_of(name, path, known) if t != name} for name, path in mods.items()
+    }
 
 
 def layer(name: str) -> int:
@@ -99,7 +104,8 @@ def test_a_packages_top_level_stays_small(package: str) -> None:
     top = sorted(p.name for p in (REPO / package).glob("*.py"))
     assert len(top) <= TOP_LEVEL_LIMIT, (
         f"{package}/ has {len(top)} modules at its top level ({', '.join(top)}); at most "
-        f"{TOP_LEVEL_LIMIT}: put the new module into the subpackage of its job")
+        f"{TOP_LEVEL_LIMIT}: put the new module into the subpackage of its job"
+    )
 
 
 def test_no_import_cycles_counting_imports_in_functions() -> None:
@@ -114,7 +120,7 @@ def test_no_import_cycles_counting_imports_in_functions() -> None:
             if dep not in g:
                 continue
             if state.get(dep) == 1:
-                cycles.append(" -> ".join([*stack[stack.index(dep):], dep]))
+                cycles.append(" -> ".join([*stack[stack.index(dep) :], dep]))
             elif dep not in state:
                 visit(dep, stack)
         stack.pop()
@@ -133,10 +139,12 @@ def test_edge_agent_imports_only_from_its_own_or_a_lower_room() -> None:
             continue
         here = layer(name)
         assert here >= 0, f"{name}: in no room of LAYERS (tests/test_layout.py)"
-        up += [f"{name} -> {d}" for d in sorted(deps)
-               if d.startswith("edge_agent") and layer(d) > here]
-    assert not up, "imports against the data path (a lower room importing a higher one):\n" \
-        + "\n".join(up)
+        up += [
+            f"{name} -> {d}" for d in sorted(deps) if d.startswith("edge_agent") and layer(d) > here
+        ]
+    assert not up, (
+        "imports against the data path (a lower room importing a higher one):\n" + "\n".join(up)
+    )
 
 
 def test_edge_agent_never_imports_tensorflow_or_model_build() -> None:
@@ -145,11 +153,18 @@ def test_edge_agent_never_imports_tensorflow_or_model_build() -> None:
         if not name.startswith("edge_agent"):
             continue
         for node in ast.walk(ast.parse(path.read_text())):
-            mods = ([a.name for a in node.names] if isinstance(node, ast.Import) else
-                    [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level
-                    else [])
-            bad += [f"{name}: {m}" for m in mods
-                    if m.split(".")[0] in ("tensorflow", "keras", "model_build")]
+            mods = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom) and not node.level
+                else []
+            )
+            bad += [
+                f"{name}: {m}"
+                for m in mods
+                if m.split(".")[0] in ("tensorflow", "keras", "model_build")
+            ]
     assert not bad, "\n".join(bad)
 
 

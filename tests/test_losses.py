@@ -106,8 +106,8 @@ def test_feature_exchange_swaps_branch_a_and_labels_three_blocks() -> None:
             np.testing.assert_array_equal(y[i, :c], lab[i])
         else:
             np.testing.assert_array_equal(mixed[i, :split], e[n - 1 - i, :split])
-            np.testing.assert_allclose(y[i, c:2 * c], 0.5 * lab[i])
-            np.testing.assert_allclose(y[i, 2 * c:], 0.5 * lab[n - 1 - i])
+            np.testing.assert_allclose(y[i, c : 2 * c], 0.5 * lab[i])
+            np.testing.assert_allclose(y[i, 2 * c :], 0.5 * lab[n - 1 - i])
     always = np.asarray(feature_exchange(emb, labels, split, rng, prob=1.0)[0])
     np.testing.assert_array_equal(always, e)
 

@@ -118,7 +118,10 @@ def test_section_metrics_paper_and_official_views_match_sklearn_subsets() -> Non
     assert m.official_pauc == pytest.approx(roc_auc_score(y, s, max_fpr=0.1))
     assert m.official_auc_source != pytest.approx(m.auc["source"])
     assert m.counts == {
-        "source_normal": 50, "source_anomaly": 50, "target_normal": 50, "target_anomaly": 50
+        "source_normal": 50,
+        "source_anomaly": 50,
+        "target_normal": 50,
+        "target_anomaly": 50,
     }
 
 

@@ -38,11 +38,26 @@ def sink(tmp_path: Path, s: MqttSettings, name: str = "o.sqlite") -> MqttSink:
     return MqttSink(s, Outbox(OutboxSettings(path=str(tmp_path / name))), [SEC], "v1")
 
 
-def window(i: int, kind: Literal["score", "alarm"] = "alarm", score: float = 0.9,
-           decision: AlarmState = "alarm") -> WindowEvent:
-    return window_event(kind, float(i), "dev1", section=SEC, window=i, score=score,
-                        threshold=0.5, anomalous=score > 0.5, decision=decision, votes=3,
-                        model_version="v1", source="test")
+def window(
+    i: int,
+    kind: Literal["score", "alarm"] = "alarm",
+    score: float = 0.9,
+    decision: AlarmState = "alarm",
+) -> WindowEvent:
+    return window_event(
+        kind,
+        float(i),
+        "dev1",
+        section=SEC,
+        window=i,
+        score=score,
+        threshold=0.5,
+        anomalous=score > 0.5,
+        decision=decision,
+        votes=3,
+        model_version="v1",
+        source="test",
+    )
 
 
 def alarm(i: int, decision: AlarmState = "alarm") -> WindowEvent:
@@ -134,9 +149,15 @@ def test_ha_discovery_republished_on_ha_online(
     s = sink(tmp_path, settings(b, ha_discovery=True))
     s.start()
     topic = f"homeassistant/binary_sensor/dev1/{SEC}_alarm/config"
-    entities = {f"homeassistant/{kind}/dev1/{SEC}_{name}/config" for kind, name in (
-        ("binary_sensor", "alarm"), ("sensor", "score"), ("sensor", "drift"),
-        ("binary_sensor", "sensor"))}
+    entities = {
+        f"homeassistant/{kind}/dev1/{SEC}_{name}/config"
+        for kind, name in (
+            ("binary_sensor", "alarm"),
+            ("sensor", "score"),
+            ("sensor", "drift"),
+            ("binary_sensor", "sensor"),
+        )
+    }
     assert sub.wait_for(lambda m: entities <= {t for t, *_ in m})  # all four, in any order
     cfg = json.loads(sub.on(topic)[0])
     assert cfg["device_class"] == "problem" and cfg["unique_id"] == f"dev1_{SEC}_alarm"
@@ -305,12 +326,14 @@ def test_password_changed_at_runtime_reported_retried_recovered(
     b = mqtt_broker(users={"agent": "old-pw"})
     pw = tmp_path / "pw"
     pw.write_text("old-pw\n")
-    s = sink(tmp_path, settings(b, username="agent", password_file=str(pw),
-                                refused_retry_max=0.5))
+    s = sink(tmp_path, settings(b, username="agent", password_file=str(pw), refused_retry_max=0.5))
     s.start()
     assert s.connected.is_set() and s.take_notices() == []
-    subprocess.run(["mosquitto_passwd", "-b", str(b.dir / "passwd"), "agent", "new-pw"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        ["mosquitto_passwd", "-b", str(b.dir / "passwd"), "agent", "new-pw"],
+        check=True,
+        capture_output=True,
+    )
     b.stop()
     b.start()
     assert wait_until(lambda: s._failures >= 3, 15)  # refused, and retried  # noqa: SLF001 -- the test observes or drives an internal the API keeps private
@@ -347,14 +370,24 @@ def test_agent_restart_in_alarm_restores_state_and_retained_topic(
 
     def run(threshold: float, windows: int) -> list[dict[str, object]]:
         before = len(events.read_text().splitlines()) if events.exists() else 0
-        cfg = load_config(None, {
-            "bundle": str(demo.bundle), "section": demo.section, "source.kind": "files",
-            "source.files": [str(demo.paths[0])] * windows, "decision.threshold": threshold,
-            "log.stdout": False, "log.jsonl_file": str(events),
-            "mqtt.host": "127.0.0.1", "mqtt.port": b.port, "mqtt.device_id": "dev1",
-            "mqtt.reconnect_min": 0.1, "mqtt.reconnect_max": 0.5,
-            "outbox.path": str(tmp_path / "outbox.sqlite"),
-        })
+        cfg = load_config(
+            None,
+            {
+                "bundle": str(demo.bundle),
+                "section": demo.section,
+                "source.kind": "files",
+                "source.files": [str(demo.paths[0])] * windows,
+                "decision.threshold": threshold,
+                "log.stdout": False,
+                "log.jsonl_file": str(events),
+                "mqtt.host": "127.0.0.1",
+                "mqtt.port": b.port,
+                "mqtt.device_id": "dev1",
+                "mqtt.reconnect_min": 0.1,
+                "mqtt.reconnect_max": 0.5,
+                "outbox.path": str(tmp_path / "outbox.sqlite"),
+            },
+        )
         assert Agent(cfg).run(install_signals=False) == 0
         lines = events.read_text().splitlines()[before:]
         return [e for e in map(json.loads, lines) if e["kind"] == "alarm"]
@@ -389,13 +422,22 @@ def test_agent_with_refused_login_keeps_scoring_and_reports(
     b = mqtt_broker(users={"agent": "right"})
     events = tmp_path / "events.jsonl"
     (tmp_path / "pw").write_text("wrong\n")
-    cfg = load_config(None, {
-        "bundle": str(demo.bundle), "section": demo.section, "source.kind": "files",
-        "source.files": [str(demo.paths[0])] * 2, "log.stdout": False,
-        "log.jsonl_file": str(events), "mqtt.host": "127.0.0.1", "mqtt.port": b.port,
-        "mqtt.username": "agent", "mqtt.password_file": str(tmp_path / "pw"),
-        "outbox.path": str(tmp_path / "outbox.sqlite"),
-    })
+    cfg = load_config(
+        None,
+        {
+            "bundle": str(demo.bundle),
+            "section": demo.section,
+            "source.kind": "files",
+            "source.files": [str(demo.paths[0])] * 2,
+            "log.stdout": False,
+            "log.jsonl_file": str(events),
+            "mqtt.host": "127.0.0.1",
+            "mqtt.port": b.port,
+            "mqtt.username": "agent",
+            "mqtt.password_file": str(tmp_path / "pw"),
+            "outbox.path": str(tmp_path / "outbox.sqlite"),
+        },
+    )
     assert Agent(cfg).run(install_signals=False) == 0
     got = [json.loads(x) for x in events.read_text().splitlines()]
     assert [e["window"] for e in got if e["kind"] == "score"] == [0, 1]
@@ -405,5 +447,8 @@ def test_agent_with_refused_login_keeps_scoring_and_reports(
     rows = Outbox(OutboxSettings(path=str(tmp_path / "outbox.sqlite"))).pending(limit=10)
     assert sorted(r.topic for r in rows) == [  # the health events (the login's, the hearing
         # check's hearing_ok), the monitor's input and hearing states
-        f"edge-asd/edge-agent/{demo.section}/hearing", f"edge-asd/edge-agent/{demo.section}/sensor",
-        "edge-asd/edge-agent/health", "edge-asd/edge-agent/health"]
+        f"edge-asd/edge-agent/{demo.section}/hearing",
+        f"edge-asd/edge-agent/{demo.section}/sensor",
+        "edge-asd/edge-agent/health",
+        "edge-asd/edge-agent/health",
+    ]

@@ -21,8 +21,16 @@ from model_build import quiet
 from model_build.progress import Progress
 
 REPO = Path(__file__).resolve().parents[1]
-NOISE = ("oneDNN", "absl", "XNNPACK", "Saved artifact", "TensorSpec", "tf_tfl_flatbuffer",
-         "SavedModel", "cpu_feature_guard")
+NOISE = (
+    "oneDNN",
+    "absl",
+    "XNNPACK",
+    "Saved artifact",
+    "TensorSpec",
+    "tf_tfl_flatbuffer",
+    "SavedModel",
+    "cpu_feature_guard",
+)
 
 
 def test_native_writes_are_filtered_and_the_rest_written_back(
@@ -112,9 +120,19 @@ def test_disabled_progress_is_silent() -> None:
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
-    return subprocess.run([sys.executable, "-c", ("import sys; from model_build.cli import main; "
-                           "main(sys.argv[1:])"), *args], capture_output=True, text=True,
-                          env=env, cwd=REPO, timeout=600)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            ("import sys; from model_build.cli import main; main(sys.argv[1:])"),
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=600,
+    )
 
 
 def test_export_prints_its_own_lines_only(trained_run: Path, tmp_path: Path) -> None:
@@ -126,16 +144,30 @@ def test_export_prints_its_own_lines_only(trained_run: Path, tmp_path: Path) -> 
     assert proc.stdout.strip().splitlines() == [proc.stdout.strip()]
     assert proc.stdout.startswith("wrote ")
     err = proc.stderr.splitlines()
-    assert err and all(ln.startswith(("converting models", "embedding train clips"))
-                       for ln in err), err
+    assert err and all(
+        ln.startswith(("converting models", "embedding train clips")) for ln in err
+    ), err
 
 
 def test_agent_scoring_prints_no_xnnpack_line(bundle_dir: Path) -> None:
     clip = REPO / "edge_agent/demo/clips/01_normal.wav"
     proc = subprocess.run(
-        [sys.executable, "-c", "from edge_agent.cli import main; main()", "score", str(clip),
-         "--bundle", str(bundle_dir), "--section", "fan_section_00"],
-        capture_output=True, text=True, cwd=REPO, timeout=300)
+        [
+            sys.executable,
+            "-c",
+            "from edge_agent.cli import main; main()",
+            "score",
+            str(clip),
+            "--bundle",
+            str(bundle_dir),
+            "--section",
+            "fan_section_00",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     assert XNNPACK_LINE not in proc.stderr and proc.stderr == ""
     assert "fan_section_00" in proc.stdout

@@ -113,9 +113,12 @@ def test_notifier_abstract_socket_and_no_pings_after_stopping() -> None:
         got = lst.messages
     finally:
         lst.close()
-    assert got == ["READY=1\nSTATUS=fan: 0 windows scored second line",
-                   "WATCHDOG=1\nSTATUS=fan: 1 windows scored",
-                   "STOPPING=1\nSTATUS=stopping", "STATUS=stopped"]
+    assert got == [
+        "READY=1\nSTATUS=fan: 0 windows scored second line",
+        "WATCHDOG=1\nSTATUS=fan: 1 windows scored",
+        "STOPPING=1\nSTATUS=stopping",
+        "STATUS=stopped",
+    ]
 
 
 def test_notifier_survives_a_socket_nobody_listens_on(tmp_path: Path) -> None:
@@ -137,13 +140,30 @@ def test_cli_run_notifies_ready_watchdog_status_stopping(
     demo = load_demo()
     x = load_clip(demo.paths[0], Scorer.from_bundle(demo.bundle).spec)
     pcm = (np.clip(x, -1, 1) * 32767).astype("<i2").tobytes()
-    env = {**os.environ, "NOTIFY_SOCKET": path, "WATCHDOG_USEC": "1000000",
-           "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env = {
+        **os.environ,
+        "NOTIFY_SOCKET": path,
+        "WATCHDOG_USEC": "1000000",
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+    }
     env.pop("WATCHDOG_PID", None)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "edge_agent.cli", "run", "--stdin", "--bundle", str(demo.bundle),
-         "--section", demo.section, "--json"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+        [
+            sys.executable,
+            "-m",
+            "edge_agent.cli",
+            "run",
+            "--stdin",
+            "--bundle",
+            str(demo.bundle),
+            "--section",
+            demo.section,
+            "--json",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
     )
     try:
         assert proc.stdin is not None
@@ -176,9 +196,17 @@ def test_a_stalled_worker_stops_the_watchdog_pings(
     monkeypatch.setenv("WATCHDOG_USEC", "1000000")  # a ping every 0.5 s
     monkeypatch.delenv("WATCHDOG_PID", raising=False)
     demo = load_demo()
-    cfg = load_config(None, {"bundle": str(demo.bundle), "section": demo.section,
-                             "source.kind": "files", "source.files": [str(demo.paths[0])],
-                             "source.loop": True, "log.stdout": False})
+    cfg = load_config(
+        None,
+        {
+            "bundle": str(demo.bundle),
+            "section": demo.section,
+            "source.kind": "files",
+            "source.files": [str(demo.paths[0])],
+            "source.loop": True,
+            "log.stdout": False,
+        },
+    )
     r, w = os.pipe()
     fcntl.fcntl(w, fcntl.F_SETPIPE_SZ, 4096)  # full after a dozen events
     out = os.fdopen(w, "w")

@@ -40,9 +40,22 @@ def test_plot_scores_every_window_and_matches_single_clip_scores(
     wav, clips = long_wav
     demo = load_demo()
     png = tmp_path / "scores.png"
-    code, out, err = run_cli(capsys,
-        *["score", str(wav), "--bundle", str(demo.bundle), "--section", demo.section,
-         "--plot", str(png), "--hop", "10", "--json"])
+    code, out, err = run_cli(
+        capsys,
+        *[
+            "score",
+            str(wav),
+            "--bundle",
+            str(demo.bundle),
+            "--section",
+            demo.section,
+            "--plot",
+            str(png),
+            "--hop",
+            "10",
+            "--json",
+        ],
+    )
     assert code == 0, err
     (verdict,) = [json.loads(line) for line in out.splitlines()]  # one object per file
     rows = verdict["windows"]
@@ -52,9 +65,18 @@ def test_plot_scores_every_window_and_matches_single_clip_scores(
     assert png.stat().st_size > 10_000  # a drawn figure, not an empty canvas
 
     # hop 10 s aligns windows with the original clips: the same scores as scoring each clip.
-    code, out, err = run_cli(capsys,
-        *["score", *map(str, clips), "--bundle", str(demo.bundle), "--section", demo.section,
-         "--json"])
+    code, out, err = run_cli(
+        capsys,
+        *[
+            "score",
+            *map(str, clips),
+            "--bundle",
+            str(demo.bundle),
+            "--section",
+            demo.section,
+            "--json",
+        ],
+    )
     assert code == 0, err
     single = [json.loads(line)["score"] for line in out.splitlines()]
     assert np.allclose([r["score"] for r in rows], single, atol=1e-4)
@@ -66,9 +88,21 @@ def test_plot_with_overlap_counts_windows(
     pytest.importorskip("matplotlib")
     wav, _ = long_wav
     demo = load_demo()
-    code, out, err = run_cli(capsys,
-        *["score", str(wav), "--bundle", str(demo.bundle), "--section", demo.section,
-         "--plot", str(tmp_path / "p.png"), "--hop", "2.5"])
+    code, out, err = run_cli(
+        capsys,
+        *[
+            "score",
+            str(wav),
+            "--bundle",
+            str(demo.bundle),
+            "--section",
+            demo.section,
+            "--plot",
+            str(tmp_path / "p.png"),
+            "--hop",
+            "2.5",
+        ],
+    )
     assert code == 0, err
     lines = [ln for ln in out.splitlines() if ".wav@" in ln]
     assert len(lines) == 21  # (60 - 10) / 2.5 + 1
@@ -77,18 +111,24 @@ def test_plot_with_overlap_counts_windows(
 
 
 def test_plot_without_matplotlib_is_one_line_error(
-    long_wav: tuple[Path, list[Path]], tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    long_wav: tuple[Path, list[Path]],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
     wav, _ = long_wav
     demo = load_demo()
-    code, _out, err = run_cli(capsys,
-        *["score", str(wav), "--bundle", str(demo.bundle), "--plot", str(tmp_path / "p.png")])
+    code, _out, err = run_cli(
+        capsys,
+        *["score", str(wav), "--bundle", str(demo.bundle), "--plot", str(tmp_path / "p.png")],
+    )
     assert code == 2
     assert err.strip().splitlines() == [
-        ("error: --plot needs matplotlib: pip install 'listening-monitor[plot]' "
-        "(or pip install matplotlib)")
+        (
+            "error: --plot needs matplotlib: pip install 'listening-monitor[plot]' "
+            "(or pip install matplotlib)"
+        )
     ]
     assert not (tmp_path / "p.png").exists()
 
@@ -99,8 +139,18 @@ def test_plot_rejects_non_positive_hop(
     pytest.importorskip("matplotlib")
     wav, _ = long_wav
     demo = load_demo()
-    code, _, err = run_cli(capsys,
-        *["score", str(wav), "--bundle", str(demo.bundle), "--plot", str(tmp_path / "p.png"),
-         "--hop", "0"])
+    code, _, err = run_cli(
+        capsys,
+        *[
+            "score",
+            str(wav),
+            "--bundle",
+            str(demo.bundle),
+            "--plot",
+            str(tmp_path / "p.png"),
+            "--hop",
+            "0",
+        ],
+    )
     assert code == 2
     assert err.startswith("error: --hop: expected a number in [0.1, 86400], got 0")

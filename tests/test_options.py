@@ -52,17 +52,28 @@ def flag_meanings() -> dict[str, dict[str, list[str]]]:
 
 
 def test_every_flag_has_one_meaning_across_both_clis() -> None:
-    clashes = {flag: dict(m) for flag, m in flag_meanings().items()
-               if len(m) > 1 and flag not in PER_COMMAND}
-    assert not clashes, "a flag with two meanings (declare it once in commands/options.py): " \
-        + "; ".join(f"{flag}: " + " | ".join(f"{' '.join(c)} -> {h!r}" for h, c in m.items())
-                    for flag, m in clashes.items())
+    clashes = {
+        flag: dict(m)
+        for flag, m in flag_meanings().items()
+        if len(m) > 1 and flag not in PER_COMMAND
+    }
+    assert not clashes, (
+        "a flag with two meanings (declare it once in commands/options.py): "
+        + "; ".join(
+            f"{flag}: " + " | ".join(f"{' '.join(c)} -> {h!r}" for h, c in m.items())
+            for flag, m in clashes.items()
+        )
+    )
 
 
 def test_the_check_sees_every_command_and_catches_a_clash() -> None:
     names = {path for path, _ in _commands()}
-    assert {"edge-agent run", "edge-agent fleet push", "model-build train",
-            "model-build evaluate"} <= names
+    assert {
+        "edge-agent run",
+        "edge-agent fleet push",
+        "model-build train",
+        "model-build evaluate",
+    } <= names
     seen = flag_meanings()
     assert len(seen["--quiet"]) == 1 and len(seen["--verbose"]) == 1
     assert len(next(iter(seen["--quiet"].values()))) >= 5  # shared by run, calibrate, train...

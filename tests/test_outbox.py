@@ -44,10 +44,12 @@ def test_an_outbox_of_the_previous_version_keeps_its_rows(tmp_path: Path) -> Non
         con.execute(
             "CREATE TABLE outbox (id INTEGER PRIMARY KEY AUTOINCREMENT,"
             " topic TEXT NOT NULL, payload BLOB NOT NULL, qos INTEGER NOT NULL,"
-            " retain INTEGER NOT NULL, priority INTEGER NOT NULL)")
-        con.executemany("INSERT INTO outbox (topic, payload, qos, retain, priority)"
-                        " VALUES (?,?,?,?,?)", [("t/a", b"old1", 1, 1, 2),
-                                                ("t/a", b"old2", 1, 1, 2)])
+            " retain INTEGER NOT NULL, priority INTEGER NOT NULL)"
+        )
+        con.executemany(
+            "INSERT INTO outbox (topic, payload, qos, retain, priority) VALUES (?,?,?,?,?)",
+            [("t/a", b"old1", 1, 1, 2), ("t/a", b"old2", 1, 1, 2)],
+        )
         con.commit()
     ob = Outbox(OutboxSettings(path=str(path)))
     assert [r.payload for r in ob.pending()] == [b"old1", b"old2"]
@@ -92,12 +94,14 @@ def test_threads_use_own_connections(tmp_path: Path) -> None:
 
 # --- faults (issue 25): a real full file system, real damaged files, real bad rows ----------
 
+
 def health_of(ob: Outbox) -> list[str]:
     return [n.event for n in ob.take_notices()]
 
 
 def test_full_disk_keeps_rows_in_memory_reports_once_and_recovers_in_order(
-    small_disk: SmallDisk, caplog: pytest.LogCaptureFixture,
+    small_disk: SmallDisk,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Disk full: rows go to memory (negative ids), one `outbox_disk_full` for the episode, not
     one per row; space back: `retry()` notices it, moves the rows to disk in order, and says
@@ -127,7 +131,8 @@ def test_full_disk_keeps_rows_in_memory_reports_once_and_recovers_in_order(
 
 
 def test_disk_full_at_start_is_a_warning_and_the_outbox_opens_later(
-    small_disk: SmallDisk, caplog: pytest.LogCaptureFixture,
+    small_disk: SmallDisk,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     small_disk.fill()
     ob = Outbox(OutboxSettings(path=str(small_disk.path / "new" / "o.sqlite")))  # no raise
@@ -165,8 +170,9 @@ def test_acks_the_disk_refuses_are_deleted_later(small_disk: SmallDisk) -> None:
     small_disk.free()
     ob.retry(now=True)
     ob.close()
-    assert [r.id for r in Outbox(OutboxSettings(path=str(small_disk.path / "o.sqlite"))
-                                ).pending()] == ids[1:]
+    assert [
+        r.id for r in Outbox(OutboxSettings(path=str(small_disk.path / "o.sqlite"))).pending()
+    ] == ids[1:]
 
 
 def test_notices_neither_evict_nor_inflate_the_drop_count(tmp_path: Path) -> None:
@@ -177,12 +183,17 @@ def test_notices_neither_evict_nor_inflate_the_drop_count(tmp_path: Path) -> Non
         ob.put("t/a", f"a{i}".encode(), priority=PRIORITY_ALARM)
         for n in ob.take_notices():  # what the agent does: the notice into the same outbox
             assert n.event == "outbox_full"
-            ob.put("t/health", f"full {n.dropped}".encode(), priority=PRIORITY_HEALTH,
-                   notice="outbox_full")
+            ob.put(
+                "t/health",
+                f"full {n.dropped}".encode(),
+                priority=PRIORITY_HEALTH,
+                notice="outbox_full",
+            )
     assert ob.dropped == 40
     # the latest notice only (put after the 10th drop, at a19), and it evicted nothing
     assert [r.payload for r in ob.pending()] == [b"full 10"] + [
-        f"a{i}".encode() for i in range(40, 50)]
+        f"a{i}".encode() for i in range(40, 50)
+    ]
 
 
 def test_a_row_in_flight_is_never_dropped(tmp_path: Path) -> None:
@@ -199,10 +210,16 @@ def test_bad_rows_are_quarantined_counted_and_never_returned(tmp_path: Path) -> 
     ob = Outbox(OutboxSettings(path=str(path)))
     ob.put("t/good", b"1")
     with contextlib.closing(sqlite3.connect(path)) as con:
-        con.executemany("INSERT INTO outbox (topic, payload, qos, retain, priority) VALUES"
-                        " (?,?,?,?,?)", [("t/#", b"w", 1, 0, 2), ("t/\x01", b"c", 1, 0, 2),
-                                         ("t/text", "not bytes", 1, 0, 2), ("t/q", b"q", 7, 0, 2),
-                                         ("t/good", b"2", 1, 0, 2)])
+        con.executemany(
+            "INSERT INTO outbox (topic, payload, qos, retain, priority) VALUES (?,?,?,?,?)",
+            [
+                ("t/#", b"w", 1, 0, 2),
+                ("t/\x01", b"c", 1, 0, 2),
+                ("t/text", "not bytes", 1, 0, 2),
+                ("t/q", b"q", 7, 0, 2),
+                ("t/good", b"2", 1, 0, 2),
+            ],
+        )
         con.commit()
     assert [r.payload for r in ob.pending()] == [b"1", b"2"]
     assert ob.quarantined == 4
@@ -210,8 +227,12 @@ def test_bad_rows_are_quarantined_counted_and_never_returned(tmp_path: Path) -> 
     assert [(n.event, n.count) for n in notices] == [("outbox_quarantined", 4)]  # summed
     with contextlib.closing(sqlite3.connect(path)) as con:
         kept = con.execute("SELECT topic, payload, reason FROM outbox_quarantine").fetchall()
-    assert [(t, p) for t, p, _ in kept] == [("t/#", b"w"), ("t/\x01", b"c"),
-                                            ("t/text", "not bytes"), ("t/q", b"q")]
+    assert [(t, p) for t, p, _ in kept] == [
+        ("t/#", b"w"),
+        ("t/\x01", b"c"),
+        ("t/text", "not bytes"),
+        ("t/q", b"q"),
+    ]
     reasons = [r for *_, r in kept]
     assert "wildcards" in reasons[0] and "U+0001" in reasons[1]
     assert "expected bytes" in reasons[2] and "qos: expected 0, 1 or 2, got 7" in reasons[3]
@@ -230,7 +251,7 @@ def damage(path: Path, kind: str) -> bytes:
             ob.put("t/a", random.Random(2).randbytes(1500), priority=PRIORITY_ALARM)
         ob.close()
         data = bytearray(path.read_bytes())
-        data[4096 * 4: 4096 * 6] = random.Random(3).randbytes(8192)
+        data[4096 * 4 : 4096 * 6] = random.Random(3).randbytes(8192)
         path.write_bytes(bytes(data))
     else:  # another program's table called outbox
         with contextlib.closing(sqlite3.connect(path)) as con:
@@ -242,7 +263,9 @@ def damage(path: Path, kind: str) -> bytes:
 
 @pytest.mark.parametrize("kind", ["garbage", "damaged", "foreign"])
 def test_a_damaged_or_foreign_file_is_moved_aside_with_one_warning(
-    tmp_path: Path, kind: str, caplog: pytest.LogCaptureFixture,
+    tmp_path: Path,
+    kind: str,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     path = tmp_path / "o.sqlite"
     before = damage(path, kind)
@@ -252,9 +275,11 @@ def test_a_damaged_or_foreign_file_is_moved_aside_with_one_warning(
     aside = "foreign" if kind == "foreign" else "corrupt"
     assert len(warnings) == 1 and "\n" not in warnings[0], warnings
     assert f"moved aside to o.sqlite.{aside}-" in warnings[0]
-    want = {"garbage": "not a SQLite database (file is not a database)",
-            "damaged": "damaged SQLite database (quick_check: ",
-            "foreign": "table outbox has a schema this agent does not know (columns id, msg;"}
+    want = {
+        "garbage": "not a SQLite database (file is not a database)",
+        "damaged": "damaged SQLite database (quick_check: ",
+        "foreign": "table outbox has a schema this agent does not know (columns id, msg;",
+    }
     assert want[kind] in warnings[0]
     (moved,) = tmp_path.glob(f"o.sqlite.{aside}-*")
     assert moved.read_bytes() == before  # kept for whoever wants to look
@@ -266,7 +291,13 @@ def test_a_damaged_or_foreign_file_is_moved_aside_with_one_warning(
 def test_topic_problem_names_what_the_broker_would_refuse() -> None:
     assert topic_problem("edge-asd/dev1/fan/alarm") is None
     assert topic_problem("edge-asd/dev/é") is None
-    for bad, words in (("", "empty"), ("a/+", "wildcards"), ("a/\x00", "U+0000"),
-                       ("a/\x7f", "U+007F"), ("a/\ufffe", "U+FFFE"), ("a/\ud800", "UTF-8")):
+    for bad, words in (
+        ("", "empty"),
+        ("a/+", "wildcards"),
+        ("a/\x00", "U+0000"),
+        ("a/\x7f", "U+007F"),
+        ("a/\ufffe", "U+FFFE"),
+        ("a/\ud800", "UTF-8"),
+    ):
         why = topic_problem(bad)
         assert why is not None and words in why, (bad, why)

@@ -52,16 +52,31 @@ def toggling(n: int) -> list[Path]:
 
 
 def agent_cfg(outbox: Path, files: list[Path], port: int, **extra: Any) -> AgentConfig:
-    return load_config(None, {
-        "bundle": str(DEMO.bundle), "section": SEC, "source.kind": "files",
-        "source.files": [str(f) for f in files], "decision.threshold": 5.0,
-        "decision.k": 1, "decision.n": 1, "decision.clear_after": 1, "log.stdout": False,
-        "mqtt.host": "127.0.0.1", "mqtt.port": port, "mqtt.device_id": DEV,
-        "mqtt.reconnect_min": 0.1, "mqtt.reconnect_max": 0.5, "mqtt.connect_timeout": 2.0,
-        "outbox.path": str(outbox),
-        # the hearing check's own events and retained state would shift the exact row and
-        # drop counts here (they are counted in tests/test_hearing.py)
-        "hearing.enabled": False, **extra})
+    return load_config(
+        None,
+        {
+            "bundle": str(DEMO.bundle),
+            "section": SEC,
+            "source.kind": "files",
+            "source.files": [str(f) for f in files],
+            "decision.threshold": 5.0,
+            "decision.k": 1,
+            "decision.n": 1,
+            "decision.clear_after": 1,
+            "log.stdout": False,
+            "mqtt.host": "127.0.0.1",
+            "mqtt.port": port,
+            "mqtt.device_id": DEV,
+            "mqtt.reconnect_min": 0.1,
+            "mqtt.reconnect_max": 0.5,
+            "mqtt.connect_timeout": 2.0,
+            "outbox.path": str(outbox),
+            # the hearing check's own events and retained state would shift the exact row and
+            # drop counts here (they are counted in tests/test_hearing.py)
+            "hearing.enabled": False,
+            **extra,
+        },
+    )
 
 
 class Faults:
@@ -103,7 +118,9 @@ def health_on(sub: Subscriber) -> list[str]:
 
 
 def test_full_disk_with_the_broker_up_every_alarm_arrives_and_the_outbox_recovers(
-    tmp_path: Path, small_disk: SmallDisk, mqtt_broker: Callable[..., Broker],
+    tmp_path: Path,
+    small_disk: SmallDisk,
+    mqtt_broker: Callable[..., Broker],
 ) -> None:
     """The disk fills after the 5th alarm and frees after the 15th: the alarms the disk
     refused go out directly, every window is scored, `outbox_disk_full` and `outbox_disk_ok`
@@ -128,7 +145,9 @@ def test_full_disk_with_the_broker_up_every_alarm_arrives_and_the_outbox_recover
 
 
 def test_full_disk_and_broker_down_events_wait_in_memory_until_the_broker_returns(
-    tmp_path: Path, small_disk: SmallDisk, mqtt_broker: Callable[..., Broker],
+    tmp_path: Path,
+    small_disk: SmallDisk,
+    mqtt_broker: Callable[..., Broker],
 ) -> None:
     """The old code lost 49 of 50 events here. The disk is full from the start and the broker
     is down: the events wait in memory; the broker returns while the agent runs: all arrive."""
@@ -146,8 +165,9 @@ def test_full_disk_and_broker_down_events_wait_in_memory_until_the_broker_return
         assert agent is not None
         agent.stop()
 
-    agent = Agent(agent_cfg(small_disk.path / "outbox.sqlite", toggling(2), b.port,
-                            **{"source.loop": True}))
+    agent = Agent(
+        agent_cfg(small_disk.path / "outbox.sqlite", toggling(2), b.port, **{"source.loop": True})
+    )
     c = Collect()
     agent.sinks += [Faults({20: hold}), c]
     t = threading.Thread(target=agent.run, kwargs={"install_signals": False})
@@ -170,13 +190,18 @@ def test_full_disk_and_broker_down_events_wait_in_memory_until_the_broker_return
 
 
 def test_full_disk_and_broker_down_until_the_end_every_lost_event_is_counted(
-    tmp_path: Path, small_disk: SmallDisk, mqtt_broker: Callable[..., Broker],
+    tmp_path: Path,
+    small_disk: SmallDisk,
+    mqtt_broker: Callable[..., Broker],
 ) -> None:
     b = mqtt_broker()
     b.kill()
     small_disk.fill()
-    _, c = run_agent(agent_cfg(small_disk.path / "outbox.sqlite", toggling(10), b.port,
-                               **{"mqtt.connect_timeout": 0.2}))
+    _, c = run_agent(
+        agent_cfg(
+            small_disk.path / "outbox.sqlite", toggling(10), b.port, **{"mqtt.connect_timeout": 0.2}
+        )
+    )
     alarms, health = c.kind("alarm"), c.kind("health")
     assert len(alarms) == 10 and [e["event"] for e in health] == ["outbox_disk_full"]
     # every alarm and health event, and the monitor's sensor state row: nothing else was kept
@@ -184,7 +209,9 @@ def test_full_disk_and_broker_down_until_the_end_every_lost_event_is_counted(
 
 
 def test_full_disk_at_start_is_one_warning_and_the_agent_delivers_directly(
-    tmp_path: Path, small_disk: SmallDisk, mqtt_broker: Callable[..., Broker],
+    tmp_path: Path,
+    small_disk: SmallDisk,
+    mqtt_broker: Callable[..., Broker],
 ) -> None:
     """`edge-agent run` with the outbox's disk already full: no traceback, exit 0, one
     warning line for the outbox, and the alarm reaches the broker directly."""
@@ -197,13 +224,19 @@ def test_full_disk_at_start_is_one_warning_and_the_agent_delivers_directly(
         f"source: {{kind: files, files: [{HIGH}, {HIGH}, {LOW}]}}\n"
         "decision: {threshold: 5.0, k: 1, n: 1, clear_after: 1}\n"
         f"mqtt: {{host: 127.0.0.1, port: {b.port}, device_id: {DEV}}}\n"
-        f"outbox: {{path: {small_disk.path / 'state' / 'outbox.sqlite'}}}\n")
-    r = subprocess.run([sys.executable, "-m", "edge_agent.cli", "run", "-c", str(cfg), "--json"],
-                       capture_output=True, text=True, timeout=120)
+        f"outbox: {{path: {small_disk.path / 'state' / 'outbox.sqlite'}}}\n"
+    )
+    r = subprocess.run(
+        [sys.executable, "-m", "edge_agent.cli", "run", "-c", str(cfg), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr
     assert "Traceback" not in r.stderr
-    outbox_lines = [x for x in r.stderr.splitlines()
-                    if "outbox.sqlite:" in x and '"level": "warning"' in x]  # --json logs
+    outbox_lines = [
+        x for x in r.stderr.splitlines() if "outbox.sqlite:" in x and '"level": "warning"' in x
+    ]  # --json logs
     assert len(outbox_lines) == 1 and "cannot store" in outbox_lines[0], r.stderr
     assert sub.wait_for(lambda m: windows_on(sub) >= {0, 2}, 10)
     stopped = [json.loads(x) for x in r.stdout.splitlines()][-1]
@@ -216,7 +249,8 @@ def test_full_disk_at_start_is_one_warning_and_the_agent_delivers_directly(
 
 
 def test_bad_rows_are_quarantined_and_every_later_alarm_is_delivered(
-    tmp_path: Path, mqtt_broker: Callable[..., Broker],
+    tmp_path: Path,
+    mqtt_broker: Callable[..., Broker],
 ) -> None:
     """Rows left in the outbox that cannot be sent (a wildcard topic, a control character the
     broker answers with a disconnect, a text payload, QoS 7) used to kill the sender: 0 of 5
@@ -227,9 +261,15 @@ def test_bad_rows_are_quarantined_and_every_later_alarm_is_delivered(
     with contextlib.closing(sqlite3.connect(path)) as con:
         con.executemany(
             "INSERT INTO outbox (topic, payload, qos, retain, priority) VALUES (?,?,?,?,?)",
-            [(good, b"before", 1, 0, 2), (f"edge-asd/{DEV}/#", b"w", 1, 0, 2),
-             (f"edge-asd/{DEV}/\x01", b"c", 1, 0, 2), (good, "text", 1, 0, 2),
-             (good, b"q", 7, 0, 2), (good, b"after", 1, 0, 2)])
+            [
+                (good, b"before", 1, 0, 2),
+                (f"edge-asd/{DEV}/#", b"w", 1, 0, 2),
+                (f"edge-asd/{DEV}/\x01", b"c", 1, 0, 2),
+                (good, "text", 1, 0, 2),
+                (good, b"q", 7, 0, 2),
+                (good, b"after", 1, 0, 2),
+            ],
+        )
         con.commit()
     b = mqtt_broker()
     sub = Subscriber(b, [f"edge-asd/{DEV}/#"])
@@ -249,7 +289,9 @@ def test_bad_rows_are_quarantined_and_every_later_alarm_is_delivered(
 
 @pytest.mark.parametrize("kind", ["garbage", "damaged", "foreign"])
 def test_a_damaged_or_foreign_outbox_file_is_moved_aside_and_the_agent_delivers(
-    tmp_path: Path, mqtt_broker: Callable[..., Broker], kind: str,
+    tmp_path: Path,
+    mqtt_broker: Callable[..., Broker],
+    kind: str,
 ) -> None:
     path = tmp_path / "outbox.sqlite"
     before = damage(path, kind)
@@ -260,9 +302,14 @@ def test_a_damaged_or_foreign_outbox_file_is_moved_aside_and_the_agent_delivers(
         f"bundle: {DEMO.bundle}\nsection: {SEC}\nsource: {{kind: files, files: [{HIGH}]}}\n"
         "decision: {threshold: 5.0, k: 1, n: 1, clear_after: 1}\n"
         f"mqtt: {{host: 127.0.0.1, port: {b.port}, device_id: {DEV}}}\n"
-        f"outbox: {{path: {path}}}\nlog: {{stdout: false}}\n")
-    r = subprocess.run([sys.executable, "-m", "edge_agent.cli", "run", "-c", str(cfg)],
-                       capture_output=True, text=True, timeout=120)
+        f"outbox: {{path: {path}}}\nlog: {{stdout: false}}\n"
+    )
+    r = subprocess.run(
+        [sys.executable, "-m", "edge_agent.cli", "run", "-c", str(cfg)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
     aside = "foreign" if kind == "foreign" else "corrupt"
     lines = [x for x in r.stderr.splitlines() if " WARNING " in x]  # (+ the event's INFO echo)
@@ -275,13 +322,25 @@ def test_a_damaged_or_foreign_outbox_file_is_moved_aside_and_the_agent_delivers(
 
 
 def alarm_event(i: int) -> WindowEvent:
-    return window_event("alarm", float(i), DEV, section=SEC, window=i, score=9.0, threshold=5.0,
-                        anomalous=True, decision="alarm", votes=1, model_version="v1",
-                        source="test")
+    return window_event(
+        "alarm",
+        float(i),
+        DEV,
+        section=SEC,
+        window=i,
+        score=9.0,
+        threshold=5.0,
+        anomalous=True,
+        decision="alarm",
+        votes=1,
+        model_version="v1",
+        source="test",
+    )
 
 
 def test_a_failing_sender_is_restarted_reported_and_delivers_again(
-    tmp_path: Path, mqtt_broker: Callable[..., Broker],
+    tmp_path: Path,
+    mqtt_broker: Callable[..., Broker],
 ) -> None:
     """Someone drops the outbox table under the running agent: the sender's next read fails.
     The supervisor reports it (`outbox_sender_restarted`), repairs the file (the table is
@@ -289,8 +348,13 @@ def test_a_failing_sender_is_restarted_reported_and_delivers_again(
     b = mqtt_broker()
     sub = Subscriber(b, [ALARM])
     path = tmp_path / "o.sqlite"
-    s = MqttSink(MqttSettings(host="127.0.0.1", port=b.port, device_id=DEV, reconnect_min=0.1,
-                              reconnect_max=0.5), Outbox(OutboxSettings(path=str(path))), [SEC])
+    s = MqttSink(
+        MqttSettings(
+            host="127.0.0.1", port=b.port, device_id=DEV, reconnect_min=0.1, reconnect_max=0.5
+        ),
+        Outbox(OutboxSettings(path=str(path))),
+        [SEC],
+    )
     s.start()
     s.handle(alarm_event(0))
     assert sub.wait_for(lambda m: windows_on(sub) == {0}, 10)
@@ -314,7 +378,8 @@ def test_a_failing_sender_is_restarted_reported_and_delivers_again(
 
 
 def test_a_full_outbox_counts_exactly_the_real_drops(
-    tmp_path: Path, mqtt_broker: Callable[..., Broker],
+    tmp_path: Path,
+    mqtt_broker: Callable[..., Broker],
 ) -> None:
     """A 10-row outbox, the broker down, 50 alarm events (+ the monitor's sensor state row):
     41 real drops, 41 counted (the old code: 41 notices and 91 counted drops for 40). The
@@ -323,8 +388,11 @@ def test_a_full_outbox_counts_exactly_the_real_drops(
     b = mqtt_broker()
     b.kill()
     path = tmp_path / "outbox.sqlite"
-    agent, c = run_agent(agent_cfg(path, toggling(50), b.port, **{
-        "outbox.max_rows": 10, "mqtt.connect_timeout": 0.2}))
+    agent, c = run_agent(
+        agent_cfg(
+            path, toggling(50), b.port, **{"outbox.max_rows": 10, "mqtt.connect_timeout": 0.2}
+        )
+    )
     assert len(c.kind("alarm")) == 50
     stopped = c.kind("status")[-1]
     assert stopped["outbox_dropped"] == 50 + 1 - 10 == agent.counters["outbox_dropped"]
@@ -332,8 +400,11 @@ def test_a_full_outbox_counts_exactly_the_real_drops(
     assert [e["dropped"] for e in full] == [1, 10]  # first of the episode, then per decade
     b.start()
     sub = Subscriber(b, [f"edge-asd/{DEV}/#"])
-    s = MqttSink(MqttSettings(host="127.0.0.1", port=b.port, device_id=DEV),
-                 Outbox(OutboxSettings(path=str(path), max_rows=10)), [SEC])
+    s = MqttSink(
+        MqttSettings(host="127.0.0.1", port=b.port, device_id=DEV),
+        Outbox(OutboxSettings(path=str(path), max_rows=10)),
+        [SEC],
+    )
     s.start()
     assert s.flush(10)
     assert sub.wait_for(lambda m: len(windows_on(sub)) >= 10, 10)
@@ -348,7 +419,10 @@ def test_a_full_outbox_counts_exactly_the_real_drops(
 
 @pytest.mark.parametrize("state_file", ["missing", "corrupt", "unsaved on a full disk"])
 def test_start_publishes_the_current_state_over_a_stale_retained_alarm(
-    tmp_path: Path, mqtt_broker: Callable[..., Broker], small_disk: SmallDisk, state_file: str,
+    tmp_path: Path,
+    mqtt_broker: Callable[..., Broker],
+    small_disk: SmallDisk,
+    state_file: str,
 ) -> None:
     """Another run (the demo, a run with another state folder, or this one whose state the
     full disk did not let it save) left the retained alarm topic at `alarm`; this run starts
@@ -378,14 +452,21 @@ def test_start_publishes_the_current_state_over_a_stale_retained_alarm(
 
 
 def test_home_assistant_never_sees_unknown_and_the_state_returns_after_a_broker_restart(
-    tmp_path: Path, mqtt_broker: Callable[..., Broker],
+    tmp_path: Path,
+    mqtt_broker: Callable[..., Broker],
 ) -> None:
     """Before any alarm, the alarm topic holds the start state (HA's binary sensor: OFF, not
     unknown) and the sensor topic the input state; a broker restarted without persistence
     gets both back on the reconnect."""
     b = mqtt_broker()
-    agent = Agent(agent_cfg(tmp_path / "outbox.sqlite", [LOW], b.port, **{
-        "source.loop": True, "mqtt.ha_discovery": True}))
+    agent = Agent(
+        agent_cfg(
+            tmp_path / "outbox.sqlite",
+            [LOW],
+            b.port,
+            **{"source.loop": True, "mqtt.ha_discovery": True},
+        )
+    )
     c = Collect()
     agent.sinks.append(c)
     t = threading.Thread(target=agent.run, kwargs={"install_signals": False})

@@ -37,11 +37,16 @@ def test_every_state_file_of_a_run_by_hand_is_0600(
         f"mqtt: {{host: 127.0.0.1, port: {b.port}, device_id: press7}}\n"
         f"outbox: {{path: {state / 'outbox.sqlite'}}}\nhistory: {{replays: true}}\n"
         f"evidence: {{folder: {state / 'evidence'}}}\n"
-        f"log: {{stdout: false, jsonl_file: {tmp_path / 'events.jsonl'}}}\n")
+        f"log: {{stdout: false, jsonl_file: {tmp_path / 'events.jsonl'}}}\n"
+    )
     done = subprocess.run(
         [sys.executable, "-m", "edge_agent.cli", "run", "--config", str(yml)],
-        capture_output=True, text=True, timeout=110, preexec_fn=lambda: os.umask(0o022),
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+        capture_output=True,
+        text=True,
+        timeout=110,
+        preexec_fn=lambda: os.umask(0o022),
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
     assert done.returncode == 0, done.stderr
     made = [tmp_path / "events.jsonl", *(p for p in state.rglob("*") if p.is_file())]
     files = {p.relative_to(tmp_path).as_posix(): _mode(p) for p in made}

@@ -91,8 +91,13 @@ def test_wrong_numbers_are_not_a_pass(tmp_path: Path) -> None:
 
 
 def _probe(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "edge_agent.runtime.probe", *args],
-                          capture_output=True, text=True, timeout=300, env=ENV)
+    return subprocess.run(
+        [sys.executable, "-m", "edge_agent.runtime.probe", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=ENV,
+    )
 
 
 def test_the_scripts_entry_point_prints_the_runtime_or_one_line(tmp_path: Path) -> None:
@@ -102,8 +107,7 @@ def test_the_scripts_entry_point_prints_the_runtime_or_one_line(tmp_path: Path) 
     assert (ok.returncode, ok.stdout, ok.stderr) == (0, "ai_edge_litert\n", "")
     none = _probe("--runtime", "tflite_runtime")
     assert none.returncode == 1 and none.stdout == ""
-    assert none.stderr.startswith("error: no TFLite runtime works") and none.stderr.count(
-        "\n") == 1
+    assert none.stderr.startswith("error: no TFLite runtime works") and none.stderr.count("\n") == 1
     wrong = _probe(str(perturbed_copy(tmp_path / "bundle")), "--runtime", "ai_edge_litert")
     assert wrong.returncode == 3 and wrong.stderr.count("\n") == 1
     assert "self-test failed" in wrong.stderr

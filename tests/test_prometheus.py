@@ -77,13 +77,32 @@ def val(metrics: Metrics, name: str, **labels: str) -> float | None:
     return metrics.get((name, frozenset(labels.items())))
 
 
-def score(value: float, *, monitor: str = FAN, kind: str = "score", decision: str = "normal",
-          drift: float | None = None, version: str = "v1-abc", t: float = EPOCH) -> Event:
+def score(
+    value: float,
+    *,
+    monitor: str = FAN,
+    kind: str = "score",
+    decision: str = "normal",
+    drift: float | None = None,
+    version: str = "v1-abc",
+    t: float = EPOCH,
+) -> Event:
     return window_event(
-        "alarm" if kind == "alarm" else "score", t, DEVICE, section=FAN, monitor=monitor,
-        window=3, score=value, threshold=1.0, anomalous=value > 1.0,
-        decision="alarm" if decision == "alarm" else "normal", votes=3 if value > 1 else 0,
-        model_version=version, source="clips/03.wav", drift=drift)
+        "alarm" if kind == "alarm" else "score",
+        t,
+        DEVICE,
+        section=FAN,
+        monitor=monitor,
+        window=3,
+        score=value,
+        threshold=1.0,
+        anomalous=value > 1.0,
+        decision="alarm" if decision == "alarm" else "normal",
+        votes=3 if value > 1 else 0,
+        model_version=version,
+        source="clips/03.wav",
+        drift=drift,
+    )
 
 
 def story() -> list[Event]:
@@ -92,17 +111,34 @@ def story() -> list[Event]:
     lv: Levels = {"rms_dbfs": -90.0, "peak_dbfs": -80.0, "clipped_fraction": 0.0}
     return [
         score(0.4),
-        health_event(EPOCH + 5, DEVICE, "sensor_fault", ["silence"], window=4, levels=lv,
-                     monitor=FAN),
+        health_event(
+            EPOCH + 5, DEVICE, "sensor_fault", ["silence"], window=4, levels=lv, monitor=FAN
+        ),
         health_event(EPOCH + 10, DEVICE, "sensor_ok", [], window=5, levels=lv, monitor=FAN),
         score(1.5, t=EPOCH + 10),
         score(2.5, t=EPOCH + 15, decision="alarm", drift=0.25),
         score(2.5, t=EPOCH + 15, kind="alarm", decision="alarm", drift=0.25),
         score(0.1, monitor=ODD, version="v2-def", t=EPOCH + 15),
-        health_event(EPOCH + 16, DEVICE, "window_error", ["window_error"], window=6,
-                     error="boom", count=1, monitor=FAN),
-        health_event(EPOCH + 17, DEVICE, "window_error", ["window_error"], window=16,
-                     error="boom", count=10, monitor=FAN),  # rate-limited: 10 failed in all
+        health_event(
+            EPOCH + 16,
+            DEVICE,
+            "window_error",
+            ["window_error"],
+            window=6,
+            error="boom",
+            count=1,
+            monitor=FAN,
+        ),
+        health_event(
+            EPOCH + 17,
+            DEVICE,
+            "window_error",
+            ["window_error"],
+            window=16,
+            error="boom",
+            count=10,
+            monitor=FAN,
+        ),  # rate-limited: 10 failed in all
         health_event(EPOCH + 18, DEVICE, "outbox_full", ["outbox_full"], dropped=3),
         health_event(EPOCH + 19, DEVICE, "sensor_fault", ["device_lost"]),
         status_event(EPOCH + 20, DEVICE, "reloaded", model_version="v3"),
@@ -115,8 +151,7 @@ def written(path: Path) -> Metrics:
 
 def told_the_story(f: Path, outbox_depth: int) -> Path:
     """`f` as the sink writes it after every event of `story()` and a close."""
-    sink = PrometheusSink(MetricsSettings(str(f), 60.0), DEVICE,
-                          outbox_depth=lambda: outbox_depth)
+    sink = PrometheusSink(MetricsSettings(str(f), 60.0), DEVICE, outbox_depth=lambda: outbox_depth)
     for e in story():
         sink.handle(e)
     sink.close()
@@ -164,8 +199,10 @@ def test_label_values_are_escaped(tmp_path: Path) -> None:
     assert 'device_id="dev\\"\\\\1"' in text
     m = written(f)
     assert val(m, "edge_asd_score", device_id='dev"\\1', monitor=ODD) == 0.5
-    assert val(m, "edge_asd_model_info", device_id='dev"\\1', monitor=ODD,
-               model_version='v"1\\\n') == 1
+    assert (
+        val(m, "edge_asd_model_info", device_id='dev"\\1', monitor=ODD, model_version='v"1\\\n')
+        == 1
+    )
 
 
 def test_nan_and_infinite_scores_are_written_as_prometheus_spells_them(tmp_path: Path) -> None:
@@ -338,15 +375,24 @@ def node_exporter(tmp_path: Path) -> Iterator[tuple[Path, str]]:
     """(textfile folder, metrics URL) of a node-exporter of our own: the textfile collector
     only, on a free 127.0.0.1 port; killed afterwards."""
     if NODE_EXPORTER is None:
-        pytest.skip("prometheus-node-exporter is not installed (deploy/test.sh installs it: "
-                    "apt-get install prometheus-node-exporter)")
+        pytest.skip(
+            "prometheus-node-exporter is not installed (deploy/test.sh installs it: "
+            "apt-get install prometheus-node-exporter)"
+        )
     folder = tmp_path / "textfile"
     folder.mkdir()
     port = free_port()
     proc = subprocess.Popen(
-        [NODE_EXPORTER, "--collector.disable-defaults", "--collector.textfile",
-         f"--collector.textfile.directory={folder}", f"--web.listen-address=127.0.0.1:{port}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        [
+            NODE_EXPORTER,
+            "--collector.disable-defaults",
+            "--collector.textfile",
+            f"--collector.textfile.directory={folder}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     url = f"http://127.0.0.1:{port}/metrics"
     try:
         deadline = time.monotonic() + 15
@@ -370,8 +416,9 @@ def node_exporter(tmp_path: Path) -> Iterator[tuple[Path, str]]:
 
 def test_node_exporter_scrapes_the_file(node_exporter: tuple[Path, str]) -> None:
     folder, url = node_exporter
-    sink = PrometheusSink(MetricsSettings(str(folder / "edge_asd.prom"), 60.0), DEVICE,
-                          outbox_depth=lambda: 2)
+    sink = PrometheusSink(
+        MetricsSettings(str(folder / "edge_asd.prom"), 60.0), DEVICE, outbox_depth=lambda: 2
+    )
     for e in story():
         sink.handle(e)
     sink.flush(wait=True)
@@ -405,10 +452,35 @@ def test_node_exporter_scrapes_the_file(node_exporter: tuple[Path, str]) -> None
 
 # --- the Grafana dashboard ------------------------------------------------------------------
 
-PROMQL_FUNCTIONS = {"rate", "irate", "increase", "sum", "max", "min", "avg", "count", "time",
-                    "clamp_min", "max_over_time", "last_over_time", "changes", "abs"}
-PROMQL_WORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "and", "or",
-                "unless", "bool", "offset"}
+PROMQL_FUNCTIONS = {
+    "rate",
+    "irate",
+    "increase",
+    "sum",
+    "max",
+    "min",
+    "avg",
+    "count",
+    "time",
+    "clamp_min",
+    "max_over_time",
+    "last_over_time",
+    "changes",
+    "abs",
+}
+PROMQL_WORDS = {
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "and",
+    "or",
+    "unless",
+    "bool",
+    "offset",
+}
 
 
 def metric_names(expr: str) -> set[str]:
@@ -428,8 +500,9 @@ def metric_names(expr: str) -> set[str]:
 
 
 def label_names(expr: str) -> set[str]:
-    return {lab for body in re.findall(r"\{([^}]*)\}", expr)
-            for lab in re.findall(r"(\w+)\s*=~?", body)}
+    return {
+        lab for body in re.findall(r"\{([^}]*)\}", expr) for lab in re.findall(r"(\w+)\s*=~?", body)
+    }
 
 
 def _panels(items: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
@@ -453,7 +526,7 @@ def test_dashboard_reads_only_metrics_the_sink_writes(tmp_path: Path) -> None:
         q = variables[name]["query"]
         q = q if isinstance(q, str) else q["query"]
         assert re.fullmatch(rf"label_values\((.*), {name}\)", q), q
-        used |= metric_names(q[len("label_values("):-len(f", {name})")])
+        used |= metric_names(q[len("label_values(") : -len(f", {name})")])
     panels = list(_panels(dash["panels"]))
     assert len({p["id"] for p in panels}) == len(panels)
     for p in panels:
@@ -470,9 +543,23 @@ def test_dashboard_reads_only_metrics_the_sink_writes(tmp_path: Path) -> None:
             assert set(re.findall(r"\{\{(\w+)\}\}", t.get("legendFormat", ""))) <= labels
             used |= names
     titles = " / ".join(p["title"].lower() for p in panels)
-    for word in ("score vs threshold", "alarm", "drift", "sensor faults", "windows scored",
-                 "outbox", "model version"):
+    for word in (
+        "score vs threshold",
+        "alarm",
+        "drift",
+        "sensor faults",
+        "windows scored",
+        "outbox",
+        "model version",
+    ):
         assert word in titles, word
-    assert {"edge_asd_score", "edge_asd_threshold", "edge_asd_alarm", "edge_asd_drift",
-            "edge_asd_sensor_fault", "edge_asd_windows_scored_total", "edge_asd_outbox_depth",
-            "edge_asd_model_info"} <= used
+    assert {
+        "edge_asd_score",
+        "edge_asd_threshold",
+        "edge_asd_alarm",
+        "edge_asd_drift",
+        "edge_asd_sensor_fault",
+        "edge_asd_windows_scored_total",
+        "edge_asd_outbox_depth",
+        "edge_asd_model_info",
+    } <= used

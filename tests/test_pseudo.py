@@ -60,8 +60,10 @@ def test_tone_band_speed_impulses_modulation_do_what_they_say() -> None:
     assert d[peak] > 20 * np.median(np.abs(d)) and np.sum(d > 0.5 * d[peak]) <= 3
     # band: the band statistics move in a few neighbouring bands only
     for seed in range(4):
-        diff = (band_stats(perturb(x, Planned(0, "band", seed), SR), DEFAULT_SPEC)
-                - band_stats(x, DEFAULT_SPEC))[:53]  # time means
+        diff = (
+            band_stats(perturb(x, Planned(0, "band", seed), SR), DEFAULT_SPEC)
+            - band_stats(x, DEFAULT_SPEC)
+        )[:53]  # time means
         moved = np.flatnonzero(np.abs(diff) > 0.5)
         assert 0 < moved.size <= 25 and np.ptp(moved) < 30
     # speed: the 200 Hz line moves by the speed factor (0.5 to 5 %)

@@ -182,13 +182,15 @@ def test_paced_pulse_mic_delivers_in_real_time(fake_mic: FakeMic) -> None:
     assert 0.8 < elapsed < 3.0
     # block timestamps follow the wall clock: 1 s of audio spans ~1 s
     assert blocks[-1].t_start - blocks[0].t_start == pytest.approx(
-        (len(blocks) - 1) * 0.1, abs=0.15)
+        (len(blocks) - 1) * 0.1, abs=0.15
+    )
     assert abs(blocks[0].t_start - t0) < 1.0
 
 
 @pytest.mark.audio
 def test_device_loss_is_reported_and_recovered(
-    alsa_sandbox: AlsaSandbox, tmp_path_factory: pytest.TempPathFactory,
+    alsa_sandbox: AlsaSandbox,
+    tmp_path_factory: pytest.TempPathFactory,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     from audio_fixtures import PulseServer, pulse_or_skip
@@ -239,7 +241,8 @@ def _wait_for_stuck_calls(seconds: float = 30.0) -> None:
 
 @pytest.mark.audio
 def test_stop_is_bounded_when_the_sound_server_hangs(
-    alsa_sandbox: AlsaSandbox, tmp_path_factory: pytest.TempPathFactory,
+    alsa_sandbox: AlsaSandbox,
+    tmp_path_factory: pytest.TempPathFactory,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """A stopped (SIGSTOP) PulseAudio never answers: PortAudio's close blocks; stop() does not.
@@ -276,7 +279,8 @@ def test_stop_is_bounded_when_the_sound_server_hangs(
 
 @pytest.mark.audio
 def test_reconnect_goes_ahead_while_the_old_stream_close_hangs(
-    alsa_sandbox: AlsaSandbox, tmp_path_factory: pytest.TempPathFactory,
+    alsa_sandbox: AlsaSandbox,
+    tmp_path_factory: pytest.TempPathFactory,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """The sound server hangs mid-stream: the loss is reported with every read() bounded, the
@@ -342,8 +346,9 @@ def test_paced_48k_pulse_source_is_resampled_in_real_time(fake_mic: FakeMic) -> 
     x = tone(440, 0.6, 48000)
     name = fake_mic(x, rate=48000, paced=True)
     t0 = time.monotonic()
-    y, blocks = capture(SourceSettings(device=name, capture_rate=48000, blocksize=4800),
-                        round(0.5 * RATE))
+    y, blocks = capture(
+        SourceSettings(device=name, capture_rate=48000, blocksize=4800), round(0.5 * RATE)
+    )
     elapsed = time.monotonic() - t0
     assert y.size == 8000 and 0.4 < elapsed < 2.5
     assert peak_hz(y, RATE) == pytest.approx(440, abs=2)
@@ -364,8 +369,22 @@ def test_arecord_piped_into_the_stdin_source(fake_mic: FakeMic) -> None:
     x = np.random.default_rng(8).uniform(-0.5, 0.5, RATE).astype(np.float32)
     name = fake_mic(x)
     proc = subprocess.Popen(
-        ["arecord", "-q", "-D", name, "-f", "FLOAT_LE", "-r", "16000", "-c", "1", "-t", "raw",
-         "-s", str(x.size)],
+        [
+            "arecord",
+            "-q",
+            "-D",
+            name,
+            "-f",
+            "FLOAT_LE",
+            "-r",
+            "16000",
+            "-c",
+            "1",
+            "-t",
+            "raw",
+            "-s",
+            str(x.size),
+        ],
         stdout=subprocess.PIPE,
     )
     assert proc.stdout is not None

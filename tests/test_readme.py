@@ -51,8 +51,10 @@ def _apps() -> dict[str, Any]:
     from edge_agent.cli import app as agent_app
     from model_build.cli import app as build_app
 
-    return {"edge-agent": typer.main.get_command(agent_app),
-            "model-build": typer.main.get_command(build_app)}
+    return {
+        "edge-agent": typer.main.get_command(agent_app),
+        "model-build": typer.main.get_command(build_app),
+    }
 
 
 def resolve(argv: list[str]) -> tuple[Any, list[str], list[str]]:
@@ -114,8 +116,13 @@ def test_readme_commands_help_runs() -> None:
             continue
         seen.add(tuple(path))
         mod = "edge_agent.cli" if path[0] == "edge-agent" else "model_build.cli"
-        proc = subprocess.run([sys.executable, "-m", mod, *path[1:], "--help"],
-                              capture_output=True, text=True, timeout=120, env=ENV)
+        proc = subprocess.run(
+            [sys.executable, "-m", mod, *path[1:], "--help"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=ENV,
+        )
         assert proc.returncode == 0, (path, proc.stderr)
         assert "Usage" in proc.stdout
 
@@ -127,7 +134,8 @@ def test_readme_scripts_and_extras_exist() -> None:
             if tok.endswith(".sh"):
                 assert (REPO / tok).is_file(), tok
     extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"][
-        "optional-dependencies"]
+        "optional-dependencies"
+    ]
     for extra in re.findall(r"listening-monitor\[(\w+)\]|'\.\[(\w+)\]'", text):
         name = extra[0] or extra[1]
         assert name in extras, name
@@ -146,9 +154,13 @@ def test_readme_minimal_config_is_valid(tmp_path: Path) -> None:
     assert yaml.safe_load(text)["section"] == demo.section
     cfg = tmp_path / "agent.yaml"
     cfg.write_text(text)
-    proc = subprocess.run([sys.executable, "-m", "edge_agent.cli", "config", "check", "--show",
-                           str(cfg)],
-                          capture_output=True, text=True, timeout=60, env=ENV)
+    proc = subprocess.run(
+        [sys.executable, "-m", "edge_agent.cli", "config", "check", "--show", str(cfg)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=ENV,
+    )
     assert proc.returncode == 0, proc.stderr
     eff = yaml.safe_load(proc.stdout)
     assert eff["source"]["device"] == "hw:1" and eff["mqtt"]["ha_discovery"] is True
@@ -160,11 +172,19 @@ def test_readme_score_plot_command_runs(tmp_path: Path) -> None:
 
     demo = load_demo()
     argv = next(a for a in agent_commands() if resolve(a)[1][1] == "score")
-    subs = {"recording.wav": str(demo.paths[-1]), "/opt/edge-agent/bundle": str(demo.bundle),
-            "scores.png": str(tmp_path / "scores.png")}
+    subs = {
+        "recording.wav": str(demo.paths[-1]),
+        "/opt/edge-agent/bundle": str(demo.bundle),
+        "scores.png": str(tmp_path / "scores.png"),
+    }
     argv = [subs.get(a, a) for a in argv[1:]]
-    proc = subprocess.run([sys.executable, "-m", "edge_agent.cli", *argv],
-                          capture_output=True, text=True, timeout=120, env=ENV)
+    proc = subprocess.run(
+        [sys.executable, "-m", "edge_agent.cli", *argv],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=ENV,
+    )
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "scores.png").stat().st_size > 0
     assert "ANOMALY" in proc.stdout  # the last demo clip is from the faulty machine
@@ -216,7 +236,8 @@ def _all_keys(cls: type, prefix: str = "", top: frozenset[type] = frozenset()) -
     keys = []
     hints = typing.get_type_hints(cls)
     sections = top or frozenset(
-        h for h in hints.values() if isinstance(h, type) and dataclasses.is_dataclass(h))
+        h for h in hints.values() if isinstance(h, type) and dataclasses.is_dataclass(h)
+    )
     for f in dataclasses.fields(cls):
         if not f.repr:
             continue
@@ -235,8 +256,10 @@ def test_config_reference_documents_every_key() -> None:
     from edge_agent.config.agent import AgentConfig
 
     doc = (REPO / "docs" / "config.md").read_text()
-    rows = {m.group(1): m.group(2) for m in
-            re.finditer(r"^\| `([\w.]+)` \|[^|]*\|[^|]*\| (.+) \|$", doc, re.M)}
+    rows = {
+        m.group(1): m.group(2)
+        for m in re.finditer(r"^\| `([\w.]+)` \|[^|]*\|[^|]*\| (.+) \|$", doc, re.M)
+    }
     keys = _all_keys(AgentConfig)
     assert "mqtt.tls.ca_file" in keys and "decision.k" in keys
     for key in keys:
@@ -265,7 +288,8 @@ def test_generated_references_are_up_to_date() -> None:
     import gen_reference
 
     assert gen_reference.main(["--check"]) == 0, (
-        "docs/cli.md or docs/config.md is stale: run .venv/bin/python docs/gen_reference.py")
+        "docs/cli.md or docs/config.md is stale: run .venv/bin/python docs/gen_reference.py"
+    )
 
 
 def test_architecture_doc_names_every_module() -> None:

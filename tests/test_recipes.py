@@ -19,9 +19,16 @@ from model_build.training.train import TrainConfig
 REPO = Path(__file__).resolve().parents[1]
 
 PAPERS_OWN = {  # ../shared/notes/paper-to-code.md
-    "width": 1.0, "bias": False, "bn_center": False, "trainable_centres": False,
-    "n_subclusters": 16, "inputs": "both", "combine": "concat", "temporal_norm": True,
-    "backend": "cosine", "featex": False,
+    "width": 1.0,
+    "bias": False,
+    "bn_center": False,
+    "trainable_centres": False,
+    "n_subclusters": 16,
+    "inputs": "both",
+    "combine": "concat",
+    "temporal_norm": True,
+    "backend": "cosine",
+    "featex": False,
 }
 
 
@@ -32,8 +39,13 @@ def test_the_paper_recipe_pins_every_setting() -> None:
     assert PAPER.model.to_dict() == PAPERS_OWN
     assert {f.name for f in fields(TrainConfig)} == set(TRAIN_FIELDS) | set(RUN_FIELDS)
     assert {k: getattr(PAPER.train, k) for k in TRAIN_FIELDS} == {
-        "epochs": 10, "batch_size": 64, "learning_rate": 1e-3, "min_steps": 0,
-        "augment": False, "average": 0.0}
+        "epochs": 10,
+        "batch_size": 64,
+        "learning_rate": 1e-3,
+        "min_steps": 0,
+        "augment": False,
+        "average": 0.0,
+    }
     assert (PAPER.backend, PAPER.classical) == ("paper", False)
     assert set(RECIPES) == {"default", "paper"}
     assert recipe("default").model == ModelConfig() and recipe("default").train == TrainConfig()
@@ -70,8 +82,23 @@ def test_train_recipe_paper_then_evaluate_uses_its_backend(
 
     out = tmp_path / "run"
     with pytest.raises(SystemExit) as exc:
-        main(["train", "--recipe", "paper", "--data", str(tiny_dcase_root), "--out", str(out),
-              "--width", "0.25", "--epochs", "1", "--batch-size", "4"])
+        main(
+            [
+                "train",
+                "--recipe",
+                "paper",
+                "--data",
+                str(tiny_dcase_root),
+                "--out",
+                str(out),
+                "--width",
+                "0.25",
+                "--epochs",
+                "1",
+                "--batch-size",
+                "4",
+            ]
+        )
     assert exc.value.code in (0, None)
     captured = capsys.readouterr()
     assert captured.out.strip() == f"run written to {out}"  # progress is not on stdout
@@ -80,8 +107,12 @@ def test_train_recipe_paper_then_evaluate_uses_its_backend(
     meta = read_meta(out)
     assert meta["recipe"] == "paper"
     assert meta["config"] == {**PAPERS_OWN, "width": 0.25}  # the flag won, nothing else moved
-    assert (meta["train"]["augment"], meta["train"]["min_steps"], meta["train"]["epochs"],
-            meta["train"]["batch_size"]) == (False, 0, 1, 4)
+    assert (
+        meta["train"]["augment"],
+        meta["train"]["min_steps"],
+        meta["train"]["epochs"],
+        meta["train"]["batch_size"],
+    ) == (False, 0, 1, 4)
 
     with pytest.raises(SystemExit) as exc:
         main(["evaluate", str(out), "--data", str(tiny_dcase_root), "--no-plots", "--json"])
@@ -89,8 +120,18 @@ def test_train_recipe_paper_then_evaluate_uses_its_backend(
     assert payload["recipe"] == "paper" and payload["system"] == "model_0"  # no classical
     assert payload["backend"]["references"] == PAPER_BACKEND.references
     with pytest.raises(SystemExit) as exc:
-        main(["evaluate", str(out), "--data", str(tiny_dcase_root), "--no-plots",
-              "--backend", "default", "--classical"])
+        main(
+            [
+                "evaluate",
+                str(out),
+                "--data",
+                str(tiny_dcase_root),
+                "--no-plots",
+                "--backend",
+                "default",
+                "--classical",
+            ]
+        )
     text = capsys.readouterr().out
     assert text.startswith("recipe paper: backend default, classical components on")
     assert "== system" in text

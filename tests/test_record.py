@@ -47,22 +47,33 @@ def test_record_ten_clips_from_a_fake_microphone(
     x = noise(10)
     name = fake_mic(x, pad_seconds=2.0)
     out = tmp_path / "data"
-    code, stdout, err = cli(capsys, "record", str(out), "--config", str(config(tmp_path, name)),
-                            "--attrs", "spd_1200_load_1", "--count", "10")
+    code, stdout, err = cli(
+        capsys,
+        "record",
+        str(out),
+        "--config",
+        str(config(tmp_path, name)),
+        "--attrs",
+        "spd_1200_load_1",
+        "--count",
+        "10",
+    )
     assert code == 0, err
     assert "recorded 10 clips" in stdout and "clip 10/10 ok" in err
     files = sorted((out / "fan" / "train").glob("*.wav"))
     assert [f.name for f in files] == [
-        f"section_00_source_train_normal_{i:04d}_spd_1200_load_1.wav" for i in range(10)]
+        f"section_00_source_train_normal_{i:04d}_spd_1200_load_1.wav" for i in range(10)
+    ]
     for i, f in enumerate(files):
         y, rate = read_wav(f)
         assert rate == 16000 and y.size == N
         # 16-bit PCM: equal to what the microphone delivered up to quantisation
-        np.testing.assert_allclose(y, x[i * N:(i + 1) * N], atol=1.5 / 32768)
+        np.testing.assert_allclose(y, x[i * N : (i + 1) * N], atol=1.5 / 32768)
     clips = scan([out])
     assert len(clips) == 10 and {c.section_id for c in clips} == {"fan_section_00"}
     assert {(c.split, c.domain, c.label, c.attrs) for c in clips} == {
-        ("train", "source", "normal", "spd_1200_load_1")}
+        ("train", "source", "normal", "spd_1200_load_1")
+    }
 
 
 @pytest.mark.audio
@@ -72,8 +83,19 @@ def test_a_silent_clip_from_the_device_is_refused_and_captured_again(
     a, b = noise(1, 1), noise(1, 2)
     name = fake_mic(np.concatenate([a, np.zeros(N, np.float32), b]), pad_seconds=2.0)
     out = tmp_path / "data"
-    code, _, err = cli(capsys, "record", str(out), "--device", name, "--section",
-                       "fan_section_01", "--domain", "target", "--count", "2")
+    code, _, err = cli(
+        capsys,
+        "record",
+        str(out),
+        "--device",
+        name,
+        "--section",
+        "fan_section_01",
+        "--domain",
+        "target",
+        "--count",
+        "2",
+    )
     assert code == 0, err
     assert "clip 2/2 refused" in err and "silent" in err and "capturing it again" in err
     files = sorted((out / "fan" / "train").glob("section_01_target_train_normal_*.wav"))
@@ -86,8 +108,9 @@ def test_a_silent_clip_from_the_device_is_refused_and_captured_again(
 def test_a_dead_microphone_fails_after_the_retries(fake_mic: FakeMic) -> None:
     name = fake_mic(np.zeros(5 * N, np.float32), pad_seconds=1.0)
     with pytest.raises(ClipRefusedError, match=r"clip 1 refused 3 times, last: silent"):
-        capture_clips(SourceSettings(device=name, blocksize=16000), DEFAULT_SPEC, count=1,
-                      retries=2)
+        capture_clips(
+            SourceSettings(device=name, blocksize=16000), DEFAULT_SPEC, count=1, retries=2
+        )
 
 
 def test_overflow_in_any_block_refuses_the_clip() -> None:
@@ -123,13 +146,25 @@ def test_record_from_files_numbers_on_and_feeds_scan(
     folder.mkdir(parents=True)
     write_wav(folder / "section_00_target_train_normal_0007_pat_01.wav", np.zeros(N), RATE)
     assert next_index(folder, "00", "target") == 8 and next_index(folder, "00", "source") == 0
-    code, _, err = cli(capsys, "record", str(out), "--section", "valve_section_00", "--domain",
-                       "target", "--attrs", "pat_03_cyc_1600", "--files", str(src))
+    code, _, err = cli(
+        capsys,
+        "record",
+        str(out),
+        "--section",
+        "valve_section_00",
+        "--domain",
+        "target",
+        "--attrs",
+        "pat_03_cyc_1600",
+        "--files",
+        str(src),
+    )
     assert code == 0, err
     new = sorted(folder.glob("section_00_target_train_normal_000[89]_*.wav"))
     assert [f.name for f in new] == [
         "section_00_target_train_normal_0008_pat_03_cyc_1600.wav",
-        "section_00_target_train_normal_0009_pat_03_cyc_1600.wav"]
+        "section_00_target_train_normal_0009_pat_03_cyc_1600.wav",
+    ]
     assert all(read_wav(f)[0].size == N and read_wav(f)[1] == 16000 for f in new)
     assert not list(folder.glob(".*"))  # no temporary files left
     clips = [c for c in scan([out]) if c.attrs == "pat_03_cyc_1600"]
@@ -141,16 +176,17 @@ def test_record_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     write_wav(wav, np.full(N, 0.1), RATE)
     for args, msg in [
         (["--section", "fan", "--files", str(wav)], "expected <machine>_section_<XX>"),
-        (["--section", "fan_section_00", "--domain", "both", "--files", str(wav)],
-         "--domain: expected source or target"),
+        (
+            ["--section", "fan_section_00", "--domain", "both", "--files", str(wav)],
+            "--domain: expected source or target",
+        ),
         (["--section", "fan_section_00", "--attrs", "a b/c", "--files", str(wav)], "--attrs"),
         (["--files", str(wav)], "--section: required"),
     ]:
         code, _, err = cli(capsys, "record", str(tmp_path / "out"), *args)
         assert code == 2 and msg in err.strip().splitlines()[-1], (args, err)
     with pytest.raises(FieldError, match=r"^domain: expected source or target"):
-        write_train_clips(tmp_path, "fan_section_00", "both", "", [np.zeros(N, np.float32)],
-                          RATE)
+        write_train_clips(tmp_path, "fan_section_00", "both", "", [np.zeros(N, np.float32)], RATE)
 
 
 @pytest.mark.audio
@@ -166,12 +202,17 @@ def test_record_monitor_opens_the_shared_device_as_run_does(
     chans = np.stack([noise(1, seed=k, amp=0.1 * (k + 1)) for k in range(4)], axis=1)
     name = fake_mic(chans, channels=4, pad_seconds=2.0)
     cfg = tmp_path / "agent.yaml"
-    cfg.write_text(f"source: {{device: {name}, blocksize: 16000}}\nmonitors:\n" + "".join(
-        f"  - {{name: pump_{k + 1}, section: pump_section_0{k}, channel: {k}}}\n"
-        for k in range(4)))
+    cfg.write_text(
+        f"source: {{device: {name}, blocksize: 16000}}\nmonitors:\n"
+        + "".join(
+            f"  - {{name: pump_{k + 1}, section: pump_section_0{k}, channel: {k}}}\n"
+            for k in range(4)
+        )
+    )
     out = tmp_path / "data"
-    code, _, err = cli(capsys, "record", str(out), "--config", str(cfg), "--monitor", "pump_3",
-                       "--count", "1")
+    code, _, err = cli(
+        capsys, "record", str(out), "--config", str(cfg), "--monitor", "pump_3", "--count", "1"
+    )
     assert code == 0, err
     assert f"capturing 1 clips of 10 s from {name} channel 2" in err
     (f,) = sorted((out / "pump" / "train").glob("*.wav"))

@@ -64,7 +64,8 @@ def test_scores_equal_evaluate_scores_for_the_same_bundle(
     _, payload = evaluate_embedder(emb, clips, config, tmp_path / "ev", plots=False)
     for sec in b.sections:
         assert payload["weights"][sec]["weights"] == [
-            round(c.weight, 6) for c in b.backend(sec).components]
+            round(c.weight, 6) for c in b.backend(sec).components
+        ]
     ev_scores = {}
     for f in (tmp_path / "ev" / "system").glob("anomaly_score_*.csv"):
         for line in f.read_text().splitlines():
@@ -110,6 +111,7 @@ def test_table_output_and_section_option(
 
 # ------------------------------------------------ long files, sensor faults, bad files (demo)
 
+
 def _demo() -> tuple[Path, str, list[Path]]:
     from edge_agent.commands.demo import load_demo
 
@@ -117,10 +119,12 @@ def _demo() -> tuple[Path, str, list[Path]]:
     return demo.bundle, demo.section, list(demo.paths)
 
 
-def _single_scores(files: list[Path], bundle: Path, section: str,
-                   capsys: pytest.CaptureFixture[str]) -> list[float]:
-    code, out, err = _run(["score", *map(str, files), "--bundle", str(bundle), "--section",
-                           section, "--json"], capsys)
+def _single_scores(
+    files: list[Path], bundle: Path, section: str, capsys: pytest.CaptureFixture[str]
+) -> list[float]:
+    code, out, err = _run(
+        ["score", *map(str, files), "--bundle", str(bundle), "--section", section, "--json"], capsys
+    )
     assert code == 0, err
     return [json.loads(line)["score"] for line in out.splitlines()]
 
@@ -135,8 +139,10 @@ def test_long_file_every_window_scored_file_verdict_is_the_max_and_faults_are_no
 
     bundle, section, clips = _demo()
     pair = [clips[0], clips[-1]]  # a normal and a faulty demo clip
-    x = np.concatenate([read_wav(p)[0] for p in pair]
-                       + [np.zeros(160_000, np.float32), np.full(160_000, 0.25, np.float32)])
+    x = np.concatenate(
+        [read_wav(p)[0] for p in pair]
+        + [np.zeros(160_000, np.float32), np.full(160_000, 0.25, np.float32)]
+    )
     wav = tmp_path / "recording.wav"
     write_wav(wav, x, 16000)
     single = _single_scores(pair, bundle, section, capsys)
@@ -176,8 +182,11 @@ def test_all_silent_file_is_a_sensor_fault_not_an_anomaly(
     assert code == 0 and v["decision"] == "SENSOR_FAULT" and v["score"] is None
     assert v["anomalous"] is None and v["faults"] == ["silence"]
     code, out, _ = _run(argv, capsys)
-    assert code == 0 and out.splitlines()[1].split()[:3] == ["-", f"{v['threshold']:.5f}",
-                                                             "SENSOR_FAULT"]
+    assert code == 0 and out.splitlines()[1].split()[:3] == [
+        "-",
+        f"{v['threshold']:.5f}",
+        "SENSOR_FAULT",
+    ]
 
 
 def test_unreadable_file_stops_or_is_skipped(
@@ -198,16 +207,31 @@ def test_unreadable_file_stops_or_is_skipped(
     code, out, err = _run(argv, capsys)
     assert code == 2 and len(out.splitlines()) == 1  # a.wav was scored before b.wav stopped it
     assert err.strip().splitlines() == [
-        (f"error: {folder / 'b.wav'}: not a readable WAV file (no valid 'fmt ' chunk) "
-        "(remove the file or pass --skip-unreadable)")]
+        (
+            f"error: {folder / 'b.wav'}: not a readable WAV file (no valid 'fmt ' chunk) "
+            "(remove the file or pass --skip-unreadable)"
+        )
+    ]
     code, out, err = _run([*argv, "--skip-unreadable"], capsys)
     assert code == 0 and [Path(json.loads(r)["file"]).name for r in out.splitlines()] == ["a.wav"]
     lines = err.strip().splitlines()
     assert len(lines) == 2 and lines[0].startswith(f"skipped {folder / 'b.wav'}: not a readable")
-    assert lines[1] == (f"skipped {zero}: implausible sample rate 0 Hz in the WAV header: "
-                        "expected 4000-384000 Hz (a corrupt or mislabelled header)")
-    code, _, err = _run(["score", str(folder / "b.wav"), "--bundle", str(bundle), "--section",
-                         section, "--skip-unreadable"], capsys)
+    assert lines[1] == (
+        f"skipped {zero}: implausible sample rate 0 Hz in the WAV header: "
+        "expected 4000-384000 Hz (a corrupt or mislabelled header)"
+    )
+    code, _, err = _run(
+        [
+            "score",
+            str(folder / "b.wav"),
+            "--bundle",
+            str(bundle),
+            "--section",
+            section,
+            "--skip-unreadable",
+        ],
+        capsys,
+    )
     assert code == 2 and err.strip().splitlines()[-1].endswith(": no readable WAV file")
 
 
@@ -249,26 +273,30 @@ def test_score_memory_is_bounded_whatever_the_file_length(
     assert peak < 20 * 2**20, f"peak {peak / 2**20:.1f} MB"
 
 
-@pytest.mark.parametrize(("hop", "message"), [
-    ("nan", "expected a finite number, got nan"),
-    ("inf", "expected a finite number, got inf"),
-    ("1e-9", r"expected a number in [0.1, 86400], got 1e-09"),  # reached 2.45 GB before
-    ("0.05", r"expected a number in [0.1, 86400], got 0.05"),
-])
+@pytest.mark.parametrize(
+    ("hop", "message"),
+    [
+        ("nan", "expected a finite number, got nan"),
+        ("inf", "expected a finite number, got inf"),
+        ("1e-9", r"expected a number in [0.1, 86400], got 1e-09"),  # reached 2.45 GB before
+        ("0.05", r"expected a number in [0.1, 86400], got 0.05"),
+    ],
+)
 def test_score_hop_is_checked_like_windows_hop(
     hop: str, message: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """`score --hop` has `windows.hop`'s bounds and finiteness check, as one line, before any
     scoring (nan and inf used to end in a traceback, 1e-9 in gigabytes of windows)."""
     bundle, section, clips = _demo()
-    code, out, err = _run(["score", str(clips[0]), "--bundle", str(bundle), "--section",
-                           section, "--hop", hop], capsys)
+    code, out, err = _run(
+        ["score", str(clips[0]), "--bundle", str(bundle), "--section", section, "--hop", hop],
+        capsys,
+    )
     assert code == 2 and out == ""
     assert err == f"error: --hop: {message}\n"
 
 
-def test_a_fifo_is_named_for_what_it_is(tmp_path: Path, capsys: pytest.CaptureFixture[str]
-                                        ) -> None:
+def test_a_fifo_is_named_for_what_it_is(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A real FIFO given as a WAV file: `score` and `run --files` say it is a FIFO (not "no
     such file or folder") and where streamed audio goes; in a folder, a FIFO named *.wav is
     left out with a warning line and the real WAV beside it is scored. Nothing ever opens
@@ -280,11 +308,14 @@ def test_a_fifo_is_named_for_what_it_is(tmp_path: Path, capsys: pytest.CaptureFi
     bundle, section, clips = _demo()
     fifo = tmp_path / "live.wav"
     os.mkfifo(fifo)
-    why = ("is a FIFO (named pipe), expected a regular WAV file (streamed audio: raw PCM into "
-           "`edge-agent run --stdin`)")
-    for argv in (["score", str(fifo), "--bundle", str(bundle), "--section", section],
-                 ["run", "--files", str(fifo), "--bundle", str(bundle), "--section", section,
-                  "--quiet"]):
+    why = (
+        "is a FIFO (named pipe), expected a regular WAV file (streamed audio: raw PCM into "
+        "`edge-agent run --stdin`)"
+    )
+    for argv in (
+        ["score", str(fifo), "--bundle", str(bundle), "--section", section],
+        ["run", "--files", str(fifo), "--bundle", str(bundle), "--section", section, "--quiet"],
+    ):
         code, out, err = _run(argv, capsys)
         assert code == 2, err
         assert err.splitlines()[-1] == f"error: {fifo}: {why}"
@@ -301,8 +332,9 @@ def test_a_fifo_is_named_for_what_it_is(tmp_path: Path, capsys: pytest.CaptureFi
     handler = Keep(logging.WARNING)
     logging.getLogger("edge_agent").addHandler(handler)
     try:
-        code, out, err = _run(["score", str(folder), "--bundle", str(bundle), "--section",
-                               section, "--json"], capsys)
+        code, out, err = _run(
+            ["score", str(folder), "--bundle", str(bundle), "--section", section, "--json"], capsys
+        )
     finally:
         logging.getLogger("edge_agent").removeHandler(handler)
     assert code == 0, err
@@ -328,17 +360,37 @@ def test_the_agents_own_evidence_flac_is_scored_like_its_wav(
     write_wav(tmp_path / "same.wav", x, rate)
     rows = {}
     for target in (clips / "alarm.flac", tmp_path / "same.wav", clips):
-        code, out, err = _run(["score", str(target), "--bundle", str(demo.bundle), "--section",
-                               demo.section, "--json"], capsys)
+        code, out, err = _run(
+            [
+                "score",
+                str(target),
+                "--bundle",
+                str(demo.bundle),
+                "--section",
+                demo.section,
+                "--json",
+            ],
+            capsys,
+        )
         assert code == 0, err
         (row,) = map(json.loads, out.splitlines())
         rows[target.name] = row
     assert rows["alarm.flac"]["score"] == rows["same.wav"]["score"] == rows["evidence"]["score"]
     assert rows["evidence"]["file"] == str(clips / "alarm.flac")
     (tmp_path / "broken.flac").write_bytes(b"fLaC" + bytes(200))
-    code, _, err = _run(["score", str(tmp_path / "broken.flac"), "--bundle", str(demo.bundle),
-                         "--section", demo.section], capsys)
+    code, _, err = _run(
+        [
+            "score",
+            str(tmp_path / "broken.flac"),
+            "--bundle",
+            str(demo.bundle),
+            "--section",
+            demo.section,
+        ],
+        capsys,
+    )
     assert code == 2
-    assert err.strip().startswith(f"error: {tmp_path / 'broken.flac'}: not a readable FLAC "
-                                  "file"), err
+    assert err.strip().startswith(f"error: {tmp_path / 'broken.flac'}: not a readable FLAC file"), (
+        err
+    )
     assert len(err.strip().splitlines()) == 1

@@ -23,8 +23,13 @@ D, D2 = 32, 12
 CONFIG = BackendConfig()
 
 
-def unit(rng: np.random.Generator, n: int, dim: int = D, centre: np.ndarray | None = None,
-         spread: float = 1.0) -> np.ndarray:
+def unit(
+    rng: np.random.Generator,
+    n: int,
+    dim: int = D,
+    centre: np.ndarray | None = None,
+    spread: float = 1.0,
+) -> np.ndarray:
     c = np.zeros(dim) if centre is None else centre
     return l2_normalise(c + spread * rng.standard_normal((n, dim)))
 
@@ -33,8 +38,9 @@ def unit(rng: np.random.Generator, n: int, dim: int = D, centre: np.ndarray | No
 def old() -> SectionBackend:
     """Two components (a model and the band statistics), 40 source + 3 target clips."""
     rng = np.random.default_rng(0)
-    return fit_section([unit(rng, 40), unit(rng, 40, D2)], [unit(rng, 3), unit(rng, 3, D2)],
-                       CONFIG).backend
+    return fit_section(
+        [unit(rng, 40), unit(rng, 40, D2)], [unit(rng, 3), unit(rng, 3, D2)], CONFIG
+    ).backend
 
 
 def test_replace_keeps_source_rows_bit_for_bit_and_swaps_the_target_rows(
@@ -81,8 +87,9 @@ def test_threshold_rules(old: SectionBackend) -> None:
     near = [unit(rng, 10, D, centre, 0.05), unit(rng, 10, D2, centre2, 0.05)]  # tight
     cal = calibrated_section(old, near, CONFIG, percentile=90.0)
     assert cal.held_out_threshold == pytest.approx(np.percentile(cal.held_out_scores, 90))
-    refit = fit_section([c.references[: c.n_source] for c in old.components], near, CONFIG,
-                        keep_source=True).backend.threshold
+    refit = fit_section(
+        [c.references[: c.n_source] for c in old.components], near, CONFIG, keep_source=True
+    ).backend.threshold
     assert cal.threshold == pytest.approx(max(refit, cal.held_out_threshold))  # rule max
     tgt = calibrated_section(old, near, CONFIG, rule="target")
     assert tgt.threshold == pytest.approx(cal.held_out_threshold)
@@ -133,8 +140,11 @@ def machine() -> tuple[SectionBackend, np.ndarray, np.ndarray]:
     clips, and the two centres): a sound away from the centres is unknown to it."""
     rng = np.random.default_rng(10)
     c1, c2 = rng.standard_normal(D), rng.standard_normal(D2)
-    fit = fit_section([unit(rng, 40, D, c1, 0.3), unit(rng, 40, D2, c2, 0.3)],
-                      [unit(rng, 3, D, c1, 0.3), unit(rng, 3, D2, c2, 0.3)], CONFIG)
+    fit = fit_section(
+        [unit(rng, 40, D, c1, 0.3), unit(rng, 40, D2, c2, 0.3)],
+        [unit(rng, 3, D, c1, 0.3), unit(rng, 3, D2, c2, 0.3)],
+        CONFIG,
+    )
     return fit.backend, c1, c2
 
 
@@ -199,8 +209,9 @@ def test_taught_threshold_rules(machine: tuple[SectionBackend, np.ndarray, np.nd
         taught_section(old, [np.zeros((2, 5)), np.zeros((2, D2))], CONFIG, 64)
 
 
-def _clips_and_copies(rng: np.random.Generator, n: int, m: int = 48) -> tuple[
-        list[np.ndarray], PseudoSet]:
+def _clips_and_copies(
+    rng: np.random.Generator, n: int, m: int = 48
+) -> tuple[list[np.ndarray], PseudoSet]:
     """`n` new clips in two components and `m` copies of them: the model's copies move far
     from every clip, the band statistics' copies are just more normal-looking clips."""
     a = 1.0 + 0.2 * rng.normal(size=(n, D))
@@ -222,14 +233,17 @@ def test_enrol_and_calibrate_decide_the_weights_from_the_new_clips_copies(
     emb, pseudo = _clips_and_copies(rng, 30)
     w = [c.weight for c in enrolled_section(emb, CONFIG, pseudo=pseudo, kinds=kinds).components]
     assert w[0] == 1.0 and w[1] < 0.35
-    assert [c.weight for c in enrolled_section(emb, CONFIG, weights=[1.0, 0.5]).components] \
-        == [1.0, 0.5]
+    assert [c.weight for c in enrolled_section(emb, CONFIG, weights=[1.0, 0.5]).components] == [
+        1.0,
+        0.5,
+    ]
     emb, pseudo = _clips_and_copies(rng, 12)
     cal = calibrated_section(old, emb, CONFIG, "append", pseudo=pseudo, kinds=kinds)
     w = [c.weight for c in cal.backend.components]
     assert w[0] == 1.0 and w[1] < 0.35
-    assert [c.weight for c in calibrated_section(old, emb, CONFIG).backend.components] \
-        == [c.weight for c in old.components]
+    assert [c.weight for c in calibrated_section(old, emb, CONFIG).backend.components] == [
+        c.weight for c in old.components
+    ]
     bad = PseudoSet(pseudo.embeddings, pseudo.origin + 12)  # not rows of the new clips
     with pytest.raises(BackendError, match="pseudo origins"):
         calibrated_section(old, emb, CONFIG, pseudo=bad, kinds=kinds)

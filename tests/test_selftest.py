@@ -80,8 +80,11 @@ def test_other_numbers_are_refused_in_one_line(tmp_path: Path) -> None:
     assert "\n" not in msg and "self-test failed" in msg
     assert re.search(r"ai_edge_litert [0-9.]+ with XNNPACK on this x86_64 CPU with .*avx", msg)
     assert "(from /proc/cpuinfo)" in msg
-    assert re.search(r"embedding cosine 0\.8\d+ to the reference \(component 0; needs >= "
-                     r"0\.99800\)", msg), msg
+    assert re.search(
+        r"embedding cosine 0\.8\d+ to the reference \(component 0; needs >= "
+        r"0\.99800\)",
+        msg,
+    ), msg
     assert "tflite: {runtime: tflite_runtime}" in msg and "tflite: {xnnpack: false}" in msg
     assert "edge-agent check --runtime tflite_runtime" in msg
     # the same bundle with TFLite's own kernels: the numbers are still not the expected ones
@@ -98,9 +101,17 @@ def test_a_small_turn_within_the_tolerance_passes(tmp_path: Path) -> None:
 
 def test_the_agent_refuses_to_start_with_other_numbers(tmp_path: Path) -> None:
     root = perturbed_copy(tmp_path / "bundle")
-    cfg = load_config(None, {"bundle": str(root), "section": SECTION, "source.kind": "files",
-                             "source.files": [str(DEMO_CLIP)], "log.stdout": False,
-                             "tflite.runtime": "ai_edge_litert"})
+    cfg = load_config(
+        None,
+        {
+            "bundle": str(root),
+            "section": SECTION,
+            "source.kind": "files",
+            "source.files": [str(DEMO_CLIP)],
+            "log.stdout": False,
+            "tflite.runtime": "ai_edge_litert",
+        },
+    )
     with pytest.raises(SelfTestError, match="self-test failed"):
         Agent(cfg, sinks=[])
 
@@ -111,20 +122,35 @@ def test_a_reload_into_other_numbers_keeps_the_running_version(tmp_path: Path) -
     root = tmp_path / "bundle"
     shutil.copytree(DEMO_BUNDLE, root)
     v1 = load_bundle(root)
-    cfg = load_config(None, {"bundle": str(root), "section": SECTION, "source.kind": "files",
-                             "source.files": [str(DEMO_CLIP)], "source.loop": True,
-                             "log.stdout": False, "reload_poll_seconds": 0.1,
-                             "tflite.runtime": "ai_edge_litert"})
+    cfg = load_config(
+        None,
+        {
+            "bundle": str(root),
+            "section": SECTION,
+            "source.kind": "files",
+            "source.files": [str(DEMO_CLIP)],
+            "source.loop": True,
+            "log.stdout": False,
+            "reload_poll_seconds": 0.1,
+            "tflite.runtime": "ai_edge_litert",
+        },
+    )
     c = Collect()
     agent = Agent(cfg, sinks=[c])
     t = threading.Thread(target=agent.run, kwargs={"install_signals": False})
     t.start()
     try:
         assert wait_until(lambda: len(c.kind("score")) >= 1)
-        manifest = {k: v for k, v in v1.manifest.items()
-                    if k not in ("version", "files", "created")}
-        write_bundle(root, {n: v1.path / n for n in v1.model_files}, v1.backends, manifest,
-                     extra={SELF_TEST: perturbed_self_test(v1.path)})
+        manifest = {
+            k: v for k, v in v1.manifest.items() if k not in ("version", "files", "created")
+        }
+        write_bundle(
+            root,
+            {n: v1.path / n for n in v1.model_files},
+            v1.backends,
+            manifest,
+            extra={SELF_TEST: perturbed_self_test(v1.path)},
+        )
 
         def failed() -> list[dict[str, object]]:
             return [e for e in c.kind("health") if e.get("event") == "reload_failed"]
@@ -146,17 +172,40 @@ def test_the_fleet_refuses_a_release_whose_self_test_fails_here(tmp_path: Path) 
     root = perturbed_copy(tmp_path / "bundle")
     vdir = root / "versions" / "1"
     b = load_bundle(root)
-    release = Release("r1", "presses", "0" * 64, 1, 1, ("0" * 64,), None, "all",
-                      b.model_version, sha256_file(vdir / "manifest.json"), time.time())
+    release = Release(
+        "r1",
+        "presses",
+        "0" * 64,
+        1,
+        1,
+        ("0" * 64,),
+        None,
+        "all",
+        b.model_version,
+        sha256_file(vdir / "manifest.json"),
+        time.time(),
+    )
     with pytest.raises(FleetError) as exc:
         check_candidate(vdir, release, [], True, [SECTION], b.spec.clip_samples, LITERT)
     assert "release r1: " in str(exc.value) and "self-test failed" in str(exc.value)
     good = DEMO_BUNDLE / "versions" / "1"
-    ok = Release("r2", "presses", "0" * 64, 1, 1, ("0" * 64,), None, "all",
-                 load_bundle(DEMO_BUNDLE).model_version, sha256_file(good / "manifest.json"),
-                 time.time())
-    assert check_candidate(good, ok, [], True, [SECTION], b.spec.clip_samples,
-                           LITERT).model_version == ok.model_version
+    ok = Release(
+        "r2",
+        "presses",
+        "0" * 64,
+        1,
+        1,
+        ("0" * 64,),
+        None,
+        "all",
+        load_bundle(DEMO_BUNDLE).model_version,
+        sha256_file(good / "manifest.json"),
+        time.time(),
+    )
+    assert (
+        check_candidate(good, ok, [], True, [SECTION], b.spec.clip_samples, LITERT).model_version
+        == ok.model_version
+    )
 
 
 def test_a_bundle_without_the_reference_loads_and_says_so_once(
@@ -171,8 +220,11 @@ def test_a_bundle_without_the_reference_loads_and_says_so_once(
     said = [r.getMessage() for r in caplog.records if "no self-test reference" in r.getMessage()]
     assert len(said) == 1 and str(root) in said[0] and "re-export" in said[0]
     assert first.score(load_clip(DEMO_CLIP, first.spec), SECTION).score == pytest.approx(
-        Scorer.from_bundle(DEMO_BUNDLE, request=LITERT).score(
-            load_clip(DEMO_CLIP, first.spec), SECTION).score, abs=1e-6)
+        Scorer.from_bundle(DEMO_BUNDLE, request=LITERT)
+        .score(load_clip(DEMO_CLIP, first.spec), SECTION)
+        .score,
+        abs=1e-6,
+    )
 
 
 def test_an_adapted_version_carries_the_self_test(tmp_path: Path) -> None:
@@ -185,8 +237,7 @@ def test_an_adapted_version_carries_the_self_test(tmp_path: Path) -> None:
     b = load_bundle(root)
     old = b.backend(SECTION)
     moved = dataclasses.replace(old, threshold=old.threshold + 1.0)
-    vdir = write_adapted_version(b, {**b.backends, SECTION: moved}, "tuning",
-                                 {"section": SECTION})
+    vdir = write_adapted_version(b, {**b.backends, SECTION: moved}, "tuning", {"section": SECTION})
     new = load_bundle(root)
     assert new.path == vdir and new.manifest["self_test"] == b.manifest["self_test"]
     assert new.manifest["files"][SELF_TEST] == b.manifest["files"][SELF_TEST]
@@ -216,19 +267,23 @@ def test_the_tolerance_is_the_kernel_difference_times_the_margin_with_floors() -
     kernel = 1 - measured["kernel_cosine_min"]
     assert 0 < kernel < 1e-3 and measured["windows"] == 4
     assert min_cos == pytest.approx(1 - max(FLOORS[0], MARGIN * kernel), abs=1e-6)
-    assert max_score == pytest.approx(max(FLOORS[1], MARGIN * measured[
-        "kernel_score_difference_max"]), abs=5e-5)
+    assert max_score == pytest.approx(
+        max(FLOORS[1], MARGIN * measured["kernel_score_difference_max"]), abs=5e-5
+    )
     same = tolerance(xnn.embed, xnn.embed, waves[:1], b.backends)
     assert same[:2] == (1 - FLOORS[0], FLOORS[1])
 
 
 def test_cpu_description_names_the_kernels_features(tmp_path: Path) -> None:
     pi = tmp_path / "cpuinfo"
-    pi.write_text("processor\t: 0\nFeatures\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 "
-                  "atomics fphp asimdhp cpuid asimddp sve sve2 i8mm bf16 sme\n"
-                  "CPU part\t: 0xd40\n\nModel\t\t: test board\n")
+    pi.write_text(
+        "processor\t: 0\nFeatures\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 "
+        "atomics fphp asimdhp cpuid asimddp sve sve2 i8mm bf16 sme\n"
+        "CPU part\t: 0xd40\n\nModel\t\t: test board\n"
+    )
     assert cpu_description(pi).startswith(
-        "aarch64 CPU with asimd asimddp asimdhp fphp i8mm bf16 sve sve2 sme (from ")
+        "aarch64 CPU with asimd asimddp asimdhp fphp i8mm bf16 sve sve2 sme (from "
+    )
     (tmp_path / "old").write_text("processor\t: 0\nFeatures\t: fp asimd crc32 cpuid\n")
     assert "aarch64 CPU with asimd (from" in cpu_description(tmp_path / "old")
     assert "(no " in cpu_description(tmp_path / "missing")

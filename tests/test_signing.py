@@ -121,11 +121,17 @@ def test_bad_key_files_are_one_line_errors_naming_the_file(tmp_path: Path) -> No
     garbage = tmp_path / "garbage.pub"
     garbage.write_text("not a key\n")
     ecdsa = tmp_path / "ec.pub"
-    ecdsa.write_bytes(ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
-    for path, message in ((private, "is a private key"), (garbage, "not a PEM public key"),
-                          (ecdsa, "not an Ed25519 public key (a ECPublicKey)"),
-                          (tmp_path / "missing.pub", "key file not found")):
+    ecdsa.write_bytes(
+        ec.generate_private_key(ec.SECP256R1())
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    for path, message in (
+        (private, "is a private key"),
+        (garbage, "not a PEM public key"),
+        (ecdsa, "not an Ed25519 public key (a ECPublicKey)"),
+        (tmp_path / "missing.pub", "key file not found"),
+    ):
         with pytest.raises(ConfigError) as err:
             load_public_keys([path])
         assert str(err.value).startswith(f"{path}: {message}") and "\n" not in str(err.value)
@@ -154,13 +160,17 @@ def test_unsigned_and_untrusted_versions_are_refused(tmp_path: Path, demo_copy: 
         load_bundle(demo_copy, trusted=[key])
     assert str(err.value) == (
         f"{vdir}: bundle version is not signed; the agent trusts keys {key.key_id} (sign it "
-        "with model-build export --sign-key, or model-build sign)")
+        "with model-build export --sign-key, or model-build sign)"
+    )
     with pytest.raises(BundleError):
         Scorer.from_bundle(demo_copy, trusted=[key])
     assert load_bundle(demo_copy).version == 1  # no keys: as before signing existed
     sign_version(vdir, private)
-    with pytest.raises(BundleError, match=rf"signed by key {key.key_id}, which the agent does "
-                       rf"not trust \(it trusts keys {other.key_id}\)"):
+    with pytest.raises(
+        BundleError,
+        match=rf"signed by key {key.key_id}, which the agent does "
+        rf"not trust \(it trusts keys {other.key_id}\)",
+    ):
         verify_version(vdir, [other])
     assert verify_version(vdir, [other, key]) == key.key_id
 
@@ -185,9 +195,12 @@ def test_tampered_files_and_manifests_are_refused(tmp_path: Path, demo_copy: Pat
     restore()
     swap_model(vdir)  # a foreign model with a manifest that agrees: only the signature knows
     assert load_bundle(demo_copy).version == 1  # every checksum is consistent
-    with pytest.raises(BundleError, match=rf"signature\.json: bad signature by key "
-                       rf"{key.key_id}; it was made for manifest\.json sha256 .* \(edited after "
-                       r"signing\); refused"):
+    with pytest.raises(
+        BundleError,
+        match=rf"signature\.json: bad signature by key "
+        rf"{key.key_id}; it was made for manifest\.json sha256 .* \(edited after "
+        r"signing\); refused",
+    ):
         load_bundle(demo_copy, trusted=[key])
     restore()
     m = json.loads((vdir / MANIFEST).read_text())  # an edited manifest, digest left stale
@@ -222,7 +235,8 @@ def test_local_adaptations_of_a_signed_version_load(tmp_path: Path, demo_copy: P
     b2 = load_bundle(demo_copy, trusted=trust)
     assert (b2.version, b2.signed_by) == (2, key.key_id)
     assert b2.backend(DEMO.section).threshold == pytest.approx(
-        b1.backend(DEMO.section).threshold + 1.0)
+        b1.backend(DEMO.section).threshold + 1.0
+    )
     v3 = write_adapted_version(b2, b2.backends, "calibration", {"section": DEMO.section}, seal)
     assert load_bundle(demo_copy, trusted=trust).version == 3
     assert prune(demo_copy, keep=1) == [1, 2]  # the signed version 1 is gone
@@ -252,14 +266,18 @@ def test_an_adaptation_cannot_bring_its_own_model_or_frontend(
         load_bundle(demo_copy, trusted=[key, dev])
     assert str(err.value).startswith(f"{v2 / MODEL0}: not the model file signed in version 1")
     assert "a model no trusted key signed never loads" in str(err.value)
-    for changes, what in (({"frontend": {**b1.manifest["frontend"], "spectrum_bins": 40_000}},
-                           "frontend spec"),
-                          ({"components": b1.components[:1]}, "components")):
+    for changes, what in (
+        ({"frontend": {**b1.manifest["frontend"], "spectrum_bins": 40_000}}, "frontend spec"),
+        ({"components": b1.components[:1]}, "components"),
+    ):
         shutil.rmtree(v2)
         shutil.copytree(pristine, v2)
         rewrite_consistently(v2, **changes)
-        with pytest.raises(BundleError, match=f"a local adaptation of signed version 1, but "
-                           f"its {what} (is|are) not the signed ones?; refused"):
+        with pytest.raises(
+            BundleError,
+            match=f"a local adaptation of signed version 1, but "
+            f"its {what} (is|are) not the signed ones?; refused",
+        ):
             load_bundle(demo_copy, trusted=[key, dev])
     shutil.rmtree(v2)
     shutil.copytree(pristine, v2)
@@ -273,11 +291,13 @@ def test_an_adaptation_cannot_bring_its_own_model_or_frontend(
 def never_alarms(vdir: Path, backends: dict[str, Any]) -> None:
     """Give version `vdir` thresholds no score reaches and make every checksum agree, as
     someone with write access to the folder but no key would (the silenced-fleet attack)."""
-    save_backends(vdir / "backend.npz",
-                  {s: replace(bk, threshold=1e6) for s, bk in backends.items()})
+    save_backends(
+        vdir / "backend.npz", {s: replace(bk, threshold=1e6) for s, bk in backends.items()}
+    )
     m = json.loads((vdir / MANIFEST).read_text())
-    rewrite_consistently(vdir, files={**m["files"],
-                                      "backend.npz": sha256_file(vdir / "backend.npz")})
+    rewrite_consistently(
+        vdir, files={**m["files"], "backend.npz": sha256_file(vdir / "backend.npz")}
+    )
 
 
 def test_an_adapted_versions_thresholds_are_sealed_like_an_exports(
@@ -297,8 +317,10 @@ def test_an_adapted_versions_thresholds_are_sealed_like_an_exports(
     assert load_bundle(demo_copy).backend(DEMO.section).threshold == 1e6  # no keys: loads
     with pytest.raises(BundleError) as err:
         load_bundle(demo_copy, trusted=[key, dev])
-    assert str(err.value) == (f"{v2 / DEVICE_SEAL}: bad device seal ({MANIFEST} changed after "
-                              "the device sealed it); refused")
+    assert str(err.value) == (
+        f"{v2 / DEVICE_SEAL}: bad device seal ({MANIFEST} changed after "
+        "the device sealed it); refused"
+    )
     set_current(demo_copy, 1)
     with pytest.raises(BundleError, match=r"bad signature by key .* \(edited after signing\)"):
         load_bundle(demo_copy, trusted=[key, dev])
@@ -323,27 +345,37 @@ def test_a_carried_origin_never_vouches_for_a_version_this_device_did_not_seal(
     assert str(err.value) == (
         f"{genuine}: release is not signed: no {SIGNATURE} (it carries {ORIGIN}, which vouches "
         "only for versions a device adapts itself, never for a release); the agent trusts keys "
-        f"{key.key_id} (sign it with model-build export --sign-key, or model-build sign)")
+        f"{key.key_id} (sign it with model-build export --sign-key, or model-build sign)"
+    )
 
     unsealed = write_adapted_version(b1, b1.backends, "tuning", {})  # no device key given
     never_alarms(unsealed, b1.backends)
-    with pytest.raises(BundleError, match=r"a local adaptation of signed version 1, but no seal "
-                       rf"of this device covers it \(no {DEVICE_SEAL}\); only a version this "
-                       "device adapted itself loads"):
+    with pytest.raises(
+        BundleError,
+        match=r"a local adaptation of signed version 1, but no seal "
+        rf"of this device covers it \(no {DEVICE_SEAL}\); only a version this "
+        "device adapted itself loads",
+    ):
         load_bundle(unsealed, trusted=[key, dev])
     with pytest.raises(BundleError, match="no seal of this device covers it"):
         load_bundle(unsealed, trusted=[key])  # a device that never adapted: no device key
 
     elsewhere = write_adapted_version(b1, b1.backends, "tuning", {}, other_seal)
-    with pytest.raises(BundleError, match=r"sealed by device key [0-9a-f]{16}, not by this "
-                       rf"device's \({dev.key_id}\)"):
+    with pytest.raises(
+        BundleError,
+        match=r"sealed by device key [0-9a-f]{16}, not by this "
+        rf"device's \({dev.key_id}\)",
+    ):
         load_bundle(elsewhere, trusted=[key, dev])
 
     copied = write_adapted_version(b1, b1.backends, "tuning", {})
     never_alarms(copied, b1.backends)
     shutil.copyfile(genuine / DEVICE_SEAL, copied / DEVICE_SEAL)
-    with pytest.raises(BundleError, match=rf"{DEVICE_SEAL}: bad device seal \({MANIFEST} "
-                       r"changed after the device sealed it\); refused"):
+    with pytest.raises(
+        BundleError,
+        match=rf"{DEVICE_SEAL}: bad device seal \({MANIFEST} "
+        r"changed after the device sealed it\); refused",
+    ):
         load_bundle(copied, trusted=[key, dev])
 
     forged = json.loads((copied / DEVICE_SEAL).read_text())
@@ -376,18 +408,22 @@ def test_the_device_key_is_made_once_private_and_never_vouches_for_a_release(
     with pytest.raises(BundleError, match="which the agent does not trust"):
         load_bundle(demo_copy, trusted=load_trust([tmp_path / "k.pub"], state))
     sign_version(vdir_of(demo_copy), private)
-    assert load_bundle(demo_copy, trusted=load_trust([tmp_path / "k.pub"], state)
-                       ).signed_by == key.key_id
+    assert (
+        load_bundle(demo_copy, trusted=load_trust([tmp_path / "k.pub"], state)).signed_by
+        == key.key_id
+    )
 
 
-def test_an_adaptation_of_an_unsigned_version_is_refused(tmp_path: Path,
-                                                         demo_copy: Path) -> None:
+def test_an_adaptation_of_an_unsigned_version_is_refused(tmp_path: Path, demo_copy: Path) -> None:
     _, key = keypair(tmp_path, "k")
     b1 = load_bundle(demo_copy)
     v2 = write_adapted_version(b1, b1.backends, "calibration", {})
     assert not (v2 / ORIGIN).exists()
-    with pytest.raises(BundleError, match=r"not signed \(adapted from version 1, "
-                       "which was not signed then\\)"):
+    with pytest.raises(
+        BundleError,
+        match=r"not signed \(adapted from version 1, "
+        "which was not signed then\\)",
+    ):
         load_bundle(demo_copy, trusted=[key])
 
 
@@ -401,12 +437,16 @@ def test_the_real_calibrate_command_seals_what_it_makes_with_the_agents_config(
     sign_version(vdir_of(demo_copy), private)
     state = tmp_path / "state"
     cfg_file = tmp_path / "agent.yaml"
-    cfg_file.write_text(f"bundle: {demo_copy}\nsection: {DEMO.section}\ntrusted_keys: [k.pub]\n"
-                        f"outbox: {{path: {state / 'outbox.sqlite'}}}\n")
-    normal = [str(p) for c, p in zip(DEMO.clips, DEMO.paths, strict=True)
-              if c.label == "normal"][:3]
-    code, out, err = run_cli(capsys, "calibrate", "--config", str(cfg_file), "--quiet",
-                             "--files", *normal)
+    cfg_file.write_text(
+        f"bundle: {demo_copy}\nsection: {DEMO.section}\ntrusted_keys: [k.pub]\n"
+        f"outbox: {{path: {state / 'outbox.sqlite'}}}\n"
+    )
+    normal = [str(p) for c, p in zip(DEMO.clips, DEMO.paths, strict=True) if c.label == "normal"][
+        :3
+    ]
+    code, out, err = run_cli(
+        capsys, "calibrate", "--config", str(cfg_file), "--quiet", "--files", *normal
+    )
     assert code == 0, err
     assert "bundle version 1 -> 2" in out
     assert (state / "device-signing.key").is_file()
@@ -414,8 +454,17 @@ def test_the_real_calibrate_command_seals_what_it_makes_with_the_agents_config(
     assert load_bundle(demo_copy, trusted=trust).signed_by == key.key_id
     code, _, err = run_cli(capsys, "config", "check", str(cfg_file))
     assert code == 0, err
-    code, out, err = run_cli(capsys, "calibrate", "--bundle", str(demo_copy), "--section",
-                             DEMO.section, "--quiet", "--files", *normal)
+    code, out, err = run_cli(
+        capsys,
+        "calibrate",
+        "--bundle",
+        str(demo_copy),
+        "--section",
+        DEMO.section,
+        "--quiet",
+        "--files",
+        *normal,
+    )
     assert code == 0, err
     assert "bundle version 2 -> 3" in out
     code, _, err = run_cli(capsys, "config", "check", str(cfg_file))
@@ -451,8 +500,13 @@ def test_a_version_signed_only_by_a_retired_key_no_longer_loads(
     b1 = load_bundle(demo_copy, trusted=[old])
     a2 = write_adapted_version(b1, b1.backends, "tuning", {})  # its origin: old key only
     manifest = {k: v for k, v in b1.manifest.items() if k not in ("version", "files", "created")}
-    v3 = write_bundle(demo_copy, {MODEL0: b1.path / MODEL0}, b1.backends, manifest,
-                      finish=partial(sign_version, private_key_path=new_private))
+    v3 = write_bundle(
+        demo_copy,
+        {MODEL0: b1.path / MODEL0},
+        b1.backends,
+        manifest,
+        finish=partial(sign_version, private_key_path=new_private),
+    )
     assert load_bundle(demo_copy, trusted=[new]).signed_by == new.key_id
     set_current(demo_copy, 1)  # the downgrade: while the old key is trusted, it works
     assert load_bundle(demo_copy, trusted=[old, new]).signed_by == old.key_id
@@ -462,7 +516,8 @@ def test_a_version_signed_only_by_a_retired_key_no_longer_loads(
             Scorer.from_bundle(demo_copy, trusted=[new])
         assert str(err.value) == (
             f"{where}: signed by key {old.key_id}, which the agent does not trust (it trusts "
-            f"keys {new.key_id}); add the key to trusted_keys or re-sign")
+            f"keys {new.key_id}); add the key to trusted_keys or re-sign"
+        )
     sign_version(v1, new_private)  # re-signed with the new key: installable again, on purpose
     set_current(demo_copy, 1)
     assert load_bundle(demo_copy, trusted=[new]).signed_by == new.key_id
@@ -471,12 +526,15 @@ def test_a_version_signed_only_by_a_retired_key_no_longer_loads(
 
 def _scores(scorer: Scorer, n: int = 3) -> list[float]:
     rng = np.random.default_rng(7)
-    return [scorer.score(0.03 * rng.standard_normal(scorer.spec.clip_samples).astype(
-        np.float32), DEMO.section).score for _ in range(n)]
+    return [
+        scorer.score(
+            0.03 * rng.standard_normal(scorer.spec.clip_samples).astype(np.float32), DEMO.section
+        ).score
+        for _ in range(n)
+    ]
 
 
-def test_the_scorer_runs_the_checked_bytes_not_the_files(tmp_path: Path,
-                                                         demo_copy: Path) -> None:
+def test_the_scorer_runs_the_checked_bytes_not_the_files(tmp_path: Path, demo_copy: Path) -> None:
     """Files swapped after the check (someone watching the folder with inotify) are never
     used: the loaded bundle holds the checked model bytes and backend, and the interpreter is
     built from those bytes, not by reopening the path."""
@@ -532,8 +590,9 @@ def test_a_verifying_load_reads_each_file_once(tmp_path: Path, demo_copy: Path) 
         opened = [Path(p).name for p in _Opens.paths if Path(p).parent == vdir]
     finally:
         _Opens.paths = None
-    assert sorted(opened) == sorted([MANIFEST, "manifest.sha256", MODEL0, "backend.npz",
-                                     "self_test.npz", SIGNATURE])
+    assert sorted(opened) == sorted(
+        [MANIFEST, "manifest.sha256", MODEL0, "backend.npz", "self_test.npz", SIGNATURE]
+    )
 
 
 def test_write_bundle_signs_before_the_version_appears(tmp_path: Path, demo_copy: Path) -> None:
@@ -547,18 +606,22 @@ def test_write_bundle_signs_before_the_version_appears(tmp_path: Path, demo_copy
         sign_version(d, private)
         seen.append(d.name.startswith(".tmp-") and current_version(demo_copy) == 1)
 
-    vdir = write_bundle(demo_copy, {MODEL0: b.path / MODEL0}, b.backends, manifest,
-                        finish=sign_and_look)
+    vdir = write_bundle(
+        demo_copy, {MODEL0: b.path / MODEL0}, b.backends, manifest, finish=sign_and_look
+    )
     assert seen == [True] and current_version(demo_copy) == 2
     assert load_bundle(demo_copy, trusted=[key]).signed_by == key.key_id
     signed = partial(sign_version, private_key_path=private)
-    assert write_bundle(demo_copy, {MODEL0: b.path / MODEL0}, b.backends, manifest,
-                        finish=signed).name == "3"
+    assert (
+        write_bundle(demo_copy, {MODEL0: b.path / MODEL0}, b.backends, manifest, finish=signed).name
+        == "3"
+    )
     assert verify_version(vdir_of(demo_copy), [key]) == key.key_id and vdir.name == "2"
 
 
-def test_model_build_keygen_and_sign(tmp_path: Path, demo_copy: Path,
-                                     capsys: pytest.CaptureFixture[str]) -> None:
+def test_model_build_keygen_and_sign(
+    tmp_path: Path, demo_copy: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     def build(*args: str) -> tuple[int, str, str]:
         return run_build(capsys, *args)
 
@@ -566,11 +629,13 @@ def test_model_build_keygen_and_sign(tmp_path: Path, demo_copy: Path,
     code, out, err = build("keygen", "--private", str(private), "--public", str(public))
     assert code == 0, err
     key = load_public_keys([public])[0]
-    assert out.strip() == (f"wrote {private} (private, mode 0600) and {public} (public, key id "
-                           f"{key.key_id})")
+    assert out.strip() == (
+        f"wrote {private} (private, mode 0600) and {public} (public, key id {key.key_id})"
+    )
     code, _, err = build("keygen", "--private", str(private), "--public", str(tmp_path / "x"))
     assert code == 2 and err.strip() == (
-        f"error: {private}: already exists; not overwritten (remove it or pick another name)")
+        f"error: {private}: already exists; not overwritten (remove it or pick another name)"
+    )
     code, out, err = build("sign", str(demo_copy), "--key", str(private))
     assert code == 0, err
     assert out.strip() == f"signed {vdir_of(demo_copy)} with key {key.key_id} (signature.json)"
@@ -583,8 +648,9 @@ def test_model_build_keygen_and_sign(tmp_path: Path, demo_copy: Path,
     (vdir_of(demo_copy) / MODEL0).write_bytes(b"x")  # never signs files that do not match
     code, _, err = build("sign", str(demo_copy), "--key", str(private))
     assert code == 2 and "model_0.tflite: checksum mismatch" in err
-    code, _, err = build("export", str(tmp_path / "run"), "--out", str(tmp_path / "b"),
-                         "--sign-key", str(public))  # the key is checked before the run
+    code, _, err = build(
+        "export", str(tmp_path / "run"), "--out", str(tmp_path / "b"), "--sign-key", str(public)
+    )  # the key is checked before the run
     assert code == 2 and err.startswith(f"error: {public}: not a PEM private key"), err
 
 
@@ -593,29 +659,31 @@ def test_trusted_keys_in_the_config_and_config_check(
 ) -> None:
     private, key = keypair(tmp_path, "k")
     cfg_file = tmp_path / "agent.yaml"
-    cfg_file.write_text(f"bundle: {demo_copy}\nsection: {DEMO.section}\n"
-                        "trusted_keys: [k.pub]\n")
+    cfg_file.write_text(f"bundle: {demo_copy}\nsection: {DEMO.section}\ntrusted_keys: [k.pub]\n")
     cfg = read_config(cfg_file)
     assert cfg.trusted_keys == (str(tmp_path / "k.pub"),)  # resolved against the config's folder
     code, _, err = run_cli(capsys, "config", "check", str(cfg_file))
     assert code == 2
-    assert err.strip() == (f"error: {vdir_of(demo_copy)}: bundle version is not signed; the "
-                           f"agent trusts keys {key.key_id} (sign it with model-build export "
-                           "--sign-key, or model-build sign)")
+    assert err.strip() == (
+        f"error: {vdir_of(demo_copy)}: bundle version is not signed; the "
+        f"agent trusts keys {key.key_id} (sign it with model-build export "
+        "--sign-key, or model-build sign)"
+    )
     sign_version(vdir_of(demo_copy), private)
     code, out, err = run_cli(capsys, "config", "check", "--show", str(cfg_file))
     assert code == 0, err
     assert "trusted_keys:\n- " + str(tmp_path / "k.pub") in out
-    for value, message in (("[k.pub, nowhere.pub]", r"trusted_keys\[1\]: file not found"),
-                           ("['']", r"trusted_keys\[0\]: expected a public key file"),
-                           ("5", "trusted_keys: expected a list")):
+    for value, message in (
+        ("[k.pub, nowhere.pub]", r"trusted_keys\[1\]: file not found"),
+        ("['']", r"trusted_keys\[0\]: expected a public key file"),
+        ("5", "trusted_keys: expected a list"),
+    ):
         cfg_file.write_text(f"bundle: {demo_copy}\nsection: s\ntrusted_keys: {value}\n")
         with pytest.raises(ConfigError, match=message):
             read_config(cfg_file)
     cfg_file.write_text(f"bundle: {demo_copy}\nsection: {DEMO.section}\ntrusted_keys: k.pem\n")
     code, _, err = run_cli(capsys, "config", "check", str(cfg_file))
     assert code == 2 and err.startswith(f"error: {tmp_path / 'k.pem'}: is a private key")
-
 
 
 @pytest.mark.slow
@@ -626,8 +694,19 @@ def test_model_build_export_sign_key_signs_the_exported_version(
     out = tmp_path / "bundle"
     code: object = 0
     try:
-        build_main(["export", str(trained_run), "--out", str(out), "--quantize", "float32",
-                    "--no-classical", "--sign-key", str(private)])
+        build_main(
+            [
+                "export",
+                str(trained_run),
+                "--out",
+                str(out),
+                "--quantize",
+                "float32",
+                "--no-classical",
+                "--sign-key",
+                str(private),
+            ]
+        )
     except SystemExit as exc:
         code = exc.code
     assert not code, capsys.readouterr().err
@@ -636,7 +715,8 @@ def test_model_build_export_sign_key_signs_the_exported_version(
 
 
 def test_the_agent_keeps_its_signed_model_when_an_unsigned_version_appears(
-    tmp_path: Path, demo_copy: Path,
+    tmp_path: Path,
+    demo_copy: Path,
 ) -> None:
     """The running agent with trusted_keys: an unsigned new version is refused at reload (a
     reload_failed health event saying so) and the signed model keeps scoring; once the version
@@ -650,12 +730,19 @@ def test_the_agent_keeps_its_signed_model_when_an_unsigned_version_appears(
 
     private, _ = keypair(tmp_path, "k")
     sign_version(vdir_of(demo_copy), private)
-    cfg = load_config(None, {
-        "bundle": str(demo_copy), "section": DEMO.section, "source.kind": "files",
-        "source.files": [str(DEMO.paths[0])], "source.loop": True,  # as fast as it scores
-        "log.stdout": False, "reload_poll_seconds": 0.1,
-        "trusted_keys": [str(tmp_path / "k.pub")],
-    })
+    cfg = load_config(
+        None,
+        {
+            "bundle": str(demo_copy),
+            "section": DEMO.section,
+            "source.kind": "files",
+            "source.files": [str(DEMO.paths[0])],
+            "source.loop": True,  # as fast as it scores
+            "log.stdout": False,
+            "reload_poll_seconds": 0.1,
+            "trusted_keys": [str(tmp_path / "k.pub")],
+        },
+    )
     c = Collect()
     agent = Agent(cfg, sinks=[c])
     v1 = agent.running_version()
@@ -665,10 +752,10 @@ def test_the_agent_keeps_its_signed_model_when_an_unsigned_version_appears(
     try:
         assert wait_until(lambda: bool(c.kind("score")))
         b = load_bundle(demo_copy)
-        manifest = {k: v for k, v in b.manifest.items() if k not in ("version", "files",
-                                                                     "created")}
-        v2 = write_bundle(demo_copy, {n: b.path / n for n in b.model_files}, b.backends,
-                          manifest)  # unsigned, and current
+        manifest = {k: v for k, v in b.manifest.items() if k not in ("version", "files", "created")}
+        v2 = write_bundle(
+            demo_copy, {n: b.path / n for n in b.model_files}, b.backends, manifest
+        )  # unsigned, and current
         assert wait_until(lambda: any(e["event"] == "reload_failed" for e in c.kind("health")))
         n = len(c.kind("score"))
         assert wait_until(lambda: len(c.kind("score")) >= n + 2)  # still scoring, the old model
@@ -686,7 +773,9 @@ def test_the_agent_keeps_its_signed_model_when_an_unsigned_version_appears(
 
 
 def test_local_rollback_never_activates_a_version_the_keys_refuse(
-    tmp_path: Path, demo_copy: Path, capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    demo_copy: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """`edge-agent tune --rollback` with trusted_keys: the older, unsigned version would not
     load in the agent, so the rollback is refused and `current` stays."""
@@ -732,13 +821,16 @@ def forged(tmp_path: Path, demo_copy: Path) -> Forged:
     never_alarms(v2, b1.backends)
     set_current(demo_copy, 1)
     cfg_file = tmp_path / "agent.yaml"
-    cfg_file.write_text(f"bundle: {demo_copy}\nsection: {DEMO.section}\ntrusted_keys: [k.pub]\n"
-                        f"outbox: {{path: {state / 'outbox.sqlite'}}}\n")
+    cfg_file.write_text(
+        f"bundle: {demo_copy}\nsection: {DEMO.section}\ntrusted_keys: [k.pub]\n"
+        f"outbox: {{path: {state / 'outbox.sqlite'}}}\n"
+    )
     return Forged(demo_copy, key, dev, seal, state, cfg_file)
 
 
 def test_start_and_hot_reload_refuse_a_forged_adaptation(
-    forged: Forged, capsys: pytest.CaptureFixture[str],
+    forged: Forged,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """The running agent keeps its trusted version when the forged one is made current (a
     one-line reload_failed); a start on it and `config check` refuse it."""
@@ -749,10 +841,16 @@ def test_start_and_hot_reload_refuse_a_forged_adaptation(
     from edge_agent.agent import Agent
     from edge_agent.config.load import load_config
 
-    cfg = load_config(forged.cfg_file, {"source.kind": "files",
-                                        "source.files": [str(DEMO.paths[0])],
-                                        "source.loop": True, "log.stdout": False,
-                                        "reload_poll_seconds": 0.1})
+    cfg = load_config(
+        forged.cfg_file,
+        {
+            "source.kind": "files",
+            "source.files": [str(DEMO.paths[0])],
+            "source.loop": True,
+            "log.stdout": False,
+            "reload_poll_seconds": 0.1,
+        },
+    )
     c = Collect()
     agent = Agent(cfg, sinks=[c])
     v1 = agent.running_version()
@@ -778,7 +876,8 @@ def test_start_and_hot_reload_refuse_a_forged_adaptation(
 
 
 def test_adapting_and_rolling_back_refuse_a_forged_adaptation(
-    forged: Forged, capsys: pytest.CaptureFixture[str],
+    forged: Forged,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """calibrate, enrol and tune refuse to adapt the forged version (nothing written); the
     local and the fleet's rollback refuse to make it current and leave `current` alone."""
@@ -787,12 +886,23 @@ def test_adapting_and_rolling_back_refuse_a_forged_adaptation(
 
     root, cfg_file = forged.root, str(forged.cfg_file)
     set_current(root, 2)
-    normal = [str(p) for c, p in zip(DEMO.clips, DEMO.paths, strict=True)
-              if c.label == "normal"][:3]
-    for args in (("calibrate", "--config", cfg_file, "--quiet", "--files", *normal),
-                 ("enrol", "--config", cfg_file, "--section", "press_section_00", "--quiet",
-                  "--files", *normal),
-                 ("tune", "--config", cfg_file, "--false-alarms-per-day", "1", "--yes")):
+    normal = [str(p) for c, p in zip(DEMO.clips, DEMO.paths, strict=True) if c.label == "normal"][
+        :3
+    ]
+    for args in (
+        ("calibrate", "--config", cfg_file, "--quiet", "--files", *normal),
+        (
+            "enrol",
+            "--config",
+            cfg_file,
+            "--section",
+            "press_section_00",
+            "--quiet",
+            "--files",
+            *normal,
+        ),
+        ("tune", "--config", cfg_file, "--false-alarms-per-day", "1", "--yes"),
+    ):
         code, _, err = run_cli(capsys, *args)
         assert code == 2 and REFUSAL in err, (args, err)
         assert list_versions_of(root) == ["1", "2"]
@@ -824,17 +934,25 @@ def test_every_load_says_what_vouches_for_the_version(tmp_path: Path, demo_copy:
     seal, dev = device(tmp_path / "state")
     sign_version(vdir_of(demo_copy), private)
     b1 = load_bundle(demo_copy, trusted=[key, dev])
-    assert provenance(b1, []).endswith("signatures not checked (no trusted_keys): whoever can "
-                                       "write the bundle folder decides what this agent runs")
+    assert provenance(b1, []).endswith(
+        "signatures not checked (no trusted_keys): whoever can "
+        "write the bundle folder decides what this agent runs"
+    )
     assert provenance(b1, [key, dev]).endswith(f": signed by key {key.key_id}")
     moved = {s: replace(bk, threshold=3.25) for s, bk in b1.backends.items()}
-    write_adapted_version(b1, moved, "tuning", {"section": DEMO.section, "old_threshold": 2.0,
-                                                "new_threshold": 3.25}, seal)
+    write_adapted_version(
+        b1,
+        moved,
+        "tuning",
+        {"section": DEMO.section, "old_threshold": 2.0, "new_threshold": 3.25},
+        seal,
+    )
     b2 = load_bundle(demo_copy, trusted=[key, dev])
     assert provenance(b2, [key, dev]) == (
         f"bundle {demo_copy} version 2 ({b2.model_version}): adapted on this device (1 "
         f"change(s); last: tuning from version 1, section {DEMO.section} threshold 2 -> 3.25), "
-        f"sealed by this device, models signed by key {key.key_id}")
+        f"sealed by this device, models signed by key {key.key_id}"
+    )
     # the id digests the thresholds too: another threshold, another id; the same content, the
     # same id (the same models and backend written again)
     assert b2.model_version[3:] != b1.model_version[3:]

@@ -153,10 +153,24 @@ def test_sigterm_during_run_stdin_with_the_pipe_open_exits_0(tmp_path: Path, fee
         err_path = tmp_path / f"err{attempt}.txt"
         with Path(err_path).open("wb") as err:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "edge_agent.cli", "run", "--stdin", "--bundle",
-                 str(demo.bundle), "--section", demo.section, "--json"],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, env=env,
-                cwd=tmp_path)
+                [
+                    sys.executable,
+                    "-m",
+                    "edge_agent.cli",
+                    "run",
+                    "--stdin",
+                    "--bundle",
+                    str(demo.bundle),
+                    "--section",
+                    demo.section,
+                    "--json",
+                ],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=err,
+                env=env,
+                cwd=tmp_path,
+            )
         assert proc.stdin is not None and proc.stdout is not None
         try:
             deadline = time.monotonic() + 60
@@ -179,15 +193,17 @@ def test_sigterm_during_run_stdin_with_the_pipe_open_exits_0(tmp_path: Path, fee
         err_text = err_path.read_text()
         assert code == 0, err_text
         assert "Fatal Python error" not in err_text and "Traceback" not in err_text
-        stopped = [json.loads(line) for line in out.splitlines()
-                   if '"stopped"' in line]
+        stopped = [json.loads(line) for line in out.splitlines() if '"stopped"' in line]
         assert stopped and stopped[-1]["kind"] == "status", out
 
 
 def test_stdin_settings_are_validated() -> None:
     with pytest.raises(ConfigError, match="stdin_format"):
-        open_source(SourceSettings(kind="stdin", stdin_format="s24le"),  # type: ignore[arg-type]
-                    RATE, stdin=io.BytesIO())
+        open_source(
+            SourceSettings(kind="stdin", stdin_format="s24le"),  # type: ignore[arg-type]
+            RATE,
+            stdin=io.BytesIO(),
+        )
     with pytest.raises(ConfigError, match=r"source.channel: channel 2 .* 2 channel"):
         open_source(SourceSettings(kind="stdin", stdin_channels=2, channel=2), RATE, io.BytesIO())
     with pytest.raises(ConfigError, match=r"source.kind"):
@@ -250,8 +266,9 @@ def test_file_replay_paced_vs_fast(tmp_path: Path) -> None:
 
 def test_file_replay_loop(tmp_path: Path) -> None:
     write_wav(tmp_path / "x.wav", np.linspace(-0.5, 0.5, 1000), RATE)
-    settings = SourceSettings(kind="files", files=(str(tmp_path / "x.wav"),), loop=True,
-                              blocksize=400)
+    settings = SourceSettings(
+        kind="files", files=(str(tmp_path / "x.wav"),), loop=True, blocksize=400
+    )
     with open_source(settings, RATE) as src:
         y = cat(drain(src, n=3500))
         assert not src.exhausted
@@ -290,18 +307,24 @@ def test_file_replay_skip_unreadable_and_short_file_warning(
 ) -> None:
     folder = _bad_folder(tmp_path)
     strict = SourceSettings(kind="files", files=(str(folder),))
-    with pytest.raises(AudioFileError, match=r"b\.wav: not a readable WAV file .*"
-                       r"\(remove the file or pass --skip-unreadable\)$"):
+    with pytest.raises(
+        AudioFileError,
+        match=r"b\.wav: not a readable WAV file .*"
+        r"\(remove the file or pass --skip-unreadable\)$",
+    ):
         open_source(strict, RATE)  # before anything plays, not after a.wav
     skip = SourceSettings(kind="files", files=(str(folder),), skip_unreadable=True)
-    with caplog.at_level("WARNING", logger="edge_agent"), \
-            open_source(skip, RATE, window=10 * RATE) as src:
+    with (
+        caplog.at_level("WARNING", logger="edge_agent"),
+        open_source(skip, RATE, window=10 * RATE) as src,
+    ):
         blocks = drain(src)
     assert {Path(b.source_info).name for b in blocks} == {"a.wav", "d.wav"}
     assert cat(blocks).size == 2 * RATE
     msgs = [r.getMessage() for r in caplog.records]
-    assert any(m.startswith(f"{folder / 'b.wav'}: not a readable WAV") and "skipped" in m
-               for m in msgs)
+    assert any(
+        m.startswith(f"{folder / 'b.wav'}: not a readable WAV") and "skipped" in m for m in msgs
+    )
     assert any(f"{folder / 'c.wav'}: implausible sample rate 1 Hz" in m for m in msgs)
     short = [m for m in msgs if "shorter than one 10.00 s window" in m]
     assert len(short) == 2 and short[0].startswith(f"{folder / 'a.wav'}: 1.00 s is shorter")
@@ -324,13 +347,22 @@ def test_run_on_a_folder_with_a_bad_file_errors_or_skips(
     demo = load_demo()
     folder = _bad_folder(tmp_path)
     shutil.copy(demo.paths[0], folder / "e.wav")
-    argv = ["run", "--files", str(folder), "--bundle", str(demo.bundle), "--section",
-            demo.section, "--json"]
+    argv = [
+        "run",
+        "--files",
+        str(folder),
+        "--bundle",
+        str(demo.bundle),
+        "--section",
+        demo.section,
+        "--json",
+    ]
     code, out, err = run_cli(capsys, *argv)
     assert code == 2 and out == ""
     assert err.strip().splitlines()[-1] == (  # after a.wav's short-file warning
         f"error: {folder / 'b.wav'}: not a readable WAV file (no valid 'fmt ' chunk) "
-        "(remove the file or pass --skip-unreadable)")
+        "(remove the file or pass --skip-unreadable)"
+    )
     assert "Traceback" not in err
     code, out, err = run_cli(capsys, *argv, "--skip-unreadable")
     assert code == 0, err
@@ -353,21 +385,30 @@ def test_a_piped_replay_summarises_dropped_windows_and_keeps_quiet(tmp_path: Pat
 
     demo = load_demo()
     cfg = tmp_path / "agent.yaml"
-    cfg.write_text(f"bundle: {demo.bundle}\nsection: {demo.section}\nsource: {{kind: stdin}}\n"
-                   f"windows: {{hop: 0.1}}\nqueue_size: 1\n"
-                   f"outbox: {{path: {tmp_path}/outbox.sqlite}}\n")
+    cfg.write_text(
+        f"bundle: {demo.bundle}\nsection: {demo.section}\nsource: {{kind: stdin}}\n"
+        f"windows: {{hop: 0.1}}\nqueue_size: 1\n"
+        f"outbox: {{path: {tmp_path}/outbox.sqlite}}\n"
+    )
     pcm = (np.random.default_rng(0).standard_normal(RATE * 90) * 3000).astype("<i2").tobytes()
     repo = Path(__file__).resolve().parents[1]
     proc = subprocess.run(
         [sys.executable, "-m", "edge_agent.cli", "run", "--config", str(cfg), "--quiet"],
-        input=pcm, capture_output=True, timeout=300, cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(repo), "TF_CPP_MIN_LOG_LEVEL": "2"})
+        input=pcm,
+        capture_output=True,
+        timeout=300,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(repo), "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
     err = proc.stderr.decode()
     assert proc.returncode == 0, err
     assert proc.stdout == b""  # --quiet: no per-window line
     drops = [line for line in err.splitlines() if "windows_dropped:" in line]
-    stopped = json.loads(next(line for line in err.splitlines()
-                              if '"event": "stopped"' in line).split("status: ", 1)[1])
+    stopped = json.loads(
+        next(line for line in err.splitlines() if '"event": "stopped"' in line).split(
+            "status: ", 1
+        )[1]
+    )
     assert stopped["windows_dropped"] > 50, err  # the scorer did fall behind
     assert 1 <= len(drops) <= 3, drops  # a summary, not a line per window (the run < 2 min)
     assert all(" WARNING fan_section_00 windows_dropped: scorer_behind" in d for d in drops)

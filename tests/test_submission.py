@@ -68,8 +68,13 @@ def test_submission_csvs_score_as_the_challenge_scores_them(tmp_path: Path, conf
     official_eval_set(root, machines=("fan", "valve", "ToyCar"), n_test=16)
     clips = scan([root])
     kwargs = {} if config is None else {"config": config}
-    _, payload = evaluate_embedder(BandEmbedder(), clips, out_dir=tmp_path / "teams",
-                                   plots=False, **kwargs)  # type: ignore[arg-type]
+    _, payload = evaluate_embedder(
+        BandEmbedder(),
+        clips,
+        out_dir=tmp_path / "teams",
+        plots=False,
+        **kwargs,  # type: ignore[arg-type]
+    )
     team = tmp_path / "teams" / "model_0"
     score, auc_source = official_score(team, root / "truth")
     result = payload["results"]["model_0"]
@@ -85,8 +90,9 @@ def test_submission_csvs_score_as_the_challenge_scores_them(tmp_path: Path, conf
 def test_decision_csvs_follow_the_thresholds(tmp_path: Path) -> None:
     root = tmp_path / "eval"
     official_eval_set(root, machines=("fan",), n_test=16)
-    _, payload = evaluate_embedder(BandEmbedder(), scan([root]), out_dir=tmp_path / "out",
-                                   plots=False)
+    _, payload = evaluate_embedder(
+        BandEmbedder(), scan([root]), out_dir=tmp_path / "out", plots=False
+    )
     threshold = payload["results"]["model_0"]["thresholds"]["fan_section_03"]
     scores = dict(_rows(tmp_path / "out/model_0/anomaly_score_fan_section_03_test.csv"))
     decisions = dict(_rows(tmp_path / "out/model_0/decision_result_fan_section_03_test.csv"))

@@ -28,8 +28,9 @@ from model_build.synth.core import (
     render,
 )
 
-TINY = SynthConfig(seed=3, machines=("valve",), sections=1, source_train=2, target_train=1,
-                   test_per_label=1)
+TINY = SynthConfig(
+    seed=3, machines=("valve",), sections=1, source_train=2, target_train=1, test_per_label=1
+)
 
 
 def _files(root: Path) -> dict[str, bytes]:
@@ -115,8 +116,9 @@ def test_anomaly_adds_energy_at_its_frequency() -> None:
 
     sec = make_section(0, "bearing", 0)
     rng = np.random.default_rng(0)
-    normal, anom = synth.machine_sound(rng, sec, "vel_10_loc_A",
-                                       synth.Anomaly("extra_harmonic", 1.0))
+    normal, anom = synth.machine_sound(
+        rng, sec, "vel_10_loc_A", synth.Anomaly("extra_harmonic", 1.0)
+    )
     assert float(np.std(anom)) > 0.05 * float(np.std(normal))
     spec = np.abs(np.fft.rfft(anom))
     peak = int(np.argmax(spec))
@@ -139,8 +141,10 @@ def test_cli_words_field_errors_as_flags(
 ) -> None:
     from model_build.cli import main
 
-    for args, line in [(["--machines", "toaster"], "error: --machines: expected some of"),
-                       (["--test", "-1"], "error: --test: expected >= 0")]:
+    for args, line in [
+        (["--machines", "toaster"], "error: --machines: expected some of"),
+        (["--test", "-1"], "error: --test: expected >= 0"),
+    ]:
         with pytest.raises(SystemExit) as exc:
             main(["synth", str(tmp_path / "never"), *args])
         assert exc.value.code == 2
@@ -149,9 +153,25 @@ def test_cli_words_field_errors_as_flags(
 
 def test_cli_writes_set_and_prints_summary(tmp_path: Path) -> None:
     out = tmp_path / "set"
-    res = CliRunner().invoke(app, ["synth", str(out), "--seed", "1", "--machines", "fan",
-                                   "--sections", "1", "--source-train", "2",
-                                   "--target-train", "1", "--test", "1"])
+    res = CliRunner().invoke(
+        app,
+        [
+            "synth",
+            str(out),
+            "--seed",
+            "1",
+            "--machines",
+            "fan",
+            "--sections",
+            "1",
+            "--source-train",
+            "2",
+            "--target-train",
+            "1",
+            "--test",
+            "1",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert "7 clips" in res.output and "seed 1" in res.output
     assert len(scan([out])) == 7
@@ -165,7 +185,7 @@ def test_baseline_features_are_normalised_mean_and_std() -> None:
     np.testing.assert_allclose(np.linalg.norm(f, axis=-1), 1.0, rtol=1e-5)
     # reference computation: plain numpy STFT (periodic Hann 1024, hop 512, no padding)
     win = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(1024) / 1024)
-    frames = np.stack([x[0, i * 512:i * 512 + 1024] * win for i in range(311)])
+    frames = np.stack([x[0, i * 512 : i * 512 + 1024] * win for i in range(311)])
     logmag = np.log(np.abs(np.fft.rfft(frames, axis=-1)) + 1e-6)
     ref = np.concatenate([logmag.mean(0), logmag.std(0)])
     np.testing.assert_allclose(f[0], ref / np.linalg.norm(ref), atol=1e-5)
@@ -190,8 +210,12 @@ def test_baseline_embedder_runs_through_evaluate(synth_root: Path) -> None:
 
     text, payload = evaluate_embedder(BaselineEmbedder(), scan([synth_root]), plots=False)
     sections = [s["section"] for s in payload["results"]["model_0"]["sections"]]
-    assert sections == ["fan_section_00", "fan_section_01",
-                        "gearbox_section_00", "gearbox_section_01"]
+    assert sections == [
+        "fan_section_00",
+        "fan_section_01",
+        "gearbox_section_00",
+        "gearbox_section_01",
+    ]
     assert "harmonic mean" in text
 
 
@@ -203,14 +227,22 @@ def test_other_families_write_their_own_machines_deterministically(
     anomaly kind changes the sound, normal clips of a section differ from each other."""
     fam = family(name)
     assert set(fam.machines).isdisjoint(MACHINE_TYPES) and len(fam.shifts) == 3
-    cfg = SynthConfig(seed=2, machines=fam.machines[:2], sections=2, source_train=2,
-                      target_train=1, test_per_label=1, family=name)
+    cfg = SynthConfig(
+        seed=2,
+        machines=fam.machines[:2],
+        sections=2,
+        source_train=2,
+        target_train=1,
+        test_per_label=1,
+        family=name,
+    )
     meta = generate(cfg, tmp_path / "a")
     generate(cfg, tmp_path / "b", workers=2)
     assert _files(tmp_path / "a") == _files(tmp_path / "b")
     assert meta["family"] == name
-    assert [meta["sections"][f"{fam.machines[0]}_section_0{i}"]["shift"]
-            for i in range(2)] == list(fam.shifts[:2])
+    assert [meta["sections"][f"{fam.machines[0]}_section_0{i}"]["shift"] for i in range(2)] == list(
+        fam.shifts[:2]
+    )
     clips = scan([tmp_path / "a"])
     assert {c.machine for c in clips} == set(fam.machines[:2]) and len(clips) == 2 * 2 * 7
     for machine in fam.machines:

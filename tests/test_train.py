@@ -44,13 +44,16 @@ def test_centres_stay_fixed_while_the_network_learns(tiny_dcase_root: Path) -> N
     scale = float(trainer.head.scale)
     weights = [np.asarray(w).copy() for w in trainer.model.trainable_weights]
     reader = ClipReader([str(c.path) for c in clips], NARROW.frontend(), strict=False)
-    labels = np.array([classes.index(f"{c.machine}|{c.section}|{c.attrs}|{c.domain}")
-                       for c in clips])
+    labels = np.array(
+        [classes.index(f"{c.machine}|{c.section}|{c.attrs}|{c.domain}") for c in clips]
+    )
     trainer.fit_epoch(make_dataset(reader, labels, len(classes), 4, order_seed=0), 3)
     np.testing.assert_array_equal(np.asarray(trainer.head.centres), centres)
     assert float(trainer.head.scale) != scale  # re-estimated every batch
-    moved = [not np.array_equal(np.asarray(w), w0)
-             for w, w0 in zip(trainer.model.trainable_weights, weights, strict=True)]
+    moved = [
+        not np.array_equal(np.asarray(w), w0)
+        for w, w0 in zip(trainer.model.trainable_weights, weights, strict=True)
+    ]
     assert all(moved)
 
 
@@ -91,8 +94,20 @@ def test_unreadable_file_is_reported_and_skipped(
     bad = root / "fan" / "train" / "section_00_source_train_normal_0099_a_0.wav"
     bad.write_bytes(b"RIFF not really a wav")
     out = tmp_path / "run"
-    argv = ["train", "--data", str(root), "--out", str(out), "--epochs", "1",
-            "--batch-size", "4", "--width", "0.25", "--quiet"]
+    argv = [
+        "train",
+        "--data",
+        str(root),
+        "--out",
+        str(out),
+        "--epochs",
+        "1",
+        "--batch-size",
+        "4",
+        "--width",
+        "0.25",
+        "--quiet",
+    ]
     with pytest.raises(SystemExit) as exc:
         main(argv)
     assert exc.value.code in (0, None)
@@ -112,8 +127,9 @@ def test_load_run_errors(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_runs_trains_an_ensemble_of_different_models(trained_ensemble: Path,
-                                                     synth_root: Path) -> None:
+def test_runs_trains_an_ensemble_of_different_models(
+    trained_ensemble: Path, synth_root: Path
+) -> None:
     meta = read_meta(trained_ensemble)
     assert [(m["seed"], m["status"]) for m in meta["models"]] == [(5, "done"), (6, "done")]
     emb = load_run(trained_ensemble).embed_clips([c.path for c in scan([synth_root])][:3])
@@ -141,8 +157,9 @@ def test_featex_and_augment_train_and_resume(tiny_dcase_root: Path, tmp_path: Pa
     final weights are the mean of the last epochs' weights (BatchNorm statistics included),
     which the checkpoint keeps as a running sum for a resume."""
     cfg = ModelConfig(width=0.25, featex=True)
-    tcfg = TrainConfig(epochs=1, batch_size=4, min_steps=2 * 6, augment=True, verbose=False,
-                       average=0.5)
+    tcfg = TrainConfig(
+        epochs=1, batch_size=4, min_steps=2 * 6, augment=True, verbose=False, average=0.5
+    )
     n_clips = len([c for c in scan([tiny_dcase_root]) if c.split == "train"])
     run = train_run([tiny_dcase_root], tmp_path / "run", cfg, tcfg)
     meta = read_meta(run)

@@ -50,7 +50,8 @@ def test_replay_matches_the_agents_decider(k: int, n: int, clear: int) -> None:
         scores = rng.normal(size=600) + np.repeat(rng.normal(size=20), 30)  # bursts
         for thr in (0.0, 1.0, 2.0):
             assert replay_alarms(scores, thr, k, n, clear) == decider_alarms(
-                scores, thr, k, n, clear)
+                scores, thr, k, n, clear
+            )
 
 
 def candidates(scores: np.ndarray) -> np.ndarray:
@@ -64,8 +65,9 @@ def test_chosen_threshold_is_the_budget_boundary(seed: int, budget: float) -> No
     hop = 10.0
     scores = rng.gamma(2.0, size=2000) + np.repeat(rng.normal(0, 0.5, size=40), 50)
     k, n, clear = 3, 5, 3
-    t = tune_threshold(scores, hop=hop, k=k, n=n, clear_after=clear, alarms_per_day=budget,
-                       current_threshold=1.0)
+    t = tune_threshold(
+        scores, hop=hop, k=k, n=n, clear_after=clear, alarms_per_day=budget, current_threshold=1.0
+    )
     days = scores.size * hop / DAY
     assert t.days == pytest.approx(days) and t.windows == scores.size
     assert replay_alarms(scores, t.threshold, k, n, clear) == t.alarms
@@ -82,36 +84,60 @@ def test_chosen_threshold_is_the_budget_boundary(seed: int, budget: float) -> No
 
 def test_generous_budget_stops_at_the_median() -> None:
     scores = np.linspace(0, 1, 500)  # a slow ramp: at most one long alarm at any threshold
-    t = tune_threshold(scores, hop=10.0, k=1, n=1, clear_after=1, alarms_per_day=1000.0,
-                       current_threshold=0.9)
+    t = tune_threshold(
+        scores, hop=10.0, k=1, n=1, clear_after=1, alarms_per_day=1000.0, current_threshold=0.9
+    )
     assert t.at_minimum and t.threshold == pytest.approx(np.median(scores), abs=0.01)
 
 
 def test_zero_budget_over_a_fault_gives_no_alarm() -> None:
     scores = np.r_[np.zeros(400), np.full(3, 5.0), np.zeros(400)]
-    t = tune_threshold(scores, hop=10.0, k=3, n=5, clear_after=3, alarms_per_day=0.0,
-                       current_threshold=1.0)
+    t = tune_threshold(
+        scores, hop=10.0, k=3, n=5, clear_after=3, alarms_per_day=0.0, current_threshold=1.0
+    )
     assert t.current_alarms == 1 and t.alarms == 0 and t.threshold == 5.0
 
 
 def test_too_short_history_is_refused() -> None:
     with pytest.raises(TuningError, match="history too short: 49 scored windows"):
-        tune_threshold(np.zeros(49), hop=3600.0, k=1, n=1, clear_after=1, alarms_per_day=1,
-                       current_threshold=1.0)
+        tune_threshold(
+            np.zeros(49),
+            hop=3600.0,
+            k=1,
+            n=1,
+            clear_after=1,
+            alarms_per_day=1,
+            current_threshold=1.0,
+        )
     with pytest.raises(TuningError, match=r"covering 0\.50 h; need at least 50 windows and 1 h"):
-        tune_threshold(np.zeros(180), hop=10.0, k=1, n=1, clear_after=1, alarms_per_day=1,
-                       current_threshold=1.0)
+        tune_threshold(
+            np.zeros(180),
+            hop=10.0,
+            k=1,
+            n=1,
+            clear_after=1,
+            alarms_per_day=1,
+            current_threshold=1.0,
+        )
     with pytest.raises(TuningError, match="--false-alarms-per-day"):
-        tune_threshold(np.zeros(500), hop=10.0, k=1, n=1, clear_after=1,
-                       alarms_per_day=float("nan"), current_threshold=1.0)
+        tune_threshold(
+            np.zeros(500),
+            hop=10.0,
+            k=1,
+            n=1,
+            clear_after=1,
+            alarms_per_day=float("nan"),
+            current_threshold=1.0,
+        )
 
 
 # --- odd histories: what is replayed, what is refused, what is named ---
 T0 = 1_790_000_000.0  # 2026-09
 
 
-def _history(path: Path, epochs: list[float], anomalous: list[bool] | None = None,
-             threshold: float = 2.0) -> Path:
+def _history(
+    path: Path, epochs: list[float], anomalous: list[bool] | None = None, threshold: float = 2.0
+) -> Path:
     """A real history file written by the agent's own writer, scores N(0, 1) below the
     threshold unless `anomalous` says otherwise (then 5.0)."""
     rng = np.random.default_rng(1)
@@ -127,15 +153,20 @@ def test_replay_keeps_the_file_order_when_the_clock_goes_back(tmp_path: Path) ->
     """An NTP step back of 5.6 h in the middle: the windows are replayed in the order they
     were recorded, the span counts forward time only (not "over -5.6 h"), the note says
     what happened, and "the last hour" is the run of windows at the end of the file."""
-    epochs = [T0 + 10 * i for i in range(400)] + [T0 + 4000 - 5.6 * 3600 + 10 * i
-                                                  for i in range(400)]
+    epochs = [T0 + 10 * i for i in range(400)] + [
+        T0 + 4000 - 5.6 * 3600 + 10 * i for i in range(400)
+    ]
     recs = read_history(_history(tmp_path / "s.bin", epochs))
     h = replay_windows(recs)
     assert h.scores.tolist() == recs.score.tolist()  # file order, nothing left out
     assert h.span_hours == pytest.approx(799 * 10 / 3600 - 10 / 3600)
-    assert h.notes == (("the clock went back 1 time(s) during the history, by up to 5.6 h "
-                       "(after record 399): the replay follows the order the windows were "
-                       "recorded in"),)
+    assert h.notes == (
+        (
+            "the clock went back 1 time(s) during the history, by up to 5.6 h "
+            "(after record 399): the replay follows the order the windows were "
+            "recorded in"
+        ),
+    )
     # the last hour: the 360 windows at the end, not also the 400 whose clock read later
     assert h.recent(3595).tolist() == recs.score[440:].tolist()
 
@@ -151,9 +182,13 @@ def test_replay_leaves_out_implausible_timestamps_and_compaction_survives_them(
     path = _history(tmp_path / "s.bin", epochs)
     h = replay_windows(read_history(path))
     assert h.scores.size == 500 and h.undated == 3
-    assert h.notes == (("3 record(s) with an implausible timestamp left out (record 0: 10; "
-                       "expected a time between 1e+09 and 4.1e+09 s since 1970): a damaged "
-                       "record or a clock that was not set"),)
+    assert h.notes == (
+        (
+            "3 record(s) with an implausible timestamp left out (record 0: 10; "
+            "expected a time between 1e+09 and 4.1e+09 s since 1970): a damaged "
+            "record or a clock that was not set"
+        ),
+    )
     assert h.span_hours == pytest.approx(4990 / 3600)
     ScoreHistory(path).close()  # reopened: compaction at open
     assert read_history(path).epoch.tolist() == epochs[2:]
@@ -164,13 +199,17 @@ def test_a_mostly_anomalous_history_is_refused_unless_allowed(tmp_path: Path) ->
     above the fault; refused, naming the share. A quarter is tuned as usual."""
     n = 600
     path = _history(tmp_path / "all.bin", [T0 + 10 * i for i in range(n)], [True] * n)
-    with pytest.raises(TuningError, match=r"^history: 600 of 600 windows \(100%\) were "
-                       r"anomalous when recorded: not normal operation"):
+    with pytest.raises(
+        TuningError,
+        match=r"^history: 600 of 600 windows \(100%\) were "
+        r"anomalous when recorded: not normal operation",
+    ):
         replay_windows(read_history(path))
     h = replay_windows(read_history(path), allow_anomalous=True)
     assert h.anomalous == n
-    quarter = _history(tmp_path / "q.bin", [T0 + 10 * i for i in range(n)],
-                       [i % 4 == 0 for i in range(n)])
+    quarter = _history(
+        tmp_path / "q.bin", [T0 + 10 * i for i in range(n)], [i % 4 == 0 for i in range(n)]
+    )
     assert replay_windows(read_history(quarter)).anomalous == n // 4
 
 
@@ -183,8 +222,11 @@ def test_tune_command_on_odd_histories(tmp_path: Path) -> None:
     yml = tmp_path / "agent.yaml"
     yml.write_text(f"bundle: bundle\nsection: {demo.section}\noutbox: {{path: ob.sqlite}}\n")
     hist = tmp_path / f"scores.{demo.section}.bin"
-    epochs = ([T0 + 10 * i for i in range(400)] + [1e300]
-              + [T0 + 4000 - 5.6 * 3600 + 10 * i for i in range(400)])
+    epochs = (
+        [T0 + 10 * i for i in range(400)]
+        + [1e300]
+        + [T0 + 4000 - 5.6 * 3600 + 10 * i for i in range(400)]
+    )
     _history(hist, epochs)
     odd = _tune("--config", str(yml), "--false-alarms-per-day", "1", "--dry-run")
     assert odd.returncode == 0, odd.stderr
@@ -193,8 +235,10 @@ def test_tune_command_on_odd_histories(tmp_path: Path) -> None:
     assert "the per-day rates rest on 2.2 h of history (less than 24 h)" in warnings[2]
     assert "1 record(s) with an implausible timestamp left out (record 400: 1e+300" in odd.stderr
     assert "the clock went back 1 time(s) during the history, by up to 5.6 h" in odd.stderr
-    assert (f"history {hist}: 801 windows recorded over 2.2 h (1 left out: sensor faults, "
-            "implausible timestamps); 800 scored windows") in odd.stdout
+    assert (
+        f"history {hist}: 801 windows recorded over 2.2 h (1 left out: sensor faults, "
+        "implausible timestamps); 800 scored windows"
+    ) in odd.stdout
     hist.unlink()
     _history(hist, [T0 + 10 * i for i in range(600)], [True] * 600)
     refused = _tune("--config", str(yml), "--false-alarms-per-day", "1", "--yes")
@@ -211,11 +255,12 @@ def _agent_history(tmp: Path, repeats: int) -> Path:
     demo = load_demo()
     shutil.copytree(demo.bundle, tmp / "bundle")
     yml = tmp / "agent.yaml"
-    yml.write_text(f"bundle: bundle\nsection: {demo.section}\noutbox: {{path: state/ob.sqlite}}\n"
-                   "log: {stdout: false}\nevidence: {folder: state/evidence}\n")
+    yml.write_text(
+        f"bundle: bundle\nsection: {demo.section}\noutbox: {{path: state/ob.sqlite}}\n"
+        "log: {stdout: false}\nevidence: {folder: state/evidence}\n"
+    )
     files = [str(p) for p in demo.paths] * repeats
-    cfg = load_config(yml, {"source.kind": "files", "source.files": files,
-                            "history.replays": True})
+    cfg = load_config(yml, {"source.kind": "files", "source.files": files, "history.replays": True})
     assert Agent(cfg, sinks=[]).run(install_signals=False) == 0
     hist = history_path(cfg.history, cfg.outbox.path, demo.section)
     assert len(read_history(hist)) == len(demo.paths) * repeats
@@ -229,8 +274,14 @@ def hour_of_history(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _tune(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "edge_agent.cli", "tune", *args],
-                          capture_output=True, text=True, timeout=120, cwd=REPO, input=stdin)
+    return subprocess.run(
+        [sys.executable, "-m", "edge_agent.cli", "tune", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+        input=stdin,
+    )
 
 
 def _files(vdir: Path) -> dict[str, bytes]:
@@ -251,31 +302,44 @@ def test_tune_writes_a_version_with_only_the_threshold_and_rolls_back(
     refused = _tune("--config", str(yml), "--false-alarms-per-day", "0", "--dry-run")
     assert refused.returncode == 2 and refused.stdout == ""
     assert refused.stderr.splitlines() == [
-        ("error: history: 240 of 360 windows (67%) were anomalous when recorded: not normal "
-        "operation (a fault all along, or the wrong section or microphone), and a threshold "
-        "tuned on it would hide it; tune on a healthy period, or pass "
-        "--allow-anomalous-history if the machine was healthy and the old threshold far too "
-        "low")]
+        (
+            "error: history: 240 of 360 windows (67%) were anomalous when recorded: not normal "
+            "operation (a fault all along, or the wrong section or microphone), and a threshold "
+            "tuned on it would hide it; tune on a healthy period, or pass "
+            "--allow-anomalous-history if the machine was healthy and the old threshold far too "
+            "low"
+        )
+    ]
     allow = "--allow-anomalous-history"
     dry = _tune("--config", str(yml), "--false-alarms-per-day", "0", "--dry-run", allow)
     assert dry.returncode == 0, dry.stderr
     assert "360 windows recorded" in dry.stdout and "dry run: nothing written" in dry.stdout
     assert "current threshold" in dry.stdout and "detection cost: last day " in dry.stdout
     # each rate with its 95 % range; an hour of history is less than a day: said, with hours
-    assert re.search(r"current threshold [\d.]+: (\d+) alarms replayed = [\d.]+/day "
-                     r"\(95 %: [\d.]+-[\d.]+\)", dry.stdout), dry.stdout
-    assert re.search(r"new threshold +[\d.]+: 0 alarms replayed = 0.00/day \(95 %: "
-                     r"0.00-88.53; budget 0/day\)", dry.stdout), dry.stdout  # 3.689 / (1/24)
+    assert re.search(
+        r"current threshold [\d.]+: (\d+) alarms replayed = [\d.]+/day "
+        r"\(95 %: [\d.]+-[\d.]+\)",
+        dry.stdout,
+    ), dry.stdout
+    assert re.search(
+        r"new threshold +[\d.]+: 0 alarms replayed = 0.00/day \(95 %: "
+        r"0.00-88.53; budget 0/day\)",
+        dry.stdout,
+    ), dry.stdout  # 3.689 / (1/24)
     hist = history_path(load_config(yml).history, load_config(yml).outbox.path, sec)
     assert dry.stderr.splitlines() == [
-        (f"warning: {hist}: the per-day rates rest on 1.0 h of history (less than 24 h): 0 "
-        "replayed alarm(s) at the new threshold is anything from 0.00 to 88.53 alarms/day "
-        "(95 %); record longer before trusting the budget")]
+        (
+            f"warning: {hist}: the per-day rates rest on 1.0 h of history (less than 24 h): 0 "
+            "replayed alarm(s) at the new threshold is anything from 0.00 to 88.53 alarms/day "
+            "(95 %); record longer before trusting the budget"
+        )
+    ]
     # the detection cost on the alarms the agent kept audio of: every one is lost at budget 0
     kept = sorted(p.name for p in (yml.parent / "state" / "evidence").glob("*.flac"))
     assert kept
-    assert (f"detection cost: {len(kept)} of {len(kept)} kept alarm clips of {sec} "
-            "(") in dry.stdout and f": {kept[0]}" in dry.stdout
+    assert (
+        f"detection cost: {len(kept)} of {len(kept)} kept alarm clips of {sec} ("
+    ) in dry.stdout and f": {kept[0]}" in dry.stdout
     assert current_version(root) == v0 and list_versions(root) == [v0]
 
     declined = _tune("--config", str(yml), "--false-alarms-per-day", "0", allow, stdin="n\n")
@@ -301,8 +365,9 @@ def test_tune_writes_a_version_with_only_the_threshold_and_rolls_back(
         for ca, cb in zip(a.components, b.components, strict=True):
             assert np.array_equal(ca.references, cb.references)
             assert np.array_equal(ca.density, cb.density)
-    scores = read_history(history_path(
-        load_config(yml).history, load_config(yml).outbox.path, sec)).score
+    scores = read_history(
+        history_path(load_config(yml).history, load_config(yml).outbox.path, sec)
+    ).score
     assert replay_alarms(scores, new_thr, 3, 5, 3) == 0
 
     back = _tune("--config", str(yml), "--rollback")
@@ -315,14 +380,19 @@ def test_tune_writes_a_version_with_only_the_threshold_and_rolls_back(
 
 def test_tune_refuses_a_short_history_and_an_override(tmp_path: Path) -> None:
     yml = _agent_history(tmp_path, 1)  # 12 windows = 2 minutes (8 of the demo's faulty)
-    short = _tune("--config", str(yml), "--false-alarms-per-day", "1", "--yes",
-                  "--allow-anomalous-history")
+    short = _tune(
+        "--config", str(yml), "--false-alarms-per-day", "1", "--yes", "--allow-anomalous-history"
+    )
     assert short.returncode == 2
     assert short.stderr.strip().splitlines() == [
-        ("error: history too short: 12 scored windows covering 0.03 h; need at least 50 "
-        "windows and 1 h of normal operation")]
-    missing = _tune("--config", str(yml), "--section", "no_such_section",
-                    "--false-alarms-per-day", "1")
+        (
+            "error: history too short: 12 scored windows covering 0.03 h; need at least 50 "
+            "windows and 1 h of normal operation"
+        )
+    ]
+    missing = _tune(
+        "--config", str(yml), "--section", "no_such_section", "--false-alarms-per-day", "1"
+    )
     assert missing.returncode == 2 and "no section 'no_such_section'" in missing.stderr
     assert len(missing.stderr.strip().splitlines()) == 1
     none = _tune("--config", str(yml))
@@ -338,7 +408,12 @@ def test_poisson_range_is_the_exact_garwood_interval() -> None:
     18.39): a rate of 0 alarms in 2.4 h is not "0 per day"."""
     from edge_agent.adaptation.tuning import poisson_range
 
-    for count, lo, hi in ((0, 0.0, 3.689), (1, 0.0253, 5.572), (2, 0.2422, 7.225),
-                          (10, 4.795, 18.39), (100, 81.36, 121.63)):
+    for count, lo, hi in (
+        (0, 0.0, 3.689),
+        (1, 0.0253, 5.572),
+        (2, 0.2422, 7.225),
+        (10, 4.795, 18.39),
+        (100, 81.36, 121.63),
+    ):
         got = poisson_range(count)
         assert got == pytest.approx((lo, hi), rel=1e-3, abs=1e-4), count

@@ -17,8 +17,9 @@ RATE = 16000
 T0 = 1_700_000_000.0
 
 
-def feed(windower: Windower, x: np.ndarray, sizes: np.ndarray, gaps: frozenset[int] = frozenset()
-         ) -> list[Window]:
+def feed(
+    windower: Windower, x: np.ndarray, sizes: np.ndarray, gaps: frozenset[int] = frozenset()
+) -> list[Window]:
     """Push x in blocks of the given sizes; blocks starting at an index in `gaps` overflow."""
     out: list[Window] = []
     pos = 0

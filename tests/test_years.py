@@ -38,8 +38,7 @@ def _sorted_rows(path: Path) -> list[list[str]]:
         return sorted(csv.reader(fh))
 
 
-def evaluator_2020(team: Path, eval_data_list: Path) -> dict[str, dict[str, tuple[float,
-                                                                                   float]]]:
+def evaluator_2020(team: Path, eval_data_list: Path) -> dict[str, dict[str, tuple[float, float]]]:
     """dcase2020_task2_evaluator's computation: per machine type and id, the labels of the
     list rows of that machine whose file name holds the id, in list order, against the
     score file's rows sorted by name."""
@@ -61,12 +60,12 @@ def evaluator_2020(team: Path, eval_data_list: Path) -> dict[str, dict[str, tupl
             assert len(y_true) == len(y_pred)
             out[machine][machine_id.split("_")[1]] = (
                 metrics.roc_auc_score(y_true, y_pred),
-                metrics.roc_auc_score(y_true, y_pred, max_fpr=MAX_FPR))
+                metrics.roc_auc_score(y_true, y_pred, max_fpr=MAX_FPR),
+            )
     return out
 
 
-def evaluator_2021(team: Path, truth: Path) -> tuple[dict[str, tuple[float, float]], float,
-                                                      float]:
+def evaluator_2021(team: Path, truth: Path) -> tuple[dict[str, tuple[float, float]], float, float]:
     """dcase2021_task2_evaluator's computation: per (machine, section, domain) AUC and pAUC
     over that domain's files; harmonic means over all of them (floored at epsilon)."""
     per: dict[str, tuple[float, float]] = {}
@@ -80,7 +79,8 @@ def evaluator_2021(team: Path, truth: Path) -> tuple[dict[str, tuple[float, floa
         y_pred = [float(r[1]) for r in score]
         per[stem.removesuffix("_test.csv")] = (
             metrics.roc_auc_score(y_true, y_pred),
-            metrics.roc_auc_score(y_true, y_pred, max_fpr=MAX_FPR))
+            metrics.roc_auc_score(y_true, y_pred, max_fpr=MAX_FPR),
+        )
     values = np.maximum(np.array(list(per.values())), EPS)
     return per, float(scipy.stats.hmean(values[:, 0])), float(scipy.stats.hmean(values[:, 1]))
 
@@ -104,12 +104,21 @@ def test_2020_eval_set_scores_per_machine_id_as_the_2020_evaluator(tmp_path: Pat
     write_2020(root, evaluation=True)
     layout = scan_layout([root])
     assert layout.year() == "2020"
-    _, payload = evaluate_embedder(BandEmbedder(), layout.clips, PAPER_BACKEND,
-                                   out_dir=tmp_path / "teams", plots=False, year="2020")
+    _, payload = evaluate_embedder(
+        BandEmbedder(),
+        layout.clips,
+        PAPER_BACKEND,
+        out_dir=tmp_path / "teams",
+        plots=False,
+        year="2020",
+    )
     team = tmp_path / "teams" / "model_0"
     assert sorted(p.name for p in team.iterdir()) == [
-        "anomaly_score_ToyCar_id_00.csv", "anomaly_score_ToyCar_id_02.csv",
-        "anomaly_score_fan_id_00.csv", "anomaly_score_fan_id_02.csv"]  # 2020: no decisions
+        "anomaly_score_ToyCar_id_00.csv",
+        "anomaly_score_ToyCar_id_02.csv",
+        "anomaly_score_fan_id_00.csv",
+        "anomaly_score_fan_id_02.csv",
+    ]  # 2020: no decisions
     theirs = evaluator_2020(team, root / "eval_data_list.csv")
     off = payload["results"]["model_0"]["official"]
     assert off["year"] == "2020" and off["score"] is None
@@ -119,7 +128,8 @@ def test_2020_eval_set_scores_per_machine_id_as_the_2020_evaluator(tmp_path: Pat
             assert (ours["AUC"], ours["pAUC"]) == pytest.approx((auc, pauc), abs=1e-12)
         average = np.mean(list(ids.values()), axis=0)  # the evaluator's "Average" line
         assert [off["machines"][machine]["AUC"], off["machines"][machine]["pAUC"]] == (
-            pytest.approx(list(average), abs=1e-12))
+            pytest.approx(list(average), abs=1e-12)
+        )
     assert 0.5 < off["machines"]["fan"]["AUC"] < 1.0  # a ranking, not a trivial one
 
 
@@ -127,8 +137,9 @@ def test_2020_dev_set_is_2020_and_tables_name_machine_ids(tmp_path: Path) -> Non
     root = tmp_path / "dev2020"
     write_2020(root, machines=("pump",), ids=("04",))
     layout = scan_layout([root])
-    text, payload = evaluate_embedder(BandEmbedder(), layout.clips, PAPER_BACKEND,
-                                      plots=False, year=layout.year())
+    text, payload = evaluate_embedder(
+        BandEmbedder(), layout.clips, PAPER_BACKEND, plots=False, year=layout.year()
+    )
     assert payload["year"] == "2020"
     assert "pump_id_04" in text and "official DCASE 2020 figures" in text
     assert "2020 had no single score" in text
@@ -142,16 +153,17 @@ def test_eval_data_list_problems_are_one_line_errors(tmp_path: Path) -> None:
     listing.write_text(good.replace(",1\n", ",7\n", 1))
     with pytest.raises(GroundTruthError, match=r"eval_data_list\.csv: line 3: expected"):
         scan_layout([root])
-    listing.write_text(good.replace("anomaly_id_00_00000001.wav,1",
-                                    "normal_id_00_00000001.wav,1"))
+    listing.write_text(good.replace("anomaly_id_00_00000001.wav,1", "normal_id_00_00000001.wav,1"))
     with pytest.raises(GroundTruthError, match="label 1 but the labelled name says normal"):
         scan_layout([root])
     listing.unlink()  # without it: scored nowhere, and the table says what is needed
     layout = scan_layout([root])
-    text, _ = evaluate_embedder(BandEmbedder(), layout.clips, PAPER_BACKEND, plots=False,
-                                year=layout.year())
-    assert ("not scored: fan_section_00 (no ground truth: put the challenge's "
-            "eval_data_list.csv") in text
+    text, _ = evaluate_embedder(
+        BandEmbedder(), layout.clips, PAPER_BACKEND, plots=False, year=layout.year()
+    )
+    assert (
+        "not scored: fan_section_00 (no ground truth: put the challenge's eval_data_list.csv"
+    ) in text
 
 
 @pytest.mark.parametrize("evaluation", [False, True], ids=["dev", "eval"])
@@ -163,8 +175,14 @@ def test_2021_scores_per_section_and_domain_as_the_2021_evaluator(
     truth = root / "truth" if evaluation else _truth_2021_from_names(root, tmp_path / "truth")
     layout = scan_layout([root], truth_roots=[truth])
     assert layout.year() == "2021"
-    text, payload = evaluate_embedder(BandEmbedder(), layout.clips, PAPER_BACKEND,
-                                      out_dir=tmp_path / "teams", plots=False, year="2021")
+    text, payload = evaluate_embedder(
+        BandEmbedder(),
+        layout.clips,
+        PAPER_BACKEND,
+        out_dir=tmp_path / "teams",
+        plots=False,
+        year="2021",
+    )
     team = tmp_path / "teams" / "model_0"
     names = sorted(p.name for p in team.iterdir())
     assert "anomaly_score_gearbox_section_01_target_test.csv" in names
@@ -187,14 +205,17 @@ def test_2022_tables_print_the_official_auc_per_section(tmp_path: Path) -> None:
     official_eval_set(root, machines=("fan",), n_test=16)
     layout = scan_layout([root])
     assert layout.year() == "2022"
-    text, payload = evaluate_embedder(BandEmbedder(), layout.clips, PAPER_BACKEND,
-                                      plots=False, year=layout.year())
+    text, payload = evaluate_embedder(
+        BandEmbedder(), layout.clips, PAPER_BACKEND, plots=False, year=layout.year()
+    )
     section = payload["results"]["model_0"]["sections"][0]
     head = next(ln for ln in text.splitlines() if ln.startswith("section"))
     assert head.split()[-4:] == ["off", "src", "off", "tgt"]
     row = next(ln for ln in text.splitlines() if ln.startswith("fan_section_03"))
-    assert row.split()[-2:] == [f"{100 * section['official_auc_source']:.2f}",
-                                f"{100 * section['official_auc_target']:.2f}"]
+    assert row.split()[-2:] == [
+        f"{100 * section['official_auc_source']:.2f}",
+        f"{100 * section['official_auc_target']:.2f}",
+    ]
     assert "official DCASE 2022-2024 score" in text
 
 
@@ -202,13 +223,19 @@ def test_year_from_the_layout_or_given_and_mixed_years_refused(tmp_path: Path) -
     write_2020(tmp_path / "y2020", machines=("fan",), ids=("00",))
     write_2021(tmp_path / "y2021", machines=("fan",), sections=("00",))
     official_eval_set(tmp_path / "y2022", machines=("valve",))
-    years = {y: scan_layout([tmp_path / f"y{y}"], truth_roots=[tmp_path / f"y{y}" / "truth"])
-             for y in ("2020", "2021", "2022")}
+    years = {
+        y: scan_layout([tmp_path / f"y{y}"], truth_roots=[tmp_path / f"y{y}" / "truth"])
+        for y in ("2020", "2021", "2022")
+    }
     assert {y: lay.year() for y, lay in years.items()} == {
-        "2020": "2020", "2021": "2021", "2022": "2022"}
+        "2020": "2020",
+        "2021": "2021",
+        "2022": "2022",
+    }
     assert years["2022"].year("2024") == "2022" and years["2022"].year("2021") == "2021"
-    mixed = scan_layout([tmp_path / "y2020", tmp_path / "y2022"],
-                        truth_roots=[tmp_path / "y2022" / "truth"])
+    mixed = scan_layout(
+        [tmp_path / "y2020", tmp_path / "y2022"], truth_roots=[tmp_path / "y2022" / "truth"]
+    )
     with pytest.raises(FieldError, match="the data mix challenge years"):
         mixed.year()
     assert mixed.year("2022") == "2022"

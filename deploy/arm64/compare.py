@@ -54,12 +54,15 @@ def compare(x86: Path, arm: Path, tolerance: float) -> tuple[bool, str]:
         if margin > tolerance and g["anomalous"] != e["anomalous"]:
             problems.append(f"window {w} anomalous={g['anomalous']} vs x86 {e['anomalous']}")
     if got_alarms[:1] != want_alarms[:1]:
-        problems.append(f"alarm at window {got_alarms[:1] or 'none'}, x86 at "
-                        f"{want_alarms[:1] or 'none'}")
-    summary = (f"{len(got)}/{len(want)} windows, largest score difference to x86 {worst:.4f} "
-               f"(tolerance {tolerance:g}), alarm at window "
-               f"{got_alarms[0] if got_alarms else 'none'} (x86: "
-               f"{want_alarms[0] if want_alarms else 'none'})")
+        problems.append(
+            f"alarm at window {got_alarms[:1] or 'none'}, x86 at {want_alarms[:1] or 'none'}"
+        )
+    summary = (
+        f"{len(got)}/{len(want)} windows, largest score difference to x86 {worst:.4f} "
+        f"(tolerance {tolerance:g}), alarm at window "
+        f"{got_alarms[0] if got_alarms else 'none'} (x86: "
+        f"{want_alarms[0] if want_alarms else 'none'})"
+    )
     if problems:
         return False, f"{summary}; DIFFERS: {'; '.join(problems[:4])}"
     return True, summary
@@ -70,8 +73,7 @@ def main(argv: list[str]) -> int:
         print(__doc__.strip().splitlines()[2].strip(), file=sys.stderr)
         return 2
     manifest = json.loads(Path(argv[0]).read_text())
-    tolerance = float(manifest.get("self_test", {}).get("max_score_difference",
-                                                        DEFAULT_TOLERANCE))
+    tolerance = float(manifest.get("self_test", {}).get("max_score_difference", DEFAULT_TOLERANCE))
     ok = True
     for spec in argv[2:]:
         label, _, path = spec.partition("=")

@@ -14,16 +14,73 @@ import sys
 from pathlib import Path
 
 HWCAP = (
-    "fp", "asimd", "evtstrm", "aes", "pmull", "sha1", "sha2", "crc32", "atomics", "fphp",
-    "asimdhp", "cpuid", "asimdrdm", "jscvt", "fcma", "lrcpc", "dcpop", "sha3", "sm3", "sm4",
-    "asimddp", "sha512", "sve", "asimdfhm", "dit", "uscat", "ilrcpc", "flagm", "ssbs", "sb",
-    "paca", "pacg",
+    "fp",
+    "asimd",
+    "evtstrm",
+    "aes",
+    "pmull",
+    "sha1",
+    "sha2",
+    "crc32",
+    "atomics",
+    "fphp",
+    "asimdhp",
+    "cpuid",
+    "asimdrdm",
+    "jscvt",
+    "fcma",
+    "lrcpc",
+    "dcpop",
+    "sha3",
+    "sm3",
+    "sm4",
+    "asimddp",
+    "sha512",
+    "sve",
+    "asimdfhm",
+    "dit",
+    "uscat",
+    "ilrcpc",
+    "flagm",
+    "ssbs",
+    "sb",
+    "paca",
+    "pacg",
 )
 HWCAP2 = (
-    "dcpodp", "sve2", "sveaes", "svepmull", "svebitperm", "svesha3", "svesm4", "flagm2",
-    "frint", "svei8mm", "svef32mm", "svef64mm", "svebf16", "i8mm", "bf16", "dgh", "rng",
-    "bti", "mte", "ecv", "afp", "rpres", "mte3", "sme", "smei16i64", "smef64f64",
-    "smei8i32", "smef16f32", "smeb16f32", "smef32f32", "smefa64", "wfxt", "ebf16",
+    "dcpodp",
+    "sve2",
+    "sveaes",
+    "svepmull",
+    "svebitperm",
+    "svesha3",
+    "svesm4",
+    "flagm2",
+    "frint",
+    "svei8mm",
+    "svef32mm",
+    "svef64mm",
+    "svebf16",
+    "i8mm",
+    "bf16",
+    "dgh",
+    "rng",
+    "bti",
+    "mte",
+    "ecv",
+    "afp",
+    "rpres",
+    "mte3",
+    "sme",
+    "smei16i64",
+    "smef64f64",
+    "smei8i32",
+    "smef16f32",
+    "smeb16f32",
+    "smef32f32",
+    "smefa64",
+    "wfxt",
+    "ebf16",
     "sveebf16",
 )
 AT_HWCAP, AT_HWCAP2 = 16, 26
@@ -42,8 +99,9 @@ def hwcaps() -> tuple[int, int]:
 
 
 def features(h1: int, h2: int) -> list[str]:
-    return ([n for i, n in enumerate(HWCAP) if h1 >> i & 1]
-            + [n for i, n in enumerate(HWCAP2) if h2 >> i & 1])
+    return [n for i, n in enumerate(HWCAP) if h1 >> i & 1] + [
+        n for i, n in enumerate(HWCAP2) if h2 >> i & 1
+    ]
 
 
 def main() -> None:
@@ -51,9 +109,11 @@ def main() -> None:
     variant, part, rev, model = BOARDS.get(cpu, ("0x0", "0x000", 0, f"QEMU {cpu} CPU"))
     feats = " ".join(features(*hwcaps()))
     for n in range(4):
-        print(f"processor\t: {n}\nBogoMIPS\t: 108.00\nFeatures\t: {feats}\n"
-              f"CPU implementer\t: 0x41\nCPU architecture: 8\nCPU variant\t: {variant}\n"
-              f"CPU part\t: {part}\nCPU revision\t: {rev}\n")
+        print(
+            f"processor\t: {n}\nBogoMIPS\t: 108.00\nFeatures\t: {feats}\n"
+            f"CPU implementer\t: 0x41\nCPU architecture: 8\nCPU variant\t: {variant}\n"
+            f"CPU part\t: {part}\nCPU revision\t: {rev}\n"
+        )
     print(f"Model\t\t: {model}")
 
 

@@ -74,11 +74,15 @@ def describe_faults(report: HealthReport, settings: HealthSettings) -> str:
     words = []
     for f in report.faults:
         if f == "silence":
-            words.append(f"silent (RMS {report.rms_dbfs:.1f} dBFS, below "
-                         f"{settings.silence_dbfs:.0f} dBFS: microphone unplugged or muted?)")
+            words.append(
+                f"silent (RMS {report.rms_dbfs:.1f} dBFS, below "
+                f"{settings.silence_dbfs:.0f} dBFS: microphone unplugged or muted?)"
+            )
         elif f == "clipping":
-            words.append(f"clipped ({100 * report.clipped_fraction:.2f} % of samples at full "
-                         "scale: lower the input gain)")
+            words.append(
+                f"clipped ({100 * report.clipped_fraction:.2f} % of samples at full "
+                "scale: lower the input gain)"
+            )
         elif f == "overflow":
             words.append("input overflow (samples were lost during the clip)")
         elif f == "non_finite":
@@ -110,14 +114,18 @@ class Progress:
         if self.tty and (now - self._last > 0.2 or got >= total):
             self._last = now
             bar = "#" * round(20 * got / total)
-            self._write(f"\rclip {i}/{n} [{bar:<20}] {got / self.rate:4.1f}/"
-                        f"{total / self.rate:.0f} s", end="")
+            self._write(
+                f"\rclip {i}/{n} [{bar:<20}] {got / self.rate:4.1f}/{total / self.rate:.0f} s",
+                end="",
+            )
 
     def accepted(self, i: int, n: int, clip: Clip) -> None:
         h = clip.health
         pre = "\r" if self.tty else ""
-        self._write(f"{pre}clip {i}/{n} ok: RMS {h.rms_dbfs:.1f} dBFS, peak {h.peak_dbfs:.1f} "
-                    f"dBFS ({clip.origin}){' ' * 10 if self.tty else ''}")
+        self._write(
+            f"{pre}clip {i}/{n} ok: RMS {h.rms_dbfs:.1f} dBFS, peak {h.peak_dbfs:.1f} "
+            f"dBFS ({clip.origin}){' ' * 10 if self.tty else ''}"
+        )
 
     def refused(self, i: int, n: int, origin: str, why: str, again: bool) -> None:
         pre = "\r" if self.tty else ""
@@ -208,8 +216,7 @@ def capture_clips(
     out: list[Clip] = []
     with src:
         name = src.name
-        reader = ClipReader(src, spec.clip_samples, max(10.0, 2 * settings.stall_seconds),
-                            lane)
+        reader = ClipReader(src, spec.clip_samples, max(10.0, 2 * settings.stall_seconds), lane)
         for i in range(1, count + 1):
             show = functools.partial(progress.recording, i, count, total=spec.clip_samples)
             for attempt in range(retries + 1):
@@ -269,8 +276,10 @@ def file_clips(
                 )
         left = stream_secs - k * secs
         if k > 1 or left > 0.05:
-            progress.note(f"{f}: {stream_secs:.1f} s = {k} clips of {secs:g} s"
-                          + (f" ({left:.1f} s at the end left out)" if left > 0.05 else ""))
+            progress.note(
+                f"{f}: {stream_secs:.1f} s = {k} clips of {secs:g} s"
+                + (f" ({left:.1f} s at the end left out)" if left > 0.05 else "")
+            )
     if not out:
         raise AudioFileError(", ".join(map(str, paths)), "no usable clip among the files")
     return out
@@ -282,7 +291,9 @@ def enough_clips(n: int, wanted: int, what: str, clip_seconds: float) -> str | N
     have no more normal audio), but nobody should mistake it for the documented procedure."""
     if n >= wanted:
         return None
-    return (f"warning: {what} used {n} clip{'' if n == 1 else 's'} ({n * clip_seconds:g} s of "
-            f"audio); docs/adaptation.md asks for {wanted} ({wanted * clip_seconds:g} s): the "
-            "threshold rests on fewer normal clips than that (record more, or give a longer "
-            "recording)")
+    return (
+        f"warning: {what} used {n} clip{'' if n == 1 else 's'} ({n * clip_seconds:g} s of "
+        f"audio); docs/adaptation.md asks for {wanted} ({wanted * clip_seconds:g} s): the "
+        "threshold rests on fewer normal clips than that (record more, or give a longer "
+        "recording)"
+    )

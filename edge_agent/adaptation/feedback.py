@@ -73,8 +73,12 @@ LOCK_TIMEOUT = 120.0
 refits one section: seconds on a Pi)."""
 
 _SPELLINGS: Mapping[str, Answer] = {
-    "not_a_fault": "not_a_fault", "not-a-fault": "not_a_fault", "not a fault": "not_a_fault",
-    "confirmed": "confirmed", "confirmed fault": "confirmed", "confirmed_fault": "confirmed",
+    "not_a_fault": "not_a_fault",
+    "not-a-fault": "not_a_fault",
+    "not a fault": "not_a_fault",
+    "confirmed": "confirmed",
+    "confirmed fault": "confirmed",
+    "confirmed_fault": "confirmed",
     "confirmed-fault": "confirmed",
 }
 
@@ -106,8 +110,10 @@ def parse_message(payload: bytes) -> tuple[Answer, str | None]:
         except ValueError as exc:
             raise FeedbackError(f"feedback/set: invalid JSON ({exc})") from None
         if not isinstance(obj, dict) or not isinstance(obj.get("answer"), str):
-            raise FeedbackError('feedback/set: expected {"answer": "not_a_fault" or '
-                                '"confirmed", "alarm": "<clip file>" (optional)}')
+            raise FeedbackError(
+                'feedback/set: expected {"answer": "not_a_fault" or '
+                '"confirmed", "alarm": "<clip file>" (optional)}'
+            )
         alarm = obj.get("alarm")
         if alarm is not None and not isinstance(alarm, str):
             raise FeedbackError("feedback/set: alarm: expected a clip's file name")
@@ -122,8 +128,7 @@ def _answer(text: str) -> Answer:
         raise FeedbackError(f"feedback/set: {exc.reason}") from None
 
 
-def find_clip(folder: str | Path, monitor: str | None = None, alarm: str | None = None
-              ) -> ClipInfo:
+def find_clip(folder: str | Path, monitor: str | None = None, alarm: str | None = None) -> ClipInfo:
     """The alarm clip an answer is about: `alarm` (a clip's file name, with or without its
     suffix, in `folder`), else `monitor`'s latest. FeedbackError naming the folder otherwise."""
     d = Path(folder)
@@ -138,18 +143,20 @@ def find_clip(folder: str | Path, monitor: str | None = None, alarm: str | None 
             raise FeedbackError(f"{d}: no alarm clip {name!r} (see edge-agent evidence list)")
         clip = hits[0]
         if monitor is not None and clip.monitor != monitor:
-            raise FeedbackError(f"{clip.path.name}: an alarm of {clip.monitor}, not of "
-                                f"{monitor}")
+            raise FeedbackError(f"{clip.path.name}: an alarm of {clip.monitor}, not of {monitor}")
         return clip
     mine = [c for c in list_clips(d) if monitor is None or c.monitor == monitor]
     if not mine:
         which = f" of {monitor}" if monitor else ""
-        raise FeedbackError(f"{d}: no alarm clip{which} kept (answers need the alarm's "
-                            "evidence clip)")
+        raise FeedbackError(
+            f"{d}: no alarm clip{which} kept (answers need the alarm's evidence clip)"
+        )
     if monitor is None and len({c.monitor for c in mine}) > 1:
-        raise FeedbackError(f"{d}: clips of several machines "
-                            f"({', '.join(sorted({c.monitor for c in mine}))}); name the "
-                            "monitor or the alarm")
+        raise FeedbackError(
+            f"{d}: clips of several machines "
+            f"({', '.join(sorted({c.monitor for c in mine}))}); name the "
+            "monitor or the alarm"
+        )
     return mine[-1]
 
 
@@ -172,8 +179,10 @@ def answer_lock(folder: str | Path, timeout: float = LOCK_TIMEOUT) -> Iterator[N
                 if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
                     raise
                 if time.monotonic() >= end:
-                    raise FeedbackError(f"{path}: another answer is still being applied "
-                                        f"after {timeout:g} s; try again") from None
+                    raise FeedbackError(
+                        f"{path}: another answer is still being applied "
+                        f"after {timeout:g} s; try again"
+                    ) from None
                 time.sleep(0.1)
         yield
     finally:
@@ -204,22 +213,39 @@ class Outcome:
             return f"{m}: alarm {name} was already answered {self.answer}; nothing changed"
         if self.change is not None:
             r = self.change.record
-            dropped = (f", {r['references_dropped']} oldest dropped (max_references "
-                       f"{r['max_references']})" if r["references_dropped"] else "")
-            return (f"{m}: alarm {name} answered not a fault: {r['references_added']} "
-                    f"window(s) added to {self.change.section}'s normal references "
-                    f"({r['target_references']} target references{dropped}); threshold "
-                    f"{self.change.old_threshold:.5f} -> {self.change.new_threshold:.5f}; "
-                    f"bundle version {self.change.version_from} -> {self.change.version}")
-        undone = (f"; its teaching undone: bundle version {self.rolled_back[0]} -> "
-                  f"{self.rolled_back[1]}" if self.rolled_back else "")
-        return (f"{m}: alarm {name} labelled a confirmed fault, kept for the labelled data set "
-                f"(edge-agent evidence export --dcase){undone}")
+            dropped = (
+                f", {r['references_dropped']} oldest dropped (max_references {r['max_references']})"
+                if r["references_dropped"]
+                else ""
+            )
+            return (
+                f"{m}: alarm {name} answered not a fault: {r['references_added']} "
+                f"window(s) added to {self.change.section}'s normal references "
+                f"({r['target_references']} target references{dropped}); threshold "
+                f"{self.change.old_threshold:.5f} -> {self.change.new_threshold:.5f}; "
+                f"bundle version {self.change.version_from} -> {self.change.version}"
+            )
+        undone = (
+            f"; its teaching undone: bundle version {self.rolled_back[0]} -> {self.rolled_back[1]}"
+            if self.rolled_back
+            else ""
+        )
+        return (
+            f"{m}: alarm {name} labelled a confirmed fault, kept for the labelled data set "
+            f"(edge-agent evidence export --dcase){undone}"
+        )
 
 
-def apply_answer(root: str | Path | None, clip: ClipInfo, answer: Answer,
-                 trust: service.Trust, how: service.Teach = DEFAULT_TEACH, by: By = "cli",
-                 threads: int = 1, now: float | None = None) -> Outcome:
+def apply_answer(
+    root: str | Path | None,
+    clip: ClipInfo,
+    answer: Answer,
+    trust: service.Trust,
+    how: service.Teach = DEFAULT_TEACH,
+    by: By = "cli",
+    threads: int = 1,
+    now: float | None = None,
+) -> Outcome:
     """Apply `answer` to the alarm `clip` (see the module docstring), under the answer lock;
     the sidecar is read again inside it, so a concurrent answer is seen."""
     with answer_lock(clip.path.parent):
@@ -228,16 +254,24 @@ def apply_answer(root: str | Path | None, clip: ClipInfo, answer: Answer,
         if before is not None and before.get("answer") == answer:
             return Outcome(clip, answer, repeated=True)
         epoch = time.time() if now is None else now
-        rec: dict[str, Any] = {"answer": answer, "label": LABELS[answer], "by": by,
-                               "ts": iso(epoch), "epoch": round(epoch, 3)}
+        rec: dict[str, Any] = {
+            "answer": answer,
+            "label": LABELS[answer],
+            "by": by,
+            "ts": iso(epoch),
+            "epoch": round(epoch, 3),
+        }
         change, rolled = None, None
         if answer == "not_a_fault":
             change = _teach(root, clip, trust, how, by, threads)
-            rec.update(version=change.version, version_from=change.version_from,
-                       old_threshold=round(change.old_threshold or 0.0, 6),
-                       new_threshold=round(change.new_threshold, 6),
-                       references_added=change.record["references_added"],
-                       references_dropped=change.record["references_dropped"])
+            rec.update(
+                version=change.version,
+                version_from=change.version_from,
+                old_threshold=round(change.old_threshold or 0.0, 6),
+                new_threshold=round(change.new_threshold, 6),
+                references_added=change.record["references_added"],
+                references_dropped=change.record["references_dropped"],
+            )
         elif before is not None and before.get("answer") == "not_a_fault":
             rolled = _untaught(root, clip, before, trust)
             rec["rolled_back"] = {"from": rolled[0], "to": rolled[1]}
@@ -253,11 +287,18 @@ def _bundle(root: str | Path | None, why: str) -> Path:
     return Path(root)
 
 
-def _teach(root: str | Path | None, clip: ClipInfo, trust: service.Trust,
-           how: service.Teach, by: By, threads: int) -> service.Change:
+def _teach(
+    root: str | Path | None,
+    clip: ClipInfo,
+    trust: service.Trust,
+    how: service.Teach,
+    by: By,
+    threads: int,
+) -> service.Change:
     section = str(clip.meta.get("section") or "")
-    scorer = service.open_scorer(_bundle(root, "a \"not a fault\" writes a bundle version"),
-                                 trust, threads)
+    scorer = service.open_scorer(
+        _bundle(root, 'a "not a fault" writes a bundle version'), trust, threads
+    )
     scorer.bundle.backend(section)  # an unknown section fails before the clip is decoded
     windows, rate = voting_windows(clip)
     spec = scorer.spec
@@ -265,14 +306,21 @@ def _teach(root: str | Path | None, clip: ClipInfo, trust: service.Trust,
         raise FeedbackError(
             f"{clip.path.name}: windows of {windows[0].size} samples at {rate} Hz, the bundle "
             f"scores {spec.clip_samples} at {spec.sample_rate} Hz (a model of another clip "
-            "length since the alarm); label it confirmed or calibrate instead")
-    origin = {"alarm": clip.path.name, "alarm_ts": clip.meta.get("alarm_ts"), "by": by,
-              "monitor": clip.monitor, "alarm_model_version": clip.meta.get("model_version")}
+            "length since the alarm); label it confirmed or calibrate instead"
+        )
+    origin = {
+        "alarm": clip.path.name,
+        "alarm_ts": clip.meta.get("alarm_ts"),
+        "by": by,
+        "monitor": clip.monitor,
+        "alarm_model_version": clip.meta.get("model_version"),
+    }
     return service.teach(scorer, section, windows, trust, how, origin=origin)
 
 
-def _untaught(root: str | Path | None, clip: ClipInfo, before: Mapping[str, Any],
-              trust: service.Trust) -> tuple[int, int]:
+def _untaught(
+    root: str | Path | None, clip: ClipInfo, before: Mapping[str, Any], trust: service.Trust
+) -> tuple[int, int]:
     """Undo a "not a fault" (its version must still be current: nothing built on it)."""
     root = _bundle(root, f"{clip.path.name} was answered not a fault, whose version is undone")
     version, cur = before.get("version"), current_version(root)
@@ -280,7 +328,8 @@ def _untaught(root: str | Path | None, clip: ClipInfo, before: Mapping[str, Any]
         raise FeedbackError(
             f"{clip.path.name}: answered not a fault into bundle version {version}, and "
             f"version {cur} is current now (built on it); roll back by hand (edge-agent "
-            "calibrate --rollback) or calibrate again, then answer confirmed")
+            "calibrate --rollback) or calibrate again, then answer confirmed"
+        )
     return service.undo(root, trust)
 
 
@@ -288,9 +337,14 @@ def answer_event(clip: ClipInfo, device_id: str, now: float | None = None) -> Fe
     """The `feedback` event of the clip's current answer (unanswered: `answer` null)."""
     rec = clip.answer
     return feedback_event(
-        time.time() if now is None else now, device_id, monitor=clip.monitor,
-        section=str(clip.meta.get("section") or clip.monitor), alarm=clip.path.name,
-        answer=None if rec is None else cast(Answer, rec.get("answer")), record=rec)
+        time.time() if now is None else now,
+        device_id,
+        monitor=clip.monitor,
+        section=str(clip.meta.get("section") or clip.monitor),
+        alarm=clip.path.name,
+        answer=None if rec is None else cast(Answer, rec.get("answer")),
+        record=rec,
+    )
 
 
 # ---------------------------------------------------------------- the agent's side
@@ -305,9 +359,17 @@ class AnswerDesk:
 
     QUEUE_SIZE = 8
 
-    def __init__(self, root: str | Path, folder: str | Path, monitors: Mapping[str, str],
-                 device_id: str, trust: Callable[[], service.Trust], how: service.Teach,
-                 emit: Callable[[FeedbackEvent], None], threads: int = 1) -> None:
+    def __init__(
+        self,
+        root: str | Path,
+        folder: str | Path,
+        monitors: Mapping[str, str],
+        device_id: str,
+        trust: Callable[[], service.Trust],
+        how: service.Teach,
+        emit: Callable[[FeedbackEvent], None],
+        threads: int = 1,
+    ) -> None:
         self.root, self.folder = Path(root), Path(folder)
         self.monitors = dict(monitors)  # name -> section
         self.device_id = device_id
@@ -328,8 +390,10 @@ class AnswerDesk:
                 if c.monitor in self.monitors:
                     self._latest[c.monitor] = c.path.name
                     rec = c.answer
-                    self._seen[c.monitor] = (_mtime(c.sidecar),
-                                             None if rec is None else str(rec.get("ts")))
+                    self._seen[c.monitor] = (
+                        _mtime(c.sidecar),
+                        None if rec is None else str(rec.get("ts")),
+                    )
         self._thread.start()
 
     # --- paho's network thread
@@ -338,8 +402,15 @@ class AnswerDesk:
         try:
             self._jobs.put_nowait((monitor, bytes(payload)))
         except queue.Full:
-            self._refused.put((monitor, (f"{self.QUEUE_SIZE} answers already wait; this one "
-                                         "was not applied, send it again")))
+            self._refused.put(
+                (
+                    monitor,
+                    (
+                        f"{self.QUEUE_SIZE} answers already wait; this one "
+                        "was not applied, send it again"
+                    ),
+                )
+            )
 
     # --- the agent's emit (any thread)
     def track(self, monitor: str, clip_file: str) -> None:
@@ -398,8 +469,9 @@ class AnswerDesk:
             with self._lock:
                 latest = self._latest.get(monitor)
             clip = find_clip(self.folder, monitor, alarm or latest)
-            out = apply_answer(self.root, clip, answer, self.trust(), self.how, "mqtt",
-                               self.threads)
+            out = apply_answer(
+                self.root, clip, answer, self.trust(), self.how, "mqtt", self.threads
+            )
         except EdgeAgentError as exc:
             self._error(monitor, alarm, str(exc))
             return
@@ -413,9 +485,17 @@ class AnswerDesk:
 
     def _error(self, monitor: str, alarm: str | None, msg: str) -> None:
         log.warning("answer for %s not applied: %s", monitor, msg)
-        self.emit(feedback_event(time.time(), self.device_id, monitor=monitor,
-                                 section=self.monitors.get(monitor, monitor), alarm=alarm,
-                                 answer=None, error=msg))
+        self.emit(
+            feedback_event(
+                time.time(),
+                self.device_id,
+                monitor=monitor,
+                section=self.monitors.get(monitor, monitor),
+                alarm=alarm,
+                answer=None,
+                error=msg,
+            )
+        )
 
     def close(self, timeout: float = 60.0) -> None:
         """Finish the answer being applied (and those queued) within `timeout` s."""
@@ -425,8 +505,7 @@ class AnswerDesk:
             self._jobs.put(None, timeout=timeout)
         self._thread.join(timeout)
         if self._thread.is_alive():
-            log.warning("answers: still applying one after %g s; left to finish alone",
-                        timeout)
+            log.warning("answers: still applying one after %g s; left to finish alone", timeout)
 
 
 def _mtime(path: Path) -> int:
@@ -438,5 +517,4 @@ def _mtime(path: Path) -> int:
 
 def labelled(clips: Sequence[ClipInfo]) -> list[ClipInfo]:
     """The answered clips of `clips`, in order."""
-    return [c for c in clips if c.answer is not None
-            and c.answer.get("answer") in ANSWERS]
+    return [c for c in clips if c.answer is not None and c.answer.get("answer") in ANSWERS]

@@ -79,8 +79,10 @@ def _prepare(out: Path) -> None:
         index.unlink()
         return
     if any(p for p in out.rglob("*") if p.is_file()):
-        raise EvidenceError(f"{out}: not empty and not an earlier labelled export (no {INDEX}); "
-                            "export into an empty folder")
+        raise EvidenceError(
+            f"{out}: not empty and not an earlier labelled export (no {INDEX}); "
+            "export into an empty folder"
+        )
 
 
 def _split(label: Label, normals_before: int, test_share: float) -> Split:
@@ -113,23 +115,32 @@ def export_dcase(folder: str | Path, out: str | Path, test_share: float = 0.5) -
             left_out.append(f"{clip.path.name}: {exc}")
         except OSError as exc:  # the export disk (full, read-only): what is whole is indexed
             _write_index(dest, src, test_share, rows)
-            raise EvidenceError(f"{dest}: cannot write {clip.path.name}'s windows: "
-                                f"{exc.strerror or exc}; {len(rows)} file(s) before it were "
-                                f"written whole and are listed in {INDEX}") from None
+            raise EvidenceError(
+                f"{dest}: cannot write {clip.path.name}'s windows: "
+                f"{exc.strerror or exc}; {len(rows)} file(s) before it were "
+                f"written whole and are listed in {INDEX}"
+            ) from None
     _write_index(dest, src, test_share, rows)
     return LabelledSet(rows, left_out)
 
 
 def _write_index(dest: Path, src: Path, test_share: float, rows: list[dict[str, Any]]) -> None:
-    text = json.dumps({"source": str(src.resolve()), "domain": DOMAIN, "test_share": test_share,
-                       "files": rows}, indent=1)
+    text = json.dumps(
+        {"source": str(src.resolve()), "domain": DOMAIN, "test_share": test_share, "files": rows},
+        indent=1,
+    )
     tmp = dest / f".{INDEX}.tmp"
     tmp.write_text(text + "\n")
     tmp.replace(dest / INDEX)
 
 
-def _export_clip(clip: ClipInfo, dest: Path, test_share: float, normals: dict[str, int],
-                 index: dict[tuple[str, str, str, str], int]) -> list[dict[str, Any]]:
+def _export_clip(
+    clip: ClipInfo,
+    dest: Path,
+    test_share: float,
+    normals: dict[str, int],
+    index: dict[tuple[str, str, str, str], int],
+) -> list[dict[str, Any]]:
     rec = clip.answer
     assert rec is not None
     section = str(clip.meta.get("section") or "")
@@ -152,12 +163,22 @@ def _export_clip(clip: ClipInfo, dest: Path, test_share: float, normals: dict[st
         write_wav(tmp, w, rate)
         tmp.replace(final)
         part = parts[i] if i < len(parts) and isinstance(parts[i], dict) else {}
-        rows.append({
-            "file": str(final.relative_to(dest)), "section": section, "split": split,
-            "label": label, "alarm": clip.path.name, "window": part.get("window"),
-            "score": part.get("score"), "threshold": part.get("threshold"),
-            "answer": rec["answer"], "answered_ts": rec.get("ts"), "by": rec.get("by"),
-            "alarm_ts": clip.meta.get("alarm_ts"), "device_id": clip.meta.get("device_id"),
-            "model_version": clip.meta.get("model_version"),
-        })
+        rows.append(
+            {
+                "file": str(final.relative_to(dest)),
+                "section": section,
+                "split": split,
+                "label": label,
+                "alarm": clip.path.name,
+                "window": part.get("window"),
+                "score": part.get("score"),
+                "threshold": part.get("threshold"),
+                "answer": rec["answer"],
+                "answered_ts": rec.get("ts"),
+                "by": rec.get("by"),
+                "alarm_ts": clip.meta.get("alarm_ts"),
+                "device_id": clip.meta.get("device_id"),
+                "model_version": clip.meta.get("model_version"),
+            }
+        )
     return rows

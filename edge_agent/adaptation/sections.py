@@ -111,9 +111,9 @@ class Calibration:
         }
 
 
-def _embeddings(embs: Sequence[AnyFloatArray], dims: Sequence[int], what: str) -> list[
-    NDArray[np.float64]
-]:
+def _embeddings(
+    embs: Sequence[AnyFloatArray], dims: Sequence[int], what: str
+) -> list[NDArray[np.float64]]:
     if len(embs) != len(dims):
         raise BackendError(f"{what}: {len(embs)} embedding sets for {len(dims)} components")
     out = []
@@ -148,17 +148,32 @@ def calibrated_section(
     check_percentile(percentile)
     new = _embeddings(target_embs, old.dims, "calibrate")
     n_new = new[0].shape[0]
-    fit = _refit(old, new, mode == "append", None, replace(config, percentile=percentile),
-                 "calibrate", pseudo, kinds)
+    fit = _refit(
+        old,
+        new,
+        mode == "append",
+        None,
+        replace(config, percentile=percentile),
+        "calibrate",
+        pseudo,
+        kinds,
+    )
     held = fit.held_out_target[-n_new:]
     q = float(np.percentile(held, percentile))
     thr = max(fit.backend.threshold, q) if rule == "max" else q
     return Calibration(replace(fit.backend, threshold=thr), held, q, old.threshold, rule)
 
 
-def _refit(old: SectionBackend, new: Sequence[NDArray[np.float64]], keep_targets: bool,
-           max_targets: int | None, config: BackendConfig, what: str,
-           pseudo: PseudoSet | None = None, kinds: Sequence[str] | None = None) -> SectionFit:
+def _refit(
+    old: SectionBackend,
+    new: Sequence[NDArray[np.float64]],
+    keep_targets: bool,
+    max_targets: int | None,
+    config: BackendConfig,
+    what: str,
+    pseudo: PseudoSet | None = None,
+    kinds: Sequence[str] | None = None,
+) -> SectionFit:
     """`old`'s section refit with `new` (per component) as its newest target references: the
     source rows kept bit for bit, the old target rows before the new ones when `keep_targets`,
     and of all target rows only the last `max_targets` (None: all). `pseudo` (origins index
@@ -173,9 +188,15 @@ def _refit(old: SectionBackend, new: Sequence[NDArray[np.float64]], keep_targets
         raise BackendError(f"{what}: a single clip and no other reference to score it by")
     n_new = len(new[0])
     offset = len(sources[0]) + len(targets[0]) - n_new  # the new rows come last in the fit
-    return fit_section(sources, targets, config, keep_source=True,
-                       weights=[c.weight for c in old.components],
-                       pseudo=_shifted(pseudo, offset, n_new), kinds=kinds)
+    return fit_section(
+        sources,
+        targets,
+        config,
+        keep_source=True,
+        weights=[c.weight for c in old.components],
+        pseudo=_shifted(pseudo, offset, n_new),
+        kinds=kinds,
+    )
 
 
 @dataclass(frozen=True)
@@ -199,11 +220,15 @@ class Teaching:
     def record(self) -> dict[str, Any]:
         """JSON-ready numbers for the manifest's `feedback` record."""
         return {
-            "old_threshold": self.old_threshold, "new_threshold": self.threshold,
+            "old_threshold": self.old_threshold,
+            "new_threshold": self.threshold,
             "refit_threshold": self.refit_threshold,
-            "answered_threshold": self.answered_threshold, "threshold_rule": self.rule,
-            "references_added": self.added, "references_dropped": self.dropped,
-            "target_references": self.n_target, "max_references": self.max_references,
+            "answered_threshold": self.answered_threshold,
+            "threshold_rule": self.rule,
+            "references_added": self.added,
+            "references_dropped": self.dropped,
+            "target_references": self.n_target,
+            "max_references": self.max_references,
         }
 
 
@@ -231,12 +256,25 @@ def taught_section(
     refit = fit.backend.threshold
     backend = fit.backend
     if rule == "keep":  # the old scale: the answered references only lower scores near them
-        backend = replace(backend, components=tuple(
-            replace(c, mean=o.mean, std=o.std)
-            for c, o in zip(backend.components, old.components, strict=True)))
+        backend = replace(
+            backend,
+            components=tuple(
+                replace(c, mean=o.mean, std=o.std)
+                for c, o in zip(backend.components, old.components, strict=True)
+            ),
+        )
     thr = {"refit": refit, "max": max(refit, answered), "keep": old.threshold}[rule]
-    return Teaching(replace(backend, threshold=thr), old.threshold, n_new,
-                    before + n_new - n_target, n_target, max_references, refit, answered, rule)
+    return Teaching(
+        replace(backend, threshold=thr),
+        old.threshold,
+        n_new,
+        before + n_new - n_target,
+        n_target,
+        max_references,
+        refit,
+        answered,
+        rule,
+    )
 
 
 def enrolled_section(
@@ -257,8 +295,14 @@ def enrolled_section(
     dims = [a.shape[1] for a in arrays]
     clips = _embeddings(arrays, dims, "enrol")
     empty = [np.zeros((0, d)) for d in dims]
-    return fit_section(clips, empty, replace(config, percentile=percentile),
-                       weights=weights, pseudo=_shifted(pseudo, 0, n), kinds=kinds).backend
+    return fit_section(
+        clips,
+        empty,
+        replace(config, percentile=percentile),
+        weights=weights,
+        pseudo=_shifted(pseudo, 0, n),
+        kinds=kinds,
+    ).backend
 
 
 def _shifted(pseudo: PseudoSet | None, offset: int, n_new: int) -> PseudoSet | None:

@@ -99,8 +99,9 @@ Progress = Callable[[int, int], None]
 which a command shows and a remote command does not."""
 
 
-def embed(scorer: Scorer, clips: Sequence[FloatArray], progress: Progress | None = None
-          ) -> list[FloatArray]:
+def embed(
+    scorer: Scorer, clips: Sequence[FloatArray], progress: Progress | None = None
+) -> list[FloatArray]:
     """The device-path embeddings of `clips`: one (N, D_i) array per bundle component."""
     out = []
     for i, c in enumerate(clips, 1):
@@ -114,8 +115,9 @@ Note = Callable[[str], None]
 """Called with one line before a long step (embedding the pseudo-anomalies)."""
 
 
-def clips_pseudo(scorer: Scorer, section: str, clips: Sequence[FloatArray],
-                 note: Note | None = None) -> PseudoSet | None:
+def clips_pseudo(
+    scorer: Scorer, section: str, clips: Sequence[FloatArray], note: Note | None = None
+) -> PseudoSet | None:
     """The pseudo-anomalies of the new clips (`scoring.pseudo.section_pseudo`, the copies
     export makes of its training clips), embedded through the device path, when the bundle
     decides component weights per section (`weighting: pseudo`) and has more than one kind of
@@ -124,11 +126,19 @@ def clips_pseudo(scorer: Scorer, section: str, clips: Sequence[FloatArray],
     if config.weighting != "pseudo" or len(set(scorer.bundle.kinds)) < 2 or len(clips) < 2:
         return None
     if note is not None:
-        note(f"embedding {config.pseudo_count} pseudo-anomalies (perturbed copies of the "
-             "clips) to weigh the components")
-    return section_pseudo(section, len(clips), lambda i: clips[i],
-                          lambda waves: embed(scorer, list(waves)), scorer.spec.sample_rate,
-                          config.pseudo_count, config.seed)
+        note(
+            f"embedding {config.pseudo_count} pseudo-anomalies (perturbed copies of the "
+            "clips) to weigh the components"
+        )
+    return section_pseudo(
+        section,
+        len(clips),
+        lambda i: clips[i],
+        lambda waves: embed(scorer, list(waves)),
+        scorer.spec.sample_rate,
+        config.pseudo_count,
+        config.seed,
+    )
 
 
 @dataclass(frozen=True)
@@ -140,28 +150,63 @@ class Calibration:
     rule: ThresholdRule = "max"  # max: never below the old threshold; target: the new one only
 
 
-def calibrate(scorer: Scorer, section: str, clips: Sequence[FloatArray], trust: Trust,
-              how: Calibration = Calibration(), *, origin: Mapping[str, Any] | None = None,
-              progress: Progress | None = None, note: Note | None = None) -> Change:
+def calibrate(
+    scorer: Scorer,
+    section: str,
+    clips: Sequence[FloatArray],
+    trust: Trust,
+    how: Calibration = Calibration(),
+    *,
+    origin: Mapping[str, Any] | None = None,
+    progress: Progress | None = None,
+    note: Note | None = None,
+) -> Change:
     """Calibrate `section` to a new condition from `clips` (normal windows of the bundle's
     clip length): their embeddings become its target references, the threshold is re-derived
     (`sections.calibrated_section`), the weights decided again (`clips_pseudo`). `origin`:
     where the clips came from, for the record."""
     old = scorer.bundle.backend(section)
     embs = embed(scorer, clips, progress)
-    cal = calibrated_section(old, embs, scorer.bundle.backend_config, how.mode, how.percentile,
-                             how.rule, clips_pseudo(scorer, section, clips, note),
-                             scorer.bundle.kinds)
-    record = {"section": section, "mode": how.mode, "n_clips": len(clips),
-              "percentile": how.percentile, **(origin or {}), **cal.record()}
-    return _write(scorer.bundle, section, cal.backend, "calibration", record, trust,
-                  cal.old_threshold, _profile(scorer, clips, "calibration"))
+    cal = calibrated_section(
+        old,
+        embs,
+        scorer.bundle.backend_config,
+        how.mode,
+        how.percentile,
+        how.rule,
+        clips_pseudo(scorer, section, clips, note),
+        scorer.bundle.kinds,
+    )
+    record = {
+        "section": section,
+        "mode": how.mode,
+        "n_clips": len(clips),
+        "percentile": how.percentile,
+        **(origin or {}),
+        **cal.record(),
+    }
+    return _write(
+        scorer.bundle,
+        section,
+        cal.backend,
+        "calibration",
+        record,
+        trust,
+        cal.old_threshold,
+        _profile(scorer, clips, "calibration"),
+    )
 
 
 def enrol(  # noqa: PLR0913 -- keyword-only: the clips' origin and two progress reports
-    scorer: Scorer, section: str, clips: Sequence[FloatArray], trust: Trust,
-    percentile: float = 90.0, replace: bool = False, *,
-    origin: Mapping[str, Any] | None = None, progress: Progress | None = None,
+    scorer: Scorer,
+    section: str,
+    clips: Sequence[FloatArray],
+    trust: Trust,
+    percentile: float = 90.0,
+    replace: bool = False,
+    *,
+    origin: Mapping[str, Any] | None = None,
+    progress: Progress | None = None,
     note: Note | None = None,
 ) -> Change:
     """Enrol a machine the model never saw as a new `section` from `clips` (its source
@@ -170,19 +215,38 @@ def enrol(  # noqa: PLR0913 -- keyword-only: the clips' origin and two progress 
     bundle = scorer.bundle
     replaced = section in bundle.backends
     if replaced and not replace:
-        raise BundleError(f"{bundle.root}: section {section!r} already exists; pass --replace "
-                          "to refit it (or calibrate it with edge-agent calibrate)")
+        raise BundleError(
+            f"{bundle.root}: section {section!r} already exists; pass --replace "
+            "to refit it (or calibrate it with edge-agent calibrate)"
+        )
     embs = embed(scorer, clips, progress)
-    backend = enrolled_section(embs, bundle.backend_config, percentile,
-                               weights=bundle.weights,
-                               pseudo=clips_pseudo(scorer, section, clips, note),
-                               kinds=bundle.kinds)
-    record = {"section": section, "n_clips": len(clips), "percentile": percentile,
-              "n_references": backend.components[0].n_source,
-              "threshold": backend.threshold, "replaced": replaced, **(origin or {})}
-    return _write(bundle, section, backend, "enrolment", record, trust,
-                  bundle.backends[section].threshold if replaced else None,
-                  _profile(scorer, clips, "enrolment"))
+    backend = enrolled_section(
+        embs,
+        bundle.backend_config,
+        percentile,
+        weights=bundle.weights,
+        pseudo=clips_pseudo(scorer, section, clips, note),
+        kinds=bundle.kinds,
+    )
+    record = {
+        "section": section,
+        "n_clips": len(clips),
+        "percentile": percentile,
+        "n_references": backend.components[0].n_source,
+        "threshold": backend.threshold,
+        "replaced": replaced,
+        **(origin or {}),
+    }
+    return _write(
+        bundle,
+        section,
+        backend,
+        "enrolment",
+        record,
+        trust,
+        bundle.backends[section].threshold if replaced else None,
+        _profile(scorer, clips, "enrolment"),
+    )
 
 
 def _profile(scorer: Scorer, clips: Sequence[FloatArray], origin: str) -> dict[str, Any]:
@@ -201,8 +265,15 @@ class Teach:
     rule: FeedbackRule = FeedbackSettings.threshold_rule  # `feedback.threshold_rule`
 
 
-def teach(scorer: Scorer, section: str, windows: Sequence[FloatArray], trust: Trust,
-          how: Teach = Teach(), *, origin: Mapping[str, Any] | None = None) -> Change:
+def teach(
+    scorer: Scorer,
+    section: str,
+    windows: Sequence[FloatArray],
+    trust: Trust,
+    how: Teach = Teach(),
+    *,
+    origin: Mapping[str, Any] | None = None,
+) -> Change:
     """Teach `section` that `windows` (an alarm's voting windows, each of the bundle's clip
     length) are normal: their embeddings join its target references (bounded, oldest first
     out), the section is refit and its threshold re-derived (`sections.taught_section`).
@@ -210,10 +281,14 @@ def teach(scorer: Scorer, section: str, windows: Sequence[FloatArray], trust: Tr
     old = scorer.bundle.backend(section)
     embs = embed(scorer, windows)
     t = taught_section(old, embs, scorer.bundle.backend_config, how.max_references, how.rule)
-    record = {"section": section, "answer": "not_a_fault", "n_windows": len(windows),
-              **(origin or {}), **t.record()}
-    return _write(scorer.bundle, section, t.backend, "feedback", record, trust,
-                  t.old_threshold)
+    record = {
+        "section": section,
+        "answer": "not_a_fault",
+        "n_windows": len(windows),
+        **(origin or {}),
+        **t.record(),
+    }
+    return _write(scorer.bundle, section, t.backend, "feedback", record, trust, t.old_threshold)
 
 
 @dataclass(frozen=True)
@@ -280,8 +355,9 @@ class EvidenceCost:
     lost: tuple[str, ...]  # file names
 
 
-def evidence_cost(folder: str | Path, section: str, monitor: str | None, k: int,
-                  threshold: float) -> EvidenceCost:
+def evidence_cost(
+    folder: str | Path, section: str, monitor: str | None, k: int, threshold: float
+) -> EvidenceCost:
     """What the new `threshold` costs on the alarms the agent kept audio of (`evidence.folder`):
     each clip's sidecar lists the scores of the windows that voted for its alarm; with fewer
     than `k` of them above `threshold` that alarm would not have been raised. These are the
@@ -290,11 +366,17 @@ def evidence_cost(folder: str | Path, section: str, monitor: str | None, k: int,
 
     if not Path(folder).is_dir():
         return EvidenceCost(0, ())
-    clips = [c for c in list_clips(folder) if c.meta.get("section") == section
-             and (monitor is None or c.meta.get("monitor") in (None, monitor))]
-    lost = tuple(c.path.name for c in clips
-                 if sum(float(p.get("score", -math.inf)) > threshold
-                        for p in c.meta.get("parts", [])) < k)
+    clips = [
+        c
+        for c in list_clips(folder)
+        if c.meta.get("section") == section
+        and (monitor is None or c.meta.get("monitor") in (None, monitor))
+    ]
+    lost = tuple(
+        c.path.name
+        for c in clips
+        if sum(float(p.get("score", -math.inf)) > threshold for p in c.meta.get("parts", [])) < k
+    )
     return EvidenceCost(len(clips), lost)
 
 
@@ -305,28 +387,54 @@ def plan_tune(root: str | Path, request: TuneRequest, trust: Trust) -> TunePlan:
     bundle = load_bundle(root, trusted=trust.keys)
     old = bundle.backend(q.section)
     h = replay_windows(read_history(q.history), q.exclude_alarms, q.allow_anomalous)
-    t = tune_threshold(h.scores, hop=r.hop, k=r.k, n=r.n, clear_after=r.clear_after,
-                       alarms_per_day=q.budget, current_threshold=old.threshold,
-                       min_windows=q.min_windows, min_seconds=q.min_hours * 3600.0)
+    t = tune_threshold(
+        h.scores,
+        hop=r.hop,
+        k=r.k,
+        n=r.n,
+        clear_after=r.clear_after,
+        alarms_per_day=q.budget,
+        current_threshold=old.threshold,
+        min_windows=q.min_windows,
+        min_seconds=q.min_hours * 3600.0,
+    )
     return TunePlan(request, bundle, h, t)
 
 
-def write_tuning(plan: TunePlan, trust: Trust,
-                 origin: Mapping[str, Any] | None = None) -> Change | None:
+def write_tuning(
+    plan: TunePlan, trust: Trust, origin: Mapping[str, Any] | None = None
+) -> Change | None:
     """Write the planned threshold as a new version (None: it does not change)."""
     if not plan.changes:
         return None
     q, t, r = plan.request, plan.tuning, plan.request.rule
     old = plan.bundle.backend(q.section)
-    record = {"section": q.section, "false_alarms_per_day": q.budget,
-              "old_threshold": old.threshold, "new_threshold": t.threshold,
-              "replayed_alarms_old": t.current_alarms, "replayed_alarms_new": t.alarms,
-              "history_windows": t.windows, "history_days": round(t.days, 6),
-              "k": r.k, "n": r.n, "clear_after": r.clear_after, "hop": r.hop,
-              "exclude_alarm_periods": q.exclude_alarms,
-              "allow_anomalous_history": q.allow_anomalous, **(origin or {})}
-    return _write(plan.bundle, q.section, dataclasses.replace(old, threshold=t.threshold),
-                  "tuning", record, trust, old.threshold)
+    record = {
+        "section": q.section,
+        "false_alarms_per_day": q.budget,
+        "old_threshold": old.threshold,
+        "new_threshold": t.threshold,
+        "replayed_alarms_old": t.current_alarms,
+        "replayed_alarms_new": t.alarms,
+        "history_windows": t.windows,
+        "history_days": round(t.days, 6),
+        "k": r.k,
+        "n": r.n,
+        "clear_after": r.clear_after,
+        "hop": r.hop,
+        "exclude_alarm_periods": q.exclude_alarms,
+        "allow_anomalous_history": q.allow_anomalous,
+        **(origin or {}),
+    }
+    return _write(
+        plan.bundle,
+        q.section,
+        dataclasses.replace(old, threshold=t.threshold),
+        "tuning",
+        record,
+        trust,
+        old.threshold,
+    )
 
 
 def undo(root: str | Path, trust: Trust) -> tuple[int, int]:
@@ -335,11 +443,25 @@ def undo(root: str | Path, trust: Trust) -> tuple[int, int]:
     return rollback(root, trust.keys)
 
 
-def _write(bundle: Bundle, section: str, backend: SectionBackend, kind: AdaptationKind,
-           record: dict[str, Any], trust: Trust, old_threshold: float | None,
-           profile: dict[str, Any] | None = None) -> Change:
+def _write(
+    bundle: Bundle,
+    section: str,
+    backend: SectionBackend,
+    kind: AdaptationKind,
+    record: dict[str, Any],
+    trust: Trust,
+    old_threshold: float | None,
+    profile: dict[str, Any] | None = None,
+) -> Change:
     backends = {**bundle.backends, section: backend}
-    vdir = write_adapted_version(bundle, backends, kind, record, trust.seal_key,
-                                 {section: profile} if profile is not None else None)
-    return Change(kind, section, old_threshold, float(backend.threshold), bundle.version, vdir,
-                  record)
+    vdir = write_adapted_version(
+        bundle,
+        backends,
+        kind,
+        record,
+        trust.seal_key,
+        {section: profile} if profile is not None else None,
+    )
+    return Change(
+        kind, section, old_threshold, float(backend.threshold), bundle.version, vdir, record
+    )

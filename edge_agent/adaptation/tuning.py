@@ -121,11 +121,12 @@ class ReplayWindows:
         if not self.epochs.size:
             return self.scores
         old = np.flatnonzero(self.epochs < self.epochs[-1] - seconds)
-        return self.scores[old[-1] + 1:] if old.size else self.scores
+        return self.scores[old[-1] + 1 :] if old.size else self.scores
 
 
-def replay_windows(recs: Records, exclude_alarms: bool = False,
-                   allow_anomalous: bool = False) -> ReplayWindows:
+def replay_windows(
+    recs: Records, exclude_alarms: bool = False, allow_anomalous: bool = False
+) -> ReplayWindows:
     """The scored windows of `recs` to replay (not faults; not alarm periods with
     `exclude_alarms`; not records with an implausible timestamp), with notes on the timeline,
     or TuningError for a history that is mostly anomalous (module docstring)."""
@@ -139,7 +140,8 @@ def replay_windows(recs: Records, exclude_alarms: bool = False,
             f"{undated.size} record(s) with an implausible timestamp left out (record "
             f"{undated[0]}: {recs.epoch[undated[0]]:g}; expected a time between "
             f"{EPOCH_MIN:g} and {EPOCH_MAX:g} s since 1970): a damaged record or a clock that "
-            "was not set")
+            "was not set"
+        )
         keep[undated] = False
     scores, epochs = recs.score[keep], recs.epoch[keep]
     steps = np.diff(epochs)
@@ -148,7 +150,8 @@ def replay_windows(recs: Records, exclude_alarms: bool = False,
         notes.append(
             f"the clock went back {back.size} time(s) during the history, by up to "
             f"{-steps.min() / 3600:.1f} h (after record {np.flatnonzero(keep)[back[0]]}): "
-            "the replay follows the order the windows were recorded in")
+            "the replay follows the order the windows were recorded in"
+        )
     anomalous = int(np.count_nonzero(recs.anomalous[keep]))
     if not allow_anomalous and anomalous > MOSTLY_ANOMALOUS * scores.size:
         raise TuningError(
@@ -156,13 +159,20 @@ def replay_windows(recs: Records, exclude_alarms: bool = False,
             "were anomalous when recorded: not normal operation (a fault all along, or the "
             "wrong section or microphone), and a threshold tuned on it would hide it; tune "
             "on a healthy period, or pass --allow-anomalous-history if the machine was "
-            "healthy and the old threshold far too low")
-    return ReplayWindows(scores, epochs, len(recs), anomalous, int(undated.size),
-                         float(steps[steps > 0].sum()) / 3600.0, tuple(notes))
+            "healthy and the old threshold far too low"
+        )
+    return ReplayWindows(
+        scores,
+        epochs,
+        len(recs),
+        anomalous,
+        int(undated.size),
+        float(steps[steps > 0].sum()) / 3600.0,
+        tuple(notes),
+    )
 
 
-def replay_alarms(scores: AnyFloatArray, threshold: float, k: int, n: int,
-                  clear_after: int) -> int:
+def replay_alarms(scores: AnyFloatArray, threshold: float, k: int, n: int, clear_after: int) -> int:
     """Transitions to ALARM that the agent's k-of-n rule (decision.Decider) would have made
     over `scores` (scored windows, in order) at `threshold` (score > threshold = anomalous)."""
     above = np.asarray(scores) > threshold
@@ -222,15 +232,24 @@ class Tuning:
         if self.hours >= DAY_HOURS:
             return None
         lo, hi = self.per_day_range(self.alarms)
-        return (f"the per-day rates rest on {self.hours:.1f} h of history (less than "
-                f"{DAY_HOURS:g} h): {self.alarms} replayed alarm(s) at the new threshold is "
-                f"anything from {lo:.2f} to {hi:.2f} alarms/day (95 %); record longer before "
-                "trusting the budget")
+        return (
+            f"the per-day rates rest on {self.hours:.1f} h of history (less than "
+            f"{DAY_HOURS:g} h): {self.alarms} replayed alarm(s) at the new threshold is "
+            f"anything from {lo:.2f} to {hi:.2f} alarms/day (95 %); record longer before "
+            "trusting the budget"
+        )
 
 
 def tune_threshold(  # noqa: PLR0913 -- the rule's parameters, each one a keyword
-    scores: AnyFloatArray, *, hop: float, k: int, n: int, clear_after: int,
-    alarms_per_day: float, current_threshold: float, min_windows: int = MIN_WINDOWS,
+    scores: AnyFloatArray,
+    *,
+    hop: float,
+    k: int,
+    n: int,
+    clear_after: int,
+    alarms_per_day: float,
+    current_threshold: float,
+    min_windows: int = MIN_WINDOWS,
     min_seconds: float = MIN_SECONDS,
 ) -> Tuning:
     """The lowest threshold whose replayed alarms per recorded day are at most
@@ -243,7 +262,8 @@ def tune_threshold(  # noqa: PLR0913 -- the rule's parameters, each one a keywor
     if s.size < min_windows or seconds < min_seconds:
         raise TuningError(
             f"history too short: {s.size} scored windows covering {seconds / 3600:.2f} h; need "
-            f"at least {min_windows} windows and {min_seconds / 3600:g} h of normal operation")
+            f"at least {min_windows} windows and {min_seconds / 3600:g} h of normal operation"
+        )
     days = seconds / DAY
     budget = alarms_per_day * days
     cands = np.unique(s[s >= np.median(s)])
@@ -270,8 +290,11 @@ def tune_threshold(  # noqa: PLR0913 -- the rule's parameters, each one a keywor
         lo = max(bad)
     thr = float(cands[found])
     return Tuning(
-        threshold=thr, alarms=replay_alarms(s, thr, k, n, clear_after),
+        threshold=thr,
+        alarms=replay_alarms(s, thr, k, n, clear_after),
         current_threshold=current_threshold,
         current_alarms=replay_alarms(s, current_threshold, k, n, clear_after),
-        days=days, windows=int(s.size), at_minimum=found == 0,
+        days=days,
+        windows=int(s.size),
+        at_minimum=found == 0,
     )

@@ -32,9 +32,7 @@ Split = Literal["train", "test"]
 Label = Literal["normal", "anomaly"]
 DOMAINS: tuple[Domain, ...] = ("source", "target")
 
-_SECTION_ID = re.compile(
-    r"^(?P<machine>[A-Za-z0-9][A-Za-z0-9._-]*?)_section_(?P<section>\d{2})$"
-)
+_SECTION_ID = re.compile(r"^(?P<machine>[A-Za-z0-9][A-Za-z0-9._-]*?)_section_(?P<section>\d{2})$")
 _FULL = re.compile(
     r"^section_(?P<section>\d+)_(?P<domain>source|target)_(?P<split>train|test)_"
     r"(?P<label>normal|anomaly)_(?P<index>\d+)(?:_(?P<attrs>.+))?\.wav$"
@@ -98,20 +96,24 @@ def parse_clip_name(name: str) -> ClipName | None:
     m = _FULL.match(name)
     if m:
         return ClipName(
-            m["section"].zfill(2), int(m["index"]), cast(Domain, m["domain"]),
-            cast(Split, m["split"]), cast(Label, m["label"]), m["attrs"] or "",
+            m["section"].zfill(2),
+            int(m["index"]),
+            cast(Domain, m["domain"]),
+            cast(Split, m["split"]),
+            cast(Label, m["label"]),
+            m["attrs"] or "",
         )
     m = _EVAL.match(name)
     if m:
         return ClipName(m["section"].zfill(2), int(m["index"]))
     m = _EVAL_2021.match(name)
     if m:
-        return ClipName(m["section"].zfill(2), int(m["index"]), cast(Domain, m["domain"]),
-                        "test")
+        return ClipName(m["section"].zfill(2), int(m["index"]), cast(Domain, m["domain"]), "test")
     m = _ID_2020.match(name)
     if m:  # DCASE 2020 had one domain; its eval test clips carry no label
-        return ClipName(m["section"].zfill(2), int(m["index"]), "source", None,
-                        cast(Label | None, m["label"]))
+        return ClipName(
+            m["section"].zfill(2), int(m["index"]), "source", None, cast(Label | None, m["label"])
+        )
     return None
 
 
@@ -146,8 +148,9 @@ def check_attrs(attrs: str) -> str:
     return attrs
 
 
-def clip_name(section: str, domain: str, split: str, label: str, index: int,
-              attrs: str = "") -> str:
+def clip_name(
+    section: str, domain: str, split: str, label: str, index: int, attrs: str = ""
+) -> str:
     """`section_XX_<domain>_<split>_<label>_NNNN[_<attrs>].wav` (`section`: two digits)."""
     tail = f"_{attrs}" if attrs else ""
     return f"section_{section}_{domain}_{split}_{label}_{index:04d}{tail}.wav"
@@ -162,15 +165,20 @@ def next_index(folder: Path, section: str, domain: Domain) -> int:
     """One past the highest NNNN of the normal training clips of `section` and `domain` in
     `folder` (0 for none): where a new recording session continues the numbering."""
     found = [
-        c.index for p in (folder.glob("*.wav") if folder.is_dir() else [])
-        if (c := parse_clip_name(p.name)) is not None and c.section == section
-        and c.domain == domain and c.split == "train" and c.label == "normal"
+        c.index
+        for p in (folder.glob("*.wav") if folder.is_dir() else [])
+        if (c := parse_clip_name(p.name)) is not None
+        and c.section == section
+        and c.domain == domain
+        and c.split == "train"
+        and c.label == "normal"
     ]
     return max(found) + 1 if found else 0
 
 
-def write_train_clips(out: Path, section: str, domain: str, attrs: str,
-                      waves: Sequence[FloatArray], rate: int) -> list[Path]:
+def write_train_clips(
+    out: Path, section: str, domain: str, attrs: str, waves: Sequence[FloatArray], rate: int
+) -> list[Path]:
     """File `waves` as normal training clips of `section` (a section id) under the data root
     `out`, numbered on after the clips already there; returns the paths.
 
@@ -205,15 +213,18 @@ def infer_section(path: Path, sections: Sequence[str]) -> str:
     if len(sections) == 1 and m is None:
         return sections[0]
     if m is None:
-        raise FieldError("section", f"needed for {path}: no section_XX in its name (one of "
-                                    f"{', '.join(sections)})")
+        raise FieldError(
+            "section",
+            f"needed for {path}: no section_XX in its name (one of {', '.join(sections)})",
+        )
     tag = f"section_{m.group(1)}"
     folder = path.parent.parent if path.parent.name in SPLIT_FOLDERS else path.parent
     candidate = f"{folder.name}_{tag}"
     if candidate in sections:
         return candidate
-    prefixed = [s for s in sections
-                if s.endswith("_" + tag) and path.name.startswith(s[: -len(tag)])]
+    prefixed = [
+        s for s in sections if s.endswith("_" + tag) and path.name.startswith(s[: -len(tag)])
+    ]
     if len(prefixed) == 1:
         return prefixed[0]
     matches = [s for s in sections if s.endswith("_" + tag) or s == tag]

@@ -55,8 +55,12 @@ BLOCK_FRAMES = 1 << 14
 file costs about as much memory as this, whatever its length."""
 
 
-_SPECIAL = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"),
-            (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
+_SPECIAL = (
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+)
 
 
 def special_file(path: Path) -> str | None:
@@ -68,8 +72,10 @@ def special_file(path: Path) -> str | None:
         return None
     for test, what in _SPECIAL:
         if test(mode):
-            return (f"is {what}, expected a regular WAV file (streamed audio: raw PCM into "
-                    "`edge-agent run --stdin`)")
+            return (
+                f"is {what}, expected a regular WAV file (streamed audio: raw PCM into "
+                "`edge-agent run --stdin`)"
+            )
     return None
 
 
@@ -87,8 +93,9 @@ class WavStream:
     streamed in blocks gives the same samples as one read whole. Raises AudioFileError.
     """
 
-    def __init__(self, path: str | Path, channel: int | None = None,
-                 rate: int | None = None) -> None:
+    def __init__(
+        self, path: str | Path, channel: int | None = None, rate: int | None = None
+    ) -> None:
         p = Path(path)
         if not p.is_file():
             raise AudioFileError(p, special_file(p) or "file not found")
@@ -104,16 +111,15 @@ class WavStream:
             raise AudioFileError(p, f"cannot read ({exc.strerror or exc})") from None
         if not MIN_RATE <= info.rate <= MAX_RATE:
             raise AudioFileError(
-                p, f"implausible sample rate {info.rate} Hz in the WAV header: expected "
-                f"{MIN_RATE}-{MAX_RATE} Hz (a corrupt or mislabelled header)"
+                p,
+                f"implausible sample rate {info.rate} Hz in the WAV header: expected "
+                f"{MIN_RATE}-{MAX_RATE} Hz (a corrupt or mislabelled header)",
             )
         if info.channels == 1:
             if channel not in (None, 0):
                 raise AudioFileError(p, f"channel {channel} requested but the file is mono")
         elif channel is not None and not 0 <= channel < info.channels:
-            raise AudioFileError(
-                p, f"channel {channel} requested but the file has {info.channels}"
-            )
+            raise AudioFileError(p, f"channel {channel} requested but the file has {info.channels}")
         if info.frames == 0:
             raise AudioFileError(p, "file contains no samples")
         self.info = info
@@ -235,8 +241,12 @@ def iter_clips(
             rest = x[n:]
             buf, have = ([rest] if rest.size else []), rest.size
     if not whole:
-        yield fit_length(np.concatenate(buf) if buf else np.zeros(0, np.float32), n,
-                         int(min_seconds * spec.sample_rate), path)
+        yield fit_length(
+            np.concatenate(buf) if buf else np.zeros(0, np.float32),
+            n,
+            int(min_seconds * spec.sample_rate),
+            path,
+        )
 
 
 def to_pcm16(x: NDArray[Any]) -> NDArray[np.int16]:

@@ -41,9 +41,15 @@ class FlacReader:
             self._f: Any = soundfile.SoundFile(str(self.path))
         except (soundfile.LibsndfileError, RuntimeError) as exc:
             raise WavFormatError(f"not a readable FLAC file: {exc}") from None
-        self.info = WavInfo(rate=int(self._f.samplerate), channels=int(self._f.channels),
-                            sample_bytes=4, is_float=False, big_endian=False, data_offset=0,
-                            frames=int(self._f.frames))
+        self.info = WavInfo(
+            rate=int(self._f.samplerate),
+            channels=int(self._f.channels),
+            sample_bytes=4,
+            is_float=False,
+            big_endian=False,
+            data_offset=0,
+            frames=int(self._f.frames),
+        )
         self.position = 0
 
     def read(self, n: int) -> NDArray[Any]:

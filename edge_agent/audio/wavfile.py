@@ -101,8 +101,10 @@ def parse_header(f: IO[bytes], file_size: int) -> WavInfo:  # noqa: C901, PLR091
             if size != UNKNOWN_SIZE:
                 data = (offset, size)
             else:  # RF64 (size in ds64), or a recorder that never came back to fill it in
-                data = (offset, ds64_data_size if ds64_data_size is not None
-                        else file_size - offset)
+                data = (
+                    offset,
+                    ds64_data_size if ds64_data_size is not None else file_size - offset,
+                )
             break  # the samples are last in any file a recorder writes; nothing after matters
     if fmt is None or len(fmt) < 16:
         raise WavFormatError("no valid 'fmt ' chunk")

@@ -9,7 +9,6 @@ from edge_agent.bundle.manifest import MANIFEST
 from edge_agent.errors import BundleError
 
 if TYPE_CHECKING:  # signing imports this module; at run time it is imported where it is used
-
     pass
 
 

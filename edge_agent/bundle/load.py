@@ -23,7 +23,6 @@ from edge_agent.scoring.frontend import FrontendSpec
 from edge_agent.scoring.profile import AudioProfile
 
 if TYPE_CHECKING:  # signing imports this module; at run time it is imported where it is used
-
     from edge_agent.bundle.signing import TrustedKey
 from edge_agent.bundle.layout import resolve
 from edge_agent.bundle.manifest import (
@@ -58,8 +57,7 @@ class Bundle:
     self_test_content: bytes | None = field(default=None, repr=False, compare=False)
     # section -> its audio profile (manifest `profiles`, checked at load); absent in versions
     # exported before profiles existed
-    profiles: Mapping[str, AudioProfile] = field(default_factory=dict, repr=False,
-                                                 compare=False)
+    profiles: Mapping[str, AudioProfile] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def manifest_sha256(self) -> str:
@@ -97,8 +95,9 @@ class Bundle:
         never share an id: a calibrated v3 of v1's model differs from v1 in its thresholds,
         and its id says so."""
         files = self.manifest["files"]
-        digest = hashlib.sha256("".join(f"{name} {files[name]}\n" for name in sorted(files))
-                                .encode()).hexdigest()
+        digest = hashlib.sha256(
+            "".join(f"{name} {files[name]}\n" for name in sorted(files)).encode()
+        ).hexdigest()
         return f"v{self.version}-{digest[:8]}"
 
     @property
@@ -128,8 +127,7 @@ class Bundle:
 
     @property
     def input_shapes(self) -> dict[str, list[int]]:
-        return {e["name"]: list(e["shape"])
-                for e in model_components(self.components)[0]["inputs"]}
+        return {e["name"]: list(e["shape"]) for e in model_components(self.components)[0]["inputs"]}
 
     @property
     def sections(self) -> list[str]:
@@ -190,7 +188,9 @@ def load_backends(path: Path, content: bytes | None = None) -> dict[str, Section
 
 
 def load_bundle(
-    path: str | Path, verify: bool = True, version: int | None = None,
+    path: str | Path,
+    verify: bool = True,
+    version: int | None = None,
     trusted: Sequence[TrustedKey] = (),
 ) -> Bundle:
     """Load the current (or given) version; with `verify`, check every file's sha256, the
@@ -211,8 +211,9 @@ def load_bundle(
     if trusted:
         from edge_agent.bundle.signing import check_signature
 
-        signed_by = check_signature(vdir, manifest, trusted,
-                                    manifest_sha256=checked.manifest_sha256)
+        signed_by = check_signature(
+            vdir, manifest, trusted, manifest_sha256=checked.manifest_sha256
+        )
     backends = load_backends(vdir / BACKEND, checked.contents.get(BACKEND))
     missing = sorted(set(manifest["sections"]) - set(backends))
     if missing:
@@ -234,9 +235,17 @@ def load_bundle(
     model_files = [c["file"] for c in manifest["components"] if c["kind"] == "model"]
     models = {f: checked.contents[f] for f in model_files if f in checked.contents}
     reference = self_test_file(manifest)
-    return Bundle(root, vdir, manifest, backends, signed_by, checked.manifest_bytes, models,
-                  checked.contents.get(reference) if reference is not None else None,
-                  load_profiles(manifest, vdir / "manifest.json"))
+    return Bundle(
+        root,
+        vdir,
+        manifest,
+        backends,
+        signed_by,
+        checked.manifest_bytes,
+        models,
+        checked.contents.get(reference) if reference is not None else None,
+        load_profiles(manifest, vdir / "manifest.json"),
+    )
 
 
 def load_profiles(manifest: Mapping[str, Any], where: Path) -> dict[str, AudioProfile]:
@@ -263,8 +272,10 @@ def provenance(bundle: Bundle, trusted: Sequence[TrustedKey]) -> str:
     threshold change its record holds), so a moved threshold is never silent."""
     where = f"bundle {bundle.root} version {bundle.path.name} ({bundle.model_version})"
     if not _releases(trusted):
-        return (f"{where}: signatures not checked (no trusted_keys): whoever can write the "
-                "bundle folder decides what this agent runs")
+        return (
+            f"{where}: signatures not checked (no trusted_keys): whoever can write the "
+            "bundle folder decides what this agent runs"
+        )
     adaptations = bundle.manifest.get("adaptations") or []
     if not (bundle.path / ORIGIN).exists() or not adaptations:
         return f"{where}: signed by key {bundle.signed_by}"
@@ -272,8 +283,13 @@ def provenance(bundle: Bundle, trusted: Sequence[TrustedKey]) -> str:
     moved = ""
     old, new = last.get("old_threshold"), last.get("new_threshold", last.get("threshold"))
     if isinstance(new, int | float) and not isinstance(new, bool):
-        moved = (f", section {last.get('section')} threshold "
-                 + (f"{old:.4g} -> " if isinstance(old, int | float) else "") + f"{new:.4g}")
-    return (f"{where}: adapted on this device ({len(adaptations)} change(s); last: "
-            f"{last.get('kind')} from version {last.get('version_from')}{moved}), sealed by "
-            f"this device, models signed by key {bundle.signed_by}")
+        moved = (
+            f", section {last.get('section')} threshold "
+            + (f"{old:.4g} -> " if isinstance(old, int | float) else "")
+            + f"{new:.4g}"
+        )
+    return (
+        f"{where}: adapted on this device ({len(adaptations)} change(s); last: "
+        f"{last.get('kind')} from version {last.get('version_from')}{moved}), sealed by "
+        f"this device, models signed by key {bundle.signed_by}"
+    )

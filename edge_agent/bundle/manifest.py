@@ -81,7 +81,6 @@ from edge_agent.scoring.classical import classical_feature
 from edge_agent.scoring.frontend import FrontendSpec
 
 if TYPE_CHECKING:  # signing imports this module; at run time it is imported where it is used
-
     pass
 
 log = logging.getLogger("edge_agent")
@@ -140,6 +139,7 @@ def model_components(components: list[Component]) -> list[ModelComponent]:
     """The model entries of `components`, in order (component 0 is always a model)."""
     return [c for c in components if c["kind"] == "model"]
 
+
 QUANTIZE_MODES: tuple[QuantizeMode, ...] = get_args(QuantizeMode)
 
 
@@ -177,8 +177,9 @@ def _is_number(x: Any) -> bool:
 
 
 def _is_file_name(x: Any) -> bool:
-    return isinstance(x, str) and bool(x) and "/" not in x and "\\" not in x and x not in (
-        ".", "..")
+    return (
+        isinstance(x, str) and bool(x) and "/" not in x and "\\" not in x and x not in (".", "..")
+    )
 
 
 @dataclass(frozen=True)
@@ -206,61 +207,89 @@ POS_NUMBER = FieldType("a finite number > 0", lambda x: _is_number(x) and x > 0)
 OBJECT = FieldType("an object", lambda x: isinstance(x, dict))
 LIST = FieldType("a list", lambda x: isinstance(x, list))
 FILE_NAME = FieldType("a file name (no directories)", _is_file_name)
-STR_LIST = FieldType("a list of strings",
-                     lambda x: isinstance(x, list) and all(isinstance(v, str) for v in x))
+STR_LIST = FieldType(
+    "a list of strings", lambda x: isinstance(x, list) and all(isinstance(v, str) for v in x)
+)
 INT_LIST = FieldType("a list of integers", lambda x: isinstance(x, list) and all(map(_is_int, x)))
 HZ_RANGES = FieldType(
     "a non-empty list of [low, high] number pairs",
-    lambda x: isinstance(x, list) and bool(x) and all(
-        isinstance(r, list) and len(r) == 2 and all(map(_is_number, r)) for r in x),
+    lambda x: (
+        isinstance(x, list)
+        and bool(x)
+        and all(isinstance(r, list) and len(r) == 2 and all(map(_is_number, r)) for r in x)
+    ),
 )
 DIGESTS = FieldType(
     "an object of file name -> sha256 hex digest",
-    lambda x: isinstance(x, dict) and all(
-        _is_file_name(k) and _is_sha256(v) for k, v in x.items()),
+    lambda x: isinstance(x, dict) and all(_is_file_name(k) and _is_sha256(v) for k, v in x.items()),
 )
 
 
-def _objects(expected: str, schema: Callable[[dict[str, Any]], Schema | None],
-             non_empty: bool = False) -> FieldType:
+def _objects(
+    expected: str, schema: Callable[[dict[str, Any]], Schema | None], non_empty: bool = False
+) -> FieldType:
     return FieldType(
         expected,
-        lambda x: isinstance(x, list) and (bool(x) or not non_empty) and all(
-            isinstance(v, dict) for v in x),
+        lambda x: (
+            isinstance(x, list)
+            and (bool(x) or not non_empty)
+            and all(isinstance(v, dict) for v in x)
+        ),
         items=schema,
     )
 
 
 FRONTEND_SCHEMA: Schema = {
-    "sample_rate": (POS_INT, False), "clip_seconds": (POS_NUMBER, False),
-    "n_fft": (POS_INT, False), "hop": (POS_INT, False), "spectrum_bins": (POS_INT, False),
+    "sample_rate": (POS_INT, False),
+    "clip_seconds": (POS_NUMBER, False),
+    "n_fft": (POS_INT, False),
+    "hop": (POS_INT, False),
+    "spectrum_bins": (POS_INT, False),
     "temporal_norm": (BOOL, False),
 }
 """edge_agent.scoring.frontend.FrontendSpec's fields (missing ones take the dataclass defaults)."""
 BACKEND_SCHEMA: Schema = {
-    "references": (STR, False), "n_clusters": (INT, False), "max_references": (INT, False),
-    "density_k": (INT, False), "normalise": (BOOL, False), "fusion": (STR, False),
-    "percentile": (NUMBER, False), "folds": (INT, False), "seed": (INT, False),
-    "variant": (STR, False), "weighting": (STR, False), "anchor": (NUMBER, False),
+    "references": (STR, False),
+    "n_clusters": (INT, False),
+    "max_references": (INT, False),
+    "density_k": (INT, False),
+    "normalise": (BOOL, False),
+    "fusion": (STR, False),
+    "percentile": (NUMBER, False),
+    "folds": (INT, False),
+    "seed": (INT, False),
+    "variant": (STR, False),
+    "weighting": (STR, False),
+    "anchor": (NUMBER, False),
     "ridge": (NUMBER, False),
     "pseudo_count": (INT, False),
 }
 """edge_agent.scoring.backend.BackendConfig's fields (ranges and choices: its own checks)."""
 INPUT_SCHEMA: Schema = {
-    "name": (STR, True), "shape": (INT_LIST, True), "index": (INT, False), "tensor": (STR, False),
+    "name": (STR, True),
+    "shape": (INT_LIST, True),
+    "index": (INT, False),
+    "tensor": (STR, False),
 }
 COMPONENT_SCHEMAS: Mapping[str, Schema] = {
-    "model": {"kind": (STR, True), "file": (FILE_NAME, True),
-              "inputs": (_objects("a list of objects", lambda _: INPUT_SCHEMA), True),
-              "input_order": (STR_LIST, True), "dim": (OPT_POS_INT, False)},
+    "model": {
+        "kind": (STR, True),
+        "file": (FILE_NAME, True),
+        "inputs": (_objects("a list of objects", lambda _: INPUT_SCHEMA), True),
+        "input_order": (STR_LIST, True),
+        "dim": (OPT_POS_INT, False),
+    },
     "bands": {"kind": (STR, True), "bands": (POS_INT, True), "dim": (OPT_POS_INT, False)},
-    "rhythm": {"kind": (STR, True), "ranges_hz": (HZ_RANGES, True),
-               "max_lag_s": (POS_NUMBER, True), "dim": (OPT_POS_INT, False)},
+    "rhythm": {
+        "kind": (STR, True),
+        "ranges_hz": (HZ_RANGES, True),
+        "max_lag_s": (POS_NUMBER, True),
+        "dim": (OPT_POS_INT, False),
+    },
 }
 SELF_TEST_SCHEMA: Schema = {
     "file": (FILE_NAME, True),
-    "min_cosine": (FieldType("a number in (0, 1]", lambda x: _is_number(x) and 0 < x <= 1),
-                   True),
+    "min_cosine": (FieldType("a number in (0, 1]", lambda x: _is_number(x) and 0 < x <= 1), True),
     "max_score_difference": (POS_NUMBER, True),
 }
 """The device self-test (edge_agent.runtime.selftest): its file, the least cosine each
@@ -272,9 +301,14 @@ MANIFEST_SCHEMA: Schema = {
     "version": (POS_INT, True),
     "created": (STR, False),
     "frontend": (FieldType("an object", OBJECT.test, fields=FRONTEND_SCHEMA), True),
-    "components": (_objects("a non-empty list of objects",
-                            lambda c: COMPONENT_SCHEMAS.get(str(c.get("kind"))), non_empty=True),
-                   True),
+    "components": (
+        _objects(
+            "a non-empty list of objects",
+            lambda c: COMPONENT_SCHEMAS.get(str(c.get("kind"))),
+            non_empty=True,
+        ),
+        True,
+    ),
     "backend": (FieldType("an object", OBJECT.test, fields=BACKEND_SCHEMA), True),
     "sections": (STR_LIST, True),
     "files": (DIGESTS, True),
@@ -432,8 +466,10 @@ def model_file_names(manifest: Mapping[str, Any], where: object) -> set[str]:
     extra = self_test_file(manifest)
     if extra is not None:
         if extra not in files or extra.endswith(".tflite"):
-            raise BundleError(f"{where}: self_test.file: expected a non-model file listed in "
-                              f"'files', got {extra!r}")
+            raise BundleError(
+                f"{where}: self_test.file: expected a non-model file listed in "
+                f"'files', got {extra!r}"
+            )
         files.discard(extra)
     return files
 
@@ -446,8 +482,11 @@ def _upgrade_v1(data: dict[str, Any], path: Path) -> dict[str, Any]:
             raise BundleError(f"{path}: missing field {key!r}")
     out = dict(data)
     model: ModelComponent = {
-        "kind": "model", "file": MODEL, "inputs": data["inputs"],
-        "input_order": data["input_order"], "dim": data.get("embedding_dim"),
+        "kind": "model",
+        "file": MODEL,
+        "inputs": data["inputs"],
+        "input_order": data["input_order"],
+        "dim": data.get("embedding_dim"),
     }
     out["components"] = [model]
     out["backend_v1"] = data.get("backend")
@@ -543,8 +582,10 @@ def _warn_unchecked_manifest(vdir: Path) -> None:
     if key in _UNCHECKED_WARNED:
         return
     _UNCHECKED_WARNED.add(key)
-    log.warning("%s: no %s: the manifest itself is not checked, so an edit to it would load "
-                "unnoticed (every version this agent writes has one: removed, or from an old "
-                "release); re-export the bundle, or set trusted_keys", vdir, MANIFEST_DIGEST)
-
-
+    log.warning(
+        "%s: no %s: the manifest itself is not checked, so an edit to it would load "
+        "unnoticed (every version this agent writes has one: removed, or from an old "
+        "release); re-export the bundle, or set trusted_keys",
+        vdir,
+        MANIFEST_DIGEST,
+    )

@@ -169,16 +169,18 @@ def generate_keypair(private_path: Path, public_path: Path) -> None:
         raise ConfigError(f"{private_path}: the private and the public key need two files")
     for p in (private_path, public_path):
         if p.exists() or p.is_symlink():
-            raise ConfigError(f"{p}: already exists; not overwritten (remove it or pick "
-                              "another name)")
+            raise ConfigError(
+                f"{p}: already exists; not overwritten (remove it or pick another name)"
+            )
         if not p.parent.is_dir():
             raise ConfigError(f"{p}: folder {p.parent} does not exist")
     key = Ed25519PrivateKey.generate()
-    private_pem = key.private_bytes(serialization.Encoding.PEM,
-                                    serialization.PrivateFormat.PKCS8,
-                                    serialization.NoEncryption())
-    public_pem = key.public_key().public_bytes(serialization.Encoding.PEM,
-                                               serialization.PublicFormat.SubjectPublicKeyInfo)
+    private_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    public_pem = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     _write_new(private_path, private_pem, 0o600)
     try:
         _write_new(public_path, public_pem, 0o644)
@@ -216,8 +218,10 @@ def load_public_key(path: str | Path) -> TrustedKey:
     path = Path(path)
     data = _read_key_file(path)
     if b"PRIVATE KEY" in data:
-        raise ConfigError(f"{path}: is a private key; trusted keys are PUBLIC key files "
-                          "(model-build keygen --public); keep the private one off the device")
+        raise ConfigError(
+            f"{path}: is a private key; trusted keys are PUBLIC key files "
+            "(model-build keygen --public); keep the private one off the device"
+        )
     try:
         key = serialization.load_pem_public_key(data)
     except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
@@ -246,8 +250,10 @@ def load_private_key(path: str | Path) -> Ed25519PrivateKey:
     try:
         key = serialization.load_pem_private_key(data, password=None)
     except TypeError:  # encrypted, or a password where none is expected
-        raise ConfigError(f"{path}: an encrypted private key; this tool reads unencrypted "
-                          "PEM keys (model-build keygen) kept at mode 0600") from None
+        raise ConfigError(
+            f"{path}: an encrypted private key; this tool reads unencrypted "
+            "PEM keys (model-build keygen) kept at mode 0600"
+        ) from None
     except (ValueError, UnsupportedAlgorithm) as exc:
         hint = " (a public key: signing needs the private one)" if b"PUBLIC KEY" in data else ""
         reason = " ".join(str(exc).split())[:80] or type(exc).__name__
@@ -257,8 +263,11 @@ def load_private_key(path: str | Path) -> Ed25519PrivateKey:
     with contextlib.suppress(OSError):
         mode = path.stat().st_mode
         if mode & 0o077:
-            log.warning("%s: the private key can be read by group/others (mode %03o); chmod "
-                        "600 it", path, stat.S_IMODE(mode))
+            log.warning(
+                "%s: the private key can be read by group/others (mode %03o); chmod 600 it",
+                path,
+                stat.S_IMODE(mode),
+            )
     return key
 
 
@@ -293,15 +302,20 @@ def device_signing_key(folder: str | Path) -> Ed25519PrivateKey:
     if private.exists():
         key = load_private_key(private)
         if not public.exists():  # lost half: rewrite it from the private key
-            _write_new(public, key.public_key().public_bytes(
-                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo),
-                0o644)
+            _write_new(
+                public,
+                key.public_key().public_bytes(
+                    serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+                ),
+                0o644,
+            )
         return key
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise ConfigError(f"{folder}: cannot create the state folder for the device key "
-                          f"({exc.strerror or exc})") from None
+        raise ConfigError(
+            f"{folder}: cannot create the state folder for the device key ({exc.strerror or exc})"
+        ) from None
     public.unlink(missing_ok=True)  # a public half without its private key vouches for nothing
     generate_keypair(private, public)
     with contextlib.suppress(OSError):
@@ -331,18 +345,25 @@ def seal_version(vdir: Path, key: Ed25519PrivateKey) -> Path:
     vdir = Path(vdir)
     manifest = sha256_file(vdir / MANIFEST)
     origin = sha256_file(vdir / ORIGIN)
-    doc = {"format": SEAL_FORMAT, "format_version": FORMAT_VERSION,
-           "key_id": key_id_of(_raw_public(key.public_key())), "algorithm": ALGORITHM,
-           "manifest_sha256": manifest, "origin_sha256": origin,
-           "signature": base64.b64encode(key.sign(_seal_message(manifest, origin))).decode()}
+    doc = {
+        "format": SEAL_FORMAT,
+        "format_version": FORMAT_VERSION,
+        "key_id": key_id_of(_raw_public(key.public_key())),
+        "algorithm": ALGORITHM,
+        "manifest_sha256": manifest,
+        "origin_sha256": origin,
+        "signature": base64.b64encode(key.sign(_seal_message(manifest, origin))).decode(),
+    }
     out = vdir / DEVICE_SEAL
     out.write_text(json.dumps(doc, indent=2) + "\n")
     return out
 
 
 def _seal_message(manifest_sha256: str, origin_sha256: str) -> bytes:
-    return _SEAL_PREFIX + (f"{MANIFEST} sha256 {manifest_sha256}\n"
-                           f"{ORIGIN} sha256 {origin_sha256}\n").encode()
+    return (
+        _SEAL_PREFIX
+        + (f"{MANIFEST} sha256 {manifest_sha256}\n{ORIGIN} sha256 {origin_sha256}\n").encode()
+    )
 
 
 # ---------------------------------------------------------------- signing
@@ -366,12 +387,19 @@ def sign_version(vdir: Path, private_key_path: Path) -> Path:
             old = _signature_doc(_read_json(path), path)
             if old["manifest_sha256"] == digest:
                 entries = [e for e in old["signatures"] if e["key_id"] != kid]
-    entries.append({
-        "key_id": kid, "algorithm": ALGORITHM,
-        "signature": base64.b64encode(key.sign(_message(digest))).decode("ascii"),
-    })
-    doc = {"format": SIGNATURE_FORMAT, "format_version": FORMAT_VERSION,
-           "manifest_sha256": digest, "signatures": entries}
+    entries.append(
+        {
+            "key_id": kid,
+            "algorithm": ALGORITHM,
+            "signature": base64.b64encode(key.sign(_message(digest))).decode("ascii"),
+        }
+    )
+    doc = {
+        "format": SIGNATURE_FORMAT,
+        "format_version": FORMAT_VERSION,
+        "manifest_sha256": digest,
+        "signatures": entries,
+    }
     tmp = vdir / f".{SIGNATURE}.tmp-{os.getpid()}"
     try:
         tmp.write_text(json.dumps(doc, indent=2) + "\n")
@@ -392,8 +420,7 @@ def verify_version(vdir: Path, trusted: Sequence[TrustedKey]) -> str:
     frontend are not the signed ones or that no seal of this device covers."""
     vdir = Path(vdir)
     checked = check_version(vdir)
-    return check_signature(vdir, checked.manifest, trusted,
-                           manifest_sha256=checked.manifest_sha256)
+    return check_signature(vdir, checked.manifest, trusted, manifest_sha256=checked.manifest_sha256)
 
 
 def verify_release(vdir: Path, trusted: Sequence[TrustedKey]) -> str:
@@ -403,16 +430,25 @@ def verify_release(vdir: Path, trusted: Sequence[TrustedKey]) -> str:
     vdir = Path(vdir)
     checked = check_version(vdir)
     if not (vdir / SIGNATURE).exists():
-        carried = (f" (it carries {ORIGIN}, which vouches only for versions a device adapts "
-                   "itself, never for a release)" if (vdir / ORIGIN).exists() else "")
-        raise BundleError(f"{vdir}: release is not signed: no {SIGNATURE}{carried}; the agent "
-                          f"trusts keys {_ids(_releases(trusted))} ({_SIGN_HINT})")
-    return check_signature(vdir, checked.manifest, trusted,
-                           manifest_sha256=checked.manifest_sha256)
+        carried = (
+            f" (it carries {ORIGIN}, which vouches only for versions a device adapts "
+            "itself, never for a release)"
+            if (vdir / ORIGIN).exists()
+            else ""
+        )
+        raise BundleError(
+            f"{vdir}: release is not signed: no {SIGNATURE}{carried}; the agent "
+            f"trusts keys {_ids(_releases(trusted))} ({_SIGN_HINT})"
+        )
+    return check_signature(vdir, checked.manifest, trusted, manifest_sha256=checked.manifest_sha256)
 
 
-def check_signature(vdir: Path, manifest: Mapping[str, Any], trusted: Sequence[TrustedKey],
-                    manifest_sha256: str | None = None) -> str:
+def check_signature(
+    vdir: Path,
+    manifest: Mapping[str, Any],
+    trusted: Sequence[TrustedKey],
+    manifest_sha256: str | None = None,
+) -> str:
     """`verify_version` for a version whose files were already checked against `manifest`
     (what `load_bundle` does before it calls this). `manifest_sha256` is the digest of the
     manifest bytes `manifest` was parsed from; give it (load_bundle does): without it
@@ -423,15 +459,17 @@ def check_signature(vdir: Path, manifest: Mapping[str, Any], trusted: Sequence[T
         raise BundleError(f"{vdir}: no trusted keys to check the signature with")
     digest = manifest_sha256 or sha256_file(vdir / MANIFEST)
     if (vdir / SIGNATURE).exists():
-        return _check_signatures(vdir / SIGNATURE, _read_json(vdir / SIGNATURE), digest,
-                                 releases)
+        return _check_signatures(vdir / SIGNATURE, _read_json(vdir / SIGNATURE), digest, releases)
     if (vdir / ORIGIN).exists():
         return _check_origin(vdir, manifest, trusted, digest)
     parent = manifest.get("parent_version")
-    made = (f" (adapted from version {parent}, which was not signed then)"
-            if parent is not None else "")
-    raise BundleError(f"{vdir}: bundle version is not signed{made}; the agent trusts keys "
-                      f"{_ids(releases)} ({_SIGN_HINT})")
+    made = (
+        f" (adapted from version {parent}, which was not signed then)" if parent is not None else ""
+    )
+    raise BundleError(
+        f"{vdir}: bundle version is not signed{made}; the agent trusts keys "
+        f"{_ids(releases)} ({_SIGN_HINT})"
+    )
 
 
 def _read_json(path: Path) -> Any:
@@ -444,6 +482,7 @@ def _read_json(path: Path) -> Any:
 
 def _signature_doc(doc: Any, path: Path) -> dict[str, Any]:
     """`doc` if it is a signature file's content, else a one-line BundleError."""
+
     def bad(what: str) -> BundleError:
         return BundleError(f"{path}: not a bundle signature file ({what})")
 
@@ -454,10 +493,15 @@ def _signature_doc(doc: Any, path: Path) -> dict[str, Any]:
     if not isinstance(doc.get("manifest_sha256"), str):
         raise bad("manifest_sha256: expected a sha256 hex digest")
     sigs = doc.get("signatures")
-    if not isinstance(sigs, list) or not sigs or not all(
-            isinstance(e, dict) and all(isinstance(e.get(k), str)
-                                        for k in ("key_id", "algorithm", "signature"))
-            for e in sigs):
+    if (
+        not isinstance(sigs, list)
+        or not sigs
+        or not all(
+            isinstance(e, dict)
+            and all(isinstance(e.get(k), str) for k in ("key_id", "algorithm", "signature"))
+            for e in sigs
+        )
+    ):
         raise bad("signatures: expected a non-empty list of {key_id, algorithm, signature}")
     return doc
 
@@ -473,8 +517,10 @@ def _check_signatures(path: Path, doc: Any, digest: str, trusted: Sequence[Trust
         if key is None:
             continue
         if e["algorithm"] != ALGORITHM:
-            raise BundleError(f"{path}: key {e['key_id']}: algorithm {e['algorithm']!r} is "
-                              f"not supported (expected {ALGORITHM})")
+            raise BundleError(
+                f"{path}: key {e['key_id']}: algorithm {e['algorithm']!r} is "
+                f"not supported (expected {ALGORITHM})"
+            )
         try:
             sig = base64.b64decode(e["signature"], validate=True)
         except binascii.Error:
@@ -483,17 +529,23 @@ def _check_signatures(path: Path, doc: Any, digest: str, trusted: Sequence[Trust
             return key.key_id
         bad.append(key.key_id)
     if bad:
-        edited = (f"; it was made for manifest.json sha256 {doc['manifest_sha256'][:12]}..., "
-                  f"this one is {digest[:12]}... (edited after signing)"
-                  if doc["manifest_sha256"] != digest else " (signature.json altered)")
+        edited = (
+            f"; it was made for manifest.json sha256 {doc['manifest_sha256'][:12]}..., "
+            f"this one is {digest[:12]}... (edited after signing)"
+            if doc["manifest_sha256"] != digest
+            else " (signature.json altered)"
+        )
         raise BundleError(f"{path}: bad signature by key {', '.join(bad)}{edited}; refused")
     signers = ", ".join(e["key_id"] for e in doc["signatures"])
-    raise BundleError(f"{path}: signed by key {signers}, which the agent does not trust (it "
-                      f"trusts keys {_ids(trusted)}); add the key to trusted_keys or re-sign")
+    raise BundleError(
+        f"{path}: signed by key {signers}, which the agent does not trust (it "
+        f"trusts keys {_ids(trusted)}); add the key to trusted_keys or re-sign"
+    )
 
 
-def _check_origin(vdir: Path, manifest: Mapping[str, Any], trusted: Sequence[TrustedKey],
-                  manifest_sha256: str) -> str:
+def _check_origin(
+    vdir: Path, manifest: Mapping[str, Any], trusted: Sequence[TrustedKey], manifest_sha256: str
+) -> str:
     """A local adaptation: its origin's signature is valid and trusted, its models, components
     and frontend spec are the origin's, and this device sealed it (module docstring)."""
     path = vdir / ORIGIN
@@ -503,15 +555,23 @@ def _check_origin(vdir: Path, manifest: Mapping[str, Any], trusted: Sequence[Tru
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         reason = getattr(exc, "strerror", None) or " ".join(str(exc).split())[:80]
         raise BundleError(f"{path}: unreadable ({reason})") from None
-    if (not isinstance(doc, dict) or doc.get("format") != ORIGIN_FORMAT
-            or doc.get("format_version") != FORMAT_VERSION
-            or not isinstance(doc.get("manifest"), str)):
-        raise BundleError(f"{path}: not a signed-origin file (expected format "
-                          f"{ORIGIN_FORMAT!r} {FORMAT_VERSION} with the signed manifest)")
+    if (
+        not isinstance(doc, dict)
+        or doc.get("format") != ORIGIN_FORMAT
+        or doc.get("format_version") != FORMAT_VERSION
+        or not isinstance(doc.get("manifest"), str)
+    ):
+        raise BundleError(
+            f"{path}: not a signed-origin file (expected format "
+            f"{ORIGIN_FORMAT!r} {FORMAT_VERSION} with the signed manifest)"
+        )
     text: str = doc["manifest"]
-    key_id = _check_signatures(path, doc.get("signature"),
-                               hashlib.sha256(text.encode("utf-8")).hexdigest(),
-                               _releases(trusted))
+    key_id = _check_signatures(
+        path,
+        doc.get("signature"),
+        hashlib.sha256(text.encode("utf-8")).hexdigest(),
+        _releases(trusted),
+    )
     origin = parse_manifest(text, path)
     where = f"{vdir}: a local adaptation of signed version {origin['version']}"
     if FrontendSpec.from_dict(origin["frontend"]) != FrontendSpec.from_dict(manifest["frontend"]):
@@ -535,46 +595,66 @@ def _check_origin(vdir: Path, manifest: Mapping[str, Any], trusted: Sequence[Tru
     return key_id
 
 
-def _check_seal(vdir: Path, where: str, manifest_sha256: str, origin_sha256: str,
-                trusted: Sequence[TrustedKey]) -> None:
+def _check_seal(
+    vdir: Path, where: str, manifest_sha256: str, origin_sha256: str, trusted: Sequence[TrustedKey]
+) -> None:
     """One-line BundleError unless `vdir`'s device seal is this device's valid signature over
     this manifest and this origin: only what the device made itself loads on its origin."""
     path = vdir / DEVICE_SEAL
-    hint = ("only a version this device adapted itself loads without a release signature: a "
-            "version received or copied from elsewhere needs its own signature.json; adapt it "
-            "again here (calibrate/enrol/tune with the agent's --config) or roll back")
+    hint = (
+        "only a version this device adapted itself loads without a release signature: a "
+        "version received or copied from elsewhere needs its own signature.json; adapt it "
+        "again here (calibrate/enrol/tune with the agent's --config) or roll back"
+    )
     if not path.exists():
-        raise BundleError(f"{where}, but no seal of this device covers it (no "
-                          f"{DEVICE_SEAL}); {hint}")
+        raise BundleError(
+            f"{where}, but no seal of this device covers it (no {DEVICE_SEAL}); {hint}"
+        )
     doc = _read_json(path)
     fields = ("key_id", "algorithm", "manifest_sha256", "origin_sha256", "signature")
-    if (not isinstance(doc, dict) or doc.get("format") != SEAL_FORMAT
-            or doc.get("format_version") != FORMAT_VERSION
-            or not all(isinstance(doc.get(k), str) for k in fields)):
-        raise BundleError(f"{path}: not a device seal (expected format {SEAL_FORMAT!r} "
-                          f"{FORMAT_VERSION} with {', '.join(fields)})")
+    if (
+        not isinstance(doc, dict)
+        or doc.get("format") != SEAL_FORMAT
+        or doc.get("format_version") != FORMAT_VERSION
+        or not all(isinstance(doc.get(k), str) for k in fields)
+    ):
+        raise BundleError(
+            f"{path}: not a device seal (expected format {SEAL_FORMAT!r} "
+            f"{FORMAT_VERSION} with {', '.join(fields)})"
+        )
     devices = {k.key_id: k for k in trusted if k.role == "device"}
     key = devices.get(doc["key_id"])
     if key is None:
         mine = ", ".join(devices) or "none yet"
-        raise BundleError(f"{path}: sealed by device key {doc['key_id']}, not by this "
-                          f"device's ({mine}); {hint}")
+        raise BundleError(
+            f"{path}: sealed by device key {doc['key_id']}, not by this device's ({mine}); {hint}"
+        )
     try:
         sig = base64.b64decode(doc["signature"], validate=True)
     except binascii.Error:
         sig = b""
     if doc["algorithm"] != ALGORITHM or not key.verifies(
-            sig, _seal_message(manifest_sha256, origin_sha256)):
-        changed = [name for name, got, sealed in (
-            (MANIFEST, manifest_sha256, doc["manifest_sha256"]),
-            (ORIGIN, origin_sha256, doc["origin_sha256"])) if got != sealed]
-        what = (f"{' and '.join(changed)} changed after the device sealed it" if changed
-                else "the seal itself was altered")
+        sig, _seal_message(manifest_sha256, origin_sha256)
+    ):
+        changed = [
+            name
+            for name, got, sealed in (
+                (MANIFEST, manifest_sha256, doc["manifest_sha256"]),
+                (ORIGIN, origin_sha256, doc["origin_sha256"]),
+            )
+            if got != sealed
+        ]
+        what = (
+            f"{' and '.join(changed)} changed after the device sealed it"
+            if changed
+            else "the seal itself was altered"
+        )
         raise BundleError(f"{path}: bad device seal ({what}); refused")
 
 
-def carry_origin(parent_vdir: Path, vdir: Path,
-                 parent_manifest: bytes | None = None) -> Path | None:
+def carry_origin(
+    parent_vdir: Path, vdir: Path, parent_manifest: bytes | None = None
+) -> Path | None:
     """Give version directory `vdir`, adapted on the device from `parent_vdir`, the parent's
     signed origin: the parent's manifest and signature when it is signed, else the origin it
     carries itself. Returns the file written, None when the parent has neither (the new
@@ -586,15 +666,23 @@ def carry_origin(parent_vdir: Path, vdir: Path,
     if sig.is_file():
         try:
             signature = json.loads(sig.read_text())
-            raw = (parent_vdir / MANIFEST).read_bytes() if parent_manifest is None \
+            raw = (
+                (parent_vdir / MANIFEST).read_bytes()
+                if parent_manifest is None
                 else parent_manifest
+            )
             text = raw.decode("utf-8")
             version = json.loads(text).get("version")
         except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError) as exc:
             log.warning("%s: signature not carried into %s (%s)", sig, vdir, exc)
             return None
-        doc = {"format": ORIGIN_FORMAT, "format_version": FORMAT_VERSION, "version": version,
-               "manifest": text, "signature": signature}
+        doc = {
+            "format": ORIGIN_FORMAT,
+            "format_version": FORMAT_VERSION,
+            "version": version,
+            "manifest": text,
+            "signature": signature,
+        }
         out.write_text(json.dumps(doc, indent=2) + "\n")
         return out
     if (parent_vdir / ORIGIN).is_file():

@@ -47,8 +47,19 @@ AdaptationKind = Literal["calibration", "enrolment", "tuning", "feedback"]
 
 
 # Fields write_bundle sets itself, and per-version records that must not leak into the next.
-_DERIVED = {"format", "format_version", "version", "created", "sections", "files",
-            "calibration", "enrolment", "tuning", "feedback", "parent_version"}
+_DERIVED = {
+    "format",
+    "format_version",
+    "version",
+    "created",
+    "sections",
+    "files",
+    "calibration",
+    "enrolment",
+    "tuning",
+    "feedback",
+    "parent_version",
+}
 
 
 def set_current(root: str | Path, version: int) -> None:
@@ -102,8 +113,11 @@ def write_bundle(
         # a self-test entry only with its file: a version written from another's manifest
         # without passing the file on has no self-test (rather than one that cannot load)
         test = self_test_file(manifest)
-        kept = {k: v for k, v in manifest.items()
-                if k != "self_test" or (test is not None and test in (extra or {}))}
+        kept = {
+            k: v
+            for k, v in manifest.items()
+            if k != "self_test" or (test is not None and test in (extra or {}))
+        }
         full = {
             **kept,
             "format": FORMAT,
@@ -145,8 +159,11 @@ def prune(root: str | Path, keep: int = 3) -> list[int]:
 
 
 def write_adapted_version(
-    bundle: Bundle, backends: Mapping[str, SectionBackend], kind: AdaptationKind,
-    record: dict[str, Any], seal_key: Ed25519PrivateKey | None = None,
+    bundle: Bundle,
+    backends: Mapping[str, SectionBackend],
+    kind: AdaptationKind,
+    record: dict[str, Any],
+    seal_key: Ed25519PrivateKey | None = None,
     profiles: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Path:
     """A new version made on the device (`edge-agent calibrate` / `enrol` / `tune` /
@@ -162,8 +179,10 @@ def write_adapted_version(
 
     base = {k: v for k, v in bundle.manifest.items() if k not in _DERIVED}
     record = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **record}
-    base["adaptations"] = [*bundle.manifest.get("adaptations", []),
-                           {"kind": kind, "version_from": bundle.version, **record}]
+    base["adaptations"] = [
+        *bundle.manifest.get("adaptations", []),
+        {"kind": kind, "version_from": bundle.version, **record},
+    ]
     base[kind] = record
     if profiles:
         base["profiles"] = {**bundle.manifest.get("profiles", {}), **profiles}
@@ -173,14 +192,21 @@ def write_adapted_version(
     base["parent_version"] = int(bundle.path.name) if is_dir else bundle.version
     # the model bytes the load checked, when it kept them (not the files, which may have
     # changed since), and the manifest as loaded for the carried origin
-    models: dict[str, bytes | Path] = {name: bundle.model_content.get(name, bundle.path / name)
-                                       for name in bundle.model_files}
+    models: dict[str, bytes | Path] = {
+        name: bundle.model_content.get(name, bundle.path / name) for name in bundle.model_files
+    }
     # the self-test travels unchanged: its expected embeddings do not depend on the backend
     # (edge_agent.runtime.selftest), and a signed origin vouches for it as for the models
     reference = self_test_file(bundle.manifest)
-    extra = {} if reference is None else {
-        reference: bundle.self_test_content if bundle.self_test_content is not None
-        else (bundle.path / reference).read_bytes()}
+    extra = (
+        {}
+        if reference is None
+        else {
+            reference: bundle.self_test_content
+            if bundle.self_test_content is not None
+            else (bundle.path / reference).read_bytes()
+        }
+    )
 
     def finish(vdir: Path) -> None:
         origin = carry_origin(bundle.path, vdir, bundle.manifest_bytes or None)
@@ -199,8 +225,12 @@ def rollback_target(root: str | Path) -> int:
     parent = load_bundle(root, verify=False).manifest.get("parent_version")
     versions = list_versions(root)
     older = [v for v in versions if v < before]
-    if isinstance(parent, int) and not isinstance(parent, bool) and parent in versions \
-            and parent != before:
+    if (
+        isinstance(parent, int)
+        and not isinstance(parent, bool)
+        and parent in versions
+        and parent != before
+    ):
         return parent
     if older:
         return older[-1]

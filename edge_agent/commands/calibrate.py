@@ -45,12 +45,17 @@ def calibrate_cmd(
     monitor: opt.MonitorName = None,
     count: opt.Count = 10,
     mode: Annotated[
-        str, typer.Option("--mode", help="replace: new clips replace the target references; "
-                          "append: add.")
+        str,
+        typer.Option(
+            "--mode", help="replace: new clips replace the target references; append: add."
+        ),
     ] = "replace",
     rule: Annotated[
-        str, typer.Option("--threshold-rule", help="max: max(old, held-out percentile); "
-                          "target: held-out percentile only.")
+        str,
+        typer.Option(
+            "--threshold-rule",
+            help="max: max(old, held-out percentile); target: held-out percentile only.",
+        ),
     ] = "max",
     percentile: opt.Percentile = 90.0,
     skip_unreadable: opt.SkipUnreadable = False,
@@ -76,10 +81,19 @@ def calibrate_cmd(
 
     full = agent_config(config, Flags(bundle=bundle)) if monitor else None  # all machines
     note = sharing_note(full, monitor) if full is not None else None
-    cfg = agent_config(config, Flags(bundle=bundle, section=section, threads=threads,
-                                     device=device, from_files=from_files,
-                                     paths=tuple(paths or ()), channel=channel,
-                                     monitor=monitor))
+    cfg = agent_config(
+        config,
+        Flags(
+            bundle=bundle,
+            section=section,
+            threads=threads,
+            device=device,
+            from_files=from_files,
+            paths=tuple(paths or ()),
+            channel=channel,
+            monitor=monitor,
+        ),
+    )
     root = required_bundle(cfg)
     if do_rollback:
         before, after = service.undo(root, trust(cfg))  # never into a version it would refuse
@@ -88,21 +102,40 @@ def calibrate_cmd(
     sec = required_section(cfg)
     if note:
         print(note)
-    how = service.Calibration(choice("mode", mode, MODES), percentile,  # before the recording
-                              choice("rule", rule, THRESHOLD_RULES))
+    how = service.Calibration(
+        choice("mode", mode, MODES),
+        percentile,  # before the recording
+        choice("rule", rule, THRESHOLD_RULES),
+    )
     checked = trust(cfg)
     # verified (signed, with trusted_keys); an unknown section fails now
     scorer = service.open_scorer(root, checked, cfg.threads)
     scorer.bundle.backend(sec)
-    clips = collect_clips(cfg, scorer.spec, count, skip_unreadable, retries, quiet,
-                          shared_capture(full, monitor) if full is not None else None)
+    clips = collect_clips(
+        cfg,
+        scorer.spec,
+        count,
+        skip_unreadable,
+        retries,
+        quiet,
+        shared_capture(full, monitor) if full is not None else None,
+    )
     warning = enough_clips(len(clips), CALIBRATE_CLIPS, "calibrate", scorer.spec.clip_seconds)
     if warning:
         typer.echo(warning, err=True)
-    change = service.calibrate(scorer, sec, [c.samples for c in clips], checked, how,
-                               origin=clip_origin(cfg), progress=embed_progress(scorer, quiet),
-                               note=progress_note(scorer, quiet))
-    print(f"calibrated {sec} with {len(clips)} clips ({mode}): threshold "
-          f"{change.old_threshold:.5f} -> {change.new_threshold:.5f}; bundle version "
-          f"{change.version_from} -> {change.version} (undo: edge-agent calibrate --bundle "
-          f"{root} --rollback)")
+    change = service.calibrate(
+        scorer,
+        sec,
+        [c.samples for c in clips],
+        checked,
+        how,
+        origin=clip_origin(cfg),
+        progress=embed_progress(scorer, quiet),
+        note=progress_note(scorer, quiet),
+    )
+    print(
+        f"calibrated {sec} with {len(clips)} clips ({mode}): threshold "
+        f"{change.old_threshold:.5f} -> {change.new_threshold:.5f}; bundle version "
+        f"{change.version_from} -> {change.version} (undo: edge-agent calibrate --bundle "
+        f"{root} --rollback)"
+    )

@@ -58,9 +58,13 @@ class CheckTarget:
             from edge_agent.commands.overrides import trust
             from edge_agent.runtime.scorer import Scorer
 
-            self.scorer = Scorer.from_bundle(self.bundle, self.cfg.threads,
-                                             trusted=trust(self.cfg).keys,
-                                             request=self.cfg.tflite.request(), check=False)
+            self.scorer = Scorer.from_bundle(
+                self.bundle,
+                self.cfg.threads,
+                trusted=trust(self.cfg).keys,
+                request=self.cfg.tflite.request(),
+                check=False,
+            )
         return self.scorer
 
 
@@ -79,15 +83,18 @@ def self_test_part(target: CheckTarget) -> bool:
     where = f"bundle {b.root} version {b.path.name} ({b.model_version})"
     reference = load_reference(b)
     if reference is None:
-        typer.echo(f"self-test: {where} has no self-test reference (exported before it "
-                   f"existed): {rt.label} ran one window, its numbers are not checked "
-                   "(re-export the bundle to add one)")
+        typer.echo(
+            f"self-test: {where} has no self-test reference (exported before it "
+            f"existed): {rt.label} ran one window, its numbers are not checked "
+            "(re-export the bundle to add one)"
+        )
         return True
     result = scorer.run_self_test(reference)
     if not result.passed:
         raise SelfTestError(failure_line(result, rt.label, rt.name, rt.xnnpack, str(b.path)))
-    typer.echo(f"self-test passed: {rt.label} on this {cpu_description()}: "
-               f"{result.numbers()} [{where}]")
+    typer.echo(
+        f"self-test passed: {rt.label} on this {cpu_description()}: {result.numbers()} [{where}]"
+    )
     return True
 
 
@@ -110,9 +117,13 @@ def measure(scorer: Scorer, windows: int) -> Bench:
     from edge_agent.runtime.selftest import load_reference
 
     reference = load_reference(scorer.bundle)
-    wave = reference.wave if reference is not None else (
-        0.03 * np.random.default_rng(0).standard_normal(scorer.spec.clip_samples)
-    ).astype(np.float32)
+    wave = (
+        reference.wave
+        if reference is not None
+        else (0.03 * np.random.default_rng(0).standard_normal(scorer.spec.clip_samples)).astype(
+            np.float32
+        )
+    )
     section = scorer.bundle.sections[0]
     scorer.score(wave, section)
     times = []
@@ -121,8 +132,9 @@ def measure(scorer: Scorer, windows: int) -> Bench:
         scorer.score(wave, section)
         times.append((time.perf_counter() - t0) * 1000.0)
     rss_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-    return Bench(windows, float(np.median(times)), float(np.percentile(times, 90)),
-                 rss_kib / 1024.0)
+    return Bench(
+        windows, float(np.median(times)), float(np.percentile(times, 90)), rss_kib / 1024.0
+    )
 
 
 def _device() -> str:
@@ -166,14 +178,18 @@ def bench_part(target: CheckTarget, windows: int) -> bool:
         agent = version("listening-monitor")
     except PackageNotFoundError:
         agent = "checkout"
-    typer.echo(f"bench: {b.windows} windows of {scorer.spec.clip_seconds:g} s through "
-               f"{rt.label}, {threads} thread{'s' if threads > 1 else ''}: "
-               f"{b.median_ms:.1f} ms per window (median; 90th percentile {b.p90_ms:.1f} ms), "
-               f"peak RSS {b.peak_rss_mb:.0f} MB")
-    typer.echo("row for BENCHMARKS.md (\"Your device\"): "
-               f"| {_device()} | {platform.machine()} | {_os()}, Python "
-               f"{platform.python_version()} | {rt.label} | {threads} | {b.median_ms:.1f} | "
-               f"{b.p90_ms:.1f} | {b.peak_rss_mb:.0f} | {agent} |")
+    typer.echo(
+        f"bench: {b.windows} windows of {scorer.spec.clip_seconds:g} s through "
+        f"{rt.label}, {threads} thread{'s' if threads > 1 else ''}: "
+        f"{b.median_ms:.1f} ms per window (median; 90th percentile {b.p90_ms:.1f} ms), "
+        f"peak RSS {b.peak_rss_mb:.0f} MB"
+    )
+    typer.echo(
+        'row for BENCHMARKS.md ("Your device"): '
+        f"| {_device()} | {platform.machine()} | {_os()}, Python "
+        f"{platform.python_version()} | {rt.label} | {threads} | {b.median_ms:.1f} | "
+        f"{b.p90_ms:.1f} | {b.peak_rss_mb:.0f} | {agent} |"
+    )
     return True
 
 
@@ -200,25 +216,32 @@ def listen_part(target: CheckTarget, seconds: float) -> bool:
             passed = False
             continue
         if not heard.summaries:
-            typer.echo(f"listen {name}: FAILED: nothing heard from {where}"
-                       f" ({heard.stopped or 'no audio'})")
+            typer.echo(
+                f"listen {name}: FAILED: nothing heard from {where} ({heard.stopped or 'no audio'})"
+            )
             passed = False
             continue
         r = Rolling.of(heard.summaries)
         short = f" ({heard.stopped} after {heard.seconds:.0f} s)" if heard.stopped else ""
         measures = ", ".join(f"{k} {v:g}" for k, v in r.measures(profile).items())
         if profile is None:
-            typer.echo(f"listen {name}: {heard.seconds:.0f} s of {where}{short}: "
-                       f"{unchecked_message(m.section)} [{measures}]")
+            typer.echo(
+                f"listen {name}: {heard.seconds:.0f} s of {where}{short}: "
+                f"{unchecked_message(m.section)} [{measures}]"
+            )
             continue
         found = compare(r, profile, target.cfg.hearing)
         if found:
             passed = False
-            typer.echo(f"listen {name}: MISMATCH after {heard.seconds:.0f} s of {where}{short}:"
-                       f" {'; '.join(f.sentence for f in found)} [{measures}]")
+            typer.echo(
+                f"listen {name}: MISMATCH after {heard.seconds:.0f} s of {where}{short}:"
+                f" {'; '.join(f.sentence for f in found)} [{measures}]"
+            )
         else:
-            typer.echo(f"listen {name}: ok, {heard.seconds:.0f} s of {where}{short} hear like "
-                       f"the training audio [{measures}]")
+            typer.echo(
+                f"listen {name}: ok, {heard.seconds:.0f} s of {where}{short} hear like "
+                f"the training audio [{measures}]"
+            )
     return passed
 
 
@@ -228,14 +251,24 @@ def check_cmd(
     runtime: opt.TfliteRuntime = None,
     no_xnnpack: opt.NoXnnpack = False,
     threads: opt.Threads = None,
-    bench: Annotated[bool, typer.Option("--bench", help="Also time the scoring path: ms per "
-                                        "window and peak RSS.")] = False,
-    windows: Annotated[int, typer.Option("--windows", min=1, max=10_000,
-                                         help="Windows timed by --bench.")] = 20,
-    listen_s: Annotated[float | None, typer.Option(
-        "--listen", min=1.0, max=3600.0, metavar="SECONDS",
-        help="Also listen to each configured input this long and compare it with the "
-             "training audio (bandwidth, level, noise floor, clipping).")] = None,
+    bench: Annotated[
+        bool,
+        typer.Option("--bench", help="Also time the scoring path: ms per window and peak RSS."),
+    ] = False,
+    windows: Annotated[
+        int, typer.Option("--windows", min=1, max=10_000, help="Windows timed by --bench.")
+    ] = 20,
+    listen_s: Annotated[
+        float | None,
+        typer.Option(
+            "--listen",
+            min=1.0,
+            max=3600.0,
+            metavar="SECONDS",
+            help="Also listen to each configured input this long and compare it with the "
+            "training audio (bandwidth, level, noise floor, clipping).",
+        ),
+    ] = None,
 ) -> None:
     """Check that this device scores as the bundle was made to (self-test), and how fast.
 

@@ -47,25 +47,40 @@ def shared_capture(full: AgentConfig, monitor: str | None) -> SharedCapture | No
     return None
 
 
-def collect_clips(cfg: AgentConfig, spec: FrontendSpec, count: int, skip_unreadable: bool,
-                  retries: int, quiet: bool, shared: SharedCapture | None = None) -> list[Clip]:
+def collect_clips(
+    cfg: AgentConfig,
+    spec: FrontendSpec,
+    count: int,
+    skip_unreadable: bool,
+    retries: int,
+    quiet: bool,
+    shared: SharedCapture | None = None,
+) -> list[Clip]:
     """All files of the files source, or `count` clips captured live, of `spec`'s length
     (`shared`: from that lane of a device opened as `run` opens it)."""
     progress = Progress(spec.sample_rate, enabled=not quiet)
     if cfg.source.kind == "files":
-        return file_clips(cfg.source.files, spec, cfg.health, progress, skip_unreadable,
-                          channel=cfg.source.channel)
+        return file_clips(
+            cfg.source.files,
+            spec,
+            cfg.health,
+            progress,
+            skip_unreadable,
+            channel=cfg.source.channel,
+        )
     where = cfg.source.device or "the default input"
     if cfg.source.channel is not None:
         where = f"{where} channel {cfg.source.channel}"
     seconds = count * spec.clip_seconds
-    progress.note(f"capturing {count} clips of {spec.clip_seconds:g} s from {where} "
-                  f"({seconds:g} s)")
+    progress.note(
+        f"capturing {count} clips of {spec.clip_seconds:g} s from {where} ({seconds:g} s)"
+    )
     if shared is None:
         return capture_clips(cfg.source, spec, count, cfg.health, progress, retries)
     src = open_source(shared.source, spec.sample_rate, lanes=shared.lanes)
-    return capture_clips(cfg.source, spec, count, cfg.health, progress, retries, source=src,
-                         lane=shared.lane)
+    return capture_clips(
+        cfg.source, spec, count, cfg.health, progress, retries, source=src, lane=shared.lane
+    )
 
 
 def embed_progress(scorer: Scorer, quiet: bool) -> Callable[[int, int], None]:

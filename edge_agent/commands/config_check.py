@@ -19,9 +19,13 @@ config_app = typer.Typer(no_args_is_help=True, help="Validate agent configuratio
 @config_app.command("check")
 def config_check_cmd(
     file: Annotated[Path, typer.Argument(help="Agent YAML config.")],
-    show: Annotated[bool, typer.Option(
-        "--show", help="Print the effective configuration (secrets masked) instead of the "
-        "one OK line.")] = False,
+    show: Annotated[
+        bool,
+        typer.Option(
+            "--show",
+            help="Print the effective configuration (secrets masked) instead of the one OK line.",
+        ),
+    ] = False,
 ) -> None:
     """Validate FILE against its bundle; one `OK` line (--show: the effective configuration).
 
@@ -41,8 +45,11 @@ def config_check_cmd(
     if show:
         typer.echo(dump(cfg), nl=False)
         return
-    machines = ", ".join(f"{m.name} ({m.section})" if m.name != m.section else m.name
-                         for m in cfg.monitor_list())
+    machines = ", ".join(
+        f"{m.name} ({m.section})" if m.name != m.section else m.name for m in cfg.monitor_list()
+    )
     mqtt = f"MQTT {cfg.mqtt.host} as {cfg.mqtt.device_id}" if cfg.mqtt.enabled else "no MQTT"
-    typer.echo(f"OK: {file}: {machines}; bundle version {bundle.version} "
-               f"({bundle.model_version}); {mqtt} (--show prints the effective config)")
+    typer.echo(
+        f"OK: {file}: {machines}; bundle version {bundle.version} "
+        f"({bundle.model_version}); {mqtt} (--show prints the effective config)"
+    )

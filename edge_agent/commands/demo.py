@@ -143,8 +143,10 @@ class DemoSink:
     def handle(self, e: Event) -> None:
         if e["kind"] == "score":
             if not self.header_done:
-                self._print(f"{'window':>6}  {'audio':>6}  {'clip':<8} {'score':>7} "
-                            f"{'threshold':>9}  {'':<5} decision")
+                self._print(
+                    f"{'window':>6}  {'audio':>6}  {'clip':<8} {'score':>7} "
+                    f"{'threshold':>9}  {'':<5} decision"
+                )
                 self.header_done = True
             clip = self.labels.get(Path(e["source"]).name)
             truth = "faulty" if clip is not None and clip.label != "normal" else "normal"
@@ -159,8 +161,10 @@ class DemoSink:
             if e["decision"] == "alarm":
                 if self.first_alarm is None:
                     self.first_alarm = w
-                self._print(f">>> ALARM RAISED at window {w}: {e['votes']} of the last "
-                            f"{self.n} windows above threshold ({e['section']})")
+                self._print(
+                    f">>> ALARM RAISED at window {w}: {e['votes']} of the last "
+                    f"{self.n} windows above threshold ({e['section']})"
+                )
                 why = e.get("explanation")
                 if why:
                     self._print(f"    why: {why['sentence']}")
@@ -179,15 +183,17 @@ class DemoSink:
 
 def demo_cmd(
     speed: Annotated[
-        float, typer.Option("--speed", min=0.1,
-                            help="Replay speed: 10 = one 10 s window per second.")
+        float,
+        typer.Option("--speed", min=0.1, help="Replay speed: 10 = one 10 s window per second."),
     ] = DEFAULT_SPEED,
     realtime: opt.Pace = None,
     mqtt_host: opt.MqttHost = None,
     mqtt_port: opt.MqttPort = None,
     device_id: Annotated[
-        str | None, typer.Option("--device-id", help="MQTT device id (default: the config's).",
-                                 show_default=False)
+        str | None,
+        typer.Option(
+            "--device-id", help="MQTT device id (default: the config's).", show_default=False
+        ),
     ] = None,
     config: opt.Config = None,
     json_out: opt.Json = False,
@@ -218,8 +224,13 @@ def demo_cmd(
         "log.jsonl_file": None,
         "log.level": "info" if verbose else "warning",
     }
-    flags = Flags(mqtt_host=mqtt_host, mqtt_port=mqtt_port, device_id=device_id,
-                  tflite_runtime=runtime, no_xnnpack=no_xnnpack)
+    flags = Flags(
+        mqtt_host=mqtt_host,
+        mqtt_port=mqtt_port,
+        device_id=device_id,
+        tflite_runtime=runtime,
+        no_xnnpack=no_xnnpack,
+    )
     cfg = agent_config(config, flags, fixed)
     setup_logging(cfg.log.json, cfg.log.level)
     agent = Agent(cfg)
@@ -242,14 +253,16 @@ def demo_cmd(
     raise typer.Exit(code)
 
 
-def _intro(demo: DemoSet, cfg: AgentConfig, agent: Agent, speed: float | None,
-           pause: float) -> str:
+def _intro(demo: DemoSet, cfg: AgentConfig, agent: Agent, speed: float | None, pause: float) -> str:
     """What is about to play, at which pace, and what raises the alarm."""
     d = cfg.decision
     thr = agent.scorer.bundle.backend(demo.section).threshold
     window_s = agent.scorer.spec.clip_seconds
-    pace = "as fast as it scores" if speed is None else (
-        f"{speed:g}x real time: one {window_s:g} s window every {pause:g} s")
+    pace = (
+        "as fast as it scores"
+        if speed is None
+        else (f"{speed:g}x real time: one {window_s:g} s window every {pause:g} s")
+    )
     return (
         f"edge-agent demo: {len(demo.clips)} clips of {demo.section} "
         f"({demo.n_normal} normal, then {len(demo.clips) - demo.n_normal} from the same "
@@ -257,8 +270,11 @@ def _intro(demo: DemoSet, cfg: AgentConfig, agent: Agent, speed: float | None,
         f"model {agent.scorer.bundle.model_version}, threshold "
         f"{d.threshold if d.threshold is not None else thr:.4f}; an alarm needs {d.k} of "
         f"the last {d.n} windows above it"
-        + (f"; publishing to mqtt://{cfg.mqtt.host}:{cfg.mqtt.port}/{cfg.mqtt.base()}/..."
-           if cfg.mqtt.enabled else "")
+        + (
+            f"; publishing to mqtt://{cfg.mqtt.host}:{cfg.mqtt.port}/{cfg.mqtt.base()}/..."
+            if cfg.mqtt.enabled
+            else ""
+        )
     )
 
 

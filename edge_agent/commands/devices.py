@@ -39,11 +39,22 @@ def devices_cmd(as_json: opt.Json = False) -> None:
 
     devices = list_input_devices()
     if as_json:
-        print(json.dumps([
-            {"index": d.index, "name": d.name, "channels": d.channels,
-             "default_rate": d.default_rate, "supported_rates": list(d.supported_rates),
-             "hostapi": d.hostapi, "default": d.is_default}
-            for d in devices
-        ], indent=2))
+        print(
+            json.dumps(
+                [
+                    {
+                        "index": d.index,
+                        "name": d.name,
+                        "channels": d.channels,
+                        "default_rate": d.default_rate,
+                        "supported_rates": list(d.supported_rates),
+                        "hostapi": d.hostapi,
+                        "default": d.is_default,
+                    }
+                    for d in devices
+                ],
+                indent=2,
+            )
+        )
     else:
         print(format_devices(devices, SAMPLE_RATE))

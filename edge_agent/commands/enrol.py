@@ -60,9 +60,18 @@ def enrol_cmd(
     )
     from edge_agent.errors import BundleError, FieldError
 
-    cfg = agent_config(config, Flags(bundle=bundle, threads=threads, device=device,
-                                     from_files=from_files, paths=tuple(paths or ()),
-                                     channel=channel, monitor=monitor))
+    cfg = agent_config(
+        config,
+        Flags(
+            bundle=bundle,
+            threads=threads,
+            device=device,
+            from_files=from_files,
+            paths=tuple(paths or ()),
+            channel=channel,
+            monitor=monitor,
+        ),
+    )
     root = required_bundle(cfg)
     if section is None:
         raise FieldError("section", "required (the new section, e.g. press_section_00)")
@@ -72,19 +81,36 @@ def enrol_cmd(
     checked = trust(cfg)
     scorer = service.open_scorer(root, checked, cfg.threads)
     if section in scorer.bundle.backends and not replace:  # before the recording, not after
-        raise BundleError(f"{root}: section {section!r} already exists; pass --replace to "
-                          "refit it (or calibrate it with edge-agent calibrate)")
-    clips = collect_clips(cfg, scorer.spec, count, skip_unreadable, retries, quiet,
-                          shared_capture(agent_config(config, Flags(bundle=bundle)), monitor)
-                          if monitor else None)
+        raise BundleError(
+            f"{root}: section {section!r} already exists; pass --replace to "
+            "refit it (or calibrate it with edge-agent calibrate)"
+        )
+    clips = collect_clips(
+        cfg,
+        scorer.spec,
+        count,
+        skip_unreadable,
+        retries,
+        quiet,
+        shared_capture(agent_config(config, Flags(bundle=bundle)), monitor) if monitor else None,
+    )
     warning = enough_clips(len(clips), ENROL_CLIPS, "enrol", scorer.spec.clip_seconds)
     if warning and len(clips) >= MIN_ENROL_CLIPS:  # below it, service.enrol refuses
         typer.echo(warning, err=True)
-    change = service.enrol(scorer, section, [c.samples for c in clips], checked, percentile,
-                           replace, origin=clip_origin(cfg),
-                           progress=embed_progress(scorer, quiet),
-                           note=progress_note(scorer, quiet))
-    print(f"enrolled {section} from {len(clips)} clips: {change.record['n_references']} "
-          f"references, threshold {change.new_threshold:.5f}; bundle version "
-          f"{change.version_from} -> {change.version} (undo: edge-agent calibrate --bundle "
-          f"{root} --rollback)")
+    change = service.enrol(
+        scorer,
+        section,
+        [c.samples for c in clips],
+        checked,
+        percentile,
+        replace,
+        origin=clip_origin(cfg),
+        progress=embed_progress(scorer, quiet),
+        note=progress_note(scorer, quiet),
+    )
+    print(
+        f"enrolled {section} from {len(clips)} clips: {change.record['n_references']} "
+        f"references, threshold {change.new_threshold:.5f}; bundle version "
+        f"{change.version_from} -> {change.version} (undo: edge-agent calibrate --bundle "
+        f"{root} --rollback)"
+    )

@@ -30,8 +30,11 @@ evidence_app = typer.Typer(no_args_is_help=True, help="Alarm audio kept on the d
 
 Folder = Annotated[
     Path | None,
-    typer.Option("--folder", help="Evidence folder (default: the config's `evidence.folder`).",
-                 show_default=False),
+    typer.Option(
+        "--folder",
+        help="Evidence folder (default: the config's `evidence.folder`).",
+        show_default=False,
+    ),
 ]
 
 
@@ -43,8 +46,9 @@ def _folder(config: Path | None, folder: Path | None) -> Path:
     if folder is None:
         cfg = read_config(config) if config is not None else None
         if cfg is None or not cfg.evidence.folder:
-            raise EvidenceError("evidence.folder: not set (give --config with an `evidence:` "
-                                "folder, or --folder)")
+            raise EvidenceError(
+                "evidence.folder: not set (give --config with an `evidence:` folder, or --folder)"
+            )
         folder = Path(cfg.evidence.folder)
     if not folder.is_dir():
         raise EvidenceError(f"{folder}: no such evidence folder (no alarm kept yet?)")
@@ -54,10 +58,15 @@ def _folder(config: Path | None, folder: Path | None) -> Path:
 def _row(c: ClipInfo) -> dict[str, Any]:
     m = c.meta
     return {
-        "file": c.path.name, "alarm_ts": m.get("alarm_ts"),
-        "monitor": m.get("monitor") or m.get("section"), "section": m.get("section"),
-        "t_start": m.get("t_start"), "t_end": m.get("t_end"), "bytes": c.path.stat().st_size,
-        "sha256": m.get("sha256"), "windows": m.get("windows"),
+        "file": c.path.name,
+        "alarm_ts": m.get("alarm_ts"),
+        "monitor": m.get("monitor") or m.get("section"),
+        "section": m.get("section"),
+        "t_start": m.get("t_start"),
+        "t_end": m.get("t_end"),
+        "bytes": c.path.stat().st_size,
+        "sha256": m.get("sha256"),
+        "windows": m.get("windows"),
         "answer": (c.answer or {}).get("answer"),
     }
 
@@ -78,19 +87,27 @@ def evidence_list_cmd(
     if not rows:
         typer.echo("no evidence clips")
         return
-    typer.echo(f"{'file':<48} {'alarm':<24} {'monitor':<18} {'span':>7} {'size':>9}  "
-               f"{'answer':<11}  sha256")
+    typer.echo(
+        f"{'file':<48} {'alarm':<24} {'monitor':<18} {'span':>7} {'size':>9}  "
+        f"{'answer':<11}  sha256"
+    )
     for r in rows:
         span = float(r["t_end"]) - float(r["t_start"])
-        typer.echo(f"{r['file']:<48} {r['alarm_ts']!s:<24} {r['monitor']!s:<18} "
-                   f"{span:>6.1f}s {r['bytes']:>9}  {r['answer'] or '-':<11}  "
-                   f"{str(r['sha256'])[:16]}")
+        typer.echo(
+            f"{r['file']:<48} {r['alarm_ts']!s:<24} {r['monitor']!s:<18} "
+            f"{span:>6.1f}s {r['bytes']:>9}  {r['answer'] or '-':<11}  "
+            f"{str(r['sha256'])[:16]}"
+        )
 
 
 @evidence_app.command("show")
 def evidence_show_cmd(
-    clip: Annotated[str, typer.Argument(help="The clip's file name (as `list` prints it), "
-                                        "or 'last' for the newest.")],
+    clip: Annotated[
+        str,
+        typer.Argument(
+            help="The clip's file name (as `list` prints it), or 'last' for the newest."
+        ),
+    ],
     config: opt.Config = None,
     folder: Folder = None,
     json_out: opt.Json = False,
@@ -105,22 +122,29 @@ def evidence_show_cmd(
     else:
         named = [c for c in clips if clip in (c.path.name, c.sidecar.name, c.path.stem)]
         if not named:
-            raise EvidenceError(f"{where / clip}: no such evidence clip (`edge-agent evidence "
-                                "list` names them)")
+            raise EvidenceError(
+                f"{where / clip}: no such evidence clip (`edge-agent evidence list` names them)"
+            )
         chosen = named[0]
     m = chosen.meta
     if json_out:
         typer.echo(json.dumps(m, indent=1))
         return
-    typer.echo(f"{chosen.path.name}: alarm of {m.get('monitor') or m.get('section')} "
-               f"({m.get('section')}) at {m.get('alarm_ts')}, model {m.get('model_version')}")
+    typer.echo(
+        f"{chosen.path.name}: alarm of {m.get('monitor') or m.get('section')} "
+        f"({m.get('section')}) at {m.get('alarm_ts')}, model {m.get('model_version')}"
+    )
     for part in m.get("parts", []):
-        typer.echo(f"  window {part.get('window')} at {part.get('offset_s')} s of the clip: "
-                   f"score {part.get('score')} (threshold {part.get('threshold')})")
+        typer.echo(
+            f"  window {part.get('window')} at {part.get('offset_s')} s of the clip: "
+            f"score {part.get('score')} (threshold {part.get('threshold')})"
+        )
     ex = m.get("explanation")
     if not isinstance(ex, dict):
-        typer.echo("why: not explained (the bundle has no audio profile for this section, or "
-                   "the clip was kept by an agent from before explanations)")
+        typer.echo(
+            "why: not explained (the bundle has no audio profile for this section, or "
+            "the clip was kept by an agent from before explanations)"
+        )
         return
     typer.echo(f"why: {ex.get('sentence')}")
     fields = {k: v for k, v in ex.items() if k not in ("sentence", "others")}
@@ -136,12 +160,20 @@ def evidence_export_cmd(
     config: opt.Config = None,
     folder: Folder = None,
     dcase: Annotated[
-        bool, typer.Option("--dcase", help="Write the answered clips as a DCASE data set "
-                           "(one WAV per window, labels from the answers) for model-build.")
+        bool,
+        typer.Option(
+            "--dcase",
+            help="Write the answered clips as a DCASE data set "
+            "(one WAV per window, labels from the answers) for model-build.",
+        ),
     ] = False,
     test_share: Annotated[
-        float, typer.Option("--test-share", help="--dcase: the share of \"not a fault\" "
-                            "alarms (per section) written as test clips; the rest train.")
+        float,
+        typer.Option(
+            "--test-share",
+            help='--dcase: the share of "not a fault" '
+            "alarms (per section) written as test clips; the rest train.",
+        ),
     ] = 0.5,
 ) -> None:
     """Copy the kept clips, their sidecars and an index.json to DEST, sha256 checked; with
@@ -164,8 +196,11 @@ def _export_dcase(folder: Path, dest: Path, test_share: float) -> None:
     out = export_dcase(folder, dest, test_share)
     counts = ", ".join(f"{n} {k}" for k, n in sorted(out.counts().items())) or "nothing"
     alarms = len({r["alarm"] for r in out.rows})
-    typer.echo(f"exported {len(out.rows)} window(s) of {alarms} answered alarm(s) to {dest} "
-               f"({counts}; index: {dest / INDEX})")
+    typer.echo(
+        f"exported {len(out.rows)} window(s) of {alarms} answered alarm(s) to {dest} "
+        f"({counts}; index: {dest / INDEX})"
+    )
     if out.left_out:
-        raise EvidenceError(f"{len(out.left_out)} answered clip(s) not exported: "
-                            f"{'; '.join(out.left_out)}")
+        raise EvidenceError(
+            f"{len(out.left_out)} answered clip(s) not exported: {'; '.join(out.left_out)}"
+        )

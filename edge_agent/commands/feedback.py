@@ -28,8 +28,12 @@ def feedback_cmd(
     answer: Annotated[str, typer.Argument(help="not-a-fault or confirmed.", metavar="ANSWER")],
     alarm: Annotated[
         str | None,
-        typer.Option("--alarm", help="The alarm's clip file (edge-agent evidence list); "
-                     "default: the machine's latest alarm.", show_default=False),
+        typer.Option(
+            "--alarm",
+            help="The alarm's clip file (edge-agent evidence list); "
+            "default: the machine's latest alarm.",
+            show_default=False,
+        ),
     ] = None,
     config: opt.Config = None,
     bundle: opt.Bundle = None,
@@ -48,18 +52,34 @@ def feedback_cmd(
     cfg = agent_config(config, Flags(bundle=bundle, threads=threads))
     where = folder if folder is not None else cfg.evidence.folder
     if not where:
-        raise ConfigError("evidence.folder: not set (give --config with an `evidence:` folder, "
-                          "or --folder)")
+        raise ConfigError(
+            "evidence.folder: not set (give --config with an `evidence:` folder, or --folder)"
+        )
     name = monitor
     if alarm is None and (cfg.monitors or cfg.section):
         name = required_monitor(cfg, monitor).name
     clip = find_clip(Path(where), name, alarm)
-    out = apply_answer(cfg.bundle or None, clip, ans, trust(cfg),
-                       Teach(cfg.feedback.max_references, cfg.feedback.threshold_rule), "cli",
-                       cfg.threads)
+    out = apply_answer(
+        cfg.bundle or None,
+        clip,
+        ans,
+        trust(cfg),
+        Teach(cfg.feedback.max_references, cfg.feedback.threshold_rule),
+        "cli",
+        cfg.threads,
+    )
     if json_out:
-        typer.echo(json.dumps({"alarm": out.clip.path.name, "monitor": out.clip.monitor,
-                               "repeated": out.repeated, "answer": out.record}, indent=1))
+        typer.echo(
+            json.dumps(
+                {
+                    "alarm": out.clip.path.name,
+                    "monitor": out.clip.monitor,
+                    "repeated": out.repeated,
+                    "answer": out.record,
+                },
+                indent=1,
+            )
+        )
         return
     typer.echo(out.summary())
     if out.change is not None:

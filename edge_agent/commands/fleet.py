@@ -20,13 +20,15 @@ import typer
 from edge_agent.commands import options as opt
 from edge_agent.commands.overrides import Flags, agent_config
 
-fleet_app = typer.Typer(no_args_is_help=True, help="Roll out bundles to device groups over "
-                        "MQTT, roll back, remote commands.")
+fleet_app = typer.Typer(
+    no_args_is_help=True,
+    help="Roll out bundles to device groups over MQTT, roll back, remote commands.",
+)
 
-Group = Annotated[str, typer.Option("--group", help="Device group (the devices' "
-                                    "`fleet.group`).")]
-Wait = Annotated[float, typer.Option("--wait", min=0.1, help="Seconds to wait for the "
-                                     "devices' reports.")]
+Group = Annotated[str, typer.Option("--group", help="Device group (the devices' `fleet.group`).")]
+Wait = Annotated[
+    float, typer.Option("--wait", min=0.1, help="Seconds to wait for the devices' reports.")
+]
 
 
 def _connection(config: Path | None, host: str | None, port: int | None) -> Any:
@@ -43,17 +45,28 @@ def _fail(message: str) -> None:
 
 @fleet_app.command("push")
 def fleet_push_cmd(
-    bundle: Annotated[Path, typer.Argument(help="Bundle folder (its current version) or a "
-                                           "version folder; signed (model-build export "
-                                           "--sign-key).")],
+    bundle: Annotated[
+        Path,
+        typer.Argument(
+            help="Bundle folder (its current version) or a "
+            "version folder; signed (model-build export "
+            "--sign-key)."
+        ),
+    ],
     group: Group,
     canary: Annotated[
-        list[str] | None, typer.Option("--canary", help="A device to install first (repeat "
-                                       "for more); the group follows once all report healthy.",
-                                       show_default=False)] = None,
+        list[str] | None,
+        typer.Option(
+            "--canary",
+            help="A device to install first (repeat "
+            "for more); the group follows once all report healthy.",
+            show_default=False,
+        ),
+    ] = None,
     wait: Wait = 300.0,
-    chunk_kb: Annotated[int, typer.Option("--chunk-kb", min=1, max=4096,
-                                          help="Chunk size, KiB.")] = 256,
+    chunk_kb: Annotated[
+        int, typer.Option("--chunk-kb", min=1, max=4096, help="Chunk size, KiB.")
+    ] = 256,
     config: opt.Config = None,
     mqtt_host: opt.MqttHost = None,
     mqtt_port: opt.MqttPort = None,
@@ -81,8 +94,14 @@ def fleet_push_cmd(
 @fleet_app.command("rollback")
 def fleet_rollback_cmd(
     group: Group,
-    release: Annotated[str | None, typer.Option("--release", help="Release to undo "
-                       "(default: the group's current one).", show_default=False)] = None,
+    release: Annotated[
+        str | None,
+        typer.Option(
+            "--release",
+            help="Release to undo (default: the group's current one).",
+            show_default=False,
+        ),
+    ] = None,
     wait: Wait = 120.0,
     config: opt.Config = None,
     mqtt_host: opt.MqttHost = None,
@@ -98,11 +117,14 @@ def fleet_rollback_cmd(
         check_release(release)
     with _connection(config, mqtt_host, mqtt_port) as conn:
         rid, out = rollback_group(conn, group, release, wait)
-    typer.echo(f"rollback of {rid} in group {group}: {len(out.ok)} rolled back"
-               + (f" ({', '.join(out.ok)})" if out.ok else ""))
+    typer.echo(
+        f"rollback of {rid} in group {group}: {len(out.ok)} rolled back"
+        + (f" ({', '.join(out.ok)})" if out.ok else "")
+    )
     for dev in out.pending:
-        typer.echo(f"{dev}: no report within {wait:g} s (offline devices roll back when they "
-                   "connect)")
+        typer.echo(
+            f"{dev}: no report within {wait:g} s (offline devices roll back when they connect)"
+        )
     if out.failed:
         _fail("; ".join(f"{d}: {e}" for d, e in out.failed.items()))
 
@@ -124,27 +146,40 @@ def fleet_status_cmd(
     with _connection(config, mqtt_host, mqtt_port) as conn:
         notice, states = group_status(conn, group, wait)
     if json_out:
-        typer.echo(json.dumps({"group": group, "notice": None if notice is None else json.loads(
-            notice.to_json()), "devices": states}, indent=1))
+        typer.echo(
+            json.dumps(
+                {
+                    "group": group,
+                    "notice": None if notice is None else json.loads(notice.to_json()),
+                    "devices": states,
+                },
+                indent=1,
+            )
+        )
         return
     if notice is None:
         typer.echo(f"group {group}: no release published")
     elif isinstance(notice, Release):
         to = "all" if notice.targets is None else ", ".join(notice.targets)
-        typer.echo(f"group {group}: release {notice.release} ({notice.model_version}), stage "
-                   f"{notice.stage}, targets {to}")
+        typer.echo(
+            f"group {group}: release {notice.release} ({notice.model_version}), stage "
+            f"{notice.stage}, targets {to}"
+        )
     else:
         typer.echo(f"group {group}: release {notice.release} rolled back")
     if not states:
         typer.echo("no device has reported")
         return
-    typer.echo(f"{'device':<20} {'release':<28} {'status':<16} {'ver':>4} {'running':<14} "
-               "healthy  error")
+    typer.echo(
+        f"{'device':<20} {'release':<28} {'status':<16} {'ver':>4} {'running':<14} healthy  error"
+    )
     for dev in sorted(states):
         s = states[dev]
-        typer.echo(f"{dev:<20} {_cell(s.get('release')):<28} {_cell(s.get('status')):<16} "
-                   f"{_cell(s.get('installed_version')):>4} {_cell(s.get('model_version')):<14} "
-                   f"{'yes' if s.get('healthy') else 'NO':<8} {s.get('error') or ''}")
+        typer.echo(
+            f"{dev:<20} {_cell(s.get('release')):<28} {_cell(s.get('status')):<16} "
+            f"{_cell(s.get('installed_version')):>4} {_cell(s.get('model_version')):<14} "
+            f"{'yes' if s.get('healthy') else 'NO':<8} {s.get('error') or ''}"
+        )
 
 
 def _cell(value: Any) -> str:
@@ -174,12 +209,22 @@ def fleet_cmd_cmd(
     device: Annotated[str, typer.Argument(help="Device id (its mqtt.device_id).")],
     name: Annotated[str, typer.Argument(help="status | rollback | record | tune | calibrate.")],
     arg: Annotated[
-        list[str] | None, typer.Option("--arg", help="Argument KEY=VALUE (repeat); VALUE is "
-                                       "JSON when it parses, else a string.",
-                                       show_default=False)] = None,
+        list[str] | None,
+        typer.Option(
+            "--arg",
+            help="Argument KEY=VALUE (repeat); VALUE is JSON when it parses, else a string.",
+            show_default=False,
+        ),
+    ] = None,
     wait: Wait = 120.0,
-    cid: Annotated[str | None, typer.Option("--id", help="Command id (default: a new one; the "
-                   "same id again gets the stored reply).", show_default=False)] = None,
+    cid: Annotated[
+        str | None,
+        typer.Option(
+            "--id",
+            help="Command id (default: a new one; the same id again gets the stored reply).",
+            show_default=False,
+        ),
+    ] = None,
     config: opt.Config = None,
     mqtt_host: opt.MqttHost = None,
     mqtt_port: opt.MqttPort = None,

@@ -48,15 +48,23 @@ class Flags:
 
     def overrides(self) -> dict[str, Any]:
         """The dotted config keys these flags set (for `config.read_config`)."""
-        chosen = [name for name, given in (("--device", self.device is not None),
-                                           ("--files", bool(self.paths)),
-                                           ("--stdin", self.stdin)) if given]
+        chosen = [
+            name
+            for name, given in (
+                ("--device", self.device is not None),
+                ("--files", bool(self.paths)),
+                ("--stdin", self.stdin),
+            )
+            if given
+        ]
         if len(chosen) > 1:
             raise ConfigError(f"{' and '.join(chosen)}: give one source of audio, not both")
         if self.monitor is not None and (chosen or self.channel is not None):
             given = [*chosen, *(["--channel"] if self.channel is not None else [])]
-            raise ConfigError(f"--monitor and {' and '.join(given)}: the monitor names its "
-                              "input (its source in the config); give one")
+            raise ConfigError(
+                f"--monitor and {' and '.join(given)}: the monitor names its "
+                "input (its source in the config); give one"
+            )
         ov: dict[str, Any] = {}
         if self.device is not None:
             ov["source.kind"], ov["source.device"] = "device", self.device
@@ -65,11 +73,17 @@ class Flags:
             ov["source.files"] = [str(p.expanduser().absolute()) for p in self.paths]
         if self.stdin:
             ov["source.kind"] = "stdin"
-        keyed = {"bundle": _absolute(self.bundle), "section": self.section,
-                 "threads": self.threads, "source.channel": self.channel,
-                 "source.realtime": self.realtime, "mqtt.host": self.mqtt_host,
-                 "mqtt.port": self.mqtt_port, "mqtt.device_id": self.device_id,
-                 "tflite.runtime": self.tflite_runtime}
+        keyed = {
+            "bundle": _absolute(self.bundle),
+            "section": self.section,
+            "threads": self.threads,
+            "source.channel": self.channel,
+            "source.realtime": self.realtime,
+            "mqtt.host": self.mqtt_host,
+            "mqtt.port": self.mqtt_port,
+            "mqtt.device_id": self.device_id,
+            "tflite.runtime": self.tflite_runtime,
+        }
         ov.update({k: v for k, v in keyed.items() if v is not None})
         if self.skip_unreadable:
             ov["source.skip_unreadable"] = True
@@ -97,8 +111,9 @@ def agent_config(
     if flags.monitor is not None:
         cfg = one_machine(cfg, flags.monitor)
     if flags.from_files and cfg.source.kind != "files":
-        raise ConfigError("--files: give the WAV files or folders to read, e.g. --files "
-                          "clips/*.wav")
+        raise ConfigError(
+            "--files: give the WAV files or folders to read, e.g. --files clips/*.wav"
+        )
     return cfg
 
 
@@ -111,8 +126,10 @@ def sharing_note(cfg: AgentConfig, name: str | None) -> str | None:
     others = [o.name for o in cfg.monitors if o.section == m.section and o.name != m.name]
     if not others:
         return None
-    return (f"note: section {m.section} also scores {', '.join(others)}: the new version "
-            "changes it for them too")
+    return (
+        f"note: section {m.section} also scores {', '.join(others)}: the new version "
+        "changes it for them too"
+    )
 
 
 def one_machine(cfg: AgentConfig, name: str) -> AgentConfig:
@@ -122,8 +139,9 @@ def one_machine(cfg: AgentConfig, name: str) -> AgentConfig:
     import dataclasses
 
     m = required_monitor(cfg, name)
-    return dataclasses.replace(cfg, monitors=(), section=m.section, source=m.source,
-                               decision=m.decision, health=m.health)
+    return dataclasses.replace(
+        cfg, monitors=(), section=m.section, source=m.source, decision=m.decision, health=m.health
+    )
 
 
 def required_bundle(cfg: AgentConfig) -> Path:
@@ -139,8 +157,10 @@ def required_monitor(cfg: AgentConfig, name: str | None) -> MonitorSettings:
     if not cfg.monitors:
         sec = required_section(cfg)
         if name is not None and name != sec:
-            raise ConfigError(f"--monitor: {name!r}: the config has no monitors: list; its one "
-                              f"machine is section {sec}")
+            raise ConfigError(
+                f"--monitor: {name!r}: the config has no monitors: list; its one "
+                f"machine is section {sec}"
+            )
         return cfg.monitor_list()[0]
     names = [m.name for m in cfg.monitors]
     if name is None:
@@ -157,8 +177,10 @@ def required_section(cfg: AgentConfig) -> str:
     """The section from `--section` or the config; a one-line error naming both when neither
     (or asking for `--monitor` when the config lists several machines)."""
     if cfg.monitors:
-        raise ConfigError(f"--monitor: required (the config lists "
-                          f"{', '.join(m.name for m in cfg.monitors)}): one machine at a time")
+        raise ConfigError(
+            f"--monitor: required (the config lists "
+            f"{', '.join(m.name for m in cfg.monitors)}): one machine at a time"
+        )
     if not cfg.section:
         raise ConfigError("--section: required (or `section:` in --config)")
     return cfg.section

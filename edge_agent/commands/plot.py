@@ -42,20 +42,26 @@ def pyplot() -> Any:
 def plot_series(series: Sequence[Series], out: Path) -> None:
     """Score over time per file, its threshold dashed, windows above it marked."""
     plt = pyplot()
-    fig, axes = plt.subplots(len(series), 1, figsize=(10, 2.6 * len(series) + 0.6),
-                             squeeze=False)
+    fig, axes = plt.subplots(len(series), 1, figsize=(10, 2.6 * len(series) + 0.6), squeeze=False)
     for ax, s in zip(axes[:, 0], series, strict=True):
         t = np.asarray(s.starts) / 60.0
         y = np.asarray(s.scores)
         ax.plot(t, y, marker=".", lw=1, label="score (one window)")
-        ax.axhline(s.threshold, color="tab:red", ls="--", lw=1,
-                   label=f"threshold {s.threshold:.3f}")
+        ax.axhline(
+            s.threshold, color="tab:red", ls="--", lw=1, label=f"threshold {s.threshold:.3f}"
+        )
         above = y > s.threshold
         if above.any():
             ax.plot(t[above], y[above], "o", color="tab:red", ms=4, label="above threshold")
         if s.faults:
-            ax.plot(np.asarray(s.faults) / 60.0, np.full(len(s.faults), s.threshold), "x",
-                    color="tab:gray", ms=6, label="sensor fault (not scored)")
+            ax.plot(
+                np.asarray(s.faults) / 60.0,
+                np.full(len(s.faults), s.threshold),
+                "x",
+                color="tab:gray",
+                ms=6,
+                label="sensor fault (not scored)",
+            )
         ax.set_title(f"{s.label}  ({s.section})", fontsize=9)
         ax.set_ylabel("anomaly score")
         ax.grid(alpha=0.3)

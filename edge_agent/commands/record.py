@@ -59,17 +59,32 @@ def record_cmd(
     from edge_agent.commands.clip_input import collect_clips, shared_capture
     from edge_agent.scoring.frontend import DEFAULT_SPEC
 
-    cfg = agent_config(config, Flags(section=section, device=device, from_files=from_files,
-                                     paths=tuple(paths or ()), channel=channel,
-                                     monitor=monitor))
+    cfg = agent_config(
+        config,
+        Flags(
+            section=section,
+            device=device,
+            from_files=from_files,
+            paths=tuple(paths or ()),
+            channel=channel,
+            monitor=monitor,
+        ),
+    )
     sec = required_section(cfg)
     parse_section_id(sec)  # every check before minutes of recording, not after
     check_domain(domain)
     check_attrs(attrs)
     spec = DEFAULT_SPEC  # the DCASE format: what model-build train reads, whatever the bundle
-    clips = collect_clips(cfg, spec, count, skip_unreadable, retries, quiet,
-                          shared_capture(agent_config(config, Flags()), monitor)
-                          if monitor else None)
-    written = write_train_clips(out, sec, domain, attrs, [c.samples for c in clips],
-                                spec.sample_rate)
+    clips = collect_clips(
+        cfg,
+        spec,
+        count,
+        skip_unreadable,
+        retries,
+        quiet,
+        shared_capture(agent_config(config, Flags()), monitor) if monitor else None,
+    )
+    written = write_train_clips(
+        out, sec, domain, attrs, [c.samples for c in clips], spec.sample_rate
+    )
     print(f"recorded {len(written)} clips: {written[0]} .. {written[-1].name}")

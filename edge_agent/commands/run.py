@@ -37,10 +37,20 @@ def run_cmd(
     from edge_agent.agent import Agent, setup_logging
     from edge_agent.config.load import require_agent_fields
 
-    flags = Flags(bundle=bundle, section=section, threads=threads, device=device,
-                  from_files=from_files, paths=tuple(paths or ()), stdin=stdin, channel=channel,
-                  realtime=realtime, skip_unreadable=skip_unreadable, json=json_out,
-                  quiet=quiet)
+    flags = Flags(
+        bundle=bundle,
+        section=section,
+        threads=threads,
+        device=device,
+        from_files=from_files,
+        paths=tuple(paths or ()),
+        stdin=stdin,
+        channel=channel,
+        realtime=realtime,
+        skip_unreadable=skip_unreadable,
+        json=json_out,
+        quiet=quiet,
+    )
     cfg = require_agent_fields(agent_config(config, flags))
     setup_logging(cfg.log.json, cfg.log.level)
     agent = Agent(cfg, stdin=sys.stdin.buffer if cfg.source.kind == "stdin" else None)
@@ -55,6 +65,9 @@ def failed_run(counters: Counters) -> int:
     errors, windows = counters["window_errors"], counters["windows"]
     if errors == 0 or errors < windows:
         return 0
-    typer.echo(f"error: all {errors} windows failed (window_errors {errors}, scored "
-               f"{counters['scored']}); the window_error lines above say why", err=True)
+    typer.echo(
+        f"error: all {errors} windows failed (window_errors {errors}, scored "
+        f"{counters['scored']}); the window_error lines above say why",
+        err=True,
+    )
     return 1

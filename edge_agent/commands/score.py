@@ -41,12 +41,19 @@ def score_cmd(
     json_out: opt.Json = False,
     threads: opt.ThreadsNoConfig = 1,
     channel: opt.Channel = None,
-    hop: Annotated[float, typer.Option("--hop", help="Seconds between window starts in files "
-                                       "longer than one window.")] = 5.0,
+    hop: Annotated[
+        float,
+        typer.Option(
+            "--hop", help="Seconds between window starts in files longer than one window."
+        ),
+    ] = 5.0,
     plot: Annotated[
         Path | None,
-        typer.Option("--plot", help="Also write a PNG of every file's window scores over "
-                     "time.", show_default=False),
+        typer.Option(
+            "--plot",
+            help="Also write a PNG of every file's window scores over time.",
+            show_default=False,
+        ),
     ] = None,
     skip_unreadable: opt.SkipUnreadable = False,
 ) -> None:
@@ -88,8 +95,12 @@ def score_cmd(
 
 
 def _score_all(
-    scorer: Scorer, plan: list[tuple[Path, str]], hop: float, channel: int | None,
-    json_out: bool, skip_unreadable: bool,
+    scorer: Scorer,
+    plan: list[tuple[Path, str]],
+    hop: float,
+    channel: int | None,
+    json_out: bool,
+    skip_unreadable: bool,
 ) -> list[Series]:
     """Every file in turn. A file that cannot be read or used stops the command with an error
     naming it, or with --skip-unreadable is named in one line on stderr and left out."""
@@ -103,8 +114,9 @@ def _score_all(
             series.append(_score_file(scorer, f, sec, hop, channel, json_out))
         except AudioFileError as exc:
             if not skip_unreadable:
-                raise AudioFileError(exc.path, exc.reason + " (remove the file or pass "
-                                     "--skip-unreadable)") from None
+                raise AudioFileError(
+                    exc.path, exc.reason + " (remove the file or pass --skip-unreadable)"
+                ) from None
             print(f"skipped {exc}", file=sys.stderr, flush=True)
     return series
 
@@ -133,12 +145,22 @@ def _score_file(
     faults = sorted({fault for r in results for fault in r.health.faults})
     decision = _decision(top)
     if json_out:
-        print(json.dumps({
-            "file": str(f), "score": top.score if top else None, "threshold": threshold,
-            "anomalous": top.anomalous if top else None, "section": sec,
-            "model_version": scorer.bundle.model_version, "decision": decision,
-            "faults": faults, "windows": [_window_dict(r) for r in results],
-        }), flush=True)
+        print(
+            json.dumps(
+                {
+                    "file": str(f),
+                    "score": top.score if top else None,
+                    "threshold": threshold,
+                    "anomalous": top.anomalous if top else None,
+                    "section": sec,
+                    "model_version": scorer.bundle.model_version,
+                    "decision": decision,
+                    "faults": faults,
+                    "windows": [_window_dict(r) for r in results],
+                }
+            ),
+            flush=True,
+        )
     elif len(results) == 1:
         print(_row(str(f), sec, threshold, results[0]), flush=True)
     else:
@@ -148,9 +170,14 @@ def _score_file(
             note += f", {len(results) - len(scored)} with a sensor fault ({', '.join(faults)})"
         score = f"{top.score:8.5f}" if top else f"{'-':>8}"
         print(f"{score} {threshold:9.5f}  {decision:<12}  {sec:<24} {f}  ({note})", flush=True)
-    return Series(f.name, sec, [r.start_s for r in results if r.score is not None],
-                  [w.score for w in scored], threshold,
-                  [r.start_s for r in results if r.score is None])
+    return Series(
+        f.name,
+        sec,
+        [r.start_s for r in results if r.score is not None],
+        [w.score for w in scored],
+        threshold,
+        [r.start_s for r in results if r.score is None],
+    )
 
 
 def _decision(r: WindowScore | None) -> str:
@@ -167,14 +194,21 @@ def _row(name: str, sec: str, threshold: float, r: WindowResult) -> str:
     if r.score is None:
         why = describe_faults(r.health, HealthSettings())
         return f"{'-':>8} {threshold:9.5f}  {'SENSOR_FAULT':<12}  {sec:<24} {name}  {why}"
-    return (f"{r.score.score:8.5f} {threshold:9.5f}  {_decision(r.score):<12}  {sec:<24} "
-            f"{name}")
+    return f"{r.score.score:8.5f} {threshold:9.5f}  {_decision(r.score):<12}  {sec:<24} {name}"
 
 
 def _window_dict(r: WindowResult) -> dict[str, Any]:
     """One window for --json: start, score and decision, or null and the fault with levels."""
     if r.score is None:
-        return {"start_s": r.start_s, "score": None, "anomalous": None,
-                **{k: v for k, v in r.health.to_dict().items() if k != "ok"}}
-    return {"start_s": r.start_s, "score": r.score.score, "anomalous": r.score.anomalous,
-            "faults": []}
+        return {
+            "start_s": r.start_s,
+            "score": None,
+            "anomalous": None,
+            **{k: v for k, v in r.health.to_dict().items() if k != "ok"},
+        }
+    return {
+        "start_s": r.start_s,
+        "score": r.score.score,
+        "anomalous": r.score.anomalous,
+        "faults": [],
+    }

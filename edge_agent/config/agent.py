@@ -98,19 +98,22 @@ class AgentConfig:
             check_monitor_name(self.section, "section")
         clip = self.evidence.mqtt_max_kilobytes * 1000
         if clip > self.outbox.max_bytes // 4:
-            raise ConfigError(f"evidence.mqtt_max_kilobytes: {self.evidence.mqtt_max_kilobytes}"
-                              f" kB clips would crowd the outbox ({self.outbox.max_bytes} bytes, "
-                              "outbox.max_bytes): keep them under a quarter of it")
+            raise ConfigError(
+                f"evidence.mqtt_max_kilobytes: {self.evidence.mqtt_max_kilobytes}"
+                f" kB clips would crowd the outbox ({self.outbox.max_bytes} bytes, "
+                "outbox.max_bytes): keep them under a quarter of it"
+            )
         if self.fleet.enabled:
             from edge_agent.config.ids import check_device_id
 
             check_device_id(self.mqtt.device_id)
         if self.fleet.enabled and not self.mqtt.enabled:
-            raise ConfigError("fleet.enabled: releases and commands come over MQTT; set "
-                              "mqtt.host")
+            raise ConfigError("fleet.enabled: releases and commands come over MQTT; set mqtt.host")
         if self.fleet.enabled and not self.trusted_keys and not self.fleet.allow_unsigned:
-            raise ConfigError("fleet.enabled: a fleet installs only signed bundles; set "
-                              "trusted_keys (or fleet.allow_unsigned: true on a test rig)")
+            raise ConfigError(
+                "fleet.enabled: a fleet installs only signed bundles; set "
+                "trusted_keys (or fleet.allow_unsigned: true on a test rig)"
+            )
 
     @property
     def state_folder(self) -> Path:
@@ -123,5 +126,6 @@ class AgentConfig:
         `section`, `source`, `decision` and `health` describe (named after its section)."""
         if self.monitors:
             return self.monitors
-        return (MonitorSettings(self.section, self.section, self.source, self.decision,
-                                self.health),)
+        return (
+            MonitorSettings(self.section, self.section, self.source, self.decision, self.health),
+        )

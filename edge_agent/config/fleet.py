@@ -30,27 +30,20 @@ class FleetSettings:
     """Without trusted_keys, still install releases (test rigs only)."""
     max_bundle_mb: float = bounded(64.0, gt=0, le=4096)
     """Refuse a release announced larger."""
-    release_timeout_seconds: float = bounded(
-        300.0, gt=0, le=86400)
+    release_timeout_seconds: float = bounded(300.0, gt=0, le=86400)
     """Give up a release still incomplete after this."""
-    health_timeout_seconds: float = bounded(
-        60.0, gt=0, le=3600)
+    health_timeout_seconds: float = bounded(60.0, gt=0, le=3600)
     """Wait this long for the agent to run an install."""
-    command_ttl_seconds: float = bounded(
-        300.0, gt=0, le=86400)
+    command_ttl_seconds: float = bounded(300.0, gt=0, le=86400)
     """Refuse a command issued longer ago than this."""
-    command_timeout_seconds: float = bounded(
-        900.0, gt=0, le=86400)
+    command_timeout_seconds: float = bounded(900.0, gt=0, le=86400)
     """A command running longer gets a timed-out reply."""
-    max_record_seconds: float = bounded(
-        600.0, gt=0, le=600)
+    max_record_seconds: float = bounded(600.0, gt=0, le=600)
     """Longest `record` command (at most 600: in memory) float32 held in memory, copied once when
     joined: 77 MB at 600 s."""
-    max_recordings: int = bounded(
-        50, ge=1, le=10000)
+    max_recordings: int = bounded(50, ge=1, le=10000)
     """`record` keeps this many WAV files per monitor."""
-    remember_commands: int = bounded(
-        1000, ge=10, le=100000)
+    remember_commands: int = bounded(1000, ge=10, le=100000)
     """Command ids kept on disk to answer replays."""
 
     def __post_init__(self) -> None:

@@ -50,8 +50,10 @@ def check_id(value: str, field: str, what: str) -> str:
     """`value` when it is usable as a topic level and a Home Assistant id (`ID`), else a
     one-line ConfigError naming `field`, what the value is for and the allowed characters."""
     if not isinstance(value, str) or not ID.fullmatch(value):
-        raise ConfigError(f"{field}: {value!r} cannot be {what}: expected {ID_CHARS}, because "
-                          "it is an MQTT topic level and part of Home Assistant's ids")
+        raise ConfigError(
+            f"{field}: {value!r} cannot be {what}: expected {ID_CHARS}, because "
+            "it is an MQTT topic level and part of Home Assistant's ids"
+        )
     return value
 
 
@@ -59,11 +61,15 @@ def check_device(device: str, field: str) -> str:
     """`device` as a fleet member's id: `check_id`, and not the fleet's own level. A one-line
     ConfigError naming `field` (`mqtt.device_id` in a config, `DEVICE` on the command line)."""
     if not isinstance(device, str) or not ID.fullmatch(device):
-        raise ConfigError(f"{field}: {device!r} cannot join a fleet: expected {ID_CHARS}, "
-                          "because it is an MQTT topic level and part of Home Assistant's ids")
+        raise ConfigError(
+            f"{field}: {device!r} cannot join a fleet: expected {ID_CHARS}, "
+            "because it is an MQTT topic level and part of Home Assistant's ids"
+        )
     if device == FLEET:
-        raise ConfigError(f"{field}: {device!r} cannot join a fleet: it is the fleet's own "
-                          "topic level; choose another device id")
+        raise ConfigError(
+            f"{field}: {device!r} cannot join a fleet: it is the fleet's own "
+            "topic level; choose another device id"
+        )
     return device
 
 
@@ -78,8 +84,10 @@ def check_monitor_name(name: str, field: str) -> str:
     single-machine agent's one monitor): `check_id`, and not one of `AGENT_LEVELS`."""
     check_id(name, field, "a machine's name")
     if name in AGENT_LEVELS:
-        raise ConfigError(f"{field}: {name!r} is a topic level of the agent itself (reserved: "
-                          f"{', '.join(sorted(AGENT_LEVELS))}); choose another name")
+        raise ConfigError(
+            f"{field}: {name!r} is a topic level of the agent itself (reserved: "
+            f"{', '.join(sorted(AGENT_LEVELS))}); choose another name"
+        )
     return name
 
 
@@ -91,9 +99,11 @@ def check_monitor_names(names: Sequence[tuple[str, str]]) -> None:
         key = slug(name)
         if key in seen:
             other_field, other = seen[key]
-            raise ConfigError(f"{field}: {name!r} and {other_field}'s {other!r} give the same "
-                              f"Home Assistant id {key!r}; names must differ by more than case "
-                              "or _ and -")
+            raise ConfigError(
+                f"{field}: {name!r} and {other_field}'s {other!r} give the same "
+                f"Home Assistant id {key!r}; names must differ by more than case "
+                "or _ and -"
+            )
         seen[key] = (field, name)
 
 
@@ -102,8 +112,9 @@ def check_prefix(prefix: str, field: str) -> str:
     each one `LEVEL` (no empty level, no leading or trailing `/`, no wildcard, nothing
     starting with `$`, which is the broker's)."""
     if not isinstance(prefix, str) or not all(LEVEL.fullmatch(p) for p in prefix.split("/")):
-        raise ConfigError(f"{field}: expected topic levels separated by / (each {LEVEL_CHARS}), "
-                          f"got {prefix!r}")
+        raise ConfigError(
+            f"{field}: expected topic levels separated by / (each {LEVEL_CHARS}), got {prefix!r}"
+        )
     return prefix
 
 
@@ -111,8 +122,9 @@ def check_level(value: str, pattern: re.Pattern[str], field: str, what: str) -> 
     """`value` when it matches `pattern` (a group or release id: one topic level), else a
     one-line ConfigError naming `field`: the operator's typo, never paho's ValueError."""
     if not isinstance(value, str) or not pattern.fullmatch(value):
-        raise ConfigError(f"{field}: expected {what}, one MQTT topic level: {LEVEL_CHARS}; "
-                          f"got {value!r}")
+        raise ConfigError(
+            f"{field}: expected {what}, one MQTT topic level: {LEVEL_CHARS}; got {value!r}"
+        )
     return value
 
 

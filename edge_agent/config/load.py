@@ -176,7 +176,7 @@ def build(cls: type, data: Any, key: str = "", base: Path = Path()) -> Any:
         leaf = key.rsplit(".", 1)[-1]  # under `monitors[0].source` say where it really is
         msg = str(exc)
         if key != leaf and msg.startswith(f"{leaf}."):
-            raise ConfigError(key + msg[len(leaf):]) from None
+            raise ConfigError(key + msg[len(leaf) :]) from None
         raise
     check_fields(obj, key)  # finite and in bounds, even for a class without __post_init__
     return obj
@@ -187,8 +187,9 @@ class DuplicateKeyError(yaml.YAMLError):
 
     def __init__(self, key: object, line: int, first: int) -> None:
         self.line = line
-        super().__init__(f"line {line}: duplicate key {key!r} (first at line {first}); "
-                         "merge the two into one")
+        super().__init__(
+            f"line {line}: duplicate key {key!r} (first at line {first}); merge the two into one"
+        )
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -296,8 +297,10 @@ def _check_textfile(textfile: str | None) -> None:
     if p.is_dir():
         raise ConfigError(f"metrics.textfile: {p} is a folder, expected the .prom file to write")
     if not p.parent.is_dir():
-        raise ConfigError(f"metrics.textfile: folder {p.parent} does not exist (node-exporter's "
-                          "textfile folder; see docs/deploy.md)")
+        raise ConfigError(
+            f"metrics.textfile: folder {p.parent} does not exist (node-exporter's "
+            "textfile folder; see docs/deploy.md)"
+        )
     if not os.access(p.parent, os.W_OK | os.X_OK):
         raise ConfigError(f"metrics.textfile: folder {p.parent} is not writable by this user")
 
@@ -315,8 +318,10 @@ def _password(m: MqttSettings) -> str | None:
 
 def _env_password(name: str) -> str:
     if not _ENV_NAME.fullmatch(name):
-        raise ConfigError("mqtt.password_env: expected the NAME of an environment variable "
-                          "(letters, digits, _), not the password itself (value not shown)")
+        raise ConfigError(
+            "mqtt.password_env: expected the NAME of an environment variable "
+            "(letters, digits, _), not the password itself (value not shown)"
+        )
     value = os.environ.get(name)
     if value is None:
         raise ConfigError(f"mqtt.password_env: environment variable {name} is not set")
@@ -329,8 +334,9 @@ def _file_password(p: Path) -> str:
     try:
         mode = p.stat().st_mode
         if stat.S_ISDIR(mode):
-            raise ConfigError(f"mqtt.password_file: {p} is a folder, expected a file holding "
-                              "the password")
+            raise ConfigError(
+                f"mqtt.password_file: {p} is a folder, expected a file holding the password"
+            )
         text = p.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"mqtt.password_file: cannot read {p}: {exc.strerror}") from None
@@ -339,11 +345,15 @@ def _file_password(p: Path) -> str:
     lines = text.splitlines()
     password = lines[0].strip() if lines else ""
     if not password:
-        raise ConfigError(f"mqtt.password_file: {p} is empty (expected the password on its "
-                          "first line)")
+        raise ConfigError(
+            f"mqtt.password_file: {p} is empty (expected the password on its first line)"
+        )
     if mode & 0o077:
-        log.warning("mqtt.password_file: %s can be read by group/others (mode %03o); "
-                    "chmod 600 it", p, stat.S_IMODE(mode))
+        log.warning(
+            "mqtt.password_file: %s can be read by group/others (mode %03o); chmod 600 it",
+            p,
+            stat.S_IMODE(mode),
+        )
     return password
 
 

@@ -83,8 +83,9 @@ def merge_monitor(item: Any, top: Mapping[str, Any], key: str) -> Any:
         if name == "source":
             for k, v in shorthand.items():
                 if k in mine:
-                    raise ConfigError(f"{key}.{k}: given twice (also as {key}.source.{k}); "
-                                      "keep one")
+                    raise ConfigError(
+                        f"{key}.{k}: given twice (also as {key}.source.{k}); keep one"
+                    )
                 merged[k] = v
         if merged or name in out:
             out[name] = merged
@@ -98,8 +99,10 @@ def check_monitors(monitors: Sequence[MonitorSettings], section: str) -> None:
     if not monitors:
         return
     if section:
-        raise ConfigError("section: give each monitor its section under monitors: (the "
-                          "top-level section is for a single-machine config)")
+        raise ConfigError(
+            "section: give each monitor its section under monitors: (the "
+            "top-level section is for a single-machine config)"
+        )
     names: dict[str, int] = {}
     inputs: dict[tuple[Any, ...], str] = {}
     devices: dict[object, int] = {}
@@ -110,11 +113,13 @@ def check_monitors(monitors: Sequence[MonitorSettings], section: str) -> None:
         # a topic level, a file name part and a Home Assistant id (edge_agent.config.ids)
         check_monitor_name(m.name, f"{key}.name" if m.name != m.section else f"{key}.section")
         if m.name in names:
-            raise ConfigError(f"{key}.name: {m.name!r} is also monitors[{names[m.name]}]'s; "
-                              "names must be unique")
+            raise ConfigError(
+                f"{key}.name: {m.name!r} is also monitors[{names[m.name]}]'s; names must be unique"
+            )
         names[m.name] = i
-        check_monitor_names([(f"monitors[{j}].name", o.name) for j, o in
-                             enumerate(monitors[: i + 1])])
+        check_monitor_names(
+            [(f"monitors[{j}].name", o.name) for j, o in enumerate(monitors[: i + 1])]
+        )
         s = m.source
         if s.kind == "device":
             _same_capture(monitors, devices, i)
@@ -124,9 +129,14 @@ def check_monitors(monitors: Sequence[MonitorSettings], section: str) -> None:
         else:
             continue
         if where in inputs:
-            what = "stdin" if s.kind == "stdin" else (
-                f"device {s.device!r} " + ("mix-down" if s.channel is None
-                                           else f"channel {s.channel}"))
+            what = (
+                "stdin"
+                if s.kind == "stdin"
+                else (
+                    f"device {s.device!r} "
+                    + ("mix-down" if s.channel is None else f"channel {s.channel}")
+                )
+            )
             raise ConfigError(f"{key}: {what} is already monitor {inputs[where]!r}'s input")
         inputs[where] = m.name
 
@@ -142,8 +152,7 @@ def device_key(device: str | int | None) -> object:
     return int(text) if text.isdigit() else text.lower()
 
 
-def _same_capture(monitors: Sequence[MonitorSettings], devices: dict[object, int],
-                  i: int) -> None:
+def _same_capture(monitors: Sequence[MonitorSettings], devices: dict[object, int], i: int) -> None:
     """Monitors on one device share its one stream, so their sources must agree but for the
     channel: a second stream on a raw ALSA device would fail to open (or duplicate the input
     through dsnoop), and a per-monitor rate or block size cannot apply to a shared stream."""
@@ -153,14 +162,17 @@ def _same_capture(monitors: Sequence[MonitorSettings], devices: dict[object, int
     if first == i:
         return
     f = monitors[first].source
-    differ = [fl.name for fl in dataclasses.fields(SourceSettings)
-              if fl.name not in ("channel", "device")
-              and getattr(s, fl.name) != getattr(f, fl.name)]
+    differ = [
+        fl.name
+        for fl in dataclasses.fields(SourceSettings)
+        if fl.name not in ("channel", "device") and getattr(s, fl.name) != getattr(f, fl.name)
+    ]
     if differ:
         raise ConfigError(
             f"monitors[{i}].source.{differ[0]}: differs from monitors[{first}]'s on the same "
             f"device {s.device!r}, which both share one capture stream; set it once in the "
-            "top-level source")
+            "top-level source"
+        )
 
 
 @dataclass(frozen=True)

@@ -35,8 +35,7 @@ class WindowSettings:
 
     seconds: float | None = bounded(None, gt=0)
     """Window length; unset = the bundle's clip length."""
-    hop: float = bounded(
-        10.0, ge=MIN_HOP_SECONDS, le=86400)
+    hop: float = bounded(10.0, ge=MIN_HOP_SECONDS, le=86400)
     """Seconds between window starts (10 = disjoint)."""
 
     def __post_init__(self) -> None:
@@ -66,13 +65,11 @@ class WindowSettings:
 class HealthSettings:
     """The `health:` section of the agent's YAML."""
 
-    silence_dbfs: float = bounded(
-        -70.0, le=0)
+    silence_dbfs: float = bounded(-70.0, le=0)
     """RMS below this: dead / unplugged / muted microphone."""
     clip_level: float = bounded(0.999, gt=0, le=1)
     """|sample| at or above this counts as clipped."""
-    clip_fraction: float = bounded(
-        0.001, ge=0, lt=1)
+    clip_fraction: float = bounded(0.001, ge=0, lt=1)
     """More than this fraction of clipped samples: clipping fault."""
     overflow_is_fault: bool = True
     """A window with lost samples is a fault too."""
@@ -188,8 +185,7 @@ class EvidenceSettings:
     """Never leave less free space than this."""
     compression: EvidenceFormat = "flac"
     """Flac (lossless, ~half the size) or wav (16-bit PCM)."""
-    mqtt_max_kilobytes: int = bounded(
-        0, ge=0, le=100_000)
+    mqtt_max_kilobytes: int = bounded(0, ge=0, le=100_000)
     """Also publish clips up to this size over MQTT; 0 = never."""
 
     def __post_init__(self) -> None:

@@ -114,15 +114,16 @@ class MetricsSettings:
 
     textfile: str | None = None
     """E.g. /var/lib/prometheus/node-exporter/edge_asd.prom; None = off."""
-    interval_seconds: float = bounded(
-        15.0, ge=1.0, le=3600.0)
+    interval_seconds: float = bounded(15.0, ge=1.0, le=3600.0)
     """Rewrite the file at most this often (and at stop)."""
 
     def __post_init__(self) -> None:
         check_fields(self, "metrics")
         if self.textfile and not self.textfile.endswith(".prom"):
-            raise ConfigError(f"metrics.textfile: {self.textfile}: node-exporter's textfile "
-                              "collector reads only files named *.prom")
+            raise ConfigError(
+                f"metrics.textfile: {self.textfile}: node-exporter's textfile "
+                "collector reads only files named *.prom"
+            )
 
     @property
     def enabled(self) -> bool:

@@ -23,14 +23,11 @@ class SourceSettings:
     """Where the audio comes from: a microphone, WAV files, a pipe."""
     device: str | int | None = None
     """Name, case-insensitive substring or index; None = default."""
-    channel: int | None = bounded(
-        None, ge=0)
+    channel: int | None = bounded(None, ge=0)
     """0-based channel of a multi-channel input; None = mix down."""
-    capture_rate: int | None = bounded(
-        None, ge=1000, le=384000)
+    capture_rate: int | None = bounded(None, ge=1000, le=384000)
     """None = the bundle's rate if supported, else the device's."""
-    blocksize: int = bounded(
-        1600, ge=1, le=480000)
+    blocksize: int = bounded(1600, ge=1, le=480000)
     """Frames per block at the capture rate (files/stdin: bundle rate)."""
     files: tuple[str, ...] = ()
     """WAV files or folders for kind="files"."""
@@ -53,7 +50,12 @@ class SourceSettings:
 
     def __post_init__(self) -> None:
         check_fields(self, "source")
-        if self.kind == "stdin" and self.channel is not None and (
-                self.channel >= self.stdin_channels):
-            raise ConfigError(f"source.channel: channel {self.channel} requested but stdin has "
-                              f"{self.stdin_channels} channel(s) (source.stdin_channels)")
+        if (
+            self.kind == "stdin"
+            and self.channel is not None
+            and (self.channel >= self.stdin_channels)
+        ):
+            raise ConfigError(
+                f"source.channel: channel {self.channel} requested but stdin has "
+                f"{self.stdin_channels} channel(s) (source.stdin_channels)"
+            )

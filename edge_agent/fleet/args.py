@@ -20,8 +20,10 @@ class Args:
     def __init__(self, command: str, args: Mapping[str, Any], known: Collection[str]) -> None:
         unknown = sorted(set(args) - set(known))
         if unknown:
-            raise FleetError(f"{command}: unknown argument(s) {', '.join(unknown)} (expected: "
-                             f"{', '.join(sorted(known)) or 'none'})")
+            raise FleetError(
+                f"{command}: unknown argument(s) {', '.join(unknown)} (expected: "
+                f"{', '.join(sorted(known)) or 'none'})"
+            )
         self.command = command
         self.args = dict(args)
 
@@ -30,21 +32,32 @@ class Args:
         shown = shown if len(shown) <= 40 else shown[:37] + "..."
         return FleetError(f"{self.command}: args.{key}: expected {expected}, got {shown}")
 
-    def number(self, key: str, default: float | None = None, *, ge: float | None = None,
-               gt: float | None = None, le: float | None = None) -> float:
+    def number(
+        self,
+        key: str,
+        default: float | None = None,
+        *,
+        ge: float | None = None,
+        gt: float | None = None,
+        le: float | None = None,
+    ) -> float:
         """A finite number within the bounds; `default` when absent (None: required)."""
         if key not in self.args:
             if default is None:
                 raise FleetError(f"{self.command}: args.{key}: required")
             return default
         v = self.args[key]
-        bounds = " and ".join(f"{op} {b:g}" for op, b in ((">=", ge), (">", gt), ("<=", le))
-                          if b is not None)
+        bounds = " and ".join(
+            f"{op} {b:g}" for op, b in ((">=", ge), (">", gt), ("<=", le)) if b is not None
+        )
         expected = f"a number {bounds}".strip()
         if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
             raise self._bad(key, expected)
-        if (ge is not None and v < ge) or (gt is not None and v <= gt) or (
-                le is not None and v > le):
+        if (
+            (ge is not None and v < ge)
+            or (gt is not None and v <= gt)
+            or (le is not None and v > le)
+        ):
             raise self._bad(key, expected)
         return float(v)
 
@@ -64,8 +77,9 @@ class Args:
             raise self._bad(key, "true or false")
         return v
 
-    def string(self, key: str, default: str | None = None,
-               choices: Collection[str] | None = None) -> str:
+    def string(
+        self, key: str, default: str | None = None, choices: Collection[str] | None = None
+    ) -> str:
         if key not in self.args:
             if default is None:
                 raise FleetError(f"{self.command}: args.{key}: required")
@@ -80,9 +94,14 @@ class Args:
         if key not in self.args:
             return None
         v = self.args[key]
-        if not isinstance(v, list) or not v or not all(
-                isinstance(x, str) and x and "/" not in x and "\\" not in x
-                and x not in (".", "..") for x in v):
+        if (
+            not isinstance(v, list)
+            or not v
+            or not all(
+                isinstance(x, str) and x and "/" not in x and "\\" not in x and x not in (".", "..")
+                for x in v
+            )
+        ):
             raise self._bad(key, "a non-empty list of file names (no folders)")
         return list(v)
 
@@ -93,10 +112,14 @@ class Args:
             if len(monitors) == 1:
                 name = next(iter(monitors))
                 return name, monitors[name]
-            raise FleetError(f"{self.command}: args.monitor: required (this agent has "
-                             f"{', '.join(sorted(monitors))})")
+            raise FleetError(
+                f"{self.command}: args.monitor: required (this agent has "
+                f"{', '.join(sorted(monitors))})"
+            )
         name = self.args["monitor"]
         if not isinstance(name, str) or name not in monitors:
-            raise FleetError(f"{self.command}: args.monitor: no monitor {name!r} on this agent "
-                             f"(has {', '.join(sorted(monitors))})")
+            raise FleetError(
+                f"{self.command}: args.monitor: no monitor {name!r} on this agent "
+                f"(has {', '.join(sorted(monitors))})"
+            )
         return name, monitors[name]

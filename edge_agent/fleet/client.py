@@ -120,9 +120,14 @@ def fleet_client_id(s: MqttSettings) -> str:
 class FleetClient:
     """See module docstring. `start()` returns at once; `close(timeout)` stops it."""
 
-    def __init__(self, mqtt: MqttSettings, settings: FleetSettings, control: AgentControl,
-                 trusted: Sequence[TrustedKey] | Callable[[], Sequence[TrustedKey]],
-                 state_dir: Path) -> None:
+    def __init__(
+        self,
+        mqtt: MqttSettings,
+        settings: FleetSettings,
+        control: AgentControl,
+        trusted: Sequence[TrustedKey] | Callable[[], Sequence[TrustedKey]],
+        state_dir: Path,
+    ) -> None:
         check_device_id(mqtt.device_id)
         self.mqtt = mqtt
         self.settings = settings
@@ -136,8 +141,15 @@ class FleetClient:
         self.prefix, self.device, self.group = mqtt.prefix, mqtt.device_id, settings.group
         self.state = FleetState(self.state_dir, settings.remember_commands)
         self.incoming = self.state_dir / INCOMING
-        self.context = Context(control, settings, self.trusted, self.state_dir / RECORDINGS,
-                               self._rollback, self.report, self.seal_key)
+        self.context = Context(
+            control,
+            settings,
+            self.trusted,
+            self.state_dir / RECORDINGS,
+            self._rollback,
+            self.report,
+            self.seal_key,
+        )
         self._handlers = handlers()
         self._jobs: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=256)
         self._stop = threading.Event()
@@ -208,15 +220,19 @@ class FleetClient:
 
     def _subscribe_all(self, client: Any, rc: Any) -> None:
         if rc.is_failure:
-            log.error("fleet: broker %s:%s refused the connection: %s", self.mqtt.host,
-                      self.mqtt.port, rc)
+            log.error(
+                "fleet: broker %s:%s refused the connection: %s", self.mqtt.host, self.mqtt.port, rc
+            )
             return
-        topics = [(manifest_topic(self.prefix, self.group), 1),
-                  (command_topic(self.prefix, self.device), 1)]
+        topics = [
+            (manifest_topic(self.prefix, self.group), 1),
+            (command_topic(self.prefix, self.device), 1),
+        ]
         with self._lock:
             if self._assembly is not None:
-                topics.append((chunk_topic(self.prefix, self.group,
-                                           self._assembly.release.release), 1))
+                topics.append(
+                    (chunk_topic(self.prefix, self.group, self._assembly.release.release), 1)
+                )
         client.subscribe(topics)
         self.connected.set()
         self._put(("connected", None))
@@ -243,7 +259,7 @@ class FleetClient:
         if a is None:
             return
         base = chunk_topic(self.prefix, self.group, a.release.release)[:-1]
-        index = topic[len(base):]
+        index = topic[len(base) :]
         if not topic.startswith(base) or not CHUNK_INDEX.fullmatch(index):
             return
         failed = a.error is not None
@@ -260,8 +276,9 @@ class FleetClient:
         try:
             self._jobs.put_nowait(job)
         except queue.Full:
-            log.warning("fleet: %s dropped: the fleet worker is %d jobs behind", job[0],
-                        self._jobs.qsize())
+            log.warning(
+                "fleet: %s dropped: the fleet worker is %d jobs behind", job[0], self._jobs.qsize()
+            )
 
     # --- worker
     def _work(self) -> None:
@@ -291,11 +308,19 @@ class FleetClient:
     # --- state report
     def _initial_report(self) -> dict[str, Any]:
         last = self.state.installs[-1] if self.state.installs else None
-        out: dict[str, Any] = {"release": None, "status": "idle", "healthy": True,
-                               "error": None, "signed_by": None}
+        out: dict[str, Any] = {
+            "release": None,
+            "status": "idle",
+            "healthy": True,
+            "error": None,
+            "signed_by": None,
+        }
         if last is not None:
-            out.update(release=last.release, signed_by=last.signed_by,
-                       status="rolled_back" if last.rolled_back else "installed")
+            out.update(
+                release=last.release,
+                signed_by=last.signed_by,
+                status="rolled_back" if last.rolled_back else "installed",
+            )
         return out
 
     def report(self) -> dict[str, Any]:
@@ -307,9 +332,15 @@ class FleetClient:
         now = time.time()
         with self._lock:
             rep = dict(self._report)
-        return {"device_id": self.device, "group": self.group, **rep,
-                "installed_version": installed, "model_version": self.control.running_version(),
-                "ts": iso(now), "epoch": now}
+        return {
+            "device_id": self.device,
+            "group": self.group,
+            **rep,
+            "installed_version": installed,
+            "model_version": self.control.running_version(),
+            "ts": iso(now),
+            "epoch": now,
+        }
 
     def _publish_state(self, **changes: Any) -> None:
         with self._lock:
@@ -333,8 +364,12 @@ class FleetClient:
             self._fail(None, "refused", str(exc))
             return
         if notice.group != self.group:
-            self._fail(notice.release, "refused", f"release {notice.release}: a notice for "
-                       f"group {notice.group!r} on group {self.group!r}'s topic")
+            self._fail(
+                notice.release,
+                "refused",
+                f"release {notice.release}: a notice for "
+                f"group {notice.group!r} on group {self.group!r}'s topic",
+            )
         elif isinstance(notice, Rollback):
             self._group_rollback(notice)
         elif notice.targets_device(self.device):
@@ -345,10 +380,18 @@ class FleetClient:
         if done is not None and not done.rolled_back:  # idempotent: installed before (maybe
             self.state.saw_notice(done, r.issued_at)  # under another stage): re-reported
             ok = self.control.running_version() == done.model_version
-            self._publish_state(release=done.release, status="installed", healthy=ok,
-                                signed_by=done.signed_by, error=None if ok else (
-                                    f"installed {done.model_version}, the agent runs "
-                                    f"{self.control.running_version()}"))
+            self._publish_state(
+                release=done.release,
+                status="installed",
+                healthy=ok,
+                signed_by=done.signed_by,
+                error=None
+                if ok
+                else (
+                    f"installed {done.model_version}, the agent runs "
+                    f"{self.control.running_version()}"
+                ),
+            )
             return
         if done is not None and not (0 < done.notice_issued_at < r.issued_at):
             # rolled back, and this notice is one it saw before (the retained one, again at a
@@ -373,14 +416,23 @@ class FleetClient:
         need = 3 * r.size  # chunks, joined archive, unpacked version
         free = shutil.disk_usage(self.state_dir).free
         if free < need:
-            self._fail(r.release, "refused", f"release {r.release}: {free / 1e6:.0f} MB free in "
-                       f"{self.state_dir}, receiving it needs {need / 1e6:.0f} MB")
+            self._fail(
+                r.release,
+                "refused",
+                f"release {r.release}: {free / 1e6:.0f} MB free in "
+                f"{self.state_dir}, receiving it needs {need / 1e6:.0f} MB",
+            )
             return
         a = Assembly(r, self.incoming / r.release, self.settings.release_timeout_seconds)
         with self._lock:
             self._assembly = a
-        log.info("fleet: receiving release %s (%s, %d chunks, %.1f MB)", r.release,
-                 r.model_version, r.chunks, r.size / 1e6)
+        log.info(
+            "fleet: receiving release %s (%s, %d chunks, %.1f MB)",
+            r.release,
+            r.model_version,
+            r.chunks,
+            r.size / 1e6,
+        )
         self._publish_state(release=r.release, status="receiving", healthy=True, error=None)
         if self._client is not None:
             self._client.subscribe(chunk_topic(self.prefix, self.group, r.release), 1)
@@ -401,9 +453,12 @@ class FleetClient:
         if a is not None and (a.complete or a.error is not None) and a.expired():
             self._assembled(a)  # its "assembled" job was dropped (a full queue)
         elif a is not None and a.expired():
-            self._drop_assembly(a, f"incomplete after {self.settings.release_timeout_seconds:g}"
-                                f" s ({a.progress()}); given up, tried again at the next "
-                                "connect")
+            self._drop_assembly(
+                a,
+                f"incomplete after {self.settings.release_timeout_seconds:g}"
+                f" s ({a.progress()}); given up, tried again at the next "
+                "connect",
+            )
         if self._running is not None and not self._running[0].is_alive():
             _, cmd, box = self._running
             self._running = None
@@ -432,10 +487,15 @@ class FleetClient:
             archive = a.archive()
             unpack_version(archive, vdir, r.size)
             archive.unlink()
-            cand = check_candidate(vdir, r, trusted, self.settings.allow_unsigned,
-                                   sections_of(self.control.monitors()),
-                                   self.control.window_samples(),
-                                   self.control.runtime_request())
+            cand = check_candidate(
+                vdir,
+                r,
+                trusted,
+                self.settings.allow_unsigned,
+                sections_of(self.control.monitors()),
+                self.control.window_samples(),
+                self.control.runtime_request(),
+            )
             version, previous = install(root, cand)
         except EdgeAgentError as exc:  # the release's fault (or the keys'): refused
             self._drop_assembly(a, None)
@@ -444,16 +504,35 @@ class FleetClient:
         except Exception as exc:  # this device's (a full disk, a folder in the way): failed,
             self._drop_assembly(a, None)  # not remembered; the next notice tries again
             log.debug("fleet: install of %s", r.release, exc_info=True)
-            self._fail(r.release, "failed", f"release {r.release}: {one_line(exc)}; nothing "
-                       "installed")
+            self._fail(
+                r.release, "failed", f"release {r.release}: {one_line(exc)}; nothing installed"
+            )
             return
         self._drop_assembly(a, None)
-        record = InstallRecord(r.release, r.sha256, version, previous, cand.model_version,
-                               time.time(), cand.signed_by, notice_issued_at=r.issued_at)
-        log.info("fleet: release %s installed as bundle version %d (was %s); waiting for the "
-                 "agent to run %s", r.release, version, previous, cand.model_version)
-        ok = wait_running(self.control.running_version, cand.model_version,
-                          self.settings.health_timeout_seconds, self._stop.is_set)
+        record = InstallRecord(
+            r.release,
+            r.sha256,
+            version,
+            previous,
+            cand.model_version,
+            time.time(),
+            cand.signed_by,
+            notice_issued_at=r.issued_at,
+        )
+        log.info(
+            "fleet: release %s installed as bundle version %d (was %s); waiting for the "
+            "agent to run %s",
+            r.release,
+            version,
+            previous,
+            cand.model_version,
+        )
+        ok = wait_running(
+            self.control.running_version,
+            cand.model_version,
+            self.settings.health_timeout_seconds,
+            self._stop.is_set,
+        )
         if not ok and self._stop.is_set():  # stopping before the agent took it up: put the
             revert(root, record)  # old version back (an agent must always start), and the
             return  # retained notice installs it again at the next start
@@ -461,14 +540,21 @@ class FleetClient:
             self.state.add_install(record)
             with contextlib.suppress(OSError, EdgeAgentError):
                 prune(root, KEEP_VERSIONS)
-            self._publish_state(release=r.release, status="installed", healthy=True,
-                                error=None, signed_by=cand.signed_by)
+            self._publish_state(
+                release=r.release,
+                status="installed",
+                healthy=True,
+                error=None,
+                signed_by=cand.signed_by,
+            )
             return
         reverted = revert(root, record)
-        why = (f"release {r.release}: the agent still runs {self.control.running_version()} "
-               f"{self.settings.health_timeout_seconds:g} s after the install (its reload "
-               "refused the version? see its reload_failed health event)"
-               + (f"; current reverted to version {previous}" if reverted else ""))
+        why = (
+            f"release {r.release}: the agent still runs {self.control.running_version()} "
+            f"{self.settings.health_timeout_seconds:g} s after the install (its reload "
+            "refused the version? see its reload_failed health event)"
+            + (f"; current reverted to version {previous}" if reverted else "")
+        )
         self._refused[r.sha256] = (why, keys)
         self._fail(r.release, "failed", why)
 
@@ -487,9 +573,13 @@ class FleetClient:
             return
         cur = current_version(self.control.bundle_root())
         if cur != record.version:
-            self._fail(n.release, "rollback_failed", f"release {n.release} (bundle version "
-                       f"{record.version}) is not the current version (that is {cur}); "
-                       "nothing rolled back")
+            self._fail(
+                n.release,
+                "rollback_failed",
+                f"release {n.release} (bundle version "
+                f"{record.version}) is not the current version (that is {cur}); "
+                "nothing rolled back",
+            )
             return
         try:
             self._rollback()
@@ -504,8 +594,12 @@ class FleetClient:
         root = self.control.bundle_root()
         before, after, record = roll_back(root, self.state, self.trusted())
         expected = load_bundle(root, verify=False, version=after).model_version
-        ok = wait_running(self.control.running_version, expected,
-                          self.settings.health_timeout_seconds, self._stop.is_set)
+        ok = wait_running(
+            self.control.running_version,
+            expected,
+            self.settings.health_timeout_seconds,
+            self._stop.is_set,
+        )
         if not ok:
             put_back = restore(root, before, after)
             if record is not None and put_back:
@@ -515,23 +609,37 @@ class FleetClient:
                 f"{self.control.running_version()} after "
                 f"{self.settings.health_timeout_seconds:g} s (its reload refused the version? see "
                 "its reload_failed health event)"
-                + (f"; current put back to version {before}" if put_back else ""))
-        log.info("fleet: rolled back from version %d to %d%s", before, after,
-                 f" (release {record.release})" if record else "")
+                + (f"; current put back to version {before}" if put_back else "")
+            )
+        log.info(
+            "fleet: rolled back from version %d to %d%s",
+            before,
+            after,
+            f" (release {record.release})" if record else "",
+        )
         if record is not None:  # a release undone; else a local version: the release stays
-            self._publish_state(release=record.release, status="rolled_back", healthy=True,
-                                error=None)
+            self._publish_state(
+                release=record.release, status="rolled_back", healthy=True, error=None
+            )
         else:
             self._publish_state(healthy=True, error=None)
-        return {"from": before, "to": after, "release": record.release if record else None,
-                "model_version": expected, "running": self.control.running_version(),
-                "healthy": True}
+        return {
+            "from": before,
+            "to": after,
+            "release": record.release if record else None,
+            "model_version": expected,
+            "running": self.control.running_version(),
+            "healthy": True,
+        }
 
     # --- commands
     def _send_reply(self, rep: dict[str, Any]) -> None:
         if self._client is not None:
-            self._client.publish(reply_topic(self.prefix, self.device),
-                                 dumps(rep, "command reply", separators=(",", ":")), qos=1)
+            self._client.publish(
+                reply_topic(self.prefix, self.device),
+                dumps(rep, "command reply", separators=(",", ":")),
+                qos=1,
+            )
 
     def _command(self, payload: bytes) -> None:
         try:
@@ -541,11 +649,14 @@ class FleetClient:
             return
         seen = self.state.command(cmd.id)
         if seen is not None:
-            rep = seen["reply"] or reply(cmd.id, cmd.name, self.device, error=(
-                "interrupted (the agent stopped while it ran); not run again"))
+            rep = seen["reply"] or reply(
+                cmd.id,
+                cmd.name,
+                self.device,
+                error=("interrupted (the agent stopped while it ran); not run again"),
+            )
             self._send_reply({**rep, "replayed": True})
-            log.info("fleet: command %s (%s) replayed: stored reply sent again", cmd.id,
-                     cmd.name)
+            log.info("fleet: command %s (%s) replayed: stored reply sent again", cmd.id, cmd.name)
             return
         refusal = self._refusal(cmd)
         if refusal is not None and not refusal[1]:  # busy: not stored, so that the same id
@@ -569,16 +680,19 @@ class FleetClient:
         error = None
         final = True
         if age > ttl:
-            error = (f"expired: issued {age:.0f} s ago, more than fleet.command_ttl_seconds "
-                     f"({ttl:g}); not run")
+            error = (
+                f"expired: issued {age:.0f} s ago, more than fleet.command_ttl_seconds "
+                f"({ttl:g}); not run"
+            )
         elif age < -ttl:
             error = f"issued {-age:.0f} s in the future (clocks out of step?); not run"
         elif cmd.name not in self._handlers:
-            error = (f"unknown command {cmd.name!r} (known: "
-                     f"{', '.join(sorted(self._handlers))})")
+            error = f"unknown command {cmd.name!r} (known: {', '.join(sorted(self._handlers))})"
         elif (other := self._busy()) is not None:
-            error = (f"busy: command {other.id} ({other.name}) is still running; not run (send "
-                     "it again, same id, once it ended)")
+            error = (
+                f"busy: command {other.id} ({other.name}) is still running; not run (send "
+                "it again, same id, once it ended)"
+            )
             final = False
         if error is None:
             return None
@@ -605,9 +719,15 @@ class FleetClient:
         t.join(self.settings.command_timeout_seconds)
         if t.is_alive():
             self._running = (t, cmd, box)
-            return reply(cmd.id, cmd.name, self.device, error=(
-                f"timed out after {self.settings.command_timeout_seconds:g} s "
-                "(fleet.command_timeout_seconds); it goes on running on the device, and a "
-                "replay of this id gets its outcome once it ends"))
+            return reply(
+                cmd.id,
+                cmd.name,
+                self.device,
+                error=(
+                    f"timed out after {self.settings.command_timeout_seconds:g} s "
+                    "(fleet.command_timeout_seconds); it goes on running on the device, and a "
+                    "replay of this id gets its outcome once it ends"
+                ),
+            )
         rep: dict[str, Any] = box["reply"]
         return rep

@@ -44,5 +44,8 @@ def recordings_of(folder: Path, monitor: str) -> list[Path]:
     """The monitor's recordings in `folder`, oldest first."""
     if not folder.is_dir():
         return []
-    return sorted(p for p in folder.iterdir()
-                  if (m := RECORDING.fullmatch(p.name)) and m["monitor"] == monitor)
+    return sorted(
+        p
+        for p in folder.iterdir()
+        if (m := RECORDING.fullmatch(p.name)) and m["monitor"] == monitor
+    )

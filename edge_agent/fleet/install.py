@@ -57,8 +57,13 @@ class Candidate:
 
 
 def check_candidate(
-    vdir: Path, release: Release, trusted: Sequence[TrustedKey], allow_unsigned: bool,
-    sections: Sequence[str], window_samples: int, request: RuntimeRequest | None = None,
+    vdir: Path,
+    release: Release,
+    trusted: Sequence[TrustedKey],
+    allow_unsigned: bool,
+    sections: Sequence[str],
+    window_samples: int,
+    request: RuntimeRequest | None = None,
 ) -> Candidate:
     """The checks of the module docstring; FleetError / BundleError (one line) on the first
     that fails."""
@@ -76,14 +81,18 @@ def check_candidate(
         except BundleError as exc:
             raise FleetError(f"{what}: {_short(exc, vdir)}") from None
     elif not allow_unsigned:
-        raise FleetError(f"{what}: refused: this agent has no trusted_keys to check its "
-                         "signature with (set trusted_keys, or fleet.allow_unsigned on a test "
-                         "rig)")
+        raise FleetError(
+            f"{what}: refused: this agent has no trusted_keys to check its "
+            "signature with (set trusted_keys, or fleet.allow_unsigned on a test "
+            "rig)"
+        )
     try:
         scorer = Scorer.from_bundle(vdir, 1, trusted=trusted, request=request)
         if scorer.spec.clip_samples != window_samples:
-            raise FleetError(f"{what}: windows of {scorer.spec.clip_samples} samples, the "
-                             f"agent cuts {window_samples}")
+            raise FleetError(
+                f"{what}: windows of {scorer.spec.clip_samples} samples, the "
+                f"agent cuts {window_samples}"
+            )
         for section in sorted(set(sections)):
             scorer.smoke_test(section, window_samples)
     except BundleError as exc:
@@ -91,8 +100,10 @@ def check_candidate(
     if scorer.bundle.manifest_sha256 != release.manifest_sha256:  # the bytes that were loaded
         raise FleetError(f"{what}: manifest.json changed while it was checked")
     if scorer.bundle.model_version != release.model_version:
-        raise FleetError(f"{what}: holds model {scorer.bundle.model_version}, the notice "
-                         f"announced {release.model_version}")
+        raise FleetError(
+            f"{what}: holds model {scorer.bundle.model_version}, the notice "
+            f"announced {release.model_version}"
+        )
     return Candidate(vdir, scorer.bundle.model_version, scorer.bundle.version, signed_by)
 
 
@@ -130,8 +141,9 @@ def revert(root: Path, record: InstallRecord) -> bool:
     return record.previous is not None and restore(root, record.previous, record.version)
 
 
-def roll_back(root: Path, state: FleetState, trusted: Sequence[TrustedKey]
-              ) -> tuple[int, int, InstallRecord | None]:
+def roll_back(
+    root: Path, state: FleetState, trusted: Sequence[TrustedKey]
+) -> tuple[int, int, InstallRecord | None]:
     """(from, to, the fleet install undone or None). A current version that a fleet install
     made goes back to the version current before that install; any other goes back the
     bundle's own way (`rollback_target`). Either target is verified with the trusted keys
@@ -142,15 +154,19 @@ def roll_back(root: Path, state: FleetState, trusted: Sequence[TrustedKey]
     if record is not None and record.previous is not None:
         target = record.previous
         if target not in list_versions(root):
-            raise BundleError(f"{root}: version {target}, current before release "
-                              f"{record.release}, is no longer kept")
+            raise BundleError(
+                f"{root}: version {target}, current before release "
+                f"{record.release}, is no longer kept"
+            )
     else:
         record, target = None, rollback_target(root)
     try:
         load_bundle(root, verify=True, version=target, trusted=trusted)
     except BundleError as exc:
-        raise BundleError(f"rollback to version {target} refused, version {cur} stays current: "
-                          f"{' '.join(str(exc).split())}") from None
+        raise BundleError(
+            f"rollback to version {target} refused, version {cur} stays current: "
+            f"{' '.join(str(exc).split())}"
+        ) from None
     set_current(root, target)
     if record is not None:
         state.mark_rolled_back(record)
@@ -166,8 +182,12 @@ def restore(root: Path, before: int, after: int) -> bool:
     return True
 
 
-def wait_running(running: Callable[[], str], expected: str, timeout: float,
-                 stop: Callable[[], bool] = lambda: False) -> bool:
+def wait_running(
+    running: Callable[[], str],
+    expected: str,
+    timeout: float,
+    stop: Callable[[], bool] = lambda: False,
+) -> bool:
     """Poll `running()` until it returns `expected` (True) or `timeout` seconds pass (False):
     the agent's own reload takes up to its `reload_poll_seconds` plus a model load."""
     end = time.monotonic() + timeout

@@ -68,14 +68,26 @@ class Release:
         return self.targets is None or device in self.targets
 
     def to_json(self) -> str:
-        return dumps({
-            "format": FORMAT, "kind": "release", "release": self.release, "group": self.group,
-            "sha256": self.sha256, "size": self.size, "chunk_size": self.chunk_size,
-            "chunks": self.chunks, "chunk_sha256": list(self.chunk_sha256),
-            "targets": "all" if self.targets is None else list(self.targets),
-            "stage": self.stage, "model_version": self.model_version,
-            "manifest_sha256": self.manifest_sha256, "issued_at": self.issued_at,
-        }, "release notice", separators=(",", ":"))
+        return dumps(
+            {
+                "format": FORMAT,
+                "kind": "release",
+                "release": self.release,
+                "group": self.group,
+                "sha256": self.sha256,
+                "size": self.size,
+                "chunk_size": self.chunk_size,
+                "chunks": self.chunks,
+                "chunk_sha256": list(self.chunk_sha256),
+                "targets": "all" if self.targets is None else list(self.targets),
+                "stage": self.stage,
+                "model_version": self.model_version,
+                "manifest_sha256": self.manifest_sha256,
+                "issued_at": self.issued_at,
+            },
+            "release notice",
+            separators=(",", ":"),
+        )
 
 
 @dataclass(frozen=True)
@@ -87,9 +99,17 @@ class Rollback:
     issued_at: float
 
     def to_json(self) -> str:
-        return dumps({"format": FORMAT, "kind": "rollback", "release": self.release,
-                      "group": self.group, "issued_at": self.issued_at},
-                     "rollback notice", separators=(",", ":"))
+        return dumps(
+            {
+                "format": FORMAT,
+                "kind": "rollback",
+                "release": self.release,
+                "group": self.group,
+                "issued_at": self.issued_at,
+            },
+            "rollback notice",
+            separators=(",", ":"),
+        )
 
 
 def _is_sha256(x: Any) -> bool:
@@ -119,8 +139,10 @@ def _field(data: dict[str, Any], name: str, ok: bool, expected: str, what: str) 
         raise FleetError(f"{what}: missing field {name!r}")
     if not ok:
         shown = repr(data[name])
-        raise FleetError(f"{what}: {name}: expected {expected}, got "
-                         f"{shown if len(shown) <= 40 else shown[:37] + '...'}")
+        raise FleetError(
+            f"{what}: {name}: expected {expected}, got "
+            f"{shown if len(shown) <= 40 else shown[:37] + '...'}"
+        )
     return data[name]
 
 
@@ -135,38 +157,78 @@ def parse_notice(payload: bytes) -> Release | Rollback:
         return d.get(key)
 
     kind = _field(d, "kind", g("kind") in ("release", "rollback"), "release or rollback", what)
-    rid = _field(d, "release", isinstance(g("release"), str) and bool(
-        RELEASE_ID.fullmatch(g("release"))), "a release id (letters, digits, _ . -)", what)
+    rid = _field(
+        d,
+        "release",
+        isinstance(g("release"), str) and bool(RELEASE_ID.fullmatch(g("release"))),
+        "a release id (letters, digits, _ . -)",
+        what,
+    )
     group = _field(d, "group", isinstance(g("group"), str), "a string", what)
     issued = _field(d, "issued_at", _is_time(g("issued_at")), "epoch seconds", what)
     if kind == "rollback":
         return Rollback(rid, group, float(issued))
     sha = _field(d, "sha256", _is_sha256(g("sha256")), "a sha256 hex digest", what)
     size = _field(d, "size", _is_int(g("size")) and g("size") > 0, "an integer > 0", what)
-    csize = _field(d, "chunk_size", _is_int(g("chunk_size")) and 0 < g("chunk_size") <=
-                   MAX_CHUNK_SIZE, f"an integer in [1, {MAX_CHUNK_SIZE}]", what)
-    digests = _field(d, "chunk_sha256", isinstance(g("chunk_sha256"), list) and all(
-        map(_is_sha256, g("chunk_sha256"))), "a list of sha256 hex digests", what)
+    csize = _field(
+        d,
+        "chunk_size",
+        _is_int(g("chunk_size")) and 0 < g("chunk_size") <= MAX_CHUNK_SIZE,
+        f"an integer in [1, {MAX_CHUNK_SIZE}]",
+        what,
+    )
+    digests = _field(
+        d,
+        "chunk_sha256",
+        isinstance(g("chunk_sha256"), list) and all(map(_is_sha256, g("chunk_sha256"))),
+        "a list of sha256 hex digests",
+        what,
+    )
     n = -(-size // csize)
-    _field(d, "chunks", g("chunks") == n == len(digests),
-           f"{n} (size / chunk_size) and as many chunk_sha256", what)
+    _field(
+        d,
+        "chunks",
+        g("chunks") == n == len(digests),
+        f"{n} (size / chunk_size) and as many chunk_sha256",
+        what,
+    )
     targets = g("targets")
-    _field(d, "targets", targets == "all" or (isinstance(targets, list) and all(
-        isinstance(t, str) for t in targets)), '"all" or a list of device ids', what)
+    _field(
+        d,
+        "targets",
+        targets == "all"
+        or (isinstance(targets, list) and all(isinstance(t, str) for t in targets)),
+        '"all" or a list of device ids',
+        what,
+    )
     stage = _field(d, "stage", g("stage") in ("canary", "all"), "canary or all", what)
     mv = _field(d, "model_version", isinstance(g("model_version"), str), "a string", what)
-    msha = _field(d, "manifest_sha256", _is_sha256(g("manifest_sha256")),
-                  "a sha256 hex digest", what)
-    return Release(rid, group, sha, size, csize, tuple(digests),
-                   None if targets == "all" else tuple(targets), stage, mv, msha, float(issued))
+    msha = _field(
+        d, "manifest_sha256", _is_sha256(g("manifest_sha256")), "a sha256 hex digest", what
+    )
+    return Release(
+        rid,
+        group,
+        sha,
+        size,
+        csize,
+        tuple(digests),
+        None if targets == "all" else tuple(targets),
+        stage,
+        mv,
+        msha,
+        float(issued),
+    )
 
 
 def check_size(r: Release, max_bytes: int) -> None:
     """A FleetError when the release is announced larger than `max_bytes`: refused before any
     chunk is read (the device's memory and disk bound, `fleet.max_bundle_mb`)."""
     if r.size > max_bytes:
-        raise FleetError(f"release {r.release}: {r.size / 1e6:.1f} MB is over this device's "
-                         f"limit of {max_bytes / 1e6:.1f} MB (fleet.max_bundle_mb)")
+        raise FleetError(
+            f"release {r.release}: {r.size / 1e6:.1f} MB is over this device's "
+            f"limit of {max_bytes / 1e6:.1f} MB (fleet.max_bundle_mb)"
+        )
 
 
 @dataclass(frozen=True)
@@ -188,10 +250,16 @@ def parse_command(payload: bytes) -> Command:
     def g(key: str) -> Any:
         return d.get(key)
 
-    cid = _field(d, "id", isinstance(g("id"), str) and bool(COMMAND_ID.fullmatch(g("id"))),
-                 "1-64 letters, digits, _ . : -", what)
-    name = _field(d, "name", isinstance(g("name"), str) and 0 < len(g("name")) <= 64,
-                  "a command name", what)
+    cid = _field(
+        d,
+        "id",
+        isinstance(g("id"), str) and bool(COMMAND_ID.fullmatch(g("id"))),
+        "1-64 letters, digits, _ . : -",
+        what,
+    )
+    name = _field(
+        d, "name", isinstance(g("name"), str) and 0 < len(g("name")) <= 64, "a command name", what
+    )
     args = d.get("args", {})
     if not isinstance(args, dict):
         raise FleetError(f"{what}: args: expected an object, got {type(args).__name__}")
@@ -211,14 +279,31 @@ def command_id(payload: bytes) -> str | None:
 
 def command_json(cid: str, name: str, args: dict[str, Any], issued_at: float) -> str:
     """The payload the operator publishes (edge-agent fleet cmd)."""
-    return dumps({"id": cid, "name": name, "args": args, "issued_at": issued_at}, "command",
-                 separators=(",", ":"))
+    return dumps(
+        {"id": cid, "name": name, "args": args, "issued_at": issued_at},
+        "command",
+        separators=(",", ":"),
+    )
 
 
-def reply(cid: str | None, name: str | None, device: str, *, result: dict[str, Any] | None = None,
-          error: str | None = None) -> dict[str, Any]:
+def reply(
+    cid: str | None,
+    name: str | None,
+    device: str,
+    *,
+    result: dict[str, Any] | None = None,
+    error: str | None = None,
+) -> dict[str, Any]:
     """A reply object: `ok` with `result`, or not ok with the one-line `error`."""
     now = time.time()
-    return {"id": cid, "name": name, "device_id": device, "ok": error is None,
-            "result": result if error is None else None, "error": error, "replayed": False,
-            "ts": iso(now), "epoch": now}
+    return {
+        "id": cid,
+        "name": name,
+        "device_id": device,
+        "ok": error is None,
+        "result": result if error is None else None,
+        "error": error,
+        "replayed": False,
+        "ts": iso(now),
+        "epoch": now,
+    }

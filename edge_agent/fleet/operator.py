@@ -86,8 +86,10 @@ def check_release(release: str, field: str = "--release") -> str:
 def check_command_id(cid: str, field: str = "--id") -> str:
     """A command id the device accepts (edge_agent.fleet.messages.COMMAND_ID)."""
     if not COMMAND_ID.fullmatch(cid):
-        raise ConfigError(f"{field}: expected 1-64 letters, digits, _ . : - (the ids a device "
-                          f"accepts), got {cid!r}")
+        raise ConfigError(
+            f"{field}: expected 1-64 letters, digits, _ . : - (the ids a device "
+            f"accepts), got {cid!r}"
+        )
     return cid
 
 
@@ -97,8 +99,9 @@ class Connection:
 
     def __init__(self, mqtt: MqttSettings, timeout: float = 10.0) -> None:
         if not mqtt.host:
-            raise ConfigError("mqtt.host: required (the broker: `mqtt:` in --config, or "
-                              "--mqtt-host)")
+            raise ConfigError(
+                "mqtt.host: required (the broker: `mqtt:` in --config, or --mqtt-host)"
+            )
         self.mqtt = mqtt
         self.prefix = mqtt.prefix
         self.timeout = timeout
@@ -148,9 +151,14 @@ class Connection:
         while not self._connected.wait(0.05):
             if self._refused is not None or time.monotonic() > end:
                 self.close()
-                raise FleetError(f"mqtt: broker {m.host}:{m.port} "
-                                 + (self._refused if self._refused else
-                                    f"not reachable within {self.timeout:g} s"))
+                raise FleetError(
+                    f"mqtt: broker {m.host}:{m.port} "
+                    + (
+                        self._refused
+                        if self._refused
+                        else f"not reachable within {self.timeout:g} s"
+                    )
+                )
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -169,16 +177,18 @@ class Connection:
                 raise FleetError(f"mqtt: no SUBACK from the broker within {self.timeout:g} s")
         time.sleep(settle)
 
-    def publish(self, items: Iterable[tuple[str, bytes | str]], retain: bool,
-                timeout: float | None = None) -> None:
+    def publish(
+        self, items: Iterable[tuple[str, bytes | str]], retain: bool, timeout: float | None = None
+    ) -> None:
         """Publish (QoS 1) and wait until the broker acknowledged every message."""
         infos = [self.client.publish(t, p, qos=1, retain=retain) for t, p in items]
         end = time.monotonic() + (timeout if timeout is not None else self.timeout)
         for info in infos:
             info.wait_for_publish(max(0.0, end - time.monotonic()))
             if not info.is_published():
-                raise FleetError("mqtt: the broker did not acknowledge the messages in time "
-                                 "(connection lost?)")
+                raise FleetError(
+                    "mqtt: the broker did not acknowledge the messages in time (connection lost?)"
+                )
 
     def latest(self, topic: str) -> tuple[bytes, float] | None:
         with self._cond:
@@ -194,13 +204,14 @@ class Connection:
         for topic, (payload, _) in items:
             if not (topic.startswith(head) and topic.endswith(STATE_SUFFIX)) or not payload:
                 continue
-            device = topic[len(head):-len(STATE_SUFFIX)]
+            device = topic[len(head) : -len(STATE_SUFFIX)]
             state = _json(payload)
             if state is None or "/" in device:
                 continue
             if state.get("device_id") != device:
-                log.warning("fleet: %s: ignored, its payload names device %r", topic,
-                            state.get("device_id"))
+                log.warning(
+                    "fleet: %s: ignored, its payload names device %r", topic, state.get("device_id")
+                )
                 continue
             if group is None or state.get("group") == group:
                 out[device] = state
@@ -245,9 +256,19 @@ def prepare(bundle: Path, group: str, chunk_size: int = DEFAULT_CHUNK_SIZE) -> P
     archive = pack_version(vdir)
     sha = hashlib.sha256(archive).hexdigest()
     chunks = cut(archive, chunk_size)
-    release = Release(f"{b.model_version}-{sha[:8]}", group, sha, len(archive), chunk_size,
-                      chunk_digests(chunks), None, "all", b.model_version,
-                      sha256_file(vdir / MANIFEST), time.time())
+    release = Release(
+        f"{b.model_version}-{sha[:8]}",
+        group,
+        sha,
+        len(archive),
+        chunk_size,
+        chunk_digests(chunks),
+        None,
+        "all",
+        b.model_version,
+        sha256_file(vdir / MANIFEST),
+        time.time(),
+    )
     return Prepared(release, chunks)
 
 
@@ -261,8 +282,10 @@ def _notice_of(payload: bytes | None) -> Release | Rollback | None:
 
 
 def _delete_chunks(conn: Connection, r: Release) -> None:
-    conn.publish(((chunk_topic(conn.prefix, r.group, r.release, i), b"")
-                  for i in range(r.chunks)), retain=True)
+    conn.publish(
+        ((chunk_topic(conn.prefix, r.group, r.release, i), b"") for i in range(r.chunks)),
+        retain=True,
+    )
 
 
 @dataclass(frozen=True)
@@ -275,11 +298,19 @@ class Outcome:
     pending: list[str]
 
 
-def await_states(conn: Connection, devices: Sequence[str], release: str, after: float,
-                 timeout: float, good: Callable[[dict[str, Any]], bool],
-                 bad: Callable[[dict[str, Any]], bool], first_bad: bool = True) -> Outcome:
+def await_states(
+    conn: Connection,
+    devices: Sequence[str],
+    release: str,
+    after: float,
+    timeout: float,
+    good: Callable[[dict[str, Any]], bool],
+    bad: Callable[[dict[str, Any]], bool],
+    first_bad: bool = True,
+) -> Outcome:
     """Wait until every device reported on `release` after `after` (monotonic) with a state
     that is `good` or `bad`, or (with `first_bad`) one is `bad`, or `timeout`."""
+
     def fresh(dev: str) -> dict[str, Any] | None:
         got = conn.latest(state_topic(conn.prefix, dev))
         if got is None or got[1] < after:
@@ -303,8 +334,13 @@ def await_states(conn: Connection, devices: Sequence[str], release: str, after: 
     return outcome()
 
 
-def push(conn: Connection, prepared: Prepared, canaries: Sequence[str], wait: float,
-         say: Callable[[str], None]) -> tuple[Release, Outcome]:
+def push(
+    conn: Connection,
+    prepared: Prepared,
+    canaries: Sequence[str],
+    wait: float,
+    say: Callable[[str], None],
+) -> tuple[Release, Outcome]:
     """Canaries first, then the group (module docstring); the notice published last; then up
     to `wait` seconds for the group's other known devices (those with a fleet state in the
     group) to report. Returns the notice and their outcome (offline ones stay `pending`: they
@@ -320,57 +356,95 @@ def push(conn: Connection, prepared: Prepared, canaries: Sequence[str], wait: fl
     before = conn.latest(topic)
     previous = _notice_of(before[0] if before else None)
     members = sorted(d for d in conn.states(r.group) if d not in canaries)
-    conn.publish(((chunk_topic(prefix, r.group, r.release, i), c)
-                  for i, c in enumerate(prepared.chunks)), retain=True,
-                 timeout=30.0 + r.size / 200e3)
+    conn.publish(
+        ((chunk_topic(prefix, r.group, r.release, i), c) for i, c in enumerate(prepared.chunks)),
+        retain=True,
+        timeout=30.0 + r.size / 200e3,
+    )
     what = f"release {r.release} ({r.model_version}, {r.size / 1e6:.1f} MB, {r.chunks} chunks)"
     if canaries:
-        notice = dataclasses.replace(r, targets=tuple(canaries), stage="canary",
-                                     issued_at=time.time())
+        notice = dataclasses.replace(
+            r, targets=tuple(canaries), stage="canary", issued_at=time.time()
+        )
         sent = time.monotonic()
         conn.publish([(topic, notice.to_json())], retain=True)
         say(f"{what}: sent to canaries {', '.join(canaries)}; waiting up to {wait:g} s")
         out = await_states(
-            conn, canaries, r.release, sent, wait,
-            good=lambda s: s.get("status") == "installed" and s.get("healthy") is True
-            and s.get("model_version") == r.model_version,
-            bad=lambda s: s.get("status") in ("refused", "failed"))
+            conn,
+            canaries,
+            r.release,
+            sent,
+            wait,
+            good=lambda s: (
+                s.get("status") == "installed"
+                and s.get("healthy") is True
+                and s.get("model_version") == r.model_version
+            ),
+            bad=lambda s: s.get("status") in ("refused", "failed"),
+        )
         if out.failed or out.pending:
             conn.publish([(topic, before[0] if before else b"")], retain=True)
             _delete_chunks(conn, r)
-            why = "; ".join([f"canary {d} refused it: {e}" for d, e in out.failed.items()]
-                            + [f"canary {d}: no healthy report within {wait:g} s" for d in
-                               out.pending])
-            ran = (f" (canaries running it: {', '.join(out.ok)}; roll them back with "
-                   "`edge-agent fleet cmd DEVICE rollback`)") if out.ok else ""
-            raise FleetError(f"push of {r.release} aborted: {why}; the rest of group "
-                             f"{r.group} was left untouched{ran}")
+            why = "; ".join(
+                [f"canary {d} refused it: {e}" for d, e in out.failed.items()]
+                + [f"canary {d}: no healthy report within {wait:g} s" for d in out.pending]
+            )
+            ran = (
+                (
+                    f" (canaries running it: {', '.join(out.ok)}; roll them back with "
+                    "`edge-agent fleet cmd DEVICE rollback`)"
+                )
+                if out.ok
+                else ""
+            )
+            raise FleetError(
+                f"push of {r.release} aborted: {why}; the rest of group "
+                f"{r.group} was left untouched{ran}"
+            )
         say(f"canaries healthy: {', '.join(out.ok)} run {r.model_version}")
     final = dataclasses.replace(r, targets=None, stage="all", issued_at=time.time())
     sent = time.monotonic()
     conn.publish([(topic, final.to_json())], retain=True)
     if members:
-        say(f"{what}: sent to group {r.group}; waiting up to {wait:g} s for "
-            f"{len(members)} device(s)")
+        say(
+            f"{what}: sent to group {r.group}; waiting up to {wait:g} s for "
+            f"{len(members)} device(s)"
+        )
     out = await_states(
-        conn, members, r.release, sent, wait,
-        good=lambda s: s.get("status") == "installed" and s.get("healthy") is True
-        and s.get("model_version") == r.model_version,
-        bad=lambda s: s.get("status") in ("refused", "failed"), first_bad=False)
+        conn,
+        members,
+        r.release,
+        sent,
+        wait,
+        good=lambda s: (
+            s.get("status") == "installed"
+            and s.get("healthy") is True
+            and s.get("model_version") == r.model_version
+        ),
+        bad=lambda s: s.get("status") in ("refused", "failed"),
+        first_bad=False,
+    )
     if out.failed and not out.ok and not out.pending and not canaries:
         conn.publish([(topic, before[0] if before else b"")], retain=True)
         _delete_chunks(conn, r)
         why = "; ".join(f"{d}: {e}" for d, e in out.failed.items())
-        raise FleetError(f"push of {r.release} refused by every device of group {r.group} "
-                         f"({why}); the group's previous notice was restored")
+        raise FleetError(
+            f"push of {r.release} refused by every device of group {r.group} "
+            f"({why}); the group's previous notice was restored"
+        )
     if isinstance(previous, Release) and previous.release != r.release:
         _delete_chunks(conn, previous)
     running = len(out.ok) + len(canaries)
-    say(f"{what}: released to group {r.group}: {running} device(s) run it"
+    say(
+        f"{what}: released to group {r.group}: {running} device(s) run it"
         + (f", {len(out.failed)} refused or failed" if out.failed else "")
-        + (f", {len(out.pending)} not reported yet (offline devices install when they "
-           "connect)" if out.pending else "")
-        + f" (`edge-agent fleet status --group {r.group}`)")
+        + (
+            f", {len(out.pending)} not reported yet (offline devices install when they connect)"
+            if out.pending
+            else ""
+        )
+        + f" (`edge-agent fleet status --group {r.group}`)"
+    )
     return final, out
 
 
@@ -379,8 +453,9 @@ INSTALLED = ("installed", "rolled_back", "rollback_failed")
 rollback notice gets a report from each. `receiving`, `refused`, `failed` never installed it."""
 
 
-def rollback_group(conn: Connection, group: str, release: str | None, wait: float
-                   ) -> tuple[str, Outcome]:
+def rollback_group(
+    conn: Connection, group: str, release: str | None, wait: float
+) -> tuple[str, Outcome]:
     """Publish the group's rollback notice for `release` (default: the group's current
     release) and wait for the devices whose state says they installed it; (release,
     outcome)."""
@@ -394,24 +469,36 @@ def rollback_group(conn: Connection, group: str, release: str | None, wait: floa
     current = _notice_of(got[0] if got else None)
     if release is None:
         if not isinstance(current, Release):
-            raise FleetError(f"group {group}: no release to roll back (its notice is "
-                             f"{'a rollback already' if current else 'empty'}); name one "
-                             "with --release")
+            raise FleetError(
+                f"group {group}: no release to roll back (its notice is "
+                f"{'a rollback already' if current else 'empty'}); name one "
+                "with --release"
+            )
         release = current.release
-    devices = sorted(d for d, s in conn.states(group).items()
-                     if s.get("release") == release and s.get("status") in INSTALLED)
+    devices = sorted(
+        d
+        for d, s in conn.states(group).items()
+        if s.get("release") == release and s.get("status") in INSTALLED
+    )
     sent = time.monotonic()
     conn.publish([(topic, Rollback(release, group, time.time()).to_json())], retain=True)
     if isinstance(current, Release) and current.release == release:
         _delete_chunks(conn, current)
-    out = await_states(conn, devices, release, sent, wait,
-                       good=lambda s: s.get("status") == "rolled_back",
-                       bad=lambda s: s.get("status") == "rollback_failed")
+    out = await_states(
+        conn,
+        devices,
+        release,
+        sent,
+        wait,
+        good=lambda s: s.get("status") == "rolled_back",
+        bad=lambda s: s.get("status") == "rollback_failed",
+    )
     return release, out
 
 
-def group_status(conn: Connection, group: str, settle: float) -> tuple[
-        Release | Rollback | None, dict[str, dict[str, Any]]]:
+def group_status(
+    conn: Connection, group: str, settle: float
+) -> tuple[Release | Rollback | None, dict[str, dict[str, Any]]]:
     """The group's notice and its devices' retained states."""
     check_group(group)
     topic = manifest_topic(conn.prefix, group)
@@ -420,8 +507,14 @@ def group_status(conn: Connection, group: str, settle: float) -> tuple[
     return _notice_of(got[0] if got else None), conn.states(group)
 
 
-def send_command(conn: Connection, device: str, name: str, args: dict[str, Any], wait: float,
-                 cid: str | None = None) -> dict[str, Any]:
+def send_command(
+    conn: Connection,
+    device: str,
+    name: str,
+    args: dict[str, Any],
+    wait: float,
+    cid: str | None = None,
+) -> dict[str, Any]:
     """Send a command and return the device's reply; FleetError when none within `wait`
     (ConfigError, before anything is sent, for a bad device or id)."""
     check_device(device, "DEVICE")
@@ -434,8 +527,10 @@ def send_command(conn: Connection, device: str, name: str, args: dict[str, Any],
         raise FleetError(f"--arg: {exc}") from None
     conn.publish([(command_topic(conn.prefix, device), payload)], retain=False)
     if not conn.wait(lambda: conn.reply(cid, sent) is not None, wait):
-        raise FleetError(f"{device}: no reply to command {cid} ({name}) within {wait:g} s "
-                         "(offline, or not in the fleet? `edge-agent fleet status`)")
+        raise FleetError(
+            f"{device}: no reply to command {cid} ({name}) within {wait:g} s "
+            "(offline, or not in the fleet? `edge-agent fleet status`)"
+        )
     r = conn.reply(cid, sent)
     assert r is not None
     return r

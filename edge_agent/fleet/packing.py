@@ -29,8 +29,9 @@ def pack_version(vdir: Path) -> bytes:
     files = sorted(p for p in vdir.iterdir() if p.is_file())
     others = sorted(p.name for p in vdir.iterdir() if not p.is_file())
     if others:
-        raise BundleError(f"{vdir}: a bundle version folder holds files only, found "
-                          f"{', '.join(others)}")
+        raise BundleError(
+            f"{vdir}: a bundle version folder holds files only, found {', '.join(others)}"
+        )
     if not (vdir / "manifest.json").is_file():
         raise BundleError(f"{vdir}: not a bundle version folder (no manifest.json)")
     buf = io.BytesIO()
@@ -61,14 +62,17 @@ def unpack_version(archive: Path, dest: Path, max_bytes: int) -> list[str]:
         with tarfile.open(archive, mode="r:") as tar:
             for m in tar:
                 if not m.isreg() or not _plain_name(m.name):
-                    raise BundleError(f"release archive: {m.name!r} is not a plain file of a "
-                                      "bundle version folder")
+                    raise BundleError(
+                        f"release archive: {m.name!r} is not a plain file of a "
+                        "bundle version folder"
+                    )
                 if m.name in names:
                     raise BundleError(f"release archive: {m.name!r} twice")
                 total += m.size
                 if len(names) >= MAX_MEMBERS or total > max_bytes:
-                    raise BundleError(f"release archive: more than {MAX_MEMBERS} files or "
-                                      f"{max_bytes} bytes")
+                    raise BundleError(
+                        f"release archive: more than {MAX_MEMBERS} files or {max_bytes} bytes"
+                    )
                 src = tar.extractfile(m)
                 if src is None:  # pragma: no cover - regular members always have a stream
                     raise BundleError(f"release archive: {m.name!r} unreadable")

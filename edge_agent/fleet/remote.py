@@ -28,7 +28,6 @@ from edge_agent.fleet.args import Args
 from edge_agent.fleet.context import Context, recordings_of
 
 if TYPE_CHECKING:
-
     pass
 
 
@@ -42,8 +41,11 @@ def status(ctx: Context, raw: dict[str, Any]) -> dict[str, Any]:
         current: int | None = current_version(root)
     except EdgeAgentError:
         current = None
-    return {"agent": ctx.control.status(), "fleet": ctx.fleet_state(),
-            "bundle": {"root": str(root), "current": current, "versions": list_versions(root)}}
+    return {
+        "agent": ctx.control.status(),
+        "fleet": ctx.fleet_state(),
+        "bundle": {"root": str(root), "current": current, "versions": list_versions(root)},
+    }
 
 
 def rollback(ctx: Context, raw: dict[str, Any]) -> dict[str, Any]:
@@ -61,14 +63,20 @@ def record(ctx: Context, raw: dict[str, Any]) -> dict[str, Any]:
     path = ctx.recordings / f"{name}-{stamp}.wav"
     written = ctx.control.record(name, seconds, path, timeout=seconds + 30.0)
     _keep_newest(ctx.recordings, name, ctx.settings.max_recordings, written)
-    return {"monitor": name, "file": written.name, "path": str(written), "seconds": seconds,
-            "bytes": written.stat().st_size, "sha256": sha256_file(written)}
+    return {
+        "monitor": name,
+        "file": written.name,
+        "path": str(written),
+        "seconds": seconds,
+        "bytes": written.stat().st_size,
+        "sha256": sha256_file(written),
+    }
 
 
 def _keep_newest(folder: Path, monitor: str, keep: int, written: Path) -> None:
     """Delete `monitor`'s recordings but the newest `keep`, never `written` (the reply's)."""
     old = [p for p in recordings_of(folder, monitor) if p.name != written.name]
-    for p in old[:max(0, len(old) - (keep - 1))]:
+    for p in old[: max(0, len(old) - (keep - 1))]:
         p.unlink(missing_ok=True)
 
 
@@ -76,5 +84,10 @@ def handlers() -> dict[str, Handler]:
     """Command name -> handler (tune and calibrate import the adaptation code when asked)."""
     from edge_agent.fleet.remote_adapt import calibrate, tune
 
-    return {"status": status, "rollback": rollback, "record": record, "tune": tune,
-            "calibrate": calibrate}
+    return {
+        "status": status,
+        "rollback": rollback,
+        "record": record,
+        "tune": tune,
+        "calibrate": calibrate,
+    }

@@ -63,8 +63,13 @@ def _finish(ctx: Context, vdir_name: str, before: str) -> dict[str, Any]:
     root = ctx.control.bundle_root()
     expected = load_bundle(root, verify=False, version=int(vdir_name)).model_version
     ok = wait_running(ctx.control.running_version, expected, ctx.settings.health_timeout_seconds)
-    return {"version": int(vdir_name), "model_version_before": before, "model_version": expected,
-            "running": ctx.control.running_version(), "healthy": ok}
+    return {
+        "version": int(vdir_name),
+        "model_version_before": before,
+        "model_version": expected,
+        "running": ctx.control.running_version(),
+        "healthy": ok,
+    }
 
 
 def _trust(ctx: Context) -> Trust:
@@ -72,8 +77,18 @@ def _trust(ctx: Context) -> Trust:
 
 
 def tune(ctx: Context, raw: dict[str, Any]) -> dict[str, Any]:
-    a = Args("tune", raw, ("monitor", "false_alarms_per_day", "exclude_alarm_periods",
-                           "min_windows", "min_hours", "allow_anomalous_history"))
+    a = Args(
+        "tune",
+        raw,
+        (
+            "monitor",
+            "false_alarms_per_day",
+            "exclude_alarm_periods",
+            "min_windows",
+            "min_hours",
+            "allow_anomalous_history",
+        ),
+    )
     monitors = ctx.control.monitors()
     name, section = a.monitor(monitors)
     budget = a.number("false_alarms_per_day", ge=0)
@@ -83,27 +98,46 @@ def tune(ctx: Context, raw: dict[str, Any]) -> dict[str, Any]:
     min_hours = a.number("min_hours", 1.0, ge=0)
     ms = _monitor_status(ctx, name)
     if ms["threshold_override"] is not None:
-        raise FleetError(f"tune: monitor {name} has decision.threshold "
-                         f"{ms['threshold_override']} in its config, which overrides the "
-                         "bundle's threshold; tuning the bundle would change nothing")
+        raise FleetError(
+            f"tune: monitor {name} has decision.threshold "
+            f"{ms['threshold_override']} in its config, which overrides the "
+            "bundle's threshold; tuning the bundle would change nothing"
+        )
     if not ms["history"]:
         raise FleetError(f"tune: monitor {name} keeps no score history (history.enabled)")
     before = ctx.control.running_version()
     trust = _trust(ctx)
     rule = DecisionRule(ms["k"], ms["n"], ms["clear_after"], ms["hop_seconds"])
-    plan = plan_tune(ctx.control.bundle_root(), TuneRequest(
-        section, Path(ms["history"]), rule, budget, exclude, allow_anomalous, min_windows,
-        min_hours), trust)
+    plan = plan_tune(
+        ctx.control.bundle_root(),
+        TuneRequest(
+            section,
+            Path(ms["history"]),
+            rule,
+            budget,
+            exclude,
+            allow_anomalous,
+            min_windows,
+            min_hours,
+        ),
+        trust,
+    )
     t = plan.tuning
     out: dict[str, Any] = {
-        "monitor": name, "section": section, "shared_with": shared_with(monitors, name),
+        "monitor": name,
+        "section": section,
+        "shared_with": shared_with(monitors, name),
         "old_threshold": plan.old_threshold,
-        "new_threshold": t.threshold, "alarms_per_day_old": t.current_alarms_per_day,
-        "alarms_per_day_new": t.alarms_per_day, "history_windows": t.windows,
-        "history_days": t.days, "history_notes": list(plan.history.notes),
+        "new_threshold": t.threshold,
+        "alarms_per_day_old": t.current_alarms_per_day,
+        "alarms_per_day_new": t.alarms_per_day,
+        "history_windows": t.windows,
+        "history_days": t.days,
+        "history_notes": list(plan.history.notes),
         "alarms_per_day_range_old": list(t.per_day_range(t.current_alarms)),
         "alarms_per_day_range_new": list(t.per_day_range(t.alarms)),  # 95 % Poisson
-        "warning": t.short_history()}
+        "warning": t.short_history(),
+    }
     change = write_tuning(plan, trust, origin={"remote": True})
     if change is None:
         return {**out, "changed": False, "version": plan.bundle.version, "model_version": before}
@@ -118,33 +152,46 @@ def calibrate(ctx: Context, raw: dict[str, Any]) -> dict[str, Any]:
     a = Args("calibrate", raw, ("monitor", "files", "mode", "percentile", "rule"))
     monitors = ctx.control.monitors()
     name, section = a.monitor(monitors)
-    how = service.Calibration(choice("calibrate: args.mode", a.string("mode", "replace"), MODES),
-                              a.number("percentile", 90.0, gt=0, le=100),
-                              choice("calibrate: args.rule", a.string("rule", "max"),
-                                     THRESHOLD_RULES))
+    how = service.Calibration(
+        choice("calibrate: args.mode", a.string("mode", "replace"), MODES),
+        a.number("percentile", 90.0, gt=0, le=100),
+        choice("calibrate: args.rule", a.string("rule", "max"), THRESHOLD_RULES),
+    )
     names = a.names("files")
     if names is None:
         paths = recordings_of(ctx.recordings, name)
         if not paths:
-            raise FleetError(f"calibrate: no recordings of monitor {name} on this device "
-                             "(send `record` commands first)")
+            raise FleetError(
+                f"calibrate: no recordings of monitor {name} on this device "
+                "(send `record` commands first)"
+            )
     else:
         paths = [ctx.recordings / f for f in names]
         missing = [p.name for p in paths if not p.is_file()]
         if missing:
-            raise FleetError(f"calibrate: no recording(s) {', '.join(missing)} in "
-                             f"{ctx.recordings}")
+            raise FleetError(f"calibrate: no recording(s) {', '.join(missing)} in {ctx.recordings}")
     before = ctx.control.running_version()
     trust = _trust(ctx)
     scorer = service.open_scorer(ctx.control.bundle_root(), trust)
     scorer.bundle.backend(section)
-    clips = file_clips(paths, scorer.spec, progress=Progress(scorer.spec.sample_rate,
-                                                             enabled=False))
-    change = service.calibrate(scorer, section, [c.samples for c in clips], trust, how,
-                               origin={"files": [p.name for p in paths], "remote": True})
-    return {"monitor": name, "section": section, "shared_with": shared_with(monitors, name),
-            "clips": len(clips),
-            "warning": enough_clips(len(clips), CALIBRATE_CLIPS, "calibrate",
-                                    scorer.spec.clip_seconds),
-            "old_threshold": change.old_threshold,
-            "new_threshold": change.new_threshold, **_finish(ctx, change.vdir.name, before)}
+    clips = file_clips(
+        paths, scorer.spec, progress=Progress(scorer.spec.sample_rate, enabled=False)
+    )
+    change = service.calibrate(
+        scorer,
+        section,
+        [c.samples for c in clips],
+        trust,
+        how,
+        origin={"files": [p.name for p in paths], "remote": True},
+    )
+    return {
+        "monitor": name,
+        "section": section,
+        "shared_with": shared_with(monitors, name),
+        "clips": len(clips),
+        "warning": enough_clips(len(clips), CALIBRATE_CLIPS, "calibrate", scorer.spec.clip_seconds),
+        "old_threshold": change.old_threshold,
+        "new_threshold": change.new_threshold,
+        **_finish(ctx, change.vdir.name, before),
+    }

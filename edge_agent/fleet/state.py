@@ -61,7 +61,11 @@ class InstallRecord:
     def same(self, other: InstallRecord) -> bool:
         """The same install (whatever became of it since: rolled back, notices seen)."""
         return (self.release, self.sha256, self.version, self.installed_at) == (
-            other.release, other.sha256, other.version, other.installed_at)
+            other.release,
+            other.sha256,
+            other.version,
+            other.installed_at,
+        )
 
 
 class FleetState:
@@ -86,15 +90,26 @@ class FleetState:
             bad = self.path.with_suffix(".bad")
             with contextlib.suppress(OSError):
                 Path(self.path).replace(bad)
-            log.warning("fleet: %s unreadable (%s); set aside as %s, starting empty",
-                        self.path, " ".join(str(exc).split()), bad.name)
+            log.warning(
+                "fleet: %s unreadable (%s); set aside as %s, starting empty",
+                self.path,
+                " ".join(str(exc).split()),
+                bad.name,
+            )
             return
         self.installs, self.commands = installs, commands
 
     def _save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        text = dumps({"format": 1, "installs": [asdict(r) for r in self.installs],
-                      "commands": self.commands}, "fleet state", indent=1)
+        text = dumps(
+            {
+                "format": 1,
+                "installs": [asdict(r) for r in self.installs],
+                "commands": self.commands,
+            },
+            "fleet state",
+            indent=1,
+        )
         tmp = self.path.with_name(f".{self.path.name}.tmp")
         with open_private(tmp, "w") as f:  # install records and command replies: 0600
             f.write(text)
@@ -115,8 +130,10 @@ class FleetState:
     def by_version(self, version: int) -> InstallRecord | None:
         """The install that created bundle version `version` (and is not rolled back)."""
         with self._lock:
-            return next((r for r in reversed(self.installs)
-                         if r.version == version and not r.rolled_back), None)
+            return next(
+                (r for r in reversed(self.installs) if r.version == version and not r.rolled_back),
+                None,
+            )
 
     def add_install(self, record: InstallRecord) -> None:
         with self._lock:
@@ -136,8 +153,10 @@ class FleetState:
 
     def _update(self, record: InstallRecord, **changes: Any) -> None:
         with self._lock:
-            self.installs = [InstallRecord(**{**asdict(r), **changes}) if r.same(record) else r
-                             for r in self.installs]
+            self.installs = [
+                InstallRecord(**{**asdict(r), **changes}) if r.same(record) else r
+                for r in self.installs
+            ]
             self._save()
 
     # --- commands
@@ -154,7 +173,7 @@ class FleetState:
             self.commands[cid] = {"at": time.time(), "name": name, "reply": None}
             if len(self.commands) > self.remember:
                 oldest = sorted(self.commands, key=lambda k: float(self.commands[k]["at"]))
-                for k in oldest[:len(self.commands) - self.remember]:
+                for k in oldest[: len(self.commands) - self.remember]:
                     del self.commands[k]
             self._save()
 

@@ -53,5 +53,3 @@ def command_topic(prefix: str, device: str) -> str:
 
 def reply_topic(prefix: str, device: str) -> str:
     return f"{prefix}/{device}/cmd/reply"
-
-

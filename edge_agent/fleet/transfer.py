@@ -33,7 +33,7 @@ ARCHIVE = "archive.tar"
 
 def cut(archive: bytes, chunk_size: int) -> list[bytes]:
     """The archive's consecutive chunks of `chunk_size` bytes (the last may be shorter)."""
-    return [archive[i:i + chunk_size] for i in range(0, len(archive), chunk_size)]
+    return [archive[i : i + chunk_size] for i in range(0, len(archive), chunk_size)]
 
 
 def chunk_digests(chunks: list[bytes]) -> tuple[str, ...]:
@@ -74,8 +74,10 @@ class Assembly:
             if self.error is not None or self._discarded or index in self._have:
                 return False
             if len(payload) != self._expected_size(index):
-                self.error = (f"release {r.release}: chunk {index} has {len(payload)} bytes, "
-                              f"the notice says {self._expected_size(index)}")
+                self.error = (
+                    f"release {r.release}: chunk {index} has {len(payload)} bytes, "
+                    f"the notice says {self._expected_size(index)}"
+                )
                 return False
             if hashlib.sha256(payload).hexdigest() != r.chunk_sha256[index]:
                 self.error = f"release {r.release}: chunk {index}: sha256 mismatch (altered?)"
@@ -85,8 +87,10 @@ class Assembly:
                 part.write_bytes(payload)
                 Path(part).replace(self.folder / str(index))
             except OSError as exc:
-                self.error = (f"release {r.release}: chunk {index} could not be written to "
-                              f"{self.folder} ({exc.strerror or type(exc).__name__})")
+                self.error = (
+                    f"release {r.release}: chunk {index} could not be written to "
+                    f"{self.folder} ({exc.strerror or type(exc).__name__})"
+                )
                 self.local_error = True
                 return False
             self._have.add(index)
@@ -134,8 +138,10 @@ class Assembly:
                 f.write(data)
                 part.unlink()
         if size != r.size or h.hexdigest() != r.sha256:
-            raise FleetError(f"release {r.release}: the joined archive's sha256 does not match "
-                             "the notice (altered in transit?)")
+            raise FleetError(
+                f"release {r.release}: the joined archive's sha256 does not match "
+                "the notice (altered in transit?)"
+            )
         return out
 
     def discard(self) -> None:

@@ -172,7 +172,9 @@ class DecisionStore:
         if raw["section"] != self.section:
             log.info(
                 "decision state %s is for section %s, not %s: starting normal",
-                self.path, raw["section"], self.section,
+                self.path,
+                raw["section"],
+                self.section,
             )
             return None
         state = raw["state"]
@@ -186,8 +188,10 @@ class DecisionStore:
             raise ValueError("normal_run: expected an integer >= 0")
         last = raw.get("last_alarm")
         if last is not None and not (
-            isinstance(last, dict) and last.get("kind") == "alarm"
-            and last.get("section") == self.section and last.get("decision") == state
+            isinstance(last, dict)
+            and last.get("kind") == "alarm"
+            and last.get("section") == self.section
+            and last.get("decision") == state
         ):
             raise ValueError("last_alarm: expected this section's alarm event with the state")
         return SavedDecision(DeciderState(state, tuple(history), run), last)
@@ -196,8 +200,11 @@ class DecisionStore:
         """Persist atomically; False (and one warning per distinct error) if the disk refuses:
         a full or read-only disk must not stop the scoring, it only loses restart continuity."""
         doc = {
-            "schema": STATE_SCHEMA, "section": self.section, "state": s.state,
-            "history": list(s.history), "normal_run": s.normal_run,
+            "schema": STATE_SCHEMA,
+            "section": self.section,
+            "state": s.state,
+            "history": list(s.history),
+            "normal_run": s.normal_run,
             "last_alarm": dict(last_alarm) if last_alarm is not None else None,
         }
         tmp = self.path.with_name(self.path.name + ".tmp")

@@ -210,8 +210,7 @@ def list_clips(folder: str | Path) -> list[ClipInfo]:
         except (OSError, ValueError) as exc:
             log.warning("evidence: %s unreadable, left out: %s", side, exc)
             continue
-        if not (isinstance(meta, dict) and isinstance(meta.get("file"), str)
-                and "sha256" in meta):
+        if not (isinstance(meta, dict) and isinstance(meta.get("file"), str) and "sha256" in meta):
             continue  # not a sidecar (another program's JSON in the same folder)
         audio = d / meta["file"]
         if not audio.is_file():
@@ -248,10 +247,11 @@ def voting_windows(clip: ClipInfo) -> tuple[list[FloatArray], int]:
         raise EvidenceError(f"{clip.sidecar}: parts: expected the list of voting windows")
     x, rate = decode(clip.path)
     if x.ndim != 1 or x.size % len(parts):
-        raise EvidenceError(f"{clip.path}: {x.size} samples do not split into {len(parts)} "
-                            "windows of one length")
+        raise EvidenceError(
+            f"{clip.path}: {x.size} samples do not split into {len(parts)} windows of one length"
+        )
     n = x.size // len(parts)
-    return [x[i * n:(i + 1) * n] for i in range(len(parts))], rate
+    return [x[i * n : (i + 1) * n] for i in range(len(parts))], rate
 
 
 def write_sidecar(clip: ClipInfo, meta: dict[str, Any]) -> ClipInfo:
@@ -260,8 +260,9 @@ def write_sidecar(clip: ClipInfo, meta: dict[str, Any]) -> ClipInfo:
     return ClipInfo(clip.path, clip.sidecar, meta)
 
 
-def enforce_retention(folder: Path, max_clips: int, max_bytes: float,
-                      keep: str | None = None) -> list[str]:
+def enforce_retention(
+    folder: Path, max_clips: int, max_bytes: float, keep: str | None = None
+) -> list[str]:
     """Delete the oldest clips (audio + sidecar) until at most `max_clips` remain and their
     total size (audio + sidecars) is at most `max_bytes`; never the clip named `keep`. Returns
     the deleted clips' file names."""
@@ -343,8 +344,9 @@ class EvidenceStore:
             for stale in self.folder.glob(".*.tmp"):  # from a crash mid-write
                 stale.unlink()
         except OSError as exc:
-            raise ConfigError(f"evidence.folder: cannot use {self.folder}: "
-                              f"{exc.strerror}") from None
+            raise ConfigError(
+                f"evidence.folder: cannot use {self.folder}: {exc.strerror}"
+            ) from None
         self._jobs: queue.Queue[_Job | None] = queue.Queue(maxsize=self.QUEUE_SIZE)
         self._notices: queue.SimpleQueue[str] = queue.SimpleQueue()
         self.written = 0
@@ -357,9 +359,15 @@ class EvidenceStore:
         (monitor, reference, clip bytes) for each clip stored, on the scoring worker."""
 
     # --- scoring worker ---
-    def keep(self, monitor: str, heard: Sequence[HeardWindow], alarm_epoch: float,
-             model_version: str, section: str | None = None,
-             explanation: dict[str, Any] | None = None) -> EvidenceRef | None:
+    def keep(
+        self,
+        monitor: str,
+        heard: Sequence[HeardWindow],
+        alarm_epoch: float,
+        model_version: str,
+        section: str | None = None,
+        explanation: dict[str, Any] | None = None,
+    ) -> EvidenceRef | None:
         """Queue the clip of `heard` (the voting windows) of machine `monitor` (scored by
         `section`, default: the monitor's name) for writing; its reference for the alarm
         payload, or None (skipped: the reason is logged once and becomes a notice).
@@ -374,27 +382,40 @@ class EvidenceStore:
         stamp = datetime.fromtimestamp(alarm_epoch, UTC).strftime("%Y%m%dT%H%M%S.%f")[:-3]
         name = f"{stamp}Z_{monitor}_w{heard[-1].index:06d}.{self.settings.compression}"
         try:
-            audio = encode(np.concatenate([h.samples for h in heard]), self.rate,
-                           self.settings.compression)
+            audio = encode(
+                np.concatenate([h.samples for h in heard]), self.rate, self.settings.compression
+            )
         except Exception as exc:  # an encoder failure must not cost the alarm
             self._skip(f"cannot encode {name}: {exc}")
             return None
         digest = hashlib.sha256(audio).hexdigest()
         ref: EvidenceRef = {
-            "file": name, "sha256": digest, "bytes": len(audio),
-            "t_start": round(t_start, 3), "t_end": round(t_end, 3),
+            "file": name,
+            "sha256": digest,
+            "bytes": len(audio),
+            "t_start": round(t_start, 3),
+            "t_end": round(t_end, 3),
             "windows": [h.index for h in heard],
         }
         meta = {
-            "schema": SIDECAR_SCHEMA, **ref, "alarm_ts": iso(alarm_epoch),
-            "alarm_epoch": round(alarm_epoch, 3), "section": section or monitor,
+            "schema": SIDECAR_SCHEMA,
+            **ref,
+            "alarm_ts": iso(alarm_epoch),
+            "alarm_epoch": round(alarm_epoch, 3),
+            "section": section or monitor,
             "monitor": monitor,
-            "device_id": self.device_id, "model_version": model_version,
-            "sample_rate": self.rate, "format": self.settings.compression,
+            "device_id": self.device_id,
+            "model_version": model_version,
+            "sample_rate": self.rate,
+            "format": self.settings.compression,
             "parts": [
-                {"window": h.index, "offset_s": round(i * length / self.rate, 3),
-                 "t_start": round(h.t_start, 3), "score": round(h.score, 6),
-                 "threshold": round(h.threshold, 6)}
+                {
+                    "window": h.index,
+                    "offset_s": round(i * length / self.rate, 3),
+                    "t_start": round(h.t_start, 3),
+                    "score": round(h.score, 6),
+                    "threshold": round(h.threshold, 6),
+                }
                 for i, h in enumerate(heard)
             ],
         }
@@ -408,8 +429,10 @@ class EvidenceStore:
         try:
             self._jobs.put_nowait(_Job(name, audio, sidecar))
         except queue.Full:
-            self._skip(f"{name} not written: {self.QUEUE_SIZE} clips already wait for "
-                       "the disk (a slow or stuck card)")
+            self._skip(
+                f"{name} not written: {self.QUEUE_SIZE} clips already wait for "
+                "the disk (a slow or stuck card)"
+            )
             return None
         self._stage(monitor, ref, audio)
         return ref
@@ -422,8 +445,12 @@ class EvidenceStore:
         if self.publish is None or cap <= 0:
             return
         if len(audio) > cap:
-            log.info("evidence %s (%d kB) not published over MQTT: over mqtt_max_kilobytes %d",
-                     ref["file"], len(audio) // 1000, self.settings.mqtt_max_kilobytes)
+            log.info(
+                "evidence %s (%d kB) not published over MQTT: over mqtt_max_kilobytes %d",
+                ref["file"],
+                len(audio) // 1000,
+                self.settings.mqtt_max_kilobytes,
+            )
             return
         self._staged = (monitor, ref, audio)
 
@@ -441,9 +468,11 @@ class EvidenceStore:
             return f"cannot read the free space of {self.folder}: {exc.strerror}"
         need = self.settings.min_free_megabytes * MB + size
         if free < need:
-            return (f"{free / MB:.1f} MB free on {self.folder}, the clip needs "
-                    f"{size / MB:.2f} MB and evidence.min_free_megabytes "
-                    f"{self.settings.min_free_megabytes:g} MB must stay free")
+            return (
+                f"{free / MB:.1f} MB free on {self.folder}, the clip needs "
+                f"{size / MB:.2f} MB and evidence.min_free_megabytes "
+                f"{self.settings.min_free_megabytes:g} MB must stay free"
+            )
         return None
 
     def _skip(self, reason: str) -> None:
@@ -486,8 +515,9 @@ class EvidenceStore:
             raise
         self.written += 1
         log.info("evidence: kept %s (%d bytes)", job.name, len(job.audio))
-        deleted = enforce_retention(self.folder, self.settings.max_clips,
-                                    self.settings.max_megabytes * MB, keep=job.name)
+        deleted = enforce_retention(
+            self.folder, self.settings.max_clips, self.settings.max_megabytes * MB, keep=job.name
+        )
         if deleted:
             log.info("evidence: retention deleted %s", ", ".join(deleted))
 
@@ -498,8 +528,7 @@ class EvidenceStore:
         self._jobs.put(None)
         self._thread.join(timeout)
         if self._thread.is_alive():
-            log.warning("evidence: writer still busy after %g s; queued clips may be lost",
-                        timeout)
+            log.warning("evidence: writer still busy after %g s; queued clips may be lost", timeout)
 
 
 def export(folder: str | Path, dest: str | Path) -> tuple[list[dict[str, Any]], list[str]]:
@@ -533,17 +562,23 @@ def export(folder: str | Path, dest: str | Path) -> tuple[list[dict[str, Any]], 
                     target.unlink()  # no clip without its sidecar
                 raise
         except OSError as exc:
-            raise EvidenceError(f"{target}: cannot copy: {exc.strerror}; the {len(index)} "
-                                f"clip(s) before it were exported whole, without an index"
-                                ) from None
+            raise EvidenceError(
+                f"{target}: cannot copy: {exc.strerror}; the {len(index)} "
+                f"clip(s) before it were exported whole, without an index"
+            ) from None
         if sha256_file(target) != want:
             bad.append(f"{target}: sha256 of the copy differs (the export disk?)")
             continue
         index.append(c.meta)
     try:
-        write_atomic(out / INDEX_NAME, json.dumps(
-            {"source": str(src.resolve()), "clips": index}, indent=1).encode(), EXPORT_MODE)
+        write_atomic(
+            out / INDEX_NAME,
+            json.dumps({"source": str(src.resolve()), "clips": index}, indent=1).encode(),
+            EXPORT_MODE,
+        )
     except OSError as exc:
-        raise EvidenceError(f"{out / INDEX_NAME}: cannot write: {exc.strerror}; the "
-                            f"{len(index)} clip(s) were exported whole") from None
+        raise EvidenceError(
+            f"{out / INDEX_NAME}: cannot write: {exc.strerror}; the "
+            f"{len(index)} clip(s) were exported whole"
+        ) from None
     return index, bad

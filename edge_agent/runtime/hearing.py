@@ -78,8 +78,13 @@ class Finding:
     unit: str
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "sentence": self.sentence, "value": round(self.value, 2),
-                "normal": round(self.normal, 2), "unit": self.unit}
+        return {
+            "kind": self.kind,
+            "sentence": self.sentence,
+            "value": round(self.value, 2),
+            "normal": round(self.normal, 2),
+            "unit": self.unit,
+        }
 
 
 @dataclass(frozen=True)
@@ -108,9 +113,12 @@ class Rolling:
 
     def measures(self, profile: AudioProfile | None) -> dict[str, float]:
         """The headline numbers (`check --listen` prints them), next to the profile's."""
-        out = {"rms_dbfs": round(self.rms_dbfs, 1), "peak_dbfs": round(self.peak_dbfs, 1),
-               "crest_db": round(self.crest_db, 1),
-               "clipped_percent": round(100 * self.clipped_fraction, 4)}
+        out = {
+            "rms_dbfs": round(self.rms_dbfs, 1),
+            "peak_dbfs": round(self.peak_dbfs, 1),
+            "crest_db": round(self.crest_db, 1),
+            "clipped_percent": round(100 * self.clipped_fraction, 4),
+        }
         if profile is not None:
             out["content_up_to_hz"] = round(_edge(self, profile), 0)
             out["normal_rms_dbfs"] = round(profile.level_dbfs[1], 1)
@@ -137,7 +145,7 @@ def _cut_bin(r: Rolling, p: AudioProfile) -> int | None:
         return None
     deficit = p.stats["shape"].med[: top + 1] - r.shape_db[: top + 1]
     smooth = sliding_median(deficit, 4)
-    if not (smooth[top - 8:top + 1] >= CUT_DB).all():
+    if not (smooth[top - 8 : top + 1] >= CUT_DB).all():
         return None
     ok = smooth >= ROLL_OFF_DB
     k = top - 8
@@ -165,43 +173,86 @@ def compare(r: Rolling, p: AudioProfile, s: HearingSettings | None = None) -> li
     usable = n_bands if cut is None else int(np.searchsorted(lay.edges, cut, "right")) - 1
     if cut is not None:
         f = cut * lay.hz_per_bin
-        out.append(Finding("bandwidth", f"nothing above {_khz(f)} reaches the model: a "
-                           "resampler or the microphone cuts it; the model was built with "
-                           f"content up to {_khz(p.edge_hz)}", f, p.edge_hz, "Hz"))
+        out.append(
+            Finding(
+                "bandwidth",
+                f"nothing above {_khz(f)} reaches the model: a "
+                "resampler or the microphone cuts it; the model was built with "
+                f"content up to {_khz(p.edge_hz)}",
+                f,
+                p.edge_hz,
+                "Hz",
+            )
+        )
     lo10, med, hi90 = p.level_dbfs
     diff = r.rms_dbfs - med
     if abs(diff) >= s.level_db and not lo10 <= r.rms_dbfs <= hi90:
         if diff < 0:
-            text = (f"{-diff:.0f} dB quieter than the training audio ({r.rms_dbfs:.0f} dBFS, "
-                    f"normal {med:.0f} dBFS): check gain or microphone position")
+            text = (
+                f"{-diff:.0f} dB quieter than the training audio ({r.rms_dbfs:.0f} dBFS, "
+                f"normal {med:.0f} dBFS): check gain or microphone position"
+            )
         else:
-            text = (f"{diff:.0f} dB louder than the training audio ({r.rms_dbfs:.0f} dBFS, "
-                    f"normal {med:.0f} dBFS): check gain (clipping risk) or microphone "
-                    "position")
+            text = (
+                f"{diff:.0f} dB louder than the training audio ({r.rms_dbfs:.0f} dBFS, "
+                f"normal {med:.0f} dBFS): check gain (clipping risk) or microphone "
+                "position"
+            )
         out.append(Finding("level", text, r.rms_dbfs, med, "dBFS"))
     if usable > 2:
         excess = (r.floor_db - p.stats["floor"].med)[:usable]
         hi_q, lo_q = float(np.percentile(excess, 75)), float(np.percentile(excess, 25))
         if hi_q >= s.floor_db:
             b = np.flatnonzero(excess >= s.floor_db)
-            out.append(Finding("noise_floor", f"the noise floor is {hi_q:.0f} dB above the "
-                               f"training audio's ({_band(p, int(b[0]), int(b[-1]))}): hiss "
-                               "from a preamplifier, a long cable or an input gain set too "
-                               "low and amplified later?", hi_q, 0.0, "dB"))
+            out.append(
+                Finding(
+                    "noise_floor",
+                    f"the noise floor is {hi_q:.0f} dB above the "
+                    f"training audio's ({_band(p, int(b[0]), int(b[-1]))}): hiss "
+                    "from a preamplifier, a long cable or an input gain set too "
+                    "low and amplified later?",
+                    hi_q,
+                    0.0,
+                    "dB",
+                )
+            )
         elif lo_q <= -s.floor_db:
-            out.append(Finding("noise_floor", f"the quiet parts are {-lo_q:.0f} dB below the "
-                               "training audio's: noise suppression or automatic gain in the "
-                               "microphone or its driver?", lo_q, 0.0, "dB"))
+            out.append(
+                Finding(
+                    "noise_floor",
+                    f"the quiet parts are {-lo_q:.0f} dB below the "
+                    "training audio's: noise suppression or automatic gain in the "
+                    "microphone or its driver?",
+                    lo_q,
+                    0.0,
+                    "dB",
+                )
+            )
     clip_limit = max(CLIP_SHARE, 10 * p.clipped_fraction)
     if r.clipped_fraction > clip_limit:
-        out.append(Finding("clipping", f"{100 * r.clipped_fraction:.2g} % of the samples clip "
-                           f"at full scale (training audio: {100 * p.clipped_fraction:.2g} %): "
-                           "lower the input gain", 100 * r.clipped_fraction,
-                           100 * p.clipped_fraction, "%"))
+        out.append(
+            Finding(
+                "clipping",
+                f"{100 * r.clipped_fraction:.2g} % of the samples clip "
+                f"at full scale (training audio: {100 * p.clipped_fraction:.2g} %): "
+                "lower the input gain",
+                100 * r.clipped_fraction,
+                100 * p.clipped_fraction,
+                "%",
+            )
+        )
     elif r.crest_db < p.crest_db[0] - CREST_DB:
-        out.append(Finding("crest", f"the peaks are flattened: crest factor {r.crest_db:.0f} "
-                           f"dB, the training audio's {p.crest_db[1]:.0f} dB (a limiter or "
-                           "automatic gain control?)", r.crest_db, p.crest_db[1], "dB"))
+        out.append(
+            Finding(
+                "crest",
+                f"the peaks are flattened: crest factor {r.crest_db:.0f} "
+                f"dB, the training audio's {p.crest_db[1]:.0f} dB (a limiter or "
+                "automatic gain control?)",
+                r.crest_db,
+                p.crest_db[1],
+                "dB",
+            )
+        )
     out += _spectrum(r, p, usable)
     return out
 
@@ -209,21 +260,28 @@ def compare(r: Rolling, p: AudioProfile, s: HearingSettings | None = None) -> li
 def _spectrum(r: Rolling, p: AudioProfile, usable: int) -> list[Finding]:
     lay = p.layout
     st = p.stats["shape"]
-    live = np.asarray([np.mean(r.shape_db[lay.edges[b]:lay.edges[b + 1]])
-                       for b in range(usable)])
-    normal = np.asarray([np.mean(st.med[lay.edges[b]:lay.edges[b + 1]]) for b in range(usable)])
-    spread = np.asarray([np.mean(st.spread[lay.edges[b]:lay.edges[b + 1]])
-                         for b in range(usable)])
+    live = np.asarray([np.mean(r.shape_db[lay.edges[b] : lay.edges[b + 1]]) for b in range(usable)])
+    normal = np.asarray([np.mean(st.med[lay.edges[b] : lay.edges[b + 1]]) for b in range(usable)])
+    spread = np.asarray(
+        [np.mean(st.spread[lay.edges[b] : lay.edges[b + 1]]) for b in range(usable)]
+    )
     d = live - normal
     bad = (np.abs(d) >= SPECTRUM_DB) & (np.abs(d) >= 3 * spread)
     if not bad.any():
         return []
     b = int(np.argmax(np.where(bad, np.abs(d), 0)))
     way = "louder" if d[b] > 0 else "quieter"
-    return [Finding("spectrum", f"the {_band(p, b, b)} band is {abs(d[b]):.0f} dB {way}, "
-                    "relative to the rest, than in the training audio: another microphone, "
-                    "its position, or something loud nearby?", float(live[b]),
-                    float(normal[b]), "dB")]
+    return [
+        Finding(
+            "spectrum",
+            f"the {_band(p, b, b)} band is {abs(d[b]):.0f} dB {way}, "
+            "relative to the rest, than in the training audio: another microphone, "
+            "its position, or something loud nearby?",
+            float(live[b]),
+            float(normal[b]),
+            "dB",
+        )
+    ]
 
 
 @dataclass(frozen=True)
@@ -238,8 +296,9 @@ class HearingChange:
 class HearingCheck:
     """One monitor's rolling summary and the last outcome (see module docstring)."""
 
-    def __init__(self, profile: AudioProfile | None, settings: HearingSettings,
-                 section: str) -> None:
+    def __init__(
+        self, profile: AudioProfile | None, settings: HearingSettings, section: str
+    ) -> None:
         self.profile = profile
         self.settings = settings
         self.section = section
@@ -276,7 +335,6 @@ class HearingCheck:
             return HearingChange("hearing_ok", ok_message(r, self.profile))
         return HearingChange("hearing_mismatch", "; ".join(f.sentence for f in found), found)
 
-
     def now(self) -> tuple[Finding, ...]:
         """What the last comparison found (the alarm explanation starts with it)."""
         if self.profile is None or not self._ring or not self.settings.enabled:
@@ -285,18 +343,23 @@ class HearingCheck:
 
 
 def unchecked_message(section: str) -> str:
-    return (f"the bundle has no audio profile for {section} (exported before profiles "
-            "existed): the audio path is not checked and alarms are not explained; re-export "
-            "the bundle or calibrate to add one")
+    return (
+        f"the bundle has no audio profile for {section} (exported before profiles "
+        "existed): the audio path is not checked and alarms are not explained; re-export "
+        "the bundle or calibrate to add one"
+    )
 
 
 def ok_message(r: Rolling, p: AudioProfile) -> str:
-    return (f"the audio matches the training audio: level {r.rms_dbfs:.0f} dBFS (normal "
-            f"{p.level_dbfs[1]:.0f}), content up to {_khz(_edge(r, p))} (normal "
-            f"{_khz(p.edge_hz)}), no clipping")
+    return (
+        f"the audio matches the training audio: level {r.rms_dbfs:.0f} dBFS (normal "
+        f"{p.level_dbfs[1]:.0f}), content up to {_khz(_edge(r, p))} (normal "
+        f"{_khz(p.edge_hz)}), no clipping"
+    )
 
 
 # ---------------------------------------------------------------- `edge-agent check --listen`
+
 
 @dataclass(frozen=True)
 class Heard:
@@ -308,8 +371,13 @@ class Heard:
     stopped: str | None = None
 
 
-def listen(source: AudioSource, spec: FrontendSpec, seconds: float,
-           health: HealthSettings | None = None, stall_s: float = 10.0) -> Heard:
+def listen(
+    source: AudioSource,
+    spec: FrontendSpec,
+    seconds: float,
+    health: HealthSettings | None = None,
+    stall_s: float = 10.0,
+) -> Heard:
     """Read `seconds` of a started `source` and summarise it in segments of the bundle's window
     length (shorter when `seconds` is), as the agent summarises its windows. Every wait is
     bounded: no audio for `stall_s` stops it with what it has."""

@@ -111,11 +111,15 @@ _DTYPE = np.dtype([("epoch", "<f8"), ("score", "<f4"), ("threshold", "<f4"), ("f
 def _parse(data: bytes, where: Path) -> Records:
     if not data.startswith(MAGIC):
         raise HistoryError(f"{where}: not an edge-agent score history (bad header)")
-    body = data[len(MAGIC):]
+    body = data[len(MAGIC) :]
     body = body[: len(body) - len(body) % RECORD.size]
     a = np.frombuffer(body, dtype=_DTYPE)
-    return Records(a["epoch"].astype(np.float64), a["score"].astype(np.float64),
-                   a["threshold"].astype(np.float64), a["flags"].copy())
+    return Records(
+        a["epoch"].astype(np.float64),
+        a["score"].astype(np.float64),
+        a["threshold"].astype(np.float64),
+        a["flags"].copy(),
+    )
 
 
 def read_history(path: str | Path) -> Records:
@@ -124,8 +128,9 @@ def read_history(path: str | Path) -> Records:
     try:
         data = p.read_bytes()
     except FileNotFoundError:
-        raise HistoryError(f"{p}: no score history yet (the agent writes it while it runs "
-                           "with history.enabled)") from None
+        raise HistoryError(
+            f"{p}: no score history yet (the agent writes it while it runs with history.enabled)"
+        ) from None
     except OSError as exc:
         raise HistoryError(f"{p}: cannot read the score history: {exc.strerror}") from None
     return _parse(data, p)
@@ -189,13 +194,24 @@ class ScoreHistory:
             os.fsync(f.fileno())
         Path(tmp).replace(self.path)
 
-    def append(self, epoch: float, score: float | None, threshold: float, *,
-               anomalous: bool = False, fault: bool = False, in_alarm: bool = False) -> None:
+    def append(
+        self,
+        epoch: float,
+        score: float | None,
+        threshold: float,
+        *,
+        anomalous: bool = False,
+        fault: bool = False,
+        in_alarm: bool = False,
+    ) -> None:
         """Record one window (score None = not scored: a sensor fault)."""
         if self._fd is None:
             return
-        flags = (ANOMALOUS if anomalous else 0) | (FAULT if fault else 0) | (
-            IN_ALARM if in_alarm else 0)
+        flags = (
+            (ANOMALOUS if anomalous else 0)
+            | (FAULT if fault else 0)
+            | (IN_ALARM if in_alarm else 0)
+        )
         s = math.nan if score is None else score
         try:
             os.write(self._fd, RECORD.pack(epoch, s, threshold, flags))
@@ -221,10 +237,16 @@ class ScoreHistory:
         try:
             recs = read_history(self.path)
             keep = np.flatnonzero(recs.epoch >= now - self.max_days * DAY)
-            keep = keep[-self.max_rows:]
-            body = _pack(zip(recs.epoch[keep].tolist(), recs.score[keep].tolist(),
-                             recs.threshold[keep].tolist(), recs.flags[keep].tolist(),
-                             strict=True))
+            keep = keep[-self.max_rows :]
+            body = _pack(
+                zip(
+                    recs.epoch[keep].tolist(),
+                    recs.score[keep].tolist(),
+                    recs.threshold[keep].tolist(),
+                    recs.flags[keep].tolist(),
+                    strict=True,
+                )
+            )
             if self._fd is not None:
                 os.close(self._fd)
             self._rewrite(body)

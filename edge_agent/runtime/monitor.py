@@ -73,8 +73,15 @@ class Files:
 class Monitor:
     """One machine (see module docstring)."""
 
-    def __init__(self, settings: MonitorSettings, device_id: str, emit: Emit, files: Files,
-                 evidence: EvidenceStore | None, window: tuple[int, int, int]) -> None:
+    def __init__(
+        self,
+        settings: MonitorSettings,
+        device_id: str,
+        emit: Emit,
+        files: Files,
+        evidence: EvidenceStore | None,
+        window: tuple[int, int, int],
+    ) -> None:
         """`window`: (length, hop, rate) in samples: the bundle's clip length, the hop."""
         self.settings = settings
         self.name = settings.name
@@ -114,7 +121,8 @@ class Monitor:
         # (only the anomalous ones keep their audio: the voting windows are those; a raise
         # always comes with an anomalous window)
         self._recent: deque[tuple[Window | None, HealthReport, bool]] = deque(
-            maxlen=settings.decision.n)
+            maxlen=settings.decision.n
+        )
         # the alarm's spectrum on the normal range as a PNG (edge_agent.scoring.picture), for
         # Home Assistant's image entity: set by the agent when MQTT discovery is on
         self.publish_picture: Callable[[str, bytes], None] | None = None
@@ -122,16 +130,37 @@ class Monitor:
 
     # --- events ---
     def health(  # noqa: PLR0913 -- one keyword-only parameter per optional field
-            self, epoch: float, event: HealthEventName, faults: list[str], *,
-            window: int | None = None, levels: Levels | None = None,
-            dropped: int | None = None, error: str | None = None,
-            count: int | None = None, message: str | None = None,
-            findings: list[dict[str, Any]] | None = None) -> None:
+        self,
+        epoch: float,
+        event: HealthEventName,
+        faults: list[str],
+        *,
+        window: int | None = None,
+        levels: Levels | None = None,
+        dropped: int | None = None,
+        error: str | None = None,
+        count: int | None = None,
+        message: str | None = None,
+        findings: list[dict[str, Any]] | None = None,
+    ) -> None:
         """A health event about this machine (it names the monitor and its section)."""
-        self.emit(health_event(epoch, self.device_id, event, faults, window=window,
-                               levels=levels, dropped=dropped, error=error, count=count,
-                               monitor=self.name, section=self.section, message=message,
-                               findings=findings))
+        self.emit(
+            health_event(
+                epoch,
+                self.device_id,
+                event,
+                faults,
+                window=window,
+                levels=levels,
+                dropped=dropped,
+                error=error,
+                count=count,
+                monitor=self.name,
+                section=self.section,
+                message=message,
+                findings=findings,
+            )
+        )
 
     # --- decision state (persisted next to the outbox: see decision.DecisionStore) ---
     def _restore(self) -> None:
@@ -147,7 +176,10 @@ class Monitor:
             self.last_alarm = cast(WindowEvent, saved.last_alarm)  # checked by load()
         log.info(
             "decision state of %s restored from %s: %s (%d of the last %d windows anomalous)",
-            self.name, self._store.path, saved.decider.state, sum(saved.decider.history),
+            self.name,
+            self._store.path,
+            saved.decider.state,
+            sum(saved.decider.history),
             len(saved.decider.history),
         )
 
@@ -173,11 +205,13 @@ class Monitor:
             self.counters["faults"] += 1
             d = self.decider.update(None, h.faults)
             if self.history is not None:
-                self.history.append(w.t_start, None, float("nan"), fault=True,
-                                    in_alarm=d.state == ALARM)
+                self.history.append(
+                    w.t_start, None, float("nan"), fault=True, in_alarm=d.state == ALARM
+                )
             if d.fault_changed:
-                self.health(w.t_start, "sensor_fault", list(h.faults), window=w.index,
-                            levels=_levels(h))
+                self.health(
+                    w.t_start, "sensor_fault", list(h.faults), window=w.index, levels=_levels(h)
+                )
             return
         ws = self._score_and_hear(w, h, scorer)
         thr = self.decider.effective_threshold(ws.threshold)
@@ -185,22 +219,34 @@ class Monitor:
         d = self.decider.update(anomalous)
         self.counters["scored"] += 1
         if self.history is not None:  # one 17-byte append: see edge_agent.runtime.history
-            self.history.append(w.t_start, ws.score, thr, anomalous=anomalous,
-                                in_alarm=d.state == ALARM)
+            self.history.append(
+                w.t_start, ws.score, thr, anomalous=anomalous, in_alarm=d.state == ALARM
+            )
         drift = self.drift.add(ws.score, thr)
         self._recent.append((w if anomalous else None, h, anomalous))
         explanation = self._explain(scorer) if d.changed and d.state == ALARM else None
-        evidence = self._keep_evidence(w, ws.score, thr, anomalous, d.state, d.changed,
-                                       ws.model_version, explanation)
+        evidence = self._keep_evidence(
+            w, ws.score, thr, anomalous, d.state, d.changed, ws.model_version, explanation
+        )
         if d.fault_changed:
             self.health(w.t_start, "sensor_ok", [], window=w.index, levels=_levels(h))
 
         def event(kind: Literal["score", "alarm"]) -> WindowEvent:
             return window_event(
-                kind, w.t_start, self.device_id, section=self.section, monitor=self.name,
-                window=w.index, score=ws.score, threshold=thr, anomalous=anomalous,
-                decision=d.state, votes=d.votes, model_version=ws.model_version,
-                source=w.source_info, drift=drift,
+                kind,
+                w.t_start,
+                self.device_id,
+                section=self.section,
+                monitor=self.name,
+                window=w.index,
+                score=ws.score,
+                threshold=thr,
+                anomalous=anomalous,
+                decision=d.state,
+                votes=d.votes,
+                model_version=ws.model_version,
+                source=w.source_info,
+                drift=drift,
                 evidence=evidence if kind == "alarm" else None,
                 explanation=explanation if kind == "alarm" else None,
             )
@@ -232,14 +278,20 @@ class Monitor:
             self._hearing_of = scorer.bundle
             self.hearing.new_profile(scorer.bundle.profile(self.section))
         ws, feats = scorer.score_window(w.samples, self.section)
-        change = self.hearing.add(summarise(feats.magnitude, scorer.spec, h.rms_dbfs,
-                                            h.peak_dbfs, h.clipped_fraction))
+        change = self.hearing.add(
+            summarise(feats.magnitude, scorer.spec, h.rms_dbfs, h.peak_dbfs, h.clipped_fraction)
+        )
         if change is not None:  # the agent logs it (a mismatch as a WARNING: --quiet keeps it)
-            self.health(w.t_start, change.event,
-                        [f.kind for f in change.findings], window=w.index,
-                        message=change.message,
-                        findings=[f.to_dict() for f in change.findings]
-                        if change.event == "hearing_mismatch" else None)
+            self.health(
+                w.t_start,
+                change.event,
+                [f.kind for f in change.findings],
+                window=w.index,
+                message=change.message,
+                findings=[f.to_dict() for f in change.findings]
+                if change.event == "hearing_mismatch"
+                else None,
+            )
         return ws
 
     def _explain(self, scorer: Scorer) -> dict[str, Any] | None:
@@ -260,8 +312,10 @@ class Monitor:
         if not voting:
             return None
         try:
-            details = (detail(w.samples, scorer.spec, h.rms_dbfs, h.peak_dbfs,
-                              h.clipped_fraction) for w, h in voting)  # one at a time
+            details = (
+                detail(w.samples, scorer.spec, h.rms_dbfs, h.peak_dbfs, h.clipped_fraction)
+                for w, h in voting
+            )  # one at a time
             ex = explain(details, profile, [w.index for w, _ in voting])
             out = ex.to_dict()
             if self.publish_picture is not None and ex.shape_db is not None:
@@ -273,15 +327,24 @@ class Monitor:
         path = self.hearing.now()
         if path:  # the audio reaching the model is unlike the training audio: say that first
             out["audio_path"] = [f.to_dict() for f in path]
-            out["sentence"] = ("The audio path differs from the training audio ("
-                               + "; ".join(f.sentence for f in path) + "): fix it before "
-                               "trusting this alarm. The windows themselves: "
-                               + out["sentence"])
+            out["sentence"] = (
+                "The audio path differs from the training audio ("
+                + "; ".join(f.sentence for f in path)
+                + "): fix it before "
+                "trusting this alarm. The windows themselves: " + out["sentence"]
+            )
         return out
 
     def _keep_evidence(
-        self, w: Window, score: float, thr: float, anomalous: bool, state: str, changed: bool,
-        model_version: str, explanation: dict[str, Any] | None = None,
+        self,
+        w: Window,
+        score: float,
+        thr: float,
+        anomalous: bool,
+        state: str,
+        changed: bool,
+        model_version: str,
+        explanation: dict[str, Any] | None = None,
     ) -> EvidenceRef | None:
         """Keep the scored window's audio in the ring (mirroring the decider's vote history:
         cleared when the alarm clears); on a raise, queue the voting windows' clip and return
@@ -294,8 +357,14 @@ class Monitor:
         if state != ALARM:
             self._heard.clear()
             return None
-        return self.evidence.keep(self.name, self._heard.voting(), w.t_start, model_version,
-                                  section=self.section, explanation=explanation)
+        return self.evidence.keep(
+            self.name,
+            self._heard.voting(),
+            w.t_start,
+            model_version,
+            section=self.section,
+            explanation=explanation,
+        )
 
     def window_failed(self, w: Window, msg: str) -> None:
         """Count the failure and report it as a `window_error` health event, rate-limited: the
@@ -309,8 +378,7 @@ class Monitor:
             return
         self._last_window_error = msg
         log.error("%s: window %d failed (%d so far): %s", self.name, w.index, n, msg)
-        self.health(w.t_start, "window_error", ["window_error"], window=w.index, error=msg,
-                    count=n)
+        self.health(w.t_start, "window_error", ["window_error"], window=w.index, error=msg, count=n)
 
     def device_back(self) -> None:
         """Its device delivers again (reader thread): `device_ok`, and the decider forgets the
@@ -342,31 +410,46 @@ class Monitor:
         `dropped` (in all). The agent's main loop calls it a few times a second."""
         with self._drops_lock:
             now = time.monotonic()
-            if not self._drops_unreported or self._last_drop is None or (
-                    not force and self._drops_reported_at is not None
-                    and now - self._drops_reported_at < DROP_REPORT_SECONDS):
+            if (
+                not self._drops_unreported
+                or self._last_drop is None
+                or (
+                    not force
+                    and self._drops_reported_at is not None
+                    and now - self._drops_reported_at < DROP_REPORT_SECONDS
+                )
+            ):
                 return
             n, w = self._drops_unreported, self._last_drop
             self._drops_unreported = 0
             self._drops_reported_at = now
             total = self.counters["windows_dropped"]
-        self.health(w.t_start, "windows_dropped", ["scorer_behind"], window=w.index,
-                    dropped=total, count=n)
+        self.health(
+            w.t_start, "windows_dropped", ["scorer_behind"], window=w.index, dropped=total, count=n
+        )
 
     def close(self) -> None:
         if self.history is not None:
             self.history.close()
 
 
-def monitor_files(name: str, single: bool, outbox_path: str, history: HistorySettings,
-                  keep_history: bool, keep_decision: bool,
-                  hearing: HearingSettings | None = None) -> Files:
+def monitor_files(
+    name: str,
+    single: bool,
+    outbox_path: str,
+    history: HistorySettings,
+    keep_history: bool,
+    keep_decision: bool,
+    hearing: HearingSettings | None = None,
+) -> Files:
     """Where monitor `name` keeps its history and decision state (see module docstring)."""
     return Files(
         history_path(history, outbox_path, name) if keep_history else None,
         (state_path(outbox_path) if single else state_path(outbox_path, name))
-        if keep_decision else None,
-        history, hearing or HearingSettings(),
+        if keep_decision
+        else None,
+        history,
+        hearing or HearingSettings(),
     )
 
 

@@ -45,7 +45,11 @@ class WindowResult:
 
 
 def score_windows(
-    scorer: Scorer, path: Path, section: str, hop_s: float, channel: int | None,
+    scorer: Scorer,
+    path: Path,
+    section: str,
+    hop_s: float,
+    channel: int | None,
     health: HealthSettings = HealthSettings(),
 ) -> Iterator[WindowResult]:
     """Every `hop_s`-spaced window of one file, streamed (`audio.file_windows`): judged by the
@@ -55,8 +59,9 @@ def score_windows(
     hop = max(1, round(check_hop(hop_s) * spec.sample_rate))
     for fw in file_windows(path, spec, hop, channel):
         h = assess_window(fw.window, health)
-        yield WindowResult(fw.start_s, h, scorer.score(fw.window.samples, section) if h.ok
-                           else None)
+        yield WindowResult(
+            fw.start_s, h, scorer.score(fw.window.samples, section) if h.ok else None
+        )
 
 
 @dataclass(frozen=True)

@@ -88,30 +88,52 @@ def _signal_name(code: int) -> str:
         return f"signal {-code}"
 
 
-def try_runtime(vdir: Path, name: RuntimeName, xnnpack: bool = True, verify: bool = True,
-                timeout: float = TIMEOUT_S) -> Trial:
+def try_runtime(
+    vdir: Path,
+    name: RuntimeName,
+    xnnpack: bool = True,
+    verify: bool = True,
+    timeout: float = TIMEOUT_S,
+) -> Trial:
     """Run the probe child for runtime `name` on the bundle version `vdir`."""
     cmd = [sys.executable, "-m", CHILD, name, str(vdir)]
     cmd += [] if xnnpack else ["--no-xnnpack"]
     cmd += [] if verify else ["--no-verify"]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
     try:
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env,
-                              stdin=subprocess.DEVNULL, check=False)
+        done = subprocess.run(
+            cmd,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
     except subprocess.TimeoutExpired:
         return Trial(name, xnnpack, False, f"no answer within {timeout:g} s (hung)")
     except OSError as exc:
         return Trial(name, xnnpack, False, f"cannot start {sys.executable} ({exc.strerror})")
     if done.returncode < 0:
-        return Trial(name, xnnpack, False, f"crashed ({_signal_name(done.returncode)}) loading "
-                     "or running the model", crashed=True)
+        return Trial(
+            name,
+            xnnpack,
+            False,
+            f"crashed ({_signal_name(done.returncode)}) loading or running the model",
+            crashed=True,
+        )
     lines = [ln for ln in done.stdout.splitlines() if ln.startswith("{")]
     try:
         verdict = json.loads(lines[-1])
         passed, wrong = bool(verdict["passed"]), bool(verdict.get("wrong_numbers"))
-        return Trial(name, xnnpack, passed, " ".join(str(verdict["detail"]).split()), wrong,
-                     bundle_failed=not passed and not wrong and bool(verdict.get(
-                         "runtime_works")))
+        return Trial(
+            name,
+            xnnpack,
+            passed,
+            " ".join(str(verdict["detail"]).split()),
+            wrong,
+            bundle_failed=not passed and not wrong and bool(verdict.get("runtime_works")),
+        )
     except (IndexError, ValueError, KeyError, TypeError):
         tail = " ".join((done.stderr or done.stdout).split())[-160:]
         return Trial(name, xnnpack, False, f"exit {done.returncode} without a verdict ({tail})")
@@ -128,8 +150,9 @@ def _key(bundle: Bundle, request: RuntimeRequest, verify: bool) -> tuple[object,
     return (request, verify, tuple((n, files.get(n)) for n in used))
 
 
-def _trials(bundle: Bundle, request: RuntimeRequest,
-            verify: bool) -> tuple[list[Trial], Runtime | None]:
+def _trials(
+    bundle: Bundle, request: RuntimeRequest, verify: bool
+) -> tuple[list[Trial], Runtime | None]:
     """Every runtime of `request` in turn until one passes: (the trials, the runtime that
     passed, loaded in this process, or None)."""
     trials: list[Trial] = []
@@ -139,8 +162,7 @@ def _trials(bundle: Bundle, request: RuntimeRequest,
             try:
                 runtime = load_runtime(name, request.xnnpack)
             except Exception as exc:  # passed in the child, fails here: say so
-                trial = Trial(name, request.xnnpack, False,
-                              failure_reason("in this process", exc))
+                trial = Trial(name, request.xnnpack, False, failure_reason("in this process", exc))
             else:
                 trials.append(trial)
                 return trials, runtime
@@ -148,8 +170,9 @@ def _trials(bundle: Bundle, request: RuntimeRequest,
     return trials, None
 
 
-def choose_runtime(bundle: Bundle, request: RuntimeRequest | None = None,
-                   verify: bool = True) -> Runtime:
+def choose_runtime(
+    bundle: Bundle, request: RuntimeRequest | None = None, verify: bool = True
+) -> Runtime:
     """The first runtime of `request` whose child passes on `bundle` (cached, module
     docstring). None passes: a one-line SelfTestError when one ran but computed other
     numbers; else a BundleError when a runtime works but the BUNDLE fails on it (a corrupt
@@ -168,8 +191,11 @@ def choose_runtime(bundle: Bundle, request: RuntimeRequest | None = None,
     if runtime is not None:
         refused = [t for t in trials if t.crashed or t.wrong_numbers]
         if refused:
-            log.warning("TFLite runtime: %s chosen after %s", runtime.label,
-                        "; ".join(t.reason() for t in refused))
+            log.warning(
+                "TFLite runtime: %s chosen after %s",
+                runtime.label,
+                "; ".join(t.reason() for t in refused),
+            )
         return runtime
     for kind, error in (("wrong_numbers", SelfTestError), ("bundle_failed", BundleError)):
         hits = [t for t in trials if getattr(t, kind)]
@@ -177,7 +203,8 @@ def choose_runtime(bundle: Bundle, request: RuntimeRequest | None = None,
             others = "; ".join(t.reason() for t in trials if t is not hits[0])
             raise error(hits[0].detail + (f" (also tried: {others})" if others else ""))
     raise RuntimeUnavailableError(
-        f"no TFLite runtime works ({'; '.join(t.reason() for t in trials)}); {INSTALL_HINT}")
+        f"no TFLite runtime works ({'; '.join(t.reason() for t in trials)}); {INSTALL_HINT}"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -186,15 +213,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from edge_agent.bundle.load import load_bundle
 
-    p = argparse.ArgumentParser(prog="python -m edge_agent.runtime.probe",
-                                description="Print the TFLite runtime that passes on BUNDLE.")
+    p = argparse.ArgumentParser(
+        prog="python -m edge_agent.runtime.probe",
+        description="Print the TFLite runtime that passes on BUNDLE.",
+    )
     p.add_argument("bundle", nargs="?", type=Path, default=DEMO_BUNDLE)
     p.add_argument("--runtime", default="auto", choices=["auto", *RUNTIMES])
     p.add_argument("--no-xnnpack", action="store_true")
     args = p.parse_args(argv)
     try:
-        runtime = choose_runtime(load_bundle(args.bundle),
-                                 RuntimeRequest.of(args.runtime, not args.no_xnnpack))
+        runtime = choose_runtime(
+            load_bundle(args.bundle), RuntimeRequest.of(args.runtime, not args.no_xnnpack)
+        )
     except SelfTestError as exc:  # a runtime runs, but computes other numbers on this CPU
         print(f"error: {exc}", file=sys.stderr)
         return 3

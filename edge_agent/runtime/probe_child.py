@@ -24,12 +24,17 @@ if TYPE_CHECKING:
     from edge_agent.scoring.embedder import Runtime
 
 
-def verdict(passed: bool, detail: str, wrong_numbers: bool = False,
-            runtime_works: bool = True) -> dict[str, object]:
+def verdict(
+    passed: bool, detail: str, wrong_numbers: bool = False, runtime_works: bool = True
+) -> dict[str, object]:
     """The JSON line: `runtime_works` false when the runtime itself failed (try the next);
     true with `passed` false when the BUNDLE fails on a working runtime (its own error)."""
-    return {"passed": passed, "wrong_numbers": wrong_numbers, "detail": detail,
-            "runtime_works": runtime_works}
+    return {
+        "passed": passed,
+        "wrong_numbers": wrong_numbers,
+        "detail": detail,
+        "runtime_works": runtime_works,
+    }
 
 
 def trial(runtime_name: str, vdir: Path, xnnpack: bool, verify: bool) -> dict[str, object]:
@@ -40,13 +45,15 @@ def trial(runtime_name: str, vdir: Path, xnnpack: bool, verify: bool) -> dict[st
 
     names = [n for n in RUNTIMES if n == runtime_name]
     if not names:
-        return verdict(False, f"unknown runtime (expected one of {', '.join(RUNTIMES)})",
-                       runtime_works=False)
+        return verdict(
+            False, f"unknown runtime (expected one of {', '.join(RUNTIMES)})", runtime_works=False
+        )
     try:
         runtime = load_runtime(names[0], xnnpack)
     except Exception as exc:  # not installed, wrong numpy ABI...: its reason
-        return verdict(False, failure_reason(runtime_name, exc).partition(": ")[2],
-                       runtime_works=False)
+        return verdict(
+            False, failure_reason(runtime_name, exc).partition(": ")[2], runtime_works=False
+        )
     try:
         return judge(runtime, vdir, verify)
     except EdgeAgentError as exc:
@@ -70,19 +77,25 @@ def judge(runtime: Runtime, vdir: Path, verify: bool) -> dict[str, object]:
         rng = np.random.default_rng(0)
         for c in scorer.components:
             if isinstance(c, ModelEmbedder):
-                out = c.embedder.embed(*(0.1 * rng.standard_normal(shape).astype(np.float32)
-                                         for shape in c.embedder.input_shapes))
+                out = c.embedder.embed(
+                    *(
+                        0.1 * rng.standard_normal(shape).astype(np.float32)
+                        for shape in c.embedder.input_shapes
+                    )
+                )
                 if not np.all(np.isfinite(out)):
-                    return verdict(False, f"{vdir}: the model gives a non-finite embedding",
-                                   True)
+                    return verdict(False, f"{vdir}: the model gives a non-finite embedding", True)
         return verdict(True, f"{runtime.label}: ran the model once (no self-test reference)")
     try:
         result = scorer.run_self_test(reference)
     except Exception as exc:  # the frontend or a model on the reference window
         return verdict(False, f"{vdir}: cannot score the self-test window ({one_line(exc)})")
     if not result.passed:
-        return verdict(False, failure_line(result, runtime.label, runtime.name,
-                                           runtime.xnnpack, str(bundle.path)), True)
+        return verdict(
+            False,
+            failure_line(result, runtime.label, runtime.name, runtime.xnnpack, str(bundle.path)),
+            True,
+        )
     return verdict(True, f"{runtime.label}: {result.numbers()}")
 
 

@@ -61,8 +61,14 @@ class Recording:
 class Capture:
     """A started source, its monitors and the reader thread (see module docstring)."""
 
-    def __init__(self, source: AudioSource, monitors: Sequence[Monitor], live: bool,
-                 enqueue: Enqueue, stall_seconds: float) -> None:
+    def __init__(
+        self,
+        source: AudioSource,
+        monitors: Sequence[Monitor],
+        live: bool,
+        enqueue: Enqueue,
+        stall_seconds: float,
+    ) -> None:
         self.source = source
         self.monitors = list(monitors)
         self.live = live
@@ -122,8 +128,11 @@ class Capture:
     def _cut(self, block: Block) -> None:
         """Each monitor's lane of `block` into its windower (one lane: the block itself)."""
         for i, m in enumerate(self.monitors):
-            lane = dataclasses.replace(block, samples=block.lanes[i], lanes=()) \
-                if block.lanes else block
+            lane = (
+                dataclasses.replace(block, samples=block.lanes[i], lanes=())
+                if block.lanes
+                else block
+            )
             for w in m.windower.push(lane):
                 self._put(m, w)
 

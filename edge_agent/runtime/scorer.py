@@ -105,9 +105,9 @@ class ModelEmbedder:
 ComponentEmbedder = ClassicalEmbedder | ModelEmbedder
 
 
-def stack_embeddings(embs: Sequence[WindowEmbedding], dims: Sequence[int]) -> list[
-    NDArray[np.float32]
-]:
+def stack_embeddings(
+    embs: Sequence[WindowEmbedding], dims: Sequence[int]
+) -> list[NDArray[np.float32]]:
     """Per-window embeddings -> one (N, D_i) array per component (empty arrays for N = 0)."""
     if not embs:
         return [np.zeros((0, d), np.float32) for d in dims]
@@ -167,13 +167,25 @@ class Scorer:
     ) -> Scorer:
         """The scorer of the bundle at `path`; with `trusted` keys (edge_agent.bundle.signing) only
         a version one of them vouches for loads (`bundle.load_bundle`)."""
-        return cls.from_loaded(load_bundle(path, verify=verify, trusted=trusted), threads,
-                               runtime, request, check, verify)
+        return cls.from_loaded(
+            load_bundle(path, verify=verify, trusted=trusted),
+            threads,
+            runtime,
+            request,
+            check,
+            verify,
+        )
 
     @classmethod
-    def from_loaded(cls, bundle: Bundle, threads: int = 1, runtime: Runtime | None = None,
-                    request: RuntimeRequest | None = None, check: bool = True,
-                    verified: bool = True) -> Scorer:
+    def from_loaded(
+        cls,
+        bundle: Bundle,
+        threads: int = 1,
+        runtime: Runtime | None = None,
+        request: RuntimeRequest | None = None,
+        check: bool = True,
+        verified: bool = True,
+    ) -> Scorer:
         """The scorer of an already loaded `bundle`. A verified bundle's interpreters run the
         model bytes its load checked (`Bundle.model_content`), not the files: what is on disk
         now does not matter. An unverified one (`verify=False`) reads the model files.
@@ -204,8 +216,9 @@ class Scorer:
         result = self.run_self_test(reference)
         if not result.passed:
             rt = self.runtime
-            raise SelfTestError(failure_line(result, rt.label, rt.name, rt.xnnpack,
-                                             str(self.bundle.path)))
+            raise SelfTestError(
+                failure_line(result, rt.label, rt.name, rt.xnnpack, str(self.bundle.path))
+            )
         return result
 
     def embed(self, wave: NDArray[Any]) -> WindowEmbedding:
@@ -224,8 +237,7 @@ class Scorer:
         self.bundle.backend(section)  # unknown section fails before any work
         return self.score_embedding(self.embed(wave), section)
 
-    def score_window(self, wave: NDArray[Any], section: str) -> tuple[WindowScore,
-                                                                        WindowFeatures]:
+    def score_window(self, wave: NDArray[Any], section: str) -> tuple[WindowScore, WindowFeatures]:
         """`score`, and the window's features (its |STFT|: the agent's hearing check
         summarises it instead of computing it again, edge_agent.runtime.hearing)."""
         self.bundle.backend(section)
@@ -261,8 +273,7 @@ class Scorer:
         return ws
 
 
-def _components(bundle: Bundle, threads: int,
-                runtime: Runtime | None) -> list[ComponentEmbedder]:
+def _components(bundle: Bundle, threads: int, runtime: Runtime | None) -> list[ComponentEmbedder]:
     """The bundle's components as embedders, each checked against the manifest and backends
     (one-line BundleError); the models on `runtime`."""
     comps: list[ComponentEmbedder] = []
@@ -281,8 +292,14 @@ def _components(bundle: Bundle, threads: int,
                 f"(supported: {', '.join(FEATURES)})"
             )
         shapes = {e["name"]: list(e["shape"]) for e in c["inputs"]}
-        emb = Embedder(bundle.path / c["file"], names, threads, shapes, runtime,
-                       model_content=bundle.model_content.get(c["file"]))
+        emb = Embedder(
+            bundle.path / c["file"],
+            names,
+            threads,
+            shapes,
+            runtime,
+            model_content=bundle.model_content.get(c["file"]),
+        )
         runtime = emb.runtime  # prove the runtime once, share it
         comps.append(ModelEmbedder(emb))
     for i, (ce, m) in enumerate(zip(comps, bundle.components, strict=True)):

@@ -65,10 +65,31 @@ EMBED = Callable[[FloatArray], Sequence[FloatArray]]
 
 CPU_FEATURES = {
     # the instruction sets TFLite and XNNPACK choose kernels by
-    "aarch64": ("asimd", "asimddp", "asimdhp", "fphp", "i8mm", "bf16", "sve", "sve2",
-                "svei8mm", "svebf16", "sme"),
-    "x86_64": ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512_vnni", "avx_vnni",
-               "avx512_bf16", "amx_tile"),
+    "aarch64": (
+        "asimd",
+        "asimddp",
+        "asimdhp",
+        "fphp",
+        "i8mm",
+        "bf16",
+        "sve",
+        "sve2",
+        "svei8mm",
+        "svebf16",
+        "sme",
+    ),
+    "x86_64": (
+        "sse4_2",
+        "avx",
+        "avx2",
+        "fma",
+        "f16c",
+        "avx512f",
+        "avx512_vnni",
+        "avx_vnni",
+        "avx512_bf16",
+        "amx_tile",
+    ),
 }
 
 
@@ -110,18 +131,22 @@ class SelfTestResult:
     @property
     def passed(self) -> bool:
         """Every component close enough AND every section's score (NaN fails both)."""
-        return (all(c >= self.reference.min_cosine for c in self.cosines)
-                and self.score_difference <= self.reference.max_score_difference)
+        return (
+            all(c >= self.reference.min_cosine for c in self.cosines)
+            and self.score_difference <= self.reference.max_score_difference
+        )
 
     def numbers(self) -> str:
         """`embedding cosine 0.99998 (needs >= 0.998), score 0.412 vs 0.409 expected ...`"""
         ref = self.reference
         expected, got = self.scores[self.worst_section]
         worst = int(np.argmin(self.cosines))
-        return (f"embedding cosine {self.min_cosine:.5f} to the reference (component {worst}; "
-                f"needs >= {ref.min_cosine:.5f}), score {got:.4f} vs {expected:.4f} expected "
-                f"in {self.worst_section} (difference {abs(got - expected):.4f}, allowed "
-                f"{ref.max_score_difference:.4f})")
+        return (
+            f"embedding cosine {self.min_cosine:.5f} to the reference (component {worst}; "
+            f"needs >= {ref.min_cosine:.5f}), score {got:.4f} vs {expected:.4f} expected "
+            f"in {self.worst_section} (difference {abs(got - expected):.4f}, allowed "
+            f"{ref.max_score_difference:.4f})"
+        )
 
 
 def _array(z: Any, key: str, where: Path) -> FloatArray:
@@ -138,21 +163,26 @@ def load_reference(bundle: Bundle) -> Reference | None:
         return None
     path = bundle.path / str(entry["file"])
     try:
-        data = (bundle.self_test_content if bundle.self_test_content is not None
-                else path.read_bytes())
+        data = (
+            bundle.self_test_content if bundle.self_test_content is not None else path.read_bytes()
+        )
         with np.load(io.BytesIO(data), allow_pickle=False) as z:
             if "wave_pcm16" not in z.files or z["wave_pcm16"].dtype != np.int16:
                 raise BundleError(f"{path}: expected 16-bit PCM 'wave_pcm16'")
             wave = z["wave_pcm16"].astype(np.float32) / 32768.0
-            embeddings = tuple(_array(z, f"embedding_{i}", path)
-                               for i in range(len(bundle.components)))
+            embeddings = tuple(
+                _array(z, f"embedding_{i}", path) for i in range(len(bundle.components))
+            )
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
         raise BundleError(f"{path}: not a readable self-test file ({exc})") from None
     if wave.shape != (bundle.spec.clip_samples,):
-        raise BundleError(f"{path}: the reference window has {wave.size} samples, the frontend "
-                          f"cuts {bundle.spec.clip_samples}")
-    return Reference(wave, embeddings, float(entry["min_cosine"]),
-                     float(entry["max_score_difference"]))
+        raise BundleError(
+            f"{path}: the reference window has {wave.size} samples, the frontend "
+            f"cuts {bundle.spec.clip_samples}"
+        )
+    return Reference(
+        wave, embeddings, float(entry["min_cosine"]), float(entry["max_score_difference"])
+    )
 
 
 def cosine(a: FloatArray, b: FloatArray) -> float:
@@ -166,22 +196,25 @@ def cosine(a: FloatArray, b: FloatArray) -> float:
     return float(a64 @ b64 / (na * nb))
 
 
-def section_scores(embeddings: Sequence[FloatArray],
-                   backends: Mapping[str, SectionBackend]) -> dict[str, float]:
+def section_scores(
+    embeddings: Sequence[FloatArray], backends: Mapping[str, SectionBackend]
+) -> dict[str, float]:
     """The window's score in every section (the backend's fusion of the components)."""
-    return {s: float(b.score([np.asarray(e)[None] for e in embeddings])[0])
-            for s, b in sorted(backends.items())}
+    return {
+        s: float(b.score([np.asarray(e)[None] for e in embeddings])[0])
+        for s, b in sorted(backends.items())
+    }
 
 
-def run_self_test(reference: Reference, embed: EMBED,
-                  backends: Mapping[str, SectionBackend]) -> SelfTestResult:
+def run_self_test(
+    reference: Reference, embed: EMBED, backends: Mapping[str, SectionBackend]
+) -> SelfTestResult:
     """Embed the reference window with `embed` (this device's path) and compare."""
     got = list(embed(reference.wave))
     cosines = tuple(cosine(g, e) for g, e in zip(got, reference.embeddings, strict=True))
     expected = section_scores(reference.embeddings, backends)
     computed = section_scores(got, backends)
-    return SelfTestResult(cosines, {s: (expected[s], computed[s]) for s in expected},
-                          reference)
+    return SelfTestResult(cosines, {s: (expected[s], computed[s]) for s in expected}, reference)
 
 
 def cpu_description(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
@@ -200,28 +233,42 @@ def cpu_description(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
     arch = "aarch64" if {"asimd", "fp"} & flags else machine
     known = CPU_FEATURES.get(arch, ())
     shown = [f for f in known if f in flags]
-    what = " ".join(shown) if shown else f"none of {' '.join(known)}" if known else (
-        " ".join(sorted(flags)[:12]) or "no feature list")
+    what = (
+        " ".join(shown)
+        if shown
+        else f"none of {' '.join(known)}"
+        if known
+        else (" ".join(sorted(flags)[:12]) or "no feature list")
+    )
     return f"{arch} CPU with {what} (from {cpuinfo})"
 
 
 def what_to_do(runtime: str, xnnpack: bool) -> str:
     """The two ways out, for the runtime that failed."""
     other = "tflite_runtime" if runtime != "tflite_runtime" else "ai_edge_litert"
-    steps = [(f"force the other runtime (config `tflite: {{runtime: {other}}}`; pip install "
-             f"{other.replace('_', '-')} if missing)")]
+    steps = [
+        (
+            f"force the other runtime (config `tflite: {{runtime: {other}}}`; pip install "
+            f"{other.replace('_', '-')} if missing)"
+        )
+    ]
     if xnnpack:
         steps.append("disable XNNPACK (config `tflite: {xnnpack: false}`)")
-    return ("; ".join(steps) + "; try either first with `edge-agent check "
-            f"--runtime {other}`" + (" or `--no-xnnpack`" if xnnpack else ""))
+    return (
+        "; ".join(steps) + "; try either first with `edge-agent check "
+        f"--runtime {other}`" + (" or `--no-xnnpack`" if xnnpack else "")
+    )
 
 
-def failure_line(result: SelfTestResult, runtime_label: str, runtime: str, xnnpack: bool,
-                 where: str) -> str:
+def failure_line(
+    result: SelfTestResult, runtime_label: str, runtime: str, xnnpack: bool, where: str
+) -> str:
     """The ONE line of a failed self-test."""
-    return (f"{where}: self-test failed: {runtime_label} on this {cpu_description()} computes "
-            f"other numbers than the bundle was made with: {result.numbers()}; this device "
-            f"must not score with it: {what_to_do(runtime, xnnpack)}")
+    return (
+        f"{where}: self-test failed: {runtime_label} on this {cpu_description()} computes "
+        f"other numbers than the bundle was made with: {result.numbers()}; this device "
+        f"must not score with it: {what_to_do(runtime, xnnpack)}"
+    )
 
 
 _said_no_reference = threading.Event()
@@ -232,16 +279,21 @@ def say_no_reference(bundle: Bundle) -> None:
     if _said_no_reference.is_set():
         return
     _said_no_reference.set()
-    log.warning("bundle %s version %s has no self-test reference (exported before it existed):"
-                " this device's TFLite numbers are not checked against the exporting machine's;"
-                " re-export it with model-build export to add one", bundle.root, bundle.version)
+    log.warning(
+        "bundle %s version %s has no self-test reference (exported before it existed):"
+        " this device's TFLite numbers are not checked against the exporting machine's;"
+        " re-export it with model-build export to add one",
+        bundle.root,
+        bundle.version,
+    )
 
 
 # ---------------------------------------------------------------- writing (model-build export)
 
 
-def tolerance(embed: EMBED, other: EMBED, waves: Sequence[FloatArray],
-              backends: Mapping[str, SectionBackend]) -> tuple[float, float, dict[str, Any]]:
+def tolerance(
+    embed: EMBED, other: EMBED, waves: Sequence[FloatArray], backends: Mapping[str, SectionBackend]
+) -> tuple[float, float, dict[str, Any]]:
     """(min_cosine, max_score_difference, what was measured): the bundle's quantisation check.
 
     `embed` and `other` are two correct implementations of the same quantised models
@@ -253,31 +305,44 @@ def tolerance(embed: EMBED, other: EMBED, waves: Sequence[FloatArray],
         worst_cos = max(worst_cos, *(1.0 - cosine(x, y) for x, y in zip(a, b, strict=True)))
         sa, sb = section_scores(a, backends), section_scores(b, backends)
         worst_score = max(worst_score, *(abs(sa[s] - sb[s]) for s in sa))
-    measured = {"windows": len(waves), "kernel_cosine_min": round(1.0 - worst_cos, 7),
-                "kernel_score_difference_max": round(worst_score, 5)}
+    measured = {
+        "windows": len(waves),
+        "kernel_cosine_min": round(1.0 - worst_cos, 7),
+        "kernel_score_difference_max": round(worst_score, 5),
+    }
     min_cosine = 1.0 - max(FLOORS[0], MARGIN * worst_cos)
     max_score = max(FLOORS[1], MARGIN * worst_score)
     return round(min_cosine, 6), round(max_score, 5), measured
 
 
-def make_self_test(reference_wave: FloatArray, embed: EMBED, other: EMBED,
-                   waves: Sequence[FloatArray], backends: Mapping[str, SectionBackend],
-                   runtime_label: str) -> tuple[bytes, dict[str, Any]]:
+def make_self_test(
+    reference_wave: FloatArray,
+    embed: EMBED,
+    other: EMBED,
+    waves: Sequence[FloatArray],
+    backends: Mapping[str, SectionBackend],
+    runtime_label: str,
+) -> tuple[bytes, dict[str, Any]]:
     """(self_test.npz bytes, the manifest's `self_test` entry) for a bundle whose components
     `embed` computes: the reference window (stored as 16-bit PCM, and embedded from exactly
     that), its expected embeddings, and the tolerance measured on `waves` (`tolerance`)."""
-    pcm = np.clip(np.round(np.asarray(reference_wave, np.float64) * 32768.0), -32768,
-                  32767).astype(np.int16)
+    pcm = np.clip(np.round(np.asarray(reference_wave, np.float64) * 32768.0), -32768, 32767).astype(
+        np.int16
+    )
     wave = pcm.astype(np.float32) / 32768.0
     expected = list(embed(wave))
     if not all(np.all(np.isfinite(e)) for e in expected):
         raise BundleError("self-test: the reference window's embedding is not finite")
     min_cosine, max_score, measured = tolerance(embed, other, [wave, *waves], backends)
-    arrays: dict[str, Any] = {f"embedding_{i}": np.asarray(e, np.float32)
-                              for i, e in enumerate(expected)}
+    arrays: dict[str, Any] = {
+        f"embedding_{i}": np.asarray(e, np.float32) for i, e in enumerate(expected)
+    }
     buf = io.BytesIO()
     np.savez_compressed(buf, wave_pcm16=pcm, **arrays)
-    entry = {"file": SELF_TEST, "min_cosine": min_cosine, "max_score_difference": max_score,
-             "measured": {**measured, "runtime": runtime_label,
-                          "cpu": cpu_description()}}
+    entry = {
+        "file": SELF_TEST,
+        "min_cosine": min_cosine,
+        "max_score_difference": max_score,
+        "measured": {**measured, "runtime": runtime_label, "cpu": cpu_description()},
+    }
     return buf.getvalue(), entry

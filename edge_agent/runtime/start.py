@@ -40,16 +40,17 @@ def check_start(cfg: AgentConfig, bundle: Bundle, probe: bool = False) -> tuple[
     for i, m in enumerate(cfg.monitor_list()):
         key = f"monitors[{i}]." if cfg.monitors else ""
         if m.section not in bundle.sections:
-            raise ConfigError(f"{key}section: no section {m.section!r} in the bundle "
-                              f"{bundle.path} (has {', '.join(bundle.sections)})")
+            raise ConfigError(
+                f"{key}section: no section {m.section!r} in the bundle "
+                f"{bundle.path} (has {', '.join(bundle.sections)})"
+            )
         src = m.source
         if src.kind == "files":
             if not src.files:
                 raise ConfigError(f"{key}source.files: expected at least one WAV file or folder")
             for f in expand_files(src.files):
                 if not src.skip_unreadable and not os.access(f, os.R_OK):
-                    raise ConfigError(f"{key}source.files: {f}: not readable (permission "
-                                      "denied)")
+                    raise ConfigError(f"{key}source.files: {f}: not readable (permission denied)")
     if cfg.evidence.folder:
         check_folder(cfg.evidence.folder)
     if probe:
@@ -71,5 +72,8 @@ def _probe_sources(cfg: AgentConfig, rate: int) -> None:
             lanes = [m.source.channel for m in g.monitors]
             why = probe_lanes(g.source.device, lanes)
             if why is not None:
-                log.warning("source.channel: channel(s) %s not checked against the device: %s",
-                            ", ".join(str(c) for c in lanes if c is not None), why)
+                log.warning(
+                    "source.channel: channel(s) %s not checked against the device: %s",
+                    ", ".join(str(c) for c in lanes if c is not None),
+                    why,
+                )

@@ -143,8 +143,9 @@ class BackendConfig:
             )
         if not (isinstance(self.anchor, int | float) and 0.0 <= self.anchor <= 1.0):
             raise BackendError(f"backend anchor: expected a number in [0, 1], got {self.anchor!r}")
-        if not (isinstance(self.ridge, int | float) and np.isfinite(self.ridge)
-                and self.ridge >= 0):
+        if not (
+            isinstance(self.ridge, int | float) and np.isfinite(self.ridge) and self.ridge >= 0
+        ):
             raise BackendError(f"backend ridge: expected a number >= 0, got {self.ridge!r}")
         if self.pseudo_count < 0:
             raise BackendError(f"backend pseudo_count: expected >= 0, got {self.pseudo_count}")
@@ -356,7 +357,9 @@ def local_density(references: NDArray[np.float32], k: int) -> NDArray[np.float32
 
 
 def fit_component(
-    source_emb: AnyFloatArray, target_emb: AnyFloatArray, config: BackendConfig,
+    source_emb: AnyFloatArray,
+    target_emb: AnyFloatArray,
+    config: BackendConfig,
     keep_source: bool = False,
 ) -> Component:
     """References and densities of one embedding space (not yet normalised).
@@ -479,8 +482,11 @@ class SectionBackend:
 def _finite(x: Any, field: str) -> float:
     v = float(np.asarray(x))
     if not np.isfinite(v):
-        hint = (" (a section fitted on fewer than 2 normal clips has no held-out score to set "
-                "it from)" if field == "threshold" and v == np.inf else "")
+        hint = (
+            " (a section fitted on fewer than 2 normal clips has no held-out score to set it from)"
+            if field == "threshold" and v == np.inf
+            else ""
+        )
         raise BackendError(f"{field}: expected a finite number, got {v}{hint}")
     return v
 
@@ -622,17 +628,24 @@ def view_weights(kinds: Sequence[str]) -> list[float]:
     return [1.0 / kinds.count(k) for k in kinds]
 
 
-def _decides(config: BackendConfig, pseudo: PseudoSet | None, kinds: Sequence[str] | None,
-             n_components: int) -> bool:
+def _decides(
+    config: BackendConfig, pseudo: PseudoSet | None, kinds: Sequence[str] | None, n_components: int
+) -> bool:
     """Whether the section decides its weights (`weighting="pseudo"`, sum fusion, and both
     pseudo-anomalies and kinds given); checks that those fit the components."""
     if kinds is not None and len(kinds) != n_components:
         raise BackendError(f"backend kinds: expected {n_components}, got {len(kinds)}")
     if pseudo is not None and len(pseudo.origin) and len(pseudo.embeddings) != n_components:
         raise BackendError(
-            f"pseudo: {len(pseudo.embeddings)} embedding sets for {n_components} components")
-    return (config.weighting == "pseudo" and config.fusion == "sum" and pseudo is not None
-            and kinds is not None and len(pseudo.origin) > 0)
+            f"pseudo: {len(pseudo.embeddings)} embedding sets for {n_components} components"
+        )
+    return (
+        config.weighting == "pseudo"
+        and config.fusion == "sum"
+        and pseudo is not None
+        and kinds is not None
+        and len(pseudo.origin) > 0
+    )
 
 
 def fit_section(
@@ -667,19 +680,25 @@ def fit_section(
         raise BackendError(f"backend: components disagree on the number of clips: {counts}")
     n_src, n_tgt = counts.pop()
     w = [1.0] * len(srcs) if weights is None else [float(x) for x in weights]
-    if (len(w) != len(srcs) or not all(np.isfinite(x) and x >= 0 for x in w)
-            or not any(x > 0 for x in w)):
-        raise BackendError(
-            f"backend weights: expected {len(srcs)} numbers >= 0, one > 0, got {w}")
+    if (
+        len(w) != len(srcs)
+        or not all(np.isfinite(x) and x >= 0 for x in w)
+        or not any(x > 0 for x in w)
+    ):
+        raise BackendError(f"backend weights: expected {len(srcs)} numbers >= 0, one > 0, got {w}")
     decide = _decides(config, pseudo, kinds, len(srcs)) and n_src + n_tgt >= 2
-    comps = [replace(fit_component(s, t, config, keep_source), weight=x)
-             for s, t, x in zip(srcs, tgts, w, strict=True)]
+    comps = [
+        replace(fit_component(s, t, config, keep_source), weight=x)
+        for s, t, x in zip(srcs, tgts, w, strict=True)
+    ]
     if n_src + n_tgt < 2:
-        return SectionFit(SectionBackend(tuple(comps), float("inf"), config.fusion),
-                          np.zeros(0), n_src)
+        return SectionFit(
+            SectionBackend(tuple(comps), float("inf"), config.fusion), np.zeros(0), n_src
+        )
 
-    def fit_score(s_: NDArray[np.float64], t_: NDArray[np.float64],
-                  h: NDArray[np.float64]) -> NDArray[np.float64]:
+    def fit_score(
+        s_: NDArray[np.float64], t_: NDArray[np.float64], h: NDArray[np.float64]
+    ) -> NDArray[np.float64]:
         return fit_component(s_, t_, config, keep_source).distances(h, config.variant)
 
     held, held_x = [], []
@@ -690,18 +709,18 @@ def fit_section(
         held.append(h)
         held_x.append(hx)
     if config.normalise:
-        comps = [replace(c, mean=float(h.mean()), std=_spread(h))
-                 for c, h in zip(comps, held, strict=True)]
+        comps = [
+            replace(c, mean=float(h.mean()), std=_spread(h))
+            for c, h in zip(comps, held, strict=True)
+        ]
     choice = None
     if decide and kinds is not None:
         z = [(h - c.mean) / c.std for c, h in zip(comps, held, strict=True)]
         zx = [(h - c.mean) / c.std for c, h in zip(comps, held_x, strict=True)]
         choice = choose_weights(z, zx, kinds, config.anchor, config.ridge)
         comps = [replace(c, weight=x) for c, x in zip(comps, choice.weights, strict=True)]
-    fused = fuse([c.weight * (h - c.mean) / c.std for c, h in zip(comps, held, strict=True)],
-                 config.fusion)
+    fused = fuse(
+        [c.weight * (h - c.mean) / c.std for c, h in zip(comps, held, strict=True)], config.fusion
+    )
     threshold = float(np.percentile(fused, config.percentile))
-    return SectionFit(SectionBackend(tuple(comps), threshold, config.fusion), fused, n_src,
-                      choice)
-
-
+    return SectionFit(SectionBackend(tuple(comps), threshold, config.fusion), fused, n_src, choice)

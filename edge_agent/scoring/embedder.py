@@ -94,8 +94,9 @@ class RuntimeRequest:
     def __post_init__(self) -> None:
         bad = [n for n in self.names if n not in RUNTIMES]
         if bad or not self.names:
-            raise ValueError(f"runtimes: expected some of {', '.join(RUNTIMES)}, got "
-                             f"{list(self.names)}")
+            raise ValueError(
+                f"runtimes: expected some of {', '.join(RUNTIMES)}, got {list(self.names)}"
+            )
 
     @classmethod
     def of(cls, runtime: str = "auto", xnnpack: bool = True) -> RuntimeRequest:
@@ -105,8 +106,7 @@ class RuntimeRequest:
         for name in RUNTIMES:
             if runtime == name:
                 return cls((name,), xnnpack)
-        raise ValueError(f"runtime: expected auto or one of {', '.join(RUNTIMES)}, got "
-                         f"{runtime!r}")
+        raise ValueError(f"runtime: expected auto or one of {', '.join(RUNTIMES)}, got {runtime!r}")
 
 
 @dataclass(frozen=True)
@@ -157,9 +157,14 @@ def load_runtime(name: RuntimeName, xnnpack: bool = True) -> Runtime:
     """`name` proven on the probe model in THIS process (with or without XNNPACK); any
     failure as raised (`select_runtime` words it)."""
     cls = _interpreter_class(name)
-    factory = cls if xnnpack else partial(
-        cls, experimental_op_resolver_type=_op_resolver_type(name)
-        .BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    factory = (
+        cls
+        if xnnpack
+        else partial(
+            cls,
+            experimental_op_resolver_type=_op_resolver_type(name).BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+        )
+    )
     _prove(factory)
     return Runtime(name, factory, xnnpack, runtime_version(name))
 
@@ -207,7 +212,7 @@ def tensor_feature_name(tensor_name: str) -> str:
     """`serving_default_spectrum:0` -> `spectrum` (the Keras input name)."""
     base = tensor_name.split(":", 1)[0]
     prefix = "serving_default_"
-    return base[len(prefix):] if base.startswith(prefix) else base
+    return base[len(prefix) :] if base.startswith(prefix) else base
 
 
 def input_layout(details: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -249,8 +254,11 @@ class Embedder:
         check_flatbuffer(model_path, model_content)
         self.runtime = runtime or select_runtime()
         self._model_content = model_content  # alive as long as the interpreter that uses it
-        source: dict[str, Any] = ({"model_path": str(model_path)} if model_content is None
-                                  else {"model_content": model_content})
+        source: dict[str, Any] = (
+            {"model_path": str(model_path)}
+            if model_content is None
+            else {"model_content": model_content}
+        )
         try:
             with native_output(keep=not_xnnpack):
                 self._it = self.runtime.factory(**source, num_threads=threads)

@@ -169,8 +169,12 @@ def _tonal(d: ClipDetail, p: AudioProfile) -> Deviation:
     lay = p.layout
     st = p.stats["prom"]
     # what normal clips reach at this bin or next to it (operating points move tones)
-    ceiling = np.max(np.lib.stride_tricks.sliding_window_view(
-        np.pad(st.hi.astype(np.float64), 2, mode="edge"), 5), axis=1)
+    ceiling = np.max(
+        np.lib.stride_tricks.sliding_window_view(
+            np.pad(st.hi.astype(np.float64), 2, mode="edge"), 5
+        ),
+        axis=1,
+    )
     score = (d.prom_db - ceiling) / st.spread
     score[d.prom_db < NARROW_DB] = -np.inf
     score[:2] = -np.inf
@@ -179,7 +183,7 @@ def _tonal(d: ClipDetail, p: AudioProfile) -> Deviation:
     k = int(np.argmax(score))
     s = d.summary.shape_db.astype(np.float64)
     if 0 < k < s.size - 1:  # the live spectrum's own peak next to it
-        k = k - 1 + int(np.argmax(s[k - 1:k + 2]))
+        k = k - 1 + int(np.argmax(s[k - 1 : k + 2]))
     off = 0.0
     if 0 < k < s.size - 1:
         a, b, c = s[k - 1], s[k], s[k + 1]
@@ -193,9 +197,17 @@ def _tonal(d: ClipDetail, p: AudioProfile) -> Deviation:
     words = f"a tone near {khz(f)}, {above:.0f} dB above normal"
     if share < 0.6:
         words += f", intermittent ({100 * share:.0f} % of the window)"
-    return Deviation("tonal", st.z_at(float(d.prom_db[k]), k), float(np.max(score)),
-                     (f - lay.hz_per_bin, f + lay.hz_per_bin), f, above, time_s=t,
-                     share=share, words=words)
+    return Deviation(
+        "tonal",
+        st.z_at(float(d.prom_db[k]), k),
+        float(np.max(score)),
+        (f - lay.hz_per_bin, f + lay.hz_per_bin),
+        f,
+        above,
+        time_s=t,
+        share=share,
+        words=words,
+    )
 
 
 def _level(d: ClipDetail, p: AudioProfile) -> Deviation:
@@ -205,15 +217,27 @@ def _level(d: ClipDetail, p: AudioProfile) -> Deviation:
     past = _past(st, d.band_db)
     b = int(np.argmax(past))
     lo, hi = _run(z, b, max(2.0, z[b] / 3))
-    amount = float(np.median(d.band_db[lo:hi + 1] - st.med[lo:hi + 1]))
+    amount = float(np.median(d.band_db[lo : hi + 1] - st.med[lo : hi + 1]))
     f0, f1 = lay.band_hz(lo)[0], lay.band_hz(hi)[1]
-    series = d.frames_db[:, lo:hi + 1].mean(axis=1)
+    series = d.frames_db[:, lo : hi + 1].mean(axis=1)
     t, share = _span(series >= np.percentile(series, 95) - 3.0, p)
     wide = hi - lo + 1 >= 0.75 * lay.n_bands
-    words = (f"a broadband rise of {amount:.0f} dB" if wide else
-             f"the {band_words(f0, f1)} band {amount:.0f} dB louder than normal")
-    return Deviation("level", float(z[b]), float(past[b]), (f0, f1), None, amount, time_s=t,
-                     share=share, words=words)
+    words = (
+        f"a broadband rise of {amount:.0f} dB"
+        if wide
+        else f"the {band_words(f0, f1)} band {amount:.0f} dB louder than normal"
+    )
+    return Deviation(
+        "level",
+        float(z[b]),
+        float(past[b]),
+        (f0, f1),
+        None,
+        amount,
+        time_s=t,
+        share=share,
+        words=words,
+    )
 
 
 def _band_shift(d: ClipDetail, p: AudioProfile) -> Deviation:
@@ -225,10 +249,19 @@ def _band_shift(d: ClipDetail, p: AudioProfile) -> Deviation:
     b = int(np.argmin(be)) if zc < 0 else int(np.argmax(be))
     f0, f1 = lay.band_hz(b)
     way = "down (a darker sound)" if zc < 0 else "up (a brighter sound)"
-    words = (f"the spectral balance moved {way}: its centre from {khz(2 ** med)} to "
-             f"{khz(2 ** d.centroid)}, the {band_words(f0, f1)} band {be[b]:+.0f} dB")
-    return Deviation("band_shift", float(abs(zc)), float(abs(zc)) - 2.0, (f0, f1), None,
-                     float(be[b]), words=words)
+    words = (
+        f"the spectral balance moved {way}: its centre from {khz(2**med)} to "
+        f"{khz(2**d.centroid)}, the {band_words(f0, f1)} band {be[b]:+.0f} dB"
+    )
+    return Deviation(
+        "band_shift",
+        float(abs(zc)),
+        float(abs(zc)) - 2.0,
+        (f0, f1),
+        None,
+        float(be[b]),
+        words=words,
+    )
 
 
 def _impulsive(d: ClipDetail, p: AudioProfile) -> Deviation:
@@ -247,15 +280,17 @@ def _impulsive(d: ClipDetail, p: AudioProfile) -> Deviation:
     env = d.envelopes[b]
     times = d.event_times[b]
     n = int(times.size)
-    peak_db = float(10 * np.log10(max(float(np.max(env)), 1e-20)
-                                  / max(float(np.median(env)), 1e-20)))
+    peak_db = float(
+        10 * np.log10(max(float(np.max(env)), 1e-20) / max(float(np.median(env)), 1e-20))
+    )
     rate_hz: float | None = None
     if n >= 3:
         gaps = np.diff(times)
         if float(np.std(gaps)) < 0.25 * float(np.median(gaps)):
             rate_hz = 1.0 / float(np.median(gaps))
-    if rate_hz is None and (fast[b] == past[b] or (ms.z_at(float(d.mod_db[b]), b) >= 3
-                                                  and d.mod_hz[b] >= 2)):
+    if rate_hz is None and (
+        fast[b] == past[b] or (ms.z_at(float(d.mod_db[b]), b) >= 3 and d.mod_hz[b] >= 2)
+    ):
         rate_hz = float(d.mod_hz[b])
     what = f"knocks in {band_words(f0, f1)}, {peak_db:.0f} dB above the band's background"
     if rate_hz is not None:
@@ -265,8 +300,18 @@ def _impulsive(d: ClipDetail, p: AudioProfile) -> Deviation:
     else:
         how = ""
     t = (float(times[0]), float(times[-1])) if n else None
-    return Deviation("impulsive", spreads, float(past[b]), (f0, f1), None, peak_db, rate_hz,
-                     n or None, t, words=what + how)
+    return Deviation(
+        "impulsive",
+        spreads,
+        float(past[b]),
+        (f0, f1),
+        None,
+        peak_db,
+        rate_hz,
+        n or None,
+        t,
+        words=what + how,
+    )
 
 
 def _bin_rate(series: NDArray[Any], frame_s: float) -> float:
@@ -295,18 +340,37 @@ def _modulation(d: ClipDetail, p: AudioProfile) -> Deviation:
         f0, f1 = lay.band_hz(b)
         depth = float(d.mod_db[b] - ms.med[b])
         rate = float(d.mod_hz[b])
-        words = (f"the {band_words(f0, f1)} band is amplitude-modulated at {rate:.3g} Hz, "
-                 f"{depth:.0f} dB deeper than normal")
-        return Deviation("modulation", ms.z_at(float(d.mod_db[b]), b), float(mpast[b]),
-                         (f0, f1), None, depth, rate, words=words)
+        words = (
+            f"the {band_words(f0, f1)} band is amplitude-modulated at {rate:.3g} Hz, "
+            f"{depth:.0f} dB deeper than normal"
+        )
+        return Deviation(
+            "modulation",
+            ms.z_at(float(d.mod_db[b]), b),
+            float(mpast[b]),
+            (f0, f1),
+            None,
+            depth,
+            rate,
+            words=words,
+        )
     f = k * lay.hz_per_bin
     rate = _bin_rate(d.bin_frames_db[:, k], _frame_s(p))
     amount = float(d.fluct_db[k] - st.med[k])
-    words = (f"the sound near {khz(f)} wavers (modulated at about {rate:.2g} Hz), "
-             f"{amount:.0f} dB more fluctuation than normal")
-    return Deviation("modulation", st.z_at(float(d.fluct_db[k]), k), float(fpast[k]),
-                     (f - 2 * lay.hz_per_bin, f + 2 * lay.hz_per_bin), f, amount, rate,
-                     words=words)
+    words = (
+        f"the sound near {khz(f)} wavers (modulated at about {rate:.2g} Hz), "
+        f"{amount:.0f} dB more fluctuation than normal"
+    )
+    return Deviation(
+        "modulation",
+        st.z_at(float(d.fluct_db[k]), k),
+        float(fpast[k]),
+        (f - 2 * lay.hz_per_bin, f + 2 * lay.hz_per_bin),
+        f,
+        amount,
+        rate,
+        words=words,
+    )
 
 
 def _rhythm(d: ClipDetail, p: AudioProfile) -> Deviation:
@@ -319,8 +383,9 @@ def _rhythm(d: ClipDetail, p: AudioProfile) -> Deviation:
             continue
         f0, f1 = lo * p.layout.hz_per_bin, hi * p.layout.hz_per_bin
         drop = -peak.z_at(float(d.rhythm_peak[r]), r)
-        drop_past = (float(peak.med[r] - peak.hi[r]) + float(peak.med[r]) - float(
-            d.rhythm_peak[r])) / float(peak.spread[r])  # below the 5th percentile, mirrored
+        drop_past = (
+            float(peak.med[r] - peak.hi[r]) + float(peak.med[r]) - float(d.rhythm_peak[r])
+        ) / float(peak.spread[r])  # below the 5th percentile, mirrored
         ratio = float(d.rhythm_lag_s[r]) / max(normal_lag, 1e-6)
         multiple = any(abs(ratio - m) < 0.05 * m for m in (0.5, 1.0, 2.0, 3.0, 1 / 3))
         moved = 0.0 if multiple else abs(lag.z_at(float(d.rhythm_lag_s[r]), r))
@@ -329,21 +394,40 @@ def _rhythm(d: ClipDetail, p: AudioProfile) -> Deviation:
             continue
         if moved - 2.0 > drop_past:
             way = "slower" if ratio > 1 else "faster"
-            words = (f"the cycle in {band_words(f0, f1)} is {way}: {d.rhythm_lag_s[r]:.2f} s "
-                     f"instead of {normal_lag:.2f} s")
-            best = Deviation("rhythm", moved, score, (f0, f1), None, None, 1 / max(
-                float(d.rhythm_lag_s[r]), 1e-6), words=words)
+            words = (
+                f"the cycle in {band_words(f0, f1)} is {way}: {d.rhythm_lag_s[r]:.2f} s "
+                f"instead of {normal_lag:.2f} s"
+            )
+            best = Deviation(
+                "rhythm",
+                moved,
+                score,
+                (f0, f1),
+                None,
+                None,
+                1 / max(float(d.rhythm_lag_s[r]), 1e-6),
+                words=words,
+            )
         else:
-            words = (f"the cycle in {band_words(f0, f1)} became irregular: periodicity "
-                     f"{d.rhythm_peak[r]:.2f} (normal {peak.med[r]:.2f}, period "
-                     f"{normal_lag:.2f} s)")
-            best = Deviation("rhythm", drop, score, (f0, f1), None, None,
-                             1 / max(normal_lag, 1e-6), words=words)
+            words = (
+                f"the cycle in {band_words(f0, f1)} became irregular: periodicity "
+                f"{d.rhythm_peak[r]:.2f} (normal {peak.med[r]:.2f}, period "
+                f"{normal_lag:.2f} s)"
+            )
+            best = Deviation(
+                "rhythm", drop, score, (f0, f1), None, None, 1 / max(normal_lag, 1e-6), words=words
+            )
     return best
 
 
-_MEASURES = {"tonal": _tonal, "level": _level, "impulsive": _impulsive,
-             "modulation": _modulation, "band_shift": _band_shift, "rhythm": _rhythm}
+_MEASURES = {
+    "tonal": _tonal,
+    "level": _level,
+    "impulsive": _impulsive,
+    "modulation": _modulation,
+    "band_shift": _band_shift,
+    "rhythm": _rhythm,
+}
 
 
 def deviations(d: ClipDetail, p: AudioProfile) -> list[Deviation]:
@@ -358,8 +442,9 @@ def deviations(d: ClipDetail, p: AudioProfile) -> list[Deviation]:
     return out
 
 
-def explain(details: Iterable[ClipDetail], p: AudioProfile,
-            windows: Sequence[int] | None = None) -> Explanation:
+def explain(
+    details: Iterable[ClipDetail], p: AudioProfile, windows: Sequence[int] | None = None
+) -> Explanation:
     """The explanation of an alarm from its voting windows' details (module docstring);
     `windows`: their indices, for the payload. `details` may be a generator: each window's
     detail is dropped once its deviations are measured (a detail is ~2 MB; the agent's RSS
@@ -378,25 +463,33 @@ def explain(details: Iterable[ClipDetail], p: AudioProfile,
     i = KINDS.index(kind)
     w = int(np.argmax([ds[i].strength for ds in per]))
     main = per[w][i]
-    others = tuple(f"{per[w][KINDS.index(k)].words} ({per[w][KINDS.index(k)].spreads:.1f} "
-                   "normal spreads)" for k in ranked[1:3] if best[k] >= 1.0)
+    others = tuple(
+        f"{per[w][KINDS.index(k)].words} ({per[w][KINDS.index(k)].spreads:.1f} normal spreads)"
+        for k in ranked[1:3]
+        if best[k] >= 1.0
+    )
     window = windows[w] if windows is not None and w < len(windows) else None
     if best[kind] < 1.0:
-        sentence = ("no single change in level, tones, knocks, modulation or rhythm stands "
-                    f"out from normal audio (closest: {main.words}); the learned model sees "
-                    "a difference these measures do not name")
+        sentence = (
+            "no single change in level, tones, knocks, modulation or rhythm stands "
+            f"out from normal audio (closest: {main.words}); the learned model sees "
+            "a difference these measures do not name"
+        )
         return Explanation(UNCLEAR, sentence, main, window, others, shapes[w])
     when = ""
-    if main.time_s is not None and main.kind in ("tonal", "impulsive", "level") and (
-            main.share is None or main.share < 0.6):
+    if (
+        main.time_s is not None
+        and main.kind in ("tonal", "impulsive", "level")
+        and (main.share is None or main.share < 0.6)
+    ):
         when = f" from {main.time_s[0]:.1f} s to {main.time_s[1]:.1f} s of the window"
     sentence = f"{main.words}{when} ({main.spreads:.1f} normal spreads)"
-    return Explanation(kind, sentence[0].upper() + sentence[1:], main, window, others,
-                       shapes[w])
+    return Explanation(kind, sentence[0].upper() + sentence[1:], main, window, others, shapes[w])
 
 
 # ---------------------------------------------------------------- building a profile
 # (here, not in profile.py: its `null` is each kind's deviation on the normal clips)
+
 
 def build_profile(details: Sequence[ClipDetail], spec: FrontendSpec, origin: str) -> AudioProfile:
     """The profile of a section from its normal clips' details (at least one). The `null`
@@ -422,26 +515,46 @@ def build_profile(details: Sequence[ClipDetail], spec: FrontendSpec, origin: str
     }
     centroid = Stat.of(np.asarray([[d.centroid] for d in details]), 0.05)
     draft = AudioProfile(
-        spec, len(details), origin,
+        spec,
+        len(details),
+        origin,
         tuple(float(v) for v in np.percentile(rms, [10, 50, 90])),  # type: ignore[arg-type]
         tuple(float(v) for v in np.percentile(crest, [10, 50, 90])),  # type: ignore[arg-type]
         float(max(x.clipped_fraction for x in s)),
-        content_edge(np.median(shape, axis=0), lay), centroid, stats,
-        dict.fromkeys(KINDS, (0.0, 1.0)))
+        content_edge(np.median(shape, axis=0), lay),
+        centroid,
+        stats,
+        dict.fromkeys(KINDS, (0.0, 1.0)),
+    )
     strongest: dict[str, list[float]] = {k: [] for k in KINDS}
     for d in details:
         for dev in deviations(d, draft):
             if np.isfinite(dev.strength):  # the kind had something to measure
                 strongest[dev.kind].append(dev.score)
-    null = {k: (float(np.percentile(v, 50)), float(np.percentile(v, 95))) if v
-            else (0.0, 1.0) for k, v in strongest.items()}
-    return AudioProfile(draft.spec, draft.n_clips, origin, draft.level_dbfs, draft.crest_db,
-                        draft.clipped_fraction, draft.edge_hz, centroid, stats, null)
+    null = {
+        k: (float(np.percentile(v, 50)), float(np.percentile(v, 95))) if v else (0.0, 1.0)
+        for k, v in strongest.items()
+    }
+    return AudioProfile(
+        draft.spec,
+        draft.n_clips,
+        origin,
+        draft.level_dbfs,
+        draft.crest_db,
+        draft.clipped_fraction,
+        draft.edge_hz,
+        centroid,
+        stats,
+        null,
+    )
 
 
-def profile_from_waves(waves: Sequence[NDArray[Any]], spec: FrontendSpec, origin: str,
-                       levels: Sequence[tuple[float, float, float]] | None = None
-                       ) -> AudioProfile:
+def profile_from_waves(
+    waves: Sequence[NDArray[Any]],
+    spec: FrontendSpec,
+    origin: str,
+    levels: Sequence[tuple[float, float, float]] | None = None,
+) -> AudioProfile:
     """The profile of normal clips given as waves of `spec.clip_samples` (export, calibrate,
     enrol). `levels`: each clip's (RMS dBFS, peak dBFS, clipped share) when the caller has
     them (the sensor health check's); measured here otherwise."""

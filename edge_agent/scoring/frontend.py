@@ -101,9 +101,7 @@ def stft_magnitude(wave: NDArray[Any], spec: FrontendSpec) -> FloatArray:
     (`edge_agent.scoring.fft`), which is ~4x faster than numpy's on this workload.
     """
     x = _check_clip(wave, spec)
-    frames = np.lib.stride_tricks.sliding_window_view(x, spec.n_fft, axis=-1)[
-        ..., :: spec.hop, :
-    ]
+    frames = np.lib.stride_tricks.sliding_window_view(x, spec.n_fft, axis=-1)[..., :: spec.hop, :]
     frames = frames[..., : spec.n_frames, :] * periodic_hann(spec.n_fft)
     mag: FloatArray = np.abs(rfft(frames, axis=-1)).astype(np.float32)
     return mag

@@ -81,8 +81,9 @@ def groups_of(kinds: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(kinds))
 
 
-def discriminant(normal: NDArray[np.float64], pseudo: NDArray[np.float64],
-                 ridge: float) -> NDArray[np.float64]:
+def discriminant(
+    normal: NDArray[np.float64], pseudo: NDArray[np.float64], ridge: float
+) -> NDArray[np.float64]:
     """(G,) non-negative discriminant weights of G score rows, largest 1 (all 0 when no row
     moves pseudo-anomalies up). `normal` (G, n), `pseudo` (G, m)."""
     diff = pseudo.mean(axis=1) - normal.mean(axis=1)
@@ -110,8 +111,10 @@ def choose_weights(
     `kinds[i]`: its kind ("model" for learned embeddings: they form the anchor group).
     """
     if not (len(normal) == len(pseudo) == len(kinds)) or not kinds:
-        raise ValueError(f"fusion: {len(normal)} normal, {len(pseudo)} pseudo score sets for "
-                         f"{len(kinds)} components")
+        raise ValueError(
+            f"fusion: {len(normal)} normal, {len(pseudo)} pseudo score sets for "
+            f"{len(kinds)} components"
+        )
     if not 0.0 <= anchor <= 1.0:
         raise ValueError(f"fusion anchor: expected a number in [0, 1], got {anchor}")
     if ridge < 0:
@@ -119,12 +122,17 @@ def choose_weights(
     groups = groups_of(kinds)
     members = [[i for i, k in enumerate(kinds) if k == g] for g in groups]
     # a group's score: its members' mean (an ensemble votes once)
-    g_norm = np.stack([np.mean([np.asarray(normal[i], np.float64) for i in m], axis=0)
-                       for m in members])
-    g_pseudo = np.stack([np.mean([np.asarray(pseudo[i], np.float64) for i in m], axis=0)
-                         for m in members])
-    base = (np.asarray([1.0 if g == ANCHOR_KIND else 0.0 for g in groups])
-            if ANCHOR_KIND in groups else np.ones(len(groups)))
+    g_norm = np.stack(
+        [np.mean([np.asarray(normal[i], np.float64) for i in m], axis=0) for m in members]
+    )
+    g_pseudo = np.stack(
+        [np.mean([np.asarray(pseudo[i], np.float64) for i in m], axis=0) for m in members]
+    )
+    base = (
+        np.asarray([1.0 if g == ANCHOR_KIND else 0.0 for g in groups])
+        if ANCHOR_KIND in groups
+        else np.ones(len(groups))
+    )
     sep = tuple(auc(n, p) for n, p in zip(g_norm, g_pseudo, strict=True))
     if g_norm.shape[1] < MIN_NORMAL or g_pseudo.shape[1] < 2:
         gw = base

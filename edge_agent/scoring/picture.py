@@ -36,8 +36,9 @@ LIVE = (210, 30, 30)
 BAND = (215, 230, 250)
 
 
-def spectrum_png(shape_db: NDArray[Any], profile: AudioProfile,
-                 band_hz: tuple[float, float] | None = None) -> bytes:
+def spectrum_png(
+    shape_db: NDArray[Any], profile: AudioProfile, band_hz: tuple[float, float] | None = None
+) -> bytes:
     """The PNG of one window's spectral shape (`WindowSummary.shape_db`) on the profile's
     normal range, the explanation's band shaded."""
     st = profile.stats["shape"]
@@ -62,7 +63,7 @@ def spectrum_png(shape_db: NDArray[Any], profile: AudioProfile,
 
     r_hi, r_lo = row(hi), row(lo)
     for x in range(width):
-        img[r_hi[x]:r_lo[x] + 1, x] = NORMAL
+        img[r_hi[x] : r_lo[x] + 1, x] = NORMAL
     _line(img, row(med), MEDIAN)
     _line(img, row(live), LIVE)
     return encode_png(img)
@@ -73,7 +74,7 @@ def _line(img: NDArray[np.uint8], rows: NDArray[np.int64], color: tuple[int, int
     for x in range(rows.size):
         a = rows[x]
         b = rows[x - 1] if x else a
-        img[min(a, b):max(a, b) + 1, x] = color
+        img[min(a, b) : max(a, b) + 1, x] = color
 
 
 def encode_png(rgb: NDArray[np.uint8]) -> bytes:
@@ -82,8 +83,16 @@ def encode_png(rgb: NDArray[np.uint8]) -> bytes:
     raw = b"".join(b"\x00" + rgb[y].tobytes() for y in range(h))  # filter 0 per row
 
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return (struct.pack(">I", len(data)) + kind + data
-                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+        return (
+            struct.pack(">I", len(data))
+            + kind
+            + data
+            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        )
 
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(raw, 6))
+        + chunk(b"IEND", b"")
+    )

@@ -57,7 +57,11 @@ PROFILE_VERSION = 1
 BANDS = 24
 """Log-spaced bands from STFT bin 2 (~31 Hz at 16 kHz) to Nyquist: about third octaves."""
 RHYTHM_HZ: tuple[tuple[float, float], ...] = (
-    (50.0, 500.0), (500.0, 2000.0), (2000.0, 5000.0), (5000.0, 8000.0))
+    (50.0, 500.0),
+    (500.0, 2000.0),
+    (2000.0, 5000.0),
+    (5000.0, 8000.0),
+)
 """The broad ranges whose periodicity is measured (the classical rhythm component's)."""
 RHYTHM_LAGS_S = (0.25, 4.0)
 """Periods looked for: from a quarter second (faster is a modulation) to 4 s."""
@@ -115,6 +119,7 @@ def layout(spec: FrontendSpec) -> Layout:
 
 # ---------------------------------------------------------------- every window (cheap)
 
+
 @dataclass(frozen=True)
 class WindowSummary:
     """What the hearing check keeps of one window (see module docstring)."""
@@ -130,8 +135,13 @@ class WindowSummary:
         return self.peak_dbfs - self.rms_dbfs
 
 
-def summarise(mag: NDArray[Any], spec: FrontendSpec, rms_dbfs: float, peak_dbfs: float,
-              clipped_fraction: float) -> WindowSummary:
+def summarise(
+    mag: NDArray[Any],
+    spec: FrontendSpec,
+    rms_dbfs: float,
+    peak_dbfs: float,
+    clipped_fraction: float,
+) -> WindowSummary:
     """The window's summary from its |STFT| `mag` (n_frames, n_bins) and its levels (the sensor
     health check's). float32 throughout: this runs for every window."""
     lay = layout(spec)
@@ -143,11 +153,13 @@ def summarise(mag: NDArray[Any], spec: FrontendSpec, rms_dbfs: float, peak_dbfs:
     k = max(0, int(0.1 * (bands.shape[0] - 1)))
     floor = np.partition(bands, k, axis=0)[k] / np.diff(lay.edges).astype(np.float32)
     floor_db = db(floor / np.float32(total)).astype(np.float32)
-    return WindowSummary(shape, floor_db, float(rms_dbfs), float(peak_dbfs),
-                         float(clipped_fraction))
+    return WindowSummary(
+        shape, floor_db, float(rms_dbfs), float(peak_dbfs), float(clipped_fraction)
+    )
 
 
 # ---------------------------------------------------------------- profiles and alarms
+
 
 @dataclass(frozen=True)
 class ClipDetail:
@@ -178,8 +190,9 @@ class ClipDetail:
 def sliding_median(x: NDArray[Any], half: int) -> NDArray[np.float64]:
     """The median of each element's +-`half` neighbourhood (edges repeated)."""
     pad = np.pad(np.asarray(x, np.float64), half, mode="edge")
-    return np.asarray(np.median(np.lib.stride_tricks.sliding_window_view(pad, 2 * half + 1),
-                                axis=1))
+    return np.asarray(
+        np.median(np.lib.stride_tricks.sliding_window_view(pad, 2 * half + 1), axis=1)
+    )
 
 
 def events(env: NDArray[Any], rate: float) -> NDArray[np.float64]:
@@ -196,7 +209,7 @@ def events(env: NDArray[Any], rate: float) -> NDArray[np.float64]:
         j = i
         while j + 1 < above.size and above[j + 1] - above[j] <= gap:
             j += 1
-        seg = above[i:j + 1]
+        seg = above[i : j + 1]
         times.append(float(seg[np.argmax(e[seg])]) / rate)
         i = j + 1
     return np.asarray(times)
@@ -254,8 +267,9 @@ def _rhythm(power: NDArray[np.float32], lay: Layout) -> tuple[FloatArray, FloatA
     for a, c in lay.rhythm:
         env = np.log(power[:, a:c].sum(axis=1, dtype=np.float64) + 1e-10)
         # a 5-frame median: a knock (1-2 frames) is not part of the cycle
-        env = np.median(np.lib.stride_tricks.sliding_window_view(
-            np.pad(env, 2, mode="edge"), 5), axis=1)
+        env = np.median(
+            np.lib.stride_tricks.sliding_window_view(np.pad(env, 2, mode="edge"), 5), axis=1
+        )
         env -= env.mean()
         ac = np.fft.irfft(np.abs(np.fft.rfft(env, 2 * n)) ** 2)[: hi + 1]
         ac = ac / max(ac[0], EPS)
@@ -263,14 +277,20 @@ def _rhythm(power: NDArray[np.float32], lay: Layout) -> tuple[FloatArray, FloatA
             peaks.append(0.0)
             lags.append(0.0)
             continue
-        k = lo + int(np.argmax(ac[lo:hi + 1]))
+        k = lo + int(np.argmax(ac[lo : hi + 1]))
         peaks.append(float(ac[k]))
         lags.append(k * frame_s)
     return np.asarray(peaks, np.float32), np.asarray(lags, np.float32)
 
 
-def detail(wave: NDArray[Any], spec: FrontendSpec, rms_dbfs: float, peak_dbfs: float,
-           clipped_fraction: float, mag: NDArray[Any] | None = None) -> ClipDetail:
+def detail(
+    wave: NDArray[Any],
+    spec: FrontendSpec,
+    rms_dbfs: float,
+    peak_dbfs: float,
+    clipped_fraction: float,
+    mag: NDArray[Any] | None = None,
+) -> ClipDetail:
     """Every measure of one window (`mag`: its |STFT| when already computed)."""
     lay = layout(spec)
     if mag is None:
@@ -290,8 +310,9 @@ def detail(wave: NDArray[Any], spec: FrontendSpec, rms_dbfs: float, peak_dbfs: f
     steady = np.partition(power, half, axis=0)[half].astype(np.float64)
     steady_db = db(steady / (steady.sum() + EPS))
     flat = np.minimum(steady_db, sliding_median(steady_db, 8) + 3.0)  # tones flattened
-    band_db = np.asarray([np.mean(flat[lay.edges[b]:lay.edges[b + 1]])
-                          for b in range(lay.n_bands)], np.float32)
+    band_db = np.asarray(
+        [np.mean(flat[lay.edges[b] : lay.edges[b + 1]]) for b in range(lay.n_bands)], np.float32
+    )
     envs, rates = _band_envelopes(wave, lay)
     mods = [_modulation(e, r) for e, r in zip(envs, rates, strict=True)]
     times = tuple(events(e, r) for e, r in zip(envs, rates, strict=True))
@@ -300,17 +321,28 @@ def detail(wave: NDArray[Any], spec: FrontendSpec, rms_dbfs: float, peak_dbfs: f
     f = np.maximum(lay.freqs, lay.hz_per_bin)
     centroid = float(np.sum(lin * np.log2(f)) / (lin.sum() + EPS))
     return ClipDetail(
-        summary, prom, fluct, band_db,
+        summary,
+        prom,
+        fluct,
+        band_db,
         np.asarray([t.size for t in times], np.float32),
         np.asarray([m[0] for m in mods], np.float32),
         np.asarray([m[1] for m in mods], np.float32),
-        np.asarray([m[2] for m in mods], np.float32), peaks, lags, centroid,
-        frames_db, bin_frames16, tuple(envs), tuple(rates),
+        np.asarray([m[2] for m in mods], np.float32),
+        peaks,
+        lags,
+        centroid,
+        frames_db,
+        bin_frames16,
+        tuple(envs),
+        tuple(rates),
         tuple(t.astype(np.float32) for t in times),
-        steady_db.astype(np.float32))
+        steady_db.astype(np.float32),
+    )
 
 
 # ---------------------------------------------------------------- the profile
+
 
 @dataclass(frozen=True)
 class Stat:
@@ -326,8 +358,9 @@ class Stat:
         v = np.asarray(values, np.float64)
         p16, p50, p84, p95 = np.percentile(v, [16, 50, 84, 95], axis=0)
         spread = np.maximum((p84 - p16) / 2.0, floor)
-        return cls(np.asarray(p50, np.float32), np.asarray(spread, np.float32),
-                   np.asarray(p95, np.float32))
+        return cls(
+            np.asarray(p50, np.float32), np.asarray(spread, np.float32), np.asarray(p95, np.float32)
+        )
 
     def z(self, x: NDArray[Any]) -> NDArray[np.float64]:
         """Normal spreads from the median, element by element."""
@@ -345,8 +378,18 @@ def _round(x: NDArray[Any], digits: int = 2) -> list[float]:
     return [round(float(v), digits) for v in np.ravel(x)]
 
 
-STATS = ("shape", "prom", "fluct", "floor", "band", "events", "kurt", "mod", "rhythm_peak",
-         "rhythm_lag")
+STATS = (
+    "shape",
+    "prom",
+    "fluct",
+    "floor",
+    "band",
+    "events",
+    "kurt",
+    "mod",
+    "rhythm_peak",
+    "rhythm_lag",
+)
 """The per-element measures of a profile, in `to_dict` order (their lengths: `_lengths`)."""
 
 
@@ -373,7 +416,9 @@ class AudioProfile:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "version": PROFILE_VERSION, "n_clips": self.n_clips, "origin": self.origin,
+            "version": PROFILE_VERSION,
+            "n_clips": self.n_clips,
+            "origin": self.origin,
             "bands_hz": self.layout.edges_hz,
             "level_dbfs": [round(v, 2) for v in self.level_dbfs],
             "crest_db": [round(v, 2) for v in self.crest_db],
@@ -381,8 +426,9 @@ class AudioProfile:
             "edge_hz": round(self.edge_hz, 1),
             "centroid": self.centroid.to_dict(),
             **{name: self.stats[name].to_dict() for name in STATS},
-            "null": {k: [round(float(v[0]), 3), round(float(v[1]), 3)]
-                     for k, v in self.null.items()},
+            "null": {
+                k: [round(float(v[0]), 3), round(float(v[1]), 3)] for k, v in self.null.items()
+            },
         }
 
     @classmethod
@@ -392,31 +438,55 @@ class AudioProfile:
         if not isinstance(data, dict):
             raise FieldError("", f"expected an object, got {type(data).__name__}")
         if data.get("version") != PROFILE_VERSION:
-            raise FieldError("version", f"expected {PROFILE_VERSION}, got "
-                             f"{data.get('version')!r} (another agent version wrote it)")
+            raise FieldError(
+                "version",
+                f"expected {PROFILE_VERSION}, got "
+                f"{data.get('version')!r} (another agent version wrote it)",
+            )
         lay = layout(spec)
         if data.get("bands_hz") != lay.edges_hz:
             raise FieldError("bands_hz", "not the bands of this bundle's frontend")
         lengths = _lengths(lay)
         stats = {name: _stat(data.get(name), name, n) for name, n in lengths.items()}
         null = data.get("null")
-        if not (isinstance(null, dict) and set(null) == set(KINDS) and all(
-                isinstance(v, list) and len(v) == 2 and all(map(_finite, v))
-                for v in null.values())):
-            raise FieldError("null", f"expected [median, 95th percentile] for each of "
-                             f"{', '.join(KINDS)}")
+        if not (
+            isinstance(null, dict)
+            and set(null) == set(KINDS)
+            and all(
+                isinstance(v, list) and len(v) == 2 and all(map(_finite, v)) for v in null.values()
+            )
+        ):
+            raise FieldError(
+                "null", f"expected [median, 95th percentile] for each of {', '.join(KINDS)}"
+            )
         return cls(
-            spec, _int(data, "n_clips"), str(data.get("origin", "")),
-            _triple(data, "level_dbfs"), _triple(data, "crest_db"),
-            _number(data, "clipped_fraction"), _number(data, "edge_hz"),
-            _stat(data.get("centroid"), "centroid", 1), stats,
-            {k: (float(v[0]), float(v[1])) for k, v in null.items()})
+            spec,
+            _int(data, "n_clips"),
+            str(data.get("origin", "")),
+            _triple(data, "level_dbfs"),
+            _triple(data, "crest_db"),
+            _number(data, "clipped_fraction"),
+            _number(data, "edge_hz"),
+            _stat(data.get("centroid"), "centroid", 1),
+            stats,
+            {k: (float(v[0]), float(v[1])) for k, v in null.items()},
+        )
 
 
 def _lengths(lay: Layout) -> dict[str, int]:
     n, b, r = lay.spec.n_bins, lay.n_bands, len(lay.rhythm)
-    return {"shape": n, "prom": n, "fluct": n, "floor": b, "band": b, "events": b, "kurt": b,
-            "mod": b, "rhythm_peak": r, "rhythm_lag": r}
+    return {
+        "shape": n,
+        "prom": n,
+        "fluct": n,
+        "floor": b,
+        "band": b,
+        "events": b,
+        "kurt": b,
+        "mod": b,
+        "rhythm_peak": r,
+        "rhythm_lag": r,
+    }
 
 
 def _finite(v: Any) -> bool:
@@ -476,5 +546,8 @@ def wave_levels(wave: NDArray[Any], clip_level: float = 0.999) -> tuple[float, f
     rms = float(np.sqrt(np.mean((x - x.mean()) ** 2)))
     peak = float(np.max(np.abs(x))) if x.size else 0.0
     clipped = float(np.count_nonzero(np.abs(x) >= clip_level)) / max(1, x.size)
-    return (max(-120.0, 20 * math.log10(rms)) if rms > 0 else -120.0,
-            max(-120.0, 20 * math.log10(peak)) if peak > 0 else -120.0, clipped)
+    return (
+        max(-120.0, 20 * math.log10(rms)) if rms > 0 else -120.0,
+        max(-120.0, 20 * math.log10(peak)) if peak > 0 else -120.0,
+        clipped,
+    )

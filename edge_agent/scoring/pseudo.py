@@ -161,8 +161,12 @@ def _stutter(x: F64, rng: np.random.Generator, sr: int) -> F64:
 
 
 PERTURB: dict[str, Callable[[F64, np.random.Generator, int], F64]] = {
-    "tone": _tone, "band": _band, "impulses": _impulses, "speed": _speed,
-    "modulation": _modulation, "stutter": _stutter,
+    "tone": _tone,
+    "band": _band,
+    "impulses": _impulses,
+    "speed": _speed,
+    "modulation": _modulation,
+    "stutter": _stutter,
 }
 
 
@@ -212,5 +216,7 @@ def section_pseudo(
     `waves_of(0..n_clips-1)`: export, evaluate, calibrate and enrol all call this, so each
     side perturbs the same clips the same way and only the embedder differs."""
     items = plan(n_clips, count, section_seed(section, seed))
-    return PseudoSet(pseudo_embeddings(waves_of, items, embed, sample_rate),
-                     np.asarray([it.origin for it in items], dtype=np.int64))
+    return PseudoSet(
+        pseudo_embeddings(waves_of, items, embed, sample_rate),
+        np.asarray([it.origin for it in items], dtype=np.int64),
+    )

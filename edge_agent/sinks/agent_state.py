@@ -23,12 +23,25 @@ from typing import Any
 
 from edge_agent.events import SCHEMA_VERSION, Event, iso
 
-ENDED_BY = {"reload_failed": "reloaded", "outbox_disk_full": "outbox_disk_ok",
-            "mqtt_auth_failed": "mqtt_ok", "mqtt_tls_failed": "mqtt_ok"}
+ENDED_BY = {
+    "reload_failed": "reloaded",
+    "outbox_disk_full": "outbox_disk_ok",
+    "mqtt_auth_failed": "mqtt_ok",
+    "mqtt_tls_failed": "mqtt_ok",
+}
 """Conditions and the event that ends them (`reloaded` is a status event, the others health)."""
 
-INCIDENTS = frozenset({"windows_dropped", "window_error", "evidence_skipped", "outbox_full",
-                       "outbox_quarantined", "outbox_replaced", "outbox_sender_restarted"})
+INCIDENTS = frozenset(
+    {
+        "windows_dropped",
+        "window_error",
+        "evidence_skipped",
+        "outbox_full",
+        "outbox_quarantined",
+        "outbox_replaced",
+        "outbox_sender_restarted",
+    }
+)
 """Health events that are the agent's problem but have no end event."""
 
 HOLD_SECONDS = 600.0
@@ -54,8 +67,11 @@ class AgentState:
             self.problems.pop("reload_failed", None)
             return self._changed(now)
         if event["kind"] == "score":
-            stale = [k for k, p in self.problems.items()
-                     if k in INCIDENTS and now - p["last_epoch"] >= HOLD_SECONDS]
+            stale = [
+                k
+                for k, p in self.problems.items()
+                if k in INCIDENTS and now - p["last_epoch"] >= HOLD_SECONDS
+            ]
             for k in stale:
                 del self.problems[k]
             return bool(stale) and self._changed(now)
@@ -69,8 +85,12 @@ class AgentState:
             old = self.problems.get(name)
             raw: Mapping[str, Any] = event
             detail = {k: raw[k] for k in ("monitor", "error", "dropped", "count") if k in raw}
-            self.problems[name] = {"since": old["since"] if old else iso(now), "last": iso(now),
-                                   "last_epoch": round(now, 3), **detail}
+            self.problems[name] = {
+                "since": old["since"] if old else iso(now),
+                "last": iso(now),
+                "last_epoch": round(now, 3),
+                **detail,
+            }
             return self._changed(now)
         return bool(ended) and self._changed(now)
 
@@ -81,8 +101,15 @@ class AgentState:
     def payload(self) -> dict[str, Any]:
         """The retained JSON: `faults` (names; empty = fine) and each one's `problems` entry
         (`since`, `last`, and what the event said: `monitor`, `error`, `dropped`, `count`)."""
-        return {"schema": SCHEMA_VERSION, "ts": iso(self.epoch), "epoch": round(self.epoch, 3),
-                "device_id": self.device_id, "model_version": self.model_version,
-                "faults": sorted(self.problems),
-                "problems": {k: {f: v for f, v in p.items() if f != "last_epoch"}
-                             for k, p in sorted(self.problems.items())}}
+        return {
+            "schema": SCHEMA_VERSION,
+            "ts": iso(self.epoch),
+            "epoch": round(self.epoch, 3),
+            "device_id": self.device_id,
+            "model_version": self.model_version,
+            "faults": sorted(self.problems),
+            "problems": {
+                k: {f: v for f, v in p.items() if f != "last_epoch"}
+                for k, p in sorted(self.problems.items())
+            },
+        }

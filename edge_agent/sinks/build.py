@@ -50,8 +50,12 @@ def features(cfg: AgentConfig) -> frozenset[str]:
     return frozenset(out)
 
 
-def build(cfg: AgentConfig, monitors: Sequence[MonitorSettings], model_version: str,
-          outbox_depth: Callable[[], int]) -> Sinks:
+def build(
+    cfg: AgentConfig,
+    monitors: Sequence[MonitorSettings],
+    model_version: str,
+    outbox_depth: Callable[[], int],
+) -> Sinks:
     """The config's sinks: stdout (human or JSON lines), a JSON-lines file (0600), MQTT with
     its outbox (`mqtt.host` set), the Prometheus textfile (`metrics.textfile` set).
     `outbox_depth`: asked by the metrics at each write."""
@@ -61,9 +65,14 @@ def build(cfg: AgentConfig, monitors: Sequence[MonitorSettings], model_version: 
     if cfg.log.jsonl_file:  # the files the agent keeps are 0600 (edge_agent.private)
         out.all.append(JsonlSink(open_private(cfg.log.jsonl_file, "a"), True))
     if cfg.mqtt.enabled:
-        out.mqtt = MqttSink(cfg.mqtt, Outbox(cfg.outbox),
-                            [Machine(m.name, m.section) for m in monitors], model_version,
-                            ha_devices=bool(cfg.monitors), features=features(cfg))
+        out.mqtt = MqttSink(
+            cfg.mqtt,
+            Outbox(cfg.outbox),
+            [Machine(m.name, m.section) for m in monitors],
+            model_version,
+            ha_devices=bool(cfg.monitors),
+            features=features(cfg),
+        )
         out.all.append(out.mqtt)
     if cfg.metrics.textfile:  # dashboards: node-exporter's textfile collector
         out.metrics = PrometheusSink(cfg.metrics, cfg.mqtt.device_id, outbox_depth=outbox_depth)

@@ -80,66 +80,147 @@ class Entity:
 
 MACHINE_ENTITIES: tuple[Entity, ...] = (
     # attributes: the alarm payload, its `explanation` (why it alarmed) included
-    Entity("binary_sensor", "alarm", "anomaly", "anomaly",
-           {"state_topic": "{monitor}/alarm", "json_attributes_topic": "{monitor}/alarm"},
-           {"device_class": "problem",
-            "value_template": "{{ 'ON' if value_json.decision == 'alarm' else 'OFF' }}"}),
-    Entity("sensor", "score", "anomaly_score", "anomaly score", {"state_topic": "{monitor}/score"},
-           {"value_template": "{{ value_json.score }}", "state_class": "measurement",
-            "suggested_display_precision": 3}),
+    Entity(
+        "binary_sensor",
+        "alarm",
+        "anomaly",
+        "anomaly",
+        {"state_topic": "{monitor}/alarm", "json_attributes_topic": "{monitor}/alarm"},
+        {
+            "device_class": "problem",
+            "value_template": "{{ 'ON' if value_json.decision == 'alarm' else 'OFF' }}",
+        },
+    ),
+    Entity(
+        "sensor",
+        "score",
+        "anomaly_score",
+        "anomaly score",
+        {"state_topic": "{monitor}/score"},
+        {
+            "value_template": "{{ value_json.score }}",
+            "state_class": "measurement",
+            "suggested_display_precision": 3,
+        },
+    ),
     # median of recent scores minus the threshold (edge_agent.runtime.history)
-    Entity("sensor", "drift", "score_drift", "score drift", {"state_topic": "{monitor}/drift"},
-           {"value_template": "{{ value_json.drift }}", "state_class": "measurement",
-            "suggested_display_precision": 3, "entity_category": "diagnostic"}),
+    Entity(
+        "sensor",
+        "drift",
+        "score_drift",
+        "score drift",
+        {"state_topic": "{monitor}/drift"},
+        {
+            "value_template": "{{ value_json.drift }}",
+            "state_class": "measurement",
+            "suggested_display_precision": 3,
+            "entity_category": "diagnostic",
+        },
+    ),
     # the machine's input: a dead microphone, a lost device, clipping
-    Entity("binary_sensor", "sensor", "sensor_fault", "sensor fault",
-           {"state_topic": "{monitor}/sensor"},
-           {"device_class": "problem", "entity_category": "diagnostic",
-            "value_template": ON_WHEN_FAULTS}),
+    Entity(
+        "binary_sensor",
+        "sensor",
+        "sensor_fault",
+        "sensor fault",
+        {"state_topic": "{monitor}/sensor"},
+        {
+            "device_class": "problem",
+            "entity_category": "diagnostic",
+            "value_template": ON_WHEN_FAULTS,
+        },
+    ),
     # the operator's answer to the machine's latest alarm (edge_agent.adaptation.feedback):
     # HA publishes the button's payload (or the option picked) on feedback/set, not retained;
     # the agent applies it and the retained feedback state says what it did
-    Entity("button", "not_a_fault", "not_a_fault", "not a fault",
-           {"command_topic": "{monitor}/feedback/set"},
-           {"payload_press": "not_a_fault", "icon": "mdi:check-circle-outline"},
-           needs="answers"),
-    Entity("button", "confirmed", "confirmed_fault", "confirmed fault",
-           {"command_topic": "{monitor}/feedback/set"},
-           {"payload_press": "confirmed", "icon": "mdi:alert-circle-outline"},
-           needs="answers"),
+    Entity(
+        "button",
+        "not_a_fault",
+        "not_a_fault",
+        "not a fault",
+        {"command_topic": "{monitor}/feedback/set"},
+        {"payload_press": "not_a_fault", "icon": "mdi:check-circle-outline"},
+        needs="answers",
+    ),
+    Entity(
+        "button",
+        "confirmed",
+        "confirmed_fault",
+        "confirmed fault",
+        {"command_topic": "{monitor}/feedback/set"},
+        {"payload_press": "confirmed", "icon": "mdi:alert-circle-outline"},
+        needs="answers",
+    ),
     # the latest alarm's answer as the agent applied it ("None": not answered yet, which HA
     # shows as unknown); picking an option answers; attributes: the alarm's clip, who, what
-    Entity("select", "answer", "alarm_answer", "alarm answer",
-           {"command_topic": "{monitor}/feedback/set", "state_topic": "{monitor}/feedback",
-            "json_attributes_topic": "{monitor}/feedback"},
-           {"options": list(ANSWER_OPTIONS.values()),
+    Entity(
+        "select",
+        "answer",
+        "alarm_answer",
+        "alarm answer",
+        {
+            "command_topic": "{monitor}/feedback/set",
+            "state_topic": "{monitor}/feedback",
+            "json_attributes_topic": "{monitor}/feedback",
+        },
+        {
+            "options": list(ANSWER_OPTIONS.values()),
             "value_template": "{{ " + repr(ANSWER_OPTIONS) + ".get(value_json.answer, 'None') }}",
-            "icon": "mdi:comment-question-outline"},
-           needs="answers"),
+            "icon": "mdi:comment-question-outline",
+        },
+        needs="answers",
+    ),
     # does it hear right (edge_agent.runtime.hearing): ON while the audio reaching the model
     # is unlike the training audio; attributes: the sentence (`message`) and the findings
-    Entity("binary_sensor", "hearing", "audio_path", "audio path",
-           {"state_topic": "{monitor}/hearing", "json_attributes_topic": "{monitor}/hearing"},
-           {"device_class": "problem", "entity_category": "diagnostic",
+    Entity(
+        "binary_sensor",
+        "hearing",
+        "audio_path",
+        "audio path",
+        {"state_topic": "{monitor}/hearing", "json_attributes_topic": "{monitor}/hearing"},
+        {
+            "device_class": "problem",
+            "entity_category": "diagnostic",
             "value_template": "{{ 'ON' if value_json.event == 'hearing_mismatch' else 'OFF' "
-                              "if value_json.event == 'hearing_ok' else 'None' }}"}),
+            "if value_json.event == 'hearing_ok' else 'None' }}",
+        },
+    ),
     # why it alarmed, as a picture (edge_agent.scoring.picture): the last alarm's spectrum
     # (red) on the normal range (grey), the band the explanation names shaded
-    Entity("image", "alarm_spectrum", "alarm_spectrum", "alarm spectrum",
-           {"image_topic": "{monitor}/alarm/spectrum"}, {"content_type": "image/png"}),
+    Entity(
+        "image",
+        "alarm_spectrum",
+        "alarm_spectrum",
+        "alarm spectrum",
+        {"image_topic": "{monitor}/alarm/spectrum"},
+        {"content_type": "image/png"},
+    ),
 )
 """Each machine's entities (see `Entity`)."""
 
 AGENT_ENTITIES: tuple[Entity, ...] = (
     # the agent's own state (edge_agent.sinks.agent_state): windows dropped, a reload refused,
     # the outbox full or its disk full, ...; its attributes say which and why
-    Entity("binary_sensor", "health", "health", "health",
-           {"state_topic": "state", "json_attributes_topic": "state"},
-           {"device_class": "problem", "entity_category": "diagnostic",
-            "value_template": ON_WHEN_FAULTS}),
-    Entity("sensor", "model", "model_version", "model version", {"state_topic": "state"},
-           {"value_template": "{{ value_json.model_version }}",
-            "entity_category": "diagnostic"}),
+    Entity(
+        "binary_sensor",
+        "health",
+        "health",
+        "health",
+        {"state_topic": "state", "json_attributes_topic": "state"},
+        {
+            "device_class": "problem",
+            "entity_category": "diagnostic",
+            "value_template": ON_WHEN_FAULTS,
+        },
+    ),
+    Entity(
+        "sensor",
+        "model",
+        "model_version",
+        "model version",
+        {"state_topic": "state"},
+        {"value_template": "{{ value_json.model_version }}", "entity_category": "diagnostic"},
+    ),
 )
 """The agent's own entities, on its device (see `Entity`)."""
 
@@ -168,17 +249,25 @@ def sw_version(model_version: str) -> str:
 
 def agent_device(s: MqttSettings, model_version: str) -> dict[str, Any]:
     """The agent's (the Pi's) HA device."""
-    return {"identifiers": [f"edge_asd_{s.device_id}"], "name": f"Edge ASD {s.device_id}",
-            "manufacturer": MANUFACTURER, "model": "edge-agent",
-            "sw_version": sw_version(model_version)}
+    return {
+        "identifiers": [f"edge_asd_{s.device_id}"],
+        "name": f"Edge ASD {s.device_id}",
+        "manufacturer": MANUFACTURER,
+        "model": "edge-agent",
+        "sw_version": sw_version(model_version),
+    }
 
 
 def machine_device(s: MqttSettings, m: Machine, model_version: str) -> dict[str, Any]:
     """A machine's own HA device (with `monitors:`), linked to the agent's."""
-    return {"identifiers": [f"edge_asd_{s.device_id}_{m.name}"],
-            "name": f"{m.name} ({s.device_id})", "manufacturer": MANUFACTURER,
-            "model": f"machine sound monitor, section {m.section or m.name}",
-            "sw_version": sw_version(model_version), "via_device": f"edge_asd_{s.device_id}"}
+    return {
+        "identifiers": [f"edge_asd_{s.device_id}_{m.name}"],
+        "name": f"{m.name} ({s.device_id})",
+        "manufacturer": MANUFACTURER,
+        "model": f"machine sound monitor, section {m.section or m.name}",
+        "sw_version": sw_version(model_version),
+        "via_device": f"edge_asd_{s.device_id}",
+    }
 
 
 def entity_id(s: MqttSettings, e: Entity, monitor: str | None = None) -> str:
@@ -187,20 +276,31 @@ def entity_id(s: MqttSettings, e: Entity, monitor: str | None = None) -> str:
     return f"{e.component}.{'_'.join(slug(p) for p in parts)}_{e.suffix}"
 
 
-def _payload(s: MqttSettings, e: Entity, monitor: str | None, name: str,
-             device: Mapping[str, Any]) -> dict[str, Any]:
+def _payload(
+    s: MqttSettings, e: Entity, monitor: str | None, name: str, device: Mapping[str, Any]
+) -> dict[str, Any]:
     base = s.base()
     node = s.device_id
     key = e.key if monitor is None else f"{monitor}_{e.key}"
     eid = entity_id(s, e, monitor)
-    out: dict[str, Any] = {"name": name, "unique_id": f"{node}_{key}",
-                           "default_entity_id": eid, "object_id": eid.split(".", 1)[1]}
+    out: dict[str, Any] = {
+        "name": name,
+        "unique_id": f"{node}_{key}",
+        "default_entity_id": eid,
+        "object_id": eid.split(".", 1)[1],
+    }
     for k, t in e.topics.items():
         out[k] = f"{base}/{t.format(monitor=monitor)}"
     out.update(e.fields)
-    out.update({"availability_topic": f"{base}/availability", "payload_available": "online",
-                "payload_not_available": "offline", "device": dict(device),
-                "origin": {"name": "edge-agent", "sw_version": agent_version()}})
+    out.update(
+        {
+            "availability_topic": f"{base}/availability",
+            "payload_available": "online",
+            "payload_not_available": "offline",
+            "device": dict(device),
+            "origin": {"name": "edge-agent", "sw_version": agent_version()},
+        }
+    )
     return out
 
 
@@ -209,16 +309,23 @@ def _topic(s: MqttSettings, e: Entity, monitor: str | None) -> str:
     return f"{s.ha_prefix}/{e.component}/{s.device_id}/{obj}/config"
 
 
-def discovery(s: MqttSettings, machines: Sequence[Machine], model_version: str,
-              own_devices: bool = False, features: Collection[str] = ()
-              ) -> list[tuple[str, dict[str, Any]]]:
+def discovery(
+    s: MqttSettings,
+    machines: Sequence[Machine],
+    model_version: str,
+    own_devices: bool = False,
+    features: Collection[str] = (),
+) -> list[tuple[str, dict[str, Any]]]:
     """(topic, payload) of every retained discovery config: the agent's entities, then each
     machine's. `own_devices`: each machine is an HA device of its own (with `monitors:`),
     else every entity is on the agent's device. `features`: what the agent has (an entity
     whose `needs` is not among them is left out)."""
     agent = agent_device(s, model_version)
-    out = [(_topic(s, e, None), _payload(s, e, None, e.name.capitalize(), agent))
-           for e in AGENT_ENTITIES if not e.needs or e.needs in features]
+    out = [
+        (_topic(s, e, None), _payload(s, e, None, e.name.capitalize(), agent))
+        for e in AGENT_ENTITIES
+        if not e.needs or e.needs in features
+    ]
     for m in machines:
         device = machine_device(s, m, model_version) if own_devices else agent
         for e in MACHINE_ENTITIES:
@@ -229,9 +336,15 @@ def discovery(s: MqttSettings, machines: Sequence[Machine], model_version: str,
     return out
 
 
-def discovery_messages(s: MqttSettings, machines: Sequence[Machine], model_version: str,
-                       own_devices: bool = False, features: Collection[str] = ()
-                       ) -> list[tuple[str, str]]:
+def discovery_messages(
+    s: MqttSettings,
+    machines: Sequence[Machine],
+    model_version: str,
+    own_devices: bool = False,
+    features: Collection[str] = (),
+) -> list[tuple[str, str]]:
     """`discovery` with each payload as its JSON text (what is published)."""
-    return [(t, json.dumps(p, separators=(",", ":")))
-            for t, p in discovery(s, machines, model_version, own_devices, features)]
+    return [
+        (t, json.dumps(p, separators=(",", ":")))
+        for t, p in discovery(s, machines, model_version, own_devices, features)
+    ]

@@ -62,8 +62,10 @@ def human_line(e: Event) -> str:
     if e["kind"] == "alarm":
         what = "ALARM raised" if e["decision"] == "alarm" else "alarm cleared"
         why = e.get("explanation")
-        return (f"{ts} {who} {what} (window={e['window']}, score={e['score']:.4f}, "
-                f"votes={e['votes']})" + (f" why: {why['sentence']}" if why else ""))
+        return (
+            f"{ts} {who} {what} (window={e['window']}, score={e['score']:.4f}, "
+            f"votes={e['votes']})" + (f" why: {why['sentence']}" if why else "")
+        )
     if e["kind"] == "health":
         return f"{ts} {who} {_health_text(e)}"
     if e["kind"] == "feedback":  # an operator's answer to an alarm

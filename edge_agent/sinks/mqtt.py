@@ -149,20 +149,44 @@ HEARING_EVENTS = ("hearing_mismatch", "hearing_ok", "hearing_unchecked")
 """Health events that are a monitor's hearing state (its retained `<monitor>/hearing`)."""
 
 
-def start_state(device_id: str, monitor: str, section: str, decision: AlarmState, votes: int,
-                model_version: str, epoch: float) -> dict[str, Any]:
+def start_state(
+    device_id: str,
+    monitor: str,
+    section: str,
+    decision: AlarmState,
+    votes: int,
+    model_version: str,
+    epoch: float,
+) -> dict[str, Any]:
     """The alarm topic's payload at start when no earlier alarm payload was restored (no
     decision state file, or a damaged one, or one the full disk did not let us save): the
     header and the decision the agent starts with, without the window fields (`window`,
     `score`, `threshold`, `anomalous`, `source`: no window has been judged yet). Published so
     that another run's retained alarm is replaced and a new entity is not `unknown`."""
-    return {"schema": SCHEMA_VERSION, "kind": "alarm", "ts": iso(epoch), "epoch": round(epoch, 3),
-            "device_id": device_id, "section": section, "monitor": monitor,
-            "decision": decision, "votes": votes, "model_version": model_version}
+    return {
+        "schema": SCHEMA_VERSION,
+        "kind": "alarm",
+        "ts": iso(epoch),
+        "epoch": round(epoch, 3),
+        "device_id": device_id,
+        "section": section,
+        "monitor": monitor,
+        "decision": decision,
+        "votes": votes,
+        "model_version": model_version,
+    }
 
 
-OUTBOX_NOTICES = frozenset({"outbox_full", "outbox_disk_full", "outbox_disk_ok",
-                            "outbox_quarantined", "outbox_replaced", "outbox_sender_restarted"})
+OUTBOX_NOTICES = frozenset(
+    {
+        "outbox_full",
+        "outbox_disk_full",
+        "outbox_disk_ok",
+        "outbox_quarantined",
+        "outbox_replaced",
+        "outbox_sender_restarted",
+    }
+)
 """Health events about the outbox itself: kept as outbox notices (outside its bound, one per
 name: `Outbox.put(notice=...)`), so reporting a full outbox never evicts a row."""
 
@@ -203,8 +227,13 @@ class MqttSink:
     """Publishes window events; alarms/health via the durable outbox (see module docstring)."""
 
     def __init__(
-        self, settings: MqttSettings, outbox: Outbox, machines: Sequence[str | Machine],
-        model_version: str = "", ha_devices: bool = False, features: Collection[str] = (),
+        self,
+        settings: MqttSettings,
+        outbox: Outbox,
+        machines: Sequence[str | Machine],
+        model_version: str = "",
+        ha_devices: bool = False,
+        features: Collection[str] = (),
     ) -> None:
         """`machines`: the monitors (a name alone: its topic level, section unknown);
         `ha_devices`: an HA device each; `features`: what the agent has, for the HA entities
@@ -301,7 +330,10 @@ class MqttSink:
         self._set_delay(self._delay)
         log.warning(
             "mqtt: disconnected from %s (reason %s: %s); reconnecting, alarms are kept in the "
-            "outbox", self._where(), getattr(rc, "value", rc), rc,
+            "outbox",
+            self._where(),
+            getattr(rc, "value", rc),
+            rc,
         )
 
     def _on_publish(self, client: Any, userdata: Any, mid: int, rc: Any, props: Any) -> None:
@@ -316,8 +348,9 @@ class MqttSink:
         if monitor is None or self.answers is None:
             return
         if msg.retain:  # would answer every later alarm again at each reconnect
-            log.warning("mqtt: retained answer on %s ignored (publish answers without "
-                        "retain)", msg.topic)
+            log.warning(
+                "mqtt: retained answer on %s ignored (publish answers without retain)", msg.topic
+            )
             return
         try:
             self.answers(monitor, bytes(msg.payload))
@@ -329,15 +362,16 @@ class MqttSink:
         head = f"{self.s.base()}/"
         if not (topic.startswith(head) and topic.endswith(FEEDBACK_SET)):
             return None
-        monitor = topic[len(head):-len(FEEDBACK_SET)]
+        monitor = topic[len(head) : -len(FEEDBACK_SET)]
         return monitor if monitor in self.sections else None
 
     def _publish_discovery(self) -> None:
         """Every HA discovery config (`edge_agent.sinks.ha`), retained; from the network thread
         (connect, HA online) or the emitting one (a reload changed the model version)."""
         with self._discovery_lock:
-            for topic, payload in discovery_messages(self.s, self.machines, self.model_version,
-                                                     self.ha_devices, self.features):
+            for topic, payload in discovery_messages(
+                self.s, self.machines, self.model_version, self.ha_devices, self.features
+            ):
                 self.client.publish(topic, payload, qos=1, retain=True)
             self.discovery_published += 1
 
@@ -356,7 +390,9 @@ class MqttSink:
             down = time.monotonic() - (self._down_since or time.monotonic())
             log.info(
                 "mqtt: reconnected to %s after %.1f s down (%d failed attempts)",
-                self._where(), down, self._failures,
+                self._where(),
+                down,
+                self._failures,
             )
         if self._refusal is not None:
             self._notices.put(("mqtt_ok", f"mqtt: connected to {self._where()} again"))
@@ -384,7 +420,11 @@ class MqttSink:
             log.warning(
                 "mqtt: broker %s unreachable (%d failed attempts in %.0f s: %s); next attempt "
                 "in %.1f s, alarms are kept in the outbox",
-                self._where(), n, down, exc or "connection failed", delay,
+                self._where(),
+                n,
+                down,
+                exc or "connection failed",
+                delay,
             )
 
     def _refused(self, event: HealthEventName, msg: str) -> None:
@@ -399,7 +439,9 @@ class MqttSink:
             self._notices.put((event, msg))
             log.error(
                 "%s; scoring goes on locally, alarms are kept in the outbox, retrying with "
-                "backoff (next attempt in %.1f s)", msg, delay,
+                "backoff (next attempt in %.1f s)",
+                msg,
+                delay,
             )
         elif n & (n - 1) == 0:
             log.error("%s (%d failed attempts; next in %.1f s)", msg, n, delay)
@@ -584,22 +626,38 @@ class MqttSink:
         self._track_agent(event)
         if event["kind"] == "score" and event_monitor(event) not in self._sensor_known:
             # the first scored window says the input works: the sensor entity is never unknown
-            ok = health_event(event["epoch"], event["device_id"], "sensor_ok", [],
-                              monitor=event_monitor(event), section=event["section"])
+            ok = health_event(
+                event["epoch"],
+                event["device_id"],
+                "sensor_ok",
+                [],
+                monitor=event_monitor(event),
+                section=event["section"],
+            )
             self._sensor_state(event_monitor(event), event_json(ok).encode())
         if event["kind"] == "score":
             drift = event.get("drift")
             if drift is not None and self.connected.is_set():  # live view, as scores; its own
                 # topic (and not publish_scores'): the HA drift entity updates only with a value
-                self.client.publish(topics(self.s, event_monitor(event))["drift"], dumps(
-                    {"ts": event["ts"], "epoch": event["epoch"], "section": event["section"],
-                     "monitor": event_monitor(event), "drift": drift}, "drift",
-                    separators=(",", ":")), qos=0)
+                self.client.publish(
+                    topics(self.s, event_monitor(event))["drift"],
+                    dumps(
+                        {
+                            "ts": event["ts"],
+                            "epoch": event["epoch"],
+                            "section": event["section"],
+                            "monitor": event_monitor(event),
+                            "drift": drift,
+                        },
+                        "drift",
+                        separators=(",", ":"),
+                    ),
+                    qos=0,
+                )
             if not self.s.publish_scores:
                 return
             if self.connected.is_set():
-                self.client.publish(topics(self.s, event_monitor(event))["score"], payload,
-                                    qos=0)
+                self.client.publish(topics(self.s, event_monitor(event))["score"], payload, qos=0)
             else:
                 self.scores_dropped += 1
         elif event["kind"] == "alarm":
@@ -618,8 +676,14 @@ class MqttSink:
         """A health event on `health`, and, when it is a machine's input or hearing state, on
         that machine's retained topic too."""
         name = event["event"]
-        self.outbox.put(topics(self.s)["health"], payload, 1, False, PRIORITY_HEALTH,
-                        notice=name if name in OUTBOX_NOTICES else None)
+        self.outbox.put(
+            topics(self.s)["health"],
+            payload,
+            1,
+            False,
+            PRIORITY_HEALTH,
+            notice=name if name in OUTBOX_NOTICES else None,
+        )
         monitor = event.get("monitor")
         if monitor and name in SENSOR_EVENTS:  # the machine's input state
             self._sensor_state(monitor, payload)
@@ -637,9 +701,19 @@ class MqttSink:
         if evidence is None or self.answers is None:
             return
         m = event_monitor(alarm)
-        self._feedback_state(m, event_json(feedback_event(
-            alarm["epoch"], alarm["device_id"], monitor=m, section=alarm["section"],
-            alarm=evidence["file"], answer=None)).encode())
+        self._feedback_state(
+            m,
+            event_json(
+                feedback_event(
+                    alarm["epoch"],
+                    alarm["device_id"],
+                    monitor=m,
+                    section=alarm["section"],
+                    alarm=evidence["file"],
+                    answer=None,
+                )
+            ).encode(),
+        )
 
     def _answer(self, event: FeedbackEvent, payload: bytes) -> None:
         """An answer applied: the machine's answer state; not applied: `feedback/error` (the

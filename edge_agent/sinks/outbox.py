@@ -78,27 +78,46 @@ WAL_PAGES = 100  # checkpoint the WAL at 100 pages (400 KB; SQLite's default: 4 
 # these names with other columns is foreign. The quarantine keeps values as they were stored,
 # so its row columns have no type.
 _TABLES: dict[str, tuple[tuple[str, str], ...]] = {
-    "outbox": (("id", "INTEGER"), ("topic", "TEXT"), ("payload", "BLOB"), ("qos", "INTEGER"),
-               ("retain", "INTEGER"), ("priority", "INTEGER")),
+    "outbox": (
+        ("id", "INTEGER"),
+        ("topic", "TEXT"),
+        ("payload", "BLOB"),
+        ("qos", "INTEGER"),
+        ("retain", "INTEGER"),
+        ("priority", "INTEGER"),
+    ),
     "outbox_notice": (("name", "TEXT"), ("row_id", "INTEGER")),
-    "outbox_quarantine": (("id", "INTEGER"), ("outbox_id", "INTEGER"), ("topic", ""),
-                          ("payload", ""), ("qos", ""), ("retain", ""), ("priority", ""),
-                          ("reason", "TEXT"), ("epoch", "REAL")),
+    "outbox_quarantine": (
+        ("id", "INTEGER"),
+        ("outbox_id", "INTEGER"),
+        ("topic", ""),
+        ("payload", ""),
+        ("qos", ""),
+        ("retain", ""),
+        ("priority", ""),
+        ("reason", "TEXT"),
+        ("epoch", "REAL"),
+    ),
 }
 _CREATE = (
-    ("CREATE TABLE IF NOT EXISTS outbox (id INTEGER PRIMARY KEY AUTOINCREMENT,"
-    " topic TEXT NOT NULL, payload BLOB NOT NULL, qos INTEGER NOT NULL,"
-    " retain INTEGER NOT NULL, priority INTEGER NOT NULL)"),
+    (
+        "CREATE TABLE IF NOT EXISTS outbox (id INTEGER PRIMARY KEY AUTOINCREMENT,"
+        " topic TEXT NOT NULL, payload BLOB NOT NULL, qos INTEGER NOT NULL,"
+        " retain INTEGER NOT NULL, priority INTEGER NOT NULL)"
+    ),
     "CREATE TABLE IF NOT EXISTS outbox_notice (name TEXT PRIMARY KEY, row_id INTEGER NOT NULL)",
-    ("CREATE TABLE IF NOT EXISTS outbox_quarantine (id INTEGER PRIMARY KEY, outbox_id INTEGER,"
-    " topic, payload, qos, retain, priority, reason TEXT NOT NULL, epoch REAL NOT NULL)"),
+    (
+        "CREATE TABLE IF NOT EXISTS outbox_quarantine (id INTEGER PRIMARY KEY, outbox_id INTEGER,"
+        " topic, payload, qos, retain, priority, reason TEXT NOT NULL, epoch REAL NOT NULL)"
+    ),
 )
 _REGULAR = "id NOT IN (SELECT row_id FROM outbox_notice)"  # rows inside the bound
 # errors of the folder that are the disk's state, not a configuration mistake
 _DISK_ERRNOS = {errno.ENOSPC, errno.EIO, errno.EROFS, errno.EDQUOT}
 
-NoticeName = Literal["outbox_full", "outbox_disk_full", "outbox_disk_ok", "outbox_quarantined",
-                     "outbox_replaced"]
+NoticeName = Literal[
+    "outbox_full", "outbox_disk_full", "outbox_disk_ok", "outbox_quarantined", "outbox_replaced"
+]
 
 
 @dataclass(frozen=True)
@@ -175,7 +194,8 @@ def row_problem(topic: Any, payload: Any, qos: Any, retain: Any, priority: Any) 
 
 def _kind(v: Any) -> str:
     return {str: "text", bytes: "a BLOB", int: "an integer", float: "a real"}.get(
-        type(v), type(v).__name__)
+        type(v), type(v).__name__
+    )
 
 
 def _corrupt(exc: sqlite3.Error) -> bool:
@@ -233,8 +253,9 @@ class Outbox:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             if at_start and exc.errno not in _DISK_ERRNOS:
-                raise ConfigError(f"outbox.path: cannot create {self.path.parent}: "
-                                  f"{exc.strerror or exc}") from None
+                raise ConfigError(
+                    f"outbox.path: cannot create {self.path.parent}: {exc.strerror or exc}"
+                ) from None
             self._cannot_store(f"cannot create {self.path.parent}: {exc.strerror or exc}")
             return False
         return True
@@ -245,8 +266,9 @@ class Outbox:
         con: sqlite3.Connection | None = None
         create_private(self.path)  # a new database (and so its WAL) is 0600, whatever the umask
         try:
-            con = sqlite3.connect(self.path, timeout=10.0, isolation_level=None,
-                                  check_same_thread=False)
+            con = sqlite3.connect(
+                self.path, timeout=10.0, isolation_level=None, check_same_thread=False
+            )
             problem = self._check(con)
             if problem is not None:
                 con.close()
@@ -274,8 +296,9 @@ class Outbox:
 
     @staticmethod
     def _columns(con: sqlite3.Connection, table: str) -> tuple[tuple[str, str], ...]:
-        return tuple((r[1], str(r[2]).upper())
-                     for r in con.execute(f"PRAGMA table_info({table})").fetchall())
+        return tuple(
+            (r[1], str(r[2]).upper()) for r in con.execute(f"PRAGMA table_info({table})").fetchall()
+        )
 
     def _check(self, con: sqlite3.Connection) -> tuple[str, str] | None:
         """('corrupt' | 'foreign', why) for a file we must not use; None if it is ours (or
@@ -287,8 +310,10 @@ class Outbox:
             got = self._columns(con, table)
             if got and got != expected:
                 have, want = (", ".join(c for c, _ in cols) for cols in (got, expected))
-                return "foreign", (f"table {table} has a schema this agent does not know "
-                                   f"(columns {have}; expected {want})")
+                return "foreign", (
+                    f"table {table} has a schema this agent does not know "
+                    f"(columns {have}; expected {want})"
+                )
         return None
 
     def _continue_ids(self, con: sqlite3.Connection) -> None:
@@ -299,11 +324,13 @@ class Outbox:
         if self._max_id > seq:
             con.execute("BEGIN IMMEDIATE")
             if row:
-                con.execute("UPDATE sqlite_sequence SET seq = ? WHERE name = 'outbox'",
-                            (self._max_id,))
+                con.execute(
+                    "UPDATE sqlite_sequence SET seq = ? WHERE name = 'outbox'", (self._max_id,)
+                )
             else:
-                con.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('outbox', ?)",
-                            (self._max_id,))
+                con.execute(
+                    "INSERT INTO sqlite_sequence (name, seq) VALUES ('outbox', ?)", (self._max_id,)
+                )
             con.execute("COMMIT")
 
     def _move_aside(self, kind: str, why: str) -> bool:
@@ -354,8 +381,10 @@ class Outbox:
     # --- episodes and notices ---
     def _cannot_store(self, why: str) -> None:
         if self._store_error is None:
-            msg = (f"outbox {self.path}: cannot store ({why}); alarm and health events are kept "
-                   "in memory and sent directly while the broker is connected")
+            msg = (
+                f"outbox {self.path}: cannot store ({why}); alarm and health events are kept "
+                "in memory and sent directly while the broker is connected"
+            )
             log.warning(msg)
             self._notices.append(Notice("outbox_disk_full", msg))
         self._store_error = why
@@ -382,17 +411,22 @@ class Outbox:
     def _count_drops(self, n: int, regular: int, size: int) -> None:
         """`n` rows were just evicted, `regular` rows / `size` bytes remain inside the bound."""
         if n == 0:
-            if self._full and regular <= self.settings.max_rows // 2 \
-                    and size <= self.settings.max_bytes // 2:
+            if (
+                self._full
+                and regular <= self.settings.max_rows // 2
+                and size <= self.settings.max_bytes // 2
+            ):
                 self._full = False  # drained: the next drop is news again
             return
         before, self.dropped = self.dropped, self.dropped + n
         if self._full and len(str(before)) == len(str(self.dropped)):
             return  # same episode, no new power of ten
         self._full = True
-        msg = (f"outbox {self.path} full ({self.settings.max_rows} rows / "
-               f"{self.settings.max_bytes} bytes): {self.dropped} events dropped so far, the "
-               "oldest of the lowest priority first")
+        msg = (
+            f"outbox {self.path} full ({self.settings.max_rows} rows / "
+            f"{self.settings.max_bytes} bytes): {self.dropped} events dropped so far, the "
+            "oldest of the lowest priority first"
+        )
         log.warning(msg)
         self._notices.append(Notice("outbox_full", msg, dropped=self.dropped))
 
@@ -410,8 +444,15 @@ class Outbox:
         return merged
 
     # --- writing ---
-    def put(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False,
-            priority: int = PRIORITY_STATUS, notice: str | None = None) -> int:
+    def put(
+        self,
+        topic: str,
+        payload: bytes,
+        qos: int = 1,
+        retain: bool = False,
+        priority: int = PRIORITY_STATUS,
+        notice: str | None = None,
+    ) -> int:
         """Keep one message: on disk (committed before returning; the row id, > 0) or, when
         the disk refuses, in memory (< 0). `notice`: a notice row of that name (outside the
         bound, replacing an undelivered one of the same name). Never raises for a disk
@@ -441,17 +482,20 @@ class Outbox:
 
     def _insert(self, con: sqlite3.Connection, values: tuple[Any, ...], notice: str | None) -> int:
         if notice is not None:
-            old = con.execute("SELECT row_id FROM outbox_notice WHERE name = ?",
-                              (notice,)).fetchone()
+            old = con.execute(
+                "SELECT row_id FROM outbox_notice WHERE name = ?", (notice,)
+            ).fetchone()
             if old is not None and old[0] not in self._handed:
                 con.execute("DELETE FROM outbox WHERE id = ?", (old[0],))  # superseded
         cur = con.execute(
-            "INSERT INTO outbox (topic, payload, qos, retain, priority) VALUES (?,?,?,?,?)",
-            values)
+            "INSERT INTO outbox (topic, payload, qos, retain, priority) VALUES (?,?,?,?,?)", values
+        )
         row_id = int(cur.lastrowid or 0)
         if notice is not None:
-            con.execute("INSERT OR REPLACE INTO outbox_notice (name, row_id) VALUES (?, ?)",
-                        (notice, row_id))
+            con.execute(
+                "INSERT OR REPLACE INTO outbox_notice (name, row_id) VALUES (?, ?)",
+                (notice, row_id),
+            )
         self._max_id = max(self._max_id, row_id)
         return row_id
 
@@ -462,8 +506,9 @@ class Outbox:
         for key, held in self._mem.items():
             if not held.handed:
                 r = held.row
-                self._insert(con, (r.topic, r.payload, r.qos, int(r.retain), r.priority),
-                             held.notice)
+                self._insert(
+                    con, (r.topic, r.payload, r.qos, int(r.retain), r.priority), held.notice
+                )
                 moved.append(key)
         return moved
 
@@ -483,9 +528,16 @@ class Outbox:
             self._bound_state = (n, size)
             if n <= self.settings.max_rows and (size <= self.settings.max_bytes or n <= 1):
                 return evicted
-            victim = next((r[0] for r in con.execute(
-                f"SELECT id FROM outbox WHERE {_REGULAR} ORDER BY priority ASC, id ASC")
-                if r[0] not in self._handed), None)
+            victim = next(
+                (
+                    r[0]
+                    for r in con.execute(
+                        f"SELECT id FROM outbox WHERE {_REGULAR} ORDER BY priority ASC, id ASC"
+                    )
+                    if r[0] not in self._handed
+                ),
+                None,
+            )
             if victim is None:
                 return evicted
             con.execute("DELETE FROM outbox WHERE id = ?", (victim,))
@@ -510,14 +562,14 @@ class Outbox:
                 del self._mem[old]  # superseded
             self._mem_notice[notice] = key
         topic, payload, qos, retain, priority = values
-        self._mem[key] = _Held(OutboxRow(-key, topic, payload, qos, bool(retain), priority),
-                               notice)
+        self._mem[key] = _Held(OutboxRow(-key, topic, payload, qos, bool(retain), priority), notice)
         evicted = 0
         while True:
             regular = [(k, h) for k, h in self._mem.items() if h.notice is None]
             size = sum(len(h.row.payload) for _, h in regular)
             if len(regular) <= self.settings.max_rows and (
-                    size <= self.settings.max_bytes or len(regular) <= 1):
+                size <= self.settings.max_bytes or len(regular) <= 1
+            ):
                 break
             victims = [(h.row.priority, k) for k, h in regular if not h.handed]
             if not victims:
@@ -539,7 +591,9 @@ class Outbox:
             while len(out) < limit:
                 rows = self._con.execute(
                     "SELECT id, topic, payload, qos, retain, priority FROM outbox WHERE id > ?"
-                    " ORDER BY id LIMIT ?", (after, limit)).fetchall()
+                    " ORDER BY id LIMIT ?",
+                    (after, limit),
+                ).fetchall()
                 if not rows:
                     break
                 for r in rows:
@@ -588,8 +642,11 @@ class Outbox:
         with self._lock:
             if row_id < 0:
                 held = self._mem.pop(-row_id, None)
-                if held is not None and held.notice is not None \
-                        and self._mem_notice.get(held.notice) == -row_id:
+                if (
+                    held is not None
+                    and held.notice is not None
+                    and self._mem_notice.get(held.notice) == -row_id
+                ):
                     del self._mem_notice[held.notice]
                 return
             self._handed.discard(row_id)
@@ -612,8 +669,14 @@ class Outbox:
                 if held is None:
                     return
                 r = held.row
-                values: tuple[Any, ...] = (None, r.topic, r.payload, r.qos, int(r.retain),
-                                           r.priority)
+                values: tuple[Any, ...] = (
+                    None,
+                    r.topic,
+                    r.payload,
+                    r.qos,
+                    int(r.retain),
+                    r.priority,
+                )
             else:
                 values = (row_id,)
             try:
@@ -622,18 +685,22 @@ class Outbox:
                         con.execute(
                             "INSERT INTO outbox_quarantine (outbox_id, topic, payload, qos,"
                             " retain, priority, reason, epoch) VALUES (?,?,?,?,?,?,?,?)",
-                            (*values, why, time.time()))
+                            (*values, why, time.time()),
+                        )
                     else:
                         con.execute(
                             "INSERT INTO outbox_quarantine (outbox_id, topic, payload, qos,"
                             " retain, priority, reason, epoch) SELECT id, topic, payload, qos,"
                             " retain, priority, ?, ? FROM outbox WHERE id = ?",
-                            (why, time.time(), row_id))
+                            (why, time.time(), row_id),
+                        )
                         con.execute("DELETE FROM outbox WHERE id = ?", (row_id,))
                         con.execute("DELETE FROM outbox_notice WHERE row_id = ?", (row_id,))
                     con.execute(
                         "DELETE FROM outbox_quarantine WHERE id NOT IN (SELECT id FROM"
-                        " outbox_quarantine ORDER BY id DESC LIMIT ?)", (QUARANTINE_ROWS,))
+                        " outbox_quarantine ORDER BY id DESC LIMIT ?)",
+                        (QUARANTINE_ROWS,),
+                    )
             except sqlite3.Error as exc:
                 if row_id > 0:
                     self._skip.add(row_id)  # not retried in this run; quarantined at the next
@@ -689,8 +756,13 @@ class Outbox:
             self._mem_notice.clear()
             if lost:
                 self.dropped += lost
-                log.error("outbox %s: %d alarm/health events could neither be stored (%s) nor "
-                          "delivered: lost", self.path, lost, self._store_error or "disk refused")
+                log.error(
+                    "outbox %s: %d alarm/health events could neither be stored (%s) nor "
+                    "delivered: lost",
+                    self.path,
+                    lost,
+                    self._store_error or "disk refused",
+                )
             return lost
 
     @property

@@ -101,7 +101,7 @@ _FAMILIES: tuple[tuple[str, str, str], ...] = (
     ("last_window_timestamp_seconds", "gauge", "Start of the last scored window, Unix time."),
     ("windows_scored_total", "counter", "Windows scored since the agent started."),
     ("alarms_raised_total", "counter", "Alarms raised since the agent started."),
-    ("sensor_fault", "gauge", "1 while a sensor fault is active (monitor=\"\": device-wide)."),
+    ("sensor_fault", "gauge", '1 while a sensor fault is active (monitor="": device-wide).'),
     ("health_events_total", "counter", "Health events since the agent started, by event."),
     ("window_errors_total", "counter", "Windows whose processing failed since the agent started."),
     ("model_info", "gauge", "The bundle version that scored the monitor's last window."),
@@ -146,8 +146,13 @@ def monitor_of(event: Mapping[str, Any]) -> str:
 class PrometheusSink:
     """Keeps the agent's metrics in a textfile-collector file (see module docstring)."""
 
-    def __init__(self, settings: MetricsSettings, device_id: str, *,
-                 outbox_depth: Callable[[], int] | None = None) -> None:
+    def __init__(
+        self,
+        settings: MetricsSettings,
+        device_id: str,
+        *,
+        outbox_depth: Callable[[], int] | None = None,
+    ) -> None:
         self.settings = settings
         self.device_id = device_id
         self.outbox_depth = outbox_depth
@@ -199,8 +204,11 @@ class PrometheusSink:
     def _write(self, text: str) -> None:
         assert self.path is not None and self._tmp is not None
         try:
-            fd = os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
-                         | os.O_CLOEXEC, 0o644)
+            fd = os.open(
+                self._tmp,
+                os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC,
+                0o644,
+            )
             with os.fdopen(fd, "wb") as f:
                 os.fchmod(fd, 0o644)  # node-exporter's user reads it, whatever our umask
                 f.write(text.encode("utf-8"))
@@ -275,9 +283,10 @@ class PrometheusSink:
                 out["model_info"].append(({**lab, "model_version": m.model_version}, 1))
         for mon in sorted(s.sensor_fault):
             out["sensor_fault"].append(({"monitor": mon}, s.sensor_fault[mon]))
-        for (mon, name) in sorted(s.health_events):
-            out["health_events_total"].append(({"monitor": mon, "event": name},
-                                               s.health_events[(mon, name)]))
+        for mon, name in sorted(s.health_events):
+            out["health_events_total"].append(
+                ({"monitor": mon, "event": name}, s.health_events[(mon, name)])
+            )
         for mon in sorted(s.window_errors):
             out["window_errors_total"].append(({"monitor": mon}, s.window_errors[mon]))
         out["agent_running"].append(({"monitor": ""}, s.running))
@@ -308,8 +317,9 @@ class PrometheusSink:
         try:
             depth = int(self.outbox_depth())
         except Exception as exc:  # a closed outbox, a locked database: leave the gauge out
-            self._log_once(f"metrics: outbox depth unavailable, edge_asd_outbox_depth left out: "
-                           f"{exc}")
+            self._log_once(
+                f"metrics: outbox depth unavailable, edge_asd_outbox_depth left out: {exc}"
+            )
             return ""
         name, kind, text = next(f for f in _FAMILIES if f[0] == "outbox_depth")
         return "".join(self._family(name, kind, text, [({"monitor": ""}, depth)]))

@@ -22,8 +22,11 @@ from edge_agent.sources.base import AudioSource
 
 
 def open_source(
-    settings: SourceSettings, rate: int, stdin: IO[bytes] | None = None,
-    window: int | None = None, lanes: Sequence[int | None] | None = None,
+    settings: SourceSettings,
+    rate: int,
+    stdin: IO[bytes] | None = None,
+    window: int | None = None,
+    lanes: Sequence[int | None] | None = None,
 ) -> AudioSource:
     """The source `settings.kind` names, delivering blocks at `rate` (not started yet).
 
@@ -44,8 +47,9 @@ def open_source(
 
         return DeviceSource(settings, rate, lanes=lanes)
     if lanes is not None and len(lanes) > 1:
-        raise ConfigError(f"source.kind: only a device can be shared by monitors, not "
-                          f"{settings.kind}")
+        raise ConfigError(
+            f"source.kind: only a device can be shared by monitors, not {settings.kind}"
+        )
     if settings.kind == "files":
         from edge_agent.sources.files import FileSource
 

@@ -78,8 +78,9 @@ class _Call(Generic[_T]):
     later goes to `orphan` (an opened stream is closed) instead of to anyone waiting.
     """
 
-    def __init__(self, name: str, fn: Callable[[], _T],
-                 orphan: Callable[[_T], None] | None = None) -> None:
+    def __init__(
+        self, name: str, fn: Callable[[], _T], orphan: Callable[[_T], None] | None = None
+    ) -> None:
         self.name = name
         self.started = time.monotonic()
         self.done = threading.Event()
@@ -108,8 +109,9 @@ class _Call(Generic[_T]):
                 with _STUCK_LOCK:
                     _STUCK.discard(self)
         if orphaned:
-            log.info("abandoned %s returned after %.1f s", self.name,
-                     time.monotonic() - self.started)
+            log.info(
+                "abandoned %s returned after %.1f s", self.name, time.monotonic() - self.started
+            )
             if value is not None and self._orphan is not None:
                 self._orphan(value)
 
@@ -194,13 +196,22 @@ def list_input_devices(probe_rates: bool = True) -> list[DeviceInfo]:
             rates = tuple(
                 r for r in CANDIDATE_RATES if _supports(sd, idx, r, 1) or _supports(sd, idx, r, ch)
             )
-        out.append(DeviceInfo(idx, str(d["name"]), ch, float(d["default_samplerate"]), rates,
-                              str(hostapis[d["hostapi"]]["name"]), idx == default_in))
+        out.append(
+            DeviceInfo(
+                idx,
+                str(d["name"]),
+                ch,
+                float(d["default_samplerate"]),
+                rates,
+                str(hostapis[d["hostapi"]]["name"]),
+                idx == default_in,
+            )
+        )
     return out
 
 
 def describe_devices(devices: Sequence[DeviceInfo]) -> str:
-    """"0 'name', 1 'other'" (for error messages)."""
+    """The devices as `0 'name', 1 'other'` (for error messages)."""
     if not devices:
         return "none"
     return ", ".join(f"{d.index} {d.name!r}" for d in devices)
@@ -248,8 +259,9 @@ def check_lanes(info: DeviceInfo, lanes: Sequence[int | None]) -> None:
             )
 
 
-def probe_lanes(device: str | int | None, lanes: Sequence[int | None],
-                timeout: float = OPEN_TIMEOUT) -> str | None:
+def probe_lanes(
+    device: str | int | None, lanes: Sequence[int | None], timeout: float = OPEN_TIMEOUT
+) -> str | None:
     """`edge-agent config check`: the channels `lanes` asks of `device` exist, as far as the
     device can be queried now. Raises the DeviceError the agent's open would raise (the same
     `check_lanes`); returns None when checked, or why it could not be (PortAudio missing, the
@@ -364,9 +376,15 @@ def _close_opened(opened: _Opened) -> None:
 class DeviceSource(AudioSource):
     """Live capture with reconnect (see module docstring)."""
 
-    def __init__(self, settings: SourceSettings, rate: int, queue_blocks: int = 1000,
-                 open_timeout: float = OPEN_TIMEOUT, close_timeout: float = CLOSE_TIMEOUT,
-                 lanes: Sequence[int | None] | None = None) -> None:
+    def __init__(
+        self,
+        settings: SourceSettings,
+        rate: int,
+        queue_blocks: int = 1000,
+        open_timeout: float = OPEN_TIMEOUT,
+        close_timeout: float = CLOSE_TIMEOUT,
+        lanes: Sequence[int | None] | None = None,
+    ) -> None:
         """`rate`: what the blocks are delivered at (the bundle's); `queue_blocks`: callback
         blocks buffered for a slow reader (1000 = 100 s at the default blocksize); beyond that
         blocks are dropped and the next one is flagged. `open_timeout` / `close_timeout`: how
@@ -376,7 +394,8 @@ class DeviceSource(AudioSource):
         super().__init__()
         self.settings = settings
         self.lanes: tuple[int | None, ...] = (
-            tuple(lanes) if lanes is not None else (settings.channel,))
+            tuple(lanes) if lanes is not None else (settings.channel,)
+        )
         if not self.lanes:
             raise ValueError("DeviceSource: expected at least one lane")
         self.rate = rate
@@ -412,9 +431,16 @@ class DeviceSource(AudioSource):
 
     def status(self) -> dict[str, Any]:
         """Base counters plus the device, its capture rate and the loss/recovery counts."""
-        return {**super().status(), "device": self.name, "capture_rate": self.capture_rate,
-                "lost": self.lost, "losses": self.losses, "recoveries": self.recoveries,
-                "dropped": self.dropped, "abandoned_closes": self.abandoned_closes}
+        return {
+            **super().status(),
+            "device": self.name,
+            "capture_rate": self.capture_rate,
+            "lost": self.lost,
+            "losses": self.losses,
+            "recoveries": self.recoveries,
+            "dropped": self.dropped,
+            "abandoned_closes": self.abandoned_closes,
+        }
 
     # -- opening (on `_Call` threads: nothing here touches the reader's state)
     def _open_capture(self, device: str | int | None) -> _Opened:
@@ -432,31 +458,45 @@ class DeviceSource(AudioSource):
         ok = any(_supports(sd, info.index, r, wanted) for r in rates)
         channels = wanted if ok else info.channels
         rate = choose_capture_rate(
-            s.capture_rate, self.rate, lambda r: _supports(sd, info.index, r, channels),
+            s.capture_rate,
+            self.rate,
+            lambda r: _supports(sd, info.index, r, channels),
             info.default_rate,
         )
         capture = _Capture(self._queue_blocks)
         try:
             capture.stream = sd.InputStream(
-                device=info.index, samplerate=rate, channels=channels, dtype="float32",
-                blocksize=s.blocksize, callback=capture.callback,
+                device=info.index,
+                samplerate=rate,
+                channels=channels,
+                dtype="float32",
+                blocksize=s.blocksize,
+                callback=capture.callback,
                 finished_callback=capture.on_finished,
             )
             capture.stream.start()
         except Exception as exc:  # PortAudioError, ValueError
             capture.close()
-            raise DeviceError(f"source.device: cannot open {info.name!r} at {rate} Hz ({exc})") \
-                from exc
-        return _Opened(info, rate, channels, capture,
-                       tuple(StreamResampler(rate, self.rate) for _ in self.lanes))
+            raise DeviceError(
+                f"source.device: cannot open {info.name!r} at {rate} Hz ({exc})"
+            ) from exc
+        return _Opened(
+            info,
+            rate,
+            channels,
+            capture,
+            tuple(StreamResampler(rate, self.rate) for _ in self.lanes),
+        )
 
     def _connect(self, candidates: Sequence[str | int | None], rescan: bool) -> _Opened:
         """Open the first candidate that works (one `_Call`), after a rescan if asked and safe."""
         with _PA_LOCK:
             if rescan:
                 if stuck_calls():
-                    log.info("an abandoned PortAudio call is still running: reopening from the "
-                             "current device list instead of re-initialising PortAudio")
+                    log.info(
+                        "an abandoned PortAudio call is still running: reopening from the "
+                        "current device list instead of re-initialising PortAudio"
+                    )
                 else:
                     rescan_devices()
             error: DeviceError | None = None
@@ -473,12 +513,23 @@ class DeviceSource(AudioSource):
         self._opened = opened
         self._last_data = time.monotonic()
         info, rate, channels = opened.info, opened.rate, opened.channels
-        mix = ", ".join(f"channel {c}" if c is not None
-                        else "mono" if channels == 1 else f"mix of {channels} channels"
-                        for c in self.lanes)
+        mix = ", ".join(
+            f"channel {c}"
+            if c is not None
+            else "mono"
+            if channels == 1
+            else f"mix of {channels} channels"
+            for c in self.lanes
+        )
         if rate != self.rate:
-            log.info("capturing from %r (index %d) at %d Hz (%s), resampling to %d Hz",
-                     info.name, info.index, rate, mix, self.rate)
+            log.info(
+                "capturing from %r (index %d) at %d Hz (%s), resampling to %d Hz",
+                info.name,
+                info.index,
+                rate,
+                mix,
+                self.rate,
+            )
         else:
             log.info("capturing from %r (index %d) at %d Hz (%s)", info.name, info.index, rate, mix)
 
@@ -489,8 +540,10 @@ class DeviceSource(AudioSource):
         call = _Call("audio-open", lambda: self._connect([device], rescan=False), _close_opened)
         if not call.done.wait(self.open_timeout) and call.abandon():
             what = "the default input device" if device is None else repr(device)
-            raise DeviceError(f"source.device: opening {what} did not return within "
-                              f"{self.open_timeout:g} s (is the sound server hung?)")
+            raise DeviceError(
+                f"source.device: opening {what} did not return within "
+                f"{self.open_timeout:g} s (is the sound server hung?)"
+            )
         self._install(call.result())
 
     # -- closing (never waits longer than the caller allows)
@@ -516,17 +569,24 @@ class DeviceSource(AudioSource):
         self._closing = None
         if call.abandon():
             self.abandoned_closes += 1
-            log.warning("closing the audio stream of %r did not return within %.1f s (sound "
-                        "server hung?); abandoned it, a new stream is opened regardless",
-                        self.name, self.close_timeout)
+            log.warning(
+                "closing the audio stream of %r did not return within %.1f s (sound "
+                "server hung?); abandoned it, a new stream is opened regardless",
+                self.name,
+                self.close_timeout,
+            )
         return True
 
     def _mark_lost(self, why: str) -> None:
         self.lost = True
         self.losses += 1
         self._close_capture(wait=0.0)  # the reconnect waits for it, within read()'s timeout
-        log.warning("audio device %r lost (%s); retrying every %.1f s", self.name, why,
-                    self.settings.reconnect_seconds)
+        log.warning(
+            "audio device %r lost (%s); retrying every %.1f s",
+            self.name,
+            why,
+            self.settings.reconnect_seconds,
+        )
         self._next_retry = time.monotonic() + self.settings.reconnect_seconds
 
     def _try_recover(self, timeout: float | None) -> None:
@@ -552,12 +612,17 @@ class DeviceSource(AudioSource):
             candidates: list[str | int | None] = [self._opened.info.name] if self._opened else []
             candidates.append(self.settings.device)
             call = self._opening = _Call(
-                "audio-open", lambda: self._connect(candidates, rescan=True), _close_opened)
+                "audio-open", lambda: self._connect(candidates, rescan=True), _close_opened
+            )
         if not call.done.wait(max(0.0, deadline - time.monotonic())):
             if not call.warned and time.monotonic() - call.started > self.open_timeout:
                 call.warned = True
-                log.warning("reopening audio device %r has not returned after %.0f s (sound "
-                            "server hung?); still waiting for it", self.name, self.open_timeout)
+                log.warning(
+                    "reopening audio device %r has not returned after %.0f s (sound "
+                    "server hung?); still waiting for it",
+                    self.name,
+                    self.open_timeout,
+                )
             return
         self._opening = None
         try:
@@ -606,8 +671,10 @@ class DeviceSource(AudioSource):
             self._pending_overflow = True
         rs = self._opened.resamplers[0]
         first_out = rs.n_out
-        ys = tuple(r.process(to_mono(data, c))
-                   for r, c in zip(self._opened.resamplers, self.lanes, strict=True))
+        ys = tuple(
+            r.process(to_mono(data, c))
+            for r, c in zip(self._opened.resamplers, self.lanes, strict=True)
+        )
         y = ys[0]
         if y.size == 0:
             return None
@@ -615,8 +682,9 @@ class DeviceSource(AudioSource):
         # position n * down / up (the filter is zero-phase). Every lane's resampler has seen
         # the same input, so all lanes have the same length and times.
         t_start = t_cb - (rs.n_in - first_out * rs.down / rs.up) / rs.rate_in
-        block = Block(y, t_start, self._pending_overflow, self._opened.info.name,
-                      ys if len(ys) > 1 else ())
+        block = Block(
+            y, t_start, self._pending_overflow, self._opened.info.name, ys if len(ys) > 1 else ()
+        )
         self._pending_overflow = False
         return self._deliver(block)
 

@@ -52,7 +52,9 @@ def usable_files(settings: SourceSettings, rate: int, window: int | None = None)
             log.warning(
                 "%s: %.2f s is shorter than one %.2f s window; it is scored only as part "
                 "of a window that continues into the next file (not at all if last)",
-                p, s.seconds, window / rate,
+                p,
+                s.seconds,
+                window / rate,
             )
         out.append(p)
     if not out:
@@ -87,8 +89,12 @@ class FileSource(AudioSource):
         self._done = False
         self._next = None
         mode = "real time" if self.settings.realtime else "as fast as possible"
-        log.info("replaying %d file(s) %s%s", len(self.paths), mode,
-                 " in a loop" if self.settings.loop else "")
+        log.info(
+            "replaying %d file(s) %s%s",
+            len(self.paths),
+            mode,
+            " in a loop" if self.settings.loop else "",
+        )
 
     def _generate(self) -> Iterator[tuple[FloatArray, str]]:
         """Each file in `blocksize` blocks (the last of a file may be shorter), streamed: the

@@ -72,8 +72,8 @@ class StdinSource(AudioSource):
         self.settings = settings
         self.stream = stream
         self.frame_bytes = STDIN_FORMATS[settings.stdin_format].itemsize * settings.stdin_channels
-        self._q: queue.Queue[tuple[float, FloatArray] | BaseException | None] = (
-            queue.Queue(maxsize=64)
+        self._q: queue.Queue[tuple[float, FloatArray] | BaseException | None] = queue.Queue(
+            maxsize=64
         )
         self.rate = rate
         self._resampler = StreamResampler(settings.stdin_rate, rate)
@@ -88,9 +88,13 @@ class StdinSource(AudioSource):
 
     def start(self) -> None:
         s = self.settings
-        log.info("reading %s PCM from stdin: %d Hz, %d channel(s)%s", s.stdin_format,
-                 s.stdin_rate, s.stdin_channels,
-                 f", resampling to {self.rate} Hz" if s.stdin_rate != self.rate else "")
+        log.info(
+            "reading %s PCM from stdin: %d Hz, %d channel(s)%s",
+            s.stdin_format,
+            s.stdin_rate,
+            s.stdin_channels,
+            f", resampling to {self.rate} Hz" if s.stdin_rate != self.rate else "",
+        )
         self._thread = threading.Thread(target=self._reader, name="stdin-pcm", daemon=True)
         self._thread.start()
 
@@ -106,8 +110,9 @@ class StdinSource(AudioSource):
                     break
                 if not data:
                     if tail:
-                        log.warning("stdin ended inside a frame: dropped %d trailing byte(s)",
-                                    len(tail))
+                        log.warning(
+                            "stdin ended inside a frame: dropped %d trailing byte(s)", len(tail)
+                        )
                     break
                 data = tail + data
                 whole = len(data) - len(data) % self.frame_bytes

@@ -31,43 +31,67 @@ def evaluate_cmd(
     json_out: opt.Json = False,
     out: Annotated[
         Path | None,
-        typer.Option("--out", help=f"Folder for {METRICS_FILE}, the DCASE submission CSVs and "
-                     "plots (one subfolder per scorer).", show_default=False),
+        typer.Option(
+            "--out",
+            help=f"Folder for {METRICS_FILE}, the DCASE submission CSVs and "
+            "plots (one subfolder per scorer).",
+            show_default=False,
+        ),
     ] = None,
     percentile: opt.Percentile = 90.0,
     recipe: RecipeName = None,
     backend: Annotated[
-        str | None, typer.Option("--backend", help="Backend: default (k-NN references + local "
-                                 "density) or paper (k-means + target clips, raw cosine "
-                                 "distance); default: the recipe's.", show_default=False)
+        str | None,
+        typer.Option(
+            "--backend",
+            help="Backend: default (k-NN references + local "
+            "density) or paper (k-means + target clips, raw cosine "
+            "distance); default: the recipe's.",
+            show_default=False,
+        ),
     ] = None,
     classical: Classical = None,
     year: Annotated[
-        str, typer.Option("--year", help="Score by the rules of this DCASE year (2020: per "
-                          "machine id; 2021: per section and domain; 2022-2024: per section, "
-                          "official AUC source/target) and name the submission files so; "
-                          "auto: read it from the layout.")
+        str,
+        typer.Option(
+            "--year",
+            help="Score by the rules of this DCASE year (2020: per "
+            "machine id; 2021: per section and domain; 2022-2024: per section, "
+            "official AUC source/target) and name the submission files so; "
+            "auto: read it from the layout.",
+        ),
     ] = "auto",
     strict: Strict = False,
     method: Method = None,
     variant: Annotated[
-        str, typer.Option("--variant", help="Table 6: scores from the joint, source-only or "
-                          "target-only references/mixture, or the sum of both domains'.")
+        str,
+        typer.Option(
+            "--variant",
+            help="Table 6: scores from the joint, source-only or "
+            "target-only references/mixture, or the sum of both domains'.",
+        ),
     ] = "joint",
     plots: Annotated[
-        bool, typer.Option("--plots/--no-plots",
-                           help="Write ROC and histogram PNGs (last scorer only).")
+        bool,
+        typer.Option("--plots/--no-plots", help="Write ROC and histogram PNGs (last scorer only)."),
     ] = True,
     concat: Annotated[
         list[Path] | None,
-        typer.Option("--concat", help="Table 4, concatenate after training: runs whose "
-                     "embeddings are joined to RUN's (repeatable).", show_default=False),
+        typer.Option(
+            "--concat",
+            help="Table 4, concatenate after training: runs whose "
+            "embeddings are joined to RUN's (repeatable).",
+            show_default=False,
+        ),
     ] = None,
     ground_truth: Annotated[
         list[Path] | None,
-        typer.Option("--ground-truth", help="Folder with the official ground-truth CSVs (an "
-                     "evaluator checkout), besides those under --data (repeatable).",
-                     show_default=False),
+        typer.Option(
+            "--ground-truth",
+            help="Folder with the official ground-truth CSVs (an "
+            "evaluator checkout), besides those under --data (repeatable).",
+            show_default=False,
+        ),
     ] = None,
     verbose: Verbose = False,
 ) -> None:
@@ -126,20 +150,34 @@ def evaluate_cmd(
     embedder = ConcatenatedRuns([r, *map(load_run, concat)]) if concat else r
     checked_method = choice("method", method or r.config.backend, METHODS)
     text, payload = evaluate_embedder(
-        embedder, clips, config, out, plots,
-        ClassicalEmbedder(r.spec) if with_classical else None, checked_method, progress=True,
+        embedder,
+        clips,
+        config,
+        out,
+        plots,
+        ClassicalEmbedder(r.spec) if with_classical else None,
+        checked_method,
+        progress=True,
         year=rules,
     )
     unseen = first_shot(test, r.classes)
-    payload = {"run": str(run), "data": [str(d) for d in data],
-               "concat": [str(c) for c in concat or ()], "first_shot": unseen,
-               "recipe": chosen.name, "ignored_files": [str(p) for p in layout.ignored],
-               **payload}
-    text = (_heading(chosen.name, backend or chosen.backend, with_classical, rules,
-                     year != "auto") + text)
+    payload = {
+        "run": str(run),
+        "data": [str(d) for d in data],
+        "concat": [str(c) for c in concat or ()],
+        "first_shot": unseen,
+        "recipe": chosen.name,
+        "ignored_files": [str(p) for p in layout.ignored],
+        **payload,
+    }
+    text = (
+        _heading(chosen.name, backend or chosen.backend, with_classical, rules, year != "auto")
+        + text
+    )
     if unseen:
-        text += ("\n\nfirst-shot (machine types the network never saw in training): "
-                 + ", ".join(unseen))
+        text += "\n\nfirst-shot (machine types the network never saw in training): " + ", ".join(
+            unseen
+        )
     text += f"\n\ndata: {layout.summary()}"
     if out is not None:
         write_json(out / METRICS_FILE, payload)
@@ -154,6 +192,8 @@ def _heading(recipe: str, backend: str, classical: bool, year: str, given: bool)
     """The line above the tables: which system is scored and by which year's rules, so a
     pasted table says how it was made."""
     rule_name = "2022-2024" if year == "2022" else year
-    return (f"recipe {recipe}: backend {backend}, classical components "
-            f"{'on' if classical else 'off'}; DCASE {rule_name} rules "
-            f"({'given' if given else 'from the layout'})\n\n")
+    return (
+        f"recipe {recipe}: backend {backend}, classical components "
+        f"{'on' if classical else 'off'}; DCASE {rule_name} rules "
+        f"({'given' if given else 'from the layout'})\n\n"
+    )

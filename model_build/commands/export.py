@@ -21,39 +21,53 @@ from model_build.commands.options import (
 @fields_as_flags(models="--model")
 def export_cmd(
     run: Run,
-    out: Annotated[
-        Path, typer.Option("--out", help="Bundle directory (a new version is added).")
-    ],
+    out: Annotated[Path, typer.Option("--out", help="Bundle directory (a new version is added).")],
     quantize: Annotated[
-        str | None, typer.Option("--quantize", help="float32 | float16 | dynamic (default) | "
-                                 "int8.", show_default=False)
+        str | None,
+        typer.Option(
+            "--quantize", help="float32 | float16 | dynamic (default) | int8.", show_default=False
+        ),
     ] = None,
     data: DataRootsOrRun = None,
     models: Annotated[
         list[int] | None,
-        typer.Option("--model", help="Which model(s) of the run (repeatable; default: all, "
-                     "an ensemble).", show_default=False),
+        typer.Option(
+            "--model",
+            help="Which model(s) of the run (repeatable; default: all, an ensemble).",
+            show_default=False,
+        ),
     ] = None,
     calibration: Annotated[
         int, typer.Option("--calibration", help="int8 only: number of calibration clips.")
     ] = 200,
     domains: Annotated[
-        str, typer.Option("--domains", help="Backend clips: all (source + target) | source "
-                          "(calibrate on site).")
+        str,
+        typer.Option(
+            "--domains", help="Backend clips: all (source + target) | source (calibrate on site)."
+        ),
     ] = "all",
     recipe: RecipeName = None,
     backend: Annotated[
-        str | None, typer.Option("--backend", help="Backend: default (k-NN references + local "
-                                 "density) or paper (k-means + target clips, raw cosine "
-                                 "distance); default: the recipe's.", show_default=False)
+        str | None,
+        typer.Option(
+            "--backend",
+            help="Backend: default (k-NN references + local "
+            "density) or paper (k-means + target clips, raw cosine "
+            "distance); default: the recipe's.",
+            show_default=False,
+        ),
     ] = None,
     classical: Classical = None,
     strict: Strict = False,
     sign_key: Annotated[
         Path | None,
-        typer.Option("--sign-key", help="Sign the new version with this Ed25519 private key "
-                     "(model-build keygen); devices with trusted_keys load only signed "
-                     "bundles.", show_default=False),
+        typer.Option(
+            "--sign-key",
+            help="Sign the new version with this Ed25519 private key "
+            "(model-build keygen); devices with trusted_keys load only signed "
+            "bundles.",
+            show_default=False,
+        ),
     ] = None,
     verbose: Verbose = False,
 ) -> None:
@@ -73,13 +87,23 @@ def export_cmd(
     from model_build.export import DEFAULT_MODE, export_run, manifest_of
 
     mode = quantize or DEFAULT_MODE
-    vdir = export_run(run, out, mode, data=data or (), models=models or None,
-                      calibration=calibration, domains=domains,
-                      backend=backend or chosen.backend,
-                      classical=chosen.classical if classical is None else classical,
-                      progress=True, sign_key=sign_key, strict=strict)
+    vdir = export_run(
+        run,
+        out,
+        mode,
+        data=data or (),
+        models=models or None,
+        calibration=calibration,
+        domains=domains,
+        backend=backend or chosen.backend,
+        classical=chosen.classical if classical is None else classical,
+        progress=True,
+        sign_key=sign_key,
+        strict=strict,
+    )
     m = manifest_of(vdir)
-    size = sum((vdir / c["file"]).stat().st_size for c in m["components"]
-               if c["kind"] == "model")
-    print(f"wrote {vdir} ({mode}, {len(m['components'])} components, {size / 1e6:.2f} MB of "
-          f"models, {len(m['sections'])} sections{', signed' if sign_key else ''})")
+    size = sum((vdir / c["file"]).stat().st_size for c in m["components"] if c["kind"] == "model")
+    print(
+        f"wrote {vdir} ({mode}, {len(m['components'])} components, {size / 1e6:.2f} MB of "
+        f"models, {len(m['sections'])} sections{', signed' if sign_key else ''})"
+    )

@@ -9,15 +9,18 @@ import typer
 
 
 def sign_cmd(
-    bundle: Annotated[
-        Path, typer.Argument(help="Bundle folder (or one version directory of it).")
-    ],
+    bundle: Annotated[Path, typer.Argument(help="Bundle folder (or one version directory of it).")],
     key: Annotated[
         Path, typer.Option("--key", help="Ed25519 private key file (model-build keygen).")
     ],
     version: Annotated[
-        int | None, typer.Option("--version", min=1, help="Version to sign (default: the "
-                                 "current one).", show_default=False)
+        int | None,
+        typer.Option(
+            "--version",
+            min=1,
+            help="Version to sign (default: the current one).",
+            show_default=False,
+        ),
     ] = None,
 ) -> None:
     """Sign the current (or given) version after checking its files; a second key adds its

@@ -16,8 +16,10 @@ def synth_cmd(
     out: Annotated[Path, typer.Argument(help="Output folder (DCASE layout is written inside).")],
     seed: Seed = 0,
     machines: Annotated[
-        str | None, typer.Option("--machines", help="Comma-separated machine types (default: "
-                                 "all).", show_default=False)
+        str | None,
+        typer.Option(
+            "--machines", help="Comma-separated machine types (default: all).", show_default=False
+        ),
     ] = None,
     sections: Annotated[int, typer.Option("--sections", help="Sections per machine type.")] = 3,
     source_train: Annotated[
@@ -33,10 +35,14 @@ def synth_cmd(
         int, typer.Option("--workers", help="Worker processes (files are identical either way).")
     ] = 1,
     family_name: Annotated[
-        str, typer.Option("--family", help="Generator family: harmonic (tonal machines), "
-                          "broadband (flow machines), cyclic (stroke machines), random "
-                          "(machines drawn from broad priors), texture (faults that keep band "
-                          "energies).")
+        str,
+        typer.Option(
+            "--family",
+            help="Generator family: harmonic (tonal machines), "
+            "broadband (flow machines), cyclic (stroke machines), random "
+            "(machines drawn from broad priors), texture (faults that keep band "
+            "energies).",
+        ),
     ] = "harmonic",
     quiet: Quiet = False,
 ) -> None:
@@ -48,14 +54,15 @@ def synth_cmd(
 
     from model_build.synth.core import SynthConfig, family, generate
 
-    names = None if machines is None else tuple(
-        m.strip() for m in machines.split(",") if m.strip())
+    names = None if machines is None else tuple(m.strip() for m in machines.split(",") if m.strip())
     config = SynthConfig(seed, names, sections, source_train, target_train, test, family_name)
     config.check()
     t0 = time.perf_counter()
     meta = generate(config, out, max(1, min(workers, os.cpu_count() or 1)), progress=not quiet)
     fam_shifts = family(config.family).shifts
     shifts = ",".join(f"{s:02d}={fam_shifts[s % 3]}" for s in range(config.sections))
-    print(f"synth: {len(meta['clips'])} clips, {len(config.machine_types)} machine types x "
-          f"{config.sections} sections ({shifts}), seed {seed} -> {out} "
-          f"in {time.perf_counter() - t0:.1f} s")
+    print(
+        f"synth: {len(meta['clips'])} clips, {len(config.machine_types)} machine types x "
+        f"{config.sections} sections ({shifts}), seed {seed} -> {out} "
+        f"in {time.perf_counter() - t0:.1f} s"
+    )

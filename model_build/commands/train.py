@@ -26,7 +26,7 @@ _D, _P = DEFAULT, PAPER
 
 def _both(field: str, model: bool = True) -> str:
     """`default 0.5, paper 1.0`: a recipe-governed flag's value in each recipe."""
-    d, p = ((_D.model, _P.model) if model else (_D.train, _P.train))
+    d, p = (_D.model, _P.model) if model else (_D.train, _P.train)
     return f"default recipe: {getattr(d, field)}, paper: {getattr(p, field)}"
 
 
@@ -38,22 +38,35 @@ def train_cmd(
     ],
     recipe: RecipeName = None,
     epochs: Annotated[
-        int | None, typer.Option("--epochs", min=1, help=f"Epochs ({_both('epochs', False)}).",
-                                 show_default=False)
+        int | None,
+        typer.Option(
+            "--epochs", min=1, help=f"Epochs ({_both('epochs', False)}).", show_default=False
+        ),
     ] = None,
     batch_size: Annotated[
-        int | None, typer.Option("--batch-size", min=1,
-                                 help=f"Batch size ({_both('batch_size', False)}).",
-                                 show_default=False)
+        int | None,
+        typer.Option(
+            "--batch-size",
+            min=1,
+            help=f"Batch size ({_both('batch_size', False)}).",
+            show_default=False,
+        ),
     ] = None,
     learning_rate: Annotated[
-        float | None, typer.Option("--learning-rate",
-                                   help=f"Adam learning rate ({_both('learning_rate', False)}).",
-                                   show_default=False)
+        float | None,
+        typer.Option(
+            "--learning-rate",
+            help=f"Adam learning rate ({_both('learning_rate', False)}).",
+            show_default=False,
+        ),
     ] = None,
     width: Annotated[
-        float | None, typer.Option("--width", help="Channel multiplier, 1.0 = the paper's "
-                                   f"network ({_both('width')}).", show_default=False)
+        float | None,
+        typer.Option(
+            "--width",
+            help=f"Channel multiplier, 1.0 = the paper's network ({_both('width')}).",
+            show_default=False,
+        ),
     ] = None,
     seed: Seed = 0,
     runs: Annotated[
@@ -64,49 +77,84 @@ def train_cmd(
     ] = True,
     strict: Strict = False,
     inputs: Annotated[
-        str | None, typer.Option("--inputs", help="Table 4: spectrogram | spectrum | logmel128 "
-                                 "| both (both recipes: both).", show_default=False)
+        str | None,
+        typer.Option(
+            "--inputs",
+            help="Table 4: spectrogram | spectrum | logmel128 | both (both recipes: both).",
+            show_default=False,
+        ),
     ] = None,
     combine: Annotated[
-        str | None, typer.Option("--combine", help="Table 4, with --inputs both: concat (the "
-                                 "paper) or add the branches' embeddings while training.",
-                                 show_default=False)
+        str | None,
+        typer.Option(
+            "--combine",
+            help="Table 4, with --inputs both: concat (the "
+            "paper) or add the branches' embeddings while training.",
+            show_default=False,
+        ),
     ] = None,
     bias: Annotated[
-        bool | None, typer.Option("--bias/--no-bias", help="Table 3: bias terms in every layer "
-                                  "(both recipes: no).", show_default=False)
+        bool | None,
+        typer.Option(
+            "--bias/--no-bias",
+            help="Table 3: bias terms in every layer (both recipes: no).",
+            show_default=False,
+        ),
     ] = None,
     trainable_centres: Annotated[
-        bool | None, typer.Option("--trainable-centres/--no-trainable-centres",
-                                  help="Table 3: train the AdaCos centres (both recipes: no).",
-                                  show_default=False)
+        bool | None,
+        typer.Option(
+            "--trainable-centres/--no-trainable-centres",
+            help="Table 3: train the AdaCos centres (both recipes: no).",
+            show_default=False,
+        ),
     ] = None,
     temporal_norm: Annotated[
-        bool | None, typer.Option("--temporal-norm/--no-temporal-norm",
-                                  help="Table 5: temporal mean normalisation of the STFT (both "
-                                  "recipes: yes).", show_default=False)
+        bool | None,
+        typer.Option(
+            "--temporal-norm/--no-temporal-norm",
+            help="Table 5: temporal mean normalisation of the STFT (both recipes: yes).",
+            show_default=False,
+        ),
     ] = None,
     method: Method = None,
     featex: Annotated[
-        bool | None, typer.Option("--featex/--no-featex",
-                                  help="FeatEx: the feature-exchange self-supervised task "
-                                  f"({_both('featex')}).", show_default=False)
+        bool | None,
+        typer.Option(
+            "--featex/--no-featex",
+            help=f"FeatEx: the feature-exchange self-supervised task ({_both('featex')}).",
+            show_default=False,
+        ),
     ] = None,
     min_steps: Annotated[
-        int | None, typer.Option("--min-steps", min=0, help="At least this many optimiser "
-                                 f"steps, for small data sets ({_both('min_steps', False)}).",
-                                 show_default=False)
+        int | None,
+        typer.Option(
+            "--min-steps",
+            min=0,
+            help="At least this many optimiser "
+            f"steps, for small data sets ({_both('min_steps', False)}).",
+            show_default=False,
+        ),
     ] = None,
     augment: Annotated[
-        bool | None, typer.Option("--augment/--no-augment",
-                                  help="Random time shift and gain of every clip "
-                                  f"({_both('augment', False)}).", show_default=False)
+        bool | None,
+        typer.Option(
+            "--augment/--no-augment",
+            help=f"Random time shift and gain of every clip ({_both('augment', False)}).",
+            show_default=False,
+        ),
     ] = None,
     average: Annotated[
-        float | None, typer.Option("--average", min=0.0, max=1.0,
-                                   help="Final weights = mean of the last fraction of the "
-                                   "epochs' weights (checkpoint averaging; 0 = the last "
-                                   f"epoch's) ({_both('average', False)}).", show_default=False)
+        float | None,
+        typer.Option(
+            "--average",
+            min=0.0,
+            max=1.0,
+            help="Final weights = mean of the last fraction of the "
+            "epochs' weights (checkpoint averaging; 0 = the last "
+            f"epoch's) ({_both('average', False)}).",
+            show_default=False,
+        ),
     ] = None,
     quiet: Quiet = False,
     verbose: Verbose = False,
@@ -132,7 +180,9 @@ def train_cmd(
             raise DatasetError(f"{root}: not a directory (expected a DCASE data root)")
     base = named(recipe or DEFAULT.name)
     model_flags: dict[str, Any] = {
-        "width": width, "bias": bias, "trainable_centres": trainable_centres,
+        "width": width,
+        "bias": bias,
+        "trainable_centres": trainable_centres,
         "inputs": None if inputs is None else choice("inputs", inputs, INPUTS),
         "combine": None if combine is None else choice("combine", combine, COMBINES),
         "temporal_norm": temporal_norm,
@@ -140,12 +190,18 @@ def train_cmd(
         "featex": featex,
     }
     train_flags: dict[str, Any] = {
-        "epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
-        "min_steps": min_steps, "augment": augment, "average": average,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "learning_rate": learning_rate,
+        "min_steps": min_steps,
+        "augment": augment,
+        "average": average,
     }
     cfg = replace(base.model, **{k: v for k, v in model_flags.items() if v is not None})
-    tcfg = replace(base.train_config(seed=seed, runs=runs, strict=strict, verbose=not quiet),
-                   **{k: v for k, v in train_flags.items() if v is not None})
+    tcfg = replace(
+        base.train_config(seed=seed, runs=runs, strict=strict, verbose=not quiet),
+        **{k: v for k, v in train_flags.items() if v is not None},
+    )
     library_output.tensorflow()
     train_run(list(data), out, cfg, tcfg, resume=resume, recipe=base.name)
     print(f"run written to {out}")

@@ -39,8 +39,9 @@ def parse_name(path: Path, machine: str, split: Split) -> Clip | None:
     name = parse_clip_name(path.name)
     if name is None:
         return None
-    return Clip(path, machine, name.section, name.split or split, name.domain, name.label,
-                name.attrs)
+    return Clip(
+        path, machine, name.section, name.split or split, name.domain, name.label, name.attrs
+    )
 
 
 def _split_folders(split: Split) -> tuple[str, ...]:
@@ -85,8 +86,10 @@ class Layout:
         n = len(self.ignored)
         if not n:
             return f"{len(self.clips)} clips used, no file ignored"
-        return (f"{len(self.clips)} clips used, {n} file{'s' if n > 1 else ''} under "
-                f"train/ or test/ ignored (not a clip of the DCASE layout; --strict stops)")
+        return (
+            f"{len(self.clips)} clips used, {n} file{'s' if n > 1 else ''} under "
+            f"train/ or test/ ignored (not a clip of the DCASE layout; --strict stops)"
+        )
 
 
 def ignored_reason(path: Path) -> str:
@@ -95,8 +98,10 @@ def ignored_reason(path: Path) -> str:
         return "a folder inside a split folder"
     if path.suffix.lower() != ".wav":
         return "not a .wav file"
-    return ("name not in the DCASE layout (expected e.g. "
-            "section_00_source_test_normal_0000.wav or normal_id_00_00000000.wav)")
+    return (
+        "name not in the DCASE layout (expected e.g. "
+        "section_00_source_test_normal_0000.wav or normal_id_00_00000000.wav)"
+    )
 
 
 def _machine_clips(mdir: Path, splits: Sequence[Split], ignored: list[Path]) -> list[Clip]:
@@ -107,8 +112,11 @@ def _machine_clips(mdir: Path, splits: Sequence[Split], ignored: list[Path]) -> 
             for f in sorted((mdir / folder).iterdir()) if (mdir / folder).is_dir() else []:
                 if f.name.startswith("."):
                     continue
-                clip = parse_name(f, mdir.name, split) if f.suffix.lower() == ".wav" \
-                    and f.is_file() else None
+                clip = (
+                    parse_name(f, mdir.name, split)
+                    if f.suffix.lower() == ".wav" and f.is_file()
+                    else None
+                )
                 if clip is None:
                     ignored.append(f)
                     continue
@@ -149,8 +157,10 @@ def scan_layout(
     ignored.sort()
     if strict and ignored:
         more = f" (and {len(ignored) - 1} more)" if len(ignored) > 1 else ""
-        raise DatasetError(f"{ignored[0]}: {ignored_reason(ignored[0])}{more}; --strict "
-                           "stops at files that are not clips of the layout")
+        raise DatasetError(
+            f"{ignored[0]}: {ignored_reason(ignored[0])}{more}; --strict "
+            "stops at files that are not clips of the layout"
+        )
     if "test" in splits:
         truth = load_ground_truth([*root_list, *(Path(r) for r in truth_roots)])
         clips = apply_ground_truth(clips, truth)

@@ -51,8 +51,14 @@ if TYPE_CHECKING:
 Kind = Literal["label", "domain"]
 DOMAIN_FOLDER = "ground_truth_domain"
 SKIPPED_FOLDERS = ("ground_truth_attributes",)
-_HEADERS = {("file", "label"), ("file", "domain"), ("file_name", "label"),
-            ("file_name", "domain"), ("filename", "label"), ("filename", "domain")}
+_HEADERS = {
+    ("file", "label"),
+    ("file", "domain"),
+    ("file_name", "label"),
+    ("file_name", "domain"),
+    ("filename", "label"),
+    ("filename", "domain"),
+}
 
 
 V = TypeVar("V", bound=str)
@@ -133,18 +139,24 @@ def read_eval_data_list(path: Path, table: dict[tuple[str, str], SectionTruth]) 
         if machine is None or name is None or cells[2] not in ("0", "1"):
             raise GroundTruthError(
                 f"{path}: line {line}: expected a machine type line, then "
-                f"id_XX_NNNNNNNN.wav,<labelled name>,0|1 rows; got {','.join(row)!r}")
+                f"id_XX_NNNNNNNN.wav,<labelled name>,0|1 rows; got {','.join(row)!r}"
+            )
         label: Label = "anomaly" if cells[2] == "1" else "normal"
         named = cells[1].split("_", 1)[0]
         if named in ("normal", "anomaly") and named != label:
-            raise GroundTruthError(f"{path}: line {line}: label {cells[2]} but the labelled "
-                                   f"name says {named} ({cells[1]})")
-        _put(table.setdefault((machine, name.section), SectionTruth()).labels, cells[0], label,
-             path)
+            raise GroundTruthError(
+                f"{path}: line {line}: label {cells[2]} but the labelled "
+                f"name says {named} ({cells[1]})"
+            )
+        _put(
+            table.setdefault((machine, name.section), SectionTruth()).labels, cells[0], label, path
+        )
         count += 1
     if not count:
-        raise GroundTruthError(f"{path}: no rows (expected machine type lines and "
-                               "id_XX_NNNNNNNN.wav,<labelled name>,0|1 rows)")
+        raise GroundTruthError(
+            f"{path}: no rows (expected machine type lines and "
+            "id_XX_NNNNNNNN.wav,<labelled name>,0|1 rows)"
+        )
 
 
 def load_ground_truth(roots: Iterable[Path]) -> dict[tuple[str, str], SectionTruth]:

@@ -63,6 +63,9 @@ def decide_year(found: Mapping[Year, Path], given: str | None = None) -> Year:
         return rules_of(given)
     if len(found) > 1:
         examples = ", ".join(f"{y}: {p}" for y, p in sorted(found.items()))
-        raise FieldError("year", f"the data mix challenge years ({examples}); evaluate one "
-                         "year at a time, or say which rules to use")
+        raise FieldError(
+            "year",
+            f"the data mix challenge years ({examples}); evaluate one "
+            "year at a time, or say which rules to use",
+        )
     return next(iter(found), "2022")

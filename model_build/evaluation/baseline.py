@@ -75,17 +75,19 @@ class ClassicalEmbedder:
     def embed_clips(self, clips: Sequence[Clip]) -> list[NDArray[np.float32]]:
         return self.embed_waves([load_clip(c.path, self.spec) for c in clips])
 
-    def embed_waves(self, waves: Sequence[NDArray[Any]] | NDArray[Any]) -> list[
-        NDArray[np.float32]
-    ]:
+    def embed_waves(
+        self, waves: Sequence[NDArray[Any]] | NDArray[Any]
+    ) -> list[NDArray[np.float32]]:
         feats = classical_features(self.spec, self.entries)
         rows: list[list[NDArray[np.float32]]] = [[] for _ in feats]
         for w in waves:
             mag = stft_magnitude(w, self.spec)
             for row, f in zip(rows, feats, strict=True):
                 row.append(f.fn(mag))
-        return [np.stack(r) if r else np.zeros((0, f.dim), np.float32)
-                for r, f in zip(rows, feats, strict=True)]
+        return [
+            np.stack(r) if r else np.zeros((0, f.dim), np.float32)
+            for r, f in zip(rows, feats, strict=True)
+        ]
 
 
 @dataclass(frozen=True)
@@ -120,5 +122,3 @@ def score_clips(
         scores = backend.score([emb.embed_clips(sec_test)])
         out += [ClipScore(c, float(s)) for c, s in zip(sec_test, scores, strict=True)]
     return out
-
-

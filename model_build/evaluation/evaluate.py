@@ -117,8 +117,14 @@ def backend_scores(
         if sec not in train_sections:
             raise EdgeAgentError(f"{sec}: test clips but no training clips to fit a backend on")
         src, tgt = section_rows(train_clips, sec)
-        fit = fit_section([e[src] for e in trs], [e[tgt] for e in trs], config, weights=weights,
-                          pseudo=None if pseudo is None else pseudo.get(sec), kinds=kinds)
+        fit = fit_section(
+            [e[src] for e in trs],
+            [e[tgt] for e in trs],
+            config,
+            weights=weights,
+            pseudo=None if pseudo is None else pseudo.get(sec),
+            kinds=kinds,
+        )
         scores[t_idx] = fit.backend.score([e[t_idx] for e in tes], config.variant)
         normal[sec] = fit.held_out
         thresholds[sec] = fit.backend.threshold
@@ -143,21 +149,31 @@ def pseudo_sets(
         rows = np.concatenate([src, tgt])
         if rows.size < 2:
             continue
+
         def wave(i: int, rows: NDArray[np.intp] = rows) -> NDArray[np.float32]:
             return load_clip(train_clips[int(rows[i])].path, spec)
 
-        out[sec] = section_pseudo(sec, int(rows.size), wave, embed_waves, spec.sample_rate,
-                                  config.pseudo_count, config.seed)
+        out[sec] = section_pseudo(
+            sec,
+            int(rows.size),
+            wave,
+            embed_waves,
+            spec.sample_rate,
+            config.pseudo_count,
+            config.seed,
+        )
     return out
 
 
-def _subset(pseudo: Mapping[str, PseudoSet] | None, idx: Sequence[int]) -> (
-    dict[str, PseudoSet] | None
-):
+def _subset(
+    pseudo: Mapping[str, PseudoSet] | None, idx: Sequence[int]
+) -> dict[str, PseudoSet] | None:
     if pseudo is None:
         return None
-    return {s: PseudoSet([p.embeddings[i] for i in idx] if len(p.origin) else [], p.origin)
-            for s, p in pseudo.items()}
+    return {
+        s: PseudoSet([p.embeddings[i] for i in idx] if len(p.origin) else [], p.origin)
+        for s, p in pseudo.items()
+    }
 
 
 @dataclass(frozen=True)
@@ -231,8 +247,12 @@ def format_table(ev: Evaluation, title: str) -> str:
     )
     lines = [f"== {title}", head, "-" * len(head)]
 
-    def row(name: str, a: Mapping[str, float | None], p: Mapping[str, float | None],
-            o: tuple[float | None, float | None] | None = None) -> str:
+    def row(
+        name: str,
+        a: Mapping[str, float | None],
+        p: Mapping[str, float | None],
+        o: tuple[float | None, float | None] | None = None,
+    ) -> str:
         tail = "" if o is None else f" {_pct(o[0]):>7} {_pct(o[1]):>7}"
         return (
             f"{name:<28} {_pct(a['source']):>7} {_pct(p['source']):>8} {_pct(a['target']):>7} "
@@ -240,23 +260,39 @@ def format_table(ev: Evaluation, title: str) -> str:
         )
 
     for m in ev.sections:
-        lines.append(row(unit_name(m.section, year), m.auc, m.pauc,
-                         (m.official_auc_source, m.official_auc_target) if extra else None))
+        lines.append(
+            row(
+                unit_name(m.section, year),
+                m.auc,
+                m.pauc,
+                (m.official_auc_source, m.official_auc_target) if extra else None,
+            )
+        )
     lines.append("-" * len(head))
-    hm = (hmean(m.official_auc_source for m in ev.sections),
-          hmean(m.official_auc_target for m in ev.sections)) if extra else None
-    lines.append(row(f"harmonic mean ({ev.summary.n_sections})", ev.summary.auc,
-                     ev.summary.pauc, hm))
+    hm = (
+        (
+            hmean(m.official_auc_source for m in ev.sections),
+            hmean(m.official_auc_target for m in ev.sections),
+        )
+        if extra
+        else None
+    )
+    lines.append(
+        row(f"harmonic mean ({ev.summary.n_sections})", ev.summary.auc, ev.summary.pauc, hm)
+    )
     if extra:
-        lines.append("(paper view: a domain's own normal and anomalous clips; off src/tgt: "
-                     "the official AUC, that domain's normal clips vs ALL anomalous clips)")
+        lines.append(
+            "(paper view: a domain's own normal and anomalous clips; off src/tgt: "
+            "the official AUC, that domain's normal clips vs ALL anomalous clips)"
+        )
     if off is not None and ev.sections:
         lines.append(format_official(off))
     if ev.summary.machines:
         lines.append(f"{'machine type (hmean, mixed)':<28} {'AUC':>7} {'pAUC':>8} {'mean':>7}")
         for machine, v in ev.summary.machines.items():
-            lines.append(f"{machine:<28} {_pct(v['auc']):>7} {_pct(v['pauc']):>8} "
-                         f"{_pct(v['mean']):>7}")
+            lines.append(
+                f"{machine:<28} {_pct(v['auc']):>7} {_pct(v['pauc']):>8} {_pct(v['mean']):>7}"
+            )
     for sec, why in ev.skipped.items():
         lines.append(f"not scored: {sec} ({why})")
     return "\n".join(lines)
@@ -293,8 +329,10 @@ def write_submission(
     written = []
     for (sec, domain), members in sorted(groups.items(), key=lambda kv: str(kv[0])):
         if year == "2021" and domain is None:
-            raise EdgeAgentError(f"{records[members[0]].path}: a 2021 test clip without a "
-                                 "domain (expected it in its name or folder)")
+            raise EdgeAgentError(
+                f"{records[members[0]].path}: a 2021 test clip without a "
+                "domain (expected it in its name or folder)"
+            )
         idx = sorted(members, key=lambda i: records[i].path.name)
         thr = thresholds.get(sec, float("inf"))
         score_name, decision_name = submission_files(sec, domain, year)
@@ -403,13 +441,24 @@ def evaluate_embeddings(
         if method == "gmm":
             from model_build.evaluation.gmm import gmm_scores
 
-            bs = gmm_scores([comps_tr[i] for i in idx], train_clips, [comps_te[i] for i in idx],
-                            test_clips, config)
+            bs = gmm_scores(
+                [comps_tr[i] for i in idx],
+                train_clips,
+                [comps_te[i] for i in idx],
+                test_clips,
+                config,
+            )
         else:
-            bs = backend_scores([comps_tr[i] for i in idx], train_clips,
-                                [comps_te[i] for i in idx], test_clips, config,
-                                view_weights([kinds[i] for i in idx]), _subset(pseudo, idx),
-                                [kinds[i] for i in idx])
+            bs = backend_scores(
+                [comps_tr[i] for i in idx],
+                train_clips,
+                [comps_te[i] for i in idx],
+                test_clips,
+                config,
+                view_weights([kinds[i] for i in idx]),
+                _subset(pseudo, idx),
+                [kinds[i] for i in idx],
+            )
         named.append((name, bs))
     tables, results = [], {}
     singles: list[Summary] = []
@@ -423,8 +472,12 @@ def evaluate_embeddings(
         if name.startswith("model_"):
             singles.append(ev.summary)
     payload: dict[str, Any] = {
-        "method": method, "backend": config.to_dict(), "results": results,
-        "system": named[-1][0], "weights": weights_record(named[-1][1]), "year": year,
+        "method": method,
+        "backend": config.to_dict(),
+        "results": results,
+        "system": named[-1][0],
+        "weights": weights_record(named[-1][1]),
+        "year": year,
     }
     if len(singles) > 1:
         spread = across_models(singles)
@@ -444,9 +497,12 @@ def weights_record(bs: BackendScores) -> dict[str, dict[str, Any]]:
         ch = bs.choices.get(sec)
         out[sec] = {"weights": [round(c.weight, 6) for c in components]}
         if ch is not None:
-            out[sec] |= {"groups": list(ch.groups), "group_weights": list(ch.group_weights),
-                         "separation": [round(x, 4) for x in ch.separation],
-                         "fused_separation": round(ch.fused, 4)}
+            out[sec] |= {
+                "groups": list(ch.groups),
+                "group_weights": list(ch.group_weights),
+                "separation": [round(x, 4) for x in ch.separation],
+                "fused_separation": round(ch.fused, 4),
+            }
     return out
 
 
@@ -457,8 +513,10 @@ def format_weights(record: Mapping[str, Mapping[str, Any]]) -> str:
     for sec, r in record.items():
         if "groups" not in r:
             continue
-        parts = [f"{g} {w:.2f} ({100 * a:.0f})" for g, w, a in
-                 zip(r["groups"], r["group_weights"], r["separation"], strict=True)]
+        parts = [
+            f"{g} {w:.2f} ({100 * a:.0f})"
+            for g, w, a in zip(r["groups"], r["group_weights"], r["separation"], strict=True)
+        ]
         lines.append(f"{sec:<28} " + ", ".join(parts))
     return "\n".join(lines) if len(lines) > 1 else ""
 
@@ -557,8 +615,12 @@ def evaluate_embedder(
     tr = embed_with_progress(embedder, train, "embedding train clips", progress)
     te = embed_with_progress(embedder, test, "embedding test clips", progress)
     spec: FrontendSpec | None = getattr(embedder, "spec", None)
-    per_section = (config.weighting == "pseudo" and method == "cosine" and spec is not None
-                   and hasattr(embedder, "embed_waves"))
+    per_section = (
+        config.weighting == "pseudo"
+        and method == "cosine"
+        and spec is not None
+        and hasattr(embedder, "embed_waves")
+    )
     if isinstance(tr, list):  # an exported bundle: its components are ONE scorer
         weights = getattr(embedder, "weights", None)
         kinds: list[str] | None = getattr(embedder, "kinds", None)
@@ -566,29 +628,45 @@ def evaluate_embedder(
         if per_section and spec is not None and kinds and len(set(kinds)) > 1:
             pseudo = pseudo_sets(embedder.embed_waves, train, spec, config)  # type: ignore[attr-defined]
         bs = backend_scores(tr, train, list(te), test, config, weights, pseudo, kinds)
-        ev, part = write_report("system", test, bs.scores, bs.thresholds, out_dir, plots,
-                                year=year)
+        ev, part = write_report("system", test, bs.scores, bs.thresholds, out_dir, plots, year=year)
         record = weights_record(bs)
         text = format_table(ev, "system")
         if format_weights(record):
             text += "\n\n" + format_weights(record)
         return text, {
-            "method": method, "backend": config.to_dict(), "results": {"system": part},
-            "system": "system", "weights": record, "year": year,
+            "method": method,
+            "backend": config.to_dict(),
+            "results": {"system": part},
+            "system": "system",
+            "weights": record,
+            "year": year,
         }
     cls = None
     pseudo = None
     if classical is not None:
         c_tr = embed_with_progress(classical, train, "classical, train", progress)
         c_te = embed_with_progress(classical, test, "classical, test", progress)
-        cls = (list(c_tr) if isinstance(c_tr, list) else [c_tr],
-               list(c_te) if isinstance(c_te, list) else [c_te])
+        cls = (
+            list(c_tr) if isinstance(c_tr, list) else [c_tr],
+            list(c_te) if isinstance(c_te, list) else [c_te],
+        )
         if per_section and spec is not None and hasattr(classical, "embed_waves"):
             both = joined_waves(embedder, classical)
             pseudo = pseudo_sets(both, train, spec, config)
     text, payload = evaluate_embeddings(
-        np.asarray(tr), train, np.asarray(te), test, config, out_dir, plots, cls, method,
-        pseudo, getattr(classical, "kinds", None), year=year)
+        np.asarray(tr),
+        train,
+        np.asarray(te),
+        test,
+        config,
+        out_dir,
+        plots,
+        cls,
+        method,
+        pseudo,
+        getattr(classical, "kinds", None),
+        year=year,
+    )
     if format_weights(payload["weights"]):
         text += "\n\n" + format_weights(payload["weights"])
     return text, payload
@@ -616,12 +694,14 @@ def first_shot(test_clips: Sequence[Clip], class_names: Sequence[str]) -> list[s
 def evaluation_record(payload: Mapping[str, Any]) -> dict[str, Any]:
     """The short form of an evaluation that travels with the run and into exported bundles:
     when, on which data, with which backend, and each scorer's harmonic means."""
-    record: dict[str, Any] = _finite({
-        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "data": list(payload.get("data", [])),
-        "backend": payload["backend"],
-        "summaries": {name: part["summary"] for name, part in payload["results"].items()},
-    })
+    record: dict[str, Any] = _finite(
+        {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "data": list(payload.get("data", [])),
+            "backend": payload["backend"],
+            "summaries": {name: part["summary"] for name, part in payload["results"].items()},
+        }
+    )
     return record
 
 

@@ -82,9 +82,7 @@ def _gmm_log_prob(x: AnyFloatArray, g: GmmBackend) -> NDArray[np.float64]:
     return _logsumexp(_component_log_prob(np.asarray(x, np.float64), g))
 
 
-def _m_step(
-    x: NDArray[np.float64], resp: NDArray[np.float64], reg: float
-) -> GmmBackend:
+def _m_step(x: NDArray[np.float64], resp: NDArray[np.float64], reg: float) -> GmmBackend:
     import scipy.linalg  # the GMM ablation only: a scoring device never pays for it
 
     nk = resp.sum(0) + 10 * np.finfo(float).eps
@@ -207,6 +205,9 @@ def gmm_scores(
             backends.setdefault(sec, []).append(g)
             held = held + h if h.size else held
         normal[sec] = held
-        thresholds[sec] = (float(np.percentile(held, config.percentile))
-                           if len(src) + len(tgt) >= 2 else float("inf"))
+        thresholds[sec] = (
+            float(np.percentile(held, config.percentile))
+            if len(src) + len(tgt) >= 2
+            else float("inf")
+        )
     return BackendScores(scores, thresholds, normal, backends)

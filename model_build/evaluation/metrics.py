@@ -202,8 +202,11 @@ def per_machine(sections: Sequence[SectionMetrics]) -> dict[str, dict[str, float
     for machine in sorted({machine_type(m.section) for m in sections}):
         mine = [m for m in sections if machine_type(m.section) == machine]
         a, p = hmean(m.auc["mixed"] for m in mine), hmean(m.pauc["mixed"] for m in mine)
-        out[machine] = {"auc": a, "pauc": p,
-                        "mean": None if a is None or p is None else (a + p) / 2}
+        out[machine] = {
+            "auc": a,
+            "pauc": p,
+            "mean": None if a is None or p is None else (a + p) / 2,
+        }
     return out
 
 

@@ -33,11 +33,11 @@ from model_build.evaluation.metrics import SectionMetrics, hmean, machine_type
 
 NO_TRUTH = {
     "2020": "no ground truth: put the challenge's eval_data_list.csv (Zenodo) below --data "
-            "or --ground-truth",
+    "or --ground-truth",
     "2021": "no ground truth: needs ground_truth_<machine>_section_XX_<domain>_test.csv "
-            "(dcase2021_task2_evaluator) below --data or --ground-truth",
+    "(dcase2021_task2_evaluator) below --data or --ground-truth",
     "2022": "no ground truth: needs the evaluator's ground_truth_data/ and "
-            "ground_truth_domain/ folders below --data or --ground-truth",
+    "ground_truth_domain/ folders below --data or --ground-truth",
 }
 """Why a section of eval clips without labels is not scored, and what would score it."""
 
@@ -74,9 +74,9 @@ def _mean(values: Sequence[float | None]) -> float | None:
     return float(np.mean(v)) if v else None
 
 
-def _rows(year: Year, sections: Sequence[SectionMetrics]) -> tuple[
-    tuple[str, ...], list[tuple[str, list[float | None]]], list[str]
-]:
+def _rows(
+    year: Year, sections: Sequence[SectionMetrics]
+) -> tuple[tuple[str, ...], list[tuple[str, list[float | None]]], list[str]]:
     """(columns, a row per unit the year's evaluator scores, each row's machine type)."""
     rows: list[tuple[str, list[float | None]]] = []
     owner: list[str] = []
@@ -93,8 +93,7 @@ def _rows(year: Year, sections: Sequence[SectionMetrics]) -> tuple[
                     owner.append(machine_type(m.section))
         return ("AUC", "pAUC"), rows, owner
     for m in sections:
-        rows.append((m.section, [m.official_auc_source, m.official_auc_target,
-                                 m.official_pauc]))
+        rows.append((m.section, [m.official_auc_source, m.official_auc_target, m.official_pauc]))
         owner.append(machine_type(m.section))
     return ("AUC source", "AUC target", "pAUC"), rows, owner
 
@@ -108,8 +107,13 @@ def official(year: Year, sections: Sequence[SectionMetrics]) -> Official:
         mine = [v for (_, v), o in zip(rows, owner, strict=True) if o == mt]
         machines.append((mt, [average([r[i] for r in mine]) for i in range(len(columns))]))
     if year == "2020":
-        score, rule = None, ("2020 had no single score (systems were ranked per machine "
-                             "type); per type: arithmetic means over its machine ids")
+        score, rule = (
+            None,
+            (
+                "2020 had no single score (systems were ranked per machine "
+                "type); per type: arithmetic means over its machine ids"
+            ),
+        )
     elif year == "2021":
         score = hmean(v for _, vals in rows for v in vals)
         rule = "hmean of AUC and pAUC over all machine types, sections and domains"
@@ -132,11 +136,15 @@ def format_official(o: Official) -> str:
     if o.year != "2022":  # 2022's per-section values are columns of the main table
         lines += [f"{u:<34} " + " ".join(f"{_pct(v):>10}" for v in vals) for u, vals in o.rows]
     kind = "mean" if o.year == "2020" else "hmean"
-    lines += [f"{m + ' (' + kind + ')':<34} " + " ".join(f"{_pct(v):>10}" for v in vals)
-              for m, vals in o.machines]
+    lines += [
+        f"{m + ' (' + kind + ')':<34} " + " ".join(f"{_pct(v):>10}" for v in vals)
+        for m, vals in o.machines
+    ]
     if o.score is not None:
-        lines.append(f"official DCASE {o.year if o.year != '2022' else '2022-2024'} score: "
-                     f"{_pct(o.score)} ({o.score_rule})")
+        lines.append(
+            f"official DCASE {o.year if o.year != '2022' else '2022-2024'} score: "
+            f"{_pct(o.score)} ({o.score_rule})"
+        )
     else:
         lines.append(o.score_rule)
     return "\n".join(lines)

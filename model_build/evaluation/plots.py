@@ -62,8 +62,13 @@ def plot_roc(
             ax.plot(fpr, tpr, color=_COLOURS[d], label=d, lw=1.5 if d == "mixed" else 1.0)
         ax.axvspan(0, max_fpr, color="0.9", zorder=0)
         ax.plot([0, 1], [0, 1], ":", color="0.6", lw=0.8)
-        ax.set(xlabel="false positive rate", ylabel="true positive rate", title=sec,
-               xlim=(0, 1), ylim=(0, 1.01))
+        ax.set(
+            xlabel="false positive rate",
+            ylabel="true positive rate",
+            title=sec,
+            xlim=(0, 1),
+            ylim=(0, 1.01),
+        )
         ax.legend(loc="lower right")
         path = out_dir / f"roc_{sec}.png"
         fig.tight_layout()
@@ -91,8 +96,11 @@ def plot_histograms(
         bins = np.linspace(s.min(), s.max() + 1e-9, 30)
         for ax, d in zip(axes[:, 0], domains, strict=True):
             for lab, colour in (("normal", "tab:green"), ("anomaly", "tab:red"), (None, "0.5")):
-                v = [x for c, x in zip(clips, s, strict=True)
-                     if (c.domain or "unknown") == d and c.label == lab]
+                v = [
+                    x
+                    for c, x in zip(clips, s, strict=True)
+                    if (c.domain or "unknown") == d and c.label == lab
+                ]
                 if v:
                     ax.hist(v, bins=bins, alpha=0.6, color=colour, label=lab or "unlabelled")
             thr = (thresholds or {}).get(sec)

@@ -35,8 +35,14 @@ def section_rows(
     train_clips: Sequence[Clip], section: str
 ) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
     """(source rows, target rows) of a section's NORMAL training clips."""
-    src = [i for i, c in enumerate(train_clips)
-           if c.section_id == section and c.label != "anomaly" and c.domain != "target"]
-    tgt = [i for i, c in enumerate(train_clips)
-           if c.section_id == section and c.label != "anomaly" and c.domain == "target"]
+    src = [
+        i
+        for i, c in enumerate(train_clips)
+        if c.section_id == section and c.label != "anomaly" and c.domain != "target"
+    ]
+    tgt = [
+        i
+        for i, c in enumerate(train_clips)
+        if c.section_id == section and c.label != "anomaly" and c.domain == "target"
+    ]
     return np.asarray(src, dtype=np.intp), np.asarray(tgt, dtype=np.intp)

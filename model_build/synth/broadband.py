@@ -134,6 +134,7 @@ def _tilted(f: F64, db_per_oct: float) -> F64:
 
 # ---------------------------------------------------------------- anomalies, pure functions
 
+
 def _band_noise(rng: np.random.Generator, lo: float, hi: float) -> F64:
     return shaped_noise(rng, lambda f: ((f > lo) & (f < hi)).astype(np.float64) + 1e-3)
 
@@ -146,7 +147,7 @@ def _cavitation(rng: np.random.Generator, sev: float, scale: float) -> F64:
     starts = rng.integers(0, N - 800, n_bursts)
     lengths = rng.integers(80, 800, n_bursts)
     for s, n in zip(starts, lengths, strict=True):
-        gate[s:s + n] += np.hanning(n)
+        gate[s : s + n] += np.hanning(n)
     gate = 0.3 + gate / (gate.max() + 1e-12)
     out: F64 = 0.9 * sev * scale * hiss * gate / rms(hiss * gate)
     return out
@@ -168,7 +169,7 @@ def _squeal(rng: np.random.Generator, sev: float, scale: float) -> F64:
         i0 = int(rng.uniform(0, 10 - dur) * FS)
         n = int(dur * FS)
         vib = 1 + 0.01 * np.sin(2 * np.pi * rng.uniform(4, 9) * t[:n])
-        out[i0:i0 + n] += np.hanning(n) * np.sin(2 * np.pi * f0 * np.cumsum(vib) / FS)
+        out[i0 : i0 + n] += np.hanning(n) * np.sin(2 * np.pi * f0 * np.cumsum(vib) / FS)
     return 1.2 * sev * scale * out / (rms(out) + 1e-12) * 0.5
 
 
@@ -179,13 +180,19 @@ def _leak(rng: np.random.Generator, sev: float, scale: float, freq: float) -> F6
 
 def _rattle(rng: np.random.Generator, sev: float, scale: float) -> F64:
     n = int(rng.integers(3, 12))
-    sig = impacts(np.sort(rng.uniform(0, 10, n)), rng.uniform(1500, 5000), 0.005,
-                  rng.uniform(0.5, 1.0, n), rng)
+    sig = impacts(
+        np.sort(rng.uniform(0, 10, n)),
+        rng.uniform(1500, 5000),
+        0.005,
+        rng.uniform(0.5, 1.0, n),
+        rng,
+    )
     out: F64 = 3.0 * sev * scale * sig / rms(sig) * np.sqrt(n / 12)
     return out
 
 
 # ---------------------------------------------------------------- machines
+
 
 @dataclass(frozen=True)
 class _OperatingPoint:
@@ -201,29 +208,62 @@ class _OperatingPoint:
 
 def _operating_point(m: str, p: dict[str, float], a: dict[str, float]) -> _OperatingPoint:
     if m == "pump":
-        return _OperatingPoint(24.0 + a["pres"] * 0.8, a["flow"] / 140.0,
-                               p["res1"] * (1 + 0.05 * (a["pres"] - 3)),
-                               p["tilt"] + 0.01 * (a["flow"] - 140),
-                               [1.0, 2.0, p["vanes"]], [0.15, 0.08, 0.12])
+        return _OperatingPoint(
+            24.0 + a["pres"] * 0.8,
+            a["flow"] / 140.0,
+            p["res1"] * (1 + 0.05 * (a["pres"] - 3)),
+            p["tilt"] + 0.01 * (a["flow"] - 140),
+            [1.0, 2.0, p["vanes"]],
+            [0.15, 0.08, 0.12],
+        )
     if m == "compressor":
-        return _OperatingPoint(a["rpm"] / 60.0, 0.6 + a["tank"] / 20.0, p["res1"],
-                               p["tilt"] - 0.5, [1.0, 2.0, 3.0, 4.0], [0.3, 0.2, 0.12, 0.08])
+        return _OperatingPoint(
+            a["rpm"] / 60.0,
+            0.6 + a["tank"] / 20.0,
+            p["res1"],
+            p["tilt"] - 0.5,
+            [1.0, 2.0, 3.0, 4.0],
+            [0.3, 0.2, 0.12, 0.08],
+        )
     if m == "blower":
-        return _OperatingPoint(a["spd"] / 4.0, (a["spd"] / 60.0) ** 2,
-                               p["res1"] * a["spd"] / 60.0,
-                               p["tilt"] + 0.05 * (a["damper"] - 60) / 10,
-                               [1.0, p["vanes"]], [0.05, 0.1])
+        return _OperatingPoint(
+            a["spd"] / 4.0,
+            (a["spd"] / 60.0) ** 2,
+            p["res1"] * a["spd"] / 60.0,
+            p["tilt"] + 0.05 * (a["damper"] - 60) / 10,
+            [1.0, p["vanes"]],
+            [0.05, 0.1],
+        )
     shaft = a["spd"] / 3.0  # conveyor
-    return _OperatingPoint(shaft, 0.7 + a["load"] / 100.0, p["res1"] * 0.5, p["tilt"] - 1.5,
-                           [p["whine"] / shaft], [0.06])
+    return _OperatingPoint(
+        shaft,
+        0.7 + a["load"] / 100.0,
+        p["res1"] * 0.5,
+        p["tilt"] - 1.5,
+        [p["whine"] / shaft],
+        [0.06],
+    )
 
 
-def _flow(rng: np.random.Generator, m: str, p: dict[str, float], op: _OperatingPoint,
-          shaft: float, res1: float, tilt: float) -> F64:
+def _flow(
+    rng: np.random.Generator,
+    m: str,
+    p: dict[str, float],
+    op: _OperatingPoint,
+    shaft: float,
+    res1: float,
+    tilt: float,
+) -> F64:
     """The machine's broadband flow/friction noise (compressor pulsation, conveyor thumps)."""
     q1, res2 = p["q1"], p["res2"]
-    flow = shaped_noise(rng, lambda f: pink(f) * _tilted(f, tilt) * (
-        0.4 + resonance(f, res1, q1) + 0.5 * resonance(f, res2, 3.0)))
+    flow = shaped_noise(
+        rng,
+        lambda f: (
+            pink(f)
+            * _tilted(f, tilt)
+            * (0.4 + resonance(f, res1, q1) + 0.5 * resonance(f, res2, 3.0))
+        ),
+    )
     t = np.arange(N) / FS
     if m == "compressor":  # piston pulsation modulates the flow noise
         puls = 1.0 + 0.6 * np.sin(2 * np.pi * shaft * t + rng.uniform(0, 6.3))
@@ -231,13 +271,23 @@ def _flow(rng: np.random.Generator, m: str, p: dict[str, float], op: _OperatingP
     if m == "conveyor":  # soft roller thumps
         period = 2.0 / shaft * 8
         times = np.arange(rng.uniform(0, period), 10.0, period)
-        flow += 0.6 * impacts(times, rng.uniform(120, 250), 0.03, 1.0, rng) / max(
-            1e-12, np.sqrt(len(times) / 10.0) * 4)
+        flow += (
+            0.6
+            * impacts(times, rng.uniform(120, 250), 0.03, 1.0, rng)
+            / max(1e-12, np.sqrt(len(times) / 10.0) * 4)
+        )
     return flow
 
 
-def _anomaly(rng: np.random.Generator, kind: str | None, sev: float, scale: float,
-             shaft: float, ph: F64, p: dict[str, float]) -> F64:
+def _anomaly(
+    rng: np.random.Generator,
+    kind: str | None,
+    sev: float,
+    scale: float,
+    shaft: float,
+    ph: F64,
+    p: dict[str, float],
+) -> F64:
     if kind in ("imbalance", "misalignment"):
         base = 1.0 if kind == "imbalance" else 2.0
         extra = harmonic_series(ph, [1.0, 0.5, 0.25], [base * k for k in (1, 2, 3)], rng)
@@ -252,8 +302,9 @@ def _anomaly(rng: np.random.Generator, kind: str | None, sev: float, scale: floa
     return makers[kind]() if kind in makers else np.zeros(N)
 
 
-def _machine(rng: np.random.Generator, sec: Section, attrs: dict[str, float],
-             kind: str | None, sev: float) -> tuple[F64, F64]:
+def _machine(
+    rng: np.random.Generator, sec: Section, attrs: dict[str, float], kind: str | None, sev: float
+) -> tuple[F64, F64]:
     """(normal part, anomaly part) of one clip of the section's machine."""
     p = sec.params
     op = _operating_point(sec.machine, p, attrs)
@@ -271,6 +322,7 @@ def _machine(rng: np.random.Generator, sec: Section, attrs: dict[str, float],
 
 
 # ---------------------------------------------------------------- channel
+
 
 def _far_microphone(rng: np.random.Generator, x: F64, p: dict[str, float]) -> F64:
     """Air absorption (a gentle low-pass) and room reverberation."""

@@ -122,16 +122,19 @@ class SynthConfig:
 
     def check(self) -> None:
         if self.family not in FAMILIES:
-            raise SynthError("family", f"expected one of {', '.join(FAMILIES)}, "
-                             f"got {self.family!r}")
+            raise SynthError(
+                "family", f"expected one of {', '.join(FAMILIES)}, got {self.family!r}"
+            )
         known = family(self.family).machines
         unknown = [m for m in self.machine_types if m not in known]
         if unknown or not self.machine_types:
-            raise SynthError("machines", f"expected some of {', '.join(known)} "
-                             f"(family {self.family}), got {list(self.machine_types)}")
+            raise SynthError(
+                "machines",
+                f"expected some of {', '.join(known)} "
+                f"(family {self.family}), got {list(self.machine_types)}",
+            )
         if len(set(self.machine_types)) != len(self.machine_types):
-            raise SynthError("machines",
-                             f"duplicate machine type in {list(self.machine_types)}")
+            raise SynthError("machines", f"duplicate machine type in {list(self.machine_types)}")
         if not 1 <= self.sections <= 99:
             raise SynthError("sections", f"expected 1..99, got {self.sections}")
         for name in ("source_train", "target_train", "test_per_label"):
@@ -156,8 +159,13 @@ class ClipJob:
     @property
     def rng_key(self) -> list[int]:
         return [
-            self.seed, _MACHINE_CODE[self.machine], self.section, _DOMAINS.index(self.domain),
-            _SPLITS.index(self.split), _LABELS.index(self.label), self.index,
+            self.seed,
+            _MACHINE_CODE[self.machine],
+            self.section,
+            _DOMAINS.index(self.domain),
+            _SPLITS.index(self.split),
+            _LABELS.index(self.label),
+            self.index,
         ]
 
 
@@ -173,6 +181,7 @@ class ClipInfo:
 
 
 # ---------------------------------------------------------------- signal helpers (pure)
+
 
 def _freqs() -> F64:
     return np.fft.rfftfreq(N, 1.0 / FS).astype(np.float64)
@@ -218,8 +227,14 @@ def phase_of(f_inst: F64) -> F64:
     return np.asarray(2 * np.pi * np.cumsum(f_inst) / FS)
 
 
-def impacts(times_s: F64, fc: float, decay_s: float, amp: F64 | float, rng: np.random.Generator,
-            phase: float | None = None) -> F64:
+def impacts(
+    times_s: F64,
+    fc: float,
+    decay_s: float,
+    amp: F64 | float,
+    rng: np.random.Generator,
+    phase: float | None = None,
+) -> F64:
     """Damped resonances (fc Hz, time constant decay_s) starting at the given times."""
     n = N
     out = np.zeros(n)
@@ -250,6 +265,7 @@ def machine_code(machine: str) -> int:
 
 
 # ---------------------------------------------------------------- sections
+
 
 @dataclass(frozen=True)
 class Section:
@@ -317,6 +333,7 @@ def _parse_attrs(attrs: str) -> dict[str, str]:
 
 # ---------------------------------------------------------------- machine models
 
+
 @dataclass
 class Anomaly:
     kind: str | None
@@ -335,8 +352,9 @@ def _rattle(rng: np.random.Generator, a: Anomaly) -> F64:
     return out
 
 
-def _rotating(rng: np.random.Generator, sec: Section, attrs: dict[str, str], a: Anomaly,
-              mesh: bool) -> tuple[F64, F64]:
+def _rotating(
+    rng: np.random.Generator, sec: Section, attrs: dict[str, str], a: Anomaly, mesh: bool
+) -> tuple[F64, F64]:
     """Fan (blade pass) or gearbox (gear mesh): returns (normal part, anomaly part)."""
     p = sec.params
     if mesh:
@@ -355,19 +373,26 @@ def _rotating(rng: np.random.Generator, sec: Section, attrs: dict[str, str], a: 
         rate = rng.uniform(2.0, 8.0)
         t = np.arange(N) / FS
         fm = 0.025 * a.severity * np.sin(2 * np.pi * rate * t) + slow_wander(
-            rng, 0.004 * a.severity, 4.0)
+            rng, 0.004 * a.severity, 4.0
+        )
     f_inst = shaft * (1.0 + drift + fm)
     ph = phase_of(f_inst)
     n_h = 6
-    amps = [load * 0.8 ** k * 10 ** (rng.normal(0, 3) / 20) for k in range(n_h)]
+    amps = [load * 0.8**k * 10 ** (rng.normal(0, 3) / 20) for k in range(n_h)]
     mults = [order * (k + 1) for k in range(n_h)]
     tones = harmonic_series(ph, amps, mults, rng)
     # shaft-rate sidebands and weak shaft harmonics
-    side = harmonic_series(ph, [0.15 * x for x in amps[:3]] * 2,
-                           [order * (k + 1) + s for s in (-1, 1) for k in range(3)], rng)
+    side = harmonic_series(
+        ph,
+        [0.15 * x for x in amps[:3]] * 2,
+        [order * (k + 1) + s for s in (-1, 1) for k in range(3)],
+        rng,
+    )
     shaft_h = harmonic_series(ph, [0.1, 0.05], [1.0, 2.0], rng)
-    noise_shape = lambda f: pink(f) * (  # noqa: E731
-        0.3 + resonance(f, p["res1"], 3.0) + 0.6 * resonance(f, p["res2"], 5.0))
+
+    def noise_shape(f: F64) -> F64:
+        return pink(f) * (0.3 + resonance(f, p["res1"], 3.0) + 0.6 * resonance(f, p["res2"], 5.0))
+
     flow = shaped_noise(rng, noise_shape)
     tones_rms = rms(tones)
     flow *= tones_rms * (0.5 if mesh else 0.8) * 10 ** (rng.normal(0, 2) / 20) * shaft / 20.0
@@ -392,14 +417,16 @@ def _rotating(rng: np.random.Generator, sec: Section, attrs: dict[str, str], a: 
     return normal, anom
 
 
-def _bearing(rng: np.random.Generator, sec: Section, attrs: dict[str, str],
-             a: Anomaly) -> tuple[F64, F64]:
+def _bearing(
+    rng: np.random.Generator, sec: Section, attrs: dict[str, str], a: Anomaly
+) -> tuple[F64, F64]:
     p = sec.params
     shaft = float(attrs["vel"]) * 2.0 * (1.0 + rng.normal(0, 0.004))
     res = p["bearing_res"] * (1.0 if attrs["loc"] == "A" else 0.8)
     ph = phase_of(shaft * (1.0 + slow_wander(rng, 0.002)))
-    rolling = shaped_noise(rng, lambda f: pink(f) * (0.2 + resonance(f, res, 4.0)
-                                                      + 0.5 * resonance(f, p["res1"], 2.0)))
+    rolling = shaped_noise(
+        rng, lambda f: pink(f) * (0.2 + resonance(f, res, 4.0) + 0.5 * resonance(f, p["res1"], 2.0))
+    )
     rolling *= 10 ** (rng.normal(0, 2) / 20)
     tones = harmonic_series(ph, [0.3, 0.15, 0.08], [1.0, 2.0, 3.0], rng)
     normal = rolling + tones * 10 ** (rng.normal(0, 3) / 20)
@@ -422,8 +449,9 @@ def _bearing(rng: np.random.Generator, sec: Section, attrs: dict[str, str],
     return normal, anom
 
 
-def _valve(rng: np.random.Generator, sec: Section, attrs: dict[str, str],
-           a: Anomaly) -> tuple[F64, F64]:
+def _valve(
+    rng: np.random.Generator, sec: Section, attrs: dict[str, str], a: Anomaly
+) -> tuple[F64, F64]:
     p = sec.params
     pat = int(attrs["pat"])
     cycle = float(attrs["cyc"]) / 1000.0
@@ -464,8 +492,13 @@ def _valve(rng: np.random.Generator, sec: Section, attrs: dict[str, str],
     elif a.kind == "extra_event":
         k = 1 + int(a.severity * 2.5)
         times = rng.uniform(0, 10, k)
-        anom = impacts(times, p["click_freq"] * rng.uniform(0.9, 1.1), 0.006,
-                       rng.uniform(0.3, 0.7, k) * (0.3 + 0.7 * a.severity), rng)
+        anom = impacts(
+            times,
+            p["click_freq"] * rng.uniform(0.9, 1.1),
+            0.006,
+            rng.uniform(0.3, 0.7, k) * (0.3 + 0.7 * a.severity),
+            rng,
+        )
     elif a.kind == "leak":
         fw = rng.uniform(2000, 6000)
         whistle = np.sin(2 * np.pi * fw * t * (1 + slow_wander(rng, 0.001)))
@@ -475,8 +508,9 @@ def _valve(rng: np.random.Generator, sec: Section, attrs: dict[str, str],
     return normal, anom
 
 
-def machine_sound(rng: np.random.Generator, sec: Section, attrs: str,
-                  a: Anomaly) -> tuple[F64, F64]:
+def machine_sound(
+    rng: np.random.Generator, sec: Section, attrs: str, a: Anomaly
+) -> tuple[F64, F64]:
     """(normal part, anomaly part) of one clip of the machine, before background and mic."""
     d = _parse_attrs(attrs)
     if sec.machine == "fan":
@@ -489,6 +523,7 @@ def machine_sound(rng: np.random.Generator, sec: Section, attrs: str,
 
 
 # ---------------------------------------------------------------- background and channel
+
 
 def background(rng: np.random.Generator, kind: str, hum: float) -> F64:
     """Unit-RMS background of a given type, slowly varying in level."""
@@ -510,13 +545,18 @@ def background_events(rng: np.random.Generator) -> F64:
     out = np.zeros(N)
     for _ in range(int(rng.integers(0, 4))):
         if rng.uniform() < 0.5:
-            ev = impacts(np.array([rng.uniform(0, 10)]), rng.uniform(200, 3000),
-                         rng.uniform(0.01, 0.08), 1.0, rng)
+            ev = impacts(
+                np.array([rng.uniform(0, 10)]),
+                rng.uniform(200, 3000),
+                rng.uniform(0.01, 0.08),
+                1.0,
+                rng,
+            )
         else:
             i0 = int(rng.integers(0, N - 8000))
             length = int(rng.integers(1600, 8000))
             ev = np.zeros(N)
-            ev[i0:i0 + length] = rng.standard_normal(length) * np.hanning(length)
+            ev[i0 : i0 + length] = rng.standard_normal(length) * np.hanning(length)
         out += rng.uniform(0.5, 2.0) * ev / (rms(ev) + 1e-12) * 0.1
     return out
 
@@ -539,6 +579,7 @@ def microphone(rng: np.random.Generator, x: F64, p: dict[str, float]) -> F64:
 
 # ---------------------------------------------------------------- one clip
 
+
 @dataclass(frozen=True)
 class ClipDraw:
     """What every family draws first for a clip, in this order from the job's own generator
@@ -551,8 +592,7 @@ class ClipDraw:
     severity: float
 
 
-def draw_clip(job: ClipJob, sec: Section,
-              anomaly_kinds: dict[str, tuple[str, ...]]) -> ClipDraw:
+def draw_clip(job: ClipJob, sec: Section, anomaly_kinds: dict[str, tuple[str, ...]]) -> ClipDraw:
     """The clip's generator and first draws (`ClipDraw`); `anomaly_kinds`: the family's kinds
     per machine type."""
     rng = np.random.default_rng(job.rng_key)
@@ -588,8 +628,15 @@ def render(job: ClipJob, sec: Section) -> tuple[NDArray[np.float32], ClipInfo]:
     return finish_clip(rng, x, job, attrs, kind, sev, snr)
 
 
-def finish_clip(rng: np.random.Generator, x: F64, job: ClipJob, attrs: str, kind: str | None,
-                sev: float, snr: float) -> tuple[NDArray[np.float32], ClipInfo]:
+def finish_clip(
+    rng: np.random.Generator,
+    x: F64,
+    job: ClipJob,
+    attrs: str,
+    kind: str | None,
+    sev: float,
+    snr: float,
+) -> tuple[NDArray[np.float32], ClipInfo]:
     """Every family's last step: a random recording gain (+-6 dB around -26 dBFS RMS), a
     peak limit below full scale, and the clip's DCASE file name and record."""
     gain_db = rng.uniform(-6, 6)
@@ -598,9 +645,13 @@ def finish_clip(rng: np.random.Generator, x: F64, job: ClipJob, attrs: str, kind
     if peak > 0.9:
         x *= 0.9 / peak
     name = clip_name(f"{job.section:02d}", job.domain, job.split, job.label, job.index, attrs)
-    info = ClipInfo(f"{job.machine}/{job.split}/{name}", attrs, kind,
-                    round(sev, 4) if kind else None,
-                    {"snr_db": round(snr, 2), "gain_db": round(gain_db, 2)})
+    info = ClipInfo(
+        f"{job.machine}/{job.split}/{name}",
+        attrs,
+        kind,
+        round(sev, 4) if kind else None,
+        {"snr_db": round(snr, 2), "gain_db": round(gain_db, 2)},
+    )
     return x.astype(np.float32), info
 
 
@@ -624,21 +675,20 @@ def family(name: str) -> Family:
     if name not in FAMILIES:
         raise SynthError("family", f"expected one of {', '.join(FAMILIES)}, got {name!r}")
     mod = importlib.import_module(f"{__package__}.{name}")
-    return Family(name, mod.MACHINES, mod.SHIFTS, mod.ANOMALY_KINDS, mod.make_section,
-                  mod.render)
+    return Family(name, mod.MACHINES, mod.SHIFTS, mod.ANOMALY_KINDS, mod.make_section, mod.render)
 
 
 def jobs_for(config: SynthConfig) -> list[ClipJob]:
     out = []
     for machine in config.machine_types:
         for s in range(config.sections):
-            plan = [("source", "train", "normal", config.source_train),
-                    ("target", "train", "normal", config.target_train)]
-            plan += [(d, "test", lab, config.test_per_label)
-                     for d in _DOMAINS for lab in _LABELS]
+            plan = [
+                ("source", "train", "normal", config.source_train),
+                ("target", "train", "normal", config.target_train),
+            ]
+            plan += [(d, "test", lab, config.test_per_label) for d in _DOMAINS for lab in _LABELS]
             for domain, split, label, n in plan:
-                out += [ClipJob(machine, s, domain, split, label, i, config.seed)
-                        for i in range(n)]
+                out += [ClipJob(machine, s, domain, split, label, i, config.seed) for i in range(n)]
     return out
 
 
@@ -649,16 +699,20 @@ def _write_one(args: tuple[ClipJob, Section, str, str]) -> ClipInfo:
     return info
 
 
-def generate(config: SynthConfig, out: Path, workers: int = 1,
-             progress: bool = False) -> dict[str, Any]:
+def generate(
+    config: SynthConfig, out: Path, workers: int = 1, progress: bool = False
+) -> dict[str, Any]:
     """Write the data set and synth.json under `out`; returns the synth.json content.
     `progress`: a progress bar on stderr (`model_build.progress`), clip by clip."""
     from model_build.progress import Progress
 
     config.check()
     fam = family(config.family)
-    sections = {(m, s): fam.make_section(config.seed, m, s)
-                for m in config.machine_types for s in range(config.sections)}
+    sections = {
+        (m, s): fam.make_section(config.seed, m, s)
+        for m in config.machine_types
+        for s in range(config.sections)
+    }
     for m in config.machine_types:
         for split in _SPLITS:
             (out / m / split).mkdir(parents=True, exist_ok=True)
@@ -683,8 +737,7 @@ def generate(config: SynthConfig, out: Path, workers: int = 1,
         "clip_samples": N,
         "anomaly_gain": ANOMALY_GAIN,
         "anomaly_kinds": {m: list(fam.anomaly_kinds[m]) for m in config.machine_types},
-        "sections": {section_id(m, f"{s:02d}"): sec.to_json()
-                     for (m, s), sec in sections.items()},
+        "sections": {section_id(m, f"{s:02d}"): sec.to_json() for (m, s), sec in sections.items()},
         "clips": [asdict(i) for i in infos],
     }
     (out / "synth.json").write_text(json.dumps(meta, indent=1))

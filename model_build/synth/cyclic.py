@@ -80,8 +80,11 @@ def _attr_values(machine: str, shift: str) -> tuple[list[str], list[str]]:
         tgt = [f"spm_{s}_force_{f}" for s in ((54, 60) if op else (36,)) for f in (120, 160)]
     elif machine == "robot":
         src = [f"prog_{p:02d}_spd_{s}" for p in (0, 1, 2) for s in (80, 100)]
-        tgt = [f"prog_{p:02d}_spd_{s}" for p in ((1,) if not op else (1, 2)) for s in
-               ((130, 150) if op else (80, 120))]
+        tgt = [
+            f"prog_{p:02d}_spd_{s}"
+            for p in ((1,) if not op else (1, 2))
+            for s in ((130, 150) if op else (80, 120))
+        ]
     else:
         src = [f"spd_{s}_cars_{c}" for s in (4, 5, 6) for c in (2, 3)]
         tgt = [f"spd_{s}_cars_{c}" for s in ((8, 9) if op else (5,)) for c in (3, 4)]
@@ -118,8 +121,8 @@ def _parse(attrs: str) -> dict[str, float]:
 
 # ---------------------------------------------------------------- the cycle schedule
 
-def cycle_starts(rng: np.random.Generator, period: float, kind: str | None,
-                 sev: float) -> F64:
+
+def cycle_starts(rng: np.random.Generator, period: float, kind: str | None, sev: float) -> F64:
     """Start times (s) of the cycles in the clip, with the temporal anomalies applied.
 
     Normal clips keep a 1 % timing scatter; ``slowdown`` stretches the period by up to 25 %
@@ -170,8 +173,10 @@ def _whine(gate: F64, f0: float, rng: np.random.Generator, wobble: float = 0.0) 
 
 # ---------------------------------------------------------------- machines
 
-def _slider(rng: np.random.Generator, p: dict[str, float], a: dict[str, float],
-            kind: str | None, sev: float) -> tuple[F64, F64, F64]:
+
+def _slider(
+    rng: np.random.Generator, p: dict[str, float], a: dict[str, float], kind: str | None, sev: float
+) -> tuple[F64, F64, F64]:
     stroke = a["len"] / a["vel"]
     period = 2 * stroke + 0.6
     starts = cycle_starts(rng, period, kind, sev)
@@ -186,26 +191,32 @@ def _slider(rng: np.random.Generator, p: dict[str, float], a: dict[str, float],
     return normal, moving, starts
 
 
-def _press(rng: np.random.Generator, p: dict[str, float], a: dict[str, float],
-           kind: str | None, sev: float) -> tuple[F64, F64, F64]:
+def _press(
+    rng: np.random.Generator, p: dict[str, float], a: dict[str, float], kind: str | None, sev: float
+) -> tuple[F64, F64, F64]:
     period = 60.0 / a["spm"]
     starts = cycle_starts(rng, period, kind, sev)
     ramp = _gate(starts, 0.0, 0.6 * period) * np.clip(
-        (np.arange(N) / FS - 0.0) % period / (0.6 * period), 0, 1)
+        (np.arange(N) / FS - 0.0) % period / (0.6 * period), 0, 1
+    )
     rumble = shaped_noise(rng, lambda f: 1.0 / np.maximum(f, 40.0) * resonance(f, 120.0, 1.0))
     force = a["force"] / 100.0
     hits = starts + 0.6 * period
     amp = force * rng.uniform(0.8, 1.0, hits.size)
     thud = impacts(hits, p["thud"], 0.05, amp, rng)
     ring = impacts(hits, p["ring"], 0.02, 0.3 * amp, rng)
-    hiss = shaped_noise(rng, lambda f: resonance(f, 5000.0, 1.0)) * _gate(
-        starts, 0.65 * period, 0.2 * period) * 0.15
+    hiss = (
+        shaped_noise(rng, lambda f: resonance(f, 5000.0, 1.0))
+        * _gate(starts, 0.65 * period, 0.2 * period)
+        * 0.15
+    )
     normal = 0.3 * rumble * ramp + thud / max(rms(thud), 1e-12) * 0.5 + ring * 2 + hiss
     return normal, _gate(starts, 0.0, 0.6 * period), starts
 
 
-def _robot(rng: np.random.Generator, p: dict[str, float], a: dict[str, float],
-           kind: str | None, sev: float) -> tuple[F64, F64, F64]:
+def _robot(
+    rng: np.random.Generator, p: dict[str, float], a: dict[str, float], kind: str | None, sev: float
+) -> tuple[F64, F64, F64]:
     prog = np.random.default_rng([int(a["prog"]), 23])
     n_moves = int(prog.integers(3, 6))
     durs = prog.uniform(0.3, 0.9, n_moves) * 100 / a["spd"]
@@ -227,13 +238,15 @@ def _robot(rng: np.random.Generator, p: dict[str, float], a: dict[str, float],
     return normal, np.clip(moving, 0, 1), starts
 
 
-def _railcar(rng: np.random.Generator, p: dict[str, float], a: dict[str, float],
-             kind: str | None, sev: float) -> tuple[F64, F64, F64]:
+def _railcar(
+    rng: np.random.Generator, p: dict[str, float], a: dict[str, float], kind: str | None, sev: float
+) -> tuple[F64, F64, F64]:
     period = p["rail_len"] / (a["spd"] * 0.25)
     starts = cycle_starts(rng, period, kind, sev)
     axle = 0.12 / (a["spd"] * 0.25)
-    times = np.concatenate([starts + k * axle * 3 + j * axle for k in range(int(a["cars"]))
-                            for j in range(2)])
+    times = np.concatenate(
+        [starts + k * axle * 3 + j * axle for k in range(int(a["cars"])) for j in range(2)]
+    )
     clacks = impacts(times, p["click"] * 0.7, 0.006, rng.uniform(0.6, 1.0, times.size), rng)
     rolling = shaped_noise(rng, lambda f: resonance(f, 400.0, 0.8)) * 0.2
     moving = np.ones(N)
@@ -246,8 +259,9 @@ def _railcar(rng: np.random.Generator, p: dict[str, float], a: dict[str, float],
 MACHINE_MODELS = {"slider": _slider, "press": _press, "robot": _robot, "railcar": _railcar}
 
 
-def _machine(rng: np.random.Generator, sec: Section, attrs: dict[str, float],
-             kind: str | None, sev: float) -> tuple[F64, F64]:
+def _machine(
+    rng: np.random.Generator, sec: Section, attrs: dict[str, float], kind: str | None, sev: float
+) -> tuple[F64, F64]:
     """(normal part, anomaly part) of one clip. Temporal anomalies live in the normal
     part's schedule (a retimed machine is not a machine plus something)."""
     p = sec.params
@@ -275,6 +289,7 @@ def _machine(rng: np.random.Generator, sec: Section, attrs: dict[str, float],
 
 # ---------------------------------------------------------------- channel
 
+
 def _room(rng: np.random.Generator, x: F64, p: dict[str, float]) -> F64:
     """Early reflections (a comb), a long reverberation tail and a low-pass."""
     rt = p["rt60"] * rng.uniform(0.9, 1.1)
@@ -297,12 +312,13 @@ def _busy_background(rng: np.random.Generator, p: dict[str, float]) -> F64:
     t = np.arange(N) / FS
     for _ in range(n):
         if rng.uniform() < 0.7:
-            out += rng.uniform(0.3, 1.0) * impacts(np.array([rng.uniform(0, 10)]),
-                                                   rng.uniform(150, 2500), 0.03, 1.0, rng)
+            out += rng.uniform(0.3, 1.0) * impacts(
+                np.array([rng.uniform(0, 10)]), rng.uniform(150, 2500), 0.03, 1.0, rng
+            )
         else:
             i0 = int(rng.integers(0, N - 4000))
             beep = np.zeros(N)
-            beep[i0:i0 + 4000] = np.sin(2 * np.pi * rng.uniform(2000, 3000) * t[:4000])
+            beep[i0 : i0 + 4000] = np.sin(2 * np.pi * rng.uniform(2000, 3000) * t[:4000])
             out += 0.3 * beep
     return out
 

@@ -62,8 +62,16 @@ from model_build.synth.core import (
 
 MACHINES = ("alpha", "beta", "gamma", "delta")
 SHIFTS = ("speed", "channel", "background")
-KINDS = ("tone", "harmonics", "resonance", "modulation", "bursts", "impacts", "instability",
-         "timing")
+KINDS = (
+    "tone",
+    "harmonics",
+    "resonance",
+    "modulation",
+    "bursts",
+    "impacts",
+    "instability",
+    "timing",
+)
 ANOMALY_KINDS: dict[str, tuple[str, ...]] = dict.fromkeys(MACHINES, KINDS)
 MAX_SERIES = 3
 MAX_RES = 5
@@ -82,8 +90,10 @@ def make_section(seed: int, machine: str, index: int) -> Section:
     """One draw from the prior: every number the section's sound is made from."""
     rng = np.random.default_rng([seed, machine_code(machine), index, 999])
     shift = SHIFTS[index % len(SHIFTS)]
-    p: dict[str, float] = {"n_series": float(rng.integers(0, MAX_SERIES + 1)),
-                           "n_res": float(rng.integers(1, MAX_RES + 1))}
+    p: dict[str, float] = {
+        "n_series": float(rng.integers(0, MAX_SERIES + 1)),
+        "n_res": float(rng.integers(1, MAX_RES + 1)),
+    }
     if p["n_series"] == 0 and rng.uniform() < 0.5:  # most machines hum or whine somewhere
         p["n_series"] = 1.0
     for k in range(MAX_SERIES):
@@ -127,16 +137,19 @@ def _freqs() -> F64:
     return np.asarray(np.fft.rfftfreq(N, 1.0 / FS), dtype=np.float64)
 
 
-def _noise_floor(rng: np.random.Generator, p: dict[str, float], res_scale: dict[int, float],
-                 load: float) -> F64:
+def _noise_floor(
+    rng: np.random.Generator, p: dict[str, float], res_scale: dict[int, float], load: float
+) -> F64:
     """Coloured noise through the section's resonances (one resonance may be moved)."""
     f = _freqs()
     n_res = int(p["n_res"])
 
     def shape(f: F64) -> F64:
         col = 10 ** ((p["colour"] + 0.5 * load) * np.log2(np.maximum(f, 30.0) / 1000.0) / 20)
-        res = 0.15 + sum(p[f"rg_{k}"] * resonance(f, p[f"fc_{k}"] * res_scale.get(k, 1.0),
-                                                    p[f"q_{k}"]) for k in range(n_res))
+        res = 0.15 + sum(
+            p[f"rg_{k}"] * resonance(f, p[f"fc_{k}"] * res_scale.get(k, 1.0), p[f"q_{k}"])
+            for k in range(n_res)
+        )
         return np.asarray(col * res)
 
     spec = rng.standard_normal(f.size) + 1j * rng.standard_normal(f.size)
@@ -144,8 +157,15 @@ def _noise_floor(rng: np.random.Generator, p: dict[str, float], res_scale: dict[
     return np.asarray(y / (np.std(y) + 1e-12))
 
 
-def _series(rng: np.random.Generator, p: dict[str, float], k: int, speed: float, load: float,
-            fm: F64, changed: dict[int, float]) -> F64:
+def _series(
+    rng: np.random.Generator,
+    p: dict[str, float],
+    k: int,
+    speed: float,
+    load: float,
+    fm: F64,
+    changed: dict[int, float],
+) -> F64:
     """Harmonic series k: levels from its slope, the load and its fixed pattern."""
     t_ph = 2 * np.pi * np.cumsum(p[f"f0_{k}"] * speed * (1.0 + fm)) / FS
     nh = int(p[f"nh_{k}"])
@@ -172,8 +192,14 @@ class _Change:
     am_depth: float = 0.0
 
 
-def _change(krng: np.random.Generator, kind: str | None, sev: float, p: dict[str, float],
-            speed: float, fm: F64) -> _Change:
+def _change(
+    krng: np.random.Generator,
+    kind: str | None,
+    sev: float,
+    p: dict[str, float],
+    speed: float,
+    fm: F64,
+) -> _Change:
     """The fault's changes to the machine, drawn from the fault's own generator."""
     t = np.arange(N) / FS
     n_series = int(p["n_series"])
@@ -187,8 +213,7 @@ def _change(krng: np.random.Generator, kind: str | None, sev: float, p: dict[str
         hs = krng.choice(audible, size=min(audible, int(krng.integers(1, 4))), replace=False)
         ch.harmonics[k] = {int(h): float(krng.choice([-1, 1]) * 12 * sev) for h in hs}
     elif kind == "resonance":
-        ch.res_scale[int(krng.integers(int(p["n_res"])))] = (
-            1.0 + krng.choice([-1, 1]) * 0.3 * sev)
+        ch.res_scale[int(krng.integers(int(p["n_res"])))] = 1.0 + krng.choice([-1, 1]) * 0.3 * sev
     elif kind == "modulation":
         ch.am_rate *= float(np.exp(krng.choice([-1, 1]) * krng.uniform(0.3, 1.0)))
         ch.am_depth = float(np.clip(ch.am_depth + krng.choice([-1, 1]) * 0.5 * sev, 0.0, 0.9))
@@ -200,8 +225,7 @@ def _added(krng: np.random.Generator, kind: str | None, sev: float, scale: float
     t = np.arange(N) / FS
     if kind == "tone":
         f = float(np.exp(krng.uniform(np.log(60), np.log(7000))))
-        out: F64 = 0.5 * sev * scale * np.sqrt(2) * np.sin(2 * np.pi * f * t
-                                                           + krng.uniform(0, 6.3))
+        out: F64 = 0.5 * sev * scale * np.sqrt(2) * np.sin(2 * np.pi * f * t + krng.uniform(0, 6.3))
         return out
     if kind == "bursts":
         lo = float(np.exp(krng.uniform(np.log(100), np.log(5000))))
@@ -213,24 +237,32 @@ def _added(krng: np.random.Generator, kind: str | None, sev: float, scale: float
         for _ in range(int(krng.integers(2, 8))):
             n = int(krng.uniform(0.05, 0.5) * FS)
             i0 = int(krng.integers(0, N - n))
-            gate[i0:i0 + n] += np.hanning(n)
-        return np.asarray(1.5 * sev * scale * y * gate / (rms(y * gate) + 1e-12)
-                          * np.sqrt(gate.mean()))
+            gate[i0 : i0 + n] += np.hanning(n)
+        return np.asarray(
+            1.5 * sev * scale * y * gate / (rms(y * gate) + 1e-12) * np.sqrt(gate.mean())
+        )
     if kind == "impacts":
         if krng.uniform() < 0.5:
             rate = krng.uniform(2.0, 25.0)
             times = np.arange(krng.uniform(0, 1 / rate), 10.0, 1 / rate)
         else:
             times = np.sort(krng.uniform(0, 10, int(krng.integers(4, 20))))
-        sig = impacts(times, float(np.exp(krng.uniform(np.log(500), np.log(7000)))),
-                      krng.uniform(0.001, 0.01), 1.0, krng)
-        return np.asarray(1.2 * sev * scale * sig / (rms(sig) + 1e-12)
-                          * min(1.0, np.sqrt(times.size / 40)))
+        sig = impacts(
+            times,
+            float(np.exp(krng.uniform(np.log(500), np.log(7000)))),
+            krng.uniform(0.001, 0.01),
+            1.0,
+            krng,
+        )
+        return np.asarray(
+            1.2 * sev * scale * sig / (rms(sig) + 1e-12) * min(1.0, np.sqrt(times.size / 40))
+        )
     return np.zeros(N)
 
 
-def _machine(rng: np.random.Generator, sec: Section, attrs: str, kind: str | None,
-             sev: float) -> tuple[F64, F64]:
+def _machine(
+    rng: np.random.Generator, sec: Section, attrs: str, kind: str | None, sev: float
+) -> tuple[F64, F64]:
     """(normal part, anomaly part); changes of the machine itself go into the 'normal' part
     of an anomalous clip, so the anomaly part holds only added sounds."""
     p = sec.params

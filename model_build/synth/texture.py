@@ -130,8 +130,9 @@ def _parse(attrs: str) -> tuple[float, float]:
     return float(d["rate"]) / 100.0, float(d["load"])
 
 
-def _machine(rng: np.random.Generator, sec: Section, rate: float, load: float,
-             kind: str | None, sev: float) -> F64:
+def _machine(
+    rng: np.random.Generator, sec: Section, rate: float, load: float, kind: str | None, sev: float
+) -> F64:
     """The machine's sound; a fault rewrites it (it adds no part of its own)."""
     p = sec.params
     t = np.arange(N) / FS
@@ -158,16 +159,24 @@ def _machine(rng: np.random.Generator, sec: Section, rate: float, load: float,
             z = (_lowpass_noise(krng, bw / 2) + 1j * _lowpass_noise(krng, bw / 2)) / np.sqrt(2)
             mix = min(1.0, 0.3 + sev)  # part of the line's power turns into noise
             line = np.sqrt(1 - mix) * np.sin(ph) + np.sqrt(mix) * np.sqrt(2) * np.real(
-                z * np.exp(1j * ph))
+                z * np.exp(1j * ph)
+            )
             x += a * line
         elif kind == "beating" and i == strongest:
             d = 0.3 + 2.7 * sev
-            x += a / np.sqrt(2) * (np.sin(ph + np.pi * d * t) + np.sin(ph - np.pi * d * t
-                                                                        + krng.uniform(0, 6.3)))
+            x += (
+                a
+                / np.sqrt(2)
+                * (np.sin(ph + np.pi * d * t) + np.sin(ph - np.pi * d * t + krng.uniform(0, 6.3)))
+            )
         else:
             x += a * np.sin(ph)
-    noise = shaped_noise(rng, lambda f: pink(f) * (0.3 + resonance(f, p["res1"], 2.0)
-                                                    + 0.5 * resonance(f, p["res2"], 3.0)))
+    noise = shaped_noise(
+        rng,
+        lambda f: (
+            pink(f) * (0.3 + resonance(f, p["res1"], 2.0) + 0.5 * resonance(f, p["res2"], 3.0))
+        ),
+    )
     x = x + rms(x) * 10 ** ((p["noise_db"] + rng.normal(0, 2.0) + 2 * load) / 20) * noise
     am_rate = p["am_rate"] * rate
     if kind == "am_rate":

@@ -50,22 +50,36 @@ class Recipe:
 
     def describe(self) -> dict[str, Any]:
         """What the recipe pins, JSON-able (run.json, benchmark reports)."""
-        return {"name": self.name, "model": self.model.to_dict(),
-                "train": {k: getattr(self.train, k) for k in TRAIN_FIELDS},
-                "backend": self.backend, "classical": self.classical}
+        return {
+            "name": self.name,
+            "model": self.model.to_dict(),
+            "train": {k: getattr(self.train, k) for k in TRAIN_FIELDS},
+            "backend": self.backend,
+            "classical": self.classical,
+        }
 
 
 PAPER = Recipe(
     name="paper",
-    model=ModelConfig(width=1.0, bias=False, bn_center=False, trainable_centres=False,
-                      n_subclusters=16, inputs="both", combine="concat", temporal_norm=True,
-                      backend="cosine", featex=False),
-    train=TrainConfig(epochs=10, batch_size=64, learning_rate=1e-3, min_steps=0,
-                      augment=False, average=0.0),
+    model=ModelConfig(
+        width=1.0,
+        bias=False,
+        bn_center=False,
+        trainable_centres=False,
+        n_subclusters=16,
+        inputs="both",
+        combine="concat",
+        temporal_norm=True,
+        backend="cosine",
+        featex=False,
+    ),
+    train=TrainConfig(
+        epochs=10, batch_size=64, learning_rate=1e-3, min_steps=0, augment=False, average=0.0
+    ),
     backend="paper",
     classical=False,
     about="the paper's system: width 1.0, no FeatEx, 10 epochs, batch 64, no augmentation; "
-          "k-means + target clips, cosine distance, no classical components",
+    "k-means + target clips, cosine distance, no classical components",
 )
 DEFAULT = Recipe(
     name="default",
@@ -74,7 +88,7 @@ DEFAULT = Recipe(
     backend="default",
     classical=True,
     about="what export ships: width 0.5, FeatEx, augmentation; local-density backend fused "
-          "with the classical components",
+    "with the classical components",
 )
 RECIPES: dict[str, Recipe] = {r.name: r for r in (DEFAULT, PAPER)}
 

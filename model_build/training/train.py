@@ -201,8 +201,9 @@ class Trainer:
     def accumulate_average(self) -> None:
         """Add the current weights to the running average."""
         w = [np.asarray(x, dtype=np.float64) for x in self.model.get_weights()]
-        self.avg_sum = w if self.avg_sum is None else [a + b for a, b in
-                                                        zip(self.avg_sum, w, strict=True)]
+        self.avg_sum = (
+            w if self.avg_sum is None else [a + b for a, b in zip(self.avg_sum, w, strict=True)]
+        )
         self.avg_count += 1
 
     def end_epoch(self, epoch: int, epochs: int, folder: Path, state: dict[str, Any]) -> None:
@@ -221,8 +222,7 @@ class Trainer:
     def apply_average(self) -> None:
         """Set the model to the averaged weights (no-op when nothing was averaged)."""
         if self.avg_sum is not None and self.avg_count:
-            self.model.set_weights([(a / self.avg_count).astype(np.float32)
-                                    for a in self.avg_sum])
+            self.model.set_weights([(a / self.avg_count).astype(np.float32) for a in self.avg_sum])
 
     def _features(self, waves: Any) -> list[Any]:
         from model_build.training.tf_frontend import TF_FEATURES
@@ -267,9 +267,11 @@ class Trainer:
                 adapted_scale(tf.stop_gradient(cos), labels, scale, self.cfg.n_subclusters)
             )
             if ssl is not None:
-                ssl.scale.assign(adapted_scale(
-                    tf.stop_gradient(cos_x), labels_x, scale_x, self.cfg.n_subclusters
-                ))
+                ssl.scale.assign(
+                    adapted_scale(
+                        tf.stop_gradient(cos_x), labels_x, scale_x, self.cfg.n_subclusters
+                    )
+                )
             return ce
 
         ce = self.strategy.run(replica, args=(waves, labels))
@@ -281,8 +283,9 @@ class Trainer:
         if self.strategy.num_replicas_in_sync > 1:  # split every batch across the GPUs
             dataset = self.strategy.experimental_distribute_dataset(dataset)
         total, count = 0.0, 0
-        with Progress(n_batches, label, self.tcfg.verbose, unit="batches",
-                      interval_s=LOG_INTERVAL_S) as bar:
+        with Progress(
+            n_batches, label, self.tcfg.verbose, unit="batches", interval_s=LOG_INTERVAL_S
+        ) as bar:
             for waves, labels in dataset:
                 ce, scale = self._step(waves, labels)
                 total, count = total + float(ce), count + 1
@@ -310,7 +313,8 @@ class Trainer:
 
     def save_head(self, path: Path) -> None:
         arrays: dict[str, Any] = {
-            "centres": np.asarray(self.head.centres), "scale": np.asarray(self.head.scale)
+            "centres": np.asarray(self.head.centres),
+            "scale": np.asarray(self.head.scale),
         }
         if self.head_ssl is not None:
             arrays["featex_centres"] = np.asarray(self.head_ssl.centres)
@@ -342,9 +346,16 @@ def _labels(clips: list[Clip], classes: list[str]) -> np.ndarray:
     return np.array([index[class_key(c)] for c in clips], dtype=np.int64)
 
 
-def _new_meta(roots: list[Path], cfg: ModelConfig, tcfg: TrainConfig, spec: FrontendSpec,
-              classes: list[str], n_clips: int, ignored: list[Path],
-              recipe: str | None) -> dict[str, Any]:
+def _new_meta(
+    roots: list[Path],
+    cfg: ModelConfig,
+    tcfg: TrainConfig,
+    spec: FrontendSpec,
+    classes: list[str],
+    n_clips: int,
+    ignored: list[Path],
+    recipe: str | None,
+) -> dict[str, Any]:
     """run.json of a run about to start (its models not trained yet)."""
     meta: dict[str, Any] = {
         "format": RUN_FORMAT,
