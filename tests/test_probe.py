@@ -2,8 +2,9 @@
 crashes is an answer, not the end of the agent; the choice is cached per process; the shell
 scripts' entry point says the same in one line with an exit code.
 
-The crash is real: TensorFlow's TFLite interpreter segfaults on a model file cut in half (past
-the cheap identifier check), where ai-edge-litert raises an error. Under arm64 emulation the
+The crash is real: the child of the `tensorflow` runtime is given a `tensorflow` package that
+dereferences a null pointer when imported (a real SIGSEGV, every time; TensorFlow's own
+interpreter segfaults on a model cut in half only some of the time). Under arm64 emulation the
 crash is ai-edge-litert's own (deploy/arm64-check.sh shows it).
 """
 
@@ -49,7 +50,19 @@ def test_the_choice_is_made_in_a_child_and_kept_for_the_process() -> None:
     assert own is not first and not own.xnnpack and own.label.endswith("without XNNPACK")
 
 
-def test_a_crashing_runtime_is_named_and_the_next_one_tried(tmp_path: Path) -> None:
+def crashing_tensorflow(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Children started from now on import a `tensorflow` that segfaults (PYTHONPATH comes
+    before site-packages); this process never imports it."""
+    package = folder / "tensorflow"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("import ctypes\nctypes.string_at(0)\n")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(folder), *sys.path]))
+
+
+def test_a_crashing_runtime_is_named_and_the_next_one_tried(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    crashing_tensorflow(tmp_path / "crash", monkeypatch)
     root = truncated_copy(tmp_path / "bundle")
     vdir = root / "versions" / "1"
     trial = try_runtime(vdir, "tensorflow", verify=False)
