@@ -119,6 +119,20 @@ on a busy 2-core machine it runs several times slower than alone. Every other te
 
 
 @pytest.fixture(autouse=True)
+def _signal_handlers_restored() -> Iterator[None]:
+    """A command run in-process (`run`, `demo`) installs the agent's SIGTERM/SIGINT handlers in
+    the pytest process; left there, a SIGTERM meant to stop a stuck suite would be taken for
+    the agent's and ignored. Each test ends with the handlers it started with."""
+    import signal
+
+    saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+    yield
+    for s, handler in saved.items():
+        if handler is not None:  # None: set outside Python, nothing to restore from here
+            signal.signal(s, handler)
+
+
+@pytest.fixture(autouse=True)
 def _fresh_agent_logger() -> Iterator[None]:
     """Each test starts with the agent's logger as a fresh process has it: a command run
     in-process by an earlier test (`setup_logging`) must not leave its level and handler to
