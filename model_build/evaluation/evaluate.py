@@ -476,7 +476,8 @@ def evaluate_embeddings(
         "backend": config.to_dict(),
         "results": results,
         "system": named[-1][0],
-        "weights": weights_record(named[-1][1]),
+        # GMM sections (Table 6) are no weighted components: nothing to record
+        "weights": weights_record(named[-1][1]) if method == "cosine" else {},
         "year": year,
     }
     if len(singles) > 1:
@@ -491,11 +492,8 @@ def weights_record(bs: BackendScores) -> dict[str, dict[str, Any]]:
     separation of held-out normal clips from pseudo-anomalies (AUC)."""
     out: dict[str, dict[str, Any]] = {}
     for sec, b in sorted(bs.backends.items()):
-        components = getattr(b, "components", None)
-        if components is None:  # a GMM section (`method="gmm"`): no component weights
-            continue
         ch = bs.choices.get(sec)
-        out[sec] = {"weights": [round(c.weight, 6) for c in components]}
+        out[sec] = {"weights": [round(c.weight, 6) for c in b.components]}
         if ch is not None:
             out[sec] |= {
                 "groups": list(ch.groups),
