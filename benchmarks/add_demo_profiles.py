@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from pathlib import Path
 
@@ -27,6 +26,7 @@ import numpy as np
 from edge_agent.audio.files import to_pcm16
 from edge_agent.bundle.layout import resolve
 from edge_agent.bundle.manifest import MANIFEST, write_manifest_digest
+from edge_agent.jsonsafe import compact_number_lists
 from edge_agent.scoring.explain import profile_from_waves
 from edge_agent.scoring.frontend import FrontendSpec
 
@@ -51,15 +51,6 @@ def training_waves(machine: str, section: int) -> list[np.ndarray]:
     return out
 
 
-def compact_lists(text: str) -> str:
-    """Lists of numbers on one line: the profiles' ~20 000 numbers one per line would make the
-    manifest 3x larger and the shipped demo over its size budget (tests/test_demo.py)."""
-    number_list = re.compile(r"\[\s*(-?[0-9.e+-]+(?:,\s*-?[0-9.e+-]+)*)\s*\]")
-    return number_list.sub(
-        lambda m: "[" + ", ".join(v.strip() for v in m.group(1).split(",")) + "]", text
-    )
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--bundle", type=Path, default=REPO / "edge_agent" / "demo" / "bundle")
@@ -79,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         profiles[section] = profile_from_waves(waves, spec, "export").to_dict()
         print(f"{section}: {len(waves)} clips", file=sys.stderr, flush=True)
     manifest["profiles"] = profiles
-    path.write_text(compact_lists(json.dumps(manifest, indent=2, sort_keys=True)) + "\n")
+    path.write_text(compact_number_lists(json.dumps(manifest, indent=2, sort_keys=True)) + "\n")
     write_manifest_digest(vdir)
     print(f"{path}: profiles of {', '.join(profiles)} added")
     return 0

@@ -13,7 +13,8 @@
 #    (deploy/arm64/cpuinfo.py); every window's score within the bundle's own tolerance of the
 #    x86 run, same verdicts, same alarm window (deploy/arm64/compare.py);
 # 2. QEMU's default CPU model (`max`: SVE, SME, bf16, i8mm), whose XNNPACK kernels compute other
-#    numbers: `edge-agent check` must refuse it in one line, and pass with --no-xnnpack;
+#    numbers: `edge-agent check --xnnpack` must refuse it in one line, and `edge-agent check`
+#    (TFLite's own kernels, the default) pass;
 # 3. the host's x86 /proc/cpuinfo (a bare qemu-user run), on which ai-edge-litert segfaults:
 #    `edge-agent check` must say so in one line instead of dying;
 # 4. an armhf root: deploy/install.sh and deploy/demo.sh must refuse 32-bit in one line.
@@ -245,13 +246,13 @@ fi
 # (ai-edge-litert 2.3.0 does; should a later version pass its self-test there, its demo must then
 # score as x86 does, which is checked instead)
 if [ -n "$WRONG_CPU" ]; then
-  rc=0; inside "$ROOT" "$WRONG_CPU" 600 "/opt/venv-agent/bin/edge-agent check" > "$WORK/out" 2>&1 || rc=$?
+  rc=0; inside "$ROOT" "$WRONG_CPU" 600 "/opt/venv-agent/bin/edge-agent check --xnnpack" > "$WORK/out" 2>&1 || rc=$?
   if one_line "$WORK/out" 2 "$rc" "self-test failed: ai_edge_litert"; then
     log "$WRONG_CPU: refused, as it must be: $(cut -c1-330 "$WORK/out")..."
   elif one_line "$WORK/out" 0 "$rc" "self-test passed:"; then
     log "$WRONG_CPU: the self-test passes with this runtime; its demo must then score as x86"
     if inside "$ROOT" "$WRONG_CPU" 900 \
-         "/opt/venv-agent/bin/edge-agent demo --fast --json > /tmp/demo-$WRONG_CPU.jsonl"; then
+         "/opt/venv-agent/bin/edge-agent demo --fast --json --xnnpack > /tmp/demo-$WRONG_CPU.jsonl"; then
       bounded 120 "comparing with x86" python3 "$REPO/deploy/arm64/compare.py" "$MANIFEST" \
         "$WORK/x86.jsonl" "$WRONG_CPU=$ROOT/tmp/demo-$WRONG_CPU.jsonl" \
         || fail "$WRONG_CPU: the self-test passed but the scores differ from x86 (above)"
@@ -261,17 +262,17 @@ if [ -n "$WRONG_CPU" ]; then
   else
     fail "$WRONG_CPU: expected one 'self-test failed' line and exit 2 (or a pass), got exit $rc:"; cat "$WORK/out" >&2
   fi
-  rc=0; inside "$ROOT" "$WRONG_CPU" 600 "/opt/venv-agent/bin/edge-agent check --no-xnnpack" > "$WORK/out" 2>&1 || rc=$?
+  rc=0; inside "$ROOT" "$WRONG_CPU" 600 "/opt/venv-agent/bin/edge-agent check" > "$WORK/out" 2>&1 || rc=$?
   if one_line "$WORK/out" 0 "$rc" "self-test passed: ai_edge_litert"; then
-    log "$WRONG_CPU --no-xnnpack: $(cut -c1-200 "$WORK/out")..."
+    log "$WRONG_CPU, TFLite's own kernels (the default): $(cut -c1-200 "$WORK/out")..."
   else
-    fail "$WRONG_CPU --no-xnnpack: expected exit 0 and one 'self-test passed' line, got exit $rc:"; cat "$WORK/out" >&2
+    fail "$WRONG_CPU, TFLite's own kernels (the default): expected exit 0 and one 'self-test passed' line, got exit $rc:"; cat "$WORK/out" >&2
   fi
 fi
 
 # --- 3. a crash is an answer: the host's x86 /proc/cpuinfo crashes ai-edge-litert ----------------
 # (2.3.0 does; a later version that runs there must pass the self-test instead)
-rc=0; HOST_CPUINFO=1 inside "$ROOT" "${CPUS%% *}" 600 "/opt/venv-agent/bin/edge-agent check" > "$WORK/out" 2>&1 || rc=$?
+rc=0; HOST_CPUINFO=1 inside "$ROOT" "${CPUS%% *}" 600 "/opt/venv-agent/bin/edge-agent check --xnnpack" > "$WORK/out" 2>&1 || rc=$?
 if one_line "$WORK/out" 2 "$rc" "ai_edge_litert with XNNPACK: crashed (SIGSEGV)"; then
   log "x86 cpuinfo: the crash is one line, as it must be: $(cut -c1-200 "$WORK/out")..."
 elif one_line "$WORK/out" 0 "$rc" "self-test passed:"; then

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -60,3 +61,15 @@ def _refuse(constant: str) -> Any:
 def loads(text: str | bytes) -> Any:
     """`json.loads` that refuses `NaN`, `Infinity` and `-Infinity` (NonFiniteError)."""
     return json.loads(text, parse_constant=_refuse)
+
+
+_NUMBER_LIST = re.compile(r"\[\s*(-?[0-9.e+-]+(?:,\s*-?[0-9.e+-]+)*)\s*\]")
+
+
+def compact_number_lists(text: str) -> str:
+    """Indented JSON with every list of plain numbers on one line: a bundle manifest's audio
+    profiles hold ~20 000 numbers, one per line they made the manifest 3x larger (and the
+    shipped demo over its size budget, tests/test_demo.py), while the rest stays readable."""
+    return _NUMBER_LIST.sub(
+        lambda m: "[" + ", ".join(v.strip() for v in m.group(1).split(",")) + "]", text
+    )

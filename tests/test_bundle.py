@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from selftest_helpers import DEMO_BUNDLE
 
 from edge_agent.bundle.layout import current_version, list_versions
 from edge_agent.bundle.load import load_backends, load_bundle, save_backends
@@ -27,6 +28,7 @@ from edge_agent.bundle.manifest import (
 from edge_agent.bundle.versions import prune, set_current, write_adapted_version, write_bundle
 from edge_agent.cli import main as edge_main
 from edge_agent.errors import BundleError
+from edge_agent.jsonsafe import compact_number_lists
 from edge_agent.runtime.scorer import Scorer
 from edge_agent.scoring.backend import PAPER_BACKEND, BackendConfig, fit_section
 
@@ -540,3 +542,17 @@ def test_smoke_test_scores_a_window_or_says_why_not(demo_copy: tuple[Path, Path]
         bad.smoke_test(sec, bad.spec.clip_samples)  # ... but cannot score
     with pytest.raises(BundleError, match="no section 'nope_section_00'"):
         good.smoke_test("nope_section_00", good.spec.clip_samples)
+
+
+def test_number_lists_in_a_manifest_stay_on_one_line() -> None:
+    """The shipped demo's manifest (its audio profiles: ~20 000 numbers) is written with every
+    list of numbers on one line, and reads back exactly; other structure stays indented."""
+    text = (DEMO_BUNDLE / "versions" / "1" / "manifest.json").read_text()
+    assert len(text.splitlines()) < 2000 and len(text) < 200_000
+    assert json.loads(compact_number_lists(json.dumps(json.loads(text), indent=2))) == json.loads(
+        text
+    )
+    doc = {"a": [1, -2.5, 3e-05], "b": {"c": ["x", "y"], "d": []}}
+    out = compact_number_lists(json.dumps(doc, indent=2))
+    assert '"a": [1, -2.5, 3e-05]' in out and json.loads(out) == doc
+    assert '"x",\n' in out  # lists of strings keep one item per line

@@ -30,14 +30,14 @@ def test_check_passes_here_in_one_line() -> None:
     assert out.returncode == 0, out.stderr
     (line,) = out.stdout.splitlines()
     assert re.match(
-        r"self-test passed: ai_edge_litert [0-9.]+ with XNNPACK on this x86_64 CPU "
+        r"self-test passed: ai_edge_litert [0-9.]+ without XNNPACK on this x86_64 CPU "
         r"with .* \(from /proc/cpuinfo\): embedding cosine 1\.0000\d",
         line,
     ), line
     assert f"[bundle {DEMO_BUNDLE} version 1 (v1-" in line
-    own = check("--runtime", "ai_edge_litert", "--no-xnnpack")
-    assert own.returncode == 0 and "ai_edge_litert" in own.stdout
-    assert " without XNNPACK on this x86_64 CPU" in own.stdout
+    xnn = check("--runtime", "ai_edge_litert", "--xnnpack")
+    assert xnn.returncode == 0 and "ai_edge_litert" in xnn.stdout
+    assert " with XNNPACK on this x86_64 CPU" in xnn.stdout
 
 
 def test_bench_prints_ms_per_window_rss_and_a_row() -> None:
@@ -45,7 +45,7 @@ def test_bench_prints_ms_per_window_rss_and_a_row() -> None:
     assert out.returncode == 0, out.stderr
     _, bench, row = out.stdout.splitlines()
     m = re.match(
-        r"bench: 3 windows of 10 s through ai_edge_litert [0-9.]+ with XNNPACK, 1 "
+        r"bench: 3 windows of 10 s through ai_edge_litert [0-9.]+ without XNNPACK, 1 "
         r"thread: ([0-9.]+) ms per window \(median; 90th percentile ([0-9.]+) ms\), "
         r"peak RSS ([0-9]+) MB$",
         bench,
@@ -74,18 +74,21 @@ def test_check_refuses_other_numbers_in_one_error_line(tmp_path: Path) -> None:
     assert out.returncode == 2 and out.stdout == ""
     assert out.stderr.count("\n") == 1 and out.stderr.startswith("error: ")
     assert "self-test failed: ai_edge_litert" in out.stderr
-    assert "also tried: tflite_runtime with XNNPACK: ModuleNotFoundError" in out.stderr
+    assert "also tried: tflite_runtime without XNNPACK: ModuleNotFoundError" in out.stderr
 
 
 def test_check_takes_the_bundle_and_tflite_settings_from_a_config(tmp_path: Path) -> None:
     cfg = tmp_path / "agent.yaml"
     cfg.write_text(
         f"bundle: {DEMO_BUNDLE}\nsection: fan_section_00\n"
-        "tflite:\n  runtime: ai_edge_litert\n  xnnpack: false\n"
+        "tflite:\n  runtime: ai_edge_litert\n  xnnpack: true\n"
     )
     out = check("--config", str(cfg))
     assert out.returncode == 0, out.stderr
-    assert "ai_edge_litert" in out.stdout and "without XNNPACK" in out.stdout
+    assert "ai_edge_litert" in out.stdout and " with XNNPACK" in out.stdout
+    out = check("--config", str(cfg), "--no-xnnpack")  # the flag overrides the config
+    assert out.returncode == 0, out.stderr
+    assert "without XNNPACK" in out.stdout
     bad = tmp_path / "bad.yaml"
     bad.write_text("tflite:\n  runtime: onnx\n")
     out = check("--config", str(bad))

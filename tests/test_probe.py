@@ -42,12 +42,12 @@ def truncated_copy(dest: Path) -> Path:
 def test_the_choice_is_made_in_a_child_and_kept_for_the_process() -> None:
     bundle = load_bundle(DEMO_BUNDLE)
     first = choose_runtime(bundle, RuntimeRequest(("ai_edge_litert",)))
-    assert first.name == "ai_edge_litert" and first.xnnpack and first.version
+    assert first.name == "ai_edge_litert" and not first.xnnpack and first.version
     t0 = time.monotonic()
     assert choose_runtime(bundle, RuntimeRequest(("ai_edge_litert",))) is first  # cached
     assert time.monotonic() - t0 < 0.05  # no child this time
-    own = choose_runtime(bundle, RuntimeRequest(("ai_edge_litert",), xnnpack=False))
-    assert own is not first and not own.xnnpack and own.label.endswith("without XNNPACK")
+    xnn = choose_runtime(bundle, RuntimeRequest(("ai_edge_litert",), xnnpack=True))
+    assert xnn is not first and xnn.xnnpack and xnn.label.endswith(" with XNNPACK")
 
 
 def crashing_tensorflow(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -76,7 +76,7 @@ def test_a_crashing_runtime_is_named_and_the_next_one_tried(
         Scorer.from_bundle(root, verify=False, request=request)
     msg = str(exc.value)
     assert "model_0.tflite: the TFLite runtime cannot load it" in msg and "\n" not in msg
-    assert "also tried: tensorflow with XNNPACK: crashed (SIGSEGV)" in msg
+    assert "also tried: tensorflow without XNNPACK: crashed (SIGSEGV)" in msg
 
 
 def test_no_runtime_at_all_is_one_line_naming_each() -> None:
@@ -84,7 +84,7 @@ def test_no_runtime_at_all_is_one_line_naming_each() -> None:
     with pytest.raises(RuntimeUnavailableError) as exc:
         choose_runtime(bundle, RuntimeRequest(("tflite_runtime",)))
     msg = str(exc.value)
-    assert msg.startswith("no TFLite runtime works (tflite_runtime with XNNPACK: ")
+    assert msg.startswith("no TFLite runtime works (tflite_runtime without XNNPACK: ")
     assert "pip install ai-edge-litert" in msg and "\n" not in msg
 
 

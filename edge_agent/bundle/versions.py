@@ -32,7 +32,7 @@ from edge_agent.bundle.manifest import (
     write_manifest_digest,
 )
 from edge_agent.errors import BundleError
-from edge_agent.jsonsafe import NonFiniteError, dumps
+from edge_agent.jsonsafe import NonFiniteError, compact_number_lists, dumps
 from edge_agent.scoring.backend import (
     SectionBackend,
 )
@@ -129,7 +129,7 @@ def write_bundle(
         }
         check_schema(full, MANIFEST_SCHEMA, f"{root}: {MANIFEST}")  # never write what load refuses
         try:
-            text = dumps(full, MANIFEST, indent=2, sort_keys=True)
+            text = compact_number_lists(dumps(full, MANIFEST, indent=2, sort_keys=True))
         except NonFiniteError as exc:
             raise BundleError(f"{root}: {exc}") from None
         (tmp / MANIFEST).write_text(text + "\n")

@@ -249,7 +249,7 @@ def check_cmd(
     config: opt.Config = None,
     bundle: opt.Bundle = None,
     runtime: opt.TfliteRuntime = None,
-    no_xnnpack: opt.NoXnnpack = False,
+    xnnpack: opt.Xnnpack = None,
     threads: opt.Threads = None,
     bench: Annotated[
         bool,
@@ -273,13 +273,13 @@ def check_cmd(
     """Check that this device scores as the bundle was made to (self-test), and how fast.
 
     The bundle: --bundle, else the config's, else the shipped demo bundle. The TFLite runtime
-    is chosen as the agent chooses it (config `tflite:`; --runtime and --no-xnnpack try
-    another). Exit 0 when every part passes; a failed self-test is one `error:` line saying
+    is chosen as the agent chooses it (config `tflite:`; --runtime and --xnnpack/--no-xnnpack
+    try another). Exit 0 when every part passes; a failed self-test is one `error:` line saying
     which runtime, which CPU features, what difference and what to do (exit 2). With
     --listen, an input that does not hear like the training audio fails the check (exit 1)
     with a sentence saying what to check.
     """
-    flags = Flags(bundle=bundle, threads=threads, tflite_runtime=runtime, no_xnnpack=no_xnnpack)
+    flags = Flags(bundle=bundle, threads=threads, tflite_runtime=runtime, xnnpack=xnnpack)
     cfg = agent_config(config, flags)
     target = CheckTarget(cfg, Path(cfg.bundle) if cfg.bundle else DEMO_BUNDLE)
     passed = self_test_part(target)

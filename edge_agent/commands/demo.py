@@ -199,7 +199,7 @@ def demo_cmd(
     json_out: opt.Json = False,
     verbose: opt.Verbose = False,
     runtime: opt.TfliteRuntime = None,
-    no_xnnpack: opt.NoXnnpack = False,
+    xnnpack: opt.Xnnpack = None,
 ) -> None:
     """Replay shipped audio of a machine that turns faulty through the real agent.
 
@@ -229,7 +229,7 @@ def demo_cmd(
         mqtt_port=mqtt_port,
         device_id=device_id,
         tflite_runtime=runtime,
-        no_xnnpack=no_xnnpack,
+        xnnpack=xnnpack,
     )
     cfg = agent_config(config, flags, fixed)
     setup_logging(cfg.log.json, cfg.log.level)

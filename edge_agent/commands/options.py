@@ -69,11 +69,13 @@ TfliteRuntime = Annotated[
         show_default=False,
     ),
 ]
-NoXnnpack = Annotated[
-    bool,
+Xnnpack = Annotated[
+    bool | None,
     typer.Option(
-        "--no-xnnpack",
-        help="TFLite's own kernels instead of XNNPACK (config `tflite.xnnpack: false`).",
+        "--xnnpack/--no-xnnpack",
+        help="XNNPACK's kernels (twice as fast, ~16 MB more) or TFLite's own (default: the "
+        "config's `tflite.xnnpack`, false).",
+        show_default=False,
     ),
 ]
 

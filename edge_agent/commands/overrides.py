@@ -1,7 +1,7 @@
 """The agent config a command runs with: `--config` (or the defaults), then its flags on top.
 
 Written once, so `--bundle`, `--section`, `--threads`, `--channel`, `--device`, `--files`,
-`--runtime`, `--no-xnnpack` and `--json` change the same config keys in every command. Paths
+`--runtime`, `--xnnpack` and `--json` change the same config keys in every command. Paths
 given as flags are relative to the working directory, like any command-line path; paths in
 the YAML stay relative to the YAML's folder.
 
@@ -44,7 +44,7 @@ class Flags:
     device_id: str | None = None
     monitor: str | None = None  # --monitor: the one machine of a `monitors:` config to use
     tflite_runtime: str | None = None  # --runtime
-    no_xnnpack: bool = False
+    xnnpack: bool | None = None  # --xnnpack / --no-xnnpack
 
     def overrides(self) -> dict[str, Any]:
         """The dotted config keys these flags set (for `config.read_config`)."""
@@ -83,12 +83,11 @@ class Flags:
             "mqtt.port": self.mqtt_port,
             "mqtt.device_id": self.device_id,
             "tflite.runtime": self.tflite_runtime,
+            "tflite.xnnpack": self.xnnpack,
         }
         ov.update({k: v for k, v in keyed.items() if v is not None})
         if self.skip_unreadable:
             ov["source.skip_unreadable"] = True
-        if self.no_xnnpack:
-            ov["tflite.xnnpack"] = False
         if self.json:
             ov["log.json"] = True
         if self.quiet:

@@ -154,12 +154,18 @@ class TfliteSettings:
     first that reproduces the bundle's self-test numbers scores (edge_agent.runtime.probe).
     These keys are the way out the self-test names when it refuses this CPU's numbers: force
     the other runtime, or TFLite's own kernels instead of XNNPACK (edge_agent.runtime.selftest;
-    `edge-agent check --runtime ... --no-xnnpack` tries them first)."""
+    `edge-agent check --runtime ... --xnnpack` tries them first).
+
+    TFLite's own kernels are the default, not XNNPACK: on the shipped model XNNPACK is about
+    twice as fast (4 against 8 ms per window on one x86 thread, both far inside the 25 ms
+    budget) but holds ~16 MB more (an indirection buffer of one pointer per tap for the first
+    7x7 convolution over the whole spectrogram), which put one machine's agent at 130 MB
+    against its 120 MB budget (BENCHMARKS.md, `benchmarks/agent_rss.py`)."""
 
     runtime: TfliteRuntime = "auto"
     """Auto = ai_edge_litert, else tflite_runtime, else tensorflow."""
-    xnnpack: bool = True
-    """False: TFLite's own kernels (where XNNPACK computes wrong numbers)."""
+    xnnpack: bool = False
+    """True: XNNPACK's kernels (twice as fast, ~16 MB more memory); false: TFLite's own."""
 
     def request(self) -> RuntimeRequest:
         return RuntimeRequest.of(self.runtime, self.xnnpack)

@@ -91,7 +91,7 @@ def _signal_name(code: int) -> str:
 def try_runtime(
     vdir: Path,
     name: RuntimeName,
-    xnnpack: bool = True,
+    xnnpack: bool = False,
     verify: bool = True,
     timeout: float = TIMEOUT_S,
 ) -> Trial:
@@ -208,7 +208,7 @@ def choose_runtime(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m edge_agent.runtime.probe [BUNDLE] [--runtime NAME] [--no-xnnpack]`."""
+    """`python -m edge_agent.runtime.probe [BUNDLE] [--runtime NAME] [--xnnpack]`."""
     import argparse
 
     from edge_agent.bundle.load import load_bundle
@@ -219,11 +219,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     p.add_argument("bundle", nargs="?", type=Path, default=DEMO_BUNDLE)
     p.add_argument("--runtime", default="auto", choices=["auto", *RUNTIMES])
-    p.add_argument("--no-xnnpack", action="store_true")
+    p.add_argument("--xnnpack", action="store_true", help="XNNPACK's kernels (config default: off)")
     args = p.parse_args(argv)
     try:
         runtime = choose_runtime(
-            load_bundle(args.bundle), RuntimeRequest.of(args.runtime, not args.no_xnnpack)
+            load_bundle(args.bundle), RuntimeRequest.of(args.runtime, args.xnnpack)
         )
     except SelfTestError as exc:  # a runtime runs, but computes other numbers on this CPU
         print(f"error: {exc}", file=sys.stderr)

@@ -84,12 +84,13 @@ def runtime_version(runtime: RuntimeName) -> str:
 class RuntimeRequest:
     """Which runtimes may run the models, in order, and whether with XNNPACK.
 
-    The default tries every runtime in `RUNTIMES` order with XNNPACK (the fast path); a
-    config forces one runtime (`tflite.runtime`) or TFLite's own kernels (`tflite.xnnpack:
-    false`) where a runtime computes wrong numbers on a CPU (edge_agent.runtime.selftest)."""
+    The default tries every runtime in `RUNTIMES` order with TFLite's own kernels (the
+    smaller path, config.runtime.TfliteSettings says why); a config forces one runtime
+    (`tflite.runtime`) or XNNPACK (`tflite.xnnpack: true`), and the self-test refuses a
+    runtime that computes wrong numbers on a CPU (edge_agent.runtime.selftest)."""
 
     names: tuple[RuntimeName, ...] = RUNTIMES
-    xnnpack: bool = True
+    xnnpack: bool = False
 
     def __post_init__(self) -> None:
         bad = [n for n in self.names if n not in RUNTIMES]
@@ -99,7 +100,7 @@ class RuntimeRequest:
             )
 
     @classmethod
-    def of(cls, runtime: str = "auto", xnnpack: bool = True) -> RuntimeRequest:
+    def of(cls, runtime: str = "auto", xnnpack: bool = False) -> RuntimeRequest:
         """From the config's words: `auto` or one runtime name."""
         if runtime == "auto":
             return cls(RUNTIMES, xnnpack)
@@ -115,7 +116,7 @@ class Runtime:
 
     name: RuntimeName
     factory: Callable[..., Any]
-    xnnpack: bool = True  # False: built without default delegates (TFLite's own kernels)
+    xnnpack: bool = False  # False: built without default delegates (TFLite's own kernels)
     version: str = field(default="", compare=False)
 
     @property
@@ -153,7 +154,7 @@ def _prove(cls: Any) -> None:
         raise RuntimeError("wrong result on the probe model")
 
 
-def load_runtime(name: RuntimeName, xnnpack: bool = True) -> Runtime:
+def load_runtime(name: RuntimeName, xnnpack: bool = False) -> Runtime:
     """`name` proven on the probe model in THIS process (with or without XNNPACK); any
     failure as raised (`select_runtime` words it)."""
     cls = _interpreter_class(name)
@@ -175,7 +176,7 @@ def failure_reason(name: str, exc: BaseException) -> str:
     return f"{name}: {type(exc).__name__} {first}".strip()
 
 
-def select_runtime(preferred: Sequence[RuntimeName] = RUNTIMES, xnnpack: bool = True) -> Runtime:
+def select_runtime(preferred: Sequence[RuntimeName] = RUNTIMES, xnnpack: bool = False) -> Runtime:
     """The first runtime in `preferred` that creates an interpreter and runs the probe model,
     proven in THIS process (one that crashes takes the process along: the device picks with
     edge_agent.runtime.probe, which tries each in a child first).

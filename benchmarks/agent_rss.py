@@ -1,0 +1,216 @@
+"""Peak RSS of `edge-agent run` as deployed: one machine, a real microphone path, a real broker.
+
+    nice .venv/bin/python benchmarks/agent_rss.py [--seconds 130] [--hop 10] [--xnnpack]
+
+What runs: the `edge-agent run` command (a child process, exactly as systemd starts it) on the
+shipped demo bundle, capturing through PortAudio -> ALSA -> a private PulseAudio null-source
+(paced at real time) that plays the demo clips in order (normal, then faulty, so an alarm is
+raised, explained, and its evidence clip and Home Assistant picture made), publishing to a real
+mosquitto with Home Assistant discovery on, the outbox, the score history and the evidence
+folder on. The child's VmRSS is sampled every 0.2 s; the figure is its VmHWM (peak) read just
+before it is stopped, the same number as `ru_maxrss`.
+
+Needs pulseaudio, libportaudio2, libasound2-plugins and mosquitto (`deploy/apt.sh` installs
+them). The PortAudio share depends on the ALSA configuration: here ALSA reads only this
+script's small configuration (one capture PCM); a system's default configuration (every card,
+the pulse/jack plugins) adds more (measured in BENCHMARKS.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import wave
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO = REPO / "edge_agent" / "demo"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def status_kb(pid: int, field: str) -> int:
+    """`VmRSS` / `VmHWM` of a process in kB (0 once it has gone)."""
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    for line in text.splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def demo_audio() -> np.ndarray:
+    """The demo clips in order, as one float32 signal (16 kHz mono)."""
+    parts = []
+    for p in sorted((DEMO / "clips").glob("*.wav")):
+        with wave.open(str(p)) as w:
+            pcm = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
+        parts.append(pcm.astype(np.float32) / 32768.0)
+    return np.concatenate(parts)
+
+
+def start_pulse(folder: Path) -> subprocess.Popen[bytes]:
+    script = folder / "bench.pa"
+    script.write_text(
+        f"load-module module-native-protocol-unix auth-anonymous=1 socket={folder}/native\n"
+        "load-module module-null-source source_name=edgeclock format=float32le rate=16000 "
+        "channels=1\n"
+    )
+    env = dict(
+        os.environ, HOME=str(folder), XDG_RUNTIME_DIR=str(folder), PULSE_RUNTIME_PATH=str(folder)
+    )
+    proc = subprocess.Popen(
+        [
+            "pulseaudio",
+            "-n",
+            "-F",
+            str(script),
+            "--daemonize=no",
+            "--exit-idle-time=-1",
+            "--use-pid-file=no",
+            "--realtime=false",
+            "--high-priority=false",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while not (folder / "native").exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            sys.exit("pulseaudio did not start")
+        time.sleep(0.05)
+    time.sleep(0.2)
+    return proc
+
+
+def start_broker(folder: Path, port: int) -> subprocess.Popen[bytes]:
+    conf = folder / "mosquitto.conf"
+    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\nuser root\n")
+    exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    proc = subprocess.Popen(
+        [exe, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.monotonic() + 5
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+        except OSError:
+            if time.monotonic() > deadline:
+                sys.exit("mosquitto did not start")
+            time.sleep(0.05)
+        else:
+            return proc
+
+
+def run_agent(cfg: Path, env: dict[str, str], folder: Path, seconds: float) -> tuple[int, int, str]:
+    """Run `edge-agent run --config cfg` for `seconds`: (peak RSS kB, RSS kB at the end, log)."""
+    log = folder / "agent.log"
+    with log.open("wb") as out:
+        agent = subprocess.Popen(
+            [sys.executable, "-m", "edge_agent.cli", "run", "--config", str(cfg)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=folder,
+        )
+        t0 = time.monotonic()
+        hwm = last = 0
+        while time.monotonic() - t0 < seconds and agent.poll() is None:
+            last = status_kb(agent.pid, "VmRSS") or last
+            hwm = max(hwm, status_kb(agent.pid, "VmHWM"))
+            time.sleep(0.2)
+        rc = agent.poll()
+        agent.send_signal(signal.SIGTERM)
+        try:
+            agent.wait(30)
+        except subprocess.TimeoutExpired:
+            agent.kill()
+    text = log.read_text(errors="replace")
+    if rc is not None:
+        print(text[-3000:])
+        sys.exit(f"the agent stopped early (rc {rc})")
+    return hwm, last, text
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--seconds", type=float, default=130.0, help="how long the agent runs")
+    ap.add_argument(
+        "--hop",
+        type=float,
+        default=10.0,
+        help="seconds between windows (10: windows = the demo clips)",
+    )
+    ap.add_argument(
+        "--xnnpack", action="store_true", help="XNNPACK (default: TFLite's own kernels)"
+    )
+    ap.add_argument("--show-log", action="store_true", help="print the end of the agent's log")
+    args = ap.parse_args()
+    for exe in ("pulseaudio", "mosquitto"):
+        if shutil.which(exe) is None and not Path(f"/usr/sbin/{exe}").exists():
+            sys.exit(f"{exe} not installed (deploy/apt.sh installs it)")
+    demo = json.loads((DEMO / "demo.json").read_text())
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        raw = tmp / "mic.f32"
+        audio = demo_audio()
+        pad = np.zeros(int(16000 * max(0.0, args.seconds + 10 - audio.size / 16000)), np.float32)
+        np.concatenate([audio, pad]).astype("<f4").tofile(raw)
+        pulse = start_pulse(tmp)
+        port = free_port()
+        broker = start_broker(tmp, port)
+        alsa = tmp / "asound.conf"
+        alsa.write_text(
+            f'pcm.edgeclock {{ type pulse server "unix:{tmp}/native" device "edgeclock" }}\n'
+            f'pcm.edgemic {{ type file slave.pcm "edgeclock" file "/dev/null" infile "{raw}" '
+            'format "raw" }\npcm.zz_unavailable { type hw card 99 }\n'
+        )
+        cfg = tmp / "agent.yaml"
+        cfg.write_text(
+            f"bundle: {DEMO / 'bundle'}\nsection: {demo['section']}\n"
+            "source: {kind: device, device: edgemic}\n"
+            f"windows: {{hop: {args.hop}}}\n"
+            f"mqtt: {{host: 127.0.0.1, port: {port}, ha_discovery: true, device_id: bench}}\n"
+            f"outbox: {{path: {tmp}/state/outbox.sqlite}}\n"
+            f"tflite: {{xnnpack: {'true' if args.xnnpack else 'false'}}}\n"
+        )
+        env = dict(os.environ, ALSA_CONFIG_PATH=str(alsa), TF_CPP_MIN_LOG_LEVEL="2")
+        try:
+            hwm, last, text = run_agent(cfg, env, tmp, args.seconds)
+        finally:
+            for proc in (broker, pulse):
+                proc.kill()
+                proc.wait()
+    if args.show_log:
+        print(text[-4000:])
+    windows = len(re.findall(r"Z \S+ window=\d+ score=", text))  # the stdout lines
+    alarms = len(re.findall(r"Z \S+ ALARM raised", text))
+    kernels = "XNNPACK" if args.xnnpack else "TFLite's own kernels"
+    print(
+        f"edge-agent run, one machine, PortAudio/PulseAudio capture, MQTT + HA discovery, "
+        f"{kernels}, hop {args.hop:g} s, {args.seconds:g} s: {windows} windows, {alarms} alarm(s)"
+    )
+    print(f"peak RSS {hwm / 1024:.1f} MB (budget 120 MB); at the end {last / 1024:.1f} MB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
