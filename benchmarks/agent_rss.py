@@ -1,14 +1,16 @@
 """Peak RSS of `edge-agent run` as deployed: one machine, a real microphone path, a real broker.
 
-    nice .venv/bin/python benchmarks/agent_rss.py [--seconds 130] [--hop 10] [--xnnpack]
+    nice .venv/bin/python benchmarks/agent_rss.py [--seconds 130] [--xnnpack] [--reload-at 60]
 
 What runs: the `edge-agent run` command (a child process, exactly as systemd starts it) on the
-shipped demo bundle, capturing through PortAudio -> ALSA -> a private PulseAudio null-source
+shipped demo bundle (a copy), capturing through PortAudio -> ALSA -> a private PulseAudio null-source
 (paced at real time) that plays the demo clips in order (normal, then faulty, so an alarm is
 raised, explained, and its evidence clip and Home Assistant picture made), publishing to a real
 mosquitto with Home Assistant discovery on, the outbox, the score history and the evidence
 folder on. The child's VmRSS is sampled every 0.2 s; the figure is its VmHWM (peak) read just
-before it is stopped, the same number as `ru_maxrss`.
+before it is stopped, the same number as `ru_maxrss`. `--reload-at S` makes a new bundle version
+current S seconds in (what a calibration or a fleet install does), so the peak includes a
+reload, when the new scorer is built and self-tested while the old one still scores.
 
 Needs pulseaudio, libportaudio2, libasound2-plugins and mosquitto (`deploy/apt.sh` installs
 them). The PortAudio share depends on the ALSA configuration: here ALSA reads only this
@@ -120,8 +122,18 @@ def start_broker(folder: Path, port: int) -> subprocess.Popen[bytes]:
             return proc
 
 
-def run_agent(cfg: Path, env: dict[str, str], folder: Path, seconds: float) -> tuple[int, int, str]:
-    """Run `edge-agent run --config cfg` for `seconds`: (peak RSS kB, RSS kB at the end, log)."""
+def new_version(bundle: Path) -> None:
+    """A copy of the bundle's version 1 made current as version 2: the agent reloads it."""
+    shutil.copytree(bundle / "versions" / "1", bundle / "versions" / "2")
+    (bundle / "current.new").write_text("2\n")
+    (bundle / "current.new").replace(bundle / "current")
+
+
+def run_agent(
+    cfg: Path, env: dict[str, str], folder: Path, seconds: float, reload_at: float | None
+) -> tuple[int, int, str]:
+    """Run `edge-agent run --config cfg` for `seconds` (a new bundle version made current at
+    `reload_at` s): (peak RSS kB, RSS kB at the end, log)."""
     log = folder / "agent.log"
     with log.open("wb") as out:
         agent = subprocess.Popen(
@@ -134,6 +146,9 @@ def run_agent(cfg: Path, env: dict[str, str], folder: Path, seconds: float) -> t
         t0 = time.monotonic()
         hwm = last = 0
         while time.monotonic() - t0 < seconds and agent.poll() is None:
+            if reload_at is not None and time.monotonic() - t0 >= reload_at:
+                new_version(folder / "bundle")
+                reload_at = None
             last = status_kb(agent.pid, "VmRSS") or last
             hwm = max(hwm, status_kb(agent.pid, "VmHWM"))
             time.sleep(0.2)
@@ -163,6 +178,12 @@ def main() -> int:
         "--xnnpack", action="store_true", help="XNNPACK (default: TFLite's own kernels)"
     )
     ap.add_argument("--show-log", action="store_true", help="print the end of the agent's log")
+    ap.add_argument(
+        "--reload-at",
+        type=float,
+        metavar="SECONDS",
+        help="make a new bundle version current this many seconds in (the agent reloads it)",
+    )
     args = ap.parse_args()
     for exe in ("pulseaudio", "mosquitto"):
         if shutil.which(exe) is None and not Path(f"/usr/sbin/{exe}").exists():
@@ -171,6 +192,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         raw = tmp / "mic.f32"
+        shutil.copytree(DEMO / "bundle", tmp / "bundle")  # a reload test writes into it
         audio = demo_audio()
         pad = np.zeros(int(16000 * max(0.0, args.seconds + 10 - audio.size / 16000)), np.float32)
         np.concatenate([audio, pad]).astype("<f4").tofile(raw)
@@ -185,7 +207,7 @@ def main() -> int:
         )
         cfg = tmp / "agent.yaml"
         cfg.write_text(
-            f"bundle: {DEMO / 'bundle'}\nsection: {demo['section']}\n"
+            f"bundle: {tmp / 'bundle'}\nsection: {demo['section']}\n"
             "source: {kind: device, device: edgemic}\n"
             f"windows: {{hop: {args.hop}}}\n"
             f"mqtt: {{host: 127.0.0.1, port: {port}, ha_discovery: true, device_id: bench}}\n"
@@ -194,7 +216,7 @@ def main() -> int:
         )
         env = dict(os.environ, ALSA_CONFIG_PATH=str(alsa), TF_CPP_MIN_LOG_LEVEL="2")
         try:
-            hwm, last, text = run_agent(cfg, env, tmp, args.seconds)
+            hwm, last, text = run_agent(cfg, env, tmp, args.seconds, args.reload_at)
         finally:
             for proc in (broker, pulse):
                 proc.kill()
@@ -208,7 +230,11 @@ def main() -> int:
         f"edge-agent run, one machine, PortAudio/PulseAudio capture, MQTT + HA discovery, "
         f"{kernels}, hop {args.hop:g} s, {args.seconds:g} s: {windows} windows, {alarms} alarm(s)"
     )
-    print(f"peak RSS {hwm / 1024:.1f} MB (budget 120 MB); at the end {last / 1024:.1f} MB")
+    reloads = len(re.findall(r"reloaded|version 2", text)) > 0
+    print(
+        f"peak RSS {hwm / 1024:.1f} MB (budget 120 MB); at the end {last / 1024:.1f} MB"
+        + ("; a new bundle version was reloaded" if args.reload_at is not None and reloads else "")
+    )
     return 0
 
 

@@ -81,6 +81,7 @@ from edge_agent.errors import BundleError, ConfigError, EdgeAgentError
 from edge_agent.events import COUNTERS, Counters, Event, health_event, iso, status_event
 from edge_agent.fleet.control import AgentStatus, MonitorStatus
 from edge_agent.runtime.evidence import EvidenceStore
+from edge_agent.runtime.heap import limit_malloc_arenas, release_freed_memory
 from edge_agent.runtime.monitor import Monitor, monitor_files, zero_counters
 from edge_agent.runtime.notify import Notifier
 from edge_agent.runtime.reader import Capture
@@ -162,6 +163,7 @@ class Agent:
     ) -> None:
         self.cfg = cfg
         self.stdin = stdin
+        limit_malloc_arenas()  # before any of the agent's threads allocates (runtime/heap.py)
         self.scorer = self._load_scorer()
         # the sections, the window length, the hop against the bundle: the same check (and
         # one-line ConfigError) as `edge-agent config check`, now rather than at every window
@@ -485,6 +487,7 @@ class Agent:
         self.scorer = new
         for m in self.monitors:
             m.new_model()
+        release_freed_memory()  # the old scorer's arena, else kept by malloc for good
         self._agent_counters["reloads"] += 1
         self.emit(
             status_event(

@@ -159,7 +159,7 @@ class TfliteSettings:
     TFLite's own kernels are the default, not XNNPACK: on the shipped model XNNPACK is about
     twice as fast (4 against 8 ms per window on one x86 thread, both far inside the 25 ms
     budget) but holds ~16 MB more (an indirection buffer of one pointer per tap for the first
-    7x7 convolution over the whole spectrogram), which put one machine's agent at 130 MB
+    7x7 convolution over the whole spectrogram), which put one machine's agent at 131 MB
     against its 120 MB budget (BENCHMARKS.md, `benchmarks/agent_rss.py`)."""
 
     runtime: TfliteRuntime = "auto"
