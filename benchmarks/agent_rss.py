@@ -2,15 +2,15 @@
 
     nice .venv/bin/python benchmarks/agent_rss.py [--seconds 130] [--xnnpack] [--reload-at 60]
 
-What runs: the `edge-agent run` command (a child process, exactly as systemd starts it) on the
-shipped demo bundle (a copy), capturing through PortAudio -> ALSA -> a private PulseAudio null-source
-(paced at real time) that plays the demo clips in order (normal, then faulty, so an alarm is
-raised, explained, and its evidence clip and Home Assistant picture made), publishing to a real
-mosquitto with Home Assistant discovery on, the outbox, the score history and the evidence
-folder on. The child's VmRSS is sampled every 0.2 s; the figure is its VmHWM (peak) read just
-before it is stopped, the same number as `ru_maxrss`. `--reload-at S` makes a new bundle version
-current S seconds in (what a calibration or a fleet install does), so the peak includes a
-reload, when the new scorer is built and self-tested while the old one still scores.
+What runs: the `edge-agent run` command (a child process, exactly as systemd starts it) on a
+copy of the shipped demo bundle, capturing through PortAudio -> ALSA -> a private PulseAudio
+null-source (paced at real time) that plays the demo clips in order (normal, then faulty, so an
+alarm is raised, explained, and its evidence clip and Home Assistant picture made), publishing
+to a real mosquitto with Home Assistant discovery on, the outbox, the score history and the
+evidence folder on. The child's VmRSS is sampled every 0.2 s; the figure is its VmHWM (peak)
+read just before it is stopped, the same number as `ru_maxrss`. `--reload-at S` makes a new
+bundle version current S seconds in (what a calibration or a fleet install does), so the peak
+includes a reload, when the new scorer is built and self-tested while the old one still scores.
 
 Needs pulseaudio, libportaudio2, libasound2-plugins and mosquitto (`deploy/apt.sh` installs
 them). The PortAudio share depends on the ALSA configuration: here ALSA reads only this
