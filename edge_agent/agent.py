@@ -487,7 +487,6 @@ class Agent:
         self.scorer = new
         for m in self.monitors:
             m.new_model()
-        release_freed_memory()  # the old scorer's arena, else kept by malloc for good
         self._agent_counters["reloads"] += 1
         self.emit(
             status_event(
@@ -497,6 +496,8 @@ class Agent:
                 model_version=self.scorer.bundle.model_version,
             )
         )
+        del new
+        release_freed_memory()  # the old scorer's arena, else kept by malloc for good
 
     def _report_evidence(self) -> None:
         """Alarm clips that were not stored (low disk space, write errors): a health event

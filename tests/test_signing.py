@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import stat
+import subprocess
 import sys
 from dataclasses import dataclass, replace
 from functools import partial
@@ -958,3 +959,31 @@ def test_every_load_says_what_vouches_for_the_version(tmp_path: Path, demo_copy:
     assert b2.model_version[3:] != b1.model_version[3:]
     v3 = write_adapted_version(b1, b1.backends, "tuning", {}, seal)
     assert load_bundle(v3).model_version == b1.model_version.replace("v1-", "v3-")
+
+
+def test_an_agent_without_trusted_keys_never_imports_cryptography(tmp_path: Path) -> None:
+    """`cryptography` costs ~6 MB resident (BENCHMARKS.md, "One machine's agent as deployed"):
+    it is imported only where a key is read or a signature checked, so an agent with no
+    `trusted_keys` (a new process: this one has imported it) starts on the demo bundle and
+    scores without it."""
+    code = f"""
+import sys
+from edge_agent.agent import Agent
+from edge_agent.commands.demo import load_demo
+from edge_agent.config.load import load_config
+demo = load_demo()
+cfg = load_config(None, {{
+    "bundle": str(demo.bundle), "section": demo.section,
+    "source": {{"kind": "files", "files": [str(demo.paths[0])]}},
+    "outbox": {{"path": "{tmp_path}/outbox.sqlite"}}, "log": {{"stdout": False}},
+}})
+agent = Agent(cfg, sinks=[])
+agent.run()
+crypto = any(m.split(".")[0] == "cryptography" for m in sys.modules)
+print(agent.scorer.bundle.model_version, crypto)
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    version, loaded = out.stdout.split()[-2:]
+    assert version.startswith("v1-") and loaded == "False", out.stdout + out.stderr

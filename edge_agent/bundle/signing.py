@@ -80,11 +80,7 @@ import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
-
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from typing import TYPE_CHECKING, Any, Literal
 
 from edge_agent.bundle.manifest import (
     MANIFEST,
@@ -96,6 +92,11 @@ from edge_agent.bundle.manifest import (
 )
 from edge_agent.errors import BundleError, ConfigError
 from edge_agent.scoring.frontend import FrontendSpec
+
+# `cryptography` (~6 MB resident) is imported where a key is read or a signature checked: an
+# agent without trusted_keys never needs it (BENCHMARKS.md, "One machine's agent as deployed")
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 log = logging.getLogger("edge_agent")
 
@@ -127,6 +128,9 @@ class TrustedKey:
     role: KeyRole = "release"
 
     def verifies(self, signature: bytes, message: bytes) -> bool:
+        from cryptography.exceptions import InvalidSignature
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
         try:
             Ed25519PublicKey.from_public_bytes(self.raw).verify(signature, message)
         except InvalidSignature:
@@ -139,8 +143,12 @@ def key_id_of(raw: bytes) -> str:
     return hashlib.sha256(raw).hexdigest()[:16]
 
 
-def _raw_public(key: Ed25519PublicKey) -> bytes:
-    return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+def _raw_public(key: Any) -> bytes:
+    """The raw 32 bytes of an Ed25519 public key object."""
+    from cryptography.hazmat.primitives import serialization
+
+    raw: bytes = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return raw
 
 
 def _message(manifest_sha256: str) -> bytes:
@@ -174,6 +182,9 @@ def generate_keypair(private_path: Path, public_path: Path) -> None:
             )
         if not p.parent.is_dir():
             raise ConfigError(f"{p}: folder {p.parent} does not exist")
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     key = Ed25519PrivateKey.generate()
     private_pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
@@ -222,6 +233,10 @@ def load_public_key(path: str | Path) -> TrustedKey:
             f"{path}: is a private key; trusted keys are PUBLIC key files "
             "(model-build keygen --public); keep the private one off the device"
         )
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
     try:
         key = serialization.load_pem_public_key(data)
     except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
@@ -245,6 +260,10 @@ def load_public_keys(paths: Sequence[str | Path]) -> list[TrustedKey]:
 def load_private_key(path: str | Path) -> Ed25519PrivateKey:
     """The Ed25519 private key in PEM file `path` (unencrypted), or a one-line ConfigError.
     A key file that group or others can read is one warning."""
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     path = Path(path)
     data = _read_key_file(path)
     try:
@@ -302,6 +321,8 @@ def device_signing_key(folder: str | Path) -> Ed25519PrivateKey:
     if private.exists():
         key = load_private_key(private)
         if not public.exists():  # lost half: rewrite it from the private key
+            from cryptography.hazmat.primitives import serialization
+
             _write_new(
                 public,
                 key.public_key().public_bytes(
