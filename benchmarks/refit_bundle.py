@@ -25,12 +25,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 from edge_agent.audio.files import load_clip
 from edge_agent.bundle.layout import resolve
+from edge_agent.bundle.load import load_bundle
 from edge_agent.bundle.manifest import MANIFEST, SELF_TEST
 from edge_agent.bundle.signing import SIGNATURE
 from edge_agent.bundle.versions import write_bundle
@@ -38,7 +39,7 @@ from edge_agent.errors import EdgeAgentError
 from edge_agent.runtime.scorer import Scorer
 from edge_agent.scoring.backend import BackendConfig
 from model_build.data.dataset import scan
-from model_build.export import refit_backends, self_test, self_test_clips
+from model_build.export import fit_on_device
 
 KEPT = ("frontend", "components", "class_names", "quantization", "training", "evaluation")
 
@@ -63,27 +64,18 @@ def refit(bundle: Path, data: list[Path], out: Path, reference: Path | None = No
     manifest = {k: old[k] for k in KEPT if k in old}
     manifest["backend"] = config.to_dict()
     models = {c["file"]: vdir / c["file"] for c in old["components"] if c["kind"] == "model"}
-    draft = out.parent / f".{out.name}-draft"
-    write_bundle(draft, models, {}, manifest)
-    try:
-        scorer = Scorer.from_bundle(draft, threads=2, check=False)
-        manifest["runtime_at_export"] = scorer.runtime_name
-        backends = refit_backends(
-            scorer.embed,
-            scorer.dims,
+    spec = load_bundle(bundle).spec
+    with tempfile.TemporaryDirectory() as tmp:
+        backends, data_st = fit_on_device(
+            Path(tmp) / "draft",
+            models,
+            manifest,
             clips,
-            scorer.spec,
+            spec,
             config,
-            scorer.bundle.weights,
-            True,
-            scorer.bundle.kinds,
+            progress=True,
+            reference=None if reference is None else load_clip(reference, spec),
         )
-        chosen = [load_clip(c.path, scorer.spec) for c in self_test_clips(clips)]
-        if reference is not None:
-            chosen[0] = load_clip(reference, scorer.spec)
-        data_st, manifest["self_test"] = self_test(scorer, backends, chosen[0], chosen[1:])
-    finally:
-        shutil.rmtree(draft, ignore_errors=True)
     manifest["profiles"] = old["profiles"]
     new = write_bundle(out, models, backends, manifest, extra={SELF_TEST: data_st})
     check = Scorer.from_bundle(out)  # loads, verifies, and passes its own self-test

@@ -496,7 +496,6 @@ class Agent:
                 model_version=self.scorer.bundle.model_version,
             )
         )
-        del new
         release_freed_memory()  # the old scorer's arena, else kept by malloc for good
 
     def _report_evidence(self) -> None:

@@ -265,6 +265,43 @@ def _section_profile(files: tuple[tuple[str, int, int], ...], spec: FrontendSpec
     return profile_from_waves(waves, spec, "export").to_dict()
 
 
+def fit_on_device(
+    draft: Path,
+    models: Mapping[str, Path],
+    manifest: dict[str, Any],
+    train_clips: Sequence[Clip],
+    spec: FrontendSpec,
+    config: BackendConfig,
+    *,
+    progress: bool = False,
+    reference: NDArray[np.float32] | None = None,
+) -> tuple[dict[str, SectionBackend], bytes]:
+    """(backends, self_test.npz) of the models in `manifest`, fitted through the device's own
+    scoring path: a provisional version at `draft` (no sections yet) gives the Scorer whose
+    embeddings the backends are fitted on and whose numbers the self-test expects. Adds
+    `runtime_at_export` and `self_test` to `manifest`. The self-test's window is the first
+    training clip (`self_test_clips`) unless `reference` is given. Shared by `export_models`
+    and benchmarks/refit_bundle.py (a version refitted without retraining)."""
+    write_bundle(draft, models, {}, manifest)
+    scorer = Scorer.from_bundle(draft, threads=2, check=False)
+    manifest["runtime_at_export"] = scorer.runtime_name
+    backends = refit_backends(
+        scorer.embed,
+        scorer.dims,
+        train_clips,
+        spec,
+        config,
+        scorer.bundle.weights,
+        progress,
+        scorer.bundle.kinds,
+    )
+    chosen = [load_clip(c.path, spec) for c in self_test_clips(train_clips)]
+    if reference is not None:
+        chosen[0] = reference
+    data, manifest["self_test"] = self_test(scorer, backends, chosen[0], chosen[1:])
+    return backends, data
+
+
 def export_models(
     models: Sequence[Any],
     out: Path,
@@ -320,23 +357,15 @@ def export_models(
             "training": training or {},
             "evaluation": evaluation or {},
         }
-        # a provisional version (no sections yet) gives the device's Scorer to refit with
-        draft = Path(tmp) / "draft"
-        write_bundle(draft, {n: Path(tmp) / n for n in files}, {}, manifest)
-        scorer = Scorer.from_bundle(draft, threads=2, check=False)
-        manifest["runtime_at_export"] = scorer.runtime_name
-        backends = refit_backends(
-            scorer.embed,
-            scorer.dims,
+        backends, data = fit_on_device(
+            Path(tmp) / "draft",
+            {n: Path(tmp) / n for n in files},
+            manifest,
             train_clips,
             spec,
             config,
-            scorer.bundle.weights,
-            progress,
-            scorer.bundle.kinds,
+            progress=progress,
         )
-        chosen = [load_clip(c.path, spec) for c in self_test_clips(train_clips)]
-        data, manifest["self_test"] = self_test(scorer, backends, chosen[0], chosen[1:])
         manifest["profiles"] = audio_profiles(train_clips, spec)
         finish = None if sign_key is None else partial(sign_version, private_key_path=sign_key)
         return write_bundle(
