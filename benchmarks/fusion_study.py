@@ -10,7 +10,8 @@ the standardised cross-fitted scores of the normal training clips and of the
 pseudo-anomalies and the standardised scores of the test clips, so that any weighting rule
 is scored in milliseconds instead of a retraining.
 
-Rules: every single component (`model`, `bands`, `rhythm`), the fixed weights shipped before
+Rules: every single component (`model`, `bands`, `rhythm`, `dynamics`; `--classical` studies a
+subset), the fixed weights shipped before
 issue 19 (`fixed`: every kind weighs 1), the hindsight `oracle` (per section the weighting with
 the best TEST AUC: a ceiling, not a method), the per-section rule of edge_agent.scoring.fusion over
 its parameters (`lda@<anchor>/<ridge>`) and the grid-search rule tried first (`grid@<shrink>`).
@@ -37,21 +38,35 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import quality as q
 
-SHIPPED_RIDGE = 0.5
-KINDS = ("model", "bands", "rhythm")
+from edge_agent.scoring.classical import DEFAULT_CLASSICAL
+
+SHIPPED_RIDGE = 20.0
+CLASSICAL = tuple(e["kind"] for e in DEFAULT_CLASSICAL)
+"""The shipped classical components; `--classical` studies a subset (the table before the
+dynamics component: `--classical bands,rhythm`)."""
 
 
-def _cell_file(out: Path, fam: str, n: int, seed: int, count: int, system: str) -> Path:
+def _cell_file(
+    out: Path, fam: str, n: int, seed: int, count: int, system: str, classical: Sequence[str]
+) -> Path:
     recipe = q.SYSTEMS[system]
     assert recipe is not None
-    return out / "study" / recipe.training_key() / f"{fam}_n{n}_s{seed}_p{count}.npz"
+    tag = "" if tuple(classical) == ("bands", "rhythm") else "_" + "-".join(classical)
+    return out / "study" / recipe.training_key() / f"{fam}_n{n}_s{seed}_p{count}{tag}.npz"
 
 
 def section_scores(
-    out: Path, fam: str, n: int, seed: int, count: int, system: str = "default"
+    out: Path,
+    fam: str,
+    n: int,
+    seed: int,
+    count: int,
+    system: str = "default",
+    classical: Sequence[str] = CLASSICAL,
 ) -> dict[str, Any]:
-    """Per section: z-scores (components x clips) of held-out normal clips, pseudo-anomalies
-    and test clips, cached. Follows backend.fit_section step by step."""
+    """Per section: z-scores (components x clips: the model, then the `classical` kinds) of
+    held-out normal clips, pseudo-anomalies and test clips, cached. Follows
+    backend.fit_section step by step."""
     from dataclasses import replace
 
     from edge_agent.scoring.backend import (
@@ -64,7 +79,7 @@ def section_scores(
     from model_build.evaluation.evaluate import split_clips
     from model_build.evaluation.scores import section_rows
 
-    f = _cell_file(out, fam, n, seed, count, system)
+    f = _cell_file(out, fam, n, seed, count, system, classical)
     view = out / "views" / f"{fam}_n{n}"
     train, test = split_clips(scan([view]))
     if f.exists():
@@ -75,7 +90,8 @@ def section_scores(
     if not (out / "emb" / fam / f"n{n}" / recipe.training_key() / f"s{seed}.npz").exists():
         raise FileNotFoundError(f"{system}: no trained model cached for {fam} n={n} s{seed}")
     tr, te, _ = q.learned_embeddings(out, fam, n, seed, recipe, view, train, test)
-    cls = q.classical_embeddings(out, fam, [*train, *test], "classical")
+    wanted = [i for i, e in enumerate(DEFAULT_CLASSICAL) if e["kind"] in classical]
+    cls = [q.classical_embeddings(out, fam, [*train, *test], "classical")[i] for i in wanted]
     trs = [tr[0], *[c[: len(train)] for c in cls]]
     tes = [te[0], *[c[len(train) :] for c in cls]]
     pseudo = q.pseudo_features(out, fam, n, seed, recipe, train, count)
@@ -84,7 +100,7 @@ def section_scores(
     test_idx = {s: np.flatnonzero([c.section_id == s for c in test]) for s in pseudo}
     for sec, (origins, lrn, pcls) in pseudo.items():
         src, tgt = section_rows(train, sec)
-        pe = [lrn[0], *pcls]
+        pe = [lrn[0], *[pcls[i] for i in wanted]]
         foreign = _foreign_rows(train, sec, seed)
         zn, zp, zt, zf = [], [], [], []
         for comp in range(len(trs)):
@@ -154,59 +170,65 @@ def _oracle(cell: dict[str, Any], sec: str) -> np.ndarray:
     idx = cell[f"{sec}|test_idx"]
     lab = np.array([test[i].is_anomaly for i in idx])
     zt = cell[f"{sec}|test"]
-    cands = [np.asarray(w) for w in itertools.product((0.0, 0.5, 1.0), repeat=3) if max(w) > 0]
+    cands = [
+        np.asarray(w) for w in itertools.product((0.0, 0.5, 1.0), repeat=zt.shape[0]) if max(w) > 0
+    ]
     return max(cands, key=lambda w: auc((w @ zt)[~lab], (w @ zt)[lab]))
 
 
 ANCHORS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.7, 1.0)
-RIDGES = (0.1, 0.5, 2.0)
+RIDGES = (0.1, 0.5, 2.0, 5.0, 20.0)
 
 
-def rules() -> dict[str, Rule]:
-    """Every rule compared: single components, fixed, the hindsight oracle, the shipped
-    discriminant rule over its parameter grid (`lda@anchor/ridge`), and the grid-search rule
-    tried first (`grid@shrink`, kept here as what did not help)."""
+def rules(kinds: Sequence[str]) -> dict[str, Rule]:
+    """Every rule compared over components `kinds` (the model first): single components,
+    fixed, the hindsight oracle, the shipped discriminant rule over its parameter grid
+    (`lda@anchor/ridge`), and the grid-search rule tried first (`grid@shrink`, kept here as
+    what did not help)."""
     from edge_agent.scoring.fusion import choose_weights
 
-    out: dict[str, Rule] = {
-        "model": lambda zn, zp: np.array([1.0, 0.0, 0.0]),
-        "bands": lambda zn, zp: np.array([0.0, 1.0, 0.0]),
-        "rhythm": lambda zn, zp: np.array([0.0, 0.0, 1.0]),
-        "fixed": lambda zn, zp: np.array([1.0, 1.0, 1.0]),
-        "oracle": ORACLE,
-    }
+    eye = np.eye(len(kinds))
+    out: dict[str, Rule] = {k: _fixed_rule(eye[i]) for i, k in enumerate(kinds)}
+    out["fixed"] = _fixed_rule(np.ones(len(kinds)))
+    out["oracle"] = ORACLE
     for ridge in RIDGES:
         for anchor in ANCHORS:
-            out[f"lda@{anchor:g}/{ridge:g}"] = _lda_rule(choose_weights, anchor, ridge)
+            out[f"lda@{anchor:g}/{ridge:g}"] = _lda_rule(choose_weights, anchor, ridge, kinds)
     for lam in (0.0, 0.01, 0.02, 0.05):
-        out[f"grid@{lam:g}"] = _grid_rule(lam)
+        out[f"grid@{lam:g}"] = _grid_rule(lam, len(kinds))
     return out
 
 
-def _lda_rule(choose: Any, anchor: float, ridge: float) -> Rule:
+def _fixed_rule(w: np.ndarray) -> Rule:
+    return lambda zn, zp: w
+
+
+def _lda_rule(choose: Any, anchor: float, ridge: float, kinds: Sequence[str]) -> Rule:
     def rule(zn: np.ndarray, zp: np.ndarray) -> np.ndarray:
-        return np.asarray(choose(list(zn), list(zp), KINDS, anchor, ridge).weights)
+        return np.asarray(choose(list(zn), list(zp), kinds, anchor, ridge).weights)
 
     return rule
 
 
-def _grid_rule(lam: float) -> Rule:
-    """The first rule tried: each group at 0, 1/2 or 1 (largest 1), the weighting with the
-    best pseudo-anomaly AUC minus `lam` per unit of distance from the model alone."""
+def _grid_rule(lam: float, n: int) -> Rule:
+    """The first rule tried: each of the `n` groups at 0, 1/2 or 1 (largest 1), the weighting
+    with the best pseudo-anomaly AUC minus `lam` per unit of distance from the model alone."""
     import itertools
 
     from edge_agent.scoring.fusion import auc
 
-    cands: dict[tuple[float, ...], None] = {(1.0, 0.0, 0.0): None}
-    for w in itertools.product((0.0, 0.5, 1.0), repeat=3):
+    alone: np.ndarray = np.eye(n)[0]
+    cands: dict[tuple[float, ...], None] = {tuple(alone): None}
+    for w in itertools.product((0.0, 0.5, 1.0), repeat=n):
         if max(w) > 0:
             cands[tuple(x / max(w) for x in w)] = None
 
     def rule(zn: np.ndarray, zp: np.ndarray) -> np.ndarray:
-        best, best_v = np.array([1.0, 0.0, 0.0]), -1.0
+        best: np.ndarray = alone
+        best_v = -1.0
         for w in cands:
             a = np.asarray(w)
-            v = auc(a @ zn, a @ zp) - lam * float(np.abs(a - [1.0, 0.0, 0.0]).sum())
+            v = auc(a @ zn, a @ zp) - lam * float(np.abs(a - alone).sum())
             if v > best_v + 1e-12:
                 best, best_v = a, v
         return best
@@ -261,6 +283,11 @@ def main(argv: list[str] | None = None) -> int:
         "of the perturbed copies, or in addition",
     )
     ap.add_argument(
+        "--classical",
+        default=",".join(CLASSICAL),
+        help="the classical components studied beside the model (comma-separated)",
+    )
+    ap.add_argument(
         "--system",
         default="default",
         help="whose trained models (a benchmarks/quality.py system that trains)",
@@ -273,7 +300,9 @@ def main(argv: list[str] | None = None) -> int:
     sizes = [int(x) for x in args.sizes.split(",")]
     seeds = [int(x) for x in args.seeds.split(",")]
     keep = set(args.kinds.split(",")) if args.kinds else None
-    rs = rules()
+    classical = tuple(k for k in args.classical.split(",") if k)
+    kinds = ("model", *classical)
+    rs = rules(kinds)
     # results[rule][fam][n] = list over seeds of mixed AUC
     res: dict[str, dict[str, dict[int, list[float]]]] = {r: {} for r in rs}
     weights: dict[str, dict[str, list[np.ndarray]]] = {}
@@ -281,7 +310,9 @@ def main(argv: list[str] | None = None) -> int:
         for n in sizes:
             for seed in seeds:
                 try:
-                    cell = section_scores(args.out, fam, n, seed, args.count, args.system)
+                    cell = section_scores(
+                        args.out, fam, n, seed, args.count, args.system, classical
+                    )
                 except FileNotFoundError as exc:
                     print(f"skip {fam} n={n} s{seed}: {exc}", file=sys.stderr)
                     continue
@@ -292,11 +323,13 @@ def main(argv: list[str] | None = None) -> int:
                         weights.setdefault(name, {}).setdefault(fam, []).extend(
                             r["weights"].values()
                         )
-    text = report(res, fams, sizes, weights)
+    text = report(res, fams, sizes, weights, kinds)
     print(text)
-    tag = "" if args.system == "default" else f"_{args.system}"
+    tag = "_n" + "-".join(map(str, sizes))
+    tag += "" if args.system == "default" else f"_{args.system}"
     tag += "" if args.foreign == "off" else f"_foreign-{args.foreign}"
     tag += "" if not args.kinds else "_kinds-" + args.kinds.replace(",", "-")
+    tag += "" if classical == CLASSICAL else "_classical-" + "-".join(classical)
     (args.out / f"fusion_study{tag}.md").write_text(text + "\n")
     (args.out / f"fusion_study{tag}.json").write_text(
         json.dumps(
@@ -316,7 +349,10 @@ def _mean(res: dict[str, dict[int, list[float]]], fam: str, sizes: Sequence[int]
 
 
 def lofo(
-    res: dict[str, dict[str, dict[int, list[float]]]], fams: Sequence[str], sizes: Sequence[int]
+    res: dict[str, dict[str, dict[int, list[float]]]],
+    fams: Sequence[str],
+    sizes: Sequence[int],
+    kinds: Sequence[str],
 ) -> dict[str, str]:
     """Per held-out family: the pseudo rule chosen on the others (largest mean margin over
     the best single component, per size and seed)."""
@@ -327,7 +363,7 @@ def lofo(
         for n in sizes:
             if n not in res[rule].get(fam, {}):
                 continue
-            best = np.max([res[k][fam][n] for k in KINDS], axis=0)
+            best = np.max([res[k][fam][n] for k in kinds], axis=0)
             vals.append(np.mean(np.asarray(res[rule][fam][n]) - best))
         return float(np.mean(vals)) if vals else float("nan")
 
@@ -343,6 +379,7 @@ def report(
     fams: Sequence[str],
     sizes: Sequence[int],
     weights: dict[str, dict[str, list[np.ndarray]]],
+    kinds: Sequence[str],
 ) -> str:
     lines = []
     for n in sizes:
@@ -369,7 +406,7 @@ def report(
                     + " | ".join(cells)
                     + f" | {np.mean(means):.1f} | {np.min(means):.1f} |"
                 )
-    chosen = lofo(res, fams, sizes)
+    chosen = lofo(res, fams, sizes, kinds)
     lines += [
         "",
         "leave-one-family-out: anchor and ridge chosen on the other families, "
@@ -377,25 +414,24 @@ def report(
         + ",".join(map(str, sizes))
         + ")",
         "",
-        (
-            "| held-out family | chosen | system | model | bands | rhythm | fixed | "
-            "system - model | system - best single |"
-        ),
-        "|---|---|---|---|---|---|---|---|---|",
+        "| held-out family | chosen | system | "
+        + " | ".join(kinds)
+        + " | fixed | system - model | system - best single |",
+        "|---|---|---|" + "---|" * len(kinds) + "---|---|---|",
     ]
     for fam in fams:
         if fam not in res["model"]:
             continue
         r = chosen[fam]
         sysv = _mean(res[r], fam, sizes)
-        singles = {k: _mean(res[k], fam, sizes) for k in KINDS}
+        singles = {k: _mean(res[k], fam, sizes) for k in kinds}
         lines.append(
-            f"| {fam} | {r} | {sysv:.1f} | {singles['model']:.1f} | "
-            f"{singles['bands']:.1f} | {singles['rhythm']:.1f} | "
-            f"{_mean(res['fixed'], fam, sizes):.1f} | {sysv - singles['model']:+.1f} | "
+            f"| {fam} | {r} | {sysv:.1f} | "
+            + " | ".join(f"{singles[k]:.1f}" for k in kinds)
+            + f" | {_mean(res['fixed'], fam, sizes):.1f} | {sysv - singles['model']:+.1f} | "
             f"{sysv - max(singles.values()):+.1f} |"
         )
-    lines += ["", "mean group weights (model / bands / rhythm) per rule and family"]
+    lines += ["", "mean group weights (" + " / ".join(kinds) + ") per rule and family"]
     for rule, per in weights.items():
         row = [f"{f}: " + "/".join(f"{x:.2f}" for x in np.mean(per[f], axis=0)) for f in per]
         lines.append(f"- {rule}: " + "; ".join(row))

@@ -64,7 +64,7 @@ class Recipe:
     train: dict[str, Any] = field(default_factory=dict)  # TrainConfig overrides
     runs: int | None = None  # models (None: model_build's default ensemble size; 0: none)
     backend: BackendConfig = field(default_factory=BackendConfig)
-    classical: tuple[str, ...] = ("bands", "rhythm")  # classical component kinds used
+    classical: tuple[str, ...] = tuple(e["kind"] for e in DEFAULT_CLASSICAL)  # kinds used
 
     def classical_entries(self) -> list[dict[str, Any]]:
         from edge_agent.scoring.classical import DEFAULT_CLASSICAL
@@ -142,7 +142,8 @@ SYSTEMS: dict[str, Recipe | None] = {
     "default-fixed": Recipe(backend=FIXED),
     "bands-only": Recipe(runs=0, classical=("bands",)),
     "rhythm-only": Recipe(runs=0, classical=("rhythm",)),
-    "default-no-rhythm": Recipe(classical=("bands",)),
+    "default-no-rhythm": Recipe(classical=("bands", "dynamics")),
+    "default-no-dynamics": Recipe(classical=("bands", "rhythm")),
     "default-no-density": Recipe(backend=BackendConfig(density_k=0)),
     "default-paper-backend": Recipe(backend=PAPER_BACKEND, classical=()),
     "classical-only": Recipe(runs=0, backend=FIXED),
@@ -224,7 +225,8 @@ def classical_embeddings(
     cache = out / "features" / f"{family}_{kind}.npz"
     store: dict[str, Any] = dict(np.load(cache)) if cache.exists() else {}
     feats = classical_features(DEFAULT_SPEC)
-    todo = [c for c in clips if _cache_key(c.path) + "#0" not in store]
+    n = 1 if kind == "floor" else len(feats)
+    todo = [c for c in clips if any(_cache_key(c.path) + f"#{i}" not in store for i in range(n))]
     for c in todo:
         wave = load_clip(c.path, DEFAULT_SPEC)
         if kind == "floor":
@@ -236,7 +238,6 @@ def classical_embeddings(
     if todo:
         cache.parent.mkdir(parents=True, exist_ok=True)
         np.savez(cache, **store)
-    n = 1 if kind == "floor" else len(feats)
     return [np.stack([store[_cache_key(c.path) + f"#{i}"] for c in clips]) for i in range(n)]
 
 
@@ -341,7 +342,8 @@ def pseudo_features(
     need_c = [
         (sec, j)
         for sec, j in order
-        if _pseudo_key(train[plans[sec][0][plans[sec][1][j].origin]], plans[sec][1][j]) + "#0"
+        if _pseudo_key(train[plans[sec][0][plans[sec][1][j].origin]], plans[sec][1][j])
+        + f"#{n_feats - 1}"
         not in cstore
     ]
     if need_c or (learned is None and emb_file is not None):
@@ -401,7 +403,7 @@ def _embed_pseudo(
                 perturb(load_clip(clip.path, DEFAULT_SPEC), items[j], DEFAULT_SPEC.sample_rate)
             )
             key = _pseudo_key(clip, items[j])
-            if key + "#0" not in cstore:
+            if key + f"#{len(feats) - 1}" not in cstore:
                 mag = stft_magnitude(waves[-1], DEFAULT_SPEC)
                 for k, f in enumerate(feats):
                     cstore[key + f"#{k}"] = f.fn(mag)
@@ -617,10 +619,10 @@ def real_smoke(out: Path, results_seed_run: Path | None) -> str:
         pseudo = pseudo_sets(joined_waves(r, classical), train, r.spec, config)
     else:
         pseudo = pseudo_sets(classical.embed_waves, train, DEFAULT_SPEC, config)
-    kinds = ["model"] * (len(trs) - len(cls)) + ["bands", "rhythm"]
+    kinds = ["model"] * (len(trs) - len(cls)) + [e["kind"] for e in DEFAULT_CLASSICAL]
     bs = backend_scores(trs, train, tes, test, config, view_weights(kinds), pseudo, kinds)
     rows = [
-        "| clip | label | score | threshold | weights (model / bands / rhythm) |",
+        "| clip | label | score | threshold | weights (" + " / ".join(dict.fromkeys(kinds)) + ") |",
         "|---|---|---|---|---|",
     ]
     for c, s in zip(test, bs.scores, strict=True):

@@ -8,10 +8,10 @@ Steps (each a function, so tests and benchmarks reuse them):
    dynamic (int8 weights, float activations); int8 (int8 weights AND activations, calibrated
    on real training features of both domains, float input/output tensors).
 2. `refit_backends`: the exported bundle itself (the device's `Scorer`: numpy frontend, every
-   TFLite model, the classical band statistics and rhythm) embeds the training clips, and every
-   section is fitted on THOSE embeddings with `edge_agent.scoring.backend.fit_section` (the fit
-   evaluate and the device's calibrate/enrol use too), so the device's scores and thresholds are on
-   one scale whatever the quantisation did.
+   TFLite model, the classical band statistics, rhythm and dynamics) embeds the training clips,
+   and every section is fitted on THOSE embeddings with `edge_agent.scoring.backend.fit_section`
+   (the fit evaluate and the device's calibrate/enrol use too), so the device's scores and
+   thresholds are on one scale whatever the quantisation did.
 3. `self_test`: the device self-test (edge_agent.runtime.selftest): one training window, the
    embeddings this machine computes for it, and the tolerance from the bundle's own
    quantisation check (the same windows through XNNPACK and through TFLite's own kernels), so
@@ -322,9 +322,9 @@ def export_models(
     (signed with the Ed25519 private key `sign_key` when given). The options are keyword-only:
     nine of them have defaults, and a positional call could swap two of the same type unnoticed.
 
-    Components: one per model (`model_<k>.tflite`), then the classical band statistics and
-    rhythm (edge_agent.scoring.classical.DEFAULT_CLASSICAL) when `classical`. `progress`: bars on
-    stderr for the conversion and the embedding of the training clips.
+    Components: one per model (`model_<k>.tflite`), then the classical band statistics,
+    rhythm and dynamics (edge_agent.scoring.classical.DEFAULT_CLASSICAL) when `classical`.
+    `progress`: bars on stderr for the conversion and the embedding of the training clips.
     """
     calib = calibration_waves(train_clips, n_calibration, spec) if mode == "int8" else None
     files = {}

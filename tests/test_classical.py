@@ -1,5 +1,5 @@
-"""edge_agent.scoring.classical: the band statistics the device computes next to the learned
-model."""
+"""edge_agent.scoring.classical: the band statistics, rhythm and dynamics the device computes
+next to the learned model."""
 
 from __future__ import annotations
 
@@ -12,10 +12,12 @@ import pytest
 from edge_agent.scoring.classical import (
     DEFAULT_CLASSICAL,
     band_edges,
+    band_log_power,
     band_stats,
     band_stats_from_magnitude,
     classical_feature,
     classical_features,
+    dynamics,
     rhythm,
     rhythm_bins,
 )
@@ -105,12 +107,18 @@ def test_rhythm_peaks_at_the_cycle_period_and_irregular_cycles_lower_the_peaks()
 def test_classical_entries_validate_and_describe_their_dims() -> None:
     feats = classical_features(DEFAULT_SPEC)
     assert [f.entry["kind"] for f in feats] == [e["kind"] for e in DEFAULT_CLASSICAL]
-    assert [f.dim for f in feats] == [106, 500]
+    assert [f.dim for f in feats] == [106, 500, 180]
     x = np.random.default_rng(4).standard_normal(160_000).astype(np.float32)
     mag = stft_magnitude(x, DEFAULT_SPEC)
     np.testing.assert_array_equal(feats[1].fn(mag), rhythm(x, DEFAULT_SPEC))
+    np.testing.assert_array_equal(feats[2].fn(mag), dynamics(x, DEFAULT_SPEC))
     cases: list[tuple[dict[str, Any], str]] = [
         ({"kind": "bands", "bands": 0}, "bands"),
+        ({"kind": "dynamics", "bands": 32, "lags": []}, "lags"),
+        ({"kind": "dynamics", "bands": 32, "lags": [1, 0]}, "lags"),
+        ({"kind": "dynamics", "bands": 32, "lags": [1, True]}, "lags"),
+        ({"kind": "dynamics", "bands": 32, "lags": [1, 311]}, "lags"),
+        ({"kind": "dynamics", "bands": -1, "lags": [1]}, "bands"),
         ({"kind": "rhythm", "ranges_hz": [[5, 1]], "max_lag_s": 4}, "ranges_hz"),
         ({"kind": "rhythm", "ranges_hz": [[5, 10]], "max_lag_s": -1}, "max_lag_s"),
         ({"kind": "mfcc"}, "kind"),
@@ -118,3 +126,47 @@ def test_classical_entries_validate_and_describe_their_dims() -> None:
     for bad, field in cases:
         with pytest.raises(ValueError, match=field):
             classical_feature(bad, DEFAULT_SPEC)
+
+
+def _am_noise(rate_hz: float, depth: float, seed: int = 5) -> np.ndarray:
+    """White noise whose level switches between (1 - depth) and (1 + depth) at `rate_hz`
+    (a square-wave modulation; depth 0: steady)."""
+    noise = 0.05 * np.random.default_rng(seed).standard_normal(160_000)
+    return (noise * (1 + depth * np.sign(np.sin(2 * np.pi * rate_hz * T + 0.1)))).astype(np.float32)
+
+
+def test_dynamics_match_a_plain_numpy_reference() -> None:
+    x = _am_noise(2.0, 0.5)
+    f = dynamics(x, DEFAULT_SPEC, 32, (1, 4))
+    edges = band_edges(DEFAULT_SPEC, 32)
+    win = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(1024) / 1024)
+    frames = np.stack([x[i * 512 : i * 512 + 1024] * win for i in range(311)])
+    power = np.abs(np.fft.rfft(frames.astype(np.float64), axis=-1)) ** 2
+    bands = np.log(np.stack([power[:, a:b].mean(1) for a, b in pairwise(edges)], 1) + 1e-10)
+    ref = np.r_[np.abs(bands[1:] - bands[:-1]).mean(0), np.abs(bands[4:] - bands[:-4]).mean(0)]
+    np.testing.assert_allclose(f, ref, rtol=1e-3, atol=1e-3)
+    mag = stft_magnitude(x, DEFAULT_SPEC)
+    np.testing.assert_allclose(band_log_power(mag, edges), bands, rtol=1e-3, atol=1e-3)
+    assert dynamics(np.stack([x, x]), DEFAULT_SPEC).shape == (2, 180)
+
+
+def test_dynamics_see_a_modulation_that_leaves_band_statistics_alone() -> None:
+    """The fault band statistics cannot see: the same two levels in the same proportion,
+    switching at another pace. Every band's time-mean and time-std stay within 0.4 (of a
+    spread of ~2.3), and dynamics tell the two apart by lag: the 2 Hz switching changes the
+    level over 4-8 frames (128-256 ms, within its 250 ms half cycle), the 0.25 Hz one over
+    32 frames (1 s)."""
+    slow, fast = _am_noise(0.25, 0.8), _am_noise(2.0, 0.8)
+    bs, bf = band_stats(slow, DEFAULT_SPEC, 32), band_stats(fast, DEFAULT_SPEC, 32)
+    assert np.abs(bs - bf).max() < 0.4
+    lags = (1, 2, 4, 8, 16, 32)
+    ds = dynamics(slow, DEFAULT_SPEC, 32, lags).reshape(len(lags), -1)
+    df = dynamics(fast, DEFAULT_SPEC, 32, lags).reshape(len(lags), -1)
+    assert np.all(df[2:4] > ds[2:4] + 1.0)
+    assert np.all(ds[5] > df[5] + 0.4)
+    steady = dynamics(_am_noise(1.0, 0.0), DEFAULT_SPEC, 32, lags).reshape(len(lags), -1)
+    assert np.all(ds[2:] > steady[2:]) and np.all(df[:4] > steady[:4])
+    # a gain changes no dynamics: they are differences of log powers
+    np.testing.assert_allclose(
+        dynamics(3 * fast, DEFAULT_SPEC), dynamics(fast, DEFAULT_SPEC), atol=1e-3
+    )

@@ -64,8 +64,8 @@ def test_every_mode_matches_keras_within_its_tolerance(
         assert entry["measured"]["windows"] == 8 and 0 < entry["min_cosine"] <= 0.998
         assert entry["max_score_difference"] >= 0.1
         dev = embedder.embed_clips(test)
-        # the model, the band statistics, the rhythm
-        assert [d.shape for d in dev] == [(12, 256), (12, 106), (12, 500)]
+        # the model, the band statistics, the rhythm, the dynamics
+        assert [d.shape for d in dev] == [(12, 256), (12, 106), (12, 500), (12, 180)]
         cos = _cos(dev[0], ref)
         assert cos.min() >= MIN_COSINE[mode], (mode, cos.min())
         assert cos.mean() >= MEAN_COSINE[mode], (mode, cos.mean())
@@ -110,7 +110,7 @@ def test_backend_is_refitted_on_the_exported_models_embeddings(
 def test_an_ensemble_exports_every_model_and_scores_their_fused_scores(
     trained_ensemble: Path, tmp_path: Path, clips: list[Clip]
 ) -> None:
-    """Two models + band statistics + rhythm: four components, each scored and standardised
+    """Two models + band statistics, rhythm, dynamics: five components, each scored and standardised
     on its own, the sum thresholded; `--model` picks members, `--no-classical` drops the
     classical ones."""
     from edge_agent.runtime.scorer import Scorer
@@ -118,7 +118,7 @@ def test_an_ensemble_exports_every_model_and_scores_their_fused_scores(
     run = trained_ensemble
     vdir = export_run(run, tmp_path / "bundle")
     b = load_bundle(vdir)
-    assert [c["kind"] for c in b.components] == ["model", "model", "bands", "rhythm"]
+    assert [c["kind"] for c in b.components] == ["model", "model", "bands", "rhythm", "dynamics"]
     assert b.model_files == ["model_0.tflite", "model_1.tflite"]
     # the two models share their group's weight (decided per section), each classical view
     # has its own; the largest group weight is 1

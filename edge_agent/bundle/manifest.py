@@ -23,8 +23,9 @@ Layout (format version 2)::
 The manifest's `components` list says what embeds a window, in the backend's component
 order: `{"kind": "model", "file": "model_0.tflite", "inputs": [...], "input_order": [...],
 "dim": 256}` for a TFLite model, `{"kind": "bands", "bands": 64, "dim": 106}` and
-`{"kind": "rhythm", "ranges_hz": [[50, 500], ...], "max_lag_s": 4.0, "dim": 500}` for the
-classical band statistics and rhythm (edge_agent.scoring.classical). `backend` holds the
+`{"kind": "rhythm", "ranges_hz": [[50, 500], ...], "max_lag_s": 4.0, "dim": 500}` and
+`{"kind": "dynamics", "bands": 32, "lags": [1, 2, 4, 8, 16, 32], "dim": 180}` for the
+classical band statistics, rhythm and dynamics (edge_agent.scoring.classical). `backend` holds the
 `BackendConfig` that calibrate and enrol refit with. `profiles` (optional) holds, per section,
 the audio profile of its normal training clips (edge_agent.scoring.profile): what the hearing
 check and the alarm explanations compare with; versions written before it existed load
@@ -93,7 +94,7 @@ MANIFEST_DIGEST = "manifest.sha256"  # the manifest's own sha256 (it cannot hold
 MODEL = "model.tflite"  # format 1's single model
 BACKEND = "backend.npz"
 SELF_TEST = "self_test.npz"  # the reference window of the device self-test (runtime.selftest)
-COMPONENT_KINDS = ("model", "bands", "rhythm")
+COMPONENT_KINDS = ("model", "bands", "rhythm", "dynamics")
 QuantizeMode = Literal["float32", "float16", "dynamic", "int8"]
 
 
@@ -122,13 +123,15 @@ class ModelComponent(TypedDict):
 
 class ClassicalComponent(TypedDict, total=False):
     """A classical component (`edge_agent.scoring.classical`): its kind, the typed parameters
-    of that kind (`Bands.bands`; `Rhythm.ranges_hz`, `Rhythm.max_lag_s`) and its dimension."""
+    of that kind (`Bands.bands`; `Rhythm.ranges_hz`, `Rhythm.max_lag_s`; `Dynamics.bands`,
+    `Dynamics.lags`) and its dimension."""
 
-    kind: Required[Literal["bands", "rhythm"]]
+    kind: Required[Literal["bands", "rhythm", "dynamics"]]
     dim: int
     bands: int
     ranges_hz: list[list[float]]
     max_lag_s: float
+    lags: list[int]
 
 
 Component = ModelComponent | ClassicalComponent
@@ -211,6 +214,10 @@ STR_LIST = FieldType(
     "a list of strings", lambda x: isinstance(x, list) and all(isinstance(v, str) for v in x)
 )
 INT_LIST = FieldType("a list of integers", lambda x: isinstance(x, list) and all(map(_is_int, x)))
+POS_INT_LIST = FieldType(
+    "a non-empty list of integers >= 1",
+    lambda x: isinstance(x, list) and bool(x) and all(_is_int(v) and v >= 1 for v in x),
+)
 HZ_RANGES = FieldType(
     "a non-empty list of [low, high] number pairs",
     lambda x: (
@@ -284,6 +291,12 @@ COMPONENT_SCHEMAS: Mapping[str, Schema] = {
         "kind": (STR, True),
         "ranges_hz": (HZ_RANGES, True),
         "max_lag_s": (POS_NUMBER, True),
+        "dim": (OPT_POS_INT, False),
+    },
+    "dynamics": {
+        "kind": (STR, True),
+        "bands": (POS_INT, True),
+        "lags": (POS_INT_LIST, True),
         "dim": (OPT_POS_INT, False),
     },
 }

@@ -109,9 +109,13 @@ class BackendConfig:
     """"pseudo": how much of the learned model alone is blended into the per-section
     discriminant weights (0: none, 1: the model alone; BENCHMARKS.md "Fusion decided per
     section": chosen leave-one-family-out)."""
-    ridge: float = 0.5
-    """"pseudo": ridge added to the covariance of the standardised scores in the discriminant
-    (a few dozen clips estimate it)."""
+    ridge: float = 20.0
+    """"pseudo": ridge added to the covariance of the standardised scores in the discriminant.
+    A few dozen clips estimate that covariance poorly, and with four components (the
+    dynamics among them) a small ridge let it cut the weight of the view that correlates with
+    another even where that view was the best one: 20 (chosen leave-one-family-out,
+    BENCHMARKS.md "A third classical component") weighs each view mostly by how far it moves
+    the pseudo-anomalies, the covariance only tempering it. Bundles store their own value."""
     pseudo_count: int = 48
     """"pseudo": pseudo-anomalies per section (edge_agent.scoring.pseudo.DEFAULT_COUNT)."""
 

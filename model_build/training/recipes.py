@@ -38,7 +38,7 @@ class Recipe:
     model: ModelConfig
     train: TrainConfig
     backend: str  # model_build.evaluation.evaluate.BACKENDS key: "default" | "paper"
-    classical: bool  # fuse the classical band statistics and rhythm (export's hybrid)
+    classical: bool  # fuse the classical band statistics, rhythm and dynamics (export's hybrid)
     about: str
 
     def train_config(self, **per_call: Any) -> TrainConfig:
