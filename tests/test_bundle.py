@@ -57,12 +57,12 @@ def test_loaded_bundle_describes_itself(bundle_dir: Path) -> None:
     m = b.manifest
     assert m["format_version"] == 2
     assert m["quantization"] in ("float32", "float16", "dynamic", "int8")
-    assert [c["kind"] for c in b.components] == ["model", "bands", "rhythm"]
+    assert [c["kind"] for c in b.components] == ["model", "bands", "rhythm", "dynamics"]
     assert b.model_files == [MODEL0] and b.model_path == b.path / MODEL0
     assert b.input_names == ["spectrogram", "spectrum"]
     assert b.input_shapes == {"spectrogram": [1, 311, 513, 1], "spectrum": [1, 80000, 1]}
     assert sorted(e["index"] for e in model_components(b.components)[0]["inputs"]) == [0, 1]
-    assert [c["dim"] for c in b.components] == [256, 106, 500]
+    assert [c["dim"] for c in b.components] == [256, 106, 500, 180]
     assert m["class_names"] and m["training"]["n_train_clips"] > 0
     assert b.backend_config == BackendConfig()
     assert set(m["files"]) == {MODEL0, BACKEND, SELF_TEST}  # the device self-test's window
@@ -71,7 +71,7 @@ def test_loaded_bundle_describes_itself(bundle_dir: Path) -> None:
     assert b.sections == sorted(b.backends) and len(b.sections) >= 2
     for s in b.sections:
         bk = b.backend(s)
-        assert len(bk.components) == 3 and bk.fusion == "sum"
+        assert len(bk.components) == 4 and bk.fusion == "sum"
         for c in bk.components:
             assert np.allclose(np.linalg.norm(c.references, axis=1), 1.0, atol=5e-4)  # float16
             assert np.all(c.density > 0) and c.std > 0
@@ -406,6 +406,11 @@ def _component(m: dict[str, Any], i: int, **changes: Any) -> list[dict[str, Any]
             "components",
             lambda m: _component(m, 1, bands=64.5),
             "components[1].bands: expected an integer >= 1, got a number 64.5",
+        ),
+        (
+            "components",
+            lambda m: _component(m, 3, lags=[1, 0, 4]),
+            "components[3].lags: expected a non-empty list of integers >= 1, got a list [1, 0, 4]",
         ),
         ("sections", lambda m: "fan_section_00", "sections: expected a list of strings"),
         (

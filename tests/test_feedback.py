@@ -44,8 +44,13 @@ from edge_agent.runtime.evidence import (
 )
 
 DEMO = load_demo()
-SEC = DEMO.section  # fan_section_00
+SEC = DEMO.section
+SEC_NO = SEC.rsplit("_", 1)[1]  # "01": the section's number in DCASE file names
 NORMAL = [p for p, c in zip(DEMO.paths, DEMO.clips, strict=True) if c.label == "normal"]
+NORMAL_RUN = [NORMAL[0], NORMAL[1], NORMAL[0], *NORMAL[3:]]
+"""A healthy machine's false alarm: the demo's first normal clip, its one normal window above
+the threshold, heard again two windows later, so 2 of 3 windows (LOUD) are above it."""
+LOUD = (0, 2)
 FAULTY = [p for p, c in zip(DEMO.paths, DEMO.clips, strict=True) if c.label != "normal"]
 
 
@@ -60,7 +65,7 @@ class Plant:
         self.overrides: dict[str, Any] = {
             "bundle": str(self.bundle),
             "section": SEC,
-            "source": {"kind": "files", "files": [str(p) for p in NORMAL]},
+            "source": {"kind": "files", "files": [str(p) for p in NORMAL_RUN]},
             "decision": {"k": 2, "n": 3},
             "evidence": {"folder": str(self.evidence)},
             "outbox": {"path": str(d / "state" / "outbox.sqlite")},
@@ -104,9 +109,9 @@ def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
 def test_not_a_fault_teaches_the_machine_through_a_new_version(
     plant: Plant, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    first = plant.run(NORMAL)
+    first = plant.run(NORMAL_RUN)
     (raised,) = alarm_windows(first)
-    assert raised["evidence"]["windows"] == [3, 4]  # the healthy fan's two loud windows
+    assert raised["evidence"]["windows"] == list(LOUD)  # the healthy fan's two loud windows
     clip = raised["evidence"]["file"]
     code, out, _ = cli(capsys, "feedback", "not-a-fault", "--config", str(plant.config))
     assert code == 0, out
@@ -141,10 +146,10 @@ def test_not_a_fault_teaches_the_machine_through_a_new_version(
         "cli",
     )
     # the same audio again: the two windows are normal now, no alarm
-    again = plant.run(NORMAL)
+    again = plant.run(NORMAL_RUN)
     assert not alarm_windows(again)
     scores = again.scores()
-    assert all(not e["anomalous"] for e in scores if e["window"] in (3, 4))
+    assert all(not e["anomalous"] for e in scores if e["window"] in LOUD)
     assert {e["model_version"] for e in scores} == {b.model_version}
     # answering again changes nothing; the list shows the answer; rollback undoes it
     code, out, _ = cli(capsys, "feedback", "not_a_fault", "--config", str(plant.config))
@@ -159,7 +164,7 @@ def test_not_a_fault_teaches_the_machine_through_a_new_version(
 def test_confirmed_labels_and_a_changed_mind_undoes_the_teaching(
     plant: Plant, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    clip = plant.alarm(NORMAL)
+    clip = plant.alarm(NORMAL_RUN)
     assert cli(capsys, "feedback", "not-a-fault", "--config", str(plant.config))[0] == 0
     code, out, _ = cli(
         capsys, "feedback", "Confirmed fault", "--config", str(plant.config), "--json"
@@ -196,13 +201,13 @@ def test_answers_on_a_signed_bundle_are_sealed_and_load_with_the_agents_keys(
     private, public = make_keys(tmp_path)
     plant = Plant(tmp_path, trusted_keys=[str(public)])
     sign_version(plant.bundle / "versions" / "1", private)
-    plant.alarm(NORMAL)
+    plant.alarm(NORMAL_RUN)
     assert cli(capsys, "feedback", "not-a-fault", "--config", str(plant.config))[0] == 0
     v2 = plant.bundle / "versions" / "2"
     assert (v2 / ORIGIN).is_file() and (v2 / DEVICE_SEAL).is_file()
     trust = load_trust([public], tmp_path / "state")
     assert load_bundle(plant.bundle, trusted=trust).version == 2
-    assert not alarm_windows(plant.run(NORMAL))  # the agent, with its keys, runs version 2
+    assert not alarm_windows(plant.run(NORMAL_RUN))  # the agent, with its keys, runs version 2
 
 
 def test_bad_answers_are_one_line_errors(plant: Plant, capsys: pytest.CaptureFixture[str]) -> None:
@@ -221,7 +226,7 @@ def test_bad_answers_are_one_line_errors(plant: Plant, capsys: pytest.CaptureFix
     assert "evidence.folder: not set" in error("confirmed", "--config", str(no_evidence))
     plant.evidence.mkdir()
     assert f"no alarm clip of {SEC} kept" in error("confirmed", *cfg)
-    clip = plant.alarm(NORMAL)
+    clip = plant.alarm(NORMAL_RUN)
     assert "no alarm clip 'nope.flac'" in error("confirmed", "--alarm", "nope.flac", *cfg)
     assert "expected a clip's file name" in error("confirmed", "--alarm", "../x.flac", *cfg)
     assert "--monitor: 'pump'" in error("confirmed", "--monitor", "pump", *cfg)
@@ -264,7 +269,7 @@ def test_export_dcase_is_a_data_set_model_build_reads(
 ) -> None:
     from model_build.data.dataset import scan
 
-    false_alarm = plant.alarm(NORMAL)
+    false_alarm = plant.alarm(NORMAL_RUN)
     fault = plant.alarm(FAULTY)
     cfg = ("--config", str(plant.config))
     assert cli(capsys, "feedback", "not-a-fault", "--alarm", false_alarm, *cfg)[0] == 0
@@ -279,8 +284,8 @@ def test_export_dcase_is_a_data_set_model_build_reads(
     ) in text
     files = sorted(str(p.relative_to(out)) for p in out.rglob("*.wav"))
     assert files == sorted(
-        [f"fan/train/section_00_target_train_normal_{i:04d}.wav" for i in range(2)]
-        + [f"fan/test/section_00_target_test_anomaly_{i:04d}.wav" for i in range(n_fault)]
+        [f"fan/train/section_{SEC_NO}_target_train_normal_{i:04d}.wav" for i in range(2)]
+        + [f"fan/test/section_{SEC_NO}_target_test_anomaly_{i:04d}.wav" for i in range(n_fault)]
     )
     # what model_build reads: the layout, names, labels and domains
     clips = scan([out])
@@ -290,16 +295,16 @@ def test_export_dcase_is_a_data_set_model_build_reads(
     }
     # each file is one voting window as the agent scored it
     windows, rate = voting_windows(read_clip(plant.evidence / false_alarm))
-    x, r = read_wav(out / "fan/train/section_00_target_train_normal_0001.wav")
+    x, r = read_wav(out / f"fan/train/section_{SEC_NO}_target_train_normal_0001.wav")
     assert r == rate and np.array_equal(x, windows[1])
     spec = load_bundle(plant.bundle).spec
-    assert np.max(np.abs(x - load_clip(NORMAL[4], spec))) <= 1.0 / 32768 + 1e-6  # window 4
+    assert np.max(np.abs(x - load_clip(NORMAL_RUN[2], spec))) <= 1.0 / 32768 + 1e-6  # window 2
     labels = json.loads((out / "labels.json").read_text())
     assert [
         (r["file"], r["window"], r["label"]) for r in labels["files"] if r["alarm"] == false_alarm
     ] == [
-        ("fan/train/section_00_target_train_normal_0000.wav", 3, "normal"),
-        ("fan/train/section_00_target_train_normal_0001.wav", 4, "normal"),
+        (f"fan/train/section_{SEC_NO}_target_train_normal_0000.wav", 0, "normal"),
+        (f"fan/train/section_{SEC_NO}_target_train_normal_0001.wav", 2, "normal"),
     ]
     assert {r["answer"] for r in labels["files"] if r["alarm"] == fault} == {"confirmed"}
     # exporting again replaces the earlier export; a folder that is not one is refused
@@ -307,8 +312,8 @@ def test_export_dcase_is_a_data_set_model_build_reads(
         capsys, "evidence", "export", "--dcase", str(out), "--test-share", "1", *cfg
     )
     assert code == 0 and "2 test/normal" in text
-    assert not (out / "fan" / "train" / "section_00_target_train_normal_0000.wav").exists()
-    assert (out / "fan" / "test" / "section_00_target_test_normal_0001.wav").is_file()
+    assert not (out / "fan" / "train" / f"section_{SEC_NO}_target_train_normal_0000.wav").exists()
+    assert (out / "fan" / "test" / f"section_{SEC_NO}_target_test_normal_0001.wav").is_file()
     other = plant.dir / "other"
     other.mkdir()
     (other / "notes.txt").write_text("mine")
@@ -322,10 +327,10 @@ def test_model_build_evaluates_with_the_exported_answers(
     plant: Plant, capsys: pytest.CaptureFixture[str], trained_run: Path, synth_root: Path
 ) -> None:
     """`model-build evaluate --data ORIG --data EXPORT`: the plant's answers join the section
-    of the same name (the trained run knows fan_section_00 from synth_root)."""
+    of the same name (the trained run knows the demo's section from synth_root)."""
     from cli_helpers import run_build
 
-    false_alarm = plant.alarm(NORMAL)
+    false_alarm = plant.alarm(NORMAL_RUN)
     fault = plant.alarm(FAULTY)
     cfg = ("--config", str(plant.config))
     assert cli(capsys, "feedback", "not-a-fault", "--alarm", false_alarm, *cfg)[0] == 0
@@ -348,8 +353,8 @@ def test_model_build_evaluates_with_the_exported_answers(
     )
     assert code == 0, err
     assert str(out) in json.loads(text)["data"]
-    # the plant's confirmed faults were scored as test clips of fan_section_00
-    csvs = list(report.rglob("anomaly_score_fan_section_00_test.csv"))  # one per scorer
+    # the plant's confirmed faults were scored as test clips of the demo's section
+    csvs = list(report.rglob(f"anomaly_score_{SEC}_test.csv"))  # one per scorer
     exported = {p.name for p in (out / "fan" / "test").glob("*.wav")}
     assert csvs and exported
     for csv in csvs:
@@ -447,7 +452,7 @@ def _mqtt_answers(
         f"{base}/{SEC}/feedback/error",
     )
     assert wait_until(lambda: agent.mqtt is not None and agent.mqtt.connected.is_set(), 10)
-    _feed(wf, NORMAL[:5])
+    _feed(wf, NORMAL_RUN[:5])
     assert wait_until(lambda: bool(alarm_windows(c)), 30), "no alarm"
     clip = alarm_windows(c)[0]["evidence"]["file"]
     assert sub.wait_for(lambda m: any(t == fb for t, _, _ in m), 10)
@@ -456,7 +461,7 @@ def _mqtt_answers(
     pub.publish(fb_set, "perhaps", qos=1).wait_for_publish(5)
     assert sub.wait_for(lambda m: any(t == fb_err for t, _, _ in m), 10)
     assert "expected not_a_fault or confirmed, got 'perhaps'" in _last(sub, fb_err)["error"]
-    button = _ha_entities(sub, base)["button.press1_fan_section_00_not_a_fault"]
+    button = _ha_entities(sub, base)[f"button.press1_{SEC}_not_a_fault"]
     pub.publish(
         button["command_topic"], button["payload_press"], qos=1, retain=button.get("retain", False)
     ).wait_for_publish(5)  # as HA presses it
@@ -467,7 +472,7 @@ def _mqtt_answers(
     assert wait_until(lambda: agent.running_version() != v1, 20), "not reloaded"
     # the same audio again: normal now, and three normal windows clear the alarm
     n = len(c.scores())
-    _feed(wf, [NORMAL[3], NORMAL[4], NORMAL[0]])
+    _feed(wf, [NORMAL[0], NORMAL[1], NORMAL[0]])
     assert wait_until(lambda: len(c.scores()) >= n + 3, 30)
     assert not any(e["anomalous"] for e in c.scores()[n:])
     assert c.kind("alarm")[-1]["decision"] == "normal"
@@ -507,9 +512,9 @@ def _ha_entities(sub: Any, base: str) -> dict[str, dict[str, Any]]:
     # rule violation never settles and is raised by the check below)
     wait_until(settled, 10)
     made = check_discovery(latest().items())
-    not_a_fault = made["button.press1_fan_section_00_not_a_fault"]
-    confirmed = made["button.press1_fan_section_00_confirmed_fault"]
-    select = made["select.press1_fan_section_00_alarm_answer"]
+    not_a_fault = made[f"button.press1_{SEC}_not_a_fault"]
+    confirmed = made[f"button.press1_{SEC}_confirmed_fault"]
+    select = made[f"select.press1_{SEC}_alarm_answer"]
     fb_set = f"{base}/{SEC}/feedback/set"
     assert not_a_fault["command_topic"] == confirmed["command_topic"] == fb_set
     assert select["command_topic"] == fb_set and select["state_topic"] == f"{base}/{SEC}/feedback"
@@ -555,7 +560,7 @@ def test_feedback_events_read_as_one_line_for_people() -> None:
         answer="not_a_fault",
         record={"version": 2, "version_from": 1, "ts": "t", "label": "normal"},
     )
-    who = " fan [fan_section_00] "  # the machine, its section beside it (they differ)
+    who = f" fan [{SEC}] "  # the machine, its section beside it (they differ)
     assert human_line(e).endswith(
         f"{who}answer not_a_fault to alarm a.flac (bundle version 1 -> 2)"
     )
@@ -601,11 +606,11 @@ def test_home_assistant_offers_answers_only_where_the_agent_takes_them(
     answer_ids = {e for e in made if e.startswith(("button.", "select."))}
     assert answer_ids == (
         {
-            "button.press1_fan_section_00_not_a_fault",
-            "button.press1_fan_section_00_confirmed_fault",
-            "select.press1_fan_section_00_alarm_answer",
+            f"button.press1_{SEC}_not_a_fault",
+            f"button.press1_{SEC}_confirmed_fault",
+            f"select.press1_{SEC}_alarm_answer",
         }
         if buttons
         else set()
     )
-    assert "binary_sensor.press1_fan_section_00_anomaly" in made
+    assert f"binary_sensor.press1_{SEC}_anomaly" in made

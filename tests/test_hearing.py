@@ -25,6 +25,7 @@ from edge_agent.audio.files import read_wav, write_wav
 from edge_agent.audio.resample import StreamResampler
 from edge_agent.bundle.load import load_bundle
 from edge_agent.bundle.manifest import write_manifest_digest
+from edge_agent.commands.demo import load_demo
 from edge_agent.config.load import load_config
 from edge_agent.config.runtime import HearingSettings
 from edge_agent.config.sources import SourceSettings
@@ -37,7 +38,7 @@ from edge_agent.sources import open_source
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "edge_agent" / "demo"
 BUNDLE = DEMO / "bundle"
-SEC = "fan_section_00"
+SEC = load_demo().section  # the section the demo clips come from
 RATE = 16000
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
 
@@ -68,7 +69,7 @@ def clipped(x: np.ndarray) -> np.ndarray:
 VARIANTS: dict[str, tuple[Callable[[np.ndarray], np.ndarray], set[str], str]] = {
     "normal": (lambda x: x, set(), ""),
     "band_limited": (band_limited, {"bandwidth"}, "nothing above 5."),
-    "attenuated": (attenuated, {"level"}, "18 dB quieter than the training audio (-43 dBFS"),
+    "attenuated": (attenuated, {"level"}, "18 dB quieter than the training audio (-44 dBFS"),
     "clipped": (clipped, {"clipping", "level"}, "of the samples clip at full scale"),
 }
 
@@ -104,7 +105,7 @@ def test_a_broken_profile_is_one_line_naming_the_field(tmp_path: Path) -> None:
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_each_fault_of_the_audio_path_is_named(variant: str) -> None:
     """Files through the real files source, summarised as the agent does (the demo clips are
-    -23 dBFS, the training audio -25: 20 dB less is 18 dB quieter than it)."""
+    -24 dBFS, the section's training audio -26: 20 dB less is 18 dB quieter than it)."""
     make, kinds, words = VARIANTS[variant]
     return_kinds, sentence = _listen_file(make(normal_audio()))
     assert return_kinds == kinds, sentence

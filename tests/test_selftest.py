@@ -68,7 +68,7 @@ def test_the_demo_bundle_passes_its_self_test_here() -> None:
     assert result is not None and result.passed
     ref = result.reference
     assert np.abs(ref.wave - load_clip(DEMO_CLIP, scorer.spec)).max() <= 1 / 32768
-    assert len(result.cosines) == 3 and result.min_cosine > 0.9999
+    assert len(result.cosines) == len(scorer.bundle.components) and result.min_cosine > 0.9999
     assert ref.min_cosine == 0.998 and 0.1 <= ref.max_score_difference < 0.2
     assert result.score_difference < 0.01
     # the expected score is the bundle's own backend on the expected embeddings, and it is
@@ -88,7 +88,7 @@ def test_other_numbers_are_refused_in_one_line(tmp_path: Path) -> None:
     assert re.search(r"ai_edge_litert [0-9.]+ with XNNPACK on this x86_64 CPU with .*avx", msg)
     assert "(from /proc/cpuinfo)" in msg
     assert re.search(
-        r"embedding cosine 0\.8\d+ to the reference \(component 0; needs >= "
+        r"embedding cosine 0\.(?:79|80)\d+ to the reference \(component 0; needs >= "
         r"0\.99800\)",
         msg,
     ), msg

@@ -411,6 +411,6 @@ def test_a_piped_replay_summarises_dropped_windows_and_keeps_quiet(tmp_path: Pat
     )
     assert stopped["windows_dropped"] > 50, err  # the scorer did fall behind
     assert 1 <= len(drops) <= 3, drops  # a summary, not a line per window (the run < 2 min)
-    assert all(" WARNING fan_section_00 windows_dropped: scorer_behind" in d for d in drops)
+    assert all(f" WARNING {demo.section} windows_dropped: scorer_behind" in d for d in drops)
     counts = [int(re.search(r"count=(\d+)", d)[1]) for d in drops]  # type: ignore[index]
     assert sum(counts) == stopped["windows_dropped"]

@@ -249,9 +249,10 @@ def test_tune_command_on_odd_histories(tmp_path: Path) -> None:
 
 
 # --- the command, end to end ---
-def _agent_history(tmp: Path, repeats: int) -> Path:
+def _agent_history(tmp: Path, repeats: int, faulty_again: bool = False) -> Path:
     """A copy of the demo bundle, a config beside it, and the score history that the REAL agent
-    wrote while replaying the demo clips `repeats` times (one 10 s window per clip)."""
+    wrote while replaying the demo clips `repeats` times (one 10 s window per clip; with
+    `faulty_again` each faulty clip twice per repeat: a machine faulty most of the time)."""
     demo = load_demo()
     shutil.copytree(demo.bundle, tmp / "bundle")
     yml = tmp / "agent.yaml"
@@ -259,18 +260,20 @@ def _agent_history(tmp: Path, repeats: int) -> Path:
         f"bundle: bundle\nsection: {demo.section}\noutbox: {{path: state/ob.sqlite}}\n"
         "log: {stdout: false}\nevidence: {folder: state/evidence}\n"
     )
-    files = [str(p) for p in demo.paths] * repeats
+    faulty = [p for p, c in zip(demo.paths, demo.clips, strict=True) if c.label != "normal"]
+    clips = [*demo.paths, *faulty] if faulty_again else list(demo.paths)
+    files = [str(p) for p in clips] * repeats
     cfg = load_config(yml, {"source.kind": "files", "source.files": files, "history.replays": True})
     assert Agent(cfg, sinks=[]).run(install_signals=False) == 0
     hist = history_path(cfg.history, cfg.outbox.path, demo.section)
-    assert len(read_history(hist)) == len(demo.paths) * repeats
+    assert len(read_history(hist)) == len(files)
     return yml
 
 
 @pytest.fixture(scope="module")
 def hour_of_history(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    n = 360 // len(load_demo().paths)  # 360 windows of 10 s = 1 h
-    return _agent_history(tmp_path_factory.mktemp("tune"), n)
+    n = 360 // (2 * len(load_demo().paths) - load_demo().n_normal)  # 360 windows of 10 s = 1 h
+    return _agent_history(tmp_path_factory.mktemp("tune"), n, faulty_again=True)
 
 
 def _tune(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -298,12 +301,13 @@ def test_tune_writes_a_version_with_only_the_threshold_and_rolls_back(
     before_files = _files(before.path)
     v0 = current_version(root)
 
-    # the demo clips are two thirds faulty: not normal operation, refused unless asked for
+    # the replayed clips are two thirds faulty (11 of 18 windows above the threshold): not
+    # normal operation, refused unless asked for
     refused = _tune("--config", str(yml), "--false-alarms-per-day", "0", "--dry-run")
     assert refused.returncode == 2 and refused.stdout == ""
     assert refused.stderr.splitlines() == [
         (
-            "error: history: 240 of 360 windows (67%) were anomalous when recorded: not normal "
+            "error: history: 220 of 360 windows (61%) were anomalous when recorded: not normal "
             "operation (a fault all along, or the wrong section or microphone), and a threshold "
             "tuned on it would hide it; tune on a healthy period, or pass "
             "--allow-anomalous-history if the machine was healthy and the old threshold far too "
@@ -379,7 +383,7 @@ def test_tune_writes_a_version_with_only_the_threshold_and_rolls_back(
 
 
 def test_tune_refuses_a_short_history_and_an_override(tmp_path: Path) -> None:
-    yml = _agent_history(tmp_path, 1)  # 12 windows = 2 minutes (8 of the demo's faulty)
+    yml = _agent_history(tmp_path, 1)  # 12 windows = 2 minutes (6 of the demo's faulty)
     short = _tune(
         "--config", str(yml), "--false-alarms-per-day", "1", "--yes", "--allow-anomalous-history"
     )
