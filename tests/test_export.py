@@ -110,9 +110,9 @@ def test_backend_is_refitted_on_the_exported_models_embeddings(
 def test_an_ensemble_exports_every_model_and_scores_their_fused_scores(
     trained_ensemble: Path, tmp_path: Path, clips: list[Clip]
 ) -> None:
-    """Two models + band statistics, rhythm, dynamics: five components, each scored and standardised
-    on its own, the sum thresholded; `--model` picks members, `--no-classical` drops the
-    classical ones."""
+    """Two models + band statistics, rhythm, dynamics: five components, each scored and
+    standardised on its own, the sum thresholded; `--model` picks members, `--no-classical`
+    drops the classical ones."""
     from edge_agent.runtime.scorer import Scorer
 
     run = trained_ensemble
@@ -124,7 +124,7 @@ def test_an_ensemble_exports_every_model_and_scores_their_fused_scores(
     # has its own; the largest group weight is 1
     for sec in b.sections:
         w = [c.weight for c in b.backend(sec).components]
-        assert w[0] == w[1] and max(2 * w[0], w[2], w[3]) == 1.0
+        assert w[0] == w[1] and max(2 * w[0], w[2], w[3], w[4]) == 1.0
     scorer = Scorer.from_bundle(vdir)
     test = [c for c in clips if c.split == "test"][:3]
     sec = test[0].section_id
