@@ -80,9 +80,9 @@ def main() -> None:
         ClassicalEmbedder(run.spec).embed_clips(train),
         ClassicalEmbedder(run.spec).embed_clips(test),
     )
-    kinds = ["model"] * len(k_tr) + ["bands", "rhythm"]
-    config = BackendConfig()  # export's default: weights decided per section
     cls = ClassicalEmbedder(run.spec)
+    kinds = ["model"] * len(k_tr) + cls.kinds
+    config = BackendConfig()  # export's default: weights decided per section
     pseudo = pseudo_sets(joined_waves(run, cls), train, run.spec, config)
     ev = evaluate_scores(
         test,

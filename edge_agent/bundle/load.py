@@ -112,7 +112,7 @@ class Bundle:
 
     @property
     def kinds(self) -> list[str]:
-        """Each component's kind ("model", "bands", "rhythm"), in component order."""
+        """Each component's kind ("model", "bands", "rhythm", "dynamics"), in component order."""
         return [str(c["kind"]) for c in self.components]
 
     @property
