@@ -161,7 +161,7 @@ def test_list_and_export(
     assert (row["t_start"], row["t_end"]) == (ev["t_start"], ev["t_end"])
     code, out, err = run_cli(capsys, "evidence", "list", "--config", str(cfg))
     assert code == 0, err
-    assert ev["file"] in out and ev["sha256"][:16] in out and "fan_section_00" in out
+    assert ev["file"] in out and ev["sha256"][:16] in out and load_demo().section in out
 
     dest = tmp_path / "export"
     code, out, err = run_cli(capsys, "evidence", "export", str(dest), "--config", str(cfg))

@@ -233,6 +233,14 @@ def _run_until(agent: Agent, c: Collect, done: Callable[[], bool], timeout: floa
     assert not t.is_alive()
 
 
+def on_audio(events: list[dict[str, Any]], windows: int = 3) -> list[dict[str, Any]]:
+    """The events of the first `windows` windows: the fake mics' audio. After it an unpaced
+    fake mic repeats stale buffers (audio_fixtures.fake_mic), which is no machine's sound and
+    may score anomalous (the dynamics component sees the repeated buffer), so what a monitor
+    decides there says nothing about the channel routing these tests check."""
+    return [e for e in events if e["window"] < windows]
+
+
 def by_monitor(c: Collect, kind: str) -> dict[str, list[dict[str, Any]]]:
     out: dict[str, list[dict[str, Any]]] = {}
     for e in c.kind(kind):
@@ -296,7 +304,8 @@ monitors:
     assert not any(e["anomalous"] for e in scores["pump_b"][:3])
     assert "pump_c" not in scores  # silence is never scored
     alarms = by_monitor(c, "alarm")
-    assert [e["window"] for e in alarms["pump_a"]][:1] == [2] and "pump_b" not in alarms
+    assert [e["window"] for e in alarms["pump_a"]][:1] == [2]
+    assert not on_audio(alarms.get("pump_b", []))
     faults = by_monitor(c, "health")["pump_c"]
     assert faults[0]["event"] == "sensor_fault" and "silence" in faults[0]["faults"]
     assert faults[0]["section"] == SEC
@@ -352,7 +361,8 @@ monitors:
     assert all(e["anomalous"] for e in s["left"][:3])
     assert not any(e["anomalous"] for e in s["right"][:3])
     assert {e["source"] for e in s["left"][:3]} != {e["source"] for e in s["right"][:3]}
-    assert "left" in by_monitor(c, "alarm") and "right" not in by_monitor(c, "alarm")
+    alarms = by_monitor(c, "alarm")
+    assert on_audio(alarms.get("left", [])) and not on_audio(alarms.get("right", []))
     # one model scored both: the same version, the agent's one scorer
     assert {e["model_version"] for e in s["left"] + s["right"]} == {agent.running_version()}
 
