@@ -69,12 +69,7 @@ def section_scores(
     backend.fit_section step by step."""
     from dataclasses import replace
 
-    from edge_agent.scoring.backend import (
-        BackendConfig,
-        _spread,
-        cross_fit_with_extra,
-        fit_component,
-    )
+    from edge_agent.scoring.backend import BackendConfig
     from model_build.data.dataset import scan
     from model_build.evaluation.evaluate import split_clips
     from model_build.evaluation.scores import section_rows
@@ -104,21 +99,18 @@ def section_scores(
         foreign = _foreign_rows(train, sec, seed)
         zn, zp, zt, zf = [], [], [], []
         for comp in range(len(trs)):
-            s_, t_ = trs[comp][src], trs[comp][tgt]
-
-            def fit_score(a: Any, b: Any, h: Any) -> Any:
-                return fit_component(a, b, config).distances(h, config.variant)
-
-            h, hx = cross_fit_with_extra(
-                s_, t_, pe[comp], origins, fit_score, config.folds, config.seed
+            z = component_z(
+                trs[comp][src],
+                trs[comp][tgt],
+                pe[comp],
+                origins,
+                [tes[comp][test_idx[sec]], trs[comp][foreign]],
+                config,
             )
-            mean, std = float(h.mean()), _spread(h)
-            full = fit_component(s_, t_, config)
-            d = full.distances(tes[comp][test_idx[sec]], config.variant)
-            zn.append((h - mean) / std)
-            zp.append((hx - mean) / std)
-            zt.append((d - mean) / std)
-            zf.append((full.distances(trs[comp][foreign], config.variant) - mean) / std)
+            zn.append(z[0])
+            zp.append(z[1])
+            zt.append(z[2])
+            zf.append(z[3])
         arrays[f"{sec}|normal"] = np.stack(zn)
         arrays[f"{sec}|foreign"] = np.stack(zf)
         arrays[f"{sec}|pseudo"] = np.stack(zp)
@@ -128,6 +120,34 @@ def section_scores(
     f.parent.mkdir(parents=True, exist_ok=True)
     np.savez(f, **arrays)
     return {"train": train, "test": test, **arrays}
+
+
+def component_z(
+    source: np.ndarray,
+    target: np.ndarray,
+    pseudo: np.ndarray,
+    origins: np.ndarray,
+    others: Sequence[np.ndarray],
+    config: Any,
+) -> list[np.ndarray]:
+    """One component of one section, as backend.fit_section scores it: [held-out normal
+    clips, pseudo-anomalies (each in the fold of its origin), *each of `others` scored by the
+    full fit], all standardised by the held-out normal scores."""
+    from edge_agent.scoring.backend import _spread, cross_fit_with_extra, fit_component
+
+    def fit_score(a: Any, b: Any, h: Any) -> Any:
+        return fit_component(a, b, config).distances(h, config.variant)
+
+    h, hx = cross_fit_with_extra(
+        source, target, pseudo, origins, fit_score, config.folds, config.seed
+    )
+    mean, std = float(h.mean()), _spread(h)
+    full = fit_component(source, target, config)
+    return [
+        (h - mean) / std,
+        (hx - mean) / std,
+        *[(full.distances(o, config.variant) - mean) / std for o in others],
+    ]
 
 
 def _foreign_rows(train: Sequence[Any], sec: str, seed: int, per_group: int = 24) -> np.ndarray:

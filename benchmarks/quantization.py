@@ -76,11 +76,8 @@ def main() -> None:
     t0 = time.perf_counter()
     k_tr, k_te = list(run.embed_clips(train)), list(run.embed_clips(test))
     k_ms = 1000 * (time.perf_counter() - t0) / (len(train) + len(test))
-    c_tr, c_te = (
-        ClassicalEmbedder(run.spec).embed_clips(train),
-        ClassicalEmbedder(run.spec).embed_clips(test),
-    )
     cls = ClassicalEmbedder(run.spec)
+    c_tr, c_te = cls.embed_clips(train), cls.embed_clips(test)
     kinds = ["model"] * len(k_tr) + cls.kinds
     config = BackendConfig()  # export's default: weights decided per section
     pseudo = pseudo_sets(joined_waves(run, cls), train, run.spec, config)
