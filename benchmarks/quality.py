@@ -86,7 +86,7 @@ class Recipe:
         for k in ("seed", "runs", "verbose", "strict"):
             train.pop(k)
         # switches added after models were cached: absent while off, so the cache stays valid
-        for k, off in (("average", 0.0),):
+        for k, off in (("average", 0.0), ("perturb_classes", 0.0)):
             if train.get(k) == off:
                 train.pop(k)
         return {"model": ModelConfig(**self.model).to_dict(), "train": train, "runs": self.n_runs}
@@ -157,6 +157,8 @@ SYSTEMS: dict[str, Recipe | None] = {
     "default-width025": Recipe(model={"width": 0.25}),
     # more optimiser steps on small data: N = 30 is 480 clips, 8 steps an epoch, 80 in all
     "default-steps240": Recipe(train={"min_steps": 240}),
+    # self-supervised classes: perturbed copies of the training clips as classes of their own
+    "default-perturb05": Recipe(train={"perturb_classes": 0.5}),
 }
 
 

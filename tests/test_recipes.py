@@ -45,6 +45,7 @@ def test_the_paper_recipe_pins_every_setting() -> None:
         "min_steps": 0,
         "augment": False,
         "average": 0.0,
+        "perturb_classes": 0.0,
     }
     assert (PAPER.backend, PAPER.classical) == ("paper", False)
     assert set(RECIPES) == {"default", "paper"}
@@ -67,7 +68,8 @@ def test_the_quality_suite_trains_the_same_paper_recipe() -> None:
 
     resolved = quality.PAPER.training()
     assert resolved["model"] == PAPER.model.to_dict()
-    train = {"average": 0.0, **resolved["train"]}  # a switch is left out while off (cache keys)
+    # a switch is left out while off (cache keys)
+    train = {"average": 0.0, "perturb_classes": 0.0, **resolved["train"]}
     assert {k: train[k] for k in TRAIN_FIELDS} == PAPER.describe()["train"]
     assert set(resolved["train"]) <= set(TRAIN_FIELDS) | set(RUN_FIELDS)
     assert quality.PAPER.backend == PAPER_BACKEND and quality.PAPER.classical == ()

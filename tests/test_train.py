@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -184,3 +185,64 @@ def test_featex_and_augment_train_and_resume(tiny_dcase_root: Path, tmp_path: Pa
     emb = load_run(run).embed_clips([c.path for c in scan([tiny_dcase_root])][:2])
     assert emb.shape == (1, 2, 256) and np.all(np.isfinite(emb))
     assert not ModelConfig(featex=True, inputs="spectrum").uses_featex  # one branch: no FeatEx
+
+
+def test_perturbed_copies_are_drawn_per_epoch_and_labelled_by_section_and_kind(
+    tiny_dcase_root: Path,
+) -> None:
+    """TrainConfig.perturb_classes: an epoch's copies come from (seed, epoch) alone (a resumed
+    run draws the same), use every clip before any twice, rotate the kinds, and each copy's
+    label is the class of its own clip's machine, section and kind."""
+    from edge_agent.scoring.pseudo import KINDS, perturb
+    from model_build.training.train import epoch_perturbed, perturbed_classes
+
+    clips = [c for c in scan([tiny_dcase_root]) if c.split == "train"]
+    classes = class_names(clips) + perturbed_classes(clips)
+    n = len(clips)
+    assert (
+        len(classes) == len(class_names(clips)) + len({(c.machine, c.section) for c in clips}) * 6
+    )
+    items, labels = epoch_perturbed(clips, classes, n, seed=3, epoch=1)
+    again, labels2 = epoch_perturbed(clips, classes, n, seed=3, epoch=1)
+    assert items == again and np.array_equal(labels, labels2)
+    assert items != epoch_perturbed(clips, classes, n, seed=3, epoch=2)[0]
+    assert sorted(it.origin for it in items) == list(range(n))  # every clip once
+    assert {it.kind for it in items[:6]} == set(KINDS)  # kinds in rotation
+    for it, lab in zip(items, labels, strict=True):
+        c = clips[it.origin]
+        assert classes[lab] == f"{c.machine}|{c.section}|~{it.kind}|perturbed"
+        assert lab >= len(class_names(clips))  # never a normal clip's class
+    assert epoch_perturbed(clips, classes, 0, seed=3, epoch=1)[0] == []
+    assert TrainConfig(perturb_classes=0.5).perturbed_per_epoch(10) == 5
+    assert TrainConfig(batch_size=4, perturb_classes=1.0).epochs_for(8) == 10
+    assert TrainConfig(batch_size=4, min_steps=40, perturb_classes=1.0).epochs_for(8) == 10
+    assert TrainConfig(batch_size=4, min_steps=40).epochs_for(8) == 20
+
+    reader = ClipReader([str(c.path) for c in clips], DEFAULT_SPEC, strict=False)
+    reader.perturbed = items
+    wave, ok = reader(np.asarray(n))  # the first copy, after the n clips
+    origin = load_clip(clips[items[0].origin].path, DEFAULT_SPEC)
+    assert bool(ok) and wave.dtype == np.float32 and wave.shape == origin.shape
+    np.testing.assert_array_equal(wave, perturb(origin, items[0], DEFAULT_SPEC.sample_rate))
+    assert not np.allclose(wave, origin)
+
+
+def test_perturb_classes_train_a_head_with_the_extra_classes(
+    tiny_dcase_root: Path, tmp_path: Path
+) -> None:
+    tcfg = TrainConfig(epochs=1, batch_size=4, verbose=False, perturb_classes=0.5)
+    run = train_run([tiny_dcase_root], tmp_path / "run", NARROW, tcfg)
+    meta = read_meta(run)
+    clips = [c for c in scan([tiny_dcase_root]) if c.split == "train"]
+    n_sections = len({(c.machine, c.section) for c in clips})
+    assert len(meta["classes"]) == len(class_names(clips)) + 6 * n_sections
+    assert meta["train"]["perturb_classes"] == 0.5
+    assert np.load(run / "model_0" / "head.npz")["centres"].shape == (
+        256,
+        len(meta["classes"]) * NARROW.n_subclusters,
+    )
+    emb = load_run(run).embed_clips([c.path for c in clips[:2]])
+    assert emb.shape == (1, 2, 256) and np.all(np.isfinite(emb))
+    # a resume with the switch off is a different class list: refused in one line
+    with pytest.raises(EdgeAgentError, match="different classes"):
+        train_run([tiny_dcase_root], tmp_path / "run", NARROW, replace(tcfg, perturb_classes=0.0))

@@ -156,6 +156,17 @@ def train_cmd(
             show_default=False,
         ),
     ] = None,
+    perturb_classes: Annotated[
+        float | None,
+        typer.Option(
+            "--perturb-classes",
+            min=0.0,
+            help="Add this fraction of the clips to every epoch as perturbed copies (a tone, "
+            "a band, impulses, speed, modulation, a stutter), each kind a class of its own per "
+            f"section (0 = off) ({_both('perturb_classes', False)}).",
+            show_default=False,
+        ),
+    ] = None,
     quiet: Quiet = False,
     verbose: Verbose = False,
 ) -> None:
@@ -196,6 +207,7 @@ def train_cmd(
         "min_steps": min_steps,
         "augment": augment,
         "average": average,
+        "perturb_classes": perturb_classes,
     }
     cfg = replace(base.model, **{k: v for k, v in model_flags.items() if v is not None})
     tcfg = replace(

@@ -25,7 +25,15 @@ from edge_agent.errors import FieldError
 from model_build.training.model import ModelConfig
 from model_build.training.train import TrainConfig
 
-TRAIN_FIELDS = ("epochs", "batch_size", "learning_rate", "min_steps", "augment", "average")
+TRAIN_FIELDS = (
+    "epochs",
+    "batch_size",
+    "learning_rate",
+    "min_steps",
+    "augment",
+    "average",
+    "perturb_classes",
+)
 """The TrainConfig fields a recipe decides (seed, runs, strict and verbose are per call)."""
 RUN_FIELDS = ("seed", "runs", "strict", "verbose")
 
@@ -74,7 +82,13 @@ PAPER = Recipe(
         featex=False,
     ),
     train=TrainConfig(
-        epochs=10, batch_size=64, learning_rate=1e-3, min_steps=0, augment=False, average=0.0
+        epochs=10,
+        batch_size=64,
+        learning_rate=1e-3,
+        min_steps=0,
+        augment=False,
+        average=0.0,
+        perturb_classes=0.0,
     ),
     backend="paper",
     classical=False,

@@ -30,6 +30,8 @@ import numpy as np
 from edge_agent.audio.files import load_clip
 from edge_agent.errors import AudioFileError, EdgeAgentError
 from edge_agent.scoring.frontend import DEFAULT_SPEC, FrontendSpec
+from edge_agent.scoring.pseudo import KINDS as PERTURB_KINDS
+from edge_agent.scoring.pseudo import Planned, perturb
 from model_build.data.clip import Clip, DatasetError
 from model_build.data.dataset import class_key, class_names, scan_layout
 from model_build.progress import Progress
@@ -73,6 +75,16 @@ class TrainConfig:
     # 0 = off. With a few dozen clips per section the last epoch's weights depend a lot on
     # the seed and on the last batches; their average is a flatter, more repeatable point.
     average: float = 0.0
+    # self-supervised classes (issue 19): every epoch adds this fraction of the training
+    # clips again as perturbed copies (edge_agent.scoring.pseudo: a tone, a band boosted or
+    # cut, impulses, a speed change, a modulation, a stutter), each labelled as a class of its
+    # own (machine, section, kind), so the embedding must tell a section's sound from the
+    # same sound with a fault-like change painted on. 0 = off.
+    perturb_classes: float = 0.0
+
+    def perturbed_per_epoch(self, n_clips: int) -> int:
+        """Perturbed copies added to every epoch of `n_clips` clips."""
+        return round(self.perturb_classes * n_clips)
 
     def average_from(self, epochs: int) -> int:
         """The first epoch (0-based) whose end-of-epoch weights enter the average."""
@@ -82,19 +94,31 @@ class TrainConfig:
 
     def epochs_for(self, n_clips: int) -> int:
         """Epochs to run on `n_clips` clips: `epochs`, or more to reach `min_steps`."""
+        n_clips += self.perturbed_per_epoch(n_clips)
         per_epoch = max(1, -(-n_clips // self.batch_size))
         return max(self.epochs, -(-self.min_steps // per_epoch))
 
 
 class ClipReader:
-    """Reads clip i for tf.data; remembers (and reports once) the files it could not use."""
+    """Reads clip i for tf.data; remembers (and reports once) the files it could not use.
+
+    Indices past the clips are the epoch's perturbed copies (`perturbed`, set per epoch):
+    index len(paths) + j is `perturbed[j]` applied to the clip it names."""
 
     def __init__(self, paths: list[str], spec: FrontendSpec, strict: bool) -> None:
         self.paths, self.spec, self.strict = paths, spec, strict
         self.skipped: dict[str, str] = {}
+        self.perturbed: list[Planned] = []
 
     def __call__(self, i: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        path = self.paths[int(i)]
+        k = int(i)
+        if k >= len(self.paths):
+            item = self.perturbed[k - len(self.paths)]
+            wave, ok = self(np.asarray(item.origin))
+            if not ok:
+                return wave, ok
+            return perturb(wave, item, self.spec.sample_rate), ok
+        path = self.paths[k]
         try:
             return load_clip(path, self.spec), np.array(True)
         except (AudioFileError, OSError, ValueError) as exc:
@@ -118,10 +142,11 @@ def _drop_flag(pair: Any, ok: Any) -> Any:
 def make_dataset(
     reader: ClipReader, labels: np.ndarray, n_classes: int, batch_size: int, order_seed: int
 ) -> Any:
-    """One epoch: shuffled file indices -> parallel reads -> drop unreadable -> batches."""
+    """One epoch: shuffled indices (clips, then any perturbed copies: one label each) ->
+    parallel reads -> drop unreadable -> batches."""
     import tensorflow as tf
 
-    order = np.random.default_rng(order_seed).permutation(len(reader.paths))
+    order = np.random.default_rng(order_seed).permutation(len(labels))
     n = reader.spec.clip_samples
 
     def read(i: Any) -> tuple[Any, Any]:
@@ -346,6 +371,38 @@ def _labels(clips: list[Clip], classes: list[str]) -> np.ndarray:
     return np.array([index[class_key(c)] for c in clips], dtype=np.int64)
 
 
+def perturbed_class(clip: Clip, kind: str) -> str:
+    """The self-supervised class of `clip` with perturbation `kind` (TrainConfig.perturb_classes):
+    one per machine type, section and kind."""
+    return f"{clip.machine}|{clip.section}|~{kind}|perturbed"
+
+
+def perturbed_classes(clips: list[Clip]) -> list[str]:
+    return sorted({perturbed_class(c, k) for c in clips for k in PERTURB_KINDS})
+
+
+def epoch_perturbed(
+    clips: list[Clip], classes: list[str], count: int, seed: int, epoch: int
+) -> tuple[list[Planned], np.ndarray]:
+    """The epoch's `count` perturbed copies (clips drawn without repeats while they last, kinds
+    in rotation, from (seed, epoch) so a resumed run draws the same) and their labels."""
+    if count == 0:
+        return [], np.zeros(0, np.int64)
+    rng = np.random.default_rng([seed, epoch, 97])
+    n = len(clips)
+    origins = np.concatenate([rng.permutation(n) for _ in range(-(-count // n))])[:count]
+    reps = -(-count // len(PERTURB_KINDS))
+    kinds = np.concatenate([rng.permutation(len(PERTURB_KINDS)) for _ in range(reps)])[:count]
+    seeds = rng.integers(0, 2**31, count)
+    items = [
+        Planned(int(o), PERTURB_KINDS[int(k)], int(s))
+        for o, k, s in zip(origins, kinds, seeds, strict=True)
+    ]
+    index = {c: i for i, c in enumerate(classes)}
+    labels = np.array([index[perturbed_class(clips[it.origin], it.kind)] for it in items], np.int64)
+    return items, labels
+
+
 def _new_meta(
     roots: list[Path],
     cfg: ModelConfig,
@@ -378,6 +435,21 @@ def _new_meta(
     return meta
 
 
+def _resume_meta(out: Path, meta: dict[str, Any], resume: bool) -> None:
+    """`meta` continues the run already in `out`: its models' progress and skipped files are
+    kept; a different model, frontend or class list is an error (one line)."""
+    if not resume:
+        raise EdgeAgentError(f"{out}: run exists (pass --resume or choose another --out)")
+    old = read_meta(out)
+    # a run written before a switch existed has the switch's default
+    old["config"] = ModelConfig.from_dict(old["config"]).to_dict()
+    for key in ("config", "frontend", "classes"):
+        if old[key] != meta[key]:
+            raise EdgeAgentError(f"{out}: existing run has a different {key}; use a new --out")
+    meta["models"] = old["models"] + meta["models"][len(old["models"]) :]
+    meta["skipped_files"] = old.get("skipped_files", {})
+
+
 def train_run(
     roots: list[Path],
     out: Path,
@@ -400,25 +472,19 @@ def train_run(
     if not clips:
         raise DatasetError(f"{', '.join(map(str, roots))}: no training clips found")
     classes = class_names(clips)
+    if tcfg.perturb_classes > 0:
+        classes += perturbed_classes(clips)
     spec = cfg.frontend(base_spec)
     meta = _new_meta(roots, cfg, tcfg, spec, classes, len(clips), layout.ignored, recipe)
     if (out / "run.json").exists():
-        if not resume:
-            raise EdgeAgentError(f"{out}: run exists (pass --resume or choose another --out)")
-        old = read_meta(out)
-        # a run written before a switch existed has the switch's default
-        old["config"] = ModelConfig.from_dict(old["config"]).to_dict()
-        for key in ("config", "frontend", "classes"):
-            if old[key] != meta[key]:
-                raise EdgeAgentError(f"{out}: existing run has a different {key}; use a new --out")
-        meta["models"] = old["models"] + meta["models"][len(old["models"]) :]
-        meta["skipped_files"] = old.get("skipped_files", {})
+        _resume_meta(out, meta, resume)
     write_meta(out, meta)
 
     _configure_threads()
     paths = [str(c.path) for c in clips]
     labels = _labels(clips, classes)
-    n_batches = -(-len(paths) // tcfg.batch_size)
+    n_perturbed = tcfg.perturbed_per_epoch(len(paths))
+    n_batches = -(-(len(paths) + n_perturbed) // tcfg.batch_size)
     for k, status in enumerate(meta["models"]):
         if status["status"] == "done":
             continue
@@ -429,9 +495,12 @@ def train_run(
         history: list[float] = list(status.get("loss_history", []))[:start]
         epochs = tcfg.epochs_for(len(paths))
         for epoch in range(start, epochs):
+            reader.perturbed, extra = epoch_perturbed(
+                clips, classes, n_perturbed, status["seed"], epoch
+            )
             ds = make_dataset(
                 reader,
-                labels,
+                np.concatenate([labels, extra]),
                 len(classes),
                 tcfg.batch_size,
                 order_seed=status["seed"] * 100_003 + epoch,
