@@ -12,6 +12,9 @@ Prints, per candidate, the mixed AUC (DCASE harmonic mean over sections, mean ov
 the candidate alone and of the system with it, per family, with the mean and the worst family.
 This is how the dynamics component (edge_agent.scoring.classical) was chosen; the others are
 what did not make it (BENCHMARKS.md "A third classical component").
+
+`--base shipped` asks the next question: each candidate as a FIFTH component, next to the
+shipped four (the dynamics among them) under the shipped rule (anchor 0.3, ridge 20).
 """
 
 from __future__ import annotations
@@ -37,6 +40,11 @@ pseudo_key = q._pseudo_key  # noqa: SLF001 -- so the clips' features are keyed a
 
 SEARCH_RULE = (0.3, 0.5)
 """(anchor, ridge) of the rule shipped when the candidates were compared."""
+BASES = {
+    "search": (("model", "bands", "rhythm"), SEARCH_RULE),
+    "shipped": (("model", "bands", "rhythm", "dynamics"), (0.3, fs.SHIPPED_RIDGE)),
+}
+"""--base: the components beside each candidate and the (anchor, ridge) of their rule."""
 EDGES = band_edges(DEFAULT_SPEC, 32)
 LOG_EPS = 1e-10
 
@@ -146,13 +154,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, required=True, help="benchmarks/quality.py's --out")
     ap.add_argument("--families", default=",".join(q.FAMILIES))
     ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument(
+        "--base",
+        choices=tuple(BASES),
+        default="search",
+        help="search: the three components of the search; shipped: today's four",
+    )
     args = ap.parse_args(argv)
     from model_build import quiet
 
     quiet.configure(verbose=False)
     fams = [f for f in args.families.split(",") if f]
-    anchor, ridge = SEARCH_RULE
-    base = ("model", "bands", "rhythm")
+    base, (anchor, ridge) = BASES[args.base]
     res: dict[str, dict[str, list[float]]] = {}
     for fam in fams:
         for seed in (int(x) for x in args.seeds.split(",")):

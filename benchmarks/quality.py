@@ -145,6 +145,8 @@ SYSTEMS: dict[str, Recipe | None] = {
     "default-no-rhythm": Recipe(classical=("bands", "dynamics")),
     "default-no-dynamics": Recipe(classical=("bands", "rhythm")),
     "default-no-density": Recipe(backend=BackendConfig(density_k=0)),
+    "default-density1": Recipe(backend=BackendConfig(density_k=1)),
+    "default-density10": Recipe(backend=BackendConfig(density_k=10)),
     "default-paper-backend": Recipe(backend=PAPER_BACKEND, classical=()),
     "classical-only": Recipe(runs=0, backend=FIXED),
     "default-no-featex": Recipe(model={"featex": False}),
