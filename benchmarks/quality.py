@@ -676,6 +676,8 @@ def main(argv: list[str] | None = None) -> int:
     from model_build.evaluation.evaluate import split_clips
 
     quiet.configure(verbose=False)  # our lines, not TensorFlow's start-up notices
+    if any((r := SYSTEMS[s]) is not None and r.n_runs for s in systems):
+        quiet.tensorflow()  # its import lines (oneDNN, absl) captured now, not mid-table
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
