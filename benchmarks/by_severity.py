@@ -18,7 +18,6 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -28,15 +27,18 @@ import fusion_study as fs
 import quality as q
 
 BANDS = ((0.0, 0.2), (0.2, 0.4), (0.4, 0.7), (0.7, 1.0))
-"""Severity bands (the upper edge of the last one included)."""
+"""Severity bands (the upper edge of the last one included; labels sort in band order)."""
 RULES = ("model", "dynamics", f"lda@0.3/{fs.SHIPPED_RIDGE:g}")
 MIN_FAULTS = 3
-"""A section's band enters the mean only with at least this many faulty test clips."""
+"""A section's group enters the mean only with at least this many faulty test clips."""
 
 
-def _band(sev: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    mask: np.ndarray = (sev >= lo) & ((sev < hi) | (hi >= 1.0))
-    return mask
+def band_of(severity: float) -> str:
+    """The severity band a fault falls in, as its column label."""
+    for lo, hi in BANDS:
+        if lo <= severity < hi or (hi >= 1.0 and severity >= lo):
+            return f"{lo:g}-{hi:g}"
+    raise ValueError(f"severity {severity} outside {BANDS}")
 
 
 def faults_of(out: Path, fam: str) -> dict[str, tuple[float, str]]:
@@ -49,13 +51,21 @@ def faults_of(out: Path, fam: str) -> dict[str, tuple[float, str]]:
     }
 
 
-def kind_table(out: Path, fam: str, size: int, seeds: list[int]) -> dict[str, dict[str, float]]:
-    """{fault kind: {rule: mean AUC of the normal test clips against that kind's faults}}."""
+def grouped_auc(
+    out: Path, fam: str, size: int, seeds: list[int], by: str
+) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
+    """Per group of faults (`by`: "severity" band or fault "kind"): {group: {rule: the mean
+    over sections and seeds of the AUC of the normal test clips against the group's faulty
+    ones}}, and each group's share of the test faults (%)."""
     from edge_agent.scoring.fusion import auc
 
-    info = faults_of(out, fam)
+    group = {
+        name: band_of(sev) if by == "severity" else kind
+        for name, (sev, kind) in faults_of(out, fam).items()
+    }
     rules = fs.rules(("model", *fs.CLASSICAL))
     per: dict[str, dict[str, list[float]]] = {}
+    faults: list[str] = []
     for seed in seeds:
         cell = fs.section_scores(out, fam, size, seed, 48)
         test = cell["test"]
@@ -63,51 +73,21 @@ def kind_table(out: Path, fam: str, size: int, seeds: list[int]) -> dict[str, di
             sec = key.split("|")[0]
             idx = cell[f"{sec}|test_idx"]
             lab = np.array([test[i].is_anomaly for i in idx])
-            kind = np.array([info.get(Path(test[i].path).name, (0.0, ""))[1] for i in idx])
+            grp = np.array([group.get(Path(test[i].path).name, "") for i in idx])
+            if seed == seeds[0]:
+                faults.extend(grp[lab])
             for name in RULES:
                 w = rules[name](cell[f"{sec}|normal"], cell[f"{sec}|pseudo"])
                 scores = w @ cell[f"{sec}|test"]
-                for k in sorted(set(kind[lab])):
-                    hit = lab & (kind == k)
+                for g in sorted(set(grp[lab])):
+                    hit = lab & (grp == g)
                     if hit.sum() >= MIN_FAULTS:
-                        per.setdefault(k, {}).setdefault(name, []).append(
+                        per.setdefault(g, {}).setdefault(name, []).append(
                             100 * auc(scores[~lab], scores[hit])
                         )
-    return {k: {r: float(np.mean(v)) for r, v in rules_.items()} for k, rules_ in per.items()}
-
-
-def family_table(out: Path, fam: str, size: int, seeds: list[int]) -> dict[str, Any]:
-    """{rule: [mean AUC per band]} and the share of the test faults per band."""
-    from edge_agent.scoring.fusion import auc
-
-    sev_of = {name: sev for name, (sev, _) in faults_of(out, fam).items()}
-    rules = fs.rules(("model", *fs.CLASSICAL))
-    per: dict[str, list[list[float]]] = {r: [[] for _ in BANDS] for r in RULES}
-    faults: list[float] = []
-    for seed in seeds:
-        cell = fs.section_scores(out, fam, size, seed, 48)
-        test = cell["test"]
-        for key in cell:
-            if not key.endswith("|normal"):
-                continue
-            sec = key.split("|")[0]
-            idx = cell[f"{sec}|test_idx"]
-            lab = np.array([test[i].is_anomaly for i in idx])
-            sev = np.array([sev_of.get(Path(test[i].path).name, 0.0) for i in idx])
-            if seed == seeds[0]:
-                faults.extend(sev[lab])
-            for name in RULES:
-                w = rules[name](cell[f"{sec}|normal"], cell[f"{sec}|pseudo"])
-                scores = w @ cell[f"{sec}|test"]
-                for b, (lo, hi) in enumerate(BANDS):
-                    hit = lab & _band(sev, lo, hi)
-                    if hit.sum() >= MIN_FAULTS:
-                        per[name][b].append(100 * auc(scores[~lab], scores[hit]))
-    f = np.asarray(faults)
-    return {
-        "auc": {r: [float(np.mean(v)) if v else float("nan") for v in per[r]] for r in RULES},
-        "share": [float(100 * _band(f, lo, hi).mean()) for lo, hi in BANDS],
-    }
+    table = {g: {r: float(np.mean(v)) for r, v in rows.items()} for g, rows in per.items()}
+    share = {g: 100 * faults.count(g) / max(len(faults), 1) for g in table}
+    return table, share
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -122,25 +102,17 @@ def main(argv: list[str] | None = None) -> int:
 
     quiet.configure(verbose=False)
     seeds = [int(s) for s in args.seeds.split(",")]
-    if args.by == "kind":
-        print("| family | fault kind | " + " | ".join(RULES) + " |")
-        print("|---|---|" + "---|" * len(RULES))
-        for fam in (f for f in args.families.split(",") if f):
-            for k, row in sorted(kind_table(args.out, fam, args.size, seeds).items()):
-                print(f"| {fam} | {k} | " + " | ".join(f"{row[r]:.1f}" for r in RULES) + " |")
-        return 0
-    head = " | ".join(f"severity {lo:g}-{hi:g}" for lo, hi in BANDS)
-    print(f"| family | rule | {head} |")
-    print("|---|---|" + "---|" * len(BANDS))
+    print(
+        f"| family | {'fault kind' if args.by == 'kind' else 'severity'} | share | "
+        + " | ".join(RULES)
+        + " |"
+    )
+    print("|---|---|---|" + "---|" * len(RULES))
     for fam in (f for f in args.families.split(",") if f):
-        t = family_table(args.out, fam, args.size, seeds)
-        print(
-            f"| {fam} | share of the faults | "
-            + " | ".join(f"{s:.0f} %" for s in t["share"])
-            + " |"
-        )
-        for name in RULES:
-            print(f"| | {name} | " + " | ".join(f"{v:.1f}" for v in t["auc"][name]) + " |")
+        table, share = grouped_auc(args.out, fam, args.size, seeds, args.by)
+        for g, row in sorted(table.items()):
+            cells = " | ".join(f"{row[r]:.1f}" for r in RULES)
+            print(f"| {fam} | {g} | {share[g]:.0f} % | {cells} |")
     return 0
 
 
