@@ -300,8 +300,10 @@ monitors:
 
     _run_until(agent, c, done)
     scores = by_monitor(c, "score")
-    assert all(e["anomalous"] for e in scores["pump_a"][:3])
-    assert not any(e["anomalous"] for e in scores["pump_b"][:3])
+    a, b = on_audio(scores["pump_a"]), on_audio(scores["pump_b"])  # not [:3]: a dropped window
+    assert a and b
+    assert all(e["anomalous"] for e in a)
+    assert not any(e["anomalous"] for e in b)
     assert "pump_c" not in scores  # silence is never scored
     alarms = by_monitor(c, "alarm")
     assert [e["window"] for e in alarms["pump_a"]][:1] == [2]
@@ -358,9 +360,14 @@ monitors:
 
     _run_until(agent, c, done)
     s = by_monitor(c, "score")
-    assert all(e["anomalous"] for e in s["left"][:3])
-    assert not any(e["anomalous"] for e in s["right"][:3])
-    assert {e["source"] for e in s["left"][:3]} != {e["source"] for e in s["right"][:3]}
+    # judged on the windows of the mics' audio: on a loaded machine the scorer may drop one
+    # (scorer_behind), and then the first three scores reach into the stale buffers
+    # (`on_audio`)
+    left, right = on_audio(s["left"]), on_audio(s["right"])
+    assert left and right
+    assert all(e["anomalous"] for e in left)
+    assert not any(e["anomalous"] for e in right)
+    assert {e["source"] for e in left} != {e["source"] for e in right}
     alarms = by_monitor(c, "alarm")
     assert on_audio(alarms.get("left", [])) and not on_audio(alarms.get("right", []))
     # one model scored both: the same version, the agent's one scorer
