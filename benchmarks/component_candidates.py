@@ -13,15 +13,20 @@ the candidate alone and of the system with it, per family, with the mean and the
 This is how the dynamics component (edge_agent.scoring.classical) was chosen; the others are
 what did not make it (BENCHMARKS.md "A third classical component").
 
-`--base shipped` asks the next question: each candidate as a FIFTH component, next to the
-shipped four (the dynamics among them) under the shipped rule (anchor 0.3, ridge 20).
+`--base four` asks the next question: each candidate as a FIFTH component, next to the
+four shipped until 2026-12-05 (model, bands, rhythm, dynamics) under the shipped rule
+(anchor 0.3, ridge 20). `--combos` adds SETS of candidates beside those four (`COMBOS`) and
+decides leave-one-family-out: for each family, the set with the best mean over the OTHER
+families, reported on the one left out next to the four alone. Modulation power, comodulation
+(envelope correlation) and the fine spectrum were added so (BENCHMARKS.md "Three more
+classical components"); `--sizes 10` repeats it with ten clips a section.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +37,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import fusion_study as fs
 import quality as q
 
-from edge_agent.scoring.classical import band_edges, band_log_power, dynamics_from_magnitude
+from edge_agent.scoring.classical import (
+    Comodulation,
+    FineSpectrum,
+    Modulation,
+    band_edges,
+    band_log_power,
+    dynamics_from_magnitude,
+)
 from edge_agent.scoring.frontend import DEFAULT_SPEC
 
 cache_key = q._cache_key  # noqa: SLF001 -- quality.py's cache keys, shared on purpose
@@ -42,10 +54,34 @@ SEARCH_RULE = (0.3, 0.5)
 """(anchor, ridge) of the rule shipped when the candidates were compared."""
 BASES = {
     "search": (("model", "bands", "rhythm"), SEARCH_RULE),
-    "shipped": (("model", "bands", "rhythm", "dynamics"), (0.3, fs.SHIPPED_RIDGE)),
+    "four": (("model", "bands", "rhythm", "dynamics"), (0.3, fs.SHIPPED_RIDGE)),
 }
 """--base: the components beside each candidate and the (anchor, ridge) of their rule."""
+COMBOS: dict[str, tuple[str, ...]] = {
+    "+ modulation": ("modulation power",),
+    "+ modulation + fine": ("modulation power", "fine spectrum"),
+    "+ modulation + comodulation": ("modulation power", "envelope correlation"),
+    "+ modulation + comodulation + fine (shipped)": (
+        "modulation power",
+        "envelope correlation",
+        "fine spectrum",
+    ),
+    "+ all six candidates": (
+        "dynamics, lags 1-8",
+        "flatness + impulsiveness + flux",
+        "modulation power",
+        "envelope correlation",
+        "skewness + kurtosis",
+        "fine spectrum",
+    ),
+}
+"""--combos: sets of candidates added together beside the --base components."""
 EDGES = band_edges(DEFAULT_SPEC, 32)
+MODULATION = Modulation().feature(DEFAULT_SPEC)
+COMODULATION = Comodulation().feature(DEFAULT_SPEC)
+FINE_SPECTRUM = FineSpectrum().feature(DEFAULT_SPEC)
+"""Three candidates of the search became shipped components (2026-12-05): their features are
+the device's own functions, so the search's figures and the shipped system's agree."""
 LOG_EPS = 1e-10
 
 
@@ -66,38 +102,11 @@ def shape(mag: np.ndarray) -> np.ndarray:
     return np.concatenate([flat, imp, flux])
 
 
-def modulation_power(mag: np.ndarray) -> np.ndarray:
-    """Per band: log power of the envelope's spectrum in 6 octaves, 0.25-16 Hz."""
-    lam = _log_bands(mag)
-    spec = np.abs(np.fft.rfft(lam - lam.mean(axis=0), axis=0)) ** 2
-    fr = np.fft.rfftfreq(lam.shape[0], d=DEFAULT_SPEC.hop / DEFAULT_SPEC.sample_rate)
-    octaves = [(0.25 * 2**k, 0.5 * 2**k) for k in range(6)]
-    return np.concatenate(
-        [np.log(spec[(fr >= a) & (fr < b)].mean(axis=0) + 1e-6) for a, b in octaves]
-    )
-
-
-def envelope_correlation(mag: np.ndarray) -> np.ndarray:
-    """Correlations between the envelopes of 16 merged bands (upper triangle)."""
-    lam = _log_bands(mag)
-    e16 = np.stack([g.mean(axis=1) for g in np.array_split(lam, 16, axis=1)], axis=1)
-    corr: np.ndarray = np.corrcoef(e16.T)[np.triu_indices(16, 1)]
-    return corr
-
-
 def moments(mag: np.ndarray) -> np.ndarray:
     """Per band: skewness and log kurtosis of the log band power over frames."""
     lam = _log_bands(mag)
     zc = (lam - lam.mean(axis=0)) / (lam.std(axis=0) + 1e-6)
     return np.concatenate([(zc**3).mean(axis=0), np.log((zc**4).mean(axis=0))])
-
-
-def fine_spectrum(mag: np.ndarray) -> np.ndarray:
-    """The time-mean log spectrum minus its 9-bin local mean (peaks over the envelope)."""
-    ms = np.log(np.square(mag, dtype=np.float64) + LOG_EPS).mean(axis=0)
-    env = np.convolve(np.pad(ms, 4, mode="edge"), np.ones(9) / 9, mode="valid")
-    out: np.ndarray = (ms - env)[2:]
-    return out
 
 
 CANDIDATES: dict[str, Callable[[np.ndarray], np.ndarray]] = {
@@ -106,10 +115,10 @@ CANDIDATES: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     ),
     "dynamics, lags 1-8": lambda m: dynamics_from_magnitude(m, EDGES, (1, 2, 4, 8)),
     "flatness + impulsiveness + flux": shape,
-    "modulation power": modulation_power,
-    "envelope correlation": envelope_correlation,
+    "modulation power": MODULATION.fn,
+    "envelope correlation": COMODULATION.fn,
     "skewness + kurtosis": moments,
-    "fine spectrum": fine_spectrum,
+    "fine spectrum": FINE_SPECTRUM.fn,
 }
 
 
@@ -143,72 +152,125 @@ def features(
     return store
 
 
-def main(argv: list[str] | None = None) -> int:
+def _cell_scores(
+    out: Path,
+    fam: str,
+    size: int,
+    seed: int,
+    base: tuple[str, ...],
+    rule: tuple[float, float],
+    combos: bool,
+) -> tuple[list[Any], dict[str, np.ndarray]]:
+    """One cell's test clips and, per row of the tables, their test scores: the --base
+    system, each candidate alone, the base with each candidate and (`combos`) with each set."""
     from dataclasses import replace
 
     from edge_agent.scoring.backend import BackendConfig
     from edge_agent.scoring.fusion import choose_weights
     from model_build.evaluation.scores import section_rows
 
+    cell = fs.section_scores(out, fam, size, seed, 48, "default", base[1:])
+    train, test = list(cell["train"]), list(cell["test"])
+    plans = q.pseudo_plans(train, 48, seed)
+    store = features(out, fam, train, test, plans)
+    config = replace(BackendConfig(), seed=seed)
+    scores: dict[str, np.ndarray] = {}
+
+    def put(label: str, idx: np.ndarray, values: np.ndarray) -> None:
+        scores.setdefault(label, np.full(len(test), np.nan))[idx] = values
+
+    def fused(idx: np.ndarray, zs: Sequence[tuple[np.ndarray, ...]], label: str) -> None:
+        kinds = (*base, *[f"new{i}" for i in range(len(zs) - len(base))])
+        ch = choose_weights([z[0] for z in zs], [z[1] for z in zs], kinds, *rule)
+        put(label, idx, np.asarray(ch.weights) @ np.vstack([z[2] for z in zs]))
+
+    for sec, (rows, items) in plans.items():
+        idx = cell[f"{sec}|test_idx"]
+        zn, zp, zt = cell[f"{sec}|normal"], cell[f"{sec}|pseudo"], cell[f"{sec}|test"]
+        src, tgt = section_rows(train, sec)
+        origins = np.asarray([it.origin for it in items])
+        have = [(zn[i], zp[i], zt[i]) for i in range(len(base))]
+        fused(idx, have, "(none: the base system)")
+        new: dict[str, tuple[np.ndarray, ...]] = {}
+        for name in CANDIDATES:
+            tr = np.stack([store[f"{cache_key(c.path)}#{name}"] for c in train])
+            te = np.stack([store[f"{cache_key(test[i].path)}#{name}"] for i in idx])
+            pe = np.stack(
+                [store[f"{pseudo_key(train[rows[it.origin]], it)}#{name}"] for it in items]
+            )
+            new[name] = tuple(fs.component_z(tr[src], tr[tgt], pe, origins, [te], config))
+            put(f"{name} alone", idx, new[name][2])
+            fused(idx, [*have, new[name]], f"system + {name}")
+        for label, names in COMBOS.items() if combos else ():
+            fused(idx, [*have, *[new[n] for n in names]], f"system {label}")
+    return test, scores
+
+
+def _lofo(res: dict[str, dict[str, list[float]]], fams: list[str]) -> list[str]:
+    """Per left-out family: the combo with the best mean over the other families, and its
+    system on the family left out against the base system there."""
+    base = res["(none: the base system)"]
+    lines = [
+        "| left out | chosen on the others | base system | with it | gain |",
+        "|---|---|---|---|---|",
+    ]
+    for f in fams:
+        others = [g for g in fams if g != f]
+        pick = max(
+            COMBOS,
+            key=lambda c: np.mean([np.mean(res[f"system {c}"][g]) for g in others]),
+        )
+        b, w = float(np.mean(base[f])), float(np.mean(res[f"system {pick}"][f]))
+        lines.append(f"| {f} | {pick} | {b:.1f} | {w:.1f} | {w - b:+.1f} |")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--out", type=Path, required=True, help="benchmarks/quality.py's --out")
     ap.add_argument("--families", default=",".join(q.FAMILIES))
     ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--sizes", default="30", help="source training clips per section")
     ap.add_argument(
         "--base",
         choices=tuple(BASES),
         default="search",
-        help="search: the three components of the search; shipped: today's four",
+        help="search: the three components of the search; four: model, bands, rhythm, dynamics",
+    )
+    ap.add_argument(
+        "--combos", action="store_true", help="also sets of candidates, leave-one-family-out"
     )
     args = ap.parse_args(argv)
     from model_build import quiet
 
     quiet.configure(verbose=False)
     fams = [f for f in args.families.split(",") if f]
-    base, (anchor, ridge) = BASES[args.base]
-    res: dict[str, dict[str, list[float]]] = {}
-    for fam in fams:
-        for seed in (int(x) for x in args.seeds.split(",")):
-            cell = fs.section_scores(args.out, fam, 30, seed, 48, "default", base[1:])
-            train, test = list(cell["train"]), list(cell["test"])
-            plans = q.pseudo_plans(train, 48, seed)
-            store = features(args.out, fam, train, test, plans)
-            config = replace(BackendConfig(), seed=seed)
-            scores: dict[str, np.ndarray] = {}
-            for sec, (rows, items) in plans.items():
-                idx = cell[f"{sec}|test_idx"]
-                zn, zp, zt = cell[f"{sec}|normal"], cell[f"{sec}|pseudo"], cell[f"{sec}|test"]
-                src, tgt = section_rows(train, sec)
-                origins = np.asarray([it.origin for it in items])
-                w = choose_weights(list(zn), list(zp), base, anchor, ridge).weights
-                scores.setdefault("(none: the system before)", np.full(len(test), np.nan))[idx] = (
-                    np.asarray(w) @ zt
-                )
-                for name in CANDIDATES:
-                    tr = np.stack([store[f"{cache_key(c.path)}#{name}"] for c in train])
-                    te = np.stack([store[f"{cache_key(test[i].path)}#{name}"] for i in idx])
-                    pe = np.stack(
-                        [store[f"{pseudo_key(train[rows[it.origin]], it)}#{name}"] for it in items]
-                    )
-                    en, ep, et = fs.component_z(tr[src], tr[tgt], pe, origins, [te], config)
-                    scores.setdefault(f"{name} alone", np.full(len(test), np.nan))[idx] = et
-                    ch = choose_weights([*zn, en], [*zp, ep], (*base, "new"), anchor, ridge)
-                    scores.setdefault(f"system + {name}", np.full(len(test), np.nan))[idx] = (
-                        np.asarray(ch.weights) @ np.vstack([zt, et])
-                    )
-            for label, s in scores.items():
-                auc = 100 * q.summary(test, s)["auc"]["mixed"]
-                res.setdefault(label, {}).setdefault(fam, []).append(auc)
-            print(f"{fam} s{seed} done", file=sys.stderr, flush=True)
-    print("| candidate | " + " | ".join(fams) + " | mean | worst |")
-    print("|---|" + "---|" * (len(fams) + 2))
-    for label, per in res.items():
-        vals = [float(np.mean(per[f])) for f in fams if f in per]
-        print(
-            f"| {label} | "
-            + " | ".join(f"{v:.1f}" for v in vals)
-            + f" | {np.mean(vals):.1f} | {np.min(vals):.1f} |"
-        )
+    base, rule = BASES[args.base]
+    for size in (int(x) for x in args.sizes.split(",")):
+        res: dict[str, dict[str, list[float]]] = {}
+        for fam in fams:
+            for seed in (int(x) for x in args.seeds.split(",")):
+                test, scores = _cell_scores(args.out, fam, size, seed, base, rule, args.combos)
+                for label, sc in scores.items():
+                    for metric in ("auc", "pauc"):
+                        v = 100 * q.summary(test, sc)[metric]["mixed"]
+                        res.setdefault(
+                            label + (" pAUC" if metric == "pauc" else ""), {}
+                        ).setdefault(fam, []).append(v)
+                print(f"{fam} n{size} s{seed} done", file=sys.stderr, flush=True)
+        print(f"\nN = {size}: mixed AUC (pAUC rows: mixed pAUC), mean over seeds")
+        print("| row | " + " | ".join(fams) + " | mean | worst |")
+        print("|---|" + "---|" * (len(fams) + 2))
+        for label, per in res.items():
+            vals = [float(np.mean(per[f])) for f in fams if f in per]
+            print(
+                f"| {label} | "
+                + " | ".join(f"{v:.1f}" for v in vals)
+                + f" | {np.mean(vals):.1f} | {np.min(vals):.1f} |"
+            )
+        if args.combos and len(fams) > 1:
+            print("\nLeave-one-family-out choice of the set (mixed AUC):")
+            print("\n".join(_lofo(res, fams)))
     return 0
 
 

@@ -8,7 +8,7 @@ Steps (each a function, so tests and benchmarks reuse them):
    dynamic (int8 weights, float activations); int8 (int8 weights AND activations, calibrated
    on real training features of both domains, float input/output tensors).
 2. `refit_backends`: the exported bundle itself (the device's `Scorer`: numpy frontend, every
-   TFLite model, the classical band statistics, rhythm and dynamics) embeds the training clips,
+   TFLite model, each classical component) embeds the training clips,
    and every section is fitted on THOSE embeddings with `edge_agent.scoring.backend.fit_section`
    (the fit evaluate and the device's calibrate/enrol use too), so the device's scores and
    thresholds are on one scale whatever the quantisation did.
@@ -322,8 +322,8 @@ def export_models(
     (signed with the Ed25519 private key `sign_key` when given). The options are keyword-only:
     nine of them have defaults, and a positional call could swap two of the same type unnoticed.
 
-    Components: one per model (`model_<k>.tflite`), then the classical band statistics,
-    rhythm and dynamics (edge_agent.scoring.classical.DEFAULT_CLASSICAL) when `classical`.
+    Components: one per model (`model_<k>.tflite`), then the classical components
+    (edge_agent.scoring.classical.DEFAULT_CLASSICAL) when `classical`.
     `progress`: bars on stderr for the conversion and the embedding of the training clips.
     """
     calib = calibration_waves(train_clips, n_calibration, spec) if mode == "int8" else None

@@ -57,12 +57,20 @@ def test_loaded_bundle_describes_itself(bundle_dir: Path) -> None:
     m = b.manifest
     assert m["format_version"] == 2
     assert m["quantization"] in ("float32", "float16", "dynamic", "int8")
-    assert [c["kind"] for c in b.components] == ["model", "bands", "rhythm", "dynamics"]
+    assert [c["kind"] for c in b.components] == [
+        "model",
+        "bands",
+        "rhythm",
+        "dynamics",
+        "modulation",
+        "comodulation",
+        "fine_spectrum",
+    ]
     assert b.model_files == [MODEL0] and b.model_path == b.path / MODEL0
     assert b.input_names == ["spectrogram", "spectrum"]
     assert b.input_shapes == {"spectrogram": [1, 311, 513, 1], "spectrum": [1, 80000, 1]}
     assert sorted(e["index"] for e in model_components(b.components)[0]["inputs"]) == [0, 1]
-    assert [c["dim"] for c in b.components] == [256, 106, 500, 180]
+    assert [c["dim"] for c in b.components] == [256, 106, 500, 180, 180, 120, 511]
     assert m["class_names"] and m["training"]["n_train_clips"] > 0
     assert b.backend_config == BackendConfig()
     assert set(m["files"]) == {MODEL0, BACKEND, SELF_TEST}  # the device self-test's window
@@ -71,7 +79,7 @@ def test_loaded_bundle_describes_itself(bundle_dir: Path) -> None:
     assert b.sections == sorted(b.backends) and len(b.sections) >= 2
     for s in b.sections:
         bk = b.backend(s)
-        assert len(bk.components) == 4 and bk.fusion == "sum"
+        assert len(bk.components) == 7 and bk.fusion == "sum"
         for c in bk.components:
             assert np.allclose(np.linalg.norm(c.references, axis=1), 1.0, atol=5e-4)  # float16
             assert np.all(c.density > 0) and c.std > 0

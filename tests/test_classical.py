@@ -1,5 +1,5 @@
-"""edge_agent.scoring.classical: the band statistics, rhythm and dynamics the device computes
-next to the learned model."""
+"""edge_agent.scoring.classical: the band statistics, rhythm, dynamics, modulation power,
+comodulation and fine spectrum the device computes next to the learned model."""
 
 from __future__ import annotations
 
@@ -17,7 +17,11 @@ from edge_agent.scoring.classical import (
     band_stats_from_magnitude,
     classical_feature,
     classical_features,
+    comodulation_from_magnitude,
     dynamics,
+    fine_spectrum_from_magnitude,
+    modulation_bins,
+    modulation_from_magnitude,
     rhythm,
     rhythm_bins,
 )
@@ -107,7 +111,7 @@ def test_rhythm_peaks_at_the_cycle_period_and_irregular_cycles_lower_the_peaks()
 def test_classical_entries_validate_and_describe_their_dims() -> None:
     feats = classical_features(DEFAULT_SPEC)
     assert [f.entry["kind"] for f in feats] == [e["kind"] for e in DEFAULT_CLASSICAL]
-    assert [f.dim for f in feats] == [106, 500, 180]
+    assert [f.dim for f in feats] == [106, 500, 180, 180, 120, 511]
     x = np.random.default_rng(4).standard_normal(160_000).astype(np.float32)
     mag = stft_magnitude(x, DEFAULT_SPEC)
     np.testing.assert_array_equal(feats[1].fn(mag), rhythm(x, DEFAULT_SPEC))
@@ -121,6 +125,17 @@ def test_classical_entries_validate_and_describe_their_dims() -> None:
         ({"kind": "dynamics", "bands": -1, "lags": [1]}, "bands"),
         ({"kind": "rhythm", "ranges_hz": [[5, 1]], "max_lag_s": 4}, "ranges_hz"),
         ({"kind": "rhythm", "ranges_hz": [[5, 10]], "max_lag_s": -1}, "max_lag_s"),
+        ({"kind": "modulation", "bands": 32, "octaves": 7, "lowest_hz": 0.25}, "octaves"),
+        ({"kind": "modulation", "bands": 32, "octaves": 1, "lowest_hz": 0.01}, "octaves"),
+        ({"kind": "modulation", "bands": 32, "octaves": 6, "lowest_hz": 0}, "lowest_hz"),
+        ({"kind": "modulation", "bands": 0, "octaves": 6, "lowest_hz": 0.25}, "bands"),
+        ({"kind": "comodulation", "bands": 32, "groups": 1}, "groups"),
+        ({"kind": "comodulation", "bands": 8, "groups": 9}, "groups"),
+        ({"kind": "comodulation", "bands": 32}, "groups"),
+        ({"kind": "fine_spectrum", "width": 8}, "width"),
+        ({"kind": "fine_spectrum", "width": 1}, "width"),
+        ({"kind": "fine_spectrum", "width": 601}, "width"),
+        ({"kind": "fine_spectrum", "width": 9.0}, "width"),
         ({"kind": "mfcc"}, "kind"),
     ]
     for bad, field in cases:
@@ -170,3 +185,103 @@ def test_dynamics_see_a_modulation_that_leaves_band_statistics_alone() -> None:
     np.testing.assert_allclose(
         dynamics(3 * fast, DEFAULT_SPEC), dynamics(fast, DEFAULT_SPEC), atol=1e-3
     )
+
+
+def test_silence_and_a_batch_give_the_same_finite_features_for_every_kind() -> None:
+    """Digital silence (a muted input) must score, not poison the backend with NaN: a band
+    that never moves has no envelope and no correlation. A batch is the windows one by one."""
+    feats = classical_features(DEFAULT_SPEC)
+    silent = stft_magnitude(np.zeros(160_000, np.float32), DEFAULT_SPEC)
+    x = np.random.default_rng(6).standard_normal((2, 160_000)).astype(np.float32)
+    mag = stft_magnitude(x, DEFAULT_SPEC)
+    for f in feats:
+        assert f.fn(silent).shape == (f.dim,) and np.all(np.isfinite(f.fn(silent))), f.entry
+        np.testing.assert_allclose(f.fn(mag)[1], f.fn(mag[1]), rtol=1e-5, atol=1e-5)
+
+
+def _modulated_bands(rates_hz: tuple[float, float], seed: int = 7) -> np.ndarray:
+    """Low noise (<1 kHz) and high noise (>3 kHz), each switched in level at its own rate."""
+    from scipy.signal import butter, sosfilt
+
+    rng = np.random.default_rng(seed)
+    out = np.zeros(160_000)
+    for rate, sos in zip(
+        rates_hz,
+        (
+            butter(4, 1000, "low", fs=16_000, output="sos"),
+            butter(4, 3000, "high", fs=16_000, output="sos"),
+        ),
+        strict=True,
+    ):
+        level = 1 + 0.8 * np.sign(np.sin(2 * np.pi * rate * T + rng.uniform(0, 6)))
+        out += sosfilt(sos, 0.05 * rng.standard_normal(160_000)) * level
+    return out.astype(np.float32)
+
+
+def test_modulation_power_peaks_in_the_octave_of_the_swing_and_matches_numpy() -> None:
+    """A level switched 3 times a second puts its envelope power in the 2-4 Hz octave
+    (index 3 of 0.25-0.5, 0.5-1, 1-2, 2-4, 4-8, 8-16 Hz), a steady noise nowhere."""
+    edges = band_edges(DEFAULT_SPEC, 32)
+    octaves = modulation_bins(DEFAULT_SPEC, 0.25, 6)
+    nb = len(edges) - 1
+    swing = modulation_from_magnitude(
+        stft_magnitude(_am_noise(3.0, 0.8), DEFAULT_SPEC), edges, octaves
+    )
+    steady = modulation_from_magnitude(
+        stft_magnitude(_am_noise(3.0, 0.0), DEFAULT_SPEC), edges, octaves
+    )
+    gain = (swing - steady).reshape(6, nb)
+    assert np.all(gain.argmax(axis=0) == 3) and np.all(gain[3] > 2.0)
+    assert np.all(np.abs(gain[:2]) < 2.0)  # the slow octaves hold no more than noise
+    # the reference: the envelope's periodogram averaged per octave, written out
+    bands = band_log_power(stft_magnitude(_am_noise(3.0, 0.8), DEFAULT_SPEC), edges).astype(float)
+    env = bands - bands.mean(axis=0)
+    freqs = np.arange(env.shape[0] // 2 + 1) * (16_000 / 512) / env.shape[0]
+    power = np.abs(np.fft.rfft(env, axis=0)) ** 2
+    ref = [
+        np.log(power[(freqs >= 0.25 * 2**k) & (freqs < 0.5 * 2**k)].mean(0) + 1e-6)
+        for k in range(6)
+    ]
+    np.testing.assert_allclose(swing, np.concatenate(ref), rtol=1e-4, atol=1e-4)
+
+
+def test_comodulation_tells_bands_that_move_together_from_bands_that_do_not() -> None:
+    """The same band levels and swings; only whether low and high move in step differs."""
+    edges = band_edges(DEFAULT_SPEC, 32)
+    groups = 16
+    rows, cols = np.triu_indices(groups, 1)
+    together = _modulated_bands((2.0, 2.0), seed=7)  # same rate: in step over the clip
+    apart = _modulated_bands((2.0, 2.7), seed=7)
+    ct = comodulation_from_magnitude(stft_magnitude(together, DEFAULT_SPEC), edges, groups)
+    ca = comodulation_from_magnitude(stft_magnitude(apart, DEFAULT_SPEC), edges, groups)
+    # a low group (~200-500 Hz) against a high one (>4 kHz)
+    pair = int(np.flatnonzero((rows == 7) & (cols == 14))[0])
+    assert abs(ct[pair]) > 0.3 and abs(ct[pair]) > abs(ca[pair]) + 0.2
+    bands = band_log_power(stft_magnitude(apart, DEFAULT_SPEC), edges).astype(float)
+    env = np.stack([g.mean(1) for g in np.array_split(bands, groups, axis=1)], axis=1)
+    np.testing.assert_allclose(ca, np.corrcoef(env.T)[rows, cols], atol=1e-5)
+
+
+def test_fine_spectrum_shows_a_weak_tone_and_ignores_gain_and_tilt() -> None:
+    """A tone 30 dB under the noise per bin hardly moves a band; the fine spectrum peaks at
+    its bin. A gain (x3) changes nothing; a gentle tilt almost nothing."""
+    rng = np.random.default_rng(8)
+    noise = 0.05 * rng.standard_normal(160_000)
+    tone_bin = 200
+    tone = noise + 0.02 * np.sin(2 * np.pi * tone_bin * 16_000 / 1024 * T)
+    fs = [
+        fine_spectrum_from_magnitude(stft_magnitude(w.astype(np.float32), DEFAULT_SPEC), 9)
+        for w in (noise, tone)
+    ]
+    rise = fs[1] - fs[0]
+    assert int(np.argmax(rise)) == tone_bin - 2 and rise[tone_bin - 2] > 1.0
+    np.testing.assert_allclose(
+        fine_spectrum_from_magnitude(stft_magnitude(3 * tone.astype(np.float32), DEFAULT_SPEC), 9),
+        fs[1],
+        atol=1e-4,
+    )
+    ms = np.log(
+        stft_magnitude(tone.astype(np.float32), DEFAULT_SPEC).astype(float) ** 2 + 1e-10
+    ).mean(0)
+    ref = ms - np.convolve(np.pad(ms, 4, mode="edge"), np.ones(9) / 9, mode="valid")
+    np.testing.assert_allclose(fs[1], ref[2:], atol=1e-5)

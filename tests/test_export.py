@@ -13,6 +13,7 @@ from edge_agent.bundle.layout import current_version, list_versions
 from edge_agent.bundle.load import load_bundle
 from edge_agent.bundle.manifest import QUANTIZE_MODES
 from edge_agent.scoring.backend import fit_section
+from edge_agent.scoring.classical import CLASSICAL_KINDS
 from edge_agent.scoring.frontend import DEFAULT_SPEC
 from model_build.cli import main as build_main
 from model_build.data.clip import Clip
@@ -64,8 +65,9 @@ def test_every_mode_matches_keras_within_its_tolerance(
         assert entry["measured"]["windows"] == 8 and 0 < entry["min_cosine"] <= 0.998
         assert entry["max_score_difference"] >= 0.1
         dev = embedder.embed_clips(test)
-        # the model, the band statistics, the rhythm, the dynamics
-        assert [d.shape for d in dev] == [(12, 256), (12, 106), (12, 500), (12, 180)]
+        # the model, then band statistics, rhythm, dynamics, modulation, comodulation, fine
+        assert [d.shape[1] for d in dev] == [256, 106, 500, 180, 180, 120, 511]
+        assert all(d.shape[0] == 12 for d in dev)
         cos = _cos(dev[0], ref)
         assert cos.min() >= MIN_COSINE[mode], (mode, cos.min())
         assert cos.mean() >= MEAN_COSINE[mode], (mode, cos.mean())
@@ -110,7 +112,7 @@ def test_backend_is_refitted_on_the_exported_models_embeddings(
 def test_an_ensemble_exports_every_model_and_scores_their_fused_scores(
     trained_ensemble: Path, tmp_path: Path, clips: list[Clip]
 ) -> None:
-    """Two models + band statistics, rhythm, dynamics: five components, each scored and
+    """Two models + the six classical components: eight components, each scored and
     standardised on its own, the sum thresholded; `--model` picks members, `--no-classical`
     drops the classical ones."""
     from edge_agent.runtime.scorer import Scorer
@@ -118,13 +120,13 @@ def test_an_ensemble_exports_every_model_and_scores_their_fused_scores(
     run = trained_ensemble
     vdir = export_run(run, tmp_path / "bundle")
     b = load_bundle(vdir)
-    assert [c["kind"] for c in b.components] == ["model", "model", "bands", "rhythm", "dynamics"]
+    assert [c["kind"] for c in b.components] == ["model", "model", *CLASSICAL_KINDS]
     assert b.model_files == ["model_0.tflite", "model_1.tflite"]
     # the two models share their group's weight (decided per section), each classical view
     # has its own; the largest group weight is 1
     for sec in b.sections:
         w = [c.weight for c in b.backend(sec).components]
-        assert w[0] == w[1] and max(2 * w[0], w[2], w[3], w[4]) == 1.0
+        assert w[0] == w[1] and max(2 * w[0], *w[2:]) == 1.0
     scorer = Scorer.from_bundle(vdir)
     test = [c for c in clips if c.split == "test"][:3]
     sec = test[0].section_id

@@ -24,8 +24,12 @@ The manifest's `components` list says what embeds a window, in the backend's com
 order: `{"kind": "model", "file": "model_0.tflite", "inputs": [...], "input_order": [...],
 "dim": 256}` for a TFLite model, `{"kind": "bands", "bands": 64, "dim": 106}` and
 `{"kind": "rhythm", "ranges_hz": [[50, 500], ...], "max_lag_s": 4.0, "dim": 500}` and
-`{"kind": "dynamics", "bands": 32, "lags": [1, 2, 4, 8, 16, 32], "dim": 180}` for the
-classical band statistics, rhythm and dynamics (edge_agent.scoring.classical). `backend` holds the
+`{"kind": "dynamics", "bands": 32, "lags": [1, 2, 4, 8, 16, 32], "dim": 180}`,
+`{"kind": "modulation", "bands": 32, "octaves": 6, "lowest_hz": 0.25, "dim": 180}`,
+`{"kind": "comodulation", "bands": 32, "groups": 16, "dim": 120}` and
+`{"kind": "fine_spectrum", "width": 9, "dim": 511}` for the classical band statistics,
+rhythm, dynamics, modulation power, comodulation and fine spectrum
+(edge_agent.scoring.classical). `backend` holds the
 `BackendConfig` that calibrate and enrol refit with. `profiles` (optional) holds, per section,
 the audio profile of its normal training clips (edge_agent.scoring.profile): what the hearing
 check and the alarm explanations compare with; versions written before it existed load
@@ -78,7 +82,7 @@ from edge_agent.scoring.backend import (
     BackendConfig,
     BackendError,
 )
-from edge_agent.scoring.classical import classical_feature
+from edge_agent.scoring.classical import CLASSICAL_KINDS, classical_feature
 from edge_agent.scoring.frontend import FrontendSpec
 
 if TYPE_CHECKING:  # signing imports this module; at run time it is imported where it is used
@@ -94,7 +98,7 @@ MANIFEST_DIGEST = "manifest.sha256"  # the manifest's own sha256 (it cannot hold
 MODEL = "model.tflite"  # format 1's single model
 BACKEND = "backend.npz"
 SELF_TEST = "self_test.npz"  # the reference window of the device self-test (runtime.selftest)
-COMPONENT_KINDS = ("model", "bands", "rhythm", "dynamics")
+COMPONENT_KINDS = ("model", *CLASSICAL_KINDS)
 QuantizeMode = Literal["float32", "float16", "dynamic", "int8"]
 
 
@@ -124,14 +128,21 @@ class ModelComponent(TypedDict):
 class ClassicalComponent(TypedDict, total=False):
     """A classical component (`edge_agent.scoring.classical`): its kind, the typed parameters
     of that kind (`Bands.bands`; `Rhythm.ranges_hz`, `Rhythm.max_lag_s`; `Dynamics.bands`,
-    `Dynamics.lags`) and its dimension."""
+    `Dynamics.lags`; `Modulation.bands`, `.octaves`, `.lowest_hz`; `Comodulation.bands`,
+    `.groups`; `FineSpectrum.width`) and its dimension."""
 
-    kind: Required[Literal["bands", "rhythm", "dynamics"]]
+    kind: Required[
+        Literal["bands", "rhythm", "dynamics", "modulation", "comodulation", "fine_spectrum"]
+    ]
     dim: int
     bands: int
     ranges_hz: list[list[float]]
     max_lag_s: float
     lags: list[int]
+    octaves: int
+    lowest_hz: float
+    groups: int
+    width: int
 
 
 Component = ModelComponent | ClassicalComponent
@@ -299,6 +310,20 @@ COMPONENT_SCHEMAS: Mapping[str, Schema] = {
         "lags": (POS_INT_LIST, True),
         "dim": (OPT_POS_INT, False),
     },
+    "modulation": {
+        "kind": (STR, True),
+        "bands": (POS_INT, True),
+        "octaves": (POS_INT, True),
+        "lowest_hz": (POS_NUMBER, True),
+        "dim": (OPT_POS_INT, False),
+    },
+    "comodulation": {
+        "kind": (STR, True),
+        "bands": (POS_INT, True),
+        "groups": (POS_INT, True),
+        "dim": (OPT_POS_INT, False),
+    },
+    "fine_spectrum": {"kind": (STR, True), "width": (POS_INT, True), "dim": (OPT_POS_INT, False)},
 }
 SELF_TEST_SCHEMA: Schema = {
     "file": (FILE_NAME, True),

@@ -5,7 +5,7 @@ and `export`'s backend refit all go through it, so a bundle's thresholds are on 
 scale as the scores the device computes.
 
 A window is embedded once per component of the bundle (edge_agent.bundle): each TFLite model
-of the ensemble, and the classical band statistics, rhythm and dynamics. The |STFT| is
+of the ensemble, and the classical components (edge_agent.scoring.classical). The |STFT| is
 computed once per window and shared by the spectrogram input and the classical features.
 
 The TFLite runtime is chosen by edge_agent.runtime.probe (each candidate tried in a child

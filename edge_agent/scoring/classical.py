@@ -1,4 +1,5 @@
-"""The classical embeddings: band statistics, rhythm and dynamics of the spectrogram (numpy).
+"""The classical embeddings of the spectrogram (numpy): band statistics, rhythm, dynamics,
+modulation power, comodulation and the fine spectrum.
 
 Why a hand-made embedding next to the learned one. The paper's spectrogram branch sees the
 STFT AFTER temporal mean normalisation, which removes every bin's average over the clip: a
@@ -33,6 +34,16 @@ level moves (a new roughness, a modulation, a smoother or choppier flow) is invi
 them, and the learned spectrogram branch sees it only as far as its training task needed
 to. Measured on five generator families (BENCHMARKS.md "A third classical component"): the
 best single component on the suite's mean, and the fused system gains on every family.
+
+Modulation power (`modulation`), comodulation (`comodulation`) and the fine spectrum
+(`fine_spectrum`): at which pace each band's level swings, which bands swing together, and the
+spectrum's peaks finer than a band (their class docstrings say what each sees). Each alone is
+weaker than the dynamics; beside the four components before them they add what those miss
+(slow wobbles, beating, a new independent source, a line that moves by a few bins), and the
+per-section weighting (edge_agent.scoring.fusion) gives them little weight where they do not
+separate a machine's sounds. Chosen leave-one-family-out as a set (BENCHMARKS.md "Three more
+classical components"): +1.1 on the suite's mean, +2.7 on its worst family, no family
+more than 0.1 lower.
 """
 
 from __future__ import annotations
@@ -167,6 +178,88 @@ def dynamics(
     return dynamics_from_magnitude(stft_magnitude(wave, spec), band_edges(spec, n_bands), lags)
 
 
+MODULATION_BANDS = 32
+MODULATION_OCTAVES = 6
+MODULATION_LOWEST_HZ = 0.25
+"""The modulation spectrum's octaves: 0.25-0.5 Hz up to 8-16 Hz (6 octaves)."""
+MODULATION_EPS = 1e-6
+
+
+def modulation_bins(spec: FrontendSpec, lowest_hz: float, octaves: int) -> list[NDArray[np.bool_]]:
+    """Per octave [lowest * 2^k, lowest * 2^(k+1)) Hz, the envelope-spectrum bins it holds;
+    ValueError naming the field when an octave holds none (too slow for a window, or above
+    the frame rate's Nyquist)."""
+    freqs = np.fft.rfftfreq(spec.n_frames, d=spec.hop / spec.sample_rate)
+    out = []
+    for k in range(octaves):
+        lo, hi = lowest_hz * 2**k, lowest_hz * 2 ** (k + 1)
+        sel = (freqs >= lo) & (freqs < hi)
+        if not sel.any():
+            raise ValueError(
+                f"octaves: the octave {lo:g}-{hi:g} Hz holds no envelope frequency of a "
+                f"{spec.n_frames}-frame window at {spec.sample_rate / spec.hop:g} frames/s"
+            )
+        out.append(sel)
+    return out
+
+
+def modulation_from_magnitude(
+    mag: NDArray[Any], edges: NDArray[np.int64], octaves: Sequence[NDArray[np.bool_]]
+) -> NDArray[np.float32]:
+    """(..., len(octaves) * (len(edges) - 1)) log mean power of every band's log-power
+    envelope in each octave of modulation frequency, octave by octave, from |STFT| frames
+    `mag` (..., n_frames, n_bins)."""
+    bands = band_log_power(mag, edges).astype(np.float64)
+    env = bands - bands.mean(axis=-2, keepdims=True)
+    power = np.abs(np.fft.rfft(env, axis=-2)) ** 2
+    parts = [np.log(power[..., sel, :].mean(axis=-2) + MODULATION_EPS) for sel in octaves]
+    out: NDArray[np.float32] = np.concatenate(parts, axis=-1).astype(np.float32)
+    return out
+
+
+COMODULATION_BANDS = 32
+COMODULATION_GROUPS = 16
+
+
+def comodulation_from_magnitude(
+    mag: NDArray[Any], edges: NDArray[np.int64], groups: int
+) -> NDArray[np.float32]:
+    """(..., groups * (groups - 1) / 2) correlations between the log-power envelopes of
+    `groups` merged neighbouring bands (the upper triangle, row by row), from |STFT| frames
+    `mag` (..., n_frames, n_bins). A band whose level never moves (digital silence)
+    correlates 0 with every other, never NaN."""
+    bands = band_log_power(mag, edges).astype(np.float64)
+    env = np.stack([g.mean(axis=-1) for g in np.array_split(bands, groups, axis=-1)], axis=-1)
+    env = env - env.mean(axis=-2, keepdims=True)
+    cov = np.einsum("...tf,...tg->...fg", env, env)
+    sd = np.sqrt(np.diagonal(cov, axis1=-2, axis2=-1))
+    denom = sd[..., :, None] * sd[..., None, :]
+    corr = np.divide(cov, denom, out=np.zeros_like(cov), where=denom > 1e-12)
+    rows, cols = np.triu_indices(groups, 1)
+    out: NDArray[np.float32] = corr[..., rows, cols].astype(np.float32)
+    return out
+
+
+FINE_SPECTRUM_WIDTH = 9
+FINE_SPECTRUM_FIRST_BIN = 2
+"""As the bands: bins 0-1 (DC, ~16 Hz) carry no machine sound a microphone takes reliably."""
+
+
+def fine_spectrum_from_magnitude(mag: NDArray[Any], width: int) -> NDArray[np.float32]:
+    """(..., n_bins - 2) the time-mean log power spectrum minus its `width`-bin moving mean
+    (edges repeated): the peaks and notches finer than a band, from bin 2, from |STFT|
+    frames `mag` (..., n_frames, n_bins)."""
+    ms = np.log(np.square(mag, dtype=np.float64) + LOG_EPS).mean(axis=-2)
+    half = width // 2
+    padded = np.concatenate(
+        [np.repeat(ms[..., :1], half, axis=-1), ms, np.repeat(ms[..., -1:], half, axis=-1)], axis=-1
+    )
+    csum = np.cumsum(np.concatenate([np.zeros_like(ms[..., :1]), padded], axis=-1), axis=-1)
+    env = (csum[..., width:] - csum[..., :-width]) / width
+    out: NDArray[np.float32] = (ms - env)[..., FINE_SPECTRUM_FIRST_BIN:].astype(np.float32)
+    return out
+
+
 @dataclass(frozen=True)
 class ClassicalFeature:
     """One classical component as the bundle describes it: a function of a window's |STFT|."""
@@ -297,7 +390,133 @@ class Dynamics:
         )
 
 
-KINDS: dict[str, type[ClassicalKind]] = {k.kind: k for k in (Bands, Rhythm, Dynamics)}
+def _int_field(entry: Mapping[str, Any], field: str, least: int) -> int:
+    """`entry[field]` as an integer >= `least`; ValueError naming the field otherwise."""
+    n = entry.get(field)
+    if not isinstance(n, int) or isinstance(n, bool) or n < least:
+        raise ValueError(f"{field}: expected an integer >= {least}, got {n!r}")
+    return n
+
+
+@dataclass(frozen=True)
+class Modulation:
+    """Modulation power: how strongly each band's level swings at each pace, 0.25-16 Hz.
+
+    Per band (as the dynamics), the power spectrum of the log-power envelope over the window,
+    averaged in octaves of modulation frequency and log-compressed. The dynamics say how far
+    a level moves within a lag; this says at which pace it swings, so a slow wobble, a belt's
+    flap or a beating pair of tones shows as a peak in its octave even where the mean change
+    is the same. Chosen with the next two by leave-one-family-out (BENCHMARKS.md "Three more
+    classical components")."""
+
+    kind: ClassVar[str] = "modulation"
+    bands: int = MODULATION_BANDS
+    """Log-spaced bands from ~31 Hz to Nyquist (merged where narrower than one bin)."""
+    octaves: int = MODULATION_OCTAVES
+    """Octaves of modulation frequency, from `lowest_hz` up."""
+    lowest_hz: float = MODULATION_LOWEST_HZ
+    """The lower edge of the slowest octave (Hz); every octave must hold an envelope bin."""
+
+    @classmethod
+    def from_entry(cls, entry: Mapping[str, Any]) -> Modulation:
+        n, k = _int_field(entry, "bands", 1), _int_field(entry, "octaves", 1)
+        lo = entry.get("lowest_hz")
+        if not isinstance(lo, int | float) or isinstance(lo, bool) or not lo > 0:
+            raise ValueError(f"lowest_hz: expected a positive number, got {lo!r}")
+        return cls(n, k, float(lo))
+
+    def to_entry(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "bands": self.bands,
+            "octaves": self.octaves,
+            "lowest_hz": self.lowest_hz,
+        }
+
+    def feature(self, spec: FrontendSpec) -> ClassicalFeature:
+        edges = band_edges(spec, self.bands)
+        octaves = modulation_bins(spec, self.lowest_hz, self.octaves)
+        dim = len(octaves) * (len(edges) - 1)
+        return ClassicalFeature(
+            {**self.to_entry(), "dim": dim},
+            lambda mag: modulation_from_magnitude(mag, edges, octaves),
+            dim,
+        )
+
+
+@dataclass(frozen=True)
+class Comodulation:
+    """Comodulation: which parts of the spectrum rise and fall together.
+
+    The log-power envelopes of `bands` bands merged into `groups` neighbouring groups, and
+    their correlations over the window. One source (a motor, a flow) moves all of its bands
+    together; a new, independent source (a rub, a leak, a loose part) breaks those
+    correlations while every band's level and movement may stay as they were."""
+
+    kind: ClassVar[str] = "comodulation"
+    bands: int = COMODULATION_BANDS
+    """Log-spaced bands from ~31 Hz to Nyquist (merged where narrower than one bin)."""
+    groups: int = COMODULATION_GROUPS
+    """Neighbouring bands are averaged into this many groups (2 or more, at most the bands)."""
+
+    @classmethod
+    def from_entry(cls, entry: Mapping[str, Any]) -> Comodulation:
+        return cls(_int_field(entry, "bands", 1), _int_field(entry, "groups", 2))
+
+    def to_entry(self) -> dict[str, Any]:
+        return {"kind": self.kind, "bands": self.bands, "groups": self.groups}
+
+    def feature(self, spec: FrontendSpec) -> ClassicalFeature:
+        edges, groups = band_edges(spec, self.bands), self.groups
+        if groups > len(edges) - 1:
+            raise ValueError(
+                f"groups: expected at most the {len(edges) - 1} bands there are, got {groups}"
+            )
+        dim = groups * (groups - 1) // 2
+        return ClassicalFeature(
+            {**self.to_entry(), "dim": dim},
+            lambda mag: comodulation_from_magnitude(mag, edges, groups),
+            dim,
+        )
+
+
+@dataclass(frozen=True)
+class FineSpectrum:
+    """Fine spectrum: the clip's peaks and notches narrower than a band.
+
+    The time-mean log power spectrum minus its own moving mean over `width` bins. Bands
+    average a new tone, a shifted harmonic or a moved resonance together with its
+    neighbours; here a line that moves by a few bins, or appears within a band without
+    changing its power much, stands out, while an overall change of level or tilt cancels."""
+
+    kind: ClassVar[str] = "fine_spectrum"
+    width: int = FINE_SPECTRUM_WIDTH
+    """Bins of the moving mean that is subtracted (odd, 3 or more)."""
+
+    @classmethod
+    def from_entry(cls, entry: Mapping[str, Any]) -> FineSpectrum:
+        w = _int_field(entry, "width", 3)
+        if w % 2 == 0:
+            raise ValueError(f"width: expected an odd number of bins, got {w}")
+        return cls(w)
+
+    def to_entry(self) -> dict[str, Any]:
+        return {"kind": self.kind, "width": self.width}
+
+    def feature(self, spec: FrontendSpec) -> ClassicalFeature:
+        if self.width >= spec.n_bins:
+            raise ValueError(f"width: expected fewer than {spec.n_bins} bins, got {self.width}")
+        width, dim = self.width, spec.n_bins - FINE_SPECTRUM_FIRST_BIN
+        return ClassicalFeature(
+            {**self.to_entry(), "dim": dim},
+            lambda mag: fine_spectrum_from_magnitude(mag, width),
+            dim,
+        )
+
+
+KINDS: dict[str, type[ClassicalKind]] = {
+    k.kind: k for k in (Bands, Rhythm, Dynamics, Modulation, Comodulation, FineSpectrum)
+}
 """kind -> its parameters: the one table a new classical component is added to."""
 CLASSICAL_KINDS = tuple(KINDS)
 
@@ -314,6 +533,9 @@ DEFAULT_CLASSICAL: tuple[dict[str, Any], ...] = (
     Bands().to_entry(),
     Rhythm().to_entry(),
     Dynamics().to_entry(),
+    Modulation().to_entry(),
+    Comodulation().to_entry(),
+    FineSpectrum().to_entry(),
 )
 """The classical components of the shipped system, in component order."""
 

@@ -47,8 +47,8 @@ Classical = Annotated[
     bool | None,
     typer.Option(
         "--classical/--no-classical",
-        help="The classical band statistics, rhythm and dynamics "
-        "as components beside the learned model (the hybrid export ships; evaluate "
+        help="The classical components (band statistics, rhythm, dynamics, modulation, "
+        "comodulation, fine spectrum) beside the learned model (the hybrid export ships; evaluate "
         "reports it next to the learned model alone) (default: the recipe's).",
         show_default=False,
     ),

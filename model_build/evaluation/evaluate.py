@@ -6,8 +6,8 @@ The pipeline is split so every scorer in the project is judged by the same code:
 `edge_agent.scoring.backend.fit_section`
   (THE fit: export and the device's calibrate/enrol call it too, so the threshold reported
   here is the one a bundle ships) on the training embeddings of one or more components (the
-  models of an ensemble, the classical band statistics, rhythm and dynamics), and scores the test
-  embeddings;
+  models of an ensemble, the classical components of edge_agent.scoring.classical), and scores
+  the test embeddings;
 * `evaluate_scores` is pure: test clip records + one score per clip -> per-section AUC/pAUC
   (paper view and every official view, see model_build.evaluation.metrics), harmonic means,
   and the official figures of the data's challenge year (model_build.evaluation.official).

@@ -46,7 +46,7 @@ class Recipe:
     model: ModelConfig
     train: TrainConfig
     backend: str  # model_build.evaluation.evaluate.BACKENDS key: "default" | "paper"
-    classical: bool  # fuse the classical band statistics, rhythm and dynamics (export's hybrid)
+    classical: bool  # fuse the classical components (export's hybrid)
     about: str
 
     def train_config(self, **per_call: Any) -> TrainConfig:
