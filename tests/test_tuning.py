@@ -249,10 +249,11 @@ def test_tune_command_on_odd_histories(tmp_path: Path) -> None:
 
 
 # --- the command, end to end ---
-def _agent_history(tmp: Path, repeats: int, faulty_again: bool = False) -> Path:
+def _agent_history(tmp: Path, repeats: int, faulty_again: int = 0) -> Path:
     """A copy of the demo bundle, a config beside it, and the score history that the REAL agent
     wrote while replaying the demo clips `repeats` times (one 10 s window per clip; with
-    `faulty_again` each faulty clip twice per repeat: a machine faulty most of the time)."""
+    `faulty_again` each faulty clip that many times more per repeat: a machine faulty most of
+    the time)."""
     demo = load_demo()
     shutil.copytree(demo.bundle, tmp / "bundle")
     yml = tmp / "agent.yaml"
@@ -261,7 +262,7 @@ def _agent_history(tmp: Path, repeats: int, faulty_again: bool = False) -> Path:
         "log: {stdout: false}\nevidence: {folder: state/evidence}\n"
     )
     faulty = [p for p, c in zip(demo.paths, demo.clips, strict=True) if c.label != "normal"]
-    clips = [*demo.paths, *faulty] if faulty_again else list(demo.paths)
+    clips = [*demo.paths, *faulty * faulty_again]
     files = [str(p) for p in clips] * repeats
     cfg = load_config(yml, {"source.kind": "files", "source.files": files, "history.replays": True})
     assert Agent(cfg, sinks=[]).run(install_signals=False) == 0
@@ -270,10 +271,32 @@ def _agent_history(tmp: Path, repeats: int, faulty_again: bool = False) -> Path:
     return yml
 
 
+FAULTY_AGAIN = 2
+"""The hour of history replays each faulty demo clip this many times more per repeat."""
+
+
+def _per_repeat() -> tuple[int, int]:
+    """(windows, windows above the bundle threshold) of one repeat of the hour's clips, from
+    the scores demo.json recorded through the device path when the demo was built."""
+    demo = load_demo()
+    thr = float(demo.info["test_split_scores"]["threshold"])
+    above = [float(x) > thr for x in demo.info["scores"]]
+    faulty = [a for a, c in zip(above, demo.clips, strict=True) if c.label != "normal"]
+    return len(above) + FAULTY_AGAIN * len(faulty), sum(above) + FAULTY_AGAIN * sum(faulty)
+
+
+def _hour_counts() -> tuple[int, int]:
+    """(windows above the threshold, windows) of the hour of history."""
+    windows, above = _per_repeat()
+    assert 2 * above > windows  # the premise: a machine anomalous most of the time
+    repeats = 360 // windows
+    return repeats * above, repeats * windows
+
+
 @pytest.fixture(scope="module")
 def hour_of_history(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    n = 360 // (2 * len(load_demo().paths) - load_demo().n_normal)  # 360 windows of 10 s = 1 h
-    return _agent_history(tmp_path_factory.mktemp("tune"), n, faulty_again=True)
+    n = 360 // _per_repeat()[0]  # 360 windows of 10 s = 1 h
+    return _agent_history(tmp_path_factory.mktemp("tune"), n, faulty_again=FAULTY_AGAIN)
 
 
 def _tune(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -301,13 +324,15 @@ def test_tune_writes_a_version_with_only_the_threshold_and_rolls_back(
     before_files = _files(before.path)
     v0 = current_version(root)
 
-    # the replayed clips are two thirds faulty (11 of 18 windows above the threshold): not
-    # normal operation, refused unless asked for
+    # the replayed clips are mostly faulty (with today's demo bundle 13 of 24 windows above
+    # the threshold): not normal operation, refused unless asked for
+    n_above, n_all = _hour_counts()
     refused = _tune("--config", str(yml), "--false-alarms-per-day", "0", "--dry-run")
     assert refused.returncode == 2 and refused.stdout == ""
     assert refused.stderr.splitlines() == [
         (
-            "error: history: 220 of 360 windows (61%) were anomalous when recorded: not normal "
+            f"error: history: {n_above} of {n_all} windows ({n_above / n_all:.0%}) were "
+            "anomalous when recorded: not normal "
             "operation (a fault all along, or the wrong section or microphone), and a threshold "
             "tuned on it would hide it; tune on a healthy period, or pass "
             "--allow-anomalous-history if the machine was healthy and the old threshold far too "
@@ -317,7 +342,7 @@ def test_tune_writes_a_version_with_only_the_threshold_and_rolls_back(
     allow = "--allow-anomalous-history"
     dry = _tune("--config", str(yml), "--false-alarms-per-day", "0", "--dry-run", allow)
     assert dry.returncode == 0, dry.stderr
-    assert "360 windows recorded" in dry.stdout and "dry run: nothing written" in dry.stdout
+    assert f"{n_all} windows recorded" in dry.stdout and "dry run: nothing written" in dry.stdout
     assert "current threshold" in dry.stdout and "detection cost: last day " in dry.stdout
     # each rate with its 95 % range; an hour of history is less than a day: said, with hours
     assert re.search(
