@@ -1,0 +1,229 @@
+"""Score each classical component a second way: its largest per-feature deviation.
+
+    nice .venv/bin/python benchmarks/deviation_scoring.py --out runs/quality --sizes 30,10
+
+The backend scores every component by the cosine distance of a window's feature vector to the
+section's normal references (edge_agent.scoring.backend). A fault that moves a FEW of a
+component's features (one band's modulation at one pace, a few fine-spectrum bins) moves a
+180- or 511-dim vector little in angle. The classical answer is to compare every feature with
+its own normal range: the deviation score of a window is the mean of its K largest
+|x_d - mean_d| / spread_d over the features d (mean and spread of the section's normal
+training clips; the spread floored at a tenth of the component's median spread, so a feature
+that never moves cannot dominate). `pool`: one mean and spread from all normal clips;
+`min`: the smaller of the scores against the source clips' and against the target clips'
+(with as many source clips) statistics, so a target clip is not far just for its domain.
+
+Reads what quality.py and fusion_study.py cached under --out (the default recipe's models,
+the classical features, the pseudo-anomalies). Each deviation score is cross-fitted and
+standardised exactly as a backend component (`backend.cross_fit_with_extra`, the held-out
+normal scores' mean and spread), and fused under the shipped rule (anchor 0.3, ridge 20):
+`grouped` puts each deviation score in its cosine twin's group (the rule weighs the pair's
+mean), `separate` gives it a group of its own. Leave-one-family-out: for each family, the
+variant with the best mean over the other families, reported on the one left out. `--l2`
+scores the L2-normalised features instead (what a bundle's references keep, and all that a
+device has of its source clips when it calibrates). Not built into the backend (BENCHMARKS.md
+"Three more classical components": the next lever, and why it is not a small change).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import fusion_study as fs
+import quality as q
+
+RULE = (0.3, fs.SHIPPED_RIDGE)
+FOLDS = 5
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One way to score and fuse the deviations."""
+
+    k: int
+    """The K largest per-feature deviations averaged."""
+    mode: str
+    """`pool` or `min` (module docstring)."""
+    pairing: str
+    """`grouped` or `separate` (module docstring)."""
+
+    @property
+    def name(self) -> str:
+        return f"K={self.k} {self.mode} {self.pairing}"
+
+
+VARIANTS = tuple(
+    Variant(k, m, p)
+    for k, m, p in itertools.product((1, 3), ("pool", "min"), ("grouped", "separate"))
+)
+
+
+def _stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    sd = x.std(axis=0)
+    return x.mean(axis=0), sd + 0.1 * float(np.median(sd)) + 1e-6
+
+
+@dataclass(frozen=True)
+class Deviation:
+    """How a deviation score is computed (module docstring)."""
+
+    k: int
+    mode: str
+    l2: bool = False
+
+    def score(self, source: np.ndarray, target: np.ndarray, held: np.ndarray) -> np.ndarray:
+        """(N,) the mean of the k largest |z| of each row of `held` against the normal
+        clips `source` and `target`."""
+        if self.l2:
+            from edge_agent.scoring.backend import l2_normalise
+
+            source, target, held = (
+                l2_normalise(x).astype(np.float64) if len(x) else x for x in (source, target, held)
+            )
+
+        def top(stats: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+            z = np.abs((held - stats[0]) / stats[1])
+            return np.asarray(np.sort(z, axis=1)[:, -self.k :].mean(axis=1))
+
+        pooled = top(_stats(np.vstack([source, target])))
+        if self.mode == "pool" or target.shape[0] < 2 or source.shape[0] == 0:
+            return pooled
+        mixed = np.vstack([source[: len(target)], target])
+        return np.asarray(np.minimum(top(_stats(source)), top(_stats(mixed))))
+
+    def component_z(
+        self,
+        train: tuple[np.ndarray, np.ndarray],
+        pseudo: tuple[np.ndarray, np.ndarray],
+        test: np.ndarray,
+        seed: int,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Standardised scores of the held-out normal clips, the pseudo-anomalies (features,
+        origins) and the test clips, cross-fitted as a backend component is."""
+        from edge_agent.scoring.backend import _spread, cross_fit_with_extra
+
+        def fit_score(a: Any, b: Any, h: Any) -> Any:
+            return self.score(a, b, h)
+
+        h, hx = cross_fit_with_extra(*train, *pseudo, fit_score, FOLDS, seed)
+        mean, std = float(h.mean()), _spread(h)
+        full = self.score(*train, test)
+        return (h - mean) / std, (hx - mean) / std, (full - mean) / std
+
+
+def cell_scores(
+    out: Path, fam: str, size: int, seed: int, l2: bool = False
+) -> tuple[list[Any], dict[str, np.ndarray]]:
+    """Per row of the table, the test clips' scores of one (family, size, seed) cell."""
+    from edge_agent.scoring.fusion import choose_weights
+    from model_build.evaluation.scores import section_rows
+
+    kinds = ("model", *fs.CLASSICAL)
+    cell = fs.section_scores(out, fam, size, seed, 48, "default", fs.CLASSICAL)
+    train, test = list(cell["train"]), list(cell["test"])
+    feats = q.classical_embeddings(out, fam, [*train, *test], "classical")
+    recipe = q.SYSTEMS["default"]
+    assert recipe is not None
+    pseudo = q.pseudo_features(out, fam, size, seed, recipe, train, 48)
+    scores: dict[str, np.ndarray] = {}
+
+    def put(label: str, idx: np.ndarray, v: np.ndarray) -> None:
+        scores.setdefault(label, np.full(len(test), np.nan))[idx] = v
+
+    for sec, (origins, _, pcls) in pseudo.items():
+        idx = cell[f"{sec}|test_idx"]
+        zn, zp, zt = cell[f"{sec}|normal"], cell[f"{sec}|pseudo"], cell[f"{sec}|test"]
+        src, tgt = section_rows(train, sec)
+        put(
+            "shipped (cosine only)",
+            idx,
+            np.asarray(choose_weights(list(zn), list(zp), kinds, *RULE).weights) @ zt,
+        )
+        for k, mode in sorted({(v.k, v.mode) for v in VARIANTS}):
+            dev = []
+            for i, f in enumerate(feats):
+                tr, te = f[: len(train)], f[len(train) :][idx]
+                how = Deviation(k, mode, l2)
+                dev.append(how.component_z((tr[src], tr[tgt]), (pcls[i], origins), te, seed))
+            for kind, d in zip(fs.CLASSICAL, dev, strict=True):
+                put(f"{kind} deviation alone, K={k} {mode}", idx, d[2])
+            for pairing in ("grouped", "separate"):
+                extra = (
+                    fs.CLASSICAL if pairing == "grouped" else tuple(f"{c}~" for c in fs.CLASSICAL)
+                )
+                ch = choose_weights(
+                    [*zn, *[d[0] for d in dev]],
+                    [*zp, *[d[1] for d in dev]],
+                    (*kinds, *extra),
+                    *RULE,
+                )
+                put(
+                    Variant(k, mode, pairing).name,
+                    idx,
+                    np.asarray(ch.weights) @ np.vstack([zt, *[d[2] for d in dev]]),
+                )
+    return test, scores
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--out", type=Path, required=True, help="benchmarks/quality.py's --out")
+    ap.add_argument("--families", default=",".join(q.FAMILIES))
+    ap.add_argument("--sizes", default="30,10")
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--l2", action="store_true", help="score the L2-normalised features")
+    args = ap.parse_args(argv)
+    from model_build import quiet
+
+    quiet.configure(verbose=False)
+    fams = [f for f in args.families.split(",") if f]
+    for size in (int(x) for x in args.sizes.split(",")):
+        res: dict[str, dict[str, list[tuple[float, float]]]] = {}
+        for fam in fams:
+            for seed in (int(x) for x in args.seeds.split(",")):
+                test, scores = cell_scores(args.out, fam, size, seed, args.l2)
+                for label, sc in scores.items():
+                    r = q.summary(test, sc)
+                    res.setdefault(label, {}).setdefault(fam, []).append(
+                        (100 * r["auc"]["mixed"], 100 * r["pauc"]["mixed"])
+                    )
+                print(f"{fam} n{size} s{seed} done", file=sys.stderr, flush=True)
+        mean = {
+            lab: {f: float(np.mean([a for a, _ in v[f]])) for f in fams} for lab, v in res.items()
+        }
+        print(f"\nN = {size}: mixed AUC, mean over seeds (pAUC mixed: its mean over families)")
+        print("| row | " + " | ".join(fams) + " | mean | worst | pAUC |")
+        print("|---|" + "---|" * (len(fams) + 3))
+        for label, per in res.items():
+            vals = [mean[label][f] for f in fams]
+            pauc = np.mean([np.mean([p for _, p in per[f]]) for f in fams])
+            print(
+                f"| {label} | "
+                + " | ".join(f"{v:.1f}" for v in vals)
+                + f" | {np.mean(vals):.1f} | {min(vals):.1f} | {pauc:.1f} |"
+            )
+        if len(fams) > 1:
+            base = mean["shipped (cosine only)"]
+            print("\nLeave-one-family-out choice of the variant (mixed AUC):")
+            print("| left out | chosen on the others | shipped | with it | gain |")
+            print("|---|---|---|---|---|")
+            for f in fams:
+                pick = max(
+                    VARIANTS, key=lambda v: np.mean([mean[v.name][g] for g in fams if g != f])
+                )
+                w = mean[pick.name][f]
+                print(f"| {f} | {pick.name} | {base[f]:.1f} | {w:.1f} | {w - base[f]:+.1f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
