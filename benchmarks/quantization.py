@@ -69,7 +69,10 @@ def main() -> None:
     ap.add_argument("--calibration", type=int, default=200)
     ap.add_argument("--md", type=Path, default=None, help="also write the table here")
     args = ap.parse_args()
+    from model_build import quiet
 
+    quiet.configure(verbose=False)  # our table, not the converter's lines
+    quiet.tensorflow()  # its import lines (oneDNN, absl) captured now
     clips = scan(args.data)
     train, test = split_clips(clips)
     run = load_run(args.run)

@@ -249,7 +249,8 @@ def fine_spectrum_from_magnitude(mag: NDArray[Any], width: int) -> NDArray[np.fl
     """(..., n_bins - 2) the time-mean log power spectrum minus its `width`-bin moving mean
     (edges repeated): the peaks and notches finer than a band, from bin 2, from |STFT|
     frames `mag` (..., n_frames, n_bins)."""
-    # the log in float32 (3x faster on a Pi-class core), the mean over frames in float64
+    # the log in float32 (8x faster than float64 on this x86; features equal to 2e-8), the
+    # mean over frames in float64
     logp = np.log(np.square(mag, dtype=np.float32) + np.float32(LOG_EPS))
     ms = logp.mean(axis=-2, dtype=np.float64)
     half = width // 2
