@@ -287,6 +287,14 @@ class ClassicalKind(Protocol):
     def feature(self, spec: FrontendSpec) -> ClassicalFeature: ...
 
 
+def _int_field(entry: Mapping[str, Any], field: str, least: int) -> int:
+    """`entry[field]` as an integer >= `least`; ValueError naming the field otherwise."""
+    n = entry.get(field)
+    if not isinstance(n, int) or isinstance(n, bool) or n < least:
+        raise ValueError(f"{field}: expected an integer >= {least}, got {n!r}")
+    return n
+
+
 @dataclass(frozen=True)
 class Bands:
     """Band statistics: time-mean and time-std of the log power of `bands` log-spaced bands."""
@@ -297,10 +305,7 @@ class Bands:
 
     @classmethod
     def from_entry(cls, entry: Mapping[str, Any]) -> Bands:
-        n = entry.get("bands")
-        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-            raise ValueError(f"bands: expected an integer >= 1, got {n!r}")
-        return cls(n)
+        return cls(_int_field(entry, "bands", 1))
 
     def to_entry(self) -> dict[str, Any]:
         return {"kind": self.kind, "bands": self.bands}
@@ -364,9 +369,7 @@ class Dynamics:
 
     @classmethod
     def from_entry(cls, entry: Mapping[str, Any]) -> Dynamics:
-        n, lags = entry.get("bands"), entry.get("lags")
-        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-            raise ValueError(f"bands: expected an integer >= 1, got {n!r}")
+        n, lags = _int_field(entry, "bands", 1), entry.get("lags")
         if not (
             isinstance(lags, list)
             and lags
@@ -391,14 +394,6 @@ class Dynamics:
             lambda mag: dynamics_from_magnitude(mag, edges, lags),
             dim,
         )
-
-
-def _int_field(entry: Mapping[str, Any], field: str, least: int) -> int:
-    """`entry[field]` as an integer >= `least`; ValueError naming the field otherwise."""
-    n = entry.get(field)
-    if not isinstance(n, int) or isinstance(n, bool) or n < least:
-        raise ValueError(f"{field}: expected an integer >= {least}, got {n!r}")
-    return n
 
 
 @dataclass(frozen=True)
