@@ -285,3 +285,23 @@ def test_fine_spectrum_shows_a_weak_tone_and_ignores_gain_and_tilt() -> None:
     ).mean(0)
     ref = ms - np.convolve(np.pad(ms, 4, mode="edge"), np.ones(9) / 9, mode="valid")
     np.testing.assert_allclose(fs[1], ref[2:], atol=1e-5)
+
+
+def test_a_window_computes_each_set_of_band_powers_once_and_every_feature_as_alone() -> None:
+    """The device path (the scorer's WindowFeatures): the dynamics, modulation power and
+    comodulation read the same 32 bands, computed once per window; each component's vector
+    is the one its feature computes from the |STFT| alone."""
+    from edge_agent.runtime.scorer import ClassicalEmbedder, WindowFeatures
+
+    x = _am_noise(2.0, 0.5)
+    window = WindowFeatures(x, DEFAULT_SPEC)
+    feats = classical_features(DEFAULT_SPEC)
+    for f in feats:
+        np.testing.assert_array_equal(
+            ClassicalEmbedder(f).embed_features(window), f.fn(stft_magnitude(x, DEFAULT_SPEC))
+        )
+    shared = [f for f in feats if f.edges is not None and len(f.edges) == 31]
+    assert [f.entry["kind"] for f in shared] == ["dynamics", "modulation", "comodulation"]
+    first = window.band_log_power(band_edges(DEFAULT_SPEC, 32))
+    assert window.band_log_power(band_edges(DEFAULT_SPEC, 32)) is first  # kept, not recomputed
+    assert window.band_log_power(band_edges(DEFAULT_SPEC, 64)) is not first

@@ -38,7 +38,7 @@ from edge_agent.runtime.selftest import (
     say_no_reference,
 )
 from edge_agent.scoring.backend import l2_normalise
-from edge_agent.scoring.classical import ClassicalFeature, classical_feature
+from edge_agent.scoring.classical import ClassicalFeature, band_log_power, classical_feature
 from edge_agent.scoring.embedder import Embedder, Runtime, RuntimeRequest
 from edge_agent.scoring.frontend import (
     FEATURES,
@@ -70,6 +70,13 @@ class WindowFeatures:
     def magnitude(self) -> NDArray[np.float32]:
         return self._get("magnitude", lambda: stft_magnitude(self.wave, self.spec))
 
+    def band_log_power(self, edges: NDArray[np.int64]) -> NDArray[np.float32]:
+        """The log band powers of the shared |STFT| for these band edges, once per window
+        (the dynamics, modulation power and comodulation all read the same 32 bands)."""
+        return self._get(
+            f"bands:{edges.tobytes().hex()}", lambda: band_log_power(self.magnitude, edges)
+        )
+
     def __getitem__(self, name: str) -> NDArray[np.float32]:
         """A model input by name (frontend.FEATURES); the spectrogram reuses the shared |STFT|
         instead of computing it a second time."""
@@ -79,14 +86,18 @@ class WindowFeatures:
 
 
 class ClassicalEmbedder:
-    """A classical component (band statistics, rhythm): a function of the window's |STFT|."""
+    """A classical component: a function of the window's |STFT| (or of its log band powers,
+    shared with the other components on the same bands)."""
 
     def __init__(self, feature: ClassicalFeature) -> None:
         self.feature = feature
         self.dim = feature.dim
 
     def embed_features(self, feats: WindowFeatures) -> NDArray[np.float32]:
-        return self.feature.fn(feats.magnitude)
+        f = self.feature
+        if f.edges is None or f.from_bands is None:
+            return f.fn(feats.magnitude)
+        return f.from_bands(feats.band_log_power(f.edges))
 
 
 class ModelEmbedder:

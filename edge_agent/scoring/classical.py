@@ -84,7 +84,11 @@ def band_log_power(mag: NDArray[Any], edges: NDArray[np.int64]) -> NDArray[np.fl
 def band_stats_from_magnitude(mag: NDArray[Any], edges: NDArray[np.int64]) -> NDArray[np.float32]:
     """(..., 2 * (len(edges) - 1)) [time-mean, time-std] of log band power of |STFT| frames
     `mag` (..., n_frames, n_bins)."""
-    bands = band_log_power(mag, edges)
+    return band_stats_from_bands(band_log_power(mag, edges))
+
+
+def band_stats_from_bands(bands: NDArray[np.float32]) -> NDArray[np.float32]:
+    """`band_stats_from_magnitude` from the log band powers (..., n_frames, n_bands)."""
     out: NDArray[np.float32] = np.concatenate(
         [bands.mean(axis=-2), bands.std(axis=-2)], axis=-1
     ).astype(np.float32)
@@ -162,7 +166,11 @@ def dynamics_from_magnitude(
 ) -> NDArray[np.float32]:
     """(..., len(lags) * (len(edges) - 1)) mean |change| of every band's log power between
     frames `lag` apart, lag by lag, from |STFT| frames `mag` (..., n_frames, n_bins)."""
-    bands = band_log_power(mag, edges)
+    return dynamics_from_bands(band_log_power(mag, edges), lags)
+
+
+def dynamics_from_bands(bands: NDArray[np.float32], lags: Sequence[int]) -> NDArray[np.float32]:
+    """`dynamics_from_magnitude` from the log band powers (..., n_frames, n_bands)."""
     parts = [np.abs(bands[..., d:, :] - bands[..., :-d, :]).mean(axis=-2) for d in lags]
     out: NDArray[np.float32] = np.concatenate(parts, axis=-1).astype(np.float32)
     return out
@@ -209,8 +217,15 @@ def modulation_from_magnitude(
     """(..., len(octaves) * (len(edges) - 1)) log mean power of every band's log-power
     envelope in each octave of modulation frequency, octave by octave, from |STFT| frames
     `mag` (..., n_frames, n_bins)."""
-    bands = band_log_power(mag, edges).astype(np.float64)
-    env = bands - bands.mean(axis=-2, keepdims=True)
+    return modulation_from_bands(band_log_power(mag, edges), octaves)
+
+
+def modulation_from_bands(
+    bands: NDArray[np.float32], octaves: Sequence[NDArray[np.bool_]]
+) -> NDArray[np.float32]:
+    """`modulation_from_magnitude` from the log band powers (..., n_frames, n_bands)."""
+    b64 = bands.astype(np.float64)
+    env = b64 - b64.mean(axis=-2, keepdims=True)
     power = np.abs(np.fft.rfft(env, axis=-2)) ** 2
     parts = [np.log(power[..., sel, :].mean(axis=-2) + MODULATION_EPS) for sel in octaves]
     out: NDArray[np.float32] = np.concatenate(parts, axis=-1).astype(np.float32)
@@ -228,8 +243,13 @@ def comodulation_from_magnitude(
     `groups` merged neighbouring bands (the upper triangle, row by row), from |STFT| frames
     `mag` (..., n_frames, n_bins). A band whose level never moves (digital silence)
     correlates 0 with every other, never NaN."""
-    bands = band_log_power(mag, edges).astype(np.float64)
-    env = np.stack([g.mean(axis=-1) for g in np.array_split(bands, groups, axis=-1)], axis=-1)
+    return comodulation_from_bands(band_log_power(mag, edges), groups)
+
+
+def comodulation_from_bands(bands: NDArray[np.float32], groups: int) -> NDArray[np.float32]:
+    """`comodulation_from_magnitude` from the log band powers (..., n_frames, n_bands)."""
+    b64 = bands.astype(np.float64)
+    env = np.stack([g.mean(axis=-1) for g in np.array_split(b64, groups, axis=-1)], axis=-1)
     env = env - env.mean(axis=-2, keepdims=True)
     cov = np.einsum("...tf,...tg->...fg", env, env)
     sd = np.sqrt(np.diagonal(cov, axis1=-2, axis2=-1))
@@ -271,6 +291,12 @@ class ClassicalFeature:
     """The manifest entry (kind, parameters, dim)."""
     fn: Callable[[NDArray[Any]], NDArray[np.float32]]
     dim: int
+    edges: NDArray[np.int64] | None = None
+    """The band edges of the log band powers it is made of (None: made from |STFT| alone)."""
+    from_bands: Callable[[NDArray[np.float32]], NDArray[np.float32]] | None = None
+    """The same feature from those band powers, so components on the same bands share one
+    `band_log_power` per window (the scorer's WindowFeatures keeps it); `fn` = this of
+    `band_log_power(mag, edges)`."""
 
 
 class ClassicalKind(Protocol):
@@ -314,7 +340,11 @@ class Bands:
         edges = band_edges(spec, self.bands)
         dim = 2 * (len(edges) - 1)
         return ClassicalFeature(
-            {**self.to_entry(), "dim": dim}, lambda mag: band_stats_from_magnitude(mag, edges), dim
+            {**self.to_entry(), "dim": dim},
+            lambda mag: band_stats_from_magnitude(mag, edges),
+            dim,
+            edges,
+            band_stats_from_bands,
         )
 
 
@@ -393,6 +423,8 @@ class Dynamics:
             {**self.to_entry(), "dim": dim},
             lambda mag: dynamics_from_magnitude(mag, edges, lags),
             dim,
+            edges,
+            lambda bands: dynamics_from_bands(bands, lags),
         )
 
 
@@ -439,6 +471,8 @@ class Modulation:
             {**self.to_entry(), "dim": dim},
             lambda mag: modulation_from_magnitude(mag, edges, octaves),
             dim,
+            edges,
+            lambda bands: modulation_from_bands(bands, octaves),
         )
 
 
@@ -475,6 +509,8 @@ class Comodulation:
             {**self.to_entry(), "dim": dim},
             lambda mag: comodulation_from_magnitude(mag, edges, groups),
             dim,
+            edges,
+            lambda bands: comodulation_from_bands(bands, groups),
         )
 
 

@@ -23,9 +23,11 @@ import numpy as np
 from numpy.typing import NDArray
 
 from edge_agent.audio.files import load_clip
+from edge_agent.runtime.scorer import ClassicalEmbedder as WindowEmbedder
+from edge_agent.runtime.scorer import WindowFeatures
 from edge_agent.scoring.backend import PAPER_BACKEND, fit_section
 from edge_agent.scoring.classical import DEFAULT_CLASSICAL, classical_features
-from edge_agent.scoring.frontend import DEFAULT_SPEC, FrontendSpec, spectrogram, stft_magnitude
+from edge_agent.scoring.frontend import DEFAULT_SPEC, FrontendSpec, spectrogram
 from model_build.data.clip import Clip
 
 LOG_EPS = 1e-6
@@ -79,11 +81,12 @@ class ClassicalEmbedder:
         self, waves: Sequence[NDArray[Any]] | NDArray[Any]
     ) -> list[NDArray[np.float32]]:
         feats = classical_features(self.spec, self.entries)
+        embedders = [WindowEmbedder(f) for f in feats]  # the device's path, window by window
         rows: list[list[NDArray[np.float32]]] = [[] for _ in feats]
         for w in waves:
-            mag = stft_magnitude(w, self.spec)
-            for row, f in zip(rows, feats, strict=True):
-                row.append(f.fn(mag))
+            window = WindowFeatures(w, self.spec)
+            for row, e in zip(rows, embedders, strict=True):
+                row.append(e.embed_features(window))
         return [
             np.stack(r) if r else np.zeros((0, f.dim), np.float32)
             for r, f in zip(rows, feats, strict=True)
