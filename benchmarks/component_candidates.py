@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import fusion_study as fs
 import quality as q
+import study_tables as st
 
 from edge_agent.scoring.classical import (
     Comodulation,
@@ -206,25 +207,6 @@ def _cell_scores(
     return test, scores
 
 
-def _lofo(res: dict[str, dict[str, list[float]]], fams: list[str]) -> list[str]:
-    """Per left-out family: the combo with the best mean over the other families, and its
-    system on the family left out against the base system there."""
-    base = res["(none: the base system)"]
-    lines = [
-        "| left out | chosen on the others | base system | with it | gain |",
-        "|---|---|---|---|---|",
-    ]
-    for f in fams:
-        others = [g for g in fams if g != f]
-        pick = max(
-            COMBOS,
-            key=lambda c: np.mean([np.mean(res[f"system {c}"][g]) for g in others]),
-        )
-        b, w = float(np.mean(base[f])), float(np.mean(res[f"system {pick}"][f]))
-        lines.append(f"| {f} | {pick} | {b:.1f} | {w:.1f} | {w - b:+.1f} |")
-    return lines
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--out", type=Path, required=True, help="benchmarks/quality.py's --out")
@@ -247,30 +229,18 @@ def main(argv: list[str] | None = None) -> int:
     fams = [f for f in args.families.split(",") if f]
     base, rule = BASES[args.base]
     for size in (int(x) for x in args.sizes.split(",")):
-        res: dict[str, dict[str, list[float]]] = {}
+        res: st.Results = {}
         for fam in fams:
             for seed in (int(x) for x in args.seeds.split(",")):
                 test, scores = _cell_scores(args.out, fam, size, seed, base, rule, args.combos)
-                for label, sc in scores.items():
-                    for metric in ("auc", "pauc"):
-                        v = 100 * q.summary(test, sc)[metric]["mixed"]
-                        res.setdefault(
-                            label + (" pAUC" if metric == "pauc" else ""), {}
-                        ).setdefault(fam, []).append(v)
+                st.add(res, fam, test, scores)
                 print(f"{fam} n{size} s{seed} done", file=sys.stderr, flush=True)
-        print(f"\nN = {size}: mixed AUC (pAUC rows: mixed pAUC), mean over seeds")
-        print("| row | " + " | ".join(fams) + " | mean | worst |")
-        print("|---|" + "---|" * (len(fams) + 2))
-        for label, per in res.items():
-            vals = [float(np.mean(per[f])) for f in fams if f in per]
-            print(
-                f"| {label} | "
-                + " | ".join(f"{v:.1f}" for v in vals)
-                + f" | {np.mean(vals):.1f} | {np.min(vals):.1f} |"
-            )
+        print(f"\nN = {size}: mixed AUC, mean over seeds (pAUC mixed: its mean over families)")
+        print("\n".join(st.table(res, fams)))
         if args.combos and len(fams) > 1:
             print("\nLeave-one-family-out choice of the set (mixed AUC):")
-            print("\n".join(_lofo(res, fams)))
+            choices = {c: f"system {c}" for c in COMBOS}
+            print("\n".join(st.lofo(res, fams, choices, "(none: the base system)")))
     return 0
 
 

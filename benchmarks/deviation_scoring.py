@@ -40,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import fusion_study as fs
 import quality as q
+import study_tables as st
 
 RULE = (0.3, fs.SHIPPED_RIDGE)
 FOLDS = 5
@@ -187,41 +188,18 @@ def main(argv: list[str] | None = None) -> int:
     quiet.configure(verbose=False)
     fams = [f for f in args.families.split(",") if f]
     for size in (int(x) for x in args.sizes.split(",")):
-        res: dict[str, dict[str, list[tuple[float, float]]]] = {}
+        res: st.Results = {}
         for fam in fams:
             for seed in (int(x) for x in args.seeds.split(",")):
                 test, scores = cell_scores(args.out, fam, size, seed, args.l2)
-                for label, sc in scores.items():
-                    r = q.summary(test, sc)
-                    res.setdefault(label, {}).setdefault(fam, []).append(
-                        (100 * r["auc"]["mixed"], 100 * r["pauc"]["mixed"])
-                    )
+                st.add(res, fam, test, scores)
                 print(f"{fam} n{size} s{seed} done", file=sys.stderr, flush=True)
-        mean = {
-            lab: {f: float(np.mean([a for a, _ in v[f]])) for f in fams} for lab, v in res.items()
-        }
         print(f"\nN = {size}: mixed AUC, mean over seeds (pAUC mixed: its mean over families)")
-        print("| row | " + " | ".join(fams) + " | mean | worst | pAUC |")
-        print("|---|" + "---|" * (len(fams) + 3))
-        for label, per in res.items():
-            vals = [mean[label][f] for f in fams]
-            pauc = np.mean([np.mean([p for _, p in per[f]]) for f in fams])
-            print(
-                f"| {label} | "
-                + " | ".join(f"{v:.1f}" for v in vals)
-                + f" | {np.mean(vals):.1f} | {min(vals):.1f} | {pauc:.1f} |"
-            )
+        print("\n".join(st.table(res, fams)))
         if len(fams) > 1:
-            base = mean["shipped (cosine only)"]
             print("\nLeave-one-family-out choice of the variant (mixed AUC):")
-            print("| left out | chosen on the others | shipped | with it | gain |")
-            print("|---|---|---|---|---|")
-            for f in fams:
-                pick = max(
-                    VARIANTS, key=lambda v: np.mean([mean[v.name][g] for g in fams if g != f])
-                )
-                w = mean[pick.name][f]
-                print(f"| {f} | {pick.name} | {base[f]:.1f} | {w:.1f} | {w - base[f]:+.1f} |")
+            choices = {v.name: v.name for v in VARIANTS}
+            print("\n".join(st.lofo(res, fams, choices, "shipped (cosine only)")))
     return 0
 
 
