@@ -145,6 +145,7 @@ SYSTEMS: dict[str, Recipe | None] = {
     "default-no-rhythm": Recipe(classical=("bands", "dynamics")),
     "default-no-dynamics": Recipe(classical=("bands", "rhythm")),
     "default-no-density": Recipe(backend=BackendConfig(density_k=0)),
+    "default-no-deviation": Recipe(backend=BackendConfig(deviation=0)),
     "default-density1": Recipe(backend=BackendConfig(density_k=1)),
     "default-density10": Recipe(backend=BackendConfig(density_k=10)),
     "default-paper-backend": Recipe(backend=PAPER_BACKEND, classical=()),
@@ -501,6 +502,9 @@ def run_system(
         "score_s": time.perf_counter() - t,
         "weights": {
             sec: [round(c.weight, 4) for c in b.components] for sec, b in bs.backends.items()
+        },
+        "deviation_weights": {
+            sec: [round(c.dev_weight, 4) for c in b.components] for sec, b in bs.backends.items()
         },
     }
     cell.parent.mkdir(parents=True, exist_ok=True)

@@ -4,6 +4,7 @@ thresholds."""
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -289,3 +290,117 @@ def test_references_are_stored_in_float16_and_score_exactly_as_fitted(tmp_path: 
         back = SectionBackend.from_dict(dict(f))
     probe = [np.random.default_rng(2).normal(size=(9, 32))]
     np.testing.assert_array_equal(back.score(probe), b.score(probe))
+
+
+def _one_feature_moved() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Normal clips of a 200-dim classical feature (most features swing widely, feature 17
+    a third as much), and test clips: 10 normal ones, then 10 with feature 17 moved by 12 of
+    its own spreads (a small move beside the 199 others' swings)."""
+    rng = np.random.default_rng(4)
+    centre = 0.1 * rng.standard_normal(200)  # features around 0, like a spectrum's fine shape
+    centre[17] = 0.0
+    spread = np.full(200, 0.3)
+    spread[17] = 0.1
+
+    def clips(n: int) -> np.ndarray:
+        return centre + spread * rng.standard_normal((n, 200))
+
+    train, test = clips(40), clips(20)
+    test[10:, 17] += 12 * 0.1
+    return train[:34], train[34:], test
+
+
+def test_deviation_score_sees_one_moved_feature_that_the_cosine_hardly_sees() -> None:
+    """A fault that moves one of 200 features turns the vector little (the cosine distance's
+    AUC stays low), while the largest per-feature |z| finds it; a classical kind gets the
+    deviation score by default, the learned model does not, and the fused section separates
+    the faulty clips."""
+    from edge_agent.scoring.fusion import auc
+
+    src, tgt, test = _one_feature_moved()
+    cfg = BackendConfig(weighting="fixed")
+    fit = fit_section([src], [tgt], cfg, kinds=["bands"])
+    c = fit.backend.components[0]
+    assert (c.deviation, c.dev_weight, c.weight) == (1, 1.0, 1.0)
+    assert c.dev_std > 0 and np.isfinite(c.dev_mean)
+    cos_auc = auc(c.distances(test[:10]), c.distances(test[10:]))
+    dev_auc = auc(c.deviations(test[:10]), c.deviations(test[10:]))
+    assert cos_auc < 0.9 and dev_auc == 1.0
+    fused = fit.backend.score([test])
+    assert auc(fused[:10], fused[10:]) > cos_auc
+    # the raw deviation: the largest |z| against the references' own statistics
+    refs = c.references.astype(np.float64)
+    z = np.abs(l2_normalise(test[10:]) - refs.mean(0))
+    assert np.all(c.deviations(test[10:]) > 0.5 * z.max(1) / refs.std(0).max())
+    assert fit_section([src], [tgt], cfg, kinds=["model"]).backend.components[0].deviation == 0
+    assert fit_section([src], [tgt], cfg).backend.components[0].deviation == 0  # no kinds
+    off = fit_section([src], [tgt], BackendConfig(weighting="fixed", deviation=0), kinds=["bands"])
+    assert off.backend.components[0].deviation == 0
+    few = fit_section([src[:5]], [tgt[:2]], cfg, kinds=["bands"])  # 7 clips: too few
+    assert few.backend.components[0].deviation == 0
+
+
+def test_deviation_held_out_scores_and_threshold_come_from_the_same_fold_fits() -> None:
+    """The deviation normaliser is the mean and spread of its cross-fitted scores, and the
+    threshold the percentile of the fused (cosine + deviation) held-out scores."""
+    src, tgt, _ = _one_feature_moved()
+    cfg = BackendConfig(weighting="fixed")
+    fit = fit_section([src], [tgt], cfg, kinds=["bands"], weights=[0.5], deviation=[2.0])
+    c = fit.backend.components[0]
+    assert (c.weight, c.dev_weight) == (0.5, 2.0)
+
+    def dev(s: np.ndarray, t: np.ndarray, h: np.ndarray) -> np.ndarray:
+        return replace(fit_component(s, t, cfg), deviation=1).deviations(h)
+
+    def cos(s: np.ndarray, t: np.ndarray, h: np.ndarray) -> np.ndarray:
+        return fit_component(s, t, cfg).distances(h)
+
+    hd, hc = cross_fit_scores(src, tgt, dev), cross_fit_scores(src, tgt, cos)
+    assert c.dev_mean == pytest.approx(hd.mean())
+    assert c.dev_std == pytest.approx(max(hd.std(), 0.1 * hd.mean()))
+    fused = 0.5 * (hc - c.mean) / c.std + 2.0 * (hd - c.dev_mean) / c.dev_std
+    np.testing.assert_allclose(fit.held_out, fused)
+    assert fit.backend.threshold == pytest.approx(np.percentile(fused, 90))
+    with pytest.raises(BackendError, match="deviation weights"):
+        fit_section([src], [tgt], cfg, kinds=["bands"], deviation=[-1.0])
+
+
+def test_deviation_round_trips_and_bad_fields_are_named(tmp_path: Path) -> None:
+    src, tgt, test = _one_feature_moved()
+    b = fit_section([src], [tgt], BackendConfig(weighting="fixed"), kinds=["bands"]).backend
+    saved: dict[str, Any] = b.to_dict()
+    np.savez(tmp_path / "b.npz", **saved)
+    with np.load(tmp_path / "b.npz", allow_pickle=False) as f:
+        d = dict(f)
+    back = SectionBackend.from_dict(d)
+    c, k = back.components[0], b.components[0]
+    assert (c.deviation, c.dev_mean, c.dev_std, c.dev_weight) == (
+        k.deviation,
+        k.dev_mean,
+        k.dev_std,
+        k.dev_weight,
+    )
+    np.testing.assert_array_equal(back.score([test]), b.score([test]))
+    for key, value, match in (
+        ("c0.dev_std", 0.0, "c0.dev_std"),
+        ("c0.dev_mean", np.nan, "c0.dev_mean"),
+        ("c0.dev_weight", -1.0, "c0.dev_weight"),
+        ("c0.deviation", -1, "c0.deviation"),
+    ):
+        with pytest.raises(BackendError, match=match):
+            SectionBackend.from_dict({**d, key: np.asarray(value)})
+    # a section written before deviation scores existed loads without them
+    old = {k: v for k, v in d.items() if "dev" not in k}
+    assert SectionBackend.from_dict(old).components[0].deviation == 0
+    # weight 0 on the cosine alone is still a usable section
+    only = SectionBackend.from_dict({**d, "c0.weight": np.asarray(0.0)})
+    assert np.all(np.isfinite(only.score([test])))
+
+
+def test_deviation_config_is_checked_and_old_bundles_read_as_none() -> None:
+    assert BackendConfig().deviation == 1
+    assert BackendConfig.from_dict({"density_k": 3}).deviation == 0
+    assert BackendConfig.from_dict(BackendConfig().to_dict()).deviation == 1
+    for bad in (-1, 65, 1.5, True):
+        with pytest.raises(BackendError, match="backend deviation: expected an integer"):
+            BackendConfig(deviation=bad)  # type: ignore[arg-type]

@@ -227,7 +227,9 @@ def test_ensemble_and_hybrid_are_components_of_one_fit() -> None:
         [*d["test_emb"], cls[1]],
         d["test"],
         weights=[0.5, 0.5, 1.0],
-    )  # the models share one vote
+        kinds=["model", "model", "classical_0"],
+    )  # the models share one vote; the classical component has a deviation score
+    assert hybrid.backends["fan_section_00"].components[2].deviation == 1
     assert payload["results"]["system"]["thresholds"] == pytest.approx(hybrid.thresholds)
 
 

@@ -155,7 +155,12 @@ def test_fit_section_decides_weights_per_section_from_pseudo_anomalies() -> None
     )
     assert fit.choice is not None and fit.choice.separation[0] > 0.9
     w = [c.weight for c in fit.backend.components]
-    assert w[0] == 1.0 and w[1] < 0.35 and w == list(fit.choice.weights)
+    assert w[0] == 1.0 and w[1] < 0.35 and w == list(fit.choice.weights[:2])
+    # the classical component's deviation score is a group of its own, and as useless here
+    assert fit.choice.groups == ("model", "bands", "bands deviation")
+    bands = fit.backend.components[1]
+    assert bands.deviation == 1 and bands.dev_weight == fit.choice.weights[2] < 0.35
+    assert fit.backend.components[0].deviation == 0  # the learned model has none
     assert fit.backend.threshold == pytest.approx(np.percentile(fit.held_out, 90))
     # fixed weighting, no pseudo-anomalies or no kinds: the given weights
     for kw in ({"pseudo": pseudo, "kinds": ["model", "bands"]}, {"pseudo": pseudo}, {}):

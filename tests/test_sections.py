@@ -247,3 +247,47 @@ def test_enrol_and_calibrate_decide_the_weights_from_the_new_clips_copies(
     bad = PseudoSet(pseudo.embeddings, pseudo.origin + 12)  # not rows of the new clips
     with pytest.raises(BackendError, match="pseudo origins"):
         calibrated_section(old, emb, CONFIG, pseudo=bad, kinds=kinds)
+
+
+def test_refits_recompute_the_deviation_scores_from_the_references_they_keep() -> None:
+    """A section whose classical component has a deviation score: calibrate (weights kept)
+    keeps its weight and recomputes its normaliser exactly as a fresh fit on the kept source
+    references does; feedback's `keep` rule keeps the old deviation normaliser too; enrol gives
+    the classical component one; and a section without one (an old bundle) stays without."""
+    rng = np.random.default_rng(11)
+    kinds = ["model", "bands"]
+    fixed = BackendConfig(weighting="fixed")
+    old = fit_section(
+        [unit(rng, 40), unit(rng, 40, D2)],
+        [unit(rng, 3), unit(rng, 3, D2)],
+        fixed,
+        weights=[1.0, 0.5],
+        kinds=kinds,
+        deviation=[0.0, 0.25],
+    ).backend
+    assert [(c.deviation, c.dev_weight) for c in old.components] == [(0, 0.0), (1, 0.25)]
+    new = [unit(rng, 8), unit(rng, 8, D2)]
+    cal = calibrated_section(old, new, fixed, rule="target").backend
+    src = [c.references[: c.n_source] for c in old.components]
+    fresh = fit_section(
+        src, new, fixed, keep_source=True, weights=[1.0, 0.5], deviation=[0.0, 0.25]
+    ).backend
+    for a, b in zip(cal.components, fresh.components, strict=True):
+        assert (a.deviation, a.dev_weight, a.dev_mean, a.dev_std) == (
+            b.deviation,
+            b.dev_weight,
+            b.dev_mean,
+            b.dev_std,
+        )
+    probe = [unit(rng, 5), unit(rng, 5, D2)]
+    np.testing.assert_allclose(cal.score(probe), fresh.score(probe))
+    keep = taught_section(old, [unit(rng, 3), unit(rng, 3, D2)], fixed, 64, "keep").backend
+    k, o = keep.components[1], old.components[1]
+    assert (k.deviation, k.dev_weight, k.dev_mean, k.dev_std) == (1, 0.25, o.dev_mean, o.dev_std)
+    refit = taught_section(old, [unit(rng, 3), unit(rng, 3, D2)], fixed, 64).backend
+    assert refit.components[1].deviation == 1 and refit.components[1].dev_mean != o.dev_mean
+    enrolled = enrolled_section([unit(rng, 12), unit(rng, 12, D2)], fixed, kinds=kinds)
+    assert [c.deviation for c in enrolled.components] == [0, 1]
+    plain = fit_section(src, [unit(rng, 3), unit(rng, 3, D2)], fixed).backend  # no kinds
+    recal = calibrated_section(plain, new, fixed).backend
+    assert [c.deviation for c in recal.components] == [0, 0]

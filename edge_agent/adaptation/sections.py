@@ -41,7 +41,9 @@ enrol decide them again the same way when given the pseudo-anomalies of their ne
 (`pseudo`: perturbed copies of the new clips, edge_agent.scoring.pseudo, embedded by the
 bundle's own components), so a new condition or a new machine gets the weighting its own
 sound supports. Without them (or with a `"fixed"` bundle) calibrate keeps the section's weights
-and enrol uses the given ones.
+and enrol uses the given ones. A classical component's deviation score (backend) is computed
+from its references alone, so every refit recomputes it from the references it keeps; its
+weight is decided again or kept like the component's.
 """
 
 from __future__ import annotations
@@ -188,6 +190,8 @@ def _refit(
         raise BackendError(f"{what}: a single clip and no other reference to score it by")
     n_new = len(new[0])
     offset = len(sources[0]) + len(targets[0]) - n_new  # the new rows come last in the fit
+    # weights decided again: the deviation scores too (by kind); kept: the old ones'
+    keep = None if kinds is not None and pseudo is not None else _old_deviation(old)
     return fit_section(
         sources,
         targets,
@@ -196,7 +200,14 @@ def _refit(
         weights=[c.weight for c in old.components],
         pseudo=_shifted(pseudo, offset, n_new),
         kinds=kinds,
+        deviation=keep,
     )
+
+
+def _old_deviation(old: SectionBackend) -> list[float]:
+    """The fixed weights of `old`'s deviation scores (0: none, or one the fit gave no weight:
+    the same fused score)."""
+    return [c.dev_weight if c.deviation else 0.0 for c in old.components]
 
 
 @dataclass(frozen=True)
@@ -259,7 +270,7 @@ def taught_section(
         backend = replace(
             backend,
             components=tuple(
-                replace(c, mean=o.mean, std=o.std)
+                replace(c, mean=o.mean, std=o.std, dev_mean=o.dev_mean, dev_std=o.dev_std)
                 for c, o in zip(backend.components, old.components, strict=True)
             ),
         )

@@ -281,6 +281,7 @@ BACKEND_SCHEMA: Schema = {
     "anchor": (NUMBER, False),
     "ridge": (NUMBER, False),
     "pseudo_count": (INT, False),
+    "deviation": (INT, False),
 }
 """edge_agent.scoring.backend.BackendConfig's fields (ranges and choices: its own checks)."""
 INPUT_SCHEMA: Schema = {

@@ -9,16 +9,24 @@ device's `calibrate`/`enrol` can all fit it with the SAME function, `fit_section
 * a component's raw score is the minimum over its references of the cosine distance divided
   by that reference's local density (`density_k` > 0); the paper's backend is the special
   case of k-means source centres + target clips and no density (`PAPER_BACKEND`);
-* each component's score is standardised by the mean and standard deviation of its
-  CROSS-FITTED scores on the section's normal training clips, and the standardised scores are
-  summed with weights (`view_weights`: the models of an ensemble share one vote, each
-  classical view has one) or their maximum taken, so that models and features on different
-  scales can be fused and one threshold serves the sum;
-* the weights are decided per section (`weighting="pseudo"`, edge_agent.scoring.fusion) from the
-  section's normal clips alone: cross-fitted scores of held-out normal clips against
-  pseudo-anomalies (edge_agent.scoring.pseudo: perturbed copies of those clips), anchored on the
-  learned model, so a component that does not separate this machine's sounds gets little or
-  no weight; `weighting="fixed"` keeps the given weights (`view_weights`);
+* a classical component also has a DEVIATION score (`BackendConfig.deviation`): the largest
+  |z| of the window's (L2-normalised) features against the per-feature mean and spread of the
+  component's references (`feature_deviation`), because a fault that moves a FEW of a 180- or
+  511-dim vector's features (one band's swing at one pace, a few fine-spectrum bins) turns
+  the vector little and the cosine distance hardly sees it. It is computed from the references
+  alone, so every refit on the device (calibrate, enrol, feedback) recomputes it exactly;
+* each score is standardised by the mean and standard deviation of its CROSS-FITTED scores
+  on the section's normal training clips, and the standardised scores are summed with weights
+  (`view_weights`: the models of an ensemble share one vote, each classical view has one; a
+  deviation score weighs as its component) into the component's score, and the components'
+  scores summed or their maximum taken, so that models and features on different scales can
+  be fused and one threshold serves the sum;
+* the weights are decided per section (`weighting="pseudo"`, edge_agent.scoring.fusion) from
+  the section's normal clips alone (each deviation score a group of its own): cross-fitted
+  scores of held-out normal clips against pseudo-anomalies (edge_agent.scoring.pseudo:
+  perturbed copies of those clips), anchored on the learned model, so a component that does
+  not separate this machine's sounds gets little or no weight; `weighting="fixed"` keeps the
+  given weights (`view_weights`);
 * the threshold is a percentile of the fused cross-fitted scores.
 
 Why the density. Source references are many and dense, target references (the ~10 clips of
@@ -44,6 +52,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields, replace
+from functools import cached_property
 from typing import Any, Literal, cast, get_args
 
 import numpy as np
@@ -51,7 +60,7 @@ from numpy.typing import NDArray
 
 from edge_agent.arrays import AnyFloatArray
 from edge_agent.errors import EdgeAgentError
-from edge_agent.scoring.fusion import Choice, choose_weights
+from edge_agent.scoring.fusion import ANCHOR_KIND, MIN_NORMAL, Choice, choose_weights
 
 Variant = Literal["joint", "source", "target", "sum"]
 References = Literal["all", "kmeans"]
@@ -63,6 +72,8 @@ FUSIONS: tuple[str, ...] = get_args(Fusion)
 WEIGHTINGS: tuple[str, ...] = get_args(Weighting)
 _MIN_DENSITY = 1e-4  # cosine distance; duplicated references would otherwise divide by 0
 _MIN_STD = 1e-6
+MAX_DEVIATION = 64
+"""The most per-feature deviations a deviation score averages (a bound for the validator)."""
 
 
 class BackendError(EdgeAgentError):
@@ -118,6 +129,11 @@ class BackendConfig:
     the pseudo-anomalies, the covariance only tempering it. Bundles store their own value."""
     pseudo_count: int = 48
     """"pseudo": pseudo-anomalies per section (edge_agent.scoring.pseudo.DEFAULT_COUNT)."""
+    deviation: int = 1
+    """Each classical component's deviation score: the mean of the window's `deviation`
+    largest per-feature |z| (0: none, cosine distance only). 1 and a group of its own in the
+    weighting were chosen leave-one-family-out (BENCHMARKS.md "The deviation score"); bundles
+    written before it existed read as 0, so their calibrate and enrol refit as they were."""
 
     def __post_init__(self) -> None:
         if self.references not in REFERENCE_KINDS:
@@ -153,6 +169,15 @@ class BackendConfig:
             raise BackendError(f"backend ridge: expected a number >= 0, got {self.ridge!r}")
         if self.pseudo_count < 0:
             raise BackendError(f"backend pseudo_count: expected >= 0, got {self.pseudo_count}")
+        if (
+            not isinstance(self.deviation, int)
+            or isinstance(self.deviation, bool)
+            or not (0 <= self.deviation <= MAX_DEVIATION)
+        ):
+            raise BackendError(
+                f"backend deviation: expected an integer in 0..{MAX_DEVIATION}, got "
+                f"{self.deviation!r}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -167,6 +192,7 @@ class BackendConfig:
         # a bundle written before per-section weighting existed was fitted with fixed weights:
         # its calibrate and enrol must refit the same way
         values.setdefault("weighting", "fixed")
+        values.setdefault("deviation", 0)  # and without deviation scores
         try:
             return cls(**values)
         except TypeError as exc:
@@ -304,10 +330,31 @@ class Component:
     """Their standard deviation (1 when not normalised)."""
     weight: float = 1.0
     """The standardised score's weight in the fusion (see `view_weights`)."""
+    deviation: int = 0
+    """The deviation score's K (`feature_deviation`: the mean of the K largest per-feature
+    |z|); 0: the component has none (learned models; bundles from before it existed)."""
+    dev_mean: float = 0.0
+    """Mean of the cross-fitted normal deviation scores."""
+    dev_std: float = 1.0
+    """Their standard deviation."""
+    dev_weight: float = 0.0
+    """The standardised deviation score's weight in the fusion."""
 
     @property
     def dim(self) -> int:
         return int(self.references.shape[1])
+
+    @cached_property
+    def _deviation_stats(self) -> tuple[Stats, ...]:
+        return deviation_stats(self.references, self.n_source)
+
+    def deviations(self, emb: AnyFloatArray) -> NDArray[np.float64]:
+        """(N,) raw deviation score of the embeddings against this component's references."""
+        if self.deviation < 1:
+            raise BackendError("backend: this component has no deviation score")
+        e = np.asarray(emb)
+        e2 = l2_normalise(as_matrix(e[None] if e.ndim == 1 else e, "embeddings", self.dim))
+        return feature_deviation(e2.astype(np.float64), self._deviation_stats, self.deviation)
 
     def distances(self, emb: AnyFloatArray, variant: Variant = "joint") -> NDArray[np.float64]:
         """(N,) raw score: min over the variant's references of cosine distance / density."""
@@ -330,18 +377,63 @@ class Component:
         )
 
     def score(self, emb: AnyFloatArray, variant: Variant = "joint") -> NDArray[np.float64]:
-        """(N,) weighted standardised score (raw score when not normalised, weight 1); a
-        component the section's fit gave no weight costs nothing (zeros, no distances)."""
-        if self.weight == 0.0:
-            e = np.asarray(emb)
-            return np.zeros(1 if e.ndim == 1 else e.shape[0])
-        return self.weight * (self.distances(emb, variant) - self.mean) / self.std
+        """(N,) weighted standardised score (raw score when not normalised, weight 1), plus
+        the weighted standardised deviation score where the component has one; a score the
+        section's fit gave no weight costs nothing (not computed)."""
+        e = np.asarray(emb)
+        out = np.zeros(1 if e.ndim == 1 else e.shape[0])
+        if self.weight != 0.0:
+            out += self.weight * (self.distances(emb, variant) - self.mean) / self.std
+        if self.deviation and self.dev_weight != 0.0:
+            out += self.dev_weight * (self.deviations(emb) - self.dev_mean) / self.dev_std
+        return out
 
 
 def _min_or_fail(d: NDArray[np.float64], which: str) -> NDArray[np.float64]:
     if d.shape[1] == 0:
         raise BackendError(f"backend variant: no {which} references in this section")
     return np.asarray(d.min(axis=1))
+
+
+Stats = tuple[NDArray[np.float64], NDArray[np.float64]]
+"""Per-feature (mean, spread) that a deviation score compares a window with."""
+
+
+def feature_stats(rows: NDArray[np.float64]) -> Stats:
+    """Per-feature mean and spread of `rows`; the spread floored at a tenth of the median
+    spread, so a feature that never moves in the normal clips (a silent band's modulation)
+    cannot turn a tiny change into the largest deviation."""
+    sd = rows.std(axis=0)
+    return rows.mean(axis=0), sd + 0.1 * float(np.median(sd)) + _MIN_STD
+
+
+def deviation_stats(references: NDArray[np.float32], n_source: int) -> tuple[Stats, ...]:
+    """What a component's deviation score compares with: the statistics of all its
+    references, or, with at least 2 source and 2 target references, those of the source
+    references and those of as many source references as there are target ones plus the
+    target ones; the score is the smaller of the two, so that a clip of the target domain (a
+    few references among many source ones) is not far just for its domain."""
+    r = references.astype(np.float64)
+    n_target = r.shape[0] - n_source
+    if n_source < 2 or n_target < 2:
+        return (feature_stats(r),)
+    mixed = np.concatenate([r[: min(n_target, n_source)], r[n_source:]])
+    return feature_stats(r[:n_source]), feature_stats(mixed)
+
+
+def feature_deviation(
+    x: NDArray[np.float64], stats: Sequence[Stats], k: int
+) -> NDArray[np.float64]:
+    """(N,) per row of `x`, the mean of its `k` largest |x - mean| / spread over the features,
+    the smallest over `stats`."""
+    best: NDArray[np.float64] | None = None
+    for mean, spread in stats:
+        z = np.abs((x - mean) / spread)
+        kk = min(k, z.shape[1])
+        top = np.partition(z, z.shape[1] - kk, axis=1)[:, -kk:].mean(axis=1)
+        best = top if best is None else np.minimum(best, top)
+    assert best is not None
+    return best
 
 
 def local_density(references: NDArray[np.float32], k: int) -> NDArray[np.float32]:
@@ -452,6 +544,10 @@ class SectionBackend:
             out[f"c{i}.mean"] = np.asarray(c.mean, dtype=np.float64)
             out[f"c{i}.std"] = np.asarray(c.std, dtype=np.float64)
             out[f"c{i}.weight"] = np.asarray(c.weight, dtype=np.float64)
+            out[f"c{i}.deviation"] = np.asarray(c.deviation, dtype=np.int64)
+            out[f"c{i}.dev_mean"] = np.asarray(c.dev_mean, dtype=np.float64)
+            out[f"c{i}.dev_std"] = np.asarray(c.dev_std, dtype=np.float64)
+            out[f"c{i}.dev_weight"] = np.asarray(c.dev_weight, dtype=np.float64)
         return out
 
     @classmethod
@@ -476,7 +572,7 @@ class SectionBackend:
             raise BackendError(f"backend: missing or malformed field ({exc})") from None
         if n < 1:
             raise BackendError("backend: expected at least one component")
-        if not any(c.weight > 0 for c in comps):
+        if not any(c.weight > 0 or c.dev_weight > 0 for c in comps):
             raise BackendError("backend: every component has weight 0 (expected one > 0)")
         if fusion not in FUSIONS:
             raise BackendError(f"backend fusion: expected one of {FUSIONS}, got {fusion!r}")
@@ -518,7 +614,24 @@ def _component(d: Mapping[str, Any], prefix: str) -> Component:
         raise BackendError(f"{prefix}std (normaliser): expected a finite number > 0, got {std}")
     if weight < 0:
         raise BackendError(f"{prefix}weight: expected a finite number >= 0, got {weight}")
-    return Component(refs, n_source, density, mean, std, weight)
+    return _with_deviation(d, prefix, Component(refs, n_source, density, mean, std, weight))
+
+
+def _with_deviation(d: Mapping[str, Any], prefix: str, c: Component) -> Component:
+    """`c` with its saved deviation score (none when the file has no `deviation` field)."""
+    k = int(np.asarray(d.get(f"{prefix}deviation", 0)))
+    if not 0 <= k <= MAX_DEVIATION:
+        raise BackendError(f"{prefix}deviation: expected an integer in 0..{MAX_DEVIATION}, got {k}")
+    if k == 0:
+        return c
+    mean = _finite(d.get(f"{prefix}dev_mean", 0.0), f"{prefix}dev_mean (normaliser)")
+    std = _finite(d.get(f"{prefix}dev_std", 1.0), f"{prefix}dev_std (normaliser)")
+    weight = _finite(d.get(f"{prefix}dev_weight", 0.0), f"{prefix}dev_weight")
+    if std <= 0:
+        raise BackendError(f"{prefix}dev_std (normaliser): expected a finite number > 0, got {std}")
+    if weight < 0:
+        raise BackendError(f"{prefix}dev_weight: expected a finite number >= 0, got {weight}")
+    return replace(c, deviation=k, dev_mean=mean, dev_std=std, dev_weight=weight)
 
 
 FitScore = Callable[[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]], AnyFloatArray]
@@ -534,7 +647,8 @@ def cross_fit_scores(
     """Held-out scores of every normal clip (source rows first, then target rows).
 
     `fit_score(source_rest, target_rest, held_out)` builds a backend from the other folds and
-    scores the held-out clips. Source and target clips are each spread over the folds.
+    scores the held-out clips ((rows,), or (rows, m) for m scores per clip). Source and
+    target clips are each spread over the folds.
     """
     return cross_fit_with_extra(source_emb, target_emb, None, None, fit_score, folds, seed)[0]
 
@@ -575,18 +689,21 @@ def cross_fit_with_extra(
     fold_t[rng.permutation(n_t)] = (np.arange(n_t) + n_s) % k
     fold_all = np.concatenate([fold_s, fold_t])
     fold_x = np.where(origin >= 0, fold_all[np.maximum(origin, 0)], np.arange(origin.size) % k)
-    out = np.empty(n)
-    out_x = np.empty(extra.shape[0])
+    out: NDArray[np.float64] | None = None
+    out_x = np.empty(0)
     for f in range(k):
         hs, ht, hx = fold_s == f, fold_t == f, fold_x == f
         held = np.concatenate([src[hs], tgt[ht], extra[hx]], axis=0)
         if held.shape[0] == 0:
             continue
         s = np.asarray(fit_score(src[~hs], tgt[~ht], held), dtype=np.float64)
+        if out is None:  # (rows,) or (rows, scores): the fit's scores decide
+            out, out_x = np.empty((n, *s.shape[1:])), np.empty((extra.shape[0], *s.shape[1:]))
         a, b = int(hs.sum()), int(hs.sum() + ht.sum())
         out[np.flatnonzero(hs)] = s[:a]
         out[n_s + np.flatnonzero(ht)] = s[a:b]
         out_x[np.flatnonzero(hx)] = s[b:]
+    assert out is not None  # n >= 2 clips in k >= 2 folds: some fold holds one
     return out, out_x
 
 
@@ -660,14 +777,22 @@ def fit_section(
     weights: Sequence[float] | None = None,
     pseudo: PseudoSet | None = None,
     kinds: Sequence[str] | None = None,
+    deviation: Sequence[float] | None = None,
 ) -> SectionFit:
     """THE way a section is fitted: one component per embedding space (`sources[i]`,
     `targets[i]`: that space's normal source / target training embeddings, the same clips in
     the same order for every space), normalisers and threshold from cross-fitted scores.
 
+    Deviation scores (`config.deviation` > 0): `deviation[i]` is component i's deviation
+    score's fixed weight, 0 for none; by default every component whose kind is not the
+    learned model's has one, weighing as the component (`kinds` not given: none). A section
+    with fewer than `fusion.MIN_NORMAL` normal clips has none: a per-feature spread from a
+    handful of clips is noise.
+
     Weights: with `config.weighting == "pseudo"`, sum fusion, `pseudo` anomalies and the
     components' `kinds` ("model", "bands", ...), decided for this section by
-    `fusion.choose_weights`; otherwise `weights` (default 1 each; see `view_weights`).
+    `fusion.choose_weights` (each deviation score a group of its own); otherwise `weights`
+    (default 1 each; see `view_weights`) and `deviation`.
     `keep_source`: see `fit_component` (calibration)."""
     if not sources or len(sources) != len(targets):
         raise BackendError(
@@ -683,48 +808,119 @@ def fit_section(
     if len(counts) != 1:
         raise BackendError(f"backend: components disagree on the number of clips: {counts}")
     n_src, n_tgt = counts.pop()
-    w = [1.0] * len(srcs) if weights is None else [float(x) for x in weights]
-    if (
-        len(w) != len(srcs)
-        or not all(np.isfinite(x) and x >= 0 for x in w)
-        or not any(x > 0 for x in w)
-    ):
-        raise BackendError(f"backend weights: expected {len(srcs)} numbers >= 0, one > 0, got {w}")
+    w = _fixed_weights(weights, len(srcs), "backend weights", positive=True)
+    dev_w = _deviation_weights(config, kinds, deviation, w, n_src + n_tgt)
     decide = _decides(config, pseudo, kinds, len(srcs)) and n_src + n_tgt >= 2
     comps = [
-        replace(fit_component(s, t, config, keep_source), weight=x)
-        for s, t, x in zip(srcs, tgts, w, strict=True)
+        replace(
+            fit_component(s, t, config, keep_source),
+            weight=x,
+            deviation=config.deviation if d > 0 else 0,
+            dev_weight=d,
+        )
+        for s, t, x, d in zip(srcs, tgts, w, dev_w, strict=True)
     ]
     if n_src + n_tgt < 2:
         return SectionFit(
             SectionBackend(tuple(comps), float("inf"), config.fusion), np.zeros(0), n_src
         )
 
-    def fit_score(
-        s_: NDArray[np.float64], t_: NDArray[np.float64], h: NDArray[np.float64]
-    ) -> NDArray[np.float64]:
-        return fit_component(s_, t_, config, keep_source).distances(h, config.variant)
-
-    held, held_x = [], []
-    for i, (s, t) in enumerate(zip(srcs, tgts, strict=True)):
-        extra = pseudo.embeddings[i] if decide and pseudo is not None else None
-        origin = pseudo.origin if decide and pseudo is not None else None
-        h, hx = cross_fit_with_extra(s, t, extra, origin, fit_score, config.folds, config.seed)
-        held.append(h)
-        held_x.append(hx)
+    scored = _cross_fitted(srcs, tgts, comps, config, keep_source, pseudo if decide else None)
+    n, with_dev = len(comps), [i for i, c in enumerate(comps) if c.deviation]
     if config.normalise:
         comps = [
             replace(c, mean=float(h.mean()), std=_spread(h))
-            for c, h in zip(comps, held, strict=True)
+            for c, (h, _) in zip(comps, scored[:n], strict=True)
         ]
+        for i, (h, _) in zip(with_dev, scored[n:], strict=True):
+            comps[i] = replace(comps[i], dev_mean=float(h.mean()), dev_std=_spread(h))
+    norms = [(c.mean, c.std) for c in comps] + [
+        (comps[i].dev_mean, comps[i].dev_std) for i in with_dev
+    ]
+    z = [((h - m) / sd, (hx - m) / sd) for (h, hx), (m, sd) in zip(scored, norms, strict=True)]
     choice = None
     if decide and kinds is not None:
-        z = [(h - c.mean) / c.std for c, h in zip(comps, held, strict=True)]
-        zx = [(h - c.mean) / c.std for c, h in zip(comps, held_x, strict=True)]
-        choice = choose_weights(z, zx, kinds, config.anchor, config.ridge)
-        comps = [replace(c, weight=x) for c, x in zip(comps, choice.weights, strict=True)]
-    fused = fuse(
-        [c.weight * (h - c.mean) / c.std for c, h in zip(comps, held, strict=True)], config.fusion
-    )
+        groups = [*kinds, *[f"{kinds[i]} deviation" for i in with_dev]]
+        choice = choose_weights(
+            [a for a, _ in z], [b for _, b in z], groups, config.anchor, config.ridge
+        )
+        comps = [replace(c, weight=x) for c, x in zip(comps, choice.weights[:n], strict=True)]
+        for i, x in zip(with_dev, choice.weights[n:], strict=True):
+            comps[i] = replace(comps[i], dev_weight=x)
+    per = [c.weight * zi[0] for c, zi in zip(comps, z[:n], strict=True)]
+    for i, zi in zip(with_dev, z[n:], strict=True):
+        per[i] = per[i] + comps[i].dev_weight * zi[0]
+    fused = fuse(per, config.fusion)
     threshold = float(np.percentile(fused, config.percentile))
     return SectionFit(SectionBackend(tuple(comps), threshold, config.fusion), fused, n_src, choice)
+
+
+def _cross_fitted(
+    srcs: list[NDArray[np.float64]],
+    tgts: list[NDArray[np.float64]],
+    comps: list[Component],
+    config: BackendConfig,
+    keep_source: bool,
+    pseudo: PseudoSet | None,
+) -> list[tuple[NDArray[np.float64], NDArray[np.float64]]]:
+    """Raw cross-fitted scores (held-out normal clips, pseudo-anomalies): every component's
+    cosine distances, then the deviation scores of the components that have one (computed
+    from the same fold fits)."""
+
+    def fit_score(with_deviation: bool) -> FitScore:
+        def scores(
+            s_: NDArray[np.float64], t_: NDArray[np.float64], h: NDArray[np.float64]
+        ) -> NDArray[np.float64]:
+            c = replace(fit_component(s_, t_, config, keep_source), deviation=config.deviation)
+            d = c.distances(h, config.variant)
+            return np.stack([d, c.deviations(h)], axis=1) if with_deviation else d
+
+        return scores
+
+    cosine, deviation = [], []
+    for i, (s, t, c) in enumerate(zip(srcs, tgts, comps, strict=True)):
+        extra = None if pseudo is None else pseudo.embeddings[i]
+        origin = None if pseudo is None else pseudo.origin
+        h, hx = cross_fit_with_extra(
+            s, t, extra, origin, fit_score(c.deviation > 0), config.folds, config.seed
+        )
+        if c.deviation:
+            deviation.append((h[:, 1], hx[:, 1]))
+            h, hx = h[:, 0], hx[:, 0]
+        cosine.append((h, hx))
+    return cosine + deviation
+
+
+def _fixed_weights(
+    weights: Sequence[float] | None, n: int, field: str, positive: bool
+) -> list[float]:
+    """`weights` checked (n finite numbers >= 0; with `positive`, one > 0); default 1 each."""
+    w = [1.0] * n if weights is None else [float(x) for x in weights]
+    if (
+        len(w) != n
+        or not all(np.isfinite(x) and x >= 0 for x in w)
+        or (positive and not any(x > 0 for x in w))
+    ):
+        one = ", one > 0" if positive else ""
+        raise BackendError(f"{field}: expected {n} numbers >= 0{one}, got {w}")
+    return w
+
+
+def _deviation_weights(
+    config: BackendConfig,
+    kinds: Sequence[str] | None,
+    deviation: Sequence[float] | None,
+    weights: list[float],
+    n_clips: int,
+) -> list[float]:
+    """Per component, its deviation score's fixed weight (0: none; see `fit_section`)."""
+    n = len(weights)
+    if deviation is not None:
+        d = _fixed_weights(deviation, n, "backend deviation weights", positive=False)
+    elif kinds is not None:
+        d = [x if k != ANCHOR_KIND else 0.0 for k, x in zip(kinds, weights, strict=False)]
+    else:
+        d = [0.0] * n
+    if config.deviation == 0 or n_clips < MIN_NORMAL or len(d) != n:
+        return [0.0] * n
+    return d

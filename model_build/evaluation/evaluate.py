@@ -488,12 +488,15 @@ def evaluate_embeddings(
 
 
 def weights_record(bs: BackendScores) -> dict[str, dict[str, Any]]:
-    """Per section: each component group's weight and, where the section decided them, its
-    separation of held-out normal clips from pseudo-anomalies (AUC)."""
+    """Per section: each component's weight (and its deviation score's, where it has one)
+    and, where the section decided them, each group's separation of held-out normal clips
+    from pseudo-anomalies (AUC)."""
     out: dict[str, dict[str, Any]] = {}
     for sec, b in sorted(bs.backends.items()):
         ch = bs.choices.get(sec)
         out[sec] = {"weights": [round(c.weight, 6) for c in b.components]}
+        if any(c.deviation for c in b.components):
+            out[sec]["deviation_weights"] = [round(c.dev_weight, 6) for c in b.components]
         if ch is not None:
             out[sec] |= {
                 "groups": list(ch.groups),
