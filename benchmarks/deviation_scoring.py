@@ -80,6 +80,7 @@ class Deviation:
     k: int
     mode: str
     l2: bool = False
+    space: str = "l2"
 
     def score(self, source: np.ndarray, target: np.ndarray, held: np.ndarray) -> np.ndarray:
         """(N,) the mean of the k largest |z| of each row of `held` against the normal
@@ -87,9 +88,15 @@ class Deviation:
         if self.l2:
             from edge_agent.scoring.backend import l2_normalise
 
-            source, target, held = (
-                l2_normalise(x).astype(np.float64) if len(x) else x for x in (source, target, held)
-            )
+            def space(x: np.ndarray) -> np.ndarray:
+                if not len(x):
+                    return np.zeros((0, x.shape[1] + (self.space == "l2norm")))
+                u = l2_normalise(x).astype(np.float64)
+                if self.space == "l2norm":
+                    u = np.hstack([u, np.log(np.linalg.norm(x, axis=1) + 1e-12)[:, None]])
+                return u
+
+            source, target, held = (space(x) for x in (source, target, held))
 
         def top(stats: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
             z = np.abs((held - stats[0]) / stats[1])
@@ -122,7 +129,7 @@ class Deviation:
 
 
 def cell_scores(
-    out: Path, fam: str, size: int, seed: int, l2: bool = False
+    out: Path, fam: str, size: int, seed: int, space: str = "raw"
 ) -> tuple[list[Any], dict[str, np.ndarray]]:
     """Per row of the table, the test clips' scores of one (family, size, seed) cell."""
     from edge_agent.scoring.fusion import choose_weights
@@ -153,7 +160,7 @@ def cell_scores(
             dev = []
             for i, f in enumerate(feats):
                 tr, te = f[: len(train)], f[len(train) :][idx]
-                how = Deviation(k, mode, l2)
+                how = Deviation(k, mode, space != "raw", space)
                 dev.append(how.component_z((tr[src], tr[tgt]), (pcls[i], origins), te, seed))
             for kind, d in zip(fs.CLASSICAL, dev, strict=True):
                 put(f"{kind} deviation alone, K={k} {mode}", idx, d[2])
@@ -181,7 +188,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--families", default=",".join(q.FAMILIES))
     ap.add_argument("--sizes", default="30,10")
     ap.add_argument("--seeds", default="0,1,2")
-    ap.add_argument("--l2", action="store_true", help="score the L2-normalised features")
+    ap.add_argument(
+        "--space",
+        choices=("raw", "l2", "l2norm"),
+        default="raw",
+        help="the features as computed, L2-normalised, or L2-normalised with their log norm",
+    )
     args = ap.parse_args(argv)
     from model_build import quiet
 
@@ -191,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
         res: st.Results = {}
         for fam in fams:
             for seed in (int(x) for x in args.seeds.split(",")):
-                test, scores = cell_scores(args.out, fam, size, seed, args.l2)
+                test, scores = cell_scores(args.out, fam, size, seed, args.space)
                 st.add(res, fam, test, scores)
                 print(f"{fam} n{size} s{seed} done", file=sys.stderr, flush=True)
         print(f"\nN = {size}: mixed AUC, mean over seeds (pAUC mixed: its mean over families)")

@@ -321,17 +321,23 @@ def test_deviation_score_sees_one_moved_feature_that_the_cosine_hardly_sees() ->
     cfg = BackendConfig(weighting="fixed")
     fit = fit_section([src], [tgt], cfg, kinds=["bands"])
     c = fit.backend.components[0]
-    assert (c.deviation, c.dev_weight, c.weight) == (1, 1.0, 1.0)
+    assert (c.deviation, c.dev_weight, c.weight) == (1, 0.5, 0.5)  # one view, shared
     assert c.dev_std > 0 and np.isfinite(c.dev_mean)
     cos_auc = auc(c.distances(test[:10]), c.distances(test[10:]))
     dev_auc = auc(c.deviations(test[:10]), c.deviations(test[10:]))
     assert cos_auc < 0.9 and dev_auc == 1.0
     fused = fit.backend.score([test])
     assert auc(fused[:10], fused[10:]) > cos_auc
-    # the raw deviation: the largest |z| against the references' own statistics
-    refs = c.references.astype(np.float64)
-    z = np.abs(l2_normalise(test[10:]) - refs.mean(0))
-    assert np.all(c.deviations(test[10:]) > 0.5 * z.max(1) / refs.std(0).max())
+    # the raw deviation: |z| against the features of the references (unit rows times their
+    # lengths), the feature moved by 12 spreads standing out
+    assert c.norms is not None
+    feats = c.references.astype(np.float64) * c.norms[:, None]
+    np.testing.assert_allclose(feats, np.concatenate([src, tgt]), rtol=2e-3, atol=2e-3)
+    assert c.deviations(test[10:]).min() > 1.5 * c.deviations(test[:10]).max()
+    # a clip louder in every feature has the same direction (cosine distance unchanged) but
+    # lies outside every feature's normal range
+    np.testing.assert_allclose(c.distances(1.5 * test[:10]), c.distances(test[:10]), atol=1e-6)
+    assert np.all(c.deviations(1.5 * test[:10]) > c.deviations(test[:10]))
     assert fit_section([src], [tgt], cfg, kinds=["model"]).backend.components[0].deviation == 0
     assert fit_section([src], [tgt], cfg).backend.components[0].deviation == 0  # no kinds
     off = fit_section([src], [tgt], BackendConfig(weighting="fixed", deviation=0), kinds=["bands"])
@@ -381,17 +387,22 @@ def test_deviation_round_trips_and_bad_fields_are_named(tmp_path: Path) -> None:
         k.dev_weight,
     )
     np.testing.assert_array_equal(back.score([test]), b.score([test]))
+    assert c.norms is not None and k.norms is not None
+    np.testing.assert_array_equal(c.norms, k.norms)
     for key, value, match in (
         ("c0.dev_std", 0.0, "c0.dev_std"),
         ("c0.dev_mean", np.nan, "c0.dev_mean"),
         ("c0.dev_weight", -1.0, "c0.dev_weight"),
         ("c0.deviation", -1, "c0.deviation"),
+        ("c0.norms", np.full(len(d["c0.norms"]), np.nan), "c0.norms"),
+        ("c0.norms", np.ones(3), "c0.norms"),
     ):
         with pytest.raises(BackendError, match=match):
             SectionBackend.from_dict({**d, key: np.asarray(value)})
     # a section written before deviation scores existed loads without them
-    old = {k: v for k, v in d.items() if "dev" not in k}
+    old = {k: v for k, v in d.items() if "dev" not in k and "norms" not in k}
     assert SectionBackend.from_dict(old).components[0].deviation == 0
+    assert SectionBackend.from_dict(old).components[0].norms is None
     # weight 0 on the cosine alone is still a usable section
     only = SectionBackend.from_dict({**d, "c0.weight": np.asarray(0.0)})
     assert np.all(np.isfinite(only.score([test])))

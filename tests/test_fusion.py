@@ -156,19 +156,21 @@ def test_fit_section_decides_weights_per_section_from_pseudo_anomalies() -> None
     assert fit.choice is not None and fit.choice.separation[0] > 0.9
     w = [c.weight for c in fit.backend.components]
     assert w[0] == 1.0 and w[1] < 0.35 and w == list(fit.choice.weights[:2])
-    # the classical component's deviation score is a group of its own, and as useless here
-    assert fit.choice.groups == ("model", "bands", "bands deviation")
+    # the classical component's deviation score joins its group: the two share its weight
+    assert fit.choice.groups == ("model", "bands")
     bands = fit.backend.components[1]
-    assert bands.deviation == 1 and bands.dev_weight == fit.choice.weights[2] < 0.35
+    assert bands.deviation == 1 and bands.dev_weight == fit.choice.weights[2] == bands.weight
     assert fit.backend.components[0].deviation == 0  # the learned model has none
     assert fit.backend.threshold == pytest.approx(np.percentile(fit.held_out, 90))
-    # fixed weighting, no pseudo-anomalies or no kinds: the given weights
+    # fixed weighting, no pseudo-anomalies or no kinds: the given weights (with kinds, the
+    # classical component's shared half and half with its deviation score)
     for kw in ({"pseudo": pseudo, "kinds": ["model", "bands"]}, {"pseudo": pseudo}, {}):
         config = BackendConfig(weighting="fixed") if "kinds" in kw else BackendConfig()
         fixed = fit_section(
             [a[:n_src], b[:n_src]], [a[n_src:], b[n_src:]], config, weights=[1.0, 0.5], **kw
         )
-        assert [c.weight for c in fixed.backend.components] == [1.0, 0.5]
+        got = [(c.weight, c.dev_weight) for c in fixed.backend.components]
+        assert got == ([(1.0, 0.0), (0.25, 0.25)] if "kinds" in kw else [(1.0, 0.0), (0.5, 0.0)])
         assert fixed.choice is None
 
 

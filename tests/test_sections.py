@@ -269,8 +269,9 @@ def test_refits_recompute_the_deviation_scores_from_the_references_they_keep() -
     new = [unit(rng, 8), unit(rng, 8, D2)]
     cal = calibrated_section(old, new, fixed, rule="target").backend
     src = [c.references[: c.n_source] for c in old.components]
+    lengths = [c.norms[: c.n_source] for c in old.components if c.norms is not None]
     fresh = fit_section(
-        src, new, fixed, keep_source=True, weights=[1.0, 0.5], deviation=[0.0, 0.25]
+        src, new, fixed, keep_source=lengths, weights=[1.0, 0.5], deviation=[0.0, 0.25]
     ).backend
     for a, b in zip(cal.components, fresh.components, strict=True):
         assert (a.deviation, a.dev_weight, a.dev_mean, a.dev_std) == (

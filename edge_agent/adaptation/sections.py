@@ -61,6 +61,7 @@ from edge_agent.errors import choice
 from edge_agent.scoring.backend import (
     BackendConfig,
     BackendError,
+    Component,
     PseudoSet,
     SectionBackend,
     SectionFit,
@@ -183,7 +184,7 @@ def _refit(
     sources, targets = [], []
     for c, e in zip(old.components, new, strict=True):
         sources.append(c.references[: c.n_source])
-        kept = c.references[c.n_source :] if keep_targets else c.references[:0]
+        kept = _features(c)[c.n_source :] if keep_targets else c.references[:0]
         rows = np.concatenate([kept.astype(np.float64), e])
         targets.append(rows if max_targets is None else rows[-max_targets:])
     if sum(len(s) for s in sources[:1]) + len(targets[0]) < 2:
@@ -196,12 +197,24 @@ def _refit(
         sources,
         targets,
         config,
-        keep_source=True,
+        keep_source=[_lengths(c)[: c.n_source] for c in old.components],
         weights=[c.weight for c in old.components],
         pseudo=_shifted(pseudo, offset, n_new),
         kinds=kinds,
         deviation=keep,
     )
+
+
+def _lengths(c: Component) -> NDArray[np.float32]:
+    """Each reference's length before normalisation (1 where the bundle does not say)."""
+    return np.ones(c.references.shape[0], np.float32) if c.norms is None else c.norms
+
+
+def _features(c: Component) -> NDArray[np.float64]:
+    """The references as the features they were computed as (unit rows times their lengths),
+    so a kept target row is fitted again as the clip it came from."""
+    out: NDArray[np.float64] = c.references.astype(np.float64) * _lengths(c)[:, None]
+    return out
 
 
 def _old_deviation(old: SectionBackend) -> list[float]:

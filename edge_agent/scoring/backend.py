@@ -10,19 +10,20 @@ device's `calibrate`/`enrol` can all fit it with the SAME function, `fit_section
   by that reference's local density (`density_k` > 0); the paper's backend is the special
   case of k-means source centres + target clips and no density (`PAPER_BACKEND`);
 * a classical component also has a DEVIATION score (`BackendConfig.deviation`): the largest
-  |z| of the window's (L2-normalised) features against the per-feature mean and spread of the
-  component's references (`feature_deviation`), because a fault that moves a FEW of a 180- or
-  511-dim vector's features (one band's swing at one pace, a few fine-spectrum bins) turns
-  the vector little and the cosine distance hardly sees it. It is computed from the references
-  alone, so every refit on the device (calibrate, enrol, feedback) recomputes it exactly;
+  |z| of the window's features against the per-feature mean and spread of the component's
+  references (`feature_deviation`), because a fault that moves a FEW of a 180- or 511-dim
+  vector's features (one band's swing at one pace, a few fine-spectrum bins) turns the vector
+  little and the cosine distance hardly sees it. It is computed from the references and their
+  lengths before normalisation (`Component.norms`) alone, so every refit on the device
+  (calibrate, enrol, feedback) recomputes it exactly;
 * each score is standardised by the mean and standard deviation of its CROSS-FITTED scores
   on the section's normal training clips, and the standardised scores are summed with weights
-  (`view_weights`: the models of an ensemble share one vote, each classical view has one; a
-  deviation score weighs as its component) into the component's score, and the components'
-  scores summed or their maximum taken, so that models and features on different scales can
-  be fused and one threshold serves the sum;
+  (`view_weights`: the models of an ensemble share one vote, each classical view has one,
+  shared half and half by its cosine and deviation scores) into the component's score, and
+  the components' scores summed or their maximum taken, so that models and features on
+  different scales can be fused and one threshold serves the sum;
 * the weights are decided per section (`weighting="pseudo"`, edge_agent.scoring.fusion) from
-  the section's normal clips alone (each deviation score a group of its own): cross-fitted
+  the section's normal clips alone (a deviation score in its component's group): cross-fitted
   scores of held-out normal clips against pseudo-anomalies (edge_agent.scoring.pseudo:
   perturbed copies of those clips), anchored on the learned model, so a component that does
   not separate this machine's sounds gets little or no weight; `weighting="fixed"` keeps the
@@ -339,6 +340,10 @@ class Component:
     """Their standard deviation."""
     dev_weight: float = 0.0
     """The standardised deviation score's weight in the fusion."""
+    norms: NDArray[np.float32] | None = None
+    """(K,) each reference's length before L2 normalisation (a k-means centre: its members'
+    mean), so `references * norms` are the features as computed, which the deviation score
+    compares with; None: not known (bundles from before; taken as 1)."""
 
     @property
     def dim(self) -> int:
@@ -346,15 +351,19 @@ class Component:
 
     @cached_property
     def _deviation_stats(self) -> tuple[Stats, ...]:
-        return deviation_stats(self.references, self.n_source)
+        raw = self.references.astype(np.float64)
+        if self.norms is not None:
+            raw = raw * self.norms.astype(np.float64)[:, None]
+        return deviation_stats(raw, self.n_source)
 
     def deviations(self, emb: AnyFloatArray) -> NDArray[np.float64]:
-        """(N,) raw deviation score of the embeddings against this component's references."""
+        """(N,) raw deviation score of the embeddings (as computed, not normalised) against
+        the features of this component's references."""
         if self.deviation < 1:
             raise BackendError("backend: this component has no deviation score")
         e = np.asarray(emb)
-        e2 = l2_normalise(as_matrix(e[None] if e.ndim == 1 else e, "embeddings", self.dim))
-        return feature_deviation(e2.astype(np.float64), self._deviation_stats, self.deviation)
+        x = as_matrix(e[None] if e.ndim == 1 else e, "embeddings", self.dim)
+        return feature_deviation(x, self._deviation_stats, self.deviation)
 
     def distances(self, emb: AnyFloatArray, variant: Variant = "joint") -> NDArray[np.float64]:
         """(N,) raw score: min over the variant's references of cosine distance / density."""
@@ -407,13 +416,14 @@ def feature_stats(rows: NDArray[np.float64]) -> Stats:
     return rows.mean(axis=0), sd + 0.1 * float(np.median(sd)) + _MIN_STD
 
 
-def deviation_stats(references: NDArray[np.float32], n_source: int) -> tuple[Stats, ...]:
-    """What a component's deviation score compares with: the statistics of all its
-    references, or, with at least 2 source and 2 target references, those of the source
-    references and those of as many source references as there are target ones plus the
-    target ones; the score is the smaller of the two, so that a clip of the target domain (a
-    few references among many source ones) is not far just for its domain."""
-    r = references.astype(np.float64)
+def deviation_stats(features: NDArray[np.float64], n_source: int) -> tuple[Stats, ...]:
+    """What a component's deviation score compares with, from its references' features
+    (source rows first): the statistics of all of them, or, with at least 2 source and 2
+    target references, those of the source references and those of as many source references
+    as there are target ones plus the target ones; the score is the smaller of the two, so that
+    a clip of the target domain (a few references among many source ones) is not far just for
+    its domain."""
+    r = features
     n_target = r.shape[0] - n_source
     if n_source < 2 or n_target < 2:
         return (feature_stats(r),)
@@ -457,33 +467,64 @@ def fit_component(
     target_emb: AnyFloatArray,
     config: BackendConfig,
     keep_source: bool = False,
+    source_norms: AnyFloatArray | None = None,
 ) -> Component:
-    """References and densities of one embedding space (not yet normalised).
+    """References, their lengths and densities of one embedding space (not yet normalised).
 
     `keep_source`: the source rows already ARE references (a bundle's, when calibrating):
-    keep them bit for bit instead of clustering them again.
+    keep them bit for bit instead of clustering them again, with their lengths
+    `source_norms` (None: 1).
     """
     src_in = as_matrix(source_emb, "source embeddings")
-    src = src_in.astype(np.float32) if keep_source else l2_normalise(src_in)
-    dim = src.shape[1] if src.shape[0] else None
-    tgt = l2_normalise(as_matrix(target_emb, "target embeddings", dim))
-    if src.shape[0] == 0 and tgt.shape[0] == 0:
+    dim = src_in.shape[1] if src_in.shape[0] else None
+    tgt_in = as_matrix(target_emb, "target embeddings", dim)
+    if src_in.shape[0] == 0 and tgt_in.shape[0] == 0:
         raise BackendError("backend: no training embeddings for this section")
-    parts = []
-    if src.shape[0]:
-        limit = config.n_clusters if config.references == "kmeans" else config.max_references
-        if not keep_source and (config.references == "kmeans" or src.shape[0] > limit):
-            # centres of unit vectors are shorter than 1: normalise so scores are true cosines
-            src = l2_normalise(kmeans(src, limit, seed=config.seed))
-        parts.append(src)
-    n_source = parts[0].shape[0] if parts else 0
-    if tgt.shape[0]:
-        parts.append(tgt)
+    if keep_source:
+        src = src_in.astype(np.float32)
+        src_norms = _norms_of(src_in, source_norms)
+    else:
+        src, src_norms = l2_normalise(src_in), np.linalg.norm(src_in, axis=1)
+    limit = config.n_clusters if config.references == "kmeans" else config.max_references
+    if src.shape[0] and not keep_source and (config.references == "kmeans" or src.shape[0] > limit):
+        # centres of unit vectors are shorter than 1: normalise so scores are true cosines
+        centres = l2_normalise(kmeans(src, limit, seed=config.seed))
+        src_norms = _centre_norms(src, src_norms, centres)
+        src = centres
     # references live in float16 (the bundle stores them so: half the size on disk and in
     # the device's memory); densities and normalisers are computed from the rounded values,
     # so what the device loads scores exactly as what was fitted
-    refs = np.concatenate(parts, axis=0).astype(np.float16).astype(np.float32)
-    return Component(refs, n_source, local_density(refs, config.density_k))
+    parts = [(r, n) for r, n in ((src, src_norms), (tgt_in, None)) if r.shape[0]]
+    refs = np.concatenate([r if n is not None else l2_normalise(r) for r, n in parts])
+    refs = refs.astype(np.float16).astype(np.float32)
+    norms = np.concatenate(
+        [n if n is not None else np.linalg.norm(r, axis=1) for r, n in parts]
+    ).astype(np.float32)
+    return Component(refs, src.shape[0], local_density(refs, config.density_k), norms=norms)
+
+
+def _norms_of(rows: NDArray[np.float64], norms: AnyFloatArray | None) -> NDArray[np.float64]:
+    """`norms` checked against `rows` (one finite length >= 0 per row; None: 1 each)."""
+    if norms is None:
+        return np.ones(rows.shape[0])
+    n = np.asarray(norms, dtype=np.float64).reshape(-1)
+    if n.shape != (rows.shape[0],) or not np.all(np.isfinite(n) & (n >= 0)):
+        raise BackendError(f"source norms: expected {rows.shape[0]} finite lengths >= 0")
+    return n
+
+
+def _centre_norms(
+    rows: NDArray[np.float32], norms: NDArray[np.float64], centres: NDArray[np.float32]
+) -> NDArray[np.float64]:
+    """Each k-means centre's length: the mean length of the rows nearest to it (all rows'
+    mean for a centre no row is nearest to)."""
+    nearest = (rows.astype(np.float64) @ centres.T.astype(np.float64)).argmax(axis=1)
+    count = np.bincount(nearest, minlength=len(centres))
+    total = np.bincount(nearest, weights=norms, minlength=len(centres))
+    out: NDArray[np.float64] = np.where(
+        count > 0, total / np.maximum(count, 1), float(norms.mean())
+    )
+    return out
 
 
 # ---------------------------------------------------------------- a section
@@ -548,6 +589,8 @@ class SectionBackend:
             out[f"c{i}.dev_mean"] = np.asarray(c.dev_mean, dtype=np.float64)
             out[f"c{i}.dev_std"] = np.asarray(c.dev_std, dtype=np.float64)
             out[f"c{i}.dev_weight"] = np.asarray(c.dev_weight, dtype=np.float64)
+            if c.norms is not None:
+                out[f"c{i}.norms"] = np.asarray(c.norms, dtype=np.float32)
         return out
 
     @classmethod
@@ -614,7 +657,13 @@ def _component(d: Mapping[str, Any], prefix: str) -> Component:
         raise BackendError(f"{prefix}std (normaliser): expected a finite number > 0, got {std}")
     if weight < 0:
         raise BackendError(f"{prefix}weight: expected a finite number >= 0, got {weight}")
-    return _with_deviation(d, prefix, Component(refs, n_source, density, mean, std, weight))
+    norms = None
+    if f"{prefix}norms" in d:
+        norms = np.asarray(d[f"{prefix}norms"], dtype=np.float32)
+        if norms.shape != (refs.shape[0],) or not np.all(np.isfinite(norms) & (norms >= 0)):
+            raise BackendError(f"{prefix}norms: expected {refs.shape[0]} finite lengths >= 0")
+    comp = Component(refs, n_source, density, mean, std, weight, norms=norms)
+    return _with_deviation(d, prefix, comp)
 
 
 def _with_deviation(d: Mapping[str, Any], prefix: str, c: Component) -> Component:
@@ -773,7 +822,7 @@ def fit_section(
     sources: Sequence[AnyFloatArray],
     targets: Sequence[AnyFloatArray],
     config: BackendConfig = BackendConfig(),
-    keep_source: bool = False,
+    keep_source: bool | Sequence[AnyFloatArray] = False,
     weights: Sequence[float] | None = None,
     pseudo: PseudoSet | None = None,
     kinds: Sequence[str] | None = None,
@@ -784,16 +833,18 @@ def fit_section(
     the same order for every space), normalisers and threshold from cross-fitted scores.
 
     Deviation scores (`config.deviation` > 0): `deviation[i]` is component i's deviation
-    score's fixed weight, 0 for none; by default every component whose kind is not the
-    learned model's has one, weighing as the component (`kinds` not given: none). A section
-    with fewer than `fusion.MIN_NORMAL` normal clips has none: a per-feature spread from a
-    handful of clips is noise.
+    score's fixed weight, 0 for none (and `weights[i]` then its cosine score's alone); by
+    default every component whose kind is not the learned model's has one, and it shares the
+    component's weight half and half with the cosine score, as one view (`kinds` not given:
+    none). A section with fewer than `fusion.MIN_NORMAL` normal clips has none: a per-feature
+    spread from a handful of clips is noise.
 
     Weights: with `config.weighting == "pseudo"`, sum fusion, `pseudo` anomalies and the
     components' `kinds` ("model", "bands", ...), decided for this section by
-    `fusion.choose_weights` (each deviation score a group of its own); otherwise `weights`
+    `fusion.choose_weights` (a deviation score in its component's group); otherwise `weights`
     (default 1 each; see `view_weights`) and `deviation`.
-    `keep_source`: see `fit_component` (calibration)."""
+    `keep_source`: see `fit_component` (calibration); a sequence instead of True gives each
+    component's source references' lengths (`Component.norms`)."""
     if not sources or len(sources) != len(targets):
         raise BackendError(
             f"backend: expected the same number (>= 1) of source and target embedding sets, "
@@ -809,23 +860,29 @@ def fit_section(
         raise BackendError(f"backend: components disagree on the number of clips: {counts}")
     n_src, n_tgt = counts.pop()
     w = _fixed_weights(weights, len(srcs), "backend weights", positive=True)
-    dev_w = _deviation_weights(config, kinds, deviation, w, n_src + n_tgt)
+    w, dev_w = _deviation_weights(config, kinds, deviation, w, n_src + n_tgt)
     decide = _decides(config, pseudo, kinds, len(srcs)) and n_src + n_tgt >= 2
+    lengths: list[AnyFloatArray | None] = (
+        [None] * len(srcs) if isinstance(keep_source, bool) else list(keep_source)
+    )
+    if len(lengths) != len(srcs):
+        raise BackendError(f"source norms: expected {len(srcs)} arrays, got {len(lengths)}")
+    keep = not isinstance(keep_source, bool) or keep_source
     comps = [
         replace(
-            fit_component(s, t, config, keep_source),
+            fit_component(s, t, config, keep, n_),
             weight=x,
             deviation=config.deviation if d > 0 else 0,
             dev_weight=d,
         )
-        for s, t, x, d in zip(srcs, tgts, w, dev_w, strict=True)
+        for s, t, n_, x, d in zip(srcs, tgts, lengths, w, dev_w, strict=True)
     ]
     if n_src + n_tgt < 2:
         return SectionFit(
             SectionBackend(tuple(comps), float("inf"), config.fusion), np.zeros(0), n_src
         )
 
-    scored = _cross_fitted(srcs, tgts, comps, config, keep_source, pseudo if decide else None)
+    scored = _cross_fitted(srcs, tgts, lengths, comps, config, keep, pseudo if decide else None)
     n, with_dev = len(comps), [i for i, c in enumerate(comps) if c.deviation]
     if config.normalise:
         comps = [
@@ -840,7 +897,7 @@ def fit_section(
     z = [((h - m) / sd, (hx - m) / sd) for (h, hx), (m, sd) in zip(scored, norms, strict=True)]
     choice = None
     if decide and kinds is not None:
-        groups = [*kinds, *[f"{kinds[i]} deviation" for i in with_dev]]
+        groups = [*kinds, *[kinds[i] for i in with_dev]]  # a deviation joins its component
         choice = choose_weights(
             [a for a, _ in z], [b for _, b in z], groups, config.anchor, config.ridge
         )
@@ -858,6 +915,7 @@ def fit_section(
 def _cross_fitted(
     srcs: list[NDArray[np.float64]],
     tgts: list[NDArray[np.float64]],
+    lengths: list[AnyFloatArray | None],
     comps: list[Component],
     config: BackendConfig,
     keep_source: bool,
@@ -865,24 +923,40 @@ def _cross_fitted(
 ) -> list[tuple[NDArray[np.float64], NDArray[np.float64]]]:
     """Raw cross-fitted scores (held-out normal clips, pseudo-anomalies): every component's
     cosine distances, then the deviation scores of the components that have one (computed
-    from the same fold fits)."""
+    from the same fold fits). With `keep_source`, each source row's length travels with it
+    through the folds in one more column (the other rows get theirs, unused)."""
 
     def fit_score(with_deviation: bool) -> FitScore:
         def scores(
             s_: NDArray[np.float64], t_: NDArray[np.float64], h: NDArray[np.float64]
         ) -> NDArray[np.float64]:
-            c = replace(fit_component(s_, t_, config, keep_source), deviation=config.deviation)
+            if keep_source:
+                s_, n_, t_, h = s_[:, :-1], s_[:, -1], t_[:, :-1], h[:, :-1]
+            c = fit_component(s_, t_, config, keep_source, n_ if keep_source else None)
+            c = replace(c, deviation=config.deviation)
             d = c.distances(h, config.variant)
             return np.stack([d, c.deviations(h)], axis=1) if with_deviation else d
 
         return scores
 
+    def with_length(x: NDArray[np.float64], n_: NDArray[np.float64]) -> NDArray[np.float64]:
+        return np.concatenate([x, n_.reshape(-1, 1)], axis=1) if keep_source else x
+
+    def own_length(x: NDArray[np.float64]) -> NDArray[np.float64]:
+        return with_length(x, np.linalg.norm(x, axis=1))
+
     cosine, deviation = [], []
     for i, (s, t, c) in enumerate(zip(srcs, tgts, comps, strict=True)):
-        extra = None if pseudo is None else pseudo.embeddings[i]
+        extra = None if pseudo is None else own_length(as_matrix(pseudo.embeddings[i], "pseudo"))
         origin = None if pseudo is None else pseudo.origin
         h, hx = cross_fit_with_extra(
-            s, t, extra, origin, fit_score(c.deviation > 0), config.folds, config.seed
+            with_length(s, _norms_of(s, lengths[i])),
+            own_length(t),
+            extra,
+            origin,
+            fit_score(c.deviation > 0),
+            config.folds,
+            config.seed,
         )
         if c.deviation:
             deviation.append((h[:, 1], hx[:, 1]))
@@ -912,15 +986,19 @@ def _deviation_weights(
     deviation: Sequence[float] | None,
     weights: list[float],
     n_clips: int,
-) -> list[float]:
-    """Per component, its deviation score's fixed weight (0: none; see `fit_section`)."""
+) -> tuple[list[float], list[float]]:
+    """Per component, the fixed weights of its cosine and its deviation score (0: none; see
+    `fit_section`)."""
     n = len(weights)
+    none = (weights, [0.0] * n)
+    if config.deviation == 0 or n_clips < MIN_NORMAL:
+        return none
     if deviation is not None:
-        d = _fixed_weights(deviation, n, "backend deviation weights", positive=False)
-    elif kinds is not None:
-        d = [x if k != ANCHOR_KIND else 0.0 for k, x in zip(kinds, weights, strict=False)]
-    else:
-        d = [0.0] * n
-    if config.deviation == 0 or n_clips < MIN_NORMAL or len(d) != n:
-        return [0.0] * n
-    return d
+        return weights, _fixed_weights(deviation, n, "backend deviation weights", positive=False)
+    if kinds is None or len(kinds) != n:
+        return none
+    own = [k != ANCHOR_KIND for k in kinds]
+    return (
+        [x / 2 if o else x for x, o in zip(weights, own, strict=True)],
+        [x / 2 if o else 0.0 for x, o in zip(weights, own, strict=True)],
+    )
