@@ -5,7 +5,8 @@
 Every synthetic fault carries the severity its generator drew (model_build.synth: 0.05-1, most
 of them mild; `synth.json` records it per clip). Reads the cached study cells of
 `benchmarks/fusion_study.py` (N = 30 by default, 3 seeds) and, per family, scores the test clips
-with the learned model alone, the dynamics alone and the shipped rule, then computes per
+with the learned model alone, the dynamics alone and the shipped rule (on the cosine scores
+alone, as before the deviation scores, and as shipped, with them), then computes per
 section the AUC of the normal test clips against the faulty ones of each severity band (both
 domains together), averaged over sections and seeds. Prints the share of faults in each band
 beside it. What it says: whether a family's shortfall is mild faults nobody hears or clear
@@ -28,7 +29,15 @@ import quality as q
 
 BANDS = ((0.0, 0.2), (0.2, 0.4), (0.4, 0.7), (0.7, 1.0))
 """Severity bands (the upper edge of the last one included; labels sort in band order)."""
-RULES = ("model", "dynamics", f"lda@0.3/{fs.SHIPPED_RIDGE:g}")
+SHIPPED_RULE = f"lda@0.3/{fs.SHIPPED_RIDGE:g}"
+COLUMNS = (
+    ("model", 0, "model"),
+    ("dynamics", 0, "dynamics"),
+    ("system, cosine scores only", 0, SHIPPED_RULE),
+    ("system (shipped: + deviation scores)", 1, SHIPPED_RULE),
+)
+"""(column, the cells' `deviation`, the fusion_study rule scored in it)."""
+RULES = tuple(c[0] for c in COLUMNS)
 MIN_FAULTS = 3
 """A section's group enters the mean only with at least this many faulty test clips."""
 
@@ -63,21 +72,25 @@ def grouped_auc(
         name: band_of(sev) if by == "severity" else kind
         for name, (sev, kind) in faults_of(out, fam).items()
     }
-    rules = fs.rules(("model", *fs.CLASSICAL))
+    rules = {d: fs.rules(fs.row_kinds(fs.CLASSICAL, d)) for d in {c[1] for c in COLUMNS}}
     per: dict[str, dict[str, list[float]]] = {}
     faults: list[str] = []
     for seed in seeds:
-        cell = fs.section_scores(out, fam, size, seed, 48)
-        test = cell["test"]
-        for key in (k for k in cell if k.endswith("|normal")):
+        cells = {
+            d: fs.section_scores(out, fam, size, seed, 48, "default", fs.CLASSICAL, d)
+            for d in rules
+        }
+        test = cells[0]["test"]
+        for key in (k for k in cells[0] if k.endswith("|normal")):
             sec = key.split("|")[0]
-            idx = cell[f"{sec}|test_idx"]
+            idx = cells[0][f"{sec}|test_idx"]
             lab = np.array([test[i].is_anomaly for i in idx])
             grp = np.array([group.get(Path(test[i].path).name, "") for i in idx])
             if seed == seeds[0]:
                 faults.extend(grp[lab])
-            for name in RULES:
-                w = rules[name](cell[f"{sec}|normal"], cell[f"{sec}|pseudo"])
+            for name, d, rule in COLUMNS:
+                cell = cells[d]
+                w = rules[d][rule](cell[f"{sec}|normal"], cell[f"{sec}|pseudo"])
                 scores = w @ cell[f"{sec}|test"]
                 for g in sorted(set(grp[lab])):
                     hit = lab & (grp == g)

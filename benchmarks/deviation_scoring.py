@@ -1,28 +1,32 @@
 """Score each classical component a second way: its largest per-feature deviation.
 
     nice .venv/bin/python benchmarks/deviation_scoring.py --out runs/quality --sizes 30,10
+    nice .venv/bin/python benchmarks/deviation_scoring.py --out runs/quality --space l2
 
-The backend scores every component by the cosine distance of a window's feature vector to the
-section's normal references (edge_agent.scoring.backend). A fault that moves a FEW of a
-component's features (one band's modulation at one pace, a few fine-spectrum bins) moves a
-180- or 511-dim vector little in angle. The classical answer is to compare every feature with
-its own normal range: the deviation score of a window is the mean of its K largest
-|x_d - mean_d| / spread_d over the features d (mean and spread of the section's normal
-training clips; the spread floored at a tenth of the component's median spread, so a feature
-that never moves cannot dominate). `pool`: one mean and spread from all normal clips;
-`min`: the smaller of the scores against the source clips' and against the target clips'
-(with as many source clips) statistics, so a target clip is not far just for its domain.
+The study behind the backend's deviation score (`BackendConfig.deviation`; BENCHMARKS.md "The
+deviation score"), kept as the record of the choice. The backend scored every component by the
+cosine distance of a window's feature vector to the section's normal references alone
+(edge_agent.scoring.backend). A fault that moves a FEW of a component's features (one band's
+modulation at one pace, a few fine-spectrum bins) moves a 180- or 511-dim vector little in
+angle. The classical answer is to compare every feature with its own normal range: the
+deviation score of a window is the mean of its K largest |x_d - mean_d| / spread_d over the
+features d (mean and spread of the section's normal training clips; the spread floored at a
+tenth of the component's median spread, so a feature that never moves cannot dominate).
+`pool`: one mean and spread from all normal clips; `min`: the smaller of the scores against
+the source clips' and against the target clips' (with as many source clips) statistics, so a
+target clip is not far just for its domain.
 
 Reads what quality.py and fusion_study.py cached under --out (the default recipe's models,
 the classical features, the pseudo-anomalies). Each deviation score is cross-fitted and
 standardised exactly as a backend component (`backend.cross_fit_with_extra`, the held-out
-normal scores' mean and spread), and fused under the shipped rule (anchor 0.3, ridge 20):
-`grouped` puts each deviation score in its cosine twin's group (the rule weighs the pair's
-mean), `separate` gives it a group of its own. Leave-one-family-out: for each family, the
-variant with the best mean over the other families, reported on the one left out. `--l2`
-scores the L2-normalised features instead (what a bundle's references keep, and all that a
-device has of its source clips when it calibrates). Not built into the backend (BENCHMARKS.md
-"Three more classical components": the next lever, and why it is not a small change).
+normal scores' mean and spread), and fused under the shipped rule (anchor 0.3, ridge 20)
+beside the cosine scores alone (the `cosine only` row: `fusion_study.section_scores` with
+`deviation=0`, the system before the deviation score): `grouped` puts each deviation score in
+its cosine twin's group (the rule weighs the pair's mean), `separate` gives it a group of its
+own. Leave-one-family-out: for each family, the variant with the best mean over the other
+families, reported on the one left out. `--space`: the features as computed (`raw`, what the
+backend ships: K = 1, `min`, `grouped`), L2-normalised (`l2`: what a bundle's references alone
+keep), or L2-normalised with the log of their length as one more feature (`l2norm`).
 """
 
 from __future__ import annotations
@@ -152,7 +156,7 @@ def cell_scores(
         zn, zp, zt = cell[f"{sec}|normal"], cell[f"{sec}|pseudo"], cell[f"{sec}|test"]
         src, tgt = section_rows(train, sec)
         put(
-            "shipped (cosine only)",
+            "cosine only",
             idx,
             np.asarray(choose_weights(list(zn), list(zp), kinds, *RULE).weights) @ zt,
         )
@@ -211,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
         if len(fams) > 1:
             print("\nLeave-one-family-out choice of the variant (mixed AUC):")
             choices = {v.name: v.name for v in VARIANTS}
-            print("\n".join(st.lofo(res, fams, choices, "shipped (cosine only)")))
+            print("\n".join(st.lofo(res, fams, choices, "cosine only")))
     return 0
 
 

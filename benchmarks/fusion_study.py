@@ -10,8 +10,10 @@ the standardised cross-fitted scores of the normal training clips and of the
 pseudo-anomalies and the standardised scores of the test clips, so that any weighting rule
 is scored in milliseconds instead of a retraining.
 
-Rules: every single component (`model`, `bands`, `rhythm`, `dynamics`; `--classical` studies a
-subset), the fixed weights shipped before
+Each classical component also has its deviation score (`--deviation`, the backend's default;
+0: the cosine scores alone, the system before it), a row of its own in its component's group,
+as the backend fuses it. Rules: every single component (`model`, `bands`, `rhythm`, `dynamics`,
+...; with its deviation score; `--classical` studies a subset), the fixed weights shipped before
 issue 19 (`fixed`: every kind weighs 1), the hindsight `oracle` (per section the weighting with
 the best TEST AUC: a ceiling, not a method), the per-section rule of edge_agent.scoring.fusion over
 its parameters (`lda@<anchor>/<ridge>`) and the grid-search rule tried first (`grid@<shrink>`).
@@ -47,12 +49,26 @@ dynamics component: `--classical bands,rhythm`)."""
 
 
 def _cell_file(
-    out: Path, fam: str, n: int, seed: int, count: int, system: str, classical: Sequence[str]
+    out: Path,
+    fam: str,
+    n: int,
+    seed: int,
+    count: int,
+    system: str,
+    classical: Sequence[str],
+    deviation: int = 0,
 ) -> Path:
     recipe = q.SYSTEMS[system]
     assert recipe is not None
     tag = "" if tuple(classical) == ("bands", "rhythm") else "_" + "-".join(classical)
+    tag += f"_dev{deviation}" if deviation else ""
     return out / "study" / recipe.training_key() / f"{fam}_n{n}_s{seed}_p{count}{tag}.npz"
+
+
+def row_kinds(classical: Sequence[str], deviation: int) -> tuple[str, ...]:
+    """The kind of every score row of a cell: the model, the classical components' cosine
+    scores, then (with `deviation`) their deviation scores, each in its component's group."""
+    return ("model", *classical, *(classical if deviation else ()))
 
 
 def section_scores(
@@ -63,10 +79,11 @@ def section_scores(
     count: int,
     system: str = "default",
     classical: Sequence[str] = CLASSICAL,
+    deviation: int = 0,
 ) -> dict[str, Any]:
-    """Per section: z-scores (components x clips: the model, then the `classical` kinds) of
-    held-out normal clips, pseudo-anomalies and test clips, cached. Follows
-    backend.fit_section step by step."""
+    """Per section: z-scores (rows x clips: the model, then the `classical` kinds, then with
+    `deviation` their deviation scores: `row_kinds`) of held-out normal clips,
+    pseudo-anomalies and test clips, cached. Follows backend.fit_section step by step."""
     from dataclasses import replace
 
     from edge_agent.scoring.backend import BackendConfig
@@ -74,7 +91,7 @@ def section_scores(
     from model_build.evaluation.evaluate import split_clips
     from model_build.evaluation.scores import section_rows
 
-    f = _cell_file(out, fam, n, seed, count, system, classical)
+    f = _cell_file(out, fam, n, seed, count, system, classical, deviation)
     view = out / "views" / f"{fam}_n{n}"
     train, test = split_clips(scan([view]))
     if f.exists():
@@ -90,14 +107,15 @@ def section_scores(
     trs = [tr[0], *[c[: len(train)] for c in cls]]
     tes = [te[0], *[c[len(train) :] for c in cls]]
     pseudo = q.pseudo_features(out, fam, n, seed, recipe, train, count)
-    config = replace(BackendConfig(), seed=seed)
+    config = replace(BackendConfig(), seed=seed, deviation=deviation)
     arrays: dict[str, Any] = {}
     test_idx = {s: np.flatnonzero([c.section_id == s for c in test]) for s in pseudo}
     for sec, (origins, lrn, pcls) in pseudo.items():
         src, tgt = section_rows(train, sec)
         pe = [lrn[0], *[pcls[i] for i in wanted]]
         foreign = _foreign_rows(train, sec, seed)
-        zn, zp, zt, zf = [], [], [], []
+        rows: list[list[np.ndarray]] = []
+        devs: list[list[np.ndarray]] = []
         for comp in range(len(trs)):
             z = component_z(
                 trs[comp][src],
@@ -106,11 +124,11 @@ def section_scores(
                 origins,
                 [tes[comp][test_idx[sec]], trs[comp][foreign]],
                 config,
+                comp > 0 and deviation > 0,
             )
-            zn.append(z[0])
-            zp.append(z[1])
-            zt.append(z[2])
-            zf.append(z[3])
+            rows.append(z[:4])
+            devs += [z[4:]] if len(z) > 4 else []
+        zn, zp, zt, zf = (list(r) for r in zip(*rows, *devs, strict=True))
         arrays[f"{sec}|normal"] = np.stack(zn)
         arrays[f"{sec}|foreign"] = np.stack(zf)
         arrays[f"{sec}|pseudo"] = np.stack(zp)
@@ -129,25 +147,33 @@ def component_z(
     origins: np.ndarray,
     others: Sequence[np.ndarray],
     config: Any,
+    deviation: bool = False,
 ) -> list[np.ndarray]:
     """One component of one section, as backend.fit_section scores it: [held-out normal
     clips, pseudo-anomalies (each in the fold of its origin), *each of `others` scored by the
-    full fit], all standardised by the held-out normal scores."""
+    full fit], all standardised by the held-out normal scores; with `deviation`, the same for
+    its deviation score after them."""
+    from dataclasses import replace
+
     from edge_agent.scoring.backend import _spread, cross_fit_with_extra, fit_component
 
     def fit_score(a: Any, b: Any, h: Any) -> Any:
-        return fit_component(a, b, config).distances(h, config.variant)
+        c = replace(fit_component(a, b, config), deviation=config.deviation)
+        d = c.distances(h, config.variant)
+        return np.stack([d, c.deviations(h)], axis=1) if deviation else d
 
     h, hx = cross_fit_with_extra(
         source, target, pseudo, origins, fit_score, config.folds, config.seed
     )
-    mean, std = float(h.mean()), _spread(h)
-    full = fit_component(source, target, config)
-    return [
-        (h - mean) / std,
-        (hx - mean) / std,
-        *[(full.distances(o, config.variant) - mean) / std for o in others],
-    ]
+    full = replace(fit_component(source, target, config), deviation=config.deviation)
+    out = []
+    for j, score in enumerate(
+        (lambda o: full.distances(o, config.variant), full.deviations)[: 1 + deviation]
+    ):
+        hj, hxj = (h[:, j], hx[:, j]) if deviation else (h, hx)
+        mean, std = float(hj.mean()), _spread(hj)
+        out += [(hj - mean) / std, (hxj - mean) / std, *[(score(o) - mean) / std for o in others]]
+    return out
 
 
 def _foreign_rows(train: Sequence[Any], sec: str, seed: int, per_group: int = 24) -> np.ndarray:
@@ -181,18 +207,35 @@ def ORACLE(zn: np.ndarray, zp: np.ndarray) -> np.ndarray:
     raise NotImplementedError
 
 
-def _oracle(cell: dict[str, Any], sec: str) -> np.ndarray:
+def expand(group_w: Sequence[float] | np.ndarray, rows: Sequence[str]) -> np.ndarray:
+    """Row weights from group weights: a group's weight shared equally by its rows (the
+    backend's rule: an ensemble's models, a component's cosine and deviation scores)."""
+    from edge_agent.scoring.fusion import groups_of
+
+    gw = dict(zip(groups_of(rows), group_w, strict=True))
+    return np.asarray([gw[k] / rows.count(k) for k in rows])
+
+
+def group_weights(row_w: np.ndarray, rows: Sequence[str]) -> np.ndarray:
+    """The inverse of `expand`: each group's weight, the sum over its rows."""
+    from edge_agent.scoring.fusion import groups_of
+
+    return np.asarray(
+        [sum(w for w, k in zip(row_w, rows, strict=True) if k == g) for g in groups_of(rows)]
+    )
+
+
+def _oracle(cell: dict[str, Any], sec: str, rows: Sequence[str]) -> np.ndarray:
     import itertools
 
-    from edge_agent.scoring.fusion import auc
+    from edge_agent.scoring.fusion import auc, groups_of
 
     test = cell["test"]
     idx = cell[f"{sec}|test_idx"]
     lab = np.array([test[i].is_anomaly for i in idx])
     zt = cell[f"{sec}|test"]
-    cands = [
-        np.asarray(w) for w in itertools.product((0.0, 0.5, 1.0), repeat=zt.shape[0]) if max(w) > 0
-    ]
+    n = len(groups_of(rows))
+    cands = [expand(w, rows) for w in itertools.product((0.0, 0.5, 1.0), repeat=n) if max(w) > 0]
     return max(cands, key=lambda w: auc((w @ zt)[~lab], (w @ zt)[lab]))
 
 
@@ -200,22 +243,23 @@ ANCHORS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.7, 1.0)
 RIDGES = (0.1, 0.5, 2.0, 5.0, 20.0)
 
 
-def rules(kinds: Sequence[str]) -> dict[str, Rule]:
-    """Every rule compared over components `kinds` (the model first): single components,
-    fixed, the hindsight oracle, the shipped discriminant rule over its parameter grid
-    (`lda@anchor/ridge`), and the grid-search rule tried first (`grid@shrink`, kept here as
-    what did not help)."""
-    from edge_agent.scoring.fusion import choose_weights
+def rules(rows: Sequence[str]) -> dict[str, Rule]:
+    """Every rule compared over score rows of kinds `rows` (the model first; `row_kinds`):
+    single components (a group's rows), fixed, the hindsight oracle, the shipped discriminant
+    rule over its parameter grid (`lda@anchor/ridge`), and the grid-search rule tried first
+    (`grid@shrink`, kept here as what did not help)."""
+    from edge_agent.scoring.fusion import choose_weights, groups_of
 
-    eye = np.eye(len(kinds))
-    out: dict[str, Rule] = {k: _fixed_rule(eye[i]) for i, k in enumerate(kinds)}
-    out["fixed"] = _fixed_rule(np.ones(len(kinds)))
+    groups = groups_of(rows)
+    eye = np.eye(len(groups))
+    out: dict[str, Rule] = {k: _fixed_rule(expand(eye[i], rows)) for i, k in enumerate(groups)}
+    out["fixed"] = _fixed_rule(expand(np.ones(len(groups)), rows))
     out["oracle"] = ORACLE
     for ridge in RIDGES:
         for anchor in ANCHORS:
-            out[f"lda@{anchor:g}/{ridge:g}"] = _lda_rule(choose_weights, anchor, ridge, kinds)
+            out[f"lda@{anchor:g}/{ridge:g}"] = _lda_rule(choose_weights, anchor, ridge, rows)
     for lam in (0.0, 0.01, 0.02, 0.05):
-        out[f"grid@{lam:g}"] = _grid_rule(lam, len(kinds))
+        out[f"grid@{lam:g}"] = _grid_rule(lam, rows)
     return out
 
 
@@ -230,13 +274,14 @@ def _lda_rule(choose: Any, anchor: float, ridge: float, kinds: Sequence[str]) ->
     return rule
 
 
-def _grid_rule(lam: float, n: int) -> Rule:
-    """The first rule tried: each of the `n` groups at 0, 1/2 or 1 (largest 1), the weighting
+def _grid_rule(lam: float, rows: Sequence[str]) -> Rule:
+    """The first rule tried: each group of `rows` at 0, 1/2 or 1 (largest 1), the weighting
     with the best pseudo-anomaly AUC minus `lam` per unit of distance from the model alone."""
     import itertools
 
-    from edge_agent.scoring.fusion import auc
+    from edge_agent.scoring.fusion import auc, groups_of
 
+    n = len(groups_of(rows))
     alone: np.ndarray = np.eye(n)[0]
     cands: dict[tuple[float, ...], None] = {tuple(alone): None}
     for w in itertools.product((0.0, 0.5, 1.0), repeat=n):
@@ -247,17 +292,21 @@ def _grid_rule(lam: float, n: int) -> Rule:
         best: np.ndarray = alone
         best_v = -1.0
         for w in cands:
-            a = np.asarray(w)
-            v = auc(a @ zn, a @ zp) - lam * float(np.abs(a - alone).sum())
+            a = expand(w, rows)
+            v = auc(a @ zn, a @ zp) - lam * float(np.abs(np.asarray(w) - alone).sum())
             if v > best_v + 1e-12:
-                best, best_v = a, v
-        return best
+                best, best_v = np.asarray(w), v
+        return expand(best, rows)
 
     return rule
 
 
 def score_rule(
-    cell: dict[str, Any], rule: Rule, kinds_keep: set[str] | None = None, foreign: str = "off"
+    cell: dict[str, Any],
+    rule: Rule,
+    kinds_keep: set[str] | None = None,
+    foreign: str = "off",
+    rows: Sequence[str] = ("model", *CLASSICAL),
 ) -> dict[str, Any]:
     """The rule's test scores -> harmonic means (quality.summary) and per-section weights."""
     test = cell["test"]
@@ -275,8 +324,8 @@ def score_rule(
             zp = cell[f"{sec}|foreign"]
         elif foreign == "add":
             zp = np.concatenate([zp, cell[f"{sec}|foreign"]], axis=1)
-        w = _oracle(cell, sec) if rule is ORACLE else rule(zn, zp)
-        weights[sec] = w
+        w = _oracle(cell, sec, rows) if rule is ORACLE else rule(zn, zp)
+        weights[sec] = group_weights(w, rows)
         scores[cell[f"{sec}|test_idx"]] = w @ cell[f"{sec}|test"]
     res = q.summary(test, scores)
     res["weights"] = weights
@@ -312,7 +361,15 @@ def main(argv: list[str] | None = None) -> int:
         default="default",
         help="whose trained models (a benchmarks/quality.py system that trains)",
     )
+    ap.add_argument(
+        "--deviation",
+        type=int,
+        default=None,
+        help="K of the classical components' deviation scores (default: the backend's; "
+        "0: none, the cosine scores alone)",
+    )
     args = ap.parse_args(argv)
+    from edge_agent.scoring.backend import BackendConfig
     from model_build import quiet
 
     quiet.configure(verbose=False)
@@ -321,8 +378,10 @@ def main(argv: list[str] | None = None) -> int:
     seeds = [int(x) for x in args.seeds.split(",")]
     keep = set(args.kinds.split(",")) if args.kinds else None
     classical = tuple(k for k in args.classical.split(",") if k)
+    deviation = BackendConfig().deviation if args.deviation is None else args.deviation
     kinds = ("model", *classical)
-    rs = rules(kinds)
+    rows = row_kinds(classical, deviation)
+    rs = rules(rows)
     # results[rule][fam][n] = list over seeds of mixed AUC
     res: dict[str, dict[str, dict[int, list[float]]]] = {r: {} for r in rs}
     weights: dict[str, dict[str, list[np.ndarray]]] = {}
@@ -331,13 +390,13 @@ def main(argv: list[str] | None = None) -> int:
             for seed in seeds:
                 try:
                     cell = section_scores(
-                        args.out, fam, n, seed, args.count, args.system, classical
+                        args.out, fam, n, seed, args.count, args.system, classical, deviation
                     )
                 except FileNotFoundError as exc:
                     print(f"skip {fam} n={n} s{seed}: {exc}", file=sys.stderr)
                     continue
                 for name, rule in rs.items():
-                    r = score_rule(cell, rule, keep, args.foreign)
+                    r = score_rule(cell, rule, keep, args.foreign, rows)
                     res[name].setdefault(fam, {}).setdefault(n, []).append(100 * r["auc"]["mixed"])
                     if name.startswith("lda@") and name.endswith(f"/{SHIPPED_RIDGE:g}"):
                         weights.setdefault(name, {}).setdefault(fam, []).extend(
@@ -350,6 +409,7 @@ def main(argv: list[str] | None = None) -> int:
     tag += "" if args.foreign == "off" else f"_foreign-{args.foreign}"
     tag += "" if not args.kinds else "_kinds-" + args.kinds.replace(",", "-")
     tag += "" if classical == CLASSICAL else "_classical-" + "-".join(classical)
+    tag += "" if deviation == BackendConfig().deviation else f"_deviation{deviation}"
     (args.out / f"fusion_study{tag}.md").write_text(text + "\n")
     (args.out / f"fusion_study{tag}.json").write_text(
         json.dumps(
