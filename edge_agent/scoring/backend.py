@@ -494,12 +494,10 @@ def fit_component(
     # references live in float16 (the bundle stores them so: half the size on disk and in
     # the device's memory); densities and normalisers are computed from the rounded values,
     # so what the device loads scores exactly as what was fitted
-    parts = [(r, n) for r, n in ((src, src_norms), (tgt_in, None)) if r.shape[0]]
-    refs = np.concatenate([r if n is not None else l2_normalise(r) for r, n in parts])
-    refs = refs.astype(np.float16).astype(np.float32)
-    norms = np.concatenate(
-        [n if n is not None else np.linalg.norm(r, axis=1) for r, n in parts]
-    ).astype(np.float32)
+    sides = [(src, src_norms), (l2_normalise(tgt_in), np.linalg.norm(tgt_in, axis=1))]
+    sides = [(r, n) for r, n in sides if r.shape[0]]  # an empty side may have no width
+    refs = np.concatenate([r for r, _ in sides]).astype(np.float16).astype(np.float32)
+    norms = np.concatenate([n for _, n in sides]).astype(np.float32)
     return Component(refs, src.shape[0], local_density(refs, config.density_k), norms=norms)
 
 
@@ -650,13 +648,7 @@ def _component(d: Mapping[str, Any], prefix: str) -> Component:
     )
     if density.shape != (refs.shape[0],) or not np.all(np.isfinite(density) & (density > 0)):
         raise BackendError(f"{prefix}density: expected {refs.shape[0]} finite values > 0")
-    mean = _finite(d.get(f"{prefix}mean", 0.0), f"{prefix}mean (normaliser)")
-    std = _finite(d.get(f"{prefix}std", 1.0), f"{prefix}std (normaliser)")
-    weight = _finite(d.get(f"{prefix}weight", 1.0), f"{prefix}weight")
-    if std <= 0:
-        raise BackendError(f"{prefix}std (normaliser): expected a finite number > 0, got {std}")
-    if weight < 0:
-        raise BackendError(f"{prefix}weight: expected a finite number >= 0, got {weight}")
+    mean, std, weight = _normaliser(d, prefix, "", 1.0)
     norms = None
     if f"{prefix}norms" in d:
         norms = np.asarray(d[f"{prefix}norms"], dtype=np.float32)
@@ -673,14 +665,24 @@ def _with_deviation(d: Mapping[str, Any], prefix: str, c: Component) -> Componen
         raise BackendError(f"{prefix}deviation: expected an integer in 0..{MAX_DEVIATION}, got {k}")
     if k == 0:
         return c
-    mean = _finite(d.get(f"{prefix}dev_mean", 0.0), f"{prefix}dev_mean (normaliser)")
-    std = _finite(d.get(f"{prefix}dev_std", 1.0), f"{prefix}dev_std (normaliser)")
-    weight = _finite(d.get(f"{prefix}dev_weight", 0.0), f"{prefix}dev_weight")
-    if std <= 0:
-        raise BackendError(f"{prefix}dev_std (normaliser): expected a finite number > 0, got {std}")
-    if weight < 0:
-        raise BackendError(f"{prefix}dev_weight: expected a finite number >= 0, got {weight}")
+    mean, std, weight = _normaliser(d, prefix, "dev_", 0.0)
     return replace(c, deviation=k, dev_mean=mean, dev_std=std, dev_weight=weight)
+
+
+def _normaliser(
+    d: Mapping[str, Any], prefix: str, score: str, weight_default: float
+) -> tuple[float, float, float]:
+    """A saved score's mean, std (> 0) and weight (>= 0): `{prefix}{score}mean` and so on,
+    checked, with the error naming the field."""
+    name = f"{prefix}{score}"
+    mean = _finite(d.get(f"{name}mean", 0.0), f"{name}mean (normaliser)")
+    std = _finite(d.get(f"{name}std", 1.0), f"{name}std (normaliser)")
+    weight = _finite(d.get(f"{name}weight", weight_default), f"{name}weight")
+    if std <= 0:
+        raise BackendError(f"{name}std (normaliser): expected a finite number > 0, got {std}")
+    if weight < 0:
+        raise BackendError(f"{name}weight: expected a finite number >= 0, got {weight}")
+    return mean, std, weight
 
 
 FitScore = Callable[[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]], AnyFloatArray]
