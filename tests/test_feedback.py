@@ -55,10 +55,8 @@ def _unusual_normal() -> tuple[Path, list[Path], float]:
     unusual sound), the other normal clips, and an alarm threshold halfway between its score
     and the next normal one's, so that it is the one normal window above it whatever the
     bundle's own threshold (a refit of the demo moves that)."""
-    scores = [float(x) for x, c in zip(DEMO.info["scores"], DEMO.clips, strict=True)]
-    normal = sorted(
-        (s, p) for s, p, c in zip(scores, DEMO.paths, DEMO.clips, strict=True) if c.label == "normal"
-    )
+    clips = zip(DEMO.info["scores"], DEMO.paths, DEMO.clips, strict=True)
+    normal = sorted((float(s), p) for s, p, c in clips if c.label == "normal")
     (second, _), (top, unusual) = normal[-2:]
     assert top - second > 0.05, "the margin the agent's scores need on any platform"
     return unusual, [p for p in NORMAL if p != unusual], (top + second) / 2
