@@ -415,3 +415,22 @@ def test_deviation_config_is_checked_and_old_bundles_read_as_none() -> None:
     for bad in (-1, 65, 1.5, True):
         with pytest.raises(BackendError, match="backend deviation: expected an integer"):
             BackendConfig(deviation=bad)  # type: ignore[arg-type]
+
+
+def test_kmeans_centres_carry_their_members_mean_length() -> None:
+    """Past `max_references` the source references are k-means centres; each keeps the mean
+    length of the clips nearest to it, so the deviation score still sees the level of the
+    features as computed (two clusters of directions, one quiet, one three times as loud)."""
+    rng = np.random.default_rng(5)
+    a, b = np.zeros(8), np.zeros(8)
+    a[0], b[1] = 1.0, 1.0
+    quiet = l2_normalise(a + 0.05 * rng.standard_normal((30, 8)))
+    loud = 3.0 * l2_normalise(b + 0.05 * rng.standard_normal((30, 8)))
+    c = fit_component(
+        np.concatenate([quiet, loud]),
+        np.zeros((0, 8)),
+        BackendConfig(references="kmeans", n_clusters=2),
+    )
+    assert c.n_source == 2 and c.norms is not None
+    order = np.argsort(c.references[:, 1])  # the quiet direction's centre first
+    np.testing.assert_allclose(c.norms[order], [1.0, 3.0], rtol=1e-5)

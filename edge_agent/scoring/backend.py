@@ -422,7 +422,10 @@ def deviation_stats(features: NDArray[np.float64], n_source: int) -> tuple[Stats
     target references, those of the source references and those of as many source references
     as there are target ones plus the target ones; the score is the smaller of the two, so that
     a clip of the target domain (a few references among many source ones) is not far just for
-    its domain."""
+    its domain. A section with more source clips than `max_references` keeps k-means centres,
+    whose spread is narrower than the clips'; its deviation scores are larger for it, on the
+    normal clips as on the others, and the cross-fitted normaliser (fitted the same way)
+    takes the scale out."""
     r = features
     n_target = r.shape[0] - n_source
     if n_source < 2 or n_target < 2:
