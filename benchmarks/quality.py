@@ -97,13 +97,27 @@ class Recipe:
         return _digest(self.training())
 
     def scoring_key(self) -> str:
+        """Identifies a cell's scores: the models, the backend settings and classical
+        components, and the code that fits and fuses the backend (a change of how the backend
+        scores, under the same settings, re-scores instead of reading stale cells)."""
         return _digest(
             {
                 "training": self.training() if self.n_runs else {},
                 "backend": self.backend.to_dict(),
                 "classical": self.classical_entries(),
+                "backend_code": _backend_code(),
             }
         )
+
+
+def _backend_code() -> str:
+    """A digest of the modules that turn cached embeddings into scores."""
+    from edge_agent.scoring import backend, fusion
+
+    h = hashlib.sha256()
+    for module in (backend, fusion):
+        h.update(Path(str(module.__file__)).read_bytes())
+    return h.hexdigest()[:12]
 
 
 def _digest(obj: Any) -> str:
