@@ -24,7 +24,6 @@ classical components"); `--sizes 10` repeats it with ten clips a section.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -208,11 +207,7 @@ def _cell_scores(
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--out", type=Path, required=True, help="benchmarks/quality.py's --out")
-    ap.add_argument("--families", default=",".join(q.FAMILIES))
-    ap.add_argument("--seeds", default="0,1,2")
-    ap.add_argument("--sizes", default="30", help="source training clips per section")
+    ap = st.parser(__doc__, sizes="30")
     ap.add_argument(
         "--base",
         choices=tuple(BASES),
@@ -226,15 +221,15 @@ def main(argv: list[str] | None = None) -> int:
     from model_build import quiet
 
     quiet.configure(verbose=False)
-    fams = [f for f in args.families.split(",") if f]
+    fams, sizes, seeds = st.cells(args)
     base, rule = BASES[args.base]
-    for size in (int(x) for x in args.sizes.split(",")):
-        res: st.Results = {}
-        for fam in fams:
-            for seed in (int(x) for x in args.seeds.split(",")):
-                test, scores = _cell_scores(args.out, fam, size, seed, base, rule, args.combos)
-                st.add(res, fam, test, scores)
-                print(f"{fam} n{size} s{seed} done", file=sys.stderr, flush=True)
+    for size in sizes:
+        res = st.collect(
+            fams,
+            size,
+            seeds,
+            lambda f, n, s: _cell_scores(args.out, f, n, s, base, rule, args.combos),
+        )
         print(f"\nN = {size}: mixed AUC, mean over seeds (pAUC mixed: its mean over families)")
         print("\n".join(st.table(res, fams)))
         if args.combos and len(fams) > 1:

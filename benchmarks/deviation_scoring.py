@@ -31,7 +31,6 @@ keep), or L2-normalised with the log of their length as one more feature (`l2nor
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import sys
 from dataclasses import dataclass
@@ -72,45 +71,40 @@ VARIANTS = tuple(
 )
 
 
-def _stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    sd = x.std(axis=0)
-    return x.mean(axis=0), sd + 0.1 * float(np.median(sd)) + 1e-6
-
-
 @dataclass(frozen=True)
 class Deviation:
-    """How a deviation score is computed (module docstring)."""
+    """How a deviation score is computed (module docstring): the backend's own functions
+    (`feature_stats`, `deviation_stats`, `feature_deviation`) on the clips' features, in
+    float64 (the backend reads them from its float16 references)."""
 
     k: int
     mode: str
-    l2: bool = False
-    space: str = "l2"
+    space: str = "raw"
 
     def score(self, source: np.ndarray, target: np.ndarray, held: np.ndarray) -> np.ndarray:
         """(N,) the mean of the k largest |z| of each row of `held` against the normal
         clips `source` and `target`."""
-        if self.l2:
-            from edge_agent.scoring.backend import l2_normalise
+        from edge_agent.scoring.backend import deviation_stats, feature_deviation, feature_stats
 
-            def space(x: np.ndarray) -> np.ndarray:
-                if not len(x):
-                    return np.zeros((0, x.shape[1] + (self.space == "l2norm")))
-                u = l2_normalise(x).astype(np.float64)
-                if self.space == "l2norm":
-                    u = np.hstack([u, np.log(np.linalg.norm(x, axis=1) + 1e-12)[:, None]])
-                return u
+        if self.space != "raw":
+            source, target, held = (self._space(x) for x in (source, target, held))
+        rows = np.vstack([source, target])
+        stats = (
+            (feature_stats(rows),) if self.mode == "pool" else deviation_stats(rows, len(source))
+        )
+        return feature_deviation(held, stats, self.k)
 
-            source, target, held = (space(x) for x in (source, target, held))
+    def _space(self, x: np.ndarray) -> np.ndarray:
+        """`x` L2-normalised (`l2`), with the log of its length as one more feature (`l2norm`)."""
+        from edge_agent.scoring.backend import l2_normalise
 
-        def top(stats: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
-            z = np.abs((held - stats[0]) / stats[1])
-            return np.asarray(np.sort(z, axis=1)[:, -self.k :].mean(axis=1))
-
-        pooled = top(_stats(np.vstack([source, target])))
-        if self.mode == "pool" or target.shape[0] < 2 or source.shape[0] == 0:
-            return pooled
-        mixed = np.vstack([source[: len(target)], target])
-        return np.asarray(np.minimum(top(_stats(source)), top(_stats(mixed))))
+        extra = int(self.space == "l2norm")
+        if not len(x):
+            return np.zeros((0, x.shape[1] + extra))
+        u = l2_normalise(x).astype(np.float64)
+        if extra:
+            u = np.hstack([u, np.log(np.linalg.norm(x, axis=1) + 1e-12)[:, None]])
+        return u
 
     def component_z(
         self,
@@ -164,7 +158,7 @@ def cell_scores(
             dev = []
             for i, f in enumerate(feats):
                 tr, te = f[: len(train)], f[len(train) :][idx]
-                how = Deviation(k, mode, space != "raw", space)
+                how = Deviation(k, mode, space)
                 dev.append(how.component_z((tr[src], tr[tgt]), (pcls[i], origins), te, seed))
             for kind, d in zip(fs.CLASSICAL, dev, strict=True):
                 put(f"{kind} deviation alone, K={k} {mode}", idx, d[2])
@@ -187,11 +181,7 @@ def cell_scores(
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--out", type=Path, required=True, help="benchmarks/quality.py's --out")
-    ap.add_argument("--families", default=",".join(q.FAMILIES))
-    ap.add_argument("--sizes", default="30,10")
-    ap.add_argument("--seeds", default="0,1,2")
+    ap = st.parser(__doc__)
     ap.add_argument(
         "--space",
         choices=("raw", "l2", "l2norm"),
@@ -202,14 +192,11 @@ def main(argv: list[str] | None = None) -> int:
     from model_build import quiet
 
     quiet.configure(verbose=False)
-    fams = [f for f in args.families.split(",") if f]
-    for size in (int(x) for x in args.sizes.split(",")):
-        res: st.Results = {}
-        for fam in fams:
-            for seed in (int(x) for x in args.seeds.split(",")):
-                test, scores = cell_scores(args.out, fam, size, seed, args.space)
-                st.add(res, fam, test, scores)
-                print(f"{fam} n{size} s{seed} done", file=sys.stderr, flush=True)
+    fams, sizes, seeds = st.cells(args)
+    for size in sizes:
+        res = st.collect(
+            fams, size, seeds, lambda f, n, s: cell_scores(args.out, f, n, s, args.space)
+        )
         print(f"\nN = {size}: mixed AUC, mean over seeds (pAUC mixed: its mean over families)")
         print("\n".join(st.table(res, fams)))
         if len(fams) > 1:

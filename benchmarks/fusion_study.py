@@ -27,7 +27,6 @@ normal training clips and their perturbed copies.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
@@ -39,6 +38,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import quality as q
+import study_tables as st
 
 from edge_agent.scoring.classical import DEFAULT_CLASSICAL
 
@@ -333,11 +333,7 @@ def score_rule(
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--out", type=Path, required=True, help="benchmarks/quality.py's --out")
-    ap.add_argument("--families", default=",".join(q.FAMILIES))
-    ap.add_argument("--sizes", default="30,10")
-    ap.add_argument("--seeds", default="0,1,2")
+    ap = st.parser(__doc__)
     ap.add_argument("--count", type=int, default=48, help="pseudo-anomalies per section")
     ap.add_argument(
         "--kinds",
@@ -373,9 +369,7 @@ def main(argv: list[str] | None = None) -> int:
     from model_build import quiet
 
     quiet.configure(verbose=False)
-    fams = [f for f in args.families.split(",") if f]
-    sizes = [int(x) for x in args.sizes.split(",")]
-    seeds = [int(x) for x in args.seeds.split(",")]
+    fams, sizes, seeds = st.cells(args)
     keep = set(args.kinds.split(",")) if args.kinds else None
     classical = tuple(k for k in args.classical.split(",") if k)
     deviation = BackendConfig().deviation if args.deviation is None else args.deviation

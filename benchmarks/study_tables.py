@@ -3,12 +3,16 @@ and a leave-one-family-out choice among rows.
 
 Shared by `component_candidates.py` and `deviation_scoring.py`: both score the cached cells of
 `quality.py` (family x size x seed) under several rows (systems, candidates, variants) and
-decide between rows the same way, on the families not scored.
+decide between rows the same way, on the families not scored. `parser` and `cells` are the
+options every study over that cache takes (`fusion_study.py` too).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import argparse
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,6 +20,40 @@ import quality as q
 
 Results = dict[str, dict[str, list[tuple[float, float]]]]
 """row -> family -> (mixed AUC, mixed pAUC) per seed, %."""
+CellScores = Callable[[str, int, int], tuple[Sequence[Any], Mapping[str, np.ndarray]]]
+"""(family, size, seed) -> the cell's test clips and, per row, their scores."""
+
+
+def parser(description: str | None, sizes: str = "30,10") -> argparse.ArgumentParser:
+    """The options of a study over quality.py's cache: where it is and which cells."""
+    ap = argparse.ArgumentParser(
+        description=description, formatter_class=argparse.RawTextHelpFormatter
+    )
+    ap.add_argument("--out", type=Path, required=True, help="benchmarks/quality.py's --out")
+    ap.add_argument("--families", default=",".join(q.FAMILIES))
+    ap.add_argument("--sizes", default=sizes, help="source training clips per section")
+    ap.add_argument("--seeds", default="0,1,2")
+    return ap
+
+
+def cells(args: argparse.Namespace) -> tuple[list[str], list[int], list[int]]:
+    """(families, sizes, seeds) of `parser`'s options."""
+    return (
+        [f for f in args.families.split(",") if f],
+        [int(x) for x in args.sizes.split(",")],
+        [int(x) for x in args.seeds.split(",")],
+    )
+
+
+def collect(fams: Sequence[str], size: int, seeds: Sequence[int], score: CellScores) -> Results:
+    """Every (family, seed) cell of one size scored into one Results, a progress line each."""
+    res: Results = {}
+    for fam in fams:
+        for seed in seeds:
+            test, scores = score(fam, size, seed)
+            add(res, fam, test, scores)
+            print(f"{fam} n{size} s{seed} done", file=sys.stderr, flush=True)
+    return res
 
 
 def add(res: Results, fam: str, test: Sequence[Any], scores: Mapping[str, np.ndarray]) -> None:
