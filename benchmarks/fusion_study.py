@@ -62,7 +62,10 @@ def _cell_file(
     assert recipe is not None
     tag = "" if tuple(classical) == ("bands", "rhythm") else "_" + "-".join(classical)
     tag += f"_dev{deviation}" if deviation else ""
-    return out / "study" / recipe.training_key() / f"{fam}_n{n}_s{seed}_p{count}{tag}.npz"
+    # keyed by the backend's code too (as quality.py's cells): a change of how the backend
+    # scores under the same settings recomputes instead of reading stale z-scores
+    folder = out / "study" / recipe.training_key() / q.backend_code()
+    return folder / f"{fam}_n{n}_s{seed}_p{count}{tag}.npz"
 
 
 def row_kinds(classical: Sequence[str], deviation: int) -> tuple[str, ...]:

@@ -105,12 +105,12 @@ class Recipe:
                 "training": self.training() if self.n_runs else {},
                 "backend": self.backend.to_dict(),
                 "classical": self.classical_entries(),
-                "backend_code": _backend_code(),
+                "backend_code": backend_code(),
             }
         )
 
 
-def _backend_code() -> str:
+def backend_code() -> str:
     """A digest of the modules that turn cached embeddings into scores."""
     from edge_agent.scoring import backend, fusion
 

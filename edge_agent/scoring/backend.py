@@ -132,8 +132,8 @@ class BackendConfig:
     """"pseudo": pseudo-anomalies per section (edge_agent.scoring.pseudo.DEFAULT_COUNT)."""
     deviation: int = 1
     """Each classical component's deviation score: the mean of the window's `deviation`
-    largest per-feature |z| (0: none, cosine distance only). 1 and a group of its own in the
-    weighting were chosen leave-one-family-out (BENCHMARKS.md "The deviation score"); bundles
+    largest per-feature |z| (0: none, cosine distance only). 1, sharing its component's group
+    in the weighting, was chosen leave-one-family-out (BENCHMARKS.md "The deviation score"); bundles
     written before it existed read as 0, so their calibrate and enrol refit as they were."""
 
     def __post_init__(self) -> None:
