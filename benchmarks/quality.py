@@ -255,7 +255,7 @@ def classical_embeddings(
         else:
             mag = stft_magnitude(wave, DEFAULT_SPEC)
             for i, f in enumerate(feats):
-                store[_cache_key(c.path) + f"#{i}"] = f.fn(mag)
+                store[_cache_key(c.path) + f"#{i}"] = f.fn(wave if f.wave else mag)
     if todo:
         cache.parent.mkdir(parents=True, exist_ok=True)
         np.savez(cache, **store)
@@ -427,7 +427,7 @@ def _embed_pseudo(
             if key + f"#{len(feats) - 1}" not in cstore:
                 mag = stft_magnitude(waves[-1], DEFAULT_SPEC)
                 for k, f in enumerate(feats):
-                    cstore[key + f"#{k}"] = f.fn(mag)
+                    cstore[key + f"#{k}"] = f.fn(waves[-1] if f.wave else mag)
         if run is not None:
             embs.append(run.embed_waves(np.stack(waves)))
     if run is None:

@@ -11,6 +11,8 @@ import pytest
 
 from edge_agent.scoring.classical import (
     DEFAULT_CLASSICAL,
+    KINDS,
+    Stability,
     band_edges,
     band_log_power,
     band_stats,
@@ -24,10 +26,14 @@ from edge_agent.scoring.classical import (
     modulation_from_magnitude,
     rhythm,
     rhythm_bins,
+    stability_edges,
 )
 from edge_agent.scoring.frontend import DEFAULT_SPEC, stft_magnitude
 
 T = np.arange(160_000) / 16_000
+STABLE: dict[str, Any] = Stability().to_entry()
+EVERY_KIND = [kind().to_entry() for kind in KINDS.values()]
+"""Every classical kind with its default parameters (the shipped set and the others)."""
 
 
 def test_band_edges_are_log_spaced_strictly_increasing_and_cover_the_spectrum() -> None:
@@ -136,6 +142,16 @@ def test_classical_entries_validate_and_describe_their_dims() -> None:
         ({"kind": "fine_spectrum", "width": 1}, "width"),
         ({"kind": "fine_spectrum", "width": 601}, "width"),
         ({"kind": "fine_spectrum", "width": 9.0}, "width"),
+        ({**STABLE, "n_fft": 8}, "n_fft"),
+        ({**STABLE, "n_fft": 160_001}, "n_fft"),
+        ({**STABLE, "hop": 0}, "hop"),
+        ({**STABLE, "bands": 0}, "bands"),
+        ({**STABLE, "lowest_hz": -1}, "lowest_hz"),
+        ({**STABLE, "highest_hz": 9000.0}, "highest_hz"),
+        ({**STABLE, "highest_hz": 50.0}, "highest_hz"),
+        ({**STABLE, "lags": [1, 0]}, "lags"),
+        ({**STABLE, "lags": [1, 153]}, "lags"),
+        ({**STABLE, "lags": "1"}, "lags"),
         ({"kind": "mfcc"}, "kind"),
     ]
     for bad, field in cases:
@@ -189,14 +205,72 @@ def test_dynamics_see_a_modulation_that_leaves_band_statistics_alone() -> None:
 
 def test_silence_and_a_batch_give_the_same_finite_features_for_every_kind() -> None:
     """Digital silence (a muted input) must score, not poison the backend with NaN: a band
-    that never moves has no envelope and no correlation. A batch is the windows one by one."""
-    feats = classical_features(DEFAULT_SPEC)
-    silent = stft_magnitude(np.zeros(160_000, np.float32), DEFAULT_SPEC)
+    that never moves has no envelope and no correlation. A batch is the windows one by one.
+    Each kind (the shipped ones and the others) gets what it reads: the |STFT|, or (`wave`)
+    the samples."""
+    feats = classical_features(DEFAULT_SPEC, EVERY_KIND)
+    zeros = np.zeros(160_000, np.float32)
     x = np.random.default_rng(6).standard_normal((2, 160_000)).astype(np.float32)
-    mag = stft_magnitude(x, DEFAULT_SPEC)
+    silent, mag = stft_magnitude(zeros, DEFAULT_SPEC), stft_magnitude(x, DEFAULT_SPEC)
+    assert [f.entry["kind"] for f in feats if f.wave] == ["stability"]
     for f in feats:
-        assert f.fn(silent).shape == (f.dim,) and np.all(np.isfinite(f.fn(silent))), f.entry
-        np.testing.assert_allclose(f.fn(mag)[1], f.fn(mag[1]), rtol=1e-5, atol=1e-5)
+        quiet, batch = (zeros, x) if f.wave else (silent, mag)
+        assert f.fn(quiet).shape == (f.dim,) and np.all(np.isfinite(f.fn(quiet))), f.entry
+        np.testing.assert_allclose(f.fn(batch)[1], f.fn(batch[1]), rtol=1e-5, atol=1e-5)
+
+
+def _wobbling_tones(wobble: float, seed: int = 8) -> np.ndarray:
+    """Three steady tones (450, 1210, 2730 Hz) over faint noise; with `wobble`, each tone's
+    frequency swings by that fraction at 5 Hz (a worn gear, an unsteady drive)."""
+    rng = np.random.default_rng(seed)
+    x = 0.01 * rng.standard_normal(T.size)
+    for f0 in (450.0, 1210.0, 2730.0):
+        inst = f0 * (1 + wobble * np.sin(2 * np.pi * 5.0 * T))
+        x += 0.1 * np.sin(2 * np.pi * np.cumsum(inst) / 16_000 + rng.uniform(0, 6.3))
+    return x.astype(np.float32)
+
+
+def test_stability_matches_a_plain_numpy_reference() -> None:
+    """Per band and lag, log(1 - mean cosine similarity of frames d apart), float64 loops."""
+    x = _wobbling_tones(0.003)
+    f = Stability(n_fft=2048, hop=512, bands=6, lags=(1, 3)).feature(DEFAULT_SPEC)
+    edges = stability_edges(16_000, 2048, 6, 100.0, 7000.0)
+    win = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(2048) / 2048)
+    n = 1 + (160_000 - 2048) // 512
+    frames = np.stack([x[i * 512 : i * 512 + 2048] * win for i in range(n)]).astype(np.float64)
+    mag = np.abs(np.fft.rfft(frames, axis=-1))
+    ref = []
+    for a, b in pairwise(edges):
+        band = mag[:, a:b]
+        for d in (1, 3):
+            sims = [
+                band[t] @ band[t + d] / (np.linalg.norm(band[t]) * np.linalg.norm(band[t + d]))
+                for t in range(n - d)
+            ]
+            ref.append(np.log(1 - np.mean(sims) + 1e-6))
+    np.testing.assert_allclose(f.fn(x), ref, rtol=1e-3, atol=1e-3)
+    assert f.dim == 12
+
+
+def test_stability_sees_a_wobble_the_time_mean_spectrum_and_the_dynamics_hardly_do() -> None:
+    """A 0.5 % frequency wobble at 5 Hz (2-14 Hz swings): every band's level stays put and
+    the time-mean spectrum moves by a fraction of a bin, but the fine spectrum of the bands
+    holding the tones changes between frames 64-256 ms apart. Steady tones (another noise
+    draw) stay where the first steady clip is. A gain changes nothing."""
+    f = Stability().feature(DEFAULT_SPEC)
+    steady, again = f.fn(_wobbling_tones(0.0)), f.fn(_wobbling_tones(0.0, seed=9))
+    wobbly = f.fn(_wobbling_tones(0.005))
+    moved = wobbly - steady
+    np.testing.assert_allclose(again, steady, atol=0.3)
+    assert moved.max() > 4.0 and np.sort(moved)[-3:].min() > 3.0
+    np.testing.assert_allclose(f.fn(4 * _wobbling_tones(0.005)), wobbly, atol=1e-3)
+    dyn = dynamics(_wobbling_tones(0.005), DEFAULT_SPEC) - dynamics(
+        _wobbling_tones(0.0), DEFAULT_SPEC
+    )
+    assert np.abs(dyn).max() < 0.1 * moved.max()
+    edges = stability_edges(16_000, 4096, 12, 100.0, 7000.0)
+    assert edges[0] == round(100 / 16_000 * 4096) and edges[-1] == round(7000 / 16_000 * 4096)
+    assert np.all(np.diff(edges) >= 1)
 
 
 def _modulated_bands(rates_hz: tuple[float, float], seed: int = 7) -> np.ndarray:
@@ -290,18 +364,31 @@ def test_fine_spectrum_shows_a_weak_tone_and_ignores_gain_and_tilt() -> None:
 def test_a_window_computes_each_set_of_band_powers_once_and_every_feature_as_alone() -> None:
     """The device path (the scorer's WindowFeatures): the dynamics, modulation power and
     comodulation read the same 32 bands, computed once per window; each component's vector
-    is the one its feature computes from the |STFT| alone."""
+    is the one its feature computes from the |STFT| (or, the stability, the samples) alone."""
     from edge_agent.runtime.scorer import ClassicalEmbedder, WindowFeatures
 
     x = _am_noise(2.0, 0.5)
     window = WindowFeatures(x, DEFAULT_SPEC)
-    feats = classical_features(DEFAULT_SPEC)
-    for f in feats:
-        np.testing.assert_array_equal(
-            ClassicalEmbedder(f).embed_features(window), f.fn(stft_magnitude(x, DEFAULT_SPEC))
-        )
-    shared = [f for f in feats if f.edges is not None and len(f.edges) == 31]
+    for f in classical_features(DEFAULT_SPEC, EVERY_KIND):
+        alone = f.fn(x if f.wave else stft_magnitude(x, DEFAULT_SPEC))
+        np.testing.assert_array_equal(ClassicalEmbedder(f).embed_features(window), alone)
+    shared = [
+        f for f in classical_features(DEFAULT_SPEC) if f.edges is not None and len(f.edges) == 31
+    ]
     assert [f.entry["kind"] for f in shared] == ["dynamics", "modulation", "comodulation"]
     first = window.band_log_power(band_edges(DEFAULT_SPEC, 32))
     assert window.band_log_power(band_edges(DEFAULT_SPEC, 32)) is first  # kept, not recomputed
     assert window.band_log_power(band_edges(DEFAULT_SPEC, 64)) is not first
+
+
+def test_a_manifest_may_hold_a_stability_component_and_bad_fields_are_named() -> None:
+    """A bundle's component list with the stability (not in the default export) is accepted
+    as written by `to_entry` plus its dim; a bad field is refused in one line naming it."""
+    from edge_agent.bundle.manifest import check_components
+    from edge_agent.errors import BundleError
+
+    model = {"kind": "model", "file": "model_0.tflite", "inputs": [], "input_order": []}
+    entry = {**STABLE, "dim": Stability().feature(DEFAULT_SPEC).dim}
+    check_components([model, entry], {"model_0.tflite"}, "manifest.json")
+    with pytest.raises(BundleError, match=r"components\[1\].*lags"):
+        check_components([model, {**entry, "lags": [0]}], {"model_0.tflite"}, "manifest.json")

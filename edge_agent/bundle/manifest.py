@@ -27,8 +27,10 @@ order: `{"kind": "model", "file": "model_0.tflite", "inputs": [...], "input_orde
 `{"kind": "dynamics", "bands": 32, "lags": [1, 2, 4, 8, 16, 32], "dim": 180}`,
 `{"kind": "modulation", "bands": 32, "octaves": 6, "lowest_hz": 0.25, "dim": 180}`,
 `{"kind": "comodulation", "bands": 32, "groups": 16, "dim": 120}` and
-`{"kind": "fine_spectrum", "width": 9, "dim": 511}` for the classical band statistics,
-rhythm, dynamics, modulation power, comodulation and fine spectrum
+`{"kind": "fine_spectrum", "width": 9, "dim": 511}` and
+`{"kind": "stability", "n_fft": 4096, "hop": 1024, "bands": 12, "lowest_hz": 100.0,
+"highest_hz": 7000.0, "lags": [1, 2, 4], "dim": 36}` for the classical band statistics,
+rhythm, dynamics, modulation power, comodulation, fine spectrum and spectral stability
 (edge_agent.scoring.classical). `backend` holds the
 `BackendConfig` that calibrate and enrol refit with. `profiles` (optional) holds, per section,
 the audio profile of its normal training clips (edge_agent.scoring.profile): what the hearing
@@ -129,10 +131,19 @@ class ClassicalComponent(TypedDict, total=False):
     """A classical component (`edge_agent.scoring.classical`): its kind, the typed parameters
     of that kind (`Bands.bands`; `Rhythm.ranges_hz`, `Rhythm.max_lag_s`; `Dynamics.bands`,
     `Dynamics.lags`; `Modulation.bands`, `.octaves`, `.lowest_hz`; `Comodulation.bands`,
-    `.groups`; `FineSpectrum.width`) and its dimension."""
+    `.groups`; `FineSpectrum.width`; `Stability.n_fft`, `.hop`, `.bands`, `.lowest_hz`,
+    `.highest_hz`, `.lags`) and its dimension."""
 
     kind: Required[
-        Literal["bands", "rhythm", "dynamics", "modulation", "comodulation", "fine_spectrum"]
+        Literal[
+            "bands",
+            "rhythm",
+            "dynamics",
+            "modulation",
+            "comodulation",
+            "fine_spectrum",
+            "stability",
+        ]
     ]
     dim: int
     bands: int
@@ -143,6 +154,9 @@ class ClassicalComponent(TypedDict, total=False):
     lowest_hz: float
     groups: int
     width: int
+    n_fft: int
+    hop: int
+    highest_hz: float
 
 
 Component = ModelComponent | ClassicalComponent
@@ -325,6 +339,16 @@ COMPONENT_SCHEMAS: Mapping[str, Schema] = {
         "dim": (OPT_POS_INT, False),
     },
     "fine_spectrum": {"kind": (STR, True), "width": (POS_INT, True), "dim": (OPT_POS_INT, False)},
+    "stability": {
+        "kind": (STR, True),
+        "n_fft": (POS_INT, True),
+        "hop": (POS_INT, True),
+        "bands": (POS_INT, True),
+        "lowest_hz": (POS_NUMBER, True),
+        "highest_hz": (POS_NUMBER, True),
+        "lags": (POS_INT_LIST, True),
+        "dim": (OPT_POS_INT, False),
+    },
 }
 SELF_TEST_SCHEMA: Schema = {
     "file": (FILE_NAME, True),

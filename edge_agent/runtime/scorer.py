@@ -6,7 +6,8 @@ scale as the scores the device computes.
 
 A window is embedded once per component of the bundle (edge_agent.bundle): each TFLite model
 of the ensemble, and the classical components (edge_agent.scoring.classical). The |STFT| is
-computed once per window and shared by the spectrogram input and the classical features.
+computed once per window and shared by the spectrogram input and the classical features (the
+spectral stability alone computes its own, finer one from the samples).
 
 The TFLite runtime is chosen by edge_agent.runtime.probe (each candidate tried in a child
 process first, once per process), and a new scorer runs the bundle's self-test before it
@@ -87,7 +88,7 @@ class WindowFeatures:
 
 class ClassicalEmbedder:
     """A classical component: a function of the window's |STFT| (or of its log band powers,
-    shared with the other components on the same bands)."""
+    shared with the other components on the same bands, or of its samples)."""
 
     def __init__(self, feature: ClassicalFeature) -> None:
         self.feature = feature
@@ -95,6 +96,8 @@ class ClassicalEmbedder:
 
     def embed_features(self, feats: WindowFeatures) -> NDArray[np.float32]:
         f = self.feature
+        if f.wave:
+            return f.fn(feats.wave)
         if f.edges is None or f.from_bands is None:
             return f.fn(feats.magnitude)
         return f.from_bands(feats.band_log_power(f.edges))

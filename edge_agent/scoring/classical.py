@@ -44,6 +44,13 @@ per-section weighting (edge_agent.scoring.fusion) gives them little weight where
 separate a machine's sounds. Chosen leave-one-family-out as a set (BENCHMARKS.md "Three more
 classical components"): +1.1 on the suite's mean, +2.7 on its worst family, no family
 more than 0.1 lower.
+
+Spectral stability (`stability`): how much the fine spectrum of each band changes from one
+moment to the next. The only component made from the window's samples rather than the
+frontend's |STFT|: it needs lines resolved to ~4 Hz (a 4096-point STFT), where the frontend's
+1024 points give 16 Hz. A wobble, a frequency instability or a line turning to noise moves the
+fine spectrum between frames while every band's level, movement and time-mean spectrum stay as
+they were (BENCHMARKS.md "Spectral stability").
 """
 
 from __future__ import annotations
@@ -55,7 +62,8 @@ from typing import Any, ClassVar, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
-from edge_agent.scoring.frontend import FrontendSpec, stft_magnitude
+from edge_agent.scoring.fft import rfft
+from edge_agent.scoring.frontend import FrontendSpec, periodic_hann, stft_magnitude
 
 DEFAULT_BANDS = 64
 LOG_EPS = 1e-10
@@ -283,6 +291,48 @@ def fine_spectrum_from_magnitude(mag: NDArray[Any], width: int) -> NDArray[np.fl
     return out
 
 
+STABILITY_N_FFT = 4096
+STABILITY_HOP = 1024
+STABILITY_BANDS = 12
+STABILITY_LOWEST_HZ = 100.0
+STABILITY_HIGHEST_HZ = 7000.0
+STABILITY_LAGS = (1, 2, 4)
+STABILITY_EPS = 1e-6
+
+
+def stability_edges(
+    sample_rate: int, n_fft: int, bands: int, lowest_hz: float, highest_hz: float
+) -> NDArray[np.int64]:
+    """Bin edges of `bands` log-spaced bands from `lowest_hz` to `highest_hz` of an `n_fft`
+    STFT, duplicates merged (no band narrower than one bin)."""
+    hz = np.geomspace(lowest_hz, highest_hz, bands + 1)
+    return np.unique(np.round(hz / sample_rate * n_fft).astype(np.int64))
+
+
+def stability_from_wave(
+    wave: NDArray[Any], n_fft: int, hop: int, edges: NDArray[np.int64], lags: Sequence[int]
+) -> NDArray[np.float32]:
+    """(..., bands * lags) per band and frame lag d: log(1 - the mean cosine similarity of the
+    band's |STFT| in frames d apart) of `wave` (..., n_samples); band-major. A steady line or
+    noise keeps its fine spectrum (similarity near 1, a low value); a line that wobbles,
+    wanders or turns to noise lowers the similarity at the lags of its movement."""
+    x = np.asarray(wave, dtype=np.float32)
+    frames = np.lib.stride_tricks.sliding_window_view(x, n_fft, axis=-1)[..., ::hop, :]
+    mag = np.abs(rfft(frames * periodic_hann(n_fft), axis=-1))[..., : edges[-1]]
+    # per band: sums over its bins (reduceat), float32 products (2x faster than float64; the
+    # similarities agree to 1e-6), the mean over frame pairs in float64
+    starts = edges[:-1] - edges[0]
+    mag = mag[..., edges[0] :]
+    norm = np.sqrt(np.add.reduceat(mag * mag, starts, axis=-1)) + np.float32(1e-12)
+    out = []
+    for d in lags:
+        dot = np.add.reduceat(mag[..., :-d, :] * mag[..., d:, :], starts, axis=-1)
+        sim = (dot / (norm[..., :-d, :] * norm[..., d:, :])).mean(axis=-2, dtype=np.float64)
+        out.append(np.log(1.0 - sim + STABILITY_EPS))
+    # band-major: (..., bands, lags) flattened
+    return np.stack(out, axis=-1).reshape(*x.shape[:-1], -1).astype(np.float32)
+
+
 @dataclass(frozen=True)
 class ClassicalFeature:
     """One classical component as the bundle describes it: a function of a window's |STFT|."""
@@ -290,6 +340,8 @@ class ClassicalFeature:
     entry: dict[str, Any]
     """The manifest entry (kind, parameters, dim)."""
     fn: Callable[[NDArray[Any]], NDArray[np.float32]]
+    """The feature of a window's |STFT| (..., n_frames, n_bins), or with `wave` of its
+    samples (..., clip_samples)."""
     dim: int
     edges: NDArray[np.int64] | None = None
     """The band edges of the log band powers it is made of (None: made from |STFT| alone)."""
@@ -297,6 +349,8 @@ class ClassicalFeature:
     """The same feature from those band powers, so components on the same bands share one
     `band_log_power` per window (the scorer's WindowFeatures keeps it); `fn` = this of
     `band_log_power(mag, edges)`."""
+    wave: bool = False
+    """`fn` reads the window's samples, not the frontend's |STFT| (a finer resolution)."""
 
 
 class ClassicalKind(Protocol):
@@ -548,8 +602,90 @@ class FineSpectrum:
         )
 
 
+@dataclass(frozen=True)
+class Stability:
+    """Spectral stability: how much each band's fine spectrum changes between moments.
+
+    Per band (`bands` log-spaced from `lowest_hz` to `highest_hz`) and frame lag d in `lags`,
+    log(1 - the mean cosine similarity of the band's |STFT| in frames d apart), from an
+    `n_fft`-point STFT of the window's samples (hop `hop`). The time-mean fine spectrum keeps
+    a line's average place and the dynamics its level's movement; neither sees the line
+    itself wobble by a few Hz at a few Hz, wander, or turn to noise, which this does."""
+
+    kind: ClassVar[str] = "stability"
+    n_fft: int = STABILITY_N_FFT
+    """STFT length (samples): 4096 at 16 kHz resolves lines ~4 Hz apart."""
+    hop: int = STABILITY_HOP
+    """STFT hop (samples): one frame lag is 64 ms at 16 kHz."""
+    bands: int = STABILITY_BANDS
+    """Log-spaced bands (merged where narrower than one bin)."""
+    lowest_hz: float = STABILITY_LOWEST_HZ
+    """The lower edge of the lowest band (Hz)."""
+    highest_hz: float = STABILITY_HIGHEST_HZ
+    """The upper edge of the highest band (Hz, at most half the sample rate)."""
+    lags: tuple[int, ...] = STABILITY_LAGS
+    """Frame lags compared (hops): 1, 2, 4 are 64-256 ms, a wobble's half period at 2-8 Hz."""
+
+    @classmethod
+    def from_entry(cls, entry: Mapping[str, Any]) -> Stability:
+        n_fft, hop = _int_field(entry, "n_fft", 16), _int_field(entry, "hop", 1)
+        bands, lags = _int_field(entry, "bands", 1), entry.get("lags")
+        lo, hi = entry.get("lowest_hz"), entry.get("highest_hz")
+        for name, v in (("lowest_hz", lo), ("highest_hz", hi)):
+            if not isinstance(v, int | float) or isinstance(v, bool) or not v > 0:
+                raise ValueError(f"{name}: expected a positive number, got {v!r}")
+        assert isinstance(lo, int | float) and isinstance(hi, int | float)
+        if not lo < hi:
+            raise ValueError(f"highest_hz: expected more than lowest_hz ({lo}), got {hi}")
+        if not (
+            isinstance(lags, list)
+            and lags
+            and all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in lags)
+        ):
+            raise ValueError(f"lags: expected a list of frame lags >= 1, got {lags!r}")
+        return cls(n_fft, hop, bands, float(lo), float(hi), tuple(lags))
+
+    def to_entry(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "n_fft": self.n_fft,
+            "hop": self.hop,
+            "bands": self.bands,
+            "lowest_hz": self.lowest_hz,
+            "highest_hz": self.highest_hz,
+            "lags": list(self.lags),
+        }
+
+    def feature(self, spec: FrontendSpec) -> ClassicalFeature:
+        if self.n_fft > spec.clip_samples:
+            raise ValueError(
+                f"n_fft: expected at most a window's {spec.clip_samples} samples, got {self.n_fft}"
+            )
+        if self.highest_hz > spec.sample_rate / 2:
+            raise ValueError(
+                f"highest_hz: expected at most half the sample rate ({spec.sample_rate / 2:g}), "
+                f"got {self.highest_hz:g}"
+            )
+        frames = 1 + (spec.clip_samples - self.n_fft) // self.hop
+        if max(self.lags) >= frames:
+            raise ValueError(
+                f"lags: expected lags shorter than a window's {frames} frames, got {max(self.lags)}"
+            )
+        edges = stability_edges(
+            spec.sample_rate, self.n_fft, self.bands, self.lowest_hz, self.highest_hz
+        )
+        n_fft, hop, lags = self.n_fft, self.hop, self.lags
+        dim = (len(edges) - 1) * len(lags)
+        return ClassicalFeature(
+            {**self.to_entry(), "dim": dim},
+            lambda wave: stability_from_wave(wave, n_fft, hop, edges, lags),
+            dim,
+            wave=True,
+        )
+
+
 KINDS: dict[str, type[ClassicalKind]] = {
-    k.kind: k for k in (Bands, Rhythm, Dynamics, Modulation, Comodulation, FineSpectrum)
+    k.kind: k for k in (Bands, Rhythm, Dynamics, Modulation, Comodulation, FineSpectrum, Stability)
 }
 """kind -> its parameters: the one table a new classical component is added to."""
 CLASSICAL_KINDS = tuple(KINDS)
