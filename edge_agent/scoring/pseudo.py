@@ -19,6 +19,12 @@ reflects its sensitivity and not one fixed size):
 * ``modulation``: an amplitude modulation at 0.5-30 Hz, depth 5-50 %;
 * ``stutter``: 1-3 short stretches of the clip repeated (a timing glitch), cross-faded.
 
+One more kind is defined but not in the default plan (`KINDS`), for the studies of what the
+plan should hold (BENCHMARKS.md "Spectral stability"):
+
+* ``wobble``: the clip's speed swung periodically, 1-10 Hz, by 0.2-2 % (an unsteady drive, a
+  worn gear): every line wobbles in frequency while no level changes.
+
 Every perturbation is a function of (wave, its own random generator): `plan` decides which clip
 gets which kind with which seed, so the build side (export, evaluate) and the device
 (calibrate, enrol) make the same copies of the same clips.
@@ -132,6 +138,30 @@ def _speed(x: F64, rng: np.random.Generator, sr: int) -> F64:
     return out
 
 
+def _wobble(x: F64, rng: np.random.Generator, sr: int) -> F64:
+    """Read the clip at a periodically swinging speed: 1 + depth * cos(2 pi rate t)."""
+    rate = _loguniform(rng, 1.0, 10.0)
+    depth = _loguniform(rng, 0.002, 0.02)
+    t = np.arange(x.size) / sr
+    swing = depth / (2 * np.pi * rate) * np.sin(2 * np.pi * rate * t + rng.uniform(0, 2 * np.pi))
+    last = x.size - 1
+    pos = np.abs((t + swing) * sr)  # mirrored at both ends, as `_speed`
+    pos = np.where(pos > last, 2 * last - pos, pos)
+    return _cubic(x, pos)
+
+
+def _cubic(x: F64, pos: F64) -> F64:
+    """`x` read at fractional positions `pos` (Catmull-Rom): linear interpolation softens the
+    top octave by a position-dependent amount (white noise 6 % quieter; with this, 3-4 %),
+    which a swinging speed turns into a level modulation of its own."""
+    i = np.floor(pos).astype(np.int64)
+    f = pos - i
+    last = x.size - 1
+    a, b, c, d = (x[np.clip(i + k, 0, last)] for k in (-1, 0, 1, 2))
+    out: F64 = b + 0.5 * f * (c - a + f * (2 * a - 5 * b + 4 * c - d + f * (3 * (b - c) + d - a)))
+    return out
+
+
 def _modulation(x: F64, rng: np.random.Generator, sr: int) -> F64:
     rate = _loguniform(rng, 0.5, 30.0)
     depth = rng.uniform(0.05, 0.5)
@@ -167,13 +197,17 @@ PERTURB: dict[str, Callable[[F64, np.random.Generator, int], F64]] = {
     "speed": _speed,
     "modulation": _modulation,
     "stutter": _stutter,
+    "wobble": _wobble,
 }
+"""Every kind `perturb` paints: the default plan's (`KINDS`) and the studied `wobble`."""
 
 
 def perturb(wave: NDArray[np.floating], item: Planned, sample_rate: int) -> F32:
     """The pseudo-anomalous copy of `wave` that `item` describes (same length, float32)."""
     if item.kind not in PERTURB:
-        raise ValueError(f"pseudo-anomaly kind: expected one of {KINDS}, got {item.kind!r}")
+        raise ValueError(
+            f"pseudo-anomaly kind: expected one of {tuple(PERTURB)}, got {item.kind!r}"
+        )
     x = np.asarray(wave, dtype=np.float64).reshape(-1)
     y = PERTURB[item.kind](x, np.random.default_rng([item.seed, 31]), sample_rate)
     out: F32 = np.clip(y, -1.0, 1.0).astype(np.float32)
