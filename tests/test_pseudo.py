@@ -106,7 +106,8 @@ def test_wobble_swings_the_lines_in_frequency_not_the_level_and_is_not_planned()
         mag = np.abs(np.fft.rfft(frames * np.hanning(4096), axis=-1))[:, lo:hi]
         k = np.argmax(mag, axis=1)  # parabolic peak interpolation
         a, b, c = (mag[np.arange(k.size), np.clip(k + d, 0, hi - lo - 1)] for d in (-1, 0, 1))
-        return hz[lo + k] + 0.5 * (a - c) / (a - 2 * b + c + 1e-12) * (hz[1] - hz[0])
+        track: np.ndarray = hz[lo + k] + 0.5 * (a - c) / (a - 2 * b + c + 1e-12) * (hz[1] - hz[0])
+        return track
 
     swings = [np.std(line_track(perturb(x, Planned(0, "wobble", s), SR))) for s in range(4)]
     assert min(swings) > 2 * np.std(line_track(x)) and max(swings) > 0.2
