@@ -159,12 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     fams, sizes, seeds = st.cells(args)
     for size in sizes:
         res = st.collect(fams, size, seeds, lambda f, n, s: _cell_scores(args.out, f, n, s))
-        print(f"\nN = {size}: mixed AUC, mean over seeds (pAUC mixed: its mean over families)")
-        print("\n".join(st.table(res, fams)))
-        if len(fams) > 1:
-            print("\nLeave-one-family-out choice among the systems (mixed AUC):")
-            choices = {s: s for s in SYSTEMS}
-            print("\n".join(st.lofo(res, fams, choices, "seven (shipped)")))
+        st.report(res, fams, size, {s: s for s in SYSTEMS}, "seven (shipped)", "among the systems")
         mean = st.mean_auc(res, fams)
         print("\n`eight + wobble copies` minus the best single component, per family:")
         for f in fams:

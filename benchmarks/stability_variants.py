@@ -133,12 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     fams, sizes, seeds = st.cells(args)
     for size in sizes:
         res = st.collect(fams, size, seeds, lambda f, n, s: _cell_scores(args.out, f, n, s))
-        print(f"\nN = {size}: mixed AUC, mean over seeds (pAUC mixed: its mean over families)")
-        print("\n".join(st.table(res, fams)))
-        if len(fams) > 1:
-            print("\nLeave-one-family-out choice of the variant (mixed AUC):")
-            choices = {"none": NONE, **{v: f"system + {v}" for v in VARIANTS}}
-            print("\n".join(st.lofo(res, fams, choices, NONE)))
+        choices = {"none": NONE, **{v: f"system + {v}" for v in VARIANTS}}
+        st.report(res, fams, size, choices, NONE, "of the variant")
     return 0
 
 

@@ -103,3 +103,15 @@ def lofo(res: Results, fams: Sequence[str], choices: Mapping[str, str], base: st
         b, w = mean[base][f], mean[choices[pick]][f]
         lines.append(f"| {f} | {pick} | {b:.1f} | {w:.1f} | {w - b:+.1f} |")
     return lines
+
+
+def report(
+    res: Results, fams: Sequence[str], size: int, choices: Mapping[str, str], base: str, what: str
+) -> None:
+    """Print one size's table and, with more than one family, the leave-one-family-out choice
+    of `what` among `choices` (name -> row) against the `base` row."""
+    print(f"\nN = {size}: mixed AUC, mean over seeds (pAUC mixed: its mean over families)")
+    print("\n".join(table(res, fams)))
+    if len(fams) > 1:
+        print(f"\nLeave-one-family-out choice {what} (mixed AUC):")
+        print("\n".join(lofo(res, fams, choices, base)))
