@@ -295,7 +295,7 @@ monitors:
         return (
             len(s.get("pump_a", [])) >= 3
             and len(s.get("pump_b", [])) >= 3
-            and bool(by_monitor(c, "health").get("pump_c"))
+            and any(e["event"] == "sensor_fault" for e in by_monitor(c, "health").get("pump_c", []))
         )
 
     _run_until(agent, c, done)
@@ -308,9 +308,10 @@ monitors:
     alarms = by_monitor(c, "alarm")
     assert [e["window"] for e in alarms["pump_a"]][:1] == [2]
     assert not on_audio(alarms.get("pump_b", []))
-    faults = by_monitor(c, "health")["pump_c"]
-    assert faults[0]["event"] == "sensor_fault" and "silence" in faults[0]["faults"]
-    assert faults[0]["section"] == SEC
+    # the silent channel's sensor fault (a loaded machine may report a `windows_dropped`
+    # (scorer behind) for it first: CI saw that once; not what this test is about)
+    fault = next(e for e in by_monitor(c, "health")["pump_c"] if e["event"] == "sensor_fault")
+    assert "silence" in fault["faults"] and fault["section"] == SEC
     # the three content windows of a and b are clean (what a fast fake mic delivers after its
     # file ends, or a loaded test machine's overflows, may fault later windows: not looked at)
     assert not any(
