@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_agent.scoring.pseudo import DEFAULT_COUNT
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import fusion_study as fs
@@ -77,7 +79,7 @@ def grouped_auc(
     faults: list[str] = []
     for seed in seeds:
         cells = {
-            d: fs.section_scores(out, fam, size, seed, 48, "default", fs.CLASSICAL, d)
+            d: fs.section_scores(out, fam, size, seed, DEFAULT_COUNT, "default", fs.CLASSICAL, d)
             for d in rules
         }
         test = cells[0]["test"]

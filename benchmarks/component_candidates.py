@@ -31,6 +31,8 @@ from typing import Any
 
 import numpy as np
 
+from edge_agent.scoring.pseudo import DEFAULT_COUNT
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import fusion_study as fs
@@ -169,9 +171,9 @@ def _cell_scores(
     from edge_agent.scoring.fusion import choose_weights
     from model_build.evaluation.scores import section_rows
 
-    cell = fs.section_scores(out, fam, size, seed, 48, "default", base[1:])
+    cell = fs.section_scores(out, fam, size, seed, DEFAULT_COUNT, "default", base[1:])
     train, test = list(cell["train"]), list(cell["test"])
-    plans = q.pseudo_plans(train, 48, seed)
+    plans = q.pseudo_plans(train, DEFAULT_COUNT, seed)
     store = features(out, fam, train, test, plans)
     config = replace(BackendConfig(), seed=seed)
     scores: dict[str, np.ndarray] = {}

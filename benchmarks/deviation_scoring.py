@@ -39,6 +39,8 @@ from typing import Any
 
 import numpy as np
 
+from edge_agent.scoring.pseudo import DEFAULT_COUNT
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import fusion_study as fs
@@ -134,12 +136,12 @@ def cell_scores(
     from model_build.evaluation.scores import section_rows
 
     kinds = ("model", *fs.CLASSICAL)
-    cell = fs.section_scores(out, fam, size, seed, 48, "default", fs.CLASSICAL)
+    cell = fs.section_scores(out, fam, size, seed, DEFAULT_COUNT, "default", fs.CLASSICAL)
     train, test = list(cell["train"]), list(cell["test"])
     feats = q.classical_embeddings(out, fam, [*train, *test], "classical")
     recipe = q.SYSTEMS["default"]
     assert recipe is not None
-    pseudo = q.pseudo_features(out, fam, size, seed, recipe, train, 48)
+    pseudo = q.pseudo_features(out, fam, size, seed, recipe, train, DEFAULT_COUNT)
     scores: dict[str, np.ndarray] = {}
 
     def put(label: str, idx: np.ndarray, v: np.ndarray) -> None:

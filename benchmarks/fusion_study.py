@@ -41,6 +41,7 @@ import quality as q
 import study_tables as st
 
 from edge_agent.scoring.classical import DEFAULT_CLASSICAL
+from edge_agent.scoring.pseudo import DEFAULT_COUNT
 
 SHIPPED_RIDGE = 20.0
 CLASSICAL = tuple(e["kind"] for e in DEFAULT_CLASSICAL)
@@ -48,7 +49,7 @@ CLASSICAL = tuple(e["kind"] for e in DEFAULT_CLASSICAL)
 dynamics component: `--classical bands,rhythm`)."""
 
 
-def _cell_file(
+def _cell_file(  # noqa: PLR0913 -- the plan's kinds keyword-only
     out: Path,
     fam: str,
     n: int,
@@ -57,11 +58,14 @@ def _cell_file(
     system: str,
     classical: Sequence[str],
     deviation: int = 0,
+    *,
+    kinds: Sequence[str] | None = None,
 ) -> Path:
     recipe = q.SYSTEMS[system]
     assert recipe is not None
     tag = "" if tuple(classical) == ("bands", "rhythm") else "_" + "-".join(classical)
     tag += f"_dev{deviation}" if deviation else ""
+    tag += "_" + "+".join(kinds) if kinds else ""  # a plan other than the product's
     # keyed by the backend's code too (as quality.py's cells): a change of how the backend
     # scores under the same settings recomputes instead of reading stale z-scores
     folder = out / "study" / recipe.training_key() / q.backend_code()
@@ -74,7 +78,7 @@ def row_kinds(classical: Sequence[str], deviation: int) -> tuple[str, ...]:
     return ("model", *classical, *(classical if deviation else ()))
 
 
-def section_scores(
+def section_scores(  # noqa: PLR0913 -- the plan's kinds keyword-only
     out: Path,
     fam: str,
     n: int,
@@ -83,10 +87,13 @@ def section_scores(
     system: str = "default",
     classical: Sequence[str] = CLASSICAL,
     deviation: int = 0,
+    *,
+    kinds: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Per section: z-scores (rows x clips: the model, then the `classical` kinds, then with
     `deviation` their deviation scores: `row_kinds`) of held-out normal clips,
-    pseudo-anomalies and test clips, cached. Follows backend.fit_section step by step."""
+    pseudo-anomalies (`count` copies drawn from `kinds`, default the product's plan) and test
+    clips, cached. Follows backend.fit_section step by step."""
     from dataclasses import replace
 
     from edge_agent.scoring.backend import BackendConfig
@@ -94,7 +101,7 @@ def section_scores(
     from model_build.evaluation.evaluate import split_clips
     from model_build.evaluation.scores import section_rows
 
-    f = _cell_file(out, fam, n, seed, count, system, classical, deviation)
+    f = _cell_file(out, fam, n, seed, count, system, classical, deviation, kinds=kinds)
     view = out / "views" / f"{fam}_n{n}"
     train, test = split_clips(scan([view]))
     if f.exists():
@@ -109,7 +116,7 @@ def section_scores(
     cls = [q.classical_embeddings(out, fam, [*train, *test], "classical")[i] for i in wanted]
     trs = [tr[0], *[c[: len(train)] for c in cls]]
     tes = [te[0], *[c[len(train) :] for c in cls]]
-    pseudo = q.pseudo_features(out, fam, n, seed, recipe, train, count)
+    pseudo = q.pseudo_features(out, fam, n, seed, recipe, train, count, kinds)
     config = replace(BackendConfig(), seed=seed, deviation=deviation)
     arrays: dict[str, Any] = {}
     test_idx = {s: np.flatnonzero([c.section_id == s for c in test]) for s in pseudo}
@@ -136,7 +143,8 @@ def section_scores(
         arrays[f"{sec}|foreign"] = np.stack(zf)
         arrays[f"{sec}|pseudo"] = np.stack(zp)
         arrays[f"{sec}|test"] = np.stack(zt)
-        arrays[f"{sec}|kinds"] = np.asarray([p.kind for p in _plan_items(train, sec, count, seed)])
+        items = q.pseudo_plans(train, count, seed, kinds)[sec][1]
+        arrays[f"{sec}|kinds"] = np.asarray([p.kind for p in items])
         arrays[f"{sec}|test_idx"] = test_idx[sec]
     f.parent.mkdir(parents=True, exist_ok=True)
     np.savez(f, **arrays)
@@ -194,10 +202,6 @@ def _foreign_rows(train: Sequence[Any], sec: str, seed: int, per_group: int = 24
     other = [i for i, c in enumerate(train) if c.machine != machine and c.label != "anomaly"]
     pick = [rng.permutation(g)[:per_group] for g in (same, other) if g]
     return np.concatenate(pick).astype(np.intp) if pick else np.zeros(0, np.intp)
-
-
-def _plan_items(train: Sequence[Any], sec: str, count: int, seed: int) -> list[Any]:
-    return q.pseudo_plans(train, count, seed)[sec][1]
 
 
 Rule = Callable[[np.ndarray, np.ndarray], np.ndarray]
@@ -352,7 +356,7 @@ def score_rule(
 
 def main(argv: list[str] | None = None) -> int:
     ap = st.parser(__doc__)
-    ap.add_argument("--count", type=int, default=48, help="pseudo-anomalies per section")
+    ap.add_argument("--count", type=int, default=DEFAULT_COUNT, help="pseudo-anomalies per section")
     ap.add_argument(
         "--kinds",
         default=None,

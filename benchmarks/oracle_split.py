@@ -38,6 +38,8 @@ from typing import Any
 
 import numpy as np
 
+from edge_agent.scoring.pseudo import DEFAULT_COUNT
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import fusion_study as fs
@@ -144,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         for fam in fams:
             for seed in seeds:
                 cell = fs.section_scores(
-                    args.out, fam, n, seed, 48, "default", fs.CLASSICAL, deviation
+                    args.out, fam, n, seed, DEFAULT_COUNT, "default", fs.CLASSICAL, deviation
                 )
                 for r, v in cell_scores(cell, rows, seed).items():
                     res[r].setdefault(fam, []).append(v)

@@ -44,6 +44,7 @@ import numpy as np
 
 from edge_agent.scoring.backend import PAPER_BACKEND, BackendConfig, view_weights
 from edge_agent.scoring.classical import DEFAULT_CLASSICAL
+from edge_agent.scoring.pseudo import FIRST_KINDS
 
 FAMILIES = ("harmonic", "broadband", "cyclic", "random", "texture")
 SIZES = (10, 30, 100, 300)
@@ -111,11 +112,12 @@ class Recipe:
 
 
 def backend_code() -> str:
-    """A digest of the modules that turn cached embeddings into scores."""
-    from edge_agent.scoring import backend, fusion
+    """A digest of the modules that turn cached embeddings into scores (the pseudo-anomalies'
+    plan among them)."""
+    from edge_agent.scoring import backend, fusion, pseudo
 
     h = hashlib.sha256()
-    for module in (backend, fusion):
+    for module in (backend, fusion, pseudo):
         h.update(Path(str(module.__file__)).read_bytes())
     return h.hexdigest()[:12]
 
@@ -176,6 +178,15 @@ SYSTEMS: dict[str, Recipe | None] = {
     "default-steps240": Recipe(train={"min_steps": 240}),
     # self-supervised classes: perturbed copies of the training clips as classes of their own
     "default-perturb05": Recipe(train={"perturb_classes": 0.5}),
+    # the default before the spectral stability and the wobble copies (issue 19, seventh
+    # session): six classical components, 48 copies of six kinds
+    "previous": Recipe(
+        backend=BackendConfig(pseudo_count=48, pseudo_kinds=FIRST_KINDS),
+        classical=tuple(e["kind"] for e in DEFAULT_CLASSICAL if e["kind"] != "stability"),
+    ),
+    "default-no-stability": Recipe(
+        classical=tuple(e["kind"] for e in DEFAULT_CLASSICAL if e["kind"] != "stability")
+    ),
 }
 
 
@@ -253,8 +264,11 @@ def classical_embeddings(
         if kind == "floor":
             store[_cache_key(c.path) + "#0"] = baseline_features(wave, DEFAULT_SPEC)
         else:
+            # only the missing ones: a component added to the default set computes its own
+            missing = [i for i in range(n) if _cache_key(c.path) + f"#{i}" not in store]
             mag = stft_magnitude(wave, DEFAULT_SPEC)
-            for i, f in enumerate(feats):
+            for i in missing:
+                f = feats[i]
                 store[_cache_key(c.path) + f"#{i}"] = f.fn(wave if f.wave else mag)
     if todo:
         cache.parent.mkdir(parents=True, exist_ok=True)
@@ -314,12 +328,12 @@ def learned_embeddings(
 
 
 def pseudo_plans(
-    train: Sequence[Any], count: int, seed: int
+    train: Sequence[Any], count: int, seed: int, kinds: Sequence[str] | None = None
 ) -> dict[str, tuple[np.ndarray, list[Any]]]:
     """Per section: (rows of its normal clips in `train`, source first; the planned copies),
     exactly as model_build.evaluation.evaluate.pseudo_sets / scoring.pseudo.section_pseudo plan
-    them."""
-    from edge_agent.scoring.pseudo import plan, section_seed
+    them (`kinds`: the plan's, default the product's)."""
+    from edge_agent.scoring.pseudo import KINDS, plan, section_seed
     from model_build.evaluation.scores import section_rows
 
     out = {}
@@ -327,7 +341,10 @@ def pseudo_plans(
         src, tgt = section_rows(train, sec)
         rows = np.concatenate([src, tgt])
         if rows.size >= 2:
-            out[sec] = (rows, plan(int(rows.size), count, section_seed(sec, seed)))
+            out[sec] = (
+                rows,
+                plan(int(rows.size), count, section_seed(sec, seed), kinds or KINDS),
+            )
     return out
 
 
@@ -343,14 +360,20 @@ def pseudo_features(
     recipe: Recipe | None,
     train: Sequence[Any],
     count: int,
+    kinds: Sequence[str] | None = None,
 ) -> dict[str, tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]]:
     """Per section: (origins, learned pseudo embeddings per model, classical pseudo features
     per classical component), cached: classical per family by (clip, kind, seed), learned in
-    the cell's embedding file (the trained run is reloaded when they are missing)."""
+    the cell's embedding file under the plan's count and kinds (the trained run is reloaded
+    when they are missing)."""
     from edge_agent.scoring.classical import classical_features
     from edge_agent.scoring.frontend import DEFAULT_SPEC
+    from edge_agent.scoring.pseudo import FIRST_KINDS, KINDS
 
-    plans = pseudo_plans(train, count, seed)
+    kinds = tuple(kinds or KINDS)
+    plans = pseudo_plans(train, count, seed, kinds)
+    # the six-kind plan's entries were cached before plans had a choice of kinds
+    plan_key = f"pseudo_{count}" + ("" if kinds == FIRST_KINDS else "_" + "+".join(kinds))
     order = [(sec, j) for sec, (_, items) in plans.items() for j in range(len(items))]
     n_feats = len(classical_features(DEFAULT_SPEC))
     ccache = out / "features" / f"{family}_pseudo.npz"
@@ -359,7 +382,7 @@ def pseudo_features(
     learned = None
     if recipe is not None and recipe.n_runs:
         emb_file = out / "emb" / family / f"n{size}" / recipe.training_key() / f"s{seed}.npz"
-        learned = dict(np.load(emb_file, allow_pickle=False)).get(f"pseudo_{count}")
+        learned = dict(np.load(emb_file, allow_pickle=False)).get(plan_key)
     need_c = [
         (sec, j)
         for sec, j in order
@@ -380,7 +403,7 @@ def pseudo_features(
         if fresh is not None and emb_file is not None:
             learned = fresh
             z = dict(np.load(emb_file, allow_pickle=False))
-            z[f"pseudo_{count}"] = learned
+            z[plan_key] = learned
             np.savez(emb_file, **z)
     result = {}
     pos = 0
@@ -424,9 +447,11 @@ def _embed_pseudo(
                 perturb(load_clip(clip.path, DEFAULT_SPEC), items[j], DEFAULT_SPEC.sample_rate)
             )
             key = _pseudo_key(clip, items[j])
-            if key + f"#{len(feats) - 1}" not in cstore:
+            missing = [k for k in range(len(feats)) if key + f"#{k}" not in cstore]
+            if missing:
                 mag = stft_magnitude(waves[-1], DEFAULT_SPEC)
-                for k, f in enumerate(feats):
+                for k in missing:
+                    f = feats[k]
                     cstore[key + f"#{k}"] = f.fn(waves[-1] if f.wave else mag)
         if run is not None:
             embs.append(run.embed_waves(np.stack(waves)))
@@ -494,7 +519,9 @@ def run_system(
     if recipe is not None and config.weighting == "pseudo" and len(set(kinds)) > 1:
         from edge_agent.scoring.backend import PseudoSet
 
-        feats = pseudo_features(out, family, size, seed, recipe, train, config.pseudo_count)
+        feats = pseudo_features(
+            out, family, size, seed, recipe, train, config.pseudo_count, config.pseudo_kinds
+        )
         wanted = [i for i, e in enumerate(DEFAULT_CLASSICAL) if e["kind"] in recipe.classical]
         pseudo = {
             sec: PseudoSet([*lrn, *[cls[i] for i in wanted]], origins)

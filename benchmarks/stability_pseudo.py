@@ -4,10 +4,13 @@
 
 `stability_variants.py` shows the spectral stability (edge_agent.scoring.classical.Stability)
 alone far above the system with it on the texture family: the per-section rule weighs a
-component by how far it moves the section's pseudo-anomalies, and none of the six planned kinds
-(edge_agent.scoring.pseudo.KINDS) moves a line's frequency to and fro, which is what the
-stability sees. This study adds `EXTRA` copies of the studied `wobble` kind per section (a
-periodic speed swing, pseudo.PERTURB) to the 48 planned ones, scores every component on both
+component by how far it moves the section's pseudo-anomalies, and none of the six kinds planned
+then (edge_agent.scoring.pseudo.FIRST_KINDS) moves a line's frequency to and fro, which is what
+the stability sees. It measured the change that made the wobble a planned kind and the stability
+a default component, so it pins the plan before it (48 copies of the six kinds); quality.py's
+`previous` and `default` systems measure the two defaults as shipped. This study adds `EXTRA`
+copies of the `wobble` kind per section (a periodic speed swing, pseudo.PERTURB) to the 48
+planned ones, scores every component on both
 sets exactly as the backend fits it (`fusion_study.component_z`: cross-fitted, each copy in
 the fold of its origin, with the deviation scores), and fuses under the shipped rule (anchor
 0.3, ridge 20):
@@ -32,6 +35,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from edge_agent.scoring.pseudo import FIRST_KINDS
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -94,11 +99,11 @@ def _cell_scores(out: Path, fam: str, size: int, seed: int) -> tuple[list[Any], 
     recipe = q.SYSTEMS["default"]
     assert recipe is not None
     view = out / "views" / f"{fam}_n{size}"
-    cell = fs.section_scores(out, fam, size, seed, 48, "default", sv.BASE, 1)
+    cell = fs.section_scores(out, fam, size, seed, 48, "default", sv.BASE, 1, kinds=FIRST_KINDS)
     train, test = list(cell["train"]), list(cell["test"])
     tr, te, _ = q.learned_embeddings(out, fam, size, seed, recipe, view, train, test)
     cls = q.classical_embeddings(out, fam, [*train, *test], "classical")
-    plans = q.pseudo_plans(train, 48, seed)
+    plans = q.pseudo_plans(train, 48, seed, FIRST_KINDS)
     store = sv.features(out, fam, train, test, plans)
 
     def stab(keys: list[str]) -> np.ndarray:
@@ -109,7 +114,7 @@ def _cell_scores(out: Path, fam: str, size: int, seed: int) -> tuple[list[Any], 
     n_tr = len(train)
     trs = [tr[0], *[c[:n_tr] for c in cls], st_all[:n_tr]]
     tes = [te[0], *[c[n_tr:] for c in cls], st_all[n_tr:]]
-    pseudo = q.pseudo_features(out, fam, size, seed, recipe, train, 48)
+    pseudo = q.pseudo_features(out, fam, size, seed, recipe, train, 48, FIRST_KINDS)
     run = load_run(out / "runs" / fam / f"n{size}" / recipe.training_key() / f"s{seed}")
     config = replace(BackendConfig(), seed=seed)
     scores: dict[str, np.ndarray] = {}

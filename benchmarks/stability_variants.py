@@ -3,7 +3,9 @@
     nice .venv/bin/python benchmarks/stability_variants.py --out runs/quality --sizes 30,10
 
 The study behind the `stability` classical component (edge_agent.scoring.classical.Stability;
-BENCHMARKS.md "Spectral stability"; not in the default set: see there why). Reads what
+BENCHMARKS.md "Spectral stability"; in the default set since the wobble joined the pseudo-anomaly
+plan). It measured the choice on the plan of its time, which it pins (48 copies of
+pseudo.FIRST_KINDS). Reads what
 `benchmarks/quality.py` and `benchmarks/fusion_study.py` cached under --out (the default
 recipe's models and the standardised scores of the seven components shipped before it: the
 model and six classical components, each with its deviation score) and, per variant, computes
@@ -26,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from edge_agent.scoring.pseudo import FIRST_KINDS
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -90,10 +94,10 @@ def _cell_scores(out: Path, fam: str, size: int, seed: int) -> tuple[list[Any], 
     from edge_agent.scoring.fusion import choose_weights
     from model_build.evaluation.scores import section_rows
 
-    cell = fs.section_scores(out, fam, size, seed, 48, "default", BASE, 1)
+    cell = fs.section_scores(out, fam, size, seed, 48, "default", BASE, 1, kinds=FIRST_KINDS)
     rows = fs.row_kinds(BASE, 1)
     train, test = list(cell["train"]), list(cell["test"])
-    plans = q.pseudo_plans(train, 48, seed)
+    plans = q.pseudo_plans(train, 48, seed, FIRST_KINDS)
     store = features(out, fam, train, test, plans)
     config = replace(BackendConfig(), seed=seed)
     scores: dict[str, np.ndarray] = {}

@@ -183,8 +183,7 @@ def refit_backends(
                     wave,
                     embed_batch,
                     spec.sample_rate,
-                    config.pseudo_count,
-                    config.seed,
+                    config,
                 )
                 bar.update()
     return {

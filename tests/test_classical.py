@@ -117,7 +117,7 @@ def test_rhythm_peaks_at_the_cycle_period_and_irregular_cycles_lower_the_peaks()
 def test_classical_entries_validate_and_describe_their_dims() -> None:
     feats = classical_features(DEFAULT_SPEC)
     assert [f.entry["kind"] for f in feats] == [e["kind"] for e in DEFAULT_CLASSICAL]
-    assert [f.dim for f in feats] == [106, 500, 180, 180, 120, 511]
+    assert [f.dim for f in feats] == [106, 500, 180, 180, 120, 511, 36]
     x = np.random.default_rng(4).standard_normal(160_000).astype(np.float32)
     mag = stft_magnitude(x, DEFAULT_SPEC)
     np.testing.assert_array_equal(feats[1].fn(mag), rhythm(x, DEFAULT_SPEC))

@@ -66,7 +66,7 @@ def test_every_mode_matches_keras_within_its_tolerance(
         assert entry["max_score_difference"] >= 0.1
         dev = embedder.embed_clips(test)
         # the model, then band statistics, rhythm, dynamics, modulation, comodulation, fine
-        assert [d.shape[1] for d in dev] == [256, 106, 500, 180, 180, 120, 511]
+        assert [d.shape[1] for d in dev] == [256, 106, 500, 180, 180, 120, 511, 36]
         assert all(d.shape[0] == 12 for d in dev)
         cos = _cos(dev[0], ref)
         assert cos.min() >= MIN_COSINE[mode], (mode, cos.min())
@@ -112,7 +112,7 @@ def test_backend_is_refitted_on_the_exported_models_embeddings(
 def test_an_ensemble_exports_every_model_and_scores_their_fused_scores(
     trained_ensemble: Path, tmp_path: Path, clips: list[Clip]
 ) -> None:
-    """Two models + the six classical components: eight components, each scored and
+    """Two models + the seven classical components: nine components, each scored and
     standardised on its own, the sum thresholded; `--model` picks members, `--no-classical`
     drops the classical ones."""
     from edge_agent.runtime.scorer import Scorer
@@ -120,12 +120,13 @@ def test_an_ensemble_exports_every_model_and_scores_their_fused_scores(
     run = trained_ensemble
     vdir = export_run(run, tmp_path / "bundle")
     b = load_bundle(vdir)
-    # the default classical set (not every kind there is: the stability is not in it yet)
+    # the default classical set, the spectral stability last
     assert [c["kind"] for c in b.components] == [
         "model",
         "model",
         *(e["kind"] for e in DEFAULT_CLASSICAL),
     ]
+    assert b.components[-1]["kind"] == "stability"
     assert b.model_files == ["model_0.tflite", "model_1.tflite"]
     # the two models share their group's weight (decided per section), each classical view
     # has its own, shared half and half with its deviation score; the largest group weight is 1

@@ -16,6 +16,8 @@ from edge_agent.scoring.backend import (
     fit_section,
 )
 from edge_agent.scoring.fusion import auc, choose_weights
+from edge_agent.scoring.pseudo import DEFAULT_COUNT, FIRST_KINDS
+from edge_agent.scoring.pseudo import KINDS as PSEUDO_KINDS
 
 KINDS = ["model", "bands", "rhythm"]
 
@@ -185,3 +187,19 @@ def test_backend_config_reads_old_bundles_as_fixed_and_checks_fields() -> None:
         BackendConfig(ridge=-0.1)
     with pytest.raises(BackendError, match="pseudo_count"):
         BackendConfig(pseudo_count=-1)
+
+
+def test_backend_config_reads_the_plan_of_an_older_bundle_and_checks_its_kinds() -> None:
+    """A bundle written before the wobble joined the plan names no pseudo_kinds (and, older
+    still, no pseudo_count): its calibrate and enrol refit with the 48 copies of six kinds its
+    export made; today's config round-trips its seven kinds through a manifest's list."""
+    old = BackendConfig.from_dict({"weighting": "pseudo"})
+    assert old.pseudo_count == 48 and old.pseudo_kinds == FIRST_KINDS
+    assert "wobble" not in old.pseudo_kinds
+    today = BackendConfig()
+    assert today.pseudo_kinds == PSEUDO_KINDS and today.pseudo_count == DEFAULT_COUNT == 56
+    stored = {**today.to_dict(), "pseudo_kinds": list(today.pseudo_kinds)}  # as YAML reads it
+    assert BackendConfig.from_dict(stored) == today
+    for bad in ((), ("tone", "tone"), ("tone", "hum"), "tone"):
+        with pytest.raises(BackendError, match="pseudo_kinds"):
+            BackendConfig(pseudo_kinds=bad)  # type: ignore[arg-type]

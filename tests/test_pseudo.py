@@ -7,9 +7,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from edge_agent.scoring.backend import BackendConfig
 from edge_agent.scoring.classical import band_stats
 from edge_agent.scoring.frontend import DEFAULT_SPEC
 from edge_agent.scoring.pseudo import (
+    FIRST_KINDS,
     KINDS,
     PERTURB,
     Planned,
@@ -41,6 +43,9 @@ def test_plan_uses_every_clip_before_any_twice_and_every_kind() -> None:
     assert counts.max() - counts.min() <= 1
     assert plan(10, 48, seed=4) != items
     assert plan(0, 48) == [] and plan(5, 0) == []
+    # 56 by default: 8 of each of the seven kinds, the wobble among them
+    assert len(plan(40)) == 56 and "wobble" in KINDS
+    assert np.bincount([KINDS.index(it.kind) for it in plan(40)]).tolist() == [8] * 7
     assert section_seed("fan_section_00") == section_seed("fan_section_00")
     assert section_seed("fan_section_00") != section_seed("fan_section_01")
 
@@ -113,7 +118,6 @@ def test_wobble_swings_the_lines_in_frequency_not_the_level_and_is_not_planned()
     assert min(swings) > 2 * np.std(line_track(x)) and max(swings) > 0.2
     y = perturb(x, Planned(0, "wobble", 1), SR)
     assert abs(float(np.std(y)) / float(np.std(x)) - 1) < 0.05  # white noise: 3-4 % (_cubic)
-    assert "wobble" not in {it.kind for it in plan(40, 480, seed=1)}
     with pytest.raises(ValueError, match="wobble"):
         perturb(x, Planned(0, "hum", 1), SR)
 
@@ -136,10 +140,29 @@ def test_section_pseudo_embeds_the_planned_copies_in_batches() -> None:
         seen.append(len(batch))
         return [batch[:, :4].astype(np.float64), batch[:, 4:6].astype(np.float64)]
 
-    ps = section_pseudo("fan_section_00", 5, lambda i: waves[i], embed, SR, count=20)
-    items = plan(5, 20, section_seed("fan_section_00"))
+    config = BackendConfig(pseudo_count=20, seed=3)
+    ps = section_pseudo("fan_section_00", 5, lambda i: waves[i], embed, SR, config)
+    items = plan(5, 20, section_seed("fan_section_00", 3))
     assert list(ps.origin) == [it.origin for it in items]
     assert [e.shape for e in ps.embeddings] == [(20, 4), (20, 2)]
     want = perturb(waves[items[7].origin], items[7], SR)[:4]
     np.testing.assert_allclose(ps.embeddings[0][7], want, rtol=1e-6)
     assert seen == [16, 4]
+
+
+def test_section_pseudo_draws_from_the_configs_kinds_only() -> None:
+    """An older bundle's plan (six kinds, 48 copies) never paints a wobble; a plan naming a
+    kind nobody paints is refused by name before any clip is read."""
+    waves = [machine(s) for s in range(6)]
+
+    def embed(batch: np.ndarray) -> list[np.ndarray]:
+        return [batch[:, :2].astype(np.float64)]
+
+    old = BackendConfig.from_dict({"weighting": "pseudo"})
+    ps = section_pseudo("fan_section_00", 6, lambda i: waves[i], embed, SR, old)
+    items = plan(6, 48, section_seed("fan_section_00"), FIRST_KINDS)
+    assert ps.embeddings[0].shape == (48, 2) and list(ps.origin) == [it.origin for it in items]
+    assert "wobble" not in {it.kind for it in items}
+    assert {it.kind for it in plan(6)} == set(KINDS)
+    with pytest.raises(ValueError, match="'hum'"):
+        plan(6, 10, 0, ("tone", "hum"))

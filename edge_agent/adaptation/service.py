@@ -136,8 +136,7 @@ def clips_pseudo(
         lambda i: clips[i],
         lambda waves: embed(scorer, list(waves)),
         scorer.spec.sample_rate,
-        config.pseudo_count,
-        config.seed,
+        config,
     )
 
 

@@ -295,6 +295,7 @@ BACKEND_SCHEMA: Schema = {
     "anchor": (NUMBER, False),
     "ridge": (NUMBER, False),
     "pseudo_count": (INT, False),
+    "pseudo_kinds": (STR_LIST, False),
     "deviation": (INT, False),
 }
 """edge_agent.scoring.backend.BackendConfig's fields (ranges and choices: its own checks)."""

@@ -62,6 +62,8 @@ from numpy.typing import NDArray
 from edge_agent.arrays import AnyFloatArray
 from edge_agent.errors import EdgeAgentError
 from edge_agent.scoring.fusion import ANCHOR_KIND, MIN_NORMAL, Choice, choose_weights
+from edge_agent.scoring.pseudo import FIRST_KINDS, PERTURB
+from edge_agent.scoring.pseudo import KINDS as PSEUDO_KINDS
 
 Variant = Literal["joint", "source", "target", "sum"]
 References = Literal["all", "kmeans"]
@@ -128,8 +130,14 @@ class BackendConfig:
     another even where that view was the best one: 20 (chosen leave-one-family-out,
     BENCHMARKS.md "A third classical component") weighs each view mostly by how far it moves
     the pseudo-anomalies, the covariance only tempering it. Bundles store their own value."""
-    pseudo_count: int = 48
-    """"pseudo": pseudo-anomalies per section (edge_agent.scoring.pseudo.DEFAULT_COUNT)."""
+    pseudo_count: int = 56
+    """"pseudo": pseudo-anomalies per section (edge_agent.scoring.pseudo.DEFAULT_COUNT); bundles
+    written before it was stored read as 48, the count of their plan."""
+    pseudo_kinds: tuple[str, ...] = PSEUDO_KINDS
+    """"pseudo": the perturbations the copies are drawn from, rotated in turn
+    (edge_agent.scoring.pseudo.KINDS). Bundles written
+    before the `wobble` joined read as the six before it (pseudo.FIRST_KINDS), so their
+    calibrate and enrol refit with the copies their export made."""
     deviation: int = 1
     """Each classical component's deviation score: the mean of the window's `deviation`
     largest per-feature |z| (0: none, cosine distance only). 1, sharing its component's group
@@ -157,7 +165,8 @@ class BackendConfig:
         self._check_weighting()
 
     def _check_weighting(self) -> None:
-        """The per-section weighting's fields (`weighting`, `anchor`, `ridge`, `pseudo_count`)."""
+        """The per-section weighting's fields (`weighting`, `anchor`, `ridge`, `pseudo_count`,
+        `pseudo_kinds`)."""
         if self.weighting not in WEIGHTINGS:
             raise BackendError(
                 f"backend weighting: expected one of {WEIGHTINGS}, got {self.weighting!r}"
@@ -170,6 +179,17 @@ class BackendConfig:
             raise BackendError(f"backend ridge: expected a number >= 0, got {self.ridge!r}")
         if self.pseudo_count < 0:
             raise BackendError(f"backend pseudo_count: expected >= 0, got {self.pseudo_count}")
+        kinds = self.pseudo_kinds
+        if (
+            not isinstance(kinds, tuple)
+            or not kinds
+            or len(set(kinds)) != len(kinds)
+            or any(k not in PERTURB for k in kinds)
+        ):
+            raise BackendError(
+                f"backend pseudo_kinds: expected distinct kinds among {tuple(PERTURB)}, got "
+                f"{kinds!r}"
+            )
         if (
             not isinstance(self.deviation, int)
             or isinstance(self.deviation, bool)
@@ -181,7 +201,8 @@ class BackendConfig:
             )
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The manifest's `backend` object (lists, as JSON and YAML hold them)."""
+        return {**asdict(self), "pseudo_kinds": list(self.pseudo_kinds)}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> BackendConfig:
@@ -194,6 +215,8 @@ class BackendConfig:
         # its calibrate and enrol must refit the same way
         values.setdefault("weighting", "fixed")
         values.setdefault("deviation", 0)  # and without deviation scores
+        values.setdefault("pseudo_count", 48)  # and with the plan of their time
+        values["pseudo_kinds"] = tuple(values.get("pseudo_kinds", FIRST_KINDS))
         try:
             return cls(**values)
         except TypeError as exc:

@@ -706,8 +706,10 @@ DEFAULT_CLASSICAL: tuple[dict[str, Any], ...] = (
     Modulation().to_entry(),
     Comodulation().to_entry(),
     FineSpectrum().to_entry(),
+    Stability().to_entry(),
 )
-"""The classical components of the shipped system, in component order."""
+"""The classical components of the shipped system, in component order (a new one goes last:
+benchmarks/quality.py caches features by their place here)."""
 
 
 def classical_features(

@@ -17,13 +17,15 @@ reflects its sensitivity and not one fixed size):
 * ``impulses``: a train of damped clicks (1-20 per second, periodic or random);
 * ``speed``: the clip played 0.5-5 % faster or slower (every frequency and rate moves);
 * ``modulation``: an amplitude modulation at 0.5-30 Hz, depth 5-50 %;
-* ``stutter``: 1-3 short stretches of the clip repeated (a timing glitch), cross-faded.
-
-One more kind is defined but not in the default plan (`KINDS`), for the studies of what the
-plan should hold (BENCHMARKS.md "Spectral stability"):
-
+* ``stutter``: 1-3 short stretches of the clip repeated (a timing glitch), cross-faded;
 * ``wobble``: the clip's speed swung periodically, 1-10 Hz, by 0.2-2 % (an unsteady drive, a
-  worn gear): every line wobbles in frequency while no level changes.
+  worn gear): every line wobbles in frequency while no level changes. Without it no copy
+  moves the spectral stability (edge_agent.scoring.classical.Stability), and the weighting
+  gave that component little weight exactly where it hears the most (BENCHMARKS.md "Where
+  the last points are").
+
+The plan a bundle was fitted with is its backend's `pseudo_kinds` and `pseudo_count`, so a
+device refits (calibrate, enrol) an older bundle with the copies its export made.
 
 Every perturbation is a function of (wave, its own random generator): `plan` decides which clip
 gets which kind with which seed, so the build side (export, evaluate) and the device
@@ -35,17 +37,24 @@ from __future__ import annotations
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
 
-from edge_agent.scoring.backend import PseudoSet
+if TYPE_CHECKING:  # backend imports this module's kinds
+    from edge_agent.scoring.backend import BackendConfig, PseudoSet
 
-KINDS = ("tone", "band", "impulses", "speed", "modulation", "stutter")
-DEFAULT_COUNT = 48
-"""Pseudo-anomalies per section: enough that a component's separation (an AUC over ~40 held-out
-normal clips and these) is not decided by a handful of draws, few enough that the device embeds
-them in seconds."""
+
+KINDS = ("tone", "band", "impulses", "speed", "modulation", "stutter", "wobble")
+"""The default plan's kinds, in the order `plan` rotates them."""
+FIRST_KINDS = KINDS[:6]
+"""The plan before `wobble` joined it (48 copies): bundles whose backend names no
+`pseudo_kinds` were fitted with it, and refit with it."""
+DEFAULT_COUNT = 56
+"""Pseudo-anomalies per section, 8 of each kind: enough that a component's separation (an AUC
+over ~40 held-out normal clips and these) is not decided by a handful of draws, few enough that
+the device embeds them in seconds."""
 
 F32 = NDArray[np.float32]
 F64 = NDArray[np.float64]
@@ -66,16 +75,22 @@ def section_seed(section: str, seed: int = 0) -> int:
     return zlib.crc32(section.encode()) ^ (seed & 0xFFFFFFFF)
 
 
-def plan(n_clips: int, count: int = DEFAULT_COUNT, seed: int = 0) -> list[Planned]:
+def plan(
+    n_clips: int, count: int = DEFAULT_COUNT, seed: int = 0, kinds: Sequence[str] = KINDS
+) -> list[Planned]:
     """`count` pseudo-anomalies over `n_clips` normal clips: every clip is used before any is
-    used twice (so every cross-fitting fold gets its share), kinds rotate in a shuffled order."""
-    if n_clips < 1 or count < 1:
+    used twice (so every cross-fitting fold gets its share), `kinds` rotate in a shuffled
+    order."""
+    unknown = [k for k in kinds if k not in PERTURB]
+    if unknown:
+        raise ValueError(f"pseudo-anomaly kind: expected one of {tuple(PERTURB)}, got {unknown}")
+    if n_clips < 1 or count < 1 or not kinds:
         return []
     rng = np.random.default_rng([seed, n_clips, 7])
     origins = np.concatenate([rng.permutation(n_clips) for _ in range(-(-count // n_clips))])
-    kinds = np.concatenate([rng.permutation(len(KINDS)) for _ in range(-(-count // len(KINDS)))])
+    order = np.concatenate([rng.permutation(len(kinds)) for _ in range(-(-count // len(kinds)))])
     seeds = rng.integers(0, 2**31, count)
-    return [Planned(int(origins[i]), KINDS[int(kinds[i])], int(seeds[i])) for i in range(count)]
+    return [Planned(int(origins[i]), kinds[int(order[i])], int(seeds[i])) for i in range(count)]
 
 
 def _rms(x: F64) -> float:
@@ -199,7 +214,7 @@ PERTURB: dict[str, Callable[[F64, np.random.Generator, int], F64]] = {
     "stutter": _stutter,
     "wobble": _wobble,
 }
-"""Every kind `perturb` paints: the default plan's (`KINDS`) and the studied `wobble`."""
+"""Every kind `perturb` paints (a plan may hold any of them; the default plan holds all)."""
 
 
 def perturb(wave: NDArray[np.floating], item: Planned, sample_rate: int) -> F32:
@@ -243,13 +258,17 @@ def section_pseudo(
     waves_of: Callable[[int], NDArray[np.floating]],
     embed: EmbedBatch,
     sample_rate: int,
-    count: int = DEFAULT_COUNT,
-    seed: int = 0,
+    config: BackendConfig,
 ) -> PseudoSet:
     """THE pseudo-anomalies of a section whose normal clips (source first, then target) are
-    `waves_of(0..n_clips-1)`: export, evaluate, calibrate and enrol all call this, so each
+    `waves_of(0..n_clips-1)`, planned as the backend `config` says (its `pseudo_count`,
+    `pseudo_kinds` and `seed`): export, evaluate, calibrate and enrol all call this, so each
     side perturbs the same clips the same way and only the embedder differs."""
-    items = plan(n_clips, count, section_seed(section, seed))
+    from edge_agent.scoring.backend import PseudoSet  # at call time: it imports this module
+
+    items = plan(
+        n_clips, config.pseudo_count, section_seed(section, config.seed), config.pseudo_kinds
+    )
     return PseudoSet(
         pseudo_embeddings(waves_of, items, embed, sample_rate),
         np.asarray([it.origin for it in items], dtype=np.int64),

@@ -159,8 +159,7 @@ def pseudo_sets(
             wave,
             embed_waves,
             spec.sample_rate,
-            config.pseudo_count,
-            config.seed,
+            config,
         )
     return out
 

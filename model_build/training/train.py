@@ -30,8 +30,7 @@ import numpy as np
 from edge_agent.audio.files import load_clip
 from edge_agent.errors import AudioFileError, EdgeAgentError
 from edge_agent.scoring.frontend import DEFAULT_SPEC, FrontendSpec
-from edge_agent.scoring.pseudo import KINDS as PERTURB_KINDS
-from edge_agent.scoring.pseudo import Planned, perturb
+from edge_agent.scoring.pseudo import FIRST_KINDS, Planned, perturb
 from model_build.data.clip import Clip, DatasetError
 from model_build.data.dataset import class_key, class_names, scan_layout
 from model_build.progress import Progress
@@ -47,6 +46,9 @@ from model_build.training.runs import (
 )
 
 DEFAULT_RUNS = 1
+PERTURB_KINDS = FIRST_KINDS
+"""The kinds `perturb_classes` (off by default) makes classes of: the six it was measured with;
+the wobble joined the backend's pseudo-anomaly plan later and was not measured as a class."""
 LOG_INTERVAL_S = 30.0
 """In a log (stderr not a terminal), a progress line at most this often, and one per epoch."""
 """Models trained (and exported) by default: an ensemble when > 1 (see BENCHMARKS.md)."""
