@@ -517,7 +517,7 @@ def run_system(
         config = replace(recipe.backend, seed=seed)
     pseudo = None
     if recipe is not None and config.weighting == "pseudo" and len(set(kinds)) > 1:
-        from edge_agent.scoring.backend import PseudoSet
+        from edge_agent.scoring.pseudo import PseudoSet
 
         feats = pseudo_features(
             out, family, size, seed, recipe, train, config.pseudo_count, config.pseudo_kinds

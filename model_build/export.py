@@ -48,11 +48,11 @@ from edge_agent.bundle.versions import write_bundle
 from edge_agent.errors import EdgeAgentError, FieldError
 from edge_agent.runtime.scorer import Scorer, WindowEmbedding, stack_embeddings
 from edge_agent.runtime.selftest import make_self_test
-from edge_agent.scoring.backend import BackendConfig, PseudoSet, SectionBackend, fit_section
+from edge_agent.scoring.backend import BackendConfig, SectionBackend, fit_section
 from edge_agent.scoring.classical import classical_features
 from edge_agent.scoring.embedder import Embedder, load_runtime
 from edge_agent.scoring.frontend import DEFAULT_SPEC, FrontendSpec, model_inputs
-from edge_agent.scoring.pseudo import section_pseudo
+from edge_agent.scoring.pseudo import PseudoSet, section_pseudo
 from model_build.data.clip import Clip
 from model_build.progress import Progress
 from model_build.quiet import converter_output

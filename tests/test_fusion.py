@@ -9,14 +9,13 @@ import pytest
 from edge_agent.scoring.backend import (
     BackendConfig,
     BackendError,
-    PseudoSet,
     cross_fit_scores,
     cross_fit_with_extra,
     fit_component,
     fit_section,
 )
 from edge_agent.scoring.fusion import auc, choose_weights
-from edge_agent.scoring.pseudo import DEFAULT_COUNT, FIRST_KINDS
+from edge_agent.scoring.pseudo import DEFAULT_COUNT, FIRST_KINDS, PseudoSet
 from edge_agent.scoring.pseudo import KINDS as PSEUDO_KINDS
 
 KINDS = ["model", "bands", "rhythm"]

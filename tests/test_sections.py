@@ -12,12 +12,12 @@ from edge_agent.scoring.backend import (
     PAPER_BACKEND,
     BackendConfig,
     BackendError,
-    PseudoSet,
     SectionBackend,
     fit_component,
     fit_section,
     l2_normalise,
 )
+from edge_agent.scoring.pseudo import PseudoSet
 
 D, D2 = 32, 12
 CONFIG = BackendConfig()

@@ -62,12 +62,12 @@ from edge_agent.scoring.backend import (
     BackendConfig,
     BackendError,
     Component,
-    PseudoSet,
     SectionBackend,
     SectionFit,
     check_percentile,
     fit_section,
 )
+from edge_agent.scoring.pseudo import PseudoSet
 
 Mode = Literal["replace", "append"]
 ThresholdRule = Literal["max", "target"]

@@ -57,7 +57,8 @@ if TYPE_CHECKING:
 
     from edge_agent.arrays import FloatArray
     from edge_agent.bundle.signing import TrustedKey
-    from edge_agent.scoring.backend import PseudoSet, SectionBackend
+    from edge_agent.scoring.backend import SectionBackend
+    from edge_agent.scoring.pseudo import PseudoSet
 
 
 @dataclass(frozen=True)

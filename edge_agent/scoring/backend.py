@@ -62,7 +62,7 @@ from numpy.typing import NDArray
 from edge_agent.arrays import AnyFloatArray
 from edge_agent.errors import EdgeAgentError
 from edge_agent.scoring.fusion import ANCHOR_KIND, MIN_NORMAL, Choice, choose_weights
-from edge_agent.scoring.pseudo import FIRST_KINDS, PERTURB
+from edge_agent.scoring.pseudo import FIRST_KINDS, PERTURB, PseudoSet
 from edge_agent.scoring.pseudo import KINDS as PSEUDO_KINDS
 
 Variant = Literal["joint", "source", "target", "sum"]
@@ -782,16 +782,6 @@ def cross_fit_with_extra(
         out_x[np.flatnonzero(hx)] = s[b:]
     assert out is not None  # n >= 2 clips in k >= 2 folds: some fold holds one
     return out, out_x
-
-
-@dataclass(frozen=True)
-class PseudoSet:
-    """A section's pseudo-anomalies (edge_agent.scoring.pseudo) as every component embeds them."""
-
-    embeddings: Sequence[AnyFloatArray]
-    """One (M, D_i) array per component, in component order."""
-    origin: NDArray[np.integer]
-    """(M,) the normal clip each was made from (source rows, then target rows), -1: none."""
 
 
 @dataclass(frozen=True)

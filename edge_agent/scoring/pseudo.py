@@ -37,14 +37,12 @@ from __future__ import annotations
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 from numpy.typing import NDArray
 
-if TYPE_CHECKING:  # backend imports this module's kinds
-    from edge_agent.scoring.backend import BackendConfig, PseudoSet
-
+from edge_agent.arrays import AnyFloatArray
 
 KINDS = ("tone", "band", "impulses", "speed", "modulation", "stutter", "wobble")
 """The default plan's kinds, in the order `plan` rotates them."""
@@ -58,6 +56,29 @@ the device embeds them in seconds."""
 
 F32 = NDArray[np.float32]
 F64 = NDArray[np.float64]
+
+
+class PlanSettings(Protocol):
+    """Where a plan's settings live: the backend's config (edge_agent.scoring.backend
+    .BackendConfig, stored in the bundle), so every side draws the plan the bundle names."""
+
+    @property
+    def pseudo_count(self) -> int: ...
+    @property
+    def pseudo_kinds(self) -> tuple[str, ...]: ...
+    @property
+    def seed(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class PseudoSet:
+    """A section's pseudo-anomalies as every component embeds them (the backend's fit weighs
+    the components by them)."""
+
+    embeddings: Sequence[AnyFloatArray]
+    """One (M, D_i) array per component, in component order."""
+    origin: NDArray[np.integer]
+    """(M,) the normal clip each was made from (source rows, then target rows), -1: none."""
 
 
 @dataclass(frozen=True)
@@ -258,14 +279,12 @@ def section_pseudo(
     waves_of: Callable[[int], NDArray[np.floating]],
     embed: EmbedBatch,
     sample_rate: int,
-    config: BackendConfig,
+    config: PlanSettings,
 ) -> PseudoSet:
     """THE pseudo-anomalies of a section whose normal clips (source first, then target) are
     `waves_of(0..n_clips-1)`, planned as the backend `config` says (its `pseudo_count`,
     `pseudo_kinds` and `seed`): export, evaluate, calibrate and enrol all call this, so each
     side perturbs the same clips the same way and only the embedder differs."""
-    from edge_agent.scoring.backend import PseudoSet  # at call time: it imports this module
-
     items = plan(
         n_clips, config.pseudo_count, section_seed(section, config.seed), config.pseudo_kinds
     )

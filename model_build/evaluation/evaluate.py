@@ -39,14 +39,13 @@ from edge_agent.errors import EdgeAgentError
 from edge_agent.scoring.backend import (
     PAPER_BACKEND,
     BackendConfig,
-    PseudoSet,
     SectionBackend,
     fit_section,
     view_weights,
 )
 from edge_agent.scoring.frontend import FrontendSpec
 from edge_agent.scoring.fusion import Choice
-from edge_agent.scoring.pseudo import EmbedBatch, section_pseudo
+from edge_agent.scoring.pseudo import EmbedBatch, PseudoSet, section_pseudo
 from model_build.data.clip import Clip
 from model_build.data.years import Year
 from model_build.evaluation.metrics import (
