@@ -74,8 +74,15 @@ def _cell_file(  # noqa: PLR0913 -- the plan's kinds keyword-only
 
 def row_kinds(classical: Sequence[str], deviation: int) -> tuple[str, ...]:
     """The kind of every score row of a cell: the model, the classical components' cosine
-    scores, then (with `deviation`) their deviation scores, each in its component's group."""
-    return ("model", *classical, *(classical if deviation else ()))
+    scores, then (with `deviation`) the deviation scores of those the backend gives one
+    (not `BackendConfig.no_deviation`'s), each in its component's group."""
+    return ("model", *classical, *(_with_deviation(classical) if deviation else ()))
+
+
+def _with_deviation(classical: Sequence[str]) -> tuple[str, ...]:
+    from edge_agent.scoring.backend import BackendConfig
+
+    return tuple(k for k in classical if k not in BackendConfig().no_deviation)
 
 
 def section_scores(  # noqa: PLR0913 -- the plan's kinds keyword-only
@@ -134,7 +141,7 @@ def section_scores(  # noqa: PLR0913 -- the plan's kinds keyword-only
                 origins,
                 [tes[comp][test_idx[sec]], trs[comp][foreign]],
                 config,
-                comp > 0 and deviation > 0,
+                comp > 0 and deviation > 0 and classical[comp - 1] in _with_deviation(classical),
             )
             rows.append(z[:4])
             devs += [z[4:]] if len(z) > 4 else []

@@ -184,6 +184,8 @@ SYSTEMS: dict[str, Recipe | None] = {
         backend=BackendConfig(pseudo_count=48, pseudo_kinds=FIRST_KINDS),
         classical=tuple(e["kind"] for e in DEFAULT_CLASSICAL if e["kind"] != "stability"),
     ),
+    # the stability with a deviation score, as every other classical component has
+    "default-stability-deviation": Recipe(backend=BackendConfig(no_deviation=())),
     "default-no-stability": Recipe(
         classical=tuple(e["kind"] for e in DEFAULT_CLASSICAL if e["kind"] != "stability")
     ),

@@ -398,6 +398,11 @@ def _component(m: dict[str, Any], i: int, **changes: Any) -> list[dict[str, Any]
         ),
         (
             "backend",
+            lambda m: {**m["backend"], "no_deviation": "stability"},
+            'backend.no_deviation: expected a list of strings, got a string "stability"',
+        ),
+        (
+            "backend",
             lambda m: {**m["backend"], "pseudo_kinds": ["tone", "hum"]},
             "backend pseudo_kinds: expected distinct kinds among ('tone',",
         ),

@@ -129,12 +129,14 @@ def test_an_ensemble_exports_every_model_and_scores_their_fused_scores(
     assert b.components[-1]["kind"] == "stability"
     assert b.model_files == ["model_0.tflite", "model_1.tflite"]
     # the two models share their group's weight (decided per section), each classical view
-    # has its own, shared half and half with its deviation score; the largest group weight is 1
+    # has its own, shared half and half with its deviation score (the stability has none:
+    # BackendConfig.no_deviation); the largest group weight is 1
     for sec in b.sections:
         comps = b.backend(sec).components
         w = [c.weight for c in comps]
-        assert all(c.deviation == 1 and c.dev_weight == c.weight for c in comps[2:])
-        assert w[0] == w[1] and max(2 * w[0], *(2 * x for x in w[2:])) == 1.0
+        assert all(c.deviation == 1 and c.dev_weight == c.weight for c in comps[2:-1])
+        assert comps[-1].deviation == 0 and comps[-1].dev_weight == 0.0
+        assert w[0] == w[1] and max(2 * w[0], *(2 * x for x in w[2:-1]), w[-1]) == 1.0
     scorer = Scorer.from_bundle(vdir)
     test = [c for c in clips if c.split == "test"][:3]
     sec = test[0].section_id

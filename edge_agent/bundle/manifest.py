@@ -297,6 +297,7 @@ BACKEND_SCHEMA: Schema = {
     "pseudo_count": (INT, False),
     "pseudo_kinds": (STR_LIST, False),
     "deviation": (INT, False),
+    "no_deviation": (STR_LIST, False),
 }
 """edge_agent.scoring.backend.BackendConfig's fields (ranges and choices: its own checks)."""
 INPUT_SCHEMA: Schema = {

@@ -143,6 +143,13 @@ class BackendConfig:
     largest per-feature |z| (0: none, cosine distance only). 1, sharing its component's group
     in the weighting, was chosen leave-one-family-out (BENCHMARKS.md "The deviation score"); bundles
     written before it existed read as 0, so their calibrate and enrol refit as they were."""
+    no_deviation: tuple[str, ...] = ("stability",)
+    """Classical kinds fitted WITHOUT a deviation score (their cosine score alone). The
+    spectral stability's features are log(1 - similarity), heavy-tailed where a line is
+    steady, so its largest per-feature deviation mostly picks noise: without it the system
+    gained on four of five families and lost on none by more than 0.1 (chosen
+    leave-one-family-out, BENCHMARKS.md "Spectral stability in the default"). Bundles written
+    before it existed read as none, so their calibrate and enrol refit as they were."""
 
     def __post_init__(self) -> None:
         if self.references not in REFERENCE_KINDS:
@@ -177,6 +184,15 @@ class BackendConfig:
             isinstance(self.ridge, int | float) and np.isfinite(self.ridge) and self.ridge >= 0
         ):
             raise BackendError(f"backend ridge: expected a number >= 0, got {self.ridge!r}")
+        skip = self.no_deviation
+        if (
+            not isinstance(skip, tuple)
+            or len(set(skip)) != len(skip)
+            or not all(isinstance(k, str) and k and k != ANCHOR_KIND for k in skip)
+        ):
+            raise BackendError(
+                f"backend no_deviation: expected distinct classical kinds, got {skip!r}"
+            )
         if self.pseudo_count < 0:
             raise BackendError(f"backend pseudo_count: expected >= 0, got {self.pseudo_count}")
         kinds = self.pseudo_kinds
@@ -202,7 +218,12 @@ class BackendConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """The manifest's `backend` object (lists, as JSON and YAML hold them)."""
-        return {**asdict(self), "pseudo_kinds": list(self.pseudo_kinds)}
+        d = asdict(self)
+        return {
+            **d,
+            "pseudo_kinds": list(self.pseudo_kinds),
+            "no_deviation": list(self.no_deviation),
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> BackendConfig:
@@ -217,6 +238,9 @@ class BackendConfig:
         values.setdefault("deviation", 0)  # and without deviation scores
         values.setdefault("pseudo_count", 48)  # and with the plan of their time
         values["pseudo_kinds"] = tuple(values.get("pseudo_kinds", FIRST_KINDS))
+        values["no_deviation"] = tuple(
+            values.get("no_deviation", ())
+        )  # every classical kind had one
         try:
             return cls(**values)
         except TypeError as exc:
@@ -852,7 +876,8 @@ def fit_section(
 
     Deviation scores (`config.deviation` > 0): `deviation[i]` is component i's deviation
     score's fixed weight, 0 for none (and `weights[i]` then its cosine score's alone); by
-    default every component whose kind is not the learned model's has one, and it shares the
+    default every component whose kind is neither the learned model's nor in
+    `config.no_deviation` has one, and it shares the
     component's weight half and half with the cosine score, as one view (`kinds` not given:
     none). A section with fewer than `fusion.MIN_NORMAL` normal clips has none: a per-feature
     spread from a handful of clips is noise.
@@ -1015,7 +1040,7 @@ def _deviation_weights(
         return weights, _fixed_weights(deviation, n, "backend deviation weights", positive=False)
     if kinds is None or len(kinds) != n:
         return none
-    own = [k != ANCHOR_KIND for k in kinds]
+    own = [k != ANCHOR_KIND and k not in config.no_deviation for k in kinds]
     return (
         [x / 2 if o else x for x, o in zip(weights, own, strict=True)],
         [x / 2 if o else 0.0 for x, o in zip(weights, own, strict=True)],
