@@ -202,3 +202,6 @@ def test_backend_config_reads_the_plan_of_an_older_bundle_and_checks_its_kinds()
     for bad in ((), ("tone", "tone"), ("tone", "hum"), "tone"):
         with pytest.raises(BackendError, match="pseudo_kinds"):
             BackendConfig(pseudo_kinds=bad)  # type: ignore[arg-type]
+    for bad_stored in ("tone", 7, None):  # read from a manifest: one line naming the field
+        with pytest.raises(BackendError, match="pseudo_kinds"):
+            BackendConfig.from_dict({**today.to_dict(), "pseudo_kinds": bad_stored})

@@ -173,7 +173,7 @@ class BackendConfig:
 
     def _check_weighting(self) -> None:
         """The per-section weighting's fields (`weighting`, `anchor`, `ridge`, `pseudo_count`,
-        `pseudo_kinds`)."""
+        `pseudo_kinds`) and the deviation scores' (`deviation`, `no_deviation`)."""
         if self.weighting not in WEIGHTINGS:
             raise BackendError(
                 f"backend weighting: expected one of {WEIGHTINGS}, got {self.weighting!r}"
@@ -237,10 +237,11 @@ class BackendConfig:
         values.setdefault("weighting", "fixed")
         values.setdefault("deviation", 0)  # and without deviation scores
         values.setdefault("pseudo_count", 48)  # and with the plan of their time
-        values["pseudo_kinds"] = tuple(values.get("pseudo_kinds", FIRST_KINDS))
-        values["no_deviation"] = tuple(
-            values.get("no_deviation", ())
-        )  # every classical kind had one
+        # and a deviation score for every classical kind; lists (JSON, YAML) as tuples, anything
+        # else left for the checks to name
+        for name, before in (("pseudo_kinds", FIRST_KINDS), ("no_deviation", ())):
+            v = values.get(name, before)
+            values[name] = tuple(v) if isinstance(v, list | tuple) else v
         try:
             return cls(**values)
         except TypeError as exc:
