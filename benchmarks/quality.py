@@ -246,6 +246,22 @@ def _cache_key(path: Path) -> str:
     return str(path.resolve())
 
 
+def add_missing_features(
+    store: dict[str, Any], key: str, wave: np.ndarray, feats: Sequence[Any]
+) -> None:
+    """`store[key#i]` = classical component i's features of `wave`, for the i not stored yet
+    (a component added to the default set computes its own; the |STFT| only when one needs it)."""
+    from edge_agent.scoring.frontend import DEFAULT_SPEC, stft_magnitude
+
+    mag = None
+    for i, f in enumerate(feats):
+        if f"{key}#{i}" in store:
+            continue
+        if not f.wave and mag is None:
+            mag = stft_magnitude(wave, DEFAULT_SPEC)
+        store[f"{key}#{i}"] = f.fn(wave if f.wave else mag)
+
+
 def classical_embeddings(
     out: Path, family: str, clips: Sequence[Any], kind: str
 ) -> list[np.ndarray]:
@@ -253,7 +269,7 @@ def classical_embeddings(
     `classical` (the shipped classical components)."""
     from edge_agent.audio.files import load_clip
     from edge_agent.scoring.classical import classical_features
-    from edge_agent.scoring.frontend import DEFAULT_SPEC, stft_magnitude
+    from edge_agent.scoring.frontend import DEFAULT_SPEC
     from model_build.evaluation.baseline import baseline_features
 
     cache = out / "features" / f"{family}_{kind}.npz"
@@ -266,12 +282,7 @@ def classical_embeddings(
         if kind == "floor":
             store[_cache_key(c.path) + "#0"] = baseline_features(wave, DEFAULT_SPEC)
         else:
-            # only the missing ones: a component added to the default set computes its own
-            missing = [i for i in range(n) if _cache_key(c.path) + f"#{i}" not in store]
-            mag = stft_magnitude(wave, DEFAULT_SPEC)
-            for i in missing:
-                f = feats[i]
-                store[_cache_key(c.path) + f"#{i}"] = f.fn(wave if f.wave else mag)
+            add_missing_features(store, _cache_key(c.path), wave, feats)
     if todo:
         cache.parent.mkdir(parents=True, exist_ok=True)
         np.savez(cache, **store)
@@ -430,7 +441,7 @@ def _embed_pseudo(
     `run_dir` embed them with that trained run ((n_models, M, D) in `todo`'s order)."""
     from edge_agent.audio.files import load_clip
     from edge_agent.scoring.classical import classical_features
-    from edge_agent.scoring.frontend import DEFAULT_SPEC, stft_magnitude
+    from edge_agent.scoring.frontend import DEFAULT_SPEC
     from edge_agent.scoring.pseudo import perturb
 
     feats = classical_features(DEFAULT_SPEC)
@@ -448,13 +459,7 @@ def _embed_pseudo(
             waves.append(
                 perturb(load_clip(clip.path, DEFAULT_SPEC), items[j], DEFAULT_SPEC.sample_rate)
             )
-            key = _pseudo_key(clip, items[j])
-            missing = [k for k in range(len(feats)) if key + f"#{k}" not in cstore]
-            if missing:
-                mag = stft_magnitude(waves[-1], DEFAULT_SPEC)
-                for k in missing:
-                    f = feats[k]
-                    cstore[key + f"#{k}"] = f.fn(waves[-1] if f.wave else mag)
+            add_missing_features(cstore, _pseudo_key(clip, items[j]), waves[-1], feats)
         if run is not None:
             embs.append(run.embed_waves(np.stack(waves)))
     if run is None:

@@ -62,8 +62,7 @@ from typing import Any, ClassVar, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
-from edge_agent.scoring.fft import rfft
-from edge_agent.scoring.frontend import FrontendSpec, periodic_hann, stft_magnitude
+from edge_agent.scoring.frontend import FrontendSpec, framed_magnitude, stft_magnitude
 
 DEFAULT_BANDS = 64
 LOG_EPS = 1e-10
@@ -317,8 +316,7 @@ def stability_from_wave(
     noise keeps its fine spectrum (similarity near 1, a low value); a line that wobbles,
     wanders or turns to noise lowers the similarity at the lags of its movement."""
     x = np.asarray(wave, dtype=np.float32)
-    frames = np.lib.stride_tricks.sliding_window_view(x, n_fft, axis=-1)[..., ::hop, :]
-    mag = np.abs(rfft(frames * periodic_hann(n_fft), axis=-1))[..., : edges[-1]]
+    mag = framed_magnitude(x, n_fft, hop)[..., : edges[-1]]
     # per band: sums over its bins (reduceat), float32 products (2x faster than float64; the
     # similarities agree to 1e-6), the mean over frame pairs in float64
     starts = edges[:-1] - edges[0]

@@ -94,17 +94,25 @@ def _check_clip(wave: NDArray[Any], spec: FrontendSpec) -> NDArray[np.float32]:
     return x
 
 
-def stft_magnitude(wave: NDArray[Any], spec: FrontendSpec) -> FloatArray:
-    """|STFT| (periodic Hann window, no padding): (..., clip_samples) -> (..., n_frames, n_bins).
+def framed_magnitude(
+    x: NDArray[Any], n_fft: int, hop: int, n_frames: int | None = None
+) -> FloatArray:
+    """|STFT| of `x` (..., n_samples) with a periodic Hann window and no padding: frames
+    `n_fft` long, `hop` apart (the first `n_frames` of them when given) -> (..., frames,
+    n_fft // 2 + 1). The frontend's and the spectral stability's (a finer one) alike.
 
     Frames are strided views (no copy) and the FFT is scipy's pocketfft over the last axis
     (`edge_agent.scoring.fft`), which is ~4x faster than numpy's on this workload.
     """
-    x = _check_clip(wave, spec)
-    frames = np.lib.stride_tricks.sliding_window_view(x, spec.n_fft, axis=-1)[..., :: spec.hop, :]
-    frames = frames[..., : spec.n_frames, :] * periodic_hann(spec.n_fft)
+    frames = np.lib.stride_tricks.sliding_window_view(x, n_fft, axis=-1)[..., ::hop, :]
+    frames = frames[..., :n_frames, :] * periodic_hann(n_fft)
     mag: FloatArray = np.abs(rfft(frames, axis=-1)).astype(np.float32)
     return mag
+
+
+def stft_magnitude(wave: NDArray[Any], spec: FrontendSpec) -> FloatArray:
+    """|STFT| (periodic Hann window, no padding): (..., clip_samples) -> (..., n_frames, n_bins)."""
+    return framed_magnitude(_check_clip(wave, spec), spec.n_fft, spec.hop, spec.n_frames)
 
 
 def temporal_normalise(mag: FloatArray, spec: FrontendSpec) -> FloatArray:
