@@ -256,18 +256,24 @@ class Agent:
         self._next_ping = 0.0
         self._started = time.time()
 
-    def _load_scorer(self) -> Scorer:
+    def _load_scorer(self, running: Scorer | None = None) -> Scorer:
         """The bundle's scorer; with `trusted_keys`, only a version signed by one of them (or
         a local calibration of one: `edge_agent.bundle.signing`). The key files are re-read at each
         load, so a rotated key list applies from the next reload. Each load says in the log
-        what vouches for the version (`signing.provenance`)."""
+        what vouches for the version (`signing.provenance`). `running`: the scorer a reload
+        replaces (its interpreters are shared where the model is the same, `Scorer.from_loaded`)."""
         from edge_agent.bundle.load import provenance
 
         trusted = self.trusted()
         # the bundle's self-test runs in from_bundle: a runtime that computes other numbers
-        # on this CPU is refused here, at start and at every reload (and so every install)
+        # on this CPU is refused here, at start and at every reload (and so every install);
+        # a reload shares the running scorer's interpreter where the model is the same
         scorer = Scorer.from_bundle(
-            self.cfg.bundle, self.cfg.threads, trusted=trusted, request=self.cfg.tflite.request()
+            self.cfg.bundle,
+            self.cfg.threads,
+            trusted=trusted,
+            request=self.cfg.tflite.request(),
+            running=running,
         )
         log.info("%s", provenance(scorer.bundle, trusted))
         log.info(
@@ -419,7 +425,7 @@ class Agent:
 
         def load() -> None:
             try:
-                new = self._load_scorer()
+                new = self._load_scorer(self.scorer)
                 self._check_candidate(new)
                 with self._pending_lock:
                     if gen != self._reload_gen:

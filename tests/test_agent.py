@@ -85,6 +85,7 @@ def test_reload_on_bundle_change_without_dropping(
     c = Collect()
     cfg = cfg_for(bundle_dir, [anom], thr, **{"source.loop": True, "reload_poll_seconds": 0.1})
     agent = Agent(cfg, sinks=[c])
+    running = agent.scorer
     t = threading.Thread(target=agent.run, kwargs={"install_signals": False})
     t.start()
     try:
@@ -97,6 +98,9 @@ def test_reload_on_bundle_change_without_dropping(
         agent.stop()
         t.join(30)
     assert agent.counters["reloads"] == 1
+    # a new scorer (self-tested), on the running interpreter: the model bytes are the same
+    assert agent.scorer is not running
+    assert agent.scorer.model_embedders() == running.model_embedders()
     windows = [e["window"] for e in c.kind("score")]
     assert windows == list(range(len(windows)))  # no window lost around the swap
     assert any(e.get("event") == "reloaded" for e in c.kind("status"))

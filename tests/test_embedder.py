@@ -96,3 +96,29 @@ def test_wrong_input_names_and_garbage_models(bundle_dir: Path, tmp_path: Path) 
         Embedder(cut, ["x"])
     with pytest.raises(RuntimeUnavailableError, match="threads"):
         Embedder(b.model_path, b.input_names, threads=0)
+
+
+def test_one_embedding_at_a_time_when_threads_share_an_interpreter(bundle_dir: Path) -> None:
+    """A reload's self-test runs on the scoring worker's interpreter when the model is the
+    same (edge_agent.runtime.scorer): concurrent calls give each caller its own window's
+    embedding, exactly as one after the other."""
+    import threading
+
+    b = load_bundle(bundle_dir)
+    emb = Embedder(b.model_path, b.input_names)
+    waves = [_wave(s) for s in range(4)]
+    feats = [(spectrogram(w, SPEC), spectrum(w, SPEC)) for w in waves]
+    alone = [emb.embed(*f) for f in feats]
+    got: dict[tuple[int, int], np.ndarray] = {}
+
+    def run(i: int) -> None:
+        for r in range(25):
+            got[i, r] = emb.embed(*feats[i])
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert len(got) == 100
+    assert all(np.array_equal(v, alone[i]) for (i, _), v in got.items())

@@ -8,7 +8,9 @@ inside, so a hand-started `edge-agent run` gets it too. And a reload builds the 
 (TFLite interpreter and arena, backend, self-test) while the old one still scores, then drops
 the old one: glibc kept most of what was freed, so the agent stayed at 126 MB after a single
 calibration or fleet install, against 114 MB before it, over the 120 MB budget for good.
-`malloc_trim(0)` returns the free pages. Elsewhere (musl, macOS) both are no-ops.
+`malloc_trim(0)` returns the free pages. Elsewhere (musl, macOS) both are no-ops. (Since
+then a reload that keeps the model shares the running interpreter instead of building a
+second one: edge_agent.runtime.scorer, `Scorer.from_loaded(running=...)`.)
 """
 
 from __future__ import annotations

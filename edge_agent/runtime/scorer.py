@@ -178,9 +178,11 @@ class Scorer:
         trusted: Sequence[TrustedKey] = (),
         request: RuntimeRequest | None = None,
         check: bool = True,
+        running: Scorer | None = None,
     ) -> Scorer:
         """The scorer of the bundle at `path`; with `trusted` keys (edge_agent.bundle.signing) only
-        a version one of them vouches for loads (`bundle.load_bundle`)."""
+        a version one of them vouches for loads (`bundle.load_bundle`). `running`: see
+        `from_loaded`."""
         return cls.from_loaded(
             load_bundle(path, verify=verify, trusted=trusted),
             threads,
@@ -188,6 +190,7 @@ class Scorer:
             request,
             check,
             verify,
+            running,
         )
 
     @classmethod
@@ -199,6 +202,7 @@ class Scorer:
         request: RuntimeRequest | None = None,
         check: bool = True,
         verified: bool = True,
+        running: Scorer | None = None,
     ) -> Scorer:
         """The scorer of an already loaded `bundle`. A verified bundle's interpreters run the
         model bytes its load checked (`Bundle.model_content`), not the files: what is on disk
@@ -207,13 +211,24 @@ class Scorer:
         `runtime`: the TFLite runtime to use as it is; None: the one edge_agent.runtime.probe
         chooses among `request`'s (default: every runtime, with XNNPACK). `check`: run the
         bundle's self-test now (`check_self_test`); off only where nothing may be checked yet
-        (an export's draft, a probe child that reports the result itself)."""
+        (an export's draft, a probe child that reports the result itself).
+
+        `running`: the scorer a reload replaces. A model of the new version that it already
+        runs (the same verified bytes, inputs, threads and runtime: `Embedder.serves`) shares
+        its interpreter instead of building a second one; a calibration's reload then holds
+        one interpreter and arena, not two (~12 MB on the demo bundle). The runtime is chosen
+        and the self-test run as for any new version."""
         if runtime is None and any(c["kind"] == "model" for c in bundle.components):
             runtime = choose_runtime(bundle, request or RuntimeRequest(), verified)
-        scorer = cls(bundle, _components(bundle, threads, runtime))
+        shared = [] if running is None else running.model_embedders()
+        scorer = cls(bundle, _components(bundle, threads, runtime, shared))
         if check:
             scorer.self_test = scorer.check_self_test()
         return scorer
+
+    def model_embedders(self) -> list[Embedder]:
+        """The TFLite interpreters of this scorer's models (a reload may share them)."""
+        return [c.embedder for c in self.components if isinstance(c, ModelEmbedder)]
 
     def run_self_test(self, reference: Reference) -> SelfTestResult:
         """The reference window through this scorer, against the expected numbers."""
@@ -287,9 +302,12 @@ class Scorer:
         return ws
 
 
-def _components(bundle: Bundle, threads: int, runtime: Runtime | None) -> list[ComponentEmbedder]:
+def _components(
+    bundle: Bundle, threads: int, runtime: Runtime | None, shared: Sequence[Embedder] = ()
+) -> list[ComponentEmbedder]:
     """The bundle's components as embedders, each checked against the manifest and backends
-    (one-line BundleError); the models on `runtime`."""
+    (one-line BundleError); the models on `runtime`, each an interpreter of `shared` that
+    already serves it where one does."""
     comps: list[ComponentEmbedder] = []
     for c in bundle.components:
         if c["kind"] != "model":
@@ -306,13 +324,18 @@ def _components(bundle: Bundle, threads: int, runtime: Runtime | None) -> list[C
                 f"(supported: {', '.join(FEATURES)})"
             )
         shapes = {e["name"]: list(e["shape"]) for e in c["inputs"]}
-        emb = Embedder(
-            bundle.path / c["file"],
-            names,
-            threads,
-            shapes,
-            runtime,
-            model_content=bundle.model_content.get(c["file"]),
+        content = bundle.model_content.get(c["file"])
+        same = [
+            e
+            for e in shared
+            if runtime is not None and e.serves(content, names, threads, shapes, runtime)
+        ]
+        emb = (
+            same[0]
+            if same
+            else Embedder(
+                bundle.path / c["file"], names, threads, shapes, runtime, model_content=content
+            )
         )
         runtime = emb.runtime  # prove the runtime once, share it
         comps.append(ModelEmbedder(emb))

@@ -26,6 +26,7 @@ from __future__ import annotations
 import base64
 import importlib
 import importlib.metadata
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -239,6 +240,10 @@ class Embedder:
     With `model_content` (the model's bytes) the interpreter is built from those bytes and
     `model_path` only names the model in messages; the bytes are kept as long as the
     interpreter (it runs on them without a copy).
+
+    One embedding at a time (a lock around the interpreter's inputs, invoke and output): a
+    reload whose new version has the same model shares the running interpreter
+    (`Embedder.serves`), and its self-test then runs beside the scoring worker.
     """
 
     def __init__(
@@ -289,6 +294,31 @@ class Embedder:
         self._out = int(out[0]["index"])
         self.dim = int(np.prod(out[0]["shape"][1:]))
         self.threads = threads
+        self._lock = threading.Lock()
+
+    def serves(
+        self,
+        model_content: bytes | None,
+        input_names: Sequence[str],
+        threads: int,
+        expected_shapes: Mapping[str, Sequence[int]],
+        runtime: Runtime,
+    ) -> bool:
+        """Whether this interpreter IS the one a new embedder of these arguments would build:
+        the same model bytes (built from bytes only: a model read from a path may have changed
+        on disk since), inputs, shapes, thread count and runtime. A reload of a calibration,
+        an enrolment or a "not a fault" answer changes the backend, not the model, and so
+        shares the interpreter instead of holding a second one (and its arena) beside it."""
+        if model_content is None or self._model_content is None:
+            return False
+        layout = {e["name"]: [int(s) for s in e["shape"]] for e in self.layout}
+        return (
+            (self.runtime.name, self.runtime.xnnpack) == (runtime.name, runtime.xnnpack)
+            and self.threads == threads
+            and self.input_names == tuple(input_names)
+            and all(layout.get(n) == [int(s) for s in sh] for n, sh in expected_shapes.items())
+            and (self._model_content is model_content or self._model_content == model_content)
+        )
 
     @property
     def input_shapes(self) -> list[tuple[int, ...]]:
@@ -299,7 +329,12 @@ class Embedder:
         """Features of ONE window, in `input_names` order (without batch or channel axes)."""
         if len(features) != len(self._slots):
             raise ValueError(f"expected {len(self._slots)} feature arrays, got {len(features)}")
-        for (index, shape), x in zip(self._slots, features, strict=True):
-            self._it.set_tensor(index, np.asarray(x, dtype=np.float32).reshape(shape))
-        self._it.invoke()
-        return np.array(self._it.get_tensor(self._out)[0], dtype=np.float32)
+        inputs = [
+            np.asarray(x, dtype=np.float32).reshape(shape)
+            for (_, shape), x in zip(self._slots, features, strict=True)
+        ]
+        with self._lock:
+            for (index, _), x in zip(self._slots, inputs, strict=True):
+                self._it.set_tensor(index, x)
+            self._it.invoke()
+            return np.array(self._it.get_tensor(self._out)[0], dtype=np.float32)
