@@ -182,13 +182,21 @@ SYSTEMS: dict[str, Recipe | None] = {
     # session): six classical components, 48 copies of six kinds
     "previous": Recipe(
         backend=BackendConfig(pseudo_count=48, pseudo_kinds=FIRST_KINDS),
-        classical=tuple(e["kind"] for e in DEFAULT_CLASSICAL if e["kind"] != "stability"),
+        classical=tuple(
+            e["kind"] for e in DEFAULT_CLASSICAL if e["kind"] not in ("stability", "onsets")
+        ),
     ),
     # the stability with a deviation score, as every other classical component has
     "default-stability-deviation": Recipe(backend=BackendConfig(no_deviation=())),
     "default-no-stability": Recipe(
         classical=tuple(e["kind"] for e in DEFAULT_CLASSICAL if e["kind"] != "stability")
     ),
+    # the default before the onset rhythm (issue 19, eighth session): seven classical
+    # components; and the onset rhythm with a deviation score
+    "default-no-onsets": Recipe(
+        classical=tuple(e["kind"] for e in DEFAULT_CLASSICAL if e["kind"] != "onsets")
+    ),
+    "default-onsets-deviation": Recipe(backend=BackendConfig(no_deviation=("stability",))),
 }
 
 

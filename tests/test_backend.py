@@ -418,13 +418,13 @@ def test_deviation_config_is_checked_and_old_bundles_read_as_none() -> None:
 
 
 def test_a_kind_in_no_deviation_is_fitted_on_its_cosine_score_alone() -> None:
-    """`no_deviation` (the stability by default): the component keeps its whole weight on the
-    cosine score, in fixed and per-section weighting alike, while another classical kind
-    beside it keeps its deviation score; a bundle written before the field existed reads as
-    none, and the field is checked by name."""
+    """`no_deviation` (the stability and the onset rhythm by default): the component keeps its
+    whole weight on the cosine score, in fixed and per-section weighting alike, while another
+    classical kind beside it keeps its deviation score; a bundle written before the field
+    existed reads as none, and the field is checked by name."""
     src, tgt, _ = _one_feature_moved()
     cfg = BackendConfig(weighting="fixed")
-    assert cfg.no_deviation == ("stability",)
+    assert cfg.no_deviation == ("stability", "onsets")
     fit = fit_section([src, src], [tgt, tgt], cfg, kinds=["bands", "stability"])
     bands, stab = fit.backend.components
     assert (bands.deviation, bands.dev_weight, bands.weight) == (1, 0.5, 0.5)
@@ -433,7 +433,7 @@ def test_a_kind_in_no_deviation_is_fitted_on_its_cosine_score_alone() -> None:
     assert every.backend.components[0].deviation == 1
     old = BackendConfig.from_dict({"weighting": "pseudo", "deviation": 1})
     assert old.no_deviation == ()
-    stored = {**BackendConfig().to_dict(), "no_deviation": ["stability"]}  # as JSON reads it
+    stored = {**BackendConfig().to_dict(), "no_deviation": ["stability", "onsets"]}  # JSON's
     assert BackendConfig.from_dict(stored) == BackendConfig()
     for bad in (("model",), ("bands", "bands"), ("",), "stability"):
         with pytest.raises(BackendError, match="backend no_deviation"):

@@ -66,12 +66,13 @@ def test_loaded_bundle_describes_itself(bundle_dir: Path) -> None:
         "comodulation",
         "fine_spectrum",
         "stability",
+        "onsets",
     ]
     assert b.model_files == [MODEL0] and b.model_path == b.path / MODEL0
     assert b.input_names == ["spectrogram", "spectrum"]
     assert b.input_shapes == {"spectrogram": [1, 311, 513, 1], "spectrum": [1, 80000, 1]}
     assert sorted(e["index"] for e in model_components(b.components)[0]["inputs"]) == [0, 1]
-    assert [c["dim"] for c in b.components] == [256, 106, 500, 180, 180, 120, 511, 36]
+    assert [c["dim"] for c in b.components] == [256, 106, 500, 180, 180, 120, 511, 36, 500]
     assert m["class_names"] and m["training"]["n_train_clips"] > 0
     assert b.backend_config == BackendConfig()
     assert set(m["files"]) == {MODEL0, BACKEND, SELF_TEST}  # the device self-test's window
@@ -80,7 +81,7 @@ def test_loaded_bundle_describes_itself(bundle_dir: Path) -> None:
     assert b.sections == sorted(b.backends) and len(b.sections) >= 2
     for s in b.sections:
         bk = b.backend(s)
-        assert len(bk.components) == len(b.components) == 8 and bk.fusion == "sum"
+        assert len(bk.components) == len(b.components) == 9 and bk.fusion == "sum"
         for c in bk.components:
             assert np.allclose(np.linalg.norm(c.references, axis=1), 1.0, atol=5e-4)  # float16
             assert np.all(c.density > 0) and c.std > 0

@@ -66,7 +66,8 @@ def test_every_mode_matches_keras_within_its_tolerance(
         assert entry["max_score_difference"] >= 0.1
         dev = embedder.embed_clips(test)
         # the model, then band statistics, rhythm, dynamics, modulation, comodulation, fine
-        assert [d.shape[1] for d in dev] == [256, 106, 500, 180, 180, 120, 511, 36]
+        # spectrum, spectral stability and onset rhythm
+        assert [d.shape[1] for d in dev] == [256, 106, 500, 180, 180, 120, 511, 36, 500]
         assert all(d.shape[0] == 12 for d in dev)
         cos = _cos(dev[0], ref)
         assert cos.min() >= MIN_COSINE[mode], (mode, cos.min())
@@ -120,23 +121,23 @@ def test_an_ensemble_exports_every_model_and_scores_their_fused_scores(
     run = trained_ensemble
     vdir = export_run(run, tmp_path / "bundle")
     b = load_bundle(vdir)
-    # the default classical set, the spectral stability last
+    # the default classical set, the onset rhythm last
     assert [c["kind"] for c in b.components] == [
         "model",
         "model",
         *(e["kind"] for e in DEFAULT_CLASSICAL),
     ]
-    assert b.components[-1]["kind"] == "stability"
+    assert b.components[-1]["kind"] == "onsets"
     assert b.model_files == ["model_0.tflite", "model_1.tflite"]
     # the two models share their group's weight (decided per section), each classical view
-    # has its own, shared half and half with its deviation score (the stability has none:
-    # BackendConfig.no_deviation); the largest group weight is 1
+    # has its own, shared half and half with its deviation score (the stability and the onset
+    # rhythm have none: BackendConfig.no_deviation); the largest group weight is 1
     for sec in b.sections:
         comps = b.backend(sec).components
         w = [c.weight for c in comps]
-        assert all(c.deviation == 1 and c.dev_weight == c.weight for c in comps[2:-1])
-        assert comps[-1].deviation == 0 and comps[-1].dev_weight == 0.0
-        assert w[0] == w[1] and max(2 * w[0], *(2 * x for x in w[2:-1]), w[-1]) == 1.0
+        assert all(c.deviation == 1 and c.dev_weight == c.weight for c in comps[2:-2])
+        assert all(c.deviation == 0 and c.dev_weight == 0.0 for c in comps[-2:])
+        assert w[0] == w[1] and max(2 * w[0], *(2 * x for x in w[2:-2]), *w[-2:]) == 1.0
     scorer = Scorer.from_bundle(vdir)
     test = [c for c in clips if c.split == "test"][:3]
     sec = test[0].section_id

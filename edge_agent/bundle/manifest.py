@@ -29,9 +29,10 @@ order: `{"kind": "model", "file": "model_0.tflite", "inputs": [...], "input_orde
 `{"kind": "comodulation", "bands": 32, "groups": 16, "dim": 120}` and
 `{"kind": "fine_spectrum", "width": 9, "dim": 511}` and
 `{"kind": "stability", "n_fft": 4096, "hop": 1024, "bands": 12, "lowest_hz": 100.0,
-"highest_hz": 7000.0, "lags": [1, 2, 4], "dim": 36}` for the classical band statistics,
-rhythm, dynamics, modulation power, comodulation, fine spectrum and spectral stability
-(edge_agent.scoring.classical). `backend` holds the
+"highest_hz": 7000.0, "lags": [1, 2, 4], "dim": 36}` and
+`{"kind": "onsets", "ranges_hz": [[50, 500], ...], "max_lag_s": 4.0, "dim": 500}` for the
+classical band statistics, rhythm, dynamics, modulation power, comodulation, fine spectrum,
+spectral stability and onset rhythm (edge_agent.scoring.classical). `backend` holds the
 `BackendConfig` that calibrate and enrol refit with. `profiles` (optional) holds, per section,
 the audio profile of its normal training clips (edge_agent.scoring.profile): what the hearing
 check and the alarm explanations compare with; versions written before it existed load
@@ -132,7 +133,7 @@ class ClassicalComponent(TypedDict, total=False):
     of that kind (`Bands.bands`; `Rhythm.ranges_hz`, `Rhythm.max_lag_s`; `Dynamics.bands`,
     `Dynamics.lags`; `Modulation.bands`, `.octaves`, `.lowest_hz`; `Comodulation.bands`,
     `.groups`; `FineSpectrum.width`; `Stability.n_fft`, `.hop`, `.bands`, `.lowest_hz`,
-    `.highest_hz`, `.lags`) and its dimension."""
+    `.highest_hz`, `.lags`; `Onsets.ranges_hz`, `.max_lag_s`) and its dimension."""
 
     kind: Required[
         Literal[
@@ -143,6 +144,7 @@ class ClassicalComponent(TypedDict, total=False):
             "comodulation",
             "fine_spectrum",
             "stability",
+            "onsets",
         ]
     ]
     dim: int
@@ -316,6 +318,12 @@ COMPONENT_SCHEMAS: Mapping[str, Schema] = {
     },
     "bands": {"kind": (STR, True), "bands": (POS_INT, True), "dim": (OPT_POS_INT, False)},
     "rhythm": {
+        "kind": (STR, True),
+        "ranges_hz": (HZ_RANGES, True),
+        "max_lag_s": (POS_NUMBER, True),
+        "dim": (OPT_POS_INT, False),
+    },
+    "onsets": {
         "kind": (STR, True),
         "ranges_hz": (HZ_RANGES, True),
         "max_lag_s": (POS_NUMBER, True),

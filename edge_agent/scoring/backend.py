@@ -143,13 +143,15 @@ class BackendConfig:
     largest per-feature |z| (0: none, cosine distance only). 1, sharing its component's group
     in the weighting, was chosen leave-one-family-out (BENCHMARKS.md "The deviation score"); bundles
     written before it existed read as 0, so their calibrate and enrol refit as they were."""
-    no_deviation: tuple[str, ...] = ("stability",)
+    no_deviation: tuple[str, ...] = ("stability", "onsets")
     """Classical kinds fitted WITHOUT a deviation score (their cosine score alone). The
     spectral stability's features are log(1 - similarity), heavy-tailed where a line is
     steady, so its largest per-feature deviation mostly picks noise: without it the system
     gained on four of five families and lost on none by more than 0.1 (chosen
-    leave-one-family-out, BENCHMARKS.md "Spectral stability in the default"). Bundles written
-    before it existed read as none, so their calibrate and enrol refit as they were."""
+    leave-one-family-out, BENCHMARKS.md "Spectral stability in the default"). The onset
+    rhythm's 500 autocorrelation lags are one pattern, not 500 measurements: a single lag's
+    deviation is noise there too (BENCHMARKS.md "Onset rhythm"). Bundles written before the
+    field existed read as none, so their calibrate and enrol refit as they were."""
 
     def __post_init__(self) -> None:
         if self.references not in REFERENCE_KINDS:

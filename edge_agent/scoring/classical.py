@@ -1,5 +1,5 @@
 """The classical embeddings of the spectrogram (numpy): band statistics, rhythm, dynamics,
-modulation power, comodulation and the fine spectrum.
+modulation power, comodulation, the fine spectrum, the spectral stability and the onset rhythm.
 
 Why a hand-made embedding next to the learned one. The paper's spectrogram branch sees the
 STFT AFTER temporal mean normalisation, which removes every bin's average over the clip: a
@@ -51,6 +51,14 @@ frontend's |STFT|: it needs lines resolved to ~4 Hz (a 4096-point STFT), where t
 1024 points give 16 Hz. A wobble, a frequency instability or a line turning to noise moves the
 fine spectrum between frames while every band's level, movement and time-mean spectrum stay as
 they were (BENCHMARKS.md "Spectral stability").
+
+Onset rhythm (`onsets`): the rhythm's ranges and lags, autocorrelating each range's onset
+strength (the rise of its log energy from one frame to the next) instead of the envelope
+itself. An envelope swells and fades over a cycle, so its autocorrelation has broad peaks that
+a few per cent of timing scatter hardly lowers; the onset strength is near zero between
+events, so its peaks are as sharp as the events: a 10 ms scatter of a click train's times
+lowers them two and a half times as much. It hears an irregular, slowed or stuttering cycle that the
+rhythm half hears (BENCHMARKS.md "Onset rhythm").
 """
 
 from __future__ import annotations
@@ -133,22 +141,42 @@ def rhythm_lags(spec: FrontendSpec, max_lag_s: float = RHYTHM_MAX_LAG_S) -> int:
     return max(1, min(round(max_lag_s * spec.sample_rate / spec.hop), spec.n_frames - 1))
 
 
-def rhythm_from_magnitude(
-    mag: NDArray[Any], bins: Sequence[tuple[int, int]], lags: int
-) -> NDArray[np.float32]:
-    """(..., len(bins) * lags) autocorrelation (lags 1..`lags`, lag 0 = 1) of every range's
-    mean-removed log-energy envelope, from |STFT| frames `mag` (..., n_frames, n_bins)."""
+def range_log_energy(mag: NDArray[Any], bins: Sequence[tuple[int, int]]) -> NDArray[np.float64]:
+    """(..., len(bins), n_frames) log energy of every range's bins per frame, from |STFT|
+    frames `mag` (..., n_frames, n_bins): the envelopes the rhythm and the onsets read."""
     power = np.square(mag, dtype=np.float32)  # float32: see band_stats_from_magnitude
-    n = power.shape[-2]
-    env = np.stack(
+    return np.stack(
         [np.log(power[..., a:b].sum(axis=-1, dtype=np.float64) + LOG_EPS) for a, b in bins], axis=-2
     )
+
+
+def envelope_acf(env: NDArray[np.float64], lags: int) -> NDArray[np.float32]:
+    """(..., rows * lags) normalised autocorrelation (lags 1..`lags`, lag 0 = 1) of every
+    mean-removed row of `env` (..., rows, n_frames), row-major."""
+    n = env.shape[-1]
     env = env - env.mean(axis=-1, keepdims=True)
     spec2 = np.abs(np.fft.rfft(env, 2 * n, axis=-1)) ** 2
     ac = np.fft.irfft(spec2, axis=-1)[..., : lags + 1]
     acf = ac[..., 1:] / np.maximum(ac[..., :1], 1e-12)
     out: NDArray[np.float32] = acf.reshape(*acf.shape[:-2], -1).astype(np.float32)
     return out
+
+
+def rhythm_from_magnitude(
+    mag: NDArray[Any], bins: Sequence[tuple[int, int]], lags: int
+) -> NDArray[np.float32]:
+    """(..., len(bins) * lags) autocorrelation (lags 1..`lags`, lag 0 = 1) of every range's
+    mean-removed log-energy envelope, from |STFT| frames `mag` (..., n_frames, n_bins)."""
+    return envelope_acf(range_log_energy(mag, bins), lags)
+
+
+def onsets_from_magnitude(
+    mag: NDArray[Any], bins: Sequence[tuple[int, int]], lags: int
+) -> NDArray[np.float32]:
+    """(..., len(bins) * lags) autocorrelation (lags 1..`lags`) of every range's onset
+    strength: the rise of its log energy from one frame to the next (falls count zero)."""
+    env = range_log_energy(mag, bins)
+    return envelope_acf(np.maximum(np.diff(env, axis=-1), 0.0), lags)
 
 
 def rhythm(
@@ -316,19 +344,53 @@ def stability_from_wave(
     noise keeps its fine spectrum (similarity near 1, a low value); a line that wobbles,
     wanders or turns to noise lowers the similarity at the lags of its movement."""
     x = np.asarray(wave, dtype=np.float32)
-    mag = framed_magnitude(x, n_fft, hop)[..., : edges[-1]]
-    # per band: sums over its bins (reduceat), float32 products (2x faster than float64; the
-    # similarities agree to 1e-6), the mean over frame pairs in float64
-    starts = edges[:-1] - edges[0]
-    mag = mag[..., edges[0] :]
-    norm = np.sqrt(np.add.reduceat(mag * mag, starts, axis=-1)) + np.float32(1e-12)
+    frames = 1 + (x.shape[-1] - n_fft) // hop
+    reach = max(lags)
+    sims: list[list[NDArray[np.float32]]] = [[] for _ in lags]
+    # frame blocks of STABILITY_BLOCK (and the `reach` frames after each, for the pairs that
+    # straddle blocks): a whole window's 4096-point |STFT| at once held ~6 MB of transients,
+    # most of a window's peak memory; each pair's similarity is the same either way
+    for first in range(0, frames, STABILITY_BLOCK):
+        last = min(first + STABILITY_BLOCK, frames)
+        end = min(last + reach, frames)
+        piece = x[..., first * hop : (end - 1) * hop + n_fft]
+        _block_similarities(piece, n_fft, hop, edges, lags, last - first, sims)
     out = []
-    for d in lags:
-        dot = np.add.reduceat(mag[..., :-d, :] * mag[..., d:, :], starts, axis=-1)
-        sim = (dot / (norm[..., :-d, :] * norm[..., d:, :])).mean(axis=-2, dtype=np.float64)
+    for per_lag in sims:
+        sim = np.concatenate(per_lag, axis=-2).mean(axis=-2, dtype=np.float64)
         out.append(np.log(1.0 - sim + STABILITY_EPS))
     # band-major: (..., bands, lags) flattened
     return np.stack(out, axis=-1).reshape(*x.shape[:-1], -1).astype(np.float32)
+
+
+STABILITY_BLOCK = 32
+"""Frames of the stability's |STFT| computed at once (`stability_from_wave`)."""
+
+
+def _block_similarities(
+    piece: NDArray[np.float32],
+    n_fft: int,
+    hop: int,
+    edges: NDArray[np.int64],
+    lags: Sequence[int],
+    owned: int,
+    sims: list[list[NDArray[np.float32]]],
+) -> None:
+    """Append to `sims[i]` the per-band cosine similarities of the frame pairs (t, t + lags[i])
+    whose first frame t is one of the block's first `owned` frames of `piece`."""
+    mag = framed_magnitude(piece, n_fft, hop)[..., edges[0] : edges[-1]]
+    n = mag.shape[-2]
+    # per band: sums over its bins (reduceat), float32 products (2x faster than float64; the
+    # similarities agree to 1e-6), the mean over frame pairs (the caller) in float64
+    starts = edges[:-1] - edges[0]
+    norm = np.sqrt(np.add.reduceat(mag * mag, starts, axis=-1)) + np.float32(1e-12)
+    for i, d in enumerate(lags):
+        pairs = min(owned, n - d)
+        if pairs <= 0:
+            continue
+        a, b = mag[..., :pairs, :], mag[..., d : d + pairs, :]
+        dot = np.add.reduceat(a * b, starts, axis=-1)
+        sims[i].append(dot / (norm[..., :pairs, :] * norm[..., d : d + pairs, :]))
 
 
 @dataclass(frozen=True)
@@ -436,6 +498,42 @@ class Rhythm:
         dim = len(bins) * lags
         return ClassicalFeature(
             {**self.to_entry(), "dim": dim}, lambda mag: rhythm_from_magnitude(mag, bins, lags), dim
+        )
+
+
+@dataclass(frozen=True)
+class Onsets:
+    """Onset rhythm: autocorrelation of the onset strength of broad frequency ranges.
+
+    The rhythm autocorrelates each range's log-energy envelope: a cycle's slow swell gives
+    broad peaks, which a few per cent of timing scatter hardly lowers. The onset strength (the
+    rise of the envelope from one frame to the next, falls counted as zero) is near zero
+    between events and peaks at each one, so its autocorrelation has sharp peaks at the
+    intervals between events: an irregular, slowed or stuttering cycle, a missed or added
+    event smears, moves or lowers them (BENCHMARKS.md "Onset rhythm")."""
+
+    kind: ClassVar[str] = "onsets"
+    ranges_hz: tuple[tuple[float, float], ...] = RHYTHM_RANGES_HZ
+    """The frequency ranges whose onsets are autocorrelated, [low, high] Hz each (the
+    rhythm's)."""
+    max_lag_s: float = RHYTHM_MAX_LAG_S
+    """The longest lag (seconds): the longest interval between events described."""
+
+    @classmethod
+    def from_entry(cls, entry: Mapping[str, Any]) -> Onsets:
+        rhythm = Rhythm.from_entry(entry)  # the same two fields, checked alike
+        return cls(rhythm.ranges_hz, rhythm.max_lag_s)
+
+    def to_entry(self) -> dict[str, Any]:
+        return {**Rhythm(self.ranges_hz, self.max_lag_s).to_entry(), "kind": self.kind}
+
+    def feature(self, spec: FrontendSpec) -> ClassicalFeature:
+        # one frame fewer than the rhythm's envelope: the onsets are its differences
+        bins = rhythm_bins(spec, self.ranges_hz)
+        lags = min(rhythm_lags(spec, self.max_lag_s), max(1, spec.n_frames - 2))
+        dim = len(bins) * lags
+        return ClassicalFeature(
+            {**self.to_entry(), "dim": dim}, lambda mag: onsets_from_magnitude(mag, bins, lags), dim
         )
 
 
@@ -683,7 +781,8 @@ class Stability:
 
 
 KINDS: dict[str, type[ClassicalKind]] = {
-    k.kind: k for k in (Bands, Rhythm, Dynamics, Modulation, Comodulation, FineSpectrum, Stability)
+    k.kind: k
+    for k in (Bands, Rhythm, Dynamics, Modulation, Comodulation, FineSpectrum, Stability, Onsets)
 }
 """kind -> its parameters: the one table a new classical component is added to."""
 CLASSICAL_KINDS = tuple(KINDS)
@@ -705,6 +804,7 @@ DEFAULT_CLASSICAL: tuple[dict[str, Any], ...] = (
     Comodulation().to_entry(),
     FineSpectrum().to_entry(),
     Stability().to_entry(),
+    Onsets().to_entry(),
 )
 """The classical components of the shipped system, in component order (a new one goes last:
 benchmarks/quality.py caches features by their place here)."""
