@@ -34,6 +34,9 @@ def test_a_new_version_with_the_same_model_shares_the_interpreter(tmp_path: Path
     assert new.self_test is not None and new.self_test.passed  # checked like any version
     (shared,) = new.model_embedders()
     assert shared is running.model_embedders()[0]
+    # one copy of the model's bytes: the new version keeps the running one's (equal) bytes
+    (name,) = new.bundle.model_files
+    assert new.bundle.model_content[name] is running.bundle.model_content[name]
     fresh = Scorer.from_bundle(root)
     assert fresh.model_embedders()[0] is not shared
     w = _wave()

@@ -18,7 +18,7 @@ CPU than the bundle was made with is refused in one line.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +27,7 @@ from numpy.typing import NDArray
 
 from edge_agent.arrays import FloatArray
 from edge_agent.bundle.load import Bundle, load_bundle
+from edge_agent.bundle.manifest import model_components
 from edge_agent.errors import BundleError, EdgeAgentError
 from edge_agent.runtime.probe import choose_runtime
 from edge_agent.runtime.selftest import (
@@ -221,7 +222,18 @@ class Scorer:
         if runtime is None and any(c["kind"] == "model" for c in bundle.components):
             runtime = choose_runtime(bundle, request or RuntimeRequest(), verified)
         shared = [] if running is None else running.model_embedders()
-        scorer = cls(bundle, _components(bundle, threads, runtime, shared))
+        components = _components(bundle, threads, runtime, shared)
+        # a shared interpreter runs on the running version's bytes (equal to these): keep one
+        # copy of them, not two for as long as the new version runs
+        models = [e.embedder for e in components if isinstance(e, ModelEmbedder)]
+        same = {
+            c["file"]: content
+            for c, e in zip(model_components(bundle.components), models, strict=True)
+            if e in shared and (content := e.model_content) is not None
+        }
+        if same:
+            bundle = replace(bundle, model_content={**bundle.model_content, **same})
+        scorer = cls(bundle, components)
         if check:
             scorer.self_test = scorer.check_self_test()
         return scorer

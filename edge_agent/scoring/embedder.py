@@ -296,6 +296,11 @@ class Embedder:
         self.threads = threads
         self._lock = threading.Lock()
 
+    @property
+    def model_content(self) -> bytes | None:
+        """The model bytes the interpreter runs on (None: read from `model_path`)."""
+        return self._model_content
+
     def serves(
         self,
         model_content: bytes | None,
