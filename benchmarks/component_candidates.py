@@ -25,7 +25,7 @@ classical components"); `--sizes 10` repeats it with ten clips a section.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -125,15 +125,24 @@ CANDIDATES: dict[str, Callable[[np.ndarray], np.ndarray]] = {
 
 
 def features(
-    out: Path, fam: str, train: list[Any], test: list[Any], plans: dict[str, Any]
+    out: Path,
+    fam: str,
+    train: list[Any],
+    test: list[Any],
+    plans: dict[str, Any],
+    *,
+    candidates: Mapping[str, Callable[[np.ndarray], np.ndarray]] | None = None,
+    cache_name: str = "candidates",
 ) -> dict[str, np.ndarray]:
-    """Every candidate's features of the train, test and planned pseudo-anomaly clips, keyed
-    `<clip key>#<candidate>`, cached per family."""
+    """Every candidate's features (`candidates`, default `CANDIDATES`: functions of a clip's
+    |STFT|) of the train, test and planned pseudo-anomaly clips, keyed `<clip key>#<candidate>`,
+    cached per family in `<fam>_<cache_name>.npz`."""
+    candidates = CANDIDATES if candidates is None else candidates
     from edge_agent.audio.files import load_clip
     from edge_agent.scoring.frontend import stft_magnitude
     from edge_agent.scoring.pseudo import perturb
 
-    cache = out / "features" / f"{fam}_candidates.npz"
+    cache = out / "features" / f"{fam}_{cache_name}.npz"
     store: dict[str, Any] = dict(np.load(cache)) if cache.exists() else {}
     n0 = len(store)
     jobs = [(cache_key(c.path), c, None) for c in [*train, *test]]
@@ -142,12 +151,12 @@ def features(
             (pseudo_key(train[rows[it.origin]], it), train[rows[it.origin]], it) for it in items
         ]
     for key, clip, item in jobs:
-        if any(f"{key}#{name}" not in store for name in CANDIDATES):
+        if any(f"{key}#{name}" not in store for name in candidates):
             wave = load_clip(clip.path, DEFAULT_SPEC)
             if item is not None:
                 wave = perturb(wave, item, DEFAULT_SPEC.sample_rate)
             mag = stft_magnitude(wave, DEFAULT_SPEC)
-            for name, fn in CANDIDATES.items():
+            for name, fn in candidates.items():
                 store[f"{key}#{name}"] = fn(mag).astype(np.float32)
     if len(store) != n0:
         np.savez(cache, **store)

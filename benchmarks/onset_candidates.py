@@ -43,6 +43,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import component_candidates as cc
 import fusion_study as fs
 import quality as q
 import study_tables as st
@@ -102,37 +103,6 @@ CANDIDATES: dict[str, Callable[[np.ndarray], np.ndarray]] = {
 }
 
 
-def features(
-    out: Path, fam: str, train: list[Any], test: list[Any], plans: dict[str, Any]
-) -> dict[str, np.ndarray]:
-    """Every candidate's features of the train, test and planned pseudo-anomaly clips, keyed
-    `<clip key>#<candidate>`, cached per family."""
-    from edge_agent.audio.files import load_clip
-    from edge_agent.scoring.frontend import stft_magnitude
-    from edge_agent.scoring.pseudo import perturb
-
-    cache = out / "features" / f"{fam}_onset_candidates.npz"
-    store: dict[str, Any] = dict(np.load(cache)) if cache.exists() else {}
-    n0 = len(store)
-    jobs = [(q._cache_key(c.path), c, None) for c in [*train, *test]]  # noqa: SLF001
-    for rows, items in plans.values():
-        jobs += [
-            (q._pseudo_key(train[rows[it.origin]], it), train[rows[it.origin]], it)  # noqa: SLF001
-            for it in items
-        ]
-    for key, clip, item in jobs:
-        if any(f"{key}#{name}" not in store for name in CANDIDATES):
-            wave = load_clip(clip.path, DEFAULT_SPEC)
-            if item is not None:
-                wave = perturb(wave, item, DEFAULT_SPEC.sample_rate)
-            mag = stft_magnitude(wave, DEFAULT_SPEC)
-            for name, fn in CANDIDATES.items():
-                store[f"{key}#{name}"] = np.asarray(fn(mag), np.float32)
-    if len(store) != n0:
-        np.savez(cache, **store)
-    return store
-
-
 def _cell_scores(out: Path, fam: str, size: int, seed: int) -> tuple[list[Any], dict[str, Any]]:
     from edge_agent.scoring.backend import BackendConfig
     from edge_agent.scoring.fusion import choose_weights
@@ -141,7 +111,9 @@ def _cell_scores(out: Path, fam: str, size: int, seed: int) -> tuple[list[Any], 
     cell = fs.section_scores(out, fam, size, seed, DEFAULT_COUNT, "default", BEFORE, 1)
     train, test = list(cell["train"]), list(cell["test"])
     plans = q.pseudo_plans(train, DEFAULT_COUNT, seed)
-    store = features(out, fam, train, test, plans)
+    store = cc.features(
+        out, fam, train, test, plans, candidates=CANDIDATES, cache_name="onset_candidates"
+    )
     config = replace(BackendConfig(), seed=seed)
     kinds = fs.row_kinds(BEFORE, 1)
     scores: dict[str, np.ndarray] = {}
