@@ -16,7 +16,8 @@ Threads and why:
 - the main thread supervises: bundle polling and reload, MQTT notices, the end of the sources;
 - a bundle reload (SIGHUP, or the bundle's `current`/manifest mtime changing) loads the new
   model on its own thread and the worker swaps it in between two windows (or while it waits
-  for one, so the swap never waits for audio): no audio is dropped.
+  for one, so the swap never waits for audio): no audio is dropped. A new version with the
+  same model bytes shares the running interpreter (`Scorer.from_loaded(running=...)`).
   The candidate must first score a synthetic window of every monitor's section
   (`Scorer.smoke_test`) at the running sample rate and window length, and carry a trusted
   signature when `trusted_keys` are configured; a version that fails is never swapped in: the
