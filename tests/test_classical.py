@@ -19,6 +19,7 @@ from edge_agent.scoring.classical import (
     band_log_power,
     band_stats,
     band_stats_from_magnitude,
+    bands_input,
     classical_feature,
     classical_features,
     comodulation_from_magnitude,
@@ -26,6 +27,7 @@ from edge_agent.scoring.classical import (
     fine_spectrum_from_magnitude,
     modulation_bins,
     modulation_from_magnitude,
+    ranges_input,
     rhythm,
     rhythm_bins,
     stability_edges,
@@ -388,10 +390,11 @@ def test_fine_spectrum_shows_a_weak_tone_and_ignores_gain_and_tilt() -> None:
     np.testing.assert_allclose(fs[1], ref[2:], atol=1e-5)
 
 
-def test_a_window_computes_each_set_of_band_powers_once_and_every_feature_as_alone() -> None:
+def test_a_window_computes_each_shared_input_once_and_every_feature_as_alone() -> None:
     """The device path (the scorer's WindowFeatures): the dynamics, modulation power and
-    comodulation read the same 32 bands, computed once per window; each component's vector
-    is the one its feature computes from the |STFT| (or, the stability, the samples) alone."""
+    comodulation read the same 32 bands, the rhythm and the onsets the same range energies,
+    each computed once per window; each component's vector is the one its feature computes
+    from the |STFT| (or, the stability, the samples) alone."""
     from edge_agent.runtime.scorer import ClassicalEmbedder, WindowFeatures
 
     x = _am_noise(2.0, 0.5)
@@ -399,13 +402,23 @@ def test_a_window_computes_each_set_of_band_powers_once_and_every_feature_as_alo
     for f in classical_features(DEFAULT_SPEC, EVERY_KIND):
         alone = f.fn(x if f.wave else stft_magnitude(x, DEFAULT_SPEC))
         np.testing.assert_array_equal(ClassicalEmbedder(f).embed_features(window), alone)
-    shared = [
-        f for f in classical_features(DEFAULT_SPEC) if f.edges is not None and len(f.edges) == 31
+    keys: dict[str, list[str]] = {}
+    for f in classical_features(DEFAULT_SPEC):
+        if f.shared is not None:
+            keys.setdefault(f.shared.key, []).append(f.entry["kind"])
+    assert sorted(keys.values()) == [
+        ["bands"],
+        ["dynamics", "modulation", "comodulation"],
+        ["rhythm", "onsets"],
     ]
-    assert [f.entry["kind"] for f in shared] == ["dynamics", "modulation", "comodulation"]
-    first = window.band_log_power(band_edges(DEFAULT_SPEC, 32))
-    assert window.band_log_power(band_edges(DEFAULT_SPEC, 32)) is first  # kept, not recomputed
-    assert window.band_log_power(band_edges(DEFAULT_SPEC, 64)) is not first
+    bands32 = bands_input(band_edges(DEFAULT_SPEC, 32))
+    first = window.shared(bands32)
+    assert window.shared(bands_input(band_edges(DEFAULT_SPEC, 32))) is first  # kept, not redone
+    assert window.shared(bands_input(band_edges(DEFAULT_SPEC, 64))) is not first
+    ranges = ranges_input(rhythm_bins(DEFAULT_SPEC, Onsets().ranges_hz))
+    assert window.shared(ranges) is window.shared(
+        ranges_input(rhythm_bins(DEFAULT_SPEC, Onsets().ranges_hz))
+    )
 
 
 def test_a_manifest_may_hold_a_stability_component_and_bad_fields_are_named() -> None:

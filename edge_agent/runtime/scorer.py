@@ -40,7 +40,7 @@ from edge_agent.runtime.selftest import (
     say_no_reference,
 )
 from edge_agent.scoring.backend import l2_normalise
-from edge_agent.scoring.classical import ClassicalFeature, band_log_power, classical_feature
+from edge_agent.scoring.classical import ClassicalFeature, SharedInput, classical_feature
 from edge_agent.scoring.embedder import Embedder, Runtime, RuntimeRequest
 from edge_agent.scoring.frontend import (
     FEATURES,
@@ -61,9 +61,9 @@ class WindowFeatures:
 
     def __init__(self, wave: NDArray[Any], spec: FrontendSpec) -> None:
         self.wave, self.spec = wave, spec
-        self._cache: dict[str, NDArray[np.float32]] = {}
+        self._cache: dict[str, NDArray[Any]] = {}
 
-    def _get(self, key: str, make: Callable[[], NDArray[np.float32]]) -> NDArray[np.float32]:
+    def _get(self, key: str, make: Callable[[], NDArray[Any]]) -> NDArray[Any]:
         if key not in self._cache:
             self._cache[key] = make()
         return self._cache[key]
@@ -72,12 +72,10 @@ class WindowFeatures:
     def magnitude(self) -> NDArray[np.float32]:
         return self._get("magnitude", lambda: stft_magnitude(self.wave, self.spec))
 
-    def band_log_power(self, edges: NDArray[np.int64]) -> NDArray[np.float32]:
-        """The log band powers of the shared |STFT| for these band edges, once per window
-        (the dynamics, modulation power and comodulation all read the same 32 bands)."""
-        return self._get(
-            f"bands:{edges.tobytes().hex()}", lambda: band_log_power(self.magnitude, edges)
-        )
+    def shared(self, what: SharedInput) -> NDArray[Any]:
+        """An intermediate of the |STFT| that several components read (the log band powers on
+        the same edges, the log energies of the same ranges), once per window."""
+        return self._get(what.key, lambda: what.make(self.magnitude))
 
     def __getitem__(self, name: str) -> NDArray[np.float32]:
         """A model input by name (frontend.FEATURES); the spectrogram reuses the shared |STFT|
@@ -88,8 +86,8 @@ class WindowFeatures:
 
 
 class ClassicalEmbedder:
-    """A classical component: a function of the window's |STFT| (or of its log band powers,
-    shared with the other components on the same bands, or of its samples)."""
+    """A classical component: a function of the window's |STFT| (or of an intermediate of it
+    shared with other components, `SharedInput`, or of its samples)."""
 
     def __init__(self, feature: ClassicalFeature) -> None:
         self.feature = feature
@@ -99,9 +97,9 @@ class ClassicalEmbedder:
         f = self.feature
         if f.wave:
             return f.fn(feats.wave)
-        if f.edges is None or f.from_bands is None:
+        if f.shared is None or f.from_shared is None:
             return f.fn(feats.magnitude)
-        return f.from_bands(feats.band_log_power(f.edges))
+        return f.from_shared(feats.shared(f.shared))
 
 
 class ModelEmbedder:

@@ -57,8 +57,9 @@ strength (the rise of its log energy from one frame to the next) instead of the 
 itself. An envelope swells and fades over a cycle, so its autocorrelation has broad peaks that
 a few per cent of timing scatter hardly lowers; the onset strength is near zero between
 events, so its peaks are as sharp as the events: a 10 ms scatter of a click train's times
-lowers them two and a half times as much. It hears an irregular, slowed or stuttering cycle that the
-rhythm half hears (BENCHMARKS.md "Onset rhythm").
+lowers them two and a half times as much. It hears an irregular, slowed or stuttering cycle
+that the rhythm half hears (BENCHMARKS.md "Onset rhythm"). The two read the same range
+energies, computed once per window (`SharedInput`).
 """
 
 from __future__ import annotations
@@ -175,7 +176,11 @@ def onsets_from_magnitude(
 ) -> NDArray[np.float32]:
     """(..., len(bins) * lags) autocorrelation (lags 1..`lags`) of every range's onset
     strength: the rise of its log energy from one frame to the next (falls count zero)."""
-    env = range_log_energy(mag, bins)
+    return onsets_from_energy(range_log_energy(mag, bins), lags)
+
+
+def onsets_from_energy(env: NDArray[np.float64], lags: int) -> NDArray[np.float32]:
+    """`onsets_from_magnitude` from the ranges' log energies (..., ranges, n_frames)."""
     return envelope_acf(np.maximum(np.diff(env, axis=-1), 0.0), lags)
 
 
@@ -327,6 +332,10 @@ STABILITY_LAGS = (1, 2, 4)
 STABILITY_EPS = 1e-6
 
 
+STABILITY_BLOCK = 32
+"""Frames of the stability's |STFT| computed at once (`stability_from_wave`)."""
+
+
 def stability_edges(
     sample_rate: int, n_fft: int, bands: int, lowest_hz: float, highest_hz: float
 ) -> NDArray[np.int64]:
@@ -363,10 +372,6 @@ def stability_from_wave(
     return np.stack(out, axis=-1).reshape(*x.shape[:-1], -1).astype(np.float32)
 
 
-STABILITY_BLOCK = 32
-"""Frames of the stability's |STFT| computed at once (`stability_from_wave`)."""
-
-
 def _block_similarities(
     piece: NDArray[np.float32],
     n_fft: int,
@@ -394,6 +399,29 @@ def _block_similarities(
 
 
 @dataclass(frozen=True)
+class SharedInput:
+    """An intermediate of a window's |STFT| that several components read: the log band powers
+    on the same edges (dynamics, modulation power, comodulation), the log energies of the same
+    ranges (rhythm, onsets). The scorer's WindowFeatures makes it once per window per `key`."""
+
+    key: str
+    """Equal keys, equal arrays: the kind of intermediate and its parameters."""
+    make: Callable[[NDArray[Any]], NDArray[Any]]
+    """The intermediate of a window's |STFT| (..., n_frames, n_bins)."""
+
+
+def bands_input(edges: NDArray[np.int64]) -> SharedInput:
+    """The log band powers on `edges` (`band_log_power`) as a shared input."""
+    return SharedInput(f"bands:{edges.tobytes().hex()}", lambda mag: band_log_power(mag, edges))
+
+
+def ranges_input(bins: Sequence[tuple[int, int]]) -> SharedInput:
+    """The log energies of the ranges `bins` (`range_log_energy`) as a shared input."""
+    key = f"ranges:{[(int(a), int(b)) for a, b in bins]}"
+    return SharedInput(key, lambda mag: range_log_energy(mag, bins))
+
+
+@dataclass(frozen=True)
 class ClassicalFeature:
     """One classical component as the bundle describes it: a function of a window's |STFT|."""
 
@@ -403,12 +431,12 @@ class ClassicalFeature:
     """The feature of a window's |STFT| (..., n_frames, n_bins), or with `wave` of its
     samples (..., clip_samples)."""
     dim: int
-    edges: NDArray[np.int64] | None = None
-    """The band edges of the log band powers it is made of (None: made from |STFT| alone)."""
-    from_bands: Callable[[NDArray[np.float32]], NDArray[np.float32]] | None = None
-    """The same feature from those band powers, so components on the same bands share one
-    `band_log_power` per window (the scorer's WindowFeatures keeps it); `fn` = this of
-    `band_log_power(mag, edges)`."""
+    shared: SharedInput | None = None
+    """The intermediate of the |STFT| it is made of, when other components read it too (None:
+    made from the |STFT| alone)."""
+    from_shared: Callable[[NDArray[Any]], NDArray[np.float32]] | None = None
+    """The same feature from that intermediate, so the components on it share one per window
+    (the scorer's WindowFeatures keeps it); `fn` = this of `shared.make(mag)`."""
     wave: bool = False
     """`fn` reads the window's samples, not the frontend's |STFT| (a finer resolution)."""
 
@@ -457,7 +485,7 @@ class Bands:
             {**self.to_entry(), "dim": dim},
             lambda mag: band_stats_from_magnitude(mag, edges),
             dim,
-            edges,
+            bands_input(edges),
             band_stats_from_bands,
         )
 
@@ -497,7 +525,11 @@ class Rhythm:
         bins, lags = rhythm_bins(spec, self.ranges_hz), rhythm_lags(spec, self.max_lag_s)
         dim = len(bins) * lags
         return ClassicalFeature(
-            {**self.to_entry(), "dim": dim}, lambda mag: rhythm_from_magnitude(mag, bins, lags), dim
+            {**self.to_entry(), "dim": dim},
+            lambda mag: rhythm_from_magnitude(mag, bins, lags),
+            dim,
+            ranges_input(bins),
+            lambda env: envelope_acf(env, lags),
         )
 
 
@@ -533,7 +565,11 @@ class Onsets:
         lags = min(rhythm_lags(spec, self.max_lag_s), max(1, spec.n_frames - 2))
         dim = len(bins) * lags
         return ClassicalFeature(
-            {**self.to_entry(), "dim": dim}, lambda mag: onsets_from_magnitude(mag, bins, lags), dim
+            {**self.to_entry(), "dim": dim},
+            lambda mag: onsets_from_magnitude(mag, bins, lags),
+            dim,
+            ranges_input(bins),
+            lambda env: onsets_from_energy(env, lags),
         )
 
 
@@ -573,7 +609,7 @@ class Dynamics:
             {**self.to_entry(), "dim": dim},
             lambda mag: dynamics_from_magnitude(mag, edges, lags),
             dim,
-            edges,
+            bands_input(edges),
             lambda bands: dynamics_from_bands(bands, lags),
         )
 
@@ -621,7 +657,7 @@ class Modulation:
             {**self.to_entry(), "dim": dim},
             lambda mag: modulation_from_magnitude(mag, edges, octaves),
             dim,
-            edges,
+            bands_input(edges),
             lambda bands: modulation_from_bands(bands, octaves),
         )
 
@@ -659,7 +695,7 @@ class Comodulation:
             {**self.to_entry(), "dim": dim},
             lambda mag: comodulation_from_magnitude(mag, edges, groups),
             dim,
-            edges,
+            bands_input(edges),
             lambda bands: comodulation_from_bands(bands, groups),
         )
 
