@@ -1,6 +1,7 @@
 """Peak RSS of `edge-agent run` as deployed: one machine, a real microphone path, a real broker.
 
-    nice .venv/bin/python benchmarks/agent_rss.py [--seconds 130] [--xnnpack] [--reload-at 60]
+    nice .venv/bin/python benchmarks/agent_rss.py [--seconds 130] [--xnnpack]
+        [--reload-at 60 [--new-model]]
 
 What runs: the `edge-agent run` command (a child process, exactly as systemd starts it) on a
 copy of the shipped demo bundle, capturing through PortAudio -> ALSA -> a private PulseAudio
@@ -10,7 +11,9 @@ to a real mosquitto with Home Assistant discovery on, the outbox, the score hist
 evidence folder on. The child's VmRSS is sampled every 0.2 s; the figure is its VmHWM (peak)
 read just before it is stopped, the same number as `ru_maxrss`. `--reload-at S` makes a new
 bundle version current S seconds in (what a calibration or a fleet install does), so the peak
-includes a reload, when the new scorer is built and self-tested while the old one still scores.
+includes a reload, when the new scorer is built and self-tested while the old one still scores
+(sharing its interpreter: the same model; with `--new-model` a second one, as a fleet install
+of a new model).
 
 Needs pulseaudio, libportaudio2, libasound2-plugins and mosquitto (`deploy/apt.sh` installs
 them). The PortAudio share depends on the ALSA configuration: here ALSA reads only this
@@ -93,15 +96,35 @@ def start_pulse(folder: Path) -> subprocess.Popen[bytes]:
     return proc
 
 
-def new_version(bundle: Path) -> None:
-    """A copy of the bundle's version 1 made current as version 2: the agent reloads it."""
-    shutil.copytree(bundle / "versions" / "1", bundle / "versions" / "2")
-    (bundle / "current.new").write_text("2\n")
-    (bundle / "current.new").replace(bundle / "current")
+def new_version(bundle: Path, new_model: bool = False) -> None:
+    """A copy of the bundle's version 1 made current as version 2: the agent reloads it. It
+    shares the running interpreter, as after a calibration; with `new_model` the copy's model
+    file is the same network with 16 bytes appended (other bytes: nothing to share), so the
+    reload holds a second interpreter, as a fleet install of a new model does."""
+    if not new_model:
+        shutil.copytree(bundle / "versions" / "1", bundle / "versions" / "2")
+        (bundle / "current.new").write_text("2\n")
+        (bundle / "current.new").replace(bundle / "current")
+        return
+    from edge_agent.bundle.load import load_bundle
+    from edge_agent.bundle.manifest import self_test_file
+    from edge_agent.bundle.versions import write_bundle
+
+    b = load_bundle(bundle)
+    manifest = {k: v for k, v in b.manifest.items() if k not in ("version", "files", "created")}
+    models = {n: (b.path / n).read_bytes() + bytes(16) for n in b.model_files}
+    reference = self_test_file(b.manifest)
+    extra = {} if reference is None else {reference: (b.path / reference).read_bytes()}
+    write_bundle(bundle, models, b.backends, manifest, extra=extra)
 
 
 def run_agent(
-    cfg: Path, env: dict[str, str], folder: Path, seconds: float, reload_at: float | None
+    cfg: Path,
+    env: dict[str, str],
+    folder: Path,
+    seconds: float,
+    reload_at: float | None,
+    new_model: bool = False,
 ) -> tuple[int, int, str]:
     """Run `edge-agent run --config cfg` for `seconds` (a new bundle version made current at
     `reload_at` s): (peak RSS kB, RSS kB at the end, log)."""
@@ -118,7 +141,7 @@ def run_agent(
         hwm = last = 0
         while time.monotonic() - t0 < seconds and agent.poll() is None:
             if reload_at is not None and time.monotonic() - t0 >= reload_at:
-                new_version(folder / "bundle")
+                new_version(folder / "bundle", new_model)
                 reload_at = None
             last = status_kb(agent.pid, "VmRSS") or last
             hwm = max(hwm, status_kb(agent.pid, "VmHWM"))
@@ -155,6 +178,12 @@ def main() -> int:
         metavar="SECONDS",
         help="make a new bundle version current this many seconds in (the agent reloads it)",
     )
+    ap.add_argument(
+        "--new-model",
+        action="store_true",
+        help="with --reload-at: the new version's model file differs (a fleet install of a new "
+        "model: a second interpreter), not the same (a calibration: the interpreter is shared)",
+    )
     args = ap.parse_args()
     for exe in ("pulseaudio", "mosquitto"):
         if shutil.which(exe) is None and not Path(f"/usr/sbin/{exe}").exists():
@@ -188,7 +217,7 @@ def main() -> int:
         )
         env = dict(os.environ, ALSA_CONFIG_PATH=str(alsa), TF_CPP_MIN_LOG_LEVEL="2")
         try:
-            hwm, last, text = run_agent(cfg, env, tmp, args.seconds, args.reload_at)
+            hwm, last, text = run_agent(cfg, env, tmp, args.seconds, args.reload_at, args.new_model)
         finally:
             broker.kill()
             pulse.kill()

@@ -215,7 +215,8 @@ class Scorer:
         `running`: the scorer a reload replaces. A model of the new version that it already
         runs (the same verified bytes, inputs, threads and runtime: `Embedder.serves`) shares
         its interpreter instead of building a second one; a calibration's reload then holds
-        one interpreter and arena, not two (~12 MB on the demo bundle). The runtime is chosen
+        one interpreter and arena, not two (9 MB less at the agent's peak on the demo bundle,
+        `benchmarks/agent_rss.py --reload-at 60 [--new-model]`). The runtime is chosen
         and the self-test run as for any new version."""
         if runtime is None and any(c["kind"] == "model" for c in bundle.components):
             runtime = choose_runtime(bundle, request or RuntimeRequest(), verified)
