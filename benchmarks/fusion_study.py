@@ -18,6 +18,10 @@ issue 19 (`fixed`: every kind weighs 1), the hindsight `oracle` (per section the
 the best TEST AUC: a ceiling, not a method), the per-section rule of edge_agent.scoring.fusion over
 its parameters (`lda@<anchor>/<ridge>`) and the grid-search rule tried first (`grid@<shrink>`).
 
+The test scores pass through the backend's `transform` before they are weighted and summed
+(`--transform`; `none`: as they are, the table before the one-sided evidence), as the backend
+fuses them; the rules decide on the standardised scores themselves, as the backend does.
+
 Leave-one-family-out: for every family F, (anchor, ridge) is chosen on the OTHER families
 (the pair whose system is, on average over their sizes and seeds, furthest above the best
 single component of each cell) and reported on F, so the table shows what the choice would
@@ -251,15 +255,18 @@ def row_aucs(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return out
 
 
-def _oracle(cell: dict[str, Any], sec: str, rows: Sequence[str]) -> np.ndarray:
+def _oracle(
+    cell: dict[str, Any], sec: str, rows: Sequence[str], transform: str = "none"
+) -> np.ndarray:
     import itertools
 
+    from edge_agent.scoring.backend import evidence
     from edge_agent.scoring.fusion import groups_of
 
     test = cell["test"]
     idx = cell[f"{sec}|test_idx"]
     lab = np.array([test[i].is_anomaly for i in idx])
-    zt = cell[f"{sec}|test"]
+    zt = evidence(cell[f"{sec}|test"], transform)  # type: ignore[arg-type]
     n = len(groups_of(rows))
     cands = np.stack(
         [expand(w, rows) for w in itertools.product((0.0, 0.5, 1.0), repeat=n) if max(w) > 0]
@@ -336,8 +343,13 @@ def score_rule(
     kinds_keep: set[str] | None = None,
     foreign: str = "off",
     rows: Sequence[str] = ("model", *CLASSICAL),
+    transform: str = "none",
 ) -> dict[str, Any]:
-    """The rule's test scores -> harmonic means (quality.summary) and per-section weights."""
+    """The rule's test scores -> harmonic means (quality.summary) and per-section weights;
+    the rule weighs the standardised scores, the test scores pass through `transform` first
+    (`BackendConfig.transform`, as the backend fuses them)."""
+    from edge_agent.scoring.backend import evidence
+
     test = cell["test"]
     scores = np.full(len(test), np.nan)
     weights = {}
@@ -353,9 +365,10 @@ def score_rule(
             zp = cell[f"{sec}|foreign"]
         elif foreign == "add":
             zp = np.concatenate([zp, cell[f"{sec}|foreign"]], axis=1)
-        w = _oracle(cell, sec, rows) if rule is ORACLE else rule(zn, zp)
+        w = _oracle(cell, sec, rows, transform) if rule is ORACLE else rule(zn, zp)
         weights[sec] = group_weights(w, rows)
-        scores[cell[f"{sec}|test_idx"]] = w @ cell[f"{sec}|test"]
+        zt = evidence(cell[f"{sec}|test"], transform)  # type: ignore[arg-type]
+        scores[cell[f"{sec}|test_idx"]] = w @ zt
     res = q.summary(test, scores)
     res["weights"] = weights
     return res
@@ -393,8 +406,14 @@ def main(argv: list[str] | None = None) -> int:
         help="K of the classical components' deviation scores (default: the backend's; "
         "0: none, the cosine scores alone)",
     )
+    ap.add_argument(
+        "--transform",
+        default=None,
+        help="what the standardised test scores pass through before they are fused (default: "
+        "the backend's; none: as they are, the system before 2026-12-05's ninth session)",
+    )
     args = ap.parse_args(argv)
-    from edge_agent.scoring.backend import BackendConfig
+    from edge_agent.scoring.backend import TRANSFORMS, BackendConfig
     from model_build import quiet
 
     quiet.configure(verbose=False)
@@ -402,6 +421,9 @@ def main(argv: list[str] | None = None) -> int:
     keep = set(args.kinds.split(",")) if args.kinds else None
     classical = tuple(k for k in args.classical.split(",") if k)
     deviation = BackendConfig().deviation if args.deviation is None else args.deviation
+    transform = BackendConfig().transform if args.transform is None else args.transform
+    if transform not in TRANSFORMS:
+        ap.error(f"--transform: expected one of {TRANSFORMS}, got {transform!r}")
     kinds = ("model", *classical)
     rows = row_kinds(classical, deviation)
     rs = rules(rows)
@@ -419,7 +441,7 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"skip {fam} n={n} s{seed}: {exc}", file=sys.stderr)
                     continue
                 for name, rule in rs.items():
-                    r = score_rule(cell, rule, keep, args.foreign, rows)
+                    r = score_rule(cell, rule, keep, args.foreign, rows, transform)
                     res[name].setdefault(fam, {}).setdefault(n, []).append(100 * r["auc"]["mixed"])
                     if name.startswith("lda@") and name.endswith(f"/{SHIPPED_RIDGE:g}"):
                         weights.setdefault(name, {}).setdefault(fam, []).extend(
@@ -433,6 +455,7 @@ def main(argv: list[str] | None = None) -> int:
     tag += "" if not args.kinds else "_kinds-" + args.kinds.replace(",", "-")
     tag += "" if classical == CLASSICAL else "_classical-" + "-".join(classical)
     tag += "" if deviation == BackendConfig().deviation else f"_deviation{deviation}"
+    tag += "" if transform == BackendConfig().transform else f"_transform-{transform}"
     (args.out / f"fusion_study{tag}.md").write_text(text + "\n")
     (args.out / f"fusion_study{tag}.json").write_text(
         json.dumps(

@@ -181,7 +181,7 @@ SYSTEMS: dict[str, Recipe | None] = {
     # the default before the spectral stability and the wobble copies (issue 19, seventh
     # session): six classical components, 48 copies of six kinds
     "previous": Recipe(
-        backend=BackendConfig(pseudo_count=48, pseudo_kinds=FIRST_KINDS),
+        backend=BackendConfig(pseudo_count=48, pseudo_kinds=FIRST_KINDS, transform="none"),
         classical=tuple(
             e["kind"] for e in DEFAULT_CLASSICAL if e["kind"] not in ("stability", "onsets")
         ),
@@ -197,6 +197,10 @@ SYSTEMS: dict[str, Recipe | None] = {
         classical=tuple(e["kind"] for e in DEFAULT_CLASSICAL if e["kind"] != "onsets")
     ),
     "default-onsets-deviation": Recipe(backend=BackendConfig(no_deviation=("stability",))),
+    # the standardised scores fused as they are (the default before 2026-12-05's ninth
+    # session), and through softplus instead of the Gaussian surprise
+    "default-no-transform": Recipe(backend=BackendConfig(transform="none")),
+    "default-softplus": Recipe(backend=BackendConfig(transform="softplus")),
 }
 
 

@@ -3,23 +3,28 @@ thresholds."""
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pytest
 from numpy.typing import NDArray
+from scipy.special import log_ndtr
 
 from edge_agent.scoring.backend import (
     PAPER_BACKEND,
+    TRANSFORMS,
     BackendConfig,
     BackendError,
     SectionBackend,
+    Transform,
     cross_fit_scores,
     fit_component,
     fit_section,
+    gaussian_surprise,
     kmeans,
     l2_normalise,
     local_density,
@@ -76,7 +81,7 @@ def test_kmeans_is_fast_on_a_dcase_section() -> None:
     assert time.process_time() - t < 3.0
 
 
-NO_DENSITY = BackendConfig(density_k=0, normalise=False)
+NO_DENSITY = BackendConfig(density_k=0, normalise=False, transform="none")
 
 
 def test_component_distance_is_zero_for_a_reference_and_grows_with_the_angle() -> None:
@@ -124,7 +129,7 @@ def test_density_puts_a_sparse_target_domain_on_the_source_scale() -> None:
 def test_fit_section_keeps_every_clip_and_cross_fits_normaliser_and_threshold() -> None:
     _, src = _blobs(n_per=60, k=3, spread=0.3)
     tgt = np.random.default_rng(9).normal(size=(10, 32)).astype(np.float32)
-    fit = fit_section([src], [tgt], BackendConfig(percentile=90.0))
+    fit = fit_section([src], [tgt], BackendConfig(percentile=90.0, transform="none"))
     b = fit.backend
     c = b.components[0]
     assert c.n_source == 180 and c.references.shape == (190, 32)
@@ -138,8 +143,25 @@ def test_fit_section_keeps_every_clip_and_cross_fits_normaliser_and_threshold() 
     # the naive DCASE-reference threshold: the percentile of the fitting clips' own scores
     naive = float(np.percentile(b.score([np.concatenate([src, tgt])]), 90.0))
     assert b.threshold > naive  # held-out clips are further from references they did not shape
+    # one-sided evidence: the same standardised scores through the transform, the threshold
+    # the percentile of those (the default: the Gaussian surprise)
+    new_clips = np.concatenate([src[:5] + 0.2, tgt[:3] * 2])
+    one_sided: tuple[tuple[Transform, Any], ...] = (
+        ("surprise", lambda z: -log_ndtr(-z)),
+        ("softplus", lambda z: np.logaddexp(0.0, z)),
+    )
+    for transform, f in one_sided:
+        cfg = BackendConfig(percentile=90.0, transform=transform)
+        one = fit_section([src], [tgt], cfg)
+        assert one.backend.transform == transform
+        np.testing.assert_allclose(one.held_out, f(fit.held_out), rtol=1e-10)
+        assert one.backend.threshold == pytest.approx(np.percentile(one.held_out, 90))
+        np.testing.assert_allclose(
+            one.backend.score([new_clips]), f(b.score([new_clips])), rtol=1e-10
+        )
+    assert BackendConfig().transform == "surprise"
     # every held-out score is the score of a backend that never saw that clip
-    cfg = BackendConfig(normalise=False)
+    cfg = BackendConfig(normalise=False, transform="none")
     raw = cross_fit_scores(src, tgt, lambda s, t, h: fit_component(s, t, cfg).distances(h))
     np.testing.assert_allclose(fit.held_out, (raw - c.mean) / c.std)
 
@@ -166,7 +188,8 @@ def test_fusion_sums_or_takes_the_max_of_standardised_components() -> None:
         expected = per[0] + per[1] if fusion == "sum" else np.maximum(per[0], per[1])
         np.testing.assert_allclose(b.score(x), expected)
         for c, p, e in zip(b.components, per, x, strict=True):
-            np.testing.assert_allclose(p, (c.distances(e) - c.mean) / c.std)
+            z = (c.distances(e) - c.mean) / c.std
+            np.testing.assert_allclose(p, -log_ndtr(-z))  # the default: the Gaussian surprise
     with pytest.raises(BackendError, match="2 components"):
         b.score(x[:1])
     w = fit_section([a_src, b_src], [a_tgt, b_tgt], weights=[0.25, 1.0])
@@ -364,7 +387,8 @@ def test_deviation_held_out_scores_and_threshold_come_from_the_same_fold_fits() 
     hd, hc = cross_fit_scores(src, tgt, dev), cross_fit_scores(src, tgt, cos)
     assert c.dev_mean == pytest.approx(hd.mean())
     assert c.dev_std == pytest.approx(max(hd.std(), 0.1 * hd.mean()))
-    fused = 0.5 * (hc - c.mean) / c.std + 2.0 * (hd - c.dev_mean) / c.dev_std
+    z_cos, z_dev = (hc - c.mean) / c.std, (hd - c.dev_mean) / c.dev_std
+    fused = 0.5 * -log_ndtr(-z_cos) + 2.0 * -log_ndtr(-z_dev)  # each one's Gaussian surprise
     np.testing.assert_allclose(fit.held_out, fused)
     assert fit.backend.threshold == pytest.approx(np.percentile(fused, 90))
     with pytest.raises(BackendError, match="deviation weights"):
@@ -457,3 +481,65 @@ def test_kmeans_centres_carry_their_members_mean_length() -> None:
     assert c.n_source == 2 and c.norms is not None
     order = np.argsort(c.references[:, 1])  # the quiet direction's centre first
     np.testing.assert_allclose(c.norms[order], [1.0, 3.0], rtol=1e-5)
+
+
+def test_one_sided_evidence_lets_one_component_alarm_where_another_finds_the_clip_typical() -> None:
+    """A clip that one component finds more typical than its normal clips (a copy of one of
+    its references: z = -2.5) and another finds far outside its normal spread (z = 3.1): summed
+    as they are, the first cancels the second and the clip is below the threshold; through
+    either one-sided transform it alarms (a fault usually moves one view, not every view)."""
+    rng = np.random.default_rng(3)
+    ca, cb = rng.normal(size=8), rng.normal(size=6)
+    srcs = [ca + 0.5 * rng.normal(size=(40, 8)), cb + 0.5 * rng.normal(size=(40, 6))]
+    tgts = [ca + 0.5 * rng.normal(size=(4, 8)), cb + 0.5 * rng.normal(size=(4, 6))]
+    clip = [srcs[0][:1], (cb + 1.0 * rng.normal(size=6))[None]]
+    above = {}
+    for transform in TRANSFORMS:
+        cfg = BackendConfig(transform=cast(Transform, transform))
+        b = fit_section(srcs, tgts, cfg).backend
+        z = [
+            float((c.distances(e)[0] - c.mean) / c.std)
+            for c, e in zip(b.components, clip, strict=True)
+        ]
+        assert z[0] < -2.0 and z[1] > 3.0  # the same standardised scores under every transform
+        above[transform] = float(b.score(clip)[0]) > b.threshold
+    assert above == {"none": False, "softplus": True, "surprise": True}
+
+
+def test_transform_is_checked_saved_with_the_section_and_old_files_read_as_none(
+    tmp_path: Path,
+) -> None:
+    assert BackendConfig().transform == "surprise" and PAPER_BACKEND.transform == "none"
+    assert BackendConfig.from_dict({"density_k": 3}).transform == "none"  # an older manifest
+    assert BackendConfig.from_dict(BackendConfig().to_dict()) == BackendConfig()
+    with pytest.raises(BackendError, match="backend transform: expected one of"):
+        BackendConfig(transform="sigmoid")  # type: ignore[arg-type]
+    with pytest.raises(BackendError, match="backend transform: 'surprise' needs normalise"):
+        BackendConfig(normalise=False)
+    rng = np.random.default_rng(4)
+    src, tgt, x = rng.normal(size=(30, 8)), rng.normal(size=(4, 8)), rng.normal(size=(5, 8))
+    b = fit_section([src], [tgt], BackendConfig(transform="softplus")).backend
+    path = tmp_path / "b.npz"
+    saved: dict[str, Any] = b.to_dict()
+    np.savez(path, **saved)
+    with np.load(path, allow_pickle=False) as z:
+        d = {k: z[k] for k in z.files}
+    back = SectionBackend.from_dict(d)
+    assert back.transform == "softplus"
+    np.testing.assert_array_equal(back.score([x]), b.score([x]))
+    old = SectionBackend.from_dict({k: v for k, v in d.items() if k != "transform"})
+    assert old.transform == "none"
+    np.testing.assert_allclose(np.logaddexp(0.0, old.score([x])), b.score([x]), rtol=1e-12)
+    with pytest.raises(BackendError, match="backend transform: expected one of"):
+        SectionBackend.from_dict({**d, "transform": np.asarray("sigmoid")})
+
+
+def test_gaussian_surprise_matches_the_normal_tail_everywhere() -> None:
+    """-ln P(Z > z) to 1e-9 relative from z = -40 to far in the tail (scipy as the
+    reference), never negative, never -0.0, finite for any finite z."""
+    z = np.concatenate([np.linspace(-40.0, 40.0, 4001), [29.99, 30.0, 30.01, 1e3, 1e8, -1e8]])
+    got = gaussian_surprise(z)
+    np.testing.assert_allclose(got, -log_ndtr(-z), rtol=1e-9, atol=1e-300)
+    assert np.all(np.isfinite(got)) and not np.any(np.signbit(got))
+    assert gaussian_surprise(np.zeros((2, 3))).shape == (2, 3)
+    assert float(gaussian_surprise(np.zeros(1))[0]) == pytest.approx(math.log(2.0))

@@ -408,6 +408,16 @@ def _component(m: dict[str, Any], i: int, **changes: Any) -> list[dict[str, Any]
             "backend pseudo_kinds: expected distinct kinds among ('tone',",
         ),
         (
+            "backend",
+            lambda m: {**m["backend"], "transform": 1},
+            "backend.transform: expected a string, got a number 1",
+        ),
+        (
+            "backend",
+            lambda m: {**m["backend"], "transform": "sigmoid"},
+            "backend transform: expected one of ('none', 'softplus', 'surprise'), got 'sigmoid'",
+        ),
+        (
             "components",
             lambda m: _component(m, 0, input_order="spectrogram"),
             'components[0].input_order: expected a list of strings, got a string "spectrogram"',

@@ -156,18 +156,18 @@ def test_taught_windows_join_the_target_rows_and_then_score_low(
     old, c1, c2 = machine
     rng = np.random.default_rng(7)
     n1, n2 = c1 + 0.6 * rng.standard_normal(D), c2 + 0.6 * rng.standard_normal(D2)
-    answered = [unit(rng, 3, D, n1, 0.3), unit(rng, 3, D2, n2, 0.3)]  # an unknown sound
+    answered = [unit(rng, 5, D, n1, 0.3), unit(rng, 5, D2, n2, 0.3)]  # an unknown sound
     again = [unit(rng, 4, D, n1, 0.3), unit(rng, 4, D2, n2, 0.3)]  # the same sound later
     t = taught_section(old, answered, CONFIG, max_references=64)
     for c_old, c_new in zip(old.components, t.backend.components, strict=True):
-        assert c_new.n_source == 40 and c_new.references.shape[0] == 46
+        assert c_new.n_source == 40 and c_new.references.shape[0] == 48
         assert c_new.references[:43].tobytes() == c_old.references.tobytes()
-    assert (t.added, t.dropped, t.n_target) == (3, 0, 6)
+    assert (t.added, t.dropped, t.n_target) == (5, 0, 8)
     before = old.score(again) - old.threshold
     after = t.backend.score(again) - t.backend.threshold
     assert np.all(before > 0), "the sound alarmed before the answer"
     assert np.all(after < 0), "the same sound is normal after it"
-    assert t.record()["references_added"] == 3 and t.record()["threshold_rule"] == "refit"
+    assert t.record()["references_added"] == 5 and t.record()["threshold_rule"] == "refit"
 
 
 def test_taught_references_are_bounded_oldest_first(old: SectionBackend) -> None:

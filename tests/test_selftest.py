@@ -14,6 +14,7 @@ import re
 import shutil
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -72,9 +73,17 @@ def test_the_demo_bundle_passes_its_self_test_here() -> None:
     assert ref.min_cosine == 0.998 and 0.1 <= ref.max_score_difference < 0.2
     assert result.score_difference < 0.01
     # the expected score is the bundle's own backend on the expected embeddings, and it is
-    # what this machine scores the reference window as
+    # what this machine scores the reference window as, before the backend's transform (the
+    # Gaussian surprise: the agent's score is that function of the same components' scores)
     expected, got = result.scores[SECTION]
-    assert got == pytest.approx(scorer.score(ref.wave, SECTION).score, abs=1e-6)
+    backend = scorer.bundle.backend(SECTION)
+    assert backend.transform == "surprise"
+    per = backend.component_scores([e[None] for e in scorer.embed(ref.wave)])
+    standardised = replace(backend, transform="none").score(
+        [e[None] for e in scorer.embed(ref.wave)]
+    )
+    assert got == pytest.approx(float(standardised[0]), abs=1e-6)
+    assert float(np.sum(per)) == pytest.approx(scorer.score(ref.wave, SECTION).score, abs=1e-6)
     assert expected == pytest.approx(got, abs=0.01)
     assert set(result.scores) == set(scorer.bundle.sections)
 

@@ -300,6 +300,7 @@ BACKEND_SCHEMA: Schema = {
     "pseudo_kinds": (STR_LIST, False),
     "deviation": (INT, False),
     "no_deviation": (STR_LIST, False),
+    "transform": (STR, False),
 }
 """edge_agent.scoring.backend.BackendConfig's fields (ranges and choices: its own checks)."""
 INPUT_SCHEMA: Schema = {

@@ -18,9 +18,10 @@ tenth, or its oldest record is more than an hour past `max_days`; checked at ope
 Drift (`DriftTracker`): the median of the last `drift_windows` scores minus the threshold in
 force. The bundle stores no reference level of normal scores (backend.SectionBackend has only
 the threshold), so the threshold is the reference; a difference, not a ratio, because fused
-scores are standardised and may be negative or near zero. Negative = the machine sits below
-its threshold (by how much: the margin); drifting towards 0 means the normal level creeps up
-towards alarms, > 0 means the typical window is already anomalous. It is reported only once
+scores may be near zero (and negative for bundles that fuse standardised scores as they
+are). Negative = the machine sits below its threshold (by how much: the margin); drifting
+towards 0 means the normal level creeps up towards alarms, > 0 means the typical window is
+already anomalous. It is reported only once
 `drift_windows` scores are known (seeded from the history at start, so a restart does not
 blank it).
 """

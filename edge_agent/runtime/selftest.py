@@ -13,7 +13,9 @@ embedding of every component (models and classical views) the exporting machine 
 it (`embedding_<i>`). It is listed in the manifest's `files` (checksummed, and covered by a
 signature like any other file); the manifest's `self_test` entry names it with the tolerance:
 `min_cosine` (each component's embedding against the expected one) and
-`max_score_difference` (the window's score against the expected score, in every section).
+`max_score_difference` (the window's standardised score against the expected one, in every
+section: the weighted sum of its components' standardised scores, before the backend's
+transform; `section_scores` says why).
 The expected score is computed here from the expected embeddings with the version's own
 backend, not stored: a calibration or enrolment (new backend, same models) keeps the test
 valid without touching it.
@@ -39,7 +41,7 @@ import platform
 import threading
 import zipfile
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -137,14 +139,15 @@ class SelfTestResult:
         )
 
     def numbers(self) -> str:
-        """`embedding cosine 0.99998 (needs >= 0.998), score 0.412 vs 0.409 expected ...`"""
+        """`embedding cosine 0.99998 (needs >= 0.998), standardised score 0.412 vs 0.409
+        expected ...`"""
         ref = self.reference
         expected, got = self.scores[self.worst_section]
         worst = int(np.argmin(self.cosines))
         return (
             f"embedding cosine {self.min_cosine:.5f} to the reference (component {worst}; "
-            f"needs >= {ref.min_cosine:.5f}), score {got:.4f} vs {expected:.4f} expected "
-            f"in {self.worst_section} (difference {abs(got - expected):.4f}, allowed "
+            f"needs >= {ref.min_cosine:.5f}), standardised score {got:.4f} vs {expected:.4f} "
+            f"expected in {self.worst_section} (difference {abs(got - expected):.4f}, allowed "
             f"{ref.max_score_difference:.4f})"
         )
 
@@ -199,9 +202,15 @@ def cosine(a: FloatArray, b: FloatArray) -> float:
 def section_scores(
     embeddings: Sequence[FloatArray], backends: Mapping[str, SectionBackend]
 ) -> dict[str, float]:
-    """The window's score in every section (the backend's fusion of the components)."""
+    """The window's standardised score in every section: the backend's weighted sum of its
+    components' standardised scores, before the backend's `transform`. The transform is the
+    same numpy function on every CPU, so it cannot disagree between them; but the Gaussian
+    surprise's slope grows with the score, and a window the section finds far from normal (the
+    reference in another machine's section, or after a calibration moved the section) would
+    turn a kernel difference the tolerance allows into one it does not. Before the transform,
+    one absolute tolerance means the same in every section and every version."""
     return {
-        s: float(b.score([np.asarray(e)[None] for e in embeddings])[0])
+        s: float(replace(b, transform="none").score([np.asarray(e)[None] for e in embeddings])[0])
         for s, b in sorted(backends.items())
     }
 

@@ -51,6 +51,7 @@ ablations; the default "joint" is the minimum over both.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields, replace
 from functools import cached_property
@@ -69,10 +70,12 @@ Variant = Literal["joint", "source", "target", "sum"]
 References = Literal["all", "kmeans"]
 Fusion = Literal["sum", "max"]
 Weighting = Literal["fixed", "pseudo"]
+Transform = Literal["none", "softplus", "surprise"]
 COSINE_VARIANTS: tuple[Variant, ...] = get_args(Variant)
 REFERENCE_KINDS: tuple[str, ...] = get_args(References)
 FUSIONS: tuple[str, ...] = get_args(Fusion)
 WEIGHTINGS: tuple[str, ...] = get_args(Weighting)
+TRANSFORMS: tuple[str, ...] = get_args(Transform)
 _MIN_DENSITY = 1e-4  # cosine distance; duplicated references would otherwise divide by 0
 _MIN_STD = 1e-6
 MAX_DEVIATION = 64
@@ -152,6 +155,22 @@ class BackendConfig:
     rhythm's 500 autocorrelation lags are one pattern, not 500 measurements: a single lag's
     deviation is noise there too (BENCHMARKS.md "Onset rhythm"). Bundles written before the
     field existed read as none, so their calibrate and enrol refit as they were."""
+    transform: Transform = "surprise"
+    """What each standardised score z passes through before it is weighted and fused
+    (`evidence`). Both one-sided transforms send a score well below 0 (a clip that one
+    component finds MORE typical than its normal clips) to about 0, so it no longer cancels
+    another component's evidence of a fault: a fault usually moves one or two views and leaves
+    the others where they were.
+    - "surprise" (default): -ln P(Z > z) for a standard normal Z, the Gaussian tail's
+      surprise; the weighted sum is Fisher's combination of one-sided p-values. It grows like
+      z^2 / 2, so one component far outside its normal spread outweighs several a little
+      above theirs.
+    - "softplus": ln(1 + e^z), about z above 2: one-sided, linear in strong evidence.
+    - "none": the standardised scores as they are.
+    Chosen leave-one-family-out (BENCHMARKS.md "One-sided evidence"); no parameter (the scale
+    is the normal clips' spread). A single component's ranking is the same whichever is used
+    (each is monotone). Bundles written before the field existed read as "none", so their
+    calibrate and enrol refit as they were."""
 
     def __post_init__(self) -> None:
         if self.references not in REFERENCE_KINDS:
@@ -163,6 +182,15 @@ class BackendConfig:
         if self.variant not in COSINE_VARIANTS:
             raise BackendError(
                 f"backend variant: expected one of {COSINE_VARIANTS}, got {self.variant!r}"
+            )
+        if self.transform not in TRANSFORMS:
+            raise BackendError(
+                f"backend transform: expected one of {TRANSFORMS}, got {self.transform!r}"
+            )
+        if self.transform != "none" and not self.normalise:
+            raise BackendError(
+                f"backend transform: {self.transform!r} needs normalise: true (its scale is the "
+                "normal clips' spread); use transform: none with raw scores"
             )
         check_percentile(self.percentile)
         if self.n_clusters < 1 or self.max_references < 1:
@@ -239,6 +267,7 @@ class BackendConfig:
         values.setdefault("weighting", "fixed")
         values.setdefault("deviation", 0)  # and without deviation scores
         values.setdefault("pseudo_count", 48)  # and with the plan of their time
+        values.setdefault("transform", "none")  # and their standardised scores as they were
         # and a deviation score for every classical kind; lists (JSON, YAML) as tuples, anything
         # else left for the checks to name
         for name, before in (("pseudo_kinds", FIRST_KINDS), ("no_deviation", ())):
@@ -251,7 +280,12 @@ class BackendConfig:
 
 
 PAPER_BACKEND = BackendConfig(
-    references="kmeans", density_k=0, normalise=False, fusion="sum", weighting="fixed"
+    references="kmeans",
+    density_k=0,
+    normalise=False,
+    fusion="sum",
+    weighting="fixed",
+    transform="none",
 )
 """The paper's backend (Wilkinghoff, ICASSP 2023): 16 k-means centres of the source clips +
 every target clip, plain minimum cosine distance, an ensemble's raw scores summed."""
@@ -364,6 +398,52 @@ def kmeans(
 # ---------------------------------------------------------------- one embedding space
 
 
+def evidence(z: AnyFloatArray, transform: Transform) -> NDArray[np.float64]:
+    """Standardised scores as the fusion weighs them (`BackendConfig.transform`): as they are
+    ("none"), softplus(z) = ln(1 + e^z), or the Gaussian surprise -ln P(Z > z); computed
+    without overflow or underflow for any finite z."""
+    a = np.asarray(z, dtype=np.float64)
+    if transform == "none":
+        return a
+    if transform == "softplus":
+        return np.asarray(np.logaddexp(0.0, a))
+    if transform == "surprise":
+        return gaussian_surprise(a)
+    raise BackendError(f"backend transform: expected one of {TRANSFORMS}, got {transform!r}")
+
+
+_SURPRISE_TAIL = 30.0
+"""Above this z, P(Z > z) (about 5e-198) nears float64's smallest numbers: the asymptotic
+series takes over, which agrees with the exact value to 1e-12 there."""
+
+
+def gaussian_surprise(z: NDArray[np.float64]) -> NDArray[np.float64]:
+    """-ln P(Z > z), Z standard normal, elementwise (numpy and the standard library only: the
+    device imports no scipy). P(Z > z) = erfc(z / sqrt 2) / 2; far in the tail, the
+    asymptotic series of Mills' ratio: z^2/2 + ln(z sqrt(2 pi)) - ln(1 - 1/z^2 + 3/z^4)."""
+    flat = z.reshape(-1)
+    out = np.empty(flat.shape, dtype=np.float64)
+    tail = flat > _SURPRISE_TAIL
+    body = flat[~tail]
+    out[~tail] = [_surprise(v) for v in body.tolist()]
+    t = flat[tail]
+    out[tail] = (
+        0.5 * t * t + np.log(t * math.sqrt(2.0 * math.pi)) - np.log1p(-1.0 / t**2 + 3.0 / t**4)
+    )
+    result: NDArray[np.float64] = out.reshape(z.shape)
+    return result
+
+
+def _surprise(v: float) -> float:
+    """-ln P(Z > v) for one v <= `_SURPRISE_TAIL`: below 0 from the lower tail's mass
+    (-ln(1 - P(Z < v)), exact where P(Z > v) is within rounding of 1), above 0 from the
+    upper tail's (+ 0.0: ln 1 would give -0.0)."""
+    root2 = math.sqrt(2.0)
+    if v < 0.0:
+        return 0.0 - math.log1p(-0.5 * math.erfc(-v / root2))
+    return -math.log(0.5 * math.erfc(v / root2))
+
+
 @dataclass(frozen=True)
 class Component:
     """One embedding space of a section: references, their densities, the score normaliser."""
@@ -435,16 +515,21 @@ class Component:
             f"backend variant: expected one of {', '.join(COSINE_VARIANTS)}, got {variant!r}"
         )
 
-    def score(self, emb: AnyFloatArray, variant: Variant = "joint") -> NDArray[np.float64]:
+    def score(
+        self, emb: AnyFloatArray, variant: Variant = "joint", transform: Transform = "none"
+    ) -> NDArray[np.float64]:
         """(N,) weighted standardised score (raw score when not normalised, weight 1), plus
-        the weighted standardised deviation score where the component has one; a score the
-        section's fit gave no weight costs nothing (not computed)."""
+        the weighted standardised deviation score where the component has one, each through
+        `transform` (`evidence`); a score the section's fit gave no weight costs nothing (not
+        computed)."""
         e = np.asarray(emb)
         out = np.zeros(1 if e.ndim == 1 else e.shape[0])
         if self.weight != 0.0:
-            out += self.weight * (self.distances(emb, variant) - self.mean) / self.std
+            z = (self.distances(emb, variant) - self.mean) / self.std
+            out += self.weight * evidence(z, transform)
         if self.deviation and self.dev_weight != 0.0:
-            out += self.dev_weight * (self.deviations(emb) - self.dev_mean) / self.dev_std
+            z = (self.deviations(emb) - self.dev_mean) / self.dev_std
+            out += self.dev_weight * evidence(z, transform)
         return out
 
 
@@ -601,6 +686,9 @@ class SectionBackend:
     threshold: float
     """Decision threshold on the fused score (score > threshold -> anomalous)."""
     fusion: Fusion = "sum"
+    transform: Transform = "none"
+    """What each standardised score passes through before it is weighted
+    (`BackendConfig.transform`); "none" for files written before it existed."""
 
     @property
     def dims(self) -> list[int]:
@@ -614,7 +702,9 @@ class SectionBackend:
             raise BackendError(
                 f"backend: {len(embs)} embeddings for {len(self.components)} components"
             )
-        return [c.score(e, variant) for c, e in zip(self.components, embs, strict=True)]
+        return [
+            c.score(e, variant, self.transform) for c, e in zip(self.components, embs, strict=True)
+        ]
 
     def score(
         self, embs: Sequence[AnyFloatArray], variant: Variant = "joint"
@@ -627,6 +717,7 @@ class SectionBackend:
         out: dict[str, NDArray[Any]] = {
             "threshold": np.asarray(self.threshold, dtype=np.float64),
             "fusion": np.asarray(self.fusion),
+            "transform": np.asarray(self.transform),
             "n_components": np.asarray(len(self.components), dtype=np.int64),
         }
         for i, c in enumerate(self.components):
@@ -660,6 +751,7 @@ class SectionBackend:
                 return cls((_component(d, ""),), _finite(d["threshold"], "threshold"), "sum")
             n = int(np.asarray(d["n_components"]))
             fusion = str(np.asarray(d["fusion"]))
+            transform = str(np.asarray(d.get("transform", "none")))
             comps = tuple(_component(d, f"c{i}.") for i in range(n))
             threshold = _finite(d["threshold"], "threshold")
         except (KeyError, TypeError, ValueError) as exc:
@@ -670,7 +762,11 @@ class SectionBackend:
             raise BackendError("backend: every component has weight 0 (expected one > 0)")
         if fusion not in FUSIONS:
             raise BackendError(f"backend fusion: expected one of {FUSIONS}, got {fusion!r}")
-        return cls(comps, threshold, cast(Fusion, fusion))
+        if transform not in TRANSFORMS:
+            raise BackendError(
+                f"backend transform: expected one of {TRANSFORMS}, got {transform!r}"
+            )
+        return cls(comps, threshold, cast(Fusion, fusion), cast(Transform, transform))
 
 
 def _finite(x: Any, field: str) -> float:
@@ -925,7 +1021,9 @@ def fit_section(
     ]
     if n_src + n_tgt < 2:
         return SectionFit(
-            SectionBackend(tuple(comps), float("inf"), config.fusion), np.zeros(0), n_src
+            SectionBackend(tuple(comps), float("inf"), config.fusion, config.transform),
+            np.zeros(0),
+            n_src,
         )
 
     scored = _cross_fitted(srcs, tgts, lengths, comps, config, keep, pseudo if decide else None)
@@ -950,12 +1048,17 @@ def fit_section(
         comps = [replace(c, weight=x) for c, x in zip(comps, choice.weights[:n], strict=True)]
         for i, x in zip(with_dev, choice.weights[n:], strict=True):
             comps[i] = replace(comps[i], dev_weight=x)
-    per = [c.weight * zi[0] for c, zi in zip(comps, z[:n], strict=True)]
+    # the weights are decided on the standardised scores themselves; the transform shapes only
+    # what is fused (deciding on transformed scores measured 0.1 lower: BENCHMARKS.md
+    # "One-sided evidence")
+    t = config.transform
+    per = [c.weight * evidence(zi[0], t) for c, zi in zip(comps, z[:n], strict=True)]
     for i, zi in zip(with_dev, z[n:], strict=True):
-        per[i] = per[i] + comps[i].dev_weight * zi[0]
+        per[i] = per[i] + comps[i].dev_weight * evidence(zi[0], t)
     fused = fuse(per, config.fusion)
     threshold = float(np.percentile(fused, config.percentile))
-    return SectionFit(SectionBackend(tuple(comps), threshold, config.fusion), fused, n_src, choice)
+    backend = SectionBackend(tuple(comps), threshold, config.fusion, t)
+    return SectionFit(backend, fused, n_src, choice)
 
 
 def _cross_fitted(
