@@ -5,8 +5,9 @@
 Every synthetic fault carries the severity its generator drew (model_build.synth: 0.05-1, most
 of them mild; `synth.json` records it per clip). Reads the cached study cells of
 `benchmarks/fusion_study.py` (N = 30 by default, 3 seeds) and, per family, scores the test clips
-with the learned model alone, the dynamics alone and the shipped rule (on the cosine scores
-alone, as before the deviation scores, and as shipped, with them), then computes per
+with the learned model alone, the dynamics alone (each with its deviation score) and the shipped
+rule (its standardised scores summed as they are, as before the one-sided evidence, and as
+shipped, each through the Gaussian surprise), then computes per
 section the AUC of the normal test clips against the faulty ones of each severity band (both
 domains together), averaged over sections and seeds. Prints the share of faults in each band
 beside it. What it says: whether a family's shortfall is mild faults nobody hears or clear
@@ -22,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_agent.scoring.backend import Transform
 from edge_agent.scoring.pseudo import DEFAULT_COUNT
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -32,13 +34,14 @@ import quality as q
 BANDS = ((0.0, 0.2), (0.2, 0.4), (0.4, 0.7), (0.7, 1.0))
 """Severity bands (the upper edge of the last one included; labels sort in band order)."""
 SHIPPED_RULE = f"lda@0.3/{fs.SHIPPED_RIDGE:g}"
-COLUMNS = (
-    ("model", 0, "model"),
-    ("dynamics", 0, "dynamics"),
-    ("system, cosine scores only", 0, SHIPPED_RULE),
-    ("system (shipped: + deviation scores)", 1, SHIPPED_RULE),
+COLUMNS: tuple[tuple[str, int, str, Transform], ...] = (
+    ("model", 1, "model", "none"),
+    ("dynamics", 1, "dynamics", "none"),
+    ("system, scores summed as they are", 1, SHIPPED_RULE, "none"),
+    ("system (shipped: each score's Gaussian surprise)", 1, SHIPPED_RULE, "surprise"),
 )
-"""(column, the cells' `deviation`, the fusion_study rule scored in it)."""
+"""(column, the cells' `deviation`, the fusion_study rule scored in it, the transform of the
+standardised test scores before they are weighted: `BackendConfig.transform`)."""
 RULES = tuple(c[0] for c in COLUMNS)
 MIN_FAULTS = 3
 """A section's group enters the mean only with at least this many faulty test clips."""
@@ -68,6 +71,7 @@ def grouped_auc(
     """Per group of faults (`by`: "severity" band or fault "kind"): {group: {rule: the mean
     over sections and seeds of the AUC of the normal test clips against the group's faulty
     ones}}, and each group's share of the test faults (%)."""
+    from edge_agent.scoring.backend import evidence
     from edge_agent.scoring.fusion import auc
 
     group = {
@@ -82,18 +86,19 @@ def grouped_auc(
             d: fs.section_scores(out, fam, size, seed, DEFAULT_COUNT, "default", fs.CLASSICAL, d)
             for d in rules
         }
-        test = cells[0]["test"]
-        for key in (k for k in cells[0] if k.endswith("|normal")):
+        first = cells[COLUMNS[0][1]]
+        test = first["test"]
+        for key in (k for k in first if k.endswith("|normal")):
             sec = key.split("|")[0]
-            idx = cells[0][f"{sec}|test_idx"]
+            idx = first[f"{sec}|test_idx"]
             lab = np.array([test[i].is_anomaly for i in idx])
             grp = np.array([group.get(Path(test[i].path).name, "") for i in idx])
             if seed == seeds[0]:
                 faults.extend(grp[lab])
-            for name, d, rule in COLUMNS:
+            for name, d, rule, transform in COLUMNS:
                 cell = cells[d]
                 w = rules[d][rule](cell[f"{sec}|normal"], cell[f"{sec}|pseudo"])
-                scores = w @ cell[f"{sec}|test"]
+                scores = w @ evidence(cell[f"{sec}|test"], transform)
                 for g in sorted(set(grp[lab])):
                     hit = lab & (grp == g)
                     if hit.sum() >= MIN_FAULTS:
