@@ -83,13 +83,7 @@ def _cell_scores(out: Path, fam: str, size: int, seed: int) -> tuple[Sequence[An
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = st.parser(__doc__).parse_args(argv)
-    from model_build import quiet
-
-    quiet.configure(verbose=False)
-    fams, sizes, seeds = st.cells(args)
-    for size in sizes:
-        res = st.collect(fams, size, seeds, lambda f, n, s: _cell_scores(args.out, f, n, s))
+    for fams, size, res in st.studied(__doc__, argv, _cell_scores):
         choices = {t: _label(t) for t in TRANSFORMS}
         st.report(res, fams, size, choices, BEFORE, "of the transform")
     return 0

@@ -201,6 +201,9 @@ SYSTEMS: dict[str, Recipe | None] = {
     # session), and through softplus instead of the Gaussian surprise
     "default-no-transform": Recipe(backend=BackendConfig(transform="none")),
     "default-softplus": Recipe(backend=BackendConfig(transform="softplus")),
+    # the deviation score's K (the mean of the K largest per-feature |z|) under the surprise
+    "default-deviation2": Recipe(backend=BackendConfig(deviation=2)),
+    "default-deviation4": Recipe(backend=BackendConfig(deviation=4)),
 }
 
 

@@ -130,13 +130,7 @@ def _cell_scores(out: Path, fam: str, size: int, seed: int) -> tuple[list[Any], 
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = st.parser(__doc__).parse_args(argv)
-    from model_build import quiet
-
-    quiet.configure(verbose=False)
-    fams, sizes, seeds = st.cells(args)
-    for size in sizes:
-        res = st.collect(fams, size, seeds, lambda f, n, s: _cell_scores(args.out, f, n, s))
+    for fams, size, res in st.studied(__doc__, argv, _cell_scores):
         choices = {"none": NONE, **{v: f"system + {v}" for v in VARIANTS}}
         st.report(res, fams, size, choices, NONE, "of the variant")
     return 0

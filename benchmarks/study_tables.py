@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,25 @@ def cells(args: argparse.Namespace) -> tuple[list[str], list[int], list[int]]:
         [int(x) for x in args.sizes.split(",")],
         [int(x) for x in args.seeds.split(",")],
     )
+
+
+StudyCell = Callable[[Path, str, int, int], tuple[Sequence[Any], Mapping[str, np.ndarray]]]
+"""(quality.py's --out, family, size, seed) -> the cell's test clips and, per row, their scores."""
+
+
+def studied(
+    description: str | None, argv: list[str] | None, score: StudyCell
+) -> Iterator[tuple[list[str], int, Results]]:
+    """The main loop of a study over quality.py's cache: `parser`'s options parsed from `argv`,
+    library noise quieted, and per size (families, size, every cell of that size scored by
+    `score` into one Results), for the study to report."""
+    args = parser(description).parse_args(argv)
+    from model_build import quiet
+
+    quiet.configure(verbose=False)
+    fams, sizes, seeds = cells(args)
+    for size in sizes:
+        yield fams, size, collect(fams, size, seeds, lambda f, n, s: score(args.out, f, n, s))
 
 
 def collect(fams: Sequence[str], size: int, seeds: Sequence[int], score: CellScores) -> Results:
