@@ -163,6 +163,18 @@ def test_fit_section_decides_weights_per_section_from_pseudo_anomalies() -> None
     assert bands.deviation == 1 and bands.dev_weight == fit.choice.weights[2] == bands.weight
     assert fit.backend.components[0].deviation == 0  # the learned model has none
     assert fit.backend.threshold == pytest.approx(np.percentile(fit.held_out, 90))
+    # the weights are decided on the standardised scores whatever the transform; the choice's
+    # separation is that of the section's own fused scores (through the transform)
+    for transform in ("none", "softplus"):
+        other = fit_section(
+            [a[:n_src], b[:n_src]],
+            [a[n_src:], b[n_src:]],
+            BackendConfig(transform=transform),
+            pseudo=pseudo,
+            kinds=["model", "bands"],
+        )
+        assert other.choice is not None and other.choice.weights == fit.choice.weights
+        assert other.choice.fused > 0.9 and fit.choice.fused > 0.9
     # fixed weighting, no pseudo-anomalies or no kinds: the given weights (with kinds, the
     # classical component's shared half and half with its deviation score)
     for kw in ({"pseudo": pseudo, "kinds": ["model", "bands"]}, {"pseudo": pseudo}, {}):

@@ -54,7 +54,8 @@ class Choice:
     separation: tuple[float, ...]
     """Each group's own AUC, held-out normal clips vs pseudo-anomalies."""
     fused: float
-    """The chosen weighting's AUC on the same scores."""
+    """The chosen weighting's AUC on the same scores (`backend.fit_section` replaces it with
+    the AUC of the section's fused scores, through its `transform`)."""
 
 
 def auc(negatives: NDArray[np.floating], positives: NDArray[np.floating]) -> float:
