@@ -35,7 +35,7 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -44,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import quality as q
 import study_tables as st
 
+from edge_agent.scoring.backend import Transform
 from edge_agent.scoring.classical import DEFAULT_CLASSICAL
 from edge_agent.scoring.pseudo import DEFAULT_COUNT
 
@@ -256,7 +257,7 @@ def row_aucs(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
 
 
 def _oracle(
-    cell: dict[str, Any], sec: str, rows: Sequence[str], transform: str = "none"
+    cell: dict[str, Any], sec: str, rows: Sequence[str], transform: Transform = "none"
 ) -> np.ndarray:
     import itertools
 
@@ -266,7 +267,7 @@ def _oracle(
     test = cell["test"]
     idx = cell[f"{sec}|test_idx"]
     lab = np.array([test[i].is_anomaly for i in idx])
-    zt = evidence(cell[f"{sec}|test"], transform)  # type: ignore[arg-type]
+    zt = evidence(cell[f"{sec}|test"], transform)
     n = len(groups_of(rows))
     cands = np.stack(
         [expand(w, rows) for w in itertools.product((0.0, 0.5, 1.0), repeat=n) if max(w) > 0]
@@ -343,7 +344,7 @@ def score_rule(
     kinds_keep: set[str] | None = None,
     foreign: str = "off",
     rows: Sequence[str] = ("model", *CLASSICAL),
-    transform: str = "none",
+    transform: Transform = "none",
 ) -> dict[str, Any]:
     """The rule's test scores -> harmonic means (quality.summary) and per-section weights;
     the rule weighs the standardised scores, the test scores pass through `transform` first
@@ -367,7 +368,7 @@ def score_rule(
             zp = np.concatenate([zp, cell[f"{sec}|foreign"]], axis=1)
         w = _oracle(cell, sec, rows, transform) if rule is ORACLE else rule(zn, zp)
         weights[sec] = group_weights(w, rows)
-        zt = evidence(cell[f"{sec}|test"], transform)  # type: ignore[arg-type]
+        zt = evidence(cell[f"{sec}|test"], transform)
         scores[cell[f"{sec}|test_idx"]] = w @ zt
     res = q.summary(test, scores)
     res["weights"] = weights
@@ -421,9 +422,10 @@ def main(argv: list[str] | None = None) -> int:
     keep = set(args.kinds.split(",")) if args.kinds else None
     classical = tuple(k for k in args.classical.split(",") if k)
     deviation = BackendConfig().deviation if args.deviation is None else args.deviation
-    transform = BackendConfig().transform if args.transform is None else args.transform
-    if transform not in TRANSFORMS:
-        ap.error(f"--transform: expected one of {TRANSFORMS}, got {transform!r}")
+    given = BackendConfig().transform if args.transform is None else args.transform
+    if given not in TRANSFORMS:
+        ap.error(f"--transform: expected one of {TRANSFORMS}, got {given!r}")
+    transform = cast(Transform, given)
     kinds = ("model", *classical)
     rows = row_kinds(classical, deviation)
     rs = rules(rows)
