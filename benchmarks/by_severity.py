@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_agent.scoring.backend import Transform
+from edge_agent.scoring.fusion import Transform
 from edge_agent.scoring.pseudo import DEFAULT_COUNT
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -71,8 +71,7 @@ def grouped_auc(
     """Per group of faults (`by`: "severity" band or fault "kind"): {group: {rule: the mean
     over sections and seeds of the AUC of the normal test clips against the group's faulty
     ones}}, and each group's share of the test faults (%)."""
-    from edge_agent.scoring.backend import evidence
-    from edge_agent.scoring.fusion import auc
+    from edge_agent.scoring.fusion import auc, evidence
 
     group = {
         name: band_of(sev) if by == "severity" else kind

@@ -44,8 +44,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import fusion_study as fs
 import study_tables as st
 
-from edge_agent.scoring.backend import TRANSFORMS, BackendConfig, Transform, evidence
-from edge_agent.scoring.fusion import choose_weights
+from edge_agent.scoring.backend import BackendConfig
+from edge_agent.scoring.fusion import TRANSFORMS, Transform, choose_weights, evidence
 from edge_agent.scoring.pseudo import DEFAULT_COUNT, section_seed
 
 BEFORE = "none (shipped before)"

@@ -44,8 +44,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import quality as q
 import study_tables as st
 
-from edge_agent.scoring.backend import Transform
 from edge_agent.scoring.classical import DEFAULT_CLASSICAL
+from edge_agent.scoring.fusion import Transform
 from edge_agent.scoring.pseudo import DEFAULT_COUNT
 
 SHIPPED_RIDGE = 20.0
@@ -261,8 +261,7 @@ def _oracle(
 ) -> np.ndarray:
     import itertools
 
-    from edge_agent.scoring.backend import evidence
-    from edge_agent.scoring.fusion import groups_of
+    from edge_agent.scoring.fusion import evidence, groups_of
 
     test = cell["test"]
     idx = cell[f"{sec}|test_idx"]
@@ -349,7 +348,7 @@ def score_rule(
     """The rule's test scores -> harmonic means (quality.summary) and per-section weights;
     the rule weighs the standardised scores, the test scores pass through `transform` first
     (`BackendConfig.transform`, as the backend fuses them)."""
-    from edge_agent.scoring.backend import evidence
+    from edge_agent.scoring.fusion import evidence
 
     test = cell["test"]
     scores = np.full(len(test), np.nan)
@@ -414,7 +413,8 @@ def main(argv: list[str] | None = None) -> int:
         "the backend's; none: as they are, the system before 2026-12-05's ninth session)",
     )
     args = ap.parse_args(argv)
-    from edge_agent.scoring.backend import TRANSFORMS, BackendConfig
+    from edge_agent.scoring.backend import BackendConfig
+    from edge_agent.scoring.fusion import TRANSFORMS
     from model_build import quiet
 
     quiet.configure(verbose=False)

@@ -3,7 +3,6 @@ thresholds."""
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -16,20 +15,18 @@ from scipy.special import log_ndtr
 
 from edge_agent.scoring.backend import (
     PAPER_BACKEND,
-    TRANSFORMS,
     BackendConfig,
     BackendError,
     SectionBackend,
-    Transform,
     cross_fit_scores,
     fit_component,
     fit_section,
-    gaussian_surprise,
     kmeans,
     l2_normalise,
     local_density,
     view_weights,
 )
+from edge_agent.scoring.fusion import TRANSFORMS, Transform
 
 
 def _blobs(
@@ -532,14 +529,3 @@ def test_transform_is_checked_saved_with_the_section_and_old_files_read_as_none(
     np.testing.assert_allclose(np.logaddexp(0.0, old.score([x])), b.score([x]), rtol=1e-12)
     with pytest.raises(BackendError, match="backend transform: expected one of"):
         SectionBackend.from_dict({**d, "transform": np.asarray("sigmoid")})
-
-
-def test_gaussian_surprise_matches_the_normal_tail_everywhere() -> None:
-    """-ln P(Z > z) to 1e-9 relative from z = -40 to far in the tail (scipy as the
-    reference), never negative, never -0.0, finite for any finite z."""
-    z = np.concatenate([np.linspace(-40.0, 40.0, 4001), [29.99, 30.0, 30.01, 1e3, 1e8, -1e8]])
-    got = gaussian_surprise(z)
-    np.testing.assert_allclose(got, -log_ndtr(-z), rtol=1e-9, atol=1e-300)
-    assert np.all(np.isfinite(got)) and not np.any(np.signbit(got))
-    assert gaussian_surprise(np.zeros((2, 3))).shape == (2, 3)
-    assert float(gaussian_surprise(np.zeros(1))[0]) == pytest.approx(math.log(2.0))

@@ -3,8 +3,11 @@ pseudo-anomalies, anchored on the learned model; and their use in backend.fit_se
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
+from scipy.special import log_ndtr
 
 from edge_agent.scoring.backend import (
     BackendConfig,
@@ -14,7 +17,13 @@ from edge_agent.scoring.backend import (
     fit_component,
     fit_section,
 )
-from edge_agent.scoring.fusion import auc, choose_weights
+from edge_agent.scoring.fusion import (
+    Transform,
+    auc,
+    choose_weights,
+    evidence,
+    gaussian_surprise,
+)
 from edge_agent.scoring.pseudo import DEFAULT_COUNT, FIRST_KINDS, PseudoSet
 from edge_agent.scoring.pseudo import KINDS as PSEUDO_KINDS
 
@@ -217,3 +226,42 @@ def test_backend_config_reads_the_plan_of_an_older_bundle_and_checks_its_kinds()
     for bad_stored in ("tone", 7, None):  # read from a manifest: one line naming the field
         with pytest.raises(BackendError, match="pseudo_kinds"):
             BackendConfig.from_dict({**today.to_dict(), "pseudo_kinds": bad_stored})
+
+
+def test_gaussian_surprise_matches_the_normal_tail_everywhere() -> None:
+    """-ln P(Z > z) to 1e-9 relative from z = -40 to far in the tail (scipy as the
+    reference), never negative, never -0.0, finite far beyond any standardised score."""
+    z = np.concatenate([np.linspace(-40.0, 40.0, 4001), [29.99, 30.0, 30.01, 1e3, 1e8, -1e8]])
+    got = gaussian_surprise(z)
+    np.testing.assert_allclose(got, -log_ndtr(-z), rtol=1e-9, atol=1e-300)
+    assert np.all(np.isfinite(got)) and not np.any(np.signbit(got))
+    assert gaussian_surprise(np.zeros((2, 3))).shape == (2, 3)
+    assert float(gaussian_surprise(np.zeros(1))[0]) == pytest.approx(math.log(2.0))
+
+
+def test_the_transform_shapes_the_reported_separation_not_the_weights() -> None:
+    """The weights come from the standardised scores whatever the transform; `fused` is the
+    AUC of the row-weighted sum of the transformed scores, as the section fuses them."""
+    rng = np.random.default_rng(3)
+    normal = [rng.normal(size=40) for _ in range(3)]
+    pseudo = [rng.normal(size=48) + shift for shift in (1.5, 0.3, 0.0)]
+    pseudo[1][:6] += 6.0  # one view hears a few copies loudly
+    kinds = ["model", "bands", "bands"]
+    plain = choose_weights(normal, pseudo, kinds, 0.3, 20.0)
+    transforms: tuple[Transform, ...] = ("none", "softplus", "surprise")
+    for transform in transforms:
+        ch = choose_weights(normal, pseudo, kinds, 0.3, 20.0, transform)
+        assert ch.weights == plain.weights
+        w = np.asarray(ch.weights)[:, None]
+        expected = auc(
+            (w * [evidence(x, transform) for x in normal]).sum(axis=0),
+            (w * [evidence(x, transform) for x in pseudo]).sum(axis=0),
+        )
+        assert ch.fused == pytest.approx(expected, abs=1e-12)
+    # without a transform: the group weights on the groups' mean scores, as before
+    gw = np.asarray(plain.group_weights)
+    g_norm = np.stack([normal[0], (normal[1] + normal[2]) / 2])
+    g_pseudo = np.stack([pseudo[0], (pseudo[1] + pseudo[2]) / 2])
+    assert plain.fused == pytest.approx(auc(gw @ g_norm, gw @ g_pseudo), abs=1e-12)
+    surprise = choose_weights(normal, pseudo, kinds, 0.3, 20.0, "surprise")
+    assert surprise.fused != plain.fused  # the loud view counts more through the surprise

@@ -51,7 +51,6 @@ ablations; the default "joint" is the minimum over both.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields, replace
 from functools import cached_property
@@ -62,7 +61,15 @@ from numpy.typing import NDArray
 
 from edge_agent.arrays import AnyFloatArray
 from edge_agent.errors import EdgeAgentError
-from edge_agent.scoring.fusion import ANCHOR_KIND, MIN_NORMAL, Choice, auc, choose_weights
+from edge_agent.scoring.fusion import (
+    ANCHOR_KIND,
+    MIN_NORMAL,
+    TRANSFORMS,
+    Choice,
+    Transform,
+    choose_weights,
+    evidence,
+)
 from edge_agent.scoring.pseudo import FIRST_KINDS, PERTURB, PseudoSet
 from edge_agent.scoring.pseudo import KINDS as PSEUDO_KINDS
 
@@ -70,12 +77,10 @@ Variant = Literal["joint", "source", "target", "sum"]
 References = Literal["all", "kmeans"]
 Fusion = Literal["sum", "max"]
 Weighting = Literal["fixed", "pseudo"]
-Transform = Literal["none", "softplus", "surprise"]
 COSINE_VARIANTS: tuple[Variant, ...] = get_args(Variant)
 REFERENCE_KINDS: tuple[str, ...] = get_args(References)
 FUSIONS: tuple[str, ...] = get_args(Fusion)
 WEIGHTINGS: tuple[str, ...] = get_args(Weighting)
-TRANSFORMS: tuple[str, ...] = get_args(Transform)
 _MIN_DENSITY = 1e-4  # cosine distance; duplicated references would otherwise divide by 0
 _MIN_STD = 1e-6
 MAX_DEVIATION = 64
@@ -399,53 +404,6 @@ def kmeans(
 
 
 # ---------------------------------------------------------------- one embedding space
-
-
-def evidence(z: AnyFloatArray, transform: Transform) -> NDArray[np.float64]:
-    """Standardised scores as the fusion weighs them (`BackendConfig.transform`): as they are
-    ("none"), softplus(z) = ln(1 + e^z), or the Gaussian surprise -ln P(Z > z); no underflow,
-    and finite wherever z^2 is (|z| < 1e154; a standardised score is never near that)."""
-    a = np.asarray(z, dtype=np.float64)
-    if transform == "none":
-        return a
-    if transform == "softplus":
-        return np.asarray(np.logaddexp(0.0, a))
-    if transform == "surprise":
-        return gaussian_surprise(a)
-    raise BackendError(f"backend transform: expected one of {TRANSFORMS}, got {transform!r}")
-
-
-_SURPRISE_TAIL = 30.0
-"""Above this z, P(Z > z) (about 5e-198) nears float64's smallest numbers: the asymptotic
-series takes over, which agrees with the exact value to 1e-12 there."""
-
-
-def gaussian_surprise(z: NDArray[np.float64]) -> NDArray[np.float64]:
-    """-ln P(Z > z), Z standard normal, elementwise (the standard library's erfc, one value at
-    a time: a window has one score per component, and numpy's per-call overhead on arrays that
-    small cost more than the arithmetic; the device imports no scipy)."""
-    flat = z.reshape(-1).tolist()
-    out = np.fromiter((_surprise(v) for v in flat), dtype=np.float64, count=len(flat))
-    result: NDArray[np.float64] = out.reshape(z.shape)
-    return result
-
-
-def _surprise(v: float) -> float:
-    """-ln P(Z > v) for one v. Below 0 from the lower tail's mass, -ln(1 - P(Z < v)), exact
-    where P(Z > v) is within rounding of 1 (+ 0.0: ln 1 would give -0.0); above 0 from
-    P(Z > v) = erfc(v / sqrt 2) / 2; above `_SURPRISE_TAIL`, where that nears float64's
-    smallest numbers, the asymptotic series of Mills' ratio:
-    v^2/2 + ln(v sqrt(2 pi)) - ln(1 - 1/v^2 + 3/v^4)."""
-    if v > _SURPRISE_TAIL:
-        return (
-            0.5 * v * v
-            + math.log(v * math.sqrt(2.0 * math.pi))
-            - math.log1p(-1.0 / (v * v) + 3.0 / (v * v * v * v))
-        )
-    root2 = math.sqrt(2.0)
-    if v < 0.0:
-        return 0.0 - math.log1p(-0.5 * math.erfc(-v / root2))
-    return -math.log(0.5 * math.erfc(v / root2))
 
 
 @dataclass(frozen=True)
@@ -1047,7 +1005,12 @@ def fit_section(
     if decide and kinds is not None:
         groups = [*kinds, *[kinds[i] for i in with_dev]]  # a deviation joins its component
         choice = choose_weights(
-            [a for a, _ in z], [b for _, b in z], groups, config.anchor, config.ridge
+            [a for a, _ in z],
+            [b for _, b in z],
+            groups,
+            config.anchor,
+            config.ridge,
+            config.transform,
         )
         comps = [replace(c, weight=x) for c, x in zip(comps, choice.weights[:n], strict=True)]
         for i, x in zip(with_dev, choice.weights[n:], strict=True):
@@ -1057,8 +1020,6 @@ def fit_section(
     # BENCHMARKS.md "One-sided evidence")
     fused = _fused(comps, [a for a, _ in z], config)
     threshold = float(np.percentile(fused, config.percentile))
-    if choice is not None:  # its separation as the section fuses: through the transform
-        choice = replace(choice, fused=auc(fused, _fused(comps, [b for _, b in z], config)))
     backend = SectionBackend(tuple(comps), threshold, config.fusion, config.transform)
     return SectionFit(backend, fused, n_src, choice)
 
@@ -1066,9 +1027,10 @@ def fit_section(
 def _fused(
     comps: Sequence[Component], z: Sequence[NDArray[np.float64]], config: BackendConfig
 ) -> NDArray[np.float64]:
-    """The fused score of rows whose standardised scores are `z` (every component's cosine
-    score, then the deviation scores of those that have one, as `_cross_fitted` orders them),
-    weighted and through the transform as `SectionBackend.score` fuses a window's."""
+    """The fused score of the held-out clips whose standardised scores are `z` (every
+    component's cosine score, then the deviation scores of those that have one, as
+    `_cross_fitted` orders them), weighted and through the transform as `SectionBackend.score`
+    fuses a window's."""
     n, t = len(comps), config.transform
     per = [c.weight * evidence(zi, t) for c, zi in zip(comps, z[:n], strict=True)]
     with_dev = [i for i, c in enumerate(comps) if c.deviation]

@@ -18,7 +18,11 @@ in a plant, so the decision has to come from normal clips alone:
    little). Negative weights are set to 0 (a view that scores pseudo-anomalies as MORE normal
    has nothing to add to a sum of "more anomalous" scores); the largest weight is scaled to 1;
 4. the result is blended with the anchor, the learned model alone: w = (1 - anchor) w_lda +
-   anchor (1, 0, ..., 0), rescaled to a largest weight of 1.
+   anchor (1, 0, ..., 0), rescaled to a largest weight of 1;
+5. the section then fuses each standardised score through `evidence` (the backend's
+   `transform`; default the Gaussian surprise -ln P(Z > z)): a component that finds a clip
+   MORE typical than its normal clips no longer cancels another's evidence of a fault. The
+   weights are decided on the standardised scores themselves, not on the transformed ones.
 
 The anchor and the ridge are what keep the rule honest: pseudo-anomalies are only a proxy for
 real faults and a discriminant over ~40 + 48 scores is noisy; the learned model is the
@@ -30,12 +34,18 @@ AUC: the maximum over candidates picked noise and scored 0.4 points lower on the
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 import numpy as np
 from numpy.typing import NDArray
 
+from edge_agent.arrays import AnyFloatArray
+
+Transform = Literal["none", "softplus", "surprise"]
+TRANSFORMS: tuple[str, ...] = get_args(Transform)
 ANCHOR_KIND = "model"
 MIN_NORMAL = 8
 """Fewer held-out normal clips than this decide nothing: a discriminant over a handful of
@@ -54,8 +64,56 @@ class Choice:
     separation: tuple[float, ...]
     """Each group's own AUC, held-out normal clips vs pseudo-anomalies."""
     fused: float
-    """The chosen weighting's AUC on the same scores (`backend.fit_section` replaces it with
-    the AUC of the section's fused scores, through its `transform`)."""
+    """The chosen weighting's AUC on the same scores, each through the `transform` the section
+    fuses them with (`evidence`)."""
+
+
+def evidence(z: AnyFloatArray, transform: Transform) -> NDArray[np.float64]:
+    """Standardised scores as the fusion weighs them (`backend.BackendConfig.transform`): as
+    they are ("none"), softplus(z) = ln(1 + e^z), or the Gaussian surprise -ln P(Z > z); no
+    underflow, and finite wherever z^2 is (|z| < 1e154; a standardised score is never near
+    that)."""
+    a = np.asarray(z, dtype=np.float64)
+    if transform == "none":
+        return a
+    if transform == "softplus":
+        return np.asarray(np.logaddexp(0.0, a))
+    if transform == "surprise":
+        return gaussian_surprise(a)
+    raise ValueError(f"transform: expected one of {TRANSFORMS}, got {transform!r}")
+
+
+_SURPRISE_TAIL = 30.0
+"""Above this z, P(Z > z) (about 5e-198) nears float64's smallest numbers: the asymptotic
+series takes over, which agrees with the exact value to 1e-12 there."""
+
+
+def gaussian_surprise(z: NDArray[np.float64]) -> NDArray[np.float64]:
+    """-ln P(Z > z), Z standard normal, elementwise (the standard library's erfc, one value at
+    a time: a window has one score per component, and numpy's per-call overhead on arrays that
+    small cost more than the arithmetic; the device imports no scipy)."""
+    flat = z.reshape(-1).tolist()
+    out = np.fromiter((_surprise(v) for v in flat), dtype=np.float64, count=len(flat))
+    result: NDArray[np.float64] = out.reshape(z.shape)
+    return result
+
+
+def _surprise(v: float) -> float:
+    """-ln P(Z > v) for one v. Below 0 from the lower tail's mass, -ln(1 - P(Z < v)), exact
+    where P(Z > v) is within rounding of 1 (+ 0.0: ln 1 would give -0.0); above 0 from
+    P(Z > v) = erfc(v / sqrt 2) / 2; above `_SURPRISE_TAIL`, where that nears float64's
+    smallest numbers, the asymptotic series of Mills' ratio:
+    v^2/2 + ln(v sqrt(2 pi)) - ln(1 - 1/v^2 + 3/v^4)."""
+    if v > _SURPRISE_TAIL:
+        return (
+            0.5 * v * v
+            + math.log(v * math.sqrt(2.0 * math.pi))
+            - math.log1p(-1.0 / (v * v) + 3.0 / (v * v * v * v))
+        )
+    root2 = math.sqrt(2.0)
+    if v < 0.0:
+        return 0.0 - math.log1p(-0.5 * math.erfc(-v / root2))
+    return -math.log(0.5 * math.erfc(v / root2))
 
 
 def auc(negatives: NDArray[np.floating], positives: NDArray[np.floating]) -> float:
@@ -104,12 +162,16 @@ def choose_weights(
     kinds: Sequence[str],
     anchor: float,
     ridge: float,
+    transform: Transform = "none",
 ) -> Choice:
     """The weighting of the module docstring.
 
     `normal[i]` / `pseudo[i]`: component i's standardised scores of the held-out normal clips
     and of the pseudo-anomalies (the same clips in the same order for every component);
-    `kinds[i]`: its kind ("model" for learned embeddings: they form the anchor group).
+    `kinds[i]`: its kind ("model" for learned embeddings: they form the anchor group). The
+    weights are decided on the standardised scores themselves; `transform` (`evidence`) only
+    shapes the reported separation of the fused scores, as the section fuses them (deciding on
+    the transformed scores measured lower: BENCHMARKS.md "One-sided evidence").
     """
     if not (len(normal) == len(pseudo) == len(kinds)) or not kinds:
         raise ValueError(
@@ -148,5 +210,9 @@ def choose_weights(
     for g, m in enumerate(members):
         for i in m:
             weights[i] = float(gw[g]) / len(m)
-    fused = auc(gw @ g_norm, gw @ g_pseudo)
+    w_rows = np.asarray(weights)[:, None]
+    fused = auc(
+        (w_rows * [evidence(x, transform) for x in normal]).sum(axis=0),
+        (w_rows * [evidence(x, transform) for x in pseudo]).sum(axis=0),
+    )
     return Choice(tuple(weights), tuple(groups), tuple(float(x) for x in gw), sep, fused)
